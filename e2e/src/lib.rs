@@ -1,0 +1,1 @@
+//! Sluice e2e harness.

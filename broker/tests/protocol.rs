@@ -321,6 +321,38 @@ async fn malformed_frames_cost_only_their_connection() {
     broker.shutdown().await.expect("shutdown");
 }
 
+/// A tiny request claiming billions of array elements must be a decode error for that
+/// connection, not an allocation abort of the whole broker (see third_party/kafka-protocol).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_array_counts_cost_only_their_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut healthy = Conn::connect(broker.kafka_addr()).await;
+    // Metadata v0 (classic array, i32 count) and v12 (compact array, varint count + 1).
+    let classic: Vec<u8> = [
+        &[0u8, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff][..],
+        &0x7fff_ffffi32.to_be_bytes(),
+    ]
+    .concat();
+    let compact: Vec<u8> = [
+        &[0u8, 3, 0, 12, 0, 0, 0, 2, 0xff, 0xff, 0][..],
+        &[0xff, 0xff, 0xff, 0xff, 0x0f][..],
+    ]
+    .concat();
+    for body in [classic, compact] {
+        let mut bad = Conn::connect(broker.kafka_addr()).await;
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        bad.s.write_all(&frame).await.expect("write");
+        bad.expect_closed().await;
+        let ok: ApiVersionsResponse = healthy
+            .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .await;
+        assert_eq!(ok.error_code, 0);
+    }
+    broker.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_v2_is_refused_with_unsupported_version() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -327,8 +327,11 @@ impl PartitionLog {
         let log_start = segments[0].base;
         // Whatever survived is on disk now (maybe only in the page cache, after a process
         // crash): make it durable before anyone may read it as committed.
-        let active = &segments[segments.len() - 1];
-        active.log.sync_data().map_err(io_err(&active.log_path))?;
+        // Closed segments too: a crash right after a roll can leave the closed segment's last
+        // writes unsynced (the roll queues its fsync). On clean files this is nearly free.
+        for seg in &segments {
+            seg.log.sync_data().map_err(io_err(&seg.log_path))?;
+        }
         sync_dir(&dir)?;
 
         let (durable_tx, _) = watch::channel(Durable {
@@ -661,7 +664,13 @@ impl PartitionLog {
         let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
         let mut doomed = 0;
         for s in &inner.segments[..inner.segments.len() - 1] {
-            let by_time = ret_ms >= 0 && s.max_timestamp < now_ms.saturating_sub(ret_ms);
+            // Batches without timestamps (-1): judge by the file's modification time.
+            let newest = if s.max_timestamp >= 0 {
+                s.max_timestamp
+            } else {
+                file_mtime_ms(&s.log).unwrap_or(now_ms)
+            };
+            let by_time = ret_ms >= 0 && newest < now_ms.saturating_sub(ret_ms);
             let by_size = ret_bytes >= 0 && total.saturating_sub(s.size) >= ret_bytes as u64;
             if !(by_time || by_size) {
                 break;
@@ -748,6 +757,12 @@ impl PartitionLog {
     pub fn delete(self) -> Result<(), LogError> {
         self.remove_files()
     }
+}
+
+fn file_mtime_ms(f: &File) -> Option<i64> {
+    let m = f.metadata().ok()?.modified().ok()?;
+    let d = m.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
 }
 
 /// Header fields needed to walk batches: (base offset, size, last offset).

@@ -762,6 +762,90 @@ fn manager_spreads_configs_to_partitions_and_survives_restart() {
     assert_eq!(m.partition("events", 0).unwrap().log_end_offset(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_batches_fsyncs_for_steady_concurrent_producers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Arc::new(PartitionLog::open(tmp.path().join("t-0"), always()).unwrap());
+    let (producers, rounds) = (8, 50);
+    let before = log.fsync_count();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let log = Arc::clone(&log);
+        tasks.push(tokio::spawn(async move {
+            for r in 0..rounds {
+                let b = B::new(1).tag(&format!("p{p}r{r}")).build();
+                let info = appended(log.append(b).unwrap());
+                log.wait_durable(info.last_offset).await.unwrap();
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for t in tasks {
+        tokio::time::timeout_at(deadline.into(), t)
+            .await
+            .expect("producers finish")
+            .unwrap();
+    }
+    let waits = (producers * rounds) as u64;
+    let fsyncs = log.fsync_count() - before;
+    println!(
+        "group commit: {producers} producers x {rounds} acks=all appends = {waits} waits, {fsyncs} fsyncs, {:?} total fsync time",
+        log.fsync_time()
+    );
+    assert!(fsyncs < waits, "{fsyncs} fsyncs for {waits} waits");
+    assert_eq!(read_all(&log).len(), producers * rounds);
+}
+
+/// Rough append throughput with fsync=always and concurrent acks=all producers (1 KiB
+/// records, 16 per batch). Not a benchmark: run by hand with
+/// `cargo test -p sluice-broker --lib log::tests::append_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+async fn append_throughput() {
+    let secs: u64 = std::env::var("SLUICE_LOG_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .min(20);
+    let policy = match std::env::var("SLUICE_LOG_BENCH_FSYNC").as_deref() {
+        Ok("interval") => cfg(),
+        _ => always(),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Arc::new(PartitionLog::open(tmp.path().join("t-0"), policy.clone()).unwrap());
+    let value = "x".repeat(1024);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let log = Arc::clone(&log);
+        let batch = B::new(16).tag(&value).build();
+        tasks.push(tokio::spawn(async move {
+            let mut bytes = 0u64;
+            while Instant::now() < deadline {
+                let info = appended(log.append(batch.clone()).unwrap());
+                log.wait_durable(info.last_offset).await.unwrap();
+                bytes += batch.len() as u64;
+            }
+            bytes
+        }));
+    }
+    let mut bytes = 0;
+    for t in tasks {
+        bytes += t.await.unwrap();
+    }
+    let el = start.elapsed().as_secs_f64();
+    println!(
+        "append throughput ({:?}, 8 producers, 16 x 1 KiB records per batch): {:.1} MB/s, {:.0} records/s, {} fsyncs ({:?} in fsync), {} segments",
+        policy.fsync,
+        bytes as f64 / el / 1e6,
+        log.log_end_offset() as f64 / el,
+        log.fsync_count(),
+        log.fsync_time(),
+        log.segment_count()
+    );
+}
+
 // ---- crash test -------------------------------------------------------------------------
 
 const CRASH_ENV: &str = "SLUICE_LOG_CRASH_CHILD_DIR";

@@ -351,6 +351,48 @@ fn corrupt_crc_in_the_middle_of_the_active_segment_truncates_there() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), sizes[0] + sizes[1]);
 }
 
+#[test]
+fn torn_closed_segment_drops_everything_after_it() {
+    // A crash right after a roll, before the roll's queued fsync, can leave the closed
+    // segment short while the new one already exists.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(B::new(2).tag(&format!("c{i}")).build()).unwrap();
+        }
+        log.flush().unwrap();
+        assert!(log.segment_count() >= 3);
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let victim = &logs[logs.len() - 2];
+    let len = std::fs::metadata(victim).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(victim)
+        .unwrap();
+    f.set_len(len - 10).unwrap();
+    drop(f);
+
+    let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+    assert!(!logs[logs.len() - 1].exists(), "later segment removed");
+    assert_eq!(log.segment_count(), logs.len() - 1);
+    let all = read_all(&log);
+    assert_eq!(all.len() as i64, log.log_end_offset());
+    for (i, (o, _)) in all.iter().enumerate() {
+        assert_eq!(*o, i as i64);
+    }
+    // The cut segment is the active one now and takes new appends.
+    let info = appended(log.append(B::new(1).build()).unwrap());
+    assert_eq!(info.base_offset, all.len() as i64);
+}
+
 fn small_segments() -> LogConfig {
     LogConfig {
         segment_bytes: 1000,
@@ -844,6 +886,42 @@ async fn append_throughput() {
         log.fsync_time(),
         log.segment_count()
     );
+}
+
+#[tokio::test]
+async fn manager_background_tasks_enforce_retention_and_flush() {
+    let tmp = tempfile::tempdir().unwrap();
+    let defaults = LogDefaults {
+        retention_check_interval: Duration::from_millis(20),
+        fsync_interval: Duration::from_millis(20),
+        ..LogDefaults::default()
+    };
+    let m = Arc::new(LogManager::open(tmp.path(), defaults).unwrap());
+    let c: std::collections::BTreeMap<String, String> = [
+        ("segment.bytes", "1000"),
+        ("retention.ms", "60000"),
+        ("sluice.fsync", "interval"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    m.create_topic("old", 1, c, false).unwrap();
+    let p = m.partition("old", 0).unwrap();
+    for _ in 0..30 {
+        p.append(B::new(2).ts(now() - 3_600_000).build()).unwrap();
+    }
+    assert!(p.segment_count() > 2);
+    let fsyncs = p.fsync_count();
+    let stop = tokio_util::sync::CancellationToken::new();
+    m.spawn_background(stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.segment_count() > 1 || p.fsync_count() == fsyncs {
+        assert!(Instant::now() < deadline, "background tasks did not run");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(p.log_start_offset() > 0);
+    assert!(m.fsync_stats().0 > 0);
+    stop.cancel();
 }
 
 // ---- crash test -------------------------------------------------------------------------

@@ -378,7 +378,7 @@ impl PartitionLog {
             return Err(LogError::Io {
                 path: self.dir.clone(),
                 source: std::io::Error::other(
-                    "an earlier fsync failed; the partition is read-only",
+                    "the partition is closed (deleted, or an earlier fsync failed)",
                 ),
             });
         }
@@ -839,6 +839,9 @@ fn find_timestamp(
             return Ok(None);
         };
         if h.base_offset >= hw {
+            return Ok(None);
+        }
+        if pos + h.size as u64 > end {
             return Ok(None);
         }
         if h.max_timestamp >= ts {

@@ -155,6 +155,15 @@ impl Shared {
     fn take_sync_work(&self, with_indexes: bool) -> (i64, Vec<Arc<File>>, bool, bool) {
         let mut inner = lock(&self.inner);
         let target = inner.next_offset;
+        let always = inner.config.fsync == FsyncPolicy::Always;
+        if target <= self.durable_tx.borrow().offset
+            && inner.unsynced.is_empty()
+            && !inner.dir_dirty
+        {
+            // Nothing written since the last round (an idle partition under the interval
+            // flusher): no fsync at all.
+            return (target, Vec::new(), false, always);
+        }
         let mut files = std::mem::take(&mut inner.unsynced);
         let [log, index, timeindex] = inner.active().files();
         files.push(log);
@@ -163,7 +172,6 @@ impl Shared {
             files.push(timeindex);
         }
         let dir_dirty = std::mem::take(&mut inner.dir_dirty);
-        let always = inner.config.fsync == FsyncPolicy::Always;
         (target, files, dir_dirty, always)
     }
 

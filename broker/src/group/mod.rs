@@ -872,6 +872,9 @@ impl GroupCoordinator {
         } else {
             AUTHORIZED_OPS_OMITTED
         };
+        // Read the offsets store before taking the groups lock: never hold one while waiting
+        // on the other (the store's lock is held across an fsync).
+        let with_offsets: BTreeSet<String> = self.offsets.groups().into_iter().collect();
         let groups = self.lock();
         let described = req
             .groups
@@ -888,7 +891,7 @@ impl GroupCoordinator {
                 }
                 match groups.get(id) {
                     Some(slot) => describe_group(&slot.group, version, base),
-                    None if self.offsets.has_group(id) => {
+                    None if with_offsets.contains(id) => {
                         base.with_group_state(s(GroupState::Empty.as_str()))
                     }
                     None => {

@@ -278,7 +278,7 @@ impl Group {
         if self.state == GroupState::Dead {
             return reply(codes::COORDINATOR_NOT_AVAILABLE, &a.member_id);
         }
-        if !self.supports(&a.protocol_type, &a.protocols) {
+        if !self.supports(&a.member_id, &a.protocol_type, &a.protocols) {
             return reply(codes::INCONSISTENT_GROUP_PROTOCOL, &a.member_id);
         }
 
@@ -568,20 +568,30 @@ impl Group {
         }
     }
 
-    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
-        if self.members.is_empty() {
+    /// Whether a member (`member_id`, empty for a new one) with these protocols fits the
+    /// group: same protocol type, and at least one protocol every *other* member supports (a
+    /// sole member may change its protocols freely).
+    fn supports(
+        &self,
+        member_id: &str,
+        protocol_type: &str,
+        protocols: &[(String, Bytes)],
+    ) -> bool {
+        let others: Vec<&Member> = self
+            .members
+            .values()
+            .filter(|m| m.id != member_id)
+            .collect();
+        if others.is_empty() {
             return true;
         }
         if self.protocol_type.as_deref() != Some(protocol_type) {
             return false;
         }
-        let n = self.members.len();
         protocols.iter().any(|(name, _)| {
-            self.members
-                .values()
-                .filter(|m| m.protocols.iter().any(|(p, _)| p == name))
-                .count()
-                == n
+            others
+                .iter()
+                .all(|m| m.protocols.iter().any(|(p, _)| p == name))
         })
     }
 
@@ -1190,6 +1200,20 @@ mod tests {
             step,
             JoinStep::Reply(JoinResult::error(codes::INCONSISTENT_GROUP_PROTOCOL, ""))
         );
+    }
+
+    #[test]
+    fn sole_member_may_change_its_protocols() {
+        let now = Instant::now();
+        let mut g = stable_group(&["a"], now);
+        let (step, fx) = g.join(args("a", &["sticky"]), String::new(), &limits(0), now);
+        assert_eq!(
+            step,
+            JoinStep::Wait {
+                member_id: "a".into()
+            }
+        );
+        assert_eq!(joins(&fx)[0].protocol_name.as_deref(), Some("sticky"));
     }
 
     #[test]

@@ -710,9 +710,17 @@ async fn http_reports_health_readiness_and_metrics() {
         "sluice_produce_latency_seconds_count",
         "sluice_log_size_bytes{topic=\"m\",partition=\"0\"}",
         "sluice_connections 1",
+        "sluice_log_fsyncs_total",
+        "sluice_log_fsync_seconds_total",
     ] {
         assert!(body.contains(needle), "missing {needle} in\n{body}");
     }
+    let fsyncs: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_log_fsyncs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("fsync counter");
+    assert!(fsyncs >= 1.0, "an acks=all produce under fsync=always fsyncs");
     broker.shutdown().await.expect("shutdown");
 }
 

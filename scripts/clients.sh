@@ -4,7 +4,11 @@
 #   - a Python venv with kafka-python (pure Python) and confluent-kafka (bundled librdkafka),
 #     plus the compression codecs kafka-python needs, cached at
 #     ~/.cache/sluice/venv-<python-version>-<hash of the pinned versions>;
-#   - kcat from Debian (old librdkafka 2.0.2) when apt-get is available (SLUICE_SKIP_KCAT=1 skips it).
+#   - kcat from Debian (old librdkafka 2.0.2) when apt-get is available (SLUICE_SKIP_KCAT=1 skips it);
+#   - what the `rdkafka` dev-dependency needs to build librdkafka from source: cmake, a C/C++
+#     compiler, and the libcurl headers (librdkafka 2.12.1's rdkafka_conf.c includes <curl/curl.h>
+#     under `#ifdef WITH_OAUTHBEARER_OIDC`, which its cmake build always defines, even to 0).
+#     So run this script BEFORE `cargo test` builds the broker's tests.
 #
 # Idempotent: a complete cached venv is reused as is. The last line of stdout is the path of the
 # venv's python; the Rust tests run this script and read that line (or take env SLUICE_PYTHON).
@@ -22,6 +26,28 @@ PINS=(
 
 step() { echo "clients.sh: $*" >&2; }
 fail() { echo "clients.sh: FAILED at step '$1': $2" >&2; exit 1; }
+
+apt_install() {
+  # apt_install STEP PACKAGE...: installs Debian packages, running apt-get update once if needed.
+  local what="$1"; shift
+  if ! command -v apt-get >/dev/null 2>&1 || [[ "$(id -u)" != "0" ]]; then
+    fail "$what" "need Debian packages '$*' but apt-get as root is not available; install them by hand"
+  fi
+  step "$what: apt-get install $*"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2; then
+    step "$what: apt-get install failed; running apt-get update and retrying"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || fail "$what" "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 || fail "$what" "apt-get install $* failed"
+  fi
+}
+
+step "checking the librdkafka build prerequisites (cmake, cc, c++, curl headers)"
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v c++ >/dev/null 2>&1 || need+=(g++)
+if ! echo '#include <curl/curl.h>' | cc -E -x c - >/dev/null 2>&1; then need+=(libcurl4-openssl-dev); fi
+if [[ ${#need[@]} -gt 0 ]]; then apt_install "librdkafka build prerequisites" "${need[@]}"; fi
 
 PY="${SLUICE_BASE_PYTHON:-python3}"
 step "finding the base python ($PY)"
@@ -59,15 +85,8 @@ fi
 if [[ "${SLUICE_SKIP_KCAT:-0}" != "1" ]]; then
   if command -v kcat >/dev/null 2>&1; then
     step "kcat present: $(command -v kcat)"
-  elif command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == "0" ]]; then
-    step "installing kcat with apt-get"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat >&2; then
-      step "apt-get install kcat failed; running apt-get update and retrying"
-      DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || fail "apt-get update" "apt-get update failed"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat >&2 || fail "install kcat" "apt-get install kcat failed"
-    fi
   else
-    fail "install kcat" "kcat is not installed and apt-get as root is not available; install kcat or set SLUICE_SKIP_KCAT=1"
+    apt_install "install kcat" kcat
   fi
 fi
 

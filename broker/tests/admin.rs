@@ -12,6 +12,7 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -235,7 +236,7 @@ fn unknown_topics_are_refused_when_auto_creation_is_disabled() {
     let topic = topic_name("no-auto");
     let p = rd_producer(&bs, &[("message.timeout.ms", "3000")]);
     rd_send(&p, &topic, None, 0);
-    let _ = rdkafka::producer::Producer::flush(&p, Duration::from_secs(10));
+    let _ = p.flush(Duration::from_secs(10));
     let failed = p.context().failed.lock().expect("lock").clone();
     let acked = p.context().acked.lock().expect("lock").clone();
     assert!(acked.is_empty(), "a record to an unknown topic was acknowledged");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BufMut;
 use common::*;
 use kafka_protocol::messages::ApiVersionsRequest;
+use rdkafka::producer::Producer;
 
 /// How the broker reacted to a bad frame.
 #[derive(Debug, PartialEq)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 const N: u64 = 240;

@@ -61,14 +61,15 @@ pub struct TestRecord {
 
 /// The i-th test record. `broker/tests/python/records.py` builds exactly the same records.
 /// Keys are sometimes null, values sometimes null (tombstones), values are binary (every byte
-/// value occurs) and compressible, headers repeat keys and hold binary values.
+/// value occurs) and compressible, headers repeat keys and hold binary values. Never both key
+/// and value null (kafka-python refuses to send that).
 pub fn test_record(i: u64) -> TestRecord {
     let key = if i % 5 == 4 {
         None
     } else {
         Some(format!("key-{i}").into_bytes())
     };
-    let value = if i % 11 == 10 {
+    let value = if i % 11 == 10 && key.is_some() {
         None
     } else {
         let len = (i * 97 % 1500 + 1) as usize;
@@ -270,9 +271,11 @@ impl TestBroker {
 fn shutdown_broker(rt: &tokio::runtime::Runtime, b: sluice_broker::Broker) {
     rt.block_on(async move {
         let deadline = Duration::from_secs(30);
-        tokio::time::timeout(deadline, b.shutdown())
-            .await
-            .expect("broker shutdown finishes within 30 s")
+        match tokio::time::timeout(deadline, b.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("broker shutdown failed: {e}"),
+            Err(_) => panic!("broker shutdown did not finish within {deadline:?}"),
+        }
     });
 }
 
@@ -490,7 +493,6 @@ pub fn rd_send(p: &TestProducer, topic: &str, partition: Option<i32>, i: u64) {
     if let Some(part) = partition {
         rec = rec.partition(part);
     }
-    let mut rec = rec;
     for _ in 0..1000 {
         match p.send(rec) {
             Ok(()) => return,
@@ -543,10 +545,12 @@ pub fn rd_produce_all(
     acked
 }
 
-/// A librdkafka consumer without a group (manual assignment), checking CRCs.
+/// A librdkafka consumer for manual assignment (librdkafka wants a group.id even then; it never
+/// joins the group unless subscribed), checking CRCs.
 pub fn rd_consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-tests-reader")
         .set("enable.auto.commit", "false")
         .set("check.crcs", "true")
         .set("broker.address.family", "v4")

@@ -4,7 +4,7 @@
 def test_record(i):
     """Returns (key, value, headers) of record i; headers is a list of (str, bytes) pairs."""
     key = None if i % 5 == 4 else b"key-%d" % i
-    if i % 11 == 10:
+    if i % 11 == 10 and key is not None:
         value = None
     else:
         n = i * 97 % 1500 + 1

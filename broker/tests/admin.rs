@@ -143,9 +143,10 @@ fn rdkafka_admin_creates_describes_alters_grows_and_deletes_topics() {
     let res = broker
         .block_on(a.alter_configs([&bad], &opts()))
         .expect("alter_configs request");
+    let after = value_of(&describe(&broker, &a, &topic), "retention.ms");
     assert!(
         matches!(res.first(), Some(Err(_))),
-        "retention.ms=soon accepted: {res:?}"
+        "AlterConfigs retention.ms=soon accepted: {res:?}; retention.ms is now {after:?}"
     );
 
     // CreatePartitions grows the topic; producing to the new partition works.

@@ -98,9 +98,14 @@ fn sigterm_shuts_down_cleanly_with_exit_0_and_keeps_the_data() {
     let logs = tempfile::tempdir().expect("log dir");
     let mut broker = BinaryBroker::spawn(data.path(), &[], &logs.path().join("a.log"));
     assert!(
-        broker.log().contains("INFO sluice_broker: listening kafka="),
+        strip_ansi(&broker.log()).contains("INFO sluice_broker: listening kafka="),
         "startup line: {}",
         broker.log()
+    );
+    assert!(
+        !broker.log().contains('\u{1b}'),
+        "the broker writes ANSI colour codes to a log that is not a terminal: {:?}",
+        broker.log().lines().next()
     );
     let (health, _) = http_get(broker.http_addr, "/healthz").expect("GET /healthz");
     assert_eq!(health, 200);

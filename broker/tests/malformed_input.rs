@@ -89,7 +89,7 @@ fn assert_still_serving(broker: &TestBroker, n: u64) {
 
 #[test]
 fn malformed_frames_cost_only_their_own_connection() {
-    let broker = TestBroker::start(&["--max-request-bytes", "1048576"]);
+    let broker = TestBroker::start(&["--max-request-bytes", "1048576", "--max-message-bytes", "1000000"]);
     let addr = broker.kafka_addr();
     // An idle client that never sends anything is open the whole time.
     let idle = TcpStream::connect(addr).expect("idle connection");
@@ -110,7 +110,7 @@ fn malformed_frames_cost_only_their_own_connection() {
         ("unknown API key 9999", frame(&header(9999, 0, 7, &[])), false),
         (
             "garbage payload",
-            frame(&(0..64u32).map(|i| (0xff - i * 37) as u8).collect::<Vec<u8>>()),
+            frame(&(0..64u32).map(|i| 0xffu32.wrapping_sub(i * 37) as u8).collect::<Vec<u8>>()),
             false,
         ),
         (

@@ -384,8 +384,28 @@ impl Drop for BinaryBroker {
     }
 }
 
-/// Finds `listening kafka=<addr> http=<addr>` in the broker's output.
+/// Removes ANSI escape sequences (`ESC [ … letter`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Finds `listening kafka=<addr> http=<addr>` in the broker's output (colours tolerated here;
+/// `sigterm_shuts_down_cleanly…` checks the plain line).
 pub fn parse_listening_line(out: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let out = strip_ansi(out);
     let line = out.lines().find(|l| l.contains("listening kafka="))?;
     let field = |name: &str| -> Option<SocketAddr> {
         let start = line.find(name)? + name.len();

@@ -5,10 +5,8 @@
 #     plus the compression codecs kafka-python needs, cached at
 #     ~/.cache/sluice/venv-<python-version>-<hash of the pinned versions>;
 #   - kcat from Debian (old librdkafka 2.0.2) when apt-get is available (SLUICE_SKIP_KCAT=1 skips it);
-#   - what the `rdkafka` dev-dependency needs to build librdkafka from source: cmake, a C/C++
-#     compiler, and the libcurl headers (librdkafka 2.12.1's rdkafka_conf.c includes <curl/curl.h>
-#     under `#ifdef WITH_OAUTHBEARER_OIDC`, which its cmake build always defines, even to 0).
-#     So run this script BEFORE `cargo test` builds the broker's tests.
+#   - what the `rdkafka` dev-dependency needs to build librdkafka from source with its configure
+#     script: make, a C/C++ compiler, perl. Run this script BEFORE `cargo test` builds the tests.
 #
 # Idempotent: a complete cached venv is reused as is. The last line of stdout is the path of the
 # venv's python; the Rust tests run this script and read that line (or take env SLUICE_PYTHON).
@@ -41,12 +39,12 @@ apt_install() {
   fi
 }
 
-step "checking the librdkafka build prerequisites (cmake, cc, c++, curl headers)"
+step "checking the librdkafka build prerequisites (make, cc, c++, perl)"
 need=()
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v make >/dev/null 2>&1 || need+=(make)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
-if ! echo '#include <curl/curl.h>' | cc -E -x c - >/dev/null 2>&1; then need+=(libcurl4-openssl-dev); fi
+command -v perl >/dev/null 2>&1 || need+=(perl)
 if [[ ${#need[@]} -gt 0 ]]; then apt_install "librdkafka build prerequisites" "${need[@]}"; fi
 
 PY="${SLUICE_BASE_PYTHON:-python3}"

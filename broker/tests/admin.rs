@@ -72,21 +72,28 @@ fn rdkafka_admin_creates_describes_alters_grows_and_deletes_topics() {
         res.iter().all(Result::is_ok),
         "create_topics {topic}: {res:?}"
     );
-    assert_eq!(rd_partition_count(&bs, &topic), Some(3), "partitions after create");
+    assert_eq!(
+        rd_partition_count(&bs, &topic),
+        Some(3),
+        "partitions after create"
+    );
 
     // Creating it again is refused with TOPIC_ALREADY_EXISTS.
     let res = broker
         .block_on(a.create_topics([&new], &opts()))
         .expect("create_topics request");
     assert!(
-        matches!(res.first(), Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists)))),
+        matches!(
+            res.first(),
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists)))
+        ),
         "second create of {topic}: {res:?}"
     );
 
     // Unknown config keys are refused with INVALID_CONFIG; bad names with INVALID_TOPIC.
     let bad_cfg_name = format!("{topic}-badcfg");
-    let bad_cfg = NewTopic::new(&bad_cfg_name, 1, TopicReplication::Fixed(1))
-        .set("no.such.config", "1");
+    let bad_cfg =
+        NewTopic::new(&bad_cfg_name, 1, TopicReplication::Fixed(1)).set("no.such.config", "1");
     let res = broker
         .block_on(a.create_topics([&bad_cfg], &opts()))
         .expect("create_topics request");
@@ -240,7 +247,14 @@ fn unknown_topics_are_refused_when_auto_creation_is_disabled() {
     let _ = p.flush(Duration::from_secs(10));
     let failed = p.context().failed.lock().expect("lock").clone();
     let acked = p.context().acked.lock().expect("lock").clone();
-    assert!(acked.is_empty(), "a record to an unknown topic was acknowledged");
+    assert!(
+        acked.is_empty(),
+        "a record to an unknown topic was acknowledged"
+    );
     assert_eq!(failed.len(), 1, "delivery report for the unknown topic");
-    assert_eq!(rd_partition_count(&bs, &topic), None, "topic was created anyway");
+    assert_eq!(
+        rd_partition_count(&bs, &topic),
+        None,
+        "topic was created anyway"
+    );
 }

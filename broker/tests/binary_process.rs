@@ -69,7 +69,11 @@ fn sigkill_mid_produce_with_fsync_always_loses_no_acknowledged_record() {
     );
     eprintln!("{} sent, {} acknowledged before SIGKILL", sent, acked.len());
 
-    let broker2 = BinaryBroker::spawn(data.path(), &["--fsync", "always"], &logs.path().join("second.log"));
+    let broker2 = BinaryBroker::spawn(
+        data.path(),
+        &["--fsync", "always"],
+        &logs.path().join("second.log"),
+    );
     let bs = broker2.bootstrap();
     let (_, high) = rd_watermarks(&bs, &topic, 0);
     let max_acked = *acked.keys().last().expect("acked");
@@ -84,10 +88,19 @@ fn sigkill_mid_produce_with_fsync_always_loses_no_acknowledged_record() {
             .get(off)
             .unwrap_or_else(|| panic!("acknowledged record {idx} at offset {off} is gone"));
         assert_eq!(c.index(), *idx, "offset {off} holds another record");
-        assert_eq!(c.record, test_record(*idx), "record {idx} at offset {off} changed");
+        assert_eq!(
+            c.record,
+            test_record(*idx),
+            "record {idx} at offset {off} changed"
+        );
     }
     for c in &got {
-        assert_eq!(c.record, test_record(c.index()), "corrupt record at offset {}", c.offset);
+        assert_eq!(
+            c.record,
+            test_record(c.index()),
+            "corrupt record at offset {}",
+            c.offset
+        );
     }
     drop(broker);
 }
@@ -110,9 +123,20 @@ fn sigterm_shuts_down_cleanly_with_exit_0_and_keeps_the_data() {
     let (health, _) = http_get(broker.http_addr, "/healthz").expect("GET /healthz");
     assert_eq!(health, 200);
     let topic = topic_name("sigterm");
-    rd_produce_all(&broker.bootstrap(), &topic, Some(0), 0..50, &[("acks", "all")]);
+    rd_produce_all(
+        &broker.bootstrap(),
+        &topic,
+        Some(0),
+        0..50,
+        &[("acks", "all")],
+    );
     let status = broker.sigterm_and_wait(Duration::from_secs(30));
-    assert_eq!(status.code(), Some(0), "exit after SIGTERM; log:\n{}", broker.log());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after SIGTERM; log:\n{}",
+        broker.log()
+    );
 
     let broker = BinaryBroker::spawn(data.path(), &[], &logs.path().join("b.log"));
     let got = rd_consume_from_start(&broker.bootstrap(), &topic, &[0], 50, LONG);
@@ -125,7 +149,10 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
     let mut all = broker_args(data.path(), args);
     all.remove(0);
     let mut cmd = Command::new(broker_binary());
-    cmd.args(&all).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(&all)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -142,7 +169,10 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!status.success(), "broker started with {args:?} {env:?}:\n{text}");
+    assert!(
+        !status.success(),
+        "broker started with {args:?} {env:?}:\n{text}"
+    );
     text
 }
 
@@ -153,8 +183,5 @@ fn bad_settings_stop_the_binary_with_a_message_naming_them() {
     let out = refused(&["--fsync", "sometimes"], &[]);
     assert!(out.contains("fsync"), "message: {out}");
     let out = refused(&[], &[("SLUICE_RETENTION_MS", "soon")]);
-    assert!(
-        out.to_lowercase().contains("retention"),
-        "message: {out}"
-    );
+    assert!(out.to_lowercase().contains("retention"), "message: {out}");
 }

@@ -42,12 +42,21 @@ fn everything_produced_before_a_clean_restart_is_readable_after_it() {
     for v in [&mut bp, &mut bz, &mut after_plain, &mut after_zstd] {
         v.sort_by_key(key);
     }
-    assert_eq!(after_plain, bp, "records moved or changed across the restart");
-    assert_eq!(after_zstd, bz, "records moved or changed across the restart");
+    assert_eq!(
+        after_plain, bp,
+        "records moved or changed across the restart"
+    );
+    assert_eq!(
+        after_zstd, bz,
+        "records moved or changed across the restart"
+    );
 
     // New records continue at the old log end.
     let acked = rd_produce_all(&bs, &plain, Some(0), 500..501, &[]);
-    assert_eq!(acked[0].2, marks[0].1, "offset of the first record after the restart");
+    assert_eq!(
+        acked[0].2, marks[0].1,
+        "offset of the first record after the restart"
+    );
 }
 
 /// What the test appends to the active segment while the broker is stopped.
@@ -62,7 +71,13 @@ fn torn_tail_case(tail: Tail) {
     let data = tempfile::tempdir().expect("data dir");
     let mut broker = TestBroker::start_in(data.path(), &[]);
     let topic = topic_name("torn");
-    rd_produce_all(&broker.bootstrap(), &topic, Some(0), 0..100, &[("acks", "all")]);
+    rd_produce_all(
+        &broker.bootstrap(),
+        &topic,
+        Some(0),
+        0..100,
+        &[("acks", "all")],
+    );
     broker.stop();
 
     let segs = segment_files(data.path(), &topic, 0);
@@ -90,7 +105,11 @@ fn torn_tail_case(tail: Tail) {
 
     broker.start_again();
     let bs = broker.bootstrap();
-    assert_eq!(rd_watermarks(&bs, &topic, 0), (0, 100), "watermarks after recovery");
+    assert_eq!(
+        rd_watermarks(&bs, &topic, 0),
+        (0, 100),
+        "watermarks after recovery"
+    );
     let got = rd_consume_from_start(&bs, &topic, &[0], 100, LONG);
     assert_records_exact(&got, 0..100);
     let len_now = std::fs::metadata(&active).map(|m| m.len()).unwrap_or(0);
@@ -169,9 +188,10 @@ fn retention_by_time_deletes_old_segments_and_moves_the_log_start() {
     for i in 0..110u64 {
         let r = test_record(i);
         let ts = if i < 100 { old } else { now_ms() };
-        let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&topic, i as usize)
-            .partition(0)
-            .timestamp(ts);
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&topic, i as usize)
+                .partition(0)
+                .timestamp(ts);
         if let Some(v) = &r.value {
             rec = rec.payload(v.as_slice());
         }
@@ -188,7 +208,10 @@ fn retention_by_time_deletes_old_segments_and_moves_the_log_start() {
     p.flush(LONG).expect("flush");
     assert!(p.context().failed.lock().expect("lock").is_empty());
     let segs_before = segment_files(broker.data_dir(), &topic, 0).len();
-    assert!(segs_before > 3, "segment.bytes=4096 should have rolled; {segs_before} segments");
+    assert!(
+        segs_before > 3,
+        "segment.bytes=4096 should have rolled; {segs_before} segments"
+    );
 
     let low = wait_for(
         "retention to delete the old segments (retention check every few seconds)",
@@ -204,18 +227,36 @@ fn retention_by_time_deletes_old_segments_and_moves_the_log_start() {
         segs_after < segs_before,
         "log start moved to {low} but segment files went {segs_before} -> {segs_after}"
     );
-    assert!(low <= 100, "retention deleted records newer than retention.ms (log start {low})");
+    assert!(
+        low <= 100,
+        "retention deleted records newer than retention.ms (log start {low})"
+    );
     let mut c = RawClient::connect(broker.kafka_addr());
-    assert_eq!(raw_list_offset(&mut c, &topic, 0, -2), (0, low), "ListOffsets earliest");
-    assert_eq!(raw_list_offset(&mut c, &topic, 0, -1), (0, 110), "ListOffsets latest");
+    assert_eq!(
+        raw_list_offset(&mut c, &topic, 0, -2),
+        (0, low),
+        "ListOffsets earliest"
+    );
+    assert_eq!(
+        raw_list_offset(&mut c, &topic, 0, -1),
+        (0, 110),
+        "ListOffsets latest"
+    );
     // Fetching below the log start is OFFSET_OUT_OF_RANGE (1); from the log start it works.
-    assert_eq!(raw_fetch(&mut c, &topic, 0, 0, 0, 1).error_code, 1, "fetch below log start");
+    assert_eq!(
+        raw_fetch(&mut c, &topic, 0, 0, 0, 1).error_code,
+        1,
+        "fetch below log start"
+    );
     let f = raw_fetch(&mut c, &topic, 0, low, 0, 1);
     assert_eq!(f.error_code, 0);
     assert_eq!(f.log_start_offset, low);
     let mut buf = f.records.clone();
     let first = RecordBatchDecoder::decode_batch_info(&mut buf).expect("decode");
-    assert!(first.first().is_some_and(|b| b.min_offset <= low), "first served batch {first:?}");
+    assert!(
+        first.first().is_some_and(|b| b.min_offset <= low),
+        "first served batch {first:?}"
+    );
 }
 
 #[test]
@@ -237,7 +278,10 @@ fn retention_by_bytes_keeps_the_partition_near_its_limit() {
             .sum()
     };
     let before = size(&broker);
-    assert!(before > 3 * 16384, "200 records should take more than 48 KiB, took {before}");
+    assert!(
+        before > 3 * 16384,
+        "200 records should take more than 48 KiB, took {before}"
+    );
     let low = wait_for(
         "retention.bytes to delete old segments",
         Duration::from_secs(45),
@@ -260,7 +304,11 @@ fn init_producer_id(c: &mut RawClient) -> (i64, i16) {
         4,
     );
     assert_eq!(resp.error_code, 0, "InitProducerId v4 error");
-    assert!(resp.producer_id.0 >= 0, "InitProducerId gave producer id {:?}", resp.producer_id);
+    assert!(
+        resp.producer_id.0 >= 0,
+        "InitProducerId gave producer id {:?}",
+        resp.producer_id
+    );
     (resp.producer_id.0, resp.producer_epoch)
 }
 
@@ -286,8 +334,16 @@ fn idempotent_producer_retried_batch_is_not_duplicated() {
     let mut c = RawClient::connect(broker.kafka_addr());
     let (pid, epoch) = init_producer_id(&mut c);
 
-    let b0 = encode_batch(&[b"s0", b"s1", b"s2"], Compression::None, Some((pid, epoch, 0)));
-    assert_eq!(raw_produce(&mut c, &topic, 0, b0.clone(), -1), (0, 1), "first send");
+    let b0 = encode_batch(
+        &[b"s0", b"s1", b"s2"],
+        Compression::None,
+        Some((pid, epoch, 0)),
+    );
+    assert_eq!(
+        raw_produce(&mut c, &topic, 0, b0.clone(), -1),
+        (0, 1),
+        "first send"
+    );
     // The retry of the same batch (same producer id, epoch, sequence) succeeds without a copy.
     let (err, base) = raw_produce(&mut c, &topic, 0, b0.clone(), -1);
     assert!(
@@ -295,15 +351,30 @@ fn idempotent_producer_retried_batch_is_not_duplicated() {
         "retried batch: error {err} (want NONE, or DUPLICATE_SEQUENCE_NUMBER 46)"
     );
     if err == 0 {
-        assert_eq!(base, 1, "a deduplicated retry must report the original base offset");
+        assert_eq!(
+            base, 1,
+            "a deduplicated retry must report the original base offset"
+        );
     }
-    assert_eq!(raw_list_offset(&mut c, &topic, 0, -1), (0, 4), "log end after the retry");
+    assert_eq!(
+        raw_list_offset(&mut c, &topic, 0, -1),
+        (0, 4),
+        "log end after the retry"
+    );
 
     let b1 = encode_batch(&[b"s3", b"s4"], Compression::Zstd, Some((pid, epoch, 3)));
-    assert_eq!(raw_produce(&mut c, &topic, 0, b1.clone(), -1), (0, 4), "next sequence");
+    assert_eq!(
+        raw_produce(&mut c, &topic, 0, b1.clone(), -1),
+        (0, 4),
+        "next sequence"
+    );
     // A gap in the sequence is OUT_OF_ORDER_SEQUENCE_NUMBER (45) and appends nothing.
     let gap = encode_batch(&[b"gap"], Compression::None, Some((pid, epoch, 10)));
-    assert_eq!(raw_produce(&mut c, &topic, 0, gap, -1).0, 45, "sequence gap");
+    assert_eq!(
+        raw_produce(&mut c, &topic, 0, gap, -1).0,
+        45,
+        "sequence gap"
+    );
     assert_eq!(raw_list_offset(&mut c, &topic, 0, -1), (0, 6));
     let values: Vec<(i64, Vec<u8>)> = offsets_from(&mut c, &topic, 1);
     let want: Vec<(i64, Vec<u8>)> = [b"s0", b"s1", b"s2", b"s3", b"s4"]
@@ -341,16 +412,40 @@ fn idempotent_clients_write_each_record_exactly_once() {
     run_python(
         "kafka_python_client.py",
         &[
-            "produce", "--bootstrap", &bs, "--topic", &topic, "--start", "400", "--count", "200",
-            "--partition", "0", "--idempotent", "--codec", "gzip",
+            "produce",
+            "--bootstrap",
+            &bs,
+            "--topic",
+            &topic,
+            "--start",
+            "400",
+            "--count",
+            "200",
+            "--partition",
+            "0",
+            "--idempotent",
+            "--codec",
+            "gzip",
         ],
         LONG,
     );
     run_python(
         "confluent_client.py",
         &[
-            "produce", "--bootstrap", &bs, "--topic", &topic, "--start", "600", "--count", "200",
-            "--partition", "0", "--idempotent", "--codec", "snappy",
+            "produce",
+            "--bootstrap",
+            &bs,
+            "--topic",
+            &topic,
+            "--start",
+            "600",
+            "--count",
+            "200",
+            "--partition",
+            "0",
+            "--idempotent",
+            "--codec",
+            "snappy",
         ],
         LONG,
     );

@@ -111,15 +111,35 @@ fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_resta
         },
     );
     drain_extra(&[&a, &b], &mut got, Duration::from_secs(1));
-    assert!(got[0].iter().all(|c| c.partition == pa), "member A read outside p{pa}");
-    assert!(got[1].iter().all(|c| c.partition == pb), "member B read outside p{pb}");
-    let all: Vec<Consumed> = got.concat().into_iter().filter(|c| c.index() != 1000).collect();
+    assert!(
+        got[0].iter().all(|c| c.partition == pa),
+        "member A read outside p{pa}"
+    );
+    assert!(
+        got[1].iter().all(|c| c.partition == pb),
+        "member B read outside p{pb}"
+    );
+    let all: Vec<Consumed> = got
+        .concat()
+        .into_iter()
+        .filter(|c| c.index() != 1000)
+        .collect();
     assert_records_exact(&all, 0..40);
-    a.commit_consumer_state(CommitMode::Sync).expect("A commits");
-    b.commit_consumer_state(CommitMode::Sync).expect("B commits");
+    a.commit_consumer_state(CommitMode::Sync)
+        .expect("A commits");
+    b.commit_consumer_state(CommitMode::Sync)
+        .expect("B commits");
     let c_a = committed(&a, &topic, &[0, 1]);
-    assert_eq!(c_a[&0], Offset::Offset(21), "committed offset of p0: {c_a:?}");
-    assert_eq!(c_a[&1], Offset::Offset(20), "committed offset of p1: {c_a:?}");
+    assert_eq!(
+        c_a[&0],
+        Offset::Offset(21),
+        "committed offset of p0: {c_a:?}"
+    );
+    assert_eq!(
+        c_a[&1],
+        Offset::Offset(20),
+        "committed offset of p1: {c_a:?}"
+    );
 
     // B leaves: A must get both partitions well before the 30 s session timeout.
     let left = Instant::now();
@@ -139,13 +159,19 @@ fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_resta
     // A reads only what is new on both partitions: on B's old one it resumes from B's commit.
     rd_produce_all(&bs, &topic, Some(0), 40..50, &[]);
     rd_produce_all(&bs, &topic, Some(1), 50..60, &[]);
-    wait_for("A to read 20 new records", LONG, Duration::from_millis(1), || {
-        poll_all(&[&a], &mut got);
-        (got[0].len() >= 20).then_some(())
-    });
+    wait_for(
+        "A to read 20 new records",
+        LONG,
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a], &mut got);
+            (got[0].len() >= 20).then_some(())
+        },
+    );
     drain_extra(&[&a], &mut got, Duration::from_secs(1));
     assert_records_exact(&got[0], 40..60);
-    a.commit_consumer_state(CommitMode::Sync).expect("A commits");
+    a.commit_consumer_state(CommitMode::Sync)
+        .expect("A commits");
     drop(a);
 
     // Restart the broker: the commits survive and a new member resumes from them.
@@ -155,8 +181,16 @@ fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_resta
     rd_produce_all(&bs, &topic, Some(1), 65..70, &[]);
     let c = member(&bs, &group, &topic);
     let after = committed(&c, &topic, &[0, 1]);
-    assert_eq!(after[&0], Offset::Offset(31), "p0 commit after restart: {after:?}");
-    assert_eq!(after[&1], Offset::Offset(30), "p1 commit after restart: {after:?}");
+    assert_eq!(
+        after[&0],
+        Offset::Offset(31),
+        "p0 commit after restart: {after:?}"
+    );
+    assert_eq!(
+        after[&1],
+        Offset::Offset(30),
+        "p1 commit after restart: {after:?}"
+    );
     let mut got = vec![Vec::new()];
     wait_for(
         "the new member to read the 10 records produced after the restart",

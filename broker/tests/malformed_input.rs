@@ -83,13 +83,24 @@ fn assert_still_serving(broker: &TestBroker, n: u64) {
     assert_eq!(resp.error_code, 0, "ApiVersions after bad input");
     let topic = topic_name("still-serving");
     rd_produce_all(&broker.bootstrap(), &topic, Some(0), n..n + 5, &[]);
-    let got = rd_consume_from_start(&broker.bootstrap(), &topic, &[0], 5, Duration::from_secs(30));
+    let got = rd_consume_from_start(
+        &broker.bootstrap(),
+        &topic,
+        &[0],
+        5,
+        Duration::from_secs(30),
+    );
     assert_records_exact(&got, n..n + 5);
 }
 
 #[test]
 fn malformed_frames_cost_only_their_own_connection() {
-    let broker = TestBroker::start(&["--max-request-bytes", "1048576", "--max-message-bytes", "1000000"]);
+    let broker = TestBroker::start(&[
+        "--max-request-bytes",
+        "1048576",
+        "--max-message-bytes",
+        "1000000",
+    ]);
     let addr = broker.kafka_addr();
     // An idle client that never sends anything is open the whole time.
     let idle = TcpStream::connect(addr).expect("idle connection");
@@ -100,17 +111,29 @@ fn malformed_frames_cost_only_their_own_connection() {
     let quick = Duration::from_secs(10);
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
         ("negative length", (-2i32).to_be_bytes().to_vec(), true),
-        ("length i32::MAX, no body", i32::MAX.to_be_bytes().to_vec(), true),
+        (
+            "length i32::MAX, no body",
+            i32::MAX.to_be_bytes().to_vec(),
+            true,
+        ),
         (
             "length above --max-request-bytes, body not sent",
             (2 * 1048576i32).to_be_bytes().to_vec(),
             true,
         ),
         ("truncated header (3 bytes)", frame(&[0, 18, 0]), true),
-        ("unknown API key 9999", frame(&header(9999, 0, 7, &[])), false),
+        (
+            "unknown API key 9999",
+            frame(&header(9999, 0, 7, &[])),
+            false,
+        ),
         (
             "garbage payload",
-            frame(&(0..64u32).map(|i| 0xffu32.wrapping_sub(i * 37) as u8).collect::<Vec<u8>>()),
+            frame(
+                &(0..64u32)
+                    .map(|i| 0xffu32.wrapping_sub(i * 37) as u8)
+                    .collect::<Vec<u8>>(),
+            ),
             false,
         ),
         (
@@ -123,7 +146,11 @@ fn malformed_frames_cost_only_their_own_connection() {
     for (i, (what, bytes, must_close)) in cases.iter().enumerate() {
         let reaction = send_bad(addr, bytes, quick);
         if *must_close {
-            assert_eq!(reaction, Reaction::Closed, "{what}: the connection must be closed");
+            assert_eq!(
+                reaction,
+                Reaction::Closed,
+                "{what}: the connection must be closed"
+            );
         }
         eprintln!("{what}: {reaction:?}");
         rd_send(&producer, &steady, Some(0), i as u64);
@@ -143,7 +170,10 @@ fn malformed_frames_cost_only_their_own_connection() {
         .flush(Duration::from_secs(30))
         .expect("flush the steady producer");
     let failed = producer.context().failed.lock().expect("lock").clone();
-    assert!(failed.is_empty(), "steady producer deliveries failed: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "steady producer deliveries failed: {failed:?}"
+    );
     let got = rd_consume_from_start(
         &broker.bootstrap(),
         &steady,

@@ -69,8 +69,15 @@ fn kafka_python_produces_every_codec_and_rdkafka_reads_it_byte_exact() {
             ],
             LONG,
         );
-        let acked = out.stdout.lines().filter(|l| l.starts_with("acked ")).count();
-        assert_eq!(acked as u64, N, "kafka-python {codec}: acknowledged records");
+        let acked = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("acked "))
+            .count();
+        assert_eq!(
+            acked as u64, N,
+            "kafka-python {codec}: acknowledged records"
+        );
     }
     let total = N * CODECS.len() as u64;
     let got = rd_consume_from_start(&bs, &topic, &[0], total as usize, LONG);
@@ -191,7 +198,19 @@ fn kcat_with_librdkafka_2_0_2_still_compresses_and_reads_back() {
     );
 
     let mut consume = std::process::Command::new(&kcat);
-    consume.args(["-b", &bs, "-t", &topic, "-C", "-p", "0", "-o", "beginning", "-e", "-q"]);
+    consume.args([
+        "-b",
+        &bs,
+        "-t",
+        &topic,
+        "-C",
+        "-p",
+        "0",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ]);
     consume.args(["-X", "broker.address.family=v4", "-f", "%s\n"]);
     let out = run_bounded(consume, "kcat -C", LONG);
     let got: Vec<&str> = out.stdout.lines().collect();
@@ -251,12 +270,19 @@ fn long_poll_fetch_waits_for_data_and_a_produce_wakes_it() {
         .iter()
         .flat_map(|s| s.records.iter().map(|r| r.offset))
         .collect();
-    assert_eq!(offsets, vec![1], "the woken fetch returned offsets {offsets:?}");
+    assert_eq!(
+        offsets,
+        vec![1],
+        "the woken fetch returned offsets {offsets:?}"
+    );
 
     // The same through librdkafka: a consumer already waiting at the end gets the new record.
     let consumer = rd_consumer(
         &broker.bootstrap(),
-        &[("fetch.wait.max.ms", "10000"), ("enable.partition.eof", "true")],
+        &[
+            ("fetch.wait.max.ms", "10000"),
+            ("enable.partition.eof", "true"),
+        ],
     );
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, Offset::End)

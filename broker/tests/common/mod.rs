@@ -231,7 +231,10 @@ impl TestBroker {
     }
 
     pub fn kafka_addr(&self) -> SocketAddr {
-        self.broker.as_ref().expect("broker is running").kafka_addr()
+        self.broker
+            .as_ref()
+            .expect("broker is running")
+            .kafka_addr()
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -458,11 +461,11 @@ impl ProducerContext for DeliveryLog {
     type DeliveryOpaque = usize;
     fn delivery(&self, result: &DeliveryResult<'_>, idx: usize) {
         match result {
-            Ok(m) => self
-                .acked
-                .lock()
-                .expect("delivery log lock")
-                .push((idx as u64, m.partition(), m.offset())),
+            Ok(m) => self.acked.lock().expect("delivery log lock").push((
+                idx as u64,
+                m.partition(),
+                m.offset(),
+            )),
             Err((e, _)) => self
                 .failed
                 .lock()
@@ -708,7 +711,12 @@ impl RawClient {
         let payload = self
             .read_frame()
             .expect("read response")
-            .unwrap_or_else(|| panic!("broker closed the connection instead of answering API key {} v{version}", R::KEY));
+            .unwrap_or_else(|| {
+                panic!(
+                    "broker closed the connection instead of answering API key {} v{version}",
+                    R::KEY
+                )
+            });
         let mut buf = Bytes::from(payload);
         let header = ResponseHeader::decode(&mut buf, R::Response::header_version(version))
             .expect("decode response header");
@@ -823,7 +831,9 @@ pub fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Finished 
     let stdout = std::fs::read_to_string(&out_p).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_p).unwrap_or_default();
     match status {
-        None => panic!("{what} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"),
+        None => {
+            panic!("{what} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        }
         Some(st) if !st.success() => {
             panic!("{what} failed with {st}\nstdout:\n{stdout}\nstderr:\n{stderr}")
         }
@@ -849,12 +859,7 @@ pub fn parse_consumed_lines(stdout: &str) -> Vec<Consumed> {
             .as_array()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| {
-                        (
-                            h[0].as_str().expect("header key").to_string(),
-                            bytes(&h[1]),
-                        )
-                    })
+                    .map(|h| (h[0].as_str().expect("header key").to_string(), bytes(&h[1])))
                     .collect()
             })
             .unwrap_or_default();
@@ -955,7 +960,11 @@ pub fn encode_batch(
             producer_epoch: epoch,
             timestamp_type: kafka_protocol::records::TimestampType::Creation,
             offset: i as i64,
-            sequence: if base_seq < 0 { -1 } else { base_seq + i as i32 },
+            sequence: if base_seq < 0 {
+                -1
+            } else {
+                base_seq + i as i32
+            },
             timestamp: now,
             key: None,
             value: Some(Bytes::copy_from_slice(v)),
@@ -988,9 +997,11 @@ pub fn raw_produce(
         .with_timeout_ms(30_000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(tname(topic))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch))])]);
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch)),
+            ])]);
     let resp = c.send(&req, 9);
     let p = resp
         .responses
@@ -1051,9 +1062,11 @@ pub fn raw_list_offset(c: &mut RawClient, topic: &str, partition: i32, ts: i64) 
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
         .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
             .with_name(tname(topic))
-            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
-                .with_partition_index(partition)
-                .with_timestamp(ts)])]);
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(ts),
+            ])]);
     let resp = c.send(&req, 7);
     let p = resp
         .topics

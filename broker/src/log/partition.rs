@@ -326,8 +326,16 @@ impl PartitionLog {
             producers.record(h, append_time);
         }
         for b in list_bases(&dir, "snapshot")? {
-            if b < active_base {
+            if b != active_base {
                 remove_if_exists(&snapshot_path(&dir, b));
+            }
+        }
+        // Index files whose log is gone (a deletion interrupted between unlinks).
+        for ext in ["index", "timeindex"] {
+            for b in list_bases(&dir, ext)? {
+                if !segments.iter().any(|s| s.base == b) {
+                    remove_if_exists(&dir.join(segment::file_name(b, ext)));
+                }
             }
         }
 
@@ -692,13 +700,17 @@ impl PartitionLog {
         let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
         let new_start = inner.segments[0].base;
         self.shared.log_start.store(new_start, Ordering::SeqCst);
-        inner.dir_dirty = true;
         drop(inner);
+        let mut result = Ok(removed.len());
         for s in &removed {
             tracing::info!(path = %s.log_path.display(), base = s.base, next = s.next_offset, bytes = s.size, "retention deleted segment");
-            s.remove_files()?;
+            if let Err(e) = s.remove_files() {
+                result = Err(e);
+            }
         }
-        Ok(removed.len())
+        // After the unlinks, so the next fsync round's directory fsync covers them.
+        lock(&self.shared.inner).dir_dirty = true;
+        result
     }
 
     /// Replaces the config (topic config change); takes effect for the next append / roll.

@@ -309,7 +309,7 @@ impl PartitionLog {
                 for seg in &segments[..segments.len() - 1] {
                     segment::scan_headers(&seg.log, seg.size, |h| {
                         if h.is_idempotent() {
-                            s.record(h, -1);
+                            s.record(h, -1, h.max_timestamp);
                         }
                     })
                     .map_err(io_err(&seg.log_path))?;
@@ -323,7 +323,7 @@ impl PartitionLog {
             } else {
                 -1
             };
-            producers.record(h, append_time);
+            producers.record(h, append_time, h.max_timestamp);
         }
         for b in list_bases(&dir, "snapshot")? {
             if b != active_base {
@@ -432,7 +432,7 @@ impl PartitionLog {
             h.base_offset = offset;
             if h.is_idempotent() {
                 match scratch.check(h)? {
-                    SeqCheck::Append => scratch.record(h, append_time),
+                    SeqCheck::Append => scratch.record(h, append_time, now),
                     SeqCheck::Duplicate(m) if single => {
                         return Ok(AppendOutcome::Duplicate(AppendInfo {
                             base_offset: m.base_offset,
@@ -676,6 +676,10 @@ impl PartitionLog {
     /// number of segments deleted. The active segment is never deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let mut inner = lock(&self.shared.inner);
+        let expired = inner.producers.expire(now_ms);
+        if expired > 0 {
+            tracing::debug!(path = %self.dir.display(), expired, "idle producers forgotten");
+        }
         let (ret_ms, ret_bytes) = (inner.config.retention_ms, inner.config.retention_bytes);
         let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
         let mut doomed = 0;

@@ -143,7 +143,8 @@ fn read_all(log: &PartitionLog) -> Vec<(i64, String)> {
 fn round_trip_assigns_offsets_across_batches() {
     let tmp = tempfile::tempdir().unwrap();
     let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
-    let a = appended(log.append(B::new(3).tag("a").build()).unwrap());
+    let original = B::new(3).tag("a").build();
+    let a = appended(log.append(original.clone()).unwrap());
     let b = appended(log.append(B::new(2).tag("b").build()).unwrap());
     assert_eq!((a.base_offset, a.last_offset), (0, 2));
     assert_eq!((b.base_offset, b.last_offset), (3, 4));
@@ -159,7 +160,6 @@ fn round_trip_assigns_offsets_across_batches() {
     ];
     assert_eq!(got, want);
     // Stored as received apart from the base offset and leader epoch.
-    let original = B::new(3).tag("a").build();
     let r = log.read(0, 1).unwrap();
     let first = &r.records[..original.len()];
     assert_eq!(&first[16..], &original[16..]);

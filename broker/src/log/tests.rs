@@ -13,8 +13,8 @@ use kafka_protocol::records::{
     TimestampType as KTimestampType,
 };
 
-use super::batch;
 use super::*;
+use super::{batch, segment};
 
 fn now() -> i64 {
     manager::now_ms()
@@ -460,6 +460,33 @@ fn segments_roll_by_size_with_20_digit_names() {
         let recs = decode_all(&r.records);
         assert!(recs.iter().any(|(o, _)| *o == off), "offset {off}");
     }
+}
+
+#[test]
+fn closed_segment_lookups_from_index_files_match_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seg = segment::Segment::create(tmp.path(), 100).unwrap();
+    let mut off = 100;
+    for i in 0..50 {
+        let b = B::new(3).ts(1_000 + 10 * i).build();
+        let mut buf = b.to_vec();
+        let mut h = batch::parse_header(&buf).unwrap();
+        h.base_offset = off;
+        batch::rewrite_offset_and_epoch(&mut buf, off, 0);
+        seg.append(&buf, &[(0, h)], 200, now()).unwrap();
+        off = h.next_offset();
+    }
+    let probe = |seg: &segment::Segment| -> Vec<u64> {
+        (90..off + 5)
+            .map(|o| seg.lookup(o))
+            .chain((900..1_600).step_by(7).map(|t| seg.time_lookup(t)))
+            .collect()
+    };
+    let in_memory = probe(&seg);
+    assert!(in_memory.iter().any(|p| *p > 0));
+    seg.seal().unwrap();
+    assert_eq!(probe(&seg), in_memory);
+    assert!(seg.index_bytes() > 0);
 }
 
 #[test]

@@ -1104,7 +1104,14 @@ fn sigkill_never_loses_an_offset_reported_durable() {
             },
         )
         .unwrap();
-        let all: std::collections::HashMap<i64, String> = read_all(&log).into_iter().collect();
+        let recovered = read_all(&log);
+        // Every record CRC-checked (decode_all) and offsets contiguous from 0 to the log end.
+        assert_eq!(recovered.len() as i64, log.log_end_offset());
+        assert!(recovered
+            .iter()
+            .enumerate()
+            .all(|(i, (o, _))| *o == i as i64));
+        let all: std::collections::HashMap<i64, String> = recovered.into_iter().collect();
         for line in &reported {
             let parts: Vec<&str> = line.split(' ').collect();
             let (base, last, tag): (i64, i64, &str) = (

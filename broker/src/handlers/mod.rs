@@ -20,7 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BrokerError;
-use crate::group::GroupCoordinator;
+use crate::group::{ClientInfo, GroupCoordinator};
 use crate::log::LogManager;
 use crate::metrics::Metrics;
 use crate::server::codec::{self, api_name, RawHeader};
@@ -133,7 +133,7 @@ pub async fn dispatch(
             }
         });
     }
-    codec::decode_header(peer, key, raw, &mut body)?;
+    let header = codec::decode_header(peer, key, raw, &mut body)?;
     let v = raw.api_version;
 
     macro_rules! req {
@@ -184,7 +184,22 @@ pub async fn dispatch(
         ApiKey::IncrementalAlterConfigs => {
             now!(admin::incremental_alter_configs(ctx, req!(IncrementalAlterConfigsRequest)).await)
         }
-        ApiKey::JoinGroup => group!(join_group, JoinGroupRequest),
+        ApiKey::JoinGroup => {
+            let req = req!(JoinGroupRequest);
+            let groups = Arc::clone(&ctx.groups);
+            let client = ClientInfo {
+                client_id: header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                client_host: format!("/{}", peer.ip()),
+            };
+            later(
+                raw,
+                async move { groups.join_group_from(v, req, client).await },
+            )
+        }
         ApiKey::SyncGroup => group!(sync_group, SyncGroupRequest),
         ApiKey::Heartbeat => group!(heartbeat, HeartbeatRequest),
         ApiKey::LeaveGroup => group!(leave_group, LeaveGroupRequest),

@@ -321,6 +321,30 @@ async fn malformed_frames_cost_only_their_connection() {
     broker.shutdown().await.expect("shutdown");
 }
 
+/// APIs the broker does not serve get their API's error response when it has a top-level error
+/// code, and the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unserved_apis_get_an_error_response_not_a_dropped_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let sasl: SaslHandshakeResponse = c
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        )
+        .await;
+    assert_eq!(sasl.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    let end: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &EndTxnRequest::default()).await;
+    assert_eq!(end.error_code, 35);
+    let ok: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(ok.error_code, 0);
+    broker.shutdown().await.expect("shutdown");
+}
+
 /// A tiny request claiming billions of array elements must be a decode error for that
 /// connection, not an allocation abort of the whole broker (see third_party/kafka-protocol).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

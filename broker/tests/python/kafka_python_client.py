@@ -163,6 +163,20 @@ def admin(a):
         if got != value:
             fail("retention.ms after alter_configs(incremental=%s): %r, wanted %s" % (incremental, got, value))
 
+    for incremental in (True, False):
+        res = adm.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": "soon"})],
+            incremental=incremental,
+            raise_on_unknown=False,
+        )
+        outcome = str(res)
+        if "InvalidConfiguration" not in outcome and "Error 40" not in outcome:
+            fail("alter_configs(incremental=%s) retention.ms=soon: %s" % (incremental, outcome))
+        got = configs().get("retention.ms", {}).get("value")
+        if got != "10800000":
+            fail("retention.ms after a refused alter: %r" % got)
+    print("invalid alter_configs refused with INVALID_CONFIG")
+
     adm.create_partitions({t: 4})
     wait_until(
         "4 partitions of %s" % t,

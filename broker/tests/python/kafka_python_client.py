@@ -81,14 +81,18 @@ def group_consume(a):
         enable_auto_commit=False,
         check_crcs=True,
         fetch_max_wait_ms=100,
-        session_timeout_ms=10000,
+        session_timeout_ms=a.session_timeout_ms,
         heartbeat_interval_ms=1000,
     )
     got = []
     deadline = time.time() + a.timeout
+    announced = False
     while len(got) < a.count and time.time() < deadline:
         for _tp, recs in c.poll(timeout_ms=200).items():
             got.extend(recs)
+        if not announced and c.assignment():
+            print("assigned " + ",".join(str(tp.partition) for tp in sorted(c.assignment())), flush=True)
+            announced = True
     linger_end = time.time() + a.linger
     while time.time() < linger_end:
         for _tp, recs in c.poll(timeout_ms=200).items():
@@ -215,6 +219,7 @@ def main():
     ap.add_argument("--idempotent", action="store_true")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--linger", type=float, default=1.0)
+    ap.add_argument("--session-timeout-ms", type=int, default=10000)
     a = ap.parse_args()
     {
         "produce": produce,

@@ -21,6 +21,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -159,6 +160,8 @@ pub struct GroupCoordinator {
     /// Wakes the timer task when deadlines may have moved earlier.
     wake: Notify,
     topics: RwLock<Option<Arc<dyn TopicDirectory>>>,
+    /// Set at shutdown: nothing may wait for a rebalance any more (no timer drives it).
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -224,6 +227,7 @@ impl GroupCoordinator {
             offsets,
             wake: Notify::new(),
             topics: RwLock::new(None),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -261,7 +265,10 @@ impl GroupCoordinator {
                     next.unwrap_or_else(|| Instant::now() + Duration::from_secs(60)),
                 );
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = shutdown.cancelled() => {
+                        this.close();
+                        break;
+                    }
                     _ = this.wake.notified() => {}
                     _ = sleep => {}
                 }
@@ -269,6 +276,29 @@ impl GroupCoordinator {
             tracing::debug!("group expiry task stopped");
         };
         tokio::spawn(task.instrument(tracing::info_span!("group_expiry")));
+    }
+
+    /// Answers every waiting JoinGroup / SyncGroup with COORDINATOR_NOT_AVAILABLE and refuses
+    /// new waits, so the server's drain of in-flight requests at shutdown does not hang on a
+    /// rebalance. Clients look for the coordinator again and rejoin once it is back.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut groups = self.lock();
+        for slot in groups.values_mut() {
+            for (member_id, tx) in slot.joins.drain() {
+                let _ = tx.send(JoinResult::error(
+                    codes::COORDINATOR_NOT_AVAILABLE,
+                    &member_id,
+                ));
+            }
+            for (_, tx) in slot.syncs.drain() {
+                let _ = tx.send(SyncResult::error(codes::COORDINATOR_NOT_AVAILABLE));
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Runs every group's timers at `now`; returns the next deadline.
@@ -335,6 +365,12 @@ impl GroupCoordinator {
         };
         let rx = {
             let mut groups = self.lock();
+            if self.is_closed() {
+                return join_response(
+                    version,
+                    JoinResult::error(codes::COORDINATOR_NOT_AVAILABLE, &member_id),
+                );
+            }
             if !groups.contains_key(&group_id) && !member_id.is_empty() {
                 return join_response(
                     version,
@@ -386,6 +422,9 @@ impl GroupCoordinator {
         let member_id = req.member_id.to_string();
         let rx = {
             let mut groups = self.lock();
+            if self.is_closed() {
+                return sync_response(version, SyncResult::error(codes::COORDINATOR_NOT_AVAILABLE));
+            }
             let Some(slot) = groups.get_mut(&group_id) else {
                 return sync_response(version, SyncResult::error(codes::UNKNOWN_MEMBER_ID));
             };

@@ -944,6 +944,27 @@ async fn static_member_rejoin_through_the_coordinator() {
     shutdown.cancel();
 }
 
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_requests_waiting_for_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let (_, ja) = join_new(&c, "g").await;
+    let (_, jb) = join_new(&c, "g").await;
+    shutdown.cancel();
+    let started = tokio::time::Instant::now();
+    let (ra, rb) = (ja.await.unwrap(), jb.await.unwrap());
+    // Answered at shutdown, not at the end of the initial delay.
+    assert!(started.elapsed() < Duration::from_millis(INITIAL_DELAY_MS as u64));
+    assert_eq!(ra.error_code, codes::COORDINATOR_NOT_AVAILABLE);
+    assert_eq!(rb.error_code, codes::COORDINATOR_NOT_AVAILABLE);
+    // Nothing waits after shutdown either.
+    let r = c
+        .join_group(5, at_version(join_req("g", &ra.member_id), 5))
+        .await;
+    assert_eq!(r.error_code, codes::COORDINATOR_NOT_AVAILABLE);
+    encodes(&r, 5);
+}
+
 #[test]
 fn bad_settings_are_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();

@@ -504,6 +504,11 @@ impl GroupCoordinator {
         let (top, results): (i16, Vec<i16>) = if group_id.is_empty() {
             (codes::INVALID_GROUP_ID, Vec::new())
         } else {
+            let reasons: Vec<String> = req
+                .members
+                .iter()
+                .map(|m| m.reason.as_deref().unwrap_or("").to_string())
+                .collect();
             let mut groups = self.lock();
             match groups.get_mut(&group_id) {
                 None => (
@@ -513,10 +518,11 @@ impl GroupCoordinator {
                 Some(slot) => {
                     let now = Instant::now();
                     let mut results = Vec::new();
-                    for (member_id, instance_id) in &leaving {
+                    for (i, (member_id, instance_id)) in leaving.iter().enumerate() {
                         let (code, fx) = slot.group.leave(member_id, instance_id.as_deref(), now);
                         if code == codes::NONE {
-                            tracing::info!(group = %group_id, member = %member_id, "member left");
+                            let reason = reasons.get(i).map(String::as_str).unwrap_or("");
+                            tracing::info!(group = %group_id, member = %member_id, instance = ?instance_id, reason, "member left");
                         }
                         slot.deliver(fx);
                         results.push(code);

@@ -112,6 +112,9 @@ const MAX_METADATA_BYTES: usize = 4096;
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
 /// READ | DELETE | DESCRIBE: every ACL operation that applies to a group (no authorizer here).
 const GROUP_AUTHORIZED_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+/// How long a group without members or offsets is kept (Kafka drops such groups at its next
+/// offsets cleanup, every 10 minutes by default).
+const IDLE_GROUP_TTL: Duration = Duration::from_secs(600);
 /// The only group type this coordinator runs (ListGroups v5 `group_type`).
 const GROUP_TYPE: &str = "classic";
 
@@ -121,6 +124,8 @@ struct Slot {
     group: Group,
     joins: HashMap<String, oneshot::Sender<JoinResult>>,
     syncs: HashMap<String, oneshot::Sender<SyncResult>>,
+    /// Since when the group has had no member, pending member or waiting request.
+    idle_since: Option<Instant>,
 }
 
 impl Slot {
@@ -129,7 +134,15 @@ impl Slot {
             group: Group::new(id, initial_delay),
             joins: HashMap::new(),
             syncs: HashMap::new(),
+            idle_since: None,
         }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.group.state == GroupState::Empty
+            && self.group.is_empty()
+            && self.joins.is_empty()
+            && self.syncs.is_empty()
     }
 
     fn deliver(&mut self, effects: Vec<Effect>) {
@@ -303,15 +316,32 @@ impl GroupCoordinator {
 
     /// Runs every group's timers at `now`; returns the next deadline.
     fn tick(&self, now: Instant) -> Option<Instant> {
+        // Read before taking the groups lock (never nest the two).
+        let with_offsets: BTreeSet<String> = self.offsets.groups().into_iter().collect();
         let mut groups = self.lock();
         let mut next: Option<Instant> = None;
-        for slot in groups.values_mut() {
+        let mut earliest = |d: Instant| next = Some(next.map_or(d, |n: Instant| n.min(d)));
+        groups.retain(|id, slot| {
             let fx = slot.group.tick(now);
             slot.deliver(fx);
             if let Some(d) = slot.group.next_deadline() {
-                next = Some(next.map_or(d, |n| n.min(d)));
+                earliest(d);
             }
-        }
+            // A group with no members and no committed offsets is forgotten once it has been
+            // idle for a while, as Kafka's offsets cleanup does, so group-id churn does not
+            // grow memory forever. A group with offsets stays (ListGroups shows it Empty).
+            if !slot.is_idle() || with_offsets.contains(id) {
+                slot.idle_since = None;
+                return true;
+            }
+            let since = *slot.idle_since.get_or_insert(now);
+            if now >= since + IDLE_GROUP_TTL {
+                tracing::debug!(group = %id, "forgetting idle group");
+                return false;
+            }
+            earliest(since + IDLE_GROUP_TTL);
+            true
+        });
         next
     }
 

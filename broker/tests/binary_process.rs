@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -152,7 +152,7 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
     let data = tempfile::tempdir().expect("data dir");
     let mut all = broker_args(data.path(), args);
     all.remove(0);
-    let mut cmd = Command::new(broker_binary());
+    let mut cmd = scrubbed_broker_command();
     cmd.args(&all)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -2,6 +2,11 @@
 pub mod builders;
 pub mod crd;
 pub mod error;
+pub mod queues;
+pub mod roll;
+pub mod scale;
+pub mod status;
+pub mod validate;
 
 use kube::CustomResourceExt;
 

@@ -2,6 +2,7 @@
 pub mod builders;
 pub mod crd;
 pub mod error;
+pub mod kafka;
 pub mod queues;
 pub mod roll;
 pub mod scale;

@@ -632,3 +632,38 @@ impl MessageQueue {
                 .is_some_and(|v| v == "true")
     }
 }
+
+/// The CRD as JSON, with doc-comment line wraps joined so `kubectl explain` reflows descriptions
+/// itself (blank-line paragraph breaks are kept).
+pub fn crd_value() -> serde_json::Value {
+    use kube::CustomResourceExt;
+    fn reflow(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    match (k.as_str(), child) {
+                        ("description", serde_json::Value::String(text)) => {
+                            *text = text
+                                .split("\n\n")
+                                .map(|para| {
+                                    para.split('\n')
+                                        .map(str::trim)
+                                        .collect::<Vec<_>>()
+                                        .join(" ")
+                                })
+                                .collect::<Vec<_>>()
+                                .join("\n\n");
+                        }
+                        (_, child) => reflow(child),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(reflow),
+            _ => {}
+        }
+    }
+    // A CRD always serialises (plain data); Null would fail the drift test loudly.
+    let mut value = serde_json::to_value(MessageQueue::crd()).unwrap_or_default();
+    reflow(&mut value);
+    value
+}

@@ -38,7 +38,19 @@ fn chart_crd_matches_generated_when_the_chart_exists() {
 }
 
 fn crd_json() -> serde_json::Value {
-    serde_json::to_value(MessageQueue::crd()).expect("CRD serialises")
+    sluice_operator::crd::crd_value()
+}
+
+#[test]
+fn crd_value_is_the_derived_crd_with_reflowed_descriptions() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let parsed: CustomResourceDefinition = serde_json::from_value(crd_json()).expect("still a CRD");
+    assert_eq!(parsed.metadata.name, MessageQueue::crd().metadata.name);
+    let text = serde_json::to_string(&crd_json()).expect("json");
+    assert!(
+        !text.contains("rolls\\nthe"),
+        "single line breaks are joined"
+    );
 }
 
 #[test]

@@ -282,6 +282,8 @@ struct PassResult {
     managed_queues: Vec<String>,
     current_version: Option<String>,
     pods_existing: i32,
+    /// Paused: the new spec was not acted on, so observedGeneration stays where it was.
+    keep_observed_generation: bool,
 }
 
 async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
@@ -310,6 +312,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
 
     if mq.is_paused() {
         pass.observation.paused = true;
+        pass.keep_observed_generation = true;
         pass.queue_statuses = previous.queues.clone();
         pass.managed_queues = previous.managed_queues.clone();
         if !previous
@@ -1039,9 +1042,14 @@ async fn write_status(
         mq.metadata.generation,
         Timestamp::now(),
     );
+    let observed_generation = if pass.keep_observed_generation {
+        previous.observed_generation
+    } else {
+        mq.metadata.generation
+    };
     let new_status = MessageQueueStatus {
         conditions,
-        observed_generation: mq.metadata.generation,
+        observed_generation,
         phase: Some(phase),
         replicas: Some(pass.pods_existing),
         ready_replicas: Some(pass.observation.ready),

@@ -95,8 +95,9 @@ where
     }
 }
 
-/// Runs one controller over `ns` (all namespaces when None) until `stop` becomes true.
-async fn run_controller(
+/// Runs one controller over `ns` (all namespaces when None) until `stop` becomes true. Public so
+/// tests can run the real controller in-process against an API server.
+pub async fn run_controller(
     client: Client,
     ns: Option<String>,
     ctx: Arc<Context>,

@@ -215,3 +215,29 @@ fn every_spec_field_has_a_description() {
         "fields without description: {missing:?}"
     );
 }
+
+#[test]
+fn crd_reference_doc_matches_generated() {
+    let path = repo_root().join("docs/crd-reference.md");
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(
+        committed == sluice_operator::crd::reference_markdown(),
+        "docs/crd-reference.md is stale: regenerate it with \
+         `cargo run -p sluice-operator -- crd-reference > docs/crd-reference.md`"
+    );
+}
+
+#[test]
+fn crd_reference_lists_every_rule_message() {
+    let doc = sluice_operator::crd::reference_markdown();
+    for needle in [
+        "partitions cannot decrease",
+        "storage.size cannot shrink",
+        "`spec.queues[].name`",
+        "`spec.storage.size`",
+        "unique by [\"name\"]",
+    ] {
+        assert!(doc.contains(needle), "reference lacks {needle}");
+    }
+}

@@ -147,11 +147,11 @@ fn object_key(mq: &MessageQueue) -> String {
 
 /// The controller's reconcile function.
 pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    ctx.metrics.reconcile_started();
     let ns = mq.namespace().ok_or(Error::MissingObjectField {
         field: "metadata.namespace",
     })?;
+    let started = Instant::now();
+    ctx.metrics.reconcile_started();
     let api: Api<MessageQueue> = Api::namespaced(ctx.client.clone(), &ns);
     let key = object_key(&mq);
     let result = finalizer(&api, FINALIZER, mq, |event| async {
@@ -362,6 +362,15 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.volume_claim_templates.as_ref())
         .and_then(|v| v.first().cloned());
+    // PVCs are created from the claim template, so they can only be smaller than the spec when
+    // the spec's size differs from the template's.
+    let claim_size_differs = existing_claim
+        .as_ref()
+        .and_then(|c| c.spec.as_ref())
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .is_some_and(|q| q.0 != mq.spec.storage.size);
     let mut children = builders::build_children(mq, &ctx.build, existing_claim)?;
 
     // scale-down guard
@@ -489,7 +498,9 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     )
     .await;
 
-    grow_volumes(mq, ctx, &names, applied_replicas).await?;
+    if claim_size_differs {
+        grow_volumes(mq, ctx, &names, applied_replicas).await?;
+    }
     heal_pods(mq, ctx, &names, &pods).await?;
 
     // roll
@@ -835,8 +846,10 @@ async fn heal_pods(mq: &MessageQueue, ctx: &Context, names: &Names, pods: &[Pod]
                 continue;
             }
         }
-        // Node gone: nothing will ever stop the pod there, so force the deletion.
-        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+        // Node gone: nothing will ever stop the pod there, so force the deletion. Ready pods are
+        // not checked (their kubelet just reported), which keeps the API calls per pass low.
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        if let Some(node) = node.filter(|_| !pod_ready(pod)) {
             let node_missing = match nodes_api.get_opt(&node).await {
                 Ok(n) => n.is_none(),
                 // without permission to read nodes, leave it to the cluster

@@ -219,6 +219,11 @@ def strict_schema(schema):
                 walk(v)
 
     walk(s)
+    # The API server knows these without the CRD declaring them.
+    props = s.setdefault("properties", {})
+    props.setdefault("apiVersion", {"type": "string"})
+    props.setdefault("kind", {"type": "string"})
+    props.setdefault("metadata", {"type": "object"})
     return s
 
 

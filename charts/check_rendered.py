@@ -29,16 +29,18 @@ def check(cond, msg):
 # Keep in step with charts/sluice/templates/_rbac.tpl and with what the operator calls.
 NAMESPACED_RULES = {
     ("sluice.dev", "messagequeues"): {"get", "list", "watch", "patch"},
-    ("sluice.dev", "messagequeues/status"): {"get", "patch"},
+    ("sluice.dev", "messagequeues/status"): {"patch"},
     ("sluice.dev", "messagequeues/finalizers"): {"update"},
     ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"get", "list", "watch", "delete"},
-    ("", "persistentvolumeclaims"): {"get", "list", "watch", "delete"},
+    ("", "persistentvolumeclaims"): {"get", "list", "watch", "patch", "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
+# Cluster-scoped reads, granted whichever namespaces are watched.
+CLUSTER_RULES = {("", "nodes"): {"get"}, ("", "namespaces"): {"get"}}
 LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"}}
 NAMESPACED_KINDS = {"Deployment", "ServiceAccount", "Service", "Role", "RoleBinding", "ServiceMonitor"}
 
@@ -162,7 +164,7 @@ def mode_default(docs, ns):
     check(not any(a.startswith("--watch-namespaces") for a in args), "all namespaces watched by default")
 
     cr = one(docs, "ClusterRole")
-    check_rules("ClusterRole", cr.get("rules", []), NAMESPACED_RULES)
+    check_rules("ClusterRole", cr.get("rules", []), {**NAMESPACED_RULES, **CLUSTER_RULES})
     check_binding("ClusterRoleBinding", one(docs, "ClusterRoleBinding"), "ClusterRole", cr["metadata"]["name"], sa, ns)
     lease_role = one(docs, "Role", "-leader-election")
     check(lease_role["metadata"].get("namespace") == ns, "the Lease Role is in the release namespace")
@@ -181,8 +183,9 @@ def mode_custom(docs, ns):
     check("--watch-namespaces=team-a,team-b" in args, "--watch-namespaces from watchNamespaces")
     check("--broker-image=registry.example/sluice-broker" in args, "--broker-image from brokerImage")
 
-    check(not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding"),
-          "no cluster-wide RBAC when watchNamespaces is set")
+    cr = one(docs, "ClusterRole")
+    check_rules("ClusterRole (watchNamespaces set)", cr.get("rules", []), CLUSTER_RULES)
+    check_binding("ClusterRoleBinding", one(docs, "ClusterRoleBinding"), "ClusterRole", cr["metadata"]["name"], sa, ns)
     roles = {r["metadata"].get("namespace"): r for r in by_kind(docs, "Role")}
     bindings = {b["metadata"].get("namespace"): b for b in by_kind(docs, "RoleBinding")}
     check(sorted(roles) == ["team-a", "team-b"], f"one Role per watched namespace and no Lease Role, got {sorted(roles)}")

@@ -10,12 +10,13 @@ each line names what uses it.
 # Status is written by server-side apply.
 - apiGroups: ["sluice.dev"]
   resources: ["messagequeues/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Owner references with blockOwnerDeletion on the children.
 - apiGroups: ["sluice.dev"]
   resources: ["messagequeues/finalizers"]
   verbs: ["update"]
-# Children, written by server-side apply (patch; create when absent) and watched for drift.
+# Children, written by server-side apply (patch; the API server also checks create when the
+# object is absent) and watched for drift.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch"]
@@ -29,12 +30,28 @@ each line names what uses it.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "delete"]
-# Broker volumes: deleted with the MessageQueue when storage.deleteClaim is true.
+# Broker volumes: grown when storage.size grows (patch); deleted with the MessageQueue when
+# storage.deleteClaim is true; checked before a scale-down and for pods stuck without one.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "delete"]
-# Events announcing every action.
+  verbs: ["get", "list", "watch", "patch", "delete"]
+# Events announcing every action (kube-runtime's Recorder: events.k8s.io/v1, create + patch).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Cluster-scoped reads, needed whichever namespaces are watched. Both are optional to the operator:
+without them it skips the check (see the comments).
+*/}}
+{{- define "sluice.rbac.clusterRules" -}}
+# A broker pod bound to a node that no longer exists is force-deleted so it can be rescheduled.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get"]
+# On MessageQueue deletion: is the namespace terminating? Then the finalizer never blocks it.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
 {{- end }}

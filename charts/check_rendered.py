@@ -4,9 +4,10 @@
   check_rendered.py default  <rendered.yaml> <release-namespace>
   check_rendered.py custom   <rendered.yaml> <release-namespace>
   check_rendered.py examples <crd-dir> <example.yaml>...
+  check_rendered.py args     <rendered.yaml>    (prints the operator container's args, one a line)
 
 The `custom` render is the one charts/test.sh makes with watchNamespaces={team-a,team-b},
-a ServiceMonitor, leader election off, json logs, logLevel=debug and a broker image.
+a ServiceMonitor, leader election off, json logs, logLevel=debug and a broker image and version.
 Exits 1 with every failed assertion listed.
 """
 import copy
@@ -41,7 +42,7 @@ NAMESPACED_RULES = {
 }
 # Cluster-scoped reads, granted whichever namespaces are watched.
 CLUSTER_RULES = {("", "nodes"): {"get"}, ("", "namespaces"): {"get"}}
-LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"}}
+LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 NAMESPACED_KINDS = {"Deployment", "ServiceAccount", "Service", "Role", "RoleBinding", "ServiceMonitor"}
 
 
@@ -161,7 +162,10 @@ def mode_default(docs, ns):
     check(env.get("RUST_LOG", {}).get("value") == "info", "RUST_LOG=info by default")
     check("--log-format=text" in args, "--log-format=text by default")
     check("--leader-election=true" in args, "leader election on by default")
-    check(not any(a.startswith("--watch-namespaces") for a in args), "all namespaces watched by default")
+    check(not any(a.startswith("--namespaces") for a in args), "all namespaces watched by default")
+    check("--http-listen=0.0.0.0:8080" in args, "--http-listen on the probed port")
+    check(not any(a.startswith("--broker-image-repository") or a.startswith("--default-broker-version")
+                  for a in args), "broker image and version: operator defaults")
 
     cr = one(docs, "ClusterRole")
     check_rules("ClusterRole", cr.get("rules", []), {**NAMESPACED_RULES, **CLUSTER_RULES})
@@ -180,8 +184,9 @@ def mode_custom(docs, ns):
     check(env.get("RUST_LOG", {}).get("value") == "debug", "RUST_LOG from logLevel")
     check("--log-format=json" in args, "--log-format=json from logFormat")
     check("--leader-election=false" in args, "--leader-election=false")
-    check("--watch-namespaces=team-a,team-b" in args, "--watch-namespaces from watchNamespaces")
-    check("--broker-image=registry.example/sluice-broker" in args, "--broker-image from brokerImage")
+    check("--namespaces=team-a,team-b" in args, "--namespaces from watchNamespaces")
+    check("--broker-image-repository=registry.example/sluice-broker" in args, "--broker-image-repository")
+    check("--default-broker-version=0.2.0" in args, "--default-broker-version")
 
     cr = one(docs, "ClusterRole")
     check_rules("ClusterRole (watchNamespaces set)", cr.get("rules", []), CLUSTER_RULES)
@@ -265,6 +270,10 @@ def main(argv):
         docs = load(argv[2])
         (mode_default if mode == "default" else mode_custom)(docs, argv[3])
         print(f"{mode}: {len(docs)} rendered objects checked")
+    elif mode == "args" and len(argv) == 3:
+        dep = one(load(argv[2]), "Deployment")
+        containers = dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])
+        print("\n".join(containers[0].get("args", [])))
     elif mode == "examples" and len(argv) >= 4:
         mode_examples(argv[2], argv[3:])
     else:

@@ -144,6 +144,9 @@ def check_common(docs, ns):
           "POD_NAME from the downward API")
     args = c.get("args", [])
     check(args[:1] == ["run"], f"first argument is the run subcommand, got {args[:1]}")
+    for a in args + [e.get("value", "") for e in c.get("env", [])]:
+        check(isinstance(a, str) and not any(bad in a for bad in ("map[", "<nil>", "%!", "[]")),
+              f"argument/env value {a!r} is a plain string, not a rendered Go value")
 
     svc = one(docs, "Service", "-metrics")
     check(svc.get("spec", {}).get("selector", {}).items() <= pod_labels.items(), "metrics Service selects the operator pods")

@@ -142,9 +142,10 @@ def check_common(docs, ns):
           "POD_NAMESPACE from the downward API")
     check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
           "POD_NAME from the downward API")
-    args = c.get("args", [])
+    raw_args = c.get("args", [])
+    args = [a for a in raw_args if isinstance(a, str)]
     check(args[:1] == ["run"], f"first argument is the run subcommand, got {args[:1]}")
-    for a in args + [e.get("value", "") for e in c.get("env", [])]:
+    for a in raw_args + [e.get("value", "") for e in c.get("env", [])]:
         check(isinstance(a, str) and not any(bad in a for bad in ("map[", "<nil>", "%!", "[]")),
               f"argument/env value {a!r} is a plain string, not a rendered Go value")
 

@@ -24,7 +24,14 @@ check="$root/charts/check_rendered.py"
 ns=sluice-system
 
 step() { echo "== charts/apiserver-test.sh: $*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() {
+  echo "FAIL: $*" >&2
+  if [[ -n "${work:-}" ]] && ls "$work"/op*.log >/dev/null 2>&1; then
+    echo "-- operator log (errors):" >&2
+    grep -hiE "forbidden|error" "$work"/op*.log | tail -n 5 | cut -c1-400 >&2 || true
+  fi
+  exit 1
+}
 
 for bin in "$apiserver" "$etcd" "$operator" "$(command -v kubectl || echo kubectl)"; do
   if [[ ! -x "$bin" ]]; then

@@ -23,6 +23,8 @@ pub enum Command {
     Run,
     /// Print the MessageQueue CRD as YAML.
     Crd,
+    /// Print the field reference (docs/crd-reference.md) as Markdown.
+    CrdReference,
 }
 
 /// Log output format.

@@ -12,6 +12,10 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", sluice_operator::crd_yaml()?);
             Ok(())
         }
+        Some(Command::CrdReference) => {
+            print!("{}", sluice_operator::crd::reference_markdown());
+            Ok(())
+        }
         Some(Command::Run) | None => {
             let filter =
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

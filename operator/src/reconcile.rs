@@ -98,11 +98,15 @@ impl Context {
         note: String,
     ) {
         tracing::info!(mq = %mq.name_any(), reason, note = %note, "event");
+        // kube's Recorder folds events with the same (type, reason, action, object) into one
+        // series and keeps the first note; a digest of the note in `action` keeps different
+        // notes apart while identical repeats still become a series.
+        let digest = builders::config_hash(&BTreeMap::from([(String::new(), note.clone())]));
         let event = Event {
             type_,
             reason: reason.to_string(),
             note: Some(truncate(&note, 1000)),
-            action: action.to_string(),
+            action: format!("{action}-{}", &digest[..8]),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &mq.object_ref(&())).await {
@@ -278,6 +282,8 @@ struct PassResult {
     managed_queues: Vec<String>,
     current_version: Option<String>,
     pods_existing: i32,
+    /// Paused: the new spec was not acted on, so observedGeneration stays where it was.
+    keep_observed_generation: bool,
 }
 
 async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
@@ -306,6 +312,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
 
     if mq.is_paused() {
         pass.observation.paused = true;
+        pass.keep_observed_generation = true;
         pass.queue_statuses = previous.queues.clone();
         pass.managed_queues = previous.managed_queues.clone();
         if !previous
@@ -706,7 +713,7 @@ async fn plan_roll_step(
         .collect();
     let rolling = views
         .iter()
-        .any(|v| v.ordinal < replicas && v.revision != update_revision);
+        .any(|v| v.ordinal < replicas && v.revision.is_some() && v.revision != update_revision);
     if rolling {
         // Only during a roll: the operator checks the restarted brokers itself before moving on.
         for view in views
@@ -723,12 +730,18 @@ async fn plan_roll_step(
             });
         }
     }
-    roll::plan_roll(&RollInput {
+    let step = roll::plan_roll(&RollInput {
         update_revision: update_revision.as_deref(),
         statefulset_observed: observed,
         replicas,
         pods: &views,
-    })
+    });
+    // Waiting with no out-of-date pod is creation or scaling, not a roll: Progressing says so
+    // with its own reason.
+    match step {
+        RollStep::Wait { .. } if !rolling => RollStep::UpToDate,
+        step => step,
+    }
 }
 
 /// Requests volume growth on PVCs smaller than spec.storage.size.
@@ -877,6 +890,7 @@ async fn sync_queues(
         .collect();
     ready_pods.sort_by_key(|p| p.name_any());
     let policy = mq.spec.queue_deletion_policy;
+    let any_ready = !ready_pods.is_empty();
 
     for pod in ready_pods {
         let Some(ip) = pod_ip(pod) else { continue };
@@ -998,9 +1012,11 @@ async fn sync_queues(
                         .iter()
                         .find(|s| s.name == q.name)
                         .and_then(|s| s.partitions),
-                    message: Some(
-                        "no ready broker answered; state from the last successful check".into(),
-                    ),
+                    message: Some(if any_ready {
+                        "no ready broker answered; state from the last successful check".into()
+                    } else {
+                        "waiting for a ready broker".into()
+                    }),
                 })
                 .collect();
         }
@@ -1026,9 +1042,14 @@ async fn write_status(
         mq.metadata.generation,
         Timestamp::now(),
     );
+    let observed_generation = if pass.keep_observed_generation {
+        previous.observed_generation
+    } else {
+        mq.metadata.generation
+    };
     let new_status = MessageQueueStatus {
         conditions,
-        observed_generation: mq.metadata.generation,
+        observed_generation,
         phase: Some(phase),
         replicas: Some(pass.pods_existing),
         ready_replicas: Some(pass.observation.ready),

@@ -37,7 +37,7 @@ NAMESPACED_RULES = {
     ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"get", "list", "watch", "delete"},
-    ("", "persistentvolumeclaims"): {"get", "list", "watch", "patch", "delete"},
+    ("", "persistentvolumeclaims"): {"get", "list", "patch", "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 # Cluster-scoped reads, granted whichever namespaces are watched.

@@ -166,6 +166,8 @@ def mode_default(docs, ns):
     check(env.get("RUST_LOG", {}).get("value") == "info", "RUST_LOG=info by default")
     check("--log-format=text" in args, "--log-format=text by default")
     check("--leader-election=true" in args, "leader election on by default")
+    check("strategy" not in one(docs, "Deployment").get("spec", {}),
+          "with leader election the Deployment rolls (the new pod waits for the Lease)")
     check(not any(a.startswith("--namespaces") for a in args), "all namespaces watched by default")
     check("--http-listen=0.0.0.0:8080" in args, "--http-listen on the probed port")
     check(not any(a.startswith("--broker-image-repository") or a.startswith("--default-broker-version")
@@ -188,6 +190,9 @@ def mode_custom(docs, ns):
     check(env.get("RUST_LOG", {}).get("value") == "debug", "RUST_LOG from logLevel")
     check("--log-format=json" in args, "--log-format=json from logFormat")
     check("--leader-election=false" in args, "--leader-election=false")
+    dep = one(docs, "Deployment")
+    check(dep.get("spec", {}).get("strategy", {}).get("type") == "Recreate",
+          "without leader election the Deployment never runs two operators at once (Recreate)")
     check("--namespaces=team-a,team-b" in args, "--namespaces from watchNamespaces")
     check("--broker-image-repository=registry.example/sluice-broker" in args, "--broker-image-repository")
     check("--default-broker-version=0.2.0" in args, "--default-broker-version")

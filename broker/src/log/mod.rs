@@ -5,6 +5,14 @@
 //! while the on-disk engine (segments, indexes, recovery, retention, group commit) is written
 //! behind the same signatures. Callers must only rely on what the doc comments promise.
 
+mod manager;
+
+pub use manager::{
+    partition_dir, validate_topic_config, validate_topic_configs, validate_topic_name, AlterOp,
+    ConfigEntry, ConfigSource, LogDefaults, LogManager, TopicMeta, MAX_PARTITIONS,
+    TOPIC_CONFIG_KEYS,
+};
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -99,6 +107,18 @@ pub enum LogError {
         current: i16,
         got: i16,
     },
+    #[error("topic {name:?} already exists")]
+    TopicAlreadyExists { name: String },
+    #[error("unknown topic {name:?}")]
+    UnknownTopic { name: String },
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    #[error("invalid config {key}: {reason}")]
+    InvalidConfig { key: String, reason: String },
+    #[error("invalid partitions for topic {topic:?}: {reason}")]
+    InvalidPartitions { topic: String, reason: String },
+    #[error("metadata file {path} is unreadable: {reason}")]
+    Metadata { path: PathBuf, reason: String },
 }
 
 impl LogError {
@@ -111,6 +131,12 @@ impl LogError {
             LogError::OffsetOutOfRange { .. } => 1,      // OFFSET_OUT_OF_RANGE
             LogError::OutOfOrderSequence { .. } => 45,   // OUT_OF_ORDER_SEQUENCE_NUMBER
             LogError::InvalidProducerEpoch { .. } => 47, // INVALID_PRODUCER_EPOCH
+            LogError::TopicAlreadyExists { .. } => 36,   // TOPIC_ALREADY_EXISTS
+            LogError::UnknownTopic { .. } => 3,          // UNKNOWN_TOPIC_OR_PARTITION
+            LogError::InvalidTopicName { .. } => 17,     // INVALID_TOPIC_EXCEPTION
+            LogError::InvalidConfig { .. } => 40,        // INVALID_CONFIG
+            LogError::InvalidPartitions { .. } => 37,    // INVALID_PARTITIONS
+            LogError::Metadata { .. } => 56,             // KAFKA_STORAGE_ERROR
         }
     }
 }
@@ -306,6 +332,23 @@ impl PartitionLog {
         if let Ok(mut c) = self.config.lock() {
             *c = config;
         }
+    }
+
+    /// The current config.
+    pub fn config(&self) -> LogConfig {
+        self.config
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Removes the partition's directory while other handles may still exist (DeleteTopics
+    /// through the [`LogManager`]).
+    pub fn remove_files(&self) -> Result<(), LogError> {
+        std::fs::remove_dir_all(&self.dir).map_err(|source| LogError::Io {
+            path: self.dir.clone(),
+            source,
+        })
     }
 
     /// Bytes on disk (all segments and indexes).

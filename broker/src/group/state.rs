@@ -1,0 +1,948 @@
+//! The classic consumer group as a pure state machine.
+//!
+//! No I/O and no clock of its own: every transition takes `now` and returns what must be
+//! answered. A JoinGroup or SyncGroup that cannot be answered at once returns `Wait`; its answer
+//! comes later as an [`Effect`] from another member's request or from [`Group::tick`] (rebalance
+//! deadline, session expiry). The coordinator keeps one waiting reply channel per member and
+//! routes effects to them.
+//!
+//! States, as in Kafka:
+//!
+//! ```text
+//!   Empty ──join──▶ PreparingRebalance ──all joined / deadline──▶ CompletingRebalance
+//!     ▲                  ▲      │                                       │ leader's SyncGroup
+//!     │                  │      └──no member left──▶ Empty               ▼
+//!     │                  └────── join / leave / expiry ───────────── Stable
+//!   Dead: the group was deleted (only ever reported, never stored).
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::codes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    /// The name Kafka uses on the wire (DescribeGroups, ListGroups).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+/// Session and delay limits (the broker's `group.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+    pub initial_rebalance_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub protocol_type: String,
+    /// (name, metadata) in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub assignment: Bytes,
+    /// A JoinGroup of this member is waiting for the rebalance to complete.
+    pub awaiting_join: bool,
+    /// A SyncGroup of this member is waiting for the leader's assignment.
+    pub awaiting_sync: bool,
+    pub last_heartbeat: Instant,
+    /// Order of joining; the oldest member becomes leader when one must be chosen.
+    seq: u64,
+}
+
+impl Member {
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+
+    fn same_protocols(&self, protocols: &[(String, Bytes)]) -> bool {
+        self.protocols == protocols
+    }
+
+    /// A member whose JoinGroup or SyncGroup is in flight is alive by definition (its request is
+    /// what it is doing instead of heartbeating).
+    fn session_deadline(&self) -> Option<Instant> {
+        if self.awaiting_join || self.awaiting_sync {
+            None
+        } else {
+            Some(self.last_heartbeat + self.session_timeout)
+        }
+    }
+}
+
+/// A JoinGroup, decoded and version-normalised by the coordinator.
+#[derive(Debug, Clone)]
+pub struct JoinArgs {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// As requested, in ms (checked against the limits before use).
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// JoinGroup v4+: a new dynamic member first gets MEMBER_ID_REQUIRED with its id.
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResult {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Every member with its metadata for the chosen protocol; only the leader gets it.
+    pub members: Vec<JoinedMember>,
+}
+
+impl JoinResult {
+    pub fn error(error: i16, member_id: &str) -> JoinResult {
+        JoinResult {
+            error,
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResult {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResult {
+    pub fn error(error: i16) -> SyncResult {
+        SyncResult {
+            error,
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+/// An answer to a request that was waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Join(JoinResult),
+    Sync {
+        member_id: String,
+        result: SyncResult,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinStep {
+    Reply(JoinResult),
+    /// Wait for an [`Effect::Join`] for this member id.
+    Wait {
+        member_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncStep {
+    Reply(SyncResult),
+    /// Wait for an [`Effect::Sync`] for the requesting member.
+    Wait,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub state: GroupState,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, and until when they may come back.
+    pending: HashMap<String, Instant>,
+    /// group.instance.id → current member id.
+    static_members: HashMap<String, String>,
+    rebalance_deadline: Option<Instant>,
+    /// While set, the first rebalance of a group that was empty waits for more members
+    /// (`group.initial.rebalance.delay.ms`); the value is the budget left for extensions.
+    initial_delay_remaining: Option<Duration>,
+    new_member_added: bool,
+    /// `group.initial.rebalance.delay.ms`.
+    initial_delay: Duration,
+    next_seq: u64,
+}
+
+type Fx = Vec<Effect>;
+
+impl Group {
+    pub fn new(id: &str, initial_delay: Duration) -> Group {
+        Group {
+            id: id.to_string(),
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            static_members: HashMap::new(),
+            rebalance_deadline: None,
+            initial_delay_remaining: None,
+            new_member_added: false,
+            initial_delay,
+            next_seq: 0,
+        }
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        let mut v: Vec<&Member> = self.members.values().collect();
+        v.sort_by_key(|m| m.seq);
+        v.into_iter()
+    }
+
+    pub fn member(&self, id: &str) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.pending.is_empty()
+    }
+
+    pub fn has_pending(&self, id: &str) -> bool {
+        self.pending.contains_key(id)
+    }
+
+    /// Handles a JoinGroup. `fresh_id` is used if the member needs a new id.
+    pub fn join(
+        &mut self,
+        a: JoinArgs,
+        fresh_id: String,
+        limits: &Limits,
+        now: Instant,
+    ) -> (JoinStep, Fx) {
+        let reply =
+            |code: i16, id: &str| (JoinStep::Reply(JoinResult::error(code, id)), Vec::new());
+        let session_ok = i64::from(a.session_timeout_ms)
+            >= limits.min_session_timeout.as_millis() as i64
+            && i64::from(a.session_timeout_ms) <= limits.max_session_timeout.as_millis() as i64;
+        if !session_ok {
+            return reply(codes::INVALID_SESSION_TIMEOUT, &a.member_id);
+        }
+        if a.protocol_type.is_empty() || a.protocols.is_empty() {
+            return reply(codes::INCONSISTENT_GROUP_PROTOCOL, &a.member_id);
+        }
+        if self.state == GroupState::Dead {
+            return reply(codes::COORDINATOR_NOT_AVAILABLE, &a.member_id);
+        }
+        if !self.supports(&a.protocol_type, &a.protocols) {
+            return reply(codes::INCONSISTENT_GROUP_PROTOCOL, &a.member_id);
+        }
+
+        if a.member_id.is_empty() {
+            if let Some(instance) = a.instance_id.clone() {
+                if let Some(old) = self.static_members.get(&instance).cloned() {
+                    if self.members.contains_key(&old) {
+                        return self.replace_static_member(&old, fresh_id, a, now);
+                    }
+                }
+                return self.add_member_and_rebalance(fresh_id, a, now);
+            }
+            if a.require_known_member_id {
+                let deadline = now + Duration::from_millis(a.session_timeout_ms.max(0) as u64);
+                self.pending.insert(fresh_id.clone(), deadline);
+                return reply(codes::MEMBER_ID_REQUIRED, &fresh_id);
+            }
+            return self.add_member_and_rebalance(fresh_id, a, now);
+        }
+
+        if let Some(code) = self.fenced(&a.member_id, a.instance_id.as_deref()) {
+            return reply(code, &a.member_id);
+        }
+        if self.pending.remove(&a.member_id).is_some() {
+            let id = a.member_id.clone();
+            return self.add_member_and_rebalance(id, a, now);
+        }
+        let Some(member) = self.members.get(&a.member_id) else {
+            return reply(codes::UNKNOWN_MEMBER_ID, &a.member_id);
+        };
+        let unchanged = member.same_protocols(&a.protocols);
+        let is_leader = self.leader.as_deref() == Some(a.member_id.as_str());
+        let id = a.member_id.clone();
+        match self.state {
+            GroupState::PreparingRebalance => {
+                self.update_member(a, now);
+                let fx = self.maybe_complete_join(now);
+                (JoinStep::Wait { member_id: id }, fx)
+            }
+            GroupState::CompletingRebalance if unchanged => {
+                // The member lost our JoinGroup answer: send it again.
+                (JoinStep::Reply(self.join_result(&id)), Vec::new())
+            }
+            GroupState::Stable if unchanged && !is_leader => {
+                (JoinStep::Reply(self.join_result(&id)), Vec::new())
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.update_member(a, now);
+                let fx = self.rebalance(now);
+                (JoinStep::Wait { member_id: id }, fx)
+            }
+            GroupState::Empty | GroupState::Dead => reply(codes::UNKNOWN_MEMBER_ID, &id),
+        }
+    }
+
+    /// Handles a SyncGroup.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> (SyncStep, Fx) {
+        let reply = |code: i16| (SyncStep::Reply(SyncResult::error(code)), Vec::new());
+        if self.state == GroupState::Dead {
+            return reply(codes::COORDINATOR_NOT_AVAILABLE);
+        }
+        if let Some(code) = self.fenced(member_id, instance_id) {
+            return reply(code);
+        }
+        if !self.members.contains_key(member_id) {
+            return reply(codes::UNKNOWN_MEMBER_ID);
+        }
+        if generation != self.generation {
+            return reply(codes::ILLEGAL_GENERATION);
+        }
+        let type_mismatch = protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref());
+        let name_mismatch = protocol_name.is_some_and(|n| Some(n) != self.protocol_name.as_deref());
+        if type_mismatch || name_mismatch {
+            return reply(codes::INCONSISTENT_GROUP_PROTOCOL);
+        }
+        match self.state {
+            GroupState::Empty | GroupState::Dead => reply(codes::UNKNOWN_MEMBER_ID),
+            GroupState::PreparingRebalance => reply(codes::REBALANCE_IN_PROGRESS),
+            GroupState::Stable => {
+                let result = self.sync_ok(member_id);
+                self.touch(member_id, now);
+                (SyncStep::Reply(result), Vec::new())
+            }
+            GroupState::CompletingRebalance => {
+                if let Some(m) = self.members.get_mut(member_id) {
+                    m.awaiting_sync = true;
+                    m.last_heartbeat = now;
+                }
+                let mut fx = Vec::new();
+                if self.leader.as_deref() == Some(member_id) {
+                    for (id, assignment) in assignments {
+                        // Assignments for members that are gone are dropped, as Kafka does.
+                        if let Some(m) = self.members.get_mut(&id) {
+                            m.assignment = assignment;
+                        }
+                    }
+                    self.state = GroupState::Stable;
+                    let waiting: Vec<String> = self
+                        .members
+                        .values()
+                        .filter(|m| m.awaiting_sync)
+                        .map(|m| m.id.clone())
+                        .collect();
+                    for id in waiting {
+                        let result = self.sync_ok(&id);
+                        if let Some(m) = self.members.get_mut(&id) {
+                            m.awaiting_sync = false;
+                            m.last_heartbeat = now;
+                        }
+                        fx.push(Effect::Sync {
+                            member_id: id,
+                            result,
+                        });
+                    }
+                }
+                (SyncStep::Wait, fx)
+            }
+        }
+    }
+
+    /// Handles a Heartbeat; returns the error code.
+    pub fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Instant,
+    ) -> i16 {
+        if self.state == GroupState::Dead {
+            return codes::COORDINATOR_NOT_AVAILABLE;
+        }
+        if let Some(code) = self.fenced(member_id, instance_id) {
+            return code;
+        }
+        if !self.members.contains_key(member_id) {
+            return codes::UNKNOWN_MEMBER_ID;
+        }
+        if generation != self.generation {
+            return codes::ILLEGAL_GENERATION;
+        }
+        match self.state {
+            GroupState::Empty | GroupState::Dead => codes::UNKNOWN_MEMBER_ID,
+            GroupState::PreparingRebalance => {
+                self.touch(member_id, now);
+                codes::REBALANCE_IN_PROGRESS
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.touch(member_id, now);
+                codes::NONE
+            }
+        }
+    }
+
+    /// Handles one member of a LeaveGroup; returns the member's error code.
+    pub fn leave(&mut self, member_id: &str, instance_id: Option<&str>, now: Instant) -> (i16, Fx) {
+        let id = match (member_id.is_empty(), instance_id) {
+            (true, Some(instance)) => match self.static_members.get(instance) {
+                Some(id) => id.clone(),
+                None => return (codes::UNKNOWN_MEMBER_ID, Vec::new()),
+            },
+            _ => {
+                if let Some(code) = self.fenced(member_id, instance_id) {
+                    return (code, Vec::new());
+                }
+                member_id.to_string()
+            }
+        };
+        if self.pending.remove(&id).is_some() {
+            let fx = if self.state == GroupState::PreparingRebalance {
+                self.maybe_complete_join(now)
+            } else {
+                Vec::new()
+            };
+            return (codes::NONE, fx);
+        }
+        if !self.members.contains_key(&id) {
+            return (codes::UNKNOWN_MEMBER_ID, Vec::new());
+        }
+        (codes::NONE, self.remove_member(&id, now))
+    }
+
+    /// Checks whether `member_id` may commit offsets at `generation`.
+    pub fn check_commit(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Instant,
+    ) -> Result<(), i16> {
+        if self.state == GroupState::Dead {
+            return Err(codes::COORDINATOR_NOT_AVAILABLE);
+        }
+        if generation < 0 && self.state == GroupState::Empty {
+            // A standalone consumer that only uses the group to store offsets.
+            return Ok(());
+        }
+        if self.pending.contains_key(member_id) {
+            return Err(codes::UNKNOWN_MEMBER_ID);
+        }
+        if let Some(code) = self.fenced(member_id, instance_id) {
+            return Err(code);
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(codes::UNKNOWN_MEMBER_ID);
+        }
+        if generation != self.generation {
+            return Err(codes::ILLEGAL_GENERATION);
+        }
+        match self.state {
+            GroupState::CompletingRebalance => Err(codes::REBALANCE_IN_PROGRESS),
+            // PreparingRebalance is allowed: consumers commit what they processed while
+            // revoking partitions, before rejoining.
+            _ => {
+                self.touch(member_id, now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Expires pending members and sessions, and completes a rebalance whose deadline passed.
+    pub fn tick(&mut self, now: Instant) -> Fx {
+        let mut fx = Vec::new();
+        let before = self.pending.len();
+        self.pending.retain(|_, deadline| *deadline > now);
+        if self.pending.len() != before && self.state == GroupState::PreparingRebalance {
+            fx.extend(self.maybe_complete_join(now));
+        }
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.session_deadline().is_some_and(|d| d <= now))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in expired {
+            tracing::info!(group = %self.id, member = %id, "member session expired");
+            fx.extend(self.remove_member(&id, now));
+        }
+        if self.state == GroupState::PreparingRebalance
+            && self.rebalance_deadline.is_some_and(|d| d <= now)
+        {
+            match self.initial_delay_remaining {
+                Some(remaining) if self.new_member_added && !remaining.is_zero() => {
+                    // More members arrived during the initial delay: wait another round,
+                    // within the rebalance timeout.
+                    let step = remaining.min(self.initial_delay);
+                    self.initial_delay_remaining = Some(remaining - step);
+                    self.new_member_added = false;
+                    self.rebalance_deadline = Some(now + step);
+                }
+                _ => fx.extend(self.complete_join(now)),
+            }
+        }
+        fx
+    }
+
+    /// The earliest instant at which [`Group::tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let rebalance = match self.state {
+            GroupState::PreparingRebalance => self.rebalance_deadline,
+            _ => None,
+        };
+        self.pending
+            .values()
+            .copied()
+            .chain(rebalance)
+            .chain(self.members.values().filter_map(Member::session_deadline))
+            .min()
+    }
+
+    // ---- internals ----
+
+    fn fenced(&self, member_id: &str, instance_id: Option<&str>) -> Option<i16> {
+        let instance = instance_id?;
+        match self.static_members.get(instance) {
+            Some(current) if current != member_id => Some(codes::FENCED_INSTANCE_ID),
+            _ => None,
+        }
+    }
+
+    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if self.members.is_empty() {
+            return true;
+        }
+        if self.protocol_type.as_deref() != Some(protocol_type) {
+            return false;
+        }
+        let n = self.members.len();
+        protocols.iter().any(|(name, _)| {
+            self.members
+                .values()
+                .filter(|m| m.protocols.iter().any(|(p, _)| p == name))
+                .count()
+                == n
+        })
+    }
+
+    fn touch(&mut self, member_id: &str, now: Instant) {
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.last_heartbeat = now;
+        }
+    }
+
+    fn add_member_and_rebalance(
+        &mut self,
+        id: String,
+        a: JoinArgs,
+        now: Instant,
+    ) -> (JoinStep, Fx) {
+        if self.members.is_empty() {
+            self.protocol_type = Some(a.protocol_type.clone());
+        }
+        if let Some(instance) = &a.instance_id {
+            self.static_members.insert(instance.clone(), id.clone());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.members.insert(
+            id.clone(),
+            Member {
+                id: id.clone(),
+                instance_id: a.instance_id,
+                client_id: a.client_id,
+                client_host: a.client_host,
+                protocol_type: a.protocol_type,
+                protocols: a.protocols,
+                session_timeout: Duration::from_millis(a.session_timeout_ms.max(0) as u64),
+                rebalance_timeout: Duration::from_millis(a.rebalance_timeout_ms.max(0) as u64),
+                assignment: Bytes::new(),
+                awaiting_join: true,
+                awaiting_sync: false,
+                last_heartbeat: now,
+                seq,
+            },
+        );
+        self.new_member_added = true;
+        if self.leader.is_none() {
+            self.leader = Some(id.clone());
+        }
+        let fx = self.rebalance(now);
+        (JoinStep::Wait { member_id: id }, fx)
+    }
+
+    fn update_member(&mut self, a: JoinArgs, now: Instant) {
+        if let Some(m) = self.members.get_mut(&a.member_id) {
+            m.protocols = a.protocols;
+            m.protocol_type = a.protocol_type;
+            m.session_timeout = Duration::from_millis(a.session_timeout_ms.max(0) as u64);
+            m.rebalance_timeout = Duration::from_millis(a.rebalance_timeout_ms.max(0) as u64);
+            m.client_id = a.client_id;
+            m.client_host = a.client_host;
+            m.awaiting_join = true;
+            m.last_heartbeat = now;
+        }
+    }
+
+    /// A static member came back with a new incarnation (empty member id, known instance id).
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        new_id: String,
+        a: JoinArgs,
+        now: Instant,
+    ) -> (JoinStep, Fx) {
+        let Some(mut member) = self.members.remove(old_id) else {
+            return self.add_member_and_rebalance(new_id, a, now);
+        };
+        let mut fx = Vec::new();
+        if member.awaiting_join {
+            fx.push(Effect::Join(JoinResult::error(
+                codes::FENCED_INSTANCE_ID,
+                old_id,
+            )));
+        }
+        if member.awaiting_sync {
+            fx.push(Effect::Sync {
+                member_id: old_id.to_string(),
+                result: SyncResult::error(codes::FENCED_INSTANCE_ID),
+            });
+        }
+        let unchanged = member.same_protocols(&a.protocols);
+        member.id = new_id.clone();
+        member.awaiting_join = false;
+        member.awaiting_sync = false;
+        member.last_heartbeat = now;
+        if let Some(instance) = &a.instance_id {
+            self.static_members.insert(instance.clone(), new_id.clone());
+        }
+        let was_leader = self.leader.as_deref() == Some(old_id);
+        if was_leader {
+            self.leader = Some(new_id.clone());
+        }
+        self.members.insert(new_id.clone(), member);
+        if self.state == GroupState::Stable && unchanged && !was_leader {
+            // Same subscription: keep the current assignment, no rebalance (the point of
+            // static membership). The member syncs and gets its old assignment back.
+            return (JoinStep::Reply(self.join_result(&new_id)), fx);
+        }
+        let a = JoinArgs {
+            member_id: new_id.clone(),
+            ..a
+        };
+        self.update_member(a, now);
+        fx.extend(self.rebalance(now));
+        (JoinStep::Wait { member_id: new_id }, fx)
+    }
+
+    /// Starts a rebalance if the state allows one, then completes the join if nobody is
+    /// missing.
+    fn rebalance(&mut self, now: Instant) -> Fx {
+        let mut fx = Vec::new();
+        match self.state {
+            GroupState::CompletingRebalance => {
+                // Members waiting for the old generation's assignment must rejoin.
+                for m in self.members.values_mut() {
+                    m.assignment = Bytes::new();
+                    if m.awaiting_sync {
+                        m.awaiting_sync = false;
+                        m.last_heartbeat = now;
+                        fx.push(Effect::Sync {
+                            member_id: m.id.clone(),
+                            result: SyncResult::error(codes::REBALANCE_IN_PROGRESS),
+                        });
+                    }
+                }
+                self.prepare(now, false);
+            }
+            GroupState::Stable => self.prepare(now, false),
+            GroupState::Empty => self.prepare(now, true),
+            GroupState::PreparingRebalance | GroupState::Dead => {}
+        }
+        fx.extend(self.maybe_complete_join(now));
+        fx
+    }
+
+    fn prepare(&mut self, now: Instant, from_empty: bool) {
+        let timeout = self.max_rebalance_timeout();
+        let step = self.initial_delay.min(timeout);
+        if from_empty && !step.is_zero() {
+            self.initial_delay_remaining = Some(timeout.saturating_sub(step));
+            self.new_member_added = false;
+            self.rebalance_deadline = Some(now + step);
+        } else {
+            self.initial_delay_remaining = None;
+            self.rebalance_deadline = Some(now + timeout);
+        }
+        tracing::debug!(group = %self.id, generation = self.generation, "preparing rebalance");
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    fn max_rebalance_timeout(&self) -> Duration {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default()
+    }
+
+    fn maybe_complete_join(&mut self, now: Instant) -> Fx {
+        let all_joined = self.members.values().all(|m| m.awaiting_join) && self.pending.is_empty();
+        if self.state == GroupState::PreparingRebalance
+            && self.initial_delay_remaining.is_none()
+            && all_joined
+        {
+            self.complete_join(now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn complete_join(&mut self, now: Instant) -> Fx {
+        // Dynamic members that did not rejoin in time are out. Static members stay: they are
+        // expected back under the same instance id and keep their place until their session
+        // expires.
+        let gone: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| !m.awaiting_join && m.instance_id.is_none())
+            .map(|m| m.id.clone())
+            .collect();
+        for id in &gone {
+            tracing::info!(group = %self.id, member = %id, "member did not rejoin in time");
+            self.drop_member(id);
+        }
+        self.rebalance_deadline = None;
+        self.initial_delay_remaining = None;
+        self.new_member_added = false;
+        self.generation += 1;
+        let leader_ok = self
+            .leader
+            .as_ref()
+            .and_then(|l| self.members.get(l))
+            .is_some_and(|m| m.awaiting_join);
+        if !leader_ok {
+            let leader = self
+                .members()
+                .find(|m| m.awaiting_join)
+                .or_else(|| self.members().next())
+                .map(|m| m.id.clone());
+            self.leader = leader;
+        }
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol_name = None;
+            self.leader = None;
+            tracing::info!(group = %self.id, generation = self.generation, "group is empty");
+            return Vec::new();
+        }
+        self.protocol_name = Some(self.select_protocol());
+        self.state = GroupState::CompletingRebalance;
+        tracing::info!(
+            group = %self.id,
+            generation = self.generation,
+            members = self.members.len(),
+            protocol = ?self.protocol_name,
+            leader = ?self.leader,
+            "rebalance: join phase complete"
+        );
+        let joined: Vec<String> = self
+            .members()
+            .filter(|m| m.awaiting_join)
+            .map(|m| m.id.clone())
+            .collect();
+        let mut fx = Vec::new();
+        for id in joined {
+            if let Some(m) = self.members.get_mut(&id) {
+                m.assignment = Bytes::new();
+                m.awaiting_join = false;
+                m.last_heartbeat = now;
+            }
+            fx.push(Effect::Join(self.join_result(&id)));
+        }
+        fx
+    }
+
+    /// The protocol every member supports that most members prefer; ties go to the
+    /// leader's preference order.
+    fn select_protocol(&self) -> String {
+        let ordered: Vec<&Member> = self.members().collect();
+        let leader = self
+            .leader
+            .as_ref()
+            .and_then(|l| self.members.get(l))
+            .or(ordered.first().copied());
+        let Some(leader) = leader else {
+            return String::new();
+        };
+        let candidates: Vec<&str> = leader
+            .protocols
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| {
+                ordered
+                    .iter()
+                    .all(|m| m.protocols.iter().any(|(p, _)| p == n))
+            })
+            .collect();
+        let mut best: Option<(&str, usize)> = None;
+        for c in &candidates {
+            let votes = ordered
+                .iter()
+                .filter(|m| {
+                    m.protocols
+                        .iter()
+                        .map(|(p, _)| p.as_str())
+                        .find(|p| candidates.contains(p))
+                        == Some(*c)
+                })
+                .count();
+            if best.is_none_or(|(_, v)| votes > v) {
+                best = Some((c, votes));
+            }
+        }
+        best.map(|(c, _)| c.to_string())
+            .or_else(|| leader.protocols.first().map(|(n, _)| n.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The JoinGroup answer for `member_id` in the current generation.
+    fn join_result(&self, member_id: &str) -> JoinResult {
+        let leader = self.leader.clone().unwrap_or_default();
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let members = if leader == member_id {
+            self.members()
+                .map(|m| JoinedMember {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    metadata: m.metadata_for(&protocol),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        JoinResult {
+            error: codes::NONE,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            leader,
+            member_id: member_id.to_string(),
+            members,
+        }
+    }
+
+    fn sync_ok(&self, member_id: &str) -> SyncResult {
+        SyncResult {
+            error: codes::NONE,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            assignment: self
+                .members
+                .get(member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Removes a member without touching the group state.
+    fn drop_member(&mut self, id: &str) -> Option<Member> {
+        let m = self.members.remove(id)?;
+        if let Some(instance) = &m.instance_id {
+            if self.static_members.get(instance).map(String::as_str) == Some(id) {
+                self.static_members.remove(instance);
+            }
+        }
+        if self.leader.as_deref() == Some(id) {
+            let next = self.members().next().map(|m| m.id.clone());
+            self.leader = next;
+        }
+        Some(m)
+    }
+
+    /// Removes a member that left or expired and rebalances the rest.
+    fn remove_member(&mut self, id: &str, now: Instant) -> Fx {
+        let Some(m) = self.drop_member(id) else {
+            return Vec::new();
+        };
+        let mut fx = Vec::new();
+        if m.awaiting_join {
+            fx.push(Effect::Join(JoinResult::error(
+                codes::UNKNOWN_MEMBER_ID,
+                id,
+            )));
+        }
+        if m.awaiting_sync {
+            fx.push(Effect::Sync {
+                member_id: id.to_string(),
+                result: SyncResult::error(codes::UNKNOWN_MEMBER_ID),
+            });
+        }
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => fx.extend(self.rebalance(now)),
+            GroupState::PreparingRebalance => fx.extend(self.maybe_complete_join(now)),
+            GroupState::Empty | GroupState::Dead => {}
+        }
+        fx
+    }
+}

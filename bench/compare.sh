@@ -220,7 +220,9 @@ start_sluice() { # start_sluice FSYNC -> BROKER_PID, BOOTSTRAP
     local deadline=$((SECONDS + 30))
     while :; do
         if ! kill -0 "$SLUICE_PID" 2>/dev/null; then
-            START_ERR="exited at start: $(tail -n 1 "$RUN_DIR/broker.log")"
+            local code=0
+            wait "$SLUICE_PID" || code=$?
+            START_ERR="exited at start with code $code: $(tail -n 1 "$RUN_DIR/broker.log")"
             SLUICE_PID=""
             return 1
         fi
@@ -276,7 +278,7 @@ run_target() { # run_target NAME
     esac
     if [[ "$started" != 1 ]]; then
         log "$name: not run: $START_ERR"
-        PROD_ROWS+=("| $label | $config | not run: ${START_ERR//|//} | | | | | | | | | | |")
+        PROD_ROWS+=("| $label | $config | not run: ${START_ERR//|//} | | | | | | | | | | | | | |")
         stop_sluice; stop_kafka
         return 0
     fi
@@ -293,11 +295,14 @@ run_target() { # run_target NAME
         >"$RUN_DIR/producer.out" 2>&1 || rc=$?
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then
         log "$name: broker died during the produce run"
-        PROD_ROWS+=("| $label | $config | broker died during produce: $(tail -n 1 "$RUN_DIR/broker.log" 2>/dev/null | tr '|' '/') | | | | | | | | | | |")
+        PROD_ROWS+=("| $label | $config | broker died during produce: $(tail -n 1 "$RUN_DIR/broker.log" 2>/dev/null | tr '|' '/') | | | | | | | | | | | | | |")
         SLUICE_PID=""; stop_kafka
         return 0
     fi
     t1="$(cpu_ticks "$BROKER_PID")"
+    # what actually reached the data dir: a check that the bytes were stored, not just counted
+    local disk_mib
+    disk_mib="$(du -sm "$RUN_DIR/data" | cut -f1)"
     parse_producer "$RUN_DIR/producer.out" "$rc"
     [[ -z "$TOPIC_NOTE" ]] || P_NOTE="${P_NOTE:+$P_NOTE; }$TOPIC_NOTE"
     local prod_cpu
@@ -328,7 +333,7 @@ run_target() { # run_target NAME
         hwm="$(awk -v k="$(status_kb "$BROKER_PID" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
     fi
     rss_idle_mib="$(awk -v k="$rss_idle" 'BEGIN { printf "%.0f", k / 1024 }')"
-    PROD_ROWS+=("| $label | $config | $P_RECORDS | $P_MBS | $P_RPS | $P_AVG | $P_P50 | $P_P95 | $P_P99 | $P_P999 | $P_MAX | $rss_idle_mib / $hwm | $prod_cpu | $load_start | ${P_NOTE//|//} |")
+    PROD_ROWS+=("| $label | $config | $P_RECORDS | $P_MBS | $P_RPS | $P_AVG | $P_P50 | $P_P95 | $P_P99 | $P_P999 | $P_MAX | $rss_idle_mib / $hwm | $prod_cpu | $disk_mib | $load_start | ${P_NOTE//|//} |")
     log "$name: stopping broker"
     stop_sluice
     stop_kafka
@@ -367,8 +372,8 @@ SLUICE_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unkno
     echo "- uptime before: \`$LOAD_BEFORE\`"
     echo "- uptime after:  \`$LOAD_AFTER\`"
     echo
-    echo "| broker | config | records | MB/s | records/s | avg ms | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | RSS idle / peak MiB | broker CPU-s per GiB | load1 at start | notes |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| broker | config | records | MB/s | records/s | avg ms | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | RSS idle / peak MiB | broker CPU-s per GiB | data dir MiB | load1 at start | notes |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     printf '%s\n' "${PROD_ROWS[@]}"
     if [[ "${#CONS_ROWS[@]}" -gt 0 ]]; then
         echo
@@ -379,6 +384,6 @@ SLUICE_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unkno
         printf '%s\n' "${CONS_ROWS[@]}"
     fi
     echo
-    echo "MB = MiB (2^20 B) as ProducerPerformance prints it; peak RSS = VmHWM of the broker process over its whole life (start, produce, consume); CPU = utime+stime of the broker process during the run, per GiB of record payload."
+    echo "MB = MiB (2^20 B) as ProducerPerformance prints it; peak RSS = VmHWM of the broker process over its whole life (start, produce, consume); CPU = utime+stime of the broker process during the run, per GiB of record payload; data dir = \`du -sm\` of the broker's data dir right after the produce run (payload was $((NUM_RECORDS * RECORD_SIZE / 1048576)) MiB)."
 } | tee "$OUT"
 log "report written to $OUT"

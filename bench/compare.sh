@@ -14,6 +14,8 @@
 # Env (all optional):
 #   NUM_RECORDS=150000     records per produce run (1 KiB each; ~146 MiB). Sized so a run finishes
 #                          within RUN_TIMEOUT on the busy 2-core team machine; raise it on a quiet one
+#   WARMUP_RECORDS=50000   records produced (same command, unmeasured) before the measured run, so
+#                          the JVM broker's JIT (and the client's) is warm; 0 to skip
 #   RUN_TIMEOUT=30         seconds cap per client run; a capped run is reported from its 1 s windows
 #   PARTITIONS=1           partitions of the benchmark topic (same on both brokers)
 #   CONSUME=1              also run ConsumerPerformance over what was produced (0 to skip)
@@ -33,6 +35,7 @@ KAFKA_DIR="$ROOT/bench/kafka"
 NUM_RECORDS="${NUM_RECORDS:-150000}"
 RECORD_SIZE=1024
 RUN_TIMEOUT="${RUN_TIMEOUT:-30}"
+WARMUP_RECORDS="${WARMUP_RECORDS:-50000}"
 PARTITIONS="${PARTITIONS:-1}"
 CONSUME="${CONSUME:-1}"
 TARGETS="${TARGETS:-sluice-always sluice-interval kafka}"
@@ -49,6 +52,7 @@ export KAFKA_PORT=19092
 export KAFKA_CONTROLLER_PORT=19093
 CLK_TCK="$(getconf CLK_TCK)"
 
+strip_ansi() { sed -E 's/\x1b\[[0-9;]*m//g' | tr '|' '/'; }
 log() { echo "[compare $(date -u +%H:%M:%S)] $*" >&2; }
 fail() { echo "[compare] FAILED at step: $*" >&2; exit 1; }
 
@@ -222,7 +226,7 @@ start_sluice() { # start_sluice FSYNC -> BROKER_PID, BOOTSTRAP
         if ! kill -0 "$SLUICE_PID" 2>/dev/null; then
             local code=0
             wait "$SLUICE_PID" || code=$?
-            START_ERR="exited at start with code $code: $(tail -n 1 "$RUN_DIR/broker.log")"
+            START_ERR="exited at start with code $code: $(tail -n 1 "$RUN_DIR/broker.log" | strip_ansi)"
             SLUICE_PID=""
             return 1
         fi
@@ -286,6 +290,14 @@ run_target() { # run_target NAME
     rss_idle="$(status_kb "$BROKER_PID" VmRSS)"
     create_topic "$BOOTSTRAP"
 
+    if [[ "$WARMUP_RECORDS" -gt 0 ]]; then
+        log "$name: warm-up: ProducerPerformance $WARMUP_RECORDS records (not measured)"
+        timeout "$RUN_TIMEOUT" "${JAVA_TOOL[@]}" org.apache.kafka.tools.ProducerPerformance \
+            --topic "$TOPIC" --num-records "$WARMUP_RECORDS" --record-size "$RECORD_SIZE" --throughput -1 \
+            --bootstrap-server "$BOOTSTRAP" --command-property acks=all \
+            >"$RUN_DIR/warmup.out" 2>&1 || log "$name: warm-up client exited $? (continuing)"
+    fi
+
     log "$name: ProducerPerformance $NUM_RECORDS x $RECORD_SIZE B, acks=all, unthrottled (cap ${RUN_TIMEOUT}s)"
     local t0 t1 t2 rc=0
     t0="$(cpu_ticks "$BROKER_PID")"
@@ -295,7 +307,7 @@ run_target() { # run_target NAME
         >"$RUN_DIR/producer.out" 2>&1 || rc=$?
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then
         log "$name: broker died during the produce run"
-        PROD_ROWS+=("| $label | $config | broker died during produce: $(tail -n 1 "$RUN_DIR/broker.log" 2>/dev/null | tr '|' '/') | | | | | | | | | | | | | |")
+        PROD_ROWS+=("| $label | $config | broker died during produce: $(tail -n 1 "$RUN_DIR/broker.log" 2>/dev/null | strip_ansi) | | | | | | | | | | | | | |")
         SLUICE_PID=""; stop_kafka
         return 0
     fi
@@ -384,6 +396,6 @@ SLUICE_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unkno
         printf '%s\n' "${CONS_ROWS[@]}"
     fi
     echo
-    echo "MB = MiB (2^20 B) as ProducerPerformance prints it; peak RSS = VmHWM of the broker process over its whole life (start, produce, consume); CPU = utime+stime of the broker process during the run, per GiB of record payload; data dir = \`du -sm\` of the broker's data dir right after the produce run (payload was $((NUM_RECORDS * RECORD_SIZE / 1048576)) MiB)."
+    echo "MB = MiB (2^20 B) as ProducerPerformance prints it; peak RSS = VmHWM of the broker process over its whole life (start, produce, consume); CPU = utime+stime of the broker process during the run, per GiB of record payload; data dir = \`du -sm\` of the broker's data dir right after the produce run (payload incl. warm-up: $(((NUM_RECORDS + WARMUP_RECORDS) * RECORD_SIZE / 1048576)) MiB). Each broker first took $WARMUP_RECORDS unmeasured warm-up records through the same command."
 } | tee "$OUT"
 log "report written to $OUT"

@@ -537,8 +537,12 @@ impl GroupCoordinator {
                     .err(),
                 // A standalone consumer (generation -1) needs no group.
                 None if req.generation_id_or_member_epoch < 0 => None,
-                // Members of a group we do not know (e.g. after a restart) must rejoin.
-                None if version >= 9 => Some(codes::GROUP_ID_NOT_FOUND),
+                // A member of a group we do not know: membership is not persisted, so this is
+                // a consumer from before a restart and it must rejoin. Kafka answers
+                // ILLEGAL_GENERATION before v9 and GROUP_ID_NOT_FOUND from v9, but librdkafka
+                // only rejoins on ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID, and "unknown member"
+                // is the truth here.
+                None if version >= 9 => Some(codes::UNKNOWN_MEMBER_ID),
                 None => Some(codes::ILLEGAL_GENERATION),
             }
         };
@@ -548,8 +552,9 @@ impl GroupCoordinator {
 
         let commit_ts = now_ms();
         let mut records = Vec::new();
-        // (topic response, per partition (index, code, stored-record?))
-        let mut out: Vec<(OffsetCommitResponseTopic, Vec<(i32, i16, bool)>)> = Vec::new();
+        /// Per partition: index, error code, whether a record was written for it.
+        type PartitionOutcome = (i32, i16, bool);
+        let mut out: Vec<(OffsetCommitResponseTopic, Vec<PartitionOutcome>)> = Vec::new();
         for topic in &req.topics {
             let mut name = topic.name.0.to_string();
             let mut topic_code = None;

@@ -329,6 +329,9 @@ pub struct LogManager {
     defaults: LogDefaults,
     /// Readers (every produce/fetch looks up its partition) take this briefly.
     topics: RwLock<BTreeMap<String, TopicEntry>>,
+    /// fsync count and nanoseconds of partitions that were deleted (metrics stay monotonic).
+    retired_fsyncs: std::sync::atomic::AtomicU64,
+    retired_fsync_nanos: std::sync::atomic::AtomicU64,
     /// Serializes metadata changes so `topics.json` is written in the order changes happen;
     /// held across the file writes, which readers never wait for.
     admin: Mutex<()>,
@@ -403,6 +406,8 @@ impl LogManager {
             data_dir: data_dir.to_path_buf(),
             defaults,
             topics: RwLock::new(topics),
+            retired_fsyncs: Default::default(),
+            retired_fsync_nanos: Default::default(),
             admin: Mutex::new(()),
         })
     }
@@ -573,6 +578,10 @@ impl LogManager {
         // topics.json no longer names the topic: a crash from here on leaves orphan
         // directories that the next open removes.
         for (p, log) in entry.partitions.iter().enumerate() {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.retired_fsyncs.fetch_add(log.fsync_count(), Relaxed);
+            self.retired_fsync_nanos
+                .fetch_add(log.fsync_time().as_nanos() as u64, Relaxed);
             if let Err(e) = log.remove_files() {
                 tracing::warn!(topic = name, partition = p, error = %e, "could not remove partition directory");
             }
@@ -878,6 +887,19 @@ impl LogManager {
         }
     }
 
+    /// Total fsync calls and time spent in them, over every partition ever opened by this
+    /// manager (for `/metrics`: monotonic counters).
+    pub fn fsync_stats(&self) -> (u64, Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut n = self.retired_fsyncs.load(Relaxed);
+        let mut t = Duration::from_nanos(self.retired_fsync_nanos.load(Relaxed));
+        for (_, _, log) in self.all_partitions() {
+            n += log.fsync_count();
+            t += log.fsync_time();
+        }
+        (n, t)
+    }
+
     /// Fsyncs every partition (shutdown). Tries all of them; returns the first error.
     pub fn flush_all(&self) -> Result<(), LogError> {
         let mut first = None;
@@ -952,6 +974,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

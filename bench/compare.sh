@@ -46,10 +46,15 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="${OUT:-/tmp/sluice-bench-$STAMP.md}"
 TOPIC="bench"
 
-SLUICE_PORT=29092
-SLUICE_HTTP_PORT=29080
-export KAFKA_PORT=19092
-export KAFKA_CONTROLLER_PORT=19093
+# Ports: free loopback ports picked now (teammates run brokers on fixed ports like 19092 too);
+# override with the variables below.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+SLUICE_PORT="${SLUICE_PORT:-$(free_port)}"
+SLUICE_HTTP_PORT="${SLUICE_HTTP_PORT:-$(free_port)}"
+export KAFKA_PORT="${KAFKA_PORT:-$(free_port)}"
+export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$(free_port)}"
 CLK_TCK="$(getconf CLK_TCK)"
 
 strip_ansi() { sed -E 's/\x1b\[[0-9;]*m//g' | tr '|' '/'; }

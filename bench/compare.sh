@@ -20,6 +20,7 @@
 #   PARTITIONS=1           partitions of the benchmark topic (same on both brokers)
 #   CONSUME=1              also run ConsumerPerformance over what was produced (0 to skip)
 #   TARGETS="sluice-always sluice-interval kafka"   which runs, in this order
+#   ROUNDS=1               repeat the whole sequence; even rounds run the targets in reverse order
 #   SLUICE_BIN=path        use this broker binary instead of `cargo build --release -p sluice-broker`
 #   KAFKA_VERSION=4.2.0    Apache Kafka version (bench/kafka/setup.sh fetches it from Maven Central)
 #   KAFKA_HEAP_OPTS="-Xms1g -Xmx1g"   Kafka broker heap (the stock kafka-server-start.sh default)
@@ -39,6 +40,8 @@ WARMUP_RECORDS="${WARMUP_RECORDS:-50000}"
 PARTITIONS="${PARTITIONS:-1}"
 CONSUME="${CONSUME:-1}"
 TARGETS="${TARGETS:-sluice-always sluice-interval kafka}"
+ROUNDS="${ROUNDS:-1}"
+ROUND=1
 export KAFKA_VERSION="${KAFKA_VERSION:-4.2.0}"
 export KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms1g -Xmx1g}"
 CLIENT_HEAP="${CLIENT_HEAP:--Xmx512m}"
@@ -265,7 +268,7 @@ CONS_ROWS=()
 
 run_target() { # run_target NAME
     local name="$1" label config
-    RUN_DIR="$WORK/$name"
+    RUN_DIR="$WORK/$name-$ROUND"
     mkdir -p "$RUN_DIR"
     START_ERR=""
     case "$name" in
@@ -274,6 +277,7 @@ run_target() { # run_target NAME
         kafka) label="Kafka $KAFKA_VERSION"; config="defaults (no fsync per write), heap ${KAFKA_HEAP_OPTS}" ;;
         *) fail "targets: unknown target '$name' (sluice-always, sluice-interval, kafka)" ;;
     esac
+    if ((ROUNDS > 1)); then label="$label (round $ROUND)"; fi
     local load_start
     load_start="$(load1)"
     log "== $name: starting broker (load1 $load_start)"
@@ -287,7 +291,7 @@ run_target() { # run_target NAME
     esac
     if [[ "$started" != 1 ]]; then
         log "$name: not run: $START_ERR"
-        PROD_ROWS+=("| $label | $config | not run: ${START_ERR//|//} | | | | | | | | | | | | | |")
+        PROD_ROWS+=("| $label | $config | not run: ${START_ERR//|//} | | | | | | | | | | | | | | |")
         stop_sluice; stop_kafka
         return 0
     fi
@@ -306,13 +310,14 @@ run_target() { # run_target NAME
     log "$name: ProducerPerformance $NUM_RECORDS x $RECORD_SIZE B, acks=all, unthrottled (cap ${RUN_TIMEOUT}s)"
     local t0 t1 t2 rc=0
     t0="$(cpu_ticks "$BROKER_PID")"
-    timeout "$RUN_TIMEOUT" "${JAVA_TOOL[@]}" org.apache.kafka.tools.ProducerPerformance \
+    /usr/bin/time -f '%U %S' -o "$RUN_DIR/producer.time" \
+        timeout "$RUN_TIMEOUT" "${JAVA_TOOL[@]}" org.apache.kafka.tools.ProducerPerformance \
         --topic "$TOPIC" --num-records "$NUM_RECORDS" --record-size "$RECORD_SIZE" --throughput -1 \
         --reporting-interval 1000 --bootstrap-server "$BOOTSTRAP" --command-property acks=all \
         >"$RUN_DIR/producer.out" 2>&1 || rc=$?
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then
         log "$name: broker died during the produce run"
-        PROD_ROWS+=("| $label | $config | broker died during produce: $(tail -n 1 "$RUN_DIR/broker.log" 2>/dev/null | strip_ansi) | | | | | | | | | | | | | |")
+        PROD_ROWS+=("| $label | $config | broker died during produce: $(tail -n 1 "$RUN_DIR/broker.log" 2>/dev/null | strip_ansi) | | | | | | | | | | | | | | |")
         SLUICE_PID=""; stop_kafka
         return 0
     fi
@@ -322,8 +327,12 @@ run_target() { # run_target NAME
     disk_mib="$(du -sm "$RUN_DIR/data" | cut -f1)"
     parse_producer "$RUN_DIR/producer.out" "$rc"
     [[ -z "$TOPIC_NOTE" ]] || P_NOTE="${P_NOTE:+$P_NOTE; }$TOPIC_NOTE"
-    local prod_cpu
+    local prod_cpu client_cpu
     prod_cpu="$(per_gib $((t1 - t0)) "$P_RECORDS")"
+    # /usr/bin/time -o may hold a "Command exited with non-zero status" line first
+    client_cpu="$(awk -v r="$P_RECORDS" '$1 ~ /^[0-9.]+$/ && NF == 2 { s = $1 + $2 }
+        END { if (r > 0 && s != "") printf "%.1f", s / (r * 1024 / 1073741824); else print "-" }' \
+        "$RUN_DIR/producer.time" 2>/dev/null || echo -)"
     log "$name: produce: $P_RECORDS records, $P_MBS MB/s, p99 $P_P99 ms, broker CPU $(((t1 - t0) / CLK_TCK)) s ${P_NOTE:+($P_NOTE)}"
     tail -n 2 "$RUN_DIR/producer.out" >&2
 
@@ -350,7 +359,7 @@ run_target() { # run_target NAME
         hwm="$(awk -v k="$(status_kb "$BROKER_PID" VmHWM)" 'BEGIN { printf "%.0f", k / 1024 }')"
     fi
     rss_idle_mib="$(awk -v k="$rss_idle" 'BEGIN { printf "%.0f", k / 1024 }')"
-    PROD_ROWS+=("| $label | $config | $P_RECORDS | $P_MBS | $P_RPS | $P_AVG | $P_P50 | $P_P95 | $P_P99 | $P_P999 | $P_MAX | $rss_idle_mib / $hwm | $prod_cpu | $disk_mib | $load_start | ${P_NOTE//|//} |")
+    PROD_ROWS+=("| $label | $config | $P_RECORDS | $P_MBS | $P_RPS | $P_AVG | $P_P50 | $P_P95 | $P_P99 | $P_P999 | $P_MAX | $rss_idle_mib / $hwm | $prod_cpu | $client_cpu | $disk_mib | $load_start | ${P_NOTE//|//} |")
     log "$name: stopping broker"
     stop_sluice
     stop_kafka
@@ -376,8 +385,12 @@ JAVA_TOOL=(java $CLIENT_HEAP "-Dlog4j2.configurationFile=$WORK/tools-log4j2.prop
 case " $TARGETS " in *" sluice-"*) log "step 2: Sluice broker binary"; build_sluice ;; esac
 
 LOAD_BEFORE="$(uptime)"
-log "step 3: runs: $TARGETS"
-for t in $TARGETS; do run_target "$t"; done
+log "step 3: runs: $TARGETS, $ROUNDS round(s)"
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    order="$TARGETS"
+    if ((ROUND % 2 == 0)); then order="$(tr ' ' '\n' <<<"$TARGETS" | tac | tr '\n' ' ')"; fi
+    for t in $order; do run_target "$t"; done
+done
 LOAD_AFTER="$(uptime)"
 
 SLUICE_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -389,8 +402,8 @@ SLUICE_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unkno
     echo "- uptime before: \`$LOAD_BEFORE\`"
     echo "- uptime after:  \`$LOAD_AFTER\`"
     echo
-    echo "| broker | config | records | MB/s | records/s | avg ms | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | RSS idle / peak MiB | broker CPU-s per GiB | data dir MiB | load1 at start | notes |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| broker | config | records | MB/s | records/s | avg ms | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | RSS idle / peak MiB | broker CPU-s per GiB | client CPU-s per GiB | data dir MiB | load1 at start | notes |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     printf '%s\n' "${PROD_ROWS[@]}"
     if [[ "${#CONS_ROWS[@]}" -gt 0 ]]; then
         echo
@@ -401,6 +414,6 @@ SLUICE_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unkno
         printf '%s\n' "${CONS_ROWS[@]}"
     fi
     echo
-    echo "MB = MiB (2^20 B) as ProducerPerformance prints it; peak RSS = VmHWM of the broker process over its whole life (start, produce, consume); CPU = utime+stime of the broker process during the run, per GiB of record payload; data dir = \`du -sm\` of the broker's data dir right after the produce run (payload incl. warm-up: $(((NUM_RECORDS + WARMUP_RECORDS) * RECORD_SIZE / 1048576)) MiB). Each broker first took $WARMUP_RECORDS unmeasured warm-up records through the same command."
+    echo "MB = MiB (2^20 B) as ProducerPerformance prints it; peak RSS = VmHWM of the broker process over its whole life (start, produce, consume); broker CPU = utime+stime of the broker process during the run, per GiB of record payload; client CPU = the same for the Java producer (JVM start included); data dir = \`du -sm\` of the broker's data dir right after the produce run (payload incl. warm-up: $(((NUM_RECORDS + WARMUP_RECORDS) * RECORD_SIZE / 1048576)) MiB). Each broker first took $WARMUP_RECORDS unmeasured warm-up records through the same command."
 } | tee "$OUT"
 log "report written to $OUT"

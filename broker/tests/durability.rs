@@ -183,7 +183,8 @@ fn retention_by_time_deletes_old_segments_and_moves_the_log_start() {
         &[("segment.bytes", "4096"), ("retention.ms", "3600000")],
     );
     // 100 records stamped two hours ago (past retention), then 10 stamped now.
-    let p = rd_producer(&bs, &[("linger.ms", "0")]);
+    // Small batches, so that segment.bytes=4096 rolls many segments.
+    let p = rd_producer(&bs, &[("linger.ms", "0"), ("batch.num.messages", "4")]);
     let old = now_ms() - 2 * 3600 * 1000;
     for i in 0..110u64 {
         let r = test_record(i);
@@ -269,7 +270,13 @@ fn retention_by_bytes_keeps_the_partition_near_its_limit() {
         &topic,
         &[("segment.bytes", "4096"), ("retention.bytes", "16384")],
     );
-    rd_produce_all(&bs, &topic, Some(0), 0..200, &[("linger.ms", "0")]);
+    rd_produce_all(
+        &bs,
+        &topic,
+        Some(0),
+        0..200,
+        &[("linger.ms", "0"), ("batch.num.messages", "4")],
+    );
     let size = |b: &TestBroker| -> u64 {
         segment_files(b.data_dir(), &topic, 0)
             .iter()

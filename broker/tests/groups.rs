@@ -240,3 +240,99 @@ fn kafka_python_group_resumes_from_committed_offsets_after_restart() {
     let second = consume(&broker.bootstrap(), 30);
     assert_records_exact(&parse_consumed_lines(&second.stdout), 50..80);
 }
+
+#[test]
+fn a_member_killed_without_leaving_is_expired_after_its_session_timeout() {
+    let broker = TestBroker::start(&["--default-partitions", "2"]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("group-expiry");
+    let group = topic_name("gexp");
+    rd_produce_all(&bs, &topic, Some(0), 0..1, &[]); // creates the topic (2 partitions)
+
+    // A kafka-python member with a 6 s session joins first, then is SIGKILLed (no LeaveGroup).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("member.out");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python/kafka_python_client.py");
+    let mut py = std::process::Command::new(python())
+        .arg(script)
+        .args([
+            "group-consume",
+            "--bootstrap",
+            &bs,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+        ])
+        .args([
+            "--count",
+            "1000000",
+            "--timeout",
+            "120",
+            "--session-timeout-ms",
+            "6000",
+        ])
+        .stdout(std::fs::File::create(&out).expect("member stdout"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kafka-python member");
+    let mut killer = scopeguard(&mut py);
+    wait_for(
+        "the kafka-python member to be assigned",
+        LONG,
+        Duration::from_millis(50),
+        || {
+            std::fs::read_to_string(&out)
+                .ok()?
+                .contains("assigned ")
+                .then_some(())
+        },
+    );
+    let a = member(&bs, &group, &topic);
+    let mut got = vec![Vec::new()];
+    wait_for(
+        "the rdkafka member to share the partitions with the kafka-python one",
+        LONG,
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a], &mut got);
+            (assigned(&a).len() == 1).then_some(())
+        },
+    );
+    killer.kill();
+    let killed = Instant::now();
+    wait_for(
+        "the rdkafka member to get both partitions once the dead member's session expired",
+        Duration::from_secs(40),
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a], &mut got);
+            (assigned(&a) == vec![0, 1]).then_some(())
+        },
+    );
+    eprintln!(
+        "dead member expired and partitions reassigned after {:?}",
+        killed.elapsed()
+    );
+}
+
+/// Kills the child when dropped (or when asked), so a failing test leaves no process behind.
+struct Killer<'a>(&'a mut std::process::Child);
+
+fn scopeguard(c: &mut std::process::Child) -> Killer<'_> {
+    Killer(c)
+}
+
+impl Killer<'_> {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killer<'_> {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -54,6 +54,7 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
     let started = Instant::now();
     let version = raw.api_version;
     let acks = req.acks;
+    let req_timeout_ms = req.timeout_ms;
     let by_id = version >= 13;
     let mut waits = Vec::new();
     let mut response = ProduceResponse::default();
@@ -141,19 +142,31 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
         return Ok(Reply::Now(Some(respond(raw, &response)?)));
     }
     let metrics = Arc::clone(&ctx.metrics);
+    // The producer's request timeout bounds the fsync wait (a stuck disk answers
+    // REQUEST_TIMED_OUT instead of holding the connection forever).
+    let timeout =
+        std::time::Duration::from_millis(u64::try_from(req_timeout_ms).unwrap_or(0).max(1));
     Ok(Reply::Later(
         async move {
-            let results =
-                futures::future::join_all(waits.iter().map(|w| w.log.wait_durable(w.last_offset)))
-                    .await;
+            let results = futures::future::join_all(waits.iter().map(|w| async {
+                match tokio::time::timeout(timeout, w.log.wait_durable(w.last_offset)).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some((e.kafka_code(), e.to_string())),
+                    Err(_) => Some((
+                        codes::REQUEST_TIMED_OUT,
+                        format!("not durable within timeout_ms={}", timeout.as_millis()),
+                    )),
+                }
+            }))
+            .await;
             for (w, r) in waits.iter().zip(results) {
-                if let Err(e) = r {
+                if let Some((code, message)) = r {
                     if let Some(pr) = response
                         .responses
                         .get_mut(w.topic)
                         .and_then(|t| t.partition_responses.get_mut(w.partition))
                     {
-                        *pr = partition_error(pr.index, e.kafka_code(), Some(e.to_string()));
+                        *pr = partition_error(pr.index, code, Some(message));
                         metrics.error_code("Produce", pr.error_code);
                     }
                 }

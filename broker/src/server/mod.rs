@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::BrokerError;
-use crate::group::{GroupConfig, GroupCoordinator};
+use crate::group::{GroupConfig, GroupCoordinator, TopicDirectory};
 use crate::handlers::Ctx;
 use crate::http::HttpState;
 use crate::log::{LogDefaults, LogManager};
@@ -30,6 +30,21 @@ use crate::metrics::Metrics;
 pub const MAX_CONNECTIONS: usize = 4096;
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lets the group coordinator check committed topics and resolve topic ids.
+struct LogTopics(Arc<LogManager>);
+
+impl TopicDirectory for LogTopics {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        self.0.topic(topic).map(|t| t.partitions)
+    }
+    fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        self.0.topic_by_id(id).map(|t| t.name)
+    }
+    fn topic_id(&self, name: &str) -> Option<uuid::Uuid> {
+        self.0.topic(name).map(|t| t.id)
+    }
+}
 
 /// A running broker.
 #[derive(Debug)]
@@ -155,6 +170,7 @@ impl Broker {
         let (advertised_host, advertised_port) = advertised_address(&config, kafka_addr);
         let logs = Arc::new(logs);
         let groups = Arc::new(groups);
+        groups.set_topic_directory(Arc::new(LogTopics(Arc::clone(&logs))));
         logs.spawn_background(shutdown.clone());
         groups.spawn_expiry(shutdown.clone());
         let ctx = Arc::new(Ctx {

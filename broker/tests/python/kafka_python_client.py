@@ -81,14 +81,18 @@ def group_consume(a):
         enable_auto_commit=False,
         check_crcs=True,
         fetch_max_wait_ms=100,
-        session_timeout_ms=10000,
+        session_timeout_ms=a.session_timeout_ms,
         heartbeat_interval_ms=1000,
     )
     got = []
     deadline = time.time() + a.timeout
+    announced = False
     while len(got) < a.count and time.time() < deadline:
         for _tp, recs in c.poll(timeout_ms=200).items():
             got.extend(recs)
+        if not announced and c.assignment():
+            print("assigned " + ",".join(str(tp.partition) for tp in sorted(c.assignment())), flush=True)
+            announced = True
     linger_end = time.time() + a.linger
     while time.time() < linger_end:
         for _tp, recs in c.poll(timeout_ms=200).items():
@@ -163,6 +167,20 @@ def admin(a):
         if got != value:
             fail("retention.ms after alter_configs(incremental=%s): %r, wanted %s" % (incremental, got, value))
 
+    for incremental in (True, False):
+        res = adm.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": "soon"})],
+            incremental=incremental,
+            raise_on_unknown=False,
+        )
+        outcome = str(res)
+        if "InvalidConfiguration" not in outcome and "Error 40" not in outcome:
+            fail("alter_configs(incremental=%s) retention.ms=soon: %s" % (incremental, outcome))
+        got = configs().get("retention.ms", {}).get("value")
+        if got != "10800000":
+            fail("retention.ms after a refused alter: %r" % got)
+    print("invalid alter_configs refused with INVALID_CONFIG")
+
     adm.create_partitions({t: 4})
     wait_until(
         "4 partitions of %s" % t,
@@ -201,6 +219,7 @@ def main():
     ap.add_argument("--idempotent", action="store_true")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--linger", type=float, default=1.0)
+    ap.add_argument("--session-timeout-ms", type=int, default=10000)
     a = ap.parse_args()
     {
         "produce": produce,

@@ -369,7 +369,11 @@ public final class SluiceJavaClient {
                 }
                 case "list-offsets": {
                     TopicPartition tp = new TopicPartition(a.get("topic"), Integer.parseInt(a.get("partition", "0")));
-                    for (String spec : List.of("earliest", "latest", "max-timestamp")) {
+                    List<String> specs = new ArrayList<>(List.of("earliest", "latest"));
+                    if (Boolean.parseBoolean(a.get("max-timestamp", "false"))) {
+                        specs.add("max-timestamp");
+                    }
+                    for (String spec : specs) {
                         OffsetSpec s = spec.equals("earliest") ? OffsetSpec.earliest()
                                 : spec.equals("latest") ? OffsetSpec.latest() : OffsetSpec.maxTimestamp();
                         ListOffsetsResult.ListOffsetsResultInfo info = admin.listOffsets(Map.of(tp, s)).all().get().get(tp);

@@ -146,12 +146,17 @@ fn java_fails(args: &[&str]) -> String {
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let deadline = Instant::now() + RUN;
-    let status = wait_for(&what, RUN + Duration::from_secs(1), Duration::from_millis(50), || {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-        }
-        child.try_wait().expect("try_wait")
-    });
+    let status = wait_for(
+        &what,
+        RUN + Duration::from_secs(1),
+        Duration::from_millis(50),
+        || {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+            }
+            child.try_wait().expect("try_wait")
+        },
+    );
     let stdout = std::fs::read_to_string(&out_p).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_p).unwrap_or_default();
     assert!(
@@ -356,7 +361,10 @@ fn java_consumer_group_commits_and_resumes_across_a_broker_restart() {
     for (p, o) in &c1 {
         // A partition assigned but not read from has no committed offset (-1).
         let want = want_committed.get(p).copied().unwrap_or(-1);
-        assert_eq!(*o, want, "partition {p}: committed offset after the first run");
+        assert_eq!(
+            *o, want,
+            "partition {p}: committed offset after the first run"
+        );
     }
 
     // The commit survives a clean broker restart (new port).
@@ -606,7 +614,14 @@ fn java_admin_lists_offsets_earliest_and_latest() {
         "--partition",
         "0",
     ]);
-    let out = java(&["admin", "--bootstrap", &bs, "list-offsets", "--topic", &topic]);
+    let out = java(&[
+        "admin",
+        "--bootstrap",
+        &bs,
+        "list-offsets",
+        "--topic",
+        &topic,
+    ]);
     assert_eq!(
         tagged(&out, "list-offsets"),
         vec!["earliest 0", "latest 37"],
@@ -646,9 +661,5 @@ fn java_admin_lists_the_max_timestamp_offset() {
     ]);
     let lines = tagged(&out, "list-offsets");
     assert_eq!(lines.len(), 3, "{}", out.stdout);
-    assert!(
-        lines[2].starts_with("max-timestamp "),
-        "{}",
-        out.stdout
-    );
+    assert!(lines[2].starts_with("max-timestamp "), "{}", out.stdout);
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+		"github.com/twmb/franz-go/pkg/kversion"
 )
 
 func key(i int64) []byte {
@@ -106,6 +107,7 @@ func main() {
 	count := fs.Int("count", 0, "records to consume")
 	timeoutMs := fs.Int("timeout-ms", 60000, "overall deadline")
 	sets := fs.String("configs", "", "k=v,k=v topic configs for create-topic")
+	capVersions := fs.String("max-versions", "", "key=version,... caps on the request versions the client may use (diagnostics)")
 	autoCreate := fs.Bool("auto-create", false, "let the producer's Metadata requests create the topic")
 	rest := os.Args[2:]
 	op := ""
@@ -120,12 +122,25 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*timeoutMs)*time.Millisecond)
 	defer cancel()
-	seeds := kgo.SeedBrokers(*brokers)
+	base := []kgo.Opt{kgo.SeedBrokers(*brokers)}
+	if *capVersions != "" {
+		v := kversion.Stable()
+		for _, kv := range strings.Split(*capVersions, ",") {
+			k, ver, _ := strings.Cut(kv, "=")
+			key, err1 := strconv.Atoi(k)
+			n, err2 := strconv.Atoi(ver)
+			if err1 != nil || err2 != nil {
+				fail("bad --max-versions entry %q (want apikey=version)", kv)
+			}
+			v.SetMaxKeyVersion(int16(key), int16(n))
+		}
+		base = append(base, kgo.MaxVersions(v))
+	}
 
 	switch os.Args[1] {
 	case "produce":
-		opts := []kgo.Opt{seeds, kgo.ProducerBatchCompression(codec(*comp)), kgo.RequiredAcks(kgo.AllISRAcks()),
-			kgo.ProducerLinger(5 * time.Millisecond), kgo.RecordDeliveryTimeout(30 * time.Second)}
+		opts := append(base, kgo.ProducerBatchCompression(codec(*comp)), kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.ProducerLinger(5 * time.Millisecond), kgo.RecordDeliveryTimeout(30 * time.Second))
 		if *partition >= 0 {
 			opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		}
@@ -150,8 +165,8 @@ func main() {
 		}
 
 	case "consume":
-		cl, err := kgo.NewClient(seeds, kgo.ConsumerGroup(*group), kgo.ConsumeTopics(*topic), kgo.DisableAutoCommit(),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		cl, err := kgo.NewClient(append(base, kgo.ConsumerGroup(*group), kgo.ConsumeTopics(*topic), kgo.DisableAutoCommit(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 		if err != nil {
 			fail("new client: %v", err)
 		}
@@ -213,7 +228,7 @@ func main() {
 		if op == "" {
 			fail("admin needs an operation")
 		}
-		cl, err := kgo.NewClient(seeds)
+		cl, err := kgo.NewClient(base...)
 		if err != nil {
 			fail("new client: %v", err)
 		}

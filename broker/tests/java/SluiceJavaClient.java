@@ -167,12 +167,20 @@ public final class SluiceJavaClient {
         long from = Long.parseLong(a.get("from"));
         long to = Long.parseLong(a.get("to"));
         Integer partition = a.opts.containsKey("partition") ? Integer.valueOf(a.get("partition")) : null;
+        boolean transactional = p.containsKey(ProducerConfig.TRANSACTIONAL_ID_CONFIG);
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p)) {
+            if (transactional) {
+                producer.initTransactions();
+                producer.beginTransaction();
+            }
             List<Future<RecordMetadata>> futures = new ArrayList<>();
             for (long i = from; i < to; i++) {
                 futures.add(producer.send(new ProducerRecord<>(topic, partition, null, key(i), value(i), headers(i))));
             }
             producer.flush();
+            if (transactional) {
+                producer.commitTransaction();
+            }
             long i = from;
             for (Future<RecordMetadata> f : futures) {
                 RecordMetadata m = f.get(30, TimeUnit.SECONDS);
@@ -365,6 +373,47 @@ public final class SluiceJavaClient {
                     for (TopicPartition tp : tps) {
                         out("#offset " + tp.topic() + " " + tp.partition() + " " + m.get(tp).offset());
                     }
+                    break;
+                }
+                case "delete-group": {
+                    admin.deleteConsumerGroups(List.of(a.get("group"))).all().get();
+                    out("#group-deleted " + a.get("group"));
+                    break;
+                }
+                case "alter-group-offsets": {
+                    TopicPartition tp = new TopicPartition(a.get("topic"), Integer.parseInt(a.get("partition", "0")));
+                    admin.alterConsumerGroupOffsets(a.get("group"),
+                            Map.of(tp, new OffsetAndMetadata(Long.parseLong(a.get("offset"))))).all().get();
+                    out("#group-offsets-altered " + a.get("group"));
+                    break;
+                }
+                case "delete-records": {
+                    TopicPartition tp = new TopicPartition(a.get("topic"), Integer.parseInt(a.get("partition", "0")));
+                    DeletedRecords d = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(Long.parseLong(a.get("offset")))))
+                            .lowWatermarks().get(tp).get();
+                    out("#low-watermark " + d.lowWatermark());
+                    break;
+                }
+                case "describe-topic-by-id": {
+                    Uuid id = Uuid.fromString(a.get("id"));
+                    TopicDescription d = admin.describeTopics(TopicCollection.ofTopicIds(List.of(id))).allTopicIds().get().get(id);
+                    out("#topic " + d.name() + " id " + d.topicId() + " partitions " + d.partitions().size());
+                    break;
+                }
+                case "delete-topic-by-id": {
+                    Uuid id = Uuid.fromString(a.get("id"));
+                    admin.deleteTopics(TopicCollection.ofTopicIds(List.of(id))).all().get();
+                    out("#deleted-id " + id);
+                    break;
+                }
+                case "describe-log-dirs": {
+                    Map<Integer, Map<String, LogDirDescription>> m = admin.describeLogDirs(List.of(0)).allDescriptions().get();
+                    out("#log-dirs " + m.get(0).keySet());
+                    break;
+                }
+                case "describe-producers": {
+                    TopicPartition tp = new TopicPartition(a.get("topic"), Integer.parseInt(a.get("partition", "0")));
+                    out("#producers " + admin.describeProducers(List.of(tp)).all().get().get(tp).activeProducers().size());
                     break;
                 }
                 case "list-offsets": {

@@ -345,6 +345,44 @@ async fn unserved_apis_get_an_error_response_not_a_dropped_connection() {
     broker.shutdown().await.expect("shutdown");
 }
 
+/// A topic asking for two in-sync replicas cannot take acks=all on a single broker; acks=1 works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_is_refused_when_min_insync_replicas_exceeds_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(tn("isr2"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2")))])]);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let all: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("isr2", 0, -1, batch(&["x"])),
+        )
+        .await;
+    assert_eq!(all.responses[0].partition_responses[0].error_code, 19);
+    let one: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("isr2", 0, 1, batch(&["x"])),
+        )
+        .await;
+    assert_eq!(one.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(
+        one.responses[0].partition_responses[0].base_offset, 0,
+        "the refused batch was not appended"
+    );
+    broker.shutdown().await.expect("shutdown");
+}
+
 /// A tiny request claiming billions of array elements must be a decode error for that
 /// connection, not an allocation abort of the whole broker (see third_party/kafka-protocol).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,8 @@ pub struct Ctx {
     pub advertised_port: i32,
     pub cluster_id: String,
     pub auto_create_topics: bool,
-    pub default_partitions: i32,
+    /// `--min-insync-replicas`: topics without a `min.insync.replicas` override use it.
+    pub min_insync_replicas: i32,
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
     pub producer_ids: ProducerIds,

@@ -65,6 +65,11 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
         } else {
             ctx.logs.topic(topic.name.as_str())
         };
+        let min_isr = meta
+            .as_ref()
+            .and_then(|m| m.configs.get("min.insync.replicas"))
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(ctx.min_insync_replicas);
         let mut tr = TopicProduceResponse::default();
         if by_id {
             tr.topic_id = topic.topic_id;
@@ -83,6 +88,15 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
                     p.index,
                     codes::INVALID_REQUIRED_ACKS,
                     Some(format!("acks={acks}")),
+                )
+            } else if acks == -1 && min_isr > 1 {
+                // One broker is the only in-sync replica; Kafka refuses acks=all here.
+                partition_error(
+                    p.index,
+                    codes::NOT_ENOUGH_REPLICAS,
+                    Some(format!(
+                        "min.insync.replicas={min_isr} but this broker is the only replica"
+                    )),
                 )
             } else {
                 match meta

@@ -55,6 +55,7 @@ pub struct Broker {
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     http_shutdown: CancellationToken,
+    http_state: Arc<HttpState>,
     accept: Option<JoinHandle<()>>,
     http: Option<JoinHandle<()>>,
     connections: TaskTracker,
@@ -179,7 +180,7 @@ impl Broker {
             advertised_port,
             cluster_id,
             auto_create_topics: config.auto_create_topics,
-            default_partitions: config.default_partitions,
+            min_insync_replicas: config.min_insync_replicas,
             logs,
             groups,
             producer_ids,
@@ -209,6 +210,7 @@ impl Broker {
             ctx,
             shutdown,
             http_shutdown,
+            http_state,
             accept: Some(accept),
             http: Some(http_task),
             connections,
@@ -239,6 +241,8 @@ impl Broker {
     /// every partition and the group offsets, and stops the HTTP server.
     pub async fn shutdown(mut self) -> Result<(), BrokerError> {
         tracing::info!("shutting down");
+        // Not ready any more: load balancers stop sending new clients while we drain.
+        self.http_state.ready.store(false, Ordering::Release);
         self.shutdown.cancel();
         if let Some(a) = self.accept.take() {
             let _ = a.await;

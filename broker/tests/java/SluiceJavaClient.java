@@ -4,7 +4,8 @@
 //   produce  --bootstrap B --topic T --from N --to M [--compression C] [--partition P] [--acks A]
 //            [--prop k=v]...                 prints one line per acknowledged record:
 //                                            {"i":idx,"p":partition,"o":offset}
-//   consume  --bootstrap B --topic T --group G --count N [--timeout-ms MS] [--prop k=v]...
+//   consume  --bootstrap B --topic T --group G --count N [--timeout-ms MS] [--idle-ms MS]
+//            [--prop k=v]...  (--idle-ms: also stop once no record came for MS after the first)
 //            subscribes as a member of group G, prints every record as a JSON line (the format
 //            parse_consumed_lines in common/mod.rs reads) up to N records, commits synchronously
 //            exactly the offsets after the printed records, prints "#committed <p> <offset>" lines
@@ -206,11 +207,16 @@ public final class SluiceJavaClient {
         String topic = a.get("topic");
         int count = Integer.parseInt(a.get("count"));
         long deadline = System.currentTimeMillis() + Long.parseLong(a.get("timeout-ms", "60000"));
+        long idleMs = Long.parseLong(a.get("idle-ms", "0"));
+        long lastRecordAt = 0;
         int got = 0;
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p)) {
             consumer.subscribe(List.of(topic));
             Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
             while (got < count) {
+                if (idleMs > 0 && got > 0 && System.currentTimeMillis() - lastRecordAt > idleMs) {
+                    break;
+                }
                 if (System.currentTimeMillis() > deadline) {
                     throw new IllegalStateException("consumed " + got + " of " + count + " records before the deadline");
                 }
@@ -231,6 +237,7 @@ public final class SluiceJavaClient {
                             + ",\"v\":" + hex(r.value()) + ",\"h\":" + h + "}");
                     next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1, "sluice-java"));
                     got++;
+                    lastRecordAt = System.currentTimeMillis();
                 }
                 if (!next.isEmpty()) {
                     consumer.commitSync(next, Duration.ofSeconds(15));

@@ -8,7 +8,7 @@
 //	        parse_consumed_lines in common/mod.rs reads) up to N records, commits exactly the
 //	        offsets after the printed records, prints "#committed <p> <offset>" as fetched back
 //	        with kadm, then leaves the group.
-//	admin   <create-topic|list-offsets|describe-group|metadata|delete-topic> --brokers B ...
+//	admin   <create-topic|list-offsets|describe-group|metadata|api-versions|delete-topic> --brokers B ...
 //
 // The records are the deterministic test records of test_record() in common/mod.rs.
 // Exit status 0 on success; on failure the error goes to stderr and the status is 2.
@@ -298,6 +298,19 @@ func main() {
 			fmt.Printf("#cluster %s controller %d brokers %d\n", md.Cluster, md.Controller, len(md.Brokers))
 			for _, b := range md.Brokers {
 				fmt.Printf("#broker %d %s:%d\n", b.NodeID, b.Host, b.Port)
+			}
+		case "api-versions":
+			vs, err := adm.ApiVersions(ctx)
+			if err != nil {
+				fail("api versions: %v", err)
+			}
+			for _, bv := range vs {
+				if bv.Err != nil {
+					fail("api versions from %d: %v", bv.NodeID, bv.Err)
+				}
+				bv.EachKeySorted(func(key, minV, maxV int16) {
+					fmt.Printf("#api %d %d %d\n", key, minV, maxV)
+				})
 			}
 		case "delete-topic":
 			resps, err := adm.DeleteTopics(ctx, *topic)

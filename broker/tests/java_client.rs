@@ -903,3 +903,109 @@ fn java_two_group_members_split_partitions_and_read_everything_once() {
     all.extend(got_b);
     assert_records_exact(&all, 0..total);
 }
+
+/// acks=0 and acks=1 producers (idempotence off, as 4.x does for acks != all) are stored as
+/// acks=all ones are; a read_committed consumer reads them (no transactions: LSO = HW);
+/// nearly-1-MiB records round-trip and a 2 MB one is refused as RecordTooLarge.
+#[test]
+fn java_acks_0_and_1_large_records_and_read_committed() {
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("java-acks");
+    let produce = |from: u64, to: u64, extra: &[&str]| {
+        let (from, to) = (from.to_string(), to.to_string());
+        let mut args = vec![
+            "produce",
+            "--bootstrap",
+            &bs,
+            "--topic",
+            &topic,
+            "--partition",
+            "0",
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ];
+        args.extend_from_slice(extra);
+        acks(&java(&args))
+    };
+    // acks=0: no offsets come back (-1), but the records are stored.
+    let a0 = produce(0, 30, &["--acks", "0"]);
+    assert_eq!(a0.len(), 30);
+    assert!(a0.iter().all(|a| a.2 == -1), "acks=0 reported offsets");
+    // acks=1: offsets continue after the acks=0 records, so those were all stored in order.
+    let a1 = produce(30, 60, &["--acks", "1", "--compression", "snappy"]);
+    assert_eq!(
+        a1.iter().map(|a| a.2).collect::<Vec<_>>(),
+        (30..60).collect::<Vec<i64>>(),
+        "acks=1 offsets"
+    );
+    // Two records of 1,000,000-byte values (under max.message.bytes 1048588), zstd.
+    let big = 1_000_000usize;
+    let ab = produce(
+        60,
+        62,
+        &["--value-bytes", &big.to_string(), "--compression", "zstd"],
+    );
+    assert_eq!(
+        ab.iter().map(|a| a.2).collect::<Vec<_>>(),
+        vec![60, 61],
+        "large records' offsets"
+    );
+    // A 2,000,000-byte record: the broker refuses the batch (MESSAGE_TOO_LARGE).
+    let err = java_fails(&[
+        "produce",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--partition",
+        "0",
+        "--from",
+        "62",
+        "--to",
+        "63",
+        "--value-bytes",
+        "2000000",
+        "--prop",
+        "max.request.size=5000000",
+    ]);
+    assert!(err.contains("RecordTooLargeException"), "{err}");
+
+    let out = java(&[
+        "consume",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--group",
+        "java-acks",
+        "--count",
+        "62",
+        "--prop",
+        "isolation.level=read_committed",
+    ]);
+    let got = parse_consumed_lines(&out.stdout);
+    assert_eq!(got.len(), 62, "records read back");
+    assert_records_exact(&got[..60], 0..60);
+    for (k, c) in got[60..].iter().enumerate() {
+        let i = 60 + k as u64;
+        let mut want = test_record(i);
+        want.value = Some(
+            (0..big)
+                .map(|j| ((i * 131 + j as u64 * 7) % 256) as u8)
+                .collect(),
+        );
+        assert_eq!(
+            (c.offset, c.index()),
+            (i as i64, i),
+            "large record position"
+        );
+        assert!(
+            c.record == want,
+            "large record {i} differs from what was produced"
+        );
+    }
+    assert_eq!(committed(&out), BTreeMap::from([(0, 62)]));
+}

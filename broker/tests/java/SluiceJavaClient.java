@@ -2,7 +2,7 @@
 // integration tests in broker/tests/java_client.rs. Compiled with javac at test time.
 //
 //   produce  --bootstrap B --topic T --from N --to M [--compression C] [--partition P] [--acks A]
-//            [--prop k=v]...                 prints one line per acknowledged record:
+//            [--value-bytes N] [--prop k=v]...  prints one line per acknowledged record:
 //                                            {"i":idx,"p":partition,"o":offset}
 //   consume  --bootstrap B --topic T --group G --count N [--timeout-ms MS] [--idle-ms MS]
 //            [--prop k=v]...  (--idle-ms: also stop once no record came for MS after the first)
@@ -168,6 +168,8 @@ public final class SluiceJavaClient {
         long from = Long.parseLong(a.get("from"));
         long to = Long.parseLong(a.get("to"));
         Integer partition = a.opts.containsKey("partition") ? Integer.valueOf(a.get("partition")) : null;
+        // --value-bytes N: values of N bytes (same byte pattern as value(i)) instead of value(i).
+        int valueBytes = Integer.parseInt(a.get("value-bytes", "-1"));
         boolean transactional = p.containsKey(ProducerConfig.TRANSACTIONAL_ID_CONFIG);
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p)) {
             if (transactional) {
@@ -176,7 +178,14 @@ public final class SluiceJavaClient {
             }
             List<Future<RecordMetadata>> futures = new ArrayList<>();
             for (long i = from; i < to; i++) {
-                futures.add(producer.send(new ProducerRecord<>(topic, partition, null, key(i), value(i), headers(i))));
+                byte[] v = value(i);
+                if (valueBytes >= 0) {
+                    v = new byte[valueBytes];
+                    for (int j = 0; j < valueBytes; j++) {
+                        v[j] = (byte) ((i * 131 + (long) j * 7) % 256);
+                    }
+                }
+                futures.add(producer.send(new ProducerRecord<>(topic, partition, null, key(i), v, headers(i))));
             }
             producer.flush();
             if (transactional) {

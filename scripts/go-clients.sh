@@ -16,7 +16,7 @@ step() { echo "go-clients.sh: $*" >&2; }
 fail() { echo "go-clients.sh: FAILED at step '$1': $2" >&2; exit 1; }
 
 step "checking go"
-command -v go >/dev/null 2>&1 || fail "find go" "go is not on PATH (install Go >= 1.23 from https://go.dev/dl or Debian's golang-go)"
+command -v go >/dev/null 2>&1 || fail "find go" "go is not on PATH (franz-go $FRANZ_GO_VERSION needs Go >= 1.26; install it from https://go.dev/dl)"
 GOVER="$(go env GOVERSION)" || fail "find go" "'go env GOVERSION' failed"
 
 CACHE="${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}"
@@ -31,7 +31,7 @@ else
   cat >"$DIR/go.mod" <<MOD
 module sluice.dev/broker-tests/goclient
 
-go 1.23
+go 1.26
 
 require (
 	github.com/twmb/franz-go $FRANZ_GO_VERSION

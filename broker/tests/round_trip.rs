@@ -168,6 +168,8 @@ fn stored_batch_codecs(addr: std::net::SocketAddr, topic: &str) -> Vec<Compressi
 fn kcat_with_librdkafka_2_0_2_still_compresses_and_reads_back() {
     // Debian's kcat links librdkafka 2.0.2, which silently stops compressing when the broker
     // advertises a Produce minimum version above 0 (kafka-wire.md trap 1).
+    // scripts/clients.sh (run by python() unless SLUICE_PYTHON is set) installs kcat.
+    python();
     let kcat = std::env::var("SLUICE_KCAT").unwrap_or_else(|_| "kcat".into());
     let found = std::process::Command::new(&kcat).arg("-V").output();
     assert!(

@@ -5,7 +5,7 @@
 # then prints records/s, MB/s and the broker's CPU seconds.
 #
 #   bench/run.sh [--count N] [--size BYTES] [--partitions P] [--compression C]
-#   SLUICE_BENCH_FSYNC=interval bench/run.sh    # the fsync policy under test (default always)
+#   BENCH_FSYNC=interval bench/run.sh    # the fsync policy under test (default always)
 #
 # Comparing with Apache Kafka (a later issue): start kafka_2.13 from Maven Central as a
 # single-node KRaft server (StorageTool format --standalone, then kafka.Kafka server.properties
@@ -30,8 +30,9 @@ cleanup() {
 trap cleanup EXIT
 
 target_dir="$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-"$target_dir/release/sluice-broker" --data-dir "$work/data" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-  --fsync "${SLUICE_BENCH_FSYNC:-always}" >"$work/broker.log" 2>&1 &
+# The broker refuses unknown SLUICE_* variables (SLUICE_PYTHON is the test harness's).
+env -u SLUICE_PYTHON "$target_dir/release/sluice-broker" --data-dir "$work/data" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+  --fsync "${BENCH_FSYNC:-always}" >"$work/broker.log" 2>&1 &
 broker_pid=$!
 
 addr=""
@@ -42,7 +43,7 @@ for _ in $(seq 1 200); do
   sleep 0.05
 done
 [[ -n "$addr" ]] || { cat "$work/broker.log" >&2; echo "bench: no 'listening kafka=' line in 10 s" >&2; exit 1; }
-echo "bench: broker at $addr (fsync ${SLUICE_BENCH_FSYNC:-always}), $(nproc) cores shared with the load generator" >&2
+echo "bench: broker at $addr (fsync ${BENCH_FSYNC:-always}), $(nproc) cores shared with the load generator" >&2
 
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$broker_pid/stat"; }
 cpu0="$(cpu)"

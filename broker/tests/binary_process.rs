@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -134,6 +134,12 @@ fn sigterm_shuts_down_cleanly_with_exit_0_and_keeps_the_data() {
         0..50,
         &[("acks", "all")],
     );
+    let (code, metrics) = http_get(broker.http_addr, "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200, "GET /metrics");
+    assert!(
+        metrics.contains("# TYPE"),
+        "/metrics is not Prometheus text: {metrics:.200}"
+    );
     let status = broker.sigterm_and_wait(Duration::from_secs(30));
     assert_eq!(
         status.code(),
@@ -152,7 +158,7 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
     let data = tempfile::tempdir().expect("data dir");
     let mut all = broker_args(data.path(), args);
     all.remove(0);
-    let mut cmd = Command::new(broker_binary());
+    let mut cmd = scrubbed_broker_command();
     cmd.args(&all)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -300,6 +300,19 @@ pub struct BinaryBroker {
     pub log_path: PathBuf,
 }
 
+/// The broker binary as a command, without the test's own `SLUICE_*` variables (e.g.
+/// `SLUICE_PYTHON`), which the broker would refuse as unknown settings, and without `RUST_LOG`.
+pub fn scrubbed_broker_command() -> Command {
+    let mut cmd = Command::new(broker_binary());
+    cmd.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SLUICE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 /// Path of the broker binary that cargo built for these tests.
 pub fn broker_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice-broker"))
@@ -311,9 +324,8 @@ impl BinaryBroker {
         let log = std::fs::File::create(log_path).expect("create broker log file");
         let log2 = log.try_clone().expect("clone log file handle");
         let args = broker_args(data_dir, extra);
-        let mut child = Command::new(broker_binary())
+        let mut child = scrubbed_broker_command()
             .args(&args[1..])
-            .env_remove("RUST_LOG")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()

@@ -134,6 +134,12 @@ fn sigterm_shuts_down_cleanly_with_exit_0_and_keeps_the_data() {
         0..50,
         &[("acks", "all")],
     );
+    let (code, metrics) = http_get(broker.http_addr, "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200, "GET /metrics");
+    assert!(
+        metrics.contains("# TYPE"),
+        "/metrics is not Prometheus text: {metrics:.200}"
+    );
     let status = broker.sigterm_and_wait(Duration::from_secs(30));
     assert_eq!(
         status.code(),

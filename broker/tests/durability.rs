@@ -460,3 +460,58 @@ fn idempotent_clients_write_each_record_exactly_once() {
     let got = rd_consume_from_start(&bs, &topic, &[0], 800, LONG);
     assert_records_exact(&got, 0..800);
 }
+
+#[test]
+fn shutdown_answers_or_closes_a_waiting_long_poll_promptly() {
+    let mut broker = TestBroker::start(&[]);
+    let topic = topic_name("shutdown-poll");
+    rd_produce_all(&broker.bootstrap(), &topic, Some(0), 0..1, &[]);
+    let addr = broker.kafka_addr();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = topic.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut c = RawClient::connect(addr);
+        let frame = c.frame(
+            &kafka_protocol::messages::FetchRequest::default()
+                .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+                .with_max_wait_ms(30_000)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![
+                    kafka_protocol::messages::fetch_request::FetchTopic::default()
+                        .with_topic(tname(&t))
+                        .with_partitions(vec![
+                            kafka_protocol::messages::fetch_request::FetchPartition::default()
+                                .with_partition(0)
+                                .with_fetch_offset(1)
+                                .with_partition_max_bytes(1 << 20),
+                        ]),
+                ]),
+            12,
+        );
+        c.stream.write_all(&frame).expect("send fetch");
+        tx.send(()).expect("signal sent");
+        // Either an (empty) answer or a closed connection; never a 30 s wait.
+        let t0 = std::time::Instant::now();
+        let _ = c.read_frame();
+        t0.elapsed()
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("fetch sent");
+    // Give the request a moment to reach the broker (it may or may not be parked yet; either
+    // way neither shutdown nor the client may wait out the 30 s).
+    std::thread::sleep(Duration::from_millis(200));
+    let stopped = std::time::Instant::now();
+    broker.stop();
+    let shutdown_took = stopped.elapsed();
+    let waited = waiter.join().expect("fetch thread");
+    assert!(
+        shutdown_took < Duration::from_secs(10),
+        "shutdown took {shutdown_took:?} with a long poll (max_wait 30 s) pending"
+    );
+    assert!(
+        waited < Duration::from_secs(15),
+        "the pending long poll was left hanging for {waited:?} after shutdown"
+    );
+}

@@ -215,3 +215,56 @@ fn unsupported_api_versions_version_is_answered_in_v0_with_the_supported_list() 
         "Produce must be advertised from v0 (librdkafka < 2.11.1 stops compressing otherwise)"
     );
 }
+
+#[test]
+fn corrupt_or_oversized_batches_are_refused_and_not_stored() {
+    let broker = TestBroker::start(&["--max-message-bytes", "100000"]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("corrupt");
+    rd_produce_all(&bs, &topic, Some(0), 0..3, &[]);
+    let mut c = RawClient::connect(broker.kafka_addr());
+
+    // A batch whose CRC does not match its bytes: CORRUPT_MESSAGE (2).
+    let good = encode_batch(
+        &[b"one", b"two"],
+        kafka_protocol::records::Compression::None,
+        None,
+    );
+    let mut bad = good.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    let (err, _) = raw_produce(&mut c, &topic, 0, bytes::Bytes::from(bad), -1);
+    assert_eq!(err, 2, "a batch with a bad CRC: want CORRUPT_MESSAGE (2)");
+    // A batch whose length field disagrees with the bytes sent.
+    let mut short = good.to_vec();
+    short.truncate(good.len() - 5);
+    let (err, _) = raw_produce(&mut c, &topic, 0, bytes::Bytes::from(short), -1);
+    assert_ne!(err, 0, "a truncated batch was accepted");
+    assert_eq!(
+        raw_list_offset(&mut c, &topic, 0, -1),
+        (0, 3),
+        "log end after refusals"
+    );
+
+    // A record batch above --max-message-bytes: MESSAGE_TOO_LARGE, seen by librdkafka.
+    let p = rd_producer(&bs, &[("message.max.bytes", "3000000")]);
+    let big = vec![7u8; 200_000];
+    let rec: rdkafka::producer::BaseRecord<'_, [u8], [u8], usize> =
+        rdkafka::producer::BaseRecord::with_opaque_to(&topic, 999)
+            .partition(0)
+            .payload(&big);
+    if let Err((e, _)) = p.send(rec) {
+        panic!("enqueue the big record: {e}");
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+    let failed = p.context().failed.lock().expect("lock").clone();
+    assert_eq!(failed.len(), 1, "the 200 kB record was not refused");
+    assert!(
+        failed[0].1.contains("too large") || failed[0].1.contains("MessageSizeTooLarge"),
+        "refusal of the 200 kB record: {failed:?}"
+    );
+    // The partition still takes normal records, and holds nothing of the refused ones.
+    rd_produce_all(&bs, &topic, Some(0), 3..6, &[]);
+    let got = rd_consume_from_start(&bs, &topic, &[0], 6, Duration::from_secs(30));
+    assert_records_exact(&got, 0..6);
+}

@@ -526,6 +526,17 @@ async fn produce_then_fetch_returns_the_same_records_at_assigned_offsets() {
         .await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 3);
 
+    // acks=0 to an unknown topic: no response can carry the error, so the connection closes.
+    let mut fire_and_forget = Conn::connect(broker.kafka_addr()).await;
+    let _ = fire_and_forget
+        .send(
+            ApiKey::Produce,
+            9,
+            &produce_req("nope", 0, 0, batch(&["x"])),
+        )
+        .await;
+    fire_and_forget.expect_closed().await;
+
     // acks=0 gets no response: the next request's answer is the next frame.
     let _ = c
         .send(

@@ -168,6 +168,8 @@ fn stored_batch_codecs(addr: std::net::SocketAddr, topic: &str) -> Vec<Compressi
 fn kcat_with_librdkafka_2_0_2_still_compresses_and_reads_back() {
     // Debian's kcat links librdkafka 2.0.2, which silently stops compressing when the broker
     // advertises a Produce minimum version above 0 (kafka-wire.md trap 1).
+    // scripts/clients.sh (run by python() unless SLUICE_PYTHON is set) installs kcat.
+    python();
     let kcat = std::env::var("SLUICE_KCAT").unwrap_or_else(|_| "kcat".into());
     let found = std::process::Command::new(&kcat).arg("-V").output();
     assert!(
@@ -302,4 +304,97 @@ fn long_poll_fetch_waits_for_data_and_a_produce_wakes_it() {
     rd_produce_all(&broker.bootstrap(), &topic, Some(0), 2..3, &[]);
     let got = rd_poll_n(&consumer, 1, Duration::from_secs(20));
     assert_records_exact(&got, 2..3);
+}
+
+#[test]
+fn consumers_starting_inside_a_compressed_batch_get_exactly_the_records_from_there() {
+    // Fetch returns whole stored batches; clients drop the records before their offset.
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("mid-batch");
+    rd_produce_all(
+        &bs,
+        &topic,
+        Some(0),
+        0..100,
+        &[("compression.type", "zstd"), ("linger.ms", "50")],
+    );
+    let codecs = stored_batch_codecs(broker.kafka_addr(), &topic);
+    assert!(
+        codecs.len() < 50,
+        "expected a few large batches, the broker stored {} batches",
+        codecs.len()
+    );
+    for start in [1i64, 37, 99] {
+        let c = rd_consumer(&bs, &[]);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(start))
+            .expect("add partition");
+        c.assign(&tpl).expect("assign");
+        let got = rd_poll_n(&c, (100 - start) as usize, LONG);
+        assert_eq!(got.first().map(|r| r.offset), Some(start), "first offset");
+        assert_records_exact(&got, start as u64..100);
+    }
+}
+
+#[test]
+fn produce_with_acks_0_and_acks_1_is_stored_too() {
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("acks");
+    rd_produce_all(&bs, &topic, Some(0), 0..50, &[("acks", "1")]);
+    // With acks=0 there is no response; the delivery report comes without an offset.
+    rd_produce_all(&bs, &topic, Some(0), 50..100, &[("acks", "0")]);
+    let (_, high) = wait_for(
+        "the acks=0 records to land",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let m = rd_watermarks(&bs, &topic, 0);
+            (m.1 >= 100).then_some(m)
+        },
+    );
+    assert_eq!(high, 100);
+    let got = rd_consume_from_start(&bs, &topic, &[0], 100, LONG);
+    assert_records_exact(&got, 0..100);
+}
+
+#[test]
+fn list_offsets_by_timestamp_finds_the_first_record_at_or_after_it() {
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("by-time");
+    let p = rd_producer(&bs, &[("linger.ms", "0")]);
+    let base = 1_700_000_000_000i64;
+    for i in 0..20u64 {
+        let v = format!("t{i}");
+        let rec: rdkafka::producer::BaseRecord<'_, [u8], [u8], usize> =
+            rdkafka::producer::BaseRecord::with_opaque_to(&topic, i as usize)
+                .partition(0)
+                .payload(v.as_bytes())
+                .timestamp(base + i as i64 * 1000);
+        if let Err((e, _)) = p.send(rec) {
+            panic!("enqueue {i}: {e}");
+        }
+        rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).expect("flush");
+    }
+    let mut c = RawClient::connect(broker.kafka_addr());
+    for (ts, want) in [
+        (base - 1, 0),
+        (base, 0),
+        (base + 1, 1),
+        (base + 7000, 7),
+        (base + 19_000, 19),
+    ] {
+        assert_eq!(
+            raw_list_offset(&mut c, &topic, 0, ts),
+            (0, want),
+            "ListOffsets at timestamp base+{}",
+            ts - base
+        );
+    }
+    // Past the newest timestamp: no offset (-1), no error.
+    assert_eq!(raw_list_offset(&mut c, &topic, 0, base + 60_000), (0, -1));
+    assert_eq!(raw_list_offset(&mut c, &topic, 0, -2), (0, 0), "earliest");
+    assert_eq!(raw_list_offset(&mut c, &topic, 0, -1), (0, 20), "latest");
 }

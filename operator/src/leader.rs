@@ -173,7 +173,8 @@ impl LeaderElector {
                 Err(e) => tracing::warn!(error = %e, "leader election attempt failed"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.renew_every / 2) => {}
+                // a short retry: a released Lease is taken within about a second
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return false,
             }
         }

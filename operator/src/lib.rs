@@ -17,11 +17,12 @@
 //!
 //! | apiGroup | resources | verbs |
 //! |---|---|---|
-//! | sluice.dev | messagequeues | get, list, watch, patch, update |
-//! | sluice.dev | messagequeues/status | get, patch, update |
-//! | apps | statefulsets | get, list, watch, create, patch, update |
-//! | "" (core) | services, configmaps | get, list, watch, create, patch, update |
-//! | policy | poddisruptionbudgets | get, list, watch, create, patch, update |
+//! | sluice.dev | messagequeues | get, list, watch, patch |
+//! | sluice.dev | messagequeues/status | get, patch |
+//! | sluice.dev | messagequeues/finalizers | update (owner refs with blockOwnerDeletion) |
+//! | apps | statefulsets | get, list, watch, create, patch |
+//! | "" (core) | services, configmaps | get, list, watch, create, patch |
+//! | policy | poddisruptionbudgets | get, list, watch, create, patch |
 //! | "" (core) | pods | get, list, watch, delete |
 //! | "" (core) | persistentvolumeclaims | get, list, patch, delete |
 //! | "" (core) | nodes (cluster-scoped) | get |
@@ -29,9 +30,8 @@
 //! | events.k8s.io | events | create, patch |
 //! | coordination.k8s.io | leases (in the lease namespace) | get, create, update |
 //!
-//! `patch` on the children is server-side apply; `update` on messagequeues is the finalizer's JSON
-//! patch (sent as patch) — `update` is listed for kubectl-compatible tooling only and may be dropped.
-//! `nodes get` and `namespaces get` are optional: without them the node-gone healing and the
+//! `patch` on the children is server-side apply (`create` is checked when the object is absent);
+//! the finalizer is added and removed with a JSON patch. `nodes get` and `namespaces get` are optional: without them the node-gone healing and the
 //! terminating-namespace shortcut are skipped. See `operator/RBAC.md`.
 
 pub mod builders;

@@ -172,6 +172,10 @@ pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Actio
 /// The controller's error policy: user errors wait for a change, the rest back off.
 pub fn error_policy(mq: Arc<MessageQueue>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(error.metric_label());
+    if error.is_namespace_terminating() {
+        tracing::debug!(mq = %object_key(&mq), "namespace is terminating; waiting for the deletion");
+        return Action::await_change();
+    }
     if error.is_user_error() {
         tracing::warn!(mq = %object_key(&mq), %error, "invalid spec; waiting for a change");
         return Action::await_change();

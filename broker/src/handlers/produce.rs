@@ -149,6 +149,19 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
 
     if acks == 0 {
         ctx.metrics.produce_latency(started.elapsed());
+        let failed = response.responses.iter().find_map(|t| {
+            t.partition_responses
+                .iter()
+                .find(|p| p.error_code != codes::NONE)
+                .map(|p| (t.name.as_str().to_string(), p.index, p.error_code))
+        });
+        if let Some((topic, partition, code)) = failed {
+            return Err(BrokerError::UnacknowledgedProduceFailed {
+                topic,
+                partition,
+                code,
+            });
+        }
         return Ok(Reply::Now(None));
     }
     if waits.is_empty() {

@@ -48,6 +48,7 @@ fn reason_label(e: &BrokerError) -> &'static str {
         BrokerError::UnsupportedVersion { .. } => "unsupported_version",
         BrokerError::Undecodable { .. } => "undecodable",
         BrokerError::Encode { .. } => "encode_failed",
+        BrokerError::UnacknowledgedProduceFailed { .. } => "acks0_produce_failed",
         _ => "other",
     }
 }

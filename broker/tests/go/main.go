@@ -1,0 +1,333 @@
+// A small driver of github.com/twmb/franz-go (kgo, kadm) for the broker integration tests in
+// broker/tests/go_client.rs. Built with `go build` at test time into a generated module.
+//
+//	produce --brokers B --topic T --from N --to M [--compression C] [--partition P]
+//	        prints one line per acknowledged record: {"i":idx,"p":partition,"o":offset}
+//	consume --brokers B --topic T --group G --count N [--timeout-ms MS]
+//	        consumes as a member of group G, prints every record as a JSON line (the format
+//	        parse_consumed_lines in common/mod.rs reads) up to N records, commits exactly the
+//	        offsets after the printed records, prints "#committed <p> <offset>" as fetched back
+//	        with kadm, then leaves the group.
+//	admin   <create-topic|list-offsets|describe-group|metadata|api-versions|delete-topic> --brokers B ...
+//
+// The records are the deterministic test records of test_record() in common/mod.rs.
+// Exit status 0 on success; on failure the error goes to stderr and the status is 2.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+		"github.com/twmb/franz-go/pkg/kversion"
+)
+
+func key(i int64) []byte {
+	if i%5 == 4 {
+		return nil
+	}
+	return []byte(fmt.Sprintf("key-%d", i))
+}
+
+func value(i int64) []byte {
+	if i%11 == 10 && key(i) != nil {
+		return nil
+	}
+	n := i*97%1500 + 1
+	v := make([]byte, n)
+	for j := int64(0); j < n; j++ {
+		v[j] = byte((i*131 + j*7) % 256)
+	}
+	return v
+}
+
+func headers(i int64) []kgo.RecordHeader {
+	h := []kgo.RecordHeader{{Key: "idx", Value: []byte(strconv.FormatInt(i, 10))}}
+	if i%3 != 0 {
+		h = append(h,
+			kgo.RecordHeader{Key: "bin", Value: []byte{0, 255, byte(i % 256)}},
+			kgo.RecordHeader{Key: "dup", Value: []byte("a")},
+			kgo.RecordHeader{Key: "dup", Value: []byte("b")},
+		)
+	}
+	return h
+}
+
+func hexOrNull(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return hex.EncodeToString(b)
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "sluice-go-client: FAILED: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+func codec(name string) kgo.CompressionCodec {
+	switch name {
+	case "none":
+		return kgo.NoCompression()
+	case "gzip":
+		return kgo.GzipCompression()
+	case "snappy":
+		return kgo.SnappyCompression()
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	}
+	fail("unknown compression %q", name)
+	return kgo.NoCompression()
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fail("usage: produce|consume|admin ...")
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	brokers := fs.String("brokers", "", "bootstrap host:port")
+	topic := fs.String("topic", "", "topic")
+	group := fs.String("group", "", "consumer group")
+	from := fs.Int64("from", 0, "first record index")
+	to := fs.Int64("to", 0, "end record index (exclusive)")
+	comp := fs.String("compression", "none", "none|gzip|snappy|lz4|zstd")
+	partition := fs.Int("partition", -1, "partition to produce to (-1: default partitioner)")
+	partitions := fs.Int("partitions", 1, "partitions for create-topic")
+	count := fs.Int("count", 0, "records to consume")
+	timeoutMs := fs.Int("timeout-ms", 60000, "overall deadline")
+	sets := fs.String("configs", "", "k=v,k=v topic configs for create-topic")
+	capVersions := fs.String("max-versions", "", "key=version,... caps on the request versions the client may use (diagnostics)")
+	autoCreate := fs.Bool("auto-create", false, "let the producer's Metadata requests create the topic")
+	rest := os.Args[2:]
+	op := ""
+	if os.Args[1] == "admin" && len(rest) > 0 {
+		op, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		fail("%v", err)
+	}
+	if *brokers == "" {
+		fail("missing --brokers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*timeoutMs)*time.Millisecond)
+	defer cancel()
+	base := []kgo.Opt{kgo.SeedBrokers(*brokers)}
+	if *capVersions != "" {
+		v := kversion.Stable()
+		for _, kv := range strings.Split(*capVersions, ",") {
+			k, ver, _ := strings.Cut(kv, "=")
+			key, err1 := strconv.Atoi(k)
+			n, err2 := strconv.Atoi(ver)
+			if err1 != nil || err2 != nil {
+				fail("bad --max-versions entry %q (want apikey=version)", kv)
+			}
+			v.SetMaxKeyVersion(int16(key), int16(n))
+		}
+		base = append(base, kgo.MaxVersions(v))
+	}
+
+	switch os.Args[1] {
+	case "produce":
+		opts := append(base, kgo.ProducerBatchCompression(codec(*comp)), kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.ProducerLinger(5 * time.Millisecond), kgo.RecordDeliveryTimeout(30 * time.Second))
+		if *partition >= 0 {
+			opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		}
+		if *autoCreate {
+			opts = append(opts, kgo.AllowAutoTopicCreation())
+		}
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			fail("new client: %v", err)
+		}
+		defer cl.Close()
+		recs := make([]*kgo.Record, 0, *to-*from)
+		for i := *from; i < *to; i++ {
+			recs = append(recs, &kgo.Record{Topic: *topic, Partition: int32(*partition), Key: key(i), Value: value(i), Headers: headers(i)})
+		}
+		res := cl.ProduceSync(ctx, recs...)
+		if err := res.FirstErr(); err != nil {
+			fail("produce: %v", err)
+		}
+		for k, r := range res {
+			fmt.Printf("{\"i\":%d,\"p\":%d,\"o\":%d}\n", *from+int64(k), r.Record.Partition, r.Record.Offset)
+		}
+
+	case "consume":
+		cl, err := kgo.NewClient(append(base, kgo.ConsumerGroup(*group), kgo.ConsumeTopics(*topic), kgo.DisableAutoCommit(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		if err != nil {
+			fail("new client: %v", err)
+		}
+		got := 0
+		for got < *count {
+			fetches := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				fail("consumed %d of %d records before the deadline", got, *count)
+			}
+			var errs []string
+			fetches.EachError(func(t string, p int32, err error) {
+				errs = append(errs, fmt.Sprintf("%s[%d]: %v", t, p, err))
+			})
+			if len(errs) > 0 {
+				fail("fetch errors: %s", strings.Join(errs, "; "))
+			}
+			var done []*kgo.Record
+			fetches.EachRecord(func(r *kgo.Record) {
+				if got >= *count {
+					return
+				}
+				hs := make([][2]any, 0, len(r.Headers))
+				for _, h := range r.Headers {
+					hs = append(hs, [2]any{h.Key, hexOrNull(h.Value)})
+				}
+				line, err := json.Marshal(map[string]any{"p": r.Partition, "o": r.Offset, "k": hexOrNull(r.Key), "v": hexOrNull(r.Value), "h": hs})
+				if err != nil {
+					fail("json: %v", err)
+				}
+				fmt.Println(string(line))
+				done = append(done, r)
+				got++
+			})
+			if len(done) > 0 {
+				if err := cl.CommitRecords(ctx, done...); err != nil {
+					fail("commit: %v", err)
+				}
+			}
+		}
+		adm := kadm.NewClient(cl)
+		offs, err := adm.FetchOffsets(ctx, *group)
+		if err != nil {
+			fail("fetch offsets: %v", err)
+		}
+		var lines []string
+		offs.Each(func(o kadm.OffsetResponse) {
+			if o.Err != nil {
+				fail("fetch offset %s[%d]: %v", o.Topic, o.Partition, o.Err)
+			}
+			lines = append(lines, fmt.Sprintf("#committed %d %d", o.Partition, o.At))
+		})
+		sort.Strings(lines)
+		for _, l := range lines {
+			fmt.Println(l)
+		}
+		cl.Close() // leaves the group
+
+	case "admin":
+		if op == "" {
+			fail("admin needs an operation")
+		}
+		cl, err := kgo.NewClient(base...)
+		if err != nil {
+			fail("new client: %v", err)
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		switch op {
+		case "create-topic":
+			cfg := map[string]*string{}
+			if *sets != "" {
+				for _, kv := range strings.Split(*sets, ",") {
+					k, v, _ := strings.Cut(kv, "=")
+					cfg[k] = &v
+				}
+			}
+			resps, err := adm.CreateTopics(ctx, int32(*partitions), -1, cfg, *topic)
+			if err != nil {
+				fail("create topics: %v", err)
+			}
+			for _, r := range resps {
+				if r.Err != nil {
+					fail("create topic %s: %v (%s)", r.Topic, r.Err, r.ErrMessage)
+				}
+				fmt.Printf("#created %s partitions %d rf %d id %s\n", r.Topic, r.NumPartitions, r.ReplicationFactor, r.ID)
+			}
+		case "list-offsets":
+			for _, which := range []string{"start", "end"} {
+				var lo kadm.ListedOffsets
+				var err error
+				if which == "start" {
+					lo, err = adm.ListStartOffsets(ctx, *topic)
+				} else {
+					lo, err = adm.ListEndOffsets(ctx, *topic)
+				}
+				if err != nil {
+					fail("list %s offsets: %v", which, err)
+				}
+				var lines []string
+				lo.Each(func(o kadm.ListedOffset) {
+					if o.Err != nil {
+						fail("list %s offset %s[%d]: %v", which, o.Topic, o.Partition, o.Err)
+					}
+					lines = append(lines, fmt.Sprintf("#%s %d %d", which, o.Partition, o.Offset))
+				})
+				sort.Strings(lines)
+				for _, l := range lines {
+					fmt.Println(l)
+				}
+			}
+		case "describe-group":
+			dg, err := adm.DescribeGroups(ctx, *group)
+			if err != nil {
+				fail("describe groups: %v", err)
+			}
+			g, ok := dg[*group]
+			if !ok {
+				fail("group %s not described", *group)
+			}
+			if g.Err != nil {
+				fail("describe group %s: %v", *group, g.Err)
+			}
+			fmt.Printf("#group %s state %s members %d protocol %s\n", g.Group, g.State, len(g.Members), g.Protocol)
+		case "metadata":
+			md, err := adm.Metadata(ctx)
+			if err != nil {
+				fail("metadata: %v", err)
+			}
+			fmt.Printf("#cluster %s controller %d brokers %d\n", md.Cluster, md.Controller, len(md.Brokers))
+			for _, b := range md.Brokers {
+				fmt.Printf("#broker %d %s:%d\n", b.NodeID, b.Host, b.Port)
+			}
+		case "api-versions":
+			vs, err := adm.ApiVersions(ctx)
+			if err != nil {
+				fail("api versions: %v", err)
+			}
+			for _, bv := range vs {
+				if bv.Err != nil {
+					fail("api versions from %d: %v", bv.NodeID, bv.Err)
+				}
+				bv.EachKeySorted(func(key, minV, maxV int16) {
+					fmt.Printf("#api %d %d %d\n", key, minV, maxV)
+				})
+			}
+		case "delete-topic":
+			resps, err := adm.DeleteTopics(ctx, *topic)
+			if err != nil {
+				fail("delete topics: %v", err)
+			}
+			for _, r := range resps {
+				if r.Err != nil {
+					fail("delete topic %s: %v", r.Topic, r.Err)
+				}
+				fmt.Printf("#deleted %s\n", r.Topic)
+			}
+		default:
+			fail("unknown admin operation %q", op)
+		}
+
+	default:
+		fail("unknown subcommand %q", os.Args[1])
+	}
+}

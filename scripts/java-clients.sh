@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Fetches the Java Kafka client (org.apache.kafka:kafka-clients) and its runtime dependencies
+# (compression codecs, slf4j with a simple binding) from Maven Central into
+# ~/.cache/sluice/java-clients-<version>/, with `mvn dependency:copy-dependencies` on a small
+# generated pom. Checks that java and javac (>= 11) are present.
+#
+# Idempotent: a complete cached directory is reused as is. The last line of stdout is the cache
+# directory (jars in it, one per dependency); the Rust tests (broker/tests/java_client.rs) run this
+# script and read that line, or take env SLUICE_JAVA_CLIENTS_DIR. Progress goes to stderr.
+# Any failure names the step that failed.
+set -euo pipefail
+
+KAFKA_CLIENTS_VERSION="${SLUICE_KAFKA_CLIENTS_VERSION:-4.4.0}"
+SLF4J_VERSION="1.7.36"  # the slf4j-api version kafka-clients depends on
+
+step() { echo "java-clients.sh: $*" >&2; }
+fail() { echo "java-clients.sh: FAILED at step '$1': $2" >&2; exit 1; }
+
+step "checking java and javac"
+command -v java >/dev/null 2>&1 || fail "find java" "java is not on PATH (Debian: apt-get install openjdk-17-jdk-headless)"
+command -v javac >/dev/null 2>&1 || fail "find javac" "javac is not on PATH (Debian: apt-get install openjdk-17-jdk-headless)"
+command -v mvn >/dev/null 2>&1 || fail "find mvn" "mvn is not on PATH (Debian: apt-get install maven)"
+
+CACHE="${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}"
+DIR="$CACHE/java-clients-$KAFKA_CLIENTS_VERSION"
+MARKER="$DIR/.sluice-complete"
+
+if [[ -f "$MARKER" ]]; then
+  step "reusing cached jars in $DIR"
+else
+  # No marker means a previous run stopped half way: start again from scratch.
+  rm -rf "$DIR"
+  mkdir -p "$DIR/jars" || fail "create cache dir" "cannot create $DIR"
+  cat >"$DIR/pom.xml" <<POM
+<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.sluice</groupId>
+  <artifactId>java-clients-fetch</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-clients</artifactId>
+      <version>$KAFKA_CLIENTS_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-simple</artifactId>
+      <version>$SLF4J_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>
+POM
+  step "mvn dependency:copy-dependencies (kafka-clients $KAFKA_CLIENTS_VERSION) into $DIR/jars"
+  mvn -B -q -f "$DIR/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$DIR/jars" -DincludeScope=runtime >&2 \
+    || fail "mvn copy-dependencies" "could not fetch org.apache.kafka:kafka-clients:$KAFKA_CLIENTS_VERSION from Maven Central"
+  ls "$DIR/jars/kafka-clients-$KAFKA_CLIENTS_VERSION.jar" >/dev/null 2>&1 \
+    || fail "verify jars" "kafka-clients-$KAFKA_CLIENTS_VERSION.jar is not in $DIR/jars"
+  touch "$MARKER"
+fi
+
+step "done"
+echo "$DIR"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole Sluice test suite: formatting, lints, unit tests, broker integration tests with real
-# Kafka clients, the Helm chart checks and the end-to-end suite on a real Kubernetes control plane.
-# `.ci/run` calls exactly this. Everything it needs is installed and cached under ~/.cache/sluice.
+# Kafka clients (librdkafka, kafka-python, confluent-kafka, kcat, Java, franz-go), the Helm chart
+# checks, API-server tests of the CRD and the operator's RBAC, and the end-to-end suite on a real
+# Kubernetes control plane with real broker processes. `.ci/run` calls exactly this.
 #
-# Usage: scripts/test.sh            everything
-#        SLUICE_SKIP_E2E=1 scripts/test.sh   everything but the e2e suite (says so loudly)
+# Everything it needs is installed from the package registries and cached by version under
+# ~/.cache/sluice (a cold machine spends most of its first run building Kubernetes and helm).
+#
+# Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,17 +18,38 @@ step "cargo fmt --check"
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
 else
-  echo "SKIPPED: rustfmt is not installed on this machine (rustup component unavailable)"
+  echo "SKIPPED: rustfmt is not installed on this machine (the rustup component is unavailable)"
 fi
 
 step "cargo clippy --all-targets -- -D warnings"
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --workspace --all-targets --locked -- -D warnings
 else
-  echo "SKIPPED: clippy is not installed on this machine (rustup component unavailable)"
+  echo "SKIPPED: clippy is not installed on this machine (the rustup component is unavailable)"
 fi
+
+step "Kafka clients for the broker tests (Python venv, kcat, Java kafka-clients, franz-go)"
+scripts/clients.sh >/dev/null
+scripts/java-clients.sh >/dev/null
+scripts/go-clients.sh >/dev/null
 
 step "unit and integration tests (cargo test --workspace)"
 cargo test --workspace --locked
 
-step "done in $(( $(date +%s) - started ))s"
+step "Kubernetes tools (kube-apiserver, controller-manager, scheduler, kubectl, kwok, etcd, helm)"
+e2e/scripts/tools.sh
+scripts/helm.sh
+
+step "Helm chart: lint, render, RBAC and security assertions"
+charts/test.sh
+
+step "CRD and controller on a real kube-apiserver (operator/scripts/apiserver-tests.sh)"
+operator/scripts/apiserver-tests.sh
+
+step "chart RBAC on a real kube-apiserver, operator as the chart's ServiceAccount"
+SLUICE_REQUIRE_APISERVER=1 charts/apiserver-test.sh
+
+step "end-to-end suite (control plane + kwok nodes + real broker processes)"
+e2e/scripts/run.sh
+
+step "all green in $(( $(date +%s) - started ))s"

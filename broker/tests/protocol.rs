@@ -383,6 +383,52 @@ async fn acks_all_is_refused_when_min_insync_replicas_exceeds_one() {
     broker.shutdown().await.expect("shutdown");
 }
 
+/// Produce v13 and Fetch v13+ address topics by id (Kafka 4.x Java clients use them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_fetch_by_topic_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    create_topic(&mut c, "by-id", 1).await;
+    let meta: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(tn("by-id")))
+            ])),
+        )
+        .await;
+    let id = meta.topics[0].topic_id;
+
+    let mut req = produce_req("", 0, -1, batch(&["one", "two"]));
+    req.topic_data[0].topic_id = id;
+    let r: ProduceResponse = c.call(ApiKey::Produce, 13, &req).await;
+    assert_eq!(r.responses[0].topic_id, id);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+
+    let mut f = fetch_req("", 0, 0, 0);
+    f.topics[0].topic_id = id;
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 16, &f).await;
+    assert_eq!(resp.responses[0].topic_id, id);
+    let vals = values_of(
+        resp.responses[0].partitions[0]
+            .records
+            .clone()
+            .expect("records"),
+    );
+    assert_eq!(vals, vec![(0, "one".to_string()), (1, "two".to_string())]);
+
+    let mut unknown = fetch_req("", 0, 0, 0);
+    unknown.topics[0].topic_id = uuid::Uuid::from_u128(42);
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 16, &unknown).await;
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+    broker.shutdown().await.expect("shutdown");
+}
+
 /// A tiny request claiming billions of array elements must be a decode error for that
 /// connection, not an allocation abort of the whole broker.
 ///

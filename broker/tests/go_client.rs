@@ -245,7 +245,6 @@ fn franz_go_producer_auto_creates_a_topic_when_it_asks_to() {
 }
 
 #[test]
-#[ignore = "broker advertises OffsetCommit v10 and OffsetFetch v10 (ApiKey::valid_versions) but kafka-protocol 0.18 decodes them only up to v9, so it closes franz-go's connection; see the broker-java report"]
 fn franz_go_consumer_group_commits_and_resumes() {
     group_commits_and_resumes(&[]);
 }

@@ -691,7 +691,6 @@ fn java_admin_lists_the_max_timestamp_offset() {
 }
 
 #[test]
-#[ignore = "Java sends Metadata v12 by topic id with name \"\" (not null); the broker treats it as a topic name, answers INVALID_TOPIC_EXCEPTION with a zero id, and the AdminClient throws IllegalStateException; see the broker-java report"]
 fn java_admin_describes_a_topic_by_id() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();

@@ -76,7 +76,10 @@ pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> Met
     }
     let allow_create = ctx.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     for t in req.topics.unwrap_or_default() {
-        let entry = match t.name {
+        // From v10 a topic may be named by id; the Java client then sends an empty name (not
+        // null) beside the id, so a non-nil id wins, as in Kafka.
+        let by_name = if t.topic_id.is_nil() { t.name } else { None };
+        let entry = match by_name {
             Some(name) => {
                 let name = name.as_str().to_string();
                 match ctx.logs.topic(&name) {

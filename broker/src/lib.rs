@@ -3,16 +3,27 @@
 //! Module layout (data flows top to bottom):
 //!
 //! - [`config`]: the command line / `SLUICE_*` environment settings, validated at start.
-//! - [`server`]: the Kafka listener: framing, request size limits, per-connection tasks,
-//!   dispatch by API key, graceful shutdown.
+//! - [`server`]: [`Broker::start`] / [`Broker::shutdown`], the accept loop, per-connection
+//!   tasks (framing, size limits, in-order pipelining), and the broker's own small files
+//!   (cluster id, producer-id counter).
 //! - [`handlers`]: one function per Kafka API; decode → act → encode, no socket I/O.
 //! - [`group`]: the classic consumer-group coordinator and the committed-offset store.
 //! - [`log`]: the storage engine: one directory per partition, segment files, indexes,
 //!   recovery, retention and the fsync policy (group commit).
-//! - [`http`]: `/healthz`, `/readyz` and `/metrics` on a separate port.
+//! - [`http`] and [`metrics`]: `/healthz`, `/readyz` and `/metrics` on a separate port.
+//! - [`error`]: the broker's error enum.
 //!
-//! The binary (`src/main.rs`) only parses the configuration, installs the tracing subscriber
-//! and calls [`run`].
+//! The binary (`src/main.rs`) only parses the configuration, installs the tracing subscriber,
+//! starts a [`Broker`] and shuts it down on SIGTERM / SIGINT. See `docs/architecture.md`.
 
+pub mod config;
+pub mod error;
 pub mod group;
+pub mod handlers;
+pub mod http;
 pub mod log;
+pub mod metrics;
+pub mod server;
+
+pub use error::BrokerError;
+pub use server::Broker;

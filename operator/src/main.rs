@@ -1,1 +1,4 @@
-fn main() {}
+fn main() -> anyhow::Result<()> {
+    print!("{}", sluice_operator::crd_yaml()?);
+    Ok(())
+}

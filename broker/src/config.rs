@@ -1,0 +1,398 @@
+//! Broker settings: command-line flags, each with a matching `SLUICE_*` environment variable.
+//!
+//! Defaults live here and only here. [`Config::validate`] runs at start and names the setting
+//! and what is allowed when a value is out of range; [`check_environment`] refuses any
+//! `SLUICE_*` variable that is not one of these settings (a typo in an operator ConfigMap must
+//! stop the broker, not be silently ignored).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+
+use crate::error::BrokerError;
+use crate::log::{FsyncPolicy, LogConfig, TimestampType};
+
+/// When appended data is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsyncMode {
+    /// `acks=all` is answered only once the data is on disk; concurrent requests share one fsync.
+    Always,
+    /// Fsync in the background every `--fsync-interval-ms`; a machine crash can lose that window.
+    Interval,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sluice's Kafka-wire-compatible message broker.
+///
+/// Every flag can also be given as an environment variable (shown as [env: ...]); any other
+/// environment variable starting with SLUICE_ stops the broker at start.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sluice-broker", version, about, long_about = None)]
+pub struct Config {
+    /// Directory holding topics, partition logs, committed offsets, the cluster id and the
+    /// producer-id counter. Created if missing.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "/var/lib/sluice")]
+    pub data_dir: PathBuf,
+
+    /// Kafka listener, host:port (port 0 picks a free port).
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:9092")]
+    pub listen: String,
+
+    /// HTTP listener for /healthz, /readyz and /metrics, host:port.
+    #[arg(long, env = "SLUICE_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    pub http_listen: String,
+
+    /// host:port given to clients in Metadata / FindCoordinator responses. Default: the bound
+    /// Kafka address, with the machine's hostname when bound to 0.0.0.0.
+    #[arg(long, env = "SLUICE_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// This broker's node id (>= 0), reported as broker and controller id.
+    #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 0)]
+    pub node_id: i32,
+
+    /// Inter-broker listener, host:port. Reserved for clustering; accepted and ignored today.
+    #[arg(long, env = "SLUICE_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<String>,
+
+    /// Other brokers' cluster listeners, comma-separated host:port. Reserved for clustering.
+    #[arg(long, env = "SLUICE_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+
+    /// Partitions of a topic created without a partition count (auto-created or
+    /// CreateTopics with -1). Range 1..=100000.
+    #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+
+    /// Replication factor of topics created without one. This broker is a single node, so the
+    /// only value it can honour is 1.
+    #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: i16,
+
+    /// Default min.insync.replicas of topics (>= 1).
+    #[arg(long, env = "SLUICE_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    pub min_insync_replicas: i32,
+
+    /// Default retention.ms: closed segments whose newest record is older than this many
+    /// milliseconds are deleted. -1 keeps data forever.
+    #[arg(
+        long,
+        env = "SLUICE_RETENTION_MS",
+        default_value_t = 604_800_000,
+        allow_negative_numbers = true
+    )]
+    pub retention_ms: i64,
+
+    /// Default retention.bytes: the oldest closed segments are deleted while a partition is
+    /// larger than this many bytes. -1 = no size limit.
+    #[arg(long, env = "SLUICE_RETENTION_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    pub retention_bytes: i64,
+
+    /// Default segment.bytes: roll to a new segment file at this size in bytes.
+    /// Range 1024..=2147483647.
+    #[arg(long, env = "SLUICE_SEGMENT_BYTES", default_value_t = 1_073_741_824)]
+    pub segment_bytes: i64,
+
+    /// Default segment.ms: roll to a new segment file once the active one is this many
+    /// milliseconds old (>= 1).
+    #[arg(long, env = "SLUICE_SEGMENT_MS", default_value_t = 604_800_000)]
+    pub segment_ms: i64,
+
+    /// Default max.message.bytes: the largest record batch accepted, in bytes.
+    /// Range 1..=--max-request-bytes.
+    #[arg(long, env = "SLUICE_MAX_MESSAGE_BYTES", default_value_t = 1_048_588)]
+    pub max_message_bytes: i32,
+
+    /// Default fsync policy: `always` answers acks=all only after fsync (group commit);
+    /// `interval` fsyncs every --fsync-interval-ms and can lose that window on a machine crash.
+    #[arg(long, env = "SLUICE_FSYNC", value_enum, default_value_t = FsyncMode::Always)]
+    pub fsync: FsyncMode,
+
+    /// Milliseconds between background fsyncs under `--fsync interval` (>= 1).
+    #[arg(long, env = "SLUICE_FSYNC_INTERVAL_MS", default_value_t = 1000)]
+    pub fsync_interval_ms: i64,
+
+    /// Create a topic when a client asks for its metadata and it does not exist
+    /// (`true` or `false`).
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Largest request frame accepted, in bytes; a larger one is refused before it is read
+    /// and its connection closed. Range 1024..=2147483647.
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
+    pub max_request_bytes: i64,
+
+    /// Log line format: `text` or `json`. The level comes from RUST_LOG (default info).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn invalid(setting: &str, value: impl ToString, allowed: &str) -> BrokerError {
+    BrokerError::InvalidConfig {
+        setting: setting.to_string(),
+        value: value.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+/// Checks that `s` looks like `host:port` with a numeric port.
+fn check_host_port(setting: &str, s: &str) -> Result<(), BrokerError> {
+    let allowed = "host:port, e.g. 0.0.0.0:9092 or [::1]:9092, with a port in 0..=65535";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(invalid(setting, s, allowed));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(invalid(setting, s, allowed));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks every setting's range; the error names the setting and what is allowed.
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        check_host_port("--listen", &self.listen)?;
+        check_host_port("--http-listen", &self.http_listen)?;
+        if let Some(a) = &self.advertise {
+            check_host_port("--advertise", a)?;
+            if a.rsplit_once(':').is_some_and(|(_, p)| p == "0") {
+                return Err(invalid(
+                    "--advertise",
+                    a,
+                    "a host:port clients can reach, port 1..=65535",
+                ));
+            }
+        }
+        if let Some(c) = &self.cluster_listen {
+            check_host_port("--cluster-listen", c)?;
+        }
+        for s in &self.seeds {
+            check_host_port("--seeds", s)?;
+        }
+        if self.node_id < 0 {
+            return Err(invalid("--node-id", self.node_id, "an integer >= 0"));
+        }
+        if !(1..=100_000).contains(&self.default_partitions) {
+            return Err(invalid(
+                "--default-partitions",
+                self.default_partitions,
+                "1..=100000",
+            ));
+        }
+        if self.default_replication_factor != 1 {
+            return Err(invalid(
+                "--default-replication-factor",
+                self.default_replication_factor,
+                "1 (this broker is a single node)",
+            ));
+        }
+        if self.min_insync_replicas < 1 {
+            return Err(invalid(
+                "--min-insync-replicas",
+                self.min_insync_replicas,
+                "an integer >= 1",
+            ));
+        }
+        if self.retention_ms < -1 || self.retention_ms == 0 {
+            return Err(invalid(
+                "--retention-ms",
+                self.retention_ms,
+                "-1 (forever) or milliseconds >= 1",
+            ));
+        }
+        if self.retention_bytes < -1 {
+            return Err(invalid(
+                "--retention-bytes",
+                self.retention_bytes,
+                "-1 (no limit) or bytes >= 0",
+            ));
+        }
+        if !(1024..=i64::from(i32::MAX)).contains(&self.segment_bytes) {
+            return Err(invalid(
+                "--segment-bytes",
+                self.segment_bytes,
+                "1024..=2147483647",
+            ));
+        }
+        if self.segment_ms < 1 {
+            return Err(invalid(
+                "--segment-ms",
+                self.segment_ms,
+                "milliseconds >= 1",
+            ));
+        }
+        if !(1024..=i64::from(i32::MAX)).contains(&self.max_request_bytes) {
+            return Err(invalid(
+                "--max-request-bytes",
+                self.max_request_bytes,
+                "1024..=2147483647",
+            ));
+        }
+        if self.max_message_bytes < 1 || i64::from(self.max_message_bytes) > self.max_request_bytes
+        {
+            return Err(invalid(
+                "--max-message-bytes",
+                self.max_message_bytes,
+                &format!(
+                    "1..={} (at most --max-request-bytes)",
+                    self.max_request_bytes
+                ),
+            ));
+        }
+        if self.fsync_interval_ms < 1 {
+            return Err(invalid(
+                "--fsync-interval-ms",
+                self.fsync_interval_ms,
+                "milliseconds >= 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The broker-wide default log settings derived from the flags.
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: u64::try_from(self.segment_bytes).unwrap_or(1 << 30),
+            segment_ms: self.segment_ms,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            max_message_bytes: u32::try_from(self.max_message_bytes).unwrap_or(1_048_588),
+            fsync: match self.fsync {
+                FsyncMode::Always => FsyncPolicy::Always,
+                FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_millis(
+                    u64::try_from(self.fsync_interval_ms).unwrap_or(1000),
+                )),
+            },
+            timestamp_type: TimestampType::CreateTime,
+            ..LogConfig::default()
+        }
+    }
+
+    /// `--max-request-bytes` as a usize (validated to be in range).
+    pub fn max_request_bytes(&self) -> usize {
+        usize::try_from(self.max_request_bytes).unwrap_or(104_857_600)
+    }
+}
+
+/// Every environment variable name the broker reads.
+pub fn known_env_vars() -> Vec<String> {
+    Config::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Refuses any `SLUICE_*` variable in `vars` that is not a setting.
+pub fn check_environment<I, K>(vars: I) -> Result<(), BrokerError>
+where
+    I: IntoIterator<Item = K>,
+    K: AsRef<str>,
+{
+    let known = known_env_vars();
+    for name in vars {
+        let name = name.as_ref();
+        if name.starts_with("SLUICE_") && !known.iter().any(|k| k == name) {
+            return Err(BrokerError::UnknownEnvironmentVariable {
+                name: name.to_string(),
+                known: known.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_contract_and_validate() {
+        let c = Config::parse_from(["sluice-broker"]);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/sluice"));
+        assert_eq!(c.listen, "0.0.0.0:9092");
+        assert_eq!(c.http_listen, "0.0.0.0:8080");
+        assert_eq!(c.retention_ms, 604_800_000);
+        assert_eq!(c.retention_bytes, -1);
+        assert_eq!(c.segment_bytes, 1_073_741_824);
+        assert_eq!(c.max_message_bytes, 1_048_588);
+        assert_eq!(c.fsync, FsyncMode::Always);
+        assert!(c.auto_create_topics);
+        assert_eq!(c.max_request_bytes, 104_857_600);
+        c.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_setting() {
+        let c = Config::parse_from(["sluice-broker", "--retention-ms", "-5"]);
+        let msg = c.validate().expect_err("-5 is invalid").to_string();
+        assert!(
+            msg.contains("--retention-ms") && msg.contains("-1"),
+            "{msg}"
+        );
+
+        let c = Config::parse_from(["sluice-broker", "--listen", "nonsense"]);
+        let msg = c.validate().expect_err("no port").to_string();
+        assert!(msg.contains("--listen"), "{msg}");
+
+        let c = Config::parse_from(["sluice-broker", "--max-message-bytes", "200000000"]);
+        let msg = c.validate().expect_err("above max request").to_string();
+        assert!(msg.contains("--max-message-bytes"), "{msg}");
+
+        let c = Config::parse_from(["sluice-broker", "--default-replication-factor", "3"]);
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn bad_enum_values_are_rejected_by_the_parser() {
+        let e = Config::try_parse_from(["sluice-broker", "--fsync", "sometimes"])
+            .expect_err("not a mode");
+        let msg = e.to_string();
+        assert!(msg.contains("--fsync") && msg.contains("always"), "{msg}");
+        assert!(Config::try_parse_from(["sluice-broker", "--auto-create-topics", "yes"]).is_err());
+        let c = Config::try_parse_from(["sluice-broker", "--auto-create-topics", "false"])
+            .expect("false is valid");
+        assert!(!c.auto_create_topics);
+    }
+
+    #[test]
+    fn unknown_sluice_variables_are_refused() {
+        check_environment(["SLUICE_DATA_DIR", "PATH", "SLUICE_FSYNC", "RUST_LOG"])
+            .expect("all known");
+        let msg = check_environment(["SLUICE_DATA_DIR", "SLUICE_RETENTION_MSS"])
+            .expect_err("typo")
+            .to_string();
+        assert!(msg.contains("SLUICE_RETENTION_MSS"), "{msg}");
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var_and_help() {
+        for a in Config::command().get_arguments() {
+            if a.get_id() == "help" || a.get_id() == "version" {
+                continue;
+            }
+            assert!(a.get_env().is_some(), "{} has no env var", a.get_id());
+            assert!(a.get_help().is_some(), "{} has no help", a.get_id());
+        }
+    }
+
+    #[test]
+    fn seeds_are_comma_separated() {
+        let c = Config::parse_from(["sluice-broker", "--seeds", "a:1,b:2"]);
+        assert_eq!(c.seeds, vec!["a:1".to_string(), "b:2".to_string()]);
+        c.validate().expect("valid");
+    }
+}

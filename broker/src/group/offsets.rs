@@ -1,0 +1,659 @@
+//! The durable committed-offset store.
+//!
+//! One append-only file, `offsets.log`, under the coordinator's directory. Every change is one
+//! framed record:
+//!
+//! ```text
+//! u32 payload length (big endian) | u32 CRC-32C of the payload | payload
+//! ```
+//!
+//! A payload is a commit (group, topic, partition → offset, leader epoch, metadata, timestamp), the
+//! deletion of a whole group, or the deletion of a topic's offsets in every group. An append is
+//! written and `fdatasync`ed before the caller is answered, so an acknowledged OffsetCommit
+//! survives a crash. Opening replays the file in order; a record that is cut short or fails its
+//! CRC ends the replay and the file is truncated there (a torn tail from a crash mid-write; no
+//! acknowledged record can lie behind it because every append is synced before the next).
+//!
+//! When the file has grown well past the live data it is compacted: the live offsets are written
+//! to `offsets.log.compact`, synced, renamed over `offsets.log` and the directory is synced, so a
+//! crash at any point leaves either the old or the new file whole. A leftover `.compact` file at
+//! open is an unfinished compaction and is removed.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{CommittedOffset, GroupError};
+
+const LOG_FILE: &str = "offsets.log";
+const COMPACT_FILE: &str = "offsets.log.compact";
+/// Frame header: payload length + CRC.
+const HEADER_LEN: usize = 8;
+/// No legitimate record comes near this (group and topic names are wire strings, metadata is
+/// capped by the coordinator); a larger length field can only be garbage.
+const MAX_PAYLOAD: usize = 1 << 20;
+/// Compact once the file is at least this big and more than twice the live data.
+pub const DEFAULT_COMPACT_THRESHOLD: u64 = 8 << 20;
+
+const KIND_COMMIT: u8 = 1;
+const KIND_DELETE_GROUP: u8 = 2;
+const KIND_DELETE_TOPIC: u8 = 3;
+
+/// A committed offset as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// One change to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetRecord {
+    Commit {
+        group: String,
+        topic: String,
+        partition: i32,
+        value: StoredOffset,
+    },
+    DeleteGroup {
+        group: String,
+    },
+    DeleteTopic {
+        topic: String,
+    },
+}
+
+type GroupOffsets = BTreeMap<(String, i32), StoredOffset>;
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    file_len: u64,
+    /// Bytes the live offsets would take if rewritten (what compaction would leave).
+    live_bytes: u64,
+    offsets: BTreeMap<String, GroupOffsets>,
+}
+
+/// The committed offsets of every group, in memory and on disk.
+#[derive(Debug)]
+pub struct OffsetStore {
+    dir: PathBuf,
+    path: PathBuf,
+    compact_threshold: u64,
+    inner: Mutex<Inner>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GroupError + '_ {
+    move |source| GroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl OffsetStore {
+    /// Opens (creating) the store in `dir` and replays it.
+    pub fn open(dir: &Path) -> Result<OffsetStore, GroupError> {
+        Self::open_with_threshold(dir, DEFAULT_COMPACT_THRESHOLD)
+    }
+
+    pub fn open_with_threshold(
+        dir: &Path,
+        compact_threshold: u64,
+    ) -> Result<OffsetStore, GroupError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join(LOG_FILE);
+        let compact = dir.join(COMPACT_FILE);
+        if compact.exists() {
+            tracing::warn!(path = %compact.display(), "removing unfinished offsets compaction");
+            fs::remove_file(&compact).map_err(io_err(&compact))?;
+        }
+        let created = !path.exists();
+        let bytes = if created {
+            Vec::new()
+        } else {
+            fs::read(&path).map_err(io_err(&path))?
+        };
+        let (records, valid_len) = decode_all(&bytes);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        if valid_len < bytes.len() {
+            tracing::warn!(
+                path = %path.display(),
+                valid_len,
+                file_len = bytes.len(),
+                "offsets log has a torn or corrupt tail; truncating it"
+            );
+            file.set_len(valid_len as u64).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
+        }
+        if created {
+            sync_dir(dir)?;
+        }
+        let mut inner = Inner {
+            file,
+            file_len: valid_len as u64,
+            live_bytes: 0,
+            offsets: BTreeMap::new(),
+        };
+        for record in records {
+            inner.apply(record);
+        }
+        tracing::info!(
+            path = %path.display(),
+            groups = inner.offsets.len(),
+            bytes = inner.file_len,
+            "offsets log replayed"
+        );
+        Ok(OffsetStore {
+            dir: dir.to_path_buf(),
+            path,
+            compact_threshold,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that matters
+        // more than losing the process would, so recover the guard rather than propagate poison.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `records` durably (one write, one fdatasync), then applies them in memory.
+    /// Blocking: call from `spawn_blocking` on a runtime.
+    pub fn append(&self, records: Vec<OffsetRecord>) -> Result<(), GroupError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for record in &records {
+            encode_frame(record, &mut buf);
+        }
+        let mut inner = self.lock();
+        let result = inner
+            .file
+            .write_all(&buf)
+            .and_then(|()| inner.file.sync_data());
+        if let Err(source) = result {
+            // Cut off whatever part of the write landed so the next append starts clean.
+            let len = inner.file_len;
+            if let Err(e) = inner.file.set_len(len) {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot truncate offsets log after a failed write");
+            }
+            return Err(GroupError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        inner.file_len += buf.len() as u64;
+        for record in records {
+            inner.apply(record);
+        }
+        if inner.file_len >= self.compact_threshold && inner.file_len > 2 * inner.live_bytes {
+            if let Err(e) = self.compact(&mut inner) {
+                // The log itself is intact; compaction is retried on a later append.
+                tracing::warn!(error = %e, "offsets log compaction failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn compact(&self, inner: &mut Inner) -> Result<(), GroupError> {
+        let tmp = self.dir.join(COMPACT_FILE);
+        let mut buf = Vec::with_capacity(inner.live_bytes as usize);
+        for (group, offsets) in &inner.offsets {
+            for ((topic, partition), value) in offsets {
+                encode_frame(
+                    &OffsetRecord::Commit {
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        value: value.clone(),
+                    },
+                    &mut buf,
+                );
+            }
+        }
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(&buf).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+        sync_dir(&self.dir)?;
+        inner.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err(&self.path))?;
+        let before = inner.file_len;
+        inner.file_len = buf.len() as u64;
+        tracing::info!(before, after = inner.file_len, "offsets log compacted");
+        Ok(())
+    }
+
+    /// Fsyncs the log (every append is already synced; this is for shutdown).
+    pub fn sync(&self) -> Result<(), GroupError> {
+        let inner = self.lock();
+        inner.file.sync_all().map_err(io_err(&self.path))
+    }
+
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<StoredOffset> {
+        let inner = self.lock();
+        inner
+            .offsets
+            .get(group)
+            .and_then(|g| g.get(&(topic.to_string(), partition)))
+            .cloned()
+    }
+
+    /// Every offset of `group`, ordered by topic and partition.
+    pub fn group_offsets(&self, group: &str) -> Vec<(String, i32, StoredOffset)> {
+        let inner = self.lock();
+        inner
+            .offsets
+            .get(group)
+            .map(|g| {
+                g.iter()
+                    .map(|((t, p), v)| (t.clone(), *p, v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn has_group(&self, group: &str) -> bool {
+        self.lock().offsets.contains_key(group)
+    }
+
+    /// Groups that have at least one committed offset.
+    pub fn groups(&self) -> Vec<String> {
+        self.lock().offsets.keys().cloned().collect()
+    }
+
+    pub fn has_topic(&self, topic: &str) -> bool {
+        self.lock()
+            .offsets
+            .values()
+            .any(|g| g.keys().any(|(t, _)| t == topic))
+    }
+
+    pub fn all(&self) -> Vec<CommittedOffset> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for (group, offsets) in &inner.offsets {
+            for ((topic, partition), v) in offsets {
+                out.push(CommittedOffset {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: v.offset,
+                });
+            }
+        }
+        out
+    }
+
+    /// Size of the log file in bytes (tests and metrics).
+    pub fn file_len(&self) -> u64 {
+        self.lock().file_len
+    }
+}
+
+impl Inner {
+    fn apply(&mut self, record: OffsetRecord) {
+        match record {
+            OffsetRecord::Commit {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                let new_len = commit_frame_len(&group, &topic, &value.metadata);
+                let offsets = self.offsets.entry(group.clone()).or_default();
+                if let Some(old) = offsets.insert((topic.clone(), partition), value) {
+                    self.live_bytes = self.live_bytes.saturating_sub(commit_frame_len(
+                        &group,
+                        &topic,
+                        &old.metadata,
+                    ));
+                }
+                self.live_bytes += new_len;
+            }
+            OffsetRecord::DeleteGroup { group } => {
+                if let Some(offsets) = self.offsets.remove(&group) {
+                    for ((topic, _), v) in &offsets {
+                        self.live_bytes = self.live_bytes.saturating_sub(commit_frame_len(
+                            &group,
+                            topic,
+                            &v.metadata,
+                        ));
+                    }
+                }
+            }
+            OffsetRecord::DeleteTopic { topic } => {
+                let mut freed = 0;
+                self.offsets.retain(|group, offsets| {
+                    offsets.retain(|(t, _), v| {
+                        let keep = *t != topic;
+                        if !keep {
+                            freed += commit_frame_len(group, t, &v.metadata);
+                        }
+                        keep
+                    });
+                    !offsets.is_empty()
+                });
+                self.live_bytes = self.live_bytes.saturating_sub(freed);
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), GroupError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn commit_frame_len(group: &str, topic: &str, metadata: &str) -> u64 {
+    (HEADER_LEN + 1 + 4 + group.len() + 4 + topic.len() + 4 + 8 + 4 + 8 + 4 + metadata.len()) as u64
+}
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    // Names and metadata come from Kafka wire strings (at most 32767 bytes), far below u32.
+    buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn encode_frame(record: &OffsetRecord, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; HEADER_LEN]);
+    match record {
+        OffsetRecord::Commit {
+            group,
+            topic,
+            partition,
+            value,
+        } => {
+            buf.push(KIND_COMMIT);
+            put_str(buf, group);
+            put_str(buf, topic);
+            buf.extend_from_slice(&partition.to_be_bytes());
+            buf.extend_from_slice(&value.offset.to_be_bytes());
+            buf.extend_from_slice(&value.leader_epoch.to_be_bytes());
+            buf.extend_from_slice(&value.commit_timestamp_ms.to_be_bytes());
+            put_str(buf, &value.metadata);
+        }
+        OffsetRecord::DeleteGroup { group } => {
+            buf.push(KIND_DELETE_GROUP);
+            put_str(buf, group);
+        }
+        OffsetRecord::DeleteTopic { topic } => {
+            buf.push(KIND_DELETE_TOPIC);
+            put_str(buf, topic);
+        }
+    }
+    let payload_len = (buf.len() - start - HEADER_LEN) as u32;
+    let crc = crc32c::crc32c(&buf[start + HEADER_LEN..]);
+    buf[start..start + 4].copy_from_slice(&payload_len.to_be_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Decodes records from the start of `bytes`; returns them and the length of the valid prefix.
+fn decode_all(bytes: &[u8]) -> (Vec<OffsetRecord>, usize) {
+    let mut records = Vec::new();
+    let mut pos = 0;
+    while let Some((record, next)) = decode_frame(bytes, pos) {
+        records.push(record);
+        pos = next;
+    }
+    (records, pos)
+}
+
+fn decode_frame(bytes: &[u8], pos: usize) -> Option<(OffsetRecord, usize)> {
+    let header = bytes.get(pos..pos.checked_add(HEADER_LEN)?)?;
+    let len = u32::from_be_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_be_bytes(header[4..8].try_into().ok()?);
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let start = pos + HEADER_LEN;
+    let payload = bytes.get(start..start.checked_add(len)?)?;
+    if crc32c::crc32c(payload) != crc {
+        return None;
+    }
+    let record = decode_payload(payload)?;
+    Some((record, start + len))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().ok()?) as usize;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+fn decode_payload(payload: &[u8]) -> Option<OffsetRecord> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    let record = match r.u8()? {
+        KIND_COMMIT => {
+            let group = r.string()?;
+            let topic = r.string()?;
+            let partition = r.i32()?;
+            let offset = r.i64()?;
+            let leader_epoch = r.i32()?;
+            let commit_timestamp_ms = r.i64()?;
+            let metadata = r.string()?;
+            OffsetRecord::Commit {
+                group,
+                topic,
+                partition,
+                value: StoredOffset {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_timestamp_ms,
+                },
+            }
+        }
+        KIND_DELETE_GROUP => OffsetRecord::DeleteGroup { group: r.string()? },
+        KIND_DELETE_TOPIC => OffsetRecord::DeleteTopic { topic: r.string()? },
+        _ => return None,
+    };
+    // A payload with trailing bytes was not written by this code.
+    (r.pos == payload.len()).then_some(record)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn commit(group: &str, topic: &str, partition: i32, offset: i64) -> OffsetRecord {
+        OffsetRecord::Commit {
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+            value: StoredOffset {
+                offset,
+                leader_epoch: 3,
+                metadata: format!("meta-{offset}"),
+                commit_timestamp_ms: 1_700_000_000_000 + offset,
+            },
+        }
+    }
+
+    #[test]
+    fn commits_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = OffsetStore::open(dir.path()).unwrap();
+            store
+                .append(vec![commit("g", "t", 0, 5), commit("g", "t", 1, 7)])
+                .unwrap();
+            store.append(vec![commit("g", "t", 0, 9)]).unwrap();
+            store.append(vec![commit("h", "u", 2, 1)]).unwrap();
+        }
+        let store = OffsetStore::open(dir.path()).unwrap();
+        let g = store.get("g", "t", 0).unwrap();
+        assert_eq!(g.offset, 9);
+        assert_eq!(g.metadata, "meta-9");
+        assert_eq!(g.leader_epoch, 3);
+        assert_eq!(store.get("g", "t", 1).unwrap().offset, 7);
+        assert_eq!(store.get("h", "u", 2).unwrap().offset, 1);
+        assert_eq!(store.get("h", "u", 3), None);
+        assert_eq!(store.groups(), vec!["g".to_string(), "h".to_string()]);
+        assert_eq!(store.all().len(), 3);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_and_earlier_commits_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        {
+            let store = OffsetStore::open(dir.path()).unwrap();
+            store.append(vec![commit("g", "t", 0, 5)]).unwrap();
+            store.append(vec![commit("g", "t", 0, 6)]).unwrap();
+        }
+        let good_len = fs::metadata(&path).unwrap().len();
+        // A third record cut in the middle, as a crash during write would leave it.
+        let mut frame = Vec::new();
+        encode_frame(&commit("g", "t", 0, 7), &mut frame);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&frame[..frame.len() / 2]).unwrap();
+        drop(f);
+        assert!(fs::metadata(&path).unwrap().len() > good_len);
+
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", "t", 0).unwrap().offset, 6);
+        assert_eq!(fs::metadata(&path).unwrap().len(), good_len);
+        // The log keeps working after the truncation, and a later reopen sees the new commit.
+        store.append(vec![commit("g", "t", 0, 8)]).unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", "t", 0).unwrap().offset, 8);
+    }
+
+    #[test]
+    fn corrupt_record_ends_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        {
+            let store = OffsetStore::open(dir.path()).unwrap();
+            store.append(vec![commit("g", "t", 0, 5)]).unwrap();
+            store.append(vec![commit("g", "t", 0, 6)]).unwrap();
+        }
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff; // flip a byte of the second record's metadata
+        fs::write(&path, &bytes).unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", "t", 0).unwrap().offset, 5);
+    }
+
+    #[test]
+    fn huge_length_field_is_treated_as_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        fs::write(&path, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 2, 3]).unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert!(store.all().is_empty());
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn deletes_are_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = OffsetStore::open(dir.path()).unwrap();
+            store
+                .append(vec![
+                    commit("g", "t", 0, 5),
+                    commit("g", "gone", 0, 5),
+                    commit("h", "gone", 1, 5),
+                    commit("h", "t", 1, 5),
+                    commit("x", "t", 0, 1),
+                ])
+                .unwrap();
+            store
+                .append(vec![OffsetRecord::DeleteTopic {
+                    topic: "gone".into(),
+                }])
+                .unwrap();
+            store
+                .append(vec![OffsetRecord::DeleteGroup { group: "x".into() }])
+                .unwrap();
+            assert!(!store.has_topic("gone"));
+        }
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.groups(), vec!["g".to_string(), "h".to_string()]);
+        assert_eq!(store.get("g", "gone", 0), None);
+        assert_eq!(store.get("h", "gone", 1), None);
+        assert_eq!(store.get("h", "t", 1).unwrap().offset, 5);
+        assert!(!store.has_group("x"));
+    }
+
+    #[test]
+    fn log_is_compacted_and_reopens_to_the_same_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        let store = OffsetStore::open_with_threshold(dir.path(), 4096).unwrap();
+        for i in 0..500 {
+            store
+                .append(vec![commit("g", "t", (i % 3) as i32, i)])
+                .unwrap();
+        }
+        let len = fs::metadata(&path).unwrap().len();
+        assert!(len < 4096 * 2, "log was not compacted: {len} bytes");
+        assert_eq!(store.file_len(), len);
+        assert!(!dir.path().join(COMPACT_FILE).exists());
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", "t", 0).unwrap().offset, 498);
+        assert_eq!(store.get("g", "t", 1).unwrap().offset, 499);
+        assert_eq!(store.get("g", "t", 2).unwrap().offset, 497);
+        assert_eq!(store.all().len(), 3);
+    }
+
+    #[test]
+    fn leftover_compaction_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = OffsetStore::open(dir.path()).unwrap();
+            store.append(vec![commit("g", "t", 0, 5)]).unwrap();
+        }
+        // A crash between writing the compacted file and renaming it.
+        let mut junk = Vec::new();
+        encode_frame(&commit("g", "t", 0, 1), &mut junk);
+        fs::write(dir.path().join(COMPACT_FILE), &junk).unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("g", "t", 0).unwrap().offset, 5);
+        assert!(!dir.path().join(COMPACT_FILE).exists());
+    }
+}

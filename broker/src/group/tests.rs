@@ -1,0 +1,954 @@
+//! Coordinator tests: requests as the dispatcher passes them (decoded at a version), timers
+//! under a paused tokio clock, the offsets log on a real temporary directory.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio_util::sync::CancellationToken;
+
+use super::codes;
+use super::*;
+
+const INITIAL_DELAY_MS: i32 = 3_000;
+const SESSION_MS: i32 = 10_000;
+const REBALANCE_MS: i32 = 30_000;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn config(dir: &std::path::Path) -> GroupConfig {
+    GroupConfig {
+        dir: dir.to_path_buf(),
+        min_session_timeout_ms: 6_000,
+        max_session_timeout_ms: 300_000,
+        initial_rebalance_delay_ms: INITIAL_DELAY_MS,
+    }
+}
+
+fn start(dir: &std::path::Path) -> (Arc<GroupCoordinator>, CancellationToken) {
+    let c = Arc::new(GroupCoordinator::open(config(dir)).unwrap());
+    let shutdown = CancellationToken::new();
+    c.spawn_expiry(shutdown.clone());
+    (c, shutdown)
+}
+
+/// What the dispatcher would hand us: the request as the client encodes it at `version`,
+/// decoded at `version` (fields the version lacks come back as defaults).
+fn at_version<T: Encodable + Decodable>(req: T, version: i16) -> T {
+    let mut buf = BytesMut::new();
+    req.encode(&mut buf, version).unwrap();
+    let mut bytes = buf.freeze();
+    T::decode(&mut bytes, version).unwrap()
+}
+
+/// The server must be able to encode whatever we answer at the request's version.
+fn encodes<T: Encodable>(resp: &T, version: i16) {
+    let mut buf = BytesMut::new();
+    if let Err(e) = resp.encode(&mut buf, version) {
+        panic!("response does not encode at v{version}: {e}");
+    }
+}
+
+fn join_req(group: &str, member: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(SESSION_MS)
+        .with_rebalance_timeout_ms(REBALANCE_MS)
+        .with_member_id(s(member))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(b"subscription"))])
+}
+
+fn sync_req(
+    group: &str,
+    member: &str,
+    generation: i32,
+    assign: &[(&str, &str)],
+) -> SyncGroupRequest {
+    SyncGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+        .with_generation_id(generation)
+        .with_assignments(
+            assign
+                .iter()
+                .map(|(m, a)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(s(m))
+                        .with_assignment(Bytes::from(a.to_string()))
+                })
+                .collect(),
+        )
+}
+
+fn heartbeat_req(group: &str, member: &str, generation: i32) -> HeartbeatRequest {
+    HeartbeatRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+        .with_generation_id(generation)
+}
+
+fn commit_req(
+    group: &str,
+    member: &str,
+    generation: i32,
+    offsets: &[(&str, i32, i64)],
+) -> OffsetCommitRequest {
+    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+    for (topic, partition, offset) in offsets {
+        let p = OffsetCommitRequestPartition::default()
+            .with_partition_index(*partition)
+            .with_committed_offset(*offset)
+            .with_committed_metadata(Some(s(&format!("m{offset}"))));
+        match topics.iter_mut().find(|t| t.name.0.as_str() == *topic) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![p]),
+            ),
+        }
+    }
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+        .with_generation_id_or_member_epoch(generation)
+        .with_topics(topics)
+}
+
+fn commit_codes(resp: &OffsetCommitResponse) -> Vec<i16> {
+    resp.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect()
+}
+
+/// Offsets of `topic` from an OffsetFetch v1-7 answer.
+fn fetched_v7(resp: &OffsetFetchResponse, topic: &str) -> Vec<(i32, i64, String)> {
+    resp.topics
+        .iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    p.partition_index,
+                    p.committed_offset,
+                    p.metadata.as_deref().unwrap_or("").to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A new member joins with JoinGroup v5: MEMBER_ID_REQUIRED, then the real join, which waits
+/// for the rebalance; returns its id and the pending answer.
+async fn join_new(
+    c: &Arc<GroupCoordinator>,
+    group: &str,
+) -> (String, tokio::task::JoinHandle<JoinGroupResponse>) {
+    let first = c.join_group(5, at_version(join_req(group, ""), 5)).await;
+    assert_eq!(first.error_code, codes::MEMBER_ID_REQUIRED);
+    let id = first.member_id.to_string();
+    assert!(!id.is_empty());
+    let c2 = Arc::clone(c);
+    let req = at_version(join_req(group, &id), 5);
+    let handle = tokio::spawn(async move { c2.join_group(5, req).await });
+    // Let the join register before anything else happens.
+    tokio::task::yield_now().await;
+    (id, handle)
+}
+
+fn rejoin(
+    c: &Arc<GroupCoordinator>,
+    group: &str,
+    id: &str,
+) -> tokio::task::JoinHandle<JoinGroupResponse> {
+    let c2 = Arc::clone(c);
+    let req = at_version(join_req(group, id), 5);
+    tokio::spawn(async move { c2.join_group(5, req).await })
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_members_rebalance_when_one_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let t0 = tokio::time::Instant::now();
+
+    let (a, ja) = join_new(&c, "g").await;
+    let (b, jb) = join_new(&c, "g").await;
+    let (ra, rb) = (ja.await.unwrap(), jb.await.unwrap());
+    // The first rebalance of an empty group waited for the initial delay.
+    assert!(t0.elapsed() >= Duration::from_millis(INITIAL_DELAY_MS as u64));
+    assert_eq!((ra.error_code, rb.error_code), (0, 0));
+    assert_eq!(ra.generation_id, 1);
+    assert_eq!(rb.generation_id, 1);
+    assert_eq!(ra.leader.as_str(), a);
+    assert_eq!(ra.members.len(), 2, "the leader sees every member");
+    assert!(rb.members.is_empty());
+    assert_eq!(ra.protocol_name.as_deref(), Some("range"));
+
+    // b syncs first and waits; the leader's assignment releases it.
+    let c2 = Arc::clone(&c);
+    let sb = tokio::spawn({
+        let req = sync_req("g", &b, 1, &[]);
+        async move { c2.sync_group(5, req).await }
+    });
+    tokio::task::yield_now().await;
+    let sa = c
+        .sync_group(5, sync_req("g", &a, 1, &[(&a, "p0,p1"), (&b, "p2,p3")]))
+        .await;
+    let sb = sb.await.unwrap();
+    assert_eq!(sa.error_code, 0);
+    assert_eq!(&sa.assignment[..], b"p0,p1");
+    assert_eq!(&sb.assignment[..], b"p2,p3");
+    assert_eq!(sb.protocol_name.as_deref(), Some("range"));
+    assert_eq!(sb.protocol_type.as_deref(), Some("consumer"));
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &a, 1)).await.error_code,
+        0
+    );
+
+    // b leaves (LeaveGroup v3+: batched members).
+    let leave = c
+        .leave_group(
+            3,
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_members(vec![MemberIdentity::default().with_member_id(s(&b))]),
+        )
+        .await;
+    encodes(&leave, 3);
+    assert_eq!(leave.error_code, 0);
+    assert_eq!(leave.members.len(), 1);
+    assert_eq!(leave.members[0].error_code, 0);
+
+    // a learns about the rebalance from its heartbeat, rejoins, and is alone in generation 2.
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &a, 1)).await.error_code,
+        codes::REBALANCE_IN_PROGRESS
+    );
+    let r2 = rejoin(&c, "g", &a).await.unwrap();
+    assert_eq!(r2.error_code, 0);
+    assert_eq!(r2.generation_id, 2);
+    assert_eq!(r2.leader.as_str(), a);
+    assert_eq!(r2.members.len(), 1);
+    let s2 = c
+        .sync_group(5, sync_req("g", &a, 2, &[(&a, "p0,p1,p2,p3")]))
+        .await;
+    assert_eq!(&s2.assignment[..], b"p0,p1,p2,p3");
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &a, 2)).await.error_code,
+        0
+    );
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &b, 2)).await.error_code,
+        codes::UNKNOWN_MEMBER_ID
+    );
+
+    let d = c
+        .describe_groups(
+            5,
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]),
+        )
+        .await;
+    encodes(&d, 5);
+    let g = &d.groups[0];
+    assert_eq!(g.group_state.as_str(), "Stable");
+    assert_eq!(g.protocol_data.as_str(), "range");
+    assert_eq!(g.members.len(), 1);
+    assert_eq!(&g.members[0].member_assignment[..], b"p0,p1,p2,p3");
+    assert_eq!(g.authorized_operations, i32::MIN);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn member_that_stops_heartbeating_is_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let (a, ja) = join_new(&c, "g").await;
+    let (b, jb) = join_new(&c, "g").await;
+    ja.await.unwrap();
+    jb.await.unwrap();
+    let c2 = Arc::clone(&c);
+    let sb = tokio::spawn({
+        let req = sync_req("g", &b, 1, &[]);
+        async move { c2.sync_group(5, req).await }
+    });
+    tokio::task::yield_now().await;
+    c.sync_group(5, sync_req("g", &a, 1, &[(&a, "x"), (&b, "y")]))
+        .await;
+    assert_eq!(sb.await.unwrap().error_code, 0);
+
+    // a heartbeats every 3 s; b says nothing. Within a session timeout (plus a heartbeat
+    // interval) a is told to rebalance.
+    let started = tokio::time::Instant::now();
+    let mut code = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        code = c.heartbeat(4, heartbeat_req("g", &a, 1)).await.error_code;
+        if code != 0 {
+            break;
+        }
+    }
+    assert_eq!(code, codes::REBALANCE_IN_PROGRESS);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(SESSION_MS as u64),
+        "{waited:?}"
+    );
+    assert!(
+        waited <= Duration::from_millis(SESSION_MS as u64 + 3_000),
+        "{waited:?}"
+    );
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &b, 1)).await.error_code,
+        codes::UNKNOWN_MEMBER_ID
+    );
+    let r = rejoin(&c, "g", &a).await.unwrap();
+    assert_eq!(r.generation_id, 2);
+    assert_eq!(r.members.len(), 1);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_completes_at_the_rebalance_timeout_without_the_silent_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let (a, ja) = join_new(&c, "g").await;
+    let (b, jb) = join_new(&c, "g").await;
+    ja.await.unwrap();
+    jb.await.unwrap();
+    let c2 = Arc::clone(&c);
+    let sb = tokio::spawn({
+        let req = sync_req("g", &b, 1, &[]);
+        async move { c2.sync_group(5, req).await }
+    });
+    tokio::task::yield_now().await;
+    c.sync_group(5, sync_req("g", &a, 1, &[])).await;
+    sb.await.unwrap();
+
+    // a rejoins; b keeps heartbeating but never rejoins.
+    let started = tokio::time::Instant::now();
+    let ja = rejoin(&c, "g", &a);
+    let c3 = Arc::clone(&c);
+    let b2 = b.clone();
+    let beats = tokio::spawn(async move {
+        let mut codes_seen = Vec::new();
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(3_000)).await;
+            codes_seen.push(c3.heartbeat(4, heartbeat_req("g", &b2, 1)).await.error_code);
+        }
+        codes_seen
+    });
+    let r = ja.await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(REBALANCE_MS as u64),
+        "{waited:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(REBALANCE_MS as u64 + 1_000),
+        "{waited:?}"
+    );
+    assert_eq!(r.generation_id, 2);
+    assert_eq!(r.members.len(), 1);
+    let seen = beats.await.unwrap();
+    assert!(seen.contains(&codes::REBALANCE_IN_PROGRESS));
+    assert_eq!(seen.last(), Some(&codes::UNKNOWN_MEMBER_ID));
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let r = c.join_group(5, join_req("g", "nobody")).await;
+    assert_eq!(r.error_code, codes::UNKNOWN_MEMBER_ID);
+    let r = c.join_group(5, join_req("", "")).await;
+    assert_eq!(r.error_code, codes::INVALID_GROUP_ID);
+    let r = c
+        .join_group(5, join_req("g", "").with_session_timeout_ms(1_000))
+        .await;
+    assert_eq!(r.error_code, codes::INVALID_SESSION_TIMEOUT);
+    let r = c
+        .join_group(5, join_req("g", "").with_session_timeout_ms(400_000))
+        .await;
+    assert_eq!(r.error_code, codes::INVALID_SESSION_TIMEOUT);
+    let r = c
+        .join_group(5, join_req("g", "").with_protocols(vec![]))
+        .await;
+    assert_eq!(r.error_code, codes::INCONSISTENT_GROUP_PROTOCOL);
+    // Before v4 a new member is admitted at once, no MEMBER_ID_REQUIRED round trip.
+    let r = c.join_group(3, at_version(join_req("old", ""), 3)).await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.generation_id, 1);
+    assert!(!r.member_id.is_empty());
+    encodes(&r, 3);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_response_encodes_at_every_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    for v in 0..=9 {
+        let group = format!("join-v{v}");
+        // An error answer and a successful one.
+        let r = c
+            .join_group(v, at_version(join_req(&group, "ghost"), v))
+            .await;
+        assert_eq!(r.error_code, codes::UNKNOWN_MEMBER_ID);
+        encodes(&r, v);
+        let mut r = c.join_group(v, at_version(join_req(&group, ""), v)).await;
+        if v >= 4 {
+            assert_eq!(r.error_code, codes::MEMBER_ID_REQUIRED, "v{v}");
+            encodes(&r, v);
+            let id = r.member_id.to_string();
+            r = c.join_group(v, at_version(join_req(&group, &id), v)).await;
+        }
+        assert_eq!(r.error_code, 0, "v{v}");
+        encodes(&r, v);
+        let id = r.member_id.to_string();
+        let gen = r.generation_id;
+        for sv in 0..=5 {
+            let req = sync_req(&group, &id, gen, &[(&id, "a")]);
+            let req = if sv >= 5 {
+                req.with_protocol_type(Some(s("consumer")))
+                    .with_protocol_name(Some(s("range")))
+            } else {
+                req
+            };
+            let r = c.sync_group(sv, at_version(req, sv)).await;
+            assert_eq!(r.error_code, 0, "sync v{sv}");
+            assert_eq!(&r.assignment[..], b"a");
+            encodes(&r, sv);
+        }
+        for hv in 0..=4 {
+            let r = c
+                .heartbeat(hv, at_version(heartbeat_req(&group, &id, gen), hv))
+                .await;
+            assert_eq!(r.error_code, 0);
+            encodes(&r, hv);
+        }
+        for cv in 2..=9 {
+            let r = c
+                .offset_commit(
+                    cv,
+                    at_version(commit_req(&group, &id, gen, &[("t", 0, 5)]), cv),
+                )
+                .await;
+            assert_eq!(commit_codes(&r), vec![0], "commit v{cv}");
+            encodes(&r, cv);
+        }
+        for fv in 1..=7 {
+            let req = OffsetFetchRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partition_indexes(vec![0, 1])]));
+            let r = c.offset_fetch(fv, at_version(req, fv)).await;
+            encodes(&r, fv);
+            assert_eq!(
+                fetched_v7(&r, "t"),
+                vec![(0, 5, "m5".to_string()), (1, -1, String::new())]
+            );
+        }
+        for fv in 8..=9 {
+            let req =
+                OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s(&group)))
+                    .with_topics(None)]);
+            let r = c.offset_fetch(fv, at_version(req, fv)).await;
+            encodes(&r, fv);
+            assert_eq!(r.groups.len(), 1);
+            assert_eq!(r.groups[0].topics[0].partitions[0].committed_offset, 5);
+        }
+        for lv in 0..=5 {
+            let r = c
+                .list_groups(lv, at_version(ListGroupsRequest::default(), lv))
+                .await;
+            encodes(&r, lv);
+            let g = r
+                .groups
+                .iter()
+                .find(|g| g.group_id.0.as_str() == group)
+                .unwrap();
+            assert_eq!(g.protocol_type.as_str(), "consumer");
+            if lv >= 4 {
+                assert_eq!(g.group_state.as_str(), "Stable");
+            }
+        }
+        for dv in 0..=6 {
+            let req = DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(s(&group)), GroupId(s("no-such-group"))])
+                .with_include_authorized_operations(dv >= 3);
+            let r = c.describe_groups(dv, at_version(req, dv)).await;
+            encodes(&r, dv);
+            assert_eq!(r.groups[0].members.len(), 1);
+            if dv >= 4 {
+                assert_eq!(r.groups[0].members[0].group_instance_id, None);
+            }
+            assert_eq!(r.groups[1].group_state.as_str(), "Dead");
+            let missing = if dv >= 6 {
+                codes::GROUP_ID_NOT_FOUND
+            } else {
+                0
+            };
+            assert_eq!(r.groups[1].error_code, missing);
+        }
+        let leave = if v % 6 >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_members(vec![MemberIdentity::default().with_member_id(s(&id))])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_member_id(s(&id))
+        };
+        let lv = v % 6;
+        let r = c.leave_group(lv, at_version(leave, lv)).await;
+        assert_eq!(r.error_code, 0);
+        encodes(&r, lv);
+        for dv in 0..=2 {
+            let r = c
+                .delete_groups(
+                    dv,
+                    at_version(
+                        DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group))]),
+                        dv,
+                    ),
+                )
+                .await;
+            encodes(&r, dv);
+            let expected = if dv == 0 {
+                0
+            } else {
+                codes::GROUP_ID_NOT_FOUND
+            };
+            assert_eq!(r.results[0].error_code, expected, "delete v{dv}");
+        }
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn leave_group_errors_per_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let r = c
+        .leave_group(
+            1,
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("none")))
+                .with_member_id(s("x")),
+        )
+        .await;
+    assert_eq!(r.error_code, codes::UNKNOWN_MEMBER_ID);
+    let r = c
+        .leave_group(
+            4,
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("none")))
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(s("x")),
+                    MemberIdentity::default()
+                        .with_member_id(s(""))
+                        .with_group_instance_id(Some(s("i"))),
+                ]),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        r.members.iter().map(|m| m.error_code).collect::<Vec<_>>(),
+        vec![codes::UNKNOWN_MEMBER_ID, codes::UNKNOWN_MEMBER_ID]
+    );
+    encodes(&r, 4);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn offsets_are_committed_fetched_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (c, shutdown) = start(dir.path());
+        // Standalone consumer: generation -1, no membership.
+        let r = c
+            .offset_commit(
+                8,
+                commit_req("solo", "", -1, &[("t", 0, 10), ("t", 1, 20), ("u", 0, 7)]),
+            )
+            .await;
+        assert_eq!(commit_codes(&r), vec![0, 0, 0]);
+        let r = c
+            .offset_commit(8, commit_req("solo", "", -1, &[("t", 0, 11)]))
+            .await;
+        assert_eq!(commit_codes(&r), vec![0]);
+        // Metadata over the limit is refused, the rest of the request still lands.
+        let mut big = commit_req("solo", "", -1, &[("t", 2, 1), ("t", 3, 1)]);
+        big.topics[0].partitions[0].committed_metadata = Some(s(&"x".repeat(5000)));
+        let r = c.offset_commit(8, big).await;
+        assert_eq!(commit_codes(&r), vec![codes::OFFSET_METADATA_TOO_LARGE, 0]);
+        c.flush().unwrap();
+        shutdown.cancel();
+    }
+    let (c, shutdown) = start(dir.path());
+    let r = c
+        .offset_fetch(
+            7,
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(s("solo")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partition_indexes(vec![0, 1, 2, 3, 9])])),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        fetched_v7(&r, "t"),
+        vec![
+            (0, 11, "m11".to_string()),
+            (1, 20, "m20".to_string()),
+            (2, -1, String::new()),
+            (3, 1, "m1".to_string()),
+            (9, -1, String::new()),
+        ]
+    );
+    // All topics (null list), batched groups (v8+), an unknown group gives nothing.
+    let r = c
+        .offset_fetch(
+            8,
+            OffsetFetchRequest::default().with_groups(vec![
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("solo")))
+                    .with_topics(None),
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("nobody")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                        .with_name(TopicName(s("t")))
+                        .with_partition_indexes(vec![0])])),
+            ]),
+        )
+        .await;
+    encodes(&r, 8);
+    let solo = &r.groups[0];
+    assert_eq!(solo.error_code, 0);
+    let names: Vec<&str> = solo.topics.iter().map(|t| t.name.0.as_str()).collect();
+    assert_eq!(names, vec!["t", "u"]);
+    assert_eq!(solo.topics[0].partitions.len(), 3);
+    assert_eq!(solo.topics[1].partitions[0].committed_offset, 7);
+    assert_eq!(r.groups[1].topics[0].partitions[0].committed_offset, -1);
+    let lag: Vec<CommittedOffset> = c.committed_offsets();
+    assert_eq!(lag.len(), 4);
+    assert!(lag.contains(&CommittedOffset {
+        group: "solo".into(),
+        topic: "u".into(),
+        partition: 0,
+        offset: 7
+    }));
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn group_commits_are_checked_against_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    // A group we do not know (e.g. after a restart): members must rejoin.
+    let r = c
+        .offset_commit(8, commit_req("g", "m", 3, &[("t", 0, 1)]))
+        .await;
+    assert_eq!(commit_codes(&r), vec![codes::ILLEGAL_GENERATION]);
+    let r = c
+        .offset_commit(9, commit_req("g", "m", 3, &[("t", 0, 1)]))
+        .await;
+    assert_eq!(commit_codes(&r), vec![codes::UNKNOWN_MEMBER_ID]);
+
+    let (a, ja) = join_new(&c, "g").await;
+    let r = ja.await.unwrap();
+    let gen = r.generation_id;
+    c.sync_group(3, sync_req("g", &a, gen, &[(&a, "x")])).await;
+    let r = c
+        .offset_commit(8, commit_req("g", &a, gen, &[("t", 0, 1)]))
+        .await;
+    assert_eq!(commit_codes(&r), vec![0]);
+    let r = c
+        .offset_commit(8, commit_req("g", &a, gen + 1, &[("t", 0, 2)]))
+        .await;
+    assert_eq!(commit_codes(&r), vec![codes::ILLEGAL_GENERATION]);
+    let r = c
+        .offset_commit(8, commit_req("g", "stranger", gen, &[("t", 0, 2)]))
+        .await;
+    assert_eq!(commit_codes(&r), vec![codes::UNKNOWN_MEMBER_ID]);
+    // A standalone commit into a group with live members is refused.
+    let r = c
+        .offset_commit(8, commit_req("g", "", -1, &[("t", 0, 2)]))
+        .await;
+    assert_eq!(commit_codes(&r), vec![codes::UNKNOWN_MEMBER_ID]);
+    let r = c
+        .offset_fetch(
+            5,
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_topics(None),
+        )
+        .await;
+    assert_eq!(fetched_v7(&r, "t"), vec![(0, 1, "m1".to_string())]);
+    shutdown.cancel();
+}
+
+struct Topics;
+
+impl TopicDirectory for Topics {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        (topic == "t").then_some(2)
+    }
+    fn topic_name(&self, id: Uuid) -> Option<String> {
+        (id == Uuid::from_u128(7)).then(|| "t".to_string())
+    }
+    fn topic_id(&self, name: &str) -> Option<Uuid> {
+        (name == "t").then_some(Uuid::from_u128(7))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn commits_to_unknown_topics_are_refused_when_topics_are_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    c.set_topic_directory(Arc::new(Topics));
+    let r = c
+        .offset_commit(
+            8,
+            commit_req("solo", "", -1, &[("t", 0, 1), ("t", 2, 1), ("nope", 0, 1)]),
+        )
+        .await;
+    assert_eq!(
+        commit_codes(&r),
+        vec![
+            0,
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            codes::UNKNOWN_TOPIC_OR_PARTITION
+        ]
+    );
+    // v10 addresses topics by id.
+    let mut req = commit_req("solo", "", -1, &[("", 1, 4)]);
+    req.topics[0].topic_id = Uuid::from_u128(7);
+    let r = c.offset_commit(10, req).await;
+    encodes(&r, 10);
+    assert_eq!(commit_codes(&r), vec![0]);
+    assert_eq!(r.topics[0].topic_id, Uuid::from_u128(7));
+    let r = c
+        .offset_fetch(
+            10,
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s("solo")))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_topic_id(Uuid::from_u128(7))
+                        .with_partition_indexes(vec![0, 1]),
+                    OffsetFetchRequestTopics::default()
+                        .with_topic_id(Uuid::from_u128(8))
+                        .with_partition_indexes(vec![0]),
+                ]))]),
+        )
+        .await;
+    encodes(&r, 10);
+    let topics = &r.groups[0].topics;
+    assert_eq!(topics[0].topic_id, Uuid::from_u128(7));
+    let offsets: Vec<i64> = topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect();
+    assert_eq!(offsets, vec![1, 4]);
+    assert_eq!(topics[1].partitions[0].error_code, codes::UNKNOWN_TOPIC_ID);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (c, shutdown) = start(dir.path());
+        let (a, ja) = join_new(&c, "busy").await;
+        let gen = ja.await.unwrap().generation_id;
+        c.offset_commit(8, commit_req("busy", &a, gen, &[("t", 0, 1)]))
+            .await;
+        c.offset_commit(8, commit_req("idle", "", -1, &[("t", 0, 1)]))
+            .await;
+        c.offset_commit(8, commit_req("keep", "", -1, &[("t", 0, 3)]))
+            .await;
+        let r = c
+            .delete_groups(
+                2,
+                DeleteGroupsRequest::default().with_groups_names(vec![
+                    GroupId(s("busy")),
+                    GroupId(s("idle")),
+                    GroupId(s("never")),
+                ]),
+            )
+            .await;
+        let got: Vec<i16> = r.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(
+            got,
+            vec![codes::NON_EMPTY_GROUP, 0, codes::GROUP_ID_NOT_FOUND]
+        );
+        // Once its member leaves, the group can go too.
+        c.leave_group(
+            0,
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("busy")))
+                .with_member_id(s(&a)),
+        )
+        .await;
+        let r = c
+            .delete_groups(
+                2,
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("busy"))]),
+            )
+            .await;
+        assert_eq!(r.results[0].error_code, 0);
+        shutdown.cancel();
+    }
+    let (c, shutdown) = start(dir.path());
+    let groups: Vec<String> = c
+        .list_groups(3, ListGroupsRequest::default())
+        .await
+        .groups
+        .iter()
+        .map(|g| g.group_id.0.to_string())
+        .collect();
+    assert_eq!(groups, vec!["keep".to_string()]);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn forgetting_a_topic_drops_its_offsets_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (c, shutdown) = start(dir.path());
+        c.offset_commit(
+            8,
+            commit_req("g", "", -1, &[("gone", 0, 1), ("kept", 0, 2)]),
+        )
+        .await;
+        c.forget_topic("gone");
+        assert_eq!(c.committed_offsets().len(), 1);
+        shutdown.cancel();
+    }
+    let (c, shutdown) = start(dir.path());
+    let offsets = c.committed_offsets();
+    assert_eq!(offsets.len(), 1);
+    assert_eq!(offsets[0].topic, "kept");
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn list_groups_filters_by_state_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let (_, ja) = join_new(&c, "active").await;
+    ja.await.unwrap();
+    c.offset_commit(8, commit_req("idle", "", -1, &[("t", 0, 1)]))
+        .await;
+    let list = |states: &[&str], types: &[&str]| {
+        ListGroupsRequest::default()
+            .with_states_filter(states.iter().map(|x| s(x)).collect())
+            .with_types_filter(types.iter().map(|x| s(x)).collect())
+    };
+    let names = |r: &ListGroupsResponse| -> Vec<String> {
+        r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
+    };
+    let r = c.list_groups(5, list(&[], &[])).await;
+    assert_eq!(names(&r), vec!["active", "idle"]);
+    assert_eq!(r.groups[0].group_state.as_str(), "CompletingRebalance");
+    assert_eq!(r.groups[0].group_type.as_str(), "classic");
+    let r = c.list_groups(4, list(&["empty"], &[])).await;
+    assert_eq!(names(&r), vec!["idle"]);
+    let r = c.list_groups(5, list(&["Stable"], &[])).await;
+    assert!(r.groups.is_empty());
+    let r = c.list_groups(5, list(&[], &["consumer"])).await;
+    assert!(r.groups.is_empty());
+    let r = c.list_groups(5, list(&[], &["Classic"])).await;
+    assert_eq!(names(&r).len(), 2);
+
+    let d = c
+        .describe_groups(
+            5,
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(s("idle")), GroupId(s("active"))])
+                .with_include_authorized_operations(true),
+        )
+        .await;
+    assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+    assert_eq!(d.groups[0].error_code, 0);
+    assert_eq!(d.groups[1].group_state.as_str(), "CompletingRebalance");
+    assert_eq!(d.groups[1].protocol_type.as_str(), "consumer");
+    // Not Stable: no protocol or assignment to show yet.
+    assert_eq!(d.groups[1].protocol_data.as_str(), "");
+    assert_ne!(d.groups[1].authorized_operations, i32::MIN);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn static_member_rejoin_through_the_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let req = |member: &str| {
+        at_version(
+            join_req("g", member).with_group_instance_id(Some(s("pod-0"))),
+            5,
+        )
+    };
+    // Static members get their id without the MEMBER_ID_REQUIRED round trip.
+    let r = c.join_group(5, req("")).await;
+    assert_eq!(r.error_code, 0);
+    let first = r.member_id.to_string();
+    assert!(first.starts_with("pod-0-"));
+    let gen = r.generation_id;
+    let s1 = c
+        .sync_group(
+            5,
+            sync_req("g", &first, gen, &[(&first, "all")]).with_group_instance_id(Some(s("pod-0"))),
+        )
+        .await;
+    assert_eq!(&s1.assignment[..], b"all");
+    // The pod restarts: same instance id, no member id. It leads, so it rebalances, and the
+    // old incarnation is fenced.
+    let r = c.join_group(5, req("")).await;
+    assert_eq!(r.error_code, 0);
+    let second = r.member_id.to_string();
+    assert_ne!(first, second);
+    let hb = c
+        .heartbeat(
+            4,
+            heartbeat_req("g", &first, r.generation_id).with_group_instance_id(Some(s("pod-0"))),
+        )
+        .await;
+    assert_eq!(hb.error_code, codes::FENCED_INSTANCE_ID);
+    shutdown.cancel();
+}
+
+#[test]
+fn bad_settings_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_session_timeout_ms = 1;
+    let err = GroupCoordinator::open(cfg).unwrap_err();
+    assert!(err.to_string().contains("max_session_timeout_ms"), "{err}");
+}

@@ -1,0 +1,547 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
+//! AlterConfigs, IncrementalAlterConfigs. Validation of names and config values is the
+//! storage engine's (one place for the rules); this module maps requests and errors.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::{blocking, codes, sb, Ctx};
+use crate::log::{AlterOp, ConfigEntry, ConfigSource, LogError};
+
+/// Kafka's config resource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's `ConfigSource` ids (DescribeConfigs v1+ / CreateTopics v5+).
+const SOURCE_TOPIC_CONFIG: i8 = 1;
+const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
+const SOURCE_DEFAULT_CONFIG: i8 = 5;
+
+/// Kafka's `ConfigType` ids (DescribeConfigs v3+).
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
+const TYPE_LIST: i8 = 7;
+
+/// The type a client should parse a config value as.
+pub fn config_type(name: &str, value: Option<&str>) -> i8 {
+    match name {
+        "cleanup.policy" => TYPE_LIST,
+        "index.interval.bytes"
+        | "max.message.bytes"
+        | "segment.bytes"
+        | "segment.index.bytes"
+        | "min.insync.replicas"
+        | "num.partitions"
+        | "node.id"
+        | "broker.id" => TYPE_INT,
+        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
+        _ => match value {
+            Some("true") | Some("false") => TYPE_BOOLEAN,
+            Some(v) if v.parse::<i64>().is_ok() => TYPE_LONG,
+            _ => TYPE_STRING,
+        },
+    }
+}
+
+fn source_id(source: ConfigSource, broker: bool) -> i8 {
+    match (source, broker) {
+        (ConfigSource::TopicOverride, _) => SOURCE_TOPIC_CONFIG,
+        (ConfigSource::Default, true) => SOURCE_STATIC_BROKER_CONFIG,
+        (ConfigSource::Default, false) => SOURCE_DEFAULT_CONFIG,
+    }
+}
+
+fn opt_sb(s: Option<&str>) -> Option<StrBytes> {
+    s.map(sb)
+}
+
+fn err_msg(e: &LogError) -> Option<StrBytes> {
+    Some(sb(&e.to_string()))
+}
+
+/// CreateTopics: `num_partitions`/`replication_factor` -1 mean the broker defaults; manual
+/// assignments are accepted only when every replica is this node.
+pub async fn create_topics(
+    ctx: &Arc<Ctx>,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<String> = req
+        .topics
+        .iter()
+        .filter(|t| !seen.insert(t.name.as_str().to_string()))
+        .map(|t| t.name.as_str().to_string())
+        .collect();
+    let mut resp = CreateTopicsResponse::default();
+    for t in req.topics {
+        let name = t.name.as_str().to_string();
+        let r = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_configs(None);
+        let fail = |r: CreatableTopicResult, code: i16, msg: String| {
+            r.with_error_code(code).with_error_message(Some(sb(&msg)))
+        };
+        let mut partitions = t.num_partitions;
+        let r = if duplicates.contains(&name) {
+            fail(
+                r,
+                codes::INVALID_REQUEST,
+                format!("topic {name} appears more than once in the request"),
+            )
+        } else if !t.assignments.is_empty()
+            && (t.num_partitions != -1 || t.replication_factor != -1)
+        {
+            fail(
+                r,
+                codes::INVALID_REQUEST,
+                "with manual assignments, num_partitions and replication_factor must be -1".into(),
+            )
+        } else if !t.assignments.is_empty()
+            && t.assignments
+                .iter()
+                .any(|a| a.broker_ids.iter().any(|b| b.0 != ctx.node_id) || a.broker_ids.len() != 1)
+        {
+            fail(
+                r,
+                codes::INVALID_REPLICA_ASSIGNMENT,
+                format!("the only broker is node {}", ctx.node_id),
+            )
+        } else if !matches!(t.replication_factor, -1 | 1) {
+            fail(
+                r,
+                codes::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} is larger than the number of brokers (1)",
+                    t.replication_factor
+                ),
+            )
+        } else if partitions == 0 || partitions < -1 {
+            fail(
+                r,
+                codes::INVALID_PARTITIONS,
+                format!("{partitions} partitions requested: must be >= 1 or -1 for the default"),
+            )
+        } else if let Some(c) = t.configs.iter().find(|c| c.value.is_none()) {
+            fail(
+                r,
+                codes::INVALID_CONFIG,
+                format!("config {} has a null value", c.name.as_str()),
+            )
+        } else {
+            if !t.assignments.is_empty() {
+                partitions = i32::try_from(t.assignments.len()).unwrap_or(i32::MAX);
+            }
+            let configs: BTreeMap<String, String> = t
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.as_str().to_string(),
+                        c.value
+                            .as_ref()
+                            .map(|v| v.as_str().to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let validate_only = req.validate_only;
+            let n = name.clone();
+            let res = blocking(ctx, move |logs| {
+                let meta = logs.create_topic(&n, partitions, configs, validate_only)?;
+                let described = if validate_only {
+                    None
+                } else {
+                    Some(logs.describe_topic_configs(&n)?)
+                };
+                Ok::<_, LogError>((meta, described))
+            })
+            .await;
+            match res {
+                Ok((meta, described)) => {
+                    if !validate_only {
+                        tracing::info!(topic = %meta.name, partitions = meta.partitions, "created topic");
+                    }
+                    let mut r = r
+                        .with_error_code(codes::NONE)
+                        .with_topic_id(if validate_only { Uuid::nil() } else { meta.id })
+                        .with_num_partitions(meta.partitions)
+                        .with_replication_factor(1);
+                    if version >= 5 {
+                        r.configs = described.map(|entries| {
+                            entries
+                                .iter()
+                                .map(|e| {
+                                    CreatableTopicConfigs::default()
+                                        .with_name(sb(&e.name))
+                                        .with_value(opt_sb(e.value.as_deref()))
+                                        .with_read_only(e.read_only)
+                                        .with_config_source(source_id(e.source, false))
+                                        .with_is_sensitive(e.sensitive)
+                                })
+                                .collect()
+                        });
+                    }
+                    r
+                }
+                Err(e) => fail(r, e.kafka_code(), e.to_string()),
+            }
+        };
+        ctx.metrics.error_code("CreateTopics", r.error_code);
+        resp.topics.push(r);
+    }
+    resp
+}
+
+/// DeleteTopics by name (v1–v5) or by name or id (v6+).
+pub async fn delete_topics(
+    ctx: &Arc<Ctx>,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.as_str().to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.as_str().to_string()), Uuid::nil()))
+            .collect()
+    };
+    let mut resp = DeleteTopicsResponse::default();
+    for (name, id) in targets {
+        let resolved = match &name {
+            Some(n) => Some(n.clone()),
+            None => ctx.logs.topic_by_id(id).map(|m| m.name),
+        };
+        let mut r = DeletableTopicResult::default()
+            .with_name(name.as_deref().map(|n| TopicName(sb(n))))
+            .with_topic_id(if version >= 6 { id } else { Uuid::nil() });
+        match resolved {
+            None => {
+                r.error_code = codes::UNKNOWN_TOPIC_ID;
+                r.error_message = Some(sb(&format!("no topic with id {id}")));
+            }
+            Some(n) => {
+                let n2 = n.clone();
+                match blocking(ctx, move |logs| logs.delete_topic(&n2)).await {
+                    Ok(meta) => {
+                        ctx.groups.forget_topic(&meta.name);
+                        ctx.metrics.forget_topic(&meta.name);
+                        tracing::info!(topic = %meta.name, "deleted topic");
+                        r.name = Some(TopicName(sb(&meta.name)));
+                        if version >= 6 {
+                            r.topic_id = meta.id;
+                        }
+                    }
+                    Err(e) => {
+                        r.error_code = e.kafka_code();
+                        r.error_message = err_msg(&e);
+                        r.name = Some(TopicName(sb(&n)));
+                    }
+                }
+            }
+        }
+        if version < 5 {
+            r.error_message = None;
+        }
+        ctx.metrics.error_code("DeleteTopics", r.error_code);
+        resp.responses.push(r);
+    }
+    resp
+}
+
+/// CreatePartitions: grows a topic to `count` partitions.
+pub async fn create_partitions(
+    ctx: &Arc<Ctx>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut seen = HashSet::new();
+    let mut resp = CreatePartitionsResponse::default();
+    for t in req.topics {
+        let name = t.name.as_str().to_string();
+        let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let r = if !seen.insert(name.clone()) {
+            r.with_error_code(codes::INVALID_REQUEST)
+                .with_error_message(Some(sb(&format!("topic {name} appears more than once"))))
+        } else if t.assignments.as_ref().is_some_and(|a| {
+            a.iter()
+                .any(|x| x.broker_ids.len() != 1 || x.broker_ids.iter().any(|b| b.0 != ctx.node_id))
+        }) {
+            r.with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
+                .with_error_message(Some(sb(&format!(
+                    "the only broker is node {}",
+                    ctx.node_id
+                ))))
+        } else {
+            let (count, validate_only) = (t.count, req.validate_only);
+            let n = name.clone();
+            match blocking(ctx, move |logs| {
+                logs.create_partitions(&n, count, validate_only)
+            })
+            .await
+            {
+                Ok(_) => r.with_error_code(codes::NONE),
+                Err(e) => r
+                    .with_error_code(e.kafka_code())
+                    .with_error_message(err_msg(&e)),
+            }
+        };
+        ctx.metrics.error_code("CreatePartitions", r.error_code);
+        resp.results.push(r);
+    }
+    resp
+}
+
+fn describe_entries(
+    entries: Vec<ConfigEntry>,
+    keys: Option<&Vec<StrBytes>>,
+    broker: bool,
+    version: i16,
+) -> Vec<DescribeConfigsResourceResult> {
+    entries
+        .into_iter()
+        .filter(|e| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == e.name)))
+        .map(|e| {
+            let mut r = DescribeConfigsResourceResult::default()
+                .with_name(sb(&e.name))
+                .with_value(if e.sensitive {
+                    None
+                } else {
+                    opt_sb(e.value.as_deref())
+                })
+                .with_read_only(e.read_only)
+                .with_config_source(source_id(e.source, broker))
+                .with_is_sensitive(e.sensitive);
+            if version >= 3 {
+                r.config_type = config_type(&e.name, e.value.as_deref());
+            }
+            r
+        })
+        .collect()
+}
+
+/// DescribeConfigs for topics (every config, defaults included) and this broker.
+pub async fn describe_configs(
+    ctx: &Arc<Ctx>,
+    version: i16,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let mut resp = DescribeConfigsResponse::default();
+    for res in req.resources {
+        let mut r = DescribeConfigsResult::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        let name = res.resource_name.as_str().to_string();
+        match res.resource_type {
+            RESOURCE_TOPIC => match ctx.logs.describe_topic_configs(&name) {
+                Ok(entries) => {
+                    r.configs =
+                        describe_entries(entries, res.configuration_keys.as_ref(), false, version)
+                }
+                Err(e) => {
+                    r.error_code = e.kafka_code();
+                    r.error_message = err_msg(&e);
+                }
+            },
+            RESOURCE_BROKER if name.is_empty() || name == ctx.node_id.to_string() => {
+                r.configs = describe_entries(
+                    ctx.logs.describe_broker_configs(),
+                    res.configuration_keys.as_ref(),
+                    true,
+                    version,
+                );
+            }
+            RESOURCE_BROKER => {
+                r.error_code = codes::INVALID_REQUEST;
+                r.error_message =
+                    Some(sb(&format!("this is broker {}, not {name:?}", ctx.node_id)));
+            }
+            other => {
+                r.error_code = codes::INVALID_REQUEST;
+                r.error_message = Some(sb(&format!(
+                    "config resource type {other} is not supported"
+                )));
+            }
+        }
+        ctx.metrics.error_code("DescribeConfigs", r.error_code);
+        resp.results.push(r);
+    }
+    resp
+}
+
+/// The outcome of altering one resource: (error code, message).
+async fn alter_resource(
+    ctx: &Arc<Ctx>,
+    resource_type: i8,
+    name: &str,
+    ops: Result<Vec<AlterOp>, String>,
+    incremental: bool,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    match resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            return (
+                codes::INVALID_REQUEST,
+                Some(sb(
+                    "broker configs are static: set them with flags or SLUICE_* variables",
+                )),
+            )
+        }
+        other => {
+            return (
+                codes::INVALID_REQUEST,
+                Some(sb(&format!(
+                    "config resource type {other} is not supported"
+                ))),
+            )
+        }
+    }
+    let ops = match ops {
+        Ok(ops) => ops,
+        Err(msg) => return (codes::INVALID_CONFIG, Some(sb(&msg))),
+    };
+    let n = name.to_string();
+    match blocking(ctx, move |logs| {
+        logs.alter_topic_configs(&n, ops, incremental, validate_only)
+    })
+    .await
+    {
+        Ok(_) => (codes::NONE, None),
+        Err(e) => (e.kafka_code(), err_msg(&e)),
+    }
+}
+
+/// AlterConfigs: replaces all of a topic's overrides.
+pub async fn alter_configs(ctx: &Arc<Ctx>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut resp = AlterConfigsResponse::default();
+    for res in req.resources {
+        let ops = Ok(res
+            .configs
+            .iter()
+            .map(|c| match &c.value {
+                Some(v) => AlterOp::Set(c.name.as_str().to_string(), v.as_str().to_string()),
+                None => AlterOp::Delete(c.name.as_str().to_string()),
+            })
+            .collect());
+        let (code, msg) = alter_resource(
+            ctx,
+            res.resource_type,
+            res.resource_name.as_str(),
+            ops,
+            false,
+            req.validate_only,
+        )
+        .await;
+        ctx.metrics.error_code("AlterConfigs", code);
+        resp.responses.push(
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg)
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name),
+        );
+    }
+    resp
+}
+
+/// IncrementalAlterConfigs: SET and DELETE; APPEND / SUBTRACT are refused (the only list
+/// config, `cleanup.policy`, has a single allowed value).
+pub async fn incremental_alter_configs(
+    ctx: &Arc<Ctx>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let ops: Result<Vec<AlterOp>, String> = res
+            .configs
+            .iter()
+            .map(|c| {
+                let key = c.name.as_str().to_string();
+                match (c.config_operation, &c.value) {
+                    (0, Some(v)) => Ok(AlterOp::Set(key, v.as_str().to_string())),
+                    (0, None) => Err(format!("SET of {key} needs a value")),
+                    (1, _) => Ok(AlterOp::Delete(key)),
+                    (2, _) | (3, _) => Err(format!(
+                        "APPEND/SUBTRACT of {key} is not supported; use SET"
+                    )),
+                    (op, _) => Err(format!("unknown config operation {op} for {key}")),
+                }
+            })
+            .collect();
+        let (code, msg) = alter_resource(
+            ctx,
+            res.resource_type,
+            res.resource_name.as_str(),
+            ops,
+            true,
+            req.validate_only,
+        )
+        .await;
+        ctx.metrics.error_code("IncrementalAlterConfigs", code);
+        resp.responses.push(
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg)
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name),
+        );
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_types_follow_kafka() {
+        assert_eq!(config_type("cleanup.policy", Some("delete")), TYPE_LIST);
+        assert_eq!(config_type("retention.ms", Some("-1")), TYPE_LONG);
+        assert_eq!(config_type("segment.bytes", Some("1024")), TYPE_INT);
+        assert_eq!(config_type("preallocate", Some("false")), TYPE_BOOLEAN);
+        assert_eq!(config_type("sluice.fsync", Some("always")), TYPE_STRING);
+    }
+
+    #[test]
+    fn config_sources_distinguish_overrides_and_defaults() {
+        assert_eq!(
+            source_id(ConfigSource::TopicOverride, false),
+            SOURCE_TOPIC_CONFIG
+        );
+        assert_eq!(
+            source_id(ConfigSource::Default, false),
+            SOURCE_DEFAULT_CONFIG
+        );
+        assert_eq!(
+            source_id(ConfigSource::Default, true),
+            SOURCE_STATIC_BROKER_CONFIG
+        );
+    }
+}

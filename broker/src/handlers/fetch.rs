@@ -1,0 +1,267 @@
+//! Fetch (with long poll) and ListOffsets.
+//!
+//! Fetch returns whole stored batches (the one containing the requested offset first; clients
+//! skip the records before their offset). The response `records` are `Bytes` from the log,
+//! copied once into the response frame by the encoder.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+};
+use tokio::sync::watch;
+
+use super::{codes, respond, Ctx, Reply};
+use crate::error::BrokerError;
+use crate::log::{LogError, PartitionLog};
+use crate::server::codec::RawHeader;
+
+/// One requested partition, resolved once per request.
+struct Want {
+    topic: usize,
+    partition: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    log: Result<Arc<PartitionLog>, i16>,
+}
+
+struct Plan {
+    version: i16,
+    max_bytes: usize,
+    skeleton: FetchResponse,
+    wants: Vec<Want>,
+}
+
+/// Builds the response from the logs' current state; returns it and the record bytes in it.
+fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
+    let mut resp = plan.skeleton.clone();
+    let mut used = 0usize;
+    let mut any_error = false;
+    for w in &plan.wants {
+        let mut pd = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_aborted_transactions(None)
+            .with_records(Some(bytes::Bytes::new()));
+        match &w.log {
+            Err(code) => {
+                pd.error_code = *code;
+                any_error = true;
+            }
+            Ok(log) => {
+                let remaining = plan.max_bytes.saturating_sub(used);
+                let limit = w.max_bytes.min(remaining);
+                if used > 0 && limit == 0 {
+                    // Response full: report the position only.
+                    let hw = log.high_watermark();
+                    pd = pd
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(log.log_start_offset());
+                } else {
+                    match log.read(w.fetch_offset, limit.max(1)) {
+                        Ok(out) => {
+                            pd = pd
+                                .with_high_watermark(out.high_watermark)
+                                .with_last_stable_offset(out.high_watermark)
+                                .with_log_start_offset(out.log_start_offset);
+                            // The first batch of the response may exceed the limits (so
+                            // consumers always progress); later ones may not.
+                            if used == 0 || out.records.len() <= limit {
+                                used += out.records.len();
+                                pd.records = Some(out.records);
+                            }
+                        }
+                        Err(e) => {
+                            pd.error_code = e.kafka_code();
+                            any_error = true;
+                            let (start, hw) = match &e {
+                                LogError::OffsetOutOfRange { start, end, .. } => (*start, *end),
+                                _ => (log.log_start_offset(), log.high_watermark()),
+                            };
+                            pd = pd
+                                .with_high_watermark(hw)
+                                .with_last_stable_offset(hw)
+                                .with_log_start_offset(start);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(t) = resp.responses.get_mut(w.topic) {
+            t.partitions.push(pd);
+        }
+    }
+    let _ = plan.version;
+    (resp, used, any_error)
+}
+
+/// Serves Fetch v4+ (topic names up to v12, topic ids from v13).
+pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: FetchRequest) -> Result<Reply, BrokerError> {
+    let started = Instant::now();
+    let version = raw.api_version;
+    let by_id = version >= 13;
+    let mut skeleton = FetchResponse::default()
+        .with_error_code(codes::NONE)
+        .with_session_id(0);
+    let mut wants = Vec::new();
+    for t in &req.topics {
+        let meta = if by_id {
+            ctx.logs.topic_by_id(t.topic_id)
+        } else {
+            ctx.logs.topic(t.topic.as_str())
+        };
+        let mut tr = FetchableTopicResponse::default();
+        if by_id {
+            tr.topic_id = t.topic_id;
+        } else {
+            tr.topic = t.topic.clone();
+        }
+        let topic = skeleton.responses.len();
+        skeleton.responses.push(tr);
+        for p in &t.partitions {
+            let log = match &meta {
+                None if by_id => Err(codes::UNKNOWN_TOPIC_ID),
+                None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(m) => ctx
+                    .logs
+                    .partition(&m.name, p.partition)
+                    .ok_or(codes::UNKNOWN_TOPIC_OR_PARTITION),
+            };
+            wants.push(Want {
+                topic,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                log,
+            });
+        }
+    }
+    let plan = Plan {
+        version,
+        max_bytes: usize::try_from(req.max_bytes).unwrap_or(0),
+        skeleton,
+        wants,
+    };
+    let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
+    let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms.max(0)).unwrap_or(0));
+
+    // Subscribe before the first read, so data appended between the read and the wait
+    // still wakes us.
+    let mut rxs: Vec<watch::Receiver<i64>> = plan
+        .wants
+        .iter()
+        .filter_map(|w| w.log.as_ref().ok().map(|l| l.subscribe_high_watermark()))
+        .collect();
+    for rx in &mut rxs {
+        rx.borrow_and_update();
+    }
+    let (resp, used, any_error) = read(&plan);
+    if used >= min_bytes.max(1)
+        || any_error
+        || max_wait.is_zero()
+        || rxs.is_empty()
+        || min_bytes == 0
+    {
+        finish(ctx, &resp, used, started);
+        return Ok(Reply::Now(Some(respond(raw, &resp)?)));
+    }
+
+    let ctx = Arc::clone(ctx);
+    Ok(Reply::Later(
+        async move {
+            let deadline = tokio::time::Instant::now() + max_wait;
+            let mut last = resp;
+            let mut last_used = used;
+            loop {
+                let any_change =
+                    futures::future::select_all(rxs.iter_mut().map(|rx| Box::pin(rx.changed())));
+                tokio::select! {
+                    (res, _, _) = any_change => {
+                        if res.is_err() {
+                            // A partition went away (topic deleted): answer with what we have.
+                            let (r, u, _) = read(&plan);
+                            last = r;
+                            last_used = u;
+                            break;
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = ctx.shutdown.cancelled() => break,
+                }
+                for rx in &mut rxs {
+                    rx.borrow_and_update();
+                }
+                let (r, u, err) = read(&plan);
+                last = r;
+                last_used = u;
+                if u >= min_bytes || err {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline || ctx.shutdown.is_cancelled() {
+                // Re-read at the end so the response carries the newest high watermarks.
+                let (r, u, _) = read(&plan);
+                last = r;
+                last_used = u;
+            }
+            finish(&ctx, &last, last_used, started);
+            respond(raw, &last).map(Some)
+        }
+        .boxed(),
+    ))
+}
+
+fn finish(ctx: &Ctx, resp: &FetchResponse, used: usize, started: Instant) {
+    for t in &resp.responses {
+        for p in &t.partitions {
+            ctx.metrics.error_code("Fetch", p.error_code);
+        }
+    }
+    ctx.metrics.fetched_bytes(used);
+    ctx.metrics.fetch_latency(started.elapsed());
+}
+
+/// Earliest (-2), latest (-1), earliest-local (-4) or by timestamp (>= 0). Max timestamp (-3)
+/// is answered with UNSUPPORTED_VERSION: the storage engine does not index it yet.
+pub fn list_offsets(ctx: &Arc<Ctx>, _version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut resp = ListOffsetsResponse::default();
+    for t in req.topics {
+        let mut tr = ListOffsetsTopicResponse::default().with_name(t.name.clone());
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(0);
+            match ctx.logs.partition(t.name.as_str(), p.partition_index) {
+                None => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(log) => match p.timestamp {
+                    -2 | -4 | -5 => pr.offset = log.log_start_offset(),
+                    -1 => pr.offset = log.high_watermark(),
+                    ts if ts >= 0 => match log.offset_for_timestamp(ts) {
+                        Ok(Some((offset, found_ts))) => {
+                            pr.offset = offset;
+                            pr.timestamp = found_ts;
+                        }
+                        Ok(None) => {}
+                        Err(e) => pr.error_code = e.kafka_code(),
+                    },
+                    _ => pr.error_code = codes::UNSUPPORTED_VERSION,
+                },
+            }
+            ctx.metrics.error_code("ListOffsets", pr.error_code);
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}

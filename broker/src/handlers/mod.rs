@@ -1,0 +1,235 @@
+//! One module per group of Kafka APIs: decode → act on the log / coordinator → encode.
+//! No socket I/O here: [`dispatch`] takes one request frame and returns the response frame
+//! (or a future of it), which the connection task writes in request order.
+
+pub mod admin;
+pub mod api_versions;
+pub mod codes;
+pub mod fetch;
+pub mod metadata;
+pub mod produce;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::BrokerError;
+use crate::group::GroupCoordinator;
+use crate::log::LogManager;
+use crate::metrics::Metrics;
+use crate::server::codec::{self, api_name, RawHeader};
+use crate::server::identity::ProducerIds;
+
+/// Everything a handler may touch, shared by all connections.
+#[derive(Debug)]
+pub struct Ctx {
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub cluster_id: String,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub logs: Arc<LogManager>,
+    pub groups: Arc<GroupCoordinator>,
+    pub producer_ids: ProducerIds,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
+/// What handling one request produced.
+pub enum Reply {
+    /// The response frame (`None`: the request gets no response, e.g. Produce with acks=0).
+    Now(Option<Bytes>),
+    /// The response needs waiting (fsync, long poll, rebalance). The side effects that must
+    /// happen in request order (appends) have already happened.
+    Later(BoxFuture<'static, Result<Option<Bytes>, BrokerError>>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Now(b) => write!(f, "Now({:?} bytes)", b.as_ref().map(|b| b.len())),
+            Reply::Later(_) => write!(f, "Later"),
+        }
+    }
+}
+
+/// Encodes a response body for `raw` with the API's normal response header version.
+pub fn respond<R: Encodable + HeaderVersion>(
+    raw: RawHeader,
+    body: &R,
+) -> Result<Bytes, BrokerError> {
+    let hv = R::header_version(raw.api_version);
+    codec::encode_response(raw, hv, raw.api_version, body)
+}
+
+/// A [`Reply::Later`] from an async block that yields a response body.
+fn later<R, F>(raw: RawHeader, fut: F) -> Reply
+where
+    R: Encodable + HeaderVersion + Send + 'static,
+    F: std::future::Future<Output = R> + Send + 'static,
+{
+    Reply::Later(async move { respond(raw, &fut.await).map(Some) }.boxed())
+}
+
+/// Runs blocking storage work (metadata files, fsync) off the async workers.
+pub async fn blocking<T, F>(ctx: &Arc<Ctx>, f: F) -> T
+where
+    F: FnOnce(&LogManager) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let logs = Arc::clone(&ctx.logs);
+    match tokio::task::spawn_blocking(move || f(&logs)).await {
+        Ok(t) => t,
+        // The closure panicked: a bug; propagate it rather than invent a result.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Handles one request frame (header + body, without the length prefix).
+pub async fn dispatch(
+    ctx: &Arc<Ctx>,
+    peer: SocketAddr,
+    frame: Bytes,
+) -> Result<Reply, BrokerError> {
+    let raw = codec::peek_header(peer, &frame)?;
+    let Ok(key) = ApiKey::try_from(raw.api_key) else {
+        return Err(BrokerError::UnknownApiKey {
+            peer,
+            api_key: raw.api_key,
+            api_version: raw.api_version,
+        });
+    };
+    ctx.metrics.request(key);
+    let mut body = frame;
+
+    if key == ApiKey::ApiVersions {
+        return api_versions_reply(peer, raw, &mut body).map(|b| Reply::Now(Some(b)));
+    }
+    if key == ApiKey::Produce && (0..api_versions::PRODUCE_MIN_SERVED).contains(&raw.api_version) {
+        codec::decode_header(peer, key, raw, &mut body)?;
+        return produce::reject_old_version(peer, raw, body).map(|b| Reply::Now(Some(b)));
+    }
+    if !api_versions::is_served(key, raw.api_version) {
+        return Err(if api_versions::advertised(key).is_some() {
+            BrokerError::UnsupportedVersion {
+                peer,
+                api: api_name(raw.api_key),
+                api_key: raw.api_key,
+                api_version: raw.api_version,
+            }
+        } else {
+            BrokerError::UnsupportedApi {
+                peer,
+                api: api_name(raw.api_key),
+                api_key: raw.api_key,
+                api_version: raw.api_version,
+            }
+        });
+    }
+    codec::decode_header(peer, key, raw, &mut body)?;
+    let v = raw.api_version;
+
+    macro_rules! req {
+        ($t:ty) => {
+            codec::decode_body::<$t>(peer, raw, &mut body)?
+        };
+    }
+    macro_rules! now {
+        ($e:expr) => {
+            Reply::Now(Some(respond(raw, &$e)?))
+        };
+    }
+    macro_rules! group {
+        ($method:ident, $t:ty) => {{
+            let req = req!($t);
+            let groups = Arc::clone(&ctx.groups);
+            later(raw, async move { groups.$method(v, req).await })
+        }};
+    }
+
+    let reply = match key {
+        ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest))?,
+        ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest))?,
+        ApiKey::ListOffsets => now!(fetch::list_offsets(ctx, v, req!(ListOffsetsRequest))),
+        ApiKey::Metadata => now!(metadata::metadata(ctx, v, req!(MetadataRequest)).await),
+        ApiKey::DescribeCluster => now!(metadata::describe_cluster(
+            ctx,
+            v,
+            req!(DescribeClusterRequest)
+        )),
+        ApiKey::FindCoordinator => now!(metadata::find_coordinator(
+            ctx,
+            v,
+            req!(FindCoordinatorRequest)
+        )),
+        ApiKey::InitProducerId => {
+            now!(produce::init_producer_id(ctx, req!(InitProducerIdRequest)).await)
+        }
+        ApiKey::CreateTopics => now!(admin::create_topics(ctx, v, req!(CreateTopicsRequest)).await),
+        ApiKey::DeleteTopics => now!(admin::delete_topics(ctx, v, req!(DeleteTopicsRequest)).await),
+        ApiKey::CreatePartitions => {
+            now!(admin::create_partitions(ctx, req!(CreatePartitionsRequest)).await)
+        }
+        ApiKey::DescribeConfigs => {
+            now!(admin::describe_configs(ctx, v, req!(DescribeConfigsRequest)).await)
+        }
+        ApiKey::AlterConfigs => now!(admin::alter_configs(ctx, req!(AlterConfigsRequest)).await),
+        ApiKey::IncrementalAlterConfigs => {
+            now!(admin::incremental_alter_configs(ctx, req!(IncrementalAlterConfigsRequest)).await)
+        }
+        ApiKey::JoinGroup => group!(join_group, JoinGroupRequest),
+        ApiKey::SyncGroup => group!(sync_group, SyncGroupRequest),
+        ApiKey::Heartbeat => group!(heartbeat, HeartbeatRequest),
+        ApiKey::LeaveGroup => group!(leave_group, LeaveGroupRequest),
+        ApiKey::OffsetCommit => group!(offset_commit, OffsetCommitRequest),
+        ApiKey::OffsetFetch => group!(offset_fetch, OffsetFetchRequest),
+        ApiKey::ListGroups => group!(list_groups, ListGroupsRequest),
+        ApiKey::DescribeGroups => group!(describe_groups, DescribeGroupsRequest),
+        ApiKey::DeleteGroups => group!(delete_groups, DeleteGroupsRequest),
+        _ => {
+            return Err(BrokerError::UnsupportedApi {
+                peer,
+                api: api_name(raw.api_key),
+                api_key: raw.api_key,
+                api_version: raw.api_version,
+            })
+        }
+    };
+    Ok(reply)
+}
+
+/// ApiVersions: always answered with response header v0; an unknown version gets error 35 and
+/// the supported list in the v0 format so that the client can pick a version and retry.
+fn api_versions_reply(
+    peer: SocketAddr,
+    raw: RawHeader,
+    body: &mut Bytes,
+) -> Result<Bytes, BrokerError> {
+    let (min, max) = api_versions::advertised(ApiKey::ApiVersions).unwrap_or((0, 4));
+    if raw.api_version < min || raw.api_version > max {
+        return codec::encode_response(raw, 0, 0, &api_versions::unsupported_version_response());
+    }
+    codec::decode_header(peer, ApiKey::ApiVersions, raw, body)?;
+    let req = ApiVersionsRequest::decode(body, raw.api_version).map_err(|e| {
+        BrokerError::Undecodable {
+            peer,
+            api: api_name(raw.api_key),
+            api_key: raw.api_key,
+            api_version: raw.api_version,
+            reason: format!("{e:#}"),
+        }
+    })?;
+    codec::encode_response(raw, 0, raw.api_version, &api_versions::handle(&req))
+}
+
+/// A Kafka topic-name-ish `StrBytes` from a `&str`.
+pub fn sb(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}

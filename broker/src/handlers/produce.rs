@@ -1,0 +1,250 @@
+//! Produce and InitProducerId.
+//!
+//! The produce path does no per-record work: each partition's `records` is a `Bytes` slice of
+//! the request frame, handed as is to [`PartitionLog::append`] (which validates the batch and
+//! rewrites its base offset). Appends happen here, in request order, before the handler
+//! returns; only the wait for durability (`acks=-1`) is deferred, so pipelined requests on one
+//! connection and concurrent requests from many connections share one fsync.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::FutureExt;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
+
+use super::{codes, respond, sb, Ctx, Reply};
+use crate::error::BrokerError;
+use crate::log::{AppendInfo, AppendOutcome, PartitionLog};
+use crate::server::codec::{self, api_name, RawHeader};
+
+fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(|m| sb(&m)))
+}
+
+fn partition_ok(index: i32, info: &AppendInfo) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(codes::NONE)
+        .with_base_offset(info.base_offset)
+        .with_log_append_time_ms(info.log_append_time)
+        .with_log_start_offset(info.log_start_offset)
+}
+
+/// A partition whose `acks=-1` answer waits for fsync.
+struct DurableWait {
+    topic: usize,
+    partition: usize,
+    log: Arc<PartitionLog>,
+    last_offset: i64,
+}
+
+/// Serves Produce v3+.
+pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Reply, BrokerError> {
+    let started = Instant::now();
+    let version = raw.api_version;
+    let acks = req.acks;
+    let by_id = version >= 13;
+    let mut waits = Vec::new();
+    let mut response = ProduceResponse::default();
+
+    for topic in req.topic_data {
+        let meta = if by_id {
+            ctx.logs.topic_by_id(topic.topic_id)
+        } else {
+            ctx.logs.topic(topic.name.as_str())
+        };
+        let mut tr = TopicProduceResponse::default();
+        if by_id {
+            tr.topic_id = topic.topic_id;
+        } else {
+            tr.name = topic.name.clone();
+        }
+        for p in topic.partition_data {
+            let pr = if req.transactional_id.is_some() {
+                partition_error(
+                    p.index,
+                    codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    Some("transactions are not supported by this broker yet".into()),
+                )
+            } else if !matches!(acks, -1..=1) {
+                partition_error(
+                    p.index,
+                    codes::INVALID_REQUIRED_ACKS,
+                    Some(format!("acks={acks}")),
+                )
+            } else {
+                match meta
+                    .as_ref()
+                    .and_then(|m| ctx.logs.partition(&m.name, p.index))
+                {
+                    None => {
+                        let code = if by_id && meta.is_none() {
+                            codes::UNKNOWN_TOPIC_ID
+                        } else {
+                            codes::UNKNOWN_TOPIC_OR_PARTITION
+                        };
+                        partition_error(p.index, code, None)
+                    }
+                    Some(log) => match p.records {
+                        None => partition_error(
+                            p.index,
+                            codes::INVALID_REQUEST,
+                            Some("records are null".into()),
+                        ),
+                        Some(records) => {
+                            ctx.metrics.produced_bytes(records.len());
+                            match log.append(records) {
+                                Ok(AppendOutcome::Appended(info))
+                                | Ok(AppendOutcome::Duplicate(info)) => {
+                                    if acks == -1 {
+                                        waits.push(DurableWait {
+                                            topic: response.responses.len(),
+                                            partition: tr.partition_responses.len(),
+                                            log,
+                                            last_offset: info.last_offset,
+                                        });
+                                    }
+                                    partition_ok(p.index, &info)
+                                }
+                                Err(e) => {
+                                    tracing::debug!(topic = %topic.name.as_str(), partition = p.index, error = %e, "append refused");
+                                    partition_error(p.index, e.kafka_code(), Some(e.to_string()))
+                                }
+                            }
+                        }
+                    },
+                }
+            };
+            ctx.metrics.error_code("Produce", pr.error_code);
+            tr.partition_responses.push(pr);
+        }
+        response.responses.push(tr);
+    }
+
+    if acks == 0 {
+        ctx.metrics.produce_latency(started.elapsed());
+        return Ok(Reply::Now(None));
+    }
+    if waits.is_empty() {
+        ctx.metrics.produce_latency(started.elapsed());
+        return Ok(Reply::Now(Some(respond(raw, &response)?)));
+    }
+    let metrics = Arc::clone(&ctx.metrics);
+    Ok(Reply::Later(
+        async move {
+            let results =
+                futures::future::join_all(waits.iter().map(|w| w.log.wait_durable(w.last_offset)))
+                    .await;
+            for (w, r) in waits.iter().zip(results) {
+                if let Err(e) = r {
+                    if let Some(pr) = response
+                        .responses
+                        .get_mut(w.topic)
+                        .and_then(|t| t.partition_responses.get_mut(w.partition))
+                    {
+                        *pr = partition_error(pr.index, e.kafka_code(), Some(e.to_string()));
+                        metrics.error_code("Produce", pr.error_code);
+                    }
+                }
+            }
+            metrics.produce_latency(started.elapsed());
+            respond(raw, &response).map(Some)
+        }
+        .boxed(),
+    ))
+}
+
+/// Produce v0–v2: advertised (for old librdkafka, see `api_versions`) but refused with
+/// UNSUPPORTED_VERSION per partition, as Kafka 4.x does.
+///
+/// The v0–v2 request body is the v3 body without the leading nullable `transactional_id`, so
+/// it decodes as v3 after prefixing a null string; the v2 response is byte-identical to v3.
+/// v0 and v1 responses have a different layout, so those connections are closed instead.
+pub fn reject_old_version(
+    peer: SocketAddr,
+    raw: RawHeader,
+    body: Bytes,
+) -> Result<Bytes, BrokerError> {
+    let unsupported = || BrokerError::UnsupportedVersion {
+        peer,
+        api: api_name(raw.api_key),
+        api_key: raw.api_key,
+        api_version: raw.api_version,
+    };
+    if raw.api_version != 2 {
+        return Err(unsupported());
+    }
+    let mut v3 = BytesMut::with_capacity(body.len() + 2);
+    v3.put_i16(-1);
+    v3.put_slice(&body);
+    let mut v3 = v3.freeze();
+    let as_v3 = RawHeader {
+        api_version: 3,
+        ..raw
+    };
+    let req: ProduceRequest = codec::decode_body(peer, as_v3, &mut v3)?;
+    let mut response = ProduceResponse::default();
+    for t in req.topic_data {
+        let mut tr = TopicProduceResponse::default().with_name(t.name);
+        for p in t.partition_data {
+            tr.partition_responses
+                .push(partition_error(p.index, codes::UNSUPPORTED_VERSION, None));
+        }
+        response.responses.push(tr);
+    }
+    codec::encode_response(raw, 0, 3, &response)
+}
+
+/// InitProducerId for idempotent producers. Transactional ids are refused (transactions are
+/// not implemented yet) with a fatal, non-retriable error.
+pub async fn init_producer_id(
+    ctx: &Arc<Ctx>,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let base = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+        .with_ongoing_txn_producer_id(ProducerId(-1))
+        .with_ongoing_txn_producer_epoch(-1);
+    if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
+        ctx.metrics.error_code(
+            "InitProducerId",
+            codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        );
+        return base.with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    }
+    let pid = req.producer_id.0;
+    let epoch = req.producer_epoch;
+    // KIP-360: an idempotent producer may ask to bump its epoch (after a timeout / sequence
+    // error); keep the id and bump unless the epoch would overflow.
+    if pid >= 0 && ctx.producer_ids.was_issued(pid) && (0..i16::MAX - 1).contains(&epoch) {
+        return base
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch + 1);
+    }
+    let ctx2 = Arc::clone(ctx);
+    match tokio::task::spawn_blocking(move || ctx2.producer_ids.allocate()).await {
+        Ok(Ok(id)) => base.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot persist the producer-id counter");
+            ctx.metrics
+                .error_code("InitProducerId", codes::KAFKA_STORAGE_ERROR);
+            base.with_error_code(codes::KAFKA_STORAGE_ERROR)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "producer-id allocation task failed");
+            base.with_error_code(codes::UNKNOWN_SERVER_ERROR)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The Kafka v2 record batch header: parsing and validation (pure functions, no I/O).
+//!
+//! Layout (big-endian), as stored on disk and on the wire:
+//!
+//! ```text
+//!  0 base offset        i64   rewritten by the broker
+//!  8 batch length       i32   bytes after this field
+//! 12 leader epoch       i32   rewritten by the broker
+//! 16 magic              i8    must be 2
+//! 17 crc                u32   CRC-32C of bytes 21..end
+//! 21 attributes         i16   bit 3: timestamp type, bit 4: transactional, bit 5: control
+//! 23 last offset delta  i32
+//! 27 first timestamp    i64
+//! 35 max timestamp      i64
+//! 43 producer id        i64
+//! 51 producer epoch     i16
+//! 53 base sequence      i32
+//! 57 record count       i32
+//! 61 records...
+//! ```
+
+use super::LogError;
+
+/// Bytes before the records.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before the batch-length field's payload (base offset + length).
+pub const LOG_OVERHEAD: usize = 12;
+const MAGIC_POS: usize = 16;
+const CRC_POS: usize = 17;
+const ATTR_POS: usize = 21;
+const MAX_TS_POS: usize = 35;
+const ATTR_TIMESTAMP_TYPE: i16 = 1 << 3;
+const ATTR_CONTROL: i16 = 1 << 5;
+
+/// The header fields of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Whole batch size in bytes, including the 12-byte offset/length prefix.
+    pub size: usize,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    /// Last sequence number of an idempotent batch (sequences wrap at `i32::MAX`).
+    pub fn last_sequence(&self) -> i32 {
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        if last > i64::from(i32::MAX) {
+            (last - i64::from(i32::MAX) - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+
+    pub fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+fn corrupt(reason: String) -> LogError {
+    LogError::CorruptBatch { reason }
+}
+
+/// The total size (prefix included) that the 12-byte prefix at the start of `b` announces.
+/// `b` must hold at least [`LOG_OVERHEAD`] bytes.
+pub fn announced_size(b: &[u8]) -> Result<usize, LogError> {
+    let len = be_i32(b, 8);
+    if len < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+        return Err(corrupt(format!(
+            "batch length {len} is shorter than a batch header"
+        )));
+    }
+    Ok(LOG_OVERHEAD + len as usize)
+}
+
+/// Parses the header fields of a batch (`b` holds at least [`HEADER_LEN`] bytes) and checks the
+/// header alone: length, magic, offset delta against record count.
+pub fn parse_header(b: &[u8]) -> Result<BatchHeader, LogError> {
+    if b.len() < HEADER_LEN {
+        return Err(corrupt(format!(
+            "{} bytes is shorter than a batch header",
+            b.len()
+        )));
+    }
+    let size = announced_size(b)?;
+    let magic = b[MAGIC_POS] as i8;
+    if magic != 2 {
+        return Err(corrupt(format!("magic {magic} is not supported (only 2)")));
+    }
+    let h = BatchHeader {
+        base_offset: be_i64(b, 0),
+        size,
+        attributes: be_i16(b, ATTR_POS),
+        last_offset_delta: be_i32(b, 23),
+        first_timestamp: be_i64(b, 27),
+        max_timestamp: be_i64(b, MAX_TS_POS),
+        producer_id: be_i64(b, 43),
+        producer_epoch: be_i16(b, 51),
+        base_sequence: be_i32(b, 53),
+        record_count: be_i32(b, 57),
+    };
+    if h.record_count < 1 {
+        return Err(corrupt(format!(
+            "record count {} is below 1",
+            h.record_count
+        )));
+    }
+    if h.last_offset_delta != h.record_count - 1 {
+        return Err(corrupt(format!(
+            "last offset delta {} does not match record count {}",
+            h.last_offset_delta, h.record_count
+        )));
+    }
+    Ok(h)
+}
+
+/// Checks the CRC-32C of a whole batch (`b.len() == header.size`).
+pub fn check_crc(b: &[u8]) -> Result<(), LogError> {
+    let stored = be_i32(b, CRC_POS) as u32;
+    let computed = crc32c::crc32c(&b[ATTR_POS..]);
+    if stored != computed {
+        return Err(corrupt(format!(
+            "CRC-32C mismatch: stored {stored:#010x}, computed {computed:#010x}"
+        )));
+    }
+    Ok(())
+}
+
+/// Validates a producer's payload (one or more whole batches, nothing else) and returns the
+/// header and start position of each batch. `max_batch` is `max.message.bytes`.
+pub fn validate_payload(b: &[u8], max_batch: u32) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+    let mut out = Vec::with_capacity(1);
+    let mut pos = 0;
+    if b.is_empty() {
+        return Err(corrupt("empty record set".into()));
+    }
+    while pos < b.len() {
+        let rest = &b[pos..];
+        if rest.len() < HEADER_LEN {
+            return Err(corrupt(format!(
+                "{} trailing bytes at position {pos} are shorter than a batch header",
+                rest.len()
+            )));
+        }
+        let h = parse_header(rest)?;
+        if h.size > rest.len() {
+            return Err(corrupt(format!(
+                "batch at position {pos} announces {} bytes but only {} remain",
+                h.size,
+                rest.len()
+            )));
+        }
+        if h.size > max_batch as usize {
+            return Err(LogError::MessageTooLarge {
+                size: h.size,
+                max: max_batch,
+            });
+        }
+        if h.attributes & ATTR_CONTROL != 0 {
+            return Err(corrupt("control batches may not be produced".into()));
+        }
+        check_crc(&rest[..h.size])?;
+        out.push((pos, h));
+        pos += h.size;
+    }
+    Ok(out)
+}
+
+/// Assigns `base_offset` and `leader_epoch` to the batch at the start of `b` in place. The CRC
+/// does not cover these fields.
+pub fn rewrite_offset_and_epoch(b: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    b[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    b[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Stamps a LogAppendTime batch: sets the timestamp-type attribute, the max timestamp, and
+/// recomputes the CRC (both fields are covered by it). `b` is exactly one batch.
+pub fn stamp_log_append_time(b: &mut [u8], now_ms: i64) {
+    let attrs = be_i16(b, ATTR_POS) | ATTR_TIMESTAMP_TYPE;
+    b[ATTR_POS..ATTR_POS + 2].copy_from_slice(&attrs.to_be_bytes());
+    b[MAX_TS_POS..MAX_TS_POS + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&b[ATTR_POS..]);
+    b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+}

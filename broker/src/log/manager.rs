@@ -1,0 +1,1171 @@
+//! [`LogManager`]: every topic of the broker, its metadata (`topics.json`) and its partitions.
+//!
+//! Topic metadata lives in `<data-dir>/topics.json`, replaced atomically on every change:
+//! write `topics.json.tmp`, fsync it, rename it over `topics.json`, fsync the directory. A crash
+//! at any point leaves either the old or the new file, never a mix.
+//!
+//! Partition data lives in `<data-dir>/topics/<topic>-<partition>/` (one [`PartitionLog`] each).
+//! A partition directory whose topic is not in `topics.json` is the leftover of a delete that
+//! crashed half-way; it is removed at open.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{FsyncPolicy, LogConfig, LogError, PartitionLog, TimestampType};
+
+/// Name of the topic metadata file in the data directory.
+const TOPICS_FILE: &str = "topics.json";
+/// Sub-directory of the data directory holding one directory per partition.
+const TOPICS_DIR: &str = "topics";
+/// Most partitions one topic may have (bounds the directories one request can create).
+pub const MAX_PARTITIONS: i32 = 10_000;
+/// Longest topic name Kafka accepts.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// One topic as stored in `topics.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    /// Per-topic overrides only; the effective config is these over [`LogDefaults`].
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Broker-wide defaults (from the command-line flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogDefaults {
+    /// The log config of a topic without overrides.
+    pub log: LogConfig,
+    /// `--default-partitions`: partitions of an auto-created topic or a CreateTopics with -1.
+    pub default_partitions: i32,
+    /// `--default-replication-factor`.
+    pub default_replication_factor: i16,
+    /// `--min-insync-replicas`.
+    pub min_insync_replicas: i32,
+    /// `--fsync-interval-ms`: the interval used when a topic overrides `sluice.fsync=interval`
+    /// (and by the background flusher).
+    pub fsync_interval: Duration,
+    /// `--auto-create-topics` (reported in the broker configs).
+    pub auto_create_topics: bool,
+    /// How often the retention ticker runs.
+    pub retention_check_interval: Duration,
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        Self {
+            log: LogConfig::default(),
+            default_partitions: 1,
+            default_replication_factor: 1,
+            min_insync_replicas: 1,
+            fsync_interval: Duration::from_millis(1000),
+            auto_create_topics: true,
+            retention_check_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a described config value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    Default,
+    TopicOverride,
+}
+
+/// One config as reported by DescribeConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+/// One change of AlterConfigs / IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterOp {
+    Set(String, String),
+    Delete(String),
+}
+
+/// Topic config keys a client may set, in the order DescribeConfigs lists them.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+    "sluice.fsync",
+];
+
+/// Topic configs that Kafka clients expect to see described but that this broker does not let
+/// anyone change: (name, fixed value).
+const READ_ONLY_TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("compression.type", "producer"),
+    ("delete.retention.ms", "86400000"),
+    ("file.delete.delay.ms", "60000"),
+    ("max.compaction.lag.ms", "9223372036854775807"),
+    ("message.timestamp.after.max.ms", "9223372036854775807"),
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("min.compaction.lag.ms", "0"),
+    ("preallocate", "false"),
+    ("segment.index.bytes", "10485760"),
+    ("segment.jitter.ms", "0"),
+    ("unclean.leader.election.enable", "false"),
+];
+
+/// Checks a topic name against Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+    let bad = |reason: &str| {
+        Err(LogError::InvalidTopicName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("topic name is empty");
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return bad("topic name is longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("topic name cannot be \".\" or \"..\"");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed (only ASCII letters, digits, '.', '_' and '-')"
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> LogError {
+    LogError::InvalidConfig {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_i64_min(key: &str, value: &str, min: i64) -> Result<i64, LogError> {
+    let v: i64 = value.trim().parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{value:?} is not an integer (allowed: >= {min})"),
+        )
+    })?;
+    if v < min {
+        return Err(invalid(key, format!("{v} is below the minimum {min}")));
+    }
+    Ok(v)
+}
+
+fn parse_i32_range(key: &str, value: &str, min: i32) -> Result<i32, LogError> {
+    let v: i32 = value.trim().parse().map_err(|_| {
+        invalid(
+            key,
+            format!(
+                "{value:?} is not a 32-bit integer (allowed: {min}..={})",
+                i32::MAX
+            ),
+        )
+    })?;
+    if v < min {
+        return Err(invalid(key, format!("{v} is below the minimum {min}")));
+    }
+    Ok(v)
+}
+
+/// Validates one topic config key and value (the keys of [`TOPIC_CONFIG_KEYS`]).
+pub fn validate_topic_config(key: &str, value: &str) -> Result<(), LogError> {
+    match key {
+        "retention.ms" | "retention.bytes" => parse_i64_min(key, value, -1).map(drop),
+        "segment.ms" => parse_i64_min(key, value, 1).map(drop),
+        "segment.bytes" => parse_i32_range(key, value, 14).map(drop),
+        "max.message.bytes" | "index.interval.bytes" => parse_i32_range(key, value, 0).map(drop),
+        "min.insync.replicas" => parse_i32_range(key, value, 1).map(drop),
+        "message.timestamp.type" => match value {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not allowed (allowed: CreateTime, LogAppendTime)"),
+            )),
+        },
+        "cleanup.policy" => match value {
+            "delete" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not supported (allowed: delete)"),
+            )),
+        },
+        "sluice.fsync" => match value {
+            "always" | "interval" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not allowed (allowed: always, interval)"),
+            )),
+        },
+        _ if READ_ONLY_TOPIC_CONFIGS.iter().any(|(k, _)| *k == key) => {
+            Err(invalid(key, "this config is read-only on this broker"))
+        }
+        _ => Err(invalid(
+            key,
+            format!(
+                "unknown topic config (allowed: {})",
+                TOPIC_CONFIG_KEYS.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Validates every override of a topic.
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), LogError> {
+    configs
+        .iter()
+        .try_for_each(|(k, v)| validate_topic_config(k, v))
+}
+
+fn fsync_name(p: FsyncPolicy) -> &'static str {
+    match p {
+        FsyncPolicy::Always => "always",
+        FsyncPolicy::Interval(_) => "interval",
+    }
+}
+
+fn timestamp_type_name(t: TimestampType) -> &'static str {
+    match t {
+        TimestampType::CreateTime => "CreateTime",
+        TimestampType::LogAppendTime => "LogAppendTime",
+    }
+}
+
+impl LogDefaults {
+    /// The effective [`LogConfig`] of a topic with these overrides (already validated; an
+    /// unparsable value falls back to the default).
+    pub fn effective(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let mut c = self.log.clone();
+        for (k, v) in overrides {
+            let v = v.trim();
+            match k.as_str() {
+                "retention.ms" => c.retention_ms = v.parse().unwrap_or(c.retention_ms),
+                "retention.bytes" => c.retention_bytes = v.parse().unwrap_or(c.retention_bytes),
+                "segment.ms" => c.segment_ms = v.parse().unwrap_or(c.segment_ms),
+                "segment.bytes" => c.segment_bytes = v.parse().unwrap_or(c.segment_bytes),
+                "max.message.bytes" => {
+                    c.max_message_bytes = v.parse().unwrap_or(c.max_message_bytes)
+                }
+                "index.interval.bytes" => {
+                    c.index_interval_bytes = v.parse().unwrap_or(c.index_interval_bytes)
+                }
+                "message.timestamp.type" => {
+                    c.timestamp_type = match v {
+                        "LogAppendTime" => TimestampType::LogAppendTime,
+                        _ => TimestampType::CreateTime,
+                    }
+                }
+                "sluice.fsync" => {
+                    c.fsync = match v {
+                        "interval" => FsyncPolicy::Interval(self.fsync_interval),
+                        _ => FsyncPolicy::Always,
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Default values of the settable topic configs, as DescribeConfigs reports them.
+    fn topic_default(&self, key: &str) -> String {
+        let c = &self.log;
+        match key {
+            "cleanup.policy" => "delete".into(),
+            "index.interval.bytes" => c.index_interval_bytes.to_string(),
+            "max.message.bytes" => c.max_message_bytes.to_string(),
+            "message.timestamp.type" => timestamp_type_name(c.timestamp_type).into(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "retention.bytes" => c.retention_bytes.to_string(),
+            "retention.ms" => c.retention_ms.to_string(),
+            "segment.bytes" => c.segment_bytes.to_string(),
+            "segment.ms" => c.segment_ms.to_string(),
+            "sluice.fsync" => fsync_name(c.fsync).into(),
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TopicsFile {
+    version: u32,
+    topics: Vec<TopicMeta>,
+}
+
+#[derive(Debug, Clone)]
+struct TopicEntry {
+    meta: TopicMeta,
+    partitions: Vec<Arc<PartitionLog>>,
+}
+
+/// Owns every topic and partition of the broker.
+#[derive(Debug)]
+pub struct LogManager {
+    data_dir: PathBuf,
+    defaults: LogDefaults,
+    /// Readers (every produce/fetch looks up its partition) take this briefly.
+    topics: RwLock<BTreeMap<String, TopicEntry>>,
+    /// fsync count and nanoseconds of partitions that were deleted (metrics stay monotonic).
+    retired_fsyncs: std::sync::atomic::AtomicU64,
+    retired_fsync_nanos: std::sync::atomic::AtomicU64,
+    /// Serializes metadata changes so `topics.json` is written in the order changes happen;
+    /// held across the file writes, which readers never wait for.
+    admin: Mutex<()>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably: temp file, fsync, rename, fsync directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(dir)
+}
+
+/// Fsyncs a directory so renames, creations and deletions in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+impl LogManager {
+    /// Opens `data_dir/topics.json` (creating the data directory if needed), recovers every
+    /// partition, removes partition directories of topics that no longer exist. Blocking: call
+    /// from `spawn_blocking`. Starts no task (see [`LogManager::spawn_background`]).
+    pub fn open(data_dir: &Path, defaults: LogDefaults) -> Result<LogManager, LogError> {
+        let topics_dir = data_dir.join(TOPICS_DIR);
+        std::fs::create_dir_all(&topics_dir).map_err(io_err(&topics_dir))?;
+        let meta_path = data_dir.join(TOPICS_FILE);
+        let file: TopicsFile = match std::fs::read(&meta_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Metadata {
+                path: meta_path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
+            Err(source) => {
+                return Err(LogError::Io {
+                    path: meta_path,
+                    source,
+                })
+            }
+        };
+
+        let mut topics = BTreeMap::new();
+        for meta in file.topics {
+            let config = defaults.effective(&meta.configs);
+            let mut partitions = Vec::with_capacity(meta.partitions.max(0) as usize);
+            for p in 0..meta.partitions {
+                let dir = partition_dir(data_dir, &meta.name, p);
+                partitions.push(Arc::new(PartitionLog::open(dir, config.clone())?));
+            }
+            tracing::info!(topic = %meta.name, partitions = meta.partitions, "topic recovered");
+            topics.insert(meta.name.clone(), TopicEntry { meta, partitions });
+        }
+
+        remove_orphan_dirs(&topics_dir, &topics)?;
+
+        Ok(LogManager {
+            data_dir: data_dir.to_path_buf(),
+            defaults,
+            topics: RwLock::new(topics),
+            retired_fsyncs: Default::default(),
+            retired_fsync_nanos: Default::default(),
+            admin: Mutex::new(()),
+        })
+    }
+
+    /// The broker-wide defaults this manager was opened with.
+    pub fn defaults(&self) -> &LogDefaults {
+        &self.defaults
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, TopicEntry>> {
+        // A poisoned lock only means a thread panicked while holding it; the map itself is
+        // always left consistent (entries are replaced whole), so keep serving.
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_topics(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, TopicEntry>> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_admin(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<TopicMeta> {
+        self.read_topics()
+            .values()
+            .map(|e| e.meta.clone())
+            .collect()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.read_topics().get(name).map(|e| e.meta.clone())
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<TopicMeta> {
+        self.read_topics()
+            .values()
+            .find(|e| e.meta.id == id)
+            .map(|e| e.meta.clone())
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        let idx = usize::try_from(partition).ok()?;
+        self.read_topics()
+            .get(topic)
+            .and_then(|e| e.partitions.get(idx).cloned())
+    }
+
+    /// Every partition of every topic (metrics, background tasks).
+    pub fn all_partitions(&self) -> Vec<(String, i32, Arc<PartitionLog>)> {
+        self.read_topics()
+            .values()
+            .flat_map(|e| {
+                e.partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (e.meta.name.clone(), i as i32, Arc::clone(p)))
+            })
+            .collect()
+    }
+
+    /// The effective log config of a topic.
+    pub fn topic_log_config(&self, name: &str) -> Option<LogConfig> {
+        self.read_topics()
+            .get(name)
+            .map(|e| self.defaults.effective(&e.meta.configs))
+    }
+
+    fn persist(&self, topics: &BTreeMap<String, TopicEntry>) -> Result<(), LogError> {
+        let file = TopicsFile {
+            version: 1,
+            topics: topics.values().map(|e| e.meta.clone()).collect(),
+        };
+        let path = self.data_dir.join(TOPICS_FILE);
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| LogError::Metadata {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&path, &bytes)
+    }
+
+    /// Validates the name (Kafka rules: `[a-zA-Z0-9._-]`, 1..=249, not "." or "..") and the
+    /// configs, persists the topic and creates its partition directories. `partitions == -1`
+    /// means the broker default. `validate_only` checks without doing anything.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicMeta, LogError> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 {
+            self.defaults.default_partitions
+        } else {
+            partitions
+        };
+        check_partition_count(name, partitions)?;
+        validate_topic_configs(&configs)?;
+
+        let _admin = self.lock_admin();
+        if self.read_topics().contains_key(name) {
+            return Err(LogError::TopicAlreadyExists {
+                name: name.to_string(),
+            });
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        if validate_only {
+            return Ok(meta);
+        }
+
+        let config = self.defaults.effective(&meta.configs);
+        let logs = self.open_new_partitions(name, 0..partitions, &config)?;
+        let mut next = self.read_topics().clone();
+        next.insert(
+            name.to_string(),
+            TopicEntry {
+                meta: meta.clone(),
+                partitions: logs,
+            },
+        );
+        self.persist(&next)?;
+        *self.write_topics() = next;
+        tracing::info!(topic = name, partitions, id = %meta.id, "topic created");
+        Ok(meta)
+    }
+
+    /// Creates fresh partition directories (removing any stale leftover first) and opens them.
+    fn open_new_partitions(
+        &self,
+        topic: &str,
+        range: std::ops::Range<i32>,
+        config: &LogConfig,
+    ) -> Result<Vec<Arc<PartitionLog>>, LogError> {
+        let mut logs = Vec::with_capacity(range.len());
+        for p in range {
+            let dir = partition_dir(&self.data_dir, topic, p);
+            if dir.exists() {
+                tracing::warn!(path = %dir.display(), "removing stale partition directory");
+                std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            }
+            logs.push(Arc::new(PartitionLog::open(dir, config.clone())?));
+        }
+        sync_dir(&self.data_dir.join(TOPICS_DIR))?;
+        Ok(logs)
+    }
+
+    /// Removes the topic from `topics.json`, then deletes its partition directories.
+    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, LogError> {
+        let _admin = self.lock_admin();
+        let mut next = self.read_topics().clone();
+        let entry = next.remove(name).ok_or_else(|| LogError::UnknownTopic {
+            name: name.to_string(),
+        })?;
+        self.persist(&next)?;
+        *self.write_topics() = next;
+        // topics.json no longer names the topic: a crash from here on leaves orphan
+        // directories that the next open removes.
+        for (p, log) in entry.partitions.iter().enumerate() {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.retired_fsyncs.fetch_add(log.fsync_count(), Relaxed);
+            self.retired_fsync_nanos
+                .fetch_add(log.fsync_time().as_nanos() as u64, Relaxed);
+            if let Err(e) = log.remove_files() {
+                tracing::warn!(topic = name, partition = p, error = %e, "could not remove partition directory");
+            }
+        }
+        let _ = sync_dir(&self.data_dir.join(TOPICS_DIR));
+        tracing::info!(topic = name, "topic deleted");
+        Ok(entry.meta)
+    }
+
+    /// Grows the topic to `new_total` partitions (Kafka never shrinks a topic).
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        new_total: i32,
+        validate_only: bool,
+    ) -> Result<TopicMeta, LogError> {
+        let _admin = self.lock_admin();
+        let current =
+            self.read_topics()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| LogError::UnknownTopic {
+                    name: name.to_string(),
+                })?;
+        let have = current.meta.partitions;
+        if new_total <= have {
+            return Err(LogError::InvalidPartitions {
+                topic: name.to_string(),
+                reason: format!(
+                    "topic has {have} partitions; the new total {new_total} must be larger"
+                ),
+            });
+        }
+        check_partition_count(name, new_total)?;
+        let mut entry = current;
+        entry.meta.partitions = new_total;
+        if validate_only {
+            return Ok(entry.meta);
+        }
+        let config = self.defaults.effective(&entry.meta.configs);
+        let logs = self.open_new_partitions(name, have..new_total, &config)?;
+        entry.partitions.extend(logs);
+        let mut next = self.read_topics().clone();
+        next.insert(name.to_string(), entry.clone());
+        self.persist(&next)?;
+        *self.write_topics() = next;
+        tracing::info!(
+            topic = name,
+            from = have,
+            to = new_total,
+            "partitions added"
+        );
+        Ok(entry.meta)
+    }
+
+    /// Changes a topic's overrides: applies `ops` to the current overrides when `incremental`
+    /// (IncrementalAlterConfigs), else replaces all overrides with the `Set` ops (AlterConfigs).
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        ops: Vec<AlterOp>,
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<TopicMeta, LogError> {
+        let _admin = self.lock_admin();
+        let mut entry =
+            self.read_topics()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| LogError::UnknownTopic {
+                    name: name.to_string(),
+                })?;
+        let mut configs = if incremental {
+            entry.meta.configs.clone()
+        } else {
+            BTreeMap::new()
+        };
+        for op in ops {
+            match op {
+                AlterOp::Set(k, v) => {
+                    validate_topic_config(&k, &v)?;
+                    configs.insert(k, v);
+                }
+                AlterOp::Delete(k) => {
+                    if !TOPIC_CONFIG_KEYS.contains(&k.as_str()) {
+                        validate_topic_config(&k, "")?;
+                    }
+                    configs.remove(&k);
+                }
+            }
+        }
+        entry.meta.configs = configs;
+        if validate_only {
+            return Ok(entry.meta);
+        }
+        let config = self.defaults.effective(&entry.meta.configs);
+        let mut next = self.read_topics().clone();
+        next.insert(name.to_string(), entry.clone());
+        self.persist(&next)?;
+        for p in &entry.partitions {
+            p.set_config(config.clone());
+        }
+        *self.write_topics() = next;
+        tracing::info!(topic = name, configs = ?entry.meta.configs, "topic configs changed");
+        Ok(entry.meta)
+    }
+
+    /// Every config of the topic, defaults included (DescribeConfigs), sorted by name.
+    pub fn describe_topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>, LogError> {
+        let meta = self.topic(name).ok_or_else(|| LogError::UnknownTopic {
+            name: name.to_string(),
+        })?;
+        let effective = self.defaults.effective(&meta.configs);
+        let mut out: Vec<ConfigEntry> = TOPIC_CONFIG_KEYS
+            .iter()
+            .map(|k| match meta.configs.get(*k) {
+                Some(v) => entry(k, v.clone(), ConfigSource::TopicOverride, false),
+                None => entry(
+                    k,
+                    self.defaults.topic_default(k),
+                    ConfigSource::Default,
+                    false,
+                ),
+            })
+            .collect();
+        out.extend(
+            READ_ONLY_TOPIC_CONFIGS
+                .iter()
+                .map(|(k, v)| entry(k, v.to_string(), ConfigSource::Default, true)),
+        );
+        // Kafka's own flush settings, derived from the fsync policy so tools show the truth.
+        let (flush_messages, flush_ms) = match effective.fsync {
+            FsyncPolicy::Always => ("1".to_string(), "0".to_string()),
+            FsyncPolicy::Interval(d) => (i64::MAX.to_string(), d.as_millis().to_string()),
+        };
+        out.push(entry(
+            "flush.messages",
+            flush_messages,
+            ConfigSource::Default,
+            true,
+        ));
+        out.push(entry("flush.ms", flush_ms, ConfigSource::Default, true));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Broker-level configs (DescribeConfigs on the BROKER resource), sorted by name.
+    pub fn describe_broker_configs(&self) -> Vec<ConfigEntry> {
+        let d = &self.defaults;
+        let c = &d.log;
+        let fsync_interval_ms = d.fsync_interval.as_millis().to_string();
+        let mut out = vec![
+            entry(
+                "auto.create.topics.enable",
+                d.auto_create_topics.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "compression.type",
+                "producer".into(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "default.replication.factor",
+                d.default_replication_factor.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "log.cleanup.policy",
+                "delete".into(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "log.index.interval.bytes",
+                c.index_interval_bytes.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "log.message.timestamp.type",
+                timestamp_type_name(c.timestamp_type).into(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "log.retention.bytes",
+                c.retention_bytes.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "log.retention.ms",
+                c.retention_ms.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "log.roll.ms",
+                c.segment_ms.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "log.segment.bytes",
+                c.segment_bytes.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "message.max.bytes",
+                c.max_message_bytes.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "min.insync.replicas",
+                d.min_insync_replicas.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "num.partitions",
+                d.default_partitions.to_string(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "sluice.fsync",
+                fsync_name(c.fsync).into(),
+                ConfigSource::Default,
+                true,
+            ),
+            entry(
+                "sluice.fsync.interval.ms",
+                fsync_interval_ms,
+                ConfigSource::Default,
+                true,
+            ),
+        ];
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Spawns the retention ticker and the fsync-interval flusher on the current tokio runtime;
+    /// both stop when `shutdown` is cancelled. The blocking work runs on `spawn_blocking`.
+    pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) {
+        let me = Arc::clone(self);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(me.defaults.retention_check_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let m = Arc::clone(&me);
+                let _ = tokio::task::spawn_blocking(move || m.enforce_retention_all()).await;
+            }
+        });
+
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(me.defaults.fsync_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let m = Arc::clone(&me);
+                let _ = tokio::task::spawn_blocking(move || m.flush_interval_partitions()).await;
+            }
+        });
+    }
+
+    /// Runs retention on every partition now (the ticker's body; also handy in tests).
+    pub fn enforce_retention_all(&self) -> usize {
+        let now = now_ms();
+        let mut deleted = 0;
+        for (topic, p, log) in self.all_partitions() {
+            match log.enforce_retention(now) {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    tracing::warn!(topic = %topic, partition = p, error = %e, "retention failed")
+                }
+            }
+        }
+        deleted
+    }
+
+    fn flush_interval_partitions(&self) {
+        for (topic, p, log) in self.all_partitions() {
+            if matches!(log.config().fsync, FsyncPolicy::Interval(_)) {
+                if let Err(e) = log.flush() {
+                    tracing::warn!(topic = %topic, partition = p, error = %e, "interval fsync failed");
+                }
+            }
+        }
+    }
+
+    /// Total fsync calls and time spent in them, over every partition ever opened by this
+    /// manager (for `/metrics`: monotonic counters).
+    pub fn fsync_stats(&self) -> (u64, Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut n = self.retired_fsyncs.load(Relaxed);
+        let mut t = Duration::from_nanos(self.retired_fsync_nanos.load(Relaxed));
+        for (_, _, log) in self.all_partitions() {
+            n += log.fsync_count();
+            t += log.fsync_time();
+        }
+        (n, t)
+    }
+
+    /// Fsyncs every partition (shutdown). Tries all of them; returns the first error.
+    pub fn flush_all(&self) -> Result<(), LogError> {
+        let mut first = None;
+        for (topic, p, log) in self.all_partitions() {
+            if let Err(e) = log.flush() {
+                tracing::error!(topic = %topic, partition = p, error = %e, "fsync at shutdown failed");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn entry(name: &str, value: String, source: ConfigSource, read_only: bool) -> ConfigEntry {
+    ConfigEntry {
+        name: name.to_string(),
+        value: Some(value),
+        source,
+        read_only,
+        sensitive: false,
+    }
+}
+
+fn check_partition_count(topic: &str, partitions: i32) -> Result<(), LogError> {
+    if !(1..=MAX_PARTITIONS).contains(&partitions) {
+        return Err(LogError::InvalidPartitions {
+            topic: topic.to_string(),
+            reason: format!("{partitions} partitions requested (allowed: 1..={MAX_PARTITIONS})"),
+        });
+    }
+    Ok(())
+}
+
+/// `<data-dir>/topics/<topic>-<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir
+        .join(TOPICS_DIR)
+        .join(format!("{topic}-{partition}"))
+}
+
+fn remove_orphan_dirs(
+    topics_dir: &Path,
+    topics: &BTreeMap<String, TopicEntry>,
+) -> Result<(), LogError> {
+    let rd = std::fs::read_dir(topics_dir).map_err(io_err(topics_dir))?;
+    let mut removed = false;
+    for ent in rd {
+        let ent = ent.map_err(io_err(topics_dir))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let known = name
+            .rsplit_once('-')
+            .and_then(|(t, p)| Some((topics.get(t)?, p.parse::<i32>().ok()?)))
+            .is_some_and(|(e, p)| (0..e.meta.partitions).contains(&p));
+        if !known {
+            let path = ent.path();
+            tracing::warn!(path = %path.display(), "removing partition directory of a deleted topic");
+            std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(topics_dir)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders.v1", "A_b-9", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "é", &"x".repeat(250)] {
+            assert!(
+                matches!(
+                    validate_topic_name(bad),
+                    Err(LogError::InvalidTopicName { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_errors_name_key_and_allowed_values() {
+        let e = validate_topic_config("cleanup.policy", "compact").unwrap_err();
+        assert!(e.to_string().contains("cleanup.policy") && e.to_string().contains("delete"));
+        let e = validate_topic_config("retention.ms", "-2").unwrap_err();
+        assert!(e.to_string().contains("retention.ms"), "{e}");
+        let e = validate_topic_config("message.timestamp.type", "Now").unwrap_err();
+        assert!(e.to_string().contains("LogAppendTime"), "{e}");
+        let e = validate_topic_config("foo.bar", "1").unwrap_err();
+        assert_eq!(e.kafka_code(), 40);
+        assert!(e.to_string().contains("foo.bar"));
+        assert!(validate_topic_config("compression.type", "gzip").is_err());
+        assert!(validate_topic_config("sluice.fsync", "interval").is_ok());
+        assert!(validate_topic_config("segment.bytes", "13").is_err());
+        assert!(validate_topic_config("segment.bytes", "1048576").is_ok());
+    }
+
+    #[test]
+    fn create_persists_and_reopens_with_same_id_and_configs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        let meta = m
+            .create_topic("orders", 3, cfg(&[("retention.ms", "1000")]), false)
+            .unwrap();
+        assert!(m.partition("orders", 2).is_some());
+        assert!(m.partition("orders", 3).is_none());
+        assert!(matches!(
+            m.create_topic("orders", 1, BTreeMap::new(), false),
+            Err(LogError::TopicAlreadyExists { .. })
+        ));
+        drop(m);
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        let again = m.topic("orders").unwrap();
+        assert_eq!(again, meta);
+        assert_eq!(m.topic_by_id(meta.id).unwrap().name, "orders");
+        assert_eq!(m.topic_log_config("orders").unwrap().retention_ms, 1000);
+    }
+
+    #[test]
+    fn validate_only_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        m.create_topic("t", 2, BTreeMap::new(), true).unwrap();
+        assert!(m.topic("t").is_none());
+        assert!(!partition_dir(tmp.path(), "t", 0).exists());
+        m.create_topic("t", 2, BTreeMap::new(), false).unwrap();
+        m.create_partitions("t", 4, true).unwrap();
+        assert_eq!(m.topic("t").unwrap().partitions, 2);
+    }
+
+    #[test]
+    fn delete_removes_dirs_and_recreate_starts_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        let first = m.create_topic("t", 1, BTreeMap::new(), false).unwrap();
+        assert!(partition_dir(tmp.path(), "t", 0).exists());
+        m.delete_topic("t").unwrap();
+        assert!(!partition_dir(tmp.path(), "t", 0).exists());
+        assert!(matches!(
+            m.delete_topic("t"),
+            Err(LogError::UnknownTopic { .. })
+        ));
+        let second = m.create_topic("t", 1, BTreeMap::new(), false).unwrap();
+        assert_ne!(first.id, second.id);
+    }
+
+    #[test]
+    fn orphan_partition_dirs_are_removed_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(partition_dir(tmp.path(), "gone", 0)).unwrap();
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        assert!(m.topics().is_empty());
+        assert!(!partition_dir(tmp.path(), "gone", 0).exists());
+    }
+
+    #[test]
+    fn create_partitions_only_grows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        m.create_topic("t", 2, BTreeMap::new(), false).unwrap();
+        assert!(matches!(
+            m.create_partitions("t", 2, false),
+            Err(LogError::InvalidPartitions { .. })
+        ));
+        m.create_partitions("t", 5, false).unwrap();
+        assert!(m.partition("t", 4).is_some());
+        drop(m);
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        assert_eq!(m.topic("t").unwrap().partitions, 5);
+        assert!(matches!(
+            m.create_topic("u", 0, BTreeMap::new(), false),
+            Err(LogError::InvalidPartitions { .. })
+        ));
+        assert_eq!(
+            m.create_topic("u", -1, BTreeMap::new(), false)
+                .unwrap()
+                .partitions,
+            1
+        );
+    }
+
+    #[test]
+    fn alter_incremental_and_replace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        m.create_topic("t", 1, cfg(&[("retention.ms", "5")]), false)
+            .unwrap();
+        let meta = m
+            .alter_topic_configs(
+                "t",
+                vec![AlterOp::Set("segment.bytes".into(), "100000".into())],
+                true,
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            meta.configs,
+            cfg(&[("retention.ms", "5"), ("segment.bytes", "100000")])
+        );
+        assert_eq!(m.partition("t", 0).unwrap().config().segment_bytes, 100000);
+        let meta = m
+            .alter_topic_configs(
+                "t",
+                vec![AlterOp::Set("sluice.fsync".into(), "interval".into())],
+                false,
+                false,
+            )
+            .unwrap();
+        assert_eq!(meta.configs, cfg(&[("sluice.fsync", "interval")]));
+        let meta = m
+            .alter_topic_configs(
+                "t",
+                vec![AlterOp::Delete("sluice.fsync".into())],
+                true,
+                false,
+            )
+            .unwrap();
+        assert!(meta.configs.is_empty());
+        assert!(m
+            .alter_topic_configs("t", vec![AlterOp::Set("x".into(), "1".into())], true, false)
+            .is_err());
+    }
+
+    #[test]
+    fn describe_includes_defaults_overrides_and_read_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        m.create_topic("t", 1, cfg(&[("retention.ms", "5")]), false)
+            .unwrap();
+        let d = m.describe_topic_configs("t").unwrap();
+        let get = |k: &str| d.iter().find(|e| e.name == k).unwrap().clone();
+        assert_eq!(get("retention.ms").value.as_deref(), Some("5"));
+        assert_eq!(get("retention.ms").source, ConfigSource::TopicOverride);
+        assert_eq!(get("segment.bytes").source, ConfigSource::Default);
+        assert_eq!(get("cleanup.policy").value.as_deref(), Some("delete"));
+        assert_eq!(get("compression.type").value.as_deref(), Some("producer"));
+        assert!(get("compression.type").read_only);
+        assert_eq!(
+            get("message.timestamp.type").value.as_deref(),
+            Some("CreateTime")
+        );
+        assert!(!m.describe_broker_configs().is_empty());
+        assert!(matches!(
+            m.describe_topic_configs("nope"),
+            Err(LogError::UnknownTopic { .. })
+        ));
+    }
+}

@@ -1,0 +1,881 @@
+//! [`PartitionLog`]: the on-disk log of one partition (segments, producer state, group commit).
+//!
+//! Concurrency: one mutex (`inner`) guards the segment list, the producer state and the config.
+//! Appends hold it while they check sequences and `pwrite` the batch; reads hold it only to
+//! look up a position and clone the segment's file handle, then `pread` without it. No fsync
+//! ever runs under it: fsyncs run on a blocking thread (the group-commit loop, [`run_sync`])
+//! on file handles cloned out of the lock, so writers keep appending while an fsync is in
+//! flight and the next fsync covers everything they wrote meanwhile.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::batch::{self, BatchHeader, HEADER_LEN};
+use super::manager::{now_ms, sync_dir};
+use super::producer::{ProducerStates, SeqCheck};
+use super::segment::{self, io_err, Segment};
+use super::{
+    AppendInfo, AppendOutcome, FsyncPolicy, LogConfig, LogError, ReadOutcome, TimestampType,
+};
+
+/// Durable end of the log as published to `wait_durable` callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Durable {
+    /// Every offset below this is fsynced.
+    offset: i64,
+    /// An fsync failed: nothing more will become durable.
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: LogConfig,
+    /// Sorted by base offset; the last one is the active segment. Never empty.
+    segments: Vec<Segment>,
+    producers: ProducerStates,
+    next_offset: i64,
+    /// Files of closed segments written since the last fsync.
+    unsynced: Vec<Arc<File>>,
+    /// A segment was created or deleted since the last directory fsync.
+    dir_dirty: bool,
+}
+
+impl Inner {
+    fn active(&mut self) -> &mut Segment {
+        let n = self.segments.len() - 1;
+        &mut self.segments[n]
+    }
+}
+
+#[derive(Debug, Default)]
+struct SyncCtl {
+    /// A group-commit loop is running.
+    running: bool,
+    /// Data was written since the running loop last looked.
+    dirty: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    sync_ctl: Mutex<SyncCtl>,
+    durable_tx: watch::Sender<Durable>,
+    hw_tx: watch::Sender<i64>,
+    log_end: AtomicI64,
+    log_start: AtomicI64,
+    leader_epoch: AtomicI32,
+    failed: AtomicBool,
+    fsyncs: AtomicU64,
+    fsync_nanos: AtomicU64,
+}
+
+/// One partition's log.
+///
+/// All methods take `&self`; the type is meant to be shared behind an `Arc`.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the log half-updated in a way later calls
+    // would misread (file state is re-derived from sizes), so keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn snapshot_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(segment::file_name(base, "snapshot"))
+}
+
+fn list_bases(dir: &Path, ext: &str) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    for ent in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let ent = ent.map_err(io_err(dir))?;
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(ext).and_then(|s| s.strip_suffix('.')) {
+            if stem.len() == 20 {
+                if let Ok(b) = stem.parse::<i64>() {
+                    bases.push(b);
+                }
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn remove_if_exists(p: &Path) {
+    if let Err(e) = std::fs::remove_file(p) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %p.display(), error = %e, "could not remove file");
+        }
+    }
+}
+
+impl Shared {
+    fn publish_durable(&self, offset: i64) {
+        self.durable_tx.send_if_modified(|d| {
+            if offset > d.offset {
+                d.offset = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn raise_hw(&self, offset: i64) {
+        self.hw_tx.send_if_modified(|hw| {
+            if offset > *hw {
+                *hw = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn fail(&self, e: &LogError) {
+        tracing::error!(path = %self.dir.display(), error = %e, "fsync failed; partition stops accepting writes");
+        self.failed.store(true, Ordering::SeqCst);
+        self.durable_tx.send_modify(|d| d.failed = true);
+    }
+
+    /// Takes everything that needs an fsync to make the current log end durable.
+    fn take_sync_work(&self, with_indexes: bool) -> (i64, Vec<Arc<File>>, bool, bool) {
+        let mut inner = lock(&self.inner);
+        let target = inner.next_offset;
+        let always = inner.config.fsync == FsyncPolicy::Always;
+        if target <= self.durable_tx.borrow().offset
+            && inner.unsynced.is_empty()
+            && !inner.dir_dirty
+        {
+            // Nothing written since the last round (an idle partition under the interval
+            // flusher): no fsync at all.
+            return (target, Vec::new(), false, always);
+        }
+        let mut files = std::mem::take(&mut inner.unsynced);
+        let [log, index, timeindex] = inner.active().files();
+        files.push(log);
+        if with_indexes {
+            files.push(index);
+            files.push(timeindex);
+        }
+        let dir_dirty = std::mem::take(&mut inner.dir_dirty);
+        (target, files, dir_dirty, always)
+    }
+
+    /// One fsync round: syncs the files, then publishes the new durable offset.
+    fn sync_round(&self, with_indexes: bool) -> Result<(), LogError> {
+        let (target, files, dir_dirty, always) = self.take_sync_work(with_indexes);
+        let t0 = Instant::now();
+        let mut n = 0;
+        for f in &files {
+            f.sync_data().map_err(io_err(&self.dir))?;
+            n += 1;
+        }
+        if dir_dirty {
+            sync_dir(&self.dir)?;
+            n += 1;
+        }
+        self.fsyncs.fetch_add(n, Ordering::Relaxed);
+        self.fsync_nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        // Readers first, then the producers' waiters: an acks=all producer that was answered
+        // can immediately read its own record back.
+        if always {
+            self.raise_hw(target);
+        }
+        self.publish_durable(target);
+        Ok(())
+    }
+
+    /// Marks data as written and makes sure a group-commit loop will fsync it.
+    fn request_sync(self: &Arc<Self>) {
+        {
+            let mut ctl = lock(&self.sync_ctl);
+            ctl.dirty = true;
+            if ctl.running {
+                return;
+            }
+            ctl.running = true;
+        }
+        let me = Arc::clone(self);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(move || run_sync(&me))),
+            Err(_) => drop(std::thread::spawn(move || run_sync(&me))),
+        }
+    }
+}
+
+/// The group-commit loop: while appends keep arriving, fsync everything written so far, then
+/// publish it. One fsync covers every append that landed before it started.
+fn run_sync(shared: &Arc<Shared>) {
+    loop {
+        {
+            let mut ctl = lock(&shared.sync_ctl);
+            if !ctl.dirty || shared.failed.load(Ordering::SeqCst) {
+                ctl.running = false;
+                return;
+            }
+            ctl.dirty = false;
+        }
+        if let Err(e) = shared.sync_round(false) {
+            shared.fail(&e);
+            lock(&shared.sync_ctl).running = false;
+            return;
+        }
+    }
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the partition directory `dir` and recovers it: a torn tail is
+    /// truncated, damaged indexes rebuilt. Blocking: call from `spawn_blocking` at start-up.
+    pub fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, LogError> {
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut bases = list_bases(&dir, "log")?;
+        // Leftovers of an interrupted snapshot write.
+        for ent in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+            if ent.file_name().to_string_lossy().ends_with(".tmp") {
+                remove_if_exists(&ent.path());
+            }
+        }
+        let interval = config.index_interval_bytes;
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut active_headers: Vec<BatchHeader> = Vec::new();
+        let mut cut_at: Option<usize> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            let rec = if is_last {
+                segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?
+            } else {
+                segment::recover(&dir, base, false, interval, |_| {})?
+            };
+            let next_base = bases.get(i + 1).copied();
+            let seg = rec.segment;
+            let inconsistent = next_base.is_some_and(|nb| seg.next_offset != nb);
+            segments.push(seg);
+            if !is_last && (rec.truncated.is_some() || inconsistent) {
+                // A closed segment that is torn (its roll's fsync never finished) or does not
+                // end where the next begins: everything after it was never acknowledged as
+                // durable, and cannot be trusted to line up.
+                cut_at = Some(i);
+                if rec.truncated.is_none() {
+                    tracing::warn!(path = %dir.display(), base, "segment does not end where the next one starts");
+                }
+                break;
+            }
+        }
+        if let Some(i) = cut_at {
+            for &base in &bases[i + 1..] {
+                tracing::warn!(path = %dir.display(), base, "removing segment after a torn one");
+                for ext in ["log", "index", "timeindex", "snapshot"] {
+                    remove_if_exists(&dir.join(segment::file_name(base, ext)));
+                }
+            }
+            bases.truncate(i + 1);
+            // The last kept segment becomes active: rescan it fully for the producer state.
+            let base = bases[i];
+            segments.pop();
+            active_headers.clear();
+            let rec = segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?;
+            segments.push(rec.segment);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(&dir, 0)?);
+            sync_dir(&dir)?;
+        }
+
+        // Producer state: the snapshot taken when the active segment was created, plus the
+        // active segment's batches; without a usable snapshot, every segment's headers.
+        let active_base = segments[segments.len() - 1].base;
+        let snap = std::fs::read(snapshot_path(&dir, active_base))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ProducerStates>(&b).ok());
+        let mut producers = match snap {
+            Some(s) => s,
+            None => {
+                let mut s = ProducerStates::default();
+                for seg in &segments[..segments.len() - 1] {
+                    segment::scan_headers(&seg.log, seg.size, |h| {
+                        if h.is_idempotent() {
+                            s.record(h, -1);
+                        }
+                    })
+                    .map_err(io_err(&seg.log_path))?;
+                }
+                s
+            }
+        };
+        for h in active_headers.iter().filter(|h| h.is_idempotent()) {
+            let append_time = if h.attributes & (1 << 3) != 0 {
+                h.max_timestamp
+            } else {
+                -1
+            };
+            producers.record(h, append_time);
+        }
+        for b in list_bases(&dir, "snapshot")? {
+            if b < active_base {
+                remove_if_exists(&snapshot_path(&dir, b));
+            }
+        }
+
+        let next_offset = segments[segments.len() - 1].next_offset;
+        let log_start = segments[0].base;
+        // Whatever survived is on disk now (maybe only in the page cache, after a process
+        // crash): make it durable before anyone may read it as committed.
+        // Closed segments too: a crash right after a roll can leave the closed segment's last
+        // writes unsynced (the roll queues its fsync). On clean files this is nearly free.
+        for seg in &segments {
+            seg.log.sync_data().map_err(io_err(&seg.log_path))?;
+        }
+        sync_dir(&dir)?;
+
+        let (durable_tx, _) = watch::channel(Durable {
+            offset: next_offset,
+            failed: false,
+        });
+        let (hw_tx, _) = watch::channel(next_offset);
+        tracing::debug!(path = %dir.display(), log_start, next_offset, segments = segments.len(), "partition recovered");
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            inner: Mutex::new(Inner {
+                config,
+                segments,
+                producers,
+                next_offset,
+                unsynced: Vec::new(),
+                dir_dirty: false,
+            }),
+            sync_ctl: Mutex::new(SyncCtl::default()),
+            durable_tx,
+            hw_tx,
+            log_end: AtomicI64::new(next_offset),
+            log_start: AtomicI64::new(log_start),
+            leader_epoch: AtomicI32::new(0),
+            failed: AtomicBool::new(false),
+            fsyncs: AtomicU64::new(0),
+            fsync_nanos: AtomicU64::new(0),
+        });
+        Ok(PartitionLog { dir, shared })
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Validates `records` (one or more v2 record batches exactly as the producer sent them:
+    /// sizes, magic, CRC-32C, idempotent-producer sequence), assigns offsets by rewriting each
+    /// batch's base offset, and appends them. Returns once the bytes are written to the file
+    /// (page cache), not fsynced.
+    pub fn append(&self, records: Bytes) -> Result<AppendOutcome, LogError> {
+        let sh = &self.shared;
+        if sh.failed.load(Ordering::SeqCst) {
+            return Err(LogError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other(
+                    "the partition is closed (deleted, or an earlier fsync failed)",
+                ),
+            });
+        }
+        let max = lock(&sh.inner).config.max_message_bytes;
+        let mut headers = batch::validate_payload(&records, max)?;
+        // One copy at most: none when the caller hands over the only reference.
+        let mut buf = records
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        let now = now_ms();
+        let epoch = sh.leader_epoch.load(Ordering::Relaxed);
+
+        let mut inner = lock(&sh.inner);
+        let log_start = sh.log_start.load(Ordering::SeqCst);
+
+        // Idempotent-producer checks against a scratch copy of the producers involved, so a
+        // payload is all-or-nothing.
+        let mut scratch = ProducerStates::default();
+        for (_, h) in headers.iter().filter(|(_, h)| h.is_idempotent()) {
+            if let Some(e) = inner.producers.producers.get(&h.producer_id) {
+                scratch
+                    .producers
+                    .entry(h.producer_id)
+                    .or_insert_with(|| e.clone());
+            }
+        }
+        let single = headers.len() == 1;
+        let mut offset = inner.next_offset;
+        let append_time = if inner.config.timestamp_type == TimestampType::LogAppendTime {
+            now
+        } else {
+            -1
+        };
+        for (_, h) in headers.iter_mut() {
+            h.base_offset = offset;
+            if h.is_idempotent() {
+                match scratch.check(h)? {
+                    SeqCheck::Append => scratch.record(h, append_time),
+                    SeqCheck::Duplicate(m) if single => {
+                        return Ok(AppendOutcome::Duplicate(AppendInfo {
+                            base_offset: m.base_offset,
+                            last_offset: m.last_offset,
+                            log_append_time: m.append_time,
+                            log_start_offset: log_start,
+                        }));
+                    }
+                    SeqCheck::Duplicate(_) => {
+                        return Err(LogError::CorruptBatch {
+                            reason: "a multi-batch append repeats an already appended batch".into(),
+                        })
+                    }
+                }
+            }
+            offset = h.next_offset();
+        }
+        let count = offset - inner.next_offset;
+
+        self.maybe_roll(&mut inner, buf.len() as u64, count, now)?;
+
+        for (pos, h) in &headers {
+            let b = &mut buf[*pos..*pos + h.size];
+            batch::rewrite_offset_and_epoch(b, h.base_offset, epoch);
+            if append_time >= 0 {
+                batch::stamp_log_append_time(b, append_time);
+            }
+        }
+        if append_time >= 0 {
+            for (_, h) in headers.iter_mut() {
+                h.max_timestamp = append_time;
+            }
+        }
+        let interval = inner.config.index_interval_bytes;
+        inner.active().append(&buf, &headers, interval, now)?;
+
+        let base_offset = inner.next_offset;
+        inner.next_offset = offset;
+        for (k, v) in scratch.producers {
+            inner.producers.producers.insert(k, v);
+        }
+        let fsync = inner.config.fsync;
+        drop(inner);
+        sh.log_end.store(offset, Ordering::SeqCst);
+        match fsync {
+            FsyncPolicy::Always => sh.request_sync(),
+            FsyncPolicy::Interval(_) => sh.raise_hw(offset),
+        }
+        Ok(AppendOutcome::Appended(AppendInfo {
+            base_offset,
+            last_offset: offset - 1,
+            log_append_time: append_time,
+            log_start_offset: log_start,
+        }))
+    }
+
+    /// Rolls to a new segment when the active one is full, too old, or the relative offsets
+    /// would overflow. The closed segment's files are queued for the next fsync round (with
+    /// the directory), never fsynced here under the lock.
+    fn maybe_roll(
+        &self,
+        inner: &mut Inner,
+        incoming: u64,
+        count: i64,
+        now: i64,
+    ) -> Result<(), LogError> {
+        let cfg = &inner.config;
+        let (seg_bytes, seg_ms) = (cfg.segment_bytes, cfg.segment_ms);
+        let next = inner.next_offset;
+        let a = inner.active();
+        if a.size == 0 {
+            return Ok(());
+        }
+        let full = a.size + incoming > seg_bytes;
+        let old = a.first_append_ms.is_some_and(|t| now - t >= seg_ms);
+        let overflow =
+            next + count - a.base > i64::from(u32::MAX) || a.size + incoming > u64::from(u32::MAX);
+        if !(full || old || overflow) {
+            return Ok(());
+        }
+        a.seal()?;
+        let closed = a.files();
+        inner.unsynced.extend(closed);
+        let snap = serde_json::to_vec(&inner.producers).map_err(|e| LogError::Metadata {
+            path: snapshot_path(&self.dir, next),
+            reason: e.to_string(),
+        })?;
+        let seg = Segment::create(&self.dir, next)?;
+        // Best effort (recovery falls back to scanning headers): tmp + rename, no fsync.
+        let sp = snapshot_path(&self.dir, next);
+        let tmp = sp.with_extension("snapshot.tmp");
+        if std::fs::write(&tmp, &snap)
+            .and_then(|()| std::fs::rename(&tmp, &sp))
+            .is_err()
+        {
+            remove_if_exists(&tmp);
+        }
+        let prev_base = inner.segments[inner.segments.len() - 1].base;
+        remove_if_exists(&snapshot_path(&self.dir, prev_base));
+        tracing::debug!(path = %self.dir.display(), base = next, "rolled segment");
+        inner.segments.push(seg);
+        inner.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Resolves once everything up to and including `offset` is fsynced (group commit: many
+    /// waiters share one fsync). Under [`FsyncPolicy::Interval`] it resolves at once.
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        let sh = &self.shared;
+        if matches!(lock(&sh.inner).config.fsync, FsyncPolicy::Interval(_)) {
+            return Ok(());
+        }
+        let mut rx = sh.durable_tx.subscribe();
+        let mut requested = false;
+        loop {
+            let d = *rx.borrow_and_update();
+            if d.offset > offset {
+                return Ok(());
+            }
+            if d.failed {
+                return Err(LogError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other("fsync failed; the data may not be durable"),
+                });
+            }
+            if !requested {
+                // Normally the append already asked; this covers a policy switch.
+                sh.request_sync();
+                requested = true;
+            }
+            if rx.changed().await.is_err() {
+                return Err(LogError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other("log closed"),
+                });
+            }
+        }
+    }
+
+    /// Reads whole batches from `offset` (see [`ReadOutcome`]). Only data below the high
+    /// watermark is returned. `offset` below the log start or above the log end is
+    /// [`LogError::OffsetOutOfRange`]; between the high watermark and the log end the result is
+    /// empty (as in Kafka).
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
+        let sh = &self.shared;
+        let hw = self.high_watermark();
+        let (file, path, start_pos, seg_end, log_start) = {
+            let inner = lock(&sh.inner);
+            let log_start = inner.segments[0].base;
+            if offset < log_start || offset > inner.next_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    requested: offset,
+                    start: log_start,
+                    end: hw,
+                });
+            }
+            if offset >= hw {
+                return Ok(ReadOutcome {
+                    records: Bytes::new(),
+                    high_watermark: hw,
+                    log_start_offset: log_start,
+                });
+            }
+            let i = inner.segments.partition_point(|s| s.base <= offset).max(1) - 1;
+            let seg = &inner.segments[i];
+            (
+                Arc::clone(&seg.log),
+                seg.log_path.clone(),
+                seg.lookup(offset),
+                seg.size,
+                log_start,
+            )
+        };
+        let records = read_batches(&file, start_pos, seg_end, offset, hw, max_bytes)
+            .map_err(io_err(&path))?;
+        Ok(ReadOutcome {
+            records,
+            high_watermark: hw,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.log_start.load(Ordering::SeqCst)
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.log_end.load(Ordering::SeqCst)
+    }
+
+    /// Offset up to which consumers may read: with `fsync: always` the durable end of the log,
+    /// otherwise the log end offset.
+    pub fn high_watermark(&self) -> i64 {
+        *self.shared.hw_tx.borrow()
+    }
+
+    /// Every offset below this one is fsynced.
+    pub fn durable_offset(&self) -> i64 {
+        self.shared.durable_tx.borrow().offset
+    }
+
+    /// A receiver that changes whenever the high watermark moves (fetch long-poll waits on it).
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.shared.hw_tx.subscribe()
+    }
+
+    /// The earliest offset whose timestamp is `>= timestamp_ms`, with that timestamp, or `None`
+    /// when every record is older (ListOffsets by timestamp). Only data below the high
+    /// watermark is considered.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        let candidates: Vec<(Arc<File>, PathBuf, u64, u64)> = {
+            let inner = lock(&self.shared.inner);
+            inner
+                .segments
+                .iter()
+                .filter(|s| s.max_timestamp >= timestamp_ms && s.base < hw)
+                .map(|s| {
+                    (
+                        Arc::clone(&s.log),
+                        s.log_path.clone(),
+                        s.time_lookup(timestamp_ms),
+                        s.size,
+                    )
+                })
+                .collect()
+        };
+        for (file, path, pos, end) in candidates {
+            if let Some(hit) =
+                find_timestamp(&file, pos, end, timestamp_ms, hw).map_err(io_err(&path))?
+            {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes closed segments that retention (time, then size) no longer keeps. Returns the
+    /// number of segments deleted. The active segment is never deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let mut inner = lock(&self.shared.inner);
+        let (ret_ms, ret_bytes) = (inner.config.retention_ms, inner.config.retention_bytes);
+        let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
+        let mut doomed = 0;
+        for s in &inner.segments[..inner.segments.len() - 1] {
+            // Batches without timestamps (-1): judge by the file's modification time.
+            let newest = if s.max_timestamp >= 0 {
+                s.max_timestamp
+            } else {
+                file_mtime_ms(&s.log).unwrap_or(now_ms)
+            };
+            let by_time = ret_ms >= 0 && newest < now_ms.saturating_sub(ret_ms);
+            let by_size = ret_bytes >= 0 && total.saturating_sub(s.size) >= ret_bytes as u64;
+            if !(by_time || by_size) {
+                break;
+            }
+            total -= s.size;
+            doomed += 1;
+        }
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
+        let new_start = inner.segments[0].base;
+        self.shared.log_start.store(new_start, Ordering::SeqCst);
+        inner.dir_dirty = true;
+        drop(inner);
+        for s in &removed {
+            tracing::info!(path = %s.log_path.display(), base = s.base, next = s.next_offset, bytes = s.size, "retention deleted segment");
+            s.remove_files()?;
+        }
+        Ok(removed.len())
+    }
+
+    /// Replaces the config (topic config change); takes effect for the next append / roll.
+    pub fn set_config(&self, config: LogConfig) {
+        let to_interval = matches!(config.fsync, FsyncPolicy::Interval(_));
+        lock(&self.shared.inner).config = config;
+        if to_interval {
+            // Readers may now see everything written.
+            self.shared.raise_hw(self.log_end_offset());
+        }
+    }
+
+    /// The current config.
+    pub fn config(&self) -> LogConfig {
+        lock(&self.shared.inner).config.clone()
+    }
+
+    /// Sets the partition leader epoch stamped into appended batches (0 until clustering).
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.shared.leader_epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Bytes on disk (all segments and indexes).
+    pub fn size_bytes(&self) -> u64 {
+        lock(&self.shared.inner)
+            .segments
+            .iter()
+            .map(|s| s.size + s.index_bytes())
+            .sum()
+    }
+
+    /// Number of segments (metrics, tests).
+    pub fn segment_count(&self) -> usize {
+        lock(&self.shared.inner).segments.len()
+    }
+
+    /// Number of fsync calls made so far (data files and directory).
+    pub fn fsync_count(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Total time spent in fsync calls.
+    pub fn fsync_time(&self) -> Duration {
+        Duration::from_nanos(self.shared.fsync_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Fsyncs everything written so far (shutdown, interval ticker), indexes included.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let r = self.shared.sync_round(true);
+        if let Err(e) = &r {
+            self.shared.fail(e);
+        }
+        r
+    }
+
+    /// Removes the partition's directory while other handles may still exist (DeleteTopics
+    /// through the [`LogManager`](super::LogManager)). Later appends fail.
+    pub fn remove_files(&self) -> Result<(), LogError> {
+        self.shared.failed.store(true, Ordering::SeqCst);
+        std::fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))
+    }
+
+    /// Closes the log and removes its directory (DeleteTopics).
+    pub fn delete(self) -> Result<(), LogError> {
+        self.remove_files()
+    }
+}
+
+fn file_mtime_ms(f: &File) -> Option<i64> {
+    let m = f.metadata().ok()?.modified().ok()?;
+    let d = m.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+/// Header fields needed to walk batches: (base offset, size, last offset).
+fn peek(b: &[u8]) -> Option<(i64, usize, i64)> {
+    if b.len() < 27 {
+        return None;
+    }
+    let size = batch::announced_size(b).ok()?;
+    let mut base = [0u8; 8];
+    base.copy_from_slice(&b[..8]);
+    let base = i64::from_be_bytes(base);
+    let delta = i32::from_be_bytes([b[23], b[24], b[25], b[26]]);
+    Some((base, size, base + i64::from(delta)))
+}
+
+/// Reads whole batches of one segment, starting with the one containing `offset`.
+fn read_batches(
+    file: &File,
+    mut pos: u64,
+    seg_end: u64,
+    offset: i64,
+    hw: i64,
+    max_bytes: usize,
+) -> std::io::Result<Bytes> {
+    // Walk headers from the index position to the batch containing `offset`.
+    let mut hdr = [0u8; 27];
+    let first_size = loop {
+        if pos + 27 > seg_end {
+            return Ok(Bytes::new());
+        }
+        file.read_exact_at(&mut hdr, pos)?;
+        let Some((base, size, last)) = peek(&hdr) else {
+            return Ok(Bytes::new());
+        };
+        if base >= hw {
+            return Ok(Bytes::new());
+        }
+        if last >= offset {
+            break size;
+        }
+        pos += size as u64;
+    };
+    let avail = (seg_end - pos) as usize;
+    let want = first_size.max(max_bytes).min(avail);
+    let mut buf = vec![0u8; want];
+    file.read_exact_at(&mut buf, pos)?;
+    // Keep whole batches below the high watermark: the first always, then while they fit.
+    let mut end = 0;
+    while end < buf.len() {
+        let Some((base, size, _)) = peek(&buf[end..]) else {
+            break;
+        };
+        if base >= hw || end + size > buf.len() || (end > 0 && end + size > max_bytes) {
+            break;
+        }
+        end += size;
+    }
+    buf.truncate(end);
+    Ok(Bytes::from(buf))
+}
+
+/// Finds the first record with timestamp `>= ts` scanning batches from `pos`.
+fn find_timestamp(
+    file: &File,
+    mut pos: u64,
+    end: u64,
+    ts: i64,
+    hw: i64,
+) -> std::io::Result<Option<(i64, i64)>> {
+    let mut hdr = [0u8; HEADER_LEN];
+    while pos + HEADER_LEN as u64 <= end {
+        file.read_exact_at(&mut hdr, pos)?;
+        let Ok(h) = batch::parse_header(&hdr) else {
+            return Ok(None);
+        };
+        if h.base_offset >= hw {
+            return Ok(None);
+        }
+        if pos + h.size as u64 > end {
+            return Ok(None);
+        }
+        if h.max_timestamp >= ts {
+            let mut whole = vec![0u8; h.size];
+            file.read_exact_at(&mut whole, pos)?;
+            return Ok(Some(first_record_at_or_after(&whole, &h, ts)));
+        }
+        pos += h.size as u64;
+    }
+    Ok(None)
+}
+
+/// Within one batch, the first record whose timestamp is `>= ts` (the batch's max timestamp
+/// stands for every record under LogAppendTime, or if the batch cannot be decoded).
+fn first_record_at_or_after(whole: &[u8], h: &BatchHeader, ts: i64) -> (i64, i64) {
+    let fallback = (h.base_offset, h.max_timestamp);
+    if h.attributes & (1 << 3) != 0 {
+        return fallback;
+    }
+    let mut b = Bytes::copy_from_slice(whole);
+    match kafka_protocol::records::RecordBatchDecoder::decode(&mut b) {
+        Ok(set) => set
+            .records
+            .iter()
+            .find(|r| r.timestamp >= ts)
+            .map_or(fallback, |r| (r.offset, r.timestamp)),
+        Err(_) => fallback,
+    }
+}

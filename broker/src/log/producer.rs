@@ -1,0 +1,171 @@
+//! Idempotent-producer state of one partition: for each producer id, its epoch and the
+//! metadata of its last [`MAX_CACHED_BATCHES`] batches, so a retried batch is recognised and
+//! answered with the offsets it got the first time.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::batch::BatchHeader;
+use super::LogError;
+
+/// Kafka keeps the metadata of the last five batches per producer (a producer has at most
+/// five requests in flight with idempotence on).
+pub const MAX_CACHED_BATCHES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMeta {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The LogAppendTime given to the batch, or -1.
+    pub append_time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<BatchMeta>,
+}
+
+/// What the sequence check decided for one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqCheck {
+    /// Append it.
+    Append,
+    /// Already in the log with this metadata.
+    Duplicate(BatchMeta),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerStates {
+    pub producers: BTreeMap<i64, ProducerEntry>,
+}
+
+fn next_seq(s: i32) -> i32 {
+    if s == i32::MAX {
+        0
+    } else {
+        s + 1
+    }
+}
+
+impl ProducerStates {
+    /// Checks an idempotent batch against the producer's state without changing it.
+    pub fn check(&self, h: &BatchHeader) -> Result<SeqCheck, LogError> {
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            // Unknown producer (new, or its state expired with retention): accept any sequence,
+            // as Kafka does.
+            return Ok(SeqCheck::Append);
+        };
+        if h.producer_epoch < entry.epoch {
+            return Err(LogError::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                current: entry.epoch,
+                got: h.producer_epoch,
+            });
+        }
+        if h.producer_epoch > entry.epoch {
+            if h.base_sequence != 0 {
+                return Err(LogError::OutOfOrderSequence {
+                    producer_id: h.producer_id,
+                    expected: 0,
+                    got: h.base_sequence,
+                });
+            }
+            return Ok(SeqCheck::Append);
+        }
+        let last_seq = h.last_sequence();
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
+        {
+            return Ok(SeqCheck::Duplicate(*dup));
+        }
+        let expected = entry.batches.back().map_or(0, |b| next_seq(b.last_seq));
+        if entry.batches.is_empty() || h.base_sequence == expected {
+            Ok(SeqCheck::Append)
+        } else {
+            Err(LogError::OutOfOrderSequence {
+                producer_id: h.producer_id,
+                expected,
+                got: h.base_sequence,
+            })
+        }
+    }
+
+    /// Records an appended (or recovered) idempotent batch whose base offset is assigned.
+    pub fn record(&mut self, h: &BatchHeader, append_time: i64) {
+        let meta = BatchMeta {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            append_time,
+        };
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+            });
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == MAX_CACHED_BATCHES {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(meta);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn h(pid: i64, epoch: i16, seq: i32, count: i32, base: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset: base,
+            size: 100,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: count,
+        }
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        let mut s = ProducerStates::default();
+        s.record(&h(1, 0, i32::MAX - 1, 2, 0), -1);
+        assert_eq!(s.check(&h(1, 0, 0, 1, 2)).unwrap(), SeqCheck::Append);
+        assert!(s.check(&h(1, 0, 1, 1, 2)).is_err());
+    }
+
+    #[test]
+    fn only_last_five_batches_are_remembered() {
+        let mut s = ProducerStates::default();
+        for i in 0..6 {
+            s.record(&h(1, 0, i, 1, i64::from(i)), -1);
+        }
+        assert!(matches!(
+            s.check(&h(1, 0, 5, 1, 0)).unwrap(),
+            SeqCheck::Duplicate(_)
+        ));
+        assert!(matches!(
+            s.check(&h(1, 0, 1, 1, 0)).unwrap(),
+            SeqCheck::Duplicate(_)
+        ));
+        // Older than the cache: no longer recognised, and not the next sequence either.
+        assert!(s.check(&h(1, 0, 0, 1, 0)).is_err());
+    }
+}

@@ -1,0 +1,554 @@
+//! One segment: `<base>.log` (batches as stored), `<base>.index` (sparse offset index) and
+//! `<base>.timeindex` (sparse time index), plus the batch scanner used by recovery.
+//!
+//! Index formats (big-endian, fixed width, append-only):
+//! - `.index`: 8-byte entries `(relative offset u32, file position u32)`; an entry says "the
+//!   batch whose base offset is `base + rel` starts at `position`".
+//! - `.timeindex`: 12-byte entries `(timestamp i64, relative offset u32)`; an entry says "every
+//!   batch before offset `base + rel` has a max timestamp `<= timestamp`". Timestamps strictly
+//!   increase. When a segment is closed a last entry with the segment's largest timestamp and
+//!   `rel = next offset - base` is added, so a reopened closed segment knows its largest
+//!   timestamp without a scan.
+//!
+//! Index files are never fsynced on the append path: they can always be rebuilt from the log,
+//! and recovery validates them before use.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::batch::{self, BatchHeader, HEADER_LEN};
+use super::LogError;
+
+const OFFSET_ENTRY: usize = 8;
+const TIME_ENTRY: usize = 12;
+/// Read size of the recovery scanner.
+const SCAN_CHUNK: usize = 1 << 20;
+
+pub fn file_name(base: i64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn open_rw(path: &Path, truncate: bool) -> Result<File, LogError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .open(path)
+        .map_err(io_err(path))
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub base: i64,
+    pub log_path: PathBuf,
+    pub log: Arc<File>,
+    pub index: Arc<File>,
+    pub timeindex: Arc<File>,
+    /// Bytes of valid batches in the log file (appends go here).
+    pub size: u64,
+    /// Offset after the last record of the segment.
+    pub next_offset: i64,
+    /// Largest batch max timestamp, -1 when the segment is empty.
+    pub max_timestamp: i64,
+    /// Wall-clock time the segment got its first batch (roll by `segment.ms`).
+    pub first_append_ms: Option<i64>,
+    offsets: Vec<(u32, u32)>,
+    times: Vec<(i64, u32)>,
+    bytes_since_index: u64,
+}
+
+impl Segment {
+    fn paths(dir: &Path, base: i64) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            dir.join(file_name(base, "log")),
+            dir.join(file_name(base, "index")),
+            dir.join(file_name(base, "timeindex")),
+        )
+    }
+
+    /// Creates an empty segment (truncating leftovers with the same name).
+    pub fn create(dir: &Path, base: i64) -> Result<Segment, LogError> {
+        let (lp, ip, tp) = Self::paths(dir, base);
+        Ok(Segment {
+            base,
+            log: Arc::new(open_rw(&lp, true)?),
+            index: Arc::new(open_rw(&ip, true)?),
+            timeindex: Arc::new(open_rw(&tp, true)?),
+            log_path: lp,
+            size: 0,
+            next_offset: base,
+            max_timestamp: -1,
+            first_append_ms: None,
+            offsets: Vec::new(),
+            times: Vec::new(),
+            bytes_since_index: 0,
+        })
+    }
+
+    /// Opens an existing segment's files without validating anything (see [`recover`]).
+    fn open_files(dir: &Path, base: i64) -> Result<(Segment, u64), LogError> {
+        let (lp, ip, tp) = Self::paths(dir, base);
+        let log = open_rw(&lp, false)?;
+        let len = log.metadata().map_err(io_err(&lp))?.len();
+        Ok((
+            Segment {
+                base,
+                log: Arc::new(log),
+                index: Arc::new(open_rw(&ip, false)?),
+                timeindex: Arc::new(open_rw(&tp, false)?),
+                log_path: lp,
+                size: 0,
+                next_offset: base,
+                max_timestamp: -1,
+                first_append_ms: None,
+                offsets: Vec::new(),
+                times: Vec::new(),
+                bytes_since_index: 0,
+            },
+            len,
+        ))
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.log_path.with_extension("index")
+    }
+
+    fn timeindex_path(&self) -> PathBuf {
+        self.log_path.with_extension("timeindex")
+    }
+
+    /// Updates the in-memory indexes for a batch stored at `pos`; returns how many entries
+    /// each index gained (0 or 1).
+    fn note_batch(&mut self, pos: u64, h: &BatchHeader, interval: u32) -> (usize, usize) {
+        let mut added = (0, 0);
+        if pos > 0 && self.bytes_since_index >= u64::from(interval) {
+            let rel = (h.base_offset - self.base) as u32;
+            self.offsets.push((rel, pos as u32));
+            added.0 = 1;
+            if self.max_timestamp > self.times.last().map_or(i64::MIN, |t| t.0) {
+                self.times.push((self.max_timestamp, rel));
+                added.1 = 1;
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size as u64;
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        self.next_offset = h.next_offset();
+        added
+    }
+
+    /// Appends already-validated batches (`buf` holds them back to back; `headers` carry the
+    /// assigned offsets and their positions inside `buf`).
+    pub fn append(
+        &mut self,
+        buf: &[u8],
+        headers: &[(usize, BatchHeader)],
+        interval: u32,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let start = self.size;
+        if let Err(e) = self.log.write_all_at(buf, start) {
+            // Leave no partial batch behind for the next append to build on.
+            let _ = self.log.set_len(start);
+            return Err(LogError::Io {
+                path: self.log_path.clone(),
+                source: e,
+            });
+        }
+        self.size += buf.len() as u64;
+        self.first_append_ms.get_or_insert(now_ms);
+        for (pos, h) in headers {
+            let (o, t) = self.note_batch(start + *pos as u64, h, interval);
+            // Index writes are best effort: a lost entry only makes a lookup scan further, and
+            // recovery rebuilds the files.
+            if o == 1 {
+                let n = self.offsets.len() - 1;
+                let _ = self
+                    .index
+                    .write_all_at(&encode_offset(self.offsets[n]), (n * OFFSET_ENTRY) as u64);
+            }
+            if t == 1 {
+                let n = self.times.len() - 1;
+                let _ = self
+                    .timeindex
+                    .write_all_at(&encode_time(self.times[n]), (n * TIME_ENTRY) as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the closing time-index entry in memory; true if one was added.
+    fn seal_in_memory(&mut self) -> bool {
+        let rel = (self.next_offset - self.base) as u32;
+        let last = self.times.last().copied();
+        if self.times.is_empty() || last.is_some_and(|(ts, _)| self.max_timestamp > ts) {
+            self.times.push((self.max_timestamp, rel));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Adds the closing time-index entry (the segment's largest timestamp).
+    pub fn seal(&mut self) -> Result<(), LogError> {
+        if self.seal_in_memory() {
+            let n = self.times.len() - 1;
+            let p = self.timeindex_path();
+            self.timeindex
+                .write_all_at(&encode_time(self.times[n]), (n * TIME_ENTRY) as u64)
+                .map_err(io_err(&p))?;
+        }
+        Ok(())
+    }
+
+    /// Position to start scanning from for `offset`: the last indexed batch at or below it.
+    pub fn lookup(&self, offset: i64) -> u64 {
+        let rel = (offset - self.base).clamp(0, i64::from(u32::MAX)) as u32;
+        let i = self.offsets.partition_point(|e| e.0 <= rel);
+        if i == 0 {
+            0
+        } else {
+            u64::from(self.offsets[i - 1].1)
+        }
+    }
+
+    /// Position to start scanning from for the first batch with max timestamp `>= ts`.
+    pub fn time_lookup(&self, ts: i64) -> u64 {
+        let i = self.times.partition_point(|e| e.0 < ts);
+        if i == 0 {
+            0
+        } else {
+            self.lookup(self.base + i64::from(self.times[i - 1].1))
+        }
+    }
+
+    /// Bytes of the two index files.
+    pub fn index_bytes(&self) -> u64 {
+        (self.offsets.len() * OFFSET_ENTRY + self.times.len() * TIME_ENTRY) as u64
+    }
+
+    /// Fsyncs the log file (data only) and then the index files.
+    pub fn files(&self) -> [Arc<File>; 3] {
+        [
+            Arc::clone(&self.log),
+            Arc::clone(&self.index),
+            Arc::clone(&self.timeindex),
+        ]
+    }
+
+    /// Removes the segment's files.
+    pub fn remove_files(&self) -> Result<(), LogError> {
+        for p in [
+            self.log_path.clone(),
+            self.index_path(),
+            self.timeindex_path(),
+        ] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::Io { path: p, source: e }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites both index files from the in-memory indexes if they differ.
+    fn write_indexes_if_changed(&self) -> Result<(), LogError> {
+        let off: Vec<u8> = self
+            .offsets
+            .iter()
+            .flat_map(|e| encode_offset(*e))
+            .collect();
+        let tim: Vec<u8> = self.times.iter().flat_map(|e| encode_time(*e)).collect();
+        for (file, bytes, path) in [
+            (&self.index, off, self.index_path()),
+            (&self.timeindex, tim, self.timeindex_path()),
+        ] {
+            let mut cur = Vec::new();
+            read_whole(file, &mut cur).map_err(io_err(&path))?;
+            if cur != bytes {
+                file.set_len(0).map_err(io_err(&path))?;
+                file.write_all_at(&bytes, 0).map_err(io_err(&path))?;
+                tracing::info!(path = %path.display(), entries = bytes.len(), "index rebuilt");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_offset((rel, pos): (u32, u32)) -> [u8; OFFSET_ENTRY] {
+    let mut b = [0u8; OFFSET_ENTRY];
+    b[..4].copy_from_slice(&rel.to_be_bytes());
+    b[4..].copy_from_slice(&pos.to_be_bytes());
+    b
+}
+
+fn encode_time((ts, rel): (i64, u32)) -> [u8; TIME_ENTRY] {
+    let mut b = [0u8; TIME_ENTRY];
+    b[..8].copy_from_slice(&ts.to_be_bytes());
+    b[8..].copy_from_slice(&rel.to_be_bytes());
+    b
+}
+
+fn read_whole(f: &File, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let len = f.metadata()?.len() as usize;
+    out.resize(len, 0);
+    f.read_exact_at(out, 0)
+}
+
+/// Loads an offset index, `None` if it is damaged (size, order, or a position past the log).
+fn load_offsets(f: &File, log_len: u64) -> Option<Vec<(u32, u32)>> {
+    let mut raw = Vec::new();
+    read_whole(f, &mut raw).ok()?;
+    if raw.len() % OFFSET_ENTRY != 0 {
+        return None;
+    }
+    let v: Vec<(u32, u32)> = raw
+        .chunks_exact(OFFSET_ENTRY)
+        .map(|c| {
+            (
+                u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+                u32::from_be_bytes([c[4], c[5], c[6], c[7]]),
+            )
+        })
+        .collect();
+    let ordered = v.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+    let in_file = v.iter().all(|e| u64::from(e.1) < log_len && e.1 > 0);
+    (ordered && in_file).then_some(v)
+}
+
+/// Loads a time index, `None` if damaged or empty.
+fn load_times(f: &File) -> Option<Vec<(i64, u32)>> {
+    let mut raw = Vec::new();
+    read_whole(f, &mut raw).ok()?;
+    if raw.is_empty() || raw.len() % TIME_ENTRY != 0 {
+        return None;
+    }
+    let v: Vec<(i64, u32)> = raw
+        .chunks_exact(TIME_ENTRY)
+        .map(|c| {
+            let mut ts = [0u8; 8];
+            ts.copy_from_slice(&c[..8]);
+            (
+                i64::from_be_bytes(ts),
+                u32::from_be_bytes([c[8], c[9], c[10], c[11]]),
+            )
+        })
+        .collect();
+    v.windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+        .then_some(v)
+}
+
+/// Why a scan stopped before the end of the file.
+#[derive(Debug)]
+pub struct ScanStop {
+    pub position: u64,
+    pub reason: String,
+}
+
+/// Walks the batches of `file` from `start` (where a batch with base offset `expect` must
+/// begin) to `end`, checking each batch's header, CRC and offset continuity. Calls `f` for each
+/// good batch. Returns the position after the last good batch and, if the scan stopped early,
+/// why.
+pub fn scan(
+    file: &File,
+    start: u64,
+    end: u64,
+    mut expect: i64,
+    mut f: impl FnMut(u64, &BatchHeader),
+) -> std::io::Result<(u64, Option<ScanStop>)> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_at = start;
+    let mut pos = start;
+    let stop = |pos: u64, reason: String| {
+        Ok((
+            pos,
+            Some(ScanStop {
+                position: pos,
+                reason,
+            }),
+        ))
+    };
+    while pos < end {
+        let remaining = end - pos;
+        if remaining < HEADER_LEN as u64 {
+            return stop(
+                pos,
+                format!("{remaining} trailing bytes (torn batch header)"),
+            );
+        }
+        // Make sure the header is buffered.
+        if pos + HEADER_LEN as u64 > buf_at + buf.len() as u64 {
+            let n = (SCAN_CHUNK as u64).min(remaining) as usize;
+            buf.resize(n, 0);
+            file.read_exact_at(&mut buf, pos)?;
+            buf_at = pos;
+        }
+        let off = (pos - buf_at) as usize;
+        let h = match batch::parse_header(&buf[off..]) {
+            Ok(h) => h,
+            Err(e) => return stop(pos, e.to_string()),
+        };
+        if h.size as u64 > remaining {
+            return stop(
+                pos,
+                format!(
+                    "batch announces {} bytes but only {remaining} remain (torn write)",
+                    h.size
+                ),
+            );
+        }
+        if h.base_offset != expect {
+            return stop(
+                pos,
+                format!("base offset {} where {expect} was expected", h.base_offset),
+            );
+        }
+        let crc_ok = if off + h.size <= buf.len() {
+            batch::check_crc(&buf[off..off + h.size])
+        } else if h.size <= SCAN_CHUNK {
+            let n = (SCAN_CHUNK as u64).min(remaining) as usize;
+            buf.resize(n, 0);
+            file.read_exact_at(&mut buf, pos)?;
+            buf_at = pos;
+            batch::check_crc(&buf[..h.size])
+        } else {
+            let mut big = vec![0u8; h.size];
+            file.read_exact_at(&mut big, pos)?;
+            batch::check_crc(&big)
+        };
+        if let Err(e) = crc_ok {
+            return stop(pos, e.to_string());
+        }
+        f(pos, &h);
+        expect = h.next_offset();
+        pos += h.size as u64;
+    }
+    Ok((pos, None))
+}
+
+/// Walks batch headers only (no CRC), for rebuilding producer state from closed segments.
+pub fn scan_headers(file: &File, end: u64, mut f: impl FnMut(&BatchHeader)) -> std::io::Result<()> {
+    let mut pos = 0;
+    let mut hdr = [0u8; HEADER_LEN];
+    while pos + HEADER_LEN as u64 <= end {
+        file.read_exact_at(&mut hdr, pos)?;
+        let Ok(h) = batch::parse_header(&hdr) else {
+            break;
+        };
+        f(&h);
+        pos += h.size as u64;
+    }
+    Ok(())
+}
+
+/// How one segment came out of recovery.
+#[derive(Debug)]
+pub struct Recovered {
+    pub segment: Segment,
+    /// Where the segment was cut, if it was.
+    pub truncated: Option<ScanStop>,
+}
+
+fn truncate_log(seg: &mut Segment, len: u64, stop: &ScanStop) -> Result<(), LogError> {
+    tracing::warn!(
+        path = %seg.log_path.display(),
+        offset = seg.next_offset,
+        position = stop.position,
+        bytes = len - stop.position,
+        reason = %stop.reason,
+        "truncating log segment at the first bad batch"
+    );
+    seg.log
+        .set_len(stop.position)
+        .map_err(io_err(&seg.log_path))?;
+    seg.log.sync_data().map_err(io_err(&seg.log_path))?;
+    Ok(())
+}
+
+/// Recovers one segment. `full` scans every batch (the active segment); otherwise the indexes
+/// are trusted if they validate and only the tail after the last index entry is scanned.
+/// `on_batch` sees every batch scanned (producer state for the active segment).
+pub fn recover(
+    dir: &Path,
+    base: i64,
+    full: bool,
+    interval: u32,
+    mut on_batch: impl FnMut(&BatchHeader),
+) -> Result<Recovered, LogError> {
+    let (mut seg, len) = Segment::open_files(dir, base)?;
+    let indexes = if full {
+        None
+    } else {
+        load_offsets(&seg.index, len).zip(load_times(&seg.timeindex))
+    };
+
+    if let Some((offsets, times)) = indexes {
+        let (start, expect) = offsets.last().map_or((0, base), |&(rel, pos)| {
+            (u64::from(pos), base + i64::from(rel))
+        });
+        let mut tail_max = -1;
+        let mut next = expect;
+        let mut any = false;
+        // An entry the index should have after its last one means entries are missing
+        // (e.g. the file was deleted and recreated empty).
+        let mut since_entry = 0u64;
+        let mut missing_entry = false;
+        let (end, stopped) = scan(&seg.log, start, len, expect, |pos, h| {
+            tail_max = tail_max.max(h.max_timestamp);
+            next = h.next_offset();
+            any = true;
+            missing_entry |= pos > 0 && since_entry >= u64::from(interval);
+            since_entry += h.size as u64;
+        })
+        .map_err(io_err(&seg.log_path))?;
+        let index_agrees = stopped.is_none() && !missing_entry && (any || start == 0);
+        if index_agrees {
+            seg.max_timestamp = times.last().map_or(-1, |t| t.0).max(tail_max);
+            seg.offsets = offsets;
+            seg.times = times;
+            seg.size = end;
+            seg.next_offset = next;
+            seg.first_append_ms = Some(seg.max_timestamp);
+            return Ok(Recovered {
+                segment: seg,
+                truncated: None,
+            });
+        }
+        tracing::warn!(path = %seg.log_path.display(), "index does not match the log; rebuilding");
+    }
+
+    // Full scan from the start: CRC of every batch, indexes rebuilt as we go.
+    let mut headers = Vec::new();
+    let (end, stopped) = scan(&seg.log, 0, len, base, |pos, h| headers.push((pos, *h)))
+        .map_err(io_err(&seg.log_path))?;
+    for (pos, h) in &headers {
+        seg.note_batch(*pos, h, interval);
+        on_batch(h);
+    }
+    seg.size = end;
+    seg.first_append_ms = headers.first().map(|(_, h)| h.max_timestamp);
+    if let Some(stop) = &stopped {
+        truncate_log(&mut seg, len, stop)?;
+    }
+    if !full {
+        // A closed segment keeps its closing time-index entry.
+        seg.seal_in_memory();
+    }
+    seg.write_indexes_if_changed()?;
+    Ok(Recovered {
+        segment: seg,
+        truncated: stopped,
+    })
+}

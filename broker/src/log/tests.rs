@@ -1,0 +1,1104 @@
+//! Storage engine tests: real files in a temp dir, real fsync, real v2 batches built with the
+//! kafka-protocol encoder, and a crash test that SIGKILLs a child process.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType as KTimestampType,
+};
+
+use super::batch;
+use super::*;
+
+fn now() -> i64 {
+    manager::now_ms()
+}
+
+fn cfg() -> LogConfig {
+    LogConfig {
+        fsync: FsyncPolicy::Interval(Duration::from_secs(3600)),
+        ..LogConfig::default()
+    }
+}
+
+struct B {
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    n: usize,
+    ts: i64,
+    tag: String,
+    compression: Compression,
+}
+
+impl B {
+    fn new(n: usize) -> Self {
+        B {
+            pid: -1,
+            epoch: -1,
+            seq: -1,
+            n,
+            ts: now(),
+            tag: "r".into(),
+            compression: Compression::None,
+        }
+    }
+    fn idem(pid: i64, epoch: i16, seq: i32, n: usize) -> Self {
+        B {
+            pid,
+            epoch,
+            seq,
+            ..B::new(n)
+        }
+    }
+    fn ts(mut self, ts: i64) -> Self {
+        self.ts = ts;
+        self
+    }
+    fn tag(mut self, tag: &str) -> Self {
+        self.tag = tag.into();
+        self
+    }
+    fn build(&self) -> Bytes {
+        let records: Vec<Record> = (0..self.n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: self.pid,
+                producer_epoch: self.epoch,
+                timestamp_type: KTimestampType::Creation,
+                offset: i as i64,
+                // Non-idempotent batches carry base sequence -1; the encoder keeps records in
+                // one batch while offset - sequence stays constant.
+                sequence: self.seq + i as i32,
+                timestamp: self.ts + i as i64,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("{}-{i}", self.tag))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: self.compression,
+            },
+        )
+        .expect("encode");
+        buf.freeze()
+    }
+}
+
+fn appended(o: AppendOutcome) -> AppendInfo {
+    match o {
+        AppendOutcome::Appended(i) => i,
+        AppendOutcome::Duplicate(i) => panic!("unexpected duplicate {i:?}"),
+    }
+}
+
+/// Decodes every record of `bytes` (checking CRCs), returning (offset, value).
+fn decode_all(bytes: &Bytes) -> Vec<(i64, String)> {
+    let mut b = bytes.clone();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let h = batch::parse_header(&bytes[pos..]).expect("header");
+        batch::check_crc(&bytes[pos..pos + h.size]).expect("crc");
+        pos += h.size;
+    }
+    for set in RecordBatchDecoder::decode_all(&mut b).expect("decode") {
+        for r in set.records {
+            let v = r.value.map(|v| String::from_utf8_lossy(&v).into_owned());
+            out.push((r.offset, v.unwrap_or_default()));
+        }
+    }
+    out
+}
+
+fn read_all(log: &PartitionLog) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut off = log.log_start_offset();
+    while off < log.high_watermark() {
+        let r = log.read(off, 1 << 20).expect("read");
+        assert!(!r.records.is_empty(), "empty read at {off}");
+        let recs = decode_all(&r.records);
+        let last = recs.last().expect("records").0;
+        out.extend(recs.into_iter().filter(|(o, _)| *o >= off));
+        off = last + 1;
+    }
+    out
+}
+
+#[test]
+fn round_trip_assigns_offsets_across_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    let a = appended(log.append(B::new(3).tag("a").build()).unwrap());
+    let b = appended(log.append(B::new(2).tag("b").build()).unwrap());
+    assert_eq!((a.base_offset, a.last_offset), (0, 2));
+    assert_eq!((b.base_offset, b.last_offset), (3, 4));
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.high_watermark(), 5);
+    let got = read_all(&log);
+    let want: Vec<(i64, String)> = vec![
+        (0, "a-0".into()),
+        (1, "a-1".into()),
+        (2, "a-2".into()),
+        (3, "b-0".into()),
+        (4, "b-1".into()),
+    ];
+    assert_eq!(got, want);
+    // Stored as received apart from the base offset and leader epoch.
+    let original = B::new(3).tag("a").build();
+    let r = log.read(0, 1).unwrap();
+    let first = &r.records[..original.len()];
+    assert_eq!(&first[16..], &original[16..]);
+}
+
+#[test]
+fn compressed_batches_are_stored_as_received() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    let codecs = [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+    let mut sent = Vec::new();
+    for (i, c) in codecs.iter().enumerate() {
+        let b = B {
+            compression: *c,
+            ..B::new(5).tag(&format!("z{i}")).ts(1_000 * (i as i64 + 1))
+        }
+        .build();
+        sent.push(b.clone());
+        appended(log.append(b).unwrap());
+    }
+    let r = log.read(0, 1 << 20).unwrap();
+    let mut pos = 0;
+    for b in &sent {
+        assert_eq!(&r.records[pos + 16..pos + b.len()], &b[16..]);
+        pos += b.len();
+    }
+    let all = decode_all(&r.records);
+    assert_eq!(all.len(), 20);
+    assert_eq!(all[17], (17, "z3-2".to_string()));
+    // The timestamp lookup decodes the compressed batch to find the exact record.
+    assert_eq!(log.offset_for_timestamp(3_002).unwrap(), Some((12, 3_002)));
+}
+
+#[test]
+fn reads_return_whole_batches_and_at_least_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    let sizes: Vec<usize> = (0..5)
+        .map(|i| {
+            let b = B::new(4).tag(&format!("b{i}")).build();
+            let n = b.len();
+            log.append(b).unwrap();
+            n
+        })
+        .collect();
+    // Offset in the middle of batch 1 starts at batch 1's first record.
+    let r = log.read(6, 1).unwrap();
+    assert_eq!(
+        r.records.len(),
+        sizes[1],
+        "one whole batch even though max_bytes=1"
+    );
+    assert_eq!(decode_all(&r.records)[0].0, 4);
+    // max_bytes fitting two and a half batches returns two.
+    let r = log.read(4, sizes[1] + sizes[2] + sizes[3] / 2).unwrap();
+    assert_eq!(r.records.len(), sizes[1] + sizes[2]);
+    // At the log end: empty. Past it: out of range.
+    assert!(log.read(20, 100).unwrap().records.is_empty());
+    assert!(matches!(
+        log.read(21, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn invalid_payloads_are_refused_without_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(
+        tmp.path().join("t-0"),
+        LogConfig {
+            max_message_bytes: 200,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let good = B::new(1).build();
+    // Bad CRC.
+    let mut bad = good.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert!(matches!(
+        log.append(Bytes::from(bad)),
+        Err(LogError::CorruptBatch { .. })
+    ));
+    // Partial batch.
+    assert!(matches!(
+        log.append(good.slice(..good.len() - 3)),
+        Err(LogError::CorruptBatch { .. })
+    ));
+    // Trailing garbage after a whole batch.
+    let mut tail = good.to_vec();
+    tail.extend_from_slice(&[0u8; 10]);
+    assert!(log.append(Bytes::from(tail)).is_err());
+    // Wrong magic.
+    let mut m = good.to_vec();
+    m[16] = 1;
+    assert!(log.append(Bytes::from(m)).is_err());
+    // Too large.
+    assert!(matches!(
+        log.append(B::new(20).build()),
+        Err(LogError::MessageTooLarge { .. })
+    ));
+    assert!(log.append(Bytes::new()).is_err());
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.size_bytes(), 0);
+    appended(log.append(good).unwrap());
+}
+
+#[test]
+fn restart_keeps_data_and_continues_offsets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+        for i in 0..10 {
+            log.append(B::new(3).tag(&format!("x{i}")).build()).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 30);
+    assert_eq!(log.high_watermark(), 30);
+    let all = read_all(&log);
+    assert_eq!(all.len(), 30);
+    assert_eq!(all[29], (29, "x9-2".to_string()));
+    let i = appended(log.append(B::new(1).build()).unwrap());
+    assert_eq!(i.base_offset, 30);
+}
+
+fn active_log_file(dir: &Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().unwrap()
+}
+
+#[test]
+fn torn_tail_is_truncated_to_the_committed_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let committed;
+    {
+        let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+        for i in 0..3 {
+            log.append(B::new(2).tag(&format!("c{i}")).build()).unwrap();
+        }
+        log.flush().unwrap();
+        committed = read_all(&log);
+    }
+    let path = active_log_file(&dir);
+    let good_len = std::fs::metadata(&path).unwrap().len();
+    // Half of a real next batch (as a crash mid-write leaves it), then garbage.
+    let mut next = B::new(2).tag("torn").build().to_vec();
+    next[0..8].copy_from_slice(&6i64.to_be_bytes());
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&next[..next.len() / 2], good_len).unwrap();
+    drop(f);
+
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(read_all(&log), committed);
+    assert_eq!(
+        appended(log.append(B::new(1).build()).unwrap()).base_offset,
+        6
+    );
+    drop(log);
+
+    // Pure garbage after the good data (e.g. zeroed blocks) is cut too.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.write_all_at(&[0u8; 4096], len).unwrap();
+    drop(f);
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 7);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+}
+
+#[test]
+fn corrupt_crc_in_the_middle_of_the_active_segment_truncates_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let mut sizes = Vec::new();
+    {
+        let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+        for i in 0..5 {
+            let b = B::new(2).tag(&format!("m{i}")).build();
+            sizes.push(b.len() as u64);
+            log.append(b).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let path = active_log_file(&dir);
+    // Flip one byte inside batch 2's records.
+    let at = sizes[0] + sizes[1] + 70;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, at).unwrap();
+    f.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
+    drop(f);
+
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    let vals: Vec<String> = read_all(&log).into_iter().map(|r| r.1).collect();
+    assert_eq!(vals, ["m0-0", "m0-1", "m1-0", "m1-1"]);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), sizes[0] + sizes[1]);
+}
+
+#[test]
+fn torn_closed_segment_drops_everything_after_it() {
+    // A crash right after a roll, before the roll's queued fsync, can leave the closed
+    // segment short while the new one already exists.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(B::new(2).tag(&format!("c{i}")).build()).unwrap();
+        }
+        log.flush().unwrap();
+        assert!(log.segment_count() >= 3);
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let victim = &logs[logs.len() - 2];
+    let len = std::fs::metadata(victim).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(victim)
+        .unwrap();
+    f.set_len(len - 10).unwrap();
+    drop(f);
+
+    let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+    assert!(!logs[logs.len() - 1].exists(), "later segment removed");
+    assert_eq!(log.segment_count(), logs.len() - 1);
+    let all = read_all(&log);
+    assert_eq!(all.len() as i64, log.log_end_offset());
+    for (i, (o, _)) in all.iter().enumerate() {
+        assert_eq!(*o, i as i64);
+    }
+    // The cut segment is the active one now and takes new appends.
+    let info = appended(log.append(B::new(1).build()).unwrap());
+    assert_eq!(info.base_offset, all.len() as i64);
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1000,
+        index_interval_bytes: 150,
+        ..cfg()
+    }
+}
+
+#[test]
+fn segments_roll_by_size_with_20_digit_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+    for i in 0..40 {
+        log.append(B::new(2).tag(&format!("s{i}")).build()).unwrap();
+    }
+    assert!(log.segment_count() > 3, "{}", log.segment_count());
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"00000000000000000000.log".to_string()));
+    for n in names.iter().filter(|n| n.ends_with(".log")) {
+        let size = std::fs::metadata(dir.join(n)).unwrap().len();
+        assert!(size <= 1000, "{n} is {size} bytes");
+        assert_eq!(n.len(), 24);
+    }
+    assert_eq!(read_all(&log).len(), 80);
+    // Every offset reads back from the right segment.
+    for off in 0..80 {
+        let r = log.read(off, 1).unwrap();
+        let recs = decode_all(&r.records);
+        assert!(recs.iter().any(|(o, _)| *o == off), "offset {off}");
+    }
+}
+
+#[test]
+fn segments_roll_by_age() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(
+        tmp.path().join("t-0"),
+        LogConfig {
+            segment_ms: 0,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    for _ in 0..3 {
+        log.append(B::new(1).build()).unwrap();
+    }
+    assert_eq!(log.segment_count(), 3);
+}
+
+#[test]
+fn damaged_or_missing_indexes_are_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(B::new(2).tag(&format!("i{i}")).ts(1000 * i).build())
+                .unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let index_files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "index" || e == "timeindex")
+        })
+        .collect();
+    let before: Vec<Vec<u8>> = index_files
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(before.iter().any(|b| !b.is_empty()));
+    // Delete the first segment's index, garble the second's, truncate the third's time index.
+    let mut sorted = index_files.clone();
+    sorted.sort();
+    std::fs::remove_file(&sorted[0]).unwrap();
+    std::fs::write(&sorted[2], b"garbage").unwrap();
+    std::fs::write(&sorted[5], b"").unwrap();
+
+    let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+    for (p, b) in index_files.iter().zip(&before) {
+        assert_eq!(&std::fs::read(p).unwrap(), b, "{} rebuilt", p.display());
+    }
+    for off in 0..80 {
+        let recs = decode_all(&log.read(off, 1).unwrap().records);
+        assert!(recs.iter().any(|(o, _)| *o == off), "offset {off}");
+    }
+    assert_eq!(
+        log.offset_for_timestamp(20_000).unwrap(),
+        Some((40, 20_000))
+    );
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), small_segments()).unwrap();
+    for i in 0..30 {
+        // Batch i: records at 10_000 + 100*i and +1.
+        log.append(B::new(2).ts(10_000 + 100 * i).build()).unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 10_000)));
+    assert_eq!(
+        log.offset_for_timestamp(10_501).unwrap(),
+        Some((11, 10_501))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(10_502).unwrap(),
+        Some((12, 10_600))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(12_901).unwrap(),
+        Some((59, 12_901))
+    );
+    assert_eq!(log.offset_for_timestamp(12_902).unwrap(), None);
+}
+
+#[test]
+fn log_append_time_restamps_and_keeps_crc_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(
+        tmp.path().join("t-0"),
+        LogConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let before = now();
+    let i = appended(log.append(B::new(3).ts(5).build()).unwrap());
+    assert!(i.log_append_time >= before);
+    let r = log.read(0, 1 << 20).unwrap();
+    let h = batch::parse_header(&r.records).unwrap();
+    assert_eq!(h.max_timestamp, i.log_append_time);
+    assert_ne!(h.attributes & (1 << 3), 0);
+    batch::check_crc(&r.records).unwrap();
+    let mut b = r.records.clone();
+    let set = RecordBatchDecoder::decode(&mut b).unwrap();
+    assert!(set
+        .records
+        .iter()
+        .all(|r| r.timestamp_type == KTimestampType::LogAppend));
+}
+
+#[test]
+fn retention_by_time_deletes_old_closed_segments_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let day = 24 * 3600 * 1000;
+    let c = LogConfig {
+        retention_ms: 7 * day,
+        ..small_segments()
+    };
+    let log = PartitionLog::open(tmp.path().join("t-0"), c).unwrap();
+    let t = now();
+    for _ in 0..20 {
+        log.append(B::new(2).ts(t - 10 * day).build()).unwrap();
+    }
+    let old_segments = log.segment_count();
+    for _ in 0..20 {
+        log.append(B::new(2).ts(t).build()).unwrap();
+    }
+    let total = log.segment_count();
+    let deleted = log.enforce_retention(t).unwrap();
+    // The segment holding both old and new records is kept.
+    assert!(
+        deleted >= old_segments - 1 && deleted < old_segments,
+        "{deleted}"
+    );
+    assert_eq!(log.segment_count(), total - deleted);
+    let start = log.log_start_offset();
+    assert!(start > 0);
+    assert!(matches!(
+        log.read(start - 1, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(read_all(&log).first().unwrap().0, start);
+    // Everything old, but the active segment survives.
+    assert!(log.enforce_retention(t + 100 * day).unwrap() > 0);
+    assert_eq!(log.segment_count(), 1);
+    assert!(!read_all(&log).is_empty());
+    // The new start offset survives a restart.
+    let start = log.log_start_offset();
+    drop(log);
+    let log = PartitionLog::open(tmp.path().join("t-0"), small_segments()).unwrap();
+    assert_eq!(log.log_start_offset(), start);
+}
+
+#[test]
+fn retention_by_bytes_keeps_the_newest_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = LogConfig {
+        retention_bytes: 2500,
+        retention_ms: -1,
+        ..small_segments()
+    };
+    let log = PartitionLog::open(tmp.path().join("t-0"), c).unwrap();
+    for _ in 0..60 {
+        log.append(B::new(2).build()).unwrap();
+    }
+    assert!(log.enforce_retention(now()).unwrap() > 0);
+    let seg_bytes: u64 = std::fs::read_dir(log.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(seg_bytes <= 2500 + 1000, "{seg_bytes}");
+    assert!(seg_bytes > 1500, "{seg_bytes}");
+    assert_eq!(log.log_end_offset(), 120);
+    assert_eq!(log.enforce_retention(now()).unwrap(), 0);
+}
+
+#[test]
+fn idempotent_producer_duplicate_gap_and_fencing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    let first = appended(log.append(B::idem(7, 0, 0, 3).build()).unwrap());
+    let second = appended(log.append(B::idem(7, 0, 3, 2).build()).unwrap());
+    assert_eq!(second.base_offset, 3);
+    // A retry of either batch: nothing written, original offsets.
+    assert_eq!(
+        log.append(B::idem(7, 0, 0, 3).build()).unwrap(),
+        AppendOutcome::Duplicate(first)
+    );
+    assert_eq!(
+        log.append(B::idem(7, 0, 3, 2).build()).unwrap(),
+        AppendOutcome::Duplicate(second)
+    );
+    assert_eq!(log.log_end_offset(), 5);
+    // A gap.
+    assert!(matches!(
+        log.append(B::idem(7, 0, 6, 1).build()),
+        Err(LogError::OutOfOrderSequence {
+            producer_id: 7,
+            expected: 5,
+            got: 6
+        })
+    ));
+    // Another producer is independent.
+    appended(log.append(B::idem(8, 0, 0, 1).build()).unwrap());
+    // A new epoch must start at 0; then the old epoch is fenced.
+    assert!(matches!(
+        log.append(B::idem(7, 1, 5, 1).build()),
+        Err(LogError::OutOfOrderSequence { expected: 0, .. })
+    ));
+    appended(log.append(B::idem(7, 1, 0, 1).build()).unwrap());
+    let e = log.append(B::idem(7, 0, 5, 1).build()).unwrap_err();
+    assert!(matches!(
+        e,
+        LogError::InvalidProducerEpoch {
+            current: 1,
+            got: 0,
+            ..
+        }
+    ));
+    assert_eq!(e.kafka_code(), 47);
+    let end = log.log_end_offset();
+    drop(log);
+
+    // State is rebuilt from the log after a restart.
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert!(matches!(
+        log.append(B::idem(7, 1, 0, 1).build()).unwrap(),
+        AppendOutcome::Duplicate(AppendInfo { base_offset: 6, .. })
+    ));
+    assert!(log.append(B::idem(7, 0, 5, 1).build()).is_err());
+    assert_eq!(log.log_end_offset(), end);
+}
+
+#[test]
+fn producer_state_survives_roll_and_restart_with_or_without_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let mut infos = Vec::new();
+    {
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        for s in 0..40 {
+            infos.push(appended(
+                log.append(B::idem(3, 2, s * 2, 2).build()).unwrap(),
+            ));
+        }
+        assert!(log.segment_count() > 2);
+        log.flush().unwrap();
+    }
+    for remove_snapshots in [false, true] {
+        if remove_snapshots {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|e| e == "snapshot") {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+        }
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        assert_eq!(
+            log.append(B::idem(3, 2, 78, 2).build()).unwrap(),
+            AppendOutcome::Duplicate(infos[39])
+        );
+        assert!(matches!(
+            log.append(B::idem(3, 2, 81, 1).build()),
+            Err(LogError::OutOfOrderSequence { expected: 80, .. })
+        ));
+    }
+}
+
+fn always() -> LogConfig {
+    LogConfig {
+        fsync: FsyncPolicy::Always,
+        ..LogConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_serves_many_waiters_with_fewer_fsyncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Arc::new(PartitionLog::open(tmp.path().join("t-0"), always()).unwrap());
+    let waiters = 64;
+    let before = log.fsync_count();
+    let barrier = Arc::new(tokio::sync::Barrier::new(waiters));
+    let mut tasks = Vec::new();
+    for i in 0..waiters {
+        let log = Arc::clone(&log);
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let info = appended(log.append(B::new(1).tag(&format!("w{i}")).build()).unwrap());
+            log.wait_durable(info.last_offset).await.unwrap();
+            assert!(log.durable_offset() > info.last_offset);
+            assert!(log.high_watermark() > info.last_offset);
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for t in tasks {
+        tokio::time::timeout_at(deadline.into(), t)
+            .await
+            .expect("waiters finish")
+            .unwrap();
+    }
+    let fsyncs = log.fsync_count() - before;
+    println!(
+        "group commit: {waiters} concurrent waiters, {fsyncs} fsyncs, {:?} total fsync time",
+        log.fsync_time()
+    );
+    assert!(fsyncs >= 1);
+    assert!(
+        fsyncs < waiters as u64,
+        "{fsyncs} fsyncs for {waiters} waiters"
+    );
+    assert_eq!(log.high_watermark(), waiters as i64);
+}
+
+#[tokio::test]
+async fn with_fsync_always_readers_only_see_durable_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), always()).unwrap();
+    let mut hw = log.subscribe_high_watermark();
+    let info = appended(log.append(B::new(2).build()).unwrap());
+    // Whatever the high watermark is, reads never go beyond it.
+    let r = log.read(0, 1 << 20).unwrap();
+    assert_eq!(r.records.is_empty(), log.high_watermark() == 0);
+    // It moves without anyone waiting (acks=1 producers must become visible too).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while *hw.borrow_and_update() <= info.last_offset {
+        tokio::time::timeout_at(deadline, hw.changed())
+            .await
+            .expect("high watermark moves")
+            .unwrap();
+    }
+    log.wait_durable(info.last_offset).await.unwrap();
+    assert!(log.durable_offset() > info.last_offset);
+    assert_eq!(decode_all(&log.read(0, 1 << 20).unwrap().records).len(), 2);
+}
+
+#[tokio::test]
+async fn interval_policy_exposes_the_log_end_and_flushes_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    let info = appended(log.append(B::new(2).build()).unwrap());
+    assert_eq!(log.high_watermark(), 2);
+    log.wait_durable(info.last_offset).await.unwrap();
+    let n = log.fsync_count();
+    log.flush().unwrap();
+    assert!(log.fsync_count() > n);
+    assert_eq!(log.durable_offset(), 2);
+    // An idle partition costs the interval flusher nothing.
+    let n = log.fsync_count();
+    log.flush().unwrap();
+    assert_eq!(log.fsync_count(), n);
+}
+
+#[test]
+fn manager_spreads_configs_to_partitions_and_survives_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+    let mut c = std::collections::BTreeMap::new();
+    c.insert("sluice.fsync".to_string(), "interval".to_string());
+    m.create_topic("events", 2, c, false).unwrap();
+    let p = m.partition("events", 1).unwrap();
+    assert!(matches!(p.config().fsync, FsyncPolicy::Interval(_)));
+    p.append(B::new(4).build()).unwrap();
+    m.flush_all().unwrap();
+    drop(p);
+    drop(m);
+    let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+    assert_eq!(m.partition("events", 1).unwrap().log_end_offset(), 4);
+    assert_eq!(m.partition("events", 0).unwrap().log_end_offset(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_batches_fsyncs_for_steady_concurrent_producers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Arc::new(PartitionLog::open(tmp.path().join("t-0"), always()).unwrap());
+    let (producers, rounds) = (8, 50);
+    let before = log.fsync_count();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let log = Arc::clone(&log);
+        tasks.push(tokio::spawn(async move {
+            for r in 0..rounds {
+                let b = B::new(1).tag(&format!("p{p}r{r}")).build();
+                let info = appended(log.append(b).unwrap());
+                log.wait_durable(info.last_offset).await.unwrap();
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for t in tasks {
+        tokio::time::timeout_at(deadline.into(), t)
+            .await
+            .expect("producers finish")
+            .unwrap();
+    }
+    let waits = (producers * rounds) as u64;
+    let fsyncs = log.fsync_count() - before;
+    println!(
+        "group commit: {producers} producers x {rounds} acks=all appends = {waits} waits, {fsyncs} fsyncs, {:?} total fsync time",
+        log.fsync_time()
+    );
+    assert!(fsyncs < waits, "{fsyncs} fsyncs for {waits} waits");
+    assert_eq!(read_all(&log).len(), producers * rounds);
+}
+
+/// Rough append throughput with fsync=always and concurrent acks=all producers (1 KiB
+/// records, 16 per batch). Not a benchmark: run by hand with
+/// `cargo test -p sluice-broker --lib log::tests::append_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+async fn append_throughput() {
+    let secs: u64 = std::env::var("SLUICE_LOG_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .min(20);
+    let policy = match std::env::var("SLUICE_LOG_BENCH_FSYNC").as_deref() {
+        Ok("interval") => cfg(),
+        _ => always(),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Arc::new(PartitionLog::open(tmp.path().join("t-0"), policy.clone()).unwrap());
+    let value = "x".repeat(1024);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let log = Arc::clone(&log);
+        let batch = B::new(16).tag(&value).build();
+        tasks.push(tokio::spawn(async move {
+            let mut bytes = 0u64;
+            while Instant::now() < deadline {
+                let info = appended(log.append(batch.clone()).unwrap());
+                log.wait_durable(info.last_offset).await.unwrap();
+                bytes += batch.len() as u64;
+            }
+            bytes
+        }));
+    }
+    let mut bytes = 0;
+    for t in tasks {
+        bytes += t.await.unwrap();
+    }
+    let el = start.elapsed().as_secs_f64();
+    println!(
+        "append throughput ({:?}, 8 producers, 16 x 1 KiB records per batch): {:.1} MB/s, {:.0} records/s, {} fsyncs ({:?} in fsync), {} segments",
+        policy.fsync,
+        bytes as f64 / el / 1e6,
+        log.log_end_offset() as f64 / el,
+        log.fsync_count(),
+        log.fsync_time(),
+        log.segment_count()
+    );
+}
+
+#[tokio::test]
+async fn manager_background_tasks_enforce_retention_and_flush() {
+    let tmp = tempfile::tempdir().unwrap();
+    let defaults = LogDefaults {
+        retention_check_interval: Duration::from_millis(20),
+        fsync_interval: Duration::from_millis(20),
+        ..LogDefaults::default()
+    };
+    let m = Arc::new(LogManager::open(tmp.path(), defaults).unwrap());
+    let c: std::collections::BTreeMap<String, String> = [
+        ("segment.bytes", "1000"),
+        ("retention.ms", "60000"),
+        ("sluice.fsync", "interval"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    m.create_topic("old", 1, c, false).unwrap();
+    let p = m.partition("old", 0).unwrap();
+    for _ in 0..30 {
+        p.append(B::new(2).ts(now() - 3_600_000).build()).unwrap();
+    }
+    assert!(p.segment_count() > 2);
+    let fsyncs = p.fsync_count();
+    let stop = tokio_util::sync::CancellationToken::new();
+    m.spawn_background(stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.segment_count() > 1 || p.fsync_count() == fsyncs {
+        assert!(Instant::now() < deadline, "background tasks did not run");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(p.log_start_offset() > 0);
+    assert!(m.fsync_stats().0 > 0);
+    stop.cancel();
+}
+
+// ---- crash test -------------------------------------------------------------------------
+
+const CRASH_ENV: &str = "SLUICE_LOG_CRASH_CHILD_DIR";
+
+/// The child side of `sigkill_never_loses_an_offset_reported_durable`: appends forever with
+/// fsync=always from four tasks and prints `durable <base> <last> <tag>` once each batch is
+/// durable. Does nothing unless the env var is set.
+#[test]
+fn crash_child_main() {
+    let Ok(dir) = std::env::var(CRASH_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let log = Arc::new(
+            PartitionLog::open(
+                dir.into(),
+                LogConfig {
+                    segment_bytes: 64 * 1024,
+                    ..always()
+                },
+            )
+            .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut tasks = Vec::new();
+        for task in 0..4 {
+            let log = Arc::clone(&log);
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let tag = format!("t{task}n{n}");
+                    let info = appended(log.append(B::new(5).tag(&tag).build()).unwrap());
+                    log.wait_durable(info.last_offset).await.unwrap();
+                    println!("durable {} {} {tag}", info.base_offset, info.last_offset);
+                    n += 1;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+#[test]
+fn sigkill_never_loses_an_offset_reported_durable() {
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..3 {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("crash-0");
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "log::tests::crash_child_main",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_ENV, &dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("durable ") && tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Kill at a random moment after the first durable report (50..550 ms later).
+        let mut reported = Vec::new();
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("child reports");
+        reported.push(first);
+        let kill_at = Instant::now() + Duration::from_millis(50 + random_u64() % 500);
+        while let Some(left) = kill_at.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) => reported.push(l),
+                Err(_) => break,
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        // Lines already in the pipe when the child died were also reported.
+        reported.extend(rx.try_iter());
+
+        let log = PartitionLog::open(
+            dir,
+            LogConfig {
+                segment_bytes: 64 * 1024,
+                ..always()
+            },
+        )
+        .unwrap();
+        let all: std::collections::HashMap<i64, String> = read_all(&log).into_iter().collect();
+        for line in &reported {
+            let parts: Vec<&str> = line.split(' ').collect();
+            let (base, last, tag): (i64, i64, &str) = (
+                parts[1].parse().unwrap(),
+                parts[2].parse().unwrap(),
+                parts[3],
+            );
+            for (i, off) in (base..=last).enumerate() {
+                assert_eq!(
+                    all.get(&off).map(String::as_str),
+                    Some(format!("{tag}-{i}").as_str()),
+                    "round {round}: offset {off} was reported durable"
+                );
+            }
+        }
+        println!(
+            "crash round {round}: {} durable batches reported, {} records recovered, {} segments",
+            reported.len(),
+            all.len(),
+            log.segment_count()
+        );
+        assert!(all.len() >= reported.len() * 5);
+    }
+}

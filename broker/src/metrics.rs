@@ -1,0 +1,284 @@
+//! Prometheus metrics (`/metrics`), all prefixed `sluice_`. Counters and histograms are updated
+//! on the request path; per-partition sizes and consumer-group lag are computed at scrape time
+//! from the log manager and the group coordinator.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::group::GroupCoordinator;
+use crate::log::LogManager;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    api: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    api: String,
+    error_code: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+/// Every metric the broker exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<ApiLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    produced_bytes: Counter,
+    fetched_bytes: Counter,
+    produce_latency: Histogram,
+    fetch_latency: Histogram,
+    connections: Gauge,
+    connections_total: Counter,
+    connections_rejected: Counter,
+    protocol_errors: Family<ReasonLabels, Counter>,
+    log_size: Family<PartitionLabels, Gauge>,
+    log_start: Family<PartitionLabels, Gauge>,
+    high_watermark: Family<PartitionLabels, Gauge>,
+    group_lag: Family<LagLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~6.5 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("sluice");
+        let m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            errors: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            produced_bytes: Counter::default(),
+            fetched_bytes: Counter::default(),
+            produce_latency: latency_histogram(),
+            fetch_latency: latency_histogram(),
+            connections: Gauge::default(),
+            connections_total: Counter::default(),
+            connections_rejected: Counter::default(),
+            protocol_errors: Family::default(),
+            log_size: Family::default(),
+            log_start: Family::default(),
+            high_watermark: Family::default(),
+            group_lag: Family::default(),
+        };
+        registry.register(
+            "requests",
+            "Kafka requests received, by API",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_errors",
+            "Non-zero Kafka error codes returned (per partition / resource), by API and code",
+            m.errors.clone(),
+        );
+        registry.register(
+            "network_received_bytes",
+            "Request bytes read from clients",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "network_sent_bytes",
+            "Response bytes written to clients",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "produced_bytes",
+            "Record batch bytes received in Produce requests",
+            m.produced_bytes.clone(),
+        );
+        registry.register(
+            "fetched_bytes",
+            "Record batch bytes returned in Fetch responses",
+            m.fetched_bytes.clone(),
+        );
+        registry.register(
+            "produce_latency_seconds",
+            "Produce request handling time, including the fsync wait for acks=all",
+            m.produce_latency.clone(),
+        );
+        registry.register(
+            "fetch_latency_seconds",
+            "Fetch request handling time, including the long-poll wait",
+            m.fetch_latency.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted",
+            m.connections_total.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "Client connections refused because the connection limit was reached",
+            m.connections_rejected.clone(),
+        );
+        registry.register(
+            "protocol_errors",
+            "Connections closed for a protocol violation, by reason",
+            m.protocol_errors.clone(),
+        );
+        registry.register(
+            "log_size_bytes",
+            "Bytes on disk per partition",
+            m.log_size.clone(),
+        );
+        registry.register(
+            "log_start_offset",
+            "First offset still in the log, per partition",
+            m.log_start.clone(),
+        );
+        registry.register(
+            "high_watermark",
+            "High watermark per partition",
+            m.high_watermark.clone(),
+        );
+        registry.register(
+            "consumer_group_lag",
+            "High watermark minus the group's committed offset, per group and partition",
+            m.group_lag.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn request(&self, key: ApiKey) {
+        self.requests
+            .get_or_create(&ApiLabels {
+                api: format!("{key:?}"),
+            })
+            .inc();
+    }
+
+    /// Counts a non-zero error code returned by `api`.
+    pub fn error_code(&self, api: &str, code: i16) {
+        if code != 0 {
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    api: api.to_string(),
+                    error_code: i32::from(code),
+                })
+                .inc();
+        }
+    }
+
+    pub fn bytes_in(&self, n: usize) {
+        self.bytes_in.inc_by(n as u64);
+    }
+    pub fn bytes_out(&self, n: usize) {
+        self.bytes_out.inc_by(n as u64);
+    }
+    pub fn produced_bytes(&self, n: usize) {
+        self.produced_bytes.inc_by(n as u64);
+    }
+    pub fn fetched_bytes(&self, n: usize) {
+        self.fetched_bytes.inc_by(n as u64);
+    }
+    pub fn produce_latency(&self, d: Duration) {
+        self.produce_latency.observe(d.as_secs_f64());
+    }
+    pub fn fetch_latency(&self, d: Duration) {
+        self.fetch_latency.observe(d.as_secs_f64());
+    }
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+        self.connections_total.inc();
+    }
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+    pub fn connection_rejected(&self) {
+        self.connections_rejected.inc();
+    }
+    pub fn protocol_error(&self, reason: &str) {
+        self.protocol_errors
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Drops the per-partition series of a deleted topic.
+    pub fn forget_topic(&self, _topic: &str) {
+        // Scrape-time families are rebuilt from scratch on every scrape.
+    }
+
+    /// Refreshes the scrape-time gauges and renders everything in the Prometheus text format.
+    pub fn render(&self, logs: &LogManager, groups: &GroupCoordinator) -> String {
+        self.log_size.clear();
+        self.log_start.clear();
+        self.high_watermark.clear();
+        self.group_lag.clear();
+        let mut hw = std::collections::HashMap::new();
+        for (topic, partition, log) in logs.all_partitions() {
+            let l = PartitionLabels {
+                topic: topic.clone(),
+                partition,
+            };
+            let h = log.high_watermark();
+            self.log_size
+                .get_or_create(&l)
+                .set(i64::try_from(log.size_bytes()).unwrap_or(i64::MAX));
+            self.log_start.get_or_create(&l).set(log.log_start_offset());
+            self.high_watermark.get_or_create(&l).set(h);
+            hw.insert((topic, partition), h);
+        }
+        for c in groups.committed_offsets() {
+            if let Some(h) = hw.get(&(c.topic.clone(), c.partition)) {
+                self.group_lag
+                    .get_or_create(&LagLabels {
+                        group: c.group,
+                        topic: c.topic,
+                        partition: c.partition,
+                    })
+                    .set((h - c.offset).max(0));
+            }
+        }
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

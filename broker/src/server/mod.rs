@@ -1,0 +1,312 @@
+//! The broker process: [`Broker::start`] binds the Kafka and HTTP listeners, recovers the data
+//! directory, and spawns the accept loop and background tasks; [`Broker::shutdown`] stops
+//! accepting, lets in-flight requests finish, and fsyncs logs and group offsets.
+
+pub mod codec;
+mod conn;
+pub mod identity;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::BrokerError;
+use crate::group::{GroupConfig, GroupCoordinator};
+use crate::handlers::Ctx;
+use crate::http::HttpState;
+use crate::log::{LogDefaults, LogManager};
+use crate::metrics::Metrics;
+
+/// Most simultaneous client connections; more are accepted and closed at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// How long shutdown waits for in-flight requests before giving up on them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Broker {
+    kafka_addr: SocketAddr,
+    http_addr: SocketAddr,
+    advertise: String,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+    http_shutdown: CancellationToken,
+    accept: Option<JoinHandle<()>>,
+    http: Option<JoinHandle<()>>,
+    connections: TaskTracker,
+}
+
+fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The advertised `host:port`: the flag, else the bound address (hostname when unspecified).
+pub fn advertised_address(config: &Config, bound: SocketAddr) -> (String, i32) {
+    if let Some(a) = &config.advertise {
+        if let Some((h, p)) = a.rsplit_once(':') {
+            let host = h.trim_start_matches('[').trim_end_matches(']').to_string();
+            return (host, p.parse().unwrap_or(i32::from(bound.port())));
+        }
+    }
+    let host = if bound.ip().is_unspecified() {
+        machine_hostname()
+    } else {
+        bound.ip().to_string()
+    };
+    (host, i32::from(bound.port()))
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, BrokerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BrokerError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+impl Broker {
+    /// Validates `config`, binds both listeners, recovers the data directory and starts serving.
+    pub async fn start(config: Config) -> Result<Broker, BrokerError> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io {
+            path: data_dir.clone(),
+            source,
+        })?;
+
+        let kafka = bind("Kafka", &config.listen).await?;
+        let http = bind("HTTP", &config.http_listen).await?;
+        let kafka_addr = kafka.local_addr().map_err(|source| BrokerError::Bind {
+            what: "Kafka",
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let http_addr = http.local_addr().map_err(|source| BrokerError::Bind {
+            what: "HTTP",
+            addr: config.http_listen.clone(),
+            source,
+        })?;
+
+        let shutdown = CancellationToken::new();
+        let http_shutdown = CancellationToken::new();
+        let http_state = Arc::new(HttpState::default());
+        let http_task = tokio::spawn(
+            crate::http::serve(http, Arc::clone(&http_state), http_shutdown.clone())
+                .instrument(tracing::info_span!("http", addr = %http_addr)),
+        );
+
+        // Recovery reads every partition: blocking work.
+        let defaults = LogDefaults {
+            log: config.log_config(),
+            default_partitions: config.default_partitions,
+            default_replication_factor: config.default_replication_factor,
+            min_insync_replicas: config.min_insync_replicas,
+            fsync_interval: Duration::from_millis(
+                u64::try_from(config.fsync_interval_ms).unwrap_or(1000),
+            ),
+            auto_create_topics: config.auto_create_topics,
+            ..LogDefaults::default()
+        };
+        let dir = data_dir.clone();
+        let recovered = tokio::task::spawn_blocking(move || {
+            let logs = LogManager::open(&dir, defaults).map_err(|source| BrokerError::Log {
+                path: dir.clone(),
+                source,
+            })?;
+            let cluster_id = identity::load_or_create_cluster_id(&dir)?;
+            let producer_ids = identity::ProducerIds::open(&dir)?;
+            let groups = GroupCoordinator::open(GroupConfig {
+                dir: dir.join("groups"),
+                min_session_timeout_ms: 6_000,
+                max_session_timeout_ms: 1_800_000,
+                initial_rebalance_delay_ms: 3_000,
+            })?;
+            Ok::<_, BrokerError>((logs, cluster_id, producer_ids, groups))
+        })
+        .await
+        .map_err(|e| BrokerError::Task {
+            task: "recovery",
+            reason: e.to_string(),
+        });
+        let (logs, cluster_id, producer_ids, groups) = match recovered.and_then(|r| r) {
+            Ok(r) => r,
+            Err(e) => {
+                http_shutdown.cancel();
+                return Err(e);
+            }
+        };
+
+        let (advertised_host, advertised_port) = advertised_address(&config, kafka_addr);
+        let logs = Arc::new(logs);
+        let groups = Arc::new(groups);
+        logs.spawn_background(shutdown.clone());
+        groups.spawn_expiry(shutdown.clone());
+        let ctx = Arc::new(Ctx {
+            node_id: config.node_id,
+            advertised_host: advertised_host.clone(),
+            advertised_port,
+            cluster_id,
+            auto_create_topics: config.auto_create_topics,
+            default_partitions: config.default_partitions,
+            logs,
+            groups,
+            producer_ids,
+            metrics: Arc::new(Metrics::new()),
+            shutdown: shutdown.clone(),
+        });
+
+        let connections = TaskTracker::new();
+        let accept = tokio::spawn(accept_loop(
+            kafka,
+            Arc::clone(&ctx),
+            connections.clone(),
+            config.max_request_bytes(),
+        ));
+        let _ = http_state.ctx.set(Arc::clone(&ctx));
+        http_state.ready.store(true, Ordering::Release);
+
+        let advertise = if advertised_host.contains(':') {
+            format!("[{advertised_host}]:{advertised_port}")
+        } else {
+            format!("{advertised_host}:{advertised_port}")
+        };
+        Ok(Broker {
+            kafka_addr,
+            http_addr,
+            advertise,
+            ctx,
+            shutdown,
+            http_shutdown,
+            accept: Some(accept),
+            http: Some(http_task),
+            connections,
+        })
+    }
+
+    /// The bound Kafka listener address.
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
+    }
+
+    /// The bound HTTP listener address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The `host:port` given to clients.
+    pub fn advertised(&self) -> &str {
+        &self.advertise
+    }
+
+    /// Shared broker state (tests and embedding).
+    pub fn context(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
+    /// Stops accepting, lets in-flight requests finish (long polls are woken early), fsyncs
+    /// every partition and the group offsets, and stops the HTTP server.
+    pub async fn shutdown(mut self) -> Result<(), BrokerError> {
+        tracing::info!("shutting down");
+        self.shutdown.cancel();
+        if let Some(a) = self.accept.take() {
+            let _ = a.await;
+        }
+        self.connections.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.connections.len(),
+                "in-flight requests did not finish within the drain timeout"
+            );
+        }
+        let ctx = Arc::clone(&self.ctx);
+        let flushed = tokio::task::spawn_blocking(move || {
+            let logs = ctx.logs.flush_all().map_err(|source| BrokerError::Log {
+                path: ctx.logs.data_dir().to_path_buf(),
+                source,
+            });
+            let groups = ctx.groups.flush().map_err(BrokerError::from);
+            logs.and(groups)
+        })
+        .await
+        .map_err(|e| BrokerError::Task {
+            task: "final flush",
+            reason: e.to_string(),
+        })
+        .and_then(|r| r);
+        self.http_shutdown.cancel();
+        if let Some(h) = self.http.take() {
+            let _ = h.await;
+        }
+        if flushed.is_ok() {
+            tracing::info!("shutdown complete");
+        }
+        flushed
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // A broker dropped without `shutdown` (a failed test) must not leave tasks running.
+        self.shutdown.cancel();
+        self.http_shutdown.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    tracker: TaskTracker,
+    max_request: usize,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            ctx.metrics.connection_rejected();
+            tracing::warn!(%peer, max = MAX_CONNECTIONS, "connection limit reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let ctx = Arc::clone(&ctx);
+        ctx.metrics.connection_opened();
+        tracker.spawn(
+            async move {
+                conn::serve(Arc::clone(&ctx), stream, peer, max_request).await;
+                ctx.metrics.connection_closed();
+                drop(permit);
+            }
+            .instrument(tracing::debug_span!("conn", %peer)),
+        );
+    }
+}

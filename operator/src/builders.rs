@@ -1,0 +1,995 @@
+//! Pure builders: a validated `MessageQueue` in, the Kubernetes objects the operator applies out.
+//!
+//! Nothing here talks to the API server; `reconcile` applies what these return with server-side
+//! apply. Every object carries the standard labels and a controller owner reference.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
+    ServiceSpec as K8sServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::MessageQueue;
+use crate::error::{Error, Result};
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "sluice-operator";
+/// Pod template annotation holding the hash of the rendered broker config.
+pub const CONFIG_HASH_ANNOTATION: &str = "sluice.dev/config-hash";
+/// Label the StatefulSet controller puts on each pod with its ordinal (Kubernetes >= 1.28).
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// Kafka port of every broker.
+pub const KAFKA_PORT: i32 = 9092;
+/// HTTP (health, metrics) port of every broker.
+pub const HTTP_PORT: i32 = 8080;
+/// Where the broker's volume is mounted (`--data-dir`).
+pub const DATA_DIR: &str = "/var/lib/sluice";
+/// Name of the volume claim template (PVCs are `data-<name>-<ordinal>`).
+pub const DATA_VOLUME: &str = "data";
+/// Name of the broker container.
+pub const BROKER_CONTAINER: &str = "broker";
+/// uid/gid of the broker process (distroless "nonroot").
+const BROKER_UID: i64 = 65532;
+
+/// Settings of the operator that shape what it builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildConfig {
+    /// Image repository of the broker; the tag is the broker version.
+    pub image_repository: String,
+    /// Version used when `spec.version` is unset (the operator's own version).
+    pub default_version: String,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            image_repository: "ghcr.io/sluice/sluice-broker".to_string(),
+            default_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// Names of the children of one MessageQueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The MessageQueue's name (also the StatefulSet, client Service and PDB name).
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+}
+
+impl Names {
+    /// Names of `mq`'s children.
+    pub fn of(mq: &MessageQueue) -> Result<Names> {
+        let namespace = mq.namespace().ok_or(Error::MissingObjectField {
+            field: "metadata.namespace",
+        })?;
+        if mq.metadata.name.is_none() {
+            return Err(Error::MissingObjectField {
+                field: "metadata.name",
+            });
+        }
+        Ok(Names {
+            name: mq.name_any(),
+            namespace,
+        })
+    }
+    /// The StatefulSet.
+    pub fn statefulset(&self) -> String {
+        self.name.clone()
+    }
+    /// The headless Service that gives each pod a stable DNS name.
+    pub fn headless_service(&self) -> String {
+        format!("{}-brokers", self.name)
+    }
+    /// The client (bootstrap) Service.
+    pub fn client_service(&self) -> String {
+        self.name.clone()
+    }
+    /// The broker ConfigMap.
+    pub fn configmap(&self) -> String {
+        format!("{}-config", self.name)
+    }
+    /// The PodDisruptionBudget.
+    pub fn pdb(&self) -> String {
+        self.name.clone()
+    }
+    /// Pod of `ordinal`.
+    pub fn pod(&self, ordinal: i32) -> String {
+        format!("{}-{ordinal}", self.name)
+    }
+    /// PVC of `ordinal` (StatefulSet naming: `<template>-<statefulset>-<ordinal>`).
+    pub fn pvc(&self, ordinal: i32) -> String {
+        format!("{DATA_VOLUME}-{}-{ordinal}", self.name)
+    }
+    /// Bootstrap address published in status.
+    pub fn bootstrap_servers(&self, port: i32) -> String {
+        format!("{}.{}.svc:{port}", self.client_service(), self.namespace)
+    }
+}
+
+/// Labels that select the broker pods of one MessageQueue.
+pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "sluice-broker".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), name.to_string()),
+    ])
+}
+
+/// The label selector string of the broker pods (status.selector, for the scale subresource).
+pub fn selector_string(name: &str) -> String {
+    selector_labels(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The standard labels of every child.
+pub fn labels(name: &str, version: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(name);
+    labels.insert("app.kubernetes.io/component".into(), "broker".into());
+    labels.insert("app.kubernetes.io/part-of".into(), "sluice".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+    labels.insert("app.kubernetes.io/version".into(), version.into());
+    labels
+}
+
+/// The version the brokers should run.
+pub fn target_version(mq: &MessageQueue, cfg: &BuildConfig) -> String {
+    mq.spec
+        .version
+        .clone()
+        .unwrap_or_else(|| cfg.default_version.clone())
+}
+
+/// The broker image.
+pub fn image(mq: &MessageQueue, cfg: &BuildConfig) -> String {
+    mq.spec
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", cfg.image_repository, target_version(mq, cfg)))
+}
+
+fn owner_reference(mq: &MessageQueue) -> Result<OwnerReference> {
+    if mq.metadata.uid.is_none() {
+        return Err(Error::MissingObjectField {
+            field: "metadata.uid",
+        });
+    }
+    mq.controller_owner_ref(&())
+        .ok_or(Error::MissingObjectField {
+            field: "metadata.name",
+        })
+}
+
+fn child_meta(mq: &MessageQueue, cfg: &BuildConfig, name: String) -> Result<ObjectMeta> {
+    let names = Names::of(mq)?;
+    Ok(ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace),
+        labels: Some(labels(&names.name, &target_version(mq, cfg))),
+        owner_references: Some(vec![owner_reference(mq)?]),
+        ..ObjectMeta::default()
+    })
+}
+
+/// The broker settings as `SLUICE_*` environment variables (the broker flag contract). Only set
+/// fields appear, so the broker's own defaults apply to the rest.
+pub fn broker_env(mq: &MessageQueue) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let Some(c) = mq.spec.config.as_ref() else {
+        return env;
+    };
+    let mut put = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            env.insert(key.to_string(), value);
+        }
+    };
+    put(
+        "SLUICE_DEFAULT_PARTITIONS",
+        c.default_partitions.map(|v| v.to_string()),
+    );
+    put(
+        "SLUICE_DEFAULT_REPLICATION_FACTOR",
+        c.default_replication_factor.map(|v| v.to_string()),
+    );
+    put(
+        "SLUICE_MIN_INSYNC_REPLICAS",
+        c.min_insync_replicas.map(|v| v.to_string()),
+    );
+    put("SLUICE_RETENTION_MS", c.retention_ms.map(|v| v.to_string()));
+    put(
+        "SLUICE_RETENTION_BYTES",
+        c.retention_bytes.map(|v| v.to_string()),
+    );
+    put(
+        "SLUICE_SEGMENT_BYTES",
+        c.segment_bytes.map(|v| v.to_string()),
+    );
+    put(
+        "SLUICE_MAX_MESSAGE_BYTES",
+        c.max_message_bytes.map(|v| v.to_string()),
+    );
+    put("SLUICE_FSYNC", c.fsync.map(|v| v.as_str().to_string()));
+    put(
+        "SLUICE_FSYNC_INTERVAL_MS",
+        c.fsync_interval_ms.map(|v| v.to_string()),
+    );
+    put(
+        "SLUICE_AUTO_CREATE_TOPICS",
+        c.auto_create_topics.map(|v| v.to_string()),
+    );
+    env
+}
+
+/// Hash of the rendered broker config. It goes on the pod template, so a config change changes
+/// the template and the operator rolls the pods. FNV-1a, written out so the value never changes
+/// with a Rust or dependency upgrade (a changed hash would restart every broker).
+pub fn config_hash(data: &BTreeMap<String, String>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in data {
+        for byte in k.bytes().chain([0u8]).chain(v.bytes()).chain([0u8]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// The ConfigMap of broker settings, consumed by the pods with `envFrom`.
+pub fn build_configmap(mq: &MessageQueue, cfg: &BuildConfig) -> Result<ConfigMap> {
+    let names = Names::of(mq)?;
+    Ok(ConfigMap {
+        metadata: child_meta(mq, cfg, names.configmap())?,
+        data: Some(broker_env(mq)),
+        ..ConfigMap::default()
+    })
+}
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::String(name.to_string())),
+        protocol: Some("TCP".to_string()),
+        ..ServicePort::default()
+    }
+}
+
+/// The headless Service behind the StatefulSet: stable DNS names `<pod>.<name>-brokers`.
+/// Not-ready pods are published too, so brokers can find each other while starting.
+pub fn build_headless_service(mq: &MessageQueue, cfg: &BuildConfig) -> Result<Service> {
+    let names = Names::of(mq)?;
+    Ok(Service {
+        metadata: child_meta(mq, cfg, names.headless_service())?,
+        spec: Some(K8sServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(&names.name)),
+            ports: Some(vec![port("kafka", KAFKA_PORT), port("http", HTTP_PORT)]),
+            ..K8sServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// The client Service that applications bootstrap from.
+pub fn build_client_service(mq: &MessageQueue, cfg: &BuildConfig) -> Result<Service> {
+    let names = Names::of(mq)?;
+    let mut metadata = child_meta(mq, cfg, names.client_service())?;
+    if !mq.spec.service.annotations.is_empty() {
+        metadata.annotations = Some(mq.spec.service.annotations.clone());
+    }
+    let mut kafka = port("kafka", mq.spec.service.port);
+    kafka.target_port = Some(IntOrString::String("kafka".to_string()));
+    Ok(Service {
+        metadata,
+        spec: Some(K8sServiceSpec {
+            type_: Some(mq.spec.service.type_.as_str().to_string()),
+            selector: Some(selector_labels(&names.name)),
+            ports: Some(vec![kafka]),
+            ..K8sServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// The PodDisruptionBudget of the brokers.
+pub fn build_pdb(mq: &MessageQueue, cfg: &BuildConfig) -> Result<PodDisruptionBudget> {
+    let names = Names::of(mq)?;
+    Ok(PodDisruptionBudget {
+        metadata: child_meta(mq, cfg, names.pdb())?,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(mq.spec.disruption_budget.max_unavailable)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&names.name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("100m".to_string())),
+            ("memory".to_string(), Quantity("128Mi".to_string())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("1Gi".to_string()),
+        )])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn default_pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(BROKER_UID),
+        run_as_group: Some(BROKER_UID),
+        fs_group: Some(BROKER_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+fn default_container_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("http".to_string()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// The broker's command-line arguments (the broker flag contract). `$(VAR)` is expanded by the
+/// kubelet from the container's env.
+pub fn broker_args() -> Vec<String> {
+    [
+        "--data-dir",
+        DATA_DIR,
+        "--listen",
+        "0.0.0.0:9092",
+        "--http-listen",
+        "0.0.0.0:8080",
+        "--advertise",
+        "$(POD_IP):9092",
+        "--node-id",
+        "$(POD_INDEX)",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The volume claim template for a new StatefulSet. An existing StatefulSet keeps its template
+/// (Kubernetes forbids changing it); growth is applied to the PVCs directly.
+pub fn claim_template(mq: &MessageQueue, cfg: &BuildConfig) -> Result<PersistentVolumeClaim> {
+    let names = Names::of(mq)?;
+    Ok(PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_string()),
+            labels: Some(labels(&names.name, &target_version(mq, cfg))),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: mq.spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(mq.spec.storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    })
+}
+
+/// The broker StatefulSet. `existing_claim_template` is the template of the StatefulSet already in
+/// the cluster, if any; it is kept as is because volume claim templates are immutable.
+pub fn build_statefulset(
+    mq: &MessageQueue,
+    cfg: &BuildConfig,
+    existing_claim_template: Option<PersistentVolumeClaim>,
+) -> Result<StatefulSet> {
+    let names = Names::of(mq)?;
+    let version = target_version(mq, cfg);
+    let overrides = mq.spec.pod_template.clone().unwrap_or_default();
+
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(labels(&names.name, &version));
+    let mut pod_annotations = overrides.annotations.clone();
+    pod_annotations.insert(
+        CONFIG_HASH_ANNOTATION.to_string(),
+        config_hash(&broker_env(mq)),
+    );
+
+    let container = Container {
+        name: BROKER_CONTAINER.to_string(),
+        image: Some(image(mq, cfg)),
+        args: Some(broker_args()),
+        env: Some(vec![
+            field_env("POD_IP", "status.podIP"),
+            field_env(
+                "POD_INDEX",
+                &format!("metadata.labels['{POD_INDEX_LABEL}']"),
+            ),
+        ]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: names.configmap(),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("kafka".to_string()),
+                container_port: KAFKA_PORT,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("http".to_string()),
+                container_port: HTTP_PORT,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        liveness_probe: Some(http_probe("/healthz", 10, 6)),
+        resources: Some(mq.spec.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(
+            overrides
+                .container_security_context
+                .clone()
+                .unwrap_or_else(default_container_security_context),
+        ),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: DATA_VOLUME.to_string(),
+                mount_path: DATA_DIR.to_string(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".to_string(),
+                mount_path: "/tmp".to_string(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+
+    let none_if_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
+    let pod_spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![Volume {
+            name: "tmp".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        }]),
+        security_context: Some(
+            overrides
+                .security_context
+                .clone()
+                .unwrap_or_else(default_pod_security_context),
+        ),
+        termination_grace_period_seconds: Some(60),
+        automount_service_account_token: Some(false),
+        node_selector: none_if_empty(&overrides.node_selector),
+        affinity: overrides.affinity.clone(),
+        tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+        topology_spread_constraints: (!overrides.topology_spread_constraints.is_empty())
+            .then(|| overrides.topology_spread_constraints.clone()),
+        priority_class_name: overrides.priority_class_name.clone(),
+        ..PodSpec::default()
+    };
+
+    let claim = match existing_claim_template {
+        Some(existing) => existing,
+        None => claim_template(mq, cfg)?,
+    };
+
+    Ok(StatefulSet {
+        metadata: child_meta(mq, cfg, names.statefulset())?,
+        spec: Some(StatefulSetSpec {
+            replicas: Some(mq.spec.replicas),
+            service_name: Some(names.headless_service()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&names.name)),
+                ..LabelSelector::default()
+            },
+            // The operator drives restarts itself: one broker at a time, highest ordinal first,
+            // checking each restarted broker before the next.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_string()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            pod_management_policy: Some("Parallel".to_string()),
+            // PVCs outlive the StatefulSet; the finalizer deletes them only with deleteClaim.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_string()),
+                    when_scaled: Some("Retain".to_string()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    })
+}
+
+/// Every child of one MessageQueue, ready to apply.
+#[derive(Debug, Clone)]
+pub struct Children {
+    /// Broker settings.
+    pub configmap: ConfigMap,
+    /// Stable pod DNS.
+    pub headless_service: Service,
+    /// Bootstrap Service.
+    pub client_service: Service,
+    /// The brokers.
+    pub statefulset: StatefulSet,
+    /// Disruption budget.
+    pub pdb: PodDisruptionBudget,
+}
+
+/// Builds every child.
+pub fn build_children(
+    mq: &MessageQueue,
+    cfg: &BuildConfig,
+    existing_claim_template: Option<PersistentVolumeClaim>,
+) -> Result<Children> {
+    Ok(Children {
+        configmap: build_configmap(mq, cfg)?,
+        headless_service: build_headless_service(mq, cfg)?,
+        client_service: build_client_service(mq, cfg)?,
+        statefulset: build_statefulset(mq, cfg, existing_claim_template)?,
+        pdb: build_pdb(mq, cfg)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mq(yaml: &str) -> MessageQueue {
+        serde_yaml::from_str(yaml).expect("test manifest parses")
+    }
+
+    const MINIMAL: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: MessageQueue
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec: {}
+"#;
+
+    fn cfg() -> BuildConfig {
+        BuildConfig {
+            image_repository: "ghcr.io/sluice/sluice-broker".into(),
+            default_version: "0.1.0".into(),
+        }
+    }
+
+    fn as_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+        serde_json::to_value(v).expect("serialises")
+    }
+
+    #[test]
+    fn minimal_spec_gets_the_documented_defaults() {
+        let mq = mq(MINIMAL);
+        assert_eq!(mq.spec.replicas, 3);
+        assert_eq!(mq.spec.storage.size, "10Gi");
+        assert!(!mq.spec.storage.delete_claim);
+        assert_eq!(mq.spec.service.port, 9092);
+        assert_eq!(mq.spec.disruption_budget.max_unavailable, 1);
+        assert!(!mq.spec.paused);
+    }
+
+    #[test]
+    fn every_child_has_labels_and_a_controller_owner_reference() {
+        let mq = mq(MINIMAL);
+        let c = build_children(&mq, &cfg(), None).expect("builds");
+        let metas = [
+            &c.configmap.metadata,
+            &c.headless_service.metadata,
+            &c.client_service.metadata,
+            &c.statefulset.metadata,
+            &c.pdb.metadata,
+        ];
+        for meta in metas {
+            assert_eq!(meta.namespace.as_deref(), Some("shop"));
+            let labels = meta.labels.as_ref().expect("labels");
+            assert_eq!(labels["app.kubernetes.io/name"], "sluice-broker");
+            assert_eq!(labels["app.kubernetes.io/instance"], "orders");
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "sluice-operator");
+            assert_eq!(labels["app.kubernetes.io/version"], "0.1.0");
+            let owners = meta.owner_references.as_ref().expect("owner refs");
+            assert_eq!(owners.len(), 1);
+            assert_eq!(owners[0].kind, "MessageQueue");
+            assert_eq!(owners[0].api_version, "sluice.dev/v1alpha1");
+            assert_eq!(owners[0].uid, "1234-abcd");
+            assert_eq!(owners[0].controller, Some(true));
+        }
+        assert_eq!(c.configmap.metadata.name.as_deref(), Some("orders-config"));
+        assert_eq!(
+            c.headless_service.metadata.name.as_deref(),
+            Some("orders-brokers")
+        );
+        assert_eq!(c.client_service.metadata.name.as_deref(), Some("orders"));
+    }
+
+    #[test]
+    fn building_without_uid_fails_naming_the_field() {
+        let mut m = mq(MINIMAL);
+        m.metadata.uid = None;
+        let err = build_configmap(&m, &cfg()).expect_err("needs a uid");
+        assert!(err.to_string().contains("metadata.uid"), "{err}");
+    }
+
+    #[test]
+    fn configmap_holds_only_the_set_broker_settings_as_sluice_keys() {
+        let m = mq(r#"
+metadata: {name: q, namespace: ns, uid: u}
+spec:
+  config:
+    defaultPartitions: 6
+    retentionMs: -1
+    fsync: interval
+    fsyncIntervalMs: 250
+    autoCreateTopics: false
+"#);
+        let cm = build_configmap(&m, &cfg()).expect("builds");
+        let expected: BTreeMap<String, String> = serde_yaml::from_str(
+            r#"
+SLUICE_DEFAULT_PARTITIONS: "6"
+SLUICE_RETENTION_MS: "-1"
+SLUICE_FSYNC: interval
+SLUICE_FSYNC_INTERVAL_MS: "250"
+SLUICE_AUTO_CREATE_TOPICS: "false"
+"#,
+        )
+        .expect("yaml");
+        assert_eq!(cm.data, Some(expected));
+        assert!(build_configmap(&mq(MINIMAL), &cfg())
+            .expect("builds")
+            .data
+            .expect("data")
+            .is_empty());
+    }
+
+    #[test]
+    fn headless_service_publishes_not_ready_pods_on_both_ports() {
+        let svc = build_headless_service(&mq(MINIMAL), &cfg()).expect("builds");
+        let expected: serde_json::Value = serde_yaml::from_str(
+            r#"
+clusterIP: None
+publishNotReadyAddresses: true
+selector: {app.kubernetes.io/instance: orders, app.kubernetes.io/name: sluice-broker}
+ports:
+- {name: kafka, port: 9092, targetPort: kafka, protocol: TCP}
+- {name: http, port: 8080, targetPort: http, protocol: TCP}
+"#,
+        )
+        .expect("yaml");
+        assert_eq!(as_json(&svc.spec), expected);
+    }
+
+    #[test]
+    fn client_service_uses_type_port_and_annotations_from_spec() {
+        let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec:
+  service: {type: LoadBalancer, port: 19092, annotations: {lb.example/internal: "true"}}
+"#);
+        let svc = build_client_service(&m, &cfg()).expect("builds");
+        let expected: serde_json::Value = serde_yaml::from_str(
+            r#"
+type: LoadBalancer
+selector: {app.kubernetes.io/instance: orders, app.kubernetes.io/name: sluice-broker}
+ports:
+- {name: kafka, port: 19092, targetPort: kafka, protocol: TCP}
+"#,
+        )
+        .expect("yaml");
+        assert_eq!(as_json(&svc.spec), expected);
+        assert_eq!(
+            svc.metadata.annotations.expect("annotations")["lb.example/internal"],
+            "true"
+        );
+        assert_eq!(
+            Names::of(&m).expect("names").bootstrap_servers(19092),
+            "orders.shop.svc:19092"
+        );
+    }
+
+    #[test]
+    fn pdb_uses_max_unavailable_and_the_pod_selector() {
+        let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec: {disruptionBudget: {maxUnavailable: 2}}
+"#);
+        let pdb = build_pdb(&m, &cfg()).expect("builds");
+        let expected: serde_json::Value = serde_yaml::from_str(
+            r#"
+maxUnavailable: 2
+selector: {matchLabels: {app.kubernetes.io/instance: orders, app.kubernetes.io/name: sluice-broker}}
+"#,
+        )
+        .expect("yaml");
+        assert_eq!(as_json(&pdb.spec), expected);
+    }
+
+    #[test]
+    fn statefulset_runs_the_broker_per_the_flag_contract() {
+        let sts = build_statefulset(&mq(MINIMAL), &cfg(), None).expect("builds");
+        let spec = sts.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("orders-brokers"));
+        assert_eq!(
+            spec.update_strategy.and_then(|s| s.type_).as_deref(),
+            Some("OnDelete")
+        );
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let pod = spec.template.spec.expect("pod spec");
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("ghcr.io/sluice/sluice-broker:0.1.0")
+        );
+        let expected_args: Vec<String> = serde_yaml::from_str(
+            r#"[--data-dir, /var/lib/sluice, --listen, "0.0.0.0:9092", --http-listen, "0.0.0.0:8080",
+                --advertise, "$(POD_IP):9092", --node-id, "$(POD_INDEX)"]"#,
+        )
+        .expect("yaml");
+        assert_eq!(c.args.as_ref(), Some(&expected_args));
+        let env = as_json(&c.env);
+        let expected_env: serde_json::Value = serde_yaml::from_str(
+            r#"
+- {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+- {name: POD_INDEX, valueFrom: {fieldRef: {fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']"}}}
+"#,
+        )
+        .expect("yaml");
+        assert_eq!(env, expected_env);
+        assert_eq!(
+            as_json(&c.env_from),
+            serde_json::json!([{"configMapRef": {"name": "orders-config", "optional": false}}])
+        );
+        let readiness = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+        assert_eq!(readiness.and_then(|h| h.path.as_deref()), Some("/readyz"));
+        let liveness = c.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+        assert_eq!(liveness.and_then(|h| h.path.as_deref()), Some("/healthz"));
+        let mounts = c.volume_mounts.as_ref().expect("mounts");
+        assert!(mounts
+            .iter()
+            .any(|m| m.name == "data" && m.mount_path == "/var/lib/sluice"));
+    }
+
+    #[test]
+    fn broker_pods_are_locked_down_by_default() {
+        let sts = build_statefulset(&mq(MINIMAL), &cfg(), None).expect("builds");
+        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let expected_container: serde_json::Value = serde_yaml::from_str(
+            r#"
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities: {drop: [ALL]}
+seccompProfile: {type: RuntimeDefault}
+"#,
+        )
+        .expect("yaml");
+        assert_eq!(
+            as_json(&pod.containers[0].security_context),
+            expected_container
+        );
+        let psc = pod.security_context.expect("pod security context");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.seccomp_profile.map(|s| s.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
+    }
+
+    #[test]
+    fn volume_claim_template_uses_size_and_storage_class() {
+        let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec: {storage: {size: 50Gi, storageClassName: fast}}
+"#);
+        let sts = build_statefulset(&m, &cfg(), None).expect("builds");
+        let vct = &sts.spec.expect("spec").volume_claim_templates.expect("vct")[0];
+        let expected: serde_json::Value = serde_yaml::from_str(
+            r#"
+accessModes: [ReadWriteOnce]
+storageClassName: fast
+resources: {requests: {storage: 50Gi}}
+"#,
+        )
+        .expect("yaml");
+        assert_eq!(as_json(&vct.spec), expected);
+        assert_eq!(vct.metadata.name.as_deref(), Some("data"));
+    }
+
+    #[test]
+    fn existing_claim_template_is_kept_because_it_is_immutable() {
+        let old = mq(MINIMAL);
+        let existing = claim_template(&old, &cfg()).expect("builds");
+        let grown = mq(r#"
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec: {storage: {size: 20Gi}}
+"#);
+        let sts = build_statefulset(&grown, &cfg(), Some(existing.clone())).expect("builds");
+        assert_eq!(
+            sts.spec.expect("spec").volume_claim_templates,
+            Some(vec![existing])
+        );
+    }
+
+    #[test]
+    fn config_change_changes_the_pod_template_hash_and_nothing_else_does() {
+        let a = build_statefulset(&mq(MINIMAL), &cfg(), None).expect("builds");
+        let b_mq = mq(r#"
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec: {config: {retentionMs: 1000}}
+"#);
+        let b = build_statefulset(&b_mq, &cfg(), None).expect("builds");
+        let hash = |s: &StatefulSet| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| {
+                    m.annotations
+                        .as_ref()
+                        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+                })
+        };
+        assert!(hash(&a).is_some());
+        assert_ne!(hash(&a), hash(&b));
+        let a2 = build_statefulset(&mq(MINIMAL), &cfg(), None).expect("builds");
+        assert_eq!(hash(&a), hash(&a2), "hash is deterministic");
+        // pinned value: a changed hash function would restart every broker on operator upgrade
+        assert_eq!(config_hash(&BTreeMap::new()), "cbf29ce484222325");
+    }
+
+    #[test]
+    fn version_and_image_resolution() {
+        let pinned = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec: {version: 0.2.0}
+"#);
+        assert_eq!(image(&pinned, &cfg()), "ghcr.io/sluice/sluice-broker:0.2.0");
+        let custom = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec: {version: 0.2.0, image: "registry.local/broker@sha256:abc"}
+"#);
+        assert_eq!(image(&custom, &cfg()), "registry.local/broker@sha256:abc");
+        assert_eq!(target_version(&custom, &cfg()), "0.2.0");
+        assert_eq!(target_version(&mq(MINIMAL), &cfg()), "0.1.0");
+    }
+
+    #[test]
+    fn pod_template_overrides_are_merged_but_operator_labels_win() {
+        let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec:
+  resources: {requests: {cpu: "2"}}
+  podTemplate:
+    labels: {team: payments, app.kubernetes.io/instance: hijack}
+    annotations: {prometheus.io/scrape: "true"}
+    nodeSelector: {disk: ssd}
+    priorityClassName: high
+    tolerations: [{key: dedicated, operator: Equal, value: kafka, effect: NoSchedule}]
+    affinity:
+      podAntiAffinity:
+        preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector: {matchLabels: {app.kubernetes.io/instance: orders}}
+    topologySpreadConstraints:
+    - {maxSkew: 1, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway}
+"#);
+        let sts = build_statefulset(&m, &cfg(), None).expect("builds");
+        let tpl = sts.spec.expect("spec").template;
+        let meta = tpl.metadata.expect("meta");
+        let labels = meta.labels.expect("labels");
+        assert_eq!(labels["team"], "payments");
+        assert_eq!(labels["app.kubernetes.io/instance"], "orders");
+        let annotations = meta.annotations.expect("annotations");
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert!(annotations.contains_key(CONFIG_HASH_ANNOTATION));
+        let pod = tpl.spec.expect("pod");
+        assert_eq!(pod.node_selector.expect("ns")["disk"], "ssd");
+        assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+        assert_eq!(pod.tolerations.expect("tol").len(), 1);
+        assert!(pod.affinity.and_then(|a| a.pod_anti_affinity).is_some());
+        assert_eq!(pod.topology_spread_constraints.expect("tsc").len(), 1);
+        assert_eq!(
+            as_json(&pod.containers[0].resources),
+            serde_json::json!({"requests": {"cpu": "2"}})
+        );
+    }
+
+    #[test]
+    fn selector_string_matches_the_selector_labels() {
+        assert_eq!(
+            selector_string("orders"),
+            "app.kubernetes.io/instance=orders,app.kubernetes.io/name=sluice-broker"
+        );
+    }
+}

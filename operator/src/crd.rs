@@ -1,0 +1,634 @@
+//! The `MessageQueue` custom resource (`sluice.dev/v1alpha1`).
+//!
+//! The CRD YAML in `crds/` is generated from these types by `sluice-operator crd`; a test fails
+//! when the committed file drifts. Doc comments become the field descriptions shown by
+//! `kubectl explain`, so they are written for the person filling in a manifest.
+//!
+//! Validation lives in two places on purpose: the CEL rules below (the API server refuses a bad
+//! manifest at `kubectl apply` time, including the transition rules that compare with the old
+//! object), and `validate::validate_spec`, which re-checks the rules that need no old object so a
+//! spec written before a rule existed is reported on status instead of crashing a build.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, PodSecurityContext, ResourceRequirements, SecurityContext, Toleration,
+    TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the resource.
+pub const GROUP: &str = "sluice.dev";
+/// Annotation that pauses reconciliation like `spec.paused`.
+pub const PAUSED_ANNOTATION: &str = "sluice.dev/paused";
+
+/// A MessageQueue is one Kafka-compatible Sluice broker cluster together with the queues (topics)
+/// declared on it. The operator creates the StatefulSet, Services, ConfigMap and
+/// PodDisruptionBudget, keeps the declared queues in place, scales, heals and upgrades the brokers.
+// The printcolumn entries repeat `type_ = ...` by design; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "MessageQueue",
+    plural = "messagequeues",
+    shortname = "mq",
+    category = "sluice",
+    namespaced,
+    status = "MessageQueueStatus",
+    derive = "PartialEq",
+    doc = "A Sluice message queue service: a Kafka-compatible broker cluster and its declared queues.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired number of brokers"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Brokers that are ready"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.currentVersion",
+        description = "Broker version every pod runs"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Summary of the conditions"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.queues) || self.queues.all(q, !has(q.replicationFactor) || q.replicationFactor <= self.replicas)",
+        "message": "every queue's replicationFactor must be at most spec.replicas: lower the queue's replicationFactor or raise replicas",
+        "fieldPath": ".queues"
+    },
+    {
+        "rule": "!has(self.config) || !has(self.config.defaultReplicationFactor) || self.config.defaultReplicationFactor <= self.replicas",
+        "message": "config.defaultReplicationFactor must be at most spec.replicas: lower it or raise replicas",
+        "fieldPath": ".config.defaultReplicationFactor"
+    }
+]))]
+pub struct MessageQueueSpec {
+    /// Number of broker pods. Scaling up happens at once; scaling down is refused while the
+    /// brokers to be removed still hold partitions (see the Degraded condition).
+    #[serde(default = "default_replicas")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self >= 1", "message": "replicas must be at least 1; to stop serving, delete the MessageQueue or set paused"}
+    ]))]
+    pub replicas: i32,
+
+    /// Broker version to run, e.g. "0.1.0". Changing it starts a rolling upgrade, one broker at a
+    /// time, highest ordinal first. Defaults to the operator's own version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub version: Option<String>,
+
+    /// Full container image override (e.g. "registry.example/sluice-broker:0.1.0"). When unset the
+    /// image is the operator's broker image repository tagged with `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+
+    /// Persistent storage of each broker.
+    #[serde(default)]
+    pub storage: Storage,
+
+    /// Container resource requests and limits of the broker container. When unset the broker
+    /// requests 100m CPU and 128Mi memory and has a 1Gi memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Typed broker settings; unset fields keep the broker's defaults. Changing any of them rolls
+    /// the brokers one at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BrokerConfig>,
+
+    /// Queues (Kafka topics) the operator keeps in place on the brokers. Names are unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub queues: Vec<Queue>,
+
+    /// What happens to a queue removed from `queues`: `Retain` leaves the topic and its data on the
+    /// brokers, `Delete` deletes the topic (only topics this operator created are ever deleted).
+    #[serde(default)]
+    pub queue_deletion_policy: QueueDeletionPolicy,
+
+    /// The client (bootstrap) Service.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// Extra settings merged into the broker pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplateOverrides>,
+
+    /// PodDisruptionBudget of the broker pods.
+    #[serde(default)]
+    pub disruption_budget: DisruptionBudget,
+
+    /// Stop reconciling: the operator changes nothing until this is false again (the annotation
+    /// `sluice.dev/paused: "true"` does the same) and reports the ReconciliationPaused condition.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+/// Persistent storage of each broker pod.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// PVC size per broker, a Kubernetes quantity such as "10Gi". It may grow (if the storage class
+    /// allows volume expansion) but never shrink.
+    #[serde(default = "default_storage_size")]
+    #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "isQuantity(self)", "message": "storage.size must be a Kubernetes quantity such as 10Gi or 500Mi"},
+        {"rule": "!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0",
+         "message": "storage.size cannot shrink: volumes can only grow; set it to at least the current size"}
+    ]))]
+    pub size: String,
+
+    /// Storage class of the broker volumes; the cluster default when unset. Cannot change after
+    /// creation (volume claim templates are immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "storage.storageClassName cannot change after creation; create a new MessageQueue to move to another class"}
+    ]))]
+    pub storage_class_name: Option<String>,
+
+    /// Delete the broker PVCs (and so all data) when the MessageQueue is deleted.
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+fn default_storage_size() -> String {
+    "10Gi".to_string()
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            size: default_storage_size(),
+            storage_class_name: None,
+            delete_claim: false,
+        }
+    }
+}
+
+/// Broker-wide settings. Each maps to one broker flag (`SLUICE_*` environment variable).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerConfig {
+    /// Partitions of auto-created topics (broker default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub default_partitions: Option<i32>,
+    /// Replication factor of auto-created topics (broker default 1); at most `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub default_replication_factor: Option<i32>,
+    /// Minimum in-sync replicas for acks=all (broker default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub min_insync_replicas: Option<i32>,
+    /// How long records are kept, in milliseconds; -1 keeps them forever (broker default 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1))]
+    pub retention_ms: Option<i64>,
+    /// Maximum bytes kept per partition; -1 means no limit (broker default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1))]
+    pub retention_bytes: Option<i64>,
+    /// Size of one log segment file in bytes (broker default 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024))]
+    pub segment_bytes: Option<i64>,
+    /// Largest record batch the broker accepts, in bytes (broker default 1048588).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_message_bytes: Option<i64>,
+    /// When appended data is fsynced: `always` (before acknowledging acks=all) or `interval`
+    /// (every fsyncIntervalMs; faster, may lose the last interval on power loss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<Fsync>,
+    /// Flush interval for `fsync: interval`, in milliseconds (broker default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub fsync_interval_ms: Option<i64>,
+    /// Create a topic when a client first uses it (broker default true). Declared queues are
+    /// created by the operator either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_create_topics: Option<bool>,
+}
+
+/// Durability mode of the broker's log.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// fsync before acknowledging acks=all.
+    Always,
+    /// fsync on a timer.
+    Interval,
+}
+
+impl Fsync {
+    /// The broker flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Interval => "interval",
+        }
+    }
+}
+
+/// One declared queue (a Kafka topic).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queue {
+    /// Topic name: 1 to 249 characters of letters, digits, '.', '_' and '-'; not "." or "..";
+    /// names starting with "__" are reserved for the broker.
+    #[schemars(length(min = 1, max = 249))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[a-zA-Z0-9._-]+$')", "message": "queue name may only contain letters, digits, '.', '_' and '-'"},
+        {"rule": "self != '.' && self != '..'", "message": "queue name cannot be '.' or '..'"},
+        {"rule": "!self.startsWith('__')", "message": "queue names starting with '__' are reserved for the broker; choose another name"}
+    ]))]
+    pub name: String,
+
+    /// Number of partitions. May be raised, never lowered (Kafka cannot remove partitions).
+    #[serde(default = "default_one")]
+    #[schemars(range(max = 10000))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self >= 1", "message": "partitions must be at least 1"},
+        {"rule": "self >= oldSelf", "message": "partitions cannot decrease (Kafka cannot remove partitions); set it to at least the current value"}
+    ]))]
+    pub partitions: i32,
+
+    /// Copies of each partition; at most `spec.replicas`. Fixed after the queue is created.
+    #[serde(default = "default_one")]
+    #[schemars(range(max = 16))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self >= 1", "message": "replicationFactor must be at least 1"}
+    ]))]
+    pub replication_factor: i32,
+
+    /// Retention time of this queue in milliseconds (`retention.ms`); -1 keeps records forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1))]
+    pub retention_ms: Option<i64>,
+
+    /// Retention size per partition in bytes (`retention.bytes`); -1 means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1))]
+    pub retention_bytes: Option<i64>,
+
+    /// Other topic configs, e.g. {"max.message.bytes": "2097152", "sluice.fsync": "interval"}.
+    /// Unknown keys are refused. retentionMs / retentionBytes win over the same key here.
+    #[serde(default, skip_serializing_if = "QueueConfig::is_empty")]
+    pub config: QueueConfig,
+}
+
+/// Topic configs of one queue, with Kafka's names. Values are strings, as in Kafka.
+/// Modelled as named fields rather than a free map so the API server itself refuses unknown keys
+/// (and no CEL rule has to iterate over unbounded map keys).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+pub struct QueueConfig {
+    /// How long records are kept, in milliseconds; "-1" keeps them forever.
+    #[serde(
+        rename = "retention.ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 32))]
+    pub retention_ms: Option<String>,
+    /// Maximum bytes kept per partition; "-1" means no limit.
+    #[serde(
+        rename = "retention.bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 32))]
+    pub retention_bytes: Option<String>,
+    /// Size of one segment file in bytes.
+    #[serde(
+        rename = "segment.bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 32))]
+    pub segment_bytes: Option<String>,
+    /// Age after which a segment is rolled, in milliseconds.
+    #[serde(
+        rename = "segment.ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 32))]
+    pub segment_ms: Option<String>,
+    /// Largest record batch accepted, in bytes.
+    #[serde(
+        rename = "max.message.bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 32))]
+    pub max_message_bytes: Option<String>,
+    /// Minimum in-sync replicas for acks=all.
+    #[serde(
+        rename = "min.insync.replicas",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 32))]
+    pub min_insync_replicas: Option<String>,
+    /// CreateTime or LogAppendTime.
+    #[serde(
+        rename = "message.timestamp.type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(extend("enum" = ["CreateTime", "LogAppendTime"]))]
+    pub message_timestamp_type: Option<String>,
+    /// Only "delete" is supported.
+    #[serde(
+        rename = "cleanup.policy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(extend("enum" = ["delete"]))]
+    pub cleanup_policy: Option<String>,
+    /// Bytes between offset index entries.
+    #[serde(
+        rename = "index.interval.bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 32))]
+    pub index_interval_bytes: Option<String>,
+    /// Per-queue fsync override: "always" or "interval".
+    #[serde(
+        rename = "sluice.fsync",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(extend("enum" = ["always", "interval"]))]
+    pub sluice_fsync: Option<String>,
+}
+
+impl QueueConfig {
+    /// No key set.
+    pub fn is_empty(&self) -> bool {
+        self.to_map().is_empty()
+    }
+
+    /// The set keys as a Kafka config map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let pairs = [
+            ("retention.ms", &self.retention_ms),
+            ("retention.bytes", &self.retention_bytes),
+            ("segment.bytes", &self.segment_bytes),
+            ("segment.ms", &self.segment_ms),
+            ("max.message.bytes", &self.max_message_bytes),
+            ("min.insync.replicas", &self.min_insync_replicas),
+            ("message.timestamp.type", &self.message_timestamp_type),
+            ("cleanup.policy", &self.cleanup_policy),
+            ("index.interval.bytes", &self.index_interval_bytes),
+            ("sluice.fsync", &self.sluice_fsync),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+            .collect()
+    }
+}
+
+fn default_one() -> i32 {
+    1
+}
+
+/// What happens to a queue removed from `spec.queues`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+pub enum QueueDeletionPolicy {
+    /// Keep the topic and its data.
+    #[default]
+    Retain,
+    /// Delete the topic (only topics the operator created).
+    Delete,
+}
+
+/// The client Service through which applications bootstrap.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type: ClusterIP, NodePort or LoadBalancer.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Port of the client Service (the brokers themselves listen on 9092).
+    #[serde(default = "default_service_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Extra annotations of the client Service (e.g. for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_service_port() -> i32 {
+    9092
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec {
+            type_: ServiceType::default(),
+            port: default_service_port(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// Kubernetes Service type of the client Service.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through a cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Service's `spec.type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Settings merged into the broker pod template. The operator's own labels, the broker container's
+/// command, ports and probes cannot be overridden.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOverrides {
+    /// Extra pod labels (the app.kubernetes.io/* labels set by the operator win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Node selector of the broker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Affinity of the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations of the broker pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Topology spread constraints of the broker pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Priority class of the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Pod security context; replaces the operator's default (runAsNonRoot, uid/gid/fsGroup 65532,
+    /// seccomp RuntimeDefault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    /// Security context of the broker container; replaces the operator's default (non-root,
+    /// read-only root filesystem, no privilege escalation, all capabilities dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_security_context: Option<SecurityContext>,
+}
+
+/// PodDisruptionBudget settings.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudget {
+    /// How many broker pods voluntary disruptions (node drains) may take down at once.
+    #[serde(default = "default_one")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self >= 1", "message": "disruptionBudget.maxUnavailable must be at least 1 or node drains would block forever"}
+    ]))]
+    pub max_unavailable: i32,
+}
+
+impl Default for DisruptionBudget {
+    fn default() -> Self {
+        DisruptionBudget { max_unavailable: 1 }
+    }
+}
+
+/// Observed state, written by the operator.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageQueueStatus {
+    /// Available, Progressing, Degraded and ReconciliationPaused, in the standard shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The spec generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// One-word summary for `kubectl get`: Creating, Running, Progressing, Degraded, Paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Broker pods that exist (the scale subresource's status replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Broker pods that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Label selector of the broker pods (for the scale subresource and HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Version every broker pod runs; unset while versions are mixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+    /// Version the operator is moving the brokers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+    /// Bootstrap address for clients: `<name>.<namespace>.svc:<port>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// State of each declared queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<QueueStatus>,
+    /// Queues this operator created on the brokers; only these are ever deleted under
+    /// queueDeletionPolicy Delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_queues: Vec<String>,
+}
+
+/// State of one declared queue.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// Queue name.
+    pub name: String,
+    /// The queue exists with the declared partitions and configs.
+    pub ready: bool,
+    /// Partitions the queue has on the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Why it is not ready, or what was last done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Queue {
+    /// Every topic config this queue declares, with `retentionMs` / `retentionBytes` folded in.
+    pub fn desired_configs(&self) -> BTreeMap<String, String> {
+        let mut configs = self.config.to_map();
+        if let Some(ms) = self.retention_ms {
+            configs.insert("retention.ms".to_string(), ms.to_string());
+        }
+        if let Some(bytes) = self.retention_bytes {
+            configs.insert("retention.bytes".to_string(), bytes.to_string());
+        }
+        configs
+    }
+}
+
+impl MessageQueue {
+    /// True when `spec.paused` or the `sluice.dev/paused: "true"` annotation is set.
+    pub fn is_paused(&self) -> bool {
+        self.spec.paused
+            || self
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PAUSED_ANNOTATION))
+                .is_some_and(|v| v == "true")
+    }
+}

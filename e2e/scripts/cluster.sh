@@ -253,6 +253,7 @@ up() {
 }
 
 down() {
+  "$ROOT/e2e/scripts/operator.sh" stop || true
   stop_runner
   if [ -d "$CLUSTER_DIR" ]; then
     tools_env

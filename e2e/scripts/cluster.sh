@@ -75,6 +75,15 @@ kind: KwokConfiguration
 options:
   cidr: 127.1.250.0/24
   nodeIP: 127.0.0.1
+  # A KwokConfiguration given here replaces kwokctl's defaulted one: restate the defaults.
+  podPlayStageParallelism: 4
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+  enableDebuggingHandlers: true
+  enableProfilingHandler: false
 EOF
     # Upstream kwok stages, read from the kwok module kwokctl was built from.
     echo "---"; cat "$stages/node/fast/node-initialize.yaml"

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         .set("acks", "all")
         .set("message.timeout.ms", "20000")
         .create()?;
-    let (partition, offset) = producer
+    let rdkafka::producer::future_producer::Delivery { partition, offset, .. } = producer
         .send(FutureRecord::to(&topic).payload(&text).key("demo"), Duration::from_secs(20))
         .await
         .map_err(|(e, _)| anyhow::anyhow!("produce to {bootstrap} topic {topic}: {e}"))?;

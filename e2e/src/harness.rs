@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
 
@@ -166,4 +167,39 @@ impl Drop for TestNamespace {
         // Best effort for a test that failed half-way; cluster.sh down removes everything anyway.
         let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"], None);
     }
+}
+
+/// The MessageQueue CRD's name.
+pub const CRD: &str = "messagequeues.sluice.dev";
+
+/// Makes sure the MessageQueue CRD is installed and Established: kept when present (installed by
+/// the chart), else applied from `crds/` (the same YAML the chart ships).
+pub async fn ensure_crd(client: &Client) -> Result<CustomResourceDefinition, HarnessError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    if api.get_opt(CRD).await?.is_none() {
+        let path = repo_root().join("crds").join(format!("{CRD}.yaml"));
+        let out = kubectl(&["apply", "--server-side", "-f", &path.display().to_string()], None)?;
+        if !out.ok {
+            return Err(HarnessError::Timeout {
+                what: format!("kubectl apply {}", path.display()),
+                secs: 0,
+                last: out.stderr,
+            });
+        }
+    }
+    let api = &api;
+    wait_for("CRD Established", Duration::from_secs(30), || async move {
+        let crd = api.get(CRD).await.map_err(|e| e.to_string())?;
+        let established = crd
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+        if established {
+            Ok(crd)
+        } else {
+            Err(format!("conditions {:?}", crd.status.and_then(|s| s.conditions)))
+        }
+    })
+    .await
 }

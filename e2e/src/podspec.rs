@@ -287,8 +287,11 @@ pub fn host_path_for(pod: &Pod, c: &Container, container_path: &str, work: &Path
     if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
         base = base.join(sub);
     }
-    let rest = target.strip_prefix(&m.mount_path).unwrap_or(Path::new(""));
-    HostPath { path: base.join(rest), origin }
+    match target.strip_prefix(&m.mount_path) {
+        Ok(rest) if !rest.as_os_str().is_empty() => base = base.join(rest),
+        _ => {}
+    }
+    HostPath { path: base, origin }
 }
 
 /// Everything needed to start the process for one pod.

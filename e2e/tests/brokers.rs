@@ -128,13 +128,7 @@ async fn broker_pods_run_serve_kafka_and_keep_data_across_restarts() {
         return;
     }
     let client = harness::client().await.expect("cluster reachable");
-    let crd_path = harness::repo_root().join("crds/messagequeues.sluice.dev.yaml");
-    let out = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crd_path.display().to_string()], None)
-        .expect("kubectl");
-    assert!(out.ok, "CRD: {}", out.stderr);
-    let wait = kubectl(&["wait", "--for=condition=Established", "--timeout=30s", "crd/messagequeues.sluice.dev"], None)
-        .expect("kubectl");
-    assert!(wait.ok, "CRD not Established: {}", wait.stderr);
+    harness::ensure_crd(&client).await.expect("CRD installed and Established");
     let ns = TestNamespace::create(&client, "brokers").await.expect("namespace");
 
     // 1. The MessageQueue object (for a real uid: the owner of every child).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Secret, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams};
 use kube::config::{AuthInfo, Kubeconfig, KubeConfigOptions};
 use kube::{Client, ResourceExt};
@@ -49,15 +50,34 @@ async fn chart_installs_and_its_service_account_has_exactly_the_operator_rights(
     let release = "sluice";
     let chart = harness::repo_root().join("charts/sluice");
 
+    // Start without the CRD so the chart's copy is the one installed (tests run one at a time).
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    if crds.get_opt(harness::CRD).await.expect("CRDs").is_some() {
+        crds.delete(harness::CRD, &Default::default()).await.expect("deleting the CRD");
+        let crds = &crds;
+        harness::wait_for("CRD removed", Duration::from_secs(60), || async move {
+            match crds.get_opt(harness::CRD).await {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err("still present".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+        .expect("CRD removed before the install");
+    }
+    // API timestamps have second precision.
+    let installed_after = k8s_openapi::jiff::Timestamp::now()
+        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(1))
+        .expect("time");
     let (ok, text) = helm(&[
         "install", release, &chart.display().to_string(), "--namespace", &ns.name, "--wait", "--timeout", "3m",
     ]);
     assert!(ok, "helm install failed:\n{text}");
 
     // The CRD came with the chart.
-    let out = kubectl(&["wait", "--for=condition=Established", "--timeout=30s", "crd/messagequeues.sluice.dev"], None)
-        .expect("kubectl");
-    assert!(out.ok, "CRD not Established: {}", out.stderr);
+    let crd = harness::ensure_crd(&client).await.expect("CRD Established");
+    let helm_installed = crd.metadata.creation_timestamp.as_ref().map(|t| t.0) >= Some(installed_after);
+    assert!(helm_installed, "the CRD was created by this helm install");
 
     // The operator Deployment was accepted (non-root, read-only root fs, ...) and rolled out on a
     // kwok node. No operator process runs behind it: kwok fakes the container.

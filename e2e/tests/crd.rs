@@ -5,38 +5,10 @@
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::Api;
 use sluice_e2e::harness::{self, kubectl, TestNamespace};
 
-const CRD: &str = "messagequeues.sluice.dev";
-
-/// Makes sure the CRD is present: run.sh installs it with the chart; when the suite runs without
-/// the chart, apply `crds/` (same YAML).
 async fn ensure_crd(client: &kube::Client) -> CustomResourceDefinition {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let present = api.get_opt(CRD).await.expect("reading CRDs");
-    if present.is_none() {
-        let path = harness::repo_root().join("crds").join(format!("{CRD}.yaml"));
-        let out = kubectl(&["apply", "--server-side", "-f", &path.display().to_string()], None)
-            .expect("kubectl runs");
-        assert!(out.ok, "applying {}: {}", path.display(), out.stderr);
-    }
-    let api = &api;
-    harness::wait_for("CRD Established", Duration::from_secs(30), || async move {
-        let crd = api.get(CRD).await.map_err(|e| e.to_string())?;
-        let established = crd
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-        if established {
-            Ok(crd)
-        } else {
-            Err(format!("conditions {:?}", crd.status.and_then(|s| s.conditions)))
-        }
-    })
-    .await
-    .expect("CRD becomes Established")
+    harness::ensure_crd(client).await.expect("CRD installed and Established")
 }
 
 #[tokio::test]

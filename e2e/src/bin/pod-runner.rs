@@ -220,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(false)
         .init();
     let args = Args::parse();
     let bin = std::fs::canonicalize(&args.broker_bin)

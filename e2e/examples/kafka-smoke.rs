@@ -12,7 +12,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let bootstrap = args.next().ok_or_else(|| anyhow::anyhow!("usage: kafka-smoke <host:port> [topic]"))?;
+    let bootstrap = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: kafka-smoke <host:port> [topic]"))?;
     let topic = args.next().unwrap_or_else(|| "events".to_string());
     let text = format!("hello from sluice at {:?}", std::time::SystemTime::now());
     let producer: FutureProducer = ClientConfig::new()
@@ -20,8 +22,13 @@ async fn main() -> anyhow::Result<()> {
         .set("acks", "all")
         .set("message.timeout.ms", "20000")
         .create()?;
-    let rdkafka::producer::future_producer::Delivery { partition, offset, .. } = producer
-        .send(FutureRecord::to(&topic).payload(&text).key("demo"), Duration::from_secs(20))
+    let rdkafka::producer::future_producer::Delivery {
+        partition, offset, ..
+    } = producer
+        .send(
+            FutureRecord::to(&topic).payload(&text).key("demo"),
+            Duration::from_secs(20),
+        )
         .await
         .map_err(|(e, _)| anyhow::anyhow!("produce to {bootstrap} topic {topic}: {e}"))?;
     println!("produced  {text:?} -> {topic}[{partition}]@{offset}");
@@ -38,7 +45,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|_| anyhow::anyhow!("no message read back from {bootstrap} in 20s"))??;
     let got = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-    println!("consumed  {got:?} <- {topic}[{}]@{}", m.partition(), m.offset());
+    println!(
+        "consumed  {got:?} <- {topic}[{}]@{}",
+        m.partition(),
+        m.offset()
+    );
     anyhow::ensure!(got == text, "read back {got:?}, expected {text:?}");
     Ok(())
 }

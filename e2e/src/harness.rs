@@ -20,11 +20,21 @@ use kube::Client;
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     #[error("cannot run {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("timed out after {secs}s waiting for {what}; last observation: {last}")]
-    Timeout { what: String, secs: u64, last: String },
+    Timeout {
+        what: String,
+        secs: u64,
+        last: String,
+    },
     #[error("kubeconfig {path}: {source}")]
-    Kubeconfig { path: String, source: kube::config::KubeconfigError },
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
     #[error("kube client: {0}")]
     Kube(#[from] kube::Error),
     #[error("json: {0}")]
@@ -33,7 +43,10 @@ pub enum HarnessError {
 
 /// The repository root (this crate lives in `<root>/e2e`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// True when the e2e suite is asked to run; prints why not otherwise.
@@ -54,19 +67,25 @@ pub fn kubeconfig_path() -> PathBuf {
 
 /// The kubectl built by tools.sh (`KUBECTL`), else the one on PATH.
 pub fn kubectl_bin() -> PathBuf {
-    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("kubectl"))
+    std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
 /// A kube client for the e2e cluster.
 pub async fn client() -> Result<Client, HarnessError> {
     let path = kubeconfig_path();
-    let kc = kube::config::Kubeconfig::read_from(&path).map_err(|source| HarnessError::Kubeconfig {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let kc =
+        kube::config::Kubeconfig::read_from(&path).map_err(|source| HarnessError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
-        .map_err(|source| HarnessError::Kubeconfig { path: path.display().to_string(), source })?;
+        .map_err(|source| HarnessError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })?;
     Ok(Client::try_from(cfg)?)
 }
 
@@ -83,16 +102,26 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput, Harn
     let bin = kubectl_bin();
     let mut cmd = Command::new(&bin);
     cmd.arg("--kubeconfig").arg(kubeconfig_path()).args(args);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let spawn_err =
-        |source| HarnessError::Spawn { program: bin.display().to_string(), source };
+    let spawn_err = |source| HarnessError::Spawn {
+        program: bin.display().to_string(),
+        source,
+    };
     let mut child = cmd.spawn().map_err(spawn_err)?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         use std::io::Write;
         pipe.write_all(input.as_bytes()).map_err(spawn_err)?;
     }
-    let Output { status, stdout, stderr } = child.wait_with_output().map_err(spawn_err)?;
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().map_err(spawn_err)?;
     Ok(KubectlOutput {
         ok: status.success(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -102,7 +131,11 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput, Harn
 
 /// Polls `check` every 250 ms until it yields `Some`, or fails after `timeout` with the last
 /// observation `check` reported through `Err`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, HarnessError>
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<T, HarnessError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -114,7 +147,11 @@ where
             Err(obs) => obs,
         };
         if Instant::now() >= deadline {
-            return Err(HarnessError::Timeout { what: what.to_string(), secs: timeout.as_secs(), last });
+            return Err(HarnessError::Timeout {
+                what: what.to_string(),
+                secs: timeout.as_secs(),
+                last,
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -138,12 +175,18 @@ impl TestNamespace {
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {"sluice.dev/e2e": "true"}}
         }))?;
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
         Ok(TestNamespace { name })
     }
 
     /// Deletes the namespace and waits until it is gone (namespace deletion must never hang).
-    pub async fn delete_and_wait(&self, client: &Client, timeout: Duration) -> Result<(), HarnessError> {
+    pub async fn delete_and_wait(
+        &self,
+        client: &Client,
+        timeout: Duration,
+    ) -> Result<(), HarnessError> {
         let api = Api::<Namespace>::all(client.clone());
         match api.delete(&self.name, &DeleteParams::default()).await {
             Ok(_) => {}
@@ -151,13 +194,17 @@ impl TestNamespace {
             Err(e) => return Err(e.into()),
         }
         let (api, name) = (&api, &self.name);
-        wait_for(&format!("namespace {name} deleted"), timeout, || async move {
-            match api.get_opt(name).await {
-                Ok(None) => Ok(()),
-                Ok(Some(ns)) => Err(format!("phase {:?}", ns.status.and_then(|s| s.phase))),
-                Err(e) => Err(e.to_string()),
-            }
-        })
+        wait_for(
+            &format!("namespace {name} deleted"),
+            timeout,
+            || async move {
+                match api.get_opt(name).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(ns)) => Err(format!("phase {:?}", ns.status.and_then(|s| s.phase))),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
         .await
     }
 }
@@ -165,7 +212,16 @@ impl TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         // Best effort for a test that failed half-way; cluster.sh down removes everything anyway.
-        let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"], None);
+        let _ = kubectl(
+            &[
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ],
+            None,
+        );
     }
 }
 
@@ -178,7 +234,10 @@ pub async fn ensure_crd(client: &Client) -> Result<CustomResourceDefinition, Har
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     if api.get_opt(CRD).await?.is_none() {
         let path = repo_root().join("crds").join(format!("{CRD}.yaml"));
-        let out = kubectl(&["apply", "--server-side", "-f", &path.display().to_string()], None)?;
+        let out = kubectl(
+            &["apply", "--server-side", "-f", &path.display().to_string()],
+            None,
+        )?;
         if !out.ok {
             return Err(HarnessError::Timeout {
                 what: format!("kubectl apply {}", path.display()),
@@ -194,11 +253,17 @@ pub async fn ensure_crd(client: &Client) -> Result<CustomResourceDefinition, Har
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
         if established {
             Ok(crd)
         } else {
-            Err(format!("conditions {:?}", crd.status.and_then(|s| s.conditions)))
+            Err(format!(
+                "conditions {:?}",
+                crd.status.and_then(|s| s.conditions)
+            ))
         }
     })
     .await

@@ -30,11 +30,25 @@ pub enum PodSpecError {
     #[error("pod {pod} has no pod IP yet")]
     NoPodIp { pod: String },
     #[error("pod {pod}: env {var}: fieldRef {path} is not supported")]
-    UnsupportedFieldRef { pod: String, var: String, path: String },
+    UnsupportedFieldRef {
+        pod: String,
+        var: String,
+        path: String,
+    },
     #[error("pod {pod}: env {var}: {kind} {name} key {key} not found")]
-    MissingKey { pod: String, var: String, kind: &'static str, name: String, key: String },
+    MissingKey {
+        pod: String,
+        var: String,
+        kind: &'static str,
+        name: String,
+        key: String,
+    },
     #[error("pod {pod}: envFrom {kind} {name} not found")]
-    MissingSource { pod: String, kind: &'static str, name: String },
+    MissingSource {
+        pod: String,
+        kind: &'static str,
+        name: String,
+    },
 }
 
 /// ConfigMaps and Secrets the pod references, fetched by the caller (`None` = does not exist).
@@ -133,18 +147,27 @@ fn field_ref(pod: &Pod, path: &str) -> Option<String> {
         "metadata.namespace" => pod.metadata.namespace.clone(),
         "metadata.uid" => pod.metadata.uid.clone(),
         "spec.nodeName" => Some(spec.and_then(|s| s.node_name.clone()).unwrap_or_default()),
-        "spec.serviceAccountName" => {
-            Some(spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default())
-        }
+        "spec.serviceAccountName" => Some(
+            spec.and_then(|s| s.service_account_name.clone())
+                .unwrap_or_default(),
+        ),
         "status.podIP" => status.and_then(|s| s.pod_ip.clone()),
         "status.podIPs" => status.and_then(|s| s.pod_ips.as_ref()).map(|ips| {
-            ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(",")
+            ips.iter()
+                .map(|i| i.ip.clone())
+                .collect::<Vec<_>>()
+                .join(",")
         }),
         "status.hostIP" => Some(status.and_then(|s| s.host_ip.clone()).unwrap_or_default()),
         "status.hostIPs" => Some(
             status
                 .and_then(|s| s.host_ips.as_ref())
-                .map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(","))
+                .map(|ips| {
+                    ips.iter()
+                        .map(|i| i.ip.clone())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default(),
         ),
         _ if path.starts_with("metadata.labels['") => {
@@ -169,7 +192,12 @@ pub fn resolve_env(
     for ef in c.env_from.iter().flatten() {
         let prefix = ef.prefix.clone().unwrap_or_default();
         let (kind, name, optional, found) = if let Some(r) = &ef.config_map_ref {
-            ("ConfigMap", &r.name, r.optional, sources.config_maps.get(&r.name))
+            (
+                "ConfigMap",
+                &r.name,
+                r.optional,
+                sources.config_maps.get(&r.name),
+            )
         } else if let Some(r) = &ef.secret_ref {
             ("Secret", &r.name, r.optional, sources.secrets.get(&r.name))
         } else {
@@ -183,7 +211,11 @@ pub fn resolve_env(
             }
             None if optional == Some(true) => {}
             None => {
-                return Err(PodSpecError::MissingSource { pod: pod_id, kind, name: name.clone() })
+                return Err(PodSpecError::MissingSource {
+                    pod: pod_id,
+                    kind,
+                    name: name.clone(),
+                })
             }
         }
     }
@@ -200,9 +232,25 @@ pub fn resolve_env(
                     }
                 })?)
             } else if let Some(r) = &vf.config_map_key_ref {
-                key_ref(&pod_id, &e.name, "ConfigMap", &r.name, &r.key, r.optional, &sources.config_maps)?
+                key_ref(
+                    &pod_id,
+                    &e.name,
+                    "ConfigMap",
+                    &r.name,
+                    &r.key,
+                    r.optional,
+                    &sources.config_maps,
+                )?
             } else if let Some(r) = &vf.secret_key_ref {
-                key_ref(&pod_id, &e.name, "Secret", &r.name, &r.key, r.optional, &sources.secrets)?
+                key_ref(
+                    &pod_id,
+                    &e.name,
+                    "Secret",
+                    &r.name,
+                    &r.key,
+                    r.optional,
+                    &sources.secrets,
+                )?
             } else {
                 // resourceFieldRef: no resources are enforced for runner processes.
                 Some(String::new())
@@ -226,7 +274,11 @@ fn key_ref(
     optional: Option<bool>,
     map: &BTreeMap<String, Option<BTreeMap<String, String>>>,
 ) -> Result<Option<String>, PodSpecError> {
-    match map.get(name).and_then(|o| o.as_ref()).and_then(|d| d.get(key)) {
+    match map
+        .get(name)
+        .and_then(|o| o.as_ref())
+        .and_then(|d| d.get(key))
+    {
         Some(v) => Ok(Some(v.clone())),
         None if optional == Some(true) => Ok(None),
         None => Err(PodSpecError::MissingKey {
@@ -263,9 +315,11 @@ pub fn host_path_for(pod: &Pod, c: &Container, container_path: &str, work: &Path
         .max_by_key(|m| m.mount_path.len());
     let Some(m) = best else {
         return HostPath {
-            path: work.join("rootfs").join(ns).join(format!("{name}-{uid}")).join(
-                target.strip_prefix("/").unwrap_or(target),
-            ),
+            path: work
+                .join("rootfs")
+                .join(ns)
+                .join(format!("{name}-{uid}"))
+                .join(target.strip_prefix("/").unwrap_or(target)),
             origin: "rootfs".into(),
         };
     };
@@ -280,7 +334,10 @@ pub fn host_path_for(pod: &Pod, c: &Container, container_path: &str, work: &Path
             format!("pvc {ns}/{}", pvc.claim_name),
         ),
         None => (
-            work.join("pod").join(ns).join(format!("{name}-{uid}")).join(&m.name),
+            work.join("pod")
+                .join(ns)
+                .join(format!("{name}-{uid}"))
+                .join(&m.name),
             format!("pod {ns}/{name} volume {}", m.name),
         ),
     };
@@ -332,7 +389,11 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 }
 
 fn set_flag(args: &mut [String], flag: &str, idx: usize, inline: bool, value: &str) {
-    args[idx] = if inline { format!("{flag}={value}") } else { value.to_string() };
+    args[idx] = if inline {
+        format!("{flag}={value}")
+    } else {
+        value.to_string()
+    };
 }
 
 /// Replaces a `0.0.0.0` (or empty, or `[::]`) host in `host:port` by `ip`.
@@ -364,14 +425,17 @@ pub fn launch_spec(
     if pod.spec.is_none() {
         return Err(PodSpecError::NoSpec { pod: pod_id });
     }
-    let c = pick_container(pod, container)
-        .ok_or_else(|| PodSpecError::NoContainer { pod: pod_id.clone() })?;
+    let c = pick_container(pod, container).ok_or_else(|| PodSpecError::NoContainer {
+        pod: pod_id.clone(),
+    })?;
     let pod_ip = pod
         .status
         .as_ref()
         .and_then(|s| s.pod_ip.clone())
         .filter(|ip| !ip.is_empty())
-        .ok_or_else(|| PodSpecError::NoPodIp { pod: pod_id.clone() })?;
+        .ok_or_else(|| PodSpecError::NoPodIp {
+            pod: pod_id.clone(),
+        })?;
     let mut env = resolve_env(pod, c, sources)?;
     let mut args: Vec<String> = c
         .command
@@ -435,7 +499,10 @@ mod tests {
     use serde_json::json;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -479,7 +546,10 @@ mod tests {
         let mut s = Sources::default();
         s.config_maps.insert(
             "mq-config".into(),
-            Some(vars(&[("SLUICE_FSYNC", "interval"), ("SLUICE_DEFAULT_PARTITIONS", "3")])),
+            Some(vars(&[
+                ("SLUICE_FSYNC", "interval"),
+                ("SLUICE_DEFAULT_PARTITIONS", "3"),
+            ])),
         );
         s
     }
@@ -499,8 +569,14 @@ mod tests {
                 "--data-dir=/w/pvc/ns1/data-mq-1",
             ]
         );
-        assert_eq!(spec.env.get("GREETING").map(String::as_str), Some("hi-mq-1"));
-        assert_eq!(spec.env.get("SLUICE_FSYNC").map(String::as_str), Some("interval"));
+        assert_eq!(
+            spec.env.get("GREETING").map(String::as_str),
+            Some("hi-mq-1")
+        );
+        assert_eq!(
+            spec.env.get("SLUICE_FSYNC").map(String::as_str),
+            Some("interval")
+        );
         assert_eq!(spec.http_addr, "127.1.0.7:8080");
         assert_eq!(spec.data_dir.origin, "pvc ns1/data-mq-1");
     }
@@ -527,21 +603,34 @@ mod tests {
         let mut s = sources();
         s.config_maps.insert(
             "mq-config".into(),
-            Some(vars(&[("SLUICE_HTTP_LISTEN", "0.0.0.0:9000"), ("SLUICE_DATA_DIR", "/var/lib/sluice")])),
+            Some(vars(&[
+                ("SLUICE_HTTP_LISTEN", "0.0.0.0:9000"),
+                ("SLUICE_DATA_DIR", "/var/lib/sluice"),
+            ])),
         );
         let mut pod = broker_pod();
         if let Some(c) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
             c.args = Some(vec![]);
         }
         let spec = launch_spec(&pod, "broker", &s, Path::new("/w")).expect("launch");
-        assert_eq!(spec.env.get("SLUICE_HTTP_LISTEN").map(String::as_str), Some("127.1.0.7:9000"));
-        assert_eq!(spec.env.get("SLUICE_DATA_DIR").map(String::as_str), Some("/w/pvc/ns1/data-mq-1"));
+        assert_eq!(
+            spec.env.get("SLUICE_HTTP_LISTEN").map(String::as_str),
+            Some("127.1.0.7:9000")
+        );
+        assert_eq!(
+            spec.env.get("SLUICE_DATA_DIR").map(String::as_str),
+            Some("/w/pvc/ns1/data-mq-1")
+        );
         assert_eq!(spec.http_addr, "127.1.0.7:9000");
 
         let err = launch_spec(&pod, "broker", &Sources::default(), Path::new("/w"));
         assert_eq!(
             err,
-            Err(PodSpecError::MissingSource { pod: "ns1/mq-1".into(), kind: "ConfigMap", name: "mq-config".into() })
+            Err(PodSpecError::MissingSource {
+                pod: "ns1/mq-1".into(),
+                kind: "ConfigMap",
+                name: "mq-config".into()
+            })
         );
     }
 

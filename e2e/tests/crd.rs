@@ -8,7 +8,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use sluice_e2e::harness::{self, kubectl, TestNamespace};
 
 async fn ensure_crd(client: &kube::Client) -> CustomResourceDefinition {
-    harness::ensure_crd(client).await.expect("CRD installed and Established")
+    harness::ensure_crd(client)
+        .await
+        .expect("CRD installed and Established")
 }
 
 #[tokio::test]
@@ -20,8 +22,16 @@ async fn crd_is_established_with_scale_and_status_subresources() {
     let crd = ensure_crd(&client).await;
     assert_eq!(crd.spec.group, "sluice.dev");
     assert_eq!(crd.spec.names.kind, "MessageQueue");
-    assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["mq".to_string()][..]));
-    let v = crd.spec.versions.iter().find(|v| v.name == "v1alpha1").expect("v1alpha1 served");
+    assert_eq!(
+        crd.spec.names.short_names.as_deref(),
+        Some(&["mq".to_string()][..])
+    );
+    let v = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == "v1alpha1")
+        .expect("v1alpha1 served");
     assert!(v.served && v.storage);
     let sub = v.subresources.as_ref().expect("subresources");
     assert!(sub.status.is_some(), "status subresource");
@@ -29,9 +39,17 @@ async fn crd_is_established_with_scale_and_status_subresources() {
     assert_eq!(scale.spec_replicas_path, ".spec.replicas");
 
     // Discovery knows the short name (what `kubectl get mq` needs).
-    let out = kubectl(&["api-resources", "--api-group=sluice.dev", "-o", "wide"], None).expect("kubectl");
+    let out = kubectl(
+        &["api-resources", "--api-group=sluice.dev", "-o", "wide"],
+        None,
+    )
+    .expect("kubectl");
     assert!(out.ok, "{}", out.stderr);
-    assert!(out.stdout.contains("messagequeues") && out.stdout.contains("mq"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("messagequeues") && out.stdout.contains("mq"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]
@@ -42,22 +60,42 @@ async fn kubectl_explain_documents_the_spec() {
     let client = harness::client().await.expect("cluster reachable");
     ensure_crd(&client).await;
     // Explain reads the published OpenAPI, which lags CRD establishment by a moment.
-    let text = harness::wait_for("kubectl explain messagequeue.spec", Duration::from_secs(30), || async move {
-        let out = kubectl(&["explain", "messagequeue.spec"], None).map_err(|e| e.to_string())?;
-        if out.ok {
-            Ok(out.stdout)
-        } else {
-            Err(out.stderr)
-        }
-    })
+    let text = harness::wait_for(
+        "kubectl explain messagequeue.spec",
+        Duration::from_secs(30),
+        || async move {
+            let out =
+                kubectl(&["explain", "messagequeue.spec"], None).map_err(|e| e.to_string())?;
+            if out.ok {
+                Ok(out.stdout)
+            } else {
+                Err(out.stderr)
+            }
+        },
+    )
     .await
     .expect("explain works");
-    for field in ["replicas", "version", "storage", "queues", "queueDeletionPolicy", "paused", "config"] {
-        assert!(text.contains(field), "explain output lacks {field}:\n{text}");
+    for field in [
+        "replicas",
+        "version",
+        "storage",
+        "queues",
+        "queueDeletionPolicy",
+        "paused",
+        "config",
+    ] {
+        assert!(
+            text.contains(field),
+            "explain output lacks {field}:\n{text}"
+        );
     }
     let out = kubectl(&["explain", "mq.spec.queues.partitions"], None).expect("kubectl");
     assert!(out.ok, "{}", out.stderr);
-    assert!(out.stdout.to_lowercase().contains("partition"), "{}", out.stdout);
+    assert!(
+        out.stdout.to_lowercase().contains("partition"),
+        "{}",
+        out.stdout
+    );
 }
 
 fn manifest(ns: &str, name: &str, spec: &str) -> String {
@@ -73,29 +111,56 @@ async fn invalid_manifests_are_refused_with_a_message_saying_what_to_fix() {
     }
     let client = harness::client().await.expect("cluster reachable");
     ensure_crd(&client).await;
-    let ns = TestNamespace::create(&client, "invalid").await.expect("namespace");
+    let ns = TestNamespace::create(&client, "invalid")
+        .await
+        .expect("namespace");
 
     // (spec, words the refusal must contain)
     let cases: &[(&str, &[&str])] = &[
         ("  replicas: 0\n", &["replicas must be at least 1"]),
-        ("  queues:\n  - name: \"bad name!\"\n", &["queue name may only contain"]),
-        ("  queues:\n  - name: ok\n    partitions: 0\n", &["partitions must be at least 1"]),
+        (
+            "  queues:\n  - name: \"bad name!\"\n",
+            &["queue name may only contain"],
+        ),
+        (
+            "  queues:\n  - name: ok\n    partitions: 0\n",
+            &["partitions must be at least 1"],
+        ),
         (
             "  replicas: 1\n  queues:\n  - name: ok\n    replicationFactor: 3\n",
             &["replicationFactor must be at most spec.replicas"],
         ),
-        ("  queueDeletionPolicy: Sometimes\n", &["queueDeletionPolicy", "Retain", "Delete"]),
-        ("  config:\n    fsync: sometimes\n", &["fsync", "always", "interval"]),
-        ("  storage:\n    size: lots\n", &["storage.size must be a Kubernetes quantity"]),
-        ("  disruptionBudget:\n    maxUnavailable: 0\n", &["maxUnavailable must be at least 1"]),
+        (
+            "  queueDeletionPolicy: Sometimes\n",
+            &["queueDeletionPolicy", "Retain", "Delete"],
+        ),
+        (
+            "  config:\n    fsync: sometimes\n",
+            &["fsync", "always", "interval"],
+        ),
+        (
+            "  storage:\n    size: lots\n",
+            &["storage.size must be a Kubernetes quantity"],
+        ),
+        (
+            "  disruptionBudget:\n    maxUnavailable: 0\n",
+            &["maxUnavailable must be at least 1"],
+        ),
         ("  replicas: \"three\"\n", &["replicas", "integer"]),
     ];
     for (i, (spec, words)) in cases.iter().enumerate() {
         let m = manifest(&ns.name, &format!("bad-{i}"), spec);
         let out = kubectl(&["apply", "-f", "-"], Some(&m)).expect("kubectl runs");
-        assert!(!out.ok, "manifest {i} was accepted but must be refused:\n{m}");
+        assert!(
+            !out.ok,
+            "manifest {i} was accepted but must be refused:\n{m}"
+        );
         for w in *words {
-            assert!(out.stderr.contains(w), "refusal of manifest {i} lacks {w:?}:\n{m}\n{}", out.stderr);
+            assert!(
+                out.stderr.contains(w),
+                "refusal of manifest {i} lacks {w:?}:\n{m}\n{}",
+                out.stderr
+            );
         }
     }
 
@@ -121,7 +186,13 @@ async fn invalid_manifests_are_refused_with_a_message_saying_what_to_fix() {
         let m = manifest(&ns.name, "good", spec);
         let out = kubectl(&["apply", "-f", "-"], Some(&m)).expect("kubectl runs");
         assert!(!out.ok, "update was accepted but must be refused:\n{m}");
-        assert!(out.stderr.contains(words), "refusal lacks {words:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(words),
+            "refusal lacks {words:?}: {}",
+            out.stderr
+        );
     }
-    ns.delete_and_wait(&client, Duration::from_secs(60)).await.expect("namespace deleted");
+    ns.delete_and_wait(&client, Duration::from_secs(60))
+        .await
+        .expect("namespace deleted");
 }

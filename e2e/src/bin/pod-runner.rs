@@ -70,14 +70,20 @@ fn pod_key(p: &Pod) -> String {
 
 fn wanted(p: &Pod) -> bool {
     let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-    let has_ip = p.status.as_ref().and_then(|s| s.pod_ip.as_deref()).is_some_and(|i| !i.is_empty());
+    let has_ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .is_some_and(|i| !i.is_empty());
     running && has_ip && p.metadata.deletion_timestamp.is_none()
 }
 
 async fn fetch_sources(client: &Client, pod: &Pod, container: &str) -> Sources {
     let ns = pod.namespace().unwrap_or_default();
     let mut sources = Sources::default();
-    let Some(c) = podspec::pick_container(pod, container) else { return sources };
+    let Some(c) = podspec::pick_container(pod, container) else {
+        return sources;
+    };
     let (cms, secrets) = podspec::referenced_sources(c);
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     for name in cms {
@@ -125,30 +131,41 @@ fn spawn(bin: &PathBuf, p: &Proc) -> anyhow::Result<Child> {
     cmd.args(&p.spec.args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", std::env::var("BROKER_RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("BROKER_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .envs(&p.spec.env)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
         .kill_on_drop(true);
-    cmd.spawn().with_context(|| format!("starting {}", bin.display()))
+    cmd.spawn()
+        .with_context(|| format!("starting {}", bin.display()))
 }
 
 /// GET /readyz over plain HTTP/1.0 with short timeouts; true on a 200.
 async fn readyz(addr: &str) -> bool {
     let attempt = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(format!("GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
+        s.write_all(format!("GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).await.ok()?;
         let head = String::from_utf8_lossy(&buf[..n]).into_owned();
         Some(head.split_whitespace().nth(1) == Some("200"))
     };
-    matches!(tokio::time::timeout(Duration::from_millis(800), attempt).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_millis(800), attempt).await,
+        Ok(Some(true))
+    )
 }
 
 async fn set_ready(client: &Client, key: &str, container: &str, ready: bool, restarts: i32) {
-    let Some((ns, name)) = key.split_once('/') else { return };
+    let Some((ns, name)) = key.split_once('/') else {
+        return;
+    };
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let now = chrono_now();
     let status = if ready { "True" } else { "False" };
@@ -161,7 +178,11 @@ async fn set_ready(client: &Client, key: &str, container: &str, ready: bool, res
         }
     };
     let mut statuses: Vec<serde_json::Value> = Vec::new();
-    for cs in current.status.and_then(|s| s.container_statuses).unwrap_or_default() {
+    for cs in current
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()
+    {
         let mut v = serde_json::to_value(&cs).unwrap_or_default();
         if cs.name == container {
             v["ready"] = json!(ready);
@@ -170,7 +191,11 @@ async fn set_ready(client: &Client, key: &str, container: &str, ready: bool, res
         }
         statuses.push(v);
     }
-    let reason = if ready { "BrokerReady" } else { "BrokerNotReady" };
+    let reason = if ready {
+        "BrokerReady"
+    } else {
+        "BrokerNotReady"
+    };
     let patch = json!({"status": {
         "conditions": [
             {"type": "Ready", "status": status, "reason": reason, "lastTransitionTime": now},
@@ -178,7 +203,10 @@ async fn set_ready(client: &Client, key: &str, container: &str, ready: bool, res
         ],
         "containerStatuses": statuses
     }});
-    match api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+    {
         Ok(_) => info!(pod = %key, ready, "pod Ready condition set from /readyz"),
         Err(e) => warn!(pod = %key, error = %e, "cannot patch pod status"),
     }
@@ -209,7 +237,10 @@ fn chrono_now() -> String {
 
 fn send_term(child: &Child) {
     if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
     }
 }
 
@@ -226,14 +257,20 @@ async fn main() -> anyhow::Result<()> {
     let bin = std::fs::canonicalize(&args.broker_bin)
         .with_context(|| format!("broker binary {}", args.broker_bin.display()))?;
     let work = args.work_dir.clone();
-    std::fs::create_dir_all(work.join("logs")).with_context(|| format!("work dir {}", work.display()))?;
-    let work = std::fs::canonicalize(&work).with_context(|| format!("work dir {}", work.display()))?;
-    let client = Client::try_default().await.context("connecting to the API server (KUBECONFIG)")?;
+    std::fs::create_dir_all(work.join("logs"))
+        .with_context(|| format!("work dir {}", work.display()))?;
+    let work =
+        std::fs::canonicalize(&work).with_context(|| format!("work dir {}", work.display()))?;
+    let client = Client::try_default()
+        .await
+        .context("connecting to the API server (KUBECONFIG)")?;
 
     let pods: Api<Pod> = Api::all(client.clone());
     let (store, writer) = reflector::store();
     let cfg = watcher::Config::default().labels(&args.selector);
-    let stream = reflector(writer, watcher(pods, cfg)).default_backoff().touched_objects();
+    let stream = reflector(writer, watcher(pods, cfg))
+        .default_backoff()
+        .touched_objects();
     let mut stream = Box::pin(stream);
     info!(selector = %args.selector, broker = %bin.display(), work = %work.display(), "pod runner started");
 
@@ -260,7 +297,9 @@ async fn main() -> anyhow::Result<()> {
 
         // 1. Pods gone or terminating: stop their process.
         for (uid, p) in procs.iter_mut() {
-            let keep = pods.get(uid).is_some_and(|pod| pod.metadata.deletion_timestamp.is_none());
+            let keep = pods
+                .get(uid)
+                .is_some_and(|pod| pod.metadata.deletion_timestamp.is_none());
             if !keep && p.stop_deadline.is_none() {
                 p.stop_deadline = Some(Instant::now() + p.grace);
                 match &p.child {
@@ -287,7 +326,8 @@ async fn main() -> anyhow::Result<()> {
                                   log = %p.log_path.display(), "broker exited; restarting after back-off");
                             p.next_start = Instant::now() + backoff;
                             if !args.no_readiness {
-                                set_ready(&client, &p.key, &p.spec.container, false, p.restarts).await;
+                                set_ready(&client, &p.key, &p.spec.container, false, p.restarts)
+                                    .await;
                             }
                             p.ready = Some(false);
                         }
@@ -323,7 +363,10 @@ async fn main() -> anyhow::Result<()> {
                     continue;
                 }
             };
-            if procs.values().any(|o| o.key == key || o.spec.data_dir == spec.data_dir) {
+            if procs
+                .values()
+                .any(|o| o.key == key || o.spec.data_dir == spec.data_dir)
+            {
                 continue; // the previous incarnation is still stopping
             }
             let grace = pod
@@ -385,7 +428,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    info!(count = procs.len(), "pod runner stopping: SIGTERM to every broker");
+    info!(
+        count = procs.len(),
+        "pod runner stopping: SIGTERM to every broker"
+    );
     for p in procs.values() {
         if let Some(c) = &p.child {
             send_term(c);

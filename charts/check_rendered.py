@@ -4,9 +4,10 @@
   check_rendered.py default  <rendered.yaml> <release-namespace>
   check_rendered.py custom   <rendered.yaml> <release-namespace>
   check_rendered.py examples <crd-dir> <example.yaml>...
+  check_rendered.py args     <rendered.yaml>    (prints the operator container's args, one a line)
 
 The `custom` render is the one charts/test.sh makes with watchNamespaces={team-a,team-b},
-a ServiceMonitor, leader election off, json logs, logLevel=debug and a broker image.
+a ServiceMonitor, leader election off, json logs, logLevel=debug and a broker image and version.
 Exits 1 with every failed assertion listed.
 """
 import copy
@@ -36,12 +37,12 @@ NAMESPACED_RULES = {
     ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"get", "list", "watch", "delete"},
-    ("", "persistentvolumeclaims"): {"get", "list", "watch", "patch", "delete"},
+    ("", "persistentvolumeclaims"): {"get", "list", "patch", "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 # Cluster-scoped reads, granted whichever namespaces are watched.
 CLUSTER_RULES = {("", "nodes"): {"get"}, ("", "namespaces"): {"get"}}
-LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"}}
+LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 NAMESPACED_KINDS = {"Deployment", "ServiceAccount", "Service", "Role", "RoleBinding", "ServiceMonitor"}
 
 
@@ -141,8 +142,12 @@ def check_common(docs, ns):
           "POD_NAMESPACE from the downward API")
     check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
           "POD_NAME from the downward API")
-    args = c.get("args", [])
+    raw_args = c.get("args", [])
+    args = [a for a in raw_args if isinstance(a, str)]
     check(args[:1] == ["run"], f"first argument is the run subcommand, got {args[:1]}")
+    for a in raw_args + [e.get("value", "") for e in c.get("env", [])]:
+        check(isinstance(a, str) and not any(bad in a for bad in ("map[", "<nil>", "%!", "[]")),
+              f"argument/env value {a!r} is a plain string, not a rendered Go value")
 
     svc = one(docs, "Service", "-metrics")
     check(svc.get("spec", {}).get("selector", {}).items() <= pod_labels.items(), "metrics Service selects the operator pods")
@@ -161,7 +166,12 @@ def mode_default(docs, ns):
     check(env.get("RUST_LOG", {}).get("value") == "info", "RUST_LOG=info by default")
     check("--log-format=text" in args, "--log-format=text by default")
     check("--leader-election=true" in args, "leader election on by default")
-    check(not any(a.startswith("--watch-namespaces") for a in args), "all namespaces watched by default")
+    check("strategy" not in one(docs, "Deployment").get("spec", {}),
+          "with leader election the Deployment rolls (the new pod waits for the Lease)")
+    check(not any(a.startswith("--namespaces") for a in args), "all namespaces watched by default")
+    check("--http-listen=0.0.0.0:8080" in args, "--http-listen on the probed port")
+    check(not any(a.startswith("--broker-image-repository") or a.startswith("--default-broker-version")
+                  for a in args), "broker image and version: operator defaults")
 
     cr = one(docs, "ClusterRole")
     check_rules("ClusterRole", cr.get("rules", []), {**NAMESPACED_RULES, **CLUSTER_RULES})
@@ -180,8 +190,12 @@ def mode_custom(docs, ns):
     check(env.get("RUST_LOG", {}).get("value") == "debug", "RUST_LOG from logLevel")
     check("--log-format=json" in args, "--log-format=json from logFormat")
     check("--leader-election=false" in args, "--leader-election=false")
-    check("--watch-namespaces=team-a,team-b" in args, "--watch-namespaces from watchNamespaces")
-    check("--broker-image=registry.example/sluice-broker" in args, "--broker-image from brokerImage")
+    dep = one(docs, "Deployment")
+    check(dep.get("spec", {}).get("strategy", {}).get("type") == "Recreate",
+          "without leader election the Deployment never runs two operators at once (Recreate)")
+    check("--namespaces=team-a,team-b" in args, "--namespaces from watchNamespaces")
+    check("--broker-image-repository=registry.example/sluice-broker" in args, "--broker-image-repository")
+    check("--default-broker-version=0.2.0" in args, "--default-broker-version")
 
     cr = one(docs, "ClusterRole")
     check_rules("ClusterRole (watchNamespaces set)", cr.get("rules", []), CLUSTER_RULES)
@@ -265,6 +279,10 @@ def main(argv):
         docs = load(argv[2])
         (mode_default if mode == "default" else mode_custom)(docs, argv[3])
         print(f"{mode}: {len(docs)} rendered objects checked")
+    elif mode == "args" and len(argv) == 3:
+        dep = one(load(argv[2]), "Deployment")
+        containers = dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])
+        print("\n".join(containers[0].get("args", [])))
     elif mode == "examples" and len(argv) >= 4:
         mode_examples(argv[2], argv[3:])
     else:

@@ -28,9 +28,31 @@ step "helm template: watched namespaces, ServiceMonitor, no leader election, jso
 "$helm" template prod "$chart" --namespace "$ns" \
   --set 'watchNamespaces={team-a,team-b}' --set metrics.serviceMonitor.enabled=true \
   --set leaderElection.enabled=false --set logFormat=json --set logLevel=debug \
-  --set replicas=1 --set brokerImage=registry.example/sluice-broker \
+  --set replicas=1 --set brokerImage.repository=registry.example/sluice-broker \
+  --set brokerImage.defaultVersion=0.2.0 \
   >"$work/custom.yaml"
 python3 "$check" custom "$work/custom.yaml" "$ns"
+
+step "the operator binary accepts the rendered arguments"
+operator_bin="${SLUICE_OPERATOR_BIN:-$root/target/debug/sluice-operator}"
+if [[ -x "$operator_bin" ]]; then
+  for f in default custom; do
+    # the rendered args, with the HTTP address moved to a free loopback port
+    mapfile -t args < <(python3 "$check" args "$work/$f.yaml" | sed 's/=0\.0\.0\.0:[0-9]*$/=127.0.0.1:0/')
+    # No cluster is reachable, so the operator must fail *after* parsing: exit 1, not clap's 2.
+    rc=0
+    (cd "$work" && env -u KUBERNETES_SERVICE_HOST KUBECONFIG=/nonexistent POD_NAMESPACE="$ns" POD_NAME=chart-test \
+      timeout 20 "$operator_bin" "${args[@]}") >"$work/op.log" 2>&1 || rc=$?
+    if [[ $rc -ne 1 ]] || ! grep -q "Kubernetes API" "$work/op.log"; then
+      echo "FAIL: sluice-operator ${args[*]} exited $rc:" >&2
+      cat "$work/op.log" >&2
+      exit 1
+    fi
+    echo "$f: sluice-operator accepts: ${args[*]}"
+  done
+else
+  echo "skipped: no operator binary at $operator_bin (set SLUICE_OPERATOR_BIN or cargo build -p sluice-operator)"
+fi
 
 step "helm template: values that must be refused"
 refuse() {

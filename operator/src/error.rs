@@ -113,6 +113,23 @@ impl Error {
         }
     }
 
+    /// The API server refused because the namespace is being deleted: nothing to retry, the
+    /// MessageQueue goes away with it (its finalizer runs on the deletion event).
+    pub fn is_namespace_terminating(&self) -> bool {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            } => e.code == 403 && e.message.contains("because it is being terminated"),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_namespace_terminating(),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// Shorthand for a Kubernetes API error with its action.
     pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
         Error::Kube {
@@ -149,6 +166,28 @@ mod tests {
         };
         assert!(!err.is_user_error());
         assert_eq!(err.metric_label(), "kafka_admin");
+    }
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": code, "message": message, "reason": "Forbidden"
+        }))
+        .expect("status parses");
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn namespace_terminating_refusal_is_recognised() {
+        let err = Error::kube(
+            "apply ConfigMap x",
+            api_error(403, "configmaps \"x\" is forbidden: unable to create new content in namespace ns because it is being terminated"),
+        );
+        assert!(err.is_namespace_terminating());
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(err)));
+        assert!(wrapped.is_namespace_terminating());
+        let other = Error::kube("apply ConfigMap x", api_error(403, "forbidden by RBAC"));
+        assert!(!other.is_namespace_terminating());
+        assert!(!other.is_user_error());
     }
 
     #[test]

@@ -38,7 +38,19 @@ fn chart_crd_matches_generated_when_the_chart_exists() {
 }
 
 fn crd_json() -> serde_json::Value {
-    serde_json::to_value(MessageQueue::crd()).expect("CRD serialises")
+    sluice_operator::crd::crd_value()
+}
+
+#[test]
+fn crd_value_is_the_derived_crd_with_reflowed_descriptions() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let parsed: CustomResourceDefinition = serde_json::from_value(crd_json()).expect("still a CRD");
+    assert_eq!(parsed.metadata.name, MessageQueue::crd().metadata.name);
+    let text = serde_json::to_string(&crd_json()).expect("json");
+    assert!(
+        !text.contains("rolls\\nthe"),
+        "single line breaks are joined"
+    );
 }
 
 #[test]
@@ -202,4 +214,30 @@ fn every_spec_field_has_a_description() {
         missing.is_empty(),
         "fields without description: {missing:?}"
     );
+}
+
+#[test]
+fn crd_reference_doc_matches_generated() {
+    let path = repo_root().join("docs/crd-reference.md");
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(
+        committed == sluice_operator::crd::reference_markdown(),
+        "docs/crd-reference.md is stale: regenerate it with \
+         `cargo run -p sluice-operator -- crd-reference > docs/crd-reference.md`"
+    );
+}
+
+#[test]
+fn crd_reference_lists_every_rule_message() {
+    let doc = sluice_operator::crd::reference_markdown();
+    for needle in [
+        "partitions cannot decrease",
+        "storage.size cannot shrink",
+        "`spec.queues[].name`",
+        "`spec.storage.size`",
+        "unique by [\"name\"]",
+    ] {
+        assert!(doc.contains(needle), "reference lacks {needle}");
+    }
 }

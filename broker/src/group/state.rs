@@ -264,6 +264,13 @@ impl Group {
         limits: &Limits,
         now: Instant,
     ) -> (JoinStep, Fx) {
+        tracing::debug!(
+            group = %self.id,
+            member = %a.member_id,
+            state = self.state.as_str(),
+            generation = self.generation,
+            "join"
+        );
         let reply =
             |code: i16, id: &str| (JoinStep::Reply(JoinResult::error(code, id)), Vec::new());
         let session_ok = i64::from(a.session_timeout_ms)
@@ -326,8 +333,13 @@ impl Group {
                 (JoinStep::Reply(self.join_result(&id)), Vec::new())
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
+                let reason = if unchanged {
+                    "leader rejoined"
+                } else {
+                    "member rejoined with new metadata"
+                };
                 self.update_member(a, now);
-                let fx = self.rebalance(now);
+                let fx = self.rebalance(now, reason);
                 (JoinStep::Wait { member_id: id }, fx)
             }
             GroupState::Empty | GroupState::Dead => reply(codes::UNKNOWN_MEMBER_ID, &id),
@@ -637,7 +649,7 @@ impl Group {
         if self.leader.is_none() {
             self.leader = Some(id.clone());
         }
-        let fx = self.rebalance(now);
+        let fx = self.rebalance(now, "new member");
         (JoinStep::Wait { member_id: id }, fx)
     }
 
@@ -701,13 +713,16 @@ impl Group {
             ..a
         };
         self.update_member(a, now);
-        fx.extend(self.rebalance(now));
+        fx.extend(self.rebalance(now, "static member rejoined"));
         (JoinStep::Wait { member_id: new_id }, fx)
     }
 
     /// Starts a rebalance if the state allows one, then completes the join if nobody is
     /// missing.
-    fn rebalance(&mut self, now: Instant) -> Fx {
+    fn rebalance(&mut self, now: Instant, reason: &str) -> Fx {
+        if self.state != GroupState::PreparingRebalance {
+            tracing::info!(group = %self.id, generation = self.generation, state = self.state.as_str(), reason, "rebalance");
+        }
         let mut fx = Vec::new();
         match self.state {
             GroupState::CompletingRebalance => {
@@ -949,7 +964,9 @@ impl Group {
             });
         }
         match self.state {
-            GroupState::Stable | GroupState::CompletingRebalance => fx.extend(self.rebalance(now)),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                fx.extend(self.rebalance(now, "member removed"))
+            }
             GroupState::PreparingRebalance => fx.extend(self.maybe_complete_join(now)),
             GroupState::Empty | GroupState::Dead => {}
         }

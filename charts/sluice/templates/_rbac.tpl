@@ -11,7 +11,8 @@ each line names what uses it.
 - apiGroups: ["sluice.dev"]
   resources: ["messagequeues/status"]
   verbs: ["patch"]
-# Owner references with blockOwnerDeletion on the children.
+# Owner references with blockOwnerDeletion on the children (checked by the
+# OwnerReferencesPermissionEnforcement admission plugin where it is enabled).
 - apiGroups: ["sluice.dev"]
   resources: ["messagequeues/finalizers"]
   verbs: ["update"]
@@ -34,7 +35,7 @@ each line names what uses it.
 # storage.deleteClaim is true; checked before a scale-down and for pods stuck without one.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "patch", "delete"]
 # Events announcing every action (kube-runtime's Recorder: events.k8s.io/v1, create + patch).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -1,0 +1,143 @@
+//! Command line of `sluice-operator`: `run` (the default) and `crd`.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Sluice's Kubernetes operator for MessageQueue resources.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-operator", version, about)]
+pub struct Cli {
+    /// What to do; `run` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the operator (the default).
+    Run,
+    /// Print the MessageQueue CRD as YAML.
+    Crd,
+    /// Print the field reference (docs/crd-reference.md) as Markdown.
+    CrdReference,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of the operator process. Every flag has a `SLUICE_*` environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma-separated; all namespaces when empty.
+    #[arg(
+        long,
+        env = "SLUICE_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_LISTEN",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    pub http_listen: SocketAddr,
+
+    /// Elect a leader through a Lease so several replicas can run with one acting.
+    #[arg(long, env = "SLUICE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "SLUICE_LEASE_NAME",
+        default_value = "sluice-operator",
+        global = true
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease; defaults to POD_NAMESPACE, then the client's namespace.
+    #[arg(long, env = "SLUICE_LEASE_NAMESPACE", global = true)]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity in the Lease; defaults to POD_NAME, then the hostname.
+    #[arg(long, env = "SLUICE_IDENTITY", global = true)]
+    pub identity: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Broker image repository; the tag is the broker version (spec.image overrides both).
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_IMAGE_REPOSITORY",
+        default_value = "ghcr.io/sluice/sluice-broker",
+        global = true
+    )]
+    pub broker_image_repository: String,
+
+    /// Broker version for MessageQueues that do not set spec.version.
+    #[arg(long, env = "SLUICE_DEFAULT_BROKER_VERSION", default_value = env!("CARGO_PKG_VERSION"), global = true)]
+    pub default_broker_version: String,
+
+    /// Timeout of each Kafka admin request and /readyz probe to a broker, in milliseconds.
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub broker_timeout_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_is_the_default_and_flags_work_with_or_without_it() {
+        let cli = Cli::parse_from([
+            "sluice-operator",
+            "--namespaces",
+            "a,b",
+            "--leader-election",
+            "false",
+        ]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.namespaces, ["a", "b"]);
+        assert!(!cli.run.leader_election);
+        let cli = Cli::parse_from(["sluice-operator", "run", "--log-format", "json"]);
+        assert!(matches!(cli.command, Some(Command::Run)));
+        assert_eq!(cli.run.log_format, LogFormat::Json);
+        assert!(cli.run.namespaces.is_empty());
+        assert_eq!(cli.run.http_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cli.run.default_broker_version, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn crd_subcommand_parses() {
+        let cli = Cli::parse_from(["sluice-operator", "crd"]);
+        assert!(matches!(cli.command, Some(Command::Crd)));
+    }
+}

@@ -1,0 +1,391 @@
+//! Against a real kube-apiserver (no controller-manager needed): the CRD is accepted, every CEL
+//! rule refuses its bad manifest with the message that says what to change, and the controller
+//! creates, heals and finalizes a MessageQueue's children.
+//!
+//! Ignored by default because it needs a cluster. Run with a kubeconfig of an admin user:
+//! `KUBECONFIG=... cargo test -p sluice-operator --test api_server -- --ignored --test-threads=1`.
+//! The e2e suite runs the full product (pods, brokers, chart RBAC) on top of this.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::ApiResource;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, Resource};
+use sluice_operator::builders::BuildConfig;
+use sluice_operator::crd::MessageQueue;
+use sluice_operator::metrics::Metrics;
+use sluice_operator::reconcile::Context;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn poll<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn setup(ns: &str) -> Client {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at an API server");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition =
+        serde_json::from_value(sluice_operator::crd::crd_value()).expect("crd");
+    crds.patch(
+        "messagequeues.sluice.dev",
+        &PatchParams::apply("sluice-operator-test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("CRD accepted by the API server");
+    poll("CRD established", || {
+        let crds = crds.clone();
+        async move {
+            let crd = crds.get("messagequeues.sluice.dev").await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        }
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).expect("ns");
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating namespace {ns}: {e}"),
+    }
+    // discovery of the new type can lag the Established condition
+    let api: Api<MessageQueue> = Api::namespaced(client.clone(), ns);
+    poll("MessageQueue API served", || {
+        let api = api.clone();
+        async move { api.list(&Default::default()).await.ok().map(|_| ()) }
+    })
+    .await;
+    client
+}
+
+/// A fresh namespace per run: a bare API server has no namespace controller to finish deleting
+/// an old one.
+fn unique_namespace(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn dynamic(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<MessageQueue>(&()))
+}
+
+async fn apply(
+    api: &Api<DynamicObject>,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<(), String> {
+    let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "MessageQueue",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("object");
+    api.patch(
+        name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+async fn refused(api: &Api<DynamicObject>, name: &str, spec: serde_json::Value, expected: &str) {
+    let err = apply(api, name, spec.clone())
+        .await
+        .expect_err(&format!("spec {spec} must be refused"));
+    assert!(
+        err.contains(expected),
+        "refusal of {spec} says {err:?}, expected {expected:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs an API server: KUBECONFIG=... cargo test --test api_server -- --ignored"]
+async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
+    let ns = &unique_namespace("sluice-op-cel");
+    let client = setup(ns).await;
+    let api = dynamic(&client, ns);
+    use serde_json::json;
+    refused(
+        &api,
+        "r0",
+        json!({"replicas": 0}),
+        "replicas must be at least 1",
+    )
+    .await;
+    refused(
+        &api,
+        "n1",
+        json!({"queues": [{"name": "a b"}]}),
+        "may only contain letters, digits",
+    )
+    .await;
+    refused(
+        &api,
+        "n2",
+        json!({"queues": [{"name": ".."}]}),
+        "cannot be '.' or '..'",
+    )
+    .await;
+    refused(
+        &api,
+        "n3",
+        json!({"queues": [{"name": "__x"}]}),
+        "reserved for the broker",
+    )
+    .await;
+    refused(
+        &api,
+        "n4",
+        json!({"queues": [{"name": "a"}, {"name": "a"}]}),
+        "duplicate entries for key [name=\"a\"]",
+    )
+    .await;
+    refused(
+        &api,
+        "rf",
+        json!({"replicas": 1, "queues": [{"name": "a", "replicationFactor": 2}]}),
+        "replicationFactor must be at most spec.replicas",
+    )
+    .await;
+    refused(
+        &api,
+        "drf",
+        json!({"replicas": 1, "config": {"defaultReplicationFactor": 3}}),
+        "defaultReplicationFactor must be at most spec.replicas",
+    )
+    .await;
+    refused(
+        &api,
+        "st",
+        json!({"storage": {"size": "lots"}}),
+        "must be a Kubernetes quantity",
+    )
+    .await;
+    refused(
+        &api,
+        "ck",
+        json!({"queues": [{"name": "a", "config": {"foo.bar": "1"}}]}),
+        "field not declared in schema",
+    )
+    .await;
+    refused(
+        &api,
+        "fs",
+        json!({"queues": [{"name": "a", "config": {"sluice.fsync": "sometimes"}}]}),
+        "supported values: \"always\", \"interval\"",
+    )
+    .await;
+    refused(
+        &api,
+        "pdb",
+        json!({"disruptionBudget": {"maxUnavailable": 0}}),
+        "maxUnavailable must be at least 1",
+    )
+    .await;
+
+    // transition rules compare with the stored object
+    let good = json!({"replicas": 3, "storage": {"size": "20Gi", "storageClassName": "fast"}, "queues": [{"name": "orders", "partitions": 4}]});
+    apply(&api, "good", good)
+        .await
+        .expect("valid manifest accepted");
+    refused(&api, "good", json!({"replicas": 3, "storage": {"size": "20Gi", "storageClassName": "fast"}, "queues": [{"name": "orders", "partitions": 2}]}), "partitions cannot decrease").await;
+    refused(&api, "good", json!({"replicas": 3, "storage": {"size": "10Gi", "storageClassName": "fast"}, "queues": [{"name": "orders", "partitions": 4}]}), "storage.size cannot shrink").await;
+    refused(&api, "good", json!({"replicas": 3, "storage": {"size": "20Gi", "storageClassName": "slow"}, "queues": [{"name": "orders", "partitions": 4}]}), "storageClassName cannot change").await;
+    apply(&api, "good", json!({"replicas": 3, "storage": {"size": "30Gi", "storageClassName": "fast"}, "queues": [{"name": "orders", "partitions": 6}]}))
+        .await
+        .expect("growing storage and partitions is allowed");
+
+    // defaults land in the stored object
+    let typed: Api<MessageQueue> = Api::namespaced(client.clone(), ns);
+    let stored = typed.get("good").await.expect("get");
+    assert_eq!(stored.spec.service.port, 9092);
+    assert_eq!(stored.spec.queues[0].replication_factor, 1);
+    typed
+        .delete("good", &DeleteParams::default())
+        .await
+        .expect("delete");
+}
+
+#[tokio::test]
+#[ignore = "needs an API server: KUBECONFIG=... cargo test --test api_server -- --ignored"]
+async fn controller_creates_heals_and_finalizes_children() {
+    let ns = &unique_namespace("sluice-op-reconcile");
+    let client = setup(ns).await;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "sluice-operator".into(),
+            instance: Some("test".into()),
+        },
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        Arc::new(Metrics::default()),
+        BuildConfig::default(),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let controller = tokio::spawn(sluice_operator::run_controller(
+        client.clone(),
+        Some(ns.to_string()),
+        ctx,
+        stop_rx,
+    ));
+
+    let api: Api<MessageQueue> = Api::namespaced(client.clone(), ns);
+    let mq: MessageQueue = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "MessageQueue",
+        "metadata": {"name": "orders"},
+        "spec": {"replicas": 2, "config": {"retentionMs": 60000}, "queues": [{"name": "orders", "partitions": 3}]}
+    }))
+    .expect("mq");
+    api.create(&PostParams::default(), &mq)
+        .await
+        .expect("create");
+
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = poll("StatefulSet", || {
+        let a = sts_api.clone();
+        async move { a.get_opt("orders").await.ok().flatten() }
+    })
+    .await;
+    assert_eq!(sts.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    assert_eq!(
+        sts.metadata
+            .owner_references
+            .as_ref()
+            .map(|o| o[0].kind.as_str()),
+        Some("MessageQueue")
+    );
+    let managed = sts.metadata.managed_fields.unwrap_or_default();
+    assert!(managed
+        .iter()
+        .any(|m| m.manager.as_deref() == Some("sluice-operator")
+            && m.operation.as_deref() == Some("Apply")));
+
+    let status = poll("status", || {
+        let a = api.clone();
+        async move {
+            a.get("orders")
+                .await
+                .ok()?
+                .status
+                .filter(|s| s.observed_generation.is_some())
+        }
+    })
+    .await;
+    assert_eq!(
+        status.bootstrap_servers.as_deref(),
+        Some(format!("orders.{ns}.svc:9092").as_str())
+    );
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/instance=orders,app.kubernetes.io/name=sluice-broker")
+    );
+    assert_eq!(status.conditions.len(), 4);
+    let stored = api.get("orders").await.expect("get");
+    assert!(stored
+        .meta()
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == "sluice.dev/cleanup")));
+
+    // a deleted Service comes back; a hand edit of the ConfigMap is put back
+    let svc: Api<Service> = Api::namespaced(client.clone(), ns);
+    svc.delete("orders", &DeleteParams::default())
+        .await
+        .expect("delete svc");
+    poll("Service recreated", || {
+        let a = svc.clone();
+        async move {
+            a.get_opt("orders")
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| s.metadata.deletion_timestamp.is_none())
+        }
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.patch(
+        "orders-config",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"SLUICE_RETENTION_MS": "1"}})),
+    )
+    .await
+    .expect("hand edit");
+    poll("ConfigMap restored", || {
+        let a = cms.clone();
+        async move {
+            let cm = a.get("orders-config").await.ok()?;
+            (cm.data?.get("SLUICE_RETENTION_MS").map(String::as_str) == Some("60000")).then_some(())
+        }
+    })
+    .await;
+
+    // kubectl scale goes through the scale subresource
+    api.patch_scale(
+        "orders",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 4}})),
+    )
+    .await
+    .expect("scale");
+    poll("scaled StatefulSet", || {
+        let a = sts_api.clone();
+        async move { (a.get("orders").await.ok()?.spec?.replicas == Some(4)).then_some(()) }
+    })
+    .await;
+
+    // deletion runs the finalizer and removes it
+    api.delete("orders", &DeleteParams::default())
+        .await
+        .expect("delete mq");
+    poll("MessageQueue gone", || {
+        let a = api.clone();
+        async move {
+            a.get_opt("orders")
+                .await
+                .ok()
+                .and_then(|o| o.is_none().then_some(()))
+        }
+    })
+    .await;
+
+    stop_tx.send(true).expect("stop");
+    tokio::time::timeout(DEADLINE, controller)
+        .await
+        .expect("controller stops")
+        .expect("join");
+}

@@ -1,0 +1,128 @@
+//! The admin client against a real Kafka-wire broker (Apache Kafka 4.x, or sluice-broker once it
+//! serves the admin APIs): the queue diff's actions applied and read back.
+//!
+//! Ignored by default because it needs a broker:
+//! `SLUICE_TEST_KAFKA=127.0.0.1:9092 cargo test -p sluice-operator --test kafka_admin -- --ignored`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use sluice_operator::crd::{Queue, QueueDeletionPolicy};
+use sluice_operator::kafka::AdminClient;
+use sluice_operator::queues::{diff_queues, QueueAction};
+
+async fn client() -> AdminClient {
+    let addr = std::env::var("SLUICE_TEST_KAFKA").expect("SLUICE_TEST_KAFKA=host:port of a broker");
+    AdminClient::connect(&addr, Duration::from_secs(10))
+        .await
+        .expect("connect")
+}
+
+async fn apply(
+    admin: &mut AdminClient,
+    desired: &[Queue],
+    managed: &BTreeSet<String>,
+    policy: QueueDeletionPolicy,
+) -> usize {
+    let (_, observed) = admin.observe_topics().await.expect("observe");
+    let plan = diff_queues(desired, &observed, managed, policy);
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    for action in &plan.actions {
+        match action {
+            QueueAction::Create {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => admin
+                .create_topic(name, *partitions, *replication_factor, configs)
+                .await
+                .expect("create"),
+            QueueAction::AddPartitions { name, total } => admin
+                .create_partitions(name, *total)
+                .await
+                .expect("partitions"),
+            QueueAction::AlterConfigs { name, set, delete } => admin
+                .alter_topic_configs(name, set, delete)
+                .await
+                .expect("alter"),
+            QueueAction::Delete { name } => admin.delete_topic(name).await.expect("delete"),
+        }
+    }
+    plan.actions.len()
+}
+
+async fn converge(
+    admin: &mut AdminClient,
+    desired: &[Queue],
+    managed: &BTreeSet<String>,
+    policy: QueueDeletionPolicy,
+) {
+    // topic changes propagate asynchronously in KRaft; poll with a deadline until the diff is empty
+    let start = std::time::Instant::now();
+    apply(admin, desired, managed, policy).await;
+    loop {
+        let (_, observed) = admin.observe_topics().await.expect("observe");
+        if diff_queues(desired, &observed, managed, policy)
+            .actions
+            .is_empty()
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "queues did not converge"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
+async fn queue_lifecycle_against_a_real_broker() {
+    let mut admin = client().await;
+    let name = format!("sluice-op-test-{}", std::process::id());
+    let queues = |yaml: String| -> Vec<Queue> { serde_yaml::from_str(&yaml).expect("queues") };
+    let managed = BTreeSet::from([name.clone()]);
+
+    // create with partitions and configs
+    let v1 = queues(format!("- {{name: {name}, partitions: 2, retentionMs: 3600000, config: {{max.message.bytes: '2097152'}}}}"));
+    converge(&mut admin, &v1, &managed, QueueDeletionPolicy::Delete).await;
+    let (md, observed) = admin.observe_topics().await.expect("observe");
+    assert_eq!(md.topics[&name].len(), 2);
+    let topic = observed
+        .iter()
+        .find(|t| t.name == name)
+        .expect("topic exists");
+    assert_eq!(
+        topic.overrides,
+        Some(BTreeMap::from([
+            ("max.message.bytes".to_string(), "2097152".to_string()),
+            ("retention.ms".to_string(), "3600000".to_string()),
+        ]))
+    );
+
+    // more partitions, changed retention, removed override
+    let v2 = queues(format!(
+        "- {{name: {name}, partitions: 5, retentionMs: 60000}}"
+    ));
+    converge(&mut admin, &v2, &managed, QueueDeletionPolicy::Delete).await;
+    let (md, observed) = admin.observe_topics().await.expect("observe");
+    assert_eq!(md.topics[&name].len(), 5);
+    let topic = observed
+        .iter()
+        .find(|t| t.name == name)
+        .expect("topic exists");
+    assert_eq!(
+        topic.overrides,
+        Some(BTreeMap::from([(
+            "retention.ms".to_string(),
+            "60000".to_string()
+        )]))
+    );
+
+    // removed from the spec under Delete: deleted
+    converge(&mut admin, &[], &managed, QueueDeletionPolicy::Delete).await;
+    let md = admin.metadata().await.expect("metadata");
+    assert!(!md.topics.contains_key(&name));
+}

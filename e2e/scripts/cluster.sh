@@ -213,7 +213,7 @@ start_runner() {
   [ -x "$BROKER_BIN" ] || die "broker binary $BROKER_BIN missing (cargo build -p sluice-broker)"
   log "pod runner: starting for pods with $BROKER_LABEL (broker $BROKER_BIN), log $RUNNER_LOG"
   KUBECONFIG="$KUBECONFIG_PATH" setsid "$POD_RUNNER" --selector "$BROKER_LABEL" \
-    --broker-bin "$BROKER_BIN" --work-dir "$WORK/pods" >>"$RUNNER_LOG" 2>&1 </dev/null &
+    --broker-bin "$BROKER_BIN" --work-dir "$WORK/pods" >"$RUNNER_LOG" 2>&1 </dev/null &
   echo $! >"$RUNNER_PID"
 }
 

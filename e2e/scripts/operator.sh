@@ -35,8 +35,8 @@ start() {
   [ -n "$sa" ] || die "the chart created no ServiceAccount"
   local token server ca
   token="$("$KUBECTL" create token "$sa" -n "$NS" --duration=24h)"
-  server="$("$KUBECTL" config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
-  ca="$("$KUBECTL" config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+  server="$("$KUBECTL" config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.server}')"
+  ca="$("$KUBECTL" config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
   cat >"$WORK/operator.kubeconfig" <<EOK
 apiVersion: v1
 kind: Config
@@ -49,9 +49,16 @@ EOK
   stop
   log "starting $OPERATOR_BIN run as system:serviceaccount:$NS:$sa (log $LOG)"
   KUBECONFIG="$WORK/operator.kubeconfig" POD_NAMESPACE="$NS" POD_NAME="operator-host-$$" \
-    RUST_LOG="${RUST_LOG:-info}" setsid "$OPERATOR_BIN" run --metrics-listen=127.0.0.1:0 \
-    >>"$LOG" 2>&1 </dev/null &
+    RUST_LOG="${RUST_LOG:-info}" setsid "$OPERATOR_BIN" run --http-listen="${SLUICE_OPERATOR_HTTP:-127.0.2.1:8080}" --lease-name="$sa" \
+    >"$LOG" 2>&1 </dev/null &
   echo $! >"$PID"
+  local i
+  for i in $(seq 1 100); do
+    kill -0 "$(cat "$PID")" 2>/dev/null || { tail -20 "$LOG" >&2; die "operator exited at start (log $LOG)"; }
+    grep -q 'acting as leader\|leader\|reconcil' "$LOG" 2>/dev/null && break
+    sleep 0.1
+  done
+  log "operator running (pid $(cat "$PID"))"
 }
 
 stop() {

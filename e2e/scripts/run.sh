@@ -36,9 +36,10 @@ log "$STEP"
 HELM="$(scripts/helm.sh | tail -1)"
 export HELM
 
-STEP="cargo build: sluice-broker, pod-runner, e2e tests"
+STEP="cargo build: sluice-broker, sluice-operator, pod-runner, e2e tests"
 log "$STEP"
 cargo build -p sluice-broker --bin sluice-broker
+cargo build -p sluice-operator --bin sluice-operator
 cargo build -p sluice-e2e --bin pod-runner
 cargo test -p sluice-e2e --no-run
 

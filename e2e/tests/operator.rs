@@ -425,3 +425,227 @@ async fn kubectl_scale_adds_brokers_and_namespace_delete_never_hangs() {
         .await
         .expect("namespace deletion never hangs");
 }
+
+async fn metadata_of(pods: &Api<Pod>, pod: &str) -> BTreeMap<String, usize> {
+    let b = format!("{}:9092", pod_ip(pods, pod).await);
+    tokio::task::spawn_blocking(move || topic_partitions(&b))
+        .await
+        .expect("metadata task")
+}
+
+#[tokio::test]
+async fn queue_changes_take_effect_and_unsafe_scale_down_is_refused() {
+    if !harness::enabled("operator_queues") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    operator_started();
+    let ns = TestNamespace::create(&client, "queues")
+        .await
+        .expect("namespace");
+    let mq = |replicas: i32, queues: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: q}}\n\
+             spec: {{replicas: {replicas}, storage: {{size: 1Gi}}, queues: [{queues}]}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq(3, "{name: orders, partitions: 2}")).await;
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "q", 3, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    assert_eq!(metadata_of(&pods, "q-0").await.get("orders"), Some(&2));
+
+    // Add a queue and raise the partitions of the existing one.
+    apply_yaml(
+        &ns.name,
+        &mq(
+            3,
+            "{name: orders, partitions: 5}, {name: audit, partitions: 1}",
+        ),
+    )
+    .await;
+    let pods_ref = &pods;
+    harness::wait_for(
+        "orders=5 and audit=1 on every broker",
+        Duration::from_secs(90),
+        || async move {
+            let mut seen = Vec::new();
+            for p in ["q-0", "q-1", "q-2"] {
+                let t = metadata_of(pods_ref, p).await;
+                seen.push((p, t.get("orders").copied(), t.get("audit").copied()));
+            }
+            if seen.iter().all(|(_, o, a)| *o == Some(5) && *a == Some(1)) {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await
+    .expect("queue changes applied to the brokers");
+
+    // Scale 3 -> 2 would drop q-2, which holds partitions: refused with Degraded + Warning Event.
+    apply_yaml(
+        &ns.name,
+        &mq(
+            2,
+            "{name: orders, partitions: 5}, {name: audit, partitions: 1}",
+        ),
+    )
+    .await;
+    let mqs_ref = &mqs;
+    let (_, reason, message) =
+        harness::wait_for("Degraded", Duration::from_secs(60), || async move {
+            let m = mqs_ref.get("q").await.map_err(|e| e.to_string())?;
+            match condition(&m, "Degraded") {
+                Some(c) if c.0 == "True" => Ok(c),
+                c => Err(format!("{c:?}")),
+            }
+        })
+        .await
+        .expect("unsafe scale-down reported as Degraded");
+    assert!(
+        !message.is_empty(),
+        "Degraded says what blocks the scale-down (reason {reason})"
+    );
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    assert_eq!(
+        sts.get("q")
+            .await
+            .expect("sts")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(3),
+        "StatefulSet not shrunk"
+    );
+    let out = kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns.name,
+            "--field-selector",
+            "type=Warning",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .expect("kubectl");
+    assert!(out.ok, "{}", out.stderr);
+    let out2 = kubectl(
+        &["get", "events.events.k8s.io", "-n", &ns.name, "-o", "json"],
+        None,
+    )
+    .expect("kubectl");
+    assert!(
+        out.stdout.contains("ScaleDownBlocked") || out2.stdout.contains("ScaleDownBlocked"),
+        "a Warning Event ScaleDownBlocked was published"
+    );
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+#[tokio::test]
+async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
+    if !harness::enabled("operator_roll") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    operator_started();
+    let ns = TestNamespace::create(&client, "roll")
+        .await
+        .expect("namespace");
+    let mq = |fsync: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: r}}\n\
+             spec: {{replicas: 3, storage: {{size: 1Gi}}, config: {{fsync: {fsync}}}}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq("always")).await;
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "r", 3, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    // Data on every broker before the roll.
+    let mut before = BTreeMap::new();
+    for p in ["r-0", "r-1", "r-2"] {
+        let ip = pod_ip(&pods, p).await;
+        produce_consume(&format!("{ip}:9092"), "kept", 5).await;
+        before.insert(
+            p.to_string(),
+            pods.get(p).await.expect("pod").uid().expect("uid"),
+        );
+    }
+
+    apply_yaml(&ns.name, &mq("interval")).await;
+    // Watch the replacements: record the order in which pods get a new uid, and that at no
+    // moment more than one broker is not ready.
+    let mut order: Vec<String> = Vec::new();
+    let mut max_unready = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while order.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "roll not finished in 240 s; replaced so far {order:?}"
+        );
+        let list = pods.list(&Default::default()).await.expect("pods").items;
+        let mut unready = 3 - list.len();
+        for p in &list {
+            let name = p.name_any();
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if !ready {
+                unready += 1;
+            }
+            if before.get(&name) != p.uid().as_ref() && !order.contains(&name) {
+                order.push(name);
+            }
+        }
+        max_unready = max_unready.max(unready);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        order,
+        vec!["r-2", "r-1", "r-0"],
+        "highest ordinal first, one at a time"
+    );
+    assert!(
+        max_unready <= 1,
+        "at most one broker down during the roll (saw {max_unready})"
+    );
+    wait_available(&mqs, "r", 3, 120).await;
+    for p in ["r-0", "r-1", "r-2"] {
+        let ip = pod_ip(&pods, p).await;
+        let b = format!("{ip}:9092");
+        let c: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", "sluice-e2e-roll")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("kept", 0, Offset::Beginning)
+            .expect("offset");
+        c.assign(&tpl).expect("assign");
+        for i in 0..5 {
+            let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{p}: message {i} produced before the roll not readable after it")
+                })
+                .expect("consume");
+            assert_eq!(
+                m.payload(),
+                Some(format!("op-{i}").as_bytes()),
+                "{p} message {i}"
+            );
+        }
+    }
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}

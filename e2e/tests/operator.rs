@@ -649,3 +649,87 @@ async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
         .await
         .expect("namespace deleted");
 }
+
+#[tokio::test]
+async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_removes_pvcs() {
+    if !harness::enabled("operator_sts_heal") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    operator_started();
+    let ns = TestNamespace::create(&client, "heal")
+        .await
+        .expect("namespace");
+    let mq = |replicas: i32| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: h}}\n\
+             spec: {{replicas: {replicas}, storage: {{size: 1Gi, deleteClaim: true}}, config: {{autoCreateTopics: false}}}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq(3)).await;
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "h", 3, 240).await;
+
+    // The StatefulSet is deleted: it comes back and the brokers are ready again.
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let old_uid = sts.get("h").await.expect("sts").uid();
+    sts.delete("h", &DeleteParams::default())
+        .await
+        .expect("delete sts");
+    let sts_ref = &sts;
+    let old = old_uid.as_deref();
+    harness::wait_for(
+        "StatefulSet recreated",
+        Duration::from_secs(90),
+        || async move {
+            match sts_ref.get_opt("h").await {
+                Ok(Some(s)) if s.uid().as_deref() != old => Ok(()),
+                Ok(_) => Err("old or absent".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .expect("the operator recreates a deleted StatefulSet");
+    wait_available(&mqs, "h", 3, 240).await;
+
+    // No queue lives on the broker that goes: the scale-down proceeds.
+    apply_yaml(&ns.name, &mq(2)).await;
+    wait_available(&mqs, "h", 2, 180).await;
+    assert_eq!(
+        sts.get("h")
+            .await
+            .expect("sts")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(2)
+    );
+
+    // deleteClaim: true — the PVCs go with the MessageQueue.
+    mqs.delete("h", &DeleteParams::default())
+        .await
+        .expect("delete MessageQueue");
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &ns.name);
+    let pvcs_ref = &pvcs;
+    harness::wait_for("PVCs deleted", Duration::from_secs(120), || async move {
+        let left = pvcs_ref
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                left.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await
+    .expect("deleteClaim removes the PVCs");
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}

@@ -53,8 +53,8 @@ STEP="e2e tests"
 log "$STEP"
 if [ $# -gt 0 ]; then
   targets=(); for t in "$@"; do targets+=(--test "$t"); done
-  cargo test -p sluice-e2e --no-fail-fast "${targets[@]}" -- --test-threads=1
+  cargo test -p sluice-e2e --no-fail-fast "${targets[@]}" -- --include-ignored --test-threads=1
 else
-  cargo test -p sluice-e2e --no-fail-fast -- --test-threads=1
+  cargo test -p sluice-e2e --no-fail-fast -- --include-ignored --test-threads=1
 fi
 STEP="done"

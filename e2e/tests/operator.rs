@@ -192,6 +192,7 @@ where
 }
 
 #[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
     if !harness::enabled("operator_example") {
         return;
@@ -385,6 +386,7 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
 }
 
 #[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn kubectl_scale_adds_brokers_and_namespace_delete_never_hangs() {
     if !harness::enabled("operator_scale") {
         return;
@@ -434,6 +436,7 @@ async fn metadata_of(pods: &Api<Pod>, pod: &str) -> BTreeMap<String, usize> {
 }
 
 #[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn queue_changes_take_effect_and_unsafe_scale_down_is_refused() {
     if !harness::enabled("operator_queues") {
         return;
@@ -548,6 +551,7 @@ async fn queue_changes_take_effect_and_unsafe_scale_down_is_refused() {
 }
 
 #[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
     if !harness::enabled("operator_roll") {
         return;
@@ -651,6 +655,7 @@ async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
 }
 
 #[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_removes_pvcs() {
     if !harness::enabled("operator_sts_heal") {
         return;

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole e2e suite, for CI and by hand: tools (cached), build, cluster up, tests, cluster down.
+# The cluster is always stopped at the end, also when a step fails (trap on EXIT).
+#
+#   e2e/scripts/run.sh               run every e2e test
+#   e2e/scripts/run.sh brokers       run only tests/brokers.rs (any test target name)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+T0=$(date +%s)
+STEP="start"
+log() { printf '[e2e %s +%ss] %s\n' "$(date -u +%H:%M:%S)" "$(( $(date +%s) - T0 ))" "$*" >&2; }
+
+cleanup() {
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    log "FAILED at step: $STEP (exit $rc)"
+    [ -f e2e/.work/pod-runner.log ] && { log "last lines of e2e/.work/pod-runner.log:"; tail -20 e2e/.work/pod-runner.log >&2; }
+  fi
+  e2e/scripts/cluster.sh down || true
+  log "done in $(( $(date +%s) - T0 ))s (exit $rc)"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+STEP="tools (kube-apiserver & co, kwok, etcd: cached under ~/.cache/sluice)"
+log "$STEP"
+e2e/scripts/tools.sh
+eval "$(e2e/scripts/tools.sh --paths)"
+export KUBECTL
+
+STEP="helm (scripts/helm.sh, cached)"
+log "$STEP"
+HELM="$(scripts/helm.sh | tail -1)"
+export HELM
+
+STEP="cargo build: sluice-broker, sluice-operator, pod-runner, e2e tests"
+log "$STEP"
+cargo build -p sluice-broker --bin sluice-broker
+cargo build -p sluice-operator --bin sluice-operator
+cargo build -p sluice-e2e --bin pod-runner
+cargo test -p sluice-e2e --no-run
+
+STEP="cluster up"
+log "$STEP"
+e2e/scripts/cluster.sh up
+export KUBECONFIG="$ROOT/e2e/.work/kubeconfig"
+export SLUICE_E2E=1
+
+STEP="e2e tests"
+log "$STEP"
+if [ $# -gt 0 ]; then
+  targets=(); for t in "$@"; do targets+=(--test "$t"); done
+  cargo test -p sluice-e2e --no-fail-fast "${targets[@]}" -- --include-ignored --test-threads=1
+else
+  cargo test -p sluice-e2e --no-fail-fast -- --include-ignored --test-threads=1
+fi
+STEP="done"

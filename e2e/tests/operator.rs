@@ -1,0 +1,740 @@
+//! The operator itself, installed by the chart and running with the chart's ServiceAccount token
+//! (`e2e/scripts/operator.sh start`), against the real control plane with real broker processes.
+//!
+//! One scenario per namespace; the tests run one at a time (run.sh passes --test-threads=1) and
+//! share one operator process, started by the first test that needs it and stopped at the end of
+//! the run by `cluster.sh down`.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_e2e::harness::{self, kubectl, TestNamespace};
+use sluice_operator::crd::MessageQueue;
+
+static OPERATOR: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Starts the operator once for this test binary (helm install + token + host process).
+fn operator_started() {
+    let r = OPERATOR.get_or_init(|| {
+        let script = harness::repo_root().join("e2e/scripts/operator.sh");
+        let out = Command::new(&script)
+            .arg("start")
+            .output()
+            .map_err(|e| format!("{}: {e}", script.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "operator.sh start failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+fn condition(mq: &MessageQueue, type_: &str) -> Option<(String, String, String)> {
+    let v = serde_json::to_value(mq.status.as_ref()?).ok()?;
+    v.get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+fn ready_replicas(mq: &MessageQueue) -> i64 {
+    serde_json::to_value(mq.status.as_ref())
+        .ok()
+        .and_then(|v| v.get("readyReplicas").and_then(|r| r.as_i64()))
+        .unwrap_or(0)
+}
+
+async fn wait_available(
+    mqs: &Api<MessageQueue>,
+    name: &str,
+    replicas: i64,
+    secs: u64,
+) -> MessageQueue {
+    harness::wait_for(
+        &format!("MessageQueue {name} Available with {replicas} ready"),
+        Duration::from_secs(secs),
+        || async move {
+            let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
+            let avail = condition(&mq, "Available");
+            let ready = ready_replicas(&mq);
+            match &avail {
+                Some((s, _, _)) if s == "True" && ready == replicas => Ok(mq),
+                _ => Err(format!("Available {avail:?} readyReplicas {ready}")),
+            }
+        },
+    )
+    .await
+    .expect("MessageQueue becomes Available (see e2e/.work/operator.log and pod-runner.log)")
+}
+
+async fn pod_ip(pods: &Api<Pod>, name: &str) -> String {
+    let p = pods.get(name).await.expect("pod");
+    p.status.and_then(|s| s.pod_ip).expect("pod IP")
+}
+
+/// Partition counts of every topic a broker reports (librdkafka metadata request).
+fn topic_partitions(bootstrap: &str) -> BTreeMap<String, usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("client");
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()
+        .iter()
+        .map(|t| (t.name().to_string(), t.partitions().len()))
+        .collect()
+}
+
+/// host:port of every broker a broker's metadata lists.
+fn advertised_brokers(bootstrap: &str) -> Vec<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("client");
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    md.brokers()
+        .iter()
+        .map(|b| format!("{}:{}", b.host(), b.port()))
+        .collect()
+}
+
+async fn produce_consume(bootstrap: &str, topic: &str, n: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "20000")
+        .create()
+        .expect("producer");
+    for i in 0..n {
+        let payload = format!("op-{i}");
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .payload(&payload)
+                    .key("k")
+                    .partition(0),
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce {i} to {bootstrap}: {e}"));
+    }
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-e2e-op")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("offset");
+    consumer.assign(&tpl).expect("assign");
+    let mut got = Vec::new();
+    while got.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("read {} of {n} from {bootstrap}", got.len()))
+            .expect("consume");
+        got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+    }
+    let want: Vec<String> = (0..n).map(|i| format!("op-{i}")).collect();
+    assert_eq!(got, want);
+}
+
+async fn apply_yaml(ns: &str, yaml: &str) {
+    let out = kubectl(&["apply", "-n", ns, "-f", "-"], Some(yaml)).expect("kubectl");
+    assert!(out.ok, "kubectl apply: {}", out.stderr);
+}
+
+async fn exists<K>(api: &Api<K>, name: &str, secs: u64) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    harness::wait_for(
+        &format!("{name} exists"),
+        Duration::from_secs(secs),
+        || async move {
+            api.get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "absent".to_string())
+        },
+    )
+    .await
+    .expect("object (re)created by the operator")
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
+    if !harness::enabled("operator_example") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    operator_started();
+    let ns = TestNamespace::create(&client, "example")
+        .await
+        .expect("namespace");
+    let example = std::fs::read_to_string(harness::repo_root().join("examples/minimal.yaml"))
+        .expect("example");
+    apply_yaml(&ns.name, &example).await;
+
+    // Children appear, each owned by the MessageQueue.
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    let mq = wait_available(&mqs, "demo", 3, 240).await;
+    let uid = mq.uid().expect("uid");
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns.name);
+    let owned =
+        |refs: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
+            refs.unwrap_or_default()
+                .iter()
+                .any(|r| r.uid == uid && r.kind == "MessageQueue")
+        };
+    let s = sts.get("demo").await.expect("StatefulSet demo");
+    assert!(
+        owned(s.metadata.owner_references.clone()),
+        "StatefulSet owned by the MessageQueue"
+    );
+    let all_svcs = svcs
+        .list(&Default::default())
+        .await
+        .expect("services")
+        .items;
+    assert!(
+        all_svcs.len() >= 2,
+        "client and headless Services: {:?}",
+        all_svcs.iter().map(|s| s.name_any()).collect::<Vec<_>>()
+    );
+    assert!(all_svcs
+        .iter()
+        .all(|s| owned(s.metadata.owner_references.clone())));
+    let all_cms: Vec<ConfigMap> = cms
+        .list(&Default::default())
+        .await
+        .expect("configmaps")
+        .items
+        .into_iter()
+        .filter(|c| owned(c.metadata.owner_references.clone()))
+        .collect();
+    assert_eq!(
+        all_cms.len(),
+        1,
+        "one broker ConfigMap owned by the MessageQueue"
+    );
+    let cm_name = all_cms[0].name_any();
+    let all_pdbs = pdbs.list(&Default::default()).await.expect("pdbs").items;
+    assert!(
+        all_pdbs
+            .iter()
+            .any(|p| owned(p.metadata.owner_references.clone())),
+        "PodDisruptionBudget"
+    );
+
+    // The declared queue exists on the brokers with its partitions; a real client uses it.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let ip = pod_ip(&pods, "demo-0").await;
+    let bootstrap = format!("{ip}:9092");
+    let b = bootstrap.clone();
+    let topics = tokio::task::spawn_blocking(move || topic_partitions(&b))
+        .await
+        .expect("metadata task");
+    assert_eq!(
+        topics.get("events"),
+        Some(&3),
+        "queue events with 3 partitions on demo-0: {topics:?}"
+    );
+    produce_consume(&bootstrap, "events", 10).await;
+
+    // Heal: a deleted ConfigMap and Service come back; a hand-edited StatefulSet is put back.
+    cms.delete(&cm_name, &DeleteParams::default())
+        .await
+        .expect("delete ConfigMap");
+    let client_svc = all_svcs
+        .iter()
+        .find(|s| s.spec.as_ref().and_then(|x| x.cluster_ip.as_deref()) != Some("None"));
+    let client_svc = client_svc.expect("client Service").name_any();
+    svcs.delete(&client_svc, &DeleteParams::default())
+        .await
+        .expect("delete Service");
+    exists(&cms, &cm_name, 60).await;
+    exists(&svcs, &client_svc, 60).await;
+    // A hand edit of a field the operator owns is put back (server-side apply re-asserts its
+    // fields; fields added by other managers are theirs and stay, by design of SSA).
+    let pdb_name = all_pdbs
+        .iter()
+        .find(|p| owned(p.metadata.owner_references.clone()))
+        .expect("owned PDB")
+        .name_any();
+    let edit = serde_json::json!({"spec": {"maxUnavailable": 3}});
+    pdbs.patch(&pdb_name, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .expect("hand edit");
+    let (pdbs_ref, pdb_ref) = (&pdbs, &pdb_name);
+    harness::wait_for(
+        "hand edit reverted",
+        Duration::from_secs(60),
+        || async move {
+            let p = pdbs_ref.get(pdb_ref).await.map_err(|e| e.to_string())?;
+            let mu = p.spec.and_then(|sp| sp.max_unavailable);
+            match mu {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)) => Ok(()),
+                other => Err(format!("maxUnavailable {other:?}")),
+            }
+        },
+    )
+    .await
+    .expect("the operator puts a hand-edited child back");
+    let sts_ref = &sts;
+
+    // Pause: nothing is changed until unpaused.
+    let pause = serde_json::json!({"spec": {"paused": true}});
+    mqs.patch("demo", &PatchParams::default(), &Patch::Merge(&pause))
+        .await
+        .expect("pause");
+    let mqs_ref = &mqs;
+    harness::wait_for(
+        "ReconciliationPaused",
+        Duration::from_secs(60),
+        || async move {
+            let mq = mqs_ref.get("demo").await.map_err(|e| e.to_string())?;
+            match condition(&mq, "ReconciliationPaused") {
+                Some((s, _, _)) if s == "True" => Ok(()),
+                c => Err(format!("{c:?}")),
+            }
+        },
+    )
+    .await
+    .expect("paused condition");
+    cms.delete(&cm_name, &DeleteParams::default())
+        .await
+        .expect("delete ConfigMap while paused");
+    // Bounded observation: the operator heals within seconds when active (above); paused, the
+    // ConfigMap must stay absent for this whole window.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        assert!(
+            cms.get_opt(&cm_name).await.expect("get").is_none(),
+            "a paused MessageQueue was reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let resume = serde_json::json!({"spec": {"paused": false}});
+    mqs.patch("demo", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .expect("unpause");
+    exists(&cms, &cm_name, 60).await;
+
+    // Delete: children go, the finalizer does not block, the namespace deletes.
+    mqs.delete("demo", &DeleteParams::default())
+        .await
+        .expect("delete MessageQueue");
+    harness::wait_for(
+        "MessageQueue gone",
+        Duration::from_secs(90),
+        || async move {
+            match mqs_ref.get_opt("demo").await {
+                Ok(None) => Ok(()),
+                Ok(Some(m)) => Err(format!("finalizers {:?}", m.metadata.finalizers)),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .expect("MessageQueue deleted without a stuck finalizer");
+    harness::wait_for("StatefulSet gone", Duration::from_secs(90), || async move {
+        match sts_ref.get_opt("demo").await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("present".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .expect("children garbage-collected");
+    ns.delete_and_wait(&client, Duration::from_secs(90))
+        .await
+        .expect("namespace deleted");
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn kubectl_scale_adds_brokers_and_namespace_delete_never_hangs() {
+    if !harness::enabled("operator_scale") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    operator_started();
+    let ns = TestNamespace::create(&client, "scale")
+        .await
+        .expect("namespace");
+    apply_yaml(
+        &ns.name,
+        "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: grow}\nspec: {replicas: 3, storage: {size: 1Gi}}\n",
+    )
+    .await;
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "grow", 3, 240).await;
+
+    let out =
+        kubectl(&["scale", "-n", &ns.name, "mq/grow", "--replicas=5"], None).expect("kubectl");
+    assert!(out.ok, "kubectl scale: {}", out.stderr);
+    wait_available(&mqs, "grow", 5, 240).await;
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let s = sts.get("grow").await.expect("sts");
+    assert_eq!(s.spec.and_then(|sp| sp.replicas), Some(5));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let ip = pod_ip(&pods, "grow-4").await;
+    let b = format!("{ip}:9092");
+    let advertised = tokio::task::spawn_blocking(move || advertised_brokers(&b))
+        .await
+        .expect("task");
+    assert!(
+        advertised.contains(&format!("{ip}:9092")),
+        "the new broker serves Kafka and advertises its pod IP: {advertised:?}"
+    );
+
+    // Delete the namespace with the MessageQueue (and its finalizer) still in it.
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deletion never hangs");
+}
+
+async fn metadata_of(pods: &Api<Pod>, pod: &str) -> BTreeMap<String, usize> {
+    let b = format!("{}:9092", pod_ip(pods, pod).await);
+    tokio::task::spawn_blocking(move || topic_partitions(&b))
+        .await
+        .expect("metadata task")
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn queue_changes_take_effect_and_unsafe_scale_down_is_refused() {
+    if !harness::enabled("operator_queues") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    operator_started();
+    let ns = TestNamespace::create(&client, "queues")
+        .await
+        .expect("namespace");
+    let mq = |replicas: i32, queues: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: q}}\n\
+             spec: {{replicas: {replicas}, storage: {{size: 1Gi}}, queues: [{queues}]}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq(3, "{name: orders, partitions: 2}")).await;
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "q", 3, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    assert_eq!(metadata_of(&pods, "q-0").await.get("orders"), Some(&2));
+
+    // Add a queue and raise the partitions of the existing one.
+    apply_yaml(
+        &ns.name,
+        &mq(
+            3,
+            "{name: orders, partitions: 5}, {name: audit, partitions: 1}",
+        ),
+    )
+    .await;
+    let pods_ref = &pods;
+    harness::wait_for(
+        "orders=5 and audit=1 on every broker",
+        Duration::from_secs(90),
+        || async move {
+            let mut seen = Vec::new();
+            for p in ["q-0", "q-1", "q-2"] {
+                let t = metadata_of(pods_ref, p).await;
+                seen.push((p, t.get("orders").copied(), t.get("audit").copied()));
+            }
+            if seen.iter().all(|(_, o, a)| *o == Some(5) && *a == Some(1)) {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await
+    .expect("queue changes applied to the brokers");
+
+    // Scale 3 -> 2 would drop q-2, which holds partitions: refused with Degraded + Warning Event.
+    apply_yaml(
+        &ns.name,
+        &mq(
+            2,
+            "{name: orders, partitions: 5}, {name: audit, partitions: 1}",
+        ),
+    )
+    .await;
+    let mqs_ref = &mqs;
+    let (_, reason, message) =
+        harness::wait_for("Degraded", Duration::from_secs(60), || async move {
+            let m = mqs_ref.get("q").await.map_err(|e| e.to_string())?;
+            match condition(&m, "Degraded") {
+                Some(c) if c.0 == "True" => Ok(c),
+                c => Err(format!("{c:?}")),
+            }
+        })
+        .await
+        .expect("unsafe scale-down reported as Degraded");
+    assert!(
+        !message.is_empty(),
+        "Degraded says what blocks the scale-down (reason {reason})"
+    );
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    assert_eq!(
+        sts.get("q")
+            .await
+            .expect("sts")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(3),
+        "StatefulSet not shrunk"
+    );
+    let out = kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns.name,
+            "--field-selector",
+            "type=Warning",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .expect("kubectl");
+    assert!(out.ok, "{}", out.stderr);
+    let out2 = kubectl(
+        &["get", "events.events.k8s.io", "-n", &ns.name, "-o", "json"],
+        None,
+    )
+    .expect("kubectl");
+    assert!(
+        out.stdout.contains("ScaleDownBlocked") || out2.stdout.contains("ScaleDownBlocked"),
+        "a Warning Event ScaleDownBlocked was published"
+    );
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
+    if !harness::enabled("operator_roll") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    operator_started();
+    let ns = TestNamespace::create(&client, "roll")
+        .await
+        .expect("namespace");
+    let mq = |fsync: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: r}}\n\
+             spec: {{replicas: 3, storage: {{size: 1Gi}}, config: {{fsync: {fsync}}}}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq("always")).await;
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "r", 3, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    // Data on every broker before the roll.
+    let mut before = BTreeMap::new();
+    for p in ["r-0", "r-1", "r-2"] {
+        let ip = pod_ip(&pods, p).await;
+        produce_consume(&format!("{ip}:9092"), "kept", 5).await;
+        before.insert(
+            p.to_string(),
+            pods.get(p).await.expect("pod").uid().expect("uid"),
+        );
+    }
+
+    apply_yaml(&ns.name, &mq("interval")).await;
+    // Watch the replacements: record the order in which pods get a new uid, and that at no
+    // moment more than one broker is not ready.
+    let mut order: Vec<String> = Vec::new();
+    let mut max_unready = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while order.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "roll not finished in 240 s; replaced so far {order:?}"
+        );
+        let list = pods.list(&Default::default()).await.expect("pods").items;
+        let mut unready = 3 - list.len();
+        for p in &list {
+            let name = p.name_any();
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if !ready {
+                unready += 1;
+            }
+            if before.get(&name) != p.uid().as_ref() && !order.contains(&name) {
+                order.push(name);
+            }
+        }
+        max_unready = max_unready.max(unready);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        order,
+        vec!["r-2", "r-1", "r-0"],
+        "highest ordinal first, one at a time"
+    );
+    assert!(
+        max_unready <= 1,
+        "at most one broker down during the roll (saw {max_unready})"
+    );
+    wait_available(&mqs, "r", 3, 120).await;
+    for p in ["r-0", "r-1", "r-2"] {
+        let ip = pod_ip(&pods, p).await;
+        let b = format!("{ip}:9092");
+        let c: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", "sluice-e2e-roll")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("kept", 0, Offset::Beginning)
+            .expect("offset");
+        c.assign(&tpl).expect("assign");
+        for i in 0..5 {
+            let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{p}: message {i} produced before the roll not readable after it")
+                })
+                .expect("consume");
+            assert_eq!(
+                m.payload(),
+                Some(format!("op-{i}").as_bytes()),
+                "{p} message {i}"
+            );
+        }
+    }
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_removes_pvcs() {
+    if !harness::enabled("operator_sts_heal") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    operator_started();
+    let ns = TestNamespace::create(&client, "heal")
+        .await
+        .expect("namespace");
+    let mq = |replicas: i32| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: h}}\n\
+             spec: {{replicas: {replicas}, storage: {{size: 1Gi, deleteClaim: true}}, config: {{autoCreateTopics: false}}}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq(3)).await;
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "h", 3, 240).await;
+
+    // The StatefulSet is deleted: it comes back and the brokers are ready again.
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let old_uid = sts.get("h").await.expect("sts").uid();
+    sts.delete("h", &DeleteParams::default())
+        .await
+        .expect("delete sts");
+    let sts_ref = &sts;
+    let old = old_uid.as_deref();
+    harness::wait_for(
+        "StatefulSet recreated",
+        Duration::from_secs(90),
+        || async move {
+            match sts_ref.get_opt("h").await {
+                Ok(Some(s)) if s.uid().as_deref() != old => Ok(()),
+                Ok(_) => Err("old or absent".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .expect("the operator recreates a deleted StatefulSet");
+    wait_available(&mqs, "h", 3, 240).await;
+
+    // No queue lives on the broker that goes: the scale-down proceeds.
+    apply_yaml(&ns.name, &mq(2)).await;
+    wait_available(&mqs, "h", 2, 180).await;
+    assert_eq!(
+        sts.get("h")
+            .await
+            .expect("sts")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(2)
+    );
+
+    // deleteClaim: true — the PVCs go with the MessageQueue.
+    mqs.delete("h", &DeleteParams::default())
+        .await
+        .expect("delete MessageQueue");
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &ns.name);
+    let pvcs_ref = &pvcs;
+    harness::wait_for("PVCs deleted", Duration::from_secs(120), || async move {
+        let left = pvcs_ref
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                left.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await
+    .expect("deleteClaim removes the PVCs");
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}

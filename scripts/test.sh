@@ -50,6 +50,6 @@ step "chart RBAC on a real kube-apiserver, operator as the chart's ServiceAccoun
 SLUICE_REQUIRE_APISERVER=1 charts/apiserver-test.sh
 
 step "end-to-end suite (control plane + kwok nodes + real broker processes)"
-e2e/scripts/run.sh
+bash e2e/scripts/run.sh
 
 step "all green in $(( $(date +%s) - started ))s"

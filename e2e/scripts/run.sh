@@ -22,6 +22,14 @@ cleanup() {
   log "done in $(( $(date +%s) - T0 ))s (exit $rc)"
   exit $rc
 }
+# Pod IPs (127.1.0.0/16) and broker ports are machine-wide, so only one e2e cluster runs at a time.
+mkdir -p "$HOME/.cache/sluice"
+exec 9>"$HOME/.cache/sluice/e2e.lock"
+if ! flock -n 9; then
+  log "another e2e run holds ~/.cache/sluice/e2e.lock; waiting (at most 30 min)"
+  flock -w 1800 9 || { log "gave up waiting for the e2e lock"; exit 1; }
+fi
+
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

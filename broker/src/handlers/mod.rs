@@ -164,6 +164,10 @@ pub async fn dispatch(
         ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest))?,
         ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest))?,
         ApiKey::ListOffsets => now!(fetch::list_offsets(ctx, v, req!(ListOffsetsRequest))),
+        ApiKey::OffsetForLeaderEpoch => now!(fetch::offset_for_leader_epoch(
+            ctx,
+            req!(OffsetForLeaderEpochRequest)
+        )),
         ApiKey::Metadata => now!(metadata::metadata(ctx, v, req!(MetadataRequest)).await),
         ApiKey::DescribeCluster => now!(metadata::describe_cluster(
             ctx,

@@ -296,10 +296,18 @@ pub fn epoch_end_offset(
     requested: i32,
 ) -> (i16, i32, i64) {
     if current_leader_epoch != -1 && current_leader_epoch < current {
-        return (codes::FENCED_LEADER_EPOCH, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+        return (
+            codes::FENCED_LEADER_EPOCH,
+            UNDEFINED_EPOCH,
+            UNDEFINED_EPOCH_OFFSET,
+        );
     }
     if current_leader_epoch > current {
-        return (codes::UNKNOWN_LEADER_EPOCH, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+        return (
+            codes::UNKNOWN_LEADER_EPOCH,
+            UNDEFINED_EPOCH,
+            UNDEFINED_EPOCH_OFFSET,
+        );
     }
     if requested == current {
         (codes::NONE, current, log_end)

@@ -8,6 +8,7 @@ pub mod codes;
 pub mod fetch;
 pub mod metadata;
 pub mod produce;
+pub mod unserved;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +120,9 @@ pub async fn dispatch(
     }
     if api_versions::advertised(key).is_none() {
         if let Some(reply) = unsupported_api(peer, key, raw, &mut body)? {
+            return Ok(Reply::Now(Some(reply)));
+        }
+        if let Some(reply) = unserved::answer(peer, key, raw, &mut body)? {
             return Ok(Reply::Now(Some(reply)));
         }
     }

@@ -245,6 +245,7 @@ fn unsupported_api(
 ) -> Result<Option<Bytes>, BrokerError> {
     const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
     const SECURITY_DISABLED: i16 = 54;
+    const DELEGATION_TOKEN_REQUEST_NOT_ALLOWED: i16 = 64;
     macro_rules! refuse {
         ($req:ty, $resp:ty, $code:expr) => {{
             let range = <$req as kafka_protocol::protocol::Message>::VERSIONS;
@@ -334,6 +335,40 @@ fn unsupported_api(
         ApiKey::UpdateFeatures => {
             refuse!(UpdateFeaturesRequest, UpdateFeaturesResponse, unsupported)
         }
+        // Kafka refuses delegation tokens on a plaintext listener.
+        ApiKey::CreateDelegationToken => refuse!(
+            CreateDelegationTokenRequest,
+            CreateDelegationTokenResponse,
+            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+        ),
+        ApiKey::RenewDelegationToken => refuse!(
+            RenewDelegationTokenRequest,
+            RenewDelegationTokenResponse,
+            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+        ),
+        ApiKey::ExpireDelegationToken => refuse!(
+            ExpireDelegationTokenRequest,
+            ExpireDelegationTokenResponse,
+            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+        ),
+        ApiKey::DescribeDelegationToken => refuse!(
+            DescribeDelegationTokenRequest,
+            DescribeDelegationTokenResponse,
+            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+        ),
+        ApiKey::ShareFetch => refuse!(ShareFetchRequest, ShareFetchResponse, unsupported),
+        ApiKey::ShareAcknowledge => {
+            refuse!(
+                ShareAcknowledgeRequest,
+                ShareAcknowledgeResponse,
+                unsupported
+            )
+        }
+        ApiKey::ListConfigResources => refuse!(
+            ListConfigResourcesRequest,
+            ListConfigResourcesResponse,
+            unsupported
+        ),
         _ => None,
     })
 }
@@ -424,6 +459,13 @@ mod tests {
         answered::<PushTelemetryRequest>(ApiKey::PushTelemetry);
         answered::<DescribeQuorumRequest>(ApiKey::DescribeQuorum);
         answered::<UpdateFeaturesRequest>(ApiKey::UpdateFeatures);
+        answered::<CreateDelegationTokenRequest>(ApiKey::CreateDelegationToken);
+        answered::<RenewDelegationTokenRequest>(ApiKey::RenewDelegationToken);
+        answered::<ExpireDelegationTokenRequest>(ApiKey::ExpireDelegationToken);
+        answered::<DescribeDelegationTokenRequest>(ApiKey::DescribeDelegationToken);
+        answered::<ShareFetchRequest>(ApiKey::ShareFetch);
+        answered::<ShareAcknowledgeRequest>(ApiKey::ShareAcknowledge);
+        answered::<ListConfigResourcesRequest>(ApiKey::ListConfigResources);
     }
 
     #[test]

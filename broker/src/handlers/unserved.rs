@@ -6,7 +6,9 @@
 //! The codes follow what Kafka answers when the feature is off: ACL requests get
 //! SECURITY_DISABLED (no authorizer is configured); transactional requests get
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id here;
-//! everything else UNSUPPORTED_VERSION. APIs that only controllers or other brokers send (Raft
+//! everything else (DeleteRecords, ElectLeaders, log dirs, quotas, SCRAM credentials,
+//! DescribeProducers, the KIP-848 / share group describes, DescribeTopicPartitions)
+//! UNSUPPORTED_VERSION. APIs that only controllers or other brokers send (Raft
 //! votes, broker registration, Envelope, WriteTxnMarkers, share-group state, ...) still close
 //! the connection, as Kafka does for an API not exposed on a listener.
 
@@ -176,6 +178,213 @@ pub fn answer(
                 .collect();
             respond(raw, &TxnOffsetCommitResponse::default().with_topics(topics))?
         }
+        ApiKey::ElectLeaders => {
+            use kafka_protocol::messages::elect_leaders_response::{
+                PartitionResult, ReplicaElectionResult,
+            };
+            let req = decode!(ElectLeadersRequest);
+            let results = req
+                .topic_partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    ReplicaElectionResult::default()
+                        .with_topic(t.topic)
+                        .with_partition_result(
+                            t.partitions
+                                .into_iter()
+                                .map(|p| {
+                                    PartitionResult::default()
+                                        .with_partition_id(p)
+                                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let mut resp = ElectLeadersResponse::default().with_replica_election_results(results);
+            if v >= 1 {
+                resp.error_code = codes::UNSUPPORTED_VERSION;
+            }
+            respond(raw, &resp)?
+        }
+        ApiKey::AlterReplicaLogDirs => {
+            use kafka_protocol::messages::alter_replica_log_dirs_response::{
+                AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
+            };
+            let req = decode!(AlterReplicaLogDirsRequest);
+            let results = req
+                .dirs
+                .into_iter()
+                .flat_map(|d| d.topics)
+                .map(|t| {
+                    AlterReplicaLogDirTopicResult::default()
+                        .with_topic_name(t.name)
+                        .with_partitions(
+                            t.partitions
+                                .into_iter()
+                                .map(|p| {
+                                    AlterReplicaLogDirPartitionResult::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            respond(
+                raw,
+                &AlterReplicaLogDirsResponse::default().with_results(results),
+            )?
+        }
+        ApiKey::DescribeLogDirs => {
+            decode!(DescribeLogDirsRequest);
+            // v1-2 have no error field: an empty description.
+            let mut resp = DescribeLogDirsResponse::default();
+            if v >= 3 {
+                resp.error_code = codes::UNSUPPORTED_VERSION;
+            }
+            respond(raw, &resp)?
+        }
+        ApiKey::AlterClientQuotas => {
+            use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
+            let req = decode!(AlterClientQuotasRequest);
+            let entries = req
+                .entries
+                .into_iter()
+                .map(|e| {
+                    EntryData::default()
+                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                        .with_entity(
+                            e.entity
+                                .into_iter()
+                                .map(|d| {
+                                    EntityData::default()
+                                        .with_entity_type(d.entity_type)
+                                        .with_entity_name(d.entity_name)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            respond(
+                raw,
+                &AlterClientQuotasResponse::default().with_entries(entries),
+            )?
+        }
+        ApiKey::AlterUserScramCredentials => {
+            use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+            let req = decode!(AlterUserScramCredentialsRequest);
+            let mut users: Vec<StrBytes> = req.deletions.into_iter().map(|d| d.name).collect();
+            users.extend(req.upsertions.into_iter().map(|u| u.name));
+            users.dedup();
+            let results = users
+                .into_iter()
+                .map(|u| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(u)
+                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                })
+                .collect();
+            respond(
+                raw,
+                &AlterUserScramCredentialsResponse::default().with_results(results),
+            )?
+        }
+        ApiKey::DescribeProducers => {
+            use kafka_protocol::messages::describe_producers_response::{
+                PartitionResponse, TopicResponse,
+            };
+            let req = decode!(DescribeProducersRequest);
+            let topics = req
+                .topics
+                .into_iter()
+                .map(|t| {
+                    TopicResponse::default().with_name(t.name).with_partitions(
+                        t.partition_indexes
+                            .into_iter()
+                            .map(|p| {
+                                PartitionResponse::default()
+                                    .with_partition_index(p)
+                                    .with_error_code(codes::UNSUPPORTED_VERSION)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            respond(
+                raw,
+                &DescribeProducersResponse::default().with_topics(topics),
+            )?
+        }
+        ApiKey::DescribeTransactions => {
+            use kafka_protocol::messages::describe_transactions_response::TransactionState;
+            let req = decode!(DescribeTransactionsRequest);
+            let states = req
+                .transactional_ids
+                .into_iter()
+                .map(|id| {
+                    TransactionState::default()
+                        .with_transactional_id(id)
+                        .with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                })
+                .collect();
+            respond(
+                raw,
+                &DescribeTransactionsResponse::default().with_transaction_states(states),
+            )?
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
+            let req = decode!(ConsumerGroupDescribeRequest);
+            let groups = req
+                .group_ids
+                .into_iter()
+                .map(|g| {
+                    DescribedGroup::default()
+                        .with_group_id(g)
+                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                })
+                .collect();
+            respond(
+                raw,
+                &ConsumerGroupDescribeResponse::default().with_groups(groups),
+            )?
+        }
+        ApiKey::ShareGroupDescribe => {
+            use kafka_protocol::messages::share_group_describe_response::DescribedGroup;
+            let req = decode!(ShareGroupDescribeRequest);
+            let groups = req
+                .group_ids
+                .into_iter()
+                .map(|g| {
+                    DescribedGroup::default()
+                        .with_group_id(g)
+                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                })
+                .collect();
+            respond(
+                raw,
+                &ShareGroupDescribeResponse::default().with_groups(groups),
+            )?
+        }
+        ApiKey::DescribeTopicPartitions => {
+            use kafka_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic;
+            let req = decode!(DescribeTopicPartitionsRequest);
+            let topics = req
+                .topics
+                .into_iter()
+                .map(|t| {
+                    DescribeTopicPartitionsResponseTopic::default()
+                        .with_name(Some(t.name))
+                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                })
+                .collect();
+            respond(
+                raw,
+                &DescribeTopicPartitionsResponse::default().with_topics(topics),
+            )?
+        }
         _ => return Ok(None),
     };
     Ok(Some(reply))
@@ -234,6 +443,128 @@ mod tests {
 
     fn tn(s: &str) -> TopicName {
         TopicName(StrBytes::from_string(s.to_string()))
+    }
+
+    #[test]
+    fn every_per_item_api_answers_at_every_version() {
+        answered_at_every_version::<_, DeleteRecordsResponse>(
+            ApiKey::DeleteRecords,
+            &DeleteRecordsRequest::default(),
+        );
+        answered_at_every_version::<_, CreateAclsResponse>(
+            ApiKey::CreateAcls,
+            &CreateAclsRequest::default(),
+        );
+        answered_at_every_version::<_, DeleteAclsResponse>(
+            ApiKey::DeleteAcls,
+            &DeleteAclsRequest::default(),
+        );
+        answered_at_every_version::<_, AddPartitionsToTxnResponse>(
+            ApiKey::AddPartitionsToTxn,
+            &AddPartitionsToTxnRequest::default(),
+        );
+        answered_at_every_version::<_, TxnOffsetCommitResponse>(
+            ApiKey::TxnOffsetCommit,
+            &TxnOffsetCommitRequest::default(),
+        );
+        let el = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            elect_leaders_request::TopicPartitions::default()
+                .with_topic(tn("t"))
+                .with_partitions(vec![0, 1]),
+        ]));
+        for (i, r) in
+            answered_at_every_version::<_, ElectLeadersResponse>(ApiKey::ElectLeaders, &el)
+                .into_iter()
+                .enumerate()
+        {
+            let got: Vec<i16> = r.replica_election_results[0]
+                .partition_result
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            assert_eq!(got, vec![35, 35], "v{i}");
+        }
+        let ar = AlterReplicaLogDirsRequest::default().with_dirs(vec![
+            alter_replica_log_dirs_request::AlterReplicaLogDir::default().with_topics(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                    .with_name(tn("t"))
+                    .with_partitions(vec![4]),
+            ]),
+        ]);
+        for r in answered_at_every_version::<_, AlterReplicaLogDirsResponse>(
+            ApiKey::AlterReplicaLogDirs,
+            &ar,
+        ) {
+            assert_eq!(r.results[0].partitions[0].error_code, 35);
+        }
+        answered_at_every_version::<_, DescribeLogDirsResponse>(
+            ApiKey::DescribeLogDirs,
+            &DescribeLogDirsRequest::default(),
+        );
+        let aq = AlterClientQuotasRequest::default()
+            .with_entries(vec![alter_client_quotas_request::EntryData::default()]);
+        for r in answered_at_every_version::<_, AlterClientQuotasResponse>(
+            ApiKey::AlterClientQuotas,
+            &aq,
+        ) {
+            assert_eq!(r.entries[0].error_code, 35);
+        }
+        let sc = AlterUserScramCredentialsRequest::default().with_deletions(vec![
+            alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                .with_name(StrBytes::from_static_str("alice")),
+        ]);
+        for r in answered_at_every_version::<_, AlterUserScramCredentialsResponse>(
+            ApiKey::AlterUserScramCredentials,
+            &sc,
+        ) {
+            assert_eq!(
+                (r.results[0].user.as_str(), r.results[0].error_code),
+                ("alice", 35)
+            );
+        }
+        let dp = DescribeProducersRequest::default().with_topics(vec![
+            describe_producers_request::TopicRequest::default()
+                .with_name(tn("t"))
+                .with_partition_indexes(vec![0]),
+        ]);
+        for r in answered_at_every_version::<_, DescribeProducersResponse>(
+            ApiKey::DescribeProducers,
+            &dp,
+        ) {
+            assert_eq!(r.topics[0].partitions[0].error_code, 35);
+        }
+        let dt = DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]);
+        for r in answered_at_every_version::<_, DescribeTransactionsResponse>(
+            ApiKey::DescribeTransactions,
+            &dt,
+        ) {
+            assert_eq!(r.transaction_states[0].error_code, 53);
+        }
+        let g = vec![GroupId(StrBytes::from_static_str("g"))];
+        let cg = ConsumerGroupDescribeRequest::default().with_group_ids(g.clone());
+        for r in answered_at_every_version::<_, ConsumerGroupDescribeResponse>(
+            ApiKey::ConsumerGroupDescribe,
+            &cg,
+        ) {
+            assert_eq!(r.groups[0].error_code, 35);
+        }
+        let sg = ShareGroupDescribeRequest::default().with_group_ids(g);
+        for r in answered_at_every_version::<_, ShareGroupDescribeResponse>(
+            ApiKey::ShareGroupDescribe,
+            &sg,
+        ) {
+            assert_eq!(r.groups[0].error_code, 35);
+        }
+        let tp = DescribeTopicPartitionsRequest::default().with_topics(vec![
+            describe_topic_partitions_request::TopicRequest::default().with_name(tn("t")),
+        ]);
+        for r in answered_at_every_version::<_, DescribeTopicPartitionsResponse>(
+            ApiKey::DescribeTopicPartitions,
+            &tp,
+        ) {
+            assert_eq!(r.topics[0].error_code, 35);
+        }
     }
 
     #[test]

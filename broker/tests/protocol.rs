@@ -1278,6 +1278,25 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
     let p = &r.topics[0].partitions[0];
     assert_eq!((p.partition_index, p.error_code), (1, 53));
 
+    let el = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+        elect_leaders_request::TopicPartitions::default()
+            .with_topic(tn("items"))
+            .with_partitions(vec![0]),
+    ]));
+    let r: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, 2, &el).await;
+    assert_eq!(
+        r.replica_election_results[0].partition_result[0].error_code,
+        35
+    );
+    let r: CreateDelegationTokenResponse = c
+        .call(
+            ApiKey::CreateDelegationToken,
+            3,
+            &CreateDelegationTokenRequest::default(),
+        )
+        .await;
+    assert_eq!(r.error_code, 64, "DELEGATION_TOKEN_REQUEST_NOT_ALLOWED");
+
     // None of them is advertised, and the connection still serves requests.
     let v: ApiVersionsResponse = c
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())

@@ -364,6 +364,16 @@ fn unsupported_api(
                 unsupported
             )
         }
+        ApiKey::AlterShareGroupOffsets => refuse!(
+            AlterShareGroupOffsetsRequest,
+            AlterShareGroupOffsetsResponse,
+            unsupported
+        ),
+        ApiKey::DeleteShareGroupOffsets => refuse!(
+            DeleteShareGroupOffsetsRequest,
+            DeleteShareGroupOffsetsResponse,
+            unsupported
+        ),
         ApiKey::ListConfigResources => refuse!(
             ListConfigResourcesRequest,
             ListConfigResourcesResponse,
@@ -466,6 +476,8 @@ mod tests {
         answered::<ShareFetchRequest>(ApiKey::ShareFetch);
         answered::<ShareAcknowledgeRequest>(ApiKey::ShareAcknowledge);
         answered::<ListConfigResourcesRequest>(ApiKey::ListConfigResources);
+        answered::<AlterShareGroupOffsetsRequest>(ApiKey::AlterShareGroupOffsets);
+        answered::<DeleteShareGroupOffsetsRequest>(ApiKey::DeleteShareGroupOffsets);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! SECURITY_DISABLED (no authorizer is configured); transactional requests get
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id here;
 //! everything else (DeleteRecords, ElectLeaders, log dirs, quotas, SCRAM credentials,
-//! DescribeProducers, the KIP-848 / share group describes, DescribeTopicPartitions)
+//! DescribeProducers, the KIP-848 / share group describes, share group offsets,
+//! DescribeTopicPartitions)
 //! UNSUPPORTED_VERSION. APIs that only controllers or other brokers send (Raft
 //! votes, broker registration, Envelope, WriteTxnMarkers, share-group state, ...) still close
 //! the connection, as Kafka does for an API not exposed on a listener.
@@ -385,6 +386,23 @@ pub fn answer(
                 &DescribeTopicPartitionsResponse::default().with_topics(topics),
             )?
         }
+        ApiKey::DescribeShareGroupOffsets => {
+            use kafka_protocol::messages::describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup;
+            let req = decode!(DescribeShareGroupOffsetsRequest);
+            let groups = req
+                .groups
+                .into_iter()
+                .map(|g| {
+                    DescribeShareGroupOffsetsResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                })
+                .collect();
+            respond(
+                raw,
+                &DescribeShareGroupOffsetsResponse::default().with_groups(groups),
+            )?
+        }
         _ => return Ok(None),
     };
     Ok(Some(reply))
@@ -555,6 +573,19 @@ mod tests {
             &sg,
         ) {
             assert_eq!(r.groups[0].error_code, 35);
+        }
+        let so = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+            describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("sg"))),
+        ]);
+        for r in answered_at_every_version::<_, DescribeShareGroupOffsetsResponse>(
+            ApiKey::DescribeShareGroupOffsets,
+            &so,
+        ) {
+            assert_eq!(
+                (r.groups[0].group_id.as_str(), r.groups[0].error_code),
+                ("sg", 35)
+            );
         }
         let tp = DescribeTopicPartitionsRequest::default().with_topics(vec![
             describe_topic_partitions_request::TopicRequest::default().with_name(tn("t")),

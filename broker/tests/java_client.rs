@@ -657,7 +657,6 @@ fn java_admin_lists_offsets_earliest_and_latest() {
 }
 
 #[test]
-#[ignore = "broker answers ListOffsets with timestamp -3 (max timestamp, v7+) with UNSUPPORTED_VERSION (storage has no max-timestamp index); see the broker-java report"]
 fn java_admin_lists_the_max_timestamp_offset() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();

@@ -1094,3 +1094,237 @@ async fn init_producer_id_never_reuses_ids_across_restarts() {
     assert_eq!((f.error_code, f.node_id.0), (0, 0));
     broker.shutdown().await.expect("shutdown");
 }
+
+/// ListOffsets MAX_TIMESTAMP (-3) finds the first record carrying the largest timestamp, and
+/// OffsetForLeaderEpoch (advertised) answers the end offset of the current epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_timestamp_and_leader_epoch_end_offsets() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    create_topic(&mut c, "epochs", 1).await;
+    // Offsets 0..=2 with timestamps base+0..=2, then offset 3 with base+0 and 4..=5 with
+    // base+0..=1: the maximum (base+2) is carried first by offset 2.
+    for vals in [vec!["a", "b", "c"], vec!["d"], vec!["e", "f"]] {
+        let resp: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_req("epochs", 0, -1, batch(&vals)),
+            )
+            .await;
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    }
+    let lo = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(tn("epochs"))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-3),
+            ])]);
+    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &lo).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.offset, p.timestamp),
+        (0, 2, 1_700_000_000_002)
+    );
+
+    let versions: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let range = versions
+        .api_keys
+        .iter()
+        .find(|a| a.api_key == ApiKey::OffsetForLeaderEpoch as i16)
+        .map(|a| (a.min_version, a.max_version));
+    assert_eq!(range, Some((2, 4)), "OffsetForLeaderEpoch advertised");
+
+    let part = |p: i32, current: i32, epoch: i32| {
+        OffsetForLeaderPartition::default()
+            .with_partition(p)
+            .with_current_leader_epoch(current)
+            .with_leader_epoch(epoch)
+    };
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(tn("epochs"))
+                .with_partitions(vec![
+                    part(0, 0, 0),
+                    part(0, -1, 0),
+                    part(0, 0, 5),
+                    part(0, 1, 0),
+                    part(7, 0, 0),
+                ]),
+            OffsetForLeaderTopic::default()
+                .with_topic(tn("no-such-topic"))
+                .with_partitions(vec![part(0, -1, 0)]),
+        ]);
+    for v in 2..=4 {
+        let r: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let got: Vec<(i16, i32, i64)> = r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| (p.error_code, p.leader_epoch, p.end_offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 0, 6),
+                (0, 0, 6),
+                (0, -1, -1),
+                (76, -1, -1), // UNKNOWN_LEADER_EPOCH
+                (3, -1, -1),
+                (3, -1, -1),
+            ],
+            "v{v}"
+        );
+    }
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// Unserved APIs whose errors are per item get each item answered, and the connection stays
+/// usable afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    create_topic(&mut c, "items", 2).await;
+
+    let dr = DeleteRecordsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(tn("items"))
+            .with_partitions(vec![
+                DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(1),
+                DeleteRecordsPartition::default()
+                    .with_partition_index(1)
+                    .with_offset(1),
+            ])]);
+    let r: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &dr).await;
+    let got: Vec<(i32, i16)> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code))
+        .collect();
+    assert_eq!(got, vec![(0, 35), (1, 35)]);
+
+    let ca = CreateAclsRequest::default().with_creations(vec![AclCreation::default(); 3]);
+    let r: CreateAclsResponse = c.call(ApiKey::CreateAcls, 3, &ca).await;
+    assert_eq!(
+        r.results.iter().map(|x| x.error_code).collect::<Vec<_>>(),
+        vec![54; 3],
+        "SECURITY_DISABLED"
+    );
+    let da = DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default(); 2]);
+    let r: DeleteAclsResponse = c.call(ApiKey::DeleteAcls, 3, &da).await;
+    assert_eq!(
+        r.filter_results
+            .iter()
+            .map(|x| x.error_code)
+            .collect::<Vec<_>>(),
+        vec![54; 2]
+    );
+    let r: DescribeAclsResponse = c
+        .call(ApiKey::DescribeAcls, 3, &DescribeAclsRequest::default())
+        .await;
+    assert_eq!(r.error_code, 54);
+
+    let ap = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+            .with_name(tn("items"))
+            .with_partitions(vec![0, 1])]);
+    let r: AddPartitionsToTxnResponse = c.call(ApiKey::AddPartitionsToTxn, 3, &ap).await;
+    let got: Vec<(i32, i16)> = r.results_by_topic_v3_and_below[0]
+        .results_by_partition
+        .iter()
+        .map(|p| (p.partition_index, p.partition_error_code))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(0, 53), (1, 53)],
+        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+    );
+
+    let to = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(tn("items"))
+            .with_partitions(vec![
+                TxnOffsetCommitRequestPartition::default().with_partition_index(1)
+            ])]);
+    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 3, &to).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.partition_index, p.error_code), (1, 53));
+
+    let el = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+        elect_leaders_request::TopicPartitions::default()
+            .with_topic(tn("items"))
+            .with_partitions(vec![0]),
+    ]));
+    let r: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, 2, &el).await;
+    assert_eq!(
+        r.replica_election_results[0].partition_result[0].error_code,
+        35
+    );
+    let r: CreateDelegationTokenResponse = c
+        .call(
+            ApiKey::CreateDelegationToken,
+            3,
+            &CreateDelegationTokenRequest::default(),
+        )
+        .await;
+    assert_eq!(r.error_code, 64, "DELEGATION_TOKEN_REQUEST_NOT_ALLOWED");
+
+    // None of them is advertised, and the connection still serves requests.
+    let v: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(v.error_code, 0);
+    for key in [
+        ApiKey::DeleteRecords,
+        ApiKey::CreateAcls,
+        ApiKey::DeleteAcls,
+        ApiKey::DescribeAcls,
+        ApiKey::AddPartitionsToTxn,
+        ApiKey::TxnOffsetCommit,
+    ] {
+        assert!(
+            v.api_keys.iter().all(|a| a.api_key != key as i16),
+            "{key:?} advertised"
+        );
+    }
+    let m: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await;
+    assert!(m
+        .topics
+        .iter()
+        .any(|t| t.name.as_ref().map(|n| n.as_str()) == Some("items")));
+    broker.shutdown().await.expect("shutdown");
+}

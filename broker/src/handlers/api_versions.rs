@@ -38,6 +38,7 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::DeleteGroups,
     ApiKey::IncrementalAlterConfigs,
     ApiKey::DescribeCluster,
+    ApiKey::OffsetForLeaderEpoch,
 ];
 
 /// The smallest Produce version actually served (Kafka 4.x floor).
@@ -77,6 +78,7 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::DeleteGroups => range!(DeleteGroupsRequest),
         ApiKey::IncrementalAlterConfigs => range!(IncrementalAlterConfigsRequest),
         ApiKey::DescribeCluster => range!(DescribeClusterRequest),
+        ApiKey::OffsetForLeaderEpoch => range!(OffsetForLeaderEpochRequest),
         _ => None,
     }
 }

@@ -24,3 +24,5 @@ pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 119;
 pub const BROKER_NOT_AVAILABLE: i16 = 8;
 pub const REQUEST_TIMED_OUT: i16 = 7;
 pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+pub const FENCED_LEADER_EPOCH: i16 = 74;
+pub const UNKNOWN_LEADER_EPOCH: i16 = 76;

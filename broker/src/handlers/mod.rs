@@ -8,6 +8,7 @@ pub mod codes;
 pub mod fetch;
 pub mod metadata;
 pub mod produce;
+pub mod unserved;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,6 +122,9 @@ pub async fn dispatch(
         if let Some(reply) = unsupported_api(peer, key, raw, &mut body)? {
             return Ok(Reply::Now(Some(reply)));
         }
+        if let Some(reply) = unserved::answer(peer, key, raw, &mut body)? {
+            return Ok(Reply::Now(Some(reply)));
+        }
     }
     if !api_versions::is_served(key, raw.api_version) {
         return Err(if api_versions::advertised(key).is_some() {
@@ -164,6 +168,10 @@ pub async fn dispatch(
         ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest))?,
         ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest))?,
         ApiKey::ListOffsets => now!(fetch::list_offsets(ctx, v, req!(ListOffsetsRequest))),
+        ApiKey::OffsetForLeaderEpoch => now!(fetch::offset_for_leader_epoch(
+            ctx,
+            req!(OffsetForLeaderEpochRequest)
+        )),
         ApiKey::Metadata => now!(metadata::metadata(ctx, v, req!(MetadataRequest)).await),
         ApiKey::DescribeCluster => now!(metadata::describe_cluster(
             ctx,
@@ -237,6 +245,7 @@ fn unsupported_api(
 ) -> Result<Option<Bytes>, BrokerError> {
     const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
     const SECURITY_DISABLED: i16 = 54;
+    const DELEGATION_TOKEN_REQUEST_NOT_ALLOWED: i16 = 64;
     macro_rules! refuse {
         ($req:ty, $resp:ty, $code:expr) => {{
             let range = <$req as kafka_protocol::protocol::Message>::VERSIONS;
@@ -326,6 +335,50 @@ fn unsupported_api(
         ApiKey::UpdateFeatures => {
             refuse!(UpdateFeaturesRequest, UpdateFeaturesResponse, unsupported)
         }
+        // Kafka refuses delegation tokens on a plaintext listener.
+        ApiKey::CreateDelegationToken => refuse!(
+            CreateDelegationTokenRequest,
+            CreateDelegationTokenResponse,
+            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+        ),
+        ApiKey::RenewDelegationToken => refuse!(
+            RenewDelegationTokenRequest,
+            RenewDelegationTokenResponse,
+            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+        ),
+        ApiKey::ExpireDelegationToken => refuse!(
+            ExpireDelegationTokenRequest,
+            ExpireDelegationTokenResponse,
+            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+        ),
+        ApiKey::DescribeDelegationToken => refuse!(
+            DescribeDelegationTokenRequest,
+            DescribeDelegationTokenResponse,
+            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+        ),
+        ApiKey::ShareFetch => refuse!(ShareFetchRequest, ShareFetchResponse, unsupported),
+        ApiKey::ShareAcknowledge => {
+            refuse!(
+                ShareAcknowledgeRequest,
+                ShareAcknowledgeResponse,
+                unsupported
+            )
+        }
+        ApiKey::AlterShareGroupOffsets => refuse!(
+            AlterShareGroupOffsetsRequest,
+            AlterShareGroupOffsetsResponse,
+            unsupported
+        ),
+        ApiKey::DeleteShareGroupOffsets => refuse!(
+            DeleteShareGroupOffsetsRequest,
+            DeleteShareGroupOffsetsResponse,
+            unsupported
+        ),
+        ApiKey::ListConfigResources => refuse!(
+            ListConfigResourcesRequest,
+            ListConfigResourcesResponse,
+            unsupported
+        ),
         _ => None,
     })
 }
@@ -416,6 +469,15 @@ mod tests {
         answered::<PushTelemetryRequest>(ApiKey::PushTelemetry);
         answered::<DescribeQuorumRequest>(ApiKey::DescribeQuorum);
         answered::<UpdateFeaturesRequest>(ApiKey::UpdateFeatures);
+        answered::<CreateDelegationTokenRequest>(ApiKey::CreateDelegationToken);
+        answered::<RenewDelegationTokenRequest>(ApiKey::RenewDelegationToken);
+        answered::<ExpireDelegationTokenRequest>(ApiKey::ExpireDelegationToken);
+        answered::<DescribeDelegationTokenRequest>(ApiKey::DescribeDelegationToken);
+        answered::<ShareFetchRequest>(ApiKey::ShareFetch);
+        answered::<ShareAcknowledgeRequest>(ApiKey::ShareAcknowledge);
+        answered::<ListConfigResourcesRequest>(ApiKey::ListConfigResources);
+        answered::<AlterShareGroupOffsetsRequest>(ApiKey::AlterShareGroupOffsets);
+        answered::<DeleteShareGroupOffsetsRequest>(ApiKey::DeleteShareGroupOffsets);
     }
 
     #[test]

@@ -672,6 +672,62 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// The first record carrying the largest timestamp of the partition, as `(offset,
+    /// timestamp)`, or `None` when no record below the high watermark has a timestamp
+    /// (ListOffsets with `MAX_TIMESTAMP`, -3). Only data below the high watermark is considered.
+    ///
+    /// Cheap: each segment knows its largest batch timestamp (kept at append, rebuilt at
+    /// recovery), so only the segment holding the maximum is read, from its time-index entry
+    /// for that timestamp, and only the one batch carrying it is decoded. Ties between segments
+    /// go to the earliest. If the segment's maximum lies at or above the high watermark (an
+    /// fsync round in flight), that segment's headers below the high watermark are scanned for
+    /// its readable maximum instead.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        // (max timestamp, scan start, file, path, end)
+        let mut cands: Vec<(i64, u64, Arc<File>, PathBuf, u64)> = {
+            let inner = lock(&self.shared.inner);
+            inner
+                .segments
+                .iter()
+                .filter(|s| s.max_timestamp >= 0 && s.base < hw)
+                .map(|s| {
+                    (
+                        s.max_timestamp,
+                        s.time_lookup(s.max_timestamp),
+                        Arc::clone(&s.log),
+                        s.log_path.clone(),
+                        s.size,
+                    )
+                })
+                .collect()
+        };
+        loop {
+            let mut best: Option<usize> = None;
+            for (i, c) in cands.iter().enumerate() {
+                if best.is_none_or(|b| c.0 > cands[b].0) {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else {
+                return Ok(None);
+            };
+            let (ts, pos, file, path, end) = &cands[b];
+            if let Some(hit) = find_timestamp(file, *pos, *end, *ts, hw).map_err(io_err(path))? {
+                return Ok(Some(hit));
+            }
+            match max_timestamp_below(file, *end, hw).map_err(io_err(path))? {
+                Some(m) => {
+                    cands[b].0 = m;
+                    cands[b].1 = 0;
+                }
+                None => {
+                    cands.remove(b);
+                }
+            }
+        }
+    }
+
     /// Deletes closed segments that retention (time, then size) no longer keeps. Returns the
     /// number of segments deleted. The active segment is never deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
@@ -733,6 +789,11 @@ impl PartitionLog {
     }
 
     /// Sets the partition leader epoch stamped into appended batches (0 until clustering).
+    /// The leader epoch stamped on appended batches (0 on a single node).
+    pub fn leader_epoch(&self) -> i32 {
+        self.shared.leader_epoch.load(Ordering::Relaxed)
+    }
+
     pub fn set_leader_epoch(&self, epoch: i32) {
         self.shared.leader_epoch.store(epoch, Ordering::Relaxed);
     }
@@ -876,6 +937,28 @@ fn find_timestamp(
         pos += h.size as u64;
     }
     Ok(None)
+}
+
+/// The largest batch max timestamp among the batches of a segment file that start below `hw`,
+/// or `None` when there is none with a timestamp.
+fn max_timestamp_below(file: &File, end: u64, hw: i64) -> std::io::Result<Option<i64>> {
+    let mut max: Option<i64> = None;
+    let mut hdr = [0u8; HEADER_LEN];
+    let mut pos = 0u64;
+    while pos + HEADER_LEN as u64 <= end {
+        file.read_exact_at(&mut hdr, pos)?;
+        let Ok(h) = batch::parse_header(&hdr) else {
+            break;
+        };
+        if h.base_offset >= hw || pos + h.size as u64 > end {
+            break;
+        }
+        if h.max_timestamp >= 0 && max.is_none_or(|m| h.max_timestamp > m) {
+            max = Some(h.max_timestamp);
+        }
+        pos += h.size as u64;
+    }
+    Ok(max)
 }
 
 /// Within one batch, the first record whose timestamp is `>= ts` (the batch's max timestamp

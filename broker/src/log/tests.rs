@@ -576,6 +576,74 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     assert_eq!(log.offset_for_timestamp(12_902).unwrap(), None);
 }
 
+/// One batch whose records carry exactly `timestamps`.
+fn batch_with_timestamps(timestamps: &[i64]) -> Bytes {
+    let records: Vec<Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: KTimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: *ts,
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+#[test]
+fn max_timestamp_offset_is_the_first_record_carrying_the_largest_timestamp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+    assert_eq!(log.max_timestamp_offset().unwrap(), None, "empty log");
+    // 40 batches of 3 records over several 1000-byte segments. Batch 17 holds the maximum
+    // (90_000) in its middle record, and batch 31 (a later segment) carries it again: the
+    // first one wins. Other timestamps are out of order on purpose.
+    let mut base = 0i64;
+    let mut expected = None;
+    for i in 0..40i64 {
+        let ts = match i {
+            17 => vec![50_000, 90_000, 90_000],
+            31 => vec![90_000, 1, 2],
+            _ => vec![10_000 + (i * 7919) % 5000, 20_000 - i, 30_000 + i],
+        };
+        if i == 17 {
+            expected = Some((base + 1, 90_000));
+        }
+        appended(log.append(batch_with_timestamps(&ts)).unwrap());
+        base += 3;
+    }
+    assert!(log.segment_count() >= 4, "{} segments", log.segment_count());
+    assert_eq!(log.max_timestamp_offset().unwrap(), expected);
+    drop(log);
+    // The per-segment maximum is rebuilt at recovery.
+    let log = PartitionLog::open(dir, small_segments()).unwrap();
+    assert_eq!(log.max_timestamp_offset().unwrap(), expected);
+    // A new, larger timestamp in the active segment takes over.
+    appended(log.append(batch_with_timestamps(&[5, 95_000])).unwrap());
+    assert_eq!(log.max_timestamp_offset().unwrap(), Some((121, 95_000)));
+}
+
 #[test]
 fn log_append_time_restamps_and_keeps_crc_valid() {
     let tmp = tempfile::tempdir().unwrap();

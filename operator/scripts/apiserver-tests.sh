@@ -24,8 +24,16 @@ command -v openssl >/dev/null || fail "find openssl"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # kube-apiserver first, then etcd: an apiserver whose etcd is gone can hang in its shutdown.
+    # Each process gets 10 s after SIGTERM, then SIGKILL, so cleanup never blocks the test run.
+    local i pid
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid="${PIDS[i]}"
+        kill "$pid" 2>/dev/null || continue
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -36,7 +36,7 @@ pub enum LogFormat {
 /// Every flag can also be given as an environment variable (shown as [env: ...]); any other
 /// environment variable starting with SLUICE_ stops the broker at start.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "sluice-broker", version, about, long_about = None)]
+#[command(name = "sluice-broker", version)]
 pub struct Config {
     /// Directory holding topics, partition logs, committed offsets, the cluster id and the
     /// producer-id counter. Created if missing.

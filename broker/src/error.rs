@@ -100,6 +100,14 @@ pub enum BrokerError {
         api_key: i16,
         api_version: i16,
     },
+    /// A Produce with `acks=0` failed: there is no response to carry the error, so the
+    /// connection is closed (as Kafka does) and the client refreshes its metadata.
+    #[error("Produce with acks=0 failed for {topic}-{partition} with error code {code}; closing the connection so the client notices")]
+    UnacknowledgedProduceFailed {
+        topic: String,
+        partition: i32,
+        code: i16,
+    },
     /// Building the response failed (a bug: the handler produced something unencodable).
     #[error("cannot encode the {api} v{api_version} response: {reason}")]
     Encode {

@@ -22,15 +22,29 @@ fn install_tracing(format: LogFormat) {
     }
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// SIGTERM / SIGINT streams, installed before the broker starts so that a signal arriving
+/// right after the "listening" line still means a clean shutdown rather than the default
+/// (immediate) termination.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
 }
 
 #[tokio::main]
@@ -52,6 +66,13 @@ async fn main() -> ExitCode {
     }
     install_tracing(config.log_format);
 
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice-broker: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let broker = match Broker::start(config).await {
         Ok(b) => b,
         Err(e) => {
@@ -66,9 +87,7 @@ async fn main() -> ExitCode {
         advertise = %broker.advertised(),
         "listening"
     );
-    if let Err(e) = wait_for_signal().await {
-        tracing::error!(error = %e, "cannot wait for signals");
-    }
+    signals.wait().await;
     match broker.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,6 +2,8 @@
 //! on the request path; per-partition sizes and consumer-group lag are computed at scrape time
 //! from the log manager and the group coordinator.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
@@ -65,6 +67,10 @@ pub struct Metrics {
     log_start: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
     group_lag: Family<LagLabels, Gauge>,
+    fsyncs: Counter,
+    fsync_seconds: Counter<f64, AtomicU64>,
+    /// The storage engine's totals at the previous scrape (its counters are the source).
+    fsync_seen: Mutex<(u64, Duration)>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -99,6 +105,9 @@ impl Metrics {
             log_start: Family::default(),
             high_watermark: Family::default(),
             group_lag: Family::default(),
+            fsyncs: Counter::default(),
+            fsync_seconds: Counter::default(),
+            fsync_seen: Mutex::new((0, Duration::ZERO)),
         };
         registry.register(
             "requests",
@@ -179,6 +188,16 @@ impl Metrics {
             "consumer_group_lag",
             "High watermark minus the group's committed offset, per group and partition",
             m.group_lag.clone(),
+        );
+        registry.register(
+            "log_fsyncs",
+            "fsync / fdatasync calls made by the storage engine",
+            m.fsyncs.clone(),
+        );
+        registry.register(
+            "log_fsync_seconds",
+            "Time spent in fsync / fdatasync (divide by sluice_log_fsyncs_total for the mean latency)",
+            m.fsync_seconds.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -274,6 +293,14 @@ impl Metrics {
                     })
                     .set((h - c.offset).max(0));
             }
+        }
+        let (count, time) = logs.fsync_stats();
+        if let Ok(mut seen) = self.fsync_seen.lock() {
+            // Deleted partitions are folded into the engine's totals, so they only grow.
+            self.fsyncs.inc_by(count.saturating_sub(seen.0));
+            self.fsync_seconds
+                .inc_by(time.saturating_sub(seen.1).as_secs_f64());
+            *seen = (count.max(seen.0), time.max(seen.1));
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

@@ -321,6 +321,146 @@ async fn malformed_frames_cost_only_their_connection() {
     broker.shutdown().await.expect("shutdown");
 }
 
+/// APIs the broker does not serve get their API's error response when it has a top-level error
+/// code, and the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unserved_apis_get_an_error_response_not_a_dropped_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let sasl: SaslHandshakeResponse = c
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        )
+        .await;
+    assert_eq!(sasl.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    let end: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &EndTxnRequest::default()).await;
+    assert_eq!(end.error_code, 35);
+    let ok: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(ok.error_code, 0);
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// A topic asking for two in-sync replicas cannot take acks=all on a single broker; acks=1 works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_is_refused_when_min_insync_replicas_exceeds_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(tn("isr2"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2")))])]);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let all: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("isr2", 0, -1, batch(&["x"])),
+        )
+        .await;
+    assert_eq!(all.responses[0].partition_responses[0].error_code, 19);
+    let one: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("isr2", 0, 1, batch(&["x"])),
+        )
+        .await;
+    assert_eq!(one.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(
+        one.responses[0].partition_responses[0].base_offset, 0,
+        "the refused batch was not appended"
+    );
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// Produce v13 and Fetch v13+ address topics by id (Kafka 4.x Java clients use them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_fetch_by_topic_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    create_topic(&mut c, "by-id", 1).await;
+    let meta: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(tn("by-id")))
+            ])),
+        )
+        .await;
+    let id = meta.topics[0].topic_id;
+
+    let mut req = produce_req("", 0, -1, batch(&["one", "two"]));
+    req.topic_data[0].topic_id = id;
+    let r: ProduceResponse = c.call(ApiKey::Produce, 13, &req).await;
+    assert_eq!(r.responses[0].topic_id, id);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+
+    let mut f = fetch_req("", 0, 0, 0);
+    f.topics[0].topic_id = id;
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 16, &f).await;
+    assert_eq!(resp.responses[0].topic_id, id);
+    let vals = values_of(
+        resp.responses[0].partitions[0]
+            .records
+            .clone()
+            .expect("records"),
+    );
+    assert_eq!(vals, vec![(0, "one".to_string()), (1, "two".to_string())]);
+
+    let mut unknown = fetch_req("", 0, 0, 0);
+    unknown.topics[0].topic_id = uuid::Uuid::from_u128(42);
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 16, &unknown).await;
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// A tiny request claiming billions of array elements must be a decode error for that
+/// connection, not an allocation abort of the whole broker (see third_party/kafka-protocol).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_array_counts_cost_only_their_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut healthy = Conn::connect(broker.kafka_addr()).await;
+    // Metadata v0 (classic array, i32 count) and v12 (compact array, varint count + 1).
+    let classic: Vec<u8> = [
+        &[0u8, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff][..],
+        &0x7fff_ffffi32.to_be_bytes(),
+    ]
+    .concat();
+    let compact: Vec<u8> = [
+        &[0u8, 3, 0, 12, 0, 0, 0, 2, 0xff, 0xff, 0][..],
+        &[0xff, 0xff, 0xff, 0xff, 0x0f][..],
+    ]
+    .concat();
+    for body in [classic, compact] {
+        let mut bad = Conn::connect(broker.kafka_addr()).await;
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        bad.s.write_all(&frame).await.expect("write");
+        bad.expect_closed().await;
+        let ok: ApiVersionsResponse = healthy
+            .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .await;
+        assert_eq!(ok.error_code, 0);
+    }
+    broker.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_v2_is_refused_with_unsupported_version() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -424,6 +564,17 @@ async fn produce_then_fetch_returns_the_same_records_at_assigned_offsets() {
         )
         .await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 3);
+
+    // acks=0 to an unknown topic: no response can carry the error, so the connection closes.
+    let mut fire_and_forget = Conn::connect(broker.kafka_addr()).await;
+    let _ = fire_and_forget
+        .send(
+            ApiKey::Produce,
+            9,
+            &produce_req("nope", 0, 0, batch(&["x"])),
+        )
+        .await;
+    fire_and_forget.expect_closed().await;
 
     // acks=0 gets no response: the next request's answer is the next frame.
     let _ = c
@@ -678,9 +829,20 @@ async fn http_reports_health_readiness_and_metrics() {
         "sluice_produce_latency_seconds_count",
         "sluice_log_size_bytes{topic=\"m\",partition=\"0\"}",
         "sluice_connections 1",
+        "sluice_log_fsyncs_total",
+        "sluice_log_fsync_seconds_total",
     ] {
         assert!(body.contains(needle), "missing {needle} in\n{body}");
     }
+    let fsyncs: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_log_fsyncs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("fsync counter");
+    assert!(
+        fsyncs >= 1.0,
+        "an acks=all produce under fsync=always fsyncs"
+    );
     broker.shutdown().await.expect("shutdown");
 }
 
@@ -749,4 +911,179 @@ fn binary_refuses_bad_settings_and_exits_cleanly_on_sigterm() {
     assert!(killed.success());
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+/// Admin APIs at the wire level: bad config values and replication factors are refused per
+/// resource with the Kafka error code and a message naming the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_requests_refuse_bad_input_per_resource() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    create_topic(&mut c, "cfg", 1).await;
+    let alter = |value: &'static str, validate_only: bool| {
+        AlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("cfg"))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str(value)))])])
+    };
+    let r: AlterConfigsResponse = c.call(ApiKey::AlterConfigs, 2, &alter("soon", false)).await;
+    assert_eq!(r.responses[0].error_code, 40);
+    let msg = r.responses[0]
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("retention.ms") && msg.contains("soon"),
+        "{msg}"
+    );
+    let r: AlterConfigsResponse = c.call(ApiKey::AlterConfigs, 2, &alter("5000", false)).await;
+    assert_eq!(r.responses[0].error_code, 0);
+
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("cfg"))
+            .with_configuration_keys(None),
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("0"))
+            .with_configuration_keys(None),
+    ]);
+    let d: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &describe).await;
+    let topic = &d.results[0];
+    assert_eq!(topic.error_code, 0);
+    let retention = topic
+        .configs
+        .iter()
+        .find(|e| e.name.as_str() == "retention.ms")
+        .expect("retention.ms");
+    assert_eq!(retention.value.as_ref().map(|v| v.as_str()), Some("5000"));
+    assert_eq!(retention.config_source, 1, "topic override");
+    let segment = topic
+        .configs
+        .iter()
+        .find(|e| e.name.as_str() == "segment.bytes")
+        .expect("segment.bytes default");
+    assert_eq!(segment.config_source, 5, "default");
+    assert_eq!(d.results[1].error_code, 0);
+    assert!(!d.results[1].configs.is_empty(), "broker configs");
+
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default()
+            .with_name(tn("rf3"))
+            .with_num_partitions(1)
+            .with_replication_factor(3),
+        CreatableTopic::default()
+            .with_name(tn("cfg"))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+        CreatableTopic::default()
+            .with_name(tn("bad/name"))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &create).await;
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, vec![38, 36, 17]);
+
+    // DeleteTopics by id (v6).
+    let meta: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(tn("cfg")))
+            ])),
+        )
+        .await;
+    let id = meta.topics[0].topic_id;
+    let del = DeleteTopicsRequest::default().with_topics(vec![
+        delete_topics_request::DeleteTopicState::default().with_topic_id(id),
+    ]);
+    let r: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 6, &del).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(
+        r.responses[0].name.as_ref().map(|n| n.as_str()),
+        Some("cfg")
+    );
+    let r: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 6, &del).await;
+    assert_eq!(r.responses[0].error_code, 100, "unknown topic id");
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// InitProducerId hands out fresh ids that survive restarts; transactional ids are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_producer_id_never_reuses_ids_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let req = InitProducerIdRequest::default()
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let a: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &req).await;
+    let b: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &req).await;
+    assert_eq!((a.error_code, b.error_code), (0, 0));
+    assert_ne!(a.producer_id, b.producer_id);
+    let bump: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &req.clone()
+                .with_producer_id(a.producer_id)
+                .with_producer_epoch(0),
+        )
+        .await;
+    assert_eq!((bump.producer_id, bump.producer_epoch), (a.producer_id, 1));
+    let txn: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &req.clone()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("t")))),
+        )
+        .await;
+    assert_eq!(txn.error_code, 53);
+    broker.shutdown().await.expect("shutdown");
+
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let after: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &req).await;
+    assert!(
+        after.producer_id.0 > b.producer_id.0,
+        "{:?} reused after restart",
+        after.producer_id
+    );
+
+    // FindCoordinator: batched (v4+) and single-key (v3) forms point at this node.
+    let f: FindCoordinatorResponse = c
+        .call(
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default().with_coordinator_keys(vec![
+                StrBytes::from_static_str("g1"),
+                StrBytes::from_static_str("g2"),
+            ]),
+        )
+        .await;
+    assert_eq!(f.coordinators.len(), 2);
+    assert!(f
+        .coordinators
+        .iter()
+        .all(|k| k.error_code == 0 && k.port == i32::from(broker.kafka_addr().port())));
+    let f: FindCoordinatorResponse = c
+        .call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g1")),
+        )
+        .await;
+    assert_eq!((f.error_code, f.node_id.0), (0, 0));
+    broker.shutdown().await.expect("shutdown");
 }

@@ -21,6 +21,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -111,6 +112,9 @@ const MAX_METADATA_BYTES: usize = 4096;
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
 /// READ | DELETE | DESCRIBE: every ACL operation that applies to a group (no authorizer here).
 const GROUP_AUTHORIZED_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+/// How long a group without members or offsets is kept (Kafka drops such groups at its next
+/// offsets cleanup, every 10 minutes by default).
+const IDLE_GROUP_TTL: Duration = Duration::from_secs(600);
 /// The only group type this coordinator runs (ListGroups v5 `group_type`).
 const GROUP_TYPE: &str = "classic";
 
@@ -120,6 +124,8 @@ struct Slot {
     group: Group,
     joins: HashMap<String, oneshot::Sender<JoinResult>>,
     syncs: HashMap<String, oneshot::Sender<SyncResult>>,
+    /// Since when the group has had no member, pending member or waiting request.
+    idle_since: Option<Instant>,
 }
 
 impl Slot {
@@ -128,7 +134,15 @@ impl Slot {
             group: Group::new(id, initial_delay),
             joins: HashMap::new(),
             syncs: HashMap::new(),
+            idle_since: None,
         }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.group.state == GroupState::Empty
+            && self.group.is_empty()
+            && self.joins.is_empty()
+            && self.syncs.is_empty()
     }
 
     fn deliver(&mut self, effects: Vec<Effect>) {
@@ -159,6 +173,8 @@ pub struct GroupCoordinator {
     /// Wakes the timer task when deadlines may have moved earlier.
     wake: Notify,
     topics: RwLock<Option<Arc<dyn TopicDirectory>>>,
+    /// Set at shutdown: nothing may wait for a rebalance any more (no timer drives it).
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -224,6 +240,7 @@ impl GroupCoordinator {
             offsets,
             wake: Notify::new(),
             topics: RwLock::new(None),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -261,7 +278,10 @@ impl GroupCoordinator {
                     next.unwrap_or_else(|| Instant::now() + Duration::from_secs(60)),
                 );
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = shutdown.cancelled() => {
+                        this.close();
+                        break;
+                    }
                     _ = this.wake.notified() => {}
                     _ = sleep => {}
                 }
@@ -271,17 +291,57 @@ impl GroupCoordinator {
         tokio::spawn(task.instrument(tracing::info_span!("group_expiry")));
     }
 
+    /// Answers every waiting JoinGroup / SyncGroup with COORDINATOR_NOT_AVAILABLE and refuses
+    /// new waits, so the server's drain of in-flight requests at shutdown does not hang on a
+    /// rebalance. Clients look for the coordinator again and rejoin once it is back.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut groups = self.lock();
+        for slot in groups.values_mut() {
+            for (member_id, tx) in slot.joins.drain() {
+                let _ = tx.send(JoinResult::error(
+                    codes::COORDINATOR_NOT_AVAILABLE,
+                    &member_id,
+                ));
+            }
+            for (_, tx) in slot.syncs.drain() {
+                let _ = tx.send(SyncResult::error(codes::COORDINATOR_NOT_AVAILABLE));
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Runs every group's timers at `now`; returns the next deadline.
     fn tick(&self, now: Instant) -> Option<Instant> {
+        // Read before taking the groups lock (never nest the two).
+        let with_offsets: BTreeSet<String> = self.offsets.groups().into_iter().collect();
         let mut groups = self.lock();
         let mut next: Option<Instant> = None;
-        for slot in groups.values_mut() {
+        let mut earliest = |d: Instant| next = Some(next.map_or(d, |n: Instant| n.min(d)));
+        groups.retain(|id, slot| {
             let fx = slot.group.tick(now);
             slot.deliver(fx);
             if let Some(d) = slot.group.next_deadline() {
-                next = Some(next.map_or(d, |n| n.min(d)));
+                earliest(d);
             }
-        }
+            // A group with no members and no committed offsets is forgotten once it has been
+            // idle for a while, as Kafka's offsets cleanup does, so group-id churn does not
+            // grow memory forever. A group with offsets stays (ListGroups shows it Empty).
+            if !slot.is_idle() || with_offsets.contains(id) {
+                slot.idle_since = None;
+                return true;
+            }
+            let since = *slot.idle_since.get_or_insert(now);
+            if now >= since + IDLE_GROUP_TTL {
+                tracing::debug!(group = %id, "forgetting idle group");
+                return false;
+            }
+            earliest(since + IDLE_GROUP_TTL);
+            true
+        });
         next
     }
 
@@ -335,6 +395,12 @@ impl GroupCoordinator {
         };
         let rx = {
             let mut groups = self.lock();
+            if self.is_closed() {
+                return join_response(
+                    version,
+                    JoinResult::error(codes::COORDINATOR_NOT_AVAILABLE, &member_id),
+                );
+            }
             if !groups.contains_key(&group_id) && !member_id.is_empty() {
                 return join_response(
                     version,
@@ -386,6 +452,9 @@ impl GroupCoordinator {
         let member_id = req.member_id.to_string();
         let rx = {
             let mut groups = self.lock();
+            if self.is_closed() {
+                return sync_response(version, SyncResult::error(codes::COORDINATOR_NOT_AVAILABLE));
+            }
             let Some(slot) = groups.get_mut(&group_id) else {
                 return sync_response(version, SyncResult::error(codes::UNKNOWN_MEMBER_ID));
             };
@@ -465,6 +534,11 @@ impl GroupCoordinator {
         let (top, results): (i16, Vec<i16>) = if group_id.is_empty() {
             (codes::INVALID_GROUP_ID, Vec::new())
         } else {
+            let reasons: Vec<String> = req
+                .members
+                .iter()
+                .map(|m| m.reason.as_deref().unwrap_or("").to_string())
+                .collect();
             let mut groups = self.lock();
             match groups.get_mut(&group_id) {
                 None => (
@@ -474,10 +548,11 @@ impl GroupCoordinator {
                 Some(slot) => {
                     let now = Instant::now();
                     let mut results = Vec::new();
-                    for (member_id, instance_id) in &leaving {
+                    for (i, (member_id, instance_id)) in leaving.iter().enumerate() {
                         let (code, fx) = slot.group.leave(member_id, instance_id.as_deref(), now);
                         if code == codes::NONE {
-                            tracing::info!(group = %group_id, member = %member_id, "member left");
+                            let reason = reasons.get(i).map(String::as_str).unwrap_or("");
+                            tracing::info!(group = %group_id, member = %member_id, instance = ?instance_id, reason, "member left");
                         }
                         slot.deliver(fx);
                         results.push(code);
@@ -872,6 +947,9 @@ impl GroupCoordinator {
         } else {
             AUTHORIZED_OPS_OMITTED
         };
+        // Read the offsets store before taking the groups lock: never hold one while waiting
+        // on the other (the store's lock is held across an fsync).
+        let with_offsets: BTreeSet<String> = self.offsets.groups().into_iter().collect();
         let groups = self.lock();
         let described = req
             .groups
@@ -888,7 +966,7 @@ impl GroupCoordinator {
                 }
                 match groups.get(id) {
                     Some(slot) => describe_group(&slot.group, version, base),
-                    None if self.offsets.has_group(id) => {
+                    None if with_offsets.contains(id) => {
                         base.with_group_state(s(GroupState::Empty.as_str()))
                     }
                     None => {

@@ -264,6 +264,13 @@ impl Group {
         limits: &Limits,
         now: Instant,
     ) -> (JoinStep, Fx) {
+        tracing::debug!(
+            group = %self.id,
+            member = %a.member_id,
+            state = self.state.as_str(),
+            generation = self.generation,
+            "join"
+        );
         let reply =
             |code: i16, id: &str| (JoinStep::Reply(JoinResult::error(code, id)), Vec::new());
         let session_ok = i64::from(a.session_timeout_ms)
@@ -278,7 +285,7 @@ impl Group {
         if self.state == GroupState::Dead {
             return reply(codes::COORDINATOR_NOT_AVAILABLE, &a.member_id);
         }
-        if !self.supports(&a.protocol_type, &a.protocols) {
+        if !self.supports(&a.member_id, &a.protocol_type, &a.protocols) {
             return reply(codes::INCONSISTENT_GROUP_PROTOCOL, &a.member_id);
         }
 
@@ -326,8 +333,13 @@ impl Group {
                 (JoinStep::Reply(self.join_result(&id)), Vec::new())
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
+                let reason = if unchanged {
+                    "leader rejoined"
+                } else {
+                    "member rejoined with new metadata"
+                };
                 self.update_member(a, now);
-                let fx = self.rebalance(now);
+                let fx = self.rebalance(now, reason);
                 (JoinStep::Wait { member_id: id }, fx)
             }
             GroupState::Empty | GroupState::Dead => reply(codes::UNKNOWN_MEMBER_ID, &id),
@@ -568,20 +580,30 @@ impl Group {
         }
     }
 
-    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
-        if self.members.is_empty() {
+    /// Whether a member (`member_id`, empty for a new one) with these protocols fits the
+    /// group: same protocol type, and at least one protocol every *other* member supports (a
+    /// sole member may change its protocols freely).
+    fn supports(
+        &self,
+        member_id: &str,
+        protocol_type: &str,
+        protocols: &[(String, Bytes)],
+    ) -> bool {
+        let others: Vec<&Member> = self
+            .members
+            .values()
+            .filter(|m| m.id != member_id)
+            .collect();
+        if others.is_empty() {
             return true;
         }
         if self.protocol_type.as_deref() != Some(protocol_type) {
             return false;
         }
-        let n = self.members.len();
         protocols.iter().any(|(name, _)| {
-            self.members
-                .values()
-                .filter(|m| m.protocols.iter().any(|(p, _)| p == name))
-                .count()
-                == n
+            others
+                .iter()
+                .all(|m| m.protocols.iter().any(|(p, _)| p == name))
         })
     }
 
@@ -627,7 +649,7 @@ impl Group {
         if self.leader.is_none() {
             self.leader = Some(id.clone());
         }
-        let fx = self.rebalance(now);
+        let fx = self.rebalance(now, "new member");
         (JoinStep::Wait { member_id: id }, fx)
     }
 
@@ -691,13 +713,16 @@ impl Group {
             ..a
         };
         self.update_member(a, now);
-        fx.extend(self.rebalance(now));
+        fx.extend(self.rebalance(now, "static member rejoined"));
         (JoinStep::Wait { member_id: new_id }, fx)
     }
 
     /// Starts a rebalance if the state allows one, then completes the join if nobody is
     /// missing.
-    fn rebalance(&mut self, now: Instant) -> Fx {
+    fn rebalance(&mut self, now: Instant, reason: &str) -> Fx {
+        if self.state != GroupState::PreparingRebalance {
+            tracing::info!(group = %self.id, generation = self.generation, state = self.state.as_str(), reason, "rebalance");
+        }
         let mut fx = Vec::new();
         match self.state {
             GroupState::CompletingRebalance => {
@@ -939,7 +964,9 @@ impl Group {
             });
         }
         match self.state {
-            GroupState::Stable | GroupState::CompletingRebalance => fx.extend(self.rebalance(now)),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                fx.extend(self.rebalance(now, "member removed"))
+            }
             GroupState::PreparingRebalance => fx.extend(self.maybe_complete_join(now)),
             GroupState::Empty | GroupState::Dead => {}
         }
@@ -1190,6 +1217,20 @@ mod tests {
             step,
             JoinStep::Reply(JoinResult::error(codes::INCONSISTENT_GROUP_PROTOCOL, ""))
         );
+    }
+
+    #[test]
+    fn sole_member_may_change_its_protocols() {
+        let now = Instant::now();
+        let mut g = stable_group(&["a"], now);
+        let (step, fx) = g.join(args("a", &["sticky"]), String::new(), &limits(0), now);
+        assert_eq!(
+            step,
+            JoinStep::Wait {
+                member_id: "a".into()
+            }
+        );
+        assert_eq!(joins(&fx)[0].protocol_name.as_deref(), Some("sticky"));
     }
 
     #[test]

@@ -944,6 +944,64 @@ async fn static_member_rejoin_through_the_coordinator() {
     shutdown.cancel();
 }
 
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_requests_waiting_for_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    let (_, ja) = join_new(&c, "g").await;
+    let (_, jb) = join_new(&c, "g").await;
+    shutdown.cancel();
+    let started = tokio::time::Instant::now();
+    let (ra, rb) = (ja.await.unwrap(), jb.await.unwrap());
+    // Answered at shutdown, not at the end of the initial delay.
+    assert!(started.elapsed() < Duration::from_millis(INITIAL_DELAY_MS as u64));
+    assert_eq!(ra.error_code, codes::COORDINATOR_NOT_AVAILABLE);
+    assert_eq!(rb.error_code, codes::COORDINATOR_NOT_AVAILABLE);
+    // Nothing waits after shutdown either.
+    let r = c
+        .join_group(5, at_version(join_req("g", &ra.member_id), 5))
+        .await;
+    assert_eq!(r.error_code, codes::COORDINATOR_NOT_AVAILABLE);
+    encodes(&r, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_groups_without_offsets_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path());
+    for g in ["idle", "with-offsets"] {
+        let (a, ja) = join_new(&c, g).await;
+        ja.await.unwrap();
+        c.leave_group(
+            0,
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s(g)))
+                .with_member_id(s(&a)),
+        )
+        .await;
+        if g == "with-offsets" {
+            let r = c
+                .offset_commit(8, commit_req(g, "", -1, &[("t", 0, 1)]))
+                .await;
+            assert_eq!(commit_codes(&r), vec![0]);
+        }
+    }
+    let names = |r: ListGroupsResponse| -> Vec<String> {
+        r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
+    };
+    let listed = names(c.list_groups(4, ListGroupsRequest::default()).await);
+    assert_eq!(listed, vec!["idle", "with-offsets"]);
+    tokio::time::sleep(Duration::from_secs(590)).await;
+    assert_eq!(
+        names(c.list_groups(4, ListGroupsRequest::default()).await).len(),
+        2
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let listed = names(c.list_groups(4, ListGroupsRequest::default()).await);
+    assert_eq!(listed, vec!["with-offsets"]);
+    shutdown.cancel();
+}
+
 #[test]
 fn bad_settings_are_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();

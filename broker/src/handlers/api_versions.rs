@@ -8,7 +8,8 @@
 //! UNSUPPORTED_VERSION by the Produce handler (as Kafka 4.0 does).
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Message, VersionRange};
 
 use super::codes;
 
@@ -42,14 +43,57 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
 /// The smallest Produce version actually served (Kafka 4.x floor).
 pub const PRODUCE_MIN_SERVED: i16 = 3;
 
+/// The versions the crate can decode requests of `key` at. `ApiKey::valid_versions()` also
+/// lists versions Kafka 4.1 marked unstable (OffsetCommit / OffsetFetch v10, InitProducerId v6),
+/// whose request decoders the crate does not generate; advertising them would make a client
+/// that picks them lose its connection.
+fn request_versions(key: ApiKey) -> Option<VersionRange> {
+    macro_rules! range {
+        ($t:ty) => {
+            Some(<$t as Message>::VERSIONS)
+        };
+    }
+    match key {
+        ApiKey::Produce => range!(ProduceRequest),
+        ApiKey::Fetch => range!(FetchRequest),
+        ApiKey::ListOffsets => range!(ListOffsetsRequest),
+        ApiKey::Metadata => range!(MetadataRequest),
+        ApiKey::OffsetCommit => range!(OffsetCommitRequest),
+        ApiKey::OffsetFetch => range!(OffsetFetchRequest),
+        ApiKey::FindCoordinator => range!(FindCoordinatorRequest),
+        ApiKey::JoinGroup => range!(JoinGroupRequest),
+        ApiKey::Heartbeat => range!(HeartbeatRequest),
+        ApiKey::LeaveGroup => range!(LeaveGroupRequest),
+        ApiKey::SyncGroup => range!(SyncGroupRequest),
+        ApiKey::DescribeGroups => range!(DescribeGroupsRequest),
+        ApiKey::ListGroups => range!(ListGroupsRequest),
+        ApiKey::ApiVersions => range!(ApiVersionsRequest),
+        ApiKey::CreateTopics => range!(CreateTopicsRequest),
+        ApiKey::DeleteTopics => range!(DeleteTopicsRequest),
+        ApiKey::InitProducerId => range!(InitProducerIdRequest),
+        ApiKey::DescribeConfigs => range!(DescribeConfigsRequest),
+        ApiKey::AlterConfigs => range!(AlterConfigsRequest),
+        ApiKey::CreatePartitions => range!(CreatePartitionsRequest),
+        ApiKey::DeleteGroups => range!(DeleteGroupsRequest),
+        ApiKey::IncrementalAlterConfigs => range!(IncrementalAlterConfigsRequest),
+        ApiKey::DescribeCluster => range!(DescribeClusterRequest),
+        _ => None,
+    }
+}
+
 /// The advertised (min, max) versions of `key`, or `None` when the API is not served.
 pub fn advertised(key: ApiKey) -> Option<(i16, i16)> {
     if !SUPPORTED_APIS.contains(&key) {
         return None;
     }
-    let r = key.valid_versions();
-    let min = if key == ApiKey::Produce { 0 } else { r.min };
-    Some((min, r.max))
+    let listed = key.valid_versions();
+    let decodable = request_versions(key)?;
+    let min = if key == ApiKey::Produce {
+        0
+    } else {
+        listed.min.max(decodable.min)
+    };
+    Some((min, listed.max.min(decodable.max)))
 }
 
 /// Whether requests of `key` at `version` are decoded and served.
@@ -97,7 +141,7 @@ mod tests {
     #[test]
     fn produce_is_advertised_from_zero_but_served_from_three() {
         assert_eq!(advertised(ApiKey::Produce).map(|r| r.0), Some(0));
-        assert!(!is_served(ApiKey::Produce, 2) || PRODUCE_MIN_SERVED > 2);
+        assert_eq!(PRODUCE_MIN_SERVED, 3);
     }
 
     #[test]
@@ -106,6 +150,19 @@ mod tests {
         assert_eq!(advertised(ApiKey::ListOffsets).map(|r| r.0), Some(1));
         assert_eq!(advertised(ApiKey::CreateTopics).map(|r| r.0), Some(2));
         assert_eq!(advertised(ApiKey::ApiVersions), Some((0, 4)));
+    }
+
+    #[test]
+    fn only_versions_with_request_decoders_are_advertised() {
+        assert_eq!(advertised(ApiKey::OffsetCommit), Some((2, 9)));
+        assert_eq!(advertised(ApiKey::OffsetFetch), Some((1, 9)));
+        assert_eq!(advertised(ApiKey::InitProducerId), Some((0, 5)));
+        // Produce 13 is what kafka-python reads as Kafka 4.1.
+        assert_eq!(advertised(ApiKey::Produce), Some((0, 13)));
+        for key in SUPPORTED_APIS {
+            let (min, max) = advertised(*key).expect("served");
+            assert!(min <= max && request_versions(*key).is_some(), "{key:?}");
+        }
     }
 
     #[test]

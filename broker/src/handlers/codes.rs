@@ -22,3 +22,5 @@ pub const INVALID_TIMESTAMP: i16 = 32;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 119;
 pub const BROKER_NOT_AVAILABLE: i16 = 8;
+pub const REQUEST_TIMED_OUT: i16 = 7;
+pub const NOT_ENOUGH_REPLICAS: i16 = 19;

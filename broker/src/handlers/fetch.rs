@@ -32,7 +32,6 @@ struct Want {
 }
 
 struct Plan {
-    version: i16,
     max_bytes: usize,
     skeleton: FetchResponse,
     wants: Vec<Want>,
@@ -100,7 +99,6 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
             t.partitions.push(pd);
         }
     }
-    let _ = plan.version;
     (resp, used, any_error)
 }
 
@@ -146,7 +144,6 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: FetchRequest) -> Result<Reply
         }
     }
     let plan = Plan {
-        version,
         max_bytes: usize::try_from(req.max_bytes).unwrap_or(0),
         skeleton,
         wants,
@@ -264,4 +261,144 @@ pub fn list_offsets(ctx: &Arc<Ctx>, _version: i16, req: ListOffsetsRequest) -> L
         resp.topics.push(tr);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{FsyncPolicy, LogConfig, LogDefaults, LogManager};
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(n: usize, value_len: usize) -> bytes::Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(bytes::Bytes::from(vec![b'x'; value_len])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode");
+        buf.freeze()
+    }
+
+    /// Two partitions with three ~1 KiB batches each, fsync interval (high watermark = end).
+    fn setup() -> (tempfile::TempDir, LogManager, usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let defaults = LogDefaults {
+            log: LogConfig {
+                fsync: FsyncPolicy::Interval(Duration::from_secs(60)),
+                ..LogConfig::default()
+            },
+            ..LogDefaults::default()
+        };
+        let logs = LogManager::open(dir.path(), defaults).expect("open");
+        logs.create_topic("t", 2, Default::default(), false)
+            .expect("create");
+        let b = batch(1, 1000);
+        for p in 0..2 {
+            let log = logs.partition("t", p).expect("partition");
+            for _ in 0..3 {
+                log.append(b.clone()).expect("append");
+            }
+        }
+        (dir, logs, b.len())
+    }
+
+    fn plan(logs: &LogManager, max_bytes: usize, partition_max: usize, offsets: &[i64]) -> Plan {
+        let mut skeleton = FetchResponse::default();
+        skeleton.responses.push(FetchableTopicResponse::default());
+        let wants = offsets
+            .iter()
+            .enumerate()
+            .map(|(p, off)| Want {
+                topic: 0,
+                partition: p as i32,
+                fetch_offset: *off,
+                max_bytes: partition_max,
+                log: logs
+                    .partition("t", p as i32)
+                    .ok_or(codes::UNKNOWN_TOPIC_OR_PARTITION),
+            })
+            .collect();
+        Plan {
+            max_bytes,
+            skeleton,
+            wants,
+        }
+    }
+
+    fn sizes(resp: &FetchResponse) -> Vec<usize> {
+        resp.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .collect()
+    }
+
+    #[test]
+    fn whole_batches_within_the_partition_limit() {
+        let (_d, logs, len) = setup();
+        let (resp, used, err) = read(&plan(&logs, 1 << 20, 2 * len + 10, &[0, 0]));
+        assert!(!err);
+        assert_eq!(sizes(&resp), vec![2 * len, 2 * len]);
+        assert_eq!(used, 4 * len);
+        assert_eq!(resp.responses[0].partitions[0].high_watermark, 3);
+    }
+
+    #[test]
+    fn first_batch_is_returned_even_when_larger_than_the_limits() {
+        let (_d, logs, len) = setup();
+        let (resp, used, _) = read(&plan(&logs, 10, 10, &[0, 0]));
+        // The first partition's first batch goes out whole; the response is then full.
+        assert_eq!(sizes(&resp), vec![len, 0]);
+        assert_eq!(used, len);
+        assert_eq!(
+            resp.responses[0].partitions[1].high_watermark, 3,
+            "position still reported"
+        );
+    }
+
+    #[test]
+    fn response_limit_stops_later_partitions() {
+        let (_d, logs, len) = setup();
+        let (resp, _, _) = read(&plan(&logs, 3 * len + 5, 1 << 20, &[0, 0]));
+        assert_eq!(sizes(&resp), vec![3 * len, 0]);
+    }
+
+    #[test]
+    fn out_of_range_reports_log_start_and_high_watermark() {
+        let (_d, logs, _) = setup();
+        let (resp, _, err) = read(&plan(&logs, 1 << 20, 1 << 20, &[7, 3]));
+        assert!(err);
+        let p0 = &resp.responses[0].partitions[0];
+        assert_eq!(
+            (p0.error_code, p0.log_start_offset, p0.high_watermark),
+            (1, 0, 3)
+        );
+        let p1 = &resp.responses[0].partitions[1];
+        assert_eq!(p1.error_code, 0, "the log end is a valid, empty position");
+        assert_eq!(sizes(&resp)[1], 0);
+    }
 }

@@ -20,7 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BrokerError;
-use crate::group::GroupCoordinator;
+use crate::group::{ClientInfo, GroupCoordinator};
 use crate::log::LogManager;
 use crate::metrics::Metrics;
 use crate::server::codec::{self, api_name, RawHeader};
@@ -34,7 +34,8 @@ pub struct Ctx {
     pub advertised_port: i32,
     pub cluster_id: String,
     pub auto_create_topics: bool,
-    pub default_partitions: i32,
+    /// `--min-insync-replicas`: topics without a `min.insync.replicas` override use it.
+    pub min_insync_replicas: i32,
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
     pub producer_ids: ProducerIds,
@@ -116,6 +117,11 @@ pub async fn dispatch(
         codec::decode_header(peer, key, raw, &mut body)?;
         return produce::reject_old_version(peer, raw, body).map(|b| Reply::Now(Some(b)));
     }
+    if api_versions::advertised(key).is_none() {
+        if let Some(reply) = unsupported_api(peer, key, raw, &mut body)? {
+            return Ok(Reply::Now(Some(reply)));
+        }
+    }
     if !api_versions::is_served(key, raw.api_version) {
         return Err(if api_versions::advertised(key).is_some() {
             BrokerError::UnsupportedVersion {
@@ -133,7 +139,7 @@ pub async fn dispatch(
             }
         });
     }
-    codec::decode_header(peer, key, raw, &mut body)?;
+    let header = codec::decode_header(peer, key, raw, &mut body)?;
     let v = raw.api_version;
 
     macro_rules! req {
@@ -184,7 +190,22 @@ pub async fn dispatch(
         ApiKey::IncrementalAlterConfigs => {
             now!(admin::incremental_alter_configs(ctx, req!(IncrementalAlterConfigsRequest)).await)
         }
-        ApiKey::JoinGroup => group!(join_group, JoinGroupRequest),
+        ApiKey::JoinGroup => {
+            let req = req!(JoinGroupRequest);
+            let groups = Arc::clone(&ctx.groups);
+            let client = ClientInfo {
+                client_id: header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                client_host: format!("/{}", peer.ip()),
+            };
+            later(
+                raw,
+                async move { groups.join_group_from(v, req, client).await },
+            )
+        }
         ApiKey::SyncGroup => group!(sync_group, SyncGroupRequest),
         ApiKey::Heartbeat => group!(heartbeat, HeartbeatRequest),
         ApiKey::LeaveGroup => group!(leave_group, LeaveGroupRequest),
@@ -203,6 +224,110 @@ pub async fn dispatch(
         }
     };
     Ok(reply)
+}
+
+/// Known APIs this broker does not serve (and does not advertise) whose response has a
+/// top-level error code: answered with that error instead of closing the connection.
+/// Returns `None` for the others (the caller closes the connection).
+fn unsupported_api(
+    peer: SocketAddr,
+    key: ApiKey,
+    raw: RawHeader,
+    body: &mut Bytes,
+) -> Result<Option<Bytes>, BrokerError> {
+    const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    const SECURITY_DISABLED: i16 = 54;
+    macro_rules! refuse {
+        ($req:ty, $resp:ty, $code:expr) => {{
+            let range = <$req as kafka_protocol::protocol::Message>::VERSIONS;
+            if raw.api_version < range.min || raw.api_version > range.max {
+                return Ok(None);
+            }
+            codec::decode_header(peer, key, raw, body)?;
+            let _req: $req = codec::decode_body(peer, raw, body)?;
+            let resp = <$resp>::default().with_error_code($code);
+            Some(respond(raw, &resp)?)
+        }};
+    }
+    let unsupported = codes::UNSUPPORTED_VERSION;
+    Ok(match key {
+        ApiKey::SaslHandshake => refuse!(
+            SaslHandshakeRequest,
+            SaslHandshakeResponse,
+            UNSUPPORTED_SASL_MECHANISM
+        ),
+        ApiKey::SaslAuthenticate => refuse!(
+            SaslAuthenticateRequest,
+            SaslAuthenticateResponse,
+            unsupported
+        ),
+        ApiKey::DescribeAcls => {
+            refuse!(DescribeAclsRequest, DescribeAclsResponse, SECURITY_DISABLED)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            refuse!(AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, unsupported)
+        }
+        ApiKey::EndTxn => refuse!(EndTxnRequest, EndTxnResponse, unsupported),
+        ApiKey::DescribeClientQuotas => refuse!(
+            DescribeClientQuotasRequest,
+            DescribeClientQuotasResponse,
+            unsupported
+        ),
+        ApiKey::DescribeUserScramCredentials => {
+            refuse!(
+                DescribeUserScramCredentialsRequest,
+                DescribeUserScramCredentialsResponse,
+                unsupported
+            )
+        }
+        ApiKey::ListPartitionReassignments => {
+            refuse!(
+                ListPartitionReassignmentsRequest,
+                ListPartitionReassignmentsResponse,
+                unsupported
+            )
+        }
+        ApiKey::AlterPartitionReassignments => {
+            refuse!(
+                AlterPartitionReassignmentsRequest,
+                AlterPartitionReassignmentsResponse,
+                unsupported
+            )
+        }
+        ApiKey::ListTransactions => refuse!(
+            ListTransactionsRequest,
+            ListTransactionsResponse,
+            unsupported
+        ),
+        ApiKey::OffsetDelete => refuse!(OffsetDeleteRequest, OffsetDeleteResponse, unsupported),
+        ApiKey::ConsumerGroupHeartbeat => {
+            refuse!(
+                ConsumerGroupHeartbeatRequest,
+                ConsumerGroupHeartbeatResponse,
+                unsupported
+            )
+        }
+        ApiKey::ShareGroupHeartbeat => refuse!(
+            ShareGroupHeartbeatRequest,
+            ShareGroupHeartbeatResponse,
+            unsupported
+        ),
+        ApiKey::GetTelemetrySubscriptions => {
+            refuse!(
+                GetTelemetrySubscriptionsRequest,
+                GetTelemetrySubscriptionsResponse,
+                unsupported
+            )
+        }
+        ApiKey::PushTelemetry => refuse!(PushTelemetryRequest, PushTelemetryResponse, unsupported),
+        ApiKey::DescribeQuorum => {
+            refuse!(DescribeQuorumRequest, DescribeQuorumResponse, unsupported)
+        }
+        ApiKey::UpdateFeatures => {
+            refuse!(UpdateFeaturesRequest, UpdateFeaturesResponse, unsupported)
+        }
+        _ => None,
+    })
 }
 
 /// ApiVersions: always answered with response header v0; an unknown version gets error 35 and
@@ -232,4 +357,74 @@ fn api_versions_reply(
 /// A Kafka topic-name-ish `StrBytes` from a `&str`.
 pub fn sb(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::Message;
+
+    fn frame<R: Encodable + Message + Default>(key: ApiKey, version: i16) -> (RawHeader, Bytes) {
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .encode(&mut buf, key.request_header_version(version))
+            .expect("header");
+        R::default().encode(&mut buf, version).expect("body");
+        let bytes = buf.freeze();
+        let raw = codec::peek_header(peer(), &bytes).expect("peek");
+        (raw, bytes)
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9))
+    }
+
+    fn answered<R: Encodable + Message + Default>(key: ApiKey) {
+        for v in R::VERSIONS.min..=R::VERSIONS.max {
+            let (raw, mut body) = frame::<R>(key, v);
+            let reply = unsupported_api(peer(), key, raw, &mut body)
+                .unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
+            let bytes = reply.unwrap_or_else(|| panic!("{key:?} v{v} not answered"));
+            assert_eq!(
+                &bytes[4..8],
+                &7i32.to_be_bytes(),
+                "{key:?} v{v} correlation id"
+            );
+        }
+    }
+
+    #[test]
+    fn unserved_apis_with_a_top_level_error_code_are_answered_at_every_version() {
+        answered::<SaslHandshakeRequest>(ApiKey::SaslHandshake);
+        answered::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate);
+        answered::<DescribeAclsRequest>(ApiKey::DescribeAcls);
+        answered::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
+        answered::<EndTxnRequest>(ApiKey::EndTxn);
+        answered::<DescribeClientQuotasRequest>(ApiKey::DescribeClientQuotas);
+        answered::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials);
+        answered::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
+        answered::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments);
+        answered::<ListTransactionsRequest>(ApiKey::ListTransactions);
+        answered::<OffsetDeleteRequest>(ApiKey::OffsetDelete);
+        answered::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat);
+        answered::<ShareGroupHeartbeatRequest>(ApiKey::ShareGroupHeartbeat);
+        answered::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);
+        answered::<PushTelemetryRequest>(ApiKey::PushTelemetry);
+        answered::<DescribeQuorumRequest>(ApiKey::DescribeQuorum);
+        answered::<UpdateFeaturesRequest>(ApiKey::UpdateFeatures);
+    }
+
+    #[test]
+    fn other_unserved_apis_are_left_to_the_caller() {
+        let (raw, mut body) = frame::<DeleteRecordsRequest>(ApiKey::DeleteRecords, 2);
+        assert!(
+            unsupported_api(peer(), ApiKey::DeleteRecords, raw, &mut body)
+                .expect("no error")
+                .is_none()
+        );
+    }
 }

@@ -54,6 +54,7 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
     let started = Instant::now();
     let version = raw.api_version;
     let acks = req.acks;
+    let req_timeout_ms = req.timeout_ms;
     let by_id = version >= 13;
     let mut waits = Vec::new();
     let mut response = ProduceResponse::default();
@@ -64,6 +65,11 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
         } else {
             ctx.logs.topic(topic.name.as_str())
         };
+        let min_isr = meta
+            .as_ref()
+            .and_then(|m| m.configs.get("min.insync.replicas"))
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(ctx.min_insync_replicas);
         let mut tr = TopicProduceResponse::default();
         if by_id {
             tr.topic_id = topic.topic_id;
@@ -82,6 +88,15 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
                     p.index,
                     codes::INVALID_REQUIRED_ACKS,
                     Some(format!("acks={acks}")),
+                )
+            } else if acks == -1 && min_isr > 1 {
+                // One broker is the only in-sync replica; Kafka refuses acks=all here.
+                partition_error(
+                    p.index,
+                    codes::NOT_ENOUGH_REPLICAS,
+                    Some(format!(
+                        "min.insync.replicas={min_isr} but this broker is the only replica"
+                    )),
                 )
             } else {
                 match meta
@@ -134,6 +149,19 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
 
     if acks == 0 {
         ctx.metrics.produce_latency(started.elapsed());
+        let failed = response.responses.iter().find_map(|t| {
+            t.partition_responses
+                .iter()
+                .find(|p| p.error_code != codes::NONE)
+                .map(|p| (t.name.as_str().to_string(), p.index, p.error_code))
+        });
+        if let Some((topic, partition, code)) = failed {
+            return Err(BrokerError::UnacknowledgedProduceFailed {
+                topic,
+                partition,
+                code,
+            });
+        }
         return Ok(Reply::Now(None));
     }
     if waits.is_empty() {
@@ -141,19 +169,31 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
         return Ok(Reply::Now(Some(respond(raw, &response)?)));
     }
     let metrics = Arc::clone(&ctx.metrics);
+    // The producer's request timeout bounds the fsync wait (a stuck disk answers
+    // REQUEST_TIMED_OUT instead of holding the connection forever).
+    let timeout =
+        std::time::Duration::from_millis(u64::try_from(req_timeout_ms).unwrap_or(0).max(1));
     Ok(Reply::Later(
         async move {
-            let results =
-                futures::future::join_all(waits.iter().map(|w| w.log.wait_durable(w.last_offset)))
-                    .await;
+            let results = futures::future::join_all(waits.iter().map(|w| async {
+                match tokio::time::timeout(timeout, w.log.wait_durable(w.last_offset)).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some((e.kafka_code(), e.to_string())),
+                    Err(_) => Some((
+                        codes::REQUEST_TIMED_OUT,
+                        format!("not durable within timeout_ms={}", timeout.as_millis()),
+                    )),
+                }
+            }))
+            .await;
             for (w, r) in waits.iter().zip(results) {
-                if let Err(e) = r {
+                if let Some((code, message)) = r {
                     if let Some(pr) = response
                         .responses
                         .get_mut(w.topic)
                         .and_then(|t| t.partition_responses.get_mut(w.partition))
                     {
-                        *pr = partition_error(pr.index, e.kafka_code(), Some(e.to_string()));
+                        *pr = partition_error(pr.index, code, Some(message));
                         metrics.error_code("Produce", pr.error_code);
                     }
                 }

@@ -209,3 +209,84 @@ pub fn stamp_log_append_time(b: &mut [u8], now_ms: i64) {
     let crc = crc32c::crc32c(&b[ATTR_POS..]);
     b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A minimal valid batch: header only plus `extra` record bytes, CRC filled in.
+    fn raw(count: i32, extra: usize) -> Vec<u8> {
+        let mut b = vec![0u8; HEADER_LEN + extra];
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b[MAGIC_POS] = 2;
+        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTR_POS..]);
+        b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn reason(r: Result<Vec<(usize, BatchHeader)>, LogError>) -> String {
+        match r {
+            Err(LogError::CorruptBatch { reason }) => reason,
+            other => panic!("expected CorruptBatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn several_whole_batches_are_accepted_with_positions() {
+        let mut p = raw(1, 5);
+        let first = p.len();
+        p.extend(raw(3, 9));
+        let v = validate_payload(&p, 1000).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].0, first);
+        assert_eq!(v[1].1.record_count, 3);
+        assert_eq!(v[1].1.last_offset(), 2);
+    }
+
+    #[test]
+    fn header_fields_are_checked() {
+        let mut b = raw(1, 0);
+        b[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(reason(validate_payload(&b, 1000)).contains("batch length -5"));
+
+        let b = raw(0, 0);
+        assert!(reason(validate_payload(&b, 1000)).contains("record count 0"));
+
+        let mut b = raw(2, 0);
+        b[23..27].copy_from_slice(&5i32.to_be_bytes());
+        assert!(reason(validate_payload(&b, 1000)).contains("last offset delta"));
+
+        let mut b = raw(1, 0);
+        b[ATTR_POS + 1] |= 1 << 5;
+        let crc = crc32c::crc32c(&b[ATTR_POS..]);
+        b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+        assert!(reason(validate_payload(&b, 1000)).contains("control"));
+
+        assert!(matches!(
+            validate_payload(&raw(1, 100), 100),
+            Err(LogError::MessageTooLarge {
+                size: 161,
+                max: 100
+            })
+        ));
+    }
+
+    #[test]
+    fn offset_and_epoch_rewrite_keeps_the_crc_and_log_append_time_recomputes_it() {
+        let mut b = raw(1, 4);
+        rewrite_offset_and_epoch(&mut b, 42, 7);
+        check_crc(&b).unwrap();
+        let h = parse_header(&b).unwrap();
+        assert_eq!(h.base_offset, 42);
+        stamp_log_append_time(&mut b, 1234);
+        check_crc(&b).unwrap();
+        let h = parse_header(&b).unwrap();
+        assert_eq!(h.max_timestamp, 1234);
+        assert_ne!(h.attributes & ATTR_TIMESTAMP_TYPE, 0);
+    }
+}

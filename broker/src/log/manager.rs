@@ -221,16 +221,23 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), LogError> {
                 format!("{value:?} is not allowed (allowed: always, interval)"),
             )),
         },
-        _ if READ_ONLY_TOPIC_CONFIGS.iter().any(|(k, _)| *k == key) => {
-            Err(invalid(key, "this config is read-only on this broker"))
-        }
-        _ => Err(invalid(
-            key,
-            format!(
-                "unknown topic config (allowed: {})",
-                TOPIC_CONFIG_KEYS.join(", ")
-            ),
-        )),
+        _ => match READ_ONLY_TOPIC_CONFIGS.iter().find(|(k, _)| *k == key) {
+            // Tools often set a fixed config to its only value (compression.type=producer).
+            Some((_, fixed)) if *fixed == value => Ok(()),
+            Some((_, fixed)) => Err(invalid(
+                key,
+                format!(
+                    "{value:?} is not allowed: this config is fixed to {fixed:?} on this broker"
+                ),
+            )),
+            None => Err(invalid(
+                key,
+                format!(
+                    "unknown topic config (allowed: {})",
+                    TOPIC_CONFIG_KEYS.join(", ")
+                ),
+            )),
+        },
     }
 }
 
@@ -666,7 +673,9 @@ impl LogManager {
                     configs.insert(k, v);
                 }
                 AlterOp::Delete(k) => {
-                    if !TOPIC_CONFIG_KEYS.contains(&k.as_str()) {
+                    let known = TOPIC_CONFIG_KEYS.contains(&k.as_str())
+                        || READ_ONLY_TOPIC_CONFIGS.iter().any(|(r, _)| *r == k);
+                    if !known {
                         validate_topic_config(&k, "")?;
                     }
                     configs.remove(&k);
@@ -1013,6 +1022,7 @@ mod tests {
         assert_eq!(e.kafka_code(), 40);
         assert!(e.to_string().contains("foo.bar"));
         assert!(validate_topic_config("compression.type", "gzip").is_err());
+        assert!(validate_topic_config("compression.type", "producer").is_ok());
         assert!(validate_topic_config("sluice.fsync", "interval").is_ok());
         assert!(validate_topic_config("segment.bytes", "13").is_err());
         assert!(validate_topic_config("segment.bytes", "1048576").is_ok());

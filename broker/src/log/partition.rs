@@ -155,6 +155,15 @@ impl Shared {
     fn take_sync_work(&self, with_indexes: bool) -> (i64, Vec<Arc<File>>, bool, bool) {
         let mut inner = lock(&self.inner);
         let target = inner.next_offset;
+        let always = inner.config.fsync == FsyncPolicy::Always;
+        if target <= self.durable_tx.borrow().offset
+            && inner.unsynced.is_empty()
+            && !inner.dir_dirty
+        {
+            // Nothing written since the last round (an idle partition under the interval
+            // flusher): no fsync at all.
+            return (target, Vec::new(), false, always);
+        }
         let mut files = std::mem::take(&mut inner.unsynced);
         let [log, index, timeindex] = inner.active().files();
         files.push(log);
@@ -163,7 +172,6 @@ impl Shared {
             files.push(timeindex);
         }
         let dir_dirty = std::mem::take(&mut inner.dir_dirty);
-        let always = inner.config.fsync == FsyncPolicy::Always;
         (target, files, dir_dirty, always)
     }
 
@@ -301,7 +309,7 @@ impl PartitionLog {
                 for seg in &segments[..segments.len() - 1] {
                     segment::scan_headers(&seg.log, seg.size, |h| {
                         if h.is_idempotent() {
-                            s.record(h, -1);
+                            s.record(h, -1, h.max_timestamp);
                         }
                     })
                     .map_err(io_err(&seg.log_path))?;
@@ -315,11 +323,19 @@ impl PartitionLog {
             } else {
                 -1
             };
-            producers.record(h, append_time);
+            producers.record(h, append_time, h.max_timestamp);
         }
         for b in list_bases(&dir, "snapshot")? {
-            if b < active_base {
+            if b != active_base {
                 remove_if_exists(&snapshot_path(&dir, b));
+            }
+        }
+        // Index files whose log is gone (a deletion interrupted between unlinks).
+        for ext in ["index", "timeindex"] {
+            for b in list_bases(&dir, ext)? {
+                if !segments.iter().any(|s| s.base == b) {
+                    remove_if_exists(&dir.join(segment::file_name(b, ext)));
+                }
             }
         }
 
@@ -416,7 +432,7 @@ impl PartitionLog {
             h.base_offset = offset;
             if h.is_idempotent() {
                 match scratch.check(h)? {
-                    SeqCheck::Append => scratch.record(h, append_time),
+                    SeqCheck::Append => scratch.record(h, append_time, now),
                     SeqCheck::Duplicate(m) if single => {
                         return Ok(AppendOutcome::Duplicate(AppendInfo {
                             base_offset: m.base_offset,
@@ -660,6 +676,10 @@ impl PartitionLog {
     /// number of segments deleted. The active segment is never deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let mut inner = lock(&self.shared.inner);
+        let expired = inner.producers.expire(now_ms);
+        if expired > 0 {
+            tracing::debug!(path = %self.dir.display(), expired, "idle producers forgotten");
+        }
         let (ret_ms, ret_bytes) = (inner.config.retention_ms, inner.config.retention_bytes);
         let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
         let mut doomed = 0;
@@ -684,13 +704,17 @@ impl PartitionLog {
         let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
         let new_start = inner.segments[0].base;
         self.shared.log_start.store(new_start, Ordering::SeqCst);
-        inner.dir_dirty = true;
         drop(inner);
+        let mut result = Ok(removed.len());
         for s in &removed {
             tracing::info!(path = %s.log_path.display(), base = s.base, next = s.next_offset, bytes = s.size, "retention deleted segment");
-            s.remove_files()?;
+            if let Err(e) = s.remove_files() {
+                result = Err(e);
+            }
         }
-        Ok(removed.len())
+        // After the unlinks, so the next fsync round's directory fsync covers them.
+        lock(&self.shared.inner).dir_dirty = true;
+        result
     }
 
     /// Replaces the config (topic config change); takes effect for the next append / roll.

@@ -12,6 +12,9 @@ use super::LogError;
 /// Kafka keeps the metadata of the last five batches per producer (a producer has at most
 /// five requests in flight with idempotence on).
 pub const MAX_CACHED_BATCHES: usize = 5;
+/// A producer that appended nothing for this long is forgotten (Kafka's
+/// `producer.id.expiration.ms` default), so state does not grow with every producer ever seen.
+pub const PRODUCER_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchMeta {
@@ -27,6 +30,9 @@ pub struct BatchMeta {
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchMeta>,
+    /// When the producer last appended (wall clock; the batch timestamp during recovery).
+    #[serde(default)]
+    pub last_ms: i64,
 }
 
 /// What the sequence check decided for one batch.
@@ -97,7 +103,7 @@ impl ProducerStates {
     }
 
     /// Records an appended (or recovered) idempotent batch whose base offset is assigned.
-    pub fn record(&mut self, h: &BatchHeader, append_time: i64) {
+    pub fn record(&mut self, h: &BatchHeader, append_time: i64, now_ms: i64) {
         let meta = BatchMeta {
             first_seq: h.base_sequence,
             last_seq: h.last_sequence(),
@@ -111,7 +117,9 @@ impl ProducerStates {
             .or_insert_with(|| ProducerEntry {
                 epoch: h.producer_epoch,
                 batches: VecDeque::new(),
+                last_ms: now_ms,
             });
+        entry.last_ms = entry.last_ms.max(now_ms);
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
@@ -120,6 +128,14 @@ impl ProducerStates {
             entry.batches.pop_front();
         }
         entry.batches.push_back(meta);
+    }
+
+    /// Forgets producers idle for longer than [`PRODUCER_EXPIRATION_MS`]; returns how many.
+    pub fn expire(&mut self, now_ms: i64) -> usize {
+        let before = self.producers.len();
+        let cutoff = now_ms.saturating_sub(PRODUCER_EXPIRATION_MS);
+        self.producers.retain(|_, e| e.last_ms >= cutoff);
+        before - self.producers.len()
     }
 }
 
@@ -146,7 +162,7 @@ mod tests {
     #[test]
     fn sequences_wrap_at_i32_max() {
         let mut s = ProducerStates::default();
-        s.record(&h(1, 0, i32::MAX - 1, 2, 0), -1);
+        s.record(&h(1, 0, i32::MAX - 1, 2, 0), -1, 0);
         assert_eq!(s.check(&h(1, 0, 0, 1, 2)).unwrap(), SeqCheck::Append);
         assert!(s.check(&h(1, 0, 1, 1, 2)).is_err());
     }
@@ -155,7 +171,7 @@ mod tests {
     fn only_last_five_batches_are_remembered() {
         let mut s = ProducerStates::default();
         for i in 0..6 {
-            s.record(&h(1, 0, i, 1, i64::from(i)), -1);
+            s.record(&h(1, 0, i, 1, i64::from(i)), -1, 0);
         }
         assert!(matches!(
             s.check(&h(1, 0, 5, 1, 0)).unwrap(),
@@ -167,5 +183,16 @@ mod tests {
         ));
         // Older than the cache: no longer recognised, and not the next sequence either.
         assert!(s.check(&h(1, 0, 0, 1, 0)).is_err());
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let mut s = ProducerStates::default();
+        s.record(&h(1, 0, 0, 1, 0), -1, 1_000);
+        s.record(&h(2, 0, 0, 1, 1), -1, PRODUCER_EXPIRATION_MS + 5_000);
+        assert_eq!(s.expire(PRODUCER_EXPIRATION_MS + 2_000), 1);
+        assert!(!s.producers.contains_key(&1));
+        // Forgotten: any sequence is accepted again, as for a new producer.
+        assert_eq!(s.check(&h(1, 0, 7, 1, 2)).unwrap(), SeqCheck::Append);
     }
 }

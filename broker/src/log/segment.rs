@@ -62,8 +62,12 @@ pub struct Segment {
     pub max_timestamp: i64,
     /// Wall-clock time the segment got its first batch (roll by `segment.ms`).
     pub first_append_ms: Option<i64>,
+    /// In-memory indexes of the active segment.
     offsets: Vec<(u32, u32)>,
     times: Vec<(i64, u32)>,
+    /// Closed segments keep their indexes only in the files (entries: offset, time) and
+    /// binary-search them with `pread`, so memory does not grow with retained data.
+    on_disk: Option<(usize, usize)>,
     bytes_since_index: u64,
 }
 
@@ -91,6 +95,7 @@ impl Segment {
             first_append_ms: None,
             offsets: Vec::new(),
             times: Vec::new(),
+            on_disk: None,
             bytes_since_index: 0,
         })
     }
@@ -113,6 +118,7 @@ impl Segment {
                 first_append_ms: None,
                 offsets: Vec::new(),
                 times: Vec::new(),
+                on_disk: None,
                 bytes_since_index: 0,
             },
             len,
@@ -199,7 +205,8 @@ impl Segment {
         }
     }
 
-    /// Adds the closing time-index entry (the segment's largest timestamp).
+    /// Closes the segment: adds the closing time-index entry (the segment's largest
+    /// timestamp), makes sure the index files hold every entry, and drops the in-memory copy.
     pub fn seal(&mut self) -> Result<(), LogError> {
         if self.seal_in_memory() {
             let n = self.times.len() - 1;
@@ -208,33 +215,84 @@ impl Segment {
                 .write_all_at(&encode_time(self.times[n]), (n * TIME_ENTRY) as u64)
                 .map_err(io_err(&p))?;
         }
+        self.spill();
         Ok(())
+    }
+
+    /// Moves the indexes to their files only (closed segments). If the files cannot be made
+    /// to match, the in-memory copy stays.
+    fn spill(&mut self) {
+        if self.on_disk.is_none() && self.write_indexes_if_changed().is_ok() {
+            self.on_disk = Some((self.offsets.len(), self.times.len()));
+            self.offsets = Vec::new();
+            self.times = Vec::new();
+        }
+    }
+
+    fn n_offsets(&self) -> usize {
+        self.on_disk.map_or(self.offsets.len(), |d| d.0)
+    }
+
+    fn n_times(&self) -> usize {
+        self.on_disk.map_or(self.times.len(), |d| d.1)
+    }
+
+    /// Offset-index entry `i` (a failed read is `None`: callers then scan from further back,
+    /// which is slower but still correct).
+    fn offset_at(&self, i: usize) -> Option<(u32, u32)> {
+        if self.on_disk.is_none() {
+            return self.offsets.get(i).copied();
+        }
+        let mut b = [0u8; OFFSET_ENTRY];
+        self.index
+            .read_exact_at(&mut b, (i * OFFSET_ENTRY) as u64)
+            .ok()?;
+        Some((
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        ))
+    }
+
+    fn time_at(&self, i: usize) -> Option<(i64, u32)> {
+        if self.on_disk.is_none() {
+            return self.times.get(i).copied();
+        }
+        let mut b = [0u8; TIME_ENTRY];
+        self.timeindex
+            .read_exact_at(&mut b, (i * TIME_ENTRY) as u64)
+            .ok()?;
+        Some(decode_time(&b))
     }
 
     /// Position to start scanning from for `offset`: the last indexed batch at or below it.
     pub fn lookup(&self, offset: i64) -> u64 {
         let rel = (offset - self.base).clamp(0, i64::from(u32::MAX)) as u32;
-        let i = self.offsets.partition_point(|e| e.0 <= rel);
+        let i = partition_point(self.n_offsets(), |i| {
+            self.offset_at(i).is_some_and(|e| e.0 <= rel)
+        });
         if i == 0 {
             0
         } else {
-            u64::from(self.offsets[i - 1].1)
+            self.offset_at(i - 1).map_or(0, |e| u64::from(e.1))
         }
     }
 
     /// Position to start scanning from for the first batch with max timestamp `>= ts`.
     pub fn time_lookup(&self, ts: i64) -> u64 {
-        let i = self.times.partition_point(|e| e.0 < ts);
+        let i = partition_point(self.n_times(), |i| {
+            self.time_at(i).is_some_and(|e| e.0 < ts)
+        });
         if i == 0 {
             0
         } else {
-            self.lookup(self.base + i64::from(self.times[i - 1].1))
+            self.time_at(i - 1)
+                .map_or(0, |e| self.lookup(self.base + i64::from(e.1)))
         }
     }
 
     /// Bytes of the two index files.
     pub fn index_bytes(&self) -> u64 {
-        (self.offsets.len() * OFFSET_ENTRY + self.times.len() * TIME_ENTRY) as u64
+        (self.n_offsets() * OFFSET_ENTRY + self.n_times() * TIME_ENTRY) as u64
     }
 
     /// Fsyncs the log file (data only) and then the index files.
@@ -286,6 +344,30 @@ impl Segment {
     }
 }
 
+/// Binary search over `0..n`: the first index for which `pred` is false (`pred` must be true
+/// on a prefix).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+fn decode_time(c: &[u8]) -> (i64, u32) {
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&c[..8]);
+    (
+        i64::from_be_bytes(ts),
+        u32::from_be_bytes([c[8], c[9], c[10], c[11]]),
+    )
+}
+
 fn encode_offset((rel, pos): (u32, u32)) -> [u8; OFFSET_ENTRY] {
     let mut b = [0u8; OFFSET_ENTRY];
     b[..4].copy_from_slice(&rel.to_be_bytes());
@@ -334,17 +416,7 @@ fn load_times(f: &File) -> Option<Vec<(i64, u32)>> {
     if raw.is_empty() || raw.len() % TIME_ENTRY != 0 {
         return None;
     }
-    let v: Vec<(i64, u32)> = raw
-        .chunks_exact(TIME_ENTRY)
-        .map(|c| {
-            let mut ts = [0u8; 8];
-            ts.copy_from_slice(&c[..8]);
-            (
-                i64::from_be_bytes(ts),
-                u32::from_be_bytes([c[8], c[9], c[10], c[11]]),
-            )
-        })
-        .collect();
+    let v: Vec<(i64, u32)> = raw.chunks_exact(TIME_ENTRY).map(decode_time).collect();
     v.windows(2)
         .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
         .then_some(v)
@@ -516,8 +588,8 @@ pub fn recover(
         let index_agrees = stopped.is_none() && !missing_entry && (any || start == 0);
         if index_agrees {
             seg.max_timestamp = times.last().map_or(-1, |t| t.0).max(tail_max);
-            seg.offsets = offsets;
-            seg.times = times;
+            // The files were just validated: use them, keep nothing in memory.
+            seg.on_disk = Some((offsets.len(), times.len()));
             seg.size = end;
             seg.next_offset = next;
             seg.first_append_ms = Some(seg.max_timestamp);
@@ -547,6 +619,9 @@ pub fn recover(
         seg.seal_in_memory();
     }
     seg.write_indexes_if_changed()?;
+    if !full {
+        seg.spill();
+    }
     Ok(Recovered {
         segment: seg,
         truncated: stopped,

@@ -26,6 +26,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Requests read but not yet answered, per connection (back-pressure on pipelining clients).
 const MAX_IN_FLIGHT: usize = 64;
+/// Socket buffers per connection: small, so thousands of idle clients cost little; large
+/// frames bypass them (read straight into the frame buffer, written straight to the socket).
+const READ_BUFFER: usize = 16 * 1024;
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Why the reader stopped (for logs and metrics).
 enum Stop {
@@ -44,6 +48,7 @@ fn reason_label(e: &BrokerError) -> &'static str {
         BrokerError::UnsupportedVersion { .. } => "unsupported_version",
         BrokerError::Undecodable { .. } => "undecodable",
         BrokerError::Encode { .. } => "encode_failed",
+        BrokerError::UnacknowledgedProduceFailed { .. } => "acks0_produce_failed",
         _ => "other",
     }
 }
@@ -90,12 +95,12 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
 pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr, max_request: usize) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
 
     let metrics = Arc::clone(&ctx.metrics);
     let writer = tokio::spawn(async move {
-        let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+        let mut wr = BufWriter::with_capacity(WRITE_BUFFER, wr);
         while let Some(reply) = rx.recv().await {
             let frame = match reply {
                 Reply::Now(f) => Ok(f),

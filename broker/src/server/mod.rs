@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::BrokerError;
-use crate::group::{GroupConfig, GroupCoordinator};
+use crate::group::{GroupConfig, GroupCoordinator, TopicDirectory};
 use crate::handlers::Ctx;
 use crate::http::HttpState;
 use crate::log::{LogDefaults, LogManager};
@@ -31,6 +31,21 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Lets the group coordinator check committed topics and resolve topic ids.
+struct LogTopics(Arc<LogManager>);
+
+impl TopicDirectory for LogTopics {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        self.0.topic(topic).map(|t| t.partitions)
+    }
+    fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        self.0.topic_by_id(id).map(|t| t.name)
+    }
+    fn topic_id(&self, name: &str) -> Option<uuid::Uuid> {
+        self.0.topic(name).map(|t| t.id)
+    }
+}
+
 /// A running broker.
 #[derive(Debug)]
 pub struct Broker {
@@ -40,6 +55,7 @@ pub struct Broker {
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     http_shutdown: CancellationToken,
+    http_state: Arc<HttpState>,
     accept: Option<JoinHandle<()>>,
     http: Option<JoinHandle<()>>,
     connections: TaskTracker,
@@ -155,6 +171,7 @@ impl Broker {
         let (advertised_host, advertised_port) = advertised_address(&config, kafka_addr);
         let logs = Arc::new(logs);
         let groups = Arc::new(groups);
+        groups.set_topic_directory(Arc::new(LogTopics(Arc::clone(&logs))));
         logs.spawn_background(shutdown.clone());
         groups.spawn_expiry(shutdown.clone());
         let ctx = Arc::new(Ctx {
@@ -163,7 +180,7 @@ impl Broker {
             advertised_port,
             cluster_id,
             auto_create_topics: config.auto_create_topics,
-            default_partitions: config.default_partitions,
+            min_insync_replicas: config.min_insync_replicas,
             logs,
             groups,
             producer_ids,
@@ -193,6 +210,7 @@ impl Broker {
             ctx,
             shutdown,
             http_shutdown,
+            http_state,
             accept: Some(accept),
             http: Some(http_task),
             connections,
@@ -223,6 +241,8 @@ impl Broker {
     /// every partition and the group offsets, and stops the HTTP server.
     pub async fn shutdown(mut self) -> Result<(), BrokerError> {
         tracing::info!("shutting down");
+        // Not ready any more: load balancers stop sending new clients while we drain.
+        self.http_state.ready.store(false, Ordering::Release);
         self.shutdown.cancel();
         if let Some(a) = self.accept.take() {
             let _ = a.await;

@@ -1,0 +1,1089 @@
+//! Shared harness of the broker integration tests: brokers in process and as a child process,
+//! the deterministic test records, librdkafka helpers, a raw Kafka-protocol client, the Python
+//! clients and polling with deadlines.
+//!
+//! Every wait here is bounded by a deadline; nothing sleeps in place of checking a condition.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use clap::Parser;
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines
+
+/// Polls `cond` until it returns `Some`, at most `attempts` times and until `timeout` passes,
+/// pausing `every` between attempts. Panics naming `what` when the condition never held.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut cond: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    let max_attempts = (timeout.as_millis() / every.as_millis().max(1)) as usize + 2;
+    for _ in 0..max_attempts {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test records
+
+/// One record as produced and as it must come back byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The i-th test record. `broker/tests/python/records.py` builds exactly the same records.
+/// Keys are sometimes null, values sometimes null (tombstones), values are binary (every byte
+/// value occurs) and compressible, headers repeat keys and hold binary values. Never both key
+/// and value null (kafka-python refuses to send that).
+pub fn test_record(i: u64) -> TestRecord {
+    let key = if i % 5 == 4 {
+        None
+    } else {
+        Some(format!("key-{i}").into_bytes())
+    };
+    let value = if i % 11 == 10 && key.is_some() {
+        None
+    } else {
+        let len = (i * 97 % 1500 + 1) as usize;
+        Some(
+            (0..len)
+                .map(|j| ((i * 131 + j as u64 * 7) % 256) as u8)
+                .collect(),
+        )
+    };
+    let mut headers = vec![("idx".to_string(), Some(i.to_string().into_bytes()))];
+    if i % 3 != 0 {
+        headers.push(("bin".into(), Some(vec![0, 255, (i % 256) as u8])));
+        headers.push(("dup".into(), Some(b"a".to_vec())));
+        headers.push(("dup".into(), Some(b"b".to_vec())));
+    }
+    TestRecord {
+        key,
+        value,
+        headers,
+    }
+}
+
+/// A record read back from the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub record: TestRecord,
+}
+
+impl Consumed {
+    /// The index carried in the `idx` header.
+    pub fn index(&self) -> u64 {
+        let raw = self
+            .record
+            .headers
+            .iter()
+            .find(|(k, _)| k == "idx")
+            .and_then(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("record at offset {} has no idx header", self.offset));
+        String::from_utf8_lossy(&raw)
+            .parse()
+            .unwrap_or_else(|_| panic!("record at offset {} has a bad idx header", self.offset))
+    }
+}
+
+/// Checks that `got` holds exactly the records `expected` (as indexes), once each, byte for byte,
+/// and that offsets within each partition are strictly increasing.
+pub fn assert_records_exact(got: &[Consumed], expected: impl IntoIterator<Item = u64>) {
+    let expected: BTreeSet<u64> = expected.into_iter().collect();
+    let mut seen = BTreeSet::new();
+    let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    for c in got {
+        let i = c.index();
+        assert!(
+            expected.contains(&i),
+            "unexpected record idx {i} at p{} offset {}",
+            c.partition,
+            c.offset
+        );
+        assert!(
+            seen.insert(i),
+            "record idx {i} delivered twice (p{} offset {})",
+            c.partition,
+            c.offset
+        );
+        assert_eq!(
+            c.record,
+            test_record(i),
+            "record idx {i} at p{} offset {} differs from what was produced",
+            c.partition,
+            c.offset
+        );
+        if let Some(prev) = last_offset.insert(c.partition, c.offset) {
+            assert!(
+                c.offset > prev,
+                "offsets not increasing in p{}: {prev} then {}",
+                c.partition,
+                c.offset
+            );
+        }
+    }
+    let missing: Vec<u64> = expected.difference(&seen).copied().take(20).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} records missing, e.g. {missing:?}",
+        expected.len() - seen.len(),
+        expected.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Brokers
+
+/// The command-line arguments of a test broker on loopback ports chosen by the OS.
+pub fn broker_args(data_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "sluice-broker".to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--http-listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// A broker running in this process, on its own tokio runtime so test code can block freely.
+pub struct TestBroker {
+    rt: tokio::runtime::Runtime,
+    broker: Option<sluice_broker::Broker>,
+    data_dir: PathBuf,
+    extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestBroker {
+    /// Starts a broker on a fresh temporary data directory.
+    pub fn start(extra: &[&str]) -> TestBroker {
+        let tmp = tempfile::tempdir().expect("create temp data dir");
+        let dir = tmp.path().to_path_buf();
+        let mut b = TestBroker::start_in(&dir, extra);
+        b._tmp = Some(tmp);
+        b
+    }
+
+    /// Starts a broker on `data_dir` (kept by the caller).
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestBroker {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("build tokio runtime");
+        let mut b = TestBroker {
+            rt,
+            broker: None,
+            data_dir: data_dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: None,
+        };
+        b.boot();
+        b
+    }
+
+    fn boot(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let config = sluice_broker::config::Config::parse_from(broker_args(&self.data_dir, &extra));
+        let broker = self
+            .rt
+            .block_on(sluice_broker::Broker::start(config))
+            .unwrap_or_else(|e| panic!("Broker::start on {}: {e}", self.data_dir.display()));
+        self.broker = Some(broker);
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.broker
+            .as_ref()
+            .expect("broker is running")
+            .kafka_addr()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.broker.as_ref().expect("broker is running").http_addr()
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.kafka_addr().to_string()
+    }
+
+    /// Runs a future on the broker's runtime (for rdkafka's admin futures).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Clean shutdown (stop accepting, finish in-flight requests, fsync).
+    pub fn stop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            shutdown_broker(&self.rt, b);
+        }
+    }
+
+    /// Clean shutdown, then a new broker on the same data directory (new ports).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.boot();
+    }
+
+    /// Starts again after [`TestBroker::stop`].
+    pub fn start_again(&mut self) {
+        assert!(self.broker.is_none(), "start_again on a running broker");
+        self.boot();
+    }
+}
+
+fn shutdown_broker(rt: &tokio::runtime::Runtime, b: sluice_broker::Broker) {
+    rt.block_on(async move {
+        let deadline = Duration::from_secs(30);
+        match tokio::time::timeout(deadline, b.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("broker shutdown failed: {e}"),
+            Err(_) => panic!("broker shutdown did not finish within {deadline:?}"),
+        }
+    });
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                shutdown_broker(&self.rt, b)
+            }));
+        }
+    }
+}
+
+/// The broker binary run as a child process (for signals).
+pub struct BinaryBroker {
+    pub child: Child,
+    pub kafka_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub log_path: PathBuf,
+}
+
+/// The broker binary as a command, without the test's own `SLUICE_*` variables (e.g.
+/// `SLUICE_PYTHON`), which the broker would refuse as unknown settings, and without `RUST_LOG`.
+pub fn scrubbed_broker_command() -> Command {
+    let mut cmd = Command::new(broker_binary());
+    cmd.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SLUICE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Path of the broker binary that cargo built for these tests.
+pub fn broker_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice-broker"))
+}
+
+impl BinaryBroker {
+    /// Spawns the binary and waits for its `listening kafka=… http=…` line and `/readyz` 200.
+    pub fn spawn(data_dir: &Path, extra: &[&str], log_path: &Path) -> BinaryBroker {
+        let log = std::fs::File::create(log_path).expect("create broker log file");
+        let log2 = log.try_clone().expect("clone log file handle");
+        let args = broker_args(data_dir, extra);
+        let mut child = scrubbed_broker_command()
+            .args(&args[1..])
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .expect("spawn sluice-broker binary");
+        let (kafka_addr, http_addr) = wait_for(
+            "the broker's 'listening kafka=… http=…' line",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let out = std::fs::read_to_string(log_path).unwrap_or_default();
+                    panic!("broker exited early with {status}:\n{out}");
+                }
+                let out = std::fs::read_to_string(log_path).ok()?;
+                parse_listening_line(&out)
+            },
+        );
+        let b = BinaryBroker {
+            child,
+            kafka_addr,
+            http_addr,
+            log_path: log_path.to_path_buf(),
+        };
+        wait_for(
+            "GET /readyz to answer 200",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || (http_get(b.http_addr, "/readyz").ok()?.0 == 200).then_some(()),
+        );
+        b
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.kafka_addr.to_string()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("send SIGKILL to the broker");
+        self.child.wait().expect("reap the killed broker");
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    pub fn sigterm_and_wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill -TERM");
+        assert!(st.success(), "kill -TERM {pid} failed");
+        let child = &mut self.child;
+        wait_for(
+            "the broker to exit after SIGTERM",
+            timeout,
+            Duration::from_millis(50),
+            || child.try_wait().expect("try_wait on broker"),
+        )
+    }
+}
+
+impl Drop for BinaryBroker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Removes ANSI escape sequences (`ESC [ … letter`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Finds `listening kafka=<addr> http=<addr>` in the broker's output (colours tolerated here;
+/// `sigterm_shuts_down_cleanly…` checks the plain line).
+pub fn parse_listening_line(out: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let out = strip_ansi(out);
+    let line = out.lines().find(|l| l.contains("listening kafka="))?;
+    let field = |name: &str| -> Option<SocketAddr> {
+        let start = line.find(name)? + name.len();
+        let rest = &line[start..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '"' || c == ',')
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    };
+    Some((field("kafka=")?, field("http=")?))
+}
+
+/// A minimal HTTP/1.1 GET; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// librdkafka (rdkafka crate)
+
+pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+/// What the delivery reports said about each record (by index).
+#[derive(Default)]
+pub struct DeliveryLog {
+    pub acked: Mutex<Vec<(u64, i32, i64)>>,
+    pub failed: Mutex<Vec<(u64, String)>>,
+}
+
+impl ClientContext for DeliveryLog {}
+
+impl ProducerContext for DeliveryLog {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, idx: usize) {
+        match result {
+            Ok(m) => self.acked.lock().expect("delivery log lock").push((
+                idx as u64,
+                m.partition(),
+                m.offset(),
+            )),
+            Err((e, _)) => self
+                .failed
+                .lock()
+                .expect("delivery log lock")
+                .push((idx as u64, e.to_string())),
+        }
+    }
+}
+
+pub type TestProducer = BaseProducer<DeliveryLog>;
+
+/// A librdkafka producer with the given extra settings.
+pub fn rd_producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .set("broker.address.family", "v4");
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg.create_with_context(DeliveryLog::default())
+        .expect("create rdkafka producer")
+}
+
+fn rd_headers(r: &TestRecord) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
+    for (k, v) in &r.headers {
+        h = h.insert(Header {
+            key: k,
+            value: v.as_deref(),
+        });
+    }
+    h
+}
+
+/// Enqueues record `i` (to `partition` when given) without waiting.
+pub fn rd_send(p: &TestProducer, topic: &str, partition: Option<i32>, i: u64) {
+    let r = test_record(i);
+    let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+        BaseRecord::with_opaque_to(topic, i as usize).headers(rd_headers(&r));
+    if let Some(k) = &r.key {
+        rec = rec.key(k.as_slice());
+    }
+    if let Some(v) = &r.value {
+        rec = rec.payload(v.as_slice());
+    }
+    if let Some(part) = partition {
+        rec = rec.partition(part);
+    }
+    for _ in 0..1000 {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((e, back)) => {
+                assert!(
+                    matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ),
+                    "enqueue record {i} to {topic}: {e}"
+                );
+                rec = back;
+                p.poll(Duration::from_millis(10));
+            }
+        }
+    }
+    panic!("producer queue stayed full while sending record {i}");
+}
+
+/// Produces records `range` to `topic` with librdkafka and waits for every delivery report;
+/// panics when any failed. Returns (idx, partition, offset) per record.
+pub fn rd_produce_all(
+    bootstrap: &str,
+    topic: &str,
+    partition: Option<i32>,
+    range: std::ops::Range<u64>,
+    extra: &[(&str, &str)],
+) -> Vec<(u64, i32, i64)> {
+    let p = rd_producer(bootstrap, extra);
+    for i in range.clone() {
+        rd_send(&p, topic, partition, i);
+    }
+    p.flush(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("flush producer to {topic}: {e}"));
+    let failed = p.context().failed.lock().expect("lock").clone();
+    assert!(
+        failed.is_empty(),
+        "{} deliveries to {topic} failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let acked = p.context().acked.lock().expect("lock").clone();
+    assert_eq!(
+        acked.len() as u64,
+        range.end - range.start,
+        "delivery reports"
+    );
+    acked
+}
+
+/// A librdkafka consumer for manual assignment (librdkafka wants a group.id even then; it never
+/// joins the group unless subscribed), checking CRCs.
+pub fn rd_consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-tests-reader")
+        .set("enable.auto.commit", "false")
+        .set("check.crcs", "true")
+        .set("broker.address.family", "v4")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg.create().expect("create rdkafka consumer")
+}
+
+/// Converts an rdkafka message into a [`Consumed`].
+pub fn to_consumed<M: Message>(m: &M) -> Consumed {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Consumed {
+        partition: m.partition(),
+        offset: m.offset(),
+        record: TestRecord {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+        },
+    }
+}
+
+/// Reads `count` records from the start of `partitions` of `topic`, within `timeout`.
+pub fn rd_consume_from_start(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    count: usize,
+    timeout: Duration,
+) -> Vec<Consumed> {
+    let c = rd_consumer(bootstrap, &[]);
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .expect("add partition");
+    }
+    c.assign(&tpl).expect("assign partitions");
+    rd_poll_n(&c, count, timeout)
+}
+
+/// Polls until `count` records arrived or `timeout` passed; errors fail the test.
+pub fn rd_poll_n(c: &BaseConsumer, count: usize, timeout: Duration) -> Vec<Consumed> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < count && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(to_consumed(&m)),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => panic!("consumer error after {} records: {e}", out.len()),
+            None => {}
+        }
+    }
+    assert!(
+        out.len() >= count,
+        "got {} of {count} records within {timeout:?}",
+        out.len()
+    );
+    out
+}
+
+/// (low, high) watermarks of a partition.
+pub fn rd_watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
+    let c = rd_consumer(bootstrap, &[]);
+    c.fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"))
+}
+
+/// Number of partitions of `topic` per Metadata, or None when the broker does not know it.
+pub fn rd_partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
+    let c = rd_consumer(bootstrap, &[("allow.auto.create.topics", "false")]);
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("fetch metadata");
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw Kafka protocol over TCP
+
+/// A blocking Kafka-protocol connection using `kafka-protocol`'s client-side encoding.
+pub struct RawClient {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set read timeout");
+        stream.set_nodelay(true).expect("set nodelay");
+        RawClient {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    /// Encodes a request frame.
+    pub fn frame<R: Request>(&mut self, req: &R, version: i16) -> Vec<u8> {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("sluice-tests")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, R::header_version(version))
+            .expect("encode request header");
+        req.encode(&mut body, version).expect("encode request");
+        let mut out = Vec::with_capacity(body.len() + 4);
+        out.put_i32(body.len() as i32);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Sends `req` at `version` and decodes the response.
+    pub fn send<R: Request>(&mut self, req: &R, version: i16) -> R::Response {
+        let frame = self.frame(req, version);
+        self.stream.write_all(&frame).expect("write request");
+        let payload = self
+            .read_frame()
+            .expect("read response")
+            .unwrap_or_else(|| {
+                panic!(
+                    "broker closed the connection instead of answering API key {} v{version}",
+                    R::KEY
+                )
+            });
+        let mut buf = Bytes::from(payload);
+        let header = ResponseHeader::decode(&mut buf, R::Response::header_version(version))
+            .expect("decode response header");
+        assert_eq!(header.correlation_id, self.correlation, "correlation id");
+        let resp = R::Response::decode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("decode response of API key {} v{version}: {e}", R::KEY));
+        assert!(
+            !buf.has_remaining(),
+            "{} trailing bytes after response of API key {} v{version}",
+            buf.remaining(),
+            R::KEY
+        );
+        resp
+    }
+
+    /// Reads one frame; Ok(None) on a clean EOF.
+    pub fn read_frame(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let n = i32::from_be_bytes(len);
+        assert!(
+            (0..=64 << 20).contains(&n),
+            "broker sent a frame length of {n}"
+        );
+        let mut payload = vec![0u8; n as usize];
+        self.stream.read_exact(&mut payload)?;
+        Ok(Some(payload))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python clients
+
+/// The venv python with kafka-python and confluent-kafka: env `SLUICE_PYTHON`, else the last line
+/// printed by `scripts/clients.sh` (which installs them, cached).
+pub fn python() -> PathBuf {
+    static PY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Ok(p) = std::env::var("SLUICE_PYTHON") {
+            return Ok(PathBuf::from(p));
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/clients.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!("{} failed with {}", script.display(), out.status));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or("").trim().to_string();
+        if last.is_empty() || !Path::new(&last).exists() {
+            return Err(format!(
+                "{} printed no python path (got {last:?})",
+                script.display()
+            ));
+        }
+        Ok(PathBuf::from(last))
+    })
+    .clone()
+    .unwrap_or_else(|e| {
+        panic!("the Python Kafka clients are needed: {e}. Run scripts/clients.sh (or set SLUICE_PYTHON to a python with kafka-python and confluent-kafka)")
+    })
+}
+
+/// Output of a finished helper process.
+#[derive(Debug)]
+pub struct Finished {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `broker/tests/python/<script>` with `args`; panics (with its output) unless it exits 0
+/// within `timeout`.
+pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> Finished {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let mut cmd = Command::new(python());
+    cmd.arg(path).args(args);
+    run_bounded(cmd, &format!("python {script} {}", args.join(" ")), timeout)
+}
+
+/// Runs `cmd` with stdout/stderr captured in files; kills it after `timeout`.
+pub fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Finished {
+    let dir = tempfile::tempdir().expect("temp dir for process output");
+    let out_p = dir.path().join("stdout");
+    let err_p = dir.path().join("stderr");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_p).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_p).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&out_p).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_p).unwrap_or_default();
+    match status {
+        None => {
+            panic!("{what} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        }
+        Some(st) if !st.success() => {
+            panic!("{what} failed with {st}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        }
+        Some(_) => Finished { stdout, stderr },
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex from python"))
+        .collect()
+}
+
+/// Parses the JSON lines `{"p":…,"o":…,"k":hex|null,"v":hex|null,"h":[[key,hex|null],…]}`
+/// that the Python consumers print (other lines are ignored).
+pub fn parse_consumed_lines(stdout: &str) -> Vec<Consumed> {
+    let mut out = Vec::new();
+    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("bad JSON line from python {line:?}: {e}"));
+        let bytes = |x: &serde_json::Value| x.as_str().map(unhex);
+        let headers = v["h"]
+            .as_array()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h[0].as_str().expect("header key").to_string(), bytes(&h[1])))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Consumed {
+            partition: v["p"].as_i64().expect("p") as i32,
+            offset: v["o"].as_i64().expect("o"),
+            record: TestRecord {
+                key: bytes(&v["k"]),
+                value: bytes(&v["v"]),
+                headers,
+            },
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+/// The segment files (`*.log`) of one partition, sorted by name (= base offset). The partition
+/// directory is found anywhere under the data dir, named `<topic>-<partition>`.
+pub fn segment_files(data_dir: &Path, topic: &str, partition: i32) -> Vec<PathBuf> {
+    let want = format!("{topic}-{partition}");
+    let dir = find_dir(data_dir, &want, 4)
+        .unwrap_or_else(|| panic!("no directory {want} under {}", data_dir.display()));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("read partition dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn find_dir(root: &Path, name: &str, depth: usize) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(root).ok()?;
+    let mut subdirs = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == name) {
+                return Some(p);
+            }
+            subdirs.push(p);
+        }
+    }
+    if depth == 0 {
+        return None;
+    }
+    subdirs
+        .into_iter()
+        .find_map(|d| find_dir(&d, name, depth - 1))
+}
+
+/// A unique topic name per test.
+pub fn topic_name(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw requests used by several tests
+
+use kafka_protocol::messages::{
+    fetch_request, list_offsets_request, produce_request, FetchRequest, ListOffsetsRequest,
+    ProduceRequest, TopicName,
+};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+
+pub fn tname(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+/// Encodes a v2 record batch of `values` (offsets 0..n relative), optionally idempotent.
+pub fn encode_batch(
+    values: &[&[u8]],
+    compression: Compression,
+    producer: Option<(i64, i16, i32)>,
+) -> Bytes {
+    let (pid, epoch, base_seq) = producer.unwrap_or((-1, -1, -1));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: i as i64,
+            sequence: if base_seq < 0 {
+                -1
+            } else {
+                base_seq + i as i32
+            },
+            timestamp: now,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode record batch");
+    buf.freeze()
+}
+
+/// Produce v9 of one batch to one partition: (error code, base offset).
+pub fn raw_produce(
+    c: &mut RawClient,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+    acks: i16,
+) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(tname(topic))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch)),
+            ])]);
+    let resp = c.send(&req, 9);
+    let p = resp
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .expect("produce response has a partition");
+    (p.error_code, p.base_offset)
+}
+
+/// What a raw Fetch returned for one partition.
+#[derive(Debug)]
+pub struct RawFetch {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+/// Fetch v12 of one partition from `offset`.
+pub fn raw_fetch(
+    c: &mut RawClient,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> RawFetch {
+    let req = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(8 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(tname(topic))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(4 << 20)])]);
+    let resp = c.send(&req, 12);
+    assert_eq!(resp.error_code, 0, "fetch top-level error");
+    let p = resp
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .expect("fetch response has a partition");
+    RawFetch {
+        error_code: p.error_code,
+        high_watermark: p.high_watermark,
+        log_start_offset: p.log_start_offset,
+        records: p.records.clone().unwrap_or_default(),
+    }
+}
+
+/// ListOffsets v7 (-2 = earliest, -1 = latest, else a timestamp): (error code, offset).
+pub fn raw_list_offset(c: &mut RawClient, topic: &str, partition: i32, ts: i64) -> (i16, i64) {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(tname(topic))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(ts),
+            ])]);
+    let resp = c.send(&req, 7);
+    let p = resp
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .expect("list offsets response has a partition");
+    (p.error_code, p.offset)
+}

@@ -1,0 +1,338 @@
+//! Consumer groups: two librdkafka members split the partitions, rebalance when one leaves,
+//! commit offsets, and a new member resumes from the commits after a broker restart; the same
+//! resume check with kafka-python's group implementation.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        // Long enough that a prompt rebalance after a member leaves proves LeaveGroup works
+        // (rather than session expiry).
+        .set("session.timeout.ms", "30000")
+        .set("heartbeat.interval.ms", "500")
+        .set("check.crcs", "true")
+        .set("broker.address.family", "v4")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("create group member");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}
+
+fn assigned(c: &BaseConsumer) -> Vec<i32> {
+    let mut v: Vec<i32> = c
+        .assignment()
+        .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
+/// Polls each member once (short), collecting records per member.
+fn poll_all(members: &[&BaseConsumer], got: &mut [Vec<Consumed>]) {
+    for (i, c) in members.iter().enumerate() {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => got[i].push(to_consumed(&m)),
+            Some(Err(e)) => panic!("group member {i}: {e}"),
+            None => {}
+        }
+    }
+}
+
+/// Keeps polling for `extra` after the expected records arrived, to catch redeliveries.
+fn drain_extra(members: &[&BaseConsumer], got: &mut [Vec<Consumed>], extra: Duration) {
+    let end = Instant::now() + extra;
+    while Instant::now() < end {
+        poll_all(members, got);
+    }
+}
+
+fn committed(c: &BaseConsumer, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Offset> {
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition(topic, *p);
+    }
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .expect("fetch committed offsets")
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect()
+}
+
+#[test]
+fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_restart() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut broker = TestBroker::start_in(data.path(), &["--default-partitions", "2"]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("group-rd");
+    let group = topic_name("g");
+    rd_produce_all(&bs, &topic, Some(0), 1000..1001, &[]); // creates the topic (2 partitions)
+    assert_eq!(rd_partition_count(&bs, &topic), Some(2));
+
+    let a = member(&bs, &group, &topic);
+    let b = member(&bs, &group, &topic);
+    let mut got = vec![Vec::new(), Vec::new()];
+    wait_for(
+        "both members to be assigned one partition each",
+        LONG,
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a, &b], &mut got);
+            let (pa, pb) = (assigned(&a), assigned(&b));
+            (pa.len() == 1 && pb.len() == 1 && pa != pb).then_some(())
+        },
+    );
+    let (pa, pb) = (assigned(&a)[0], assigned(&b)[0]);
+
+    rd_produce_all(&bs, &topic, Some(0), 0..20, &[]);
+    rd_produce_all(&bs, &topic, Some(1), 20..40, &[]);
+    wait_for(
+        "the two members to read the 41 records",
+        LONG,
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a, &b], &mut got);
+            (got[0].len() + got[1].len() >= 41).then_some(())
+        },
+    );
+    drain_extra(&[&a, &b], &mut got, Duration::from_secs(1));
+    assert!(
+        got[0].iter().all(|c| c.partition == pa),
+        "member A read outside p{pa}"
+    );
+    assert!(
+        got[1].iter().all(|c| c.partition == pb),
+        "member B read outside p{pb}"
+    );
+    let all: Vec<Consumed> = got
+        .concat()
+        .into_iter()
+        .filter(|c| c.index() != 1000)
+        .collect();
+    assert_records_exact(&all, 0..40);
+    a.commit_consumer_state(CommitMode::Sync)
+        .expect("A commits");
+    b.commit_consumer_state(CommitMode::Sync)
+        .expect("B commits");
+    let c_a = committed(&a, &topic, &[0, 1]);
+    assert_eq!(
+        c_a[&0],
+        Offset::Offset(21),
+        "committed offset of p0: {c_a:?}"
+    );
+    assert_eq!(
+        c_a[&1],
+        Offset::Offset(20),
+        "committed offset of p1: {c_a:?}"
+    );
+
+    // B leaves: A must get both partitions well before the 30 s session timeout.
+    let left = Instant::now();
+    drop(b);
+    let mut got = vec![Vec::new()];
+    wait_for(
+        "member A to be assigned both partitions after B left",
+        Duration::from_secs(25),
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a], &mut got);
+            (assigned(&a) == vec![0, 1]).then_some(())
+        },
+    );
+    eprintln!("rebalance after LeaveGroup took {:?}", left.elapsed());
+
+    // A reads only what is new on both partitions: on B's old one it resumes from B's commit.
+    rd_produce_all(&bs, &topic, Some(0), 40..50, &[]);
+    rd_produce_all(&bs, &topic, Some(1), 50..60, &[]);
+    wait_for(
+        "A to read 20 new records",
+        LONG,
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a], &mut got);
+            (got[0].len() >= 20).then_some(())
+        },
+    );
+    drain_extra(&[&a], &mut got, Duration::from_secs(1));
+    assert_records_exact(&got[0], 40..60);
+    a.commit_consumer_state(CommitMode::Sync)
+        .expect("A commits");
+    drop(a);
+
+    // Restart the broker: the commits survive and a new member resumes from them.
+    broker.restart();
+    let bs = broker.bootstrap();
+    rd_produce_all(&bs, &topic, Some(0), 60..65, &[]);
+    rd_produce_all(&bs, &topic, Some(1), 65..70, &[]);
+    let c = member(&bs, &group, &topic);
+    let after = committed(&c, &topic, &[0, 1]);
+    assert_eq!(
+        after[&0],
+        Offset::Offset(31),
+        "p0 commit after restart: {after:?}"
+    );
+    assert_eq!(
+        after[&1],
+        Offset::Offset(30),
+        "p1 commit after restart: {after:?}"
+    );
+    let mut got = vec![Vec::new()];
+    wait_for(
+        "the new member to read the 10 records produced after the restart",
+        LONG,
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&c], &mut got);
+            (got[0].len() >= 10).then_some(())
+        },
+    );
+    drain_extra(&[&c], &mut got, Duration::from_secs(1));
+    assert_records_exact(&got[0], 60..70);
+}
+
+#[test]
+fn kafka_python_group_resumes_from_committed_offsets_after_restart() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut broker = TestBroker::start_in(data.path(), &["--default-partitions", "2"]);
+    let topic = topic_name("group-kp");
+    let group = topic_name("gkp");
+    rd_produce_all(&broker.bootstrap(), &topic, None, 0..50, &[]);
+
+    let consume = |bs: &str, count: u64| {
+        run_python(
+            "kafka_python_client.py",
+            &[
+                "group-consume",
+                "--bootstrap",
+                bs,
+                "--topic",
+                &topic,
+                "--group",
+                &group,
+                "--count",
+                &count.to_string(),
+                "--linger",
+                "2",
+            ],
+            Duration::from_secs(90),
+        )
+    };
+    let first = consume(&broker.bootstrap(), 50);
+    assert_records_exact(&parse_consumed_lines(&first.stdout), 0..50);
+
+    broker.restart();
+    rd_produce_all(&broker.bootstrap(), &topic, None, 50..80, &[]);
+    let second = consume(&broker.bootstrap(), 30);
+    assert_records_exact(&parse_consumed_lines(&second.stdout), 50..80);
+}
+
+#[test]
+fn a_member_killed_without_leaving_is_expired_after_its_session_timeout() {
+    let broker = TestBroker::start(&["--default-partitions", "2"]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("group-expiry");
+    let group = topic_name("gexp");
+    rd_produce_all(&bs, &topic, Some(0), 0..1, &[]); // creates the topic (2 partitions)
+
+    // A kafka-python member with a 6 s session joins first, then is SIGKILLed (no LeaveGroup).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("member.out");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python/kafka_python_client.py");
+    let mut py = std::process::Command::new(python())
+        .arg(script)
+        .args([
+            "group-consume",
+            "--bootstrap",
+            &bs,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+        ])
+        .args([
+            "--count",
+            "1000000",
+            "--timeout",
+            "120",
+            "--session-timeout-ms",
+            "6000",
+        ])
+        .stdout(std::fs::File::create(&out).expect("member stdout"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kafka-python member");
+    let mut killer = scopeguard(&mut py);
+    wait_for(
+        "the kafka-python member to be assigned",
+        LONG,
+        Duration::from_millis(50),
+        || {
+            std::fs::read_to_string(&out)
+                .ok()?
+                .contains("assigned ")
+                .then_some(())
+        },
+    );
+    let a = member(&bs, &group, &topic);
+    let mut got = vec![Vec::new()];
+    wait_for(
+        "the rdkafka member to share the partitions with the kafka-python one",
+        LONG,
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a], &mut got);
+            (assigned(&a).len() == 1).then_some(())
+        },
+    );
+    killer.kill();
+    let killed = Instant::now();
+    wait_for(
+        "the rdkafka member to get both partitions once the dead member's session expired",
+        Duration::from_secs(40),
+        Duration::from_millis(1),
+        || {
+            poll_all(&[&a], &mut got);
+            (assigned(&a) == vec![0, 1]).then_some(())
+        },
+    );
+    eprintln!(
+        "dead member expired and partitions reassigned after {:?}",
+        killed.elapsed()
+    );
+}
+
+/// Kills the child when dropped (or when asked), so a failing test leaves no process behind.
+struct Killer<'a>(&'a mut std::process::Child);
+
+fn scopeguard(c: &mut std::process::Child) -> Killer<'_> {
+    Killer(c)
+}
+
+impl Killer<'_> {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killer<'_> {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

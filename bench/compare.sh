@@ -378,6 +378,8 @@ rootLogger.appenderRef.console.ref = stderr
 L4J
 
 command -v curl >/dev/null || fail "tools: curl not found (apt-get install curl)"
+[[ -x /usr/bin/time ]] || fail "tools: /usr/bin/time not found (apt-get install time)"
+command -v python3 >/dev/null || fail "tools: python3 not found (picks free ports)"
 log "step 1: Kafka $KAFKA_VERSION jars (bench/kafka/setup.sh)"
 LIB="$("$KAFKA_DIR/setup.sh" | tail -n 1)" || fail "setup: bench/kafka/setup.sh"
 # shellcheck disable=SC2206 # CLIENT_HEAP is a list of JVM flags

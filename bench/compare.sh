@@ -51,6 +51,7 @@ TOPIC="bench"
 
 # Ports: free loopback ports picked now (teammates run brokers on fixed ports like 19092 too);
 # override with the variables below.
+command -v python3 >/dev/null || { echo "[compare] FAILED at step: tools: python3 not found (picks free ports)" >&2; exit 1; }
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
@@ -378,6 +379,7 @@ rootLogger.appenderRef.console.ref = stderr
 L4J
 
 command -v curl >/dev/null || fail "tools: curl not found (apt-get install curl)"
+[[ -x /usr/bin/time ]] || fail "tools: /usr/bin/time not found (apt-get install time)"
 log "step 1: Kafka $KAFKA_VERSION jars (bench/kafka/setup.sh)"
 LIB="$("$KAFKA_DIR/setup.sh" | tail -n 1)" || fail "setup: bench/kafka/setup.sh"
 # shellcheck disable=SC2206 # CLIENT_HEAP is a list of JVM flags

@@ -620,3 +620,135 @@ async fn operator_failover_one_leader_acts_and_the_standby_finishes_a_roll() {
         .await
         .expect("namespace deleted");
 }
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn stuck_pod_on_a_deleted_node_is_replaced_and_comes_back_with_its_data() {
+    if !harness::enabled("operator_more_node_gone") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    ensure_operator();
+    let ns = TestNamespace::create(&client, "nodegone")
+        .await
+        .expect("namespace");
+    apply_yaml(
+        &ns.name,
+        "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: nd}\n\
+         spec: {replicas: 2, storage: {size: 1Gi}}\n",
+    );
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "nd", 2, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let b = format!("{}:9092", pod_ip(&pods, "nd-1").await);
+    produce(&b, "kept", 5).await;
+    let old = pods.get("nd-1").await.expect("pod");
+    let old_uid = old.uid().expect("uid");
+    let node = old
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .expect("nd-1 scheduled");
+    let saved = kubectl(&["get", "node", &node, "-o", "json"], None).expect("kubectl");
+    assert!(saved.ok, "{}", saved.stderr);
+
+    let out = kubectl(&["delete", "node", &node, "--wait=false"], None).expect("kubectl");
+    assert!(out.ok, "delete node {node}: {}", out.stderr);
+    // What the node lifecycle controller does to the pods of a lost node: mark them not ready
+    // (the pod runner keeps the local broker running and only rewrites Ready when /readyz
+    // changes, so this sticks, like a kubelet that is gone).
+    let lost = kubectl(
+        &[
+            "patch",
+            "pod",
+            "nd-1",
+            "-n",
+            &ns.name,
+            "--subresource=status",
+            "--type=strategic",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"NodeLost"}]}}"#,
+        ],
+        None,
+    )
+    .expect("kubectl");
+    assert!(lost.ok, "mark nd-1 not ready: {}", lost.stderr);
+    let (pods_ref, old_ref, node_ref) = (&pods, &old_uid, &node);
+    let result = harness::wait_for(
+        "nd-1 replaced on a live node and Ready",
+        Duration::from_secs(35),
+        || async move {
+            let p = pods_ref.get_opt("nd-1").await.map_err(|e| e.to_string())?;
+            let Some(p) = p else {
+                return Err("nd-1 absent".to_string());
+            };
+            let on = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            if p.uid().as_ref() != Some(old_ref)
+                && on.as_ref() != Some(node_ref)
+                && pod_is_ready(&p)
+            {
+                Ok(on)
+            } else {
+                Err(format!(
+                    "uid changed {} node {on:?} ready {}",
+                    p.uid().as_ref() != Some(old_ref),
+                    pod_is_ready(&p)
+                ))
+            }
+        },
+    )
+    .await;
+
+    // Put the node back for whatever runs next, whatever happened above.
+    let mut manifest: serde_json::Value = serde_json::from_str(&saved.stdout).expect("node json");
+    if let Some(m) = manifest.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            m.remove(k);
+        }
+    }
+    if let Some(m) = manifest.as_object_mut() {
+        m.remove("status");
+    }
+    let back = kubectl(&["create", "-f", "-"], Some(&manifest.to_string())).expect("kubectl");
+    assert!(back.ok, "recreate node {node}: {}", back.stderr);
+
+    let new_node = result.unwrap_or_else(|e| panic!("{e}"));
+    wait_available(&mqs, "nd", 2, 120).await;
+    let b = format!("{}:9092", pod_ip(&pods, "nd-1").await);
+    read_back(
+        &b,
+        "kept",
+        5,
+        &format!("nd-1 after moving from {node} to {new_node:?}"),
+    )
+    .await;
+    // The operator did it (not the pod garbage collector): its Warning Event names the node.
+    let ev = kubectl(
+        &["get", "events.events.k8s.io", "-n", &ns.name, "-o", "json"],
+        None,
+    )
+    .expect("kubectl");
+    assert!(ev.ok, "{}", ev.stderr);
+    let events: serde_json::Value = serde_json::from_str(&ev.stdout).expect("events json");
+    let replaced = events["items"].as_array().is_some_and(|items| {
+        items.iter().any(|e| {
+            e["reason"] == "PodReplaced"
+                && e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("nd-1") && n.contains(node.as_str()))
+        })
+    });
+    assert!(
+        replaced,
+        "a PodReplaced Event from the operator naming nd-1 and {node}: {}",
+        ev.stdout
+    );
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}

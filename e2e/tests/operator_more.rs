@@ -1,0 +1,754 @@
+//! More operator scenarios against the real control plane with real broker processes: queue
+//! settings and `queueDeletionPolicy` on the brokers, operator failover in the middle of a config
+//! roll, and a broker pod whose node is gone.
+//!
+//! One scenario per namespace; run.sh runs the tests one at a time. Each test makes sure a live
+//! operator is running (`e2e/scripts/operator.sh start` when `e2e/.work/operator.pid` names no
+//! live process), so the tests do not depend on one another.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_e2e::harness::{self, kubectl, TestNamespace};
+use sluice_operator::crd::MessageQueue;
+
+const OPERATOR_NS: &str = "sluice-system";
+const CONFIG_HASH: &str = "sluice.dev/config-hash";
+
+fn work() -> PathBuf {
+    harness::repo_root().join("e2e/.work")
+}
+
+/// True when `pid` names a live (not zombie) process.
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn operator_pid() -> Option<String> {
+    std::fs::read_to_string(work().join("operator.pid"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Makes sure an operator process runs (operator.sh start when none is alive).
+fn ensure_operator() {
+    if operator_pid().is_some_and(|p| alive(&p)) {
+        return;
+    }
+    let script = harness::repo_root().join("e2e/scripts/operator.sh");
+    let out = Command::new(&script)
+        .arg("start")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "operator.sh start failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn condition(mq: &MessageQueue, type_: &str) -> Option<(String, String, String)> {
+    let v = serde_json::to_value(mq.status.as_ref()?).ok()?;
+    v.get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+fn ready_replicas(mq: &MessageQueue) -> i64 {
+    serde_json::to_value(mq.status.as_ref())
+        .ok()
+        .and_then(|v| v.get("readyReplicas").and_then(|r| r.as_i64()))
+        .unwrap_or(0)
+}
+
+async fn wait_available(mqs: &Api<MessageQueue>, name: &str, replicas: i64, secs: u64) {
+    harness::wait_for(
+        &format!("MessageQueue {name} Available with {replicas} ready"),
+        Duration::from_secs(secs),
+        || async move {
+            let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
+            let avail = condition(&mq, "Available");
+            let ready = ready_replicas(&mq);
+            match &avail {
+                Some((s, _, _)) if s == "True" && ready == replicas => Ok(()),
+                _ => Err(format!("Available {avail:?} readyReplicas {ready}")),
+            }
+        },
+    )
+    .await
+    .expect("MessageQueue becomes Available (see e2e/.work/operator.log and pod-runner.log)");
+}
+
+async fn pod_ip(pods: &Api<Pod>, name: &str) -> String {
+    let p = pods.get(name).await.expect("pod");
+    p.status.and_then(|s| s.pod_ip).expect("pod IP")
+}
+
+fn pod_is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn apply_yaml(ns: &str, yaml: &str) {
+    let out = kubectl(&["apply", "-n", ns, "-f", "-"], Some(yaml)).expect("kubectl");
+    assert!(out.ok, "kubectl apply: {}", out.stderr);
+}
+
+/// Topic names a broker reports.
+fn topics_of(bootstrap: &str) -> Result<BTreeSet<String>, String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| format!("metadata from {bootstrap}: {e}"))?;
+    Ok(md.topics().iter().map(|t| t.name().to_string()).collect())
+}
+
+async fn topics_at(bootstrap: &str) -> Result<BTreeSet<String>, String> {
+    let b = bootstrap.to_string();
+    tokio::task::spawn_blocking(move || topics_of(&b))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| format!("admin client for {bootstrap}: {e}"))
+}
+
+/// The value of one topic config as the broker's DescribeConfigs reports it.
+async fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Result<Option<String>, String> {
+    let a = admin(bootstrap)?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let res = a
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .map_err(|e| format!("DescribeConfigs {topic} at {bootstrap}: {e}"))?;
+    let first = res
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("DescribeConfigs {topic} at {bootstrap}: no result"))?;
+    let resource =
+        first.map_err(|e| format!("DescribeConfigs {topic} at {bootstrap}: error {e:?}"))?;
+    Ok(resource.get(key).and_then(|e| e.value.clone()))
+}
+
+async fn produce(bootstrap: &str, topic: &str, n: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "20000")
+        .create()
+        .expect("producer");
+    for i in 0..n {
+        let payload = format!("more-{i}");
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .payload(&payload)
+                    .key("k")
+                    .partition(0),
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce {i} to {bootstrap}: {e}"));
+    }
+}
+
+/// Reads the first `n` messages of partition 0 and checks they are the ones `produce` wrote.
+async fn read_back(bootstrap: &str, topic: &str, n: usize, what: &str) {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-e2e-more")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("offset");
+    c.assign(&tpl).expect("assign");
+    for i in 0..n {
+        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{what}: message {i} of {topic} not readable at {bootstrap}")
+            })
+            .expect("consume");
+        assert_eq!(
+            m.payload(),
+            Some(format!("more-{i}").as_bytes()),
+            "{what}: message {i} of {topic} at {bootstrap}"
+        );
+    }
+}
+
+async fn bootstraps(pods: &Api<Pod>, names: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in names {
+        out.push(format!("{}:9092", pod_ip(pods, n).await));
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn queue_retention_reaches_brokers_and_deletion_policy_retain_keeps_delete_removes() {
+    if !harness::enabled("operator_more_queue_settings") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    ensure_operator();
+    let ns = TestNamespace::create(&client, "qset")
+        .await
+        .expect("namespace");
+    let mq = |policy: &str, queues: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: s}}\n\
+             spec: {{replicas: 2, storage: {{size: 1Gi}}, config: {{autoCreateTopics: false}}, \
+             queueDeletionPolicy: {policy}, queues: [{queues}]}}\n"
+        )
+    };
+    apply_yaml(
+        &ns.name,
+        &mq(
+            "Retain",
+            "{name: keep, retentionMs: 3600000}, {name: dropped}",
+        ),
+    );
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "s", 2, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let brokers = bootstraps(&pods, &["s-0", "s-1"]).await;
+    let brokers = &brokers;
+
+    // Waits until every broker reports retention.ms of `keep` = `want` and `check` holds for
+    // its topic list.
+    async fn converge(
+        brokers: &[String],
+        want: &str,
+        what: &str,
+        check: impl Fn(&BTreeSet<String>) -> bool + Copy,
+    ) {
+        harness::wait_for(what, Duration::from_secs(90), || async move {
+            let mut seen = Vec::new();
+            for b in brokers {
+                let v = topic_config(b, "keep", "retention.ms").await?;
+                let topics = topics_at(b).await?;
+                seen.push((b.clone(), v.clone(), topics.clone()));
+                if v.as_deref() != Some(want) || !check(&topics) {
+                    return Err(format!("{seen:?}"));
+                }
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    converge(
+        brokers,
+        "3600000",
+        "keep retention.ms=3600000 and dropped on every broker",
+        |t| t.contains("dropped"),
+    )
+    .await;
+
+    // A retention change reaches every broker (IncrementalAlterConfigs from the operator).
+    apply_yaml(
+        &ns.name,
+        &mq(
+            "Retain",
+            "{name: keep, retentionMs: 7200000}, {name: dropped}",
+        ),
+    );
+    converge(
+        brokers,
+        "7200000",
+        "keep retention.ms=7200000 on every broker",
+        |_| true,
+    )
+    .await;
+
+    // Retain: `dropped` leaves the spec; a later pass (proved by the next retention change
+    // landing) has left the topic on every broker.
+    apply_yaml(
+        &ns.name,
+        &mq("Retain", "{name: keep, retentionMs: 5400000}"),
+    );
+    converge(
+        brokers,
+        "5400000",
+        "retention 5400000 applied after removing dropped under Retain",
+        |_| true,
+    )
+    .await;
+    for b in brokers {
+        let t = topics_at(b).await.expect("metadata");
+        assert!(
+            t.contains("dropped"),
+            "queueDeletionPolicy Retain kept topic dropped at {b}: {t:?}"
+        );
+    }
+
+    // A topic the operator did not create (made here with the admin client).
+    for b in brokers {
+        let a = admin(b).expect("admin");
+        let res = a
+            .create_topics(
+                &[NewTopic::new("manual", 1, TopicReplication::Fixed(1))],
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("CreateTopics");
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("create {t} at {b}: {e:?}"));
+        }
+    }
+
+    // Delete: a queue the operator created is removed from every broker once it leaves the spec;
+    // `dropped` (released under Retain) and `manual` (never the operator's) stay.
+    apply_yaml(
+        &ns.name,
+        &mq("Delete", "{name: keep, retentionMs: 5400000}, {name: gone}"),
+    );
+    converge(
+        brokers,
+        "5400000",
+        "queue gone created on every broker",
+        |t| t.contains("gone"),
+    )
+    .await;
+    apply_yaml(
+        &ns.name,
+        &mq("Delete", "{name: keep, retentionMs: 1800000}"),
+    );
+    converge(
+        brokers,
+        "1800000",
+        "queue gone deleted from every broker under Delete",
+        |t| !t.contains("gone"),
+    )
+    .await;
+    for b in brokers {
+        let t = topics_at(b).await.expect("metadata");
+        assert!(
+            t.contains("dropped") && t.contains("manual") && t.contains("keep"),
+            "under Delete only the operator's own removed queue goes; at {b}: {t:?}"
+        );
+    }
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+/// A second operator process; killed on drop unless handed over to operator.sh's pid file.
+struct Standby {
+    child: Option<Child>,
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+    Ok(body)
+}
+
+fn leader_gauge(addr: &str) -> Result<String, String> {
+    let text = http_get(addr, "/metrics")?;
+    text.lines()
+        .find(|l| l.starts_with("sluice_operator_leader "))
+        .map(|l| l.trim_start_matches("sluice_operator_leader ").to_string())
+        .ok_or_else(|| format!("no sluice_operator_leader in {addr}/metrics"))
+}
+
+async fn lease(client: &Client) -> (String, Option<String>, i32) {
+    let out = kubectl(
+        &[
+            "get",
+            "sa",
+            "-n",
+            OPERATOR_NS,
+            "-l",
+            "app.kubernetes.io/instance=sluice",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+        None,
+    )
+    .expect("kubectl");
+    let name = out.stdout.trim().to_string();
+    assert!(!name.is_empty(), "chart ServiceAccount: {}", out.stderr);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let l = leases.get(&name).await.expect("the operator's Lease");
+    let spec = l.spec.unwrap_or_default();
+    (
+        name,
+        spec.holder_identity,
+        spec.lease_transitions.unwrap_or(0),
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn operator_failover_one_leader_acts_and_the_standby_finishes_a_roll() {
+    if !harness::enabled("operator_more_failover") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    ensure_operator();
+    let leader_pid = operator_pid().expect("operator pid");
+    let (lease_name, holder, transitions) = lease(&client).await;
+    let leader_id = holder.expect("the running operator holds the Lease");
+    assert!(
+        leader_id.starts_with("operator-host-"),
+        "holder {leader_id}"
+    );
+
+    // The second instance: same kubeconfig (the chart ServiceAccount's token), same Lease.
+    let bin = harness::repo_root().join("target/debug/sluice-operator");
+    let log = std::fs::File::create(work().join("operator-standby.log")).expect("log");
+    let log2 = log.try_clone().expect("log");
+    let standby_id = "operator-standby-e2e";
+    let standby_http = "127.0.2.2:8080";
+    let mut standby = Standby {
+        child: Some(
+            Command::new(&bin)
+                .args([
+                    "run",
+                    &format!("--http-listen={standby_http}"),
+                    &format!("--lease-name={lease_name}"),
+                ])
+                .env("KUBECONFIG", work().join("operator.kubeconfig"))
+                .env("POD_NAMESPACE", OPERATOR_NS)
+                .env("POD_NAME", standby_id)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{}: {e}", bin.display())),
+        ),
+    };
+    let standby_log =
+        || std::fs::read_to_string(work().join("operator-standby.log")).unwrap_or_default();
+    harness::wait_for(
+        "standby waiting for the Lease and serving /metrics",
+        Duration::from_secs(30),
+        || async move {
+            let l = standby_log();
+            if !l.contains("waiting to become leader") {
+                return Err(format!("standby log: {l}"));
+            }
+            leader_gauge(standby_http)
+        },
+    )
+    .await
+    .map(|g| assert_eq!(g, "0", "the standby is not leader"))
+    .expect("standby up");
+
+    let ns = TestNamespace::create(&client, "failover")
+        .await
+        .expect("namespace");
+    let mq = |fsync: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: f}}\n\
+             spec: {{replicas: 3, storage: {{size: 1Gi}}, config: {{fsync: {fsync}}}}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq("always"));
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "f", 3, 240).await;
+
+    // Exactly one holds the Lease and acts: the Lease names the first operator, its gauge is 1,
+    // the standby's 0, and the standby never became leader.
+    let (_, holder, _) = lease(&client).await;
+    assert_eq!(holder.as_deref(), Some(leader_id.as_str()));
+    assert_eq!(
+        leader_gauge("127.0.2.1:8080").as_deref(),
+        Ok("1"),
+        "leader gauge of the first operator"
+    );
+    assert_eq!(leader_gauge(standby_http).as_deref(), Ok("0"));
+    assert!(
+        !standby_log().contains("became leader"),
+        "the standby acted: {}",
+        standby_log()
+    );
+    assert!(
+        standby
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None))),
+        "standby still running"
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let names = ["f-0", "f-1", "f-2"];
+    let mut uids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in names {
+        let b = format!("{}:9092", pod_ip(&pods, p).await);
+        produce(&b, "kept", 5).await;
+        uids.insert(
+            p.to_string(),
+            vec![pods.get(p).await.expect("pod").uid().expect("uid")],
+        );
+    }
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let template_hash = |s: StatefulSet| {
+        s.spec
+            .and_then(|sp| sp.template.metadata)
+            .and_then(|m| m.annotations)
+            .and_then(|a| a.get(CONFIG_HASH).cloned())
+    };
+    let old_hash = template_hash(sts.get("f").await.expect("sts")).expect("config hash");
+
+    // The roll starts; once the first pod (f-2) has been replaced, SIGKILL the leader.
+    apply_yaml(&ns.name, &mq("interval"));
+    let mut killed_at: Option<tokio::time::Instant> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "roll not finished in 300 s (leader killed: {}); pod uids {uids:?}; see e2e/.work/operator-standby.log",
+            killed_at.is_some()
+        );
+        let list = pods.list(&Default::default()).await.expect("pods").items;
+        for p in &list {
+            if let (Some(seen), Some(uid)) = (uids.get_mut(&p.name_any()), p.uid()) {
+                if !seen.contains(&uid) {
+                    seen.push(uid);
+                }
+            }
+        }
+        let replaced = |n: &str| uids.get(n).map_or(0, |v| v.len() - 1);
+        if killed_at.is_none() && replaced("f-2") >= 1 {
+            assert_eq!(
+                (replaced("f-1"), replaced("f-0")),
+                (0, 0),
+                "the roll was already past its first pod when the leader was to be killed"
+            );
+            let out = Command::new("kill")
+                .args(["-KILL", &leader_pid])
+                .output()
+                .expect("kill");
+            assert!(out.status.success(), "kill -KILL {leader_pid}");
+            killed_at = Some(tokio::time::Instant::now());
+        }
+        let new_hash = template_hash(sts.get("f").await.expect("sts"));
+        let done = killed_at.is_some()
+            && list.len() == 3
+            && list.iter().all(|p| {
+                pod_is_ready(p)
+                    && p.annotations().get(CONFIG_HASH) == new_hash.as_ref()
+                    && new_hash.as_deref() != Some(old_hash.as_str())
+            })
+            && names.iter().all(|n| replaced(n) >= 1);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (n, seen) in &uids {
+        assert_eq!(seen.len(), 2, "{n} replaced exactly once: uids {seen:?}");
+    }
+    let (_, holder, transitions_after) = lease(&client).await;
+    assert_eq!(
+        holder.as_deref(),
+        Some(standby_id),
+        "the standby took the Lease"
+    );
+    assert!(transitions_after > transitions, "lease transitions counted");
+    assert!(standby_log().contains("became leader"));
+    assert_eq!(leader_gauge(standby_http).as_deref(), Ok("1"));
+    wait_available(&mqs, "f", 3, 120).await;
+    for p in names {
+        let b = format!("{}:9092", pod_ip(&pods, p).await);
+        read_back(&b, "kept", 5, &format!("{p} after the failover roll")).await;
+    }
+    // The standby is the operator now: operator.sh stop / cluster.sh down stop it by this file.
+    if let Some(c) = standby.child.take() {
+        std::fs::write(work().join("operator.pid"), c.id().to_string()).expect("pid file");
+    }
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn stuck_pod_on_a_deleted_node_is_replaced_and_comes_back_with_its_data() {
+    if !harness::enabled("operator_more_node_gone") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    ensure_operator();
+    let ns = TestNamespace::create(&client, "nodegone")
+        .await
+        .expect("namespace");
+    apply_yaml(
+        &ns.name,
+        "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: nd}\n\
+         spec: {replicas: 2, storage: {size: 1Gi}}\n",
+    );
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "nd", 2, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let b = format!("{}:9092", pod_ip(&pods, "nd-1").await);
+    produce(&b, "kept", 5).await;
+    let old = pods.get("nd-1").await.expect("pod");
+    let old_uid = old.uid().expect("uid");
+    let node = old
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .expect("nd-1 scheduled");
+    let saved = kubectl(&["get", "node", &node, "-o", "json"], None).expect("kubectl");
+    assert!(saved.ok, "{}", saved.stderr);
+
+    let out = kubectl(&["delete", "node", &node, "--wait=false"], None).expect("kubectl");
+    assert!(out.ok, "delete node {node}: {}", out.stderr);
+    // What the node lifecycle controller does to the pods of a lost node: mark them not ready
+    // (the pod runner keeps the local broker running and only rewrites Ready when /readyz
+    // changes, so this sticks, like a kubelet that is gone).
+    let lost = kubectl(
+        &[
+            "patch",
+            "pod",
+            "nd-1",
+            "-n",
+            &ns.name,
+            "--subresource=status",
+            "--type=strategic",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"NodeLost"}]}}"#,
+        ],
+        None,
+    )
+    .expect("kubectl");
+    assert!(lost.ok, "mark nd-1 not ready: {}", lost.stderr);
+    let (pods_ref, old_ref, node_ref) = (&pods, &old_uid, &node);
+    let result = harness::wait_for(
+        "nd-1 replaced on a live node and Ready",
+        Duration::from_secs(35),
+        || async move {
+            let p = pods_ref.get_opt("nd-1").await.map_err(|e| e.to_string())?;
+            let Some(p) = p else {
+                return Err("nd-1 absent".to_string());
+            };
+            let on = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            if p.uid().as_ref() != Some(old_ref)
+                && on.as_ref() != Some(node_ref)
+                && pod_is_ready(&p)
+            {
+                Ok(on)
+            } else {
+                Err(format!(
+                    "uid changed {} node {on:?} ready {}",
+                    p.uid().as_ref() != Some(old_ref),
+                    pod_is_ready(&p)
+                ))
+            }
+        },
+    )
+    .await;
+
+    // Put the node back for whatever runs next, whatever happened above.
+    let mut manifest: serde_json::Value = serde_json::from_str(&saved.stdout).expect("node json");
+    if let Some(m) = manifest.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            m.remove(k);
+        }
+    }
+    if let Some(m) = manifest.as_object_mut() {
+        m.remove("status");
+    }
+    let back = kubectl(&["create", "-f", "-"], Some(&manifest.to_string())).expect("kubectl");
+    assert!(back.ok, "recreate node {node}: {}", back.stderr);
+
+    let new_node = result.unwrap_or_else(|e| panic!("{e}"));
+    wait_available(&mqs, "nd", 2, 120).await;
+    let b = format!("{}:9092", pod_ip(&pods, "nd-1").await);
+    read_back(
+        &b,
+        "kept",
+        5,
+        &format!("nd-1 after moving from {node} to {new_node:?}"),
+    )
+    .await;
+    // The operator did it (not the pod garbage collector): its Warning Event names the node.
+    let ev = kubectl(
+        &["get", "events.events.k8s.io", "-n", &ns.name, "-o", "json"],
+        None,
+    )
+    .expect("kubectl");
+    assert!(ev.ok, "{}", ev.stderr);
+    let events: serde_json::Value = serde_json::from_str(&ev.stdout).expect("events json");
+    let replaced = events["items"].as_array().is_some_and(|items| {
+        items.iter().any(|e| {
+            e["reason"] == "PodReplaced"
+                && e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("nd-1") && n.contains(node.as_str()))
+        })
+    });
+    assert!(
+        replaced,
+        "a PodReplaced Event from the operator naming nd-1 and {node}: {}",
+        ev.stdout
+    );
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}

@@ -233,7 +233,10 @@ fn finish(ctx: &Ctx, resp: &FetchResponse, used: usize, started: Instant) {
 
 /// Earliest (-2), latest (-1), max timestamp (-3: the first record carrying the partition's
 /// largest timestamp), earliest-local (-4) or by timestamp (>= 0).
-pub fn list_offsets(ctx: &Arc<Ctx>, _version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn list_offsets(ctx: &Arc<Ctx>, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    // leader_epoch exists from v4; below that it must stay at its default (-1) or the response
+    // cannot be encoded (librdkafka 2.0, e.g. Debian's kcat, asks with v2).
+    let leader_epoch = if version >= 4 { 0 } else { -1 };
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default().with_name(t.name.clone());
@@ -242,7 +245,7 @@ pub fn list_offsets(ctx: &Arc<Ctx>, _version: i16, req: ListOffsetsRequest) -> L
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1)
-                .with_leader_epoch(0);
+                .with_leader_epoch(leader_epoch);
             match ctx.logs.partition(t.name.as_str(), p.partition_index) {
                 None => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(log) => match p.timestamp {

@@ -193,8 +193,13 @@ fn kcat_with_librdkafka_2_0_2_still_compresses_and_reads_back() {
 
     let codecs = stored_batch_codecs(broker.kafka_addr(), &topic);
     assert!(!codecs.is_empty(), "no batches stored for kcat's records");
+    // librdkafka sends a batch uncompressed when snappy does not make it smaller (a small batch
+    // cut short by linger.ms), so a few plain batches are fine; none compressed is the trap.
     assert!(
-        codecs.iter().all(|c| *c == Compression::Snappy),
+        codecs.contains(&Compression::Snappy)
+            && codecs
+                .iter()
+                .all(|c| matches!(c, Compression::Snappy | Compression::None)),
         "kcat (librdkafka 2.0.2) asked for snappy but the stored batches are {codecs:?}: \
          the broker's ApiVersions probably advertises a Produce minimum above 0"
     );

@@ -2,6 +2,7 @@
 //!
 //! Module layout (data flows top to bottom):
 //!
+//! - [`cluster`]: the cluster metadata every broker agrees on (Raft quorum).
 //! - [`config`]: the command line / `SLUICE_*` environment settings, validated at start.
 //! - [`server`]: [`Broker::start`] / [`Broker::shutdown`], the accept loop, per-connection
 //!   tasks (framing, size limits, in-order pipelining), and the broker's own small files
@@ -16,6 +17,7 @@
 //! The binary (`src/main.rs`) only parses the configuration, installs the tracing subscriber,
 //! starts a [`Broker`] and shuts it down on SIGTERM / SIGINT. See `docs/architecture.md`.
 
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod group;

@@ -50,6 +50,9 @@ pub enum BrokerError {
     /// A file of the broker's own holds something it cannot parse.
     #[error("{path} is corrupt: {reason}")]
     CorruptFile { path: PathBuf, reason: String },
+    /// The metadata quorum could not start (its files, its listener).
+    #[error("cluster metadata quorum: {reason}")]
+    Cluster { reason: String },
     /// A background task panicked or was cancelled.
     #[error("background task {task} failed: {reason}")]
     Task { task: &'static str, reason: String },

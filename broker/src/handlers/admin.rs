@@ -18,13 +18,14 @@ use kafka_protocol::messages::{
     AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
     CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    TopicName,
+    TopicName, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{blocking, codes, sb, Ctx};
-use crate::log::{AlterOp, ConfigEntry, ConfigSource, LogError};
+use super::{catalog, codes, sb, Ctx};
+use crate::cluster::state::{Command, Outcome};
+use crate::log::{AlterOp, ConfigEntry, ConfigSource};
 
 /// Kafka's config resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -76,7 +77,7 @@ fn opt_sb(s: Option<&str>) -> Option<StrBytes> {
     s.map(sb)
 }
 
-fn err_msg(e: &LogError) -> Option<StrBytes> {
+fn err_msg(e: &impl std::fmt::Display) -> Option<StrBytes> {
     Some(sb(&e.to_string()))
 }
 
@@ -120,22 +121,22 @@ pub async fn create_topics(
                 codes::INVALID_REQUEST,
                 "with manual assignments, num_partitions and replication_factor must be -1".into(),
             )
-        } else if !t.assignments.is_empty()
-            && t.assignments
-                .iter()
-                .any(|a| a.broker_ids.iter().any(|b| b.0 != ctx.node_id) || a.broker_ids.len() != 1)
+        } else if !t.assignments.is_empty() && t.assignments.iter().any(|a| a.broker_ids.len() != 1)
         {
             fail(
                 r,
                 codes::INVALID_REPLICA_ASSIGNMENT,
-                format!("the only broker is node {}", ctx.node_id),
+                "each partition has exactly one replica (data replication is not available yet); \
+                 give one broker id per partition"
+                    .into(),
             )
         } else if !matches!(t.replication_factor, -1 | 1) {
             fail(
                 r,
                 codes::INVALID_REPLICATION_FACTOR,
                 format!(
-                    "replication factor {} is larger than the number of brokers (1)",
+                    "replication factor {} is not available: each partition has exactly one copy \
+                     (use 1 or -1)",
                     t.replication_factor
                 ),
             )
@@ -169,16 +170,16 @@ pub async fn create_topics(
                 })
                 .collect();
             let validate_only = req.validate_only;
-            let n = name.clone();
-            let res = blocking(ctx, move |logs| {
-                let meta = logs.create_topic(&n, partitions, configs, validate_only)?;
+            let res = async {
+                let meta =
+                    catalog::create_topic(ctx, &name, partitions, configs, validate_only).await?;
                 let described = if validate_only {
                     None
                 } else {
-                    Some(logs.describe_topic_configs(&n)?)
+                    Some(ctx.logs.describe_configs_of(&meta))
                 };
-                Ok::<_, LogError>((meta, described))
-            })
+                Ok::<_, catalog::MetaError>((meta, described))
+            }
             .await;
             match res {
                 Ok((meta, described)) => {
@@ -237,7 +238,7 @@ pub async fn delete_topics(
     for (name, id) in targets {
         let resolved = match &name {
             Some(n) => Some(n.clone()),
-            None => ctx.logs.topic_by_id(id).map(|m| m.name),
+            None => catalog::topic_by_id(ctx, id).map(|m| m.name),
         };
         let mut r = DeletableTopicResult::default()
             .with_name(name.as_deref().map(|n| TopicName(sb(n))))
@@ -247,25 +248,20 @@ pub async fn delete_topics(
                 r.error_code = codes::UNKNOWN_TOPIC_ID;
                 r.error_message = Some(sb(&format!("no topic with id {id}")));
             }
-            Some(n) => {
-                let n2 = n.clone();
-                match blocking(ctx, move |logs| logs.delete_topic(&n2)).await {
-                    Ok(meta) => {
-                        ctx.groups.forget_topic(&meta.name);
-                        ctx.metrics.forget_topic(&meta.name);
-                        tracing::info!(topic = %meta.name, "deleted topic");
-                        r.name = Some(TopicName(sb(&meta.name)));
-                        if version >= 6 {
-                            r.topic_id = meta.id;
-                        }
-                    }
-                    Err(e) => {
-                        r.error_code = e.kafka_code();
-                        r.error_message = err_msg(&e);
-                        r.name = Some(TopicName(sb(&n)));
+            Some(n) => match catalog::delete_topic(ctx, &n).await {
+                Ok(meta) => {
+                    ctx.metrics.forget_topic(&meta.name);
+                    r.name = Some(TopicName(sb(&meta.name)));
+                    if version >= 6 {
+                        r.topic_id = meta.id;
                     }
                 }
-            }
+                Err(e) => {
+                    r.error_code = e.kafka_code();
+                    r.error_message = err_msg(&e);
+                    r.name = Some(TopicName(sb(&n)));
+                }
+            },
         }
         if version < 5 {
             r.error_message = None;
@@ -289,23 +285,17 @@ pub async fn create_partitions(
         let r = if !seen.insert(name.clone()) {
             r.with_error_code(codes::INVALID_REQUEST)
                 .with_error_message(Some(sb(&format!("topic {name} appears more than once"))))
-        } else if t.assignments.as_ref().is_some_and(|a| {
-            a.iter()
-                .any(|x| x.broker_ids.len() != 1 || x.broker_ids.iter().any(|b| b.0 != ctx.node_id))
-        }) {
+        } else if t
+            .assignments
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|x| x.broker_ids.len() != 1))
+        {
             r.with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
-                .with_error_message(Some(sb(&format!(
-                    "the only broker is node {}",
-                    ctx.node_id
-                ))))
+                .with_error_message(Some(sb(
+                    "each partition has exactly one replica; give one broker id per partition",
+                )))
         } else {
-            let (count, validate_only) = (t.count, req.validate_only);
-            let n = name.clone();
-            match blocking(ctx, move |logs| {
-                logs.create_partitions(&n, count, validate_only)
-            })
-            .await
-            {
+            match catalog::create_partitions(ctx, &name, t.count, req.validate_only).await {
                 Ok(_) => r.with_error_code(codes::NONE),
                 Err(e) => r
                     .with_error_code(e.kafka_code())
@@ -359,7 +349,7 @@ pub async fn describe_configs(
             .with_resource_name(res.resource_name.clone());
         let name = res.resource_name.as_str().to_string();
         match res.resource_type {
-            RESOURCE_TOPIC => match ctx.logs.describe_topic_configs(&name) {
+            RESOURCE_TOPIC => match catalog::describe_topic_configs(ctx, &name) {
                 Ok(entries) => {
                     r.configs =
                         describe_entries(entries, res.configuration_keys.as_ref(), false, version)
@@ -427,12 +417,7 @@ async fn alter_resource(
         Ok(ops) => ops,
         Err(msg) => return (codes::INVALID_CONFIG, Some(sb(&msg))),
     };
-    let n = name.to_string();
-    match blocking(ctx, move |logs| {
-        logs.alter_topic_configs(&n, ops, incremental, validate_only)
-    })
-    .await
-    {
+    match catalog::alter_topic_configs(ctx, name, ops, incremental, validate_only).await {
         Ok(_) => (codes::NONE, None),
         Err(e) => (e.kafka_code(), err_msg(&e)),
     }
@@ -544,4 +529,43 @@ mod tests {
             SOURCE_STATIC_BROKER_CONFIG
         );
     }
+}
+
+/// UnregisterBroker: removes a broker from the cluster for good (decommission). Refused while it
+/// owns partitions, is receiving one, or coordinates groups: move them off first. Then the
+/// broker also leaves the metadata quorum.
+pub async fn unregister_broker(
+    ctx: &Arc<Ctx>,
+    req: UnregisterBrokerRequest,
+) -> UnregisterBrokerResponse {
+    let id = req.broker_id.0;
+    let resp = UnregisterBrokerResponse::default();
+    let outcome = ctx.cluster.propose(Command::UnregisterBroker { id }).await;
+    let (code, message) = match outcome {
+        Err(e) => (
+            41, // NOT_CONTROLLER: retriable
+            Some(format!(
+                "the metadata quorum did not accept the change: {e}"
+            )),
+        ),
+        Ok(Outcome::Refused { code, message }) => (code, Some(message)),
+        Ok(_) => match ctx.cluster.remove_node(id).await {
+            Ok(()) => {
+                tracing::info!(
+                    broker = id,
+                    "broker unregistered and removed from the quorum"
+                );
+                (codes::NONE, None)
+            }
+            Err(e) => (
+                codes::UNKNOWN_SERVER_ERROR,
+                Some(format!(
+                    "broker {id} is unregistered but could not leave the metadata quorum: {e}"
+                )),
+            ),
+        },
+    };
+    ctx.metrics.error_code("UnregisterBroker", code);
+    resp.with_error_code(code)
+        .with_error_message(message.as_deref().map(sb))
 }

@@ -39,6 +39,7 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::IncrementalAlterConfigs,
     ApiKey::DescribeCluster,
     ApiKey::OffsetForLeaderEpoch,
+    ApiKey::UnregisterBroker,
 ];
 
 /// The smallest Produce version actually served (Kafka 4.x floor).
@@ -79,6 +80,7 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::IncrementalAlterConfigs => range!(IncrementalAlterConfigsRequest),
         ApiKey::DescribeCluster => range!(DescribeClusterRequest),
         ApiKey::OffsetForLeaderEpoch => range!(OffsetForLeaderEpochRequest),
+        ApiKey::UnregisterBroker => range!(UnregisterBrokerRequest),
         _ => None,
     }
 }

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use tokio::sync::watch;
 
-use super::{codes, respond, Ctx, Reply};
+use super::{catalog, codes, respond, Ctx, Reply};
 use crate::error::BrokerError;
 use crate::log::{LogError, PartitionLog};
 use crate::server::codec::RawHeader;
@@ -106,6 +106,30 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
     (resp, used, any_error)
 }
 
+/// The local log of a partition this broker leads, or the error code telling the client where
+/// to go: another broker leads it (NOT_LEADER_OR_FOLLOWER), or the client's leader epoch
+/// (`-1`: not given) is older (FENCED_LEADER_EPOCH) or newer (UNKNOWN_LEADER_EPOCH) than ours.
+pub fn local_partition(
+    ctx: &Ctx,
+    topic: &str,
+    partition: i32,
+    client_epoch: i32,
+) -> Result<Arc<PartitionLog>, i16> {
+    match catalog::ownership(ctx, topic, partition) {
+        catalog::Ownership::Unknown => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+        catalog::Ownership::Elsewhere(_) => Err(catalog::NOT_LEADER_OR_FOLLOWER),
+        catalog::Ownership::Here(epoch) if client_epoch >= 0 && client_epoch < epoch => {
+            Err(codes::FENCED_LEADER_EPOCH)
+        }
+        catalog::Ownership::Here(epoch) if client_epoch > epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
+        // Owned here but not yet created locally: the topology task is about to; retriable.
+        catalog::Ownership::Here(_) => ctx
+            .logs
+            .partition(topic, partition)
+            .ok_or(catalog::NOT_LEADER_OR_FOLLOWER),
+    }
+}
+
 /// Serves Fetch v4+ (topic names up to v12, topic ids from v13).
 pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: FetchRequest) -> Result<Reply, BrokerError> {
     let started = Instant::now();
@@ -117,9 +141,9 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: FetchRequest) -> Result<Reply
     let mut wants = Vec::new();
     for t in &req.topics {
         let meta = if by_id {
-            ctx.logs.topic_by_id(t.topic_id)
+            catalog::topic_by_id(ctx, t.topic_id)
         } else {
-            ctx.logs.topic(t.topic.as_str())
+            catalog::topic(ctx, t.topic.as_str())
         };
         let mut tr = FetchableTopicResponse::default();
         if by_id {
@@ -133,10 +157,7 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: FetchRequest) -> Result<Reply
             let log = match &meta {
                 None if by_id => Err(codes::UNKNOWN_TOPIC_ID),
                 None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                Some(m) => ctx
-                    .logs
-                    .partition(&m.name, p.partition)
-                    .ok_or(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(m) => local_partition(ctx, &m.name, p.partition, p.current_leader_epoch),
             };
             wants.push(Want {
                 topic,
@@ -246,9 +267,14 @@ pub fn list_offsets(ctx: &Arc<Ctx>, version: i16, req: ListOffsetsRequest) -> Li
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(leader_epoch);
-            match ctx.logs.partition(t.name.as_str(), p.partition_index) {
-                None => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(log) => match p.timestamp {
+            match local_partition(
+                ctx,
+                t.name.as_str(),
+                p.partition_index,
+                p.current_leader_epoch,
+            ) {
+                Err(code) => pr.error_code = code,
+                Ok(log) => match p.timestamp {
                     -2 | -4 | -5 => pr.offset = log.log_start_offset(),
                     -1 => pr.offset = log.high_watermark(),
                     // MAX_TIMESTAMP (v7+): the first record carrying the largest timestamp.
@@ -328,13 +354,11 @@ pub fn offset_for_leader_epoch(
     for t in req.topics {
         let mut tr = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
         for p in t.partitions {
-            let (error, epoch, end) = match ctx.logs.partition(t.topic.as_str(), p.partition) {
-                None => (
-                    codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    UNDEFINED_EPOCH,
-                    UNDEFINED_EPOCH_OFFSET,
-                ),
-                Some(log) => epoch_end_offset(
+            // The epoch check is epoch_end_offset's own (it answers per Kafka's rules).
+            let (error, epoch, end) = match local_partition(ctx, t.topic.as_str(), p.partition, -1)
+            {
+                Err(code) => (code, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
+                Ok(log) => epoch_end_offset(
                     log.leader_epoch(),
                     log.log_end_offset(),
                     p.current_leader_epoch,

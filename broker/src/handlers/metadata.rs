@@ -1,5 +1,7 @@
-//! Metadata (with topic ids and auto-creation), DescribeCluster and FindCoordinator. This node
-//! is the only broker, the controller and every group's coordinator.
+//! Metadata (with topic ids and auto-creation), DescribeCluster and FindCoordinator, answered
+//! for the whole cluster from the quorum's state: every broker, every topic, each partition's
+//! owner (its leader, and with one copy its only replica) and leader epoch, each group's
+//! coordinator. The quorum leader is reported as the controller.
 
 use std::sync::Arc;
 
@@ -14,26 +16,55 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
-use super::{blocking, codes, sb, Ctx};
-use crate::log::{validate_topic_name, LogError, TopicMeta};
+use super::{catalog, codes, sb, Ctx};
+use crate::cluster::state::{BrokerRecord, ClusterState, PartitionRecord};
+use crate::log::{validate_topic_name, TopicMeta};
 
 /// "Not provided" for the authorized-operations fields.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-fn topic_entry(ctx: &Ctx, meta: &TopicMeta) -> MetadataResponseTopic {
-    let node = BrokerId(ctx.node_id);
-    let partitions = (0..meta.partitions)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_error_code(codes::NONE)
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-                .with_offline_replicas(vec![])
+/// Kafka's LEADER_NOT_AVAILABLE: the partition's owner is not registered (being removed).
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
+fn partition_entry(
+    state: &ClusterState,
+    index: i32,
+    p: &PartitionRecord,
+) -> MetadataResponsePartition {
+    let node = BrokerId(p.owner);
+    let known = state.brokers.contains_key(&p.owner);
+    MetadataResponsePartition::default()
+        .with_error_code(if known {
+            codes::NONE
+        } else {
+            LEADER_NOT_AVAILABLE
         })
-        .collect();
+        .with_partition_index(index)
+        .with_leader_id(if known { node } else { BrokerId(-1) })
+        .with_leader_epoch(p.leader_epoch)
+        .with_replica_nodes(vec![node])
+        .with_isr_nodes(if known { vec![node] } else { vec![] })
+        .with_offline_replicas(if known { vec![] } else { vec![node] })
+}
+
+/// The broker reported as the controller: the quorum leader (this broker while unknown).
+fn controller(ctx: &Ctx) -> i32 {
+    ctx.cluster.leader().unwrap_or(ctx.node_id)
+}
+
+fn topic_entry(ctx: &Ctx, meta: &TopicMeta) -> MetadataResponseTopic {
+    let state = ctx.cluster.state();
+    let partitions = state
+        .topics
+        .get(&meta.name)
+        .map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| partition_entry(&state, i as i32, p))
+                .collect()
+        })
+        .unwrap_or_default();
     MetadataResponseTopic::default()
         .with_error_code(codes::NONE)
         .with_name(Some(TopicName(sb(&meta.name))))
@@ -55,22 +86,30 @@ fn topic_error(name: Option<&str>, id: Uuid, code: i16) -> MetadataResponseTopic
 /// Unknown topics are created with the default partition count when `--auto-create-topics`
 /// is on and the request allows it (always at v0–v3).
 pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> MetadataResponse {
+    let brokers = ctx
+        .cluster
+        .state()
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(sb(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(sb))
+        })
+        .collect();
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(ctx.node_id))
-            .with_host(sb(&ctx.advertised_host))
-            .with_port(ctx.advertised_port)
-            .with_rack(None)])
-        .with_cluster_id(Some(sb(&ctx.cluster_id)))
-        .with_controller_id(BrokerId(ctx.node_id))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(sb(&ctx.cluster_id())))
+        .with_controller_id(BrokerId(controller(ctx)))
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
     if all {
-        let mut topics = ctx.logs.topics();
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let topics = catalog::topics(ctx);
         resp.topics = topics.iter().map(|m| topic_entry(ctx, m)).collect();
         return resp;
     }
@@ -82,7 +121,7 @@ pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> Met
         let entry = match by_name {
             Some(name) => {
                 let name = name.as_str().to_string();
-                match ctx.logs.topic(&name) {
+                match catalog::topic(ctx, &name) {
                     Some(meta) => topic_entry(ctx, &meta),
                     None => match validate_topic_name(&name) {
                         Err(_) => {
@@ -92,19 +131,17 @@ pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> Met
                             topic_error(Some(&name), Uuid::nil(), codes::UNKNOWN_TOPIC_OR_PARTITION)
                         }
                         Ok(()) => {
-                            let n = name.clone();
-                            let created = blocking(ctx, move |logs| {
-                                logs.create_topic(&n, -1, Default::default(), false)
-                            })
-                            .await;
+                            let created =
+                                catalog::create_topic(ctx, &name, -1, Default::default(), false)
+                                    .await;
                             match created {
                                 Ok(meta) => {
                                     tracing::info!(topic = %meta.name, partitions = meta.partitions, "auto-created topic");
                                     topic_entry(ctx, &meta)
                                 }
                                 // Created concurrently by another request: describe it.
-                                Err(LogError::TopicAlreadyExists { .. }) => {
-                                    match ctx.logs.topic(&name) {
+                                Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => {
+                                    match catalog::topic(ctx, &name) {
                                         Some(meta) => topic_entry(ctx, &meta),
                                         None => topic_error(
                                             Some(&name),
@@ -122,7 +159,7 @@ pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> Met
                     },
                 }
             }
-            None => match ctx.logs.topic_by_id(t.topic_id) {
+            None => match catalog::topic_by_id(ctx, t.topic_id) {
                 Some(meta) => topic_entry(ctx, &meta),
                 None => topic_error(None, t.topic_id, codes::UNKNOWN_TOPIC_ID),
             },
@@ -133,7 +170,7 @@ pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> Met
     resp
 }
 
-/// DescribeCluster: this node, as broker and controller.
+/// DescribeCluster: every registered broker; the quorum leader as controller.
 pub fn describe_cluster(
     ctx: &Ctx,
     _version: i16,
@@ -141,67 +178,87 @@ pub fn describe_cluster(
 ) -> DescribeClusterResponse {
     let resp = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
-        .with_cluster_id(sb(&ctx.cluster_id))
-        .with_controller_id(BrokerId(ctx.node_id))
+        .with_cluster_id(sb(&ctx.cluster_id()))
+        .with_controller_id(BrokerId(controller(ctx)))
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     if req.endpoint_type != 1 {
         return resp
             .with_error_code(codes::UNSUPPORTED_ENDPOINT_TYPE)
             .with_error_message(Some(sb("only broker endpoints (type 1) are served")));
     }
-    resp.with_brokers(vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(ctx.node_id))
-        .with_host(sb(&ctx.advertised_host))
-        .with_port(ctx.advertised_port)
-        .with_rack(None)
-        .with_is_fenced(false)])
+    let brokers = ctx
+        .cluster
+        .state()
+        .brokers
+        .values()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(sb(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(sb))
+                .with_is_fenced(false)
+        })
+        .collect();
+    resp.with_brokers(brokers)
 }
 
-/// FindCoordinator: this node coordinates every group. Transaction coordinators (key type 1)
-/// are refused with a fatal error until transactions exist.
-pub fn find_coordinator(
-    ctx: &Ctx,
+/// One coordinator lookup: (error code, message, broker). Groups are placed through the quorum
+/// on first lookup; transaction coordinators (key type 1) are refused until transactions exist.
+async fn lookup(
+    ctx: &Arc<Ctx>,
+    key_type: i8,
+    key: &str,
+) -> (
+    i16,
+    Option<kafka_protocol::protocol::StrBytes>,
+    Option<BrokerRecord>,
+) {
+    if key_type != 0 {
+        return (
+            codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            Some(sb("transactions are not supported by this broker yet")),
+            None,
+        );
+    }
+    match catalog::coordinator(ctx, key).await {
+        Ok(b) => (codes::NONE, None, Some(b)),
+        Err(e) => (e.code, Some(sb(&e.message)), None),
+    }
+}
+
+/// FindCoordinator (v0–v3 one key, v4+ a batch of keys).
+pub async fn find_coordinator(
+    ctx: &Arc<Ctx>,
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let answer = |key: &str| {
-        if req.key_type == 0 {
-            (codes::NONE, None)
-        } else {
-            let _ = key;
-            (
-                codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                Some(sb("transactions are not supported by this broker yet")),
-            )
-        }
-    };
     if version < 4 {
-        let (code, msg) = answer(req.key.as_str());
+        let (code, msg, b) = lookup(ctx, req.key_type, req.key.as_str()).await;
         ctx.metrics.error_code("FindCoordinator", code);
         let mut r = FindCoordinatorResponse::default()
             .with_error_code(code)
-            .with_node_id(BrokerId(if code == 0 { ctx.node_id } else { -1 }))
-            .with_host(sb(if code == 0 { &ctx.advertised_host } else { "" }))
-            .with_port(if code == 0 { ctx.advertised_port } else { -1 });
+            .with_node_id(BrokerId(b.as_ref().map_or(-1, |b| b.id)))
+            .with_host(sb(b.as_ref().map_or("", |b| b.host.as_str())))
+            .with_port(b.as_ref().map_or(-1, |b| b.port));
         if version >= 1 {
             r.error_message = msg;
         }
         return r;
     }
-    let coordinators = req
-        .coordinator_keys
-        .iter()
-        .map(|k| {
-            let (code, msg) = answer(k.as_str());
-            ctx.metrics.error_code("FindCoordinator", code);
+    let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+    for k in &req.coordinator_keys {
+        let (code, msg, b) = lookup(ctx, req.key_type, k.as_str()).await;
+        ctx.metrics.error_code("FindCoordinator", code);
+        coordinators.push(
             Coordinator::default()
                 .with_key(k.clone())
-                .with_node_id(BrokerId(if code == 0 { ctx.node_id } else { -1 }))
-                .with_host(sb(if code == 0 { &ctx.advertised_host } else { "" }))
-                .with_port(if code == 0 { ctx.advertised_port } else { -1 })
+                .with_node_id(BrokerId(b.as_ref().map_or(-1, |b| b.id)))
+                .with_host(sb(b.as_ref().map_or("", |b| b.host.as_str())))
+                .with_port(b.as_ref().map_or(-1, |b| b.port))
                 .with_error_code(code)
-                .with_error_message(msg)
-        })
-        .collect();
+                .with_error_message(msg),
+        );
+    }
     FindCoordinatorResponse::default().with_coordinators(coordinators)
 }

@@ -4,7 +4,9 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod catalog;
 pub mod codes;
+pub mod coordination;
 pub mod fetch;
 pub mod metadata;
 pub mod produce;
@@ -20,12 +22,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::error::BrokerError;
 use crate::group::{ClientInfo, GroupCoordinator};
 use crate::log::LogManager;
 use crate::metrics::Metrics;
 use crate::server::codec::{self, api_name, RawHeader};
-use crate::server::identity::ProducerIds;
 
 /// Everything a handler may touch, shared by all connections.
 #[derive(Debug)]
@@ -33,15 +35,30 @@ pub struct Ctx {
     pub node_id: i32,
     pub advertised_host: String,
     pub advertised_port: i32,
-    pub cluster_id: String,
+    /// This broker's own cluster id file, proposed as the cluster's id when the quorum has
+    /// none yet (the founder's wins; see [`Ctx::cluster_id`]).
+    pub local_cluster_id: String,
+    /// The cluster metadata quorum (a single in-process node without `--cluster-listen`).
+    pub cluster: Arc<Cluster>,
     pub auto_create_topics: bool,
     /// `--min-insync-replicas`: topics without a `min.insync.replicas` override use it.
     pub min_insync_replicas: i32,
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
-    pub producer_ids: ProducerIds,
+    pub producer_ids: catalog::ProducerIdBlocks,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
+}
+
+impl Ctx {
+    /// The cluster id every broker reports (agreed in the quorum).
+    pub fn cluster_id(&self) -> String {
+        self.cluster
+            .state()
+            .cluster_id
+            .clone()
+            .unwrap_or_else(|| self.local_cluster_id.clone())
+    }
 }
 
 /// What handling one request produced.
@@ -178,11 +195,12 @@ pub async fn dispatch(
             v,
             req!(DescribeClusterRequest)
         )),
-        ApiKey::FindCoordinator => now!(metadata::find_coordinator(
-            ctx,
-            v,
-            req!(FindCoordinatorRequest)
-        )),
+        ApiKey::UnregisterBroker => {
+            now!(admin::unregister_broker(ctx, req!(UnregisterBrokerRequest)).await)
+        }
+        ApiKey::FindCoordinator => {
+            now!(metadata::find_coordinator(ctx, v, req!(FindCoordinatorRequest)).await)
+        }
         ApiKey::InitProducerId => {
             now!(produce::init_producer_id(ctx, req!(InitProducerIdRequest)).await)
         }
@@ -200,6 +218,11 @@ pub async fn dispatch(
         }
         ApiKey::JoinGroup => {
             let req = req!(JoinGroupRequest);
+            if !catalog::coordinates(ctx, req.group_id.as_str()) {
+                return Ok(now!(JoinGroupResponse::default()
+                    .with_error_code(codes::NOT_COORDINATOR)
+                    .with_generation_id(-1)));
+            }
             let groups = Arc::clone(&ctx.groups);
             let client = ClientInfo {
                 client_id: header
@@ -214,11 +237,52 @@ pub async fn dispatch(
                 async move { groups.join_group_from(v, req, client).await },
             )
         }
-        ApiKey::SyncGroup => group!(sync_group, SyncGroupRequest),
-        ApiKey::Heartbeat => group!(heartbeat, HeartbeatRequest),
-        ApiKey::LeaveGroup => group!(leave_group, LeaveGroupRequest),
-        ApiKey::OffsetCommit => group!(offset_commit, OffsetCommitRequest),
-        ApiKey::OffsetFetch => group!(offset_fetch, OffsetFetchRequest),
+        ApiKey::SyncGroup => {
+            let req = req!(SyncGroupRequest);
+            if !catalog::coordinates(ctx, req.group_id.as_str()) {
+                return Ok(now!(
+                    SyncGroupResponse::default().with_error_code(codes::NOT_COORDINATOR)
+                ));
+            }
+            let groups = Arc::clone(&ctx.groups);
+            later(raw, async move { groups.sync_group(v, req).await })
+        }
+        ApiKey::Heartbeat => {
+            let req = req!(HeartbeatRequest);
+            if !catalog::coordinates(ctx, req.group_id.as_str()) {
+                return Ok(now!(
+                    HeartbeatResponse::default().with_error_code(codes::NOT_COORDINATOR)
+                ));
+            }
+            let groups = Arc::clone(&ctx.groups);
+            later(raw, async move { groups.heartbeat(v, req).await })
+        }
+        ApiKey::LeaveGroup => {
+            let req = req!(LeaveGroupRequest);
+            if !catalog::coordinates(ctx, req.group_id.as_str()) {
+                return Ok(now!(
+                    LeaveGroupResponse::default().with_error_code(codes::NOT_COORDINATOR)
+                ));
+            }
+            let groups = Arc::clone(&ctx.groups);
+            later(raw, async move { groups.leave_group(v, req).await })
+        }
+        ApiKey::OffsetCommit => {
+            let req = req!(OffsetCommitRequest);
+            if !catalog::coordinates(ctx, req.group_id.as_str()) {
+                return Ok(now!(coordination::offset_commit_elsewhere(&req)));
+            }
+            let groups = Arc::clone(&ctx.groups);
+            later(raw, async move { groups.offset_commit(v, req).await })
+        }
+        ApiKey::OffsetFetch => {
+            let req = req!(OffsetFetchRequest);
+            if let Some(resp) = coordination::offset_fetch_elsewhere(ctx, v, &req) {
+                return Ok(now!(resp));
+            }
+            let groups = Arc::clone(&ctx.groups);
+            later(raw, async move { groups.offset_fetch(v, req).await })
+        }
         ApiKey::ListGroups => group!(list_groups, ListGroupsRequest),
         ApiKey::DescribeGroups => group!(describe_groups, DescribeGroupsRequest),
         ApiKey::DeleteGroups => group!(delete_groups, DeleteGroupsRequest),

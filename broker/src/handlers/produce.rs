@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 
-use super::{codes, respond, sb, Ctx, Reply};
+use super::{catalog, codes, respond, sb, Ctx, Reply};
 use crate::error::BrokerError;
 use crate::log::{AppendInfo, AppendOutcome, PartitionLog};
 use crate::server::codec::{self, api_name, RawHeader};
@@ -61,9 +61,9 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
 
     for topic in req.topic_data {
         let meta = if by_id {
-            ctx.logs.topic_by_id(topic.topic_id)
+            catalog::topic_by_id(ctx, topic.topic_id)
         } else {
-            ctx.logs.topic(topic.name.as_str())
+            catalog::topic(ctx, topic.name.as_str())
         };
         let min_isr = meta
             .as_ref()
@@ -97,6 +97,18 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Rep
                     Some(format!(
                         "min.insync.replicas={min_isr} but this broker is the only replica"
                     )),
+                )
+            } else if let Some(owner) =
+                meta.as_ref()
+                    .and_then(|m| match catalog::ownership(ctx, &m.name, p.index) {
+                        catalog::Ownership::Elsewhere(owner) => Some(owner),
+                        _ => None,
+                    })
+            {
+                partition_error(
+                    p.index,
+                    catalog::NOT_LEADER_OR_FOLLOWER,
+                    Some(format!("broker {owner} leads this partition")),
                 )
             } else {
                 match meta
@@ -268,23 +280,17 @@ pub async fn init_producer_id(
     let epoch = req.producer_epoch;
     // KIP-360: an idempotent producer may ask to bump its epoch (after a timeout / sequence
     // error); keep the id and bump unless the epoch would overflow.
-    if pid >= 0 && ctx.producer_ids.was_issued(pid) && (0..i16::MAX - 1).contains(&epoch) {
+    if catalog::producer_id_was_issued(ctx, pid) && (0..i16::MAX - 1).contains(&epoch) {
         return base
             .with_producer_id(ProducerId(pid))
             .with_producer_epoch(epoch + 1);
     }
-    let ctx2 = Arc::clone(ctx);
-    match tokio::task::spawn_blocking(move || ctx2.producer_ids.allocate()).await {
-        Ok(Ok(id)) => base.with_producer_id(ProducerId(id)).with_producer_epoch(0),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot persist the producer-id counter");
-            ctx.metrics
-                .error_code("InitProducerId", codes::KAFKA_STORAGE_ERROR);
-            base.with_error_code(codes::KAFKA_STORAGE_ERROR)
-        }
+    match ctx.producer_ids.allocate(ctx).await {
+        Ok(id) => base.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
-            tracing::error!(error = %e, "producer-id allocation task failed");
-            base.with_error_code(codes::UNKNOWN_SERVER_ERROR)
+            tracing::warn!(error = %e, "cannot reserve producer ids");
+            ctx.metrics.error_code("InitProducerId", e.code);
+            base.with_error_code(e.code)
         }
     }
 }

@@ -320,13 +320,32 @@ impl LogDefaults {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct TopicsFile {
     version: u32,
-    topics: Vec<TopicMeta>,
+    topics: Vec<StoredTopic>,
+}
+
+/// A topic as stored in `topics.json`: its metadata and which of its partitions live here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredTopic {
+    #[serde(flatten)]
+    meta: TopicMeta,
+    /// The partitions stored on this broker; absent (files written before clustering) = all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local: Option<Vec<i32>>,
 }
 
 #[derive(Debug, Clone)]
 struct TopicEntry {
     meta: TopicMeta,
-    partitions: Vec<Arc<PartitionLog>>,
+    /// The partitions stored on this broker (in a cluster, the ones it owns or receives).
+    partitions: BTreeMap<i32, Arc<PartitionLog>>,
+}
+
+/// What one broker should store of one topic (see [`LogManager::reconcile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredTopic {
+    pub meta: TopicMeta,
+    /// Partition numbers this broker stores.
+    pub local: std::collections::BTreeSet<i32>,
 }
 
 /// Owns every topic and partition of the broker.
@@ -396,14 +415,15 @@ impl LogManager {
         };
 
         let mut topics = BTreeMap::new();
-        for meta in file.topics {
+        for StoredTopic { meta, local } in file.topics {
             let config = defaults.effective(&meta.configs);
-            let mut partitions = Vec::with_capacity(meta.partitions.max(0) as usize);
-            for p in 0..meta.partitions {
+            let local = local.unwrap_or_else(|| (0..meta.partitions).collect());
+            let mut partitions = BTreeMap::new();
+            for p in local {
                 let dir = partition_dir(data_dir, &meta.name, p);
-                partitions.push(Arc::new(PartitionLog::open(dir, config.clone())?));
+                partitions.insert(p, Arc::new(PartitionLog::open(dir, config.clone())?));
             }
-            tracing::info!(topic = %meta.name, partitions = meta.partitions, "topic recovered");
+            tracing::info!(topic = %meta.name, partitions = meta.partitions, local = partitions.len(), "topic recovered");
             topics.insert(meta.name.clone(), TopicEntry { meta, partitions });
         }
 
@@ -463,10 +483,9 @@ impl LogManager {
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
-        let idx = usize::try_from(partition).ok()?;
         self.read_topics()
             .get(topic)
-            .and_then(|e| e.partitions.get(idx).cloned())
+            .and_then(|e| e.partitions.get(&partition).cloned())
     }
 
     /// Every partition of every topic (metrics, background tasks).
@@ -476,8 +495,7 @@ impl LogManager {
             .flat_map(|e| {
                 e.partitions
                     .iter()
-                    .enumerate()
-                    .map(|(i, p)| (e.meta.name.clone(), i as i32, Arc::clone(p)))
+                    .map(|(i, p)| (e.meta.name.clone(), *i, Arc::clone(p)))
             })
             .collect()
     }
@@ -492,7 +510,13 @@ impl LogManager {
     fn persist(&self, topics: &BTreeMap<String, TopicEntry>) -> Result<(), LogError> {
         let file = TopicsFile {
             version: 1,
-            topics: topics.values().map(|e| e.meta.clone()).collect(),
+            topics: topics
+                .values()
+                .map(|e| StoredTopic {
+                    meta: e.meta.clone(),
+                    local: Some(e.partitions.keys().copied().collect()),
+                })
+                .collect(),
         };
         let path = self.data_dir.join(TOPICS_FILE);
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| LogError::Metadata {
@@ -553,21 +577,129 @@ impl LogManager {
         Ok(meta)
     }
 
+    /// Makes this broker's logs match what the cluster says it stores: topics and partitions not
+    /// in `desired` (deleted topics, partitions moved away, an older topic of the same name) are
+    /// dropped and their files deleted; partitions new to this broker are created empty; config
+    /// changes reach every local partition. `topics.json` is written before any file is
+    /// deleted, so a crash in between leaves only orphan directories, which [`LogManager::open`]
+    /// removes. Blocking. Returns whether anything changed.
+    pub fn reconcile(&self, desired: &[DesiredTopic]) -> Result<bool, LogError> {
+        let _admin = self.lock_admin();
+        let current = self.read_topics().clone();
+        let want: BTreeMap<&str, &DesiredTopic> =
+            desired.iter().map(|d| (d.meta.name.as_str(), d)).collect();
+
+        // 1. Drop what this broker no longer stores; keep the rest, with the new metadata.
+        let mut kept: BTreeMap<String, TopicEntry> = BTreeMap::new();
+        let mut retired: Vec<(String, i32, Arc<PartitionLog>)> = Vec::new();
+        for (name, entry) in &current {
+            let same = want
+                .get(name.as_str())
+                .filter(|d| d.meta.id == entry.meta.id);
+            let mut partitions = BTreeMap::new();
+            for (p, log) in &entry.partitions {
+                match same {
+                    Some(d) if d.local.contains(p) => {
+                        partitions.insert(*p, Arc::clone(log));
+                    }
+                    _ => retired.push((name.clone(), *p, Arc::clone(log))),
+                }
+            }
+            if let Some(d) = same {
+                if d.meta.configs != entry.meta.configs {
+                    let config = self.defaults.effective(&d.meta.configs);
+                    for log in partitions.values() {
+                        log.set_config(config.clone());
+                    }
+                    tracing::info!(topic = %name, configs = ?d.meta.configs, "topic configs changed");
+                }
+                kept.insert(
+                    name.clone(),
+                    TopicEntry {
+                        meta: d.meta.clone(),
+                        partitions,
+                    },
+                );
+            }
+        }
+        // 2. Topics and partitions new to this broker.
+        let mut missing: Vec<(&DesiredTopic, i32)> = Vec::new();
+        for d in desired {
+            let entry = kept
+                .entry(d.meta.name.clone())
+                .or_insert_with(|| TopicEntry {
+                    meta: d.meta.clone(),
+                    partitions: BTreeMap::new(),
+                });
+            missing.extend(
+                d.local
+                    .iter()
+                    .filter(|p| !entry.partitions.contains_key(p))
+                    .map(|p| (d, *p)),
+            );
+        }
+        let metas_changed = current.len() != kept.len()
+            || current
+                .iter()
+                .zip(kept.iter())
+                .any(|((a, ea), (b, eb))| a != b || ea.meta != eb.meta);
+        if retired.is_empty() && missing.is_empty() && !metas_changed {
+            return Ok(false);
+        }
+
+        let mut next = kept;
+        if !retired.is_empty() || metas_changed {
+            self.persist(&next)?;
+            *self.write_topics() = next.clone();
+        }
+        for (name, p, log) in &retired {
+            self.retire(name, *p, log);
+            tracing::info!(topic = %name, partition = p, "partition no longer stored here; files removed");
+        }
+        if !retired.is_empty() {
+            let _ = sync_dir(&self.data_dir.join(TOPICS_DIR));
+        }
+        if !missing.is_empty() {
+            for (d, p) in missing {
+                let config = self.defaults.effective(&d.meta.configs);
+                let logs = self.open_new_partitions(&d.meta.name, p..p + 1, &config)?;
+                if let Some(entry) = next.get_mut(&d.meta.name) {
+                    entry.partitions.extend(logs);
+                }
+                tracing::info!(topic = %d.meta.name, partition = p, "partition created here");
+            }
+            self.persist(&next)?;
+            *self.write_topics() = next;
+        }
+        Ok(true)
+    }
+
+    /// Forgets one partition's log: keeps its fsync counters for the metrics, deletes its files.
+    fn retire(&self, topic: &str, partition: i32, log: &PartitionLog) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.retired_fsyncs.fetch_add(log.fsync_count(), Relaxed);
+        self.retired_fsync_nanos
+            .fetch_add(log.fsync_time().as_nanos() as u64, Relaxed);
+        if let Err(e) = log.remove_files() {
+            tracing::warn!(topic, partition, error = %e, "could not remove partition directory");
+        }
+    }
+
     /// Creates fresh partition directories (removing any stale leftover first) and opens them.
     fn open_new_partitions(
         &self,
         topic: &str,
         range: std::ops::Range<i32>,
         config: &LogConfig,
-    ) -> Result<Vec<Arc<PartitionLog>>, LogError> {
-        let mut logs = Vec::with_capacity(range.len());
+    ) -> Result<BTreeMap<i32, Arc<PartitionLog>>, LogError> {
+        let mut logs = BTreeMap::new();
         for p in range {
             let dir = partition_dir(&self.data_dir, topic, p);
             if dir.exists() {
                 tracing::warn!(path = %dir.display(), "removing stale partition directory");
                 std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
             }
-            logs.push(Arc::new(PartitionLog::open(dir, config.clone())?));
+            logs.insert(p, Arc::new(PartitionLog::open(dir, config.clone())?));
         }
         sync_dir(&self.data_dir.join(TOPICS_DIR))?;
         Ok(logs)
@@ -584,14 +716,8 @@ impl LogManager {
         *self.write_topics() = next;
         // topics.json no longer names the topic: a crash from here on leaves orphan
         // directories that the next open removes.
-        for (p, log) in entry.partitions.iter().enumerate() {
-            use std::sync::atomic::Ordering::Relaxed;
-            self.retired_fsyncs.fetch_add(log.fsync_count(), Relaxed);
-            self.retired_fsync_nanos
-                .fetch_add(log.fsync_time().as_nanos() as u64, Relaxed);
-            if let Err(e) = log.remove_files() {
-                tracing::warn!(topic = name, partition = p, error = %e, "could not remove partition directory");
-            }
+        for (p, log) in &entry.partitions {
+            self.retire(name, *p, log);
         }
         let _ = sync_dir(&self.data_dir.join(TOPICS_DIR));
         tracing::info!(topic = name, "topic deleted");
@@ -661,28 +787,7 @@ impl LogManager {
                 .ok_or_else(|| LogError::UnknownTopic {
                     name: name.to_string(),
                 })?;
-        let mut configs = if incremental {
-            entry.meta.configs.clone()
-        } else {
-            BTreeMap::new()
-        };
-        for op in ops {
-            match op {
-                AlterOp::Set(k, v) => {
-                    validate_topic_config(&k, &v)?;
-                    configs.insert(k, v);
-                }
-                AlterOp::Delete(k) => {
-                    let known = TOPIC_CONFIG_KEYS.contains(&k.as_str())
-                        || READ_ONLY_TOPIC_CONFIGS.iter().any(|(r, _)| *r == k);
-                    if !known {
-                        validate_topic_config(&k, "")?;
-                    }
-                    configs.remove(&k);
-                }
-            }
-        }
-        entry.meta.configs = configs;
+        entry.meta.configs = altered_configs(&entry.meta.configs, ops, incremental)?;
         if validate_only {
             return Ok(entry.meta);
         }
@@ -690,7 +795,7 @@ impl LogManager {
         let mut next = self.read_topics().clone();
         next.insert(name.to_string(), entry.clone());
         self.persist(&next)?;
-        for p in &entry.partitions {
+        for p in entry.partitions.values() {
             p.set_config(config.clone());
         }
         *self.write_topics() = next;
@@ -703,6 +808,11 @@ impl LogManager {
         let meta = self.topic(name).ok_or_else(|| LogError::UnknownTopic {
             name: name.to_string(),
         })?;
+        Ok(self.describe_configs_of(&meta))
+    }
+
+    /// Every config of a topic with these overrides, defaults from this broker's flags.
+    pub fn describe_configs_of(&self, meta: &TopicMeta) -> Vec<ConfigEntry> {
         let effective = self.defaults.effective(&meta.configs);
         let mut out: Vec<ConfigEntry> = TOPIC_CONFIG_KEYS
             .iter()
@@ -734,7 +844,7 @@ impl LogManager {
         ));
         out.push(entry("flush.ms", flush_ms, ConfigSource::Default, true));
         out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        out
     }
 
     /// Broker-level configs (DescribeConfigs on the BROKER resource), sorted by name.
@@ -932,7 +1042,7 @@ fn entry(name: &str, value: String, source: ConfigSource, read_only: bool) -> Co
     }
 }
 
-fn check_partition_count(topic: &str, partitions: i32) -> Result<(), LogError> {
+pub fn check_partition_count(topic: &str, partitions: i32) -> Result<(), LogError> {
     if !(1..=MAX_PARTITIONS).contains(&partitions) {
         return Err(LogError::InvalidPartitions {
             topic: topic.to_string(),
@@ -940,6 +1050,37 @@ fn check_partition_count(topic: &str, partitions: i32) -> Result<(), LogError> {
         });
     }
     Ok(())
+}
+
+/// A topic's overrides after AlterConfigs (`incremental == false`: the `Set` ops replace every
+/// override) or IncrementalAlterConfigs, each value validated.
+pub fn altered_configs(
+    current: &BTreeMap<String, String>,
+    ops: Vec<AlterOp>,
+    incremental: bool,
+) -> Result<BTreeMap<String, String>, LogError> {
+    let mut configs = if incremental {
+        current.clone()
+    } else {
+        BTreeMap::new()
+    };
+    for op in ops {
+        match op {
+            AlterOp::Set(k, v) => {
+                validate_topic_config(&k, &v)?;
+                configs.insert(k, v);
+            }
+            AlterOp::Delete(k) => {
+                let known = TOPIC_CONFIG_KEYS.contains(&k.as_str())
+                    || READ_ONLY_TOPIC_CONFIGS.iter().any(|(r, _)| *r == k);
+                if !known {
+                    validate_topic_config(&k, "")?;
+                }
+                configs.remove(&k);
+            }
+        }
+    }
+    Ok(configs)
 }
 
 /// `<data-dir>/topics/<topic>-<partition>`.
@@ -961,7 +1102,7 @@ fn remove_orphan_dirs(
         let known = name
             .rsplit_once('-')
             .and_then(|(t, p)| Some((topics.get(t)?, p.parse::<i32>().ok()?)))
-            .is_some_and(|(e, p)| (0..e.meta.partitions).contains(&p));
+            .is_some_and(|(e, p)| e.partitions.contains_key(&p));
         if !known {
             let path = ent.path();
             tracing::warn!(path = %path.display(), "removing partition directory of a deleted topic");

@@ -17,9 +17,9 @@ mod producer;
 mod segment;
 
 pub use manager::{
-    partition_dir, validate_topic_config, validate_topic_configs, validate_topic_name, AlterOp,
-    ConfigEntry, ConfigSource, LogDefaults, LogManager, TopicMeta, MAX_PARTITIONS,
-    TOPIC_CONFIG_KEYS,
+    altered_configs, check_partition_count, partition_dir, validate_topic_config,
+    validate_topic_configs, validate_topic_name, AlterOp, ConfigEntry, ConfigSource, DesiredTopic,
+    LogDefaults, LogManager, TopicMeta, MAX_PARTITIONS, TOPIC_CONFIG_KEYS,
 };
 pub use partition::PartitionLog;
 

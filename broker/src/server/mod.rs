@@ -5,6 +5,7 @@
 pub mod codec;
 mod conn;
 pub mod identity;
+pub mod topology;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -18,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::cluster::state::{BrokerRecord, BrokerState, Command};
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::group::{GroupConfig, GroupCoordinator, TopicDirectory};
@@ -32,17 +35,20 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Lets the group coordinator check committed topics and resolve topic ids.
-struct LogTopics(Arc<LogManager>);
+/// The group coordinator's view of the topics: the whole cluster's, not only the local logs.
+struct ClusterTopics(Arc<Cluster>);
 
-impl TopicDirectory for LogTopics {
+impl TopicDirectory for ClusterTopics {
     fn partitions(&self, topic: &str) -> Option<i32> {
-        self.0.topic(topic).map(|t| t.partitions)
+        let state = self.0.state();
+        let t = state.topics.get(topic)?;
+        Some(i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
     }
     fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
-        self.0.topic_by_id(id).map(|t| t.name)
+        self.0.state().topic_by_id(id).map(|(name, _)| name.clone())
     }
     fn topic_id(&self, name: &str) -> Option<uuid::Uuid> {
-        self.0.topic(name).map(|t| t.id)
+        self.0.state().topics.get(name).map(|t| t.id)
     }
 }
 
@@ -146,21 +152,20 @@ impl Broker {
                 source,
             })?;
             let cluster_id = identity::load_or_create_cluster_id(&dir)?;
-            let producer_ids = identity::ProducerIds::open(&dir)?;
             let groups = GroupCoordinator::open(GroupConfig {
                 dir: dir.join("groups"),
                 min_session_timeout_ms: 6_000,
                 max_session_timeout_ms: 1_800_000,
                 initial_rebalance_delay_ms: 3_000,
             })?;
-            Ok::<_, BrokerError>((logs, cluster_id, producer_ids, groups))
+            Ok::<_, BrokerError>((logs, cluster_id, groups))
         })
         .await
         .map_err(|e| BrokerError::Task {
             task: "recovery",
             reason: e.to_string(),
         });
-        let (logs, cluster_id, producer_ids, groups) = match recovered.and_then(|r| r) {
+        let (logs, local_cluster_id, groups) = match recovered.and_then(|r| r) {
             Ok(r) => r,
             Err(e) => {
                 http_shutdown.cancel();
@@ -169,34 +174,62 @@ impl Broker {
         };
 
         let (advertised_host, advertised_port) = advertised_address(&config, kafka_addr);
+        let cluster =
+            match start_cluster(&config, &advertised_host, advertised_port, &shutdown).await {
+                Ok(c) => c,
+                Err(e) => {
+                    http_shutdown.cancel();
+                    return Err(e);
+                }
+            };
         let logs = Arc::new(logs);
         let groups = Arc::new(groups);
-        groups.set_topic_directory(Arc::new(LogTopics(Arc::clone(&logs))));
+        groups.set_topic_directory(Arc::new(ClusterTopics(Arc::clone(&cluster))));
         logs.spawn_background(shutdown.clone());
         groups.spawn_expiry(shutdown.clone());
         let ctx = Arc::new(Ctx {
             node_id: config.node_id,
             advertised_host: advertised_host.clone(),
             advertised_port,
-            cluster_id,
+            local_cluster_id,
+            cluster,
             auto_create_topics: config.auto_create_topics,
             min_insync_replicas: config.min_insync_replicas,
             logs,
             groups,
-            producer_ids,
+            producer_ids: Default::default(),
             metrics: Arc::new(Metrics::new()),
             shutdown: shutdown.clone(),
         });
 
         let connections = TaskTracker::new();
-        let accept = tokio::spawn(accept_loop(
-            kafka,
-            Arc::clone(&ctx),
-            connections.clone(),
-            config.max_request_bytes(),
-        ));
         let _ = http_state.ctx.set(Arc::clone(&ctx));
-        http_state.ready.store(true, Ordering::Release);
+        // A broker of a larger cluster may wait for its peers: it starts serving Kafka once it
+        // has joined the quorum (clients' connections wait in the listen backlog until then).
+        // A single node is ready at once, so `start` returns a serving broker.
+        let bring_up = bring_up(Arc::clone(&ctx), Arc::clone(&http_state));
+        let accept = if config.cluster_listen.is_none() {
+            bring_up.await;
+            tokio::spawn(accept_loop(
+                kafka,
+                Arc::clone(&ctx),
+                connections.clone(),
+                config.max_request_bytes(),
+            ))
+        } else {
+            let (ctx2, tracker, max) = (
+                Arc::clone(&ctx),
+                connections.clone(),
+                config.max_request_bytes(),
+            );
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = ctx2.shutdown.cancelled() => return,
+                    _ = bring_up => {}
+                }
+                accept_loop(kafka, ctx2, tracker, max).await;
+            })
+        };
 
         let advertise = if advertised_host.contains(':') {
             format!("[{advertised_host}]:{advertised_port}")
@@ -257,6 +290,7 @@ impl Broker {
                 "in-flight requests did not finish within the drain timeout"
             );
         }
+        self.ctx.cluster.shutdown().await;
         let ctx = Arc::clone(&self.ctx);
         let flushed = tokio::task::spawn_blocking(move || {
             let logs = ctx.logs.flush_all().map_err(|source| BrokerError::Log {
@@ -289,6 +323,94 @@ impl Drop for Broker {
         self.shutdown.cancel();
         self.http_shutdown.cancel();
     }
+}
+
+/// Resolves `--cluster-listen` and starts this broker's member of the metadata quorum (an
+/// in-process single node without it).
+async fn start_cluster(
+    config: &Config,
+    advertised_host: &str,
+    advertised_port: i32,
+    shutdown: &CancellationToken,
+) -> Result<Arc<Cluster>, BrokerError> {
+    let listen = match &config.cluster_listen {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::lookup_host(addr.as_str())
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| BrokerError::InvalidConfig {
+                    setting: "--cluster-listen".into(),
+                    value: addr.clone(),
+                    allowed: "host:port that resolves to a local address".into(),
+                })?,
+        ),
+    };
+    // Peers reach this broker at its advertised host and the cluster port.
+    let cluster_addr = match listen {
+        Some(a) if advertised_host.contains(':') => format!("[{advertised_host}]:{}", a.port()),
+        Some(a) => format!("{advertised_host}:{}", a.port()),
+        None => String::new(),
+    };
+    let me = BrokerRecord {
+        id: config.node_id,
+        host: advertised_host.to_string(),
+        port: advertised_port,
+        cluster_addr,
+        rack: None,
+        state: BrokerState::Active,
+    };
+    let cfg = ClusterConfig {
+        node_id: config.node_id,
+        dir: config.data_dir.join("cluster"),
+        listen,
+        seeds: config.seeds.clone(),
+        me,
+    };
+    Cluster::start(cfg, shutdown.clone())
+        .await
+        .map_err(|e| BrokerError::Cluster {
+            reason: e.to_string(),
+        })
+}
+
+/// Waits until this broker is a caught-up member of the quorum, agrees the cluster id, brings
+/// its local logs in line with the metadata, starts following metadata changes and marks the
+/// broker ready.
+async fn bring_up(ctx: Arc<Ctx>, http: Arc<HttpState>) {
+    let cluster = Arc::clone(&ctx.cluster);
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => return,
+        _ = cluster.ready() => {}
+    }
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let init = Command::InitCluster {
+            cluster_id: ctx.local_cluster_id.clone(),
+        };
+        match cluster.propose(init).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "could not agree the cluster id with the quorum");
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    topology::sync_now(&cluster, &ctx.logs, &ctx.groups, ctx.node_id).await;
+    topology::spawn_sync(
+        Arc::clone(&cluster),
+        Arc::clone(&ctx.logs),
+        Arc::clone(&ctx.groups),
+        ctx.node_id,
+        ctx.shutdown.clone(),
+    );
+    tracing::info!(cluster_id = %ctx.cluster_id(), brokers = cluster.state().brokers.len(), "joined the cluster; serving");
+    http.ready.store(true, Ordering::Release);
 }
 
 async fn accept_loop(

@@ -1,0 +1,369 @@
+//! The handlers' view of the cluster metadata: topics, partition owners, group coordinators
+//! and producer ids come from the quorum's state ([`crate::cluster`]); changes are validated
+//! here (names, configs, counts: anything that depends on this binary's rules) and then
+//! proposed to the quorum, which every broker applies in the same order.
+//!
+//! After a change this broker has proposed, its own local logs are brought in line before the
+//! client gets its answer, so a CreateTopics followed by a Produce to the same broker works.
+//! Other brokers follow within moments (their topology task watches the state).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{codes, Ctx};
+use crate::cluster::state::{BrokerRecord, Command, ConfigChange, Outcome, PartitionRecord};
+use crate::log::{
+    altered_configs, check_partition_count, validate_topic_configs, validate_topic_name, AlterOp,
+    ConfigEntry, LogError, TopicMeta,
+};
+use crate::server::topology::{self, topic_meta};
+
+/// Kafka's NOT_CONTROLLER: retriable, clients refresh metadata and try again.
+const NOT_CONTROLLER: i16 = 41;
+/// Kafka's COORDINATOR_NOT_AVAILABLE.
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// Kafka's NOT_LEADER_OR_FOLLOWER.
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+/// Producer ids reserved from the quorum at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// A refused metadata change or lookup: the Kafka error code and a message naming the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct MetaError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl MetaError {
+    pub fn kafka_code(&self) -> i16 {
+        self.code
+    }
+}
+
+impl From<LogError> for MetaError {
+    fn from(e: LogError) -> Self {
+        MetaError {
+            code: e.kafka_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Where a partition lives, seen from this broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// This broker owns it, at this leader epoch.
+    Here(i32),
+    /// Another broker owns it.
+    Elsewhere(i32),
+    /// No such topic or partition.
+    Unknown,
+}
+
+/// Every topic of the cluster, sorted by name.
+pub fn topics(ctx: &Ctx) -> Vec<TopicMeta> {
+    let state = ctx.cluster.state();
+    state
+        .topics
+        .iter()
+        .map(|(name, t)| topic_meta(name, t))
+        .collect()
+}
+
+pub fn topic(ctx: &Ctx, name: &str) -> Option<TopicMeta> {
+    let state = ctx.cluster.state();
+    state.topics.get(name).map(|t| topic_meta(name, t))
+}
+
+pub fn topic_by_id(ctx: &Ctx, id: Uuid) -> Option<TopicMeta> {
+    let state = ctx.cluster.state();
+    state.topic_by_id(id).map(|(name, t)| topic_meta(name, t))
+}
+
+/// The partition records of a topic (owners and leader epochs), if it exists.
+pub fn partitions(ctx: &Ctx, name: &str) -> Option<Vec<PartitionRecord>> {
+    ctx.cluster
+        .state()
+        .topics
+        .get(name)
+        .map(|t| t.partitions.clone())
+}
+
+pub fn ownership(ctx: &Ctx, topic: &str, partition: i32) -> Ownership {
+    match ctx.cluster.state().partition(topic, partition) {
+        None => Ownership::Unknown,
+        Some(p) if p.owner == ctx.node_id => Ownership::Here(p.leader_epoch),
+        Some(p) => Ownership::Elsewhere(p.owner),
+    }
+}
+
+/// A registered broker.
+pub fn broker(ctx: &Ctx, id: i32) -> Option<BrokerRecord> {
+    ctx.cluster.state().brokers.get(&id).cloned()
+}
+
+/// Proposes `cmd`; a refusal becomes the error the client sees. Then applies the new state to
+/// this broker's logs.
+async fn propose(ctx: &Arc<Ctx>, cmd: Command) -> Result<Outcome, MetaError> {
+    let outcome = ctx.cluster.propose(cmd).await.map_err(|e| MetaError {
+        code: NOT_CONTROLLER,
+        message: format!("the metadata quorum did not accept the change: {e}"),
+    })?;
+    if let Outcome::Refused { code, message } = outcome {
+        return Err(MetaError { code, message });
+    }
+    topology::sync_now(&ctx.cluster, &ctx.logs, &ctx.groups, ctx.node_id).await;
+    Ok(outcome)
+}
+
+fn expect_topic(outcome: Outcome, name: &str) -> Result<TopicMeta, MetaError> {
+    match outcome {
+        Outcome::Topic { name, topic } => Ok(topic_meta(&name, &topic)),
+        other => Err(MetaError {
+            code: codes::UNKNOWN_SERVER_ERROR,
+            message: format!("topic {name}: unexpected answer from the metadata quorum: {other:?}"),
+        }),
+    }
+}
+
+fn unknown_topic(name: &str) -> MetaError {
+    LogError::UnknownTopic {
+        name: name.to_string(),
+    }
+    .into()
+}
+
+/// Validates and creates a topic. `partitions == -1` means the broker default.
+pub async fn create_topic(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<TopicMeta, MetaError> {
+    validate_topic_name(name)?;
+    let partitions = if partitions == -1 {
+        ctx.logs.defaults().default_partitions
+    } else {
+        partitions
+    };
+    check_partition_count(name, partitions)?;
+    validate_topic_configs(&configs)?;
+    if ctx.cluster.state().topics.contains_key(name) {
+        return Err(LogError::TopicAlreadyExists {
+            name: name.to_string(),
+        }
+        .into());
+    }
+    if validate_only {
+        return Ok(TopicMeta {
+            name: name.to_string(),
+            id: Uuid::nil(),
+            partitions,
+            configs,
+        });
+    }
+    let outcome = propose(
+        ctx,
+        Command::CreateTopic {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        },
+    )
+    .await?;
+    let meta = expect_topic(outcome, name)?;
+    tracing::info!(topic = %meta.name, partitions = meta.partitions, id = %meta.id, "topic created");
+    Ok(meta)
+}
+
+pub async fn delete_topic(ctx: &Arc<Ctx>, name: &str) -> Result<TopicMeta, MetaError> {
+    let meta = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
+    propose(
+        ctx,
+        Command::DeleteTopic {
+            name: name.to_string(),
+        },
+    )
+    .await?;
+    tracing::info!(topic = name, "topic deleted");
+    Ok(meta)
+}
+
+pub async fn create_partitions(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    total: i32,
+    validate_only: bool,
+) -> Result<TopicMeta, MetaError> {
+    let current = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
+    if total <= current.partitions {
+        return Err(LogError::InvalidPartitions {
+            topic: name.to_string(),
+            reason: format!(
+                "topic has {} partitions; the new total {total} must be larger",
+                current.partitions
+            ),
+        }
+        .into());
+    }
+    check_partition_count(name, total)?;
+    if validate_only {
+        return Ok(TopicMeta {
+            partitions: total,
+            ..current
+        });
+    }
+    let outcome = propose(
+        ctx,
+        Command::CreatePartitions {
+            name: name.to_string(),
+            total,
+        },
+    )
+    .await?;
+    let meta = expect_topic(outcome, name)?;
+    tracing::info!(
+        topic = name,
+        from = current.partitions,
+        to = total,
+        "partitions added"
+    );
+    Ok(meta)
+}
+
+/// AlterConfigs (`incremental == false`) or IncrementalAlterConfigs on one topic.
+pub async fn alter_topic_configs(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    ops: Vec<AlterOp>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<TopicMeta, MetaError> {
+    let current = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
+    let configs = altered_configs(&current.configs, ops.clone(), incremental)?;
+    if validate_only {
+        return Ok(TopicMeta { configs, ..current });
+    }
+    let changes = ops
+        .into_iter()
+        .map(|op| match op {
+            AlterOp::Set(k, v) => ConfigChange::Set(k, v),
+            AlterOp::Delete(k) => ConfigChange::Delete(k),
+        })
+        .collect();
+    let outcome = propose(
+        ctx,
+        Command::AlterTopicConfigs {
+            name: name.to_string(),
+            changes,
+            replace: !incremental,
+        },
+    )
+    .await?;
+    let meta = expect_topic(outcome, name)?;
+    tracing::info!(topic = name, configs = ?meta.configs, "topic configs changed");
+    Ok(meta)
+}
+
+/// Every config of a topic, defaults included.
+pub fn describe_topic_configs(ctx: &Ctx, name: &str) -> Result<Vec<ConfigEntry>, MetaError> {
+    let meta = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
+    Ok(ctx.logs.describe_configs_of(&meta))
+}
+
+/// The broker coordinating `group`, placing the group on the least loaded broker the first
+/// time anyone asks.
+pub async fn coordinator(ctx: &Arc<Ctx>, group: &str) -> Result<BrokerRecord, MetaError> {
+    let placed = ctx.cluster.state().groups.get(group).map(|g| g.coordinator);
+    let id = match placed {
+        Some(id) => id,
+        None => match propose(
+            ctx,
+            Command::AssignGroup {
+                group: group.to_string(),
+            },
+        )
+        .await
+        {
+            Ok(Outcome::Coordinator(id)) => id,
+            Ok(other) => {
+                return Err(MetaError {
+                    code: COORDINATOR_NOT_AVAILABLE,
+                    message: format!("group {group}: unexpected answer {other:?}"),
+                })
+            }
+            Err(e) => {
+                return Err(MetaError {
+                    code: COORDINATOR_NOT_AVAILABLE,
+                    message: format!("group {group}: {e}"),
+                })
+            }
+        },
+    };
+    broker(ctx, id).ok_or_else(|| MetaError {
+        code: COORDINATOR_NOT_AVAILABLE,
+        message: format!("group {group}: its coordinator, broker {id}, is not registered"),
+    })
+}
+
+/// Whether this broker coordinates `group`. A group nobody has asked about yet is served
+/// here only when this broker is the only one (a single-node cluster); in a larger cluster
+/// the client is sent to FindCoordinator.
+pub fn coordinates(ctx: &Ctx, group: &str) -> bool {
+    let state = ctx.cluster.state();
+    match state.groups.get(group) {
+        Some(g) => g.coordinator == ctx.node_id,
+        None => state.brokers.len() <= 1,
+    }
+}
+
+/// Producer ids, unique in the whole cluster: reserved from the quorum a block at a time.
+#[derive(Debug, Default)]
+pub struct ProducerIdBlocks {
+    /// (next id to hand out, end of the reserved block).
+    block: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl ProducerIdBlocks {
+    pub async fn allocate(&self, ctx: &Arc<Ctx>) -> Result<i64, MetaError> {
+        let mut block = self.block.lock().await;
+        if block.0 >= block.1 {
+            let outcome = ctx
+                .cluster
+                .propose(Command::AllocateProducerIds {
+                    broker: ctx.node_id,
+                    count: PRODUCER_ID_BLOCK,
+                })
+                .await
+                .map_err(|e| MetaError {
+                    code: NOT_CONTROLLER,
+                    message: format!("could not reserve producer ids: {e}"),
+                })?;
+            match outcome {
+                Outcome::ProducerIds { first, count } => *block = (first, first + count),
+                Outcome::Refused { code, message } => return Err(MetaError { code, message }),
+                other => {
+                    return Err(MetaError {
+                        code: codes::UNKNOWN_SERVER_ERROR,
+                        message: format!(
+                            "unexpected answer to a producer id reservation: {other:?}"
+                        ),
+                    })
+                }
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+}
+
+/// Whether `id` was ever handed out by any broker of the cluster.
+pub fn producer_id_was_issued(ctx: &Ctx, id: i64) -> bool {
+    id >= 0 && id < ctx.cluster.state().next_producer_id
+}

@@ -348,10 +348,17 @@ async fn start_cluster(
         ),
     };
     // Peers reach this broker at its advertised host and the cluster port.
+    // A listener on a specific address is reached there (empty: the cluster fills in the
+    // bound address, which also covers port 0); one on every interface at the advertised host.
     let cluster_addr = match listen {
-        Some(a) if advertised_host.contains(':') => format!("[{advertised_host}]:{}", a.port()),
-        Some(a) => format!("{advertised_host}:{}", a.port()),
-        None => String::new(),
+        Some(a) if a.ip().is_unspecified() && a.port() != 0 => {
+            if advertised_host.contains(':') {
+                format!("[{advertised_host}]:{}", a.port())
+            } else {
+                format!("{advertised_host}:{}", a.port())
+            }
+        }
+        _ => String::new(),
     };
     let me = BrokerRecord {
         id: config.node_id,

@@ -1,0 +1,478 @@
+//! The metadata quorum (`sluice_broker::cluster`): in-process `Cluster` members on real TCP
+//! (127.0.0.1), each with its own real files in a temporary directory. Every wait polls a
+//! condition with a deadline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_broker::cluster::state::{BrokerRecord, BrokerState, Command, Outcome};
+use sluice_broker::cluster::{Cluster, ClusterConfig, ClusterError};
+use tokio_util::sync::CancellationToken;
+
+const READY: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(20);
+
+/// A port nobody listens on right now (bound, then released for the member to bind).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn record(id: i32, cluster_addr: String) -> BrokerRecord {
+    BrokerRecord {
+        id,
+        host: "127.0.0.1".to_string(),
+        port: 19092 + id,
+        cluster_addr,
+        rack: None,
+        state: BrokerState::Active,
+    }
+}
+
+/// Polls `cond` every POLL until it returns `Some` or `timeout` passes (then panics naming
+/// `what`).
+async fn until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn within<F: Future>(what: &str, timeout: Duration, f: F) -> F::Output {
+    tokio::time::timeout(timeout, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {timeout:?}: {what}"))
+}
+
+/// One member: its volume and port survive restarts.
+struct Member {
+    id: i32,
+    dir: PathBuf,
+    port: u16,
+    seeds: Vec<String>,
+    cluster: Option<Arc<Cluster>>,
+}
+
+impl Member {
+    fn new(root: &Path, id: i32, port: u16, seeds: Vec<String>) -> Member {
+        Member {
+            id,
+            dir: root.join(format!("node-{id}")).join("cluster"),
+            port,
+            seeds,
+            cluster: None,
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) -> Arc<Cluster> {
+        let cfg = ClusterConfig {
+            node_id: self.id,
+            dir: self.dir.clone(),
+            listen: Some(self.addr().parse().expect("socket address")),
+            seeds: self.seeds.clone(),
+            me: record(self.id, self.addr()),
+        };
+        let c = Cluster::start(cfg, CancellationToken::new())
+            .await
+            .unwrap_or_else(|e| panic!("node {} start: {e}", self.id));
+        self.cluster = Some(c.clone());
+        c
+    }
+
+    fn c(&self) -> &Arc<Cluster> {
+        self.cluster.as_ref().expect("member running")
+    }
+
+    async fn stop(&mut self) {
+        if let Some(c) = self.cluster.take() {
+            within("shutdown", Duration::from_secs(10), c.shutdown()).await;
+        }
+    }
+}
+
+fn create_topic(name: &str, partitions: i32) -> Command {
+    Command::CreateTopic {
+        name: name.to_string(),
+        id: uuid::Uuid::new_v4(),
+        partitions,
+        configs: BTreeMap::new(),
+    }
+}
+
+fn assert_created(o: &Outcome, name: &str) {
+    assert!(
+        matches!(o, Outcome::Topic { name: n, .. } if n == name),
+        "creating {name}: {o:?}"
+    );
+}
+
+async fn all_ready(members: &[&Member]) {
+    for m in members {
+        within(&format!("node {} ready", m.id), READY, m.c().ready()).await;
+    }
+}
+
+/// Waits until every running member has applied topic `name`.
+async fn topic_everywhere(members: &[&Member], name: &str) {
+    for m in members {
+        let c = m.c().clone();
+        until(
+            &format!("topic {name} applied on node {}", m.id),
+            Duration::from_secs(10),
+            || c.state().topics.contains_key(name).then_some(()),
+        )
+        .await;
+    }
+}
+
+/// Waits until all `members` agree on one leader (among them) and returns it.
+async fn agreed_leader(members: &[&Member], timeout: Duration) -> i32 {
+    let ids: BTreeSet<i32> = members.iter().map(|m| m.id).collect();
+    until("an agreed leader", timeout, || {
+        let leaders: BTreeSet<Option<i32>> = members.iter().map(|m| m.c().leader()).collect();
+        match leaders.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(l)] if ids.contains(l) => Some(*l),
+            _ => None,
+        }
+    })
+    .await
+}
+
+async fn three(root: &Path) -> Vec<Member> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let seeds: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| Member::new(root, i, ports[i as usize], seeds.clone()))
+        .collect();
+    // Start them in reverse: 1 and 2 must wait for 0 to found the cluster.
+    for m in members.iter_mut().rev() {
+        m.start().await;
+    }
+    all_ready(&members.iter().collect::<Vec<_>>()).await;
+    members
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_without_network_proposes_and_restarts_with_its_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = ClusterConfig {
+        node_id: 0,
+        dir: dir.path().join("cluster"),
+        listen: None,
+        seeds: vec![],
+        me: record(0, String::new()),
+    };
+    let c = Cluster::start(cfg.clone(), CancellationToken::new())
+        .await
+        .expect("start");
+    assert_eq!(c.cluster_addr(), None);
+    within("single node ready", READY, c.ready()).await;
+    assert!(c.is_ready());
+    assert_eq!(c.leader(), Some(0));
+    assert_eq!(c.state().brokers.get(&0), Some(&cfg.me));
+    let o = c
+        .propose(Command::InitCluster {
+            cluster_id: "one".to_string(),
+        })
+        .await
+        .expect("propose");
+    assert_eq!(o, Outcome::ClusterId("one".to_string()));
+    let mut watch = c.watch();
+    let o = c.propose(create_topic("t1", 3)).await.expect("propose");
+    assert_created(&o, "t1");
+    // propose returns after the command is applied locally, and the watch saw it.
+    assert!(c.state().topics.contains_key("t1"));
+    assert!(watch.borrow_and_update().topics.contains_key("t1"));
+    // The last voter cannot be removed.
+    match c.remove_node(0).await {
+        Err(ClusterError::RemoveRefused { node: 0, reason }) => {
+            assert!(reason.contains("last voter"), "{reason}")
+        }
+        other => panic!("removing the last voter: {other:?}"),
+    }
+    let before = c.state();
+    c.shutdown().await;
+    c.shutdown().await; // idempotent
+    assert!(matches!(
+        c.propose(create_topic("late", 1)).await,
+        Err(ClusterError::ShuttingDown)
+    ));
+
+    // Restart on the same volume: the state comes back, nothing is re-founded.
+    let started = Instant::now();
+    let c = Cluster::start(cfg.clone(), CancellationToken::new())
+        .await
+        .expect("restart");
+    within("restarted single node ready", READY, c.ready()).await;
+    eprintln!("single node: ready {:?} after restart", started.elapsed());
+    let after = c.state();
+    assert_eq!(after.cluster_id, before.cluster_id);
+    assert_eq!(after.topics, before.topics);
+    let o = c.propose(create_topic("t2", 1)).await.expect("propose");
+    assert_created(&o, "t2");
+    // The caller's token stops it too.
+    let token = CancellationToken::new();
+    c.shutdown().await;
+    let cfg_again = cfg.clone();
+    let c = Cluster::start(cfg, token.clone()).await.expect("restart");
+    within("ready again", READY, c.ready()).await;
+    assert!(c.state().topics.contains_key("t2"));
+    token.cancel();
+    let res = within(
+        "propose after the token was cancelled",
+        Duration::from_secs(10),
+        c.propose(create_topic("cancelled", 1)),
+    )
+    .await;
+    assert!(matches!(res, Err(ClusterError::ShuttingDown)), "{res:?}");
+    // The volume is released: a new member opens it.
+    c.shutdown().await;
+    let c = Cluster::start(cfg_again, CancellationToken::new())
+        .await
+        .expect("restart after the token");
+    within("ready after the token", READY, c.ready()).await;
+    assert!(!c.state().topics.contains_key("cancelled"));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let mut m = three(root.path()).await;
+    eprintln!("three nodes: all ready after {:?}", started.elapsed());
+    {
+        let c = m[0].c();
+        let (voters, learners) = c.members();
+        assert_eq!(voters, BTreeSet::from([0, 1, 2]));
+        assert!(learners.is_empty());
+        let brokers: Vec<i32> = c.state().brokers.keys().copied().collect();
+        assert_eq!(brokers, vec![0, 1, 2]);
+    }
+
+    // A command proposed on a follower is applied on all three.
+    let leader = agreed_leader(&m.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let follower = (0..3).find(|&i| i != leader).expect("a follower") as usize;
+    let o = m[follower]
+        .c()
+        .propose(create_topic("from-follower", 2))
+        .await
+        .expect("propose on a follower");
+    assert_created(&o, "from-follower");
+    assert!(m[follower].c().state().topics.contains_key("from-follower"));
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "from-follower").await;
+
+    // Kill (shut down) the leader: a new one is elected and proposals succeed.
+    m[leader as usize].stop().await;
+    let killed = Instant::now();
+    let rest: Vec<&Member> = m.iter().filter(|x| x.id != leader).collect();
+    let new_leader = until("a new leader", Duration::from_secs(15), || {
+        let ls: BTreeSet<Option<i32>> = rest.iter().map(|x| x.c().leader()).collect();
+        match ls.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(l)] if *l != leader => Some(*l),
+            _ => None,
+        }
+    })
+    .await;
+    eprintln!(
+        "three nodes: leader {leader} shut down; node {new_leader} elected after {:?}",
+        killed.elapsed()
+    );
+    let t = Instant::now();
+    let o = rest[0]
+        .c()
+        .propose(create_topic("one-down", 1))
+        .await
+        .expect("propose with one node down");
+    assert_created(&o, "one-down");
+    let o = rest[1]
+        .c()
+        .propose(create_topic("one-down-2", 1))
+        .await
+        .expect("propose with one node down");
+    assert_created(&o, "one-down-2");
+    eprintln!(
+        "three nodes: two proposals with one down took {:?}",
+        t.elapsed()
+    );
+    topic_everywhere(&rest, "one-down-2").await;
+
+    // The returning node catches up from its volume.
+    let back = Instant::now();
+    m[leader as usize].start().await;
+    within(
+        "returning node ready",
+        READY,
+        m[leader as usize].c().ready(),
+    )
+    .await;
+    eprintln!(
+        "three nodes: returning node ready after {:?}",
+        back.elapsed()
+    );
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "one-down-2").await;
+    assert_eq!(
+        m[leader as usize].c().members().0,
+        BTreeSet::from([0, 1, 2]),
+        "the returning node rejoined, it did not found a new cluster"
+    );
+
+    // All three restarted keep their state.
+    let before = m[0].c().state();
+    for x in m.iter_mut() {
+        x.stop().await;
+    }
+    let restart = Instant::now();
+    for x in m.iter_mut() {
+        x.start().await;
+    }
+    all_ready(&m.iter().collect::<Vec<_>>()).await;
+    eprintln!(
+        "three nodes: full restart ready after {:?}",
+        restart.elapsed()
+    );
+    for x in &m {
+        let s = x.c().state();
+        assert_eq!(
+            s.topics, before.topics,
+            "node {} topics after restart",
+            x.id
+        );
+        assert_eq!(
+            s.brokers, before.brokers,
+            "node {} brokers after restart",
+            x.id
+        );
+    }
+    let o = m[2]
+        .c()
+        .propose(create_topic("after-restart", 1))
+        .await
+        .expect("propose after restart");
+    assert_created(&o, "after-restart");
+    for x in m.iter_mut() {
+        x.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_up_to_five_voters_then_learners_and_removal() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut m = three(root.path()).await;
+    let seeds: Vec<String> = m.iter().map(|x| x.addr()).collect();
+
+    // A fourth node joins from the seeds as a voter.
+    let mut fourth = Member::new(root.path(), 3, free_port(), seeds.clone());
+    fourth.start().await;
+    within("node 3 ready", READY, fourth.c().ready()).await;
+    let c0 = m[0].c().clone();
+    until("node 3 is a voter", Duration::from_secs(10), || {
+        (c0.members().0 == BTreeSet::from([0, 1, 2, 3])).then_some(())
+    })
+    .await;
+    assert!(fourth.c().state().brokers.contains_key(&3));
+    m.push(fourth);
+
+    // Two more: five voters, the sixth stays a learner.
+    for id in [4, 5] {
+        let mut x = Member::new(root.path(), id, free_port(), seeds.clone());
+        x.start().await;
+        within(&format!("node {id} ready"), READY, x.c().ready()).await;
+        m.push(x);
+    }
+    let (voters, learners) = until("5 voters + 1 learner", Duration::from_secs(10), || {
+        let (v, l) = c0.members();
+        (v.len() == 5 && l.len() == 1).then_some((v, l))
+    })
+    .await;
+    eprintln!("six nodes: voters {voters:?}, learners {learners:?}");
+    assert_eq!(voters, BTreeSet::from([0, 1, 2, 3, 4]));
+    assert_eq!(learners, BTreeSet::from([5]));
+    let o = m[5]
+        .c()
+        .propose(create_topic("from-learner", 1))
+        .await
+        .expect("propose on a learner");
+    assert_created(&o, "from-learner");
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "from-learner").await;
+
+    // Remove a voter (through a non-leader): the learner is promoted to keep five voters.
+    let leader = agreed_leader(&m.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let victim = (1..5).find(|&i| i != leader).expect("a non-leader voter");
+    let via = (0..5)
+        .find(|&i| i != leader && i != victim)
+        .expect("another node");
+    m[via as usize]
+        .c()
+        .remove_node(victim)
+        .await
+        .expect("remove a voter");
+    m[victim as usize].stop().await;
+    let survivors: Vec<&Member> = m.iter().filter(|x| x.id != victim).collect();
+    let c = survivors[0].c().clone();
+    let (voters, learners) = until(
+        "victim gone, learner promoted",
+        Duration::from_secs(15),
+        || {
+            let (v, l) = c.members();
+            (!v.contains(&victim) && !l.contains(&victim) && v.len() == 5).then_some((v, l))
+        },
+    )
+    .await;
+    eprintln!("after removing node {victim}: voters {voters:?}, learners {learners:?}");
+    assert!(voters.contains(&5));
+    assert!(learners.is_empty());
+    // Removing a learner-less, non-member id is a no-op; removal of a learner works too.
+    survivors[0]
+        .c()
+        .remove_node(victim)
+        .await
+        .expect("removing a non-member is a no-op");
+    let o = survivors[1]
+        .c()
+        .propose(create_topic("after-removal", 1))
+        .await
+        .expect("propose after removal");
+    assert_created(&o, "after-removal");
+    for x in m.iter_mut() {
+        x.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_given_as_a_dns_name_is_resolved() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (p0, p1) = (free_port(), free_port());
+    let seeds = vec![format!("localhost:{p0}"), format!("localhost:{p1}")];
+    let mut a = Member::new(root.path(), 0, p0, seeds.clone());
+    let mut b = Member::new(root.path(), 1, p1, seeds);
+    b.start().await;
+    a.start().await;
+    all_ready(&[&a, &b]).await;
+    assert_eq!(b.c().members().0, BTreeSet::from([0, 1]));
+    let o = b
+        .c()
+        .propose(create_topic("dns", 1))
+        .await
+        .expect("propose");
+    assert_created(&o, "dns");
+    topic_everywhere(&[&a, &b], "dns").await;
+    a.stop().await;
+    b.stop().await;
+}

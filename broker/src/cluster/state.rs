@@ -37,6 +37,9 @@ pub enum BrokerState {
     Active,
     /// Being drained before removal: keeps serving what it owns, gets nothing new.
     Draining,
+    /// Unreachable from the quorum leader: its partitions are reported offline and it gets
+    /// nothing new until it answers again (or re-registers after a restart).
+    Fenced,
 }
 
 /// A broker as registered in the quorum.
@@ -210,10 +213,11 @@ impl ClusterState {
                 Outcome::ClusterId(id.clone())
             }
             Command::RegisterBroker(record) => {
-                let state = self
-                    .brokers
-                    .get(&record.id)
-                    .map_or(BrokerState::Active, |b| b.state);
+                // A broker that registers is alive: that lifts a fence, not a drain.
+                let state = match self.brokers.get(&record.id).map(|b| b.state) {
+                    Some(BrokerState::Draining) => BrokerState::Draining,
+                    _ => BrokerState::Active,
+                };
                 self.brokers.insert(
                     record.id,
                     BrokerRecord {
@@ -708,6 +712,21 @@ mod tests {
         // Re-registering after a restart keeps the draining mark.
         s.apply(&broker(0));
         assert_eq!(s.brokers[&0].state, BrokerState::Draining);
+    }
+
+    #[test]
+    fn fenced_brokers_get_nothing_new_until_they_register_again() {
+        let mut s = with_brokers(&[0, 1, 2]);
+        s.apply(&Command::SetBrokerState {
+            id: 2,
+            state: BrokerState::Fenced,
+        });
+        s.apply(&create("a", 4));
+        assert_eq!(owners(&s, "a"), vec![0, 1, 0, 1]);
+        s.apply(&broker(2));
+        assert_eq!(s.brokers[&2].state, BrokerState::Active);
+        s.apply(&create("b", 1));
+        assert_eq!(owners(&s, "b"), vec![2]);
     }
 
     #[test]

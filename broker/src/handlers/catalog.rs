@@ -13,7 +13,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{codes, Ctx};
-use crate::cluster::state::{BrokerRecord, Command, ConfigChange, Outcome, PartitionRecord};
+use crate::cluster::state::{
+    BrokerRecord, BrokerState, Command, ConfigChange, Outcome, PartitionRecord,
+};
 use crate::log::{
     altered_configs, check_partition_count, validate_topic_configs, validate_topic_name, AlterOp,
     ConfigEntry, LogError, TopicMeta,
@@ -305,10 +307,17 @@ pub async fn coordinator(ctx: &Arc<Ctx>, group: &str) -> Result<BrokerRecord, Me
             }
         },
     };
-    broker(ctx, id).ok_or_else(|| MetaError {
-        code: COORDINATOR_NOT_AVAILABLE,
-        message: format!("group {group}: its coordinator, broker {id}, is not registered"),
-    })
+    match broker(ctx, id) {
+        Some(b) if b.state == BrokerState::Fenced => Err(MetaError {
+            code: COORDINATOR_NOT_AVAILABLE,
+            message: format!("group {group}: its coordinator, broker {id}, is unreachable"),
+        }),
+        Some(b) => Ok(b),
+        None => Err(MetaError {
+            code: COORDINATOR_NOT_AVAILABLE,
+            message: format!("group {group}: its coordinator, broker {id}, is not registered"),
+        }),
+    }
 }
 
 /// Whether this broker coordinates `group`. A group nobody has asked about yet is served

@@ -17,13 +17,13 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::{catalog, codes, sb, Ctx};
-use crate::cluster::state::{BrokerRecord, ClusterState, PartitionRecord};
+use crate::cluster::state::{BrokerRecord, BrokerState, ClusterState, PartitionRecord};
 use crate::log::{validate_topic_name, TopicMeta};
 
 /// "Not provided" for the authorized-operations fields.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-/// Kafka's LEADER_NOT_AVAILABLE: the partition's owner is not registered (being removed).
+/// Kafka's LEADER_NOT_AVAILABLE: the partition's owner is fenced (unreachable) or gone.
 const LEADER_NOT_AVAILABLE: i16 = 5;
 
 fn partition_entry(
@@ -32,7 +32,10 @@ fn partition_entry(
     p: &PartitionRecord,
 ) -> MetadataResponsePartition {
     let node = BrokerId(p.owner);
-    let known = state.brokers.contains_key(&p.owner);
+    let known = state
+        .brokers
+        .get(&p.owner)
+        .is_some_and(|b| b.state != BrokerState::Fenced);
     MetadataResponsePartition::default()
         .with_error_code(if known {
             codes::NONE
@@ -86,11 +89,13 @@ fn topic_error(name: Option<&str>, id: Uuid, code: i16) -> MetadataResponseTopic
 /// Unknown topics are created with the default partition count when `--auto-create-topics`
 /// is on and the request allows it (always at v0–v3).
 pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> MetadataResponse {
+    // Fenced brokers are left out, as Kafka does: clients should not dial a dead broker.
     let brokers = ctx
         .cluster
         .state()
         .brokers
         .values()
+        .filter(|b| b.state != BrokerState::Fenced)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
@@ -173,7 +178,7 @@ pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> Met
 /// DescribeCluster: every registered broker; the quorum leader as controller.
 pub fn describe_cluster(
     ctx: &Ctx,
-    _version: i16,
+    version: i16,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let resp = DescribeClusterResponse::default()
@@ -191,13 +196,19 @@ pub fn describe_cluster(
         .state()
         .brokers
         .values()
+        // `is_fenced` exists from v2; older versions list live brokers only.
+        .filter(|b| version >= 2 || b.state != BrokerState::Fenced)
         .map(|b| {
-            DescribeClusterBroker::default()
+            let r = DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
                 .with_host(sb(&b.host))
                 .with_port(b.port)
-                .with_rack(b.rack.as_deref().map(sb))
-                .with_is_fenced(false)
+                .with_rack(b.rack.as_deref().map(sb));
+            if version >= 2 {
+                r.with_is_fenced(b.state == BrokerState::Fenced)
+            } else {
+                r
+            }
         })
         .collect();
     resp.with_brokers(brokers)

@@ -5,6 +5,7 @@
 pub mod codec;
 mod conn;
 pub mod identity;
+pub mod liveness;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -416,6 +417,7 @@ async fn bring_up(ctx: Arc<Ctx>, http: Arc<HttpState>) {
         ctx.node_id,
         ctx.shutdown.clone(),
     );
+    liveness::spawn(Arc::clone(&cluster), ctx.node_id, ctx.shutdown.clone());
     tracing::info!(cluster_id = %ctx.cluster_id(), brokers = cluster.state().brokers.len(), "joined the cluster; serving");
     http.ready.store(true, Ordering::Release);
 }

@@ -1,0 +1,410 @@
+//! Several brokers forming one cluster, driven by real Kafka clients (librdkafka and
+//! kafka-python): partitions spread over all brokers and reachable from any bootstrap broker,
+//! admin requests through a broker that is not the quorum leader, a consumer group coordinated
+//! by a broker other than the one the client bootstrapped from, and a stopped broker (the
+//! quorum leader, too) that takes away only its own partitions and brings them back.
+//!
+//! Brokers run in this process, each on its own runtime, on loopback with their own data
+//! directories; a restarted broker comes back on the same ports, as a pod does.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use common::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use sluice_broker::cluster::state::{BrokerState, ClusterState};
+
+/// One broker of the test cluster.
+struct Node {
+    id: i32,
+    rt: tokio::runtime::Runtime,
+    broker: Option<sluice_broker::Broker>,
+    dir: PathBuf,
+    seeds: Vec<String>,
+    /// Fixed after the first start, so a restart keeps its addresses.
+    kafka: Option<SocketAddr>,
+    cluster: Option<SocketAddr>,
+}
+
+impl Node {
+    fn start(id: i32, dir: &Path, seeds: Vec<String>) -> Node {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let mut n = Node {
+            id,
+            rt,
+            broker: None,
+            dir: dir.to_path_buf(),
+            seeds,
+            kafka: None,
+            cluster: None,
+        };
+        n.boot();
+        n
+    }
+
+    fn boot(&mut self) {
+        let kafka = self.kafka.map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+        let cluster = self
+            .cluster
+            .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+        let mut args = vec![
+            "sluice-broker".to_string(),
+            "--data-dir".into(),
+            self.dir.display().to_string(),
+            "--listen".into(),
+            kafka,
+            "--http-listen".into(),
+            "127.0.0.1:0".into(),
+            "--node-id".into(),
+            self.id.to_string(),
+            "--cluster-listen".into(),
+            cluster,
+        ];
+        if !self.seeds.is_empty() {
+            args.push("--seeds".into());
+            args.push(self.seeds.join(","));
+        }
+        let config = sluice_broker::config::Config::parse_from(args);
+        let broker = self
+            .rt
+            .block_on(sluice_broker::Broker::start(config))
+            .unwrap_or_else(|e| panic!("broker {} start: {e}", self.id));
+        self.kafka = Some(broker.kafka_addr());
+        self.cluster = broker.context().cluster.cluster_addr();
+        self.broker = Some(broker);
+    }
+
+    fn ctx(&self) -> &Arc<sluice_broker::handlers::Ctx> {
+        self.broker
+            .as_ref()
+            .unwrap_or_else(|| panic!("broker {} is stopped", self.id))
+            .context()
+    }
+
+    fn state(&self) -> Arc<ClusterState> {
+        self.ctx().cluster.state()
+    }
+
+    fn bootstrap(&self) -> String {
+        self.kafka.expect("started once").to_string()
+    }
+
+    fn cluster_addr(&self) -> String {
+        self.cluster.expect("cluster listener").to_string()
+    }
+
+    fn running(&self) -> bool {
+        self.broker.is_some()
+    }
+
+    fn stop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), b.shutdown())
+                    .await
+                    .unwrap_or_else(|_| panic!("broker {} shutdown timed out", self.id))
+                    .unwrap_or_else(|e| panic!("broker {} shutdown: {e}", self.id));
+            });
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), b.shutdown()).await });
+        }
+    }
+}
+
+/// Three brokers: node 0 founds the cluster, 1 and 2 join through it. Returns once every
+/// broker is ready and sees all three.
+fn three_brokers(tmp: &Path) -> Vec<Node> {
+    let n0 = Node::start(0, &tmp.join("b0"), vec![]);
+    let seed = vec![n0.cluster_addr()];
+    let n1 = Node::start(1, &tmp.join("b1"), seed.clone());
+    let n2 = Node::start(2, &tmp.join("b2"), seed);
+    let nodes = vec![n0, n1, n2];
+    wait_for(
+        "three brokers ready, each seeing all three",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            nodes
+                .iter()
+                .all(|n| {
+                    let s = n.state();
+                    n.ctx().cluster.is_ready()
+                        && s.brokers.len() == 3
+                        && s.brokers.values().all(|b| b.state == BrokerState::Active)
+                })
+                .then_some(())
+        },
+    );
+    nodes
+}
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("admin client")
+}
+
+fn create_topic(node: &Node, name: &str, partitions: i32) {
+    let admin = admin(&node.bootstrap());
+    let results = node
+        .rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        ))
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("create {t} through broker {}: {e}", node.id));
+    }
+}
+
+fn owners(state: &ClusterState, topic: &str) -> Vec<i32> {
+    state.topics[topic].partitions.iter().map(|p| p.owner).collect()
+}
+
+/// A broker that is neither the quorum leader nor `except`.
+fn non_leader(nodes: &[Node], except: i32) -> usize {
+    let leader = nodes[0].ctx().cluster.leader();
+    nodes
+        .iter()
+        .position(|n| Some(n.id) != leader && n.id != except && n.running())
+        .expect("a non-leader broker")
+}
+
+#[test]
+fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_implementations() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let nodes = three_brokers(tmp.path());
+
+    // Created through a broker that is not the quorum leader: forwarded and committed.
+    let via = non_leader(&nodes, -1);
+    create_topic(&nodes[via], "spread", 6);
+    for n in &nodes {
+        let s = wait_for(
+            "every broker to know the topic",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                let s = n.state();
+                s.topics.contains_key("spread").then_some(s)
+            },
+        );
+        assert_eq!(
+            owners(&s, "spread").into_iter().collect::<BTreeSet<_>>(),
+            BTreeSet::from([0, 1, 2]),
+            "partitions placed on every broker"
+        );
+    }
+
+    // librdkafka producer bootstrapped from broker 2 only: it learns every partition's
+    // leader from Metadata and produces to all three brokers.
+    let acked = rd_produce_all(
+        &nodes[2].bootstrap(),
+        "spread",
+        None,
+        0..90,
+        &[("acks", "all")],
+    );
+    let partitions: BTreeSet<i32> = acked.iter().map(|(_, p, _)| *p).collect();
+    let state = nodes[0].state();
+    let brokers_written: BTreeSet<i32> = partitions
+        .iter()
+        .map(|p| state.topics["spread"].partitions[*p as usize].owner)
+        .collect();
+    assert_eq!(brokers_written, BTreeSet::from([0, 1, 2]));
+
+    // Each broker stores only its own partitions.
+    for n in &nodes {
+        for (p, rec) in state.topics["spread"].partitions.iter().enumerate() {
+            let local = n.ctx().logs.partition("spread", p as i32).is_some();
+            assert_eq!(local, rec.owner == n.id, "broker {} partition {p}", n.id);
+        }
+    }
+
+    // librdkafka reader bootstrapped from broker 0 reads everything back byte-exact.
+    let all: Vec<i32> = (0..6).collect();
+    let got = rd_consume_from_start(
+        &nodes[0].bootstrap(),
+        "spread",
+        &all,
+        90,
+        Duration::from_secs(30),
+    );
+    assert_records_exact(&got, 0..90);
+
+    // kafka-python consumer group: its coordinator will be the broker coordinating the fewest
+    // groups (ties: lowest id); the client bootstraps from another broker and must be sent on.
+    let s = nodes[0].state();
+    let load = |id: i32| s.groups.values().filter(|g| g.coordinator == id).count();
+    let expected = (0..3).min_by_key(|id| (load(*id), *id)).expect("three brokers");
+    let bootstrap = (expected + 1) % 3;
+    let out = run_python(
+        "kafka_python_client.py",
+        &[
+            "group-consume",
+            "--bootstrap",
+            &nodes[bootstrap as usize].bootstrap(),
+            "--topic",
+            "spread",
+            "--group",
+            "spread-readers",
+            "--count",
+            "90",
+            "--linger",
+            "0.5",
+            "--timeout",
+            "60",
+        ],
+        Duration::from_secs(90),
+    );
+    assert_records_exact(&parse_consumed_lines(&out.stdout), 0..90);
+    let coordinator = nodes[1].state().groups["spread-readers"].coordinator;
+    assert_eq!(coordinator, expected);
+    assert_ne!(coordinator, bootstrap, "the coordinator is not the bootstrap broker");
+    // The commits are stored by the coordinator.
+    let committed: i64 = nodes[coordinator as usize]
+        .ctx()
+        .groups
+        .committed_offsets()
+        .iter()
+        .filter(|c| c.group == "spread-readers")
+        .map(|c| c.offset)
+        .sum();
+    assert_eq!(committed, 90, "committed offsets on the coordinator");
+}
+
+#[test]
+fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_working() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut nodes = three_brokers(tmp.path());
+    create_topic(&nodes[0], "t", 3);
+    let s = nodes[0].state();
+    let owner_of: Vec<i32> = owners(&s, "t");
+    assert_eq!(
+        owner_of.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([0, 1, 2])
+    );
+    for p in 0..3 {
+        rd_produce_all(
+            &nodes[0].bootstrap(),
+            "t",
+            Some(p),
+            (p as u64 * 100)..(p as u64 * 100 + 10),
+            &[("acks", "all")],
+        );
+    }
+
+    // Stop the quorum leader: the other two elect a new one.
+    let old_leader = nodes[0].ctx().cluster.leader().expect("a leader");
+    let gone = nodes
+        .iter()
+        .position(|n| n.id == old_leader)
+        .expect("leader node");
+    nodes[gone].stop();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != gone).collect();
+    let new_leader = wait_for(
+        "a new quorum leader among the survivors",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let l = nodes[survivors[0]].ctx().cluster.leader()?;
+            (l != old_leader && nodes[survivors[1]].ctx().cluster.leader() == Some(l))
+                .then_some(l)
+        },
+    );
+    // The new leader fences the stopped broker: Metadata reports its partition offline.
+    wait_for(
+        "the stopped broker fenced",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || (nodes[survivors[0]].state().brokers[&old_leader].state == BrokerState::Fenced).then_some(()),
+    );
+    tracing_free_note(old_leader, new_leader);
+
+    // The survivors' partitions take writes and serve reads, bootstrapped from a survivor.
+    let bootstrap = nodes[survivors[0]].bootstrap();
+    for p in 0..3 {
+        if owner_of[p] == old_leader {
+            continue;
+        }
+        rd_produce_all(
+            &bootstrap,
+            "t",
+            Some(p as i32),
+            (p as u64 * 100 + 10)..(p as u64 * 100 + 15),
+            &[("acks", "all")],
+        );
+        let got = rd_consume_from_start(&bootstrap, "t", &[p as i32], 15, Duration::from_secs(30));
+        assert_records_exact(&got, (p as u64 * 100)..(p as u64 * 100 + 15));
+    }
+    // Admin through the survivors: a new topic lands only on live brokers.
+    create_topic(&nodes[survivors[1]], "during", 4);
+    let s = nodes[survivors[0]].state();
+    assert!(
+        !owners(&s, "during").contains(&old_leader),
+        "no partition placed on the stopped broker: {:?}",
+        owners(&s, "during")
+    );
+
+    // The stopped broker returns with its volume: its partition is back with its records.
+    nodes[gone].boot();
+    wait_for(
+        "the returning broker active again",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            (nodes[gone].ctx().cluster.is_ready()
+                && nodes[survivors[0]].state().brokers[&old_leader].state == BrokerState::Active)
+                .then_some(())
+        },
+    );
+    let p = owner_of
+        .iter()
+        .position(|o| *o == old_leader)
+        .expect("the stopped broker owned a partition") as i32;
+    let base = p as u64 * 100;
+    rd_produce_all(
+        &nodes[survivors[0]].bootstrap(),
+        "t",
+        Some(p),
+        (base + 10)..(base + 15),
+        &[("acks", "all")],
+    );
+    let got = rd_consume_from_start(
+        &nodes[survivors[1]].bootstrap(),
+        "t",
+        &[p],
+        15,
+        Duration::from_secs(30),
+    );
+    assert_records_exact(&got, base..(base + 15));
+    // It knows the topic created while it was away, too.
+    assert!(nodes[gone].state().topics.contains_key("during"));
+}
+
+/// Keeps the leader ids in the test output (useful when the test fails later on).
+fn tracing_free_note(old: i32, new: i32) {
+    eprintln!("quorum leader {old} stopped; new leader {new}");
+}

@@ -476,3 +476,76 @@ async fn a_seed_given_as_a_dns_name_is_resolved() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_then_restart_and_a_new_member_gets_a_snapshot() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut m = three(root.path()).await;
+    for i in 0..20 {
+        let o = m[i % 3]
+            .c()
+            .propose(create_topic(&format!("c{i}"), 1))
+            .await
+            .expect("propose");
+        assert_created(&o, &format!("c{i}"));
+    }
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "c19").await;
+    for x in &m {
+        let upto = x.c().compact().await.expect("compact").expect("a snapshot");
+        let metrics = x.c().raft_metrics();
+        until(
+            &format!("node {} purged its log", x.id),
+            Duration::from_secs(15),
+            || {
+                metrics
+                    .borrow()
+                    .purged
+                    .is_some_and(|p| p.index >= upto)
+                    .then_some(())
+            },
+        )
+        .await;
+        assert!(x.dir.join("snapshot.json").is_file());
+    }
+    // The log file holds only what follows the snapshot.
+    let log_len = std::fs::metadata(m[0].dir.join("raft.log"))
+        .expect("raft.log")
+        .len();
+    assert!(
+        log_len < 4096,
+        "raft.log still {log_len} bytes after compaction"
+    );
+
+    // A new member can no longer be sent the log from the start: it installs a snapshot.
+    let seeds: Vec<String> = m.iter().map(|x| x.addr()).collect();
+    let mut late = Member::new(root.path(), 3, free_port(), seeds);
+    late.start().await;
+    within("late node ready", READY, late.c().ready()).await;
+    assert!(late.c().state().topics.contains_key("c19"));
+    assert!(
+        late.c().raft_metrics().borrow().snapshot.is_some(),
+        "the late node installed a snapshot"
+    );
+    m.push(late);
+
+    // Everyone restarts from snapshot + log.
+    let before = m[0].c().state();
+    for x in m.iter_mut() {
+        x.stop().await;
+    }
+    for x in m.iter_mut() {
+        x.start().await;
+    }
+    all_ready(&m.iter().collect::<Vec<_>>()).await;
+    for x in &m {
+        assert_eq!(
+            x.c().state().topics,
+            before.topics,
+            "node {} after restart",
+            x.id
+        );
+    }
+    for x in m.iter_mut() {
+        x.stop().await;
+    }
+}

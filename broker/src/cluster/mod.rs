@@ -47,9 +47,9 @@ pub const MAX_VOTERS: usize = 5;
 /// How long `propose` and `remove_node` keep retrying.
 pub const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
 /// Raft timers (milliseconds): heartbeat, and the election timeout range.
-pub const HEARTBEAT_MS: u64 = 150;
-pub const ELECTION_MIN_MS: u64 = 750;
-pub const ELECTION_MAX_MS: u64 = 1500;
+pub const HEARTBEAT_MS: u64 = 100;
+pub const ELECTION_MIN_MS: u64 = 500;
+pub const ELECTION_MAX_MS: u64 = 1000;
 /// How long the leader waits for a joining broker to catch up before answering Join.
 const JOIN_CATCH_UP: Duration = Duration::from_secs(20);
 /// Bootstrap: pause between rounds of probing the seeds.
@@ -331,6 +331,31 @@ impl Cluster {
     /// voter. Forwarded to the leader; retries until [`PROPOSE_DEADLINE`].
     pub async fn remove_node(&self, id: i32) -> Result<(), ClusterError> {
         self.inner.remove_node(id).await
+    }
+
+    /// Builds a snapshot of the applied state now and purges the log up to it (openraft also
+    /// does both on its own every 1000 entries). Returns the snapshot's last log index.
+    pub async fn compact(&self) -> Result<Option<u64>, ClusterError> {
+        let raft = &self.inner.raft;
+        let applied = raft.metrics().borrow().last_applied.map(|l| l.index);
+        let Some(applied) = applied else {
+            return Ok(None);
+        };
+        let fatal = |e: openraft::error::Fatal<NodeId>| ClusterError::Raft(e.to_string());
+        raft.trigger().snapshot().await.map_err(fatal)?;
+        let m = raft
+            .wait(Some(PROPOSE_DEADLINE))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "snapshot built",
+            )
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let upto = m.snapshot.map(|s| s.index);
+        if let Some(upto) = upto {
+            raft.trigger().purge_log(upto).await.map_err(fatal)?;
+        }
+        Ok(upto)
     }
 
     /// One request to another broker's cluster listener (`addr` = host:port), e.g. for RPCs

@@ -313,7 +313,22 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
     );
     topic_everywhere(&rest, "one-down-2").await;
 
-    // The returning node catches up from its volume.
+    // The returning node catches up from its volume, even though its last append was torn
+    // by a crash (half a record at the end of raft.log, a leftover vote.json.tmp).
+    let torn = [0u8, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3];
+    let clean_len = std::fs::metadata(m[leader as usize].dir.join("raft.log"))
+        .expect("raft.log")
+        .len() as usize;
+    {
+        use std::io::Write;
+        let dir = &m[leader as usize].dir;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("raft.log"))
+            .expect("raft.log");
+        f.write_all(&torn).expect("torn append");
+        std::fs::write(dir.join("vote.json.tmp"), b"{\"leader_id\":").expect("torn vote");
+    }
     let back = Instant::now();
     m[leader as usize].start().await;
     within(

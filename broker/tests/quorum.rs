@@ -465,6 +465,39 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
         .await
         .expect("propose after removal");
     assert_created(&o, "after-removal");
+
+    // Removing the leader itself: the others elect a new one among themselves.
+    let old = agreed_leader(&survivors, Duration::from_secs(10)).await;
+    let asker = survivors
+        .iter()
+        .find(|x| x.id != old)
+        .expect("a non-leader")
+        .c()
+        .clone();
+    asker.remove_node(old).await.expect("remove the leader");
+    let rest: Vec<&Member> = survivors.into_iter().filter(|x| x.id != old).collect();
+    let new = until(
+        "a leader other than the removed one",
+        Duration::from_secs(15),
+        || {
+            let ls: BTreeSet<Option<i32>> = rest.iter().map(|x| x.c().leader()).collect();
+            let (v, _) = asker.members();
+            match ls.into_iter().collect::<Vec<_>>().as_slice() {
+                [Some(l)] if *l != old && !v.contains(&old) => Some(*l),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "removed leader {old}; new leader {new}; members {:?}",
+        asker.members()
+    );
+    let o = asker
+        .propose(create_topic("after-leader-removal", 1))
+        .await
+        .expect("propose after removing the leader");
+    assert_created(&o, "after-leader-removal");
     for x in m.iter_mut() {
         x.stop().await;
     }

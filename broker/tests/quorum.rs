@@ -341,6 +341,11 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
         "three nodes: returning node ready after {:?}",
         back.elapsed()
     );
+    let log = std::fs::read(m[leader as usize].dir.join("raft.log")).expect("raft.log");
+    assert!(
+        log.get(clean_len..clean_len + torn.len()) != Some(&torn[..]),
+        "the torn append was cut off before new entries were appended"
+    );
     topic_everywhere(&m.iter().collect::<Vec<_>>(), "one-down-2").await;
     assert_eq!(
         m[leader as usize].c().members().0,
@@ -521,8 +526,30 @@ async fn a_seed_given_as_a_dns_name_is_resolved() {
         .expect("propose");
     assert_created(&o, "dns");
     topic_everywhere(&[&a, &b], "dns").await;
-    a.stop().await;
-    b.stop().await;
+
+    // Without a quorum, propose gives up after its deadline naming the leader it tried.
+    let leader = agreed_leader(&[&a, &b], Duration::from_secs(10)).await;
+    let (gone, left) = if leader == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    let gone_addr = gone.addr();
+    gone.stop().await;
+    let t = Instant::now();
+    let res = within(
+        "propose without a quorum",
+        Duration::from_secs(20),
+        left.c().propose(create_topic("no-quorum", 1)),
+    )
+    .await;
+    let msg = match res {
+        Err(e @ ClusterError::Deadline { .. }) => e.to_string(),
+        other => panic!("propose without a quorum: {other:?}"),
+    };
+    eprintln!("no quorum: gave up after {:?}: {msg}", t.elapsed());
+    assert!(msg.contains(&gone_addr), "{msg}");
+    left.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -569,6 +569,8 @@ impl Inner {
     async fn propose(&self, cmd: Command, deadline: Instant) -> Result<Forwarded, ClusterError> {
         let started = Instant::now();
         let mut last: (Option<LeaderInfo>, String);
+        // The last leader a forward was sent to (kept when later attempts know no leader).
+        let mut tried: Option<LeaderInfo> = None;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(ClusterError::ShuttingDown);
@@ -630,10 +632,13 @@ impl Inner {
                     })
                 }
             }
+            if last.0.is_some() {
+                tried.clone_from(&last.0);
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(ClusterError::Deadline {
-                    leader: match &last.0 {
+                    leader: match &tried {
                         Some(l) => format!("node {} at {}", l.id, l.addr),
                         None => "none".to_string(),
                     },

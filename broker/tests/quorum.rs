@@ -386,6 +386,34 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
         .await
         .expect("propose after restart");
     assert_created(&o, "after-restart");
+
+    // A member restarting with its volume at another address is reached there.
+    m[2].stop().await;
+    m[2].port = free_port();
+    let moved = Instant::now();
+    m[2].start().await;
+    within("moved node ready", READY, m[2].c().ready()).await;
+    eprintln!(
+        "three nodes: node 2 at a new address ready after {:?}",
+        moved.elapsed()
+    );
+    let o = m[0]
+        .c()
+        .propose(create_topic("after-move", 1))
+        .await
+        .expect("propose after the move");
+    assert_created(&o, "after-move");
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "after-move").await;
+    let addr = m[0]
+        .c()
+        .raft_metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&2)
+        .map(|n| n.addr.clone());
+    assert_eq!(addr, Some(m[2].addr()));
+    assert_eq!(m[0].c().state().brokers[&2].cluster_addr, m[2].addr());
     for x in m.iter_mut() {
         x.stop().await;
     }

@@ -538,6 +538,12 @@ impl Inner {
                     _ = metrics.changed() => continue,
                 }
             }
+            if !self.address_current().await {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(BOOTSTRAP_RETRY) => continue,
+                }
+            }
             let cmd = Command::RegisterBroker(self.me.clone());
             match self.propose(cmd, Instant::now() + PROPOSE_DEADLINE).await {
                 Ok(f) => {
@@ -553,6 +559,61 @@ impl Inner {
                 Err(e) => {
                     tracing::warn!(node_id = self.node_id, error = %e, "registering the broker; retrying")
                 }
+            }
+        }
+    }
+
+    /// Makes sure the membership has this member's current cluster address (it restarted
+    /// with persisted state at another address): Join again through the leader, found via the
+    /// membership's other members and the seeds (the old address is unreachable, so this
+    /// member may not hear from the leader). True when the address is current.
+    async fn address_current(&self) -> bool {
+        if self.cluster_addr.is_none() {
+            return true;
+        }
+        let m = self.metrics().membership_config;
+        let recorded = m
+            .membership()
+            .get_node(&self.my_id())
+            .map(|n| n.addr.clone());
+        if recorded.as_deref() == Some(self.me.cluster_addr.as_str()) {
+            return true;
+        }
+        if self.is_leader() {
+            return self.join(self.me.clone()).await.is_ok();
+        }
+        let mut candidates: Vec<String> = m
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.my_id())
+            .map(|(_, n)| n.addr.clone())
+            .collect();
+        candidates.extend(self.seeds.iter().cloned());
+        let mut leader = self.leader_info().filter(|l| l.id != self.node_id);
+        for c in &candidates {
+            if leader.is_some() {
+                break;
+            }
+            if let Ok(Response::Probe(p)) = network::call(c, &Request::Probe, PROBE_TIMEOUT).await {
+                leader = p.leader.filter(|l| l.id != self.node_id);
+            }
+        }
+        let Some(l) = leader else {
+            tracing::info!(node_id = self.node_id, old = ?recorded, new = %self.me.cluster_addr,
+                "cluster address changed; no leader found yet to record it");
+            return false;
+        };
+        let timeout = JOIN_CATCH_UP + Duration::from_secs(5);
+        match network::call(&l.addr, &Request::Join(self.me.clone()), timeout).await {
+            Ok(Response::Join(Ok(()))) => {
+                tracing::info!(node_id = self.node_id, old = ?recorded, new = %self.me.cluster_addr,
+                    leader = l.id, "cluster address updated");
+                true
+            }
+            other => {
+                tracing::info!(node_id = self.node_id, leader = l.id, answer = ?other,
+                    "updating the cluster address; retrying");
+                false
             }
         }
     }
@@ -758,7 +819,7 @@ impl Inner {
         };
         let m = self.metrics().membership_config;
         let membership = m.membership();
-        let known = membership.get_node(&nid) == Some(&node);
+        let existing = membership.get_node(&nid).cloned();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let not_leader =
             |f: openraft::error::ForwardToLeader<NodeId, BasicNode>| Refusal::NotLeader {
@@ -766,7 +827,22 @@ impl Inner {
                     .leader_info()
                     .filter(|l| Some(l.id as NodeId) == f.leader_id),
             };
-        if !known {
+        if let Some(old) = existing.as_ref().filter(|n| **n != node) {
+            // A member that restarted at another address: update it in place.
+            tracing::info!(node_id = self.node_id, member = rec.id, old = %old.addr,
+                new = %rec.cluster_addr, "member address changed");
+            match self
+                .raft
+                .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(nid, node)])), true)
+                .await
+            {
+                Ok(_) => {}
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    return Err(not_leader(f))
+                }
+                Err(e) => return Err(Refusal::Failed(e.to_string())),
+            }
+        } else if existing.is_none() {
             tracing::info!(node_id = self.node_id, joining = rec.id, addr = %rec.cluster_addr,
                 "adding a learner");
             match tokio::time::timeout(JOIN_CATCH_UP, self.raft.add_learner(nid, node, true)).await

@@ -652,3 +652,46 @@ async fn compaction_then_restart_and_a_new_member_gets_a_snapshot() {
         x.stop().await;
     }
 }
+
+#[tokio::test]
+async fn bad_configs_are_refused_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = ClusterConfig {
+        node_id: 0,
+        dir: dir.path().join("cluster"),
+        listen: Some("0.0.0.0:0".parse().expect("addr")),
+        seeds: vec![],
+        me: record(0, String::new()),
+    };
+    let err = Cluster::start(cfg.clone(), CancellationToken::new())
+        .await
+        .expect_err("an unspecified address cannot be advertised");
+    assert!(
+        err.to_string().contains("advertised cluster address"),
+        "{err}"
+    );
+    let err = Cluster::start(
+        ClusterConfig {
+            node_id: -1,
+            me: record(-1, "127.0.0.1:1".to_string()),
+            ..cfg.clone()
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("negative node id");
+    assert!(err.to_string().contains("-1"), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let err = Cluster::start(
+        ClusterConfig {
+            listen: Some(addr),
+            me: record(0, addr.to_string()),
+            ..cfg
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("port in use");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}

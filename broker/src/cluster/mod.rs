@@ -200,6 +200,12 @@ impl Cluster {
         let mut me = cfg.me.clone();
         if me.cluster_addr.is_empty() {
             if let Some(a) = cluster_addr {
+                if a.ip().is_unspecified() {
+                    return Err(ClusterError::Config(format!(
+                        "listening on {a} needs an advertised cluster address \
+                         (BrokerRecord::cluster_addr) that other brokers can reach"
+                    )));
+                }
                 me.cluster_addr = a.to_string();
             }
         }

@@ -531,6 +531,26 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
         .await
         .expect("propose after removing the leader");
     assert_created(&o, "after-leader-removal");
+
+    // The removed (and stopped) voter restarts with its volume: it is added back.
+    let t = Instant::now();
+    m[victim as usize].start().await;
+    within("removed node back", READY, m[victim as usize].c().ready()).await;
+    until(
+        "removed node a voter again",
+        Duration::from_secs(10),
+        || asker.members().0.contains(&victim).then_some(()),
+    )
+    .await;
+    eprintln!(
+        "removed node {victim} back as a voter after {:?}",
+        t.elapsed()
+    );
+    assert!(m[victim as usize]
+        .c()
+        .state()
+        .topics
+        .contains_key("after-leader-removal"));
     for x in m.iter_mut() {
         x.stop().await;
     }

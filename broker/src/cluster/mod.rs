@@ -251,6 +251,8 @@ impl Cluster {
             tasks.push(tokio::spawn(async move {
                 if !initialized {
                     inner.bootstrap().await;
+                } else {
+                    inner.rejoin().await;
                 }
                 inner.register().await;
             }));
@@ -544,14 +546,15 @@ impl Inner {
                     _ = metrics.changed() => continue,
                 }
             }
-            if !self.address_current().await {
-                tokio::select! {
-                    _ = self.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(BOOTSTRAP_RETRY) => continue,
-                }
-            }
             let cmd = Command::RegisterBroker(self.me.clone());
             match self.propose(cmd, Instant::now() + PROPOSE_DEADLINE).await {
+                Ok(f) if !self.applied_locally(f.index) => {
+                    tracing::warn!(
+                        node_id = self.node_id,
+                        index = f.index,
+                        "registration committed but not replicated here yet; retrying"
+                    )
+                }
                 Ok(f) => {
                     tracing::info!(
                         node_id = self.node_id,
@@ -569,22 +572,40 @@ impl Inner {
         }
     }
 
-    /// Makes sure the membership has this member's current cluster address (it restarted
-    /// with persisted state at another address): Join again through the leader, found via the
-    /// membership's other members and the seeds (the old address is unreachable, so this
-    /// member may not hear from the leader). True when the address is current.
-    async fn address_current(&self) -> bool {
+    fn applied_locally(&self, index: u64) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .is_some_and(|l| l.index >= index)
+    }
+
+    /// Restart with persisted state: `rejoin_once` until it succeeds (or shutdown).
+    async fn rejoin(&self) {
         if self.cluster_addr.is_none() {
-            return true;
+            return;
         }
+        let mut round = 0u64;
+        while !self.rejoin_once(round % 10 == 0).await {
+            round += 1;
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(BOOTSTRAP_RETRY) => {}
+            }
+        }
+    }
+
+    /// A restarted member sends Join(me) to the leader, found through the membership's other
+    /// members and the seeds: a no-op for a current voter; updates its address when it
+    /// restarted at another one (the old address is unreachable, so it may never hear from
+    /// the leader otherwise); adds it back when it was removed (a scaled-down broker whose
+    /// volume was kept). True once the leader answered OK.
+    async fn rejoin_once(&self, log: bool) -> bool {
         let m = self.metrics().membership_config;
         let recorded = m
             .membership()
             .get_node(&self.my_id())
             .map(|n| n.addr.clone());
-        if recorded.as_deref() == Some(self.me.cluster_addr.as_str()) {
-            return true;
-        }
         if self.is_leader() {
             return self.join(self.me.clone()).await.is_ok();
         }
@@ -605,20 +626,24 @@ impl Inner {
             }
         }
         let Some(l) = leader else {
-            tracing::info!(node_id = self.node_id, old = ?recorded, new = %self.me.cluster_addr,
-                "cluster address changed; no leader found yet to record it");
+            if log {
+                tracing::info!(node_id = self.node_id, recorded = ?recorded,
+                    "restarted member: no leader found yet to rejoin through");
+            }
             return false;
         };
         let timeout = JOIN_CATCH_UP + Duration::from_secs(5);
         match network::call(&l.addr, &Request::Join(self.me.clone()), timeout).await {
             Ok(Response::Join(Ok(()))) => {
-                tracing::info!(node_id = self.node_id, old = ?recorded, new = %self.me.cluster_addr,
-                    leader = l.id, "cluster address updated");
+                tracing::info!(node_id = self.node_id, recorded = ?recorded,
+                    addr = %self.me.cluster_addr, leader = l.id, "restarted member rejoined");
                 true
             }
             other => {
-                tracing::info!(node_id = self.node_id, leader = l.id, answer = ?other,
-                    "updating the cluster address; retrying");
+                if log {
+                    tracing::info!(node_id = self.node_id, leader = l.id, answer = ?other,
+                        "rejoining; retrying");
+                }
                 false
             }
         }

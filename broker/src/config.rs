@@ -60,11 +60,15 @@ pub struct Config {
     #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 0)]
     pub node_id: i32,
 
-    /// Inter-broker listener, host:port. Reserved for clustering; accepted and ignored today.
+    /// Inter-broker (metadata quorum) listener, host:port. Absent: a single node with no
+    /// inter-broker listener. The host must resolve when the broker starts.
     #[arg(long, env = "SLUICE_CLUSTER_LISTEN")]
     pub cluster_listen: Option<String>,
 
-    /// Other brokers' cluster listeners, comma-separated host:port. Reserved for clustering.
+    /// Other brokers' cluster listeners, comma-separated host:port (DNS names or IPs,
+    /// re-resolved on every retry; may include this broker). Needs --cluster-listen. A broker
+    /// with a fresh volume joins the cluster a seed knows, or founds one when no seed knows one
+    /// and it has no other seeds or its node id is 0.
     #[arg(long, env = "SLUICE_SEEDS", value_delimiter = ',')]
     pub seeds: Vec<String>,
 
@@ -157,6 +161,22 @@ fn check_host_port(setting: &str, s: &str) -> Result<(), BrokerError> {
 }
 
 impl Config {
+    /// `--cluster-listen` resolved to the socket address to bind (the first one the host
+    /// resolves to); `None` without the flag.
+    pub fn cluster_listen_addr(&self) -> Result<Option<std::net::SocketAddr>, BrokerError> {
+        use std::net::ToSocketAddrs;
+        let Some(c) = &self.cluster_listen else {
+            return Ok(None);
+        };
+        check_host_port("--cluster-listen", c)?;
+        let allowed = "host:port whose host resolves to an address of this machine";
+        c.to_socket_addrs()
+            .map_err(|_| invalid("--cluster-listen", c, allowed))?
+            .next()
+            .map(Some)
+            .ok_or_else(|| invalid("--cluster-listen", c, allowed))
+    }
+
     /// Checks every setting's range; the error names the setting and what is allowed.
     pub fn validate(&self) -> Result<(), BrokerError> {
         check_host_port("--listen", &self.listen)?;
@@ -176,6 +196,20 @@ impl Config {
         }
         for s in &self.seeds {
             check_host_port("--seeds", s)?;
+            if s.rsplit_once(':').is_some_and(|(_, p)| p == "0") {
+                return Err(invalid(
+                    "--seeds",
+                    s,
+                    "host:port of another broker's cluster listener, port 1..=65535",
+                ));
+            }
+        }
+        if !self.seeds.is_empty() && self.cluster_listen.is_none() {
+            return Err(invalid(
+                "--seeds",
+                self.seeds.join(","),
+                "only together with --cluster-listen (without it the broker is a single node)",
+            ));
         }
         if self.node_id < 0 {
             return Err(invalid("--node-id", self.node_id, "an integer >= 0"));
@@ -391,8 +425,60 @@ mod tests {
 
     #[test]
     fn seeds_are_comma_separated() {
-        let c = Config::parse_from(["sluice-broker", "--seeds", "a:1,b:2"]);
+        let c = Config::parse_from([
+            "sluice-broker",
+            "--cluster-listen",
+            "0.0.0.0:9093",
+            "--seeds",
+            "a:1,b:2",
+        ]);
         assert_eq!(c.seeds, vec!["a:1".to_string(), "b:2".to_string()]);
         c.validate().expect("valid");
+    }
+
+    #[test]
+    fn cluster_flags_are_validated() {
+        let c = Config::parse_from(["sluice-broker", "--seeds", "a:1"]);
+        let msg = c.validate().expect_err("seeds alone").to_string();
+        assert!(
+            msg.contains("--seeds") && msg.contains("--cluster-listen"),
+            "{msg}"
+        );
+        for bad in ["a:0", "a:", ":1", "a:1,"] {
+            let c = Config::parse_from([
+                "sluice-broker",
+                "--cluster-listen",
+                "127.0.0.1:0",
+                "--seeds",
+                bad,
+            ]);
+            let msg = c.validate().expect_err(bad).to_string();
+            assert!(msg.contains("--seeds"), "{bad}: {msg}");
+        }
+        let c = Config::parse_from(["sluice-broker", "--cluster-listen", "nohost"]);
+        assert!(c.validate().is_err());
+        let c = Config::parse_from(["sluice-broker"]);
+        assert_eq!(c.cluster_listen_addr().expect("none"), None);
+        let c = Config::parse_from(["sluice-broker", "--cluster-listen", "127.0.0.1:9093"]);
+        assert_eq!(
+            c.cluster_listen_addr().expect("addr"),
+            Some("127.0.0.1:9093".parse().expect("addr"))
+        );
+        let c = Config::parse_from(["sluice-broker", "--cluster-listen", "localhost:9093"]);
+        let a = c
+            .cluster_listen_addr()
+            .expect("localhost resolves")
+            .expect("addr");
+        assert!(a.ip().is_loopback() && a.port() == 9093, "{a}");
+        let c = Config::parse_from([
+            "sluice-broker",
+            "--cluster-listen",
+            "no-such-host.invalid:1",
+        ]);
+        let msg = c
+            .cluster_listen_addr()
+            .expect_err("unresolvable")
+            .to_string();
+        assert!(msg.contains("no-such-host.invalid:1"), "{msg}");
     }
 }

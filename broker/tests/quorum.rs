@@ -313,7 +313,22 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
     );
     topic_everywhere(&rest, "one-down-2").await;
 
-    // The returning node catches up from its volume.
+    // The returning node catches up from its volume, even though its last append was torn
+    // by a crash (half a record at the end of raft.log, a leftover vote.json.tmp).
+    let torn = [0u8, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3];
+    let clean_len = std::fs::metadata(m[leader as usize].dir.join("raft.log"))
+        .expect("raft.log")
+        .len() as usize;
+    {
+        use std::io::Write;
+        let dir = &m[leader as usize].dir;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("raft.log"))
+            .expect("raft.log");
+        f.write_all(&torn).expect("torn append");
+        std::fs::write(dir.join("vote.json.tmp"), b"{\"leader_id\":").expect("torn vote");
+    }
     let back = Instant::now();
     m[leader as usize].start().await;
     within(
@@ -325,6 +340,11 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
     eprintln!(
         "three nodes: returning node ready after {:?}",
         back.elapsed()
+    );
+    let log = std::fs::read(m[leader as usize].dir.join("raft.log")).expect("raft.log");
+    assert!(
+        log.get(clean_len..clean_len + torn.len()) != Some(&torn[..]),
+        "the torn append was cut off before new entries were appended"
     );
     topic_everywhere(&m.iter().collect::<Vec<_>>(), "one-down-2").await;
     assert_eq!(
@@ -366,6 +386,34 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
         .await
         .expect("propose after restart");
     assert_created(&o, "after-restart");
+
+    // A member restarting with its volume at another address is reached there.
+    m[2].stop().await;
+    m[2].port = free_port();
+    let moved = Instant::now();
+    m[2].start().await;
+    within("moved node ready", READY, m[2].c().ready()).await;
+    eprintln!(
+        "three nodes: node 2 at a new address ready after {:?}",
+        moved.elapsed()
+    );
+    let o = m[0]
+        .c()
+        .propose(create_topic("after-move", 1))
+        .await
+        .expect("propose after the move");
+    assert_created(&o, "after-move");
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "after-move").await;
+    let addr = m[0]
+        .c()
+        .raft_metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&2)
+        .map(|n| n.addr.clone());
+    assert_eq!(addr, Some(m[2].addr()));
+    assert_eq!(m[0].c().state().brokers[&2].cluster_addr, m[2].addr());
     for x in m.iter_mut() {
         x.stop().await;
     }
@@ -450,6 +498,59 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
         .await
         .expect("propose after removal");
     assert_created(&o, "after-removal");
+
+    // Removing the leader itself: the others elect a new one among themselves.
+    let old = agreed_leader(&survivors, Duration::from_secs(10)).await;
+    let asker = survivors
+        .iter()
+        .find(|x| x.id != old)
+        .expect("a non-leader")
+        .c()
+        .clone();
+    asker.remove_node(old).await.expect("remove the leader");
+    let rest: Vec<&Member> = survivors.into_iter().filter(|x| x.id != old).collect();
+    let new = until(
+        "a leader other than the removed one",
+        Duration::from_secs(15),
+        || {
+            let ls: BTreeSet<Option<i32>> = rest.iter().map(|x| x.c().leader()).collect();
+            let (v, _) = asker.members();
+            match ls.into_iter().collect::<Vec<_>>().as_slice() {
+                [Some(l)] if *l != old && !v.contains(&old) => Some(*l),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "removed leader {old}; new leader {new}; members {:?}",
+        asker.members()
+    );
+    let o = asker
+        .propose(create_topic("after-leader-removal", 1))
+        .await
+        .expect("propose after removing the leader");
+    assert_created(&o, "after-leader-removal");
+
+    // The removed (and stopped) voter restarts with its volume: it is added back.
+    let t = Instant::now();
+    m[victim as usize].start().await;
+    within("removed node back", READY, m[victim as usize].c().ready()).await;
+    until(
+        "removed node a voter again",
+        Duration::from_secs(10),
+        || asker.members().0.contains(&victim).then_some(()),
+    )
+    .await;
+    eprintln!(
+        "removed node {victim} back as a voter after {:?}",
+        t.elapsed()
+    );
+    assert!(m[victim as usize]
+        .c()
+        .state()
+        .topics
+        .contains_key("after-leader-removal"));
     for x in m.iter_mut() {
         x.stop().await;
     }
@@ -473,6 +574,144 @@ async fn a_seed_given_as_a_dns_name_is_resolved() {
         .expect("propose");
     assert_created(&o, "dns");
     topic_everywhere(&[&a, &b], "dns").await;
-    a.stop().await;
-    b.stop().await;
+
+    // Without a quorum, propose gives up after its deadline naming the leader it tried.
+    let leader = agreed_leader(&[&a, &b], Duration::from_secs(10)).await;
+    let (gone, left) = if leader == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    let gone_addr = gone.addr();
+    gone.stop().await;
+    let t = Instant::now();
+    let res = within(
+        "propose without a quorum",
+        Duration::from_secs(20),
+        left.c().propose(create_topic("no-quorum", 1)),
+    )
+    .await;
+    let msg = match res {
+        Err(e @ ClusterError::Deadline { .. }) => e.to_string(),
+        other => panic!("propose without a quorum: {other:?}"),
+    };
+    eprintln!("no quorum: gave up after {:?}: {msg}", t.elapsed());
+    assert!(msg.contains(&gone_addr), "{msg}");
+    left.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_then_restart_and_a_new_member_gets_a_snapshot() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut m = three(root.path()).await;
+    for i in 0..20 {
+        let o = m[i % 3]
+            .c()
+            .propose(create_topic(&format!("c{i}"), 1))
+            .await
+            .expect("propose");
+        assert_created(&o, &format!("c{i}"));
+    }
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "c19").await;
+    for x in &m {
+        let upto = x.c().compact().await.expect("compact").expect("a snapshot");
+        let metrics = x.c().raft_metrics();
+        until(
+            &format!("node {} purged its log", x.id),
+            Duration::from_secs(15),
+            || {
+                metrics
+                    .borrow()
+                    .purged
+                    .is_some_and(|p| p.index >= upto)
+                    .then_some(())
+            },
+        )
+        .await;
+        assert!(x.dir.join("snapshot.json").is_file());
+    }
+    // The log file holds only what follows the snapshot.
+    let log_len = std::fs::metadata(m[0].dir.join("raft.log"))
+        .expect("raft.log")
+        .len();
+    assert!(
+        log_len < 4096,
+        "raft.log still {log_len} bytes after compaction"
+    );
+
+    // A new member can no longer be sent the log from the start: it installs a snapshot.
+    let seeds: Vec<String> = m.iter().map(|x| x.addr()).collect();
+    let mut late = Member::new(root.path(), 3, free_port(), seeds);
+    late.start().await;
+    within("late node ready", READY, late.c().ready()).await;
+    assert!(late.c().state().topics.contains_key("c19"));
+    assert!(
+        late.c().raft_metrics().borrow().snapshot.is_some(),
+        "the late node installed a snapshot"
+    );
+    m.push(late);
+
+    // Everyone restarts from snapshot + log.
+    let before = m[0].c().state();
+    for x in m.iter_mut() {
+        x.stop().await;
+    }
+    for x in m.iter_mut() {
+        x.start().await;
+    }
+    all_ready(&m.iter().collect::<Vec<_>>()).await;
+    for x in &m {
+        assert_eq!(
+            x.c().state().topics,
+            before.topics,
+            "node {} after restart",
+            x.id
+        );
+    }
+    for x in m.iter_mut() {
+        x.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_configs_are_refused_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = ClusterConfig {
+        node_id: 0,
+        dir: dir.path().join("cluster"),
+        listen: Some("0.0.0.0:0".parse().expect("addr")),
+        seeds: vec![],
+        me: record(0, String::new()),
+    };
+    let err = Cluster::start(cfg.clone(), CancellationToken::new())
+        .await
+        .expect_err("an unspecified address cannot be advertised");
+    assert!(
+        err.to_string().contains("advertised cluster address"),
+        "{err}"
+    );
+    let err = Cluster::start(
+        ClusterConfig {
+            node_id: -1,
+            me: record(-1, "127.0.0.1:1".to_string()),
+            ..cfg.clone()
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("negative node id");
+    assert!(err.to_string().contains("-1"), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let err = Cluster::start(
+        ClusterConfig {
+            listen: Some(addr),
+            me: record(0, addr.to_string()),
+            ..cfg
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("port in use");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }

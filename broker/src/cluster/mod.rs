@@ -47,9 +47,9 @@ pub const MAX_VOTERS: usize = 5;
 /// How long `propose` and `remove_node` keep retrying.
 pub const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
 /// Raft timers (milliseconds): heartbeat, and the election timeout range.
-pub const HEARTBEAT_MS: u64 = 150;
-pub const ELECTION_MIN_MS: u64 = 750;
-pub const ELECTION_MAX_MS: u64 = 1500;
+pub const HEARTBEAT_MS: u64 = 100;
+pub const ELECTION_MIN_MS: u64 = 500;
+pub const ELECTION_MAX_MS: u64 = 1000;
 /// How long the leader waits for a joining broker to catch up before answering Join.
 const JOIN_CATCH_UP: Duration = Duration::from_secs(20);
 /// Bootstrap: pause between rounds of probing the seeds.
@@ -200,6 +200,12 @@ impl Cluster {
         let mut me = cfg.me.clone();
         if me.cluster_addr.is_empty() {
             if let Some(a) = cluster_addr {
+                if a.ip().is_unspecified() {
+                    return Err(ClusterError::Config(format!(
+                        "listening on {a} needs an advertised cluster address \
+                         (BrokerRecord::cluster_addr) that other brokers can reach"
+                    )));
+                }
                 me.cluster_addr = a.to_string();
             }
         }
@@ -245,6 +251,8 @@ impl Cluster {
             tasks.push(tokio::spawn(async move {
                 if !initialized {
                     inner.bootstrap().await;
+                } else {
+                    inner.rejoin().await;
                 }
                 inner.register().await;
             }));
@@ -331,6 +339,31 @@ impl Cluster {
     /// voter. Forwarded to the leader; retries until [`PROPOSE_DEADLINE`].
     pub async fn remove_node(&self, id: i32) -> Result<(), ClusterError> {
         self.inner.remove_node(id).await
+    }
+
+    /// Builds a snapshot of the applied state now and purges the log up to it (openraft also
+    /// does both on its own every 1000 entries). Returns the snapshot's last log index.
+    pub async fn compact(&self) -> Result<Option<u64>, ClusterError> {
+        let raft = &self.inner.raft;
+        let applied = raft.metrics().borrow().last_applied.map(|l| l.index);
+        let Some(applied) = applied else {
+            return Ok(None);
+        };
+        let fatal = |e: openraft::error::Fatal<NodeId>| ClusterError::Raft(e.to_string());
+        raft.trigger().snapshot().await.map_err(fatal)?;
+        let m = raft
+            .wait(Some(PROPOSE_DEADLINE))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "snapshot built",
+            )
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let upto = m.snapshot.map(|s| s.index);
+        if let Some(upto) = upto {
+            raft.trigger().purge_log(upto).await.map_err(fatal)?;
+        }
+        Ok(upto)
     }
 
     /// One request to another broker's cluster listener (`addr` = host:port), e.g. for RPCs
@@ -515,6 +548,13 @@ impl Inner {
             }
             let cmd = Command::RegisterBroker(self.me.clone());
             match self.propose(cmd, Instant::now() + PROPOSE_DEADLINE).await {
+                Ok(f) if !self.applied_locally(f.index) => {
+                    tracing::warn!(
+                        node_id = self.node_id,
+                        index = f.index,
+                        "registration committed but not replicated here yet; retrying"
+                    )
+                }
                 Ok(f) => {
                     tracing::info!(
                         node_id = self.node_id,
@@ -532,6 +572,83 @@ impl Inner {
         }
     }
 
+    fn applied_locally(&self, index: u64) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .is_some_and(|l| l.index >= index)
+    }
+
+    /// Restart with persisted state: `rejoin_once` until it succeeds (or shutdown).
+    async fn rejoin(&self) {
+        if self.cluster_addr.is_none() {
+            return;
+        }
+        let mut round = 0u64;
+        while !self.rejoin_once(round % 10 == 0).await {
+            round += 1;
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(BOOTSTRAP_RETRY) => {}
+            }
+        }
+    }
+
+    /// A restarted member sends Join(me) to the leader, found through the membership's other
+    /// members and the seeds: a no-op for a current voter; updates its address when it
+    /// restarted at another one (the old address is unreachable, so it may never hear from
+    /// the leader otherwise); adds it back when it was removed (a scaled-down broker whose
+    /// volume was kept). True once the leader answered OK.
+    async fn rejoin_once(&self, log: bool) -> bool {
+        let m = self.metrics().membership_config;
+        let recorded = m
+            .membership()
+            .get_node(&self.my_id())
+            .map(|n| n.addr.clone());
+        if self.is_leader() {
+            return self.join(self.me.clone()).await.is_ok();
+        }
+        let mut candidates: Vec<String> = m
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.my_id())
+            .map(|(_, n)| n.addr.clone())
+            .collect();
+        candidates.extend(self.seeds.iter().cloned());
+        let mut leader = self.leader_info().filter(|l| l.id != self.node_id);
+        for c in &candidates {
+            if leader.is_some() {
+                break;
+            }
+            if let Ok(Response::Probe(p)) = network::call(c, &Request::Probe, PROBE_TIMEOUT).await {
+                leader = p.leader.filter(|l| l.id != self.node_id);
+            }
+        }
+        let Some(l) = leader else {
+            if log {
+                tracing::info!(node_id = self.node_id, recorded = ?recorded,
+                    "restarted member: no leader found yet to rejoin through");
+            }
+            return false;
+        };
+        let timeout = JOIN_CATCH_UP + Duration::from_secs(5);
+        match network::call(&l.addr, &Request::Join(self.me.clone()), timeout).await {
+            Ok(Response::Join(Ok(()))) => {
+                tracing::info!(node_id = self.node_id, recorded = ?recorded,
+                    addr = %self.me.cluster_addr, leader = l.id, "restarted member rejoined");
+                true
+            }
+            other => {
+                if log {
+                    tracing::info!(node_id = self.node_id, leader = l.id, answer = ?other,
+                        "rejoining; retrying");
+                }
+                false
+            }
+        }
+    }
+
     async fn wait_applied(&self, index: u64, deadline: Instant) {
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = self
@@ -544,6 +661,8 @@ impl Inner {
     async fn propose(&self, cmd: Command, deadline: Instant) -> Result<Forwarded, ClusterError> {
         let started = Instant::now();
         let mut last: (Option<LeaderInfo>, String);
+        // The last leader a forward was sent to (kept when later attempts know no leader).
+        let mut tried: Option<LeaderInfo> = None;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(ClusterError::ShuttingDown);
@@ -605,10 +724,13 @@ impl Inner {
                     })
                 }
             }
+            if last.0.is_some() {
+                tried.clone_from(&last.0);
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(ClusterError::Deadline {
-                    leader: match &last.0 {
+                    leader: match &tried {
                         Some(l) => format!("node {} at {}", l.id, l.addr),
                         None => "none".to_string(),
                     },
@@ -728,7 +850,7 @@ impl Inner {
         };
         let m = self.metrics().membership_config;
         let membership = m.membership();
-        let known = membership.get_node(&nid) == Some(&node);
+        let existing = membership.get_node(&nid).cloned();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let not_leader =
             |f: openraft::error::ForwardToLeader<NodeId, BasicNode>| Refusal::NotLeader {
@@ -736,7 +858,22 @@ impl Inner {
                     .leader_info()
                     .filter(|l| Some(l.id as NodeId) == f.leader_id),
             };
-        if !known {
+        if let Some(old) = existing.as_ref().filter(|n| **n != node) {
+            // A member that restarted at another address: update it in place.
+            tracing::info!(node_id = self.node_id, member = rec.id, old = %old.addr,
+                new = %rec.cluster_addr, "member address changed");
+            match self
+                .raft
+                .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(nid, node)])), true)
+                .await
+            {
+                Ok(_) => {}
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    return Err(not_leader(f))
+                }
+                Err(e) => return Err(Refusal::Failed(e.to_string())),
+            }
+        } else if existing.is_none() {
             tracing::info!(node_id = self.node_id, joining = rec.id, addr = %rec.cluster_addr,
                 "adding a learner");
             match tokio::time::timeout(JOIN_CATCH_UP, self.raft.add_learner(nid, node, true)).await

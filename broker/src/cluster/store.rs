@@ -426,3 +426,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), SError> {
+            let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(any(e)))?;
+            let log = LogStore::open(dir.path()).map_err(|e| StorageIOError::write(any(e)))?;
+            let sm =
+                StateMachineStore::open(dir.path()).map_err(|e| StorageIOError::write(any(e)))?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's own conformance suite for RaftLogStorage + RaftStateMachine.
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).expect("openraft storage suite");
+    }
+}

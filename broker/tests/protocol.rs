@@ -432,13 +432,10 @@ async fn produce_and_fetch_by_topic_id() {
 /// A tiny request claiming billions of array elements must be a decode error for that
 /// connection, not an allocation abort of the whole broker.
 ///
-/// KNOWN DEFECT, ignored until fixed: `kafka-protocol` 0.18 (the codec we use, latest release)
-/// pre-allocates arrays from the peer-supplied count, so a 13-byte Metadata request claiming
-/// 2^31-1 topics aborts the process on a ~150 GB allocation. Upstream has open pull requests that
-/// bound the count by the bytes left; we do not vendor a patched copy of other people's code.
-/// Run with `--ignored` to see it fail.
+/// `kafka-protocol` 0.18 (used as is) pre-allocates arrays from the peer-supplied count, so a
+/// 13-byte Metadata request claiming 2^31-1 topics would abort the process on a ~150 GB
+/// allocation; `server::guard` walks every body before the crate decodes it and refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "kafka-protocol 0.18 pre-allocates arrays from peer-supplied counts (upstream defect)"]
 async fn huge_array_counts_cost_only_their_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = start(dir.path()).await;

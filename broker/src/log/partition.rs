@@ -452,7 +452,8 @@ impl PartitionLog {
         }
         let count = offset - inner.next_offset;
 
-        self.maybe_roll(&mut inner, buf.len() as u64, count, now)?;
+        self.maybe_roll(&mut inner, buf.len() as u64, count, now)
+            .map_err(|e| self.write_failed(e))?;
 
         for (pos, h) in &headers {
             let b = &mut buf[*pos..*pos + h.size];
@@ -467,7 +468,10 @@ impl PartitionLog {
             }
         }
         let interval = inner.config.index_interval_bytes;
-        inner.active().append(&buf, &headers, interval, now)?;
+        inner
+            .active()
+            .append(&buf, &headers, interval, now)
+            .map_err(|e| self.write_failed(e))?;
 
         let base_offset = inner.next_offset;
         inner.next_offset = offset;
@@ -487,6 +491,13 @@ impl PartitionLog {
             log_append_time: append_time,
             log_start_offset: log_start,
         }))
+    }
+
+    /// Logs a failed write (a full disk, typically): nothing of the append is in the log, the
+    /// log end did not move, and the next append may succeed once space is freed.
+    fn write_failed(&self, e: LogError) -> LogError {
+        tracing::error!(path = %self.dir.display(), error = %e, "append failed; nothing was written");
+        e
     }
 
     /// Rolls to a new segment when the active one is full, too old, or the relative offsets
@@ -513,14 +524,23 @@ impl PartitionLog {
         if !(full || old || overflow) {
             return Ok(());
         }
-        a.seal()?;
-        let closed = a.files();
-        inner.unsynced.extend(closed);
+        // Everything that can fail (a full disk) comes before the active segment is sealed: a
+        // failed roll must leave it active and unchanged, since a sealed segment keeps its
+        // indexes only in files and must never be appended to.
         let snap = serde_json::to_vec(&inner.producers).map_err(|e| LogError::Metadata {
             path: snapshot_path(&self.dir, next),
             reason: e.to_string(),
         })?;
         let seg = Segment::create(&self.dir, next)?;
+        let a = inner.active();
+        if let Err(e) = a.seal() {
+            if let Err(rm) = seg.remove_files() {
+                tracing::warn!(path = %self.dir.display(), base = next, error = %rm, "could not remove the segment of a failed roll");
+            }
+            return Err(e);
+        }
+        let closed = a.files();
+        inner.unsynced.extend(closed);
         // Best effort (recovery falls back to scanning headers): tmp + rename, no fsync.
         let sp = snapshot_path(&self.dir, next);
         let tmp = sp.with_extension("snapshot.tmp");

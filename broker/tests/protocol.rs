@@ -1198,9 +1198,6 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     use kafka_protocol::messages::create_acls_request::AclCreation;
     use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
-    use kafka_protocol::messages::delete_records_request::{
-        DeleteRecordsPartition, DeleteRecordsTopic,
-    };
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
@@ -1208,26 +1205,6 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
     let broker = start(dir.path()).await;
     let mut c = Conn::connect(broker.kafka_addr()).await;
     create_topic(&mut c, "items", 2).await;
-
-    let dr = DeleteRecordsRequest::default()
-        .with_timeout_ms(1000)
-        .with_topics(vec![DeleteRecordsTopic::default()
-            .with_name(tn("items"))
-            .with_partitions(vec![
-                DeleteRecordsPartition::default()
-                    .with_partition_index(0)
-                    .with_offset(1),
-                DeleteRecordsPartition::default()
-                    .with_partition_index(1)
-                    .with_offset(1),
-            ])]);
-    let r: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &dr).await;
-    let got: Vec<(i32, i16)> = r.topics[0]
-        .partitions
-        .iter()
-        .map(|p| (p.partition_index, p.error_code))
-        .collect();
-    assert_eq!(got, vec![(0, 35), (1, 35)]);
 
     let ca = CreateAclsRequest::default().with_creations(vec![AclCreation::default(); 3]);
     let r: CreateAclsResponse = c.call(ApiKey::CreateAcls, 3, &ca).await;
@@ -1304,7 +1281,6 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
         .await;
     assert_eq!(v.error_code, 0);
     for key in [
-        ApiKey::DeleteRecords,
         ApiKey::CreateAcls,
         ApiKey::DeleteAcls,
         ApiKey::DescribeAcls,

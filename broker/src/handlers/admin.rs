@@ -1,5 +1,5 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs. Validation of names and config values is the
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords,
+//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs. Validation of names and config values is the
 //! storage engine's (one place for the rules); this module maps requests and errors.
 
 use std::collections::{BTreeMap, HashSet};
@@ -9,6 +9,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -16,9 +19,9 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
     AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    TopicName,
+    CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -314,6 +317,39 @@ pub async fn create_partitions(
         };
         ctx.metrics.error_code("CreatePartitions", r.error_code);
         resp.results.push(r);
+    }
+    resp
+}
+
+/// DeleteRecords: moves each partition's log start offset up to the requested offset (-1: the
+/// high watermark) and deletes the segments wholly below it; the answer carries the new low
+/// watermark. Offsets above the high watermark are OFFSET_OUT_OF_RANGE.
+pub async fn delete_records(ctx: &Arc<Ctx>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut resp = DeleteRecordsResponse::default();
+    for t in req.topics {
+        let mut tr = DeleteRecordsTopicResult::default().with_name(t.name.clone());
+        for p in t.partitions {
+            let (name, index, offset) = (t.name.as_str().to_string(), p.partition_index, p.offset);
+            let outcome = blocking(ctx, move |logs| {
+                logs.partition(&name, index)
+                    .map(|log| log.delete_records(offset))
+            })
+            .await;
+            let r = DeleteRecordsPartitionResult::default().with_partition_index(index);
+            let r = match outcome {
+                None => r
+                    .with_low_watermark(-1)
+                    .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(Ok(low)) => r.with_low_watermark(low).with_error_code(codes::NONE),
+                Some(Err(e)) => {
+                    tracing::debug!(topic = %t.name.as_str(), partition = index, offset, error = %e, "delete records refused");
+                    r.with_low_watermark(-1).with_error_code(e.kafka_code())
+                }
+            };
+            ctx.metrics.error_code("DeleteRecords", r.error_code);
+            tr.partitions.push(r);
+        }
+        resp.topics.push(tr);
     }
     resp
 }

@@ -1098,8 +1098,8 @@ fn max_timestamp_below(file: &File, end: u64, hw: i64) -> std::io::Result<Option
 }
 
 /// Within one batch, the first record at or after offset `from` whose timestamp is `>= ts`
-/// (the batch's max timestamp stands for every record under LogAppendTime, or if the batch
-/// cannot be decoded); `None` when every such record lies below `from`.
+/// (the batch's max timestamp stands for every record under LogAppendTime, or if the records
+/// cannot be read); `None` when every such record lies below `from`.
 fn first_record_at_or_after(
     whole: &[u8],
     h: &BatchHeader,
@@ -1110,13 +1110,5 @@ fn first_record_at_or_after(
     if h.attributes & (1 << 3) != 0 {
         return fallback;
     }
-    let mut b = Bytes::copy_from_slice(whole);
-    match kafka_protocol::records::RecordBatchDecoder::decode(&mut b) {
-        Ok(set) => set
-            .records
-            .iter()
-            .find(|r| r.timestamp >= ts && r.offset >= from)
-            .map(|r| (r.offset, r.timestamp)),
-        Err(_) => fallback,
-    }
+    batch::find_record(whole, h, |offset, t| t >= ts && offset >= from).unwrap_or(fallback)
 }

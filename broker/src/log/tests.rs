@@ -194,8 +194,40 @@ fn compressed_batches_are_stored_as_received() {
     let all = decode_all(&r.records);
     assert_eq!(all.len(), 20);
     assert_eq!(all[17], (17, "z3-2".to_string()));
-    // The timestamp lookup decodes the compressed batch to find the exact record.
-    assert_eq!(log.offset_for_timestamp(3_002).unwrap(), Some((12, 3_002)));
+    // The timestamp lookup decompresses the batch to find the exact record, for every codec.
+    for i in 0..4i64 {
+        let ts = 1_000 * (i + 1) + 2;
+        assert_eq!(
+            log.offset_for_timestamp(ts).unwrap(),
+            Some((5 * i + 2, ts)),
+            "{:?}",
+            codecs[i as usize]
+        );
+    }
+}
+
+/// A producer can send a batch whose CRC is right but whose record count is absurd (the count
+/// is only checked against the last offset delta). Looking into it must cost its bytes, not an
+/// allocation of 2^31 records (`kafka-protocol`'s decoder reserves the count up front).
+#[test]
+fn a_batch_claiming_billions_of_records_is_looked_into_without_allocating_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    let mut b = BytesMut::from(&B::new(2).ts(5_000).build()[..]);
+    b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes()); // last offset delta
+    b[57..61].copy_from_slice(&i32::MAX.to_be_bytes()); // record count
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let info = appended(log.append(b.freeze()).unwrap());
+    assert_eq!(info.last_offset, i64::from(i32::MAX) - 1);
+    // The two real records are found; past them the walk stops at the batch end.
+    assert_eq!(log.offset_for_timestamp(5_001).unwrap(), Some((1, 5_001)));
+    assert_eq!(
+        log.offset_for_timestamp(5_002).unwrap(),
+        None,
+        "max timestamp is 5_001"
+    );
+    assert_eq!(log.max_timestamp_offset().unwrap(), Some((1, 5_001)));
 }
 
 #[test]

@@ -55,7 +55,9 @@ impl Node {
     }
 
     fn boot(&mut self) {
-        let kafka = self.kafka.map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+        let kafka = self
+            .kafka
+            .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
         let cluster = self
             .cluster
             .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
@@ -124,9 +126,9 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(b) = self.broker.take() {
-            let _ = self
-                .rt
-                .block_on(async { tokio::time::timeout(Duration::from_secs(10), b.shutdown()).await });
+            let _ = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), b.shutdown()).await
+            });
         }
     }
 }
@@ -181,7 +183,11 @@ fn create_topic(node: &Node, name: &str, partitions: i32) {
 }
 
 fn owners(state: &ClusterState, topic: &str) -> Vec<i32> {
-    state.topics[topic].partitions.iter().map(|p| p.owner).collect()
+    state.topics[topic]
+        .partitions
+        .iter()
+        .map(|p| p.owner)
+        .collect()
 }
 
 /// A broker that is neither the quorum leader nor `except`.
@@ -258,7 +264,9 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
     // groups (ties: lowest id); the client bootstraps from another broker and must be sent on.
     let s = nodes[0].state();
     let load = |id: i32| s.groups.values().filter(|g| g.coordinator == id).count();
-    let expected = (0..3).min_by_key(|id| (load(*id), *id)).expect("three brokers");
+    let expected = (0..3)
+        .min_by_key(|id| (load(*id), *id))
+        .expect("three brokers");
     let bootstrap = (expected + 1) % 3;
     let out = run_python(
         "kafka_python_client.py",
@@ -282,7 +290,10 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
     assert_records_exact(&parse_consumed_lines(&out.stdout), 0..90);
     let coordinator = nodes[1].state().groups["spread-readers"].coordinator;
     assert_eq!(coordinator, expected);
-    assert_ne!(coordinator, bootstrap, "the coordinator is not the bootstrap broker");
+    assert_ne!(
+        coordinator, bootstrap,
+        "the coordinator is not the bootstrap broker"
+    );
     // The commits are stored by the coordinator.
     let committed: i64 = nodes[coordinator as usize]
         .ctx()
@@ -330,8 +341,7 @@ fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_
         Duration::from_millis(100),
         || {
             let l = nodes[survivors[0]].ctx().cluster.leader()?;
-            (l != old_leader && nodes[survivors[1]].ctx().cluster.leader() == Some(l))
-                .then_some(l)
+            (l != old_leader && nodes[survivors[1]].ctx().cluster.leader() == Some(l)).then_some(l)
         },
     );
     // The new leader fences the stopped broker: Metadata reports its partition offline.
@@ -339,7 +349,10 @@ fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_
         "the stopped broker fenced",
         Duration::from_secs(30),
         Duration::from_millis(100),
-        || (nodes[survivors[0]].state().brokers[&old_leader].state == BrokerState::Fenced).then_some(()),
+        || {
+            (nodes[survivors[0]].state().brokers[&old_leader].state == BrokerState::Fenced)
+                .then_some(())
+        },
     );
     tracing_free_note(old_leader, new_leader);
 

@@ -268,3 +268,31 @@ fn corrupt_or_oversized_batches_are_refused_and_not_stored() {
     let got = rd_consume_from_start(&bs, &topic, &[0], 6, Duration::from_secs(30));
     assert_records_exact(&got, 0..6);
 }
+
+/// A batch with a valid CRC but a record count of 2^31-1 (checked only against the last offset
+/// delta) is stored as received; a ListOffsets by timestamp that looks into it must not abort
+/// the broker on a 378 GB allocation (`kafka-protocol`'s record decoder reserves the count),
+/// and neither must ListOffsets MAX_TIMESTAMP.
+#[test]
+fn a_batch_claiming_billions_of_records_does_not_abort_timestamp_lookups() {
+    let broker = TestBroker::start(&[]);
+    let topic = topic_name("billions");
+    rd_produce_all(&broker.bootstrap(), &topic, Some(0), 0..1, &[]);
+    let mut c = RawClient::connect(broker.kafka_addr());
+    // One record (a batch of one: the encoder splits non-idempotent records), stamped far in
+    // the future so that a lookup by that timestamp has to look inside this batch.
+    let mut b = encode_batch(&[b"one"], kafka_protocol::records::Compression::None, None).to_vec();
+    let future: i64 = 4_000_000_000_000;
+    b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes()); // last offset delta
+    b[27..35].copy_from_slice(&future.to_be_bytes()); // first timestamp
+    b[35..43].copy_from_slice(&future.to_be_bytes()); // max timestamp
+    b[57..61].copy_from_slice(&i32::MAX.to_be_bytes()); // record count
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let (err, base) = raw_produce(&mut c, &topic, 0, bytes::Bytes::from(b), -1);
+    assert_eq!((err, base), (0, 1), "stored as received");
+    // By timestamp, then MAX_TIMESTAMP (-3): both find the one real record of the batch.
+    assert_eq!(raw_list_offset(&mut c, &topic, 0, future), (0, 1));
+    assert_eq!(raw_list_offset(&mut c, &topic, 0, -3), (0, 1));
+    assert_still_serving(&broker, 10);
+}

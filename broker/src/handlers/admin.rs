@@ -1,5 +1,5 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs. Validation of names and config values is the
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords,
+//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs. Validation of names and config values is the
 //! storage engine's (one place for the rules); this module maps requests and errors.
 
 use std::collections::{BTreeMap, HashSet};
@@ -9,6 +9,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -16,9 +19,10 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
     AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    TopicName, UnregisterBrokerRequest, UnregisterBrokerResponse,
+    CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
+    UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -304,6 +308,41 @@ pub async fn create_partitions(
         };
         ctx.metrics.error_code("CreatePartitions", r.error_code);
         resp.results.push(r);
+    }
+    resp
+}
+
+/// DeleteRecords: moves each partition's log start offset up to the requested offset (-1: the
+/// high watermark) and deletes the segments wholly below it; the answer carries the new low
+/// watermark. Offsets above the high watermark are OFFSET_OUT_OF_RANGE.
+pub async fn delete_records(ctx: &Arc<Ctx>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut resp = DeleteRecordsResponse::default();
+    for t in req.topics {
+        let mut tr = DeleteRecordsTopicResult::default().with_name(t.name.clone());
+        for p in t.partitions {
+            let (index, offset) = (p.partition_index, p.offset);
+            // Only the partition's leader deletes; others send the client there.
+            let outcome = match super::fetch::local_partition(ctx, t.name.as_str(), index, -1) {
+                Err(code) => Err(code),
+                Ok(log) => Ok(
+                    tokio::task::spawn_blocking(move || log.delete_records(offset))
+                        .await
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+                ),
+            };
+            let r = DeleteRecordsPartitionResult::default().with_partition_index(index);
+            let r = match outcome {
+                Err(code) => r.with_low_watermark(-1).with_error_code(code),
+                Ok(Ok(low)) => r.with_low_watermark(low).with_error_code(codes::NONE),
+                Ok(Err(e)) => {
+                    tracing::debug!(topic = %t.name.as_str(), partition = index, offset, error = %e, "delete records refused");
+                    r.with_low_watermark(-1).with_error_code(e.kafka_code())
+                }
+            };
+            ctx.metrics.error_code("DeleteRecords", r.error_code);
+            tr.partitions.push(r);
+        }
+        resp.topics.push(tr);
     }
     resp
 }

@@ -31,6 +31,7 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
     ApiKey::DeleteTopics,
+    ApiKey::DeleteRecords,
     ApiKey::InitProducerId,
     ApiKey::DescribeConfigs,
     ApiKey::AlterConfigs,
@@ -72,6 +73,7 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::ApiVersions => range!(ApiVersionsRequest),
         ApiKey::CreateTopics => range!(CreateTopicsRequest),
         ApiKey::DeleteTopics => range!(DeleteTopicsRequest),
+        ApiKey::DeleteRecords => range!(DeleteRecordsRequest),
         ApiKey::InitProducerId => range!(InitProducerIdRequest),
         ApiKey::DescribeConfigs => range!(DescribeConfigsRequest),
         ApiKey::AlterConfigs => range!(AlterConfigsRequest),
@@ -161,6 +163,7 @@ mod tests {
         assert_eq!(advertised(ApiKey::OffsetCommit), Some((2, 9)));
         assert_eq!(advertised(ApiKey::OffsetFetch), Some((1, 9)));
         assert_eq!(advertised(ApiKey::InitProducerId), Some((0, 5)));
+        assert_eq!(advertised(ApiKey::DeleteRecords), Some((0, 2)));
         // Produce 13 is what kafka-python reads as Kafka 4.1.
         assert_eq!(advertised(ApiKey::Produce), Some((0, 13)));
         for key in SUPPORTED_APIS {

@@ -206,6 +206,9 @@ pub async fn dispatch(
         }
         ApiKey::CreateTopics => now!(admin::create_topics(ctx, v, req!(CreateTopicsRequest)).await),
         ApiKey::DeleteTopics => now!(admin::delete_topics(ctx, v, req!(DeleteTopicsRequest)).await),
+        ApiKey::DeleteRecords => {
+            now!(admin::delete_records(ctx, req!(DeleteRecordsRequest)).await)
+        }
         ApiKey::CreatePartitions => {
             now!(admin::create_partitions(ctx, req!(CreatePartitionsRequest)).await)
         }

@@ -6,7 +6,7 @@
 //! The codes follow what Kafka answers when the feature is off: ACL requests get
 //! SECURITY_DISABLED (no authorizer is configured); transactional requests get
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id here;
-//! everything else (DeleteRecords, ElectLeaders, log dirs, quotas, SCRAM credentials,
+//! everything else (ElectLeaders, log dirs, quotas, SCRAM credentials,
 //! DescribeProducers, the KIP-848 / share group describes, share group offsets,
 //! DescribeTopicPartitions)
 //! UNSUPPORTED_VERSION. APIs that only controllers or other brokers send (Raft
@@ -21,9 +21,6 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 };
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
-use kafka_protocol::messages::delete_records_response::{
-    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
-};
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -62,29 +59,6 @@ pub fn answer(
         }};
     }
     let reply = match key {
-        ApiKey::DeleteRecords => {
-            let req = decode!(DeleteRecordsRequest);
-            let topics = req
-                .topics
-                .into_iter()
-                .map(|t| {
-                    DeleteRecordsTopicResult::default()
-                        .with_name(t.name)
-                        .with_partitions(
-                            t.partitions
-                                .into_iter()
-                                .map(|p| {
-                                    DeleteRecordsPartitionResult::default()
-                                        .with_partition_index(p.partition_index)
-                                        .with_low_watermark(-1)
-                                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            respond(raw, &DeleteRecordsResponse::default().with_topics(topics))?
-        }
         ApiKey::CreateAcls => {
             let req = decode!(CreateAclsRequest);
             let results = req
@@ -465,10 +439,6 @@ mod tests {
 
     #[test]
     fn every_per_item_api_answers_at_every_version() {
-        answered_at_every_version::<_, DeleteRecordsResponse>(
-            ApiKey::DeleteRecords,
-            &DeleteRecordsRequest::default(),
-        );
         answered_at_every_version::<_, CreateAclsResponse>(
             ApiKey::CreateAcls,
             &CreateAclsRequest::default(),
@@ -595,28 +565,6 @@ mod tests {
             &tp,
         ) {
             assert_eq!(r.topics[0].error_code, 35);
-        }
-    }
-
-    #[test]
-    fn delete_records_answers_every_partition() {
-        use kafka_protocol::messages::delete_records_request::*;
-        let req = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
-            .with_name(tn("t"))
-            .with_partitions(vec![
-                DeleteRecordsPartition::default().with_partition_index(0),
-                DeleteRecordsPartition::default().with_partition_index(3),
-            ])]);
-        for r in answered_at_every_version::<_, DeleteRecordsResponse>(ApiKey::DeleteRecords, &req)
-        {
-            let ps = &r.topics[0].partitions;
-            assert_eq!(r.topics[0].name.as_str(), "t");
-            assert_eq!(
-                ps.iter()
-                    .map(|p| (p.partition_index, p.error_code))
-                    .collect::<Vec<_>>(),
-                vec![(0, 35), (3, 35)]
-            );
         }
     }
 

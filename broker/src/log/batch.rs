@@ -141,6 +141,75 @@ pub fn parse_header(b: &[u8]) -> Result<BatchHeader, LogError> {
     Ok(h)
 }
 
+/// Reads a zigzag varint (Kafka's record fields) of at most `max_bytes` bytes at `*pos`.
+fn zigzag(b: &[u8], pos: &mut usize, max_bytes: usize) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for i in 0..max_bytes {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Calls `visit(offset, timestamp)` for each record of the whole batch `b` (header `h`) in
+/// order until it returns true, and returns that record. Compressed batches are decompressed
+/// first. Only the record length, timestamp delta and offset delta are read, and nothing is
+/// allocated per record: a batch whose record count or header counts are absurd (its CRC only
+/// proves the producer wrote it) costs no more than its bytes.
+///
+/// `kafka-protocol`'s `RecordBatchDecoder` is deliberately not used on stored data: it
+/// reserves the peer-supplied record count and header count up front, which a crafted batch
+/// turns into an allocation abort.
+pub fn find_record(
+    b: &[u8],
+    h: &BatchHeader,
+    mut visit: impl FnMut(i64, i64) -> bool,
+) -> Result<Option<(i64, i64)>, LogError> {
+    use bytes::Buf;
+    use kafka_protocol::compression::{self as cmpr, Decompressor};
+    let records = b
+        .get(HEADER_LEN..h.size)
+        .ok_or_else(|| corrupt("batch shorter than its header".into()))?;
+    let mut src = bytes::Bytes::copy_from_slice(records);
+    let all = |buf: &mut bytes::Bytes| Ok(buf.copy_to_bytes(buf.remaining()));
+    let plain = match h.attributes & 0x7 {
+        0 => Ok(src),
+        1 => cmpr::Gzip::decompress(&mut src, all),
+        2 => cmpr::Snappy::decompress(&mut src, all),
+        3 => cmpr::Lz4::decompress(&mut src, all),
+        4 => cmpr::Zstd::decompress(&mut src, all),
+        c => return Err(corrupt(format!("unknown compression codec {c}"))),
+    }
+    .map_err(|e| corrupt(format!("cannot decompress the records: {e:#}")))?;
+    let mut pos = 0;
+    for _ in 0..h.record_count {
+        let len = zigzag(&plain, &mut pos, 5).ok_or_else(|| corrupt("record length".into()))?;
+        let len = usize::try_from(len).map_err(|_| corrupt(format!("record length {len}")))?;
+        let end = pos
+            .checked_add(len)
+            .filter(|e| *e <= plain.len())
+            .ok_or_else(|| corrupt(format!("record of {len} bytes past the batch end")))?;
+        let mut p = pos + 1; // attributes
+        let ts_delta =
+            zigzag(&plain[..end], &mut p, 10).ok_or_else(|| corrupt("timestamp delta".into()))?;
+        let off_delta =
+            zigzag(&plain[..end], &mut p, 5).ok_or_else(|| corrupt("offset delta".into()))?;
+        let rec = (
+            h.base_offset.saturating_add(off_delta),
+            h.first_timestamp.saturating_add(ts_delta),
+        );
+        if visit(rec.0, rec.1) {
+            return Ok(Some(rec));
+        }
+        pos = end;
+    }
+    Ok(None)
+}
+
 /// Checks the CRC-32C of a whole batch (`b.len() == header.size`).
 pub fn check_crc(b: &[u8]) -> Result<(), LogError> {
     let stored = be_i32(b, CRC_POS) as u32;

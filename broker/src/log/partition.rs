@@ -37,6 +37,9 @@ struct Durable {
 #[derive(Debug)]
 struct Inner {
     config: LogConfig,
+    /// First offset still in the log: the first segment's base, or higher after DeleteRecords
+    /// (persisted in [`LOG_START_FILE`]).
+    log_start: i64,
     /// Sorted by base offset; the last one is the active segment. Never empty.
     segments: Vec<Segment>,
     producers: ProducerStates,
@@ -66,6 +69,9 @@ struct SyncCtl {
 struct Shared {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    /// Serializes DeleteRecords: the log start file is written and fsynced under it, never
+    /// under `inner`.
+    start_file: Mutex<()>,
     sync_ctl: Mutex<SyncCtl>,
     durable_tx: watch::Sender<Durable>,
     hw_tx: watch::Sender<i64>,
@@ -90,6 +96,51 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the log half-updated in a way later calls
     // would misread (file state is re-derived from sizes), so keep going.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The log start offset set by DeleteRecords, as decimal text (absent: the first segment's
+/// base). Replaced atomically: tmp, fsync, rename, directory fsync.
+pub const LOG_START_FILE: &str = "log-start-offset";
+
+/// The persisted log start offset, if any. An unreadable file is ignored with a warning: the
+/// log then starts at its first segment, which only shows records DeleteRecords had hidden.
+fn read_log_start(dir: &Path) -> Option<i64> {
+    let path = dir.join(LOG_START_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the log start offset");
+            return None;
+        }
+    };
+    match text.trim().parse::<i64>() {
+        Ok(v) if v >= 0 => Some(v),
+        _ => {
+            tracing::warn!(path = %path.display(), content = %text.trim(), "ignoring an invalid log start offset");
+            None
+        }
+    }
+}
+
+fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
+    use std::io::Write;
+    let path = dir.join(LOG_START_FILE);
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(format!("{offset}\n").as_bytes())?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        remove_if_exists(&tmp);
+        return Err(LogError::Io {
+            path: tmp,
+            source: e,
+        });
+    }
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(dir)
 }
 
 fn snapshot_path(dir: &Path, base: i64) -> PathBuf {
@@ -340,7 +391,11 @@ impl PartitionLog {
         }
 
         let next_offset = segments[segments.len() - 1].next_offset;
-        let log_start = segments[0].base;
+        // A start set by DeleteRecords beyond what recovery kept (a torn tail was cut) can only
+        // have hidden records that are gone anyway.
+        let log_start = read_log_start(&dir)
+            .map_or(segments[0].base, |s| s.min(next_offset))
+            .max(segments[0].base);
         // Whatever survived is on disk now (maybe only in the page cache, after a process
         // crash): make it durable before anyone may read it as committed.
         // Closed segments too: a crash right after a roll can leave the closed segment's last
@@ -360,12 +415,14 @@ impl PartitionLog {
             dir: dir.clone(),
             inner: Mutex::new(Inner {
                 config,
+                log_start,
                 segments,
                 producers,
                 next_offset,
                 unsynced: Vec::new(),
                 dir_dirty: false,
             }),
+            start_file: Mutex::new(()),
             sync_ctl: Mutex::new(SyncCtl::default()),
             durable_tx,
             hw_tx,
@@ -452,7 +509,8 @@ impl PartitionLog {
         }
         let count = offset - inner.next_offset;
 
-        self.maybe_roll(&mut inner, buf.len() as u64, count, now)?;
+        self.maybe_roll(&mut inner, buf.len() as u64, count, now)
+            .map_err(|e| self.write_failed(e))?;
 
         for (pos, h) in &headers {
             let b = &mut buf[*pos..*pos + h.size];
@@ -467,7 +525,10 @@ impl PartitionLog {
             }
         }
         let interval = inner.config.index_interval_bytes;
-        inner.active().append(&buf, &headers, interval, now)?;
+        inner
+            .active()
+            .append(&buf, &headers, interval, now)
+            .map_err(|e| self.write_failed(e))?;
 
         let base_offset = inner.next_offset;
         inner.next_offset = offset;
@@ -487,6 +548,13 @@ impl PartitionLog {
             log_append_time: append_time,
             log_start_offset: log_start,
         }))
+    }
+
+    /// Logs a failed write (a full disk, typically): nothing of the append is in the log, the
+    /// log end did not move, and the next append may succeed once space is freed.
+    fn write_failed(&self, e: LogError) -> LogError {
+        tracing::error!(path = %self.dir.display(), error = %e, "append failed; nothing was written");
+        e
     }
 
     /// Rolls to a new segment when the active one is full, too old, or the relative offsets
@@ -513,14 +581,23 @@ impl PartitionLog {
         if !(full || old || overflow) {
             return Ok(());
         }
-        a.seal()?;
-        let closed = a.files();
-        inner.unsynced.extend(closed);
+        // Everything that can fail (a full disk) comes before the active segment is sealed: a
+        // failed roll must leave it active and unchanged, since a sealed segment keeps its
+        // indexes only in files and must never be appended to.
         let snap = serde_json::to_vec(&inner.producers).map_err(|e| LogError::Metadata {
             path: snapshot_path(&self.dir, next),
             reason: e.to_string(),
         })?;
         let seg = Segment::create(&self.dir, next)?;
+        let a = inner.active();
+        if let Err(e) = a.seal() {
+            if let Err(rm) = seg.remove_files() {
+                tracing::warn!(path = %self.dir.display(), base = next, error = %rm, "could not remove the segment of a failed roll");
+            }
+            return Err(e);
+        }
+        let closed = a.files();
+        inner.unsynced.extend(closed);
         // Best effort (recovery falls back to scanning headers): tmp + rename, no fsync.
         let sp = snapshot_path(&self.dir, next);
         let tmp = sp.with_extension("snapshot.tmp");
@@ -581,7 +658,7 @@ impl PartitionLog {
         let hw = self.high_watermark();
         let (file, path, start_pos, seg_end, log_start) = {
             let inner = lock(&sh.inner);
-            let log_start = inner.segments[0].base;
+            let log_start = inner.log_start;
             if offset < log_start || offset > inner.next_offset {
                 return Err(LogError::OffsetOutOfRange {
                     requested: offset,
@@ -646,12 +723,13 @@ impl PartitionLog {
     /// watermark is considered.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
         let hw = self.high_watermark();
-        let candidates: Vec<(Arc<File>, PathBuf, u64, u64)> = {
+        let (from, candidates) = {
             let inner = lock(&self.shared.inner);
-            inner
+            let from = inner.log_start;
+            let c: Vec<(Arc<File>, PathBuf, u64, u64)> = inner
                 .segments
                 .iter()
-                .filter(|s| s.max_timestamp >= timestamp_ms && s.base < hw)
+                .filter(|s| s.max_timestamp >= timestamp_ms && s.base < hw && s.next_offset > from)
                 .map(|s| {
                     (
                         Arc::clone(&s.log),
@@ -660,11 +738,12 @@ impl PartitionLog {
                         s.size,
                     )
                 })
-                .collect()
+                .collect();
+            (from, c)
         };
         for (file, path, pos, end) in candidates {
             if let Some(hit) =
-                find_timestamp(&file, pos, end, timestamp_ms, hw).map_err(io_err(&path))?
+                find_timestamp(&file, pos, end, timestamp_ms, from, hw).map_err(io_err(&path))?
             {
                 return Ok(Some(hit));
             }
@@ -713,7 +792,7 @@ impl PartitionLog {
                 return Ok(None);
             };
             let (ts, pos, file, path, end) = &cands[b];
-            if let Some(hit) = find_timestamp(file, *pos, *end, *ts, hw).map_err(io_err(path))? {
+            if let Some(hit) = find_timestamp(file, *pos, *end, *ts, 0, hw).map_err(io_err(path))? {
                 return Ok(Some(hit));
             }
             match max_timestamp_below(file, *end, hw).map_err(io_err(path))? {
@@ -739,7 +818,10 @@ impl PartitionLog {
         let (ret_ms, ret_bytes) = (inner.config.retention_ms, inner.config.retention_bytes);
         let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
         let mut doomed = 0;
+        let log_start = inner.log_start;
         for s in &inner.segments[..inner.segments.len() - 1] {
+            // Wholly below the start DeleteRecords set (the active segment has since rolled).
+            let deleted = s.next_offset <= log_start;
             // Batches without timestamps (-1): judge by the file's modification time.
             let newest = if s.max_timestamp >= 0 {
                 s.max_timestamp
@@ -748,7 +830,7 @@ impl PartitionLog {
             };
             let by_time = ret_ms >= 0 && newest < now_ms.saturating_sub(ret_ms);
             let by_size = ret_bytes >= 0 && total.saturating_sub(s.size) >= ret_bytes as u64;
-            if !(by_time || by_size) {
+            if !(deleted || by_time || by_size) {
                 break;
             }
             total -= s.size;
@@ -758,7 +840,8 @@ impl PartitionLog {
             return Ok(0);
         }
         let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
-        let new_start = inner.segments[0].base;
+        let new_start = inner.segments[0].base.max(inner.log_start);
+        inner.log_start = new_start;
         self.shared.log_start.store(new_start, Ordering::SeqCst);
         drop(inner);
         let mut result = Ok(removed.len());
@@ -771,6 +854,56 @@ impl PartitionLog {
         // After the unlinks, so the next fsync round's directory fsync covers them.
         lock(&self.shared.inner).dir_dirty = true;
         result
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (`-1`: the high watermark), so
+    /// reads and ListOffsets earliest begin there, and deletes the closed segments wholly below
+    /// it. Returns the new log start (the low watermark). The new start is fsynced before it is
+    /// used, so it survives a restart. `offset` above the high watermark, or negative other
+    /// than -1, is [`LogError::OffsetOutOfRange`]; at or below the current start nothing
+    /// changes. Blocking (an fsync): call from `spawn_blocking`.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        let sh = &self.shared;
+        let _serial = lock(&sh.start_file);
+        let hw = self.high_watermark();
+        let current = lock(&sh.inner).log_start;
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start: current,
+                end: hw,
+            });
+        }
+        if target <= current {
+            return Ok(current);
+        }
+        write_log_start(&self.dir, target)?;
+
+        let mut inner = lock(&sh.inner);
+        inner.log_start = inner.log_start.max(target);
+        let start = inner.log_start;
+        sh.log_start.store(start, Ordering::SeqCst);
+        let last = inner.segments.len() - 1;
+        let doomed = inner.segments[..last]
+            .iter()
+            .take_while(|s| s.next_offset <= start)
+            .count();
+        let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
+        drop(inner);
+        tracing::info!(path = %self.dir.display(), log_start = start, segments_deleted = removed.len(), "records deleted");
+        for s in &removed {
+            // The start is already moved and durable; a file left behind is below it and is
+            // removed again at the next open's retention check.
+            if let Err(e) = s.remove_files() {
+                tracing::warn!(path = %s.log_path.display(), error = %e, "cannot remove a segment below the log start");
+            }
+        }
+        if !removed.is_empty() {
+            // After the unlinks, so the next fsync round's directory fsync covers them.
+            lock(&sh.inner).dir_dirty = true;
+        }
+        Ok(start)
     }
 
     /// Replaces the config (topic config change); takes effect for the next append / roll.
@@ -915,6 +1048,7 @@ fn find_timestamp(
     mut pos: u64,
     end: u64,
     ts: i64,
+    from: i64,
     hw: i64,
 ) -> std::io::Result<Option<(i64, i64)>> {
     let mut hdr = [0u8; HEADER_LEN];
@@ -929,10 +1063,12 @@ fn find_timestamp(
         if pos + h.size as u64 > end {
             return Ok(None);
         }
-        if h.max_timestamp >= ts {
+        if h.max_timestamp >= ts && h.next_offset() > from {
             let mut whole = vec![0u8; h.size];
             file.read_exact_at(&mut whole, pos)?;
-            return Ok(Some(first_record_at_or_after(&whole, &h, ts)));
+            if let Some(hit) = first_record_at_or_after(&whole, &h, ts, from) {
+                return Ok(Some(hit));
+            }
         }
         pos += h.size as u64;
     }
@@ -961,20 +1097,18 @@ fn max_timestamp_below(file: &File, end: u64, hw: i64) -> std::io::Result<Option
     Ok(max)
 }
 
-/// Within one batch, the first record whose timestamp is `>= ts` (the batch's max timestamp
-/// stands for every record under LogAppendTime, or if the batch cannot be decoded).
-fn first_record_at_or_after(whole: &[u8], h: &BatchHeader, ts: i64) -> (i64, i64) {
-    let fallback = (h.base_offset, h.max_timestamp);
+/// Within one batch, the first record at or after offset `from` whose timestamp is `>= ts`
+/// (the batch's max timestamp stands for every record under LogAppendTime, or if the records
+/// cannot be read); `None` when every such record lies below `from`.
+fn first_record_at_or_after(
+    whole: &[u8],
+    h: &BatchHeader,
+    ts: i64,
+    from: i64,
+) -> Option<(i64, i64)> {
+    let fallback = Some((h.base_offset.max(from), h.max_timestamp));
     if h.attributes & (1 << 3) != 0 {
         return fallback;
     }
-    let mut b = Bytes::copy_from_slice(whole);
-    match kafka_protocol::records::RecordBatchDecoder::decode(&mut b) {
-        Ok(set) => set
-            .records
-            .iter()
-            .find(|r| r.timestamp >= ts)
-            .map_or(fallback, |r| (r.offset, r.timestamp)),
-        Err(_) => fallback,
-    }
+    batch::find_record(whole, h, |offset, t| t >= ts && offset >= from).unwrap_or(fallback)
 }

@@ -81,13 +81,26 @@ impl Segment {
     }
 
     /// Creates an empty segment (truncating leftovers with the same name).
+    /// On failure no file of the segment is left behind.
     pub fn create(dir: &Path, base: i64) -> Result<Segment, LogError> {
         let (lp, ip, tp) = Self::paths(dir, base);
+        let open_all = || -> Result<(File, File, File), LogError> {
+            Ok((
+                open_rw(&lp, true)?,
+                open_rw(&ip, true)?,
+                open_rw(&tp, true)?,
+            ))
+        };
+        let (log, index, timeindex) = open_all().inspect_err(|_| {
+            for p in [&lp, &ip, &tp] {
+                let _ = std::fs::remove_file(p);
+            }
+        })?;
         Ok(Segment {
             base,
-            log: Arc::new(open_rw(&lp, true)?),
-            index: Arc::new(open_rw(&ip, true)?),
-            timeindex: Arc::new(open_rw(&tp, true)?),
+            log: Arc::new(log),
+            index: Arc::new(index),
+            timeindex: Arc::new(timeindex),
             log_path: lp,
             size: 0,
             next_offset: base,

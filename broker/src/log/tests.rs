@@ -194,8 +194,40 @@ fn compressed_batches_are_stored_as_received() {
     let all = decode_all(&r.records);
     assert_eq!(all.len(), 20);
     assert_eq!(all[17], (17, "z3-2".to_string()));
-    // The timestamp lookup decodes the compressed batch to find the exact record.
-    assert_eq!(log.offset_for_timestamp(3_002).unwrap(), Some((12, 3_002)));
+    // The timestamp lookup decompresses the batch to find the exact record, for every codec.
+    for i in 0..4i64 {
+        let ts = 1_000 * (i + 1) + 2;
+        assert_eq!(
+            log.offset_for_timestamp(ts).unwrap(),
+            Some((5 * i + 2, ts)),
+            "{:?}",
+            codecs[i as usize]
+        );
+    }
+}
+
+/// A producer can send a batch whose CRC is right but whose record count is absurd (the count
+/// is only checked against the last offset delta). Looking into it must cost its bytes, not an
+/// allocation of 2^31 records (`kafka-protocol`'s decoder reserves the count up front).
+#[test]
+fn a_batch_claiming_billions_of_records_is_looked_into_without_allocating_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    let mut b = BytesMut::from(&B::new(2).ts(5_000).build()[..]);
+    b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes()); // last offset delta
+    b[57..61].copy_from_slice(&i32::MAX.to_be_bytes()); // record count
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let info = appended(log.append(b.freeze()).unwrap());
+    assert_eq!(info.last_offset, i64::from(i32::MAX) - 1);
+    // The two real records are found; past them the walk stops at the batch end.
+    assert_eq!(log.offset_for_timestamp(5_001).unwrap(), Some((1, 5_001)));
+    assert_eq!(
+        log.offset_for_timestamp(5_002).unwrap(),
+        None,
+        "max timestamp is 5_001"
+    );
+    assert_eq!(log.max_timestamp_offset().unwrap(), Some((1, 5_001)));
 }
 
 #[test]
@@ -574,6 +606,95 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
         Some((59, 12_901))
     );
     assert_eq!(log.offset_for_timestamp(12_902).unwrap(), None);
+}
+
+fn log_file_bases(dir: &Path) -> Vec<i64> {
+    let mut bases: Vec<i64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log").and_then(|b| b.parse().ok())
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+#[test]
+fn delete_records_moves_the_log_start_durably_and_drops_whole_segments_below_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+    for i in 0..30 {
+        // Batch i: offsets 2i and 2i+1, timestamps 10_000 + 100*i and +1.
+        log.append(B::new(2).ts(10_000 + 100 * i).build()).unwrap();
+    }
+    assert_eq!(log.high_watermark(), 60);
+    let before = log_file_bases(&dir);
+    assert!(before.len() >= 3, "{before:?}");
+
+    // Above the high watermark, or negative other than -1: refused, nothing changes.
+    for bad in [61, -2] {
+        assert!(
+            matches!(
+                log.delete_records(bad),
+                Err(LogError::OffsetOutOfRange {
+                    start: 0,
+                    end: 60,
+                    ..
+                })
+            ),
+            "{bad}"
+        );
+    }
+    assert_eq!(log.log_start_offset(), 0);
+
+    // Into the middle of a batch: the start is exactly there.
+    assert_eq!(log.delete_records(25).unwrap(), 25);
+    assert_eq!(log.log_start_offset(), 25);
+    let after = log_file_bases(&dir);
+    assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+    assert!(
+        after[0] <= 25 && after[1] > 25,
+        "only whole segments below 25 go: {after:?}"
+    );
+    assert!(matches!(
+        log.read(24, 1 << 20),
+        Err(LogError::OffsetOutOfRange { start: 25, .. })
+    ));
+    let left = read_all(&log);
+    assert_eq!(left.len(), 35);
+    assert_eq!(left[0].0, 25);
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((25, 11_201)));
+    // A lower offset changes nothing.
+    assert_eq!(log.delete_records(3).unwrap(), 25);
+
+    // Durable: a reopened log starts at 25 too.
+    drop(log);
+    let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+    assert_eq!(log.log_start_offset(), 25);
+    assert_eq!(read_all(&log).len(), 35);
+
+    // -1 is the high watermark: everything goes; appends continue at the end.
+    assert_eq!(log.delete_records(-1).unwrap(), 60);
+    assert_eq!(
+        log_file_bases(&dir).len(),
+        1,
+        "only the active segment is left"
+    );
+    let info = appended(log.append(B::new(1).tag("after").build()).unwrap());
+    assert_eq!((info.base_offset, info.log_start_offset), (60, 60));
+    assert_eq!(read_all(&log), vec![(60, "after-0".to_string())]);
+    // Once the active segment has rolled, retention removes the one wholly below the start.
+    for _ in 0..20 {
+        log.append(B::new(2).build()).unwrap();
+    }
+    assert!(log_file_bases(&dir).len() > 1);
+    let first = log_file_bases(&dir)[0];
+    assert!(first < 60);
+    assert!(log.enforce_retention(now()).unwrap() >= 1);
+    assert!(log_file_bases(&dir)[0] >= 60);
+    assert_eq!(log.log_start_offset(), 60);
 }
 
 /// One batch whose records carry exactly `timestamps`.

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use super::guard;
 use crate::error::BrokerError;
 
 /// Validates a frame length prefix before anything is buffered.
@@ -76,12 +77,21 @@ pub fn decode_header(
     })
 }
 
-/// Decodes a request body of type `R` at `version`.
+/// Decodes a request body of type `R` at `version`, after [`guard::check`] has walked its
+/// structure: `kafka-protocol` pre-allocates arrays from the peer-supplied count, so a body
+/// whose lengths claim more than the frame holds must never reach it.
 pub fn decode_body<R: Decodable>(
     peer: SocketAddr,
     raw: RawHeader,
     body: &mut Bytes,
 ) -> Result<R, BrokerError> {
+    guard::check(raw.api_key, raw.api_version, body).map_err(|e| BrokerError::Undecodable {
+        peer,
+        api: api_name(raw.api_key),
+        api_key: raw.api_key,
+        api_version: raw.api_version,
+        reason: format!("refused before decoding: {e}"),
+    })?;
     R::decode(body, raw.api_version).map_err(|e| BrokerError::Undecodable {
         peer,
         api: api_name(raw.api_key),

@@ -4,6 +4,7 @@
 
 pub mod codec;
 mod conn;
+pub mod guard;
 pub mod identity;
 pub mod liveness;
 pub mod topology;

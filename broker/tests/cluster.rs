@@ -358,8 +358,8 @@ fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_
 
     // The survivors' partitions take writes and serve reads, bootstrapped from a survivor.
     let bootstrap = nodes[survivors[0]].bootstrap();
-    for p in 0..3 {
-        if owner_of[p] == old_leader {
+    for (p, owner) in owner_of.iter().enumerate() {
+        if *owner == old_leader {
             continue;
         }
         rd_produce_all(

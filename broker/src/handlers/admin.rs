@@ -540,36 +540,6 @@ pub async fn incremental_alter_configs(
     resp
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_types_follow_kafka() {
-        assert_eq!(config_type("cleanup.policy", Some("delete")), TYPE_LIST);
-        assert_eq!(config_type("retention.ms", Some("-1")), TYPE_LONG);
-        assert_eq!(config_type("segment.bytes", Some("1024")), TYPE_INT);
-        assert_eq!(config_type("preallocate", Some("false")), TYPE_BOOLEAN);
-        assert_eq!(config_type("sluice.fsync", Some("always")), TYPE_STRING);
-    }
-
-    #[test]
-    fn config_sources_distinguish_overrides_and_defaults() {
-        assert_eq!(
-            source_id(ConfigSource::TopicOverride, false),
-            SOURCE_TOPIC_CONFIG
-        );
-        assert_eq!(
-            source_id(ConfigSource::Default, false),
-            SOURCE_DEFAULT_CONFIG
-        );
-        assert_eq!(
-            source_id(ConfigSource::Default, true),
-            SOURCE_STATIC_BROKER_CONFIG
-        );
-    }
-}
-
 /// UnregisterBroker: removes a broker from the cluster for good (decommission). Refused while it
 /// owns partitions, is receiving one, or coordinates groups: move them off first. Then the
 /// broker also leaves the metadata quorum.
@@ -607,4 +577,34 @@ pub async fn unregister_broker(
     ctx.metrics.error_code("UnregisterBroker", code);
     resp.with_error_code(code)
         .with_error_message(message.as_deref().map(sb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_types_follow_kafka() {
+        assert_eq!(config_type("cleanup.policy", Some("delete")), TYPE_LIST);
+        assert_eq!(config_type("retention.ms", Some("-1")), TYPE_LONG);
+        assert_eq!(config_type("segment.bytes", Some("1024")), TYPE_INT);
+        assert_eq!(config_type("preallocate", Some("false")), TYPE_BOOLEAN);
+        assert_eq!(config_type("sluice.fsync", Some("always")), TYPE_STRING);
+    }
+
+    #[test]
+    fn config_sources_distinguish_overrides_and_defaults() {
+        assert_eq!(
+            source_id(ConfigSource::TopicOverride, false),
+            SOURCE_TOPIC_CONFIG
+        );
+        assert_eq!(
+            source_id(ConfigSource::Default, false),
+            SOURCE_DEFAULT_CONFIG
+        );
+        assert_eq!(
+            source_id(ConfigSource::Default, true),
+            SOURCE_STATIC_BROKER_CONFIG
+        );
+    }
 }

@@ -534,6 +534,8 @@ pub const SCHEMA: &str = "
   producer_id_filters [i64]
   duration_filter i64 1+
   transactional_id_pattern str 2+
+64 UnregisterBroker 0 flex0
+  broker_id i32
 68 ConsumerGroupHeartbeat 0-1 flex0
   group_id str
   member_id str
@@ -1157,6 +1159,7 @@ mod tests {
             $m!(UpdateFeaturesRequest);
             $m!(DescribeClusterRequest);
             $m!(DescribeProducersRequest);
+            $m!(UnregisterBrokerRequest);
             $m!(DescribeTransactionsRequest);
             $m!(ListTransactionsRequest);
             $m!(ConsumerGroupHeartbeatRequest);
@@ -1365,7 +1368,7 @@ mod tests {
     #[test]
     fn schema_table_parses() {
         let s = parse(SCHEMA).expect("parses");
-        assert_eq!(s.apis.len(), 66);
+        assert_eq!(s.apis.len(), 67);
     }
 
     #[test]

@@ -421,3 +421,168 @@ fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_
 fn tracing_free_note(old: i32, new: i32) {
     eprintln!("quorum leader {old} stopped; new leader {new}");
 }
+
+/// Moves `topic`-`partition` to `target` with Kafka's AlterPartitionReassignments, sent to
+/// broker `via`.
+fn reassign(via: &Node, topic: &str, partition: i32, target: Option<i32>) -> i16 {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId, TopicName};
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                topic.to_string(),
+            )))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(target.map(|t| vec![BrokerId(t)]))])]);
+    let mut c = RawClient::connect(via.kafka.expect("started"));
+    let resp = c.send(&req, 0);
+    assert_eq!(resp.error_code, 0, "{:?}", resp.error_message);
+    resp.responses[0].partitions[0].error_code
+}
+
+/// The partitions being moved, as ListPartitionReassignments reports them.
+fn reassignments(via: &Node) -> Vec<(String, i32, Vec<i32>)> {
+    use kafka_protocol::messages::ListPartitionReassignmentsRequest;
+    let mut c = RawClient::connect(via.kafka.expect("started"));
+    let resp = c.send(
+        &ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+        0,
+    );
+    resp.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.as_str().to_string(),
+                    p.partition_index,
+                    p.replicas.iter().map(|b| b.0).collect(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_partition_moves_under_continuous_acks_all_produce_with_every_acknowledged_record_exactly_once()
+{
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let nodes = three_brokers(tmp.path());
+    create_topic(&nodes[0], "moving", 1);
+    let from = owners(&nodes[0].state(), "moving")[0];
+    let to = (from + 1) % 3;
+
+    // An idempotent acks=all producer writes without pause, bootstrapped from a third broker.
+    let bootstrap = nodes[((from + 2) % 3) as usize].bootstrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producer = {
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        std::thread::spawn(move || {
+            let p = rd_producer(
+                &bootstrap,
+                &[
+                    ("acks", "all"),
+                    ("enable.idempotence", "true"),
+                    ("linger.ms", "2"),
+                    ("message.timeout.ms", "60000"),
+                ],
+            );
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && i < 200_000 {
+                rd_send(&p, "moving", Some(0), i);
+                i += 1;
+                sent.store(i, std::sync::atomic::Ordering::SeqCst);
+                p.poll(Duration::from_millis(1));
+            }
+            use rdkafka::producer::Producer;
+            p.flush(Duration::from_secs(60))
+                .expect("flush the producer");
+            let acked = p.context().acked.lock().expect("lock").clone();
+            let failed = p.context().failed.lock().expect("lock").clone();
+            (i, acked, failed)
+        })
+    };
+    let acked_before = |n: u64| {
+        wait_for(
+            "records sent before the move",
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || (sent.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(()),
+        )
+    };
+    acked_before(300);
+
+    assert_eq!(reassign(&nodes[0], "moving", 0, Some(to)), 0);
+    let listed = reassignments(&nodes[1]);
+    // Either still in progress (listed with both brokers) or already finished.
+    assert!(
+        listed.is_empty() || listed == vec![("moving".to_string(), 0, vec![from, to])],
+        "{listed:?}"
+    );
+    let epoch = wait_for(
+        "the move to finish",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let p = nodes[0].state().topics["moving"].partitions[0];
+            (p.owner == to && p.moving_to.is_none()).then_some(p.leader_epoch)
+        },
+    );
+    assert_eq!(epoch, 1, "the takeover bumps the leader epoch");
+    assert!(reassignments(&nodes[2]).is_empty());
+    let moved_at = sent.load(std::sync::atomic::Ordering::SeqCst);
+    acked_before(moved_at + 300);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (total, acked, failed) = producer.join().expect("producer thread");
+    assert!(
+        failed.is_empty(),
+        "{} failed, first {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(acked.len() as u64, total, "every record acknowledged");
+
+    // Every acknowledged record is in the new owner's log exactly once, at the offset its
+    // acknowledgement named.
+    let got = rd_consume_from_start(
+        &nodes[from as usize].bootstrap(),
+        "moving",
+        &[0],
+        total as usize,
+        Duration::from_secs(60),
+    );
+    assert_records_exact(&got, 0..total);
+    let by_offset: std::collections::BTreeMap<i64, u64> =
+        got.iter().map(|c| (c.offset, c.index())).collect();
+    for (idx, _, offset) in &acked {
+        assert_eq!(
+            by_offset.get(offset),
+            Some(idx),
+            "acknowledged offset {offset}"
+        );
+    }
+    // The old owner dropped its copy; the new one stores it.
+    wait_for(
+        "the old owner to drop its copy",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            nodes[from as usize]
+                .ctx()
+                .logs
+                .partition("moving", 0)
+                .is_none()
+                .then_some(())
+        },
+    );
+    assert!(nodes[to as usize]
+        .ctx()
+        .logs
+        .partition("moving", 0)
+        .is_some());
+    eprintln!("moved with {total} records produced, {moved_at} sent when the move finished");
+}

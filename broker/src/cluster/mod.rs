@@ -141,6 +141,26 @@ struct Inner {
     membership_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Serves the partition RPCs (set by the broker once its logs are open).
+    partitions: std::sync::OnceLock<Arc<dyn PartitionService>>,
+}
+
+/// The broker's side of the partition RPCs a partition move uses ([`Request::FetchPartition`],
+/// [`Request::Handover`]); errors are messages for the calling broker's log.
+pub trait PartitionService: Send + Sync {
+    fn fetch(
+        &self,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+    ) -> futures::future::BoxFuture<'static, Result<network::PartitionChunk, String>>;
+    fn handover(
+        &self,
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> futures::future::BoxFuture<'static, Result<i64, String>>;
 }
 
 fn raft_config() -> Result<openraft::Config, ClusterError> {
@@ -233,6 +253,7 @@ impl Cluster {
             membership_lock: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            partitions: std::sync::OnceLock::new(),
         });
         tracing::info!(node_id = cfg.node_id, dir = %cfg.dir.display(), listen = ?cluster_addr,
             seeds = ?cfg.seeds, "cluster member starting");
@@ -375,6 +396,11 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<Response, ClusterError> {
         Ok(network::call(addr, &req, timeout).await?)
+    }
+
+    /// Installs the server side of the partition RPCs (once; later calls are ignored).
+    pub fn serve_partitions(&self, svc: Arc<dyn PartitionService>) {
+        let _ = self.inner.partitions.set(svc);
     }
 
     /// Stops Raft, the listener and the background tasks. Idempotent.
@@ -931,6 +957,23 @@ impl Inner {
                     })
                 }
                 Err(e) => Err(Refusal::Failed(e.to_string())),
+            }),
+            Request::FetchPartition {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+            } => Response::FetchPartition(match self.partitions.get() {
+                Some(svc) => svc.fetch(topic, partition, offset, max_bytes).await,
+                None => Err("this broker is still starting".into()),
+            }),
+            Request::Handover {
+                topic,
+                partition,
+                leader_epoch,
+            } => Response::Handover(match self.partitions.get() {
+                Some(svc) => svc.handover(topic, partition, leader_epoch).await,
+                None => Err("this broker is still starting".into()),
             }),
             Request::RemoveNode(id) => Response::RemoveNode(if self.is_leader() {
                 self.remove_local(id).await

@@ -80,6 +80,31 @@ pub enum Request {
     Forward(Command),
     /// (leader) Remove this node from the membership.
     RemoveNode(i32),
+    /// (a partition's owner) Committed batches of the partition from `offset`, for the broker
+    /// a move copies it to.
+    FetchPartition {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+    },
+    /// (a partition's owner) Stop accepting writes at `leader_epoch` and answer the final log
+    /// end: the move's target copies up to it, then takes over.
+    Handover {
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+    },
+}
+
+/// Answer to [`Request::FetchPartition`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChunk {
+    /// Whole record batches from the requested offset (empty at the end).
+    pub records: Vec<u8>,
+    pub log_start: i64,
+    /// The owner's high watermark: everything below it is committed.
+    pub high_watermark: i64,
 }
 
 /// Every inter-broker response (variant matches the request).
@@ -94,6 +119,8 @@ pub enum Response {
     Join(Result<(), Refusal>),
     Forward(Result<Forwarded, Refusal>),
     RemoveNode(Result<(), Refusal>),
+    FetchPartition(Result<PartitionChunk, String>),
+    Handover(Result<i64, String>),
     /// The request could not be served at all (shutting down, undecodable request).
     Error(String),
 }
@@ -308,6 +335,8 @@ fn variant_name(r: &Response) -> &'static str {
         Response::Join(_) => "Join",
         Response::Forward(_) => "Forward",
         Response::RemoveNode(_) => "RemoveNode",
+        Response::FetchPartition(_) => "FetchPartition",
+        Response::Handover(_) => "Handover",
         Response::Error(_) => "Error",
     }
 }

@@ -41,6 +41,8 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeCluster,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::UnregisterBroker,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 /// The smallest Produce version actually served (Kafka 4.x floor).
@@ -83,6 +85,8 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeCluster => range!(DescribeClusterRequest),
         ApiKey::OffsetForLeaderEpoch => range!(OffsetForLeaderEpochRequest),
         ApiKey::UnregisterBroker => range!(UnregisterBrokerRequest),
+        ApiKey::AlterPartitionReassignments => range!(AlterPartitionReassignmentsRequest),
+        ApiKey::ListPartitionReassignments => range!(ListPartitionReassignmentsRequest),
         _ => None,
     }
 }

@@ -10,6 +10,7 @@ pub mod coordination;
 pub mod fetch;
 pub mod metadata;
 pub mod produce;
+pub mod reassign;
 pub mod unserved;
 
 use std::net::SocketAddr;
@@ -195,6 +196,12 @@ pub async fn dispatch(
             v,
             req!(DescribeClusterRequest)
         )),
+        ApiKey::AlterPartitionReassignments => {
+            now!(reassign::alter(ctx, req!(AlterPartitionReassignmentsRequest)).await)
+        }
+        ApiKey::ListPartitionReassignments => {
+            now!(reassign::list(ctx, req!(ListPartitionReassignmentsRequest)))
+        }
         ApiKey::UnregisterBroker => {
             now!(admin::unregister_broker(ctx, req!(UnregisterBrokerRequest)).await)
         }

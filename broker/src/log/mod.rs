@@ -127,6 +127,8 @@ pub enum LogError {
     InvalidPartitions { topic: String, reason: String },
     #[error("metadata file {path} is unreadable: {reason}")]
     Metadata { path: PathBuf, reason: String },
+    #[error("partition {path} was handed over to another broker")]
+    Fenced { path: PathBuf },
 }
 
 impl LogError {
@@ -145,6 +147,7 @@ impl LogError {
             LogError::InvalidConfig { .. } => 40,        // INVALID_CONFIG
             LogError::InvalidPartitions { .. } => 37,    // INVALID_PARTITIONS
             LogError::Metadata { .. } => 56,             // KAFKA_STORAGE_ERROR
+            LogError::Fenced { .. } => 6,                // NOT_LEADER_OR_FOLLOWER
         }
     }
 }

@@ -79,6 +79,8 @@ struct Shared {
     log_start: AtomicI64,
     leader_epoch: AtomicI32,
     failed: AtomicBool,
+    /// Handed over to another broker (a partition move's last step): appends are refused.
+    fenced: AtomicBool,
     fsyncs: AtomicU64,
     fsync_nanos: AtomicU64,
 }
@@ -430,6 +432,7 @@ impl PartitionLog {
             log_start: AtomicI64::new(log_start),
             leader_epoch: AtomicI32::new(0),
             failed: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
             fsync_nanos: AtomicU64::new(0),
         });
@@ -465,6 +468,12 @@ impl PartitionLog {
         let epoch = sh.leader_epoch.load(Ordering::Relaxed);
 
         let mut inner = lock(&sh.inner);
+        // Checked under the lock that `fence` takes: no append slips past a handover.
+        if sh.fenced.load(Ordering::SeqCst) {
+            return Err(LogError::Fenced {
+                path: self.dir.clone(),
+            });
+        }
         let log_start = sh.log_start.load(Ordering::SeqCst);
 
         // Idempotent-producer checks against a scratch copy of the producers involved, so a
@@ -548,6 +557,110 @@ impl PartitionLog {
             log_append_time: append_time,
             log_start_offset: log_start,
         }))
+    }
+
+    /// Appends batches copied from another broker's log of this partition (a partition move),
+    /// exactly as they are there: offsets, leader epochs and timestamps are kept, and the
+    /// idempotent-producer state is rebuilt from them so a producer's retry after the move is
+    /// still recognised as a duplicate. The first batch must start at this log's end.
+    pub fn append_replicated(&self, records: Bytes) -> Result<i64, LogError> {
+        let sh = &self.shared;
+        let headers = batch::validate_payload(&records, u32::MAX)?;
+        let now = now_ms();
+        let mut inner = lock(&sh.inner);
+        let mut expected = inner.next_offset;
+        for (_, h) in &headers {
+            if h.base_offset != expected {
+                return Err(LogError::CorruptBatch {
+                    reason: format!(
+                        "copied batch starts at offset {}, the log ends at {expected}",
+                        h.base_offset
+                    ),
+                });
+            }
+            expected = h.next_offset();
+        }
+        let count = expected - inner.next_offset;
+        if count == 0 {
+            return Ok(inner.next_offset);
+        }
+        self.maybe_roll(&mut inner, records.len() as u64, count, now)
+            .map_err(|e| self.write_failed(e))?;
+        let interval = inner.config.index_interval_bytes;
+        inner
+            .active()
+            .append(&records, &headers, interval, now)
+            .map_err(|e| self.write_failed(e))?;
+        let log_append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
+        for (_, h) in headers.iter().filter(|(_, h)| h.is_idempotent()) {
+            let append_time = if log_append_time { h.max_timestamp } else { -1 };
+            inner.producers.record(h, append_time, now);
+        }
+        inner.next_offset = expected;
+        let fsync = inner.config.fsync;
+        drop(inner);
+        sh.log_end.store(expected, Ordering::SeqCst);
+        match fsync {
+            FsyncPolicy::Always => sh.request_sync(),
+            FsyncPolicy::Interval(_) => sh.raise_hw(expected),
+        }
+        Ok(expected)
+    }
+
+    /// Makes an empty log start at `offset` (a copy of a log whose older records were deleted
+    /// by retention): the empty active segment is replaced by one based there, and the start
+    /// is persisted. Refused unless the log is empty. Blocking (fsyncs).
+    pub fn start_empty_at(&self, offset: i64) -> Result<(), LogError> {
+        let sh = &self.shared;
+        let _serial = lock(&sh.start_file);
+        {
+            let inner = lock(&sh.inner);
+            if inner.next_offset == offset {
+                return Ok(());
+            }
+            if inner.next_offset != inner.log_start || inner.segments.len() != 1 || offset < 0 {
+                return Err(LogError::CorruptBatch {
+                    reason: format!(
+                        "cannot restart a non-empty log (end {}) at offset {offset}",
+                        inner.next_offset
+                    ),
+                });
+            }
+        }
+        write_log_start(&self.dir, offset)?;
+        let seg = Segment::create(&self.dir, offset)?;
+        let mut inner = lock(&sh.inner);
+        let old = std::mem::replace(&mut inner.segments, vec![seg]);
+        inner.next_offset = offset;
+        inner.log_start = offset;
+        inner.dir_dirty = true;
+        drop(inner);
+        for s in &old {
+            if let Err(e) = s.remove_files() {
+                tracing::warn!(path = %s.log_path.display(), error = %e, "cannot remove the empty segment");
+            }
+        }
+        sh.log_start.store(offset, Ordering::SeqCst);
+        sh.log_end.store(offset, Ordering::SeqCst);
+        sh.raise_hw(offset);
+        Ok(())
+    }
+
+    /// Refuses every later append (a partition move's handover) and returns the log end:
+    /// every append that was accepted is below it. Waits for an append in progress.
+    pub fn fence(&self) -> i64 {
+        let inner = lock(&self.shared.inner);
+        self.shared.fenced.store(true, Ordering::SeqCst);
+        inner.next_offset
+    }
+
+    /// Accepts appends again (a cancelled move).
+    pub fn unfence(&self) {
+        self.shared.fenced.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        self.shared.fenced.load(Ordering::SeqCst)
     }
 
     /// Logs a failed write (a full disk, typically): nothing of the append is in the log, the

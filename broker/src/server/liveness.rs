@@ -45,6 +45,19 @@ pub fn decisions(
         .collect()
 }
 
+/// Partitions being moved to `broker`.
+fn moves_to(state: &ClusterState, broker: i32) -> Vec<(String, i32)> {
+    state
+        .partitions_of(broker)
+        .into_iter()
+        .filter(|(t, p)| {
+            state
+                .partition(t, *p)
+                .is_some_and(|r| r.moving_to == Some(broker))
+        })
+        .collect()
+}
+
 /// Spawns the leader's probe loop.
 pub fn spawn(cluster: Arc<Cluster>, me: i32, shutdown: CancellationToken) {
     tokio::spawn(
@@ -94,6 +107,21 @@ pub fn spawn(cluster: Arc<Cluster>, me: i32, shutdown: CancellationToken) {
                         .await
                     {
                         tracing::warn!(broker = id, error = %e, "could not change the broker's state");
+                        continue;
+                    }
+                    if next != BrokerState::Fenced {
+                        continue;
+                    }
+                    // Moves to an unreachable broker would keep their partitions read-only
+                    // (fenced for handover) until it returns: cancel them.
+                    for (topic, partition) in moves_to(&cluster.state(), id) {
+                        tracing::warn!(broker = id, topic = %topic, partition, "cancelling the move to an unreachable broker");
+                        if let Err(e) = cluster
+                            .propose(Command::CancelReassignment { topic, partition })
+                            .await
+                        {
+                            tracing::warn!(broker = id, error = %e, "could not cancel the move");
+                        }
                     }
                 }
             }

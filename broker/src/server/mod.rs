@@ -7,6 +7,7 @@ mod conn;
 pub mod guard;
 pub mod identity;
 pub mod liveness;
+pub mod mover;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -419,6 +420,10 @@ async fn bring_up(ctx: Arc<Ctx>, http: Arc<HttpState>) {
         ctx.shutdown.clone(),
     );
     liveness::spawn(Arc::clone(&cluster), ctx.node_id, ctx.shutdown.clone());
+    cluster.serve_partitions(Arc::new(mover::LogPartitions {
+        ctx: Arc::clone(&ctx),
+    }));
+    mover::spawn(Arc::clone(&ctx));
     tracing::info!(cluster_id = %ctx.cluster_id(), brokers = cluster.state().brokers.len(), "joined the cluster; serving");
     http.ready.store(true, Ordering::Release);
 }

@@ -388,9 +388,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         if let ScaleDecision::Refuse { reason, .. } =
             scale::scale_down_guard(current_replicas, mq.spec.replicas, &reports)
         {
-            if let Some(spec) = children.statefulset.spec.as_mut() {
-                spec.replicas = Some(current_replicas);
-            }
+            keep_replicas(&mut children, &names, &ctx.build, current_replicas);
             let already_reported = previous
                 .conditions
                 .iter()
@@ -575,6 +573,27 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         Duration::from_secs(120)
     };
     Ok(Action::requeue(requeue))
+}
+
+/// Keeps the StatefulSet at `replicas` (a scale-down that is not done yet), with the seeds of those
+/// brokers.
+fn keep_replicas(
+    children: &mut builders::Children,
+    names: &Names,
+    build: &BuildConfig,
+    replicas: i32,
+) {
+    if let Some(spec) = children.statefulset.spec.as_mut() {
+        spec.replicas = Some(replicas);
+    }
+    children
+        .configmap
+        .data
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            builders::SEEDS_KEY.to_string(),
+            builders::seeds(names, replicas, &build.cluster_domain),
+        );
 }
 
 fn count_pods(pods: &[Pod], names: &Names, replicas: i32, pass: &mut PassResult) {

@@ -1,6 +1,7 @@
 //! A small Kafka admin client: just what the operator needs from its brokers (ApiVersions,
 //! Metadata, DescribeConfigs, CreateTopics, CreatePartitions, IncrementalAlterConfigs,
-//! DeleteTopics), on one TCP connection, with the `kafka-protocol` codec.
+//! DeleteTopics, and for draining brokers AlterPartitionReassignments, ListPartitionReassignments
+//! and UnregisterBroker), on one TCP connection, with the `kafka-protocol` codec.
 //!
 //! Versions are negotiated with ApiVersions: for each API the client uses the highest version both
 //! sides support within the range this code fills correctly.
@@ -10,6 +11,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -17,9 +21,10 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest, RequestHeader,
-    ResponseHeader, TopicName,
+    AlterPartitionReassignmentsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
+    RequestHeader, ResponseHeader, TopicName, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,13 +51,65 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (32, 1, 4), // DescribeConfigs
     (37, 0, 3), // CreatePartitions
     (44, 0, 1), // IncrementalAlterConfigs
+    (45, 0, 1), // AlterPartitionReassignments
+    (46, 0, 0), // ListPartitionReassignments
+    (64, 0, 0), // UnregisterBroker
 ];
+
+/// API key of AlterPartitionReassignments.
+pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
+/// API key of ListPartitionReassignments.
+pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
+/// API key of UnregisterBroker.
+pub const UNREGISTER_BROKER: i16 = 64;
+
+/// Name of an API key, for messages.
+pub fn api_name(key: i16) -> &'static str {
+    match key {
+        3 => "Metadata",
+        19 => "CreateTopics",
+        20 => "DeleteTopics",
+        32 => "DescribeConfigs",
+        37 => "CreatePartitions",
+        44 => "IncrementalAlterConfigs",
+        ALTER_PARTITION_REASSIGNMENTS => "AlterPartitionReassignments",
+        LIST_PARTITION_REASSIGNMENTS => "ListPartitionReassignments",
+        UNREGISTER_BROKER => "UnregisterBroker",
+        _ => "unknown API",
+    }
+}
+
+/// A reassignment the cluster is still carrying out (ListPartitionReassignments).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// The replica set during the move (old and new replicas).
+    pub replicas: Vec<i32>,
+    /// Replicas being added: the move's targets.
+    pub adding: Vec<i32>,
+    /// Replicas being removed.
+    pub removing: Vec<i32>,
+}
+
+impl OngoingReassignment {
+    /// The replica set once the move is done.
+    pub fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+}
 
 /// What Metadata says about the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterMetadata {
     /// Topic → partition → leader node id.
     pub topics: BTreeMap<String, BTreeMap<i32, i32>>,
+    /// Topic → partition → replica node ids (the owner of a one-copy partition).
+    pub replicas: BTreeMap<String, BTreeMap<i32, Vec<i32>>>,
+    /// Registered brokers: node id → advertised host:port.
+    pub brokers: BTreeMap<i32, String>,
 }
 
 impl ClusterMetadata {
@@ -251,8 +308,24 @@ impl AdminClient {
                 .iter()
                 .map(|p| (p.partition_index, p.leader_id.0))
                 .collect();
+            let replicas = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        p.replica_nodes.iter().map(|r| r.0).collect(),
+                    )
+                })
+                .collect();
             out.topics.insert(name.0.as_str().to_string(), parts);
+            out.replicas.insert(name.0.as_str().to_string(), replicas);
         }
+        out.brokers = response
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect();
         Ok(out)
     }
 
@@ -434,6 +507,130 @@ impl AdminClient {
             if let Some(err) = code_text(r.error_code, r.error_message.as_ref()) {
                 return Err(self.err("DeleteTopics", format!("topic {name}: {err}")));
             }
+        }
+        Ok(())
+    }
+
+    /// Whether this client and the broker share a version of API `key`.
+    pub fn supports(&self, key: i16) -> bool {
+        let Some((_, ours_min, ours_max)) =
+            OUR_VERSIONS.iter().copied().find(|(k, _, _)| *k == key)
+        else {
+            return false;
+        };
+        self.versions
+            .get(&key)
+            .is_some_and(|(lo, hi)| ours_max.min(*hi) >= ours_min.max(*lo))
+    }
+
+    /// The broker's address, for messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// AlterPartitionReassignments: move each partition to the given replicas. A request-level
+    /// error is an `Err`; the per-partition outcomes come back in request order, an `Err` naming
+    /// the Kafka error and the broker's message.
+    pub async fn alter_partition_reassignments(
+        &mut self,
+        moves: &[(TopicPartition, Vec<i32>)],
+    ) -> Result<Vec<(TopicPartition, std::result::Result<(), String>)>> {
+        const NAME: &str = "AlterPartitionReassignments";
+        let version = self.version_for::<AlterPartitionReassignmentsRequest>(NAME)?;
+        let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for (tp, replicas) in moves {
+            by_topic.entry(tp.topic.as_str()).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_replicas(Some(replicas.iter().map(|r| BrokerId(*r)).collect())),
+            );
+        }
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(OP_TIMEOUT_MS)
+            // replicas = [target] may shrink a partition that has more than one replica
+            .with_allow_replication_factor_change(true)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        ReassignableTopic::default()
+                            .with_name(TopicName(str_bytes(topic)))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, err));
+        }
+        let mut outcome: HashMap<(String, i32), std::result::Result<(), String>> = HashMap::new();
+        for topic in &response.responses {
+            for p in &topic.partitions {
+                let result = match code_text(p.error_code, p.error_message.as_ref()) {
+                    Some(err) => Err(err),
+                    None => Ok(()),
+                };
+                outcome.insert(
+                    (topic.name.0.as_str().to_string(), p.partition_index),
+                    result,
+                );
+            }
+        }
+        Ok(moves
+            .iter()
+            .map(|(tp, _)| {
+                let result = outcome
+                    .remove(&(tp.topic.clone(), tp.partition))
+                    .unwrap_or_else(|| Err("the broker did not answer for this partition".into()));
+                (tp.clone(), result)
+            })
+            .collect())
+    }
+
+    /// ListPartitionReassignments of every partition: the moves still in progress.
+    pub async fn list_partition_reassignments(
+        &mut self,
+    ) -> Result<BTreeMap<TopicPartition, OngoingReassignment>> {
+        const NAME: &str = "ListPartitionReassignments";
+        let version = self.version_for::<ListPartitionReassignmentsRequest>(NAME)?;
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(OP_TIMEOUT_MS)
+            .with_topics(None);
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, err));
+        }
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        Ok(response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    (
+                        TopicPartition {
+                            topic: t.name.0.as_str().to_string(),
+                            partition: p.partition_index,
+                        },
+                        OngoingReassignment {
+                            replicas: ids(&p.replicas),
+                            adding: ids(&p.adding_replicas),
+                            removing: ids(&p.removing_replicas),
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// UnregisterBroker: remove broker `id` from the cluster. A refusal (for example while the
+    /// broker still owns partitions or coordinators) is an `Err` with the broker's message.
+    pub async fn unregister_broker(&mut self, id: i32) -> Result<()> {
+        const NAME: &str = "UnregisterBroker";
+        let version = self.version_for::<UnregisterBrokerRequest>(NAME)?;
+        let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, format!("broker {id}: {err}")));
         }
         Ok(())
     }

@@ -37,6 +37,7 @@
 pub mod builders;
 pub mod cli;
 pub mod crd;
+pub mod drain;
 pub mod error;
 pub mod http;
 pub mod kafka;

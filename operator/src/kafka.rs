@@ -657,13 +657,20 @@ mod tests {
     //! the broker side of the codec and answers like a Kafka broker would.
 
     use super::*;
+    use kafka_protocol::messages::alter_partition_reassignments_response::{
+        ReassignablePartitionResponse, ReassignableTopicResponse,
+    };
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    use kafka_protocol::messages::list_partition_reassignments_response::{
+        OngoingPartitionReassignment, OngoingTopicReassignment,
+    };
     use kafka_protocol::messages::metadata_response::{
         MetadataResponsePartition, MetadataResponseTopic,
     };
     use kafka_protocol::messages::{
-        ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, MetadataResponse,
+        AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse, CreateTopicsResponse,
+        ListPartitionReassignmentsResponse, MetadataResponse, UnregisterBrokerResponse,
     };
     use kafka_protocol::protocol::decode_request_header_from_buffer;
     use std::sync::{Arc, Mutex};
@@ -687,6 +694,11 @@ mod tests {
     }
 
     async fn scripted_broker() -> (String, Seen) {
+        scripted_broker_with(false).await
+    }
+
+    /// `cluster`: also serve the partition-move APIs, like a broker of a cluster.
+    async fn scripted_broker_with(cluster: bool) -> (String, Seen) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let seen: Seen = Arc::default();
@@ -718,6 +730,11 @@ mod tests {
                                 (18, 0, 4),
                             ]
                             .iter()
+                            .chain(if cluster {
+                                &[(45, 0, 1), (46, 0, 0), (64, 0, 0)][..]
+                            } else {
+                                &[][..]
+                            })
                             .map(|(k, lo, hi)| {
                                 ApiVersion::default()
                                     .with_api_key(*k)
@@ -767,6 +784,75 @@ mod tests {
                             .encode(&mut body, version)
                             .expect("encode");
                         seen2.lock().expect("lock").push(req);
+                    }
+                    ApiKey::AlterPartitionReassignments => {
+                        let req = AlterPartitionReassignmentsRequest::decode(&mut buf, version)
+                            .expect("alter request");
+                        AlterPartitionReassignmentsResponse::default()
+                            .with_responses(
+                                req.topics
+                                    .iter()
+                                    .map(|t| {
+                                        ReassignableTopicResponse::default()
+                                            .with_name(t.name.clone())
+                                            .with_partitions(
+                                                t.partitions
+                                                    .iter()
+                                                    .map(|p| {
+                                                        // moves to broker 9 are refused
+                                                        let bad = p.replicas.as_ref().is_some_and(
+                                                            |r| r.contains(&BrokerId(9)),
+                                                        );
+                                                        ReassignablePartitionResponse::default()
+                                                            .with_partition_index(p.partition_index)
+                                                            .with_error_code(if bad {
+                                                                ResponseError::InvalidReplicaAssignment.code()
+                                                            } else {
+                                                                0
+                                                            })
+                                                            .with_error_message(bad.then(|| {
+                                                                StrBytes::from_static_str(
+                                                                    "no broker 9",
+                                                                )
+                                                            }))
+                                                    })
+                                                    .collect(),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                            .encode(&mut body, version)
+                            .expect("encode")
+                    }
+                    ApiKey::ListPartitionReassignments => {
+                        ListPartitionReassignmentsResponse::default()
+                            .with_topics(vec![OngoingTopicReassignment::default()
+                                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                                .with_partitions(vec![OngoingPartitionReassignment::default()
+                                    .with_partition_index(2)
+                                    .with_replicas(vec![BrokerId(2), BrokerId(0)])
+                                    .with_adding_replicas(vec![BrokerId(0)])
+                                    .with_removing_replicas(vec![BrokerId(2)])])])
+                            .encode(&mut body, version)
+                            .expect("encode")
+                    }
+                    ApiKey::UnregisterBroker => {
+                        let req = UnregisterBrokerRequest::decode(&mut buf, version)
+                            .expect("unregister request");
+                        let refuse = req.broker_id.0 == 2;
+                        UnregisterBrokerResponse::default()
+                            .with_error_code(if refuse {
+                                ResponseError::InvalidRequest.code()
+                            } else {
+                                0
+                            })
+                            .with_error_message(refuse.then(|| {
+                                StrBytes::from_static_str(
+                                    "broker 2 still coordinates group billing",
+                                )
+                            }))
+                            .encode(&mut body, version)
+                            .expect("encode")
                     }
                     other => panic!("unexpected request {other:?}"),
                 }
@@ -819,6 +905,59 @@ mod tests {
         assert_eq!(
             req.topics[0].configs[0].value.as_ref().map(|v| v.as_str()),
             Some("1000")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_single_node_broker_serves_no_partition_moves() {
+        let (addr, _) = scripted_broker().await;
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        assert!(!client.supports(ALTER_PARTITION_REASSIGNMENTS));
+        assert!(!client.supports(UNREGISTER_BROKER));
+        assert!(client.supports(3));
+        let err = client.unregister_broker(1).await.expect_err("not served");
+        let text = err.to_string();
+        assert!(text.contains("UnregisterBroker"), "{text}");
+        assert!(text.contains("does not support this API"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn partition_moves_and_broker_removal_map_every_outcome() {
+        let (addr, _) = scripted_broker_with(true).await;
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        for key in [
+            ALTER_PARTITION_REASSIGNMENTS,
+            LIST_PARTITION_REASSIGNMENTS,
+            UNREGISTER_BROKER,
+        ] {
+            assert!(client.supports(key), "{}", api_name(key));
+        }
+        let tp = |p| TopicPartition {
+            topic: "orders".into(),
+            partition: p,
+        };
+        let outcome = client
+            .alter_partition_reassignments(&[(tp(0), vec![1]), (tp(1), vec![9])])
+            .await
+            .expect("answered");
+        assert_eq!(outcome[0], (tp(0), Ok(())));
+        let refused = outcome[1].1.clone().expect_err("refused");
+        assert!(refused.contains("no broker 9"), "{refused}");
+
+        let ongoing = client.list_partition_reassignments().await.expect("list");
+        assert_eq!(ongoing.len(), 1);
+        assert_eq!(ongoing[&tp(2)].target(), vec![0]);
+
+        client.unregister_broker(1).await.expect("unregistered");
+        let err = client.unregister_broker(2).await.expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("broker 2") && text.contains("still coordinates group billing"),
+            "{text}"
         );
     }
 

@@ -354,7 +354,18 @@ async fn controller_creates_heals_and_finalizes_children() {
     })
     .await;
 
-    // kubectl scale goes through the scale subresource
+    // kubectl scale goes through the scale subresource; a scale changes the seeds in the
+    // ConfigMap, never the pod template (which would restart every broker)
+    let template_before = serde_json::to_value(
+        sts_api
+            .get("orders")
+            .await
+            .expect("sts")
+            .spec
+            .expect("spec")
+            .template,
+    )
+    .expect("json");
     api.patch_scale(
         "orders",
         &PatchParams::default(),
@@ -365,6 +376,52 @@ async fn controller_creates_heals_and_finalizes_children() {
     poll("scaled StatefulSet", || {
         let a = sts_api.clone();
         async move { (a.get("orders").await.ok()?.spec?.replicas == Some(4)).then_some(()) }
+    })
+    .await;
+    let template_after = serde_json::to_value(
+        sts_api
+            .get("orders")
+            .await
+            .expect("sts")
+            .spec
+            .expect("spec")
+            .template,
+    )
+    .expect("json");
+    assert_eq!(
+        template_before, template_after,
+        "a scale leaves the pod template alone"
+    );
+    poll("four seeds in the ConfigMap", || {
+        let a = cms.clone();
+        async move {
+            let seeds = a
+                .get("orders-config")
+                .await
+                .ok()?
+                .data?
+                .get("SLUICE_SEEDS")?
+                .clone();
+            (seeds.split(',').count() == 4
+                && seeds.contains(&format!(
+                    "orders-3.orders-brokers.{ns}.svc.cluster.local:9093"
+                )))
+            .then_some(())
+        }
+    })
+    .await;
+
+    // scale-down with no broker pod and no volume (nothing can hold data): proceeds
+    api.patch_scale(
+        "orders",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .expect("scale down");
+    poll("StatefulSet scaled down", || {
+        let a = sts_api.clone();
+        async move { (a.get("orders").await.ok()?.spec?.replicas == Some(2)).then_some(()) }
     })
     .await;
 

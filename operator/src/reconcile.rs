@@ -387,8 +387,12 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.replicas)
         .unwrap_or(0);
+    // A scale-down that finishes in this pass changes the StatefulSet and the seeds in the
+    // ConfigMap after the spec was observed: that is the scale, not drift.
+    let mut shrinking = false;
     if mq.spec.replicas < current_replicas {
         let outcome = scale_down(mq, ctx, &names, &pods, &previous, current_replicas).await;
+        shrinking = outcome == ScaleDown::Shrink;
         if let ScaleDown::Hold { draining, refused } = outcome {
             keep_replicas(&mut children, &names, &ctx.build, current_replicas);
             if let Some(reason) = &refused {
@@ -427,7 +431,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         "ConfigMap",
         &names.configmap(),
         c,
-        spec_unchanged,
+        spec_unchanged && !shrinking,
         observed_before.is_some(),
     )
     .await;
@@ -470,7 +474,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         "StatefulSet",
         &names.statefulset(),
         c,
-        spec_unchanged,
+        spec_unchanged && !shrinking,
         observed_before.is_some(),
     )
     .await;
@@ -793,6 +797,8 @@ async fn scale_down(
         .await;
     }
 
+    // Moves in flight first, then Metadata again: a move that finishes in between shows up as
+    // done in Metadata rather than as a partition still on a removed broker with no move.
     let ongoing = if admin.supports(LIST_PARTITION_REASSIGNMENTS) {
         match admin.list_partition_reassignments().await {
             Ok(o) => o,
@@ -806,6 +812,14 @@ async fn scale_down(
     } else {
         tracing::warn!(pod = %pod, "broker does not serve ListPartitionReassignments; moves are judged by Metadata alone");
         BTreeMap::new()
+    };
+    let metadata = match admin.metadata().await {
+        Ok(m) => m,
+        Err(e) => {
+            return hold_refused(format!(
+                "scale-down from {current} to {desired} waits: cannot read the cluster from broker {pod}: {e}"
+            ))
+        }
     };
     let view = ClusterView::new(&metadata, &ongoing);
     match drain::plan_drain(&view, desired, &removed) {

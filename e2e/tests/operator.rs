@@ -755,17 +755,23 @@ async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_r
     .expect("the operator recreates a deleted StatefulSet");
     wait_available(&mqs, "h", 3, 240).await;
 
-    // No queue lives on the broker that goes: the scale-down proceeds.
+    // No queue lives on the broker that goes: the scale-down proceeds. (Wait for the StatefulSet
+    // itself: readyReplicas can read 2 of 3 while the recreated StatefulSet's pods come back.)
     apply_yaml(&ns.name, &mq(2)).await;
+    harness::wait_for(
+        "StatefulSet h shrinks to 2",
+        Duration::from_secs(120),
+        || async move {
+            match sts_ref.get("h").await {
+                Ok(s) if s.spec.as_ref().and_then(|sp| sp.replicas) == Some(2) => Ok(()),
+                Ok(s) => Err(format!("replicas {:?}", s.spec.and_then(|sp| sp.replicas))),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .expect("the safe scale-down proceeds");
     wait_available(&mqs, "h", 2, 180).await;
-    assert_eq!(
-        sts.get("h")
-            .await
-            .expect("sts")
-            .spec
-            .and_then(|s| s.replicas),
-        Some(2)
-    );
 
     // deleteClaim: true — the PVCs go with the MessageQueue.
     mqs.delete("h", &DeleteParams::default())

@@ -468,36 +468,57 @@ where
     }
 }
 
-/// The whole drain through a real API server: a MessageQueue of three brokers that form one
-/// (scripted) cluster scales to two. The operator moves the partitions of broker 2 to brokers 0
-/// and 1, reports progress, unregisters broker 2 (retrying while it is refused), and only then
-/// shrinks the StatefulSet. Broker pod q-0 is a Pod object whose IP is the scripted cluster's
-/// address (127.77.0.10:9092; there is no kubelet in this test).
-#[tokio::test]
-#[ignore = "needs an API server: run operator/scripts/apiserver-tests.sh"]
-async fn scale_down_drains_unregisters_then_shrinks() {
+/// A running drain case: the controller, the scripted cluster, the API handles.
+struct DrainCase {
+    ns: String,
+    client: Client,
+    api: Api<MessageQueue>,
+    sts_api: Api<StatefulSet>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    controller: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl DrainCase {
+    async fn stop(self) {
+        self.stop_tx.send(true).expect("stop");
+        tokio::time::timeout(DEADLINE, self.controller)
+            .await
+            .expect("controller stops")
+            .expect("join");
+        self.server.abort();
+    }
+
+    async fn event_notes(&self) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        events
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|ev| {
+                ev.reason
+                    .map(|r| format!("{r}: {}", ev.note.unwrap_or_default()))
+            })
+            .collect()
+    }
+}
+
+/// A MessageQueue `q` of three brokers whose pod q-0 is ready at `ip`:9092, where the scripted
+/// cluster with `state` answers, scaled down to two.
+async fn start_drain_case(prefix: &str, ip: &str, state: fake_cluster::Shared) -> DrainCase {
     use k8s_openapi::api::core::v1::Pod;
-    use k8s_openapi::api::events::v1::Event;
     use sluice_operator::builders::selector_labels;
 
-    let ns = &unique_namespace("sluice-op-drain");
+    let ns = &unique_namespace(prefix);
     let client = setup(ns).await;
-
-    let state: fake_cluster::Shared = Arc::default();
-    {
-        let mut st = state.lock().expect("lock");
-        st.brokers = vec![0, 1, 2];
-        for (p, owner) in [(0, 0), (1, 1), (2, 2), (3, 2), (4, 0)] {
-            st.owners.insert(("orders".to_string(), p), owner);
-        }
-        st.list_rounds = 1;
-        st.refusals = 1;
-    }
-    let ip = "127.77.0.10";
     let server = fake_cluster::serve(format!("{ip}:9092").parse().expect("addr"), state.clone())
         .await
-        .expect("the scripted cluster binds 127.77.0.10:9092 (is 0.0.0.0:9092 taken?)");
-
+        .unwrap_or_else(|e| {
+            panic!("the scripted cluster binds {ip}:9092 (is 0.0.0.0:9092 taken?): {e}")
+        });
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -563,7 +584,7 @@ async fn scale_down_drains_unregisters_then_shrinks() {
             &PatchParams::default(),
             &Patch::Merge(serde_json::json!({"status": {
                 "phase": "Running",
-                "podIP": if i == 0 { ip.to_string() } else { format!("127.77.0.{}", 10 + i) },
+                "podIP": if i == 0 { ip.to_string() } else { format!("127.78.0.{}", 10 + i) },
                 "conditions": [{"type": "Ready", "status": ready}]
             }})),
         )
@@ -579,6 +600,38 @@ async fn scale_down_drains_unregisters_then_shrinks() {
     )
     .await
     .expect("scale down");
+
+    DrainCase {
+        ns: ns.to_string(),
+        client,
+        api,
+        sts_api,
+        stop_tx,
+        controller,
+        server,
+    }
+}
+
+/// The whole drain through a real API server: a MessageQueue of three brokers that form one
+/// (scripted) cluster scales to two. The operator moves the partitions of broker 2 to brokers 0
+/// and 1, reports progress, unregisters broker 2 (retrying while it is refused), and only then
+/// shrinks the StatefulSet. Broker pod q-0 is a Pod object whose IP is the scripted cluster's
+/// address (127.77.0.10:9092; there is no kubelet in this test).
+#[tokio::test]
+#[ignore = "needs an API server: run operator/scripts/apiserver-tests.sh"]
+async fn scale_down_drains_unregisters_then_shrinks() {
+    let state: fake_cluster::Shared = Arc::default();
+    {
+        let mut st = state.lock().expect("lock");
+        st.brokers = vec![0, 1, 2];
+        for (p, owner) in [(0, 0), (1, 1), (2, 2), (3, 2), (4, 0)] {
+            st.owners.insert(("orders".to_string(), p), owner);
+        }
+        st.list_rounds = 1;
+        st.refusals = 1;
+    }
+    let case = start_drain_case("sluice-op-drain", "127.77.0.10", state.clone()).await;
+    let (api, sts_api) = (case.api.clone(), case.sts_api.clone());
 
     // Progress shows while the moves run, and the StatefulSet keeps its three brokers.
     let message = poll_for("Progressing/Draining", 60, || {
@@ -629,35 +682,35 @@ async fn scale_down_drains_unregisters_then_shrinks() {
             "refused once, then retried: {unregister_calls}"
         );
     }
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let reasons: Vec<String> = poll("events", || {
-        let e = events.clone();
-        async move {
-            let reasons: Vec<String> = e
-                .list(&Default::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .filter_map(|ev| {
-                    ev.reason
-                        .map(|r| format!("{r}: {}", ev.note.unwrap_or_default()))
-                })
-                .collect();
-            [
-                "Draining",
-                "BrokerRemovalRefused",
-                "BrokerUnregistered",
-                "Scaled",
-            ]
-            .iter()
-            .all(|r| reasons.iter().any(|x| x.starts_with(&format!("{r}: "))))
-            .then_some(reasons)
+    let mut reasons = Vec::new();
+    for _ in 0..150 {
+        reasons = case.event_notes().await;
+        let all = [
+            "Draining",
+            "BrokerRemovalRefused",
+            "BrokerUnregistered",
+            "Scaled",
+        ]
+        .iter()
+        .all(|r| reasons.iter().any(|x| x.starts_with(&format!("{r}: "))));
+        if all {
+            break;
         }
-    })
-    .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for r in &reasons {
         println!("event {r}");
+    }
+    for r in [
+        "Draining",
+        "BrokerRemovalRefused",
+        "BrokerUnregistered",
+        "Scaled",
+    ] {
+        assert!(
+            reasons.iter().any(|x| x.starts_with(&format!("{r}: "))),
+            "event {r} recorded: {reasons:?}"
+        );
     }
     assert!(
         !reasons
@@ -665,11 +718,107 @@ async fn scale_down_drains_unregisters_then_shrinks() {
             .any(|r| r.starts_with("ScaleDownBlocked") || r.starts_with("DriftCorrected")),
         "the finished scale-down is neither blocked nor drift: {reasons:?}"
     );
+    case.stop().await;
+}
 
-    stop_tx.send(true).expect("stop");
-    tokio::time::timeout(DEADLINE, controller)
-        .await
-        .expect("controller stops")
-        .expect("join");
-    server.abort();
+/// Brokers that know each other but do not serve AlterPartitionReassignments: the scale-down is
+/// refused, and status and a Warning event name the broker and the API instead of a silent loop;
+/// setting replicas back clears it.
+#[tokio::test]
+#[ignore = "needs an API server: run operator/scripts/apiserver-tests.sh"]
+async fn scale_down_against_brokers_without_partition_moves_is_reported() {
+    let state: fake_cluster::Shared = Arc::default();
+    {
+        let mut st = state.lock().expect("lock");
+        st.brokers = vec![0, 1, 2];
+        st.owners.insert(("orders".to_string(), 0), 2);
+        st.unserved = vec![45, 46, 64];
+    }
+    let case = start_drain_case("sluice-op-nomove", "127.77.0.20", state.clone()).await;
+    let api = case.api.clone();
+    let (reason, message) = poll_for("Degraded/ScaleDownBlocked", 60, || {
+        let a = api.clone();
+        async move {
+            let c = a
+                .get("q")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True")?;
+            Some((c.reason, c.message))
+        }
+    })
+    .await;
+    println!("Degraded/{reason}: {message}");
+    assert_eq!(reason, "ScaleDownBlocked");
+    for words in [
+        "q-0",
+        "node 0",
+        "AlterPartitionReassignments",
+        "key 45",
+        "set replicas back to 3",
+    ] {
+        assert!(message.contains(words), "{words:?} in {message}");
+    }
+    assert_eq!(
+        case.sts_api
+            .get("q")
+            .await
+            .expect("sts")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(3)
+    );
+    let mut notes = Vec::new();
+    for _ in 0..150 {
+        notes = case.event_notes().await;
+        if notes
+            .iter()
+            .any(|n| n.starts_with("ScaleDownBlocked: ") && n.contains("key 45"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("ScaleDownBlocked: ") && n.contains("key 45")),
+        "{notes:?}"
+    );
+    assert!(
+        !state
+            .lock()
+            .expect("lock")
+            .seen
+            .contains(&"AlterPartitionReassignments"),
+        "an API the broker does not list is never called"
+    );
+
+    // replicas back to 3: nothing blocks any more
+    api.patch_scale(
+        "q",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .expect("scale back");
+    poll_for("Degraded cleared", 60, || {
+        let a = api.clone();
+        async move {
+            let degraded = a
+                .get("q")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded")?;
+            (degraded.status == "False").then_some(())
+        }
+    })
+    .await;
+    case.stop().await;
 }

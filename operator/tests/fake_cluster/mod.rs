@@ -46,6 +46,8 @@ pub struct State {
     pub refusals: u32,
     /// Every request seen, by API name (for assertions).
     pub seen: Vec<&'static str>,
+    /// API keys left out of the ApiVersions answer (a broker that does not serve them).
+    pub unserved: Vec<i16>,
 }
 
 pub type Shared = Arc<Mutex<State>>;
@@ -124,6 +126,7 @@ fn answer(
                 .with_api_keys(
                     [(18, 0, 3), (3, 0, 12), (45, 0, 1), (46, 0, 0), (64, 0, 0)]
                         .iter()
+                        .filter(|(k, _, _)| !st.unserved.contains(k))
                         .map(|(k, lo, hi)| {
                             ApiVersion::default()
                                 .with_api_key(*k)

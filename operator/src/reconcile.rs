@@ -712,8 +712,7 @@ fn hold_refused(reason: String) -> ScaleDown {
 fn unsupported(pod: &str, node: i32, addr: &str, key: i16, what: &str, current: i32) -> String {
     format!(
         "broker {pod} (node {node}, {addr}) does not serve {} (Kafka API key {key}), so {what}; \
-         run brokers that form one cluster (a version with partition moves) or set replicas back \
-         to {current}",
+         upgrade the brokers to a version that serves it, or set replicas back to {current}",
         crate::kafka::api_name(key)
     )
 }

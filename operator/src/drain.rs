@@ -15,8 +15,10 @@ use crate::scale::TopicPartition;
 /// What the cluster says, from one broker: partitions, brokers, moves in flight.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterView {
-    /// Registered broker ids.
+    /// Registered broker ids (fenced ones included when the broker says).
     pub brokers: BTreeSet<i32>,
+    /// Registered but fenced (unreachable) brokers: they get no partitions.
+    pub fenced: BTreeSet<i32>,
     /// Each partition's replicas (empty when the broker did not say) and leader (-1: none).
     pub partitions: BTreeMap<TopicPartition, (Vec<i32>, i32)>,
     /// Moves in flight: partition → replicas once done.
@@ -49,12 +51,25 @@ impl ClusterView {
         }
         ClusterView {
             brokers: metadata.brokers.keys().copied().collect(),
+            fenced: BTreeSet::new(),
             partitions,
             ongoing: ongoing
                 .iter()
                 .map(|(tp, o)| (tp.clone(), o.target()))
                 .collect(),
         }
+    }
+
+    /// Takes the registered brokers from DescribeCluster (id → fenced), which also lists fenced
+    /// brokers that Metadata leaves out.
+    pub fn with_registered(mut self, registered: &BTreeMap<i32, bool>) -> ClusterView {
+        self.brokers = registered.keys().copied().collect();
+        self.fenced = registered
+            .iter()
+            .filter(|(_, fenced)| **fenced)
+            .map(|(id, _)| *id)
+            .collect();
+        self
     }
 
     /// The brokers that hold `tp` now: its replicas, or its leader when no replicas are known.
@@ -98,14 +113,15 @@ pub fn id_list(ids: &[i32]) -> String {
         .join(",")
 }
 
-/// Plans the drain of brokers `keep..` (`removed`) onto the brokers `0..keep` that are registered.
+/// Plans the drain of brokers `keep..` (`removed`) onto the brokers `0..keep` that are registered
+/// and not fenced.
 pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
     let removed_set: BTreeSet<i32> = removed.iter().copied().collect();
     let targets: Vec<i32> = view
         .brokers
         .iter()
         .copied()
-        .filter(|b| (0..keep).contains(b))
+        .filter(|b| (0..keep).contains(b) && !view.fenced.contains(b))
         .collect();
     // Load of each target once every move in flight is done.
     let mut load: BTreeMap<i32, usize> = targets.iter().map(|t| (*t, 0)).collect();
@@ -166,8 +182,8 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
         return DrainPlan::Blocked {
             reason: format!(
                 "partitions {}{more} on brokers {} cannot be moved: none of the remaining brokers \
-                 0..{} is registered in the cluster (registered: {}); wait for them to join or set \
-                 replicas back",
+                 0..{} is a live member of the cluster (registered: {}{}); wait for them to \
+                 join or set replicas back",
                 named.join(", "),
                 id_list(removed),
                 keep - 1,
@@ -175,6 +191,14 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
                     "none".to_string()
                 } else {
                     id_list(&known)
+                },
+                if view.fenced.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", fenced: {}",
+                        id_list(&view.fenced.iter().copied().collect::<Vec<_>>())
+                    )
                 }
             ),
             blocking: stuck,
@@ -213,11 +237,33 @@ mod tests {
     fn view(brokers: &[i32], parts: &[(&str, i32, i32)]) -> ClusterView {
         ClusterView {
             brokers: brokers.iter().copied().collect(),
+            fenced: BTreeSet::new(),
             partitions: parts
                 .iter()
                 .map(|(t, p, owner)| (tp(t, *p), (vec![*owner], *owner)))
                 .collect(),
             ongoing: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn fenced_brokers_get_nothing_and_registration_comes_from_describe_cluster() {
+        // Metadata knows brokers 0 and 2; DescribeCluster adds broker 1, fenced
+        let v = view(&[0, 2], &[("a", 0, 0), ("a", 1, 0), ("a", 2, 2)])
+            .with_registered(&BTreeMap::from([(0, false), (1, true), (2, false)]));
+        assert_eq!(v.brokers, BTreeSet::from([0, 1, 2]));
+        match plan_drain(&v, 2, &[2]) {
+            // broker 1 holds nothing but is fenced: everything goes to 0
+            DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("a", 2), 0)]),
+            other => panic!("expected a move, got {other:?}"),
+        }
+        let only_fenced =
+            view(&[], &[("a", 0, 1)]).with_registered(&BTreeMap::from([(0, true), (1, false)]));
+        match plan_drain(&only_fenced, 1, &[1]) {
+            DrainPlan::Blocked { reason, .. } => {
+                assert!(reason.contains("fenced: 0"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 

@@ -22,7 +22,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
     IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
     RequestHeader, ResponseHeader, TopicName, UnregisterBrokerRequest,
 };
@@ -53,8 +53,12 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (44, 0, 1), // IncrementalAlterConfigs
     (45, 0, 1), // AlterPartitionReassignments
     (46, 0, 0), // ListPartitionReassignments
+    (60, 0, 2), // DescribeCluster (v2: fenced brokers too)
     (64, 0, 0), // UnregisterBroker
 ];
+
+/// API key of DescribeCluster.
+pub const DESCRIBE_CLUSTER: i16 = 60;
 
 /// API key of AlterPartitionReassignments.
 pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
@@ -74,6 +78,7 @@ pub fn api_name(key: i16) -> &'static str {
         44 => "IncrementalAlterConfigs",
         ALTER_PARTITION_REASSIGNMENTS => "AlterPartitionReassignments",
         LIST_PARTITION_REASSIGNMENTS => "ListPartitionReassignments",
+        DESCRIBE_CLUSTER => "DescribeCluster",
         UNREGISTER_BROKER => "UnregisterBroker",
         _ => "unknown API",
     }
@@ -619,6 +624,29 @@ impl AdminClient {
                     )
                 })
             })
+            .collect())
+    }
+
+    /// DescribeCluster: every registered broker, id → fenced (from v2 fenced brokers are listed
+    /// too; older versions list live brokers only, all reported as not fenced).
+    pub async fn describe_cluster(&mut self) -> Result<BTreeMap<i32, bool>> {
+        const NAME: &str = "DescribeCluster";
+        let version = self.version_for::<DescribeClusterRequest>(NAME)?;
+        let mut request = DescribeClusterRequest::default();
+        if version >= 1 {
+            request = request.with_endpoint_type(1); // brokers
+        }
+        if version >= 2 {
+            request = request.with_include_fenced_brokers(true);
+        }
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, err));
+        }
+        Ok(response
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.is_fenced))
             .collect())
     }
 

@@ -24,9 +24,9 @@ use crate::builders::{self, BuildConfig, Names, FIELD_MANAGER, HTTP_PORT, KAFKA_
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
 use crate::drain::{self, ClusterView, DrainPlan};
 use crate::error::{Error, Result};
-use crate::kafka::{probe_readyz, AdminClient};
 use crate::kafka::{
-    ALTER_PARTITION_REASSIGNMENTS, LIST_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER,
+    probe_readyz, AdminClient, ALTER_PARTITION_REASSIGNMENTS, DESCRIBE_CLUSTER,
+    LIST_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER,
 };
 use crate::metrics::Metrics;
 use crate::queues::{self, ObservedTopic, QueueAction};
@@ -820,7 +820,17 @@ async fn scale_down(
             ))
         }
     };
-    let view = ClusterView::new(&metadata, &ongoing);
+    let mut view = ClusterView::new(&metadata, &ongoing);
+    if admin.supports(DESCRIBE_CLUSTER) {
+        // DescribeCluster also lists fenced brokers, which Metadata leaves out: they are still
+        // members to unregister, and no target for moves.
+        match admin.describe_cluster().await {
+            Ok(registered) => view = view.with_registered(&registered),
+            Err(e) => {
+                tracing::warn!(pod = %pod, error = %e, "DescribeCluster failed; membership from Metadata")
+            }
+        }
+    }
     match drain::plan_drain(&view, desired, &removed) {
         DrainPlan::Blocked { reason, .. } => hold_refused(format!(
             "scale-down from {current} to {desired} refused: {reason}"

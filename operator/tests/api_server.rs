@@ -676,6 +676,10 @@ async fn scale_down_drains_unregisters_then_shrinks() {
         assert_eq!(st.owners[&("orders".to_string(), 2)], 1, "fewest first");
         assert_eq!(st.owners[&("orders".to_string(), 3)], 0);
         assert!(st.moving.is_empty());
+        assert!(
+            st.seen.contains(&"DescribeCluster"),
+            "membership from DescribeCluster"
+        );
         let unregister_calls = st.seen.iter().filter(|s| **s == "UnregisterBroker").count();
         assert!(
             unregister_calls >= 2,
@@ -732,7 +736,7 @@ async fn scale_down_against_brokers_without_partition_moves_is_reported() {
         let mut st = state.lock().expect("lock");
         st.brokers = vec![0, 1, 2];
         st.owners.insert(("orders".to_string(), 0), 2);
-        st.unserved = vec![45, 46, 64];
+        st.unserved = vec![45, 46, 60, 64];
     }
     let case = start_drain_case("sluice-op-nomove", "127.77.0.20", state.clone()).await;
     let api = case.api.clone();

@@ -172,6 +172,12 @@ async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
     };
     let owner = md.topics[&name][&0];
     assert!(md.brokers.contains_key(&owner), "{:?}", md.brokers);
+    let registered = admin.describe_cluster().await.expect("describe cluster");
+    assert_eq!(
+        registered.get(&owner),
+        Some(&false),
+        "owner registered, not fenced"
+    );
     assert_eq!(md.replicas[&name][&0], vec![owner]);
 
     // nothing in flight

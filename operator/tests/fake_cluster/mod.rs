@@ -1,6 +1,6 @@
 //! A scripted Kafka-wire "cluster" of brokers for the operator's scale-down drain, served by one
 //! TCP listener: it answers ApiVersions, Metadata, AlterPartitionReassignments,
-//! ListPartitionReassignments and UnregisterBroker from a shared state, the way the contract in
+//! ListPartitionReassignments, DescribeCluster and UnregisterBroker from a shared state, the way the contract in
 //! TEAM.md says clustered sluice brokers will (and Apache Kafka does): a requested move shows up in
 //! ListPartitionReassignments for `list_rounds` answers, then ownership switches; UnregisterBroker
 //! is refused while the broker holds a partition and `refusals` more times after that (standing
@@ -16,6 +16,7 @@ use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
@@ -24,8 +25,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey,
-    ApiVersionsResponse, BrokerId, ListPartitionReassignmentsResponse, MetadataResponse,
-    ResponseHeader, TopicName, UnregisterBrokerRequest, UnregisterBrokerResponse,
+    ApiVersionsResponse, BrokerId, DescribeClusterResponse, ListPartitionReassignmentsResponse,
+    MetadataResponse, ResponseHeader, TopicName, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -124,16 +125,23 @@ fn answer(
             st.seen.push("ApiVersions");
             ApiVersionsResponse::default()
                 .with_api_keys(
-                    [(18, 0, 3), (3, 0, 12), (45, 0, 1), (46, 0, 0), (64, 0, 0)]
-                        .iter()
-                        .filter(|(k, _, _)| !st.unserved.contains(k))
-                        .map(|(k, lo, hi)| {
-                            ApiVersion::default()
-                                .with_api_key(*k)
-                                .with_min_version(*lo)
-                                .with_max_version(*hi)
-                        })
-                        .collect(),
+                    [
+                        (18, 0, 3),
+                        (3, 0, 12),
+                        (45, 0, 1),
+                        (46, 0, 0),
+                        (60, 0, 2),
+                        (64, 0, 0),
+                    ]
+                    .iter()
+                    .filter(|(k, _, _)| !st.unserved.contains(k))
+                    .map(|(k, lo, hi)| {
+                        ApiVersion::default()
+                            .with_api_key(*k)
+                            .with_min_version(*lo)
+                            .with_max_version(*hi)
+                    })
+                    .collect(),
                 )
                 .encode(body, version)?;
         }
@@ -237,6 +245,23 @@ fn answer(
                             OngoingTopicReassignment::default()
                                 .with_name(topic_name(&name))
                                 .with_partitions(partitions)
+                        })
+                        .collect(),
+                )
+                .encode(body, version)?;
+        }
+        ApiKey::DescribeCluster => {
+            st.seen.push("DescribeCluster");
+            DescribeClusterResponse::default()
+                .with_endpoint_type(1)
+                .with_brokers(
+                    st.brokers
+                        .iter()
+                        .map(|b| {
+                            DescribeClusterBroker::default()
+                                .with_broker_id(BrokerId(*b))
+                                .with_host(StrBytes::from_string(format!("broker-{b}")))
+                                .with_port(9092)
                         })
                         .collect(),
                 )

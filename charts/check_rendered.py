@@ -172,6 +172,7 @@ def mode_default(docs, ns):
     check("--http-listen=0.0.0.0:8080" in args, "--http-listen on the probed port")
     check(not any(a.startswith("--broker-image-repository") or a.startswith("--default-broker-version")
                   for a in args), "broker image and version: operator defaults")
+    check("--cluster-domain=cluster.local" in args, "--cluster-domain=cluster.local by default")
 
     cr = one(docs, "ClusterRole")
     check_rules("ClusterRole", cr.get("rules", []), {**NAMESPACED_RULES, **CLUSTER_RULES})
@@ -196,6 +197,7 @@ def mode_custom(docs, ns):
     check("--namespaces=team-a,team-b" in args, "--namespaces from watchNamespaces")
     check("--broker-image-repository=registry.example/sluice-broker" in args, "--broker-image-repository")
     check("--default-broker-version=0.2.0" in args, "--default-broker-version")
+    check("--cluster-domain=corp.example" in args, "--cluster-domain from clusterDomain")
 
     cr = one(docs, "ClusterRole")
     check_rules("ClusterRole (watchNamespaces set)", cr.get("rules", []), CLUSTER_RULES)

@@ -29,7 +29,7 @@ step "helm template: watched namespaces, ServiceMonitor, no leader election, jso
   --set 'watchNamespaces={team-a,team-b}' --set metrics.serviceMonitor.enabled=true \
   --set leaderElection.enabled=false --set logFormat=json --set logLevel=debug \
   --set replicas=1 --set brokerImage.repository=registry.example/sluice-broker \
-  --set brokerImage.defaultVersion=0.2.0 \
+  --set brokerImage.defaultVersion=0.2.0 --set clusterDomain=corp.example \
   >"$work/custom.yaml"
 python3 "$check" custom "$work/custom.yaml" "$ns"
 

@@ -16,6 +16,7 @@
 #   SLUICE_POD_RUNNER     pod-runner binary (default target/debug/pod-runner)
 #   SLUICE_BROKER_LABEL   label key=value selecting broker pods (default app.kubernetes.io/name=sluice-broker)
 #   SLUICE_NO_RUNNER=1    start the control plane only
+#   SLUICE_HOSTS_FILE     hosts file holding the pod runner's pod DNS block (default /etc/hosts)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -30,6 +31,11 @@ BROKER_BIN="${SLUICE_BROKER_BIN:-$ROOT/target/debug/sluice-broker}"
 POD_RUNNER="${SLUICE_POD_RUNNER:-$ROOT/target/debug/pod-runner}"
 RUNNER_PID="$WORK/pod-runner.pid"
 RUNNER_LOG="$WORK/pod-runner.log"
+# The pod runner keeps pod DNS names in a marked block of this file (no cluster DNS here); the
+# markers are sluice_e2e::hosts::{BEGIN,END}.
+HOSTS_FILE="${SLUICE_HOSTS_FILE:-/etc/hosts}"
+HOSTS_BEGIN="# BEGIN sluice-e2e pod-runner: pod DNS (managed; removed by cluster.sh down)"
+HOSTS_END="# END sluice-e2e pod-runner"
 
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -212,8 +218,13 @@ start_runner() {
   [ -x "$POD_RUNNER" ] || die "pod runner binary $POD_RUNNER missing (cargo build -p sluice-e2e --bin pod-runner)"
   [ -x "$BROKER_BIN" ] || die "broker binary $BROKER_BIN missing (cargo build -p sluice-broker)"
   log "pod runner: starting for pods with $BROKER_LABEL (broker $BROKER_BIN), log $RUNNER_LOG"
+  local hosts_args=(--hosts-file "$HOSTS_FILE")
+  if [ ! -w "$HOSTS_FILE" ]; then
+    log "pod runner: $HOSTS_FILE is not writable: pod DNS names (the brokers' seeds) will not resolve"
+    hosts_args=(--no-hosts)
+  fi
   KUBECONFIG="$KUBECONFIG_PATH" setsid "$POD_RUNNER" --selector "$BROKER_LABEL" \
-    --broker-bin "$BROKER_BIN" --work-dir "$WORK/pods" >"$RUNNER_LOG" 2>&1 </dev/null &
+    --broker-bin "$BROKER_BIN" --work-dir "$WORK/pods" "${hosts_args[@]}" >"$RUNNER_LOG" 2>&1 </dev/null &
   echo $! >"$RUNNER_PID"
 }
 
@@ -229,6 +240,20 @@ stop_runner() {
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$RUNNER_PID"
+}
+
+# Drops the runner's block from the hosts file (a killed runner cannot), in place: /etc/hosts may
+# be a bind mount that cannot be replaced by a rename.
+remove_hosts_block() {
+  [ -f "$HOSTS_FILE" ] && grep -qxF "$HOSTS_BEGIN" "$HOSTS_FILE" || return 0
+  local tmp; tmp="$(mktemp)"
+  if awk -v b="$HOSTS_BEGIN" -v e="$HOSTS_END" '$0 == b { skip = 1; next } skip && $0 == e { skip = 0; next } !skip' \
+      "$HOSTS_FILE" >"$tmp" && cat "$tmp" >"$HOSTS_FILE"; then
+    log "removed the pod DNS block from $HOSTS_FILE"
+  else
+    log "could not remove the pod DNS block from $HOSTS_FILE"
+  fi
+  rm -f "$tmp"
 }
 
 up() {
@@ -264,6 +289,7 @@ up() {
 down() {
   "$ROOT/e2e/scripts/operator.sh" stop || true
   stop_runner
+  remove_hosts_block
   if [ -d "$CLUSTER_DIR" ]; then
     tools_env
     log "deleting cluster $NAME"

@@ -2,4 +2,5 @@
 //! end-to-end tests in `tests/`.
 
 pub mod harness;
+pub mod hosts;
 pub mod podspec;

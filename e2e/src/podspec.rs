@@ -643,4 +643,55 @@ mod tests {
             Err(PodSpecError::NoPodIp { .. })
         ));
     }
+
+    #[test]
+    fn operator_pod_gets_its_cluster_listener_on_the_pod_ip_and_resolvable_seeds() {
+        use sluice_operator::builders::{build_children, BuildConfig, SEEDS_KEY};
+        let mq: sluice_operator::crd::MessageQueue = serde_yaml::from_str(
+            "metadata: {name: q, namespace: shop, uid: u}\nspec: {replicas: 3}\n",
+        )
+        .expect("mq");
+        let children = build_children(&mq, &BuildConfig::default(), None).expect("children");
+        let sts_spec = children.statefulset.spec.expect("sts spec");
+        // what the StatefulSet controller and kwok make of the template for ordinal 1
+        let mut pod = Pod {
+            metadata: sts_spec.template.metadata.clone().unwrap_or_default(),
+            spec: sts_spec.template.spec.clone(),
+            status: serde_json::from_value(json!({"podIP": "127.1.0.9", "phase": "Running"}))
+                .expect("status"),
+        };
+        pod.metadata.name = Some("q-1".into());
+        pod.metadata.namespace = Some("shop".into());
+        pod.metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert("apps.kubernetes.io/pod-index".into(), "1".into());
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.hostname = Some("q-1".into());
+            spec.subdomain = sts_spec.service_name.clone();
+            spec.volumes.get_or_insert_with(Vec::new).push(
+                serde_json::from_value(
+                    json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-q-1"}}),
+                )
+                .expect("volume"),
+            );
+        }
+        let mut sources = Sources::default();
+        sources
+            .config_maps
+            .insert("q-config".into(), children.configmap.data.clone());
+        let spec = launch_spec(&pod, "broker", &sources, Path::new("/w")).expect("launch");
+        let i = spec
+            .args
+            .iter()
+            .position(|a| a == "--cluster-listen")
+            .expect("--cluster-listen given");
+        assert_eq!(spec.args[i + 1], "127.1.0.9:9093");
+        let seeds = spec.env.get(SEEDS_KEY).expect("seeds in the env");
+        let own = format!("{}:9093", crate::hosts::pod_names(&pod, "cluster.local")[0]);
+        assert!(
+            seeds.split(',').any(|s| s == own),
+            "the hosts block names this pod as its seed does: {own} in {seeds}"
+        );
+    }
 }

@@ -403,15 +403,72 @@ async fn kubectl_scale_adds_brokers_and_namespace_delete_never_hangs() {
     .await;
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     wait_available(&mqs, "grow", 3, 240).await;
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let revision_before = sts
+        .get("grow")
+        .await
+        .expect("sts")
+        .status
+        .and_then(|s| s.update_revision);
+    let uid_before = pods.get("grow-0").await.expect("pod grow-0").uid();
 
     let out =
         kubectl(&["scale", "-n", &ns.name, "mq/grow", "--replicas=5"], None).expect("kubectl");
     assert!(out.ok, "kubectl scale: {}", out.stderr);
     wait_available(&mqs, "grow", 5, 240).await;
-    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
     let s = sts.get("grow").await.expect("sts");
-    assert_eq!(s.spec.and_then(|sp| sp.replicas), Some(5));
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    assert_eq!(s.spec.as_ref().and_then(|sp| sp.replicas), Some(5));
+    assert_eq!(
+        s.status.and_then(|st| st.update_revision),
+        revision_before,
+        "a scale leaves the pod template alone (the seeds live in the ConfigMap)"
+    );
+    assert_eq!(
+        pods.get("grow-0").await.expect("pod grow-0").uid(),
+        uid_before,
+        "a scale restarts no broker"
+    );
+    // The seeds: every replica by its stable name, each resolving to its pod (the pod runner's
+    // hosts block stands in for cluster DNS).
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let seeds = cms
+        .get("grow-config")
+        .await
+        .expect("ConfigMap")
+        .data
+        .and_then(|d| d.get("SLUICE_SEEDS").cloned())
+        .expect("SLUICE_SEEDS in the ConfigMap");
+    assert_eq!(seeds.split(',').count(), 5, "{seeds}");
+    for (i, seed) in seeds.split(',').enumerate() {
+        let ip = pod_ip(&pods, &format!("grow-{i}")).await;
+        let seed = seed.to_string();
+        let want = ip.clone();
+        harness::wait_for(
+            &format!("{seed} resolves to {ip}"),
+            Duration::from_secs(30),
+            || {
+                let seed = seed.clone();
+                let want = want.clone();
+                async move {
+                    let got = tokio::task::spawn_blocking(move || {
+                        std::net::ToSocketAddrs::to_socket_addrs(seed.as_str())
+                            .map(|a| a.map(|a| a.ip().to_string()).collect::<Vec<_>>())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                    if got.contains(&want) {
+                        Ok(())
+                    } else {
+                        Err(format!("{got:?}"))
+                    }
+                }
+            },
+        )
+        .await
+        .expect("seed resolves to its pod");
+    }
     let ip = pod_ip(&pods, "grow-4").await;
     let b = format!("{ip}:9092");
     let advertised = tokio::task::spawn_blocking(move || advertised_brokers(&b))
@@ -698,17 +755,23 @@ async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_r
     .expect("the operator recreates a deleted StatefulSet");
     wait_available(&mqs, "h", 3, 240).await;
 
-    // No queue lives on the broker that goes: the scale-down proceeds.
+    // No queue lives on the broker that goes: the scale-down proceeds. (Wait for the StatefulSet
+    // itself: readyReplicas can read 2 of 3 while the recreated StatefulSet's pods come back.)
     apply_yaml(&ns.name, &mq(2)).await;
+    harness::wait_for(
+        "StatefulSet h shrinks to 2",
+        Duration::from_secs(120),
+        || async move {
+            match sts_ref.get("h").await {
+                Ok(s) if s.spec.as_ref().and_then(|sp| sp.replicas) == Some(2) => Ok(()),
+                Ok(s) => Err(format!("replicas {:?}", s.spec.and_then(|sp| sp.replicas))),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .expect("the safe scale-down proceeds");
     wait_available(&mqs, "h", 2, 180).await;
-    assert_eq!(
-        sts.get("h")
-            .await
-            .expect("sts")
-            .spec
-            .and_then(|s| s.replicas),
-        Some(2)
-    );
 
     // deleteClaim: true — the PVCs go with the MessageQueue.
     mqs.delete("h", &DeleteParams::default())

@@ -88,6 +88,6 @@ curl -sk -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$API_PORT/readyz" 
     || { tail -n 20 "$WORK/apiserver.log" >&2; fail "kube-apiserver ready"; }
 
 step "cargo test -p sluice-operator --test api_server -- --ignored"
-KUBECONFIG="$WORK/kubeconfig" cargo test -p sluice-operator --test api_server -- --ignored --test-threads=1 \
+KUBECONFIG="$WORK/kubeconfig" cargo test -p sluice-operator --test api_server -- --ignored --test-threads=1 ${APISERVER_TEST_ARGS:-} \
     || fail "operator API-server tests"
 step "passed"

@@ -35,6 +35,10 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 pub const KAFKA_PORT: i32 = 9092;
 /// HTTP (health, metrics) port of every broker.
 pub const HTTP_PORT: i32 = 8080;
+/// Inter-broker (cluster) port of every broker.
+pub const CLUSTER_PORT: i32 = 9093;
+/// ConfigMap key of the seeds. It is left out of the config hash: see [`build_configmap`].
+pub const SEEDS_KEY: &str = "SLUICE_SEEDS";
 /// Where the broker's volume is mounted (`--data-dir`).
 pub const DATA_DIR: &str = "/var/lib/sluice";
 /// Name of the volume claim template (PVCs are `data-<name>-<ordinal>`).
@@ -51,6 +55,9 @@ pub struct BuildConfig {
     pub image_repository: String,
     /// Version used when `spec.version` is unset (the operator's own version).
     pub default_version: String,
+    /// DNS domain of the Kubernetes cluster (`cluster.local` unless the cluster says otherwise);
+    /// the brokers' seeds are `<pod>.<headless>.<ns>.svc.<domain>`.
+    pub cluster_domain: String,
 }
 
 impl Default for BuildConfig {
@@ -58,6 +65,7 @@ impl Default for BuildConfig {
         BuildConfig {
             image_repository: "ghcr.io/sluice/sluice-broker".to_string(),
             default_version: env!("CARGO_PKG_VERSION").to_string(),
+            cluster_domain: "cluster.local".to_string(),
         }
     }
 }
@@ -110,6 +118,15 @@ impl Names {
     /// Pod of `ordinal`.
     pub fn pod(&self, ordinal: i32) -> String {
         format!("{}-{ordinal}", self.name)
+    }
+    /// Stable DNS name of the pod of `ordinal` behind the headless Service.
+    pub fn pod_dns(&self, ordinal: i32, cluster_domain: &str) -> String {
+        format!(
+            "{}.{}.{}.svc.{cluster_domain}",
+            self.pod(ordinal),
+            self.headless_service(),
+            self.namespace
+        )
     }
     /// PVC of `ordinal` (StatefulSet naming: `<template>-<statefulset>-<ordinal>`).
     pub fn pvc(&self, ordinal: i32) -> String {
@@ -253,12 +270,32 @@ pub fn config_hash(data: &BTreeMap<String, String>) -> String {
     format!("{hash:016x}")
 }
 
-/// The ConfigMap of broker settings, consumed by the pods with `envFrom`.
-pub fn build_configmap(mq: &MessageQueue, cfg: &BuildConfig) -> Result<ConfigMap> {
+/// The brokers' seeds (`--seeds`, the cluster contract): every replica's cluster listener by its
+/// stable name behind the headless Service, this broker's own included.
+pub fn seeds(names: &Names, replicas: i32, cluster_domain: &str) -> String {
+    (0..replicas.max(1))
+        .map(|i| format!("{}:{CLUSTER_PORT}", names.pod_dns(i, cluster_domain)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The ConfigMap of broker settings, consumed by the pods with `envFrom`: the spec's settings
+/// ([`broker_env`]) plus `SLUICE_SEEDS` for `replicas` brokers.
+///
+/// The seeds change with every scale, so they are kept out of the config hash on the pod template:
+/// a scale must not change the template (that would roll every broker). A broker reads its seeds
+/// only when it starts and uses them to find the cluster: a running broker is already a member, and
+/// a broker started later (a new replica, a restart) reads the list that is current then.
+pub fn build_configmap(mq: &MessageQueue, cfg: &BuildConfig, replicas: i32) -> Result<ConfigMap> {
     let names = Names::of(mq)?;
+    let mut data = broker_env(mq);
+    data.insert(
+        SEEDS_KEY.to_string(),
+        seeds(&names, replicas, &cfg.cluster_domain),
+    );
     Ok(ConfigMap {
         metadata: child_meta(mq, cfg, names.configmap())?,
-        data: Some(broker_env(mq)),
+        data: Some(data),
         ..ConfigMap::default()
     })
 }
@@ -283,7 +320,11 @@ pub fn build_headless_service(mq: &MessageQueue, cfg: &BuildConfig) -> Result<Se
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&names.name)),
-            ports: Some(vec![port("kafka", KAFKA_PORT), port("http", HTTP_PORT)]),
+            ports: Some(vec![
+                port("kafka", KAFKA_PORT),
+                port("http", HTTP_PORT),
+                port("cluster", CLUSTER_PORT),
+            ]),
             ..K8sServiceSpec::default()
         }),
         ..Service::default()
@@ -412,6 +453,8 @@ pub fn broker_args() -> Vec<String> {
         "0.0.0.0:9092",
         "--http-listen",
         "0.0.0.0:8080",
+        "--cluster-listen",
+        "0.0.0.0:9093",
         "--advertise",
         "$(POD_IP):9092",
         "--node-id",
@@ -495,6 +538,12 @@ pub fn build_statefulset(
             ContainerPort {
                 name: Some("http".to_string()),
                 container_port: HTTP_PORT,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("cluster".to_string()),
+                container_port: CLUSTER_PORT,
                 protocol: Some("TCP".to_string()),
                 ..ContainerPort::default()
             },
@@ -613,7 +662,7 @@ pub fn build_children(
     existing_claim_template: Option<PersistentVolumeClaim>,
 ) -> Result<Children> {
     Ok(Children {
-        configmap: build_configmap(mq, cfg)?,
+        configmap: build_configmap(mq, cfg, mq.spec.replicas)?,
         headless_service: build_headless_service(mq, cfg)?,
         client_service: build_client_service(mq, cfg)?,
         statefulset: build_statefulset(mq, cfg, existing_claim_template)?,
@@ -640,6 +689,7 @@ spec: {}
         BuildConfig {
             image_repository: "ghcr.io/sluice/sluice-broker".into(),
             default_version: "0.1.0".into(),
+            cluster_domain: "cluster.local".into(),
         }
     }
 
@@ -695,12 +745,12 @@ spec: {}
     fn building_without_uid_fails_naming_the_field() {
         let mut m = mq(MINIMAL);
         m.metadata.uid = None;
-        let err = build_configmap(&m, &cfg()).expect_err("needs a uid");
+        let err = build_configmap(&m, &cfg(), 3).expect_err("needs a uid");
         assert!(err.to_string().contains("metadata.uid"), "{err}");
     }
 
     #[test]
-    fn configmap_holds_only_the_set_broker_settings_as_sluice_keys() {
+    fn configmap_holds_the_set_broker_settings_and_the_seeds_as_sluice_keys() {
         let m = mq(r#"
 metadata: {name: q, namespace: ns, uid: u}
 spec:
@@ -711,7 +761,7 @@ spec:
     fsyncIntervalMs: 250
     autoCreateTopics: false
 "#);
-        let cm = build_configmap(&m, &cfg()).expect("builds");
+        let cm = build_configmap(&m, &cfg(), 2).expect("builds");
         let expected: BTreeMap<String, String> = serde_yaml::from_str(
             r#"
 SLUICE_DEFAULT_PARTITIONS: "6"
@@ -719,15 +769,16 @@ SLUICE_RETENTION_MS: "-1"
 SLUICE_FSYNC: interval
 SLUICE_FSYNC_INTERVAL_MS: "250"
 SLUICE_AUTO_CREATE_TOPICS: "false"
+SLUICE_SEEDS: "q-0.q-brokers.ns.svc.cluster.local:9093,q-1.q-brokers.ns.svc.cluster.local:9093"
 "#,
         )
         .expect("yaml");
         assert_eq!(cm.data, Some(expected));
-        assert!(build_configmap(&mq(MINIMAL), &cfg())
+        let minimal = build_configmap(&mq(MINIMAL), &cfg(), 3)
             .expect("builds")
             .data
-            .expect("data")
-            .is_empty());
+            .expect("data");
+        assert_eq!(minimal.keys().collect::<Vec<_>>(), [SEEDS_KEY]);
     }
 
     #[test]
@@ -741,6 +792,7 @@ selector: {app.kubernetes.io/instance: orders, app.kubernetes.io/name: sluice-br
 ports:
 - {name: kafka, port: 9092, targetPort: kafka, protocol: TCP}
 - {name: http, port: 8080, targetPort: http, protocol: TCP}
+- {name: cluster, port: 9093, targetPort: cluster, protocol: TCP}
 "#,
         )
         .expect("yaml");
@@ -811,7 +863,7 @@ selector: {matchLabels: {app.kubernetes.io/instance: orders, app.kubernetes.io/n
         );
         let expected_args: Vec<String> = serde_yaml::from_str(
             r#"[--data-dir, /var/lib/sluice, --listen, "0.0.0.0:9092", --http-listen, "0.0.0.0:8080",
-                --advertise, "$(POD_IP):9092", --node-id, "$(POD_INDEX)"]"#,
+                --cluster-listen, "0.0.0.0:9093", --advertise, "$(POD_IP):9092", --node-id, "$(POD_INDEX)"]"#,
         )
         .expect("yaml");
         assert_eq!(c.args.as_ref(), Some(&expected_args));
@@ -827,6 +879,20 @@ selector: {matchLabels: {app.kubernetes.io/instance: orders, app.kubernetes.io/n
         assert_eq!(
             as_json(&c.env_from),
             serde_json::json!([{"configMapRef": {"name": "orders-config", "optional": false}}])
+        );
+        let ports: Vec<(Option<&str>, i32)> = c
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.as_deref(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("kafka"), 9092),
+                (Some("http"), 8080),
+                (Some("cluster"), 9093)
+            ]
         );
         let readiness = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
         assert_eq!(readiness.and_then(|h| h.path.as_deref()), Some("/readyz"));
@@ -924,6 +990,53 @@ spec: {config: {retentionMs: 1000}}
         assert_eq!(hash(&a), hash(&a2), "hash is deterministic");
         // pinned value: a changed hash function would restart every broker on operator upgrade
         assert_eq!(config_hash(&BTreeMap::new()), "cbf29ce484222325");
+    }
+
+    #[test]
+    fn seeds_name_every_replica_by_its_stable_dns_name() {
+        let names = Names::of(&mq(MINIMAL)).expect("names");
+        assert_eq!(
+            seeds(&names, 3, "cluster.local"),
+            "orders-0.orders-brokers.shop.svc.cluster.local:9093,\
+             orders-1.orders-brokers.shop.svc.cluster.local:9093,\
+             orders-2.orders-brokers.shop.svc.cluster.local:9093"
+        );
+        assert_eq!(
+            seeds(&names, 1, "corp.example"),
+            "orders-0.orders-brokers.shop.svc.corp.example:9093"
+        );
+        // never empty, also for replicas 0 (a broker started then still has ordinal 0 to ask)
+        assert_eq!(
+            seeds(&names, 0, "cluster.local"),
+            seeds(&names, 1, "cluster.local")
+        );
+    }
+
+    #[test]
+    fn scaling_changes_the_seeds_but_never_the_pod_template() {
+        let three = mq(MINIMAL);
+        let five = mq(r#"
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec: {replicas: 5}
+"#);
+        let a = build_children(&three, &cfg(), None).expect("builds");
+        let b = build_children(&five, &cfg(), None).expect("builds");
+        let template = |c: &Children| as_json(&c.statefulset.spec.as_ref().expect("spec").template);
+        assert_eq!(
+            template(&a),
+            template(&b),
+            "a scale must not roll the brokers"
+        );
+        let seeds_of = |c: &Children| {
+            c.configmap
+                .data
+                .as_ref()
+                .and_then(|d| d.get(SEEDS_KEY).cloned())
+                .expect("seeds")
+        };
+        assert_eq!(seeds_of(&a).split(',').count(), 3);
+        assert_eq!(seeds_of(&b).split(',').count(), 5);
+        assert!(seeds_of(&b).ends_with("orders-4.orders-brokers.shop.svc.cluster.local:9093"));
     }
 
     #[test]

@@ -95,6 +95,16 @@ pub struct RunArgs {
     #[arg(long, env = "SLUICE_DEFAULT_BROKER_VERSION", default_value = env!("CARGO_PKG_VERSION"), global = true)]
     pub default_broker_version: String,
 
+    /// DNS domain of the Kubernetes cluster; brokers find each other by
+    /// `<pod>.<headless-service>.<namespace>.svc.<domain>`.
+    #[arg(
+        long,
+        env = "SLUICE_CLUSTER_DOMAIN",
+        default_value = "cluster.local",
+        global = true
+    )]
+    pub cluster_domain: String,
+
     /// Timeout of each Kafka admin request and /readyz probe to a broker, in milliseconds.
     #[arg(
         long,

@@ -1,6 +1,7 @@
 //! A small Kafka admin client: just what the operator needs from its brokers (ApiVersions,
 //! Metadata, DescribeConfigs, CreateTopics, CreatePartitions, IncrementalAlterConfigs,
-//! DeleteTopics), on one TCP connection, with the `kafka-protocol` codec.
+//! DeleteTopics, and for draining brokers AlterPartitionReassignments, ListPartitionReassignments
+//! and UnregisterBroker), on one TCP connection, with the `kafka-protocol` codec.
 //!
 //! Versions are negotiated with ApiVersions: for each API the client uses the highest version both
 //! sides support within the range this code fills correctly.
@@ -10,6 +11,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -17,9 +21,10 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest, RequestHeader,
-    ResponseHeader, TopicName,
+    AlterPartitionReassignmentsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
+    RequestHeader, ResponseHeader, TopicName, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,13 +51,70 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (32, 1, 4), // DescribeConfigs
     (37, 0, 3), // CreatePartitions
     (44, 0, 1), // IncrementalAlterConfigs
+    (45, 0, 1), // AlterPartitionReassignments
+    (46, 0, 0), // ListPartitionReassignments
+    (60, 0, 2), // DescribeCluster (v2: fenced brokers too)
+    (64, 0, 0), // UnregisterBroker
 ];
+
+/// API key of DescribeCluster.
+pub const DESCRIBE_CLUSTER: i16 = 60;
+
+/// API key of AlterPartitionReassignments.
+pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
+/// API key of ListPartitionReassignments.
+pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
+/// API key of UnregisterBroker.
+pub const UNREGISTER_BROKER: i16 = 64;
+
+/// Name of an API key, for messages.
+pub fn api_name(key: i16) -> &'static str {
+    match key {
+        3 => "Metadata",
+        19 => "CreateTopics",
+        20 => "DeleteTopics",
+        32 => "DescribeConfigs",
+        37 => "CreatePartitions",
+        44 => "IncrementalAlterConfigs",
+        ALTER_PARTITION_REASSIGNMENTS => "AlterPartitionReassignments",
+        LIST_PARTITION_REASSIGNMENTS => "ListPartitionReassignments",
+        DESCRIBE_CLUSTER => "DescribeCluster",
+        UNREGISTER_BROKER => "UnregisterBroker",
+        _ => "unknown API",
+    }
+}
+
+/// A reassignment the cluster is still carrying out (ListPartitionReassignments).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// The replica set during the move (old and new replicas).
+    pub replicas: Vec<i32>,
+    /// Replicas being added: the move's targets.
+    pub adding: Vec<i32>,
+    /// Replicas being removed.
+    pub removing: Vec<i32>,
+}
+
+impl OngoingReassignment {
+    /// The replica set once the move is done.
+    pub fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+}
 
 /// What Metadata says about the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterMetadata {
     /// Topic → partition → leader node id.
     pub topics: BTreeMap<String, BTreeMap<i32, i32>>,
+    /// Topic → partition → replica node ids (the owner of a one-copy partition).
+    pub replicas: BTreeMap<String, BTreeMap<i32, Vec<i32>>>,
+    /// Registered brokers: node id → advertised host:port.
+    pub brokers: BTreeMap<i32, String>,
 }
 
 impl ClusterMetadata {
@@ -251,8 +313,24 @@ impl AdminClient {
                 .iter()
                 .map(|p| (p.partition_index, p.leader_id.0))
                 .collect();
+            let replicas = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        p.replica_nodes.iter().map(|r| r.0).collect(),
+                    )
+                })
+                .collect();
             out.topics.insert(name.0.as_str().to_string(), parts);
+            out.replicas.insert(name.0.as_str().to_string(), replicas);
         }
+        out.brokers = response
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect();
         Ok(out)
     }
 
@@ -437,6 +515,153 @@ impl AdminClient {
         }
         Ok(())
     }
+
+    /// Whether this client and the broker share a version of API `key`.
+    pub fn supports(&self, key: i16) -> bool {
+        let Some((_, ours_min, ours_max)) =
+            OUR_VERSIONS.iter().copied().find(|(k, _, _)| *k == key)
+        else {
+            return false;
+        };
+        self.versions
+            .get(&key)
+            .is_some_and(|(lo, hi)| ours_max.min(*hi) >= ours_min.max(*lo))
+    }
+
+    /// The broker's address, for messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// AlterPartitionReassignments: move each partition to the given replicas. A request-level
+    /// error is an `Err`; the per-partition outcomes come back in request order, an `Err` naming
+    /// the Kafka error and the broker's message.
+    pub async fn alter_partition_reassignments(
+        &mut self,
+        moves: &[(TopicPartition, Vec<i32>)],
+    ) -> Result<Vec<(TopicPartition, std::result::Result<(), String>)>> {
+        const NAME: &str = "AlterPartitionReassignments";
+        let version = self.version_for::<AlterPartitionReassignmentsRequest>(NAME)?;
+        let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for (tp, replicas) in moves {
+            by_topic.entry(tp.topic.as_str()).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_replicas(Some(replicas.iter().map(|r| BrokerId(*r)).collect())),
+            );
+        }
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(OP_TIMEOUT_MS)
+            // replicas = [target] may shrink a partition that has more than one replica
+            .with_allow_replication_factor_change(true)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        ReassignableTopic::default()
+                            .with_name(TopicName(str_bytes(topic)))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, err));
+        }
+        let mut outcome: HashMap<(String, i32), std::result::Result<(), String>> = HashMap::new();
+        for topic in &response.responses {
+            for p in &topic.partitions {
+                let result = match code_text(p.error_code, p.error_message.as_ref()) {
+                    Some(err) => Err(err),
+                    None => Ok(()),
+                };
+                outcome.insert(
+                    (topic.name.0.as_str().to_string(), p.partition_index),
+                    result,
+                );
+            }
+        }
+        Ok(moves
+            .iter()
+            .map(|(tp, _)| {
+                let result = outcome
+                    .remove(&(tp.topic.clone(), tp.partition))
+                    .unwrap_or_else(|| Err("the broker did not answer for this partition".into()));
+                (tp.clone(), result)
+            })
+            .collect())
+    }
+
+    /// ListPartitionReassignments of every partition: the moves still in progress.
+    pub async fn list_partition_reassignments(
+        &mut self,
+    ) -> Result<BTreeMap<TopicPartition, OngoingReassignment>> {
+        const NAME: &str = "ListPartitionReassignments";
+        let version = self.version_for::<ListPartitionReassignmentsRequest>(NAME)?;
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(OP_TIMEOUT_MS)
+            .with_topics(None);
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, err));
+        }
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        Ok(response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    (
+                        TopicPartition {
+                            topic: t.name.0.as_str().to_string(),
+                            partition: p.partition_index,
+                        },
+                        OngoingReassignment {
+                            replicas: ids(&p.replicas),
+                            adding: ids(&p.adding_replicas),
+                            removing: ids(&p.removing_replicas),
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// DescribeCluster: every registered broker, id → fenced (from v2 fenced brokers are listed
+    /// too; older versions list live brokers only, all reported as not fenced).
+    pub async fn describe_cluster(&mut self) -> Result<BTreeMap<i32, bool>> {
+        const NAME: &str = "DescribeCluster";
+        let version = self.version_for::<DescribeClusterRequest>(NAME)?;
+        let mut request = DescribeClusterRequest::default();
+        if version >= 1 {
+            request = request.with_endpoint_type(1); // brokers
+        }
+        if version >= 2 {
+            request = request.with_include_fenced_brokers(true);
+        }
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, err));
+        }
+        Ok(response
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.is_fenced))
+            .collect())
+    }
+
+    /// UnregisterBroker: remove broker `id` from the cluster. A refusal (for example while the
+    /// broker still owns partitions or coordinators) is an `Err` with the broker's message.
+    pub async fn unregister_broker(&mut self, id: i32) -> Result<()> {
+        const NAME: &str = "UnregisterBroker";
+        let version = self.version_for::<UnregisterBrokerRequest>(NAME)?;
+        let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, format!("broker {id}: {err}")));
+        }
+        Ok(())
+    }
 }
 
 /// GET `http://<addr>/readyz`: true on a 200 answer. A plain HTTP/1.1 request; the operator needs
@@ -460,13 +685,20 @@ mod tests {
     //! the broker side of the codec and answers like a Kafka broker would.
 
     use super::*;
+    use kafka_protocol::messages::alter_partition_reassignments_response::{
+        ReassignablePartitionResponse, ReassignableTopicResponse,
+    };
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    use kafka_protocol::messages::list_partition_reassignments_response::{
+        OngoingPartitionReassignment, OngoingTopicReassignment,
+    };
     use kafka_protocol::messages::metadata_response::{
         MetadataResponsePartition, MetadataResponseTopic,
     };
     use kafka_protocol::messages::{
-        ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, MetadataResponse,
+        AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse, CreateTopicsResponse,
+        ListPartitionReassignmentsResponse, MetadataResponse, UnregisterBrokerResponse,
     };
     use kafka_protocol::protocol::decode_request_header_from_buffer;
     use std::sync::{Arc, Mutex};
@@ -490,6 +722,11 @@ mod tests {
     }
 
     async fn scripted_broker() -> (String, Seen) {
+        scripted_broker_with(false).await
+    }
+
+    /// `cluster`: also serve the partition-move APIs, like a broker of a cluster.
+    async fn scripted_broker_with(cluster: bool) -> (String, Seen) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let seen: Seen = Arc::default();
@@ -521,6 +758,11 @@ mod tests {
                                 (18, 0, 4),
                             ]
                             .iter()
+                            .chain(if cluster {
+                                &[(45, 0, 1), (46, 0, 0), (64, 0, 0)][..]
+                            } else {
+                                &[][..]
+                            })
                             .map(|(k, lo, hi)| {
                                 ApiVersion::default()
                                     .with_api_key(*k)
@@ -570,6 +812,75 @@ mod tests {
                             .encode(&mut body, version)
                             .expect("encode");
                         seen2.lock().expect("lock").push(req);
+                    }
+                    ApiKey::AlterPartitionReassignments => {
+                        let req = AlterPartitionReassignmentsRequest::decode(&mut buf, version)
+                            .expect("alter request");
+                        AlterPartitionReassignmentsResponse::default()
+                            .with_responses(
+                                req.topics
+                                    .iter()
+                                    .map(|t| {
+                                        ReassignableTopicResponse::default()
+                                            .with_name(t.name.clone())
+                                            .with_partitions(
+                                                t.partitions
+                                                    .iter()
+                                                    .map(|p| {
+                                                        // moves to broker 9 are refused
+                                                        let bad = p.replicas.as_ref().is_some_and(
+                                                            |r| r.contains(&BrokerId(9)),
+                                                        );
+                                                        ReassignablePartitionResponse::default()
+                                                            .with_partition_index(p.partition_index)
+                                                            .with_error_code(if bad {
+                                                                ResponseError::InvalidReplicaAssignment.code()
+                                                            } else {
+                                                                0
+                                                            })
+                                                            .with_error_message(bad.then(|| {
+                                                                StrBytes::from_static_str(
+                                                                    "no broker 9",
+                                                                )
+                                                            }))
+                                                    })
+                                                    .collect(),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                            .encode(&mut body, version)
+                            .expect("encode")
+                    }
+                    ApiKey::ListPartitionReassignments => {
+                        ListPartitionReassignmentsResponse::default()
+                            .with_topics(vec![OngoingTopicReassignment::default()
+                                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                                .with_partitions(vec![OngoingPartitionReassignment::default()
+                                    .with_partition_index(2)
+                                    .with_replicas(vec![BrokerId(2), BrokerId(0)])
+                                    .with_adding_replicas(vec![BrokerId(0)])
+                                    .with_removing_replicas(vec![BrokerId(2)])])])
+                            .encode(&mut body, version)
+                            .expect("encode")
+                    }
+                    ApiKey::UnregisterBroker => {
+                        let req = UnregisterBrokerRequest::decode(&mut buf, version)
+                            .expect("unregister request");
+                        let refuse = req.broker_id.0 == 2;
+                        UnregisterBrokerResponse::default()
+                            .with_error_code(if refuse {
+                                ResponseError::InvalidRequest.code()
+                            } else {
+                                0
+                            })
+                            .with_error_message(refuse.then(|| {
+                                StrBytes::from_static_str(
+                                    "broker 2 still coordinates group billing",
+                                )
+                            }))
+                            .encode(&mut body, version)
+                            .expect("encode")
                     }
                     other => panic!("unexpected request {other:?}"),
                 }
@@ -622,6 +933,59 @@ mod tests {
         assert_eq!(
             req.topics[0].configs[0].value.as_ref().map(|v| v.as_str()),
             Some("1000")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_single_node_broker_serves_no_partition_moves() {
+        let (addr, _) = scripted_broker().await;
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        assert!(!client.supports(ALTER_PARTITION_REASSIGNMENTS));
+        assert!(!client.supports(UNREGISTER_BROKER));
+        assert!(client.supports(3));
+        let err = client.unregister_broker(1).await.expect_err("not served");
+        let text = err.to_string();
+        assert!(text.contains("UnregisterBroker"), "{text}");
+        assert!(text.contains("does not support this API"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn partition_moves_and_broker_removal_map_every_outcome() {
+        let (addr, _) = scripted_broker_with(true).await;
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        for key in [
+            ALTER_PARTITION_REASSIGNMENTS,
+            LIST_PARTITION_REASSIGNMENTS,
+            UNREGISTER_BROKER,
+        ] {
+            assert!(client.supports(key), "{}", api_name(key));
+        }
+        let tp = |p| TopicPartition {
+            topic: "orders".into(),
+            partition: p,
+        };
+        let outcome = client
+            .alter_partition_reassignments(&[(tp(0), vec![1]), (tp(1), vec![9])])
+            .await
+            .expect("answered");
+        assert_eq!(outcome[0], (tp(0), Ok(())));
+        let refused = outcome[1].1.clone().expect_err("refused");
+        assert!(refused.contains("no broker 9"), "{refused}");
+
+        let ongoing = client.list_partition_reassignments().await.expect("list");
+        assert_eq!(ongoing.len(), 1);
+        assert_eq!(ongoing[&tp(2)].target(), vec![0]);
+
+        client.unregister_broker(1).await.expect("unregistered");
+        let err = client.unregister_broker(2).await.expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("broker 2") && text.contains("still coordinates group billing"),
+            "{text}"
         );
     }
 

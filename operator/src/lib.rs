@@ -37,6 +37,7 @@
 pub mod builders;
 pub mod cli;
 pub mod crd;
+pub mod drain;
 pub mod error;
 pub mod http;
 pub mod kafka;
@@ -241,6 +242,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         BuildConfig {
             image_repository: args.broker_image_repository.clone(),
             default_version: args.default_broker_version.clone(),
+            cluster_domain: args.cluster_domain.clone(),
         },
     );
     ctx.broker_timeout = Duration::from_millis(args.broker_timeout_ms.max(100));

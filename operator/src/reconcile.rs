@@ -22,12 +22,16 @@ use serde::Serialize;
 
 use crate::builders::{self, BuildConfig, Names, FIELD_MANAGER, HTTP_PORT, KAFKA_PORT};
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
+use crate::drain::{self, ClusterView, DrainPlan};
 use crate::error::{Error, Result};
-use crate::kafka::{probe_readyz, AdminClient};
+use crate::kafka::{
+    probe_readyz, AdminClient, ALTER_PARTITION_REASSIGNMENTS, DESCRIBE_CLUSTER,
+    LIST_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER,
+};
 use crate::metrics::Metrics;
 use crate::queues::{self, ObservedTopic, QueueAction};
 use crate::roll::{self, PodView, RollInput, RollStep};
-use crate::scale::{self, BrokerReport, ScaleDecision};
+use crate::scale::{self, BrokerReport, ScaleDecision, TopicPartition};
 use crate::status::{self, Observation};
 use crate::validate;
 
@@ -377,35 +381,38 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         .is_some_and(|q| q.0 != mq.spec.storage.size);
     let mut children = builders::build_children(mq, &ctx.build, existing_claim)?;
 
-    // scale-down guard
+    // scale-down: drain the brokers to remove first; refuse what cannot be moved
     let current_replicas = existing_sts
         .as_ref()
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.replicas)
         .unwrap_or(0);
+    // A scale-down that finishes in this pass changes the StatefulSet and the seeds in the
+    // ConfigMap after the spec was observed: that is the scale, not drift.
+    let mut shrinking = false;
     if mq.spec.replicas < current_replicas {
-        let reports = broker_reports(ctx, &names, &pods, mq.spec.replicas, current_replicas).await;
-        if let ScaleDecision::Refuse { reason, .. } =
-            scale::scale_down_guard(current_replicas, mq.spec.replicas, &reports)
-        {
-            if let Some(spec) = children.statefulset.spec.as_mut() {
-                spec.replicas = Some(current_replicas);
+        let outcome = scale_down(mq, ctx, &names, &pods, &previous, current_replicas).await;
+        shrinking = outcome == ScaleDown::Shrink;
+        if let ScaleDown::Hold { draining, refused } = outcome {
+            keep_replicas(&mut children, &names, &ctx.build, current_replicas);
+            if let Some(reason) = &refused {
+                let already_reported = previous
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == status::DEGRADED && c.message == *reason);
+                if !already_reported {
+                    ctx.publish(
+                        mq,
+                        EventType::Warning,
+                        "ScaleDownBlocked",
+                        "Scale",
+                        reason.clone(),
+                    )
+                    .await;
+                }
             }
-            let already_reported = previous
-                .conditions
-                .iter()
-                .any(|c| c.type_ == status::DEGRADED && c.message == reason);
-            if !already_reported {
-                ctx.publish(
-                    mq,
-                    EventType::Warning,
-                    "ScaleDownBlocked",
-                    "Scale",
-                    reason.clone(),
-                )
-                .await;
-            }
-            pass.observation.scale_refused = Some(reason);
+            pass.observation.scale_refused = refused;
+            pass.observation.draining = draining;
         }
     }
 
@@ -424,7 +431,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         "ConfigMap",
         &names.configmap(),
         c,
-        spec_unchanged,
+        spec_unchanged && !shrinking,
         observed_before.is_some(),
     )
     .await;
@@ -467,7 +474,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         "StatefulSet",
         &names.statefulset(),
         c,
-        spec_unchanged,
+        spec_unchanged && !shrinking,
         observed_before.is_some(),
     )
     .await;
@@ -564,7 +571,10 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
 
     write_status(mq, ctx, &names, &pass).await?;
 
-    let requeue = if step.in_progress() || pass.observation.ready < mq.spec.replicas {
+    let requeue = if step.in_progress()
+        || pass.observation.ready < mq.spec.replicas
+        || pass.observation.draining.is_some()
+    {
         Duration::from_secs(5)
     } else if !pass.observation.queue_problems.is_empty()
         || pass.observation.scale_refused.is_some()
@@ -575,6 +585,27 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         Duration::from_secs(120)
     };
     Ok(Action::requeue(requeue))
+}
+
+/// Keeps the StatefulSet at `replicas` (a scale-down that is not done yet), with the seeds of those
+/// brokers.
+fn keep_replicas(
+    children: &mut builders::Children,
+    names: &Names,
+    build: &BuildConfig,
+    replicas: i32,
+) {
+    if let Some(spec) = children.statefulset.spec.as_mut() {
+        spec.replicas = Some(replicas);
+    }
+    children
+        .configmap
+        .data
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            builders::SEEDS_KEY.to_string(),
+            builders::seeds(names, replicas, &build.cluster_domain),
+        );
 }
 
 fn count_pods(pods: &[Pod], names: &Names, replicas: i32, pass: &mut PassResult) {
@@ -654,6 +685,325 @@ async fn announce(
             )
             .await;
         }
+    }
+}
+
+/// What a scale-down pass decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ScaleDown {
+    /// Shrink the StatefulSet now.
+    Shrink,
+    /// Keep the current replicas: partitions are moving (`draining`) or something blocks
+    /// (`refused`: Degraded + a Warning Event).
+    Hold {
+        draining: Option<String>,
+        refused: Option<String>,
+    },
+}
+
+fn hold_refused(reason: String) -> ScaleDown {
+    ScaleDown::Hold {
+        draining: None,
+        refused: Some(reason),
+    }
+}
+
+/// The message for a broker that does not serve an API the drain needs.
+fn unsupported(pod: &str, node: i32, addr: &str, key: i16, what: &str, current: i32) -> String {
+    format!(
+        "broker {pod} (node {node}, {addr}) does not serve {} (Kafka API key {key}), so {what}; \
+         upgrade the brokers to a version that serves it, or set replicas back to {current}",
+        crate::kafka::api_name(key)
+    )
+}
+
+/// One pass of a scale-down from `current` to `spec.replicas` brokers: when the brokers form one
+/// cluster, move every partition off the brokers to remove (AlterPartitionReassignments, watched
+/// through Metadata and ListPartitionReassignments), then unregister them (UnregisterBroker), then
+/// shrink. Brokers that run as independent single nodes fall back to the guard, which lets only
+/// empty brokers go.
+async fn scale_down(
+    mq: &MessageQueue,
+    ctx: &Context,
+    names: &Names,
+    pods: &[Pod],
+    previous: &MessageQueueStatus,
+    current: i32,
+) -> ScaleDown {
+    let desired = mq.spec.replicas;
+    let removed: Vec<i32> = (desired..current).collect();
+    let removed_text = drain::id_list(&removed);
+
+    // Ask the lowest ready remaining broker about the cluster.
+    let mut remaining: Vec<(i32, &Pod)> = pods
+        .iter()
+        .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| Some((pod_ordinal(p, &names.statefulset())?, p)))
+        .filter(|(o, _)| *o < desired)
+        .collect();
+    remaining.sort_by_key(|(o, _)| *o);
+    let mut asked = None;
+    for (ordinal, pod) in remaining {
+        let Some(ip) = pod_ip(pod) else { continue };
+        match AdminClient::connect(&host_port(&ip, KAFKA_PORT), ctx.broker_timeout).await {
+            Ok(admin) => {
+                asked = Some((ordinal, pod.name_any(), admin));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod.name_any(), error = %e, "broker not reachable for the scale-down")
+            }
+        }
+    }
+    let Some((node, pod, mut admin)) = asked else {
+        return guard(
+            ctx,
+            names,
+            pods,
+            desired,
+            current,
+            &format!(
+                "no remaining broker (0..{}) is ready to take them",
+                desired - 1
+            ),
+        )
+        .await;
+    };
+    let addr = admin.addr().to_string();
+    let metadata = match admin.metadata().await {
+        Ok(m) => m,
+        Err(e) => {
+            return hold_refused(format!(
+                "scale-down from {current} to {desired} waits: cannot read the cluster from broker {pod}: {e}"
+            ))
+        }
+    };
+    let clustered = metadata.brokers.keys().any(|b| *b != node)
+        || admin.supports(ALTER_PARTITION_REASSIGNMENTS)
+        || admin.supports(UNREGISTER_BROKER);
+    if !clustered {
+        return guard(
+            ctx,
+            names,
+            pods,
+            desired,
+            current,
+            &format!(
+                "the brokers run as independent single nodes (broker {pod} knows no other broker \
+                 and serves no partition moves)"
+            ),
+        )
+        .await;
+    }
+
+    // Moves in flight first, then Metadata again: a move that finishes in between shows up as
+    // done in Metadata rather than as a partition still on a removed broker with no move.
+    let ongoing = if admin.supports(LIST_PARTITION_REASSIGNMENTS) {
+        match admin.list_partition_reassignments().await {
+            Ok(o) => o,
+            Err(e) => {
+                return hold_refused(format!(
+                    "scale-down from {current} to {desired} waits: broker {pod} (node {node}) \
+                     answered ListPartitionReassignments with an error: {e}"
+                ))
+            }
+        }
+    } else {
+        tracing::warn!(pod = %pod, "broker does not serve ListPartitionReassignments; moves are judged by Metadata alone");
+        BTreeMap::new()
+    };
+    let metadata = match admin.metadata().await {
+        Ok(m) => m,
+        Err(e) => {
+            return hold_refused(format!(
+                "scale-down from {current} to {desired} waits: cannot read the cluster from broker {pod}: {e}"
+            ))
+        }
+    };
+    let mut view = ClusterView::new(&metadata, &ongoing);
+    if admin.supports(DESCRIBE_CLUSTER) {
+        // DescribeCluster also lists fenced brokers, which Metadata leaves out: they are still
+        // members to unregister, and no target for moves.
+        match admin.describe_cluster().await {
+            Ok(registered) => view = view.with_registered(&registered),
+            Err(e) => {
+                tracing::warn!(pod = %pod, error = %e, "DescribeCluster failed; membership from Metadata")
+            }
+        }
+    }
+    match drain::plan_drain(&view, desired, &removed) {
+        DrainPlan::Blocked { reason, .. } => hold_refused(format!(
+            "scale-down from {current} to {desired} refused: {reason}"
+        )),
+        DrainPlan::Moving {
+            requests,
+            remaining,
+            moving,
+        } => {
+            let mut draining = drain::progress(remaining, moving, &removed);
+            if requests.is_empty() {
+                return ScaleDown::Hold {
+                    draining: Some(draining),
+                    refused: None,
+                };
+            }
+            if !admin.supports(ALTER_PARTITION_REASSIGNMENTS) {
+                return hold_refused(unsupported(
+                    &pod,
+                    node,
+                    &addr,
+                    ALTER_PARTITION_REASSIGNMENTS,
+                    &format!(
+                        "the {remaining} partitions on brokers {removed_text} cannot be moved"
+                    ),
+                    current,
+                ));
+            }
+            let moves: Vec<(TopicPartition, Vec<i32>)> = requests
+                .iter()
+                .map(|(tp, target)| (tp.clone(), vec![*target]))
+                .collect();
+            let outcomes = match admin.alter_partition_reassignments(&moves).await {
+                Ok(o) => o,
+                Err(e) => {
+                    return hold_refused(format!(
+                        "scale-down from {current} to {desired} waits: broker {pod} (node {node}) \
+                         refused to move the partitions off brokers {removed_text}: {e}"
+                    ))
+                }
+            };
+            let mut accepted = Vec::new();
+            let mut failed = Vec::new();
+            for ((tp, result), (_, target)) in outcomes.iter().zip(&requests) {
+                match result {
+                    Ok(()) => accepted.push(format!("{tp} → broker {target}")),
+                    Err(e) => failed.push(format!("{tp} → broker {target}: {e}")),
+                }
+            }
+            if !accepted.is_empty() {
+                ctx.publish(
+                    mq,
+                    EventType::Normal,
+                    "Draining",
+                    "Scale",
+                    format!(
+                        "moving {} partitions off brokers {removed_text} before scaling from \
+                         {current} to {desired}: {}",
+                        accepted.len(),
+                        accepted.join(", ")
+                    ),
+                )
+                .await;
+            }
+            if !failed.is_empty() {
+                draining.push_str(&format!(
+                    "; broker {pod} refused {} moves (retrying): {}",
+                    failed.len(),
+                    failed.join("; ")
+                ));
+                if !condition_says(previous, status::PROGRESSING, &draining) {
+                    ctx.publish(
+                        mq,
+                        EventType::Warning,
+                        "PartitionMoveRefused",
+                        "Scale",
+                        draining.clone(),
+                    )
+                    .await;
+                }
+            }
+            ScaleDown::Hold {
+                draining: Some(draining),
+                refused: None,
+            }
+        }
+        DrainPlan::Drained => {
+            let members: Vec<i32> = removed
+                .iter()
+                .copied()
+                .filter(|id| view.brokers.contains(id))
+                .collect();
+            if members.is_empty() {
+                return ScaleDown::Shrink;
+            }
+            if !admin.supports(UNREGISTER_BROKER) {
+                return hold_refused(unsupported(
+                    &pod,
+                    node,
+                    &addr,
+                    UNREGISTER_BROKER,
+                    &format!(
+                        "brokers {} cannot leave the cluster (their partitions are moved)",
+                        drain::id_list(&members)
+                    ),
+                    current,
+                ));
+            }
+            let mut refused = Vec::new();
+            for id in members {
+                match admin.unregister_broker(id).await {
+                    Ok(()) => {
+                        ctx.publish(
+                            mq,
+                            EventType::Normal,
+                            "BrokerUnregistered",
+                            "Scale",
+                            format!(
+                                "broker {id} (pod {}) holds no partition any more and left the cluster",
+                                names.pod(id)
+                            ),
+                        )
+                        .await;
+                    }
+                    Err(e) => refused.push(e.to_string()),
+                }
+            }
+            if refused.is_empty() {
+                return ScaleDown::Shrink;
+            }
+            let draining = format!(
+                "partitions moved off brokers {removed_text}; waiting for them to leave the \
+                 cluster (retrying): {}",
+                refused.join("; ")
+            );
+            if !condition_says(previous, status::PROGRESSING, &draining) {
+                ctx.publish(
+                    mq,
+                    EventType::Warning,
+                    "BrokerRemovalRefused",
+                    "Scale",
+                    draining.clone(),
+                )
+                .await;
+            }
+            ScaleDown::Hold {
+                draining: Some(draining),
+                refused: None,
+            }
+        }
+    }
+}
+
+fn condition_says(status: &MessageQueueStatus, type_: &str, message: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.message == message)
+}
+
+/// The guard for brokers whose partitions cannot be moved: only empty brokers may go.
+async fn guard(
+    ctx: &Context,
+    names: &Names,
+    pods: &[Pod],
+    desired: i32,
+    current: i32,
+    unmovable: &str,
+) -> ScaleDown {
+    let reports = broker_reports(ctx, names, pods, desired, current).await;
+    match scale::scale_down_guard(current, desired, &reports, unmovable) {
+        ScaleDecision::Proceed => ScaleDown::Shrink,
+        ScaleDecision::Refuse { reason, .. } => hold_refused(reason),
     }
 }
 

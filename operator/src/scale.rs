@@ -1,8 +1,10 @@
 //! The scale-down guard: a StatefulSet may only shrink when no partition would be lost.
 //!
-//! Until partitions can move between brokers (the cluster issue), a broker that leads any
-//! partition holds the only copy of it, so removing it would drop data. Brokers that cannot be
-//! asked also block: the guard fails safe.
+//! When the brokers form one cluster, the operator first moves the partitions off the brokers to
+//! remove (`drain`). This guard covers what cannot be moved: brokers that run as independent single
+//! nodes, or no remaining broker that can take the partitions. A broker that leads any partition
+//! then holds the only copy of it, so removing it would drop data. Brokers that cannot be asked also
+//! block: the guard fails safe.
 
 /// A partition, for messages.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,9 +47,15 @@ pub enum ScaleDecision {
 /// Most partitions named in one message; the rest are counted.
 const MAX_NAMED: usize = 10;
 
-/// Decides whether shrinking from `current` to `desired` brokers is safe. `reports` must cover the
-/// brokers being removed (ordinals `desired..current`).
-pub fn scale_down_guard(current: i32, desired: i32, reports: &[BrokerReport]) -> ScaleDecision {
+/// Decides whether shrinking from `current` to `desired` brokers is safe without moving anything.
+/// `reports` must cover the brokers being removed (ordinals `desired..current`); `unmovable` says
+/// why their partitions cannot be moved first.
+pub fn scale_down_guard(
+    current: i32,
+    desired: i32,
+    reports: &[BrokerReport],
+    unmovable: &str,
+) -> ScaleDecision {
     if desired >= current {
         return ScaleDecision::Proceed;
     }
@@ -73,7 +81,7 @@ pub fn scale_down_guard(current: i32, desired: i32, reports: &[BrokerReport]) ->
             .map(|p| p.to_string())
             .collect();
         reason.push_str(&format!(
-            "brokers {}..{} still hold partitions {}{} and partitions cannot be moved yet; \
+            "brokers {}..{} still hold partitions {}{} and they cannot be moved: {unmovable}; \
              delete or move those queues, or set replicas back to {current}",
             desired,
             current - 1,
@@ -101,6 +109,8 @@ pub fn scale_down_guard(current: i32, desired: i32, reports: &[BrokerReport]) ->
 mod tests {
     use super::*;
 
+    const WHY: &str = "the brokers run as independent single nodes";
+
     fn tp(topic: &str, partition: i32) -> TopicPartition {
         TopicPartition {
             topic: topic.into(),
@@ -117,8 +127,8 @@ mod tests {
 
     #[test]
     fn scale_up_and_same_size_always_proceed() {
-        assert_eq!(scale_down_guard(3, 5, &[]), ScaleDecision::Proceed);
-        assert_eq!(scale_down_guard(3, 3, &[]), ScaleDecision::Proceed);
+        assert_eq!(scale_down_guard(3, 5, &[], WHY), ScaleDecision::Proceed);
+        assert_eq!(scale_down_guard(3, 3, &[], WHY), ScaleDecision::Proceed);
     }
 
     #[test]
@@ -128,11 +138,12 @@ mod tests {
             report(1, &[]),
             report(2, &[("orders", 1), ("audit", 0)]),
         ];
-        match scale_down_guard(3, 2, &reports) {
+        match scale_down_guard(3, 2, &reports, WHY) {
             ScaleDecision::Refuse { reason, blocking } => {
                 assert_eq!(blocking, vec![tp("audit", 0), tp("orders", 1)]);
                 assert!(reason.contains("audit-0, orders-1"), "{reason}");
                 assert!(reason.contains("set replicas back to 3"), "{reason}");
+                assert!(reason.contains(WHY), "{reason}");
             }
             other => panic!("expected refusal, got {other:?}"),
         }
@@ -141,7 +152,10 @@ mod tests {
     #[test]
     fn scale_down_of_empty_brokers_proceeds() {
         let reports = [report(0, &[("orders", 0)]), report(1, &[]), report(2, &[])];
-        assert_eq!(scale_down_guard(3, 1, &reports), ScaleDecision::Proceed);
+        assert_eq!(
+            scale_down_guard(3, 1, &reports, WHY),
+            ScaleDecision::Proceed
+        );
     }
 
     #[test]
@@ -150,7 +164,7 @@ mod tests {
             node_id: 2,
             leads: Err("connection refused".into()),
         }];
-        match scale_down_guard(3, 2, &reports) {
+        match scale_down_guard(3, 2, &reports, WHY) {
             ScaleDecision::Refuse { reason, blocking } => {
                 assert!(blocking.is_empty());
                 assert!(reason.contains("broker 2: connection refused"), "{reason}");
@@ -158,7 +172,7 @@ mod tests {
             other => panic!("expected refusal, got {other:?}"),
         }
         assert!(matches!(
-            scale_down_guard(3, 2, &[]),
+            scale_down_guard(3, 2, &[], WHY),
             ScaleDecision::Refuse { .. }
         ));
     }
@@ -167,7 +181,7 @@ mod tests {
     fn long_partition_lists_are_counted_not_listed() {
         let many: Vec<(&str, i32)> = (0..25).map(|p| ("big", p)).collect();
         let reports = [report(1, &many)];
-        match scale_down_guard(2, 1, &reports) {
+        match scale_down_guard(2, 1, &reports, WHY) {
             ScaleDecision::Refuse { reason, .. } => {
                 assert!(reason.contains("and 15 more"), "{reason}")
             }

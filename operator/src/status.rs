@@ -29,6 +29,9 @@ pub struct Observation {
     pub roll_stopped: Option<String>,
     /// Scale-down refused: why.
     pub scale_refused: Option<String>,
+    /// Scale-down under way: partitions moving off the brokers to remove, or waiting for them to
+    /// leave the cluster.
+    pub draining: Option<String>,
     /// The spec is invalid: why.
     pub invalid_spec: Option<String>,
     /// Queues that are not in place, with why (name: message).
@@ -92,6 +95,8 @@ pub fn conditions(
 
     let (progressing, p_reason, p_message) = if obs.paused {
         (false, "Paused", "reconciliation is paused".to_string())
+    } else if let Some(why) = &obs.draining {
+        (true, "Draining", why.clone())
     } else if let Some(why) = &obs.rolling {
         (true, "RollingUpdate", why.clone())
     } else if obs.existing < obs.desired {
@@ -258,6 +263,20 @@ mod tests {
         assert_eq!(d.reason, "ScaleDownBlocked");
         assert!(d.message.contains("orders-1"));
         assert_eq!(phase, "Degraded");
+    }
+
+    #[test]
+    fn draining_is_progress_not_degradation() {
+        let obs = Observation {
+            draining: Some("moving 7 of 12 partitions off brokers 3,4".into()),
+            ..steady()
+        };
+        let (cs, phase) = conditions(&[], &obs, None, now());
+        let p = get(&cs, PROGRESSING);
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Draining"));
+        assert!(p.message.contains("7 of 12"));
+        assert_eq!(get(&cs, DEGRADED).status, "False");
+        assert_eq!(phase, "Progressing");
     }
 
     #[test]

@@ -354,7 +354,18 @@ async fn controller_creates_heals_and_finalizes_children() {
     })
     .await;
 
-    // kubectl scale goes through the scale subresource
+    // kubectl scale goes through the scale subresource; a scale changes the seeds in the
+    // ConfigMap, never the pod template (which would restart every broker)
+    let template_before = serde_json::to_value(
+        sts_api
+            .get("orders")
+            .await
+            .expect("sts")
+            .spec
+            .expect("spec")
+            .template,
+    )
+    .expect("json");
     api.patch_scale(
         "orders",
         &PatchParams::default(),
@@ -365,6 +376,52 @@ async fn controller_creates_heals_and_finalizes_children() {
     poll("scaled StatefulSet", || {
         let a = sts_api.clone();
         async move { (a.get("orders").await.ok()?.spec?.replicas == Some(4)).then_some(()) }
+    })
+    .await;
+    let template_after = serde_json::to_value(
+        sts_api
+            .get("orders")
+            .await
+            .expect("sts")
+            .spec
+            .expect("spec")
+            .template,
+    )
+    .expect("json");
+    assert_eq!(
+        template_before, template_after,
+        "a scale leaves the pod template alone"
+    );
+    poll("four seeds in the ConfigMap", || {
+        let a = cms.clone();
+        async move {
+            let seeds = a
+                .get("orders-config")
+                .await
+                .ok()?
+                .data?
+                .get("SLUICE_SEEDS")?
+                .clone();
+            (seeds.split(',').count() == 4
+                && seeds.contains(&format!(
+                    "orders-3.orders-brokers.{ns}.svc.cluster.local:9093"
+                )))
+            .then_some(())
+        }
+    })
+    .await;
+
+    // scale-down with no broker pod and no volume (nothing can hold data): proceeds
+    api.patch_scale(
+        "orders",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .expect("scale down");
+    poll("StatefulSet scaled down", || {
+        let a = sts_api.clone();
+        async move { (a.get("orders").await.ok()?.spec?.replicas == Some(2)).then_some(()) }
     })
     .await;
 
@@ -388,4 +445,384 @@ async fn controller_creates_heals_and_finalizes_children() {
         .await
         .expect("controller stops")
         .expect("join");
+}
+
+mod fake_cluster;
+
+/// Polls `f` every 200 ms for at most `secs`.
+async fn poll_for<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A running drain case: the controller, the scripted cluster, the API handles.
+struct DrainCase {
+    ns: String,
+    client: Client,
+    api: Api<MessageQueue>,
+    sts_api: Api<StatefulSet>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    controller: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl DrainCase {
+    async fn stop(self) {
+        self.stop_tx.send(true).expect("stop");
+        tokio::time::timeout(DEADLINE, self.controller)
+            .await
+            .expect("controller stops")
+            .expect("join");
+        self.server.abort();
+    }
+
+    async fn event_notes(&self) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        events
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|ev| {
+                ev.reason
+                    .map(|r| format!("{r}: {}", ev.note.unwrap_or_default()))
+            })
+            .collect()
+    }
+}
+
+/// A MessageQueue `q` of three brokers whose pod q-0 is ready at `ip`:9092, where the scripted
+/// cluster with `state` answers, scaled down to two.
+async fn start_drain_case(prefix: &str, ip: &str, state: fake_cluster::Shared) -> DrainCase {
+    use k8s_openapi::api::core::v1::Pod;
+    use sluice_operator::builders::selector_labels;
+
+    let ns = &unique_namespace(prefix);
+    let client = setup(ns).await;
+    let server = fake_cluster::serve(format!("{ip}:9092").parse().expect("addr"), state.clone())
+        .await
+        .unwrap_or_else(|e| {
+            panic!("the scripted cluster binds {ip}:9092 (is 0.0.0.0:9092 taken?): {e}")
+        });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "sluice-operator".into(),
+            instance: Some("test".into()),
+        },
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        Arc::new(Metrics::default()),
+        BuildConfig::default(),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let controller = tokio::spawn(sluice_operator::run_controller(
+        client.clone(),
+        Some(ns.to_string()),
+        ctx,
+        stop_rx,
+    ));
+
+    let api: Api<MessageQueue> = Api::namespaced(client.clone(), ns);
+    let mq: MessageQueue = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "MessageQueue",
+        "metadata": {"name": "q"}, "spec": {"replicas": 3}
+    }))
+    .expect("mq");
+    api.create(&PostParams::default(), &mq)
+        .await
+        .expect("create");
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    poll("StatefulSet of 3", || {
+        let a = sts_api.clone();
+        async move { (a.get_opt("q").await.ok()??.spec?.replicas == Some(3)).then_some(()) }
+    })
+    .await;
+
+    // The broker pods, as the StatefulSet controller and a kubelet would report them: q-0 ready
+    // at the scripted cluster's address, q-1 and q-2 running but not asked.
+    // a bare API server has no controller-manager to create the default ServiceAccount
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).expect("sa"),
+    )
+    .await
+    .expect("default ServiceAccount");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for i in 0..3 {
+        let mut labels = selector_labels("q");
+        labels.insert("apps.kubernetes.io/pod-index".into(), i.to_string());
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("q-{i}"), "labels": labels},
+            "spec": {"containers": [{"name": "broker", "image": "sluice-broker:test"}]}
+        }))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
+        let ready = if i == 0 { "True" } else { "False" };
+        pods.patch_status(
+            &format!("q-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {
+                "phase": "Running",
+                "podIP": if i == 0 { ip.to_string() } else { format!("127.78.0.{}", 10 + i) },
+                "conditions": [{"type": "Ready", "status": ready}]
+            }})),
+        )
+        .await
+        .expect("pod status");
+    }
+
+    // Scale 3 -> 2: broker 2 holds orders-2 and orders-3.
+    api.patch_scale(
+        "q",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .expect("scale down");
+
+    DrainCase {
+        ns: ns.to_string(),
+        client,
+        api,
+        sts_api,
+        stop_tx,
+        controller,
+        server,
+    }
+}
+
+/// The whole drain through a real API server: a MessageQueue of three brokers that form one
+/// (scripted) cluster scales to two. The operator moves the partitions of broker 2 to brokers 0
+/// and 1, reports progress, unregisters broker 2 (retrying while it is refused), and only then
+/// shrinks the StatefulSet. Broker pod q-0 is a Pod object whose IP is the scripted cluster's
+/// address (127.77.0.10:9092; there is no kubelet in this test).
+#[tokio::test]
+#[ignore = "needs an API server: run operator/scripts/apiserver-tests.sh"]
+async fn scale_down_drains_unregisters_then_shrinks() {
+    let state: fake_cluster::Shared = Arc::default();
+    {
+        let mut st = state.lock().expect("lock");
+        st.brokers = vec![0, 1, 2];
+        for (p, owner) in [(0, 0), (1, 1), (2, 2), (3, 2), (4, 0)] {
+            st.owners.insert(("orders".to_string(), p), owner);
+        }
+        st.list_rounds = 1;
+        st.refusals = 1;
+    }
+    let case = start_drain_case("sluice-op-drain", "127.77.0.10", state.clone()).await;
+    let (api, sts_api) = (case.api.clone(), case.sts_api.clone());
+
+    // Progress shows while the moves run, and the StatefulSet keeps its three brokers.
+    let message = poll_for("Progressing/Draining", 60, || {
+        let a = api.clone();
+        async move {
+            let mq = a.get("q").await.ok()?;
+            let c = mq
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Progressing" && c.reason == "Draining")?;
+            Some(c.message)
+        }
+    })
+    .await;
+    println!("Progressing/Draining: {message}");
+    assert!(
+        message.contains("partitions off brokers 2") || message.contains("leave the cluster"),
+        "{message}"
+    );
+    assert_eq!(
+        sts_api
+            .get("q")
+            .await
+            .expect("sts")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(3),
+        "no shrink while draining"
+    );
+
+    // Done: the partitions live on 0 and 1, broker 2 left the cluster, the StatefulSet shrank.
+    poll_for("StatefulSet of 2", 90, || {
+        let a = sts_api.clone();
+        async move { (a.get("q").await.ok()?.spec?.replicas == Some(2)).then_some(()) }
+    })
+    .await;
+    {
+        let st = state.lock().expect("lock");
+        assert_eq!(st.brokers, vec![0, 1], "broker 2 unregistered");
+        assert!(st.owners.values().all(|o| *o < 2), "{:?}", st.owners);
+        assert_eq!(st.owners[&("orders".to_string(), 2)], 1, "fewest first");
+        assert_eq!(st.owners[&("orders".to_string(), 3)], 0);
+        assert!(st.moving.is_empty());
+        assert!(
+            st.seen.contains(&"DescribeCluster"),
+            "membership from DescribeCluster"
+        );
+        let unregister_calls = st.seen.iter().filter(|s| **s == "UnregisterBroker").count();
+        assert!(
+            unregister_calls >= 2,
+            "refused once, then retried: {unregister_calls}"
+        );
+    }
+    let mut reasons = Vec::new();
+    for _ in 0..150 {
+        reasons = case.event_notes().await;
+        let all = [
+            "Draining",
+            "BrokerRemovalRefused",
+            "BrokerUnregistered",
+            "Scaled",
+        ]
+        .iter()
+        .all(|r| reasons.iter().any(|x| x.starts_with(&format!("{r}: "))));
+        if all {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for r in &reasons {
+        println!("event {r}");
+    }
+    for r in [
+        "Draining",
+        "BrokerRemovalRefused",
+        "BrokerUnregistered",
+        "Scaled",
+    ] {
+        assert!(
+            reasons.iter().any(|x| x.starts_with(&format!("{r}: "))),
+            "event {r} recorded: {reasons:?}"
+        );
+    }
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r.starts_with("ScaleDownBlocked") || r.starts_with("DriftCorrected")),
+        "the finished scale-down is neither blocked nor drift: {reasons:?}"
+    );
+    case.stop().await;
+}
+
+/// Brokers that know each other but do not serve AlterPartitionReassignments: the scale-down is
+/// refused, and status and a Warning event name the broker and the API instead of a silent loop;
+/// setting replicas back clears it.
+#[tokio::test]
+#[ignore = "needs an API server: run operator/scripts/apiserver-tests.sh"]
+async fn scale_down_against_brokers_without_partition_moves_is_reported() {
+    let state: fake_cluster::Shared = Arc::default();
+    {
+        let mut st = state.lock().expect("lock");
+        st.brokers = vec![0, 1, 2];
+        st.owners.insert(("orders".to_string(), 0), 2);
+        st.unserved = vec![45, 46, 60, 64];
+    }
+    let case = start_drain_case("sluice-op-nomove", "127.77.0.20", state.clone()).await;
+    let api = case.api.clone();
+    let (reason, message) = poll_for("Degraded/ScaleDownBlocked", 60, || {
+        let a = api.clone();
+        async move {
+            let c = a
+                .get("q")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True")?;
+            Some((c.reason, c.message))
+        }
+    })
+    .await;
+    println!("Degraded/{reason}: {message}");
+    assert_eq!(reason, "ScaleDownBlocked");
+    for words in [
+        "q-0",
+        "node 0",
+        "AlterPartitionReassignments",
+        "key 45",
+        "set replicas back to 3",
+    ] {
+        assert!(message.contains(words), "{words:?} in {message}");
+    }
+    assert_eq!(
+        case.sts_api
+            .get("q")
+            .await
+            .expect("sts")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(3)
+    );
+    let mut notes = Vec::new();
+    for _ in 0..150 {
+        notes = case.event_notes().await;
+        if notes
+            .iter()
+            .any(|n| n.starts_with("ScaleDownBlocked: ") && n.contains("key 45"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("ScaleDownBlocked: ") && n.contains("key 45")),
+        "{notes:?}"
+    );
+    assert!(
+        !state
+            .lock()
+            .expect("lock")
+            .seen
+            .contains(&"AlterPartitionReassignments"),
+        "an API the broker does not list is never called"
+    );
+
+    // replicas back to 3: nothing blocks any more
+    api.patch_scale(
+        "q",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .expect("scale back");
+    poll_for("Degraded cleared", 60, || {
+        let a = api.clone();
+        async move {
+            let degraded = a
+                .get("q")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded")?;
+            (degraded.status == "False").then_some(())
+        }
+    })
+    .await;
+    case.stop().await;
 }

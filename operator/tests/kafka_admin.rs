@@ -126,3 +126,112 @@ async fn queue_lifecycle_against_a_real_broker() {
     let md = admin.metadata().await.expect("metadata");
     assert!(!md.topics.contains_key(&name));
 }
+
+/// Deadline of the polls below.
+fn deadline_passed(start: std::time::Instant, what: &str) -> bool {
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{what}: not within 30 s"
+    );
+    true
+}
+
+#[tokio::test]
+#[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
+async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
+    use sluice_operator::kafka::{
+        ALTER_PARTITION_REASSIGNMENTS, LIST_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER,
+    };
+    use sluice_operator::scale::TopicPartition;
+
+    let mut admin = client().await;
+    for key in [
+        ALTER_PARTITION_REASSIGNMENTS,
+        LIST_PARTITION_REASSIGNMENTS,
+        UNREGISTER_BROKER,
+    ] {
+        assert!(admin.supports(key), "broker supports API {key}");
+    }
+    let name = format!("sluice-op-move-{}", std::process::id());
+    admin
+        .create_topic(&name, 2, 1, &BTreeMap::new())
+        .await
+        .expect("create");
+    let start = std::time::Instant::now();
+    let md = loop {
+        let md = admin.metadata().await.expect("metadata");
+        if md
+            .topics
+            .get(&name)
+            .is_some_and(|l| l.len() == 2 && l.values().all(|l| *l >= 0))
+        {
+            break md;
+        }
+        deadline_passed(start, "topic with leaders");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let owner = md.topics[&name][&0];
+    assert!(md.brokers.contains_key(&owner), "{:?}", md.brokers);
+    let registered = admin.describe_cluster().await.expect("describe cluster");
+    assert_eq!(
+        registered.get(&owner),
+        Some(&false),
+        "owner registered, not fenced"
+    );
+    assert_eq!(md.replicas[&name][&0], vec![owner]);
+
+    // nothing in flight
+    let ongoing = admin
+        .list_partition_reassignments()
+        .await
+        .expect("list reassignments");
+    assert!(
+        ongoing.keys().all(|tp| tp.topic != name),
+        "no move of {name} in flight: {ongoing:?}"
+    );
+
+    // a move to the broker that already owns the partition is accepted and finishes at once
+    let tp0 = TopicPartition {
+        topic: name.clone(),
+        partition: 0,
+    };
+    let outcome = admin
+        .alter_partition_reassignments(&[(tp0.clone(), vec![owner])])
+        .await
+        .expect("alter reassignments");
+    assert_eq!(outcome, vec![(tp0.clone(), Ok(()))]);
+    let start = std::time::Instant::now();
+    while admin
+        .list_partition_reassignments()
+        .await
+        .expect("list reassignments")
+        .contains_key(&tp0)
+    {
+        deadline_passed(start, "the move is done");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let md = admin.metadata().await.expect("metadata");
+    assert_eq!(md.topics[&name][&0], owner);
+
+    // a move to a broker that does not exist is refused for that partition, with Kafka's reason
+    let ghost = 4242;
+    let outcome = admin
+        .alter_partition_reassignments(&[(tp0.clone(), vec![ghost])])
+        .await
+        .expect("alter reassignments answers");
+    let err = outcome[0].1.clone().expect_err("refused");
+    assert!(!err.is_empty(), "the refusal says why");
+    println!("AlterPartitionReassignments to broker {ghost}: {err}");
+
+    // unregistering a broker that was never registered: the error is mapped and names the broker
+    let err = admin
+        .unregister_broker(ghost)
+        .await
+        .expect_err("unknown broker");
+    let text = err.to_string();
+    assert!(text.contains("UnregisterBroker"), "{text}");
+    assert!(text.contains(&format!("broker {ghost}")), "{text}");
+    println!("UnregisterBroker {ghost}: {text}");
+
+    admin.delete_topic(&name).await.expect("delete");
+}

@@ -7,6 +7,8 @@
 //! (SIGTERM, then SIGKILL after the pod's grace period) when the pod goes away, restarts it with
 //! back-off when it exits on its own, and mirrors the broker's `/readyz` into the pod's `Ready`
 //! condition (kwok's broker stage leaves brokers not-ready; see `e2e/scripts/cluster.sh`).
+//! There is no cluster DNS, so it also keeps a marked block of `/etc/hosts` that maps each running
+//! pod's headless-Service names to its pod IP (see `sluice_e2e::hosts`), removed when it stops.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use sluice_e2e::hosts;
 use sluice_e2e::podspec::{self, LaunchSpec, Sources};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -48,6 +51,42 @@ struct Args {
     /// Seconds to wait after SIGTERM when the pod does not say (terminationGracePeriodSeconds).
     #[arg(long, default_value_t = 30)]
     default_grace_seconds: u64,
+    /// Hosts file whose marked block maps pod DNS names to pod IPs (there is no cluster DNS).
+    #[arg(long, default_value = "/etc/hosts")]
+    hosts_file: PathBuf,
+    /// Leave the hosts file alone.
+    #[arg(long)]
+    no_hosts: bool,
+    /// Cluster DNS domain of the pod names written to the hosts file.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+}
+
+/// Keeps the managed block of the hosts file equal to the running pods' names.
+struct HostsBlock {
+    path: Option<PathBuf>,
+    last_error: Option<String>,
+}
+
+impl HostsBlock {
+    fn sync(&mut self, entries: &BTreeMap<String, Vec<String>>) {
+        let Some(path) = &self.path else { return };
+        let result = hosts::sync_file(path, entries);
+        match result {
+            Ok(true) => {
+                info!(file = %path.display(), pods = entries.len(), "hosts block updated");
+                self.last_error = None;
+            }
+            Ok(false) => self.last_error = None,
+            Err(e) => {
+                let e = e.to_string();
+                if self.last_error.as_deref() != Some(e.as_str()) {
+                    warn!(file = %path.display(), error = %e, "cannot update the hosts block; pod DNS names will not resolve");
+                    self.last_error = Some(e);
+                }
+            }
+        }
+    }
 }
 
 /// One broker process standing for one pod.
@@ -274,6 +313,10 @@ async fn main() -> anyhow::Result<()> {
     let mut stream = Box::pin(stream);
     info!(selector = %args.selector, broker = %bin.display(), work = %work.display(), "pod runner started");
 
+    let mut hosts_block = HostsBlock {
+        path: (!args.no_hosts).then(|| args.hosts_file.clone()),
+        last_error: None,
+    };
     let mut procs: HashMap<String, Proc> = HashMap::new(); // by pod uid
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -413,7 +456,18 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        // 4. Mirror /readyz into the pod's Ready condition.
+        // 4. Pod DNS: every running pod's names (ready or not, like publishNotReadyAddresses).
+        let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for pod in pods.values().filter(|p| wanted(p)) {
+            let names = hosts::pod_names(pod, &args.cluster_domain);
+            if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+                if !names.is_empty() {
+                    entries.entry(ip).or_default().extend(names);
+                }
+            }
+        }
+        hosts_block.sync(&entries);
+        // 5. Mirror /readyz into the pod's Ready condition.
         if !args.no_readiness {
             for p in procs.values_mut() {
                 if p.child.is_none() || p.stop_deadline.is_some() {
@@ -432,6 +486,7 @@ async fn main() -> anyhow::Result<()> {
         count = procs.len(),
         "pod runner stopping: SIGTERM to every broker"
     );
+    hosts_block.sync(&BTreeMap::new());
     for p in procs.values() {
         if let Some(c) = &p.child {
             send_term(c);

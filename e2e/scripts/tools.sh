@@ -3,8 +3,8 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (Go module k8s.io/kubernetes)
 #   kwok, kwokctl                                                      (Go module sigs.k8s.io/kwok)
 #   etcd                                                               (crates.io etcd-bin-vendored)
-# Everything lands in ~/.cache/sluice/ under a folder named after the version; a second run that
-# finds the binaries prints "cached" and does nothing. Prints one line per step; on failure the
+# Everything lands in $SLUICE_CACHE (default ~/.cache/sluice) under a folder named after the
+# version; a second run that finds the binaries prints "cached" and does nothing. Prints one line per step; on failure the
 # message names the step that failed.
 #
 # Usage: e2e/scripts/tools.sh            build what is missing

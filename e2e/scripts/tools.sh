@@ -20,7 +20,8 @@ CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 K8S_DIR="$CACHE/kubernetes-$K8S_VERSION"
 KWOK_DIR="$CACHE/kwok-$KWOK_VERSION"
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
-GO_JOBS="${GO_JOBS:-2}"
+# Parallel Go compile jobs: every core by default (a fixed 2 would idle a bigger CI machine).
+GO_JOBS="${GO_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
 STEP="start"
 trap 'rc=$?; if [ $rc -ne 0 ]; then echo "tools.sh: FAILED at step: $STEP (exit $rc)" >&2; fi' EXIT

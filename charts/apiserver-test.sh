@@ -8,7 +8,8 @@
 # its Lease without a single "forbidden" — first watching all namespaces (ClusterRole), then with
 # watchNamespaces (Roles). Stops everything it started on exit.
 #
-# Needs: kube-apiserver (KUBE_APISERVER, default the e2e build in ~/.cache/sluice), etcd (ETCD),
+# Needs: kube-apiserver (KUBE_APISERVER, default the e2e build in $SLUICE_CACHE,
+# default ~/.cache/sluice), etcd (ETCD),
 # kubectl, python3, the operator binary (SLUICE_OPERATOR_BIN, default target/debug/sluice-operator).
 # When one is missing it prints "skipped" and exits 0; SLUICE_REQUIRE_APISERVER=1 makes that a failure.
 set -euo pipefail

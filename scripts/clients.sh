@@ -3,7 +3,8 @@
 # `rdkafka` crate builds from source):
 #   - a Python venv with kafka-python (pure Python) and confluent-kafka (bundled librdkafka),
 #     plus the compression codecs kafka-python needs, cached at
-#     ~/.cache/sluice/venv-<python-version>-<hash of the pinned versions>;
+#     $SLUICE_CACHE/venv-<python-version>-<hash of the pinned versions> (SLUICE_CACHE defaults to
+#     ~/.cache/sluice);
 #   - kcat from Debian (old librdkafka 2.0.2) when apt-get is available (SLUICE_SKIP_KCAT=1 skips it);
 #   - what the `rdkafka` dev-dependency needs to build librdkafka from source with its configure
 #     script: make, a C/C++ compiler, perl. Run this script BEFORE `cargo test` builds the tests.
@@ -54,7 +55,7 @@ PYVER="$("$PY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" \
   || fail "find python" "'$PY' does not run"
 
 HASH="$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -c1-12)"
-CACHE="${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}"
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 VENV="$CACHE/venv-$PYVER-$HASH"
 MARKER="$VENV/.sluice-complete"
 

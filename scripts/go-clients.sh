@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the Go Kafka client github.com/twmb/franz-go (kgo and kadm, pinned below) from the Go
-# module proxy: a generated module at ~/.cache/sluice/go-clients-<versions>/ whose go.mod/go.sum
+# module proxy: a generated module at $SLUICE_CACHE/go-clients-<versions>/ (SLUICE_CACHE defaults to
+# ~/.cache/sluice) whose go.mod/go.sum
 # pin the client, with every module downloaded into the Go module cache. Checks that go is present.
 #
 # Idempotent: a complete cached module is reused as is. The last line of stdout is that module
@@ -19,7 +20,7 @@ step "checking go"
 command -v go >/dev/null 2>&1 || fail "find go" "go is not on PATH (franz-go $FRANZ_GO_VERSION needs Go >= 1.26; install it from https://go.dev/dl)"
 GOVER="$(go env GOVERSION)" || fail "find go" "'go env GOVERSION' failed"
 
-CACHE="${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}"
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 DIR="$CACHE/go-clients-franz-go-$FRANZ_GO_VERSION-kadm-$KADM_VERSION"
 MARKER="$DIR/.sluice-complete"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs helm v3 from its Go module into ~/.cache/sluice/bin/helm-<tag>/helm (idempotent).
+# Installs helm v3 from its Go module into $SLUICE_CACHE/bin/helm-<tag>/helm (idempotent).
 # Prints progress on stderr and the helm binary's path as the last line on stdout.
 #
 #   HELM_VERSION  tag to build (default below)

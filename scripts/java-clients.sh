@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the Java Kafka client (org.apache.kafka:kafka-clients) and its runtime dependencies
 # (compression codecs, slf4j with a simple binding) from Maven Central into
-# ~/.cache/sluice/java-clients-<version>/, with `mvn dependency:copy-dependencies` on a small
+# $SLUICE_CACHE/java-clients-<version>/ (SLUICE_CACHE defaults to ~/.cache/sluice), with `mvn dependency:copy-dependencies` on a small
 # generated pom. Checks that java and javac (>= 11) are present.
 #
 # Idempotent: a complete cached directory is reused as is. The last line of stdout is the cache
@@ -21,7 +21,7 @@ command -v java >/dev/null 2>&1 || fail "find java" "java is not on PATH (Debian
 command -v javac >/dev/null 2>&1 || fail "find javac" "javac is not on PATH (Debian: apt-get install openjdk-17-jdk-headless)"
 command -v mvn >/dev/null 2>&1 || fail "find mvn" "mvn is not on PATH (Debian: apt-get install maven)"
 
-CACHE="${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}"
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 DIR="$CACHE/java-clients-$KAFKA_CLIENTS_VERSION"
 MARKER="$DIR/.sluice-complete"
 

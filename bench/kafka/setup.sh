@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Fetch Apache Kafka 4.x (broker + tools + a log4j2 binding) from Maven Central into
-# ~/.cache/sluice/kafka-<version>/lib. Idempotent: a complete cache is reused as is.
+# $SLUICE_CACHE/kafka-<version>/lib (SLUICE_CACHE defaults to ~/.cache/sluice). Idempotent: a complete cache is reused as is.
 # Usage: bench/kafka/setup.sh            (prints the lib dir on the last line of stdout)
 #   KAFKA_VERSION=4.1.1 bench/kafka/setup.sh
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.2.0}"
-CACHE="${BENCH_CACHE_DIR:-$HOME/.cache/sluice}/kafka-$KAFKA_VERSION"
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}/kafka-$KAFKA_VERSION"
 LIB="$CACHE/lib"
 STAMP="$CACHE/.complete"
 

@@ -3,7 +3,8 @@
 //! producer writes every codec byte-exact, and a kgo group consumer commits and resumes.
 //!
 //! The driver is `broker/tests/go/main.go`, built at test time with `go build` (GOFLAGS=-mod=mod)
-//! in a generated module under `~/.cache/sluice/go-prog-<hash of the source and go.mod>/`.
+//! in a generated module under `$SLUICE_CACHE/go-prog-<hash of the source and go.mod>/`
+//! (`SLUICE_CACHE` defaults to `~/.cache/sluice`, as in the scripts).
 //! Every run is bounded in time.
 
 mod common;
@@ -31,7 +32,7 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 fn cache_root() -> PathBuf {
-    if let Ok(d) = std::env::var("SLUICE_CACHE_DIR") {
+    if let Ok(d) = std::env::var("SLUICE_CACHE") {
         return PathBuf::from(d);
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());

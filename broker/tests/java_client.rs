@@ -4,7 +4,8 @@
 //! across a broker restart), and its AdminClient (topics, configs, partitions, cluster, groups).
 //!
 //! The driver is `broker/tests/java/SluiceJavaClient.java`, compiled with javac at test time into
-//! `~/.cache/sluice/java-prog-<hash of the source and the jar set>/`. Every run is bounded in time.
+//! `$SLUICE_CACHE/java-prog-<hash of the source and the jar set>/` (`SLUICE_CACHE` defaults to
+//! `~/.cache/sluice`, as in the scripts). Every run is bounded in time.
 
 mod common;
 
@@ -34,7 +35,7 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 fn cache_root() -> PathBuf {
-    if let Ok(d) = std::env::var("SLUICE_CACHE_DIR") {
+    if let Ok(d) = std::env::var("SLUICE_CACHE") {
         return PathBuf::from(d);
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());

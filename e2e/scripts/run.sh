@@ -23,17 +23,20 @@ cleanup() {
   exit $rc
 }
 # Pod IPs (127.1.0.0/16) and broker ports are machine-wide, so only one e2e cluster runs at a time.
-mkdir -p "$HOME/.cache/sluice"
-exec 9>"$HOME/.cache/sluice/e2e.lock"
+# The lock lives in the cache root (SLUICE_CACHE, default ~/.cache/sluice): a run with another
+# SLUICE_CACHE or HOME takes another lock and can collide with this one.
+SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+mkdir -p "$SLUICE_CACHE"
+exec 9>"$SLUICE_CACHE/e2e.lock"
 if ! flock -n 9; then
-  log "another e2e run holds ~/.cache/sluice/e2e.lock; waiting (at most 30 min)"
+  log "another e2e run holds $SLUICE_CACHE/e2e.lock; waiting (at most 30 min)"
   flock -w 1800 9 || { log "gave up waiting for the e2e lock"; exit 1; }
 fi
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-STEP="tools (kube-apiserver & co, kwok, etcd: cached under ~/.cache/sluice)"
+STEP="tools (kube-apiserver & co, kwok, etcd: cached under $SLUICE_CACHE)"
 log "$STEP"
 e2e/scripts/tools.sh
 eval "$(e2e/scripts/tools.sh --paths)"

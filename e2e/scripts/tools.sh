@@ -3,8 +3,8 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (Go module k8s.io/kubernetes)
 #   kwok, kwokctl                                                      (Go module sigs.k8s.io/kwok)
 #   etcd                                                               (crates.io etcd-bin-vendored)
-# Everything lands in ~/.cache/sluice/ under a folder named after the version; a second run that
-# finds the binaries prints "cached" and does nothing. Prints one line per step; on failure the
+# Everything lands in $SLUICE_CACHE (default ~/.cache/sluice) under a folder named after the
+# version; a second run that finds the binaries prints "cached" and does nothing. Prints one line per step; on failure the
 # message names the step that failed.
 #
 # Usage: e2e/scripts/tools.sh            build what is missing
@@ -20,7 +20,8 @@ CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 K8S_DIR="$CACHE/kubernetes-$K8S_VERSION"
 KWOK_DIR="$CACHE/kwok-$KWOK_VERSION"
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
-GO_JOBS="${GO_JOBS:-2}"
+# Parallel Go compile jobs: every core by default (a fixed 2 would idle a bigger CI machine).
+GO_JOBS="${GO_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
 STEP="start"
 trap 'rc=$?; if [ $rc -ne 0 ]; then echo "tools.sh: FAILED at step: $STEP (exit $rc)" >&2; fi' EXIT

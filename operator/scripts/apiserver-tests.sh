@@ -4,13 +4,14 @@
 # controller creating, healing, scaling and finalizing a MessageQueue's children.
 # Much faster than the e2e suite (no nodes, no pods); the e2e suite proves the rest.
 #
-# Needs the binaries the e2e tooling caches (etcd, kube-apiserver); set ETCD / KUBE_APISERVER to
-# override. Everything runs under a temp dir that is removed on exit, with no process left behind.
+# Needs the binaries the e2e tooling caches under SLUICE_CACHE (default ~/.cache/sluice): etcd,
+# kube-apiserver; set ETCD / KUBE_APISERVER to override. Everything runs under a temp dir that is removed on exit, with no process left behind.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.35.4}"
-ETCD="${ETCD:-$(ls "$HOME"/.cache/sluice/etcd-*/bin/etcd 2>/dev/null | sort -V | tail -n 1)}"
-KUBE_APISERVER="${KUBE_APISERVER:-$HOME/.cache/sluice/kubernetes-$K8S_VERSION/bin/kube-apiserver}"
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+ETCD="${ETCD:-$(ls "$CACHE"/etcd-*/bin/etcd 2>/dev/null | sort -V | tail -n 1)}"
+KUBE_APISERVER="${KUBE_APISERVER:-$CACHE/kubernetes-$K8S_VERSION/bin/kube-apiserver}"
 ETCD_PORT="${ETCD_PORT:-23891}"
 API_PORT="${API_PORT:-16543}"
 

@@ -586,3 +586,161 @@ fn a_partition_moves_under_continuous_acks_all_produce_with_every_acknowledged_r
         .is_some());
     eprintln!("moved with {total} records produced, {moved_at} sent when the move finished");
 }
+
+fn unregister(via: &Node, broker: i32) -> (i16, Option<String>) {
+    use kafka_protocol::messages::{BrokerId, UnregisterBrokerRequest};
+    let mut c = RawClient::connect(via.kafka.expect("started"));
+    let resp = c.send(
+        &UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker)),
+        0,
+    );
+    (
+        resp.error_code,
+        resp.error_message.map(|m| m.as_str().to_string()),
+    )
+}
+
+fn group_consume(bootstrap: &str, topic: &str, group: &str, count: u64) -> Vec<Consumed> {
+    let count = count.to_string();
+    let out = run_python(
+        "kafka_python_client.py",
+        &[
+            "group-consume",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--count",
+            &count,
+            "--linger",
+            "1",
+            "--timeout",
+            "60",
+        ],
+        Duration::from_secs(90),
+    );
+    parse_consumed_lines(&out.stdout)
+}
+
+#[test]
+fn a_broker_is_drained_then_unregistered_and_a_new_broker_joins_and_gets_partitions() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut nodes = three_brokers(tmp.path());
+    create_topic(&nodes[0], "d", 3);
+    rd_produce_all(&nodes[0].bootstrap(), "d", None, 0..30, &[("acks", "all")]);
+    // The group's coordinator is the broker we will remove.
+    let got = group_consume(&nodes[0].bootstrap(), "d", "drainers", 30);
+    assert_records_exact(&got, 0..30);
+    let gone = nodes[0].state().groups["drainers"].coordinator;
+    let stay: Vec<i32> = (0..3).filter(|i| *i != gone).collect();
+
+    // Refused while it owns partitions; the message says what is left.
+    let (code, msg) = unregister(&nodes[stay[0] as usize], gone);
+    assert_ne!(code, 0);
+    assert!(
+        msg.as_deref().unwrap_or("").contains("partition"),
+        "{msg:?}"
+    );
+
+    // Move its partitions off, as the operator does before a scale-down.
+    let moving: Vec<i32> = owners(&nodes[0].state(), "d")
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| **o == gone)
+        .map(|(p, _)| p as i32)
+        .collect();
+    assert!(!moving.is_empty());
+    for p in &moving {
+        assert_eq!(
+            reassign(&nodes[stay[0] as usize], "d", *p, Some(stay[1])),
+            0
+        );
+    }
+    wait_for(
+        "the partitions moved off",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            nodes[0]
+                .state()
+                .partitions_of(gone)
+                .is_empty()
+                .then_some(())
+        },
+    );
+
+    // Now only the group coordinator role keeps it: the first call marks it draining and it
+    // hands the role (with the committed offsets) over; a later call succeeds.
+    let (code, msg) = unregister(&nodes[stay[0] as usize], gone);
+    assert_ne!(code, 0, "still coordinates a group");
+    assert!(msg.as_deref().unwrap_or("").contains("group"), "{msg:?}");
+    wait_for(
+        "UnregisterBroker to succeed once the group moved",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || (unregister(&nodes[stay[1] as usize], gone).0 == 0).then_some(()),
+    );
+    let s = nodes[stay[0] as usize].state();
+    assert!(!s.brokers.contains_key(&gone));
+    assert!(stay.contains(&s.groups["drainers"].coordinator));
+    wait_for(
+        "the removed broker to leave the quorum",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let (voters, learners) = nodes[stay[0] as usize].ctx().cluster.members();
+            (!voters.contains(&gone) && !learners.contains(&gone)).then_some(())
+        },
+    );
+    nodes[gone as usize].stop();
+
+    // The group resumes from the offsets it committed at its old coordinator.
+    rd_produce_all(
+        &nodes[stay[0] as usize].bootstrap(),
+        "d",
+        None,
+        30..40,
+        &[("acks", "all")],
+    );
+    let got = group_consume(&nodes[stay[1] as usize].bootstrap(), "d", "drainers", 10);
+    assert_records_exact(&got, 30..40);
+
+    // A new broker joins through a seed and receives new partitions.
+    let seed = vec![nodes[stay[0] as usize].cluster_addr()];
+    let newcomer = Node::start(3, &tmp.path().join("b3"), seed);
+    wait_for(
+        "the new broker ready and registered",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            (newcomer.ctx().cluster.is_ready()
+                && nodes[stay[0] as usize].state().brokers.contains_key(&3))
+            .then_some(())
+        },
+    );
+    create_topic(&newcomer, "after", 3);
+    let s = newcomer.state();
+    assert!(
+        owners(&s, "after").contains(&3),
+        "{:?}",
+        owners(&s, "after")
+    );
+    assert!(!owners(&s, "after").contains(&gone));
+    rd_produce_all(
+        &newcomer.bootstrap(),
+        "after",
+        None,
+        0..30,
+        &[("acks", "all")],
+    );
+    let got = rd_consume_from_start(
+        &nodes[stay[0] as usize].bootstrap(),
+        "after",
+        &[0, 1, 2],
+        30,
+        Duration::from_secs(30),
+    );
+    assert_records_exact(&got, 0..30);
+}

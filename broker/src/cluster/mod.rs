@@ -161,6 +161,11 @@ pub trait PartitionService: Send + Sync {
         partition: i32,
         leader_epoch: i32,
     ) -> futures::future::BoxFuture<'static, Result<i64, String>>;
+    fn adopt_group(
+        &self,
+        group: String,
+        offsets: Vec<(String, i32, crate::group::offsets::StoredOffset)>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>>;
 }
 
 fn raft_config() -> Result<openraft::Config, ClusterError> {
@@ -975,6 +980,12 @@ impl Inner {
                 Some(svc) => svc.handover(topic, partition, leader_epoch).await,
                 None => Err("this broker is still starting".into()),
             }),
+            Request::AdoptGroup { group, offsets } => {
+                Response::AdoptGroup(match self.partitions.get() {
+                    Some(svc) => svc.adopt_group(group, offsets).await,
+                    None => Err("this broker is still starting".into()),
+                })
+            }
             Request::RemoveNode(id) => Response::RemoveNode(if self.is_leader() {
                 self.remove_local(id).await
             } else {

@@ -88,6 +88,12 @@ pub enum Request {
         offset: i64,
         max_bytes: u32,
     },
+    /// (a group's new coordinator) Store these committed offsets of `group`: its coordinator
+    /// role is moving here.
+    AdoptGroup {
+        group: String,
+        offsets: Vec<(String, i32, crate::group::offsets::StoredOffset)>,
+    },
     /// (a partition's owner) Stop accepting writes at `leader_epoch` and answer the final log
     /// end: the move's target copies up to it, then takes over.
     Handover {
@@ -121,6 +127,7 @@ pub enum Response {
     RemoveNode(Result<(), Refusal>),
     FetchPartition(Result<PartitionChunk, String>),
     Handover(Result<i64, String>),
+    AdoptGroup(Result<(), String>),
     /// The request could not be served at all (shutting down, undecodable request).
     Error(String),
 }
@@ -337,6 +344,7 @@ fn variant_name(r: &Response) -> &'static str {
         Response::RemoveNode(_) => "RemoveNode",
         Response::FetchPartition(_) => "FetchPartition",
         Response::Handover(_) => "Handover",
+        Response::AdoptGroup(_) => "AdoptGroup",
         Response::Error(_) => "Error",
     }
 }

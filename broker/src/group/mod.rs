@@ -1067,6 +1067,42 @@ impl GroupCoordinator {
         }
     }
 
+    /// A group's committed offsets (its coordinator role moving to another broker).
+    pub fn export_offsets(&self, group: &str) -> Vec<(String, i32, offsets::StoredOffset)> {
+        self.offsets.group_offsets(group)
+    }
+
+    /// Takes over a group's committed offsets from its previous coordinator: whatever this
+    /// broker had stored for the group before is replaced. Durable when it returns.
+    pub fn import_offsets(
+        &self,
+        group: &str,
+        committed: Vec<(String, i32, offsets::StoredOffset)>,
+    ) -> Result<(), GroupError> {
+        let mut records = vec![OffsetRecord::DeleteGroup {
+            group: group.to_string(),
+        }];
+        records.extend(committed.into_iter().map(|(topic, partition, value)| {
+            OffsetRecord::Commit {
+                group: group.to_string(),
+                topic,
+                partition,
+                value,
+            }
+        }));
+        self.offsets.append(records)
+    }
+
+    /// Forgets a group's committed offsets here (its coordinator role moved away).
+    pub fn forget_offsets(&self, group: &str) -> Result<(), GroupError> {
+        if !self.offsets.has_group(group) {
+            return Ok(());
+        }
+        self.offsets.append(vec![OffsetRecord::DeleteGroup {
+            group: group.to_string(),
+        }])
+    }
+
     /// Every committed offset (for consumer-lag metrics).
     pub fn committed_offsets(&self) -> Vec<CommittedOffset> {
         self.offsets.all()

@@ -43,7 +43,7 @@ const KIND_DELETE_GROUP: u8 = 2;
 const KIND_DELETE_TOPIC: u8 = 3;
 
 /// A committed offset as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredOffset {
     pub offset: i64,
     pub leader_epoch: i32,

@@ -28,7 +28,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::{catalog, codes, sb, Ctx};
-use crate::cluster::state::{Command, Outcome};
+use crate::cluster::state::{BrokerState, Command, Outcome};
 use crate::log::{AlterOp, ConfigEntry, ConfigSource};
 
 /// Kafka's config resource types.
@@ -549,6 +549,33 @@ pub async fn unregister_broker(
 ) -> UnregisterBrokerResponse {
     let id = req.broker_id.0;
     let resp = UnregisterBrokerResponse::default();
+    // A broker that owns no partitions any more but still coordinates groups is on its way
+    // out: mark it draining, so it hands its coordinator roles over (server::mover) and the
+    // next UnregisterBroker succeeds.
+    let state = ctx.cluster.state();
+    let on_the_way_out = state
+        .brokers
+        .get(&id)
+        .is_some_and(|b| b.state == BrokerState::Active)
+        && state.partitions_of(id).is_empty()
+        && !state.groups_of(id).is_empty();
+    if on_the_way_out {
+        match ctx
+            .cluster
+            .propose(Command::SetBrokerState {
+                id,
+                state: BrokerState::Draining,
+            })
+            .await
+        {
+            Ok(_) => tracing::info!(
+                broker = id,
+                groups = state.groups_of(id).len(),
+                "broker marked draining: its group coordinator roles move to other brokers"
+            ),
+            Err(e) => tracing::warn!(broker = id, error = %e, "could not mark the broker draining"),
+        }
+    }
     let outcome = ctx.cluster.propose(Command::UnregisterBroker { id }).await;
     let (code, message) = match outcome {
         Err(e) => (

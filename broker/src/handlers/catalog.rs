@@ -324,6 +324,13 @@ pub async fn coordinator(ctx: &Arc<Ctx>, group: &str) -> Result<BrokerRecord, Me
 /// here only when this broker is the only one (a single-node cluster); in a larger cluster
 /// the client is sent to FindCoordinator.
 pub fn coordinates(ctx: &Ctx, group: &str) -> bool {
+    if ctx
+        .group_handover
+        .try_read()
+        .is_ok_and(|h| h.contains(group))
+    {
+        return false;
+    }
     let state = ctx.cluster.state();
     match state.groups.get(group) {
         Some(g) => g.coordinator == ctx.node_id,

@@ -47,6 +47,9 @@ pub struct Ctx {
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
     pub producer_ids: catalog::ProducerIdBlocks,
+    /// Groups whose coordinator role this broker is handing over (it answers NOT_COORDINATOR
+    /// for them); OffsetCommit holds the read side while it writes.
+    pub group_handover: tokio::sync::RwLock<std::collections::BTreeSet<String>>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
 }
@@ -282,8 +285,21 @@ pub async fn dispatch(
             if !catalog::coordinates(ctx, req.group_id.as_str()) {
                 return Ok(now!(coordination::offset_commit_elsewhere(&req)));
             }
-            let groups = Arc::clone(&ctx.groups);
-            later(raw, async move { groups.offset_commit(v, req).await })
+            let ctx2 = Arc::clone(ctx);
+            Reply::Later(
+                async move {
+                    // Held until the commit is durable, so a handover never misses it.
+                    let handing_over = ctx2.group_handover.read().await;
+                    let resp = if handing_over.contains(req.group_id.as_str()) {
+                        coordination::offset_commit_elsewhere(&req)
+                    } else {
+                        ctx2.groups.offset_commit(v, req).await
+                    };
+                    drop(handing_over);
+                    respond(raw, &resp).map(Some)
+                }
+                .boxed(),
+            )
         }
         ApiKey::OffsetFetch => {
             let req = req!(OffsetFetchRequest);

@@ -201,6 +201,7 @@ impl Broker {
             logs,
             groups,
             producer_ids: Default::default(),
+            group_handover: Default::default(),
             metrics: Arc::new(Metrics::new()),
             shutdown: shutdown.clone(),
         });
@@ -424,6 +425,7 @@ async fn bring_up(ctx: Arc<Ctx>, http: Arc<HttpState>) {
         ctx: Arc::clone(&ctx),
     }));
     mover::spawn(Arc::clone(&ctx));
+    mover::spawn_group_drain(Arc::clone(&ctx));
     tracing::info!(cluster_id = %ctx.cluster_id(), brokers = cluster.state().brokers.len(), "joined the cluster; serving");
     http.ready.store(true, Ordering::Release);
 }

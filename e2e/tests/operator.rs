@@ -5,7 +5,7 @@
 //! share one operator process, started by the first test that needs it and stopped at the end of
 //! the run by `cluster.sh down`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -166,6 +166,83 @@ async fn produce_consume(bootstrap: &str, topic: &str, n: usize) {
     }
     let want: Vec<String> = (0..n).map(|i| format!("op-{i}")).collect();
     assert_eq!(got, want);
+}
+
+/// Produces `n` records ("p<partition>-<i>") to each of the first `partitions` partitions.
+async fn produce_each(bootstrap: &str, topic: &str, partitions: i32, n: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    for p in 0..partitions {
+        for i in 0..n {
+            let payload = format!("p{p}-{i}");
+            producer
+                .send(
+                    FutureRecord::to(topic)
+                        .payload(&payload)
+                        .key("k")
+                        .partition(p),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| {
+                    panic!("produce {payload} to {topic} at {bootstrap}: {e}")
+                });
+        }
+    }
+}
+
+/// Reads every record of `topic`'s partitions from the start until `expected` arrived (30 s
+/// at most); returns the payloads, each once.
+fn read_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> BTreeSet<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-e2e-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut got = BTreeSet::new();
+    let mut count = 0;
+    while count < expected && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            got.insert(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            count += 1;
+        }
+    }
+    assert_eq!(
+        count, expected,
+        "records read from {topic} at {bootstrap}: {got:?}"
+    );
+    got
+}
+
+/// (topic-partition, leader id) of every partition a broker's metadata lists.
+fn partition_leaders(bootstrap: &str) -> Vec<(String, i32)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("client");
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()
+        .iter()
+        .flat_map(|t| {
+            t.partitions()
+                .iter()
+                .map(move |p| (format!("{}-{}", t.name(), p.id()), p.leader()))
+        })
+        .collect()
 }
 
 async fn apply_yaml(ns: &str, yaml: &str) {
@@ -494,7 +571,7 @@ async fn metadata_of(pods: &Api<Pod>, pod: &str) -> BTreeMap<String, usize> {
 
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
-async fn queue_changes_take_effect_and_unsafe_scale_down_is_refused() {
+async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_record() {
     if !harness::enabled("operator_queues") {
         return;
     }
@@ -544,7 +621,14 @@ async fn queue_changes_take_effect_and_unsafe_scale_down_is_refused() {
     .await
     .expect("queue changes applied to the brokers");
 
-    // Scale 3 -> 2 would drop q-2, which holds partitions: refused with Degraded + Warning Event.
+    // Records on every partition of both queues, so the broker that goes (q-2) holds some.
+    let q0 = format!("{}:9092", pod_ip(&pods, "q-0").await);
+    produce_each(&q0, "orders", 5, 4).await;
+    produce_each(&q0, "audit", 1, 4).await;
+
+    // Scale 3 -> 2: the operator drains q-2 first (its partitions move to q-0 and q-1 with
+    // AlterPartitionReassignments, it is unregistered), then shrinks the StatefulSet; every
+    // record is still there afterwards.
     apply_yaml(
         &ns.name,
         &mq(
@@ -553,54 +637,36 @@ async fn queue_changes_take_effect_and_unsafe_scale_down_is_refused() {
         ),
     )
     .await;
-    let mqs_ref = &mqs;
-    let (_, reason, message) =
-        harness::wait_for("Degraded", Duration::from_secs(60), || async move {
-            let m = mqs_ref.get("q").await.map_err(|e| e.to_string())?;
-            match condition(&m, "Degraded") {
-                Some(c) if c.0 == "True" => Ok(c),
-                c => Err(format!("{c:?}")),
-            }
-        })
-        .await
-        .expect("unsafe scale-down reported as Degraded");
-    assert!(
-        !message.is_empty(),
-        "Degraded says what blocks the scale-down (reason {reason})"
-    );
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
-    assert_eq!(
-        sts.get("q")
-            .await
-            .expect("sts")
-            .spec
-            .and_then(|s| s.replicas),
-        Some(3),
-        "StatefulSet not shrunk"
-    );
-    let out = kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            &ns.name,
-            "--field-selector",
-            "type=Warning",
-            "-o",
-            "json",
-        ],
-        None,
+    let sts_ref = &sts;
+    harness::wait_for(
+        "StatefulSet q drained and shrunk to 2",
+        Duration::from_secs(180),
+        || async move {
+            match sts_ref.get("q").await {
+                Ok(s) if s.spec.as_ref().and_then(|sp| sp.replicas) == Some(2) => Ok(()),
+                Ok(s) => Err(format!("replicas {:?}", s.spec.and_then(|sp| sp.replicas))),
+                Err(e) => Err(e.to_string()),
+            }
+        },
     )
-    .expect("kubectl");
-    assert!(out.ok, "{}", out.stderr);
-    let out2 = kubectl(
-        &["get", "events.events.k8s.io", "-n", &ns.name, "-o", "json"],
-        None,
-    )
-    .expect("kubectl");
+    .await
+    .expect("the scale-down drains and proceeds");
+    wait_available(&mqs, "q", 2, 180).await;
+    let leaders = partition_leaders(&q0);
     assert!(
-        out.stdout.contains("ScaleDownBlocked") || out2.stdout.contains("ScaleDownBlocked"),
-        "a Warning Event ScaleDownBlocked was published"
+        leaders
+            .iter()
+            .all(|(_, leader)| *leader == 0 || *leader == 1),
+        "every partition led by a staying broker: {leaders:?}"
+    );
+    assert_eq!(read_all(&q0, "orders", 5, 20).len(), 20, "orders kept");
+    assert_eq!(read_all(&q0, "audit", 1, 4).len(), 4, "audit kept");
+    let out = kubectl(&["get", "events", "-n", &ns.name, "-o", "json"], None).expect("kubectl");
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Draining"),
+        "a Draining event told what the scale-down did"
     );
     ns.delete_and_wait(&client, Duration::from_secs(120))
         .await

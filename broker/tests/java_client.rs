@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -1007,4 +1007,79 @@ fn java_acks_0_and_1_large_records_and_read_committed() {
         );
     }
     assert_eq!(committed(&out), BTreeMap::from([(0, 62)]));
+}
+
+#[test]
+fn java_admin_moves_a_partition_between_two_brokers_with_partition_reassignments() {
+    let first = TestBroker::start(&["--node-id", "0", "--cluster-listen", "127.0.0.1:0"]);
+    let seed = first
+        .ctx()
+        .cluster
+        .cluster_addr()
+        .expect("cluster listener")
+        .to_string();
+    let second = TestBroker::start(&[
+        "--node-id",
+        "1",
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--seeds",
+        &seed,
+    ]);
+    wait_for(
+        "two brokers in one cluster",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            (second.ctx().cluster.is_ready() && first.ctx().cluster.state().brokers.len() == 2)
+                .then_some(())
+        },
+    );
+    let bs = first.bootstrap();
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin", "--bootstrap", bs.as_str()];
+        a.extend_from_slice(args);
+        java(&a)
+    };
+    let topic = topic_name("java-move");
+    admin(&["create-topic", "--topic", &topic, "--partitions", "2"]);
+    rd_produce_all(&bs, &topic, Some(0), 0..20, &[("acks", "all")]);
+    let leaders = |out: &Finished| -> BTreeMap<i32, i32> {
+        tagged(out, "leader")
+            .iter()
+            .map(|l| {
+                let (p, b) = l.split_once(' ').expect("leader line");
+                (p.parse().expect("partition"), b.parse().expect("broker"))
+            })
+            .collect()
+    };
+    let before = leaders(&admin(&["describe-partition-leaders", "--topic", &topic]));
+    assert_eq!(
+        before.values().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([0, 1])
+    );
+    let to = if before[&0] == 0 { "1" } else { "0" };
+    admin(&[
+        "reassign",
+        "--topic",
+        &topic,
+        "--partition",
+        "0",
+        "--to",
+        to,
+    ]);
+    let moved = wait_for(
+        "the Java admin client to see the move finished",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let l = leaders(&admin(&["describe-partition-leaders", "--topic", &topic]));
+            (l[&0].to_string() == to).then_some(l)
+        },
+    );
+    let listed = admin(&["list-reassignments"]);
+    assert_eq!(tagged(&listed, "reassignments"), vec!["0"]);
+    assert_eq!(moved[&1], before[&1], "the other partition stays");
+    let got = rd_consume_from_start(&bs, &topic, &[0], 20, Duration::from_secs(30));
+    assert_records_exact(&got, 0..20);
 }

@@ -246,6 +246,11 @@ impl TestBroker {
         self.kafka_addr().to_string()
     }
 
+    /// The running broker's shared state (cluster tests look at the quorum's view).
+    pub fn ctx(&self) -> &std::sync::Arc<sluice_broker::handlers::Ctx> {
+        self.broker.as_ref().expect("broker is running").context()
+    }
+
     /// Runs a future on the broker's runtime (for rdkafka's admin futures).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)

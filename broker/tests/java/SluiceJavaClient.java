@@ -410,6 +410,30 @@ public final class SluiceJavaClient {
                     out("#low-watermark " + d.lowWatermark());
                     break;
                 }
+                case "reassign": {
+                    TopicPartition tp = new TopicPartition(a.get("topic"), Integer.parseInt(a.get("partition", "0")));
+                    String to = a.get("to", "");
+                    Optional<NewPartitionReassignment> r = to.isEmpty() ? Optional.empty()
+                            : Optional.of(new NewPartitionReassignment(List.of(Integer.parseInt(to))));
+                    admin.alterPartitionReassignments(Map.of(tp, r)).all().get();
+                    out("#reassign-accepted " + tp);
+                    break;
+                }
+                case "list-reassignments": {
+                    Map<TopicPartition, PartitionReassignment> m = admin.listPartitionReassignments().reassignments().get();
+                    for (Map.Entry<TopicPartition, PartitionReassignment> e : m.entrySet()) {
+                        out("#reassignment " + e.getKey() + " replicas " + e.getValue().replicas());
+                    }
+                    out("#reassignments " + m.size());
+                    break;
+                }
+                case "describe-partition-leaders": {
+                    TopicDescription d = admin.describeTopics(List.of(a.get("topic"))).allTopicNames().get().get(a.get("topic"));
+                    for (TopicPartitionInfo pi : d.partitions()) {
+                        out("#leader " + pi.partition() + " " + (pi.leader() == null ? -1 : pi.leader().id()));
+                    }
+                    break;
+                }
                 case "describe-topic-by-id": {
                     Uuid id = Uuid.fromString(a.get("id"));
                     TopicDescription d = admin.describeTopics(TopicCollection.ofTopicIds(List.of(id))).allTopicIds().get().get(id);

@@ -744,3 +744,60 @@ fn a_broker_is_drained_then_unregistered_and_a_new_broker_joins_and_gets_partiti
     );
     assert_records_exact(&got, 0..30);
 }
+
+#[test]
+fn reassignment_requests_are_checked_and_refused_with_kafka_errors() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId, TopicName};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(0, &tmp.path().join("b0"), vec![]);
+    wait_for(
+        "a single-node cluster",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || node.ctx().cluster.is_ready().then_some(()),
+    );
+    create_topic(&node, "r", 1);
+    let ask = |topic: &str, replicas: Option<Vec<i32>>| {
+        let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_partitions(vec![ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))]),
+        ]);
+        let mut c = RawClient::connect(node.kafka.expect("started"));
+        let resp = c.send(&req, 0);
+        let p = &resp.responses[0].partitions[0];
+        (
+            p.error_code,
+            p.error_message
+                .as_ref()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
+        )
+    };
+    // Two replicas: one copy per partition.
+    let (code, msg) = ask("r", Some(vec![0, 1]));
+    assert_eq!(code, 39, "{msg}");
+    assert!(msg.contains("one copy"), "{msg}");
+    // A broker that does not exist.
+    let (code, msg) = ask("r", Some(vec![7]));
+    assert_eq!(code, 39, "{msg}");
+    assert!(msg.contains("broker 7"), "{msg}");
+    // An unknown topic.
+    assert_eq!(ask("nope", Some(vec![0])).0, 3);
+    // Cancelling when nothing moves.
+    assert_eq!(ask("r", None).0, 85);
+    // Assigning the current owner is accepted and moves nothing.
+    assert_eq!(ask("r", Some(vec![0])).0, 0);
+    assert!(reassignments(&node).is_empty());
+    // A single-node cluster refuses to unregister its only broker while it owns partitions.
+    let (code, msg) = unregister(&node, 0);
+    assert_ne!(code, 0);
+    assert!(msg.unwrap_or_default().contains("r-0"));
+}

@@ -801,3 +801,33 @@ fn reassignment_requests_are_checked_and_refused_with_kafka_errors() {
     assert_ne!(code, 0);
     assert!(msg.unwrap_or_default().contains("r-0"));
 }
+
+#[test]
+fn a_volume_refuses_to_start_under_another_node_id() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("b");
+    let mut node = Node::start(2, &dir, vec![]);
+    node.stop();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let config = sluice_broker::config::Config::parse_from([
+        "sluice-broker",
+        "--data-dir",
+        &dir.display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--node-id",
+        "5",
+        "--cluster-listen",
+        "127.0.0.1:0",
+    ]);
+    let err = rt
+        .block_on(sluice_broker::Broker::start(config))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("--node-id") && err.contains("node 2"), "{err}");
+    // Under its own id it starts again.
+    node.boot();
+}

@@ -372,6 +372,7 @@ async fn start_cluster(
         rack: None,
         state: BrokerState::Active,
     };
+    check_node_identity(&config.data_dir, config.node_id)?;
     let cfg = ClusterConfig {
         node_id: config.node_id,
         dir: config.data_dir.join("cluster"),
@@ -384,6 +385,36 @@ async fn start_cluster(
         .map_err(|e| BrokerError::Cluster {
             reason: e.to_string(),
         })
+}
+
+/// The node id this volume belongs to (`<data-dir>/node.id`), written on first start. A volume
+/// started with another `--node-id` is refused: the quorum and the partition owners know the
+/// broker by that id, so a mix-up would serve another broker's data under a wrong name.
+fn check_node_identity(data_dir: &std::path::Path, node_id: i32) -> Result<(), BrokerError> {
+    let path = data_dir.join("node.id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let stored: i32 = text.trim().parse().map_err(|_| BrokerError::CorruptFile {
+                path: path.clone(),
+                reason: format!("not a node id: {:?}", text.trim()),
+            })?;
+            if stored != node_id {
+                return Err(BrokerError::InvalidConfig {
+                    setting: "--node-id".into(),
+                    value: node_id.to_string(),
+                    allowed: format!(
+                        "{stored}: the data directory {} belongs to node {stored}",
+                        data_dir.display()
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            identity::write_atomic(&path, node_id.to_string().as_bytes())
+        }
+        Err(source) => Err(BrokerError::Io { path, source }),
+    }
 }
 
 /// Waits until this broker is a caught-up member of the quorum, agrees the cluster id, brings

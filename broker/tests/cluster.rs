@@ -824,8 +824,7 @@ fn a_volume_refuses_to_start_under_another_node_id() {
     ]);
     let err = rt
         .block_on(sluice_broker::Broker::start(config))
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(err.contains("--node-id") && err.contains("node 2"), "{err}");
     // Under its own id it starts again.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole Sluice test suite: formatting, lints, unit tests, broker integration tests with real
-# Kafka clients (librdkafka, kafka-python, confluent-kafka, kcat, Java, franz-go), the Helm chart
-# checks, API-server tests of the CRD and the operator's RBAC, and the end-to-end suite on a real
+# Kafka clients (librdkafka, kafka-python, confluent-kafka, kcat, Java, franz-go) on single brokers
+# and multi-broker clusters, the operator's admin client against Apache Kafka and sluice-broker, the
+# Helm chart checks, API-server tests of the CRD and the operator's RBAC, and the end-to-end suite on a real
 # Kubernetes control plane with real broker processes. `.ci/run` calls exactly this.
 #
 # Everything it needs is installed from the package registries and cached by version under
@@ -45,6 +46,10 @@ charts/test.sh
 
 step "CRD and controller on a real kube-apiserver (operator/scripts/apiserver-tests.sh)"
 operator/scripts/apiserver-tests.sh
+
+step "operator's Kafka admin client against Apache Kafka 4.2.0 and against sluice-broker"
+operator/scripts/kafka-admin-tests.sh
+scripts/operator-admin-vs-sluice.sh
 
 step "chart RBAC on a real kube-apiserver, operator as the chart's ServiceAccount"
 SLUICE_REQUIRE_APISERVER=1 charts/apiserver-test.sh

@@ -25,6 +25,8 @@ use sluice_broker::cluster::state::{BrokerState, ClusterState};
 /// One broker of the test cluster.
 struct Node {
     id: i32,
+    /// More broker flags (benchmarks).
+    extra: Vec<String>,
     rt: tokio::runtime::Runtime,
     broker: Option<sluice_broker::Broker>,
     dir: PathBuf,
@@ -43,6 +45,7 @@ impl Node {
             .expect("tokio runtime");
         let mut n = Node {
             id,
+            extra: Vec::new(),
             rt,
             broker: None,
             dir: dir.to_path_buf(),
@@ -78,6 +81,7 @@ impl Node {
             args.push("--seeds".into());
             args.push(self.seeds.join(","));
         }
+        args.extend(self.extra.iter().cloned());
         let config = sluice_broker::config::Config::parse_from(args);
         let broker = self
             .rt
@@ -829,4 +833,139 @@ fn a_volume_refuses_to_start_under_another_node_id() {
     assert!(err.contains("--node-id") && err.contains("node 2"), "{err}");
     // Under its own id it starts again.
     node.boot();
+}
+
+/// Measurement, run by hand (release build recommended):
+/// `SLUICE_MOVE_MIB=1024 cargo test --release -p sluice-broker --test cluster move_benchmark -- --ignored --nocapture`
+///
+/// Loads one partition with SLUICE_MOVE_MIB MiB (1 KiB records), then moves it to the other
+/// broker while a probe producer (idempotent, acks=all) writes a record every 5 ms; reports the
+/// move's duration and the probe's worst delivery latency (what clients see of the handover).
+#[test]
+#[ignore = "measurement, run by hand"]
+fn move_benchmark() {
+    use rdkafka::producer::Producer;
+    let mib: u64 = std::env::var("SLUICE_MOVE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fast = |id: i32, seeds: Vec<String>| {
+        let mut n = Node::start(id, &tmp.path().join(format!("b{id}")), seeds);
+        n.stop();
+        n.extra = vec!["--fsync".into(), "interval".into()];
+        n.boot();
+        n
+    };
+    let n0 = fast(0, vec![]);
+    let n1 = fast(1, vec![n0.cluster_addr()]);
+    wait_for(
+        "two brokers",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || (n1.ctx().cluster.is_ready() && n0.state().brokers.len() == 2).then_some(()),
+    );
+    create_topic(&n0, "big", 1);
+    let from = owners(&n0.state(), "big")[0];
+    let to = 1 - from;
+
+    let load_started = std::time::Instant::now();
+    let p = rd_producer(
+        &n0.bootstrap(),
+        &[
+            ("acks", "1"),
+            ("linger.ms", "20"),
+            ("batch.size", "1000000"),
+            ("queue.buffering.max.kbytes", "262144"),
+        ],
+    );
+    let value = vec![b'v'; 1024];
+    let records = mib * 1024;
+    for i in 0..records {
+        let key = i.to_be_bytes();
+        let mut rec = rdkafka::producer::BaseRecord::with_opaque_to("big", i as usize)
+            .key(&key[..])
+            .payload(&value[..])
+            .partition(0);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(600)).expect("flush the load");
+    assert!(p.context().failed.lock().expect("lock").is_empty());
+    let load_secs = load_started.elapsed().as_secs_f64();
+    let size = n0
+        .ctx()
+        .logs
+        .partition("big", 0)
+        .expect("local")
+        .size_bytes();
+    eprintln!(
+        "loaded {records} records, {:.0} MiB on disk, in {load_secs:.1} s",
+        size as f64 / 1048576.0
+    );
+
+    // The probe: one acks=all record every 5 ms; delivery latency per record.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bootstrap = n1.bootstrap();
+    let probe = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let p = rd_producer(
+                &bootstrap,
+                &[
+                    ("acks", "all"),
+                    ("enable.idempotence", "true"),
+                    ("linger.ms", "0"),
+                ],
+            );
+            let mut sent = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                rd_send(&p, "big", Some(0), 1_000_000_000 + i);
+                sent.push(std::time::Instant::now());
+                i += 1;
+                p.poll(Duration::from_millis(5));
+            }
+            p.flush(Duration::from_secs(60)).expect("flush the probe");
+            let failed = p.context().failed.lock().expect("lock").len();
+            let acked_at = p.context().acked_at.lock().expect("lock").clone();
+            (sent, acked_at, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    assert_eq!(reassign(&n0, "big", 0, Some(to)), 0);
+    wait_for(
+        "the move",
+        Duration::from_secs(3600),
+        Duration::from_millis(20),
+        || (n0.state().topics["big"].partitions[0].owner == to).then_some(()),
+    );
+    let move_secs = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (sent, acked_at, failed) = probe.join().expect("probe");
+    let worst = acked_at
+        .iter()
+        .filter_map(|(idx, at)| {
+            let i = usize::try_from(idx - 1_000_000_000).ok()?;
+            Some(at.duration_since(*sent.get(i)?))
+        })
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "moved {:.0} MiB in {move_secs:.1} s ({:.1} MiB/s); probe: {} records, {failed} failed, worst acks=all latency {:?}",
+        size as f64 / 1048576.0,
+        size as f64 / 1048576.0 / move_secs,
+        sent.len(),
+        worst
+    );
+    assert_eq!(failed, 0);
 }

@@ -470,6 +470,8 @@ pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 pub struct DeliveryLog {
     pub acked: Mutex<Vec<(u64, i32, i64)>>,
     pub failed: Mutex<Vec<(u64, String)>>,
+    /// When each acknowledgement was seen (at the producer's poll).
+    pub acked_at: Mutex<Vec<(u64, Instant)>>,
 }
 
 impl ClientContext for DeliveryLog {}
@@ -478,11 +480,17 @@ impl ProducerContext for DeliveryLog {
     type DeliveryOpaque = usize;
     fn delivery(&self, result: &DeliveryResult<'_>, idx: usize) {
         match result {
-            Ok(m) => self.acked.lock().expect("delivery log lock").push((
-                idx as u64,
-                m.partition(),
-                m.offset(),
-            )),
+            Ok(m) => {
+                self.acked.lock().expect("delivery log lock").push((
+                    idx as u64,
+                    m.partition(),
+                    m.offset(),
+                ));
+                self.acked_at
+                    .lock()
+                    .expect("delivery log lock")
+                    .push((idx as u64, Instant::now()));
+            }
             Err((e, _)) => self
                 .failed
                 .lock()

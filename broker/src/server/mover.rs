@@ -33,7 +33,7 @@ use crate::group::offsets::StoredOffset;
 use crate::handlers::Ctx;
 
 /// Bytes asked for per copy round trip.
-const COPY_CHUNK: u32 = 1 << 20;
+const COPY_CHUNK: u32 = 8 << 20;
 /// Pause between copy rounds when the owner had nothing new, and after an error.
 const IDLE: Duration = Duration::from_millis(50);
 const BACKOFF: Duration = Duration::from_millis(500);

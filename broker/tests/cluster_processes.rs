@@ -1,0 +1,164 @@
+//! A cluster of three `sluice-broker` processes, one of which is killed with SIGKILL (no
+//! shutdown, no final fsync): the other brokers keep serving their partitions and the metadata
+//! quorum, and the killed broker comes back from its volume with every acknowledged record.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+/// The cluster listeners: fixed loopback addresses of their own (127.0.3.x), so a restarted
+/// broker comes back where its peers know it.
+fn cluster_addr(id: i32) -> String {
+    format!("127.0.3.{}:9093", id + 1)
+}
+
+fn spawn(dir: &std::path::Path, id: i32) -> BinaryBroker {
+    let data = dir.join(format!("b{id}"));
+    let log = dir.join(format!("b{id}.log"));
+    let node = id.to_string();
+    let listen = cluster_addr(id);
+    let seed = cluster_addr(0);
+    let mut extra = vec![
+        "--node-id",
+        node.as_str(),
+        "--cluster-listen",
+        listen.as_str(),
+        "--fsync",
+        "always",
+    ];
+    if id != 0 {
+        extra.extend(["--seeds", seed.as_str()]);
+    }
+    BinaryBroker::spawn(&data, &extra, &log)
+}
+
+/// Partition → leader id, from a broker's metadata.
+fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("client");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.leader()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_killed_broker_takes_away_only_its_partitions_and_returns_with_every_acknowledged_record() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut brokers: Vec<BinaryBroker> = (0..3).map(|id| spawn(tmp.path(), id)).collect();
+    let bootstrap = brokers[1].bootstrap();
+    wait_for(
+        "three brokers in the metadata",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("broker.address.family", "v4")
+                .create()
+                .ok()?;
+            let md = c.fetch_metadata(None, Duration::from_secs(5)).ok()?;
+            (md.brokers().len() == 3).then_some(())
+        },
+    );
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("admin");
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new("k", 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create_topics")
+    {
+        r.expect("topic k created");
+    }
+    let owners = leaders(&bootstrap, "k");
+    assert_eq!(
+        owners.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([0, 1, 2])
+    );
+    for p in 0..3 {
+        let base = p as u64 * 1000;
+        rd_produce_all(
+            &bootstrap,
+            "k",
+            Some(p),
+            base..base + 50,
+            &[("acks", "all")],
+        );
+    }
+
+    // SIGKILL the owner of partition 2 (whichever broker that is; if it leads the quorum,
+    // the others elect a new leader too).
+    let victim = owners[2];
+    brokers[victim as usize].kill9();
+    let survivor = brokers
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i as i32 != victim)
+        .map(|(_, b)| b.bootstrap())
+        .expect("a survivor");
+    // Its partition is reported offline once the leader fences it; the others take writes.
+    wait_for(
+        "the killed broker's partition reported without a leader",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || (leaders(&survivor, "k")[2] == -1).then_some(()),
+    );
+    for (p, owner) in owners.iter().enumerate() {
+        if *owner == victim {
+            continue;
+        }
+        let base = p as u64 * 1000;
+        rd_produce_all(
+            &survivor,
+            "k",
+            Some(p as i32),
+            base + 50..base + 60,
+            &[("acks", "all")],
+        );
+        let got = rd_consume_from_start(&survivor, "k", &[p as i32], 60, Duration::from_secs(30));
+        assert_records_exact(&got, base..base + 60);
+    }
+    // The quorum still takes admin changes.
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new("during", 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create_topics")
+    {
+        r.expect("topic created with a broker down");
+    }
+    assert!(!leaders(&survivor, "during").contains(&victim));
+
+    // Back from its volume: every acknowledged record of its partition, and it takes writes.
+    brokers[victim as usize] = spawn(tmp.path(), victim);
+    wait_for(
+        "the killed broker's partition led by it again",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || (leaders(&survivor, "k")[2] == victim).then_some(()),
+    );
+    rd_produce_all(&survivor, "k", Some(2), 2050..2060, &[("acks", "all")]);
+    let got = rd_consume_from_start(&survivor, "k", &[2], 60, Duration::from_secs(30));
+    assert_records_exact(&got, 2000..2060);
+}

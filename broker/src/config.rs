@@ -65,6 +65,12 @@ pub struct Config {
     #[arg(long, env = "SLUICE_CLUSTER_LISTEN")]
     pub cluster_listen: Option<String>,
 
+    /// How other brokers reach this broker's cluster listener, host:port. Default: the
+    /// advertised Kafka host with the --cluster-listen port. In Kubernetes give the pod's stable
+    /// DNS name: pod IPs change when pods are recreated, and the quorum stores this address.
+    #[arg(long, env = "SLUICE_CLUSTER_ADVERTISE")]
+    pub cluster_advertise: Option<String>,
+
     /// Other brokers' cluster listeners, comma-separated host:port (DNS names or IPs,
     /// re-resolved on every retry; may include this broker). Needs --cluster-listen. A broker
     /// with a fresh volume joins the cluster a seed knows, or founds one when no seed knows one
@@ -193,6 +199,16 @@ impl Config {
         }
         if let Some(c) = &self.cluster_listen {
             check_host_port("--cluster-listen", c)?;
+        }
+        if let Some(a) = &self.cluster_advertise {
+            check_host_port("--cluster-advertise", a)?;
+            if self.cluster_listen.is_none() {
+                return Err(invalid(
+                    "--cluster-advertise",
+                    a,
+                    "only together with --cluster-listen",
+                ));
+            }
         }
         for s in &self.seeds {
             check_host_port("--seeds", s)?;
@@ -421,6 +437,32 @@ mod tests {
             assert!(a.get_env().is_some(), "{} has no env var", a.get_id());
             assert!(a.get_help().is_some(), "{} has no help", a.get_id());
         }
+    }
+
+    #[test]
+    fn cluster_advertise_needs_a_cluster_listener_and_a_host_port() {
+        let c = Config::parse_from([
+            "sluice-broker",
+            "--cluster-listen",
+            "0.0.0.0:9093",
+            "--cluster-advertise",
+            "q-0.q-brokers.ns.svc.cluster.local:9093",
+        ]);
+        assert!(c.validate().is_ok());
+        let c = Config::parse_from(["sluice-broker", "--cluster-advertise", "a:9093"]);
+        let e = c
+            .validate()
+            .expect_err("needs --cluster-listen")
+            .to_string();
+        assert!(e.contains("--cluster-advertise"), "{e}");
+        let c = Config::parse_from([
+            "sluice-broker",
+            "--cluster-listen",
+            "0.0.0.0:9093",
+            "--cluster-advertise",
+            "no-port",
+        ]);
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -444,9 +444,16 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
 }
 
 /// The broker's command-line arguments (the broker flag contract). `$(VAR)` is expanded by the
-/// kubelet from the container's env.
-pub fn broker_args() -> Vec<String> {
-    [
+/// kubelet from the container's env. Peers reach a broker's cluster listener by its stable DNS
+/// name (`$(POD_NAME).<headless>…`), never its pod IP: the metadata quorum stores the address,
+/// and recreated pods get new IPs.
+pub fn broker_args(names: &Names, cluster_domain: &str) -> Vec<String> {
+    let cluster_advertise = format!(
+        "$(POD_NAME).{}.{}.svc.{cluster_domain}:{CLUSTER_PORT}",
+        names.headless_service(),
+        names.namespace
+    );
+    let mut args: Vec<String> = [
         "--data-dir",
         DATA_DIR,
         "--listen",
@@ -462,7 +469,9 @@ pub fn broker_args() -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    args.extend(["--cluster-advertise".to_string(), cluster_advertise]);
+    args
 }
 
 /// The volume claim template for a new StatefulSet. An existing StatefulSet keeps its template
@@ -513,9 +522,10 @@ pub fn build_statefulset(
     let container = Container {
         name: BROKER_CONTAINER.to_string(),
         image: Some(image(mq, cfg)),
-        args: Some(broker_args()),
+        args: Some(broker_args(&names, &cfg.cluster_domain)),
         env: Some(vec![
             field_env("POD_IP", "status.podIP"),
+            field_env("POD_NAME", "metadata.name"),
             field_env(
                 "POD_INDEX",
                 &format!("metadata.labels['{POD_INDEX_LABEL}']"),
@@ -863,7 +873,8 @@ selector: {matchLabels: {app.kubernetes.io/instance: orders, app.kubernetes.io/n
         );
         let expected_args: Vec<String> = serde_yaml::from_str(
             r#"[--data-dir, /var/lib/sluice, --listen, "0.0.0.0:9092", --http-listen, "0.0.0.0:8080",
-                --cluster-listen, "0.0.0.0:9093", --advertise, "$(POD_IP):9092", --node-id, "$(POD_INDEX)"]"#,
+                --cluster-listen, "0.0.0.0:9093", --advertise, "$(POD_IP):9092", --node-id, "$(POD_INDEX)",
+                --cluster-advertise, "$(POD_NAME).orders-brokers.shop.svc.cluster.local:9093"]"#,
         )
         .expect("yaml");
         assert_eq!(c.args.as_ref(), Some(&expected_args));
@@ -871,6 +882,7 @@ selector: {matchLabels: {app.kubernetes.io/instance: orders, app.kubernetes.io/n
         let expected_env: serde_json::Value = serde_yaml::from_str(
             r#"
 - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+- {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
 - {name: POD_INDEX, valueFrom: {fieldRef: {fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']"}}}
 "#,
         )

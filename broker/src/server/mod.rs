@@ -355,6 +355,9 @@ async fn start_cluster(
     // A listener on a specific address is reached there (empty: the cluster fills in the
     // bound address, which also covers port 0); one on every interface at the advertised host.
     let cluster_addr = match listen {
+        Some(_) if config.cluster_advertise.is_some() => {
+            config.cluster_advertise.clone().unwrap_or_default()
+        }
         Some(a) if a.ip().is_unspecified() && a.port() != 0 => {
             if advertised_host.contains(':') {
                 format!("[{advertised_host}]:{}", a.port())

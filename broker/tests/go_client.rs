@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -19,50 +19,10 @@ use common::*;
 
 const RUN: Duration = Duration::from_secs(120);
 
-/// 64-bit FNV-1a: a stable content hash for the cache key (not security relevant).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.iter().chain(std::iter::once(&0xff)) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
-fn cache_root() -> PathBuf {
-    if let Ok(d) = std::env::var("SLUICE_CACHE") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    Path::new(&home).join(".cache/sluice")
-}
-
 /// The module directory of `scripts/go-clients.sh` (env `SLUICE_GO_CLIENTS_DIR`, else the
 /// script's last stdout line): its go.mod/go.sum pin franz-go.
 fn module_dir() -> Result<PathBuf, String> {
-    if let Ok(d) = std::env::var("SLUICE_GO_CLIENTS_DIR") {
-        return Ok(PathBuf::from(d));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/go-clients.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} failed with {}", script.display(), out.status));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or("").trim().to_string();
-    if last.is_empty() || !Path::new(&last).join("go.mod").is_file() {
-        return Err(format!(
-            "{} printed no module directory (got {last:?})",
-            script.display()
-        ));
-    }
-    Ok(PathBuf::from(last))
+    client_setup_dir("go-clients.sh", "SLUICE_GO_CLIENTS_DIR", "go.mod")
 }
 
 /// The built driver binary, building it when its cache is cold.

@@ -22,50 +22,10 @@ const RUN: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------------------------
 // The Java driver
 
-/// 64-bit FNV-1a: a stable content hash for the cache key (not security relevant).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.iter().chain(std::iter::once(&0xff)) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
-fn cache_root() -> PathBuf {
-    if let Ok(d) = std::env::var("SLUICE_CACHE") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    Path::new(&home).join(".cache/sluice")
-}
-
 /// The jar directory of `scripts/java-clients.sh` (env `SLUICE_JAVA_CLIENTS_DIR`, else the
 /// script's last stdout line).
 fn jars_dir() -> Result<PathBuf, String> {
-    if let Ok(d) = std::env::var("SLUICE_JAVA_CLIENTS_DIR") {
-        return Ok(PathBuf::from(d));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/java-clients.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} failed with {}", script.display(), out.status));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or("").trim().to_string();
-    if last.is_empty() || !Path::new(&last).join("jars").is_dir() {
-        return Err(format!(
-            "{} printed no jar directory (got {last:?})",
-            script.display()
-        ));
-    }
-    Ok(PathBuf::from(last))
+    client_setup_dir("java-clients.sh", "SLUICE_JAVA_CLIENTS_DIR", "jars")
 }
 
 /// The classpath (compiled driver + client jars), compiling the driver when its cache is cold.

@@ -1100,3 +1100,55 @@ pub fn raw_list_offset(c: &mut RawClient, topic: &str, partition: i32, ts: i64) 
         .expect("list offsets response has a partition");
     (p.error_code, p.offset)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Client drivers built at test time (Java, Go)
+
+/// 64-bit FNV-1a: a stable content hash for cache keys (not security relevant).
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.iter().chain(std::iter::once(&0xff)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// `$SLUICE_CACHE`, else `~/.cache/sluice`.
+pub fn cache_root() -> PathBuf {
+    if let Ok(d) = std::env::var("SLUICE_CACHE") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    Path::new(&home).join(".cache/sluice")
+}
+
+/// The directory a client setup script installs into: `$<env_override>` when set, else the
+/// last stdout line of `scripts/<script>` (which it runs), checked to contain `expect`.
+pub fn client_setup_dir(script: &str, env_override: &str, expect: &str) -> Result<PathBuf, String> {
+    if let Ok(d) = std::env::var(env_override) {
+        return Ok(PathBuf::from(d));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(script);
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} failed with {}", script.display(), out.status));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or("").trim().to_string();
+    if last.is_empty() || !Path::new(&last).join(expect).exists() {
+        return Err(format!(
+            "{} printed no directory holding {expect} (got {last:?})",
+            script.display()
+        ));
+    }
+    Ok(PathBuf::from(last))
+}

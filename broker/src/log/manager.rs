@@ -348,6 +348,15 @@ pub struct DesiredTopic {
     pub local: std::collections::BTreeSet<i32>,
 }
 
+/// What one [`LogManager::reconcile_with`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Whether any partition, topic or config changed here.
+    pub changed: bool,
+    /// Topics this broker knew that the applied view no longer has at all (deleted topics).
+    pub forgotten: Vec<String>,
+}
+
 /// Owns every topic and partition of the broker.
 #[derive(Debug)]
 pub struct LogManager {
@@ -584,8 +593,28 @@ impl LogManager {
     /// deleted, so a crash in between leaves only orphan directories, which [`LogManager::open`]
     /// removes. Blocking. Returns whether anything changed.
     pub fn reconcile(&self, desired: &[DesiredTopic]) -> Result<bool, LogError> {
+        self.reconcile_with(|| desired.to_vec())
+            .map(|done| done.changed)
+    }
+
+    /// [`LogManager::reconcile`] with the view computed by `view` while this manager's admin
+    /// lock is held. Callers pass a closure that reads the *latest* cluster state: two
+    /// reconciles that each read their view first and then queued for the lock could apply in
+    /// the wrong order, and the older view would delete a partition the newer one just created
+    /// (with whatever was acknowledged into it in between).
+    pub fn reconcile_with(
+        &self,
+        view: impl FnOnce() -> Vec<DesiredTopic>,
+    ) -> Result<Reconciled, LogError> {
         let _admin = self.lock_admin();
+        let desired = view();
+        let desired = desired.as_slice();
         let current = self.read_topics().clone();
+        let forgotten: Vec<String> = current
+            .keys()
+            .filter(|name| !desired.iter().any(|d| &d.meta.name == *name))
+            .cloned()
+            .collect();
         let want: BTreeMap<&str, &DesiredTopic> =
             desired.iter().map(|d| (d.meta.name.as_str(), d)).collect();
 
@@ -644,7 +673,10 @@ impl LogManager {
                 .zip(kept.iter())
                 .any(|((a, ea), (b, eb))| a != b || ea.meta != eb.meta);
         if retired.is_empty() && missing.is_empty() && !metas_changed {
-            return Ok(false);
+            return Ok(Reconciled {
+                changed: false,
+                forgotten,
+            });
         }
 
         let mut next = kept;
@@ -671,7 +703,10 @@ impl LogManager {
             self.persist(&next)?;
             *self.write_topics() = next;
         }
-        Ok(true)
+        Ok(Reconciled {
+            changed: true,
+            forgotten,
+        })
     }
 
     /// Forgets one partition's log: keeps its fsync counters for the metrics, deletes its files.
@@ -1167,6 +1202,68 @@ mod tests {
         assert!(validate_topic_config("sluice.fsync", "interval").is_ok());
         assert!(validate_topic_config("segment.bytes", "13").is_err());
         assert!(validate_topic_config("segment.bytes", "1048576").is_ok());
+    }
+
+    fn desired(name: &str, id: u128, local: &[i32]) -> DesiredTopic {
+        DesiredTopic {
+            meta: TopicMeta {
+                name: name.to_string(),
+                id: uuid::Uuid::from_u128(id),
+                partitions: 2,
+                configs: BTreeMap::new(),
+            },
+            local: local.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn reconcile_creates_keeps_and_drops_what_the_view_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = LogManager::open(tmp.path(), LogDefaults::default()).unwrap();
+        let view = [desired("a", 1, &[0, 1]), desired("b", 2, &[1])];
+        assert!(m.reconcile(&view).unwrap());
+        assert!(
+            !m.reconcile(&view).unwrap(),
+            "the same view changes nothing"
+        );
+        assert!(m.partition("b", 1).is_some() && m.partition("b", 0).is_none());
+        // "a" deleted, "b" partition 1 moved away: both are dropped and named.
+        let done = m.reconcile_with(|| vec![desired("b", 2, &[])]).unwrap();
+        assert!(done.changed);
+        assert_eq!(done.forgotten, vec!["a".to_string()]);
+        assert!(m.partition("b", 1).is_none());
+        assert!(!tmp.path().join(TOPICS_DIR).join("a-0").exists());
+    }
+
+    /// The view is read under the lock: a reconcile that queued behind another sees the other's
+    /// result, so an older view can never be applied after a newer one.
+    #[test]
+    fn a_queued_reconcile_reads_its_view_after_the_running_one_applied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = Arc::new(LogManager::open(tmp.path(), LogDefaults::default()).unwrap());
+        let seen_by_second = std::thread::scope(|s| {
+            let mut second = None;
+            m.reconcile_with(|| {
+                // Queue a second reconcile while the first holds the lock, before it applies.
+                let m2 = Arc::clone(&m);
+                second = Some(s.spawn(move || {
+                    let mut seen = false;
+                    m2.reconcile_with(|| {
+                        seen = m2.partition("a", 0).is_some();
+                        vec![desired("a", 1, &[0])]
+                    })
+                    .unwrap();
+                    seen
+                }));
+                vec![desired("a", 1, &[0])]
+            })
+            .unwrap();
+            second.take().unwrap().join().unwrap()
+        });
+        assert!(
+            seen_by_second,
+            "the queued view was read before the first applied"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod segment;
 pub use manager::{
     altered_configs, check_partition_count, partition_dir, validate_topic_config,
     validate_topic_configs, validate_topic_name, AlterOp, ConfigEntry, ConfigSource, DesiredTopic,
-    LogDefaults, LogManager, TopicMeta, MAX_PARTITIONS, TOPIC_CONFIG_KEYS,
+    LogDefaults, LogManager, Reconciled, TopicMeta, MAX_PARTITIONS, TOPIC_CONFIG_KEYS,
 };
 pub use partition::PartitionLog;
 

@@ -42,30 +42,32 @@ pub fn desired_topics(state: &ClusterState, node: i32) -> Vec<DesiredTopic> {
 }
 
 /// Applies the current cluster state to the local logs (blocking work off the async workers).
-/// Topics that disappeared are also forgotten by the group coordinator's offsets.
+/// The state is read inside the log manager's lock (see [`LogManager::reconcile_with`]), so
+/// concurrent calls (the watcher below and a handler that just committed a change) apply in
+/// the order of the states they read. Topics that disappeared are also forgotten by the group
+/// coordinator's offsets.
 pub async fn sync_now(
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     logs: &Arc<LogManager>,
     groups: &Arc<GroupCoordinator>,
     node: i32,
 ) {
-    let state = cluster.state();
-    let desired = desired_topics(&state, node);
-    let before: BTreeSet<String> = logs.topics().into_iter().map(|t| t.name).collect();
+    let cluster = Arc::clone(cluster);
     let logs2 = Arc::clone(logs);
-    let result = tokio::task::spawn_blocking(move || logs2.reconcile(&desired)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        logs2.reconcile_with(|| desired_topics(&cluster.state(), node))
+    })
+    .await;
     match result {
-        Ok(Ok(_)) => {}
+        Ok(Ok(done)) => {
+            for gone in &done.forgotten {
+                groups.forget_topic(gone);
+            }
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "could not bring the local logs in line with the cluster metadata");
         }
         Err(e) => tracing::error!(error = %e, "local log reconcile task failed"),
-    }
-    for gone in before
-        .iter()
-        .filter(|name| !state.topics.contains_key(name.as_str()))
-    {
-        groups.forget_topic(gone);
     }
 }
 

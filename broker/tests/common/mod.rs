@@ -179,6 +179,31 @@ pub fn broker_args(data_dir: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Opt-in diagnostics for a failing test: `SLUICE_TEST_LOG=<filter>` (e.g. `debug` or
+/// `sluice_broker=trace`) prints the in-process broker's tracing, and librdkafka's own log
+/// lines (`SLUICE_TEST_RDKAFKA_DEBUG=<contexts>`, e.g. `all` or `fetch,protocol`) with it.
+/// Off by default: the captured output of a passing run stays short.
+pub fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("SLUICE_TEST_LOG") {
+            // `try_init` also routes the `log` crate (which rust-rdkafka logs through).
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// Adds librdkafka's `debug` setting when `SLUICE_TEST_RDKAFKA_DEBUG` asks for it.
+fn rd_debug(cfg: &mut ClientConfig) {
+    if let Ok(contexts) = std::env::var("SLUICE_TEST_RDKAFKA_DEBUG") {
+        init_test_logging();
+        cfg.set("debug", contexts);
+    }
+}
+
 /// A broker running in this process, on its own tokio runtime so test code can block freely.
 pub struct TestBroker {
     rt: tokio::runtime::Runtime,
@@ -200,6 +225,7 @@ impl TestBroker {
 
     /// Starts a broker on `data_dir` (kept by the caller).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestBroker {
+        init_test_logging();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -509,6 +535,7 @@ pub fn rd_producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
         .set("message.timeout.ms", "30000")
         .set("linger.ms", "5")
         .set("broker.address.family", "v4");
+    rd_debug(&mut cfg);
     for (k, v) in extra {
         cfg.set(*k, *v);
     }
@@ -603,6 +630,7 @@ pub fn rd_consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
         .set("check.crcs", "true")
         .set("broker.address.family", "v4")
         .set("fetch.wait.max.ms", "100");
+    rd_debug(&mut cfg);
     for (k, v) in extra {
         cfg.set(*k, *v);
     }

@@ -43,7 +43,18 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::UnregisterBroker,
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
+    ApiKey::DescribeLogDirs,
+    ApiKey::DescribeProducers,
+    ApiKey::ElectLeaders,
+    ApiKey::DescribeQuorum,
+    ApiKey::DescribeAcls,
+    ApiKey::CreateAcls,
+    ApiKey::DeleteAcls,
 ];
+
+/// Advertised and answered SECURITY_DISABLED: no authorizer is configured (see
+/// `handlers::unserved`).
+pub const ACL_APIS: &[ApiKey] = &[ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls];
 
 /// The smallest Produce version actually served (Kafka 4.x floor).
 pub const PRODUCE_MIN_SERVED: i16 = 3;
@@ -87,6 +98,13 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::UnregisterBroker => range!(UnregisterBrokerRequest),
         ApiKey::AlterPartitionReassignments => range!(AlterPartitionReassignmentsRequest),
         ApiKey::ListPartitionReassignments => range!(ListPartitionReassignmentsRequest),
+        ApiKey::DescribeLogDirs => range!(DescribeLogDirsRequest),
+        ApiKey::DescribeProducers => range!(DescribeProducersRequest),
+        ApiKey::ElectLeaders => range!(ElectLeadersRequest),
+        ApiKey::DescribeQuorum => range!(DescribeQuorumRequest),
+        ApiKey::DescribeAcls => range!(DescribeAclsRequest),
+        ApiKey::CreateAcls => range!(CreateAclsRequest),
+        ApiKey::DeleteAcls => range!(DeleteAclsRequest),
         _ => None,
     }
 }

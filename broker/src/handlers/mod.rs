@@ -9,6 +9,7 @@ pub mod codes;
 pub mod coordination;
 pub mod fetch;
 pub mod metadata;
+pub mod ops;
 pub mod produce;
 pub mod reassign;
 pub mod unserved;
@@ -139,7 +140,9 @@ pub async fn dispatch(
         codec::decode_header(peer, key, raw, &mut body)?;
         return produce::reject_old_version(peer, raw, body).map(|b| Reply::Now(Some(b)));
     }
-    if api_versions::advertised(key).is_none() {
+    // ACL requests are advertised (as Kafka without an authorizer does, so tools report
+    // "security is disabled" instead of "not supported") and answered SECURITY_DISABLED.
+    if api_versions::advertised(key).is_none() || api_versions::ACL_APIS.contains(&key) {
         if let Some(reply) = unsupported_api(peer, key, raw, &mut body)? {
             return Ok(Reply::Now(Some(reply)));
         }
@@ -204,6 +207,19 @@ pub async fn dispatch(
         }
         ApiKey::ListPartitionReassignments => {
             now!(reassign::list(ctx, req!(ListPartitionReassignmentsRequest)))
+        }
+        ApiKey::DescribeLogDirs => now!(ops::describe_log_dirs(ctx, req!(DescribeLogDirsRequest))),
+        ApiKey::DescribeProducers => {
+            now!(ops::describe_producers(ctx, req!(DescribeProducersRequest)))
+        }
+        ApiKey::ElectLeaders => now!(ops::elect_leaders(ctx, req!(ElectLeadersRequest))),
+        ApiKey::DescribeQuorum => {
+            let req = req!(DescribeQuorumRequest);
+            let client_id = header.client_id.as_ref().map(|c| c.to_string());
+            later(
+                raw,
+                ops::describe_quorum(Arc::clone(ctx), v, client_id, req),
+            )
         }
         ApiKey::UnregisterBroker => {
             now!(admin::unregister_broker(ctx, req!(UnregisterBrokerRequest)).await)
@@ -361,7 +377,18 @@ fn unsupported_api(
             unsupported
         ),
         ApiKey::DescribeAcls => {
-            refuse!(DescribeAclsRequest, DescribeAclsResponse, SECURITY_DISABLED)
+            let range = <DescribeAclsRequest as kafka_protocol::protocol::Message>::VERSIONS;
+            if raw.api_version < range.min || raw.api_version > range.max {
+                return Ok(None);
+            }
+            codec::decode_header(peer, key, raw, body)?;
+            let _req: DescribeAclsRequest = codec::decode_body(peer, raw, body)?;
+            let resp = DescribeAclsResponse::default()
+                .with_error_code(SECURITY_DISABLED)
+                .with_error_message(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                    "No Authorizer is configured.",
+                )));
+            Some(respond(raw, &resp)?)
         }
         ApiKey::AddOffsetsToTxn => {
             refuse!(AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, unsupported)
@@ -419,9 +446,6 @@ fn unsupported_api(
             )
         }
         ApiKey::PushTelemetry => refuse!(PushTelemetryRequest, PushTelemetryResponse, unsupported),
-        ApiKey::DescribeQuorum => {
-            refuse!(DescribeQuorumRequest, DescribeQuorumResponse, unsupported)
-        }
         ApiKey::UpdateFeatures => {
             refuse!(UpdateFeaturesRequest, UpdateFeaturesResponse, unsupported)
         }
@@ -557,7 +581,6 @@ mod tests {
         answered::<ShareGroupHeartbeatRequest>(ApiKey::ShareGroupHeartbeat);
         answered::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);
         answered::<PushTelemetryRequest>(ApiKey::PushTelemetry);
-        answered::<DescribeQuorumRequest>(ApiKey::DescribeQuorum);
         answered::<UpdateFeaturesRequest>(ApiKey::UpdateFeatures);
         answered::<CreateDelegationTokenRequest>(ApiKey::CreateDelegationToken);
         answered::<RenewDelegationTokenRequest>(ApiKey::RenewDelegationToken);

@@ -6,12 +6,11 @@
 //! The codes follow what Kafka answers when the feature is off: ACL requests get
 //! SECURITY_DISABLED (no authorizer is configured); transactional requests get
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id here;
-//! everything else (ElectLeaders, log dirs, quotas, SCRAM credentials,
-//! DescribeProducers, the KIP-848 / share group describes, share group offsets,
-//! DescribeTopicPartitions)
-//! UNSUPPORTED_VERSION. APIs that only controllers or other brokers send (Raft
-//! votes, broker registration, Envelope, WriteTxnMarkers, share-group state, ...) still close
-//! the connection, as Kafka does for an API not exposed on a listener.
+//! everything else (AlterReplicaLogDirs, quotas, SCRAM credentials, the KIP-848 / share group
+//! describes, share group offsets, DescribeTopicPartitions) UNSUPPORTED_VERSION. The ACL
+//! requests are also advertised (see `api_versions::ACL_APIS`). APIs that only controllers or
+//! other brokers send (Raft votes, broker registration, Envelope, WriteTxnMarkers, share-group
+//! state, ...) still close the connection, as Kafka does for an API not exposed on a listener.
 
 use std::net::SocketAddr;
 
@@ -153,36 +152,6 @@ pub fn answer(
                 .collect();
             respond(raw, &TxnOffsetCommitResponse::default().with_topics(topics))?
         }
-        ApiKey::ElectLeaders => {
-            use kafka_protocol::messages::elect_leaders_response::{
-                PartitionResult, ReplicaElectionResult,
-            };
-            let req = decode!(ElectLeadersRequest);
-            let results = req
-                .topic_partitions
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| {
-                    ReplicaElectionResult::default()
-                        .with_topic(t.topic)
-                        .with_partition_result(
-                            t.partitions
-                                .into_iter()
-                                .map(|p| {
-                                    PartitionResult::default()
-                                        .with_partition_id(p)
-                                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            let mut resp = ElectLeadersResponse::default().with_replica_election_results(results);
-            if v >= 1 {
-                resp.error_code = codes::UNSUPPORTED_VERSION;
-            }
-            respond(raw, &resp)?
-        }
         ApiKey::AlterReplicaLogDirs => {
             use kafka_protocol::messages::alter_replica_log_dirs_response::{
                 AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
@@ -211,15 +180,6 @@ pub fn answer(
                 raw,
                 &AlterReplicaLogDirsResponse::default().with_results(results),
             )?
-        }
-        ApiKey::DescribeLogDirs => {
-            decode!(DescribeLogDirsRequest);
-            // v1-2 have no error field: an empty description.
-            let mut resp = DescribeLogDirsResponse::default();
-            if v >= 3 {
-                resp.error_code = codes::UNSUPPORTED_VERSION;
-            }
-            respond(raw, &resp)?
         }
         ApiKey::AlterClientQuotas => {
             use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
@@ -264,32 +224,6 @@ pub fn answer(
             respond(
                 raw,
                 &AlterUserScramCredentialsResponse::default().with_results(results),
-            )?
-        }
-        ApiKey::DescribeProducers => {
-            use kafka_protocol::messages::describe_producers_response::{
-                PartitionResponse, TopicResponse,
-            };
-            let req = decode!(DescribeProducersRequest);
-            let topics = req
-                .topics
-                .into_iter()
-                .map(|t| {
-                    TopicResponse::default().with_name(t.name).with_partitions(
-                        t.partition_indexes
-                            .into_iter()
-                            .map(|p| {
-                                PartitionResponse::default()
-                                    .with_partition_index(p)
-                                    .with_error_code(codes::UNSUPPORTED_VERSION)
-                            })
-                            .collect(),
-                    )
-                })
-                .collect();
-            respond(
-                raw,
-                &DescribeProducersResponse::default().with_topics(topics),
             )?
         }
         ApiKey::DescribeTransactions => {
@@ -455,23 +389,6 @@ mod tests {
             ApiKey::TxnOffsetCommit,
             &TxnOffsetCommitRequest::default(),
         );
-        let el = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
-            elect_leaders_request::TopicPartitions::default()
-                .with_topic(tn("t"))
-                .with_partitions(vec![0, 1]),
-        ]));
-        for (i, r) in
-            answered_at_every_version::<_, ElectLeadersResponse>(ApiKey::ElectLeaders, &el)
-                .into_iter()
-                .enumerate()
-        {
-            let got: Vec<i16> = r.replica_election_results[0]
-                .partition_result
-                .iter()
-                .map(|p| p.error_code)
-                .collect();
-            assert_eq!(got, vec![35, 35], "v{i}");
-        }
         let ar = AlterReplicaLogDirsRequest::default().with_dirs(vec![
             alter_replica_log_dirs_request::AlterReplicaLogDir::default().with_topics(vec![
                 alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
@@ -485,10 +402,6 @@ mod tests {
         ) {
             assert_eq!(r.results[0].partitions[0].error_code, 35);
         }
-        answered_at_every_version::<_, DescribeLogDirsResponse>(
-            ApiKey::DescribeLogDirs,
-            &DescribeLogDirsRequest::default(),
-        );
         let aq = AlterClientQuotasRequest::default()
             .with_entries(vec![alter_client_quotas_request::EntryData::default()]);
         for r in answered_at_every_version::<_, AlterClientQuotasResponse>(
@@ -509,17 +422,6 @@ mod tests {
                 (r.results[0].user.as_str(), r.results[0].error_code),
                 ("alice", 35)
             );
-        }
-        let dp = DescribeProducersRequest::default().with_topics(vec![
-            describe_producers_request::TopicRequest::default()
-                .with_name(tn("t"))
-                .with_partition_indexes(vec![0]),
-        ]);
-        for r in answered_at_every_version::<_, DescribeProducersResponse>(
-            ApiKey::DescribeProducers,
-            &dp,
-        ) {
-            assert_eq!(r.topics[0].partitions[0].error_code, 35);
         }
         let dt = DescribeTransactionsRequest::default()
             .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]);

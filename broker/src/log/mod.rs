@@ -21,7 +21,7 @@ pub use manager::{
     validate_topic_configs, validate_topic_name, AlterOp, ConfigEntry, ConfigSource, DesiredTopic,
     LogDefaults, LogManager, Reconciled, TopicMeta, MAX_PARTITIONS, TOPIC_CONFIG_KEYS,
 };
-pub use partition::PartitionLog;
+pub use partition::{PartitionLog, ProducerSummary};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -94,6 +94,17 @@ pub struct PartitionLog {
     shared: Arc<Shared>,
 }
 
+/// One idempotent producer as a partition remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The sequence number of the last record written, or -1.
+    pub last_sequence: i32,
+    /// When it last wrote (ms since the epoch).
+    pub last_timestamp: i64,
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the log half-updated in a way later calls
     // would misread (file state is re-derived from sizes), so keep going.
@@ -1051,6 +1062,21 @@ impl PartitionLog {
             .iter()
             .map(|s| s.size + s.index_bytes())
             .sum()
+    }
+
+    /// The idempotent producers this partition remembers, by producer id (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerSummary> {
+        lock(&self.shared.inner)
+            .producers
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerSummary {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_ms,
+            })
+            .collect()
     }
 
     /// Number of segments (metrics, tests).

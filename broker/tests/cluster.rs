@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +17,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::*;
+use kafka_protocol::messages::{
+    describe_quorum_request, elect_leaders_request, DescribeQuorumRequest, ElectLeadersRequest,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -359,6 +364,54 @@ fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_
         },
     );
     tracing_free_note(old_leader, new_leader);
+
+    // kafka-leader-election: the stopped broker held the only copy, so there is nobody to elect.
+    let lost = owner_of
+        .iter()
+        .position(|o| *o == old_leader)
+        .expect("the stopped broker owned a partition") as i32;
+    let mut raw = RawClient::connect(nodes[survivors[0]].kafka.expect("started once"));
+    let el = raw.send(
+        &ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            elect_leaders_request::TopicPartitions::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![lost]),
+        ])),
+        2,
+    );
+    let r = &el.replica_election_results[0].partition_result[0];
+    assert_eq!(
+        r.error_code, 83,
+        "ELIGIBLE_LEADERS_NOT_AVAILABLE: {:?}",
+        r.error_message
+    );
+    // kafka-metadata-quorum asked of the follower: passed on to the new leader, which knows
+    // how far both survivors' logs reach (a follower alone would report -1 for the other).
+    let follower = survivors
+        .iter()
+        .copied()
+        .find(|i| nodes[*i].id != new_leader)
+        .expect("a follower survivor");
+    let mut raw = RawClient::connect(nodes[follower].kafka.expect("started once"));
+    let q = raw.send(
+        &DescribeQuorumRequest::default().with_topics(vec![
+            describe_quorum_request::TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+                .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+        ]),
+        2,
+    );
+    let qp = &q.topics[0].partitions[0];
+    assert_eq!(qp.leader_id.0, new_leader);
+    let leo: BTreeMap<i32, i64> = qp
+        .current_voters
+        .iter()
+        .map(|v| (v.replica_id.0, v.log_end_offset))
+        .collect();
+    assert_eq!(leo.len(), 3, "{leo:?}");
+    for i in &survivors {
+        assert!(leo[&nodes[*i].id] > 0, "{leo:?}");
+    }
 
     // The survivors' partitions take writes and serve reads, bootstrapped from a survivor.
     let bootstrap = nodes[survivors[0]].bootstrap();

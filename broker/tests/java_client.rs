@@ -1043,3 +1043,68 @@ fn java_admin_moves_a_partition_between_two_brokers_with_partition_reassignments
     let got = rd_consume_from_start(&bs, &topic, &[0], 20, Duration::from_secs(30));
     assert_records_exact(&got, 0..20);
 }
+
+/// The Java Admin calls behind Kafka's inspection tools: describeLogDirs (kafka-log-dirs),
+/// describeProducers (kafka-transactions describe-producers), describeMetadataQuorum
+/// (kafka-metadata-quorum) and electLeaders (kafka-leader-election).
+#[test]
+fn java_admin_inspects_log_dirs_producers_the_quorum_and_elections() {
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("java-inspect");
+    java(&[
+        "produce",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--from",
+        "0",
+        "--to",
+        "25",
+        "--partition",
+        "0",
+    ]);
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin", "--bootstrap", bs.as_str()];
+        a.extend_from_slice(args);
+        java(&a)
+    };
+
+    let out = admin(&["describe-log-dirs", "--broker", "0"]);
+    let dirs = tagged(&out, "log-dir");
+    assert_eq!(dirs.len(), 1, "{}", out.stdout);
+    let want = format!("{} total ", broker.data_dir().display());
+    assert!(dirs[0].starts_with(&want), "{}", dirs[0]);
+    let replica = tagged(&out, "log-dir-replica")
+        .into_iter()
+        .find(|l| l.starts_with(&format!("{topic} 0 size ")))
+        .unwrap_or_else(|| panic!("{topic}-0 not described: {}", out.stdout));
+    let size: u64 = replica
+        .rsplit(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {replica:?}"));
+    assert!(size > 25, "{replica}");
+
+    let out = admin(&["describe-producers", "--topic", &topic, "--partition", "0"]);
+    let producers = tagged(&out, "producer");
+    assert_eq!(producers.len(), 1, "{}", out.stdout);
+    assert!(producers[0].ends_with(" last-seq 24"), "{}", producers[0]);
+
+    let out = admin(&["describe-quorum"]);
+    assert_eq!(tagged(&out, "quorum-voter").len(), 1, "{}", out.stdout);
+    assert!(
+        tagged(&out, "quorum")[0].starts_with("leader 0 epoch "),
+        "{}",
+        out.stdout
+    );
+
+    let out = admin(&["elect-leaders", "--topic", &topic, "--partition", "0"]);
+    assert_eq!(
+        tagged(&out, "election"),
+        vec![format!("{topic}-0 ElectionNotNeededException")],
+        "{}",
+        out.stdout
+    );
+}

@@ -1256,16 +1256,6 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
     let p = &r.topics[0].partitions[0];
     assert_eq!((p.partition_index, p.error_code), (1, 53));
 
-    let el = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
-        elect_leaders_request::TopicPartitions::default()
-            .with_topic(tn("items"))
-            .with_partitions(vec![0]),
-    ]));
-    let r: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, 2, &el).await;
-    assert_eq!(
-        r.replica_election_results[0].partition_result[0].error_code,
-        35
-    );
     let r: CreateDelegationTokenResponse = c
         .call(
             ApiKey::CreateDelegationToken,
@@ -1275,18 +1265,19 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
         .await;
     assert_eq!(r.error_code, 64, "DELEGATION_TOKEN_REQUEST_NOT_ALLOWED");
 
-    // None of them is advertised, and the connection still serves requests.
+    // None of them is advertised but the ACL requests (Kafka without an authorizer advertises
+    // them too), and the connection still serves requests.
     let v: ApiVersionsResponse = c
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
     assert_eq!(v.error_code, 0);
-    for key in [
-        ApiKey::CreateAcls,
-        ApiKey::DeleteAcls,
-        ApiKey::DescribeAcls,
-        ApiKey::AddPartitionsToTxn,
-        ApiKey::TxnOffsetCommit,
-    ] {
+    for key in [ApiKey::CreateAcls, ApiKey::DeleteAcls, ApiKey::DescribeAcls] {
+        assert!(
+            v.api_keys.iter().any(|a| a.api_key == key as i16),
+            "{key:?} not advertised"
+        );
+    }
+    for key in [ApiKey::AddPartitionsToTxn, ApiKey::TxnOffsetCommit] {
         assert!(
             v.api_keys.iter().all(|a| a.api_key != key as i16),
             "{key:?} advertised"
@@ -1303,5 +1294,169 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
         .topics
         .iter()
         .any(|t| t.name.as_ref().map(|n| n.as_str()) == Some("items")));
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// The APIs Kafka's tools use to look at a cluster: DescribeLogDirs (sizes of what this broker
+/// stores), DescribeProducers (idempotent producer state), ElectLeaders (one copy per partition:
+/// never needed while the owner serves) and DescribeQuorum (the metadata quorum of one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operational_apis_describe_log_dirs_producers_elections_and_the_quorum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    create_topic(&mut c, "ops", 2).await;
+    let init: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transaction_timeout_ms(-1)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!(init.error_code, 0);
+    // An idempotent batch of three records (sequences 0..=2) to partition 1.
+    let mut records = BytesMut::from(&batch(&["a", "b", "c"])[..]);
+    records[43..51].copy_from_slice(&init.producer_id.0.to_be_bytes()); // producerId
+    records[51..53].copy_from_slice(&init.producer_epoch.to_be_bytes()); // producerEpoch
+    records[53..57].copy_from_slice(&0i32.to_be_bytes()); // baseSequence
+    let crc = crc32c::crc32c(&records[21..]);
+    records[17..21].copy_from_slice(&crc.to_be_bytes());
+    let p: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("ops", 1, -1, records.freeze()),
+        )
+        .await;
+    assert_eq!(p.responses[0].partition_responses[0].error_code, 0);
+
+    // DescribeLogDirs: the data directory, both partitions, partition 1 larger, the volume size.
+    let d: DescribeLogDirsResponse = c
+        .call(
+            ApiKey::DescribeLogDirs,
+            4,
+            &DescribeLogDirsRequest::default().with_topics(None),
+        )
+        .await;
+    assert_eq!(d.error_code, 0);
+    assert_eq!(d.results.len(), 1);
+    let r = &d.results[0];
+    assert_eq!(r.log_dir.as_str(), dir.path().display().to_string());
+    assert!(r.total_bytes > 0 && r.usable_bytes > 0 && r.usable_bytes <= r.total_bytes);
+    let t = r
+        .topics
+        .iter()
+        .find(|t| t.name.0.as_str() == "ops")
+        .expect("ops described");
+    let sizes: Vec<(i32, i64)> = t
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.partition_size))
+        .collect();
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    assert!(sizes[1].1 > sizes[0].1, "{sizes:?}");
+    // Asking for one partition describes only that one.
+    let one: DescribeLogDirsResponse = c
+        .call(
+            ApiKey::DescribeLogDirs,
+            4,
+            &DescribeLogDirsRequest::default().with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(tn("ops"))
+                    .with_partitions(vec![1]),
+            ])),
+        )
+        .await;
+    let parts: Vec<i32> = one.results[0]
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
+        .collect();
+    assert_eq!(parts, vec![1]);
+
+    // DescribeProducers: the producer, its epoch and last sequence 2; unknown partition named.
+    let dp: DescribeProducersResponse = c
+        .call(
+            ApiKey::DescribeProducers,
+            0,
+            &DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(tn("ops"))
+                    .with_partition_indexes(vec![1, 0, 7]),
+            ]),
+        )
+        .await;
+    let ps = &dp.topics[0].partitions;
+    assert_eq!(ps[0].error_code, 0);
+    let active = &ps[0].active_producers;
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].producer_id, init.producer_id);
+    assert_eq!(active[0].producer_epoch, i32::from(init.producer_epoch));
+    assert_eq!(active[0].last_sequence, 2);
+    assert!(ps[1].error_code == 0 && ps[1].active_producers.is_empty());
+    assert_eq!(ps[2].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+
+    // ElectLeaders: the owner serves, so no election is needed; nothing for "all".
+    let el: ElectLeadersResponse = c
+        .call(
+            ApiKey::ElectLeaders,
+            2,
+            &ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(tn("ops"))
+                    .with_partitions(vec![0, 5]),
+            ])),
+        )
+        .await;
+    let codes: Vec<i16> = el.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![84, 3],
+        "ELECTION_NOT_NEEDED, UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    let all: ElectLeadersResponse = c
+        .call(
+            ApiKey::ElectLeaders,
+            2,
+            &ElectLeadersRequest::default().with_topic_partitions(None),
+        )
+        .await;
+    assert!(all.replica_election_results.is_empty());
+
+    // DescribeQuorum: a quorum of one, led by this broker, which is its only voter.
+    let q: DescribeQuorumResponse = c
+        .call(
+            ApiKey::DescribeQuorum,
+            2,
+            &DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(tn("__cluster_metadata"))
+                    .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+            ]),
+        )
+        .await;
+    assert_eq!(q.error_code, 0);
+    let qp = &q.topics[0].partitions[0];
+    assert_eq!(qp.leader_id, BrokerId(0));
+    assert!(qp.leader_epoch >= 1 && qp.high_watermark > 0);
+    let voters: Vec<(i32, i64)> = qp
+        .current_voters
+        .iter()
+        .map(|v| (v.replica_id.0, v.log_end_offset))
+        .collect();
+    assert_eq!(voters.len(), 1);
+    assert_eq!(voters[0].0, 0);
+    assert!(
+        voters[0].1 >= qp.high_watermark,
+        "{voters:?} hw {}",
+        qp.high_watermark
+    );
     broker.shutdown().await.expect("shutdown");
 }

@@ -447,13 +447,38 @@ public final class SluiceJavaClient {
                     break;
                 }
                 case "describe-log-dirs": {
-                    Map<Integer, Map<String, LogDirDescription>> m = admin.describeLogDirs(List.of(0)).allDescriptions().get();
-                    out("#log-dirs " + m.get(0).keySet());
+                    int broker = Integer.parseInt(a.get("broker", "0"));
+                    Map<Integer, Map<String, LogDirDescription>> m = admin.describeLogDirs(List.of(broker)).allDescriptions().get();
+                    for (Map.Entry<String, LogDirDescription> d : m.get(broker).entrySet()) {
+                        LogDirDescription desc = d.getValue();
+                        out("#log-dir " + d.getKey() + " total " + desc.totalBytes().orElse(-1L)
+                                + " usable " + desc.usableBytes().orElse(-1L));
+                        desc.replicaInfos().forEach((tp, info) ->
+                                out("#log-dir-replica " + tp.topic() + " " + tp.partition() + " size " + info.size()));
+                    }
                     break;
                 }
                 case "describe-producers": {
                     TopicPartition tp = new TopicPartition(a.get("topic"), Integer.parseInt(a.get("partition", "0")));
-                    out("#producers " + admin.describeProducers(List.of(tp)).all().get().get(tp).activeProducers().size());
+                    for (ProducerState ps : admin.describeProducers(List.of(tp)).all().get().get(tp).activeProducers()) {
+                        out("#producer " + ps.producerId() + " epoch " + ps.producerEpoch() + " last-seq " + ps.lastSequence());
+                    }
+                    out("#producers-done");
+                    break;
+                }
+                case "describe-quorum": {
+                    QuorumInfo q = admin.describeMetadataQuorum().quorumInfo().get();
+                    out("#quorum leader " + q.leaderId() + " epoch " + q.leaderEpoch() + " hw " + q.highWatermark());
+                    for (QuorumInfo.ReplicaState r : q.voters()) {
+                        out("#quorum-voter " + r.replicaId() + " leo " + r.logEndOffset());
+                    }
+                    break;
+                }
+                case "elect-leaders": {
+                    TopicPartition tp = new TopicPartition(a.get("topic"), Integer.parseInt(a.get("partition", "0")));
+                    Map<TopicPartition, Optional<Throwable>> r =
+                            admin.electLeaders(ElectionType.PREFERRED, Set.of(tp)).partitions().get();
+                    out("#election " + tp + " " + r.get(tp).map(e -> e.getClass().getSimpleName()).orElse("elected"));
                     break;
                 }
                 case "list-offsets": {

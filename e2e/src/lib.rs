@@ -3,4 +3,5 @@
 
 pub mod harness;
 pub mod hosts;
+pub mod mq;
 pub mod podspec;

@@ -6,8 +6,6 @@
 //! the run by `cluster.sh down`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -20,81 +18,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_e2e::harness::{self, kubectl, TestNamespace};
+use sluice_e2e::mq::{apply_yaml, condition, ensure_operator, pod_ip, wait_available};
 use sluice_operator::crd::MessageQueue;
-
-static OPERATOR: OnceLock<Result<(), String>> = OnceLock::new();
-
-/// Starts the operator once for this test binary (helm install + token + host process).
-fn operator_started() {
-    let r = OPERATOR.get_or_init(|| {
-        let script = harness::repo_root().join("e2e/scripts/operator.sh");
-        let out = Command::new(&script)
-            .arg("start")
-            .output()
-            .map_err(|e| format!("{}: {e}", script.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "operator.sh start failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = r {
-        panic!("{e}");
-    }
-}
-
-fn condition(mq: &MessageQueue, type_: &str) -> Option<(String, String, String)> {
-    let v = serde_json::to_value(mq.status.as_ref()?).ok()?;
-    v.get("conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-                c["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-}
-
-fn ready_replicas(mq: &MessageQueue) -> i64 {
-    serde_json::to_value(mq.status.as_ref())
-        .ok()
-        .and_then(|v| v.get("readyReplicas").and_then(|r| r.as_i64()))
-        .unwrap_or(0)
-}
-
-async fn wait_available(
-    mqs: &Api<MessageQueue>,
-    name: &str,
-    replicas: i64,
-    secs: u64,
-) -> MessageQueue {
-    harness::wait_for(
-        &format!("MessageQueue {name} Available with {replicas} ready"),
-        Duration::from_secs(secs),
-        || async move {
-            let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
-            let avail = condition(&mq, "Available");
-            let ready = ready_replicas(&mq);
-            match &avail {
-                Some((s, _, _)) if s == "True" && ready == replicas => Ok(mq),
-                _ => Err(format!("Available {avail:?} readyReplicas {ready}")),
-            }
-        },
-    )
-    .await
-    .expect("MessageQueue becomes Available (see e2e/.work/operator.log and pod-runner.log)")
-}
-
-async fn pod_ip(pods: &Api<Pod>, name: &str) -> String {
-    let p = pods.get(name).await.expect("pod");
-    p.status.and_then(|s| s.pod_ip).expect("pod IP")
-}
 
 /// Partition counts of every topic a broker reports (librdkafka metadata request).
 fn topic_partitions(bootstrap: &str) -> BTreeMap<String, usize> {
@@ -245,11 +170,6 @@ fn partition_leaders(bootstrap: &str) -> Vec<(String, i32)> {
         .collect()
 }
 
-async fn apply_yaml(ns: &str, yaml: &str) {
-    let out = kubectl(&["apply", "-n", ns, "-f", "-"], Some(yaml)).expect("kubectl");
-    assert!(out.ok, "kubectl apply: {}", out.stderr);
-}
-
 async fn exists<K>(api: &Api<K>, name: &str, secs: u64) -> K
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -275,13 +195,13 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
         return;
     }
     let client: Client = harness::client().await.expect("cluster reachable");
-    operator_started();
+    ensure_operator();
     let ns = TestNamespace::create(&client, "example")
         .await
         .expect("namespace");
     let example = std::fs::read_to_string(harness::repo_root().join("examples/minimal.yaml"))
         .expect("example");
-    apply_yaml(&ns.name, &example).await;
+    apply_yaml(&ns.name, &example);
 
     // Children appear, each owned by the MessageQueue.
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
@@ -469,15 +389,14 @@ async fn kubectl_scale_adds_brokers_and_namespace_delete_never_hangs() {
         return;
     }
     let client: Client = harness::client().await.expect("cluster reachable");
-    operator_started();
+    ensure_operator();
     let ns = TestNamespace::create(&client, "scale")
         .await
         .expect("namespace");
     apply_yaml(
         &ns.name,
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: grow}\nspec: {replicas: 3, storage: {size: 1Gi}}\n",
-    )
-    .await;
+    );
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     wait_available(&mqs, "grow", 3, 240).await;
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
@@ -576,7 +495,7 @@ async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_
         return;
     }
     let client: Client = harness::client().await.expect("cluster reachable");
-    operator_started();
+    ensure_operator();
     let ns = TestNamespace::create(&client, "queues")
         .await
         .expect("namespace");
@@ -586,7 +505,7 @@ async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_
              spec: {{replicas: {replicas}, storage: {{size: 1Gi}}, queues: [{queues}]}}\n"
         )
     };
-    apply_yaml(&ns.name, &mq(3, "{name: orders, partitions: 2}")).await;
+    apply_yaml(&ns.name, &mq(3, "{name: orders, partitions: 2}"));
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     wait_available(&mqs, "q", 3, 240).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
@@ -599,8 +518,7 @@ async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_
             3,
             "{name: orders, partitions: 5}, {name: audit, partitions: 1}",
         ),
-    )
-    .await;
+    );
     let pods_ref = &pods;
     harness::wait_for(
         "orders=5 and audit=1 on every broker",
@@ -635,8 +553,7 @@ async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_
             2,
             "{name: orders, partitions: 5}, {name: audit, partitions: 1}",
         ),
-    )
-    .await;
+    );
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
     let sts_ref = &sts;
     harness::wait_for(
@@ -680,7 +597,7 @@ async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
         return;
     }
     let client: Client = harness::client().await.expect("cluster reachable");
-    operator_started();
+    ensure_operator();
     let ns = TestNamespace::create(&client, "roll")
         .await
         .expect("namespace");
@@ -690,7 +607,7 @@ async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
              spec: {{replicas: 3, storage: {{size: 1Gi}}, config: {{fsync: {fsync}}}}}\n"
         )
     };
-    apply_yaml(&ns.name, &mq("always")).await;
+    apply_yaml(&ns.name, &mq("always"));
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     wait_available(&mqs, "r", 3, 240).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
@@ -705,7 +622,7 @@ async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
         );
     }
 
-    apply_yaml(&ns.name, &mq("interval")).await;
+    apply_yaml(&ns.name, &mq("interval"));
     // Watch the replacements: record the order in which pods get a new uid, and that at no
     // moment more than one broker is not ready.
     let mut order: Vec<String> = Vec::new();
@@ -784,7 +701,7 @@ async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_r
         return;
     }
     let client: Client = harness::client().await.expect("cluster reachable");
-    operator_started();
+    ensure_operator();
     let ns = TestNamespace::create(&client, "heal")
         .await
         .expect("namespace");
@@ -794,7 +711,7 @@ async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_r
              spec: {{replicas: {replicas}, storage: {{size: 1Gi, deleteClaim: true}}, config: {{autoCreateTopics: false}}}}\n"
         )
     };
-    apply_yaml(&ns.name, &mq(3)).await;
+    apply_yaml(&ns.name, &mq(3));
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     wait_available(&mqs, "h", 3, 240).await;
 
@@ -823,7 +740,7 @@ async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_r
 
     // No queue lives on the broker that goes: the scale-down proceeds. (Wait for the StatefulSet
     // itself: readyReplicas can read 2 of 3 while the recreated StatefulSet's pods come back.)
-    apply_yaml(&ns.name, &mq(2)).await;
+    apply_yaml(&ns.name, &mq(2));
     harness::wait_for(
         "StatefulSet h shrinks to 2",
         Duration::from_secs(120),

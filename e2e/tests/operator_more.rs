@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -24,107 +23,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_e2e::harness::{self, kubectl, TestNamespace};
+use sluice_e2e::mq::{
+    apply_yaml, ensure_operator, operator_pid, pod_ip, pod_is_ready, wait_available, work,
+};
 use sluice_operator::crd::MessageQueue;
 
 const OPERATOR_NS: &str = "sluice-system";
 const CONFIG_HASH: &str = "sluice.dev/config-hash";
-
-fn work() -> PathBuf {
-    harness::repo_root().join("e2e/.work")
-}
-
-/// True when `pid` names a live (not zombie) process.
-fn alive(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-fn operator_pid() -> Option<String> {
-    std::fs::read_to_string(work().join("operator.pid"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-/// Makes sure an operator process runs (operator.sh start when none is alive).
-fn ensure_operator() {
-    if operator_pid().is_some_and(|p| alive(&p)) {
-        return;
-    }
-    let script = harness::repo_root().join("e2e/scripts/operator.sh");
-    let out = Command::new(&script)
-        .arg("start")
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "operator.sh start failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn condition(mq: &MessageQueue, type_: &str) -> Option<(String, String, String)> {
-    let v = serde_json::to_value(mq.status.as_ref()?).ok()?;
-    v.get("conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-                c["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-}
-
-fn ready_replicas(mq: &MessageQueue) -> i64 {
-    serde_json::to_value(mq.status.as_ref())
-        .ok()
-        .and_then(|v| v.get("readyReplicas").and_then(|r| r.as_i64()))
-        .unwrap_or(0)
-}
-
-async fn wait_available(mqs: &Api<MessageQueue>, name: &str, replicas: i64, secs: u64) {
-    harness::wait_for(
-        &format!("MessageQueue {name} Available with {replicas} ready"),
-        Duration::from_secs(secs),
-        || async move {
-            let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
-            let avail = condition(&mq, "Available");
-            let ready = ready_replicas(&mq);
-            match &avail {
-                Some((s, _, _)) if s == "True" && ready == replicas => Ok(()),
-                _ => Err(format!("Available {avail:?} readyReplicas {ready}")),
-            }
-        },
-    )
-    .await
-    .expect("MessageQueue becomes Available (see e2e/.work/operator.log and pod-runner.log)");
-}
-
-async fn pod_ip(pods: &Api<Pod>, name: &str) -> String {
-    let p = pods.get(name).await.expect("pod");
-    p.status.and_then(|s| s.pod_ip).expect("pod IP")
-}
-
-fn pod_is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn apply_yaml(ns: &str, yaml: &str) {
-    let out = kubectl(&["apply", "-n", ns, "-f", "-"], Some(yaml)).expect("kubectl");
-    assert!(out.ok, "kubectl apply: {}", out.stderr);
-}
 
 /// Topic names a broker reports.
 fn topics_of(bootstrap: &str) -> Result<BTreeSet<String>, String> {

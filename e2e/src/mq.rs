@@ -1,0 +1,144 @@
+//! Helpers the operator scenarios share: the operator process under test, `kubectl apply`, a
+//! MessageQueue's conditions and readiness, pods and their IPs, Events. Everything waits through
+//! [`harness::wait_for`] under a deadline.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+
+use crate::harness::{self, kubectl};
+use sluice_operator::crd::MessageQueue;
+
+/// The e2e state folder (`e2e/.work`): kubeconfig, logs, the operator's pid file.
+pub fn work() -> PathBuf {
+    harness::repo_root().join("e2e/.work")
+}
+
+/// True when `pid` names a live (not zombie) process.
+pub fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The pid of the operator under test, from `e2e/.work/operator.pid`.
+pub fn operator_pid() -> Option<String> {
+    std::fs::read_to_string(work().join("operator.pid"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Makes sure an operator process runs: `e2e/scripts/operator.sh start` (helm install, a token
+/// of the chart's ServiceAccount, the operator as a host process) when no live one is recorded.
+/// So every scenario can start first, and none depends on another having run.
+pub fn ensure_operator() {
+    if operator_pid().is_some_and(|p| alive(&p)) {
+        return;
+    }
+    let script = harness::repo_root().join("e2e/scripts/operator.sh");
+    let out = Command::new(&script)
+        .arg("start")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "operator.sh start failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kubectl apply -n <ns> -f -` of `yaml`; panics with kubectl's message when refused.
+pub fn apply_yaml(ns: &str, yaml: &str) {
+    let out = kubectl(&["apply", "-n", ns, "-f", "-"], Some(yaml)).expect("kubectl");
+    assert!(out.ok, "kubectl apply: {}", out.stderr);
+}
+
+/// (status, reason, message) of a condition of the MessageQueue's status.
+pub fn condition(mq: &MessageQueue, type_: &str) -> Option<(String, String, String)> {
+    let v = serde_json::to_value(mq.status.as_ref()?).ok()?;
+    v.get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// `status.readyReplicas`, 0 when absent.
+pub fn ready_replicas(mq: &MessageQueue) -> i64 {
+    serde_json::to_value(mq.status.as_ref())
+        .ok()
+        .and_then(|v| v.get("readyReplicas").and_then(|r| r.as_i64()))
+        .unwrap_or(0)
+}
+
+/// Waits until the MessageQueue is `Available` with `replicas` ready brokers.
+pub async fn wait_available(
+    mqs: &Api<MessageQueue>,
+    name: &str,
+    replicas: i64,
+    secs: u64,
+) -> MessageQueue {
+    harness::wait_for(
+        &format!("MessageQueue {name} Available with {replicas} ready"),
+        Duration::from_secs(secs),
+        || async move {
+            let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
+            let avail = condition(&mq, "Available");
+            let ready = ready_replicas(&mq);
+            match &avail {
+                Some((s, _, _)) if s == "True" && ready == replicas => Ok(mq),
+                _ => Err(format!("Available {avail:?} readyReplicas {ready}")),
+            }
+        },
+    )
+    .await
+    .expect("MessageQueue becomes Available (see e2e/.work/operator.log and pod-runner.log)")
+}
+
+/// The pod's IP (broker pods' IPs are loopback addresses reachable from the host).
+pub async fn pod_ip(pods: &Api<Pod>, name: &str) -> String {
+    let p = pods.get(name).await.expect("pod");
+    p.status.and_then(|s| s.pod_ip).expect("pod IP")
+}
+
+/// The pod's `Ready` condition is `True`.
+pub fn pod_is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Events of a namespace as (type, reason, message), from `kubectl get events`.
+pub fn events(ns: &str) -> Vec<(String, String, String)> {
+    let out = kubectl(&["get", "events", "-n", ns, "-o", "json"], None).expect("kubectl");
+    assert!(out.ok, "kubectl get events: {}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("events JSON");
+    v["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|e| {
+                    let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (s("type"), s("reason"), s("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

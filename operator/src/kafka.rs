@@ -1,7 +1,7 @@
 //! A small Kafka admin client: just what the operator needs from its brokers (ApiVersions,
 //! Metadata, DescribeConfigs, CreateTopics, CreatePartitions, IncrementalAlterConfigs,
-//! DeleteTopics, and for draining brokers AlterPartitionReassignments, ListPartitionReassignments
-//! and UnregisterBroker), on one TCP connection, with the `kafka-protocol` codec.
+//! DeleteTopics, and for draining brokers AlterPartitionReassignments, ListPartitionReassignments,
+//! DescribeLogDirs and UnregisterBroker), on one TCP connection, with the `kafka-protocol` codec.
 //!
 //! Versions are negotiated with ApiVersions: for each API the client uses the highest version both
 //! sides support within the range this code fills correctly.
@@ -23,8 +23,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
-    RequestHeader, ResponseHeader, TopicName, UnregisterBrokerRequest,
+    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, RequestHeader, ResponseHeader, TopicName, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,6 +53,7 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (44, 0, 1), // IncrementalAlterConfigs
     (45, 0, 1), // AlterPartitionReassignments
     (46, 0, 0), // ListPartitionReassignments
+    (35, 1, 4), // DescribeLogDirs (v4: total and usable bytes; Kafka 4 dropped v0)
     (60, 0, 2), // DescribeCluster (v2: fenced brokers too)
     (64, 0, 0), // UnregisterBroker
 ];
@@ -66,6 +67,8 @@ pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
 pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
 /// API key of UnregisterBroker.
 pub const UNREGISTER_BROKER: i16 = 64;
+/// API key of DescribeLogDirs.
+pub const DESCRIBE_LOG_DIRS: i16 = 35;
 
 /// Name of an API key, for messages.
 pub fn api_name(key: i16) -> &'static str {
@@ -80,6 +83,7 @@ pub fn api_name(key: i16) -> &'static str {
         LIST_PARTITION_REASSIGNMENTS => "ListPartitionReassignments",
         DESCRIBE_CLUSTER => "DescribeCluster",
         UNREGISTER_BROKER => "UnregisterBroker",
+        DESCRIBE_LOG_DIRS => "DescribeLogDirs",
         _ => "unknown API",
     }
 }
@@ -103,6 +107,27 @@ impl OngoingReassignment {
             .copied()
             .filter(|r| !self.removing.contains(r))
             .collect()
+    }
+}
+
+/// What one broker's log directories hold (DescribeLogDirs of the broker asked).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogDirUsage {
+    /// Bytes of each partition stored on the broker (the largest copy when a partition is in
+    /// more than one directory, as during a move between directories).
+    pub partitions: BTreeMap<TopicPartition, u64>,
+    /// Size of the volumes holding the directories, when the broker says (v4 and later).
+    pub total_bytes: Option<u64>,
+    /// Free bytes on those volumes, when the broker says (v4 and later).
+    pub usable_bytes: Option<u64>,
+    /// Directories the broker reported as failed (offline), with their error.
+    pub failed: Vec<String>,
+}
+
+impl LogDirUsage {
+    /// Bytes of every partition stored on the broker.
+    pub fn used_bytes(&self) -> u64 {
+        self.partitions.values().sum()
     }
 }
 
@@ -662,6 +687,51 @@ impl AdminClient {
         }
         Ok(())
     }
+
+    /// DescribeLogDirs of the broker this client is connected to (each broker describes only
+    /// its own directories): every partition's size and, from v4, the volumes' size and free
+    /// space (Kafka's -1, "unknown", becomes `None`).
+    pub async fn describe_log_dirs(&mut self) -> Result<LogDirUsage> {
+        const NAME: &str = "DescribeLogDirs";
+        let version = self.version_for::<DescribeLogDirsRequest>(NAME)?;
+        let request = DescribeLogDirsRequest::default().with_topics(None);
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, None) {
+            return Err(self.err(NAME, err));
+        }
+        let known = |v: i64| u64::try_from(v).ok();
+        let mut usage = LogDirUsage::default();
+        for dir in &response.results {
+            if let Some(err) = code_text(dir.error_code, None) {
+                usage
+                    .failed
+                    .push(format!("{}: {err}", dir.log_dir.as_str()));
+                continue;
+            }
+            for topic in &dir.topics {
+                for p in &topic.partitions {
+                    let size = known(p.partition_size).unwrap_or(0);
+                    let entry = usage
+                        .partitions
+                        .entry(TopicPartition {
+                            topic: topic.name.0.as_str().to_string(),
+                            partition: p.partition_index,
+                        })
+                        .or_default();
+                    *entry = (*entry).max(size);
+                }
+            }
+            let add = |sum: Option<u64>, v: Option<u64>| match (sum, v) {
+                (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                (None, v) | (v, None) => v,
+            };
+            if version >= 4 {
+                usage.total_bytes = add(usage.total_bytes, known(dir.total_bytes));
+                usage.usable_bytes = add(usage.usable_bytes, known(dir.usable_bytes));
+            }
+        }
+        Ok(usage)
+    }
 }
 
 /// GET `http://<addr>/readyz`: true on a 200 answer. A plain HTTP/1.1 request; the operator needs
@@ -698,7 +768,8 @@ mod tests {
     };
     use kafka_protocol::messages::{
         AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse, CreateTopicsResponse,
-        ListPartitionReassignmentsResponse, MetadataResponse, UnregisterBrokerResponse,
+        DescribeLogDirsResponse, ListPartitionReassignmentsResponse, MetadataResponse,
+        UnregisterBrokerResponse,
     };
     use kafka_protocol::protocol::decode_request_header_from_buffer;
     use std::sync::{Arc, Mutex};
@@ -759,7 +830,7 @@ mod tests {
                             ]
                             .iter()
                             .chain(if cluster {
-                                &[(45, 0, 1), (46, 0, 0), (64, 0, 0)][..]
+                                &[(45, 0, 1), (46, 0, 0), (64, 0, 0), (35, 1, 4)][..]
                             } else {
                                 &[][..]
                             })
@@ -882,6 +953,43 @@ mod tests {
                             .encode(&mut body, version)
                             .expect("encode")
                     }
+                    ApiKey::DescribeLogDirs => {
+                        use kafka_protocol::messages::describe_log_dirs_response::{
+                            DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+                        };
+                        let req = DescribeLogDirsRequest::decode(&mut buf, version)
+                            .expect("log dirs request");
+                        assert!(req.topics.is_none(), "every partition is asked for");
+                        let part = |p: i32, size: i64| {
+                            DescribeLogDirsPartition::default()
+                                .with_partition_index(p)
+                                .with_partition_size(size)
+                        };
+                        let orders = |parts| {
+                            DescribeLogDirsTopic::default()
+                                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                                .with_partitions(parts)
+                        };
+                        DescribeLogDirsResponse::default()
+                            .with_results(vec![
+                                DescribeLogDirsResult::default()
+                                    .with_log_dir(StrBytes::from_static_str("/data/a"))
+                                    .with_topics(vec![orders(vec![part(0, 1000), part(2, 50)])])
+                                    .with_total_bytes(10_000)
+                                    .with_usable_bytes(4_000),
+                                // partition 2 moving between directories: its larger copy counts
+                                DescribeLogDirsResult::default()
+                                    .with_log_dir(StrBytes::from_static_str("/data/b"))
+                                    .with_topics(vec![orders(vec![part(2, 300)])])
+                                    .with_total_bytes(5_000)
+                                    .with_usable_bytes(-1),
+                                DescribeLogDirsResult::default()
+                                    .with_log_dir(StrBytes::from_static_str("/data/c"))
+                                    .with_error_code(ResponseError::KafkaStorageError.code()),
+                            ])
+                            .encode(&mut body, version)
+                            .expect("encode")
+                    }
                     other => panic!("unexpected request {other:?}"),
                 }
                 let out = frame(key, version, header.correlation_id, body);
@@ -987,6 +1095,45 @@ mod tests {
             text.contains("broker 2") && text.contains("still coordinates group billing"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn log_dirs_give_partition_sizes_and_the_volumes_free_space() {
+        let (addr, _) = scripted_broker_with(true).await;
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        assert!(client.supports(DESCRIBE_LOG_DIRS));
+        let usage = client.describe_log_dirs().await.expect("described");
+        let tp = |p| TopicPartition {
+            topic: "orders".into(),
+            partition: p,
+        };
+        assert_eq!(
+            usage.partitions,
+            BTreeMap::from([(tp(0), 1000), (tp(2), 300)])
+        );
+        assert_eq!(usage.used_bytes(), 1300);
+        assert_eq!(usage.total_bytes, Some(15_000), "both healthy directories");
+        assert_eq!(
+            usage.usable_bytes,
+            Some(4_000),
+            "unknown (-1) is not summed"
+        );
+        assert_eq!(usage.failed.len(), 1);
+        assert!(
+            usage.failed[0].starts_with("/data/c: "),
+            "{:?}",
+            usage.failed
+        );
+
+        let (plain, _) = scripted_broker().await;
+        let mut single = AdminClient::connect(&plain, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        assert!(!single.supports(DESCRIBE_LOG_DIRS));
+        let err = single.describe_log_dirs().await.expect_err("not served");
+        assert!(err.to_string().contains("DescribeLogDirs"), "{err}");
     }
 
     #[tokio::test]

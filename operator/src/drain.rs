@@ -6,10 +6,16 @@
 //! holds the fewest partitions, counting the moves already planned and in flight. The reconciler
 //! asks again every pass (Metadata + ListPartitionReassignments) until nothing is left on the
 //! removed brokers; then it unregisters them and shrinks the StatefulSet.
+//!
+//! When the brokers report their disks (DescribeLogDirs), a partition only goes to a broker with
+//! room for it: the free space on its volume, counted against the volume's claimed size as well
+//! as what its file system reports, less a reserve. Partitions are placed largest first, and a
+//! scale-down whose partitions do not all fit is refused before anything moves: moving half of
+//! them and then stopping would only fill the staying brokers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::kafka::{ClusterMetadata, OngoingReassignment};
+use crate::kafka::{ClusterMetadata, LogDirUsage, OngoingReassignment};
 use crate::scale::TopicPartition;
 
 /// What the cluster says, from one broker: partitions, brokers, moves in flight.
@@ -23,6 +29,56 @@ pub struct ClusterView {
     pub partitions: BTreeMap<TopicPartition, (Vec<i32>, i32)>,
     /// Moves in flight: partition → replicas once done.
     pub ongoing: BTreeMap<TopicPartition, Vec<i32>>,
+    /// Disk use and room of the brokers that reported it; a broker missing here is not limited.
+    pub disks: BTreeMap<i32, BrokerDisk>,
+}
+
+/// What one broker stores and how much more it can take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerDisk {
+    /// Bytes of each partition stored on the broker.
+    pub partitions: BTreeMap<TopicPartition, u64>,
+    /// Bytes of partitions the broker can still take (see [`room`]).
+    pub room: u64,
+}
+
+/// Share of a broker's volume kept free after the moves: a broker whose volume is full refuses
+/// every write, so a drain must never fill one to the brim.
+pub const RESERVE_PERCENT: u64 = 10;
+
+/// The disk of a broker from its DescribeLogDirs answer and `claimed`, the size of its volume
+/// (the PVC's capacity) when known. The room is the free space, less [`RESERVE_PERCENT`] of the
+/// volume: free space is the smaller of what the file system reports and the claim less what
+/// the broker stores, because a file system larger than its claim (hostPath, local volumes,
+/// some CSI drivers) must still not be filled beyond the claim. `None` when neither the claim
+/// nor the volume size is known.
+pub fn broker_disk(usage: &LogDirUsage, claimed: Option<u64>) -> Option<BrokerDisk> {
+    let size = claimed.or(usage.total_bytes)?;
+    let by_claim = claimed.map(|c| c.saturating_sub(usage.used_bytes()));
+    let free = match (by_claim, usage.usable_bytes) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => size.saturating_sub(usage.used_bytes()),
+    };
+    Some(BrokerDisk {
+        partitions: usage.partitions.clone(),
+        room: free.saturating_sub(size / 100 * RESERVE_PERCENT),
+    })
+}
+
+/// A byte count for people: "512 B", "1.4 MiB", "3.0 GiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 impl ClusterView {
@@ -57,7 +113,24 @@ impl ClusterView {
                 .iter()
                 .map(|(tp, o)| (tp.clone(), o.target()))
                 .collect(),
+            disks: BTreeMap::new(),
         }
+    }
+
+    /// Takes the disks the brokers reported (broker id → disk).
+    pub fn with_disks(mut self, disks: BTreeMap<i32, BrokerDisk>) -> ClusterView {
+        self.disks = disks;
+        self
+    }
+
+    /// Bytes of `tp` where it is stored now (the largest copy its holders report); 0 when no
+    /// holder reported its disk.
+    fn size_of(&self, tp: &TopicPartition) -> u64 {
+        self.holders(tp)
+            .iter()
+            .filter_map(|b| self.disks.get(b)?.partitions.get(tp).copied())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Takes the registered brokers from DescribeCluster (id → fenced), which also lists fenced
@@ -125,15 +198,29 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
         .collect();
     // Load of each target once every move in flight is done.
     let mut load: BTreeMap<i32, usize> = targets.iter().map(|t| (*t, 0)).collect();
+    // Room left on each target that reported its disk, once the moves in flight have landed
+    // (less what of them it already holds).
+    let mut room: BTreeMap<i32, u64> = targets
+        .iter()
+        .filter_map(|t| Some((*t, view.disks.get(t)?.room)))
+        .collect();
     for tp in view.partitions.keys() {
-        let placed = view
-            .ongoing
-            .get(tp)
-            .cloned()
-            .unwrap_or_else(|| view.holders(tp));
+        let in_flight = view.ongoing.get(tp);
+        let placed = in_flight.cloned().unwrap_or_else(|| view.holders(tp));
         for b in placed {
             if let Some(n) = load.get_mut(&b) {
                 *n += 1;
+            }
+            if in_flight.is_some() && !view.holders(tp).contains(&b) {
+                if let Some(r) = room.get_mut(&b) {
+                    let copied = view
+                        .disks
+                        .get(&b)
+                        .and_then(|d| d.partitions.get(tp))
+                        .copied()
+                        .unwrap_or(0);
+                    *r = r.saturating_sub(view.size_of(tp).saturating_sub(copied));
+                }
             }
         }
     }
@@ -142,6 +229,8 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
     let mut remaining = 0;
     let mut moving = 0;
     let mut stuck = Vec::new();
+    let mut too_big = Vec::new();
+    let mut to_place = Vec::new();
     for tp in view.partitions.keys() {
         let on_removed = view.holders(tp).iter().any(|b| removed_set.contains(b));
         let in_flight = view.ongoing.get(tp);
@@ -159,12 +248,32 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
             moving += 1;
             continue;
         }
-        let Some(target) = load.iter().min_by_key(|(b, n)| (**n, **b)).map(|(b, _)| *b) else {
+        to_place.push((tp, on_removed));
+    }
+    // Largest first: they have the fewest places to go. Equal sizes (and unknown ones) keep the
+    // partitions' order.
+    to_place.sort_by_key(|(tp, _)| std::cmp::Reverse(view.size_of(tp)));
+    for (tp, on_removed) in to_place {
+        if load.is_empty() {
             stuck.push(tp.clone());
+            continue;
+        }
+        let size = view.size_of(tp);
+        let fits = |b: &i32| room.get(b).is_none_or(|r| *r >= size);
+        let Some(target) = load
+            .iter()
+            .filter(|(b, _)| fits(b))
+            .min_by_key(|(b, n)| (**n, **b))
+            .map(|(b, _)| *b)
+        else {
+            too_big.push((tp.clone(), size));
             continue;
         };
         if let Some(n) = load.get_mut(&target) {
             *n += 1;
+        }
+        if let Some(r) = room.get_mut(&target) {
+            *r -= size;
         }
         requests.push((tp.clone(), target));
         if on_removed {
@@ -173,18 +282,12 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
     }
     if !stuck.is_empty() {
         let known: Vec<i32> = view.brokers.iter().copied().collect();
-        let named: Vec<String> = stuck.iter().take(10).map(|p| p.to_string()).collect();
-        let more = if stuck.len() > 10 {
-            format!(" and {} more", stuck.len() - 10)
-        } else {
-            String::new()
-        };
         return DrainPlan::Blocked {
             reason: format!(
-                "partitions {}{more} on brokers {} cannot be moved: none of the remaining brokers \
+                "partitions {} on brokers {} cannot be moved: none of the remaining brokers \
                  0..{} is a live member of the cluster (registered: {}{}); wait for them to \
                  join or set replicas back",
-                named.join(", "),
+                name_some(stuck.iter().map(ToString::to_string)),
                 id_list(removed),
                 keep - 1,
                 if known.is_empty() {
@@ -204,6 +307,36 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
             blocking: stuck,
         };
     }
+    if !too_big.is_empty() {
+        let needed: u64 = view
+            .partitions
+            .keys()
+            .filter(|tp| view.holders(tp).iter().any(|b| removed_set.contains(b)))
+            .map(|tp| view.size_of(tp))
+            .sum();
+        let rooms: Vec<String> = targets
+            .iter()
+            .filter_map(|t| Some((t, view.disks.get(t)?.room)))
+            .map(|(t, r)| format!("broker {t} {}", human_bytes(r)))
+            .collect();
+        return DrainPlan::Blocked {
+            reason: format!(
+                "partitions {} on brokers {} do not fit on the remaining brokers: they hold {} \
+                 in all and the remaining brokers have room for {} (free space on the volume \
+                 less a {RESERVE_PERCENT}% reserve); grow storage.size, lower the queues' \
+                 retention, or set replicas back",
+                name_some(
+                    too_big
+                        .iter()
+                        .map(|(tp, size)| format!("{tp} ({})", human_bytes(*size)))
+                ),
+                id_list(removed),
+                human_bytes(needed),
+                rooms.join(", "),
+            ),
+            blocking: too_big.into_iter().map(|(tp, _)| tp).collect(),
+        };
+    }
     if remaining == 0 && requests.is_empty() {
         return DrainPlan::Drained;
     }
@@ -212,6 +345,16 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
         remaining,
         moving,
     }
+}
+
+/// The first ten items, comma-separated, and how many more there are.
+fn name_some(items: impl ExactSizeIterator<Item = String>) -> String {
+    let total = items.len();
+    let mut text = items.take(10).collect::<Vec<_>>().join(", ");
+    if total > 10 {
+        text.push_str(&format!(" and {} more", total - 10));
+    }
+    text
 }
 
 /// The progress message of a drain, e.g. "moving 7 of 12 partitions off brokers 3,4".
@@ -243,6 +386,7 @@ mod tests {
                 .map(|(t, p, owner)| (tp(t, *p), (vec![*owner], *owner)))
                 .collect(),
             ongoing: BTreeMap::new(),
+            disks: BTreeMap::new(),
         }
     }
 
@@ -384,6 +528,152 @@ mod tests {
             DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("x", 0), 0)]),
             other => panic!("expected a move, got {other:?}"),
         }
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    /// A broker's disk: its partitions (topic, partition, bytes) and its room.
+    fn disk(parts: &[(&str, i32, u64)], room: u64) -> BrokerDisk {
+        BrokerDisk {
+            partitions: parts.iter().map(|(t, p, n)| (tp(t, *p), *n)).collect(),
+            room,
+        }
+    }
+
+    #[test]
+    fn room_is_the_free_space_of_the_claim_or_the_file_system_less_the_reserve() {
+        let usage = LogDirUsage {
+            partitions: BTreeMap::from([(tp("a", 0), 30 * MIB), (tp("a", 1), 10 * MIB)]),
+            total_bytes: Some(1000 * MIB),
+            usable_bytes: Some(900 * MIB),
+            failed: vec![],
+        };
+        // A 100 MiB claim on a large file system: 60 MiB free by the claim, less 10 MiB reserve.
+        let d = broker_disk(&usage, Some(100 * MIB)).expect("known");
+        assert_eq!(d.room, 50 * MIB);
+        assert_eq!(d.partitions.len(), 2);
+        // The file system is fuller than the claim says: its free space counts.
+        let full = LogDirUsage {
+            usable_bytes: Some(15 * MIB),
+            ..usage.clone()
+        };
+        assert_eq!(
+            broker_disk(&full, Some(100 * MIB)).expect("known").room,
+            5 * MIB
+        );
+        // No claim known: the volume as the broker reports it.
+        assert_eq!(
+            broker_disk(&usage, None).expect("known").room,
+            800 * MIB,
+            "900 MiB usable less 10% of 1000 MiB"
+        );
+        // Full beyond the reserve: no room, never an underflow.
+        let brim = LogDirUsage {
+            usable_bytes: Some(MIB),
+            ..usage.clone()
+        };
+        assert_eq!(broker_disk(&brim, Some(100 * MIB)).expect("known").room, 0);
+        // Nothing known about the volume (a broker before DescribeLogDirs v4, no claim).
+        let unknown = LogDirUsage {
+            total_bytes: None,
+            usable_bytes: None,
+            ..usage
+        };
+        assert_eq!(broker_disk(&unknown, None), None);
+    }
+
+    #[test]
+    fn byte_counts_read_like_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * MIB / 2), "1.5 MiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn partitions_go_largest_first_to_brokers_with_room() {
+        // brokers 0 and 1 stay; broker 2 holds a big and two small partitions
+        let v = view(&[0, 1, 2], &[("a", 0, 2), ("a", 1, 2), ("a", 2, 2)]).with_disks(
+            BTreeMap::from([
+                (0, disk(&[], 5 * MIB)),
+                (1, disk(&[], 12 * MIB)),
+                (
+                    2,
+                    disk(&[("a", 0, MIB), ("a", 1, 10 * MIB), ("a", 2, MIB)], 0),
+                ),
+            ]),
+        );
+        match plan_drain(&v, 2, &[2]) {
+            DrainPlan::Moving {
+                requests,
+                remaining,
+                moving,
+            } => {
+                // a-1 (10 MiB) only fits on 1; then a-0 and a-2 balance the count onto 0
+                assert_eq!(
+                    requests,
+                    vec![(tp("a", 1), 1), (tp("a", 0), 0), (tp("a", 2), 0)]
+                );
+                assert_eq!((remaining, moving), (3, 3));
+            }
+            other => panic!("expected moves, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn partitions_that_fit_nowhere_refuse_the_scale_down_before_anything_moves() {
+        let v = view(&[0, 1, 2], &[("a", 0, 0), ("a", 1, 2), ("a", 2, 2)]).with_disks(
+            BTreeMap::from([
+                (0, disk(&[("a", 0, MIB)], 3 * MIB)),
+                (1, disk(&[], 2 * MIB)),
+                (2, disk(&[("a", 1, 4 * MIB), ("a", 2, MIB)], 0)),
+            ]),
+        );
+        match plan_drain(&v, 2, &[2]) {
+            DrainPlan::Blocked { reason, blocking } => {
+                assert_eq!(
+                    blocking,
+                    vec![tp("a", 1)],
+                    "a-2 would fit, a-1 fits nowhere"
+                );
+                assert!(reason.contains("a-1 (4.0 MiB)"), "{reason}");
+                assert!(reason.contains("hold 5.0 MiB in all"), "{reason}");
+                assert!(
+                    reason.contains("broker 0 3.0 MiB, broker 1 2.0 MiB"),
+                    "{reason}"
+                );
+                assert!(reason.contains("grow storage.size"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // A broker that did not report its disk is not held to a limit.
+        let mut unknown = v.clone();
+        unknown.disks.remove(&1);
+        match plan_drain(&unknown, 2, &[2]) {
+            DrainPlan::Moving { requests, .. } => {
+                assert_eq!(requests, vec![(tp("a", 1), 1), (tp("a", 2), 0)])
+            }
+            other => panic!("expected moves, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn moves_in_flight_take_their_room_on_the_target() {
+        // a-0 (4 MiB) is being copied to broker 0, 1 MiB of it already there
+        let mut v = view(&[0, 1, 2], &[("a", 0, 2), ("a", 1, 2)]).with_disks(BTreeMap::from([
+            (0, disk(&[("a", 0, MIB)], 5 * MIB)),
+            (1, disk(&[], MIB)),
+            (2, disk(&[("a", 0, 4 * MIB), ("a", 1, 2 * MIB)], 0)),
+        ]));
+        v.ongoing.insert(tp("a", 0), vec![0]);
+        // 5 - (4 - 1) = 2 MiB left on 0: a-1 (2 MiB) fits there, not on 1
+        match plan_drain(&v, 2, &[2]) {
+            DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("a", 1), 0)]),
+            other => panic!("expected a move, got {other:?}"),
+        }
+        v.disks.get_mut(&0).expect("disk").partitions.clear();
+        // nothing copied yet: 1 MiB left on 0, and a-1 fits nowhere
+        assert!(matches!(plan_drain(&v, 2, &[2]), DrainPlan::Blocked { .. }));
     }
 
     #[test]

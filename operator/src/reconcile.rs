@@ -25,8 +25,8 @@ use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
 use crate::drain::{self, ClusterView, DrainPlan};
 use crate::error::{Error, Result};
 use crate::kafka::{
-    probe_readyz, AdminClient, ALTER_PARTITION_REASSIGNMENTS, DESCRIBE_CLUSTER,
-    LIST_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER,
+    probe_readyz, AdminClient, ClusterMetadata, ALTER_PARTITION_REASSIGNMENTS, DESCRIBE_CLUSTER,
+    DESCRIBE_LOG_DIRS, LIST_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER,
 };
 use crate::metrics::Metrics;
 use crate::queues::{self, ObservedTopic, QueueAction};
@@ -831,7 +831,17 @@ async fn scale_down(
             }
         }
     }
-    match drain::plan_drain(&view, desired, &removed) {
+    let mut plan = drain::plan_drain(&view, desired, &removed);
+    if matches!(&plan, DrainPlan::Moving { requests, .. } if !requests.is_empty()) {
+        // Before anything moves: does it fit? (Asked only then, as it means a connection to
+        // every broker.)
+        let disks = broker_disks(ctx, names, &metadata, &view).await;
+        if !disks.is_empty() {
+            view = view.with_disks(disks);
+            plan = drain::plan_drain(&view, desired, &removed);
+        }
+    }
+    match plan {
         DrainPlan::Blocked { reason, .. } => hold_refused(format!(
             "scale-down from {current} to {desired} refused: {reason}"
         )),
@@ -982,6 +992,71 @@ async fn scale_down(
             }
         }
     }
+}
+
+/// The disk of every live broker, for placing the partitions of a drain: DescribeLogDirs asked
+/// of each broker (each describes only itself), and the size of its volume from its PVC. A
+/// broker that cannot be asked, or does not serve DescribeLogDirs, is left out: its room is
+/// unknown and not held against the scale-down.
+async fn broker_disks(
+    ctx: &Context,
+    names: &Names,
+    metadata: &ClusterMetadata,
+    view: &ClusterView,
+) -> BTreeMap<i32, drain::BrokerDisk> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let mut disks = BTreeMap::new();
+    for (id, addr) in &metadata.brokers {
+        if view.fenced.contains(id) {
+            continue;
+        }
+        let usage = match AdminClient::connect(addr, ctx.broker_timeout).await {
+            Ok(admin) if !admin.supports(DESCRIBE_LOG_DIRS) => {
+                tracing::debug!(broker = id, %addr, "broker does not serve DescribeLogDirs; its room is not checked");
+                continue;
+            }
+            Ok(mut admin) => admin.describe_log_dirs().await,
+            Err(e) => Err(e),
+        };
+        let usage = match usage {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(broker = id, %addr, error = %e, "cannot read the broker's disk use; its room is not checked");
+                continue;
+            }
+        };
+        if !usage.failed.is_empty() {
+            tracing::warn!(broker = id, failed = ?usage.failed, "broker reports failed log directories");
+        }
+        let claimed = match pvcs.get_opt(&names.pvc(*id)).await {
+            Ok(pvc) => pvc.as_ref().and_then(claimed_bytes),
+            Err(e) => {
+                tracing::warn!(pvc = %names.pvc(*id), error = %e, "cannot read the broker's volume claim");
+                None
+            }
+        };
+        if let Some(disk) = drain::broker_disk(&usage, claimed) {
+            disks.insert(*id, disk);
+        }
+    }
+    disks
+}
+
+/// The size of a claimed volume: what was provisioned (status.capacity), else what was asked.
+fn claimed_bytes(pvc: &PersistentVolumeClaim) -> Option<u64> {
+    let provisioned = pvc
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"));
+    let requested = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"));
+    let q = provisioned.or(requested)?;
+    validate::parse_quantity(&q.0).and_then(|n| u64::try_from(n).ok())
 }
 
 fn condition_says(status: &MessageQueueStatus, type_: &str, message: &str) -> bool {

@@ -140,7 +140,8 @@ fn deadline_passed(start: std::time::Instant, what: &str) -> bool {
 #[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
 async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
     use sluice_operator::kafka::{
-        ALTER_PARTITION_REASSIGNMENTS, LIST_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER,
+        ALTER_PARTITION_REASSIGNMENTS, DESCRIBE_LOG_DIRS, LIST_PARTITION_REASSIGNMENTS,
+        UNREGISTER_BROKER,
     };
     use sluice_operator::scale::TopicPartition;
 
@@ -179,6 +180,35 @@ async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
         "owner registered, not fenced"
     );
     assert_eq!(md.replicas[&name][&0], vec![owner]);
+
+    // the disk of the broker asked: both partitions of the new topic, and its volume
+    assert!(
+        admin.supports(DESCRIBE_LOG_DIRS),
+        "broker serves DescribeLogDirs"
+    );
+    let usage = admin.describe_log_dirs().await.expect("describe log dirs");
+    assert!(usage.failed.is_empty(), "{:?}", usage.failed);
+    for p in [0, 1] {
+        let tp = TopicPartition {
+            topic: name.clone(),
+            partition: p,
+        };
+        assert!(
+            usage.partitions.contains_key(&tp),
+            "{tp} described: {usage:?}"
+        );
+    }
+    let (total, usable) = (
+        usage.total_bytes.expect("volume size (v4)"),
+        usage.usable_bytes.expect("free space (v4)"),
+    );
+    assert!(usable > 0 && usable <= total, "usable {usable} of {total}");
+    let disk = sluice_operator::drain::broker_disk(&usage, None).expect("room known");
+    assert!(
+        disk.room < usable,
+        "the reserve is kept: {} of {usable}",
+        disk.room
+    );
 
     // nothing in flight
     let ongoing = admin

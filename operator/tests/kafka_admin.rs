@@ -186,18 +186,22 @@ async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
         admin.supports(DESCRIBE_LOG_DIRS),
         "broker serves DescribeLogDirs"
     );
-    let usage = admin.describe_log_dirs().await.expect("describe log dirs");
-    assert!(usage.failed.is_empty(), "{:?}", usage.failed);
-    for p in [0, 1] {
-        let tp = TopicPartition {
-            topic: name.clone(),
-            partition: p,
-        };
-        assert!(
-            usage.partitions.contains_key(&tp),
-            "{tp} described: {usage:?}"
-        );
-    }
+    // (Kafka may create a partition's log a moment after Metadata lists its leader.)
+    let start = std::time::Instant::now();
+    let usage = loop {
+        let usage = admin.describe_log_dirs().await.expect("describe log dirs");
+        assert!(usage.failed.is_empty(), "{:?}", usage.failed);
+        let described = usage
+            .partitions
+            .keys()
+            .filter(|tp| tp.topic == name)
+            .count();
+        if described == 2 {
+            break usage;
+        }
+        deadline_passed(start, "both partitions in DescribeLogDirs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let (total, usable) = (
         usage.total_bytes.expect("volume size (v4)"),
         usage.usable_bytes.expect("free space (v4)"),

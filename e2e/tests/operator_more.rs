@@ -1,6 +1,7 @@
 //! More operator scenarios against the real control plane with real broker processes: queue
 //! settings and `queueDeletionPolicy` on the brokers, operator failover in the middle of a config
-//! roll, and a broker pod whose node is gone.
+//! roll, a broker pod whose node is gone, and a scale-down that does not fit on the brokers that
+//! stay.
 //!
 //! One scenario per namespace; run.sh runs the tests one at a time. Each test makes sure a live
 //! operator is running (`e2e/scripts/operator.sh start` when `e2e/.work/operator.pid` names no
@@ -24,7 +25,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_e2e::harness::{self, kubectl, TestNamespace};
 use sluice_e2e::mq::{
-    apply_yaml, ensure_operator, operator_pid, pod_ip, pod_is_ready, wait_available, work,
+    apply_yaml, condition, ensure_operator, operator_pid, pod_ip, pod_is_ready, wait_available,
+    work,
 };
 use sluice_operator::crd::MessageQueue;
 
@@ -653,6 +655,189 @@ async fn stuck_pod_on_a_deleted_node_is_replaced_and_comes_back_with_its_data() 
         "a PodReplaced Event from the operator naming nd-1 and {node}: {}",
         ev.stdout
     );
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+/// Produces `n` records of `size` bytes to one partition, all in flight at once (acks=all).
+async fn produce_bulk(bootstrap: &str, topic: &str, partition: i32, n: usize, size: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let payload = vec![b'x'; size];
+    let sends = (0..n).map(|i| {
+        let key = i.to_string();
+        let producer = &producer;
+        let payload = &payload;
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(topic)
+                        .payload(payload)
+                        .key(&key)
+                        .partition(partition),
+                    Duration::from_secs(60),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| format!("produce {i} to {topic}-{partition} at {bootstrap}: {e}"))
+        }
+    });
+    for r in futures::future::join_all(sends).await {
+        r.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// (leader, high watermark) of each partition of `topic`, as the broker at `bootstrap` says.
+fn leaders_and_ends(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>, String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| format!("metadata from {bootstrap}: {e}"))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| format!("{topic} not listed"))?;
+    let mut out = Vec::new();
+    for p in t.partitions() {
+        let (_, high) = c
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .map_err(|e| format!("watermarks of {topic}-{}: {e}", p.id()))?;
+        out.push((p.leader(), high));
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn scale_down_whose_partitions_do_not_fit_on_the_remaining_brokers_is_refused() {
+    if !harness::enabled("operator_no_room") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    ensure_operator();
+    let ns = TestNamespace::create(&client, "noroom")
+        .await
+        .expect("namespace");
+    // 4 MiB volumes. The queue is declared once all three brokers are in the cluster, so its
+    // three partitions land one per broker (the least loaded broker gets each new partition).
+    let mq = |replicas: i32, queues: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: nr}}\n\
+             spec: {{replicas: {replicas}, storage: {{size: 4Mi}}, queues: [{queues}]}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq(3, ""));
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "nr", 3, 240).await;
+    apply_yaml(&ns.name, &mq(3, "{name: big, partitions: 3}"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let b0 = format!("{}:9092", pod_ip(&pods, "nr-0").await);
+    let b0_ref = &b0;
+    let leaders = harness::wait_for(
+        "queue big with a leader for each of its 3 partitions",
+        Duration::from_secs(90),
+        || async move {
+            let b = b0_ref.clone();
+            let parts = tokio::task::spawn_blocking(move || leaders_and_ends(&b, "big"))
+                .await
+                .map_err(|e| e.to_string())??;
+            if parts.len() == 3 && parts.iter().all(|(l, _)| *l >= 0) {
+                Ok(parts.iter().map(|(l, _)| *l).collect::<Vec<i32>>())
+            } else {
+                Err(format!("{parts:?}"))
+            }
+        },
+    )
+    .await
+    .expect("the operator creates the queue");
+    let spread: BTreeSet<i32> = leaders.iter().copied().collect();
+    assert_eq!(
+        spread,
+        BTreeSet::from([0, 1, 2]),
+        "one partition per broker: {leaders:?}"
+    );
+
+    // 2.5 MiB into every partition: each broker holds 2.5 of its 4 MiB, so the 2.5 MiB on nr-2
+    // fit on neither nr-0 nor nr-1 (1.1 MiB free less the 0.4 MiB reserve).
+    const RECORDS: usize = 2560;
+    for p in 0..3 {
+        produce_bulk(&b0, "big", p, RECORDS, 1000).await;
+    }
+
+    apply_yaml(&ns.name, &mq(2, "{name: big, partitions: 3}"));
+    let mqs_ref = &mqs;
+    let (reason, message) = harness::wait_for(
+        "Degraded ScaleDownBlocked",
+        Duration::from_secs(90),
+        || async move {
+            let m = mqs_ref.get("nr").await.map_err(|e| e.to_string())?;
+            match condition(&m, "Degraded") {
+                Some((s, reason, message)) if s == "True" => Ok((reason, message)),
+                other => Err(format!("Degraded {other:?}")),
+            }
+        },
+    )
+    .await
+    .expect("the scale-down is refused");
+    assert_eq!(reason, "ScaleDownBlocked", "{message}");
+    let stuck = format!(
+        "big-{}",
+        leaders.iter().position(|l| *l == 2).expect("on 2")
+    );
+    for want in [
+        stuck.as_str(),
+        "do not fit on the remaining brokers",
+        "grow storage.size",
+    ] {
+        assert!(message.contains(want), "{want:?} not in {message:?}");
+    }
+    let warned = sluice_e2e::mq::events(&ns.name)
+        .into_iter()
+        .any(|(t, r, m)| t == "Warning" && r == "ScaleDownBlocked" && m.contains(&stuck));
+    assert!(warned, "a Warning Event ScaleDownBlocked naming {stuck}");
+    // Nothing moved, nothing shrank, the spec is as written.
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let s = sts.get("nr").await.expect("sts");
+    assert_eq!(s.spec.and_then(|s| s.replicas), Some(3));
+    let b = b0.clone();
+    let now = tokio::task::spawn_blocking(move || leaders_and_ends(&b, "big"))
+        .await
+        .expect("task")
+        .expect("metadata");
+    assert_eq!(
+        now,
+        leaders
+            .iter()
+            .map(|l| (*l, RECORDS as i64))
+            .collect::<Vec<_>>(),
+        "every partition on its broker with every record"
+    );
+
+    // Setting replicas back clears the refusal.
+    apply_yaml(&ns.name, &mq(3, "{name: big, partitions: 3}"));
+    harness::wait_for(
+        "Degraded back to False",
+        Duration::from_secs(90),
+        || async move {
+            let m = mqs_ref.get("nr").await.map_err(|e| e.to_string())?;
+            match condition(&m, "Degraded") {
+                Some((s, _, _)) if s == "False" => Ok(()),
+                other => Err(format!("Degraded {other:?}")),
+            }
+        },
+    )
+    .await
+    .expect("the refusal clears when replicas is set back");
     ns.delete_and_wait(&client, Duration::from_secs(120))
         .await
         .expect("namespace deleted");

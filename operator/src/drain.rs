@@ -322,8 +322,8 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
         return DrainPlan::Blocked {
             reason: format!(
                 "partitions {} on brokers {} do not fit on the remaining brokers: they hold {} \
-                 in all and the remaining brokers have room for {} (free space on the volume \
-                 less a {RESERVE_PERCENT}% reserve); grow storage.size, lower the queues' \
+                 in all, and the room left (free space on the volume less a \
+                 {RESERVE_PERCENT}% reserve) is {}; grow storage.size, lower the queues' \
                  retention, or set replicas back",
                 name_some(
                     too_big

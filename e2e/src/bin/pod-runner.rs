@@ -5,7 +5,8 @@
 //! locally built broker binary with the pod's resolved args and env (see `sluice_e2e::podspec`),
 //! listening on the pod IP, with its data directory on a host folder per PVC. It stops the process
 //! (SIGTERM, then SIGKILL after the pod's grace period) when the pod goes away, restarts it with
-//! back-off when it exits on its own, and mirrors the broker's `/readyz` into the pod's `Ready`
+//! back-off when it exits on its own (reporting `restartCount`, the last exit code and a
+//! `CrashLoopBackOff` waiting state meanwhile, as the kubelet does), and mirrors the broker's `/readyz` into the pod's `Ready`
 //! condition (kwok's broker stage leaves brokers not-ready; see `e2e/scripts/cluster.sh`).
 //! There is no cluster DNS, so it also keeps a marked block of `/etc/hosts` that maps each running
 //! pod's headless-Service names to its pod IP (see `sluice_e2e::hosts`), removed when it stops.
@@ -201,7 +202,22 @@ async fn readyz(addr: &str) -> bool {
     )
 }
 
-async fn set_ready(client: &Client, key: &str, container: &str, ready: bool, restarts: i32) {
+/// What the container is doing, as the kubelet reports it in `containerStatuses[].state`.
+enum Run {
+    /// The broker process runs.
+    Running,
+    /// The broker exited on its own and waits `backoff` before the next start.
+    BackOff { exit_code: i32, backoff: Duration },
+}
+
+async fn set_ready(
+    client: &Client,
+    key: &str,
+    container: &str,
+    ready: bool,
+    restarts: i32,
+    run: Run,
+) {
     let Some((ns, name)) = key.split_once('/') else {
         return;
     };
@@ -225,8 +241,26 @@ async fn set_ready(client: &Client, key: &str, container: &str, ready: bool, res
         let mut v = serde_json::to_value(&cs).unwrap_or_default();
         if cs.name == container {
             v["ready"] = json!(ready);
-            v["started"] = json!(true);
             v["restartCount"] = json!(restarts);
+            match &run {
+                Run::Running => {
+                    v["started"] = json!(true);
+                    if v["state"].get("running").is_none() {
+                        v["state"] = json!({"running": {"startedAt": now}});
+                    }
+                }
+                // What the kubelet shows between the restarts of a crashing container, which
+                // is what the operator's roll watches for.
+                Run::BackOff { exit_code, backoff } => {
+                    v["started"] = json!(false);
+                    v["lastState"] = json!({"terminated": {
+                        "exitCode": exit_code, "reason": "Error", "finishedAt": now}});
+                    v["state"] = json!({"waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": format!("back-off {}s restarting failed container={container} pod={name}", backoff.as_secs()),
+                    }});
+                }
+            }
         }
         statuses.push(v);
     }
@@ -369,8 +403,19 @@ async fn main() -> anyhow::Result<()> {
                                   log = %p.log_path.display(), "broker exited; restarting after back-off");
                             p.next_start = Instant::now() + backoff;
                             if !args.no_readiness {
-                                set_ready(&client, &p.key, &p.spec.container, false, p.restarts)
-                                    .await;
+                                let run = Run::BackOff {
+                                    exit_code: status.code().unwrap_or(-1),
+                                    backoff,
+                                };
+                                set_ready(
+                                    &client,
+                                    &p.key,
+                                    &p.spec.container,
+                                    false,
+                                    p.restarts,
+                                    run,
+                                )
+                                .await;
                             }
                             p.ready = Some(false);
                         }
@@ -449,6 +494,11 @@ async fn main() -> anyhow::Result<()> {
                           data = %p.spec.data_dir.path.display(), origin = %p.spec.data_dir.origin,
                           args = ?p.spec.args, log = %p.log_path.display(), "broker started");
                     p.child = Some(c);
+                    if p.restarts > 0 {
+                        // Report the restarted container as running (not ready yet) instead of
+                        // leaving CrashLoopBackOff up until it becomes ready.
+                        p.ready = None;
+                    }
                 }
                 Err(e) => {
                     warn!(pod = %p.key, error = %format!("{e:#}"), "cannot start broker");
@@ -475,7 +525,15 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let ok = readyz(&p.spec.http_addr).await;
                 if p.ready != Some(ok) {
-                    set_ready(&client, &p.key, &p.spec.container, ok, p.restarts).await;
+                    set_ready(
+                        &client,
+                        &p.key,
+                        &p.spec.container,
+                        ok,
+                        p.restarts,
+                        Run::Running,
+                    )
+                    .await;
                     p.ready = Some(ok);
                 }
             }

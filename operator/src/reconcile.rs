@@ -253,7 +253,13 @@ fn pod_failing(pod: &Pod) -> Option<String> {
             .and_then(|w| w.reason.as_deref())
         {
             if FAILING_REASONS.contains(&reason) {
-                return Some(format!("container {} is in {reason}", cs.name));
+                let exit = cs
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| format!(", last exit code {}", t.exit_code))
+                    .unwrap_or_default();
+                return Some(format!("container {} is in {reason}{exit}", cs.name));
             }
         }
         if !cs.ready && cs.restart_count >= FAILING_RESTARTS {
@@ -1589,11 +1595,12 @@ mod tests {
 metadata: {name: mq-2}
 status:
   containerStatuses:
-  - {name: broker, ready: false, restartCount: 2, image: x, imageID: "", state: {waiting: {reason: CrashLoopBackOff}}}
+  - {name: broker, ready: false, restartCount: 2, image: x, imageID: "", state: {waiting: {reason: CrashLoopBackOff}}, lastState: {terminated: {exitCode: 2}}}
 "#);
-        assert!(pod_failing(&p)
-            .expect("failing")
-            .contains("CrashLoopBackOff"));
+        assert_eq!(
+            pod_failing(&p).expect("failing"),
+            "container broker is in CrashLoopBackOff, last exit code 2"
+        );
     }
 
     #[test]

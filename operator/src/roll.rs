@@ -104,9 +104,11 @@ pub fn plan_roll(input: &RollInput<'_>) -> RollStep {
             pod: bad.name.clone(),
             reason: format!(
                 "pod {} of the new revision is failing ({}); the roll is stopped so no other broker \
-                 goes down. Fix the version or config; the roll resumes with the new revision",
+                 goes down. `kubectl logs {} --previous` says why; fix the version, the config or \
+                 the broker's volume, and the roll resumes once the pod is ready",
                 bad.name,
-                bad.failing.as_deref().unwrap_or_default()
+                bad.failing.as_deref().unwrap_or_default(),
+                bad.name
             ),
         };
     }

@@ -1,7 +1,7 @@
 //! More operator scenarios against the real control plane with real broker processes: queue
 //! settings and `queueDeletionPolicy` on the brokers, operator failover in the middle of a config
-//! roll, a broker pod whose node is gone, and a scale-down that does not fit on the brokers that
-//! stay.
+//! roll, a broker pod whose node is gone, a scale-down that does not fit on the brokers that
+//! stay, and a broker that cannot start in the middle of a roll.
 //!
 //! One scenario per namespace; run.sh runs the tests one at a time. Each test makes sure a live
 //! operator is running (`e2e/scripts/operator.sh start` when `e2e/.work/operator.pid` names no
@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -838,6 +839,146 @@ async fn scale_down_whose_partitions_do_not_fit_on_the_remaining_brokers_is_refu
     )
     .await
     .expect("the refusal clears when replicas is set back");
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+/// The `node.id` file in the volume of `claim` (the pod runner keeps PVCs under
+/// `e2e/.work/pods/pvc/<namespace>/<claim>`; the broker's data dir is somewhere below).
+fn node_id_file(ns: &str, claim: &str) -> PathBuf {
+    fn find(dir: &std::path::Path) -> Option<PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.file_name().is_some_and(|n| n == "node.id") {
+                return Some(path);
+            }
+            if path.is_dir() {
+                if let Some(found) = find(&path) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    let root = work().join("pods/pvc").join(ns).join(claim);
+    find(&root).unwrap_or_else(|| panic!("no node.id under {}", root.display()))
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn a_broker_that_cannot_start_stops_the_roll_and_the_roll_resumes_once_it_is_fixed() {
+    if !harness::enabled("operator_roll_stopped") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    ensure_operator();
+    let ns = TestNamespace::create(&client, "crash")
+        .await
+        .expect("namespace");
+    let mq = |fsync: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: c}}\n\
+             spec: {{replicas: 3, storage: {{size: 1Gi}}, config: {{fsync: {fsync}}}}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq("always"));
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "c", 3, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let b1 = format!("{}:9092", pod_ip(&pods, "c-1").await);
+    produce(&b1, "kept", 5).await;
+    let uid = |p: &Pod| p.uid().unwrap_or_default();
+    let c0 = uid(&pods.get("c-0").await.expect("pod"));
+    let c1 = uid(&pods.get("c-1").await.expect("pod"));
+
+    // c-1's volume now claims to belong to node 7: the broker refuses to start on it (as with
+    // volumes swapped between pods). The running broker does not notice until the roll restarts it.
+    let id_file = node_id_file(&ns.name, "data-c-1");
+    let original = std::fs::read_to_string(&id_file).expect("node.id");
+    assert_eq!(original.trim(), "1", "{}", id_file.display());
+    std::fs::write(&id_file, "7").expect("write node.id");
+
+    apply_yaml(&ns.name, &mq("interval"));
+    let mqs_ref = &mqs;
+    let stopped = harness::wait_for(
+        "Degraded RollStopped naming c-1",
+        Duration::from_secs(180),
+        || async move {
+            let m = mqs_ref.get("c").await.map_err(|e| e.to_string())?;
+            match condition(&m, "Degraded") {
+                Some((s, r, message)) if s == "True" && r == "RollStopped" => Ok(message),
+                other => Err(format!("Degraded {other:?}")),
+            }
+        },
+    )
+    .await
+    .expect("the roll stops at the broker that cannot start");
+    for want in ["pod c-1", "CrashLoopBackOff", "last exit code"] {
+        assert!(stopped.contains(want), "{want:?} not in {stopped:?}");
+    }
+    let c1_now = pods.get("c-1").await.expect("pod");
+    assert_ne!(uid(&c1_now), c1, "c-1 was restarted by the roll");
+    let warned = sluice_e2e::mq::events(&ns.name)
+        .into_iter()
+        .any(|(t, r, m)| t == "Warning" && r == "RollStopped" && m.contains("c-1"));
+    assert!(warned, "a Warning Event RollStopped naming c-1");
+    let log = work().join(format!("pods/logs/{}_c-1.log", ns.name));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("belongs to node 7"),
+        "the broker's log says why it cannot start ({})",
+        log.display()
+    );
+    // While c-1 cannot start, no other broker goes down: c-0 keeps running and ready.
+    let pods_ref = &pods;
+    let c0_ref = &c0;
+    let moved_on = harness::wait_for(
+        "the roll moving on to c-0 while c-1 is broken",
+        Duration::from_secs(10),
+        || async move {
+            let p = pods_ref.get("c-0").await.map_err(|e| e.to_string())?;
+            if uid(&p) != *c0_ref || !pod_is_ready(&p) {
+                Ok(())
+            } else {
+                Err("c-0 untouched".to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        moved_on.is_err(),
+        "c-0 was taken down during a stopped roll"
+    );
+
+    // Fixed: the next restart of c-1 succeeds, the roll goes on to c-0 and finishes.
+    std::fs::write(&id_file, original).expect("restore node.id");
+    harness::wait_for(
+        "c-0 replaced once c-1 is ready",
+        Duration::from_secs(180),
+        || async move {
+            let p = pods_ref.get("c-0").await.map_err(|e| e.to_string())?;
+            if uid(&p) != *c0_ref {
+                Ok(())
+            } else {
+                Err("c-0 not replaced yet".to_string())
+            }
+        },
+    )
+    .await
+    .expect("the roll resumes");
+    wait_available(&mqs, "c", 3, 180).await;
+    harness::wait_for("Degraded False", Duration::from_secs(60), || async move {
+        let m = mqs_ref.get("c").await.map_err(|e| e.to_string())?;
+        match condition(&m, "Degraded") {
+            Some((s, _, _)) if s == "False" => Ok(()),
+            other => Err(format!("Degraded {other:?}")),
+        }
+    })
+    .await
+    .expect("Degraded clears when the roll is done");
+    let b1 = format!("{}:9092", pod_ip(&pods, "c-1").await);
+    read_back(&b1, "kept", 5, "c-1 after its failed starts").await;
     ns.delete_and_wait(&client, Duration::from_secs(120))
         .await
         .expect("namespace deleted");

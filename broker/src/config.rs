@@ -241,7 +241,7 @@ impl Config {
             return Err(invalid(
                 "--default-replication-factor",
                 self.default_replication_factor,
-                "1 (this broker is a single node)",
+                "1 (each partition has one copy: replication is not built yet)",
             ));
         }
         if self.min_insync_replicas < 1 {

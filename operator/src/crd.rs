@@ -201,6 +201,9 @@ impl Default for Storage {
     }
 }
 
+/// The largest `config.maxMessageBytes`: the brokers' default `--max-request-bytes`.
+pub const MAX_MESSAGE_BYTES: i64 = 104_857_600;
+
 /// Broker-wide settings. Each maps to one broker flag (`SLUICE_*` environment variable).
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -209,7 +212,9 @@ pub struct BrokerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub default_partitions: Option<i32>,
-    /// Replication factor of auto-created topics (broker default 1); at most `replicas`.
+    /// Replication factor of auto-created topics (broker default 1); at most `replicas`. The
+    /// brokers keep one copy of each partition today, so the operator reports any other value
+    /// as an invalid spec (the brokers would refuse to start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub default_replication_factor: Option<i32>,
@@ -227,11 +232,12 @@ pub struct BrokerConfig {
     pub retention_bytes: Option<i64>,
     /// Size of one log segment file in bytes (broker default 1 GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1024))]
+    #[schemars(range(min = 1024, max = 2147483647))]
     pub segment_bytes: Option<i64>,
-    /// Largest record batch the broker accepts, in bytes (broker default 1048588).
+    /// Largest record batch the broker accepts, in bytes (broker default 1048588); at most
+    /// 100 MiB, the brokers' request size limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 104857600))]
     pub max_message_bytes: Option<i64>,
     /// When appended data is fsynced: `always` (before acknowledging acks=all) or `interval`
     /// (every fsyncIntervalMs; faster, may lose the last interval on power loss).

@@ -42,6 +42,30 @@ pub fn validate_spec(mq: &MessageQueue) -> Result<()> {
                 "config.defaultReplicationFactor {rf} is more than replicas {}; lower it or raise replicas",
                 spec.replicas
             ));
+        } else if rf > 1 {
+            // Not a CEL rule: the CRD describes the API replication will serve. Today's brokers
+            // refuse to start with it, so every broker would crash-loop on this config.
+            problems.push(format!(
+                "config.defaultReplicationFactor {rf}: the brokers keep one copy of each \
+                 partition (replication is not built yet) and refuse to start with more; set it to 1"
+            ));
+        }
+    }
+    if let Some(config) = &spec.config {
+        // The brokers' own limits, which would otherwise stop them at start.
+        if let Some(n) = config.segment_bytes.filter(|n| *n > i64::from(i32::MAX)) {
+            problems.push(format!(
+                "config.segmentBytes {n} is more than the largest segment, 2147483647 bytes"
+            ));
+        }
+        if let Some(n) = config
+            .max_message_bytes
+            .filter(|n| *n > crate::crd::MAX_MESSAGE_BYTES)
+        {
+            problems.push(format!(
+                "config.maxMessageBytes {n} is more than {}, the brokers' request size limit",
+                crate::crd::MAX_MESSAGE_BYTES
+            ));
         }
     }
     let mut seen = BTreeSet::new();
@@ -176,7 +200,7 @@ mod tests {
         let spec = r#"
   replicas: 3
   storage: {size: 20Gi}
-  config: {defaultReplicationFactor: 3}
+  config: {defaultReplicationFactor: 1, segmentBytes: 2147483647, maxMessageBytes: 104857600}
   queues:
   - {name: orders, partitions: 6, replicationFactor: 3}
   - {name: audit.log_v2-x, partitions: 1}
@@ -217,6 +241,16 @@ mod tests {
         );
         let p = problems("  replicas: 1\n  config: {defaultReplicationFactor: 2}");
         assert!(p.contains("defaultReplicationFactor 2"), "{p}");
+    }
+
+    #[test]
+    fn settings_the_brokers_would_refuse_at_start_are_refused_here() {
+        let p = problems("  replicas: 3\n  config: {defaultReplicationFactor: 2}");
+        assert!(p.contains("one copy of each partition"), "{p}");
+        let p = problems("  config: {segmentBytes: 4294967296}");
+        assert!(p.contains("config.segmentBytes 4294967296"), "{p}");
+        let p = problems("  config: {maxMessageBytes: 104857601}");
+        assert!(p.contains("config.maxMessageBytes 104857601"), "{p}");
     }
 
     #[test]

@@ -150,6 +150,10 @@ async fn invalid_manifests_are_refused_with_a_message_saying_what_to_fix() {
             &["maxUnavailable must be at least 1"],
         ),
         ("  replicas: \"three\"\n", &["replicas", "integer"]),
+        (
+            "  config:\n    segmentBytes: 4294967296\n",
+            &["segmentBytes", "2147483647"],
+        ),
     ];
     for (i, (spec, words)) in cases.iter().enumerate() {
         let m = manifest(&ns.name, &format!("bad-{i}"), spec);

@@ -272,6 +272,48 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
     );
     produce_consume(&bootstrap, "events", 10).await;
 
+    // The broker pod holding events-0 is deleted: the StatefulSet brings it back on its volume,
+    // the MessageQueue is Available again and the records are still there.
+    let b = bootstrap.clone();
+    let leaders = tokio::task::spawn_blocking(move || partition_leaders(&b))
+        .await
+        .expect("metadata task");
+    let owner = leaders
+        .iter()
+        .find(|(tp, _)| tp == "events-0")
+        .map(|(_, l)| format!("demo-{l}"))
+        .unwrap_or_else(|| panic!("no leader of events-0 in {leaders:?}"));
+    let old_uid = pods.get(&owner).await.expect("pod").uid();
+    pods.delete(&owner, &DeleteParams::default())
+        .await
+        .expect("delete broker pod");
+    let (pods_ref, owner_ref, old_ref) = (&pods, &owner, &old_uid);
+    harness::wait_for(
+        &format!("{owner} recreated and Ready"),
+        Duration::from_secs(120),
+        || async move {
+            let p = pods_ref
+                .get_opt(owner_ref)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("absent")?;
+            if p.uid() != *old_ref && sluice_e2e::mq::pod_is_ready(&p) {
+                Ok(())
+            } else {
+                Err("old or not ready".to_string())
+            }
+        },
+    )
+    .await
+    .expect("a deleted broker pod comes back");
+    wait_available(&mqs, "demo", 3, 120).await;
+    let b = format!("{}:9092", pod_ip(&pods, "demo-0").await);
+    let got = tokio::task::spawn_blocking(move || read_all(&b, "events", 1, 10))
+        .await
+        .expect("read task");
+    let want: BTreeSet<String> = (0..10).map(|i| format!("op-{i}")).collect();
+    assert_eq!(got, want, "events-0 after {owner} came back");
+
     // Heal: a deleted ConfigMap and Service come back; a hand-edited StatefulSet is put back.
     cms.delete(&cm_name, &DeleteParams::default())
         .await

@@ -634,7 +634,7 @@ async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_
 
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
-async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
+async fn config_change_and_version_upgrade_roll_one_pod_at_a_time_highest_first_and_keep_data() {
     if !harness::enabled("operator_roll") {
         return;
     }
@@ -730,6 +730,76 @@ async fn config_change_rolls_one_pod_at_a_time_highest_first_and_keeps_data() {
                 "{p} message {i}"
             );
         }
+    }
+
+    // A version upgrade is the same roll: every pod gets the new image and version label, and
+    // status says which version runs. (The pod runner starts the local broker whatever the image
+    // says, so this proves the operator's side: template, roll, status.)
+    let status_versions = |m: &MessageQueue| {
+        let v = serde_json::to_value(m.status.as_ref()).unwrap_or_default();
+        (
+            v["currentVersion"].as_str().map(str::to_string),
+            v["targetVersion"].as_str().map(str::to_string),
+        )
+    };
+    let before = mqs.get("r").await.expect("mq");
+    let (current, _) = status_versions(&before);
+    assert!(
+        current.as_deref().is_some_and(|v| v != "9.9.9"),
+        "a current version before the upgrade: {current:?}"
+    );
+    let upgrade = serde_json::json!({"spec": {"version": "9.9.9"}});
+    mqs.patch("r", &PatchParams::default(), &Patch::Merge(&upgrade))
+        .await
+        .expect("upgrade");
+    let (mqs_ref, pods_ref) = (&mqs, &pods);
+    harness::wait_for(
+        "every broker on 9.9.9 and status.currentVersion 9.9.9",
+        Duration::from_secs(240),
+        || async move {
+            let m = mqs_ref.get("r").await.map_err(|e| e.to_string())?;
+            let list = pods_ref
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items;
+            let images: Vec<String> = list
+                .iter()
+                .flat_map(|p| p.spec.iter().flat_map(|s| s.containers.iter()))
+                .filter_map(|c| c.image.clone())
+                .collect();
+            let labelled = list.iter().all(|p| {
+                p.labels()
+                    .get("app.kubernetes.io/version")
+                    .map(String::as_str)
+                    == Some("9.9.9")
+            });
+            let versions = status_versions(&m);
+            let upgraded = list.len() == 3
+                && images.iter().all(|i| i.ends_with(":9.9.9"))
+                && labelled
+                && list.iter().all(sluice_e2e::mq::pod_is_ready);
+            if upgraded && versions == (Some("9.9.9".into()), Some("9.9.9".into())) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "images {images:?}, status (current, target) {versions:?}"
+                ))
+            }
+        },
+    )
+    .await
+    .expect("the version upgrade rolls every broker");
+    wait_available(&mqs, "r", 3, 120).await;
+    let events = sluice_e2e::mq::events(&ns.name);
+    for p in ["r-0", "r-1", "r-2"] {
+        assert!(
+            events
+                .iter()
+                .any(|(_, r, m)| r == "RollingRestart"
+                    && m.contains(&format!("restarting pod {p} "))),
+            "a RollingRestart Event for {p}: {events:?}"
+        );
     }
     ns.delete_and_wait(&client, Duration::from_secs(120))
         .await

@@ -420,6 +420,13 @@ impl AdminClient {
                 name: name.clone(),
                 partitions: i32::try_from(parts.len()).unwrap_or(i32::MAX),
                 overrides: overrides.remove(name).flatten(),
+                replication_factor: metadata
+                    .replicas
+                    .get(name)
+                    // the fewest: a partition being moved lists its old and new replicas
+                    .and_then(|r| r.values().map(Vec::len).min())
+                    .filter(|n| *n > 0)
+                    .and_then(|n| i32::try_from(n).ok()),
             })
             .collect();
         Ok((metadata, observed))

@@ -14,6 +14,9 @@ pub struct ObservedTopic {
     pub partitions: i32,
     /// Configs set on the topic itself (not defaults). None when they could not be read.
     pub overrides: Option<BTreeMap<String, String>>,
+    /// Copies of each partition: the fewest any partition reports, since a partition in the
+    /// middle of a move lists its old and its new replicas. None when not reported.
+    pub replication_factor: Option<i32>,
 }
 
 /// One admin action.
@@ -108,6 +111,21 @@ pub fn diff_queues(
                             topic.partitions, q.partitions, topic.partitions
                         ),
                     );
+                }
+                if let Some(rf) = topic
+                    .replication_factor
+                    .filter(|rf| *rf != q.replication_factor)
+                {
+                    let text = format!(
+                        "queue has {rf} copies of each partition on the brokers, not the declared \
+                         replicationFactor {}; a queue's replication factor cannot change after \
+                         it is created: set replicationFactor to {rf}",
+                        q.replication_factor
+                    );
+                    plan.problems
+                        .entry(q.name.clone())
+                        .and_modify(|p| *p = format!("{p}; {text}"))
+                        .or_insert(text);
                 }
                 if let Some(current) = &topic.overrides {
                     let set: BTreeMap<String, String> = configs
@@ -210,6 +228,7 @@ mod tests {
         ObservedTopic {
             name: name.into(),
             partitions,
+            replication_factor: Some(1),
             overrides: Some(
                 overrides
                     .iter()
@@ -293,6 +312,29 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_replication_factor_is_a_problem_named_with_the_actual_one() {
+        let desired = queues("- {name: orders, partitions: 2, replicationFactor: 3}");
+        let plan = diff_queues(
+            &desired,
+            &[topic("orders", 5, &[])],
+            &set(&[]),
+            QueueDeletionPolicy::Retain,
+        );
+        assert!(plan.actions.is_empty());
+        let p = &plan.problems["orders"];
+        assert!(p.contains("set partitions to 5"), "{p}");
+        assert!(
+            p.contains("set replicationFactor to 1"),
+            "both problems named: {p}"
+        );
+        // Not reported by the broker: nothing to compare.
+        let mut unknown = topic("orders", 2, &[]);
+        unknown.replication_factor = None;
+        let plan = diff_queues(&desired, &[unknown], &set(&[]), QueueDeletionPolicy::Retain);
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    }
+
+    #[test]
     fn changed_and_removed_configs_are_altered() {
         let desired =
             queues("- {name: orders, retentionMs: 2000, config: {sluice.fsync: interval}}");
@@ -323,6 +365,7 @@ mod tests {
             name: "orders".into(),
             partitions: 1,
             overrides: None,
+            replication_factor: None,
         }];
         let plan = diff_queues(&desired, &observed, &set(&[]), QueueDeletionPolicy::Retain);
         assert!(plan.actions.is_empty());

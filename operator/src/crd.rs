@@ -148,6 +148,13 @@ pub struct MessageQueueSpec {
     #[serde(default)]
     pub disruption_budget: DisruptionBudget,
 
+    /// Keep the brokers' partition counts within one of each other by moving partitions between
+    /// them (Kafka's AlterPartitionReassignments, a few at a time, only onto brokers with room
+    /// for them), so new brokers take their share after a scale-up. Off by default: a move
+    /// copies the partition's data from one broker to another.
+    #[serde(default)]
+    pub auto_rebalance: bool,
+
     /// Stop reconciling: the operator changes nothing until this is false again (the annotation
     /// `sluice.dev/paused: "true"` does the same) and reports the ReconciliationPaused condition.
     #[serde(default)]

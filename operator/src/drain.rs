@@ -347,6 +347,103 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
     }
 }
 
+/// Largest number of moves a rebalance requests at once: each copies a partition between two
+/// brokers, and the next batch waits until these are done.
+pub const REBALANCE_BATCH: usize = 4;
+
+/// What to do next to balance partitions over the brokers `0..brokers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalancePlan {
+    /// Every live broker holds within one partition of every other (or nothing can move).
+    Balanced,
+    /// Moves are in flight; nothing new until they are done.
+    Waiting {
+        /// How many.
+        moving: usize,
+    },
+    /// Moves to request now: partition → target, the most loaded broker to the least.
+    Move {
+        /// The moves.
+        requests: Vec<(TopicPartition, i32)>,
+        /// Partitions per live broker before these moves, for messages.
+        load: BTreeMap<i32, usize>,
+    },
+}
+
+/// Plans the next batch of moves that brings the partition counts of the live brokers among
+/// `0..brokers` within one of each other. From each overloaded broker the smallest partitions
+/// go first (the cheapest to copy), and only to a broker with room for them.
+pub fn plan_rebalance(view: &ClusterView, brokers: i32) -> RebalancePlan {
+    let live: Vec<i32> = view
+        .brokers
+        .iter()
+        .copied()
+        .filter(|b| (0..brokers).contains(b) && !view.fenced.contains(b))
+        .collect();
+    if live.len() < 2 {
+        return RebalancePlan::Balanced;
+    }
+    if !view.ongoing.is_empty() {
+        return RebalancePlan::Waiting {
+            moving: view.ongoing.len(),
+        };
+    }
+    // Partitions on exactly one live broker; others (on a fenced or removed broker) stay put.
+    let mut on: BTreeMap<i32, Vec<&TopicPartition>> = live.iter().map(|b| (*b, vec![])).collect();
+    for tp in view.partitions.keys() {
+        if let [holder] = view.holders(tp).as_slice() {
+            if let Some(list) = on.get_mut(holder) {
+                list.push(tp);
+            }
+        }
+    }
+    let load: BTreeMap<i32, usize> = on.iter().map(|(b, l)| (*b, l.len())).collect();
+    let mut count = load.clone();
+    let mut room: BTreeMap<i32, u64> = live
+        .iter()
+        .filter_map(|b| Some((*b, view.disks.get(b)?.room)))
+        .collect();
+    for list in on.values_mut() {
+        // smallest last, so `pop` takes it; equal sizes: the highest partition goes first
+        list.sort_by_key(|tp| (std::cmp::Reverse(view.size_of(tp)), (*tp).clone()));
+    }
+    let mut requests = Vec::new();
+    while requests.len() < REBALANCE_BATCH {
+        let Some((&src, &most)) = count.iter().max_by_key(|(b, n)| (**n, **b)) else {
+            break;
+        };
+        let Some((&dst, &fewest)) = count
+            .iter()
+            .min_by_key(|(b, n)| (**n, std::cmp::Reverse(**b)))
+        else {
+            break;
+        };
+        if most <= fewest + 1 {
+            break;
+        }
+        let Some(tp) = on.get_mut(&src).and_then(|l| l.pop()) else {
+            break;
+        };
+        let size = view.size_of(tp);
+        if room.get(&dst).is_some_and(|r| *r < size) {
+            // The smallest partition of the fullest broker does not fit on the emptiest one:
+            // nothing else will either.
+            break;
+        }
+        if let Some(r) = room.get_mut(&dst) {
+            *r -= size;
+        }
+        count.entry(src).and_modify(|n| *n -= 1);
+        count.entry(dst).and_modify(|n| *n += 1);
+        requests.push((tp.clone(), dst));
+    }
+    if requests.is_empty() {
+        RebalancePlan::Balanced
+    } else {
+        RebalancePlan::Move { requests, load }
+    }
+}
+
 /// The first ten items, comma-separated, and how many more there are.
 fn name_some(items: impl ExactSizeIterator<Item = String>) -> String {
     let total = items.len();
@@ -674,6 +771,107 @@ mod tests {
         v.disks.get_mut(&0).expect("disk").partitions.clear();
         // nothing copied yet: 1 MiB left on 0, and a-1 fits nowhere
         assert!(matches!(plan_drain(&v, 2, &[2]), DrainPlan::Blocked { .. }));
+    }
+
+    #[test]
+    fn a_new_broker_gets_partitions_from_the_most_loaded_until_within_one() {
+        // brokers 0 and 1 hold 3 each; broker 2 just joined
+        let v = view(
+            &[0, 1, 2],
+            &[
+                ("a", 0, 0),
+                ("a", 1, 1),
+                ("a", 2, 0),
+                ("a", 3, 1),
+                ("a", 4, 0),
+                ("a", 5, 1),
+            ],
+        );
+        match plan_rebalance(&v, 3) {
+            RebalancePlan::Move { requests, load } => {
+                // the highest-numbered partition of broker 1 (ties: the higher id gives), then
+                // of broker 0; 2-2-2 afterwards
+                assert_eq!(requests, vec![(tp("a", 5), 2), (tp("a", 4), 2)]);
+                assert_eq!(load, BTreeMap::from([(0, 3), (1, 3), (2, 0)]));
+            }
+            other => panic!("expected moves, got {other:?}"),
+        }
+        let balanced = view(
+            &[0, 1, 2],
+            &[("a", 0, 0), ("a", 1, 1), ("a", 2, 0), ("b", 0, 2)],
+        );
+        assert_eq!(plan_rebalance(&balanced, 3), RebalancePlan::Balanced);
+    }
+
+    #[test]
+    fn a_rebalance_waits_for_moves_in_flight_and_leaves_fenced_and_removed_brokers_alone() {
+        let mut v = view(&[0, 1, 2], &[("a", 0, 0), ("a", 1, 0), ("a", 2, 0)]);
+        v.ongoing.insert(tp("a", 0), vec![1]);
+        assert_eq!(plan_rebalance(&v, 3), RebalancePlan::Waiting { moving: 1 });
+        // broker 2 fenced, broker 3 beyond spec.replicas: only 0 and 1 take part
+        let v = view(
+            &[0, 1, 2, 3],
+            &[("a", 0, 0), ("a", 1, 0), ("a", 2, 0), ("b", 0, 3)],
+        )
+        .with_registered(&BTreeMap::from([
+            (0, false),
+            (1, false),
+            (2, true),
+            (3, false),
+        ]));
+        match plan_rebalance(&v, 3) {
+            RebalancePlan::Move { requests, .. } => assert_eq!(requests, vec![(tp("a", 2), 1)]),
+            other => panic!("expected a move, got {other:?}"),
+        }
+        assert_eq!(
+            plan_rebalance(&view(&[0], &[("a", 0, 0)]), 1),
+            RebalancePlan::Balanced
+        );
+    }
+
+    #[test]
+    fn a_rebalance_moves_the_smallest_partitions_and_only_where_they_fit() {
+        let v = view(
+            &[0, 1],
+            &[("a", 0, 0), ("a", 1, 0), ("a", 2, 0), ("a", 3, 0)],
+        )
+        .with_disks(BTreeMap::from([
+            (
+                0,
+                disk(
+                    &[
+                        ("a", 0, 5 * MIB),
+                        ("a", 1, MIB),
+                        ("a", 2, 9 * MIB),
+                        ("a", 3, 2 * MIB),
+                    ],
+                    0,
+                ),
+            ),
+            (1, disk(&[], 4 * MIB)),
+        ]));
+        match plan_rebalance(&v, 2) {
+            RebalancePlan::Move { requests, .. } => {
+                // 1 MiB then 2 MiB; the next (5 MiB) would not fit, and 2-2 is balanced anyway
+                assert_eq!(requests, vec![(tp("a", 1), 1), (tp("a", 3), 1)])
+            }
+            other => panic!("expected moves, got {other:?}"),
+        }
+        let mut tight = v.clone();
+        tight.disks.get_mut(&1).expect("disk").room = MIB / 2;
+        assert_eq!(
+            plan_rebalance(&tight, 2),
+            RebalancePlan::Balanced,
+            "nothing fits"
+        );
+        // many partitions: one batch at a time
+        let parts: Vec<(String, i32, i32)> = (0..20).map(|p| ("m".to_string(), p, 0)).collect();
+        let refs: Vec<(&str, i32, i32)> =
+            parts.iter().map(|(t, p, o)| (t.as_str(), *p, *o)).collect();
+        match plan_rebalance(&view(&[0, 1], &refs), 2) {
+            RebalancePlan::Move { requests, .. } => assert_eq!(requests.len(), REBALANCE_BATCH),
+            other => panic!("expected moves, got {other:?}"),
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::builders::{self, BuildConfig, Names, FIELD_MANAGER, HTTP_PORT, KAFKA_PORT};
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
-use crate::drain::{self, ClusterView, DrainPlan};
+use crate::drain::{self, ClusterView, DrainPlan, RebalancePlan};
 use crate::error::{Error, Result};
 use crate::kafka::{
     probe_readyz, AdminClient, ClusterMetadata, ALTER_PARTITION_REASSIGNMENTS, DESCRIBE_CLUSTER,
@@ -575,11 +575,23 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     // queues
     sync_queues(mq, ctx, &pods, &previous, &mut pass).await;
 
+    // rebalance, only while nothing else moves brokers or partitions
+    let settled = matches!(step, RollStep::UpToDate)
+        && mq.spec.replicas == applied_replicas
+        && current_replicas == applied_replicas
+        && pass.observation.ready == mq.spec.replicas
+        && pass.observation.draining.is_none()
+        && pass.observation.scale_refused.is_none();
+    if mq.spec.auto_rebalance && settled {
+        pass.observation.rebalancing = rebalance(mq, ctx, &names, &pods).await;
+    }
+
     write_status(mq, ctx, &names, &pass).await?;
 
     let requeue = if step.in_progress()
         || pass.observation.ready < mq.spec.replicas
         || pass.observation.draining.is_some()
+        || pass.observation.rebalancing.is_some()
     {
         Duration::from_secs(5)
     } else if !pass.observation.queue_problems.is_empty()
@@ -741,26 +753,7 @@ async fn scale_down(
     let removed_text = drain::id_list(&removed);
 
     // Ask the lowest ready remaining broker about the cluster.
-    let mut remaining: Vec<(i32, &Pod)> = pods
-        .iter()
-        .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| Some((pod_ordinal(p, &names.statefulset())?, p)))
-        .filter(|(o, _)| *o < desired)
-        .collect();
-    remaining.sort_by_key(|(o, _)| *o);
-    let mut asked = None;
-    for (ordinal, pod) in remaining {
-        let Some(ip) = pod_ip(pod) else { continue };
-        match AdminClient::connect(&host_port(&ip, KAFKA_PORT), ctx.broker_timeout).await {
-            Ok(admin) => {
-                asked = Some((ordinal, pod.name_any(), admin));
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(pod = %pod.name_any(), error = %e, "broker not reachable for the scale-down")
-            }
-        }
-    }
+    let asked = first_ready_broker(ctx, names, pods, desired).await;
     let Some((node, pod, mut admin)) = asked else {
         return guard(
             ctx,
@@ -802,41 +795,14 @@ async fn scale_down(
         .await;
     }
 
-    // Moves in flight first, then Metadata again: a move that finishes in between shows up as
-    // done in Metadata rather than as a partition still on a removed broker with no move.
-    let ongoing = if admin.supports(LIST_PARTITION_REASSIGNMENTS) {
-        match admin.list_partition_reassignments().await {
-            Ok(o) => o,
-            Err(e) => {
-                return hold_refused(format!(
-                    "scale-down from {current} to {desired} waits: broker {pod} (node {node}) \
-                     answered ListPartitionReassignments with an error: {e}"
-                ))
-            }
-        }
-    } else {
-        tracing::warn!(pod = %pod, "broker does not serve ListPartitionReassignments; moves are judged by Metadata alone");
-        BTreeMap::new()
-    };
-    let metadata = match admin.metadata().await {
-        Ok(m) => m,
+    let (metadata, mut view) = match cluster_view(&mut admin).await {
+        Ok(v) => v,
         Err(e) => {
             return hold_refused(format!(
-                "scale-down from {current} to {desired} waits: cannot read the cluster from broker {pod}: {e}"
+                "scale-down from {current} to {desired} waits: broker {pod} (node {node}): {e}"
             ))
         }
     };
-    let mut view = ClusterView::new(&metadata, &ongoing);
-    if admin.supports(DESCRIBE_CLUSTER) {
-        // DescribeCluster also lists fenced brokers, which Metadata leaves out: they are still
-        // members to unregister, and no target for moves.
-        match admin.describe_cluster().await {
-            Ok(registered) => view = view.with_registered(&registered),
-            Err(e) => {
-                tracing::warn!(pod = %pod, error = %e, "DescribeCluster failed; membership from Metadata")
-            }
-        }
-    }
     let mut plan = drain::plan_drain(&view, desired, &removed);
     if matches!(&plan, DrainPlan::Moving { requests, .. } if !requests.is_empty()) {
         // Before anything moves: does it fit? (Asked only then, as it means a connection to
@@ -996,6 +962,149 @@ async fn scale_down(
                 draining: Some(draining),
                 refused: None,
             }
+        }
+    }
+}
+
+/// The lowest-numbered ready broker below ordinal `below` that takes an admin connection: its
+/// ordinal, pod name and the connection.
+async fn first_ready_broker(
+    ctx: &Context,
+    names: &Names,
+    pods: &[Pod],
+    below: i32,
+) -> Option<(i32, String, AdminClient)> {
+    let mut ready: Vec<(i32, &Pod)> = pods
+        .iter()
+        .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| Some((pod_ordinal(p, &names.statefulset())?, p)))
+        .filter(|(o, _)| *o < below)
+        .collect();
+    ready.sort_by_key(|(o, _)| *o);
+    for (ordinal, pod) in ready {
+        let Some(ip) = pod_ip(pod) else { continue };
+        match AdminClient::connect(&host_port(&ip, KAFKA_PORT), ctx.broker_timeout).await {
+            Ok(admin) => return Some((ordinal, pod.name_any(), admin)),
+            Err(e) => {
+                tracing::warn!(pod = %pod.name_any(), error = %e, "broker not reachable for an admin request")
+            }
+        }
+    }
+    None
+}
+
+/// The cluster as one broker sees it: moves in flight (ListPartitionReassignments), then
+/// Metadata (so a move that finishes in between shows up as done rather than as a partition
+/// left behind with no move), then the registered brokers with their fencing (DescribeCluster,
+/// which also lists the fenced brokers Metadata leaves out).
+async fn cluster_view(
+    admin: &mut AdminClient,
+) -> std::result::Result<(ClusterMetadata, ClusterView), String> {
+    let ongoing = if admin.supports(LIST_PARTITION_REASSIGNMENTS) {
+        admin
+            .list_partition_reassignments()
+            .await
+            .map_err(|e| format!("ListPartitionReassignments failed: {e}"))?
+    } else {
+        tracing::warn!(addr = %admin.addr(), "broker does not serve ListPartitionReassignments; moves are judged by Metadata alone");
+        BTreeMap::new()
+    };
+    let metadata = admin
+        .metadata()
+        .await
+        .map_err(|e| format!("cannot read the cluster: {e}"))?;
+    let mut view = ClusterView::new(&metadata, &ongoing);
+    if admin.supports(DESCRIBE_CLUSTER) {
+        match admin.describe_cluster().await {
+            Ok(registered) => view = view.with_registered(&registered),
+            Err(e) => {
+                tracing::warn!(addr = %admin.addr(), error = %e, "DescribeCluster failed; membership from Metadata")
+            }
+        }
+    }
+    Ok((metadata, view))
+}
+
+/// One pass of `spec.autoRebalance` once the brokers are settled: the next batch of moves that
+/// brings their partition counts within one of each other. Returns the progress message while
+/// moves are requested or in flight, None when balanced (or when the brokers cannot move
+/// partitions, which is logged).
+async fn rebalance(
+    mq: &MessageQueue,
+    ctx: &Context,
+    names: &Names,
+    pods: &[Pod],
+) -> Option<String> {
+    let brokers = mq.spec.replicas;
+    let (node, pod, mut admin) = first_ready_broker(ctx, names, pods, brokers).await?;
+    if !admin.supports(ALTER_PARTITION_REASSIGNMENTS) {
+        tracing::warn!(pod = %pod, "autoRebalance: the brokers do not serve AlterPartitionReassignments");
+        return None;
+    }
+    let (metadata, mut view) = match cluster_view(&mut admin).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(pod = %pod, node, error = %e, "autoRebalance: cannot read the cluster");
+            return None;
+        }
+    };
+    let mut plan = drain::plan_rebalance(&view, brokers);
+    if matches!(plan, RebalancePlan::Move { .. }) {
+        let disks = broker_disks(ctx, names, &metadata, &view).await;
+        if !disks.is_empty() {
+            view = view.with_disks(disks);
+            plan = drain::plan_rebalance(&view, brokers);
+        }
+    }
+    match plan {
+        RebalancePlan::Balanced => None,
+        RebalancePlan::Waiting { moving } => Some(format!(
+            "rebalancing: waiting for {moving} partition moves to finish"
+        )),
+        RebalancePlan::Move { requests, load } => {
+            let moves: Vec<(TopicPartition, Vec<i32>)> = requests
+                .iter()
+                .map(|(tp, target)| (tp.clone(), vec![*target]))
+                .collect();
+            let outcomes = match admin.alter_partition_reassignments(&moves).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(pod = %pod, error = %e, "autoRebalance: moves refused");
+                    return None;
+                }
+            };
+            let accepted: Vec<String> = outcomes
+                .iter()
+                .zip(&requests)
+                .filter(|((_, result), _)| result.is_ok())
+                .map(|((tp, _), (_, target))| format!("{tp} → broker {target}"))
+                .collect();
+            for ((tp, result), _) in outcomes.iter().zip(&requests) {
+                if let Err(e) = result {
+                    tracing::warn!(partition = %tp, error = %e, "autoRebalance: move refused");
+                }
+            }
+            if accepted.is_empty() {
+                return None;
+            }
+            let counts: Vec<String> = load
+                .iter()
+                .map(|(b, n)| format!("broker {b}: {n}"))
+                .collect();
+            let message = format!(
+                "rebalancing partitions over {brokers} brokers ({}): moving {}",
+                counts.join(", "),
+                accepted.join(", ")
+            );
+            ctx.publish(
+                mq,
+                EventType::Normal,
+                "Rebalancing",
+                "Rebalance",
+                message.clone(),
+            )
+            .await;
+            Some(message)
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct Observation {
     /// Scale-down under way: partitions moving off the brokers to remove, or waiting for them to
     /// leave the cluster.
     pub draining: Option<String>,
+    /// `spec.autoRebalance` is moving partitions between the brokers.
+    pub rebalancing: Option<String>,
     /// The spec is invalid: why.
     pub invalid_spec: Option<String>,
     /// Queues that are not in place, with why (name: message).
@@ -99,6 +101,8 @@ pub fn conditions(
         (true, "Draining", why.clone())
     } else if let Some(why) = &obs.rolling {
         (true, "RollingUpdate", why.clone())
+    } else if let Some(why) = &obs.rebalancing {
+        (true, "Rebalancing", why.clone())
     } else if obs.existing < obs.desired {
         (
             true,
@@ -276,6 +280,22 @@ mod tests {
         assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Draining"));
         assert!(p.message.contains("7 of 12"));
         assert_eq!(get(&cs, DEGRADED).status, "False");
+        assert_eq!(phase, "Progressing");
+    }
+
+    #[test]
+    fn rebalancing_is_progress_and_the_brokers_stay_available() {
+        let obs = Observation {
+            rebalancing: Some("rebalancing partitions over 3 brokers".into()),
+            ..steady()
+        };
+        let (cs, phase) = conditions(&[], &obs, None, now());
+        let p = get(&cs, PROGRESSING);
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "Rebalancing")
+        );
+        assert_eq!(get(&cs, AVAILABLE).status, "True");
         assert_eq!(phase, "Progressing");
     }
 

@@ -1,7 +1,8 @@
 //! More operator scenarios against the real control plane with real broker processes: queue
 //! settings and `queueDeletionPolicy` on the brokers, operator failover in the middle of a config
 //! roll, a broker pod whose node is gone, a scale-down that does not fit on the brokers that
-//! stay, and a broker that cannot start in the middle of a roll.
+//! stay, a broker that cannot start in the middle of a roll, and `autoRebalance` after a
+//! scale-up.
 //!
 //! One scenario per namespace; run.sh runs the tests one at a time. Each test makes sure a live
 //! operator is running (`e2e/scripts/operator.sh start` when `e2e/.work/operator.pid` names no
@@ -666,6 +667,7 @@ async fn produce_bulk(bootstrap: &str, topic: &str, partition: i32, n: usize, si
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
+        .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "60000")
         .create()
@@ -979,6 +981,138 @@ async fn a_broker_that_cannot_start_stops_the_roll_and_the_roll_resumes_once_it_
     .expect("Degraded clears when the roll is done");
     let b1 = format!("{}:9092", pod_ip(&pods, "c-1").await);
     read_back(&b1, "kept", 5, "c-1 after its failed starts").await;
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+/// Reads every partition of `topic` from the start until `expected` records arrived (60 s at
+/// most) and returns how many did.
+fn count_records(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> usize {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-e2e-count")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut count = 0;
+    while count < expected && std::time::Instant::now() < deadline {
+        if let Some(Ok(_)) = c.poll(Duration::from_millis(200)) {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn auto_rebalance_moves_partitions_onto_new_brokers_after_a_scale_up() {
+    if !harness::enabled("operator_rebalance") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    ensure_operator();
+    let ns = TestNamespace::create(&client, "rebalance")
+        .await
+        .expect("namespace");
+    apply_yaml(
+        &ns.name,
+        "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: rb}\n\
+         spec: {replicas: 2, autoRebalance: true, storage: {size: 1Gi}, \
+         queues: [{name: spread, partitions: 6}]}\n",
+    );
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "rb", 2, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let b0 = format!("{}:9092", pod_ip(&pods, "rb-0").await);
+    const PER_PARTITION: usize = 50;
+    let b0_ref = &b0;
+    // The queue exists once its six partitions have leaders.
+    harness::wait_for(
+        "queue spread with 6 led partitions",
+        Duration::from_secs(90),
+        || async move {
+            let b = b0_ref.clone();
+            let parts = tokio::task::spawn_blocking(move || leaders_and_ends(&b, "spread"))
+                .await
+                .map_err(|e| e.to_string())??;
+            if parts.len() == 6 && parts.iter().all(|(l, _)| *l >= 0) {
+                Ok(())
+            } else {
+                Err(format!("{parts:?}"))
+            }
+        },
+    )
+    .await
+    .expect("the operator creates the queue");
+    for p in 0..6 {
+        produce_bulk(&b0, "spread", p, PER_PARTITION, 100).await;
+    }
+
+    let out =
+        kubectl(&["scale", "mq", "rb", "-n", &ns.name, "--replicas=3"], None).expect("kubectl");
+    assert!(out.ok, "kubectl scale: {}", out.stderr);
+    let spread = harness::wait_for(
+        "two partitions on each of the three brokers, every record in place",
+        Duration::from_secs(240),
+        || async move {
+            let b = b0_ref.clone();
+            let parts = tokio::task::spawn_blocking(move || leaders_and_ends(&b, "spread"))
+                .await
+                .map_err(|e| e.to_string())??;
+            let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
+            for (leader, _) in &parts {
+                *per_broker.entry(*leader).or_default() += 1;
+            }
+            let balanced = per_broker == BTreeMap::from([(0, 2), (1, 2), (2, 2)]);
+            if balanced && parts.iter().all(|(_, end)| *end == PER_PARTITION as i64) {
+                Ok(per_broker)
+            } else {
+                Err(format!("(leader, end) {parts:?}"))
+            }
+        },
+    )
+    .await
+    .expect("autoRebalance fills the new broker");
+    wait_available(&mqs, "rb", 3, 120).await;
+    let mqs_ref = &mqs;
+    harness::wait_for(
+        "Progressing False once nothing is left to move",
+        Duration::from_secs(60),
+        || async move {
+            let m = mqs_ref.get("rb").await.map_err(|e| e.to_string())?;
+            match condition(&m, "Progressing") {
+                Some((s, _, _)) if s == "False" => Ok(()),
+                other => Err(format!("Progressing {other:?}")),
+            }
+        },
+    )
+    .await
+    .expect("the rebalance reports that it is done");
+    let events = sluice_e2e::mq::events(&ns.name);
+    assert!(
+        events
+            .iter()
+            .any(|(_, r, m)| r == "Rebalancing" && m.contains("→ broker 2")),
+        "a Rebalancing Event naming the moves onto broker 2: {events:?}"
+    );
+    let b = b0.clone();
+    let read =
+        tokio::task::spawn_blocking(move || count_records(&b, "spread", 6, 6 * PER_PARTITION))
+            .await
+            .expect("read task");
+    assert_eq!(
+        read,
+        6 * PER_PARTITION,
+        "every record readable after {spread:?}"
+    );
     ns.delete_and_wait(&client, Duration::from_secs(120))
         .await
         .expect("namespace deleted");

@@ -673,6 +673,72 @@ async fn compaction_then_restart_and_a_new_member_gets_a_snapshot() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_volume_was_lost_is_removed_then_joins_again_with_the_same_id() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut m = three(root.path()).await;
+    let o = m[0]
+        .c()
+        .propose(create_topic("before-loss", 3))
+        .await
+        .expect("propose");
+    assert_created(&o, "before-loss");
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "before-loss").await;
+
+    // Lose a follower's volume: stop it, delete its directory, start it with the same id and
+    // seeds (what a StatefulSet does after its PVC was deleted).
+    let leader = agreed_leader(&m.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let lost = (0..3).find(|&i| i != leader).expect("a follower") as usize;
+    let membership_before = m[leader as usize]
+        .c()
+        .raft_metrics()
+        .borrow()
+        .membership_config
+        .log_id()
+        .as_ref()
+        .map(|l| l.index);
+    m[lost].stop().await;
+    std::fs::remove_dir_all(&m[lost].dir).expect("delete the lost volume");
+    m[lost].start().await;
+    all_ready(&[&m[lost]]).await;
+
+    // The empty member is a voter again and has the whole state...
+    let leader_c = m[leader as usize].c().clone();
+    until(
+        "the member with the new volume is a voter again",
+        Duration::from_secs(20),
+        || (leader_c.members().0 == BTreeSet::from([0, 1, 2])).then_some(()),
+    )
+    .await;
+    assert!(m[lost].c().state().topics.contains_key("before-loss"));
+    // ...because the leader removed the member it was and added it anew: two membership
+    // changes were committed. Without them the empty volume would have been taken for the old
+    // member, with its votes forgotten.
+    let membership_after = leader_c
+        .raft_metrics()
+        .borrow()
+        .membership_config
+        .log_id()
+        .as_ref()
+        .map(|l| l.index);
+    assert!(
+        membership_after > membership_before,
+        "membership unchanged ({membership_before:?} -> {membership_after:?}): the lost member was taken back as it was"
+    );
+
+    // And the cluster goes on: a command proposed on the renewed member is applied everywhere.
+    let o = m[lost]
+        .c()
+        .propose(create_topic("after-loss", 1))
+        .await
+        .expect("propose on the renewed member");
+    assert_created(&o, "after-loss");
+    topic_everywhere(&m.iter().collect::<Vec<_>>(), "after-loss").await;
+    for x in m.iter_mut() {
+        x.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn bad_configs_are_refused_naming_the_problem() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -50,6 +50,9 @@ pub const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_MS: u64 = 100;
 pub const ELECTION_MIN_MS: u64 = 500;
 pub const ELECTION_MAX_MS: u64 = 1000;
+/// How an RPC server answers a frame it cannot decode (also: a request variant newer than it).
+const UNDECODABLE: &str = "undecodable request";
+
 /// How long the leader waits for a joining broker to catch up before answering Join.
 const JOIN_CATCH_UP: Duration = Duration::from_secs(20);
 /// Bootstrap: pause between rounds of probing the seeds.
@@ -141,6 +144,10 @@ struct Inner {
     membership_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// False while a member on a fresh volume has not joined (JoinEmpty) or founded: it may be
+    /// listed as a voter from its lost volume's days, and a vote it gives now could be a second
+    /// vote in a term it already voted in. Not answering a vote request is always safe.
+    voting: AtomicBool,
     /// Serves the partition RPCs (set by the broker once its logs are open).
     partitions: std::sync::OnceLock<Arc<dyn PartitionService>>,
 }
@@ -258,6 +265,7 @@ impl Cluster {
             membership_lock: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            voting: AtomicBool::new(false),
             partitions: std::sync::OnceLock::new(),
         });
         tracing::info!(node_id = cfg.node_id, dir = %cfg.dir.display(), listen = ?cluster_addr,
@@ -272,6 +280,7 @@ impl Cluster {
             .is_initialized()
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        inner.voting.store(initialized, Ordering::SeqCst);
         {
             let inner = inner.clone();
             tasks.push(tokio::spawn(async move {
@@ -485,10 +494,10 @@ impl Inner {
             if self.cancel.is_cancelled() {
                 return;
             }
-            // Someone may have added us meanwhile (a Join whose answer we lost).
-            if self.raft.is_initialized().await.unwrap_or(false) {
-                return;
-            }
+            // No early return once initialized: the leader of a cluster that still lists our id
+            // (our volume was lost) replicates to us before we ask anything, and only
+            // JoinEmpty makes it forget the member we were. A repeated JoinEmpty (its answer
+            // lost) removes and adds us again, which is slow but safe.
             let mut others = 0usize;
             let mut leader = None;
             let mut member_seen = false;
@@ -518,10 +527,18 @@ impl Inner {
             if let Some(l) = leader {
                 tracing::info!(node_id = self.node_id, leader = l.id, addr = %l.addr,
                     "joining the cluster");
-                let timeout = JOIN_CATCH_UP + Duration::from_secs(5);
-                match network::call(&l.addr, &Request::Join(self.me.clone()), timeout).await {
+                // Removal and re-adding wait for a catch-up each.
+                let timeout = 2 * JOIN_CATCH_UP + Duration::from_secs(5);
+                let mut answer =
+                    network::call(&l.addr, &Request::JoinEmpty(self.me.clone()), timeout).await;
+                if matches!(&answer, Ok(Response::Error(e)) if e.starts_with(UNDECODABLE)) {
+                    // A leader from before JoinEmpty (a version roll in progress).
+                    answer = network::call(&l.addr, &Request::Join(self.me.clone()), timeout).await;
+                }
+                match answer {
                     Ok(Response::Join(Ok(()))) => {
                         tracing::info!(node_id = self.node_id, leader = l.id, "joined the cluster");
+                        self.voting.store(true, Ordering::SeqCst);
                         return;
                     }
                     Ok(other) => errors.push(format!("join via {}: {other:?}", l.addr)),
@@ -549,6 +566,7 @@ impl Inner {
     }
 
     async fn found(&self) {
+        self.voting.store(true, Ordering::SeqCst);
         let members = BTreeMap::from([(
             self.my_id(),
             BasicNode {
@@ -867,6 +885,31 @@ impl Inner {
         }
     }
 
+    /// Leader side of JoinEmpty. A member id coming back with an empty volume (a deleted PVC,
+    /// a replaced disk) is not the member it was: Raft's safety rests on every member
+    /// remembering its log and the votes it gave, so the old member is removed before the empty
+    /// one joins as a new learner that votes only once it has caught up.
+    async fn join_empty(&self, rec: BrokerRecord) -> Result<(), Refusal> {
+        if !self.is_leader() {
+            return Err(Refusal::NotLeader {
+                leader: self.leader_info(),
+            });
+        }
+        let nid = rec.id as NodeId;
+        if self
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&nid)
+            .is_some()
+        {
+            tracing::warn!(node_id = self.node_id, member = rec.id, addr = %rec.cluster_addr,
+                "a member came back with an empty volume; removing the member it was before it joins again");
+            self.remove_local(rec.id).await?;
+        }
+        self.join(rec).await
+    }
+
     /// Leader side of Join: learner, caught up, then voter while fewer than MAX_VOTERS.
     async fn join(&self, rec: BrokerRecord) -> Result<(), Refusal> {
         if !self.is_leader() {
@@ -941,6 +984,9 @@ impl Inner {
     async fn dispatch(&self, req: Request) -> Response {
         match req {
             Request::AppendEntries(r) => Response::AppendEntries(self.raft.append_entries(r).await),
+            Request::Vote(_) if !self.voting.load(Ordering::SeqCst) => Response::Error(
+                "not voting: this member started on a fresh volume and has not joined yet".into(),
+            ),
             Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
             Request::InstallSnapshot(r) => {
                 Response::InstallSnapshot(self.raft.install_snapshot(r).await)
@@ -951,6 +997,7 @@ impl Inner {
                 leader: self.leader_info(),
             }),
             Request::Join(rec) => Response::Join(self.join(rec).await),
+            Request::JoinEmpty(rec) => Response::Join(self.join_empty(rec).await),
             Request::Forward(cmd) => Response::Forward(match self.raft.client_write(cmd).await {
                 Ok(r) => Ok(Forwarded {
                     index: r.log_id.index,
@@ -1041,7 +1088,7 @@ async fn connection(inner: Arc<Inner>, mut stream: TcpStream, peer: SocketAddr) 
                     r = inner.dispatch(req) => r,
                 }
             }
-            Err(e) => Response::Error(format!("undecodable request: {e}")),
+            Err(e) => Response::Error(format!("{UNDECODABLE}: {e}")),
         };
         if let Err(e) = network::write_frame(&mut stream, &resp).await {
             tracing::debug!(node_id = inner.node_id, %peer, error = %e, "cluster connection");

@@ -76,6 +76,10 @@ pub enum Request {
     /// (leader) Add this broker as a learner, wait until it caught up, promote it to voter
     /// while there are fewer than 5 voters.
     Join(BrokerRecord),
+    /// (leader) Join from a broker whose volume holds no cluster state. When the membership
+    /// already has its id, the volume it had was lost: the old member is removed first, then
+    /// it joins as Join does. Answered with [`Response::Join`].
+    JoinEmpty(BrokerRecord),
     /// (leader) Commit this command and answer its outcome.
     Forward(Command),
     /// (leader) Remove this node from the membership.

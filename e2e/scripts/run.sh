@@ -4,6 +4,8 @@
 #
 #   e2e/scripts/run.sh               run every e2e test
 #   e2e/scripts/run.sh brokers       run only tests/brokers.rs (any test target name)
+#   E2E_FILTER=volume_is_lost e2e/scripts/run.sh operator_more
+#                                    only the tests whose name contains E2E_FILTER
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -64,8 +66,8 @@ STEP="e2e tests"
 log "$STEP"
 if [ $# -gt 0 ]; then
   targets=(); for t in "$@"; do targets+=(--test "$t"); done
-  cargo test -p sluice-e2e --no-fail-fast "${targets[@]}" -- --include-ignored --test-threads=1
+  cargo test -p sluice-e2e --no-fail-fast "${targets[@]}" -- ${E2E_FILTER:+"$E2E_FILTER"} --include-ignored --test-threads=1
 else
-  cargo test -p sluice-e2e --no-fail-fast -- --include-ignored --test-threads=1
+  cargo test -p sluice-e2e --no-fail-fast -- ${E2E_FILTER:+"$E2E_FILTER"} --include-ignored --test-threads=1
 fi
 STEP="done"

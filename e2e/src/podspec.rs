@@ -297,6 +297,39 @@ pub struct HostPath {
     pub path: PathBuf,
     /// Human-readable origin: `pvc <ns>/<claim>` or `pod <ns>/<pod> volume <v>` or `rootfs`.
     pub origin: String,
+    /// The PVC whose volume holds the path, when one does.
+    pub claim: Option<String>,
+}
+
+/// The host folder of PVC `claim` in `ns`: the whole "volume".
+pub fn claim_root(work: &Path, ns: &str, claim: &str) -> PathBuf {
+    work.join("pvc").join(ns).join(claim)
+}
+
+/// The file beside a claim's folder that remembers which PVC object (by UID) the folder
+/// belongs to.
+pub fn claim_uid_file(work: &Path, ns: &str, claim: &str) -> PathBuf {
+    work.join("pvc").join(ns).join(format!("{claim}.uid"))
+}
+
+/// What to do with a claim's folder before a broker starts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeAction {
+    /// The folder belongs to this PVC object (or is new): use it.
+    Keep,
+    /// The folder belonged to a PVC of the same name that was deleted: this PVC is a new, empty
+    /// volume, as a real provisioner would give, so the old folder goes.
+    Wipe { old_uid: String },
+}
+
+/// `stored`: the UID recorded beside the folder (if any); `current`: the PVC's UID now.
+pub fn volume_action(stored: Option<&str>, current: &str) -> VolumeAction {
+    match stored.map(str::trim) {
+        Some(old) if !old.is_empty() && old != current => VolumeAction::Wipe {
+            old_uid: old.to_string(),
+        },
+        _ => VolumeAction::Keep,
+    }
 }
 
 /// Maps a path inside the container to a host folder under `work`: the longest volumeMount that
@@ -321,6 +354,7 @@ pub fn host_path_for(pod: &Pod, c: &Container, container_path: &str, work: &Path
                 .join(format!("{name}-{uid}"))
                 .join(target.strip_prefix("/").unwrap_or(target)),
             origin: "rootfs".into(),
+            claim: None,
         };
     };
     let volume = pod
@@ -328,11 +362,11 @@ pub fn host_path_for(pod: &Pod, c: &Container, container_path: &str, work: &Path
         .as_ref()
         .and_then(|s| s.volumes.as_ref())
         .and_then(|vs| vs.iter().find(|v| v.name == m.name));
-    let (mut base, origin) = match volume.and_then(|v| v.persistent_volume_claim.as_ref()) {
-        Some(pvc) => (
-            work.join("pvc").join(ns).join(&pvc.claim_name),
-            format!("pvc {ns}/{}", pvc.claim_name),
-        ),
+    let claim = volume
+        .and_then(|v| v.persistent_volume_claim.as_ref())
+        .map(|pvc| pvc.claim_name.clone());
+    let (mut base, origin) = match &claim {
+        Some(claim) => (claim_root(work, ns, claim), format!("pvc {ns}/{claim}")),
         None => (
             work.join("pod")
                 .join(ns)
@@ -348,7 +382,11 @@ pub fn host_path_for(pod: &Pod, c: &Container, container_path: &str, work: &Path
         Ok(rest) if !rest.as_os_str().is_empty() => base = base.join(rest),
         _ => {}
     }
-    HostPath { path: base, origin }
+    HostPath {
+        path: base,
+        origin,
+        claim,
+    }
 }
 
 /// Everything needed to start the process for one pod.
@@ -579,6 +617,30 @@ mod tests {
         );
         assert_eq!(spec.http_addr, "127.1.0.7:8080");
         assert_eq!(spec.data_dir.origin, "pvc ns1/data-mq-1");
+        assert_eq!(spec.data_dir.claim.as_deref(), Some("data-mq-1"));
+    }
+
+    #[test]
+    fn a_recreated_claim_gets_an_empty_volume_and_the_same_claim_keeps_its_data() {
+        assert_eq!(volume_action(None, "u1"), VolumeAction::Keep);
+        assert_eq!(volume_action(Some("u1\n"), "u1"), VolumeAction::Keep);
+        assert_eq!(volume_action(Some(""), "u1"), VolumeAction::Keep);
+        assert_eq!(
+            volume_action(Some("u0"), "u1"),
+            VolumeAction::Wipe {
+                old_uid: "u0".into()
+            }
+        );
+        let w = Path::new("/w");
+        assert_eq!(
+            claim_root(w, "ns1", "data-mq-1"),
+            Path::new("/w/pvc/ns1/data-mq-1")
+        );
+        // beside the folder, never inside the broker's data
+        assert_eq!(
+            claim_uid_file(w, "ns1", "data-mq-1"),
+            Path::new("/w/pvc/ns1/data-mq-1.uid")
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! More operator scenarios against the real control plane with real broker processes: queue
 //! settings and `queueDeletionPolicy` on the brokers, operator failover in the middle of a config
 //! roll, a broker pod whose node is gone, a scale-down that does not fit on the brokers that
-//! stay, a broker that cannot start in the middle of a roll, and `autoRebalance` after a
-//! scale-up.
+//! stay, a broker that cannot start in the middle of a roll, `autoRebalance` after a
+//! scale-up, and a broker whose volume is lost.
 //!
 //! One scenario per namespace; run.sh runs the tests one at a time. Each test makes sure a live
 //! operator is running (`e2e/scripts/operator.sh start` when `e2e/.work/operator.pid` names no
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -1112,6 +1112,183 @@ async fn auto_rebalance_moves_partitions_onto_new_brokers_after_a_scale_up() {
         read,
         6 * PER_PARTITION,
         "every record readable after {spread:?}"
+    );
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}
+
+/// Waits until `name`'s pod and its PVC are both objects other than `old_pod`/`old_pvc` and the
+/// pod is Ready.
+async fn wait_replaced_with_new_volume(
+    pods: &Api<Pod>,
+    pvcs: &Api<PersistentVolumeClaim>,
+    name: &str,
+    claim: &str,
+    old_pod: &str,
+    old_pvc: &str,
+) {
+    harness::wait_for(
+        &format!("{name} back Ready on a new PVC {claim}"),
+        Duration::from_secs(180),
+        || async move {
+            let p = pods.get_opt(name).await.map_err(|e| e.to_string())?;
+            let c = pvcs.get_opt(claim).await.map_err(|e| e.to_string())?;
+            let pod_new = p
+                .as_ref()
+                .is_some_and(|p| p.uid().as_deref() != Some(old_pod));
+            let pvc_new = c.as_ref().is_some_and(|c| {
+                c.uid().as_deref() != Some(old_pvc) && c.metadata.deletion_timestamp.is_none()
+            });
+            let ready = p.as_ref().is_some_and(pod_is_ready);
+            if pod_new && pvc_new && ready {
+                Ok(())
+            } else {
+                Err(format!(
+                    "pod replaced {pod_new}, PVC replaced {pvc_new}, ready {ready}, pod phase {:?}",
+                    p.and_then(|p| p.status).and_then(|s| s.phase)
+                ))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn a_broker_whose_volume_is_lost_comes_back_empty_and_rejoins_the_cluster() {
+    if !harness::enabled("operator_volume_lost") {
+        return;
+    }
+    let client: Client = harness::client().await.expect("cluster reachable");
+    ensure_operator();
+    let ns = TestNamespace::create(&client, "volumelost")
+        .await
+        .expect("namespace");
+    // The queue is declared once all three brokers are in the cluster, so its three
+    // partitions land one per broker.
+    let mq = |queues: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: lv}}\n\
+             spec: {{replicas: 3, storage: {{size: 1Gi}}, queues: [{queues}]}}\n"
+        )
+    };
+    apply_yaml(&ns.name, &mq(""));
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "lv", 3, 240).await;
+    apply_yaml(&ns.name, &mq("{name: spread, partitions: 3}"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
+    let b0 = format!("{}:9092", pod_ip(&pods, "lv-0").await);
+    const PER_PARTITION: usize = 20;
+    let b0_ref = &b0;
+    let placed = harness::wait_for(
+        "queue spread with one partition on each broker",
+        Duration::from_secs(90),
+        || async move {
+            let b = b0_ref.clone();
+            let parts = tokio::task::spawn_blocking(move || leaders_and_ends(&b, "spread"))
+                .await
+                .map_err(|e| e.to_string())??;
+            let leaders: BTreeSet<i32> = parts.iter().map(|(l, _)| *l).collect();
+            if parts.len() == 3 && leaders == BTreeSet::from([0, 1, 2]) {
+                Ok(parts)
+            } else {
+                Err(format!("(leader, end) {parts:?}"))
+            }
+        },
+    )
+    .await
+    .expect("the operator creates the queue");
+    for p in 0..3 {
+        produce_bulk(&b0, "spread", p, PER_PARTITION, 100).await;
+    }
+    let on_lost = placed
+        .iter()
+        .position(|(l, _)| *l == 2)
+        .expect("a partition on broker 2") as i32;
+
+    // Lose lv-2's volume: the PVC is deleted (kept by its protection finalizer while the pod
+    // uses it), then the pod. The StatefulSet makes a new pod and a new, empty PVC (the pod
+    // runner gives a recreated PVC an empty folder, as a provisioner gives a new volume).
+    let old_pod = pods.get("lv-2").await.expect("pod").uid().expect("uid");
+    let old_pvc = pvcs
+        .get("data-lv-2")
+        .await
+        .expect("PVC")
+        .uid()
+        .expect("uid");
+    for what in [["pvc", "data-lv-2"], ["pod", "lv-2"]] {
+        let out = kubectl(
+            &["delete", what[0], what[1], "-n", &ns.name, "--wait=false"],
+            None,
+        )
+        .expect("kubectl");
+        assert!(out.ok, "delete {} {}: {}", what[0], what[1], out.stderr);
+    }
+    wait_replaced_with_new_volume(&pods, &pvcs, "lv-2", "data-lv-2", &old_pod, &old_pvc).await;
+    wait_available(&mqs, "lv", 3, 180).await;
+
+    // The partitions of the other brokers kept every record; broker 2 serves its partition
+    // again, empty: with one copy per partition, its records went with the volume.
+    let placed_ref = &placed;
+    let parts = harness::wait_for(
+        "every partition led again, broker 2's one empty",
+        Duration::from_secs(90),
+        || async move {
+            let b = b0_ref.clone();
+            let parts = tokio::task::spawn_blocking(move || leaders_and_ends(&b, "spread"))
+                .await
+                .map_err(|e| e.to_string())??;
+            let expected: Vec<(i32, i64)> = placed_ref
+                .iter()
+                .map(|(l, _)| (*l, if *l == 2 { 0 } else { PER_PARTITION as i64 }))
+                .collect();
+            if parts == expected {
+                Ok(parts)
+            } else {
+                Err(format!("(leader, end) {parts:?}, expected {expected:?}"))
+            }
+        },
+    )
+    .await
+    .expect("the brokers that kept their volumes keep their records");
+    // It takes writes again, at its new pod IP, through any bootstrap broker.
+    produce_bulk(&b0, "spread", on_lost, 5, 100).await;
+    let b2 = format!("{}:9092", pod_ip(&pods, "lv-2").await);
+    let topics = topics_at(&b2).await.expect("metadata from lv-2");
+    assert!(
+        topics.contains("spread"),
+        "lv-2 lists the cluster's topics: {topics:?}"
+    );
+    let b = b2.clone();
+    let read =
+        tokio::task::spawn_blocking(move || count_records(&b, "spread", 3, 2 * PER_PARTITION + 5))
+            .await
+            .expect("read task");
+    assert_eq!(
+        read,
+        2 * PER_PARTITION + 5,
+        "records readable after {parts:?}"
+    );
+
+    // The metadata quorum did not take the empty volume for the member it was: the leader
+    // removed that member and added the new one (broker log of lv-0 or lv-1).
+    let logs: String = ["lv-0", "lv-1"]
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(
+                work()
+                    .join("pods/logs")
+                    .join(format!("{}_{p}.log", ns.name)),
+            )
+            .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        logs.contains("a member came back with an empty volume"),
+        "the quorum leader's log says it replaced member 2"
     );
     ns.delete_and_wait(&client, Duration::from_secs(120))
         .await

@@ -1425,9 +1425,9 @@ async fn delete_pod(api: &Api<Pod>, pod: &Pod, grace: Option<u32>) -> Result<()>
     }
 }
 
-/// Applies `queues[]` to every ready broker (today's brokers are single nodes, so each keeps its
-/// own topics; once brokers form one cluster the first broker does the work and the rest find
-/// nothing to do).
+/// Applies `queues[]` through every ready broker. The brokers form one cluster, so the first
+/// one does the work and the rest find nothing to do; asking each still reports a broker
+/// whose view of the metadata lags or that cannot be reached.
 async fn sync_queues(
     mq: &MessageQueue,
     ctx: &Context,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
@@ -156,6 +156,49 @@ async fn fetch_sources(client: &Client, pod: &Pod, container: &str) -> Sources {
         sources.secrets.insert(name, data);
     }
     sources
+}
+
+/// A PVC deleted and created again under the same name is a new, empty volume, as with a
+/// real provisioner: the claim's folder is kept only while it belongs to the same PVC object
+/// (its UID is recorded beside the folder).
+async fn prepare_volume(
+    client: &Client,
+    pod: &Pod,
+    spec: &LaunchSpec,
+    work: &std::path::Path,
+) -> anyhow::Result<()> {
+    let Some(claim) = spec.data_dir.claim.as_deref() else {
+        return Ok(());
+    };
+    let ns = pod.namespace().unwrap_or_default();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let pvc = pvcs
+        .get_opt(claim)
+        .await
+        .with_context(|| format!("reading PVC {ns}/{claim}"))?
+        .with_context(|| format!("PVC {ns}/{claim} does not exist"))?;
+    let uid = pvc.metadata.uid.unwrap_or_default();
+    let uid_file = podspec::claim_uid_file(work, &ns, claim);
+    let stored = std::fs::read_to_string(&uid_file).ok();
+    if let podspec::VolumeAction::Wipe { old_uid } = podspec::volume_action(stored.as_deref(), &uid)
+    {
+        let root = podspec::claim_root(work, &ns, claim);
+        info!(pvc = %format!("{ns}/{claim}"), old_uid = %old_uid, new_uid = %uid, dir = %root.display(),
+              "PVC was recreated: its new volume starts empty");
+        match std::fs::remove_dir_all(&root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("emptying {}", root.display())),
+        }
+    }
+    if stored.as_deref().map(str::trim) != Some(uid.as_str()) {
+        if let Some(dir) = uid_file.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&uid_file, &uid)
+            .with_context(|| format!("writing {}", uid_file.display()))?;
+    }
+    Ok(())
 }
 
 fn spawn(bin: &PathBuf, p: &Proc) -> anyhow::Result<Child> {
@@ -456,6 +499,10 @@ async fn main() -> anyhow::Result<()> {
                 .any(|o| o.key == key || o.spec.data_dir == spec.data_dir)
             {
                 continue; // the previous incarnation is still stopping
+            }
+            if let Err(e) = prepare_volume(&client, pod, &spec, &work).await {
+                warn!(pod = %key, error = %format!("{e:#}"), "cannot prepare the pod's volume (will retry)");
+                continue;
             }
             let grace = pod
                 .spec

@@ -23,8 +23,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cargo build -q -p sluice-broker --bin sluice-broker
-cargo test -q -p sluice-operator --test kafka_admin --no-run
+# One build with the feature set of `cargo test --workspace` (it also builds target/debug/sluice-broker):
+# after the test command's workspace step there is nothing left to build.
+cargo test -q --workspace --no-run
 
 # Port 0 everywhere: the broker's start line says what it bound.
 target/debug/sluice-broker --data-dir "$WORK/data" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
@@ -39,4 +40,4 @@ for _ in $(seq 1 300); do
 done
 [ -n "$kafka" ] || { echo "sluice-broker did not report its Kafka address within 30 s" >&2; exit 1; }
 echo "sluice-broker serving on $kafka; running operator/tests/kafka_admin.rs against it" >&2
-SLUICE_TEST_KAFKA="$kafka" cargo test -q -p sluice-operator --test kafka_admin -- --ignored
+SLUICE_TEST_KAFKA="$kafka" cargo test -q --workspace --test kafka_admin -- --ignored

@@ -49,12 +49,12 @@ log "$STEP"
 HELM="$(scripts/helm.sh | tail -1)"
 export HELM
 
-STEP="cargo build: sluice-broker, sluice-operator, pod-runner, e2e tests"
+# One build for the binaries (sluice-broker, sluice-operator, pod-runner) and the e2e tests, with
+# the feature set of `cargo test --workspace`: after the test command's workspace step it finds
+# everything built (`-p sluice-e2e` would build the dependencies again with other features).
+STEP="cargo test --workspace --no-run: sluice-broker, sluice-operator, pod-runner, e2e tests"
 log "$STEP"
-cargo build -p sluice-broker --bin sluice-broker
-cargo build -p sluice-operator --bin sluice-operator
-cargo build -p sluice-e2e --bin pod-runner
-cargo test -p sluice-e2e --no-run
+cargo test --workspace --no-run
 
 STEP="cluster up"
 log "$STEP"
@@ -64,10 +64,11 @@ export SLUICE_E2E=1
 
 STEP="e2e tests"
 log "$STEP"
+targets=()
 if [ $# -gt 0 ]; then
-  targets=(); for t in "$@"; do targets+=(--test "$t"); done
-  cargo test -p sluice-e2e --no-fail-fast "${targets[@]}" -- ${E2E_FILTER:+"$E2E_FILTER"} --include-ignored --test-threads=1
+  for t in "$@"; do targets+=(--test "$t"); done
 else
-  cargo test -p sluice-e2e --no-fail-fast -- ${E2E_FILTER:+"$E2E_FILTER"} --include-ignored --test-threads=1
+  for f in e2e/tests/*.rs; do targets+=(--test "$(basename "$f" .rs)"); done
 fi
+cargo test --workspace --no-fail-fast "${targets[@]}" -- ${E2E_FILTER:+"$E2E_FILTER"} --include-ignored --test-threads=1
 STEP="done"

@@ -88,7 +88,9 @@ done
 curl -sk -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$API_PORT/readyz" | grep -q '^ok$' \
     || { tail -n 20 "$WORK/apiserver.log" >&2; fail "kube-apiserver ready"; }
 
-step "cargo test -p sluice-operator --test api_server -- --ignored"
-KUBECONFIG="$WORK/kubeconfig" cargo test -p sluice-operator --test api_server -- --ignored --test-threads=1 ${APISERVER_TEST_ARGS:-} \
+# --workspace (not -p): the same feature set as `cargo test --workspace`, so the test binary
+# built there is reused instead of the dependencies being built again.
+step "cargo test --workspace --test api_server -- --ignored"
+KUBECONFIG="$WORK/kubeconfig" cargo test --workspace --test api_server -- --ignored --test-threads=1 ${APISERVER_TEST_ARGS:-} \
     || fail "operator API-server tests"
 step "passed"

@@ -32,12 +32,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step "building the tests"
-(cd "$ROOT" && cargo test -p sluice-operator --test kafka_admin --no-run)
+# --workspace (not -p): the feature set of `cargo test --workspace`, whose build this reuses.
+(cd "$ROOT" && cargo test --workspace --test kafka_admin --no-run)
 
 step "starting Apache Kafka ${KAFKA_VERSION:-4.2.0} on 127.0.0.1:$KAFKA_PORT (bench/kafka/start.sh)"
 "$ROOT/bench/kafka/start.sh" "$WORK" >/dev/null
 
 step "running operator/tests/kafka_admin.rs"
 (cd "$ROOT" && SLUICE_TEST_KAFKA="127.0.0.1:$KAFKA_PORT" \
-    cargo test -p sluice-operator --test kafka_admin -- --ignored --test-threads=1)
+    cargo test --workspace --test kafka_admin -- --ignored --test-threads=1)
 step "passed"

@@ -79,6 +79,7 @@ fn value_of(idx: u64) -> Vec<u8> {
 
 fn producer(bootstrap: &str) -> TestProducer {
     // No retries: each delivery report is the broker's answer to exactly one Produce request.
+    // One record per batch, so every append the broker tries has the same size.
     rd_producer(
         bootstrap,
         &[
@@ -86,6 +87,7 @@ fn producer(bootstrap: &str) -> TestProducer {
             ("enable.idempotence", "false"),
             ("retries", "0"),
             ("linger.ms", "0"),
+            ("batch.num.messages", "1"),
             ("message.timeout.ms", "20000"),
             ("request.timeout.ms", "15000"),
         ],
@@ -190,30 +192,37 @@ fn a_full_disk_refuses_writes_keeps_acknowledged_data_and_recovers_when_space_is
     .expect("create topic");
     assert!(created[0].is_ok(), "create {TOPIC}: {:?}", created[0]);
 
-    // Fill the disk: produce one record at a time until five in a row are refused.
+    // Fill the disk until five records in a row are refused. A record may still be taken after
+    // a refusal: on a nearly full filesystem whether an append fits also depends on the pages
+    // the index files and the segment's tail happen to take, and a refused append gives back
+    // what it had allocated. What must hold is checked below: every refusal is a storage error
+    // and the log holds exactly the acknowledged records.
     let p = producer(&bs);
     let started = Instant::now();
     let mut acked: Vec<(u64, i64)> = Vec::new();
     let mut refusals: Vec<(u64, String)> = Vec::new();
+    let mut in_a_row = 0;
+    let mut acked_after_a_refusal = 0;
     let mut idx = 0u64;
-    while refusals.len() < 5 {
+    while in_a_row < 5 {
         assert!(idx < 2000, "4 MiB never filled up after {idx} records");
         for (i, r) in produce(&p, idx..idx + 8) {
             match r {
                 Ok(off) => {
-                    assert!(
-                        refusals.is_empty(),
-                        "record {i} acknowledged after a refusal, with nothing freed"
-                    );
+                    acked_after_a_refusal += usize::from(!refusals.is_empty());
+                    in_a_row = 0;
                     acked.push((i, off));
                 }
-                Err(e) => refusals.push((i, e)),
+                Err(e) => {
+                    in_a_row += 1;
+                    refusals.push((i, e));
+                }
             }
         }
         idx += 8;
     }
     eprintln!(
-        "{} records ({} KiB) acknowledged, then {} refused, in {:?}",
+        "{} records ({} KiB) acknowledged ({acked_after_a_refusal} of them after the first refusal), {} refused, in {:?}",
         acked.len(),
         acked.len() * VALUE_LEN / 1024,
         refusals.len(),

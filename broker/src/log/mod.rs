@@ -7,19 +7,33 @@
 //! - `batch`: v2 batch header parsing and validation (pure).
 //! - `segment`: one segment's files, sparse indexes, the recovery scanner.
 //! - `producer`: idempotent-producer sequence state.
-//! - `partition`: [`PartitionLog`]: append, read, group commit, roll, retention, recovery.
-//! - `manager`: [`LogManager`]: `topics.json`, topic configs, background tasks.
+//! - `partition/`: [`PartitionLog`]: open and recovery, append, group commit, reads, retention
+//!   and DeleteRecords (one file each).
+//! - `config`: topic-config rules: validation, [`LogDefaults`], effective values, DescribeConfigs
+//!   entries (pure).
+//! - `catalog`: [`LogManager`]: the topics, `topics.json`, reconcile with the cluster metadata.
+//! - `upkeep`: [`LogManager`]'s background tasks: retention ticker, interval flusher, shutdown
+//!   flush.
+//! - `files`: file helpers (atomic replace, directory fsync).
+//!
+//! Imports go one way: `catalog` and `upkeep` use `partition` and `config`; `partition` uses
+//! `segment`, `producer`, `batch`; everything may use `files` and this module's types. Nothing
+//! here imports from the rest of the broker.
 
 mod batch;
-mod manager;
+mod catalog;
+mod config;
+mod files;
 mod partition;
 mod producer;
 mod segment;
+mod upkeep;
 
-pub use manager::{
-    altered_configs, check_partition_count, partition_dir, validate_topic_config,
-    validate_topic_configs, validate_topic_name, AlterOp, ConfigEntry, ConfigSource, DesiredTopic,
-    LogDefaults, LogManager, Reconciled, TopicMeta, MAX_PARTITIONS, TOPIC_CONFIG_KEYS,
+pub use catalog::{partition_dir, DesiredTopic, LogManager, Reconciled, TopicMeta};
+pub use config::{
+    altered_configs, check_partition_count, validate_topic_config, validate_topic_configs,
+    validate_topic_name, AlterOp, ConfigEntry, ConfigSource, LogDefaults, MAX_PARTITIONS,
+    TOPIC_CONFIG_KEYS,
 };
 pub use partition::{PartitionLog, ProducerSummary};
 
@@ -185,6 +199,14 @@ pub struct ReadOutcome {
     pub records: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+}
+
+/// Wall-clock milliseconds since the Unix epoch (record timestamps, segment age, retention).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_LEN};
+use super::files::io_err;
 use super::LogError;
 
 const OFFSET_ENTRY: usize = 8;
@@ -28,13 +29,6 @@ const SCAN_CHUNK: usize = 1 << 20;
 
 pub fn file_name(base: i64, ext: &str) -> String {
     format!("{base:020}.{ext}")
-}
-
-pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
-    move |source| LogError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 fn open_rw(path: &Path, truncate: bool) -> Result<File, LogError> {

@@ -17,7 +17,7 @@ use super::*;
 use super::{batch, segment};
 
 fn now() -> i64 {
-    manager::now_ms()
+    super::now_ms()
 }
 
 fn cfg() -> LogConfig {

@@ -1,0 +1,484 @@
+//! Topic-config rules: which topic configs exist and what values they accept, the broker-wide
+//! defaults ([`LogDefaults`]), the effective [`LogConfig`] of a topic, and the entries
+//! DescribeConfigs reports for a topic or the broker.
+//!
+//! Pure: no files, no locks. Imports only the storage engine's types from `mod.rs`; the
+//! catalog (`catalog.rs`) and the handlers call it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{FsyncPolicy, LogConfig, LogError, TimestampType};
+
+/// Most partitions one topic may have (bounds the directories one request can create).
+pub const MAX_PARTITIONS: i32 = 10_000;
+/// Longest topic name Kafka accepts.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Broker-wide defaults (from the command-line flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogDefaults {
+    /// The log config of a topic without overrides.
+    pub log: LogConfig,
+    /// `--default-partitions`: partitions of an auto-created topic or a CreateTopics with -1.
+    pub default_partitions: i32,
+    /// `--default-replication-factor`.
+    pub default_replication_factor: i16,
+    /// `--min-insync-replicas`.
+    pub min_insync_replicas: i32,
+    /// `--fsync-interval-ms`: the interval used when a topic overrides `sluice.fsync=interval`
+    /// (and by the background flusher).
+    pub fsync_interval: Duration,
+    /// `--auto-create-topics` (reported in the broker configs).
+    pub auto_create_topics: bool,
+    /// How often the retention ticker runs.
+    pub retention_check_interval: Duration,
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        Self {
+            log: LogConfig::default(),
+            default_partitions: 1,
+            default_replication_factor: 1,
+            min_insync_replicas: 1,
+            fsync_interval: Duration::from_millis(1000),
+            auto_create_topics: true,
+            retention_check_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a described config value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    Default,
+    TopicOverride,
+}
+
+/// One config as reported by DescribeConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+/// One change of AlterConfigs / IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterOp {
+    Set(String, String),
+    Delete(String),
+}
+
+/// Topic config keys a client may set, in the order DescribeConfigs lists them.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+    "sluice.fsync",
+];
+
+/// Topic configs that Kafka clients expect to see described but that this broker does not let
+/// anyone change: (name, fixed value).
+const READ_ONLY_TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("compression.type", "producer"),
+    ("delete.retention.ms", "86400000"),
+    ("file.delete.delay.ms", "60000"),
+    ("max.compaction.lag.ms", "9223372036854775807"),
+    ("message.timestamp.after.max.ms", "9223372036854775807"),
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("min.compaction.lag.ms", "0"),
+    ("preallocate", "false"),
+    ("segment.index.bytes", "10485760"),
+    ("segment.jitter.ms", "0"),
+    ("unclean.leader.election.enable", "false"),
+];
+
+/// Checks a topic name against Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+    let bad = |reason: &str| {
+        Err(LogError::InvalidTopicName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("topic name is empty");
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return bad("topic name is longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("topic name cannot be \".\" or \"..\"");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return bad(&format!(
+            "character {c:?} is not allowed (only ASCII letters, digits, '.', '_' and '-')"
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> LogError {
+    LogError::InvalidConfig {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_i64_min(key: &str, value: &str, min: i64) -> Result<i64, LogError> {
+    let v: i64 = value.trim().parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{value:?} is not an integer (allowed: >= {min})"),
+        )
+    })?;
+    if v < min {
+        return Err(invalid(key, format!("{v} is below the minimum {min}")));
+    }
+    Ok(v)
+}
+
+fn parse_i32_range(key: &str, value: &str, min: i32) -> Result<i32, LogError> {
+    let v: i32 = value.trim().parse().map_err(|_| {
+        invalid(
+            key,
+            format!(
+                "{value:?} is not a 32-bit integer (allowed: {min}..={})",
+                i32::MAX
+            ),
+        )
+    })?;
+    if v < min {
+        return Err(invalid(key, format!("{v} is below the minimum {min}")));
+    }
+    Ok(v)
+}
+
+/// Validates one topic config key and value (the keys of [`TOPIC_CONFIG_KEYS`]).
+pub fn validate_topic_config(key: &str, value: &str) -> Result<(), LogError> {
+    match key {
+        "retention.ms" | "retention.bytes" => parse_i64_min(key, value, -1).map(drop),
+        "segment.ms" => parse_i64_min(key, value, 1).map(drop),
+        "segment.bytes" => parse_i32_range(key, value, 14).map(drop),
+        "max.message.bytes" | "index.interval.bytes" => parse_i32_range(key, value, 0).map(drop),
+        "min.insync.replicas" => parse_i32_range(key, value, 1).map(drop),
+        "message.timestamp.type" => match value {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not allowed (allowed: CreateTime, LogAppendTime)"),
+            )),
+        },
+        "cleanup.policy" => match value {
+            "delete" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not supported (allowed: delete)"),
+            )),
+        },
+        "sluice.fsync" => match value {
+            "always" | "interval" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not allowed (allowed: always, interval)"),
+            )),
+        },
+        _ => match READ_ONLY_TOPIC_CONFIGS.iter().find(|(k, _)| *k == key) {
+            // Tools often set a fixed config to its only value (compression.type=producer).
+            Some((_, fixed)) if *fixed == value => Ok(()),
+            Some((_, fixed)) => Err(invalid(
+                key,
+                format!(
+                    "{value:?} is not allowed: this config is fixed to {fixed:?} on this broker"
+                ),
+            )),
+            None => Err(invalid(
+                key,
+                format!(
+                    "unknown topic config (allowed: {})",
+                    TOPIC_CONFIG_KEYS.join(", ")
+                ),
+            )),
+        },
+    }
+}
+
+/// Validates every override of a topic.
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), LogError> {
+    configs
+        .iter()
+        .try_for_each(|(k, v)| validate_topic_config(k, v))
+}
+
+/// Checks a partition count of CreateTopics / CreatePartitions (`1..=MAX_PARTITIONS`).
+pub fn check_partition_count(topic: &str, partitions: i32) -> Result<(), LogError> {
+    if !(1..=MAX_PARTITIONS).contains(&partitions) {
+        return Err(LogError::InvalidPartitions {
+            topic: topic.to_string(),
+            reason: format!("{partitions} partitions requested (allowed: 1..={MAX_PARTITIONS})"),
+        });
+    }
+    Ok(())
+}
+
+/// A topic's overrides after AlterConfigs (`incremental == false`: the `Set` ops replace every
+/// override) or IncrementalAlterConfigs, each value validated.
+pub fn altered_configs(
+    current: &BTreeMap<String, String>,
+    ops: Vec<AlterOp>,
+    incremental: bool,
+) -> Result<BTreeMap<String, String>, LogError> {
+    let mut configs = if incremental {
+        current.clone()
+    } else {
+        BTreeMap::new()
+    };
+    for op in ops {
+        match op {
+            AlterOp::Set(k, v) => {
+                validate_topic_config(&k, &v)?;
+                configs.insert(k, v);
+            }
+            AlterOp::Delete(k) => {
+                let known = TOPIC_CONFIG_KEYS.contains(&k.as_str())
+                    || READ_ONLY_TOPIC_CONFIGS.iter().any(|(r, _)| *r == k);
+                if !known {
+                    validate_topic_config(&k, "")?;
+                }
+                configs.remove(&k);
+            }
+        }
+    }
+    Ok(configs)
+}
+
+fn fsync_name(p: FsyncPolicy) -> &'static str {
+    match p {
+        FsyncPolicy::Always => "always",
+        FsyncPolicy::Interval(_) => "interval",
+    }
+}
+
+fn timestamp_type_name(t: TimestampType) -> &'static str {
+    match t {
+        TimestampType::CreateTime => "CreateTime",
+        TimestampType::LogAppendTime => "LogAppendTime",
+    }
+}
+
+impl LogDefaults {
+    /// The effective [`LogConfig`] of a topic with these overrides (already validated; an
+    /// unparsable value falls back to the default).
+    pub fn effective(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let mut c = self.log.clone();
+        for (k, v) in overrides {
+            let v = v.trim();
+            match k.as_str() {
+                "retention.ms" => c.retention_ms = v.parse().unwrap_or(c.retention_ms),
+                "retention.bytes" => c.retention_bytes = v.parse().unwrap_or(c.retention_bytes),
+                "segment.ms" => c.segment_ms = v.parse().unwrap_or(c.segment_ms),
+                "segment.bytes" => c.segment_bytes = v.parse().unwrap_or(c.segment_bytes),
+                "max.message.bytes" => {
+                    c.max_message_bytes = v.parse().unwrap_or(c.max_message_bytes)
+                }
+                "index.interval.bytes" => {
+                    c.index_interval_bytes = v.parse().unwrap_or(c.index_interval_bytes)
+                }
+                "message.timestamp.type" => {
+                    c.timestamp_type = match v {
+                        "LogAppendTime" => TimestampType::LogAppendTime,
+                        _ => TimestampType::CreateTime,
+                    }
+                }
+                "sluice.fsync" => {
+                    c.fsync = match v {
+                        "interval" => FsyncPolicy::Interval(self.fsync_interval),
+                        _ => FsyncPolicy::Always,
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Default values of the settable topic configs, as DescribeConfigs reports them.
+    fn topic_default(&self, key: &str) -> String {
+        let c = &self.log;
+        match key {
+            "cleanup.policy" => "delete".into(),
+            "index.interval.bytes" => c.index_interval_bytes.to_string(),
+            "max.message.bytes" => c.max_message_bytes.to_string(),
+            "message.timestamp.type" => timestamp_type_name(c.timestamp_type).into(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "retention.bytes" => c.retention_bytes.to_string(),
+            "retention.ms" => c.retention_ms.to_string(),
+            "segment.bytes" => c.segment_bytes.to_string(),
+            "segment.ms" => c.segment_ms.to_string(),
+            "sluice.fsync" => fsync_name(c.fsync).into(),
+            _ => String::new(),
+        }
+    }
+
+    /// Every config of a topic with these overrides (DescribeConfigs), sorted by name: the
+    /// settable ones with their source, the fixed ones read-only.
+    pub fn describe_topic(&self, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+        let effective = self.effective(overrides);
+        let mut out: Vec<ConfigEntry> = TOPIC_CONFIG_KEYS
+            .iter()
+            .map(|k| match overrides.get(*k) {
+                Some(v) => entry(k, v.clone(), ConfigSource::TopicOverride, false),
+                None => entry(k, self.topic_default(k), ConfigSource::Default, false),
+            })
+            .collect();
+        out.extend(
+            READ_ONLY_TOPIC_CONFIGS
+                .iter()
+                .map(|(k, v)| entry(k, v.to_string(), ConfigSource::Default, true)),
+        );
+        // Kafka's own flush settings, derived from the fsync policy so tools show the truth.
+        let (flush_messages, flush_ms) = match effective.fsync {
+            FsyncPolicy::Always => ("1".to_string(), "0".to_string()),
+            FsyncPolicy::Interval(d) => (i64::MAX.to_string(), d.as_millis().to_string()),
+        };
+        out.push(entry(
+            "flush.messages",
+            flush_messages,
+            ConfigSource::Default,
+            true,
+        ));
+        out.push(entry("flush.ms", flush_ms, ConfigSource::Default, true));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Broker-level configs (DescribeConfigs on the BROKER resource), sorted by name. All come
+    /// from the flags and none can be altered, so each is a read-only default.
+    pub fn describe_broker(&self) -> Vec<ConfigEntry> {
+        let c = &self.log;
+        let values: [(&str, String); 15] = [
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics.to_string(),
+            ),
+            ("compression.type", "producer".into()),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+            ),
+            ("log.cleanup.policy", "delete".into()),
+            (
+                "log.index.interval.bytes",
+                c.index_interval_bytes.to_string(),
+            ),
+            (
+                "log.message.timestamp.type",
+                timestamp_type_name(c.timestamp_type).into(),
+            ),
+            ("log.retention.bytes", c.retention_bytes.to_string()),
+            ("log.retention.ms", c.retention_ms.to_string()),
+            ("log.roll.ms", c.segment_ms.to_string()),
+            ("log.segment.bytes", c.segment_bytes.to_string()),
+            ("message.max.bytes", c.max_message_bytes.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("num.partitions", self.default_partitions.to_string()),
+            ("sluice.fsync", fsync_name(c.fsync).into()),
+            (
+                "sluice.fsync.interval.ms",
+                self.fsync_interval.as_millis().to_string(),
+            ),
+        ];
+        let mut out: Vec<ConfigEntry> = values
+            .into_iter()
+            .map(|(name, value)| entry(name, value, ConfigSource::Default, true))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+fn entry(name: &str, value: String, source: ConfigSource, read_only: bool) -> ConfigEntry {
+    ConfigEntry {
+        name: name.to_string(),
+        value: Some(value),
+        source,
+        read_only,
+        sensitive: false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders.v1", "A_b-9", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "é", &"x".repeat(250)] {
+            assert!(
+                matches!(
+                    validate_topic_name(bad),
+                    Err(LogError::InvalidTopicName { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_errors_name_key_and_allowed_values() {
+        let e = validate_topic_config("cleanup.policy", "compact").unwrap_err();
+        assert!(e.to_string().contains("cleanup.policy") && e.to_string().contains("delete"));
+        let e = validate_topic_config("retention.ms", "-2").unwrap_err();
+        assert!(e.to_string().contains("retention.ms"), "{e}");
+        let e = validate_topic_config("message.timestamp.type", "Now").unwrap_err();
+        assert!(e.to_string().contains("LogAppendTime"), "{e}");
+        let e = validate_topic_config("foo.bar", "1").unwrap_err();
+        assert_eq!(e.kafka_code(), 40);
+        assert!(e.to_string().contains("foo.bar"));
+        assert!(validate_topic_config("compression.type", "gzip").is_err());
+        assert!(validate_topic_config("compression.type", "producer").is_ok());
+        assert!(validate_topic_config("sluice.fsync", "interval").is_ok());
+        assert!(validate_topic_config("segment.bytes", "13").is_err());
+        assert!(validate_topic_config("segment.bytes", "1048576").is_ok());
+    }
+
+    #[test]
+    fn broker_configs_report_the_flags_read_only() {
+        let d = LogDefaults {
+            default_partitions: 3,
+            ..LogDefaults::default()
+        };
+        let c = d.describe_broker();
+        assert_eq!(c.len(), 15);
+        assert!(
+            c.windows(2).all(|w| w[0].name < w[1].name),
+            "sorted by name"
+        );
+        assert!(c
+            .iter()
+            .all(|e| e.read_only && e.source == ConfigSource::Default && !e.sensitive));
+        let get = |k: &str| c.iter().find(|e| e.name == k).unwrap().value.clone();
+        assert_eq!(get("num.partitions").as_deref(), Some("3"));
+        assert_eq!(get("log.roll.ms"), Some(d.log.segment_ms.to_string()));
+        assert_eq!(get("sluice.fsync").as_deref(), Some("always"));
+        assert_eq!(get("sluice.fsync.interval.ms").as_deref(), Some("1000"));
+    }
+}

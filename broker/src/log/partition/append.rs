@@ -1,0 +1,256 @@
+//! The write path of a partition: validation (sizes, magic, CRC-32C), idempotent-producer
+//! sequence checks, offset assignment, segment roll, and the `pwrite`. Also the copy path of a
+//! partition move (`append_replicated`: batches keep their offsets) and fencing at a handover.
+//!
+//! An append moves the log end only; making it durable and visible (the high watermark) is
+//! `durability.rs`'s job, asked for at the end of each append.
+
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{lock, snapshot_path, Inner, PartitionLog};
+use crate::log::batch;
+use crate::log::files::remove_if_exists;
+use crate::log::producer::{ProducerStates, SeqCheck};
+use crate::log::segment::Segment;
+use crate::log::{now_ms, AppendInfo, AppendOutcome, LogError, TimestampType};
+
+impl PartitionLog {
+    /// Validates `records` (one or more v2 record batches exactly as the producer sent them:
+    /// sizes, magic, CRC-32C, idempotent-producer sequence), assigns offsets by rewriting each
+    /// batch's base offset, and appends them. Returns once the bytes are written to the file
+    /// (page cache), not fsynced.
+    pub fn append(&self, records: Bytes) -> Result<AppendOutcome, LogError> {
+        let sh = &self.shared;
+        if sh.failed.load(Ordering::SeqCst) {
+            return Err(LogError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other(
+                    "the partition is closed (deleted, or an earlier fsync failed)",
+                ),
+            });
+        }
+        let max = lock(&sh.inner).config.max_message_bytes;
+        let mut headers = batch::validate_payload(&records, max)?;
+        // One copy at most: none when the caller hands over the only reference.
+        let mut buf = records
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        let now = now_ms();
+        let epoch = sh.leader_epoch.load(Ordering::Relaxed);
+
+        let mut inner = lock(&sh.inner);
+        // Checked under the lock that `fence` takes: no append slips past a handover.
+        if sh.fenced.load(Ordering::SeqCst) {
+            return Err(LogError::Fenced {
+                path: self.dir.clone(),
+            });
+        }
+        let log_start = sh.log_start.load(Ordering::SeqCst);
+
+        // Idempotent-producer checks against a scratch copy of the producers involved, so a
+        // payload is all-or-nothing.
+        let mut scratch = ProducerStates::default();
+        for (_, h) in headers.iter().filter(|(_, h)| h.is_idempotent()) {
+            if let Some(e) = inner.producers.producers.get(&h.producer_id) {
+                scratch
+                    .producers
+                    .entry(h.producer_id)
+                    .or_insert_with(|| e.clone());
+            }
+        }
+        let single = headers.len() == 1;
+        let mut offset = inner.next_offset;
+        let append_time = if inner.config.timestamp_type == TimestampType::LogAppendTime {
+            now
+        } else {
+            -1
+        };
+        for (_, h) in headers.iter_mut() {
+            h.base_offset = offset;
+            if h.is_idempotent() {
+                match scratch.check(h)? {
+                    SeqCheck::Append => scratch.record(h, append_time, now),
+                    SeqCheck::Duplicate(m) if single => {
+                        return Ok(AppendOutcome::Duplicate(AppendInfo {
+                            base_offset: m.base_offset,
+                            last_offset: m.last_offset,
+                            log_append_time: m.append_time,
+                            log_start_offset: log_start,
+                        }));
+                    }
+                    SeqCheck::Duplicate(_) => {
+                        return Err(LogError::CorruptBatch {
+                            reason: "a multi-batch append repeats an already appended batch".into(),
+                        })
+                    }
+                }
+            }
+            offset = h.next_offset();
+        }
+        let count = offset - inner.next_offset;
+
+        self.maybe_roll(&mut inner, buf.len() as u64, count, now)
+            .map_err(|e| self.write_failed(e))?;
+
+        for (pos, h) in &headers {
+            let b = &mut buf[*pos..*pos + h.size];
+            batch::rewrite_offset_and_epoch(b, h.base_offset, epoch);
+            if append_time >= 0 {
+                batch::stamp_log_append_time(b, append_time);
+            }
+        }
+        if append_time >= 0 {
+            for (_, h) in headers.iter_mut() {
+                h.max_timestamp = append_time;
+            }
+        }
+        let interval = inner.config.index_interval_bytes;
+        inner
+            .active()
+            .append(&buf, &headers, interval, now)
+            .map_err(|e| self.write_failed(e))?;
+
+        let base_offset = inner.next_offset;
+        inner.next_offset = offset;
+        for (k, v) in scratch.producers {
+            inner.producers.producers.insert(k, v);
+        }
+        let fsync = inner.config.fsync;
+        drop(inner);
+        sh.appended(offset, fsync);
+        Ok(AppendOutcome::Appended(AppendInfo {
+            base_offset,
+            last_offset: offset - 1,
+            log_append_time: append_time,
+            log_start_offset: log_start,
+        }))
+    }
+
+    /// Appends batches copied from another broker's log of this partition (a partition move),
+    /// exactly as they are there: offsets, leader epochs and timestamps are kept, and the
+    /// idempotent-producer state is rebuilt from them so a producer's retry after the move is
+    /// still recognised as a duplicate. The first batch must start at this log's end.
+    pub fn append_replicated(&self, records: Bytes) -> Result<i64, LogError> {
+        let sh = &self.shared;
+        let headers = batch::validate_payload(&records, u32::MAX)?;
+        let now = now_ms();
+        let mut inner = lock(&sh.inner);
+        let mut expected = inner.next_offset;
+        for (_, h) in &headers {
+            if h.base_offset != expected {
+                return Err(LogError::CorruptBatch {
+                    reason: format!(
+                        "copied batch starts at offset {}, the log ends at {expected}",
+                        h.base_offset
+                    ),
+                });
+            }
+            expected = h.next_offset();
+        }
+        let count = expected - inner.next_offset;
+        if count == 0 {
+            return Ok(inner.next_offset);
+        }
+        self.maybe_roll(&mut inner, records.len() as u64, count, now)
+            .map_err(|e| self.write_failed(e))?;
+        let interval = inner.config.index_interval_bytes;
+        inner
+            .active()
+            .append(&records, &headers, interval, now)
+            .map_err(|e| self.write_failed(e))?;
+        let log_append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
+        for (_, h) in headers.iter().filter(|(_, h)| h.is_idempotent()) {
+            let append_time = if log_append_time { h.max_timestamp } else { -1 };
+            inner.producers.record(h, append_time, now);
+        }
+        inner.next_offset = expected;
+        let fsync = inner.config.fsync;
+        drop(inner);
+        sh.appended(expected, fsync);
+        Ok(expected)
+    }
+
+    /// Refuses every later append (a partition move's handover) and returns the log end:
+    /// every append that was accepted is below it. Waits for an append in progress.
+    pub fn fence(&self) -> i64 {
+        let inner = lock(&self.shared.inner);
+        self.shared.fenced.store(true, Ordering::SeqCst);
+        inner.next_offset
+    }
+
+    /// Accepts appends again (a cancelled move).
+    pub fn unfence(&self) {
+        self.shared.fenced.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        self.shared.fenced.load(Ordering::SeqCst)
+    }
+
+    /// Logs a failed write (a full disk, typically): nothing of the append is in the log, the
+    /// log end did not move, and the next append may succeed once space is freed.
+    fn write_failed(&self, e: LogError) -> LogError {
+        tracing::error!(path = %self.dir.display(), error = %e, "append failed; nothing was written");
+        e
+    }
+
+    /// Rolls to a new segment when the active one is full, too old, or the relative offsets
+    /// would overflow. The closed segment's files are queued for the next fsync round (with
+    /// the directory), never fsynced here under the lock.
+    fn maybe_roll(
+        &self,
+        inner: &mut Inner,
+        incoming: u64,
+        count: i64,
+        now: i64,
+    ) -> Result<(), LogError> {
+        let cfg = &inner.config;
+        let (seg_bytes, seg_ms) = (cfg.segment_bytes, cfg.segment_ms);
+        let next = inner.next_offset;
+        let a = inner.active();
+        if a.size == 0 {
+            return Ok(());
+        }
+        let full = a.size + incoming > seg_bytes;
+        let old = a.first_append_ms.is_some_and(|t| now - t >= seg_ms);
+        let overflow =
+            next + count - a.base > i64::from(u32::MAX) || a.size + incoming > u64::from(u32::MAX);
+        if !(full || old || overflow) {
+            return Ok(());
+        }
+        // Everything that can fail (a full disk) comes before the active segment is sealed: a
+        // failed roll must leave it active and unchanged, since a sealed segment keeps its
+        // indexes only in files and must never be appended to.
+        let snap = serde_json::to_vec(&inner.producers).map_err(|e| LogError::Metadata {
+            path: snapshot_path(&self.dir, next),
+            reason: e.to_string(),
+        })?;
+        let seg = Segment::create(&self.dir, next)?;
+        let a = inner.active();
+        if let Err(e) = a.seal() {
+            if let Err(rm) = seg.remove_files() {
+                tracing::warn!(path = %self.dir.display(), base = next, error = %rm, "could not remove the segment of a failed roll");
+            }
+            return Err(e);
+        }
+        let closed = a.files();
+        inner.unsynced.extend(closed);
+        // Best effort (recovery falls back to scanning headers): tmp + rename, no fsync.
+        let sp = snapshot_path(&self.dir, next);
+        let tmp = sp.with_extension("snapshot.tmp");
+        if std::fs::write(&tmp, &snap)
+            .and_then(|()| std::fs::rename(&tmp, &sp))
+            .is_err()
+        {
+            remove_if_exists(&tmp);
+        }
+        let prev_base = inner.segments[inner.segments.len() - 1].base;
+        remove_if_exists(&snapshot_path(&self.dir, prev_base));
+        tracing::debug!(path = %self.dir.display(), base = next, "rolled segment");
+        inner.segments.push(seg);
+        inner.dir_dirty = true;
+        Ok(())
+    }
+}

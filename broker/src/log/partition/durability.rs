@@ -1,0 +1,187 @@
+//! Making appended data durable and visible: the group-commit loop (one fsync covers every
+//! append that landed before it started), the durable offset `wait_durable` waits on, the high
+//! watermark readers stop at, and the failure rule (after a failed fsync nothing more becomes
+//! durable). Under `fsync: always` the high watermark is the durable offset; under `interval`
+//! it follows the log end at once (`Shared::appended`).
+
+use std::fs::File;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{lock, PartitionLog, Shared};
+use crate::log::files::{io_err, sync_dir};
+use crate::log::{FsyncPolicy, LogError};
+
+impl Shared {
+    fn publish_durable(&self, offset: i64) {
+        self.durable_tx.send_if_modified(|d| {
+            if offset > d.offset {
+                d.offset = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Publishes the log end an append reached (called outside the partition lock) and sees
+    /// to it that readers get to see it: under `always` once a group-commit round fsynced it,
+    /// under `interval` at once.
+    pub(super) fn appended(self: &Arc<Self>, log_end: i64, fsync: FsyncPolicy) {
+        self.log_end.store(log_end, Ordering::SeqCst);
+        match fsync {
+            FsyncPolicy::Always => self.request_sync(),
+            FsyncPolicy::Interval(_) => self.raise_hw(log_end),
+        }
+    }
+
+    /// Lets readers see up to `offset` (never lowers the high watermark).
+    pub(super) fn raise_hw(&self, offset: i64) {
+        self.hw_tx.send_if_modified(|hw| {
+            if offset > *hw {
+                *hw = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn fail(&self, e: &LogError) {
+        tracing::error!(path = %self.dir.display(), error = %e, "fsync failed; partition stops accepting writes");
+        self.failed.store(true, Ordering::SeqCst);
+        self.durable_tx.send_modify(|d| d.failed = true);
+    }
+
+    /// Takes everything that needs an fsync to make the current log end durable.
+    fn take_sync_work(&self, with_indexes: bool) -> (i64, Vec<Arc<File>>, bool, bool) {
+        let mut inner = lock(&self.inner);
+        let target = inner.next_offset;
+        let always = inner.config.fsync == FsyncPolicy::Always;
+        if target <= self.durable_tx.borrow().offset
+            && inner.unsynced.is_empty()
+            && !inner.dir_dirty
+        {
+            // Nothing written since the last round (an idle partition under the interval
+            // flusher): no fsync at all.
+            return (target, Vec::new(), false, always);
+        }
+        let mut files = std::mem::take(&mut inner.unsynced);
+        let [log, index, timeindex] = inner.active().files();
+        files.push(log);
+        if with_indexes {
+            files.push(index);
+            files.push(timeindex);
+        }
+        let dir_dirty = std::mem::take(&mut inner.dir_dirty);
+        (target, files, dir_dirty, always)
+    }
+
+    /// One fsync round: syncs the files, then publishes the new durable offset.
+    fn sync_round(&self, with_indexes: bool) -> Result<(), LogError> {
+        let (target, files, dir_dirty, always) = self.take_sync_work(with_indexes);
+        let t0 = Instant::now();
+        let mut n = 0;
+        for f in &files {
+            f.sync_data().map_err(io_err(&self.dir))?;
+            n += 1;
+        }
+        if dir_dirty {
+            sync_dir(&self.dir)?;
+            n += 1;
+        }
+        self.fsyncs.fetch_add(n, Ordering::Relaxed);
+        self.fsync_nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        // Readers first, then the producers' waiters: an acks=all producer that was answered
+        // can immediately read its own record back.
+        if always {
+            self.raise_hw(target);
+        }
+        self.publish_durable(target);
+        Ok(())
+    }
+
+    /// Marks data as written and makes sure a group-commit loop will fsync it.
+    fn request_sync(self: &Arc<Self>) {
+        {
+            let mut ctl = lock(&self.sync_ctl);
+            ctl.dirty = true;
+            if ctl.running {
+                return;
+            }
+            ctl.running = true;
+        }
+        let me = Arc::clone(self);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(move || run_sync(&me))),
+            Err(_) => drop(std::thread::spawn(move || run_sync(&me))),
+        }
+    }
+}
+
+/// The group-commit loop: while appends keep arriving, fsync everything written so far, then
+/// publish it. One fsync covers every append that landed before it started.
+fn run_sync(shared: &Arc<Shared>) {
+    loop {
+        {
+            let mut ctl = lock(&shared.sync_ctl);
+            if !ctl.dirty || shared.failed.load(Ordering::SeqCst) {
+                ctl.running = false;
+                return;
+            }
+            ctl.dirty = false;
+        }
+        if let Err(e) = shared.sync_round(false) {
+            shared.fail(&e);
+            lock(&shared.sync_ctl).running = false;
+            return;
+        }
+    }
+}
+
+impl PartitionLog {
+    /// Resolves once everything up to and including `offset` is fsynced (group commit: many
+    /// waiters share one fsync). Under [`FsyncPolicy::Interval`] it resolves at once.
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        let sh = &self.shared;
+        if matches!(lock(&sh.inner).config.fsync, FsyncPolicy::Interval(_)) {
+            return Ok(());
+        }
+        let mut rx = sh.durable_tx.subscribe();
+        let mut requested = false;
+        loop {
+            let d = *rx.borrow_and_update();
+            if d.offset > offset {
+                return Ok(());
+            }
+            if d.failed {
+                return Err(LogError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other("fsync failed; the data may not be durable"),
+                });
+            }
+            if !requested {
+                // Normally the append already asked; this covers a policy switch.
+                sh.request_sync();
+                requested = true;
+            }
+            if rx.changed().await.is_err() {
+                return Err(LogError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other("log closed"),
+                });
+            }
+        }
+    }
+
+    /// Fsyncs everything written so far (shutdown, interval ticker), indexes included.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let r = self.shared.sync_round(true);
+        if let Err(e) = &r {
+            self.shared.fail(e);
+        }
+        r
+    }
+}

@@ -1,0 +1,241 @@
+//! [`PartitionLog`]: the on-disk log of one partition (segments, producer state, group commit).
+//!
+//! Concurrency: one mutex (`inner`) guards the segment list, the producer state and the config.
+//! Appends hold it while they check sequences and `pwrite` the batch; reads hold it only to
+//! look up a position and clone the segment's file handle, then `pread` without it. No fsync
+//! ever runs under it: fsyncs run on a blocking thread (the group-commit loop in
+//! `durability.rs`) on file handles cloned out of the lock, so writers keep appending while an
+//! fsync is in flight and the next fsync covers everything they wrote meanwhile.
+//!
+//! This file holds the partition's state and its small accessors; each concern has its own file,
+//! and every file works on the state defined here:
+//!
+//! - `open.rs`: open and recovery (torn tails, indexes, producer state, the log start).
+//! - `append.rs`: the write path: validation, idempotent-sequence checks, offset assignment,
+//!   segment roll, copies of another broker's batches (`append_replicated`), fencing.
+//! - `durability.rs`: group commit, the durable offset and the high watermark, `wait_durable`,
+//!   `flush`.
+//! - `read.rs`: reads and the offset / timestamp index lookups.
+//! - `retention.rs`: the head of the log: retention, DeleteRecords, the persisted log start.
+//!
+//! The log end (`next_offset`, published as `log_end`) and the high watermark (`hw_tx`) are
+//! separate values: the append path moves the first; the second only ever rises, through
+//! `Shared::raise_hw` (`durability.rs`), once what it covers may be read.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::files::io_err;
+use super::producer::ProducerStates;
+use super::segment::{self, Segment};
+use super::{FsyncPolicy, LogConfig, LogError};
+
+mod append;
+mod durability;
+mod open;
+mod read;
+mod retention;
+
+/// Durable end of the log as published to `wait_durable` callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Durable {
+    /// Every offset below this is fsynced.
+    offset: i64,
+    /// An fsync failed: nothing more will become durable.
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: LogConfig,
+    /// First offset still in the log: the first segment's base, or higher after DeleteRecords
+    /// (persisted in `log-start-offset`, see `retention.rs`).
+    log_start: i64,
+    /// Sorted by base offset; the last one is the active segment. Never empty.
+    segments: Vec<Segment>,
+    producers: ProducerStates,
+    next_offset: i64,
+    /// Files of closed segments written since the last fsync.
+    unsynced: Vec<Arc<File>>,
+    /// A segment was created or deleted since the last directory fsync.
+    dir_dirty: bool,
+}
+
+impl Inner {
+    fn active(&mut self) -> &mut Segment {
+        let n = self.segments.len() - 1;
+        &mut self.segments[n]
+    }
+}
+
+#[derive(Debug, Default)]
+struct SyncCtl {
+    /// A group-commit loop is running.
+    running: bool,
+    /// Data was written since the running loop last looked.
+    dirty: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    /// Serializes DeleteRecords: the log start file is written and fsynced under it, never
+    /// under `inner`.
+    start_file: Mutex<()>,
+    sync_ctl: Mutex<SyncCtl>,
+    durable_tx: watch::Sender<Durable>,
+    hw_tx: watch::Sender<i64>,
+    log_end: AtomicI64,
+    log_start: AtomicI64,
+    leader_epoch: AtomicI32,
+    failed: AtomicBool,
+    /// Handed over to another broker (a partition move's last step): appends are refused.
+    fenced: AtomicBool,
+    fsyncs: AtomicU64,
+    fsync_nanos: AtomicU64,
+}
+
+/// One partition's log.
+///
+/// All methods take `&self`; the type is meant to be shared behind an `Arc`.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+}
+
+/// One idempotent producer as a partition remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The sequence number of the last record written, or -1.
+    pub last_sequence: i32,
+    /// When it last wrote (ms since the epoch).
+    pub last_timestamp: i64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the log half-updated in a way later calls
+    // would misread (file state is re-derived from sizes), so keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn snapshot_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(segment::file_name(base, "snapshot"))
+}
+
+impl PartitionLog {
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.log_start.load(Ordering::SeqCst)
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.log_end.load(Ordering::SeqCst)
+    }
+
+    /// Offset up to which consumers may read: with `fsync: always` the durable end of the log,
+    /// otherwise the log end offset.
+    pub fn high_watermark(&self) -> i64 {
+        *self.shared.hw_tx.borrow()
+    }
+
+    /// Every offset below this one is fsynced.
+    pub fn durable_offset(&self) -> i64 {
+        self.shared.durable_tx.borrow().offset
+    }
+
+    /// A receiver that changes whenever the high watermark moves (fetch long-poll waits on it).
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.shared.hw_tx.subscribe()
+    }
+
+    /// Replaces the config (topic config change); takes effect for the next append / roll.
+    pub fn set_config(&self, config: LogConfig) {
+        let to_interval = matches!(config.fsync, FsyncPolicy::Interval(_));
+        lock(&self.shared.inner).config = config;
+        if to_interval {
+            // Readers may now see everything written.
+            self.shared.raise_hw(self.log_end_offset());
+        }
+    }
+
+    /// The current config.
+    pub fn config(&self) -> LogConfig {
+        lock(&self.shared.inner).config.clone()
+    }
+
+    /// The leader epoch stamped on appended batches (0 on a single node).
+    pub fn leader_epoch(&self) -> i32 {
+        self.shared.leader_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Sets the partition leader epoch stamped into appended batches.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.shared.leader_epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Bytes on disk (all segments and indexes).
+    pub fn size_bytes(&self) -> u64 {
+        lock(&self.shared.inner)
+            .segments
+            .iter()
+            .map(|s| s.size + s.index_bytes())
+            .sum()
+    }
+
+    /// The idempotent producers this partition remembers, by producer id (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerSummary> {
+        lock(&self.shared.inner)
+            .producers
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerSummary {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_ms,
+            })
+            .collect()
+    }
+
+    /// Number of segments (metrics, tests).
+    pub fn segment_count(&self) -> usize {
+        lock(&self.shared.inner).segments.len()
+    }
+
+    /// Number of fsync calls made so far (data files and directory).
+    pub fn fsync_count(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Total time spent in fsync calls.
+    pub fn fsync_time(&self) -> Duration {
+        Duration::from_nanos(self.shared.fsync_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Removes the partition's directory while other handles may still exist (DeleteTopics
+    /// through the [`LogManager`](super::LogManager)). Later appends fail.
+    pub fn remove_files(&self) -> Result<(), LogError> {
+        self.shared.failed.store(true, Ordering::SeqCst);
+        std::fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))
+    }
+
+    /// Closes the log and removes its directory (DeleteTopics).
+    pub fn delete(self) -> Result<(), LogError> {
+        self.remove_files()
+    }
+}

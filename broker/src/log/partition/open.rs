@@ -1,0 +1,185 @@
+//! Opening a partition: recovery of its segments (a torn tail is cut, damaged indexes are
+//! rebuilt, segments after a torn closed one are removed), of the idempotent-producer state
+//! (snapshot plus the active segment, or every segment's headers) and of the log start; then
+//! everything that survived is fsynced before anyone may read it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::retention::read_log_start;
+use super::{snapshot_path, Durable, Inner, PartitionLog, Shared, SyncCtl};
+use crate::log::batch::BatchHeader;
+use crate::log::files::{io_err, remove_if_exists, sync_dir};
+use crate::log::producer::ProducerStates;
+use crate::log::segment::{self, Segment};
+use crate::log::{LogConfig, LogError};
+
+impl PartitionLog {
+    /// Opens (creating if needed) the partition directory `dir` and recovers it: a torn tail is
+    /// truncated, damaged indexes rebuilt. Blocking: call from `spawn_blocking` at start-up.
+    pub fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, LogError> {
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut bases = list_bases(&dir, "log")?;
+        // Leftovers of an interrupted snapshot write.
+        for ent in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+            if ent.file_name().to_string_lossy().ends_with(".tmp") {
+                remove_if_exists(&ent.path());
+            }
+        }
+        let interval = config.index_interval_bytes;
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut active_headers: Vec<BatchHeader> = Vec::new();
+        let mut cut_at: Option<usize> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            let rec = if is_last {
+                segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?
+            } else {
+                segment::recover(&dir, base, false, interval, |_| {})?
+            };
+            let next_base = bases.get(i + 1).copied();
+            let seg = rec.segment;
+            let inconsistent = next_base.is_some_and(|nb| seg.next_offset != nb);
+            segments.push(seg);
+            if !is_last && (rec.truncated.is_some() || inconsistent) {
+                // A closed segment that is torn (its roll's fsync never finished) or does not
+                // end where the next begins: everything after it was never acknowledged as
+                // durable, and cannot be trusted to line up.
+                cut_at = Some(i);
+                if rec.truncated.is_none() {
+                    tracing::warn!(path = %dir.display(), base, "segment does not end where the next one starts");
+                }
+                break;
+            }
+        }
+        if let Some(i) = cut_at {
+            for &base in &bases[i + 1..] {
+                tracing::warn!(path = %dir.display(), base, "removing segment after a torn one");
+                for ext in ["log", "index", "timeindex", "snapshot"] {
+                    remove_if_exists(&dir.join(segment::file_name(base, ext)));
+                }
+            }
+            bases.truncate(i + 1);
+            // The last kept segment becomes active: rescan it fully for the producer state.
+            let base = bases[i];
+            segments.pop();
+            active_headers.clear();
+            let rec = segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?;
+            segments.push(rec.segment);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(&dir, 0)?);
+            sync_dir(&dir)?;
+        }
+
+        // Producer state: the snapshot taken when the active segment was created, plus the
+        // active segment's batches; without a usable snapshot, every segment's headers.
+        let active_base = segments[segments.len() - 1].base;
+        let snap = std::fs::read(snapshot_path(&dir, active_base))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ProducerStates>(&b).ok());
+        let mut producers = match snap {
+            Some(s) => s,
+            None => {
+                let mut s = ProducerStates::default();
+                for seg in &segments[..segments.len() - 1] {
+                    segment::scan_headers(&seg.log, seg.size, |h| {
+                        if h.is_idempotent() {
+                            s.record(h, -1, h.max_timestamp);
+                        }
+                    })
+                    .map_err(io_err(&seg.log_path))?;
+                }
+                s
+            }
+        };
+        for h in active_headers.iter().filter(|h| h.is_idempotent()) {
+            let append_time = if h.attributes & (1 << 3) != 0 {
+                h.max_timestamp
+            } else {
+                -1
+            };
+            producers.record(h, append_time, h.max_timestamp);
+        }
+        for b in list_bases(&dir, "snapshot")? {
+            if b != active_base {
+                remove_if_exists(&snapshot_path(&dir, b));
+            }
+        }
+        // Index files whose log is gone (a deletion interrupted between unlinks).
+        for ext in ["index", "timeindex"] {
+            for b in list_bases(&dir, ext)? {
+                if !segments.iter().any(|s| s.base == b) {
+                    remove_if_exists(&dir.join(segment::file_name(b, ext)));
+                }
+            }
+        }
+
+        let next_offset = segments[segments.len() - 1].next_offset;
+        // A start set by DeleteRecords beyond what recovery kept (a torn tail was cut) can only
+        // have hidden records that are gone anyway.
+        let log_start = read_log_start(&dir)
+            .map_or(segments[0].base, |s| s.min(next_offset))
+            .max(segments[0].base);
+        // Whatever survived is on disk now (maybe only in the page cache, after a process
+        // crash): make it durable before anyone may read it as committed.
+        // Closed segments too: a crash right after a roll can leave the closed segment's last
+        // writes unsynced (the roll queues its fsync). On clean files this is nearly free.
+        for seg in &segments {
+            seg.log.sync_data().map_err(io_err(&seg.log_path))?;
+        }
+        sync_dir(&dir)?;
+
+        let (durable_tx, _) = watch::channel(Durable {
+            offset: next_offset,
+            failed: false,
+        });
+        let (hw_tx, _) = watch::channel(next_offset);
+        tracing::debug!(path = %dir.display(), log_start, next_offset, segments = segments.len(), "partition recovered");
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            inner: Mutex::new(Inner {
+                config,
+                log_start,
+                segments,
+                producers,
+                next_offset,
+                unsynced: Vec::new(),
+                dir_dirty: false,
+            }),
+            start_file: Mutex::new(()),
+            sync_ctl: Mutex::new(SyncCtl::default()),
+            durable_tx,
+            hw_tx,
+            log_end: AtomicI64::new(next_offset),
+            log_start: AtomicI64::new(log_start),
+            leader_epoch: AtomicI32::new(0),
+            failed: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
+            fsyncs: AtomicU64::new(0),
+            fsync_nanos: AtomicU64::new(0),
+        });
+        Ok(PartitionLog { dir, shared })
+    }
+}
+
+fn list_bases(dir: &Path, ext: &str) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    for ent in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let ent = ent.map_err(io_err(dir))?;
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(ext).and_then(|s| s.strip_suffix('.')) {
+            if stem.len() == 20 {
+                if let Ok(b) = stem.parse::<i64>() {
+                    bases.push(b);
+                }
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}

@@ -1,0 +1,279 @@
+//! The read path: whole batches from an offset (index lookup under the lock, `pread` without
+//! it), and the timestamp lookups of ListOffsets (time index, then one batch decoded). Only
+//! data below the high watermark is ever returned.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{lock, PartitionLog};
+use crate::log::batch::{self, BatchHeader, HEADER_LEN};
+use crate::log::files::io_err;
+use crate::log::{LogError, ReadOutcome};
+
+impl PartitionLog {
+    /// Reads whole batches from `offset` (see [`ReadOutcome`]). Only data below the high
+    /// watermark is returned. `offset` below the log start or above the log end is
+    /// [`LogError::OffsetOutOfRange`]; between the high watermark and the log end the result is
+    /// empty (as in Kafka).
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
+        let sh = &self.shared;
+        let hw = self.high_watermark();
+        let (file, path, start_pos, seg_end, log_start) = {
+            let inner = lock(&sh.inner);
+            let log_start = inner.log_start;
+            if offset < log_start || offset > inner.next_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    requested: offset,
+                    start: log_start,
+                    end: hw,
+                });
+            }
+            if offset >= hw {
+                return Ok(ReadOutcome {
+                    records: Bytes::new(),
+                    high_watermark: hw,
+                    log_start_offset: log_start,
+                });
+            }
+            let i = inner.segments.partition_point(|s| s.base <= offset).max(1) - 1;
+            let seg = &inner.segments[i];
+            (
+                Arc::clone(&seg.log),
+                seg.log_path.clone(),
+                seg.lookup(offset),
+                seg.size,
+                log_start,
+            )
+        };
+        let records = read_batches(&file, start_pos, seg_end, offset, hw, max_bytes)
+            .map_err(io_err(&path))?;
+        Ok(ReadOutcome {
+            records,
+            high_watermark: hw,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// The earliest offset whose timestamp is `>= timestamp_ms`, with that timestamp, or `None`
+    /// when every record is older (ListOffsets by timestamp). Only data below the high
+    /// watermark is considered.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        let (from, candidates) = {
+            let inner = lock(&self.shared.inner);
+            let from = inner.log_start;
+            let c: Vec<(Arc<File>, PathBuf, u64, u64)> = inner
+                .segments
+                .iter()
+                .filter(|s| s.max_timestamp >= timestamp_ms && s.base < hw && s.next_offset > from)
+                .map(|s| {
+                    (
+                        Arc::clone(&s.log),
+                        s.log_path.clone(),
+                        s.time_lookup(timestamp_ms),
+                        s.size,
+                    )
+                })
+                .collect();
+            (from, c)
+        };
+        for (file, path, pos, end) in candidates {
+            if let Some(hit) =
+                find_timestamp(&file, pos, end, timestamp_ms, from, hw).map_err(io_err(&path))?
+            {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first record carrying the largest timestamp of the partition, as `(offset,
+    /// timestamp)`, or `None` when no record below the high watermark has a timestamp
+    /// (ListOffsets with `MAX_TIMESTAMP`, -3). Only data below the high watermark is considered.
+    ///
+    /// Cheap: each segment knows its largest batch timestamp (kept at append, rebuilt at
+    /// recovery), so only the segment holding the maximum is read, from its time-index entry
+    /// for that timestamp, and only the one batch carrying it is decoded. Ties between segments
+    /// go to the earliest. If the segment's maximum lies at or above the high watermark (an
+    /// fsync round in flight), that segment's headers below the high watermark are scanned for
+    /// its readable maximum instead.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        // (max timestamp, scan start, file, path, end)
+        let mut cands: Vec<(i64, u64, Arc<File>, PathBuf, u64)> = {
+            let inner = lock(&self.shared.inner);
+            inner
+                .segments
+                .iter()
+                .filter(|s| s.max_timestamp >= 0 && s.base < hw)
+                .map(|s| {
+                    (
+                        s.max_timestamp,
+                        s.time_lookup(s.max_timestamp),
+                        Arc::clone(&s.log),
+                        s.log_path.clone(),
+                        s.size,
+                    )
+                })
+                .collect()
+        };
+        loop {
+            let mut best: Option<usize> = None;
+            for (i, c) in cands.iter().enumerate() {
+                if best.is_none_or(|b| c.0 > cands[b].0) {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else {
+                return Ok(None);
+            };
+            let (ts, pos, file, path, end) = &cands[b];
+            if let Some(hit) = find_timestamp(file, *pos, *end, *ts, 0, hw).map_err(io_err(path))? {
+                return Ok(Some(hit));
+            }
+            match max_timestamp_below(file, *end, hw).map_err(io_err(path))? {
+                Some(m) => {
+                    cands[b].0 = m;
+                    cands[b].1 = 0;
+                }
+                None => {
+                    cands.remove(b);
+                }
+            }
+        }
+    }
+}
+
+/// Header fields needed to walk batches: (base offset, size, last offset).
+fn peek(b: &[u8]) -> Option<(i64, usize, i64)> {
+    if b.len() < 27 {
+        return None;
+    }
+    let size = batch::announced_size(b).ok()?;
+    let mut base = [0u8; 8];
+    base.copy_from_slice(&b[..8]);
+    let base = i64::from_be_bytes(base);
+    let delta = i32::from_be_bytes([b[23], b[24], b[25], b[26]]);
+    Some((base, size, base + i64::from(delta)))
+}
+
+/// Reads whole batches of one segment, starting with the one containing `offset`.
+fn read_batches(
+    file: &File,
+    mut pos: u64,
+    seg_end: u64,
+    offset: i64,
+    hw: i64,
+    max_bytes: usize,
+) -> std::io::Result<Bytes> {
+    // Walk headers from the index position to the batch containing `offset`.
+    let mut hdr = [0u8; 27];
+    let first_size = loop {
+        if pos + 27 > seg_end {
+            return Ok(Bytes::new());
+        }
+        file.read_exact_at(&mut hdr, pos)?;
+        let Some((base, size, last)) = peek(&hdr) else {
+            return Ok(Bytes::new());
+        };
+        if base >= hw {
+            return Ok(Bytes::new());
+        }
+        if last >= offset {
+            break size;
+        }
+        pos += size as u64;
+    };
+    let avail = (seg_end - pos) as usize;
+    let want = first_size.max(max_bytes).min(avail);
+    let mut buf = vec![0u8; want];
+    file.read_exact_at(&mut buf, pos)?;
+    // Keep whole batches below the high watermark: the first always, then while they fit.
+    let mut end = 0;
+    while end < buf.len() {
+        let Some((base, size, _)) = peek(&buf[end..]) else {
+            break;
+        };
+        if base >= hw || end + size > buf.len() || (end > 0 && end + size > max_bytes) {
+            break;
+        }
+        end += size;
+    }
+    buf.truncate(end);
+    Ok(Bytes::from(buf))
+}
+
+/// Finds the first record with timestamp `>= ts` scanning batches from `pos`.
+fn find_timestamp(
+    file: &File,
+    mut pos: u64,
+    end: u64,
+    ts: i64,
+    from: i64,
+    hw: i64,
+) -> std::io::Result<Option<(i64, i64)>> {
+    let mut hdr = [0u8; HEADER_LEN];
+    while pos + HEADER_LEN as u64 <= end {
+        file.read_exact_at(&mut hdr, pos)?;
+        let Ok(h) = batch::parse_header(&hdr) else {
+            return Ok(None);
+        };
+        if h.base_offset >= hw {
+            return Ok(None);
+        }
+        if pos + h.size as u64 > end {
+            return Ok(None);
+        }
+        if h.max_timestamp >= ts && h.next_offset() > from {
+            let mut whole = vec![0u8; h.size];
+            file.read_exact_at(&mut whole, pos)?;
+            if let Some(hit) = first_record_at_or_after(&whole, &h, ts, from) {
+                return Ok(Some(hit));
+            }
+        }
+        pos += h.size as u64;
+    }
+    Ok(None)
+}
+
+/// The largest batch max timestamp among the batches of a segment file that start below `hw`,
+/// or `None` when there is none with a timestamp.
+fn max_timestamp_below(file: &File, end: u64, hw: i64) -> std::io::Result<Option<i64>> {
+    let mut max: Option<i64> = None;
+    let mut hdr = [0u8; HEADER_LEN];
+    let mut pos = 0u64;
+    while pos + HEADER_LEN as u64 <= end {
+        file.read_exact_at(&mut hdr, pos)?;
+        let Ok(h) = batch::parse_header(&hdr) else {
+            break;
+        };
+        if h.base_offset >= hw || pos + h.size as u64 > end {
+            break;
+        }
+        if h.max_timestamp >= 0 && max.is_none_or(|m| h.max_timestamp > m) {
+            max = Some(h.max_timestamp);
+        }
+        pos += h.size as u64;
+    }
+    Ok(max)
+}
+
+/// Within one batch, the first record at or after offset `from` whose timestamp is `>= ts`
+/// (the batch's max timestamp stands for every record under LogAppendTime, or if the records
+/// cannot be read); `None` when every such record lies below `from`.
+fn first_record_at_or_after(
+    whole: &[u8],
+    h: &BatchHeader,
+    ts: i64,
+    from: i64,
+) -> Option<(i64, i64)> {
+    let fallback = Some((h.base_offset.max(from), h.max_timestamp));
+    if h.attributes & (1 << 3) != 0 {
+        return fallback;
+    }
+    batch::find_record(whole, h, |offset, t| t >= ts && offset >= from).unwrap_or(fallback)
+}

@@ -1,0 +1,187 @@
+//! The head of the log: retention (closed segments past `retention.ms` / `retention.bytes`,
+//! idle producers), DeleteRecords, an empty copy starting at another broker's log start, and
+//! the persisted log start offset (`log-start-offset`) all three rely on.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use super::{lock, PartitionLog};
+use crate::log::files::write_atomic;
+use crate::log::segment::Segment;
+use crate::log::LogError;
+
+/// The log start offset set by DeleteRecords, as decimal text (absent: the first segment's
+/// base). Replaced atomically: tmp, fsync, rename, directory fsync.
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// The persisted log start offset, if any. An unreadable file is ignored with a warning: the
+/// log then starts at its first segment, which only shows records DeleteRecords had hidden.
+pub(super) fn read_log_start(dir: &Path) -> Option<i64> {
+    let path = dir.join(LOG_START_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the log start offset");
+            return None;
+        }
+    };
+    match text.trim().parse::<i64>() {
+        Ok(v) if v >= 0 => Some(v),
+        _ => {
+            tracing::warn!(path = %path.display(), content = %text.trim(), "ignoring an invalid log start offset");
+            None
+        }
+    }
+}
+
+fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
+    write_atomic(&dir.join(LOG_START_FILE), format!("{offset}\n").as_bytes())
+}
+
+impl PartitionLog {
+    /// Makes an empty log start at `offset` (a copy of a log whose older records were deleted
+    /// by retention): the empty active segment is replaced by one based there, and the start
+    /// is persisted. Refused unless the log is empty. Blocking (fsyncs).
+    pub fn start_empty_at(&self, offset: i64) -> Result<(), LogError> {
+        let sh = &self.shared;
+        let _serial = lock(&sh.start_file);
+        {
+            let inner = lock(&sh.inner);
+            if inner.next_offset == offset {
+                return Ok(());
+            }
+            if inner.next_offset != inner.log_start || inner.segments.len() != 1 || offset < 0 {
+                return Err(LogError::CorruptBatch {
+                    reason: format!(
+                        "cannot restart a non-empty log (end {}) at offset {offset}",
+                        inner.next_offset
+                    ),
+                });
+            }
+        }
+        write_log_start(&self.dir, offset)?;
+        let seg = Segment::create(&self.dir, offset)?;
+        let mut inner = lock(&sh.inner);
+        let old = std::mem::replace(&mut inner.segments, vec![seg]);
+        inner.next_offset = offset;
+        inner.log_start = offset;
+        inner.dir_dirty = true;
+        drop(inner);
+        for s in &old {
+            if let Err(e) = s.remove_files() {
+                tracing::warn!(path = %s.log_path.display(), error = %e, "cannot remove the empty segment");
+            }
+        }
+        sh.log_start.store(offset, Ordering::SeqCst);
+        sh.log_end.store(offset, Ordering::SeqCst);
+        sh.raise_hw(offset);
+        Ok(())
+    }
+
+    /// Deletes closed segments that retention (time, then size) no longer keeps. Returns the
+    /// number of segments deleted. The active segment is never deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let mut inner = lock(&self.shared.inner);
+        let expired = inner.producers.expire(now_ms);
+        if expired > 0 {
+            tracing::debug!(path = %self.dir.display(), expired, "idle producers forgotten");
+        }
+        let (ret_ms, ret_bytes) = (inner.config.retention_ms, inner.config.retention_bytes);
+        let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
+        let mut doomed = 0;
+        let log_start = inner.log_start;
+        for s in &inner.segments[..inner.segments.len() - 1] {
+            // Wholly below the start DeleteRecords set (the active segment has since rolled).
+            let deleted = s.next_offset <= log_start;
+            // Batches without timestamps (-1): judge by the file's modification time.
+            let newest = if s.max_timestamp >= 0 {
+                s.max_timestamp
+            } else {
+                file_mtime_ms(&s.log).unwrap_or(now_ms)
+            };
+            let by_time = ret_ms >= 0 && newest < now_ms.saturating_sub(ret_ms);
+            let by_size = ret_bytes >= 0 && total.saturating_sub(s.size) >= ret_bytes as u64;
+            if !(deleted || by_time || by_size) {
+                break;
+            }
+            total -= s.size;
+            doomed += 1;
+        }
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
+        let new_start = inner.segments[0].base.max(inner.log_start);
+        inner.log_start = new_start;
+        self.shared.log_start.store(new_start, Ordering::SeqCst);
+        drop(inner);
+        let mut result = Ok(removed.len());
+        for s in &removed {
+            tracing::info!(path = %s.log_path.display(), base = s.base, next = s.next_offset, bytes = s.size, "retention deleted segment");
+            if let Err(e) = s.remove_files() {
+                result = Err(e);
+            }
+        }
+        // After the unlinks, so the next fsync round's directory fsync covers them.
+        lock(&self.shared.inner).dir_dirty = true;
+        result
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (`-1`: the high watermark), so
+    /// reads and ListOffsets earliest begin there, and deletes the closed segments wholly below
+    /// it. Returns the new log start (the low watermark). The new start is fsynced before it is
+    /// used, so it survives a restart. `offset` above the high watermark, or negative other
+    /// than -1, is [`LogError::OffsetOutOfRange`]; at or below the current start nothing
+    /// changes. Blocking (an fsync): call from `spawn_blocking`.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        let sh = &self.shared;
+        let _serial = lock(&sh.start_file);
+        let hw = self.high_watermark();
+        let current = lock(&sh.inner).log_start;
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start: current,
+                end: hw,
+            });
+        }
+        if target <= current {
+            return Ok(current);
+        }
+        write_log_start(&self.dir, target)?;
+
+        let mut inner = lock(&sh.inner);
+        inner.log_start = inner.log_start.max(target);
+        let start = inner.log_start;
+        sh.log_start.store(start, Ordering::SeqCst);
+        let last = inner.segments.len() - 1;
+        let doomed = inner.segments[..last]
+            .iter()
+            .take_while(|s| s.next_offset <= start)
+            .count();
+        let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
+        drop(inner);
+        tracing::info!(path = %self.dir.display(), log_start = start, segments_deleted = removed.len(), "records deleted");
+        for s in &removed {
+            // The start is already moved and durable; a file left behind is below it and is
+            // removed again at the next open's retention check.
+            if let Err(e) = s.remove_files() {
+                tracing::warn!(path = %s.log_path.display(), error = %e, "cannot remove a segment below the log start");
+            }
+        }
+        if !removed.is_empty() {
+            // After the unlinks, so the next fsync round's directory fsync covers them.
+            lock(&sh.inner).dir_dirty = true;
+        }
+        Ok(start)
+    }
+}
+
+fn file_mtime_ms(f: &File) -> Option<i64> {
+    let m = f.metadata().ok()?.modified().ok()?;
+    let d = m.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}

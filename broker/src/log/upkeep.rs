@@ -1,0 +1,80 @@
+//! Background upkeep of every partition: the retention ticker, the `fsync: interval` flusher,
+//! and the final flush at shutdown. Uses only [`LogManager`]'s public view of its partitions.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{now_ms, FsyncPolicy, LogError, LogManager};
+
+impl LogManager {
+    /// Spawns the retention ticker and the fsync-interval flusher on the current tokio runtime;
+    /// both stop when `shutdown` is cancelled. The blocking work runs on `spawn_blocking`.
+    pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) {
+        let me = Arc::clone(self);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(me.defaults().retention_check_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let m = Arc::clone(&me);
+                let _ = tokio::task::spawn_blocking(move || m.enforce_retention_all()).await;
+            }
+        });
+
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(me.defaults().fsync_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let m = Arc::clone(&me);
+                let _ = tokio::task::spawn_blocking(move || m.flush_interval_partitions()).await;
+            }
+        });
+    }
+
+    /// Runs retention on every partition now (the ticker's body; also handy in tests).
+    pub fn enforce_retention_all(&self) -> usize {
+        let now = now_ms();
+        let mut deleted = 0;
+        for (topic, p, log) in self.all_partitions() {
+            match log.enforce_retention(now) {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    tracing::warn!(topic = %topic, partition = p, error = %e, "retention failed")
+                }
+            }
+        }
+        deleted
+    }
+
+    fn flush_interval_partitions(&self) {
+        for (topic, p, log) in self.all_partitions() {
+            if matches!(log.config().fsync, FsyncPolicy::Interval(_)) {
+                if let Err(e) = log.flush() {
+                    tracing::warn!(topic = %topic, partition = p, error = %e, "interval fsync failed");
+                }
+            }
+        }
+    }
+
+    /// Fsyncs every partition (shutdown). Tries all of them; returns the first error.
+    pub fn flush_all(&self) -> Result<(), LogError> {
+        let mut first = None;
+        for (topic, p, log) in self.all_partitions() {
+            if let Err(e) = log.flush() {
+                tracing::error!(topic = %topic, partition = p, error = %e, "fsync at shutdown failed");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}

@@ -32,6 +32,9 @@ use super::{NodeId, TypeConfig};
 pub const MAX_FRAME: usize = 64 << 20;
 /// Connecting to a peer (DNS resolution included).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How an RPC server answers a frame it cannot decode (also: a request variant newer than it):
+/// `Response::Error` starting with this, which the sender of a newer request recognises.
+pub const UNDECODABLE: &str = "undecodable request";
 
 /// A leader as other brokers see it: node id and cluster address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

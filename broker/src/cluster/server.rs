@@ -1,0 +1,124 @@
+//! The RPC server on the cluster listener (`--cluster-listen`): one task per connection, one
+//! request frame answered at a time, each request dispatched to Raft, to the leader-side
+//! handlers of `lifecycle.rs` / `forward.rs`, or to the broker's
+//! [`PartitionService`](super::PartitionService).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::network::{self, ProbeReply, Refusal, Request, Response, UNDECODABLE};
+use super::Member;
+
+impl Member {
+    /// Answers one request (a new RPC gets its arm here and its variants in `network.rs`).
+    pub(super) async fn dispatch(&self, req: Request) -> Response {
+        match req {
+            Request::AppendEntries(r) => Response::AppendEntries(self.raft.append_entries(r).await),
+            Request::Vote(_) if !self.voting.load(Ordering::SeqCst) => Response::Error(
+                "not voting: this member started on a fresh volume and has not joined yet".into(),
+            ),
+            Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
+            Request::InstallSnapshot(r) => {
+                Response::InstallSnapshot(self.raft.install_snapshot(r).await)
+            }
+            Request::Probe => Response::Probe(ProbeReply {
+                node_id: self.node_id,
+                member: self.is_member(),
+                leader: self.leader_info(),
+            }),
+            Request::Join(rec) => Response::Join(self.join(rec).await),
+            Request::JoinEmpty(rec) => Response::Join(self.join_empty(rec).await),
+            Request::Forward(cmd) => Response::Forward(self.accept_forward(cmd).await),
+            Request::FetchPartition {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+            } => Response::FetchPartition(match self.partitions.get() {
+                Some(svc) => svc.fetch(topic, partition, offset, max_bytes).await,
+                None => Err("this broker is still starting".into()),
+            }),
+            Request::Handover {
+                topic,
+                partition,
+                leader_epoch,
+            } => Response::Handover(match self.partitions.get() {
+                Some(svc) => svc.handover(topic, partition, leader_epoch).await,
+                None => Err("this broker is still starting".into()),
+            }),
+            Request::AdoptGroup { group, offsets } => {
+                Response::AdoptGroup(match self.partitions.get() {
+                    Some(svc) => svc.adopt_group(group, offsets).await,
+                    None => Err("this broker is still starting".into()),
+                })
+            }
+            Request::RemoveNode(id) => Response::RemoveNode(if self.is_leader() {
+                self.remove_local(id).await
+            } else {
+                Err(Refusal::NotLeader {
+                    leader: self.leader_info(),
+                })
+            }),
+        }
+    }
+}
+
+/// Accepts inter-broker connections until shutdown.
+pub(super) async fn serve(member: Arc<Member>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = member.cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(member.clone(), stream, peer));
+            }
+            Err(e) => {
+                tracing::warn!(node_id = member.node_id, error = %e, "cluster listener accept");
+                tokio::select! {
+                    _ = member.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn connection(member: Arc<Member>, mut stream: TcpStream, peer: SocketAddr) {
+    loop {
+        let frame = tokio::select! {
+            _ = member.cancel.cancelled() => return,
+            f = network::read_frame(&mut stream) => f,
+        };
+        let body = match frame {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(node_id = member.node_id, %peer, error = %e, "cluster connection");
+                return;
+            }
+        };
+        let resp = match serde_json::from_slice::<Request>(&body) {
+            Ok(req) => {
+                tokio::select! {
+                    _ = member.cancel.cancelled() => Response::Error("shutting down".to_string()),
+                    r = member.dispatch(req) => r,
+                }
+            }
+            Err(e) => Response::Error(format!("{UNDECODABLE}: {e}")),
+        };
+        if let Err(e) = network::write_frame(&mut stream, &resp).await {
+            tracing::debug!(node_id = member.node_id, %peer, error = %e, "cluster connection");
+            return;
+        }
+        if member.cancel.is_cancelled() {
+            return;
+        }
+    }
+}

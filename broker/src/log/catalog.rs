@@ -212,6 +212,24 @@ impl LogManager {
             .map(|e| self.defaults.effective(&e.meta.configs))
     }
 
+    /// The topic's entry, or [`LogError::UnknownTopic`].
+    fn entry(&self, name: &str) -> Result<TopicEntry, LogError> {
+        self.read_topics()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownTopic {
+                name: name.to_string(),
+            })
+    }
+
+    /// Makes `next` the catalog: `topics.json` first, then what readers see, so a crash never
+    /// leaves a change served that a restart would forget.
+    fn commit(&self, next: BTreeMap<String, TopicEntry>) -> Result<(), LogError> {
+        self.persist(&next)?;
+        *self.write_topics() = next;
+        Ok(())
+    }
+
     fn persist(&self, topics: &BTreeMap<String, TopicEntry>) -> Result<(), LogError> {
         let file = TopicsFile {
             version: 1,
@@ -276,8 +294,7 @@ impl LogManager {
                 partitions: logs,
             },
         );
-        self.persist(&next)?;
-        *self.write_topics() = next;
+        self.commit(next)?;
         tracing::info!(topic = name, partitions, id = %meta.id, "topic created");
         Ok(meta)
     }
@@ -377,8 +394,7 @@ impl LogManager {
 
         let mut next = kept;
         if !retired.is_empty() || metas_changed {
-            self.persist(&next)?;
-            *self.write_topics() = next.clone();
+            self.commit(next.clone())?;
         }
         for (name, p, log) in &retired {
             self.retire(name, *p, log);
@@ -396,8 +412,7 @@ impl LogManager {
                 }
                 tracing::info!(topic = %d.meta.name, partition = p, "partition created here");
             }
-            self.persist(&next)?;
-            *self.write_topics() = next;
+            self.commit(next)?;
         }
         Ok(Reconciled {
             changed: true,
@@ -443,8 +458,7 @@ impl LogManager {
         let entry = next.remove(name).ok_or_else(|| LogError::UnknownTopic {
             name: name.to_string(),
         })?;
-        self.persist(&next)?;
-        *self.write_topics() = next;
+        self.commit(next)?;
         // topics.json no longer names the topic: a crash from here on leaves orphan
         // directories that the next open removes.
         for (p, log) in &entry.partitions {
@@ -463,13 +477,7 @@ impl LogManager {
         validate_only: bool,
     ) -> Result<TopicMeta, LogError> {
         let _admin = self.lock_admin();
-        let current =
-            self.read_topics()
-                .get(name)
-                .cloned()
-                .ok_or_else(|| LogError::UnknownTopic {
-                    name: name.to_string(),
-                })?;
+        let current = self.entry(name)?;
         let have = current.meta.partitions;
         if new_total <= have {
             return Err(LogError::InvalidPartitions {
@@ -490,8 +498,7 @@ impl LogManager {
         entry.partitions.extend(logs);
         let mut next = self.read_topics().clone();
         next.insert(name.to_string(), entry.clone());
-        self.persist(&next)?;
-        *self.write_topics() = next;
+        self.commit(next)?;
         tracing::info!(
             topic = name,
             from = have,
@@ -511,13 +518,7 @@ impl LogManager {
         validate_only: bool,
     ) -> Result<TopicMeta, LogError> {
         let _admin = self.lock_admin();
-        let mut entry =
-            self.read_topics()
-                .get(name)
-                .cloned()
-                .ok_or_else(|| LogError::UnknownTopic {
-                    name: name.to_string(),
-                })?;
+        let mut entry = self.entry(name)?;
         entry.meta.configs = altered_configs(&entry.meta.configs, ops, incremental)?;
         if validate_only {
             return Ok(entry.meta);

@@ -90,12 +90,18 @@ impl Segment {
                 let _ = std::fs::remove_file(p);
             }
         })?;
-        Ok(Segment {
+        Ok(Segment::unread(base, [log, index, timeindex], lp))
+    }
+
+    /// A segment over these files (log, index, time index) before anything is read from them:
+    /// empty in memory, which is all a new segment holds and where recovery starts.
+    fn unread(base: i64, [log, index, timeindex]: [File; 3], log_path: PathBuf) -> Segment {
+        Segment {
             base,
             log: Arc::new(log),
             index: Arc::new(index),
             timeindex: Arc::new(timeindex),
-            log_path: lp,
+            log_path,
             size: 0,
             next_offset: base,
             max_timestamp: -1,
@@ -104,7 +110,7 @@ impl Segment {
             times: Vec::new(),
             on_disk: None,
             bytes_since_index: 0,
-        })
+        }
     }
 
     /// Opens an existing segment's files without validating anything (see [`recover`]).
@@ -112,24 +118,8 @@ impl Segment {
         let (lp, ip, tp) = Self::paths(dir, base);
         let log = open_rw(&lp, false)?;
         let len = log.metadata().map_err(io_err(&lp))?.len();
-        Ok((
-            Segment {
-                base,
-                log: Arc::new(log),
-                index: Arc::new(open_rw(&ip, false)?),
-                timeindex: Arc::new(open_rw(&tp, false)?),
-                log_path: lp,
-                size: 0,
-                next_offset: base,
-                max_timestamp: -1,
-                first_append_ms: None,
-                offsets: Vec::new(),
-                times: Vec::new(),
-                on_disk: None,
-                bytes_since_index: 0,
-            },
-            len,
-        ))
+        let files = [log, open_rw(&ip, false)?, open_rw(&tp, false)?];
+        Ok((Segment::unread(base, files, lp), len))
     }
 
     fn index_path(&self) -> PathBuf {

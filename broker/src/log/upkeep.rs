@@ -2,6 +2,7 @@
 //! and the final flush at shutdown. Uses only [`LogManager`]'s public view of its partitions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -11,10 +12,25 @@ impl LogManager {
     /// Spawns the retention ticker and the fsync-interval flusher on the current tokio runtime;
     /// both stop when `shutdown` is cancelled. The blocking work runs on `spawn_blocking`.
     pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) {
+        let retention = self.defaults().retention_check_interval;
+        self.spawn_ticker(retention, shutdown.clone(), |m| {
+            m.enforce_retention_all();
+        });
+        let flush = self.defaults().fsync_interval;
+        self.spawn_ticker(flush, shutdown, LogManager::flush_interval_partitions);
+    }
+
+    /// Every `period` until `stop`, runs `job` on a blocking thread; a run that overruns the
+    /// period delays the next one rather than piling up.
+    fn spawn_ticker(
+        self: &Arc<Self>,
+        period: Duration,
+        stop: CancellationToken,
+        job: fn(&LogManager),
+    ) {
         let me = Arc::clone(self);
-        let stop = shutdown.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(me.defaults().retention_check_interval);
+            let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -22,21 +38,7 @@ impl LogManager {
                     _ = tick.tick() => {}
                 }
                 let m = Arc::clone(&me);
-                let _ = tokio::task::spawn_blocking(move || m.enforce_retention_all()).await;
-            }
-        });
-
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(me.defaults().fsync_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let m = Arc::clone(&me);
-                let _ = tokio::task::spawn_blocking(move || m.flush_interval_partitions()).await;
+                let _ = tokio::task::spawn_blocking(move || job(&m)).await;
             }
         });
     }

@@ -935,29 +935,45 @@ pub fn encode_batch(
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
             producer_id: pid,
             producer_epoch: epoch,
-            timestamp_type: kafka_protocol::records::TimestampType::Creation,
-            offset: i as i64,
             sequence: if base_seq < 0 {
                 -1
             } else {
                 base_seq + i as i32
             },
-            timestamp: now,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
+            ..record_at(i as i64, now, v)
         })
         .collect();
+    encode_records(&records, compression)
+}
+
+/// The record at relative `offset` of a batch: `value`, no key, no headers, created at
+/// `timestamp` (ms), from no idempotent producer.
+pub fn record_at(offset: i64, timestamp: i64, value: &[u8]) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp,
+        key: None,
+        value: Some(Bytes::copy_from_slice(value)),
+        headers: Default::default(),
+    }
+}
+
+/// `records` as one v2 batch.
+pub fn encode_records(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
             compression,

@@ -146,11 +146,10 @@ fn franz_go_kadm_creates_and_kgo_produces_every_codec_byte_exact() {
         "kadm CreateTopics (replication factor -1 = broker default):\n{}",
         out.stdout
     );
-    for (k, codec) in CODECS.iter().enumerate() {
-        let (from, to) = (k as u64 * N, (k as u64 + 1) * N);
+    for (codec, records) in codec_stretches(N) {
         let out = go.produce(
             &topic,
-            from..to,
+            records,
             &["--compression", codec, "--partition", "0"],
         );
         assert_acked_at_their_index(codec, &acknowledged(&out), N);

@@ -209,11 +209,11 @@ fn java_idempotent_producer_every_codec_round_trips_byte_exact() {
     let topic = topic_name("java-codecs");
     // One stretch of records per codec into one partition (auto-created by the producer's
     // Metadata request), so batches of every codec sit side by side.
-    for (k, codec) in CODECS.iter().enumerate() {
-        let (from, to) = (k as u64 * N, (k as u64 + 1) * N);
+    for (codec, records) in codec_stretches(N) {
+        let from = records.start;
         let out = java.produce(
             &topic,
-            from..to,
+            records,
             &["--compression", codec, "--partition", "0"],
         );
         assert_acked_at_their_index(codec, &acknowledged(&out), N);

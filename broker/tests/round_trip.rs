@@ -45,13 +45,12 @@ fn kafka_python_produces_every_codec_and_rdkafka_reads_it_byte_exact() {
     let bs = broker.bootstrap();
     let topic = topic_name("kp-codecs");
     // One topic, one stretch of records per codec, so batches of every codec sit side by side.
-    for (k, codec) in CODECS.iter().enumerate() {
-        let start = k as u64 * N;
+    for (codec, records) in codec_stretches(N) {
         let out = py_produce(
             "kafka_python_client.py",
             &bs,
             &topic,
-            start..start + N,
+            records,
             &["--codec", codec, "--partition", "0"],
         );
         let acked = out
@@ -74,13 +73,12 @@ fn rdkafka_produced_codecs_are_read_byte_exact_by_kafka_python_and_confluent_kaf
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
     let topic = topic_name("rd-to-py");
-    for (k, codec) in CODECS.iter().enumerate() {
-        let start = k as u64 * N;
+    for (codec, records) in codec_stretches(N) {
         rd_produce_all(
             &bs,
             &topic,
             Some(0),
-            start..start + N,
+            records,
             &[("compression.type", codec)],
         );
     }
@@ -109,13 +107,12 @@ fn confluent_kafka_round_trip_is_byte_exact_for_every_codec() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
     let topic = topic_name("ck-codecs");
-    for (k, codec) in CODECS.iter().enumerate() {
-        let start = k as u64 * N;
+    for (codec, records) in codec_stretches(N) {
         py_produce(
             "confluent_client.py",
             &bs,
             &topic,
-            start..start + N,
+            records,
             &["--codec", codec, "--partition", "0"],
         );
     }

@@ -511,6 +511,14 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 
 pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
+/// One stretch of `n` records per codec, back to back from record 0: (codec, records), so that
+/// batches of every codec sit side by side in one partition.
+pub fn codec_stretches(n: u64) -> impl Iterator<Item = (&'static str, std::ops::Range<u64>)> {
+    (0u64..)
+        .zip(CODECS)
+        .map(move |(k, codec)| (codec, k * n..(k + 1) * n))
+}
+
 /// What the delivery reports said about each record (by index).
 #[derive(Default)]
 pub struct DeliveryLog {

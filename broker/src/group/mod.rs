@@ -10,10 +10,10 @@
 //! - this file: the coordinator itself: one lock over all groups, the reply channels of
 //!   JoinGroup and SyncGroup requests that must wait, the timer task, and its wiring (open,
 //!   close, flush, topic directory, deleted topics, lag metrics).
-//! - [`membership`], [`offset_api`], [`admin`]: the request/response mapping per API family
+//! - `membership.rs`, `offset_api.rs`, `admin.rs`: the request/response mapping per API family
 //!   (JoinGroup/SyncGroup/Heartbeat/LeaveGroup; OffsetCommit/OffsetFetch;
 //!   ListGroups/DescribeGroups/DeleteGroups), one `impl GroupCoordinator` block each.
-//! - [`handover`]: a group's committed offsets moving to the broker that takes over its
+//! - `handover.rs`: a group's committed offsets moving to the broker that takes over its
 //!   coordinator role.
 //! - [`state`]: one group as a pure state machine (states, generations, protocol selection,
 //!   leader election, rebalance deadlines, session expiry); no I/O, `now` is passed in.

@@ -1,6 +1,6 @@
 //! Who is in the group: fencing of old static incarnations, protocol compatibility, members
 //! added, updated, replaced and removed. Each change that needs a new generation starts one
-//! through [`rebalance`](super::rebalance).
+//! through `rebalance.rs`.
 
 use std::time::Duration;
 

@@ -16,9 +16,9 @@
 //!   Dead: the group was deleted (only ever reported, never stored).
 //! ```
 //!
-//! This file holds the types and the transitions a request or the timer makes; [`members`]
+//! This file holds the types and the transitions a request or the timer makes; `members.rs`
 //! holds who is in the group (fencing, compatibility, adding and removing members) and
-//! [`rebalance`] the rebalance itself (prepare, complete the join, choose leader and protocol).
+//! `rebalance.rs` the rebalance itself (prepare, complete the join, choose leader and protocol).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -7,27 +7,13 @@ use std::time::Duration;
 
 use common::*;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("create rdkafka admin client")
-}
-
-fn opts() -> AdminOptions {
-    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
-}
 
 /// The topic's configs per DescribeConfigs, as (name, value).
 fn describe(
@@ -36,7 +22,7 @@ fn describe(
     topic: &str,
 ) -> Vec<(String, Option<String>, bool)> {
     let res = broker
-        .block_on(a.describe_configs([&ResourceSpecifier::Topic(topic)], &opts()))
+        .block_on(a.describe_configs([&ResourceSpecifier::Topic(topic)], &admin_opts()))
         .expect("describe_configs request");
     let r = res
         .into_iter()
@@ -59,15 +45,33 @@ fn value_of(cfg: &[(String, Option<String>, bool)], key: &str) -> Option<String>
 fn rdkafka_admin_creates_describes_alters_grows_and_deletes_topics() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
-    let a = admin(&bs);
+    let a = rd_admin(&bs);
     let topic = topic_name("admin-rd");
+    let create = |new: &NewTopic| {
+        broker
+            .block_on(a.create_topics([new], &admin_opts()))
+            .expect("create_topics request")
+    };
+    let alter = |alter: &AlterConfig| {
+        broker
+            .block_on(a.alter_configs([alter], &admin_opts()))
+            .expect("alter_configs request")
+    };
+    let grow = |to: usize| {
+        broker
+            .block_on(a.create_partitions([&NewPartitions::new(&topic, to)], &admin_opts()))
+            .expect("create_partitions request")
+    };
+    let delete = || {
+        broker
+            .block_on(a.delete_topics(&[&topic], &admin_opts()))
+            .expect("delete_topics request")
+    };
 
     let new = NewTopic::new(&topic, 3, TopicReplication::Fixed(1))
         .set("retention.ms", "3600000")
         .set("segment.bytes", "1048576");
-    let res = broker
-        .block_on(a.create_topics([&new], &opts()))
-        .expect("create_topics request");
+    let res = create(&new);
     assert!(
         res.iter().all(Result::is_ok),
         "create_topics {topic}: {res:?}"
@@ -79,9 +83,7 @@ fn rdkafka_admin_creates_describes_alters_grows_and_deletes_topics() {
     );
 
     // Creating it again is refused with TOPIC_ALREADY_EXISTS.
-    let res = broker
-        .block_on(a.create_topics([&new], &opts()))
-        .expect("create_topics request");
+    let res = create(&new);
     assert!(
         matches!(
             res.first(),
@@ -94,17 +96,13 @@ fn rdkafka_admin_creates_describes_alters_grows_and_deletes_topics() {
     let bad_cfg_name = format!("{topic}-badcfg");
     let bad_cfg =
         NewTopic::new(&bad_cfg_name, 1, TopicReplication::Fixed(1)).set("no.such.config", "1");
-    let res = broker
-        .block_on(a.create_topics([&bad_cfg], &opts()))
-        .expect("create_topics request");
+    let res = create(&bad_cfg);
     assert!(
         matches!(res.first(), Some(Err((_, RDKafkaErrorCode::InvalidConfig)))),
         "create with an unknown config: {res:?}"
     );
     let bad_name = NewTopic::new("bad/name", 1, TopicReplication::Fixed(1));
-    let res = broker
-        .block_on(a.create_topics([&bad_name], &opts()))
-        .expect("create_topics request");
+    let res = create(&bad_name);
     assert!(
         matches!(res.first(), Some(Err((_, RDKafkaErrorCode::InvalidTopic)))),
         "create with an invalid name: {res:?}"
@@ -134,10 +132,9 @@ fn rdkafka_admin_creates_describes_alters_grows_and_deletes_topics() {
     );
 
     // AlterConfigs (non-incremental): replaces all overrides.
-    let alter = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("retention.ms", "7200000");
-    let res = broker
-        .block_on(a.alter_configs([&alter], &opts()))
-        .expect("alter_configs request");
+    let retention =
+        AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("retention.ms", "7200000");
+    let res = alter(&retention);
     assert!(res.iter().all(Result::is_ok), "alter_configs: {res:?}");
     let cfg = describe(&broker, &a, &topic);
     assert_eq!(value_of(&cfg, "retention.ms").as_deref(), Some("7200000"));
@@ -150,9 +147,7 @@ fn rdkafka_admin_creates_describes_alters_grows_and_deletes_topics() {
     // Ok, ignoring the per-resource error code, so the refusal itself is checked through
     // kafka-python in kafka_python_admin_creates_describes_alters_grows_and_deletes_topics.)
     let bad = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("retention.ms", "soon");
-    broker
-        .block_on(a.alter_configs([&bad], &opts()))
-        .expect("alter_configs request");
+    alter(&bad);
     let after = value_of(&describe(&broker, &a, &topic), "retention.ms");
     assert_eq!(
         after.as_deref(),
@@ -161,33 +156,23 @@ fn rdkafka_admin_creates_describes_alters_grows_and_deletes_topics() {
     );
 
     // CreatePartitions grows the topic; producing to the new partition works.
-    let grow = NewPartitions::new(&topic, 5);
-    let res = broker
-        .block_on(a.create_partitions([&grow], &opts()))
-        .expect("create_partitions request");
+    let res = grow(5);
     assert!(res.iter().all(Result::is_ok), "create_partitions: {res:?}");
     assert_eq!(rd_partition_count(&bs, &topic), Some(5));
     rd_produce_all(&bs, &topic, Some(4), 0..10, &[]);
     let got = rd_consume_from_start(&bs, &topic, &[4], 10, LONG);
     assert_records_exact(&got, 0..10);
-    let shrink = NewPartitions::new(&topic, 2);
-    let res = broker
-        .block_on(a.create_partitions([&shrink], &opts()))
-        .expect("create_partitions request");
+    let res = grow(2);
     assert!(
         matches!(res.first(), Some(Err(_))),
         "shrinking to 2 partitions accepted: {res:?}"
     );
 
     // DeleteTopics removes it (and it stays gone across a restart).
-    let res = broker
-        .block_on(a.delete_topics(&[&topic], &opts()))
-        .expect("delete_topics request");
+    let res = delete();
     assert!(res.iter().all(Result::is_ok), "delete_topics: {res:?}");
     assert_eq!(rd_partition_count(&bs, &topic), None, "topic still listed");
-    let res = broker
-        .block_on(a.delete_topics(&[&topic], &opts()))
-        .expect("delete_topics request");
+    let res = delete();
     assert!(
         matches!(
             res.first(),

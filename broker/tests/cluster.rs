@@ -22,9 +22,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use sluice_broker::cluster::state::{BrokerState, ClusterState};
 
 /// One broker of the test cluster.
@@ -43,15 +41,10 @@ struct Node {
 
 impl Node {
     fn start(id: i32, dir: &Path, seeds: Vec<String>) -> Node {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
         let mut n = Node {
             id,
             extra: Vec::new(),
-            rt,
+            rt: broker_runtime(),
             broker: None,
             dir: dir.to_path_buf(),
             seeds,
@@ -112,6 +105,11 @@ impl Node {
         self.kafka.expect("started once").to_string()
     }
 
+    /// A raw Kafka-protocol connection to it.
+    fn raw(&self) -> RawClient {
+        RawClient::connect(self.kafka.expect("started once"))
+    }
+
     fn cluster_addr(&self) -> String {
         self.cluster.expect("cluster listener").to_string()
     }
@@ -169,16 +167,8 @@ fn three_brokers(tmp: &Path) -> Vec<Node> {
     nodes
 }
 
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("admin client")
-}
-
 fn create_topic(node: &Node, name: &str, partitions: i32) {
-    let admin = admin(&node.bootstrap());
+    let admin = rd_admin(&node.bootstrap());
     let results = node
         .rt
         .block_on(admin.create_topics(
@@ -277,24 +267,12 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
         .min_by_key(|id| (load(*id), *id))
         .expect("three brokers");
     let bootstrap = (expected + 1) % 3;
-    let out = run_python(
-        "kafka_python_client.py",
-        &[
-            "group-consume",
-            "--bootstrap",
-            &nodes[bootstrap as usize].bootstrap(),
-            "--topic",
-            "spread",
-            "--group",
-            "spread-readers",
-            "--count",
-            "90",
-            "--linger",
-            "0.5",
-            "--timeout",
-            "60",
-        ],
-        Duration::from_secs(90),
+    let out = kp_group_consume(
+        &nodes[bootstrap as usize].bootstrap(),
+        "spread",
+        "spread-readers",
+        90,
+        &["--linger", "0.5", "--timeout", "60"],
     );
     assert_records_exact(&parse_consumed_lines(&out.stdout), 0..90);
     let coordinator = nodes[1].state().groups["spread-readers"].coordinator;
@@ -370,7 +348,7 @@ fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_
         .iter()
         .position(|o| *o == old_leader)
         .expect("the stopped broker owned a partition") as i32;
-    let mut raw = RawClient::connect(nodes[survivors[0]].kafka.expect("started once"));
+    let mut raw = nodes[survivors[0]].raw();
     let el = raw.send(
         &ElectLeadersRequest::default().with_topic_partitions(Some(vec![
             elect_leaders_request::TopicPartitions::default()
@@ -392,7 +370,7 @@ fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_
         .copied()
         .find(|i| nodes[*i].id != new_leader)
         .expect("a follower survivor");
-    let mut raw = RawClient::connect(nodes[follower].kafka.expect("started once"));
+    let mut raw = nodes[follower].raw();
     let q = raw.send(
         &DescribeQuorumRequest::default().with_topics(vec![
             describe_quorum_request::TopicData::default()
@@ -495,7 +473,7 @@ fn reassign(via: &Node, topic: &str, partition: i32, target: Option<i32>) -> i16
             .with_partitions(vec![ReassignablePartition::default()
                 .with_partition_index(partition)
                 .with_replicas(target.map(|t| vec![BrokerId(t)]))])]);
-    let mut c = RawClient::connect(via.kafka.expect("started"));
+    let mut c = via.raw();
     let resp = c.send(&req, 0);
     assert_eq!(resp.error_code, 0, "{:?}", resp.error_message);
     resp.responses[0].partitions[0].error_code
@@ -504,7 +482,7 @@ fn reassign(via: &Node, topic: &str, partition: i32, target: Option<i32>) -> i16
 /// The partitions being moved, as ListPartitionReassignments reports them.
 fn reassignments(via: &Node) -> Vec<(String, i32, Vec<i32>)> {
     use kafka_protocol::messages::ListPartitionReassignmentsRequest;
-    let mut c = RawClient::connect(via.kafka.expect("started"));
+    let mut c = via.raw();
     let resp = c.send(
         &ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
         0,
@@ -646,7 +624,7 @@ fn a_partition_moves_under_continuous_acks_all_produce_with_every_acknowledged_r
 
 fn unregister(via: &Node, broker: i32) -> (i16, Option<String>) {
     use kafka_protocol::messages::{BrokerId, UnregisterBrokerRequest};
-    let mut c = RawClient::connect(via.kafka.expect("started"));
+    let mut c = via.raw();
     let resp = c.send(
         &UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker)),
         0,
@@ -658,25 +636,12 @@ fn unregister(via: &Node, broker: i32) -> (i16, Option<String>) {
 }
 
 fn group_consume(bootstrap: &str, topic: &str, group: &str, count: u64) -> Vec<Consumed> {
-    let count = count.to_string();
-    let out = run_python(
-        "kafka_python_client.py",
-        &[
-            "group-consume",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            topic,
-            "--group",
-            group,
-            "--count",
-            &count,
-            "--linger",
-            "1",
-            "--timeout",
-            "60",
-        ],
-        Duration::from_secs(90),
+    let out = kp_group_consume(
+        bootstrap,
+        topic,
+        group,
+        count,
+        &["--linger", "1", "--timeout", "60"],
     );
     parse_consumed_lines(&out.stdout)
 }
@@ -827,7 +792,7 @@ fn reassignment_requests_are_checked_and_refused_with_kafka_errors() {
                     .with_partition_index(0)
                     .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))]),
         ]);
-        let mut c = RawClient::connect(node.kafka.expect("started"));
+        let mut c = node.raw();
         let resp = c.send(&req, 0);
         let p = &resp.responses[0].partitions[0];
         (

@@ -8,10 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
 
 /// The cluster listeners: fixed loopback addresses of their own (127.0.3.x), so a restarted
 /// broker comes back where its peers know it.
@@ -41,12 +39,7 @@ fn spawn(dir: &std::path::Path, id: i32) -> BinaryBroker {
 
 /// Partition → leader id, from a broker's metadata.
 fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("client");
-    let md = c
+    let md = rd_consumer(bootstrap, &[])
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
     md.topics()
@@ -65,31 +58,27 @@ fn a_killed_broker_takes_away_only_its_partitions_and_returns_with_every_acknowl
         Duration::from_secs(60),
         Duration::from_millis(100),
         || {
-            let c: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("broker.address.family", "v4")
-                .create()
+            let md = rd_consumer(&bootstrap, &[])
+                .fetch_metadata(None, Duration::from_secs(5))
                 .ok()?;
-            let md = c.fetch_metadata(None, Duration::from_secs(5)).ok()?;
             (md.brokers().len() == 3).then_some(())
         },
     );
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("admin");
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new("k", 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .expect("create_topics")
-    {
-        r.expect("topic k created");
-    }
+    let admin = rd_admin(&bootstrap);
+    let create_topic = |name: &str, partitions: i32| {
+        for r in rt
+            .block_on(admin.create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            ))
+            .expect("create_topics")
+        {
+            r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+        }
+    };
+    create_topic("k", 3);
     let owners = leaders(&bootstrap, "k");
     assert_eq!(
         owners.iter().copied().collect::<BTreeSet<_>>(),
@@ -139,15 +128,7 @@ fn a_killed_broker_takes_away_only_its_partitions_and_returns_with_every_acknowl
         assert_records_exact(&got, base..base + 60);
     }
     // The quorum still takes admin changes.
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new("during", 2, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .expect("create_topics")
-    {
-        r.expect("topic created with a broker down");
-    }
+    create_topic("during", 2);
     assert!(!leaders(&survivor, "during").contains(&victim));
 
     // Back from its volume: every acknowledged record of its partition, and it takes writes.

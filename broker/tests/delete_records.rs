@@ -12,30 +12,14 @@ use common::*;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, DeleteRecordsRequest, FetchRequest, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, DeleteRecordsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("create rdkafka admin client")
-}
-
-fn opts() -> AdminOptions {
-    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
-}
 
 /// Base offsets of the segment files of a partition directory, sorted.
 fn segment_bases(dir: &Path) -> Vec<i64> {
@@ -63,7 +47,7 @@ fn rd_delete(
             .expect("add partition offset");
     }
     let res = broker
-        .block_on(a.delete_records(&tpl, &opts()))
+        .block_on(a.delete_records(&tpl, &admin_opts()))
         .unwrap_or_else(|e| panic!("delete_records on {topic}: {e}"));
     res.elements()
         .iter()
@@ -83,18 +67,8 @@ fn rd_delete(
 }
 
 fn fetch_at(c: &mut RawClient, topic: &str, offset: i64) -> (i16, i64, i64) {
-    let req = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])]);
-    let r = c.send(&req, 12);
-    let p = &r.responses[0].partitions[0];
-    (p.error_code, p.log_start_offset, p.high_watermark)
+    let f = raw_fetch(c, topic, 0, offset, 0, 1);
+    (f.error_code, f.log_start_offset, f.high_watermark)
 }
 
 #[test]
@@ -103,12 +77,12 @@ fn delete_records_moves_the_log_start_durably_and_refuses_bad_offsets() {
     // Small segments, so a deletion spans several whole segments and ends inside one.
     let mut broker = TestBroker::start_in(data.path(), &["--segment-bytes", "16384"]);
     let bs = broker.bootstrap();
-    let a = admin(&bs);
+    let a = rd_admin(&bs);
     let topic = topic_name("delrec");
     let created = broker
         .block_on(a.create_topics(
             &[NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
-            &opts(),
+            &admin_opts(),
         ))
         .expect("create_topics");
     assert!(created[0].is_ok(), "{:?}", created[0]);

@@ -9,9 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::*;
 use kafka_protocol::messages::InitProducerIdRequest;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::producer::{BaseRecord, Producer};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -121,9 +119,7 @@ fn torn_tail_case(tail: Tail) {
 
     // Appends continue right after the last good record, and survive another restart.
     let acked = rd_produce_all(&bs, &topic, Some(0), 100..110, &[]);
-    let mut offs: Vec<i64> = acked.iter().map(|a| a.2).collect();
-    offs.sort_unstable();
-    assert_eq!(offs, (100..110).collect::<Vec<i64>>());
+    assert_eq!(sorted_offsets(&acked), (100..110).collect::<Vec<i64>>());
     broker.restart();
     let got = rd_consume_from_start(&broker.bootstrap(), &topic, &[0], 110, LONG);
     assert_records_exact(&got, 0..110);
@@ -150,11 +146,7 @@ fn recovery_truncates_a_zero_filled_tail_and_serves_every_acknowledged_record() 
 }
 
 fn create_topic(broker: &TestBroker, topic: &str, configs: &[(&str, &str)]) {
-    let a: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("broker.address.family", "v4")
-        .create()
-        .expect("admin client");
+    let a = rd_admin(&broker.bootstrap());
     let mut nt = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
     for (k, v) in configs {
         nt = nt.set(k, v);
@@ -322,11 +314,8 @@ fn init_producer_id(c: &mut RawClient) -> (i64, i16) {
 fn offsets_from(c: &mut RawClient, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)> {
     let f = raw_fetch(c, topic, 0, from, 0, 1);
     assert_eq!(f.error_code, 0);
-    let mut buf = f.records.clone();
-    RecordBatchDecoder::decode_all(&mut buf)
-        .expect("decode fetched batches")
+    decoded_records(&f.records)
         .into_iter()
-        .flat_map(|s| s.records)
         .filter(|r| r.offset >= from)
         .map(|r| (r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()))
         .collect()
@@ -416,45 +405,19 @@ fn idempotent_clients_write_each_record_exactly_once() {
         0..400,
         &[("enable.idempotence", "true"), ("compression.type", "lz4")],
     );
-    run_python(
+    py_produce(
         "kafka_python_client.py",
-        &[
-            "produce",
-            "--bootstrap",
-            &bs,
-            "--topic",
-            &topic,
-            "--start",
-            "400",
-            "--count",
-            "200",
-            "--partition",
-            "0",
-            "--idempotent",
-            "--codec",
-            "gzip",
-        ],
-        LONG,
+        &bs,
+        &topic,
+        400..600,
+        &["--partition", "0", "--idempotent", "--codec", "gzip"],
     );
-    run_python(
+    py_produce(
         "confluent_client.py",
-        &[
-            "produce",
-            "--bootstrap",
-            &bs,
-            "--topic",
-            &topic,
-            "--start",
-            "600",
-            "--count",
-            "200",
-            "--partition",
-            "0",
-            "--idempotent",
-            "--codec",
-            "snappy",
-        ],
-        LONG,
+        &bs,
+        &topic,
+        600..800,
+        &["--partition", "0", "--idempotent", "--codec", "snappy"],
     );
     assert_eq!(rd_watermarks(&bs, &topic, 0), (0, 800));
     let got = rd_consume_from_start(&bs, &topic, &[0], 800, LONG);
@@ -471,25 +434,7 @@ fn shutdown_answers_or_closes_a_waiting_long_poll_promptly() {
     let t = topic.clone();
     let waiter = std::thread::spawn(move || {
         let mut c = RawClient::connect(addr);
-        let frame = c.frame(
-            &kafka_protocol::messages::FetchRequest::default()
-                .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-                .with_max_wait_ms(30_000)
-                .with_min_bytes(1)
-                .with_max_bytes(1 << 20)
-                .with_session_epoch(-1)
-                .with_topics(vec![
-                    kafka_protocol::messages::fetch_request::FetchTopic::default()
-                        .with_topic(tname(&t))
-                        .with_partitions(vec![
-                            kafka_protocol::messages::fetch_request::FetchPartition::default()
-                                .with_partition(0)
-                                .with_fetch_offset(1)
-                                .with_partition_max_bytes(1 << 20),
-                        ]),
-                ]),
-            12,
-        );
+        let frame = c.frame(&fetch_request(&t, 0, 1, 30_000, 1), 12);
         c.stream.write_all(&frame).expect("send fetch");
         tx.send(()).expect("signal sent");
         // Either an (empty) answer or a closed connection; never a 30 s wait.

@@ -10,6 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -36,37 +37,19 @@ fn go_client() -> PathBuf {
         let go_mod = read(&module.join("go.mod"))?;
         let go_sum = read(&module.join("go.sum"))?;
         let key = fnv1a(&[&src, &go_mod, &go_sum]);
-        let dir = cache_root().join(format!("go-prog-{key:016x}"));
-        let bin = dir.join("sluice-go-client");
-        if !bin.is_file() {
-            std::fs::create_dir_all(cache_root())
-                .map_err(|e| format!("create {}: {e}", cache_root().display()))?;
-            let tmp = tempfile::tempdir_in(cache_root())
-                .map_err(|e| format!("temp dir in {}: {e}", cache_root().display()))?;
+        let dir = cached_build("go-prog", key, "sluice-go-client", |out| {
             for (name, bytes) in [("main.go", &src), ("go.mod", &go_mod), ("go.sum", &go_sum)] {
-                std::fs::write(tmp.path().join(name), bytes)
-                    .map_err(|e| format!("write {name}: {e}"))?;
+                std::fs::write(out.join(name), bytes).map_err(|e| format!("write {name}: {e}"))?;
             }
-            let out = Command::new("go")
-                .args(["build", "-o", "sluice-go-client", "."])
-                .current_dir(tmp.path())
-                .env("GOFLAGS", "-mod=mod")
-                .output()
-                .map_err(|e| format!("cannot run go build: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "go build of {} failed:\n{}",
-                    src_path.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            // Another test process may have won the race; its result is identical.
-            let tmp_path = tmp.keep();
-            if std::fs::rename(&tmp_path, &dir).is_err() {
-                let _ = std::fs::remove_dir_all(&tmp_path);
-            }
-        }
-        Ok(bin)
+            run_build(
+                Command::new("go")
+                    .args(["build", "-o", "sluice-go-client", "."])
+                    .current_dir(out)
+                    .env("GOFLAGS", "-mod=mod"),
+                &format!("go build of {}", src_path.display()),
+            )
+        })?;
+        Ok(dir.join("sluice-go-client"))
     })
     .clone()
     .unwrap_or_else(|e| {
@@ -81,37 +64,61 @@ fn go(args: &[&str]) -> Finished {
     run_bounded(cmd, &format!("sluice-go-client {}", args.join(" ")), RUN)
 }
 
-/// The `{"i":…,"p":…,"o":…}` acknowledgement lines of `produce`.
-fn acks(out: &Finished) -> Vec<(u64, i32, i64)> {
-    out.stdout
-        .lines()
-        .filter(|l| l.starts_with("{\"i\""))
-        .map(|l| {
-            let v: serde_json::Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ack line {l:?}: {e}"));
-            (
-                v["i"].as_u64().expect("i"),
-                v["p"].as_i64().expect("p") as i32,
-                v["o"].as_i64().expect("o"),
-            )
-        })
-        .collect()
+/// The driver's commands against the broker at `brokers` (flags after the command, and after
+/// the operation of `admin`, as Go's flag package wants them).
+struct GoDriver {
+    brokers: String,
 }
 
-/// Lines `#<tag> <partition> <offset>` as partition → offset.
-fn partition_offsets(out: &Finished, tag: &str) -> BTreeMap<i32, i64> {
-    let prefix = format!("#{tag} ");
-    out.stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].parse().expect("partition"),
-                f[1].parse().expect("offset"),
-            )
-        })
-        .collect()
+impl GoDriver {
+    fn at(brokers: &str) -> GoDriver {
+        GoDriver {
+            brokers: brokers.to_string(),
+        }
+    }
+
+    /// One kadm operation with `args`.
+    fn admin(&self, op: &str, args: &[&str]) -> Finished {
+        let mut all = vec!["admin", op, "--brokers", self.brokers.as_str()];
+        all.extend_from_slice(args);
+        go(&all)
+    }
+
+    /// Produces the test records `records` to `topic` with kgo, with `extra` options.
+    fn produce(&self, topic: &str, records: Range<u64>, extra: &[&str]) -> Finished {
+        let (from, to) = (records.start.to_string(), records.end.to_string());
+        let mut all = vec![
+            "produce",
+            "--brokers",
+            self.brokers.as_str(),
+            "--topic",
+            topic,
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ];
+        all.extend_from_slice(extra);
+        go(&all)
+    }
+
+    /// A kgo group consumer that reads `count` records of `topic` in `group` and commits them.
+    fn consume(&self, topic: &str, group: &str, count: u64, extra: &[&str]) -> Finished {
+        let count = count.to_string();
+        let mut all = vec![
+            "consume",
+            "--brokers",
+            self.brokers.as_str(),
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--count",
+            &count,
+        ];
+        all.extend_from_slice(extra);
+        go(&all)
+    }
 }
 
 const N: u64 = 200;
@@ -120,54 +127,35 @@ const N: u64 = 200;
 fn franz_go_kadm_creates_and_kgo_produces_every_codec_byte_exact() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
+    let go = GoDriver::at(&bs);
     let topic = topic_name("go-codecs");
-    let out = go(&[
-        "admin",
+    let out = go.admin(
         "create-topic",
-        "--brokers",
-        &bs,
-        "--topic",
-        &topic,
-        "--partitions",
-        "1",
-        "--configs",
-        "retention.ms=3600000",
-    ]);
+        &[
+            "--topic",
+            &topic,
+            "--partitions",
+            "1",
+            "--configs",
+            "retention.ms=3600000",
+        ],
+    );
     assert!(
         out.stdout
             .contains(&format!("#created {topic} partitions 1 rf 1 id ")),
         "kadm CreateTopics (replication factor -1 = broker default):\n{}",
         out.stdout
     );
-    for (k, codec) in CODECS.iter().enumerate() {
-        let (from, to) = (k as u64 * N, (k as u64 + 1) * N);
-        let out = go(&[
-            "produce",
-            "--brokers",
-            &bs,
-            "--topic",
+    for (codec, records) in codec_stretches(N) {
+        let out = go.produce(
             &topic,
-            "--from",
-            &from.to_string(),
-            "--to",
-            &to.to_string(),
-            "--compression",
-            codec,
-            "--partition",
-            "0",
-        ]);
-        let acked = acks(&out);
-        assert_eq!(acked.len() as u64, N, "{codec}: acknowledgements");
-        for (i, p, o) in &acked {
-            assert_eq!(
-                (*p, *o),
-                (0, *i as i64),
-                "{codec}: record {i} acknowledged at the wrong place"
-            );
-        }
+            records,
+            &["--compression", codec, "--partition", "0"],
+        );
+        assert_acked_at_their_index(codec, &acknowledged(&out), N);
     }
     let total = CODECS.len() as u64 * N;
-    let out = go(&["admin", "list-offsets", "--brokers", &bs, "--topic", &topic]);
+    let out = go.admin("list-offsets", &["--topic", &topic]);
     assert_eq!(partition_offsets(&out, "start"), BTreeMap::from([(0, 0)]));
     assert_eq!(
         partition_offsets(&out, "end"),
@@ -176,9 +164,7 @@ fn franz_go_kadm_creates_and_kgo_produces_every_codec_byte_exact() {
     // librdkafka reads franz-go's batches (every codec) byte for byte.
     let rd = rd_consume_from_start(&bs, &topic, &[0], total as usize, Duration::from_secs(60));
     assert_records_exact(&rd, 0..total);
-    for c in &rd {
-        assert_eq!(c.offset, c.index() as i64, "record {} offset", c.index());
-    }
+    assert_each_at_its_index(&rd);
 }
 
 #[test]
@@ -186,21 +172,8 @@ fn franz_go_producer_auto_creates_a_topic_when_it_asks_to() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
     let topic = topic_name("go-auto");
-    let out = go(&[
-        "produce",
-        "--brokers",
-        &bs,
-        "--topic",
-        &topic,
-        "--from",
-        "0",
-        "--to",
-        "50",
-        "--compression",
-        "zstd",
-        "--auto-create",
-    ]);
-    assert_eq!(acks(&out).len(), 50, "acknowledgements");
+    let out = GoDriver::at(&bs).produce(&topic, 0..50, &["--compression", "zstd", "--auto-create"]);
+    assert_eq!(acknowledged(&out).len(), 50, "acknowledgements");
     let rd = rd_consume_from_start(&bs, &topic, &[0], 50, Duration::from_secs(60));
     assert_records_exact(&rd, 0..50);
 }
@@ -219,33 +192,12 @@ fn franz_go_consumer_group_commits_and_resumes_with_offset_apis_capped_at_v9() {
 
 fn group_commits_and_resumes(client_opts: &[&str]) {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let go = GoDriver::at(&broker.bootstrap());
     let topic = topic_name("go-group");
     let group = format!("{topic}-g");
     let (total, first) = (300u64, 120u64);
-    go(&[
-        "admin",
-        "create-topic",
-        "--brokers",
-        &bs,
-        "--topic",
-        &topic,
-        "--partitions",
-        "3",
-    ]);
-    let acked = acks(&go(&[
-        "produce",
-        "--brokers",
-        &bs,
-        "--topic",
-        &topic,
-        "--from",
-        "0",
-        "--to",
-        &total.to_string(),
-        "--compression",
-        "snappy",
-    ]));
+    go.admin("create-topic", &["--topic", &topic, "--partitions", "3"]);
+    let acked = acknowledged(&go.produce(&topic, 0..total, &["--compression", "snappy"]));
     assert_eq!(acked.len() as u64, total, "acknowledgements");
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
     for (_, p, o) in &acked {
@@ -254,47 +206,19 @@ fn group_commits_and_resumes(client_opts: &[&str]) {
     }
     assert!(ends.len() > 1, "the default partitioner used only {ends:?}");
 
-    let consume = |count: u64| {
-        let count = count.to_string();
-        let mut args = vec![
-            "consume",
-            "--brokers",
-            &bs,
-            "--topic",
-            &topic,
-            "--group",
-            &group,
-            "--count",
-            &count,
-        ];
-        args.extend_from_slice(client_opts);
-        go(&args)
-    };
-    let out1 = consume(first);
+    let out1 = go.consume(&topic, &group, first, client_opts);
     let got1 = parse_consumed_lines(&out1.stdout);
     assert_eq!(got1.len() as u64, first, "first consumer record count");
-    let mut want: BTreeMap<i32, i64> = BTreeMap::new();
-    for c in &got1 {
-        let e = want.entry(c.partition).or_insert(0);
-        *e = (*e).max(c.offset + 1);
-    }
+    let want = next_offsets(&got1);
     assert_eq!(
         partition_offsets(&out1, "committed"),
         want,
         "committed offsets after the first run (kadm FetchOffsets)"
     );
 
-    let out2 = consume(total - first);
+    let out2 = go.consume(&topic, &group, total - first, client_opts);
     let got2 = parse_consumed_lines(&out2.stdout);
-    for c in &got2 {
-        let resume = want.get(&c.partition).copied().unwrap_or(0);
-        assert!(
-            c.offset >= resume,
-            "p{} offset {} re-delivered (committed {resume})",
-            c.partition,
-            c.offset
-        );
-    }
+    assert_resumed_after(&got2, &want);
     let mut all = got1;
     all.extend(got2);
     assert_records_exact(&all, 0..total);
@@ -303,16 +227,9 @@ fn group_commits_and_resumes(client_opts: &[&str]) {
         ends,
         "committed offsets after the second run = partition ends"
     );
-    let mut args = vec![
-        "admin",
-        "describe-group",
-        "--brokers",
-        &bs,
-        "--group",
-        &group,
-    ];
+    let mut args = vec!["--group", group.as_str()];
     args.extend_from_slice(client_opts);
-    let out = go(&args);
+    let out = go.admin("describe-group", &args);
     assert!(
         out.stdout
             .contains(&format!("#group {group} state Empty members 0")),

@@ -61,6 +61,20 @@ fn drain_extra(members: &[&BaseConsumer], got: &mut [Vec<Consumed>], extra: Dura
     }
 }
 
+/// Polls `members` (collecting what each reads into `got`) until `done` holds.
+fn poll_until(
+    what: &str,
+    timeout: Duration,
+    members: &[&BaseConsumer],
+    got: &mut [Vec<Consumed>],
+    done: impl Fn(&[Vec<Consumed>]) -> bool,
+) {
+    wait_for(what, timeout, Duration::from_millis(1), || {
+        poll_all(members, got);
+        done(got).then_some(())
+    });
+}
+
 fn committed(c: &BaseConsumer, topic: &str, partitions: &[i32]) -> BTreeMap<i32, Offset> {
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
@@ -87,28 +101,26 @@ fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_resta
     let a = member(&bs, &group, &topic);
     let b = member(&bs, &group, &topic);
     let mut got = vec![Vec::new(), Vec::new()];
-    wait_for(
+    poll_until(
         "both members to be assigned one partition each",
         LONG,
-        Duration::from_millis(1),
-        || {
-            poll_all(&[&a, &b], &mut got);
+        &[&a, &b],
+        &mut got,
+        |_| {
             let (pa, pb) = (assigned(&a), assigned(&b));
-            (pa.len() == 1 && pb.len() == 1 && pa != pb).then_some(())
+            pa.len() == 1 && pb.len() == 1 && pa != pb
         },
     );
     let (pa, pb) = (assigned(&a)[0], assigned(&b)[0]);
 
     rd_produce_all(&bs, &topic, Some(0), 0..20, &[]);
     rd_produce_all(&bs, &topic, Some(1), 20..40, &[]);
-    wait_for(
+    poll_until(
         "the two members to read the 41 records",
         LONG,
-        Duration::from_millis(1),
-        || {
-            poll_all(&[&a, &b], &mut got);
-            (got[0].len() + got[1].len() >= 41).then_some(())
-        },
+        &[&a, &b],
+        &mut got,
+        |got| got[0].len() + got[1].len() >= 41,
     );
     drain_extra(&[&a, &b], &mut got, Duration::from_secs(1));
     assert!(
@@ -129,45 +141,31 @@ fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_resta
         .expect("A commits");
     b.commit_consumer_state(CommitMode::Sync)
         .expect("B commits");
-    let c_a = committed(&a, &topic, &[0, 1]);
     assert_eq!(
-        c_a[&0],
-        Offset::Offset(21),
-        "committed offset of p0: {c_a:?}"
-    );
-    assert_eq!(
-        c_a[&1],
-        Offset::Offset(20),
-        "committed offset of p1: {c_a:?}"
+        committed(&a, &topic, &[0, 1]),
+        BTreeMap::from([(0, Offset::Offset(21)), (1, Offset::Offset(20))]),
+        "committed offsets of p0 and p1"
     );
 
     // B leaves: A must get both partitions well before the 30 s session timeout.
     let left = Instant::now();
     drop(b);
     let mut got = vec![Vec::new()];
-    wait_for(
+    poll_until(
         "member A to be assigned both partitions after B left",
         Duration::from_secs(25),
-        Duration::from_millis(1),
-        || {
-            poll_all(&[&a], &mut got);
-            (assigned(&a) == vec![0, 1]).then_some(())
-        },
+        &[&a],
+        &mut got,
+        |_| assigned(&a) == vec![0, 1],
     );
     eprintln!("rebalance after LeaveGroup took {:?}", left.elapsed());
 
     // A reads only what is new on both partitions: on B's old one it resumes from B's commit.
     rd_produce_all(&bs, &topic, Some(0), 40..50, &[]);
     rd_produce_all(&bs, &topic, Some(1), 50..60, &[]);
-    wait_for(
-        "A to read 20 new records",
-        LONG,
-        Duration::from_millis(1),
-        || {
-            poll_all(&[&a], &mut got);
-            (got[0].len() >= 20).then_some(())
-        },
-    );
+    poll_until("A to read 20 new records", LONG, &[&a], &mut got, |got| {
+        got[0].len() >= 20
+    });
     drain_extra(&[&a], &mut got, Duration::from_secs(1));
     assert_records_exact(&got[0], 40..60);
     a.commit_consumer_state(CommitMode::Sync)
@@ -180,26 +178,18 @@ fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_resta
     rd_produce_all(&bs, &topic, Some(0), 60..65, &[]);
     rd_produce_all(&bs, &topic, Some(1), 65..70, &[]);
     let c = member(&bs, &group, &topic);
-    let after = committed(&c, &topic, &[0, 1]);
     assert_eq!(
-        after[&0],
-        Offset::Offset(31),
-        "p0 commit after restart: {after:?}"
-    );
-    assert_eq!(
-        after[&1],
-        Offset::Offset(30),
-        "p1 commit after restart: {after:?}"
+        committed(&c, &topic, &[0, 1]),
+        BTreeMap::from([(0, Offset::Offset(31)), (1, Offset::Offset(30))]),
+        "commits of p0 and p1 after the restart"
     );
     let mut got = vec![Vec::new()];
-    wait_for(
+    poll_until(
         "the new member to read the 10 records produced after the restart",
         LONG,
-        Duration::from_millis(1),
-        || {
-            poll_all(&[&c], &mut got);
-            (got[0].len() >= 10).then_some(())
-        },
+        &[&c],
+        &mut got,
+        |got| got[0].len() >= 10,
     );
     drain_extra(&[&c], &mut got, Duration::from_secs(1));
     assert_records_exact(&got[0], 60..70);
@@ -213,25 +203,8 @@ fn kafka_python_group_resumes_from_committed_offsets_after_restart() {
     let group = topic_name("gkp");
     rd_produce_all(&broker.bootstrap(), &topic, None, 0..50, &[]);
 
-    let consume = |bs: &str, count: u64| {
-        run_python(
-            "kafka_python_client.py",
-            &[
-                "group-consume",
-                "--bootstrap",
-                bs,
-                "--topic",
-                &topic,
-                "--group",
-                &group,
-                "--count",
-                &count.to_string(),
-                "--linger",
-                "2",
-            ],
-            Duration::from_secs(90),
-        )
-    };
+    let consume =
+        |bs: &str, count: u64| kp_group_consume(bs, &topic, &group, count, &["--linger", "2"]);
     let first = consume(&broker.bootstrap(), 50);
     assert_records_exact(&parse_consumed_lines(&first.stdout), 0..50);
 
@@ -252,10 +225,8 @@ fn a_member_killed_without_leaving_is_expired_after_its_session_timeout() {
     // A kafka-python member with a 6 s session joins first, then is SIGKILLed (no LeaveGroup).
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("member.out");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python/kafka_python_client.py");
     let mut py = std::process::Command::new(python())
-        .arg(script)
+        .arg(python_script("kafka_python_client.py"))
         .args([
             "group-consume",
             "--bootstrap",
@@ -291,25 +262,21 @@ fn a_member_killed_without_leaving_is_expired_after_its_session_timeout() {
     );
     let a = member(&bs, &group, &topic);
     let mut got = vec![Vec::new()];
-    wait_for(
+    poll_until(
         "the rdkafka member to share the partitions with the kafka-python one",
         LONG,
-        Duration::from_millis(1),
-        || {
-            poll_all(&[&a], &mut got);
-            (assigned(&a).len() == 1).then_some(())
-        },
+        &[&a],
+        &mut got,
+        |_| assigned(&a).len() == 1,
     );
     killer.kill();
     let killed = Instant::now();
-    wait_for(
+    poll_until(
         "the rdkafka member to get both partitions once the dead member's session expired",
         Duration::from_secs(40),
-        Duration::from_millis(1),
-        || {
-            poll_all(&[&a], &mut got);
-            (assigned(&a) == vec![0, 1]).then_some(())
-        },
+        &[&a],
+        &mut got,
+        |_| assigned(&a) == vec![0, 1],
     );
     eprintln!(
         "dead member expired and partitions reassigned after {:?}",

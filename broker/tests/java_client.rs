@@ -10,8 +10,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -41,33 +42,17 @@ fn classpath() -> String {
             .collect();
         names.sort();
         let key = fnv1a(&[&code, names.join(",").as_bytes()]);
-        let dir = cache_root().join(format!("java-prog-{key:016x}"));
         let jar_glob = format!("{}/*", jars.display());
-        if !dir.join("SluiceJavaClient.class").is_file() {
-            std::fs::create_dir_all(cache_root())
-                .map_err(|e| format!("create {}: {e}", cache_root().display()))?;
-            let tmp = tempfile::tempdir_in(cache_root())
-                .map_err(|e| format!("temp dir in {}: {e}", cache_root().display()))?;
-            let out = Command::new("javac")
-                .args(["-encoding", "UTF-8", "-d"])
-                .arg(tmp.path())
-                .args(["-cp", &jar_glob])
-                .arg(&src)
-                .output()
-                .map_err(|e| format!("cannot run javac: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "javac {} failed:\n{}",
-                    src.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            // Another test process may have won the race; its result is identical.
-            let tmp_path = tmp.keep();
-            if std::fs::rename(&tmp_path, &dir).is_err() {
-                let _ = std::fs::remove_dir_all(&tmp_path);
-            }
-        }
+        let dir = cached_build("java-prog", key, "SluiceJavaClient.class", |out| {
+            run_build(
+                Command::new("javac")
+                    .args(["-encoding", "UTF-8", "-d"])
+                    .arg(out)
+                    .args(["-cp", &jar_glob])
+                    .arg(&src),
+                &format!("javac {}", src.display()),
+            )
+        })?;
         Ok(format!("{}:{jar_glob}", dir.display()))
     })
     .clone()
@@ -91,100 +76,114 @@ fn java_cmd(args: &[&str]) -> Command {
 }
 
 /// Runs the driver; panics with its output unless it exits 0 within `RUN`.
-fn java(args: &[&str]) -> Finished {
+fn run_java(args: &[&str]) -> Finished {
     run_bounded(java_cmd(args), &format!("java {}", args.join(" ")), RUN)
 }
 
 /// Runs the driver within `RUN` (killed after); returns whether it exited 0, and its output.
-fn java_try(args: &[&str]) -> (bool, Finished) {
-    let what = format!("java {}", args.join(" "));
-    let dir = tempfile::tempdir().expect("temp dir for process output");
-    let (out_p, err_p) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = java_cmd(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_p).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_p).expect("stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let deadline = Instant::now() + RUN;
-    let status = wait_for(
-        &what,
-        RUN + Duration::from_secs(1),
-        Duration::from_millis(50),
-        || {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-            }
-            child.try_wait().expect("try_wait")
-        },
-    );
-    let out = Finished {
-        stdout: std::fs::read_to_string(&out_p).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err_p).unwrap_or_default(),
-    };
-    (status.success(), out)
+fn try_java(args: &[&str]) -> (bool, Finished) {
+    let (status, out) = run_within(java_cmd(args), &format!("java {}", args.join(" ")), RUN);
+    (status.is_some_and(|s| s.success()), out)
 }
 
 /// Runs the driver expecting it to fail; returns its stderr. Panics if it succeeds or hangs.
 fn java_fails(args: &[&str]) -> String {
-    let (ok, out) = java_try(args);
-    assert!(
-        !ok,
-        "java {} was expected to fail but succeeded:\n{}",
-        args.join(" "),
-        out.stdout
-    );
-    out.stderr
-}
-
-/// The `{"i":…,"p":…,"o":…}` acknowledgement lines of `produce`.
-fn acks(out: &Finished) -> Vec<(u64, i32, i64)> {
-    out.stdout
-        .lines()
-        .filter(|l| l.starts_with("{\"i\""))
-        .map(|l| {
-            let v: serde_json::Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ack line {l:?}: {e}"));
-            (
-                v["i"].as_u64().expect("i"),
-                v["p"].as_i64().expect("p") as i32,
-                v["o"].as_i64().expect("o"),
-            )
-        })
-        .collect()
-}
-
-/// The lines starting with `#<tag> `, without the tag.
-fn tagged<'a>(out: &'a Finished, tag: &str) -> Vec<&'a str> {
-    let prefix = format!("#{tag} ");
-    out.stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix(prefix.as_str()))
-        .collect()
-}
-
-/// `#committed <p> <offset> …` lines as partition → offset.
-fn committed(out: &Finished) -> BTreeMap<i32, i64> {
-    tagged(out, "committed")
-        .iter()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].parse().expect("partition"),
-                f[1].parse().expect("offset"),
-            )
-        })
-        .collect()
-}
-
-/// Per partition, the offset after the last consumed record.
-fn next_offsets(got: &[Consumed]) -> BTreeMap<i32, i64> {
-    let mut m = BTreeMap::new();
-    for c in got {
-        let e = m.entry(c.partition).or_insert(0);
-        *e = (*e).max(c.offset + 1);
+    let (status, out) = run_within(java_cmd(args), &format!("java {}", args.join(" ")), RUN);
+    match status {
+        None => panic!(
+            "java {} did not finish within {RUN:?}:\n{}",
+            args.join(" "),
+            out.stderr
+        ),
+        Some(s) if s.success() => panic!(
+            "java {} was expected to fail but succeeded:\n{}",
+            args.join(" "),
+            out.stdout
+        ),
+        Some(_) => out.stderr,
     }
-    m
+}
+
+/// The driver's commands against the broker at `bootstrap`: `<command> --bootstrap <it> …`.
+struct JavaDriver {
+    bootstrap: String,
+}
+
+impl JavaDriver {
+    fn at(bootstrap: &str) -> JavaDriver {
+        JavaDriver {
+            bootstrap: bootstrap.to_string(),
+        }
+    }
+
+    fn command<T>(&self, command: &str, args: &[&str], run: fn(&[&str]) -> T) -> T {
+        let mut all = vec![command, "--bootstrap", self.bootstrap.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    /// One AdminClient operation (`args` starts with its name).
+    fn admin(&self, args: &[&str]) -> Finished {
+        self.command("admin", args, run_java)
+    }
+
+    /// An admin operation that may fail (e.g. while a group does not exist yet).
+    fn try_admin(&self, args: &[&str]) -> (bool, Finished) {
+        self.command("admin", args, try_java)
+    }
+
+    /// An admin operation that must fail; its stderr.
+    fn admin_fails(&self, args: &[&str]) -> String {
+        self.command("admin", args, java_fails)
+    }
+
+    /// Produces the test records `records` to `topic`, with `extra` options.
+    fn produce(&self, topic: &str, records: Range<u64>, extra: &[&str]) -> Finished {
+        self.producing(topic, records, extra, run_java)
+    }
+
+    /// A produce that must fail; its stderr.
+    fn produce_fails(&self, topic: &str, records: Range<u64>, extra: &[&str]) -> String {
+        self.producing(topic, records, extra, java_fails)
+    }
+
+    fn producing<T>(
+        &self,
+        topic: &str,
+        records: Range<u64>,
+        extra: &[&str],
+        run: fn(&[&str]) -> T,
+    ) -> T {
+        let (from, to) = (records.start.to_string(), records.end.to_string());
+        let mut args = vec!["--topic", topic, "--from", &from, "--to", &to];
+        args.extend_from_slice(extra);
+        self.command("produce", &args, run)
+    }
+
+    /// A group consumer that reads `count` records of `topic` in `group` and commits them, with
+    /// `extra` options.
+    fn consume(&self, topic: &str, group: &str, count: u64, extra: &[&str]) -> Finished {
+        self.consuming(topic, group, count, extra, run_java)
+    }
+
+    /// A consume that must fail; its stderr.
+    fn consume_fails(&self, topic: &str, group: &str, count: u64, extra: &[&str]) -> String {
+        self.consuming(topic, group, count, extra, java_fails)
+    }
+
+    fn consuming<T>(
+        &self,
+        topic: &str,
+        group: &str,
+        count: u64,
+        extra: &[&str],
+        run: fn(&[&str]) -> T,
+    ) -> T {
+        let count = count.to_string();
+        let mut args = vec!["--topic", topic, "--group", group, "--count", &count];
+        args.extend_from_slice(extra);
+        self.command("consume", &args, run)
+    }
 }
 
 /// The producer id of the first batch stored at `offset` (bytes 43..51 of a v2 batch).
@@ -206,35 +205,18 @@ const N: u64 = 200;
 fn java_idempotent_producer_every_codec_round_trips_byte_exact() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
+    let java = JavaDriver::at(&bs);
     let topic = topic_name("java-codecs");
     // One stretch of records per codec into one partition (auto-created by the producer's
     // Metadata request), so batches of every codec sit side by side.
-    for (k, codec) in CODECS.iter().enumerate() {
-        let (from, to) = (k as u64 * N, (k as u64 + 1) * N);
-        let out = java(&[
-            "produce",
-            "--bootstrap",
-            &bs,
-            "--topic",
+    for (codec, records) in codec_stretches(N) {
+        let from = records.start;
+        let out = java.produce(
             &topic,
-            "--from",
-            &from.to_string(),
-            "--to",
-            &to.to_string(),
-            "--compression",
-            codec,
-            "--partition",
-            "0",
-        ]);
-        let acked = acks(&out);
-        assert_eq!(acked.len() as u64, N, "{codec}: acknowledgements");
-        for (i, p, o) in &acked {
-            assert_eq!(
-                (*p, *o),
-                (0, *i as i64),
-                "{codec}: record {i} acknowledged at the wrong place"
-            );
-        }
+            records,
+            &["--compression", codec, "--partition", "0"],
+        );
+        assert_acked_at_their_index(codec, &acknowledged(&out), N);
         // The 4.x producer is idempotent by default: the stored batches carry its producer id.
         let pid = stored_producer_id(&bs, &topic, 0, from as i64);
         assert!(
@@ -244,24 +226,12 @@ fn java_idempotent_producer_every_codec_round_trips_byte_exact() {
     }
     let total = CODECS.len() as u64 * N;
     // The Java group consumer reads everything back byte for byte, at the acknowledged offsets.
-    let out = java(&[
-        "consume",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--group",
-        "java-codecs",
-        "--count",
-        &total.to_string(),
-    ]);
+    let out = java.consume(&topic, "java-codecs", total, &[]);
     let got = parse_consumed_lines(&out.stdout);
     assert_records_exact(&got, 0..total);
-    for c in &got {
-        assert_eq!(c.offset, c.index() as i64, "record {} offset", c.index());
-    }
+    assert_each_at_its_index(&got);
     assert_eq!(
-        committed(&out),
+        partition_offsets(&out, "committed"),
         BTreeMap::from([(0, total as i64)]),
         "committed offsets"
     );
@@ -273,36 +243,15 @@ fn java_idempotent_producer_every_codec_round_trips_byte_exact() {
 #[test]
 fn java_consumer_group_commits_and_resumes_across_a_broker_restart() {
     let mut broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-group");
     let group = format!("{topic}-g");
     let total = 300u64;
     let first = 120u64;
-    java(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "create-topic",
-        "--topic",
-        &topic,
-        "--partitions",
-        "3",
-    ]);
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "3"]);
     // Default partitioner: keyed records hash over the three partitions, null keys stick.
-    let out = java(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--from",
-        "0",
-        "--to",
-        &total.to_string(),
-        "--compression",
-        "lz4",
-    ]);
-    let acked = acks(&out);
+    let out = java.produce(&topic, 0..total, &["--compression", "lz4"]);
+    let acked = acknowledged(&out);
     assert_eq!(acked.len() as u64, total, "acknowledgements");
     let mut per_partition: BTreeMap<i32, i64> = BTreeMap::new();
     for (_, p, _) in &acked {
@@ -314,21 +263,11 @@ fn java_consumer_group_commits_and_resumes_across_a_broker_restart() {
     );
 
     // First member: consumes `first` records, commits exactly after them, leaves.
-    let out1 = java(&[
-        "consume",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--group",
-        &group,
-        "--count",
-        &first.to_string(),
-    ]);
+    let out1 = java.consume(&topic, &group, first, &[]);
     let got1 = parse_consumed_lines(&out1.stdout);
     assert_eq!(got1.len() as u64, first, "first consumer record count");
     let mut want_committed = next_offsets(&got1);
-    let c1 = committed(&out1);
+    let c1 = partition_offsets(&out1, "committed");
     for (p, o) in &c1 {
         // A partition assigned but not read from has no committed offset (-1).
         let want = want_committed.get(p).copied().unwrap_or(-1);
@@ -340,15 +279,8 @@ fn java_consumer_group_commits_and_resumes_across_a_broker_restart() {
 
     // The commit survives a clean broker restart (new port).
     broker.restart();
-    let bs = broker.bootstrap();
-    let offsets = java(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "list-group-offsets",
-        "--group",
-        &group,
-    ]);
+    let java = JavaDriver::at(&broker.bootstrap());
+    let offsets = java.admin(&["list-group-offsets", "--group", &group]);
     let listed: BTreeMap<i32, i64> = tagged(&offsets, "offset")
         .iter()
         .map(|l| {
@@ -364,52 +296,27 @@ fn java_consumer_group_commits_and_resumes_across_a_broker_restart() {
 
     // Second member of the same group resumes exactly where the first stopped.
     let rest = total - first;
-    let out2 = java(&[
-        "consume",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--group",
-        &group,
-        "--count",
-        &rest.to_string(),
-    ]);
+    let out2 = java.consume(&topic, &group, rest, &[]);
     let got2 = parse_consumed_lines(&out2.stdout);
-    for c in &got2 {
-        let resume = want_committed.get(&c.partition).copied().unwrap_or(0);
-        assert!(
-            c.offset >= resume,
-            "p{} offset {} re-delivered (committed {resume})",
-            c.partition,
-            c.offset
-        );
-    }
+    assert_resumed_after(&got2, &want_committed);
     let mut all = got1.clone();
     all.extend(got2.iter().cloned());
     assert_records_exact(&all, 0..total);
     want_committed = per_partition.clone();
     assert_eq!(
-        committed(&out2),
+        partition_offsets(&out2, "committed"),
         want_committed,
         "committed offsets after the second run = partition ends"
     );
 
     // The group is now empty (both members left) and listed as a classic consumer group.
-    let groups = java(&["admin", "--bootstrap", &bs, "list-groups"]);
+    let groups = java.admin(&["list-groups"]);
     let line = tagged(&groups, "group")
         .into_iter()
         .find(|l| l.split_whitespace().next() == Some(group.as_str()))
         .unwrap_or_else(|| panic!("list-groups lacks {group}:\n{}", groups.stdout));
     assert_eq!(line, format!("{group} Classic Empty"), "listGroups entry");
-    let desc = java(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "describe-group",
-        "--group",
-        &group,
-    ]);
+    let desc = java.admin(&["describe-group", "--group", &group]);
     let d = tagged(&desc, "group");
     assert_eq!(d.len(), 1, "describe-group output:\n{}", desc.stdout);
     assert!(
@@ -423,14 +330,10 @@ fn java_consumer_group_commits_and_resumes_across_a_broker_restart() {
 fn java_admin_client_manages_topics_configs_and_cluster() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
+    let java = JavaDriver::at(&bs);
     let topic = topic_name("java-admin");
-    let admin = |args: &[&str]| {
-        let mut a = vec!["admin", "--bootstrap", bs.as_str()];
-        a.extend_from_slice(args);
-        java(&a)
-    };
     let configs = |name: &str| -> BTreeMap<String, (String, String)> {
-        let out = admin(&["describe-configs", "--name", name]);
+        let out = java.admin(&["describe-configs", "--name", name]);
         tagged(&out, "config")
             .iter()
             .map(|l| {
@@ -443,7 +346,7 @@ fn java_admin_client_manages_topics_configs_and_cluster() {
     };
 
     // Create with an override; the result carries the partition count and a topic id.
-    let out = admin(&[
+    let out = java.admin(&[
         "create-topic",
         "--topic",
         &topic,
@@ -463,7 +366,7 @@ fn java_admin_client_manages_topics_configs_and_cluster() {
     assert_ne!(id, "AAAAAAAAAAAAAAAAAAAAAA", "topic id is zero");
 
     // Describe: three partitions, each led by node 0 with one in-sync replica; same id.
-    let out = admin(&["describe-topic", "--topic", &topic]);
+    let out = java.admin(&["describe-topic", "--topic", &topic]);
     assert_eq!(
         tagged(&out, "topic"),
         vec![format!("{topic} id {id} internal false partitions 3")],
@@ -492,7 +395,7 @@ fn java_admin_client_manages_topics_configs_and_cluster() {
     );
 
     // incrementalAlterConfigs: set one, delete the override of another.
-    admin(&[
+    java.admin(&[
         "alter-configs",
         "--topic",
         &topic,
@@ -512,12 +415,12 @@ fn java_admin_client_manages_topics_configs_and_cluster() {
     );
 
     // createPartitions 3 → 5.
-    admin(&["create-partitions", "--topic", &topic, "--total", "5"]);
-    let out = admin(&["describe-topic", "--topic", &topic]);
+    java.admin(&["create-partitions", "--topic", &topic, "--total", "5"]);
+    let out = java.admin(&["describe-topic", "--topic", &topic]);
     assert_eq!(tagged(&out, "partition").len(), 5, "{}", out.stdout);
 
     // describeCluster: one node, reachable at the bootstrap address, also the controller.
-    let out = admin(&["describe-cluster"]);
+    let out = java.admin(&["describe-cluster"]);
     assert_eq!(tagged(&out, "node"), vec![format!("0 {bs}")]);
     let cl = tagged(&out, "cluster");
     assert!(
@@ -526,19 +429,9 @@ fn java_admin_client_manages_topics_configs_and_cluster() {
     );
 
     // Refusals arrive as the matching Java exceptions.
-    let err = java_fails(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "create-topic",
-        "--topic",
-        &topic,
-    ]);
+    let err = java.admin_fails(&["create-topic", "--topic", &topic]);
     assert!(err.contains("TopicExistsException"), "{err}");
-    let err = java_fails(&[
-        "admin",
-        "--bootstrap",
-        &bs,
+    let err = java.admin_fails(&[
         "create-topic",
         "--topic",
         &format!("{topic}-x"),
@@ -552,14 +445,10 @@ fn java_admin_client_manages_topics_configs_and_cluster() {
 
     // deleteTopics by topic id (DeleteTopics v6 with ids).
     let other = format!("{topic}-byid");
-    let out = admin(&["create-topic", "--topic", &other]);
-    let other_id = tagged(&out, "created")[0]
-        .rsplit(' ')
-        .next()
-        .expect("topic id")
-        .to_string();
-    admin(&["delete-topic-by-id", "--id", &other_id]);
-    let out = admin(&["list-topics"]);
+    let out = java.admin(&["create-topic", "--topic", &other]);
+    let other_id = created_topic_id(&out);
+    java.admin(&["delete-topic-by-id", "--id", &other_id]);
+    let out = java.admin(&["list-topics"]);
     assert!(
         !tagged(&out, "topic").contains(&other.as_str()),
         "{}",
@@ -567,48 +456,31 @@ fn java_admin_client_manages_topics_configs_and_cluster() {
     );
 
     // listTopics, deleteTopics, listTopics.
-    let out = admin(&["list-topics"]);
+    let out = java.admin(&["list-topics"]);
     assert!(tagged(&out, "topic").contains(&topic.as_str()));
-    admin(&["delete-topic", "--topic", &topic]);
-    let out = admin(&["list-topics"]);
+    java.admin(&["delete-topic", "--topic", &topic]);
+    let out = java.admin(&["list-topics"]);
     assert!(!tagged(&out, "topic").contains(&topic.as_str()));
-    let err = java_fails(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "describe-topic",
-        "--topic",
-        &topic,
-    ]);
+    let err = java.admin_fails(&["describe-topic", "--topic", &topic]);
     assert!(err.contains("UnknownTopicOrPartitionException"), "{err}");
+}
+
+/// The topic id at the end of create-topic's `#created` line.
+fn created_topic_id(out: &Finished) -> String {
+    tagged(out, "created")[0]
+        .rsplit(' ')
+        .next()
+        .expect("topic id")
+        .to_string()
 }
 
 #[test]
 fn java_admin_lists_offsets_earliest_and_latest() {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-offsets");
-    java(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--from",
-        "0",
-        "--to",
-        "37",
-        "--partition",
-        "0",
-    ]);
-    let out = java(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "list-offsets",
-        "--topic",
-        &topic,
-    ]);
+    java.produce(&topic, 0..37, &["--partition", "0"]);
+    let out = java.admin(&["list-offsets", "--topic", &topic]);
     assert_eq!(
         tagged(&out, "list-offsets"),
         vec!["earliest 0", "latest 37"],
@@ -620,31 +492,10 @@ fn java_admin_lists_offsets_earliest_and_latest() {
 #[test]
 fn java_admin_lists_the_max_timestamp_offset() {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-maxts");
-    java(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--from",
-        "0",
-        "--to",
-        "10",
-        "--partition",
-        "0",
-    ]);
-    let out = java(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "list-offsets",
-        "--topic",
-        &topic,
-        "--max-timestamp",
-        "true",
-    ]);
+    java.produce(&topic, 0..10, &["--partition", "0"]);
+    let out = java.admin(&["list-offsets", "--topic", &topic, "--max-timestamp", "true"]);
     let lines = tagged(&out, "list-offsets");
     assert_eq!(lines.len(), 3, "{}", out.stdout);
     assert!(lines[2].starts_with("max-timestamp "), "{}", out.stdout);
@@ -653,31 +504,11 @@ fn java_admin_lists_the_max_timestamp_offset() {
 #[test]
 fn java_admin_describes_a_topic_by_id() {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-byid");
-    let out = java(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "create-topic",
-        "--topic",
-        &topic,
-        "--partitions",
-        "2",
-    ]);
-    let id = tagged(&out, "created")[0]
-        .rsplit(' ')
-        .next()
-        .expect("topic id")
-        .to_string();
-    let out = java(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "describe-topic-by-id",
-        "--id",
-        &id,
-    ]);
+    let out = java.admin(&["create-topic", "--topic", &topic, "--partitions", "2"]);
+    let id = created_topic_id(&out);
+    let out = java.admin(&["describe-topic-by-id", "--id", &id]);
     assert_eq!(
         tagged(&out, "topic"),
         vec![format!("{topic} id {id} partitions 2")]
@@ -689,22 +520,14 @@ fn java_admin_describes_a_topic_by_id() {
 #[test]
 fn java_transactional_producer_is_refused_fatally_and_writes_nothing() {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-txn");
     let started = Instant::now();
-    let err = java_fails(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
+    let err = java.produce_fails(
         &topic,
-        "--from",
-        "0",
-        "--to",
-        "5",
-        "--prop",
-        "transactional.id=sluice-test-txn",
-    ]);
+        0..5,
+        &["--prop", "transactional.id=sluice-test-txn"],
+    );
     assert!(
         err.contains("TransactionalIdAuthorizationException"),
         "expected the transactional refusal:\n{err}"
@@ -727,34 +550,15 @@ fn java_transactional_producer_is_refused_fatally_and_writes_nothing() {
 #[test]
 fn java_consumer_protocol_is_refused_with_a_clear_error() {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-848");
-    java(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
+    java.produce(&topic, 0..3, &[]);
+    let err = java.consume_fails(
         &topic,
-        "--from",
-        "0",
-        "--to",
-        "3",
-    ]);
-    let err = java_fails(&[
-        "consume",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--group",
         "java-848",
-        "--count",
-        "3",
-        "--timeout-ms",
-        "60000",
-        "--prop",
-        "group.protocol=consumer",
-    ]);
+        3,
+        &["--timeout-ms", "60000", "--prop", "group.protocol=consumer"],
+    );
     assert!(
         err.contains("UnsupportedVersionException") && err.contains("group.protocol=classic"),
         "expected the unsupported-protocol error:\n{err}"
@@ -766,36 +570,18 @@ fn java_consumer_protocol_is_refused_with_a_clear_error() {
 #[test]
 fn java_two_group_members_split_partitions_and_read_everything_once() {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-split");
     let group = format!("{topic}-g");
     let total = 400u64;
-    java(&[
-        "admin",
-        "--bootstrap",
-        &bs,
-        "create-topic",
-        "--topic",
-        &topic,
-        "--partitions",
-        "4",
-    ]);
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "4"]);
     let member = || {
-        java(&[
-            "consume",
-            "--bootstrap",
-            &bs,
-            "--topic",
+        java.consume(
             &topic,
-            "--group",
             &group,
-            "--count",
-            &total.to_string(),
-            "--idle-ms",
-            "6000",
-            "--timeout-ms",
-            "100000",
-        ])
+            total,
+            &["--idle-ms", "6000", "--timeout-ms", "100000"],
+        )
     };
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(member);
@@ -807,14 +593,7 @@ fn java_two_group_members_split_partitions_and_read_everything_once() {
             Duration::from_millis(200),
             || {
                 // Fails (GroupIdNotFound) until the first member joined.
-                let (_, out) = java_try(&[
-                    "admin",
-                    "--bootstrap",
-                    &bs,
-                    "describe-group",
-                    "--group",
-                    &group,
-                ]);
+                let (_, out) = java.try_admin(&["describe-group", "--group", &group]);
                 let line = format!("{group} state Stable members 2 assignor range ");
                 tagged(&out, "group")
                     .iter()
@@ -822,19 +601,7 @@ fn java_two_group_members_split_partitions_and_read_everything_once() {
                     .then_some(())
             },
         );
-        let acked = acks(&java(&[
-            "produce",
-            "--bootstrap",
-            &bs,
-            "--topic",
-            &topic,
-            "--from",
-            "0",
-            "--to",
-            &total.to_string(),
-            "--compression",
-            "gzip",
-        ]));
+        let acked = acknowledged(&java.produce(&topic, 0..total, &["--compression", "gzip"]));
         assert_eq!(acked.len() as u64, total, "acknowledgements");
         (
             a.join().expect("member a thread"),
@@ -869,32 +636,19 @@ fn java_two_group_members_split_partitions_and_read_everything_once() {
 #[test]
 fn java_acks_0_and_1_large_records_and_read_committed() {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-acks");
-    let produce = |from: u64, to: u64, extra: &[&str]| {
-        let (from, to) = (from.to_string(), to.to_string());
-        let mut args = vec![
-            "produce",
-            "--bootstrap",
-            &bs,
-            "--topic",
-            &topic,
-            "--partition",
-            "0",
-            "--from",
-            &from,
-            "--to",
-            &to,
-        ];
+    let produce = |records: Range<u64>, extra: &[&str]| {
+        let mut args = vec!["--partition", "0"];
         args.extend_from_slice(extra);
-        acks(&java(&args))
+        acknowledged(&java.produce(&topic, records, &args))
     };
     // acks=0: no offsets come back (-1), but the records are stored.
-    let a0 = produce(0, 30, &["--acks", "0"]);
+    let a0 = produce(0..30, &["--acks", "0"]);
     assert_eq!(a0.len(), 30);
     assert!(a0.iter().all(|a| a.2 == -1), "acks=0 reported offsets");
     // acks=1: offsets continue after the acks=0 records, so those were all stored in order.
-    let a1 = produce(30, 60, &["--acks", "1", "--compression", "snappy"]);
+    let a1 = produce(30..60, &["--acks", "1", "--compression", "snappy"]);
     assert_eq!(
         a1.iter().map(|a| a.2).collect::<Vec<_>>(),
         (30..60).collect::<Vec<i64>>(),
@@ -903,8 +657,7 @@ fn java_acks_0_and_1_large_records_and_read_committed() {
     // Two records of 1,000,000-byte values (under max.message.bytes 1048588), zstd.
     let big = 1_000_000usize;
     let ab = produce(
-        60,
-        62,
+        60..62,
         &["--value-bytes", &big.to_string(), "--compression", "zstd"],
     );
     assert_eq!(
@@ -913,38 +666,26 @@ fn java_acks_0_and_1_large_records_and_read_committed() {
         "large records' offsets"
     );
     // A 2,000,000-byte record: the broker refuses the batch (MESSAGE_TOO_LARGE).
-    let err = java_fails(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
+    let err = java.produce_fails(
         &topic,
-        "--partition",
-        "0",
-        "--from",
-        "62",
-        "--to",
-        "63",
-        "--value-bytes",
-        "2000000",
-        "--prop",
-        "max.request.size=5000000",
-    ]);
+        62..63,
+        &[
+            "--partition",
+            "0",
+            "--value-bytes",
+            "2000000",
+            "--prop",
+            "max.request.size=5000000",
+        ],
+    );
     assert!(err.contains("RecordTooLargeException"), "{err}");
 
-    let out = java(&[
-        "consume",
-        "--bootstrap",
-        &bs,
-        "--topic",
+    let out = java.consume(
         &topic,
-        "--group",
         "java-acks",
-        "--count",
-        "62",
-        "--prop",
-        "isolation.level=read_committed",
-    ]);
+        62,
+        &["--prop", "isolation.level=read_committed"],
+    );
     let got = parse_consumed_lines(&out.stdout);
     assert_eq!(got.len(), 62, "records read back");
     assert_records_exact(&got[..60], 0..60);
@@ -966,7 +707,10 @@ fn java_acks_0_and_1_large_records_and_read_committed() {
             "large record {i} differs from what was produced"
         );
     }
-    assert_eq!(committed(&out), BTreeMap::from([(0, 62)]));
+    assert_eq!(
+        partition_offsets(&out, "committed"),
+        BTreeMap::from([(0, 62)])
+    );
 }
 
 #[test]
@@ -996,16 +740,13 @@ fn java_admin_moves_a_partition_between_two_brokers_with_partition_reassignments
         },
     );
     let bs = first.bootstrap();
-    let admin = |args: &[&str]| {
-        let mut a = vec!["admin", "--bootstrap", bs.as_str()];
-        a.extend_from_slice(args);
-        java(&a)
-    };
+    let java = JavaDriver::at(&bs);
     let topic = topic_name("java-move");
-    admin(&["create-topic", "--topic", &topic, "--partitions", "2"]);
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "2"]);
     rd_produce_all(&bs, &topic, Some(0), 0..20, &[("acks", "all")]);
-    let leaders = |out: &Finished| -> BTreeMap<i32, i32> {
-        tagged(out, "leader")
+    let leaders = || -> BTreeMap<i32, i32> {
+        let out = java.admin(&["describe-partition-leaders", "--topic", &topic]);
+        tagged(&out, "leader")
             .iter()
             .map(|l| {
                 let (p, b) = l.split_once(' ').expect("leader line");
@@ -1013,13 +754,13 @@ fn java_admin_moves_a_partition_between_two_brokers_with_partition_reassignments
             })
             .collect()
     };
-    let before = leaders(&admin(&["describe-partition-leaders", "--topic", &topic]));
+    let before = leaders();
     assert_eq!(
         before.values().copied().collect::<BTreeSet<_>>(),
         BTreeSet::from([0, 1])
     );
     let to = if before[&0] == 0 { "1" } else { "0" };
-    admin(&[
+    java.admin(&[
         "reassign",
         "--topic",
         &topic,
@@ -1033,11 +774,11 @@ fn java_admin_moves_a_partition_between_two_brokers_with_partition_reassignments
         Duration::from_secs(60),
         Duration::from_millis(200),
         || {
-            let l = leaders(&admin(&["describe-partition-leaders", "--topic", &topic]));
+            let l = leaders();
             (l[&0].to_string() == to).then_some(l)
         },
     );
-    let listed = admin(&["list-reassignments"]);
+    let listed = java.admin(&["list-reassignments"]);
     assert_eq!(tagged(&listed, "reassignments"), vec!["0"]);
     assert_eq!(moved[&1], before[&1], "the other partition stays");
     let got = rd_consume_from_start(&bs, &topic, &[0], 20, Duration::from_secs(30));
@@ -1050,28 +791,11 @@ fn java_admin_moves_a_partition_between_two_brokers_with_partition_reassignments
 #[test]
 fn java_admin_inspects_log_dirs_producers_the_quorum_and_elections() {
     let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
+    let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-inspect");
-    java(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--from",
-        "0",
-        "--to",
-        "25",
-        "--partition",
-        "0",
-    ]);
-    let admin = |args: &[&str]| {
-        let mut a = vec!["admin", "--bootstrap", bs.as_str()];
-        a.extend_from_slice(args);
-        java(&a)
-    };
+    java.produce(&topic, 0..25, &["--partition", "0"]);
 
-    let out = admin(&["describe-log-dirs", "--broker", "0"]);
+    let out = java.admin(&["describe-log-dirs", "--broker", "0"]);
     let dirs = tagged(&out, "log-dir");
     assert_eq!(dirs.len(), 1, "{}", out.stdout);
     let want = format!("{} total ", broker.data_dir().display());
@@ -1087,12 +811,12 @@ fn java_admin_inspects_log_dirs_producers_the_quorum_and_elections() {
         .unwrap_or_else(|| panic!("no size in {replica:?}"));
     assert!(size > 25, "{replica}");
 
-    let out = admin(&["describe-producers", "--topic", &topic, "--partition", "0"]);
+    let out = java.admin(&["describe-producers", "--topic", &topic, "--partition", "0"]);
     let producers = tagged(&out, "producer");
     assert_eq!(producers.len(), 1, "{}", out.stdout);
     assert!(producers[0].ends_with(" last-seq 24"), "{}", producers[0]);
 
-    let out = admin(&["describe-quorum"]);
+    let out = java.admin(&["describe-quorum"]);
     assert_eq!(tagged(&out, "quorum-voter").len(), 1, "{}", out.stdout);
     assert!(
         tagged(&out, "quorum")[0].starts_with("leader 0 epoch "),
@@ -1100,7 +824,7 @@ fn java_admin_inspects_log_dirs_producers_the_quorum_and_elections() {
         out.stdout
     );
 
-    let out = admin(&["elect-leaders", "--topic", &topic, "--partition", "0"]);
+    let out = java.admin(&["elect-leaders", "--topic", &topic, "--partition", "0"]);
     assert_eq!(
         tagged(&out, "election"),
         vec![format!("{topic}-0 ElectionNotNeededException")],

@@ -2,20 +2,23 @@
 //! encoding: framing, ApiVersions, malformed input, Produce/Fetch round trips, long poll,
 //! pipelining, shutdown, and the binary's start-up / signal behaviour.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
+use clap::Parser;
+use common::{encode_records, record_at};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use sluice_broker::config::Config;
 use sluice_broker::Broker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,27 +27,17 @@ use tokio::net::TcpStream;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn start(dir: &std::path::Path) -> Broker {
-    let config = Config::parse_from_args(dir);
+    let config = Config::parse_from(common::broker_args(dir, &[]));
     Broker::start(config).await.expect("broker starts")
 }
 
-trait TestConfig {
-    fn parse_from_args(dir: &std::path::Path) -> Config;
-}
-
-impl TestConfig for Config {
-    fn parse_from_args(dir: &std::path::Path) -> Config {
-        use clap::Parser;
-        Config::parse_from([
-            "sluice-broker",
-            "--data-dir",
-            dir.to_str().expect("utf-8 path"),
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-    }
+/// A broker on a fresh data directory (which lives as long as the returned guard) and a
+/// connection to it.
+async fn broker_and_conn() -> (tempfile::TempDir, Broker, Conn) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let c = Conn::connect(broker.kafka_addr()).await;
+    (dir, broker, c)
 }
 
 struct Conn {
@@ -109,6 +102,71 @@ impl Conn {
         body
     }
 
+    async fn api_versions(&mut self) -> ApiVersionsResponse {
+        self.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .await
+    }
+
+    /// Produce v9 of one batch of `values` to `topic`-`partition`: that partition's answer.
+    async fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        acks: i16,
+        values: &[&str],
+    ) -> PartitionProduceResponse {
+        let r: ProduceResponse = self
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_req(topic, partition, acks, batch(values)),
+            )
+            .await;
+        r.responses[0].partition_responses[0].clone()
+    }
+
+    /// Fetch v12 of `topic`-`partition` from `offset`: that partition's answer.
+    async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+    ) -> PartitionData {
+        let r: FetchResponse = self
+            .call(
+                ApiKey::Fetch,
+                12,
+                &fetch_req(topic, partition, offset, max_wait_ms),
+            )
+            .await;
+        r.responses[0].partitions[0].clone()
+    }
+
+    /// The id of topic `name`, per Metadata v12.
+    async fn topic_id(&mut self, name: &str) -> uuid::Uuid {
+        let meta: MetadataResponse = self
+            .call(
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default(
+                )
+                .with_name(Some(tn(name)))])),
+            )
+            .await;
+        meta.topics[0].topic_id
+    }
+
+    /// Metadata v12 of every topic.
+    async fn all_topics(&mut self) -> MetadataResponse {
+        self.call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await
+    }
+
     /// Waits until the broker closes the connection (read returns EOF or reset).
     async fn expect_closed(&mut self) {
         let mut buf = [0u8; 64];
@@ -127,33 +185,24 @@ fn batch(values: &[&str]) -> Bytes {
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
             // offset - sequence constant keeps all records in one batch
             sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: IndexMap::new(),
+            ..record_at(i as i64, 1_700_000_000_000 + i as i64, v.as_bytes())
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    encode_records(&records, Compression::None)
+}
+
+fn lists_topic(m: &MetadataResponse, name: &str) -> bool {
+    m.topics
+        .iter()
+        .any(|t| t.name.as_ref().map(|n| n.as_str()) == Some(name))
+}
+
+/// The (offset, value) of every record a Fetch answered for one partition.
+fn values_in(p: &PartitionData) -> Vec<(i64, String)> {
+    values_of(p.records.clone().expect("records"))
 }
 
 fn values_of(mut records: Bytes) -> Vec<(i64, String)> {
@@ -201,6 +250,24 @@ fn produce_req(topic: &str, partition: i32, acks: i16, records: Bytes) -> Produc
                 .with_records(Some(records))])])
 }
 
+/// A consumer's ListOffsets of `topic` at (partition, timestamp) pairs (-1 latest, -2
+/// earliest, -3 max timestamp).
+fn list_offsets_req(topic: &str, at: &[(i32, i64)]) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(tn(topic))
+            .with_partitions(
+                at.iter()
+                    .map(|(partition, ts)| {
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(*partition)
+                            .with_timestamp(*ts)
+                    })
+                    .collect(),
+            )])
+}
+
 fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -217,9 +284,7 @@ fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> Fetc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_versions_advertises_produce_from_zero_and_answers_unknown_versions_in_v0() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
 
     let resp: ApiVersionsResponse = c
         .call(
@@ -277,12 +342,25 @@ async fn api_versions_advertises_produce_from_zero_and_answers_unknown_versions_
     broker.shutdown().await.expect("shutdown");
 }
 
+/// Sends `bytes` on a new connection, which the broker must close, while `healthy` still gets
+/// its answers.
+async fn closes_only_its_connection(
+    addr: SocketAddr,
+    healthy: &mut Conn,
+    bytes: &[u8],
+    what: &str,
+) {
+    let mut bad = Conn::connect(addr).await;
+    bad.s.write_all(bytes).await.expect("write");
+    bad.expect_closed().await;
+    let ok = healthy.api_versions().await;
+    assert_eq!(ok.error_code, 0, "after {what}");
+}
+
 /// Each malformed input closes its own connection; a connection opened before keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_cost_only_their_connection() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut healthy = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut healthy) = broker_and_conn().await;
 
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("negative length", (-5i32).to_be_bytes().to_vec()),
@@ -310,13 +388,7 @@ async fn malformed_frames_cost_only_their_connection() {
     drop(garbage);
 
     for (what, bytes) in cases {
-        let mut bad = Conn::connect(broker.kafka_addr()).await;
-        bad.s.write_all(&bytes).await.expect("write");
-        bad.expect_closed().await;
-        let ok: ApiVersionsResponse = healthy
-            .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-            .await;
-        assert_eq!(ok.error_code, 0, "after {what}");
+        closes_only_its_connection(broker.kafka_addr(), &mut healthy, &bytes, what).await;
     }
     broker.shutdown().await.expect("shutdown");
 }
@@ -325,9 +397,7 @@ async fn malformed_frames_cost_only_their_connection() {
 /// code, and the connection stays usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unserved_apis_get_an_error_response_not_a_dropped_connection() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     let sasl: SaslHandshakeResponse = c
         .call(
             ApiKey::SaslHandshake,
@@ -338,9 +408,7 @@ async fn unserved_apis_get_an_error_response_not_a_dropped_connection() {
     assert_eq!(sasl.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
     let end: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &EndTxnRequest::default()).await;
     assert_eq!(end.error_code, 35);
-    let ok: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+    let ok = c.api_versions().await;
     assert_eq!(ok.error_code, 0);
     broker.shutdown().await.expect("shutdown");
 }
@@ -348,9 +416,7 @@ async fn unserved_apis_get_an_error_response_not_a_dropped_connection() {
 /// A topic asking for two in-sync replicas cannot take acks=all on a single broker; acks=1 works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_is_refused_when_min_insync_replicas_exceeds_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(tn("isr2"))
         .with_num_partitions(1)
@@ -360,46 +426,20 @@ async fn acks_all_is_refused_when_min_insync_replicas_exceeds_one() {
             .with_value(Some(StrBytes::from_static_str("2")))])]);
     let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-    let all: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req("isr2", 0, -1, batch(&["x"])),
-        )
-        .await;
-    assert_eq!(all.responses[0].partition_responses[0].error_code, 19);
-    let one: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req("isr2", 0, 1, batch(&["x"])),
-        )
-        .await;
-    assert_eq!(one.responses[0].partition_responses[0].error_code, 0);
-    assert_eq!(
-        one.responses[0].partition_responses[0].base_offset, 0,
-        "the refused batch was not appended"
-    );
+    let all = c.produce("isr2", 0, -1, &["x"]).await;
+    assert_eq!(all.error_code, 19);
+    let one = c.produce("isr2", 0, 1, &["x"]).await;
+    assert_eq!(one.error_code, 0);
+    assert_eq!(one.base_offset, 0, "the refused batch was not appended");
     broker.shutdown().await.expect("shutdown");
 }
 
 /// Produce v13 and Fetch v13+ address topics by id (Kafka 4.x Java clients use them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_and_fetch_by_topic_id() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "by-id", 1).await;
-    let meta: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(tn("by-id")))
-            ])),
-        )
-        .await;
-    let id = meta.topics[0].topic_id;
+    let id = c.topic_id("by-id").await;
 
     let mut req = produce_req("", 0, -1, batch(&["one", "two"]));
     req.topic_data[0].topic_id = id;
@@ -411,12 +451,7 @@ async fn produce_and_fetch_by_topic_id() {
     f.topics[0].topic_id = id;
     let resp: FetchResponse = c.call(ApiKey::Fetch, 16, &f).await;
     assert_eq!(resp.responses[0].topic_id, id);
-    let vals = values_of(
-        resp.responses[0].partitions[0]
-            .records
-            .clone()
-            .expect("records"),
-    );
+    let vals = values_in(&resp.responses[0].partitions[0]);
     assert_eq!(vals, vec![(0, "one".to_string()), (1, "two".to_string())]);
 
     let mut unknown = fetch_req("", 0, 0, 0);
@@ -437,9 +472,7 @@ async fn produce_and_fetch_by_topic_id() {
 /// allocation; `server::guard` walks every body before the crate decodes it and refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_array_counts_cost_only_their_connection() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut healthy = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut healthy) = broker_and_conn().await;
     // Metadata v0 (classic array, i32 count) and v12 (compact array, varint count + 1).
     let classic: Vec<u8> = [
         &[0u8, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff][..],
@@ -452,24 +485,16 @@ async fn huge_array_counts_cost_only_their_connection() {
     ]
     .concat();
     for body in [classic, compact] {
-        let mut bad = Conn::connect(broker.kafka_addr()).await;
         let mut frame = (body.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
-        bad.s.write_all(&frame).await.expect("write");
-        bad.expect_closed().await;
-        let ok: ApiVersionsResponse = healthy
-            .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-            .await;
-        assert_eq!(ok.error_code, 0);
+        closes_only_its_connection(broker.kafka_addr(), &mut healthy, &frame, "a huge count").await;
     }
     broker.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_v2_is_refused_with_unsupported_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "old", 1).await;
 
     // A v2 request is a v3 request without the transactional id.
@@ -493,45 +518,27 @@ async fn produce_v2_is_refused_with_unsupported_version() {
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 35);
 
     // Nothing was appended.
-    let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("old", 0, 0, 0)).await;
-    assert_eq!(f.responses[0].partitions[0].high_watermark, 0);
+    let f = c.fetch("old", 0, 0, 0).await;
+    assert_eq!(f.high_watermark, 0);
     broker.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_then_fetch_returns_the_same_records_at_assigned_offsets() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "orders", 2).await;
 
     for (acks, vals) in [(-1i16, vec!["a", "b", "c"]), (1, vec!["d"])] {
-        let resp: ProduceResponse = c
-            .call(
-                ApiKey::Produce,
-                9,
-                &produce_req("orders", 1, acks, batch(&vals)),
-            )
-            .await;
-        let p = &resp.responses[0].partition_responses[0];
+        let p = c.produce("orders", 1, acks, &vals).await;
         assert_eq!(p.error_code, 0, "{:?}", p.error_message);
     }
-    let resp: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req("orders", 1, -1, batch(&["e"])),
-        )
-        .await;
-    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 4);
+    let resp = c.produce("orders", 1, -1, &["e"]).await;
+    assert_eq!(resp.base_offset, 4);
 
-    let f: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_req("orders", 1, 0, 0))
-        .await;
-    let p = &f.responses[0].partitions[0];
+    let p = c.fetch("orders", 1, 0, 0).await;
     assert_eq!(p.error_code, 0);
     assert_eq!(p.high_watermark, 5);
-    let got = values_of(p.records.clone().expect("records"));
+    let got = values_in(&p);
     let want: Vec<(i64, String)> = ["a", "b", "c", "d", "e"]
         .iter()
         .enumerate()
@@ -540,34 +547,17 @@ async fn produce_then_fetch_returns_the_same_records_at_assigned_offsets() {
     assert_eq!(got, want);
 
     // Fetch from the middle of the first batch returns that whole batch first.
-    let f: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_req("orders", 1, 1, 0))
-        .await;
-    let got = values_of(
-        f.responses[0].partitions[0]
-            .records
-            .clone()
-            .expect("records"),
-    );
+    let got = values_in(&c.fetch("orders", 1, 1, 0).await);
     assert_eq!(got.first().map(|g| g.0), Some(0));
 
     // Out of range: error 1 with the log start offset.
-    let f: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_req("orders", 1, 99, 0))
-        .await;
-    let p = &f.responses[0].partitions[0];
+    let p = c.fetch("orders", 1, 99, 0).await;
     assert_eq!(p.error_code, 1);
     assert_eq!(p.log_start_offset, 0);
 
     // Unknown topic on produce.
-    let resp: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req("nope", 0, 1, batch(&["x"])),
-        )
-        .await;
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, 3);
+    let resp = c.produce("nope", 0, 1, &["x"]).await;
+    assert_eq!(resp.error_code, 3);
 
     // acks=0 to an unknown topic: no response can carry the error, so the connection closes.
     let mut fire_and_forget = Conn::connect(broker.kafka_addr()).await;
@@ -588,24 +578,11 @@ async fn produce_then_fetch_returns_the_same_records_at_assigned_offsets() {
             &produce_req("orders", 0, 0, batch(&["z"])),
         )
         .await;
-    let v: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+    let v = c.api_versions().await;
     assert_eq!(v.error_code, 0);
 
     // ListOffsets earliest / latest.
-    let lo = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-            .with_name(tn("orders"))
-            .with_partitions(vec![
-                list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(1)
-                    .with_timestamp(-2),
-                list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(1)
-                    .with_timestamp(-1),
-            ])]);
+    let lo = list_offsets_req("orders", &[(1, -2), (1, -1)]);
     // Every version from Kafka 4's floor (1) answers, including the v1-v3 responses that have
     // no leader epoch (librdkafka 2.0 asks with v2).
     for version in 1..=7 {
@@ -618,9 +595,7 @@ async fn produce_then_fetch_returns_the_same_records_at_assigned_offsets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_auto_creates_topics_with_ids_and_advertises_this_node() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (dir, broker, mut c) = broker_and_conn().await;
     let req = MetadataRequest::default()
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(tn("auto")))
@@ -648,45 +623,26 @@ async fn metadata_auto_creates_topics_with_ids_and_advertises_this_node() {
     // The cluster id survives a restart.
     let broker = start(dir.path()).await;
     let mut c = Conn::connect(broker.kafka_addr()).await;
-    let m: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
-        .await;
+    let m = c.all_topics().await;
     assert_eq!(m.cluster_id, cluster);
-    assert!(m
-        .topics
-        .iter()
-        .any(|t| t.name.as_ref().map(|n| n.as_str()) == Some("auto")));
+    assert!(lists_topic(&m, "auto"));
     broker.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_fetch_wakes_when_data_arrives_and_times_out_without() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut admin = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut admin) = broker_and_conn().await;
     create_topic(&mut admin, "lp", 1).await;
 
     // No data: answered empty after about max_wait.
     let t0 = Instant::now();
-    let f: FetchResponse = admin
-        .call(ApiKey::Fetch, 12, &fetch_req("lp", 0, 0, 300))
-        .await;
+    let f = admin.fetch("lp", 0, 0, 300).await;
     let waited = t0.elapsed();
     assert!(
         waited >= Duration::from_millis(280),
         "answered after {waited:?}"
     );
-    assert_eq!(
-        f.responses[0].partitions[0]
-            .records
-            .as_ref()
-            .map(|r| r.len()),
-        Some(0)
-    );
+    assert_eq!(f.records.as_ref().map(|r| r.len()), Some(0));
 
     // Data arriving during the wait wakes the fetch long before its 20 s max wait.
     let mut consumer = Conn::connect(broker.kafka_addr()).await;
@@ -694,14 +650,8 @@ async fn long_poll_fetch_wakes_when_data_arrives_and_times_out_without() {
         .send(ApiKey::Fetch, 12, &fetch_req("lp", 0, 0, 20_000))
         .await;
     let t0 = Instant::now();
-    let r: ProduceResponse = admin
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req("lp", 0, -1, batch(&["wake"])),
-        )
-        .await;
-    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let r = admin.produce("lp", 0, -1, &["wake"]).await;
+    assert_eq!(r.error_code, 0);
     let (got, f): (i32, FetchResponse) = consumer.recv(ApiKey::Fetch, 12).await;
     assert_eq!(got, corr);
     assert!(
@@ -709,21 +659,14 @@ async fn long_poll_fetch_wakes_when_data_arrives_and_times_out_without() {
         "woke after {:?}",
         t0.elapsed()
     );
-    let vals = values_of(
-        f.responses[0].partitions[0]
-            .records
-            .clone()
-            .expect("records"),
-    );
+    let vals = values_in(&f.responses[0].partitions[0]);
     assert_eq!(vals, vec![(0, "wake".to_string())]);
     broker.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "pipe", 1).await;
     let mut burst = BytesMut::new();
     let mut expected = Vec::new();
@@ -774,9 +717,7 @@ async fn shutdown_answers_in_flight_long_polls_and_stops_accepting() {
     // Make sure the fetch is being served before shutting down: a request behind it on the
     // same connection is only answered after it, so use a second connection as a barrier.
     let mut other = Conn::connect(addr).await;
-    let _: ApiVersionsResponse = other
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+    let _ = other.api_versions().await;
 
     let t0 = Instant::now();
     let stopping = tokio::spawn(broker.shutdown());
@@ -812,20 +753,10 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_reports_health_readiness_and_metrics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "m", 1).await;
-    let _: ProduceResponse = c
-        .call(ApiKey::Produce, 9, &produce_req("m", 0, -1, batch(&["x"])))
-        .await;
-    let _: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req("missing", 0, -1, batch(&["x"])),
-        )
-        .await;
+    let _ = c.produce("m", 0, -1, &["x"]).await;
+    let _ = c.produce("missing", 0, -1, &["x"]).await;
 
     assert_eq!(http_get(broker.http_addr(), "/healthz").await.0, 200);
     assert_eq!(http_get(broker.http_addr(), "/readyz").await.0, 200);
@@ -925,9 +856,7 @@ fn binary_refuses_bad_settings_and_exits_cleanly_on_sigterm() {
 /// resource with the Kafka error code and a message naming the input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_requests_refuse_bad_input_per_resource() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "cfg", 1).await;
     let alter = |value: &'static str, validate_only: bool| {
         AlterConfigsRequest::default()
@@ -1001,16 +930,7 @@ async fn admin_requests_refuse_bad_input_per_resource() {
     assert_eq!(codes, vec![38, 36, 17]);
 
     // DeleteTopics by id (v6).
-    let meta: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(tn("cfg")))
-            ])),
-        )
-        .await;
-    let id = meta.topics[0].topic_id;
+    let id = c.topic_id("cfg").await;
     let del = DeleteTopicsRequest::default().with_topics(vec![
         delete_topics_request::DeleteTopicState::default().with_topic_id(id),
     ]);
@@ -1028,9 +948,7 @@ async fn admin_requests_refuse_bad_input_per_resource() {
 /// InitProducerId hands out fresh ids that survive restarts; transactional ids are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_producer_id_never_reuses_ids_across_restarts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (dir, broker, mut c) = broker_and_conn().await;
     let req = InitProducerIdRequest::default()
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
@@ -1103,31 +1021,15 @@ async fn max_timestamp_and_leader_epoch_end_offsets() {
     use kafka_protocol::messages::offset_for_leader_epoch_request::{
         OffsetForLeaderPartition, OffsetForLeaderTopic,
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "epochs", 1).await;
     // Offsets 0..=2 with timestamps base+0..=2, then offset 3 with base+0 and 4..=5 with
     // base+0..=1: the maximum (base+2) is carried first by offset 2.
     for vals in [vec!["a", "b", "c"], vec!["d"], vec!["e", "f"]] {
-        let resp: ProduceResponse = c
-            .call(
-                ApiKey::Produce,
-                9,
-                &produce_req("epochs", 0, -1, batch(&vals)),
-            )
-            .await;
-        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        let resp = c.produce("epochs", 0, -1, &vals).await;
+        assert_eq!(resp.error_code, 0);
     }
-    let lo = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-            .with_name(tn("epochs"))
-            .with_partitions(vec![
-                list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_timestamp(-3),
-            ])]);
+    let lo = list_offsets_req("epochs", &[(0, -3)]);
     let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &lo).await;
     let p = &r.topics[0].partitions[0];
     assert_eq!(
@@ -1135,9 +1037,7 @@ async fn max_timestamp_and_leader_epoch_end_offsets() {
         (0, 2, 1_700_000_000_002)
     );
 
-    let versions: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+    let versions = c.api_versions().await;
     let range = versions
         .api_keys
         .iter()
@@ -1201,9 +1101,7 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "items", 2).await;
 
     let ca = CreateAclsRequest::default().with_creations(vec![AclCreation::default(); 3]);
@@ -1267,9 +1165,7 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
 
     // None of them is advertised but the ACL requests (Kafka without an authorizer advertises
     // them too), and the connection still serves requests.
-    let v: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+    let v = c.api_versions().await;
     assert_eq!(v.error_code, 0);
     for key in [ApiKey::CreateAcls, ApiKey::DeleteAcls, ApiKey::DescribeAcls] {
         assert!(
@@ -1283,17 +1179,7 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
             "{key:?} advertised"
         );
     }
-    let m: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
-        .await;
-    assert!(m
-        .topics
-        .iter()
-        .any(|t| t.name.as_ref().map(|n| n.as_str()) == Some("items")));
+    assert!(lists_topic(&c.all_topics().await, "items"));
     broker.shutdown().await.expect("shutdown");
 }
 
@@ -1302,9 +1188,7 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
 /// never needed while the owner serves) and DescribeQuorum (the metadata quorum of one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operational_apis_describe_log_dirs_producers_elections_and_the_quorum() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = start(dir.path()).await;
-    let mut c = Conn::connect(broker.kafka_addr()).await;
+    let (dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "ops", 2).await;
     let init: InitProducerIdResponse = c
         .call(

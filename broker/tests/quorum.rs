@@ -122,6 +122,36 @@ fn assert_created(o: &Outcome, name: &str) {
     );
 }
 
+/// Proposes creating topic `name` through `c` (`what` names the step if it fails) and checks
+/// that it was created.
+async fn create_via(c: &Cluster, name: &str, partitions: i32, what: &str) {
+    let o = c
+        .propose(create_topic(name, partitions))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    assert_created(&o, name);
+}
+
+/// Every member, for the helpers that take a chosen few.
+fn all(members: &[Member]) -> Vec<&Member> {
+    members.iter().collect()
+}
+
+async fn stop_all(members: &mut [Member]) {
+    for x in members.iter_mut() {
+        x.stop().await;
+    }
+}
+
+/// Starts a member from `cfg` and waits until it is ready.
+async fn start_ready(cfg: ClusterConfig, token: CancellationToken, what: &str) -> Arc<Cluster> {
+    let c = Cluster::start(cfg, token)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: start: {e}"));
+    within(what, READY, c.ready()).await;
+    c
+}
+
 async fn all_ready(members: &[&Member]) {
     for m in members {
         within(&format!("node {} ready", m.id), READY, m.c().ready()).await;
@@ -144,14 +174,48 @@ async fn topic_everywhere(members: &[&Member], name: &str) {
 /// Waits until all `members` agree on one leader (among them) and returns it.
 async fn agreed_leader(members: &[&Member], timeout: Duration) -> i32 {
     let ids: BTreeSet<i32> = members.iter().map(|m| m.id).collect();
-    until("an agreed leader", timeout, || {
+    agreed_leader_where(members, "an agreed leader", timeout, |l| ids.contains(&l)).await
+}
+
+/// Waits until all `members` agree on one leader for which `accept` holds, and returns it.
+async fn agreed_leader_where(
+    members: &[&Member],
+    what: &str,
+    timeout: Duration,
+    accept: impl Fn(i32) -> bool,
+) -> i32 {
+    until(what, timeout, || {
         let leaders: BTreeSet<Option<i32>> = members.iter().map(|m| m.c().leader()).collect();
         match leaders.into_iter().collect::<Vec<_>>().as_slice() {
-            [Some(l)] if ids.contains(l) => Some(*l),
+            [Some(l)] if accept(*l) => Some(*l),
             _ => None,
         }
     })
     .await
+}
+
+/// Waits until the voters and learners `c` knows satisfy `ok`, and returns them.
+async fn membership_until(
+    c: &Cluster,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&BTreeSet<i32>, &BTreeSet<i32>) -> bool,
+) -> (BTreeSet<i32>, BTreeSet<i32>) {
+    until(what, timeout, || {
+        let (voters, learners) = c.members();
+        ok(&voters, &learners).then_some((voters, learners))
+    })
+    .await
+}
+
+/// The log index of the membership configuration `c` applies (grows with each change).
+fn membership_index(c: &Cluster) -> Option<u64> {
+    c.raft_metrics()
+        .borrow()
+        .membership_config
+        .log_id()
+        .as_ref()
+        .map(|l| l.index)
 }
 
 async fn three(root: &Path) -> Vec<Member> {
@@ -164,7 +228,7 @@ async fn three(root: &Path) -> Vec<Member> {
     for m in members.iter_mut().rev() {
         m.start().await;
     }
-    all_ready(&members.iter().collect::<Vec<_>>()).await;
+    all_ready(&all(&members)).await;
     members
 }
 
@@ -194,8 +258,7 @@ async fn single_node_without_network_proposes_and_restarts_with_its_state() {
         .expect("propose");
     assert_eq!(o, Outcome::ClusterId("one".to_string()));
     let mut watch = c.watch();
-    let o = c.propose(create_topic("t1", 3)).await.expect("propose");
-    assert_created(&o, "t1");
+    create_via(&c, "t1", 3, "propose").await;
     // propose returns after the command is applied locally, and the watch saw it.
     assert!(c.state().topics.contains_key("t1"));
     assert!(watch.borrow_and_update().topics.contains_key("t1"));
@@ -216,22 +279,22 @@ async fn single_node_without_network_proposes_and_restarts_with_its_state() {
 
     // Restart on the same volume: the state comes back, nothing is re-founded.
     let started = Instant::now();
-    let c = Cluster::start(cfg.clone(), CancellationToken::new())
-        .await
-        .expect("restart");
-    within("restarted single node ready", READY, c.ready()).await;
+    let c = start_ready(
+        cfg.clone(),
+        CancellationToken::new(),
+        "restarted single node ready",
+    )
+    .await;
     eprintln!("single node: ready {:?} after restart", started.elapsed());
     let after = c.state();
     assert_eq!(after.cluster_id, before.cluster_id);
     assert_eq!(after.topics, before.topics);
-    let o = c.propose(create_topic("t2", 1)).await.expect("propose");
-    assert_created(&o, "t2");
+    create_via(&c, "t2", 1, "propose").await;
     // The caller's token stops it too.
     let token = CancellationToken::new();
     c.shutdown().await;
     let cfg_again = cfg.clone();
-    let c = Cluster::start(cfg, token.clone()).await.expect("restart");
-    within("ready again", READY, c.ready()).await;
+    let c = start_ready(cfg, token.clone(), "ready again").await;
     assert!(c.state().topics.contains_key("t2"));
     token.cancel();
     let res = within(
@@ -243,10 +306,7 @@ async fn single_node_without_network_proposes_and_restarts_with_its_state() {
     assert!(matches!(res, Err(ClusterError::ShuttingDown)), "{res:?}");
     // The volume is released: a new member opens it.
     c.shutdown().await;
-    let c = Cluster::start(cfg_again, CancellationToken::new())
-        .await
-        .expect("restart after the token");
-    within("ready after the token", READY, c.ready()).await;
+    let c = start_ready(cfg_again, CancellationToken::new(), "ready after the token").await;
     assert!(!c.state().topics.contains_key("cancelled"));
     c.shutdown().await;
 }
@@ -267,27 +327,18 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
     }
 
     // A command proposed on a follower is applied on all three.
-    let leader = agreed_leader(&m.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let leader = agreed_leader(&all(&m), Duration::from_secs(10)).await;
     let follower = (0..3).find(|&i| i != leader).expect("a follower") as usize;
-    let o = m[follower]
-        .c()
-        .propose(create_topic("from-follower", 2))
-        .await
-        .expect("propose on a follower");
-    assert_created(&o, "from-follower");
+    create_via(m[follower].c(), "from-follower", 2, "propose on a follower").await;
     assert!(m[follower].c().state().topics.contains_key("from-follower"));
-    topic_everywhere(&m.iter().collect::<Vec<_>>(), "from-follower").await;
+    topic_everywhere(&all(&m), "from-follower").await;
 
     // Kill (shut down) the leader: a new one is elected and proposals succeed.
     m[leader as usize].stop().await;
     let killed = Instant::now();
     let rest: Vec<&Member> = m.iter().filter(|x| x.id != leader).collect();
-    let new_leader = until("a new leader", Duration::from_secs(15), || {
-        let ls: BTreeSet<Option<i32>> = rest.iter().map(|x| x.c().leader()).collect();
-        match ls.into_iter().collect::<Vec<_>>().as_slice() {
-            [Some(l)] if *l != leader => Some(*l),
-            _ => None,
-        }
+    let new_leader = agreed_leader_where(&rest, "a new leader", Duration::from_secs(15), |l| {
+        l != leader
     })
     .await;
     eprintln!(
@@ -295,18 +346,8 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
         killed.elapsed()
     );
     let t = Instant::now();
-    let o = rest[0]
-        .c()
-        .propose(create_topic("one-down", 1))
-        .await
-        .expect("propose with one node down");
-    assert_created(&o, "one-down");
-    let o = rest[1]
-        .c()
-        .propose(create_topic("one-down-2", 1))
-        .await
-        .expect("propose with one node down");
-    assert_created(&o, "one-down-2");
+    create_via(rest[0].c(), "one-down", 1, "propose with one node down").await;
+    create_via(rest[1].c(), "one-down-2", 1, "propose with one node down").await;
     eprintln!(
         "three nodes: two proposals with one down took {:?}",
         t.elapsed()
@@ -346,7 +387,7 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
         log.get(clean_len..clean_len + torn.len()) != Some(&torn[..]),
         "the torn append was cut off before new entries were appended"
     );
-    topic_everywhere(&m.iter().collect::<Vec<_>>(), "one-down-2").await;
+    topic_everywhere(&all(&m), "one-down-2").await;
     assert_eq!(
         m[leader as usize].c().members().0,
         BTreeSet::from([0, 1, 2]),
@@ -355,14 +396,12 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
 
     // All three restarted keep their state.
     let before = m[0].c().state();
-    for x in m.iter_mut() {
-        x.stop().await;
-    }
+    stop_all(&mut m).await;
     let restart = Instant::now();
     for x in m.iter_mut() {
         x.start().await;
     }
-    all_ready(&m.iter().collect::<Vec<_>>()).await;
+    all_ready(&all(&m)).await;
     eprintln!(
         "three nodes: full restart ready after {:?}",
         restart.elapsed()
@@ -380,12 +419,7 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
             x.id
         );
     }
-    let o = m[2]
-        .c()
-        .propose(create_topic("after-restart", 1))
-        .await
-        .expect("propose after restart");
-    assert_created(&o, "after-restart");
+    create_via(m[2].c(), "after-restart", 1, "propose after restart").await;
 
     // A member restarting with its volume at another address is reached there.
     m[2].stop().await;
@@ -397,13 +431,8 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
         "three nodes: node 2 at a new address ready after {:?}",
         moved.elapsed()
     );
-    let o = m[0]
-        .c()
-        .propose(create_topic("after-move", 1))
-        .await
-        .expect("propose after the move");
-    assert_created(&o, "after-move");
-    topic_everywhere(&m.iter().collect::<Vec<_>>(), "after-move").await;
+    create_via(m[0].c(), "after-move", 1, "propose after the move").await;
+    topic_everywhere(&all(&m), "after-move").await;
     let addr = m[0]
         .c()
         .raft_metrics()
@@ -414,9 +443,7 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
         .map(|n| n.addr.clone());
     assert_eq!(addr, Some(m[2].addr()));
     assert_eq!(m[0].c().state().brokers[&2].cluster_addr, m[2].addr());
-    for x in m.iter_mut() {
-        x.stop().await;
-    }
+    stop_all(&mut m).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,8 +457,8 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
     fourth.start().await;
     within("node 3 ready", READY, fourth.c().ready()).await;
     let c0 = m[0].c().clone();
-    until("node 3 is a voter", Duration::from_secs(10), || {
-        (c0.members().0 == BTreeSet::from([0, 1, 2, 3])).then_some(())
+    membership_until(&c0, "node 3 is a voter", Duration::from_secs(10), |v, _| {
+        *v == BTreeSet::from([0, 1, 2, 3])
     })
     .await;
     assert!(fourth.c().state().brokers.contains_key(&3));
@@ -444,24 +471,21 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
         within(&format!("node {id} ready"), READY, x.c().ready()).await;
         m.push(x);
     }
-    let (voters, learners) = until("5 voters + 1 learner", Duration::from_secs(10), || {
-        let (v, l) = c0.members();
-        (v.len() == 5 && l.len() == 1).then_some((v, l))
-    })
+    let (voters, learners) = membership_until(
+        &c0,
+        "5 voters + 1 learner",
+        Duration::from_secs(10),
+        |v, l| v.len() == 5 && l.len() == 1,
+    )
     .await;
     eprintln!("six nodes: voters {voters:?}, learners {learners:?}");
     assert_eq!(voters, BTreeSet::from([0, 1, 2, 3, 4]));
     assert_eq!(learners, BTreeSet::from([5]));
-    let o = m[5]
-        .c()
-        .propose(create_topic("from-learner", 1))
-        .await
-        .expect("propose on a learner");
-    assert_created(&o, "from-learner");
-    topic_everywhere(&m.iter().collect::<Vec<_>>(), "from-learner").await;
+    create_via(m[5].c(), "from-learner", 1, "propose on a learner").await;
+    topic_everywhere(&all(&m), "from-learner").await;
 
     // Remove a voter (through a non-leader): the learner is promoted to keep five voters.
-    let leader = agreed_leader(&m.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let leader = agreed_leader(&all(&m), Duration::from_secs(10)).await;
     let victim = (1..5).find(|&i| i != leader).expect("a non-leader voter");
     let via = (0..5)
         .find(|&i| i != leader && i != victim)
@@ -474,13 +498,11 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
     m[victim as usize].stop().await;
     let survivors: Vec<&Member> = m.iter().filter(|x| x.id != victim).collect();
     let c = survivors[0].c().clone();
-    let (voters, learners) = until(
+    let (voters, learners) = membership_until(
+        &c,
         "victim gone, learner promoted",
         Duration::from_secs(15),
-        || {
-            let (v, l) = c.members();
-            (!v.contains(&victim) && !l.contains(&victim) && v.len() == 5).then_some((v, l))
-        },
+        |v, l| !v.contains(&victim) && !l.contains(&victim) && v.len() == 5,
     )
     .await;
     eprintln!("after removing node {victim}: voters {voters:?}, learners {learners:?}");
@@ -492,12 +514,13 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
         .remove_node(victim)
         .await
         .expect("removing a non-member is a no-op");
-    let o = survivors[1]
-        .c()
-        .propose(create_topic("after-removal", 1))
-        .await
-        .expect("propose after removal");
-    assert_created(&o, "after-removal");
+    create_via(
+        survivors[1].c(),
+        "after-removal",
+        1,
+        "propose after removal",
+    )
+    .await;
 
     // Removing the leader itself: the others elect a new one among themselves.
     let old = agreed_leader(&survivors, Duration::from_secs(10)).await;
@@ -509,37 +532,34 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
         .clone();
     asker.remove_node(old).await.expect("remove the leader");
     let rest: Vec<&Member> = survivors.into_iter().filter(|x| x.id != old).collect();
-    let new = until(
+    let new = agreed_leader_where(
+        &rest,
         "a leader other than the removed one",
         Duration::from_secs(15),
-        || {
-            let ls: BTreeSet<Option<i32>> = rest.iter().map(|x| x.c().leader()).collect();
-            let (v, _) = asker.members();
-            match ls.into_iter().collect::<Vec<_>>().as_slice() {
-                [Some(l)] if *l != old && !v.contains(&old) => Some(*l),
-                _ => None,
-            }
-        },
+        |l| l != old && !asker.members().0.contains(&old),
     )
     .await;
     eprintln!(
         "removed leader {old}; new leader {new}; members {:?}",
         asker.members()
     );
-    let o = asker
-        .propose(create_topic("after-leader-removal", 1))
-        .await
-        .expect("propose after removing the leader");
-    assert_created(&o, "after-leader-removal");
+    create_via(
+        &asker,
+        "after-leader-removal",
+        1,
+        "propose after removing the leader",
+    )
+    .await;
 
     // The removed (and stopped) voter restarts with its volume: it is added back.
     let t = Instant::now();
     m[victim as usize].start().await;
     within("removed node back", READY, m[victim as usize].c().ready()).await;
-    until(
+    membership_until(
+        &asker,
         "removed node a voter again",
         Duration::from_secs(10),
-        || asker.members().0.contains(&victim).then_some(()),
+        |v, _| v.contains(&victim),
     )
     .await;
     eprintln!(
@@ -551,9 +571,7 @@ async fn joins_up_to_five_voters_then_learners_and_removal() {
         .state()
         .topics
         .contains_key("after-leader-removal"));
-    for x in m.iter_mut() {
-        x.stop().await;
-    }
+    stop_all(&mut m).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,12 +585,7 @@ async fn a_seed_given_as_a_dns_name_is_resolved() {
     a.start().await;
     all_ready(&[&a, &b]).await;
     assert_eq!(b.c().members().0, BTreeSet::from([0, 1]));
-    let o = b
-        .c()
-        .propose(create_topic("dns", 1))
-        .await
-        .expect("propose");
-    assert_created(&o, "dns");
+    create_via(b.c(), "dns", 1, "propose").await;
     topic_everywhere(&[&a, &b], "dns").await;
 
     // Without a quorum, propose gives up after its deadline naming the leader it tried.
@@ -605,14 +618,9 @@ async fn compaction_then_restart_and_a_new_member_gets_a_snapshot() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut m = three(root.path()).await;
     for i in 0..20 {
-        let o = m[i % 3]
-            .c()
-            .propose(create_topic(&format!("c{i}"), 1))
-            .await
-            .expect("propose");
-        assert_created(&o, &format!("c{i}"));
+        create_via(m[i % 3].c(), &format!("c{i}"), 1, "propose").await;
     }
-    topic_everywhere(&m.iter().collect::<Vec<_>>(), "c19").await;
+    topic_everywhere(&all(&m), "c19").await;
     for x in &m {
         let upto = x.c().compact().await.expect("compact").expect("a snapshot");
         let metrics = x.c().raft_metrics();
@@ -653,13 +661,11 @@ async fn compaction_then_restart_and_a_new_member_gets_a_snapshot() {
 
     // Everyone restarts from snapshot + log.
     let before = m[0].c().state();
-    for x in m.iter_mut() {
-        x.stop().await;
-    }
+    stop_all(&mut m).await;
     for x in m.iter_mut() {
         x.start().await;
     }
-    all_ready(&m.iter().collect::<Vec<_>>()).await;
+    all_ready(&all(&m)).await;
     for x in &m {
         assert_eq!(
             x.c().state().topics,
@@ -668,35 +674,21 @@ async fn compaction_then_restart_and_a_new_member_gets_a_snapshot() {
             x.id
         );
     }
-    for x in m.iter_mut() {
-        x.stop().await;
-    }
+    stop_all(&mut m).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_volume_was_lost_is_removed_then_joins_again_with_the_same_id() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut m = three(root.path()).await;
-    let o = m[0]
-        .c()
-        .propose(create_topic("before-loss", 3))
-        .await
-        .expect("propose");
-    assert_created(&o, "before-loss");
-    topic_everywhere(&m.iter().collect::<Vec<_>>(), "before-loss").await;
+    create_via(m[0].c(), "before-loss", 3, "propose").await;
+    topic_everywhere(&all(&m), "before-loss").await;
 
     // Lose a follower's volume: stop it, delete its directory, start it with the same id and
     // seeds (what a StatefulSet does after its PVC was deleted).
-    let leader = agreed_leader(&m.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let leader = agreed_leader(&all(&m), Duration::from_secs(10)).await;
     let lost = (0..3).find(|&i| i != leader).expect("a follower") as usize;
-    let membership_before = m[leader as usize]
-        .c()
-        .raft_metrics()
-        .borrow()
-        .membership_config
-        .log_id()
-        .as_ref()
-        .map(|l| l.index);
+    let membership_before = membership_index(m[leader as usize].c());
     m[lost].stop().await;
     std::fs::remove_dir_all(&m[lost].dir).expect("delete the lost volume");
     m[lost].start().await;
@@ -704,39 +696,33 @@ async fn a_member_whose_volume_was_lost_is_removed_then_joins_again_with_the_sam
 
     // The empty member is a voter again and has the whole state...
     let leader_c = m[leader as usize].c().clone();
-    until(
+    membership_until(
+        &leader_c,
         "the member with the new volume is a voter again",
         Duration::from_secs(20),
-        || (leader_c.members().0 == BTreeSet::from([0, 1, 2])).then_some(()),
+        |v, _| *v == BTreeSet::from([0, 1, 2]),
     )
     .await;
     assert!(m[lost].c().state().topics.contains_key("before-loss"));
     // ...because the leader removed the member it was and added it anew: two membership
     // changes were committed. Without them the empty volume would have been taken for the old
     // member, with its votes forgotten.
-    let membership_after = leader_c
-        .raft_metrics()
-        .borrow()
-        .membership_config
-        .log_id()
-        .as_ref()
-        .map(|l| l.index);
+    let membership_after = membership_index(&leader_c);
     assert!(
         membership_after > membership_before,
         "membership unchanged ({membership_before:?} -> {membership_after:?}): the lost member was taken back as it was"
     );
 
     // And the cluster goes on: a command proposed on the renewed member is applied everywhere.
-    let o = m[lost]
-        .c()
-        .propose(create_topic("after-loss", 1))
-        .await
-        .expect("propose on the renewed member");
-    assert_created(&o, "after-loss");
-    topic_everywhere(&m.iter().collect::<Vec<_>>(), "after-loss").await;
-    for x in m.iter_mut() {
-        x.stop().await;
-    }
+    create_via(
+        m[lost].c(),
+        "after-loss",
+        1,
+        "propose on the renewed member",
+    )
+    .await;
+    topic_everywhere(&all(&m), "after-loss").await;
+    stop_all(&mut m).await;
 }
 
 #[tokio::test]

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
-use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 
 const N: u64 = 240;
 const LONG: Duration = Duration::from_secs(60);
@@ -23,10 +22,8 @@ fn rdkafka_round_trip_is_byte_exact_for_every_codec() {
     for codec in CODECS {
         let topic = topic_name(&format!("rd-{codec}"));
         let acked = rd_produce_all(&bs, &topic, Some(0), 0..N, &[("compression.type", codec)]);
-        let mut offsets: Vec<i64> = acked.iter().map(|a| a.2).collect();
-        offsets.sort_unstable();
         assert_eq!(
-            offsets,
+            sorted_offsets(&acked),
             (0..N as i64).collect::<Vec<_>>(),
             "{codec}: acknowledged offsets are not 0..{N}"
         );
@@ -48,26 +45,13 @@ fn kafka_python_produces_every_codec_and_rdkafka_reads_it_byte_exact() {
     let bs = broker.bootstrap();
     let topic = topic_name("kp-codecs");
     // One topic, one stretch of records per codec, so batches of every codec sit side by side.
-    for (k, codec) in CODECS.iter().enumerate() {
-        let start = k as u64 * N;
-        let out = run_python(
+    for (codec, records) in codec_stretches(N) {
+        let out = py_produce(
             "kafka_python_client.py",
-            &[
-                "produce",
-                "--bootstrap",
-                &bs,
-                "--topic",
-                &topic,
-                "--codec",
-                codec,
-                "--start",
-                &start.to_string(),
-                "--count",
-                &N.to_string(),
-                "--partition",
-                "0",
-            ],
-            LONG,
+            &bs,
+            &topic,
+            records,
+            &["--codec", codec, "--partition", "0"],
         );
         let acked = out
             .stdout
@@ -89,13 +73,12 @@ fn rdkafka_produced_codecs_are_read_byte_exact_by_kafka_python_and_confluent_kaf
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
     let topic = topic_name("rd-to-py");
-    for (k, codec) in CODECS.iter().enumerate() {
-        let start = k as u64 * N;
+    for (codec, records) in codec_stretches(N) {
         rd_produce_all(
             &bs,
             &topic,
             Some(0),
-            start..start + N,
+            records,
             &[("compression.type", codec)],
         );
     }
@@ -124,26 +107,13 @@ fn confluent_kafka_round_trip_is_byte_exact_for_every_codec() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
     let topic = topic_name("ck-codecs");
-    for (k, codec) in CODECS.iter().enumerate() {
-        let start = k as u64 * N;
-        run_python(
+    for (codec, records) in codec_stretches(N) {
+        py_produce(
             "confluent_client.py",
-            &[
-                "produce",
-                "--bootstrap",
-                &bs,
-                "--topic",
-                &topic,
-                "--codec",
-                codec,
-                "--start",
-                &start.to_string(),
-                "--count",
-                &N.to_string(),
-                "--partition",
-                "0",
-            ],
-            LONG,
+            &bs,
+            &topic,
+            records,
+            &["--codec", codec, "--partition", "0"],
         );
     }
     let total = N * CODECS.len() as u64;
@@ -271,11 +241,9 @@ fn long_poll_fetch_waits_for_data_and_a_produce_wakes_it() {
         "the waiting fetch was answered only after {total:?} (max_wait 20 s): the produce did not wake it"
     );
     assert!(after_produce < Duration::from_secs(5));
-    let mut buf = f.records.clone();
-    let sets = RecordBatchDecoder::decode_all(&mut buf).expect("decode fetched records");
-    let offsets: Vec<i64> = sets
+    let offsets: Vec<i64> = decoded_records(&f.records)
         .iter()
-        .flat_map(|s| s.records.iter().map(|r| r.offset))
+        .map(|r| r.offset)
         .collect();
     assert_eq!(
         offsets,
@@ -284,17 +252,16 @@ fn long_poll_fetch_waits_for_data_and_a_produce_wakes_it() {
     );
 
     // The same through librdkafka: a consumer already waiting at the end gets the new record.
-    let consumer = rd_consumer(
+    let consumer = rd_reader(
         &broker.bootstrap(),
+        &topic,
+        &[0],
+        Offset::End,
         &[
             ("fetch.wait.max.ms", "10000"),
             ("enable.partition.eof", "true"),
         ],
     );
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::End)
-        .expect("add partition");
-    consumer.assign(&tpl).expect("assign");
     // Partition EOF means the consumer has reached the end and now waits in a long poll.
     wait_for(
         "the consumer to report partition EOF",
@@ -331,11 +298,7 @@ fn consumers_starting_inside_a_compressed_batch_get_exactly_the_records_from_the
         codecs.len()
     );
     for start in [1i64, 37, 99] {
-        let c = rd_consumer(&bs, &[]);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Offset(start))
-            .expect("add partition");
-        c.assign(&tpl).expect("assign");
+        let c = rd_reader(&bs, &topic, &[0], Offset::Offset(start), &[]);
         let got = rd_poll_n(&c, (100 - start) as usize, LONG);
         assert_eq!(got.first().map(|r| r.offset), Some(start), "first offset");
         assert_records_exact(&got, start as u64..100);

@@ -604,15 +604,18 @@ mod tests {
         assert_eq!(store.all().len(), 3);
     }
 
+    /// The log under `dir` after two commits to g/t/0 (offset 5, then 6), its store closed.
+    fn log_of_two_commits(dir: &Path) -> PathBuf {
+        let store = OffsetStore::open(dir).unwrap();
+        store.append(vec![commit("g", "t", 0, 5)]).unwrap();
+        store.append(vec![commit("g", "t", 0, 6)]).unwrap();
+        dir.join(LOG_FILE)
+    }
+
     #[test]
     fn torn_tail_is_truncated_and_earlier_commits_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(LOG_FILE);
-        {
-            let store = OffsetStore::open(dir.path()).unwrap();
-            store.append(vec![commit("g", "t", 0, 5)]).unwrap();
-            store.append(vec![commit("g", "t", 0, 6)]).unwrap();
-        }
+        let path = log_of_two_commits(dir.path());
         let good_len = fs::metadata(&path).unwrap().len();
         // A third record cut in the middle, as a crash during write would leave it.
         let mut frame = Vec::new();
@@ -635,12 +638,7 @@ mod tests {
     #[test]
     fn corrupt_record_ends_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(LOG_FILE);
-        {
-            let store = OffsetStore::open(dir.path()).unwrap();
-            store.append(vec![commit("g", "t", 0, 5)]).unwrap();
-            store.append(vec![commit("g", "t", 0, 6)]).unwrap();
-        }
+        let path = log_of_two_commits(dir.path());
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff; // flip a byte of the second record's metadata

@@ -185,6 +185,57 @@ fn rejoin(
     tokio::spawn(async move { c2.join_group(5, req).await })
 }
 
+/// `member`'s SyncGroup (v5) at `generation` without assignments, sent ahead so that it waits
+/// for the leader's.
+async fn sync_waiting(
+    c: &Arc<GroupCoordinator>,
+    group: &str,
+    member: &str,
+    generation: i32,
+) -> tokio::task::JoinHandle<SyncGroupResponse> {
+    let c2 = Arc::clone(c);
+    let req = sync_req(group, member, generation, &[]);
+    let handle = tokio::spawn(async move { c2.sync_group(5, req).await });
+    tokio::task::yield_now().await;
+    handle
+}
+
+/// Two new members in generation 1 of `group`, synced (the leader, returned first, assigns
+/// "x" to itself and "y" to the other).
+async fn stable_pair(c: &Arc<GroupCoordinator>, group: &str) -> (String, String) {
+    let (a, ja) = join_new(c, group).await;
+    let (b, jb) = join_new(c, group).await;
+    ja.await.unwrap();
+    jb.await.unwrap();
+    let sb = sync_waiting(c, group, &b, 1).await;
+    c.sync_group(5, sync_req(group, &a, 1, &[(&a, "x"), (&b, "y")]))
+        .await;
+    assert_eq!(sb.await.unwrap().error_code, 0);
+    (a, b)
+}
+
+/// LeaveGroup v0-2: one member by id.
+fn leave_req(group: &str, member: &str) -> LeaveGroupRequest {
+    LeaveGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+}
+
+/// OffsetFetch v1-7 of `partitions` of `topic`, or of every committed partition.
+fn offset_fetch_req(group: &str, wanted: Option<(&str, Vec<i32>)>) -> OffsetFetchRequest {
+    OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(wanted.map(|(topic, partitions)| {
+            vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_indexes(partitions)]
+        }))
+}
+
+fn group_names(r: &ListGroupsResponse) -> Vec<String> {
+    r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn two_members_rebalance_when_one_leaves() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,12 +256,7 @@ async fn two_members_rebalance_when_one_leaves() {
     assert_eq!(ra.protocol_name.as_deref(), Some("range"));
 
     // b syncs first and waits; the leader's assignment releases it.
-    let c2 = Arc::clone(&c);
-    let sb = tokio::spawn({
-        let req = sync_req("g", &b, 1, &[]);
-        async move { c2.sync_group(5, req).await }
-    });
-    tokio::task::yield_now().await;
+    let sb = sync_waiting(&c, "g", &b, 1).await;
     let sa = c
         .sync_group(5, sync_req("g", &a, 1, &[(&a, "p0,p1"), (&b, "p2,p3")]))
         .await;
@@ -282,19 +328,7 @@ async fn two_members_rebalance_when_one_leaves() {
 async fn member_that_stops_heartbeating_is_expired() {
     let dir = tempfile::tempdir().unwrap();
     let (c, shutdown) = start(dir.path());
-    let (a, ja) = join_new(&c, "g").await;
-    let (b, jb) = join_new(&c, "g").await;
-    ja.await.unwrap();
-    jb.await.unwrap();
-    let c2 = Arc::clone(&c);
-    let sb = tokio::spawn({
-        let req = sync_req("g", &b, 1, &[]);
-        async move { c2.sync_group(5, req).await }
-    });
-    tokio::task::yield_now().await;
-    c.sync_group(5, sync_req("g", &a, 1, &[(&a, "x"), (&b, "y")]))
-        .await;
-    assert_eq!(sb.await.unwrap().error_code, 0);
+    let (a, b) = stable_pair(&c, "g").await;
 
     // a heartbeats every 3 s; b says nothing. Within a session timeout (plus a heartbeat
     // interval) a is told to rebalance.
@@ -331,18 +365,7 @@ async fn member_that_stops_heartbeating_is_expired() {
 async fn join_completes_at_the_rebalance_timeout_without_the_silent_member() {
     let dir = tempfile::tempdir().unwrap();
     let (c, shutdown) = start(dir.path());
-    let (a, ja) = join_new(&c, "g").await;
-    let (b, jb) = join_new(&c, "g").await;
-    ja.await.unwrap();
-    jb.await.unwrap();
-    let c2 = Arc::clone(&c);
-    let sb = tokio::spawn({
-        let req = sync_req("g", &b, 1, &[]);
-        async move { c2.sync_group(5, req).await }
-    });
-    tokio::task::yield_now().await;
-    c.sync_group(5, sync_req("g", &a, 1, &[])).await;
-    sb.await.unwrap();
+    let (a, b) = stable_pair(&c, "g").await;
 
     // a rejoins; b keeps heartbeating but never rejoins.
     let started = tokio::time::Instant::now();
@@ -458,11 +481,7 @@ async fn every_response_encodes_at_every_version() {
             encodes(&r, cv);
         }
         for fv in 1..=7 {
-            let req = OffsetFetchRequest::default()
-                .with_group_id(GroupId(s(&group)))
-                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                    .with_name(TopicName(s("t")))
-                    .with_partition_indexes(vec![0, 1])]));
+            let req = offset_fetch_req(&group, Some(("t", vec![0, 1])));
             let r = c.offset_fetch(fv, at_version(req, fv)).await;
             encodes(&r, fv);
             assert_eq!(
@@ -518,9 +537,7 @@ async fn every_response_encodes_at_every_version() {
                 .with_group_id(GroupId(s(&group)))
                 .with_members(vec![MemberIdentity::default().with_member_id(s(&id))])
         } else {
-            LeaveGroupRequest::default()
-                .with_group_id(GroupId(s(&group)))
-                .with_member_id(s(&id))
+            leave_req(&group, &id)
         };
         let lv = v % 6;
         let r = c.leave_group(lv, at_version(leave, lv)).await;
@@ -552,14 +569,7 @@ async fn every_response_encodes_at_every_version() {
 async fn leave_group_errors_per_version() {
     let dir = tempfile::tempdir().unwrap();
     let (c, shutdown) = start(dir.path());
-    let r = c
-        .leave_group(
-            1,
-            LeaveGroupRequest::default()
-                .with_group_id(GroupId(s("none")))
-                .with_member_id(s("x")),
-        )
-        .await;
+    let r = c.leave_group(1, leave_req("none", "x")).await;
     assert_eq!(r.error_code, codes::UNKNOWN_MEMBER_ID);
     let r = c
         .leave_group(
@@ -612,11 +622,7 @@ async fn offsets_are_committed_fetched_and_survive_a_restart() {
     let r = c
         .offset_fetch(
             7,
-            OffsetFetchRequest::default()
-                .with_group_id(GroupId(s("solo")))
-                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                    .with_name(TopicName(s("t")))
-                    .with_partition_indexes(vec![0, 1, 2, 3, 9])])),
+            offset_fetch_req("solo", Some(("t", vec![0, 1, 2, 3, 9]))),
         )
         .await;
     assert_eq!(r.error_code, 0);
@@ -700,14 +706,7 @@ async fn group_commits_are_checked_against_membership() {
         .offset_commit(8, commit_req("g", "", -1, &[("t", 0, 2)]))
         .await;
     assert_eq!(commit_codes(&r), vec![codes::UNKNOWN_MEMBER_ID]);
-    let r = c
-        .offset_fetch(
-            5,
-            OffsetFetchRequest::default()
-                .with_group_id(GroupId(s("g")))
-                .with_topics(None),
-        )
-        .await;
+    let r = c.offset_fetch(5, offset_fetch_req("g", None)).await;
     assert_eq!(fetched_v7(&r, "t"), vec![(0, 1, "m1".to_string())]);
     shutdown.cancel();
 }
@@ -809,13 +808,7 @@ async fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
             vec![codes::NON_EMPTY_GROUP, 0, codes::GROUP_ID_NOT_FOUND]
         );
         // Once its member leaves, the group can go too.
-        c.leave_group(
-            0,
-            LeaveGroupRequest::default()
-                .with_group_id(GroupId(s("busy")))
-                .with_member_id(s(&a)),
-        )
-        .await;
+        c.leave_group(0, leave_req("busy", &a)).await;
         let r = c
             .delete_groups(
                 2,
@@ -826,13 +819,7 @@ async fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
         shutdown.cancel();
     }
     let (c, shutdown) = start(dir.path());
-    let groups: Vec<String> = c
-        .list_groups(3, ListGroupsRequest::default())
-        .await
-        .groups
-        .iter()
-        .map(|g| g.group_id.0.to_string())
-        .collect();
+    let groups = group_names(&c.list_groups(3, ListGroupsRequest::default()).await);
     assert_eq!(groups, vec!["keep".to_string()]);
     shutdown.cancel();
 }
@@ -871,21 +858,18 @@ async fn list_groups_filters_by_state_and_type() {
             .with_states_filter(states.iter().map(|x| s(x)).collect())
             .with_types_filter(types.iter().map(|x| s(x)).collect())
     };
-    let names = |r: &ListGroupsResponse| -> Vec<String> {
-        r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
-    };
     let r = c.list_groups(5, list(&[], &[])).await;
-    assert_eq!(names(&r), vec!["active", "idle"]);
+    assert_eq!(group_names(&r), vec!["active", "idle"]);
     assert_eq!(r.groups[0].group_state.as_str(), "CompletingRebalance");
     assert_eq!(r.groups[0].group_type.as_str(), "classic");
     let r = c.list_groups(4, list(&["empty"], &[])).await;
-    assert_eq!(names(&r), vec!["idle"]);
+    assert_eq!(group_names(&r), vec!["idle"]);
     let r = c.list_groups(5, list(&["Stable"], &[])).await;
     assert!(r.groups.is_empty());
     let r = c.list_groups(5, list(&[], &["consumer"])).await;
     assert!(r.groups.is_empty());
     let r = c.list_groups(5, list(&[], &["Classic"])).await;
-    assert_eq!(names(&r).len(), 2);
+    assert_eq!(group_names(&r).len(), 2);
 
     let d = c
         .describe_groups(
@@ -972,13 +956,7 @@ async fn idle_groups_without_offsets_are_forgotten() {
     for g in ["idle", "with-offsets"] {
         let (a, ja) = join_new(&c, g).await;
         ja.await.unwrap();
-        c.leave_group(
-            0,
-            LeaveGroupRequest::default()
-                .with_group_id(GroupId(s(g)))
-                .with_member_id(s(&a)),
-        )
-        .await;
+        c.leave_group(0, leave_req(g, &a)).await;
         if g == "with-offsets" {
             let r = c
                 .offset_commit(8, commit_req(g, "", -1, &[("t", 0, 1)]))
@@ -986,18 +964,12 @@ async fn idle_groups_without_offsets_are_forgotten() {
             assert_eq!(commit_codes(&r), vec![0]);
         }
     }
-    let names = |r: ListGroupsResponse| -> Vec<String> {
-        r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
-    };
-    let listed = names(c.list_groups(4, ListGroupsRequest::default()).await);
-    assert_eq!(listed, vec!["idle", "with-offsets"]);
+    let listed = || async { group_names(&c.list_groups(4, ListGroupsRequest::default()).await) };
+    assert_eq!(listed().await, vec!["idle", "with-offsets"]);
     tokio::time::sleep(Duration::from_secs(590)).await;
-    assert_eq!(
-        names(c.list_groups(4, ListGroupsRequest::default()).await).len(),
-        2
-    );
+    assert_eq!(listed().await.len(), 2);
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let listed = names(c.list_groups(4, ListGroupsRequest::default()).await);
+    let listed = listed().await;
     assert_eq!(listed, vec!["with-offsets"]);
     shutdown.cancel();
 }

@@ -1,22 +1,30 @@
 //! Shared harness of the broker integration tests: brokers in process and as a child process,
-//! the deterministic test records, librdkafka helpers, a raw Kafka-protocol client, the Python
-//! clients and polling with deadlines.
+//! the deterministic test records, librdkafka helpers, a raw Kafka-protocol client and polling
+//! with deadlines; [`drivers`] runs the clients that are processes of their own (Python, Java,
+//! Go).
 //!
 //! Every wait here is bounded by a deadline; nothing sleeps in place of checking a condition.
 #![allow(dead_code)]
+
+mod drivers;
+// Each test binary compiles this harness whole; some use nothing of `drivers`.
+#[allow(unused_imports)]
+pub use drivers::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use clap::Parser;
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -161,6 +169,14 @@ pub fn assert_records_exact(got: &[Consumed], expected: impl IntoIterator<Item =
     );
 }
 
+/// Checks that each record of `got` sits at the offset equal to its index (records `0..`
+/// written in order into one partition).
+pub fn assert_each_at_its_index(got: &[Consumed]) {
+    for c in got {
+        assert_eq!(c.offset, c.index() as i64, "record {} offset", c.index());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Brokers
 
@@ -204,6 +220,15 @@ fn rd_debug(cfg: &mut ClientConfig) {
     }
 }
 
+/// The runtime of one in-process broker: its own, so test code can block freely.
+pub fn broker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build tokio runtime")
+}
+
 /// A broker running in this process, on its own tokio runtime so test code can block freely.
 pub struct TestBroker {
     rt: tokio::runtime::Runtime,
@@ -226,13 +251,8 @@ impl TestBroker {
     /// Starts a broker on `data_dir` (kept by the caller).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestBroker {
         init_test_logging();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("build tokio runtime");
         let mut b = TestBroker {
-            rt,
+            rt: broker_runtime(),
             broker: None,
             data_dir: data_dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -491,6 +511,14 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 
 pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
+/// One stretch of `n` records per codec, back to back from record 0: (codec, records), so that
+/// batches of every codec sit side by side in one partition.
+pub fn codec_stretches(n: u64) -> impl Iterator<Item = (&'static str, std::ops::Range<u64>)> {
+    (0u64..)
+        .zip(CODECS)
+        .map(move |(k, codec)| (codec, k * n..(k + 1) * n))
+}
+
 /// What the delivery reports said about each record (by index).
 #[derive(Default)]
 pub struct DeliveryLog {
@@ -658,6 +686,24 @@ pub fn to_consumed<M: Message>(m: &M) -> Consumed {
     }
 }
 
+/// An [`rd_consumer`] assigned `partitions` of `topic`, each read from `from`.
+pub fn rd_reader(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    from: Offset,
+    extra: &[(&str, &str)],
+) -> BaseConsumer {
+    let c = rd_consumer(bootstrap, extra);
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, from)
+            .expect("add partition");
+    }
+    c.assign(&tpl).expect("assign partitions");
+    c
+}
+
 /// Reads `count` records from the start of `partitions` of `topic`, within `timeout`.
 pub fn rd_consume_from_start(
     bootstrap: &str,
@@ -666,13 +712,7 @@ pub fn rd_consume_from_start(
     count: usize,
     timeout: Duration,
 ) -> Vec<Consumed> {
-    let c = rd_consumer(bootstrap, &[]);
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .expect("add partition");
-    }
-    c.assign(&tpl).expect("assign partitions");
+    let c = rd_reader(bootstrap, topic, partitions, Offset::Beginning, &[]);
     rd_poll_n(&c, count, timeout)
 }
 
@@ -696,11 +736,32 @@ pub fn rd_poll_n(c: &BaseConsumer, count: usize, timeout: Duration) -> Vec<Consu
     out
 }
 
+/// The offsets the delivery reports of [`rd_produce_all`] named, in order.
+pub fn sorted_offsets(acked: &[(u64, i32, i64)]) -> Vec<i64> {
+    let mut offsets: Vec<i64> = acked.iter().map(|a| a.2).collect();
+    offsets.sort_unstable();
+    offsets
+}
+
 /// (low, high) watermarks of a partition.
 pub fn rd_watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
     let c = rd_consumer(bootstrap, &[]);
     c.fetch_watermarks(topic, partition, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"))
+}
+
+/// A librdkafka admin client.
+pub fn rd_admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("create rdkafka admin client")
+}
+
+/// Admin options with a 30 s operation timeout.
+pub fn admin_opts() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
 }
 
 /// Number of partitions of `topic` per Metadata, or None when the broker does not know it.
@@ -805,131 +866,6 @@ impl RawClient {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Python clients
-
-/// The venv python with kafka-python and confluent-kafka: env `SLUICE_PYTHON`, else the last line
-/// printed by `scripts/clients.sh` (which installs them, cached).
-pub fn python() -> PathBuf {
-    static PY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PY.get_or_init(|| {
-        if let Ok(p) = std::env::var("SLUICE_PYTHON") {
-            return Ok(PathBuf::from(p));
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/clients.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        if !out.status.success() {
-            return Err(format!("{} failed with {}", script.display(), out.status));
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let last = stdout.lines().last().unwrap_or("").trim().to_string();
-        if last.is_empty() || !Path::new(&last).exists() {
-            return Err(format!(
-                "{} printed no python path (got {last:?})",
-                script.display()
-            ));
-        }
-        Ok(PathBuf::from(last))
-    })
-    .clone()
-    .unwrap_or_else(|e| {
-        panic!("the Python Kafka clients are needed: {e}. Run scripts/clients.sh (or set SLUICE_PYTHON to a python with kafka-python and confluent-kafka)")
-    })
-}
-
-/// Output of a finished helper process.
-#[derive(Debug)]
-pub struct Finished {
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs `broker/tests/python/<script>` with `args`; panics (with its output) unless it exits 0
-/// within `timeout`.
-pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> Finished {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(script);
-    let mut cmd = Command::new(python());
-    cmd.arg(path).args(args);
-    run_bounded(cmd, &format!("python {script} {}", args.join(" ")), timeout)
-}
-
-/// Runs `cmd` with stdout/stderr captured in files; kills it after `timeout`.
-pub fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Finished {
-    let dir = tempfile::tempdir().expect("temp dir for process output");
-    let out_p = dir.path().join("stdout");
-    let err_p = dir.path().join("stderr");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_p).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_p).expect("stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break Some(st);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = std::fs::read_to_string(&out_p).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_p).unwrap_or_default();
-    match status {
-        None => {
-            panic!("{what} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
-        }
-        Some(st) if !st.success() => {
-            panic!("{what} failed with {st}\nstdout:\n{stdout}\nstderr:\n{stderr}")
-        }
-        Some(_) => Finished { stdout, stderr },
-    }
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex from python"))
-        .collect()
-}
-
-/// Parses the JSON lines `{"p":…,"o":…,"k":hex|null,"v":hex|null,"h":[[key,hex|null],…]}`
-/// that the Python consumers print (other lines are ignored).
-pub fn parse_consumed_lines(stdout: &str) -> Vec<Consumed> {
-    let mut out = Vec::new();
-    for line in stdout.lines().filter(|l| l.starts_with('{')) {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("bad JSON line from python {line:?}: {e}"));
-        let bytes = |x: &serde_json::Value| x.as_str().map(unhex);
-        let headers = v["h"]
-            .as_array()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h[0].as_str().expect("header key").to_string(), bytes(&h[1])))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Consumed {
-            partition: v["p"].as_i64().expect("p") as i32,
-            offset: v["o"].as_i64().expect("o"),
-            record: TestRecord {
-                key: bytes(&v["k"]),
-                value: bytes(&v["v"]),
-                headers,
-            },
-        });
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
 // Files
 
 /// The segment files (`*.log`) of one partition, sorted by name (= base offset). The partition
@@ -984,7 +920,9 @@ use kafka_protocol::messages::{
     fetch_request, list_offsets_request, produce_request, FetchRequest, ListOffsetsRequest,
     ProduceRequest, TopicName,
 };
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
 
 pub fn tname(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
@@ -1005,29 +943,45 @@ pub fn encode_batch(
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
             producer_id: pid,
             producer_epoch: epoch,
-            timestamp_type: kafka_protocol::records::TimestampType::Creation,
-            offset: i as i64,
             sequence: if base_seq < 0 {
                 -1
             } else {
                 base_seq + i as i32
             },
-            timestamp: now,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
+            ..record_at(i as i64, now, v)
         })
         .collect();
+    encode_records(&records, compression)
+}
+
+/// The record at relative `offset` of a batch: `value`, no key, no headers, created at
+/// `timestamp` (ms), from no idempotent producer.
+pub fn record_at(offset: i64, timestamp: i64, value: &[u8]) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp,
+        key: None,
+        value: Some(Bytes::copy_from_slice(value)),
+        headers: Default::default(),
+    }
+}
+
+/// `records` as one v2 batch.
+pub fn encode_records(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
             compression,
@@ -1073,16 +1027,15 @@ pub struct RawFetch {
     pub records: Bytes,
 }
 
-/// Fetch v12 of one partition from `offset`.
-pub fn raw_fetch(
-    c: &mut RawClient,
+/// A consumer's Fetch of one partition from `offset`, without a fetch session.
+pub fn fetch_request(
     topic: &str,
     partition: i32,
     offset: i64,
     max_wait_ms: i32,
     min_bytes: i32,
-) -> RawFetch {
-    let req = FetchRequest::default()
+) -> FetchRequest {
+    FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(min_bytes)
@@ -1093,7 +1046,19 @@ pub fn raw_fetch(
             .with_partitions(vec![fetch_request::FetchPartition::default()
                 .with_partition(partition)
                 .with_fetch_offset(offset)
-                .with_partition_max_bytes(4 << 20)])]);
+                .with_partition_max_bytes(4 << 20)])])
+}
+
+/// Fetch v12 of one partition from `offset`.
+pub fn raw_fetch(
+    c: &mut RawClient,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> RawFetch {
+    let req = fetch_request(topic, partition, offset, max_wait_ms, min_bytes);
     let resp = c.send(&req, 12);
     assert_eq!(resp.error_code, 0, "fetch top-level error");
     let p = resp
@@ -1107,6 +1072,16 @@ pub fn raw_fetch(
         log_start_offset: p.log_start_offset,
         records: p.records.clone().unwrap_or_default(),
     }
+}
+
+/// The records of the v2 batches in `records` (a Fetch answer's record set), in order.
+pub fn decoded_records(records: &Bytes) -> Vec<Record> {
+    let mut buf = records.clone();
+    RecordBatchDecoder::decode_all(&mut buf)
+        .expect("decode fetched batches")
+        .into_iter()
+        .flat_map(|s| s.records)
+        .collect()
 }
 
 /// ListOffsets v7 (-2 = earliest, -1 = latest, else a timestamp): (error code, offset).
@@ -1127,56 +1102,4 @@ pub fn raw_list_offset(c: &mut RawClient, topic: &str, partition: i32, ts: i64) 
         .and_then(|t| t.partitions.first())
         .expect("list offsets response has a partition");
     (p.error_code, p.offset)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Client drivers built at test time (Java, Go)
-
-/// 64-bit FNV-1a: a stable content hash for cache keys (not security relevant).
-pub fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.iter().chain(std::iter::once(&0xff)) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// `$SLUICE_CACHE`, else `~/.cache/sluice`.
-pub fn cache_root() -> PathBuf {
-    if let Ok(d) = std::env::var("SLUICE_CACHE") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    Path::new(&home).join(".cache/sluice")
-}
-
-/// The directory a client setup script installs into: `$<env_override>` when set, else the
-/// last stdout line of `scripts/<script>` (which it runs), checked to contain `expect`.
-pub fn client_setup_dir(script: &str, env_override: &str, expect: &str) -> Result<PathBuf, String> {
-    if let Ok(d) = std::env::var(env_override) {
-        return Ok(PathBuf::from(d));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scripts")
-        .join(script);
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} failed with {}", script.display(), out.status));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or("").trim().to_string();
-    if last.is_empty() || !Path::new(&last).join(expect).exists() {
-        return Err(format!(
-            "{} printed no directory holding {expect} (got {last:?})",
-            script.display()
-        ));
-    }
-    Ok(PathBuf::from(last))
 }

@@ -1,13 +1,12 @@
 """confluent-kafka (librdkafka bundled in the PyPI wheel, a newer librdkafka than the rdkafka
 crate's) driven by the Rust integration tests. Output format as kafka_python_client.py."""
 
-import argparse
 import sys
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition, OFFSET_BEGINNING
 
-from records import consumed_json, test_record
+from records import client_arguments, consumed_json, test_record
 
 
 def fail(msg):
@@ -79,18 +78,7 @@ def consume(a):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["produce", "consume"])
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--codec", default="none")
-    ap.add_argument("--start", type=int, default=0)
-    ap.add_argument("--count", type=int, default=0)
-    ap.add_argument("--partition", type=int, default=None)
-    ap.add_argument("--partitions", default="0")
-    ap.add_argument("--idempotent", action="store_true")
-    ap.add_argument("--timeout", type=float, default=30.0)
-    a = ap.parse_args()
+    a = client_arguments(["produce", "consume"]).parse_args()
     {"produce": produce, "consume": consume}[a.command](a)
 
 

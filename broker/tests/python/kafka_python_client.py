@@ -5,7 +5,6 @@ Subcommands print JSON lines for consumed records (see records.consumed_json) an
 the reason on stderr. Every wait is bounded by --timeout.
 """
 
-import argparse
 import sys
 import time
 
@@ -13,7 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka import errors as Errors
 
-from records import consumed_json, test_record
+from records import client_arguments, consumed_json, test_record
 
 
 def fail(msg):
@@ -206,18 +205,8 @@ def auto_create(a):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["produce", "consume", "group-consume", "admin", "auto-create"])
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--codec", default="none")
-    ap.add_argument("--start", type=int, default=0)
-    ap.add_argument("--count", type=int, default=0)
-    ap.add_argument("--partition", type=int, default=None)
-    ap.add_argument("--partitions", default="0")
+    ap = client_arguments(["produce", "consume", "group-consume", "admin", "auto-create"])
     ap.add_argument("--group", default=None)
-    ap.add_argument("--idempotent", action="store_true")
-    ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--linger", type=float, default=1.0)
     ap.add_argument("--session-timeout-ms", type=int, default=10000)
     a = ap.parse_args()

@@ -1,4 +1,7 @@
-"""The deterministic test records, identical to `test_record` in broker/tests/common/mod.rs."""
+"""What both Python clients share: the deterministic test records (identical to `test_record`
+in broker/tests/common/mod.rs), the JSON line of a consumed record, and the command line."""
+
+import argparse
 
 
 def test_record(i):
@@ -31,3 +34,20 @@ def consumed_json(partition, offset, key, value, headers):
             "h": [[k, hx(v)] for k, v in (headers or [])],
         }
     )
+
+
+def client_arguments(commands):
+    """The command line both clients take (`py_produce` and `run_python` in
+    broker/tests/common/drivers.rs write it); each client adds its own options."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("command", choices=commands)
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--codec", default="none")
+    ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--count", type=int, default=0)
+    ap.add_argument("--partition", type=int, default=None)
+    ap.add_argument("--partitions", default="0")
+    ap.add_argument("--idempotent", action="store_true")
+    ap.add_argument("--timeout", type=float, default=30.0)
+    return ap

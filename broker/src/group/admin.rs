@@ -1,0 +1,235 @@
+//! ListGroups, DescribeGroups and DeleteGroups: what the admin tools see of the groups and
+//! their committed offsets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    GroupId, ListGroupsRequest, ListGroupsResponse,
+};
+
+use super::offsets::OffsetRecord;
+use super::state::{Group, GroupState};
+use super::{codes, s, GroupCoordinator};
+
+/// DescribeGroups `authorized_operations` when the client did not ask for them.
+const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
+/// READ | DELETE | DESCRIBE: every ACL operation that applies to a group (no authorizer here).
+const GROUP_AUTHORIZED_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+/// The only group type this coordinator runs (ListGroups v5 `group_type`).
+const GROUP_TYPE: &str = "classic";
+
+impl GroupCoordinator {
+    pub async fn list_groups(&self, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
+        let states: Vec<String> = if version >= 4 {
+            req.states_filter
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let types: Vec<String> = if version >= 5 {
+            req.types_filter
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
+            return ListGroupsResponse::default();
+        }
+        let mut listed: BTreeMap<String, (GroupState, String)> = BTreeMap::new();
+        for g in self.offsets.groups() {
+            listed.insert(g, (GroupState::Empty, String::new()));
+        }
+        {
+            let groups = self.lock();
+            for (id, slot) in groups.iter() {
+                let g = &slot.group;
+                listed.insert(
+                    id.clone(),
+                    (g.state, g.protocol_type.clone().unwrap_or_default()),
+                );
+            }
+        }
+        let groups = listed
+            .into_iter()
+            .filter(|(_, (state, _))| {
+                states.is_empty()
+                    || states
+                        .iter()
+                        .any(|s| *s == state.as_str().to_ascii_lowercase())
+            })
+            .map(|(id, (state, protocol_type))| {
+                let mut g = ListedGroup::default()
+                    .with_group_id(GroupId(s(&id)))
+                    .with_protocol_type(s(&protocol_type));
+                if version >= 4 {
+                    g = g.with_group_state(s(state.as_str()));
+                }
+                if version >= 5 {
+                    g = g.with_group_type(s(GROUP_TYPE));
+                }
+                g
+            })
+            .collect();
+        ListGroupsResponse::default().with_groups(groups)
+    }
+
+    pub async fn describe_groups(
+        &self,
+        version: i16,
+        req: DescribeGroupsRequest,
+    ) -> DescribeGroupsResponse {
+        let ops = if version >= 3 && req.include_authorized_operations {
+            GROUP_AUTHORIZED_OPS
+        } else {
+            AUTHORIZED_OPS_OMITTED
+        };
+        // Read the offsets store before taking the groups lock: never hold one while waiting
+        // on the other (the store's lock is held across an fsync).
+        let with_offsets: BTreeSet<String> = self.offsets.groups().into_iter().collect();
+        let groups = self.lock();
+        let described = req
+            .groups
+            .iter()
+            .map(|gid| {
+                let id = gid.0.as_str();
+                let base = DescribedGroup::default()
+                    .with_group_id(gid.clone())
+                    .with_authorized_operations(ops);
+                if id.is_empty() {
+                    return base
+                        .with_error_code(codes::INVALID_GROUP_ID)
+                        .with_group_state(s(GroupState::Dead.as_str()));
+                }
+                match groups.get(id) {
+                    Some(slot) => describe_group(&slot.group, version, base),
+                    None if with_offsets.contains(id) => {
+                        base.with_group_state(s(GroupState::Empty.as_str()))
+                    }
+                    None => {
+                        let base = base.with_group_state(s(GroupState::Dead.as_str()));
+                        if version >= 6 {
+                            base.with_error_code(codes::GROUP_ID_NOT_FOUND)
+                                .with_error_message(Some(s(&format!("Group {id} not found."))))
+                        } else {
+                            base
+                        }
+                    }
+                }
+            })
+            .collect();
+        DescribeGroupsResponse::default().with_groups(described)
+    }
+
+    pub async fn delete_groups(
+        &self,
+        _version: i16,
+        req: DeleteGroupsRequest,
+    ) -> DeleteGroupsResponse {
+        let mut results = Vec::new();
+        let mut seen = BTreeSet::new();
+        for gid in &req.groups_names {
+            let id = gid.0.to_string();
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let code = self.delete_group(&id).await;
+            if code == codes::NONE {
+                tracing::info!(group = %id, "group deleted");
+            }
+            results.push(
+                DeletableGroupResult::default()
+                    .with_group_id(gid.clone())
+                    .with_error_code(code),
+            );
+        }
+        DeleteGroupsResponse::default().with_results(results)
+    }
+
+    async fn delete_group(&self, id: &str) -> i16 {
+        if id.is_empty() {
+            return codes::INVALID_GROUP_ID;
+        }
+        let has_offsets = self.offsets.has_group(id);
+        {
+            let groups = self.lock();
+            match groups.get(id) {
+                Some(slot) if slot.group.state != GroupState::Empty => {
+                    return codes::NON_EMPTY_GROUP
+                }
+                Some(_) => {}
+                None if !has_offsets => return codes::GROUP_ID_NOT_FOUND,
+                None => {}
+            }
+        }
+        if has_offsets {
+            let store = Arc::clone(&self.offsets);
+            let group = id.to_string();
+            let result = tokio::task::spawn_blocking(move || {
+                store.append(vec![OffsetRecord::DeleteGroup { group }])
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(group = %id, error = %e, "group deletion not persisted");
+                    return codes::COORDINATOR_NOT_AVAILABLE;
+                }
+                Err(e) => {
+                    tracing::error!(group = %id, error = %e, "group deletion task failed");
+                    return codes::COORDINATOR_NOT_AVAILABLE;
+                }
+            }
+        }
+        let mut groups = self.lock();
+        // A member may have joined while the deletion was written; it keeps its (new) group.
+        if groups
+            .get(id)
+            .is_some_and(|slot| slot.group.state == GroupState::Empty)
+        {
+            groups.remove(id);
+        }
+        codes::NONE
+    }
+}
+
+fn describe_group(g: &Group, version: i16, base: DescribedGroup) -> DescribedGroup {
+    let stable = g.state == GroupState::Stable;
+    let protocol = g.protocol_name.clone().unwrap_or_default();
+    let members = g
+        .members()
+        .map(|m| {
+            let mut d = DescribedGroupMember::default()
+                .with_member_id(s(&m.id))
+                .with_client_id(s(&m.client_id))
+                .with_client_host(s(&m.client_host));
+            if version >= 4 {
+                d = d.with_group_instance_id(m.instance_id.as_deref().map(s));
+            }
+            if stable {
+                let metadata = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default();
+                d = d
+                    .with_member_metadata(metadata)
+                    .with_member_assignment(m.assignment.clone());
+            }
+            d
+        })
+        .collect();
+    base.with_group_state(s(g.state.as_str()))
+        .with_protocol_type(s(g.protocol_type.as_deref().unwrap_or("")))
+        .with_protocol_data(s(if stable { &protocol } else { "" }))
+        .with_members(members)
+}

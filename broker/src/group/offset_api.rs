@@ -1,0 +1,317 @@
+//! OffsetCommit and OffsetFetch: membership checked against the group, then the durable
+//! [`OffsetStore`](super::offsets::OffsetStore) written or read; responses built per version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+
+use super::offsets::{OffsetRecord, StoredOffset};
+use super::{codes, now_ms, s, GroupCoordinator};
+
+/// Largest metadata string accepted with a commit (`offset.metadata.max.bytes`).
+const MAX_METADATA_BYTES: usize = 4096;
+
+impl GroupCoordinator {
+    pub async fn offset_commit(
+        &self,
+        version: i16,
+        req: OffsetCommitRequest,
+    ) -> OffsetCommitResponse {
+        let group_id = req.group_id.0.to_string();
+        let directory = self.directory();
+        // Group-level verdict first: it applies to every partition.
+        let group_error = if group_id.is_empty() {
+            Some(codes::INVALID_GROUP_ID)
+        } else {
+            let mut groups = self.lock();
+            match groups.get_mut(&group_id) {
+                Some(slot) => slot
+                    .group
+                    .check_commit(
+                        &req.member_id,
+                        req.group_instance_id.as_deref(),
+                        req.generation_id_or_member_epoch,
+                        Instant::now(),
+                    )
+                    .err(),
+                // A standalone consumer (generation -1) needs no group.
+                None if req.generation_id_or_member_epoch < 0 => None,
+                // A member of a group we do not know: membership is not persisted, so this is
+                // a consumer from before a restart and it must rejoin. Kafka answers
+                // ILLEGAL_GENERATION before v9 and GROUP_ID_NOT_FOUND from v9, but librdkafka
+                // only rejoins on ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID, and "unknown member"
+                // is the truth here.
+                None if version >= 9 => Some(codes::UNKNOWN_MEMBER_ID),
+                None => Some(codes::ILLEGAL_GENERATION),
+            }
+        };
+        if let Some(code) = group_error {
+            tracing::debug!(group = %group_id, member = %req.member_id.as_str(), code, "offset commit refused");
+        }
+
+        let commit_ts = now_ms();
+        let mut records = Vec::new();
+        /// Per partition: index, error code, whether a record was written for it.
+        type PartitionOutcome = (i32, i16, bool);
+        let mut out: Vec<(OffsetCommitResponseTopic, Vec<PartitionOutcome>)> = Vec::new();
+        for topic in &req.topics {
+            let mut name = topic.name.0.to_string();
+            let mut topic_code = None;
+            if version >= 10 && name.is_empty() {
+                match directory
+                    .as_ref()
+                    .and_then(|d| d.topic_name(topic.topic_id))
+                {
+                    Some(n) => name = n,
+                    None => topic_code = Some(codes::UNKNOWN_TOPIC_ID),
+                }
+            }
+            let known_partitions = match (&directory, topic_code) {
+                (Some(d), None) => Some(d.partitions(&name)),
+                _ => None,
+            };
+            let mut parts = Vec::new();
+            for p in &topic.partitions {
+                let metadata = p.committed_metadata.as_deref().unwrap_or("");
+                let code = if let Some(c) = group_error.or(topic_code) {
+                    c
+                } else if known_partitions.is_some_and(|n| {
+                    n.is_none_or(|n| p.partition_index < 0 || p.partition_index >= n)
+                }) {
+                    codes::UNKNOWN_TOPIC_OR_PARTITION
+                } else if metadata.len() > MAX_METADATA_BYTES {
+                    codes::OFFSET_METADATA_TOO_LARGE
+                } else {
+                    codes::NONE
+                };
+                if code == codes::NONE {
+                    records.push(OffsetRecord::Commit {
+                        group: group_id.clone(),
+                        topic: name.clone(),
+                        partition: p.partition_index,
+                        value: StoredOffset {
+                            offset: p.committed_offset,
+                            leader_epoch: if version >= 6 {
+                                p.committed_leader_epoch
+                            } else {
+                                -1
+                            },
+                            metadata: metadata.to_string(),
+                            commit_timestamp_ms: commit_ts,
+                        },
+                    });
+                }
+                parts.push((p.partition_index, code, code == codes::NONE));
+            }
+            let resp_topic = OffsetCommitResponseTopic::default()
+                .with_name(TopicName(s(&name)))
+                .with_topic_id(topic.topic_id);
+            out.push((resp_topic, parts));
+        }
+
+        let storage_error = if records.is_empty() {
+            None
+        } else {
+            let store = Arc::clone(&self.offsets);
+            match tokio::task::spawn_blocking(move || store.append(records)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => {
+                    tracing::error!(group = %group_id, error = %e, "offset commit not persisted");
+                    Some(codes::COORDINATOR_NOT_AVAILABLE)
+                }
+                Err(e) => {
+                    tracing::error!(group = %group_id, error = %e, "offset commit task failed");
+                    Some(codes::COORDINATOR_NOT_AVAILABLE)
+                }
+            }
+        };
+
+        OffsetCommitResponse::default().with_topics(
+            out.into_iter()
+                .map(|(topic, parts)| {
+                    topic.with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(index, code, stored)| {
+                                let code = match (stored, storage_error) {
+                                    (true, Some(e)) => e,
+                                    _ => code,
+                                };
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    pub async fn offset_fetch(&self, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+        let directory = self.directory();
+        if version < 8 {
+            let wanted = req.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                    .collect::<Vec<_>>()
+            });
+            let (code, topics) = self.fetch_group(&req.group_id.0, wanted);
+            let partition_code = |c: i16| if version < 2 { code.max(c) } else { c };
+            let resp_topics = topics
+                .into_iter()
+                .map(|(name, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(index, v)| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(index)
+                                        .with_committed_offset(v.offset)
+                                        .with_committed_leader_epoch(v.leader_epoch)
+                                        .with_metadata(Some(s(&v.metadata)))
+                                        .with_error_code(partition_code(codes::NONE))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let mut resp = OffsetFetchResponse::default().with_topics(resp_topics);
+            if version >= 2 {
+                resp = resp.with_error_code(code);
+            }
+            return resp;
+        }
+        let mut groups = Vec::new();
+        for g in &req.groups {
+            let mut unknown_ids = Vec::new();
+            let wanted = g.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .filter_map(|t| {
+                        let name = if version >= 10 && t.name.is_empty() {
+                            match directory.as_ref().and_then(|d| d.topic_name(t.topic_id)) {
+                                Some(n) => n,
+                                None => {
+                                    unknown_ids.push((t.topic_id, t.partition_indexes.clone()));
+                                    return None;
+                                }
+                            }
+                        } else {
+                            t.name.0.to_string()
+                        };
+                        Some((name, t.partition_indexes.clone()))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let (code, topics) = self.fetch_group(&g.group_id.0, wanted);
+            let mut resp_topics: Vec<OffsetFetchResponseTopics> = topics
+                .into_iter()
+                .map(|(name, parts)| {
+                    let id = directory
+                        .as_ref()
+                        .and_then(|d| d.topic_id(&name))
+                        .unwrap_or_default();
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_topic_id(id)
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(index, v)| {
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(index)
+                                        .with_committed_offset(v.offset)
+                                        .with_committed_leader_epoch(v.leader_epoch)
+                                        .with_metadata(Some(s(&v.metadata)))
+                                        .with_error_code(codes::NONE)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            for (id, parts) in unknown_ids {
+                resp_topics.push(
+                    OffsetFetchResponseTopics::default()
+                        .with_topic_id(id)
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|index| {
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(index)
+                                        .with_committed_offset(-1)
+                                        .with_committed_leader_epoch(-1)
+                                        .with_metadata(Some(StrBytes::default()))
+                                        .with_error_code(codes::UNKNOWN_TOPIC_ID)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_topics(resp_topics)
+                    .with_error_code(code),
+            );
+        }
+        OffsetFetchResponse::default().with_groups(groups)
+    }
+
+    /// Committed offsets of `group`: for the listed partitions (-1 where nothing is committed)
+    /// or, when `wanted` is `None`, every committed partition. Returns the group-level error.
+    #[allow(clippy::type_complexity)]
+    fn fetch_group(
+        &self,
+        group: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> (i16, Vec<(String, Vec<(i32, StoredOffset)>)>) {
+        if group.is_empty() {
+            return (codes::INVALID_GROUP_ID, Vec::new());
+        }
+        let none = || StoredOffset {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: -1,
+        };
+        match wanted {
+            Some(topics) => (
+                codes::NONE,
+                topics
+                    .into_iter()
+                    .map(|(topic, parts)| {
+                        let values = parts
+                            .into_iter()
+                            .map(|p| (p, self.offsets.get(group, &topic, p).unwrap_or_else(none)))
+                            .collect();
+                        (topic, values)
+                    })
+                    .collect(),
+            ),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, StoredOffset)>> = BTreeMap::new();
+                for (topic, partition, value) in self.offsets.group_offsets(group) {
+                    by_topic.entry(topic).or_default().push((partition, value));
+                }
+                (codes::NONE, by_topic.into_iter().collect())
+            }
+        }
+    }
+}

@@ -25,6 +25,7 @@ pub mod handlers;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod protocol;
 pub mod server;
 
 pub use error::BrokerError;

@@ -21,10 +21,10 @@ use kafka_protocol::messages::{
 };
 use tokio::sync::watch;
 
-use super::{catalog, codes, respond, Ctx, Reply};
+use super::{catalog, codes, Ctx, Reply};
 use crate::error::BrokerError;
 use crate::log::{LogError, PartitionLog};
-use crate::server::codec::RawHeader;
+use crate::protocol::codec::{respond, RawHeader};
 
 /// One requested partition, resolved once per request.
 struct Want {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
@@ -29,7 +29,8 @@ use crate::error::BrokerError;
 use crate::group::{ClientInfo, GroupCoordinator};
 use crate::log::LogManager;
 use crate::metrics::Metrics;
-use crate::server::codec::{self, api_name, RawHeader};
+use crate::protocol::codec::{self, api_name, respond, RawHeader};
+use crate::protocol::versions;
 
 /// Everything a handler may touch, shared by all connections.
 #[derive(Debug)]
@@ -84,15 +85,6 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// Encodes a response body for `raw` with the API's normal response header version.
-pub fn respond<R: Encodable + HeaderVersion>(
-    raw: RawHeader,
-    body: &R,
-) -> Result<Bytes, BrokerError> {
-    let hv = R::header_version(raw.api_version);
-    codec::encode_response(raw, hv, raw.api_version, body)
-}
-
 /// A [`Reply::Later`] from an async block that yields a response body.
 fn later<R, F>(raw: RawHeader, fut: F) -> Reply
 where
@@ -134,15 +126,15 @@ pub async fn dispatch(
     let mut body = frame;
 
     if key == ApiKey::ApiVersions {
-        return api_versions_reply(peer, raw, &mut body).map(|b| Reply::Now(Some(b)));
+        return api_versions::reply(peer, raw, &mut body).map(|b| Reply::Now(Some(b)));
     }
-    if key == ApiKey::Produce && (0..api_versions::PRODUCE_MIN_SERVED).contains(&raw.api_version) {
+    if key == ApiKey::Produce && (0..versions::PRODUCE_MIN_SERVED).contains(&raw.api_version) {
         codec::decode_header(peer, key, raw, &mut body)?;
         return produce::reject_old_version(peer, raw, body).map(|b| Reply::Now(Some(b)));
     }
     // ACL requests are advertised (as Kafka without an authorizer does, so tools report
     // "security is disabled" instead of "not supported") and answered SECURITY_DISABLED.
-    if api_versions::advertised(key).is_none() || api_versions::ACL_APIS.contains(&key) {
+    if versions::advertised(key).is_none() || versions::ACL_APIS.contains(&key) {
         if let Some(reply) = unsupported_api(peer, key, raw, &mut body)? {
             return Ok(Reply::Now(Some(reply)));
         }
@@ -150,8 +142,8 @@ pub async fn dispatch(
             return Ok(Reply::Now(Some(reply)));
         }
     }
-    if !api_versions::is_served(key, raw.api_version) {
-        return Err(if api_versions::advertised(key).is_some() {
+    if !versions::is_served(key, raw.api_version) {
+        return Err(if versions::advertised(key).is_some() {
             BrokerError::UnsupportedVersion {
                 peer,
                 api: api_name(raw.api_key),
@@ -495,30 +487,6 @@ fn unsupported_api(
         ),
         _ => None,
     })
-}
-
-/// ApiVersions: always answered with response header v0; an unknown version gets error 35 and
-/// the supported list in the v0 format so that the client can pick a version and retry.
-fn api_versions_reply(
-    peer: SocketAddr,
-    raw: RawHeader,
-    body: &mut Bytes,
-) -> Result<Bytes, BrokerError> {
-    let (min, max) = api_versions::advertised(ApiKey::ApiVersions).unwrap_or((0, 4));
-    if raw.api_version < min || raw.api_version > max {
-        return codec::encode_response(raw, 0, 0, &api_versions::unsupported_version_response());
-    }
-    codec::decode_header(peer, ApiKey::ApiVersions, raw, body)?;
-    let req = ApiVersionsRequest::decode(body, raw.api_version).map_err(|e| {
-        BrokerError::Undecodable {
-            peer,
-            api: api_name(raw.api_key),
-            api_key: raw.api_key,
-            api_version: raw.api_version,
-            reason: format!("{e:#}"),
-        }
-    })?;
-    codec::encode_response(raw, 0, raw.api_version, &api_versions::handle(&req))
 }
 
 /// A Kafka topic-name-ish `StrBytes` from a `&str`.

@@ -17,10 +17,10 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 
-use super::{catalog, codes, respond, sb, Ctx, Reply};
+use super::{catalog, codes, sb, Ctx, Reply};
 use crate::error::BrokerError;
 use crate::log::{AppendInfo, AppendOutcome, PartitionLog};
-use crate::server::codec::{self, api_name, RawHeader};
+use crate::protocol::codec::{self, api_name, respond, RawHeader};
 
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()

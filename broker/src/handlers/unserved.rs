@@ -8,7 +8,7 @@
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id here;
 //! everything else (AlterReplicaLogDirs, quotas, SCRAM credentials, the KIP-848 / share group
 //! describes, share group offsets, DescribeTopicPartitions) UNSUPPORTED_VERSION. The ACL
-//! requests are also advertised (see `api_versions::ACL_APIS`). APIs that only controllers or
+//! requests are also advertised (see `protocol::versions::ACL_APIS`). APIs that only controllers or
 //! other brokers send (Raft votes, broker registration, Envelope, WriteTxnMarkers, share-group
 //! state, ...) still close the connection, as Kafka does for an API not exposed on a listener.
 
@@ -26,9 +26,9 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Message, StrBytes};
 
-use super::{codes, respond};
+use super::codes;
 use crate::error::BrokerError;
-use crate::server::codec::{self, RawHeader};
+use crate::protocol::codec::{self, respond, RawHeader};
 
 /// Kafka's SECURITY_DISABLED.
 pub const SECURITY_DISABLED: i16 = 54;

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::error::BrokerError;
 use crate::handlers::{self, Ctx, Reply};
-use crate::server::codec;
+use crate::protocol::codec;
 
 /// A connection with no request for this long is closed (Kafka's `connections.max.idle.ms`).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);

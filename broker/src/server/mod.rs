@@ -2,9 +2,7 @@
 //! directory, and spawns the accept loop and background tasks; [`Broker::shutdown`] stops
 //! accepting, lets in-flight requests finish, and fsyncs logs and group offsets.
 
-pub mod codec;
 mod conn;
-pub mod guard;
 pub mod identity;
 pub mod liveness;
 pub mod mover;

@@ -1102,9 +1102,9 @@ mod tests {
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::Request;
 
-    use crate::handlers::api_versions;
+    use crate::protocol::versions;
 
-    /// Every request type the broker decodes: the served APIs (handlers::api_versions) and
+    /// Every request type the broker decodes: the served APIs (protocol::versions) and
     /// the ones answered with an error (handlers::unsupported_api, handlers::unserved).
     macro_rules! for_each_request {
         ($m:ident) => {
@@ -1389,11 +1389,11 @@ mod tests {
 
     #[test]
     fn every_served_version_has_a_table() {
-        for key in api_versions::SUPPORTED_APIS {
-            let (min, max) = api_versions::advertised(*key).expect("served");
+        for key in versions::SUPPORTED_APIS {
+            let (min, max) = versions::advertised(*key).expect("served");
             // Produce v0-v2 are refused without decoding (v2 is decoded as v3).
             let min = if *key == ApiKey::Produce {
-                api_versions::PRODUCE_MIN_SERVED
+                versions::PRODUCE_MIN_SERVED
             } else {
                 min
             };

@@ -19,6 +19,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod group;
 pub mod handlers;
@@ -27,6 +28,7 @@ pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod topology;
 
 pub use error::BrokerError;
 pub use server::Broker;

@@ -27,8 +27,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{catalog, codes, sb, Ctx};
+use super::{catalog, codes, sb};
 use crate::cluster::state::{BrokerState, Command, Outcome};
+use crate::context::BrokerContext;
 use crate::log::{AlterOp, ConfigEntry, ConfigSource};
 
 /// Kafka's config resource types.
@@ -88,7 +89,7 @@ fn err_msg(e: &impl std::fmt::Display) -> Option<StrBytes> {
 /// CreateTopics: `num_partitions`/`replication_factor` -1 mean the broker defaults; manual
 /// assignments are accepted only when every replica is this node.
 pub async fn create_topics(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     version: i16,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
@@ -223,7 +224,7 @@ pub async fn create_topics(
 
 /// DeleteTopics by name (v1–v5) or by name or id (v6+).
 pub async fn delete_topics(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     version: i16,
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -278,7 +279,7 @@ pub async fn delete_topics(
 
 /// CreatePartitions: grows a topic to `count` partitions.
 pub async fn create_partitions(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut seen = HashSet::new();
@@ -315,7 +316,10 @@ pub async fn create_partitions(
 /// DeleteRecords: moves each partition's log start offset up to the requested offset (-1: the
 /// high watermark) and deletes the segments wholly below it; the answer carries the new low
 /// watermark. Offsets above the high watermark are OFFSET_OUT_OF_RANGE.
-pub async fn delete_records(ctx: &Arc<Ctx>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn delete_records(
+    ctx: &Arc<BrokerContext>,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let mut resp = DeleteRecordsResponse::default();
     for t in req.topics {
         let mut tr = DeleteRecordsTopicResult::default().with_name(t.name.clone());
@@ -377,7 +381,7 @@ fn describe_entries(
 
 /// DescribeConfigs for topics (every config, defaults included) and this broker.
 pub async fn describe_configs(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     version: i16,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
@@ -426,7 +430,7 @@ pub async fn describe_configs(
 
 /// The outcome of altering one resource: (error code, message).
 async fn alter_resource(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     resource_type: i8,
     name: &str,
     ops: Result<Vec<AlterOp>, String>,
@@ -463,7 +467,10 @@ async fn alter_resource(
 }
 
 /// AlterConfigs: replaces all of a topic's overrides.
-pub async fn alter_configs(ctx: &Arc<Ctx>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn alter_configs(
+    ctx: &Arc<BrokerContext>,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
         let ops = Ok(res
@@ -498,7 +505,7 @@ pub async fn alter_configs(ctx: &Arc<Ctx>, req: AlterConfigsRequest) -> AlterCon
 /// IncrementalAlterConfigs: SET and DELETE; APPEND / SUBTRACT are refused (the only list
 /// config, `cleanup.policy`, has a single allowed value).
 pub async fn incremental_alter_configs(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
@@ -544,7 +551,7 @@ pub async fn incremental_alter_configs(
 /// owns partitions, is receiving one, or coordinates groups: move them off first. Then the
 /// broker also leaves the metadata quorum.
 pub async fn unregister_broker(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     req: UnregisterBrokerRequest,
 ) -> UnregisterBrokerResponse {
     let id = req.broker_id.0;

@@ -21,7 +21,8 @@ use kafka_protocol::messages::{
 };
 use tokio::sync::watch;
 
-use super::{catalog, codes, Ctx, Reply};
+use super::{catalog, codes, Reply};
+use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::log::{LogError, PartitionLog};
 use crate::protocol::codec::{respond, RawHeader};
@@ -110,7 +111,7 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
 /// to go: another broker leads it (NOT_LEADER_OR_FOLLOWER), or the client's leader epoch
 /// (`-1`: not given) is older (FENCED_LEADER_EPOCH) or newer (UNKNOWN_LEADER_EPOCH) than ours.
 pub fn local_partition(
-    ctx: &Ctx,
+    ctx: &BrokerContext,
     topic: &str,
     partition: i32,
     client_epoch: i32,
@@ -131,7 +132,11 @@ pub fn local_partition(
 }
 
 /// Serves Fetch v4+ (topic names up to v12, topic ids from v13).
-pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: FetchRequest) -> Result<Reply, BrokerError> {
+pub fn handle(
+    ctx: &Arc<BrokerContext>,
+    raw: RawHeader,
+    req: FetchRequest,
+) -> Result<Reply, BrokerError> {
     let started = Instant::now();
     let version = raw.api_version;
     let by_id = version >= 13;
@@ -242,7 +247,7 @@ pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: FetchRequest) -> Result<Reply
     ))
 }
 
-fn finish(ctx: &Ctx, resp: &FetchResponse, used: usize, started: Instant) {
+fn finish(ctx: &BrokerContext, resp: &FetchResponse, used: usize, started: Instant) {
     for t in &resp.responses {
         for p in &t.partitions {
             ctx.metrics.error_code("Fetch", p.error_code);
@@ -254,7 +259,11 @@ fn finish(ctx: &Ctx, resp: &FetchResponse, used: usize, started: Instant) {
 
 /// Earliest (-2), latest (-1), max timestamp (-3: the first record carrying the partition's
 /// largest timestamp), earliest-local (-4) or by timestamp (>= 0).
-pub fn list_offsets(ctx: &Arc<Ctx>, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn list_offsets(
+    ctx: &Arc<BrokerContext>,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     // leader_epoch exists from v4; below that it must stay at its default (-1) or the response
     // cannot be encoded (librdkafka 2.0, e.g. Debian's kcat, asks with v2).
     let leader_epoch = if version >= 4 { 0 } else { -1 };
@@ -347,7 +356,7 @@ pub fn epoch_end_offset(
 
 /// OffsetForLeaderEpoch (v2+): consumers validate their position after a metadata change.
 pub fn offset_for_leader_epoch(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut resp = OffsetForLeaderEpochResponse::default();

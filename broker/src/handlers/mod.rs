@@ -22,50 +22,13 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
-use tokio_util::sync::CancellationToken;
 
-use crate::cluster::Cluster;
+use crate::context::BrokerContext;
 use crate::error::BrokerError;
-use crate::group::{ClientInfo, GroupCoordinator};
+use crate::group::ClientInfo;
 use crate::log::LogManager;
-use crate::metrics::Metrics;
 use crate::protocol::codec::{self, api_name, respond, RawHeader};
 use crate::protocol::versions;
-
-/// Everything a handler may touch, shared by all connections.
-#[derive(Debug)]
-pub struct Ctx {
-    pub node_id: i32,
-    pub advertised_host: String,
-    pub advertised_port: i32,
-    /// This broker's own cluster id file, proposed as the cluster's id when the quorum has
-    /// none yet (the founder's wins; see [`Ctx::cluster_id`]).
-    pub local_cluster_id: String,
-    /// The cluster metadata quorum (a single in-process node without `--cluster-listen`).
-    pub cluster: Arc<Cluster>,
-    pub auto_create_topics: bool,
-    /// `--min-insync-replicas`: topics without a `min.insync.replicas` override use it.
-    pub min_insync_replicas: i32,
-    pub logs: Arc<LogManager>,
-    pub groups: Arc<GroupCoordinator>,
-    pub producer_ids: catalog::ProducerIdBlocks,
-    /// Groups whose coordinator role this broker is handing over (it answers NOT_COORDINATOR
-    /// for them); OffsetCommit holds the read side while it writes.
-    pub group_handover: tokio::sync::RwLock<std::collections::BTreeSet<String>>,
-    pub metrics: Arc<Metrics>,
-    pub shutdown: CancellationToken,
-}
-
-impl Ctx {
-    /// The cluster id every broker reports (agreed in the quorum).
-    pub fn cluster_id(&self) -> String {
-        self.cluster
-            .state()
-            .cluster_id
-            .clone()
-            .unwrap_or_else(|| self.local_cluster_id.clone())
-    }
-}
 
 /// What handling one request produced.
 pub enum Reply {
@@ -95,7 +58,7 @@ where
 }
 
 /// Runs blocking storage work (metadata files, fsync) off the async workers.
-pub async fn blocking<T, F>(ctx: &Arc<Ctx>, f: F) -> T
+pub async fn blocking<T, F>(ctx: &Arc<BrokerContext>, f: F) -> T
 where
     F: FnOnce(&LogManager) -> T + Send + 'static,
     T: Send + 'static,
@@ -110,7 +73,7 @@ where
 
 /// Handles one request frame (header + body, without the length prefix).
 pub async fn dispatch(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Reply, BrokerError> {

@@ -13,8 +13,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::catalog::{self, Ownership};
-use super::{codes, Ctx};
+use super::codes;
 use crate::cluster::state::BrokerState;
+use crate::context::BrokerContext;
 
 /// Kafka's ELIGIBLE_LEADERS_NOT_AVAILABLE.
 const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
@@ -48,7 +49,10 @@ fn volume_bytes(path: &std::path::Path) -> (i64, i64) {
 /// DescribeLogDirs: this broker's one log directory (`--data-dir`) with the size of every
 /// partition stored here, optionally only the requested ones. As in Kafka, each broker describes
 /// itself; admin clients ask every broker.
-pub fn describe_log_dirs(ctx: &Ctx, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub fn describe_log_dirs(
+    ctx: &BrokerContext,
+    req: DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
     let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.topic.0.to_string(), t.partitions))
@@ -92,7 +96,10 @@ pub fn describe_log_dirs(ctx: &Ctx, req: DescribeLogDirsRequest) -> DescribeLogD
 /// DescribeProducers: the idempotent producers a partition owned here remembers (id, epoch,
 /// last sequence, last write). Transactions are not supported, so there is never an open
 /// transaction (coordinator epoch and transaction start offset are -1).
-pub fn describe_producers(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProducersResponse {
+pub fn describe_producers(
+    ctx: &BrokerContext,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
     use kafka_protocol::messages::describe_producers_response::{
         PartitionResponse, ProducerState, TopicResponse,
     };
@@ -150,7 +157,7 @@ pub fn describe_producers(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeP
 /// What a preferred (or unclean) leader election can do for one partition: each partition has
 /// one copy, so its owner is already the preferred leader. An election is "not needed" while
 /// the owner is live; when it is fenced there is no other copy to elect.
-fn election_result(ctx: &Ctx, topic: &str, p: i32) -> (i16, Option<String>) {
+fn election_result(ctx: &BrokerContext, topic: &str, p: i32) -> (i16, Option<String>) {
     let state = ctx.cluster.state();
     let Some(record) = state.partition(topic, p) else {
         return (
@@ -183,7 +190,7 @@ fn election_result(ctx: &Ctx, topic: &str, p: i32) -> (i16, Option<String>) {
 
 /// ElectLeaders. For "all partitions" (a null list) Kafka reports only the partitions it
 /// tried to elect for; here that is the ones whose only copy is unreachable.
-pub fn elect_leaders(ctx: &Ctx, req: ElectLeadersRequest) -> ElectLeadersResponse {
+pub fn elect_leaders(ctx: &BrokerContext, req: ElectLeadersRequest) -> ElectLeadersResponse {
     use kafka_protocol::messages::elect_leaders_response::{
         PartitionResult, ReplicaElectionResult,
     };
@@ -239,7 +246,7 @@ pub const FORWARD_CLIENT_ID: &str = "sluice-broker-forward";
 /// replicated. Any other broker passes the request on to the leader's Kafka listener, and
 /// answers from its own view when the leader cannot be reached.
 pub async fn describe_quorum(
-    ctx: Arc<Ctx>,
+    ctx: Arc<BrokerContext>,
     v: i16,
     client_id: Option<String>,
     req: DescribeQuorumRequest,
@@ -328,7 +335,7 @@ async fn ask_leader(
 /// the high watermark), voters and observers (learners). On the leader every replica's log end
 /// is known; elsewhere only this broker's own (-1 for the others).
 fn describe_quorum_here(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     v: i16,
     req: DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {

@@ -11,7 +11,7 @@ use kafka_protocol::protocol::Request;
 use crate::protocol::versions;
 
 /// Every request type the broker decodes: the served APIs (protocol::versions) and
-/// the ones answered with an error (handlers::unsupported_api, handlers::unserved).
+/// the ones answered with an error (handlers::unserved).
 macro_rules! for_each_request {
     ($m:ident) => {
         $m!(ProduceRequest);

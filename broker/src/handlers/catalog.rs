@@ -19,7 +19,7 @@ use crate::cluster::state::{
 use crate::context::BrokerContext;
 use crate::log::{
     altered_configs, check_partition_count, validate_topic_configs, validate_topic_name, AlterOp,
-    ConfigEntry, LogError, TopicMeta,
+    ConfigEntry, LogError, PartitionLog, TopicMeta,
 };
 use crate::topology::{self, topic_meta};
 
@@ -100,6 +100,30 @@ pub fn ownership(ctx: &BrokerContext, topic: &str, partition: i32) -> Ownership 
         None => Ownership::Unknown,
         Some(p) if p.owner == ctx.node_id => Ownership::Here(p.leader_epoch),
         Some(p) => Ownership::Elsewhere(p.owner),
+    }
+}
+
+/// The local log of a partition this broker leads, or the error code telling the client where
+/// to go: another broker leads it (NOT_LEADER_OR_FOLLOWER), or the client's leader epoch
+/// (`-1`: not given) is older (FENCED_LEADER_EPOCH) or newer (UNKNOWN_LEADER_EPOCH) than ours.
+pub fn local_partition(
+    ctx: &BrokerContext,
+    topic: &str,
+    partition: i32,
+    client_epoch: i32,
+) -> Result<Arc<PartitionLog>, i16> {
+    match ownership(ctx, topic, partition) {
+        Ownership::Unknown => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+        Ownership::Elsewhere(_) => Err(NOT_LEADER_OR_FOLLOWER),
+        Ownership::Here(epoch) if client_epoch >= 0 && client_epoch < epoch => {
+            Err(codes::FENCED_LEADER_EPOCH)
+        }
+        Ownership::Here(epoch) if client_epoch > epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
+        // Owned here but not yet created locally: the topology task is about to; retriable.
+        Ownership::Here(_) => ctx
+            .logs
+            .partition(topic, partition)
+            .ok_or(NOT_LEADER_OR_FOLLOWER),
     }
 }
 

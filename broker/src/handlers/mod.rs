@@ -2,16 +2,19 @@
 //! No socket I/O here: [`dispatch`] takes one request frame and returns the response frame
 //! (or a future of it), which the connection task writes in request order.
 
-pub mod admin;
 pub mod api_versions;
 pub mod catalog;
 pub mod codes;
+pub mod configs;
 pub mod coordination;
 pub mod fetch;
+pub mod log_offsets;
 pub mod metadata;
-pub mod ops;
+pub mod operational;
 pub mod produce;
+pub mod quorum;
 pub mod reassign;
+pub mod topics;
 pub mod unserved;
 
 use std::net::SocketAddr;
@@ -143,8 +146,8 @@ pub async fn dispatch(
     let reply = match key {
         ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest))?,
         ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest))?,
-        ApiKey::ListOffsets => now!(fetch::list_offsets(ctx, v, req!(ListOffsetsRequest))),
-        ApiKey::OffsetForLeaderEpoch => now!(fetch::offset_for_leader_epoch(
+        ApiKey::ListOffsets => now!(log_offsets::list_offsets(ctx, v, req!(ListOffsetsRequest))),
+        ApiKey::OffsetForLeaderEpoch => now!(log_offsets::offset_for_leader_epoch(
             ctx,
             req!(OffsetForLeaderEpochRequest)
         )),
@@ -160,21 +163,27 @@ pub async fn dispatch(
         ApiKey::ListPartitionReassignments => {
             now!(reassign::list(ctx, req!(ListPartitionReassignmentsRequest)))
         }
-        ApiKey::DescribeLogDirs => now!(ops::describe_log_dirs(ctx, req!(DescribeLogDirsRequest))),
+        ApiKey::DescribeLogDirs => now!(operational::describe_log_dirs(
+            ctx,
+            req!(DescribeLogDirsRequest)
+        )),
         ApiKey::DescribeProducers => {
-            now!(ops::describe_producers(ctx, req!(DescribeProducersRequest)))
+            now!(operational::describe_producers(
+                ctx,
+                req!(DescribeProducersRequest)
+            ))
         }
-        ApiKey::ElectLeaders => now!(ops::elect_leaders(ctx, req!(ElectLeadersRequest))),
+        ApiKey::ElectLeaders => now!(operational::elect_leaders(ctx, req!(ElectLeadersRequest))),
         ApiKey::DescribeQuorum => {
             let req = req!(DescribeQuorumRequest);
             let client_id = header.client_id.as_ref().map(|c| c.to_string());
             later(
                 raw,
-                ops::describe_quorum(Arc::clone(ctx), v, client_id, req),
+                quorum::describe_quorum(Arc::clone(ctx), v, client_id, req),
             )
         }
         ApiKey::UnregisterBroker => {
-            now!(admin::unregister_broker(ctx, req!(UnregisterBrokerRequest)).await)
+            now!(quorum::unregister_broker(ctx, req!(UnregisterBrokerRequest)).await)
         }
         ApiKey::FindCoordinator => {
             now!(metadata::find_coordinator(ctx, v, req!(FindCoordinatorRequest)).await)
@@ -182,20 +191,26 @@ pub async fn dispatch(
         ApiKey::InitProducerId => {
             now!(produce::init_producer_id(ctx, req!(InitProducerIdRequest)).await)
         }
-        ApiKey::CreateTopics => now!(admin::create_topics(ctx, v, req!(CreateTopicsRequest)).await),
-        ApiKey::DeleteTopics => now!(admin::delete_topics(ctx, v, req!(DeleteTopicsRequest)).await),
+        ApiKey::CreateTopics => {
+            now!(topics::create_topics(ctx, v, req!(CreateTopicsRequest)).await)
+        }
+        ApiKey::DeleteTopics => {
+            now!(topics::delete_topics(ctx, v, req!(DeleteTopicsRequest)).await)
+        }
         ApiKey::DeleteRecords => {
-            now!(admin::delete_records(ctx, req!(DeleteRecordsRequest)).await)
+            now!(topics::delete_records(ctx, req!(DeleteRecordsRequest)).await)
         }
         ApiKey::CreatePartitions => {
-            now!(admin::create_partitions(ctx, req!(CreatePartitionsRequest)).await)
+            now!(topics::create_partitions(ctx, req!(CreatePartitionsRequest)).await)
         }
         ApiKey::DescribeConfigs => {
-            now!(admin::describe_configs(ctx, v, req!(DescribeConfigsRequest)).await)
+            now!(configs::describe_configs(ctx, v, req!(DescribeConfigsRequest)).await)
         }
-        ApiKey::AlterConfigs => now!(admin::alter_configs(ctx, req!(AlterConfigsRequest)).await),
+        ApiKey::AlterConfigs => now!(configs::alter_configs(ctx, req!(AlterConfigsRequest)).await),
         ApiKey::IncrementalAlterConfigs => {
-            now!(admin::incremental_alter_configs(ctx, req!(IncrementalAlterConfigsRequest)).await)
+            now!(
+                configs::incremental_alter_configs(ctx, req!(IncrementalAlterConfigsRequest)).await
+            )
         }
         ApiKey::JoinGroup => {
             let req = req!(JoinGroupRequest);
@@ -295,4 +310,14 @@ pub async fn dispatch(
 /// A Kafka topic-name-ish `StrBytes` from a `&str`.
 pub fn sb(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}
+
+/// An optional `StrBytes` from an optional `&str`.
+pub fn opt_sb(s: Option<&str>) -> Option<kafka_protocol::protocol::StrBytes> {
+    s.map(sb)
+}
+
+/// An error message field from any error.
+pub fn err_msg(e: &impl std::fmt::Display) -> Option<kafka_protocol::protocol::StrBytes> {
+    Some(sb(&e.to_string()))
 }

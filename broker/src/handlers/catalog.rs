@@ -367,7 +367,7 @@ pub fn coordinates(ctx: &BrokerContext, group: &str) -> bool {
 }
 
 /// A new producer id, unique in the whole cluster: handed out from a block of
-/// [`PRODUCER_ID_BLOCK`] ids reserved from the quorum.
+/// `PRODUCER_ID_BLOCK` ids reserved from the quorum.
 pub async fn allocate_producer_id(ctx: &Arc<BrokerContext>) -> Result<i64, MetaError> {
     ctx.producer_ids.next(|| reserve_producer_ids(ctx)).await
 }

@@ -1,6 +1,17 @@
-//! One module per group of Kafka APIs: decode → act on the log / coordinator → encode.
-//! No socket I/O here: [`dispatch`] takes one request frame and returns the response frame
-//! (or a future of it), which the connection task writes in request order.
+//! The Kafka API handlers: one module per group of APIs, each decode → act on the log, the
+//! group coordinator or the quorum → encode. No socket I/O here: [`dispatch`] takes one request
+//! frame and returns the response frame (or a future of it), which the connection task writes
+//! in request order.
+//!
+//! Files: the data path ([`produce`], [`fetch`], [`log_offsets`]); the cluster and its topics
+//! ([`metadata`], [`topics`], [`configs`], [`reassign`], [`operational`], [`quorum`]); group
+//! requests for a group coordinated elsewhere ([`coordination`]; the rest go to
+//! `group::GroupCoordinator`); [`api_versions`]; the APIs answered with an error
+//! ([`unserved`]); the handlers' view of the cluster metadata and its validated changes
+//! ([`catalog`]); Kafka's error codes ([`codes`]).
+//!
+//! May import: `protocol`, `context`, `topology`, `cluster`, `log`, `group`, `error`. Never
+//! `server`, which calls [`dispatch`].
 
 pub mod api_versions;
 pub mod catalog;

@@ -1,6 +1,6 @@
 //! Known APIs this broker does not serve, answered with an error instead of a closed
 //! connection: a client that sends one anyway gets a response at the request's version and
-//! keeps its connection. [`UNSERVED`] lists them, one line each with the error it gets.
+//! keeps its connection. `UNSERVED` lists them, one line each with the error it gets.
 //!
 //! The codes follow what Kafka answers when the feature is off: SASL requests get
 //! UNSUPPORTED_SASL_MECHANISM / UNSUPPORTED_VERSION (no SASL listener); delegation tokens
@@ -75,7 +75,7 @@ const UNSERVED: &[Unserved] = &[
     refuse::<ListConfigResourcesRequest>(UNSUPPORTED_VERSION),
 ];
 
-/// Answers `key` when [`UNSERVED`] lists it and `raw.api_version` is one the crate decodes;
+/// Answers `key` when `UNSERVED` lists it and `raw.api_version` is one the crate decodes;
 /// `None` otherwise (the caller closes the connection).
 pub fn answer(
     peer: SocketAddr,

@@ -1,6 +1,13 @@
 //! The broker process: [`Broker::start`] binds the Kafka and HTTP listeners, recovers the data
 //! directory, and spawns the accept loop and background tasks; [`Broker::shutdown`] stops
 //! accepting, lets in-flight requests finish, and fsyncs logs and group offsets.
+//!
+//! Files: `conn` (one connection: framing, reader/writer split, in-order replies), [`identity`]
+//! (this broker's own files in the data directory), [`liveness`] (the quorum leader fences
+//! unreachable brokers), [`mover`] (partition moves and group coordinator handover).
+//!
+//! The top of the import graph: may import every other module of the crate; none imports it
+//! (`lib.rs` re-exports [`Broker`]).
 
 mod conn;
 pub mod identity;

@@ -18,8 +18,8 @@
 //! version: the crate's encoding of a default and of a populated request is walked exactly to
 //! its end, and a too-large length in each array, string and bytes field is refused.
 //!
-//! Files: [`table`] is the table itself (data only), [`schema`] parses it into structs and
-//! fields, [`walk`] walks a body along them. May import nothing of the broker.
+//! Files: [`table`] is the table itself (data only), `schema` parses it into structs and
+//! fields, `walk` walks a body along them. May import nothing of the broker.
 
 mod schema;
 pub mod table;

@@ -11,13 +11,13 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::handlers::Ctx;
+use crate::context::BrokerContext;
 
 /// What the HTTP handlers can see. `ctx` is set once recovery finished.
 #[derive(Debug, Default)]
 pub struct HttpState {
     pub ready: AtomicBool,
-    pub ctx: OnceLock<Arc<Ctx>>,
+    pub ctx: OnceLock<Arc<BrokerContext>>,
 }
 
 async fn healthz() -> &'static str {

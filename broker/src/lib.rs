@@ -1,31 +1,39 @@
 //! `sluice-broker`: a Kafka-wire-compatible message broker.
 //!
-//! Module layout (data flows top to bottom):
+//! Module layout (each module imports only modules listed below it; see
+//! `docs/architecture.md` for the exact import table):
 //!
-//! - [`cluster`]: the cluster metadata every broker agrees on (Raft quorum).
-//! - [`config`]: the command line / `SLUICE_*` environment settings, validated at start.
 //! - [`server`]: [`Broker::start`] / [`Broker::shutdown`], the accept loop, per-connection
-//!   tasks (framing, size limits, in-order pipelining), and the broker's own small files
-//!   (cluster id, producer-id counter).
+//!   tasks (size limits, in-order pipelining), partition moves, liveness, and the broker's own
+//!   small files (cluster id, node id).
 //! - [`handlers`]: one function per Kafka API; decode → act → encode, no socket I/O.
+//! - [`http`]: `/healthz`, `/readyz` and `/metrics` on a separate port.
+//! - [`context`]: [`context::BrokerContext`], the state every connection and handler shares.
+//! - [`topology`]: the local logs follow the cluster metadata.
+//! - [`metrics`]: the Prometheus registry and its scrape-time gauges.
+//! - [`config`]: the command line / `SLUICE_*` environment settings, validated at start.
+//! - [`protocol`]: the Kafka wire format: framing, the pre-decode guard, advertised versions.
+//! - [`error`]: the broker's error enum.
+//! - [`cluster`]: the cluster metadata every broker agrees on (Raft quorum).
 //! - [`group`]: the classic consumer-group coordinator and the committed-offset store.
 //! - [`log`]: the storage engine: one directory per partition, segment files, indexes,
 //!   recovery, retention and the fsync policy (group commit).
-//! - [`http`] and [`metrics`]: `/healthz`, `/readyz` and `/metrics` on a separate port.
-//! - [`error`]: the broker's error enum.
 //!
 //! The binary (`src/main.rs`) only parses the configuration, installs the tracing subscriber,
 //! starts a [`Broker`] and shuts it down on SIGTERM / SIGINT. See `docs/architecture.md`.
 
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod protocol;
 pub mod server;
+pub mod topology;
 
 pub use error::BrokerError;
 pub use server::Broker;

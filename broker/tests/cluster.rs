@@ -90,7 +90,7 @@ impl Node {
         self.broker = Some(broker);
     }
 
-    fn ctx(&self) -> &Arc<sluice_broker::handlers::Ctx> {
+    fn ctx(&self) -> &Arc<sluice_broker::context::BrokerContext> {
         self.broker
             .as_ref()
             .unwrap_or_else(|| panic!("broker {} is stopped", self.id))

@@ -469,7 +469,7 @@ async fn produce_and_fetch_by_topic_id() {
 ///
 /// `kafka-protocol` 0.18 (used as is) pre-allocates arrays from the peer-supplied count, so a
 /// 13-byte Metadata request claiming 2^31-1 topics would abort the process on a ~150 GB
-/// allocation; `server::guard` walks every body before the crate decodes it and refuses it.
+/// allocation; `protocol::guard` walks every body before the crate decodes it and refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_array_counts_cost_only_their_connection() {
     let (_dir, broker, mut healthy) = broker_and_conn().await;

@@ -12,15 +12,16 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{codes, Ctx};
+use super::codes;
 use crate::cluster::state::{
     BrokerRecord, BrokerState, Command, ConfigChange, Outcome, PartitionRecord,
 };
+use crate::context::BrokerContext;
 use crate::log::{
     altered_configs, check_partition_count, validate_topic_configs, validate_topic_name, AlterOp,
-    ConfigEntry, LogError, TopicMeta,
+    ConfigEntry, LogError, PartitionLog, TopicMeta,
 };
-use crate::server::topology::{self, topic_meta};
+use crate::topology::{self, topic_meta};
 
 /// Kafka's NOT_CONTROLLER: retriable, clients refresh metadata and try again.
 const NOT_CONTROLLER: i16 = 41;
@@ -66,7 +67,7 @@ pub enum Ownership {
 }
 
 /// Every topic of the cluster, sorted by name.
-pub fn topics(ctx: &Ctx) -> Vec<TopicMeta> {
+pub fn topics(ctx: &BrokerContext) -> Vec<TopicMeta> {
     let state = ctx.cluster.state();
     state
         .topics
@@ -75,18 +76,18 @@ pub fn topics(ctx: &Ctx) -> Vec<TopicMeta> {
         .collect()
 }
 
-pub fn topic(ctx: &Ctx, name: &str) -> Option<TopicMeta> {
+pub fn topic(ctx: &BrokerContext, name: &str) -> Option<TopicMeta> {
     let state = ctx.cluster.state();
     state.topics.get(name).map(|t| topic_meta(name, t))
 }
 
-pub fn topic_by_id(ctx: &Ctx, id: Uuid) -> Option<TopicMeta> {
+pub fn topic_by_id(ctx: &BrokerContext, id: Uuid) -> Option<TopicMeta> {
     let state = ctx.cluster.state();
     state.topic_by_id(id).map(|(name, t)| topic_meta(name, t))
 }
 
 /// The partition records of a topic (owners and leader epochs), if it exists.
-pub fn partitions(ctx: &Ctx, name: &str) -> Option<Vec<PartitionRecord>> {
+pub fn partitions(ctx: &BrokerContext, name: &str) -> Option<Vec<PartitionRecord>> {
     ctx.cluster
         .state()
         .topics
@@ -94,7 +95,7 @@ pub fn partitions(ctx: &Ctx, name: &str) -> Option<Vec<PartitionRecord>> {
         .map(|t| t.partitions.clone())
 }
 
-pub fn ownership(ctx: &Ctx, topic: &str, partition: i32) -> Ownership {
+pub fn ownership(ctx: &BrokerContext, topic: &str, partition: i32) -> Ownership {
     match ctx.cluster.state().partition(topic, partition) {
         None => Ownership::Unknown,
         Some(p) if p.owner == ctx.node_id => Ownership::Here(p.leader_epoch),
@@ -102,14 +103,38 @@ pub fn ownership(ctx: &Ctx, topic: &str, partition: i32) -> Ownership {
     }
 }
 
+/// The local log of a partition this broker leads, or the error code telling the client where
+/// to go: another broker leads it (NOT_LEADER_OR_FOLLOWER), or the client's leader epoch
+/// (`-1`: not given) is older (FENCED_LEADER_EPOCH) or newer (UNKNOWN_LEADER_EPOCH) than ours.
+pub fn local_partition(
+    ctx: &BrokerContext,
+    topic: &str,
+    partition: i32,
+    client_epoch: i32,
+) -> Result<Arc<PartitionLog>, i16> {
+    match ownership(ctx, topic, partition) {
+        Ownership::Unknown => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+        Ownership::Elsewhere(_) => Err(NOT_LEADER_OR_FOLLOWER),
+        Ownership::Here(epoch) if client_epoch >= 0 && client_epoch < epoch => {
+            Err(codes::FENCED_LEADER_EPOCH)
+        }
+        Ownership::Here(epoch) if client_epoch > epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
+        // Owned here but not yet created locally: the topology task is about to; retriable.
+        Ownership::Here(_) => ctx
+            .logs
+            .partition(topic, partition)
+            .ok_or(NOT_LEADER_OR_FOLLOWER),
+    }
+}
+
 /// A registered broker.
-pub fn broker(ctx: &Ctx, id: i32) -> Option<BrokerRecord> {
+pub fn broker(ctx: &BrokerContext, id: i32) -> Option<BrokerRecord> {
     ctx.cluster.state().brokers.get(&id).cloned()
 }
 
 /// Proposes `cmd`; a refusal becomes the error the client sees. Then applies the new state to
 /// this broker's logs.
-async fn propose(ctx: &Arc<Ctx>, cmd: Command) -> Result<Outcome, MetaError> {
+async fn propose(ctx: &Arc<BrokerContext>, cmd: Command) -> Result<Outcome, MetaError> {
     let outcome = ctx.cluster.propose(cmd).await.map_err(|e| MetaError {
         code: NOT_CONTROLLER,
         message: format!("the metadata quorum did not accept the change: {e}"),
@@ -140,7 +165,7 @@ fn unknown_topic(name: &str) -> MetaError {
 
 /// Validates and creates a topic. `partitions == -1` means the broker default.
 pub async fn create_topic(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     name: &str,
     partitions: i32,
     configs: BTreeMap<String, String>,
@@ -183,7 +208,7 @@ pub async fn create_topic(
     Ok(meta)
 }
 
-pub async fn delete_topic(ctx: &Arc<Ctx>, name: &str) -> Result<TopicMeta, MetaError> {
+pub async fn delete_topic(ctx: &Arc<BrokerContext>, name: &str) -> Result<TopicMeta, MetaError> {
     let meta = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
     propose(
         ctx,
@@ -197,7 +222,7 @@ pub async fn delete_topic(ctx: &Arc<Ctx>, name: &str) -> Result<TopicMeta, MetaE
 }
 
 pub async fn create_partitions(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     name: &str,
     total: i32,
     validate_only: bool,
@@ -240,7 +265,7 @@ pub async fn create_partitions(
 
 /// AlterConfigs (`incremental == false`) or IncrementalAlterConfigs on one topic.
 pub async fn alter_topic_configs(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     name: &str,
     ops: Vec<AlterOp>,
     incremental: bool,
@@ -273,14 +298,17 @@ pub async fn alter_topic_configs(
 }
 
 /// Every config of a topic, defaults included.
-pub fn describe_topic_configs(ctx: &Ctx, name: &str) -> Result<Vec<ConfigEntry>, MetaError> {
+pub fn describe_topic_configs(
+    ctx: &BrokerContext,
+    name: &str,
+) -> Result<Vec<ConfigEntry>, MetaError> {
     let meta = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
     Ok(ctx.logs.describe_configs_of(&meta))
 }
 
 /// The broker coordinating `group`, placing the group on the least loaded broker the first
 /// time anyone asks.
-pub async fn coordinator(ctx: &Arc<Ctx>, group: &str) -> Result<BrokerRecord, MetaError> {
+pub async fn coordinator(ctx: &Arc<BrokerContext>, group: &str) -> Result<BrokerRecord, MetaError> {
     let placed = ctx.cluster.state().groups.get(group).map(|g| g.coordinator);
     let id = match placed {
         Some(id) => id,
@@ -323,7 +351,7 @@ pub async fn coordinator(ctx: &Arc<Ctx>, group: &str) -> Result<BrokerRecord, Me
 /// Whether this broker coordinates `group`. A group nobody has asked about yet is served
 /// here only when this broker is the only one (a single-node cluster); in a larger cluster
 /// the client is sent to FindCoordinator.
-pub fn coordinates(ctx: &Ctx, group: &str) -> bool {
+pub fn coordinates(ctx: &BrokerContext, group: &str) -> bool {
     if ctx
         .group_handover
         .try_read()
@@ -338,48 +366,36 @@ pub fn coordinates(ctx: &Ctx, group: &str) -> bool {
     }
 }
 
-/// Producer ids, unique in the whole cluster: reserved from the quorum a block at a time.
-#[derive(Debug, Default)]
-pub struct ProducerIdBlocks {
-    /// (next id to hand out, end of the reserved block).
-    block: tokio::sync::Mutex<(i64, i64)>,
+/// A new producer id, unique in the whole cluster: handed out from a block of
+/// `PRODUCER_ID_BLOCK` ids reserved from the quorum.
+pub async fn allocate_producer_id(ctx: &Arc<BrokerContext>) -> Result<i64, MetaError> {
+    ctx.producer_ids.next(|| reserve_producer_ids(ctx)).await
 }
 
-impl ProducerIdBlocks {
-    pub async fn allocate(&self, ctx: &Arc<Ctx>) -> Result<i64, MetaError> {
-        let mut block = self.block.lock().await;
-        if block.0 >= block.1 {
-            let outcome = ctx
-                .cluster
-                .propose(Command::AllocateProducerIds {
-                    broker: ctx.node_id,
-                    count: PRODUCER_ID_BLOCK,
-                })
-                .await
-                .map_err(|e| MetaError {
-                    code: NOT_CONTROLLER,
-                    message: format!("could not reserve producer ids: {e}"),
-                })?;
-            match outcome {
-                Outcome::ProducerIds { first, count } => *block = (first, first + count),
-                Outcome::Refused { code, message } => return Err(MetaError { code, message }),
-                other => {
-                    return Err(MetaError {
-                        code: codes::UNKNOWN_SERVER_ERROR,
-                        message: format!(
-                            "unexpected answer to a producer id reservation: {other:?}"
-                        ),
-                    })
-                }
-            }
-        }
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
+/// Reserves the next block of producer ids for this broker: `(first id, count)`.
+async fn reserve_producer_ids(ctx: &BrokerContext) -> Result<(i64, i64), MetaError> {
+    let outcome = ctx
+        .cluster
+        .propose(Command::AllocateProducerIds {
+            broker: ctx.node_id,
+            count: PRODUCER_ID_BLOCK,
+        })
+        .await
+        .map_err(|e| MetaError {
+            code: NOT_CONTROLLER,
+            message: format!("could not reserve producer ids: {e}"),
+        })?;
+    match outcome {
+        Outcome::ProducerIds { first, count } => Ok((first, count)),
+        Outcome::Refused { code, message } => Err(MetaError { code, message }),
+        other => Err(MetaError {
+            code: codes::UNKNOWN_SERVER_ERROR,
+            message: format!("unexpected answer to a producer id reservation: {other:?}"),
+        }),
     }
 }
 
 /// Whether `id` was ever handed out by any broker of the cluster.
-pub fn producer_id_was_issued(ctx: &Ctx, id: i64) -> bool {
+pub fn producer_id_was_issued(ctx: &BrokerContext, id: i64) -> bool {
     id >= 0 && id < ctx.cluster.state().next_producer_id
 }

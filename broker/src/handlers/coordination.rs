@@ -11,7 +11,8 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
 };
 
-use super::{catalog, codes, Ctx};
+use super::{catalog, codes};
+use crate::context::BrokerContext;
 
 /// OffsetCommit for a group coordinated elsewhere: every partition gets NOT_COORDINATOR.
 pub fn offset_commit_elsewhere(req: &OffsetCommitRequest) -> OffsetCommitResponse {
@@ -41,7 +42,7 @@ pub fn offset_commit_elsewhere(req: &OffsetCommitRequest) -> OffsetCommitRespons
 /// named group is coordinated here. A v8+ request mixing groups here and elsewhere is answered
 /// NOT_COORDINATOR for all of them (clients send one coordinator's groups per request).
 pub fn offset_fetch_elsewhere(
-    ctx: &Ctx,
+    ctx: &BrokerContext,
     version: i16,
     req: &OffsetFetchRequest,
 ) -> Option<OffsetFetchResponse> {

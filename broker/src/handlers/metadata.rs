@@ -16,8 +16,9 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
-use super::{catalog, codes, sb, Ctx};
+use super::{catalog, codes, sb};
 use crate::cluster::state::{BrokerRecord, BrokerState, ClusterState, PartitionRecord};
+use crate::context::BrokerContext;
 use crate::log::{validate_topic_name, TopicMeta};
 
 /// "Not provided" for the authorized-operations fields.
@@ -51,11 +52,11 @@ fn partition_entry(
 }
 
 /// The broker reported as the controller: the quorum leader (this broker while unknown).
-fn controller(ctx: &Ctx) -> i32 {
+fn controller(ctx: &BrokerContext) -> i32 {
     ctx.cluster.leader().unwrap_or(ctx.node_id)
 }
 
-fn topic_entry(ctx: &Ctx, meta: &TopicMeta) -> MetadataResponseTopic {
+fn topic_entry(ctx: &BrokerContext, meta: &TopicMeta) -> MetadataResponseTopic {
     let state = ctx.cluster.state();
     let partitions = state
         .topics
@@ -88,7 +89,11 @@ fn topic_error(name: Option<&str>, id: Uuid, code: i16) -> MetadataResponseTopic
 /// Serves Metadata v0+. A `null` topic list (or an empty one at v0) means all topics.
 /// Unknown topics are created with the default partition count when `--auto-create-topics`
 /// is on and the request allows it (always at v0–v3).
-pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> MetadataResponse {
+pub async fn metadata(
+    ctx: &Arc<BrokerContext>,
+    version: i16,
+    req: MetadataRequest,
+) -> MetadataResponse {
     // Fenced brokers are left out, as Kafka does: clients should not dial a dead broker.
     let brokers = ctx
         .cluster
@@ -177,7 +182,7 @@ pub async fn metadata(ctx: &Arc<Ctx>, version: i16, req: MetadataRequest) -> Met
 
 /// DescribeCluster: every registered broker; the quorum leader as controller.
 pub fn describe_cluster(
-    ctx: &Ctx,
+    ctx: &BrokerContext,
     version: i16,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
@@ -217,7 +222,7 @@ pub fn describe_cluster(
 /// One coordinator lookup: (error code, message, broker). Groups are placed through the quorum
 /// on first lookup; transaction coordinators (key type 1) are refused until transactions exist.
 async fn lookup(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     key_type: i8,
     key: &str,
 ) -> (
@@ -240,7 +245,7 @@ async fn lookup(
 
 /// FindCoordinator (v0–v3 one key, v4+ a batch of keys).
 pub async fn find_coordinator(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {

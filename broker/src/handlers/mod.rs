@@ -1,17 +1,31 @@
-//! One module per group of Kafka APIs: decode → act on the log / coordinator → encode.
-//! No socket I/O here: [`dispatch`] takes one request frame and returns the response frame
-//! (or a future of it), which the connection task writes in request order.
+//! The Kafka API handlers: one module per group of APIs, each decode → act on the log, the
+//! group coordinator or the quorum → encode. No socket I/O here: [`dispatch`] takes one request
+//! frame and returns the response frame (or a future of it), which the connection task writes
+//! in request order.
+//!
+//! Files: the data path ([`produce`], [`fetch`], [`log_offsets`]); the cluster and its topics
+//! ([`metadata`], [`topics`], [`configs`], [`reassign`], [`operational`], [`quorum`]); group
+//! requests for a group coordinated elsewhere ([`coordination`]; the rest go to
+//! `group::GroupCoordinator`); [`api_versions`]; the APIs answered with an error
+//! ([`unserved`]); the handlers' view of the cluster metadata and its validated changes
+//! ([`catalog`]); Kafka's error codes ([`codes`]).
+//!
+//! May import: `protocol`, `context`, `topology`, `cluster`, `log`, `group`, `error`. Never
+//! `server`, which calls [`dispatch`].
 
-pub mod admin;
 pub mod api_versions;
 pub mod catalog;
 pub mod codes;
+pub mod configs;
 pub mod coordination;
 pub mod fetch;
+pub mod log_offsets;
 pub mod metadata;
-pub mod ops;
+pub mod operational;
 pub mod produce;
+pub mod quorum;
 pub mod reassign;
+pub mod topics;
 pub mod unserved;
 
 use std::net::SocketAddr;
@@ -21,50 +35,14 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
-use tokio_util::sync::CancellationToken;
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
-use crate::cluster::Cluster;
+use crate::context::BrokerContext;
 use crate::error::BrokerError;
-use crate::group::{ClientInfo, GroupCoordinator};
+use crate::group::ClientInfo;
 use crate::log::LogManager;
-use crate::metrics::Metrics;
-use crate::server::codec::{self, api_name, RawHeader};
-
-/// Everything a handler may touch, shared by all connections.
-#[derive(Debug)]
-pub struct Ctx {
-    pub node_id: i32,
-    pub advertised_host: String,
-    pub advertised_port: i32,
-    /// This broker's own cluster id file, proposed as the cluster's id when the quorum has
-    /// none yet (the founder's wins; see [`Ctx::cluster_id`]).
-    pub local_cluster_id: String,
-    /// The cluster metadata quorum (a single in-process node without `--cluster-listen`).
-    pub cluster: Arc<Cluster>,
-    pub auto_create_topics: bool,
-    /// `--min-insync-replicas`: topics without a `min.insync.replicas` override use it.
-    pub min_insync_replicas: i32,
-    pub logs: Arc<LogManager>,
-    pub groups: Arc<GroupCoordinator>,
-    pub producer_ids: catalog::ProducerIdBlocks,
-    /// Groups whose coordinator role this broker is handing over (it answers NOT_COORDINATOR
-    /// for them); OffsetCommit holds the read side while it writes.
-    pub group_handover: tokio::sync::RwLock<std::collections::BTreeSet<String>>,
-    pub metrics: Arc<Metrics>,
-    pub shutdown: CancellationToken,
-}
-
-impl Ctx {
-    /// The cluster id every broker reports (agreed in the quorum).
-    pub fn cluster_id(&self) -> String {
-        self.cluster
-            .state()
-            .cluster_id
-            .clone()
-            .unwrap_or_else(|| self.local_cluster_id.clone())
-    }
-}
+use crate::protocol::codec::{self, api_name, respond, RawHeader};
+use crate::protocol::versions;
 
 /// What handling one request produced.
 pub enum Reply {
@@ -84,15 +62,6 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// Encodes a response body for `raw` with the API's normal response header version.
-pub fn respond<R: Encodable + HeaderVersion>(
-    raw: RawHeader,
-    body: &R,
-) -> Result<Bytes, BrokerError> {
-    let hv = R::header_version(raw.api_version);
-    codec::encode_response(raw, hv, raw.api_version, body)
-}
-
 /// A [`Reply::Later`] from an async block that yields a response body.
 fn later<R, F>(raw: RawHeader, fut: F) -> Reply
 where
@@ -103,7 +72,7 @@ where
 }
 
 /// Runs blocking storage work (metadata files, fsync) off the async workers.
-pub async fn blocking<T, F>(ctx: &Arc<Ctx>, f: F) -> T
+pub async fn blocking<T, F>(ctx: &Arc<BrokerContext>, f: F) -> T
 where
     F: FnOnce(&LogManager) -> T + Send + 'static,
     T: Send + 'static,
@@ -118,7 +87,7 @@ where
 
 /// Handles one request frame (header + body, without the length prefix).
 pub async fn dispatch(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Reply, BrokerError> {
@@ -134,24 +103,21 @@ pub async fn dispatch(
     let mut body = frame;
 
     if key == ApiKey::ApiVersions {
-        return api_versions_reply(peer, raw, &mut body).map(|b| Reply::Now(Some(b)));
+        return api_versions::reply(peer, raw, &mut body).map(|b| Reply::Now(Some(b)));
     }
-    if key == ApiKey::Produce && (0..api_versions::PRODUCE_MIN_SERVED).contains(&raw.api_version) {
+    if key == ApiKey::Produce && (0..versions::PRODUCE_MIN_SERVED).contains(&raw.api_version) {
         codec::decode_header(peer, key, raw, &mut body)?;
         return produce::reject_old_version(peer, raw, body).map(|b| Reply::Now(Some(b)));
     }
     // ACL requests are advertised (as Kafka without an authorizer does, so tools report
     // "security is disabled" instead of "not supported") and answered SECURITY_DISABLED.
-    if api_versions::advertised(key).is_none() || api_versions::ACL_APIS.contains(&key) {
-        if let Some(reply) = unsupported_api(peer, key, raw, &mut body)? {
-            return Ok(Reply::Now(Some(reply)));
-        }
+    if versions::advertised(key).is_none() || versions::ACL_APIS.contains(&key) {
         if let Some(reply) = unserved::answer(peer, key, raw, &mut body)? {
             return Ok(Reply::Now(Some(reply)));
         }
     }
-    if !api_versions::is_served(key, raw.api_version) {
-        return Err(if api_versions::advertised(key).is_some() {
+    if !versions::is_served(key, raw.api_version) {
+        return Err(if versions::advertised(key).is_some() {
             BrokerError::UnsupportedVersion {
                 peer,
                 api: api_name(raw.api_key),
@@ -191,8 +157,8 @@ pub async fn dispatch(
     let reply = match key {
         ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest))?,
         ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest))?,
-        ApiKey::ListOffsets => now!(fetch::list_offsets(ctx, v, req!(ListOffsetsRequest))),
-        ApiKey::OffsetForLeaderEpoch => now!(fetch::offset_for_leader_epoch(
+        ApiKey::ListOffsets => now!(log_offsets::list_offsets(ctx, v, req!(ListOffsetsRequest))),
+        ApiKey::OffsetForLeaderEpoch => now!(log_offsets::offset_for_leader_epoch(
             ctx,
             req!(OffsetForLeaderEpochRequest)
         )),
@@ -208,21 +174,27 @@ pub async fn dispatch(
         ApiKey::ListPartitionReassignments => {
             now!(reassign::list(ctx, req!(ListPartitionReassignmentsRequest)))
         }
-        ApiKey::DescribeLogDirs => now!(ops::describe_log_dirs(ctx, req!(DescribeLogDirsRequest))),
+        ApiKey::DescribeLogDirs => now!(operational::describe_log_dirs(
+            ctx,
+            req!(DescribeLogDirsRequest)
+        )),
         ApiKey::DescribeProducers => {
-            now!(ops::describe_producers(ctx, req!(DescribeProducersRequest)))
+            now!(operational::describe_producers(
+                ctx,
+                req!(DescribeProducersRequest)
+            ))
         }
-        ApiKey::ElectLeaders => now!(ops::elect_leaders(ctx, req!(ElectLeadersRequest))),
+        ApiKey::ElectLeaders => now!(operational::elect_leaders(ctx, req!(ElectLeadersRequest))),
         ApiKey::DescribeQuorum => {
             let req = req!(DescribeQuorumRequest);
             let client_id = header.client_id.as_ref().map(|c| c.to_string());
             later(
                 raw,
-                ops::describe_quorum(Arc::clone(ctx), v, client_id, req),
+                quorum::describe_quorum(Arc::clone(ctx), v, client_id, req),
             )
         }
         ApiKey::UnregisterBroker => {
-            now!(admin::unregister_broker(ctx, req!(UnregisterBrokerRequest)).await)
+            now!(quorum::unregister_broker(ctx, req!(UnregisterBrokerRequest)).await)
         }
         ApiKey::FindCoordinator => {
             now!(metadata::find_coordinator(ctx, v, req!(FindCoordinatorRequest)).await)
@@ -230,20 +202,26 @@ pub async fn dispatch(
         ApiKey::InitProducerId => {
             now!(produce::init_producer_id(ctx, req!(InitProducerIdRequest)).await)
         }
-        ApiKey::CreateTopics => now!(admin::create_topics(ctx, v, req!(CreateTopicsRequest)).await),
-        ApiKey::DeleteTopics => now!(admin::delete_topics(ctx, v, req!(DeleteTopicsRequest)).await),
+        ApiKey::CreateTopics => {
+            now!(topics::create_topics(ctx, v, req!(CreateTopicsRequest)).await)
+        }
+        ApiKey::DeleteTopics => {
+            now!(topics::delete_topics(ctx, v, req!(DeleteTopicsRequest)).await)
+        }
         ApiKey::DeleteRecords => {
-            now!(admin::delete_records(ctx, req!(DeleteRecordsRequest)).await)
+            now!(topics::delete_records(ctx, req!(DeleteRecordsRequest)).await)
         }
         ApiKey::CreatePartitions => {
-            now!(admin::create_partitions(ctx, req!(CreatePartitionsRequest)).await)
+            now!(topics::create_partitions(ctx, req!(CreatePartitionsRequest)).await)
         }
         ApiKey::DescribeConfigs => {
-            now!(admin::describe_configs(ctx, v, req!(DescribeConfigsRequest)).await)
+            now!(configs::describe_configs(ctx, v, req!(DescribeConfigsRequest)).await)
         }
-        ApiKey::AlterConfigs => now!(admin::alter_configs(ctx, req!(AlterConfigsRequest)).await),
+        ApiKey::AlterConfigs => now!(configs::alter_configs(ctx, req!(AlterConfigsRequest)).await),
         ApiKey::IncrementalAlterConfigs => {
-            now!(admin::incremental_alter_configs(ctx, req!(IncrementalAlterConfigsRequest)).await)
+            now!(
+                configs::incremental_alter_configs(ctx, req!(IncrementalAlterConfigsRequest)).await
+            )
         }
         ApiKey::JoinGroup => {
             let req = req!(JoinGroupRequest);
@@ -340,266 +318,17 @@ pub async fn dispatch(
     Ok(reply)
 }
 
-/// Known APIs this broker does not serve (and does not advertise) whose response has a
-/// top-level error code: answered with that error instead of closing the connection.
-/// Returns `None` for the others (the caller closes the connection).
-fn unsupported_api(
-    peer: SocketAddr,
-    key: ApiKey,
-    raw: RawHeader,
-    body: &mut Bytes,
-) -> Result<Option<Bytes>, BrokerError> {
-    const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-    const SECURITY_DISABLED: i16 = 54;
-    const DELEGATION_TOKEN_REQUEST_NOT_ALLOWED: i16 = 64;
-    macro_rules! refuse {
-        ($req:ty, $resp:ty, $code:expr) => {{
-            let range = <$req as kafka_protocol::protocol::Message>::VERSIONS;
-            if raw.api_version < range.min || raw.api_version > range.max {
-                return Ok(None);
-            }
-            codec::decode_header(peer, key, raw, body)?;
-            let _req: $req = codec::decode_body(peer, raw, body)?;
-            let resp = <$resp>::default().with_error_code($code);
-            Some(respond(raw, &resp)?)
-        }};
-    }
-    let unsupported = codes::UNSUPPORTED_VERSION;
-    Ok(match key {
-        ApiKey::SaslHandshake => refuse!(
-            SaslHandshakeRequest,
-            SaslHandshakeResponse,
-            UNSUPPORTED_SASL_MECHANISM
-        ),
-        ApiKey::SaslAuthenticate => refuse!(
-            SaslAuthenticateRequest,
-            SaslAuthenticateResponse,
-            unsupported
-        ),
-        ApiKey::DescribeAcls => {
-            let range = <DescribeAclsRequest as kafka_protocol::protocol::Message>::VERSIONS;
-            if raw.api_version < range.min || raw.api_version > range.max {
-                return Ok(None);
-            }
-            codec::decode_header(peer, key, raw, body)?;
-            let _req: DescribeAclsRequest = codec::decode_body(peer, raw, body)?;
-            let resp = DescribeAclsResponse::default()
-                .with_error_code(SECURITY_DISABLED)
-                .with_error_message(Some(kafka_protocol::protocol::StrBytes::from_static_str(
-                    "No Authorizer is configured.",
-                )));
-            Some(respond(raw, &resp)?)
-        }
-        ApiKey::AddOffsetsToTxn => {
-            refuse!(AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, unsupported)
-        }
-        ApiKey::EndTxn => refuse!(EndTxnRequest, EndTxnResponse, unsupported),
-        ApiKey::DescribeClientQuotas => refuse!(
-            DescribeClientQuotasRequest,
-            DescribeClientQuotasResponse,
-            unsupported
-        ),
-        ApiKey::DescribeUserScramCredentials => {
-            refuse!(
-                DescribeUserScramCredentialsRequest,
-                DescribeUserScramCredentialsResponse,
-                unsupported
-            )
-        }
-        ApiKey::ListPartitionReassignments => {
-            refuse!(
-                ListPartitionReassignmentsRequest,
-                ListPartitionReassignmentsResponse,
-                unsupported
-            )
-        }
-        ApiKey::AlterPartitionReassignments => {
-            refuse!(
-                AlterPartitionReassignmentsRequest,
-                AlterPartitionReassignmentsResponse,
-                unsupported
-            )
-        }
-        ApiKey::ListTransactions => refuse!(
-            ListTransactionsRequest,
-            ListTransactionsResponse,
-            unsupported
-        ),
-        ApiKey::OffsetDelete => refuse!(OffsetDeleteRequest, OffsetDeleteResponse, unsupported),
-        ApiKey::ConsumerGroupHeartbeat => {
-            refuse!(
-                ConsumerGroupHeartbeatRequest,
-                ConsumerGroupHeartbeatResponse,
-                unsupported
-            )
-        }
-        ApiKey::ShareGroupHeartbeat => refuse!(
-            ShareGroupHeartbeatRequest,
-            ShareGroupHeartbeatResponse,
-            unsupported
-        ),
-        ApiKey::GetTelemetrySubscriptions => {
-            refuse!(
-                GetTelemetrySubscriptionsRequest,
-                GetTelemetrySubscriptionsResponse,
-                unsupported
-            )
-        }
-        ApiKey::PushTelemetry => refuse!(PushTelemetryRequest, PushTelemetryResponse, unsupported),
-        ApiKey::UpdateFeatures => {
-            refuse!(UpdateFeaturesRequest, UpdateFeaturesResponse, unsupported)
-        }
-        // Kafka refuses delegation tokens on a plaintext listener.
-        ApiKey::CreateDelegationToken => refuse!(
-            CreateDelegationTokenRequest,
-            CreateDelegationTokenResponse,
-            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
-        ),
-        ApiKey::RenewDelegationToken => refuse!(
-            RenewDelegationTokenRequest,
-            RenewDelegationTokenResponse,
-            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
-        ),
-        ApiKey::ExpireDelegationToken => refuse!(
-            ExpireDelegationTokenRequest,
-            ExpireDelegationTokenResponse,
-            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
-        ),
-        ApiKey::DescribeDelegationToken => refuse!(
-            DescribeDelegationTokenRequest,
-            DescribeDelegationTokenResponse,
-            DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
-        ),
-        ApiKey::ShareFetch => refuse!(ShareFetchRequest, ShareFetchResponse, unsupported),
-        ApiKey::ShareAcknowledge => {
-            refuse!(
-                ShareAcknowledgeRequest,
-                ShareAcknowledgeResponse,
-                unsupported
-            )
-        }
-        ApiKey::AlterShareGroupOffsets => refuse!(
-            AlterShareGroupOffsetsRequest,
-            AlterShareGroupOffsetsResponse,
-            unsupported
-        ),
-        ApiKey::DeleteShareGroupOffsets => refuse!(
-            DeleteShareGroupOffsetsRequest,
-            DeleteShareGroupOffsetsResponse,
-            unsupported
-        ),
-        ApiKey::ListConfigResources => refuse!(
-            ListConfigResourcesRequest,
-            ListConfigResourcesResponse,
-            unsupported
-        ),
-        _ => None,
-    })
-}
-
-/// ApiVersions: always answered with response header v0; an unknown version gets error 35 and
-/// the supported list in the v0 format so that the client can pick a version and retry.
-fn api_versions_reply(
-    peer: SocketAddr,
-    raw: RawHeader,
-    body: &mut Bytes,
-) -> Result<Bytes, BrokerError> {
-    let (min, max) = api_versions::advertised(ApiKey::ApiVersions).unwrap_or((0, 4));
-    if raw.api_version < min || raw.api_version > max {
-        return codec::encode_response(raw, 0, 0, &api_versions::unsupported_version_response());
-    }
-    codec::decode_header(peer, ApiKey::ApiVersions, raw, body)?;
-    let req = ApiVersionsRequest::decode(body, raw.api_version).map_err(|e| {
-        BrokerError::Undecodable {
-            peer,
-            api: api_name(raw.api_key),
-            api_key: raw.api_key,
-            api_version: raw.api_version,
-            reason: format!("{e:#}"),
-        }
-    })?;
-    codec::encode_response(raw, 0, raw.api_version, &api_versions::handle(&req))
-}
-
 /// A Kafka topic-name-ish `StrBytes` from a `&str`.
 pub fn sb(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::protocol::Message;
+/// An optional `StrBytes` from an optional `&str`.
+pub fn opt_sb(s: Option<&str>) -> Option<kafka_protocol::protocol::StrBytes> {
+    s.map(sb)
+}
 
-    fn frame<R: Encodable + Message + Default>(key: ApiKey, version: i16) -> (RawHeader, Bytes) {
-        let mut buf = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(7)
-            .encode(&mut buf, key.request_header_version(version))
-            .expect("header");
-        R::default().encode(&mut buf, version).expect("body");
-        let bytes = buf.freeze();
-        let raw = codec::peek_header(peer(), &bytes).expect("peek");
-        (raw, bytes)
-    }
-
-    fn peer() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 9))
-    }
-
-    fn answered<R: Encodable + Message + Default>(key: ApiKey) {
-        for v in R::VERSIONS.min..=R::VERSIONS.max {
-            let (raw, mut body) = frame::<R>(key, v);
-            let reply = unsupported_api(peer(), key, raw, &mut body)
-                .unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
-            let bytes = reply.unwrap_or_else(|| panic!("{key:?} v{v} not answered"));
-            assert_eq!(
-                &bytes[4..8],
-                &7i32.to_be_bytes(),
-                "{key:?} v{v} correlation id"
-            );
-        }
-    }
-
-    #[test]
-    fn unserved_apis_with_a_top_level_error_code_are_answered_at_every_version() {
-        answered::<SaslHandshakeRequest>(ApiKey::SaslHandshake);
-        answered::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate);
-        answered::<DescribeAclsRequest>(ApiKey::DescribeAcls);
-        answered::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
-        answered::<EndTxnRequest>(ApiKey::EndTxn);
-        answered::<DescribeClientQuotasRequest>(ApiKey::DescribeClientQuotas);
-        answered::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials);
-        answered::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
-        answered::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments);
-        answered::<ListTransactionsRequest>(ApiKey::ListTransactions);
-        answered::<OffsetDeleteRequest>(ApiKey::OffsetDelete);
-        answered::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat);
-        answered::<ShareGroupHeartbeatRequest>(ApiKey::ShareGroupHeartbeat);
-        answered::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);
-        answered::<PushTelemetryRequest>(ApiKey::PushTelemetry);
-        answered::<UpdateFeaturesRequest>(ApiKey::UpdateFeatures);
-        answered::<CreateDelegationTokenRequest>(ApiKey::CreateDelegationToken);
-        answered::<RenewDelegationTokenRequest>(ApiKey::RenewDelegationToken);
-        answered::<ExpireDelegationTokenRequest>(ApiKey::ExpireDelegationToken);
-        answered::<DescribeDelegationTokenRequest>(ApiKey::DescribeDelegationToken);
-        answered::<ShareFetchRequest>(ApiKey::ShareFetch);
-        answered::<ShareAcknowledgeRequest>(ApiKey::ShareAcknowledge);
-        answered::<ListConfigResourcesRequest>(ApiKey::ListConfigResources);
-        answered::<AlterShareGroupOffsetsRequest>(ApiKey::AlterShareGroupOffsets);
-        answered::<DeleteShareGroupOffsetsRequest>(ApiKey::DeleteShareGroupOffsets);
-    }
-
-    #[test]
-    fn other_unserved_apis_are_left_to_the_caller() {
-        let (raw, mut body) = frame::<DeleteRecordsRequest>(ApiKey::DeleteRecords, 2);
-        assert!(
-            unsupported_api(peer(), ApiKey::DeleteRecords, raw, &mut body)
-                .expect("no error")
-                .is_none()
-        );
-    }
+/// An error message field from any error.
+pub fn err_msg(e: &impl std::fmt::Display) -> Option<kafka_protocol::protocol::StrBytes> {
+    Some(sb(&e.to_string()))
 }

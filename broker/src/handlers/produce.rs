@@ -17,10 +17,11 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 
-use super::{catalog, codes, respond, sb, Ctx, Reply};
+use super::{catalog, codes, sb, Reply};
+use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::log::{AppendInfo, AppendOutcome, PartitionLog};
-use crate::server::codec::{self, api_name, RawHeader};
+use crate::protocol::codec::{self, api_name, respond, RawHeader};
 
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -50,7 +51,11 @@ struct DurableWait {
 }
 
 /// Serves Produce v3+.
-pub fn handle(ctx: &Arc<Ctx>, raw: RawHeader, req: ProduceRequest) -> Result<Reply, BrokerError> {
+pub fn handle(
+    ctx: &Arc<BrokerContext>,
+    raw: RawHeader,
+    req: ProduceRequest,
+) -> Result<Reply, BrokerError> {
     let started = Instant::now();
     let version = raw.api_version;
     let acks = req.acks;
@@ -261,7 +266,7 @@ pub fn reject_old_version(
 /// InitProducerId for idempotent producers. Transactional ids are refused (transactions are
 /// not implemented yet) with a fatal, non-retriable error.
 pub async fn init_producer_id(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let base = InitProducerIdResponse::default()
@@ -285,7 +290,7 @@ pub async fn init_producer_id(
             .with_producer_id(ProducerId(pid))
             .with_producer_epoch(epoch + 1);
     }
-    match ctx.producer_ids.allocate(ctx).await {
+    match catalog::allocate_producer_id(ctx).await {
         Ok(id) => base.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e, "cannot reserve producer ids");

@@ -16,15 +16,16 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
 
-use super::{codes, sb, Ctx};
+use super::{codes, sb};
 use crate::cluster::state::{ClusterState, Command, Outcome};
+use crate::context::BrokerContext;
 
 /// Kafka's NOT_CONTROLLER (retriable): the quorum did not take the change.
 const NOT_CONTROLLER: i16 = 41;
 
 /// Starts (replicas = [broker]) or cancels (replicas = null) partition moves.
 pub async fn alter(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<BrokerContext>,
     req: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
     let mut responses = Vec::with_capacity(req.topics.len());
@@ -107,7 +108,7 @@ fn ongoing(
 
 /// The moves in progress (all, or of the named partitions).
 pub fn list(
-    ctx: &Ctx,
+    ctx: &BrokerContext,
     req: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     let state = ctx.cluster.state();

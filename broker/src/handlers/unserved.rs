@@ -1,326 +1,375 @@
-//! Known APIs this broker does not serve (and does not advertise) whose responses carry their
-//! errors per item (per partition, per ACL, ...) rather than at the top level: each item of the
-//! request is answered with the error, at the request's version, so a client that sends one
-//! anyway gets a response and keeps its connection.
+//! Known APIs this broker does not serve, answered with an error instead of a closed
+//! connection: a client that sends one anyway gets a response at the request's version and
+//! keeps its connection. `UNSERVED` lists them, one line each with the error it gets.
 //!
-//! The codes follow what Kafka answers when the feature is off: ACL requests get
-//! SECURITY_DISABLED (no authorizer is configured); transactional requests get
+//! The codes follow what Kafka answers when the feature is off: SASL requests get
+//! UNSUPPORTED_SASL_MECHANISM / UNSUPPORTED_VERSION (no SASL listener); delegation tokens
+//! DELEGATION_TOKEN_REQUEST_NOT_ALLOWED (Kafka refuses them on a plaintext listener); ACL
+//! requests SECURITY_DISABLED (no authorizer is configured; they are also advertised, see
+//! `protocol::versions::ACL_APIS`); the transactional requests that name partitions or ids
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id here;
-//! everything else (AlterReplicaLogDirs, quotas, SCRAM credentials, the KIP-848 / share group
-//! describes, share group offsets, DescribeTopicPartitions) UNSUPPORTED_VERSION. The ACL
-//! requests are also advertised (see `api_versions::ACL_APIS`). APIs that only controllers or
-//! other brokers send (Raft votes, broker registration, Envelope, WriteTxnMarkers, share-group
-//! state, ...) still close the connection, as Kafka does for an API not exposed on a listener.
+//! everything else UNSUPPORTED_VERSION. A response with a top-level error code carries it
+//! there; one whose errors are per item (per partition, per ACL, per group, ...) has every
+//! item of the request answered with it.
+//!
+//! APIs that only controllers or other brokers send (Raft votes, broker registration,
+//! Envelope, WriteTxnMarkers, share-group state, ...) are not listed and still close the
+//! connection, as Kafka does for an API not exposed on a listener; so does a version the
+//! crate does not decode.
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
-};
-use kafka_protocol::messages::create_acls_response::AclCreationResult;
-use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
-use kafka_protocol::messages::txn_offset_commit_response::{
-    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
-};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Message, StrBytes};
+use kafka_protocol::protocol::{Request, StrBytes};
 
-use super::{codes, respond};
+use super::codes::{TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION};
 use crate::error::BrokerError;
-use crate::server::codec::{self, RawHeader};
+use crate::protocol::codec::{self, respond, RawHeader};
 
+/// Kafka's UNSUPPORTED_SASL_MECHANISM.
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 /// Kafka's SECURITY_DISABLED.
 pub const SECURITY_DISABLED: i16 = 54;
+/// Kafka's DELEGATION_TOKEN_REQUEST_NOT_ALLOWED.
+const DELEGATION_TOKEN_REQUEST_NOT_ALLOWED: i16 = 64;
 
-fn msg(s: &'static str) -> Option<StrBytes> {
-    Some(StrBytes::from_static_str(s))
-}
+/// Every API answered with an error, and the error.
+const UNSERVED: &[Unserved] = &[
+    refuse::<SaslHandshakeRequest>(UNSUPPORTED_SASL_MECHANISM),
+    refuse::<SaslAuthenticateRequest>(UNSUPPORTED_VERSION),
+    refuse::<CreateDelegationTokenRequest>(DELEGATION_TOKEN_REQUEST_NOT_ALLOWED),
+    refuse::<RenewDelegationTokenRequest>(DELEGATION_TOKEN_REQUEST_NOT_ALLOWED),
+    refuse::<ExpireDelegationTokenRequest>(DELEGATION_TOKEN_REQUEST_NOT_ALLOWED),
+    refuse::<DescribeDelegationTokenRequest>(DELEGATION_TOKEN_REQUEST_NOT_ALLOWED),
+    refuse::<DescribeAclsRequest>(SECURITY_DISABLED),
+    refuse::<CreateAclsRequest>(SECURITY_DISABLED),
+    refuse::<DeleteAclsRequest>(SECURITY_DISABLED),
+    refuse::<AddPartitionsToTxnRequest>(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+    refuse::<TxnOffsetCommitRequest>(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+    refuse::<DescribeTransactionsRequest>(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+    refuse::<AddOffsetsToTxnRequest>(UNSUPPORTED_VERSION),
+    refuse::<EndTxnRequest>(UNSUPPORTED_VERSION),
+    refuse::<ListTransactionsRequest>(UNSUPPORTED_VERSION),
+    refuse::<DescribeClientQuotasRequest>(UNSUPPORTED_VERSION),
+    refuse::<AlterClientQuotasRequest>(UNSUPPORTED_VERSION),
+    refuse::<DescribeUserScramCredentialsRequest>(UNSUPPORTED_VERSION),
+    refuse::<AlterUserScramCredentialsRequest>(UNSUPPORTED_VERSION),
+    refuse::<AlterReplicaLogDirsRequest>(UNSUPPORTED_VERSION),
+    refuse::<ListPartitionReassignmentsRequest>(UNSUPPORTED_VERSION),
+    refuse::<AlterPartitionReassignmentsRequest>(UNSUPPORTED_VERSION),
+    refuse::<DescribeTopicPartitionsRequest>(UNSUPPORTED_VERSION),
+    refuse::<OffsetDeleteRequest>(UNSUPPORTED_VERSION),
+    refuse::<ConsumerGroupHeartbeatRequest>(UNSUPPORTED_VERSION),
+    refuse::<ConsumerGroupDescribeRequest>(UNSUPPORTED_VERSION),
+    refuse::<ShareGroupHeartbeatRequest>(UNSUPPORTED_VERSION),
+    refuse::<ShareGroupDescribeRequest>(UNSUPPORTED_VERSION),
+    refuse::<ShareFetchRequest>(UNSUPPORTED_VERSION),
+    refuse::<ShareAcknowledgeRequest>(UNSUPPORTED_VERSION),
+    refuse::<DescribeShareGroupOffsetsRequest>(UNSUPPORTED_VERSION),
+    refuse::<AlterShareGroupOffsetsRequest>(UNSUPPORTED_VERSION),
+    refuse::<DeleteShareGroupOffsetsRequest>(UNSUPPORTED_VERSION),
+    refuse::<GetTelemetrySubscriptionsRequest>(UNSUPPORTED_VERSION),
+    refuse::<PushTelemetryRequest>(UNSUPPORTED_VERSION),
+    refuse::<UpdateFeaturesRequest>(UNSUPPORTED_VERSION),
+    refuse::<ListConfigResourcesRequest>(UNSUPPORTED_VERSION),
+];
 
-/// Answers `key` when it is one of the per-item APIs above and `raw.api_version` is one the
-/// crate decodes; `None` otherwise (the caller closes the connection).
+/// Answers `key` when `UNSERVED` lists it and `raw.api_version` is one the crate decodes;
+/// `None` otherwise (the caller closes the connection).
 pub fn answer(
     peer: SocketAddr,
     key: ApiKey,
     raw: RawHeader,
     body: &mut Bytes,
 ) -> Result<Option<Bytes>, BrokerError> {
-    let v = raw.api_version;
-    macro_rules! decode {
-        ($req:ty) => {{
-            let range = <$req as Message>::VERSIONS;
-            if v < range.min || v > range.max {
-                return Ok(None);
-            }
-            codec::decode_header(peer, key, raw, body)?;
-            let req: $req = codec::decode_body(peer, raw, body)?;
-            req
-        }};
+    match UNSERVED.iter().find(|u| u.key == key as i16) {
+        Some(u) => (u.answer)(peer, key, raw, body, u.code),
+        None => Ok(None),
     }
-    let reply = match key {
-        ApiKey::CreateAcls => {
-            let req = decode!(CreateAclsRequest);
-            let results = req
-                .creations
-                .iter()
-                .map(|_| {
-                    AclCreationResult::default()
-                        .with_error_code(SECURITY_DISABLED)
-                        .with_error_message(msg("No Authorizer is configured."))
-                })
-                .collect();
-            respond(raw, &CreateAclsResponse::default().with_results(results))?
+}
+
+/// One line of [`UNSERVED`]: requests of API `key` are answered `code` by `answer`.
+struct Unserved {
+    key: i16,
+    code: i16,
+    answer: Answer,
+}
+
+type Answer =
+    fn(SocketAddr, ApiKey, RawHeader, &mut Bytes, i16) -> Result<Option<Bytes>, BrokerError>;
+
+/// The line for requests of `R`: answered with `code`, as `R`'s [`Refuse`] impl shapes it.
+const fn refuse<R: Refuse>(code: i16) -> Unserved {
+    Unserved {
+        key: R::KEY,
+        code,
+        answer: answer_with::<R>,
+    }
+}
+
+/// Decodes a request of `R` (when its version is one the crate decodes) and answers it with
+/// `code`.
+fn answer_with<R: Refuse>(
+    peer: SocketAddr,
+    key: ApiKey,
+    raw: RawHeader,
+    body: &mut Bytes,
+    code: i16,
+) -> Result<Option<Bytes>, BrokerError> {
+    let range = R::VERSIONS;
+    if raw.api_version < range.min || raw.api_version > range.max {
+        return Ok(None);
+    }
+    codec::decode_header(peer, key, raw, body)?;
+    let req: R = codec::decode_body(peer, raw, body)?;
+    respond(raw, &req.refuse(code, raw.api_version)).map(Some)
+}
+
+/// A request this broker answers with one error code: at the top level of the response, or
+/// on every item of the request.
+trait Refuse: Request {
+    fn refuse(self, code: i16, version: i16) -> Self::Response;
+}
+
+/// Requests whose response has a top-level error code: the default response with it set.
+macro_rules! refused_as_a_whole {
+    ($($req:ty),* $(,)?) => {$(
+        impl Refuse for $req {
+            fn refuse(self, code: i16, _: i16) -> Self::Response {
+                <$req as Request>::Response::default().with_error_code(code)
+            }
         }
-        ApiKey::DeleteAcls => {
-            let req = decode!(DeleteAclsRequest);
-            let results = req
-                .filters
-                .iter()
-                .map(|_| {
-                    DeleteAclsFilterResult::default()
-                        .with_error_code(SECURITY_DISABLED)
-                        .with_error_message(msg("No Authorizer is configured."))
-                })
-                .collect();
-            respond(
-                raw,
-                &DeleteAclsResponse::default().with_filter_results(results),
-            )?
-        }
-        ApiKey::AddPartitionsToTxn => {
-            let req = decode!(AddPartitionsToTxnRequest);
-            let topic_results =
-                |topics: Vec<add_partitions_to_txn_request::AddPartitionsToTxnTopic>| {
-                    topics
-                        .into_iter()
-                        .map(|t| {
-                            AddPartitionsToTxnTopicResult::default()
-                                .with_name(t.name)
-                                .with_results_by_partition(
-                                    t.partitions
-                                        .into_iter()
-                                        .map(|p| {
-                                            AddPartitionsToTxnPartitionResult::default()
-                                                .with_partition_index(p)
-                                                .with_partition_error_code(
-                                                    codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                                                )
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect::<Vec<_>>()
-                };
-            let resp = if v <= 3 {
-                AddPartitionsToTxnResponse::default()
-                    .with_results_by_topic_v3_and_below(topic_results(req.v3_and_below_topics))
-            } else {
-                AddPartitionsToTxnResponse::default().with_results_by_transaction(
-                    req.transactions
-                        .into_iter()
-                        .map(|t| {
-                            AddPartitionsToTxnResult::default()
-                                .with_transactional_id(t.transactional_id)
-                                .with_topic_results(topic_results(t.topics))
-                        })
-                        .collect(),
-                )
-            };
-            respond(raw, &resp)?
-        }
-        ApiKey::TxnOffsetCommit => {
-            let req = decode!(TxnOffsetCommitRequest);
-            let topics = req
-                .topics
-                .into_iter()
-                .map(|t| {
-                    TxnOffsetCommitResponseTopic::default()
+    )*};
+}
+
+refused_as_a_whole!(
+    SaslHandshakeRequest,
+    SaslAuthenticateRequest,
+    CreateDelegationTokenRequest,
+    RenewDelegationTokenRequest,
+    ExpireDelegationTokenRequest,
+    DescribeDelegationTokenRequest,
+    AddOffsetsToTxnRequest,
+    EndTxnRequest,
+    ListTransactionsRequest,
+    DescribeClientQuotasRequest,
+    DescribeUserScramCredentialsRequest,
+    ListPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsRequest,
+    OffsetDeleteRequest,
+    ConsumerGroupHeartbeatRequest,
+    ShareGroupHeartbeatRequest,
+    ShareFetchRequest,
+    ShareAcknowledgeRequest,
+    AlterShareGroupOffsetsRequest,
+    DeleteShareGroupOffsetsRequest,
+    GetTelemetrySubscriptionsRequest,
+    PushTelemetryRequest,
+    UpdateFeaturesRequest,
+    ListConfigResourcesRequest,
+);
+
+fn msg(s: &'static str) -> Option<StrBytes> {
+    Some(StrBytes::from_static_str(s))
+}
+
+/// `f` applied to every item: one answer per item of the request.
+fn each<T, U>(items: Vec<T>, f: impl FnMut(T) -> U) -> Vec<U> {
+    items.into_iter().map(f).collect()
+}
+
+impl Refuse for DescribeAclsRequest {
+    fn refuse(self, code: i16, _: i16) -> DescribeAclsResponse {
+        DescribeAclsResponse::default()
+            .with_error_code(code)
+            .with_error_message(msg("No Authorizer is configured."))
+    }
+}
+
+impl Refuse for CreateAclsRequest {
+    fn refuse(self, code: i16, _: i16) -> CreateAclsResponse {
+        use create_acls_response::AclCreationResult;
+        CreateAclsResponse::default().with_results(each(self.creations, |_| {
+            AclCreationResult::default()
+                .with_error_code(code)
+                .with_error_message(msg("No Authorizer is configured."))
+        }))
+    }
+}
+
+impl Refuse for DeleteAclsRequest {
+    fn refuse(self, code: i16, _: i16) -> DeleteAclsResponse {
+        use delete_acls_response::DeleteAclsFilterResult;
+        DeleteAclsResponse::default().with_filter_results(each(self.filters, |_| {
+            DeleteAclsFilterResult::default()
+                .with_error_code(code)
+                .with_error_message(msg("No Authorizer is configured."))
+        }))
+    }
+}
+
+impl Refuse for AddPartitionsToTxnRequest {
+    fn refuse(self, code: i16, version: i16) -> AddPartitionsToTxnResponse {
+        use add_partitions_to_txn_response::{
+            AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult,
+            AddPartitionsToTxnTopicResult,
+        };
+        let topic_results =
+            |topics: Vec<add_partitions_to_txn_request::AddPartitionsToTxnTopic>| {
+                each(topics, |t| {
+                    AddPartitionsToTxnTopicResult::default()
                         .with_name(t.name)
-                        .with_partitions(
-                            t.partitions
-                                .into_iter()
-                                .map(|p| {
-                                    TxnOffsetCommitResponsePartition::default()
-                                        .with_partition_index(p.partition_index)
-                                        .with_error_code(
-                                            codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                                        )
-                                })
-                                .collect(),
-                        )
+                        .with_results_by_partition(each(t.partitions, |p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_partition_error_code(code)
+                        }))
                 })
-                .collect();
-            respond(raw, &TxnOffsetCommitResponse::default().with_topics(topics))?
-        }
-        ApiKey::AlterReplicaLogDirs => {
-            use kafka_protocol::messages::alter_replica_log_dirs_response::{
-                AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
             };
-            let req = decode!(AlterReplicaLogDirsRequest);
-            let results = req
-                .dirs
-                .into_iter()
-                .flat_map(|d| d.topics)
-                .map(|t| {
-                    AlterReplicaLogDirTopicResult::default()
-                        .with_topic_name(t.name)
-                        .with_partitions(
-                            t.partitions
-                                .into_iter()
-                                .map(|p| {
-                                    AlterReplicaLogDirPartitionResult::default()
-                                        .with_partition_index(p)
-                                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            respond(
-                raw,
-                &AlterReplicaLogDirsResponse::default().with_results(results),
-            )?
+        if version <= 3 {
+            AddPartitionsToTxnResponse::default()
+                .with_results_by_topic_v3_and_below(topic_results(self.v3_and_below_topics))
+        } else {
+            AddPartitionsToTxnResponse::default().with_results_by_transaction(each(
+                self.transactions,
+                |t| {
+                    AddPartitionsToTxnResult::default()
+                        .with_transactional_id(t.transactional_id)
+                        .with_topic_results(topic_results(t.topics))
+                },
+            ))
         }
-        ApiKey::AlterClientQuotas => {
-            use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
-            let req = decode!(AlterClientQuotasRequest);
-            let entries = req
-                .entries
-                .into_iter()
-                .map(|e| {
-                    EntryData::default()
-                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                        .with_entity(
-                            e.entity
-                                .into_iter()
-                                .map(|d| {
-                                    EntityData::default()
-                                        .with_entity_type(d.entity_type)
-                                        .with_entity_name(d.entity_name)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            respond(
-                raw,
-                &AlterClientQuotasResponse::default().with_entries(entries),
-            )?
-        }
-        ApiKey::AlterUserScramCredentials => {
-            use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
-            let req = decode!(AlterUserScramCredentialsRequest);
-            let mut users: Vec<StrBytes> = req.deletions.into_iter().map(|d| d.name).collect();
-            users.extend(req.upsertions.into_iter().map(|u| u.name));
-            users.dedup();
-            let results = users
-                .into_iter()
-                .map(|u| {
-                    AlterUserScramCredentialsResult::default()
-                        .with_user(u)
-                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                })
-                .collect();
-            respond(
-                raw,
-                &AlterUserScramCredentialsResponse::default().with_results(results),
-            )?
-        }
-        ApiKey::DescribeTransactions => {
-            use kafka_protocol::messages::describe_transactions_response::TransactionState;
-            let req = decode!(DescribeTransactionsRequest);
-            let states = req
-                .transactional_ids
-                .into_iter()
-                .map(|id| {
-                    TransactionState::default()
-                        .with_transactional_id(id)
-                        .with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-                })
-                .collect();
-            respond(
-                raw,
-                &DescribeTransactionsResponse::default().with_transaction_states(states),
-            )?
-        }
-        ApiKey::ConsumerGroupDescribe => {
-            use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
-            let req = decode!(ConsumerGroupDescribeRequest);
-            let groups = req
-                .group_ids
-                .into_iter()
-                .map(|g| {
-                    DescribedGroup::default()
-                        .with_group_id(g)
-                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                })
-                .collect();
-            respond(
-                raw,
-                &ConsumerGroupDescribeResponse::default().with_groups(groups),
-            )?
-        }
-        ApiKey::ShareGroupDescribe => {
-            use kafka_protocol::messages::share_group_describe_response::DescribedGroup;
-            let req = decode!(ShareGroupDescribeRequest);
-            let groups = req
-                .group_ids
-                .into_iter()
-                .map(|g| {
-                    DescribedGroup::default()
-                        .with_group_id(g)
-                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                })
-                .collect();
-            respond(
-                raw,
-                &ShareGroupDescribeResponse::default().with_groups(groups),
-            )?
-        }
-        ApiKey::DescribeTopicPartitions => {
-            use kafka_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic;
-            let req = decode!(DescribeTopicPartitionsRequest);
-            let topics = req
-                .topics
-                .into_iter()
-                .map(|t| {
-                    DescribeTopicPartitionsResponseTopic::default()
-                        .with_name(Some(t.name))
-                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                })
-                .collect();
-            respond(
-                raw,
-                &DescribeTopicPartitionsResponse::default().with_topics(topics),
-            )?
-        }
-        ApiKey::DescribeShareGroupOffsets => {
-            use kafka_protocol::messages::describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup;
-            let req = decode!(DescribeShareGroupOffsetsRequest);
-            let groups = req
-                .groups
-                .into_iter()
-                .map(|g| {
-                    DescribeShareGroupOffsetsResponseGroup::default()
-                        .with_group_id(g.group_id)
-                        .with_error_code(codes::UNSUPPORTED_VERSION)
-                })
-                .collect();
-            respond(
-                raw,
-                &DescribeShareGroupOffsetsResponse::default().with_groups(groups),
-            )?
-        }
-        _ => return Ok(None),
-    };
-    Ok(Some(reply))
+    }
+}
+
+impl Refuse for TxnOffsetCommitRequest {
+    fn refuse(self, code: i16, _: i16) -> TxnOffsetCommitResponse {
+        use txn_offset_commit_response::{
+            TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+        };
+        TxnOffsetCommitResponse::default().with_topics(each(self.topics, |t| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(each(t.partitions, |p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                }))
+        }))
+    }
+}
+
+impl Refuse for DescribeTransactionsRequest {
+    fn refuse(self, code: i16, _: i16) -> DescribeTransactionsResponse {
+        use describe_transactions_response::TransactionState;
+        DescribeTransactionsResponse::default().with_transaction_states(each(
+            self.transactional_ids,
+            |id| {
+                TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_error_code(code)
+            },
+        ))
+    }
+}
+
+impl Refuse for AlterReplicaLogDirsRequest {
+    fn refuse(self, code: i16, _: i16) -> AlterReplicaLogDirsResponse {
+        use alter_replica_log_dirs_response::{
+            AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
+        };
+        let topics = self.dirs.into_iter().flat_map(|d| d.topics).collect();
+        AlterReplicaLogDirsResponse::default().with_results(each(topics, |t| {
+            AlterReplicaLogDirTopicResult::default()
+                .with_topic_name(t.name)
+                .with_partitions(each(t.partitions, |p| {
+                    AlterReplicaLogDirPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_error_code(code)
+                }))
+        }))
+    }
+}
+
+impl Refuse for AlterClientQuotasRequest {
+    fn refuse(self, code: i16, _: i16) -> AlterClientQuotasResponse {
+        use alter_client_quotas_response::{EntityData, EntryData};
+        AlterClientQuotasResponse::default().with_entries(each(self.entries, |e| {
+            EntryData::default()
+                .with_error_code(code)
+                .with_entity(each(e.entity, |d| {
+                    EntityData::default()
+                        .with_entity_type(d.entity_type)
+                        .with_entity_name(d.entity_name)
+                }))
+        }))
+    }
+}
+
+impl Refuse for AlterUserScramCredentialsRequest {
+    fn refuse(self, code: i16, _: i16) -> AlterUserScramCredentialsResponse {
+        use alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+        let mut users: Vec<StrBytes> = self.deletions.into_iter().map(|d| d.name).collect();
+        users.extend(self.upsertions.into_iter().map(|u| u.name));
+        users.dedup();
+        AlterUserScramCredentialsResponse::default().with_results(each(users, |u| {
+            AlterUserScramCredentialsResult::default()
+                .with_user(u)
+                .with_error_code(code)
+        }))
+    }
+}
+
+impl Refuse for ConsumerGroupDescribeRequest {
+    fn refuse(self, code: i16, _: i16) -> ConsumerGroupDescribeResponse {
+        use consumer_group_describe_response::DescribedGroup;
+        ConsumerGroupDescribeResponse::default().with_groups(each(self.group_ids, |g| {
+            DescribedGroup::default()
+                .with_group_id(g)
+                .with_error_code(code)
+        }))
+    }
+}
+
+impl Refuse for ShareGroupDescribeRequest {
+    fn refuse(self, code: i16, _: i16) -> ShareGroupDescribeResponse {
+        use share_group_describe_response::DescribedGroup;
+        ShareGroupDescribeResponse::default().with_groups(each(self.group_ids, |g| {
+            DescribedGroup::default()
+                .with_group_id(g)
+                .with_error_code(code)
+        }))
+    }
+}
+
+impl Refuse for DescribeTopicPartitionsRequest {
+    fn refuse(self, code: i16, _: i16) -> DescribeTopicPartitionsResponse {
+        use describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic;
+        DescribeTopicPartitionsResponse::default().with_topics(each(self.topics, |t| {
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(t.name))
+                .with_error_code(code)
+        }))
+    }
+}
+
+impl Refuse for DescribeShareGroupOffsetsRequest {
+    fn refuse(self, code: i16, _: i16) -> DescribeShareGroupOffsetsResponse {
+        use describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup;
+        DescribeShareGroupOffsetsResponse::default().with_groups(each(self.groups, |g| {
+            DescribeShareGroupOffsetsResponseGroup::default()
+                .with_group_id(g.group_id)
+                .with_error_code(code)
+        }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::protocol::{Decodable, Encodable};
+    use kafka_protocol::protocol::{Decodable, Encodable, Message};
 
     fn peer() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9))
@@ -532,5 +581,79 @@ mod tests {
             let p = &r.topics[0].partitions[0];
             assert_eq!((p.partition_index, p.error_code), (2, 53));
         }
+    }
+
+    fn frame<R: Encodable + Message + Default>(key: ApiKey, version: i16) -> (RawHeader, Bytes) {
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .encode(&mut buf, key.request_header_version(version))
+            .expect("header");
+        R::default().encode(&mut buf, version).expect("body");
+        let bytes = buf.freeze();
+        let raw = codec::peek_header(peer(), &bytes).expect("peek");
+        (raw, bytes)
+    }
+
+    fn answered<R: Encodable + Message + Default>(key: ApiKey) {
+        for v in R::VERSIONS.min..=R::VERSIONS.max {
+            let (raw, mut body) = frame::<R>(key, v);
+            let reply =
+                answer(peer(), key, raw, &mut body).unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
+            let bytes = reply.unwrap_or_else(|| panic!("{key:?} v{v} not answered"));
+            assert_eq!(
+                &bytes[4..8],
+                &7i32.to_be_bytes(),
+                "{key:?} v{v} correlation id"
+            );
+        }
+    }
+
+    #[test]
+    fn unserved_apis_with_a_top_level_error_code_are_answered_at_every_version() {
+        answered::<SaslHandshakeRequest>(ApiKey::SaslHandshake);
+        answered::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate);
+        answered::<DescribeAclsRequest>(ApiKey::DescribeAcls);
+        answered::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
+        answered::<EndTxnRequest>(ApiKey::EndTxn);
+        answered::<DescribeClientQuotasRequest>(ApiKey::DescribeClientQuotas);
+        answered::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials);
+        answered::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
+        answered::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments);
+        answered::<ListTransactionsRequest>(ApiKey::ListTransactions);
+        answered::<OffsetDeleteRequest>(ApiKey::OffsetDelete);
+        answered::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat);
+        answered::<ShareGroupHeartbeatRequest>(ApiKey::ShareGroupHeartbeat);
+        answered::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);
+        answered::<PushTelemetryRequest>(ApiKey::PushTelemetry);
+        answered::<UpdateFeaturesRequest>(ApiKey::UpdateFeatures);
+        answered::<CreateDelegationTokenRequest>(ApiKey::CreateDelegationToken);
+        answered::<RenewDelegationTokenRequest>(ApiKey::RenewDelegationToken);
+        answered::<ExpireDelegationTokenRequest>(ApiKey::ExpireDelegationToken);
+        answered::<DescribeDelegationTokenRequest>(ApiKey::DescribeDelegationToken);
+        answered::<ShareFetchRequest>(ApiKey::ShareFetch);
+        answered::<ShareAcknowledgeRequest>(ApiKey::ShareAcknowledge);
+        answered::<ListConfigResourcesRequest>(ApiKey::ListConfigResources);
+        answered::<AlterShareGroupOffsetsRequest>(ApiKey::AlterShareGroupOffsets);
+        answered::<DeleteShareGroupOffsetsRequest>(ApiKey::DeleteShareGroupOffsets);
+    }
+
+    #[test]
+    fn other_unserved_apis_are_left_to_the_caller() {
+        let (raw, mut body) = frame::<DeleteRecordsRequest>(ApiKey::DeleteRecords, 2);
+        assert!(answer(peer(), ApiKey::DeleteRecords, raw, &mut body)
+            .expect("no error")
+            .is_none());
+    }
+
+    #[test]
+    fn each_unserved_api_is_listed_once() {
+        let mut keys: Vec<i16> = UNSERVED.iter().map(|u| u.key).collect();
+        keys.sort_unstable();
+        let listed = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), listed);
     }
 }

@@ -16,9 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::context::BrokerContext;
 use crate::error::BrokerError;
-use crate::handlers::{self, Ctx, Reply};
-use crate::server::codec;
+use crate::handlers::{self, Reply};
+use crate::protocol::codec;
 
 /// A connection with no request for this long is closed (Kafka's `connections.max.idle.ms`).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -92,7 +93,12 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Serves one connection until the client leaves, a protocol error, or shutdown.
-pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr, max_request: usize) {
+pub async fn serve(
+    ctx: Arc<BrokerContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    max_request: usize,
+) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);

@@ -1,14 +1,18 @@
 //! The broker process: [`Broker::start`] binds the Kafka and HTTP listeners, recovers the data
 //! directory, and spawns the accept loop and background tasks; [`Broker::shutdown`] stops
 //! accepting, lets in-flight requests finish, and fsyncs logs and group offsets.
+//!
+//! Files: `conn` (one connection: framing, reader/writer split, in-order replies), [`identity`]
+//! (this broker's own files in the data directory), [`liveness`] (the quorum leader fences
+//! unreachable brokers), [`mover`] (partition moves and group coordinator handover).
+//!
+//! The top of the import graph: may import every other module of the crate; none imports it
+//! (`lib.rs` re-exports [`Broker`]).
 
-pub mod codec;
 mod conn;
-pub mod guard;
 pub mod identity;
 pub mod liveness;
 pub mod mover;
-pub mod topology;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -25,12 +29,13 @@ use tracing::Instrument;
 use crate::cluster::state::{BrokerRecord, BrokerState, Command};
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
+use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::group::{GroupConfig, GroupCoordinator, TopicDirectory};
-use crate::handlers::Ctx;
 use crate::http::HttpState;
 use crate::log::{LogDefaults, LogManager};
 use crate::metrics::Metrics;
+use crate::topology;
 
 /// Most simultaneous client connections; more are accepted and closed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -61,7 +66,7 @@ pub struct Broker {
     kafka_addr: SocketAddr,
     http_addr: SocketAddr,
     advertise: String,
-    ctx: Arc<Ctx>,
+    ctx: Arc<BrokerContext>,
     shutdown: CancellationToken,
     http_shutdown: CancellationToken,
     http_state: Arc<HttpState>,
@@ -190,7 +195,7 @@ impl Broker {
         groups.set_topic_directory(Arc::new(ClusterTopics(Arc::clone(&cluster))));
         logs.spawn_background(shutdown.clone());
         groups.spawn_expiry(shutdown.clone());
-        let ctx = Arc::new(Ctx {
+        let ctx = Arc::new(BrokerContext {
             node_id: config.node_id,
             advertised_host: advertised_host.clone(),
             advertised_port,
@@ -270,7 +275,7 @@ impl Broker {
     }
 
     /// Shared broker state (tests and embedding).
-    pub fn context(&self) -> &Arc<Ctx> {
+    pub fn context(&self) -> &Arc<BrokerContext> {
         &self.ctx
     }
 
@@ -423,7 +428,7 @@ fn check_node_identity(data_dir: &std::path::Path, node_id: i32) -> Result<(), B
 /// Waits until this broker is a caught-up member of the quorum, agrees the cluster id, brings
 /// its local logs in line with the metadata, starts following metadata changes and marks the
 /// broker ready.
-async fn bring_up(ctx: Arc<Ctx>, http: Arc<HttpState>) {
+async fn bring_up(ctx: Arc<BrokerContext>, http: Arc<HttpState>) {
     let cluster = Arc::clone(&ctx.cluster);
     tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
@@ -466,7 +471,7 @@ async fn bring_up(ctx: Arc<Ctx>, http: Arc<HttpState>) {
 
 async fn accept_loop(
     listener: TcpListener,
-    ctx: Arc<Ctx>,
+    ctx: Arc<BrokerContext>,
     tracker: TaskTracker,
     max_request: usize,
 ) {

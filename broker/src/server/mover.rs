@@ -29,8 +29,8 @@ use tracing::Instrument;
 use crate::cluster::network::{PartitionChunk, Request, Response};
 use crate::cluster::state::{code, BrokerState, Command, Outcome};
 use crate::cluster::PartitionService;
+use crate::context::BrokerContext;
 use crate::group::offsets::StoredOffset;
-use crate::handlers::Ctx;
 
 /// Bytes asked for per copy round trip.
 const COPY_CHUNK: u32 = 8 << 20;
@@ -41,7 +41,7 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The owner's side of the partition RPCs, on this broker's local logs.
 pub struct LogPartitions {
-    pub ctx: Arc<Ctx>,
+    pub ctx: Arc<BrokerContext>,
 }
 
 impl PartitionService for LogPartitions {
@@ -140,7 +140,7 @@ const GROUP_DRAIN_EVERY: Duration = Duration::from_secs(1);
 /// is draining (marked for removal): per group, new commits are refused (NOT_COORDINATOR) and
 /// in-flight ones finish, the committed offsets are copied to the least loaded active broker,
 /// and the quorum moves the role there. Members rediscover the coordinator and rejoin.
-pub fn spawn_group_drain(ctx: Arc<Ctx>) {
+pub fn spawn_group_drain(ctx: Arc<BrokerContext>) {
     tokio::spawn(
         async move {
             let mut tick = tokio::time::interval(GROUP_DRAIN_EVERY);
@@ -169,7 +169,7 @@ pub fn spawn_group_drain(ctx: Arc<Ctx>) {
     );
 }
 
-async fn hand_over_group(ctx: &Arc<Ctx>, group: &str) -> Result<(), String> {
+async fn hand_over_group(ctx: &Arc<BrokerContext>, group: &str) -> Result<(), String> {
     let state = ctx.cluster.state();
     let target = state
         .active_brokers()
@@ -223,7 +223,7 @@ async fn hand_over_group(ctx: &Arc<Ctx>, group: &str) -> Result<(), String> {
 
 /// Spawns the task that starts a copy job for every move to this broker, unfences partitions
 /// whose move was cancelled and stamps owned partitions with their leader epoch.
-pub fn spawn(ctx: Arc<Ctx>) {
+pub fn spawn(ctx: Arc<BrokerContext>) {
     let running: Arc<Mutex<BTreeSet<(String, i32)>>> = Arc::default();
     let mut rx = ctx.cluster.watch();
     tokio::spawn(
@@ -281,7 +281,7 @@ pub fn spawn(ctx: Arc<Ctx>) {
 
 /// Copies one partition to this broker and takes it over; returns when the move is complete,
 /// cancelled, or the broker shuts down.
-async fn copy(ctx: &Arc<Ctx>, topic: &str, partition: i32) {
+async fn copy(ctx: &Arc<BrokerContext>, topic: &str, partition: i32) {
     let me = ctx.node_id;
     let mut final_end: Option<(i32, i64)> = None;
     tracing::info!("copying partition to this broker");
@@ -443,7 +443,7 @@ fn short(r: &Response) -> String {
     s.chars().take(200).collect()
 }
 
-async fn pause(ctx: &Ctx, d: Duration) {
+async fn pause(ctx: &BrokerContext, d: Duration) {
     tokio::select! {
         _ = ctx.shutdown.cancelled() => {}
         _ = tokio::time::sleep(d) => {}

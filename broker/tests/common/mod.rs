@@ -293,7 +293,7 @@ impl TestBroker {
     }
 
     /// The running broker's shared state (cluster tests look at the quorum's view).
-    pub fn ctx(&self) -> &std::sync::Arc<sluice_broker::handlers::Ctx> {
+    pub fn ctx(&self) -> &std::sync::Arc<sluice_broker::context::BrokerContext> {
         self.broker.as_ref().expect("broker is running").context()
     }
 

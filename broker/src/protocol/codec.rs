@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use super::guard;
 use crate::error::BrokerError;
@@ -124,6 +124,15 @@ pub fn encode_response<R: Encodable>(
     header.encode(&mut buf, header_version).map_err(err)?;
     body.encode(&mut buf, body_version).map_err(err)?;
     Ok(buf.freeze())
+}
+
+/// Encodes a response body for `raw` with the API's normal response header version.
+pub fn respond<R: Encodable + HeaderVersion>(
+    raw: RawHeader,
+    body: &R,
+) -> Result<Bytes, BrokerError> {
+    let hv = R::header_version(raw.api_version);
+    encode_response(raw, hv, raw.api_version, body)
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Keeps this broker's local logs in step with the cluster metadata: every applied change of
 //! the quorum's state is turned into "which topics and partitions does this broker store"
 //! ([`desired_topics`], pure) and handed to [`LogManager::reconcile`] (blocking I/O).
+//!
+//! Run by the broker's watcher task (`server`) and by a handler right after a change it
+//! proposed (`handlers::catalog`), so it sits beside both. May import: `cluster`, `log`, `group`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,0 +1,292 @@
+//! Topic and broker configs: DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
+//! Which configs exist and which values they take is the storage engine's (one place for the
+//! rules); this module maps requests, Kafka's config ids and errors.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{catalog, codes, err_msg, opt_sb, sb};
+use crate::context::BrokerContext;
+use crate::log::{AlterOp, ConfigEntry, ConfigSource};
+
+/// Kafka's config resource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's `ConfigSource` ids (DescribeConfigs v1+ / CreateTopics v5+).
+const SOURCE_TOPIC_CONFIG: i8 = 1;
+const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
+const SOURCE_DEFAULT_CONFIG: i8 = 5;
+
+/// Kafka's `ConfigType` ids (DescribeConfigs v3+).
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
+const TYPE_LIST: i8 = 7;
+
+/// The type a client should parse a config value as.
+pub fn config_type(name: &str, value: Option<&str>) -> i8 {
+    match name {
+        "cleanup.policy" => TYPE_LIST,
+        "index.interval.bytes"
+        | "max.message.bytes"
+        | "segment.bytes"
+        | "segment.index.bytes"
+        | "min.insync.replicas"
+        | "num.partitions"
+        | "node.id"
+        | "broker.id" => TYPE_INT,
+        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
+        _ => match value {
+            Some("true") | Some("false") => TYPE_BOOLEAN,
+            Some(v) if v.parse::<i64>().is_ok() => TYPE_LONG,
+            _ => TYPE_STRING,
+        },
+    }
+}
+
+/// Kafka's id of a config's source (a broker's defaults are its static config).
+pub fn source_id(source: ConfigSource, broker: bool) -> i8 {
+    match (source, broker) {
+        (ConfigSource::TopicOverride, _) => SOURCE_TOPIC_CONFIG,
+        (ConfigSource::Default, true) => SOURCE_STATIC_BROKER_CONFIG,
+        (ConfigSource::Default, false) => SOURCE_DEFAULT_CONFIG,
+    }
+}
+
+fn describe_entries(
+    entries: Vec<ConfigEntry>,
+    keys: Option<&Vec<StrBytes>>,
+    broker: bool,
+    version: i16,
+) -> Vec<DescribeConfigsResourceResult> {
+    entries
+        .into_iter()
+        .filter(|e| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == e.name)))
+        .map(|e| {
+            let mut r = DescribeConfigsResourceResult::default()
+                .with_name(sb(&e.name))
+                .with_value(if e.sensitive {
+                    None
+                } else {
+                    opt_sb(e.value.as_deref())
+                })
+                .with_read_only(e.read_only)
+                .with_config_source(source_id(e.source, broker))
+                .with_is_sensitive(e.sensitive);
+            if version >= 3 {
+                r.config_type = config_type(&e.name, e.value.as_deref());
+            }
+            r
+        })
+        .collect()
+}
+
+/// DescribeConfigs for topics (every config, defaults included) and this broker.
+pub async fn describe_configs(
+    ctx: &Arc<BrokerContext>,
+    version: i16,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let mut resp = DescribeConfigsResponse::default();
+    for res in req.resources {
+        let mut r = DescribeConfigsResult::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        let name = res.resource_name.as_str().to_string();
+        match res.resource_type {
+            RESOURCE_TOPIC => match catalog::describe_topic_configs(ctx, &name) {
+                Ok(entries) => {
+                    r.configs =
+                        describe_entries(entries, res.configuration_keys.as_ref(), false, version)
+                }
+                Err(e) => {
+                    r.error_code = e.kafka_code();
+                    r.error_message = err_msg(&e);
+                }
+            },
+            RESOURCE_BROKER if name.is_empty() || name == ctx.node_id.to_string() => {
+                r.configs = describe_entries(
+                    ctx.logs.describe_broker_configs(),
+                    res.configuration_keys.as_ref(),
+                    true,
+                    version,
+                );
+            }
+            RESOURCE_BROKER => {
+                r.error_code = codes::INVALID_REQUEST;
+                r.error_message =
+                    Some(sb(&format!("this is broker {}, not {name:?}", ctx.node_id)));
+            }
+            other => {
+                r.error_code = codes::INVALID_REQUEST;
+                r.error_message = Some(sb(&format!(
+                    "config resource type {other} is not supported"
+                )));
+            }
+        }
+        ctx.metrics.error_code("DescribeConfigs", r.error_code);
+        resp.results.push(r);
+    }
+    resp
+}
+
+/// The outcome of altering one resource: (error code, message).
+async fn alter_resource(
+    ctx: &Arc<BrokerContext>,
+    resource_type: i8,
+    name: &str,
+    ops: Result<Vec<AlterOp>, String>,
+    incremental: bool,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    match resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            return (
+                codes::INVALID_REQUEST,
+                Some(sb(
+                    "broker configs are static: set them with flags or SLUICE_* variables",
+                )),
+            )
+        }
+        other => {
+            return (
+                codes::INVALID_REQUEST,
+                Some(sb(&format!(
+                    "config resource type {other} is not supported"
+                ))),
+            )
+        }
+    }
+    let ops = match ops {
+        Ok(ops) => ops,
+        Err(msg) => return (codes::INVALID_CONFIG, Some(sb(&msg))),
+    };
+    match catalog::alter_topic_configs(ctx, name, ops, incremental, validate_only).await {
+        Ok(_) => (codes::NONE, None),
+        Err(e) => (e.kafka_code(), err_msg(&e)),
+    }
+}
+
+/// AlterConfigs: replaces all of a topic's overrides.
+pub async fn alter_configs(
+    ctx: &Arc<BrokerContext>,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let mut resp = AlterConfigsResponse::default();
+    for res in req.resources {
+        let ops = Ok(res
+            .configs
+            .iter()
+            .map(|c| match &c.value {
+                Some(v) => AlterOp::Set(c.name.as_str().to_string(), v.as_str().to_string()),
+                None => AlterOp::Delete(c.name.as_str().to_string()),
+            })
+            .collect());
+        let (code, msg) = alter_resource(
+            ctx,
+            res.resource_type,
+            res.resource_name.as_str(),
+            ops,
+            false,
+            req.validate_only,
+        )
+        .await;
+        ctx.metrics.error_code("AlterConfigs", code);
+        resp.responses.push(
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg)
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name),
+        );
+    }
+    resp
+}
+
+/// IncrementalAlterConfigs: SET and DELETE; APPEND / SUBTRACT are refused (the only list
+/// config, `cleanup.policy`, has a single allowed value).
+pub async fn incremental_alter_configs(
+    ctx: &Arc<BrokerContext>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let ops: Result<Vec<AlterOp>, String> = res
+            .configs
+            .iter()
+            .map(|c| {
+                let key = c.name.as_str().to_string();
+                match (c.config_operation, &c.value) {
+                    (0, Some(v)) => Ok(AlterOp::Set(key, v.as_str().to_string())),
+                    (0, None) => Err(format!("SET of {key} needs a value")),
+                    (1, _) => Ok(AlterOp::Delete(key)),
+                    (2, _) | (3, _) => Err(format!(
+                        "APPEND/SUBTRACT of {key} is not supported; use SET"
+                    )),
+                    (op, _) => Err(format!("unknown config operation {op} for {key}")),
+                }
+            })
+            .collect();
+        let (code, msg) = alter_resource(
+            ctx,
+            res.resource_type,
+            res.resource_name.as_str(),
+            ops,
+            true,
+            req.validate_only,
+        )
+        .await;
+        ctx.metrics.error_code("IncrementalAlterConfigs", code);
+        resp.responses.push(
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg)
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name),
+        );
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_types_follow_kafka() {
+        assert_eq!(config_type("cleanup.policy", Some("delete")), TYPE_LIST);
+        assert_eq!(config_type("retention.ms", Some("-1")), TYPE_LONG);
+        assert_eq!(config_type("segment.bytes", Some("1024")), TYPE_INT);
+        assert_eq!(config_type("preallocate", Some("false")), TYPE_BOOLEAN);
+        assert_eq!(config_type("sluice.fsync", Some("always")), TYPE_STRING);
+    }
+
+    #[test]
+    fn config_sources_distinguish_overrides_and_defaults() {
+        assert_eq!(
+            source_id(ConfigSource::TopicOverride, false),
+            SOURCE_TOPIC_CONFIG
+        );
+        assert_eq!(
+            source_id(ConfigSource::Default, false),
+            SOURCE_DEFAULT_CONFIG
+        );
+        assert_eq!(
+            source_id(ConfigSource::Default, true),
+            SOURCE_STATIC_BROKER_CONFIG
+        );
+    }
+}

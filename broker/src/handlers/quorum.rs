@@ -1,0 +1,246 @@
+//! The metadata quorum and its members as Kafka's tools see them: DescribeQuorum
+//! (`kafka-metadata-quorum.sh`, the Raft quorum as the `__cluster_metadata` partition) and
+//! UnregisterBroker (decommission: a broker leaves the cluster metadata and the quorum).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::*;
+
+use super::{codes, sb};
+use crate::cluster::state::{BrokerState, Command, Outcome};
+use crate::context::BrokerContext;
+
+/// The client id a broker uses when it passes a DescribeQuorum on to the quorum leader; the
+/// leader answers such a request itself, so a request is passed on at most once even while
+/// two brokers disagree about who leads.
+pub const FORWARD_CLIENT_ID: &str = "sluice-broker-forward";
+
+/// DescribeQuorum, answered by the quorum leader: only it knows how far each replica has
+/// replicated. Any other broker passes the request on to the leader's Kafka listener, and
+/// answers from its own view when the leader cannot be reached.
+pub async fn describe_quorum(
+    ctx: Arc<BrokerContext>,
+    v: i16,
+    client_id: Option<String>,
+    req: DescribeQuorumRequest,
+) -> DescribeQuorumResponse {
+    let leader = ctx.cluster.leader();
+    let forwarded = client_id.as_deref() == Some(FORWARD_CLIENT_ID);
+    if let Some(leader) = leader.filter(|l| *l != ctx.node_id && !forwarded) {
+        if let Some(b) = ctx.cluster.state().brokers.get(&leader).cloned() {
+            let addr = format!("{}:{}", b.host, b.port);
+            let asked = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                ask_leader(&addr, v, &req),
+            )
+            .await
+            .unwrap_or_else(|_| Err("no answer within 3s".to_string()));
+            match asked {
+                Ok(resp) => return resp,
+                Err(e) => tracing::debug!(
+                    leader,
+                    addr = %addr,
+                    error = %e,
+                    "could not ask the quorum leader; describing the quorum from here"
+                ),
+            }
+        }
+    }
+    describe_quorum_here(&ctx, v, req)
+}
+
+/// Sends `req` to the broker at `addr` (its Kafka listener) and decodes its answer.
+async fn ask_leader(
+    addr: &str,
+    v: i16,
+    req: &DescribeQuorumRequest,
+) -> Result<DescribeQuorumResponse, String> {
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::DescribeQuorum as i16)
+        .with_request_api_version(v)
+        .with_correlation_id(1)
+        .with_client_id(Some(sb(FORWARD_CLIENT_ID)))
+        .encode(&mut frame, DescribeQuorumRequest::header_version(v))
+        .map_err(|e| format!("encode header: {e}"))?;
+    req.encode(&mut frame, v)
+        .map_err(|e| format!("encode request: {e}"))?;
+    let len = i32::try_from(frame.len() - 4).map_err(|_| "request too large".to_string())?;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.write_all(&frame)
+        .await
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let len = s
+        .read_i32()
+        .await
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|l| *l <= 1 << 20)
+        .ok_or_else(|| format!("{addr} answered a frame of {len} bytes"))?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)
+        .await
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let mut body = bytes::Bytes::from(body);
+    ResponseHeader::decode(&mut body, DescribeQuorumResponse::header_version(v))
+        .map_err(|e| format!("decode header from {addr}: {e}"))?;
+    let resp = DescribeQuorumResponse::decode(&mut body, v)
+        .map_err(|e| format!("decode answer from {addr}: {e}"))?;
+    if body.has_remaining() {
+        return Err(format!(
+            "{} stray bytes after the answer of {addr}",
+            body.remaining()
+        ));
+    }
+    Ok(resp)
+}
+
+/// DescribeQuorum from this broker's view: the metadata quorum as Kafka's
+/// `__cluster_metadata` partition: its leader, term (as the leader epoch), applied index (as
+/// the high watermark), voters and observers (learners). On the leader every replica's log end
+/// is known; elsewhere only this broker's own (-1 for the others).
+fn describe_quorum_here(
+    ctx: &Arc<BrokerContext>,
+    v: i16,
+    req: DescribeQuorumRequest,
+) -> DescribeQuorumResponse {
+    use kafka_protocol::messages::describe_quorum_response::{
+        Listener, Node, PartitionData, ReplicaState, TopicData,
+    };
+    let asked_metadata = req.topics.iter().any(|t| {
+        t.topic_name.0.as_str() == "__cluster_metadata"
+            && t.partitions.iter().any(|p| p.partition_index == 0)
+    });
+    if !asked_metadata {
+        return DescribeQuorumResponse::default()
+            .with_error_code(codes::INVALID_REQUEST)
+            .with_error_message(Some(sb(
+                "DescribeQuorum describes partition 0 of __cluster_metadata only",
+            )));
+    }
+    let m = ctx.cluster.raft_metrics().borrow().clone();
+    let membership = m.membership_config.membership().clone();
+    let me = ctx.node_id;
+    let replica = |id: u64| -> ReplicaState {
+        let end = if id as i32 == me {
+            m.last_log_index.map_or(0, |i| i as i64 + 1)
+        } else {
+            m.replication
+                .as_ref()
+                .and_then(|rep| rep.get(&id))
+                .map_or(-1, |l| l.map_or(0, |l| l.index as i64 + 1))
+        };
+        ReplicaState::default()
+            .with_replica_id(BrokerId(id as i32))
+            .with_log_end_offset(end)
+            .with_last_fetch_timestamp(-1)
+            .with_last_caught_up_timestamp(-1)
+    };
+    let voters: Vec<ReplicaState> = membership.voter_ids().map(replica).collect();
+    let observers: Vec<ReplicaState> = membership.learner_ids().map(replica).collect();
+    let partition = PartitionData::default()
+        .with_partition_index(0)
+        .with_error_code(codes::NONE)
+        .with_leader_id(BrokerId(m.current_leader.map_or(-1, |l| l as i32)))
+        .with_leader_epoch(i32::try_from(m.current_term).unwrap_or(i32::MAX))
+        .with_high_watermark(m.last_applied.map_or(0, |l| l.index as i64 + 1))
+        .with_current_voters(voters)
+        .with_observers(observers);
+    let mut resp = DescribeQuorumResponse::default()
+        .with_error_code(codes::NONE)
+        .with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(sb("__cluster_metadata")))
+            .with_partitions(vec![partition])]);
+    if v >= 2 {
+        // The voters' inter-broker listeners.
+        let state = ctx.cluster.state();
+        resp.nodes = membership
+            .voter_ids()
+            .filter_map(|id| state.brokers.get(&(id as i32)))
+            .filter_map(|b| {
+                let (host, port) = b.cluster_addr.rsplit_once(':')?;
+                Some(Node::default().with_node_id(BrokerId(b.id)).with_listeners(
+                    vec![Listener::default()
+                            .with_name(sb("CLUSTER"))
+                            .with_host(sb(host))
+                            .with_port(port.parse().ok()?)],
+                ))
+            })
+            .collect();
+    }
+    resp
+}
+
+/// UnregisterBroker: removes a broker from the cluster for good (decommission). Refused while it
+/// owns partitions, is receiving one, or coordinates groups: move them off first. Then the
+/// broker also leaves the metadata quorum.
+pub async fn unregister_broker(
+    ctx: &Arc<BrokerContext>,
+    req: UnregisterBrokerRequest,
+) -> UnregisterBrokerResponse {
+    let id = req.broker_id.0;
+    let resp = UnregisterBrokerResponse::default();
+    // A broker that owns no partitions any more but still coordinates groups is on its way
+    // out: mark it draining, so it hands its coordinator roles over (server::mover) and the
+    // next UnregisterBroker succeeds.
+    let state = ctx.cluster.state();
+    let on_the_way_out = state
+        .brokers
+        .get(&id)
+        .is_some_and(|b| b.state == BrokerState::Active)
+        && state.partitions_of(id).is_empty()
+        && !state.groups_of(id).is_empty();
+    if on_the_way_out {
+        match ctx
+            .cluster
+            .propose(Command::SetBrokerState {
+                id,
+                state: BrokerState::Draining,
+            })
+            .await
+        {
+            Ok(_) => tracing::info!(
+                broker = id,
+                groups = state.groups_of(id).len(),
+                "broker marked draining: its group coordinator roles move to other brokers"
+            ),
+            Err(e) => tracing::warn!(broker = id, error = %e, "could not mark the broker draining"),
+        }
+    }
+    let outcome = ctx.cluster.propose(Command::UnregisterBroker { id }).await;
+    let (code, message) = match outcome {
+        Err(e) => (
+            41, // NOT_CONTROLLER: retriable
+            Some(format!(
+                "the metadata quorum did not accept the change: {e}"
+            )),
+        ),
+        Ok(Outcome::Refused { code, message }) => (code, Some(message)),
+        Ok(_) => match ctx.cluster.remove_node(id).await {
+            Ok(()) => {
+                tracing::info!(
+                    broker = id,
+                    "broker unregistered and removed from the quorum"
+                );
+                (codes::NONE, None)
+            }
+            Err(e) => (
+                codes::UNKNOWN_SERVER_ERROR,
+                Some(format!(
+                    "broker {id} is unregistered but could not leave the metadata quorum: {e}"
+                )),
+            ),
+        },
+    };
+    ctx.metrics.error_code("UnregisterBroker", code);
+    resp.with_error_code(code)
+        .with_error_message(message.as_deref().map(sb))
+}

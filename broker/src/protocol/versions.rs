@@ -1,0 +1,166 @@
+//! The table of API version ranges this broker advertises and serves.
+//!
+//! The ranges are those of Kafka 4.1 (the message definitions `kafka-protocol` 0.18 is generated
+//! from), for exactly the APIs implemented here, so clients that guess the broker release from
+//! the ranges (kafka-python) see one consistent release. The one deliberate difference from the
+//! request floors is Produce: advertised from v0, because librdkafka before 2.11.1 stops
+//! compressing when the advertised minimum is above 0; v0–v2 requests are still refused with
+//! UNSUPPORTED_VERSION by the Produce handler (as Kafka 4.0 does).
+//!
+//! The ApiVersions answer built from it is `handlers::api_versions`; the pre-decode guard's
+//! tests check that every served version has a request structure.
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Message, VersionRange};
+
+/// APIs served by this broker.
+pub const SUPPORTED_APIS: &[ApiKey] = &[
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::Metadata,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::SyncGroup,
+    ApiKey::DescribeGroups,
+    ApiKey::ListGroups,
+    ApiKey::ApiVersions,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::DeleteRecords,
+    ApiKey::InitProducerId,
+    ApiKey::DescribeConfigs,
+    ApiKey::AlterConfigs,
+    ApiKey::CreatePartitions,
+    ApiKey::DeleteGroups,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::DescribeCluster,
+    ApiKey::OffsetForLeaderEpoch,
+    ApiKey::UnregisterBroker,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
+    ApiKey::DescribeLogDirs,
+    ApiKey::DescribeProducers,
+    ApiKey::ElectLeaders,
+    ApiKey::DescribeQuorum,
+    ApiKey::DescribeAcls,
+    ApiKey::CreateAcls,
+    ApiKey::DeleteAcls,
+];
+
+/// Advertised and answered SECURITY_DISABLED: no authorizer is configured (see
+/// `handlers::unserved`).
+pub const ACL_APIS: &[ApiKey] = &[ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls];
+
+/// The smallest Produce version actually served (Kafka 4.x floor).
+pub const PRODUCE_MIN_SERVED: i16 = 3;
+
+/// The versions the crate can decode requests of `key` at. `ApiKey::valid_versions()` also
+/// lists versions Kafka 4.1 marked unstable (OffsetCommit / OffsetFetch v10, InitProducerId v6),
+/// whose request decoders the crate does not generate; advertising them would make a client
+/// that picks them lose its connection.
+fn request_versions(key: ApiKey) -> Option<VersionRange> {
+    macro_rules! range {
+        ($t:ty) => {
+            Some(<$t as Message>::VERSIONS)
+        };
+    }
+    match key {
+        ApiKey::Produce => range!(ProduceRequest),
+        ApiKey::Fetch => range!(FetchRequest),
+        ApiKey::ListOffsets => range!(ListOffsetsRequest),
+        ApiKey::Metadata => range!(MetadataRequest),
+        ApiKey::OffsetCommit => range!(OffsetCommitRequest),
+        ApiKey::OffsetFetch => range!(OffsetFetchRequest),
+        ApiKey::FindCoordinator => range!(FindCoordinatorRequest),
+        ApiKey::JoinGroup => range!(JoinGroupRequest),
+        ApiKey::Heartbeat => range!(HeartbeatRequest),
+        ApiKey::LeaveGroup => range!(LeaveGroupRequest),
+        ApiKey::SyncGroup => range!(SyncGroupRequest),
+        ApiKey::DescribeGroups => range!(DescribeGroupsRequest),
+        ApiKey::ListGroups => range!(ListGroupsRequest),
+        ApiKey::ApiVersions => range!(ApiVersionsRequest),
+        ApiKey::CreateTopics => range!(CreateTopicsRequest),
+        ApiKey::DeleteTopics => range!(DeleteTopicsRequest),
+        ApiKey::DeleteRecords => range!(DeleteRecordsRequest),
+        ApiKey::InitProducerId => range!(InitProducerIdRequest),
+        ApiKey::DescribeConfigs => range!(DescribeConfigsRequest),
+        ApiKey::AlterConfigs => range!(AlterConfigsRequest),
+        ApiKey::CreatePartitions => range!(CreatePartitionsRequest),
+        ApiKey::DeleteGroups => range!(DeleteGroupsRequest),
+        ApiKey::IncrementalAlterConfigs => range!(IncrementalAlterConfigsRequest),
+        ApiKey::DescribeCluster => range!(DescribeClusterRequest),
+        ApiKey::OffsetForLeaderEpoch => range!(OffsetForLeaderEpochRequest),
+        ApiKey::UnregisterBroker => range!(UnregisterBrokerRequest),
+        ApiKey::AlterPartitionReassignments => range!(AlterPartitionReassignmentsRequest),
+        ApiKey::ListPartitionReassignments => range!(ListPartitionReassignmentsRequest),
+        ApiKey::DescribeLogDirs => range!(DescribeLogDirsRequest),
+        ApiKey::DescribeProducers => range!(DescribeProducersRequest),
+        ApiKey::ElectLeaders => range!(ElectLeadersRequest),
+        ApiKey::DescribeQuorum => range!(DescribeQuorumRequest),
+        ApiKey::DescribeAcls => range!(DescribeAclsRequest),
+        ApiKey::CreateAcls => range!(CreateAclsRequest),
+        ApiKey::DeleteAcls => range!(DeleteAclsRequest),
+        _ => None,
+    }
+}
+
+/// The advertised (min, max) versions of `key`, or `None` when the API is not served.
+pub fn advertised(key: ApiKey) -> Option<(i16, i16)> {
+    if !SUPPORTED_APIS.contains(&key) {
+        return None;
+    }
+    let listed = key.valid_versions();
+    let decodable = request_versions(key)?;
+    let min = if key == ApiKey::Produce {
+        0
+    } else {
+        listed.min.max(decodable.min)
+    };
+    Some((min, listed.max.min(decodable.max)))
+}
+
+/// Whether requests of `key` at `version` are decoded and served.
+pub fn is_served(key: ApiKey, version: i16) -> bool {
+    match advertised(key) {
+        Some((min, max)) => version >= min && version <= max,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_is_advertised_from_zero_but_served_from_three() {
+        assert_eq!(advertised(ApiKey::Produce).map(|r| r.0), Some(0));
+        assert_eq!(PRODUCE_MIN_SERVED, 3);
+    }
+
+    #[test]
+    fn kafka_4_floors_are_kept() {
+        assert_eq!(advertised(ApiKey::Fetch).map(|r| r.0), Some(4));
+        assert_eq!(advertised(ApiKey::ListOffsets).map(|r| r.0), Some(1));
+        assert_eq!(advertised(ApiKey::CreateTopics).map(|r| r.0), Some(2));
+        assert_eq!(advertised(ApiKey::ApiVersions), Some((0, 4)));
+    }
+
+    #[test]
+    fn only_versions_with_request_decoders_are_advertised() {
+        assert_eq!(advertised(ApiKey::OffsetCommit), Some((2, 9)));
+        assert_eq!(advertised(ApiKey::OffsetFetch), Some((1, 9)));
+        assert_eq!(advertised(ApiKey::InitProducerId), Some((0, 5)));
+        assert_eq!(advertised(ApiKey::DeleteRecords), Some((0, 2)));
+        // Produce 13 is what kafka-python reads as Kafka 4.1.
+        assert_eq!(advertised(ApiKey::Produce), Some((0, 13)));
+        for key in SUPPORTED_APIS {
+            let (min, max) = advertised(*key).expect("served");
+            assert!(min <= max && request_versions(*key).is_some(), "{key:?}");
+        }
+    }
+}

@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::MessageQueue;
+use crate::crd::{Fsync, MessageQueue};
 use crate::error::{Error, Result};
 
 /// Field manager of every server-side apply.
@@ -210,50 +210,30 @@ fn child_meta(mq: &MessageQueue, cfg: &BuildConfig, name: String) -> Result<Obje
 /// The broker settings as `SLUICE_*` environment variables (the broker flag contract). Only set
 /// fields appear, so the broker's own defaults apply to the rest.
 pub fn broker_env(mq: &MessageQueue) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
     let Some(c) = mq.spec.config.as_ref() else {
-        return env;
+        return BTreeMap::new();
     };
-    let mut put = |key: &str, value: Option<String>| {
-        if let Some(value) = value {
-            env.insert(key.to_string(), value);
-        }
-    };
-    put(
-        "SLUICE_DEFAULT_PARTITIONS",
-        c.default_partitions.map(|v| v.to_string()),
-    );
-    put(
-        "SLUICE_DEFAULT_REPLICATION_FACTOR",
-        c.default_replication_factor.map(|v| v.to_string()),
-    );
-    put(
-        "SLUICE_MIN_INSYNC_REPLICAS",
-        c.min_insync_replicas.map(|v| v.to_string()),
-    );
-    put("SLUICE_RETENTION_MS", c.retention_ms.map(|v| v.to_string()));
-    put(
-        "SLUICE_RETENTION_BYTES",
-        c.retention_bytes.map(|v| v.to_string()),
-    );
-    put(
-        "SLUICE_SEGMENT_BYTES",
-        c.segment_bytes.map(|v| v.to_string()),
-    );
-    put(
-        "SLUICE_MAX_MESSAGE_BYTES",
-        c.max_message_bytes.map(|v| v.to_string()),
-    );
-    put("SLUICE_FSYNC", c.fsync.map(|v| v.as_str().to_string()));
-    put(
-        "SLUICE_FSYNC_INTERVAL_MS",
-        c.fsync_interval_ms.map(|v| v.to_string()),
-    );
-    put(
-        "SLUICE_AUTO_CREATE_TOPICS",
-        c.auto_create_topics.map(|v| v.to_string()),
-    );
-    env
+    fn text(value: Option<impl ToString>) -> Option<String> {
+        value.map(|v| v.to_string())
+    }
+    [
+        ("SLUICE_DEFAULT_PARTITIONS", text(c.default_partitions)),
+        (
+            "SLUICE_DEFAULT_REPLICATION_FACTOR",
+            text(c.default_replication_factor),
+        ),
+        ("SLUICE_MIN_INSYNC_REPLICAS", text(c.min_insync_replicas)),
+        ("SLUICE_RETENTION_MS", text(c.retention_ms)),
+        ("SLUICE_RETENTION_BYTES", text(c.retention_bytes)),
+        ("SLUICE_SEGMENT_BYTES", text(c.segment_bytes)),
+        ("SLUICE_MAX_MESSAGE_BYTES", text(c.max_message_bytes)),
+        ("SLUICE_FSYNC", text(c.fsync.map(Fsync::as_str))),
+        ("SLUICE_FSYNC_INTERVAL_MS", text(c.fsync_interval_ms)),
+        ("SLUICE_AUTO_CREATE_TOPICS", text(c.auto_create_topics)),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some((key.to_string(), value?)))
+    .collect()
 }
 
 /// Hash of the rendered broker config. It goes on the pod template, so a config change changes

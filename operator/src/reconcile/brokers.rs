@@ -12,9 +12,11 @@ use super::observe::{host_port, pod_ip, pod_ordinal, pod_ready};
 use super::Context;
 use crate::builders::{Names, KAFKA_PORT};
 use crate::drain::{self, ClusterView};
+use crate::error::Result;
 use crate::kafka::{
     AdminClient, ClusterMetadata, DESCRIBE_CLUSTER, DESCRIBE_LOG_DIRS, LIST_PARTITION_REASSIGNMENTS,
 };
+use crate::scale::TopicPartition;
 use crate::validate;
 
 /// The lowest-numbered ready broker below ordinal `below` that takes an admin connection: its
@@ -139,4 +141,34 @@ fn claimed_bytes(pvc: &PersistentVolumeClaim) -> Option<u64> {
         .and_then(|r| r.get("storage"));
     let q = provisioned.or(requested)?;
     validate::parse_quantity(&q.0).and_then(|n| u64::try_from(n).ok())
+}
+
+/// What the brokers said to a batch of partition moves.
+#[derive(Debug, Default)]
+pub(super) struct MovesAsked {
+    /// The accepted moves, as `topic-partition → broker n`.
+    pub(super) accepted: Vec<String>,
+    /// The refused moves: partition, target broker, the broker's reason.
+    pub(super) refused: Vec<(TopicPartition, i32, String)>,
+}
+
+/// Asks for each partition of `requests` to move onto its one target broker
+/// (AlterPartitionReassignments); an error of the whole request is an `Err`.
+pub(super) async fn move_partitions(
+    admin: &mut AdminClient,
+    requests: &[(TopicPartition, i32)],
+) -> Result<MovesAsked> {
+    let moves: Vec<(TopicPartition, Vec<i32>)> = requests
+        .iter()
+        .map(|(tp, target)| (tp.clone(), vec![*target]))
+        .collect();
+    let outcomes = admin.alter_partition_reassignments(&moves).await?;
+    let mut asked = MovesAsked::default();
+    for ((tp, result), (_, target)) in outcomes.into_iter().zip(requests) {
+        match result {
+            Ok(()) => asked.accepted.push(format!("{tp} → broker {target}")),
+            Err(e) => asked.refused.push((tp, *target, e)),
+        }
+    }
+    Ok(asked)
 }

@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
 use super::children::ssa;
-use super::{condition_says, object_key, Context, PassResult};
+use super::{object_key, Context, PassResult};
 use crate::builders::{self, Names};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};
@@ -57,16 +57,15 @@ pub(super) async fn invalid_spec(
         Error::InvalidSpec { reason, .. } => reason.clone(),
         other => other.to_string(),
     };
-    if !condition_says(previous, status::DEGRADED, &reason) {
-        ctx.publish(
-            mq,
-            EventType::Warning,
-            "InvalidSpec",
-            "Validate",
-            reason.clone(),
-        )
-        .await;
-    }
+    ctx.warn_unless_on_status(
+        mq,
+        previous,
+        status::DEGRADED,
+        "InvalidSpec",
+        "Validate",
+        &reason,
+    )
+    .await;
     ctx.metrics.reconcile_failed("invalid_spec");
     pass.observation.invalid_spec = Some(reason);
     pass.queue_statuses = previous.queues.clone();

@@ -121,6 +121,27 @@ impl Context {
         }
     }
 
+    /// A Warning Event, unless the `condition` on `previous` status already says `note`: a
+    /// refusal found again by the next pass was announced by the pass that first found it.
+    async fn warn_unless_on_status(
+        &self,
+        mq: &MessageQueue,
+        previous: &MessageQueueStatus,
+        condition: &str,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let on_status = previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == condition && c.message == note);
+        if !on_status {
+            self.publish(mq, EventType::Warning, reason, action, note.to_string())
+                .await;
+        }
+    }
+
     fn backoff(&self, key: &str, failed: bool) -> Duration {
         let Ok(mut failures) = self.failures.lock() else {
             return Duration::from_secs(30);
@@ -150,15 +171,6 @@ fn truncate(s: &str, max: usize) -> String {
 
 fn object_key(mq: &MessageQueue) -> String {
     format!("{}/{}", mq.namespace().unwrap_or_default(), mq.name_any())
-}
-
-/// True when `status` already carries a condition of `type_` saying `message`: a refusal that is
-/// already on status was already announced, so a pass that finds it again stays quiet.
-fn condition_says(status: &MessageQueueStatus, type_: &str, message: &str) -> bool {
-    status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == type_ && c.message == message)
 }
 
 /// The controller's reconcile function.

@@ -4,13 +4,12 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::EventType;
 
-use super::brokers::{broker_disks, cluster_view, first_ready_broker};
+use super::brokers::{broker_disks, cluster_view, first_ready_broker, move_partitions, MovesAsked};
 use super::Context;
 use crate::builders::Names;
 use crate::crd::MessageQueue;
 use crate::drain::{self, RebalancePlan};
 use crate::kafka::ALTER_PARTITION_REASSIGNMENTS;
-use crate::scale::TopicPartition;
 
 /// One pass of `spec.autoRebalance` once the brokers are settled: the next batch of moves that
 /// brings their partition counts within one of each other. Returns the progress message while
@@ -49,27 +48,16 @@ pub(super) async fn rebalance(
             "rebalancing: waiting for {moving} partition moves to finish"
         )),
         RebalancePlan::Move { requests, load } => {
-            let moves: Vec<(TopicPartition, Vec<i32>)> = requests
-                .iter()
-                .map(|(tp, target)| (tp.clone(), vec![*target]))
-                .collect();
-            let outcomes = match admin.alter_partition_reassignments(&moves).await {
-                Ok(o) => o,
+            let asked = move_partitions(&mut admin, &requests).await;
+            let MovesAsked { accepted, refused } = match asked {
+                Ok(asked) => asked,
                 Err(e) => {
                     tracing::warn!(pod = %pod, error = %e, "autoRebalance: moves refused");
                     return None;
                 }
             };
-            let accepted: Vec<String> = outcomes
-                .iter()
-                .zip(&requests)
-                .filter(|((_, result), _)| result.is_ok())
-                .map(|((tp, _), (_, target))| format!("{tp} → broker {target}"))
-                .collect();
-            for ((tp, result), _) in outcomes.iter().zip(&requests) {
-                if let Err(e) = result {
-                    tracing::warn!(partition = %tp, error = %e, "autoRebalance: move refused");
-                }
+            for (tp, _, e) in &refused {
+                tracing::warn!(partition = %tp, error = %e, "autoRebalance: move refused");
             }
             if accepted.is_empty() {
                 return None;

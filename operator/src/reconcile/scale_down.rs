@@ -9,14 +9,14 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::Api;
 use kube::runtime::events::EventType;
 
-use super::brokers::{broker_disks, cluster_view, first_ready_broker};
+use super::brokers::{broker_disks, cluster_view, first_ready_broker, move_partitions, MovesAsked};
 use super::observe::{host_port, pod_ip, pod_ordinal};
-use super::{condition_says, Context};
+use super::Context;
 use crate::builders::{self, BuildConfig, Children, Names, KAFKA_PORT};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::drain::{self, DrainPlan};
 use crate::kafka::{AdminClient, ALTER_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER};
-use crate::scale::{self, BrokerReport, ScaleDecision, TopicPartition};
+use crate::scale::{self, BrokerReport, ScaleDecision};
 use crate::status;
 
 /// What the scale-down phase leaves for the rest of the pass.
@@ -55,16 +55,15 @@ pub(super) async fn pass(
     };
     keep_replicas(children, names, &ctx.build, current);
     if let Some(reason) = &refused {
-        if !condition_says(previous, status::DEGRADED, reason) {
-            ctx.publish(
-                mq,
-                EventType::Warning,
-                "ScaleDownBlocked",
-                "Scale",
-                reason.clone(),
-            )
-            .await;
-        }
+        ctx.warn_unless_on_status(
+            mq,
+            previous,
+            status::DEGRADED,
+            "ScaleDownBlocked",
+            "Scale",
+            reason,
+        )
+        .await;
     }
     Outcome {
         shrinking: false,
@@ -229,12 +228,9 @@ async fn scale_down(
                     current,
                 ));
             }
-            let moves: Vec<(TopicPartition, Vec<i32>)> = requests
-                .iter()
-                .map(|(tp, target)| (tp.clone(), vec![*target]))
-                .collect();
-            let outcomes = match admin.alter_partition_reassignments(&moves).await {
-                Ok(o) => o,
+            let asked = move_partitions(&mut admin, &requests).await;
+            let MovesAsked { accepted, refused } = match asked {
+                Ok(asked) => asked,
                 Err(e) => {
                     return hold_refused(format!(
                         "scale-down from {current} to {desired} waits: broker {pod} (node {node}) \
@@ -242,14 +238,10 @@ async fn scale_down(
                     ))
                 }
             };
-            let mut accepted = Vec::new();
-            let mut failed = Vec::new();
-            for ((tp, result), (_, target)) in outcomes.iter().zip(&requests) {
-                match result {
-                    Ok(()) => accepted.push(format!("{tp} → broker {target}")),
-                    Err(e) => failed.push(format!("{tp} → broker {target}: {e}")),
-                }
-            }
+            let failed: Vec<String> = refused
+                .iter()
+                .map(|(tp, target, e)| format!("{tp} → broker {target}: {e}"))
+                .collect();
             if !accepted.is_empty() {
                 ctx.publish(
                     mq,
@@ -271,16 +263,15 @@ async fn scale_down(
                     failed.len(),
                     failed.join("; ")
                 ));
-                if !condition_says(previous, status::PROGRESSING, &draining) {
-                    ctx.publish(
-                        mq,
-                        EventType::Warning,
-                        "PartitionMoveRefused",
-                        "Scale",
-                        draining.clone(),
-                    )
-                    .await;
-                }
+                ctx.warn_unless_on_status(
+                    mq,
+                    previous,
+                    status::PROGRESSING,
+                    "PartitionMoveRefused",
+                    "Scale",
+                    &draining,
+                )
+                .await;
             }
             ScaleDown::Hold {
                 draining: Some(draining),
@@ -336,16 +327,15 @@ async fn scale_down(
                  cluster (retrying): {}",
                 refused.join("; ")
             );
-            if !condition_says(previous, status::PROGRESSING, &draining) {
-                ctx.publish(
-                    mq,
-                    EventType::Warning,
-                    "BrokerRemovalRefused",
-                    "Scale",
-                    draining.clone(),
-                )
-                .await;
-            }
+            ctx.warn_unless_on_status(
+                mq,
+                previous,
+                status::PROGRESSING,
+                "BrokerRemovalRefused",
+                "Scale",
+                &draining,
+            )
+            .await;
             ScaleDown::Hold {
                 draining: Some(draining),
                 refused: None,

@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{code_text, str_bytes, AdminClient, OP_TIMEOUT_MS};
 use crate::error::Result;
-use crate::queues::ObservedTopic;
+use crate::queues::{ObservedTopic, QueueAction};
 use crate::scale::TopicPartition;
 
 /// Kafka's resource type for topics in the config APIs.
@@ -166,6 +166,28 @@ impl AdminClient {
             })
             .collect();
         Ok((metadata, observed))
+    }
+
+    /// Carries out one step of a queue plan (`queues::diff_queues`).
+    pub async fn apply_queue_action(&mut self, action: &QueueAction) -> Result<()> {
+        match action {
+            QueueAction::Create {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                self.create_topic(name, *partitions, *replication_factor, configs)
+                    .await
+            }
+            QueueAction::AddPartitions { name, total } => {
+                self.create_partitions(name, *total).await
+            }
+            QueueAction::AlterConfigs { name, set, delete } => {
+                self.alter_topic_configs(name, set, delete).await
+            }
+            QueueAction::Delete { name } => self.delete_topic(name).await,
+        }
     }
 
     /// CreateTopics for one topic. TOPIC_ALREADY_EXISTS counts as success (another broker of the

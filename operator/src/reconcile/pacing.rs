@@ -49,108 +49,131 @@ mod tests {
     fn calm() -> Observation {
         Observation {
             desired: 3,
-            existing: 3,
             ready: 3,
-            max_unavailable: 1,
             ..Observation::default()
         }
     }
 
-    fn waiting() -> RollStep {
+    fn wait() -> RollStep {
         RollStep::Wait {
             reason: "pod mq-2 is not ready yet".into(),
         }
     }
 
-    #[test]
-    fn a_ready_cluster_at_its_size_is_settled_and_checked_every_two_minutes() {
-        assert!(settled(&RollStep::UpToDate, &calm(), 3, 3));
-        assert_eq!(
-            requeue_after(&RollStep::UpToDate, &calm()),
-            Duration::from_secs(120)
-        );
-    }
-
-    #[test]
-    fn a_roll_step_unsettles_and_brings_the_next_pass_closer() {
-        assert!(!settled(&waiting(), &calm(), 3, 3));
-        assert_eq!(requeue_after(&waiting(), &calm()), Duration::from_secs(5));
-        let stop = RollStep::Stop {
+    fn stop() -> RollStep {
+        RollStep::Stop {
             pod: "mq-2".into(),
             reason: "pod mq-2 is failing".into(),
-        };
-        assert!(!settled(&stop, &calm(), 3, 3));
-        assert_eq!(requeue_after(&stop, &calm()), Duration::from_secs(5));
+        }
+    }
+
+    /// (case, roll step, observation, StatefulSet size before / after the apply, settled,
+    /// seconds to the next pass)
+    type Case = (&'static str, RollStep, Observation, (i32, i32), bool, u64);
+
+    fn cases() -> Vec<Case> {
+        let up = RollStep::UpToDate;
+        vec![
+            ("calm", up.clone(), calm(), (3, 3), true, 120),
+            ("roll waits", wait(), calm(), (3, 3), false, 5),
+            ("roll stopped", stop(), calm(), (3, 3), false, 5),
+            (
+                "scaled up in this pass",
+                up.clone(),
+                calm(),
+                (2, 3),
+                false,
+                120,
+            ),
+            (
+                "scale-down held at 4",
+                up.clone(),
+                calm(),
+                (4, 4),
+                false,
+                120,
+            ),
+            (
+                "a broker not ready",
+                up.clone(),
+                Observation { ready: 2, ..calm() },
+                (3, 3),
+                false,
+                5,
+            ),
+            (
+                "draining",
+                up.clone(),
+                Observation {
+                    draining: Some("moving 2 partitions off broker 3".into()),
+                    ..calm()
+                },
+                (3, 3),
+                false,
+                5,
+            ),
+            (
+                "rebalancing",
+                up.clone(),
+                Observation {
+                    rebalancing: Some("rebalancing: waiting for 1 partition moves".into()),
+                    ..calm()
+                },
+                (3, 3),
+                true,
+                5,
+            ),
+            (
+                "scale-down refused",
+                up.clone(),
+                Observation {
+                    scale_refused: Some("broker 3 leads orders-0".into()),
+                    ..calm()
+                },
+                (4, 4),
+                false,
+                30,
+            ),
+            (
+                "queue problems",
+                up,
+                Observation {
+                    queue_problems: vec!["orders: not enough brokers".into()],
+                    ..calm()
+                },
+                (3, 3),
+                true,
+                30,
+            ),
+            (
+                "queue problems while a roll waits",
+                wait(),
+                Observation {
+                    queue_problems: vec!["orders: not enough brokers".into()],
+                    ..calm()
+                },
+                (3, 3),
+                false,
+                5,
+            ),
+        ]
     }
 
     #[test]
-    fn a_scale_in_this_pass_or_a_statefulset_off_the_spec_is_not_settled() {
-        // scaled up from 2 in this pass
-        assert!(!settled(&RollStep::UpToDate, &calm(), 2, 3));
-        // a scale-down held at 4 brokers
-        assert!(!settled(&RollStep::UpToDate, &calm(), 4, 4));
+    fn only_a_ready_cluster_at_its_size_with_nothing_moving_is_settled() {
+        for (case, step, obs, (current, applied), want, _) in cases() {
+            assert_eq!(settled(&step, &obs, current, applied), want, "{case}");
+        }
     }
 
     #[test]
-    fn a_broker_not_ready_unsettles_and_is_awaited_closely() {
-        let obs = Observation { ready: 2, ..calm() };
-        assert!(!settled(&RollStep::UpToDate, &obs, 3, 3));
-        assert_eq!(
-            requeue_after(&RollStep::UpToDate, &obs),
-            Duration::from_secs(5)
-        );
-    }
-
-    #[test]
-    fn a_drain_unsettles_and_is_followed_closely() {
-        let obs = Observation {
-            draining: Some("moving 2 partitions off broker 3".into()),
-            ..calm()
-        };
-        assert!(!settled(&RollStep::UpToDate, &obs, 3, 3));
-        assert_eq!(
-            requeue_after(&RollStep::UpToDate, &obs),
-            Duration::from_secs(5)
-        );
-    }
-
-    #[test]
-    fn a_rebalance_under_way_is_followed_closely_without_unsettling() {
-        let obs = Observation {
-            rebalancing: Some("rebalancing: waiting for 1 partition moves".into()),
-            ..calm()
-        };
-        assert!(settled(&RollStep::UpToDate, &obs, 3, 3));
-        assert_eq!(
-            requeue_after(&RollStep::UpToDate, &obs),
-            Duration::from_secs(5)
-        );
-    }
-
-    #[test]
-    fn a_refused_scale_down_unsettles_and_is_retried_every_thirty_seconds() {
-        let obs = Observation {
-            scale_refused: Some("broker 3 leads orders-0".into()),
-            ..calm()
-        };
-        assert!(!settled(&RollStep::UpToDate, &obs, 4, 4));
-        assert_eq!(
-            requeue_after(&RollStep::UpToDate, &obs),
-            Duration::from_secs(30)
-        );
-    }
-
-    #[test]
-    fn queue_problems_are_retried_every_thirty_seconds_but_moving_brokers_come_first() {
-        let obs = Observation {
-            queue_problems: vec!["orders: not enough brokers".into()],
-            ..calm()
-        };
-        assert!(settled(&RollStep::UpToDate, &obs, 3, 3));
-        assert_eq!(
-            requeue_after(&RollStep::UpToDate, &obs),
-            Duration::from_secs(30)
-        );
-        assert_eq!(requeue_after(&waiting(), &obs), Duration::from_secs(5));
+    fn moving_brokers_are_followed_closely_blocked_ones_now_and_then_calm_ones_rarely() {
+        for (case, step, obs, _, _, secs) in cases() {
+            assert_eq!(
+                requeue_after(&step, &obs),
+                Duration::from_secs(secs),
+                "{case}"
+            );
+        }
     }
 }

@@ -62,52 +62,17 @@ pub(super) async fn sync_queues(
         }
         let mut changed = false;
         for action in &plan.actions {
-            let result = match action {
-                QueueAction::Create {
-                    name,
-                    partitions,
-                    replication_factor,
-                    configs,
-                } => admin
-                    .create_topic(name, *partitions, *replication_factor, configs)
-                    .await
-                    .map(|()| {
-                        created.insert(name.clone());
-                        format!(
-                            "created queue {name} with {partitions} partitions on {}",
-                            pod.name_any()
-                        )
-                    }),
-                QueueAction::AddPartitions { name, total } => {
-                    admin.create_partitions(name, *total).await.map(|()| {
-                        format!(
-                            "queue {name} now has {total} partitions on {}",
-                            pod.name_any()
-                        )
-                    })
-                }
-                QueueAction::AlterConfigs { name, set, delete } => admin
-                    .alter_topic_configs(name, set, delete)
-                    .await
-                    .map(|()| {
-                        format!(
-                            "updated configs of queue {name} on {} (set {:?}, reset {:?})",
-                            pod.name_any(),
-                            set,
-                            delete
-                        )
-                    }),
-                QueueAction::Delete { name } => admin.delete_topic(name).await.map(|()| {
-                    deleted.insert(name.clone());
-                    format!(
-                        "deleted queue {name} from {} (queueDeletionPolicy Delete)",
-                        pod.name_any()
-                    )
-                }),
-            };
-            match result {
-                Ok(note) => {
+            match admin.apply_queue_action(action).await {
+                Ok(()) => {
+                    match action {
+                        QueueAction::Create { name, .. } => created.insert(name.clone()),
+                        QueueAction::Delete { name } => deleted.insert(name.clone()),
+                        QueueAction::AddPartitions { .. } | QueueAction::AlterConfigs { .. } => {
+                            false
+                        }
+                    };
                     changed = true;
+                    let note = applied_note(action, &pod.name_any());
                     ctx.publish(mq, EventType::Normal, "QueueApplied", "Queue", note)
                         .await;
                 }
@@ -174,4 +139,22 @@ pub(super) async fn sync_queues(
         .filter(|q| !q.ready)
         .filter_map(|q| problems.get(&q.name).map(|p| format!("{}: {p}", q.name)))
         .collect();
+}
+
+/// The Event note of a queue plan step carried out through broker pod `pod`.
+fn applied_note(action: &QueueAction, pod: &str) -> String {
+    match action {
+        QueueAction::Create {
+            name, partitions, ..
+        } => format!("created queue {name} with {partitions} partitions on {pod}"),
+        QueueAction::AddPartitions { name, total } => {
+            format!("queue {name} now has {total} partitions on {pod}")
+        }
+        QueueAction::AlterConfigs { name, set, delete } => {
+            format!("updated configs of queue {name} on {pod} (set {set:?}, reset {delete:?})")
+        }
+        QueueAction::Delete { name } => {
+            format!("deleted queue {name} from {pod} (queueDeletionPolicy Delete)")
+        }
+    }
 }

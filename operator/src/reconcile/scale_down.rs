@@ -113,6 +113,13 @@ fn hold_refused(reason: String) -> ScaleDown {
     }
 }
 
+fn hold_draining(progress: String) -> ScaleDown {
+    ScaleDown::Hold {
+        draining: Some(progress),
+        refused: None,
+    }
+}
+
 /// The message for a broker that does not serve an API the drain needs.
 fn unsupported(pod: &str, node: i32, addr: &str, key: i16, what: &str, current: i32) -> String {
     format!(
@@ -142,18 +149,11 @@ async fn scale_down(
     // Ask the lowest ready remaining broker about the cluster.
     let asked = first_ready_broker(ctx, names, pods, desired).await;
     let Some((node, pod, mut admin)) = asked else {
-        return let_only_empty_brokers_go(
-            ctx,
-            names,
-            pods,
-            desired,
-            current,
-            &format!(
-                "no remaining broker (0..{}) is ready to take them",
-                desired - 1
-            ),
-        )
-        .await;
+        let unmovable = format!(
+            "no remaining broker (0..{}) is ready to take them",
+            desired - 1
+        );
+        return let_only_empty_brokers_go(ctx, names, pods, desired, current, &unmovable).await;
     };
     let addr = admin.addr().to_string();
     let metadata = match admin.metadata().await {
@@ -168,18 +168,11 @@ async fn scale_down(
         || admin.supports(ALTER_PARTITION_REASSIGNMENTS)
         || admin.supports(UNREGISTER_BROKER);
     if !clustered {
-        return let_only_empty_brokers_go(
-            ctx,
-            names,
-            pods,
-            desired,
-            current,
-            &format!(
-                "the brokers run as independent single nodes (broker {pod} knows no other broker \
-                 and serves no partition moves)"
-            ),
-        )
-        .await;
+        let unmovable = format!(
+            "the brokers run as independent single nodes (broker {pod} knows no other broker \
+             and serves no partition moves)"
+        );
+        return let_only_empty_brokers_go(ctx, names, pods, desired, current, &unmovable).await;
     }
 
     let (metadata, mut view) = match cluster_view(&mut admin).await {
@@ -211,10 +204,7 @@ async fn scale_down(
         } => {
             let mut draining = drain::progress(remaining, moving, &removed);
             if requests.is_empty() {
-                return ScaleDown::Hold {
-                    draining: Some(draining),
-                    refused: None,
-                };
+                return hold_draining(draining);
             }
             if !admin.supports(ALTER_PARTITION_REASSIGNMENTS) {
                 return hold_refused(unsupported(
@@ -273,10 +263,7 @@ async fn scale_down(
                 )
                 .await;
             }
-            ScaleDown::Hold {
-                draining: Some(draining),
-                refused: None,
-            }
+            hold_draining(draining)
         }
         DrainPlan::Drained => {
             let members: Vec<i32> = removed
@@ -336,10 +323,7 @@ async fn scale_down(
                 &draining,
             )
             .await;
-            ScaleDown::Hold {
-                draining: Some(draining),
-                refused: None,
-            }
+            hold_draining(draining)
         }
     }
 }

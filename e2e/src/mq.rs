@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
+use kube::Client;
 
-use crate::harness::{self, kubectl};
+use crate::harness::{self, kubectl, TestNamespace};
 use sluice_operator::crd::MessageQueue;
 
 /// The e2e state folder (`e2e/.work`): kubeconfig, logs, the operator's pid file.
@@ -54,6 +55,17 @@ pub fn ensure_operator() {
         "operator.sh start failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The start of every operator scenario: the suite is enabled, a client, a live operator
+/// ([`ensure_operator`]) and the scenario's own namespace (`e2e-<scenario>-…`).
+pub async fn setup(test: &str, scenario: &str) -> (Client, TestNamespace) {
+    let client = harness::connect(test).await;
+    ensure_operator();
+    let ns = TestNamespace::create(&client, scenario)
+        .await
+        .expect("namespace");
+    (client, ns)
 }
 
 /// `kubectl apply -n <ns> -f -` of `yaml`; panics with kubectl's message when refused.

@@ -150,10 +150,7 @@ where
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn broker_pods_run_serve_kafka_and_keep_data_across_restarts() {
-    if !harness::enabled("broker_pods") {
-        return;
-    }
-    let client = harness::client().await.expect("cluster reachable");
+    let client = harness::connect("broker_pods").await;
     harness::ensure_crd(&client)
         .await
         .expect("CRD installed and Established");

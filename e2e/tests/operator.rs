@@ -12,13 +12,13 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_e2e::harness::{self, kubectl, TestNamespace};
-use sluice_e2e::mq::{apply_yaml, condition, ensure_operator, pod_ip, wait_available};
+use sluice_e2e::harness::{self, kubectl};
+use sluice_e2e::mq::{self, apply_yaml, condition, pod_ip, wait_available};
 use sluice_operator::crd::MessageQueue;
 
 /// Partition counts of every topic a broker reports (librdkafka metadata request).
@@ -191,14 +191,7 @@ where
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
-    if !harness::enabled("operator_example") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "example")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_example", "example").await;
     let example = std::fs::read_to_string(harness::repo_root().join("examples/minimal.yaml"))
         .expect("example");
     apply_yaml(&ns.name, &example);
@@ -427,14 +420,7 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn kubectl_scale_adds_brokers_and_namespace_delete_never_hangs() {
-    if !harness::enabled("operator_scale") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "scale")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_scale", "scale").await;
     apply_yaml(
         &ns.name,
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: grow}\nspec: {replicas: 3, storage: {size: 1Gi}}\n",
@@ -533,14 +519,7 @@ async fn metadata_of(pods: &Api<Pod>, pod: &str) -> BTreeMap<String, usize> {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_record() {
-    if !harness::enabled("operator_queues") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "queues")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_queues", "queues").await;
     let mq = |replicas: i32, queues: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: q}}\n\
@@ -635,14 +614,7 @@ async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn config_change_and_version_upgrade_roll_one_pod_at_a_time_highest_first_and_keep_data() {
-    if !harness::enabled("operator_roll") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "roll")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_roll", "roll").await;
     let mq = |fsync: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: r}}\n\
@@ -809,14 +781,7 @@ async fn config_change_and_version_upgrade_roll_one_pod_at_a_time_highest_first_
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_removes_pvcs() {
-    if !harness::enabled("operator_sts_heal") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "heal")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_sts_heal", "heal").await;
     let mq = |replicas: i32| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: h}}\n\

@@ -25,10 +25,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_e2e::harness::{self, kubectl, TestNamespace};
+use sluice_e2e::harness::{self, kubectl};
 use sluice_e2e::mq::{
-    apply_yaml, condition, ensure_operator, operator_pid, pod_ip, pod_is_ready, wait_available,
-    work,
+    self, apply_yaml, condition, operator_pid, pod_ip, pod_is_ready, wait_available, work,
 };
 use sluice_operator::crd::MessageQueue;
 
@@ -138,14 +137,7 @@ async fn bootstraps(pods: &Api<Pod>, names: &[&str]) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn queue_retention_reaches_brokers_and_deletion_policy_retain_keeps_delete_removes() {
-    if !harness::enabled("operator_more_queue_settings") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "qset")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_more_queue_settings", "qset").await;
     let mq = |policy: &str, queues: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: s}}\n\
@@ -347,11 +339,7 @@ async fn lease(client: &Client) -> (String, Option<String>, i32) {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn operator_failover_one_leader_acts_and_the_standby_finishes_a_roll() {
-    if !harness::enabled("operator_more_failover") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
+    let (client, ns) = mq::setup("operator_more_failover", "failover").await;
     let leader_pid = operator_pid().expect("operator pid");
     let (lease_name, holder, transitions) = lease(&client).await;
     let leader_id = holder.expect("the running operator holds the Lease");
@@ -402,9 +390,6 @@ async fn operator_failover_one_leader_acts_and_the_standby_finishes_a_roll() {
     .map(|g| assert_eq!(g, "0", "the standby is not leader"))
     .expect("standby up");
 
-    let ns = TestNamespace::create(&client, "failover")
-        .await
-        .expect("namespace");
     let mq = |fsync: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: f}}\n\
@@ -533,14 +518,7 @@ async fn operator_failover_one_leader_acts_and_the_standby_finishes_a_roll() {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn stuck_pod_on_a_deleted_node_is_replaced_and_comes_back_with_its_data() {
-    if !harness::enabled("operator_more_node_gone") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "nodegone")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_more_node_gone", "nodegone").await;
     apply_yaml(
         &ns.name,
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: nd}\n\
@@ -723,14 +701,7 @@ fn leaders_and_ends(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>, Str
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn scale_down_whose_partitions_do_not_fit_on_the_remaining_brokers_is_refused() {
-    if !harness::enabled("operator_no_room") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "noroom")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_no_room", "noroom").await;
     // 4 MiB volumes. The queue is declared once all three brokers are in the cluster, so its
     // three partitions land one per broker (the least loaded broker gets each new partition).
     let mq = |replicas: i32, queues: &str| {
@@ -870,14 +841,7 @@ fn node_id_file(ns: &str, claim: &str) -> PathBuf {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn a_broker_that_cannot_start_stops_the_roll_and_the_roll_resumes_once_it_is_fixed() {
-    if !harness::enabled("operator_roll_stopped") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "crash")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_roll_stopped", "crash").await;
     let mq = |fsync: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: c}}\n\
@@ -1014,14 +978,7 @@ fn count_records(bootstrap: &str, topic: &str, partitions: i32, expected: usize)
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn auto_rebalance_moves_partitions_onto_new_brokers_after_a_scale_up() {
-    if !harness::enabled("operator_rebalance") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "rebalance")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_rebalance", "rebalance").await;
     apply_yaml(
         &ns.name,
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: rb}\n\
@@ -1158,14 +1115,7 @@ async fn wait_replaced_with_new_volume(
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn a_broker_whose_volume_is_lost_comes_back_empty_and_rejoins_the_cluster() {
-    if !harness::enabled("operator_volume_lost") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "volumelost")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_volume_lost", "volumelost").await;
     // The queue is declared once all three brokers are in the cluster, so its three
     // partitions land one per broker.
     let mq = |queues: &str| {

@@ -5,20 +5,16 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::runtime::events::EventType;
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::Context;
-use crate::builders::{Children, Names, FIELD_MANAGER};
+use super::{ssa, Context};
+use crate::builders::{Children, Names};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};
-
-pub(super) fn ssa() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
-}
 
 /// The volume claim template of the existing StatefulSet: volume claim templates are immutable,
 /// so the builders keep it rather than the spec's.

@@ -11,8 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
-use super::children::ssa;
-use super::{object_key, Context, PassResult};
+use super::{object_key, ssa, Context, PassResult};
 use crate::builders::{self, Names};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};

@@ -4,23 +4,25 @@
 //! every decision is made by the pure modules (`validate`, `builders`, `scale`, `drain`, `roll`,
 //! `queues`, `status`), which never import from here.
 //!
-//! [`apply`] only puts the phases of one pass in order; each phase has its own file:
-//! - [`observe`]: what the pods say (ordinal, readiness, failure, address); pure;
-//! - [`children`]: server-side apply of the ConfigMap, Services, StatefulSet and PDB, and the
+//! `apply` only puts the phases of one pass in order; each phase has its own file:
+//! - `observe`: what the pods say (ordinal, readiness, failure, address); pure;
+//! - `children`: server-side apply of the ConfigMap, Services, StatefulSet and PDB, and the
 //!   Events that say what changed;
-//! - [`scale_down`]: the drain of the brokers to remove, the empty-broker check where partitions
+//! - `scale_down`: the drain of the brokers to remove, the empty-broker check where partitions
 //!   cannot move, and the refusals;
-//! - [`rebalance`]: `spec.autoRebalance` once the brokers are settled;
-//! - [`brokers`]: the admin questions `scale_down` and `rebalance` both ask (which broker to ask,
+//! - `rebalance`: `spec.autoRebalance` once the brokers are settled;
+//! - `brokers`: the admin questions `scale_down` and `rebalance` both ask (which broker to ask,
 //!   the cluster it sees, the room on each broker's disk);
-//! - [`pods`]: healing pods whose volume or node is gone, the next roll step, volume growth;
-//! - [`queue_sync`]: `spec.queues` applied through the brokers;
-//! - [`pacing`]: whether the brokers are settled and when to look again; pure;
-//! - [`finish`]: the status write, the early stops (paused, invalid spec) and the cleanup on
+//! - `pods`: healing pods whose volume or node is gone, the next roll step, volume growth;
+//! - `queue_sync`: `spec.queues` applied through the brokers;
+//! - `pacing`: whether the brokers are settled and when to look again; pure;
+//! - `finish`: the status write, the early stops (paused, invalid spec) and the cleanup on
 //!   deletion.
 //!
-//! The phase files import from this file (`Context`, `PassResult`) and from `observe`, `brokers`
-//! and `pacing`; they do not import each other otherwise.
+//! The phase files import `Context`, `PassResult` and `ssa` from this file, and `observe` and
+//! `brokers`; they do not import one another, and only this file imports `pacing`. Nothing
+//! outside `reconcile` imports from here but `Context`, `reconcile` and `error_policy` (the
+//! process wiring in `lib.rs`).
 
 mod brokers;
 mod children;
@@ -38,13 +40,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::builders::{self, BuildConfig, Names};
+use crate::builders::{self, BuildConfig, Names, FIELD_MANAGER};
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -167,6 +169,12 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// Server-side apply under the operator's field manager, taking back fields someone else set:
+/// how the children and the status are written.
+fn ssa() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
 }
 
 fn object_key(mq: &MessageQueue) -> String {

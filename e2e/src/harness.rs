@@ -59,6 +59,12 @@ pub fn enabled(test: &str) -> bool {
     true
 }
 
+/// The start of every scenario: the suite is enabled (see [`enabled`]) and the cluster answers.
+pub async fn connect(test: &str) -> Client {
+    enabled(test);
+    client().await.expect("cluster reachable")
+}
+
 /// The kubeconfig of the e2e cluster.
 pub fn kubeconfig_path() -> PathBuf {
     std::env::var_os("KUBECONFIG")

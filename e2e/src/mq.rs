@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
+use kube::Client;
 
-use crate::harness::{self, kubectl};
+use crate::harness::{self, kubectl, HarnessError, TestNamespace};
 use sluice_operator::crd::MessageQueue;
 
 /// The e2e state folder (`e2e/.work`): kubeconfig, logs, the operator's pid file.
@@ -54,6 +56,17 @@ pub fn ensure_operator() {
         "operator.sh start failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The start of every operator scenario: the suite is enabled, a client, a live operator
+/// ([`ensure_operator`]) and the scenario's own namespace (`e2e-<scenario>-…`).
+pub async fn setup(test: &str, scenario: &str) -> (Client, TestNamespace) {
+    let client = harness::connect(test).await;
+    ensure_operator();
+    let ns = TestNamespace::create(&client, scenario)
+        .await
+        .expect("namespace");
+    (client, ns)
 }
 
 /// `kubectl apply -n <ns> -f -` of `yaml`; panics with kubectl's message when refused.
@@ -108,6 +121,50 @@ pub async fn wait_available(
     )
     .await
     .expect("MessageQueue becomes Available (see e2e/.work/operator.log and pod-runner.log)")
+}
+
+/// Waits until condition `type_` of MessageQueue `name` has `status` ("True" or "False");
+/// returns its (reason, message).
+pub async fn wait_condition(
+    mqs: &Api<MessageQueue>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    secs: u64,
+) -> Result<(String, String), HarnessError> {
+    harness::wait_for(
+        &format!("MessageQueue {name}: {type_} {status}"),
+        Duration::from_secs(secs),
+        || async move {
+            let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
+            match condition(&mq, type_) {
+                Some((s, reason, message)) if s == status => Ok((reason, message)),
+                other => Err(format!("{type_} {other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until StatefulSet `name` asks for `replicas` pods.
+pub async fn wait_statefulset_replicas(
+    sts: &Api<StatefulSet>,
+    name: &str,
+    replicas: i32,
+    secs: u64,
+) -> Result<(), HarnessError> {
+    harness::wait_for(
+        &format!("StatefulSet {name} at {replicas} replicas"),
+        Duration::from_secs(secs),
+        || async move {
+            match sts.get(name).await {
+                Ok(s) if s.spec.as_ref().and_then(|sp| sp.replicas) == Some(replicas) => Ok(()),
+                Ok(s) => Err(format!("replicas {:?}", s.spec.and_then(|sp| sp.replicas))),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
 }
 
 /// The pod's IP (broker pods' IPs are loopback addresses reachable from the host).

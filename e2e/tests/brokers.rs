@@ -17,16 +17,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service}
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use sluice_e2e::harness::{self, TestNamespace};
 use sluice_operator::builders::{build_children, BuildConfig};
 use sluice_operator::crd::MessageQueue;
 
 const MANAGER: &str = "sluice-e2e";
+
+mod kafka;
 
 async fn apply<K>(client: &Client, ns: &str, obj: &K)
 where
@@ -78,56 +76,6 @@ async fn pod_ip_when_ready(pods: &Api<Pod>, name: &str, not_uid: Option<&str>) -
     .expect("pod becomes Ready (is the pod runner running? see e2e/.work/pod-runner.log)")
 }
 
-async fn produce(bootstrap: &str, topic: &str, n: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("message.timeout.ms", "20000")
-        .create()
-        .expect("producer");
-    for i in 0..n {
-        let payload = format!("message-{i}");
-        let key = format!("k{i}");
-        producer
-            .send(
-                FutureRecord::to(topic).payload(&payload).key(&key),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("producing message {i} to {bootstrap}: {e}"));
-    }
-}
-
-async fn consume_all(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "sluice-e2e-reader")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition offset");
-    consumer.assign(&tpl).expect("assign");
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < n {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(m)) => {
-                got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
-            }
-            Ok(Err(e)) => panic!("consuming from {bootstrap}: {e}"),
-            Err(_) => panic!(
-                "only {} of {n} messages read back from {bootstrap} in 30s: {got:?}",
-                got.len()
-            ),
-        }
-    }
-    got
-}
-
 async fn gone<K>(api: &Api<K>, name: &str)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
@@ -150,10 +98,7 @@ where
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn broker_pods_run_serve_kafka_and_keep_data_across_restarts() {
-    if !harness::enabled("broker_pods") {
-        return;
-    }
-    let client = harness::client().await.expect("cluster reachable");
+    let client = harness::connect("broker_pods").await;
     harness::ensure_crd(&client)
         .await
         .expect("CRD installed and Established");
@@ -218,9 +163,9 @@ async fn broker_pods_run_serve_kafka_and_keep_data_across_restarts() {
         "pod IP {ip} is in the loopback pod CIDR"
     );
     let bootstrap = format!("{ip}:9092");
-    produce(&bootstrap, "e2e-orders", 20).await;
-    let got = consume_all(&bootstrap, "e2e-orders", 20).await;
-    let want: Vec<String> = (0..20).map(|i| format!("message-{i}")).collect();
+    let want = kafka::numbered("message", 20);
+    kafka::produce(&bootstrap, "e2e-orders", 0, &want).await;
+    let got = kafka::read_partition0(&bootstrap, "e2e-orders", 20, "read back").await;
     assert_eq!(got, want);
 
     // 5. Delete the pod: the StatefulSet recreates it, the runner restarts the broker on the same
@@ -229,7 +174,8 @@ async fn broker_pods_run_serve_kafka_and_keep_data_across_restarts() {
         .await
         .expect("pod deleted");
     let (ip2, _) = pod_ip_when_ready(&pods, &pod0, Some(&uid)).await;
-    let got = consume_all(&format!("{ip2}:9092"), "e2e-orders", 20).await;
+    let bootstrap2 = format!("{ip2}:9092");
+    let got = kafka::read_partition0(&bootstrap2, "e2e-orders", 20, "after the restart").await;
     assert_eq!(got, want, "messages survive the pod's replacement");
 
     // 6. Delete the MessageQueue: owner references make the garbage collector remove every child;

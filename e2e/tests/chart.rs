@@ -50,10 +50,7 @@ fn is_forbidden<T>(r: Result<T, kube::Error>) -> bool {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn chart_installs_and_its_service_account_has_exactly_the_operator_rights() {
-    if !harness::enabled("chart_installs") {
-        return;
-    }
-    let client = harness::client().await.expect("cluster reachable");
+    let client = harness::connect("chart_installs").await;
     let ns = TestNamespace::create(&client, "chart")
         .await
         .expect("namespace");

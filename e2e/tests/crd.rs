@@ -16,10 +16,7 @@ async fn ensure_crd(client: &kube::Client) -> CustomResourceDefinition {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn crd_is_established_with_scale_and_status_subresources() {
-    if !harness::enabled("crd_is_established") {
-        return;
-    }
-    let client = harness::client().await.expect("cluster reachable");
+    let client = harness::connect("crd_is_established").await;
     let crd = ensure_crd(&client).await;
     assert_eq!(crd.spec.group, "sluice.dev");
     assert_eq!(crd.spec.names.kind, "MessageQueue");
@@ -56,10 +53,7 @@ async fn crd_is_established_with_scale_and_status_subresources() {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn kubectl_explain_documents_the_spec() {
-    if !harness::enabled("kubectl_explain") {
-        return;
-    }
-    let client = harness::client().await.expect("cluster reachable");
+    let client = harness::connect("kubectl_explain").await;
     ensure_crd(&client).await;
     // Explain reads the published OpenAPI, which lags CRD establishment by a moment.
     let text = harness::wait_for(
@@ -109,10 +103,7 @@ fn manifest(ns: &str, name: &str, spec: &str) -> String {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn invalid_manifests_are_refused_with_a_message_saying_what_to_fix() {
-    if !harness::enabled("invalid_manifests") {
-        return;
-    }
-    let client = harness::client().await.expect("cluster reachable");
+    let client = harness::connect("invalid_manifests").await;
     ensure_crd(&client).await;
     let ns = TestNamespace::create(&client, "invalid")
         .await

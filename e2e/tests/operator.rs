@@ -12,24 +12,18 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_e2e::harness::{self, kubectl, TestNamespace};
-use sluice_e2e::mq::{apply_yaml, condition, ensure_operator, pod_ip, wait_available};
+use kube::ResourceExt;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::Message;
+use sluice_e2e::harness::{self, kubectl};
+use sluice_e2e::mq::{self, apply_yaml, pod_ip, wait_available};
 use sluice_operator::crd::MessageQueue;
 
-/// Partition counts of every topic a broker reports (librdkafka metadata request).
+mod kafka;
+
+/// Partition counts of every topic a broker reports.
 fn topic_partitions(bootstrap: &str) -> BTreeMap<String, usize> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("client");
-    let md = c
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("metadata");
+    let md = kafka::metadata(bootstrap).expect("metadata");
     md.topics()
         .iter()
         .map(|t| (t.name().to_string(), t.partitions().len()))
@@ -38,103 +32,32 @@ fn topic_partitions(bootstrap: &str) -> BTreeMap<String, usize> {
 
 /// host:port of every broker a broker's metadata lists.
 fn advertised_brokers(bootstrap: &str) -> Vec<String> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("client");
-    let md = c
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("metadata");
+    let md = kafka::metadata(bootstrap).expect("metadata");
     md.brokers()
         .iter()
         .map(|b| format!("{}:{}", b.host(), b.port()))
         .collect()
 }
 
+/// Produces `n` records to partition 0 and reads them back from the start.
 async fn produce_consume(bootstrap: &str, topic: &str, n: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("message.timeout.ms", "20000")
-        .create()
-        .expect("producer");
-    for i in 0..n {
-        let payload = format!("op-{i}");
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .payload(&payload)
-                    .key("k")
-                    .partition(0),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("produce {i} to {bootstrap}: {e}"));
-    }
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "sluice-e2e-op")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("offset");
-    consumer.assign(&tpl).expect("assign");
-    let mut got = Vec::new();
-    while got.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("read {} of {n} from {bootstrap}", got.len()))
-            .expect("consume");
-        got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
-    }
-    let want: Vec<String> = (0..n).map(|i| format!("op-{i}")).collect();
-    assert_eq!(got, want);
+    let records = kafka::numbered("op", n);
+    kafka::produce(bootstrap, topic, 0, &records).await;
+    let got = kafka::read_partition0(bootstrap, topic, n, "produce_consume").await;
+    assert_eq!(got, records);
 }
 
 /// Produces `n` records ("p<partition>-<i>") to each of the first `partitions` partitions.
 async fn produce_each(bootstrap: &str, topic: &str, partitions: i32, n: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .expect("producer");
     for p in 0..partitions {
-        for i in 0..n {
-            let payload = format!("p{p}-{i}");
-            producer
-                .send(
-                    FutureRecord::to(topic)
-                        .payload(&payload)
-                        .key("k")
-                        .partition(p),
-                    Duration::from_secs(30),
-                )
-                .await
-                .unwrap_or_else(|(e, _)| {
-                    panic!("produce {payload} to {topic} at {bootstrap}: {e}")
-                });
-        }
+        kafka::produce(bootstrap, topic, p, &kafka::numbered(&format!("p{p}"), n)).await;
     }
 }
 
 /// Reads every record of `topic`'s partitions from the start until `expected` arrived (30 s
 /// at most); returns the payloads, each once.
 fn read_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> BTreeSet<String> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "sluice-e2e-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("offset");
-    }
-    c.assign(&tpl).expect("assign");
+    let c: BaseConsumer = kafka::reader(bootstrap, topic, partitions);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut got = BTreeSet::new();
     let mut count = 0;
@@ -153,13 +76,7 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> B
 
 /// (topic-partition, leader id) of every partition a broker's metadata lists.
 fn partition_leaders(bootstrap: &str) -> Vec<(String, i32)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("client");
-    let md = c
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("metadata");
+    let md = kafka::metadata(bootstrap).expect("metadata");
     md.topics()
         .iter()
         .flat_map(|t| {
@@ -191,14 +108,7 @@ where
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
-    if !harness::enabled("operator_example") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "example")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_example", "example").await;
     let example = std::fs::read_to_string(harness::repo_root().join("examples/minimal.yaml"))
         .expect("example");
     apply_yaml(&ns.name, &example);
@@ -361,19 +271,9 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
         .await
         .expect("pause");
     let mqs_ref = &mqs;
-    harness::wait_for(
-        "ReconciliationPaused",
-        Duration::from_secs(60),
-        || async move {
-            let mq = mqs_ref.get("demo").await.map_err(|e| e.to_string())?;
-            match condition(&mq, "ReconciliationPaused") {
-                Some((s, _, _)) if s == "True" => Ok(()),
-                c => Err(format!("{c:?}")),
-            }
-        },
-    )
-    .await
-    .expect("paused condition");
+    mq::wait_condition(mqs_ref, "demo", "ReconciliationPaused", "True", 60)
+        .await
+        .expect("paused condition");
     cms.delete(&cm_name, &DeleteParams::default())
         .await
         .expect("delete ConfigMap while paused");
@@ -427,14 +327,7 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn kubectl_scale_adds_brokers_and_namespace_delete_never_hangs() {
-    if !harness::enabled("operator_scale") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "scale")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_scale", "scale").await;
     apply_yaml(
         &ns.name,
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: grow}\nspec: {replicas: 3, storage: {size: 1Gi}}\n",
@@ -533,14 +426,7 @@ async fn metadata_of(pods: &Api<Pod>, pod: &str) -> BTreeMap<String, usize> {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_record() {
-    if !harness::enabled("operator_queues") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "queues")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_queues", "queues").await;
     let mq = |replicas: i32, queues: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: q}}\n\
@@ -598,19 +484,9 @@ async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_
     );
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
     let sts_ref = &sts;
-    harness::wait_for(
-        "StatefulSet q drained and shrunk to 2",
-        Duration::from_secs(180),
-        || async move {
-            match sts_ref.get("q").await {
-                Ok(s) if s.spec.as_ref().and_then(|sp| sp.replicas) == Some(2) => Ok(()),
-                Ok(s) => Err(format!("replicas {:?}", s.spec.and_then(|sp| sp.replicas))),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await
-    .expect("the scale-down drains and proceeds");
+    mq::wait_statefulset_replicas(sts_ref, "q", 2, 180)
+        .await
+        .expect("the scale-down drains and proceeds");
     wait_available(&mqs, "q", 2, 180).await;
     let leaders = partition_leaders(&q0);
     assert!(
@@ -635,14 +511,7 @@ async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn config_change_and_version_upgrade_roll_one_pod_at_a_time_highest_first_and_keep_data() {
-    if !harness::enabled("operator_roll") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "roll")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_roll", "roll").await;
     let mq = |fsync: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: r}}\n\
@@ -705,31 +574,10 @@ async fn config_change_and_version_upgrade_roll_one_pod_at_a_time_highest_first_
     );
     wait_available(&mqs, "r", 3, 120).await;
     for p in ["r-0", "r-1", "r-2"] {
-        let ip = pod_ip(&pods, p).await;
-        let b = format!("{ip}:9092");
-        let c: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .set("group.id", "sluice-e2e-roll")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset("kept", 0, Offset::Beginning)
-            .expect("offset");
-        c.assign(&tpl).expect("assign");
-        for i in 0..5 {
-            let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("{p}: message {i} produced before the roll not readable after it")
-                })
-                .expect("consume");
-            assert_eq!(
-                m.payload(),
-                Some(format!("op-{i}").as_bytes()),
-                "{p} message {i}"
-            );
-        }
+        let b = format!("{}:9092", pod_ip(&pods, p).await);
+        let what = format!("{p}: the records produced before the roll, read after it");
+        let got = kafka::read_partition0(&b, "kept", 5, &what).await;
+        assert_eq!(got, kafka::numbered("op", 5), "{what}");
     }
 
     // A version upgrade is the same roll: every pod gets the new image and version label, and
@@ -809,14 +657,7 @@ async fn config_change_and_version_upgrade_roll_one_pod_at_a_time_highest_first_
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_removes_pvcs() {
-    if !harness::enabled("operator_sts_heal") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "heal")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_sts_heal", "heal").await;
     let mq = |replicas: i32| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: h}}\n\
@@ -853,19 +694,9 @@ async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_r
     // No queue lives on the broker that goes: the scale-down proceeds. (Wait for the StatefulSet
     // itself: readyReplicas can read 2 of 3 while the recreated StatefulSet's pods come back.)
     apply_yaml(&ns.name, &mq(2));
-    harness::wait_for(
-        "StatefulSet h shrinks to 2",
-        Duration::from_secs(120),
-        || async move {
-            match sts_ref.get("h").await {
-                Ok(s) if s.spec.as_ref().and_then(|sp| sp.replicas) == Some(2) => Ok(()),
-                Ok(s) => Err(format!("replicas {:?}", s.spec.and_then(|sp| sp.replicas))),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await
-    .expect("the safe scale-down proceeds");
+    mq::wait_statefulset_replicas(sts_ref, "h", 2, 120)
+        .await
+        .expect("the safe scale-down proceeds");
     wait_available(&mqs, "h", 2, 180).await;
 
     // deleteClaim: true — the PVCs go with the MessageQueue.

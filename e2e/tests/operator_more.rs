@@ -22,28 +22,22 @@ use kube::{Client, ResourceExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_e2e::harness::{self, kubectl, TestNamespace};
+use sluice_e2e::harness::{self, kubectl};
 use sluice_e2e::mq::{
-    apply_yaml, condition, ensure_operator, operator_pid, pod_ip, pod_is_ready, wait_available,
-    work,
+    self, apply_yaml, condition, operator_pid, pod_ip, pod_is_ready, wait_available, work,
 };
 use sluice_operator::crd::MessageQueue;
 
 const OPERATOR_NS: &str = "sluice-system";
 const CONFIG_HASH: &str = "sluice.dev/config-hash";
 
+mod kafka;
+
 /// Topic names a broker reports.
 fn topics_of(bootstrap: &str) -> Result<BTreeSet<String>, String> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| e.to_string())?;
-    let md = c
-        .fetch_metadata(None, Duration::from_secs(10))
-        .map_err(|e| format!("metadata from {bootstrap}: {e}"))?;
+    let md = kafka::metadata(bootstrap)?;
     Ok(md.topics().iter().map(|t| t.name().to_string()).collect())
 }
 
@@ -78,53 +72,19 @@ async fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Result<Option<
     Ok(resource.get(key).and_then(|e| e.value.clone()))
 }
 
+/// Produces the `n` records `read_back` checks to partition 0.
 async fn produce(bootstrap: &str, topic: &str, n: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("message.timeout.ms", "20000")
-        .create()
-        .expect("producer");
-    for i in 0..n {
-        let payload = format!("more-{i}");
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .payload(&payload)
-                    .key("k")
-                    .partition(0),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("produce {i} to {bootstrap}: {e}"));
-    }
+    kafka::produce(bootstrap, topic, 0, &kafka::numbered("more", n)).await;
 }
 
-/// Reads the first `n` messages of partition 0 and checks they are the ones `produce` wrote.
+/// Reads the first `n` records of partition 0 and checks they are the ones `produce` wrote.
 async fn read_back(bootstrap: &str, topic: &str, n: usize, what: &str) {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "sluice-e2e-more")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("offset");
-    c.assign(&tpl).expect("assign");
-    for i in 0..n {
-        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
-            .await
-            .unwrap_or_else(|_| {
-                panic!("{what}: message {i} of {topic} not readable at {bootstrap}")
-            })
-            .expect("consume");
-        assert_eq!(
-            m.payload(),
-            Some(format!("more-{i}").as_bytes()),
-            "{what}: message {i} of {topic} at {bootstrap}"
-        );
-    }
+    let got = kafka::read_partition0(bootstrap, topic, n, what).await;
+    assert_eq!(
+        got,
+        kafka::numbered("more", n),
+        "{what}: the records of {topic} at {bootstrap}"
+    );
 }
 
 async fn bootstraps(pods: &Api<Pod>, names: &[&str]) -> Vec<String> {
@@ -138,14 +98,7 @@ async fn bootstraps(pods: &Api<Pod>, names: &[&str]) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn queue_retention_reaches_brokers_and_deletion_policy_retain_keeps_delete_removes() {
-    if !harness::enabled("operator_more_queue_settings") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "qset")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_more_queue_settings", "qset").await;
     let mq = |policy: &str, queues: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: s}}\n\
@@ -347,11 +300,7 @@ async fn lease(client: &Client) -> (String, Option<String>, i32) {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn operator_failover_one_leader_acts_and_the_standby_finishes_a_roll() {
-    if !harness::enabled("operator_more_failover") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
+    let (client, ns) = mq::setup("operator_more_failover", "failover").await;
     let leader_pid = operator_pid().expect("operator pid");
     let (lease_name, holder, transitions) = lease(&client).await;
     let leader_id = holder.expect("the running operator holds the Lease");
@@ -402,9 +351,6 @@ async fn operator_failover_one_leader_acts_and_the_standby_finishes_a_roll() {
     .map(|g| assert_eq!(g, "0", "the standby is not leader"))
     .expect("standby up");
 
-    let ns = TestNamespace::create(&client, "failover")
-        .await
-        .expect("namespace");
     let mq = |fsync: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: f}}\n\
@@ -533,14 +479,7 @@ async fn operator_failover_one_leader_acts_and_the_standby_finishes_a_roll() {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn stuck_pod_on_a_deleted_node_is_replaced_and_comes_back_with_its_data() {
-    if !harness::enabled("operator_more_node_gone") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "nodegone")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_more_node_gone", "nodegone").await;
     apply_yaml(
         &ns.name,
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: nd}\n\
@@ -723,14 +662,7 @@ fn leaders_and_ends(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64)>, Str
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn scale_down_whose_partitions_do_not_fit_on_the_remaining_brokers_is_refused() {
-    if !harness::enabled("operator_no_room") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "noroom")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_no_room", "noroom").await;
     // 4 MiB volumes. The queue is declared once all three brokers are in the cluster, so its
     // three partitions land one per broker (the least loaded broker gets each new partition).
     let mq = |replicas: i32, queues: &str| {
@@ -779,19 +711,9 @@ async fn scale_down_whose_partitions_do_not_fit_on_the_remaining_brokers_is_refu
 
     apply_yaml(&ns.name, &mq(2, "{name: big, partitions: 3}"));
     let mqs_ref = &mqs;
-    let (reason, message) = harness::wait_for(
-        "Degraded ScaleDownBlocked",
-        Duration::from_secs(90),
-        || async move {
-            let m = mqs_ref.get("nr").await.map_err(|e| e.to_string())?;
-            match condition(&m, "Degraded") {
-                Some((s, reason, message)) if s == "True" => Ok((reason, message)),
-                other => Err(format!("Degraded {other:?}")),
-            }
-        },
-    )
-    .await
-    .expect("the scale-down is refused");
+    let (reason, message) = mq::wait_condition(mqs_ref, "nr", "Degraded", "True", 90)
+        .await
+        .expect("the scale-down is refused");
     assert_eq!(reason, "ScaleDownBlocked", "{message}");
     let stuck = format!(
         "big-{}",
@@ -828,19 +750,9 @@ async fn scale_down_whose_partitions_do_not_fit_on_the_remaining_brokers_is_refu
 
     // Setting replicas back clears the refusal.
     apply_yaml(&ns.name, &mq(3, "{name: big, partitions: 3}"));
-    harness::wait_for(
-        "Degraded back to False",
-        Duration::from_secs(90),
-        || async move {
-            let m = mqs_ref.get("nr").await.map_err(|e| e.to_string())?;
-            match condition(&m, "Degraded") {
-                Some((s, _, _)) if s == "False" => Ok(()),
-                other => Err(format!("Degraded {other:?}")),
-            }
-        },
-    )
-    .await
-    .expect("the refusal clears when replicas is set back");
+    mq::wait_condition(mqs_ref, "nr", "Degraded", "False", 90)
+        .await
+        .expect("the refusal clears when replicas is set back");
     ns.delete_and_wait(&client, Duration::from_secs(120))
         .await
         .expect("namespace deleted");
@@ -870,14 +782,7 @@ fn node_id_file(ns: &str, claim: &str) -> PathBuf {
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn a_broker_that_cannot_start_stops_the_roll_and_the_roll_resumes_once_it_is_fixed() {
-    if !harness::enabled("operator_roll_stopped") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "crash")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_roll_stopped", "crash").await;
     let mq = |fsync: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: c}}\n\
@@ -970,15 +875,9 @@ async fn a_broker_that_cannot_start_stops_the_roll_and_the_roll_resumes_once_it_
     .await
     .expect("the roll resumes");
     wait_available(&mqs, "c", 3, 180).await;
-    harness::wait_for("Degraded False", Duration::from_secs(60), || async move {
-        let m = mqs_ref.get("c").await.map_err(|e| e.to_string())?;
-        match condition(&m, "Degraded") {
-            Some((s, _, _)) if s == "False" => Ok(()),
-            other => Err(format!("Degraded {other:?}")),
-        }
-    })
-    .await
-    .expect("Degraded clears when the roll is done");
+    mq::wait_condition(mqs_ref, "c", "Degraded", "False", 60)
+        .await
+        .expect("Degraded clears when the roll is done");
     let b1 = format!("{}:9092", pod_ip(&pods, "c-1").await);
     read_back(&b1, "kept", 5, "c-1 after its failed starts").await;
     ns.delete_and_wait(&client, Duration::from_secs(120))
@@ -989,18 +888,7 @@ async fn a_broker_that_cannot_start_stops_the_roll_and_the_roll_resumes_once_it_
 /// Reads every partition of `topic` from the start until `expected` records arrived (60 s at
 /// most) and returns how many did.
 fn count_records(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> usize {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "sluice-e2e-count")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("offset");
-    }
-    c.assign(&tpl).expect("assign");
+    let c: BaseConsumer = kafka::reader(bootstrap, topic, partitions);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut count = 0;
     while count < expected && std::time::Instant::now() < deadline {
@@ -1014,14 +902,7 @@ fn count_records(bootstrap: &str, topic: &str, partitions: i32, expected: usize)
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn auto_rebalance_moves_partitions_onto_new_brokers_after_a_scale_up() {
-    if !harness::enabled("operator_rebalance") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "rebalance")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_rebalance", "rebalance").await;
     apply_yaml(
         &ns.name,
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: rb}\n\
@@ -1082,20 +963,9 @@ async fn auto_rebalance_moves_partitions_onto_new_brokers_after_a_scale_up() {
     .await
     .expect("autoRebalance fills the new broker");
     wait_available(&mqs, "rb", 3, 120).await;
-    let mqs_ref = &mqs;
-    harness::wait_for(
-        "Progressing False once nothing is left to move",
-        Duration::from_secs(60),
-        || async move {
-            let m = mqs_ref.get("rb").await.map_err(|e| e.to_string())?;
-            match condition(&m, "Progressing") {
-                Some((s, _, _)) if s == "False" => Ok(()),
-                other => Err(format!("Progressing {other:?}")),
-            }
-        },
-    )
-    .await
-    .expect("the rebalance reports that it is done");
+    mq::wait_condition(&mqs, "rb", "Progressing", "False", 60)
+        .await
+        .expect("the rebalance reports that it is done");
     let events = sluice_e2e::mq::events(&ns.name);
     assert!(
         events
@@ -1158,14 +1028,7 @@ async fn wait_replaced_with_new_volume(
 #[tokio::test]
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn a_broker_whose_volume_is_lost_comes_back_empty_and_rejoins_the_cluster() {
-    if !harness::enabled("operator_volume_lost") {
-        return;
-    }
-    let client: Client = harness::client().await.expect("cluster reachable");
-    ensure_operator();
-    let ns = TestNamespace::create(&client, "volumelost")
-        .await
-        .expect("namespace");
+    let (client, ns) = mq::setup("operator_volume_lost", "volumelost").await;
     // The queue is declared once all three brokers are in the cluster, so its three
     // partitions land one per broker.
     let mq = |queues: &str| {

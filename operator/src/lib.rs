@@ -4,14 +4,21 @@
 //! healthy broker cluster and keeps it that way.
 //!
 //! Layout (pure modules first; only `reconcile`, `kafka`, `leader` and [`run`] do I/O):
-//! - [`crd`]: the `MessageQueue` types, from which the CRD YAML is generated;
+//! - [`crd`]: the `MessageQueue` types, from which the CRD YAML and the reference doc are
+//!   generated;
 //! - [`validate`]: spec checks mirrored from the CEL rules, quantity parsing;
 //! - [`builders`]: spec in, ConfigMap / Services / StatefulSet / PDB out;
-//! - [`scale`], [`roll`], [`queues`], [`status`]: the scale-down guard, the roll planner, the
-//!   queue diff, the conditions;
+//! - [`scale`], [`drain`], [`roll`], [`queues`], [`status`]: the empty-broker check, the drain
+//!   and rebalance planner, the roll planner, the queue diff, the conditions;
 //! - [`kafka`]: a small Kafka admin client for the brokers;
-//! - [`reconcile`]: fetch → validate → build → apply inside kube's `finalizer()`;
+//! - [`reconcile`]: fetch → validate → build → apply inside kube's `finalizer()`, one file per
+//!   phase;
 //! - [`leader`], [`http`], [`metrics`], [`cli`]: the operator process.
+//!
+//! Imports point down this list, never up: `crd`, [`error`] and the planners import nothing of
+//! the operator but `crd`, `error` and each other's types (`drain` reads the answer types of
+//! `kafka`, and `kafka` returns `queues` and `scale` types); only `reconcile` brings the
+//! planners, the builders and `kafka` together, and only this file imports `reconcile`.
 //!
 //! ## RBAC the operator needs (the chart's ClusterRole, or Role per watched namespace)
 //!

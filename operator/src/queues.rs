@@ -242,6 +242,11 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The plan under `Retain` when the operator created none of the observed topics.
+    fn diff_unmanaged(desired: &[Queue], observed: &[ObservedTopic]) -> QueuePlan {
+        diff_queues(desired, observed, &set(&[]), QueueDeletionPolicy::Retain)
+    }
+
     #[test]
     fn missing_queue_is_created_with_partitions_and_configs() {
         let desired = queues(
@@ -252,7 +257,7 @@ mod tests {
   config: {max.message.bytes: "2097152"}
 "#,
         );
-        let plan = diff_queues(&desired, &[], &set(&[]), QueueDeletionPolicy::Retain);
+        let plan = diff_unmanaged(&desired, &[]);
         assert_eq!(
             plan.actions,
             vec![QueueAction::Create {
@@ -283,12 +288,7 @@ mod tests {
     #[test]
     fn raised_partitions_are_added() {
         let desired = queues("- {name: orders, partitions: 8}");
-        let plan = diff_queues(
-            &desired,
-            &[topic("orders", 3, &[])],
-            &set(&[]),
-            QueueDeletionPolicy::Retain,
-        );
+        let plan = diff_unmanaged(&desired, &[topic("orders", 3, &[])]);
         assert_eq!(
             plan.actions,
             vec![QueueAction::AddPartitions {
@@ -301,12 +301,7 @@ mod tests {
     #[test]
     fn fewer_declared_partitions_than_existing_is_a_problem_not_an_action() {
         let desired = queues("- {name: orders, partitions: 2}");
-        let plan = diff_queues(
-            &desired,
-            &[topic("orders", 5, &[])],
-            &set(&[]),
-            QueueDeletionPolicy::Retain,
-        );
+        let plan = diff_unmanaged(&desired, &[topic("orders", 5, &[])]);
         assert!(plan.actions.is_empty());
         assert!(plan.problems["orders"].contains("set partitions to 5"));
     }
@@ -314,12 +309,7 @@ mod tests {
     #[test]
     fn a_changed_replication_factor_is_a_problem_named_with_the_actual_one() {
         let desired = queues("- {name: orders, partitions: 2, replicationFactor: 3}");
-        let plan = diff_queues(
-            &desired,
-            &[topic("orders", 5, &[])],
-            &set(&[]),
-            QueueDeletionPolicy::Retain,
-        );
+        let plan = diff_unmanaged(&desired, &[topic("orders", 5, &[])]);
         assert!(plan.actions.is_empty());
         let p = &plan.problems["orders"];
         assert!(p.contains("set partitions to 5"), "{p}");
@@ -330,7 +320,7 @@ mod tests {
         // Not reported by the broker: nothing to compare.
         let mut unknown = topic("orders", 2, &[]);
         unknown.replication_factor = None;
-        let plan = diff_queues(&desired, &[unknown], &set(&[]), QueueDeletionPolicy::Retain);
+        let plan = diff_unmanaged(&desired, &[unknown]);
         assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     }
 
@@ -347,7 +337,7 @@ mod tests {
                 ("sluice.fsync", "interval"),
             ],
         )];
-        let plan = diff_queues(&desired, &observed, &set(&[]), QueueDeletionPolicy::Retain);
+        let plan = diff_unmanaged(&desired, &observed);
         assert_eq!(
             plan.actions,
             vec![QueueAction::AlterConfigs {
@@ -367,7 +357,7 @@ mod tests {
             overrides: None,
             replication_factor: None,
         }];
-        let plan = diff_queues(&desired, &observed, &set(&[]), QueueDeletionPolicy::Retain);
+        let plan = diff_unmanaged(&desired, &observed);
         assert!(plan.actions.is_empty());
     }
 

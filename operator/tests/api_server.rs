@@ -23,18 +23,52 @@ use sluice_operator::reconcile::Context;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-async fn poll<T, F, Fut>(what: &str, mut f: F) -> T
+/// Polls `f` every 200 ms until it returns a value, for at most [`DEADLINE`].
+async fn poll<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    poll_for(what, DEADLINE.as_secs(), f).await
+}
+
+/// The operator's controller, run in this process against the test's namespace.
+struct Controller {
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Controller {
+    fn start(client: &Client, ns: &str) -> Controller {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sluice-operator".into(),
+                instance: Some("test".into()),
+            },
+        );
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            recorder,
+            Arc::new(Metrics::default()),
+            BuildConfig::default(),
+        ));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let handle = tokio::spawn(sluice_operator::run_controller(
+            client.clone(),
+            Some(ns.to_string()),
+            ctx,
+            stop_rx,
+        ));
+        Controller { stop_tx, handle }
+    }
+
+    async fn stop(self) {
+        self.stop_tx.send(true).expect("stop");
+        tokio::time::timeout(DEADLINE, self.handle)
+            .await
+            .expect("controller stops")
+            .expect("join");
     }
 }
 
@@ -136,83 +170,63 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
     let client = setup(ns).await;
     let api = dynamic(&client, ns);
     use serde_json::json;
-    refused(
-        &api,
-        "r0",
-        json!({"replicas": 0}),
-        "replicas must be at least 1",
-    )
-    .await;
-    refused(
-        &api,
-        "n1",
-        json!({"queues": [{"name": "a b"}]}),
-        "may only contain letters, digits",
-    )
-    .await;
-    refused(
-        &api,
-        "n2",
-        json!({"queues": [{"name": ".."}]}),
-        "cannot be '.' or '..'",
-    )
-    .await;
-    refused(
-        &api,
-        "n3",
-        json!({"queues": [{"name": "__x"}]}),
-        "reserved for the broker",
-    )
-    .await;
-    refused(
-        &api,
-        "n4",
-        json!({"queues": [{"name": "a"}, {"name": "a"}]}),
-        "duplicate entries for key [name=\"a\"]",
-    )
-    .await;
-    refused(
-        &api,
-        "rf",
-        json!({"replicas": 1, "queues": [{"name": "a", "replicationFactor": 2}]}),
-        "replicationFactor must be at most spec.replicas",
-    )
-    .await;
-    refused(
-        &api,
-        "drf",
-        json!({"replicas": 1, "config": {"defaultReplicationFactor": 3}}),
-        "defaultReplicationFactor must be at most spec.replicas",
-    )
-    .await;
-    refused(
-        &api,
-        "st",
-        json!({"storage": {"size": "lots"}}),
-        "must be a Kubernetes quantity",
-    )
-    .await;
-    refused(
-        &api,
-        "ck",
-        json!({"queues": [{"name": "a", "config": {"foo.bar": "1"}}]}),
-        "field not declared in schema",
-    )
-    .await;
-    refused(
-        &api,
-        "fs",
-        json!({"queues": [{"name": "a", "config": {"sluice.fsync": "sometimes"}}]}),
-        "supported values: \"always\", \"interval\"",
-    )
-    .await;
-    refused(
-        &api,
-        "pdb",
-        json!({"disruptionBudget": {"maxUnavailable": 0}}),
-        "maxUnavailable must be at least 1",
-    )
-    .await;
+    // (object name, spec, what the refusal must say)
+    let cases = [
+        ("r0", json!({"replicas": 0}), "replicas must be at least 1"),
+        (
+            "n1",
+            json!({"queues": [{"name": "a b"}]}),
+            "may only contain letters, digits",
+        ),
+        (
+            "n2",
+            json!({"queues": [{"name": ".."}]}),
+            "cannot be '.' or '..'",
+        ),
+        (
+            "n3",
+            json!({"queues": [{"name": "__x"}]}),
+            "reserved for the broker",
+        ),
+        (
+            "n4",
+            json!({"queues": [{"name": "a"}, {"name": "a"}]}),
+            "duplicate entries for key [name=\"a\"]",
+        ),
+        (
+            "rf",
+            json!({"replicas": 1, "queues": [{"name": "a", "replicationFactor": 2}]}),
+            "replicationFactor must be at most spec.replicas",
+        ),
+        (
+            "drf",
+            json!({"replicas": 1, "config": {"defaultReplicationFactor": 3}}),
+            "defaultReplicationFactor must be at most spec.replicas",
+        ),
+        (
+            "st",
+            json!({"storage": {"size": "lots"}}),
+            "must be a Kubernetes quantity",
+        ),
+        (
+            "ck",
+            json!({"queues": [{"name": "a", "config": {"foo.bar": "1"}}]}),
+            "field not declared in schema",
+        ),
+        (
+            "fs",
+            json!({"queues": [{"name": "a", "config": {"sluice.fsync": "sometimes"}}]}),
+            "supported values: \"always\", \"interval\"",
+        ),
+        (
+            "pdb",
+            json!({"disruptionBudget": {"maxUnavailable": 0}}),
+            "maxUnavailable must be at least 1",
+        ),
+    ];
+    for (name, spec, expected) in cases {
+        refused(&api, name, spec, expected).await;
+    }
 
     // transition rules compare with the stored object
     let good = json!({"replicas": 3, "storage": {"size": "20Gi", "storageClassName": "fast"}, "queues": [{"name": "orders", "partitions": 4}]});
@@ -242,26 +256,7 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
 async fn controller_creates_heals_and_finalizes_children() {
     let ns = &unique_namespace("sluice-op-reconcile");
     let client = setup(ns).await;
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "sluice-operator".into(),
-            instance: Some("test".into()),
-        },
-    );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        Arc::new(Metrics::default()),
-        BuildConfig::default(),
-    ));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let controller = tokio::spawn(sluice_operator::run_controller(
-        client.clone(),
-        Some(ns.to_string()),
-        ctx,
-        stop_rx,
-    ));
+    let controller = Controller::start(&client, ns);
 
     let api: Api<MessageQueue> = Api::namespaced(client.clone(), ns);
     let mq: MessageQueue = serde_json::from_value(serde_json::json!({
@@ -440,11 +435,7 @@ async fn controller_creates_heals_and_finalizes_children() {
     })
     .await;
 
-    stop_tx.send(true).expect("stop");
-    tokio::time::timeout(DEADLINE, controller)
-        .await
-        .expect("controller stops")
-        .expect("join");
+    controller.stop().await;
 }
 
 mod fake_cluster;
@@ -474,18 +465,13 @@ struct DrainCase {
     client: Client,
     api: Api<MessageQueue>,
     sts_api: Api<StatefulSet>,
-    stop_tx: tokio::sync::watch::Sender<bool>,
-    controller: tokio::task::JoinHandle<()>,
+    controller: Controller,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl DrainCase {
     async fn stop(self) {
-        self.stop_tx.send(true).expect("stop");
-        tokio::time::timeout(DEADLINE, self.controller)
-            .await
-            .expect("controller stops")
-            .expect("join");
+        self.controller.stop().await;
         self.server.abort();
     }
 
@@ -519,26 +505,7 @@ async fn start_drain_case(prefix: &str, ip: &str, state: fake_cluster::Shared) -
         .unwrap_or_else(|e| {
             panic!("the scripted cluster binds {ip}:9092 (is 0.0.0.0:9092 taken?): {e}")
         });
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "sluice-operator".into(),
-            instance: Some("test".into()),
-        },
-    );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        Arc::new(Metrics::default()),
-        BuildConfig::default(),
-    ));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let controller = tokio::spawn(sluice_operator::run_controller(
-        client.clone(),
-        Some(ns.to_string()),
-        ctx,
-        stop_rx,
-    ));
+    let controller = Controller::start(&client, ns);
 
     let api: Api<MessageQueue> = Api::namespaced(client.clone(), ns);
     let mq: MessageQueue = serde_json::from_value(serde_json::json!({
@@ -606,7 +573,6 @@ async fn start_drain_case(prefix: &str, ip: &str, state: fake_cluster::Shared) -
         client,
         api,
         sts_api,
-        stop_tx,
         controller,
         server,
     }

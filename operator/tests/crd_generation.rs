@@ -193,15 +193,7 @@ fn every_spec_field_has_a_description() {
                     missing.push(p.clone());
                 }
                 // k8s-openapi types describe themselves; only check our own tree deeply
-                if !matches!(
-                    k.as_str(),
-                    "affinity"
-                        | "tolerations"
-                        | "topologySpreadConstraints"
-                        | "securityContext"
-                        | "containerSecurityContext"
-                        | "resources"
-                ) {
+                if !sluice_operator::crd::UPSTREAM_TYPED_FIELDS.contains(&k.as_str()) {
                     walk(&p, v, missing);
                     walk(&p, &v["items"], missing);
                 }

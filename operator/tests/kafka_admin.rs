@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sluice_operator::crd::{Queue, QueueDeletionPolicy};
 use sluice_operator::kafka::AdminClient;
-use sluice_operator::queues::{diff_queues, QueueAction};
+use sluice_operator::queues::diff_queues;
 
 async fn client() -> AdminClient {
     let addr = std::env::var("SLUICE_TEST_KAFKA").expect("SLUICE_TEST_KAFKA=host:port of a broker");
@@ -28,26 +28,10 @@ async fn apply(
     let plan = diff_queues(desired, &observed, managed, policy);
     assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     for action in &plan.actions {
-        match action {
-            QueueAction::Create {
-                name,
-                partitions,
-                replication_factor,
-                configs,
-            } => admin
-                .create_topic(name, *partitions, *replication_factor, configs)
-                .await
-                .expect("create"),
-            QueueAction::AddPartitions { name, total } => admin
-                .create_partitions(name, *total)
-                .await
-                .expect("partitions"),
-            QueueAction::AlterConfigs { name, set, delete } => admin
-                .alter_topic_configs(name, set, delete)
-                .await
-                .expect("alter"),
-            QueueAction::Delete { name } => admin.delete_topic(name).await.expect("delete"),
-        }
+        admin
+            .apply_queue_action(action)
+            .await
+            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
     }
     plan.actions.len()
 }
@@ -77,6 +61,19 @@ async fn converge(
     }
 }
 
+/// Topic `name` as the broker reports it: its partition count and the configs set on it.
+async fn topic_state(
+    admin: &mut AdminClient,
+    name: &str,
+) -> (usize, Option<BTreeMap<String, String>>) {
+    let (md, observed) = admin.observe_topics().await.expect("observe");
+    let topic = observed
+        .iter()
+        .find(|t| t.name == name)
+        .expect("topic exists");
+    (md.topics[name].len(), topic.overrides.clone())
+}
+
 #[tokio::test]
 #[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
 async fn queue_lifecycle_against_a_real_broker() {
@@ -88,14 +85,10 @@ async fn queue_lifecycle_against_a_real_broker() {
     // create with partitions and configs
     let v1 = queues(format!("- {{name: {name}, partitions: 2, retentionMs: 3600000, config: {{max.message.bytes: '2097152'}}}}"));
     converge(&mut admin, &v1, &managed, QueueDeletionPolicy::Delete).await;
-    let (md, observed) = admin.observe_topics().await.expect("observe");
-    assert_eq!(md.topics[&name].len(), 2);
-    let topic = observed
-        .iter()
-        .find(|t| t.name == name)
-        .expect("topic exists");
+    let (partitions, overrides) = topic_state(&mut admin, &name).await;
+    assert_eq!(partitions, 2);
     assert_eq!(
-        topic.overrides,
+        overrides,
         Some(BTreeMap::from([
             ("max.message.bytes".to_string(), "2097152".to_string()),
             ("retention.ms".to_string(), "3600000".to_string()),
@@ -107,14 +100,10 @@ async fn queue_lifecycle_against_a_real_broker() {
         "- {{name: {name}, partitions: 5, retentionMs: 60000}}"
     ));
     converge(&mut admin, &v2, &managed, QueueDeletionPolicy::Delete).await;
-    let (md, observed) = admin.observe_topics().await.expect("observe");
-    assert_eq!(md.topics[&name].len(), 5);
-    let topic = observed
-        .iter()
-        .find(|t| t.name == name)
-        .expect("topic exists");
+    let (partitions, overrides) = topic_state(&mut admin, &name).await;
+    assert_eq!(partitions, 5);
     assert_eq!(
-        topic.overrides,
+        overrides,
         Some(BTreeMap::from([(
             "retention.ms".to_string(),
             "60000".to_string()

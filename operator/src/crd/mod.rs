@@ -8,6 +8,11 @@
 //! manifest at `kubectl apply` time, including the transition rules that compare with the old
 //! object), and `validate::validate_spec`, which re-checks the rules that need no old object so a
 //! spec written before a rule existed is reported on status instead of crashing a build.
+//!
+//! `reference.rs` turns the same schema into `docs/crd-reference.md`. This module imports
+//! nothing from the rest of the operator; everything else imports it.
+
+mod reference;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +24,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use reference::{reference_markdown, UPSTREAM_TYPED_FIELDS};
 
 /// API group of the resource.
 pub const GROUP: &str = "sluice.dev";
@@ -327,117 +334,80 @@ pub struct Queue {
     pub config: QueueConfig,
 }
 
-/// Topic configs of one queue, with Kafka's names. Values are strings, as in Kafka.
-/// Modelled as named fields rather than a free map so the API server itself refuses unknown keys
-/// (and no CEL rule has to iterate over unbounded map keys).
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
-pub struct QueueConfig {
-    /// How long records are kept, in milliseconds; "-1" keeps them forever.
-    #[serde(
-        rename = "retention.ms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(length(max = 32))]
-    pub retention_ms: Option<String>,
-    /// Maximum bytes kept per partition; "-1" means no limit.
-    #[serde(
-        rename = "retention.bytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(length(max = 32))]
-    pub retention_bytes: Option<String>,
-    /// Size of one segment file in bytes.
-    #[serde(
-        rename = "segment.bytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(length(max = 32))]
-    pub segment_bytes: Option<String>,
-    /// Age after which a segment is rolled, in milliseconds.
-    #[serde(
-        rename = "segment.ms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(length(max = 32))]
-    pub segment_ms: Option<String>,
-    /// Largest record batch accepted, in bytes.
-    #[serde(
-        rename = "max.message.bytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(length(max = 32))]
-    pub max_message_bytes: Option<String>,
-    /// Minimum in-sync replicas for acks=all.
-    #[serde(
-        rename = "min.insync.replicas",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(length(max = 32))]
-    pub min_insync_replicas: Option<String>,
-    /// CreateTime or LogAppendTime.
-    #[serde(
-        rename = "message.timestamp.type",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(extend("enum" = ["CreateTime", "LogAppendTime"]))]
-    pub message_timestamp_type: Option<String>,
-    /// Only "delete" is supported.
-    #[serde(
-        rename = "cleanup.policy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(extend("enum" = ["delete"]))]
-    pub cleanup_policy: Option<String>,
-    /// Bytes between offset index entries.
-    #[serde(
-        rename = "index.interval.bytes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(length(max = 32))]
-    pub index_interval_bytes: Option<String>,
-    /// Per-queue fsync override: "always" or "interval".
-    #[serde(
-        rename = "sluice.fsync",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(extend("enum" = ["always", "interval"]))]
-    pub sluice_fsync: Option<String>,
+/// Declares `QueueConfig` from one table: each field is an optional string serialised under its
+/// Kafka topic-config name, and `to_map` lists the same names, so the schema, the serde names
+/// and the map sent to the brokers cannot disagree.
+macro_rules! topic_configs {
+    (
+        $(#[$struct_attr:meta])*
+        pub struct $name:ident {
+            $( $(#[$attr:meta])* $field:ident: $key:literal, )+
+        }
+    ) => {
+        $(#[$struct_attr])*
+        pub struct $name {
+            $(
+                $(#[$attr])*
+                #[serde(rename = $key, default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<String>,
+            )+
+        }
+
+        impl $name {
+            /// The set keys as a Kafka config map.
+            pub fn to_map(&self) -> BTreeMap<String, String> {
+                [$( ($key, &self.$field) ),+]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+                    .collect()
+            }
+        }
+    };
+}
+
+topic_configs! {
+    /// Topic configs of one queue, with Kafka's names. Values are strings, as in Kafka.
+    /// Modelled as named fields rather than a free map so the API server itself refuses unknown keys
+    /// (and no CEL rule has to iterate over unbounded map keys).
+    #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+    pub struct QueueConfig {
+        /// How long records are kept, in milliseconds; "-1" keeps them forever.
+        #[schemars(length(max = 32))]
+        retention_ms: "retention.ms",
+        /// Maximum bytes kept per partition; "-1" means no limit.
+        #[schemars(length(max = 32))]
+        retention_bytes: "retention.bytes",
+        /// Size of one segment file in bytes.
+        #[schemars(length(max = 32))]
+        segment_bytes: "segment.bytes",
+        /// Age after which a segment is rolled, in milliseconds.
+        #[schemars(length(max = 32))]
+        segment_ms: "segment.ms",
+        /// Largest record batch accepted, in bytes.
+        #[schemars(length(max = 32))]
+        max_message_bytes: "max.message.bytes",
+        /// Minimum in-sync replicas for acks=all.
+        #[schemars(length(max = 32))]
+        min_insync_replicas: "min.insync.replicas",
+        /// CreateTime or LogAppendTime.
+        #[schemars(extend("enum" = ["CreateTime", "LogAppendTime"]))]
+        message_timestamp_type: "message.timestamp.type",
+        /// Only "delete" is supported.
+        #[schemars(extend("enum" = ["delete"]))]
+        cleanup_policy: "cleanup.policy",
+        /// Bytes between offset index entries.
+        #[schemars(length(max = 32))]
+        index_interval_bytes: "index.interval.bytes",
+        /// Per-queue fsync override: "always" or "interval".
+        #[schemars(extend("enum" = ["always", "interval"]))]
+        sluice_fsync: "sluice.fsync",
+    }
 }
 
 impl QueueConfig {
     /// No key set.
     pub fn is_empty(&self) -> bool {
         self.to_map().is_empty()
-    }
-
-    /// The set keys as a Kafka config map.
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        let pairs = [
-            ("retention.ms", &self.retention_ms),
-            ("retention.bytes", &self.retention_bytes),
-            ("segment.bytes", &self.segment_bytes),
-            ("segment.ms", &self.segment_ms),
-            ("max.message.bytes", &self.max_message_bytes),
-            ("min.insync.replicas", &self.min_insync_replicas),
-            ("message.timestamp.type", &self.message_timestamp_type),
-            ("cleanup.policy", &self.cleanup_policy),
-            ("index.interval.bytes", &self.index_interval_bytes),
-            ("sluice.fsync", &self.sluice_fsync),
-        ];
-        pairs
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
-            .collect()
     }
 }
 
@@ -679,152 +649,4 @@ pub fn crd_value() -> serde_json::Value {
     let mut value = serde_json::to_value(MessageQueue::crd()).unwrap_or_default();
     reflow(&mut value);
     value
-}
-
-/// `docs/crd-reference.md`, generated from the same schema as the CRD so the two never disagree.
-pub fn reference_markdown() -> String {
-    let crd = crd_value();
-    let version = &crd["spec"]["versions"][0];
-    let schema = &version["schema"]["openAPIV3Schema"];
-    let mut out = String::new();
-    out.push_str("# MessageQueue reference\n\n");
-    out.push_str(
-        "<!-- Generated by `sluice-operator crd-reference`; do not edit. A test fails when stale. -->\n\n",
-    );
-    out.push_str(
-        "`apiVersion: sluice.dev/v1alpha1`, `kind: MessageQueue` (plural `messagequeues`, short name `mq`, \
-         namespaced). Subresources: `status`, and `scale` (`kubectl scale mq/<name> --replicas=N`, \
-         HPA-compatible: spec `.spec.replicas`, status `.status.replicas`, selector `.status.selector`).\n\n",
-    );
-    out.push_str("`kubectl get mq` columns: ");
-    let cols: Vec<String> = version["additionalPrinterColumns"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .map(|c| {
-                    format!(
-                        "{} (`{}`)",
-                        c["name"].as_str().unwrap_or_default(),
-                        c["jsonPath"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.push_str(&cols.join(", "));
-    out.push_str(".\n\n");
-    out.push_str(
-        "Validation happens in the API server (a bad manifest is refused at `kubectl apply`, with the message \
-         shown in the Validation column); the operator re-checks the rules that need no old object and reports \
-         a violation as `Degraded` with reason `InvalidSpec`. Rules with `oldSelf` compare with the stored \
-         object on update.\n\n",
-    );
-    for (title, key) in [
-        ("Spec", "spec"),
-        ("Status (written by the operator)", "status"),
-    ] {
-        out.push_str(&format!("## {title}\n\n"));
-        out.push_str(
-            "| field | type | default | description | validation |\n|---|---|---|---|---|\n",
-        );
-        walk(&mut out, key, &schema["properties"][key], 0);
-        out.push('\n');
-    }
-    out.push_str(
-        "## Conditions\n\n\
-         | type | True means | reasons |\n|---|---|---|\n\
-         | `Available` | at least `replicas - disruptionBudget.maxUnavailable` (min 1) brokers are ready | `BrokersReady`, `BrokersNotReady` |\n\
-         | `Progressing` | the operator is moving the cluster to the spec | `ScalingUp`, `WaitingForBrokers`, `RollingUpdate`; False: `ReconcileComplete`, `Paused` |\n\
-         | `Degraded` | something needs a person | `InvalidSpec`, `RollStopped`, `ScaleDownBlocked`, `QueuesNotApplied`; False: `AsExpected` |\n\
-         | `ReconciliationPaused` | `spec.paused` or annotation `sluice.dev/paused: \"true\"` | `Paused`; False: `Reconciling` |\n",
-    );
-    out
-}
-
-fn walk(out: &mut String, path: &str, schema: &serde_json::Value, depth: usize) {
-    let Some(props) = schema["properties"].as_object() else {
-        return;
-    };
-    for (name, prop) in props {
-        let field = format!("{path}.{name}");
-        let (ty, items) = match prop["type"].as_str() {
-            Some("array") => (
-                format!("[]{}", prop["items"]["type"].as_str().unwrap_or("object")),
-                Some(&prop["items"]),
-            ),
-            Some(t) => (t.to_string(), None),
-            None if prop.get("x-kubernetes-int-or-string").is_some() => {
-                ("int-or-string".to_string(), None)
-            }
-            None => ("object".to_string(), None),
-        };
-        let default = match prop.get("default") {
-            Some(d) => format!("`{d}`"),
-            None => String::new(),
-        };
-        let description = prop["description"]
-            .as_str()
-            .unwrap_or_default()
-            .replace('\n', " ")
-            .replace('|', "\\|");
-        let mut checks = Vec::new();
-        for (k, label) in [
-            ("minimum", "≥"),
-            ("maximum", "≤"),
-            ("minLength", "min length"),
-            ("maxLength", "max length"),
-            ("maxItems", "max items"),
-        ] {
-            if let Some(v) = prop.get(k) {
-                let shown = match v.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
-                    _ => v.to_string(),
-                };
-                checks.push(format!("{label} {shown}"));
-            }
-        }
-        if let Some(e) = prop["enum"].as_array() {
-            let values: Vec<String> = e
-                .iter()
-                .filter_map(|v| v.as_str())
-                .map(|v| format!("`{v}`"))
-                .collect();
-            checks.push(format!("one of {}", values.join(", ")));
-        }
-        if prop["x-kubernetes-list-type"] == "map" {
-            checks.push(format!("unique by {}", prop["x-kubernetes-list-map-keys"]));
-        }
-        for source in [prop, items.unwrap_or(&serde_json::Value::Null)] {
-            if let Some(rules) = source["x-kubernetes-validations"].as_array() {
-                for r in rules {
-                    checks.push(format!(
-                        "{} (`{}`)",
-                        r["message"].as_str().unwrap_or_default(),
-                        r["rule"].as_str().unwrap_or_default()
-                    ));
-                }
-            }
-        }
-        let checks = checks.join("; ").replace('|', "\\|");
-        out.push_str(&format!(
-            "| `{field}` | {ty} | {default} | {description} | {checks} |\n"
-        ));
-        // Kubernetes' own types (affinity, tolerations, ...) are documented upstream.
-        let upstream = matches!(
-            name.as_str(),
-            "affinity"
-                | "tolerations"
-                | "topologySpreadConstraints"
-                | "securityContext"
-                | "containerSecurityContext"
-                | "resources"
-                | "conditions"
-        );
-        if !upstream && depth < 4 {
-            walk(out, &field, prop, depth + 1);
-            if let Some(items) = items {
-                walk(out, &format!("{field}[]"), items, depth + 1);
-            }
-        }
-    }
 }

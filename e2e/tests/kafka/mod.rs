@@ -1,0 +1,98 @@
+//! librdkafka helpers the scenarios share: the cluster's metadata as one broker reports it,
+//! numbered records produced to a partition, and reading them back from the start.
+//!
+//! Each test binary includes this module (`mod kafka;`) and uses only part of it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use rdkafka::config::{ClientConfig, FromClientConfig};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::metadata::Metadata;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+/// How long one record may take to be acknowledged, or to arrive when read back.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The cluster as the broker at `bootstrap` describes it (a metadata request, 10 s at most).
+/// Blocking: from async code, call it through `spawn_blocking`.
+pub fn metadata(bootstrap: &str) -> Result<Metadata, String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| format!("client for {bootstrap}: {e}"))?;
+    c.fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| format!("metadata from {bootstrap}: {e}"))
+}
+
+/// The payloads `<prefix>-0` … `<prefix>-<n-1>`.
+pub fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Produces `payloads` in order to `partition` of `topic` with acks=all, each acknowledged
+/// before the next is sent.
+pub async fn produce(bootstrap: &str, topic: &str, partition: i32, payloads: &[String]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", RECORD_TIMEOUT.as_millis().to_string())
+        .create()
+        .expect("producer");
+    for payload in payloads {
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .payload(payload)
+                    .key("k")
+                    .partition(partition),
+                RECORD_TIMEOUT,
+            )
+            .await
+            .unwrap_or_else(|(e, _)| {
+                panic!("produce {payload} to {topic}-{partition} at {bootstrap}: {e}")
+            });
+    }
+}
+
+/// A consumer assigned to partitions `0..partitions` of `topic` from their start; it joins no
+/// group and commits nothing.
+pub fn reader<C>(bootstrap: &str, topic: &str, partitions: i32) -> C
+where
+    C: FromClientConfig + Consumer,
+{
+    let consumer: C = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-e2e-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// The first `n` payloads of partition 0 of `topic`, read from its start; `what` names the
+/// check in the failure message.
+pub async fn read_partition0(bootstrap: &str, topic: &str, n: usize, what: &str) -> Vec<String> {
+    let consumer: StreamConsumer = reader(bootstrap, topic, 1);
+    let mut got = Vec::new();
+    while got.len() < n {
+        let m = tokio::time::timeout(RECORD_TIMEOUT, consumer.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{what}: record {} of {n} of {topic} not readable at {bootstrap}; read {got:?}",
+                    got.len()
+                )
+            })
+            .unwrap_or_else(|e| panic!("{what}: consuming {topic} at {bootstrap}: {e}"));
+        got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+    }
+    got
+}

@@ -1,0 +1,435 @@
+use super::*;
+
+fn mq(yaml: &str) -> MessageQueue {
+    serde_yaml::from_str(yaml).expect("test manifest parses")
+}
+
+const MINIMAL: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: MessageQueue
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec: {}
+"#;
+
+fn cfg() -> BuildConfig {
+    BuildConfig {
+        image_repository: "ghcr.io/sluice/sluice-broker".into(),
+        default_version: "0.1.0".into(),
+        cluster_domain: "cluster.local".into(),
+    }
+}
+
+fn as_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("serialises")
+}
+
+#[test]
+fn minimal_spec_gets_the_documented_defaults() {
+    let mq = mq(MINIMAL);
+    assert_eq!(mq.spec.replicas, 3);
+    assert_eq!(mq.spec.storage.size, "10Gi");
+    assert!(!mq.spec.storage.delete_claim);
+    assert_eq!(mq.spec.service.port, 9092);
+    assert_eq!(mq.spec.disruption_budget.max_unavailable, 1);
+    assert!(!mq.spec.paused);
+}
+
+#[test]
+fn every_child_has_labels_and_a_controller_owner_reference() {
+    let mq = mq(MINIMAL);
+    let c = build_children(&mq, &cfg(), None).expect("builds");
+    let metas = [
+        &c.configmap.metadata,
+        &c.headless_service.metadata,
+        &c.client_service.metadata,
+        &c.statefulset.metadata,
+        &c.pdb.metadata,
+    ];
+    for meta in metas {
+        assert_eq!(meta.namespace.as_deref(), Some("shop"));
+        let labels = meta.labels.as_ref().expect("labels");
+        assert_eq!(labels["app.kubernetes.io/name"], "sluice-broker");
+        assert_eq!(labels["app.kubernetes.io/instance"], "orders");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "sluice-operator");
+        assert_eq!(labels["app.kubernetes.io/version"], "0.1.0");
+        let owners = meta.owner_references.as_ref().expect("owner refs");
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "MessageQueue");
+        assert_eq!(owners[0].api_version, "sluice.dev/v1alpha1");
+        assert_eq!(owners[0].uid, "1234-abcd");
+        assert_eq!(owners[0].controller, Some(true));
+    }
+    assert_eq!(c.configmap.metadata.name.as_deref(), Some("orders-config"));
+    assert_eq!(
+        c.headless_service.metadata.name.as_deref(),
+        Some("orders-brokers")
+    );
+    assert_eq!(c.client_service.metadata.name.as_deref(), Some("orders"));
+}
+
+#[test]
+fn building_without_uid_fails_naming_the_field() {
+    let mut m = mq(MINIMAL);
+    m.metadata.uid = None;
+    let err = build_configmap(&m, &cfg(), 3).expect_err("needs a uid");
+    assert!(err.to_string().contains("metadata.uid"), "{err}");
+}
+
+#[test]
+fn configmap_holds_the_set_broker_settings_and_the_seeds_as_sluice_keys() {
+    let m = mq(r#"
+metadata: {name: q, namespace: ns, uid: u}
+spec:
+  config:
+    defaultPartitions: 6
+    retentionMs: -1
+    fsync: interval
+    fsyncIntervalMs: 250
+    autoCreateTopics: false
+"#);
+    let cm = build_configmap(&m, &cfg(), 2).expect("builds");
+    let expected: BTreeMap<String, String> = serde_yaml::from_str(
+        r#"
+SLUICE_DEFAULT_PARTITIONS: "6"
+SLUICE_RETENTION_MS: "-1"
+SLUICE_FSYNC: interval
+SLUICE_FSYNC_INTERVAL_MS: "250"
+SLUICE_AUTO_CREATE_TOPICS: "false"
+SLUICE_SEEDS: "q-0.q-brokers.ns.svc.cluster.local:9093,q-1.q-brokers.ns.svc.cluster.local:9093"
+"#,
+    )
+    .expect("yaml");
+    assert_eq!(cm.data, Some(expected));
+    let minimal = build_configmap(&mq(MINIMAL), &cfg(), 3)
+        .expect("builds")
+        .data
+        .expect("data");
+    assert_eq!(minimal.keys().collect::<Vec<_>>(), [SEEDS_KEY]);
+}
+
+#[test]
+fn headless_service_publishes_not_ready_pods_on_both_ports() {
+    let svc = build_headless_service(&mq(MINIMAL), &cfg()).expect("builds");
+    let expected: serde_json::Value = serde_yaml::from_str(
+        r#"
+clusterIP: None
+publishNotReadyAddresses: true
+selector: {app.kubernetes.io/instance: orders, app.kubernetes.io/name: sluice-broker}
+ports:
+- {name: kafka, port: 9092, targetPort: kafka, protocol: TCP}
+- {name: http, port: 8080, targetPort: http, protocol: TCP}
+- {name: cluster, port: 9093, targetPort: cluster, protocol: TCP}
+"#,
+    )
+    .expect("yaml");
+    assert_eq!(as_json(&svc.spec), expected);
+}
+
+#[test]
+fn client_service_uses_type_port_and_annotations_from_spec() {
+    let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec:
+  service: {type: LoadBalancer, port: 19092, annotations: {lb.example/internal: "true"}}
+"#);
+    let svc = build_client_service(&m, &cfg()).expect("builds");
+    let expected: serde_json::Value = serde_yaml::from_str(
+        r#"
+type: LoadBalancer
+selector: {app.kubernetes.io/instance: orders, app.kubernetes.io/name: sluice-broker}
+ports:
+- {name: kafka, port: 19092, targetPort: kafka, protocol: TCP}
+"#,
+    )
+    .expect("yaml");
+    assert_eq!(as_json(&svc.spec), expected);
+    assert_eq!(
+        svc.metadata.annotations.expect("annotations")["lb.example/internal"],
+        "true"
+    );
+    assert_eq!(
+        Names::of(&m).expect("names").bootstrap_servers(19092),
+        "orders.shop.svc:19092"
+    );
+}
+
+#[test]
+fn pdb_uses_max_unavailable_and_the_pod_selector() {
+    let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec: {disruptionBudget: {maxUnavailable: 2}}
+"#);
+    let pdb = build_pdb(&m, &cfg()).expect("builds");
+    let expected: serde_json::Value = serde_yaml::from_str(
+        r#"
+maxUnavailable: 2
+selector: {matchLabels: {app.kubernetes.io/instance: orders, app.kubernetes.io/name: sluice-broker}}
+"#,
+    )
+    .expect("yaml");
+    assert_eq!(as_json(&pdb.spec), expected);
+}
+
+#[test]
+fn statefulset_runs_the_broker_per_the_flag_contract() {
+    let sts = build_statefulset(&mq(MINIMAL), &cfg(), None).expect("builds");
+    let spec = sts.spec.expect("spec");
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("orders-brokers"));
+    assert_eq!(
+        spec.update_strategy.and_then(|s| s.type_).as_deref(),
+        Some("OnDelete")
+    );
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let pod = spec.template.spec.expect("pod spec");
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some("ghcr.io/sluice/sluice-broker:0.1.0")
+    );
+    let expected_args: Vec<String> = serde_yaml::from_str(
+            r#"[--data-dir, /var/lib/sluice, --listen, "0.0.0.0:9092", --http-listen, "0.0.0.0:8080",
+                --cluster-listen, "0.0.0.0:9093", --advertise, "$(POD_IP):9092", --node-id, "$(POD_INDEX)",
+                --cluster-advertise, "$(POD_NAME).orders-brokers.shop.svc.cluster.local:9093"]"#,
+        )
+        .expect("yaml");
+    assert_eq!(c.args.as_ref(), Some(&expected_args));
+    let env = as_json(&c.env);
+    let expected_env: serde_json::Value = serde_yaml::from_str(
+            r#"
+- {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+- {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+- {name: POD_INDEX, valueFrom: {fieldRef: {fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']"}}}
+"#,
+        )
+        .expect("yaml");
+    assert_eq!(env, expected_env);
+    assert_eq!(
+        as_json(&c.env_from),
+        serde_json::json!([{"configMapRef": {"name": "orders-config", "optional": false}}])
+    );
+    let ports: Vec<(Option<&str>, i32)> = c
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (Some("kafka"), 9092),
+            (Some("http"), 8080),
+            (Some("cluster"), 9093)
+        ]
+    );
+    let readiness = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+    assert_eq!(readiness.and_then(|h| h.path.as_deref()), Some("/readyz"));
+    let liveness = c.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+    assert_eq!(liveness.and_then(|h| h.path.as_deref()), Some("/healthz"));
+    let mounts = c.volume_mounts.as_ref().expect("mounts");
+    assert!(mounts
+        .iter()
+        .any(|m| m.name == "data" && m.mount_path == "/var/lib/sluice"));
+}
+
+#[test]
+fn broker_pods_are_locked_down_by_default() {
+    let sts = build_statefulset(&mq(MINIMAL), &cfg(), None).expect("builds");
+    let pod = sts.spec.expect("spec").template.spec.expect("pod");
+    let expected_container: serde_json::Value = serde_yaml::from_str(
+        r#"
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities: {drop: [ALL]}
+seccompProfile: {type: RuntimeDefault}
+"#,
+    )
+    .expect("yaml");
+    assert_eq!(
+        as_json(&pod.containers[0].security_context),
+        expected_container
+    );
+    let psc = pod.security_context.expect("pod security context");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(
+        psc.seccomp_profile.map(|s| s.type_).as_deref(),
+        Some("RuntimeDefault")
+    );
+}
+
+#[test]
+fn volume_claim_template_uses_size_and_storage_class() {
+    let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec: {storage: {size: 50Gi, storageClassName: fast}}
+"#);
+    let sts = build_statefulset(&m, &cfg(), None).expect("builds");
+    let vct = &sts.spec.expect("spec").volume_claim_templates.expect("vct")[0];
+    let expected: serde_json::Value = serde_yaml::from_str(
+        r#"
+accessModes: [ReadWriteOnce]
+storageClassName: fast
+resources: {requests: {storage: 50Gi}}
+"#,
+    )
+    .expect("yaml");
+    assert_eq!(as_json(&vct.spec), expected);
+    assert_eq!(vct.metadata.name.as_deref(), Some("data"));
+}
+
+#[test]
+fn existing_claim_template_is_kept_because_it_is_immutable() {
+    let old = mq(MINIMAL);
+    let existing = claim_template(&old, &cfg()).expect("builds");
+    let grown = mq(r#"
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec: {storage: {size: 20Gi}}
+"#);
+    let sts = build_statefulset(&grown, &cfg(), Some(existing.clone())).expect("builds");
+    assert_eq!(
+        sts.spec.expect("spec").volume_claim_templates,
+        Some(vec![existing])
+    );
+}
+
+#[test]
+fn config_change_changes_the_pod_template_hash_and_nothing_else_does() {
+    let a = build_statefulset(&mq(MINIMAL), &cfg(), None).expect("builds");
+    let b_mq = mq(r#"
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec: {config: {retentionMs: 1000}}
+"#);
+    let b = build_statefulset(&b_mq, &cfg(), None).expect("builds");
+    let hash = |s: &StatefulSet| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| {
+                m.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+            })
+    };
+    assert!(hash(&a).is_some());
+    assert_ne!(hash(&a), hash(&b));
+    let a2 = build_statefulset(&mq(MINIMAL), &cfg(), None).expect("builds");
+    assert_eq!(hash(&a), hash(&a2), "hash is deterministic");
+    // pinned value: a changed hash function would restart every broker on operator upgrade
+    assert_eq!(config_hash(&BTreeMap::new()), "cbf29ce484222325");
+}
+
+#[test]
+fn seeds_name_every_replica_by_its_stable_dns_name() {
+    let names = Names::of(&mq(MINIMAL)).expect("names");
+    assert_eq!(
+        seeds(&names, 3, "cluster.local"),
+        "orders-0.orders-brokers.shop.svc.cluster.local:9093,\
+             orders-1.orders-brokers.shop.svc.cluster.local:9093,\
+             orders-2.orders-brokers.shop.svc.cluster.local:9093"
+    );
+    assert_eq!(
+        seeds(&names, 1, "corp.example"),
+        "orders-0.orders-brokers.shop.svc.corp.example:9093"
+    );
+    // never empty, also for replicas 0 (a broker started then still has ordinal 0 to ask)
+    assert_eq!(
+        seeds(&names, 0, "cluster.local"),
+        seeds(&names, 1, "cluster.local")
+    );
+}
+
+#[test]
+fn scaling_changes_the_seeds_but_never_the_pod_template() {
+    let three = mq(MINIMAL);
+    let five = mq(r#"
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec: {replicas: 5}
+"#);
+    let a = build_children(&three, &cfg(), None).expect("builds");
+    let b = build_children(&five, &cfg(), None).expect("builds");
+    let template = |c: &Children| as_json(&c.statefulset.spec.as_ref().expect("spec").template);
+    assert_eq!(
+        template(&a),
+        template(&b),
+        "a scale must not roll the brokers"
+    );
+    let seeds_of = |c: &Children| {
+        c.configmap
+            .data
+            .as_ref()
+            .and_then(|d| d.get(SEEDS_KEY).cloned())
+            .expect("seeds")
+    };
+    assert_eq!(seeds_of(&a).split(',').count(), 3);
+    assert_eq!(seeds_of(&b).split(',').count(), 5);
+    assert!(seeds_of(&b).ends_with("orders-4.orders-brokers.shop.svc.cluster.local:9093"));
+}
+
+#[test]
+fn version_and_image_resolution() {
+    let pinned = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec: {version: 0.2.0}
+"#);
+    assert_eq!(image(&pinned, &cfg()), "ghcr.io/sluice/sluice-broker:0.2.0");
+    let custom = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec: {version: 0.2.0, image: "registry.local/broker@sha256:abc"}
+"#);
+    assert_eq!(image(&custom, &cfg()), "registry.local/broker@sha256:abc");
+    assert_eq!(target_version(&custom, &cfg()), "0.2.0");
+    assert_eq!(target_version(&mq(MINIMAL), &cfg()), "0.1.0");
+}
+
+#[test]
+fn pod_template_overrides_are_merged_but_operator_labels_win() {
+    let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec:
+  resources: {requests: {cpu: "2"}}
+  podTemplate:
+    labels: {team: payments, app.kubernetes.io/instance: hijack}
+    annotations: {prometheus.io/scrape: "true"}
+    nodeSelector: {disk: ssd}
+    priorityClassName: high
+    tolerations: [{key: dedicated, operator: Equal, value: kafka, effect: NoSchedule}]
+    affinity:
+      podAntiAffinity:
+        preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector: {matchLabels: {app.kubernetes.io/instance: orders}}
+    topologySpreadConstraints:
+    - {maxSkew: 1, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway}
+"#);
+    let sts = build_statefulset(&m, &cfg(), None).expect("builds");
+    let tpl = sts.spec.expect("spec").template;
+    let meta = tpl.metadata.expect("meta");
+    let labels = meta.labels.expect("labels");
+    assert_eq!(labels["team"], "payments");
+    assert_eq!(labels["app.kubernetes.io/instance"], "orders");
+    let annotations = meta.annotations.expect("annotations");
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert!(annotations.contains_key(CONFIG_HASH_ANNOTATION));
+    let pod = tpl.spec.expect("pod");
+    assert_eq!(pod.node_selector.expect("ns")["disk"], "ssd");
+    assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+    assert_eq!(pod.tolerations.expect("tol").len(), 1);
+    assert!(pod.affinity.and_then(|a| a.pod_anti_affinity).is_some());
+    assert_eq!(pod.topology_spread_constraints.expect("tsc").len(), 1);
+    assert_eq!(
+        as_json(&pod.containers[0].resources),
+        serde_json::json!({"requests": {"cpu": "2"}})
+    );
+}
+
+#[test]
+fn selector_string_matches_the_selector_labels() {
+    assert_eq!(
+        selector_string("orders"),
+        "app.kubernetes.io/instance=orders,app.kubernetes.io/name=sluice-broker"
+    );
+}

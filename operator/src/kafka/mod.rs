@@ -1,0 +1,275 @@
+//! A small Kafka admin client: just what the operator needs from its brokers (ApiVersions,
+//! Metadata, DescribeConfigs, CreateTopics, CreatePartitions, IncrementalAlterConfigs,
+//! DeleteTopics, and for draining brokers AlterPartitionReassignments, ListPartitionReassignments,
+//! DescribeLogDirs and UnregisterBroker), on one TCP connection, with the `kafka-protocol` codec.
+//!
+//! Versions are negotiated with ApiVersions: for each API the client uses the highest version both
+//! sides support within the range this code fills correctly.
+//!
+//! This file holds the connection (framing, version negotiation, errors); `topics.rs` the topic
+//! calls the queue sync makes, `cluster.rs` the calls that move partitions and brokers. It
+//! imports only the pure types it returns (`queues::ObservedTopic`, `scale::TopicPartition`).
+
+mod cluster;
+mod topics;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+
+pub use cluster::{LogDirUsage, OngoingReassignment};
+pub use topics::ClusterMetadata;
+
+/// Largest response frame accepted (a metadata answer of many topics fits easily).
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Broker-side timeout of topic operations.
+const OP_TIMEOUT_MS: i32 = 30_000;
+
+/// Version range this client fills correctly, per API key.
+const OUR_VERSIONS: &[(i16, i16, i16)] = &[
+    (3, 1, 12), // Metadata
+    (19, 2, 7), // CreateTopics
+    (20, 1, 5), // DeleteTopics (v6 switches to topic states)
+    (32, 1, 4), // DescribeConfigs
+    (37, 0, 3), // CreatePartitions
+    (44, 0, 1), // IncrementalAlterConfigs
+    (45, 0, 1), // AlterPartitionReassignments
+    (46, 0, 0), // ListPartitionReassignments
+    (35, 1, 4), // DescribeLogDirs (v4: total and usable bytes; Kafka 4 dropped v0)
+    (60, 0, 2), // DescribeCluster (v2: fenced brokers too)
+    (64, 0, 0), // UnregisterBroker
+];
+
+/// API key of DescribeCluster.
+pub const DESCRIBE_CLUSTER: i16 = 60;
+
+/// API key of AlterPartitionReassignments.
+pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
+/// API key of ListPartitionReassignments.
+pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
+/// API key of UnregisterBroker.
+pub const UNREGISTER_BROKER: i16 = 64;
+/// API key of DescribeLogDirs.
+pub const DESCRIBE_LOG_DIRS: i16 = 35;
+
+/// Name of an API key, for messages.
+pub fn api_name(key: i16) -> &'static str {
+    match key {
+        3 => "Metadata",
+        19 => "CreateTopics",
+        20 => "DeleteTopics",
+        32 => "DescribeConfigs",
+        37 => "CreatePartitions",
+        44 => "IncrementalAlterConfigs",
+        ALTER_PARTITION_REASSIGNMENTS => "AlterPartitionReassignments",
+        LIST_PARTITION_REASSIGNMENTS => "ListPartitionReassignments",
+        DESCRIBE_CLUSTER => "DescribeCluster",
+        UNREGISTER_BROKER => "UnregisterBroker",
+        DESCRIBE_LOG_DIRS => "DescribeLogDirs",
+        _ => "unknown API",
+    }
+}
+
+/// One admin connection to one broker.
+#[derive(Debug)]
+pub struct AdminClient {
+    addr: String,
+    stream: TcpStream,
+    correlation_id: i32,
+    timeout: Duration,
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn code_text(code: i16, message: Option<&StrBytes>) -> Option<String> {
+    let err = ResponseError::try_from_code(code)?;
+    Some(match message {
+        Some(m) if !m.as_str().is_empty() => format!("{err}: {}", m.as_str()),
+        _ => err.to_string(),
+    })
+}
+
+impl AdminClient {
+    /// Connects and negotiates API versions. Every step is bounded by `timeout`.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<AdminClient> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Kafka {
+                addr: addr.to_string(),
+                request: "connect",
+                reason: format!("no connection within {timeout:?}"),
+            })?
+            .map_err(|e| Error::Kafka {
+                addr: addr.to_string(),
+                request: "connect",
+                reason: e.to_string(),
+            })?;
+        let mut client = AdminClient {
+            addr: addr.to_string(),
+            stream,
+            correlation_id: 0,
+            timeout,
+            versions: HashMap::new(),
+        };
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sluice-operator"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let response = client.send(&request, 3, "ApiVersions").await?;
+        if let Some(err) = code_text(response.error_code, None) {
+            return Err(client.err("ApiVersions", err));
+        }
+        client.versions = response
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(client)
+    }
+
+    fn err(&self, request: &'static str, reason: impl Into<String>) -> Error {
+        Error::Kafka {
+            addr: self.addr.clone(),
+            request,
+            reason: reason.into(),
+        }
+    }
+
+    fn version_for<R: Request>(&self, name: &'static str) -> Result<i16> {
+        let (_, ours_min, ours_max) = OUR_VERSIONS
+            .iter()
+            .copied()
+            .find(|(k, _, _)| *k == R::KEY)
+            .ok_or_else(|| self.err(name, "API not used by this client"))?;
+        let (theirs_min, theirs_max) = self
+            .versions
+            .get(&R::KEY)
+            .copied()
+            .ok_or_else(|| self.err(name, "the broker does not support this API"))?;
+        let version = ours_max.min(theirs_max);
+        if version < ours_min.max(theirs_min) {
+            return Err(self.err(
+                name,
+                format!("no common version (broker {theirs_min}..={theirs_max}, client {ours_min}..={ours_max})"),
+            ));
+        }
+        Ok(version)
+    }
+
+    async fn send<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        name: &'static str,
+    ) -> Result<R::Response> {
+        match tokio::time::timeout(self.timeout, self.roundtrip(request, version, name)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.err(name, format!("no answer within {:?}", self.timeout))),
+        }
+    }
+
+    async fn roundtrip<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        name: &'static str,
+    ) -> Result<R::Response> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("sluice-operator")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, R::header_version(version))
+            .and_then(|()| request.encode(&mut body, version))
+            .map_err(|e| self.err(name, format!("encoding: {e}")))?;
+        let len = u32::try_from(body.len()).map_err(|_| self.err(name, "request too large"))?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_u32(len);
+        frame.extend_from_slice(&body);
+        self.stream
+            .write_all(&frame)
+            .await
+            .map_err(|e| self.err(name, format!("write: {e}")))?;
+
+        let mut len_buf = [0u8; 4];
+        self.stream
+            .read_exact(&mut len_buf)
+            .await
+            .map_err(|e| self.err(name, format!("read: {e}")))?;
+        let len = usize::try_from(u32::from_be_bytes(len_buf)).unwrap_or(usize::MAX);
+        if len > MAX_FRAME {
+            return Err(self.err(name, format!("response frame of {len} bytes is too large")));
+        }
+        let mut payload = vec![0u8; len];
+        self.stream
+            .read_exact(&mut payload)
+            .await
+            .map_err(|e| self.err(name, format!("read: {e}")))?;
+        let mut buf = bytes::Bytes::from(payload);
+        let header = ResponseHeader::decode(&mut buf, R::Response::header_version(version))
+            .map_err(|e| self.err(name, format!("decoding response header: {e}")))?;
+        if header.correlation_id != self.correlation_id {
+            return Err(self.err(
+                name,
+                format!(
+                    "correlation id {} does not match request {}",
+                    header.correlation_id, self.correlation_id
+                ),
+            ));
+        }
+        let response = R::Response::decode(&mut buf, version)
+            .map_err(|e| self.err(name, format!("decoding response: {e}")))?;
+        if buf.has_remaining() {
+            tracing::debug!(addr = %self.addr, request = name, extra = buf.remaining(), "response has trailing bytes");
+        }
+        Ok(response)
+    }
+
+    /// Whether this client and the broker share a version of API `key`.
+    pub fn supports(&self, key: i16) -> bool {
+        let Some((_, ours_min, ours_max)) =
+            OUR_VERSIONS.iter().copied().find(|(k, _, _)| *k == key)
+        else {
+            return false;
+        };
+        self.versions
+            .get(&key)
+            .is_some_and(|(lo, hi)| ours_max.min(*hi) >= ours_min.max(*lo))
+    }
+
+    /// The broker's address, for messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// GET `http://<addr>/readyz`: true on a 200 answer. A plain HTTP/1.1 request; the operator needs
+/// nothing more and this keeps an HTTP client library out of the dependency tree.
+pub async fn probe_readyz(addr: &str, timeout: Duration) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        // "HTTP/1.1 200"
+        Some(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! The apply phase: the ConfigMap, the two Services, the StatefulSet and the PDB server-side
+//! applied under the operator's field manager, each followed by the Event that says what the
+//! apply did (created, recreated, updated to the spec, or drift put back).
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, Patch};
+use kube::runtime::events::EventType;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{ssa, Context};
+use crate::builders::{Children, Names};
+use crate::crd::{MessageQueue, MessageQueueStatus};
+use crate::error::{Error, Result};
+
+/// The volume claim template of the existing StatefulSet: volume claim templates are immutable,
+/// so the builders keep it rather than the spec's.
+pub(super) fn claim_template(sts: Option<&StatefulSet>) -> Option<PersistentVolumeClaim> {
+    sts.and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .and_then(|v| v.first().cloned())
+}
+
+/// Applies every child in order and returns the StatefulSet as applied. `existing_replicas` is
+/// the StatefulSet's size before this pass (None when it did not exist): a change of it is
+/// announced as a scale.
+pub(super) async fn apply_all(
+    mq: &MessageQueue,
+    ctx: &Context,
+    names: &Names,
+    children: &Children,
+    previous: &MessageQueueStatus,
+    shrinking: bool,
+    existing_replicas: Option<i32>,
+) -> Result<StatefulSet> {
+    let observed_before = previous.observed_generation;
+    let seen = Seen {
+        reconciled_before: observed_before.is_some(),
+        spec_unchanged: observed_before.is_some() && observed_before == mq.metadata.generation,
+    };
+    // A scale-down that finishes in this pass changes the StatefulSet and the seeds in the
+    // ConfigMap after the spec was observed: that is the scale, not drift.
+    let seen_unless_shrinking = Seen {
+        spec_unchanged: seen.spec_unchanged && !shrinking,
+        ..seen
+    };
+    let client = &ctx.client;
+    let ns = &names.namespace;
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
+
+    apply_announced(
+        ctx,
+        mq,
+        &configmaps,
+        &children.configmap,
+        "ConfigMap",
+        seen_unless_shrinking,
+    )
+    .await?;
+    apply_announced(
+        ctx,
+        mq,
+        &services,
+        &children.headless_service,
+        "Service",
+        seen,
+    )
+    .await?;
+    apply_announced(
+        ctx,
+        mq,
+        &services,
+        &children.client_service,
+        "Service",
+        seen,
+    )
+    .await?;
+    let sts = apply_announced(
+        ctx,
+        mq,
+        &statefulsets,
+        &children.statefulset,
+        "StatefulSet",
+        seen_unless_shrinking,
+    )
+    .await?;
+    let applied_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    if let Some(before) = existing_replicas.filter(|before| *before != applied_replicas) {
+        ctx.publish(
+            mq,
+            EventType::Normal,
+            "Scaled",
+            "Scale",
+            format!(
+                "StatefulSet {} scaled from {before} to {applied_replicas} brokers",
+                names.statefulset()
+            ),
+        )
+        .await;
+    }
+    apply_announced(ctx, mq, &pdbs, &children.pdb, "PodDisruptionBudget", seen).await?;
+    Ok(sts)
+}
+
+/// What the operator had seen of the object before this pass, which decides how a change to a
+/// child reads.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The object was reconciled before (status has an observedGeneration).
+    reconciled_before: bool,
+    /// The spec did not change since: a changed child was changed by someone else.
+    spec_unchanged: bool,
+}
+
+async fn apply_announced<K>(
+    ctx: &Context,
+    mq: &MessageQueue,
+    api: &Api<K>,
+    obj: &K,
+    kind: &str,
+    seen: Seen,
+) -> Result<K>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let (after, change) = apply_child(api, obj, kind).await?;
+    let name = obj.meta().name.clone().unwrap_or_default();
+    announce(ctx, mq, kind, &name, change, seen).await;
+    Ok(after)
+}
+
+/// Server-side applies `obj` and reports whether it was missing before and whether the apply
+/// changed it (a no-op apply does not change the resourceVersion).
+async fn apply_child<K>(api: &Api<K>, obj: &K, what: &str) -> Result<(K, ChildChange)>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let before = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube(format!("get {what} {name}"), e))?;
+    let after = api
+        .patch(&name, &ssa(), &Patch::Apply(obj))
+        .await
+        .map_err(|e| Error::kube(format!("apply {what} {name}"), e))?;
+    let change = match before {
+        None => ChildChange::Created,
+        Some(b) if b.meta().resource_version != after.meta().resource_version => {
+            ChildChange::Updated
+        }
+        Some(_) => ChildChange::Unchanged,
+    };
+    Ok((after, change))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildChange {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+async fn announce(
+    ctx: &Context,
+    mq: &MessageQueue,
+    kind: &str,
+    name: &str,
+    change: ChildChange,
+    seen: Seen,
+) {
+    match change {
+        ChildChange::Unchanged => {}
+        ChildChange::Created if !seen.reconciled_before => {
+            ctx.publish(
+                mq,
+                EventType::Normal,
+                "Created",
+                "Create",
+                format!("created {kind} {name}"),
+            )
+            .await;
+        }
+        ChildChange::Created => {
+            ctx.publish(
+                mq,
+                EventType::Warning,
+                "Recreated",
+                "Heal",
+                format!("{kind} {name} was missing and has been recreated"),
+            )
+            .await;
+        }
+        ChildChange::Updated if seen.spec_unchanged => {
+            ctx.publish(mq, EventType::Warning, "DriftCorrected", "Heal",
+                format!("{kind} {name} was changed outside the operator; the declared state was put back")).await;
+        }
+        ChildChange::Updated => {
+            ctx.publish(
+                mq,
+                EventType::Normal,
+                "Updated",
+                "Update",
+                format!("updated {kind} {name} to the new spec"),
+            )
+            .await;
+        }
+    }
+}

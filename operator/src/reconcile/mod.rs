@@ -1,0 +1,348 @@
+//! The reconciler: fetch → validate → build → apply, wrapped in kube's `finalizer()`.
+//!
+//! Only this module (and the process wiring in `lib.rs`) talks to the API server and the brokers;
+//! every decision is made by the pure modules (`validate`, `builders`, `scale`, `drain`, `roll`,
+//! `queues`, `status`), which never import from here.
+//!
+//! `apply` only puts the phases of one pass in order; each phase has its own file:
+//! - `observe`: what the pods say (ordinal, readiness, failure, address); pure;
+//! - `children`: server-side apply of the ConfigMap, Services, StatefulSet and PDB, and the
+//!   Events that say what changed;
+//! - `scale_down`: the drain of the brokers to remove, the empty-broker check where partitions
+//!   cannot move, and the refusals;
+//! - `rebalance`: `spec.autoRebalance` once the brokers are settled;
+//! - `brokers`: the admin questions `scale_down` and `rebalance` both ask (which broker to ask,
+//!   the cluster it sees, the room on each broker's disk);
+//! - `pods`: healing pods whose volume or node is gone, the next roll step, volume growth;
+//! - `queue_sync`: `spec.queues` applied through the brokers;
+//! - `pacing`: whether the brokers are settled and when to look again; pure;
+//! - `finish`: the status write, the early stops (paused, invalid spec) and the cleanup on
+//!   deletion.
+//!
+//! The phase files import `Context`, `PassResult` and `ssa` from this file, and `observe` and
+//! `brokers`; they do not import one another, and only this file imports `pacing`. Nothing
+//! outside `reconcile` imports from here but `Context`, `reconcile` and `error_policy` (the
+//! process wiring in `lib.rs`).
+
+mod brokers;
+mod children;
+mod finish;
+mod observe;
+mod pacing;
+mod pods;
+mod queue_sync;
+mod rebalance;
+mod scale_down;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::builders::{self, BuildConfig, Names, FIELD_MANAGER};
+use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::status::Observation;
+use crate::validate;
+
+/// Finalizer that runs the cleanup owner references cannot do.
+pub const FINALIZER: &str = "sluice.dev/cleanup";
+
+/// Shared state of every reconcile.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Events.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// What the builders need from the operator's settings.
+    pub build: BuildConfig,
+    /// Bound of every Kafka admin and /readyz call.
+    pub broker_timeout: Duration,
+    /// Consecutive failures per object, for the requeue backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("build", &self.build)
+            .finish()
+    }
+}
+
+impl Context {
+    /// A context with the given client and settings.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        build: BuildConfig,
+    ) -> Self {
+        Context {
+            client,
+            recorder,
+            metrics,
+            build,
+            broker_timeout: Duration::from_secs(5),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn publish(
+        &self,
+        mq: &MessageQueue,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        tracing::info!(mq = %mq.name_any(), reason, note = %note, "event");
+        // kube's Recorder folds events with the same (type, reason, action, object) into one
+        // series and keeps the first note; a digest of the note in `action` keeps different
+        // notes apart while identical repeats still become a series.
+        let digest = builders::config_hash(&BTreeMap::from([(String::new(), note.clone())]));
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(&note, 1000)),
+            action: format!("{action}-{}", &digest[..8]),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &mq.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "publishing event failed");
+        }
+    }
+
+    /// A Warning Event, unless the `condition` on `previous` status already says `note`: a
+    /// refusal found again by the next pass was announced by the pass that first found it.
+    async fn warn_unless_on_status(
+        &self,
+        mq: &MessageQueue,
+        previous: &MessageQueueStatus,
+        condition: &str,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let on_status = previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == condition && c.message == note);
+        if !on_status {
+            self.publish(mq, EventType::Warning, reason, action, note.to_string())
+                .await;
+        }
+    }
+
+    fn backoff(&self, key: &str, failed: bool) -> Duration {
+        let Ok(mut failures) = self.failures.lock() else {
+            return Duration::from_secs(30);
+        };
+        if !failed {
+            failures.remove(key);
+            return Duration::ZERO;
+        }
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        // 5s, 10s, 20s, ... capped at 5 minutes
+        let secs = 5u64.saturating_mul(1u64 << (*n - 1).min(6));
+        Duration::from_secs(secs.min(300))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Server-side apply under the operator's field manager, taking back fields someone else set:
+/// how the children and the status are written.
+fn ssa() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+fn object_key(mq: &MessageQueue) -> String {
+    format!("{}/{}", mq.namespace().unwrap_or_default(), mq.name_any())
+}
+
+/// The controller's reconcile function.
+pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = mq.namespace().ok_or(Error::MissingObjectField {
+        field: "metadata.namespace",
+    })?;
+    let started = Instant::now();
+    ctx.metrics.reconcile_started();
+    let api: Api<MessageQueue> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = object_key(&mq);
+    let result = finalizer(&api, FINALIZER, mq, |event| async {
+        match event {
+            FinalizerEvent::Apply(mq) => apply(&mq, &ctx).await,
+            FinalizerEvent::Cleanup(mq) => finish::cleanup(&mq, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconcile_finished(started.elapsed());
+    if result.is_ok() {
+        ctx.backoff(&key, false);
+    }
+    result
+}
+
+/// The controller's error policy: user errors wait for a change, the rest back off.
+pub fn error_policy(mq: Arc<MessageQueue>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error.metric_label());
+    if error.is_namespace_terminating() {
+        tracing::debug!(mq = %object_key(&mq), "namespace is terminating; waiting for the deletion");
+        return Action::await_change();
+    }
+    if error.is_user_error() {
+        tracing::warn!(mq = %object_key(&mq), %error, "invalid spec; waiting for a change");
+        return Action::await_change();
+    }
+    let delay = ctx.backoff(&object_key(&mq), true);
+    tracing::warn!(mq = %object_key(&mq), %error, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+/// Everything one pass found out, for status.
+#[derive(Debug, Default)]
+struct PassResult {
+    observation: Observation,
+    queue_statuses: Vec<QueueStatus>,
+    managed_queues: Vec<String>,
+    current_version: Option<String>,
+    pods_existing: i32,
+    /// Paused: the new spec was not acted on, so observedGeneration stays where it was.
+    keep_observed_generation: bool,
+}
+
+/// One pass: each phase reads what the earlier ones found (in `pass`) and adds to it.
+async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
+    let names = Names::of(mq)?;
+    let previous = mq.status.clone().unwrap_or_default();
+
+    // fetch
+    let (pods, existing_sts) = fetch(ctx, &names).await?;
+    let mut pass = PassResult::default();
+    pass.observation.desired = mq.spec.replicas;
+    pass.observation.max_unavailable = mq.spec.disruption_budget.max_unavailable;
+    observe::count_pods(&pods, &names, mq.spec.replicas, &mut pass);
+
+    if mq.is_paused() {
+        return finish::paused(mq, ctx, &names, &previous, pass).await;
+    }
+
+    // validate
+    if let Err(err) = validate::validate_spec(mq) {
+        return finish::invalid_spec(mq, ctx, &names, &previous, pass, err).await;
+    }
+
+    // build
+    let existing_claim = children::claim_template(existing_sts.as_ref());
+    let grow_volumes = pods::claim_size_differs(existing_claim.as_ref(), &mq.spec.storage.size);
+    let mut children = builders::build_children(mq, &ctx.build, existing_claim)?;
+
+    // scale-down: drain the brokers to remove first; refuse what cannot be moved
+    let current_replicas = existing_sts
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
+    let scale = scale_down::pass(
+        mq,
+        ctx,
+        &names,
+        &pods,
+        &previous,
+        current_replicas,
+        &mut children,
+    )
+    .await;
+    let shrinking = scale.shrinking;
+    pass.observation.draining = scale.draining;
+    pass.observation.scale_refused = scale.refused;
+
+    // apply
+    let sts = children::apply_all(
+        mq,
+        ctx,
+        &names,
+        &children,
+        &previous,
+        shrinking,
+        existing_sts.is_some().then_some(current_replicas),
+    )
+    .await?;
+    let applied_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+
+    // heal
+    if grow_volumes {
+        pods::grow_volumes(mq, ctx, &names, applied_replicas).await?;
+    }
+    pods::heal_pods(mq, ctx, &names, &pods).await?;
+
+    // roll
+    let step = pods::plan_roll_step(ctx, &sts, &pods, &names, applied_replicas).await;
+    pods::take_roll_step(mq, ctx, &names, &pods, &previous, &step, &mut pass).await?;
+
+    // queues
+    queue_sync::sync_queues(mq, ctx, &pods, &previous, &mut pass).await;
+
+    // rebalance, only while nothing else moves brokers or partitions
+    let settled = pacing::settled(&step, &pass.observation, current_replicas, applied_replicas);
+    if mq.spec.auto_rebalance && settled {
+        pass.observation.rebalancing = rebalance::rebalance(mq, ctx, &names, &pods).await;
+    }
+
+    finish::write_status(mq, ctx, &names, &pass).await?;
+    Ok(Action::requeue(pacing::requeue_after(
+        &step,
+        &pass.observation,
+    )))
+}
+
+/// The broker pods of `names` and their StatefulSet, if it exists yet.
+async fn fetch(ctx: &Context, names: &Names) -> Result<(Vec<Pod>, Option<StatefulSet>)> {
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&builders::selector_string(&names.name)))
+        .await
+        .map_err(|e| Error::kube(format!("list pods of {}", names.name), e))?
+        .items;
+    let existing_sts = sts_api
+        .get_opt(&names.statefulset())
+        .await
+        .map_err(|e| Error::kube(format!("get StatefulSet {}", names.statefulset()), e))?;
+    Ok((pods, existing_sts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_event_notes_are_truncated_on_a_char_boundary() {
+        let s = "é".repeat(600);
+        let t = truncate(&s, 1000);
+        assert!(t.len() <= 1004);
+        assert!(t.ends_with('…'));
+    }
+}

@@ -1,0 +1,179 @@
+//! Pacing of the passes: whether the brokers are settled (so autoRebalance may move partitions)
+//! and how soon to look again. Pure.
+
+use std::time::Duration;
+
+use crate::roll::RollStep;
+use crate::status::Observation;
+
+/// While brokers or partitions are moving: each pass takes the next step.
+const WHILE_MOVING: Duration = Duration::from_secs(5);
+/// While something needs a person (a queue not applied, a refused scale-down): retry now and
+/// then, in case the cause went away by itself.
+const WHILE_BLOCKED: Duration = Duration::from_secs(30);
+/// Settled: re-check queues and brokers now and then even when nothing changes.
+const WHILE_SETTLED: Duration = Duration::from_secs(120);
+
+/// True when nothing moves the brokers or their partitions: no roll step pending, the
+/// StatefulSet at the spec's size (`current` before this pass and `applied` by it), every broker
+/// ready, and no scale-down draining or refused. Only then may autoRebalance move partitions.
+pub(super) fn settled(step: &RollStep, obs: &Observation, current: i32, applied: i32) -> bool {
+    matches!(step, RollStep::UpToDate)
+        && obs.desired == applied
+        && current == applied
+        && obs.ready == obs.desired
+        && obs.draining.is_none()
+        && obs.scale_refused.is_none()
+}
+
+/// How long until the next pass after one that took `step` and observed `obs`.
+pub(super) fn requeue_after(step: &RollStep, obs: &Observation) -> Duration {
+    if step.in_progress()
+        || obs.ready < obs.desired
+        || obs.draining.is_some()
+        || obs.rebalancing.is_some()
+    {
+        WHILE_MOVING
+    } else if !obs.queue_problems.is_empty() || obs.scale_refused.is_some() {
+        WHILE_BLOCKED
+    } else {
+        WHILE_SETTLED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three brokers, all ready, nothing under way.
+    fn calm() -> Observation {
+        Observation {
+            desired: 3,
+            ready: 3,
+            ..Observation::default()
+        }
+    }
+
+    fn wait() -> RollStep {
+        RollStep::Wait {
+            reason: "pod mq-2 is not ready yet".into(),
+        }
+    }
+
+    fn stop() -> RollStep {
+        RollStep::Stop {
+            pod: "mq-2".into(),
+            reason: "pod mq-2 is failing".into(),
+        }
+    }
+
+    /// (case, roll step, observation, StatefulSet size before / after the apply, settled,
+    /// seconds to the next pass)
+    type Case = (&'static str, RollStep, Observation, (i32, i32), bool, u64);
+
+    fn cases() -> Vec<Case> {
+        let up = RollStep::UpToDate;
+        vec![
+            ("calm", up.clone(), calm(), (3, 3), true, 120),
+            ("roll waits", wait(), calm(), (3, 3), false, 5),
+            ("roll stopped", stop(), calm(), (3, 3), false, 5),
+            (
+                "scaled up in this pass",
+                up.clone(),
+                calm(),
+                (2, 3),
+                false,
+                120,
+            ),
+            (
+                "scale-down held at 4",
+                up.clone(),
+                calm(),
+                (4, 4),
+                false,
+                120,
+            ),
+            (
+                "a broker not ready",
+                up.clone(),
+                Observation { ready: 2, ..calm() },
+                (3, 3),
+                false,
+                5,
+            ),
+            (
+                "draining",
+                up.clone(),
+                Observation {
+                    draining: Some("moving 2 partitions off broker 3".into()),
+                    ..calm()
+                },
+                (3, 3),
+                false,
+                5,
+            ),
+            (
+                "rebalancing",
+                up.clone(),
+                Observation {
+                    rebalancing: Some("rebalancing: waiting for 1 partition moves".into()),
+                    ..calm()
+                },
+                (3, 3),
+                true,
+                5,
+            ),
+            (
+                "scale-down refused",
+                up.clone(),
+                Observation {
+                    scale_refused: Some("broker 3 leads orders-0".into()),
+                    ..calm()
+                },
+                (4, 4),
+                false,
+                30,
+            ),
+            (
+                "queue problems",
+                up,
+                Observation {
+                    queue_problems: vec!["orders: not enough brokers".into()],
+                    ..calm()
+                },
+                (3, 3),
+                true,
+                30,
+            ),
+            (
+                "queue problems while a roll waits",
+                wait(),
+                Observation {
+                    queue_problems: vec!["orders: not enough brokers".into()],
+                    ..calm()
+                },
+                (3, 3),
+                false,
+                5,
+            ),
+        ]
+    }
+
+    #[test]
+    fn only_a_ready_cluster_at_its_size_with_nothing_moving_is_settled() {
+        for (case, step, obs, (current, applied), want, _) in cases() {
+            assert_eq!(settled(&step, &obs, current, applied), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn moving_brokers_are_followed_closely_blocked_ones_now_and_then_calm_ones_rarely() {
+        for (case, step, obs, _, _, secs) in cases() {
+            assert_eq!(
+                requeue_after(&step, &obs),
+                Duration::from_secs(secs),
+                "{case}"
+            );
+        }
+    }
+}

@@ -14,6 +14,8 @@
 
 pub mod logfile;
 pub mod network;
+pub mod partition;
+pub mod placement;
 pub mod state;
 pub mod store;
 

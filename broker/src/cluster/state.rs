@@ -5,29 +5,34 @@
 //! the same order and ends with the same state, so anything that varies between brokers (clock,
 //! random ids, config validation that depends on the binary's version) is decided by the broker
 //! that *proposes* a command and carried inside it. A command that is refused (a topic that
-//! already exists, a broker that still owns partitions) changes nothing and yields
+//! already exists, a broker that still holds replicas) changes nothing and yields
 //! [`Outcome::Refused`] with the Kafka error code the client will see.
 //!
-//! Placement: new partitions and group coordinators go to the active broker with the fewest,
-//! ties to the lowest id, one at a time, so a topic of N partitions spreads across brokers.
+//! Placement of new partitions' replicas: [`super::placement`]. One partition's leader, ISR and
+//! reassignment rules: [`super::partition`]. Group coordinators go to the active broker with
+//! the fewest, ties to the lowest id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use super::partition::{PartitionRecord, NO_LEADER};
+use super::partition::{Electorate, Refusal};
+use super::placement::{self, Candidate, Load};
+
 /// Kafka error codes the state machine refuses with (a subset of Kafka's `Errors.java`).
 pub mod code {
+    pub use super::super::partition::code::*;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
     pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
 }
+
+/// The topic config that lets an out-of-sync replica lead when no in-sync one is alive.
+pub const UNCLEAN_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
 
 /// Whether a broker takes new partitions and group coordinators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -35,11 +40,20 @@ pub enum BrokerState {
     /// Serving, and a candidate for new placements.
     #[default]
     Active,
-    /// Being drained before removal: keeps serving what it owns, gets nothing new.
+    /// Being drained before removal: keeps serving what it holds, gets nothing new.
     Draining,
-    /// Unreachable from the quorum leader: its partitions are reported offline and it gets
+    /// Unreachable from the quorum leader: it leads nothing, has left every ISR, and gets
     /// nothing new until it answers again (or re-registers after a restart).
     Fenced,
+    /// Stopping on purpose (controlled shutdown): as fenced, until it registers again.
+    ShuttingDown,
+}
+
+impl BrokerState {
+    /// Alive: may lead partitions and be in sync.
+    pub fn is_alive(self) -> bool {
+        matches!(self, BrokerState::Active | BrokerState::Draining)
+    }
 }
 
 /// A broker as registered in the quorum.
@@ -55,17 +69,6 @@ pub struct BrokerRecord {
     pub state: BrokerState,
 }
 
-/// One partition: which broker owns (leads) it, and the move in progress, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionRecord {
-    pub owner: i32,
-    /// Bumped on every ownership change, so a client or a broker holding an older view is
-    /// fenced (Kafka's FENCED_LEADER_EPOCH) instead of writing to the wrong place.
-    pub leader_epoch: i32,
-    /// The broker this partition is being moved to (it copies the log, then takes over).
-    pub moving_to: Option<i32>,
-}
-
 /// One topic: its id, its config overrides and its partitions (index = partition number).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
@@ -73,6 +76,22 @@ pub struct TopicRecord {
     /// Per-topic overrides only; defaults come from each broker's flags.
     pub configs: BTreeMap<String, String>,
     pub partitions: Vec<PartitionRecord>,
+}
+
+impl TopicRecord {
+    /// The replication factor: the replica count of the first partition's target set.
+    pub fn replication_factor(&self) -> usize {
+        self.partitions
+            .first()
+            .map(|p| p.target_replicas().len())
+            .unwrap_or(1)
+    }
+
+    fn unclean_election(&self) -> bool {
+        self.configs
+            .get(UNCLEAN_ELECTION_CONFIG)
+            .is_some_and(|v| v == "true")
+    }
 }
 
 /// Which broker coordinates a consumer group.
@@ -88,6 +107,15 @@ pub enum ConfigChange {
     Delete(String),
 }
 
+/// Which kind of leader election ElectLeaders asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionKind {
+    /// The first replica leads again if it is alive and in sync.
+    Preferred,
+    /// An offline partition is led by any live replica, in sync or not.
+    Unclean,
+}
+
 /// An entry of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -95,31 +123,46 @@ pub enum Command {
     InitCluster {
         cluster_id: String,
     },
-    /// Adds a broker, or updates its addresses when it restarts (its state is kept).
+    /// Adds a broker, or updates its addresses when it restarts (its state is kept, except
+    /// that a fenced or shut-down broker is alive again).
     RegisterBroker(BrokerRecord),
-    /// Marks a broker as draining (or active again).
+    /// Marks a broker as draining, active again, or fenced (the quorum leader's liveness
+    /// check): a broker that stops being alive leads nothing and leaves every ISR.
     SetBrokerState {
         id: i32,
         state: BrokerState,
     },
-    /// Removes a broker; refused while it owns partitions, is a move target, or coordinates
-    /// groups.
+    /// A broker stopping on purpose: leadership moves to other in-sync replicas and it leaves
+    /// every ISR before it goes (Kafka's controlled shutdown).
+    ControlledShutdown {
+        id: i32,
+    },
+    /// Removes a broker; refused while it holds replicas or coordinates groups.
     UnregisterBroker {
         id: i32,
     },
+    /// A new topic. `assignment` (one replica list per partition, leader first) places it
+    /// by hand; otherwise `replication_factor` copies of each partition are placed.
     CreateTopic {
         name: String,
         id: Uuid,
         partitions: i32,
         configs: BTreeMap<String, String>,
+        #[serde(default = "one")]
+        replication_factor: i32,
+        #[serde(default)]
+        assignment: Option<Vec<Vec<i32>>>,
     },
     DeleteTopic {
         name: String,
     },
-    /// Grows a topic to `total` partitions (Kafka never shrinks one).
+    /// Grows a topic to `total` partitions (Kafka never shrinks one), with the topic's
+    /// replication factor, placed by hand when `assignment` lists the new partitions.
     CreatePartitions {
         name: String,
         total: i32,
+        #[serde(default)]
+        assignment: Option<Vec<Vec<i32>>>,
     },
     /// `replace = true` (AlterConfigs) drops every override not set by `changes`;
     /// `false` (IncrementalAlterConfigs) applies the changes to the current overrides.
@@ -140,29 +183,68 @@ pub enum Command {
     DeleteGroup {
         group: String,
     },
-    /// Starts moving a partition to `target`; `target == owner` cancels a move in progress.
-    StartReassignment {
+    /// The leader changes a partition's ISR (Kafka's AlterPartition), from the view at
+    /// `leader_epoch` / `partition_epoch`. Completes a reassignment whose added replicas are
+    /// then all in sync.
+    AlterPartition {
         topic: String,
         partition: i32,
-        target: i32,
-    },
-    CancelReassignment {
-        topic: String,
-        partition: i32,
-    },
-    /// The target has caught up: it becomes the owner with a new leader epoch. Refused unless
-    /// the move to `target` is still the one in progress at `leader_epoch`.
-    CompleteReassignment {
-        topic: String,
-        partition: i32,
-        target: i32,
+        leader: i32,
         leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
+    /// Starts (or replaces) a reassignment of a partition to `replicas`; `None` cancels the one
+    /// in progress (AlterPartitionReassignments).
+    Reassign {
+        topic: String,
+        partition: i32,
+        replicas: Option<Vec<i32>>,
+    },
+    /// Leader elections (ElectLeaders, and the periodic preferred-leader rebalance).
+    ElectLeaders {
+        kind: ElectionKind,
+        partitions: Vec<(String, i32)>,
     },
     /// Reserves `count` producer ids for one broker, so ids are unique cluster-wide.
     AllocateProducerIds {
         broker: i32,
         count: i64,
     },
+    /// Metadata logs written before replication: a one-copy move to `target` (now a
+    /// reassignment to `[target]`).
+    StartReassignment {
+        topic: String,
+        partition: i32,
+        target: i32,
+    },
+    /// Metadata logs written before replication: cancels a move.
+    CancelReassignment {
+        topic: String,
+        partition: i32,
+    },
+    /// Metadata logs written before replication: the move's target took over at
+    /// `leader_epoch`. Replayed as it was decided then.
+    CompleteReassignment {
+        topic: String,
+        partition: i32,
+        target: i32,
+        leader_epoch: i32,
+    },
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// The result of one partition's election.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionResult {
+    pub topic: String,
+    pub partition: i32,
+    /// 0, or the Kafka error code (ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE, ...).
+    pub code: i16,
+    pub message: Option<String>,
 }
 
 /// What applying a command produced.
@@ -174,6 +256,9 @@ pub enum Outcome {
         name: String,
         topic: TopicRecord,
     },
+    /// The partition after an ISR change.
+    Partition(PartitionRecord),
+    Elections(Vec<ElectionResult>),
     Coordinator(i32),
     ProducerIds {
         first: i64,
@@ -191,6 +276,10 @@ fn refused(code: i16, message: impl Into<String>) -> Outcome {
         code,
         message: message.into(),
     }
+}
+
+fn refused_for(topic: &str, partition: i32, r: Refusal) -> Outcome {
+    refused(r.code, format!("{topic}-{partition}: {}", r.message))
 }
 
 /// The replicated cluster metadata.
@@ -213,8 +302,10 @@ impl ClusterState {
                 Outcome::ClusterId(id.clone())
             }
             Command::RegisterBroker(record) => {
-                // A broker that registers is alive: that lifts a fence, not a drain.
-                let state = match self.brokers.get(&record.id).map(|b| b.state) {
+                // A broker that registers is alive: that lifts a fence or a shutdown, not a
+                // drain.
+                let before = self.brokers.get(&record.id).map(|b| b.state);
+                let state = match before {
                     Some(BrokerState::Draining) => BrokerState::Draining,
                     _ => BrokerState::Active,
                 };
@@ -225,30 +316,40 @@ impl ClusterState {
                         ..record.clone()
                     },
                 );
+                if before.is_some_and(|s| !s.is_alive()) {
+                    self.broker_returned(record.id);
+                }
                 Outcome::Done
             }
-            Command::SetBrokerState { id, state } => match self.brokers.get_mut(id) {
-                Some(b) => {
-                    b.state = *state;
-                    Outcome::Done
-                }
-                None => refused(
-                    code::BROKER_ID_NOT_REGISTERED,
-                    format!("broker {id} is not registered"),
-                ),
-            },
+            Command::SetBrokerState { id, state } => self.set_broker_state(*id, *state),
+            Command::ControlledShutdown { id } => {
+                self.set_broker_state(*id, BrokerState::ShuttingDown)
+            }
             Command::UnregisterBroker { id } => self.unregister(*id),
             Command::CreateTopic {
                 name,
                 id,
                 partitions,
                 configs,
-            } => self.create_topic(name, *id, *partitions, configs),
+                replication_factor,
+                assignment,
+            } => self.create_topic(
+                name,
+                *id,
+                *partitions,
+                configs,
+                *replication_factor,
+                assignment.as_deref(),
+            ),
             Command::DeleteTopic { name } => match self.topics.remove(name) {
                 Some(_) => Outcome::Done,
                 None => unknown_topic(name),
             },
-            Command::CreatePartitions { name, total } => self.create_partitions(name, *total),
+            Command::CreatePartitions {
+                name,
+                total,
+                assignment,
+            } => self.create_partitions(name, *total, assignment.as_deref()),
             Command::AlterTopicConfigs {
                 name,
                 changes,
@@ -285,49 +386,30 @@ impl ClusterState {
                 self.groups.remove(group);
                 Outcome::Done
             }
-            Command::StartReassignment {
+            Command::AlterPartition {
                 topic,
                 partition,
-                target,
-            } => self.start_reassignment(topic, *partition, *target),
-            Command::CancelReassignment { topic, partition } => {
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let alive = self.alive_brokers();
                 match self.partition_mut(topic, *partition) {
                     Err(o) => o,
-                    Ok(p) if p.moving_to.is_none() => refused(
-                        code::NO_REASSIGNMENT_IN_PROGRESS,
-                        format!("{topic}-{partition} is not being moved"),
-                    ),
-                    Ok(p) => {
-                        p.moving_to = None;
-                        Outcome::Done
-                    }
+                    Ok(p) => match p.alter_isr(*leader, *leader_epoch, *partition_epoch, isr, &alive)
+                    {
+                        Ok(()) => Outcome::Partition(p.clone()),
+                        Err(r) => refused_for(topic, *partition, r),
+                    },
                 }
             }
-            Command::CompleteReassignment {
+            Command::Reassign {
                 topic,
                 partition,
-                target,
-                leader_epoch,
-            } => match self.partition_mut(topic, *partition) {
-                Err(o) => o,
-                Ok(p) if p.moving_to != Some(*target) => refused(
-                    code::NO_REASSIGNMENT_IN_PROGRESS,
-                    format!("{topic}-{partition} is not being moved to broker {target}"),
-                ),
-                Ok(p) if p.leader_epoch != *leader_epoch => refused(
-                    code::FENCED_LEADER_EPOCH,
-                    format!(
-                        "{topic}-{partition} is at leader epoch {}, not {leader_epoch}",
-                        p.leader_epoch
-                    ),
-                ),
-                Ok(p) => {
-                    p.owner = *target;
-                    p.leader_epoch += 1;
-                    p.moving_to = None;
-                    Outcome::Done
-                }
-            },
+                replicas,
+            } => self.reassign(topic, *partition, replicas.as_deref()),
+            Command::ElectLeaders { kind, partitions } => self.elect(*kind, partitions),
             Command::AllocateProducerIds { broker, count } => {
                 if *count <= 0 {
                     return refused(code::INVALID_REQUEST, "producer id block must be positive");
@@ -345,6 +427,38 @@ impl ClusterState {
                     count: *count,
                 }
             }
+            Command::StartReassignment {
+                topic,
+                partition,
+                target,
+            } => self.reassign(topic, *partition, Some(&[*target])),
+            Command::CancelReassignment { topic, partition } => {
+                self.reassign(topic, *partition, None)
+            }
+            Command::CompleteReassignment {
+                topic,
+                partition,
+                target,
+                leader_epoch,
+            } => match self.partition_mut(topic, *partition) {
+                Err(o) => o,
+                Ok(p) if p.adding != [*target] => refused(
+                    code::NO_REASSIGNMENT_IN_PROGRESS,
+                    format!("{topic}-{partition} is not being moved to broker {target}"),
+                ),
+                Ok(p) if p.leader_epoch != *leader_epoch => refused(
+                    code::FENCED_LEADER_EPOCH,
+                    format!(
+                        "{topic}-{partition} is at leader epoch {}, not {leader_epoch}",
+                        p.leader_epoch
+                    ),
+                ),
+                Ok(p) => {
+                    // As decided before replication: the target took over with the next epoch.
+                    *p = PartitionRecord::new(vec![*target], p.leader_epoch.saturating_add(1));
+                    Outcome::Done
+                }
+            },
         }
     }
 
@@ -353,6 +467,15 @@ impl ClusterState {
         self.brokers
             .values()
             .filter(|b| b.state == BrokerState::Active)
+    }
+
+    /// Brokers that may lead and be in sync (active or draining).
+    pub fn alive_brokers(&self) -> BTreeSet<i32> {
+        self.brokers
+            .values()
+            .filter(|b| b.state.is_alive())
+            .map(|b| b.id)
+            .collect()
     }
 
     fn is_active(&self, id: i32) -> bool {
@@ -372,18 +495,49 @@ impl ClusterState {
         self.topics.iter().find(|(_, t)| t.id == id)
     }
 
-    /// How many partitions each registered broker owns (brokers owning none included).
+    /// Every partition: (topic, partition, record).
+    pub fn all_partitions(&self) -> impl Iterator<Item = (&String, i32, &PartitionRecord)> {
+        self.topics.iter().flat_map(|(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| (name, i as i32, p))
+        })
+    }
+
+    /// How many replicas each registered broker holds (brokers holding none included),
+    /// replicas being added by a reassignment included.
     pub fn partition_counts(&self) -> BTreeMap<i32, usize> {
         let mut counts: BTreeMap<i32, usize> = self.brokers.keys().map(|id| (*id, 0)).collect();
-        for p in self.topics.values().flat_map(|t| &t.partitions) {
-            *counts.entry(p.owner).or_default() += 1;
-            // A move target is about to own the partition: count it so parallel placements
-            // do not pile onto it.
-            if let Some(target) = p.moving_to {
-                *counts.entry(target).or_default() += 1;
+        for (_, _, p) in self.all_partitions() {
+            for r in &p.replicas {
+                *counts.entry(*r).or_default() += 1;
             }
         }
         counts
+    }
+
+    /// How many partitions each registered broker leads.
+    pub fn leader_counts(&self) -> BTreeMap<i32, usize> {
+        let mut counts: BTreeMap<i32, usize> = self.brokers.keys().map(|id| (*id, 0)).collect();
+        for (_, _, p) in self.all_partitions().filter(|(_, _, p)| p.has_leader()) {
+            *counts.entry(p.leader).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Partitions without a leader (no live in-sync replica).
+    pub fn offline_partitions(&self) -> usize {
+        self.all_partitions()
+            .filter(|(_, _, p)| !p.has_leader())
+            .count()
+    }
+
+    /// Partitions with fewer in-sync replicas than replicas.
+    pub fn under_replicated_partitions(&self) -> usize {
+        self.all_partitions()
+            .filter(|(_, _, p)| p.is_under_replicated())
+            .count()
     }
 
     fn group_counts(&self) -> BTreeMap<i32, usize> {
@@ -402,29 +556,28 @@ impl ClusterState {
             .map(|(_, id)| id)
     }
 
-    /// Owners for `n` new partitions, placed one at a time on the least loaded active broker.
-    pub fn place(&self, n: usize) -> Option<Vec<i32>> {
-        let mut counts = self.partition_counts();
-        let mut owners = Vec::with_capacity(n);
-        for _ in 0..n {
-            let id = self.least_loaded(&counts)?;
-            *counts.entry(id).or_default() += 1;
-            owners.push(id);
-        }
-        Some(owners)
+    /// Replica lists for `n` new partitions of `replication_factor` copies.
+    pub fn place(&self, n: usize, replication_factor: usize) -> Result<Vec<Vec<i32>>, String> {
+        let candidates: Vec<Candidate> = self
+            .active_brokers()
+            .map(|b| Candidate {
+                id: b.id,
+                rack: b.rack.clone(),
+            })
+            .collect();
+        let load = Load {
+            replicas: self.partition_counts(),
+            leaders: self.leader_counts(),
+        };
+        placement::place(&candidates, &load, n, replication_factor)
     }
 
-    /// Partitions owned by `broker` or being moved to it: (topic, partition).
+    /// Partitions with a replica on `broker` (being added or removed included):
+    /// (topic, partition).
     pub fn partitions_of(&self, broker: i32) -> Vec<(String, i32)> {
-        self.topics
-            .iter()
-            .flat_map(|(name, t)| {
-                t.partitions
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, p)| p.owner == broker || p.moving_to == Some(broker))
-                    .map(move |(i, _)| (name.clone(), i as i32))
-            })
+        self.all_partitions()
+            .filter(|(_, _, p)| p.replicas.contains(&broker))
+            .map(|(name, i, _)| (name.clone(), i))
             .collect()
     }
 
@@ -435,6 +588,58 @@ impl ClusterState {
             .filter(|(_, g)| g.coordinator == broker)
             .map(|(name, _)| name.clone())
             .collect()
+    }
+
+    fn set_broker_state(&mut self, id: i32, state: BrokerState) -> Outcome {
+        let Some(b) = self.brokers.get_mut(&id) else {
+            return refused(
+                code::BROKER_ID_NOT_REGISTERED,
+                format!("broker {id} is not registered"),
+            );
+        };
+        let was_alive = b.state.is_alive();
+        b.state = state;
+        match (was_alive, state.is_alive()) {
+            (true, false) => self.broker_stopped(id),
+            (false, true) => self.broker_returned(id),
+            _ => {}
+        }
+        Outcome::Done
+    }
+
+    /// Every partition led by `id` gets a new leader (or goes offline); `id` leaves every ISR
+    /// where it is not the last member.
+    fn broker_stopped(&mut self, id: i32) {
+        let alive = self.alive_brokers();
+        for t in self.topics.values_mut() {
+            let unclean = t.unclean_election();
+            for p in &mut t.partitions {
+                p.broker_stopped(
+                    id,
+                    Electorate {
+                        alive: &alive,
+                        unclean,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Offline partitions whose in-sync copy is on `id` are led by it again.
+    fn broker_returned(&mut self, id: i32) {
+        let alive = self.alive_brokers();
+        for t in self.topics.values_mut() {
+            let unclean = t.unclean_election();
+            for p in &mut t.partitions {
+                p.broker_returned(
+                    id,
+                    Electorate {
+                        alive: &alive,
+                        unclean,
+                    },
+                );
+            }
+        }
     }
 
     fn unregister(&mut self, id: i32) -> Outcome {
@@ -455,8 +660,8 @@ impl ClusterState {
             return refused(
                 code::INVALID_REQUEST,
                 format!(
-                    "broker {id} still owns {} partition(s) and coordinates {} group(s) \
-                     (e.g. {example}); move them off first",
+                    "broker {id} still holds {} partition replica(s) and coordinates {} \
+                     group(s) (e.g. {example}); move them off first",
                     partitions.len(),
                     groups.len()
                 ),
@@ -466,12 +671,54 @@ impl ClusterState {
         Outcome::Done
     }
 
+    /// Checks hand-made replica lists: `count` of them, each of `rf` distinct registered
+    /// brokers (`rf` = the first list's length when `None`).
+    fn check_assignment(
+        &self,
+        name: &str,
+        assignment: &[Vec<i32>],
+        count: usize,
+        rf: Option<usize>,
+    ) -> Result<(), Outcome> {
+        if assignment.len() != count {
+            return Err(refused(
+                code::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "topic '{name}': {} replica lists for {count} partition(s)",
+                    assignment.len()
+                ),
+            ));
+        }
+        let rf = rf.or_else(|| assignment.first().map(Vec::len)).unwrap_or(0);
+        for (i, replicas) in assignment.iter().enumerate() {
+            let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+            if replicas.is_empty() || replicas.len() != rf || distinct.len() != rf {
+                return Err(refused(
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "topic '{name}': replica list {i} {replicas:?} must name {rf} distinct \
+                         broker(s)"
+                    ),
+                ));
+            }
+            if let Some(b) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                return Err(refused(
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    format!("topic '{name}': broker {b} is not registered"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn create_topic(
         &mut self,
         name: &str,
         id: Uuid,
         partitions: i32,
         configs: &BTreeMap<String, String>,
+        replication_factor: i32,
+        assignment: Option<&[Vec<i32>]>,
     ) -> Outcome {
         if self.topics.contains_key(name) {
             return refused(
@@ -479,34 +726,58 @@ impl ClusterState {
                 format!("topic '{name}' already exists"),
             );
         }
-        let Ok(n) = usize::try_from(partitions) else {
-            return refused(
-                code::INVALID_PARTITIONS,
-                format!("topic '{name}': {partitions} partitions; must be at least 1"),
-            );
-        };
-        if n == 0 {
-            return refused(
-                code::INVALID_PARTITIONS,
-                format!("topic '{name}': 0 partitions; must be at least 1"),
-            );
-        }
-        let Some(owners) = self.place(n) else {
-            return refused(
-                code::INVALID_REPLICATION_FACTOR,
-                format!("topic '{name}': no active broker to place its partitions on"),
-            );
+        let replica_lists = match assignment {
+            Some(lists) => {
+                if let Err(o) = self.check_assignment(name, lists, lists.len(), None) {
+                    return o;
+                }
+                if lists.is_empty() {
+                    return refused(
+                        code::INVALID_PARTITIONS,
+                        format!("topic '{name}': an empty assignment; at least 1 partition"),
+                    );
+                }
+                lists.to_vec()
+            }
+            None => {
+                let n = match usize::try_from(partitions) {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        return refused(
+                            code::INVALID_PARTITIONS,
+                            format!("topic '{name}': {partitions} partitions; must be at least 1"),
+                        )
+                    }
+                };
+                let rf = match usize::try_from(replication_factor) {
+                    Ok(rf) if rf > 0 => rf,
+                    _ => {
+                        return refused(
+                            code::INVALID_REPLICATION_FACTOR,
+                            format!(
+                                "topic '{name}': replication factor {replication_factor}; must \
+                                 be at least 1"
+                            ),
+                        )
+                    }
+                };
+                match self.place(n, rf) {
+                    Ok(lists) => lists,
+                    Err(why) => {
+                        return refused(
+                            code::INVALID_REPLICATION_FACTOR,
+                            format!("topic '{name}': {why}"),
+                        )
+                    }
+                }
+            }
         };
         let topic = TopicRecord {
             id,
             configs: configs.clone(),
-            partitions: owners
+            partitions: replica_lists
                 .into_iter()
-                .map(|owner| PartitionRecord {
-                    owner,
-                    leader_epoch: 0,
-                    moving_to: None,
-                })
+                .map(|r| PartitionRecord::new(r, 0))
                 .collect(),
         };
         self.topics.insert(name.to_string(), topic.clone());
@@ -516,8 +787,17 @@ impl ClusterState {
         }
     }
 
-    fn create_partitions(&mut self, name: &str, total: i32) -> Outcome {
-        let Some(current) = self.topics.get(name).map(|t| t.partitions.len()) else {
+    fn create_partitions(
+        &mut self,
+        name: &str,
+        total: i32,
+        assignment: Option<&[Vec<i32>]>,
+    ) -> Outcome {
+        let Some((current, rf)) = self
+            .topics
+            .get(name)
+            .map(|t| (t.partitions.len(), t.replication_factor()))
+        else {
             return unknown_topic(name);
         };
         let wanted = usize::try_from(total).unwrap_or(0);
@@ -529,22 +809,29 @@ impl ClusterState {
                 ),
             );
         }
-        let Some(owners) = self.place(wanted - current) else {
-            return refused(
-                code::INVALID_REPLICATION_FACTOR,
-                format!("topic '{name}': no active broker to place new partitions on"),
-            );
+        let lists = match assignment {
+            Some(lists) => {
+                if let Err(o) = self.check_assignment(name, lists, wanted - current, Some(rf)) {
+                    return o;
+                }
+                lists.to_vec()
+            }
+            None => match self.place(wanted - current, rf) {
+                Ok(lists) => lists,
+                Err(why) => {
+                    return refused(
+                        code::INVALID_REPLICATION_FACTOR,
+                        format!("topic '{name}': {why}"),
+                    )
+                }
+            },
         };
         let Some(topic) = self.topics.get_mut(name) else {
             return unknown_topic(name);
         };
         topic
             .partitions
-            .extend(owners.into_iter().map(|owner| PartitionRecord {
-                owner,
-                leader_epoch: 0,
-                moving_to: None,
-            }));
+            .extend(lists.into_iter().map(|r| PartitionRecord::new(r, 0)));
         Outcome::Topic {
             name: name.to_string(),
             topic: topic.clone(),
@@ -574,31 +861,67 @@ impl ClusterState {
         }
     }
 
-    fn start_reassignment(&mut self, topic: &str, partition: i32, target: i32) -> Outcome {
-        if !self.brokers.contains_key(&target) {
-            return refused(
-                code::INVALID_REPLICA_ASSIGNMENT,
-                format!("{topic}-{partition}: broker {target} is not registered"),
-            );
+    fn reassign(&mut self, topic: &str, partition: i32, replicas: Option<&[i32]>) -> Outcome {
+        if let Some(replicas) = replicas {
+            let current = self
+                .partition(topic, partition)
+                .map(PartitionRecord::original_replicas)
+                .unwrap_or_default();
+            for b in replicas {
+                let Some(rec) = self.brokers.get(b) else {
+                    return refused(
+                        code::INVALID_REPLICA_ASSIGNMENT,
+                        format!("{topic}-{partition}: broker {b} is not registered"),
+                    );
+                };
+                if rec.state == BrokerState::Draining && !current.contains(b) {
+                    return refused(
+                        code::INVALID_REPLICA_ASSIGNMENT,
+                        format!(
+                            "{topic}-{partition}: broker {b} is draining and takes no partitions"
+                        ),
+                    );
+                }
+            }
         }
-        let target_draining = !self.is_active(target);
-        let p = match self.partition_mut(topic, partition) {
-            Ok(p) => p,
-            Err(o) => return o,
-        };
-        if p.owner == target {
-            // Kafka's semantics: assigning the current replicas cancels a move in progress.
-            p.moving_to = None;
-            return Outcome::Done;
+        let alive = self.alive_brokers();
+        match self.partition_mut(topic, partition) {
+            Err(o) => o,
+            Ok(p) => match p.reassign(replicas, &alive) {
+                Ok(_) => Outcome::Done,
+                Err(r) => refused_for(topic, partition, r),
+            },
         }
-        if target_draining {
-            return refused(
-                code::INVALID_REPLICA_ASSIGNMENT,
-                format!("{topic}-{partition}: broker {target} is draining and takes no partitions"),
-            );
-        }
-        p.moving_to = Some(target);
-        Outcome::Done
+    }
+
+    fn elect(&mut self, kind: ElectionKind, partitions: &[(String, i32)]) -> Outcome {
+        let alive = self.alive_brokers();
+        let results = partitions
+            .iter()
+            .map(|(topic, partition)| {
+                let result = match self.partition_mut(topic, *partition) {
+                    Err(_) => Err(Refusal {
+                        code: code::UNKNOWN_TOPIC_OR_PARTITION,
+                        message: format!("{topic}-{partition} does not exist"),
+                    }),
+                    Ok(p) => match kind {
+                        ElectionKind::Preferred => p.elect_preferred(&alive),
+                        ElectionKind::Unclean => p.elect_unclean(&alive),
+                    },
+                };
+                let (code, message) = match result {
+                    Ok(()) => (0, None),
+                    Err(r) => (r.code, Some(r.message)),
+                };
+                ElectionResult {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    code,
+                    message,
+                }
+            })
+            .collect();
+        Outcome::Elections(results)
     }
 
     fn partition_mut(

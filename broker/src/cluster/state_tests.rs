@@ -1,5 +1,5 @@
-//! Tests of the cluster state machine (`state.rs`): every command's effect and refusals, and
-//! placement.
+//! Tests of the cluster state machine (`state.rs`): every command's effect and refusals,
+//! placement, elections, ISR changes and reassignments.
 
 use super::*;
 
@@ -23,16 +23,29 @@ fn with_brokers(ids: &[i32]) -> ClusterState {
 }
 
 fn create(name: &str, partitions: i32) -> Command {
+    create_rf(name, partitions, 1)
+}
+
+fn create_rf(name: &str, partitions: i32, replication_factor: i32) -> Command {
     Command::CreateTopic {
         name: name.into(),
         id: Uuid::from_u128(name.len() as u128 + 1),
         partitions,
         configs: BTreeMap::new(),
+        replication_factor,
+        assignment: None,
     }
 }
 
 fn owners(s: &ClusterState, topic: &str) -> Vec<i32> {
-    s.topics[topic].partitions.iter().map(|p| p.owner).collect()
+    s.topics[topic].partitions.iter().map(|p| p.leader).collect()
+}
+
+fn fence(id: i32) -> Command {
+    Command::SetBrokerState {
+        id,
+        state: BrokerState::Fenced,
+    }
 }
 
 fn refused_code(o: Outcome) -> i16 {
@@ -131,6 +144,7 @@ fn partitions_only_grow_and_new_ones_are_placed() {
     let grow = |total| Command::CreatePartitions {
         name: "a".into(),
         total,
+        assignment: None,
     };
     assert_eq!(refused_code(s.apply(&grow(1))), code::INVALID_PARTITIONS);
     assert!(matches!(s.apply(&grow(3)), Outcome::Topic { .. }));
@@ -138,7 +152,8 @@ fn partitions_only_grow_and_new_ones_are_placed() {
     assert_eq!(
         refused_code(s.apply(&Command::CreatePartitions {
             name: "nope".into(),
-            total: 2
+            total: 2,
+            assignment: None,
         })),
         code::UNKNOWN_TOPIC_OR_PARTITION
     );
@@ -179,7 +194,7 @@ fn config_changes_incremental_and_replacing() {
 }
 
 #[test]
-fn a_move_bumps_the_leader_epoch_only_when_completed_at_the_expected_epoch() {
+fn a_legacy_move_replays_as_it_was_decided() {
     let mut s = with_brokers(&[0, 1]);
     s.apply(&create("a", 1));
     let start = Command::StartReassignment {
@@ -188,7 +203,7 @@ fn a_move_bumps_the_leader_epoch_only_when_completed_at_the_expected_epoch() {
         target: 1,
     };
     assert_eq!(s.apply(&start), Outcome::Done);
-    assert_eq!(s.partition("a", 0).map(|p| p.moving_to), Some(Some(1)));
+    assert_eq!(s.partition("a", 0).map(|p| p.adding.clone()), Some(vec![1]));
     // Counted on the target while in flight.
     assert_eq!(s.partition_counts()[&1], 1);
     let complete = |epoch| Command::CompleteReassignment {
@@ -202,14 +217,9 @@ fn a_move_bumps_the_leader_epoch_only_when_completed_at_the_expected_epoch() {
         code::FENCED_LEADER_EPOCH
     );
     assert_eq!(s.apply(&complete(0)), Outcome::Done);
-    let p = s.partition("a", 0).copied();
     assert_eq!(
-        p,
-        Some(PartitionRecord {
-            owner: 1,
-            leader_epoch: 1,
-            moving_to: None
-        })
+        s.partition("a", 0).cloned(),
+        Some(PartitionRecord::new(vec![1], 1))
     );
     // Completing twice is refused: the move is over.
     assert_eq!(
@@ -219,35 +229,164 @@ fn a_move_bumps_the_leader_epoch_only_when_completed_at_the_expected_epoch() {
 }
 
 #[test]
-fn assigning_the_current_owner_cancels_a_move() {
+fn assigning_the_current_replicas_cancels_a_reassignment() {
     let mut s = with_brokers(&[0, 1]);
     s.apply(&create("a", 1));
-    s.apply(&Command::StartReassignment {
+    let reassign = |replicas: Option<Vec<i32>>| Command::Reassign {
         topic: "a".into(),
         partition: 0,
-        target: 1,
-    });
-    s.apply(&Command::StartReassignment {
-        topic: "a".into(),
-        partition: 0,
-        target: 0,
-    });
-    assert_eq!(s.partition("a", 0).and_then(|p| p.moving_to), None);
+        replicas,
+    };
+    assert_eq!(s.apply(&reassign(Some(vec![1]))), Outcome::Done);
+    assert_eq!(s.apply(&reassign(Some(vec![0]))), Outcome::Done);
+    let p = s.partition("a", 0).cloned().expect("partition");
+    assert_eq!((p.replicas, p.isr, p.leader), (vec![0], vec![0], 0));
+    assert!(p.adding.is_empty() && p.removing.is_empty());
     assert_eq!(
-        refused_code(s.apply(&Command::CancelReassignment {
-            topic: "a".into(),
-            partition: 0
-        })),
+        refused_code(s.apply(&reassign(None))),
         code::NO_REASSIGNMENT_IN_PROGRESS
     );
     assert_eq!(
-        refused_code(s.apply(&Command::StartReassignment {
-            topic: "a".into(),
-            partition: 0,
-            target: 9,
-        })),
+        refused_code(s.apply(&reassign(Some(vec![9])))),
         code::INVALID_REPLICA_ASSIGNMENT
     );
+}
+
+#[test]
+fn replicated_topics_need_enough_brokers_and_spread_leaders() {
+    let mut s = with_brokers(&[0, 1]);
+    match s.apply(&create_rf("a", 1, 3)) {
+        Outcome::Refused { code: c, message } => {
+            assert_eq!(c, code::INVALID_REPLICATION_FACTOR);
+            assert!(message.contains("replication factor 3"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    s.apply(&broker(2));
+    s.apply(&create_rf("a", 3, 3));
+    let t = &s.topics["a"];
+    assert_eq!(owners(&s, "a"), vec![0, 1, 2]);
+    assert_eq!(t.replication_factor(), 3);
+    for p in &t.partitions {
+        assert_eq!(p.isr, p.replicas);
+        assert_eq!(p.replicas.len(), 3);
+    }
+    // New partitions get the topic's replication factor.
+    s.apply(&Command::CreatePartitions {
+        name: "a".into(),
+        total: 4,
+        assignment: None,
+    });
+    assert_eq!(s.topics["a"].partitions[3].replicas.len(), 3);
+    assert_eq!(s.partition_counts().values().sum::<usize>(), 12);
+}
+
+#[test]
+fn hand_made_assignments_are_checked() {
+    let mut s = with_brokers(&[0, 1, 2]);
+    let create = |assignment: Vec<Vec<i32>>| Command::CreateTopic {
+        name: "a".into(),
+        id: Uuid::from_u128(1),
+        partitions: -1,
+        configs: BTreeMap::new(),
+        replication_factor: -1,
+        assignment: Some(assignment),
+    };
+    for bad in [vec![vec![0, 0]], vec![vec![0, 1], vec![2]], vec![vec![0, 7]], vec![]] {
+        assert!(
+            matches!(s.apply(&create(bad.clone())), Outcome::Refused { .. }),
+            "{bad:?} accepted"
+        );
+    }
+    s.apply(&create(vec![vec![2, 0], vec![1, 2]]));
+    assert_eq!(owners(&s, "a"), vec![2, 1]);
+    assert_eq!(s.topics["a"].partitions[1].replicas, vec![1, 2]);
+}
+
+#[test]
+fn a_fenced_leader_hands_over_and_returns_as_a_follower() {
+    let mut s = with_brokers(&[0, 1, 2]);
+    s.apply(&create_rf("a", 1, 3));
+    assert_eq!(owners(&s, "a"), vec![0]);
+    s.apply(&fence(0));
+    let p = s.partition("a", 0).cloned().expect("partition");
+    assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (1, 1, vec![1, 2]));
+    assert_eq!(s.under_replicated_partitions(), 1);
+    // Back: alive, but it rejoins the ISR only when the leader says it caught up.
+    s.apply(&broker(0));
+    assert_eq!(s.partition("a", 0).map(|p| p.leader), Some(1));
+    let alter = Command::AlterPartition {
+        topic: "a".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: 1,
+        partition_epoch: p.partition_epoch,
+        isr: vec![0, 1, 2],
+    };
+    assert!(matches!(s.apply(&alter), Outcome::Partition(_)));
+    assert_eq!(s.under_replicated_partitions(), 0);
+    // The same change from the old view is refused.
+    assert_eq!(refused_code(s.apply(&alter)), code::INVALID_UPDATE_VERSION);
+}
+
+#[test]
+fn one_copy_partitions_go_offline_and_come_back_with_their_broker() {
+    let mut s = with_brokers(&[0, 1]);
+    s.apply(&create("a", 2));
+    s.apply(&fence(1));
+    assert_eq!(owners(&s, "a"), vec![0, NO_LEADER]);
+    assert_eq!(s.offline_partitions(), 1);
+    assert_eq!(s.partition("a", 1).map(|p| p.isr.clone()), Some(vec![1]));
+    s.apply(&Command::SetBrokerState {
+        id: 1,
+        state: BrokerState::Active,
+    });
+    assert_eq!(owners(&s, "a"), vec![0, 1]);
+    assert_eq!(s.partition("a", 1).map(|p| p.leader_epoch), Some(2));
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_and_registration_ends_it() {
+    let mut s = with_brokers(&[0, 1, 2]);
+    s.apply(&create_rf("a", 3, 2));
+    s.apply(&Command::ControlledShutdown { id: 1 });
+    assert_eq!(s.brokers[&1].state, BrokerState::ShuttingDown);
+    for (_, _, p) in s.all_partitions() {
+        assert_ne!(p.leader, 1);
+        assert!(!p.isr.contains(&1), "{p:?}");
+    }
+    s.apply(&broker(1));
+    assert_eq!(s.brokers[&1].state, BrokerState::Active);
+}
+
+#[test]
+fn elections_report_per_partition() {
+    let mut s = with_brokers(&[0, 1]);
+    s.apply(&create_rf("a", 1, 2));
+    s.apply(&fence(0));
+    s.apply(&broker(0));
+    let pe = s.partition("a", 0).map(|p| p.partition_epoch).unwrap_or(0);
+    s.apply(&Command::AlterPartition {
+        topic: "a".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: 1,
+        partition_epoch: pe,
+        isr: vec![0, 1],
+    });
+    let elect = Command::ElectLeaders {
+        kind: ElectionKind::Preferred,
+        partitions: vec![("a".into(), 0), ("a".into(), 0), ("b".into(), 0)],
+    };
+    let Outcome::Elections(r) = s.apply(&elect) else {
+        panic!("not an election outcome");
+    };
+    let codes: Vec<i16> = r.iter().map(|e| e.code).collect();
+    assert_eq!(
+        codes,
+        vec![0, code::ELECTION_NOT_NEEDED, code::UNKNOWN_TOPIC_OR_PARTITION]
+    );
+    assert_eq!(owners(&s, "a"), vec![0]);
 }
 
 #[test]
@@ -263,19 +402,23 @@ fn a_broker_is_unregistered_only_once_empty() {
         }
         other => panic!("{other:?}"),
     }
-    s.apply(&Command::StartReassignment {
+    s.apply(&Command::Reassign {
         topic: "a".into(),
         partition: 1,
-        target: 0,
+        replicas: Some(vec![0]),
     });
-    // Still refused while the move is in flight.
+    // Still refused while the reassignment is in flight.
     assert!(matches!(s.apply(&unregister), Outcome::Refused { .. }));
-    s.apply(&Command::CompleteReassignment {
+    let pe = s.partition("a", 1).map(|p| p.partition_epoch).unwrap_or(0);
+    s.apply(&Command::AlterPartition {
         topic: "a".into(),
         partition: 1,
-        target: 0,
+        leader: 1,
         leader_epoch: 0,
+        partition_epoch: pe,
+        isr: vec![0, 1],
     });
+    assert_eq!(owners(&s, "a")[1], 0, "the reassignment completed");
     assert_eq!(s.apply(&unregister), Outcome::Done);
     assert!(!s.brokers.contains_key(&1));
     assert_eq!(

@@ -53,6 +53,15 @@ pub enum BrokerError {
     /// The metadata quorum could not start (its files, its listener).
     #[error("cluster metadata quorum: {reason}")]
     Cluster { reason: String },
+    /// Another broker did not answer a replication request as expected (`request`: the Kafka
+    /// API or step).
+    #[error("broker {broker} at {addr}: {request}: {reason}")]
+    Peer {
+        broker: i32,
+        addr: String,
+        request: &'static str,
+        reason: String,
+    },
     /// A background task panicked or was cancelled.
     #[error("background task {task} failed: {reason}")]
     Task { task: &'static str, reason: String },

@@ -32,6 +32,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod replica;
 pub mod server;
 pub mod topology;
 

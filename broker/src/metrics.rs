@@ -69,6 +69,13 @@ pub struct Metrics {
     group_lag: Family<LagLabels, Gauge>,
     fsyncs: Counter,
     fsync_seconds: Counter<f64, AtomicU64>,
+    under_replicated: Gauge,
+    offline: Gauge,
+    isr_shrinks: Counter,
+    isr_expands: Counter,
+    max_follower_lag: Gauge,
+    replicated_bytes: Counter,
+    fetch_lag: Family<PartitionLabels, Gauge>,
     /// The storage engine's totals at the previous scrape (its counters are the source).
     fsync_seen: Mutex<(u64, Duration)>,
 }
@@ -107,6 +114,13 @@ impl Metrics {
             group_lag: Family::default(),
             fsyncs: Counter::default(),
             fsync_seconds: Counter::default(),
+            under_replicated: Gauge::default(),
+            offline: Gauge::default(),
+            isr_shrinks: Counter::default(),
+            isr_expands: Counter::default(),
+            max_follower_lag: Gauge::default(),
+            replicated_bytes: Counter::default(),
+            fetch_lag: Family::default(),
             fsync_seen: Mutex::new((0, Duration::ZERO)),
         };
         registry.register(
@@ -199,7 +213,83 @@ impl Metrics {
             "Time spent in fsync / fdatasync (divide by sluice_log_fsyncs_total for the mean latency)",
             m.fsync_seconds.clone(),
         );
+        registry.register(
+            "replica_under_replicated_partitions",
+            "Partitions this broker leads whose in-sync replicas are fewer than their replicas",
+            m.under_replicated.clone(),
+        );
+        registry.register(
+            "replica_offline_partitions",
+            "Partitions without a leader (no live in-sync replica); reported by the metadata \
+             quorum's leader only, 0 elsewhere",
+            m.offline.clone(),
+        );
+        registry.register(
+            "replica_isr_shrinks",
+            "Followers this broker, as leader, removed from an ISR",
+            m.isr_shrinks.clone(),
+        );
+        registry.register(
+            "replica_isr_expands",
+            "Followers this broker, as leader, added to an ISR",
+            m.isr_expands.clone(),
+        );
+        registry.register(
+            "replica_max_follower_lag_records",
+            "The largest number of records any follower of a partition this broker leads is behind",
+            m.max_follower_lag.clone(),
+        );
+        registry.register(
+            "replica_fetched_bytes",
+            "Record bytes this broker copied from leaders as a follower",
+            m.replicated_bytes.clone(),
+        );
+        registry.register(
+            "replica_fetch_lag_records",
+            "Per partition this broker follows: the leader's high watermark minus this copy's end",
+            m.fetch_lag.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    pub fn isr_shrink(&self) {
+        self.isr_shrinks.inc();
+    }
+
+    pub fn isr_expand(&self) {
+        self.isr_expands.inc();
+    }
+
+    /// The leader side's periodic figures: under-replicated partitions led here, the largest
+    /// follower lag, and the cluster's offline partitions (`None`: not the quorum leader).
+    pub fn set_replication(&self, under_replicated: usize, max_lag: i64, offline: Option<usize>) {
+        self.under_replicated
+            .set(i64::try_from(under_replicated).unwrap_or(i64::MAX));
+        self.max_follower_lag.set(max_lag);
+        self.offline
+            .set(offline.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)));
+    }
+
+    pub fn replicated_bytes(&self, n: usize) {
+        self.replicated_bytes.inc_by(n as u64);
+    }
+
+    /// A follower's lag behind its leader's high watermark, per partition.
+    pub fn replica_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.fetch_lag
+            .get_or_create(&PartitionLabels {
+                topic: topic.to_string(),
+                partition,
+            })
+            .set(lag);
+    }
+
+    /// Drops a partition's follower lag (it is no longer followed here).
+    pub fn forget_replica_lag(&self, topic: &str, partition: i32) {
+        self.fetch_lag.remove(&PartitionLabels {
+            topic: topic.to_string(),
+            partition,
+        });
     }
 
     pub fn request(&self, key: ApiKey) {

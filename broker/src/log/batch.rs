@@ -38,6 +38,9 @@ pub struct BatchHeader {
     pub base_offset: i64,
     /// Whole batch size in bytes, including the 12-byte offset/length prefix.
     pub size: usize,
+    /// The leader epoch of the broker that appended it (set by the broker, not covered by the
+    /// CRC).
+    pub partition_leader_epoch: i32,
     pub attributes: i16,
     pub last_offset_delta: i32,
     pub first_timestamp: i64,
@@ -117,6 +120,7 @@ pub fn parse_header(b: &[u8]) -> Result<BatchHeader, LogError> {
     let h = BatchHeader {
         base_offset: be_i64(b, 0),
         size,
+        partition_leader_epoch: be_i32(b, 12),
         attributes: be_i16(b, ATTR_POS),
         last_offset_delta: be_i32(b, 23),
         first_timestamp: be_i64(b, 27),

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::manager::write_atomic;
+use super::files::write_atomic;
 use super::LogError;
 
 /// The file name in the partition directory.

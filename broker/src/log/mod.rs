@@ -14,6 +14,7 @@
 //! - `catalog`: [`LogManager`]: the topics, `topics.json`, reconcile with the cluster metadata.
 //! - `upkeep`: [`LogManager`]'s background tasks: retention ticker, interval flusher, shutdown
 //!   flush.
+//! - `epochs`: the leader-epoch cache (which offset each leader epoch starts at), its file.
 //! - `files`: file helpers (atomic replace, directory fsync).
 //!
 //! Imports go one way: `catalog` and `upkeep` use `partition` and `config`; `partition` uses
@@ -23,6 +24,7 @@
 mod batch;
 mod catalog;
 mod config;
+mod epochs;
 mod files;
 mod partition;
 mod producer;
@@ -35,6 +37,7 @@ pub use config::{
     validate_topic_name, AlterOp, ConfigEntry, ConfigSource, LogDefaults, MAX_PARTITIONS,
     TOPIC_CONFIG_KEYS,
 };
+pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use partition::{PartitionLog, ProducerSummary};
 
 use std::path::PathBuf;

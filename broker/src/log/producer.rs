@@ -148,6 +148,7 @@ mod tests {
         BatchHeader {
             base_offset: base,
             size: 100,
+            partition_leader_epoch: 0,
             attributes: 0,
             last_offset_delta: count - 1,
             first_timestamp: 0,

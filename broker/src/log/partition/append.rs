@@ -117,8 +117,17 @@ impl PartitionLog {
         for (k, v) in scratch.producers {
             inner.producers.producers.insert(k, v);
         }
+        // Normally recorded when leadership began (`become_leader`); a log used without a
+        // leadership (a single node's first epoch) records it with its first batch.
+        let epochs = inner
+            .epochs
+            .assign(epoch, base_offset)
+            .then(|| inner.epochs.clone());
         let fsync = inner.config.fsync;
         drop(inner);
+        if let Some(e) = epochs {
+            self.store_epochs(&e);
+        }
         sh.appended(offset, fsync);
         Ok(AppendOutcome::Appended(AppendInfo {
             base_offset,
@@ -128,10 +137,11 @@ impl PartitionLog {
         }))
     }
 
-    /// Appends batches copied from another broker's log of this partition (a partition move),
-    /// exactly as they are there: offsets, leader epochs and timestamps are kept, and the
-    /// idempotent-producer state is rebuilt from them so a producer's retry after the move is
-    /// still recognised as a duplicate. The first batch must start at this log's end.
+    /// Appends batches copied from the leader's log of this partition (a follower), exactly as
+    /// they are there: offsets, leader epochs and timestamps are kept, the idempotent-producer
+    /// state is rebuilt from them (so a producer's retry after a leader change is still
+    /// recognised as a duplicate) and the epoch cache extended. The first batch must start at
+    /// this log's end.
     pub fn append_replicated(&self, records: Bytes) -> Result<i64, LogError> {
         let sh = &self.shared;
         let headers = batch::validate_payload(&records, u32::MAX)?;
@@ -165,9 +175,17 @@ impl PartitionLog {
             let append_time = if log_append_time { h.max_timestamp } else { -1 };
             inner.producers.record(h, append_time, now);
         }
+        let mut epochs_changed = false;
+        for (_, h) in &headers {
+            epochs_changed |= inner.epochs.assign(h.partition_leader_epoch, h.base_offset);
+        }
+        let epochs = epochs_changed.then(|| inner.epochs.clone());
         inner.next_offset = expected;
         let fsync = inner.config.fsync;
         drop(inner);
+        if let Some(e) = epochs {
+            self.store_epochs(&e);
+        }
         sh.appended(expected, fsync);
         Ok(expected)
     }

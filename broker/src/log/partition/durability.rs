@@ -30,14 +30,17 @@ impl Shared {
     /// under `interval` at once.
     pub(super) fn appended(self: &Arc<Self>, log_end: i64, fsync: FsyncPolicy) {
         self.log_end.store(log_end, Ordering::SeqCst);
+        self.end_tx.send_replace(log_end);
         match fsync {
             FsyncPolicy::Always => self.request_sync(),
             FsyncPolicy::Interval(_) => self.raise_hw(log_end),
         }
     }
 
-    /// Lets readers see up to `offset` (never lowers the high watermark).
+    /// Lets readers see up to `offset`, capped by the replication bound (never lowers the
+    /// high watermark).
     pub(super) fn raise_hw(&self, offset: i64) {
+        let offset = offset.min(self.hw_bound.load(Ordering::SeqCst));
         self.hw_tx.send_if_modified(|hw| {
             if offset > *hw {
                 *hw = offset;

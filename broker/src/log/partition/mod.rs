@@ -17,10 +17,16 @@
 //!   `flush`.
 //! - `read.rs`: reads and the offset / timestamp index lookups.
 //! - `retention.rs`: the head of the log: retention, DeleteRecords, the persisted log start.
+//! - `replication.rs`: what replication needs of a log: leader epochs (the epoch cache),
+//!   becoming leader or follower, the high-watermark bound, reads up to the log end for
+//!   followers, truncation to an offset, and restarting a copy at an offset.
 //!
-//! The log end (`next_offset`, published as `log_end`) and the high watermark (`hw_tx`) are
-//! separate values: the append path moves the first; the second only ever rises, through
-//! `Shared::raise_hw` (`durability.rs`), once what it covers may be read.
+//! The log end (`next_offset`, published as `log_end` and on `end_tx`) and the high watermark
+//! (`hw_tx`) are separate values: the append path moves the first; the second rises, through
+//! `Shared::raise_hw` (`durability.rs`), once what it covers may be read: it is durable (or
+//! written, under `fsync: interval`) *and* below `hw_bound`, which replication sets to what every
+//! in-sync replica has (`i64::MAX` for a partition without other in-sync replicas). Only
+//! truncation (`replication.rs`) lowers it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -31,6 +37,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::files::io_err;
+use super::epochs::EpochCache;
 use super::producer::ProducerStates;
 use super::segment::{self, Segment};
 use super::{FsyncPolicy, LogConfig, LogError};
@@ -39,6 +46,7 @@ mod append;
 mod durability;
 mod open;
 mod read;
+mod replication;
 mod retention;
 
 /// Durable end of the log as published to `wait_durable` callers.
@@ -64,6 +72,8 @@ struct Inner {
     unsynced: Vec<Arc<File>>,
     /// A segment was created or deleted since the last directory fsync.
     dir_dirty: bool,
+    /// Where each leader epoch starts (persisted in `leader-epoch-checkpoint`).
+    epochs: EpochCache,
 }
 
 impl Inner {
@@ -91,6 +101,11 @@ struct Shared {
     sync_ctl: Mutex<SyncCtl>,
     durable_tx: watch::Sender<Durable>,
     hw_tx: watch::Sender<i64>,
+    /// The high watermark never rises above this (replication: what the in-sync replicas
+    /// have; `i64::MAX` when no other replica bounds it).
+    hw_bound: AtomicI64,
+    /// The log end, for followers' fetches waiting for new records.
+    end_tx: watch::Sender<i64>,
     log_end: AtomicI64,
     log_start: AtomicI64,
     leader_epoch: AtomicI32,
@@ -148,7 +163,7 @@ impl PartitionLog {
     }
 
     /// Offset up to which consumers may read: with `fsync: always` the durable end of the log,
-    /// otherwise the log end offset.
+    /// otherwise the log end offset; with other in-sync replicas, no more than they all have.
     pub fn high_watermark(&self) -> i64 {
         *self.shared.hw_tx.borrow()
     }
@@ -168,7 +183,7 @@ impl PartitionLog {
         let to_interval = matches!(config.fsync, FsyncPolicy::Interval(_));
         lock(&self.shared.inner).config = config;
         if to_interval {
-            // Readers may now see everything written.
+            // Readers may now see everything written (that the replicas have).
             self.shared.raise_hw(self.log_end_offset());
         }
     }

@@ -75,35 +75,8 @@ impl PartitionLog {
             sync_dir(&dir)?;
         }
 
-        // Producer state: the snapshot taken when the active segment was created, plus the
-        // active segment's batches; without a usable snapshot, every segment's headers.
         let active_base = segments[segments.len() - 1].base;
-        let snap = std::fs::read(snapshot_path(&dir, active_base))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ProducerStates>(&b).ok());
-        let mut producers = match snap {
-            Some(s) => s,
-            None => {
-                let mut s = ProducerStates::default();
-                for seg in &segments[..segments.len() - 1] {
-                    segment::scan_headers(&seg.log, seg.size, |h| {
-                        if h.is_idempotent() {
-                            s.record(h, -1, h.max_timestamp);
-                        }
-                    })
-                    .map_err(io_err(&seg.log_path))?;
-                }
-                s
-            }
-        };
-        for h in active_headers.iter().filter(|h| h.is_idempotent()) {
-            let append_time = if h.attributes & (1 << 3) != 0 {
-                h.max_timestamp
-            } else {
-                -1
-            };
-            producers.record(h, append_time, h.max_timestamp);
-        }
+        let producers = producer_state(&dir, &segments, &active_headers)?;
         for b in list_bases(&dir, "snapshot")? {
             if b != active_base {
                 remove_if_exists(&snapshot_path(&dir, b));
@@ -138,6 +111,14 @@ impl PartitionLog {
             failed: false,
         });
         let (hw_tx, _) = watch::channel(next_offset);
+        let (end_tx, _) = watch::channel(next_offset);
+        let epochs = super::replication::recover_epochs(
+            &dir,
+            &segments,
+            log_start,
+            next_offset,
+            active_headers.last().map(|h| h.partition_leader_epoch),
+        );
         tracing::debug!(path = %dir.display(), log_start, next_offset, segments = segments.len(), "partition recovered");
         let shared = Arc::new(Shared {
             dir: dir.clone(),
@@ -149,11 +130,14 @@ impl PartitionLog {
                 next_offset,
                 unsynced: Vec::new(),
                 dir_dirty: false,
+                epochs,
             }),
             start_file: Mutex::new(()),
             sync_ctl: Mutex::new(SyncCtl::default()),
             durable_tx,
             hw_tx,
+            hw_bound: AtomicI64::new(i64::MAX),
+            end_tx,
             log_end: AtomicI64::new(next_offset),
             log_start: AtomicI64::new(log_start),
             leader_epoch: AtomicI32::new(0),
@@ -166,7 +150,44 @@ impl PartitionLog {
     }
 }
 
-fn list_bases(dir: &Path, ext: &str) -> Result<Vec<i64>, LogError> {
+/// Producer state: the snapshot taken when the active segment was created, plus the active
+/// segment's batches (`active_headers`); without a usable snapshot, every segment's headers.
+pub(super) fn producer_state(
+    dir: &Path,
+    segments: &[Segment],
+    active_headers: &[BatchHeader],
+) -> Result<ProducerStates, LogError> {
+    let active_base = segments.last().map_or(0, |s| s.base);
+    let snap = std::fs::read(snapshot_path(dir, active_base))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ProducerStates>(&b).ok());
+    let mut producers = match snap {
+        Some(s) => s,
+        None => {
+            let mut s = ProducerStates::default();
+            for seg in &segments[..segments.len().saturating_sub(1)] {
+                segment::scan_headers(&seg.log, seg.size, |h| {
+                    if h.is_idempotent() {
+                        s.record(h, -1, h.max_timestamp);
+                    }
+                })
+                .map_err(io_err(&seg.log_path))?;
+            }
+            s
+        }
+    };
+    for h in active_headers.iter().filter(|h| h.is_idempotent()) {
+        let append_time = if h.attributes & (1 << 3) != 0 {
+            h.max_timestamp
+        } else {
+            -1
+        };
+        producers.record(h, append_time, h.max_timestamp);
+    }
+    Ok(producers)
+}
+
+pub(super) fn list_bases(dir: &Path, ext: &str) -> Result<Vec<i64>, LogError> {
     let mut bases = Vec::new();
     for ent in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let ent = ent.map_err(io_err(dir))?;

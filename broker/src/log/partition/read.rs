@@ -20,8 +20,20 @@ impl PartitionLog {
     /// [`LogError::OffsetOutOfRange`]; between the high watermark and the log end the result is
     /// empty (as in Kafka).
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
+        self.read_up_to(offset, max_bytes, false)
+    }
+
+    /// A read bounded by the high watermark (consumers) or the log end (`replica`: followers).
+    /// The answer reports the high watermark either way.
+    pub(super) fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        replica: bool,
+    ) -> Result<ReadOutcome, LogError> {
         let sh = &self.shared;
         let hw = self.high_watermark();
+        let limit = if replica { self.log_end_offset() } else { hw };
         let (file, path, start_pos, seg_end, log_start) = {
             let inner = lock(&sh.inner);
             let log_start = inner.log_start;
@@ -32,7 +44,7 @@ impl PartitionLog {
                     end: hw,
                 });
             }
-            if offset >= hw {
+            if offset >= limit {
                 return Ok(ReadOutcome {
                     records: Bytes::new(),
                     high_watermark: hw,
@@ -49,7 +61,7 @@ impl PartitionLog {
                 log_start,
             )
         };
-        let records = read_batches(&file, start_pos, seg_end, offset, hw, max_bytes)
+        let records = read_batches(&file, start_pos, seg_end, offset, limit, max_bytes)
             .map_err(io_err(&path))?;
         Ok(ReadOutcome {
             records,

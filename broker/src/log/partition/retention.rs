@@ -36,7 +36,7 @@ pub(super) fn read_log_start(dir: &Path) -> Option<i64> {
     }
 }
 
-fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
+pub(super) fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
     write_atomic(&dir.join(LOG_START_FILE), format!("{offset}\n").as_bytes())
 }
 
@@ -116,8 +116,17 @@ impl PartitionLog {
         let new_start = inner.segments[0].base.max(inner.log_start);
         inner.log_start = new_start;
         self.shared.log_start.store(new_start, Ordering::SeqCst);
+        let epochs = inner
+            .epochs
+            .truncate_from_start(new_start)
+            .then(|| inner.epochs.clone());
         drop(inner);
         let mut result = Ok(removed.len());
+        if let Some(e) = epochs {
+            if let Err(err) = e.store(&self.dir) {
+                tracing::warn!(path = %self.dir.display(), error = %err, "cannot write the leader-epoch cache");
+            }
+        }
         for s in &removed {
             tracing::info!(path = %s.log_path.display(), base = s.base, next = s.next_offset, bytes = s.size, "retention deleted segment");
             if let Err(e) = s.remove_files() {
@@ -136,10 +145,8 @@ impl PartitionLog {
     /// than -1, is [`LogError::OffsetOutOfRange`]; at or below the current start nothing
     /// changes. Blocking (an fsync): call from `spawn_blocking`.
     pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
-        let sh = &self.shared;
-        let _serial = lock(&sh.start_file);
         let hw = self.high_watermark();
-        let current = lock(&sh.inner).log_start;
+        let current = self.log_start_offset();
         let target = if offset == -1 { hw } else { offset };
         if target < 0 || target > hw {
             return Err(LogError::OffsetOutOfRange {
@@ -148,6 +155,16 @@ impl PartitionLog {
                 end: hw,
             });
         }
+        self.move_log_start(target)
+    }
+
+    /// Moves the log start up to `target` (persisted first), drops the closed segments wholly
+    /// below it and trims the epoch cache. At or below the current start nothing changes.
+    /// Blocking.
+    pub(super) fn move_log_start(&self, target: i64) -> Result<i64, LogError> {
+        let sh = &self.shared;
+        let _serial = lock(&sh.start_file);
+        let current = lock(&sh.inner).log_start;
         if target <= current {
             return Ok(current);
         }
@@ -163,7 +180,14 @@ impl PartitionLog {
             .take_while(|s| s.next_offset <= start)
             .count();
         let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
+        let epochs = inner
+            .epochs
+            .truncate_from_start(start)
+            .then(|| inner.epochs.clone());
         drop(inner);
+        if let Some(e) = epochs {
+            e.store(&self.dir)?;
+        }
         tracing::info!(path = %self.dir.display(), log_start = start, segments_deleted = removed.len(), "records deleted");
         for s in &removed {
             // The start is already moved and durable; a file left behind is below it and is

@@ -1,0 +1,448 @@
+//! Replication: each partition has copies on several brokers; one leads, the others follow.
+//!
+//! Kafka's protocol on Kafka's wire (see `README.md` here):
+//! - the quorum's metadata says, per partition, its replicas, the in-sync replicas (ISR), the
+//!   leader and the leader epoch ([`crate::cluster::partition`]);
+//! - after every metadata change, [`ReplicaManager::sync_roles`] makes this broker lead the
+//!   partitions the metadata says it leads and follow the others it holds a copy of;
+//! - a leader tracks its followers' fetches ([`isr::Replicas`]): the high watermark (what
+//!   consumers may read, what `acks=all` waits for) is the lowest offset every in-sync replica
+//!   has, and followers that fall behind leave the ISR (and rejoin when caught up) through
+//!   `AlterPartition` proposals;
+//! - a follower fetches from its leader with the Fetch API and a replica id
+//!   ([`fetcher`]), truncating first to where its log and the leader's agree
+//!   (OffsetForLeaderEpoch).
+//!
+//! May import: `cluster`, `log`, `metrics`, `error`. Imported by `context`, `topology`,
+//! `handlers` and `server`.
+
+pub mod client;
+pub mod fetcher;
+pub mod isr;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::cluster::state::{ClusterState, Command, Outcome, NO_LEADER};
+use crate::cluster::Cluster;
+use crate::log::{LogManager, PartitionLog};
+use crate::metrics::Metrics;
+
+use self::fetcher::{FetcherSet, Follow};
+use self::isr::Replicas;
+
+/// A partition by name and number.
+pub type TopicPartition = (String, i32);
+
+/// Replication settings (broker flags).
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// `--replica-lag-time-max-ms`: an in-sync follower not caught up for this long leaves the
+    /// ISR.
+    pub lag_time_max: Duration,
+    /// `--replica-fetch-wait-max-ms`: how long a follower's fetch waits at the leader for data.
+    pub fetch_wait_max: Duration,
+    /// `--replica-fetch-max-bytes`: per partition and fetch.
+    pub fetch_max_bytes: i32,
+    /// How long a broker stopping on purpose waits for its followers to catch up before it
+    /// hands leadership over.
+    pub shutdown_catch_up: Duration,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            lag_time_max: Duration::from_secs(30),
+            fetch_wait_max: Duration::from_millis(500),
+            fetch_max_bytes: 4 << 20,
+            shutdown_catch_up: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A partition this broker leads.
+#[derive(Debug)]
+struct Led {
+    log: Arc<PartitionLog>,
+    replicas: Replicas,
+    /// Cancelled when this broker stops leading it: waiting `acks=all` producers answer
+    /// NOT_LEADER_OR_FOLLOWER instead of timing out.
+    tenure: CancellationToken,
+}
+
+/// Why a follower's fetch was refused (the Kafka error code for that partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchRefused(pub i16);
+
+/// The replication state of this broker's partitions.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    me: i32,
+    config: ReplicaConfig,
+    cluster: Arc<Cluster>,
+    logs: Arc<LogManager>,
+    metrics: Arc<Metrics>,
+    led: Mutex<BTreeMap<TopicPartition, Led>>,
+    fetchers: FetcherSet,
+    shutdown: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps stay consistent across a panic elsewhere (each update is one insert/remove).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ReplicaManager {
+    pub fn new(
+        me: i32,
+        config: ReplicaConfig,
+        cluster: Arc<Cluster>,
+        logs: Arc<LogManager>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Arc<ReplicaManager> {
+        Arc::new(ReplicaManager {
+            me,
+            fetchers: FetcherSet::new(me, config.clone(), Arc::clone(&metrics), shutdown.clone()),
+            config,
+            cluster,
+            logs,
+            metrics,
+            led: Mutex::new(BTreeMap::new()),
+            shutdown,
+        })
+    }
+
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// Brings this broker's roles in line with `state`: leads what it says this broker leads,
+    /// follows the rest of what it holds a copy of, forgets what it no longer holds. Blocking
+    /// (a new leadership writes the leader-epoch cache): call off the async workers.
+    pub fn sync_roles(&self, state: &ClusterState) {
+        let now = Instant::now();
+        let mut follow: BTreeMap<i32, BTreeMap<TopicPartition, Follow>> = BTreeMap::new();
+        let mut still_led = BTreeSet::new();
+        for (topic, partition, rec) in state.all_partitions() {
+            if !rec.replicas.contains(&self.me) {
+                continue;
+            }
+            let Some(log) = self.logs.partition(topic, partition) else {
+                // Not created locally yet: the next reconcile does, and calls again.
+                continue;
+            };
+            let key = (topic.clone(), partition);
+            if rec.leader == self.me {
+                still_led.insert(key.clone());
+                self.lead(key, log, rec, now);
+            } else if rec.leader != NO_LEADER {
+                log.set_leader_epoch(rec.leader_epoch);
+                follow.entry(rec.leader).or_default().insert(
+                    key,
+                    Follow {
+                        log,
+                        leader_epoch: rec.leader_epoch,
+                    },
+                );
+            }
+        }
+        {
+            let mut led = lock(&self.led);
+            let gone: Vec<TopicPartition> = led
+                .keys()
+                .filter(|k| !still_led.contains(*k))
+                .cloned()
+                .collect();
+            for key in gone {
+                if let Some(l) = led.remove(&key) {
+                    tracing::info!(topic = %key.0, partition = key.1, epoch = l.replicas.leader_epoch, "no longer the leader");
+                    l.tenure.cancel();
+                    l.log.unfence();
+                }
+            }
+        }
+        let addrs = state
+            .brokers
+            .values()
+            .map(|b| (b.id, format!("{}:{}", b.host, b.port)))
+            .collect();
+        self.fetchers.assign(follow, addrs);
+    }
+
+    fn lead(
+        &self,
+        key: TopicPartition,
+        log: Arc<PartitionLog>,
+        rec: &crate::cluster::state::PartitionRecord,
+        now: Instant,
+    ) {
+        let mut led = lock(&self.led);
+        if let Some(l) = led.get_mut(&key) {
+            if l.replicas.leader_epoch == rec.leader_epoch {
+                if l.replicas.partition_epoch != rec.partition_epoch {
+                    l.replicas.update_view(
+                        rec.partition_epoch,
+                        rec.replicas.clone(),
+                        rec.isr.clone(),
+                        now,
+                    );
+                    l.log.set_hw_bound(l.replicas.replica_bound());
+                }
+                return;
+            }
+            l.tenure.cancel();
+        }
+        // A new tenure: stamp the new epoch on appends and record where it starts.
+        if let Err(e) = log.become_leader(rec.leader_epoch) {
+            tracing::error!(topic = %key.0, partition = key.1, epoch = rec.leader_epoch, error = %e, "cannot record the new leader epoch; not serving the partition");
+            led.remove(&key);
+            return;
+        }
+        let replicas = Replicas::new(
+            self.me,
+            rec.leader_epoch,
+            rec.partition_epoch,
+            rec.replicas.clone(),
+            rec.isr.clone(),
+            log.log_end_offset(),
+            now,
+        );
+        log.set_hw_bound(replicas.replica_bound());
+        log.unfence();
+        tracing::info!(topic = %key.0, partition = key.1, epoch = rec.leader_epoch, isr = ?rec.isr, "leading");
+        led.insert(
+            key,
+            Led {
+                log,
+                replicas,
+                tenure: CancellationToken::new(),
+            },
+        );
+    }
+
+    /// A follower's fetch of a partition this broker leads, at `fetch_offset` with the leader
+    /// epoch it believes current. Records its position (the high watermark may advance) and
+    /// proposes an ISR expansion when it caught up.
+    pub fn on_replica_fetch(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+        replica: i32,
+        fetch_offset: i64,
+        current_leader_epoch: i32,
+    ) -> Result<Arc<PartitionLog>, FetchRefused> {
+        use crate::cluster::state::code;
+        let mut led = lock(&self.led);
+        let key = (topic.to_string(), partition);
+        let Some(l) = led.get_mut(&key) else {
+            return Err(FetchRefused(code::NOT_LEADER_OR_FOLLOWER));
+        };
+        if current_leader_epoch >= 0 && current_leader_epoch < l.replicas.leader_epoch {
+            return Err(FetchRefused(code::FENCED_LEADER_EPOCH));
+        }
+        if current_leader_epoch > l.replicas.leader_epoch {
+            return Err(FetchRefused(UNKNOWN_LEADER_EPOCH));
+        }
+        let end = l.log.log_end_offset();
+        if !l.replicas.on_fetch(replica, fetch_offset, end, Instant::now()) {
+            return Err(FetchRefused(code::NOT_LEADER_OR_FOLLOWER));
+        }
+        l.log.set_hw_bound(l.replicas.replica_bound());
+        let log = Arc::clone(&l.log);
+        self.maybe_alter_isr(&key, l);
+        Ok(log)
+    }
+
+    /// Proposes the ISR change the leader's view calls for, if any (one in flight at a time).
+    fn maybe_alter_isr(self: &Arc<Self>, key: &TopicPartition, l: &mut Led) {
+        let state = self.cluster.state();
+        let alive = state.alive_brokers();
+        let hw = l.log.high_watermark();
+        let Some(isr) =
+            l.replicas
+                .isr_change(hw, self.config.lag_time_max, Instant::now(), |b| alive.contains(&b))
+        else {
+            return;
+        };
+        l.replicas.pending = Some(isr.clone());
+        // An addition counts towards the high watermark from now on.
+        l.log.set_hw_bound(l.replicas.replica_bound());
+        let shrink = isr.len() < l.replicas.isr.len();
+        let cmd = Command::AlterPartition {
+            topic: key.0.clone(),
+            partition: key.1,
+            leader: self.me,
+            leader_epoch: l.replicas.leader_epoch,
+            partition_epoch: l.replicas.partition_epoch,
+            isr: isr.clone(),
+        };
+        let from = l.replicas.isr.clone();
+        let me = Arc::clone(self);
+        let key = key.clone();
+        let span = tracing::info_span!("alter_isr", topic = %key.0, partition = key.1);
+        tokio::spawn(
+            async move {
+                let result = me.cluster.propose(cmd).await;
+                let applied = match &result {
+                    Ok(Outcome::Partition(_)) => true,
+                    Ok(Outcome::Refused { code, message }) => {
+                        tracing::info!(code, message = %message, "ISR change refused; waiting for the next metadata");
+                        false
+                    }
+                    Ok(other) => {
+                        tracing::warn!(outcome = ?other, "unexpected answer to an ISR change");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ISR change not committed; retrying later");
+                        false
+                    }
+                };
+                if applied {
+                    if shrink {
+                        me.metrics.isr_shrink();
+                        tracing::warn!(from = ?from, to = ?isr, "ISR shrank");
+                    } else {
+                        me.metrics.isr_expand();
+                        tracing::info!(from = ?from, to = ?isr, "ISR expanded");
+                    }
+                }
+                // The applied state reaches `sync_roles` (which resets `pending`); after a
+                // refusal or an error, allow the next attempt.
+                if !applied {
+                    if let Some(l) = lock(&me.led).get_mut(&key) {
+                        l.replicas.pending = None;
+                        l.log.set_hw_bound(l.replicas.replica_bound());
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// The periodic check: in-sync followers that stopped catching up leave the ISR.
+    pub fn spawn_isr_check(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        let every = (self.config.lag_time_max / 2).max(Duration::from_millis(50));
+        tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = me.shutdown.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    let mut led = lock(&me.led);
+                    let keys: Vec<TopicPartition> = led.keys().cloned().collect();
+                    for key in keys {
+                        if let Some(l) = led.get_mut(&key) {
+                            me.maybe_alter_isr(&key, l);
+                        }
+                    }
+                    let (under, lags) = led.values().fold((0, Vec::new()), |(u, mut lags), l| {
+                        let end = l.log.log_end_offset();
+                        lags.extend(l.replicas.lags(end).map(|(_, lag)| lag));
+                        (u + usize::from(l.replicas.isr.len() < l.replicas.replicas.len()), lags)
+                    });
+                    drop(led);
+                    let offline = (me.cluster.leader() == Some(me.me))
+                        .then(|| me.cluster.state().offline_partitions());
+                    me.metrics
+                        .set_replication(under, lags.into_iter().max().unwrap_or(0), offline);
+                }
+            }
+            .instrument(tracing::info_span!("isr_check")),
+        );
+    }
+
+    /// What an `acks=all` producer of this partition waits on: `Some(tenure)` while this
+    /// broker leads it.
+    pub fn tenure(&self, topic: &str, partition: i32) -> Option<CancellationToken> {
+        lock(&self.led)
+            .get(&(topic.to_string(), partition))
+            .map(|l| l.tenure.clone())
+    }
+
+    /// Controlled shutdown: stop taking writes on the partitions this broker leads with other
+    /// live in-sync replicas, wait (bounded) until those replicas have everything, then ask
+    /// the quorum to move leadership away and take this broker out of every ISR.
+    pub async fn hand_over_leadership(&self) {
+        let state = self.cluster.state();
+        if state.brokers.len() <= 1 {
+            return;
+        }
+        let alive = state.alive_brokers();
+        let fenced: Vec<(Arc<PartitionLog>, TopicPartition, i64)> = {
+            let led = lock(&self.led);
+            led.iter()
+                .filter(|(_, l)| {
+                    l.replicas
+                        .isr
+                        .iter()
+                        .any(|r| *r != self.me && alive.contains(r))
+                })
+                .map(|(k, l)| (Arc::clone(&l.log), k.clone(), l.log.fence()))
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_catch_up;
+        loop {
+            let behind = {
+                let led = lock(&self.led);
+                fenced
+                    .iter()
+                    .filter(|(_, k, end)| {
+                        led.get(k).is_some_and(|l| {
+                            l.replicas
+                                .isr
+                                .iter()
+                                .filter(|r| **r != self.me && alive.contains(r))
+                                .any(|r| {
+                                    l.replicas
+                                        .followers
+                                        .get(r)
+                                        .is_none_or(|f| f.fetch_offset < *end)
+                                })
+                        })
+                    })
+                    .count()
+            };
+            if behind == 0 || tokio::time::Instant::now() >= deadline {
+                if behind > 0 {
+                    tracing::warn!(partitions = behind, "followers did not catch up before shutdown; records not on them may be lost for acks=1 producers");
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match self
+            .cluster
+            .propose(Command::ControlledShutdown { id: self.me })
+            .await
+        {
+            Ok(_) => tracing::info!(
+                partitions = fenced.len(),
+                "leadership handed over for shutdown"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand leadership over; the quorum will fence this broker");
+                for (log, _, _) in &fenced {
+                    log.unfence();
+                }
+            }
+        }
+    }
+
+    /// Stops the follower fetchers.
+    pub fn stop(&self) {
+        self.fetchers.stop();
+    }
+}
+
+/// Kafka's UNKNOWN_LEADER_EPOCH.
+pub const UNKNOWN_LEADER_EPOCH: i16 = 76;

@@ -12,6 +12,7 @@ use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 use crate::error::BrokerError;
 use crate::log::{FsyncPolicy, LogConfig, TimestampType};
+use crate::replica::ReplicaConfig;
 
 /// When appended data is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,14 +84,42 @@ pub struct Config {
     #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS", default_value_t = 1)]
     pub default_partitions: i32,
 
-    /// Replication factor of topics created without one. This broker is a single node, so the
-    /// only value it can honour is 1.
+    /// Replication factor of topics created without one (auto-created, or CreateTopics with
+    /// -1): copies of each partition on distinct brokers. Range 1..=32767; creating a topic
+    /// with more copies than live brokers is refused (INVALID_REPLICATION_FACTOR).
     #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
     pub default_replication_factor: i16,
 
-    /// Default min.insync.replicas of topics (>= 1).
+    /// Default min.insync.replicas of topics (>= 1): an acks=all write is refused
+    /// (NOT_ENOUGH_REPLICAS) while fewer replicas than this are in sync.
     #[arg(long, env = "SLUICE_MIN_INSYNC_REPLICAS", default_value_t = 1)]
     pub min_insync_replicas: i32,
+
+    /// A follower that has not caught up with its leader for this many milliseconds leaves
+    /// the in-sync replicas (Kafka's replica.lag.time.max.ms). A broker that stops altogether
+    /// leaves them sooner, when the quorum fences it (about 3 s). Range 100..=3600000.
+    #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000)]
+    pub replica_lag_time_max_ms: i64,
+
+    /// How long a follower's fetch waits at its leader for new records (ms, 1..=60000).
+    #[arg(long, env = "SLUICE_REPLICA_FETCH_WAIT_MAX_MS", default_value_t = 500)]
+    pub replica_fetch_wait_max_ms: i64,
+
+    /// Bytes a follower asks for per partition and fetch (1024..=1073741824).
+    #[arg(long, env = "SLUICE_REPLICA_FETCH_MAX_BYTES", default_value_t = 4_194_304)]
+    pub replica_fetch_max_bytes: i64,
+
+    /// Seconds between preferred-leader elections run by the metadata quorum's leader: a
+    /// partition whose first replica is alive and in sync but does not lead gets it back as
+    /// leader (after a restart moved leaderships away). 0 turns it off. Range 0..=86400.
+    #[arg(long, env = "SLUICE_LEADER_REBALANCE_INTERVAL_SECONDS", default_value_t = 300)]
+    pub leader_rebalance_interval_seconds: i64,
+
+    /// On SIGTERM, the longest a broker waits (ms) for its followers to catch up before it
+    /// hands its leaderships over, so writes acknowledged with acks=1 are not lost by a planned
+    /// restart. Range 0..=600000.
+    #[arg(long, env = "SLUICE_CONTROLLED_SHUTDOWN_WAIT_MS", default_value_t = 5_000)]
+    pub controlled_shutdown_wait_ms: i64,
 
     /// Default retention.ms: closed segments whose newest record is older than this many
     /// milliseconds are deleted. -1 keeps data forever.
@@ -237,12 +266,34 @@ impl Config {
                 "1..=100000",
             ));
         }
-        if self.default_replication_factor != 1 {
+        if self.default_replication_factor < 1 {
             return Err(invalid(
                 "--default-replication-factor",
                 self.default_replication_factor,
-                "1 (each partition has one copy: replication is not built yet)",
+                "1..=32767",
             ));
+        }
+        let ranges: [(&str, i64, i64, i64); 5] = [
+            ("--replica-lag-time-max-ms", self.replica_lag_time_max_ms, 100, 3_600_000),
+            ("--replica-fetch-wait-max-ms", self.replica_fetch_wait_max_ms, 1, 60_000),
+            ("--replica-fetch-max-bytes", self.replica_fetch_max_bytes, 1024, 1 << 30),
+            (
+                "--leader-rebalance-interval-seconds",
+                self.leader_rebalance_interval_seconds,
+                0,
+                86_400,
+            ),
+            (
+                "--controlled-shutdown-wait-ms",
+                self.controlled_shutdown_wait_ms,
+                0,
+                600_000,
+            ),
+        ];
+        for (setting, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(setting, value, &format!("{min}..={max}")));
+            }
         }
         if self.min_insync_replicas < 1 {
             return Err(invalid(
@@ -305,6 +356,19 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The replication settings derived from the flags (validated to be in range).
+    pub fn replica_config(&self) -> ReplicaConfig {
+        let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+        ReplicaConfig {
+            lag_time_max: ms(self.replica_lag_time_max_ms),
+            fetch_wait_max: ms(self.replica_fetch_wait_max_ms),
+            fetch_max_bytes: i32::try_from(self.replica_fetch_max_bytes).unwrap_or(i32::MAX),
+            shutdown_catch_up: ms(self.controlled_shutdown_wait_ms),
+            leader_rebalance_every: (self.leader_rebalance_interval_seconds > 0)
+                .then(|| Duration::from_secs(self.leader_rebalance_interval_seconds as u64)),
+        }
     }
 
     /// The broker-wide default log settings derived from the flags.
@@ -403,7 +467,16 @@ mod tests {
         assert!(msg.contains("--max-message-bytes"), "{msg}");
 
         let c = Config::parse_from(["sluice-broker", "--default-replication-factor", "3"]);
-        assert!(c.validate().is_err());
+        c.validate().expect("three copies are a valid default");
+        let c = Config::parse_from(["sluice-broker", "--default-replication-factor", "0"]);
+        let msg = c.validate().expect_err("no copies").to_string();
+        assert!(msg.contains("--default-replication-factor"), "{msg}");
+        let c = Config::parse_from(["sluice-broker", "--replica-lag-time-max-ms", "5"]);
+        let msg = c.validate().expect_err("too short").to_string();
+        assert!(
+            msg.contains("--replica-lag-time-max-ms") && msg.contains("100..=3600000"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The broker's shared state: what every connection, API handler and background task of one
 //! broker may touch ([`BrokerContext`], one per process behind an `Arc`).
 //!
-//! May import: `cluster`, `log`, `group`, `metrics`. Both `server` (which builds it) and
-//! `handlers` (which act on it) import this module, never each other's.
+//! May import: `cluster`, `log`, `group`, `metrics`, `replica`, `topology`. Both `server` (which
+//! builds it) and `handlers` (which act on it) import this module, never each other's.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -14,6 +14,8 @@ use crate::cluster::Cluster;
 use crate::group::GroupCoordinator;
 use crate::log::LogManager;
 use crate::metrics::Metrics;
+use crate::replica::ReplicaManager;
+use crate::topology::Topology;
 
 /// Everything a handler may touch, shared by all connections.
 #[derive(Debug)]
@@ -31,6 +33,8 @@ pub struct BrokerContext {
     pub min_insync_replicas: i32,
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    /// This broker's replication roles: what it leads, what it follows.
+    pub replicas: Arc<ReplicaManager>,
     pub producer_ids: ProducerIdBlocks,
     /// Groups whose coordinator role this broker is handing over (it answers NOT_COORDINATOR
     /// for them); OffsetCommit holds the read side while it writes.
@@ -40,6 +44,17 @@ pub struct BrokerContext {
 }
 
 impl BrokerContext {
+    /// What a metadata sync of this broker works on (see [`crate::topology`]).
+    pub fn topology(&self) -> Topology {
+        Topology {
+            cluster: Arc::clone(&self.cluster),
+            logs: Arc::clone(&self.logs),
+            groups: Arc::clone(&self.groups),
+            replicas: Arc::clone(&self.replicas),
+            node: self.node_id,
+        }
+    }
+
     /// The cluster id every broker reports (agreed in the quorum).
     pub fn cluster_id(&self) -> String {
         self.cluster

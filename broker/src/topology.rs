@@ -2,8 +2,12 @@
 //! the quorum's state is turned into "which topics and partitions does this broker store"
 //! ([`desired_topics`], pure) and handed to [`LogManager::reconcile`] (blocking I/O).
 //!
+//! After the logs, this broker's replication roles follow the same state
+//! ([`ReplicaManager::sync_roles`]: lead, follow, or neither).
+//!
 //! Run by the broker's watcher task (`server`) and by a handler right after a change it
-//! proposed (`handlers::catalog`), so it sits beside both. May import: `cluster`, `log`, `group`.
+//! proposed (`handlers::catalog`), so it sits beside both. May import: `cluster`, `log`,
+//! `group`, `replica`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use crate::cluster::state::{ClusterState, TopicRecord};
 use crate::cluster::Cluster;
 use crate::group::GroupCoordinator;
 use crate::log::{DesiredTopic, LogManager, TopicMeta};
+use crate::replica::ReplicaManager;
 
 /// The storage view of a topic of the cluster metadata.
 pub fn topic_meta(name: &str, topic: &TopicRecord) -> TopicMeta {
@@ -26,7 +31,8 @@ pub fn topic_meta(name: &str, topic: &TopicRecord) -> TopicMeta {
     }
 }
 
-/// What `node` stores: the partitions it owns and the ones being moved to it.
+/// What `node` stores: the partitions it holds a replica of (being added by a reassignment
+/// included).
 pub fn desired_topics(state: &ClusterState, node: i32) -> Vec<DesiredTopic> {
     state
         .topics
@@ -37,28 +43,40 @@ pub fn desired_topics(state: &ClusterState, node: i32) -> Vec<DesiredTopic> {
                 .partitions
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.owner == node || p.moving_to == Some(node))
+                .filter(|(_, p)| p.replicas.contains(&node))
                 .map(|(i, _)| i as i32)
                 .collect::<BTreeSet<i32>>(),
         })
         .collect()
 }
 
-/// Applies the current cluster state to the local logs (blocking work off the async workers).
-/// The state is read inside the log manager's lock (see [`LogManager::reconcile_with`]), so
-/// concurrent calls (the watcher below and a handler that just committed a change) apply in
-/// the order of the states they read. Topics that disappeared are also forgotten by the group
-/// coordinator's offsets.
-pub async fn sync_now(
-    cluster: &Arc<Cluster>,
-    logs: &Arc<LogManager>,
-    groups: &Arc<GroupCoordinator>,
-    node: i32,
-) {
-    let cluster = Arc::clone(cluster);
-    let logs2 = Arc::clone(logs);
+/// What a sync works on: the quorum member, the local logs, the group coordinator and the
+/// replication roles of one broker.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub cluster: Arc<Cluster>,
+    pub logs: Arc<LogManager>,
+    pub groups: Arc<GroupCoordinator>,
+    pub replicas: Arc<ReplicaManager>,
+    pub node: i32,
+}
+
+/// Applies the current cluster state to the local logs, then to the replication roles
+/// (blocking work off the async workers). The state is read inside the log manager's lock
+/// (see [`LogManager::reconcile_with`]) and inside the replica manager's, so concurrent calls
+/// (the watcher below and a handler that just committed a change) apply in the order of the
+/// states they read. Topics that disappeared are also forgotten by the group coordinator's
+/// offsets.
+pub async fn sync_now(t: &Topology) {
+    let cluster = Arc::clone(&t.cluster);
+    let logs = Arc::clone(&t.logs);
+    let replicas = Arc::clone(&t.replicas);
+    let node = t.node;
+    let groups = &t.groups;
     let result = tokio::task::spawn_blocking(move || {
-        logs2.reconcile_with(|| desired_topics(&cluster.state(), node))
+        let done = logs.reconcile_with(|| desired_topics(&cluster.state(), node));
+        replicas.sync_roles();
+        done
     })
     .await;
     match result {
@@ -74,15 +92,10 @@ pub async fn sync_now(
     }
 }
 
-/// Spawns the task that reconciles the local logs after every change of the cluster state.
-pub fn spawn_sync(
-    cluster: Arc<Cluster>,
-    logs: Arc<LogManager>,
-    groups: Arc<GroupCoordinator>,
-    node: i32,
-    shutdown: CancellationToken,
-) {
-    let mut rx = cluster.watch();
+/// Spawns the task that reconciles the local logs and roles after every change of the cluster
+/// state.
+pub fn spawn_sync(t: Topology, shutdown: CancellationToken) {
+    let mut rx = t.cluster.watch();
     tokio::spawn(
         async move {
             loop {
@@ -92,10 +105,10 @@ pub fn spawn_sync(
                 }
                 // Only a broker that has caught up acts on the state: a replaying broker may
                 // pass through old states that would make it delete partitions it holds now.
-                if !cluster.is_ready() {
+                if !t.cluster.is_ready() {
                     continue;
                 }
-                sync_now(&cluster, &logs, &groups, node).await;
+                sync_now(&t).await;
             }
         }
         .instrument(tracing::info_span!("topology")),
@@ -108,7 +121,7 @@ mod tests {
     use crate::cluster::state::{BrokerRecord, BrokerState, Command};
 
     #[test]
-    fn a_broker_stores_what_it_owns_and_what_moves_to_it() {
+    fn a_broker_stores_the_partitions_it_holds_a_replica_of_or_is_being_given() {
         let mut s = ClusterState::default();
         for id in [0, 1] {
             s.apply(&Command::RegisterBroker(BrokerRecord {
@@ -125,11 +138,13 @@ mod tests {
             id: uuid::Uuid::from_u128(7),
             partitions: 3,
             configs: [("retention.ms".to_string(), "5".to_string())].into(),
+            replication_factor: 1,
+            assignment: None,
         });
-        s.apply(&Command::StartReassignment {
+        s.apply(&Command::Reassign {
             topic: "t".into(),
             partition: 0,
-            target: 1,
+            replicas: Some(vec![1]),
         });
         let zero = desired_topics(&s, 0);
         let one = desired_topics(&s, 1);

@@ -185,7 +185,7 @@ fn owners(state: &ClusterState, topic: &str) -> Vec<i32> {
     state.topics[topic]
         .partitions
         .iter()
-        .map(|p| p.owner)
+        .map(|p| p.leader)
         .collect()
 }
 
@@ -236,7 +236,7 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
     let state = nodes[0].state();
     let brokers_written: BTreeSet<i32> = partitions
         .iter()
-        .map(|p| state.topics["spread"].partitions[*p as usize].owner)
+        .map(|p| state.topics["spread"].partitions[*p as usize].leader)
         .collect();
     assert_eq!(brokers_written, BTreeSet::from([0, 1, 2]));
 
@@ -244,7 +244,7 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
     for n in &nodes {
         for (p, rec) in state.topics["spread"].partitions.iter().enumerate() {
             let local = n.ctx().logs.partition("spread", p as i32).is_some();
-            assert_eq!(local, rec.owner == n.id, "broker {} partition {p}", n.id);
+            assert_eq!(local, rec.leader == n.id, "broker {} partition {p}", n.id);
         }
     }
 
@@ -563,8 +563,8 @@ fn a_partition_moves_under_continuous_acks_all_produce_with_every_acknowledged_r
         Duration::from_secs(60),
         Duration::from_millis(50),
         || {
-            let p = nodes[0].state().topics["moving"].partitions[0];
-            (p.owner == to && p.moving_to.is_none()).then_some(p.leader_epoch)
+            let p = nodes[0].state().topics["moving"].partitions[0].clone();
+            (p.leader == to && !p.is_reassigning()).then_some(p.leader_epoch)
         },
     );
     assert_eq!(epoch, 1, "the takeover bumps the leader epoch");
@@ -964,7 +964,7 @@ fn move_benchmark() {
         "the move",
         Duration::from_secs(3600),
         Duration::from_millis(20),
-        || (n0.state().topics["big"].partitions[0].owner == to).then_some(()),
+        || (n0.state().topics["big"].partitions[0].leader == to).then_some(()),
     );
     let move_secs = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(2));

@@ -112,6 +112,8 @@ fn create_topic(name: &str, partitions: i32) -> Command {
         id: uuid::Uuid::new_v4(),
         partitions,
         configs: BTreeMap::new(),
+        replication_factor: 1,
+        assignment: None,
     }
 }
 

@@ -156,22 +156,11 @@ struct Member {
     partitions: std::sync::OnceLock<Arc<dyn PartitionService>>,
 }
 
-/// The broker's side of the partition RPCs a partition move uses ([`Request::FetchPartition`],
-/// [`Request::Handover`]); errors are messages for the calling broker's log.
+/// The broker's side of the inter-broker RPCs that are not the quorum's own: a group's
+/// committed offsets handed over to its new coordinator ([`Request::AdoptGroup`]); errors are
+/// messages for the calling broker's log. (Partition data moves with replication, over the
+/// Kafka protocol, not here.)
 pub trait PartitionService: Send + Sync {
-    fn fetch(
-        &self,
-        topic: String,
-        partition: i32,
-        offset: i64,
-        max_bytes: u32,
-    ) -> futures::future::BoxFuture<'static, Result<network::PartitionChunk, String>>;
-    fn handover(
-        &self,
-        topic: String,
-        partition: i32,
-        leader_epoch: i32,
-    ) -> futures::future::BoxFuture<'static, Result<i64, String>>;
     fn adopt_group(
         &self,
         group: String,

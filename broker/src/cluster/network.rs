@@ -87,39 +87,12 @@ pub enum Request {
     Forward(Command),
     /// (leader) Remove this node from the membership.
     RemoveNode(i32),
-    /// (a partition's owner) Committed batches of the partition from `offset`, for the broker
-    /// a move copies it to.
-    FetchPartition {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        max_bytes: u32,
-    },
     /// (a group's new coordinator) Store these committed offsets of `group`: its coordinator
     /// role is moving here.
     AdoptGroup {
         group: String,
         offsets: Vec<(String, i32, crate::group::offsets::StoredOffset)>,
     },
-    /// (a partition's owner) Stop accepting writes at `leader_epoch` and answer the final log
-    /// end: the move's target copies up to it, then takes over.
-    Handover {
-        topic: String,
-        partition: i32,
-        leader_epoch: i32,
-    },
-}
-
-/// Answer to [`Request::FetchPartition`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionChunk {
-    /// Whole record batches from the requested offset (empty at the end). Base64 on the wire:
-    /// JSON would otherwise spell every byte as a number (about 3.5 bytes per byte).
-    #[serde(with = "base64_bytes")]
-    pub records: Vec<u8>,
-    pub log_start: i64,
-    /// The owner's high watermark: everything below it is committed.
-    pub high_watermark: i64,
 }
 
 /// Every inter-broker response (variant matches the request).
@@ -134,8 +107,6 @@ pub enum Response {
     Join(Result<(), Refusal>),
     Forward(Result<Forwarded, Refusal>),
     RemoveNode(Result<(), Refusal>),
-    FetchPartition(Result<PartitionChunk, String>),
-    Handover(Result<i64, String>),
     AdoptGroup(Result<(), String>),
     /// The request could not be served at all (shutting down, undecodable request).
     Error(String),
@@ -351,8 +322,6 @@ fn variant_name(r: &Response) -> &'static str {
         Response::Join(_) => "Join",
         Response::Forward(_) => "Forward",
         Response::RemoveNode(_) => "RemoveNode",
-        Response::FetchPartition(_) => "FetchPartition",
-        Response::Handover(_) => "Handover",
         Response::AdoptGroup(_) => "AdoptGroup",
         Response::Error(_) => "Error",
     }
@@ -410,29 +379,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 mod tests {
     use super::*;
 
-    #[test]
-    fn copied_batches_travel_as_base64_and_come_back_byte_exact() {
-        let chunk = PartitionChunk {
-            records: (0..=255u8).chain([0, 0, 255]).collect(),
-            log_start: 3,
-            high_watermark: 9,
-        };
-        let text =
-            serde_json::to_string(&Response::FetchPartition(Ok(chunk.clone()))).expect("encode");
-        // base64, not an array of numbers: about 4/3 of the bytes, plus the envelope.
-        assert!(
-            text.len() < chunk.records.len() * 3 / 2 + 100,
-            "{}",
-            text.len()
-        );
-        match serde_json::from_str::<Response>(&text).expect("decode") {
-            Response::FetchPartition(Ok(back)) => assert_eq!(back, chunk),
-            other => panic!("{other:?}"),
-        }
-        let bad = text.replace("AAEC", "!!!!");
-        assert!(serde_json::from_str::<Response>(&bad).is_err());
-    }
-
     #[tokio::test]
     async fn frames_round_trip_and_oversized_frames_are_refused() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
@@ -468,22 +414,5 @@ mod tests {
             err.to_string().contains("no-such-host.invalid:9093"),
             "{err}"
         );
-    }
-}
-
-/// Serde for byte strings as base64 text (see [`PartitionChunk::records`]).
-mod base64_bytes {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)
     }
 }

@@ -33,23 +33,6 @@ impl Member {
             Request::Join(rec) => Response::Join(self.join(rec).await),
             Request::JoinEmpty(rec) => Response::Join(self.join_empty(rec).await),
             Request::Forward(cmd) => Response::Forward(self.accept_forward(cmd).await),
-            Request::FetchPartition {
-                topic,
-                partition,
-                offset,
-                max_bytes,
-            } => Response::FetchPartition(match self.partitions.get() {
-                Some(svc) => svc.fetch(topic, partition, offset, max_bytes).await,
-                None => Err("this broker is still starting".into()),
-            }),
-            Request::Handover {
-                topic,
-                partition,
-                leader_epoch,
-            } => Response::Handover(match self.partitions.get() {
-                Some(svc) => svc.handover(topic, partition, leader_epoch).await,
-                None => Err("this broker is still starting".into()),
-            }),
             Request::AdoptGroup { group, offsets } => {
                 Response::AdoptGroup(match self.partitions.get() {
                     Some(svc) => svc.adopt_group(group, offsets).await,

@@ -123,8 +123,9 @@ pub enum Command {
     InitCluster {
         cluster_id: String,
     },
-    /// Adds a broker, or updates its addresses when it restarts (its state is kept, except
-    /// that a fenced or shut-down broker is alive again).
+    /// Adds a broker, or registers its restart (new addresses; a fenced or shut-down broker is
+    /// alive again; a broker that restarted while still registered as alive first gives up
+    /// its leaderships and ISR places, as if it had been fenced). A draining mark is kept.
     RegisterBroker(BrokerRecord),
     /// Marks a broker as draining, active again, or fenced (the quorum leader's liveness
     /// check): a broker that stops being alive leads nothing and leaves every ISR.
@@ -316,8 +317,17 @@ impl ClusterState {
                         ..record.clone()
                     },
                 );
-                if before.is_some_and(|s| !s.is_alive()) {
-                    self.broker_returned(record.id);
+                match before {
+                    Some(s) if !s.is_alive() => self.broker_returned(record.id),
+                    Some(_) => {
+                        // A restart the quorum had not noticed yet (a crash and a quick
+                        // return): what it led may have lost unsynced writes, and its copies
+                        // may be behind. Like a fence and a return: leadership goes to the
+                        // other in-sync replicas, it rejoins the ISRs once caught up.
+                        self.broker_stopped(record.id);
+                        self.broker_returned(record.id);
+                    }
+                    None => {}
                 }
                 Outcome::Done
             }

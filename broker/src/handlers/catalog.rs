@@ -55,12 +55,12 @@ impl From<LogError> for MetaError {
     }
 }
 
-/// Where a partition lives, seen from this broker.
+/// Who leads a partition, seen from this broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ownership {
-    /// This broker owns it, at this leader epoch.
+    /// This broker leads it, at this leader epoch.
     Here(i32),
-    /// Another broker owns it.
+    /// Another broker leads it (`NO_LEADER`, -1: none does, it is offline).
     Elsewhere(i32),
     /// No such topic or partition.
     Unknown,
@@ -98,14 +98,17 @@ pub fn partitions(ctx: &BrokerContext, name: &str) -> Option<Vec<PartitionRecord
 pub fn ownership(ctx: &BrokerContext, topic: &str, partition: i32) -> Ownership {
     match ctx.cluster.state().partition(topic, partition) {
         None => Ownership::Unknown,
-        Some(p) if p.owner == ctx.node_id => Ownership::Here(p.leader_epoch),
-        Some(p) => Ownership::Elsewhere(p.owner),
+        Some(p) if p.leader == ctx.node_id => Ownership::Here(p.leader_epoch),
+        Some(p) => Ownership::Elsewhere(p.leader),
     }
 }
 
 /// The local log of a partition this broker leads, or the error code telling the client where
 /// to go: another broker leads it (NOT_LEADER_OR_FOLLOWER), or the client's leader epoch
 /// (`-1`: not given) is older (FENCED_LEADER_EPOCH) or newer (UNKNOWN_LEADER_EPOCH) than ours.
+/// The metadata and this broker's replication role must agree: a leadership the replica
+/// manager has not taken up yet (moments after the metadata changed) is NOT_LEADER_OR_FOLLOWER,
+/// which clients retry.
 pub fn local_partition(
     ctx: &BrokerContext,
     topic: &str,
@@ -119,11 +122,10 @@ pub fn local_partition(
             Err(codes::FENCED_LEADER_EPOCH)
         }
         Ownership::Here(epoch) if client_epoch > epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
-        // Owned here but not yet created locally: the topology task is about to; retriable.
-        Ownership::Here(_) => ctx
-            .logs
-            .partition(topic, partition)
-            .ok_or(NOT_LEADER_OR_FOLLOWER),
+        Ownership::Here(epoch) => match ctx.replicas.leader_log(topic, partition) {
+            Some((log, led)) if led == epoch => Ok(log),
+            _ => Err(NOT_LEADER_OR_FOLLOWER),
+        },
     }
 }
 
@@ -142,7 +144,7 @@ async fn propose(ctx: &Arc<BrokerContext>, cmd: Command) -> Result<Outcome, Meta
     if let Outcome::Refused { code, message } = outcome {
         return Err(MetaError { code, message });
     }
-    topology::sync_now(&ctx.cluster, &ctx.logs, &ctx.groups, ctx.node_id).await;
+    topology::sync_now(&ctx.topology()).await;
     Ok(outcome)
 }
 
@@ -163,19 +165,97 @@ fn unknown_topic(name: &str) -> MetaError {
     .into()
 }
 
-/// Validates and creates a topic. `partitions == -1` means the broker default.
+/// A topic to create: `partitions` and `replication_factor` -1 mean the broker defaults;
+/// `assignment` (one replica list per partition, leader first) places it by hand.
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub assignment: Option<Vec<Vec<i32>>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Checks a replication factor against the brokers that take new partitions.
+fn check_replication_factor(ctx: &BrokerContext, name: &str, rf: i32) -> Result<(), MetaError> {
+    let available = ctx.cluster.state().active_brokers().count();
+    if rf < 1 || rf > i32::from(i16::MAX) {
+        return Err(MetaError {
+            code: codes::INVALID_REPLICATION_FACTOR,
+            message: format!("topic '{name}': replication factor {rf}; must be 1..=32767"),
+        });
+    }
+    if usize::try_from(rf).unwrap_or(usize::MAX) > available {
+        return Err(MetaError {
+            code: codes::INVALID_REPLICATION_FACTOR,
+            message: format!(
+                "topic '{name}': replication factor {rf} is larger than the {available} broker(s) \
+                 available for new partitions"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks hand-made replica lists: the same number of distinct, registered brokers each.
+fn check_assignment(ctx: &BrokerContext, name: &str, lists: &[Vec<i32>]) -> Result<(), MetaError> {
+    let state = ctx.cluster.state();
+    let bad = |message: String| MetaError {
+        code: codes::INVALID_REPLICA_ASSIGNMENT,
+        message: format!("topic '{name}': {message}"),
+    };
+    let rf = lists.first().map_or(0, Vec::len);
+    for (i, l) in lists.iter().enumerate() {
+        let distinct: std::collections::BTreeSet<i32> = l.iter().copied().collect();
+        if l.is_empty() || l.len() != rf || distinct.len() != l.len() {
+            return Err(bad(format!(
+                "partition {i}: replicas {l:?} must be {rf} distinct broker id(s)"
+            )));
+        }
+        if let Some(b) = l.iter().find(|b| !state.brokers.contains_key(b)) {
+            return Err(bad(format!("partition {i}: broker {b} is not registered")));
+        }
+    }
+    Ok(())
+}
+
+/// Validates and creates a topic. Returns its metadata and replication factor.
 pub async fn create_topic(
     ctx: &Arc<BrokerContext>,
-    name: &str,
-    partitions: i32,
-    configs: BTreeMap<String, String>,
+    topic: NewTopic,
     validate_only: bool,
-) -> Result<TopicMeta, MetaError> {
+) -> Result<(TopicMeta, i32), MetaError> {
+    let NewTopic {
+        name,
+        partitions,
+        replication_factor,
+        assignment,
+        configs,
+    } = topic;
+    let name = name.as_str();
     validate_topic_name(name)?;
-    let partitions = if partitions == -1 {
-        ctx.logs.defaults().default_partitions
-    } else {
-        partitions
+    let (partitions, rf) = match &assignment {
+        Some(lists) => {
+            check_assignment(ctx, name, lists)?;
+            (
+                i32::try_from(lists.len()).unwrap_or(i32::MAX),
+                lists.first().map_or(0, |l| l.len() as i32),
+            )
+        }
+        None => {
+            let partitions = if partitions == -1 {
+                ctx.logs.defaults().default_partitions
+            } else {
+                partitions
+            };
+            let rf = if replication_factor == -1 {
+                i32::from(ctx.logs.defaults().default_replication_factor)
+            } else {
+                replication_factor
+            };
+            check_replication_factor(ctx, name, rf)?;
+            (partitions, rf)
+        }
     };
     check_partition_count(name, partitions)?;
     validate_topic_configs(&configs)?;
@@ -186,12 +266,13 @@ pub async fn create_topic(
         .into());
     }
     if validate_only {
-        return Ok(TopicMeta {
+        let meta = TopicMeta {
             name: name.to_string(),
             id: Uuid::nil(),
             partitions,
             configs,
-        });
+        };
+        return Ok((meta, rf));
     }
     let outcome = propose(
         ctx,
@@ -200,12 +281,14 @@ pub async fn create_topic(
             id: Uuid::new_v4(),
             partitions,
             configs,
+            replication_factor: rf,
+            assignment,
         },
     )
     .await?;
     let meta = expect_topic(outcome, name)?;
-    tracing::info!(topic = %meta.name, partitions = meta.partitions, id = %meta.id, "topic created");
-    Ok(meta)
+    tracing::info!(topic = %meta.name, partitions = meta.partitions, replication_factor = rf, id = %meta.id, "topic created");
+    Ok((meta, rf))
 }
 
 pub async fn delete_topic(ctx: &Arc<BrokerContext>, name: &str) -> Result<TopicMeta, MetaError> {
@@ -221,13 +304,38 @@ pub async fn delete_topic(ctx: &Arc<BrokerContext>, name: &str) -> Result<TopicM
     Ok(meta)
 }
 
+/// Grows a topic to `total` partitions; `assignment` places the new ones by hand.
 pub async fn create_partitions(
     ctx: &Arc<BrokerContext>,
     name: &str,
     total: i32,
+    assignment: Option<Vec<Vec<i32>>>,
     validate_only: bool,
 ) -> Result<TopicMeta, MetaError> {
     let current = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
+    let rf = ctx
+        .cluster
+        .state()
+        .topics
+        .get(name)
+        .map_or(1, |t| t.replication_factor());
+    match &assignment {
+        Some(lists) => {
+            check_assignment(ctx, name, lists)?;
+            let new = usize::try_from(total - current.partitions).unwrap_or(0);
+            if lists.len() != new || lists.first().is_some_and(|l| l.len() != rf) {
+                return Err(MetaError {
+                    code: codes::INVALID_REPLICA_ASSIGNMENT,
+                    message: format!(
+                        "topic '{name}': {} replica list(s) for {new} new partition(s) of \
+                         replication factor {rf}",
+                        lists.len()
+                    ),
+                });
+            }
+        }
+        None => check_replication_factor(ctx, name, i32::try_from(rf).unwrap_or(i32::MAX))?,
+    }
     if total <= current.partitions {
         return Err(LogError::InvalidPartitions {
             topic: name.to_string(),
@@ -250,6 +358,7 @@ pub async fn create_partitions(
         Command::CreatePartitions {
             name: name.to_string(),
             total,
+            assignment,
         },
     )
     .await?;

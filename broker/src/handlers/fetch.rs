@@ -1,8 +1,14 @@
-//! Fetch, with long poll.
+//! Fetch, with long poll, from consumers and from followers.
 //!
 //! Fetch returns whole stored batches (the one containing the requested offset first; clients
 //! skip the records before their offset). The response `records` are `Bytes` from the log,
 //! copied once into the response frame by the encoder.
+//!
+//! A fetch with a replica id (a follower of a partition this broker leads) reads up to the log
+//! end instead of the high watermark, waits for the log end to move instead of the high
+//! watermark, tells the replica manager how far the follower has come (which may raise the high
+//! watermark and admit it to the ISR), and answers `diverging_epoch` instead of records when
+//! the follower's last epoch ends earlier on this log than its fetch offset.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +23,7 @@ use super::{codes, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::log::{LogError, PartitionLog};
+use crate::replica::{FetchRefused, ReplicaFetch};
 use crate::protocol::codec::{respond, RawHeader};
 
 /// One requested partition, resolved once per request.
@@ -26,12 +33,16 @@ struct Want {
     fetch_offset: i64,
     max_bytes: usize,
     log: Result<Arc<PartitionLog>, i16>,
+    /// A follower whose log diverged: the epoch and end offset to truncate to.
+    diverging: Option<(i32, i64)>,
 }
 
 struct Plan {
     max_bytes: usize,
     skeleton: FetchResponse,
     wants: Vec<Want>,
+    /// A follower's fetch: reads go to the log end.
+    replica: bool,
 }
 
 /// Builds the response from the logs' current state; returns it and the record bytes in it.
@@ -52,6 +63,17 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
                 pd.error_code = *code;
                 any_error = true;
             }
+            Ok(log) if w.diverging.is_some() => {
+                let (epoch, end) = w.diverging.unwrap_or((-1, -1));
+                let hw = log.high_watermark();
+                pd = pd
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(log.log_start_offset());
+                pd.diverging_epoch.epoch = epoch;
+                pd.diverging_epoch.end_offset = end;
+                any_error = true;
+            }
             Ok(log) => {
                 let remaining = plan.max_bytes.saturating_sub(used);
                 let limit = w.max_bytes.min(remaining);
@@ -63,7 +85,12 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
                         .with_last_stable_offset(hw)
                         .with_log_start_offset(log.log_start_offset());
                 } else {
-                    match log.read(w.fetch_offset, limit.max(1)) {
+                    let read = if plan.replica {
+                        log.read_for_replica(w.fetch_offset, limit.max(1))
+                    } else {
+                        log.read(w.fetch_offset, limit.max(1))
+                    };
+                    match read {
                         Ok(out) => {
                             pd = pd
                                 .with_high_watermark(out.high_watermark)
@@ -108,6 +135,13 @@ pub fn handle(
     let started = Instant::now();
     let version = raw.api_version;
     let by_id = version >= 13;
+    // The replica id moved into `replica_state` at v15.
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let replica = replica_id >= 0;
     let mut skeleton = FetchResponse::default()
         .with_error_code(codes::NONE)
         .with_session_id(0);
@@ -127,9 +161,32 @@ pub fn handle(
         let topic = skeleton.responses.len();
         skeleton.responses.push(tr);
         for p in &t.partitions {
+            let mut diverging = None;
             let log = match &meta {
                 None if by_id => Err(codes::UNKNOWN_TOPIC_ID),
                 None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                Some(m) if replica => {
+                    let last_epoch = if version >= 12 {
+                        p.last_fetched_epoch
+                    } else {
+                        -1
+                    };
+                    match ctx.replicas.on_replica_fetch(
+                        &m.name,
+                        p.partition,
+                        replica_id,
+                        p.fetch_offset,
+                        p.current_leader_epoch,
+                        last_epoch,
+                    ) {
+                        Ok(ReplicaFetch::Read(log)) => Ok(log),
+                        Ok(ReplicaFetch::Diverged { log, epoch, end }) => {
+                            diverging = Some((epoch, end));
+                            Ok(log)
+                        }
+                        Err(FetchRefused(code)) => Err(code),
+                    }
+                }
                 Some(m) => local_partition(ctx, &m.name, p.partition, p.current_leader_epoch),
             };
             wants.push(Want {
@@ -138,6 +195,7 @@ pub fn handle(
                 fetch_offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                 log,
+                diverging,
             });
         }
     }
@@ -145,16 +203,25 @@ pub fn handle(
         max_bytes: usize::try_from(req.max_bytes).unwrap_or(0),
         skeleton,
         wants,
+        replica,
     };
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms.max(0)).unwrap_or(0));
 
     // Subscribe before the first read, so data appended between the read and the wait
-    // still wakes us.
+    // still wakes us. Followers wait for the log end, consumers for the high watermark.
     let mut rxs: Vec<watch::Receiver<i64>> = plan
         .wants
         .iter()
-        .filter_map(|w| w.log.as_ref().ok().map(|l| l.subscribe_high_watermark()))
+        .filter_map(|w| {
+            w.log.as_ref().ok().map(|l| {
+                if replica {
+                    l.subscribe_log_end()
+                } else {
+                    l.subscribe_high_watermark()
+                }
+            })
+        })
         .collect();
     for rx in &mut rxs {
         rx.borrow_and_update();
@@ -302,12 +369,14 @@ mod tests {
                 log: logs
                     .partition("t", p as i32)
                     .ok_or(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                diverging: None,
             })
             .collect();
         Plan {
             max_bytes,
             skeleton,
             wants,
+            replica: false,
         }
     }
 

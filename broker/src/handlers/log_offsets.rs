@@ -28,7 +28,7 @@ pub fn list_offsets(
 ) -> ListOffsetsResponse {
     // leader_epoch exists from v4; below that it must stay at its default (-1) or the response
     // cannot be encoded (librdkafka 2.0, e.g. Debian's kcat, asks with v2).
-    let leader_epoch = if version >= 4 { 0 } else { -1 };
+    let with_epoch = version >= 4;
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default().with_name(t.name.clone());
@@ -37,7 +37,7 @@ pub fn list_offsets(
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1)
-                .with_leader_epoch(leader_epoch);
+                .with_leader_epoch(-1);
             match local_partition(
                 ctx,
                 t.name.as_str(),
@@ -68,6 +68,17 @@ pub fn list_offsets(
                     _ => pr.error_code = codes::UNSUPPORTED_VERSION,
                 },
             }
+            if with_epoch && pr.error_code == codes::NONE && pr.offset >= 0 {
+                // The epoch of the record at the answer (the current one for "latest"), which
+                // clients keep to validate their position after a leader change.
+                if let Ok(log) = local_partition(ctx, t.name.as_str(), p.partition_index, -1) {
+                    pr.leader_epoch = if p.timestamp == -1 {
+                        log.latest_epoch().unwrap_or(-1)
+                    } else {
+                        log.epoch_at(pr.offset).unwrap_or(-1)
+                    };
+                }
+            }
             ctx.metrics.error_code("ListOffsets", pr.error_code);
             tr.partitions.push(pr);
         }
@@ -80,43 +91,10 @@ pub fn list_offsets(
 const UNDEFINED_EPOCH: i32 = -1;
 const UNDEFINED_EPOCH_OFFSET: i64 = -1;
 
-/// The answer for one partition whose leader epoch is `current` and log end offset `log_end`:
-/// `(error, leader_epoch, end_offset)`, following Kafka's leader-epoch cache rules.
-///
-/// A single node never changes leader, so each partition has one epoch, `current`, starting at
-/// the log start: the requested current epoch must match it (older: FENCED_LEADER_EPOCH,
-/// newer: UNKNOWN_LEADER_EPOCH; -1 skips the check); the end offset of the current epoch is
-/// the log end offset; an epoch above every known one is UNDEFINED (-1, -1). An older epoch
-/// than `current` is also answered UNDEFINED because no epoch history is kept (it cannot occur
-/// while the epoch stays 0, the only value a single node uses).
-pub fn epoch_end_offset(
-    current: i32,
-    log_end: i64,
-    current_leader_epoch: i32,
-    requested: i32,
-) -> (i16, i32, i64) {
-    if current_leader_epoch != -1 && current_leader_epoch < current {
-        return (
-            codes::FENCED_LEADER_EPOCH,
-            UNDEFINED_EPOCH,
-            UNDEFINED_EPOCH_OFFSET,
-        );
-    }
-    if current_leader_epoch > current {
-        return (
-            codes::UNKNOWN_LEADER_EPOCH,
-            UNDEFINED_EPOCH,
-            UNDEFINED_EPOCH_OFFSET,
-        );
-    }
-    if requested == current {
-        (codes::NONE, current, log_end)
-    } else {
-        (codes::NONE, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
-    }
-}
-
-/// OffsetForLeaderEpoch (v2+): consumers validate their position after a metadata change.
+/// OffsetForLeaderEpoch (v2+): consumers validate their position after a leader change, and
+/// followers find where their log diverged from their new leader's. Answered by the leader
+/// from its leader-epoch cache (Kafka's rules, see `EpochCache::end_offset_for`), after the
+/// request's current leader epoch is checked (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH).
 pub fn offset_for_leader_epoch(
     ctx: &Arc<BrokerContext>,
     req: OffsetForLeaderEpochRequest,
@@ -125,16 +103,17 @@ pub fn offset_for_leader_epoch(
     for t in req.topics {
         let mut tr = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
         for p in t.partitions {
-            // The epoch check is epoch_end_offset's own (it answers per Kafka's rules).
-            let (error, epoch, end) = match local_partition(ctx, t.topic.as_str(), p.partition, -1)
-            {
+            let (error, epoch, end) = match local_partition(
+                ctx,
+                t.topic.as_str(),
+                p.partition,
+                p.current_leader_epoch,
+            ) {
                 Err(code) => (code, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
-                Ok(log) => epoch_end_offset(
-                    log.leader_epoch(),
-                    log.log_end_offset(),
-                    p.current_leader_epoch,
-                    p.leader_epoch,
-                ),
+                Ok(log) => {
+                    let (epoch, end) = log.end_offset_for_epoch(p.leader_epoch);
+                    (codes::NONE, epoch, end)
+                }
             };
             ctx.metrics.error_code("OffsetForLeaderEpoch", error);
             tr.partitions.push(
@@ -148,26 +127,4 @@ pub fn offset_for_leader_epoch(
         resp.topics.push(tr);
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_end_offsets_follow_kafkas_rules() {
-        // current epoch 0, log end 42
-        assert_eq!(epoch_end_offset(0, 42, -1, 0), (codes::NONE, 0, 42));
-        assert_eq!(epoch_end_offset(0, 42, 0, 0), (codes::NONE, 0, 42));
-        assert_eq!(epoch_end_offset(0, 42, 0, 3), (codes::NONE, -1, -1));
-        assert_eq!(epoch_end_offset(0, 42, -1, -1), (codes::NONE, -1, -1));
-        assert_eq!(
-            epoch_end_offset(0, 42, 1, 0),
-            (codes::UNKNOWN_LEADER_EPOCH, -1, -1)
-        );
-        assert_eq!(
-            epoch_end_offset(2, 42, 1, 1),
-            (codes::FENCED_LEADER_EPOCH, -1, -1)
-        );
-    }
 }

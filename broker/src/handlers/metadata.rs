@@ -1,7 +1,8 @@
 //! Metadata (with topic ids and auto-creation), DescribeCluster and FindCoordinator, answered
-//! for the whole cluster from the quorum's state: every broker, every topic, each partition's
-//! owner (its leader, and with one copy its only replica) and leader epoch, each group's
-//! coordinator. The quorum leader is reported as the controller.
+//! for the whole cluster from the quorum's state: every live broker, every topic, each
+//! partition's leader and leader epoch, replicas, in-sync replicas and offline replicas (those
+//! on brokers that are fenced or stopping), each group's coordinator. The quorum leader is
+//! reported as the controller.
 
 use std::sync::Arc;
 
@@ -17,38 +18,41 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::{catalog, codes, sb};
-use crate::cluster::state::{BrokerRecord, BrokerState, ClusterState, PartitionRecord};
+use crate::cluster::state::{BrokerRecord, ClusterState, PartitionRecord};
 use crate::context::BrokerContext;
 use crate::log::{validate_topic_name, TopicMeta};
 
 /// "Not provided" for the authorized-operations fields.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-/// Kafka's LEADER_NOT_AVAILABLE: the partition's owner is fenced (unreachable) or gone.
+/// Kafka's LEADER_NOT_AVAILABLE: no live in-sync replica leads the partition.
 const LEADER_NOT_AVAILABLE: i16 = 5;
 
-fn partition_entry(
+fn ids(v: &[i32]) -> Vec<BrokerId> {
+    v.iter().copied().map(BrokerId).collect()
+}
+
+/// One partition as Metadata (and DescribeTopicPartitions) report it.
+pub fn partition_entry(
     state: &ClusterState,
     index: i32,
     p: &PartitionRecord,
 ) -> MetadataResponsePartition {
-    let node = BrokerId(p.owner);
-    let known = state
-        .brokers
-        .get(&p.owner)
-        .is_some_and(|b| b.state != BrokerState::Fenced);
+    let alive = |id: &i32| state.brokers.get(id).is_some_and(|b| b.state.is_alive());
+    let led = p.has_leader() && alive(&p.leader);
+    let offline: Vec<i32> = p.replicas.iter().copied().filter(|r| !alive(r)).collect();
     MetadataResponsePartition::default()
-        .with_error_code(if known {
+        .with_error_code(if led {
             codes::NONE
         } else {
             LEADER_NOT_AVAILABLE
         })
         .with_partition_index(index)
-        .with_leader_id(if known { node } else { BrokerId(-1) })
+        .with_leader_id(BrokerId(if led { p.leader } else { -1 }))
         .with_leader_epoch(p.leader_epoch)
-        .with_replica_nodes(vec![node])
-        .with_isr_nodes(if known { vec![node] } else { vec![] })
-        .with_offline_replicas(if known { vec![] } else { vec![node] })
+        .with_replica_nodes(ids(&p.replicas))
+        .with_isr_nodes(ids(&p.isr))
+        .with_offline_replicas(ids(&offline))
 }
 
 /// The broker reported as the controller: the quorum leader (this broker while unknown).
@@ -100,7 +104,7 @@ pub async fn metadata(
         .state()
         .brokers
         .values()
-        .filter(|b| b.state != BrokerState::Fenced)
+        .filter(|b| b.state.is_alive())
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
@@ -142,10 +146,19 @@ pub async fn metadata(
                         }
                         Ok(()) => {
                             let created =
-                                catalog::create_topic(ctx, &name, -1, Default::default(), false)
+                                catalog::create_topic(
+                                    ctx,
+                                    catalog::NewTopic {
+                                        name: name.clone(),
+                                        partitions: -1,
+                                        replication_factor: -1,
+                                        ..Default::default()
+                                    },
+                                    false,
+                                )
                                     .await;
                             match created {
-                                Ok(meta) => {
+                                Ok((meta, _)) => {
                                     tracing::info!(topic = %meta.name, partitions = meta.partitions, "auto-created topic");
                                     topic_entry(ctx, &meta)
                                 }
@@ -202,7 +215,7 @@ pub fn describe_cluster(
         .brokers
         .values()
         // `is_fenced` exists from v2; older versions list live brokers only.
-        .filter(|b| version >= 2 || b.state != BrokerState::Fenced)
+        .filter(|b| version >= 2 || b.state.is_alive())
         .map(|b| {
             let r = DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
@@ -210,7 +223,7 @@ pub fn describe_cluster(
                 .with_port(b.port)
                 .with_rack(b.rack.as_deref().map(sb));
             if version >= 2 {
-                r.with_is_fenced(b.state == BrokerState::Fenced)
+                r.with_is_fenced(!b.state.is_alive())
             } else {
                 r
             }

@@ -12,13 +12,13 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::catalog::{self, Ownership};
 use super::codes;
-use crate::cluster::state::BrokerState;
+use crate::cluster::state::{Command, ElectionKind, ElectionResult, Outcome};
 use crate::context::BrokerContext;
 
-/// Kafka's ELIGIBLE_LEADERS_NOT_AVAILABLE.
-const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
 /// Kafka's ELECTION_NOT_NEEDED.
 const ELECTION_NOT_NEEDED: i16 = 84;
+/// Kafka's NOT_CONTROLLER (retriable): the quorum did not take the request.
+const NOT_CONTROLLER: i16 = 41;
 
 fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -152,85 +152,89 @@ pub fn describe_producers(
     DescribeProducersResponse::default().with_topics(topics)
 }
 
-/// What a preferred (or unclean) leader election can do for one partition: each partition has
-/// one copy, so its owner is already the preferred leader. An election is "not needed" while
-/// the owner is live; when it is fenced there is no other copy to elect.
-fn election_result(ctx: &BrokerContext, topic: &str, p: i32) -> (i16, Option<String>) {
-    let state = ctx.cluster.state();
-    let Some(record) = state.partition(topic, p) else {
-        return (
-            codes::UNKNOWN_TOPIC_OR_PARTITION,
-            Some(format!("no partition {topic}-{p}")),
-        );
-    };
-    let fenced = state
-        .brokers
-        .get(&record.owner)
-        .is_none_or(|b| b.state == BrokerState::Fenced);
-    if fenced {
-        (
-            ELIGIBLE_LEADERS_NOT_AVAILABLE,
-            Some(format!(
-                "{topic}-{p} has one copy, on broker {}, which is unreachable; it is served again when that broker returns",
-                record.owner
-            )),
-        )
-    } else {
-        (
-            ELECTION_NOT_NEEDED,
-            Some(format!(
-                "broker {} owns the only copy of {topic}-{p} and is serving it",
-                record.owner
-            )),
-        )
-    }
-}
-
-/// ElectLeaders. For "all partitions" (a null list) Kafka reports only the partitions it
-/// tried to elect for; here that is the ones whose only copy is unreachable.
-pub fn elect_leaders(ctx: &BrokerContext, req: ElectLeadersRequest) -> ElectLeadersResponse {
+/// ElectLeaders (`kafka-leader-election.sh`): preferred (type 0: the first replica leads
+/// again if it is alive and in sync) or unclean (type 1: an offline partition is led by any
+/// live replica, which may lack acknowledged records). The quorum decides per partition. For
+/// "all partitions" (a null list) Kafka reports only the partitions it tried to elect for,
+/// so ELECTION_NOT_NEEDED answers are left out there.
+pub async fn elect_leaders(
+    ctx: &BrokerContext,
+    version: i16,
+    req: ElectLeadersRequest,
+) -> ElectLeadersResponse {
     use kafka_protocol::messages::elect_leaders_response::{
         PartitionResult, ReplicaElectionResult,
     };
-    let (asked, all): (Vec<(String, Vec<i32>)>, bool) = match req.topic_partitions {
+    // v0 has no election type: preferred.
+    let kind = if version >= 1 && req.election_type == 1 {
+        ElectionKind::Unclean
+    } else {
+        ElectionKind::Preferred
+    };
+    let (asked, all): (Vec<(String, i32)>, bool) = match req.topic_partitions {
         Some(ts) => (
             ts.into_iter()
-                .map(|t| (t.topic.0.to_string(), t.partitions))
+                .flat_map(|t| {
+                    let name = t.topic.0.to_string();
+                    t.partitions.into_iter().map(move |p| (name.clone(), p))
+                })
                 .collect(),
             false,
         ),
         None => (
             ctx.cluster
                 .state()
-                .topics
-                .iter()
-                .map(|(name, t)| (name.clone(), (0..t.partitions.len() as i32).collect()))
+                .all_partitions()
+                .map(|(t, p, _)| (t.clone(), p))
                 .collect(),
             true,
         ),
     };
-    let results = asked
-        .into_iter()
-        .filter_map(|(topic, partitions)| {
-            let partition_result: Vec<PartitionResult> = partitions
-                .into_iter()
-                .map(|p| {
-                    let (code, message) = election_result(ctx, &topic, p);
-                    PartitionResult::default()
-                        .with_partition_id(p)
-                        .with_error_code(code)
-                        .with_error_message(message.map(sb))
-                })
-                .filter(|r| !all || r.error_code != ELECTION_NOT_NEEDED)
-                .collect();
-            (!partition_result.is_empty()).then(|| {
-                ReplicaElectionResult::default()
-                    .with_topic(TopicName(sb(topic)))
-                    .with_partition_result(partition_result)
-            })
+    let outcome = ctx
+        .cluster
+        .propose(Command::ElectLeaders {
+            kind,
+            partitions: asked.clone(),
         })
-        .collect();
+        .await;
+    let results: Vec<ElectionResult> = match outcome {
+        Ok(Outcome::Elections(r)) => r,
+        other => {
+            let message = match other {
+                Err(e) => format!("the metadata quorum did not take the election: {e}"),
+                Ok(o) => format!("unexpected answer from the metadata quorum: {o:?}"),
+            };
+            asked
+                .into_iter()
+                .map(|(topic, partition)| ElectionResult {
+                    topic,
+                    partition,
+                    code: NOT_CONTROLLER,
+                    message: Some(message.clone()),
+                })
+                .collect()
+        }
+    };
+    let mut by_topic: Vec<ReplicaElectionResult> = Vec::new();
+    for r in results {
+        if all && r.code == ELECTION_NOT_NEEDED {
+            continue;
+        }
+        ctx.metrics.error_code("ElectLeaders", r.code);
+        let pr = PartitionResult::default()
+            .with_partition_id(r.partition)
+            .with_error_code(r.code)
+            .with_error_message(r.message.map(sb));
+        match by_topic.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
+            Some(t) => t.partition_result.push(pr),
+            None => by_topic.push(
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(sb(r.topic)))
+                    .with_partition_result(vec![pr]),
+            ),
+        }
+    }
     ElectLeadersResponse::default()
         .with_error_code(codes::NONE)
-        .with_replica_election_results(results)
+        .with_replica_election_results(by_topic)
 }

@@ -42,12 +42,27 @@ fn partition_ok(index: i32, info: &AppendInfo) -> PartitionProduceResponse {
         .with_log_start_offset(info.log_start_offset)
 }
 
-/// A partition whose `acks=-1` answer waits for fsync.
-struct DurableWait {
+/// A partition whose `acks=-1` answer waits until every in-sync replica has the records
+/// (durably, under `fsync: always`): the high watermark passing `last_offset`.
+struct ReplicatedWait {
     topic: usize,
     partition: usize,
+    name: String,
+    index: i32,
     log: Arc<PartitionLog>,
     last_offset: i64,
+    min_isr: i32,
+    /// Cancelled if this broker stops leading the partition meanwhile.
+    tenure: Option<tokio_util::sync::CancellationToken>,
+}
+
+/// The in-sync replicas of a partition, by the metadata.
+fn in_sync(ctx: &BrokerContext, topic: &str, partition: i32) -> Vec<i32> {
+    ctx.cluster
+        .state()
+        .partition(topic, partition)
+        .map(|p| p.isr.clone())
+        .unwrap_or_default()
 }
 
 /// Serves Produce v3+.
@@ -94,41 +109,51 @@ pub fn handle(
                     codes::INVALID_REQUIRED_ACKS,
                     Some(format!("acks={acks}")),
                 )
-            } else if acks == -1 && min_isr > 1 {
-                // One broker is the only in-sync replica; Kafka refuses acks=all here.
+            } else if let Some((name, isr)) = meta
+                .as_ref()
+                .map(|m| (m.name.as_str(), in_sync(ctx, &m.name, p.index)))
+                .filter(|(_, isr)| acks == -1 && (isr.len() as i64) < i64::from(min_isr))
+            {
+                // Nothing is appended: the write could not reach min.insync.replicas copies.
                 partition_error(
                     p.index,
                     codes::NOT_ENOUGH_REPLICAS,
                     Some(format!(
-                        "min.insync.replicas={min_isr} but this broker is the only replica"
+                        "{name}-{}: min.insync.replicas={min_isr} but only {} replica(s) are in \
+                         sync ({isr:?})",
+                        p.index,
+                        isr.len()
                     )),
                 )
-            } else if let Some(owner) =
-                meta.as_ref()
-                    .and_then(|m| match catalog::ownership(ctx, &m.name, p.index) {
-                        catalog::Ownership::Elsewhere(owner) => Some(owner),
-                        _ => None,
-                    })
-            {
-                partition_error(
-                    p.index,
-                    catalog::NOT_LEADER_OR_FOLLOWER,
-                    Some(format!("broker {owner} leads this partition")),
-                )
             } else {
-                match meta
-                    .as_ref()
-                    .and_then(|m| ctx.logs.partition(&m.name, p.index))
-                {
-                    None => {
-                        let code = if by_id && meta.is_none() {
-                            codes::UNKNOWN_TOPIC_ID
-                        } else {
-                            codes::UNKNOWN_TOPIC_OR_PARTITION
-                        };
-                        partition_error(p.index, code, None)
+                let log = match &meta {
+                    None if by_id => Err(codes::UNKNOWN_TOPIC_ID),
+                    None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                    Some(m) => catalog::local_partition(ctx, &m.name, p.index, -1),
+                };
+                match log {
+                    Err(code) => {
+                        let message = (code == catalog::NOT_LEADER_OR_FOLLOWER).then(|| {
+                            match meta
+                                .as_ref()
+                                .map(|m| catalog::ownership(ctx, &m.name, p.index))
+                            {
+                                Some(catalog::Ownership::Elsewhere(l)) if l >= 0 => {
+                                    format!("broker {l} leads this partition")
+                                }
+                                Some(catalog::Ownership::Elsewhere(_)) => {
+                                    "the partition has no leader (no in-sync replica is alive)"
+                                        .to_string()
+                                }
+                                _ => format!(
+                                    "broker {} is taking up or handing over the leadership",
+                                    ctx.node_id
+                                ),
+                            }
+                        });
+                        partition_error(p.index, code, message)
                     }
-                    Some(log) => match p.records {
+                    Ok(log) => match p.records {
                         None => partition_error(
                             p.index,
                             codes::INVALID_REQUEST,
@@ -140,11 +165,17 @@ pub fn handle(
                                 Ok(AppendOutcome::Appended(info))
                                 | Ok(AppendOutcome::Duplicate(info)) => {
                                     if acks == -1 {
-                                        waits.push(DurableWait {
+                                        let name =
+                                            meta.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+                                        waits.push(ReplicatedWait {
                                             topic: response.responses.len(),
                                             partition: tr.partition_responses.len(),
+                                            tenure: ctx.replicas.tenure(&name, p.index),
+                                            name,
+                                            index: p.index,
                                             log,
                                             last_offset: info.last_offset,
+                                            min_isr,
                                         });
                                     }
                                     partition_ok(p.index, &info)
@@ -186,19 +217,55 @@ pub fn handle(
         return Ok(Reply::Now(Some(respond(raw, &response)?)));
     }
     let metrics = Arc::clone(&ctx.metrics);
-    // The producer's request timeout bounds the fsync wait (a stuck disk answers
+    let ctx2 = Arc::clone(ctx);
+    // The producer's request timeout bounds the wait (a stuck disk or follower answers
     // REQUEST_TIMED_OUT instead of holding the connection forever).
     let timeout =
         std::time::Duration::from_millis(u64::try_from(req_timeout_ms).unwrap_or(0).max(1));
     Ok(Reply::Later(
         async move {
             let results = futures::future::join_all(waits.iter().map(|w| async {
-                match tokio::time::timeout(timeout, w.log.wait_durable(w.last_offset)).await {
-                    Ok(Ok(())) => None,
+                let lost = async {
+                    match &w.tenure {
+                        Some(t) => t.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let waited = tokio::select! {
+                    r = tokio::time::timeout(timeout, w.log.wait_high_watermark(w.last_offset)) => r,
+                    () = lost => {
+                        return Some((
+                            catalog::NOT_LEADER_OR_FOLLOWER,
+                            format!(
+                                "broker {} stopped leading {}-{} before every in-sync replica had \
+                                 the records; retry on the new leader",
+                                ctx2.node_id, w.name, w.index
+                            ),
+                        ));
+                    }
+                };
+                match waited {
+                    Ok(Ok(())) => {
+                        let isr = in_sync(&ctx2, &w.name, w.index);
+                        ((isr.len() as i64) < i64::from(w.min_isr)).then(|| {
+                            (
+                                codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                                format!(
+                                    "written, but only {} replica(s) are in sync ({isr:?}); \
+                                     min.insync.replicas={}",
+                                    isr.len(),
+                                    w.min_isr
+                                ),
+                            )
+                        })
+                    }
                     Ok(Err(e)) => Some((e.kafka_code(), e.to_string())),
                     Err(_) => Some((
                         codes::REQUEST_TIMED_OUT,
-                        format!("not durable within timeout_ms={}", timeout.as_millis()),
+                        format!(
+                            "not replicated to every in-sync replica within timeout_ms={}",
+                            timeout.as_millis()
+                        ),
                     )),
                 }
             }))

@@ -1,7 +1,8 @@
-//! AlterPartitionReassignments and ListPartitionReassignments: Kafka's own partition-move
-//! APIs, so standard admin tools (kafka-reassign-partitions, AdminClient, kadm) drive moves.
-//! Each partition has one copy, so a reassignment names exactly one broker; the move itself
-//! is carried out by the target broker (see `server::mover`).
+//! AlterPartitionReassignments and ListPartitionReassignments: Kafka's own APIs for changing
+//! a partition's replica set, so standard admin tools (kafka-reassign-partitions, AdminClient,
+//! kadm) drive them. The quorum adds the new replicas, which copy the partition by following
+//! its leader (`crate::replica`); once every one of them is in sync the old ones are dropped
+//! (leadership moving if the leader is one of them).
 
 use std::sync::Arc;
 
@@ -23,7 +24,8 @@ use crate::context::BrokerContext;
 /// Kafka's NOT_CONTROLLER (retriable): the quorum did not take the change.
 const NOT_CONTROLLER: i16 = 41;
 
-/// Starts (replicas = [broker]) or cancels (replicas = null) partition moves.
+/// Starts (replicas = the new replica list, preferred leader first) or cancels
+/// (replicas = null) reassignments.
 pub async fn alter(
     ctx: &Arc<BrokerContext>,
     req: AlterPartitionReassignmentsRequest,
@@ -33,26 +35,14 @@ pub async fn alter(
         let topic = t.name.as_str().to_string();
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
-            let cmd = match p.replicas.as_deref() {
-                None => Ok(Command::CancelReassignment {
-                    topic: topic.clone(),
-                    partition: p.partition_index,
-                }),
-                Some([target]) => Ok(Command::StartReassignment {
-                    topic: topic.clone(),
-                    partition: p.partition_index,
-                    target: target.0,
-                }),
-                Some(other) => Err((
-                    codes::INVALID_REPLICA_ASSIGNMENT,
-                    format!(
-                        "{topic}-{}: {} replicas given; each partition has exactly one copy, \
-                         so name one broker",
-                        p.partition_index,
-                        other.len()
-                    ),
-                )),
-            };
+            let cmd: Result<Command, (i16, String)> = Ok(Command::Reassign {
+                topic: topic.clone(),
+                partition: p.partition_index,
+                replicas: p
+                    .replicas
+                    .as_ref()
+                    .map(|r| r.iter().map(|b| b.0).collect()),
+            });
             let result = match cmd {
                 Err(e) => Err(e),
                 Ok(cmd) => match ctx.cluster.propose(cmd).await {
@@ -96,17 +86,20 @@ fn ongoing(
     partition: i32,
 ) -> Option<OngoingPartitionReassignment> {
     let p = state.partition(topic, partition)?;
-    let target = p.moving_to?;
+    if !p.is_reassigning() {
+        return None;
+    }
+    let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
     Some(
         OngoingPartitionReassignment::default()
             .with_partition_index(partition)
-            .with_replicas(vec![BrokerId(p.owner), BrokerId(target)])
-            .with_adding_replicas(vec![BrokerId(target)])
-            .with_removing_replicas(vec![BrokerId(p.owner)]),
+            .with_replicas(ids(&p.replicas))
+            .with_adding_replicas(ids(&p.adding))
+            .with_removing_replicas(ids(&p.removing)),
     )
 }
 
-/// The moves in progress (all, or of the named partitions).
+/// The reassignments in progress (all, or of the named partitions).
 pub fn list(
     ctx: &BrokerContext,
     req: ListPartitionReassignmentsRequest,

@@ -25,7 +25,7 @@ use super::{catalog, codes, err_msg, opt_sb, sb};
 use crate::context::BrokerContext;
 
 /// CreateTopics: `num_partitions`/`replication_factor` -1 mean the broker defaults; manual
-/// assignments are accepted only when every replica is this node.
+/// assignments give each partition's replicas (leader first).
 pub async fn create_topics(
     ctx: &Arc<BrokerContext>,
     version: i16,
@@ -64,22 +64,12 @@ pub async fn create_topics(
                 codes::INVALID_REQUEST,
                 "with manual assignments, num_partitions and replication_factor must be -1".into(),
             )
-        } else if !t.assignments.is_empty() && t.assignments.iter().any(|a| a.broker_ids.len() != 1)
-        {
-            fail(
-                r,
-                codes::INVALID_REPLICA_ASSIGNMENT,
-                "each partition has exactly one replica (data replication is not available yet); \
-                 give one broker id per partition"
-                    .into(),
-            )
-        } else if !matches!(t.replication_factor, -1 | 1) {
+        } else if t.replication_factor == 0 || t.replication_factor < -1 {
             fail(
                 r,
                 codes::INVALID_REPLICATION_FACTOR,
                 format!(
-                    "replication factor {} is not available: each partition has exactly one copy \
-                     (use 1 or -1)",
+                    "replication factor {} requested: must be >= 1 or -1 for the default",
                     t.replication_factor
                 ),
             )
@@ -96,8 +86,15 @@ pub async fn create_topics(
                 format!("config {} has a null value", c.name.as_str()),
             )
         } else {
-            if !t.assignments.is_empty() {
-                partitions = i32::try_from(t.assignments.len()).unwrap_or(i32::MAX);
+            let assignment = (!t.assignments.is_empty()).then(|| {
+                let mut a: Vec<_> = t.assignments.iter().collect();
+                a.sort_by_key(|x| x.partition_index);
+                a.iter()
+                    .map(|x| x.broker_ids.iter().map(|b| b.0).collect::<Vec<i32>>())
+                    .collect::<Vec<_>>()
+            });
+            if let Some(a) = &assignment {
+                partitions = i32::try_from(a.len()).unwrap_or(i32::MAX);
             }
             let configs: BTreeMap<String, String> = t
                 .configs
@@ -113,19 +110,25 @@ pub async fn create_topics(
                 })
                 .collect();
             let validate_only = req.validate_only;
+            let new = catalog::NewTopic {
+                name: name.clone(),
+                partitions,
+                replication_factor: i32::from(t.replication_factor),
+                assignment,
+                configs,
+            };
             let res = async {
-                let meta =
-                    catalog::create_topic(ctx, &name, partitions, configs, validate_only).await?;
+                let (meta, rf) = catalog::create_topic(ctx, new, validate_only).await?;
                 let described = if validate_only {
                     None
                 } else {
                     Some(ctx.logs.describe_configs_of(&meta))
                 };
-                Ok::<_, catalog::MetaError>((meta, described))
+                Ok::<_, catalog::MetaError>((meta, rf, described))
             }
             .await;
             match res {
-                Ok((meta, described)) => {
+                Ok((meta, rf, described)) => {
                     if !validate_only {
                         tracing::info!(topic = %meta.name, partitions = meta.partitions, "created topic");
                     }
@@ -133,7 +136,7 @@ pub async fn create_topics(
                         .with_error_code(codes::NONE)
                         .with_topic_id(if validate_only { Uuid::nil() } else { meta.id })
                         .with_num_partitions(meta.partitions)
-                        .with_replication_factor(1);
+                        .with_replication_factor(i16::try_from(rf).unwrap_or(i16::MAX));
                     if version >= 5 {
                         r.configs = described.map(|entries| {
                             entries
@@ -228,17 +231,15 @@ pub async fn create_partitions(
         let r = if !seen.insert(name.clone()) {
             r.with_error_code(codes::INVALID_REQUEST)
                 .with_error_message(Some(sb(&format!("topic {name} appears more than once"))))
-        } else if t
-            .assignments
-            .as_ref()
-            .is_some_and(|a| a.iter().any(|x| x.broker_ids.len() != 1))
-        {
-            r.with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
-                .with_error_message(Some(sb(
-                    "each partition has exactly one replica; give one broker id per partition",
-                )))
         } else {
-            match catalog::create_partitions(ctx, &name, t.count, req.validate_only).await {
+            let assignment = t.assignments.as_ref().map(|a| {
+                a.iter()
+                    .map(|x| x.broker_ids.iter().map(|b| b.0).collect::<Vec<i32>>())
+                    .collect::<Vec<_>>()
+            });
+            match catalog::create_partitions(ctx, &name, t.count, assignment, req.validate_only)
+                .await
+            {
                 Ok(_) => r.with_error_code(codes::NONE),
                 Err(e) => r
                     .with_error_code(e.kafka_code())

@@ -63,19 +63,25 @@ impl EpochCache {
         true
     }
 
-    /// OffsetForLeaderEpoch's answer for `requested` on a log ending at `log_end`:
-    /// `(epoch, end offset)`, where epoch is the largest known epoch <= `requested` and end
-    /// offset the start of the next larger epoch (or `log_end` when it is the latest).
-    /// `(UNDEFINED_EPOCH, UNDEFINED_OFFSET)` when `requested` is older than every known epoch
-    /// or the cache is empty.
+    /// OffsetForLeaderEpoch's answer for `requested` on a log ending at `log_end`, Kafka's
+    /// rules (`LeaderEpochFileCache.endOffsetFor`): `(epoch, end offset)` where epoch is the
+    /// largest known epoch <= `requested` (or `requested` itself when it is older than every
+    /// known one) and end offset the start of the next larger epoch, or `log_end` when
+    /// `requested` is the latest. `(UNDEFINED_EPOCH, UNDEFINED_OFFSET)` when `requested` is
+    /// undefined or newer than every known epoch (including an empty cache).
     pub fn end_offset_for(&self, requested: i32, log_end: i64) -> (i32, i64) {
-        let Some(idx) = self.entries.iter().rposition(|(e, _)| *e <= requested) else {
+        if requested < 0 {
+            return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
+        }
+        if self.latest_epoch() == Some(requested) {
+            return (requested, log_end);
+        }
+        let Some(higher) = self.entries.iter().find(|(e, _)| *e > requested) else {
             return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
         };
-        let epoch = self.entries[idx].0;
-        match self.entries.get(idx + 1) {
-            Some((_, next_start)) => (epoch, *next_start),
-            None => (epoch, log_end),
+        match self.entries.iter().rev().find(|(e, _)| *e <= requested) {
+            Some((floor, _)) => (*floor, higher.1),
+            None => (requested, higher.1),
         }
     }
 
@@ -199,11 +205,11 @@ mod tests {
         assert_eq!(c.end_offset_for(1, 300), (0, 100));
         assert_eq!(c.end_offset_for(2, 300), (2, 250));
         assert_eq!(c.end_offset_for(5, 300), (5, 300));
-        assert_eq!(c.end_offset_for(9, 300), (5, 300));
-        assert_eq!(
-            cache(&[(3, 10)]).end_offset_for(2, 20),
-            (UNDEFINED_EPOCH, UNDEFINED_OFFSET)
-        );
+        // Newer than every known epoch: undefined.
+        assert_eq!(c.end_offset_for(9, 300), (UNDEFINED_EPOCH, UNDEFINED_OFFSET));
+        assert_eq!(c.end_offset_for(-1, 300), (UNDEFINED_EPOCH, UNDEFINED_OFFSET));
+        // Older than every known epoch: the requested epoch ends where the first known starts.
+        assert_eq!(cache(&[(3, 10)]).end_offset_for(2, 20), (2, 10));
         assert_eq!(
             EpochCache::default().end_offset_for(0, 0),
             (UNDEFINED_EPOCH, UNDEFINED_OFFSET)

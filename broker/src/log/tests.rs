@@ -1325,3 +1325,6 @@ fn sigkill_never_loses_an_offset_reported_durable() {
         assert!(all.len() >= reported.len() * 5);
     }
 }
+
+#[path = "replication_tests.rs"]
+mod replication;

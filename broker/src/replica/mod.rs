@@ -51,6 +51,8 @@ pub struct ReplicaConfig {
     /// How long a broker stopping on purpose waits for its followers to catch up before it
     /// hands leadership over.
     pub shutdown_catch_up: Duration,
+    /// How often the quorum leader runs preferred-leader elections (`None`: never).
+    pub leader_rebalance_every: Option<Duration>,
 }
 
 impl Default for ReplicaConfig {
@@ -60,6 +62,7 @@ impl Default for ReplicaConfig {
             fetch_wait_max: Duration::from_millis(500),
             fetch_max_bytes: 4 << 20,
             shutdown_catch_up: Duration::from_secs(5),
+            leader_rebalance_every: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -78,6 +81,19 @@ struct Led {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchRefused(pub i16);
 
+/// What a follower's fetch of a partition gets.
+#[derive(Debug)]
+pub enum ReplicaFetch {
+    /// Read from its fetch offset.
+    Read(Arc<PartitionLog>),
+    /// Its log diverged: it should truncate to `end` (the end of `epoch` on this log).
+    Diverged {
+        log: Arc<PartitionLog>,
+        epoch: i32,
+        end: i64,
+    },
+}
+
 /// The replication state of this broker's partitions.
 #[derive(Debug)]
 pub struct ReplicaManager {
@@ -87,6 +103,8 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     metrics: Arc<Metrics>,
     led: Mutex<BTreeMap<TopicPartition, Led>>,
+    /// Held while roles are synced, so concurrent syncs apply states in order.
+    sync: Mutex<()>,
     fetchers: FetcherSet,
     shutdown: CancellationToken,
 }
@@ -113,6 +131,7 @@ impl ReplicaManager {
             logs,
             metrics,
             led: Mutex::new(BTreeMap::new()),
+            sync: Mutex::new(()),
             shutdown,
         })
     }
@@ -121,10 +140,17 @@ impl ReplicaManager {
         &self.config
     }
 
-    /// Brings this broker's roles in line with `state`: leads what it says this broker leads,
-    /// follows the rest of what it holds a copy of, forgets what it no longer holds. Blocking
-    /// (a new leadership writes the leader-epoch cache): call off the async workers.
-    pub fn sync_roles(&self, state: &ClusterState) {
+    /// Brings this broker's roles in line with the current metadata: leads what it says this
+    /// broker leads, follows the rest of what it holds a copy of, forgets what it no longer
+    /// holds. The state is read under a lock, so concurrent calls apply states in order.
+    /// Blocking (a new leadership writes the leader-epoch cache): call off the async workers.
+    pub fn sync_roles(&self) {
+        let _serial = lock(&self.sync);
+        let state = self.cluster.state();
+        self.apply_roles(&state);
+    }
+
+    fn apply_roles(&self, state: &ClusterState) {
         let now = Instant::now();
         let mut follow: BTreeMap<i32, BTreeMap<TopicPartition, Follow>> = BTreeMap::new();
         let mut still_led = BTreeSet::new();
@@ -226,8 +252,10 @@ impl ReplicaManager {
     }
 
     /// A follower's fetch of a partition this broker leads, at `fetch_offset` with the leader
-    /// epoch it believes current. Records its position (the high watermark may advance) and
-    /// proposes an ISR expansion when it caught up.
+    /// epoch it believes current and the newest epoch in its log (`last_fetched_epoch`, -1:
+    /// not given). A follower whose log diverged from this one is told where to truncate and
+    /// its position is not counted; otherwise its position is recorded (the high watermark
+    /// may advance) and an ISR expansion proposed when it caught up.
     pub fn on_replica_fetch(
         self: &Arc<Self>,
         topic: &str,
@@ -235,7 +263,8 @@ impl ReplicaManager {
         replica: i32,
         fetch_offset: i64,
         current_leader_epoch: i32,
-    ) -> Result<Arc<PartitionLog>, FetchRefused> {
+        last_fetched_epoch: i32,
+    ) -> Result<ReplicaFetch, FetchRefused> {
         use crate::cluster::state::code;
         let mut led = lock(&self.led);
         let key = (topic.to_string(), partition);
@@ -248,14 +277,28 @@ impl ReplicaManager {
         if current_leader_epoch > l.replicas.leader_epoch {
             return Err(FetchRefused(UNKNOWN_LEADER_EPOCH));
         }
-        let end = l.log.log_end_offset();
-        if !l.replicas.on_fetch(replica, fetch_offset, end, Instant::now()) {
+        if !l.replicas.followers.contains_key(&replica) {
             return Err(FetchRefused(code::NOT_LEADER_OR_FOLLOWER));
         }
+        if last_fetched_epoch >= 0 {
+            let (epoch, end) = l.log.end_offset_for_epoch(last_fetched_epoch);
+            // An undefined answer (-1): this log starts after that epoch; the fetch offset
+            // then lies before our log start, which the read answers OFFSET_OUT_OF_RANGE.
+            if epoch >= 0 && (epoch != last_fetched_epoch || end < fetch_offset) {
+                return Ok(ReplicaFetch::Diverged {
+                    log: Arc::clone(&l.log),
+                    epoch,
+                    end,
+                });
+            }
+        }
+        let end = l.log.log_end_offset();
+        l.replicas
+            .on_fetch(replica, fetch_offset, end, Instant::now());
         l.log.set_hw_bound(l.replicas.replica_bound());
         let log = Arc::clone(&l.log);
         self.maybe_alter_isr(&key, l);
-        Ok(log)
+        Ok(ReplicaFetch::Read(log))
     }
 
     /// Proposes the ISR change the leader's view calls for, if any (one in flight at a time).
@@ -361,6 +404,13 @@ impl ReplicaManager {
         );
     }
 
+    /// The log of a partition this broker leads, with the leader epoch it leads at.
+    pub fn leader_log(&self, topic: &str, partition: i32) -> Option<(Arc<PartitionLog>, i32)> {
+        lock(&self.led)
+            .get(&(topic.to_string(), partition))
+            .map(|l| (Arc::clone(&l.log), l.replicas.leader_epoch))
+    }
+
     /// What an `acks=all` producer of this partition waits on: `Some(tenure)` while this
     /// broker leads it.
     pub fn tenure(&self, topic: &str, partition: i32) -> Option<CancellationToken> {
@@ -442,6 +492,70 @@ impl ReplicaManager {
     pub fn stop(&self) {
         self.fetchers.stop();
     }
+}
+
+/// The partitions whose first (preferred) replica is alive and in sync but does not lead.
+pub fn preferred_elections_due(state: &ClusterState) -> Vec<TopicPartition> {
+    let alive = state.alive_brokers();
+    state
+        .all_partitions()
+        .filter(|(_, _, p)| {
+            p.replicas.first().is_some_and(|first| {
+                *first != p.leader && alive.contains(first) && p.isr.contains(first)
+            })
+        })
+        .map(|(t, i, _)| (t.clone(), i))
+        .collect()
+}
+
+/// Spawns the periodic preferred-leader election: on the metadata quorum's leader only, every
+/// `every`, partitions led by another replica than their first get it back once it is in sync
+/// (Kafka's auto.leader.rebalance.enable), so leadership spreads again after restarts.
+pub fn spawn_leader_rebalance(
+    cluster: Arc<Cluster>,
+    me: i32,
+    every: Option<Duration>,
+    shutdown: CancellationToken,
+) {
+    let Some(every) = every else {
+        return;
+    };
+    tokio::spawn(
+        async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if cluster.leader() != Some(me) {
+                    continue;
+                }
+                let due = preferred_elections_due(&cluster.state());
+                if due.is_empty() {
+                    continue;
+                }
+                let n = due.len();
+                match cluster
+                    .propose(Command::ElectLeaders {
+                        kind: crate::cluster::state::ElectionKind::Preferred,
+                        partitions: due,
+                    })
+                    .await
+                {
+                    Ok(Outcome::Elections(results)) => {
+                        let moved = results.iter().filter(|r| r.code == 0).count();
+                        tracing::info!(candidates = n, moved, "preferred leaders restored");
+                    }
+                    Ok(other) => tracing::warn!(outcome = ?other, "unexpected answer to a preferred-leader election"),
+                    Err(e) => tracing::warn!(error = %e, "preferred-leader election not committed"),
+                }
+            }
+        }
+        .instrument(tracing::info_span!("leader_rebalance")),
+    );
 }
 
 /// Kafka's UNKNOWN_LEADER_EPOCH.

@@ -1,8 +1,9 @@
 //! Broker liveness, decided by the quorum leader: it probes every registered broker's cluster
 //! listener once a second; a broker that misses [`MISSES_TO_FENCE`] probes in a row is fenced
-//! (its partitions are reported offline, new partitions and groups go elsewhere), and a fenced
-//! broker that answers again is made active. Only the leader acts, so brokers never race each
-//! other over one peer's state; a new leader starts counting from zero.
+//! (the quorum moves its leaderships to other in-sync replicas and takes it out of every ISR;
+//! new partitions and groups go elsewhere), and a fenced broker that answers again is made
+//! active (it rejoins the ISRs once its copies caught up). Only the leader acts, so brokers
+//! never race each other over one peer's state; a new leader starts counting from zero.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,19 +42,6 @@ pub fn decisions(
                 BrokerState::Fenced if missed == 0 => Some((b.id, BrokerState::Active)),
                 _ => None,
             }
-        })
-        .collect()
-}
-
-/// Partitions being moved to `broker`.
-fn moves_to(state: &ClusterState, broker: i32) -> Vec<(String, i32)> {
-    state
-        .partitions_of(broker)
-        .into_iter()
-        .filter(|(t, p)| {
-            state
-                .partition(t, *p)
-                .is_some_and(|r| r.moving_to == Some(broker))
         })
         .collect()
 }
@@ -98,7 +86,7 @@ pub fn spawn(cluster: Arc<Cluster>, me: i32, shutdown: CancellationToken) {
                         BrokerState::Fenced => tracing::warn!(
                             broker = id,
                             missed = misses.get(&id).copied().unwrap_or(0),
-                            "broker unreachable; fencing it: its partitions are offline until it returns"
+                            "broker unreachable; fencing it: its leaderships move to in-sync replicas (partitions with no other copy are offline until it returns)"
                         ),
                         _ => tracing::info!(broker = id, "fenced broker answers again; active"),
                     }
@@ -108,20 +96,6 @@ pub fn spawn(cluster: Arc<Cluster>, me: i32, shutdown: CancellationToken) {
                     {
                         tracing::warn!(broker = id, error = %e, "could not change the broker's state");
                         continue;
-                    }
-                    if next != BrokerState::Fenced {
-                        continue;
-                    }
-                    // Moves to an unreachable broker would keep their partitions read-only
-                    // (fenced for handover) until it returns: cancel them.
-                    for (topic, partition) in moves_to(&cluster.state(), id) {
-                        tracing::warn!(broker = id, topic = %topic, partition, "cancelling the move to an unreachable broker");
-                        if let Err(e) = cluster
-                            .propose(Command::CancelReassignment { topic, partition })
-                            .await
-                        {
-                            tracing::warn!(broker = id, error = %e, "could not cancel the move");
-                        }
                     }
                 }
             }

@@ -4,15 +4,16 @@
 //!
 //! Files: `conn` (one connection: framing, reader/writer split, in-order replies), [`identity`]
 //! (this broker's own files in the data directory), [`liveness`] (the quorum leader fences
-//! unreachable brokers), [`mover`] (partition moves and group coordinator handover).
+//! unreachable brokers), [`groups`] (group coordinator roles leaving a draining broker).
+//! Replication (leading, following, controlled shutdown) is [`crate::replica`]'s.
 //!
 //! The top of the import graph: may import every other module of the crate; none imports it
 //! (`lib.rs` re-exports [`Broker`]).
 
 mod conn;
 pub mod identity;
+pub mod groups;
 pub mod liveness;
-pub mod mover;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -35,6 +36,7 @@ use crate::group::{GroupConfig, GroupCoordinator, TopicDirectory};
 use crate::http::HttpState;
 use crate::log::{LogDefaults, LogManager};
 use crate::metrics::Metrics;
+use crate::replica::{self, ReplicaManager};
 use crate::topology;
 
 /// Most simultaneous client connections; more are accepted and closed at once.
@@ -192,6 +194,15 @@ impl Broker {
             };
         let logs = Arc::new(logs);
         let groups = Arc::new(groups);
+        let metrics = Arc::new(Metrics::new());
+        let replicas = ReplicaManager::new(
+            config.node_id,
+            config.replica_config(),
+            Arc::clone(&cluster),
+            Arc::clone(&logs),
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        );
         groups.set_topic_directory(Arc::new(ClusterTopics(Arc::clone(&cluster))));
         logs.spawn_background(shutdown.clone());
         groups.spawn_expiry(shutdown.clone());
@@ -205,9 +216,10 @@ impl Broker {
             min_insync_replicas: config.min_insync_replicas,
             logs,
             groups,
+            replicas,
             producer_ids: Default::default(),
             group_handover: Default::default(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             shutdown: shutdown.clone(),
         });
 
@@ -285,7 +297,11 @@ impl Broker {
         tracing::info!("shutting down");
         // Not ready any more: load balancers stop sending new clients while we drain.
         self.http_state.ready.store(false, Ordering::Release);
+        // Controlled shutdown: other in-sync replicas take over this broker's leaderships
+        // before it stops serving them.
+        self.ctx.replicas.hand_over_leadership().await;
         self.shutdown.cancel();
+        self.ctx.replicas.stop();
         if let Some(a) = self.accept.take() {
             let _ = a.await;
         }
@@ -451,20 +467,20 @@ async fn bring_up(ctx: Arc<BrokerContext>, http: Arc<HttpState>) {
             }
         }
     }
-    topology::sync_now(&cluster, &ctx.logs, &ctx.groups, ctx.node_id).await;
-    topology::spawn_sync(
+    topology::sync_now(&ctx.topology()).await;
+    topology::spawn_sync(ctx.topology(), ctx.shutdown.clone());
+    liveness::spawn(Arc::clone(&cluster), ctx.node_id, ctx.shutdown.clone());
+    ctx.replicas.spawn_isr_check();
+    replica::spawn_leader_rebalance(
         Arc::clone(&cluster),
-        Arc::clone(&ctx.logs),
-        Arc::clone(&ctx.groups),
         ctx.node_id,
+        ctx.replicas.config().leader_rebalance_every,
         ctx.shutdown.clone(),
     );
-    liveness::spawn(Arc::clone(&cluster), ctx.node_id, ctx.shutdown.clone());
-    cluster.serve_partitions(Arc::new(mover::LogPartitions {
+    cluster.serve_partitions(Arc::new(groups::GroupAdoption {
         ctx: Arc::clone(&ctx),
     }));
-    mover::spawn(Arc::clone(&ctx));
-    mover::spawn_group_drain(Arc::clone(&ctx));
+    groups::spawn_group_drain(Arc::clone(&ctx));
     tracing::info!(cluster_id = %ctx.cluster_id(), brokers = cluster.state().brokers.len(), "joined the cluster; serving");
     http.ready.store(true, Ordering::Release);
 }

@@ -133,6 +133,17 @@ impl PartitionLog {
         inner.epochs.end_offset_for(epoch, inner.next_offset)
     }
 
+    /// The leader epoch the record at `offset` was written in (by the cache).
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        lock(&self.shared.inner)
+            .epochs
+            .entries()
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= offset)
+            .map(|(e, _)| *e)
+    }
+
     /// The leader-epoch cache's entries (diagnostics, tests).
     pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
         lock(&self.shared.inner).epochs.entries().to_vec()

@@ -106,19 +106,31 @@ pub struct Config {
     pub replica_fetch_wait_max_ms: i64,
 
     /// Bytes a follower asks for per partition and fetch (1024..=1073741824).
-    #[arg(long, env = "SLUICE_REPLICA_FETCH_MAX_BYTES", default_value_t = 4_194_304)]
+    #[arg(
+        long,
+        env = "SLUICE_REPLICA_FETCH_MAX_BYTES",
+        default_value_t = 4_194_304
+    )]
     pub replica_fetch_max_bytes: i64,
 
     /// Seconds between preferred-leader elections run by the metadata quorum's leader: a
     /// partition whose first replica is alive and in sync but does not lead gets it back as
     /// leader (after a restart moved leaderships away). 0 turns it off. Range 0..=86400.
-    #[arg(long, env = "SLUICE_LEADER_REBALANCE_INTERVAL_SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "SLUICE_LEADER_REBALANCE_INTERVAL_SECONDS",
+        default_value_t = 300
+    )]
     pub leader_rebalance_interval_seconds: i64,
 
     /// On SIGTERM, the longest a broker waits (ms) for its followers to catch up before it
     /// hands its leaderships over, so writes acknowledged with acks=1 are not lost by a planned
     /// restart. Range 0..=600000.
-    #[arg(long, env = "SLUICE_CONTROLLED_SHUTDOWN_WAIT_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "SLUICE_CONTROLLED_SHUTDOWN_WAIT_MS",
+        default_value_t = 5_000
+    )]
     pub controlled_shutdown_wait_ms: i64,
 
     /// Default retention.ms: closed segments whose newest record is older than this many
@@ -274,9 +286,24 @@ impl Config {
             ));
         }
         let ranges: [(&str, i64, i64, i64); 5] = [
-            ("--replica-lag-time-max-ms", self.replica_lag_time_max_ms, 100, 3_600_000),
-            ("--replica-fetch-wait-max-ms", self.replica_fetch_wait_max_ms, 1, 60_000),
-            ("--replica-fetch-max-bytes", self.replica_fetch_max_bytes, 1024, 1 << 30),
+            (
+                "--replica-lag-time-max-ms",
+                self.replica_lag_time_max_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "--replica-fetch-wait-max-ms",
+                self.replica_fetch_wait_max_ms,
+                1,
+                60_000,
+            ),
+            (
+                "--replica-fetch-max-bytes",
+                self.replica_fetch_max_bytes,
+                1024,
+                1 << 30,
+            ),
             (
                 "--leader-rebalance-interval-seconds",
                 self.leader_rebalance_interval_seconds,

@@ -269,7 +269,10 @@ impl PartitionRecord {
         if leader != self.leader {
             return Err(refusal(
                 code::NOT_LEADER_OR_FOLLOWER,
-                format!("broker {leader} is not the leader (the leader is {})", self.leader),
+                format!(
+                    "broker {leader} is not the leader (the leader is {})",
+                    self.leader
+                ),
             ));
         }
         if leader_epoch != self.leader_epoch {
@@ -523,7 +526,10 @@ mod tests {
         let a = alive(&[1]);
         assert!(p.broker_stopped(0, clean(&a)));
         assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![0]));
-        assert_eq!(p.leader_epoch, 4, "going offline fences the old leader's epoch");
+        assert_eq!(
+            p.leader_epoch, 4,
+            "going offline fences the old leader's epoch"
+        );
         // Broker 1 is alive but out of sync: it must not be elected.
         assert!(!p.broker_returned(1, clean(&a)));
         let a = alive(&[0, 1]);
@@ -549,7 +555,10 @@ mod tests {
         let mut p = PartitionRecord::new(vec![0, 1, 2], 0);
         let a = alive(&[0, 2]);
         assert!(p.broker_stopped(1, clean(&a)));
-        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (0, 0, vec![0, 2]));
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (0, 0, vec![0, 2])
+        );
         // Not a replica: nothing changes.
         assert!(!p.broker_stopped(7, clean(&a)));
     }
@@ -598,16 +607,29 @@ mod tests {
         let a = alive(&[0, 1, 2, 3]);
         assert_eq!(p.reassign(Some(&[2, 3]), &a), Ok(true));
         assert_eq!(p.replicas, vec![2, 3, 0, 1]);
-        assert_eq!((p.adding.clone(), p.removing.clone()), (vec![2, 3], vec![0, 1]));
-        assert_eq!(p.leader, 0, "the old leader serves until the new replicas are in sync");
+        assert_eq!(
+            (p.adding.clone(), p.removing.clone()),
+            (vec![2, 3], vec![0, 1])
+        );
+        assert_eq!(
+            p.leader, 0,
+            "the old leader serves until the new replicas are in sync"
+        );
         let pe = p.partition_epoch;
         p.alter_isr(0, 0, pe, &[0, 1, 2], &a).expect("2 joins");
         assert!(p.is_reassigning(), "3 is not in sync yet");
         let pe = p.partition_epoch;
         p.alter_isr(0, 0, pe, &[0, 1, 2, 3], &a).expect("3 joins");
         assert!(!p.is_reassigning());
-        assert_eq!((p.replicas.clone(), p.isr.clone()), (vec![2, 3], vec![2, 3]));
-        assert_eq!((p.leader, p.leader_epoch), (2, 1), "leadership moved to the new set");
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone()),
+            (vec![2, 3], vec![2, 3])
+        );
+        assert_eq!(
+            (p.leader, p.leader_epoch),
+            (2, 1),
+            "leadership moved to the new set"
+        );
     }
 
     #[test]
@@ -617,7 +639,10 @@ mod tests {
         p.reassign(Some(&[1]), &a).expect("start");
         assert_eq!(p.replicas, vec![1, 0]);
         assert_eq!(p.reassign(None, &a), Ok(true));
-        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![0], vec![0], 0));
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (vec![0], vec![0], 0)
+        );
         assert_eq!(p.leader_epoch, 2);
         assert_eq!(
             p.reassign(None, &a).map_err(|e| e.code),
@@ -635,7 +660,10 @@ mod tests {
         let mut p = PartitionRecord::new(vec![0, 1, 2], 0);
         let a = alive(&[0, 1, 2]);
         assert_eq!(p.reassign(Some(&[1, 2]), &a), Ok(true));
-        assert_eq!((p.replicas.clone(), p.isr.clone()), (vec![1, 2], vec![1, 2]));
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone()),
+            (vec![1, 2], vec![1, 2])
+        );
         assert_eq!((p.leader, p.leader_epoch), (1, 1));
         assert!(!p.is_reassigning());
     }
@@ -669,7 +697,8 @@ mod tests {
             "0 left the ISR"
         );
         let pe = p.partition_epoch;
-        p.alter_isr(1, 1, pe, &[0, 1, 2], &a).expect("0 back in sync");
+        p.alter_isr(1, 1, pe, &[0, 1, 2], &a)
+            .expect("0 back in sync");
         p.elect_preferred(&a).expect("elect 0");
         assert_eq!((p.leader, p.leader_epoch), (0, 2));
     }
@@ -698,7 +727,10 @@ mod tests {
             serde_json::from_str(r#"{"owner":2,"leader_epoch":5,"moving_to":0}"#)
                 .expect("old record with a move");
         assert_eq!(moving.replicas, vec![2, 0]);
-        assert_eq!((moving.adding.clone(), moving.removing.clone()), (vec![0], vec![2]));
+        assert_eq!(
+            (moving.adding.clone(), moving.removing.clone()),
+            (vec![0], vec![2])
+        );
         let json = serde_json::to_string(&moving).expect("encode");
         let back: PartitionRecord = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, moving);

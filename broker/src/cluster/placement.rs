@@ -118,7 +118,12 @@ mod tests {
 
     #[test]
     fn replicas_go_to_other_racks_first() {
-        let b = brokers(&[(0, Some("a")), (1, Some("a")), (2, Some("b")), (3, Some("b"))]);
+        let b = brokers(&[
+            (0, Some("a")),
+            (1, Some("a")),
+            (2, Some("b")),
+            (3, Some("b")),
+        ]);
         for replicas in place(&b, &Load::default(), 8, 2).expect("place") {
             let racks: Vec<_> = replicas
                 .iter()
@@ -142,7 +147,10 @@ mod tests {
     fn too_few_brokers_is_refused_with_the_numbers() {
         let b = brokers(&[(0, None), (1, None)]);
         let e = place(&b, &Load::default(), 1, 3).expect_err("refused");
-        assert!(e.contains("replication factor 3") && e.contains("2 broker"), "{e}");
+        assert!(
+            e.contains("replication factor 3") && e.contains("2 broker"),
+            "{e}"
+        );
         assert!(place(&b, &Load::default(), 1, 0).is_err());
     }
 }

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use super::partition::{PartitionRecord, NO_LEADER};
 use super::partition::{Electorate, Refusal};
+pub use super::partition::{PartitionRecord, NO_LEADER};
 use super::placement::{self, Candidate, Load};
 
 /// Kafka error codes the state machine refuses with (a subset of Kafka's `Errors.java`).
@@ -407,11 +407,12 @@ impl ClusterState {
                 let alive = self.alive_brokers();
                 match self.partition_mut(topic, *partition) {
                     Err(o) => o,
-                    Ok(p) => match p.alter_isr(*leader, *leader_epoch, *partition_epoch, isr, &alive)
-                    {
-                        Ok(()) => Outcome::Partition(p.clone()),
-                        Err(r) => refused_for(topic, *partition, r),
-                    },
+                    Ok(p) => {
+                        match p.alter_isr(*leader, *leader_epoch, *partition_epoch, isr, &alive) {
+                            Ok(()) => Outcome::Partition(p.clone()),
+                            Err(r) => refused_for(topic, *partition, r),
+                        }
+                    }
                 }
             }
             Command::Reassign {

@@ -38,7 +38,11 @@ fn create_rf(name: &str, partitions: i32, replication_factor: i32) -> Command {
 }
 
 fn owners(s: &ClusterState, topic: &str) -> Vec<i32> {
-    s.topics[topic].partitions.iter().map(|p| p.leader).collect()
+    s.topics[topic]
+        .partitions
+        .iter()
+        .map(|p| p.leader)
+        .collect()
 }
 
 fn fence(id: i32) -> Command {
@@ -292,7 +296,12 @@ fn hand_made_assignments_are_checked() {
         replication_factor: -1,
         assignment: Some(assignment),
     };
-    for bad in [vec![vec![0, 0]], vec![vec![0, 1], vec![2]], vec![vec![0, 7]], vec![]] {
+    for bad in [
+        vec![vec![0, 0]],
+        vec![vec![0, 1], vec![2]],
+        vec![vec![0, 7]],
+        vec![],
+    ] {
         assert!(
             matches!(s.apply(&create(bad.clone())), Outcome::Refused { .. }),
             "{bad:?} accepted"
@@ -310,7 +319,10 @@ fn a_fenced_leader_hands_over_and_returns_as_a_follower() {
     assert_eq!(owners(&s, "a"), vec![0]);
     s.apply(&fence(0));
     let p = s.partition("a", 0).cloned().expect("partition");
-    assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (1, 1, vec![1, 2]));
+    assert_eq!(
+        (p.leader, p.leader_epoch, p.isr.clone()),
+        (1, 1, vec![1, 2])
+    );
     assert_eq!(s.under_replicated_partitions(), 1);
     // Back: alive, but it rejoins the ISR only when the leader says it caught up.
     s.apply(&broker(0));
@@ -384,7 +396,11 @@ fn elections_report_per_partition() {
     let codes: Vec<i16> = r.iter().map(|e| e.code).collect();
     assert_eq!(
         codes,
-        vec![0, code::ELECTION_NOT_NEEDED, code::UNKNOWN_TOPIC_OR_PARTITION]
+        vec![
+            0,
+            code::ELECTION_NOT_NEEDED,
+            code::UNKNOWN_TOPIC_OR_PARTITION
+        ]
     );
     assert_eq!(owners(&s, "a"), vec![0]);
 }

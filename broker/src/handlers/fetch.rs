@@ -23,8 +23,8 @@ use super::{codes, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::log::{LogError, PartitionLog};
-use crate::replica::{FetchRefused, ReplicaFetch};
 use crate::protocol::codec::{respond, RawHeader};
+use crate::replica::{FetchRefused, ReplicaFetch};
 
 /// One requested partition, resolved once per request.
 struct Want {

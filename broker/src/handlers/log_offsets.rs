@@ -103,18 +103,14 @@ pub fn offset_for_leader_epoch(
     for t in req.topics {
         let mut tr = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
         for p in t.partitions {
-            let (error, epoch, end) = match local_partition(
-                ctx,
-                t.topic.as_str(),
-                p.partition,
-                p.current_leader_epoch,
-            ) {
-                Err(code) => (code, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
-                Ok(log) => {
-                    let (epoch, end) = log.end_offset_for_epoch(p.leader_epoch);
-                    (codes::NONE, epoch, end)
-                }
-            };
+            let (error, epoch, end) =
+                match local_partition(ctx, t.topic.as_str(), p.partition, p.current_leader_epoch) {
+                    Err(code) => (code, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
+                    Ok(log) => {
+                        let (epoch, end) = log.end_offset_for_epoch(p.leader_epoch);
+                        (codes::NONE, epoch, end)
+                    }
+                };
             ctx.metrics.error_code("OffsetForLeaderEpoch", error);
             tr.partitions.push(
                 EpochEndOffset::default()

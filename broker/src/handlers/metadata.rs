@@ -145,18 +145,17 @@ pub async fn metadata(
                             topic_error(Some(&name), Uuid::nil(), codes::UNKNOWN_TOPIC_OR_PARTITION)
                         }
                         Ok(()) => {
-                            let created =
-                                catalog::create_topic(
-                                    ctx,
-                                    catalog::NewTopic {
-                                        name: name.clone(),
-                                        partitions: -1,
-                                        replication_factor: -1,
-                                        ..Default::default()
-                                    },
-                                    false,
-                                )
-                                    .await;
+                            let created = catalog::create_topic(
+                                ctx,
+                                catalog::NewTopic {
+                                    name: name.clone(),
+                                    partitions: -1,
+                                    replication_factor: -1,
+                                    ..Default::default()
+                                },
+                                false,
+                            )
+                            .await;
                             match created {
                                 Ok((meta, _)) => {
                                     tracing::info!(topic = %meta.name, partitions = meta.partitions, "auto-created topic");

@@ -184,7 +184,9 @@ pub async fn dispatch(
                 req!(DescribeProducersRequest)
             ))
         }
-        ApiKey::ElectLeaders => now!(operational::elect_leaders(ctx, v, req!(ElectLeadersRequest)).await),
+        ApiKey::ElectLeaders => {
+            now!(operational::elect_leaders(ctx, v, req!(ElectLeadersRequest)).await)
+        }
         ApiKey::DescribeQuorum => {
             let req = req!(DescribeQuorumRequest);
             let client_id = header.client_id.as_ref().map(|c| c.to_string());

@@ -133,23 +133,21 @@ pub fn handle(
                 };
                 match log {
                     Err(code) => {
-                        let message = (code == catalog::NOT_LEADER_OR_FOLLOWER).then(|| {
-                            match meta
-                                .as_ref()
-                                .map(|m| catalog::ownership(ctx, &m.name, p.index))
-                            {
-                                Some(catalog::Ownership::Elsewhere(l)) if l >= 0 => {
-                                    format!("broker {l} leads this partition")
-                                }
-                                Some(catalog::Ownership::Elsewhere(_)) => {
-                                    "the partition has no leader (no in-sync replica is alive)"
-                                        .to_string()
-                                }
-                                _ => format!(
-                                    "broker {} is taking up or handing over the leadership",
-                                    ctx.node_id
-                                ),
+                        let message = (code == catalog::NOT_LEADER_OR_FOLLOWER).then(|| match meta
+                            .as_ref()
+                            .map(|m| catalog::ownership(ctx, &m.name, p.index))
+                        {
+                            Some(catalog::Ownership::Elsewhere(l)) if l >= 0 => {
+                                format!("broker {l} leads this partition")
                             }
+                            Some(catalog::Ownership::Elsewhere(_)) => {
+                                "the partition has no leader (no in-sync replica is alive)"
+                                    .to_string()
+                            }
+                            _ => format!(
+                                "broker {} is taking up or handing over the leadership",
+                                ctx.node_id
+                            ),
                         });
                         partition_error(p.index, code, message)
                     }
@@ -165,8 +163,10 @@ pub fn handle(
                                 Ok(AppendOutcome::Appended(info))
                                 | Ok(AppendOutcome::Duplicate(info)) => {
                                     if acks == -1 {
-                                        let name =
-                                            meta.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+                                        let name = meta
+                                            .as_ref()
+                                            .map(|m| m.name.clone())
+                                            .unwrap_or_default();
                                         waits.push(ReplicatedWait {
                                             topic: response.responses.len(),
                                             partition: tr.partition_responses.len(),

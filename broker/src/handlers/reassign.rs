@@ -38,10 +38,7 @@ pub async fn alter(
             let cmd: Result<Command, (i16, String)> = Ok(Command::Reassign {
                 topic: topic.clone(),
                 partition: p.partition_index,
-                replicas: p
-                    .replicas
-                    .as_ref()
-                    .map(|r| r.iter().map(|b| b.0).collect()),
+                replicas: p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect()),
             });
             let result = match cmd {
                 Err(e) => Err(e),

@@ -206,8 +206,14 @@ mod tests {
         assert_eq!(c.end_offset_for(2, 300), (2, 250));
         assert_eq!(c.end_offset_for(5, 300), (5, 300));
         // Newer than every known epoch: undefined.
-        assert_eq!(c.end_offset_for(9, 300), (UNDEFINED_EPOCH, UNDEFINED_OFFSET));
-        assert_eq!(c.end_offset_for(-1, 300), (UNDEFINED_EPOCH, UNDEFINED_OFFSET));
+        assert_eq!(
+            c.end_offset_for(9, 300),
+            (UNDEFINED_EPOCH, UNDEFINED_OFFSET)
+        );
+        assert_eq!(
+            c.end_offset_for(-1, 300),
+            (UNDEFINED_EPOCH, UNDEFINED_OFFSET)
+        );
         // Older than every known epoch: the requested epoch ends where the first known starts.
         assert_eq!(cache(&[(3, 10)]).end_offset_for(2, 20), (2, 10));
         assert_eq!(

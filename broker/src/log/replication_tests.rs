@@ -35,10 +35,14 @@ fn all_up_to_end(log: &PartitionLog) -> Vec<(i64, String)> {
 fn follower_appends_keep_offsets_and_epochs_and_fill_the_epoch_cache() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = PartitionLog::open(dir.path().join("t-0"), cfg()).expect("open");
-    log.append_replicated(stored(0, 0, 3, "a")).expect("epoch 0");
-    log.append_replicated(stored(3, 2, 2, "b")).expect("epoch 2");
-    log.append_replicated(stored(5, 2, 1, "c")).expect("epoch 2 again");
-    log.append_replicated(stored(6, 5, 4, "d")).expect("epoch 5");
+    log.append_replicated(stored(0, 0, 3, "a"))
+        .expect("epoch 0");
+    log.append_replicated(stored(3, 2, 2, "b"))
+        .expect("epoch 2");
+    log.append_replicated(stored(5, 2, 1, "c"))
+        .expect("epoch 2 again");
+    log.append_replicated(stored(6, 5, 4, "d"))
+        .expect("epoch 5");
     assert_eq!(log.epoch_entries(), vec![(0, 0), (2, 3), (5, 6)]);
     assert_eq!(log.latest_epoch(), Some(5));
     assert_eq!(log.end_offset_for_epoch(0), (0, 3));
@@ -77,7 +81,8 @@ fn a_lost_or_damaged_epoch_file_is_rebuilt_from_the_batches() {
     let log = PartitionLog::open(pdir.clone(), small_segments()).expect("open");
     let mut base = 0;
     for epoch in [0, 0, 1, 1, 4, 4, 4] {
-        log.append_replicated(stored(base, epoch, 3, "x")).expect("append");
+        log.append_replicated(stored(base, epoch, 3, "x"))
+            .expect("append");
         base += 3;
     }
     let expected = log.epoch_entries();
@@ -106,8 +111,16 @@ fn the_high_watermark_stops_at_the_bound_but_followers_read_to_the_end() {
     log.append(B::new(2).build()).expect("append");
     log.append(B::new(3).build()).expect("append");
     assert_eq!((log.log_end_offset(), log.high_watermark()), (5, 2));
-    assert_eq!(read_all(&log).len(), 2, "consumers stop at the high watermark");
-    assert_eq!(all_up_to_end(&log).len(), 5, "followers read to the log end");
+    assert_eq!(
+        read_all(&log).len(),
+        2,
+        "consumers stop at the high watermark"
+    );
+    assert_eq!(
+        all_up_to_end(&log).len(),
+        5,
+        "followers read to the log end"
+    );
     log.set_hw_bound(4);
     assert_eq!(log.high_watermark(), 4);
     // The bound never lowers it.
@@ -189,7 +202,8 @@ fn truncation_to_the_log_start_leaves_an_empty_log_that_takes_appends() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = PartitionLog::open(dir.path().join("t-0"), small_segments()).expect("open");
     for i in 0..6 {
-        log.append_replicated(stored(i * 3, 1, 3, "x")).expect("append");
+        log.append_replicated(stored(i * 3, 1, 3, "x"))
+            .expect("append");
     }
     assert_eq!(log.truncate_to(0).expect("truncate"), 0);
     assert_eq!((log.log_end_offset(), log.segment_count()), (0, 1));
@@ -204,15 +218,21 @@ fn a_copy_restarts_empty_at_the_leaders_log_start() {
     let pdir = dir.path().join("t-0");
     let log = PartitionLog::open(pdir.clone(), small_segments()).expect("open");
     for i in 0..4 {
-        log.append_replicated(stored(i * 3, 1, 3, "x")).expect("append");
+        log.append_replicated(stored(i * 3, 1, 3, "x"))
+            .expect("append");
     }
     log.reset_to(500).expect("reset");
     assert_eq!(
-        (log.log_start_offset(), log.log_end_offset(), log.high_watermark()),
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.high_watermark()
+        ),
         (500, 500, 500)
     );
     assert!(log.epoch_entries().is_empty());
-    log.append_replicated(stored(500, 2, 3, "y")).expect("append at 500");
+    log.append_replicated(stored(500, 2, 3, "y"))
+        .expect("append at 500");
     drop(log);
     let log = PartitionLog::open(pdir, small_segments()).expect("reopen");
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 503));
@@ -244,8 +264,13 @@ fn becoming_a_follower_holds_the_high_watermark_until_the_leader_reports_one() {
     assert_eq!(log.high_watermark(), 5);
     log.become_follower(1);
     assert_eq!(log.high_watermark(), 0);
-    log.append_replicated(stored(5, 1, 2, "y")).expect("follower append");
-    assert_eq!(log.high_watermark(), 0, "a follower's own writes do not raise it");
+    log.append_replicated(stored(5, 1, 2, "y"))
+        .expect("follower append");
+    assert_eq!(
+        log.high_watermark(),
+        0,
+        "a follower's own writes do not raise it"
+    );
     log.set_hw_bound(6);
     assert_eq!(log.high_watermark(), 6);
 }

@@ -19,9 +19,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +36,9 @@ const FETCH_VERSION: i16 = 12;
 /// The OffsetForLeaderEpoch version followers send (replica id field from v3).
 const EPOCH_VERSION: i16 = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const BACKOFF: Duration = Duration::from_millis(250);
+/// First and largest pause after a failed round (doubling in between).
+const BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Kafka error codes a fetcher acts on.
 mod code {
@@ -203,21 +203,40 @@ async fn blocking<T: Send + 'static>(
 
 impl FetchTask {
     async fn run(mut self) {
+        let mut backoff = BACKOFF;
+        let mut failures = 0u32;
         loop {
             if self.stop.is_cancelled() {
                 break;
             }
             self.refresh_assignment();
-            let result = self.round().await;
-            if let Err(e) = result {
-                if self.stop.is_cancelled() {
-                    break;
+            match self.round().await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "replica fetches from the leader work again");
+                    }
+                    failures = 0;
+                    backoff = BACKOFF;
                 }
-                tracing::warn!(error = %e, "replica fetch failed; retrying");
-                self.conn = None;
-                tokio::select! {
-                    _ = self.stop.cancelled() => break,
-                    _ = tokio::time::sleep(BACKOFF) => {}
+                Err(e) => {
+                    if self.stop.is_cancelled() {
+                        break;
+                    }
+                    failures += 1;
+                    // The first failure and then every 20th: a dead leader is normal for the
+                    // few seconds until the quorum elects a new one.
+                    if failures == 1 || failures % 20 == 0 {
+                        tracing::warn!(error = %e, failures, retry_in = ?backoff, "replica fetch failed; retrying");
+                    } else {
+                        tracing::debug!(error = %e, failures, "replica fetch failed; retrying");
+                    }
+                    self.conn = None;
+                    tokio::select! {
+                        _ = self.stop.cancelled() => break,
+                        _ = self.assignment.changed() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -227,11 +246,20 @@ impl FetchTask {
     /// Takes the newest assignment: new partitions and new epochs need truncation first.
     fn refresh_assignment(&mut self) {
         let a = self.assignment.borrow_and_update().clone();
-        self.tracked.retain(|k, _| a.partitions.contains_key(k));
+        let metrics = &self.metrics;
+        self.tracked.retain(|k, _| {
+            let keep = a.partitions.contains_key(k);
+            if !keep {
+                metrics.forget_replica_lag(&k.0, k.1);
+            }
+            keep
+        });
         for (k, f) in a.partitions {
             match self.tracked.get_mut(&k) {
                 Some(t) if t.leader_epoch == f.leader_epoch && Arc::ptr_eq(&t.log, &f.log) => {}
                 _ => {
+                    // A new leader or epoch: the high watermark waits for its first answer.
+                    f.log.become_follower(f.leader_epoch);
                     self.tracked.insert(
                         k,
                         Tracked {
@@ -293,7 +321,14 @@ impl FetchTask {
             .tracked
             .iter()
             .filter(|(_, t)| !t.truncated && !t.stalled)
-            .map(|(k, t)| (k.clone(), Arc::clone(&t.log), t.leader_epoch, t.log.latest_epoch()))
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    Arc::clone(&t.log),
+                    t.leader_epoch,
+                    t.log.latest_epoch(),
+                )
+            })
             .collect();
         if pending.is_empty() {
             return Ok(());
@@ -362,7 +397,9 @@ impl FetchTask {
                         let before = log.log_end_offset();
                         let cut = blocking(move || l.truncate_to(target)).await?;
                         match cut {
-                            Ok(end) => tracing::warn!(topic = %key.0, partition = key.1, from = before, to = end, leader_epoch = epoch, "truncated to the leader's log"),
+                            Ok(end) => {
+                                tracing::warn!(topic = %key.0, partition = key.1, from = before, to = end, leader_epoch = epoch, "truncated to the leader's log")
+                            }
                             Err(e) => {
                                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "truncation failed");
                                 t.stalled = true;
@@ -448,7 +485,9 @@ impl FetchTask {
                         let start = p.log_start_offset;
                         let l = Arc::clone(&log);
                         match blocking(move || l.reset_to(start)).await? {
-                            Ok(()) => tracing::warn!(topic = %key.0, partition = key.1, start, "copy restarted at the leader's log start"),
+                            Ok(()) => {
+                                tracing::warn!(topic = %key.0, partition = key.1, start, "copy restarted at the leader's log start")
+                            }
                             Err(e) => {
                                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot restart the copy");
                                 tracked.stalled = true;
@@ -472,7 +511,9 @@ impl FetchTask {
                     let l = Arc::clone(&log);
                     let before = log.log_end_offset();
                     match blocking(move || l.truncate_to(target)).await? {
-                        Ok(end) => tracing::warn!(topic = %key.0, partition = key.1, from = before, to = end, "diverged from the leader; truncated"),
+                        Ok(end) => {
+                            tracing::warn!(topic = %key.0, partition = key.1, from = before, to = end, "diverged from the leader; truncated")
+                        }
                         Err(e) => {
                             tracing::error!(topic = %key.0, partition = key.1, error = %e, "truncation failed");
                             tracked.stalled = true;
@@ -506,8 +547,11 @@ impl FetchTask {
                     }
                 }
                 log.set_hw_bound(p.high_watermark.min(log.log_end_offset()));
-                self.metrics
-                    .replica_lag(key.0.as_str(), key.1, (p.high_watermark - log.log_end_offset()).max(0));
+                self.metrics.replica_lag(
+                    key.0.as_str(),
+                    key.1,
+                    (p.high_watermark - log.log_end_offset()).max(0),
+                );
             }
         }
         // Fetch again only when what this round appended is on disk: the leader takes our

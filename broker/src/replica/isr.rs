@@ -176,18 +176,17 @@ impl Replicas {
         if self.pending.is_some() {
             return None;
         }
-        let mut isr: Vec<i32> = self
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| {
-                *r == self.me
-                    || self
-                        .followers
-                        .get(r)
-                        .is_some_and(|f| now.saturating_duration_since(f.last_caught_up) <= lag_max)
-            })
-            .collect();
+        let mut isr: Vec<i32> =
+            self.isr
+                .iter()
+                .copied()
+                .filter(|r| {
+                    *r == self.me
+                        || self.followers.get(r).is_some_and(|f| {
+                            now.saturating_duration_since(f.last_caught_up) <= lag_max
+                        })
+                })
+                .collect();
         for (r, f) in &self.followers {
             if !isr.contains(r)
                 && !self.isr.contains(r)
@@ -273,16 +272,10 @@ mod tests {
         // previous answer: caught up at the previous fetch.
         r.on_fetch(1, 100, 200, t + Duration::from_secs(20));
         r.on_fetch(1, 200, 300, t + Duration::from_secs(40));
-        assert_eq!(
-            r.followers[&1].last_caught_up,
-            t + Duration::from_secs(20)
-        );
+        assert_eq!(r.followers[&1].last_caught_up, t + Duration::from_secs(20));
         // Falling further behind does not move it.
         r.on_fetch(1, 250, 400, t + Duration::from_secs(60));
-        assert_eq!(
-            r.followers[&1].last_caught_up,
-            t + Duration::from_secs(20)
-        );
+        assert_eq!(r.followers[&1].last_caught_up, t + Duration::from_secs(20));
     }
 
     #[test]
@@ -291,13 +284,25 @@ mod tests {
         let mut r = Replicas::new(0, 4, 7, vec![0, 1, 2], vec![0, 1], 100, t);
         r.on_fetch(1, 300, 300, t);
         r.on_fetch(2, 90, 300, t);
-        assert_eq!(r.isr_change(90, LAG, t, |_| true), None, "below the epoch start");
+        assert_eq!(
+            r.isr_change(90, LAG, t, |_| true),
+            None,
+            "below the epoch start"
+        );
         r.on_fetch(2, 250, 300, t);
-        assert_eq!(r.isr_change(260, LAG, t, |_| true), None, "below the high watermark");
+        assert_eq!(
+            r.isr_change(260, LAG, t, |_| true),
+            None,
+            "below the high watermark"
+        );
         assert_eq!(r.isr_change(250, LAG, t, |_| true), Some(vec![0, 1, 2]));
         assert_eq!(r.isr_change(250, LAG, t, |b| b != 2), None, "not alive");
         r.pending = Some(vec![0, 1, 2]);
-        assert_eq!(r.isr_change(250, LAG, t, |_| true), None, "one change at a time");
+        assert_eq!(
+            r.isr_change(250, LAG, t, |_| true),
+            None,
+            "one change at a time"
+        );
     }
 
     #[test]

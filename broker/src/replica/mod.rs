@@ -77,6 +77,12 @@ struct Led {
     tenure: CancellationToken,
 }
 
+/// A leadership change, announced to the listener after the role sync.
+enum Event {
+    Led(String, i32, i32, Arc<PartitionLog>),
+    Resigned(String, i32),
+}
+
 /// Why a follower's fetch was refused (the Kafka error code for that partition).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchRefused(pub i16);
@@ -94,6 +100,17 @@ pub enum ReplicaFetch {
     },
 }
 
+/// Told when this broker starts or stops leading a partition (for example the group
+/// coordinator, whose groups live in the partitions of an internal topic it leads). Called from
+/// the role sync, on a blocking thread, outside the replica manager's locks: implementations
+/// should hand long work to a task.
+pub trait LeadershipListener: Send + Sync + std::fmt::Debug {
+    /// This broker leads `topic`-`partition` from `leader_epoch` on; `log` is its log.
+    fn became_leader(&self, topic: &str, partition: i32, leader_epoch: i32, log: Arc<PartitionLog>);
+    /// This broker no longer leads `topic`-`partition`.
+    fn resigned(&self, topic: &str, partition: i32);
+}
+
 /// The replication state of this broker's partitions.
 #[derive(Debug)]
 pub struct ReplicaManager {
@@ -105,6 +122,7 @@ pub struct ReplicaManager {
     led: Mutex<BTreeMap<TopicPartition, Led>>,
     /// Held while roles are synced, so concurrent syncs apply states in order.
     sync: Mutex<()>,
+    listener: std::sync::OnceLock<Arc<dyn LeadershipListener>>,
     fetchers: FetcherSet,
     shutdown: CancellationToken,
 }
@@ -132,12 +150,28 @@ impl ReplicaManager {
             metrics,
             led: Mutex::new(BTreeMap::new()),
             sync: Mutex::new(()),
+            listener: std::sync::OnceLock::new(),
             shutdown,
         })
     }
 
     pub fn config(&self) -> &ReplicaConfig {
         &self.config
+    }
+
+    /// Registers the one listener told about leadership changes (later calls are ignored).
+    /// Partitions already led are announced to it at once.
+    pub fn set_listener(&self, listener: Arc<dyn LeadershipListener>) {
+        if self.listener.set(Arc::clone(&listener)).is_err() {
+            return;
+        }
+        let led: Vec<(TopicPartition, i32, Arc<PartitionLog>)> = lock(&self.led)
+            .iter()
+            .map(|(k, l)| (k.clone(), l.replicas.leader_epoch, Arc::clone(&l.log)))
+            .collect();
+        for ((topic, partition), epoch, log) in led {
+            listener.became_leader(&topic, partition, epoch, log);
+        }
     }
 
     /// Brings this broker's roles in line with the current metadata: leads what it says this
@@ -151,6 +185,21 @@ impl ReplicaManager {
     }
 
     fn apply_roles(&self, state: &ClusterState) {
+        let mut events = Vec::new();
+        self.apply_roles_collecting(state, &mut events);
+        if let Some(l) = self.listener.get() {
+            for e in events {
+                match e {
+                    Event::Led(topic, partition, epoch, log) => {
+                        l.became_leader(&topic, partition, epoch, log)
+                    }
+                    Event::Resigned(topic, partition) => l.resigned(&topic, partition),
+                }
+            }
+        }
+    }
+
+    fn apply_roles_collecting(&self, state: &ClusterState, events: &mut Vec<Event>) {
         let now = Instant::now();
         let mut follow: BTreeMap<i32, BTreeMap<TopicPartition, Follow>> = BTreeMap::new();
         let mut still_led = BTreeSet::new();
@@ -165,7 +214,9 @@ impl ReplicaManager {
             let key = (topic.clone(), partition);
             if rec.leader == self.me {
                 still_led.insert(key.clone());
-                self.lead(key, log, rec, now);
+                if let Some(epoch) = self.lead(key.clone(), Arc::clone(&log), rec, now) {
+                    events.push(Event::Led(key.0, key.1, epoch, log));
+                }
             } else if rec.leader != NO_LEADER {
                 log.set_leader_epoch(rec.leader_epoch);
                 follow.entry(rec.leader).or_default().insert(
@@ -189,6 +240,7 @@ impl ReplicaManager {
                     tracing::info!(topic = %key.0, partition = key.1, epoch = l.replicas.leader_epoch, "no longer the leader");
                     l.tenure.cancel();
                     l.log.unfence();
+                    events.push(Event::Resigned(key.0, key.1));
                 }
             }
         }
@@ -200,13 +252,14 @@ impl ReplicaManager {
         self.fetchers.assign(follow, addrs);
     }
 
+    /// Leads `key` at the record's epoch. Returns the epoch when a new tenure began.
     fn lead(
         &self,
         key: TopicPartition,
         log: Arc<PartitionLog>,
         rec: &crate::cluster::state::PartitionRecord,
         now: Instant,
-    ) {
+    ) -> Option<i32> {
         let mut led = lock(&self.led);
         if let Some(l) = led.get_mut(&key) {
             if l.replicas.leader_epoch == rec.leader_epoch {
@@ -219,7 +272,7 @@ impl ReplicaManager {
                     );
                     l.log.set_hw_bound(l.replicas.replica_bound());
                 }
-                return;
+                return None;
             }
             l.tenure.cancel();
         }
@@ -227,7 +280,7 @@ impl ReplicaManager {
         if let Err(e) = log.become_leader(rec.leader_epoch) {
             tracing::error!(topic = %key.0, partition = key.1, epoch = rec.leader_epoch, error = %e, "cannot record the new leader epoch; not serving the partition");
             led.remove(&key);
-            return;
+            return None;
         }
         let replicas = Replicas::new(
             self.me,
@@ -249,6 +302,7 @@ impl ReplicaManager {
                 tenure: CancellationToken::new(),
             },
         );
+        Some(rec.leader_epoch)
     }
 
     /// A follower's fetch of a partition this broker leads, at `fetch_offset` with the leader
@@ -306,9 +360,11 @@ impl ReplicaManager {
         let state = self.cluster.state();
         let alive = state.alive_brokers();
         let hw = l.log.high_watermark();
-        let Some(isr) =
-            l.replicas
-                .isr_change(hw, self.config.lag_time_max, Instant::now(), |b| alive.contains(&b))
+        let Some(isr) = l
+            .replicas
+            .isr_change(hw, self.config.lag_time_max, Instant::now(), |b| {
+                alive.contains(&b)
+            })
         else {
             return;
         };
@@ -391,7 +447,10 @@ impl ReplicaManager {
                     let (under, lags) = led.values().fold((0, Vec::new()), |(u, mut lags), l| {
                         let end = l.log.log_end_offset();
                         lags.extend(l.replicas.lags(end).map(|(_, lag)| lag));
-                        (u + usize::from(l.replicas.isr.len() < l.replicas.replicas.len()), lags)
+                        (
+                            u + usize::from(l.replicas.isr.len() < l.replicas.replicas.len()),
+                            lags,
+                        )
                     });
                     drop(led);
                     let offline = (me.cluster.leader() == Some(me.me))

@@ -11,8 +11,8 @@
 //! (`lib.rs` re-exports [`Broker`]).
 
 mod conn;
-pub mod identity;
 pub mod groups;
+pub mod identity;
 pub mod liveness;
 
 use std::net::SocketAddr;

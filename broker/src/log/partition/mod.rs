@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::files::io_err;
 use super::epochs::EpochCache;
+use super::files::io_err;
 use super::producer::ProducerStates;
 use super::segment::{self, Segment};
 use super::{FsyncPolicy, LogConfig, LogError};

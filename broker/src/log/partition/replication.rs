@@ -158,7 +158,10 @@ impl PartitionLog {
             let mut inner = lock(&sh.inner);
             sh.leader_epoch.store(epoch, Ordering::SeqCst);
             let end = inner.next_offset;
-            inner.epochs.assign(epoch, end).then(|| inner.epochs.clone())
+            inner
+                .epochs
+                .assign(epoch, end)
+                .then(|| inner.epochs.clone())
         };
         if let Some(cache) = snapshot {
             cache.store(&self.dir)?;
@@ -265,12 +268,9 @@ impl PartitionLog {
             s.remove_files()?;
             remove_if_exists(&snapshot_path(&self.dir, s.base));
         }
-        let seg = inner
-            .segments
-            .pop()
-            .ok_or_else(|| LogError::CorruptBatch {
-                reason: "a log without segments".into(),
-            })?;
+        let seg = inner.segments.pop().ok_or_else(|| LogError::CorruptBatch {
+            reason: "a log without segments".into(),
+        })?;
         seg.log.set_len(cut_pos).map_err(io_err(&seg.log_path))?;
         seg.log.sync_data().map_err(io_err(&seg.log_path))?;
         let base = seg.base;

@@ -106,6 +106,24 @@ impl Member {
     }
 }
 
+/// What a restart must keep of the topics: ids, configs and replica sets. Leader epochs move:
+/// a broker that registers again after a restart gives up and retakes its leaderships.
+fn layout(
+    topics: &BTreeMap<String, sluice_broker::cluster::state::TopicRecord>,
+) -> Vec<(String, uuid::Uuid, BTreeMap<String, String>, Vec<Vec<i32>>)> {
+    topics
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.id,
+                t.configs.clone(),
+                t.partitions.iter().map(|p| p.replicas.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
 fn create_topic(name: &str, partitions: i32) -> Command {
     Command::CreateTopic {
         name: name.to_string(),
@@ -290,7 +308,7 @@ async fn single_node_without_network_proposes_and_restarts_with_its_state() {
     eprintln!("single node: ready {:?} after restart", started.elapsed());
     let after = c.state();
     assert_eq!(after.cluster_id, before.cluster_id);
-    assert_eq!(after.topics, before.topics);
+    assert_eq!(layout(&after.topics), layout(&before.topics));
     create_via(&c, "t2", 1, "propose").await;
     // The caller's token stops it too.
     let token = CancellationToken::new();
@@ -411,7 +429,8 @@ async fn three_nodes_survive_leader_loss_a_down_node_and_a_full_restart() {
     for x in &m {
         let s = x.c().state();
         assert_eq!(
-            s.topics, before.topics,
+            layout(&s.topics),
+            layout(&before.topics),
             "node {} topics after restart",
             x.id
         );
@@ -670,8 +689,8 @@ async fn compaction_then_restart_and_a_new_member_gets_a_snapshot() {
     all_ready(&all(&m)).await;
     for x in &m {
         assert_eq!(
-            x.c().state().topics,
-            before.topics,
+            layout(&x.c().state().topics),
+            layout(&before.topics),
             "node {} after restart",
             x.id
         );

@@ -339,7 +339,10 @@ fn a_stopped_broker_takes_away_only_its_partitions_and_a_new_leader_keeps_admin_
         Duration::from_secs(30),
         Duration::from_millis(100),
         || {
-            (!nodes[survivors[0]].state().brokers[&old_leader].state.is_alive()).then_some(())
+            (!nodes[survivors[0]].state().brokers[&old_leader]
+                .state
+                .is_alive())
+            .then_some(())
         },
     );
     tracing_free_note(old_leader, new_leader);

@@ -106,11 +106,14 @@ impl Member {
     }
 }
 
+/// A topic as a restart must keep it: name, id, configs, each partition's replicas.
+type TopicLayout = (String, uuid::Uuid, BTreeMap<String, String>, Vec<Vec<i32>>);
+
 /// What a restart must keep of the topics: ids, configs and replica sets. Leader epochs move:
 /// a broker that registers again after a restart gives up and retakes its leaderships.
 fn layout(
     topics: &BTreeMap<String, sluice_broker::cluster::state::TopicRecord>,
-) -> Vec<(String, uuid::Uuid, BTreeMap<String, String>, Vec<Vec<i32>>)> {
+) -> Vec<TopicLayout> {
     topics
         .iter()
         .map(|(n, t)| {

@@ -381,11 +381,28 @@ impl ReplicaManager {
             isr: isr.clone(),
         };
         let from = l.replicas.isr.clone();
+        // This change completes a reassignment that drops this broker: leadership moves with
+        // it. Like a controlled shutdown, stop taking writes and let the new replicas reach
+        // this log's end first, so no acknowledged write (acks=1 included) stays behind.
+        let handover = state
+            .partition(&key.0, key.1)
+            .filter(|p| {
+                p.is_reassigning()
+                    && p.removing.contains(&self.me)
+                    && p.adding.iter().all(|r| isr.contains(r))
+            })
+            .map(|p| p.target_replicas());
+        let log = Arc::clone(&l.log);
         let me = Arc::clone(self);
         let key = key.clone();
         let span = tracing::info_span!("alter_isr", topic = %key.0, partition = key.1);
         tokio::spawn(
             async move {
+                if let Some(targets) = &handover {
+                    let end = log.fence();
+                    tracing::info!(end, to = ?targets, "leadership leaves with the reassignment; writes paused until the new replicas have everything");
+                    me.wait_caught_up(&key, targets, end).await;
+                }
                 let result = me.cluster.propose(cmd).await;
                 let applied = match &result {
                     Ok(Outcome::Partition(_)) => true,
@@ -414,6 +431,9 @@ impl ReplicaManager {
                 // The applied state reaches `sync_roles` (which resets `pending`); after a
                 // refusal or an error, allow the next attempt.
                 if !applied {
+                    if handover.is_some() {
+                        log.unfence();
+                    }
                     if let Some(l) = lock(&me.led).get_mut(&key) {
                         l.replicas.pending = None;
                         l.log.set_hw_bound(l.replicas.replica_bound());
@@ -422,6 +442,36 @@ impl ReplicaManager {
             }
             .instrument(span),
         );
+    }
+
+    /// Waits (at most the controlled-shutdown wait) until every one of `replicas` other than
+    /// this broker has fetched up to `end` of a partition this broker leads.
+    async fn wait_caught_up(&self, key: &TopicPartition, replicas: &[i32], end: i64) {
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_catch_up;
+        loop {
+            let behind: Vec<i32> = match lock(&self.led).get(key) {
+                None => return,
+                Some(l) => replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| *r != self.me)
+                    .filter(|r| {
+                        l.replicas
+                            .followers
+                            .get(r)
+                            .is_none_or(|f| f.fetch_offset < end)
+                    })
+                    .collect(),
+            };
+            if behind.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(behind = ?behind, end, "replicas did not reach the log end in time; handing over anyway (acks=1 writes they lack may be lost)");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The periodic check: in-sync followers that stopped catching up leave the ISR.

@@ -503,3 +503,43 @@ fn state_round_trips_through_json() {
     let back: ClusterState = serde_json::from_slice(&bytes).expect("deserializes");
     assert_eq!(back, s);
 }
+
+#[test]
+fn a_broker_that_registers_again_while_alive_gives_up_its_leaderships() {
+    let mut s = with_brokers(&[0, 1, 2]);
+    s.apply(&create_rf("a", 3, 3));
+    let led_by_0: Vec<i32> = s
+        .all_partitions()
+        .filter(|(_, _, p)| p.leader == 0)
+        .map(|(_, i, _)| i)
+        .collect();
+    assert!(!led_by_0.is_empty());
+    // Broker 0 crashed and came back before the quorum fenced it.
+    s.apply(&broker(0));
+    for (_, i, p) in s.all_partitions() {
+        assert_ne!(
+            p.leader, 0,
+            "partition {i} still led by the restarted broker"
+        );
+        assert!(!p.isr.contains(&0), "partition {i}: {p:?}");
+        if led_by_0.contains(&i) {
+            assert_eq!(p.leader_epoch, 1, "a new leader, a new epoch");
+        }
+    }
+    assert_eq!(s.brokers[&0].state, BrokerState::Active);
+    // A one-copy partition on it comes straight back to it, at a newer epoch.
+    let mut s = with_brokers(&[0]);
+    s.apply(&create("b", 1));
+    s.apply(&broker(0));
+    let p = s.partition("b", 0).cloned().expect("partition");
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (0, vec![0], 2));
+}
+
+#[test]
+fn a_new_broker_registering_changes_no_partition() {
+    let mut s = with_brokers(&[0, 1]);
+    s.apply(&create_rf("a", 2, 2));
+    let before = s.topics.clone();
+    s.apply(&broker(2));
+    assert_eq!(s.topics, before);
+}

@@ -347,6 +347,11 @@ impl ReplicaManager {
             }
         }
         let end = l.log.log_end_offset();
+        if fetch_offset > end {
+            // Ahead of this log (it lost unsynced writes, or the follower's diverged): the
+            // read answers OFFSET_OUT_OF_RANGE and the follower truncates; not a position.
+            return Ok(ReplicaFetch::Read(Arc::clone(&l.log)));
+        }
         l.replicas
             .on_fetch(replica, fetch_offset, end, Instant::now());
         l.log.set_hw_bound(l.replicas.replica_bound());

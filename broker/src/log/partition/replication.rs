@@ -1,4 +1,4 @@
-//! What replication needs of a partition's log (the protocol itself is `crate::replica`):
+//! What replication needs of a partition's log (the protocol itself is the broker's `replica` module):
 //!
 //! - the leader-epoch cache: which offset each leader epoch starts at (recovered at open,
 //!   extended when this broker becomes leader or a follower appends a batch of a newer epoch,

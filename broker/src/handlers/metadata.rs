@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::{catalog, codes, sb};
 use crate::cluster::state::{BrokerRecord, ClusterState, PartitionRecord};
 use crate::context::BrokerContext;
+use crate::group::is_internal_topic;
 use crate::log::{validate_topic_name, TopicMeta};
 
 /// "Not provided" for the authorized-operations fields.
@@ -185,7 +186,7 @@ fn topic_entry(ctx: &BrokerContext, meta: &TopicMeta) -> MetadataResponseTopic {
         .with_error_code(codes::NONE)
         .with_name(Some(TopicName(sb(&meta.name))))
         .with_topic_id(meta.id)
-        .with_is_internal(false)
+        .with_is_internal(is_internal_topic(&meta.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
@@ -251,6 +252,20 @@ pub async fn metadata(
                         }
                         Ok(()) if !allow_create => {
                             topic_error(Some(&name), Uuid::nil(), codes::UNKNOWN_TOPIC_OR_PARTITION)
+                        }
+                        // Created the cluster's way, as Kafka's metadata path does.
+                        Ok(()) if is_internal_topic(&name) => {
+                            match catalog::ensure_offsets_topic(ctx).await {
+                                Ok(_) => match catalog::topic(ctx, &name) {
+                                    Some(meta) => topic_entry(ctx, &meta),
+                                    None => topic_error(
+                                        Some(&name),
+                                        Uuid::nil(),
+                                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                                    ),
+                                },
+                                Err(e) => topic_error(Some(&name), Uuid::nil(), e.kafka_code()),
+                            }
                         }
                         Ok(()) => {
                             let created = catalog::create_topic(

@@ -149,7 +149,7 @@ pub fn describe_topic_partitions(
                 .with_error_code(codes::NONE)
                 .with_name(Some(TopicName(sb(&name))))
                 .with_topic_id(topic.id)
-                .with_is_internal(false)
+                .with_is_internal(is_internal_topic(&name))
                 .with_partitions(partitions)
                 .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
         );

@@ -22,6 +22,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -38,6 +39,11 @@ const EPOCH_VERSION: i16 = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// First and largest pause after a failed round (doubling in between).
 const BACKOFF: Duration = Duration::from_millis(100);
+/// How long a partition its leader refused rests before it is asked for again without new
+/// metadata. Without it, a follower whose first fetch reached the leader moments before that
+/// broker took up its leadership would wait for an unrelated metadata change (its other
+/// partitions from the same leader keep the fetcher busy), and fall out of the ISR.
+const STALL_RETRY: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Kafka error codes a fetcher acts on.
@@ -60,8 +66,9 @@ struct Tracked {
     leader_epoch: i32,
     /// Truncated for this epoch already.
     truncated: bool,
-    /// The leader refused the partition (not the leader, stale epoch): wait for new metadata.
-    stalled: bool,
+    /// Since when the leader refuses the partition (not the leader yet or any more, a stale
+    /// epoch): it is asked again at the next metadata change or after [`STALL_RETRY`].
+    stalled: Option<Instant>,
 }
 
 /// The fetchers of this broker, one per leader.
@@ -266,7 +273,7 @@ impl FetchTask {
                             log: f.log,
                             leader_epoch: f.leader_epoch,
                             truncated: false,
-                            stalled: false,
+                            stalled: None,
                         },
                     );
                 }
@@ -293,11 +300,17 @@ impl FetchTask {
     /// One round: truncate what needs it, then one fetch (or wait for a new assignment when
     /// every partition is stalled).
     async fn round(&mut self) -> Result<(), BrokerError> {
+        let now = Instant::now();
+        for t in self.tracked.values_mut() {
+            if t.stalled.is_some_and(|since| now >= since + STALL_RETRY) {
+                t.stalled = None;
+            }
+        }
         self.truncate_pending().await?;
         let active: Vec<TopicPartition> = self
             .tracked
             .iter()
-            .filter(|(_, t)| t.truncated && !t.stalled)
+            .filter(|(_, t)| t.truncated && t.stalled.is_none())
             .map(|(k, _)| k.clone())
             .collect();
         if active.is_empty() {
@@ -305,8 +318,8 @@ impl FetchTask {
                 _ = self.stop.cancelled() => {}
                 _ = self.assignment.changed() => {}
                 // Stalled partitions retry after a while even without new metadata.
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    for t in self.tracked.values_mut() { t.stalled = false; }
+                _ = tokio::time::sleep(STALL_RETRY) => {
+                    for t in self.tracked.values_mut() { t.stalled = None; }
                 }
             }
             return Ok(());
@@ -320,7 +333,7 @@ impl FetchTask {
         let pending: Vec<(TopicPartition, Arc<PartitionLog>, i32, Option<i32>)> = self
             .tracked
             .iter()
-            .filter(|(_, t)| !t.truncated && !t.stalled)
+            .filter(|(_, t)| !t.truncated && t.stalled.is_none())
             .map(|(k, t)| {
                 (
                     k.clone(),
@@ -402,7 +415,7 @@ impl FetchTask {
                             }
                             Err(e) => {
                                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "truncation failed");
-                                t.stalled = true;
+                                t.stalled = Some(Instant::now());
                                 continue;
                             }
                         }
@@ -411,9 +424,9 @@ impl FetchTask {
                 }
                 Some((code, _, _)) => {
                     tracing::debug!(topic = %key.0, partition = key.1, code, "leader refused OffsetForLeaderEpoch; waiting for new metadata");
-                    t.stalled = true;
+                    t.stalled = Some(Instant::now());
                 }
-                None => t.stalled = true,
+                None => t.stalled = Some(Instant::now()),
             }
         }
         Ok(())
@@ -490,7 +503,7 @@ impl FetchTask {
                             }
                             Err(e) => {
                                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot restart the copy");
-                                tracked.stalled = true;
+                                tracked.stalled = Some(Instant::now());
                             }
                         }
                         continue;
@@ -502,7 +515,7 @@ impl FetchTask {
                     }
                     other => {
                         tracing::debug!(topic = %key.0, partition = key.1, code = other, "leader refused the fetch; waiting for new metadata");
-                        tracked.stalled = true;
+                        tracked.stalled = Some(Instant::now());
                         continue;
                     }
                 }
@@ -516,7 +529,7 @@ impl FetchTask {
                         }
                         Err(e) => {
                             tracing::error!(topic = %key.0, partition = key.1, error = %e, "truncation failed");
-                            tracked.stalled = true;
+                            tracked.stalled = Some(Instant::now());
                         }
                     }
                     continue;

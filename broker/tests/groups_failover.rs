@@ -7,7 +7,7 @@
 //! group again from its own copy.
 //!
 //! The Java client's group across a coordinator kill is in `java_client.rs` (its driver lives
-//! there).
+//! there); the single-broker group behaviour in `groups.rs`.
 
 mod common;
 
@@ -15,9 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafka_protocol::messages::{
-    elect_leaders_request, ElectLeadersRequest, FindCoordinatorRequest, TopicName,
-};
+use kafka_protocol::messages::{elect_leaders_request, ElectLeadersRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -60,58 +58,14 @@ fn layout(bootstrap: &str, topic: &str) -> Vec<(i32, Vec<i32>, Vec<i32>)> {
     parts.into_iter().map(|(_, p)| p).collect()
 }
 
-/// The group's coordinator as FindCoordinator answers it through broker `via`, once it has
-/// one.
+/// The group's coordinator as FindCoordinator answers it through broker `via`.
 fn coordinator(cluster: &ProcessCluster, via: i32) -> i32 {
-    wait_for(
-        "FindCoordinator to name a coordinator",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        || {
-            let mut c = RawClient::connect(cluster.broker(via).kafka_addr);
-            let r = c.send(
-                &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str(GROUP)),
-                3,
-            );
-            (r.error_code == 0).then_some(r.node_id.0)
-        },
-    )
+    find_coordinator(cluster.broker(via).kafka_addr, GROUP)
 }
 
-/// The group's committed offsets of every partition of the topic (-1: none), read through
-/// `bootstrap` by a consumer that does not join the group. Retried while the coordinator is
-/// moving (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS: a new leader of the offsets
-/// partition is taking up its role), which librdkafka's `committed()` reports instead of
-/// retrying.
+/// The group's committed offsets of every partition of the topic (-1: none).
 fn committed(bootstrap: &str) -> BTreeMap<i32, i64> {
-    let c = rd_consumer(bootstrap, &[("group.id", GROUP)]);
-    wait_for(
-        "OffsetFetch of the group's committed offsets",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..PARTITIONS {
-                tpl.add_partition(TOPIC, p);
-            }
-            let got = c
-                .committed_offsets(tpl, Duration::from_secs(10))
-                .map_err(|e| eprintln!("OffsetFetch of {GROUP} through {bootstrap}: {e}"))
-                .ok()?;
-            let offsets = got
-                .elements()
-                .iter()
-                .map(|e| {
-                    let o = match e.offset() {
-                        Offset::Offset(o) => o,
-                        _ => -1,
-                    };
-                    (e.partition(), o)
-                })
-                .collect();
-            Some(offsets)
-        },
-    )
+    rd_committed(bootstrap, GROUP, TOPIC, PARTITIONS)
 }
 
 /// A member of the group that reads and commits synchronously after every poll, and checks

@@ -905,6 +905,67 @@ pub fn rd_partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
         .map(|t| t.partitions().len())
 }
 
+/// The committed offsets of `group` for partitions `0..partitions` of `topic` (-1: none), read
+/// through `bootstrap` by a consumer that does not join the group. Retried while the
+/// coordinator is moving (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS: a new leader of the
+/// group's `__consumer_offsets` partition is taking up its role), which librdkafka's
+/// `committed()` reports instead of retrying.
+pub fn rd_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
+    let c = rd_consumer(bootstrap, &[("group.id", group)]);
+    wait_for(
+        "OffsetFetch of the group's committed offsets",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..partitions {
+                tpl.add_partition(topic, p);
+            }
+            let got = c
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .map_err(|e| eprintln!("OffsetFetch of {group} through {bootstrap}: {e}"))
+                .ok()?;
+            let offsets = got
+                .elements()
+                .iter()
+                .map(|e| {
+                    let o = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => -1,
+                    };
+                    (e.partition(), o)
+                })
+                .collect();
+            Some(offsets)
+        },
+    )
+}
+
+/// The coordinator of `group` as FindCoordinator (v3) to the broker at `addr` names it once
+/// it has one.
+pub fn find_coordinator(addr: SocketAddr, group: &str) -> i32 {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    wait_for(
+        "FindCoordinator to name a coordinator",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let mut c = RawClient::connect(addr);
+            let r = c.send(
+                &FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string(group.to_string())),
+                3,
+            );
+            (r.error_code == 0).then_some(r.node_id.0)
+        },
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw Kafka protocol over TCP
 

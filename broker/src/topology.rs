@@ -131,6 +131,7 @@ mod tests {
                 cluster_addr: "h:2".into(),
                 rack: None,
                 state: BrokerState::Active,
+                fresh_volume: false,
             }));
         }
         s.apply(&Command::CreateTopic {

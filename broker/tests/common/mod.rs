@@ -355,7 +355,9 @@ pub struct BinaryBroker {
 }
 
 /// The broker binary as a command, without the test's own `SLUICE_*` variables (e.g.
-/// `SLUICE_PYTHON`), which the broker would refuse as unknown settings, and without `RUST_LOG`.
+/// `SLUICE_PYTHON`), which the broker would refuse as unknown settings, and without `RUST_LOG`
+/// (`SLUICE_TEST_BROKER_LOG=<filter>`, e.g. `sluice_broker=debug`, is its `RUST_LOG` instead,
+/// for diagnosing a failure from the brokers' logs).
 pub fn scrubbed_broker_command() -> Command {
     let mut cmd = Command::new(broker_binary());
     cmd.env_remove("RUST_LOG");
@@ -363,6 +365,9 @@ pub fn scrubbed_broker_command() -> Command {
         if k.to_string_lossy().starts_with("SLUICE_") {
             cmd.env_remove(k);
         }
+    }
+    if let Ok(filter) = std::env::var("SLUICE_TEST_BROKER_LOG") {
+        cmd.env("RUST_LOG", filter);
     }
     cmd
 }
@@ -383,6 +388,12 @@ impl BinaryBroker {
     /// (a restart keeps the earlier runs' lines), and waits for this run's
     /// `listening kafka=… http=…` line and `/readyz` 200.
     pub fn spawn_args(args: &[String], log_path: &Path) -> BinaryBroker {
+        BinaryBroker::launch(args, log_path).ready()
+    }
+
+    /// Spawns the binary like [`BinaryBroker::spawn_args`] without waiting: brokers that are
+    /// only ready together (a quorum that needs both) are launched first, then waited for.
+    pub fn launch(args: &[String], log_path: &Path) -> Launched {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -390,40 +401,17 @@ impl BinaryBroker {
             .expect("open broker log file");
         let earlier = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let log2 = log.try_clone().expect("clone log file handle");
-        let mut child = scrubbed_broker_command()
+        let child = scrubbed_broker_command()
             .args(args)
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()
             .expect("spawn sluice-broker binary");
-        let this_run = || {
-            let out = std::fs::read(log_path).unwrap_or_default();
-            String::from_utf8_lossy(out.get(earlier..).unwrap_or_default()).into_owned()
-        };
-        let (kafka_addr, http_addr) = wait_for(
-            "the broker's 'listening kafka=… http=…' line",
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("broker exited early with {status}:\n{}", this_run());
-                }
-                parse_listening_line(&this_run())
-            },
-        );
-        let b = BinaryBroker {
+        Launched {
             child,
-            kafka_addr,
-            http_addr,
             log_path: log_path.to_path_buf(),
-        };
-        wait_for(
-            "GET /readyz to answer 200",
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || (http_get(b.http_addr, "/readyz").ok()?.0 == 200).then_some(()),
-        );
-        b
+            earlier,
+        }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -465,6 +453,50 @@ impl BinaryBroker {
             Duration::from_millis(50),
             || child.try_wait().expect("try_wait on broker"),
         )
+    }
+}
+
+/// A broker binary started by [`BinaryBroker::launch`], not yet known to be ready.
+pub struct Launched {
+    child: Child,
+    log_path: PathBuf,
+    /// Bytes of the log file written by earlier runs.
+    earlier: usize,
+}
+
+impl Launched {
+    /// Waits for this run's `listening kafka=… http=…` line and `/readyz` 200.
+    pub fn ready(mut self) -> BinaryBroker {
+        let (log_path, earlier) = (self.log_path.clone(), self.earlier);
+        let this_run = || {
+            let out = std::fs::read(&log_path).unwrap_or_default();
+            String::from_utf8_lossy(out.get(earlier..).unwrap_or_default()).into_owned()
+        };
+        let child = &mut self.child;
+        let (kafka_addr, http_addr) = wait_for(
+            "the broker's 'listening kafka=… http=…' line",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("broker exited early with {status}:\n{}", this_run());
+                }
+                parse_listening_line(&this_run())
+            },
+        );
+        let b = BinaryBroker {
+            child: self.child,
+            kafka_addr,
+            http_addr,
+            log_path,
+        };
+        wait_for(
+            "GET /readyz to answer 200",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || (http_get(b.http_addr, "/readyz").ok()?.0 == 200).then_some(()),
+        );
+        b
     }
 }
 

@@ -61,6 +61,12 @@ pub struct Config {
     #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 0)]
     pub node_id: i32,
 
+    /// The rack (or zone) this broker runs in, as Kafka's `broker.rack`: a new partition's
+    /// replicas go to brokers of different racks first, and Metadata reports it to clients.
+    /// At most 255 characters.
+    #[arg(long, env = "SLUICE_RACK")]
+    pub rack: Option<String>,
+
     /// Inter-broker (metadata quorum) listener, host:port. Absent: a single node with no
     /// inter-broker listener. The host must resolve when the broker starts.
     #[arg(long, env = "SLUICE_CLUSTER_LISTEN")]
@@ -267,6 +273,15 @@ impl Config {
                 self.seeds.join(","),
                 "only together with --cluster-listen (without it the broker is a single node)",
             ));
+        }
+        if let Some(r) = &self.rack {
+            if r.is_empty() || r.len() > 255 || r.chars().any(char::is_control) {
+                return Err(invalid(
+                    "--rack",
+                    r,
+                    "1..=255 printable characters, e.g. a zone name like eu-west-1a",
+                ));
+            }
         }
         if self.node_id < 0 {
             return Err(invalid("--node-id", self.node_id, "an integer >= 0"));

@@ -1344,3 +1344,84 @@ async fn operational_apis_describe_log_dirs_producers_elections_and_the_quorum()
     );
     broker.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions_pages_with_a_cursor_and_names_unknown_topics() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let (_dir, broker, mut c) = broker_and_conn().await;
+    create_topic(&mut c, "dtp-a", 3).await;
+    create_topic(&mut c, "dtp-b", 2).await;
+    let ask = |names: &[&str], limit: i32, cursor: Option<(&str, i32)>| {
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(
+                names
+                    .iter()
+                    .map(|n| TopicRequest::default().with_name(tn(n)))
+                    .collect(),
+            )
+            .with_response_partition_limit(limit)
+            .with_cursor(cursor.map(|(t, p)| {
+                Cursor::default()
+                    .with_topic_name(tn(t))
+                    .with_partition_index(p)
+            }))
+    };
+    let seen = |r: &DescribeTopicPartitionsResponse| -> Vec<(String, i32, i32, Vec<i32>)> {
+        r.topics
+            .iter()
+            .flat_map(|t| {
+                let name = t.name.as_ref().map_or("", |n| n.as_str()).to_string();
+                t.partitions.iter().map(move |p| {
+                    (
+                        name.clone(),
+                        p.partition_index,
+                        p.leader_id.0,
+                        p.isr_nodes.iter().map(|b| b.0).collect(),
+                    )
+                })
+            })
+            .collect()
+    };
+    // Four of five partitions, then the rest from the cursor.
+    let first: DescribeTopicPartitionsResponse = c
+        .call(
+            ApiKey::DescribeTopicPartitions,
+            0,
+            &ask(&["dtp-b", "dtp-a"], 4, None),
+        )
+        .await;
+    assert_eq!(
+        seen(&first),
+        vec![
+            ("dtp-a".to_string(), 0, 0, vec![0]),
+            ("dtp-a".to_string(), 1, 0, vec![0]),
+            ("dtp-a".to_string(), 2, 0, vec![0]),
+            ("dtp-b".to_string(), 0, 0, vec![0]),
+        ]
+    );
+    let cursor = first.next_cursor.as_ref().expect("a cursor");
+    assert_eq!(
+        (cursor.topic_name.as_str(), cursor.partition_index),
+        ("dtp-b", 1)
+    );
+    let rest: DescribeTopicPartitionsResponse = c
+        .call(
+            ApiKey::DescribeTopicPartitions,
+            0,
+            &ask(&["dtp-b", "dtp-a"], 4, Some(("dtp-b", 1))),
+        )
+        .await;
+    assert_eq!(seen(&rest), vec![("dtp-b".to_string(), 1, 0, vec![0])]);
+    assert!(rest.next_cursor.is_none());
+    // An unknown topic is answered by name with UNKNOWN_TOPIC_OR_PARTITION.
+    let unknown: DescribeTopicPartitionsResponse = c
+        .call(
+            ApiKey::DescribeTopicPartitions,
+            0,
+            &ask(&["nope"], 10, None),
+        )
+        .await;
+    assert_eq!(unknown.topics.len(), 1);
+    assert_eq!(unknown.topics[0].error_code, 3);
+    broker.shutdown().await.expect("shutdown");
+}

@@ -1,5 +1,6 @@
-//! Metadata (with topic ids and auto-creation), DescribeCluster and FindCoordinator, answered
-//! for the whole cluster from the quorum's state: every live broker, every topic, each
+//! Metadata (with topic ids and auto-creation), DescribeTopicPartitions, DescribeCluster and
+//! FindCoordinator, answered for the whole cluster from the quorum's state: every live broker,
+//! every topic, each
 //! partition's leader and leader epoch, replicas, in-sync replicas and offline replicas (those
 //! on brokers that are fenced or stopping), each group's coordinator. The quorum leader is
 //! reported as the controller.
@@ -12,8 +13,9 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    MetadataRequest, MetadataResponse, TopicName,
 };
 use uuid::Uuid;
 
@@ -53,6 +55,112 @@ pub fn partition_entry(
         .with_replica_nodes(ids(&p.replicas))
         .with_isr_nodes(ids(&p.isr))
         .with_offline_replicas(ids(&offline))
+}
+
+/// The most partitions one DescribeTopicPartitions answer carries (Kafka's
+/// `max.request.partition.size.limit` default); the rest come with the next cursor.
+const DESCRIBE_PARTITIONS_LIMIT: i32 = 2000;
+
+/// DescribeTopicPartitions (`Admin.describeTopics` from Kafka 3.8 clients on, so
+/// `kafka-topics.sh --describe`): the named topics, or all, sorted by name, their partitions'
+/// leaders, replicas, in-sync and offline replicas, paged by `response_partition_limit` with a
+/// cursor (topic, first partition) as Kafka does.
+pub fn describe_topic_partitions(
+    ctx: &BrokerContext,
+    req: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    use kafka_protocol::messages::describe_topic_partitions_response::{
+        Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+    };
+    let state = ctx.cluster.state();
+    let mut names: Vec<String> = if req.topics.is_empty() {
+        state.topics.keys().cloned().collect()
+    } else {
+        req.topics
+            .iter()
+            .map(|t| t.name.as_str().to_string())
+            .collect()
+    };
+    names.sort();
+    names.dedup();
+    let (from_topic, from_partition) = match &req.cursor {
+        Some(c) => (
+            Some(c.topic_name.as_str().to_string()),
+            c.partition_index.max(0),
+        ),
+        None => (None, 0),
+    };
+    let mut budget = if req.response_partition_limit > 0 {
+        req.response_partition_limit.min(DESCRIBE_PARTITIONS_LIMIT)
+    } else {
+        DESCRIBE_PARTITIONS_LIMIT
+    };
+    let mut resp = DescribeTopicPartitionsResponse::default();
+    for name in names {
+        if from_topic.as_ref().is_some_and(|f| name < *f) {
+            continue;
+        }
+        let Some(topic) = state.topics.get(&name) else {
+            resp.topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_name(Some(TopicName(sb(&name))))
+                    .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+            );
+            continue;
+        };
+        if budget == 0 {
+            resp.next_cursor = Some(Cursor::default().with_topic_name(TopicName(sb(&name))));
+            break;
+        }
+        let first = if from_topic.as_deref() == Some(name.as_str()) {
+            from_partition
+        } else {
+            0
+        };
+        let mut partitions = Vec::new();
+        for (i, p) in topic.partitions.iter().enumerate().skip(first as usize) {
+            if budget == 0 {
+                resp.next_cursor = Some(
+                    Cursor::default()
+                        .with_topic_name(TopicName(sb(&name)))
+                        .with_partition_index(i as i32),
+                );
+                break;
+            }
+            budget -= 1;
+            let m = partition_entry(&state, i as i32, p);
+            partitions.push(
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_error_code(m.error_code)
+                    .with_partition_index(m.partition_index)
+                    .with_leader_id(m.leader_id)
+                    .with_leader_epoch(m.leader_epoch)
+                    .with_replica_nodes(m.replica_nodes)
+                    .with_isr_nodes(m.isr_nodes)
+                    .with_eligible_leader_replicas(Some(vec![]))
+                    .with_last_known_elr(Some(vec![]))
+                    .with_offline_replicas(m.offline_replicas),
+            );
+        }
+        resp.topics.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_error_code(codes::NONE)
+                .with_name(Some(TopicName(sb(&name))))
+                .with_topic_id(topic.id)
+                .with_is_internal(false)
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+        );
+        if resp.next_cursor.is_some() {
+            break;
+        }
+    }
+    for t in &resp.topics {
+        ctx.metrics
+            .error_code("DescribeTopicPartitions", t.error_code);
+    }
+    resp
 }
 
 /// The broker reported as the controller: the quorum leader (this broker while unknown).

@@ -187,6 +187,10 @@ pub async fn dispatch(
         ApiKey::ElectLeaders => {
             now!(operational::elect_leaders(ctx, v, req!(ElectLeadersRequest)).await)
         }
+        ApiKey::DescribeTopicPartitions => now!(metadata::describe_topic_partitions(
+            ctx,
+            req!(DescribeTopicPartitionsRequest)
+        )),
         ApiKey::DescribeQuorum => {
             let req = req!(DescribeQuorumRequest);
             let client_id = header.client_id.as_ref().map(|c| c.to_string());

@@ -58,7 +58,6 @@ const UNSERVED: &[Unserved] = &[
     refuse::<AlterReplicaLogDirsRequest>(UNSUPPORTED_VERSION),
     refuse::<ListPartitionReassignmentsRequest>(UNSUPPORTED_VERSION),
     refuse::<AlterPartitionReassignmentsRequest>(UNSUPPORTED_VERSION),
-    refuse::<DescribeTopicPartitionsRequest>(UNSUPPORTED_VERSION),
     refuse::<OffsetDeleteRequest>(UNSUPPORTED_VERSION),
     refuse::<ConsumerGroupHeartbeatRequest>(UNSUPPORTED_VERSION),
     refuse::<ConsumerGroupDescribeRequest>(UNSUPPORTED_VERSION),
@@ -343,17 +342,6 @@ impl Refuse for ShareGroupDescribeRequest {
     }
 }
 
-impl Refuse for DescribeTopicPartitionsRequest {
-    fn refuse(self, code: i16, _: i16) -> DescribeTopicPartitionsResponse {
-        use describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic;
-        DescribeTopicPartitionsResponse::default().with_topics(each(self.topics, |t| {
-            DescribeTopicPartitionsResponseTopic::default()
-                .with_name(Some(t.name))
-                .with_error_code(code)
-        }))
-    }
-}
-
 impl Refuse for DescribeShareGroupOffsetsRequest {
     fn refuse(self, code: i16, _: i16) -> DescribeShareGroupOffsetsResponse {
         use describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup;
@@ -507,15 +495,6 @@ mod tests {
                 (r.groups[0].group_id.as_str(), r.groups[0].error_code),
                 ("sg", 35)
             );
-        }
-        let tp = DescribeTopicPartitionsRequest::default().with_topics(vec![
-            describe_topic_partitions_request::TopicRequest::default().with_name(tn("t")),
-        ]);
-        for r in answered_at_every_version::<_, DescribeTopicPartitionsResponse>(
-            ApiKey::DescribeTopicPartitions,
-            &tp,
-        ) {
-            assert_eq!(r.topics[0].error_code, 35);
         }
     }
 

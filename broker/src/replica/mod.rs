@@ -542,48 +542,30 @@ impl ReplicaManager {
             return;
         }
         let alive = state.alive_brokers();
-        let fenced: Vec<(Arc<PartitionLog>, TopicPartition, i64)> = {
+        // (log, partition, fenced log end, the live in-sync replicas that must catch up)
+        type Fenced = (Arc<PartitionLog>, TopicPartition, i64, Vec<i32>);
+        let fenced: Vec<Fenced> = {
             let led = lock(&self.led);
             led.iter()
-                .filter(|(_, l)| {
-                    l.replicas
+                .filter_map(|(k, l)| {
+                    let others: Vec<i32> = l
+                        .replicas
                         .isr
                         .iter()
-                        .any(|r| *r != self.me && alive.contains(r))
+                        .copied()
+                        .filter(|r| *r != self.me && alive.contains(r))
+                        .collect();
+                    (!others.is_empty())
+                        .then(|| (Arc::clone(&l.log), k.clone(), l.log.fence(), others))
                 })
-                .map(|(k, l)| (Arc::clone(&l.log), k.clone(), l.log.fence()))
                 .collect()
         };
-        let deadline = tokio::time::Instant::now() + self.config.shutdown_catch_up;
-        loop {
-            let behind = {
-                let led = lock(&self.led);
-                fenced
-                    .iter()
-                    .filter(|(_, k, end)| {
-                        led.get(k).is_some_and(|l| {
-                            l.replicas
-                                .isr
-                                .iter()
-                                .filter(|r| **r != self.me && alive.contains(r))
-                                .any(|r| {
-                                    l.replicas
-                                        .followers
-                                        .get(r)
-                                        .is_none_or(|f| f.fetch_offset < *end)
-                                })
-                        })
-                    })
-                    .count()
-            };
-            if behind == 0 || tokio::time::Instant::now() >= deadline {
-                if behind > 0 {
-                    tracing::warn!(partitions = behind, "followers did not catch up before shutdown; records not on them may be lost for acks=1 producers");
-                }
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        futures::future::join_all(
+            fenced
+                .iter()
+                .map(|(_, key, end, others)| self.wait_caught_up(key, others, *end)),
+        )
+        .await;
         match self
             .cluster
             .propose(Command::ControlledShutdown { id: self.me })
@@ -595,7 +577,7 @@ impl ReplicaManager {
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "could not hand leadership over; the quorum will fence this broker");
-                for (log, _, _) in &fenced {
+                for (log, _, _, _) in &fenced {
                     log.unfence();
                 }
             }

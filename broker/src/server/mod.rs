@@ -393,7 +393,7 @@ async fn start_cluster(
         host: advertised_host.to_string(),
         port: advertised_port,
         cluster_addr,
-        rack: None,
+        rack: config.rack.clone(),
         state: BrokerState::Active,
     };
     check_node_identity(&config.data_dir, config.node_id)?;

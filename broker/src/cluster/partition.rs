@@ -772,7 +772,10 @@ mod tests {
         // In sync with others: it just leaves the ISR (and the leadership).
         let mut p = PartitionRecord::new(vec![0, 1, 2], 0);
         assert!(p.volume_lost(0, &a));
-        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (1, vec![1, 2], 1));
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (1, vec![1, 2], 1)
+        );
         // The last in-sync copy: an out-of-sync live replica has more than nothing.
         let mut p = PartitionRecord::new(vec![0, 1, 2], 0);
         p.isr = vec![0];

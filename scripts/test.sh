@@ -29,10 +29,11 @@ else
   echo "SKIPPED: clippy is not installed on this machine (the rustup component is unavailable)"
 fi
 
-step "Kafka clients for the broker tests (Python venv, kcat, Java kafka-clients, franz-go)"
+step "Kafka clients for the broker tests (Python venv, kcat, Java kafka-clients, franz-go, Kafka 4.2.0 tools)"
 scripts/clients.sh >/dev/null
 scripts/java-clients.sh >/dev/null
 scripts/go-clients.sh >/dev/null
+bench/kafka/setup.sh >/dev/null  # kafka-topics.sh / kafka-reassign-partitions.sh for replication.rs
 
 step "unit and integration tests (cargo test --workspace)"
 cargo test --workspace --locked

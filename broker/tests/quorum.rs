@@ -31,6 +31,7 @@ fn record(id: i32, cluster_addr: String) -> BrokerRecord {
         cluster_addr,
         rack: None,
         state: BrokerState::Active,
+        fresh_volume: false,
     }
 }
 

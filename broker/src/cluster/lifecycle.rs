@@ -144,7 +144,10 @@ impl Member {
                     _ = metrics.changed() => continue,
                 }
             }
-            let cmd = Command::RegisterBroker(self.me.clone());
+            let cmd = Command::RegisterBroker(BrokerRecord {
+                fresh_volume: self.fresh_volume.load(Ordering::SeqCst),
+                ..self.me.clone()
+            });
             match self.propose(cmd, Instant::now() + PROPOSE_DEADLINE).await {
                 Ok(f) if !self.applied_locally(f.index) => {
                     tracing::warn!(

@@ -152,6 +152,9 @@ struct Member {
     /// listed as a voter from its lost volume's days, and a vote it gives now could be a second
     /// vote in a term it already voted in. Not answering a vote request is always safe.
     voting: AtomicBool,
+    /// This member started on a volume with no cluster state: its registration says so, and
+    /// if the cluster knew this broker id, the quorum treats its old copies as lost.
+    fresh_volume: AtomicBool,
     /// Serves the partition RPCs (set by the broker once its logs are open).
     partitions: std::sync::OnceLock<Arc<dyn PartitionService>>,
 }
@@ -260,6 +263,7 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             voting: AtomicBool::new(false),
+            fresh_volume: AtomicBool::new(false),
             partitions: std::sync::OnceLock::new(),
         });
         tracing::info!(node_id = cfg.node_id, dir = %cfg.dir.display(), listen = ?cluster_addr,
@@ -275,6 +279,7 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         member.voting.store(initialized, Ordering::SeqCst);
+        member.fresh_volume.store(!initialized, Ordering::SeqCst);
         {
             let member = member.clone();
             tasks.push(tokio::spawn(async move {

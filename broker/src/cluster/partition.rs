@@ -29,8 +29,10 @@ pub struct PartitionRecord {
     /// Brokers that hold a copy, the preferred leader first. During a reassignment this is the
     /// union of the old and the new set.
     pub replicas: Vec<i32>,
-    /// In-sync replicas: the copies that have every record the leader acknowledged. Never
-    /// empty, always a subset of `replicas`; contains the leader when there is one.
+    /// In-sync replicas: the copies that have every record the leader acknowledged. Always a
+    /// subset of `replicas`; contains the leader when there is one. Empty only when the last
+    /// in-sync copy's volume was lost while the other replicas were down: the first replica
+    /// to return leads then (see [`PartitionRecord::volume_lost`]).
     pub isr: Vec<i32>,
     /// The broker serving reads and writes, or [`NO_LEADER`] (offline).
     pub leader: i32,
@@ -246,11 +248,58 @@ impl PartitionRecord {
         }
         if self.isr.contains(&id) {
             self.set_leader(id);
+        } else if self.isr.is_empty() {
+            // The last in-sync copy was lost with its volume: any returning replica has more
+            // than nothing.
+            self.isr = vec![id];
+            self.set_leader(id);
         } else if e.unclean {
             self.isr = vec![id];
             self.set_leader(id);
         } else {
             return false;
+        }
+        self.bump();
+        true
+    }
+
+    /// Broker `id` came back on an empty volume (a lost disk, a deleted PVC): whatever copy it
+    /// had is gone. It leaves the ISR and gives up the leadership. When it was the last
+    /// in-sync replica, the best copy left is one of the others, even out of sync: the first
+    /// live one leads (what it lacks was only on the lost volume). With no other live replica
+    /// the partition waits, leaderless with an empty ISR, for the first replica to return;
+    /// with no other replica at all (one copy) it is served again, empty. Returns whether the
+    /// partition changed.
+    pub fn volume_lost(&mut self, id: i32, alive: &BTreeSet<i32>) -> bool {
+        if !self.replicas.contains(&id) {
+            return false;
+        }
+        if !self.isr.contains(&id) && self.leader != id {
+            return false;
+        }
+        self.isr.retain(|r| *r != id);
+        if self.isr.is_empty() {
+            let other = self
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| *r != id && alive.contains(r));
+            match other {
+                Some(o) => {
+                    self.isr = vec![o];
+                    self.set_leader(o);
+                }
+                None if self.replicas.len() == 1 => {
+                    self.isr = vec![id];
+                    self.set_leader(id);
+                }
+                None => self.set_leader(NO_LEADER),
+            }
+        } else if self.leader == id || !self.has_leader() {
+            match self.in_sync_candidate(alive, id) {
+                Some(l) => self.set_leader(l),
+                None => self.set_leader(NO_LEADER),
+            }
         }
         self.bump();
         true
@@ -715,6 +764,43 @@ mod tests {
         );
         p.elect_unclean(&alive(&[1])).expect("unclean");
         assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+    }
+
+    #[test]
+    fn a_lost_volume_gives_up_its_copies_and_the_best_remaining_one_leads() {
+        let a = alive(&[0, 1, 2]);
+        // In sync with others: it just leaves the ISR (and the leadership).
+        let mut p = PartitionRecord::new(vec![0, 1, 2], 0);
+        assert!(p.volume_lost(0, &a));
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (1, vec![1, 2], 1)
+        );
+        // The last in-sync copy: an out-of-sync live replica has more than nothing.
+        let mut p = PartitionRecord::new(vec![0, 1, 2], 0);
+        p.isr = vec![0];
+        assert!(p.volume_lost(0, &a));
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+        // ... and with the others down, the first to return leads.
+        let mut p = PartitionRecord::new(vec![0, 1], 0);
+        p.isr = vec![0];
+        assert!(p.volume_lost(0, &alive(&[0])));
+        assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![]));
+        let e = Electorate {
+            alive: &a,
+            unclean: false,
+        };
+        assert!(p.broker_returned(1, e));
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+        // One copy: served again, empty, by the same broker.
+        let mut p = PartitionRecord::new(vec![0], 4);
+        assert!(p.volume_lost(0, &a));
+        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (0, vec![0], 5));
+        // Not in sync and not leading: nothing to give up.
+        let mut p = PartitionRecord::new(vec![0, 1], 0);
+        p.isr = vec![1];
+        p.leader = 1;
+        assert!(!p.volume_lost(0, &a));
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct BrokerRecord {
     pub cluster_addr: String,
     pub rack: Option<String>,
     pub state: BrokerState,
+    /// Set in a registration by a broker that started on a volume without cluster state: if
+    /// the cluster knew this id, the copies it had are gone (a deleted PVC). Never stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh_volume: bool,
 }
 
 /// One topic: its id, its config overrides and its partitions (index = partition number).
@@ -316,10 +320,12 @@ impl ClusterState {
                     record.id,
                     BrokerRecord {
                         state,
+                        fresh_volume: false,
                         ..record.clone()
                     },
                 );
                 match before {
+                    Some(_) if record.fresh_volume => self.volume_lost(record.id),
                     Some(s) if !s.is_alive() => self.broker_returned(record.id),
                     Some(_) => {
                         // A restart the quorum had not noticed yet (a crash and a quick
@@ -634,6 +640,17 @@ impl ClusterState {
                         unclean,
                     },
                 );
+            }
+        }
+    }
+
+    /// Broker `id` came back on an empty volume: its copies are gone, so it is in sync nowhere
+    /// and leads nothing until it caught up again (see [`PartitionRecord::volume_lost`]).
+    fn volume_lost(&mut self, id: i32) {
+        let alive = self.alive_brokers();
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                p.volume_lost(id, &alive);
             }
         }
     }

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{catalog, codes, err_msg, opt_sb, sb};
 use crate::context::BrokerContext;
-use crate::log::{AlterOp, ConfigEntry, ConfigSource};
+use crate::log::{AlterOp, ConfigEntry, ConfigSource, REPLICATION_THROTTLE_CONFIGS};
 
 /// Kafka's config resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -154,12 +154,23 @@ async fn alter_resource(
     match resource_type {
         RESOURCE_TOPIC => {}
         RESOURCE_BROKER => {
+            // kafka-reassign-partitions --verify clears replication throttles on every broker;
+            // there are none to clear.
+            let only_throttle_deletes = ops.as_ref().is_ok_and(|ops| {
+                ops.iter().all(|op| {
+                    matches!(op, AlterOp::Delete(k) if REPLICATION_THROTTLE_CONFIGS.contains(&k.as_str()))
+                })
+            });
+            if only_throttle_deletes {
+                return (codes::NONE, None);
+            }
             return (
                 codes::INVALID_REQUEST,
                 Some(sb(
-                    "broker configs are static: set them with flags or SLUICE_* variables",
+                    "broker configs are static: set them with flags or SLUICE_* variables \
+                     (replication throttles are not supported)",
                 )),
-            )
+            );
         }
         other => {
             return (

@@ -73,6 +73,17 @@ pub enum AlterOp {
     Delete(String),
 }
 
+/// Kafka's replication throttles (topic and broker level). Sluice does not throttle
+/// replication; `kafka-reassign-partitions --verify` clears them after every reassignment, so
+/// deleting one is accepted (there is nothing to clear) and setting one is refused.
+pub const REPLICATION_THROTTLE_CONFIGS: &[&str] = &[
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+];
+
 /// Topic config keys a client may set, in the order DescribeConfigs lists them.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
@@ -85,6 +96,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "segment.bytes",
     "segment.ms",
     "sluice.fsync",
+    "unclean.leader.election.enable",
 ];
 
 /// Topic configs that Kafka clients expect to see described but that this broker does not let
@@ -101,7 +113,6 @@ const READ_ONLY_TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("preallocate", "false"),
     ("segment.index.bytes", "10485760"),
     ("segment.jitter.ms", "0"),
-    ("unclean.leader.election.enable", "false"),
 ];
 
 /// Checks a topic name against Kafka's rules.
@@ -190,6 +201,18 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), LogError> {
                 format!("{value:?} is not supported (allowed: delete)"),
             )),
         },
+        "unclean.leader.election.enable" => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not allowed (allowed: true, false)"),
+            )),
+        },
+        k if REPLICATION_THROTTLE_CONFIGS.contains(&k) => Err(invalid(
+            key,
+            "replication throttles are not supported: reassignments copy at full speed \
+             (run kafka-reassign-partitions without --throttle)",
+        )),
         "sluice.fsync" => match value {
             "always" | "interval" => Ok(()),
             _ => Err(invalid(
@@ -255,7 +278,8 @@ pub fn altered_configs(
             }
             AlterOp::Delete(k) => {
                 let known = TOPIC_CONFIG_KEYS.contains(&k.as_str())
-                    || READ_ONLY_TOPIC_CONFIGS.iter().any(|(r, _)| *r == k);
+                    || READ_ONLY_TOPIC_CONFIGS.iter().any(|(r, _)| *r == k)
+                    || REPLICATION_THROTTLE_CONFIGS.contains(&k.as_str());
                 if !known {
                     validate_topic_config(&k, "")?;
                 }
@@ -330,6 +354,7 @@ impl LogDefaults {
             "segment.bytes" => c.segment_bytes.to_string(),
             "segment.ms" => c.segment_ms.to_string(),
             "sluice.fsync" => fsync_name(c.fsync).into(),
+            "unclean.leader.election.enable" => "false".into(),
             _ => String::new(),
         }
     }

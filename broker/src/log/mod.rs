@@ -35,7 +35,7 @@ pub use catalog::{partition_dir, DesiredTopic, LogManager, Reconciled, TopicMeta
 pub use config::{
     altered_configs, check_partition_count, validate_topic_config, validate_topic_configs,
     validate_topic_name, AlterOp, ConfigEntry, ConfigSource, LogDefaults, MAX_PARTITIONS,
-    TOPIC_CONFIG_KEYS,
+    REPLICATION_THROTTLE_CONFIGS, TOPIC_CONFIG_KEYS,
 };
 pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use partition::{PartitionLog, ProducerSummary};

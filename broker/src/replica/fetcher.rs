@@ -22,7 +22,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -37,13 +36,11 @@ const FETCH_VERSION: i16 = 12;
 /// The OffsetForLeaderEpoch version followers send (replica id field from v3).
 const EPOCH_VERSION: i16 = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a partition the leader refused waits before it is tried again. The leader applies
+/// metadata moments after this broker may have (it may not know yet that it leads).
+const STALL: Duration = Duration::from_millis(300);
 /// First and largest pause after a failed round (doubling in between).
 const BACKOFF: Duration = Duration::from_millis(100);
-/// How long a partition its leader refused rests before it is asked for again without new
-/// metadata. Without it, a follower whose first fetch reached the leader moments before that
-/// broker took up its leadership would wait for an unrelated metadata change (its other
-/// partitions from the same leader keep the fetcher busy), and fall out of the ISR.
-const STALL_RETRY: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Kafka error codes a fetcher acts on.
@@ -66,9 +63,9 @@ struct Tracked {
     leader_epoch: i32,
     /// Truncated for this epoch already.
     truncated: bool,
-    /// Since when the leader refuses the partition (not the leader yet or any more, a stale
-    /// epoch): it is asked again at the next metadata change or after [`STALL_RETRY`].
-    stalled: Option<Instant>,
+    /// The leader refused the partition (not the leader yet, stale epoch) or a local step
+    /// failed: left alone until this moment (or new metadata), then tried again.
+    stalled_until: Option<tokio::time::Instant>,
 }
 
 /// The fetchers of this broker, one per leader.
@@ -273,7 +270,7 @@ impl FetchTask {
                             log: f.log,
                             leader_epoch: f.leader_epoch,
                             truncated: false,
-                            stalled: None,
+                            stalled_until: None,
                         },
                     );
                 }
@@ -297,30 +294,33 @@ impl FetchTask {
         })
     }
 
-    /// One round: truncate what needs it, then one fetch (or wait for a new assignment when
-    /// every partition is stalled).
+    /// One round: truncate what needs it, then one fetch (or, when every partition is
+    /// stalled, wait for the first to be due again or for new metadata).
     async fn round(&mut self) -> Result<(), BrokerError> {
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         for t in self.tracked.values_mut() {
-            if t.stalled.is_some_and(|since| now >= since + STALL_RETRY) {
-                t.stalled = None;
+            if t.stalled_until.is_some_and(|u| u <= now) {
+                t.stalled_until = None;
             }
         }
         self.truncate_pending().await?;
         let active: Vec<TopicPartition> = self
             .tracked
             .iter()
-            .filter(|(_, t)| t.truncated && t.stalled.is_none())
+            .filter(|(_, t)| t.truncated && t.stalled_until.is_none())
             .map(|(k, _)| k.clone())
             .collect();
         if active.is_empty() {
+            let next_due = self
+                .tracked
+                .values()
+                .filter_map(|t| t.stalled_until)
+                .min()
+                .unwrap_or(now + Duration::from_secs(1));
             tokio::select! {
                 _ = self.stop.cancelled() => {}
                 _ = self.assignment.changed() => {}
-                // Stalled partitions retry after a while even without new metadata.
-                _ = tokio::time::sleep(STALL_RETRY) => {
-                    for t in self.tracked.values_mut() { t.stalled = None; }
-                }
+                _ = tokio::time::sleep_until(next_due) => {}
             }
             return Ok(());
         }
@@ -333,7 +333,7 @@ impl FetchTask {
         let pending: Vec<(TopicPartition, Arc<PartitionLog>, i32, Option<i32>)> = self
             .tracked
             .iter()
-            .filter(|(_, t)| !t.truncated && t.stalled.is_none())
+            .filter(|(_, t)| !t.truncated && t.stalled_until.is_none())
             .map(|(k, t)| {
                 (
                     k.clone(),
@@ -415,7 +415,7 @@ impl FetchTask {
                             }
                             Err(e) => {
                                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "truncation failed");
-                                t.stalled = Some(Instant::now());
+                                t.stalled_until = Some(tokio::time::Instant::now() + STALL);
                                 continue;
                             }
                         }
@@ -423,10 +423,10 @@ impl FetchTask {
                     t.truncated = true;
                 }
                 Some((code, _, _)) => {
-                    tracing::debug!(topic = %key.0, partition = key.1, code, "leader refused OffsetForLeaderEpoch; waiting for new metadata");
-                    t.stalled = Some(Instant::now());
+                    tracing::debug!(topic = %key.0, partition = key.1, code, "leader refused OffsetForLeaderEpoch; trying again shortly");
+                    t.stalled_until = Some(tokio::time::Instant::now() + STALL);
                 }
-                None => t.stalled = Some(Instant::now()),
+                None => t.stalled_until = Some(tokio::time::Instant::now() + STALL),
             }
         }
         Ok(())
@@ -503,7 +503,7 @@ impl FetchTask {
                             }
                             Err(e) => {
                                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot restart the copy");
-                                tracked.stalled = Some(Instant::now());
+                                tracked.stalled_until = Some(tokio::time::Instant::now() + STALL);
                             }
                         }
                         continue;
@@ -514,8 +514,8 @@ impl FetchTask {
                         continue;
                     }
                     other => {
-                        tracing::debug!(topic = %key.0, partition = key.1, code = other, "leader refused the fetch; waiting for new metadata");
-                        tracked.stalled = Some(Instant::now());
+                        tracing::debug!(topic = %key.0, partition = key.1, code = other, "leader refused the fetch; trying again shortly");
+                        tracked.stalled_until = Some(tokio::time::Instant::now() + STALL);
                         continue;
                     }
                 }
@@ -529,7 +529,7 @@ impl FetchTask {
                         }
                         Err(e) => {
                             tracing::error!(topic = %key.0, partition = key.1, error = %e, "truncation failed");
-                            tracked.stalled = Some(Instant::now());
+                            tracked.stalled_until = Some(tokio::time::Instant::now() + STALL);
                         }
                     }
                     continue;

@@ -377,6 +377,7 @@ async fn start_cluster(
         cluster_addr,
         rack: config.rack.clone(),
         state: BrokerState::Active,
+        fresh_volume: false,
     };
     check_node_identity(&config.data_dir, config.node_id)?;
     let cfg = ClusterConfig {

@@ -71,14 +71,19 @@ pub fn run_bounded(cmd: Command, what: &str, timeout: Duration) -> Finished {
 }
 
 /// What a setup script installed: `$<env_override>` when set, else the last stdout line of
-/// `scripts/<script>` (which it runs; the scripts cache what they install), checked to exist
-/// with `expect` inside it (`""`: the path itself).
-fn installed_path(script: &str, env_override: &str, expect: &str) -> Result<PathBuf, String> {
+/// `<script>` (a path from the repository root, e.g. `scripts/clients.sh`; it runs it, and the
+/// scripts cache what they install), checked to exist with `expect` inside it (`""`: the path
+/// itself).
+pub(super) fn installed_path(
+    script: &str,
+    env_override: &str,
+    expect: &str,
+) -> Result<PathBuf, String> {
     if let Ok(d) = std::env::var(env_override) {
         return Ok(PathBuf::from(d));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scripts")
+        .join("..")
         .join(script);
     let out = Command::new("bash")
         .arg(&script)
@@ -112,7 +117,7 @@ fn installed_path(script: &str, env_override: &str, expect: &str) -> Result<Path
 /// printed by `scripts/clients.sh` (which installs them, cached).
 pub fn python() -> PathBuf {
     static PY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PY.get_or_init(|| installed_path("clients.sh", "SLUICE_PYTHON", ""))
+    PY.get_or_init(|| installed_path("scripts/clients.sh", "SLUICE_PYTHON", ""))
     .clone()
     .unwrap_or_else(|e| {
         panic!("the Python Kafka clients are needed: {e}. Run scripts/clients.sh (or set SLUICE_PYTHON to a python with kafka-python and confluent-kafka)")
@@ -249,7 +254,7 @@ pub fn cache_root() -> PathBuf {
 /// The directory a client setup script installs into: `$<env_override>` when set, else the
 /// last stdout line of `scripts/<script>` (which it runs), checked to contain `expect`.
 pub fn client_setup_dir(script: &str, env_override: &str, expect: &str) -> Result<PathBuf, String> {
-    installed_path(script, env_override, expect)
+    installed_path(&format!("scripts/{script}"), env_override, expect)
 }
 
 /// A driver built once per content hash `key` into `<cache root>/<name>-<key>/`, which holds

@@ -1,15 +1,18 @@
 //! Shared harness of the broker integration tests: brokers in process and as a child process,
 //! the deterministic test records, librdkafka helpers, a raw Kafka-protocol client and polling
 //! with deadlines; [`drivers`] runs the clients that are processes of their own (Python, Java,
-//! Go).
+//! Go), [`java`] the Java driver and Apache Kafka's command-line tools.
 //!
 //! Every wait here is bounded by a deadline; nothing sleeps in place of checking a condition.
 #![allow(dead_code)]
 
 mod drivers;
-// Each test binary compiles this harness whole; some use nothing of `drivers`.
+mod java;
+// Each test binary compiles this harness whole; some use nothing of `drivers` or `java`.
 #[allow(unused_imports)]
 pub use drivers::*;
+#[allow(unused_imports)]
+pub use java::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -352,7 +355,9 @@ pub struct BinaryBroker {
 }
 
 /// The broker binary as a command, without the test's own `SLUICE_*` variables (e.g.
-/// `SLUICE_PYTHON`), which the broker would refuse as unknown settings, and without `RUST_LOG`.
+/// `SLUICE_PYTHON`), which the broker would refuse as unknown settings, and without `RUST_LOG`
+/// (`SLUICE_TEST_BROKER_LOG=<filter>`, e.g. `sluice_broker=debug`, is its `RUST_LOG` instead,
+/// for diagnosing a failure from the brokers' logs).
 pub fn scrubbed_broker_command() -> Command {
     let mut cmd = Command::new(broker_binary());
     cmd.env_remove("RUST_LOG");
@@ -360,6 +365,9 @@ pub fn scrubbed_broker_command() -> Command {
         if k.to_string_lossy().starts_with("SLUICE_") {
             cmd.env_remove(k);
         }
+    }
+    if let Ok(filter) = std::env::var("SLUICE_TEST_BROKER_LOG") {
+        cmd.env("RUST_LOG", filter);
     }
     cmd
 }
@@ -372,41 +380,38 @@ pub fn broker_binary() -> PathBuf {
 impl BinaryBroker {
     /// Spawns the binary and waits for its `listening kafka=… http=…` line and `/readyz` 200.
     pub fn spawn(data_dir: &Path, extra: &[&str], log_path: &Path) -> BinaryBroker {
-        let log = std::fs::File::create(log_path).expect("create broker log file");
+        std::fs::File::create(log_path).expect("create broker log file");
+        BinaryBroker::spawn_args(&broker_args(data_dir, extra)[1..], log_path)
+    }
+
+    /// Spawns the binary with exactly `args` (no defaults), its output appended to `log_path`
+    /// (a restart keeps the earlier runs' lines), and waits for this run's
+    /// `listening kafka=… http=…` line and `/readyz` 200.
+    pub fn spawn_args(args: &[String], log_path: &Path) -> BinaryBroker {
+        BinaryBroker::launch(args, log_path).ready()
+    }
+
+    /// Spawns the binary like [`BinaryBroker::spawn_args`] without waiting: brokers that are
+    /// only ready together (a quorum that needs both) are launched first, then waited for.
+    pub fn launch(args: &[String], log_path: &Path) -> Launched {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("open broker log file");
+        let earlier = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let log2 = log.try_clone().expect("clone log file handle");
-        let args = broker_args(data_dir, extra);
-        let mut child = scrubbed_broker_command()
-            .args(&args[1..])
+        let child = scrubbed_broker_command()
+            .args(args)
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()
             .expect("spawn sluice-broker binary");
-        let (kafka_addr, http_addr) = wait_for(
-            "the broker's 'listening kafka=… http=…' line",
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let out = std::fs::read_to_string(log_path).unwrap_or_default();
-                    panic!("broker exited early with {status}:\n{out}");
-                }
-                let out = std::fs::read_to_string(log_path).ok()?;
-                parse_listening_line(&out)
-            },
-        );
-        let b = BinaryBroker {
+        Launched {
             child,
-            kafka_addr,
-            http_addr,
             log_path: log_path.to_path_buf(),
-        };
-        wait_for(
-            "GET /readyz to answer 200",
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || (http_get(b.http_addr, "/readyz").ok()?.0 == 200).then_some(()),
-        );
-        b
+            earlier,
+        }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -421,6 +426,16 @@ impl BinaryBroker {
     pub fn kill9(&mut self) {
         self.child.kill().expect("send SIGKILL to the broker");
         self.child.wait().expect("reap the killed broker");
+    }
+
+    /// Sends `signal` (a `kill -<signal>` name: `STOP`, `CONT`, …).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{signal} {pid} failed");
     }
 
     /// SIGTERM, then wait (bounded) for the exit status.
@@ -438,6 +453,50 @@ impl BinaryBroker {
             Duration::from_millis(50),
             || child.try_wait().expect("try_wait on broker"),
         )
+    }
+}
+
+/// A broker binary started by [`BinaryBroker::launch`], not yet known to be ready.
+pub struct Launched {
+    child: Child,
+    log_path: PathBuf,
+    /// Bytes of the log file written by earlier runs.
+    earlier: usize,
+}
+
+impl Launched {
+    /// Waits for this run's `listening kafka=… http=…` line and `/readyz` 200.
+    pub fn ready(mut self) -> BinaryBroker {
+        let (log_path, earlier) = (self.log_path.clone(), self.earlier);
+        let this_run = || {
+            let out = std::fs::read(&log_path).unwrap_or_default();
+            String::from_utf8_lossy(out.get(earlier..).unwrap_or_default()).into_owned()
+        };
+        let child = &mut self.child;
+        let (kafka_addr, http_addr) = wait_for(
+            "the broker's 'listening kafka=… http=…' line",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("broker exited early with {status}:\n{}", this_run());
+                }
+                parse_listening_line(&this_run())
+            },
+        );
+        let b = BinaryBroker {
+            child: self.child,
+            kafka_addr,
+            http_addr,
+            log_path,
+        };
+        wait_for(
+            "GET /readyz to answer 200",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || (http_get(b.http_addr, "/readyz").ok()?.0 == 200).then_some(()),
+        );
+        b
     }
 }
 
@@ -989,6 +1048,37 @@ impl RawClient {
         }
     }
 
+    /// A connection that gives up after `timeout` (connecting, and waiting for each answer).
+    pub fn try_connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<RawClient> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
+            stream,
+            correlation: 0,
+        })
+    }
+
+    /// Like [`RawClient::send`], but an I/O error, a closed connection or an undecodable answer
+    /// is an `Err` (for polling a broker that may be stopped or restarting).
+    pub fn try_send<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response, String> {
+        let frame = self.frame(req, version);
+        self.stream
+            .write_all(&frame)
+            .map_err(|e| format!("write: {e}"))?;
+        let payload = self
+            .read_frame()
+            .map_err(|e| format!("read: {e}"))?
+            .ok_or("connection closed")?;
+        let mut buf = Bytes::from(payload);
+        let header = ResponseHeader::decode(&mut buf, R::Response::header_version(version))
+            .map_err(|e| format!("response header: {e}"))?;
+        if header.correlation_id != self.correlation {
+            return Err(format!("correlation id {}", header.correlation_id));
+        }
+        R::Response::decode(&mut buf, version).map_err(|e| format!("response: {e}"))
+    }
+
     /// Encodes a request frame.
     pub fn frame<R: Request>(&mut self, req: &R, version: i16) -> Vec<u8> {
         self.correlation += 1;
@@ -1058,12 +1148,20 @@ impl RawClient {
 // ---------------------------------------------------------------------------------------------
 // Files
 
+/// The directory of one partition's files: `<topic>-<partition>` anywhere under the data dir.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> Option<PathBuf> {
+    find_dir(data_dir, &format!("{topic}-{partition}"), 4)
+}
+
 /// The segment files (`*.log`) of one partition, sorted by name (= base offset). The partition
 /// directory is found anywhere under the data dir, named `<topic>-<partition>`.
 pub fn segment_files(data_dir: &Path, topic: &str, partition: i32) -> Vec<PathBuf> {
-    let want = format!("{topic}-{partition}");
-    let dir = find_dir(data_dir, &want, 4)
-        .unwrap_or_else(|| panic!("no directory {want} under {}", data_dir.display()));
+    let dir = partition_dir(data_dir, topic, partition).unwrap_or_else(|| {
+        panic!(
+            "no directory {topic}-{partition} under {}",
+            data_dir.display()
+        )
+    });
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("read partition dir")
         .filter_map(|e| e.ok().map(|e| e.path()))

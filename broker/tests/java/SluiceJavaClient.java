@@ -2,8 +2,9 @@
 // integration tests in broker/tests/java_client.rs. Compiled with javac at test time.
 //
 //   produce  --bootstrap B --topic T --from N --to M [--compression C] [--partition P] [--acks A]
-//            [--value-bytes N] [--prop k=v]...  prints one line per acknowledged record:
-//                                            {"i":idx,"p":partition,"o":offset}
+//            [--value-bytes N] [--pause-ms MS] [--prop k=v]...  prints one line per acknowledged
+//            record: {"i":idx,"p":partition,"o":offset}  (--pause-ms: wait MS after each send, so
+//            a test can act while the producer is still sending)
 //   consume  --bootstrap B --topic T --group G --count N [--timeout-ms MS] [--idle-ms MS]
 //            [--distinct true] [--retry-commits true] [--prop k=v]...
 //            (--idle-ms: also stop once no record came for MS after the first; --distinct: count
@@ -175,6 +176,7 @@ public final class SluiceJavaClient {
         Integer partition = a.opts.containsKey("partition") ? Integer.valueOf(a.get("partition")) : null;
         // --value-bytes N: values of N bytes (same byte pattern as value(i)) instead of value(i).
         int valueBytes = Integer.parseInt(a.get("value-bytes", "-1"));
+        long pauseMs = Long.parseLong(a.get("pause-ms", "0"));
         boolean transactional = p.containsKey(ProducerConfig.TRANSACTIONAL_ID_CONFIG);
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p)) {
             if (transactional) {
@@ -191,6 +193,9 @@ public final class SluiceJavaClient {
                     }
                 }
                 futures.add(producer.send(new ProducerRecord<>(topic, partition, null, key(i), v, headers(i))));
+                if (pauseMs > 0) {
+                    Thread.sleep(pauseMs);
+                }
             }
             producer.flush();
             if (transactional) {

@@ -2,8 +2,8 @@
 //! FindCoordinator, answered for the whole cluster from the quorum's state: every live broker,
 //! every topic, each
 //! partition's leader and leader epoch, replicas, in-sync replicas and offline replicas (those
-//! on brokers that are fenced or stopping), each group's coordinator. The quorum leader is
-//! reported as the controller.
+//! on brokers that are fenced or stopping), each group's coordinator (the leader of its
+//! `__consumer_offsets` partition). The quorum leader is reported as the controller.
 
 use std::sync::Arc;
 
@@ -354,8 +354,9 @@ pub fn describe_cluster(
     resp.with_brokers(brokers)
 }
 
-/// One coordinator lookup: (error code, message, broker). Groups are placed through the quorum
-/// on first lookup; transaction coordinators (key type 1) are refused until transactions exist.
+/// One coordinator lookup: (error code, message, broker). A group's coordinator is the leader of
+/// its `__consumer_offsets` partition (the topic is created on the first lookup); transaction
+/// coordinators (key type 1) are refused until transactions exist.
 async fn lookup(
     ctx: &Arc<BrokerContext>,
     key_type: i8,

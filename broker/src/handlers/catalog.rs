@@ -117,6 +117,17 @@ pub fn local_partition(
     partition: i32,
     client_epoch: i32,
 ) -> Result<Arc<PartitionLog>, i16> {
+    leader_partition(ctx, topic, partition, client_epoch).map(|(log, _)| log)
+}
+
+/// [`local_partition`] with the leader epoch this broker leads it at (an append checks it
+/// under the log's lock: `PartitionLog::append_in_epoch`).
+pub fn leader_partition(
+    ctx: &BrokerContext,
+    topic: &str,
+    partition: i32,
+    client_epoch: i32,
+) -> Result<(Arc<PartitionLog>, i32), i16> {
     match ownership(ctx, topic, partition) {
         Ownership::Unknown => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
         Ownership::Elsewhere(_) => Err(NOT_LEADER_OR_FOLLOWER),
@@ -125,7 +136,7 @@ pub fn local_partition(
         }
         Ownership::Here(epoch) if client_epoch > epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
         Ownership::Here(epoch) => match ctx.replicas.leader_log(topic, partition) {
-            Some((log, led)) if led == epoch => Ok(log),
+            Some((log, led)) if led == epoch => Ok((log, led)),
             _ => Err(NOT_LEADER_OR_FOLLOWER),
         },
     }

@@ -137,7 +137,7 @@ pub fn handle(
                 let log = match &meta {
                     None if by_id => Err(codes::UNKNOWN_TOPIC_ID),
                     None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                    Some(m) => catalog::local_partition(ctx, &m.name, p.index, -1),
+                    Some(m) => catalog::leader_partition(ctx, &m.name, p.index, -1),
                 };
                 match log {
                     Err(code) => {
@@ -159,7 +159,7 @@ pub fn handle(
                         });
                         partition_error(p.index, code, message)
                     }
-                    Ok(log) => match p.records {
+                    Ok((log, epoch)) => match p.records {
                         None => partition_error(
                             p.index,
                             codes::INVALID_REQUEST,
@@ -167,7 +167,9 @@ pub fn handle(
                         ),
                         Some(records) => {
                             ctx.metrics.produced_bytes(records.len());
-                            match log.append(records) {
+                            // Stamped with the epoch this broker was found leading at, or
+                            // refused if leadership changed in between.
+                            match log.append_in_epoch(records, epoch) {
                                 Ok(AppendOutcome::Appended(info))
                                 | Ok(AppendOutcome::Duplicate(info)) => {
                                     if acks == -1 {

@@ -298,8 +298,23 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     }
     pods::heal_pods(mq, ctx, &names, &pods).await?;
 
+    // replication, which the roll waits for and status reports
+    let replication =
+        brokers::replication_health(ctx, &names, &pods, current_replicas.max(applied_replicas))
+            .await;
+
     // roll
-    let step = pods::plan_roll_step(ctx, &sts, &pods, &names, applied_replicas).await;
+    let step = pods::plan_roll_step(
+        ctx,
+        &sts,
+        &pods,
+        &names,
+        applied_replicas,
+        &replication,
+        &previous,
+    )
+    .await;
+    pass.observation.replication = replication;
     pods::take_roll_step(mq, ctx, &names, &pods, &previous, &step, &mut pass).await?;
 
     // queues

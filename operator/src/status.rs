@@ -60,6 +60,8 @@ pub struct Observation {
     pub invalid_spec: Option<String>,
     /// Queues that are not in place, with why (name: message).
     pub queue_problems: Vec<String>,
+    /// Queues wait to be created until as many brokers as their copies are live.
+    pub queues_waiting: bool,
     /// Paused by spec or annotation.
     pub paused: bool,
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::roll::RollStep;
 use crate::status::{Observation, ReplicationSeen};
 
-/// While brokers or partitions are moving: each pass takes the next step.
+/// While brokers or partitions are moving (or queues wait for brokers to join): each pass takes
+/// the next step.
 const WHILE_MOVING: Duration = Duration::from_secs(5);
 /// While something needs a person (a queue not applied, a refused scale-down): retry now and
 /// then, in case the cause went away by itself.
@@ -41,6 +42,7 @@ pub(super) fn requeue_after(step: &RollStep, obs: &Observation) -> Duration {
         || obs.draining.is_some()
         || obs.rebalancing.is_some()
         || lagging(obs)
+        || obs.queues_waiting
     {
         WHILE_MOVING
     } else if !obs.queue_problems.is_empty() || obs.scale_refused.is_some() {
@@ -171,6 +173,17 @@ mod tests {
                 },
                 (3, 3),
                 false,
+                5,
+            ),
+            (
+                "a queue waits for brokers to join",
+                up.clone(),
+                Observation {
+                    queues_waiting: true,
+                    ..calm()
+                },
+                (3, 3),
+                true,
                 5,
             ),
             (

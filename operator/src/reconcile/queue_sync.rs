@@ -141,6 +141,10 @@ pub(super) async fn sync_queues(
                 .collect();
         }
     }
+    pass.observation.queues_waiting = pass
+        .queue_statuses
+        .iter()
+        .any(|q| !q.ready && waiting.contains_key(&q.name));
     pass.observation.queue_problems = pass
         .queue_statuses
         .iter()

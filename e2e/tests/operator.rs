@@ -117,6 +117,23 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     let mq = wait_available(&mqs, "demo", 3, 240).await;
     let uid = mq.uid().expect("uid");
+    // The queue is in place with every copy of its partitions in sync, and status says so.
+    let in_sync = mq::wait_in_sync(&mqs, "demo", 120)
+        .await
+        .expect("status reports every partition in sync");
+    let status = in_sync.status.expect("status");
+    assert_eq!(status.under_replicated_partitions, Some(0));
+    let events = status
+        .queues
+        .iter()
+        .find(|q| q.name == "events")
+        .expect("queue events in status");
+    assert!(events.ready, "{events:?}");
+    assert_eq!(
+        events.replication_factor,
+        Some(in_sync.spec.default_replication_factor()),
+        "a queue without replicationFactor has the MessageQueue's default"
+    );
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);

@@ -1,6 +1,6 @@
-//! The admin questions the scale-down and rebalance phases both ask the brokers: which broker to
-//! ask, the cluster as it sees it (brokers, fencing, partitions, moves in flight), and the room
-//! on each broker's disk.
+//! The admin questions the phases ask the brokers: which broker to ask, the cluster as it sees
+//! it (brokers, fencing, partitions, moves in flight) and the room on each broker's disk for the
+//! scale-down and rebalance, and the partitions' replication health for the roll and status.
 
 use std::collections::BTreeMap;
 

@@ -11,8 +11,8 @@
 //! - `scale_down`: the drain of the brokers to remove, the empty-broker check where partitions
 //!   cannot move, and the refusals;
 //! - `rebalance`: `spec.autoRebalance` once the brokers are settled;
-//! - `brokers`: the admin questions `scale_down` and `rebalance` both ask (which broker to ask,
-//!   the cluster it sees, the room on each broker's disk);
+//! - `brokers`: the admin questions the phases ask (which broker to ask, the cluster it sees,
+//!   the room on each broker's disk, the partitions' replication health);
 //! - `pods`: healing pods whose volume or node is gone, the next roll step, volume growth;
 //! - `queue_sync`: `spec.queues` applied through the brokers;
 //! - `pacing`: whether the brokers are settled and when to look again; pure;

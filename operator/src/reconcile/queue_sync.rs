@@ -161,10 +161,13 @@ fn applied_note(action: &QueueAction, pod: &str) -> String {
             partitions,
             replication_factor,
             ..
-        } => format!(
-            "created queue {name} with {partitions} partitions, {replication_factor} copies each, \
-             on {pod}"
-        ),
+        } => {
+            let copies = match replication_factor {
+                1 => "1 copy".to_string(),
+                n => format!("{n} copies"),
+            };
+            format!("created queue {name} with {partitions} partitions, {copies} each, on {pod}")
+        }
         QueueAction::AddPartitions { name, total } => {
             format!("queue {name} now has {total} partitions on {pod}")
         }

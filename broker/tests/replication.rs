@@ -255,9 +255,10 @@ impl Cluster {
             "--cluster-listen".into(),
             self.cluster_addr(id),
         ];
-        if id != 0 {
-            args.extend(["--seeds".into(), seeds.join(",")]);
-        }
+        // Every broker gets every seed, as the operator does: broker 0 founds the cluster on its
+        // first start (no seed answers yet), and on an empty volume later it must find the
+        // cluster instead of founding a second one.
+        args.extend(["--seeds".into(), seeds.join(",")]);
         args.extend(self.flags.iter().cloned());
         BinaryBroker::launch(&args, &self.log_path(id))
     }

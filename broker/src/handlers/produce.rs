@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 use super::{catalog, codes, sb, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
+use crate::group::is_internal_topic;
 use crate::log::{AppendInfo, AppendOutcome, PartitionLog};
 use crate::protocol::codec::{self, api_name, respond, RawHeader};
 
@@ -97,7 +98,14 @@ pub fn handle(
             tr.name = topic.name.clone();
         }
         for p in topic.partition_data {
-            let pr = if req.transactional_id.is_some() {
+            let pr = if let Some(m) = meta.as_ref().filter(|m| is_internal_topic(&m.name)) {
+                // As Kafka: only the cluster writes its internal topics.
+                partition_error(
+                    p.index,
+                    codes::INVALID_TOPIC_EXCEPTION,
+                    Some(format!("Cannot append to internal topic {}", m.name)),
+                )
+            } else if req.transactional_id.is_some() {
                 partition_error(
                     p.index,
                     codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,

@@ -18,6 +18,7 @@
 //! - [`group`]: the classic consumer-group coordinator and the committed-offset store.
 //! - [`log`]: the storage engine: one directory per partition, segment files, indexes,
 //!   recovery, retention and the fsync policy (group commit).
+//! - [`recovery`]: counts of what recovery dropped or rebuilt (the WARN lines' metric).
 //!
 //! The binary (`src/main.rs`) only parses the configuration, installs the tracing subscriber,
 //! starts a [`Broker`] and shuts it down on SIGTERM / SIGINT. See `docs/architecture.md`.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod recovery;
 pub mod replica;
 pub mod server;
 pub mod topology;

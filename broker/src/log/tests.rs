@@ -383,7 +383,9 @@ fn torn_tail_is_truncated_to_the_committed_batches() {
 }
 
 #[test]
-fn corrupt_crc_in_the_middle_of_the_active_segment_truncates_there() {
+fn corrupt_crc_in_the_middle_of_the_active_segment_is_kept_but_never_served() {
+    // Intact batches after the damaged one mean it was damaged after it was written, not
+    // torn: cutting there would drop them (maybe acknowledged), so it stays, and reads refuse it.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");
     let mut sizes = Vec::new();
@@ -398,6 +400,55 @@ fn corrupt_crc_in_the_middle_of_the_active_segment_truncates_there() {
     }
     let path = active_log_file(&dir);
     // Flip one byte inside batch 2's records.
+    let at = sizes[0] + sizes[1] + 70;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, at).unwrap();
+    f.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
+    drop(f);
+
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 10);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        sizes.iter().sum::<u64>()
+    );
+    // A read from before it stops before it; a read at it is CORRUPT_MESSAGE; after it, served.
+    let head = log.read(0, 1 << 20).unwrap().records;
+    let vals: Vec<String> = decode_all(&head).into_iter().map(|r| r.1).collect();
+    assert_eq!(vals, ["m0-0", "m0-1", "m1-0", "m1-1"]);
+    let err = log.read(4, 1 << 20).unwrap_err();
+    assert!(matches!(err, LogError::CorruptBatch { .. }), "{err:?}");
+    assert_eq!(err.kafka_code(), 2);
+    let tail = log.read(6, 1 << 20).unwrap().records;
+    let vals: Vec<String> = decode_all(&tail).into_iter().map(|r| r.1).collect();
+    assert_eq!(vals, ["m3-0", "m3-1", "m4-0", "m4-1"]);
+    // Appends go on after the last batch.
+    assert_eq!(
+        appended(log.append(B::new(1).build()).unwrap()).base_offset,
+        10
+    );
+}
+
+#[test]
+fn corrupt_crc_in_the_last_batch_is_cut_like_a_torn_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let mut sizes = Vec::new();
+    {
+        let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+        for i in 0..3 {
+            let b = B::new(2).tag(&format!("m{i}")).build();
+            sizes.push(b.len() as u64);
+            log.append(b).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let path = active_log_file(&dir);
     let at = sizes[0] + sizes[1] + 70;
     let f = std::fs::OpenOptions::new()
         .read(true)

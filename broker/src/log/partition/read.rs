@@ -63,6 +63,7 @@ impl PartitionLog {
         };
         let records = read_batches(&file, start_pos, seg_end, offset, limit, max_bytes)
             .map_err(io_err(&path))?;
+        let records = keep_intact(records, &path)?;
         Ok(ReadOutcome {
             records,
             high_watermark: hw,
@@ -217,6 +218,30 @@ fn read_batches(
     }
     buf.truncate(end);
     Ok(Bytes::from(buf))
+}
+
+/// The leading batches of `records` whose CRC-32C holds. Recovery checks closed segments only
+/// by their index and tail, so a batch damaged on disk later is found here: it is never
+/// served, and a read that starts at it fails with CORRUPT_MESSAGE, naming the file.
+fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<Bytes, LogError> {
+    let mut end = 0;
+    while let Some((base, size, _)) = peek(&records[end..]) {
+        let Some(whole) = records.get(end..end + size) else {
+            break;
+        };
+        if let Err(e) = batch::check_crc(whole) {
+            tracing::warn!(path = %path.display(), offset = base, error = %e, "not serving a stored batch whose CRC fails");
+            crate::recovery::count(crate::recovery::Action::CorruptBatchRefused);
+            if end == 0 {
+                return Err(LogError::CorruptBatch {
+                    reason: format!("{}: the batch at offset {base}: {e}", path.display()),
+                });
+            }
+            break;
+        }
+        end += size;
+    }
+    Ok(records.slice(..end))
 }
 
 /// Finds the first record with timestamp `>= ts` scanning batches from `pos`.

@@ -27,6 +27,8 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod handlers;
 pub mod http;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 use crate::error::BrokerError;
+use crate::group::OffsetsTopicSettings;
 use crate::log::{FsyncPolicy, LogConfig, TimestampType};
 use crate::replica::ReplicaConfig;
 
@@ -100,6 +101,24 @@ pub struct Config {
     /// (NOT_ENOUGH_REPLICAS) while fewer replicas than this are in sync.
     #[arg(long, env = "SLUICE_MIN_INSYNC_REPLICAS", default_value_t = 1)]
     pub min_insync_replicas: i32,
+
+    /// Partitions of the internal topic `__consumer_offsets`, which holds the consumer groups'
+    /// committed offsets; each group lives in one of them and is coordinated by its leader.
+    /// Read by the broker that creates the topic (the first time a group needs a coordinator)
+    /// and fixed from then on. Range 1..=1000. The default suits small clusters: enough
+    /// partitions to spread coordinators over up to 8 brokers, few enough that their files,
+    /// fetchers and loads after a failover stay cheap (Kafka's 50 targets large clusters).
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 8)]
+    pub offsets_topic_num_partitions: i32,
+
+    /// Copies of each `__consumer_offsets` partition, capped at the brokers available when the
+    /// topic is created. Range 1..=32767.
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    pub offsets_topic_replication_factor: i16,
 
     /// A follower that has not caught up with its leader for this many milliseconds leaves
     /// the in-sync replicas (Kafka's replica.lag.time.max.ms). A broker that stops altogether
@@ -300,7 +319,19 @@ impl Config {
                 "1..=32767",
             ));
         }
-        let ranges: [(&str, i64, i64, i64); 5] = [
+        let ranges: [(&str, i64, i64, i64); 7] = [
+            (
+                "--offsets-topic-num-partitions",
+                i64::from(self.offsets_topic_num_partitions),
+                1,
+                1_000,
+            ),
+            (
+                "--offsets-topic-replication-factor",
+                i64::from(self.offsets_topic_replication_factor),
+                1,
+                i64::from(i16::MAX),
+            ),
             (
                 "--replica-lag-time-max-ms",
                 self.replica_lag_time_max_ms,
@@ -410,6 +441,14 @@ impl Config {
             shutdown_catch_up: ms(self.controlled_shutdown_wait_ms),
             leader_rebalance_every: (self.leader_rebalance_interval_seconds > 0)
                 .then(|| Duration::from_secs(self.leader_rebalance_interval_seconds as u64)),
+        }
+    }
+
+    /// How this broker creates `__consumer_offsets` (validated to be in range).
+    pub fn offsets_topic(&self) -> OffsetsTopicSettings {
+        OffsetsTopicSettings {
+            partitions: self.offsets_topic_num_partitions,
+            replication_factor: self.offsets_topic_replication_factor,
         }
     }
 

@@ -4,14 +4,13 @@
 //! May import: `cluster`, `log`, `group`, `metrics`, `replica`, `topology`. Both `server` (which
 //! builds it) and `handlers` (which act on it) import this module, never each other's.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
-use crate::group::GroupCoordinator;
+use crate::group::{GroupCoordinator, OffsetsTopicSettings};
 use crate::log::LogManager;
 use crate::metrics::Metrics;
 use crate::replica::ReplicaManager;
@@ -36,9 +35,8 @@ pub struct BrokerContext {
     /// This broker's replication roles: what it leads, what it follows.
     pub replicas: Arc<ReplicaManager>,
     pub producer_ids: ProducerIdBlocks,
-    /// Groups whose coordinator role this broker is handing over (it answers NOT_COORDINATOR
-    /// for them); OffsetCommit holds the read side while it writes.
-    pub group_handover: tokio::sync::RwLock<BTreeSet<String>>,
+    /// How this broker creates `__consumer_offsets` if the cluster has none yet.
+    pub offsets_topic: OffsetsTopicSettings,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
 }

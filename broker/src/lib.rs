@@ -15,7 +15,7 @@
 //! - [`protocol`]: the Kafka wire format: framing, the pre-decode guard, advertised versions.
 //! - [`error`]: the broker's error enum.
 //! - [`cluster`]: the cluster metadata every broker agrees on (Raft quorum).
-//! - [`group`]: the classic consumer-group coordinator and the committed-offset store.
+//! - [`group`]: the classic consumer-group coordinator; committed offsets in `__consumer_offsets`.
 //! - [`log`]: the storage engine: one directory per partition, segment files, indexes,
 //!   recovery, retention and the fsync policy (group commit).
 //! - [`recovery`]: counts of what recovery dropped or rebuilt (the WARN lines' metric).

@@ -65,8 +65,7 @@ pub struct Topology {
 /// (blocking work off the async workers). The state is read inside the log manager's lock
 /// (see [`LogManager::reconcile_with`]) and inside the replica manager's, so concurrent calls
 /// (the watcher below and a handler that just committed a change) apply in the order of the
-/// states they read. Topics that disappeared are also forgotten by the group coordinator's
-/// offsets.
+/// states they read. The group coordinator then drops the offsets of topics that are gone.
 pub async fn sync_now(t: &Topology) {
     let cluster = Arc::clone(&t.cluster);
     let logs = Arc::clone(&t.logs);
@@ -80,11 +79,9 @@ pub async fn sync_now(t: &Topology) {
     })
     .await;
     match result {
-        Ok(Ok(done)) => {
-            for gone in &done.forgotten {
-                groups.forget_topic(gone);
-            }
-        }
+        // Committed offsets of deleted topics go too (tombstones in `__consumer_offsets`,
+        // written by the coordinators that lead its partitions).
+        Ok(Ok(_)) => groups.forget_deleted_topics(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "could not bring the local logs in line with the cluster metadata");
         }

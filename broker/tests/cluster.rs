@@ -24,6 +24,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use sluice_broker::cluster::state::{BrokerState, ClusterState};
+use sluice_broker::group::{partition_for, OFFSETS_TOPIC};
 
 /// One broker of the test cluster.
 struct Node {
@@ -259,14 +260,25 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
     );
     assert_records_exact(&got, 0..90);
 
-    // kafka-python consumer group: its coordinator will be the broker coordinating the fewest
-    // groups (ties: lowest id); the client bootstraps from another broker and must be sent on.
+    // kafka-python consumer group: its coordinator is the leader of the group's partition of
+    // __consumer_offsets, which the first FindCoordinator creates; the client bootstraps from
+    // another broker and must be sent on.
+    let coordinator = find_coordinator(&nodes[0], "spread-readers");
     let s = nodes[0].state();
-    let load = |id: i32| s.groups.values().filter(|g| g.coordinator == id).count();
-    let expected = (0..3)
-        .min_by_key(|id| (load(*id), *id))
-        .expect("three brokers");
-    let bootstrap = (expected + 1) % 3;
+    let p = partition_for(
+        "spread-readers",
+        s.topics[OFFSETS_TOPIC].partitions.len() as i32,
+    );
+    assert_eq!(
+        coordinator,
+        s.topics[OFFSETS_TOPIC].partitions[p as usize].leader
+    );
+    assert_eq!(
+        s.topics[OFFSETS_TOPIC].replication_factor(),
+        3,
+        "min(3, three brokers) copies of the committed offsets"
+    );
+    let bootstrap = (coordinator + 1) % 3;
     let out = kp_group_consume(
         &nodes[bootstrap as usize].bootstrap(),
         "spread",
@@ -275,13 +287,12 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
         &["--linger", "0.5", "--timeout", "60"],
     );
     assert_records_exact(&parse_consumed_lines(&out.stdout), 0..90);
-    let coordinator = nodes[1].state().groups["spread-readers"].coordinator;
-    assert_eq!(coordinator, expected);
+    assert_eq!(find_coordinator(&nodes[1], "spread-readers"), coordinator);
     assert_ne!(
         coordinator, bootstrap,
         "the coordinator is not the bootstrap broker"
     );
-    // The commits are stored by the coordinator.
+    // The commits are served by the coordinator.
     let committed: i64 = nodes[coordinator as usize]
         .ctx()
         .groups
@@ -291,6 +302,18 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
         .map(|c| c.offset)
         .sum();
     assert_eq!(committed, 90, "committed offsets on the coordinator");
+}
+
+/// The coordinator of `group` as FindCoordinator through `via` answers it.
+fn find_coordinator(via: &Node, group: &str) -> i32 {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let mut c = via.raw();
+    let resp = c.send(
+        &FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())),
+        3,
+    );
+    assert_eq!(resp.error_code, 0, "{:?}", resp.error_message);
+    resp.node_id.0
 }
 
 #[test]
@@ -465,6 +488,11 @@ fn tracing_free_note(old: i32, new: i32) {
 /// Moves `topic`-`partition` to `target` with Kafka's AlterPartitionReassignments, sent to
 /// broker `via`.
 fn reassign(via: &Node, topic: &str, partition: i32, target: Option<i32>) -> i16 {
+    reassign_replicas(via, topic, partition, target.map(|t| vec![t]))
+}
+
+/// Gives a partition the replica list `replicas` (`None`: cancels its reassignment).
+fn reassign_replicas(via: &Node, topic: &str, partition: i32, replicas: Option<Vec<i32>>) -> i16 {
     use kafka_protocol::messages::alter_partition_reassignments_request::{
         ReassignablePartition, ReassignableTopic,
     };
@@ -477,7 +505,9 @@ fn reassign(via: &Node, topic: &str, partition: i32, target: Option<i32>) -> i16
             )))
             .with_partitions(vec![ReassignablePartition::default()
                 .with_partition_index(partition)
-                .with_replicas(target.map(|t| vec![BrokerId(t)]))])]);
+                .with_replicas(
+                    replicas.map(|r| r.into_iter().map(BrokerId).collect()),
+                )])]);
     let mut c = via.raw();
     let resp = c.send(&req, 0);
     assert_eq!(resp.error_code, 0, "{:?}", resp.error_message);
@@ -658,10 +688,10 @@ fn a_broker_is_drained_then_unregistered_and_a_new_broker_joins_and_gets_partiti
     let mut nodes = three_brokers(tmp.path());
     create_topic(&nodes[0], "d", 3);
     rd_produce_all(&nodes[0].bootstrap(), "d", None, 0..30, &[("acks", "all")]);
-    // The group's coordinator is the broker we will remove.
+    // The group's coordinator (the leader of its offsets partition) is the broker we remove.
     let got = group_consume(&nodes[0].bootstrap(), "d", "drainers", 30);
     assert_records_exact(&got, 0..30);
-    let gone = nodes[0].state().groups["drainers"].coordinator;
+    let gone = find_coordinator(&nodes[0], "drainers");
     let stay: Vec<i32> = (0..3).filter(|i| *i != gone).collect();
 
     // Refused while it owns partitions; the message says what is left.
@@ -687,32 +717,51 @@ fn a_broker_is_drained_then_unregistered_and_a_new_broker_joins_and_gets_partiti
         );
     }
     wait_for(
-        "the partitions moved off",
+        "the topic's partitions moved off",
         Duration::from_secs(60),
         Duration::from_millis(50),
         || {
             nodes[0]
                 .state()
                 .partitions_of(gone)
-                .is_empty()
+                .iter()
+                .all(|(t, _)| t == OFFSETS_TOPIC)
                 .then_some(())
         },
     );
 
-    // Now only the group coordinator role keeps it: the first call marks it draining and it
-    // hands the role (with the committed offsets) over; a later call succeeds.
+    // Now only its copies of __consumer_offsets keep it (and with them its coordinator
+    // role): refused, naming them; once they move to the two brokers that stay, it can go.
     let (code, msg) = unregister(&nodes[stay[0] as usize], gone);
-    assert_ne!(code, 0, "still coordinates a group");
-    assert!(msg.as_deref().unwrap_or("").contains("group"), "{msg:?}");
+    assert_ne!(code, 0, "still holds offsets replicas");
+    assert!(
+        msg.as_deref().unwrap_or("").contains(OFFSETS_TOPIC),
+        "{msg:?}"
+    );
+    for (p, rec) in nodes[0].state().topics[OFFSETS_TOPIC]
+        .partitions
+        .iter()
+        .enumerate()
+    {
+        if rec.replicas.contains(&gone) {
+            let code = reassign_replicas(
+                &nodes[stay[0] as usize],
+                OFFSETS_TOPIC,
+                p as i32,
+                Some(stay.clone()),
+            );
+            assert_eq!(code, 0);
+        }
+    }
     wait_for(
-        "UnregisterBroker to succeed once the group moved",
+        "UnregisterBroker to succeed once the offsets partitions moved",
         Duration::from_secs(60),
         Duration::from_millis(200),
         || (unregister(&nodes[stay[1] as usize], gone).0 == 0).then_some(()),
     );
     let s = nodes[stay[0] as usize].state();
     assert!(!s.brokers.contains_key(&gone));
-    assert!(stay.contains(&s.groups["drainers"].coordinator));
+    assert!(stay.contains(&find_coordinator(&nodes[stay[0] as usize], "drainers")));
     wait_for(
         "the removed broker to leave the quorum",
         Duration::from_secs(30),

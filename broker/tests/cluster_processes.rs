@@ -11,32 +11,6 @@ use common::*;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 
-/// The cluster listeners: fixed loopback addresses of their own (127.0.3.x), so a restarted
-/// broker comes back where its peers know it.
-fn cluster_addr(id: i32) -> String {
-    format!("127.0.3.{}:9093", id + 1)
-}
-
-fn spawn(dir: &std::path::Path, id: i32) -> BinaryBroker {
-    let data = dir.join(format!("b{id}"));
-    let log = dir.join(format!("b{id}.log"));
-    let node = id.to_string();
-    let listen = cluster_addr(id);
-    let seed = cluster_addr(0);
-    let mut extra = vec![
-        "--node-id",
-        node.as_str(),
-        "--cluster-listen",
-        listen.as_str(),
-        "--fsync",
-        "always",
-    ];
-    if id != 0 {
-        extra.extend(["--seeds", seed.as_str()]);
-    }
-    BinaryBroker::spawn(&data, &extra, &log)
-}
-
 /// Partition → leader id, from a broker's metadata.
 fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
     let md = rd_consumer(bootstrap, &[])
@@ -50,20 +24,8 @@ fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
 
 #[test]
 fn a_killed_broker_takes_away_only_its_partitions_and_returns_with_every_acknowledged_record() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut brokers: Vec<BinaryBroker> = (0..3).map(|id| spawn(tmp.path(), id)).collect();
-    let bootstrap = brokers[1].bootstrap();
-    wait_for(
-        "three brokers in the metadata",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            let md = rd_consumer(&bootstrap, &[])
-                .fetch_metadata(None, Duration::from_secs(5))
-                .ok()?;
-            (md.brokers().len() == 3).then_some(())
-        },
-    );
+    let mut cluster = ProcessCluster::start(3, 3, &["--fsync", "always"]);
+    let bootstrap = cluster.broker(1).bootstrap();
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let admin = rd_admin(&bootstrap);
@@ -98,13 +60,8 @@ fn a_killed_broker_takes_away_only_its_partitions_and_returns_with_every_acknowl
     // SIGKILL the owner of partition 2 (whichever broker that is; if it leads the quorum,
     // the others elect a new leader too).
     let victim = owners[2];
-    brokers[victim as usize].kill9();
-    let survivor = brokers
-        .iter()
-        .enumerate()
-        .find(|(i, _)| *i as i32 != victim)
-        .map(|(_, b)| b.bootstrap())
-        .expect("a survivor");
+    cluster.kill9(victim);
+    let survivor = cluster.broker(cluster.running()[0]).bootstrap();
     // Its partition is reported offline once the leader fences it; the others take writes.
     wait_for(
         "the killed broker's partition reported without a leader",
@@ -132,7 +89,7 @@ fn a_killed_broker_takes_away_only_its_partitions_and_returns_with_every_acknowl
     assert!(!leaders(&survivor, "during").contains(&victim));
 
     // Back from its volume: every acknowledged record of its partition, and it takes writes.
-    brokers[victim as usize] = spawn(tmp.path(), victim);
+    cluster.spawn(victim);
     wait_for(
         "the killed broker's partition led by it again",
         Duration::from_secs(60),

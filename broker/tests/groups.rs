@@ -303,3 +303,66 @@ impl Drop for Killer<'_> {
         self.kill();
     }
 }
+
+/// A broker upgraded from the version that kept committed offsets in its own file
+/// (`groups/offsets.log`) hands them to the groups' coordinators in `__consumer_offsets` once,
+/// then keeps the file as `offsets.log.imported`: the group resumes where it committed.
+#[test]
+fn offsets_of_the_pre_replication_offsets_file_are_imported_once() {
+    use sluice_broker::group::legacy::{OffsetRecord, OffsetStore};
+    use sluice_broker::group::offsets::StoredOffset;
+    let mut broker = TestBroker::start(&[]);
+    let topic = topic_name("legacy");
+    let group = format!("{topic}-g");
+    rd_produce_all(
+        &broker.bootstrap(),
+        &topic,
+        Some(0),
+        0..10,
+        &[("acks", "all")],
+    );
+    broker.stop();
+    // What the earlier version left: offset 4 committed for partition 0, plus a commit of a
+    // topic deleted since (it is imported, then dropped like any deleted topic's offsets).
+    let dir = broker.data_dir().join("groups");
+    {
+        let store = OffsetStore::open(&dir).expect("legacy store");
+        let commit = |topic: &str, offset: i64| OffsetRecord::Commit {
+            group: group.clone(),
+            topic: topic.to_string(),
+            partition: 0,
+            value: StoredOffset {
+                offset,
+                leader_epoch: -1,
+                metadata: "before the upgrade".into(),
+                commit_timestamp_ms: 1_700_000_000_000,
+            },
+        };
+        store
+            .append(vec![commit(&topic, 4), commit("long-gone", 9)])
+            .expect("legacy commit");
+    }
+    broker.start_again();
+    wait_for(
+        "the legacy offsets file imported and renamed",
+        LONG,
+        Duration::from_millis(100),
+        || dir.join("offsets.log.imported").exists().then_some(()),
+    );
+    assert!(!dir.join("offsets.log").exists());
+    let committed = |b: &TestBroker| rd_committed(&b.bootstrap(), &group, &topic, 1);
+    assert_eq!(committed(&broker), BTreeMap::from([(0, 4)]));
+    // A member resumes there.
+    let c = member(&broker.bootstrap(), &group, &topic);
+    let got = rd_poll_n(&c, 6, LONG);
+    assert_records_exact(&got, 4..10);
+    drop(c);
+    // Served from __consumer_offsets from now on; the file is not read again.
+    broker.restart();
+    assert_eq!(committed(&broker), BTreeMap::from([(0, 4)]));
+    let offsets = broker.ctx().groups.committed_offsets();
+    assert!(
+        offsets.iter().all(|o| o.topic != "long-gone"),
+        "{offsets:?}"
+    );
+}

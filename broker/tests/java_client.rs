@@ -1,7 +1,8 @@
 //! The Java Kafka client (`org.apache.kafka:kafka-clients` 4.x, fetched by
 //! `scripts/java-clients.sh`) works unchanged against the broker: its idempotent producer
 //! (acks=all, the 4.x default) with every codec, its group consumer with commits and resume (also
-//! across a broker restart), and its AdminClient (topics, configs, partitions, cluster, groups).
+//! across a broker restart, and across the death of its coordinator in a cluster of three
+//! broker processes), and its AdminClient (topics, configs, partitions, cluster, groups).
 //!
 //! The driver is `broker/tests/java/SluiceJavaClient.java`, compiled with javac at test time into
 //! `$SLUICE_CACHE/java-prog-<hash of the source and the jar set>/` (`SLUICE_CACHE` defaults to
@@ -457,6 +458,85 @@ fn java_two_group_members_split_partitions_and_read_everything_once() {
     let mut all = got_a;
     all.extend(got_b);
     assert_records_exact(&all, 0..total);
+}
+
+/// A Java group consumer goes on after the broker coordinating its group is SIGKILLed (three
+/// broker processes, replication factor 3, min.insync.replicas 2): the group's offsets
+/// partition gets a new leader, the consumer finds it, rejoins and reads every record, and
+/// every commit acknowledged before the kill is still there (or later ones).
+#[test]
+fn java_consumer_group_continues_after_its_coordinator_is_killed() {
+    let mut cluster = ProcessCluster::start(
+        3,
+        5,
+        &[
+            "--default-replication-factor",
+            "3",
+            "--min-insync-replicas",
+            "2",
+            "--fsync",
+            "always",
+        ],
+    );
+    let topic = "java-failover";
+    let group = "java-failover-g";
+    let java = JavaDriver::at(&cluster.bootstrap());
+    java.admin(&["create-topic", "--topic", topic, "--partitions", "3"]);
+    let acked = acknowledged(&java.produce(topic, 0..300, &[]));
+    assert_eq!(acked.len(), 300, "acknowledgements");
+    let out = std::thread::scope(|s| {
+        let member = s.spawn(|| {
+            java.consume(
+                topic,
+                group,
+                600,
+                &[
+                    "--distinct",
+                    "true",
+                    "--retry-commits",
+                    "true",
+                    "--timeout-ms",
+                    "100000",
+                ],
+            )
+        });
+        let before = wait_for(
+            "the member's first commits",
+            Duration::from_secs(90),
+            Duration::from_millis(300),
+            || {
+                let c = rd_committed(&cluster.bootstrap(), group, topic, 3);
+                (c.values().sum::<i64>() > 0).then_some(c)
+            },
+        );
+        let coordinator = find_coordinator(cluster.broker(0).kafka_addr, group);
+        cluster.kill9(coordinator);
+        let survivors = cluster.bootstrap();
+        rd_produce_all(&survivors, topic, None, 300..600, &[("acks", "all")]);
+        let out = member.join().expect("member thread");
+        let after = rd_committed(&survivors, group, topic, 3);
+        for (p, o) in &before {
+            assert!(
+                after[p] >= *o,
+                "partition {p}: committed {} after the kill, {o} before",
+                after[p]
+            );
+        }
+        let new = find_coordinator(cluster.broker(cluster.running()[0]).kafka_addr, group);
+        assert_ne!(new, coordinator);
+        eprintln!(
+            "coordinator {coordinator} killed, {new} took over; {} commit(s) retried",
+            tagged(&out, "commit-retry").len()
+        );
+        out
+    });
+    // Re-reads after the rejoin are allowed (at least once); every record is read.
+    let mut seen = BTreeSet::new();
+    let mut got = parse_consumed_lines(&out.stdout);
+    got.retain(|c| seen.insert((c.partition, c.offset)));
+    assert_records_exact(&got, 0..600);
+    let committed = partition_offsets(&out, "committed");
+    assert_eq!(committed.values().sum::<i64>(), 600, "{committed:?}");
 }
 
 /// acks=0 and acks=1 producers (idempotence off, as 4.x does for acks != all) are stored as

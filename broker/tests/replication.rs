@@ -735,7 +735,7 @@ fn leader_kill_trial(seed: u64) {
     let topic = topic_name("failover");
     let group = format!("{topic}-g");
     // The seed picks the preferred leader too: broker 0 also founded the metadata quorum (and
-    // leads it) and coordinates the group (the first one placed).
+    // leads it); the group's coordinator is the leader of its __consumer_offsets partition.
     let first = rng.below(3) as i32;
     let replicas: Vec<i32> = (0..3).map(|k| (first + k) % 3).collect();
     let before = c.create_topic_on(0, &topic, &replicas);
@@ -779,19 +779,21 @@ fn leader_kill_trial(seed: u64) {
     assert_eq!(after.replicas, before.replicas, "the replica set stays");
     assert_eq!(after.offline, vec![old], "offline replicas");
     producer.wait_acked(acked_at_kill + 200, "production to go on at the new leader");
-    if coordinator != old {
-        // The group goes on without the killed broker.
-        wait_for(
-            "the group to consume records acknowledged after the kill",
-            Duration::from_secs(60),
-            POLL,
-            || {
-                let got = group_load.consumed_indexes();
-                (got.len() as u64 > acked_at_kill + 100).then_some(())
-            },
-        );
-    } else {
-        println!("seed {seed}: the group's coordinator was the killed broker; it resumes when that one returns");
+    // The group goes on without the killed broker, even when it coordinated the group: the
+    // group's __consumer_offsets partition gets a new leader, which takes the group over.
+    wait_for(
+        "the group to consume records acknowledged after the kill",
+        Duration::from_secs(60),
+        POLL,
+        || {
+            let got = group_load.consumed_indexes();
+            (got.len() as u64 > acked_at_kill + 100).then_some(())
+        },
+    );
+    if coordinator == old {
+        let now = c.coordinator(survivor, &group);
+        assert_ne!(now, old, "seed {seed}: the group's new coordinator");
+        println!("seed {seed}: the group's coordinator was the killed broker; broker {now} took the group over");
     }
 
     c.spawn(old);

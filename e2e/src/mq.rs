@@ -1,5 +1,6 @@
 //! Helpers the operator scenarios share: the operator process under test, `kubectl apply`, a
-//! MessageQueue's conditions and readiness, pods and their IPs, Events. Everything waits through
+//! MessageQueue's conditions, readiness and replication (under-replicated and offline
+//! partitions), pods and their IPs, Events. Everything waits through
 //! [`harness::wait_for`] under a deadline.
 
 use std::path::PathBuf;
@@ -140,6 +141,76 @@ pub async fn wait_condition(
             match condition(&mq, type_) {
                 Some((s, reason, message)) if s == status => Ok((reason, message)),
                 other => Err(format!("{type_} {other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// `status.underReplicatedPartitions`: partitions with a replica out of sync or no leader;
+/// None while no broker answered the operator.
+pub fn under_replicated(mq: &MessageQueue) -> Option<i32> {
+    mq.status.as_ref()?.under_replicated_partitions
+}
+
+/// `status.offlinePartitions`: partitions with no leader; None while no broker answered.
+pub fn offline_partitions(mq: &MessageQueue) -> Option<i32> {
+    mq.status.as_ref()?.offline_partitions
+}
+
+/// Waits until the operator reports under-replicated partitions on MessageQueue `name` (after
+/// a broker pod or its volume is lost); returns the count and the `Replicated` condition's
+/// (reason, message), which name an example.
+pub async fn wait_under_replicated(
+    mqs: &Api<MessageQueue>,
+    name: &str,
+    secs: u64,
+) -> Result<(i32, String, String), HarnessError> {
+    harness::wait_for(
+        &format!("MessageQueue {name}: under-replicated partitions reported"),
+        Duration::from_secs(secs),
+        || async move {
+            let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
+            let count = under_replicated(&mq);
+            match (count, condition(&mq, "Replicated")) {
+                (Some(n), Some((s, reason, message))) if n > 0 && s == "False" => {
+                    Ok((n, reason, message))
+                }
+                (count, replicated) => Err(format!(
+                    "underReplicatedPartitions {count:?}, Replicated {replicated:?}"
+                )),
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until every partition of MessageQueue `name` has all its replicas in sync again:
+/// `status.underReplicatedPartitions` and `status.offlinePartitions` are 0 and `Replicated` is
+/// True. A status written before the last spec change does not count.
+pub async fn wait_in_sync(
+    mqs: &Api<MessageQueue>,
+    name: &str,
+    secs: u64,
+) -> Result<MessageQueue, HarnessError> {
+    harness::wait_for(
+        &format!("MessageQueue {name}: every partition in sync"),
+        Duration::from_secs(secs),
+        || async move {
+            let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
+            let current =
+                mq.status.as_ref().and_then(|s| s.observed_generation) == mq.metadata.generation;
+            let (urp, offline) = (under_replicated(&mq), offline_partitions(&mq));
+            match condition(&mq, "Replicated") {
+                Some((s, _, _))
+                    if s == "True" && current && urp == Some(0) && offline == Some(0) =>
+                {
+                    Ok(mq)
+                }
+                replicated => Err(format!(
+                    "underReplicatedPartitions {urp:?}, offlinePartitions {offline:?}, \
+                     Replicated {replicated:?}, status of the current generation: {current}"
+                )),
             }
         },
     )

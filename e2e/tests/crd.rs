@@ -145,6 +145,18 @@ async fn invalid_manifests_are_refused_with_a_message_saying_what_to_fix() {
             "  config:\n    segmentBytes: 4294967296\n",
             &["segmentBytes", "2147483647"],
         ),
+        (
+            "  replicas: 3\n  config:\n    defaultReplicationFactor: 2\n    minInsyncReplicas: 3\n",
+            &["config.minInsyncReplicas must be at most the default replication factor"],
+        ),
+        (
+            "  replicas: 2\n  config:\n    minInsyncReplicas: 3\n",
+            &["config.minInsyncReplicas must be at most the default replication factor"],
+        ),
+        (
+            "  replicas: 2\n  config:\n    defaultReplicationFactor: 3\n",
+            &["config.defaultReplicationFactor must be at most spec.replicas"],
+        ),
     ];
     for (i, (spec, words)) in cases.iter().enumerate() {
         let m = manifest(&ns.name, &format!("bad-{i}"), spec);
@@ -161,6 +173,27 @@ async fn invalid_manifests_are_refused_with_a_message_saying_what_to_fix() {
             );
         }
     }
+
+    // Replication up to the broker count is valid, and `kubectl get mq` has a column for the
+    // under-replicated partitions.
+    let replicated = manifest(
+        &ns.name,
+        "replicated",
+        "  replicas: 3\n  config:\n    defaultReplicationFactor: 3\n    minInsyncReplicas: 2\n  queues:\n  - name: orders\n    replicationFactor: 3\n  - name: audit\n",
+    );
+    let out = kubectl(&["apply", "-f", "-"], Some(&replicated)).expect("kubectl runs");
+    assert!(
+        out.ok,
+        "three copies on three brokers refused: {}",
+        out.stderr
+    );
+    let out = kubectl(&["get", "mq", "replicated", "-n", &ns.name], None).expect("kubectl runs");
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("UNDER-REPLICATED"),
+        "kubectl get mq columns:\n{}",
+        out.stdout
+    );
 
     // Transition rules: a valid object, then updates that shrink storage / drop partitions.
     let good = manifest(

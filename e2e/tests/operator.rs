@@ -117,6 +117,23 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     let mq = wait_available(&mqs, "demo", 3, 240).await;
     let uid = mq.uid().expect("uid");
+    // The queue is in place with every copy of its partitions in sync, and status says so.
+    let in_sync = mq::wait_in_sync(&mqs, "demo", 120)
+        .await
+        .expect("status reports every partition in sync");
+    let status = in_sync.status.expect("status");
+    assert_eq!(status.under_replicated_partitions, Some(0));
+    let events = status
+        .queues
+        .iter()
+        .find(|q| q.name == "events")
+        .expect("queue events in status");
+    assert!(events.ready, "{events:?}");
+    assert_eq!(
+        events.replication_factor,
+        Some(in_sync.spec.default_replication_factor()),
+        "a queue without replicationFactor has the MessageQueue's default"
+    );
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
@@ -427,10 +444,13 @@ async fn metadata_of(pods: &Api<Pod>, pod: &str) -> BTreeMap<String, usize> {
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn queue_changes_take_effect_and_scale_down_drains_a_broker_keeping_every_record() {
     let (client, ns) = mq::setup("operator_queues", "queues").await;
+    // One copy per partition: the drain below moves every partition off broker 2, which three
+    // copies on two staying brokers could not do (that refusal is a test of its own).
     let mq = |replicas: i32, queues: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: q}}\n\
-             spec: {{replicas: {replicas}, storage: {{size: 1Gi}}, queues: [{queues}]}}\n"
+             spec: {{replicas: {replicas}, storage: {{size: 1Gi}}, config: {{defaultReplicationFactor: 1}}, \
+             queues: [{queues}]}}\n"
         )
     };
     apply_yaml(&ns.name, &mq(3, "{name: orders, partitions: 2}"));
@@ -658,10 +678,13 @@ async fn config_change_and_version_upgrade_roll_one_pod_at_a_time_highest_first_
 #[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
 async fn deleted_statefulset_returns_safe_scale_down_proceeds_and_delete_claim_removes_pvcs() {
     let (client, ns) = mq::setup("operator_sts_heal", "heal").await;
+    // The replication defaults pinned, so the scale from 3 to 2 below changes no broker setting
+    // (unset, they follow replicas and that scale would also roll the brokers).
     let mq = |replicas: i32| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: h}}\n\
-             spec: {{replicas: {replicas}, storage: {{size: 1Gi, deleteClaim: true}}, config: {{autoCreateTopics: false}}}}\n"
+             spec: {{replicas: {replicas}, storage: {{size: 1Gi, deleteClaim: true}}, \
+             config: {{autoCreateTopics: false, defaultReplicationFactor: 1}}}}\n"
         )
     };
     apply_yaml(&ns.name, &mq(3));

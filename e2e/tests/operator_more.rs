@@ -665,10 +665,12 @@ async fn scale_down_whose_partitions_do_not_fit_on_the_remaining_brokers_is_refu
     let (client, ns) = mq::setup("operator_no_room", "noroom").await;
     // 4 MiB volumes. The queue is declared once all three brokers are in the cluster, so its
     // three partitions land one per broker (the least loaded broker gets each new partition).
+    // One copy each: the refusal under test is for room, not for the replication factor.
     let mq = |replicas: i32, queues: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: nr}}\n\
-             spec: {{replicas: {replicas}, storage: {{size: 4Mi}}, queues: [{queues}]}}\n"
+             spec: {{replicas: {replicas}, storage: {{size: 4Mi}}, config: {{defaultReplicationFactor: 1}}, \
+             queues: [{queues}]}}\n"
         )
     };
     apply_yaml(&ns.name, &mq(3, ""));
@@ -905,9 +907,11 @@ async fn auto_rebalance_moves_partitions_onto_new_brokers_after_a_scale_up() {
     let (client, ns) = mq::setup("operator_rebalance", "rebalance").await;
     apply_yaml(
         &ns.name,
+        // one copy per partition, pinned so the scale from 2 to 3 changes no broker setting:
+        // the rebalance under test moves whole partitions
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: rb}\n\
          spec: {replicas: 2, autoRebalance: true, storage: {size: 1Gi}, \
-         queues: [{name: spread, partitions: 6}]}\n",
+         config: {defaultReplicationFactor: 1}, queues: [{name: spread, partitions: 6}]}\n",
     );
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     wait_available(&mqs, "rb", 2, 240).await;
@@ -1030,11 +1034,13 @@ async fn wait_replaced_with_new_volume(
 async fn a_broker_whose_volume_is_lost_comes_back_empty_and_rejoins_the_cluster() {
     let (client, ns) = mq::setup("operator_volume_lost", "volumelost").await;
     // The queue is declared once all three brokers are in the cluster, so its three
-    // partitions land one per broker.
+    // partitions land one per broker. One copy each: this is what a lost volume takes without
+    // replication (with three copies the broker refills its copy from the others).
     let mq = |queues: &str| {
         format!(
             "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {{name: lv}}\n\
-             spec: {{replicas: 3, storage: {{size: 1Gi}}, queues: [{queues}]}}\n"
+             spec: {{replicas: 3, storage: {{size: 1Gi}}, config: {{defaultReplicationFactor: 1}}, \
+             queues: [{queues}]}}\n"
         )
     };
     apply_yaml(&ns.name, &mq(""));

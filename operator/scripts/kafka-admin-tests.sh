@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs the operator's Kafka admin client tests (operator/tests/kafka_admin.rs) against a real
-# Apache Kafka: a single KRaft node (broker + controller) on loopback, started from the jars that
-# bench/kafka/setup.sh caches under ~/.cache/sluice (Maven Central on a cold machine, ~15 s start
-# when cached). Queue create/alter/delete, AlterPartitionReassignments, ListPartitionReassignments
-# and UnregisterBroker with Kafka's own answers and errors.
+# Apache Kafka: a three-node KRaft cluster on loopback (node 0 broker and controller, nodes 1 and
+# 2 brokers; bench/kafka/start-cluster.sh), started from the jars that bench/kafka/setup.sh
+# caches under ~/.cache/sluice (Maven Central on a cold machine, ~25 s start when cached). Queue
+# create/alter/delete, replicas and in-sync replicas, AlterPartitionReassignments with full
+# replica lists, ListPartitionReassignments and UnregisterBroker with Kafka's own answers and
+# errors; last, broker 2 is stopped and the under-replicated and offline partitions read back.
 #
 # Usage: operator/scripts/kafka-admin-tests.sh
-# Env: KAFKA_VERSION (4.2.0), KAFKA_PORT (29192), KAFKA_CONTROLLER_PORT (29193).
+# Env: KAFKA_VERSION (4.2.0), KAFKA_PORT (29192; nodes on 29192, 29194, 29196),
+#      KAFKA_CONTROLLER_PORT (29193).
 # Kafka runs in a temp dir that is removed on exit; it is stopped also when a step fails.
 set -euo pipefail
 
@@ -20,10 +23,13 @@ step() { echo "[kafka-admin-tests +$(( $(date +%s) - T0 ))s] $*" >&2; }
 
 cleanup() {
     local rc=$?
-    "$ROOT/bench/kafka/stop.sh" "$WORK" >/dev/null 2>&1 || true
-    if [[ $rc -ne 0 && -f "$WORK/logs/server.log" ]]; then
-        step "FAILED (exit $rc); last lines of the Kafka log:"
-        tail -20 "$WORK/logs/server.log" >&2 || true
+    "$ROOT/bench/kafka/stop-cluster.sh" "$WORK" >/dev/null 2>&1 || true
+    if [[ $rc -ne 0 ]]; then
+        for log in "$WORK"/node-*/logs/server.log; do
+            [[ -f "$log" ]] || continue
+            step "FAILED (exit $rc); last lines of $log:"
+            tail -10 "$log" >&2 || true
+        done
     fi
     rm -rf "$WORK"
     exit $rc
@@ -35,10 +41,15 @@ step "building the tests"
 # --workspace (not -p): the feature set of `cargo test --workspace`, whose build this reuses.
 (cd "$ROOT" && cargo test --workspace --test kafka_admin --no-run)
 
-step "starting Apache Kafka ${KAFKA_VERSION:-4.2.0} on 127.0.0.1:$KAFKA_PORT (bench/kafka/start.sh)"
-"$ROOT/bench/kafka/start.sh" "$WORK" >/dev/null
+step "starting a three-node Apache Kafka ${KAFKA_VERSION:-4.2.0} cluster on 127.0.0.1:$KAFKA_PORT (bench/kafka/start-cluster.sh)"
+"$ROOT/bench/kafka/start-cluster.sh" "$WORK" 3
 
+export SLUICE_TEST_KAFKA="127.0.0.1:$KAFKA_PORT" SLUICE_TEST_KAFKA_CLUSTER=3
 step "running operator/tests/kafka_admin.rs"
-(cd "$ROOT" && SLUICE_TEST_KAFKA="127.0.0.1:$KAFKA_PORT" \
-    cargo test --workspace --test kafka_admin -- --ignored --test-threads=1)
+(cd "$ROOT" && cargo test --workspace --test kafka_admin -- --ignored --test-threads=1 \
+    --skip zz_a_stopped_broker)
+step "stopping broker 2 and reading the under-replicated partitions"
+(cd "$ROOT" && SLUICE_TEST_KAFKA_STOP="$WORK/node-2" \
+    cargo test --workspace --test kafka_admin -- --ignored --exact \
+    zz_a_stopped_broker_leaves_partitions_under_replicated_or_offline)
 step "passed"

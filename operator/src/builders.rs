@@ -208,21 +208,38 @@ fn child_meta(mq: &MessageQueue, cfg: &BuildConfig, name: String) -> Result<Obje
 }
 
 /// The broker settings as `SLUICE_*` environment variables (the broker flag contract). Only set
-/// fields appear, so the broker's own defaults apply to the rest.
+/// fields appear, so the broker's own defaults apply to the rest; the replication defaults
+/// are the exception: unset, they follow `replicas`
+/// ([`crate::crd::MessageQueueSpec::default_replication_factor`],
+/// [`crate::crd::MessageQueueSpec::min_insync_replicas`]) and appear when they differ from the brokers' own
+/// default of 1, so a one-broker MessageQueue renders the same settings as before replication.
+///
+/// Being in the config hash, a derived default that changes with `replicas` (a scale across
+/// three brokers) rolls the brokers: every broker must hold the same defaults, or topics
+/// created through different brokers would get different replication factors.
 pub fn broker_env(mq: &MessageQueue) -> BTreeMap<String, String> {
-    let Some(c) = mq.spec.config.as_ref() else {
-        return BTreeMap::new();
-    };
     fn text(value: Option<impl ToString>) -> Option<String> {
         value.map(|v| v.to_string())
     }
+    let c = mq.spec.config.clone().unwrap_or_default();
+    let derived =
+        |explicit: Option<i32>, effective: i32| explicit.or((effective != 1).then_some(effective));
     [
         ("SLUICE_DEFAULT_PARTITIONS", text(c.default_partitions)),
         (
             "SLUICE_DEFAULT_REPLICATION_FACTOR",
-            text(c.default_replication_factor),
+            text(derived(
+                c.default_replication_factor,
+                mq.spec.default_replication_factor(),
+            )),
         ),
-        ("SLUICE_MIN_INSYNC_REPLICAS", text(c.min_insync_replicas)),
+        (
+            "SLUICE_MIN_INSYNC_REPLICAS",
+            text(derived(
+                c.min_insync_replicas,
+                mq.spec.min_insync_replicas(),
+            )),
+        ),
         ("SLUICE_RETENTION_MS", text(c.retention_ms)),
         ("SLUICE_RETENTION_BYTES", text(c.retention_bytes)),
         ("SLUICE_SEGMENT_BYTES", text(c.segment_bytes)),

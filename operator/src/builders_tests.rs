@@ -95,6 +95,8 @@ SLUICE_RETENTION_MS: "-1"
 SLUICE_FSYNC: interval
 SLUICE_FSYNC_INTERVAL_MS: "250"
 SLUICE_AUTO_CREATE_TOPICS: "false"
+SLUICE_DEFAULT_REPLICATION_FACTOR: "3"
+SLUICE_MIN_INSYNC_REPLICAS: "2"
 SLUICE_SEEDS: "q-0.q-brokers.ns.svc.cluster.local:9093,q-1.q-brokers.ns.svc.cluster.local:9093"
 "#,
     )
@@ -104,7 +106,59 @@ SLUICE_SEEDS: "q-0.q-brokers.ns.svc.cluster.local:9093,q-1.q-brokers.ns.svc.clus
         .expect("builds")
         .data
         .expect("data");
-    assert_eq!(minimal.keys().collect::<Vec<_>>(), [SEEDS_KEY]);
+    assert_eq!(
+        minimal.keys().collect::<Vec<_>>(),
+        [
+            "SLUICE_DEFAULT_REPLICATION_FACTOR",
+            "SLUICE_MIN_INSYNC_REPLICAS",
+            SEEDS_KEY
+        ]
+    );
+    // one broker: the replication defaults are the brokers' own, so nothing is added
+    let single = mq(r#"
+metadata: {name: q, namespace: ns, uid: u}
+spec: {replicas: 1}
+"#);
+    let single = build_configmap(&single, &cfg(), 1)
+        .expect("builds")
+        .data
+        .expect("data");
+    assert_eq!(single.keys().collect::<Vec<_>>(), [SEEDS_KEY]);
+}
+
+#[test]
+fn replication_defaults_follow_replicas_unless_set() {
+    let env = |spec: &str| {
+        broker_env(&mq(&format!(
+            "metadata: {{name: q, namespace: ns, uid: u}}\nspec: {spec}"
+        )))
+    };
+    let pair = |e: &BTreeMap<String, String>| {
+        (
+            e.get("SLUICE_DEFAULT_REPLICATION_FACTOR").cloned(),
+            e.get("SLUICE_MIN_INSYNC_REPLICAS").cloned(),
+        )
+    };
+    let some = |rf: &str, min: &str| (Some(rf.to_string()), Some(min.to_string()));
+    assert_eq!(pair(&env("{replicas: 1}")), (None, None));
+    assert_eq!(pair(&env("{replicas: 2}")), (Some("2".to_string()), None));
+    assert_eq!(pair(&env("{replicas: 3}")), some("3", "2"));
+    assert_eq!(pair(&env("{replicas: 7}")), some("3", "2"));
+    // set values win, and a set replication factor decides the derived min.insync.replicas
+    assert_eq!(
+        pair(&env("{replicas: 5, config: {defaultReplicationFactor: 5}}")),
+        some("5", "2")
+    );
+    assert_eq!(
+        pair(&env("{replicas: 5, config: {defaultReplicationFactor: 2}}")),
+        (Some("2".to_string()), None)
+    );
+    assert_eq!(
+        pair(&env(
+            "{replicas: 3, config: {defaultReplicationFactor: 1, minInsyncReplicas: 1}}"
+        )),
+        some("1", "1")
+    );
 }
 
 #[test]
@@ -341,7 +395,42 @@ fn seeds_name_every_replica_by_its_stable_dns_name() {
 }
 
 #[test]
-fn scaling_changes_the_seeds_but_never_the_pod_template() {
+fn a_scale_across_three_brokers_changes_the_replication_defaults_and_so_the_template() {
+    // Every broker must create topics with the same defaults, so they roll to take new ones.
+    let template = |replicas: i32| {
+        let m = mq(&format!(
+            "metadata: {{name: orders, namespace: shop, uid: 1234-abcd}}\nspec: {{replicas: {replicas}}}"
+        ));
+        as_json(
+            &build_children(&m, &cfg(), None)
+                .expect("builds")
+                .statefulset
+                .spec
+                .expect("spec")
+                .template,
+        )
+    };
+    assert_ne!(template(2), template(3));
+    assert_ne!(template(1), template(2));
+    // setting them pins them: no roll on such a scale
+    let pinned = |replicas: i32| {
+        let m = mq(&format!(
+            "metadata: {{name: orders, namespace: shop, uid: 1234-abcd}}\nspec: {{replicas: {replicas}, config: {{defaultReplicationFactor: 2, minInsyncReplicas: 1}}}}"
+        ));
+        as_json(
+            &build_children(&m, &cfg(), None)
+                .expect("builds")
+                .statefulset
+                .spec
+                .expect("spec")
+                .template,
+        )
+    };
+    assert_eq!(pinned(2), pinned(3));
+}
+
+#[test]
+fn scaling_from_three_brokers_up_changes_the_seeds_but_never_the_pod_template() {
     let three = mq(MINIMAL);
     let five = mq(r#"
 metadata: {name: orders, namespace: shop, uid: 1234-abcd}

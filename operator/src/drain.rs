@@ -1,11 +1,13 @@
 //! Draining brokers before a scale-down: which partitions move where. Pure.
 //!
-//! Brokers that form one cluster hold each partition on its owner broker (replicas = [owner]).
-//! Before the StatefulSet shrinks, every partition on a broker being removed (ordinals >=
-//! the new replica count) is moved with AlterPartitionReassignments to the remaining broker that
-//! holds the fewest partitions, counting the moves already planned and in flight. The reconciler
-//! asks again every pass (Metadata + ListPartitionReassignments) until nothing is left on the
-//! removed brokers; then it unregisters them and shrinks the StatefulSet.
+//! Brokers that form one cluster hold each partition on its replicas (the first one the
+//! preferred leader). Before the StatefulSet shrinks, every copy on a broker being removed
+//! (ordinals >= the new replica count) is moved with AlterPartitionReassignments to the
+//! remaining broker that holds the fewest replicas and no copy of that partition yet, counting
+//! the moves already planned and in flight; the partition's other copies stay where they are,
+//! so it keeps its replication factor throughout. The reconciler asks again every pass
+//! (Metadata + ListPartitionReassignments) until nothing is left on the removed brokers; then it
+//! unregisters them and shrinks the StatefulSet.
 //!
 //! When the brokers report their disks (DescribeLogDirs), a partition only goes to a broker with
 //! room for it: the free space on its volume, counted against the volume's claimed size as well
@@ -162,8 +164,8 @@ pub enum DrainPlan {
     Drained,
     /// Partitions are still on the brokers being removed.
     Moving {
-        /// Moves to request now: partition → target broker.
-        requests: Vec<(TopicPartition, i32)>,
+        /// Moves to request now: partition → its full new replica list.
+        requests: Vec<(TopicPartition, Vec<i32>)>,
         /// Partitions still on the removed brokers.
         remaining: usize,
         /// Of those, how many are moving (requested now or earlier).
@@ -186,8 +188,22 @@ pub fn id_list(ids: &[i32]) -> String {
         .join(",")
 }
 
+/// A move for messages: "orders-3 → broker 1" for one copy, "orders-3 → brokers 1,0,2" for
+/// several (the new replica list, preferred leader first).
+pub fn move_text(tp: &TopicPartition, replicas: &[i32]) -> String {
+    match replicas {
+        [one] => format!("{tp} → broker {one}"),
+        many => format!("{tp} → brokers {}", id_list(many)),
+    }
+}
+
 /// Plans the drain of brokers `keep..` (`removed`) onto the brokers `0..keep` that are registered
-/// and not fenced.
+/// and not fenced. Each partition with a copy on a removed broker gets a new replica list in
+/// which only the removed brokers are replaced, each by the staying broker with the fewest
+/// replicas that holds no copy of the partition yet and has room for it; the other replicas
+/// keep their places, so the leader stays unless it is leaving. A partition with more copies
+/// than brokers would stay refuses the whole scale-down before anything moves: it would lose
+/// a copy.
 pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
     let removed_set: BTreeSet<i32> = removed.iter().copied().collect();
     let targets: Vec<i32> = view
@@ -196,7 +212,7 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
         .copied()
         .filter(|b| (0..keep).contains(b) && !view.fenced.contains(b))
         .collect();
-    // Load of each target once every move in flight is done.
+    // Replicas each target holds once every move in flight is done.
     let mut load: BTreeMap<i32, usize> = targets.iter().map(|t| (*t, 0)).collect();
     // Room left on each target that reported its disk, once the moves in flight have landed
     // (less what of them it already holds).
@@ -225,11 +241,9 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
         }
     }
 
-    let mut requests = Vec::new();
     let mut remaining = 0;
     let mut moving = 0;
-    let mut stuck = Vec::new();
-    let mut too_big = Vec::new();
+    // (partition, on a removed broker now, the replica list to rewrite)
     let mut to_place = Vec::new();
     for tp in view.partitions.keys() {
         let on_removed = view.holders(tp).iter().any(|b| removed_set.contains(b));
@@ -248,61 +262,139 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
             moving += 1;
             continue;
         }
-        to_place.push((tp, on_removed));
+        // A move in flight towards a removed broker is redirected from where it was going.
+        let base = in_flight.cloned().unwrap_or_else(|| view.holders(tp));
+        to_place.push((tp, on_removed, base));
     }
+
+    let too_wide: Vec<(&TopicPartition, usize)> = to_place
+        .iter()
+        .map(|(tp, _, base)| (*tp, base.len()))
+        .filter(|(_, rf)| *rf > usize::try_from(keep).unwrap_or(0))
+        .collect();
+    if !too_wide.is_empty() {
+        let widest = too_wide.iter().map(|(_, rf)| *rf).max().unwrap_or(0);
+        let (noun, verb) = if too_wide.len() == 1 {
+            ("partition", "has")
+        } else {
+            ("partitions", "have")
+        };
+        return DrainPlan::Blocked {
+            reason: format!(
+                "{noun} {} {verb} more copies than the {keep} brokers that would stay: a \
+                 partition keeps its replication factor and each copy needs a broker of its \
+                 own; set replicas back to at least {widest}",
+                name_some(
+                    too_wide
+                        .iter()
+                        .map(|(tp, rf)| format!("{tp} (replication factor {rf})"))
+                ),
+            ),
+            blocking: too_wide.into_iter().map(|(tp, _)| tp.clone()).collect(),
+        };
+    }
+
     // Largest first: they have the fewest places to go. Equal sizes (and unknown ones) keep the
     // partitions' order.
-    to_place.sort_by_key(|(tp, _)| std::cmp::Reverse(view.size_of(tp)));
-    for (tp, on_removed) in to_place {
-        if load.is_empty() {
-            stuck.push(tp.clone());
-            continue;
-        }
+    to_place.sort_by_key(|(tp, _, _)| std::cmp::Reverse(view.size_of(tp)));
+    let mut requests = Vec::new();
+    let mut stuck = Vec::new();
+    let mut too_big = Vec::new();
+    for (tp, on_removed, base) in to_place {
         let size = view.size_of(tp);
-        let fits = |b: &i32| room.get(b).is_none_or(|r| *r >= size);
-        let Some(target) = load
-            .iter()
-            .filter(|(b, _)| fits(b))
-            .min_by_key(|(b, n)| (**n, **b))
-            .map(|(b, _)| *b)
-        else {
-            too_big.push((tp.clone(), size));
-            continue;
-        };
-        if let Some(n) = load.get_mut(&target) {
-            *n += 1;
+        let mut replicas = base;
+        let mut taken = Vec::new();
+        let mut failed = None;
+        for slot in 0..replicas.len() {
+            if !removed_set.contains(&replicas[slot]) {
+                continue;
+            }
+            let free: Vec<i32> = load
+                .keys()
+                .copied()
+                .filter(|b| !replicas.contains(b))
+                .collect();
+            let fits = |b: &i32| room.get(b).is_none_or(|r| *r >= size);
+            let Some(target) = free
+                .iter()
+                .copied()
+                .filter(fits)
+                .min_by_key(|b| (load.get(b).copied().unwrap_or(0), *b))
+            else {
+                failed = Some(free.is_empty());
+                break;
+            };
+            replicas[slot] = target;
+            taken.push(target);
+            if let Some(n) = load.get_mut(&target) {
+                *n += 1;
+            }
+            if let Some(r) = room.get_mut(&target) {
+                *r -= size;
+            }
         }
-        if let Some(r) = room.get_mut(&target) {
-            *r -= size;
-        }
-        requests.push((tp.clone(), target));
-        if on_removed {
-            moving += 1;
+        match failed {
+            None => {
+                requests.push((tp.clone(), replicas));
+                if on_removed {
+                    moving += 1;
+                }
+            }
+            Some(no_broker) => {
+                // Undo this partition's places: the others may still fit.
+                for b in taken {
+                    if let Some(n) = load.get_mut(&b) {
+                        *n -= 1;
+                    }
+                    if let Some(r) = room.get_mut(&b) {
+                        *r += size;
+                    }
+                }
+                if no_broker {
+                    stuck.push(tp.clone());
+                } else {
+                    too_big.push((tp.clone(), size));
+                }
+            }
         }
     }
     if !stuck.is_empty() {
         let known: Vec<i32> = view.brokers.iter().copied().collect();
+        let membership = format!(
+            "registered: {}{}",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                id_list(&known)
+            },
+            if view.fenced.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", fenced: {}",
+                    id_list(&view.fenced.iter().copied().collect::<Vec<_>>())
+                )
+            }
+        );
+        let why = if targets.is_empty() {
+            format!(
+                "none of the remaining brokers 0..{} is a live member of the cluster",
+                keep - 1
+            )
+        } else {
+            format!(
+                "each copy needs a live remaining broker that holds no copy of the partition \
+                 yet, and of the remaining brokers 0..{} only {} are live members of the cluster",
+                keep - 1,
+                id_list(&targets)
+            )
+        };
         return DrainPlan::Blocked {
             reason: format!(
-                "partitions {} on brokers {} cannot be moved: none of the remaining brokers \
-                 0..{} is a live member of the cluster (registered: {}{}); wait for them to \
-                 join or set replicas back",
+                "partitions {} on brokers {} cannot be moved: {why} ({membership}); wait for \
+                 them to join or set replicas back",
                 name_some(stuck.iter().map(ToString::to_string)),
                 id_list(removed),
-                keep - 1,
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    id_list(&known)
-                },
-                if view.fenced.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        ", fenced: {}",
-                        id_list(&view.fenced.iter().copied().collect::<Vec<_>>())
-                    )
-                }
             ),
             blocking: stuck,
         };
@@ -311,8 +403,14 @@ pub fn plan_drain(view: &ClusterView, keep: i32, removed: &[i32]) -> DrainPlan {
         let needed: u64 = view
             .partitions
             .keys()
-            .filter(|tp| view.holders(tp).iter().any(|b| removed_set.contains(b)))
-            .map(|tp| view.size_of(tp))
+            .map(|tp| {
+                let copies = view
+                    .holders(tp)
+                    .iter()
+                    .filter(|b| removed_set.contains(b))
+                    .count();
+                view.size_of(tp) * copies as u64
+            })
             .sum();
         let rooms: Vec<String> = targets
             .iter()
@@ -354,25 +452,30 @@ pub const REBALANCE_BATCH: usize = 4;
 /// What to do next to balance partitions over the brokers `0..brokers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebalancePlan {
-    /// Every live broker holds within one partition of every other (or nothing can move).
+    /// Every live broker holds within one replica of every other (or nothing can move).
     Balanced,
     /// Moves are in flight; nothing new until they are done.
     Waiting {
         /// How many.
         moving: usize,
     },
-    /// Moves to request now: partition → target, the most loaded broker to the least.
+    /// Moves to request now: partition → its full new replica list, one copy moving from the
+    /// most loaded broker to the least.
     Move {
         /// The moves.
-        requests: Vec<(TopicPartition, i32)>,
-        /// Partitions per live broker before these moves, for messages.
+        requests: Vec<(TopicPartition, Vec<i32>)>,
+        /// Replicas per live broker before these moves, for messages.
         load: BTreeMap<i32, usize>,
     },
 }
 
-/// Plans the next batch of moves that brings the partition counts of the live brokers among
-/// `0..brokers` within one of each other. From each overloaded broker the smallest partitions
-/// go first (the cheapest to copy), and only to a broker with room for them.
+/// Plans the next batch of moves that brings the replica counts of the live brokers among
+/// `0..brokers` within one of each other: a copy moves from the broker holding the most
+/// replicas to the one holding the fewest, taking its place in the partition's replica list
+/// (so a leader moves only if it was the copy moved). From each overloaded broker the smallest
+/// partitions go first (the cheapest to copy), only partitions the receiving broker holds no
+/// copy of, only to a broker with room for them, and each partition at most once per batch.
+/// With one copy per partition this balances partition counts.
 pub fn plan_rebalance(view: &ClusterView, brokers: i32) -> RebalancePlan {
     let live: Vec<i32> = view
         .brokers
@@ -388,14 +491,21 @@ pub fn plan_rebalance(view: &ClusterView, brokers: i32) -> RebalancePlan {
             moving: view.ongoing.len(),
         };
     }
-    // Partitions on exactly one live broker; others (on a fenced or removed broker) stay put.
+    // Partitions whose every copy is on a live broker; others (a copy on a fenced or removed
+    // broker) stay put.
+    let mut replicas: BTreeMap<&TopicPartition, Vec<i32>> = BTreeMap::new();
     let mut on: BTreeMap<i32, Vec<&TopicPartition>> = live.iter().map(|b| (*b, vec![])).collect();
     for tp in view.partitions.keys() {
-        if let [holder] = view.holders(tp).as_slice() {
-            if let Some(list) = on.get_mut(holder) {
+        let holders = view.holders(tp);
+        if holders.is_empty() || !holders.iter().all(|b| on.contains_key(b)) {
+            continue;
+        }
+        for b in &holders {
+            if let Some(list) = on.get_mut(b) {
                 list.push(tp);
             }
         }
+        replicas.insert(tp, holders);
     }
     let load: BTreeMap<i32, usize> = on.iter().map(|(b, l)| (*b, l.len())).collect();
     let mut count = load.clone();
@@ -404,10 +514,11 @@ pub fn plan_rebalance(view: &ClusterView, brokers: i32) -> RebalancePlan {
         .filter_map(|b| Some((*b, view.disks.get(b)?.room)))
         .collect();
     for list in on.values_mut() {
-        // smallest last, so `pop` takes it; equal sizes: the highest partition goes first
+        // smallest last, so the search from the back finds it first; equal sizes: the highest
+        // partition goes first
         list.sort_by_key(|tp| (std::cmp::Reverse(view.size_of(tp)), (*tp).clone()));
     }
-    let mut requests = Vec::new();
+    let mut requests: Vec<(TopicPartition, Vec<i32>)> = Vec::new();
     while requests.len() < REBALANCE_BATCH {
         let Some((&src, &most)) = count.iter().max_by_key(|(b, n)| (**n, **b)) else {
             break;
@@ -421,9 +532,15 @@ pub fn plan_rebalance(view: &ClusterView, brokers: i32) -> RebalancePlan {
         if most <= fewest + 1 {
             break;
         }
-        let Some(tp) = on.get_mut(&src).and_then(|l| l.pop()) else {
+        let moved = |tp: &TopicPartition| requests.iter().any(|(m, _)| m == tp);
+        let Some(list) = on.get_mut(&src) else { break };
+        let Some(at) = list
+            .iter()
+            .rposition(|tp| !moved(tp) && replicas.get(*tp).is_some_and(|r| !r.contains(&dst)))
+        else {
             break;
         };
+        let tp = list.remove(at);
         let size = view.size_of(tp);
         if room.get(&dst).is_some_and(|r| *r < size) {
             // The smallest partition of the fullest broker does not fit on the emptiest one:
@@ -433,9 +550,13 @@ pub fn plan_rebalance(view: &ClusterView, brokers: i32) -> RebalancePlan {
         if let Some(r) = room.get_mut(&dst) {
             *r -= size;
         }
+        let new: Vec<i32> = replicas
+            .get(tp)
+            .map(|r| r.iter().map(|b| if *b == src { dst } else { *b }).collect())
+            .unwrap_or_default();
         count.entry(src).and_modify(|n| *n -= 1);
         count.entry(dst).and_modify(|n| *n += 1);
-        requests.push((tp.clone(), dst));
+        requests.push((tp.clone(), new));
     }
     if requests.is_empty() {
         RebalancePlan::Balanced

@@ -29,7 +29,7 @@ fn fenced_brokers_get_nothing_and_registration_comes_from_describe_cluster() {
     assert_eq!(v.brokers, BTreeSet::from([0, 1, 2]));
     match plan_drain(&v, 2, &[2]) {
         // broker 1 holds nothing but is fenced: everything goes to 0
-        DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("a", 2), 0)]),
+        DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("a", 2), vec![0])]),
         other => panic!("expected a move, got {other:?}"),
     }
     let only_fenced =
@@ -74,10 +74,10 @@ fn partitions_go_to_the_remaining_broker_with_the_fewest() {
             assert_eq!(
                 requests,
                 vec![
-                    (tp("b", 0), 1),
-                    (tp("b", 1), 1),
-                    (tp("b", 2), 0),
-                    (tp("b", 3), 1)
+                    (tp("b", 0), vec![1]),
+                    (tp("b", 1), vec![1]),
+                    (tp("b", 2), vec![0]),
+                    (tp("b", 3), vec![1])
                 ]
             );
             assert_eq!((remaining, moving), (4, 4));
@@ -97,7 +97,7 @@ fn moves_in_flight_are_counted_not_requested_again() {
             moving,
         } => {
             // broker 1 will hold a-0, broker 0 holds a-2: a tie, the lower id wins
-            assert_eq!(requests, vec![(tp("a", 1), 0)]);
+            assert_eq!(requests, vec![(tp("a", 1), vec![0])]);
             assert_eq!((remaining, moving), (2, 2));
             assert_eq!(
                 progress(remaining, moving, &[2]),
@@ -130,7 +130,7 @@ fn a_move_towards_a_removed_broker_is_redirected() {
             ..
         } => {
             // sent back to the least loaded remaining broker (here the one it is on)
-            assert_eq!(requests, vec![(tp("a", 0), 0)]);
+            assert_eq!(requests, vec![(tp("a", 0), vec![0])]);
             assert_eq!(remaining, 0);
         }
         other => panic!("expected a redirect, got {other:?}"),
@@ -156,7 +156,7 @@ fn partitions_without_replicas_use_the_leader_and_leaderless_ones_are_ignored() 
     v.partitions.insert(tp("x", 0), (vec![], 1));
     v.partitions.insert(tp("x", 1), (vec![], -1));
     match plan_drain(&v, 1, &[1]) {
-        DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("x", 0), 0)]),
+        DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("x", 0), vec![0])]),
         other => panic!("expected a move, got {other:?}"),
     }
 }
@@ -242,7 +242,11 @@ fn partitions_go_largest_first_to_brokers_with_room() {
             // a-1 (10 MiB) only fits on 1; then a-0 and a-2 balance the count onto 0
             assert_eq!(
                 requests,
-                vec![(tp("a", 1), 1), (tp("a", 0), 0), (tp("a", 2), 0)]
+                vec![
+                    (tp("a", 1), vec![1]),
+                    (tp("a", 0), vec![0]),
+                    (tp("a", 2), vec![0])
+                ]
             );
             assert_eq!((remaining, moving), (3, 3));
         }
@@ -280,7 +284,7 @@ fn partitions_that_fit_nowhere_refuse_the_scale_down_before_anything_moves() {
     unknown.disks.remove(&1);
     match plan_drain(&unknown, 2, &[2]) {
         DrainPlan::Moving { requests, .. } => {
-            assert_eq!(requests, vec![(tp("a", 1), 1), (tp("a", 2), 0)])
+            assert_eq!(requests, vec![(tp("a", 1), vec![1]), (tp("a", 2), vec![0])])
         }
         other => panic!("expected moves, got {other:?}"),
     }
@@ -297,7 +301,7 @@ fn moves_in_flight_take_their_room_on_the_target() {
     v.ongoing.insert(tp("a", 0), vec![0]);
     // 5 - (4 - 1) = 2 MiB left on 0: a-1 (2 MiB) fits there, not on 1
     match plan_drain(&v, 2, &[2]) {
-        DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("a", 1), 0)]),
+        DrainPlan::Moving { requests, .. } => assert_eq!(requests, vec![(tp("a", 1), vec![0])]),
         other => panic!("expected a move, got {other:?}"),
     }
     v.disks.get_mut(&0).expect("disk").partitions.clear();
@@ -323,7 +327,7 @@ fn a_new_broker_gets_partitions_from_the_most_loaded_until_within_one() {
         RebalancePlan::Move { requests, load } => {
             // the highest-numbered partition of broker 1 (ties: the higher id gives), then
             // of broker 0; 2-2-2 afterwards
-            assert_eq!(requests, vec![(tp("a", 5), 2), (tp("a", 4), 2)]);
+            assert_eq!(requests, vec![(tp("a", 5), vec![2]), (tp("a", 4), vec![2])]);
             assert_eq!(load, BTreeMap::from([(0, 3), (1, 3), (2, 0)]));
         }
         other => panic!("expected moves, got {other:?}"),
@@ -352,7 +356,7 @@ fn a_rebalance_waits_for_moves_in_flight_and_leaves_fenced_and_removed_brokers_a
         (3, false),
     ]));
     match plan_rebalance(&v, 3) {
-        RebalancePlan::Move { requests, .. } => assert_eq!(requests, vec![(tp("a", 2), 1)]),
+        RebalancePlan::Move { requests, .. } => assert_eq!(requests, vec![(tp("a", 2), vec![1])]),
         other => panic!("expected a move, got {other:?}"),
     }
     assert_eq!(
@@ -385,7 +389,7 @@ fn a_rebalance_moves_the_smallest_partitions_and_only_where_they_fit() {
     match plan_rebalance(&v, 2) {
         RebalancePlan::Move { requests, .. } => {
             // 1 MiB then 2 MiB; the next (5 MiB) would not fit, and 2-2 is balanced anyway
-            assert_eq!(requests, vec![(tp("a", 1), 1), (tp("a", 3), 1)])
+            assert_eq!(requests, vec![(tp("a", 1), vec![1]), (tp("a", 3), vec![1])])
         }
         other => panic!("expected moves, got {other:?}"),
     }
@@ -414,6 +418,7 @@ fn view_is_built_from_metadata_and_ongoing_moves() {
             BTreeMap::from([(0, vec![3]), (1, vec![0])]),
         )]),
         brokers: BTreeMap::from([(0, "h0:9092".to_string()), (3, "h3:9092".to_string())]),
+        ..ClusterMetadata::default()
     };
     let ongoing = BTreeMap::from([(
         tp("a", 0),
@@ -427,4 +432,214 @@ fn view_is_built_from_metadata_and_ongoing_moves() {
     assert_eq!(v.brokers, BTreeSet::from([0, 3]));
     assert_eq!(v.partitions[&tp("a", 0)], (vec![3], 3));
     assert_eq!(v.ongoing[&tp("a", 0)], vec![0]);
+}
+
+/// Brokers, and partitions as (topic, partition, replicas); the first replica leads.
+fn view_of(brokers: &[i32], parts: &[(&str, i32, &[i32])]) -> ClusterView {
+    ClusterView {
+        brokers: brokers.iter().copied().collect(),
+        partitions: parts
+            .iter()
+            .map(|(t, p, replicas)| (tp(t, *p), (replicas.to_vec(), replicas[0])))
+            .collect(),
+        ..ClusterView::default()
+    }
+}
+
+#[test]
+fn a_drain_with_three_copies_replaces_only_the_leaving_broker_in_place() {
+    // 5 brokers, RF 3; broker 4 leaves. Load before: 0:3 1:3 2:2 3:2 4:2 (over 4 partitions)
+    let v = view_of(
+        &[0, 1, 2, 3, 4],
+        &[
+            ("a", 0, &[4, 0, 1]),
+            ("a", 1, &[0, 4, 2]),
+            ("a", 2, &[1, 2, 3]),
+            ("a", 3, &[3, 0, 1]),
+        ],
+    );
+    match plan_drain(&v, 4, &[4]) {
+        DrainPlan::Moving {
+            requests,
+            remaining,
+            moving,
+        } => {
+            assert_eq!(
+                requests,
+                vec![
+                    // a-0 holds 0 and 1: of 2 and 3 (two replicas each) the lower id; the
+                    // leader was leaving, so broker 2 takes its place first in the list
+                    (tp("a", 0), vec![2, 0, 1]),
+                    // a-1 holds 0 and 2: 3 is left with the fewest (2); leader 0 stays first
+                    (tp("a", 1), vec![0, 3, 2]),
+                ]
+            );
+            assert_eq!((remaining, moving), (2, 2));
+            assert_eq!(
+                move_text(&tp("a", 1), &requests[1].1),
+                "a-1 → brokers 0,3,2"
+            );
+            assert_eq!(move_text(&tp("a", 1), &[3]), "a-1 → broker 3");
+        }
+        other => panic!("expected moves, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_partition_with_two_copies_on_leaving_brokers_gets_two_new_ones() {
+    let v = view_of(&[0, 1, 2, 3, 4], &[("a", 0, &[3, 4, 0])]);
+    match plan_drain(&v, 3, &[3, 4]) {
+        DrainPlan::Moving { requests, .. } => {
+            assert_eq!(requests, vec![(tp("a", 0), vec![1, 2, 0])])
+        }
+        other => panic!("expected moves, got {other:?}"),
+    }
+}
+
+#[test]
+fn scale_down_below_a_partitions_replication_factor_is_refused_before_anything_moves() {
+    let v = view_of(
+        &[0, 1, 2],
+        &[
+            ("orders", 0, &[2, 0, 1]),
+            ("orders", 1, &[0, 1]),
+            ("audit", 0, &[1, 2, 0]),
+        ],
+    );
+    match plan_drain(&v, 2, &[2]) {
+        DrainPlan::Blocked { reason, blocking } => {
+            assert_eq!(blocking, vec![tp("audit", 0), tp("orders", 0)]);
+            assert_eq!(
+                reason,
+                "partitions audit-0 (replication factor 3), orders-0 (replication factor 3) \
+                 have more copies than the 2 brokers that would stay: a partition keeps its \
+                 replication factor and each copy needs a broker of its own; set replicas \
+                 back to at least 3"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // one partition: named in the singular; one with two copies on a staying pair is fine
+    let v = view_of(&[0, 1, 2], &[("orders", 0, &[2, 0, 1]), ("x", 0, &[0, 1])]);
+    match plan_drain(&v, 2, &[2]) {
+        DrainPlan::Blocked { reason, .. } => assert!(
+            reason.starts_with("partition orders-0 (replication factor 3) has more copies"),
+            "{reason}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let v = view_of(&[0, 1, 2], &[("x", 0, &[2, 1])]);
+    assert!(matches!(plan_drain(&v, 2, &[2]), DrainPlan::Moving { .. }));
+}
+
+#[test]
+fn a_copy_needs_a_live_staying_broker_that_holds_none_yet() {
+    // RF 2 onto brokers 0 and 1, but 1 is fenced: 0 already holds a copy of a-0
+    let v = view_of(&[0, 1, 2], &[("a", 0, &[2, 0])]).with_registered(&BTreeMap::from([
+        (0, false),
+        (1, true),
+        (2, false),
+    ]));
+    match plan_drain(&v, 2, &[2]) {
+        DrainPlan::Blocked { reason, blocking } => {
+            assert_eq!(blocking, vec![tp("a", 0)]);
+            assert!(
+                reason.contains("of the remaining brokers 0..1 only 0 are live members"),
+                "{reason}"
+            );
+            assert!(reason.contains("fenced: 1"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_move_in_flight_towards_a_leaving_broker_is_redirected_from_its_target() {
+    // a-0 was being moved from [0,1,2] to [0,1,3]; now 3 leaves too (keep 3)
+    let mut v = view_of(&[0, 1, 2, 3], &[("a", 0, &[0, 1, 2])]);
+    v.ongoing.insert(tp("a", 0), vec![0, 1, 3]);
+    match plan_drain(&v, 3, &[3]) {
+        DrainPlan::Moving { requests, .. } => {
+            assert_eq!(requests, vec![(tp("a", 0), vec![0, 1, 2])])
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_copy_must_fit_on_its_new_broker() {
+    const MIB: u64 = 1 << 20;
+    // a-0 (4 MiB, RF 2) leaves broker 2; broker 1 holds its other copy, broker 0 has 3 MiB
+    let v = view_of(&[0, 1, 2], &[("a", 0, &[2, 1])]).with_disks(BTreeMap::from([
+        (0, disk(&[], 3 * MIB)),
+        (1, disk(&[("a", 0, 4 * MIB)], 100 * MIB)),
+        (2, disk(&[("a", 0, 4 * MIB)], 0)),
+    ]));
+    match plan_drain(&v, 2, &[2]) {
+        DrainPlan::Blocked { reason, blocking } => {
+            assert_eq!(blocking, vec![tp("a", 0)]);
+            assert!(reason.contains("a-0 (4.0 MiB)"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_rebalance_with_three_copies_moves_one_copy_to_a_broker_without_one() {
+    // 4 brokers, RF 3: brokers 0-2 hold every copy, broker 3 just joined
+    let v = view_of(
+        &[0, 1, 2, 3],
+        &[
+            ("a", 0, &[0, 1, 2]),
+            ("a", 1, &[1, 2, 0]),
+            ("a", 2, &[2, 0, 1]),
+            ("a", 3, &[0, 2, 1]),
+        ],
+    );
+    match plan_rebalance(&v, 4) {
+        RebalancePlan::Move { requests, load } => {
+            assert_eq!(load, BTreeMap::from([(0, 4), (1, 4), (2, 4), (3, 0)]));
+            // 12 copies over 4 brokers: three move to broker 3, one from each of 2, 1, 0
+            // (ties: the higher id gives), the highest partition each can give, each
+            // partition once
+            assert_eq!(
+                requests,
+                vec![
+                    (tp("a", 3), vec![0, 3, 1]),
+                    (tp("a", 2), vec![2, 0, 3]),
+                    (tp("a", 1), vec![1, 2, 3]),
+                ]
+            );
+            for (_, replicas) in &requests {
+                let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+                assert_eq!(
+                    distinct.len(),
+                    3,
+                    "copies on distinct brokers: {replicas:?}"
+                );
+            }
+        }
+        other => panic!("expected moves, got {other:?}"),
+    }
+    // 3-3-3-3: balanced
+    let v = view_of(
+        &[0, 1, 2, 3],
+        &[
+            ("a", 0, &[0, 1, 2]),
+            ("a", 1, &[1, 2, 3]),
+            ("a", 2, &[2, 3, 0]),
+            ("a", 3, &[3, 0, 1]),
+        ],
+    );
+    assert_eq!(plan_rebalance(&v, 4), RebalancePlan::Balanced);
+}
+
+#[test]
+fn a_rebalance_leaves_partitions_with_a_copy_on_a_fenced_broker_alone() {
+    let v = view_of(
+        &[0, 1, 2],
+        &[("a", 0, &[0, 1]), ("a", 1, &[0, 1]), ("a", 2, &[0, 1])],
+    )
+    .with_registered(&BTreeMap::from([(0, false), (1, true), (2, false)]));
+    assert_eq!(plan_rebalance(&v, 3), RebalancePlan::Balanced);
 }

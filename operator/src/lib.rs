@@ -8,16 +8,18 @@
 //!   generated;
 //! - [`validate`]: spec checks mirrored from the CEL rules, quantity parsing;
 //! - [`builders`]: spec in, ConfigMap / Services / StatefulSet / PDB out;
-//! - [`scale`], [`drain`], [`roll`], [`queues`], [`status`]: the empty-broker check, the drain
-//!   and rebalance planner, the roll planner, the queue diff, the conditions;
+//! - [`scale`], [`drain`], [`roll`], [`queues`], [`replication`], [`status`]: the empty-broker
+//!   check, the drain and rebalance planner, the roll planner, the queue diff, the partitions'
+//!   replication health, the conditions;
 //! - [`kafka`]: a small Kafka admin client for the brokers;
 //! - [`reconcile`]: fetch → validate → build → apply inside kube's `finalizer()`, one file per
 //!   phase;
 //! - [`leader`], [`http`], [`metrics`], [`cli`]: the operator process.
 //!
 //! Imports point down this list, never up: `crd`, [`error`] and the planners import nothing of
-//! the operator but `crd`, `error` and each other's types (`drain` reads the answer types of
-//! `kafka`, and `kafka` returns `queues` and `scale` types); only `reconcile` brings the
+//! the operator but `crd`, `error` and each other's types (`drain` and `replication` read the
+//! answer types of `kafka`, `roll` and `status` read `replication`'s, and `kafka` returns
+//! `queues` and `scale` types); only `reconcile` brings the
 //! planners, the builders and `kafka` together, and only this file imports `reconcile`.
 //!
 //! ## RBAC the operator needs (the chart's ClusterRole, or Role per watched namespace)
@@ -52,6 +54,7 @@ pub mod leader;
 pub mod metrics;
 pub mod queues;
 pub mod reconcile;
+pub mod replication;
 pub mod roll;
 pub mod scale;
 pub mod status;

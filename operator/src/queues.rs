@@ -75,6 +75,18 @@ pub struct QueuePlan {
     pub actions: Vec<QueueAction>,
     /// Queue name → what a person must change.
     pub problems: BTreeMap<String, String>,
+    /// Queue name → what it waits for before it can be created (not a problem: it resolves
+    /// itself, as when the brokers of a new MessageQueue are still joining).
+    pub waiting: BTreeMap<String, String>,
+}
+
+/// What the brokers offer a new queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Live (registered, unfenced) brokers: a queue needs one per copy of a partition.
+    pub live_brokers: usize,
+    /// The replication factor of a queue that declares none.
+    pub default_replication_factor: i32,
 }
 
 /// Computes what to send to a broker. `managed` are the queues the operator created (status).
@@ -83,6 +95,7 @@ pub fn diff_queues(
     observed: &[ObservedTopic],
     managed: &BTreeSet<String>,
     policy: QueueDeletionPolicy,
+    capacity: Capacity,
 ) -> QueuePlan {
     let mut plan = QueuePlan::default();
     let observed_by_name: BTreeMap<&str, &ObservedTopic> =
@@ -90,12 +103,30 @@ pub fn diff_queues(
     for q in desired {
         let configs = q.desired_configs();
         match observed_by_name.get(q.name.as_str()) {
-            None => plan.actions.push(QueueAction::Create {
-                name: q.name.clone(),
-                partitions: q.partitions,
-                replication_factor: i16::try_from(q.replication_factor).unwrap_or(i16::MAX),
-                configs,
-            }),
+            None => {
+                let rf = q
+                    .replication_factor
+                    .unwrap_or(capacity.default_replication_factor);
+                // The brokers refuse more copies than live brokers (INVALID_REPLICATION_FACTOR);
+                // while brokers are still joining, waiting is not a failure worth a Warning.
+                if usize::try_from(rf).unwrap_or(0) > capacity.live_brokers {
+                    plan.waiting.insert(
+                        q.name.clone(),
+                        format!(
+                            "waiting for {rf} live brokers to create it with replication factor \
+                             {rf} ({} live)",
+                            capacity.live_brokers
+                        ),
+                    );
+                    continue;
+                }
+                plan.actions.push(QueueAction::Create {
+                    name: q.name.clone(),
+                    partitions: q.partitions,
+                    replication_factor: i16::try_from(rf).unwrap_or(i16::MAX),
+                    configs,
+                })
+            }
             Some(topic) => {
                 if topic.partitions < q.partitions {
                     plan.actions.push(QueueAction::AddPartitions {
@@ -112,15 +143,17 @@ pub fn diff_queues(
                         ),
                     );
                 }
-                if let Some(rf) = topic
+                // Only a declared one is compared: an unset replicationFactor means "the default
+                // when created", and the default follows replicas.
+                if let Some((rf, declared)) = topic
                     .replication_factor
-                    .filter(|rf| *rf != q.replication_factor)
+                    .zip(q.replication_factor)
+                    .filter(|(rf, declared)| rf != declared)
                 {
                     let text = format!(
                         "queue has {rf} copies of each partition on the brokers, not the declared \
-                         replicationFactor {}; a queue's replication factor cannot change after \
-                         it is created: set replicationFactor to {rf}",
-                        q.replication_factor
+                         replicationFactor {declared}; a queue's replication factor cannot change \
+                         after it is created: set replicationFactor to {rf}"
                     );
                     plan.problems
                         .entry(q.name.clone())
@@ -181,11 +214,13 @@ pub fn next_managed(
     next
 }
 
-/// Per-queue status from what the broker reported after the pass and the errors of the pass.
+/// Per-queue status from what the broker reported after the pass, the errors of the pass and
+/// what queues not created yet wait for.
 pub fn queue_statuses(
     desired: &[Queue],
     observed: &[ObservedTopic],
     problems: &BTreeMap<String, String>,
+    waiting: &BTreeMap<String, String>,
 ) -> Vec<QueueStatus> {
     desired
         .iter()
@@ -196,7 +231,15 @@ pub fn queue_statuses(
                 .is_none_or(|o| *o == q.desired_configs());
             let (ready, message) = match (topic, problems.get(&q.name)) {
                 (_, Some(problem)) => (false, Some(problem.clone())),
-                (None, None) => (false, Some("not created yet".to_string())),
+                (None, None) => (
+                    false,
+                    Some(
+                        waiting
+                            .get(&q.name)
+                            .cloned()
+                            .unwrap_or_else(|| "not created yet".to_string()),
+                    ),
+                ),
                 (Some(t), None) if t.partitions < q.partitions => (
                     false,
                     Some(format!("{} of {} partitions", t.partitions, q.partitions)),
@@ -210,6 +253,7 @@ pub fn queue_statuses(
                 name: q.name.clone(),
                 ready,
                 partitions: topic.map(|t| t.partitions),
+                replication_factor: topic.and_then(|t| t.replication_factor),
                 message,
             }
         })
@@ -242,9 +286,23 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Three live brokers, default replication factor 3.
+    fn three() -> Capacity {
+        Capacity {
+            live_brokers: 3,
+            default_replication_factor: 3,
+        }
+    }
+
     /// The plan under `Retain` when the operator created none of the observed topics.
     fn diff_unmanaged(desired: &[Queue], observed: &[ObservedTopic]) -> QueuePlan {
-        diff_queues(desired, observed, &set(&[]), QueueDeletionPolicy::Retain)
+        diff_queues(
+            desired,
+            observed,
+            &set(&[]),
+            QueueDeletionPolicy::Retain,
+            three(),
+        )
     }
 
     #[test]
@@ -263,13 +321,51 @@ mod tests {
             vec![QueueAction::Create {
                 name: "orders".into(),
                 partitions: 6,
-                replication_factor: 1,
+                replication_factor: 3,
                 configs: BTreeMap::from([
                     ("max.message.bytes".to_string(), "2097152".to_string()),
                     ("retention.ms".to_string(), "3600000".to_string()),
                 ]),
             }]
         );
+        // a declared replication factor wins over the default
+        let one = queues("- {name: orders, replicationFactor: 1}");
+        assert!(matches!(
+            diff_unmanaged(&one, &[]).actions[..],
+            [QueueAction::Create {
+                replication_factor: 1,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_queue_waits_for_as_many_live_brokers_as_copies_without_a_problem() {
+        let desired = queues("- {name: orders}\n- {name: audit, replicationFactor: 1}");
+        let joining = Capacity {
+            live_brokers: 1,
+            default_replication_factor: 3,
+        };
+        let plan = diff_queues(
+            &desired,
+            &[],
+            &set(&[]),
+            QueueDeletionPolicy::Retain,
+            joining,
+        );
+        assert_eq!(plan.actions.len(), 1, "only audit fits: {:?}", plan.actions);
+        assert_eq!(plan.actions[0].name(), "audit");
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+        assert_eq!(
+            plan.waiting["orders"],
+            "waiting for 3 live brokers to create it with replication factor 3 (1 live)"
+        );
+        let st = queue_statuses(&desired, &[], &plan.problems, &plan.waiting);
+        assert_eq!(
+            st[0].message.as_deref(),
+            Some(plan.waiting["orders"].as_str())
+        );
+        assert_eq!(st[1].message.as_deref(), Some("not created yet"));
     }
 
     #[test]
@@ -281,6 +377,7 @@ mod tests {
             &observed,
             &set(&["orders"]),
             QueueDeletionPolicy::Delete,
+            three(),
         );
         assert_eq!(plan, QueuePlan::default());
     }
@@ -317,6 +414,12 @@ mod tests {
             p.contains("set replicationFactor to 1"),
             "both problems named: {p}"
         );
+        // Not declared: created with the default of its day, which follows replicas; nothing
+        // to compare.
+        let unset = queues("- {name: orders, partitions: 5}");
+        assert!(diff_unmanaged(&unset, &[topic("orders", 5, &[])])
+            .problems
+            .is_empty());
         // Not reported by the broker: nothing to compare.
         let mut unknown = topic("orders", 2, &[]);
         unknown.replication_factor = None;
@@ -368,6 +471,7 @@ mod tests {
             &[topic("old", 1, &[])],
             &set(&["old"]),
             QueueDeletionPolicy::Retain,
+            three(),
         );
         assert!(plan.actions.is_empty());
     }
@@ -379,6 +483,7 @@ mod tests {
             &[topic("old", 1, &[])],
             &set(&["old"]),
             QueueDeletionPolicy::Delete,
+            three(),
         );
         assert_eq!(
             plan.actions,
@@ -392,7 +497,13 @@ mod tests {
             topic("someone-elses", 1, &[]),
             topic("auto-created", 1, &[]),
         ];
-        let plan = diff_queues(&[], &observed, &set(&[]), QueueDeletionPolicy::Delete);
+        let plan = diff_queues(
+            &[],
+            &observed,
+            &set(&[]),
+            QueueDeletionPolicy::Delete,
+            three(),
+        );
         assert!(plan.actions.is_empty());
     }
 
@@ -443,7 +554,8 @@ mod tests {
             "b".to_string(),
             "CreateTopics failed: POLICY_VIOLATION".to_string(),
         )]);
-        let st = queue_statuses(&desired, &observed, &problems);
+        let waiting = BTreeMap::new();
+        let st = queue_statuses(&desired, &observed, &problems, &waiting);
         assert_eq!(st[0].message.as_deref(), Some("2 of 3 partitions"));
         assert!(!st[0].ready);
         assert_eq!(
@@ -452,6 +564,11 @@ mod tests {
         );
         assert!(st[2].ready);
         assert_eq!(st[2].partitions, Some(1));
+        assert_eq!(
+            st[2].replication_factor,
+            Some(1),
+            "as the brokers report it"
+        );
         assert!(!st[3].ready);
     }
 }

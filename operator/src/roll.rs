@@ -5,6 +5,23 @@
 //! out-of-date pod at a time, highest ordinal first, and moves on only when every updated pod is
 //! Ready and answers `/readyz`. A pod of the new revision that crash-loops stops the roll: going
 //! on would take down the next broker for a version that does not start.
+//!
+//! A broker hands its leaderships to other in-sync replicas when it gets SIGTERM (controlled
+//! shutdown) and catches up when it is back, so a restarted broker is Ready before its replicas
+//! are in sync again. Before it restarts a serving broker, the planner also waits until no
+//! partition is under-replicated or offline: restarting a second replica of a partition whose
+//! first is still catching up could leave it below `min.insync.replicas`, or with no copy at
+//! all. A wait that lasts longer than [`REPLICA_WAIT_LIMIT`] is reported as stalled; the roll
+//! still restarts nothing until the partitions are in sync.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::replication::PartitionHealth;
+
+/// How long the roll waits for under-replicated partitions before it reports itself stalled.
+pub const REPLICA_WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// What the planner needs to know about one broker pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +40,8 @@ pub struct PodView {
     pub failing: Option<String>,
     /// Result of the operator's own `/readyz` probe; None when not probed.
     pub readyz: Option<bool>,
+    /// When the pod last became Ready (its Ready condition's transition time), if known.
+    pub ready_since: Option<Timestamp>,
 }
 
 /// Inputs of one planning step.
@@ -37,6 +56,14 @@ pub struct RollInput<'a> {
     pub replicas: i32,
     /// The broker pods.
     pub pods: &'a [PodView],
+    /// The partitions' replication as a broker reported it in this pass; None when none
+    /// answered.
+    pub replication: Option<&'a PartitionHealth>,
+    /// Since when the partitions have not been known to be in sync (the last status's
+    /// `Replicated` condition, when it was not True); None when they were.
+    pub out_of_sync_since: Option<Timestamp>,
+    /// The time of this pass.
+    pub now: Timestamp,
 }
 
 /// The next thing to do.
@@ -48,6 +75,15 @@ pub enum RollStep {
     Wait {
         /// What is awaited, for status and logs.
         reason: String,
+    },
+    /// The next pod waits until every partition is in sync again.
+    WaitForReplicas {
+        /// The pod to restart next.
+        pod: String,
+        /// What is awaited: the partitions, counted, with an example.
+        reason: String,
+        /// The wait has lasted longer than [`REPLICA_WAIT_LIMIT`].
+        stalled: bool,
     },
     /// Delete this pod so the StatefulSet controller recreates it from the new template.
     Delete {
@@ -149,18 +185,72 @@ pub fn plan_roll(input: &RollInput<'_>) -> RollStep {
             reason: format!("waiting for updated pod {} to answer /readyz", p.name),
         };
     }
-    match outdated.iter().max_by_key(|p| p.ordinal) {
-        Some(p) => RollStep::Delete {
-            pod: p.name.clone(),
-            reason: format!(
-                "restarting pod {} on the new revision ({} of {} out of date)",
-                p.name,
-                outdated.len(),
-                pods.len()
-            ),
-        },
-        None => RollStep::UpToDate,
+    let Some(next) = outdated.iter().max_by_key(|p| p.ordinal) else {
+        return RollStep::UpToDate;
+    };
+    if let Some(wait) = wait_for_replicas(input, &pods, &next.name, is_current) {
+        return wait;
     }
+    RollStep::Delete {
+        pod: next.name.clone(),
+        reason: format!(
+            "restarting pod {} on the new revision ({} of {} out of date)",
+            next.name,
+            outdated.len(),
+            pods.len()
+        ),
+    }
+}
+
+/// The wait before restarting the serving pod `next`, unless every partition is in sync. The
+/// wait is counted from the later of the partitions falling out of sync and the last updated
+/// pod becoming Ready, so a broker that took long to start does not count against the time
+/// its replicas get to catch up.
+fn wait_for_replicas(
+    input: &RollInput<'_>,
+    pods: &[&PodView],
+    next: &str,
+    is_current: impl Fn(&PodView) -> bool,
+) -> Option<RollStep> {
+    let what = match input.replication {
+        Some(health) if health.in_sync() => return None,
+        Some(health) => health.summary(),
+        None => "a broker to report the partitions' replicas".to_string(),
+    };
+    // Not out of sync in the last status: it is since this pass.
+    let since = pods
+        .iter()
+        .filter(|p| is_current(p))
+        .filter_map(|p| p.ready_since)
+        .fold(input.out_of_sync_since.unwrap_or(input.now), Timestamp::max);
+    let waited = input.now.duration_since(since);
+    let waited = if waited.is_negative() {
+        Duration::ZERO
+    } else {
+        waited.unsigned_abs()
+    };
+    let stalled = waited >= REPLICA_WAIT_LIMIT;
+    let reason = if input.replication.is_some() {
+        format!("waiting for {what} to be back in sync before restarting pod {next}")
+    } else {
+        format!("waiting for {what} before restarting pod {next}")
+    };
+    let reason = if stalled {
+        format!(
+            "the roll has waited {} minutes: {reason}; it restarts no other broker until then, \
+             as that could leave a partition without an in-sync copy. Look for the brokers \
+             missing from the in-sync replicas (kafka-topics.sh --describe \
+             --under-replicated-partitions) and their logs",
+            waited.as_secs() / 60
+        )
+    } else {
+        reason
+    };
+    Some(RollStep::WaitForReplicas {
+        pod: next.to_string(),
+        reason,
+        stalled,
+    })
 }
 
 #[cfg(test)]
@@ -182,19 +272,37 @@ mod tests {
                     terminating: flags.contains('t'),
                     failing: flags.contains('c').then(|| "CrashLoopBackOff".to_string()),
                     readyz: Some(!flags.contains('z')),
+                    ready_since: None,
                 }
             })
             .collect()
     }
 
-    fn plan(spec: &[&str]) -> RollStep {
-        let pods = pods(spec);
-        plan_roll(&RollInput {
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("valid")
+    }
+
+    /// Every partition in sync.
+    fn in_sync() -> PartitionHealth {
+        PartitionHealth::default()
+    }
+
+    /// The input for `pods` at their full count with `replication`.
+    fn input<'a>(pods: &'a [PodView], replication: Option<&'a PartitionHealth>) -> RollInput<'a> {
+        RollInput {
             update_revision: Some("new"),
             statefulset_observed: true,
             replicas: i32::try_from(pods.len()).expect("small"),
-            pods: &pods,
-        })
+            pods,
+            replication,
+            out_of_sync_since: None,
+            now: now(),
+        }
+    }
+
+    fn plan(spec: &[&str]) -> RollStep {
+        let pods = pods(spec);
+        plan_roll(&input(&pods, Some(&in_sync())))
     }
 
     fn deletes(step: &RollStep) -> &str {
@@ -246,10 +354,8 @@ mod tests {
         let all = pods(&["oldr", "oldr", "oldr"]);
         let two: Vec<PodView> = all.into_iter().filter(|p| p.ordinal != 2).collect();
         let step = plan_roll(&RollInput {
-            update_revision: Some("new"),
-            statefulset_observed: true,
             replicas: 3,
-            pods: &two,
+            ..input(&two, Some(&in_sync()))
         });
         assert!(matches!(step, RollStep::Wait { reason } if reason.contains("ordinal 2")));
     }
@@ -277,18 +383,15 @@ mod tests {
     #[test]
     fn roll_waits_until_the_statefulset_controller_catches_up() {
         let pods = pods(&["oldr"]);
+        let health = in_sync();
         let step = plan_roll(&RollInput {
-            update_revision: Some("new"),
             statefulset_observed: false,
-            replicas: 1,
-            pods: &pods,
+            ..input(&pods, Some(&health))
         });
         assert!(matches!(step, RollStep::Wait { .. }));
         let step = plan_roll(&RollInput {
             update_revision: None,
-            statefulset_observed: true,
-            replicas: 1,
-            pods: &pods,
+            ..input(&pods, Some(&health))
         });
         assert!(matches!(step, RollStep::Wait { .. }));
     }
@@ -296,12 +399,132 @@ mod tests {
     #[test]
     fn pods_beyond_replicas_are_ignored() {
         let pods = pods(&["newr", "oldr"]);
+        let health = in_sync();
         let step = plan_roll(&RollInput {
-            update_revision: Some("new"),
-            statefulset_observed: true,
             replicas: 1,
-            pods: &pods,
+            ..input(&pods, Some(&health))
         });
         assert_eq!(step, RollStep::UpToDate);
+    }
+
+    fn lagging() -> PartitionHealth {
+        let tp = |topic: &str, partition| crate::scale::TopicPartition {
+            topic: topic.into(),
+            partition,
+        };
+        PartitionHealth {
+            under_replicated: vec![tp("orders", 1), tp("orders", 4), tp("audit", 0)],
+            offline: vec![],
+        }
+    }
+
+    #[test]
+    fn roll_waits_for_under_replicated_partitions_before_the_next_pod() {
+        let pods = pods(&["oldr", "oldr", "newr"]);
+        let health = lagging();
+        match plan_roll(&input(&pods, Some(&health))) {
+            RollStep::WaitForReplicas {
+                pod,
+                reason,
+                stalled,
+            } => {
+                assert_eq!(pod, "mq-1");
+                assert_eq!(
+                    reason,
+                    "waiting for 3 under-replicated partitions (e.g. orders-1) to be back in \
+                     sync before restarting pod mq-1"
+                );
+                assert!(!stalled);
+            }
+            other => panic!("expected a wait, got {other:?}"),
+        }
+        // in sync again: the next pod goes
+        assert_eq!(deletes(&plan(&["oldr", "oldr", "newr"])), "mq-1");
+        // the first restart is held back too: a cluster that is not in sync loses no broker
+        let untouched = self::pods(&["oldr", "oldr", "oldr"]);
+        assert!(matches!(
+            plan_roll(&input(&untouched, Some(&health))),
+            RollStep::WaitForReplicas { .. }
+        ));
+    }
+
+    #[test]
+    fn roll_waits_when_no_broker_reports_the_replicas() {
+        let pods = pods(&["oldr", "newr"]);
+        match plan_roll(&input(&pods, None)) {
+            RollStep::WaitForReplicas { reason, .. } => assert_eq!(
+                reason,
+                "waiting for a broker to report the partitions' replicas before restarting pod mq-0"
+            ),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_out_of_date_pod_that_is_not_ready_goes_even_while_partitions_lag() {
+        // it is not serving, so restarting it costs no replica; it is also how a stalled
+        // roll recovers
+        let pods = pods(&["oldr", "old", "newr"]);
+        let health = lagging();
+        assert!(matches!(
+            plan_roll(&input(&pods, Some(&health))),
+            RollStep::Delete { pod, .. } if pod == "mq-1"
+        ));
+    }
+
+    #[test]
+    fn a_wait_longer_than_the_limit_is_stalled_counted_from_the_last_ready_pod() {
+        let minutes = |m: i64| now() - k8s_openapi::jiff::SignedDuration::from_secs(m * 60);
+        let health = lagging();
+        let mut pods = pods(&["oldr", "oldr", "newr"]);
+        // out of sync for 30 minutes, but mq-2 became Ready only 4 minutes ago
+        pods[2].ready_since = Some(minutes(4));
+        let waiting = RollInput {
+            out_of_sync_since: Some(minutes(30)),
+            ..input(&pods, Some(&health))
+        };
+        assert!(matches!(
+            plan_roll(&waiting),
+            RollStep::WaitForReplicas { stalled: false, .. }
+        ));
+        pods[2].ready_since = Some(minutes(11));
+        let stalled = RollInput {
+            out_of_sync_since: Some(minutes(30)),
+            ..input(&pods, Some(&health))
+        };
+        match plan_roll(&stalled) {
+            RollStep::WaitForReplicas {
+                stalled: true,
+                reason,
+                ..
+            } => {
+                assert!(
+                    reason.starts_with(
+                        "the roll has waited 11 minutes: waiting for 3 under-replicated"
+                    ),
+                    "{reason}"
+                );
+                assert!(reason.contains("restarts no other broker"), "{reason}");
+            }
+            other => panic!("expected a stalled wait, got {other:?}"),
+        }
+        // the last status said in sync: the wait starts now
+        let fresh = RollInput {
+            out_of_sync_since: None,
+            ..input(&pods, Some(&health))
+        };
+        assert!(matches!(
+            plan_roll(&fresh),
+            RollStep::WaitForReplicas { stalled: false, .. }
+        ));
+        // the partitions fell out of sync only 2 minutes ago
+        let recent = RollInput {
+            out_of_sync_since: Some(minutes(2)),
+            ..input(&pods, Some(&health))
+        };
+        assert!(matches!(
+            plan_roll(&recent),
+            RollStep::WaitForReplicas { stalled: false, .. }
+        ));
     }
 }

@@ -3,6 +3,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::replication::PartitionHealth;
+
 /// Condition types.
 pub const AVAILABLE: &str = "Available";
 /// Condition types.
@@ -11,6 +13,20 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// Condition types.
 pub const PAUSED: &str = "ReconciliationPaused";
+/// Condition types.
+pub const REPLICATED: &str = "Replicated";
+
+/// What a pass learnt about the partitions' replication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReplicationSeen {
+    /// The pass did not ask (paused, invalid spec): the last status stands.
+    #[default]
+    NotAsked,
+    /// No broker answered.
+    NoAnswer,
+    /// What a broker reported.
+    Seen(PartitionHealth),
+}
 
 /// What the reconcile saw and decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +43,12 @@ pub struct Observation {
     pub rolling: Option<String>,
     /// Roll stopped: why.
     pub roll_stopped: Option<String>,
+    /// The roll waits for under-replicated partitions before the next pod: what it waits for.
+    pub waiting_for_replicas: Option<String>,
+    /// That wait has lasted too long: why.
+    pub roll_stalled: Option<String>,
+    /// The partitions' replication.
+    pub replication: ReplicationSeen,
     /// Scale-down refused: why.
     pub scale_refused: Option<String>,
     /// Scale-down under way: partitions moving off the brokers to remove, or waiting for them to
@@ -38,6 +60,8 @@ pub struct Observation {
     pub invalid_spec: Option<String>,
     /// Queues that are not in place, with why (name: message).
     pub queue_problems: Vec<String>,
+    /// Queues wait to be created until as many brokers as their copies are live.
+    pub queues_waiting: bool,
     /// Paused by spec or annotation.
     pub paused: bool,
 }
@@ -53,7 +77,21 @@ fn condition(
     generation: Option<i64>,
     now: Timestamp,
 ) -> Condition {
-    let status = if status { "True" } else { "False" }.to_string();
+    let status = if status { "True" } else { "False" };
+    condition_of(previous, type_, status, reason, message, generation, now)
+}
+
+/// [`condition`] with any status, "Unknown" included.
+fn condition_of(
+    previous: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = status.to_string();
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -69,7 +107,43 @@ fn condition(
     }
 }
 
-/// The four conditions and the phase.
+/// The `Replicated` condition: True when every partition has all its replicas in sync, False
+/// naming a count and an example (offline partitions first: they take no reads or writes),
+/// Unknown when no broker answered; the previous one when the pass did not ask.
+fn replicated(
+    previous: &[Condition],
+    seen: &ReplicationSeen,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let (status, reason, message) = match seen {
+        ReplicationSeen::NotAsked => {
+            if let Some(c) = previous.iter().find(|c| c.type_ == REPLICATED) {
+                return c.clone();
+            }
+            (
+                "Unknown",
+                "NotChecked",
+                "the brokers have not been asked yet".to_string(),
+            )
+        }
+        ReplicationSeen::NoAnswer => (
+            "Unknown",
+            "NoBrokerAnswered",
+            "no ready broker reported the partitions' replicas".to_string(),
+        ),
+        ReplicationSeen::Seen(h) if !h.offline.is_empty() => {
+            ("False", "OfflinePartitions", h.summary())
+        }
+        ReplicationSeen::Seen(h) if !h.in_sync() => ("False", "UnderReplicated", h.summary()),
+        ReplicationSeen::Seen(h) => ("True", "AllInSync", h.summary()),
+    };
+    condition_of(
+        previous, REPLICATED, status, reason, message, generation, now,
+    )
+}
+
+/// The five conditions and the phase.
 pub fn conditions(
     previous: &[Condition],
     obs: &Observation,
@@ -99,6 +173,8 @@ pub fn conditions(
         (false, "Paused", "reconciliation is paused".to_string())
     } else if let Some(why) = &obs.draining {
         (true, "Draining", why.clone())
+    } else if let Some(why) = &obs.waiting_for_replicas {
+        (true, "WaitingForReplicas", why.clone())
     } else if let Some(why) = &obs.rolling {
         (true, "RollingUpdate", why.clone())
     } else if let Some(why) = &obs.rebalancing {
@@ -136,6 +212,8 @@ pub fn conditions(
         Some(("InvalidSpec", why.clone()))
     } else if let Some(why) = &obs.roll_stopped {
         Some(("RollStopped", why.clone()))
+    } else if let Some(why) = &obs.roll_stalled {
+        Some(("RollStalled", why.clone()))
     } else if let Some(why) = &obs.scale_refused {
         Some(("ScaleDownBlocked", why.clone()))
     } else if !obs.queue_problems.is_empty() {
@@ -190,8 +268,15 @@ pub fn conditions(
     } else {
         "Running"
     };
+    let replicated_c = replicated(previous, &obs.replication, generation, now);
     (
-        vec![available_c, progressing_c, degraded_c, paused_c],
+        vec![
+            available_c,
+            progressing_c,
+            degraded_c,
+            replicated_c,
+            paused_c,
+        ],
         phase.to_string(),
     )
 }
@@ -343,5 +428,97 @@ mod tests {
         };
         let (changed, _) = conditions(&first, &down, None, later);
         assert_eq!(get(&changed, AVAILABLE).last_transition_time, Time(later));
+    }
+
+    fn lagging(offline: bool) -> PartitionHealth {
+        let tp = |partition| crate::scale::TopicPartition {
+            topic: "orders".into(),
+            partition,
+        };
+        PartitionHealth {
+            under_replicated: vec![tp(1), tp(2)],
+            offline: if offline { vec![tp(2)] } else { vec![] },
+        }
+    }
+
+    #[test]
+    fn replicated_says_in_sync_under_replicated_or_offline_with_a_count_and_an_example() {
+        let seen = |h| Observation {
+            replication: ReplicationSeen::Seen(h),
+            ..steady()
+        };
+        let (cs, phase) = conditions(&[], &seen(PartitionHealth::default()), None, now());
+        let r = get(&cs, REPLICATED);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("True", "AllInSync")
+        );
+        assert_eq!(phase, "Running");
+        let (cs, phase) = conditions(&[], &seen(lagging(false)), None, now());
+        let r = get(&cs, REPLICATED);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "UnderReplicated")
+        );
+        assert_eq!(r.message, "2 under-replicated partitions (e.g. orders-1)");
+        assert_eq!(phase, "Running", "a lagging replica alone degrades nothing");
+        let (cs, _) = conditions(&[], &seen(lagging(true)), None, now());
+        let r = get(&cs, REPLICATED);
+        assert_eq!(r.reason, "OfflinePartitions");
+        assert!(
+            r.message.contains("1 of them offline (e.g. orders-2)"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn replicated_is_unknown_without_an_answer_and_kept_when_not_asked() {
+        let none = Observation {
+            replication: ReplicationSeen::NoAnswer,
+            ..steady()
+        };
+        let (cs, _) = conditions(&[], &none, None, now());
+        let r = get(&cs, REPLICATED);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("Unknown", "NoBrokerAnswered")
+        );
+        let lag = Observation {
+            replication: ReplicationSeen::Seen(lagging(false)),
+            ..steady()
+        };
+        let (before, _) = conditions(&[], &lag, None, now());
+        let paused = Observation {
+            paused: true,
+            ..steady()
+        };
+        let later = Timestamp::from_second(1_800_000_100).expect("valid");
+        let (after, _) = conditions(&before, &paused, None, later);
+        assert_eq!(get(&after, REPLICATED), get(&before, REPLICATED));
+    }
+
+    #[test]
+    fn a_roll_waiting_for_replicas_is_progress_until_it_stalls() {
+        let waiting = Observation {
+            waiting_for_replicas: Some("waiting for 2 under-replicated partitions".into()),
+            rolling: Some("waiting for 2 under-replicated partitions".into()),
+            ..steady()
+        };
+        let (cs, phase) = conditions(&[], &waiting, None, now());
+        assert_eq!(get(&cs, PROGRESSING).reason, "WaitingForReplicas");
+        assert_eq!(get(&cs, DEGRADED).status, "False");
+        assert_eq!(phase, "Progressing");
+        let stalled = Observation {
+            roll_stalled: Some("the roll has waited 10 minutes".into()),
+            ..waiting
+        };
+        let (cs, phase) = conditions(&[], &stalled, None, now());
+        let d = get(&cs, DEGRADED);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "RollStalled")
+        );
+        assert_eq!(phase, "Degraded");
     }
 }

@@ -42,12 +42,14 @@ pub fn validate_spec(mq: &MessageQueue) -> Result<()> {
                 "config.defaultReplicationFactor {rf} is more than replicas {}; lower it or raise replicas",
                 spec.replicas
             ));
-        } else if rf > 1 {
-            // Not a CEL rule: the CRD describes the API replication will serve. Today's brokers
-            // refuse to start with it, so every broker would crash-loop on this config.
+        }
+    }
+    if let Some(min) = spec.config.as_ref().and_then(|c| c.min_insync_replicas) {
+        let rf = spec.default_replication_factor();
+        if min > rf {
             problems.push(format!(
-                "config.defaultReplicationFactor {rf}: the brokers keep one copy of each \
-                 partition (replication is not built yet) and refuse to start with more; set it to 1"
+                "config.minInsyncReplicas {min} is more than the default replication factor {rf}, \
+                 so no acks=all write could succeed; lower it"
             ));
         }
     }
@@ -82,16 +84,16 @@ pub fn validate_spec(mq: &MessageQueue) -> Result<()> {
         if q.partitions < 1 {
             problems.push(format!("queue {:?}: partitions must be at least 1", q.name));
         }
-        if q.replication_factor < 1 {
-            problems.push(format!(
+        match q.replication_factor {
+            Some(rf) if rf < 1 => problems.push(format!(
                 "queue {:?}: replicationFactor must be at least 1",
                 q.name
-            ));
-        } else if q.replication_factor > spec.replicas {
-            problems.push(format!(
-                "queue {:?}: replicationFactor {} is more than replicas {}; lower it or raise replicas",
-                q.name, q.replication_factor, spec.replicas
-            ));
+            )),
+            Some(rf) if rf > spec.replicas => problems.push(format!(
+                "queue {:?}: replicationFactor {rf} is more than replicas {}; lower it or raise replicas",
+                q.name, spec.replicas
+            )),
+            _ => {}
         }
     }
     if problems.is_empty() {
@@ -244,9 +246,39 @@ mod tests {
     }
 
     #[test]
+    fn replication_up_to_the_broker_count_is_valid() {
+        let spec = "  replicas: 3\n  config: {defaultReplicationFactor: 3, minInsyncReplicas: 2}\n  queues: [{name: a, replicationFactor: 3}, {name: b}]";
+        assert_eq!(problems(spec), "");
+        assert_eq!(
+            problems(
+                "  replicas: 5\n  config: {defaultReplicationFactor: 5, minInsyncReplicas: 4}"
+            ),
+            ""
+        );
+    }
+
+    #[test]
+    fn min_insync_replicas_above_the_default_replication_factor_is_refused() {
+        let p = problems(
+            "  replicas: 3\n  config: {defaultReplicationFactor: 2, minInsyncReplicas: 3}",
+        );
+        assert!(
+            p.contains("config.minInsyncReplicas 3 is more than the default replication factor 2"),
+            "{p}"
+        );
+        // unset, the default replication factor follows replicas: 3 of 5, 2 of 2
+        let p = problems("  replicas: 5\n  config: {minInsyncReplicas: 4}");
+        assert!(p.contains("default replication factor 3"), "{p}");
+        let p = problems("  replicas: 2\n  config: {minInsyncReplicas: 3}");
+        assert!(p.contains("default replication factor 2"), "{p}");
+        assert_eq!(
+            problems("  replicas: 2\n  config: {minInsyncReplicas: 2}"),
+            ""
+        );
+    }
+
+    #[test]
     fn settings_the_brokers_would_refuse_at_start_are_refused_here() {
-        let p = problems("  replicas: 3\n  config: {defaultReplicationFactor: 2}");
-        assert!(p.contains("one copy of each partition"), "{p}");
         let p = problems("  config: {segmentBytes: 4294967296}");
         assert!(p.contains("config.segmentBytes 4294967296"), "{p}");
         let p = problems("  config: {maxMessageBytes: 104857601}");

@@ -85,7 +85,20 @@ fn crd_has_the_printer_columns() {
         .iter()
         .map(|c| c["name"].as_str().expect("name").to_string())
         .collect();
-    assert_eq!(columns, ["Replicas", "Ready", "Version", "Status", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Replicas",
+            "Ready",
+            "Version",
+            "Status",
+            "Under-Replicated",
+            "Age"
+        ]
+    );
+    let urp = &crd["spec"]["versions"][0]["additionalPrinterColumns"][4];
+    assert_eq!(urp["jsonPath"], ".status.underReplicatedPartitions");
+    assert_eq!(urp["type"], "integer");
 }
 
 fn rules(schema: &serde_json::Value) -> Vec<(String, String)> {
@@ -172,6 +185,25 @@ fn replication_factor_is_bounded_by_replicas() {
         |(rule, msg)| rule.contains("q.replicationFactor <= self.replicas")
             && msg.contains("replicationFactor")
     ));
+}
+
+#[test]
+fn replication_factor_defaults_to_the_messagequeues_and_min_insync_is_bounded_by_it() {
+    let spec = spec_schema();
+    let rf = &spec["properties"]["queues"]["items"]["properties"]["replicationFactor"];
+    assert!(
+        rf.get("default").is_none(),
+        "unset means the MessageQueue's default replication factor: {rf}"
+    );
+    let r = rules(&spec);
+    assert!(r.iter().any(|(rule, msg)| rule
+        .contains("self.config.minInsyncReplicas <= (has(self.config.defaultReplicationFactor)")
+        && msg
+            .contains("config.minInsyncReplicas must be at most the default replication factor")));
+    let status = &crd_json()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+        ["status"]["properties"];
+    assert_eq!(status["underReplicatedPartitions"]["type"], "integer");
+    assert_eq!(status["offlinePartitions"]["type"], "integer");
 }
 
 #[test]

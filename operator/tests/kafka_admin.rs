@@ -3,13 +3,29 @@
 //!
 //! Ignored by default because it needs a broker:
 //! `SLUICE_TEST_KAFKA=127.0.0.1:9092 cargo test -p sluice-operator --test kafka_admin -- --ignored`.
+//!
+//! The replication tests need a cluster of at least three brokers with node ids 0, 1, 2
+//! (`operator/scripts/kafka-admin-tests.sh` starts one); they say so and pass without one
+//! unless `SLUICE_TEST_KAFKA_CLUSTER` is set, which makes a missing cluster a failure. The test
+//! that stops a broker runs only when `SLUICE_TEST_KAFKA_STOP` names the `bench/kafka` work dir
+//! of broker 2, and last: it leaves that broker stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use sluice_operator::crd::{Queue, QueueDeletionPolicy};
-use sluice_operator::kafka::AdminClient;
-use sluice_operator::queues::diff_queues;
+use sluice_operator::drain::{self, ClusterView, DrainPlan};
+use sluice_operator::kafka::{AdminClient, ClusterMetadata};
+use sluice_operator::queues::{diff_queues, queue_statuses, Capacity};
+use sluice_operator::replication::PartitionHealth;
+use sluice_operator::scale::TopicPartition;
+
+/// Queues without a replication factor get one copy: the single brokers these tests also run
+/// against have no more.
+const ONE_COPY: Capacity = Capacity {
+    live_brokers: 1,
+    default_replication_factor: 1,
+};
 
 async fn client() -> AdminClient {
     let addr = std::env::var("SLUICE_TEST_KAFKA").expect("SLUICE_TEST_KAFKA=host:port of a broker");
@@ -25,7 +41,7 @@ async fn apply(
     policy: QueueDeletionPolicy,
 ) -> usize {
     let (_, observed) = admin.observe_topics().await.expect("observe");
-    let plan = diff_queues(desired, &observed, managed, policy);
+    let plan = diff_queues(desired, &observed, managed, policy, ONE_COPY);
     assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     for action in &plan.actions {
         admin
@@ -47,7 +63,7 @@ async fn converge(
     apply(admin, desired, managed, policy).await;
     loop {
         let (_, observed) = admin.observe_topics().await.expect("observe");
-        if diff_queues(desired, &observed, managed, policy)
+        if diff_queues(desired, &observed, managed, policy, ONE_COPY)
             .actions
             .is_empty()
         {
@@ -143,8 +159,9 @@ async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
         assert!(admin.supports(key), "broker supports API {key}");
     }
     let name = format!("sluice-op-move-{}", std::process::id());
+    // three partitions: a cluster of up to three brokers puts at least one on each
     admin
-        .create_topic(&name, 2, 1, &BTreeMap::new())
+        .create_topic(&name, 3, 1, &BTreeMap::new())
         .await
         .expect("create");
     let start = std::time::Instant::now();
@@ -153,7 +170,7 @@ async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
         if md
             .topics
             .get(&name)
-            .is_some_and(|l| l.len() == 2 && l.values().all(|l| *l >= 0))
+            .is_some_and(|l| l.len() == 3 && l.values().all(|l| *l >= 0))
         {
             break md;
         }
@@ -170,10 +187,24 @@ async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
     );
     assert_eq!(md.replicas[&name][&0], vec![owner]);
 
-    // the disk of the broker asked: both partitions of the new topic, and its volume
+    // the disk of the broker asked: the partitions of the new topic it holds, and its volume
     assert!(
         admin.supports(DESCRIBE_LOG_DIRS),
         "broker serves DescribeLogDirs"
+    );
+    let asked = match md.brokers.iter().find(|(_, addr)| *addr == admin.addr()) {
+        Some((id, _)) => *id,
+        None if md.brokers.len() == 1 => *md.brokers.keys().next().expect("one broker"),
+        None => panic!("{} is none of {:?}", admin.addr(), md.brokers),
+    };
+    let held = md.replicas[&name]
+        .values()
+        .filter(|r| r.contains(&asked))
+        .count();
+    assert!(
+        held > 0,
+        "broker {asked} holds a partition: {:?}",
+        md.replicas[&name]
     );
     // (Kafka may create a partition's log a moment after Metadata lists its leader.)
     let start = std::time::Instant::now();
@@ -185,10 +216,10 @@ async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
             .keys()
             .filter(|tp| tp.topic == name)
             .count();
-        if described == 2 {
+        if described == held {
             break usage;
         }
-        deadline_passed(start, "both partitions in DescribeLogDirs");
+        deadline_passed(start, "the partitions it holds in DescribeLogDirs");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let (total, usable) = (
@@ -257,4 +288,321 @@ async fn partition_reassignment_and_broker_removal_against_a_real_broker() {
     println!("UnregisterBroker {ghost}: {text}");
 
     admin.delete_topic(&name).await.expect("delete");
+}
+
+/// A client of a cluster of at least three brokers (ids 0, 1, 2), or None (after saying why)
+/// when the broker under test is a single one and `SLUICE_TEST_KAFKA_CLUSTER` is not set.
+async fn cluster_client(test: &str) -> Option<AdminClient> {
+    let mut admin = client().await;
+    let brokers = admin.metadata().await.expect("metadata").brokers;
+    let three = [0, 1, 2].iter().all(|id| brokers.contains_key(id));
+    if three {
+        return Some(admin);
+    }
+    assert!(
+        std::env::var_os("SLUICE_TEST_KAFKA_CLUSTER").is_none(),
+        "{test}: SLUICE_TEST_KAFKA_CLUSTER is set but the cluster has brokers {:?}, not 0, 1, 2",
+        brokers.keys().collect::<Vec<_>>()
+    );
+    println!("{test}: skipped, it needs brokers 0, 1 and 2 (the cluster has {brokers:?})");
+    None
+}
+
+/// Polls Metadata every 200 ms until `done` holds, for at most 60 s.
+async fn metadata_until(
+    admin: &mut AdminClient,
+    what: &str,
+    done: impl Fn(&ClusterMetadata) -> bool,
+) -> ClusterMetadata {
+    let start = std::time::Instant::now();
+    loop {
+        let md = admin.metadata().await.expect("metadata");
+        if done(&md) {
+            return md;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s; last metadata: {md:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every partition of `topic` has a leader and all its replicas in sync.
+fn in_sync(md: &ClusterMetadata, topic: &str, partitions: usize) -> bool {
+    let (Some(leaders), Some(replicas), Some(isr)) = (
+        md.topics.get(topic),
+        md.replicas.get(topic),
+        md.isr.get(topic),
+    ) else {
+        return false;
+    };
+    leaders.len() == partitions
+        && leaders.values().all(|l| *l >= 0)
+        && replicas.iter().all(|(p, r)| {
+            let mut want = r.clone();
+            let mut have = isr.get(p).cloned().unwrap_or_default();
+            want.sort_unstable();
+            have.sort_unstable();
+            want == have
+        })
+}
+
+/// Only `topic`'s partitions in `md`: the cluster may hold what other tests left behind.
+fn only(md: &ClusterMetadata, topic: &str) -> ClusterMetadata {
+    let pick = |m: &BTreeMap<String, BTreeMap<i32, Vec<i32>>>| {
+        m.iter()
+            .filter(|(t, _)| t.as_str() == topic)
+            .map(|(t, v)| (t.clone(), v.clone()))
+            .collect()
+    };
+    ClusterMetadata {
+        topics: md
+            .topics
+            .iter()
+            .filter(|(t, _)| t.as_str() == topic)
+            .map(|(t, v)| (t.clone(), v.clone()))
+            .collect(),
+        replicas: pick(&md.replicas),
+        isr: pick(&md.isr),
+        brokers: md.brokers.clone(),
+    }
+}
+
+/// A queue without a replicationFactor is created with the default (3 on three brokers), and
+/// Metadata's replicas and in-sync replicas of every partition read back as Kafka reports them.
+#[tokio::test]
+#[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
+async fn replicated_queues_report_their_replicas_and_in_sync_replicas() {
+    let Some(mut admin) = cluster_client("replicated_queues").await else {
+        return;
+    };
+    let name = format!("sluice-op-rf3-{}", std::process::id());
+    let desired: Vec<Queue> =
+        serde_yaml::from_str(&format!("- {{name: {name}, partitions: 2}}")).expect("queues");
+    let (md, observed) = admin.observe_topics().await.expect("observe");
+    let capacity = Capacity {
+        live_brokers: md.brokers.len(),
+        default_replication_factor: 3,
+    };
+    let plan = diff_queues(
+        &desired,
+        &observed,
+        &BTreeSet::new(),
+        QueueDeletionPolicy::Retain,
+        capacity,
+    );
+    assert_eq!(plan.actions.len(), 1, "{plan:?}");
+    admin
+        .apply_queue_action(&plan.actions[0])
+        .await
+        .expect("create");
+    let md = metadata_until(&mut admin, "three copies in sync", |md| {
+        in_sync(md, &name, 2)
+    })
+    .await;
+    for (p, replicas) in &md.replicas[&name] {
+        let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+        assert_eq!(distinct.len(), 3, "partition {p}: {replicas:?}");
+        assert_eq!(
+            md.topics[&name][p], replicas[0],
+            "the preferred replica leads"
+        );
+    }
+    assert!(PartitionHealth::of(&only(&md, &name), &BTreeMap::new()).in_sync());
+    let (_, observed) = admin.observe_topics().await.expect("observe");
+    let statuses = queue_statuses(&desired, &observed, &BTreeMap::new(), &BTreeMap::new());
+    assert_eq!(statuses[0].replication_factor, Some(3));
+    assert!(statuses[0].ready, "{:?}", statuses[0]);
+    // declared the same, nothing to do; declared otherwise, a problem naming Kafka's value
+    let (_, observed) = admin.observe_topics().await.expect("observe");
+    let other: Vec<Queue> = serde_yaml::from_str(&format!(
+        "- {{name: {name}, partitions: 2, replicationFactor: 2}}"
+    ))
+    .expect("queues");
+    let plan = diff_queues(
+        &other,
+        &observed,
+        &BTreeSet::new(),
+        QueueDeletionPolicy::Retain,
+        capacity,
+    );
+    assert!(
+        plan.problems[&name].contains("set replicationFactor to 3"),
+        "{plan:?}"
+    );
+    admin.delete_topic(&name).await.expect("delete");
+}
+
+/// The drain planner against Kafka: a topic with two copies per partition leaves broker 2 by
+/// full replica lists in which only broker 2 is replaced, every partition keeps two copies on
+/// distinct brokers, and the copies on the staying brokers keep their places. A topic with three
+/// copies cannot leave broker 2 at all.
+#[tokio::test]
+#[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
+async fn a_drain_moves_whole_replica_lists_and_keeps_the_replication_factor() {
+    let Some(mut admin) = cluster_client("drain_replica_lists").await else {
+        return;
+    };
+    let name = format!("sluice-op-drain-{}", std::process::id());
+    admin
+        .create_topic(&name, 3, 2, &BTreeMap::new())
+        .await
+        .expect("create");
+    let md = metadata_until(&mut admin, "two copies in sync", |md| in_sync(md, &name, 3)).await;
+    let before = md.replicas[&name].clone();
+    assert!(
+        before.values().any(|r| r.contains(&2)),
+        "Kafka spreads 3 partitions of 2 copies over 3 brokers: some on broker 2: {before:?}"
+    );
+    let ongoing = admin
+        .list_partition_reassignments()
+        .await
+        .expect("list reassignments");
+    let registered = admin.describe_cluster().await.expect("describe cluster");
+    let view = ClusterView::new(&only(&md, &name), &ongoing).with_registered(&registered);
+    let requests = match drain::plan_drain(&view, 2, &[2]) {
+        DrainPlan::Moving { requests, .. } => requests,
+        other => panic!("expected moves, got {other:?}"),
+    };
+    for (tp, replicas) in &requests {
+        let old = &before[&tp.partition];
+        assert_eq!(replicas.len(), 2, "{tp}: {replicas:?}");
+        assert!(!replicas.contains(&2), "{tp}: {replicas:?}");
+        for (slot, b) in old.iter().enumerate() {
+            if *b != 2 {
+                assert_eq!(replicas[slot], *b, "{tp}: {old:?} → {replicas:?}");
+            }
+        }
+    }
+    let outcome = admin
+        .alter_partition_reassignments(&requests)
+        .await
+        .expect("alter reassignments");
+    assert!(outcome.iter().all(|(_, r)| r.is_ok()), "{outcome:?}");
+    let start = std::time::Instant::now();
+    while admin
+        .list_partition_reassignments()
+        .await
+        .expect("list")
+        .keys()
+        .any(|tp| tp.topic == name)
+    {
+        deadline_passed(start, "the moves are done");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let md = metadata_until(&mut admin, "off broker 2, in sync", |md| {
+        in_sync(md, &name, 3)
+            && md.replicas[&name]
+                .values()
+                .all(|r| r.len() == 2 && !r.contains(&2))
+    })
+    .await;
+    for (tp, replicas) in &requests {
+        assert_eq!(&md.replicas[&name][&tp.partition], replicas, "{tp}");
+    }
+    let view = ClusterView::new(&only(&md, &name), &BTreeMap::new()).with_registered(&registered);
+    assert_eq!(drain::plan_drain(&view, 2, &[2]), DrainPlan::Drained);
+    admin.delete_topic(&name).await.expect("delete");
+
+    // three copies on three brokers: none can leave
+    let wide = format!("sluice-op-wide-{}", std::process::id());
+    admin
+        .create_topic(&wide, 1, 3, &BTreeMap::new())
+        .await
+        .expect("create");
+    let md = metadata_until(&mut admin, "three copies", |md| in_sync(md, &wide, 1)).await;
+    let view = ClusterView::new(&only(&md, &wide), &BTreeMap::new()).with_registered(&registered);
+    match drain::plan_drain(&view, 2, &[2]) {
+        DrainPlan::Blocked { reason, blocking } => {
+            assert_eq!(
+                blocking,
+                vec![TopicPartition {
+                    topic: wide.clone(),
+                    partition: 0
+                }]
+            );
+            assert!(reason.contains("(replication factor 3)"), "{reason}");
+            assert!(reason.contains("the 2 brokers that would stay"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    admin.delete_topic(&wide).await.expect("delete");
+}
+
+/// Broker 2 stopped (SIGTERM, Kafka's controlled shutdown): a partition with three copies is
+/// under-replicated (2 left the in-sync replicas) but still led; a partition whose only copy was
+/// on broker 2 is offline (leader -1). Runs last: broker 2 stays stopped.
+#[tokio::test]
+#[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
+async fn zz_a_stopped_broker_leaves_partitions_under_replicated_or_offline() {
+    let Some(stop_dir) = std::env::var_os("SLUICE_TEST_KAFKA_STOP") else {
+        println!("skipped: SLUICE_TEST_KAFKA_STOP (the work dir of broker 2) is not set");
+        return;
+    };
+    let Some(mut admin) = cluster_client("stopped_broker").await else {
+        return;
+    };
+    let wide = format!("sluice-op-urp-{}", std::process::id());
+    let lone = format!("sluice-op-lone-{}", std::process::id());
+    admin
+        .create_topic(&wide, 2, 3, &BTreeMap::new())
+        .await
+        .expect("create");
+    admin
+        .create_topic(&lone, 1, 1, &BTreeMap::new())
+        .await
+        .expect("create");
+    let lone0 = TopicPartition {
+        topic: lone.clone(),
+        partition: 0,
+    };
+    let outcome = admin
+        .alter_partition_reassignments(&[(lone0.clone(), vec![2])])
+        .await
+        .expect("move the one copy to broker 2");
+    assert!(outcome[0].1.is_ok(), "{outcome:?}");
+    metadata_until(&mut admin, "both topics in sync, the lone one on 2", |md| {
+        in_sync(md, &wide, 2)
+            && in_sync(md, &lone, 1)
+            && md.replicas.get(&lone).and_then(|r| r.get(&0)) == Some(&vec![2])
+    })
+    .await;
+
+    let stop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/kafka/stop.sh");
+    let status = std::process::Command::new(&stop)
+        .arg(&stop_dir)
+        .status()
+        .expect("bench/kafka/stop.sh runs");
+    assert!(status.success(), "stopping broker 2: {status}");
+
+    let md = metadata_until(&mut admin, "broker 2 out of every ISR", |md| {
+        md.isr
+            .get(&wide)
+            .is_some_and(|p| p.len() == 2 && p.values().all(|isr| !isr.contains(&2)))
+            && md.topics.get(&lone).and_then(|p| p.get(&0)) == Some(&-1)
+    })
+    .await;
+    let mut both = only(&md, &wide);
+    let lone_md = only(&md, &lone);
+    both.topics.extend(lone_md.topics);
+    both.replicas.extend(lone_md.replicas);
+    both.isr.extend(lone_md.isr);
+    let health = PartitionHealth::of(&both, &BTreeMap::new());
+    let names: Vec<String> = health
+        .under_replicated
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        names,
+        [lone0.to_string(), format!("{wide}-0"), format!("{wide}-1")]
+    );
+    assert_eq!(health.offline, vec![lone0]);
+    assert!(
+        md.topics[&wide].values().all(|l| *l >= 0 && *l != 2),
+        "the three-copy partitions are led by a running broker: {:?}",
+        md.topics[&wide]
+    );
+    println!("with broker 2 stopped: {}", health.summary());
 }

@@ -160,7 +160,8 @@ struct Member {
 }
 
 /// The broker's side of the inter-broker RPCs that are not the quorum's own: a group's
-/// committed offsets handed over to its new coordinator ([`Request::AdoptGroup`]); errors are
+/// committed offsets from a pre-replication offsets file handed to its coordinator
+/// ([`Request::AdoptGroup`], the upgrade import); errors are
 /// messages for the calling broker's log. (Partition data moves with replication, over the
 /// Kafka protocol, not here.)
 pub trait PartitionService: Send + Sync {

@@ -87,8 +87,9 @@ pub enum Request {
     Forward(Command),
     /// (leader) Remove this node from the membership.
     RemoveNode(i32),
-    /// (a group's new coordinator) Store these committed offsets of `group`: its coordinator
-    /// role is moving here.
+    /// (a group's coordinator) Take over these committed offsets of `group` from the sender's
+    /// pre-replication offsets file (the upgrade import): written to `__consumer_offsets` where
+    /// no newer commit exists, answered once replicated.
     AdoptGroup {
         group: String,
         offsets: Vec<(String, i32, crate::group::offsets::StoredOffset)>,

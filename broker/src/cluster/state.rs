@@ -9,8 +9,9 @@
 //! [`Outcome::Refused`] with the Kafka error code the client will see.
 //!
 //! Placement of new partitions' replicas: [`super::placement`]. One partition's leader, ISR and
-//! reassignment rules: [`super::partition`]. Group coordinators go to the active broker with
-//! the fewest, ties to the lowest id.
+//! reassignment rules: [`super::partition`]. Consumer groups are not placed here any more:
+//! their coordinators are the leaders of `__consumer_offsets`' partitions. The group commands
+//! of earlier versions stay in [`Command`] so that old metadata logs still replay.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -142,7 +143,7 @@ pub enum Command {
     ControlledShutdown {
         id: i32,
     },
-    /// Removes a broker; refused while it holds replicas or coordinates groups.
+    /// Removes a broker; refused while it holds replicas.
     UnregisterBroker {
         id: i32,
     },
@@ -176,11 +177,12 @@ pub enum Command {
         changes: Vec<ConfigChange>,
         replace: bool,
     },
-    /// Places a group's coordinator if it has none; answers the current one otherwise.
+    /// (Earlier versions; no longer proposed.) Places a group's coordinator if it has none;
+    /// answers the current one otherwise.
     AssignGroup {
         group: String,
     },
-    /// Moves a group's coordinator role to `to` (its committed offsets move with it).
+    /// (Earlier versions; no longer proposed.) Moves a group's coordinator role to `to`.
     MoveGroup {
         group: String,
         to: i32,
@@ -677,21 +679,17 @@ impl ClusterState {
                 format!("broker {id} is not registered"),
             );
         }
+        // Group coordinators are the leaders of `__consumer_offsets`' partitions: a broker
+        // that holds none of their replicas coordinates nothing. (The group records of earlier
+        // versions are history, not a reason to refuse.)
         let partitions = self.partitions_of(id);
-        let groups = self.groups_of(id);
-        if !partitions.is_empty() || !groups.is_empty() {
-            let example = partitions
-                .first()
-                .map(|(t, p)| format!("{t}-{p}"))
-                .or_else(|| groups.first().map(|g| format!("group {g}")))
-                .unwrap_or_default();
+        if let Some((t, p)) = partitions.first() {
             return refused(
                 code::INVALID_REQUEST,
                 format!(
-                    "broker {id} still holds {} partition replica(s) and coordinates {} \
-                     group(s) (e.g. {example}); move them off first",
+                    "broker {id} still holds {} partition replica(s) (e.g. {t}-{p}); move them \
+                     off first",
                     partitions.len(),
-                    groups.len()
                 ),
             );
         }

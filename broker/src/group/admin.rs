@@ -2,7 +2,6 @@
 //! their committed offsets.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -12,7 +11,6 @@ use kafka_protocol::messages::{
     GroupId, ListGroupsRequest, ListGroupsResponse,
 };
 
-use super::offsets::OffsetRecord;
 use super::state::{Group, GroupState};
 use super::{codes, s, GroupCoordinator};
 
@@ -44,8 +42,13 @@ impl GroupCoordinator {
         if !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
             return ListGroupsResponse::default();
         }
+        // As Kafka: while a partition led here loads, the list would be incomplete.
+        if self.loading() {
+            return ListGroupsResponse::default()
+                .with_error_code(codes::COORDINATOR_LOAD_IN_PROGRESS);
+        }
         let mut listed: BTreeMap<String, (GroupState, String)> = BTreeMap::new();
-        for g in self.offsets.groups() {
+        for g in self.groups_with_offsets() {
             listed.insert(g, (GroupState::Empty, String::new()));
         }
         {
@@ -92,9 +95,11 @@ impl GroupCoordinator {
         } else {
             AUTHORIZED_OPS_OMITTED
         };
-        // Read the offsets store before taking the groups lock: never hold one while waiting
-        // on the other (the store's lock is held across an fsync).
-        let with_offsets: BTreeSet<String> = self.offsets.groups().into_iter().collect();
+        for gid in &req.groups {
+            self.wait_loaded(gid.0.as_str()).await;
+        }
+        // Read before taking the groups lock (it reads each tenure's offsets).
+        let with_offsets = self.groups_with_offsets();
         let groups = self.lock();
         let described = req
             .groups
@@ -107,6 +112,11 @@ impl GroupCoordinator {
                 if id.is_empty() {
                     return base
                         .with_error_code(codes::INVALID_GROUP_ID)
+                        .with_group_state(s(GroupState::Dead.as_str()));
+                }
+                if let Err(code) = self.status(id) {
+                    return base
+                        .with_error_code(code)
                         .with_group_state(s(GroupState::Dead.as_str()));
                 }
                 match groups.get(id) {
@@ -158,35 +168,31 @@ impl GroupCoordinator {
         if id.is_empty() {
             return codes::INVALID_GROUP_ID;
         }
-        let has_offsets = self.offsets.has_group(id);
-        {
+        self.wait_loaded(id).await;
+        let (tenure, known) = {
             let groups = self.lock();
+            let tenure = match self.status(id) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
             match groups.get(id) {
                 Some(slot) if slot.group.state != GroupState::Empty => {
                     return codes::NON_EMPTY_GROUP
                 }
-                Some(_) => {}
-                None if !has_offsets => return codes::GROUP_ID_NOT_FOUND,
-                None => {}
+                Some(_) => (tenure, true),
+                None => (tenure, false),
             }
-        }
-        if has_offsets {
-            let store = Arc::clone(&self.offsets);
-            let group = id.to_string();
-            let result = tokio::task::spawn_blocking(move || {
-                store.append(vec![OffsetRecord::DeleteGroup { group }])
-            })
-            .await;
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(group = %id, error = %e, "group deletion not persisted");
-                    return codes::COORDINATOR_NOT_AVAILABLE;
-                }
-                Err(e) => {
-                    tracing::error!(group = %id, error = %e, "group deletion task failed");
-                    return codes::COORDINATOR_NOT_AVAILABLE;
-                }
+        };
+        // Tombstones for every offset of the group, committed or still replicating.
+        match tenure
+            .write(|m| m.group_tombstones(id), self.config.commit_timeout)
+            .await
+        {
+            Ok(0) if !known => return codes::GROUP_ID_NOT_FOUND,
+            Ok(_) => self.maybe_compact(&tenure),
+            Err(e) => {
+                tracing::warn!(group = %id, error = %e, "group deletion not acknowledged");
+                return e.code();
             }
         }
         let mut groups = self.lock();

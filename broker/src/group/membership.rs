@@ -65,13 +65,11 @@ impl GroupCoordinator {
             },
             require_known_member_id: version >= 4,
         };
+        self.wait_loaded(&group_id).await;
         let rx = {
             let mut groups = self.lock();
-            if self.is_closed() {
-                return join_response(
-                    version,
-                    JoinResult::error(codes::COORDINATOR_NOT_AVAILABLE, &member_id),
-                );
+            if let Err(code) = self.status(&group_id) {
+                return join_response(version, JoinResult::error(code, &member_id));
             }
             if !groups.contains_key(&group_id) && !member_id.is_empty() {
                 return join_response(
@@ -122,10 +120,11 @@ impl GroupCoordinator {
             return sync_response(version, SyncResult::error(codes::INVALID_GROUP_ID));
         }
         let member_id = req.member_id.to_string();
+        self.wait_loaded(&group_id).await;
         let rx = {
             let mut groups = self.lock();
-            if self.is_closed() {
-                return sync_response(version, SyncResult::error(codes::COORDINATOR_NOT_AVAILABLE));
+            if let Err(code) = self.status(&group_id) {
+                return sync_response(version, SyncResult::error(code));
             }
             let Some(slot) = groups.get_mut(&group_id) else {
                 return sync_response(version, SyncResult::error(codes::UNKNOWN_MEMBER_ID));
@@ -174,10 +173,12 @@ impl GroupCoordinator {
         let code = if group_id.is_empty() {
             codes::INVALID_GROUP_ID
         } else {
+            self.wait_loaded(&group_id).await;
             let mut groups = self.lock();
-            match groups.get_mut(&group_id) {
-                None => codes::UNKNOWN_MEMBER_ID,
-                Some(slot) => slot.group.heartbeat(
+            match (self.status(&group_id), groups.get_mut(&group_id)) {
+                (Err(code), _) => code,
+                (Ok(_), None) => codes::UNKNOWN_MEMBER_ID,
+                (Ok(_), Some(slot)) => slot.group.heartbeat(
                     &req.member_id,
                     req.group_instance_id.as_deref(),
                     req.generation_id,
@@ -211,13 +212,15 @@ impl GroupCoordinator {
                 .iter()
                 .map(|m| m.reason.as_deref().unwrap_or("").to_string())
                 .collect();
+            self.wait_loaded(&group_id).await;
             let mut groups = self.lock();
-            match groups.get_mut(&group_id) {
-                None => (
+            match (self.status(&group_id), groups.get_mut(&group_id)) {
+                (Err(code), _) => (code, leaving.iter().map(|_| code).collect()),
+                (Ok(_), None) => (
                     codes::NONE,
                     leaving.iter().map(|_| codes::UNKNOWN_MEMBER_ID).collect(),
                 ),
-                Some(slot) => {
+                (Ok(_), Some(slot)) => {
                     let now = Instant::now();
                     let mut results = Vec::new();
                     for (i, (member_id, instance_id)) in leaving.iter().enumerate() {

@@ -1,5 +1,7 @@
-//! OffsetCommit and OffsetFetch: membership checked against the group, then the durable
-//! [`OffsetStore`](super::offsets::OffsetStore) written or read; responses built per version.
+//! OffsetCommit and OffsetFetch: the group's partition must be served here and the member
+//! known, then its offsets are written to `__consumer_offsets` (answered once every in-sync
+//! replica has them) or read from the partition's committed offsets; responses built per
+//! version.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,8 +19,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-use super::offsets::{OffsetRecord, StoredOffset};
-use super::{codes, now_ms, s, GroupCoordinator};
+use super::offsets::StoredOffset;
+use super::records::OffsetRecord;
+use super::{codes, now_ms, s, GroupCoordinator, OFFSETS_TOPIC};
 
 /// Largest metadata string accepted with a commit (`offset.metadata.max.bytes`).
 const MAX_METADATA_BYTES: usize = 4096;
@@ -31,12 +34,23 @@ impl GroupCoordinator {
     ) -> OffsetCommitResponse {
         let group_id = req.group_id.0.to_string();
         let directory = self.directory();
+        if !group_id.is_empty() {
+            self.wait_loaded(&group_id).await;
+        }
         // Group-level verdict first: it applies to every partition.
+        let mut tenure = None;
         let group_error = if group_id.is_empty() {
             Some(codes::INVALID_GROUP_ID)
         } else {
             let mut groups = self.lock();
-            match groups.get_mut(&group_id) {
+            match self.status(&group_id) {
+                Err(code) => Some(code),
+                Ok(t) => {
+                    tenure = Some(t);
+                    None
+                }
+            }
+            .or_else(|| match groups.get_mut(&group_id) {
                 Some(slot) => slot
                     .group
                     .check_commit(
@@ -55,7 +69,7 @@ impl GroupCoordinator {
                 // is the truth here.
                 None if version >= 9 => Some(codes::UNKNOWN_MEMBER_ID),
                 None => Some(codes::ILLEGAL_GENERATION),
-            }
+            })
         };
         if let Some(code) = group_error {
             tracing::debug!(group = %group_id, member = %req.member_id.as_str(), code, "offset commit refused");
@@ -121,21 +135,10 @@ impl GroupCoordinator {
             out.push((resp_topic, parts));
         }
 
-        let storage_error = if records.is_empty() {
-            None
-        } else {
-            let store = Arc::clone(&self.offsets);
-            match tokio::task::spawn_blocking(move || store.append(records)).await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => {
-                    tracing::error!(group = %group_id, error = %e, "offset commit not persisted");
-                    Some(codes::COORDINATOR_NOT_AVAILABLE)
-                }
-                Err(e) => {
-                    tracing::error!(group = %group_id, error = %e, "offset commit task failed");
-                    Some(codes::COORDINATOR_NOT_AVAILABLE)
-                }
-            }
+        let storage_error = match tenure {
+            _ if records.is_empty() => None,
+            None => Some(codes::COORDINATOR_NOT_AVAILABLE),
+            Some(t) => self.write_commit(&group_id, &t, records).await,
         };
 
         OffsetCommitResponse::default().with_topics(
@@ -160,6 +163,36 @@ impl GroupCoordinator {
         )
     }
 
+    /// Writes a commit's records to the group's partition; the error code every written
+    /// partition gets if it is not acknowledged. Kafka's rules: fewer in-sync replicas than
+    /// `min.insync.replicas` (nothing written) or not replicated in time:
+    /// COORDINATOR_NOT_AVAILABLE; leadership lost: NOT_COORDINATOR; too large:
+    /// INVALID_COMMIT_OFFSET_SIZE.
+    async fn write_commit(
+        &self,
+        group: &str,
+        tenure: &Arc<super::Tenure>,
+        records: Vec<OffsetRecord>,
+    ) -> Option<i16> {
+        let shortfall = self
+            .directory()
+            .and_then(|d| d.in_sync_shortfall(OFFSETS_TOPIC, tenure.partition));
+        if let Some(why) = shortfall {
+            tracing::warn!(group, partition = tenure.partition, reason = %why, "offset commit refused");
+            return Some(codes::COORDINATOR_NOT_AVAILABLE);
+        }
+        match tenure.write(|_| records, self.config.commit_timeout).await {
+            Ok(_) => {
+                self.maybe_compact(tenure);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(group, partition = tenure.partition, error = %e, "offset commit not acknowledged");
+                Some(e.code())
+            }
+        }
+    }
+
     pub async fn offset_fetch(&self, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
         let directory = self.directory();
         if version < 8 {
@@ -169,7 +202,11 @@ impl GroupCoordinator {
                     .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                     .collect::<Vec<_>>()
             });
-            let (code, topics) = self.fetch_group(&req.group_id.0, wanted);
+            let (code, mut topics) = self.fetch_group(&req.group_id.0, wanted).await;
+            if version >= 2 && code != codes::NONE {
+                // From v2 a group-level error stands alone (v0/v1 carry it per partition).
+                topics.clear();
+            }
             let partition_code = |c: i16| if version < 2 { code.max(c) } else { c };
             let resp_topics = topics
                 .into_iter()
@@ -219,7 +256,11 @@ impl GroupCoordinator {
                     })
                     .collect::<Vec<_>>()
             });
-            let (code, topics) = self.fetch_group(&g.group_id.0, wanted);
+            let (code, mut topics) = self.fetch_group(&g.group_id.0, wanted).await;
+            if code != codes::NONE {
+                topics.clear();
+                unknown_ids.clear();
+            }
             let mut resp_topics: Vec<OffsetFetchResponseTopics> = topics
                 .into_iter()
                 .map(|(name, parts)| {
@@ -275,9 +316,10 @@ impl GroupCoordinator {
     }
 
     /// Committed offsets of `group`: for the listed partitions (-1 where nothing is committed)
-    /// or, when `wanted` is `None`, every committed partition. Returns the group-level error.
+    /// or, when `wanted` is `None`, every committed partition. Returns the group-level error;
+    /// with one (the group is not served here), the listed partitions at -1.
     #[allow(clippy::type_complexity)]
-    fn fetch_group(
+    async fn fetch_group(
         &self,
         group: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
@@ -291,7 +333,18 @@ impl GroupCoordinator {
             metadata: String::new(),
             commit_timestamp_ms: -1,
         };
-        match wanted {
+        let tenure = match self.serving(group).await {
+            Ok(t) => t,
+            Err(code) => {
+                let listed = wanted
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(topic, parts)| (topic, parts.into_iter().map(|p| (p, none())).collect()))
+                    .collect();
+                return (code, listed);
+            }
+        };
+        tenure.view(|m| match wanted {
             Some(topics) => (
                 codes::NONE,
                 topics
@@ -299,7 +352,7 @@ impl GroupCoordinator {
                     .map(|(topic, parts)| {
                         let values = parts
                             .into_iter()
-                            .map(|p| (p, self.offsets.get(group, &topic, p).unwrap_or_else(none)))
+                            .map(|p| (p, m.get(group, &topic, p).cloned().unwrap_or_else(none)))
                             .collect();
                         (topic, values)
                     })
@@ -307,11 +360,14 @@ impl GroupCoordinator {
             ),
             None => {
                 let mut by_topic: BTreeMap<String, Vec<(i32, StoredOffset)>> = BTreeMap::new();
-                for (topic, partition, value) in self.offsets.group_offsets(group) {
-                    by_topic.entry(topic).or_default().push((partition, value));
+                for ((topic, partition), value) in m.group(group).into_iter().flatten() {
+                    by_topic
+                        .entry(topic.clone())
+                        .or_default()
+                        .push((*partition, value.clone()));
                 }
                 (codes::NONE, by_topic.into_iter().collect())
             }
-        }
+        })
     }
 }

@@ -1,9 +1,12 @@
 //! Coordinator tests: requests as the dispatcher passes them (decoded at a version), timers
-//! under a paused tokio clock, the offsets log on a real temporary directory.
+//! under a paused tokio clock, the partitions of `__consumer_offsets` as real logs in a
+//! temporary directory, led by this coordinator (a one-broker cluster, replication factor 1)
+//! unless a test says otherwise.
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -31,20 +34,94 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn config(dir: &std::path::Path) -> GroupConfig {
+/// Partitions of `__consumer_offsets` in these tests (several, so groups land in different
+/// ones).
+const OFFSETS_PARTITIONS: i32 = 3;
+
+fn config() -> GroupConfig {
     GroupConfig {
-        dir: dir.to_path_buf(),
         min_session_timeout_ms: 6_000,
         max_session_timeout_ms: 300_000,
         initial_rebalance_delay_ms: INITIAL_DELAY_MS,
+        ..GroupConfig::default()
     }
 }
 
-fn start(dir: &std::path::Path) -> (Arc<GroupCoordinator>, CancellationToken) {
-    let c = Arc::new(GroupCoordinator::open(config(dir)).unwrap());
+/// The topics the coordinator sees: the offsets topic, and either any topic (`only_t` off) or
+/// just `t` (2 partitions, id 7); deleted topics are gone.
+#[derive(Default)]
+struct Topics {
+    only_t: bool,
+    deleted: Mutex<BTreeSet<String>>,
+    /// In-sync replicas below min.insync.replicas for the offsets topic.
+    short: Mutex<bool>,
+}
+
+impl TopicDirectory for Topics {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        if topic == OFFSETS_TOPIC {
+            return Some(OFFSETS_PARTITIONS);
+        }
+        if self.deleted.lock().unwrap().contains(topic) {
+            return None;
+        }
+        match self.only_t {
+            true => (topic == "t").then_some(2),
+            false => Some(i32::MAX),
+        }
+    }
+    fn topic_name(&self, id: Uuid) -> Option<String> {
+        (self.only_t && id == Uuid::from_u128(7)).then(|| "t".to_string())
+    }
+    fn topic_id(&self, name: &str) -> Option<Uuid> {
+        (self.only_t && name == "t").then_some(Uuid::from_u128(7))
+    }
+    fn in_sync_shortfall(&self, _topic: &str, partition: i32) -> Option<String> {
+        (*self.short.lock().unwrap()).then(|| format!("partition {partition}: 1 of 2 in sync"))
+    }
+}
+
+/// The log of offsets partition `p` under `dir` (reopened as a restarted broker does), led at
+/// `epoch`.
+fn offsets_log(dir: &std::path::Path, p: i32, epoch: i32) -> Arc<crate::log::PartitionLog> {
+    let log = crate::log::PartitionLog::open(
+        dir.join(format!("{OFFSETS_TOPIC}-{p}")),
+        crate::log::LogConfig::default(),
+    )
+    .unwrap();
+    log.become_leader(epoch).unwrap();
+    Arc::new(log)
+}
+
+/// Waits until no partition led here is loading (loads run on blocking threads).
+async fn loaded(c: &GroupCoordinator) {
+    while c.loading() {
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A coordinator over `topics` leading `partitions` of the offsets topic stored under `dir`
+/// (a broker (re)starting on that volume), loaded.
+async fn start_leading(
+    dir: &std::path::Path,
+    topics: Arc<Topics>,
+    partitions: &[i32],
+) -> (Arc<GroupCoordinator>, CancellationToken) {
+    let c = Arc::new(GroupCoordinator::new(config()).unwrap());
+    c.set_topic_directory(topics);
+    for p in partitions {
+        c.became_leader(*p, 1, offsets_log(dir, *p, 1));
+    }
+    loaded(&c).await;
     let shutdown = CancellationToken::new();
     c.spawn_expiry(shutdown.clone());
     (c, shutdown)
+}
+
+/// A coordinator leading every offsets partition under `dir`, any topic known.
+async fn start(dir: &std::path::Path) -> (Arc<GroupCoordinator>, CancellationToken) {
+    start_leading(dir, Arc::default(), &[0, 1, 2]).await
 }
 
 /// What the dispatcher would hand us: the request as the client encodes it at `version`,
@@ -239,7 +316,7 @@ fn group_names(r: &ListGroupsResponse) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn two_members_rebalance_when_one_leaves() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let t0 = tokio::time::Instant::now();
 
     let (a, ja) = join_new(&c, "g").await;
@@ -327,7 +404,7 @@ async fn two_members_rebalance_when_one_leaves() {
 #[tokio::test(start_paused = true)]
 async fn member_that_stops_heartbeating_is_expired() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let (a, b) = stable_pair(&c, "g").await;
 
     // a heartbeats every 3 s; b says nothing. Within a session timeout (plus a heartbeat
@@ -364,7 +441,7 @@ async fn member_that_stops_heartbeating_is_expired() {
 #[tokio::test(start_paused = true)]
 async fn join_completes_at_the_rebalance_timeout_without_the_silent_member() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let (a, b) = stable_pair(&c, "g").await;
 
     // a rejoins; b keeps heartbeating but never rejoins.
@@ -401,7 +478,7 @@ async fn join_completes_at_the_rebalance_timeout_without_the_silent_member() {
 #[tokio::test(start_paused = true)]
 async fn join_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let r = c.join_group(5, join_req("g", "nobody")).await;
     assert_eq!(r.error_code, codes::UNKNOWN_MEMBER_ID);
     let r = c.join_group(5, join_req("", "")).await;
@@ -430,7 +507,7 @@ async fn join_errors() {
 #[tokio::test(start_paused = true)]
 async fn every_response_encodes_at_every_version() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     for v in 0..=9 {
         let group = format!("join-v{v}");
         // An error answer and a successful one.
@@ -568,7 +645,7 @@ async fn every_response_encodes_at_every_version() {
 #[tokio::test(start_paused = true)]
 async fn leave_group_errors_per_version() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let r = c.leave_group(1, leave_req("none", "x")).await;
     assert_eq!(r.error_code, codes::UNKNOWN_MEMBER_ID);
     let r = c
@@ -597,7 +674,7 @@ async fn leave_group_errors_per_version() {
 async fn offsets_are_committed_fetched_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (c, shutdown) = start(dir.path());
+        let (c, shutdown) = start(dir.path()).await;
         // Standalone consumer: generation -1, no membership.
         let r = c
             .offset_commit(
@@ -615,10 +692,9 @@ async fn offsets_are_committed_fetched_and_survive_a_restart() {
         big.topics[0].partitions[0].committed_metadata = Some(s(&"x".repeat(5000)));
         let r = c.offset_commit(8, big).await;
         assert_eq!(commit_codes(&r), vec![codes::OFFSET_METADATA_TOO_LARGE, 0]);
-        c.flush().unwrap();
         shutdown.cancel();
     }
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let r = c
         .offset_fetch(
             7,
@@ -674,7 +750,7 @@ async fn offsets_are_committed_fetched_and_survive_a_restart() {
 #[tokio::test(start_paused = true)]
 async fn group_commits_are_checked_against_membership() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     // A group we do not know (e.g. after a restart): members must rejoin.
     let r = c
         .offset_commit(8, commit_req("g", "m", 3, &[("t", 0, 1)]))
@@ -711,25 +787,14 @@ async fn group_commits_are_checked_against_membership() {
     shutdown.cancel();
 }
 
-struct Topics;
-
-impl TopicDirectory for Topics {
-    fn partitions(&self, topic: &str) -> Option<i32> {
-        (topic == "t").then_some(2)
-    }
-    fn topic_name(&self, id: Uuid) -> Option<String> {
-        (id == Uuid::from_u128(7)).then(|| "t".to_string())
-    }
-    fn topic_id(&self, name: &str) -> Option<Uuid> {
-        (name == "t").then_some(Uuid::from_u128(7))
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn commits_to_unknown_topics_are_refused_when_topics_are_known() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
-    c.set_topic_directory(Arc::new(Topics));
+    let topics = Arc::new(Topics {
+        only_t: true,
+        ..Topics::default()
+    });
+    let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
     let r = c
         .offset_commit(
             8,
@@ -783,7 +848,7 @@ async fn commits_to_unknown_topics_are_refused_when_topics_are_known() {
 async fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (c, shutdown) = start(dir.path());
+        let (c, shutdown) = start(dir.path()).await;
         let (a, ja) = join_new(&c, "busy").await;
         let gen = ja.await.unwrap().generation_id;
         c.offset_commit(8, commit_req("busy", &a, gen, &[("t", 0, 1)]))
@@ -818,7 +883,7 @@ async fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
         assert_eq!(r.results[0].error_code, 0);
         shutdown.cancel();
     }
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let groups = group_names(&c.list_groups(3, ListGroupsRequest::default()).await);
     assert_eq!(groups, vec!["keep".to_string()]);
     shutdown.cancel();
@@ -827,28 +892,43 @@ async fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
 #[tokio::test(start_paused = true)]
 async fn forgetting_a_topic_drops_its_offsets_durably() {
     let dir = tempfile::tempdir().unwrap();
+    let topics = Arc::new(Topics::default());
     {
-        let (c, shutdown) = start(dir.path());
-        c.offset_commit(
-            8,
-            commit_req("g", "", -1, &[("gone", 0, 1), ("kept", 0, 2)]),
-        )
-        .await;
-        c.forget_topic("gone");
-        assert_eq!(c.committed_offsets().len(), 1);
+        let (c, shutdown) = start_leading(dir.path(), Arc::clone(&topics), &[0, 1, 2]).await;
+        for g in ["g", "h"] {
+            let r = c
+                .offset_commit(8, commit_req(g, "", -1, &[("gone", 0, 1), ("kept", 0, 2)]))
+                .await;
+            assert_eq!(commit_codes(&r), vec![0, 0]);
+        }
+        // Nothing is deleted: nothing happens.
+        c.forget_deleted_topics();
+        assert_eq!(c.committed_offsets().len(), 4);
+        topics.deleted.lock().unwrap().insert("gone".into());
+        c.forget_deleted_topics();
+        // Tombstones are written in the background, one task per offsets partition.
+        for _ in 0..1000 {
+            if c.committed_offsets().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(c.committed_offsets().len(), 2);
         shutdown.cancel();
     }
-    let (c, shutdown) = start(dir.path());
+    // The topic comes back under the same name: its old offsets do not.
+    topics.deleted.lock().unwrap().clear();
+    let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
     let offsets = c.committed_offsets();
-    assert_eq!(offsets.len(), 1);
-    assert_eq!(offsets[0].topic, "kept");
+    assert_eq!(offsets.len(), 2);
+    assert!(offsets.iter().all(|o| o.topic == "kept"));
     shutdown.cancel();
 }
 
 #[tokio::test(start_paused = true)]
 async fn list_groups_filters_by_state_and_type() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let (_, ja) = join_new(&c, "active").await;
     ja.await.unwrap();
     c.offset_commit(8, commit_req("idle", "", -1, &[("t", 0, 1)]))
@@ -892,7 +972,7 @@ async fn list_groups_filters_by_state_and_type() {
 #[tokio::test(start_paused = true)]
 async fn static_member_rejoin_through_the_coordinator() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let req = |member: &str| {
         at_version(
             join_req("g", member).with_group_instance_id(Some(s("pod-0"))),
@@ -931,7 +1011,7 @@ async fn static_member_rejoin_through_the_coordinator() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_releases_requests_waiting_for_a_rebalance() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     let (_, ja) = join_new(&c, "g").await;
     let (_, jb) = join_new(&c, "g").await;
     shutdown.cancel();
@@ -952,7 +1032,7 @@ async fn shutdown_releases_requests_waiting_for_a_rebalance() {
 #[tokio::test(start_paused = true)]
 async fn idle_groups_without_offsets_are_forgotten() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, shutdown) = start(dir.path());
+    let (c, shutdown) = start(dir.path()).await;
     for g in ["idle", "with-offsets"] {
         let (a, ja) = join_new(&c, g).await;
         ja.await.unwrap();
@@ -976,9 +1056,223 @@ async fn idle_groups_without_offsets_are_forgotten() {
 
 #[test]
 fn bad_settings_are_refused_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
+    let mut cfg = config();
     cfg.max_session_timeout_ms = 1;
-    let err = GroupCoordinator::open(cfg).unwrap_err();
+    let err = GroupCoordinator::new(cfg).unwrap_err();
     assert!(err.to_string().contains("max_session_timeout_ms"), "{err}");
+}
+
+/// A group name that lands in offsets partition `p` (of [`OFFSETS_PARTITIONS`]).
+fn group_in(p: i32, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|g| partition_for(g, OFFSETS_PARTITIONS) == p)
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn groups_of_partitions_led_elsewhere_are_answered_not_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    // This broker leads partitions 0 and 1; another broker leads 2.
+    let (c, shutdown) = start_leading(dir.path(), Arc::default(), &[0, 1]).await;
+    let here = group_in(0, "here");
+    let there = group_in(2, "there");
+    let r = c.join_group(5, at_version(join_req(&there, ""), 5)).await;
+    assert_eq!(r.error_code, codes::NOT_COORDINATOR);
+    encodes(&r, 5);
+    let r = c.heartbeat(4, heartbeat_req(&there, "m", 1)).await;
+    assert_eq!(r.error_code, codes::NOT_COORDINATOR);
+    let r = c.sync_group(5, sync_req(&there, "m", 1, &[])).await;
+    assert_eq!(r.error_code, codes::NOT_COORDINATOR);
+    let r = c.leave_group(3, leave_req(&there, "m")).await;
+    assert_eq!(r.error_code, codes::NOT_COORDINATOR);
+    let r = c
+        .offset_commit(8, commit_req(&there, "", -1, &[("t", 0, 1), ("t", 1, 1)]))
+        .await;
+    assert_eq!(
+        commit_codes(&r),
+        vec![codes::NOT_COORDINATOR, codes::NOT_COORDINATOR]
+    );
+    // OffsetFetch: v1 per partition, v2-7 top level, v8+ per group (a batch may mix).
+    let r = c
+        .offset_fetch(1, offset_fetch_req(&there, Some(("t", vec![0, 1]))))
+        .await;
+    encodes(&r, 1);
+    let codes_v1: Vec<i16> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes_v1, vec![codes::NOT_COORDINATOR; 2]);
+    let r = c
+        .offset_fetch(5, offset_fetch_req(&there, Some(("t", vec![0]))))
+        .await;
+    assert_eq!(r.error_code, codes::NOT_COORDINATOR);
+    assert!(r.topics.is_empty());
+    c.offset_commit(8, commit_req(&here, "", -1, &[("t", 0, 4)]))
+        .await;
+    let r = c
+        .offset_fetch(
+            8,
+            OffsetFetchRequest::default().with_groups(
+                [&here, &there]
+                    .iter()
+                    .map(|g| {
+                        OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(s(g)))
+                            .with_topics(None)
+                    })
+                    .collect(),
+            ),
+        )
+        .await;
+    encodes(&r, 8);
+    assert_eq!(r.groups[0].error_code, 0);
+    assert_eq!(r.groups[0].topics[0].partitions[0].committed_offset, 4);
+    assert_eq!(r.groups[1].error_code, codes::NOT_COORDINATOR);
+    let d = c
+        .describe_groups(
+            5,
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&there))]),
+        )
+        .await;
+    assert_eq!(d.groups[0].error_code, codes::NOT_COORDINATOR);
+    let r = c
+        .delete_groups(
+            2,
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&there))]),
+        )
+        .await;
+    assert_eq!(r.results[0].error_code, codes::NOT_COORDINATOR);
+    // ListGroups lists what is coordinated here only.
+    let listed = group_names(&c.list_groups(3, ListGroupsRequest::default()).await);
+    assert_eq!(listed, vec![here]);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resigned_partition_drops_its_groups_and_its_next_leader_loads_their_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path()).await;
+    let moving = group_in(1, "moving");
+    let staying = group_in(0, "staying");
+    for g in [&moving, &staying] {
+        let r = c
+            .offset_commit(8, commit_req(g, "", -1, &[("t", 0, 7), ("t", 1, 8)]))
+            .await;
+        assert_eq!(commit_codes(&r), vec![0, 0]);
+    }
+    // A member waiting in the initial rebalance delay of each group.
+    let (_, waiting) = join_new(&c, &moving).await;
+    let (_, other) = join_new(&c, &staying).await;
+    c.resigned(1);
+    let r = waiting.await.unwrap();
+    assert_eq!(r.error_code, codes::NOT_COORDINATOR, "released at once");
+    let r = c.heartbeat(4, heartbeat_req(&moving, "x", 1)).await;
+    assert_eq!(r.error_code, codes::NOT_COORDINATOR);
+    assert!(c
+        .committed_offsets()
+        .iter()
+        .all(|o| o.group == staying.as_str()));
+    // The other partition's group did not notice.
+    assert_eq!(other.await.unwrap().error_code, 0);
+    // Led here again at a later epoch: the offsets come back from the log.
+    c.became_leader(1, 2, offsets_log(dir.path(), 1, 2));
+    loaded(&c).await;
+    let r = c
+        .offset_fetch(5, offset_fetch_req(&moving, Some(("t", vec![0, 1]))))
+        .await;
+    assert_eq!(
+        fetched_v7(&r, "t"),
+        vec![(0, 7, "m7".to_string()), (1, 8, "m8".to_string())]
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_for_a_loading_partition_wait_briefly_then_get_load_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path()).await;
+    let g = group_in(2, "slow");
+    // As if partition 2's log were still being read.
+    c.leads().insert(2, Lead::Loading { epoch: 5 });
+    let started = Instant::now();
+    let r = c.join_group(5, at_version(join_req(&g, ""), 5)).await;
+    assert_eq!(r.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+    assert!(started.elapsed() >= LOAD_WAIT);
+    let r = c.list_groups(3, ListGroupsRequest::default()).await;
+    assert_eq!(r.error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+    // A load that finishes while a request waits lets it through.
+    let c2 = Arc::clone(&c);
+    let g2 = g.clone();
+    let waiting = tokio::spawn(async move {
+        c2.offset_commit(8, commit_req(&g2, "", -1, &[("t", 0, 1)]))
+            .await
+    });
+    tokio::task::yield_now().await;
+    c.became_leader(2, 5, offsets_log(dir.path(), 2, 5));
+    assert_eq!(commit_codes(&waiting.await.unwrap()), vec![0]);
+    shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn commits_without_enough_in_sync_replicas_are_refused_and_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Arc::new(Topics::default());
+    let (c, shutdown) = start_leading(dir.path(), Arc::clone(&topics), &[0, 1, 2]).await;
+    *topics.short.lock().unwrap() = true;
+    let r = c
+        .offset_commit(8, commit_req("solo", "", -1, &[("t", 0, 3)]))
+        .await;
+    assert_eq!(commit_codes(&r), vec![codes::COORDINATOR_NOT_AVAILABLE]);
+    assert!(c.committed_offsets().is_empty());
+    *topics.short.lock().unwrap() = false;
+    let r = c
+        .offset_commit(8, commit_req("solo", "", -1, &[("t", 0, 3)]))
+        .await;
+    assert_eq!(commit_codes(&r), vec![0]);
+    shutdown.cancel();
+    // Only the accepted commit is in the log.
+    let p = partition_for("solo", OFFSETS_PARTITIONS);
+    assert_eq!(offsets_log(dir.path(), p, 1).log_end_offset(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn offsets_of_an_old_offsets_file_are_imported_unless_a_newer_commit_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = start(dir.path()).await;
+    c.offset_commit(8, commit_req("g", "", -1, &[("t", 0, 50)]))
+        .await;
+    let old = |offset: i64, ts: i64| StoredOffset {
+        offset,
+        leader_epoch: -1,
+        metadata: "old".into(),
+        commit_timestamp_ms: ts,
+    };
+    // t-0 was committed after the file's value (now vs. 1000); t-1 only exists in the file.
+    let n = c
+        .import_legacy(
+            "g",
+            vec![
+                ("t".into(), 0, old(10, 1000)),
+                ("t".into(), 1, old(20, 1000)),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let r = c
+        .offset_fetch(5, offset_fetch_req("g", Some(("t", vec![0, 1]))))
+        .await;
+    assert_eq!(
+        fetched_v7(&r, "t"),
+        vec![(0, 50, "m50".to_string()), (1, 20, "old".to_string())]
+    );
+    // Importing the same file again changes nothing.
+    let n = c
+        .import_legacy("g", vec![("t".into(), 1, old(20, 1000))])
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    shutdown.cancel();
 }

@@ -1,7 +1,10 @@
 //! The handlers' view of the cluster metadata: topics, partition owners, group coordinators
-//! and producer ids come from the quorum's state ([`crate::cluster`]); changes are validated
-//! here (names, configs, counts: anything that depends on this binary's rules) and then
-//! proposed to the quorum, which every broker applies in the same order.
+//! (the leaders of `__consumer_offsets`' partitions) and producer ids come from the quorum's
+//! state ([`crate::cluster`]); changes are validated here (names, configs, counts: anything
+//! that depends on this binary's rules) and then proposed to the quorum, which every broker
+//! applies in the same order. The internal topic `__consumer_offsets` is created here, by the
+//! cluster itself, the first time a group needs a coordinator; clients cannot create, delete
+//! or grow it.
 //!
 //! After a change this broker has proposed, its own local logs are brought in line before the
 //! client gets its answer, so a CreateTopics followed by a Produce to the same broker works.
@@ -13,10 +16,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::codes;
-use crate::cluster::state::{
-    BrokerRecord, BrokerState, Command, ConfigChange, Outcome, PartitionRecord,
-};
+use crate::cluster::state::{BrokerRecord, Command, ConfigChange, Outcome, PartitionRecord};
 use crate::context::BrokerContext;
+use crate::group::{is_internal_topic, partition_for, OFFSETS_TOPIC};
 use crate::log::{
     altered_configs, check_partition_count, validate_topic_configs, validate_topic_name, AlterOp,
     ConfigEntry, LogError, PartitionLog, TopicMeta,
@@ -115,6 +117,17 @@ pub fn local_partition(
     partition: i32,
     client_epoch: i32,
 ) -> Result<Arc<PartitionLog>, i16> {
+    leader_partition(ctx, topic, partition, client_epoch).map(|(log, _)| log)
+}
+
+/// [`local_partition`] with the leader epoch this broker leads it at (an append checks it
+/// under the log's lock: `PartitionLog::append_in_epoch`).
+pub fn leader_partition(
+    ctx: &BrokerContext,
+    topic: &str,
+    partition: i32,
+    client_epoch: i32,
+) -> Result<(Arc<PartitionLog>, i32), i16> {
     match ownership(ctx, topic, partition) {
         Ownership::Unknown => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
         Ownership::Elsewhere(_) => Err(NOT_LEADER_OR_FOLLOWER),
@@ -123,7 +136,7 @@ pub fn local_partition(
         }
         Ownership::Here(epoch) if client_epoch > epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
         Ownership::Here(epoch) => match ctx.replicas.leader_log(topic, partition) {
-            Some((log, led)) if led == epoch => Ok(log),
+            Some((log, led)) if led == epoch => Ok((log, led)),
             _ => Err(NOT_LEADER_OR_FOLLOWER),
         },
     }
@@ -234,6 +247,7 @@ pub async fn create_topic(
     } = topic;
     let name = name.as_str();
     validate_topic_name(name)?;
+    refuse_internal(name, "created by clients (the cluster creates it when a consumer group first needs a coordinator)")?;
     let (partitions, rf) = match &assignment {
         Some(lists) => {
             check_assignment(ctx, name, lists)?;
@@ -291,8 +305,24 @@ pub async fn create_topic(
     Ok((meta, rf))
 }
 
+/// Refuses a client's change of an internal topic (Kafka's INVALID_TOPIC_EXCEPTION), naming
+/// what is not allowed.
+pub fn refuse_internal(name: &str, what: &str) -> Result<(), MetaError> {
+    if !is_internal_topic(name) {
+        return Ok(());
+    }
+    Err(MetaError {
+        code: codes::INVALID_TOPIC_EXCEPTION,
+        message: format!(
+            "{name} is an internal topic holding the consumer groups' committed offsets; it \
+             cannot be {what}"
+        ),
+    })
+}
+
 pub async fn delete_topic(ctx: &Arc<BrokerContext>, name: &str) -> Result<TopicMeta, MetaError> {
     let meta = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
+    refuse_internal(name, "deleted")?;
     propose(
         ctx,
         Command::DeleteTopic {
@@ -313,6 +343,11 @@ pub async fn create_partitions(
     validate_only: bool,
 ) -> Result<TopicMeta, MetaError> {
     let current = topic(ctx, name).ok_or_else(|| unknown_topic(name))?;
+    // Its partition count decides which partition holds each group.
+    refuse_internal(
+        name,
+        "given more partitions (each group's place depends on the count)",
+    )?;
     let rf = ctx
         .cluster
         .state()
@@ -415,63 +450,110 @@ pub fn describe_topic_configs(
     Ok(ctx.logs.describe_configs_of(&meta))
 }
 
-/// The broker coordinating `group`, placing the group on the least loaded broker the first
-/// time anyone asks.
-pub async fn coordinator(ctx: &Arc<BrokerContext>, group: &str) -> Result<BrokerRecord, MetaError> {
-    let placed = ctx.cluster.state().groups.get(group).map(|g| g.coordinator);
-    let id = match placed {
-        Some(id) => id,
-        None => match propose(
-            ctx,
-            Command::AssignGroup {
-                group: group.to_string(),
-            },
-        )
-        .await
-        {
-            Ok(Outcome::Coordinator(id)) => id,
-            Ok(other) => {
-                return Err(MetaError {
-                    code: COORDINATOR_NOT_AVAILABLE,
-                    message: format!("group {group}: unexpected answer {other:?}"),
-                })
-            }
-            Err(e) => {
-                return Err(MetaError {
-                    code: COORDINATOR_NOT_AVAILABLE,
-                    message: format!("group {group}: {e}"),
-                })
-            }
-        },
-    };
-    match broker(ctx, id) {
-        Some(b) if b.state == BrokerState::Fenced => Err(MetaError {
-            code: COORDINATOR_NOT_AVAILABLE,
-            message: format!("group {group}: its coordinator, broker {id}, is unreachable"),
-        }),
-        Some(b) => Ok(b),
-        None => Err(MetaError {
-            code: COORDINATOR_NOT_AVAILABLE,
-            message: format!("group {group}: its coordinator, broker {id}, is not registered"),
-        }),
-    }
+/// Segment size of `__consumer_offsets`: its compaction moves the log start, but space comes
+/// back only one closed segment at a time, so segments are kept small.
+const OFFSETS_SEGMENT_BYTES: &str = "16777216";
+
+/// The topic configs `__consumer_offsets` is created with: kept until the coordinator
+/// compacts it (no retention by time or size, which would drop live offsets), and fsynced
+/// before an append counts as replicated, whatever the broker's default (an acknowledged
+/// OffsetCommit is acknowledged data).
+pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    [
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("sluice.fsync", "always"),
+        ("segment.bytes", OFFSETS_SEGMENT_BYTES),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
-/// Whether this broker coordinates `group`. A group nobody has asked about yet is served
-/// here only when this broker is the only one (a single-node cluster); in a larger cluster
-/// the client is sent to FindCoordinator.
-pub fn coordinates(ctx: &BrokerContext, group: &str) -> bool {
-    if ctx
-        .group_handover
-        .try_read()
-        .is_ok_and(|h| h.contains(group))
-    {
-        return false;
+/// Creates `__consumer_offsets` if the cluster has none yet: the configured partition count
+/// and `min(replication factor, brokers available)` copies. Returns its partition count. A
+/// concurrent creation by another broker counts as success.
+pub async fn ensure_offsets_topic(ctx: &Arc<BrokerContext>) -> Result<i32, MetaError> {
+    let count = |ctx: &BrokerContext| {
+        ctx.cluster
+            .state()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
+    };
+    if let Some(n) = count(ctx) {
+        return Ok(n);
     }
+    let available = ctx.cluster.state().active_brokers().count();
+    let settings = ctx.offsets_topic;
+    let rf = usize::try_from(settings.replication_factor)
+        .unwrap_or(1)
+        .min(available)
+        .max(1);
+    let created = propose(
+        ctx,
+        Command::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            id: Uuid::new_v4(),
+            partitions: settings.partitions,
+            configs: offsets_topic_configs(),
+            replication_factor: i32::try_from(rf).unwrap_or(1),
+            assignment: None,
+        },
+    )
+    .await;
+    match created {
+        Ok(_) => {
+            tracing::info!(
+                topic = OFFSETS_TOPIC,
+                partitions = settings.partitions,
+                replication_factor = rf,
+                brokers = available,
+                "created the internal topic of committed offsets"
+            );
+        }
+        Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => {}
+        Err(e) => {
+            return Err(MetaError {
+                code: COORDINATOR_NOT_AVAILABLE,
+                message: format!("cannot create {OFFSETS_TOPIC}: {}", e.message),
+            })
+        }
+    }
+    count(ctx).ok_or_else(|| MetaError {
+        code: COORDINATOR_NOT_AVAILABLE,
+        message: format!("{OFFSETS_TOPIC} is not in this broker's metadata yet"),
+    })
+}
+
+/// The broker coordinating `group`: the leader of its partition of `__consumer_offsets`
+/// (created the first time anyone asks). COORDINATOR_NOT_AVAILABLE while that partition has
+/// no leader.
+pub async fn coordinator(ctx: &Arc<BrokerContext>, group: &str) -> Result<BrokerRecord, MetaError> {
+    let partitions = ensure_offsets_topic(ctx).await?;
+    let p = partition_for(group, partitions);
+    let unavailable = |why: String| MetaError {
+        code: COORDINATOR_NOT_AVAILABLE,
+        message: format!("group {group} ({OFFSETS_TOPIC}-{p}): {why}"),
+    };
     let state = ctx.cluster.state();
-    match state.groups.get(group) {
-        Some(g) => g.coordinator == ctx.node_id,
-        None => state.brokers.len() <= 1,
+    let leader = state
+        .partition(OFFSETS_TOPIC, p)
+        .map(|rec| rec.leader)
+        .ok_or_else(|| unavailable("the partition is not in the metadata".into()))?;
+    if leader < 0 {
+        return Err(unavailable(
+            "the partition has no leader (no in-sync replica is alive)".into(),
+        ));
+    }
+    match state.brokers.get(&leader) {
+        Some(b) if !b.state.is_alive() => Err(unavailable(format!(
+            "its leader, broker {leader}, is unreachable"
+        ))),
+        Some(b) => Ok(b.clone()),
+        None => Err(unavailable(format!(
+            "its leader, broker {leader}, is not registered"
+        ))),
     }
 }
 

@@ -2,8 +2,8 @@
 //! FindCoordinator, answered for the whole cluster from the quorum's state: every live broker,
 //! every topic, each
 //! partition's leader and leader epoch, replicas, in-sync replicas and offline replicas (those
-//! on brokers that are fenced or stopping), each group's coordinator. The quorum leader is
-//! reported as the controller.
+//! on brokers that are fenced or stopping), each group's coordinator (the leader of its
+//! `__consumer_offsets` partition). The quorum leader is reported as the controller.
 
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::{catalog, codes, sb};
 use crate::cluster::state::{BrokerRecord, ClusterState, PartitionRecord};
 use crate::context::BrokerContext;
+use crate::group::is_internal_topic;
 use crate::log::{validate_topic_name, TopicMeta};
 
 /// "Not provided" for the authorized-operations fields.
@@ -148,7 +149,7 @@ pub fn describe_topic_partitions(
                 .with_error_code(codes::NONE)
                 .with_name(Some(TopicName(sb(&name))))
                 .with_topic_id(topic.id)
-                .with_is_internal(false)
+                .with_is_internal(is_internal_topic(&name))
                 .with_partitions(partitions)
                 .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
         );
@@ -185,7 +186,7 @@ fn topic_entry(ctx: &BrokerContext, meta: &TopicMeta) -> MetadataResponseTopic {
         .with_error_code(codes::NONE)
         .with_name(Some(TopicName(sb(&meta.name))))
         .with_topic_id(meta.id)
-        .with_is_internal(false)
+        .with_is_internal(is_internal_topic(&meta.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
@@ -251,6 +252,20 @@ pub async fn metadata(
                         }
                         Ok(()) if !allow_create => {
                             topic_error(Some(&name), Uuid::nil(), codes::UNKNOWN_TOPIC_OR_PARTITION)
+                        }
+                        // Created the cluster's way, as Kafka's metadata path does.
+                        Ok(()) if is_internal_topic(&name) => {
+                            match catalog::ensure_offsets_topic(ctx).await {
+                                Ok(_) => match catalog::topic(ctx, &name) {
+                                    Some(meta) => topic_entry(ctx, &meta),
+                                    None => topic_error(
+                                        Some(&name),
+                                        Uuid::nil(),
+                                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                                    ),
+                                },
+                                Err(e) => topic_error(Some(&name), Uuid::nil(), e.kafka_code()),
+                            }
                         }
                         Ok(()) => {
                             let created = catalog::create_topic(
@@ -339,8 +354,9 @@ pub fn describe_cluster(
     resp.with_brokers(brokers)
 }
 
-/// One coordinator lookup: (error code, message, broker). Groups are placed through the quorum
-/// on first lookup; transaction coordinators (key type 1) are refused until transactions exist.
+/// One coordinator lookup: (error code, message, broker). A group's coordinator is the leader of
+/// its `__consumer_offsets` partition (the topic is created on the first lookup); transaction
+/// coordinators (key type 1) are refused until transactions exist.
 async fn lookup(
     ctx: &Arc<BrokerContext>,
     key_type: i8,

@@ -5,8 +5,8 @@
 //!
 //! Files: the data path ([`produce`], [`fetch`], [`log_offsets`]); the cluster and its topics
 //! ([`metadata`], [`topics`], [`configs`], [`reassign`], [`operational`], [`quorum`]); group
-//! requests for a group coordinated elsewhere ([`coordination`]; the rest go to
-//! `group::GroupCoordinator`); [`api_versions`]; the APIs answered with an error
+//! requests go to `group::GroupCoordinator` (which answers NOT_COORDINATOR for groups it does
+//! not coordinate), once `__consumer_offsets` exists; [`api_versions`]; the APIs answered with an error
 //! ([`unserved`]); the handlers' view of the cluster metadata and its validated changes
 //! ([`catalog`]); Kafka's error codes ([`codes`]).
 //!
@@ -17,7 +17,6 @@ pub mod api_versions;
 pub mod catalog;
 pub mod codes;
 pub mod configs;
-pub mod coordination;
 pub mod fetch;
 pub mod log_offsets;
 pub mod metadata;
@@ -174,11 +173,16 @@ pub async fn dispatch(
             Reply::Now(Some(respond(raw, &$e)?))
         };
     }
+    // Group requests: `__consumer_offsets` is created first if the cluster has none yet (a
+    // client may skip FindCoordinator on a single broker); the coordinator decides the rest.
     macro_rules! group {
         ($method:ident, $t:ty) => {{
             let req = req!($t);
-            let groups = Arc::clone(&ctx.groups);
-            later(raw, async move { groups.$method(v, req).await })
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                ctx.groups.$method(v, req).await
+            })
         }};
     }
 
@@ -259,12 +263,7 @@ pub async fn dispatch(
         }
         ApiKey::JoinGroup => {
             let req = req!(JoinGroupRequest);
-            if !catalog::coordinates(ctx, req.group_id.as_str()) {
-                return Ok(now!(JoinGroupResponse::default()
-                    .with_error_code(codes::NOT_COORDINATOR)
-                    .with_generation_id(-1)));
-            }
-            let groups = Arc::clone(&ctx.groups);
+            let ctx = Arc::clone(ctx);
             let client = ClientInfo {
                 client_id: header
                     .client_id
@@ -273,71 +272,23 @@ pub async fn dispatch(
                     .unwrap_or_default(),
                 client_host: format!("/{}", peer.ip()),
             };
-            later(
-                raw,
-                async move { groups.join_group_from(v, req, client).await },
-            )
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                ctx.groups.join_group_from(v, req, client).await
+            })
         }
-        ApiKey::SyncGroup => {
-            let req = req!(SyncGroupRequest);
-            if !catalog::coordinates(ctx, req.group_id.as_str()) {
-                return Ok(now!(
-                    SyncGroupResponse::default().with_error_code(codes::NOT_COORDINATOR)
-                ));
-            }
+        ApiKey::SyncGroup => group!(sync_group, SyncGroupRequest),
+        ApiKey::Heartbeat => group!(heartbeat, HeartbeatRequest),
+        ApiKey::LeaveGroup => group!(leave_group, LeaveGroupRequest),
+        ApiKey::OffsetCommit => group!(offset_commit, OffsetCommitRequest),
+        ApiKey::OffsetFetch => group!(offset_fetch, OffsetFetchRequest),
+        ApiKey::ListGroups => {
+            // Lists what this broker coordinates; never creates the offsets topic (admin tools
+            // send it to every broker).
+            let req = req!(ListGroupsRequest);
             let groups = Arc::clone(&ctx.groups);
-            later(raw, async move { groups.sync_group(v, req).await })
+            later(raw, async move { groups.list_groups(v, req).await })
         }
-        ApiKey::Heartbeat => {
-            let req = req!(HeartbeatRequest);
-            if !catalog::coordinates(ctx, req.group_id.as_str()) {
-                return Ok(now!(
-                    HeartbeatResponse::default().with_error_code(codes::NOT_COORDINATOR)
-                ));
-            }
-            let groups = Arc::clone(&ctx.groups);
-            later(raw, async move { groups.heartbeat(v, req).await })
-        }
-        ApiKey::LeaveGroup => {
-            let req = req!(LeaveGroupRequest);
-            if !catalog::coordinates(ctx, req.group_id.as_str()) {
-                return Ok(now!(
-                    LeaveGroupResponse::default().with_error_code(codes::NOT_COORDINATOR)
-                ));
-            }
-            let groups = Arc::clone(&ctx.groups);
-            later(raw, async move { groups.leave_group(v, req).await })
-        }
-        ApiKey::OffsetCommit => {
-            let req = req!(OffsetCommitRequest);
-            if !catalog::coordinates(ctx, req.group_id.as_str()) {
-                return Ok(now!(coordination::offset_commit_elsewhere(&req)));
-            }
-            let ctx2 = Arc::clone(ctx);
-            Reply::Later(
-                async move {
-                    // Held until the commit is durable, so a handover never misses it.
-                    let handing_over = ctx2.group_handover.read().await;
-                    let resp = if handing_over.contains(req.group_id.as_str()) {
-                        coordination::offset_commit_elsewhere(&req)
-                    } else {
-                        ctx2.groups.offset_commit(v, req).await
-                    };
-                    drop(handing_over);
-                    respond(raw, &resp).map(Some)
-                }
-                .boxed(),
-            )
-        }
-        ApiKey::OffsetFetch => {
-            let req = req!(OffsetFetchRequest);
-            if let Some(resp) = coordination::offset_fetch_elsewhere(ctx, v, &req) {
-                return Ok(now!(resp));
-            }
-            let groups = Arc::clone(&ctx.groups);
-            later(raw, async move { groups.offset_fetch(v, req).await })
-        }
-        ApiKey::ListGroups => group!(list_groups, ListGroupsRequest),
         ApiKey::DescribeGroups => group!(describe_groups, DescribeGroupsRequest),
         ApiKey::DeleteGroups => group!(delete_groups, DeleteGroupsRequest),
         _ => {
@@ -350,6 +301,14 @@ pub async fn dispatch(
         }
     };
     Ok(reply)
+}
+
+/// Makes sure `__consumer_offsets` exists before a group request is served. A failure is
+/// logged; the coordinator then answers the request COORDINATOR_NOT_AVAILABLE.
+async fn offsets_topic(ctx: &Arc<BrokerContext>) {
+    if let Err(e) = catalog::ensure_offsets_topic(ctx).await {
+        tracing::warn!(error = %e, "no offsets topic for a group request");
+    }
 }
 
 /// A Kafka topic-name-ish `StrBytes` from a `&str`.

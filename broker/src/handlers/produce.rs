@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 use super::{catalog, codes, sb, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
+use crate::group::is_internal_topic;
 use crate::log::{AppendInfo, AppendOutcome, PartitionLog};
 use crate::protocol::codec::{self, api_name, respond, RawHeader};
 
@@ -97,7 +98,14 @@ pub fn handle(
             tr.name = topic.name.clone();
         }
         for p in topic.partition_data {
-            let pr = if req.transactional_id.is_some() {
+            let pr = if let Some(m) = meta.as_ref().filter(|m| is_internal_topic(&m.name)) {
+                // As Kafka: only the cluster writes its internal topics.
+                partition_error(
+                    p.index,
+                    codes::INVALID_TOPIC_EXCEPTION,
+                    Some(format!("Cannot append to internal topic {}", m.name)),
+                )
+            } else if req.transactional_id.is_some() {
                 partition_error(
                     p.index,
                     codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
@@ -129,7 +137,7 @@ pub fn handle(
                 let log = match &meta {
                     None if by_id => Err(codes::UNKNOWN_TOPIC_ID),
                     None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                    Some(m) => catalog::local_partition(ctx, &m.name, p.index, -1),
+                    Some(m) => catalog::leader_partition(ctx, &m.name, p.index, -1),
                 };
                 match log {
                     Err(code) => {
@@ -151,7 +159,7 @@ pub fn handle(
                         });
                         partition_error(p.index, code, message)
                     }
-                    Ok(log) => match p.records {
+                    Ok((log, epoch)) => match p.records {
                         None => partition_error(
                             p.index,
                             codes::INVALID_REQUEST,
@@ -159,7 +167,9 @@ pub fn handle(
                         ),
                         Some(records) => {
                             ctx.metrics.produced_bytes(records.len());
-                            match log.append(records) {
+                            // Stamped with the epoch this broker was found leading at, or
+                            // refused if leadership changed in between.
+                            match log.append_in_epoch(records, epoch) {
                                 Ok(AppendOutcome::Appended(info))
                                 | Ok(AppendOutcome::Duplicate(info)) => {
                                     if acks == -1 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::*;
 
 use super::{codes, sb};
-use crate::cluster::state::{BrokerState, Command, Outcome};
+use crate::cluster::state::{Command, Outcome};
 use crate::context::BrokerContext;
 
 /// The client id a broker uses when it passes a DescribeQuorum on to the quorum leader; the
@@ -180,41 +180,14 @@ fn describe_quorum_here(
 }
 
 /// UnregisterBroker: removes a broker from the cluster for good (decommission). Refused while it
-/// owns partitions, is receiving one, or coordinates groups: move them off first. Then the
-/// broker also leaves the metadata quorum.
+/// holds a replica of any partition (`__consumer_offsets`' included, whose leaders coordinate
+/// the groups): move them off first. Then the broker also leaves the metadata quorum.
 pub async fn unregister_broker(
     ctx: &Arc<BrokerContext>,
     req: UnregisterBrokerRequest,
 ) -> UnregisterBrokerResponse {
     let id = req.broker_id.0;
     let resp = UnregisterBrokerResponse::default();
-    // A broker that owns no partitions any more but still coordinates groups is on its way
-    // out: mark it draining, so it hands its coordinator roles over (server::mover) and the
-    // next UnregisterBroker succeeds.
-    let state = ctx.cluster.state();
-    let on_the_way_out = state
-        .brokers
-        .get(&id)
-        .is_some_and(|b| b.state == BrokerState::Active)
-        && state.partitions_of(id).is_empty()
-        && !state.groups_of(id).is_empty();
-    if on_the_way_out {
-        match ctx
-            .cluster
-            .propose(Command::SetBrokerState {
-                id,
-                state: BrokerState::Draining,
-            })
-            .await
-        {
-            Ok(_) => tracing::info!(
-                broker = id,
-                groups = state.groups_of(id).len(),
-                "broker marked draining: its group coordinator roles move to other brokers"
-            ),
-            Err(e) => tracing::warn!(broker = id, error = %e, "could not mark the broker draining"),
-        }
-    }
     let outcome = ctx.cluster.propose(Command::UnregisterBroker { id }).await;
     let (code, message) = match outcome {
         Err(e) => (

@@ -264,8 +264,12 @@ pub async fn delete_records(
         let mut tr = DeleteRecordsTopicResult::default().with_name(t.name.clone());
         for p in t.partitions {
             let (index, offset) = (p.partition_index, p.offset);
-            // Only the partition's leader deletes; others send the client there.
-            let outcome = match catalog::local_partition(ctx, t.name.as_str(), index, -1) {
+            // Only the partition's leader deletes; others send the client there. An internal
+            // topic's head belongs to its coordinator (Kafka refuses it too).
+            let local = catalog::refuse_internal(t.name.as_str(), "trimmed by DeleteRecords")
+                .map_err(|e| e.code)
+                .and_then(|()| catalog::local_partition(ctx, t.name.as_str(), index, -1));
+            let outcome = match local {
                 Err(code) => Err(code),
                 Ok(log) => Ok(
                     tokio::task::spawn_blocking(move || log.delete_records(offset))

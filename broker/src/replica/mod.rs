@@ -218,7 +218,6 @@ impl ReplicaManager {
                     events.push(Event::Led(key.0, key.1, epoch, log));
                 }
             } else if rec.leader != NO_LEADER {
-                log.set_leader_epoch(rec.leader_epoch);
                 follow.entry(rec.leader).or_default().insert(
                     key,
                     Follow {
@@ -239,7 +238,9 @@ impl ReplicaManager {
                 if let Some(l) = led.remove(&key) {
                     tracing::info!(topic = %key.0, partition = key.1, epoch = l.replicas.leader_epoch, "no longer the leader");
                     l.tenure.cancel();
-                    l.log.unfence();
+                    // No client append from here on (one that passed the leadership check
+                    // just before is refused under the append lock); a new tenure unfences.
+                    l.log.fence();
                     events.push(Event::Resigned(key.0, key.1));
                 }
             }

@@ -1,11 +1,13 @@
-//! Group coordinator roles leaving a draining broker: per group, new commits are refused
-//! (NOT_COORDINATOR) and in-flight ones finish, the committed offsets are copied to the least
-//! loaded active broker ([`Request::AdoptGroup`]), and the quorum moves the role there.
-//! Members rediscover the coordinator and rejoin.
+//! The group coordinator's wiring into the broker: which partitions of `__consumer_offsets`
+//! this broker leads (told by the replica layer), what it knows of topics (the cluster
+//! metadata), and the one-time import of a pre-replication offsets file.
 //!
-//! (Partition data does not move here: a reassignment adds replicas, which copy the partition
-//! by following its leader, see `crate::replica`.)
+//! Coordinator roles follow partition leadership: when a broker dies, is drained or restarts,
+//! its offsets partitions get new leaders (elections, reassignments), which load them and
+//! serve their groups. Nothing here moves groups by hand any more.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +16,82 @@ use futures::FutureExt;
 use tracing::Instrument;
 
 use crate::cluster::network::{Request, Response};
-use crate::cluster::state::{BrokerState, Command, Outcome};
-use crate::cluster::PartitionService;
+use crate::cluster::{Cluster, PartitionService};
 use crate::context::BrokerContext;
 use crate::group::offsets::StoredOffset;
+use crate::group::{legacy, GroupCoordinator, TopicDirectory, OFFSETS_TOPIC};
+use crate::handlers::catalog;
+use crate::log::PartitionLog;
+use crate::replica::LeadershipListener;
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// This broker's side of the inter-broker RPCs: taking over a group's committed offsets.
+/// Tells the coordinator when this broker starts or stops leading an offsets partition.
+#[derive(Debug)]
+pub struct GroupLeadership(pub Arc<GroupCoordinator>);
+
+impl LeadershipListener for GroupLeadership {
+    fn became_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        log: Arc<PartitionLog>,
+    ) {
+        if topic == OFFSETS_TOPIC {
+            self.0.became_leader(partition, leader_epoch, log);
+        }
+    }
+
+    fn resigned(&self, topic: &str, partition: i32) {
+        if topic == OFFSETS_TOPIC {
+            self.0.resigned(partition);
+        }
+    }
+}
+
+/// The group coordinator's view of the topics: the whole cluster's, not only the local logs.
+pub struct ClusterTopics {
+    pub cluster: Arc<Cluster>,
+    /// `--min-insync-replicas`, for topics without their own `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+}
+
+impl TopicDirectory for ClusterTopics {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        let state = self.cluster.state();
+        let t = state.topics.get(topic)?;
+        Some(i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
+    }
+    fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        self.cluster
+            .state()
+            .topic_by_id(id)
+            .map(|(name, _)| name.clone())
+    }
+    fn topic_id(&self, name: &str) -> Option<uuid::Uuid> {
+        self.cluster.state().topics.get(name).map(|t| t.id)
+    }
+    fn in_sync_shortfall(&self, topic: &str, partition: i32) -> Option<String> {
+        let state = self.cluster.state();
+        let t = state.topics.get(topic)?;
+        let min = t
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(self.min_insync_replicas);
+        let isr = &t.partitions.get(usize::try_from(partition).ok()?)?.isr;
+        (i64::try_from(isr.len()).unwrap_or(i64::MAX) < i64::from(min)).then(|| {
+            format!(
+                "{topic}-{partition}: min.insync.replicas={min} but only {} replica(s) are in sync ({isr:?})",
+                isr.len()
+            )
+        })
+    }
+}
+
+/// This broker's side of [`Request::AdoptGroup`]: offsets of a group it coordinates, sent by
+/// a broker importing its pre-replication offsets file.
 pub struct GroupAdoption {
     pub ctx: Arc<BrokerContext>,
 }
@@ -34,109 +104,103 @@ impl PartitionService for GroupAdoption {
     ) -> BoxFuture<'static, Result<(), String>> {
         let ctx = Arc::clone(&self.ctx);
         async move {
-            let n = offsets.len();
-            let g = group.clone();
-            let groups = Arc::clone(&ctx.groups);
-            tokio::task::spawn_blocking(move || groups.import_offsets(&g, offsets))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("group {group}: {e}"))?;
-            tracing::info!(group = %group, offsets = n, "took over the group's committed offsets");
+            let n = ctx.groups.import_legacy(&group, offsets).await?;
+            tracing::info!(group = %group, offsets = n, "imported offsets committed before __consumer_offsets");
             Ok(())
         }
         .boxed()
     }
 }
 
-/// How often a draining broker looks for group coordinator roles to hand over.
-const GROUP_DRAIN_EVERY: Duration = Duration::from_secs(1);
+/// The directory of the pre-replication offsets file.
+pub fn legacy_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("groups")
+}
 
-/// Spawns the task that hands this broker's group coordinator roles to other brokers while it
-/// is draining (marked for removal): per group, new commits are refused (NOT_COORDINATOR) and
-/// in-flight ones finish, the committed offsets are copied to the least loaded active broker,
-/// and the quorum moves the role there. Members rediscover the coordinator and rejoin.
-pub fn spawn_group_drain(ctx: Arc<BrokerContext>) {
+/// How often a broker with a pre-replication offsets file retries handing it over.
+const IMPORT_RETRY: Duration = Duration::from_secs(2);
+
+/// Spawns the one-time import of `<data-dir>/groups/offsets.log` (the committed offsets this
+/// broker coordinated before `__consumer_offsets` existed): each group's offsets go to its
+/// coordinator (this broker or another, [`Request::AdoptGroup`]), which writes those not
+/// superseded by a newer commit; once every group is done the file is renamed
+/// `offsets.log.imported`. Retried until it succeeds, so an upgrade loses no committed offset
+/// even while the cluster is still coming up. Does nothing without such a file.
+pub fn spawn_legacy_import(ctx: Arc<BrokerContext>, dir: PathBuf) {
     tokio::spawn(
         async move {
-            let mut tick = tokio::time::interval(GROUP_DRAIN_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let read = {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || legacy::read_for_import(&dir)).await
+            };
+            let mut pending = match read {
+                Ok(Ok(Some(groups))) => groups,
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot read the pre-replication offsets file; its offsets are not imported");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "offsets import task failed");
+                    return;
+                }
+            };
+            tracing::info!(groups = pending.len(), path = %dir.display(), "importing offsets committed before __consumer_offsets");
             loop {
+                import_round(&ctx, &mut pending).await;
+                if pending.is_empty() {
+                    break;
+                }
                 tokio::select! {
-                    _ = ctx.shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let state = ctx.cluster.state();
-                let draining = state
-                    .brokers
-                    .get(&ctx.node_id)
-                    .is_some_and(|b| b.state == BrokerState::Draining);
-                if !draining || !ctx.cluster.is_ready() {
-                    continue;
-                }
-                for group in state.groups_of(ctx.node_id) {
-                    if let Err(e) = hand_over_group(&ctx, &group).await {
-                        tracing::warn!(group = %group, error = %e, "could not hand the group's coordinator role over; retrying");
-                    }
+                    _ = ctx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(IMPORT_RETRY) => {}
                 }
             }
+            let renamed = tokio::task::spawn_blocking(move || legacy::mark_imported(&dir)).await;
+            match renamed {
+                Ok(Ok(())) => tracing::info!("pre-replication offsets imported; the file is kept as offsets.log.imported"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "offsets imported, but the file could not be renamed; it is imported again (harmlessly) at the next start"),
+                Err(e) => tracing::warn!(error = %e, "offsets import task failed"),
+            }
         }
-        .instrument(tracing::info_span!("group_drain")),
+        .instrument(tracing::info_span!("offsets_import")),
     );
 }
 
-async fn hand_over_group(ctx: &Arc<BrokerContext>, group: &str) -> Result<(), String> {
-    let state = ctx.cluster.state();
-    let target = state
-        .active_brokers()
-        .filter(|b| b.id != ctx.node_id)
-        .map(|b| (state.groups_of(b.id).len(), b.id, b.cluster_addr.clone()))
-        .min()
-        .ok_or("no active broker to take the group")?;
-    let (_, to, addr) = target;
-    // From here on this broker refuses the group's requests; the write lock waits for
-    // commits already in progress.
-    ctx.group_handover.write().await.insert(group.to_string());
-    let result = async {
-        let offsets = ctx.groups.export_offsets(group);
-        let n = offsets.len();
-        let req = Request::AdoptGroup {
-            group: group.to_string(),
-            offsets,
+/// One pass over the groups still to import; those handed over leave `pending`.
+async fn import_round(
+    ctx: &Arc<BrokerContext>,
+    pending: &mut BTreeMap<String, legacy::LegacyOffsets>,
+) {
+    let groups: Vec<String> = pending.keys().cloned().collect();
+    for group in groups {
+        let Some(offsets) = pending.get(&group).cloned() else {
+            continue;
         };
-        match ctx.cluster.call(&addr, req, RPC_TIMEOUT).await {
-            Ok(Response::AdoptGroup(Ok(()))) => {}
-            Ok(other) => {
-                return Err(format!(
-                    "broker {to} refused the offsets: {}",
-                    short(&other)
-                ))
+        let result = match catalog::coordinator(ctx, &group).await {
+            Err(e) => Err(e.to_string()),
+            Ok(b) if b.id == ctx.node_id => {
+                ctx.groups.import_legacy(&group, offsets).await.map(drop)
             }
-            Err(e) => return Err(e.to_string()),
+            Ok(b) => {
+                let req = Request::AdoptGroup {
+                    group: group.clone(),
+                    offsets,
+                };
+                match ctx.cluster.call(&b.cluster_addr, req, RPC_TIMEOUT).await {
+                    Ok(Response::AdoptGroup(r)) => r,
+                    Ok(other) => Err(format!("unexpected answer from broker {}: {other:?}", b.id)),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                pending.remove(&group);
+            }
+            Err(e) => {
+                tracing::debug!(group = %group, error = %e, "offsets not imported yet; retrying");
+            }
         }
-        match ctx
-            .cluster
-            .propose(Command::MoveGroup {
-                group: group.to_string(),
-                to,
-            })
-            .await
-        {
-            Ok(Outcome::Coordinator(_)) => {}
-            Ok(other) => return Err(format!("the quorum refused the move: {other:?}")),
-            Err(e) => return Err(e.to_string()),
-        }
-        tracing::info!(group, to, offsets = n, "group coordinator role handed over");
-        if let Err(e) = ctx.groups.forget_offsets(group) {
-            tracing::warn!(group, error = %e, "could not drop the moved group's offsets here");
-        }
-        Ok(())
     }
-    .await;
-    ctx.group_handover.write().await.remove(group);
-    result
-}
-
-fn short(r: &Response) -> String {
-    let s = format!("{r:?}");
-    s.chars().take(200).collect()
 }

@@ -1,10 +1,11 @@
 //! The broker process: [`Broker::start`] binds the Kafka and HTTP listeners, recovers the data
 //! directory, and spawns the accept loop and background tasks; [`Broker::shutdown`] stops
-//! accepting, lets in-flight requests finish, and fsyncs logs and group offsets.
+//! accepting, lets in-flight requests finish, and fsyncs the logs.
 //!
 //! Files: `conn` (one connection: framing, reader/writer split, in-order replies), [`identity`]
 //! (this broker's own files in the data directory), [`liveness`] (the quorum leader fences
-//! unreachable brokers), [`groups`] (group coordinator roles leaving a draining broker).
+//! unreachable brokers), [`groups`] (the group coordinator's wiring: offsets partitions led
+//! here, the topic directory, the import of a pre-replication offsets file).
 //! Replication (leading, following, controlled shutdown) is [`crate::replica`]'s.
 //!
 //! The top of the import graph: may import every other module of the crate; none imports it
@@ -33,7 +34,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
-use crate::group::{GroupConfig, GroupCoordinator, TopicDirectory};
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::http::HttpState;
 use crate::log::{LogDefaults, LogManager};
 use crate::metrics::Metrics;
@@ -44,24 +45,6 @@ use crate::topology;
 pub const MAX_CONNECTIONS: usize = 4096;
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Lets the group coordinator check committed topics and resolve topic ids.
-/// The group coordinator's view of the topics: the whole cluster's, not only the local logs.
-struct ClusterTopics(Arc<Cluster>);
-
-impl TopicDirectory for ClusterTopics {
-    fn partitions(&self, topic: &str) -> Option<i32> {
-        let state = self.0.state();
-        let t = state.topics.get(topic)?;
-        Some(i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
-    }
-    fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
-        self.0.state().topic_by_id(id).map(|(name, _)| name.clone())
-    }
-    fn topic_id(&self, name: &str) -> Option<uuid::Uuid> {
-        self.0.state().topics.get(name).map(|t| t.id)
-    }
-}
 
 /// A running broker.
 #[derive(Debug)]
@@ -163,12 +146,7 @@ impl Broker {
                 source,
             })?;
             let cluster_id = identity::load_or_create_cluster_id(&dir)?;
-            let groups = GroupCoordinator::open(GroupConfig {
-                dir: dir.join("groups"),
-                min_session_timeout_ms: 6_000,
-                max_session_timeout_ms: 1_800_000,
-                initial_rebalance_delay_ms: 3_000,
-            })?;
+            let groups = GroupCoordinator::new(GroupConfig::default())?;
             Ok::<_, BrokerError>((logs, cluster_id, groups))
         })
         .await
@@ -204,7 +182,11 @@ impl Broker {
             Arc::clone(&metrics),
             shutdown.clone(),
         );
-        groups.set_topic_directory(Arc::new(ClusterTopics(Arc::clone(&cluster))));
+        groups.set_topic_directory(Arc::new(groups::ClusterTopics {
+            cluster: Arc::clone(&cluster),
+            min_insync_replicas: config.min_insync_replicas,
+        }));
+        replicas.set_listener(Arc::new(groups::GroupLeadership(Arc::clone(&groups))));
         logs.spawn_background(shutdown.clone());
         groups.spawn_expiry(shutdown.clone());
         let ctx = Arc::new(BrokerContext {
@@ -219,7 +201,7 @@ impl Broker {
             groups,
             replicas,
             producer_ids: Default::default(),
-            group_handover: Default::default(),
+            offsets_topic: config.offsets_topic(),
             metrics,
             shutdown: shutdown.clone(),
         });
@@ -293,7 +275,8 @@ impl Broker {
     }
 
     /// Stops accepting, lets in-flight requests finish (long polls are woken early), fsyncs
-    /// every partition and the group offsets, and stops the HTTP server.
+    /// every partition (committed offsets included: they live in `__consumer_offsets`), and
+    /// stops the HTTP server.
     pub async fn shutdown(mut self) -> Result<(), BrokerError> {
         tracing::info!("shutting down");
         // Not ready any more: load balancers stop sending new clients while we drain.
@@ -323,8 +306,7 @@ impl Broker {
                 path: ctx.logs.data_dir().to_path_buf(),
                 source,
             });
-            let groups = ctx.groups.flush().map_err(BrokerError::from);
-            logs.and(groups)
+            logs
         })
         .await
         .map_err(|e| BrokerError::Task {
@@ -482,7 +464,7 @@ async fn bring_up(ctx: Arc<BrokerContext>, http: Arc<HttpState>) {
     cluster.serve_partitions(Arc::new(groups::GroupAdoption {
         ctx: Arc::clone(&ctx),
     }));
-    groups::spawn_group_drain(Arc::clone(&ctx));
+    groups::spawn_legacy_import(Arc::clone(&ctx), groups::legacy_dir(ctx.logs.data_dir()));
     tracing::info!(cluster_id = %ctx.cluster_id(), brokers = cluster.state().brokers.len(), "joined the cluster; serving");
     http.ready.store(true, Ordering::Release);
 }

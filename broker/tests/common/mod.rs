@@ -509,6 +509,135 @@ impl Drop for BinaryBroker {
     }
 }
 
+/// Several `sluice-broker` processes forming one cluster on loopback, for tests that kill
+/// brokers with signals. Each broker's cluster listener has a fixed address of its own
+/// (`127.0.<net>.<id + 1>:9093`, so a restarted broker comes back where its peers know it; a
+/// test picks a `net` no other test of its binary uses); Kafka ports are chosen by the OS.
+/// Broker 0 founds the cluster, the others join through it. Data directories live under a
+/// temporary directory removed at the end.
+pub struct ProcessCluster {
+    tmp: tempfile::TempDir,
+    net: u8,
+    extra: Vec<String>,
+    brokers: Vec<Option<BinaryBroker>>,
+}
+
+impl ProcessCluster {
+    /// `n` brokers with the broker flags `extra`; returns once each sees all `n` in Metadata.
+    pub fn start(n: i32, net: u8, extra: &[&str]) -> ProcessCluster {
+        let mut c = ProcessCluster {
+            tmp: tempfile::tempdir().expect("tempdir"),
+            net,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            brokers: Vec::new(),
+        };
+        for id in 0..n {
+            c.brokers.push(None);
+            c.spawn(id);
+        }
+        for id in 0..n {
+            let bootstrap = c.broker(id).bootstrap();
+            wait_for(
+                "every broker in the metadata",
+                Duration::from_secs(60),
+                Duration::from_millis(100),
+                || {
+                    let md = rd_consumer(&bootstrap, &[])
+                        .fetch_metadata(None, Duration::from_secs(5))
+                        .ok()?;
+                    (md.brokers().len() == n as usize).then_some(())
+                },
+            );
+        }
+        c
+    }
+
+    fn cluster_addr(&self, id: i32) -> String {
+        format!("127.0.{}.{}:9093", self.net, id + 1)
+    }
+
+    /// Broker `id`'s data directory.
+    pub fn data_dir(&self, id: i32) -> PathBuf {
+        self.tmp.path().join(format!("b{id}"))
+    }
+
+    /// (Re)starts broker `id` on its data directory and cluster address.
+    pub fn spawn(&mut self, id: i32) {
+        let node = id.to_string();
+        let listen = self.cluster_addr(id);
+        let founding = id == 0 && self.brokers.iter().all(Option::is_none);
+        let seeds = (0..self.brokers.len() as i32)
+            .filter(|other| *other != id && (id != 0 || self.brokers[*other as usize].is_some()))
+            .map(|other| self.cluster_addr(other))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec![
+            "--node-id",
+            node.as_str(),
+            "--cluster-listen",
+            listen.as_str(),
+        ];
+        if !founding {
+            args.extend(["--seeds", seeds.as_str()]);
+        }
+        args.extend(self.extra.iter().map(String::as_str));
+        let log = self.tmp.path().join(format!("b{id}.log"));
+        let b = BinaryBroker::spawn(&self.data_dir(id), &args, &log);
+        self.brokers[id as usize] = Some(b);
+    }
+
+    /// SIGKILLs broker `id` (no shutdown, no final fsync).
+    pub fn kill9(&mut self, id: i32) {
+        if let Some(mut b) = self.brokers[id as usize].take() {
+            b.kill9();
+        }
+    }
+
+    pub fn broker(&self, id: i32) -> &BinaryBroker {
+        self.brokers[id as usize]
+            .as_ref()
+            .unwrap_or_else(|| panic!("broker {id} is not running"))
+    }
+
+    /// The ids of the running brokers.
+    pub fn running(&self) -> Vec<i32> {
+        (0..self.brokers.len() as i32)
+            .filter(|id| self.brokers[*id as usize].is_some())
+            .collect()
+    }
+
+    /// Every running broker's Kafka address, comma separated.
+    pub fn bootstrap(&self) -> String {
+        self.running()
+            .iter()
+            .map(|id| self.broker(*id).bootstrap())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for ProcessCluster {
+    /// A failing test shows the end of every broker's log (killed brokers' included): the
+    /// temporary directory that holds them goes with the cluster.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for id in 0..self.brokers.len() {
+            let path = self.tmp.path().join(format!("b{id}.log"));
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(300)..];
+            eprintln!(
+                "==== broker {id} ({}), last {} lines\n{}",
+                path.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 /// Removes ANSI escape sequences (`ESC [ … letter`).
 pub fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -833,6 +962,67 @@ pub fn rd_partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
         .iter()
         .find(|t| t.name() == topic && t.error().is_none())
         .map(|t| t.partitions().len())
+}
+
+/// The committed offsets of `group` for partitions `0..partitions` of `topic` (-1: none), read
+/// through `bootstrap` by a consumer that does not join the group. Retried while the
+/// coordinator is moving (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS: a new leader of the
+/// group's `__consumer_offsets` partition is taking up its role), which librdkafka's
+/// `committed()` reports instead of retrying.
+pub fn rd_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
+    let c = rd_consumer(bootstrap, &[("group.id", group)]);
+    wait_for(
+        "OffsetFetch of the group's committed offsets",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..partitions {
+                tpl.add_partition(topic, p);
+            }
+            let got = c
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .map_err(|e| eprintln!("OffsetFetch of {group} through {bootstrap}: {e}"))
+                .ok()?;
+            let offsets = got
+                .elements()
+                .iter()
+                .map(|e| {
+                    let o = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => -1,
+                    };
+                    (e.partition(), o)
+                })
+                .collect();
+            Some(offsets)
+        },
+    )
+}
+
+/// The coordinator of `group` as FindCoordinator (v3) to the broker at `addr` names it once
+/// it has one.
+pub fn find_coordinator(addr: SocketAddr, group: &str) -> i32 {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    wait_for(
+        "FindCoordinator to name a coordinator",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let mut c = RawClient::connect(addr);
+            let r = c.send(
+                &FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string(group.to_string())),
+                3,
+            );
+            (r.error_code == 0).then_some(r.node_id.0)
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,12 @@
 //            record: {"i":idx,"p":partition,"o":offset}  (--pause-ms: wait MS after each send, so
 //            a test can act while the producer is still sending)
 //   consume  --bootstrap B --topic T --group G --count N [--timeout-ms MS] [--idle-ms MS]
-//            [--prop k=v]...  (--idle-ms: also stop once no record came for MS after the first)
+//            [--distinct true] [--retry-commits true] [--prop k=v]...
+//            (--idle-ms: also stop once no record came for MS after the first; --distinct: count
+//            only records not seen before, for a group that may re-read after a coordinator
+//            change; --retry-commits: a commit refused because the group moved on (the member
+//            must rejoin) prints "#commit-retry <error>" and the consumer keeps going, as an
+//            at-least-once application does)
 //            subscribes as a member of group G, prints every record as a JSON line (the format
 //            parse_consumed_lines in common/mod.rs reads) up to N records, commits synchronously
 //            exactly the offsets after the printed records, prints "#committed <p> <offset>" lines
@@ -224,6 +229,9 @@ public final class SluiceJavaClient {
         long idleMs = Long.parseLong(a.get("idle-ms", "0"));
         long lastRecordAt = 0;
         int got = 0;
+        boolean distinct = a.get("distinct", "false").equals("true");
+        boolean retryCommits = a.get("retry-commits", "false").equals("true");
+        Set<String> seen = new HashSet<>();
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p)) {
             consumer.subscribe(List.of(topic));
             Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
@@ -250,11 +258,22 @@ public final class SluiceJavaClient {
                     out("{\"p\":" + r.partition() + ",\"o\":" + r.offset() + ",\"k\":" + hex(r.key())
                             + ",\"v\":" + hex(r.value()) + ",\"h\":" + h + "}");
                     next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1, "sluice-java"));
-                    got++;
+                    if (!distinct || seen.add(r.partition() + ":" + r.offset())) {
+                        got++;
+                    }
                     lastRecordAt = System.currentTimeMillis();
                 }
                 if (!next.isEmpty()) {
-                    consumer.commitSync(next, Duration.ofSeconds(15));
+                    try {
+                        consumer.commitSync(next, Duration.ofSeconds(15));
+                    } catch (CommitFailedException | org.apache.kafka.common.errors.RebalanceInProgressException
+                            | org.apache.kafka.common.errors.TimeoutException e) {
+                        if (!retryCommits) {
+                            throw e;
+                        }
+                        out("#commit-retry " + e.getClass().getSimpleName() + ": " + e.getMessage());
+                        next.clear();
+                    }
                 }
             }
             Map<TopicPartition, OffsetAndMetadata> committed =

@@ -79,6 +79,12 @@ pub const PAUSED_ANNOTATION: &str = "sluice.dev/paused";
         description = "Summary of the conditions"
     ),
     printcolumn(
+        name = "Under-Replicated",
+        type_ = "integer",
+        json_path = ".status.underReplicatedPartitions",
+        description = "Partitions with a replica out of sync or no leader"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -95,11 +101,17 @@ pub const PAUSED_ANNOTATION: &str = "sluice.dev/paused";
         "rule": "!has(self.config) || !has(self.config.defaultReplicationFactor) || self.config.defaultReplicationFactor <= self.replicas",
         "message": "config.defaultReplicationFactor must be at most spec.replicas: lower it or raise replicas",
         "fieldPath": ".config.defaultReplicationFactor"
+    },
+    {
+        "rule": "!has(self.config) || !has(self.config.minInsyncReplicas) || self.config.minInsyncReplicas <= (has(self.config.defaultReplicationFactor) ? self.config.defaultReplicationFactor : (self.replicas >= 3 ? 3 : self.replicas))",
+        "message": "config.minInsyncReplicas must be at most the default replication factor (config.defaultReplicationFactor, or when unset 3 with 3 or more replicas, else replicas), or no acks=all write could succeed: lower it",
+        "fieldPath": ".config.minInsyncReplicas"
     }
 ]))]
 pub struct MessageQueueSpec {
-    /// Number of broker pods. Scaling up happens at once; scaling down is refused while the
-    /// brokers to be removed still hold partitions (see the Degraded condition).
+    /// Number of broker pods. Scaling up happens at once; scaling down first moves every
+    /// partition copy off the brokers to be removed, and is refused when fewer brokers than a
+    /// partition's replication factor would stay (see the Degraded condition).
     #[serde(default = "default_replicas")]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "self >= 1", "message": "replicas must be at least 1; to stop serving, delete the MessageQueue or set paused"}
@@ -226,13 +238,15 @@ pub struct BrokerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub default_partitions: Option<i32>,
-    /// Replication factor of auto-created topics (broker default 1); at most `replicas`. The
-    /// brokers keep one copy of each partition today, so the operator reports any other value
-    /// as an invalid spec (the brokers would refuse to start).
+    /// Copies of each partition of a topic created without a replication factor (auto-created
+    /// topics, and queues without `replicationFactor`); at most `replicas`. When unset: 3 with 3
+    /// or more replicas, else `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub default_replication_factor: Option<i32>,
-    /// Minimum in-sync replicas for acks=all (broker default 1).
+    /// Minimum in-sync replicas for acks=all: a write with acks=all is refused while fewer
+    /// copies of its partition are in sync. At most the default replication factor. When
+    /// unset: 2 when the default replication factor is 3 or more, else 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub min_insync_replicas: Option<i32>,
@@ -310,13 +324,15 @@ pub struct Queue {
     ]))]
     pub partitions: i32,
 
-    /// Copies of each partition; at most `spec.replicas`. Fixed after the queue is created.
-    #[serde(default = "default_one")]
+    /// Copies of each partition, on distinct brokers; at most `spec.replicas`. Fixed after the
+    /// queue is created. When unset the queue is created with the default replication factor
+    /// (`config.defaultReplicationFactor`, or 3 with 3 or more replicas, else `replicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 16))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "self >= 1", "message": "replicationFactor must be at least 1"}
     ]))]
-    pub replication_factor: i32,
+    pub replication_factor: Option<i32>,
 
     /// Retention time of this queue in milliseconds (`retention.ms`); -1 keeps records forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -536,7 +552,8 @@ impl Default for DisruptionBudget {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageQueueStatus {
-    /// Available, Progressing, Degraded and ReconciliationPaused, in the standard shape.
+    /// Available, Progressing, Degraded, Replicated and ReconciliationPaused, in the standard
+    /// shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -571,6 +588,14 @@ pub struct MessageQueueStatus {
     /// queueDeletionPolicy Delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_queues: Vec<String>,
+    /// Partitions with a replica missing from the in-sync replicas, or with no leader (the
+    /// `Replicated` condition names one); unset when no broker answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_replicated_partitions: Option<i32>,
+    /// Partitions with no leader: no in-sync replica is running, so they take no reads or
+    /// writes; unset when no broker answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_partitions: Option<i32>,
 }
 
 /// State of one declared queue.
@@ -584,6 +609,9 @@ pub struct QueueStatus {
     /// Partitions the queue has on the brokers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<i32>,
+    /// Copies of each partition on the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i32>,
     /// Why it is not ready, or what was last done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -600,6 +628,51 @@ impl Queue {
             configs.insert("retention.bytes".to_string(), bytes.to_string());
         }
         configs
+    }
+}
+
+/// The default replication factor when `config.defaultReplicationFactor` is unset, for
+/// `replicas` brokers: 3, or every broker when there are fewer.
+pub fn default_replication_factor_for(replicas: i32) -> i32 {
+    replicas.clamp(1, 3)
+}
+
+/// The default `min.insync.replicas` when `config.minInsyncReplicas` is unset, for a default
+/// replication factor `rf`: 2 from 3 copies on (a write survives one broker loss while one
+/// broker is down), else 1 (with 2 copies, 2 would stop acks=all writes whenever one broker
+/// restarts).
+pub fn min_insync_replicas_for(rf: i32) -> i32 {
+    if rf >= 3 {
+        2
+    } else {
+        1
+    }
+}
+
+impl MessageQueueSpec {
+    /// The default replication factor the brokers get: `config.defaultReplicationFactor`, or
+    /// [`default_replication_factor_for`] `replicas`.
+    pub fn default_replication_factor(&self) -> i32 {
+        self.config
+            .as_ref()
+            .and_then(|c| c.default_replication_factor)
+            .unwrap_or_else(|| default_replication_factor_for(self.replicas))
+    }
+
+    /// The default `min.insync.replicas` the brokers get: `config.minInsyncReplicas`, or
+    /// [`min_insync_replicas_for`] the default replication factor.
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.config
+            .as_ref()
+            .and_then(|c| c.min_insync_replicas)
+            .unwrap_or_else(|| min_insync_replicas_for(self.default_replication_factor()))
+    }
+
+    /// The replication factor a queue is created with: its own, or the default.
+    pub fn queue_replication_factor(&self, queue: &Queue) -> i32 {
+        queue
+            .replication_factor
+            .unwrap_or_else(|| self.default_replication_factor())
     }
 }
 

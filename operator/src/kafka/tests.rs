@@ -105,9 +105,22 @@ async fn scripted_broker_with(cluster: bool) -> (String, Seen) {
                             .with_partitions(
                                 (0..3)
                                     .map(|p| {
+                                        // three copies each; broker 2 fell out of
+                                        // partition 1's in-sync replicas
+                                        let replicas = [p % 2, (p % 2 + 1) % 3, (p % 2 + 2) % 3];
                                         MetadataResponsePartition::default()
                                             .with_partition_index(p)
                                             .with_leader_id(BrokerId(p % 2))
+                                            .with_replica_nodes(
+                                                replicas.iter().map(|b| BrokerId(*b)).collect(),
+                                            )
+                                            .with_isr_nodes(
+                                                replicas
+                                                    .iter()
+                                                    .filter(|b| p != 1 || **b != 2)
+                                                    .map(|b| BrokerId(*b))
+                                                    .collect(),
+                                            )
                                     })
                                     .collect(),
                             )])
@@ -249,7 +262,7 @@ async fn scripted_broker_with(cluster: bool) -> (String, Seen) {
 }
 
 #[tokio::test]
-async fn metadata_reports_partition_leaders() {
+async fn metadata_reports_partition_leaders_replicas_and_in_sync_replicas() {
     let (addr, _) = scripted_broker().await;
     let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
         .await
@@ -261,6 +274,16 @@ async fn metadata_reports_partition_leaders() {
     );
     let led: Vec<String> = md.led_by(0).iter().map(ToString::to_string).collect();
     assert_eq!(led, ["orders-0", "orders-2"]);
+    assert_eq!(md.replicas["orders"][&1], vec![1, 2, 0]);
+    assert_eq!(md.isr["orders"][&1], vec![1, 0]);
+    assert_eq!(md.isr["orders"][&0], vec![0, 1, 2]);
+    let health = crate::replication::PartitionHealth::of(&md, &BTreeMap::new());
+    let lagging: Vec<String> = health
+        .under_replicated
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(lagging, ["orders-1"]);
 }
 
 #[tokio::test]

@@ -10,9 +10,10 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
+use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -31,8 +32,11 @@ const SOURCE_TOPIC_OVERRIDE: i8 = 1;
 pub struct ClusterMetadata {
     /// Topic → partition → leader node id.
     pub topics: BTreeMap<String, BTreeMap<i32, i32>>,
-    /// Topic → partition → replica node ids (the owner of a one-copy partition).
+    /// Topic → partition → replica node ids, the preferred leader first (during a
+    /// reassignment: the old and the new replicas).
     pub replicas: BTreeMap<String, BTreeMap<i32, Vec<i32>>>,
+    /// Topic → partition → in-sync replica node ids.
+    pub isr: BTreeMap<String, BTreeMap<i32, Vec<i32>>>,
     /// Registered brokers: node id → advertised host:port.
     pub brokers: BTreeMap<i32, String>,
 }
@@ -56,7 +60,7 @@ impl ClusterMetadata {
 }
 
 impl AdminClient {
-    /// Every topic with its partitions' leaders.
+    /// Every topic with its partitions' leaders, replicas and in-sync replicas.
     pub async fn metadata(&mut self) -> Result<ClusterMetadata> {
         let version = self.version_for::<MetadataRequest>("Metadata")?;
         let request = MetadataRequest::default()
@@ -74,18 +78,17 @@ impl AdminClient {
                 .iter()
                 .map(|p| (p.partition_index, p.leader_id.0))
                 .collect();
-            let replicas = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    (
-                        p.partition_index,
-                        p.replica_nodes.iter().map(|r| r.0).collect(),
-                    )
-                })
-                .collect();
-            out.topics.insert(name.0.as_str().to_string(), parts);
-            out.replicas.insert(name.0.as_str().to_string(), replicas);
+            let ids = |pick: fn(&MetadataResponsePartition) -> &Vec<BrokerId>| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition_index, pick(p).iter().map(|r| r.0).collect()))
+                    .collect()
+            };
+            let name = name.0.as_str().to_string();
+            out.replicas.insert(name.clone(), ids(|p| &p.replica_nodes));
+            out.isr.insert(name.clone(), ids(|p| &p.isr_nodes));
+            out.topics.insert(name, parts);
         }
         out.brokers = response
             .brokers
@@ -138,8 +141,18 @@ impl AdminClient {
         Ok(out)
     }
 
-    /// Metadata plus overrides, as the queue diff wants it.
+    /// Metadata plus overrides, as the queue diff wants it. A partition being moved lists its
+    /// old and new replicas; the ones being removed (ListPartitionReassignments, when the broker
+    /// serves it) are not counted in the replication factor.
     pub async fn observe_topics(&mut self) -> Result<(ClusterMetadata, Vec<ObservedTopic>)> {
+        let moving = if self.supports(super::LIST_PARTITION_REASSIGNMENTS) {
+            self.list_partition_reassignments()
+                .await
+                .inspect_err(|e| tracing::debug!(error = %e, "ListPartitionReassignments failed; replication factors from Metadata alone"))
+                .unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
         let metadata = self.metadata().await?;
         let names: Vec<String> = metadata.topics.keys().cloned().collect();
         let mut overrides = match self.topic_overrides(&names).await {
@@ -159,8 +172,20 @@ impl AdminClient {
                 replication_factor: metadata
                     .replicas
                     .get(name)
-                    // the fewest: a partition being moved lists its old and new replicas
-                    .and_then(|r| r.values().map(Vec::len).min())
+                    .and_then(|r| {
+                        r.iter()
+                            .map(|(p, replicas)| {
+                                let tp = TopicPartition {
+                                    topic: name.clone(),
+                                    partition: *p,
+                                };
+                                let leaving = moving.get(&tp).map_or(0, |m| m.removing.len());
+                                replicas.len().saturating_sub(leaving)
+                            })
+                            // the fewest: a move Metadata shows before ListPartitionReassignments
+                            // did still lists its old and new replicas
+                            .min()
+                    })
                     .filter(|n| *n > 0)
                     .and_then(|n| i32::try_from(n).ok()),
             })

@@ -1,6 +1,6 @@
-//! The admin questions the scale-down and rebalance phases both ask the brokers: which broker to
-//! ask, the cluster as it sees it (brokers, fencing, partitions, moves in flight), and the room
-//! on each broker's disk.
+//! The admin questions the phases ask the brokers: which broker to ask, the cluster as it sees
+//! it (brokers, fencing, partitions, moves in flight) and the room on each broker's disk for the
+//! scale-down and rebalance, and the partitions' replication health for the roll and status.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,9 @@ use crate::error::Result;
 use crate::kafka::{
     AdminClient, ClusterMetadata, DESCRIBE_CLUSTER, DESCRIBE_LOG_DIRS, LIST_PARTITION_REASSIGNMENTS,
 };
+use crate::replication::PartitionHealth;
 use crate::scale::TopicPartition;
+use crate::status::ReplicationSeen;
 use crate::validate;
 
 /// The lowest-numbered ready broker below ordinal `below` that takes an admin connection: its
@@ -76,6 +78,36 @@ pub(super) async fn cluster_view(
         }
     }
     Ok((metadata, view))
+}
+
+/// The partitions' replication as the lowest ready broker below ordinal `below` reports it
+/// (ListPartitionReassignments first, when served, so a replica a move is adding is not taken
+/// for a missing one; then Metadata).
+pub(super) async fn replication_health(
+    ctx: &Context,
+    names: &Names,
+    pods: &[Pod],
+    below: i32,
+) -> ReplicationSeen {
+    let Some((_, pod, mut admin)) = first_ready_broker(ctx, names, pods, below).await else {
+        return ReplicationSeen::NoAnswer;
+    };
+    let ongoing = if admin.supports(LIST_PARTITION_REASSIGNMENTS) {
+        admin
+            .list_partition_reassignments()
+            .await
+            .inspect_err(|e| tracing::debug!(pod = %pod, error = %e, "ListPartitionReassignments failed; replication judged by Metadata alone"))
+            .unwrap_or_default()
+    } else {
+        BTreeMap::new()
+    };
+    match admin.metadata().await {
+        Ok(metadata) => ReplicationSeen::Seen(PartitionHealth::of(&metadata, &ongoing)),
+        Err(e) => {
+            tracing::warn!(pod = %pod, error = %e, "cannot read the partitions' replicas");
+            ReplicationSeen::NoAnswer
+        }
+    }
 }
 
 /// The disk of every live broker, for placing the partitions of a drain: DescribeLogDirs asked
@@ -146,28 +178,24 @@ fn claimed_bytes(pvc: &PersistentVolumeClaim) -> Option<u64> {
 /// What the brokers said to a batch of partition moves.
 #[derive(Debug, Default)]
 pub(super) struct MovesAsked {
-    /// The accepted moves, as `topic-partition → broker n`.
+    /// The accepted moves, as `topic-partition → broker n` (or `→ brokers a,b,c`).
     pub(super) accepted: Vec<String>,
-    /// The refused moves: partition, target broker, the broker's reason.
-    pub(super) refused: Vec<(TopicPartition, i32, String)>,
+    /// The refused moves: partition, its requested replicas, the broker's reason.
+    pub(super) refused: Vec<(TopicPartition, Vec<i32>, String)>,
 }
 
-/// Asks for each partition of `requests` to move onto its one target broker
+/// Asks for each partition of `requests` to move onto its full new replica list
 /// (AlterPartitionReassignments); an error of the whole request is an `Err`.
 pub(super) async fn move_partitions(
     admin: &mut AdminClient,
-    requests: &[(TopicPartition, i32)],
+    requests: &[(TopicPartition, Vec<i32>)],
 ) -> Result<MovesAsked> {
-    let moves: Vec<(TopicPartition, Vec<i32>)> = requests
-        .iter()
-        .map(|(tp, target)| (tp.clone(), vec![*target]))
-        .collect();
-    let outcomes = admin.alter_partition_reassignments(&moves).await?;
+    let outcomes = admin.alter_partition_reassignments(requests).await?;
     let mut asked = MovesAsked::default();
-    for ((tp, result), (_, target)) in outcomes.into_iter().zip(requests) {
+    for ((tp, result), (_, replicas)) in outcomes.into_iter().zip(requests) {
         match result {
-            Ok(()) => asked.accepted.push(format!("{tp} → broker {target}")),
-            Err(e) => asked.refused.push((tp, *target, e)),
+            Ok(()) => asked.accepted.push(drain::move_text(&tp, replicas)),
+            Err(e) => asked.refused.push((tp, replicas.clone(), e)),
         }
     }
     Ok(asked)

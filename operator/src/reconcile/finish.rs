@@ -15,7 +15,8 @@ use super::{object_key, ssa, Context, PassResult};
 use crate::builders::{self, Names};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};
-use crate::status;
+use crate::replication;
+use crate::status::{self, ReplicationSeen};
 
 /// Paused: only the status is written, with the queues as last seen, and the pause announced
 /// once.
@@ -104,6 +105,16 @@ pub(super) async fn write_status(
         bootstrap_servers: Some(names.bootstrap_servers(mq.spec.service.port)),
         queues: pass.queue_statuses.clone(),
         managed_queues: pass.managed_queues.clone(),
+        under_replicated_partitions: match &pass.observation.replication {
+            ReplicationSeen::Seen(h) => Some(replication::count(&h.under_replicated)),
+            ReplicationSeen::NoAnswer => None,
+            ReplicationSeen::NotAsked => previous.under_replicated_partitions,
+        },
+        offline_partitions: match &pass.observation.replication {
+            ReplicationSeen::Seen(h) => Some(replication::count(&h.offline)),
+            ReplicationSeen::NoAnswer => None,
+            ReplicationSeen::NotAsked => previous.offline_partitions,
+        },
     };
     if mq.status.as_ref() == Some(&new_status) {
         return Ok(());

@@ -11,8 +11,8 @@
 //! - `scale_down`: the drain of the brokers to remove, the empty-broker check where partitions
 //!   cannot move, and the refusals;
 //! - `rebalance`: `spec.autoRebalance` once the brokers are settled;
-//! - `brokers`: the admin questions `scale_down` and `rebalance` both ask (which broker to ask,
-//!   the cluster it sees, the room on each broker's disk);
+//! - `brokers`: the admin questions the phases ask (which broker to ask, the cluster it sees,
+//!   the room on each broker's disk, the partitions' replication health);
 //! - `pods`: healing pods whose volume or node is gone, the next roll step, volume growth;
 //! - `queue_sync`: `spec.queues` applied through the brokers;
 //! - `pacing`: whether the brokers are settled and when to look again; pure;
@@ -298,8 +298,23 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     }
     pods::heal_pods(mq, ctx, &names, &pods).await?;
 
+    // replication, which the roll waits for and status reports
+    let replication =
+        brokers::replication_health(ctx, &names, &pods, current_replicas.max(applied_replicas))
+            .await;
+
     // roll
-    let step = pods::plan_roll_step(ctx, &sts, &pods, &names, applied_replicas).await;
+    let step = pods::plan_roll_step(
+        ctx,
+        &sts,
+        &pods,
+        &names,
+        applied_replicas,
+        &replication,
+        &previous,
+    )
+    .await;
+    pass.observation.replication = replication;
     pods::take_roll_step(mq, ctx, &names, &pods, &previous, &step, &mut pass).await?;
 
     // queues

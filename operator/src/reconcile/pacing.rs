@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use crate::roll::RollStep;
-use crate::status::Observation;
+use crate::status::{Observation, ReplicationSeen};
 
-/// While brokers or partitions are moving: each pass takes the next step.
+/// While brokers or partitions are moving (or queues wait for brokers to join): each pass takes
+/// the next step.
 const WHILE_MOVING: Duration = Duration::from_secs(5);
 /// While something needs a person (a queue not applied, a refused scale-down): retry now and
 /// then, in case the cause went away by itself.
@@ -19,11 +20,19 @@ const WHILE_SETTLED: Duration = Duration::from_secs(120);
 /// ready, and no scale-down draining or refused. Only then may autoRebalance move partitions.
 pub(super) fn settled(step: &RollStep, obs: &Observation, current: i32, applied: i32) -> bool {
     matches!(step, RollStep::UpToDate)
+        && !lagging(obs)
         && obs.desired == applied
         && current == applied
         && obs.ready == obs.desired
         && obs.draining.is_none()
         && obs.scale_refused.is_none()
+}
+
+/// A broker reported partitions that are not fully replicated: no partition moves start (they
+/// would add copying to catching up), and the passes follow the recovery closely, as no
+/// Kubernetes object changes when a replica is back in sync.
+fn lagging(obs: &Observation) -> bool {
+    matches!(&obs.replication, ReplicationSeen::Seen(h) if !h.in_sync())
 }
 
 /// How long until the next pass after one that took `step` and observed `obs`.
@@ -32,6 +41,8 @@ pub(super) fn requeue_after(step: &RollStep, obs: &Observation) -> Duration {
         || obs.ready < obs.desired
         || obs.draining.is_some()
         || obs.rebalancing.is_some()
+        || lagging(obs)
+        || obs.queues_waiting
     {
         WHILE_MOVING
     } else if !obs.queue_problems.is_empty() || obs.scale_refused.is_some() {
@@ -44,6 +55,8 @@ pub(super) fn requeue_after(step: &RollStep, obs: &Observation) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::PartitionHealth;
+    use crate::scale::TopicPartition;
 
     /// Three brokers, all ready, nothing under way.
     fn calm() -> Observation {
@@ -136,7 +149,7 @@ mod tests {
             ),
             (
                 "queue problems",
-                up,
+                up.clone(),
                 Observation {
                     queue_problems: vec!["orders: not enough brokers".into()],
                     ..calm()
@@ -144,6 +157,45 @@ mod tests {
                 (3, 3),
                 true,
                 30,
+            ),
+            (
+                "partitions catching up",
+                up.clone(),
+                Observation {
+                    replication: ReplicationSeen::Seen(PartitionHealth {
+                        under_replicated: vec![TopicPartition {
+                            topic: "orders".into(),
+                            partition: 0,
+                        }],
+                        offline: vec![],
+                    }),
+                    ..calm()
+                },
+                (3, 3),
+                false,
+                5,
+            ),
+            (
+                "a queue waits for brokers to join",
+                up.clone(),
+                Observation {
+                    queues_waiting: true,
+                    ..calm()
+                },
+                (3, 3),
+                true,
+                5,
+            ),
+            (
+                "every partition in sync",
+                up,
+                Observation {
+                    replication: ReplicationSeen::Seen(PartitionHealth::default()),
+                    ..calm()
+                },
+                (3, 3),
+                true,
+                120,
             ),
             (
                 "queue problems while a roll waits",

@@ -11,14 +11,14 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
-use super::observe::{host_port, pod_failing, pod_ip, pod_ordinal, pod_ready};
+use super::observe::{host_port, pod_failing, pod_ip, pod_ordinal, pod_ready, pod_ready_since};
 use super::{Context, PassResult};
 use crate::builders::{Names, HTTP_PORT};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};
 use crate::kafka::probe_readyz;
 use crate::roll::{self, PodView, RollInput, RollStep};
-use crate::status;
+use crate::status::{self, ReplicationSeen};
 use crate::validate;
 
 /// How long a pod may sit Pending without its PVC before the operator replaces it.
@@ -36,12 +36,16 @@ pub(super) fn claim_size_differs(template: Option<&PersistentVolumeClaim>, size:
         .is_some_and(|q| q.0 != size)
 }
 
+/// The next roll step. `replication` is what a broker reported in this pass, `previous` the
+/// last status (its `Replicated` condition says since when the partitions are out of sync).
 pub(super) async fn plan_roll_step(
     ctx: &Context,
     sts: &StatefulSet,
     pods: &[Pod],
     names: &Names,
     replicas: i32,
+    replication: &ReplicationSeen,
+    previous: &MessageQueueStatus,
 ) -> RollStep {
     let status = sts.status.as_ref();
     let update_revision = status.and_then(|s| s.update_revision.clone());
@@ -57,6 +61,7 @@ pub(super) async fn plan_roll_step(
                 terminating: p.metadata.deletion_timestamp.is_some(),
                 failing: pod_failing(p),
                 readyz: None,
+                ready_since: pod_ready_since(p),
             })
         })
         .collect();
@@ -79,11 +84,22 @@ pub(super) async fn plan_roll_step(
             });
         }
     }
+    let out_of_sync_since = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::REPLICATED && c.status != "True")
+        .map(|c| c.last_transition_time.0);
     let step = roll::plan_roll(&RollInput {
         update_revision: update_revision.as_deref(),
         statefulset_observed: observed,
         replicas,
         pods: &views,
+        replication: match replication {
+            ReplicationSeen::Seen(health) => Some(health),
+            ReplicationSeen::NotAsked | ReplicationSeen::NoAnswer => None,
+        },
+        out_of_sync_since,
+        now: Timestamp::now(),
     });
     // Waiting with no out-of-date pod is creation or scaling, not a roll: Progressing says so
     // with its own reason.
@@ -124,6 +140,47 @@ pub(super) async fn take_roll_step(
                 .await;
             }
             pass.observation.rolling = Some(reason.clone());
+        }
+        RollStep::WaitForReplicas {
+            pod,
+            reason,
+            stalled,
+        } => {
+            let waiting_before = previous
+                .conditions
+                .iter()
+                .any(|c| c.type_ == status::PROGRESSING && c.reason == "WaitingForReplicas");
+            if !waiting_before {
+                ctx.publish(
+                    mq,
+                    EventType::Normal,
+                    "RollWaitingForReplicas",
+                    "Roll",
+                    reason.clone(),
+                )
+                .await;
+            }
+            if *stalled {
+                // Once per stall: the message counts minutes and partitions, so it changes.
+                let reported = previous
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == status::DEGRADED && c.reason == "RollStalled");
+                if !reported {
+                    ctx.publish(
+                        mq,
+                        EventType::Warning,
+                        "RollStalled",
+                        "Roll",
+                        reason.clone(),
+                    )
+                    .await;
+                }
+                tracing::warn!(pod = %pod, "roll stalled waiting for replicas");
+                pass.observation.roll_stalled = Some(reason.clone());
+            }
+            pass.observation.rolling = Some(reason.clone());
+            pass.observation.waiting_for_replicas = Some(reason.clone());
         }
         RollStep::Stop { pod, reason } => {
             let already_reported = previous.conditions.iter().any(|c| {

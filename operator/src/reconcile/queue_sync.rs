@@ -13,7 +13,7 @@ use super::{Context, PassResult};
 use crate::builders::KAFKA_PORT;
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
 use crate::kafka::AdminClient;
-use crate::queues::{self, ObservedTopic, QueueAction};
+use crate::queues::{self, Capacity, ObservedTopic, QueueAction};
 
 /// Applies `queues[]` through every ready broker. The brokers form one cluster, so the first
 /// one does the work and the rest find nothing to do; asking each still reports a broker
@@ -30,6 +30,7 @@ pub(super) async fn sync_queues(
     let mut created = BTreeSet::new();
     let mut deleted = BTreeSet::new();
     let mut problems: BTreeMap<String, String> = BTreeMap::new();
+    let mut waiting: BTreeMap<String, String> = BTreeMap::new();
     let mut observed_for_status: Option<Vec<ObservedTopic>> = None;
     let mut ready_pods: Vec<&Pod> = pods
         .iter()
@@ -49,16 +50,23 @@ pub(super) async fn sync_queues(
                 continue;
             }
         };
-        let observed = match admin.observe_topics().await {
-            Ok((_, observed)) => observed,
+        let (metadata, observed) = match admin.observe_topics().await {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!(pod = %pod.name_any(), error = %e, "reading topics failed");
                 continue;
             }
         };
-        let plan = queues::diff_queues(desired, &observed, &managed, policy);
+        let capacity = Capacity {
+            live_brokers: metadata.brokers.len(),
+            default_replication_factor: mq.spec.default_replication_factor(),
+        };
+        let plan = queues::diff_queues(desired, &observed, &managed, policy, capacity);
         for (name, problem) in plan.problems {
             problems.insert(name, problem);
+        }
+        for (name, why) in plan.waiting {
+            waiting.entry(name).or_insert(why);
         }
         let mut changed = false;
         for action in &plan.actions {
@@ -105,7 +113,7 @@ pub(super) async fn sync_queues(
 
     match observed_for_status {
         Some(observed) => {
-            pass.queue_statuses = queues::queue_statuses(desired, &observed, &problems);
+            pass.queue_statuses = queues::queue_statuses(desired, &observed, &problems, &waiting);
             pass.managed_queues =
                 queues::next_managed(desired, &managed, &created, &deleted, policy)
                     .into_iter()
@@ -116,23 +124,27 @@ pub(super) async fn sync_queues(
             pass.managed_queues = previous.managed_queues.clone();
             pass.queue_statuses = desired
                 .iter()
-                .map(|q| QueueStatus {
-                    name: q.name.clone(),
-                    ready: previous.queues.iter().any(|s| s.name == q.name && s.ready),
-                    partitions: previous
-                        .queues
-                        .iter()
-                        .find(|s| s.name == q.name)
-                        .and_then(|s| s.partitions),
-                    message: Some(if any_ready {
-                        "no ready broker answered; state from the last successful check".into()
-                    } else {
-                        "waiting for a ready broker".into()
-                    }),
+                .map(|q| {
+                    let last = previous.queues.iter().find(|s| s.name == q.name);
+                    QueueStatus {
+                        name: q.name.clone(),
+                        ready: last.is_some_and(|s| s.ready),
+                        partitions: last.and_then(|s| s.partitions),
+                        replication_factor: last.and_then(|s| s.replication_factor),
+                        message: Some(if any_ready {
+                            "no ready broker answered; state from the last successful check".into()
+                        } else {
+                            "waiting for a ready broker".into()
+                        }),
+                    }
                 })
                 .collect();
         }
     }
+    pass.observation.queues_waiting = pass
+        .queue_statuses
+        .iter()
+        .any(|q| !q.ready && waiting.contains_key(&q.name));
     pass.observation.queue_problems = pass
         .queue_statuses
         .iter()
@@ -145,8 +157,17 @@ pub(super) async fn sync_queues(
 fn applied_note(action: &QueueAction, pod: &str) -> String {
     match action {
         QueueAction::Create {
-            name, partitions, ..
-        } => format!("created queue {name} with {partitions} partitions on {pod}"),
+            name,
+            partitions,
+            replication_factor,
+            ..
+        } => {
+            let copies = match replication_factor {
+                1 => "1 copy".to_string(),
+                n => format!("{n} copies"),
+            };
+            format!("created queue {name} with {partitions} partitions, {copies} each, on {pod}")
+        }
         QueueAction::AddPartitions { name, total } => {
             format!("queue {name} now has {total} partitions on {pod}")
         }

@@ -1,5 +1,6 @@
-//! The rebalance phase (`spec.autoRebalance`): once the brokers are settled, move partitions a
-//! batch at a time until every broker holds within one of the others.
+//! The rebalance phase (`spec.autoRebalance`): once the brokers are settled and every partition
+//! is in sync, move partition copies a batch at a time until every broker holds within one
+//! replica of the others.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::EventType;
@@ -12,7 +13,7 @@ use crate::drain::{self, RebalancePlan};
 use crate::kafka::ALTER_PARTITION_REASSIGNMENTS;
 
 /// One pass of `spec.autoRebalance` once the brokers are settled: the next batch of moves that
-/// brings their partition counts within one of each other. Returns the progress message while
+/// brings their replica counts within one of each other. Returns the progress message while
 /// moves are requested or in flight, None when balanced (or when the brokers cannot move
 /// partitions, which is logged).
 pub(super) async fn rebalance(

@@ -230,7 +230,7 @@ async fn scale_down(
             };
             let failed: Vec<String> = refused
                 .iter()
-                .map(|(tp, target, e)| format!("{tp} → broker {target}: {e}"))
+                .map(|(tp, replicas, e)| format!("{}: {e}", drain::move_text(tp, replicas)))
                 .collect();
             if !accepted.is_empty() {
                 ctx.publish(

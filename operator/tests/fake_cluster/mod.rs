@@ -1,10 +1,12 @@
 //! A scripted Kafka-wire "cluster" of brokers for the operator's scale-down drain, served by one
 //! TCP listener: it answers ApiVersions, Metadata, AlterPartitionReassignments,
-//! ListPartitionReassignments, DescribeCluster and UnregisterBroker from a shared state, the way the contract in
-//! TEAM.md says clustered sluice brokers will (and Apache Kafka does): a requested move shows up in
-//! ListPartitionReassignments for `list_rounds` answers, then ownership switches; UnregisterBroker
-//! is refused while the broker holds a partition and `refusals` more times after that (standing
-//! for group coordinators that still move), then the broker is gone from Metadata.
+//! ListPartitionReassignments, DescribeCluster and UnregisterBroker from a shared state, the way
+//! Apache Kafka does: a requested move (a full replica list) shows up in
+//! ListPartitionReassignments for `list_rounds` answers, with the old and new replicas and which
+//! are added and removed, then the partition has its new replicas; UnregisterBroker is refused
+//! while the broker holds a copy of a partition and `refusals` more times after that (standing
+//! for group coordinators that still move), then the broker is gone from Metadata. Every
+//! partition's first replica leads, and its replicas are in sync except those `lagging` names.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,10 +39,12 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct State {
     /// Registered brokers.
     pub brokers: Vec<i32>,
-    /// (topic, partition) → owner.
-    pub owners: BTreeMap<(String, i32), i32>,
-    /// Moves in flight: (topic, partition) → (target, List answers left before it is done).
-    pub moving: BTreeMap<(String, i32), (i32, u32)>,
+    /// (topic, partition) → replicas, the leader first.
+    pub replicas: BTreeMap<(String, i32), Vec<i32>>,
+    /// Partitions whose last replica is not in sync.
+    pub lagging: Vec<(String, i32)>,
+    /// Moves in flight: (topic, partition) → (new replicas, List answers left before it is done).
+    pub moving: BTreeMap<(String, i32), (Vec<i32>, u32)>,
     /// List answers a move stays in flight.
     pub list_rounds: u32,
     /// UnregisterBroker refusals left after the broker is empty.
@@ -148,13 +152,16 @@ fn answer(
         ApiKey::Metadata => {
             st.seen.push("Metadata");
             let mut topics: BTreeMap<String, Vec<MetadataResponsePartition>> = BTreeMap::new();
-            for ((topic, partition), owner) in &st.owners {
+            for ((topic, partition), replicas) in &st.replicas {
+                let ids = |r: &[i32]| r.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+                let lagging = st.lagging.contains(&(topic.clone(), *partition));
+                let isr = &replicas[..replicas.len() - usize::from(lagging)];
                 topics.entry(topic.clone()).or_default().push(
                     MetadataResponsePartition::default()
                         .with_partition_index(*partition)
-                        .with_leader_id(BrokerId(*owner))
-                        .with_replica_nodes(vec![BrokerId(*owner)])
-                        .with_isr_nodes(vec![BrokerId(*owner)]),
+                        .with_leader_id(BrokerId(replicas.first().copied().unwrap_or(-1)))
+                        .with_replica_nodes(ids(replicas))
+                        .with_isr_nodes(ids(isr)),
                 );
             }
             MetadataResponse::default()
@@ -189,14 +196,18 @@ fn answer(
             for t in &req.topics {
                 let mut partitions = Vec::new();
                 for p in &t.partitions {
-                    let target = p.replicas.as_ref().and_then(|r| r.first()).map(|b| b.0);
-                    let code = match target {
-                        Some(b) if st.brokers.contains(&b) => {
-                            st.moving
-                                .insert((t.name.0.to_string(), p.partition_index), (b, rounds));
-                            0
-                        }
-                        _ => ResponseError::InvalidReplicaAssignment.code(),
+                    let target: Vec<i32> = p
+                        .replicas
+                        .as_ref()
+                        .map(|r| r.iter().map(|b| b.0).collect())
+                        .unwrap_or_default();
+                    let known = !target.is_empty() && target.iter().all(|b| st.brokers.contains(b));
+                    let code = if known {
+                        st.moving
+                            .insert((t.name.0.to_string(), p.partition_index), (target, rounds));
+                        0
+                    } else {
+                        ResponseError::InvalidReplicaAssignment.code()
                     };
                     partitions.push(
                         ReassignablePartitionResponse::default()
@@ -220,22 +231,28 @@ fn answer(
             let mut ongoing: BTreeMap<String, Vec<OngoingPartitionReassignment>> = BTreeMap::new();
             for (tp, (target, left)) in st.moving.iter_mut() {
                 if *left == 0 {
-                    done.push((tp.clone(), *target));
+                    done.push((tp.clone(), target.clone()));
                     continue;
                 }
                 *left -= 1;
-                let from = st.owners.get(tp).copied().unwrap_or(-1);
+                let from = st.replicas.get(tp).cloned().unwrap_or_default();
+                let ids = |r: &mut dyn Iterator<Item = &i32>| r.map(|b| BrokerId(*b)).collect();
                 ongoing.entry(tp.0.clone()).or_default().push(
                     OngoingPartitionReassignment::default()
                         .with_partition_index(tp.1)
-                        .with_replicas(vec![BrokerId(from), BrokerId(*target)])
-                        .with_adding_replicas(vec![BrokerId(*target)])
-                        .with_removing_replicas(vec![BrokerId(from)]),
+                        // Kafka's order: the new replicas, then the old ones leaving
+                        .with_replicas(ids(&mut target
+                            .iter()
+                            .chain(from.iter().filter(|b| !target.contains(b)))))
+                        .with_adding_replicas(ids(&mut target.iter().filter(|b| !from.contains(b))))
+                        .with_removing_replicas(ids(&mut from
+                            .iter()
+                            .filter(|b| !target.contains(b)))),
                 );
             }
             for (tp, target) in done {
                 st.moving.remove(&tp);
-                st.owners.insert(tp, target);
+                st.replicas.insert(tp, target);
             }
             ListPartitionReassignmentsResponse::default()
                 .with_topics(
@@ -271,7 +288,7 @@ fn answer(
             st.seen.push("UnregisterBroker");
             let req = UnregisterBrokerRequest::decode(buf, version)?;
             let id = req.broker_id.0;
-            let owns = st.owners.values().filter(|o| **o == id).count();
+            let owns = st.replicas.values().filter(|r| r.contains(&id)).count();
             let refusal = if owns > 0 {
                 Some(format!("broker {id} still owns {owns} partitions"))
             } else if st.refusals > 0 {

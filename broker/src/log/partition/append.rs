@@ -22,6 +22,23 @@ impl PartitionLog {
     /// batch's base offset, and appends them. Returns once the bytes are written to the file
     /// (page cache), not fsynced.
     pub fn append(&self, records: Bytes) -> Result<AppendOutcome, LogError> {
+        self.append_checked(records, None)
+    }
+
+    /// [`PartitionLog::append`], but only while this log's leader epoch is `epoch`: checked
+    /// under the lock the append holds, so the batch is stamped with `epoch` or not written
+    /// ([`LogError::Fenced`]). For a writer that must not append after its leadership ended
+    /// (the group coordinator): a batch stamped with the next leader's epoch could survive
+    /// follower truncation.
+    pub fn append_in_epoch(&self, records: Bytes, epoch: i32) -> Result<AppendOutcome, LogError> {
+        self.append_checked(records, Some(epoch))
+    }
+
+    fn append_checked(
+        &self,
+        records: Bytes,
+        expected_epoch: Option<i32>,
+    ) -> Result<AppendOutcome, LogError> {
         let sh = &self.shared;
         if sh.failed.load(Ordering::SeqCst) {
             return Err(LogError::Io {
@@ -38,11 +55,16 @@ impl PartitionLog {
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         let now = now_ms();
-        let epoch = sh.leader_epoch.load(Ordering::Relaxed);
 
         let mut inner = lock(&sh.inner);
         // Checked under the lock that `fence` takes: no append slips past a handover.
         if sh.fenced.load(Ordering::SeqCst) {
+            return Err(LogError::Fenced {
+                path: self.dir.clone(),
+            });
+        }
+        let epoch = sh.leader_epoch.load(Ordering::SeqCst);
+        if expected_epoch.is_some_and(|e| e != epoch) {
             return Err(LogError::Fenced {
                 path: self.dir.clone(),
             });

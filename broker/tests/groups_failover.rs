@@ -1,0 +1,293 @@
+//! Consumer groups outlive their coordinator: three `sluice-broker` processes
+//! (`--default-replication-factor 3`, `--min-insync-replicas 2`, `fsync: always`), a librdkafka
+//! group committing synchronously, and the broker coordinating the group SIGKILLed. The group
+//! goes on with the leader of its `__consumer_offsets` partition on another broker: no
+//! acknowledged commit goes backwards, no record is skipped. The killed broker then comes back
+//! on an empty volume, gets the committed offsets back by replication and coordinates the
+//! group again from its own copy.
+//!
+//! The Java client's group across a coordinator kill is in `java_client.rs` (its driver lives
+//! there); the single-broker group behaviour in `groups.rs`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kafka_protocol::messages::{elect_leaders_request, ElectLeadersRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_broker::group::{partition_for, OFFSETS_TOPIC};
+
+const FLAGS: &[&str] = &[
+    "--default-replication-factor",
+    "3",
+    "--min-insync-replicas",
+    "2",
+    "--fsync",
+    "always",
+];
+const TOPIC: &str = "orders";
+const GROUP: &str = "orders-readers";
+const PARTITIONS: i32 = 3;
+
+/// (leader, replicas, in-sync replicas) of each partition of `topic`, per Metadata.
+fn layout(bootstrap: &str, topic: &str) -> Vec<(i32, Vec<i32>, Vec<i32>)> {
+    let md = rd_consumer(bootstrap, &[("allow.auto.create.topics", "false")])
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut parts: Vec<_> = md
+        .topics()
+        .first()
+        .map(|t| {
+            t.partitions()
+                .iter()
+                .map(|p| {
+                    (
+                        p.id(),
+                        (p.leader(), p.replicas().to_vec(), p.isr().to_vec()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort_by_key(|(id, _)| *id);
+    parts.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The group's coordinator as FindCoordinator answers it through broker `via`.
+fn coordinator(cluster: &ProcessCluster, via: i32) -> i32 {
+    find_coordinator(cluster.broker(via).kafka_addr, GROUP)
+}
+
+/// The group's committed offsets of every partition of the topic (-1: none).
+fn committed(bootstrap: &str) -> BTreeMap<i32, i64> {
+    rd_committed(bootstrap, GROUP, TOPIC, PARTITIONS)
+}
+
+/// A member of the group that reads and commits synchronously after every poll, and checks
+/// as it goes that no record is skipped (a partition never jumps past the next offset it has
+/// not read) and that every acknowledged commit moves forward.
+struct Member {
+    consumer: BaseConsumer,
+    /// Per partition: the offset after the highest record read.
+    next: BTreeMap<i32, i64>,
+    /// Every record read, first reads only.
+    records: BTreeMap<(i32, i64), Consumed>,
+    /// Per partition: the last commit the coordinator acknowledged.
+    acked: BTreeMap<i32, i64>,
+    refused_commits: usize,
+}
+
+impl Member {
+    /// Joins the group; `resuming`: the committed offsets it should start from (none yet:
+    /// from the beginning).
+    fn join(bootstrap: &str, resuming: &BTreeMap<i32, i64>) -> Member {
+        let consumer = rd_consumer(
+            bootstrap,
+            &[
+                ("group.id", GROUP),
+                ("auto.offset.reset", "earliest"),
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "500"),
+            ],
+        );
+        consumer.subscribe(&[TOPIC]).expect("subscribe");
+        Member {
+            consumer,
+            next: resuming.clone(),
+            records: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            refused_commits: 0,
+        }
+    }
+
+    /// Reads until `want` distinct records were read and the last of them committed.
+    fn read_until(&mut self, want: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut polled = false;
+            while let Some(m) = self.consumer.poll(Duration::from_millis(200)) {
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("consumer: {e}");
+                        continue;
+                    }
+                };
+                let c = to_consumed(&m);
+                let next = self.next.entry(c.partition).or_insert(0);
+                assert!(
+                    c.offset <= *next,
+                    "partition {} jumped to offset {} before reading {}: a record was skipped",
+                    c.partition,
+                    c.offset,
+                    next
+                );
+                *next = (*next).max(c.offset + 1);
+                self.records.entry((c.partition, c.offset)).or_insert(c);
+                polled = true;
+            }
+            let done = self.records.len() >= want;
+            if polled || done {
+                self.commit();
+            }
+            if done && self.acked == self.next {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "read {} of {want} records within {timeout:?} (committed {:?}, read up to {:?})",
+                self.records.len(),
+                self.acked,
+                self.next
+            );
+        }
+    }
+
+    /// Commits the offsets after the records read; a refusal (the coordinator moving, the
+    /// member rejoining) is retried at the next call, as an at-least-once application does.
+    fn commit(&mut self) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &self.next {
+            tpl.add_partition_offset(TOPIC, *p, Offset::Offset(*o))
+                .expect("offset");
+        }
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                for (p, o) in &self.next {
+                    let before = self.acked.insert(*p, *o).unwrap_or(-1);
+                    assert!(*o >= before, "partition {p}: commit {o} after {before}");
+                }
+            }
+            Err(e) => {
+                self.refused_commits += 1;
+                eprintln!("commit refused (retried): {e}");
+            }
+        }
+    }
+}
+
+/// Asserts every acknowledged commit is still there (or superseded by a later one).
+fn assert_not_behind(now: &BTreeMap<i32, i64>, acked: &BTreeMap<i32, i64>, when: &str) {
+    for (p, o) in acked {
+        let got = now.get(p).copied().unwrap_or(-1);
+        assert!(
+            got >= *o,
+            "{when}: partition {p} committed at {got}, but {o} was acknowledged"
+        );
+    }
+}
+
+#[test]
+fn a_group_continues_on_a_new_coordinator_and_a_wiped_broker_gets_its_offsets_back() {
+    let mut cluster = ProcessCluster::start(3, 4, FLAGS);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let admin = rd_admin(&cluster.bootstrap());
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))],
+            &admin_opts(),
+        ))
+        .expect("create_topics")
+    {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+    rd_produce_all(
+        &cluster.bootstrap(),
+        TOPIC,
+        None,
+        0..300,
+        &[("acks", "all")],
+    );
+
+    let mut member = Member::join(&cluster.bootstrap(), &BTreeMap::new());
+    member.read_until(150, Duration::from_secs(60));
+    let old = coordinator(&cluster, 0);
+    // The coordinator is the leader of the group's partition of the internal topic, which
+    // has a copy on every broker.
+    let offsets = layout(&cluster.bootstrap(), OFFSETS_TOPIC);
+    let p = partition_for(GROUP, offsets.len() as i32) as usize;
+    assert_eq!(offsets[p].0, old, "{OFFSETS_TOPIC}-{p}: {:?}", offsets[p]);
+    assert_eq!(
+        offsets[p].1.len(),
+        3,
+        "{OFFSETS_TOPIC}-{p}: {:?}",
+        offsets[p]
+    );
+    let acked_before = member.acked.clone();
+
+    cluster.kill9(old);
+    let survivors = cluster.bootstrap();
+    let killed_at = Instant::now();
+    // The producers go on with the survivors (two in-sync copies: acks=all still succeeds).
+    rd_produce_all(&survivors, TOPIC, None, 300..600, &[("acks", "all")]);
+    member.read_until(600, Duration::from_secs(120));
+    let survivor = cluster.running()[0];
+    let new = coordinator(&cluster, survivor);
+    eprintln!(
+        "coordinator {old} killed; broker {new} coordinates, the group read everything {:?} \
+         after the kill ({} commits refused meanwhile)",
+        killed_at.elapsed(),
+        member.refused_commits
+    );
+    assert_ne!(new, old);
+    let after = committed(&survivors);
+    assert_not_behind(&after, &acked_before, "after the failover");
+    assert_eq!(after, member.acked, "the last commits, as acknowledged");
+    let got: Vec<Consumed> = member.records.values().cloned().collect();
+    assert_records_exact(&got, 0..600);
+    let final_offsets = member.acked.clone();
+    assert_eq!(final_offsets.values().sum::<i64>(), 600);
+    drop(member);
+
+    // The killed broker returns on an empty volume: it refills its copies from the leaders.
+    std::fs::remove_dir_all(cluster.data_dir(old)).expect("wipe the data directory");
+    cluster.spawn(old);
+    wait_for(
+        "the wiped broker back in sync on the group's offsets partition",
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || {
+            let parts = layout(&survivors, OFFSETS_TOPIC);
+            parts[p].2.contains(&old).then_some(())
+        },
+    );
+    // It is that partition's first replica: a preferred election makes it the coordinator
+    // again, serving the offsets from its own, replicated, copy.
+    assert_eq!(layout(&survivors, OFFSETS_TOPIC)[p].1[0], old);
+    wait_for(
+        "the wiped broker to lead the offsets partition again",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let mut c = RawClient::connect(cluster.broker(survivor).kafka_addr);
+            c.send(
+                &ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(TopicName(StrBytes::from_static_str(OFFSETS_TOPIC)))
+                        .with_partitions(vec![p as i32]),
+                ])),
+                1,
+            );
+            (coordinator(&cluster, survivor) == old).then_some(())
+        },
+    );
+    let bootstrap = cluster.bootstrap();
+    assert_eq!(
+        committed(&bootstrap),
+        final_offsets,
+        "offsets served by the broker whose volume was wiped"
+    );
+
+    // And the group continues there from exactly where it committed.
+    rd_produce_all(&bootstrap, TOPIC, None, 600..630, &[("acks", "all")]);
+    let mut member = Member::join(&bootstrap, &final_offsets);
+    member.read_until(30, Duration::from_secs(60));
+    let got: Vec<Consumed> = member.records.values().cloned().collect();
+    assert_records_exact(&got, 600..630);
+    assert_eq!(coordinator(&cluster, 0), old);
+}

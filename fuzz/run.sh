@@ -19,7 +19,7 @@ cd "$(dirname "$0")"
 
 seconds=${1:-60}
 shift || true
-all=(kafka_requests record_batches partition_dir cluster_rpc raft_dir epoch_cache)
+all=(kafka_requests record_batches partition_dir cluster_rpc raft_dir epoch_cache group_offsets)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 

@@ -400,14 +400,130 @@ pub fn seed_raft_dirs(scratch: &Path) -> Vec<Vec<u8>> {
     seeds
 }
 
+/// The committed-offsets decoders. Mode byte (mod 3), then: 0, the records of
+/// `__consumer_offsets` batches as a coordinator loads them (`group::records::decode_batches`;
+/// what decodes re-encodes to the same records); 1, one record (`decode_record`: a u16 key
+/// length, the key, the value, empty = tombstone); 2, the per-broker `offsets.log` of older
+/// versions, read for the upgrade import (`group::legacy::read_for_import`) from `scratch`.
+pub fn group_offsets(input: &[u8], scratch: &Path) {
+    use crate::group::{legacy, records};
+    let Some((&mode, rest)) = input.split_first() else {
+        return;
+    };
+    match mode % 3 {
+        0 => {
+            let Ok(recs) = records::decode_batches(rest, 0) else {
+                return;
+            };
+            let plain: Vec<records::OffsetRecord> = recs.into_iter().map(|(_, r)| r).collect();
+            if plain.is_empty() {
+                return;
+            }
+            if let Ok(again) = records::encode_batch(&plain, 0) {
+                let back: Vec<records::OffsetRecord> = records::decode_batches(&again, 0)
+                    .expect("a batch the coordinator encodes decodes")
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect();
+                assert_eq!(back, plain, "records round-trip");
+            }
+        }
+        1 => {
+            let Some(l) = rest.get(..2) else { return };
+            let klen = usize::from(u16::from_be_bytes([l[0], l[1]])).min(rest.len() - 2);
+            let (key, value) = rest[2..].split_at(klen);
+            let value = (!value.is_empty()).then_some(value);
+            let _ = records::decode_record(0, key, value);
+        }
+        _ => {
+            if let Ok(rd) = std::fs::read_dir(scratch) {
+                for ent in rd.flatten() {
+                    let _ = std::fs::remove_file(ent.path());
+                }
+            }
+            let _ = std::fs::write(scratch.join(legacy::LOG_FILE), rest);
+            let _ = legacy::read_for_import(scratch);
+        }
+    }
+}
+
+/// Seeds of the group-offsets target: a batch of commits and a tombstone, one record, and a
+/// legacy `offsets.log` written by the legacy store.
+pub fn seed_group_offsets(scratch: &Path) -> Vec<Vec<u8>> {
+    use crate::group::offsets::StoredOffset;
+    use crate::group::{legacy, records};
+    let value = |o| StoredOffset {
+        offset: o,
+        leader_epoch: 3,
+        metadata: "m".into(),
+        commit_timestamp_ms: 1_700_000_000_000,
+    };
+    let recs = vec![
+        records::OffsetRecord::Commit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            value: value(42),
+        },
+        records::OffsetRecord::Tombstone {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 1,
+        },
+    ];
+    let mut seeds = Vec::new();
+    if let Ok(b) = records::encode_batch(&recs, 1_700_000_000_000) {
+        let mut s = vec![0u8];
+        s.extend_from_slice(&b);
+        seeds.push(s);
+    }
+    if let (Ok(k), Ok(Some(v))) = (
+        records::encode_key(&recs[0]),
+        records::encode_value(&recs[0]),
+    ) {
+        let mut s = vec![1u8];
+        s.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        s.extend_from_slice(&k);
+        s.extend_from_slice(&v);
+        seeds.push(s);
+    }
+    if let Ok(rd) = std::fs::read_dir(scratch) {
+        for ent in rd.flatten() {
+            let _ = std::fs::remove_file(ent.path());
+        }
+    }
+    if let Ok(store) = legacy::OffsetStore::open(scratch) {
+        let _ = store.append(vec![
+            legacy::OffsetRecord::Commit {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                value: value(7),
+            },
+            legacy::OffsetRecord::DeleteTopic {
+                topic: "old".into(),
+            },
+        ]);
+        let _ = store.sync();
+        drop(store);
+        if let Ok(b) = std::fs::read(scratch.join(legacy::LOG_FILE)) {
+            let mut s = vec![2u8];
+            s.extend_from_slice(&b);
+            seeds.push(s);
+        }
+    }
+    seeds
+}
+
 /// Every target's name, entry point and seeds, for the fuzz binaries and the seed writer.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "kafka_requests",
     "record_batches",
     "partition_dir",
     "cluster_rpc",
     "raft_dir",
     "epoch_cache",
+    "group_offsets",
 ];
 
 /// The seeds of target `name` (a scratch directory for the ones built on disk).
@@ -419,6 +535,7 @@ pub fn seeds(name: &str, scratch: &Path) -> Vec<Vec<u8>> {
         "cluster_rpc" => seed_cluster_rpc(),
         "raft_dir" => seed_raft_dirs(scratch),
         "epoch_cache" => seed_epoch_caches(),
+        "group_offsets" => seed_group_offsets(scratch),
         _ => Vec::new(),
     }
 }
@@ -432,6 +549,7 @@ pub fn run(name: &str, input: &[u8], scratch: &Path) {
         "cluster_rpc" => cluster_rpc(input),
         "raft_dir" => raft_dir(input, scratch),
         "epoch_cache" => epoch_cache(input),
+        "group_offsets" => group_offsets(input, scratch),
         _ => panic!("unknown fuzz target {name}"),
     }
 }

@@ -36,9 +36,8 @@ echo "==> building the fuzz targets (release, coverage-instrumented) into $CARGO
 nice -n 10 cargo build --release --locked --target "$triple" --bins
 bin=$CARGO_TARGET_DIR/$triple/release
 
-mkdir -p "$cache/seeds" "$cache/corpus" "$cache/artifacts"
 rm -rf "$cache/seeds"
-"$bin/write_seeds" "$cache/seeds" >/dev/null
+mkdir -p "$cache/seeds" "$cache/corpus" "$cache/artifacts"
 
 max_len() {
   case $1 in
@@ -56,10 +55,12 @@ for t in "${targets[@]}"; do
   log=$cache/last-$t.log
   limit=(-max_total_time="$seconds")
   [ -n "${SLUICE_FUZZ_RUNS:-}" ] && limit=(-runs="$SLUICE_FUZZ_RUNS")
+  SLUICE_FUZZ_WRITE_SEEDS=$cache/seeds/$t "$bin/$t" >/dev/null 2>&1
+  rm -rf /dev/shm/sluice-fuzz-* 2>/dev/null || true
   before=$(ls "$artifacts" | wc -l)
   started=$(date +%s)
   set +e
-  SLUICE_FUZZ_SCRATCH=${SLUICE_FUZZ_SCRATCH:-} nice -n 10 "$bin/$t" "$corpus" "$cache/seeds/$t" \
+  nice -n 10 "$bin/$t" "$corpus" "$cache/seeds/$t" \
     "${limit[@]}" -max_len="$(max_len "$t")" -timeout=20 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1
   rc=$?

@@ -75,6 +75,7 @@ pub fn scratch() -> &'static std::path::Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = std::env::var_os("SLUICE_FUZZ_SCRATCH")
+            .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 let shm = PathBuf::from("/dev/shm");
@@ -90,15 +91,46 @@ pub fn scratch() -> &'static std::path::Path {
     })
 }
 
-/// Declares a fuzz binary for one of `sluice_broker::fuzzing::TARGETS`.
+/// Writes the seeds of target `name` into `dir` (`seed-<n>`), built by the broker's own
+/// encoders (`sluice_broker::fuzzing::seeds`), so they follow its formats without binary files
+/// in the repository.
+pub fn write_seeds(name: &str, dir: &std::path::Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let seeds = sluice_broker::fuzzing::seeds(name, scratch());
+    for (i, s) in seeds.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i}")), s)?;
+    }
+    Ok(seeds.len())
+}
+
+/// Declares a fuzz binary for one of `sluice_broker::fuzzing::TARGETS`. Started with
+/// `SLUICE_FUZZ_WRITE_SEEDS=<dir>`, it writes its seeds there and exits instead of fuzzing (a
+/// separate binary would need its own uninstrumented build of every dependency).
 #[macro_export]
 macro_rules! target {
     ($name:literal) => {
         #[global_allocator]
         static ALLOC: $crate::Bounded = $crate::Bounded;
 
-        libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-            sluice_broker::fuzzing::run($name, data, $crate::scratch());
-        });
+        libfuzzer_sys::fuzz_target!(
+            init: {
+                if let Some(dir) = std::env::var_os("SLUICE_FUZZ_WRITE_SEEDS") {
+                    let dir = std::path::PathBuf::from(dir);
+                    match $crate::write_seeds($name, &dir) {
+                        Ok(n) => {
+                            println!("{}: {n} seeds in {}", $name, dir.display());
+                            std::process::exit(0);
+                        }
+                        Err(e) => {
+                            eprintln!("{}: writing seeds to {}: {e}", $name, dir.display());
+                            std::process::exit(1);
+                        }
+                    }
+                }
+            },
+            |data: &[u8]| {
+                sluice_broker::fuzzing::run($name, data, $crate::scratch());
+            }
+        );
     };
 }

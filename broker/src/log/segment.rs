@@ -263,15 +263,19 @@ impl Segment {
 
     /// Position to start scanning from for `offset`: the last indexed batch at or below it.
     pub fn lookup(&self, offset: i64) -> u64 {
+        self.lookup_entry(offset).0
+    }
+
+    /// [`Segment::lookup`] with the base offset of the batch at that position.
+    pub fn lookup_entry(&self, offset: i64) -> (u64, i64) {
         let rel = (offset - self.base).clamp(0, i64::from(u32::MAX)) as u32;
         let i = partition_point(self.n_offsets(), |i| {
             self.offset_at(i).is_some_and(|e| e.0 <= rel)
         });
-        if i == 0 {
-            0
-        } else {
-            self.offset_at(i - 1).map_or(0, |e| u64::from(e.1))
-        }
+        let entry = if i == 0 { None } else { self.offset_at(i - 1) };
+        entry.map_or((0, self.base), |e| {
+            (u64::from(e.1), self.base + i64::from(e.0))
+        })
     }
 
     /// Position to start scanning from for the first batch with max timestamp `>= ts`.
@@ -484,12 +488,6 @@ pub fn scan(
                 ),
             );
         }
-        if h.base_offset != expect {
-            return stop(
-                pos,
-                format!("base offset {} where {expect} was expected", h.base_offset),
-            );
-        }
         let crc_ok = if off + h.size <= buf.len() {
             batch::check_crc(&buf[off..off + h.size])
         } else if h.size <= SCAN_CHUNK {
@@ -503,7 +501,29 @@ pub fn scan(
             file.read_exact_at(&mut big, pos)?;
             batch::check_crc(&big)
         };
-        f(pos, &h, crc_ok.map_err(|e| e.to_string()));
+        // The base offset is not covered by the CRC. A batch whose CRC holds but whose base
+        // offset is out of sequence is damaged like one whose CRC fails (the caller keeps it
+        // if intact batches follow, and reads refuse it); the walk goes on from where it
+        // should have started. One whose CRC fails too is not a batch: the framing ends.
+        let verdict = match (crc_ok, h.base_offset == expect) {
+            (Ok(()), true) => Ok(()),
+            (Ok(()), false) => Err(format!(
+                "base offset {} where {expect} was expected",
+                h.base_offset
+            )),
+            (Err(e), true) => Err(e.to_string()),
+            (Err(_), false) => {
+                return stop(
+                    pos,
+                    format!("base offset {} where {expect} was expected", h.base_offset),
+                )
+            }
+        };
+        let h = BatchHeader {
+            base_offset: expect,
+            ..h
+        };
+        f(pos, &h, verdict);
         expect = h.next_offset();
         pos += h.size as u64;
     }

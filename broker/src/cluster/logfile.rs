@@ -204,7 +204,7 @@ impl LogFile {
             let mut ix = [0u8; 8];
             ix.copy_from_slice(&body[..8]);
             let index = u64::from_be_bytes(ix);
-            if prev.is_some_and(|p| p + 1 != index) {
+            if prev.is_some_and(|p| p.checked_add(1) != Some(index)) {
                 break;
             }
             prev = Some(index);
@@ -490,6 +490,20 @@ mod tests {
         let (_, rec) = LogFile::open(&path).expect("recover");
         assert!(rec.records.is_empty());
         assert_eq!(rec.cut_bytes, 12);
+    }
+
+    /// Found by the `raft_dir` fuzz target: a record with index u64::MAX followed by another
+    /// overflowed the index-sequence check (a panic with overflow checks, a wrap without).
+    #[test]
+    fn the_largest_index_ends_the_sequence_without_overflow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.log");
+        let mut bytes = Vec::new();
+        encode(u64::MAX, b"last", &mut bytes).expect("encode");
+        encode(0, b"wrapped", &mut bytes).expect("encode");
+        std::fs::write(&path, &bytes).expect("write");
+        let (_, rec) = LogFile::open(&path).expect("open");
+        assert_eq!(indexes(&rec), vec![u64::MAX]);
     }
 
     #[test]

@@ -1462,3 +1462,38 @@ fn fuzz_finding_partition_dir_damaged_base_offset() {
     ]);
     fuzzing::partition_dir(&image, tmp.path());
 }
+
+/// Found by the `partition_dir` fuzz target: a closed segment whose first batch header was
+/// damaged (record count 0) still passed its index and tail check, and a read at an offset
+/// before the first index entry answered nothing instead of refusing the damaged batch.
+#[test]
+fn damaged_batch_header_before_the_first_index_entry_is_refused_not_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(B::new(2).tag(&format!("h{i}")).build()).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    // Record count (bytes 57..61) of the first batch: 0.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&logs[0])
+        .unwrap();
+    f.write_all_at(&0i32.to_be_bytes(), 57).unwrap();
+    drop(f);
+    let log = PartitionLog::open(dir, small_segments()).unwrap();
+    for at in [0, 1] {
+        let err = log.read(at, 1 << 20).unwrap_err();
+        assert!(matches!(err, LogError::CorruptBatch { .. }), "{err:?}");
+    }
+    assert_eq!(log.log_end_offset(), 80);
+}

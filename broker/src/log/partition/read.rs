@@ -63,15 +63,12 @@ impl PartitionLog {
         };
         let records = read_batches(&file, start_pos, expect, seg_end, offset, limit, max_bytes)
             .map_err(io_err(&path))?
-            .map_err(|(at, base)| {
-                tracing::warn!(path = %path.display(), position = at, offset = base, expected = expect,
-                    "not serving a stored batch whose base offset does not follow the one before it");
+            .map_err(|(at, why)| {
+                tracing::warn!(path = %path.display(), position = at, offset, reason = %why,
+                    "not serving a stored batch that is damaged");
                 crate::recovery::count(crate::recovery::Action::CorruptBatchRefused);
                 LogError::CorruptBatch {
-                    reason: format!(
-                        "{}: the batch at position {at} has base offset {base}, out of sequence",
-                        path.display()
-                    ),
+                    reason: format!("{}: the batch at position {at}: {why}", path.display()),
                 }
             })?;
         let records = keep_intact(records, &path)?;
@@ -186,9 +183,10 @@ fn peek(b: &[u8]) -> Option<(i64, usize, i64)> {
 }
 
 /// Reads whole batches of one segment, starting with the one containing `offset`, walking
-/// from `pos` where the batch with base offset `expect` starts. `Ok(Err((position, base)))`:
-/// a batch on the way has a base offset out of sequence (the base offset is not covered by
-/// the CRC, so damage there is caught here); it is not served, nor skipped over.
+/// from `pos` where the batch with base offset `expect` starts. `Ok(Err((position, why)))`:
+/// a batch on the way is damaged (a header that does not parse, or a base offset out of
+/// sequence: the base offset is not covered by the CRC, so damage there is caught here), or
+/// the segment ends before `offset`; nothing is served, nothing skipped over.
 fn read_batches(
     file: &File,
     mut pos: u64,
@@ -197,19 +195,27 @@ fn read_batches(
     offset: i64,
     hw: i64,
     max_bytes: usize,
-) -> std::io::Result<Result<Bytes, (u64, i64)>> {
+) -> std::io::Result<Result<Bytes, (u64, String)>> {
     // Walk headers from the index position to the batch containing `offset`.
     let mut hdr = [0u8; 27];
     let first_size = loop {
         if pos + 27 > seg_end {
-            return Ok(Ok(Bytes::new()));
+            return Ok(Err((
+                pos,
+                format!("the segment ends before offset {offset}"),
+            )));
         }
         file.read_exact_at(&mut hdr, pos)?;
-        let Some((base, size, last)) = peek(&hdr) else {
-            return Ok(Ok(Bytes::new()));
+        let Some((base, size, last)) =
+            peek(&hdr).filter(|(_, size, last)| *last >= expect && pos + *size as u64 <= seg_end)
+        else {
+            return Ok(Err((pos, "the batch header does not parse".into())));
         };
         if base != expect {
-            return Ok(Err((pos, base)));
+            return Ok(Err((
+                pos,
+                format!("base offset {base} where {expect} was expected"),
+            )));
         }
         if base >= hw {
             return Ok(Ok(Bytes::new()));

@@ -103,14 +103,17 @@ enum Scenario {
     SegmentRoll,
     /// Small segments and retention by size or by time, checked every 100 ms.
     Retention,
+    /// Three brokers: a partition's two copies moved to another pair, any broker killed.
+    Move,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario::Produce,
     Scenario::Idempotent,
     Scenario::GroupCommits,
     Scenario::SegmentRoll,
     Scenario::Retention,
+    Scenario::Move,
 ];
 
 /// What the trials proved, summed.
@@ -143,77 +146,168 @@ impl Figures {
 // ---------------------------------------------------------------------------------------------
 // One broker process at a fixed address, restartable
 
-/// A loopback address `127.x.y.1` whose port 9092 is free (checked by binding it), so that a
-/// restarted broker comes back where the clients know it.
-fn free_address() -> String {
+/// A loopback network `127.x.y.0/24` whose ports 9092 and 9093 are free on its first `n`
+/// addresses (checked by binding them), so that a restarted broker comes back where its clients
+/// and peers know it.
+fn free_network(n: i32) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut rng = Rng(u64::from(std::process::id()) << 20 | NEXT.fetch_add(1, Ordering::Relaxed));
     for _ in 0..100 {
         // 127.0.x.x and the networks replication.rs picks from (127.10-249.x.x) are left alone.
-        let ip = format!("127.{}.{}.1", 250 + rng.below(5), rng.below(256));
-        if std::net::TcpListener::bind(format!("{ip}:9092")).is_ok() {
-            return ip;
+        let net = format!("127.{}.{}", 250 + rng.below(5), rng.below(256));
+        let free = (1..=n).all(|h| {
+            ["9092", "9093"]
+                .iter()
+                .all(|port| std::net::TcpListener::bind(format!("{net}.{h}:{port}")).is_ok())
+        });
+        if free {
+            return net;
         }
     }
-    panic!("no free loopback address for a crash trial");
+    panic!("no free loopback network for a crash trial");
 }
 
+/// One broker process (`Node::start`), or several forming a cluster (`Node::cluster`), each at
+/// `<net>.<id + 1>`, with data directories that outlive restarts.
 struct Node {
     tmp: tempfile::TempDir,
-    ip: String,
+    net: String,
+    /// Cluster members (node ids, cluster listeners, seeds) rather than a single broker.
+    clustered: bool,
     flags: Vec<String>,
-    broker: Option<BinaryBroker>,
+    brokers: Vec<Option<BinaryBroker>>,
 }
 
 impl Node {
+    /// A single broker (no cluster flags).
     fn start(flags: &[&str]) -> Node {
-        let mut n = Node {
-            tmp: tempfile::tempdir().expect("trial temp dir"),
-            ip: free_address(),
-            flags: flags.iter().map(|s| s.to_string()).collect(),
-            broker: None,
-        };
+        let mut n = Node::new(1, false, flags);
         n.spawn();
         n
     }
 
+    /// `n` brokers; broker 0 founds the cluster, the others join; returns once each lists all.
+    fn cluster(n: i32, flags: &[&str]) -> Node {
+        let mut c = Node::new(n, true, flags);
+        for id in 0..n {
+            c.spawn_id(id);
+        }
+        for id in 0..n {
+            wait_for("every broker in the metadata", LONG, POLL, || {
+                let md = rd_consumer(&c.kafka(id), &[])
+                    .fetch_metadata(None, Duration::from_secs(5))
+                    .ok()?;
+                (md.brokers().len() == n as usize).then_some(())
+            });
+        }
+        c
+    }
+
+    fn new(n: i32, clustered: bool, flags: &[&str]) -> Node {
+        Node {
+            tmp: tempfile::tempdir().expect("trial temp dir"),
+            net: free_network(n),
+            clustered,
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+            brokers: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    fn ids(&self) -> std::ops::Range<i32> {
+        0..self.brokers.len() as i32
+    }
+
+    fn kafka(&self, id: i32) -> String {
+        format!("{}.{}:9092", self.net, id + 1)
+    }
+
+    fn cluster_addr(&self, id: i32) -> String {
+        format!("{}.{}:9093", self.net, id + 1)
+    }
+
+    fn data_dir_of(&self, id: i32) -> PathBuf {
+        self.tmp.path().join(format!("data{id}"))
+    }
+
+    fn log_path_of(&self, id: i32) -> PathBuf {
+        self.tmp.path().join(format!("broker{id}.log"))
+    }
+
     fn data_dir(&self) -> PathBuf {
-        self.tmp.path().join("data")
+        self.data_dir_of(0)
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.tmp.path().join("broker.log")
-    }
-
+    /// Every broker's Kafka address.
     fn bootstrap(&self) -> String {
-        format!("{}:9092", self.ip)
+        self.ids()
+            .map(|id| self.kafka(id))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn spawn(&mut self) {
-        assert!(self.broker.is_none(), "the broker is running");
+        self.spawn_id(0);
+    }
+
+    fn spawn_id(&mut self, id: i32) {
+        assert!(
+            self.brokers[id as usize].is_none(),
+            "broker {id} is running"
+        );
+        let ip = format!("{}.{}", self.net, id + 1);
         let mut args = vec![
             "--data-dir".to_string(),
-            self.data_dir().display().to_string(),
+            self.data_dir_of(id).display().to_string(),
             "--listen".into(),
-            self.bootstrap(),
+            self.kafka(id),
             "--http-listen".into(),
-            format!("{}:0", self.ip),
+            format!("{ip}:0"),
             "--fsync".into(),
             "always".into(),
         ];
+        if self.clustered {
+            // Every broker gets every seed, as the operator does.
+            let seeds: Vec<String> = self.ids().map(|i| self.cluster_addr(i)).collect();
+            args.extend([
+                "--node-id".into(),
+                id.to_string(),
+                "--cluster-listen".into(),
+                self.cluster_addr(id),
+                "--seeds".into(),
+                seeds.join(","),
+            ]);
+        }
         args.extend(self.flags.iter().cloned());
-        self.broker = Some(BinaryBroker::spawn_args(&args, &self.log_path()));
+        let b = BinaryBroker::spawn_args(&args, &self.log_path_of(id));
+        self.brokers[id as usize] = Some(b);
     }
 
     /// SIGKILL: no shutdown, no last fsync; the page cache survives, as it does when only the
     /// process dies.
     fn kill(&mut self) {
-        self.broker.take().expect("the broker is running").kill9();
+        self.kill_id(0);
+    }
+
+    fn kill_id(&mut self, id: i32) {
+        self.brokers[id as usize]
+            .take()
+            .unwrap_or_else(|| panic!("broker {id} is not running"))
+            .kill9();
     }
 
     fn create_topic(&self, topic: &str, configs: &[(String, String)]) {
+        self.create_topic_on(topic, &[0], configs);
+    }
+
+    /// Creates `topic` with one partition on `replicas` (the first leads).
+    fn create_topic_on(&self, topic: &str, replicas: &[i32], configs: &[(String, String)]) {
         let a = rd_admin(&self.bootstrap());
-        let mut nt = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+        let assignment = [replicas];
+        let mut nt = if self.clustered {
+            NewTopic::new(topic, 1, TopicReplication::Variable(&assignment))
+        } else {
+            NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+        };
         for (k, v) in configs {
             nt = nt.set(k, v);
         }
@@ -241,19 +335,21 @@ impl Node {
 }
 
 impl Drop for Node {
-    /// A failing trial shows the end of the broker's log (both runs).
+    /// A failing trial shows the end of each broker's log (every run).
     fn drop(&mut self) {
         if !std::thread::panicking() {
             return;
         }
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(200)..];
-        eprintln!(
-            "==== broker log, last {} lines\n{}",
-            tail.len(),
-            tail.join("\n")
-        );
+        for id in self.ids() {
+            let log = std::fs::read_to_string(self.log_path_of(id)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(200)..];
+            eprintln!(
+                "==== broker {id} log, last {} lines\n{}",
+                tail.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
 
@@ -532,6 +628,7 @@ fn trial(seed: u64) -> Figures {
         }
         Scenario::GroupCommits => group_trial(seed, &mut rng),
         Scenario::Retention => retention_trial(seed, &mut rng),
+        Scenario::Move => move_trial(seed, &mut rng),
     };
     println!(
         "seed {seed}: {} acknowledged, {} lost, {} duplicates, {} retained away, {} commits ({:?})",
@@ -899,6 +996,144 @@ fn group_trial(seed: u64, rng: &mut Rng) -> Figures {
     let (log_start, got) = read_all(&node, &topic);
     let mut f = check_log(seed, log_start, &got, &acked, total as u64);
     f.commits = commits_acked;
+    f
+}
+
+/// (leader, replicas, in-sync replicas) of partition 0 of `topic` per Metadata from any broker.
+fn layout(node: &Node, topic: &str) -> Option<(i32, Vec<i32>, BTreeSet<i32>)> {
+    let md = rd_consumer(&node.bootstrap(), &[("allow.auto.create.topics", "false")])
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?;
+    let p = md.topics().first()?.partitions().first()?;
+    Some((
+        p.leader(),
+        p.replicas().to_vec(),
+        p.isr().iter().copied().collect(),
+    ))
+}
+
+/// Led by one of `want`, which are the replicas, in that order, all in sync.
+fn settled_on(want: &[i32], layout: &(i32, Vec<i32>, BTreeSet<i32>)) -> bool {
+    let (leader, replicas, isr) = layout;
+    let want_set: BTreeSet<i32> = want.iter().copied().collect();
+    want.contains(leader) && replicas.as_slice() == want && *isr == want_set
+}
+
+/// AlterPartitionReassignments of partition 0 of `topic` to `replicas`, through any broker that
+/// takes it (the quorum may be electing a leader).
+fn reassign(node: &Node, topic: &str, replicas: &[i32]) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId};
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(tname(topic))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(
+                    replicas.iter().copied().map(BrokerId).collect(),
+                ))])]);
+    wait_for(
+        "the reassignment to be accepted",
+        LONG,
+        Duration::from_millis(200),
+        || {
+            node.ids().find_map(|id| {
+                let addr = node.kafka(id).parse().expect("broker address");
+                let mut c = RawClient::try_connect(addr, Duration::from_secs(5)).ok()?;
+                let resp = c.try_send(&req, 0).ok()?;
+                let code = resp.responses.first()?.partitions.first()?.error_code;
+                (resp.error_code == 0 && code == 0).then_some(())
+            })
+        },
+    );
+}
+
+/// Three brokers, a partition of two copies, an idempotent acks=all producer; the partition is
+/// moved to another pair (one copy stays, one is new) and a drawn broker (the leader, the copy
+/// that stays, the new one or the one leaving, as the draw falls) is SIGKILLed at a drawn moment
+/// of the move, then restarted. The move completes, and every acknowledged record is read back
+/// once at its offset from the new replica set.
+fn move_trial(seed: u64, rng: &mut Rng) -> Figures {
+    let first = rng.below(3) as i32;
+    let from = [first, (first + 1) % 3];
+    let to = if rng.chance(50) {
+        [(first + 1) % 3, (first + 2) % 3]
+    } else {
+        [(first + 2) % 3, first]
+    };
+    let victim = rng.below(3) as i32;
+    let spec = ProducerSpec {
+        idempotent: true,
+        linger_ms: rng.below(6),
+        batch_records: [1, 4, 16, 500][rng.below(4) as usize],
+        old_below: 0,
+    };
+    // A longer log before the move makes a longer copy. The kill is timed from the move's
+    // start: acknowledgements come in bursts too coarse for a move that takes a fraction of a
+    // second.
+    let before_move = 100 + rng.below(1000);
+    let kill_ms = rng.below(400);
+    let mut node = Node::cluster(3, &[]);
+    let topic = topic_name("crash-move");
+    node.create_topic_on(&topic, &from, &[]);
+    wait_for("the partition led, both copies in sync", LONG, POLL, || {
+        layout(&node, &topic)
+            .filter(|l| settled_on(&from, l))
+            .map(|_| ())
+    });
+    let producer = ProducerLoad::start(node.bootstrap(), topic.clone(), spec);
+    producer.wait_acked(before_move, "records before the move");
+    reassign(&node, &topic, &to);
+    let moving = Instant::now();
+    let before = layout(&node, &topic);
+    std::thread::sleep(Duration::from_millis(kill_ms).saturating_sub(moving.elapsed()));
+    node.kill_id(victim);
+    let at_kill = producer.acked();
+    let done = before.as_ref().is_some_and(|l| settled_on(&to, l));
+    println!(
+        "seed {seed}: moving {from:?} to {to:?}; killed broker {victim} {kill_ms} ms into the move, after {at_kill} acknowledgements, {} (leader, replicas, ISR just before: {before:?})",
+        if done { "the move complete" } else { "the move under way" }
+    );
+    node.spawn_id(victim);
+    wait_for(
+        "the move to complete, the new copies in sync",
+        LONG,
+        POLL,
+        || {
+            layout(&node, &topic)
+                .filter(|l| settled_on(&to, l))
+                .map(|_| ())
+        },
+    );
+    println!(
+        "seed {seed}: move complete {:?} after it began",
+        moving.elapsed()
+    );
+    producer.wait_acked(at_kill + 100, "acknowledgements after the restart");
+    let outcome = producer.finish();
+    assert!(
+        outcome.failed.is_empty(),
+        "seed {seed}: {} idempotent deliveries failed, first {:?}",
+        outcome.failed.len(),
+        outcome.failed.first()
+    );
+    assert_eq!(
+        outcome.acked.len() as u64,
+        outcome.sent,
+        "seed {seed}: acknowledgements"
+    );
+    let (log_start, got) = read_all(&node, &topic);
+    assert_eq!(log_start, 0, "seed {seed}: log start");
+    let f = check_log(seed, log_start, &got, &outcome.acked, outcome.sent);
+    assert_eq!(
+        got.len() as u64,
+        outcome.sent,
+        "seed {seed}: records in the log"
+    );
+    assert_each_at_its_index(&got);
     f
 }
 

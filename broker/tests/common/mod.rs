@@ -499,6 +499,12 @@ pub struct Launched {
 }
 
 impl Launched {
+    /// SIGKILL before it was ready, then reap.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("send SIGKILL to the broker");
+        self.child.wait().expect("reap the killed broker");
+    }
+
     /// Waits for this run's `listening kafka=… http=…` line and `/readyz` 200.
     pub fn ready(mut self) -> BinaryBroker {
         let (log_path, earlier) = (self.log_path.clone(), self.earlier);

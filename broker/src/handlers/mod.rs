@@ -24,6 +24,8 @@ pub mod operational;
 pub mod produce;
 pub mod quorum;
 pub mod reassign;
+pub mod share;
+pub mod share_admin;
 pub mod topics;
 pub mod unserved;
 
@@ -291,6 +293,27 @@ pub async fn dispatch(
         }
         ApiKey::DescribeGroups => group!(describe_groups, DescribeGroupsRequest),
         ApiKey::DeleteGroups => group!(delete_groups, DeleteGroupsRequest),
+        ApiKey::ShareGroupHeartbeat => {
+            let req = req!(ShareGroupHeartbeatRequest);
+            let client = (
+                header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                format!("/{}", peer.ip()),
+            );
+            later(raw, share::heartbeat(Arc::clone(ctx), req, client))
+        }
+        ApiKey::ShareGroupDescribe => later(
+            raw,
+            share_admin::describe(Arc::clone(ctx), req!(ShareGroupDescribeRequest)),
+        ),
+        ApiKey::ShareFetch => later(raw, share::fetch(Arc::clone(ctx), req!(ShareFetchRequest))),
+        ApiKey::ShareAcknowledge => later(
+            raw,
+            share::acknowledge_request(Arc::clone(ctx), req!(ShareAcknowledgeRequest)),
+        ),
         _ => {
             return Err(BrokerError::UnsupportedApi {
                 peer,

@@ -306,6 +306,89 @@ pub fn find_record(
     Ok(None)
 }
 
+/// One stored record's fields: what a dead-letter copy of it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The record at `offset` among the whole batches `records` (as a read returns them). Every
+/// length is checked against the bytes there, so a damaged record is an error, not a panic or
+/// a large allocation.
+pub fn record_at(records: &[u8], offset: i64) -> Result<Option<StoredRecord>, LogError> {
+    let mut rest = records;
+    while rest.len() >= HEADER_LEN {
+        let h = parse_header(rest)?;
+        if h.size > rest.len() {
+            break;
+        }
+        if h.base_offset <= offset && offset <= h.last_offset() {
+            return record_in(&rest[..h.size], &h, offset);
+        }
+        rest = &rest[h.size..];
+    }
+    Ok(None)
+}
+
+fn record_in(b: &[u8], h: &BatchHeader, offset: i64) -> Result<Option<StoredRecord>, LogError> {
+    let records = b
+        .get(HEADER_LEN..h.size)
+        .ok_or_else(|| corrupt("batch shorter than its header".into()))?;
+    let plain = decompress(h.attributes & 0x7, records)?;
+    let mut pos = 0;
+    for _ in 0..h.record_count {
+        let len = zigzag(&plain, &mut pos, 5).ok_or_else(|| corrupt("record length".into()))?;
+        let len = usize::try_from(len).map_err(|_| corrupt(format!("record length {len}")))?;
+        let end = pos
+            .checked_add(len)
+            .filter(|e| *e <= plain.len())
+            .ok_or_else(|| corrupt(format!("record of {len} bytes past the batch end")))?;
+        let body = &plain[pos..end];
+        let mut p = 1; // attributes
+        let ts_delta = zigzag(body, &mut p, 10).ok_or_else(|| corrupt("timestamp delta".into()))?;
+        let off_delta = zigzag(body, &mut p, 5).ok_or_else(|| corrupt("offset delta".into()))?;
+        if h.base_offset.saturating_add(off_delta) == offset {
+            let key = bytes_field(body, &mut p)?;
+            let value = bytes_field(body, &mut p)?;
+            let count = zigzag(body, &mut p, 5).ok_or_else(|| corrupt("header count".into()))?;
+            let mut headers = Vec::new();
+            // Each header takes at least one byte, so the record's size bounds the loop.
+            for _ in 0..count.max(0) {
+                let k = bytes_field(body, &mut p)?.unwrap_or_default();
+                let v = bytes_field(body, &mut p)?;
+                headers.push((String::from_utf8_lossy(&k).into_owned(), v));
+            }
+            return Ok(Some(StoredRecord {
+                timestamp: h.first_timestamp.saturating_add(ts_delta),
+                key,
+                value,
+                headers,
+            }));
+        }
+        pos = end;
+    }
+    Ok(None)
+}
+
+/// A varint-length-prefixed byte field (-1: null).
+fn bytes_field(b: &[u8], p: &mut usize) -> Result<Option<Vec<u8>>, LogError> {
+    let len = zigzag(b, p, 5).ok_or_else(|| corrupt("field length".into()))?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|l| p.checked_add(l))
+        .filter(|e| *e <= b.len())
+        .ok_or_else(|| corrupt(format!("field of {len} bytes past the record end")))?;
+    let v = b[*p..end].to_vec();
+    *p = end;
+    Ok(Some(v))
+}
+
 /// Checks the CRC-32C of a whole batch (`b.len() == header.size`).
 pub fn check_crc(b: &[u8]) -> Result<(), LogError> {
     let stored = be_i32(b, CRC_POS) as u32;

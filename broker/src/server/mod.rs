@@ -39,6 +39,7 @@ use crate::http::HttpState;
 use crate::log::{LogDefaults, LogManager};
 use crate::metrics::Metrics;
 use crate::replica::{self, ReplicaManager};
+use crate::share::{ShareCoordinator, ShareSettings};
 use crate::topology;
 
 /// Most simultaneous client connections; more are accepted and closed at once.
@@ -140,6 +141,8 @@ impl Broker {
             retention_check_interval: Duration::from_millis(
                 u64::try_from(config.retention_check_interval_ms).unwrap_or(10_000),
             ),
+            share_record_lock_ms: config.share_record_lock_duration_ms,
+            share_delivery_count_limit: config.share_delivery_count_limit,
         };
         let dir = data_dir.clone();
         let recovered = tokio::task::spawn_blocking(move || {
@@ -201,6 +204,11 @@ impl Broker {
             min_insync_replicas: config.min_insync_replicas,
             logs,
             groups,
+            shares: Arc::new(ShareCoordinator::new(ShareSettings {
+                record_lock_ms: config.share_record_lock_duration_ms,
+                delivery_count_limit: config.share_delivery_count_limit,
+                ..ShareSettings::default()
+            })),
             replicas,
             producer_ids: Default::default(),
             offsets_topic: config.offsets_topic(),

@@ -171,9 +171,9 @@ impl ShareCoordinator {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until some record was released (or the caller's own timeout).
-    pub async fn released(&self) {
-        self.released.notified().await
+    /// Completes when some record is released after this call (or after `enable` on it).
+    pub fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.released.notified()
     }
 
     /// Serves one ShareGroupHeartbeat. `resolve` gives the subscribed topics' partitions.
@@ -376,7 +376,7 @@ impl ShareCoordinator {
         let Some(sp) = group.partitions.get_mut(&(topic_id, partition)) else {
             return codes::INVALID_RECORD_STATE;
         };
-        match sp.acknowledge(member_id, first, last, types, allow_renew, now_ms, limits) {
+        match sp.acknowledge(member_id, (first, last), types, allow_renew, now_ms, limits) {
             Ok(outcome) => {
                 let released = outcome.released > 0;
                 record(st, group_id, (topic_id, partition), outcome);

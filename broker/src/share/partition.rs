@@ -231,8 +231,7 @@ impl SharePartition {
     pub fn acknowledge(
         &mut self,
         member: &str,
-        first: i64,
-        last: i64,
+        (first, last): (i64, i64),
         types: &[i8],
         allow_renew: bool,
         now_ms: i64,

@@ -41,15 +41,15 @@ fn accepted_records_move_the_start_offset() {
     let mut sp = SharePartition::new(0);
     sp.acquire("a", 0, 4, 500, 0, &LIMITS);
     let out = sp
-        .acknowledge("a", 0, 1, &[ACK_ACCEPT], false, 0, &LIMITS)
+        .acknowledge("a", (0, 1), &[ACK_ACCEPT], false, 0, &LIMITS)
         .expect("ack");
     assert_eq!(out.accepted, 2);
     assert_eq!(sp.start_offset(), 2);
     // Accepting the tail first leaves the start at the first unfinished record.
-    sp.acknowledge("a", 3, 3, &[ACK_ACCEPT], false, 0, &LIMITS)
+    sp.acknowledge("a", (3, 3), &[ACK_ACCEPT], false, 0, &LIMITS)
         .expect("ack");
     assert_eq!(sp.start_offset(), 2);
-    sp.acknowledge("a", 2, 2, &[ACK_ACCEPT], false, 0, &LIMITS)
+    sp.acknowledge("a", (2, 2), &[ACK_ACCEPT], false, 0, &LIMITS)
         .expect("ack");
     assert_eq!((sp.start_offset(), sp.end_offset()), (4, 4));
 }
@@ -61,8 +61,7 @@ fn released_records_are_redelivered_with_a_higher_count() {
     let out = sp
         .acknowledge(
             "a",
-            0,
-            2,
+            (0, 2),
             &[ACK_ACCEPT, ACK_RELEASE, ACK_ACCEPT],
             false,
             0,
@@ -83,7 +82,7 @@ fn a_record_released_at_the_delivery_limit_is_archived() {
             vec![run(0, 0, count)]
         );
         let out = sp
-            .acknowledge("a", 0, 0, &[ACK_RELEASE], false, 0, &LIMITS)
+            .acknowledge("a", (0, 0), &[ACK_RELEASE], false, 0, &LIMITS)
             .expect("release");
         if count < 3 {
             assert_eq!(out.released, 1);
@@ -107,7 +106,7 @@ fn rejected_records_are_archived_and_never_redelivered() {
     let mut sp = SharePartition::new(0);
     sp.acquire("a", 0, 2, 500, 0, &LIMITS);
     let out = sp
-        .acknowledge("a", 0, 1, &[ACK_REJECT, ACK_ACCEPT], false, 0, &LIMITS)
+        .acknowledge("a", (0, 1), &[ACK_REJECT, ACK_ACCEPT], false, 0, &LIMITS)
         .expect("ack");
     assert_eq!(out.archived.len(), 1);
     assert_eq!(out.archived[0].reason, ArchiveReason::Rejected);
@@ -127,7 +126,7 @@ fn timed_out_locks_make_records_available_again() {
     );
     // `a` lost the lock: its late acknowledgement is refused.
     assert!(matches!(
-        sp.acknowledge("a", 0, 1, &[ACK_ACCEPT], false, 1000, &LIMITS),
+        sp.acknowledge("a", (0, 1), &[ACK_ACCEPT], false, 1000, &LIMITS),
         Err(AckError::InvalidRecordState { .. })
     ));
 }
@@ -148,16 +147,15 @@ fn acknowledgements_of_records_not_held_change_nothing() {
     sp.acquire("a", 0, 2, 500, 0, &LIMITS);
     let before = sp.clone();
     assert!(sp
-        .acknowledge("b", 0, 1, &[ACK_ACCEPT], false, 0, &LIMITS)
+        .acknowledge("b", (0, 1), &[ACK_ACCEPT], false, 0, &LIMITS)
         .is_err());
     assert!(sp
-        .acknowledge("a", 0, 5, &[ACK_ACCEPT], false, 0, &LIMITS)
+        .acknowledge("a", (0, 5), &[ACK_ACCEPT], false, 0, &LIMITS)
         .is_err());
     assert!(matches!(
         sp.acknowledge(
             "a",
-            0,
-            1,
+            (0, 1),
             &[ACK_ACCEPT, ACK_ACCEPT, ACK_ACCEPT],
             false,
             0,
@@ -166,11 +164,11 @@ fn acknowledgements_of_records_not_held_change_nothing() {
         Err(AckError::InvalidRequest { .. })
     ));
     assert!(matches!(
-        sp.acknowledge("a", 0, 1, &[ACK_RENEW], false, 0, &LIMITS),
+        sp.acknowledge("a", (0, 1), &[ACK_RENEW], false, 0, &LIMITS),
         Err(AckError::InvalidRequest { .. })
     ));
     assert!(matches!(
-        sp.acknowledge("a", 1, 0, &[ACK_ACCEPT], false, 0, &LIMITS),
+        sp.acknowledge("a", (1, 0), &[ACK_ACCEPT], false, 0, &LIMITS),
         Err(AckError::InvalidRequest { .. })
     ));
     assert_eq!(sp, before);
@@ -180,7 +178,7 @@ fn acknowledgements_of_records_not_held_change_nothing() {
 fn renew_extends_the_lock_where_allowed() {
     let mut sp = SharePartition::new(0);
     sp.acquire("a", 0, 1, 500, 0, &LIMITS);
-    sp.acknowledge("a", 0, 0, &[ACK_RENEW], true, 900, &LIMITS)
+    sp.acknowledge("a", (0, 0), &[ACK_RENEW], true, 900, &LIMITS)
         .expect("renew");
     assert_eq!(sp.expire_locks(1000, &LIMITS).released, 0);
     assert_eq!(sp.next_deadline(), Some(1900));
@@ -195,7 +193,7 @@ fn the_in_flight_window_caps_new_acquisitions() {
     let mut sp = SharePartition::new(0);
     assert_eq!(sp.acquire("a", 0, 10, 500, 0, &limits), vec![run(0, 2, 1)]);
     assert_eq!(sp.next_fetch_offset(&limits), None);
-    sp.acknowledge("a", 0, 0, &[ACK_ACCEPT], false, 0, &limits)
+    sp.acknowledge("a", (0, 0), &[ACK_ACCEPT], false, 0, &limits)
         .expect("ack");
     assert_eq!(sp.next_fetch_offset(&limits), Some(3));
 }

@@ -1,0 +1,387 @@
+//! Share groups (KIP-932) with the Java `KafkaShareConsumer` (kafka-clients 4.x): competing
+//! consumers on one partition, per-record acknowledgement, redelivery after a consumer dies,
+//! REJECT and the delivery limit with a dead-letter topic, and share-partition state across a
+//! restart of the broker binary.
+//!
+//! The driver is `tests/java/SluiceShareClient.java` (see its header for the commands).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A share consumer JVM running in the background, its stdout in a file.
+struct Running {
+    child: Child,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("stdout");
+        let err = dir.path().join("stderr");
+        let child = share_cmd(args)
+            .stdout(Stdio::from(
+                std::fs::File::create(&out).expect("stdout file"),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(&err).expect("stderr file"),
+            ))
+            .spawn()
+            .expect("spawn java");
+        Running {
+            child,
+            out,
+            _dir: dir,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.out.with_file_name("stderr")).unwrap_or_default()
+    }
+
+    /// Waits for the JVM to exit 0 within `timeout`; its stdout.
+    fn finish(mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait java") {
+                assert!(
+                    st.success(),
+                    "share consumer failed ({st}):\n{}\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+                return self.stdout();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "share consumer did not finish in {timeout:?}:\n{}\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(mut self) -> String {
+        self.child.kill().expect("SIGKILL java");
+        self.child.wait().expect("reap java");
+        self.stdout()
+    }
+}
+
+/// A `got <partition> <offset> <deliveryCount> <value>` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Got {
+    offset: i64,
+    delivery_count: i16,
+    value: String,
+}
+
+fn got(stdout: &str) -> Vec<Got> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            match f.as_slice() {
+                ["got", _, o, c, v] => Some(Got {
+                    offset: o.parse().ok()?,
+                    delivery_count: c.parse().ok()?,
+                    value: v.to_string(),
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn share(bootstrap: &str, args: &[&str]) -> Finished {
+    let mut all = vec![args[0], "--bootstrap", bootstrap];
+    all.extend_from_slice(&args[1..]);
+    run_bounded(share_cmd(&all), &format!("share {}", all.join(" ")), RUN)
+}
+
+fn consumer(bootstrap: &str, topic: &str, group: &str, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ];
+    args.extend_from_slice(extra);
+    Running::start(&args)
+}
+
+/// Waits until the share group has `n` members (ShareGroupDescribe through the Java Admin).
+fn wait_members(bootstrap: &str, group: &str, n: usize) {
+    let line = format!("#members {n}");
+    wait_for(
+        &format!("{n} members in share group {group}"),
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || {
+            let all = ["describe", "--bootstrap", bootstrap, "--group", group];
+            let (_, out) = run_within(share_cmd(&all), "share describe", RUN);
+            out.stdout.lines().any(|l| l == line).then_some(())
+        },
+    );
+}
+
+fn count_values(all: &[Got]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for g in all {
+        *counts.entry(g.value.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn expected(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("m-{i}")).collect()
+}
+
+#[test]
+fn five_share_consumers_on_one_partition_all_get_work_and_process_each_message_once() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-five");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let extra = [
+        "--max-poll",
+        "5",
+        "--process-ms",
+        "15",
+        "--idle-ms",
+        "5000",
+        "--timeout-ms",
+        "100000",
+    ];
+    let members: Vec<Running> = (0..5)
+        .map(|_| consumer(&b, &topic, &group, &extra))
+        .collect();
+    // A share group starts at the log end (share.auto.offset.reset=latest): produce once
+    // every member is in.
+    wait_members(&b, &group, 5);
+    let total = 300;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    let outs: Vec<String> = members
+        .into_iter()
+        .map(|m| m.finish(Duration::from_secs(110)))
+        .collect();
+    let per: Vec<Vec<Got>> = outs.iter().map(|o| got(o)).collect();
+    for (i, g) in per.iter().enumerate() {
+        assert!(
+            !g.is_empty(),
+            "consumer {i} got no work: {:?}",
+            per.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+    let all: Vec<Got> = per.concat();
+    let counts = count_values(&all);
+    assert_eq!(
+        counts.keys().cloned().collect::<Vec<_>>().len(),
+        total,
+        "distinct messages"
+    );
+    for v in expected(total) {
+        assert_eq!(
+            counts.get(&v),
+            Some(&1),
+            "{v} processed {:?} times",
+            counts.get(&v)
+        );
+    }
+    assert!(
+        all.iter().all(|g| g.delivery_count == 1),
+        "a redelivery with all accepting"
+    );
+}
+
+#[test]
+fn a_killed_share_consumer_has_its_unacknowledged_messages_redelivered_to_the_others() {
+    let broker = TestBroker::start(&["--share-record-lock-duration-ms", "2000"]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-kill");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let victim = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "10",
+            "--hang",
+            "true",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 1);
+    let total = 60;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    wait_for(
+        "the victim to hold a batch",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || victim.stdout().contains("#hang").then_some(()),
+    );
+    let held = got(&victim.kill9());
+    assert!(!held.is_empty(), "the victim held nothing");
+    let extra = [
+        "--max-poll",
+        "10",
+        "--idle-ms",
+        "5000",
+        "--timeout-ms",
+        "100000",
+    ];
+    let others: Vec<Running> = (0..2)
+        .map(|_| consumer(&b, &topic, &group, &extra))
+        .collect();
+    let all: Vec<Got> = others
+        .into_iter()
+        .flat_map(|o| got(&o.finish(Duration::from_secs(110))))
+        .collect();
+    let counts = count_values(&all);
+    for v in expected(total) {
+        assert_eq!(
+            counts.get(&v),
+            Some(&1),
+            "{v} processed {:?} times by the others",
+            counts.get(&v)
+        );
+    }
+    for h in &held {
+        let again = all
+            .iter()
+            .find(|g| g.offset == h.offset)
+            .expect("redelivered");
+        assert!(
+            again.delivery_count >= 2,
+            "offset {} came back with delivery count {}",
+            h.offset,
+            again.delivery_count
+        );
+    }
+}
+
+#[test]
+fn rejected_and_over_the_limit_share_records_are_archived_to_the_dead_letter_topic() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-dlq");
+    let dlq = format!("{topic}-dlq");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &dlq, "--partitions", "1"]);
+    java.admin(&[
+        "create-topic",
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--set",
+        &format!("errors.deadletterqueue.topic.name={dlq}"),
+        "--set",
+        "share.delivery.count.limit=2",
+    ]);
+    // Messages 0, 5, 10, 15 are "poison-<i>", rejected; "m-3" is released every time.
+    let c = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--reject-prefix",
+            "poison-",
+            "--release-prefix",
+            "m-3",
+            "--idle-ms",
+            "5000",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 1);
+    share(
+        &b,
+        &[
+            "produce",
+            "--topic",
+            &topic,
+            "--count",
+            "20",
+            "--poison-every",
+            "5",
+        ],
+    );
+    let all = got(&c.finish(Duration::from_secs(110)));
+    let counts = count_values(&all);
+    for i in [0, 5, 10, 15] {
+        assert_eq!(
+            counts.get(&format!("poison-{i}")),
+            Some(&1),
+            "a rejected record came back"
+        );
+    }
+    assert_eq!(
+        counts.get("m-3"),
+        Some(&2),
+        "released up to the delivery limit of 2"
+    );
+    let out = share(&b, &["dump", "--topic", &dlq, "--count", "5"]);
+    let letters: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("dlq "))
+        .collect();
+    assert_eq!(letters.len(), 5, "dead letters:\n{}", out.stdout);
+    for i in [0, 5, 10, 15] {
+        let want = format!("dlq poison-{i} ");
+        let l = letters
+            .iter()
+            .find(|l| l.starts_with(&want))
+            .expect("poison letter");
+        assert!(
+            l.contains(&format!("sluice.dlq.source.topic={topic}")),
+            "{l}"
+        );
+        assert!(l.contains(&format!("sluice.dlq.source.offset={i}")), "{l}");
+        assert!(l.contains(&format!("sluice.dlq.group={group}")), "{l}");
+        assert!(l.contains("sluice.dlq.reason=rejected"), "{l}");
+        assert!(l.contains("sluice.dlq.delivery.count=1"), "{l}");
+    }
+    let limit = letters
+        .iter()
+        .find(|l| l.starts_with("dlq m-3 "))
+        .expect("m-3 letter");
+    assert!(
+        limit.contains("sluice.dlq.reason=delivery-limit"),
+        "{limit}"
+    );
+    assert!(limit.contains("sluice.dlq.delivery.count=2"), "{limit}");
+}

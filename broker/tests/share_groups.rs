@@ -385,3 +385,98 @@ fn rejected_and_over_the_limit_share_records_are_archived_to_the_dead_letter_top
     );
     assert!(limit.contains("sluice.dlq.delivery.count=2"), "{limit}");
 }
+
+#[test]
+fn share_partition_state_survives_a_sigkill_and_restart_of_the_broker_binary() {
+    let data = tempfile::tempdir().expect("data dir");
+    let logs = tempfile::tempdir().expect("log dir");
+    let mut broker = BinaryBroker::spawn(data.path(), &[], &logs.path().join("first.log"));
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-restart");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let first = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "5",
+            "--max-records",
+            "10",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 1);
+    let total = 40;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    let accepted = got(&first.finish(Duration::from_secs(110)));
+    assert!(
+        accepted.len() >= 10,
+        "the first consumer processed {accepted:?}"
+    );
+    // A second consumer acquires a batch and holds it when the broker dies.
+    let victim = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "5",
+            "--hang",
+            "true",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_for(
+        "the victim to hold a batch",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || victim.stdout().contains("#hang").then_some(()),
+    );
+    broker.kill9();
+    let held = got(&victim.kill9());
+    assert!(!held.is_empty(), "the victim held nothing");
+
+    let broker = BinaryBroker::spawn(data.path(), &[], &logs.path().join("second.log"));
+    let b = broker.bootstrap();
+    let rest = got(&consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "10",
+            "--idle-ms",
+            "5000",
+            "--timeout-ms",
+            "100000",
+        ],
+    )
+    .finish(Duration::from_secs(110)));
+    let before: BTreeMap<String, usize> = count_values(&accepted);
+    let after = count_values(&rest);
+    for v in expected(total) {
+        let n = before.get(&v).copied().unwrap_or(0) + after.get(&v).copied().unwrap_or(0);
+        assert_eq!(n, 1, "{v} processed {n} times across the restart");
+    }
+    for h in &held {
+        let again = rest
+            .iter()
+            .find(|g| g.offset == h.offset)
+            .expect("held record redelivered");
+        assert!(
+            again.delivery_count > h.delivery_count,
+            "offset {} held with delivery count {} came back with {}",
+            h.offset,
+            h.delivery_count,
+            again.delivery_count
+        );
+    }
+}

@@ -26,6 +26,7 @@ pub mod quorum;
 pub mod reassign;
 pub mod share;
 pub mod share_admin;
+pub mod share_store;
 pub mod topics;
 pub mod unserved;
 

@@ -93,6 +93,7 @@ pub async fn heartbeat(
     if let Err(code) = coordinates(&ctx, &group).await {
         return resp.with_error_code(code);
     }
+    super::share_store::ensure_loaded(&ctx).await;
     let subscribed = req
         .subscribed_topic_names
         .map(|v| v.iter().map(|t| t.to_string()).collect());
@@ -108,6 +109,7 @@ pub async fn heartbeat(
         &|topics: &[String]| resolve(&ctx, topics),
     );
     super::share_admin::dead_letters(&ctx).await;
+    super::share_store::persist(&ctx).await;
     resp.error_code = reply.error;
     resp.member_id = Some(sb(&reply.member_id));
     resp.member_epoch = reply.member_epoch;
@@ -282,6 +284,7 @@ pub async fn fetch(ctx: Arc<BrokerContext>, req: ShareFetchRequest) -> ShareFetc
     if group.is_empty() || member.is_empty() {
         return resp.with_error_code(codes::INVALID_REQUEST);
     }
+    super::share_store::ensure_loaded(&ctx).await;
     let add: Vec<(Uuid, i32)> = req
         .topics
         .iter()
@@ -353,6 +356,7 @@ pub async fn fetch(ctx: Arc<BrokerContext>, req: ShareFetchRequest) -> ShareFetc
         acquire_all(&ctx, &req, &group, &member, &session.partitions, &mut parts).await;
     }
     super::share_admin::dead_letters(&ctx).await;
+    super::share_store::persist(&ctx).await;
     let mut endpoints = std::collections::BTreeSet::new();
     for ((topic_id, partition), part) in parts {
         let i = match resp.responses.iter().position(|t| t.topic_id == topic_id) {
@@ -532,5 +536,6 @@ pub async fn acknowledge_request(
             .close_session(&group, &member, &|id| limits_for(&ctx, id));
     }
     super::share_admin::dead_letters(&ctx).await;
+    super::share_store::persist(&ctx).await;
     resp
 }

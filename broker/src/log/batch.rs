@@ -326,14 +326,44 @@ pub fn record_at(records: &[u8], offset: i64) -> Result<Option<StoredRecord>, Lo
             break;
         }
         if h.base_offset <= offset && offset <= h.last_offset() {
-            return record_in(&rest[..h.size], &h, offset);
+            let mut found = None;
+            records_in(&rest[..h.size], &h, |o, r| {
+                if o == offset {
+                    found = Some(r);
+                }
+                o >= offset
+            })?;
+            return Ok(found);
         }
         rest = &rest[h.size..];
     }
     Ok(None)
 }
 
-fn record_in(b: &[u8], h: &BatchHeader, offset: i64) -> Result<Option<StoredRecord>, LogError> {
+/// Every record of the whole batches `records`, with its offset, in order.
+pub fn all_records(records: &[u8]) -> Result<Vec<(i64, StoredRecord)>, LogError> {
+    let mut out = Vec::new();
+    let mut rest = records;
+    while rest.len() >= HEADER_LEN {
+        let h = parse_header(rest)?;
+        if h.size > rest.len() {
+            break;
+        }
+        records_in(&rest[..h.size], &h, |o, r| {
+            out.push((o, r));
+            false
+        })?;
+        rest = &rest[h.size..];
+    }
+    Ok(out)
+}
+
+/// Calls `visit` with each record of the whole batch `b` until it returns true.
+fn records_in(
+    b: &[u8],
+    h: &BatchHeader,
+    mut visit: impl FnMut(i64, StoredRecord) -> bool,
+) -> Result<(), LogError> {
     let records = b
         .get(HEADER_LEN..h.size)
         .ok_or_else(|| corrupt("batch shorter than its header".into()))?;
@@ -350,7 +380,7 @@ fn record_in(b: &[u8], h: &BatchHeader, offset: i64) -> Result<Option<StoredReco
         let mut p = 1; // attributes
         let ts_delta = zigzag(body, &mut p, 10).ok_or_else(|| corrupt("timestamp delta".into()))?;
         let off_delta = zigzag(body, &mut p, 5).ok_or_else(|| corrupt("offset delta".into()))?;
-        if h.base_offset.saturating_add(off_delta) == offset {
+        {
             let key = bytes_field(body, &mut p)?;
             let value = bytes_field(body, &mut p)?;
             let count = zigzag(body, &mut p, 5).ok_or_else(|| corrupt("header count".into()))?;
@@ -361,16 +391,19 @@ fn record_in(b: &[u8], h: &BatchHeader, offset: i64) -> Result<Option<StoredReco
                 let v = bytes_field(body, &mut p)?;
                 headers.push((String::from_utf8_lossy(&k).into_owned(), v));
             }
-            return Ok(Some(StoredRecord {
+            let record = StoredRecord {
                 timestamp: h.first_timestamp.saturating_add(ts_delta),
                 key,
                 value,
                 headers,
-            }));
+            };
+            if visit(h.base_offset.saturating_add(off_delta), record) {
+                return Ok(());
+            }
         }
         pos = end;
     }
-    Ok(None)
+    Ok(())
 }
 
 /// A varint-length-prefixed byte field (-1: null).

@@ -33,7 +33,7 @@ mod producer;
 mod segment;
 mod upkeep;
 
-pub use batch::{record_at, StoredRecord};
+pub use batch::{all_records, record_at, StoredRecord};
 pub use catalog::{partition_dir, DesiredTopic, LogManager, Reconciled, TopicMeta};
 pub use config::{
     altered_configs, check_partition_count, validate_topic_config, validate_topic_configs,

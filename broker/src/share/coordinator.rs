@@ -143,7 +143,12 @@ struct State {
     groups: BTreeMap<String, Group>,
     sessions: HashMap<(String, String), Session>,
     dead_letters: Vec<DeadLetter>,
+    /// Share partitions changed since their state was last taken for persistence.
+    dirty: BTreeSet<(String, Uuid, i32)>,
 }
+
+/// A share partition's state to persist; `None`: it is gone (its group was deleted).
+pub type Changed = (String, Uuid, i32, Option<SharePartition>);
 
 #[derive(Debug, Default)]
 pub struct ShareCoordinator {
@@ -151,6 +156,10 @@ pub struct ShareCoordinator {
     state: Mutex<State>,
     /// Woken when records become available again, so waiting ShareFetches look again.
     released: Notify,
+    /// Set once the persisted state was loaded (the store does it before the first request).
+    pub loaded: tokio::sync::OnceCell<()>,
+    /// Held while changes are taken and written, so they reach the log in the order made.
+    pub persisting: tokio::sync::Mutex<()>,
 }
 
 impl ShareCoordinator {
@@ -159,6 +168,8 @@ impl ShareCoordinator {
             settings,
             state: Mutex::default(),
             released: Notify::new(),
+            loaded: tokio::sync::OnceCell::new(),
+            persisting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -279,10 +290,12 @@ impl ShareCoordinator {
         for t in &resolved {
             for (p, start) in &t.partitions {
                 if let Some(start) = start {
-                    group
-                        .partitions
-                        .entry((t.id, *p))
-                        .or_insert_with(|| SharePartition::new(*start));
+                    if let std::collections::btree_map::Entry::Vacant(e) =
+                        group.partitions.entry((t.id, *p))
+                    {
+                        e.insert(SharePartition::new(*start));
+                        st.dirty.insert((group_id.to_string(), t.id, *p));
+                    }
                 }
             }
         }
@@ -379,6 +392,7 @@ impl ShareCoordinator {
         match sp.acknowledge(member_id, (first, last), types, allow_renew, now_ms, limits) {
             Ok(outcome) => {
                 let released = outcome.released > 0;
+                st.dirty.insert((group_id.to_string(), topic_id, partition));
                 record(st, group_id, (topic_id, partition), outcome);
                 if released {
                     self.released.notify_waiters();
@@ -410,13 +424,18 @@ impl ShareCoordinator {
         let mut guard = self.lock();
         let st = &mut *guard;
         let group = st.groups.get_mut(group_id)?;
+        let created = !group.partitions.contains_key(&key);
         let sp = group
             .partitions
             .entry(key)
             .or_insert_with(|| SharePartition::new(log_end));
+        let before = sp.start_offset();
         sp.follow_log_start(log_start);
         let expired = sp.expire_locks(now_ms, limits);
         let next = sp.next_fetch_offset(limits);
+        if created || expired != Outcome::default() || sp.start_offset() != before {
+            st.dirty.insert((group_id.to_string(), key.0, key.1));
+        }
         record(st, group_id, key, expired);
         next.filter(|o| *o < log_end)
     }
@@ -445,6 +464,12 @@ impl ShareCoordinator {
             return Vec::new();
         };
         let got = sp.acquire(member_id, from, to, max_records, now_ms, limits);
+        if !got.is_empty() {
+            st.dirty.insert((group_id.to_string(), key.0, key.1));
+        }
+        let Some(group) = st.groups.get_mut(group_id) else {
+            return got;
+        };
         group.redelivered += got
             .iter()
             .filter(|a| a.delivery_count > 1)
@@ -469,10 +494,36 @@ impl ShareCoordinator {
         }
         let released = outcomes.iter().any(|(_, _, o)| o.released > 0);
         for (name, key, out) in outcomes {
+            st.dirty.insert((name.clone(), key.0, key.1));
             record(st, &name, key, out);
         }
         if released {
             self.released.notify_waiters();
+        }
+    }
+
+    /// The share partitions changed since the last call, with their current state.
+    pub fn take_dirty(&self) -> Vec<Changed> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        std::mem::take(&mut st.dirty)
+            .into_iter()
+            .map(|(g, t, p)| {
+                let state = st
+                    .groups
+                    .get(&g)
+                    .and_then(|grp| grp.partitions.get(&(t, p)))
+                    .cloned();
+                (g, t, p, state)
+            })
+            .collect()
+    }
+
+    /// Puts changes back that could not be persisted (they go with the next write).
+    pub fn mark_dirty(&self, changed: &[Changed]) {
+        let mut st = self.lock();
+        for (g, t, p, _) in changed {
+            st.dirty.insert((g.clone(), *t, *p));
         }
     }
 
@@ -523,7 +574,11 @@ impl ShareCoordinator {
             None => codes::GROUP_ID_NOT_FOUND,
             Some(g) if !g.members.is_empty() => codes::GROUP_NOT_EMPTY,
             Some(_) => {
-                st.groups.remove(group_id);
+                if let Some(g) = st.groups.remove(group_id) {
+                    for (t, p) in g.partitions.keys() {
+                        st.dirty.insert((group_id.to_string(), *t, *p));
+                    }
+                }
                 codes::NONE
             }
         }
@@ -611,6 +666,9 @@ impl ShareCoordinator {
             .collect();
         let released = outcomes.iter().any(|(_, o)| o.released > 0);
         for (key, out) in outcomes {
+            if out != Outcome::default() {
+                st.dirty.insert((group_id.to_string(), key.0, key.1));
+            }
             record(st, group_id, key, out);
         }
         if released {

@@ -4,12 +4,13 @@
 //   produce   --bootstrap B --topic T --count N [--poison-every K]
 //             values "m-<i>" (every K-th "poison-<i>"), one record per batch; prints "#produced N"
 //   consume   --bootstrap B --topic T --group G [--max-poll N] [--process-ms MS] [--idle-ms MS]
-//             [--timeout-ms MS] [--hang true] [--reject-prefix P] [--prop k=v]...
+//             [--timeout-ms MS] [--hang true] [--reject-prefix P] [--max-records N] [--prop k=v]...
 //             prints "got <partition> <offset> <deliveryCount> <value>" per record handed to the
 //             application; implicit acknowledgement (ACCEPT on the next poll) unless
 //             --reject-prefix, which acknowledges explicitly: REJECT for values starting with P,
 //             ACCEPT for the rest, then commitSync; --release-prefix P likewise RELEASEs those. --hang: after the first records, print
-//             "#hang" and sleep without acknowledging (the test kills the JVM). Stops once no
+//             "#hang" and sleep without acknowledging (the test kills the JVM). --max-records: commit
+//             and close after the poll that brought the N-th record. Stops once no
 //             record came for --idle-ms after the first, or at --timeout-ms; closes.
 //   describe  --bootstrap B --group G      prints "#members N" and "#member <id> <client>"
 //   dump      --bootstrap B --topic T --count N [--timeout-ms MS]
@@ -108,6 +109,8 @@ public final class SluiceShareClient {
         long idleMs = Long.parseLong(get("idle-ms", "5000"));
         long deadline = System.currentTimeMillis() + Long.parseLong(get("timeout-ms", "60000"));
         boolean hang = Boolean.parseBoolean(get("hang", "false"));
+        long maxRecords = Long.parseLong(get("max-records", "-1"));
+        long processed = 0;
         long lastRecord = -1;
         try (KafkaShareConsumer<String, String> consumer = new KafkaShareConsumer<>(p)) {
             consumer.subscribe(List.of(get("topic", null)));
@@ -121,6 +124,7 @@ public final class SluiceShareClient {
                     if (processMs > 0) {
                         Thread.sleep(processMs);
                     }
+                    processed++;
                     if (reject != null && r.value().startsWith(reject)) {
                         consumer.acknowledge(r, AcknowledgeType.REJECT);
                     } else if (release != null && r.value().startsWith(release)) {
@@ -139,6 +143,12 @@ public final class SluiceShareClient {
                     }
                     if (reject != null || release != null) {
                         consumer.commitSync();
+                    }
+                    if (maxRecords >= 0 && processed >= maxRecords) {
+                        // Implicit mode accepts a poll's records at the next poll or commit;
+                        // close alone would release them.
+                        consumer.commitSync();
+                        break;
                     }
                 } else if (lastRecord > 0 && System.currentTimeMillis() - lastRecord > idleMs) {
                     break;

@@ -86,6 +86,7 @@ macro_rules! served_apis {
             ShareGroupDescribe => ShareGroupDescribeRequest,
             ShareFetch => ShareFetchRequest,
             ShareAcknowledge => ShareAcknowledgeRequest,
+            DescribeShareGroupOffsets => DescribeShareGroupOffsetsRequest,
             ApiVersions => ApiVersionsRequest,
             DescribeAcls => DescribeAclsRequest,
             CreateAcls => CreateAclsRequest,

@@ -480,3 +480,56 @@ fn share_partition_state_survives_a_sigkill_and_restart_of_the_broker_binary() {
         );
     }
 }
+
+const SHARE_TOOL: &str = "org.apache.kafka.tools.consumer.group.ShareGroupCommand";
+
+#[test]
+fn kafka_share_groups_tool_lists_describes_and_deletes_a_share_group() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-tool");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let c = consumer(
+        &b,
+        &topic,
+        &group,
+        &["--idle-ms", "4000", "--timeout-ms", "100000"],
+    );
+    wait_members(&b, &group, 1);
+    let tool = |args: &[&str]| {
+        let mut all = vec!["--bootstrap-server", b.as_str()];
+        all.extend_from_slice(args);
+        kafka_tool(SHARE_TOOL, &all).stdout
+    };
+    let members = tool(&["--describe", "--group", &group, "--members"]);
+    assert!(
+        members
+            .lines()
+            .any(|l| l.starts_with(&group) && l.contains(&format!("{topic}:0"))),
+        "--members:\n{members}"
+    );
+    let state = tool(&["--describe", "--group", &group, "--state"]);
+    assert!(
+        state
+            .lines()
+            .any(|l| l.starts_with(&group) && l.contains("Stable")),
+        "--state:\n{state}"
+    );
+    assert!(tool(&["--list"]).lines().any(|l| l == group));
+    share(&b, &["produce", "--topic", &topic, "--count", "10"]);
+    assert_eq!(got(&c.finish(Duration::from_secs(110))).len(), 10);
+    // Every record accepted: the share partition starts after the last one.
+    let offsets = tool(&["--describe", "--group", &group]);
+    let row: Vec<&str> = offsets
+        .lines()
+        .find(|l| l.starts_with(&group))
+        .unwrap_or_else(|| panic!("no offsets row:\n{offsets}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[1..4], &[topic.as_str(), "0", "10"], "{offsets}");
+    let deleted = tool(&["--delete", "--group", &group]);
+    assert!(deleted.contains("successful"), "--delete:\n{deleted}");
+    assert!(!tool(&["--list"]).lines().any(|l| l == group));
+}

@@ -289,11 +289,21 @@ pub async fn dispatch(
             // Lists what this broker coordinates; never creates the offsets topic (admin tools
             // send it to every broker).
             let req = req!(ListGroupsRequest);
-            let groups = Arc::clone(&ctx.groups);
-            later(raw, async move { groups.list_groups(v, req).await })
+            later(raw, share_admin::list_groups(Arc::clone(ctx), v, req))
         }
         ApiKey::DescribeGroups => group!(describe_groups, DescribeGroupsRequest),
-        ApiKey::DeleteGroups => group!(delete_groups, DeleteGroupsRequest),
+        ApiKey::DeleteGroups => {
+            let req = req!(DeleteGroupsRequest);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                share_admin::delete_groups(ctx, v, req).await
+            })
+        }
+        ApiKey::DescribeShareGroupOffsets => later(
+            raw,
+            share_admin::describe_offsets(Arc::clone(ctx), req!(DescribeShareGroupOffsetsRequest)),
+        ),
         ApiKey::ShareGroupHeartbeat => {
             let req = req!(ShareGroupHeartbeatRequest);
             let client = (

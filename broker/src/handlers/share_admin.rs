@@ -188,3 +188,152 @@ fn dead_letter(ctx: &BrokerContext, letter: &crate::share::DeadLetter) -> Result
         offset, reason = letter.archived.reason.label(), dlq = %dlq, "share record dead-lettered");
     Ok(())
 }
+
+/// ListGroups: the classic groups' answer with the share groups added (type `share`, state
+/// Empty or Stable), filtered by the request's states and types as Kafka does.
+pub async fn list_groups(
+    ctx: Arc<BrokerContext>,
+    version: i16,
+    req: ListGroupsRequest,
+) -> ListGroupsResponse {
+    use kafka_protocol::messages::list_groups_response::ListedGroup;
+    let lower = |v: &[kafka_protocol::protocol::StrBytes]| -> Vec<String> {
+        v.iter().map(|s| s.to_ascii_lowercase()).collect()
+    };
+    let states = if version >= 4 {
+        lower(&req.states_filter)
+    } else {
+        Vec::new()
+    };
+    let types = if version >= 5 {
+        lower(&req.types_filter)
+    } else {
+        Vec::new()
+    };
+    let mut resp = ctx.groups.list_groups(version, req).await;
+    if !types.is_empty() && !types.iter().any(|t| t == "share") {
+        return resp;
+    }
+    for g in ctx.shares.groups() {
+        let state = state_name(g.members.len());
+        if !states.is_empty() && !states.iter().any(|s| *s == state.to_ascii_lowercase()) {
+            continue;
+        }
+        let mut listed = ListedGroup::default()
+            .with_group_id(GroupId(sb(&g.group)))
+            .with_protocol_type(sb("share"));
+        if version >= 4 {
+            listed = listed.with_group_state(sb(state));
+        }
+        if version >= 5 {
+            listed = listed.with_group_type(sb("share"));
+        }
+        resp.groups.push(listed);
+    }
+    resp
+}
+
+/// DeleteGroups: classic groups as before; a name the classic coordinator does not know is
+/// deleted as a share group if there is one (GROUP_NOT_EMPTY while it has members).
+pub async fn delete_groups(
+    ctx: Arc<BrokerContext>,
+    version: i16,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    super::share_store::ensure_loaded(&ctx).await;
+    let mut resp = ctx.groups.delete_groups(version, req).await;
+    for r in &mut resp.results {
+        let id = r.group_id.to_string();
+        if r.error_code == codes::GROUP_ID_NOT_FOUND && ctx.shares.has_group(&id) {
+            r.error_code = ctx.shares.delete_group(&id);
+            if r.error_code == codes::NONE {
+                tracing::info!(group = %id, "share group deleted");
+            }
+        }
+    }
+    super::share_store::persist(&ctx).await;
+    resp
+}
+
+/// DescribeShareGroupOffsets: each share partition's start offset (where the group's
+/// unfinished records begin), for the asked topics or all of the group's.
+pub async fn describe_offsets(
+    ctx: Arc<BrokerContext>,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    use kafka_protocol::messages::describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponseGroup as Group,
+        DescribeShareGroupOffsetsResponsePartition as Partition,
+        DescribeShareGroupOffsetsResponseTopic as Topic,
+    };
+    super::share_store::ensure_loaded(&ctx).await;
+    let mut resp = DescribeShareGroupOffsetsResponse::default();
+    for g in &req.groups {
+        let name = g.group_id.to_string();
+        let mut out = Group::default().with_group_id(g.group_id.clone());
+        if let Err(code) = coordinated_here(&ctx, &name).await {
+            resp.groups.push(out.with_error_code(code));
+            continue;
+        }
+        let Some(summary) = ctx.shares.group(&name) else {
+            resp.groups
+                .push(out.with_error_code(codes::GROUP_ID_NOT_FOUND));
+            continue;
+        };
+        let mut by_topic: std::collections::BTreeMap<uuid::Uuid, Vec<(i32, i64)>> =
+            Default::default();
+        for (t, p, start, _) in &summary.partitions {
+            by_topic.entry(*t).or_default().push((*p, *start));
+        }
+        let wanted: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.topic_name.to_string(), t.partitions.clone()))
+                .collect()
+        });
+        let topics: Vec<(String, uuid::Uuid, Vec<i32>)> = match wanted {
+            Some(w) => w
+                .into_iter()
+                .map(|(n, parts)| {
+                    let id = catalog::topic(&ctx, &n).map(|m| m.id).unwrap_or_default();
+                    (n, id, parts)
+                })
+                .collect(),
+            None => by_topic
+                .iter()
+                .filter_map(|(id, parts)| {
+                    let meta = catalog::topic_by_id(&ctx, *id)?;
+                    Some((meta.name, *id, parts.iter().map(|(p, _)| *p).collect()))
+                })
+                .collect(),
+        };
+        for (n, id, parts) in topics {
+            let known = by_topic.get(&id);
+            let mut t = Topic::default()
+                .with_topic_name(sb(&n).into())
+                .with_topic_id(id);
+            for p in parts {
+                let start = known
+                    .and_then(|v| v.iter().find(|(q, _)| *q == p))
+                    .map(|(_, s)| *s)
+                    .unwrap_or(-1);
+                t.partitions.push(
+                    Partition::default()
+                        .with_partition_index(p)
+                        .with_start_offset(start)
+                        .with_leader_epoch(-1),
+                );
+            }
+            out.topics.push(t);
+        }
+        resp.groups.push(out);
+    }
+    resp
+}
+
+async fn coordinated_here(ctx: &Arc<BrokerContext>, group: &str) -> Result<(), i16> {
+    match catalog::coordinator(ctx, group).await {
+        Ok(b) if b.id == ctx.node_id => Ok(()),
+        Ok(_) => Err(super::codes::NOT_COORDINATOR),
+        Err(e) => Err(e.kafka_code()),
+    }
+}

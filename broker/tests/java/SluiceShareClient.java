@@ -4,14 +4,16 @@
 //   produce   --bootstrap B --topic T --count N [--poison-every K]
 //             values "m-<i>" (every K-th "poison-<i>"), one record per batch; prints "#produced N"
 //   consume   --bootstrap B --topic T --group G [--max-poll N] [--process-ms MS] [--idle-ms MS]
-//             [--timeout-ms MS] [--hang true] [--reject-prefix P] [--max-records N] [--prop k=v]...
+//             [--timeout-ms MS] [--give-up-ms MS] [--hang true] [--reject-prefix P]
+//             [--max-records N] [--prop k=v]...
 //             prints "got <partition> <offset> <deliveryCount> <value>" per record handed to the
 //             application; implicit acknowledgement (ACCEPT on the next poll) unless
 //             --reject-prefix, which acknowledges explicitly: REJECT for values starting with P,
 //             ACCEPT for the rest, then commitSync; --release-prefix P likewise RELEASEs those. --hang: after the first records, print
 //             "#hang" and sleep without acknowledging (the test kills the JVM). --max-records: commit
 //             and close after the poll that brought the N-th record. Stops once no
-//             record came for --idle-ms after the first, or at --timeout-ms; closes.
+//             record came for --idle-ms after the first, after --give-up-ms without any, or at
+//             --timeout-ms; closes.
 //   describe  --bootstrap B --group G      prints "#members N" and "#member <id> <client>"
 //   dump      --bootstrap B --topic T --count N [--timeout-ms MS]
 //             reads N records of T from the start with a plain consumer, prints
@@ -107,7 +109,9 @@ public final class SluiceShareClient {
         applyProps(p);
         long processMs = Long.parseLong(get("process-ms", "0"));
         long idleMs = Long.parseLong(get("idle-ms", "5000"));
-        long deadline = System.currentTimeMillis() + Long.parseLong(get("timeout-ms", "60000"));
+        long started = System.currentTimeMillis();
+        long deadline = started + Long.parseLong(get("timeout-ms", "60000"));
+        long giveUpMs = Long.parseLong(get("give-up-ms", "-1"));
         boolean hang = Boolean.parseBoolean(get("hang", "false"));
         long maxRecords = Long.parseLong(get("max-records", "-1"));
         long processed = 0;
@@ -151,6 +155,9 @@ public final class SluiceShareClient {
                         break;
                     }
                 } else if (lastRecord > 0 && System.currentTimeMillis() - lastRecord > idleMs) {
+                    break;
+                } else if (lastRecord < 0 && giveUpMs >= 0
+                        && System.currentTimeMillis() - started > giveUpMs) {
                     break;
                 }
             }

@@ -6,11 +6,13 @@
 //! Files: the data path ([`produce`], [`fetch`], [`log_offsets`]); the cluster and its topics
 //! ([`metadata`], [`topics`], [`configs`], [`reassign`], [`operational`], [`quorum`]); group
 //! requests go to `group::GroupCoordinator` (which answers NOT_COORDINATOR for groups it does
-//! not coordinate), once `__consumer_offsets` exists; [`api_versions`]; the APIs answered with an error
+//! not coordinate), once `__consumer_offsets` exists; share groups ([`share`]: heartbeat, fetch,
+//! acknowledge; [`share_admin`]: describe, list, delete, offsets, dead letters; [`share_store`]:
+//! their state in `__share_group_state`); [`api_versions`]; the APIs answered with an error
 //! ([`unserved`]); the handlers' view of the cluster metadata and its validated changes
 //! ([`catalog`]); Kafka's error codes ([`codes`]).
 //!
-//! May import: `protocol`, `context`, `topology`, `cluster`, `log`, `group`, `error`. Never
+//! May import: `protocol`, `context`, `topology`, `cluster`, `log`, `group`, `share`, `error`. Never
 //! `server`, which calls [`dispatch`].
 
 pub mod api_versions;

@@ -1,4 +1,5 @@
-//! Share groups seen from the admin side, and the dead-letter topic writer.
+//! Share groups seen from the admin side (ShareGroupDescribe, ListGroups and DeleteGroups
+//! beside the classic groups, DescribeShareGroupOffsets), and the dead-letter topic writer.
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub async fn describe(
     ctx: Arc<BrokerContext>,
     req: ShareGroupDescribeRequest,
 ) -> ShareGroupDescribeResponse {
+    super::share_store::ensure_loaded(&ctx).await;
     let mut resp = ShareGroupDescribeResponse::default();
     for id in &req.group_ids {
         let name = id.to_string();
@@ -210,6 +212,7 @@ pub async fn list_groups(
     } else {
         Vec::new()
     };
+    super::share_store::ensure_loaded(&ctx).await;
     let mut resp = ctx.groups.list_groups(version, req).await;
     if !types.is_empty() && !types.iter().any(|t| t == "share") {
         return resp;

@@ -536,3 +536,83 @@ fn kafka_share_groups_tool_lists_describes_and_deletes_a_share_group() {
     assert!(deleted.contains("successful"), "--delete:\n{deleted}");
     assert!(!tool(&["--list"]).lines().any(|l| l == group));
 }
+
+/// A second client implementation in the same group: librdkafka's share consumer
+/// (confluent-kafka's `ShareConsumer`) beside a Java one; together they process every message
+/// once.
+#[test]
+fn a_confluent_kafka_and_a_java_share_consumer_share_one_partition() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-mixed");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let py_out = dir.path().join("stdout");
+    let mut py = std::process::Command::new(python())
+        .arg(python_script("share_consumer.py"))
+        .args([b.as_str(), &topic, &group, "5", "100"])
+        .stdout(Stdio::from(
+            std::fs::File::create(&py_out).expect("stdout file"),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("stderr")).expect("stderr file"),
+        ))
+        .spawn()
+        .expect("spawn python");
+    let j = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "5",
+            "--process-ms",
+            "10",
+            "--idle-ms",
+            "5000",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 2);
+    let total = 200;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    let from_java = got(&j.finish(Duration::from_secs(110)));
+    let deadline = Instant::now() + Duration::from_secs(110);
+    while py.try_wait().expect("wait python").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the Python share consumer did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let py_stdout = std::fs::read_to_string(&py_out).unwrap_or_default();
+    let from_python: Vec<String> = py_stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("got "))
+        .filter_map(|l| l.split(' ').nth(2).map(str::to_string))
+        .collect();
+    assert!(
+        !from_python.is_empty() && !from_java.is_empty(),
+        "python got {}, java got {}:\n{py_stdout}",
+        from_python.len(),
+        from_java.len()
+    );
+    let mut counts = count_values(&from_java);
+    for v in from_python {
+        *counts.entry(v).or_insert(0) += 1;
+    }
+    for v in expected(total) {
+        assert_eq!(
+            counts.get(&v),
+            Some(&1),
+            "{v} processed {:?} times",
+            counts.get(&v)
+        );
+    }
+}

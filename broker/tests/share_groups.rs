@@ -584,14 +584,23 @@ fn a_confluent_kafka_and_a_java_share_consumer_share_one_partition() {
     );
     let from_java = got(&j.finish(Duration::from_secs(110)));
     let deadline = Instant::now() + Duration::from_secs(110);
-    while py.try_wait().expect("wait python").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the Python share consumer did not finish"
-        );
+    let status = loop {
+        if let Some(st) = py.try_wait().expect("wait python") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = py.kill();
+            let _ = py.wait();
+            panic!("the Python share consumer did not finish");
+        }
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
     let py_stdout = std::fs::read_to_string(&py_out).unwrap_or_default();
+    let py_stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "python share consumer: {status}\n{py_stdout}\n{py_stderr}"
+    );
     let from_python: Vec<String> = py_stdout
         .lines()
         .filter_map(|l| l.strip_prefix("got "))

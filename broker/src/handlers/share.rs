@@ -316,6 +316,12 @@ pub async fn fetch(ctx: Arc<BrokerContext>, req: ShareFetchRequest) -> ShareFetc
         Ok(s) => s,
         Err(code) => return resp.with_error_code(code),
     };
+    // One value per response: the lock of the session's (first) topic, which clients use to
+    // time out their own acknowledgements.
+    if let Some((topic_id, _)) = session.partitions.first() {
+        resp.acquisition_lock_timeout_ms =
+            i32::try_from(limits_for(&ctx, *topic_id).lock_ms).unwrap_or(i32::MAX);
+    }
     let mut parts: std::collections::BTreeMap<(Uuid, i32), Part> = Default::default();
     for t in &req.topics {
         for p in &t.partitions {

@@ -557,6 +557,79 @@ mod tests {
         ));
     }
 
+    /// Two records encoded by `kafka-protocol`, the second with a header, gzip-compressed.
+    fn two_records() -> Vec<u8> {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let rec = |i: i64, header: bool| {
+            let mut headers = kafka_protocol::indexmap::IndexMap::new();
+            if header {
+                headers.insert("h".to_string().into(), Some(bytes::Bytes::from("v")));
+            }
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: 1000 + i,
+                key: (i == 0).then(|| bytes::Bytes::from("k")),
+                value: Some(bytes::Bytes::from(format!("value-{i}"))),
+                headers,
+            }
+        };
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &[rec(0, false), rec(1, true)],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::Gzip,
+            },
+        )
+        .unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_stored_record_is_found_by_offset_with_its_key_value_and_headers() {
+        let b = two_records();
+        let r = record_at(&b, 1).unwrap().unwrap();
+        assert_eq!(r.key, None);
+        assert_eq!(r.value.as_deref(), Some(&b"value-1"[..]));
+        assert_eq!(r.headers, vec![("h".to_string(), Some(b"v".to_vec()))]);
+        assert_eq!(r.timestamp, 1001);
+        assert_eq!(
+            record_at(&b, 0).unwrap().unwrap().key.as_deref(),
+            Some(&b"k"[..])
+        );
+        assert_eq!(record_at(&b, 2).unwrap(), None);
+        assert_eq!(all_records(&b).unwrap().len(), 2);
+        let spans = crate::log::batch_spans(&b);
+        assert_eq!((spans[0].0, spans[spans.len() - 1].1), (0, 1), "{spans:?}");
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let b = raw(1, 6);
+        // Six zero bytes: a record of length 0, then garbage lengths inside nothing.
+        assert!(record_at(&b, 0).is_err() || record_at(&b, 0).unwrap().is_none());
+        let mut b = raw(1, 8);
+        // A record claiming 63 bytes in an 8-byte body.
+        b[HEADER_LEN] = 0x7e;
+        assert!(record_at(&b, 0).is_err());
+        for cut in [0, 10, HEADER_LEN, HEADER_LEN + 3] {
+            let b = two_records();
+            let _ = record_at(&b[..cut.min(b.len())], 1);
+            let _ = all_records(&b[..cut.min(b.len())]);
+        }
+    }
+
     #[test]
     fn offset_and_epoch_rewrite_keeps_the_crc_and_log_append_time_recomputes_it() {
         let mut b = raw(1, 4);

@@ -57,22 +57,24 @@ fn parse_key(k: &[u8]) -> Option<(String, Uuid, i32)> {
 }
 
 /// Loads the persisted states once, before the first share request is served.
+/// A state topic this broker does not lead (yet: moments after a start) is tried again by the
+/// next request.
 pub async fn ensure_loaded(ctx: &Arc<BrokerContext>) {
-    ctx.shares.loaded.get_or_init(|| load(ctx)).await;
+    let _ = ctx.shares.loaded.get_or_try_init(|| load(ctx)).await;
 }
 
-async fn load(ctx: &Arc<BrokerContext>) {
+async fn load(ctx: &Arc<BrokerContext>) -> Result<(), i16> {
     let Some(meta) = catalog::topic(ctx, SHARE_STATE_TOPIC) else {
-        return;
+        return Ok(());
     };
     let log = match catalog::local_partition(ctx, &meta.name, 0, -1) {
         Ok(log) => log,
         Err(code) => {
-            tracing::warn!(
+            tracing::debug!(
                 code,
-                "share-partition state not loaded: its topic is not led here"
+                "share-partition state not loaded yet: its topic is not led here"
             );
-            return;
+            return Err(code);
         }
     };
     let loaded = super::blocking(ctx, move |_| {
@@ -123,6 +125,7 @@ async fn load(ctx: &Arc<BrokerContext>) {
         }
         Err(e) => tracing::error!(error = %e, "share-partition state could not be loaded"),
     }
+    Ok(())
 }
 
 fn encode(changes: &[Changed]) -> Result<Bytes, String> {

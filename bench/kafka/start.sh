@@ -7,7 +7,9 @@
 #   WORKDIR gets server.properties, log4j2.properties, data/, logs/ and kafka.pid.
 # Env: KAFKA_VERSION (4.2.0), KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (19093),
 #      KAFKA_HEAP_OPTS ("-Xms1g -Xmx1g", the stock kafka-server-start.sh default),
-#      KAFKA_START_TIMEOUT (90 s).
+#      KAFKA_START_TIMEOUT (90 s), KAFKA_FORMAT_ONLY=1 (write the config and format the storage,
+#      then exit without starting: bench/suite.sh times the start of a formatted empty folder
+#      apart from the one-off format).
 # Stop with bench/kafka/stop.sh WORKDIR.
 set -euo pipefail
 
@@ -84,6 +86,11 @@ if [[ ! -f "$WORKDIR/data/meta.properties" ]]; then
     java -cp "$CP" "-Dlog4j2.configurationFile=$WORKDIR/log4j2.properties" "-Dkafka.logs.dir=$WORKDIR/logs" \
         kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$WORKDIR/server.properties" \
         >"$WORKDIR/logs/format.out" 2>&1 || fail "format ($(tail -5 "$WORKDIR/logs/format.out"))"
+fi
+
+if [[ "${KAFKA_FORMAT_ONLY:-0}" == 1 ]]; then
+    step "formatted $WORKDIR (KAFKA_FORMAT_ONLY=1: not starting)"
+    exit 0
 fi
 
 step "starting kafka.Kafka (heap: $KAFKA_HEAP_OPTS)"

@@ -18,6 +18,7 @@
 //! - [`group`]: the classic consumer-group coordinator; committed offsets in `__consumer_offsets`.
 //! - [`log`]: the storage engine: one directory per partition, segment files, indexes,
 //!   recovery, retention and the fsync policy (group commit).
+//! - [`recovery`]: counts of what recovery dropped or rebuilt (the WARN lines' metric).
 //!
 //! The binary (`src/main.rs`) only parses the configuration, installs the tracing subscriber,
 //! starts a [`Broker`] and shuts it down on SIGTERM / SIGINT. See `docs/architecture.md`.
@@ -26,12 +27,15 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod recovery;
 pub mod replica;
 pub mod security;
 pub mod server;

@@ -52,6 +52,11 @@ struct MechanismLabels {
     mechanism: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
 /// Every metric the broker exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -86,6 +91,9 @@ pub struct Metrics {
     fetch_lag: Family<PartitionLabels, Gauge>,
     /// The storage engine's totals at the previous scrape (its counters are the source).
     fsync_seen: Mutex<(u64, Duration)>,
+    /// `crate::recovery`'s counts (the source), copied at scrape time under `recovery_sync`.
+    recovery_actions: Family<KindLabels, Counter>,
+    recovery_sync: Mutex<()>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +141,8 @@ impl Metrics {
             replicated_bytes: Counter::default(),
             fetch_lag: Family::default(),
             fsync_seen: Mutex::new((0, Duration::ZERO)),
+            recovery_actions: Family::default(),
+            recovery_sync: Mutex::new(()),
         };
         registry.register(
             "requests",
@@ -275,6 +285,19 @@ impl Metrics {
             "Per partition this broker follows: the leader's high watermark minus this copy's end",
             m.fetch_lag.clone(),
         );
+        registry.register(
+            "recovery_actions",
+            "Damaged or leftover files dropped or rebuilt, and stored batches refused because \
+             their CRC failed, since the process started, by kind (each also logged at WARN \
+             with the file)",
+            m.recovery_actions.clone(),
+        );
+        // Every kind is exported from the start, at 0.
+        for action in crate::recovery::Action::ALL {
+            let _ = m.recovery_actions.get_or_create(&KindLabels {
+                kind: action.label(),
+            });
+        }
         Metrics { registry, ..m }
     }
 
@@ -438,6 +461,14 @@ impl Metrics {
             self.fsync_seconds
                 .inc_by(time.saturating_sub(seen.1).as_secs_f64());
             *seen = (count.max(seen.0), time.max(seen.1));
+        }
+        if let Ok(_sync) = self.recovery_sync.lock() {
+            for (action, total) in crate::recovery::totals() {
+                let c = self.recovery_actions.get_or_create(&KindLabels {
+                    kind: action.label(),
+                });
+                c.inc_by(total.saturating_sub(c.get()));
+            }
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

@@ -8,7 +8,10 @@
 //! - `open` scans every record; the first one that is short, too long, fails its CRC or breaks
 //!   the index sequence ends the log: it and everything after it are cut off (a torn append
 //!   from a crash). A crashed append therefore never stops the restart; Raft re-replicates
-//!   anything un-acknowledged.
+//!   anything un-acknowledged. But when a valid record follows the bad one, the damage is not
+//!   a torn append (appends are fsynced one after the other, so only the last can be torn):
+//!   cutting there would drop entries this member acknowledged, which Raft's safety relies
+//!   on, so `open` refuses with [`LogFileError::Damaged`] instead.
 //!
 //! This layer knows nothing about openraft: records are opaque bytes with an index.
 
@@ -38,6 +41,18 @@ pub enum LogFileError {
     },
     #[error("raft log file {path}: record of {len} bytes exceeds the {MAX_RECORD}-byte limit")]
     TooLarge { path: PathBuf, len: usize },
+    #[error(
+        "raft log file {path} is damaged at byte {position} (after index {last_good:?}) but a \
+         valid record follows at byte {valid_at}: not a torn append, so acknowledged entries \
+         would be lost by cutting it; restore the volume, or remove the cluster directory so \
+         that this broker rejoins its cluster with an empty metadata volume"
+    )]
+    Damaged {
+        path: PathBuf,
+        position: u64,
+        last_good: Option<u64>,
+        valid_at: u64,
+    },
 }
 
 impl LogFileError {
@@ -101,6 +116,40 @@ fn encode(index: u64, payload: &[u8], out: &mut Vec<u8>) -> Result<(), usize> {
     Ok(())
 }
 
+/// The record at `pos`, if one starts there: `(index, payload)`, the CRC checked.
+fn record_at(bytes: &[u8], pos: usize) -> Option<(u64, &[u8])> {
+    let head = bytes.get(pos..pos.checked_add(HEADER)?)?;
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    if !(8..=MAX_RECORD).contains(&len) {
+        return None;
+    }
+    let body = bytes.get(pos + HEADER..(pos + HEADER).checked_add(len)?)?;
+    if crc32c::crc32c(body) != crc {
+        return None;
+    }
+    let mut ix = [0u8; 8];
+    ix.copy_from_slice(&body[..8]);
+    Some((u64::from_be_bytes(ix), &body[8..]))
+}
+
+/// The position of a valid record after the bad one at `bad`, if any: one whose CRC holds and
+/// whose index comes after `last_good` (so it belongs to this log, not to leftover bytes of a
+/// purge). Only a few candidates get their CRC computed: the length and index must fit first.
+fn valid_record_after(bytes: &[u8], bad: usize, last_good: Option<u64>) -> Option<usize> {
+    let floor = last_good.map_or(0, |l| l.saturating_add(1));
+    // At most one record per 16 bytes can follow.
+    let ceiling = floor.saturating_add((bytes.len() / 16) as u64);
+    (bad + 1..bytes.len().saturating_sub(HEADER + 8)).find(|&p| {
+        let ix = u64::from_be_bytes(
+            bytes[p + HEADER..p + HEADER + 8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        (floor..=ceiling).contains(&ix) && record_at(bytes, p).is_some()
+    })
+}
+
 /// What `open` found.
 #[derive(Debug)]
 pub struct Recovered {
@@ -155,7 +204,7 @@ impl LogFile {
             let mut ix = [0u8; 8];
             ix.copy_from_slice(&body[..8]);
             let index = u64::from_be_bytes(ix);
-            if prev.is_some_and(|p| p + 1 != index) {
+            if prev.is_some_and(|p| p.checked_add(1) != Some(index)) {
                 break;
             }
             prev = Some(index);
@@ -164,7 +213,16 @@ impl LogFile {
             pos += HEADER + len;
         }
         let cut_bytes = (bytes.len() - pos) as u64;
+        if let Some(valid_at) = valid_record_after(&bytes, pos, prev) {
+            return Err(LogFileError::Damaged {
+                path: path.to_path_buf(),
+                position: pos as u64,
+                last_good: prev,
+                valid_at: valid_at as u64,
+            });
+        }
         if cut_bytes > 0 {
+            crate::recovery::count(crate::recovery::Action::RaftLogTruncated);
             tracing::warn!(
                 path = %path.display(),
                 valid_bytes = pos,
@@ -402,29 +460,72 @@ mod tests {
         assert_eq!(rec.cut_bytes, 0);
     }
 
+    /// Byte position of the record with 0-based position `n` in the file.
+    fn record_pos(bytes: &[u8], n: usize) -> usize {
+        let mut pos = 0usize;
+        for _ in 0..n {
+            let len =
+                u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]);
+            pos += HEADER + len as usize;
+        }
+        pos
+    }
+
     #[test]
-    fn corrupt_record_cuts_the_rest() {
+    fn corrupt_last_record_is_cut_like_a_torn_append() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("raft.log");
         let (mut log, _) = LogFile::open(&path).expect("open");
         append_range(&mut log, 1..=4);
         drop(log);
         let mut bytes = std::fs::read(&path).expect("read");
-        // Flip a payload byte of the third record: CRC mismatch.
-        let mut pos = 0usize;
-        for _ in 0..2 {
-            let len =
-                u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]);
-            pos += HEADER + len as usize;
-        }
+        // Flip a payload byte of the last record: CRC mismatch, nothing valid after it.
+        let pos = record_pos(&bytes, 3);
         bytes[pos + HEADER + 9] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
         let (_, rec) = LogFile::open(&path).expect("recover");
-        assert_eq!(indexes(&rec), vec![1, 2]);
+        assert_eq!(indexes(&rec), vec![1, 2, 3]);
         // Garbage length header at the tail.
         std::fs::write(&path, [0xffu8; 12]).expect("write");
         let (_, rec) = LogFile::open(&path).expect("recover");
         assert!(rec.records.is_empty());
         assert_eq!(rec.cut_bytes, 12);
+    }
+
+    /// Found by the `raft_dir` fuzz target: a record with index u64::MAX followed by another
+    /// overflowed the index-sequence check (a panic with overflow checks, a wrap without).
+    #[test]
+    fn the_largest_index_ends_the_sequence_without_overflow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.log");
+        let mut bytes = Vec::new();
+        encode(u64::MAX, b"last", &mut bytes).expect("encode");
+        encode(0, b"wrapped", &mut bytes).expect("encode");
+        std::fs::write(&path, &bytes).expect("write");
+        let (_, rec) = LogFile::open(&path).expect("open");
+        assert_eq!(indexes(&rec), vec![u64::MAX]);
+    }
+
+    #[test]
+    fn corrupt_record_followed_by_valid_ones_refuses_to_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.log");
+        let (mut log, _) = LogFile::open(&path).expect("open");
+        append_range(&mut log, 1..=4);
+        drop(log);
+        let mut bytes = std::fs::read(&path).expect("read");
+        // Flip a payload byte of the third record: records 1, 2 and 4 are intact, so this is
+        // damage, not a torn append, and record 4 was acknowledged.
+        let pos = record_pos(&bytes, 2);
+        bytes[pos + HEADER + 9] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let err = LogFile::open(&path).expect_err("damaged mid-log");
+        assert!(
+            matches!(err, LogFileError::Damaged { position, last_good: Some(2), .. } if position == pos as u64),
+            "{err}"
+        );
+        assert!(err.to_string().contains("raft.log"), "{err}");
+        // Nothing was cut: the file is as it was.
+        assert_eq!(std::fs::read(&path).expect("read"), bytes);
     }
 }

@@ -90,7 +90,14 @@ impl LogStore {
         std::fs::create_dir_all(dir)?;
         let last_purged: Option<LogId<NodeId>> = read_json(&dir.join(PURGED_FILE))?;
         let vote = read_json(&dir.join(VOTE_FILE))?;
-        let committed = read_json(&dir.join(COMMITTED_FILE))?;
+        // Only a hint (a restart re-applies committed entries before a leader says so): a
+        // damaged one is dropped rather than stopping the broker.
+        let committed_path = dir.join(COMMITTED_FILE);
+        let committed = read_json(&committed_path).unwrap_or_else(|e| {
+            tracing::warn!(path = %committed_path.display(), error = %e, "ignoring a damaged raft commit hint");
+            crate::recovery::count(crate::recovery::Action::RaftHintIgnored);
+            None
+        });
         let path = dir.join(LOG_FILE);
         let (mut file, rec) = LogFile::open(&path).map_err(|e| e.into_io())?;
         let mut entries = BTreeMap::new();
@@ -107,6 +114,7 @@ impl LogStore {
                     // torn tail rather than refuse to start; Raft re-replicates.
                     tracing::warn!(path = %path.display(), index, error = ?other.err(),
                         "raft log: undecodable entry, cutting the log there");
+                    crate::recovery::count(crate::recovery::Action::RaftLogTruncated);
                     file.truncate(index).map_err(|e| e.into_io())?;
                     break;
                 }

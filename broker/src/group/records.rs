@@ -369,7 +369,7 @@ pub fn decode_batches(bytes: &[u8], from: i64) -> Result<Vec<(i64, OffsetRecord)
                 let delta = b.varint(5)?;
                 let key = b.var_bytes()?;
                 let value = b.var_bytes()?;
-                Some((base + delta, key, value))
+                Some((base.checked_add(delta)?, key, value))
             })()
             .ok_or_else(|| corrupt(base, "a record overruns its batch".into()))?;
             let (offset, key, value) = record;
@@ -549,5 +549,20 @@ mod tests {
             })
         ));
         assert!(encode_batch(&[long], 0).is_err());
+    }
+
+    /// Found by the `group_offsets` fuzz target: a batch whose base offset plus a record's
+    /// offset delta overflows was a panic (with overflow checks) or a wrapped offset.
+    #[test]
+    fn an_offset_past_i64_max_is_corrupt_not_a_panic() {
+        let mut b = encode_batch(&[commit("g", "t", 0, 1)], 0).unwrap().to_vec();
+        b[..8].copy_from_slice(&i64::MAX.to_be_bytes());
+        // The record's offset delta (after its length and attributes and timestamp delta).
+        let rec = BATCH_HEADER_LEN;
+        b[rec + 3] = 2; // zigzag 1
+        assert!(matches!(
+            decode_batches(&b, 0),
+            Err(RecordError::Corrupt { .. })
+        ));
     }
 }

@@ -112,43 +112,54 @@ where
     }
 }
 
-/// Handles one request frame (header + body, without the length prefix) of an authenticated
-/// `caller`, authorized request by request (see [`authz`]).
-pub async fn dispatch(
-    ctx: &Arc<BrokerContext>,
-    caller: &Caller,
-    frame: Bytes,
-) -> Result<Reply, BrokerError> {
-    let peer = caller.peer;
-    let raw = codec::peek_header(peer, &frame)?;
-    let Ok(key) = ApiKey::try_from(raw.api_key) else {
-        return Err(BrokerError::UnknownApiKey {
-            peer,
-            api_key: raw.api_key,
-            api_version: raw.api_version,
-        });
-    };
-    ctx.metrics.request(key);
-    let mut body = frame;
+/// A request frame after the steps that come before its handler ([`route`]).
+#[derive(Debug)]
+pub enum Routed {
+    /// Answered without a handler: ApiVersions, Produce v0–v2, the APIs answered with an error.
+    Answered(Bytes),
+    /// For the handler of `key`: the decoded request header, and the body still to decode
+    /// (each handler's arm decodes it through the pre-decode guard).
+    Serve { header: RequestHeader, body: Bytes },
+}
 
+/// The API key of a peeked header, or the error that closes the connection.
+pub fn api_key(peer: SocketAddr, raw: RawHeader) -> Result<ApiKey, BrokerError> {
+    ApiKey::try_from(raw.api_key).map_err(|()| BrokerError::UnknownApiKey {
+        peer,
+        api_key: raw.api_key,
+        api_version: raw.api_version,
+    })
+}
+
+/// Everything [`dispatch`] does with a frame before a handler runs, none of which needs broker
+/// state: the APIs answered without a handler, the version check and the header decode. Kept
+/// apart so the fuzz targets (`crate::fuzzing`) run exactly this path. `authorizer`: whether
+/// the broker has one (without, the ACL APIs are answered SECURITY_DISABLED here).
+pub fn route(
+    peer: SocketAddr,
+    key: ApiKey,
+    raw: RawHeader,
+    frame: Bytes,
+    authorizer: bool,
+) -> Result<Routed, BrokerError> {
+    let mut body = frame;
     if key == ApiKey::ApiVersions {
-        return api_versions::reply(peer, raw, &mut body).map(|b| Reply::Now(Some(b)));
+        return api_versions::reply(peer, raw, &mut body).map(Routed::Answered);
     }
     if key == ApiKey::Produce && (0..versions::PRODUCE_MIN_SERVED).contains(&raw.api_version) {
         codec::decode_header(peer, key, raw, &mut body)?;
-        return produce::reject_old_version(peer, raw, body).map(|b| Reply::Now(Some(b)));
+        return produce::reject_old_version(peer, raw, body).map(Routed::Answered);
     }
     // ACL requests are advertised (as Kafka without an authorizer does, so tools report
     // "security is disabled" instead of "not supported") and answered SECURITY_DISABLED when
     // there is no authorizer. SASL requests reach this point on listeners without SASL, or
     // after the client authenticated: answered with an error.
-    let no_authorizer = ctx.security.authorizer.is_none();
     if versions::advertised(key).is_none()
-        || (versions::ACL_APIS.contains(&key) && no_authorizer)
+        || (versions::ACL_APIS.contains(&key) && !authorizer)
         || versions::SASL_APIS.contains(&key)
     {
         if let Some(reply) = unserved::answer(peer, key, raw, &mut body)? {
-            return Ok(Reply::Now(Some(reply)));
+            return Ok(Routed::Answered(reply));
         }
     }
     if !versions::is_served(key, raw.api_version) {
@@ -169,6 +180,25 @@ pub async fn dispatch(
         });
     }
     let header = codec::decode_header(peer, key, raw, &mut body)?;
+    Ok(Routed::Serve { header, body })
+}
+
+/// Handles one request frame (header + body, without the length prefix) of an authenticated
+/// `caller`, authorized request by request (see [`authz`]).
+pub async fn dispatch(
+    ctx: &Arc<BrokerContext>,
+    caller: &Caller,
+    frame: Bytes,
+) -> Result<Reply, BrokerError> {
+    let peer = caller.peer;
+    let raw = codec::peek_header(peer, &frame)?;
+    let key = api_key(peer, raw)?;
+    ctx.metrics.request(key);
+    let authorizer = ctx.security.authorizer.is_some();
+    let (header, mut body) = match route(peer, key, raw, frame, authorizer)? {
+        Routed::Answered(reply) => return Ok(Reply::Now(Some(reply))),
+        Routed::Serve { header, body } => (header, body),
+    };
     let v = raw.api_version;
     let access = authz::Access::new(ctx, caller);
     if let Some(op) = authz::cluster_operation(key) {

@@ -159,36 +159,128 @@ fn zigzag(b: &[u8], pos: &mut usize, max_bytes: usize) -> Option<i64> {
     None
 }
 
+/// Most bytes the records of one batch may decompress to when a lookup reads them.
+///
+/// Producers bound a batch by its uncompressed size (Kafka's `batch.size`, 16 KiB by default,
+/// and `max.request.size`, 1 MiB), so a real batch stays far below this; a crafted one (a few
+/// KiB of zstd, gzip or a snappy length prefix can claim gigabytes, and its CRC only proves
+/// the producer wrote it) is refused instead of taking the broker's memory.
+pub const MAX_DECOMPRESSED: usize = 64 << 20;
+
+/// The largest zstd window accepted (2^24 = 16 MiB): producers compress batches of at most a
+/// few MiB, whose frames never need more, and the window is memory the decoder reserves.
+const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+/// The magic that starts Kafka's (xerial's) framed snappy: then a version and a compatible
+/// version (i32 each), then blocks of `length i32 | raw snappy`.
+const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
+const XERIAL_HEADER: usize = 16;
+
+fn too_big() -> LogError {
+    corrupt(format!(
+        "the records decompress to more than {MAX_DECOMPRESSED} bytes"
+    ))
+}
+
+/// Decompresses the records of a batch compressed with `codec` (the attributes' low 3 bits),
+/// refusing output beyond [`MAX_DECOMPRESSED`] before allocating it.
+fn decompress(codec: i16, src: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LogError> {
+    use std::io::Read;
+    let bad = |what: &str, e: std::io::Error| {
+        corrupt(format!("cannot decompress the {what} records: {e}"))
+    };
+    // One byte more than allowed tells "exactly the limit" from "more".
+    let cap = MAX_DECOMPRESSED as u64 + 1;
+    let mut out = Vec::new();
+    match codec {
+        0 => return Ok(src.into()),
+        1 => {
+            flate2::read::MultiGzDecoder::new(src)
+                .take(cap)
+                .read_to_end(&mut out)
+                .map_err(|e| bad("gzip", e))?;
+        }
+        2 => return snappy(src).map(Into::into),
+        3 => {
+            lz4::Decoder::new(src)
+                .and_then(|d| d.take(cap).read_to_end(&mut out))
+                .map_err(|e| bad("lz4", e))?;
+        }
+        4 => {
+            zstd::stream::read::Decoder::with_buffer(src)
+                .and_then(|mut d| {
+                    d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                    d.take(cap).read_to_end(&mut out)
+                })
+                .map_err(|e| bad("zstd", e))?;
+        }
+        c => return Err(corrupt(format!("unknown compression codec {c}"))),
+    }
+    if out.len() > MAX_DECOMPRESSED {
+        return Err(too_big());
+    }
+    Ok(out.into())
+}
+
+/// Kafka's snappy: xerial's framing when the magic is there, else one raw snappy block (what
+/// librdkafka sends). Each block announces its decompressed length, which is checked against
+/// [`MAX_DECOMPRESSED`] before anything is allocated.
+fn snappy(src: &[u8]) -> Result<Vec<u8>, LogError> {
+    let bad = |e: snap::Error| corrupt(format!("cannot decompress the snappy records: {e}"));
+    let mut out = Vec::new();
+    let block = |raw: &[u8], out: &mut Vec<u8>| -> Result<(), LogError> {
+        let n = snap::raw::decompress_len(raw).map_err(bad)?;
+        let start = out.len();
+        if n > MAX_DECOMPRESSED - start {
+            return Err(too_big());
+        }
+        out.resize(start + n, 0);
+        let written = snap::raw::Decoder::new()
+            .decompress(raw, &mut out[start..])
+            .map_err(bad)?;
+        out.truncate(start + written);
+        Ok(())
+    };
+    if !(src.len() >= XERIAL_HEADER && src.starts_with(XERIAL_MAGIC)) {
+        block(src, &mut out)?;
+        return Ok(out);
+    }
+    let mut pos = XERIAL_HEADER;
+    while pos < src.len() {
+        let len = src
+            .get(pos..pos + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| corrupt("snappy block length cut short".into()))?;
+        pos += 4;
+        let raw = pos
+            .checked_add(len)
+            .and_then(|end| src.get(pos..end))
+            .ok_or_else(|| corrupt(format!("snappy block of {len} bytes past the batch end")))?;
+        block(raw, &mut out)?;
+        pos += len;
+    }
+    Ok(out)
+}
+
 /// Calls `visit(offset, timestamp)` for each record of the whole batch `b` (header `h`) in
 /// order until it returns true, and returns that record. Compressed batches are decompressed
-/// first. Only the record length, timestamp delta and offset delta are read, and nothing is
-/// allocated per record: a batch whose record count or header counts are absurd (its CRC only
-/// proves the producer wrote it) costs no more than its bytes.
+/// first (at most [`MAX_DECOMPRESSED`] bytes). Only the record length, timestamp delta and
+/// offset delta are read, and nothing is allocated per record: a batch whose record count or
+/// header counts are absurd (its CRC only proves the producer wrote it) costs no more than its
+/// bytes.
 ///
 /// `kafka-protocol`'s `RecordBatchDecoder` is deliberately not used on stored data: it
 /// reserves the peer-supplied record count and header count up front, which a crafted batch
-/// turns into an allocation abort.
+/// turns into an allocation abort; its decompressors likewise trust the lengths they read.
 pub fn find_record(
     b: &[u8],
     h: &BatchHeader,
     mut visit: impl FnMut(i64, i64) -> bool,
 ) -> Result<Option<(i64, i64)>, LogError> {
-    use bytes::Buf;
-    use kafka_protocol::compression::{self as cmpr, Decompressor};
     let records = b
         .get(HEADER_LEN..h.size)
         .ok_or_else(|| corrupt("batch shorter than its header".into()))?;
-    let mut src = bytes::Bytes::copy_from_slice(records);
-    let all = |buf: &mut bytes::Bytes| Ok(buf.copy_to_bytes(buf.remaining()));
-    let plain = match h.attributes & 0x7 {
-        0 => Ok(src),
-        1 => cmpr::Gzip::decompress(&mut src, all),
-        2 => cmpr::Snappy::decompress(&mut src, all),
-        3 => cmpr::Lz4::decompress(&mut src, all),
-        4 => cmpr::Zstd::decompress(&mut src, all),
-        c => return Err(corrupt(format!("unknown compression codec {c}"))),
-    }
-    .map_err(|e| corrupt(format!("cannot decompress the records: {e:#}")))?;
+    let plain = decompress(h.attributes & 0x7, records)?;
     let mut pos = 0;
     for _ in 0..h.record_count {
         let len = zigzag(&plain, &mut pos, 5).ok_or_else(|| corrupt("record length".into()))?;

@@ -110,7 +110,23 @@ impl LogManager {
                 path: meta_path.clone(),
                 reason: e.to_string(),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Every partition directory would be an orphan and be deleted below. The
+                // broker only creates directories without `topics.json` for a change it never
+                // wrote, and those hold no records; data means the file was lost.
+                if let Some(dir) = first_dir_with_records(&topics_dir)? {
+                    return Err(LogError::Metadata {
+                        path: meta_path,
+                        reason: format!(
+                            "the file is missing but {} holds records; refusing to start \
+                             rather than delete them as orphans (restore topics.json from a \
+                             backup, or move the partition directories away)",
+                            dir.display()
+                        ),
+                    });
+                }
+                TopicsFile::default()
+            }
             Err(source) => {
                 return Err(LogError::Io {
                     path: meta_path,
@@ -574,6 +590,24 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
         .join(format!("{topic}-{partition}"))
 }
 
+/// The first partition directory under `topics_dir` that has a non-empty segment file.
+fn first_dir_with_records(topics_dir: &Path) -> Result<Option<PathBuf>, LogError> {
+    for ent in std::fs::read_dir(topics_dir).map_err(io_err(topics_dir))? {
+        let dir = ent.map_err(io_err(topics_dir))?.path();
+        let Ok(files) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let has_records = files.flatten().any(|f| {
+            f.path().extension().is_some_and(|x| x == "log")
+                && f.metadata().is_ok_and(|m| m.len() > 0)
+        });
+        if has_records {
+            return Ok(Some(dir));
+        }
+    }
+    Ok(None)
+}
+
 fn remove_orphan_dirs(
     topics_dir: &Path,
     topics: &BTreeMap<String, TopicEntry>,
@@ -590,6 +624,7 @@ fn remove_orphan_dirs(
         if !known {
             let path = ent.path();
             tracing::warn!(path = %path.display(), "removing partition directory of a deleted topic");
+            crate::recovery::count(crate::recovery::Action::OrphanPartitionRemoved);
             std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
             removed = true;
         }

@@ -26,6 +26,8 @@ mod catalog;
 mod config;
 mod epochs;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 mod partition;
 mod producer;
 mod segment;

@@ -263,15 +263,19 @@ impl Segment {
 
     /// Position to start scanning from for `offset`: the last indexed batch at or below it.
     pub fn lookup(&self, offset: i64) -> u64 {
+        self.lookup_entry(offset).0
+    }
+
+    /// [`Segment::lookup`] with the base offset of the batch at that position.
+    pub fn lookup_entry(&self, offset: i64) -> (u64, i64) {
         let rel = (offset - self.base).clamp(0, i64::from(u32::MAX)) as u32;
         let i = partition_point(self.n_offsets(), |i| {
             self.offset_at(i).is_some_and(|e| e.0 <= rel)
         });
-        if i == 0 {
-            0
-        } else {
-            self.offset_at(i - 1).map_or(0, |e| u64::from(e.1))
-        }
+        let entry = if i == 0 { None } else { self.offset_at(i - 1) };
+        entry.map_or((0, self.base), |e| {
+            (u64::from(e.1), self.base + i64::from(e.0))
+        })
     }
 
     /// Position to start scanning from for the first batch with max timestamp `>= ts`.
@@ -317,14 +321,16 @@ impl Segment {
         Ok(())
     }
 
-    /// Rewrites both index files from the in-memory indexes if they differ.
-    fn write_indexes_if_changed(&self) -> Result<(), LogError> {
+    /// Rewrites both index files from the in-memory indexes if they differ; returns whether
+    /// it rewrote one.
+    fn write_indexes_if_changed(&self) -> Result<bool, LogError> {
         let off: Vec<u8> = self
             .offsets
             .iter()
             .flat_map(|e| encode_offset(*e))
             .collect();
         let tim: Vec<u8> = self.times.iter().flat_map(|e| encode_time(*e)).collect();
+        let mut rewrote = false;
         for (file, bytes, path) in [
             (&self.index, off, self.index_path()),
             (&self.timeindex, tim, self.timeindex_path()),
@@ -334,10 +340,11 @@ impl Segment {
             if cur != bytes {
                 file.set_len(0).map_err(io_err(&path))?;
                 file.write_all_at(&bytes, 0).map_err(io_err(&path))?;
-                tracing::info!(path = %path.display(), entries = bytes.len(), "index rebuilt");
+                tracing::info!(path = %path.display(), bytes = bytes.len(), "index rewritten");
+                rewrote = true;
             }
         }
-        Ok(())
+        Ok(rewrote)
     }
 }
 
@@ -427,15 +434,18 @@ pub struct ScanStop {
 }
 
 /// Walks the batches of `file` from `start` (where a batch with base offset `expect` must
-/// begin) to `end`, checking each batch's header, CRC and offset continuity. Calls `f` for each
-/// good batch. Returns the position after the last good batch and, if the scan stopped early,
-/// why.
+/// begin) to `end`, checking each batch's header, offset continuity and CRC. Calls `f` for
+/// each batch whose framing holds, with its CRC's verdict (`Err(reason)` when it fails): a
+/// batch whose header and length hold but whose CRC fails does not stop the walk, so the
+/// caller can tell a damaged batch with intact batches after it (kept, never served) from a
+/// torn tail. Returns the position after the last framed batch and, if the framing broke
+/// before `end`, where and why.
 pub fn scan(
     file: &File,
     start: u64,
     end: u64,
     mut expect: i64,
-    mut f: impl FnMut(u64, &BatchHeader),
+    mut f: impl FnMut(u64, &BatchHeader, Result<(), String>),
 ) -> std::io::Result<(u64, Option<ScanStop>)> {
     let mut buf: Vec<u8> = Vec::new();
     let mut buf_at = start;
@@ -478,12 +488,6 @@ pub fn scan(
                 ),
             );
         }
-        if h.base_offset != expect {
-            return stop(
-                pos,
-                format!("base offset {} where {expect} was expected", h.base_offset),
-            );
-        }
         let crc_ok = if off + h.size <= buf.len() {
             batch::check_crc(&buf[off..off + h.size])
         } else if h.size <= SCAN_CHUNK {
@@ -497,10 +501,29 @@ pub fn scan(
             file.read_exact_at(&mut big, pos)?;
             batch::check_crc(&big)
         };
-        if let Err(e) = crc_ok {
-            return stop(pos, e.to_string());
-        }
-        f(pos, &h);
+        // The base offset is not covered by the CRC. A batch whose CRC holds but whose base
+        // offset is out of sequence is damaged like one whose CRC fails (the caller keeps it
+        // if intact batches follow, and reads refuse it); the walk goes on from where it
+        // should have started. One whose CRC fails too is not a batch: the framing ends.
+        let verdict = match (crc_ok, h.base_offset == expect) {
+            (Ok(()), true) => Ok(()),
+            (Ok(()), false) => Err(format!(
+                "base offset {} where {expect} was expected",
+                h.base_offset
+            )),
+            (Err(e), true) => Err(e.to_string()),
+            (Err(_), false) => {
+                return stop(
+                    pos,
+                    format!("base offset {} where {expect} was expected", h.base_offset),
+                )
+            }
+        };
+        let h = BatchHeader {
+            base_offset: expect,
+            ..h
+        };
+        f(pos, &h, verdict);
         expect = h.next_offset();
         pos += h.size as u64;
     }
@@ -528,9 +551,13 @@ pub struct Recovered {
     pub segment: Segment,
     /// Where the segment was cut, if it was.
     pub truncated: Option<ScanStop>,
+    /// Whether an index file was rewritten because it did not match the log (damaged, missing
+    /// entries, or entries past a cut).
+    pub indexes_rebuilt: bool,
 }
 
 fn truncate_log(seg: &mut Segment, len: u64, stop: &ScanStop) -> Result<(), LogError> {
+    crate::recovery::count(crate::recovery::Action::SegmentTruncated);
     tracing::warn!(
         path = %seg.log_path.display(),
         offset = seg.next_offset,
@@ -574,15 +601,17 @@ pub fn recover(
         // (e.g. the file was deleted and recreated empty).
         let mut since_entry = 0u64;
         let mut missing_entry = false;
-        let (end, stopped) = scan(&seg.log, start, len, expect, |pos, h| {
+        let mut damaged = false;
+        let (end, stopped) = scan(&seg.log, start, len, expect, |pos, h, crc| {
             tail_max = tail_max.max(h.max_timestamp);
             next = h.next_offset();
             any = true;
+            damaged |= crc.is_err();
             missing_entry |= pos > 0 && since_entry >= u64::from(interval);
             since_entry += h.size as u64;
         })
         .map_err(io_err(&seg.log_path))?;
-        let index_agrees = stopped.is_none() && !missing_entry && (any || start == 0);
+        let index_agrees = stopped.is_none() && !damaged && !missing_entry && (any || start == 0);
         if index_agrees {
             seg.max_timestamp = times.last().map_or(-1, |t| t.0).max(tail_max);
             // The files were just validated: use them, keep nothing in memory.
@@ -593,21 +622,48 @@ pub fn recover(
             return Ok(Recovered {
                 segment: seg,
                 truncated: None,
+                indexes_rebuilt: false,
             });
         }
         tracing::warn!(path = %seg.log_path.display(), "index does not match the log; rebuilding");
     }
 
     // Full scan from the start: CRC of every batch, indexes rebuilt as we go.
-    let mut headers = Vec::new();
-    let (end, stopped) = scan(&seg.log, 0, len, base, |pos, h| headers.push((pos, *h)))
-        .map_err(io_err(&seg.log_path))?;
-    for (pos, h) in &headers {
+    let mut headers: Vec<(u64, BatchHeader, Result<(), String>)> = Vec::new();
+    let (mut end, mut stopped) = scan(&seg.log, 0, len, base, |pos, h, crc| {
+        headers.push((pos, *h, crc))
+    })
+    .map_err(io_err(&seg.log_path))?;
+    // Damaged batches at the end are a torn write (the last bytes written never reached the
+    // disk whole): cut them with the rest of the tail. One followed by intact batches was
+    // damaged after it was written: cutting there would drop the intact ones, which may have
+    // been acknowledged, so it stays in place; reads refuse it (`partition/read.rs`).
+    while let Some((pos, _, Err(reason))) = headers.last() {
+        stopped = Some(ScanStop {
+            position: *pos,
+            reason: reason.clone(),
+        });
+        end = *pos;
+        headers.pop();
+    }
+    for (pos, h, crc) in &headers {
         seg.note_batch(*pos, h, interval);
-        on_batch(h);
+        match crc {
+            Ok(()) => on_batch(h),
+            Err(reason) => {
+                crate::recovery::count(crate::recovery::Action::CorruptBatchKept);
+                tracing::warn!(
+                    path = %seg.log_path.display(),
+                    offset = h.base_offset,
+                    position = pos,
+                    %reason,
+                    "a batch is damaged but intact batches follow it: kept in place, never served"
+                );
+            }
+        }
     }
     seg.size = end;
-    seg.first_append_ms = headers.first().map(|(_, h)| h.max_timestamp);
+    seg.first_append_ms = headers.first().map(|(_, h, _)| h.max_timestamp);
     if let Some(stop) = &stopped {
         truncate_log(&mut seg, len, stop)?;
     }
@@ -615,12 +671,13 @@ pub fn recover(
         // A closed segment keeps its closing time-index entry.
         seg.seal_in_memory();
     }
-    seg.write_indexes_if_changed()?;
+    let indexes_rebuilt = seg.write_indexes_if_changed()?;
     if !full {
         seg.spill();
     }
     Ok(Recovered {
         segment: seg,
         truncated: stopped,
+        indexes_rebuilt,
     })
 }

@@ -383,7 +383,9 @@ fn torn_tail_is_truncated_to_the_committed_batches() {
 }
 
 #[test]
-fn corrupt_crc_in_the_middle_of_the_active_segment_truncates_there() {
+fn corrupt_crc_in_the_middle_of_the_active_segment_is_kept_but_never_served() {
+    // Intact batches after the damaged one mean it was damaged after it was written, not
+    // torn: cutting there would drop them (maybe acknowledged), so it stays, and reads refuse it.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");
     let mut sizes = Vec::new();
@@ -398,6 +400,55 @@ fn corrupt_crc_in_the_middle_of_the_active_segment_truncates_there() {
     }
     let path = active_log_file(&dir);
     // Flip one byte inside batch 2's records.
+    let at = sizes[0] + sizes[1] + 70;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, at).unwrap();
+    f.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
+    drop(f);
+
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 10);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        sizes.iter().sum::<u64>()
+    );
+    // A read from before it stops before it; a read at it is CORRUPT_MESSAGE; after it, served.
+    let head = log.read(0, 1 << 20).unwrap().records;
+    let vals: Vec<String> = decode_all(&head).into_iter().map(|r| r.1).collect();
+    assert_eq!(vals, ["m0-0", "m0-1", "m1-0", "m1-1"]);
+    let err = log.read(4, 1 << 20).unwrap_err();
+    assert!(matches!(err, LogError::CorruptBatch { .. }), "{err:?}");
+    assert_eq!(err.kafka_code(), 2);
+    let tail = log.read(6, 1 << 20).unwrap().records;
+    let vals: Vec<String> = decode_all(&tail).into_iter().map(|r| r.1).collect();
+    assert_eq!(vals, ["m3-0", "m3-1", "m4-0", "m4-1"]);
+    // Appends go on after the last batch.
+    assert_eq!(
+        appended(log.append(B::new(1).build()).unwrap()).base_offset,
+        10
+    );
+}
+
+#[test]
+fn corrupt_crc_in_the_last_batch_is_cut_like_a_torn_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let mut sizes = Vec::new();
+    {
+        let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+        for i in 0..3 {
+            let b = B::new(2).tag(&format!("m{i}")).build();
+            sizes.push(b.len() as u64);
+            log.append(b).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let path = active_log_file(&dir);
     let at = sizes[0] + sizes[1] + 70;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -1328,3 +1379,121 @@ fn sigkill_never_loses_an_offset_reported_durable() {
 
 #[path = "replication_tests.rs"]
 mod replication;
+
+/// Found by the `partition_dir` fuzz target: the base offset (bytes 0..8) is not covered by
+/// the CRC, so a batch of a closed segment whose base offset was damaged passed the index
+/// check, and a read at an offset before it stopped there with nothing (a consumer stuck
+/// forever); a full scan cut the segment there and dropped every later one. Now the batch is
+/// kept in place, a read at it is CORRUPT_MESSAGE, and everything else is served.
+#[test]
+fn damaged_base_offset_in_a_closed_segment_is_refused_not_skipped_nor_cut() {
+    for drop_indexes in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        let mut sizes = Vec::new();
+        {
+            let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+            for i in 0..40 {
+                let b = B::new(2).tag(&format!("d{i}")).build();
+                sizes.push(b.len() as u64);
+                log.append(b).unwrap();
+            }
+            log.flush().unwrap();
+            assert!(log.segment_count() >= 3);
+        }
+        let mut logs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        let first = &logs[0];
+        if drop_indexes {
+            std::fs::remove_file(first.with_extension("index")).unwrap();
+        }
+        // Batch 1 (offsets 2 and 3) now claims base offset 12545.
+        let f = std::fs::OpenOptions::new().write(true).open(first).unwrap();
+        f.write_all_at(&12545i64.to_be_bytes(), sizes[0]).unwrap();
+        drop(f);
+
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        assert_eq!(log.log_end_offset(), 80, "nothing cut ({drop_indexes})");
+        let head = log.read(0, 1 << 20).unwrap().records;
+        let vals: Vec<String> = decode_all(&head).into_iter().map(|r| r.1).collect();
+        assert_eq!(vals, ["d0-0", "d0-1"]);
+        for at in [2, 3] {
+            let err = log.read(at, 1 << 20).unwrap_err();
+            assert!(matches!(err, LogError::CorruptBatch { .. }), "{err:?}");
+        }
+        let after = log.read(4, 1 << 20).unwrap().records;
+        assert_eq!(decode_all(&after)[0], (4, "d2-0".to_string()));
+        assert_eq!(fuzzing::read_everything(&log), vec![(0, 1)]);
+    }
+}
+
+/// The minimal input of that fuzz finding, as the target reads it: a partition image (see
+/// `fuzzing::image_files`) of two segments whose first has a batch with a damaged base
+/// offset, built here rather than checked in as a binary file.
+#[test]
+fn fuzz_finding_partition_dir_damaged_base_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seg0: Vec<u8> = [
+        B::new(1).tag("a").build(),
+        B::new(2).tag("b").build(),
+        B::new(1).tag("c").build(),
+    ]
+    .iter()
+    .enumerate()
+    .fold((Vec::new(), 0i64), |(mut out, next), (i, b)| {
+        let mut b = b.to_vec();
+        let n = i64::from(batch::parse_header(&b).unwrap().last_offset_delta) + 1;
+        let base = if i == 1 { 12545 } else { next };
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        out.extend_from_slice(&b);
+        (out, next + n)
+    })
+    .0;
+    let mut seg1 = B::new(1).tag("d").build().to_vec();
+    seg1[..8].copy_from_slice(&4i64.to_be_bytes());
+    let image = fuzzing::pack_image(&[
+        (segment::file_name(0, "log"), seg0),
+        (segment::file_name(4, "log"), seg1),
+        ("log-start-offset".to_string(), b"1\n".to_vec()),
+    ]);
+    fuzzing::partition_dir(&image, tmp.path());
+}
+
+/// Found by the `partition_dir` fuzz target: a closed segment whose first batch header was
+/// damaged (record count 0) still passed its index and tail check, and a read at an offset
+/// before the first index entry answered nothing instead of refusing the damaged batch.
+#[test]
+fn damaged_batch_header_before_the_first_index_entry_is_refused_not_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(B::new(2).tag(&format!("h{i}")).build()).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    // Record count (bytes 57..61) of the first batch: 0.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&logs[0])
+        .unwrap();
+    f.write_all_at(&0i32.to_be_bytes(), 57).unwrap();
+    drop(f);
+    let log = PartitionLog::open(dir, small_segments()).unwrap();
+    for at in [0, 1] {
+        let err = log.read(at, 1 << 20).unwrap_err();
+        assert!(matches!(err, LogError::CorruptBatch { .. }), "{err:?}");
+    }
+    assert_eq!(log.log_end_offset(), 80);
+}

@@ -112,6 +112,30 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     Ok(Ok(buf.freeze()))
 }
 
+/// Reads request frames from `rd` exactly as [`serve`] does (the length checked before
+/// anything is buffered, then the body) and hands each to `each`, until the input ends or a
+/// frame is refused; returns the error that would close the connection. The fuzz targets'
+/// way into the connection's framing.
+pub(crate) async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
+    mut rd: R,
+    peer: SocketAddr,
+    max: usize,
+    mut each: impl FnMut(Bytes) -> Result<(), BrokerError>,
+) -> Option<BrokerError> {
+    loop {
+        match read_frame(&mut rd, peer, max).await {
+            Ok(Ok(frame)) => {
+                if let Err(e) = each(frame) {
+                    return Some(e);
+                }
+            }
+            Ok(Err(Stop::Protocol(e))) => return Some(e),
+            // read_frame itself never ends in an authentication failure.
+            Ok(Err(Stop::Quiet(_) | Stop::Authentication { .. })) | Err(_) => return None,
+        }
+    }
+}
+
 /// Serves one accepted connection of `listener`: the TLS handshake on a TLS listener, then
 /// [`serve`].
 pub(super) async fn accept(

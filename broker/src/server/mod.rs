@@ -14,6 +14,7 @@
 
 mod conn;
 pub mod groups;
+pub(crate) use conn::read_frames;
 pub mod identity;
 pub mod liveness;
 mod tls;

@@ -16,6 +16,7 @@ use crate::log::files::{io_err, remove_if_exists, sync_dir};
 use crate::log::producer::ProducerStates;
 use crate::log::segment::{self, Segment};
 use crate::log::{LogConfig, LogError};
+use crate::recovery::{self, Action};
 
 impl PartitionLog {
     /// Opens (creating if needed) the partition directory `dir` and recovers it: a torn tail is
@@ -23,10 +24,14 @@ impl PartitionLog {
     pub fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let mut bases = list_bases(&dir, "log")?;
-        // Leftovers of an interrupted snapshot write.
+        remove_empty_strays(&dir, &mut bases)?;
+        // Leftovers of an interrupted atomic replace (snapshot, epoch cache, log start).
         for ent in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
             if ent.file_name().to_string_lossy().ends_with(".tmp") {
-                remove_if_exists(&ent.path());
+                let path = ent.path();
+                tracing::warn!(path = %path.display(), "removing the leftover of an interrupted write");
+                recovery::count(Action::LeftoverRemoved);
+                remove_if_exists(&path);
             }
         }
         let interval = config.index_interval_bytes;
@@ -40,6 +45,10 @@ impl PartitionLog {
             } else {
                 segment::recover(&dir, base, false, interval, |_| {})?
             };
+            if rec.indexes_rebuilt {
+                tracing::warn!(path = %rec.segment.log_path.display(), "segment indexes rebuilt from the log");
+                recovery::count(Action::IndexRebuilt);
+            }
             let next_base = bases.get(i + 1).copied();
             let seg = rec.segment;
             let inconsistent = next_base.is_some_and(|nb| seg.next_offset != nb);
@@ -57,7 +66,8 @@ impl PartitionLog {
         }
         if let Some(i) = cut_at {
             for &base in &bases[i + 1..] {
-                tracing::warn!(path = %dir.display(), base, "removing segment after a torn one");
+                tracing::warn!(path = %dir.join(segment::file_name(base, "log")).display(), "removing segment after a torn or misaligned one");
+                recovery::count(Action::SegmentRemoved);
                 for ext in ["log", "index", "timeindex", "snapshot"] {
                     remove_if_exists(&dir.join(segment::file_name(base, ext)));
                 }
@@ -86,7 +96,10 @@ impl PartitionLog {
         for ext in ["index", "timeindex"] {
             for b in list_bases(&dir, ext)? {
                 if !segments.iter().any(|s| s.base == b) {
-                    remove_if_exists(&dir.join(segment::file_name(b, ext)));
+                    let path = dir.join(segment::file_name(b, ext));
+                    tracing::warn!(path = %path.display(), "removing an index file without its log");
+                    recovery::count(Action::LeftoverRemoved);
+                    remove_if_exists(&path);
                 }
             }
         }
@@ -158,9 +171,15 @@ pub(super) fn producer_state(
     active_headers: &[BatchHeader],
 ) -> Result<ProducerStates, LogError> {
     let active_base = segments.last().map_or(0, |s| s.base);
-    let snap = std::fs::read(snapshot_path(dir, active_base))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<ProducerStates>(&b).ok());
+    let path = snapshot_path(dir, active_base);
+    let snap = std::fs::read(&path).ok().and_then(|b| {
+        let parsed = serde_json::from_slice::<ProducerStates>(&b);
+        if let Err(e) = &parsed {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged producer snapshot; scanning every segment instead");
+            recovery::count(Action::ProducerSnapshotIgnored);
+        }
+        parsed.ok()
+    });
     let mut producers = match snap {
         Some(s) => s,
         None => {
@@ -185,6 +204,32 @@ pub(super) fn producer_state(
         producers.record(h, append_time, h.max_timestamp);
     }
     Ok(producers)
+}
+
+/// Removes empty segment files other than the last: the broker never leaves one (a roll writes
+/// the new segment's first batch under the same lock that created it), so one is a stray; left
+/// in place it would look like a segment that does not end where the next one starts, and
+/// recovery would drop every segment after it.
+fn remove_empty_strays(dir: &Path, bases: &mut Vec<i64>) -> Result<(), LogError> {
+    let Some(&last) = bases.last() else {
+        return Ok(());
+    };
+    let mut kept = Vec::with_capacity(bases.len());
+    for &base in bases.iter() {
+        let path = dir.join(segment::file_name(base, "log"));
+        let empty = std::fs::metadata(&path).map_err(io_err(&path))?.len() == 0;
+        if base != last && empty {
+            tracing::warn!(path = %path.display(), "removing an empty segment file that is not the last");
+            recovery::count(Action::StraySegmentRemoved);
+            for ext in ["log", "index", "timeindex", "snapshot"] {
+                remove_if_exists(&dir.join(segment::file_name(base, ext)));
+            }
+        } else {
+            kept.push(base);
+        }
+    }
+    *bases = kept;
+    Ok(())
 }
 
 pub(super) fn list_bases(dir: &Path, ext: &str) -> Result<Vec<i64>, LogError> {

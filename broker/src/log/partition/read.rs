@@ -34,7 +34,7 @@ impl PartitionLog {
         let sh = &self.shared;
         let hw = self.high_watermark();
         let limit = if replica { self.log_end_offset() } else { hw };
-        let (file, path, start_pos, seg_end, log_start) = {
+        let (file, path, (start_pos, expect), seg_end, log_start) = {
             let inner = lock(&sh.inner);
             let log_start = inner.log_start;
             if offset < log_start || offset > inner.next_offset {
@@ -56,13 +56,22 @@ impl PartitionLog {
             (
                 Arc::clone(&seg.log),
                 seg.log_path.clone(),
-                seg.lookup(offset),
+                seg.lookup_entry(offset),
                 seg.size,
                 log_start,
             )
         };
-        let records = read_batches(&file, start_pos, seg_end, offset, limit, max_bytes)
-            .map_err(io_err(&path))?;
+        let records = read_batches(&file, start_pos, expect, seg_end, offset, limit, max_bytes)
+            .map_err(io_err(&path))?
+            .map_err(|(at, why)| {
+                tracing::warn!(path = %path.display(), position = at, offset, reason = %why,
+                    "not serving a stored batch that is damaged");
+                crate::recovery::count(crate::recovery::Action::CorruptBatchRefused);
+                LogError::CorruptBatch {
+                    reason: format!("{}: the batch at position {at}: {why}", path.display()),
+                }
+            })?;
+        let records = keep_intact(records, &path)?;
         Ok(ReadOutcome {
             records,
             high_watermark: hw,
@@ -173,50 +182,97 @@ fn peek(b: &[u8]) -> Option<(i64, usize, i64)> {
     Some((base, size, base + i64::from(delta)))
 }
 
-/// Reads whole batches of one segment, starting with the one containing `offset`.
+/// Reads whole batches of one segment, starting with the one containing `offset`, walking
+/// from `pos` where the batch with base offset `expect` starts. `Ok(Err((position, why)))`:
+/// a batch on the way is damaged (a header that does not parse, or a base offset out of
+/// sequence: the base offset is not covered by the CRC, so damage there is caught here), or
+/// the segment ends before `offset`; nothing is served, nothing skipped over.
 fn read_batches(
     file: &File,
     mut pos: u64,
+    mut expect: i64,
     seg_end: u64,
     offset: i64,
     hw: i64,
     max_bytes: usize,
-) -> std::io::Result<Bytes> {
+) -> std::io::Result<Result<Bytes, (u64, String)>> {
     // Walk headers from the index position to the batch containing `offset`.
     let mut hdr = [0u8; 27];
     let first_size = loop {
         if pos + 27 > seg_end {
-            return Ok(Bytes::new());
+            return Ok(Err((
+                pos,
+                format!("the segment ends before offset {offset}"),
+            )));
         }
         file.read_exact_at(&mut hdr, pos)?;
-        let Some((base, size, last)) = peek(&hdr) else {
-            return Ok(Bytes::new());
+        let Some((base, size, last)) =
+            peek(&hdr).filter(|(_, size, last)| *last >= expect && pos + *size as u64 <= seg_end)
+        else {
+            return Ok(Err((pos, "the batch header does not parse".into())));
         };
+        if base != expect {
+            return Ok(Err((
+                pos,
+                format!("base offset {base} where {expect} was expected"),
+            )));
+        }
         if base >= hw {
-            return Ok(Bytes::new());
+            return Ok(Ok(Bytes::new()));
         }
         if last >= offset {
             break size;
         }
+        expect = last + 1;
         pos += size as u64;
     };
     let avail = (seg_end - pos) as usize;
     let want = first_size.max(max_bytes).min(avail);
     let mut buf = vec![0u8; want];
     file.read_exact_at(&mut buf, pos)?;
-    // Keep whole batches below the high watermark: the first always, then while they fit.
+    // Keep whole batches below the high watermark, in sequence: the first always, then while
+    // they fit.
     let mut end = 0;
     while end < buf.len() {
-        let Some((base, size, _)) = peek(&buf[end..]) else {
+        let Some((base, size, last)) = peek(&buf[end..]) else {
             break;
         };
-        if base >= hw || end + size > buf.len() || (end > 0 && end + size > max_bytes) {
+        if base != expect
+            || base >= hw
+            || end + size > buf.len()
+            || (end > 0 && end + size > max_bytes)
+        {
+            break;
+        }
+        expect = last + 1;
+        end += size;
+    }
+    buf.truncate(end);
+    Ok(Ok(Bytes::from(buf)))
+}
+
+/// The leading batches of `records` whose CRC-32C holds. Recovery checks closed segments only
+/// by their index and tail, so a batch damaged on disk later is found here: it is never
+/// served, and a read that starts at it fails with CORRUPT_MESSAGE, naming the file.
+fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<Bytes, LogError> {
+    let mut end = 0;
+    while let Some((base, size, _)) = peek(&records[end..]) {
+        let Some(whole) = records.get(end..end + size) else {
+            break;
+        };
+        if let Err(e) = batch::check_crc(whole) {
+            tracing::warn!(path = %path.display(), offset = base, error = %e, "not serving a stored batch whose CRC fails");
+            crate::recovery::count(crate::recovery::Action::CorruptBatchRefused);
+            if end == 0 {
+                return Err(LogError::CorruptBatch {
+                    reason: format!("{}: the batch at offset {base}: {e}", path.display()),
+                });
+            }
             break;
         }
         end += size;
     }
-    buf.truncate(end);
-    Ok(Bytes::from(buf))
+    Ok(records.slice(..end))
 }
 
 /// Finds the first record with timestamp `>= ts` scanning batches from `pos`.

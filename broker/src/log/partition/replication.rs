@@ -53,7 +53,8 @@ pub(super) fn recover_epochs(
             let had_file = EpochCache::path(dir).exists();
             if had_file || !rebuilt.is_empty() {
                 if had_file {
-                    tracing::warn!(path = %dir.display(), entries = rebuilt.entries().len(), "leader-epoch cache rebuilt from the log");
+                    tracing::warn!(path = %EpochCache::path(dir).display(), entries = rebuilt.entries().len(), "leader-epoch cache rebuilt from the log");
+                    crate::recovery::count(crate::recovery::Action::EpochCacheRebuilt);
                 }
                 if let Err(e) = rebuilt.store(dir) {
                     tracing::warn!(path = %dir.display(), error = %e, "cannot write the rebuilt leader-epoch cache");

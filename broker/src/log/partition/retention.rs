@@ -23,14 +23,16 @@ pub(super) fn read_log_start(dir: &Path) -> Option<i64> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the log start offset");
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the log start offset; the log starts at its first segment");
+            crate::recovery::count(crate::recovery::Action::LogStartIgnored);
             return None;
         }
     };
     match text.trim().parse::<i64>() {
         Ok(v) if v >= 0 => Some(v),
         _ => {
-            tracing::warn!(path = %path.display(), content = %text.trim(), "ignoring an invalid log start offset");
+            tracing::warn!(path = %path.display(), content = %text.trim(), "ignoring an invalid log start offset; the log starts at its first segment");
+            crate::recovery::count(crate::recovery::Action::LogStartIgnored);
             None
         }
     }

@@ -1,4 +1,4 @@
-//! Tests of the cluster state machine (`state.rs`): every command's effect and refusals,
+//! Tests of the cluster state machine (`state/`): every command's effect and refusals,
 //! placement, elections, ISR changes and reassignments.
 
 use super::*;

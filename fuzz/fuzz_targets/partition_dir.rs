@@ -1,0 +1,2 @@
+#![no_main]
+sluice_fuzz::target!("partition_dir");

@@ -98,11 +98,11 @@ pub async fn handle(
                 .collect();
             let asked = req.mechanism.as_str().to_string();
             match session.handshake(&asked) {
-                Ok(_) => {
+                Some(_) => {
                     let resp = SaslHandshakeResponse::default().with_mechanisms(offered);
                     Ok(SaslReply::Continue(Reply::Now(Some(respond(raw, &resp)?))))
                 }
-                Err(()) => {
+                None => {
                     let code = if session.awaits_handshake() {
                         UNSUPPORTED_SASL_MECHANISM
                     } else {

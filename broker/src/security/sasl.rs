@@ -111,14 +111,14 @@ impl SaslSession {
         matches!(self.state, State::Handshake)
     }
 
-    /// SaslHandshake: `Ok` with the mechanism when this listener offers it.
-    pub fn handshake(&mut self, name: &str) -> Result<Mechanism, ()> {
+    /// SaslHandshake: the mechanism when this listener offers it and no handshake came yet.
+    pub fn handshake(&mut self, name: &str) -> Option<Mechanism> {
         match Mechanism::parse(name).filter(|m| self.enabled.contains(m)) {
             Some(m) if self.awaits_handshake() => {
                 self.state = State::First(m);
-                Ok(m)
+                Some(m)
             }
-            _ => Err(()),
+            _ => None,
         }
     }
 
@@ -300,10 +300,10 @@ mod tests {
     fn handshake_offers_only_the_enabled_mechanisms_once() {
         let mut s = SaslSession::new(vec![Mechanism::ScramSha512]);
         assert_eq!(s.enabled(), vec!["SCRAM-SHA-512"]);
-        assert_eq!(s.handshake("PLAIN"), Err(()));
-        assert_eq!(s.handshake("GSSAPI"), Err(()));
-        assert_eq!(s.handshake("SCRAM-SHA-512"), Ok(Mechanism::ScramSha512));
-        assert_eq!(s.handshake("SCRAM-SHA-512"), Err(()));
+        assert_eq!(s.handshake("PLAIN"), None);
+        assert_eq!(s.handshake("GSSAPI"), None);
+        assert_eq!(s.handshake("SCRAM-SHA-512"), Some(Mechanism::ScramSha512));
+        assert_eq!(s.handshake("SCRAM-SHA-512"), None);
         let mut s = SaslSession::new(vec![Mechanism::ScramSha512]);
         assert!(matches!(
             s.authenticate(b"n,,n=a,r=b", &users(), b"k"),

@@ -1,0 +1,254 @@
+//! Broker security with a real client: librdkafka authenticates with SASL/SCRAM-SHA-512 as a
+//! user of the bootstrap users file (`--sasl-users-file`) on a SASL_PLAINTEXT listener; the
+//! right password produces and consumes, a wrong one is refused and counted.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Parser;
+use common::*;
+use rdkafka::consumer::Consumer;
+use rdkafka::Offset;
+
+const N: u64 = 50;
+const USER: &str = "alice";
+const PASSWORD: &str = "alice-secret:with-colon";
+
+/// A broker in this process with named listeners (the common `TestBroker` passes `--listen`,
+/// which `--listeners` replaces).
+struct SecureBroker {
+    rt: tokio::runtime::Runtime,
+    broker: Option<sluice_broker::Broker>,
+    _dir: tempfile::TempDir,
+}
+
+impl SecureBroker {
+    fn start(extra: &[&str]) -> SecureBroker {
+        init_test_logging();
+        let dir = tempfile::tempdir().expect("create temp data dir");
+        let mut args: Vec<String> = [
+            "sluice-broker",
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--http-listen",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let config = sluice_broker::config::Config::parse_from(args);
+        let rt = broker_runtime();
+        let broker = rt
+            .block_on(sluice_broker::Broker::start(config))
+            .unwrap_or_else(|e| panic!("Broker::start: {e}"));
+        SecureBroker {
+            rt,
+            broker: Some(broker),
+            _dir: dir,
+        }
+    }
+
+    fn broker(&self) -> &sluice_broker::Broker {
+        self.broker.as_ref().expect("broker is running")
+    }
+
+    fn bootstrap(&self, listener: &str) -> String {
+        self.broker()
+            .listener_addr(listener)
+            .unwrap_or_else(|| panic!("no listener {listener}"))
+            .to_string()
+    }
+
+    /// The sum of a metric's samples whose line contains `filter`, from `/metrics`.
+    fn metric(&self, name: &str, filter: &str) -> f64 {
+        let (status, body) = http_get(self.broker().http_addr(), "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200, "/metrics: {body}");
+        body.lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            let _ = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), b.shutdown()).await
+            });
+        }
+    }
+}
+
+fn users_file(dir: &Path) -> String {
+    let path = dir.join("users");
+    std::fs::write(
+        &path,
+        format!("# bootstrap users\n{USER}:{PASSWORD}\nadmin:admin-secret\n"),
+    )
+    .expect("write users file");
+    path.display().to_string()
+}
+
+fn scram(user: &str, password: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("security.protocol", "SASL_PLAINTEXT".to_string()),
+        ("sasl.mechanism", "SCRAM-SHA-512".to_string()),
+        ("sasl.username", user.to_string()),
+        ("sasl.password", password.to_string()),
+    ]
+}
+
+fn borrowed<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, s)| (*k, s.as_str())).collect()
+}
+
+#[test]
+fn rdkafka_scram_sha_512_user_from_the_users_file_is_served_and_a_wrong_password_refused() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let users = users_file(files.path());
+    let broker = SecureBroker::start(&[
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+        // Brokers do not use SASL among themselves: the inter-broker listener is another.
+        "--inter-broker-listener-name",
+        "PLAINTEXT",
+        "--sasl-enabled-mechanisms",
+        "SCRAM-SHA-512",
+        "--sasl-users-file",
+        &users,
+    ]);
+    let bs = broker.bootstrap("SASL_PLAINTEXT");
+    let topic = topic_name("sasl");
+
+    let good = scram(USER, PASSWORD);
+    let acked = rd_produce_all(&bs, &topic, Some(0), 0..N, &borrowed(&good));
+    assert_eq!(sorted_offsets(&acked), (0..N as i64).collect::<Vec<_>>());
+    let reader = rd_reader(&bs, &topic, &[0], Offset::Beginning, &borrowed(&good));
+    let got = rd_poll_n(&reader, N as usize, Duration::from_secs(60));
+    assert_records_exact(&got, 0..N);
+    assert!(
+        broker.metric("sluice_sasl_authentications", "SCRAM-SHA-512") >= 1.0,
+        "successful authentications are counted"
+    );
+
+    // A wrong password: no metadata, no records, and the failure is counted.
+    let failures_before = broker.metric("sluice_sasl_authentication_failures", "SCRAM-SHA-512");
+    let bad = scram(USER, "not-the-password");
+    let refused = rd_consumer(&bs, &borrowed(&bad));
+    let md = refused.fetch_metadata(Some(&topic), Duration::from_secs(5));
+    assert!(
+        md.is_err(),
+        "metadata with a wrong password: {:?}",
+        md.ok().map(|m| m.topics().len())
+    );
+    let unknown = scram("mallory", PASSWORD);
+    let refused = rd_consumer(&bs, &borrowed(&unknown));
+    assert!(
+        refused
+            .fetch_metadata(Some(&topic), Duration::from_secs(5))
+            .is_err(),
+        "metadata as an unknown user"
+    );
+    common::wait_for(
+        "the refused authentications are counted",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            (broker.metric("sluice_sasl_authentication_failures", "SCRAM-SHA-512")
+                >= failures_before + 2.0)
+                .then_some(())
+        },
+    );
+
+    // A client without SASL on the SASL listener gets nothing either.
+    let plain = rd_consumer(&bs, &[]);
+    assert!(
+        plain
+            .fetch_metadata(Some(&topic), Duration::from_secs(3))
+            .is_err(),
+        "metadata without authenticating"
+    );
+}
+
+/// A CA and a certificate for 127.0.0.1/localhost signed by it, as PEM files in `dir`:
+/// (ca, certificate, key). Made now; no key is ever committed.
+fn certificates(dir: &Path) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "sluice test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let key = rcgen::KeyPair::generate().expect("broker key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("broker params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "broker-0");
+    let cert = params
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("broker certificate");
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path.display().to_string()
+    };
+    (
+        write("ca.crt", ca_cert.pem()),
+        write("tls.crt", cert.pem()),
+        write("tls.key", key.serialize_pem()),
+    )
+}
+
+#[test]
+fn rdkafka_scram_sha_512_over_tls_is_served_and_a_plaintext_client_gets_nothing() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let users = users_file(files.path());
+    let (ca, cert, key) = certificates(files.path());
+    let broker = SecureBroker::start(&[
+        "--listeners",
+        "SASL_SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+        "--inter-broker-listener-name",
+        "PLAINTEXT",
+        "--sasl-enabled-mechanisms",
+        "SCRAM-SHA-512",
+        "--sasl-users-file",
+        &users,
+        "--ssl-certificate-file",
+        &cert,
+        "--ssl-key-file",
+        &key,
+    ]);
+    let bs = broker.bootstrap("SASL_SSL");
+    let topic = topic_name("sasl-ssl");
+
+    let mut good = scram(USER, PASSWORD);
+    good[0].1 = "SASL_SSL".to_string();
+    good.push(("ssl.ca.location", ca.clone()));
+    let acked = rd_produce_all(&bs, &topic, Some(0), 0..N, &borrowed(&good));
+    assert_eq!(sorted_offsets(&acked), (0..N as i64).collect::<Vec<_>>());
+    let reader = rd_reader(&bs, &topic, &[0], Offset::Beginning, &borrowed(&good));
+    let got = rd_poll_n(&reader, N as usize, Duration::from_secs(60));
+    assert_records_exact(&got, 0..N);
+
+    // The right password without TLS on the TLS listener: the handshake fails, nothing served.
+    let mut no_tls = scram(USER, PASSWORD);
+    no_tls.truncate(4);
+    let plain = rd_consumer(&bs, &borrowed(&no_tls));
+    assert!(
+        plain
+            .fetch_metadata(Some(&topic), Duration::from_secs(3))
+            .is_err(),
+        "metadata over plaintext on the SASL_SSL listener"
+    );
+    common::wait_for(
+        "the failed TLS handshake is counted",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || (broker.metric("sluice_tls_handshake_failures", "") >= 1.0).then_some(()),
+    );
+}

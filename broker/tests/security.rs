@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use common::*;
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::Producer;
 use rdkafka::Offset;
 
 const N: u64 = 50;
@@ -87,7 +88,7 @@ fn users_file(dir: &Path) -> String {
     let path = dir.join("users");
     std::fs::write(
         &path,
-        format!("# bootstrap users\n{USER}:{PASSWORD}\nadmin:admin-secret\n"),
+        format!("# bootstrap users\n{USER}:{PASSWORD}\nbob:bob-secret\n"),
     )
     .expect("write users file");
     path.display().to_string()
@@ -251,4 +252,86 @@ fn rdkafka_scram_sha_512_over_tls_is_served_and_a_plaintext_client_gets_nothing(
         Duration::from_millis(100),
         || (broker.metric("sluice_tls_handshake_failures", "") >= 1.0).then_some(()),
     );
+}
+
+#[test]
+fn with_the_acl_authorizer_a_super_user_is_served_and_a_user_without_acls_gets_no_data() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let users = users_file(files.path());
+    let (ca, cert, key) = certificates(files.path());
+    // With an authorizer the inter-broker listener must know brokers by their certificates.
+    let broker = SecureBroker::start(&[
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "--listener-security-protocol-map",
+        "INTERNAL:SSL",
+        "--listener-ssl-client-auth",
+        "INTERNAL:required",
+        "--inter-broker-listener-name",
+        "INTERNAL",
+        "--ssl-certificate-file",
+        &cert,
+        "--ssl-key-file",
+        &key,
+        "--ssl-ca-file",
+        &ca,
+        "--sasl-enabled-mechanisms",
+        "SCRAM-SHA-512",
+        "--sasl-users-file",
+        &users,
+        "--authorizer",
+        "acl",
+        "--super-users",
+        &format!("User:{USER}"),
+    ]);
+    let bs = broker.bootstrap("SASL_PLAINTEXT");
+    let topic = topic_name("acl");
+
+    let alice = scram(USER, PASSWORD);
+    let acked = rd_produce_all(&bs, &topic, Some(0), 0..N, &borrowed(&alice));
+    assert_eq!(sorted_offsets(&acked), (0..N as i64).collect::<Vec<_>>());
+
+    // bob authenticates but no ACL allows him anything: his records are refused...
+    let mut bob = scram("bob", "bob-secret");
+    bob.push(("message.timeout.ms", "10000".to_string()));
+    let p = rd_producer(&bs, &borrowed(&bob));
+    for i in 0..5 {
+        rd_send(&p, &topic, Some(0), N + i);
+    }
+    let _ = p.flush(Duration::from_secs(20));
+    assert!(
+        p.context().acked.lock().expect("lock").is_empty(),
+        "a user without WRITE had records acknowledged"
+    );
+    let failed = p.context().failed.lock().expect("lock").clone();
+    assert_eq!(failed.len(), 5, "bob's deliveries all fail: {failed:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|(_, e)| e.to_ascii_lowercase().contains("authoriz")),
+        "refused as unauthorized: {failed:?}"
+    );
+    // ... and he reads nothing.
+    bob.pop();
+    let reader = rd_reader(&bs, &topic, &[0], Offset::Beginning, &borrowed(&bob));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut records = 0;
+    while std::time::Instant::now() < deadline {
+        if let Some(Ok(_)) = reader.poll(Duration::from_millis(200)) {
+            records += 1;
+        }
+    }
+    assert_eq!(records, 0, "a user without READ got records");
+
+    // The super user still reads everything, and nothing of bob's was written.
+    let reader = rd_reader(&bs, &topic, &[0], Offset::Beginning, &borrowed(&alice));
+    let got = rd_poll_n(&reader, N as usize, Duration::from_secs(60));
+    assert_records_exact(&got, 0..N);
+    assert_eq!(rd_watermarks_with(&bs, &topic, &alice), (0, N as i64));
+}
+
+fn rd_watermarks_with(bs: &str, topic: &str, settings: &[(&'static str, String)]) -> (i64, i64) {
+    rd_consumer(bs, &borrowed(settings))
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("watermarks of {topic}: {e}"))
 }

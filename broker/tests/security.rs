@@ -1,6 +1,8 @@
 //! Broker security with a real client: librdkafka authenticates with SASL/SCRAM-SHA-512 as a
 //! user of the bootstrap users file (`--sasl-users-file`) on a SASL_PLAINTEXT listener; the
-//! right password produces and consumes, a wrong one is refused and counted.
+//! right password produces and consumes, a wrong one is refused and counted; the same over
+//! TLS (SASL_SSL); with the ACL authorizer a user without ACLs gets nothing; hostile
+//! connections (stalled TLS or SASL, garbage, a huge token) cost only themselves.
 
 mod common;
 
@@ -334,4 +336,122 @@ fn rd_watermarks_with(bs: &str, topic: &str, settings: &[(&'static str, String)]
     rd_consumer(bs, &borrowed(settings))
         .fetch_watermarks(topic, 0, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("watermarks of {topic}: {e}"))
+}
+
+/// Whether the broker closes `s` within `limit` (whatever it sends before is read and
+/// dropped: a TLS alert, an error response).
+fn closed_within(s: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        s.set_read_timeout(Some(left)).expect("read timeout");
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn stalled_handshakes_garbage_and_huge_sasl_frames_cost_only_their_connection() {
+    use std::io::Write;
+    let files = tempfile::tempdir().expect("temp dir");
+    let users = users_file(files.path());
+    let (ca, cert, key) = certificates(files.path());
+    let broker = SecureBroker::start(&[
+        "--listeners",
+        "SASL_SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+        "--inter-broker-listener-name",
+        "PLAINTEXT",
+        "--ssl-certificate-file",
+        &cert,
+        "--ssl-key-file",
+        &key,
+        "--sasl-enabled-mechanisms",
+        "SCRAM-SHA-512",
+        "--sasl-users-file",
+        &users,
+        "--authentication-timeout-ms",
+        "1000",
+    ]);
+    let tls_addr = broker.broker().listener_addr("SASL_SSL").expect("SASL_SSL");
+    let sasl_addr = broker
+        .broker()
+        .listener_addr("SASL_PLAINTEXT")
+        .expect("SASL_PLAINTEXT");
+    let connect = |a| std::net::TcpStream::connect(a).expect("connect");
+
+    let mut stalled_tls = connect(tls_addr);
+    let mut garbage = connect(tls_addr);
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write garbage");
+    let mut stalled_sasl = connect(sasl_addr);
+    let mut huge = connect(sasl_addr);
+    // A SaslAuthenticate-sized frame far above the pre-authentication limit: only its length.
+    huge.write_all(&(8i32 << 20).to_be_bytes())
+        .expect("write length");
+
+    // Meanwhile a real client on each SASL listener is served.
+    let topic = topic_name("hostile");
+    let mut over_tls = scram(USER, PASSWORD);
+    over_tls[0].1 = "SASL_SSL".to_string();
+    over_tls.push(("ssl.ca.location", ca));
+    rd_produce_all(
+        &broker.bootstrap("SASL_SSL"),
+        &topic,
+        Some(0),
+        0..N,
+        &borrowed(&over_tls),
+    );
+    let plain = scram(USER, PASSWORD);
+    rd_produce_all(
+        &broker.bootstrap("SASL_PLAINTEXT"),
+        &topic,
+        Some(0),
+        N..2 * N,
+        &borrowed(&plain),
+    );
+
+    let limit = Duration::from_secs(10);
+    assert!(
+        closed_within(&mut garbage, limit),
+        "garbage before the hello: closed"
+    );
+    assert!(closed_within(&mut huge, limit), "huge SASL frame: closed");
+    assert!(
+        closed_within(&mut stalled_tls, limit),
+        "stalled TLS handshake: closed"
+    );
+    assert!(
+        closed_within(&mut stalled_sasl, limit),
+        "unfinished SASL exchange: closed"
+    );
+    assert!(broker.metric("sluice_tls_handshake_failures", "timeout") >= 1.0);
+    assert!(broker.metric("sluice_tls_handshake_failures", "not_tls") >= 1.0);
+    assert!(broker.metric("sluice_sasl_authentication_failures", "") >= 2.0);
+
+    let reader = rd_reader(
+        &broker.bootstrap("SASL_PLAINTEXT"),
+        &topic,
+        &[0],
+        Offset::Beginning,
+        &borrowed(&plain),
+    );
+    let got = rd_poll_n(&reader, 2 * N as usize, Duration::from_secs(60));
+    assert_records_exact(&got, 0..2 * N);
 }

@@ -314,6 +314,16 @@ pub struct Config {
     #[arg(long, env = "SLUICE_RETENTION_BYTES", default_value_t = -1, allow_negative_numbers = true)]
     pub retention_bytes: i64,
 
+    /// Milliseconds between retention checks (Kafka's log.retention.check.interval.ms): how
+    /// late past retention.ms or retention.bytes an old segment may still be on disk.
+    /// Range 1..=86400000.
+    #[arg(
+        long,
+        env = "SLUICE_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    pub retention_check_interval_ms: i64,
+
     /// Default segment.bytes: roll to a new segment file at this size in bytes.
     /// Range 1024..=2147483647.
     #[arg(long, env = "SLUICE_SEGMENT_BYTES", default_value_t = 1_073_741_824)]
@@ -825,6 +835,13 @@ impl Config {
                 "-1 (no limit) or bytes >= 0",
             ));
         }
+        if !(1..=86_400_000).contains(&self.retention_check_interval_ms) {
+            return Err(invalid(
+                "--retention-check-interval-ms",
+                self.retention_check_interval_ms,
+                "1..=86400000",
+            ));
+        }
         if !(1024..=i64::from(i32::MAX)).contains(&self.segment_bytes) {
             return Err(invalid(
                 "--segment-bytes",
@@ -960,6 +977,7 @@ mod tests {
         assert_eq!(c.http_listen, "0.0.0.0:8080");
         assert_eq!(c.retention_ms, 604_800_000);
         assert_eq!(c.retention_bytes, -1);
+        assert_eq!(c.retention_check_interval_ms, 10_000);
         assert_eq!(c.segment_bytes, 1_073_741_824);
         assert_eq!(c.max_message_bytes, 1_048_588);
         assert_eq!(c.fsync, FsyncMode::Always);
@@ -976,6 +994,10 @@ mod tests {
             msg.contains("--retention-ms") && msg.contains("-1"),
             "{msg}"
         );
+
+        let c = Config::parse_from(["sluice-broker", "--retention-check-interval-ms", "0"]);
+        let msg = c.validate().expect_err("0 is invalid").to_string();
+        assert!(msg.contains("--retention-check-interval-ms"), "{msg}");
 
         let c = Config::parse_from(["sluice-broker", "--listen", "nonsense"]);
         let msg = c.validate().expect_err("no port").to_string();

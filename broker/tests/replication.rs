@@ -62,31 +62,6 @@ fn serial() -> MutexGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------------
 // Seeds
 
-/// splitmix64: a small, well-mixed generator; the same seed gives the same trial.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")),
-    )
-}
-
 /// `SLUICE_SEED` alone, else `SLUICE_TRIALS` (or `trials`) fresh seeds.
 fn seeds(trials: u64) -> Vec<u64> {
     if let Some(seed) = env_number("SLUICE_SEED") {

@@ -19,8 +19,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -46,30 +45,6 @@ async fn topics_at(bootstrap: &str) -> Result<BTreeSet<String>, String> {
     tokio::task::spawn_blocking(move || topics_of(&b))
         .await
         .map_err(|e| e.to_string())?
-}
-
-fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>, String> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| format!("admin client for {bootstrap}: {e}"))
-}
-
-/// The value of one topic config as the broker's DescribeConfigs reports it.
-async fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Result<Option<String>, String> {
-    let a = admin(bootstrap)?;
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
-    let res = a
-        .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
-        .await
-        .map_err(|e| format!("DescribeConfigs {topic} at {bootstrap}: {e}"))?;
-    let first = res
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("DescribeConfigs {topic} at {bootstrap}: no result"))?;
-    let resource =
-        first.map_err(|e| format!("DescribeConfigs {topic} at {bootstrap}: error {e:?}"))?;
-    Ok(resource.get(key).and_then(|e| e.value.clone()))
 }
 
 /// Produces the `n` records `read_back` checks to partition 0.
@@ -130,7 +105,7 @@ async fn queue_retention_reaches_brokers_and_deletion_policy_retain_keeps_delete
         harness::wait_for(what, Duration::from_secs(90), || async move {
             let mut seen = Vec::new();
             for b in brokers {
-                let v = topic_config(b, "keep", "retention.ms").await?;
+                let v = kafka::topic_config(b, "keep", "retention.ms").await?;
                 let topics = topics_at(b).await?;
                 seen.push((b.clone(), v.clone(), topics.clone()));
                 if v.as_deref() != Some(want) || !check(&topics) {
@@ -190,7 +165,7 @@ async fn queue_retention_reaches_brokers_and_deletion_policy_retain_keeps_delete
     // A topic the operator did not create (made here with the admin client, through one
     // broker: the brokers are one cluster, so every broker lists it).
     let b = &brokers[0];
-    let a = admin(b).expect("admin");
+    let a = kafka::admin(b).expect("admin");
     let res = a
         .create_topics(
             &[NewTopic::new("manual", 1, TopicReplication::Fixed(1))],

@@ -260,7 +260,9 @@ impl Broker {
                 u64::try_from(config.fsync_interval_ms).unwrap_or(1000),
             ),
             auto_create_topics: config.auto_create_topics,
-            ..LogDefaults::default()
+            retention_check_interval: Duration::from_millis(
+                u64::try_from(config.retention_check_interval_ms).unwrap_or(10_000),
+            ),
         };
         let dir = data_dir.clone();
         let recovered = tokio::task::spawn_blocking(move || {

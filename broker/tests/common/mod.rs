@@ -60,6 +60,40 @@ pub fn wait_for<T>(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Seeded trials
+
+/// splitmix64: a small, well-mixed generator; the same seed gives the same trial.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The number in environment variable `name` (`SLUICE_SEED`, `SLUICE_TRIALS`), if set.
+pub fn env_number(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
 // Test records
 
 /// One record as produced and as it must come back byte for byte.
@@ -465,6 +499,12 @@ pub struct Launched {
 }
 
 impl Launched {
+    /// SIGKILL before it was ready, then reap.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("send SIGKILL to the broker");
+        self.child.wait().expect("reap the killed broker");
+    }
+
     /// Waits for this run's `listening kafka=… http=…` line and `/readyz` 200.
     pub fn ready(mut self) -> BinaryBroker {
         let (log_path, earlier) = (self.log_path.clone(), self.earlier);

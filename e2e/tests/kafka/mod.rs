@@ -1,11 +1,14 @@
 //! librdkafka helpers the scenarios share: the cluster's metadata as one broker reports it,
-//! numbered records produced to a partition, and reading them back from the start.
+//! numbered records produced to a partition, reading them back from the start, and a topic's
+//! config as a broker describes it.
 //!
 //! Each test binary includes this module (`mod kafka;`) and uses only part of it.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::metadata::Metadata;
@@ -95,4 +98,33 @@ pub async fn read_partition0(bootstrap: &str, topic: &str, n: usize, what: &str)
         got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
     }
     got
+}
+
+/// An admin client of the broker at `bootstrap`.
+pub fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| format!("admin client for {bootstrap}: {e}"))
+}
+
+/// The value of one topic config as the broker's DescribeConfigs reports it.
+pub async fn topic_config(
+    bootstrap: &str,
+    topic: &str,
+    key: &str,
+) -> Result<Option<String>, String> {
+    let a = admin(bootstrap)?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let res = a
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .map_err(|e| format!("DescribeConfigs {topic} at {bootstrap}: {e}"))?;
+    let first = res
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("DescribeConfigs {topic} at {bootstrap}: no result"))?;
+    let resource =
+        first.map_err(|e| format!("DescribeConfigs {topic} at {bootstrap}: error {e:?}"))?;
+    Ok(resource.get(key).and_then(|e| e.value.clone()))
 }

@@ -73,7 +73,10 @@ for t in "${targets[@]}"; do
   new=$(( $(ls "$artifacts" | wc -l) - before ))
   crashes=0
   if [ "$rc" -ne 0 ]; then crashes=1; failed=1; fi
-  inputs=$(ls -t "$artifacts" | head -n "$new" | tr '\n' ' ')
+  # head may close the pipe before ls has written everything (always with -n 0): ls's SIGPIPE
+  # must not end the script under pipefail (it did, after raft_dir's 10M runs, before the line
+  # below was written).
+  inputs=$(ls -t "$artifacts" | head -n "$new" | tr '\n' ' ' || true)
   printf '%-16s %14s %10s %8s %s\n' "$t" "$execs" "$rate" "$crashes" "$inputs"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo -)" \
     "$t" "$execs" "$elapsed" "$crashes" "$(uptime | sed 's/.*load average: //')" >>"$cache/results.tsv"

@@ -35,9 +35,19 @@ struct Node {
     broker: Option<sluice_broker::Broker>,
     dir: PathBuf,
     seeds: Vec<String>,
+    /// This node's own loopback address: ports it frees on a stop cannot be taken by another
+    /// test's listener in the meantime (they bind 127.0.0.1), so a restart gets them back.
+    host: String,
     /// Fixed after the first start, so a restart keeps its addresses.
     kafka: Option<SocketAddr>,
     cluster: Option<SocketAddr>,
+}
+
+/// A loopback address no other node of this process uses (all of 127.0.0.0/8 is loopback).
+fn unique_loopback() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("127.91.{}.{}", n / 250, n % 250 + 1)
 }
 
 impl Node {
@@ -49,6 +59,7 @@ impl Node {
             broker: None,
             dir: dir.to_path_buf(),
             seeds,
+            host: unique_loopback(),
             kafka: None,
             cluster: None,
         };
@@ -57,12 +68,9 @@ impl Node {
     }
 
     fn boot(&mut self) {
-        let kafka = self
-            .kafka
-            .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
-        let cluster = self
-            .cluster
-            .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+        let any_port = format!("{}:0", self.host);
+        let kafka = self.kafka.map_or(any_port.clone(), |a| a.to_string());
+        let cluster = self.cluster.map_or(any_port.clone(), |a| a.to_string());
         let mut args = vec![
             "sluice-broker".to_string(),
             "--data-dir".into(),
@@ -70,7 +78,7 @@ impl Node {
             "--listen".into(),
             kafka,
             "--http-listen".into(),
-            "127.0.0.1:0".into(),
+            any_port,
             "--node-id".into(),
             self.id.to_string(),
             "--cluster-listen".into(),
@@ -908,6 +916,7 @@ fn a_volume_refuses_to_start_under_another_node_id() {
         .expect_err("refused")
         .to_string();
     assert!(err.contains("--node-id") && err.contains("node 2"), "{err}");
+    drop(rt);
     // Under its own id it starts again.
     node.boot();
 }

@@ -122,25 +122,12 @@ impl Figures {
 // ---------------------------------------------------------------------------------------------
 // One broker process at a fixed address, restartable
 
-/// A loopback network `127.x.y.0/24` whose ports 9092 and 9093 are free on its first `n`
-/// addresses (checked by binding them), so that a restarted broker comes back where its clients
-/// and peers know it.
+/// A loopback network for `n` brokers (`common::free_network`) in 127.250-254.x.x, apart from
+/// 127.0.x.x and the networks replication.rs picks from.
 fn free_network(n: i32) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut rng = Rng(u64::from(std::process::id()) << 20 | NEXT.fetch_add(1, Ordering::Relaxed));
-    for _ in 0..100 {
-        // 127.0.x.x and the networks replication.rs picks from (127.10-249.x.x) are left alone.
-        let net = format!("127.{}.{}", 250 + rng.below(5), rng.below(256));
-        let free = (1..=n).all(|h| {
-            ["9092", "9093"]
-                .iter()
-                .all(|port| std::net::TcpListener::bind(format!("{net}.{h}:{port}")).is_ok())
-        });
-        if free {
-            return net;
-        }
-    }
-    panic!("no free loopback network for a crash trial");
+    let salt = u64::from(std::process::id()) << 20 | NEXT.fetch_add(1, Ordering::Relaxed);
+    common::free_network(usize::try_from(n).unwrap_or(0), 250..255, salt)
 }
 
 /// One broker process (`Node::start`), or several forming a cluster (`Node::cluster`), each at

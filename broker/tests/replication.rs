@@ -113,28 +113,15 @@ fn joined(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// A loopback network `127.x.y.0/24` whose ports 9092 and 9093 are free on the first `n`
-/// addresses (checked by binding them), different for every cluster of this process and,
-/// very likely, of any other.
+/// A loopback network for a cluster of `n` (`common::free_network`) in 127.10-249.x.x, drawn
+/// with a seed of its own for each cluster of this process.
 fn free_network(n: usize) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut rng = Rng(u64::from(std::process::id()) << 16);
     for _ in 0..NEXT.fetch_add(1, Ordering::Relaxed) {
         rng.next();
     }
-    for _ in 0..100 {
-        // 127.0.x.x is left to the other tests.
-        let net = format!("127.{}.{}", 10 + rng.below(240), rng.below(256));
-        let free = (1..=n).all(|h| {
-            ["9092", "9093"]
-                .iter()
-                .all(|port| std::net::TcpListener::bind(format!("{net}.{h}:{port}")).is_ok())
-        });
-        if free {
-            return net;
-        }
-    }
-    panic!("no free loopback network for a test cluster");
+    common::free_network(n, 10..250, rng.next())
 }
 
 /// Brokers `0..n` as child processes, each on `<net>.<id + 1>`, with data in a temporary

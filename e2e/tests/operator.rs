@@ -336,6 +336,32 @@ async fn example_becomes_available_serves_kafka_heals_pauses_and_deletes() {
     })
     .await
     .expect("children garbage-collected");
+    // storage.deleteClaim defaults to false: the brokers' volumes outlive the MessageQueue, so
+    // applying it again finds their data; an Event says so.
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &ns.name);
+    let kept: BTreeSet<String> = pvcs
+        .list(&Default::default())
+        .await
+        .expect("pvcs")
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    for i in 0..3 {
+        assert!(
+            kept.contains(&format!("data-demo-{i}")),
+            "PVC data-demo-{i} kept after the MessageQueue was deleted (deleteClaim false): {kept:?}"
+        );
+    }
+    let retained = mq::events(&ns.name)
+        .into_iter()
+        .any(|(_, reason, _)| reason == "ClaimsRetained");
+    assert!(
+        retained,
+        "a ClaimsRetained Event: {:?}",
+        mq::events(&ns.name)
+    );
     ns.delete_and_wait(&client, Duration::from_secs(90))
         .await
         .expect("namespace deleted");

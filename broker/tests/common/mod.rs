@@ -84,6 +84,32 @@ impl Rng {
     }
 }
 
+/// A loopback network `127.<a>.<b>` (its `a` drawn from `first_octets`) whose ports 9092 and
+/// 9093 are free on its first `n` addresses (checked by binding them), so a restarted broker
+/// comes back where its clients and peers know it. Each test file draws from its own
+/// `first_octets` (127.0.x.x is left to the tests that bind 127.0.0.1), and `salt` (the pid
+/// and a per-process counter) keeps two clusters of one run apart.
+pub fn free_network(n: usize, first_octets: std::ops::Range<u64>, salt: u64) -> String {
+    let mut rng = Rng(salt);
+    let span = first_octets.end - first_octets.start;
+    for _ in 0..100 {
+        let net = format!(
+            "127.{}.{}",
+            first_octets.start + rng.below(span),
+            rng.below(256)
+        );
+        let free = (1..=n).all(|h| {
+            ["9092", "9093"]
+                .iter()
+                .all(|port| std::net::TcpListener::bind(format!("{net}.{h}:{port}")).is_ok())
+        });
+        if free {
+            return net;
+        }
+    }
+    panic!("no free loopback network in 127.{first_octets:?}.x.x for {n} brokers");
+}
+
 /// The number in environment variable `name` (`SLUICE_SEED`, `SLUICE_TRIALS`), if set.
 pub fn env_number(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;

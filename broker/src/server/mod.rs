@@ -103,12 +103,15 @@ pub(crate) struct KafkaListener {
 /// TLS material, bootstrap users and the authorizer from the flags (files read now; an
 /// error names the file).
 fn security(config: &Config) -> Result<Security, BrokerError> {
-    let tls = match (&config.ssl_certificate_file, &config.ssl_key_file) {
+    let tls = match (
+        &config.security.ssl_certificate_file,
+        &config.security.ssl_key_file,
+    ) {
         (Some(certificate), Some(key)) => Some(
             TlsContext::open(TlsFiles {
                 certificate: certificate.clone(),
                 key: key.clone(),
-                ca: config.ssl_ca_file.clone(),
+                ca: config.security.ssl_ca_file.clone(),
             })
             .map_err(|e| BrokerError::Security {
                 reason: e.to_string(),
@@ -116,7 +119,7 @@ fn security(config: &Config) -> Result<Security, BrokerError> {
         ),
         _ => None,
     };
-    let users = match &config.sasl_users_file {
+    let users = match &config.security.sasl_users_file {
         Some(path) => {
             Some(
                 BootstrapUsers::open(path.clone()).map_err(|e| BrokerError::Security {
@@ -126,7 +129,7 @@ fn security(config: &Config) -> Result<Security, BrokerError> {
         }
         None => None,
     };
-    let authorizer = match config.authorizer {
+    let authorizer = match config.security.authorizer {
         AuthorizerKind::None => None,
         AuthorizerKind::Acl => Some(Authorizer::new(config.super_user_principals()?)),
     };
@@ -135,7 +138,7 @@ fn security(config: &Config) -> Result<Security, BrokerError> {
         users,
         authorizer,
         authentication_timeout: Duration::from_millis(
-            u64::try_from(config.authentication_timeout_ms).unwrap_or(10_000),
+            u64::try_from(config.security.authentication_timeout_ms).unwrap_or(10_000),
         ),
         ..Security::default()
     })
@@ -304,7 +307,7 @@ impl Broker {
             .map(|e| (e.host.clone(), e.port))
             .unwrap_or_else(|| advertised_address(&inter_broker, kafka_addr));
         let transport = Transport {
-            tls: match config.cluster_security_protocol {
+            tls: match config.security.cluster_security_protocol {
                 ClusterSecurity::Ssl => security.tls.clone(),
                 ClusterSecurity::Plaintext => None,
             },
@@ -377,7 +380,9 @@ impl Broker {
         });
         spawn_reload(
             Arc::clone(&security),
-            Duration::from_millis(u64::try_from(config.ssl_reload_interval_ms).unwrap_or(10_000)),
+            Duration::from_millis(
+                u64::try_from(config.security.ssl_reload_interval_ms).unwrap_or(10_000),
+            ),
             shutdown.clone(),
         );
 

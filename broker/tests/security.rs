@@ -455,3 +455,67 @@ fn stalled_handshakes_garbage_and_huge_sasl_frames_cost_only_their_connection() 
     let got = rd_poll_n(&reader, 2 * N as usize, Duration::from_secs(60));
     assert_records_exact(&got, 0..2 * N);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Java client and Apache Kafka's own tools
+
+/// rdkafka settings for `user` with SCRAM-SHA-512 on a SASL_SSL listener trusting `ca`.
+fn scram_over_tls(user: &str, password: &str, ca: &str) -> Vec<(&'static str, String)> {
+    let mut s = scram(user, password);
+    s[0].1 = "SASL_SSL".to_string();
+    s.push(("ssl.ca.location", ca.to_string()));
+    s
+}
+
+#[test]
+fn java_client_over_sasl_ssl_with_scram_sha_512_round_trips_byte_exact_and_a_wrong_password_is_refused(
+) {
+    let files = tempfile::tempdir().expect("temp dir");
+    let users = users_file(files.path());
+    let (ca, cert, key) = certificates(files.path());
+    let broker = SecureBroker::start(&[
+        "--listeners",
+        "SASL_SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+        "--inter-broker-listener-name",
+        "PLAINTEXT",
+        "--sasl-enabled-mechanisms",
+        "SCRAM-SHA-512",
+        "--sasl-users-file",
+        &users,
+        "--ssl-certificate-file",
+        &cert,
+        "--ssl-key-file",
+        &key,
+    ]);
+    let bs = broker.bootstrap("SASL_SSL");
+    let ca_pem = std::fs::read_to_string(&ca).expect("read the CA certificate");
+    let topic = topic_name("java-sasl-ssl");
+
+    // The idempotent producer and a group consumer, both verifying the broker's certificate
+    // against the test CA (given inline as PEM) and authenticating as alice.
+    let java = JavaDriver::sasl_ssl_scram_sha_512(&bs, USER, PASSWORD, &ca_pem);
+    let out = java.produce(&topic, 0..N, &["--partition", "0"]);
+    let acked = acknowledged(&out);
+    assert_eq!(
+        acked.iter().map(|a| a.2).collect::<Vec<_>>(),
+        (0..N as i64).collect::<Vec<_>>(),
+        "acknowledged offsets"
+    );
+    let out = java.consume(&topic, "java-sasl-ssl", N, &[]);
+    let got = parse_consumed_lines(&out.stdout);
+    assert_records_exact(&got, 0..N);
+    assert_each_at_its_index(&got);
+
+    // A wrong password: the producer fails with an authentication error, nothing is written,
+    // and the failure is counted.
+    let failures_before = broker.metric("sluice_sasl_authentication_failures", "SCRAM-SHA-512");
+    let wrong = JavaDriver::sasl_ssl_scram_sha_512(&bs, USER, "not-the-password", &ca_pem);
+    let err = wrong.produce_fails(&topic, N..N + 5, &["--partition", "0"]);
+    assert!(err.contains("SaslAuthenticationException"), "{err}");
+    assert!(
+        broker.metric("sluice_sasl_authentication_failures", "SCRAM-SHA-512") > failures_before,
+        "the refused authentication is counted"
+    );
+    let alice = scram_over_tls(USER, PASSWORD, &ca);
+    assert_eq!(rd_watermarks_with(&bs, &topic, &alice), (0, N as i64));
+}

@@ -2,7 +2,9 @@
 //! user of the bootstrap users file (`--sasl-users-file`) on a SASL_PLAINTEXT listener; the
 //! right password produces and consumes, a wrong one is refused and counted; the same over
 //! TLS (SASL_SSL); with the ACL authorizer a user without ACLs gets nothing; hostile
-//! connections (stalled TLS or SASL, garbage, a huge token) cost only themselves.
+//! connections (stalled TLS or SASL, garbage, a huge token) cost only themselves. The Java
+//! client does the same over SASL_SSL, and Apache Kafka's own `kafka-configs.sh` and
+//! `kafka-acls.sh` (4.2, run from their jars) create a user and grant her a topic prefix.
 
 mod common;
 
@@ -518,4 +520,177 @@ fn java_client_over_sasl_ssl_with_scram_sha_512_round_trips_byte_exact_and_a_wro
     );
     let alice = scram_over_tls(USER, PASSWORD, &ca);
     assert_eq!(rd_watermarks_with(&bs, &topic, &alice), (0, N as i64));
+}
+
+const ACL_COMMAND: &str = "org.apache.kafka.tools.AclCommand";
+const CONFIG_COMMAND: &str = "kafka.admin.ConfigCommand";
+
+#[test]
+fn kafka_configs_creates_a_scram_user_and_kafka_acls_prefixed_grants_serve_only_its_topics() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let users = users_file(files.path());
+    let (ca, cert, key) = certificates(files.path());
+    let broker = SecureBroker::start(&[
+        "--listeners",
+        "SASL_SSL://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "--listener-security-protocol-map",
+        "INTERNAL:SSL",
+        "--listener-ssl-client-auth",
+        "INTERNAL:required",
+        "--inter-broker-listener-name",
+        "INTERNAL",
+        "--ssl-certificate-file",
+        &cert,
+        "--ssl-key-file",
+        &key,
+        "--ssl-ca-file",
+        &ca,
+        "--sasl-enabled-mechanisms",
+        "SCRAM-SHA-512",
+        "--sasl-users-file",
+        &users,
+        "--authorizer",
+        "acl",
+        "--super-users",
+        &format!("User:{USER}"),
+    ]);
+    let bs = broker.bootstrap("SASL_SSL");
+    let ca_pem = std::fs::read_to_string(&ca).expect("read the CA certificate");
+    // The tools' --command-config: the super user alice, the CA as a PEM file.
+    let admin = write_client_properties(
+        &files.path().join("admin.properties"),
+        &scram_sha_512_props(
+            USER,
+            PASSWORD,
+            vec![
+                ("ssl.truststore.type", "PEM".to_string()),
+                ("ssl.truststore.location", ca.clone()),
+            ],
+        ),
+    );
+    let tool = |main: &str, args: &[&str]| {
+        let mut all = vec![
+            "--bootstrap-server",
+            bs.as_str(),
+            "--command-config",
+            &admin,
+        ];
+        all.extend_from_slice(args);
+        kafka_tool(main, &all)
+    };
+
+    // kafka-configs.sh creates carol (AlterUserScramCredentials); the Java Admin describes her
+    // credential (kafka-configs.sh --describe also asks for client quotas, which Sluice does not
+    // serve).
+    tool(
+        CONFIG_COMMAND,
+        &[
+            "--alter",
+            "--add-config",
+            "SCRAM-SHA-512=[password=carol-secret]",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            "carol",
+        ],
+    );
+    let alice = JavaDriver::sasl_ssl_scram_sha_512(&bs, USER, PASSWORD, &ca_pem);
+    let out = alice.admin(&["describe-scram-user", "--user", "carol"]);
+    assert_eq!(
+        tagged(&out, "scram"),
+        vec!["carol SCRAM_SHA_512 iterations 4096"],
+        "{}",
+        out.stdout
+    );
+
+    // carol authenticates, but no ACL allows her anything yet.
+    let prefix = topic_name("carol-app");
+    let ours = format!("{prefix}-orders");
+    // The administrator creates the topic: carol gets no CREATE, and a topic she may not create
+    // answers TOPIC_AUTHORIZATION_FAILED until it exists (Kafka's rule for auto-creation).
+    alice.admin(&["create-topic", "--topic", &ours]);
+    let carol = JavaDriver::sasl_ssl_scram_sha_512(&bs, "carol", "carol-secret", &ca_pem);
+    let err = carol.produce_fails(&ours, 0..1, &[]);
+    assert!(
+        err.contains("AuthorizationException") && !err.contains("SaslAuthenticationException"),
+        "carol is known but not authorized: {err}"
+    );
+
+    // kafka-acls.sh: READ and WRITE on every topic whose name starts with the prefix, READ on
+    // the groups with that prefix.
+    tool(
+        ACL_COMMAND,
+        &[
+            "--add",
+            "--allow-principal",
+            "User:carol",
+            "--operation",
+            "Read",
+            "--operation",
+            "Write",
+            "--topic",
+            &prefix,
+            "--resource-pattern-type",
+            "prefixed",
+        ],
+    );
+    tool(
+        ACL_COMMAND,
+        &[
+            "--add",
+            "--allow-principal",
+            "User:carol",
+            "--operation",
+            "Read",
+            "--group",
+            &prefix,
+            "--resource-pattern-type",
+            "prefixed",
+        ],
+    );
+    let out = tool(
+        ACL_COMMAND,
+        &[
+            "--list",
+            "--topic",
+            &prefix,
+            "--resource-pattern-type",
+            "prefixed",
+        ],
+    );
+    for want in ["User:carol", "READ", "WRITE", "PREFIXED"] {
+        assert!(
+            out.stdout.contains(want),
+            "kafka-acls.sh --list lacks {want}: {}",
+            out.stdout
+        );
+    }
+
+    // Her topics: produced and read back byte for byte, by the Java client.
+    let out = carol.produce(&ours, 0..N, &["--partition", "0"]);
+    assert_eq!(
+        acknowledged(&out).len() as u64,
+        N,
+        "carol's acknowledgements"
+    );
+    let out = carol.consume(&ours, &format!("{prefix}-g"), N, &[]);
+    let got = parse_consumed_lines(&out.stdout);
+    assert_records_exact(&got, 0..N);
+    assert_each_at_its_index(&got);
+
+    // Another topic (alice's): carol may neither write nor read it.
+    let other = topic_name("not-carols");
+    alice.produce(&other, 0..N, &["--partition", "0"]);
+    let err = carol.produce_fails(&other, N..N + 1, &[]);
+    assert!(err.contains("TopicAuthorizationException"), "{err}");
+    let err = carol.consume_fails(
+        &other,
+        &format!("{prefix}-other"),
+        1,
+        &["--timeout-ms", "20000"],
+    );
+    assert!(err.contains("TopicAuthorizationException"), "{err}");
+    let alice_rd = scram_over_tls(USER, PASSWORD, &ca);
+    assert_eq!(rd_watermarks_with(&bs, &other, &alice_rd), (0, N as i64));
+    assert_eq!(rd_watermarks_with(&bs, &ours, &alice_rd), (0, N as i64));
 }

@@ -270,6 +270,17 @@ fn kafka_tool_cmd(main_class: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// Writes the client properties `props` as a Java properties file at `path` (a tool's
+/// `--command-config`); returns the path.
+pub fn write_client_properties(path: &Path, props: &[(&str, String)]) -> String {
+    let text: String = props
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", v.replace('\\', "\\\\").replace('\n', "\\n")))
+        .collect();
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path.display().to_string()
+}
+
 /// Runs a Kafka tool; panics with its output unless it exits 0 within [`RUN`].
 pub fn kafka_tool(main_class: &str, args: &[&str]) -> Finished {
     let what = format!("{main_class} {}", args.join(" "));

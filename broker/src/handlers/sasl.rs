@@ -1,6 +1,6 @@
 //! The requests a client on a SASL listener may send before it has authenticated:
-//! ApiVersions, SaslHandshake (v1) and SaslAuthenticate (v0–v2). Anything else closes the
-//! connection, as Kafka does. The exchange itself is [`crate::security::sasl`]'s; the
+//! ApiVersions, SaslHandshake (v1; v0 is advertised but answered UNSUPPORTED_VERSION) and
+//! SaslAuthenticate (v0–v2). Anything else closes the connection, as Kafka does. The exchange itself is [`crate::security::sasl`]'s; the
 //! credentials come from the bootstrap users file, then the metadata quorum.
 //!
 //! A failed exchange is answered SASL_AUTHENTICATION_FAILED (or UNSUPPORTED_SASL_MECHANISM
@@ -13,6 +13,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::codes::UNSUPPORTED_VERSION;
 use super::{api_versions, Caller, Reply};
 use crate::cluster::state::ClusterState;
 use crate::context::BrokerContext;
@@ -96,6 +97,21 @@ pub async fn handle(
                 .into_iter()
                 .map(StrBytes::from_static_str)
                 .collect();
+            if raw.api_version == 0 {
+                // v0 is advertised only for clients that need it in the range and then send
+                // v1 (see protocol/versions.rs); after a real v0 handshake the client would
+                // send unframed SASL tokens, which this broker does not read.
+                ctx.metrics.error_code("SaslHandshake", UNSUPPORTED_VERSION);
+                let resp = SaslHandshakeResponse::default()
+                    .with_error_code(UNSUPPORTED_VERSION)
+                    .with_mechanisms(offered);
+                return Ok(SaslReply::Failed {
+                    reply: Some(respond(raw, &resp)?),
+                    reason: "SaslHandshake v0 (SASL tokens without Kafka framing) is not served; \
+                             clients that ask ApiVersions first use v1"
+                        .to_string(),
+                });
+            }
             let asked = req.mechanism.as_str().to_string();
             match session.handshake(&asked) {
                 Some(_) => {

@@ -13,7 +13,7 @@ use super::retention::read_log_start;
 use super::{snapshot_path, Durable, Inner, PartitionLog, Shared, SyncCtl};
 use crate::log::batch::BatchHeader;
 use crate::log::files::{io_err, remove_if_exists, sync_dir};
-use crate::log::producer::ProducerStates;
+use crate::log::producer::{ProducerStates, SnapshotError};
 use crate::log::segment::{self, Segment};
 use crate::log::{LogConfig, LogError};
 use crate::recovery::{self, Action};
@@ -172,14 +172,22 @@ pub(super) fn producer_state(
 ) -> Result<ProducerStates, LogError> {
     let active_base = segments.last().map_or(0, |s| s.base);
     let path = snapshot_path(dir, active_base);
-    let snap = std::fs::read(&path).ok().and_then(|b| {
-        let parsed = serde_json::from_slice::<ProducerStates>(&b);
-        if let Err(e) = &parsed {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged producer snapshot; scanning every segment instead");
-            recovery::count(Action::ProducerSnapshotIgnored);
-        }
-        parsed.ok()
-    });
+    // A missing snapshot is not damage: its write at a roll is best effort, and truncation
+    // removes it. Rebuilding from the headers gives the same state, only slower.
+    let snap = std::fs::read(&path)
+        .ok()
+        .and_then(|b| match ProducerStates::from_snapshot(&b) {
+            Ok(s) => Some(s),
+            Err(SnapshotError::Unverified) => {
+                tracing::info!(path = %path.display(), "producer snapshot without a checksum (earlier version); scanning every segment instead");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged producer snapshot; scanning every segment instead");
+                recovery::count(Action::ProducerSnapshotIgnored);
+                None
+            }
+        });
     let mut producers = match snap {
         Some(s) => s,
         None => {

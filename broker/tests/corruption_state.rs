@@ -232,7 +232,11 @@ fn template_commits_and_producer_state_survive_a_clean_restart() {
     assert_eq!(committed(broker.kafka_addr, VICTIM_GROUP), Ok(30));
     assert_healthy_group(&broker);
     assert_producer_recovered(&broker);
-    for kind in ["producer_snapshot_ignored", "segment_truncated"] {
+    for kind in [
+        "producer_snapshot_ignored",
+        "segment_truncated",
+        "log_end_lost",
+    ] {
         assert_eq!(recovery_count(&broker, kind), 0, "{kind} on a clean folder");
     }
 }
@@ -253,6 +257,8 @@ fn offsets_segment_cut_mid_commit_resumes_at_the_previous_commit() {
     drop(f);
     let broker = case.start();
     assert_reported(&broker, &file, "segment_truncated");
+    // The commit was acknowledged and on disk at the clean shutdown: its loss is reported.
+    assert!(recovery_count(&broker, "log_end_lost") >= 1);
     assert_eq!(committed(broker.kafka_addr, VICTIM_GROUP), Ok(20));
     assert_healthy_group(&broker);
 }
@@ -295,6 +301,33 @@ fn offsets_segment_with_garbage_appended_keeps_every_commit() {
     assert_healthy_group(&broker);
     assert_eq!(commit(broker.kafka_addr, VICTIM_GROUP, 40), 0);
     assert_eq!(committed(broker.kafka_addr, VICTIM_GROUP), Ok(40));
+}
+
+/// Nothing in a segment says it once held more: the end recorded at the clean shutdown
+/// (`clean-shutdown-end`) is what shows the commits were there. One copy cannot bring them
+/// back; the broker says so rather than serve the group as if it had never committed.
+#[test]
+fn offsets_segment_emptied_is_reported_as_lost_commits() {
+    let case = case();
+    let file = offsets_segment(&case, VICTIM_GROUP);
+    std::fs::write(&file, b"").expect("empty");
+    let broker = case.start();
+    assert_reported(&broker, &file, "log_end_lost");
+    assert_eq!(committed(broker.kafka_addr, VICTIM_GROUP), Ok(-1));
+    assert_healthy_group(&broker);
+    assert_eq!(commit(broker.kafka_addr, VICTIM_GROUP, 40), 0);
+    assert_eq!(committed(broker.kafka_addr, VICTIM_GROUP), Ok(40));
+}
+
+#[test]
+fn offsets_segment_missing_is_reported_as_lost_commits() {
+    let case = case();
+    let file = offsets_segment(&case, VICTIM_GROUP);
+    std::fs::remove_file(&file).expect("remove");
+    let broker = case.start();
+    assert_reported(&broker, &file, "log_end_lost");
+    assert_eq!(committed(broker.kafka_addr, VICTIM_GROUP), Ok(-1));
+    assert_healthy_group(&broker);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use super::durability::CLEAN_END_FILE;
 use super::retention::read_log_start;
 use super::{snapshot_path, Durable, Inner, PartitionLog, Shared, SyncCtl};
 use crate::log::batch::BatchHeader;
@@ -105,6 +106,7 @@ impl PartitionLog {
         }
 
         let next_offset = segments[segments.len() - 1].next_offset;
+        check_clean_end(&dir, &segments[segments.len() - 1].log_path, next_offset);
         // A start set by DeleteRecords beyond what recovery kept (a torn tail was cut) can only
         // have hidden records that are gone anyway.
         let log_start = read_log_start(&dir)
@@ -161,6 +163,27 @@ impl PartitionLog {
         });
         Ok(PartitionLog { dir, shared })
     }
+}
+
+/// Compares the recovered end with the one the last clean shutdown recorded, then removes the
+/// record: it describes that shutdown only (the directory fsync that follows in `open` makes
+/// the removal durable before anything is appended).
+fn check_clean_end(dir: &Path, last_segment: &Path, next_offset: i64) {
+    let path = dir.join(CLEAN_END_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    match text.trim().parse::<i64>() {
+        Ok(end) if end > next_offset => {
+            tracing::warn!(path = %last_segment.display(), recovered_end = next_offset, clean_shutdown_end = end, "the log ends before where the last clean shutdown left it: records that were durable are gone");
+            recovery::count(Action::LogEndLost);
+        }
+        Ok(_) => {}
+        Err(_) => {
+            tracing::warn!(path = %path.display(), "ignoring an unreadable clean-shutdown end");
+        }
+    }
+    remove_if_exists(&path);
 }
 
 /// Producer state: the snapshot taken when the active segment was created, plus the active

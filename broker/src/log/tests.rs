@@ -1531,3 +1531,18 @@ fn an_end_below_the_clean_shutdown_record_is_reported_once() {
     PartitionLog::open(dir, cfg()).unwrap();
     assert_eq!(total(Action::LogEndLost), after);
 }
+
+#[test]
+fn a_garbled_clean_shutdown_end_is_ignored_and_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    log.append(B::new(2).build()).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let marker = dir.join("clean-shutdown-end");
+    std::fs::write(&marker, b"two\n").unwrap();
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 2);
+    assert!(!marker.exists());
+}

@@ -194,13 +194,15 @@ impl PartitionLog {
     /// [`PartitionLog::flush`], then records the durable end in [`CLEAN_END_FILE`], which the
     /// next open reads once and removes. Recovery alone cannot tell a segment emptied, removed
     /// or cut on a stopped broker from an unacknowledged torn tail left by a crash; an end
-    /// lower than this record can only be records that were durable and are gone.
+    /// lower than this record can only be records that were durable and are gone. The record
+    /// is a hint: failing to write it (a full disk) is logged, not a failed shutdown.
     pub fn flush_at_shutdown(&self) -> Result<(), LogError> {
         self.flush()?;
         let end = self.shared.durable_tx.borrow().offset;
-        write_atomic(
-            &self.dir.join(CLEAN_END_FILE),
-            format!("{end}\n").as_bytes(),
-        )
+        let path = self.dir.join(CLEAN_END_FILE);
+        if let Err(e) = write_atomic(&path, format!("{end}\n").as_bytes()) {
+            tracing::warn!(path = %path.display(), error = %e, "could not record the log end at shutdown; the next start cannot tell a lost tail from a torn one");
+        }
+        Ok(())
     }
 }

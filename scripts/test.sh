@@ -15,6 +15,19 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 
+step "build prerequisites (the tests' librdkafka links the system OpenSSL)"
+# rdkafka's `ssl` feature finds OpenSSL with pkg-config; without them the failure would come
+# minutes later, deep in a C build log.
+if ! command -v pkg-config >/dev/null 2>&1; then
+  echo "scripts/test.sh: pkg-config is not installed; the tests' librdkafka needs it to find OpenSSL (Debian/Ubuntu: apt-get install pkg-config libssl-dev; Fedora: dnf install pkgconf-pkg-config openssl-devel)" >&2
+  exit 1
+fi
+if ! pkg-config --exists openssl; then
+  echo "scripts/test.sh: the OpenSSL development files are not installed (pkg-config finds no 'openssl'); the tests' librdkafka links them for TLS and SASL/SCRAM (Debian/Ubuntu: apt-get install libssl-dev; Fedora: dnf install openssl-devel)" >&2
+  exit 1
+fi
+echo "OpenSSL $(pkg-config --modversion openssl) (pkg-config)"
+
 step "cargo fmt --check"
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check

@@ -15,6 +15,10 @@ use crate::group::OffsetsTopicSettings;
 use crate::log::{FsyncPolicy, LogConfig, TimestampType};
 use crate::replica::ReplicaConfig;
 
+mod security;
+
+pub use security::{AuthorizerKind, ClusterSecurity, Listener, SecurityConfig, DEFAULT_LISTENER};
+
 /// When appended data is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FsyncMode {
@@ -48,6 +52,10 @@ pub struct Config {
     /// Kafka listener, host:port (port 0 picks a free port).
     #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:9092")]
     pub listen: String,
+
+    /// Listeners, TLS, SASL and the authorizer (`config/security.rs`).
+    #[command(flatten)]
+    pub security: SecurityConfig,
 
     /// HTTP listener for /healthz, /readyz and /metrics, host:port.
     #[arg(long, env = "SLUICE_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
@@ -262,6 +270,7 @@ impl Config {
     /// Checks every setting's range; the error names the setting and what is allowed.
     pub fn validate(&self) -> Result<(), BrokerError> {
         check_host_port("--listen", &self.listen)?;
+        self.validate_security()?;
         check_host_port("--http-listen", &self.http_listen)?;
         if let Some(a) = &self.advertise {
             check_host_port("--advertise", a)?;
@@ -458,6 +467,8 @@ impl Config {
             shutdown_catch_up: ms(self.controlled_shutdown_wait_ms),
             leader_rebalance_every: (self.leader_rebalance_interval_seconds > 0)
                 .then(|| Duration::from_secs(self.leader_rebalance_interval_seconds as u64)),
+            // Set by the broker once the TLS files are read.
+            peer_tls: None,
         }
     }
 

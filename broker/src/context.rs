@@ -1,7 +1,7 @@
 //! The broker's shared state: what every connection, API handler and background task of one
 //! broker may touch ([`BrokerContext`], one per process behind an `Arc`).
 //!
-//! May import: `cluster`, `log`, `group`, `metrics`, `replica`, `topology`. Both `server` (which
+//! May import: `cluster`, `log`, `group`, `metrics`, `replica`, `topology`, `security`. Both `server` (which
 //! builds it) and `handlers` (which act on it) import this module, never each other's.
 
 use std::future::Future;
@@ -14,6 +14,7 @@ use crate::group::{GroupCoordinator, OffsetsTopicSettings};
 use crate::log::LogManager;
 use crate::metrics::Metrics;
 use crate::replica::ReplicaManager;
+use crate::security::Security;
 use crate::topology::Topology;
 
 /// Everything a handler may touch, shared by all connections.
@@ -38,6 +39,10 @@ pub struct BrokerContext {
     /// How this broker creates `__consumer_offsets` if the cluster has none yet.
     pub offsets_topic: OffsetsTopicSettings,
     pub metrics: Arc<Metrics>,
+    /// TLS material, bootstrap users, the authorizer.
+    pub security: Arc<Security>,
+    /// The listener other brokers connect to (its name).
+    pub inter_broker_listener: String,
     pub shutdown: CancellationToken,
 }
 

@@ -50,6 +50,17 @@ pub enum BrokerError {
     /// A file of the broker's own holds something it cannot parse.
     #[error("{path} is corrupt: {reason}")]
     CorruptFile { path: PathBuf, reason: String },
+    /// TLS certificate files or the SASL users file cannot be used (the message names the
+    /// file and why).
+    #[error("security settings: {reason}")]
+    Security { reason: String },
+    /// A request other than ApiVersions, SaslHandshake and SaslAuthenticate on a SASL
+    /// listener before the client authenticated.
+    #[error("{peer}: {api} before SASL authentication")]
+    Unauthenticated { peer: SocketAddr, api: String },
+    /// The SASL exchange failed (already answered with the error); the connection closes.
+    #[error("{peer}: {reason}")]
+    AuthenticationFailed { peer: SocketAddr, reason: String },
     /// The metadata quorum could not start (its files, its listener).
     #[error("cluster metadata quorum: {reason}")]
     Cluster { reason: String },

@@ -86,6 +86,10 @@ macro_rules! served_apis {
             DescribeAcls => DescribeAclsRequest,
             CreateAcls => CreateAclsRequest,
             DeleteAcls => DeleteAclsRequest,
+            SaslHandshake => SaslHandshakeRequest,
+            SaslAuthenticate => SaslAuthenticateRequest,
+            DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+            AlterUserScramCredentials => AlterUserScramCredentialsRequest,
         }
     };
 }
@@ -111,7 +115,7 @@ fn decode_served(key: ApiKey, raw: RawHeader, body: &mut Bytes) -> Option<Result
 pub fn kafka_request(frame: Bytes) -> Result<(), BrokerError> {
     let raw = codec::peek_header(peer(), &frame)?;
     let key = handlers::api_key(peer(), raw)?;
-    match handlers::route(peer(), key, raw, frame)? {
+    match handlers::route(peer(), key, raw, frame, false)? {
         Routed::Answered(reply) => {
             assert!(
                 reply.len() >= 8,
@@ -306,6 +310,7 @@ pub fn seed_cluster_rpc() -> Vec<Vec<u8>> {
         id: 1,
         host: "b1".into(),
         port: 9092,
+        listeners: Vec::new(),
         cluster_addr: "b1:9093".into(),
         rack: None,
         state: BrokerState::Active,

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod recovery;
 pub mod replica;
+pub mod security;
 pub mod server;
 pub mod topology;
 

@@ -48,6 +48,11 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MechanismLabels {
+    mechanism: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -72,6 +77,9 @@ pub struct Metrics {
     /// Times a connection stopped reading requests until its client took its responses.
     response_backpressure: Counter,
     protocol_errors: Family<ReasonLabels, Counter>,
+    tls_handshake_failures: Family<ReasonLabels, Counter>,
+    sasl_failures: Family<MechanismLabels, Counter>,
+    sasl_successes: Family<MechanismLabels, Counter>,
     log_size: Family<PartitionLabels, Gauge>,
     log_start: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
@@ -122,6 +130,9 @@ impl Metrics {
             queued_response_bytes: Gauge::default(),
             response_backpressure: Counter::default(),
             protocol_errors: Family::default(),
+            tls_handshake_failures: Family::default(),
+            sasl_failures: Family::default(),
+            sasl_successes: Family::default(),
             log_size: Family::default(),
             log_start: Family::default(),
             high_watermark: Family::default(),
@@ -208,6 +219,21 @@ impl Metrics {
             "protocol_errors",
             "Connections closed for a protocol violation, by reason",
             m.protocol_errors.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out (the connection closed), by reason",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "sasl_authentication_failures",
+            "SASL authentications that failed or did not finish (the connection closed), by mechanism",
+            m.sasl_failures.clone(),
+        );
+        registry.register(
+            "sasl_authentications",
+            "Successful SASL authentications, by mechanism",
+            m.sasl_successes.clone(),
         );
         registry.register(
             "log_size_bytes",
@@ -395,6 +421,27 @@ impl Metrics {
     }
     pub fn connection_rejected(&self) {
         self.connections_rejected.inc();
+    }
+    pub fn tls_handshake_failure(&self, reason: &str) {
+        self.tls_handshake_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+    pub fn sasl_authentication_failure(&self, mechanism: &str) {
+        self.sasl_failures
+            .get_or_create(&MechanismLabels {
+                mechanism: mechanism.to_string(),
+            })
+            .inc();
+    }
+    pub fn sasl_authenticated(&self, mechanism: &str) {
+        self.sasl_successes
+            .get_or_create(&MechanismLabels {
+                mechanism: mechanism.to_string(),
+            })
+            .inc();
     }
     pub fn protocol_error(&self, reason: &str) {
         self.protocol_errors

@@ -128,6 +128,7 @@ mod tests {
                 cluster_addr: "h:2".into(),
                 rack: None,
                 state: BrokerState::Active,
+                listeners: Vec::new(),
                 fresh_volume: false,
             }));
         }

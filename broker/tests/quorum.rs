@@ -31,6 +31,7 @@ fn record(id: i32, cluster_addr: String) -> BrokerRecord {
         cluster_addr,
         rack: None,
         state: BrokerState::Active,
+        listeners: Vec::new(),
         fresh_volume: false,
     }
 }
@@ -88,6 +89,7 @@ impl Member {
             listen: Some(self.addr().parse().expect("socket address")),
             seeds: self.seeds.clone(),
             me: record(self.id, self.addr()),
+            transport: Default::default(),
         };
         let c = Cluster::start(cfg, CancellationToken::new())
             .await
@@ -265,6 +267,7 @@ async fn single_node_without_network_proposes_and_restarts_with_its_state() {
         listen: None,
         seeds: vec![],
         me: record(0, String::new()),
+        transport: Default::default(),
     };
     let c = Cluster::start(cfg.clone(), CancellationToken::new())
         .await
@@ -759,6 +762,7 @@ async fn bad_configs_are_refused_naming_the_problem() {
         listen: Some("0.0.0.0:0".parse().expect("addr")),
         seeds: vec![],
         me: record(0, String::new()),
+        transport: Default::default(),
     };
     let err = Cluster::start(cfg.clone(), CancellationToken::new())
         .await

@@ -55,8 +55,13 @@ impl Member {
                             };
                             let left = deadline.saturating_duration_since(Instant::now());
                             let req = Request::Forward(cmd.clone());
-                            match network::call(&l.addr, &req, left.max(Duration::from_millis(100)))
-                                .await
+                            match network::call(
+                                &self.transport,
+                                &l.addr,
+                                &req,
+                                left.max(Duration::from_millis(100)),
+                            )
+                            .await
                             {
                                 Ok(Response::Forward(Ok(fw))) => {
                                     self.wait_applied(fw.index, deadline).await;

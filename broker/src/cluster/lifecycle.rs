@@ -52,7 +52,7 @@ impl Member {
             let mut member_seen = false;
             let mut errors = Vec::new();
             for seed in &self.seeds {
-                match network::call(seed, &Request::Probe, PROBE_TIMEOUT).await {
+                match network::call(&self.transport, seed, &Request::Probe, PROBE_TIMEOUT).await {
                     Ok(Response::Probe(p)) if p.node_id == self.node_id => {}
                     Ok(Response::Probe(ProbeReply {
                         member, leader: l, ..
@@ -78,11 +78,22 @@ impl Member {
                     "joining the cluster");
                 // Removal and re-adding wait for a catch-up each.
                 let timeout = 2 * JOIN_CATCH_UP + Duration::from_secs(5);
-                let mut answer =
-                    network::call(&l.addr, &Request::JoinEmpty(self.me.clone()), timeout).await;
+                let mut answer = network::call(
+                    &self.transport,
+                    &l.addr,
+                    &Request::JoinEmpty(self.me.clone()),
+                    timeout,
+                )
+                .await;
                 if matches!(&answer, Ok(Response::Error(e)) if e.starts_with(UNDECODABLE)) {
                     // A leader from before JoinEmpty (a version roll in progress).
-                    answer = network::call(&l.addr, &Request::Join(self.me.clone()), timeout).await;
+                    answer = network::call(
+                        &self.transport,
+                        &l.addr,
+                        &Request::Join(self.me.clone()),
+                        timeout,
+                    )
+                    .await;
                 }
                 match answer {
                     Ok(Response::Join(Ok(()))) => {
@@ -222,7 +233,9 @@ impl Member {
             if leader.is_some() {
                 break;
             }
-            if let Ok(Response::Probe(p)) = network::call(c, &Request::Probe, PROBE_TIMEOUT).await {
+            if let Ok(Response::Probe(p)) =
+                network::call(&self.transport, c, &Request::Probe, PROBE_TIMEOUT).await
+            {
                 leader = p.leader.filter(|l| l.id != self.node_id);
             }
         }
@@ -234,7 +247,14 @@ impl Member {
             return false;
         };
         let timeout = JOIN_CATCH_UP + Duration::from_secs(5);
-        match network::call(&l.addr, &Request::Join(self.me.clone()), timeout).await {
+        match network::call(
+            &self.transport,
+            &l.addr,
+            &Request::Join(self.me.clone()),
+            timeout,
+        )
+        .await
+        {
             Ok(Response::Join(Ok(()))) => {
                 tracing::info!(node_id = self.node_id, recorded = ?recorded,
                     addr = %self.me.cluster_addr, leader = l.id, "restarted member rejoined");
@@ -268,7 +288,8 @@ impl Member {
                 }
             } else if let (Some(l), true) = (self.leader_info(), self.cluster_addr.is_some()) {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match network::call(&l.addr, &Request::RemoveNode(id), left).await {
+                match network::call(&self.transport, &l.addr, &Request::RemoveNode(id), left).await
+                {
                     Ok(Response::RemoveNode(Ok(()))) => return Ok(()),
                     Ok(Response::RemoveNode(Err(Refusal::Failed(reason)))) => {
                         return Err(ClusterError::RemoveRefused { node: id, reason })

@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use network::Transport;
 use network::{CallError, LeaderInfo, Request, Response};
 use state::{BrokerRecord, ClusterState, Command, Outcome};
 
@@ -79,6 +80,8 @@ pub struct ClusterConfig {
     /// Advertised Kafka host/port and cluster address. An empty `cluster_addr` is replaced by
     /// the bound listener address.
     pub me: BrokerRecord,
+    /// Plain TCP or mutual TLS on the cluster listener and this member's connections.
+    pub transport: Transport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +141,7 @@ impl std::fmt::Debug for Cluster {
 struct Member {
     node_id: i32,
     me: BrokerRecord,
+    transport: Transport,
     seeds: Vec<String>,
     raft: Raft<TypeConfig>,
     cluster_addr: Option<SocketAddr>,
@@ -242,7 +246,9 @@ impl Cluster {
         let raft = Raft::new(
             cfg.node_id as NodeId,
             Arc::new(raft_config()?),
-            network::Network,
+            network::Network {
+                transport: cfg.transport.clone(),
+            },
             log,
             sm,
         )
@@ -253,6 +259,7 @@ impl Cluster {
         let member = Arc::new(Member {
             node_id: cfg.node_id,
             me,
+            transport: cfg.transport.clone(),
             seeds: cfg.seeds.clone(),
             raft,
             cluster_addr,
@@ -414,7 +421,7 @@ impl Cluster {
         req: Request,
         timeout: Duration,
     ) -> Result<Response, ClusterError> {
-        Ok(network::call(addr, &req, timeout).await?)
+        Ok(network::call(&self.member.transport, addr, &req, timeout).await?)
     }
 
     /// Installs the server side of the partition RPCs (once; later calls are ignored).

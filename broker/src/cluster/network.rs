@@ -9,6 +9,10 @@
 //! [`Request`] / [`Response`] are `pub` so more RPCs (e.g. a partition-log fetch for partition
 //! moves) can be added as variants and served by [`super::Cluster`]'s dispatcher; [`call`]
 //! is the client for one request.
+//!
+//! Under `--cluster-security-protocol ssl` every connection is mutual TLS ([`Transport`]):
+//! the connecting broker presents its certificate and checks the listener's against the CA
+//! and the address's host name; the listener accepts only brokers (see `server.rs`).
 
 use std::time::Duration;
 
@@ -22,11 +26,15 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::state::{BrokerRecord, Command, Outcome};
 use super::{NodeId, TypeConfig};
+use crate::security::tls::{Stream, TlsContext};
 
 /// Largest frame either side accepts (snapshots travel in chunks far below this).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -35,6 +43,29 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How an RPC server answers a frame it cannot decode (also: a request variant newer than it):
 /// `Response::Error` starting with this, which the sender of a newer request recognises.
 pub const UNDECODABLE: &str = "undecodable request";
+
+/// How this broker's quorum connections are secured: plain TCP, or mutual TLS.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    /// `Some`: every connection, in and out, is TLS with client certificates.
+    pub tls: Option<Arc<TlsContext>>,
+    /// Certificate subjects (RFC 2253) accepted from connecting brokers besides this broker's
+    /// own (`--super-users`' `User:` principals).
+    pub peers: BTreeSet<String>,
+}
+
+impl Transport {
+    /// Whether a connecting peer whose certificate has `subject` is a broker of this cluster.
+    pub fn admits(&self, subject: Option<&str>) -> bool {
+        let Some(tls) = &self.tls else {
+            return true;
+        };
+        match subject {
+            None => false,
+            Some(s) => tls.own_subject().as_deref() == Some(s) || self.peers.contains(s),
+        }
+    }
+}
 
 /// A leader as other brokers see it: node id and cluster address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,8 +212,9 @@ pub async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> std::io::Result<O
     Ok(Some(body))
 }
 
-/// Resolves `addr` (DNS, every time) and connects to the first address that answers.
-pub async fn connect(addr: &str) -> Result<TcpStream, CallError> {
+/// Resolves `addr` (DNS, every time) and connects to the first address that answers, with
+/// TLS when `transport` says so (the handshake within the same timeout).
+pub async fn connect(transport: &Transport, addr: &str) -> Result<Stream, CallError> {
     let fail = |reason: String| CallError::Connect {
         addr: addr.to_string(),
         reason,
@@ -197,7 +229,9 @@ pub async fn connect(addr: &str) -> Result<TcpStream, CallError> {
             match TcpStream::connect(a).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
-                    return Ok(s);
+                    return Stream::over(s, addr, transport.tls.as_deref())
+                        .await
+                        .map_err(|e| fail(format!("{a}: TLS: {e}")));
                 }
                 Err(e) => last = fail(format!("{a}: {e}")),
             }
@@ -211,7 +245,7 @@ pub async fn connect(addr: &str) -> Result<TcpStream, CallError> {
 
 /// Sends `req` on `stream` and reads the response, within `timeout`.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     addr: &str,
     req: &Request,
     timeout: Duration,
@@ -243,8 +277,13 @@ async fn exchange(
 
 /// One request to the broker whose cluster listener is `addr` (host:port, resolved now), on
 /// a fresh connection; `timeout` bounds the exchange after connecting.
-pub async fn call(addr: &str, req: &Request, timeout: Duration) -> Result<Response, CallError> {
-    let mut s = connect(addr).await?;
+pub async fn call(
+    transport: &Transport,
+    addr: &str,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, CallError> {
+    let mut s = connect(transport, addr).await?;
     exchange(&mut s, addr, req, timeout).await
 }
 
@@ -253,7 +292,9 @@ pub async fn call(addr: &str, req: &Request, timeout: Duration) -> Result<Respon
 
 /// Creates [`PeerClient`]s for openraft.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub transport: Transport,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
@@ -262,6 +303,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerClient {
             target,
             addr: node.addr.clone(),
+            transport: self.transport.clone(),
             conn: None,
         }
     }
@@ -272,7 +314,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerClient {
     target: NodeId,
     addr: String,
-    conn: Option<TcpStream>,
+    transport: Transport,
+    conn: Option<Stream>,
 }
 
 type RpcErr<E> = RPCError<NodeId, BasicNode, E>;
@@ -281,7 +324,7 @@ impl PeerClient {
     async fn rpc(&mut self, req: &Request, timeout: Duration) -> Result<Response, CallError> {
         let mut stream = match self.conn.take() {
             Some(s) => s,
-            None => connect(&self.addr).await?,
+            None => connect(&self.transport, &self.addr).await?,
         };
         let resp = exchange(&mut stream, &self.addr, req, timeout).await?;
         self.conn = Some(stream);
@@ -399,12 +442,19 @@ mod tests {
     #[tokio::test]
     async fn connect_error_names_the_peer() {
         // Port 9 on loopback: nothing listens there in the test environment.
-        let err = call("127.0.0.1:9", &Request::Probe, Duration::from_secs(1))
-            .await
-            .expect_err("nothing listens");
+        let plain = Transport::default();
+        let err = call(
+            &plain,
+            "127.0.0.1:9",
+            &Request::Probe,
+            Duration::from_secs(1),
+        )
+        .await
+        .expect_err("nothing listens");
         assert_eq!(err.addr(), "127.0.0.1:9");
         assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
         let err = call(
+            &plain,
             "no-such-host.invalid:9093",
             &Request::Probe,
             Duration::from_secs(1),

@@ -2,16 +2,26 @@
 //! request frame answered at a time, each request dispatched to Raft, to the leader-side
 //! handlers of `lifecycle.rs` / `forward.rs`, or to the broker's
 //! [`PartitionService`](super::PartitionService).
+//!
+//! Under mutual TLS a connection is served only once its handshake finished (within
+//! [`HANDSHAKE_TIMEOUT`]) with a certificate the CA signed whose subject is a broker's
+//! ([`super::Transport::admits`]): this port changes the cluster's metadata, ACLs and
+//! credentials included, so an application's client certificate from the same CA is refused.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 
 use super::network::{self, ProbeReply, Refusal, Request, Response, UNDECODABLE};
 use super::Member;
+use crate::security::{x509, ClientAuth};
+
+/// A connecting broker must finish its TLS handshake within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Member {
     /// Answers one request (a new RPC gets its arm here and its variants in `network.rs`).
@@ -60,7 +70,42 @@ pub(super) async fn serve(member: Arc<Member>, listener: TcpListener) {
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection(member.clone(), stream, peer));
+                let member = member.clone();
+                tokio::spawn(async move {
+                    let Some(tls) = member.transport.tls.clone() else {
+                        return connection(member, stream, peer).await;
+                    };
+                    let accepted = async {
+                        let config = tls.server_config(ClientAuth::Required)?;
+                        let s = tokio_rustls::TlsAcceptor::from(config)
+                            .accept(stream)
+                            .await?;
+                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(s)
+                    };
+                    let s = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accepted).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::warn!(node_id = member.node_id, %peer, error = %e, "cluster connection: TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(node_id = member.node_id, %peer, "cluster connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                            return;
+                        }
+                    };
+                    let subject = s
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| x509::subject_dn(c));
+                    if !member.transport.admits(subject.as_deref()) {
+                        tracing::warn!(node_id = member.node_id, %peer, subject = ?subject,
+                            "cluster connection refused: the certificate is not a broker's (neither this broker's subject nor a --super-users principal)");
+                        return;
+                    }
+                    connection(member, s, peer).await
+                });
             }
             Err(e) => {
                 tracing::warn!(node_id = member.node_id, error = %e, "cluster listener accept");
@@ -73,7 +118,11 @@ pub(super) async fn serve(member: Arc<Member>, listener: TcpListener) {
     }
 }
 
-async fn connection(member: Arc<Member>, mut stream: TcpStream, peer: SocketAddr) {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    member: Arc<Member>,
+    mut stream: S,
+    peer: SocketAddr,
+) {
     loop {
         let frame = tokio::select! {
             _ = member.cancel.cancelled() => return,

@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn unimplemented_apis_are_not_advertised() {
-        assert_eq!(advertised(ApiKey::SaslHandshake), None);
+        assert_eq!(advertised(ApiKey::CreateDelegationToken), None);
         assert_eq!(advertised(ApiKey::EndTxn), None);
         let listed: Vec<i16> = handle(&ApiVersionsRequest::default())
             .api_keys

@@ -18,6 +18,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::watch;
 
+use super::authz::{self, Access, Operation};
 use super::catalog::{self, local_partition};
 use super::{codes, Reply};
 use crate::context::BrokerContext;
@@ -131,11 +132,14 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
     (resp, used, any_error)
 }
 
-/// Serves Fetch v4+ (topic names up to v12, topic ids from v13).
+/// Serves Fetch v4+ (topic names up to v12, topic ids from v13). A consumer needs READ on
+/// each topic, a follower CLUSTER_ACTION on the cluster (a fetch with a replica id reads past
+/// the high watermark and moves the ISR); refused partitions get TOPIC_AUTHORIZATION_FAILED.
 pub fn handle(
     ctx: &Arc<BrokerContext>,
     raw: RawHeader,
     req: FetchRequest,
+    access: &Access,
 ) -> Result<Reply, BrokerError> {
     let started = Instant::now();
     let version = raw.api_version;
@@ -147,6 +151,7 @@ pub fn handle(
         req.replica_id.0
     };
     let replica = replica_id >= 0;
+    let replica_allowed = !replica || access.cluster(Operation::ClusterAction);
     let mut skeleton = FetchResponse::default()
         .with_error_code(codes::NONE)
         .with_session_id(0);
@@ -165,9 +170,17 @@ pub fn handle(
         }
         let topic = skeleton.responses.len();
         skeleton.responses.push(tr);
+        let allowed = replica_allowed
+            && (replica
+                || match &meta {
+                    Some(m) => access.topic(Operation::Read, &m.name),
+                    None if !by_id => access.topic(Operation::Read, t.topic.as_str()),
+                    None => true,
+                });
         for p in &t.partitions {
             let mut diverging = None;
             let log = match &meta {
+                _ if !allowed => Err(authz::TOPIC_AUTHORIZATION_FAILED),
                 None if by_id => Err(codes::UNKNOWN_TOPIC_ID),
                 None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
                 Some(m) if replica => {

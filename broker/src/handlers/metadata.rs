@@ -19,7 +19,8 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
-use super::{catalog, codes, sb};
+use super::authz::{self, Access, Operation};
+use super::{catalog, codes, sb, Caller};
 use crate::cluster::state::{BrokerRecord, ClusterState, PartitionRecord};
 use crate::context::BrokerContext;
 use crate::group::is_internal_topic;
@@ -69,13 +70,20 @@ const DESCRIBE_PARTITIONS_LIMIT: i32 = 2000;
 pub fn describe_topic_partitions(
     ctx: &BrokerContext,
     req: DescribeTopicPartitionsRequest,
+    access: &Access,
 ) -> DescribeTopicPartitionsResponse {
     use kafka_protocol::messages::describe_topic_partitions_response::{
         Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
     };
     let state = ctx.cluster.state();
-    let mut names: Vec<String> = if req.topics.is_empty() {
-        state.topics.keys().cloned().collect()
+    let all = req.topics.is_empty();
+    let mut names: Vec<String> = if all {
+        state
+            .topics
+            .keys()
+            .filter(|n| access.topic(Operation::Describe, n))
+            .cloned()
+            .collect()
     } else {
         req.topics
             .iter()
@@ -99,6 +107,15 @@ pub fn describe_topic_partitions(
     let mut resp = DescribeTopicPartitionsResponse::default();
     for name in names {
         if from_topic.as_ref().is_some_and(|f| name < *f) {
+            continue;
+        }
+        if !all && !access.topic(Operation::Describe, &name) {
+            resp.topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(authz::TOPIC_AUTHORIZATION_FAILED)
+                    .with_name(Some(TopicName(sb(&name))))
+                    .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+            );
             continue;
         }
         let Some(topic) = state.topics.get(&name) else {
@@ -199,27 +216,34 @@ fn topic_error(name: Option<&str>, id: Uuid, code: i16) -> MetadataResponseTopic
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-/// Serves Metadata v0+. A `null` topic list (or an empty one at v0) means all topics.
-/// Unknown topics are created with the default partition count when `--auto-create-topics`
-/// is on and the request allows it (always at v0–v3).
+/// Serves Metadata v0+. A `null` topic list (or an empty one at v0) means all topics (those
+/// the caller may describe). Unknown topics are created with the default partition count when
+/// `--auto-create-topics` is on, the request allows it (always at v0–v3) and the caller may
+/// create it. Brokers are given at their addresses of the caller's listener.
 pub async fn metadata(
     ctx: &Arc<BrokerContext>,
     version: i16,
     req: MetadataRequest,
+    caller: &Caller,
+    access: &Access,
 ) -> MetadataResponse {
     // Fenced brokers are left out, as Kafka does: clients should not dial a dead broker.
+    // So are brokers without the caller's listener.
     let brokers = ctx
         .cluster
         .state()
         .brokers
         .values()
         .filter(|b| b.state.is_alive())
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(sb(&b.host))
-                .with_port(b.port)
-                .with_rack(b.rack.as_deref().map(sb))
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(&caller.listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(sb(host))
+                    .with_port(port)
+                    .with_rack(b.rack.as_deref().map(sb)),
+            )
         })
         .collect();
     let mut resp = MetadataResponse::default()
@@ -233,7 +257,11 @@ pub async fn metadata(
     };
     if all {
         let topics = catalog::topics(ctx);
-        resp.topics = topics.iter().map(|m| topic_entry(ctx, m)).collect();
+        resp.topics = topics
+            .iter()
+            .filter(|m| access.topic(Operation::Describe, &m.name))
+            .map(|m| topic_entry(ctx, m))
+            .collect();
         return resp;
     }
     let allow_create = ctx.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
@@ -242,8 +270,15 @@ pub async fn metadata(
         // null) beside the id, so a non-nil id wins, as in Kafka.
         let by_name = if t.topic_id.is_nil() { t.name } else { None };
         let entry = match by_name {
+            Some(name) if !access.topic(Operation::Describe, name.as_str()) => topic_error(
+                Some(name.as_str()),
+                Uuid::nil(),
+                authz::TOPIC_AUTHORIZATION_FAILED,
+            ),
             Some(name) => {
                 let name = name.as_str().to_string();
+                let may_create =
+                    || access.cluster(Operation::Create) || access.topic(Operation::Create, &name);
                 match catalog::topic(ctx, &name) {
                     Some(meta) => topic_entry(ctx, &meta),
                     None => match validate_topic_name(&name) {
@@ -252,6 +287,9 @@ pub async fn metadata(
                         }
                         Ok(()) if !allow_create => {
                             topic_error(Some(&name), Uuid::nil(), codes::UNKNOWN_TOPIC_OR_PARTITION)
+                        }
+                        Ok(()) if !may_create() => {
+                            topic_error(Some(&name), Uuid::nil(), authz::TOPIC_AUTHORIZATION_FAILED)
                         }
                         // Created the cluster's way, as Kafka's metadata path does.
                         Ok(()) if is_internal_topic(&name) => {
@@ -305,6 +343,9 @@ pub async fn metadata(
                 }
             }
             None => match catalog::topic_by_id(ctx, t.topic_id) {
+                Some(meta) if !access.topic(Operation::Describe, &meta.name) => {
+                    topic_error(None, t.topic_id, authz::TOPIC_AUTHORIZATION_FAILED)
+                }
                 Some(meta) => topic_entry(ctx, &meta),
                 None => topic_error(None, t.topic_id, codes::UNKNOWN_TOPIC_ID),
             },
@@ -315,11 +356,13 @@ pub async fn metadata(
     resp
 }
 
-/// DescribeCluster: every registered broker; the quorum leader as controller.
+/// DescribeCluster: every registered broker (at its address of the caller's listener); the
+/// quorum leader as controller.
 pub fn describe_cluster(
     ctx: &BrokerContext,
     version: i16,
     req: DescribeClusterRequest,
+    caller: &Caller,
 ) -> DescribeClusterResponse {
     let resp = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
@@ -338,17 +381,18 @@ pub fn describe_cluster(
         .values()
         // `is_fenced` exists from v2; older versions list live brokers only.
         .filter(|b| version >= 2 || b.state.is_alive())
-        .map(|b| {
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(&caller.listener)?;
             let r = DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
-                .with_host(sb(&b.host))
-                .with_port(b.port)
+                .with_host(sb(host))
+                .with_port(port)
                 .with_rack(b.rack.as_deref().map(sb));
-            if version >= 2 {
+            Some(if version >= 2 {
                 r.with_is_fenced(!b.state.is_alive())
             } else {
                 r
-            }
+            })
         })
         .collect();
     resp.with_brokers(brokers)
@@ -361,11 +405,16 @@ async fn lookup(
     ctx: &Arc<BrokerContext>,
     key_type: i8,
     key: &str,
+    caller: &Caller,
+    access: &Access,
 ) -> (
     i16,
     Option<kafka_protocol::protocol::StrBytes>,
-    Option<BrokerRecord>,
+    Option<(i32, String, i32)>,
 ) {
+    if key_type == 0 && !access.group(Operation::Describe, key) {
+        return (authz::GROUP_AUTHORIZATION_FAILED, None, None);
+    }
     if key_type != 0 {
         return (
             codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
@@ -374,9 +423,28 @@ async fn lookup(
         );
     }
     match catalog::coordinator(ctx, key).await {
-        Ok(b) => (codes::NONE, None, Some(b)),
+        Ok(b) => match endpoint_of(&b, caller) {
+            Some(e) => (codes::NONE, None, Some(e)),
+            None => (
+                COORDINATOR_NOT_AVAILABLE,
+                Some(sb(&format!(
+                    "broker {} coordinates the group but has no listener {}",
+                    b.id, caller.listener
+                ))),
+                None,
+            ),
+        },
         Err(e) => (e.code, Some(sb(&e.message)), None),
     }
+}
+
+/// Kafka's COORDINATOR_NOT_AVAILABLE.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+/// A broker's id and address on the caller's listener.
+fn endpoint_of(b: &BrokerRecord, caller: &Caller) -> Option<(i32, String, i32)> {
+    b.endpoint(&caller.listener)
+        .map(|(host, port)| (b.id, host.to_string(), port))
 }
 
 /// FindCoordinator (v0–v3 one key, v4+ a batch of keys).
@@ -384,15 +452,17 @@ pub async fn find_coordinator(
     ctx: &Arc<BrokerContext>,
     version: i16,
     req: FindCoordinatorRequest,
+    caller: &Caller,
+    access: &Access,
 ) -> FindCoordinatorResponse {
     if version < 4 {
-        let (code, msg, b) = lookup(ctx, req.key_type, req.key.as_str()).await;
+        let (code, msg, b) = lookup(ctx, req.key_type, req.key.as_str(), caller, access).await;
         ctx.metrics.error_code("FindCoordinator", code);
         let mut r = FindCoordinatorResponse::default()
             .with_error_code(code)
-            .with_node_id(BrokerId(b.as_ref().map_or(-1, |b| b.id)))
-            .with_host(sb(b.as_ref().map_or("", |b| b.host.as_str())))
-            .with_port(b.as_ref().map_or(-1, |b| b.port));
+            .with_node_id(BrokerId(b.as_ref().map_or(-1, |b| b.0)))
+            .with_host(sb(b.as_ref().map_or("", |b| b.1.as_str())))
+            .with_port(b.as_ref().map_or(-1, |b| b.2));
         if version >= 1 {
             r.error_message = msg;
         }
@@ -400,14 +470,14 @@ pub async fn find_coordinator(
     }
     let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
     for k in &req.coordinator_keys {
-        let (code, msg, b) = lookup(ctx, req.key_type, k.as_str()).await;
+        let (code, msg, b) = lookup(ctx, req.key_type, k.as_str(), caller, access).await;
         ctx.metrics.error_code("FindCoordinator", code);
         coordinators.push(
             Coordinator::default()
                 .with_key(k.clone())
-                .with_node_id(BrokerId(b.as_ref().map_or(-1, |b| b.id)))
-                .with_host(sb(b.as_ref().map_or("", |b| b.host.as_str())))
-                .with_port(b.as_ref().map_or(-1, |b| b.port))
+                .with_node_id(BrokerId(b.as_ref().map_or(-1, |b| b.0)))
+                .with_host(sb(b.as_ref().map_or("", |b| b.1.as_str())))
+                .with_port(b.as_ref().map_or(-1, |b| b.2))
                 .with_error_code(code)
                 .with_error_message(msg),
         );

@@ -8,12 +8,16 @@
 //! requests go to `group::GroupCoordinator` (which answers NOT_COORDINATOR for groups it does
 //! not coordinate), once `__consumer_offsets` exists; [`api_versions`]; the APIs answered with an error
 //! ([`unserved`]); the handlers' view of the cluster metadata and its validated changes
-//! ([`catalog`]); Kafka's error codes ([`codes`]).
+//! ([`catalog`]); Kafka's error codes ([`codes`]). Security: the requests of a connection
+//! that has not authenticated yet ([`sasl`]), every request's authorization ([`authz`]), the
+//! ACL APIs ([`acls`]) and the SCRAM credential APIs ([`users`]).
 //!
 //! May import: `protocol`, `context`, `topology`, `cluster`, `log`, `group`, `error`. Never
 //! `server`, which calls [`dispatch`].
 
+pub mod acls;
 pub mod api_versions;
+pub mod authz;
 pub mod catalog;
 pub mod codes;
 pub mod configs;
@@ -24,8 +28,10 @@ pub mod operational;
 pub mod produce;
 pub mod quorum;
 pub mod reassign;
+pub mod sasl;
 pub mod topics;
 pub mod unserved;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +48,28 @@ use crate::group::ClientInfo;
 use crate::log::LogManager;
 use crate::protocol::codec::{self, api_name, respond, RawHeader};
 use crate::protocol::versions;
+use crate::security::Principal;
+
+/// Who sent a request: the connection's peer address, the listener it came through and the
+/// principal it authenticated as (`User:ANONYMOUS` when nothing authenticated it).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub peer: SocketAddr,
+    /// The listener's name (upper case): Metadata answers with that listener's addresses.
+    pub listener: Arc<str>,
+    pub principal: Principal,
+}
+
+impl Caller {
+    /// A caller on a plaintext listener that authenticated nothing (tests, tools).
+    pub fn anonymous(peer: SocketAddr, listener: &str) -> Caller {
+        Caller {
+            peer,
+            listener: listener.into(),
+            principal: Principal::anonymous(),
+        }
+    }
+}
 
 /// What handling one request produced.
 pub enum Reply {
@@ -105,12 +133,14 @@ pub fn api_key(peer: SocketAddr, raw: RawHeader) -> Result<ApiKey, BrokerError> 
 
 /// Everything [`dispatch`] does with a frame before a handler runs, none of which needs broker
 /// state: the APIs answered without a handler, the version check and the header decode. Kept
-/// apart so the fuzz targets (`crate::fuzzing`) run exactly this path.
+/// apart so the fuzz targets (`crate::fuzzing`) run exactly this path. `authorizer`: whether
+/// the broker has one (without, the ACL APIs are answered SECURITY_DISABLED here).
 pub fn route(
     peer: SocketAddr,
     key: ApiKey,
     raw: RawHeader,
     frame: Bytes,
+    authorizer: bool,
 ) -> Result<Routed, BrokerError> {
     let mut body = frame;
     if key == ApiKey::ApiVersions {
@@ -121,8 +151,13 @@ pub fn route(
         return produce::reject_old_version(peer, raw, body).map(Routed::Answered);
     }
     // ACL requests are advertised (as Kafka without an authorizer does, so tools report
-    // "security is disabled" instead of "not supported") and answered SECURITY_DISABLED.
-    if versions::advertised(key).is_none() || versions::ACL_APIS.contains(&key) {
+    // "security is disabled" instead of "not supported") and answered SECURITY_DISABLED when
+    // there is no authorizer. SASL requests reach this point on listeners without SASL, or
+    // after the client authenticated: answered with an error.
+    if versions::advertised(key).is_none()
+        || (versions::ACL_APIS.contains(&key) && !authorizer)
+        || versions::SASL_APIS.contains(&key)
+    {
         if let Some(reply) = unserved::answer(peer, key, raw, &mut body)? {
             return Ok(Routed::Answered(reply));
         }
@@ -148,20 +183,31 @@ pub fn route(
     Ok(Routed::Serve { header, body })
 }
 
-/// Handles one request frame (header + body, without the length prefix).
+/// Handles one request frame (header + body, without the length prefix) of an authenticated
+/// `caller`, authorized request by request (see [`authz`]).
 pub async fn dispatch(
     ctx: &Arc<BrokerContext>,
-    peer: SocketAddr,
+    caller: &Caller,
     frame: Bytes,
 ) -> Result<Reply, BrokerError> {
+    let peer = caller.peer;
     let raw = codec::peek_header(peer, &frame)?;
     let key = api_key(peer, raw)?;
     ctx.metrics.request(key);
-    let (header, mut body) = match route(peer, key, raw, frame)? {
+    let authorizer = ctx.security.authorizer.is_some();
+    let (header, mut body) = match route(peer, key, raw, frame, authorizer)? {
         Routed::Answered(reply) => return Ok(Reply::Now(Some(reply))),
         Routed::Serve { header, body } => (header, body),
     };
     let v = raw.api_version;
+    let access = authz::Access::new(ctx, caller);
+    if let Some(op) = authz::cluster_operation(key) {
+        if !access.cluster(op) {
+            ctx.metrics
+                .error_code(&api_name(raw.api_key), authz::CLUSTER_AUTHORIZATION_FAILED);
+            return refuse_cluster(peer, key, raw, &mut body, op).map(|b| Reply::Now(Some(b)));
+        }
+    }
 
     macro_rules! req {
         ($t:ty) => {
@@ -176,8 +222,11 @@ pub async fn dispatch(
     // Group requests: `__consumer_offsets` is created first if the cluster has none yet (a
     // client may skip FindCoordinator on a single broker); the coordinator decides the rest.
     macro_rules! group {
-        ($method:ident, $t:ty) => {{
+        ($method:ident, $t:ty, $check:path) => {{
             let req = req!($t);
+            if let Some(refused) = $check(&access, &req) {
+                return Ok(now!(refused));
+            }
             let ctx = Arc::clone(ctx);
             later(raw, async move {
                 offsets_topic(&ctx).await;
@@ -187,18 +236,30 @@ pub async fn dispatch(
     }
 
     let reply = match key {
-        ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest))?,
-        ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest))?,
-        ApiKey::ListOffsets => now!(log_offsets::list_offsets(ctx, v, req!(ListOffsetsRequest))),
-        ApiKey::OffsetForLeaderEpoch => now!(log_offsets::offset_for_leader_epoch(
-            ctx,
-            req!(OffsetForLeaderEpochRequest)
-        )),
-        ApiKey::Metadata => now!(metadata::metadata(ctx, v, req!(MetadataRequest)).await),
+        ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest), &access)?,
+        ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest), &access)?,
+        ApiKey::ListOffsets => {
+            let mut req = req!(ListOffsetsRequest);
+            let refused = authz::list_offsets(&access, &mut req);
+            let mut resp = log_offsets::list_offsets(ctx, v, req);
+            resp.topics.extend(refused);
+            now!(resp)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let mut req = req!(OffsetForLeaderEpochRequest);
+            let refused = authz::offset_for_leader_epoch(&access, &mut req);
+            let mut resp = log_offsets::offset_for_leader_epoch(ctx, req);
+            resp.topics.extend(refused);
+            now!(resp)
+        }
+        ApiKey::Metadata => {
+            now!(metadata::metadata(ctx, v, req!(MetadataRequest), caller, &access).await)
+        }
         ApiKey::DescribeCluster => now!(metadata::describe_cluster(
             ctx,
             v,
-            req!(DescribeClusterRequest)
+            req!(DescribeClusterRequest),
+            caller
         )),
         ApiKey::AlterPartitionReassignments => {
             now!(reassign::alter(ctx, req!(AlterPartitionReassignmentsRequest)).await)
@@ -211,17 +272,19 @@ pub async fn dispatch(
             req!(DescribeLogDirsRequest)
         )),
         ApiKey::DescribeProducers => {
-            now!(operational::describe_producers(
-                ctx,
-                req!(DescribeProducersRequest)
-            ))
+            let mut req = req!(DescribeProducersRequest);
+            let refused = authz::describe_producers(&access, &mut req);
+            let mut resp = operational::describe_producers(ctx, req);
+            resp.topics.extend(refused);
+            now!(resp)
         }
         ApiKey::ElectLeaders => {
             now!(operational::elect_leaders(ctx, v, req!(ElectLeadersRequest)).await)
         }
         ApiKey::DescribeTopicPartitions => now!(metadata::describe_topic_partitions(
             ctx,
-            req!(DescribeTopicPartitionsRequest)
+            req!(DescribeTopicPartitionsRequest),
+            &access
         )),
         ApiKey::DescribeQuorum => {
             let req = req!(DescribeQuorumRequest);
@@ -235,34 +298,90 @@ pub async fn dispatch(
             now!(quorum::unregister_broker(ctx, req!(UnregisterBrokerRequest)).await)
         }
         ApiKey::FindCoordinator => {
-            now!(metadata::find_coordinator(ctx, v, req!(FindCoordinatorRequest)).await)
+            let req = req!(FindCoordinatorRequest);
+            now!(metadata::find_coordinator(ctx, v, req, caller, &access).await)
         }
         ApiKey::InitProducerId => {
-            now!(produce::init_producer_id(ctx, req!(InitProducerIdRequest)).await)
+            let req = req!(InitProducerIdRequest);
+            let idempotent = req.transactional_id.as_ref().is_none_or(|t| t.is_empty());
+            if idempotent
+                && !access.cluster(authz_op::IdempotentWrite)
+                && !access.any_of_type(authz_op::Write, authz_res::Topic)
+            {
+                ctx.metrics
+                    .error_code("InitProducerId", authz::CLUSTER_AUTHORIZATION_FAILED);
+                now!(InitProducerIdResponse::default()
+                    .with_error_code(authz::CLUSTER_AUTHORIZATION_FAILED)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1))
+            } else {
+                now!(produce::init_producer_id(ctx, req).await)
+            }
         }
         ApiKey::CreateTopics => {
-            now!(topics::create_topics(ctx, v, req!(CreateTopicsRequest)).await)
+            let mut req = req!(CreateTopicsRequest);
+            let refused = authz::create_topics(&access, &mut req);
+            let mut resp = topics::create_topics(ctx, v, req).await;
+            resp.topics.extend(refused);
+            now!(resp)
         }
         ApiKey::DeleteTopics => {
-            now!(topics::delete_topics(ctx, v, req!(DeleteTopicsRequest)).await)
+            let mut req = req!(DeleteTopicsRequest);
+            let refused = authz::delete_topics(ctx, &access, &mut req);
+            let mut resp = topics::delete_topics(ctx, v, req).await;
+            resp.responses.extend(refused);
+            now!(resp)
         }
         ApiKey::DeleteRecords => {
-            now!(topics::delete_records(ctx, req!(DeleteRecordsRequest)).await)
+            let mut req = req!(DeleteRecordsRequest);
+            let refused = authz::delete_records(&access, &mut req);
+            let mut resp = topics::delete_records(ctx, req).await;
+            resp.topics.extend(refused);
+            now!(resp)
         }
         ApiKey::CreatePartitions => {
-            now!(topics::create_partitions(ctx, req!(CreatePartitionsRequest)).await)
+            let mut req = req!(CreatePartitionsRequest);
+            let refused = authz::create_partitions(&access, &mut req);
+            let mut resp = topics::create_partitions(ctx, req).await;
+            resp.results.extend(refused);
+            now!(resp)
         }
         ApiKey::DescribeConfigs => {
-            now!(configs::describe_configs(ctx, v, req!(DescribeConfigsRequest)).await)
+            let mut req = req!(DescribeConfigsRequest);
+            let refused = authz::describe_configs(&access, &mut req);
+            let mut resp = configs::describe_configs(ctx, v, req).await;
+            resp.results.extend(refused);
+            now!(resp)
         }
-        ApiKey::AlterConfigs => now!(configs::alter_configs(ctx, req!(AlterConfigsRequest)).await),
+        ApiKey::AlterConfigs => {
+            let mut req = req!(AlterConfigsRequest);
+            let refused = authz::alter_configs(&access, &mut req);
+            let mut resp = configs::alter_configs(ctx, req).await;
+            resp.responses.extend(refused);
+            now!(resp)
+        }
         ApiKey::IncrementalAlterConfigs => {
-            now!(
-                configs::incremental_alter_configs(ctx, req!(IncrementalAlterConfigsRequest)).await
-            )
+            let mut req = req!(IncrementalAlterConfigsRequest);
+            let refused = authz::incremental_alter_configs(&access, &mut req);
+            let mut resp = configs::incremental_alter_configs(ctx, req).await;
+            resp.responses.extend(refused);
+            now!(resp)
+        }
+        ApiKey::DescribeAcls => now!(acls::describe(ctx, req!(DescribeAclsRequest))),
+        ApiKey::CreateAcls => now!(acls::create(ctx, req!(CreateAclsRequest)).await),
+        ApiKey::DeleteAcls => now!(acls::delete(ctx, req!(DeleteAclsRequest)).await),
+        ApiKey::DescribeUserScramCredentials => now!(users::describe(
+            ctx,
+            req!(DescribeUserScramCredentialsRequest)
+        )),
+        ApiKey::AlterUserScramCredentials => {
+            now!(users::alter(ctx, req!(AlterUserScramCredentialsRequest)).await)
         }
         ApiKey::JoinGroup => {
             let req = req!(JoinGroupRequest);
+            if let Some(refused) = authz::join_group(&access, &req) {
+                return Ok(now!(refused));
+            }
             let ctx = Arc::clone(ctx);
             let client = ClientInfo {
                 client_id: header
@@ -277,20 +396,70 @@ pub async fn dispatch(
                 ctx.groups.join_group_from(v, req, client).await
             })
         }
-        ApiKey::SyncGroup => group!(sync_group, SyncGroupRequest),
-        ApiKey::Heartbeat => group!(heartbeat, HeartbeatRequest),
-        ApiKey::LeaveGroup => group!(leave_group, LeaveGroupRequest),
-        ApiKey::OffsetCommit => group!(offset_commit, OffsetCommitRequest),
-        ApiKey::OffsetFetch => group!(offset_fetch, OffsetFetchRequest),
+        ApiKey::SyncGroup => group!(sync_group, SyncGroupRequest, authz::sync_group),
+        ApiKey::Heartbeat => group!(heartbeat, HeartbeatRequest, authz::heartbeat),
+        ApiKey::LeaveGroup => group!(leave_group, LeaveGroupRequest, authz::leave_group),
+        ApiKey::OffsetCommit => {
+            let mut req = req!(OffsetCommitRequest);
+            let (group_ok, refused) = authz::offset_commit(&access, &mut req);
+            if !group_ok {
+                return Ok(now!(OffsetCommitResponse::default().with_topics(refused)));
+            }
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                let mut resp = ctx.groups.offset_commit(v, req).await;
+                resp.topics.extend(refused);
+                resp
+            })
+        }
+        ApiKey::OffsetFetch => {
+            let mut req = req!(OffsetFetchRequest);
+            let check = authz::offset_fetch(&access, v, &mut req);
+            if check.group_refused {
+                return Ok(now!(authz::offset_fetch_refused(v, &req)));
+            }
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                let mut resp = ctx.groups.offset_fetch(v, req).await;
+                authz::finish_offset_fetch(&access, v, check, &mut resp);
+                resp
+            })
+        }
         ApiKey::ListGroups => {
             // Lists what this broker coordinates; never creates the offsets topic (admin tools
             // send it to every broker).
             let req = req!(ListGroupsRequest);
             let groups = Arc::clone(&ctx.groups);
-            later(raw, async move { groups.list_groups(v, req).await })
+            later(raw, async move {
+                let mut resp = groups.list_groups(v, req).await;
+                authz::list_groups(&access, &mut resp);
+                resp
+            })
         }
-        ApiKey::DescribeGroups => group!(describe_groups, DescribeGroupsRequest),
-        ApiKey::DeleteGroups => group!(delete_groups, DeleteGroupsRequest),
+        ApiKey::DescribeGroups => {
+            let mut req = req!(DescribeGroupsRequest);
+            let refused = authz::describe_groups(&access, &mut req);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                let mut resp = ctx.groups.describe_groups(v, req).await;
+                resp.groups.extend(refused);
+                resp
+            })
+        }
+        ApiKey::DeleteGroups => {
+            let mut req = req!(DeleteGroupsRequest);
+            let refused = authz::delete_groups(&access, &mut req);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                let mut resp = ctx.groups.delete_groups(v, req).await;
+                resp.results.extend(refused);
+                resp
+            })
+        }
         _ => {
             return Err(BrokerError::UnsupportedApi {
                 peer,
@@ -301,6 +470,189 @@ pub async fn dispatch(
         }
     };
     Ok(reply)
+}
+
+use crate::security::acl::Operation as authz_op;
+use crate::security::acl::ResourceType as authz_res;
+
+/// The response of a cluster-level API whose caller lacks `op` on the cluster: the error at
+/// the top, or on every item for the APIs without a top-level error.
+fn refuse_cluster(
+    peer: SocketAddr,
+    key: ApiKey,
+    raw: RawHeader,
+    body: &mut Bytes,
+    op: authz_op,
+) -> Result<Bytes, BrokerError> {
+    use kafka_protocol::protocol::StrBytes;
+    const DENIED: i16 = authz::CLUSTER_AUTHORIZATION_FAILED;
+    let msg = authz::cluster_denied_message(op);
+    macro_rules! req {
+        ($t:ty) => {
+            codec::decode_body::<$t>(peer, raw, body)?
+        };
+    }
+    match key {
+        ApiKey::DescribeCluster => {
+            let _ = req!(DescribeClusterRequest);
+            respond(
+                raw,
+                &DescribeClusterResponse::default()
+                    .with_error_code(DENIED)
+                    .with_error_message(msg),
+            )
+        }
+        ApiKey::DescribeLogDirs => {
+            let _ = req!(DescribeLogDirsRequest);
+            respond(
+                raw,
+                &DescribeLogDirsResponse::default().with_error_code(DENIED),
+            )
+        }
+        ApiKey::ListPartitionReassignments => {
+            let _ = req!(ListPartitionReassignmentsRequest);
+            respond(
+                raw,
+                &ListPartitionReassignmentsResponse::default()
+                    .with_error_code(DENIED)
+                    .with_error_message(msg),
+            )
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let _ = req!(AlterPartitionReassignmentsRequest);
+            respond(
+                raw,
+                &AlterPartitionReassignmentsResponse::default()
+                    .with_error_code(DENIED)
+                    .with_error_message(msg),
+            )
+        }
+        ApiKey::DescribeQuorum => {
+            let _ = req!(DescribeQuorumRequest);
+            respond(
+                raw,
+                &DescribeQuorumResponse::default()
+                    .with_error_code(DENIED)
+                    .with_error_message(msg),
+            )
+        }
+        ApiKey::UnregisterBroker => {
+            let _ = req!(UnregisterBrokerRequest);
+            respond(
+                raw,
+                &UnregisterBrokerResponse::default()
+                    .with_error_code(DENIED)
+                    .with_error_message(msg),
+            )
+        }
+        ApiKey::ElectLeaders => {
+            use kafka_protocol::messages::elect_leaders_response::{
+                PartitionResult, ReplicaElectionResult,
+            };
+            let req = req!(ElectLeadersRequest);
+            let results = req
+                .topic_partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    ReplicaElectionResult::default()
+                        .with_topic(t.topic)
+                        .with_partition_result(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    PartitionResult::default()
+                                        .with_partition_id(*p)
+                                        .with_error_code(DENIED)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            respond(
+                raw,
+                &ElectLeadersResponse::default()
+                    .with_error_code(DENIED)
+                    .with_replica_election_results(results),
+            )
+        }
+        ApiKey::DescribeAcls => {
+            let _ = req!(DescribeAclsRequest);
+            respond(
+                raw,
+                &DescribeAclsResponse::default()
+                    .with_error_code(DENIED)
+                    .with_error_message(msg),
+            )
+        }
+        ApiKey::CreateAcls => {
+            use kafka_protocol::messages::create_acls_response::AclCreationResult;
+            let req = req!(CreateAclsRequest);
+            let results = req
+                .creations
+                .iter()
+                .map(|_| {
+                    AclCreationResult::default()
+                        .with_error_code(DENIED)
+                        .with_error_message(msg.clone())
+                })
+                .collect();
+            respond(raw, &CreateAclsResponse::default().with_results(results))
+        }
+        ApiKey::DeleteAcls => {
+            use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
+            let req = req!(DeleteAclsRequest);
+            let results = req
+                .filters
+                .iter()
+                .map(|_| {
+                    DeleteAclsFilterResult::default()
+                        .with_error_code(DENIED)
+                        .with_error_message(msg.clone())
+                })
+                .collect();
+            respond(
+                raw,
+                &DeleteAclsResponse::default().with_filter_results(results),
+            )
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let _ = req!(DescribeUserScramCredentialsRequest);
+            respond(
+                raw,
+                &DescribeUserScramCredentialsResponse::default()
+                    .with_error_code(DENIED)
+                    .with_error_message(msg),
+            )
+        }
+        ApiKey::AlterUserScramCredentials => {
+            use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+            let req = req!(AlterUserScramCredentialsRequest);
+            let mut names: Vec<StrBytes> = req.deletions.into_iter().map(|d| d.name).collect();
+            names.extend(req.upsertions.into_iter().map(|u| u.name));
+            names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            names.dedup();
+            let results = names
+                .into_iter()
+                .map(|u| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(u)
+                        .with_error_code(DENIED)
+                        .with_error_message(msg.clone())
+                })
+                .collect();
+            respond(
+                raw,
+                &AlterUserScramCredentialsResponse::default().with_results(results),
+            )
+        }
+        _ => Err(BrokerError::UnsupportedApi {
+            peer,
+            api: api_name(raw.api_key),
+            api_key: raw.api_key,
+            api_version: raw.api_version,
+        }),
+    }
 }
 
 /// Makes sure `__consumer_offsets` exists before a group request is served. A failure is

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 
+use super::authz::{self, Access};
 use super::{catalog, codes, sb, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
@@ -66,11 +67,13 @@ fn in_sync(ctx: &BrokerContext, topic: &str, partition: i32) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Serves Produce v3+.
+/// Serves Produce v3+; a topic `access` does not allow WRITE on is refused
+/// TOPIC_AUTHORIZATION_FAILED (before its existence is looked at, so nothing is disclosed).
 pub fn handle(
     ctx: &Arc<BrokerContext>,
     raw: RawHeader,
     req: ProduceRequest,
+    access: &Access,
 ) -> Result<Reply, BrokerError> {
     let started = Instant::now();
     let version = raw.api_version;
@@ -97,8 +100,15 @@ pub fn handle(
         } else {
             tr.name = topic.name.clone();
         }
+        let writable = match &meta {
+            Some(m) => access.topic(authz::Operation::Write, &m.name),
+            None if !by_id => access.topic(authz::Operation::Write, topic.name.as_str()),
+            None => true,
+        };
         for p in topic.partition_data {
-            let pr = if let Some(m) = meta.as_ref().filter(|m| is_internal_topic(&m.name)) {
+            let pr = if !writable {
+                partition_error(p.index, authz::TOPIC_AUTHORIZATION_FAILED, None)
+            } else if let Some(m) = meta.as_ref().filter(|m| is_internal_topic(&m.name)) {
                 // As Kafka: only the cluster writes its internal topics.
                 partition_error(
                     p.index,

@@ -9,6 +9,7 @@ use kafka_protocol::messages::*;
 use super::{codes, sb};
 use crate::cluster::state::{Command, Outcome};
 use crate::context::BrokerContext;
+use crate::replica::client::PeerConnection;
 
 /// The client id a broker uses when it passes a DescribeQuorum on to the quorum leader; the
 /// leader answers such a request itself, so a request is passed on at most once even while
@@ -31,7 +32,7 @@ pub async fn describe_quorum(
             let addr = format!("{}:{}", b.host, b.port);
             let asked = tokio::time::timeout(
                 std::time::Duration::from_secs(3),
-                ask_leader(&addr, v, &req),
+                ask_leader(&ctx, leader, &addr, v, &req),
             )
             .await
             .unwrap_or_else(|_| Err("no answer within 3s".to_string()));
@@ -49,58 +50,24 @@ pub async fn describe_quorum(
     describe_quorum_here(&ctx, v, req)
 }
 
-/// Sends `req` to the broker at `addr` (its Kafka listener) and decodes its answer.
+/// Sends `req` to broker `leader` at `addr` (its inter-broker listener, over TLS when that
+/// listener is SSL) and decodes its answer.
 async fn ask_leader(
+    ctx: &BrokerContext,
+    leader: i32,
     addr: &str,
     v: i16,
     req: &DescribeQuorumRequest,
 ) -> Result<DescribeQuorumResponse, String> {
-    use bytes::{Buf, BufMut, BytesMut};
-    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::DescribeQuorum as i16)
-        .with_request_api_version(v)
-        .with_correlation_id(1)
-        .with_client_id(Some(sb(FORWARD_CLIENT_ID)))
-        .encode(&mut frame, DescribeQuorumRequest::header_version(v))
-        .map_err(|e| format!("encode header: {e}"))?;
-    req.encode(&mut frame, v)
-        .map_err(|e| format!("encode request: {e}"))?;
-    let len = i32::try_from(frame.len() - 4).map_err(|_| "request too large".to_string())?;
-    frame[..4].copy_from_slice(&len.to_be_bytes());
-    let mut s = tokio::net::TcpStream::connect(addr)
+    let timeout = std::time::Duration::from_secs(3);
+    let tls = ctx.replicas.config().peer_tls.as_deref();
+    let mut conn = PeerConnection::connect(ctx.node_id, leader, addr, timeout, tls)
         .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.write_all(&frame)
+        .map_err(|e| e.to_string())?
+        .with_client_id(FORWARD_CLIENT_ID);
+    conn.call(req, v, "DescribeQuorum", timeout)
         .await
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let len = s
-        .read_i32()
-        .await
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|l| *l <= 1 << 20)
-        .ok_or_else(|| format!("{addr} answered a frame of {len} bytes"))?;
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body)
-        .await
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    let mut body = bytes::Bytes::from(body);
-    ResponseHeader::decode(&mut body, DescribeQuorumResponse::header_version(v))
-        .map_err(|e| format!("decode header from {addr}: {e}"))?;
-    let resp = DescribeQuorumResponse::decode(&mut body, v)
-        .map_err(|e| format!("decode answer from {addr}: {e}"))?;
-    if body.has_remaining() {
-        return Err(format!(
-            "{} stray bytes after the answer of {addr}",
-            body.remaining()
-        ));
-    }
-    Ok(resp)
+        .map_err(|e| e.to_string())
 }
 
 /// DescribeQuorum from this broker's view: the metadata quorum as Kafka's

@@ -2,11 +2,14 @@
 //! connection: a client that sends one anyway gets a response at the request's version and
 //! keeps its connection. `UNSERVED` lists them, one line each with the error it gets.
 //!
-//! The codes follow what Kafka answers when the feature is off: SASL requests get
-//! UNSUPPORTED_SASL_MECHANISM / UNSUPPORTED_VERSION (no SASL listener); delegation tokens
+//! The codes follow what Kafka answers when the feature is off: SASL requests on a listener
+//! without SASL (or after authentication) get UNSUPPORTED_SASL_MECHANISM / ILLEGAL_SASL_STATE
+//! (on SASL listeners `handlers::sasl` serves them); delegation tokens
 //! DELEGATION_TOKEN_REQUEST_NOT_ALLOWED (Kafka refuses them on a plaintext listener); ACL
-//! requests SECURITY_DISABLED (no authorizer is configured; they are also advertised, see
-//! `protocol::versions::ACL_APIS`); the transactional requests that name partitions or ids
+//! requests SECURITY_DISABLED without `--authorizer acl` (they are also advertised, see
+//! `protocol::versions::ACL_APIS`); the lines of APIs that are served (reassignments, SCRAM
+//! credentials, ACLs with an authorizer) are used only when a client sends a version the
+//! broker does not serve; the transactional requests that name partitions or ids
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id here;
 //! everything else UNSUPPORTED_VERSION. A response with a top-level error code carries it
 //! there; one whose errors are per item (per partition, per ACL, per group, ...) has every
@@ -27,8 +30,7 @@ use super::codes::{TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION};
 use crate::error::BrokerError;
 use crate::protocol::codec::{self, respond, RawHeader};
 
-/// Kafka's UNSUPPORTED_SASL_MECHANISM.
-const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+use super::sasl::{ILLEGAL_SASL_STATE, UNSUPPORTED_SASL_MECHANISM};
 /// Kafka's SECURITY_DISABLED.
 pub const SECURITY_DISABLED: i16 = 54;
 /// Kafka's DELEGATION_TOKEN_REQUEST_NOT_ALLOWED.
@@ -37,7 +39,7 @@ const DELEGATION_TOKEN_REQUEST_NOT_ALLOWED: i16 = 64;
 /// Every API answered with an error, and the error.
 const UNSERVED: &[Unserved] = &[
     refuse::<SaslHandshakeRequest>(UNSUPPORTED_SASL_MECHANISM),
-    refuse::<SaslAuthenticateRequest>(UNSUPPORTED_VERSION),
+    refuse::<SaslAuthenticateRequest>(ILLEGAL_SASL_STATE),
     refuse::<CreateDelegationTokenRequest>(DELEGATION_TOKEN_REQUEST_NOT_ALLOWED),
     refuse::<RenewDelegationTokenRequest>(DELEGATION_TOKEN_REQUEST_NOT_ALLOWED),
     refuse::<ExpireDelegationTokenRequest>(DELEGATION_TOKEN_REQUEST_NOT_ALLOWED),

@@ -51,11 +51,20 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeAcls,
     ApiKey::CreateAcls,
     ApiKey::DeleteAcls,
+    ApiKey::SaslHandshake,
+    ApiKey::SaslAuthenticate,
+    ApiKey::DescribeUserScramCredentials,
+    ApiKey::AlterUserScramCredentials,
 ];
 
-/// Advertised and answered SECURITY_DISABLED: no authorizer is configured (see
-/// `handlers::unserved`).
+/// Served with `--authorizer acl`; without an authorizer advertised and answered
+/// SECURITY_DISABLED, as Kafka does (see `handlers::unserved`).
 pub const ACL_APIS: &[ApiKey] = &[ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls];
+
+/// Served on SASL listeners before authentication (`handlers::sasl`); advertised everywhere
+/// (as Kafka does), and answered with an error on other listeners and after authentication
+/// (see `handlers::unserved`).
+pub const SASL_APIS: &[ApiKey] = &[ApiKey::SaslHandshake, ApiKey::SaslAuthenticate];
 
 /// The smallest Produce version actually served (Kafka 4.x floor).
 pub const PRODUCE_MIN_SERVED: i16 = 3;
@@ -107,6 +116,10 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeAcls => range!(DescribeAclsRequest),
         ApiKey::CreateAcls => range!(CreateAclsRequest),
         ApiKey::DeleteAcls => range!(DeleteAclsRequest),
+        ApiKey::SaslHandshake => range!(SaslHandshakeRequest),
+        ApiKey::SaslAuthenticate => range!(SaslAuthenticateRequest),
+        ApiKey::DescribeUserScramCredentials => range!(DescribeUserScramCredentialsRequest),
+        ApiKey::AlterUserScramCredentials => range!(AlterUserScramCredentialsRequest),
         _ => None,
     }
 }
@@ -118,10 +131,14 @@ pub fn advertised(key: ApiKey) -> Option<(i16, i16)> {
     }
     let listed = key.valid_versions();
     let decodable = request_versions(key)?;
-    let min = if key == ApiKey::Produce {
-        0
-    } else {
-        listed.min.max(decodable.min)
+    let min = match key {
+        ApiKey::Produce => 0,
+        // From v0, as Kafka advertises it: librdkafka before the fix of its issue #4983 (2.0.2
+        // in Debian bookworm's kcat; 2.12 is fixed) turns SASL on only when the range includes
+        // v0, then sends v1. A v0 request itself (SASL tokens without Kafka framing would
+        // follow) is refused in handlers/sasl.rs.
+        ApiKey::SaslHandshake => 0,
+        _ => listed.min.max(decodable.min),
     };
     Some((min, listed.max.min(decodable.max)))
 }
@@ -158,6 +175,8 @@ mod tests {
         assert_eq!(advertised(ApiKey::OffsetFetch), Some((1, 9)));
         assert_eq!(advertised(ApiKey::InitProducerId), Some((0, 5)));
         assert_eq!(advertised(ApiKey::DeleteRecords), Some((0, 2)));
+        assert_eq!(advertised(ApiKey::SaslHandshake), Some((0, 1)));
+        assert_eq!(advertised(ApiKey::SaslAuthenticate), Some((0, 2)));
         // Produce 13 is what kafka-python reads as Kafka 4.1.
         assert_eq!(advertised(ApiKey::Produce), Some((0, 13)));
         for key in SUPPORTED_APIS {

@@ -1,5 +1,8 @@
-//! A follower's Kafka connection to its leader: the same wire protocol, framing and codec
-//! clients use (Fetch with a replica id, OffsetForLeaderEpoch), one request at a time.
+//! A broker's Kafka connection to another broker's inter-broker listener: the same wire
+//! protocol, framing and codec clients use, one request at a time. Followers fetch from their
+//! leader with it (Fetch with a replica id, OffsetForLeaderEpoch); a broker passes a
+//! DescribeQuorum on to the quorum leader with it. TLS when the inter-broker listener is SSL,
+//! with this broker's certificate as the client certificate.
 
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::BrokerError;
+use crate::security::tls::{Stream, TlsContext};
 
 /// The largest response a follower accepts (a fetch asks for far less).
 const MAX_RESPONSE: usize = 256 << 20;
@@ -19,20 +23,28 @@ const MAX_RESPONSE: usize = 256 << 20;
 pub struct PeerConnection {
     leader: i32,
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     correlation_id: i32,
     client_id: StrBytes,
 }
 
 impl PeerConnection {
-    /// Connects to broker `leader` at `addr` (its advertised Kafka address).
+    /// Connects to broker `leader` at `addr` (its advertised inter-broker address), with TLS
+    /// when `tls` is given; the handshake counts against `timeout`.
     pub async fn connect(
         me: i32,
         leader: i32,
         addr: &str,
         timeout: Duration,
+        tls: Option<&TlsContext>,
     ) -> Result<PeerConnection, BrokerError> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await?;
+            // Fetch requests and their answers are small and latency-bound.
+            let _ = tcp.set_nodelay(true);
+            Stream::over(tcp, addr, tls).await
+        };
+        let stream = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(peer_error(leader, addr, "connect", e.to_string())),
             Err(_) => {
@@ -44,8 +56,6 @@ impl PeerConnection {
                 ))
             }
         };
-        // Fetch requests and their answers are small and latency-bound.
-        let _ = stream.set_nodelay(true);
         Ok(PeerConnection {
             leader,
             addr: addr.to_string(),
@@ -57,6 +67,12 @@ impl PeerConnection {
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// A client id other than `sluice-replica-<id>` (a forwarded request names itself).
+    pub fn with_client_id(mut self, client_id: &str) -> PeerConnection {
+        self.client_id = StrBytes::from_string(client_id.to_string());
+        self
     }
 
     fn err(&self, request: &'static str, reason: impl Into<String>) -> BrokerError {

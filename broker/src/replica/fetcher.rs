@@ -284,7 +284,9 @@ impl FetchTask {
     async fn connection(&mut self) -> Result<&mut PeerConnection, BrokerError> {
         if self.conn.is_none() {
             let addr = self.assignment.borrow().addr.clone();
-            let c = PeerConnection::connect(self.me, self.leader, &addr, CONNECT_TIMEOUT).await?;
+            let tls = self.config.peer_tls.as_deref();
+            let c =
+                PeerConnection::connect(self.me, self.leader, &addr, CONNECT_TIMEOUT, tls).await?;
             tracing::info!(addr = %addr, "connected to the leader");
             self.conn = Some(c);
         }

@@ -53,6 +53,8 @@ pub struct ReplicaConfig {
     pub shutdown_catch_up: Duration,
     /// How often the quorum leader runs preferred-leader elections (`None`: never).
     pub leader_rebalance_every: Option<Duration>,
+    /// TLS to the leaders' inter-broker listener (`None`: it is PLAINTEXT).
+    pub peer_tls: Option<Arc<crate::security::tls::TlsContext>>,
 }
 
 impl Default for ReplicaConfig {
@@ -63,6 +65,7 @@ impl Default for ReplicaConfig {
             fetch_max_bytes: 4 << 20,
             shutdown_catch_up: Duration::from_secs(5),
             leader_rebalance_every: Some(Duration::from_secs(300)),
+            peer_tls: None,
         }
     }
 }

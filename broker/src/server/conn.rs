@@ -1,6 +1,13 @@
 //! One client connection: a reader that frames and dispatches requests in order, and a writer
 //! that sends the responses in the same order.
 //!
+//! Before the first request: on an SSL or SASL_SSL listener the TLS handshake (`tls.rs`); on
+//! a SASL listener only ApiVersions, SaslHandshake and SaslAuthenticate are served until the
+//! client has authenticated (`handlers::sasl`), frames are capped at [`MAX_SASL_FRAME`], and
+//! handshake plus SASL exchange must finish within `--authentication-timeout-ms` of the accept.
+//! A client that misses any of that loses its connection, is logged and counted; no other
+//! connection notices.
+//!
 //! Kafka clients pipeline requests on one connection. The reader runs each request's ordered
 //! part (decoding, appends, metadata changes) to completion before reading the next; parts that
 //! only wait (fsync for acks=all, fetch long poll, rebalances) are queued to the writer as
@@ -10,23 +17,31 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 
+use super::{tls, KafkaListener};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
-use crate::handlers::{self, Reply};
+use crate::handlers::sasl::SaslReply;
+use crate::handlers::{self, Caller, Reply};
 use crate::metrics::Metrics;
 use crate::protocol::codec;
+use crate::security::sasl::SaslSession;
+use crate::security::Principal;
 
 /// A connection with no request for this long is closed (Kafka's `connections.max.idle.ms`).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Once a frame's length has arrived, its body must arrive within this time.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest frame a client may send before it authenticated (Kafka's
+/// `sasl.server.max.receive.size`): SASL tokens are small, and a huge one must not make the
+/// broker buffer it.
+pub const MAX_SASL_FRAME: usize = 512 * 1024;
 /// Requests read but not yet answered, per connection (back-pressure on pipelining clients).
 const MAX_IN_FLIGHT: usize = 64;
 /// Response bytes one connection may have built and not yet written before it stops reading
@@ -125,6 +140,11 @@ enum Stop {
     /// Clean close by the client, idle timeout or broker shutdown.
     Quiet(&'static str),
     Protocol(BrokerError),
+    /// The SASL exchange failed or did not finish: counted under the mechanism.
+    Authentication {
+        mechanism: &'static str,
+        reason: String,
+    },
 }
 
 fn reason_label(e: &BrokerError) -> &'static str {
@@ -198,20 +218,77 @@ pub(crate) async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
                 }
             }
             Ok(Err(Stop::Protocol(e))) => return Some(e),
-            Ok(Err(Stop::Quiet(_))) | Err(_) => return None,
+            // read_frame itself never ends in an authentication failure.
+            Ok(Err(Stop::Quiet(_) | Stop::Authentication { .. })) | Err(_) => return None,
         }
     }
 }
 
-/// Serves one connection until the client leaves, a protocol error, or shutdown.
-pub async fn serve(
+/// Serves one accepted connection of `listener`: the TLS handshake on a TLS listener, then
+/// [`serve`].
+pub(super) async fn accept(
     ctx: Arc<BrokerContext>,
-    stream: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
+    listener: &KafkaListener,
     max_request: usize,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+    let _ = tcp.set_nodelay(true);
+    let deadline = Instant::now() + ctx.security.authentication_timeout;
+    let spec = &listener.spec;
+    let mut caller = Caller {
+        peer,
+        listener: spec.name.as_str().into(),
+        principal: Principal::anonymous(),
+    };
+    let sasl = spec
+        .protocol
+        .sasl()
+        .then(|| SaslSession::new(listener.mechanisms.clone()));
+    if !spec.protocol.tls() {
+        let (rd, wr) = tcp.into_split();
+        return serve(ctx, rd, wr, caller, sasl, deadline, max_request).await;
+    }
+    let Some(tls_ctx) = ctx.security.tls.clone() else {
+        tracing::error!(%peer, listener = %spec.name, "TLS listener without TLS material");
+        return;
+    };
+    let Some(accepted) = tls::accept(
+        &tls_ctx,
+        spec.client_auth,
+        tcp,
+        peer,
+        &spec.name,
+        deadline,
+        &ctx.metrics,
+    )
+    .await
+    else {
+        return;
+    };
+    // A client certificate names the client; SASL, if the listener has it, names it again.
+    if let Some(subject) = accepted.subject {
+        caller.principal = Principal::user(subject);
+    }
+    let (rd, wr) = tokio::io::split(accepted.stream);
+    serve(ctx, rd, wr, caller, sasl, deadline, max_request).await
+}
+
+/// Serves one connection until the client leaves, a protocol error, or shutdown. `sasl`:
+/// the client must authenticate first, by `deadline`.
+async fn serve<R, W>(
+    ctx: Arc<BrokerContext>,
+    rd: R,
+    wr: W,
+    mut caller: Caller,
+    mut sasl: Option<SaslSession>,
+    deadline: Instant,
+    max_request: usize,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = caller.peer;
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
     let queued = Arc::new(Queued::default());
@@ -272,21 +349,78 @@ pub async fn serve(
                 _ = queued.drained.notified() => {}
             }
         }
+        let pending = sasl.as_ref();
+        let max = if pending.is_some() {
+            max_request.min(MAX_SASL_FRAME)
+        } else {
+            max_request
+        };
+        let read = async {
+            match pending {
+                None => Some(read_frame(&mut rd, peer, max).await),
+                Some(_) => tokio::time::timeout_at(deadline.into(), read_frame(&mut rd, peer, max))
+                    .await
+                    .ok(),
+            }
+        };
+        let mechanism = sasl_label(sasl.as_ref());
         let frame = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break Stop::Quiet("broker shutting down"),
-            r = read_frame(&mut rd, peer, max_request) => r,
+            r = read => r,
         };
         let frame = match frame {
-            Ok(Ok(f)) => f,
-            Ok(Err(stop)) => break stop,
-            Err(e) => {
+            None => {
+                break Stop::Authentication {
+                    mechanism,
+                    reason: "SASL authentication not finished within --authentication-timeout-ms"
+                        .into(),
+                }
+            }
+            Some(Ok(Ok(f))) => f,
+            Some(Ok(Err(Stop::Protocol(e)))) if sasl.is_some() => {
+                break Stop::Authentication {
+                    mechanism,
+                    reason: e.to_string(),
+                }
+            }
+            Some(Ok(Err(stop))) => break stop,
+            Some(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "read failed");
                 break Stop::Quiet("read error");
             }
         };
         ctx.metrics.bytes_in(frame.len() + 4);
-        match handlers::dispatch(&ctx, peer, frame).await {
+        let reply = match sasl.as_mut() {
+            None => handlers::dispatch(&ctx, &caller, frame).await,
+            Some(session) => match handlers::sasl::handle(&ctx, session, &caller, frame).await {
+                Ok(SaslReply::Continue(reply)) => Ok(reply),
+                Ok(SaslReply::Authenticated { reply, principal }) => {
+                    tracing::debug!(%peer, %principal, "authenticated");
+                    ctx.metrics.sasl_authenticated(mechanism);
+                    caller.principal = principal;
+                    sasl = None;
+                    Ok(Reply::Now(Some(reply)))
+                }
+                Ok(SaslReply::Failed { reply, reason }) => {
+                    if let Some(r) = reply {
+                        let _ = tx
+                            .send(Pending::new(Reply::Now(Some(r)), &queued, &ctx.metrics))
+                            .await;
+                    }
+                    break Stop::Authentication { mechanism, reason };
+                }
+                // Anything else before authentication (another API, an undecodable SASL
+                // request) is a failed authentication too.
+                Err(e) => {
+                    break Stop::Authentication {
+                        mechanism,
+                        reason: e.to_string(),
+                    }
+                }
+            },
+        };
+        match reply {
             Ok(reply) => {
                 let pending = Pending::new(reply, &queued, &ctx.metrics);
                 if tx.send(pending).await.is_err() {
@@ -302,10 +436,20 @@ pub async fn serve(
             ctx.metrics.protocol_error(reason_label(&e));
             tracing::warn!(%peer, error = %e, "closing connection");
         }
+        Stop::Authentication { mechanism, reason } => {
+            ctx.metrics.sasl_authentication_failure(mechanism);
+            tracing::warn!(%peer, listener = %caller.listener, mechanism, %reason, "SASL authentication failed; closing connection");
+        }
     }
     // Let the writer answer everything already read (graceful shutdown drains here).
     drop(tx);
     let _ = writer.await;
+}
+
+/// The metrics label of a connection's SASL mechanism (`none` before a handshake).
+fn sasl_label(s: Option<&SaslSession>) -> &'static str {
+    s.and_then(SaslSession::current_mechanism)
+        .map_or("none", |m| m.name())
 }
 
 #[cfg(test)]

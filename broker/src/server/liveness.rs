@@ -121,6 +121,7 @@ mod tests {
                     cluster_addr: "h:2".into(),
                     rack: None,
                     state: *st,
+                    listeners: Vec::new(),
                     fresh_volume: false,
                 },
             );

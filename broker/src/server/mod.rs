@@ -2,7 +2,8 @@
 //! directory, and spawns the accept loop and background tasks; [`Broker::shutdown`] stops
 //! accepting, lets in-flight requests finish, and fsyncs the logs.
 //!
-//! Files: `conn` (one connection: framing, reader/writer split, in-order replies), [`identity`]
+//! Files: `conn` (one connection: TLS, SASL, framing, reader/writer split, in-order
+//! replies), `tls` (a TLS listener's handshakes and their failures), [`identity`]
 //! (this broker's own files in the data directory), [`liveness`] (the quorum leader fences
 //! unreachable brokers), [`groups`] (the group coordinator's wiring: offsets partitions led
 //! here, the topic directory, the import of a pre-replication offsets file).
@@ -16,6 +17,7 @@ pub mod groups;
 pub(crate) use conn::read_frames;
 pub mod identity;
 pub mod liveness;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -29,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::cluster::state::{BrokerRecord, BrokerState, Command};
-use crate::cluster::{Cluster, ClusterConfig};
-use crate::config::Config;
+use crate::cluster::state::{BrokerRecord, BrokerState, Command, Endpoint};
+use crate::cluster::{Cluster, ClusterConfig, Transport};
+use crate::config::{AuthorizerKind, ClusterSecurity, Config, Listener};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::group::{GroupConfig, GroupCoordinator};
@@ -39,6 +41,10 @@ use crate::http::HttpState;
 use crate::log::{LogDefaults, LogManager};
 use crate::metrics::Metrics;
 use crate::replica::{self, ReplicaManager};
+use crate::security::acl::Authorizer;
+use crate::security::tls::{TlsContext, TlsFiles};
+use crate::security::users::BootstrapUsers;
+use crate::security::{Mechanism, Security};
 use crate::topology;
 
 /// Most simultaneous client connections; more are accepted and closed at once.
@@ -50,6 +56,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Broker {
     kafka_addr: SocketAddr,
+    /// Every Kafka listener's name and bound address, in `--listeners` order.
+    listener_addrs: Vec<(String, SocketAddr)>,
     http_addr: SocketAddr,
     advertise: String,
     ctx: Arc<BrokerContext>,
@@ -70,13 +78,11 @@ fn machine_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// The advertised `host:port`: the flag, else the bound address (hostname when unspecified).
-pub fn advertised_address(config: &Config, bound: SocketAddr) -> (String, i32) {
-    if let Some(a) = &config.advertise {
-        if let Some((h, p)) = a.rsplit_once(':') {
-            let host = h.trim_start_matches('[').trim_end_matches(']').to_string();
-            return (host, p.parse().unwrap_or(i32::from(bound.port())));
-        }
+/// The advertised `host:port` of a listener: the flag, else the bound address (hostname when
+/// unspecified).
+pub fn advertised_address(listener: &Listener, bound: SocketAddr) -> (String, i32) {
+    if let Some((host, port)) = &listener.advertised {
+        return (host.clone(), *port);
     }
     let host = if bound.ip().is_unspecified() {
         machine_hostname()
@@ -84,6 +90,94 @@ pub fn advertised_address(config: &Config, bound: SocketAddr) -> (String, i32) {
         bound.ip().to_string()
     };
     (host, i32::from(bound.port()))
+}
+
+/// One bound Kafka listener, as its accept loop and connections see it.
+#[derive(Debug)]
+pub(crate) struct KafkaListener {
+    pub spec: Listener,
+    /// SASL mechanisms offered here (PLAIN only with TLS).
+    pub mechanisms: Vec<Mechanism>,
+}
+
+/// TLS material, bootstrap users and the authorizer from the flags (files read now; an
+/// error names the file).
+fn security(config: &Config) -> Result<Security, BrokerError> {
+    let tls = match (
+        &config.security.ssl_certificate_file,
+        &config.security.ssl_key_file,
+    ) {
+        (Some(certificate), Some(key)) => Some(
+            TlsContext::open(TlsFiles {
+                certificate: certificate.clone(),
+                key: key.clone(),
+                ca: config.security.ssl_ca_file.clone(),
+            })
+            .map_err(|e| BrokerError::Security {
+                reason: e.to_string(),
+            })?,
+        ),
+        _ => None,
+    };
+    let users = match &config.security.sasl_users_file {
+        Some(path) => {
+            Some(
+                BootstrapUsers::open(path.clone()).map_err(|e| BrokerError::Security {
+                    reason: e.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    let authorizer = match config.security.authorizer {
+        AuthorizerKind::None => None,
+        AuthorizerKind::Acl => Some(Authorizer::new(config.super_user_principals()?)),
+    };
+    Ok(Security {
+        tls,
+        users,
+        authorizer,
+        authentication_timeout: Duration::from_millis(
+            u64::try_from(config.security.authentication_timeout_ms).unwrap_or(10_000),
+        ),
+        ..Security::default()
+    })
+}
+
+/// Checks the certificate files and the users file every `every` and takes changed ones
+/// into use (new connections get them).
+fn spawn_reload(security: Arc<Security>, every: Duration, shutdown: CancellationToken) {
+    if security.tls.is_none() && security.users.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let sec = Arc::clone(&security);
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(tls) = &sec.tls {
+                    match tls.reload_if_changed() {
+                        Ok(true) => tracing::info!(subject = ?tls.own_subject(), "TLS certificate files changed; new connections use them"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "TLS certificate files changed but cannot be used; keeping the previous ones"),
+                    }
+                }
+                if let Some(users) = &sec.users {
+                    match users.reload_if_changed() {
+                        Ok(true) => tracing::info!(users = users.names().len(), "SASL users file changed; reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "SASL users file changed but cannot be used; keeping the previous users"),
+                    }
+                }
+            })
+            .await;
+        }
+    });
 }
 
 /// Pending connections the kernel queues for a listener before `accept`. The standard
@@ -133,13 +227,45 @@ impl Broker {
             source,
         })?;
 
-        let kafka = bind("Kafka", &config.listen).await?;
+        let listener_specs = config.listener_specs()?;
+        let inter_broker = config.inter_broker_listener()?;
+        let security = Arc::new(security(&config)?);
+        let mechanisms = config.sasl_mechanisms()?;
+        let mut kafka = Vec::new();
+        for spec in listener_specs {
+            let l = bind("Kafka", &spec.bind).await?;
+            let addr = l.local_addr().map_err(|source| BrokerError::Bind {
+                what: "Kafka",
+                addr: spec.bind.clone(),
+                source,
+            })?;
+            let offered = mechanisms
+                .iter()
+                .copied()
+                .filter(|m| *m != Mechanism::Plain || spec.protocol.tls())
+                .collect();
+            kafka.push((
+                l,
+                addr,
+                Arc::new(KafkaListener {
+                    spec,
+                    mechanisms: offered,
+                }),
+            ));
+        }
         let http = bind("HTTP", &config.http_listen).await?;
-        let kafka_addr = kafka.local_addr().map_err(|source| BrokerError::Bind {
-            what: "Kafka",
-            addr: config.listen.clone(),
-            source,
-        })?;
+        let kafka_addr = kafka
+            .first()
+            .map(|k| k.1)
+            .ok_or_else(|| BrokerError::InvalidConfig {
+                setting: "--listeners".into(),
+                value: String::new(),
+                allowed: "at least one listener".into(),
+            })?;
+        let listener_addrs: Vec<(String, SocketAddr)> = kafka
+            .iter()
+            .map(|(_, a, l)| (l.spec.name.clone(), *a))
+            .collect();
         let http_addr = http.local_addr().map_err(|source| BrokerError::Bind {
             what: "HTTP",
             addr: config.http_listen.clone(),
@@ -191,21 +317,64 @@ impl Broker {
             }
         };
 
-        let (advertised_host, advertised_port) = advertised_address(&config, kafka_addr);
-        let cluster =
-            match start_cluster(&config, &advertised_host, advertised_port, &shutdown).await {
-                Ok(c) => c,
-                Err(e) => {
-                    http_shutdown.cancel();
-                    return Err(e);
+        let endpoints: Vec<Endpoint> = kafka
+            .iter()
+            .map(|(_, bound, l)| {
+                let (host, port) = advertised_address(&l.spec, *bound);
+                Endpoint {
+                    name: l.spec.name.clone(),
+                    host,
+                    port,
                 }
-            };
+            })
+            .collect();
+        let (advertised_host, advertised_port) = endpoints
+            .iter()
+            .find(|e| e.name == inter_broker.name)
+            .map(|e| (e.host.clone(), e.port))
+            .unwrap_or_else(|| advertised_address(&inter_broker, kafka_addr));
+        let transport = Transport {
+            tls: match config.security.cluster_security_protocol {
+                ClusterSecurity::Ssl => security.tls.clone(),
+                ClusterSecurity::Plaintext => None,
+            },
+            peers: config
+                .super_user_principals()?
+                .into_iter()
+                .filter(|p| p.kind == "User")
+                .map(|p| p.name)
+                .collect(),
+        };
+        let cluster = match start_cluster(
+            &config,
+            &advertised_host,
+            advertised_port,
+            endpoints,
+            transport,
+            &shutdown,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                http_shutdown.cancel();
+                return Err(e);
+            }
+        };
         let logs = Arc::new(logs);
         let groups = Arc::new(groups);
         let metrics = Arc::new(Metrics::new());
+        let replica_config = replica::ReplicaConfig {
+            peer_tls: inter_broker
+                .protocol
+                .tls()
+                .then(|| security.tls.clone())
+                .flatten(),
+            ..config.replica_config()
+        };
         let replicas = ReplicaManager::new(
             config.node_id,
-            config.replica_config(),
+            replica_config,
             Arc::clone(&cluster),
             Arc::clone(&logs),
             Arc::clone(&metrics),
@@ -232,8 +401,17 @@ impl Broker {
             producer_ids: Default::default(),
             offsets_topic: config.offsets_topic(),
             metrics,
+            security: Arc::clone(&security),
+            inter_broker_listener: inter_broker.name.clone(),
             shutdown: shutdown.clone(),
         });
+        spawn_reload(
+            Arc::clone(&security),
+            Duration::from_millis(
+                u64::try_from(config.security.ssl_reload_interval_ms).unwrap_or(10_000),
+            ),
+            shutdown.clone(),
+        );
 
         let connections = TaskTracker::new();
         let _ = http_state.ctx.set(Arc::clone(&ctx));
@@ -241,26 +419,33 @@ impl Broker {
         // has joined the quorum (clients' connections wait in the listen backlog until then).
         // A single node is ready at once, so `start` returns a serving broker.
         let bring_up = bring_up(Arc::clone(&ctx), Arc::clone(&http_state));
+        let max = config.max_request_bytes();
+        let accept_all = {
+            let (ctx, tracker) = (Arc::clone(&ctx), connections.clone());
+            async move {
+                // One connection limit for all listeners together.
+                let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+                let loops: Vec<_> = kafka
+                    .into_iter()
+                    .map(|(l, _, spec)| {
+                        let (ctx, tracker) = (Arc::clone(&ctx), tracker.clone());
+                        accept_loop(l, spec, ctx, tracker, Arc::clone(&limit), max)
+                    })
+                    .collect();
+                futures::future::join_all(loops).await;
+            }
+        };
         let accept = if config.cluster_listen.is_none() {
             bring_up.await;
-            tokio::spawn(accept_loop(
-                kafka,
-                Arc::clone(&ctx),
-                connections.clone(),
-                config.max_request_bytes(),
-            ))
+            tokio::spawn(accept_all)
         } else {
-            let (ctx2, tracker, max) = (
-                Arc::clone(&ctx),
-                connections.clone(),
-                config.max_request_bytes(),
-            );
+            let ctx2 = Arc::clone(&ctx);
             tokio::spawn(async move {
                 tokio::select! {
                     _ = ctx2.shutdown.cancelled() => return,
                     _ = bring_up => {}
                 }
-                accept_loop(kafka, ctx2, tracker, max).await;
+                accept_all.await;
             })
         };
 
@@ -271,6 +456,7 @@ impl Broker {
         };
         Ok(Broker {
             kafka_addr,
+            listener_addrs,
             http_addr,
             advertise,
             ctx,
@@ -283,9 +469,17 @@ impl Broker {
         })
     }
 
-    /// The bound Kafka listener address.
+    /// The bound address of the first Kafka listener.
     pub fn kafka_addr(&self) -> SocketAddr {
         self.kafka_addr
+    }
+
+    /// The bound address of the Kafka listener `name` (as in `--listeners`, any case).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listener_addrs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, a)| *a)
     }
 
     /// The bound HTTP listener address.
@@ -293,7 +487,7 @@ impl Broker {
         self.http_addr
     }
 
-    /// The `host:port` given to clients.
+    /// The `host:port` other brokers reach this broker's inter-broker listener at.
     pub fn advertised(&self) -> &str {
         &self.advertise
     }
@@ -368,6 +562,8 @@ async fn start_cluster(
     config: &Config,
     advertised_host: &str,
     advertised_port: i32,
+    listeners: Vec<Endpoint>,
+    transport: Transport,
     shutdown: &CancellationToken,
 ) -> Result<Arc<Cluster>, BrokerError> {
     let listen = match &config.cluster_listen {
@@ -404,6 +600,7 @@ async fn start_cluster(
         id: config.node_id,
         host: advertised_host.to_string(),
         port: advertised_port,
+        listeners,
         cluster_addr,
         rack: config.rack.clone(),
         state: BrokerState::Active,
@@ -416,6 +613,7 @@ async fn start_cluster(
         listen,
         seeds: config.seeds.clone(),
         me,
+        transport,
     };
     Cluster::start(cfg, shutdown.clone())
         .await
@@ -500,11 +698,12 @@ async fn bring_up(ctx: Arc<BrokerContext>, http: Arc<HttpState>) {
 
 async fn accept_loop(
     listener: TcpListener,
+    spec: Arc<KafkaListener>,
     ctx: Arc<BrokerContext>,
     tracker: TaskTracker,
+    limit: Arc<Semaphore>,
     max_request: usize,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
@@ -514,7 +713,7 @@ async fn accept_loop(
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(error = %e, listener = %spec.spec.name, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -526,14 +725,16 @@ async fn accept_loop(
             continue;
         };
         let ctx = Arc::clone(&ctx);
+        let spec = Arc::clone(&spec);
+        let span = tracing::debug_span!("conn", %peer, listener = %spec.spec.name);
         ctx.metrics.connection_opened();
         tracker.spawn(
             async move {
-                conn::serve(Arc::clone(&ctx), stream, peer, max_request).await;
+                conn::accept(Arc::clone(&ctx), stream, peer, &spec, max_request).await;
                 ctx.metrics.connection_closed();
                 drop(permit);
             }
-            .instrument(tracing::debug_span!("conn", %peer)),
+            .instrument(span),
         );
     }
 }

@@ -99,21 +99,45 @@ pub fn java_fails(args: &[&str]) -> String {
     }
 }
 
-/// The driver's commands against the broker at `bootstrap`: `<command> --bootstrap <it> …`.
+/// The driver's commands against the broker at `bootstrap`: `<command> --bootstrap <it> …`,
+/// each with the client properties `props` (`--prop k=v`, e.g. the security settings).
 pub struct JavaDriver {
     pub bootstrap: String,
+    pub props: Vec<String>,
 }
 
 impl JavaDriver {
     pub fn at(bootstrap: &str) -> JavaDriver {
+        JavaDriver::with_props(bootstrap, &[])
+    }
+
+    /// A driver whose every client (producer, consumer, admin) is given `props`.
+    pub fn with_props(bootstrap: &str, props: &[(&str, &str)]) -> JavaDriver {
         JavaDriver {
             bootstrap: bootstrap.to_string(),
+            props: props.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         }
+    }
+
+    /// A client of a SASL_SSL listener that authenticates as `user` with SCRAM-SHA-512 and
+    /// trusts the PEM CA certificates `ca_pem` (not a file: `ssl.truststore.certificates`).
+    pub fn sasl_ssl_scram_sha_512(
+        bootstrap: &str,
+        user: &str,
+        password: &str,
+        ca_pem: &str,
+    ) -> JavaDriver {
+        let props = scram_sha_512_props(user, password, ssl_truststore_certificates(ca_pem));
+        let borrowed: Vec<(&str, &str)> = props.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        JavaDriver::with_props(bootstrap, &borrowed)
     }
 
     pub fn command<T>(&self, command: &str, args: &[&str], run: fn(&[&str]) -> T) -> T {
         let mut all = vec![command, "--bootstrap", self.bootstrap.as_str()];
         all.extend_from_slice(args);
+        for p in &self.props {
+            all.extend_from_slice(&["--prop", p.as_str()]);
+        }
         run(&all)
     }
 
@@ -181,6 +205,39 @@ impl JavaDriver {
     }
 }
 
+/// The Java client's trust settings for the PEM CA certificates `ca_pem` given inline.
+pub fn ssl_truststore_certificates(ca_pem: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ssl.truststore.type", "PEM".to_string()),
+        ("ssl.truststore.certificates", ca_pem.to_string()),
+    ]
+}
+
+/// The Java client's SASL_SSL settings to authenticate as `user` with SCRAM-SHA-512, plus
+/// `trust` (how the broker's certificate is verified).
+pub fn scram_sha_512_props(
+    user: &str,
+    password: &str,
+    trust: Vec<(&'static str, String)>,
+) -> Vec<(&'static str, String)> {
+    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut props = vec![
+        ("security.protocol", "SASL_SSL".to_string()),
+        ("sasl.mechanism", "SCRAM-SHA-512".to_string()),
+        (
+            "sasl.jaas.config",
+            format!(
+                "org.apache.kafka.common.security.scram.ScramLoginModule required \
+                 username=\"{}\" password=\"{}\";",
+                quote(user),
+                quote(password)
+            ),
+        ),
+    ];
+    props.extend(trust);
+    props
+}
+
 // ---------------------------------------------------------------------------------------------
 // Apache Kafka's command-line tools
 
@@ -211,6 +268,17 @@ fn kafka_tool_cmd(main_class: &str, args: &[&str]) -> Command {
     ])
     .args(args);
     cmd
+}
+
+/// Writes the client properties `props` as a Java properties file at `path` (a tool's
+/// `--command-config`); returns the path.
+pub fn write_client_properties(path: &Path, props: &[(&str, String)]) -> String {
+    let text: String = props
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", v.replace('\\', "\\\\").replace('\n', "\\n")))
+        .collect();
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path.display().to_string()
 }
 
 /// Runs a Kafka tool; panics with its output unless it exits 0 within [`RUN`].

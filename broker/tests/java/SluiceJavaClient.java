@@ -321,6 +321,16 @@ public final class SluiceJavaClient {
                             + " id " + r.topicId(a.get("topic")).get());
                     break;
                 }
+                case "describe-scram-user": {
+                    // DescribeUserScramCredentials: one line per credential, no secret in it.
+                    String user = a.get("user");
+                    UserScramCredentialsDescription d = admin.describeUserScramCredentials(List.of(user))
+                            .description(user).get();
+                    for (ScramCredentialInfo c : d.credentialInfos()) {
+                        out("#scram " + d.name() + " " + c.mechanism() + " iterations " + c.iterations());
+                    }
+                    break;
+                }
                 case "list-topics": {
                     List<String> names = new ArrayList<>(admin.listTopics().names().get());
                     Collections.sort(names);

@@ -21,6 +21,9 @@ use uuid::Uuid;
 use super::partition::Refusal;
 pub use super::partition::{PartitionRecord, NO_LEADER};
 use super::placement::{self, Candidate, Load};
+use crate::security::acl::{AclBinding, AclFilter};
+use crate::security::scram::ScramCredential;
+use crate::security::Mechanism;
 
 /// Kafka error codes the state machine refuses with (a subset of Kafka's `Errors.java`).
 pub mod code {
@@ -34,6 +37,20 @@ pub mod code {
 
 /// The topic config that lets an out-of-sync replica lead when no in-sync one is alive.
 pub const UNCLEAN_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
+
+impl BrokerRecord {
+    /// Where a client of listener `name` reaches this broker: that listener's address, `None`
+    /// when the broker has no such listener (Kafka leaves such brokers out of its answer).
+    pub fn endpoint(&self, name: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| (e.host.as_str(), e.port))
+    }
+}
 
 /// Whether a broker takes new partitions and group coordinators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -57,13 +74,28 @@ impl BrokerState {
     }
 }
 
+/// One advertised Kafka listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The listener's name (upper case), e.g. `CLIENT`.
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
 /// A broker as registered in the quorum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRecord {
     pub id: i32,
-    /// Advertised Kafka host and port, as given to clients in Metadata.
+    /// The advertised address of its inter-broker listener: where other brokers (followers,
+    /// forwarded requests) connect, and what brokers registered before listeners existed gave
+    /// every client.
     pub host: String,
     pub port: i32,
+    /// Every advertised listener; a client is given the one it connected through (empty in
+    /// registrations from before named listeners: `host`/`port` serve everyone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<Endpoint>,
     /// The inter-broker (`--cluster-listen`) address other brokers reach it at.
     pub cluster_addr: String,
     pub rack: Option<String>,
@@ -218,6 +250,21 @@ pub enum Command {
         broker: i32,
         count: i64,
     },
+    /// Adds ACL bindings (CreateAcls); one that exists already stays as it is.
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes every ACL binding each filter matches (DeleteAcls).
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
+    /// Sets and removes users' SCRAM credentials (AlterUserScramCredentials), validated by
+    /// the proposer. Removing a credential that does not exist changes nothing and is
+    /// reported in the outcome.
+    AlterScramCredentials {
+        upsertions: Vec<(String, Mechanism, ScramCredential)>,
+        deletions: Vec<(String, Mechanism)>,
+    },
     /// Metadata logs written before replication: a one-copy move to `target` (now a
     /// reassignment to `[target]`).
     StartReassignment {
@@ -271,6 +318,12 @@ pub enum Outcome {
         first: i64,
         count: i64,
     },
+    /// The bindings each DeleteAcls filter removed, in the filters' order.
+    AclsDeleted(Vec<Vec<AclBinding>>),
+    /// The deletions of an AlterScramCredentials that named no existing credential.
+    ScramAltered {
+        missing: Vec<(String, Mechanism)>,
+    },
     /// Nothing changed; `code` is the Kafka error code for the client, `message` says why.
     Refused {
         code: i16,
@@ -298,6 +351,12 @@ pub struct ClusterState {
     pub groups: BTreeMap<String, GroupRecord>,
     /// The first producer id not yet handed to any broker.
     pub next_producer_id: i64,
+    /// Kafka ACLs (`--authorizer acl` checks requests against them).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<AclBinding>,
+    /// Users' SCRAM credentials by user and mechanism (never a password).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
 }
 
 impl ClusterState {
@@ -445,6 +504,49 @@ impl ClusterState {
                     first,
                     count: *count,
                 }
+            }
+            Command::CreateAcls { bindings } => {
+                self.acls.extend(bindings.iter().cloned());
+                Outcome::Done
+            }
+            Command::DeleteAcls { filters } => {
+                let removed = filters
+                    .iter()
+                    .map(|f| {
+                        let gone: Vec<AclBinding> =
+                            self.acls.iter().filter(|b| f.matches(b)).cloned().collect();
+                        for b in &gone {
+                            self.acls.remove(b);
+                        }
+                        gone
+                    })
+                    .collect();
+                Outcome::AclsDeleted(removed)
+            }
+            Command::AlterScramCredentials {
+                upsertions,
+                deletions,
+            } => {
+                let mut missing = Vec::new();
+                for (user, mechanism) in deletions {
+                    let gone = self
+                        .scram
+                        .get_mut(user)
+                        .and_then(|creds| creds.remove(mechanism));
+                    if gone.is_none() {
+                        missing.push((user.clone(), *mechanism));
+                    }
+                    if self.scram.get(user).is_some_and(BTreeMap::is_empty) {
+                        self.scram.remove(user);
+                    }
+                }
+                for (user, mechanism, credential) in upsertions {
+                    self.scram
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(*mechanism, credential.clone());
+                }
+                Outcome::ScramAltered { missing }
             }
             Command::StartReassignment {
                 topic,

@@ -11,6 +11,7 @@ fn broker(id: i32) -> Command {
         cluster_addr: format!("b{id}:9093"),
         rack: None,
         state: BrokerState::Active,
+        listeners: Vec::new(),
         fresh_volume: false,
     })
 }

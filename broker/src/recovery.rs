@@ -39,6 +39,10 @@ pub enum Action {
     RaftLogTruncated,
     /// A damaged Raft hint file (`committed.json`) was ignored.
     RaftHintIgnored,
+    /// A log ended before where the last clean shutdown left it (a segment emptied, removed
+    /// or cut while the broker was stopped): records that were durable are gone. Reported
+    /// only; nothing can bring them back from this copy.
+    LogEndLost,
     /// A stored batch failed its CRC when read and was not served.
     CorruptBatchRefused,
     /// A batch failed its CRC at recovery but intact batches follow it: it stays in place
@@ -48,7 +52,7 @@ pub enum Action {
 
 impl Action {
     /// Every kind, in the order of the counters.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::SegmentTruncated,
         Action::SegmentRemoved,
         Action::StraySegmentRemoved,
@@ -60,6 +64,7 @@ impl Action {
         Action::OrphanPartitionRemoved,
         Action::RaftLogTruncated,
         Action::RaftHintIgnored,
+        Action::LogEndLost,
         Action::CorruptBatchRefused,
         Action::CorruptBatchKept,
     ];
@@ -78,6 +83,7 @@ impl Action {
             Action::OrphanPartitionRemoved => "orphan_partition_removed",
             Action::RaftLogTruncated => "raft_log_truncated",
             Action::RaftHintIgnored => "raft_hint_ignored",
+            Action::LogEndLost => "log_end_lost",
             Action::CorruptBatchRefused => "corrupt_batch_refused",
             Action::CorruptBatchKept => "corrupt_batch_kept",
         }

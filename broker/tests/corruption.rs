@@ -12,8 +12,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -66,111 +65,8 @@ fn template() -> PathBuf {
     .join("data")
 }
 
-/// A copy of the template folder for one test.
-struct Case {
-    _tmp: tempfile::TempDir,
-    data: PathBuf,
-    log: PathBuf,
-}
-
-impl Case {
-    fn new() -> Case {
-        let tmp = tempfile::tempdir().expect("case dir");
-        let data = tmp.path().join("data");
-        let st = std::process::Command::new("cp")
-            .args(["-a"])
-            .arg(template())
-            .arg(&data)
-            .status()
-            .expect("cp");
-        assert!(st.success(), "copy the template folder");
-        let log = tmp.path().join("broker.log");
-        Case {
-            _tmp: tmp,
-            data,
-            log,
-        }
-    }
-
-    fn partition(&self, topic: &str) -> PathBuf {
-        partition_dir(&self.data, topic, 0).expect("partition dir")
-    }
-
-    fn segments(&self, topic: &str) -> Vec<PathBuf> {
-        segment_files(&self.data, topic, 0)
-    }
-
-    fn cluster(&self, file: &str) -> PathBuf {
-        self.data.join("cluster").join(file)
-    }
-
-    fn start(&self) -> BinaryBroker {
-        BinaryBroker::spawn(&self.data, ARGS, &self.log)
-    }
-
-    /// Starts the broker expecting it to refuse: its output, which must name `file`.
-    fn refused(&self, file: &Path) -> String {
-        let mut cmd = scrubbed_broker_command();
-        cmd.args(&broker_args(&self.data, ARGS)[1..]);
-        let (status, out) = run_within(cmd, "sluice-broker", Duration::from_secs(30));
-        let text = strip_ansi(&format!("{}{}", out.stdout, out.stderr));
-        let status = status.expect("the broker exits instead of serving");
-        assert!(
-            !status.success(),
-            "the broker started on a damaged folder:\n{text}"
-        );
-        assert!(
-            text.contains(&file.display().to_string()),
-            "the refusal names {}:\n{text}",
-            file.display()
-        );
-        text
-    }
-}
-
-/// Records read: `(offset, value)`.
-type Read = Vec<(i64, Vec<u8>)>;
-
-/// Every record a consumer gets from `topic`, from its log start: `(offset, value)`, each
-/// batch's CRC checked, and the first error answered (offset, code), if any.
-fn read_all(broker: &BinaryBroker, topic: &str) -> (Read, Option<(i64, i16)>) {
-    let mut c = RawClient::connect(broker.kafka_addr);
-    let (_, start) = raw_list_offset(&mut c, topic, 0, -2);
-    let (_, end) = raw_list_offset(&mut c, topic, 0, -1);
-    let mut got = Vec::new();
-    let mut offset = start;
-    while offset < end {
-        let f = raw_fetch(&mut c, topic, 0, offset, 0, 1);
-        if f.error_code != 0 {
-            return (got, Some((offset, f.error_code)));
-        }
-        assert!(
-            !f.records.is_empty(),
-            "{topic}: empty fetch at {offset} below {end}"
-        );
-        assert_crcs(&f.records);
-        for r in decoded_records(&f.records) {
-            got.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
-            offset = r.offset + 1;
-        }
-    }
-    (got, None)
-}
-
-/// Every batch in a fetched record set has a good CRC-32C.
-fn assert_crcs(records: &[u8]) {
-    let mut pos = 0;
-    while pos < records.len() {
-        let len = i32::from_be_bytes(records[pos + 8..pos + 12].try_into().expect("4 bytes"));
-        let end = pos + 12 + len as usize;
-        let stored = u32::from_be_bytes(records[pos + 17..pos + 21].try_into().expect("4 bytes"));
-        assert_eq!(
-            crc32c::crc32c(&records[pos + 21..end]),
-            stored,
-            "a batch with a bad CRC was served"
-        );
-        pos = end;
-    }
+fn case() -> Case {
+    Case::new(template(), ARGS)
 }
 
 /// The records of `topic` are exactly its values at their offsets, for `offsets`.
@@ -186,65 +82,9 @@ fn assert_healthy(broker: &BinaryBroker) {
     assert_values(&got, HEALTHY, 0..RECORDS);
 }
 
-/// `sluice_recovery_actions_total{kind}` as scraped now.
-fn recovery_count(broker: &BinaryBroker, kind: &str) -> u64 {
-    let (status, body) = http_get(broker.http_addr, "/metrics").expect("GET /metrics");
-    assert_eq!(status, 200);
-    let prefix = format!("sluice_recovery_actions_total{{kind=\"{kind}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
-}
-
-/// The broker logged a WARN naming `path` and counted `kind` at least once.
-fn assert_reported(broker: &BinaryBroker, path: &Path, kind: &str) {
-    let log = strip_ansi(&broker.log());
-    let path = path.display().to_string();
-    assert!(
-        log.lines().any(|l| l.contains("WARN") && l.contains(&path)),
-        "no WARN line naming {path}:\n{log}"
-    );
-    assert!(recovery_count(broker, kind) >= 1, "{kind} not counted");
-}
-
-/// Positions and sizes of the batches of a segment file.
-fn batches(file: &Path) -> Vec<(usize, usize)> {
-    let b = std::fs::read(file).expect("read segment");
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos + 12 <= b.len() {
-        let len = i32::from_be_bytes(b[pos + 8..pos + 12].try_into().expect("4 bytes")) as usize;
-        out.push((pos, 12 + len));
-        pos += 12 + len;
-    }
-    out
-}
-
-fn base_of(file: &Path) -> i64 {
-    file.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse().ok())
-        .expect("segment file name is its base offset")
-}
-
-fn append(file: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(file)
-        .expect("open for append");
-    f.write_all(bytes).expect("append");
-}
-
-fn flip(file: &Path, at: usize) {
-    let mut b = std::fs::read(file).expect("read");
-    b[at] ^= 0x40;
-    std::fs::write(file, b).expect("write");
-}
-
 #[test]
 fn template_has_several_segments_per_partition() {
-    let case = Case::new();
+    let case = case();
     assert!(
         case.segments(VICTIM).len() >= 4,
         "{:?}",
@@ -270,7 +110,7 @@ fn template_has_several_segments_per_partition() {
 
 #[test]
 fn truncated_tail_is_cut_to_the_last_whole_batch() {
-    let case = Case::new();
+    let case = case();
     let active = case.segments(VICTIM).pop().expect("active segment");
     let (pos, size) = *batches(&active).last().expect("a batch");
     let f = std::fs::OpenOptions::new()
@@ -289,7 +129,7 @@ fn truncated_tail_is_cut_to_the_last_whole_batch() {
 
 #[test]
 fn zero_filled_tail_is_cut() {
-    let case = Case::new();
+    let case = case();
     let active = case.segments(VICTIM).pop().expect("active segment");
     append(&active, &[0u8; 4096]);
     let broker = case.start();
@@ -306,7 +146,7 @@ fn zero_filled_tail_is_cut() {
 
 #[test]
 fn flipped_byte_in_the_last_batch_is_cut_like_a_torn_write() {
-    let case = Case::new();
+    let case = case();
     let active = case.segments(VICTIM).pop().expect("active segment");
     let (pos, size) = *batches(&active).last().expect("a batch");
     flip(&active, pos + size - 3);
@@ -320,7 +160,7 @@ fn flipped_byte_in_the_last_batch_is_cut_like_a_torn_write() {
 
 #[test]
 fn flipped_byte_mid_active_segment_is_kept_in_place_and_never_served() {
-    let case = Case::new();
+    let case = case();
     let active = case.segments(VICTIM).pop().expect("active segment");
     let base = base_of(&active);
     let all = batches(&active);
@@ -359,7 +199,7 @@ fn flipped_byte_mid_active_segment_is_kept_in_place_and_never_served() {
 
 #[test]
 fn flipped_byte_in_a_closed_segment_is_never_served() {
-    let case = Case::new();
+    let case = case();
     let first = case.segments(VICTIM)[0].clone();
     let (pos, size) = batches(&first)[2];
     flip(&first, pos + size - 3);
@@ -385,7 +225,7 @@ fn flipped_byte_in_a_closed_segment_is_never_served() {
 
 #[test]
 fn missing_indexes_of_a_closed_segment_are_rebuilt() {
-    let case = Case::new();
+    let case = case();
     let first = case.segments(VICTIM)[0].clone();
     std::fs::remove_file(first.with_extension("index")).expect("remove index");
     std::fs::remove_file(first.with_extension("timeindex")).expect("remove time index");
@@ -403,7 +243,7 @@ fn missing_indexes_of_a_closed_segment_are_rebuilt() {
 
 #[test]
 fn garbled_index_of_a_closed_segment_is_rebuilt() {
-    let case = Case::new();
+    let case = case();
     let second = case.segments(VICTIM)[1].clone();
     std::fs::write(second.with_extension("index"), b"not an index!").expect("garble");
     std::fs::write(second.with_extension("timeindex"), [0xffu8; 24]).expect("garble");
@@ -417,7 +257,7 @@ fn garbled_index_of_a_closed_segment_is_rebuilt() {
 
 #[test]
 fn stray_empty_segment_in_the_middle_is_removed_and_nothing_else() {
-    let case = Case::new();
+    let case = case();
     let stray = case.partition(VICTIM).join("00000000000000000001.log");
     std::fs::write(&stray, b"").expect("stray");
     let broker = case.start();
@@ -431,7 +271,7 @@ fn stray_empty_segment_in_the_middle_is_removed_and_nothing_else() {
 
 #[test]
 fn stray_segment_of_garbage_past_the_end_is_dropped() {
-    let case = Case::new();
+    let case = case();
     let stray = case.partition(VICTIM).join("00000000000000009999.log");
     std::fs::write(&stray, [0x5au8; 300]).expect("stray");
     let broker = case.start();
@@ -447,7 +287,7 @@ fn stray_segment_of_garbage_past_the_end_is_dropped() {
 
 #[test]
 fn leftover_tmp_file_is_removed() {
-    let case = Case::new();
+    let case = case();
     let tmp = case.partition(VICTIM).join("leader-epoch-checkpoint.tmp");
     std::fs::write(&tmp, b"0\n1\n").expect("leftover");
     let broker = case.start();
@@ -458,7 +298,7 @@ fn leftover_tmp_file_is_removed() {
 
 #[test]
 fn garbled_leader_epoch_checkpoint_is_rebuilt_from_the_batches() {
-    let case = Case::new();
+    let case = case();
     let file = case.partition(VICTIM).join("leader-epoch-checkpoint");
     std::fs::write(&file, b"0\n2\nbanana\n").expect("garble");
     let broker = case.start();
@@ -473,7 +313,7 @@ fn garbled_leader_epoch_checkpoint_is_rebuilt_from_the_batches() {
 
 #[test]
 fn garbled_log_start_offset_is_ignored() {
-    let case = Case::new();
+    let case = case();
     let file = case.partition(VICTIM).join("log-start-offset");
     std::fs::write(&file, b"twelve\n").expect("garble");
     let broker = case.start();
@@ -486,7 +326,7 @@ fn garbled_log_start_offset_is_ignored() {
 
 #[test]
 fn damaged_topics_json_refuses_to_start_naming_it() {
-    let case = Case::new();
+    let case = case();
     let file = case.data.join("topics.json");
     let mut b = std::fs::read(&file).expect("read");
     b.truncate(b.len() / 2);
@@ -496,7 +336,7 @@ fn damaged_topics_json_refuses_to_start_naming_it() {
 
 #[test]
 fn missing_topics_json_refuses_to_start_rather_than_delete_the_partitions() {
-    let case = Case::new();
+    let case = case();
     let file = case.data.join("topics.json");
     std::fs::remove_file(&file).expect("remove");
     case.refused(&file);
@@ -508,7 +348,7 @@ fn missing_topics_json_refuses_to_start_rather_than_delete_the_partitions() {
 
 #[test]
 fn torn_append_at_the_end_of_the_raft_log_is_cut() {
-    let case = Case::new();
+    let case = case();
     let file = case.cluster("raft.log");
     // Half a record: a length, a CRC and some of its bytes, as a crash mid-append leaves it.
     let mut half = 200u32.to_be_bytes().to_vec();
@@ -524,7 +364,7 @@ fn torn_append_at_the_end_of_the_raft_log_is_cut() {
 
 #[test]
 fn damaged_raft_log_record_followed_by_valid_ones_refuses_to_start() {
-    let case = Case::new();
+    let case = case();
     let file = case.cluster("raft.log");
     let b = std::fs::read(&file).expect("read");
     // The second record's payload: records after it are intact, so this is not a torn append.
@@ -537,7 +377,7 @@ fn damaged_raft_log_record_followed_by_valid_ones_refuses_to_start() {
 #[test]
 fn garbled_raft_side_files_refuse_to_start_naming_them() {
     for name in ["vote.json", "snapshot.json"] {
-        let case = Case::new();
+        let case = case();
         let file = case.cluster(name);
         std::fs::write(&file, b"{\"garbled").expect("garble");
         case.refused(&file);
@@ -546,7 +386,7 @@ fn garbled_raft_side_files_refuse_to_start_naming_them() {
 
 #[test]
 fn garbled_raft_commit_hint_is_ignored() {
-    let case = Case::new();
+    let case = case();
     let file = case.cluster("committed.json");
     std::fs::write(&file, b"{\"garbled").expect("garble");
     let broker = case.start();

@@ -1497,3 +1497,52 @@ fn damaged_batch_header_before_the_first_index_entry_is_refused_not_empty() {
     }
     assert_eq!(log.log_end_offset(), 80);
 }
+
+#[test]
+fn an_end_below_the_clean_shutdown_record_is_reported_once() {
+    use crate::recovery::{total, Action};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let marker = dir.join("clean-shutdown-end");
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    log.append(B::new(3).build()).unwrap();
+    log.flush_at_shutdown().unwrap();
+    drop(log);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "3\n");
+
+    // Intact: nothing reported, and the record is used once.
+    let before = total(Action::LogEndLost);
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(total(Action::LogEndLost), before);
+    assert!(!marker.exists());
+    log.flush_at_shutdown().unwrap();
+    drop(log);
+
+    // The only segment emptied while stopped: three durable records are gone.
+    std::fs::write(dir.join(segment::file_name(0, "log")), b"").unwrap();
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+    assert!(total(Action::LogEndLost) > before);
+    assert!(!marker.exists());
+    drop(log);
+    // Without a clean shutdown since (a crash), a shorter log is a torn tail, not a loss.
+    let after = total(Action::LogEndLost);
+    PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(total(Action::LogEndLost), after);
+}
+
+#[test]
+fn a_garbled_clean_shutdown_end_is_ignored_and_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    log.append(B::new(2).build()).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let marker = dir.join("clean-shutdown-end");
+    std::fs::write(&marker, b"two\n").unwrap();
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 2);
+    assert!(!marker.exists());
+}

@@ -68,11 +68,12 @@ impl LogManager {
         }
     }
 
-    /// Fsyncs every partition (shutdown). Tries all of them; returns the first error.
+    /// Fsyncs every partition and records its end for the next start (shutdown:
+    /// `PartitionLog::flush_at_shutdown`). Tries all of them; returns the first error.
     pub fn flush_all(&self) -> Result<(), LogError> {
         let mut first = None;
         for (topic, p, log) in self.all_partitions() {
-            if let Err(e) = log.flush() {
+            if let Err(e) = log.flush_at_shutdown() {
                 tracing::error!(topic = %topic, partition = p, error = %e, "fsync at shutdown failed");
                 first.get_or_insert(e);
             }

@@ -6,9 +6,12 @@
 //! Every wait here is bounded by a deadline; nothing sleeps in place of checking a condition.
 #![allow(dead_code)]
 
+mod corrupt;
 mod drivers;
 mod java;
 // Each test binary compiles this harness whole; some use nothing of `drivers` or `java`.
+#[allow(unused_imports)]
+pub use corrupt::*;
 #[allow(unused_imports)]
 pub use drivers::*;
 #[allow(unused_imports)]

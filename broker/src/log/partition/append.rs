@@ -263,10 +263,13 @@ impl PartitionLog {
         // Everything that can fail (a full disk) comes before the active segment is sealed: a
         // failed roll must leave it active and unchanged, since a sealed segment keeps its
         // indexes only in files and must never be appended to.
-        let snap = serde_json::to_vec(&inner.producers).map_err(|e| LogError::Metadata {
-            path: snapshot_path(&self.dir, next),
-            reason: e.to_string(),
-        })?;
+        let snap = inner
+            .producers
+            .to_snapshot()
+            .map_err(|e| LogError::Metadata {
+                path: snapshot_path(&self.dir, next),
+                reason: e.to_string(),
+            })?;
         let seg = Segment::create(&self.dir, next)?;
         let a = inner.active();
         if let Err(e) = a.seal() {

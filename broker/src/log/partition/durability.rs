@@ -10,8 +10,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{lock, PartitionLog, Shared};
-use crate::log::files::{io_err, sync_dir};
+use crate::log::files::{io_err, sync_dir, write_atomic};
 use crate::log::{FsyncPolicy, LogError};
+
+/// Where the log's durable end was at the last clean shutdown (decimal text).
+pub(super) const CLEAN_END_FILE: &str = "clean-shutdown-end";
 
 impl Shared {
     fn publish_durable(&self, offset: i64) {
@@ -186,5 +189,20 @@ impl PartitionLog {
             self.shared.fail(e);
         }
         r
+    }
+
+    /// [`PartitionLog::flush`], then records the durable end in [`CLEAN_END_FILE`], which the
+    /// next open reads once and removes. Recovery alone cannot tell a segment emptied, removed
+    /// or cut on a stopped broker from an unacknowledged torn tail left by a crash; an end
+    /// lower than this record can only be records that were durable and are gone. The record
+    /// is a hint: failing to write it (a full disk) is logged, not a failed shutdown.
+    pub fn flush_at_shutdown(&self) -> Result<(), LogError> {
+        self.flush()?;
+        let end = self.shared.durable_tx.borrow().offset;
+        let path = self.dir.join(CLEAN_END_FILE);
+        if let Err(e) = write_atomic(&path, format!("{end}\n").as_bytes()) {
+            tracing::warn!(path = %path.display(), error = %e, "could not record the log end at shutdown; the next start cannot tell a lost tail from a torn one");
+        }
+        Ok(())
     }
 }

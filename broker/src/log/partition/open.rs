@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use super::durability::CLEAN_END_FILE;
 use super::retention::read_log_start;
 use super::{snapshot_path, Durable, Inner, PartitionLog, Shared, SyncCtl};
 use crate::log::batch::BatchHeader;
 use crate::log::files::{io_err, remove_if_exists, sync_dir};
-use crate::log::producer::ProducerStates;
+use crate::log::producer::{ProducerStates, SnapshotError};
 use crate::log::segment::{self, Segment};
 use crate::log::{LogConfig, LogError};
 use crate::recovery::{self, Action};
@@ -105,6 +106,7 @@ impl PartitionLog {
         }
 
         let next_offset = segments[segments.len() - 1].next_offset;
+        check_clean_end(&dir, &segments[segments.len() - 1].log_path, next_offset);
         // A start set by DeleteRecords beyond what recovery kept (a torn tail was cut) can only
         // have hidden records that are gone anyway.
         let log_start = read_log_start(&dir)
@@ -163,6 +165,27 @@ impl PartitionLog {
     }
 }
 
+/// Compares the recovered end with the one the last clean shutdown recorded, then removes the
+/// record: it describes that shutdown only (the directory fsync that follows in `open` makes
+/// the removal durable before anything is appended).
+fn check_clean_end(dir: &Path, last_segment: &Path, next_offset: i64) {
+    let path = dir.join(CLEAN_END_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    match text.trim().parse::<i64>() {
+        Ok(end) if end > next_offset => {
+            tracing::warn!(path = %last_segment.display(), recovered_end = next_offset, clean_shutdown_end = end, "the log ends before where the last clean shutdown left it: records that were durable are gone");
+            recovery::count(Action::LogEndLost);
+        }
+        Ok(_) => {}
+        Err(_) => {
+            tracing::warn!(path = %path.display(), "ignoring an unreadable clean-shutdown end");
+        }
+    }
+    remove_if_exists(&path);
+}
+
 /// Producer state: the snapshot taken when the active segment was created, plus the active
 /// segment's batches (`active_headers`); without a usable snapshot, every segment's headers.
 pub(super) fn producer_state(
@@ -172,14 +195,22 @@ pub(super) fn producer_state(
 ) -> Result<ProducerStates, LogError> {
     let active_base = segments.last().map_or(0, |s| s.base);
     let path = snapshot_path(dir, active_base);
-    let snap = std::fs::read(&path).ok().and_then(|b| {
-        let parsed = serde_json::from_slice::<ProducerStates>(&b);
-        if let Err(e) = &parsed {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged producer snapshot; scanning every segment instead");
-            recovery::count(Action::ProducerSnapshotIgnored);
-        }
-        parsed.ok()
-    });
+    // A missing snapshot is not damage: its write at a roll is best effort, and truncation
+    // removes it. Rebuilding from the headers gives the same state, only slower.
+    let snap = std::fs::read(&path)
+        .ok()
+        .and_then(|b| match ProducerStates::from_snapshot(&b) {
+            Ok(s) => Some(s),
+            Err(SnapshotError::Unverified) => {
+                tracing::info!(path = %path.display(), "producer snapshot without a checksum (earlier version); scanning every segment instead");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged producer snapshot; scanning every segment instead");
+                recovery::count(Action::ProducerSnapshotIgnored);
+                None
+            }
+        });
     let mut producers = match snap {
         Some(s) => s,
         None => {

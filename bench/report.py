@@ -28,6 +28,7 @@ FIGURES = {
     "consume": ["mib_s", "records_s", "client_cores", "client_cpu_s_per_gib", "broker_cores",
                 "broker_cpu_s_per_gib", "broker_peak_rss_mib"],
     "java-consume": ["mib_s", "mib_s_incl_join", "client_cpu_s_per_gib", "broker_cpu_s_per_gib"],
+    "java-share": ["mib_s", "records_s", "client_cpu_s_per_gib", "broker_cpu_s_per_gib"],
     "ready": ["ready_ms"],
     "rss": ["broker_rss_mib"],
     "create-topic": ["seconds"],

@@ -15,6 +15,8 @@
 #   partitions   one topic of PARTITIONS_MANY partitions: creation, memory, produce, restart
 #   connections  CONNECTIONS sockets each producing in a closed loop: memory and throughput
 #   rf3          three brokers each, replication factor 3, min.insync.replicas 2
+#   share        share groups (KIP-932) draining a backlog, 1 and 16 partitions, 1 and 4
+#                consumers (bench/suite-share.sh; SHARE_RECORDS, SHARE_THREADS)
 # Every broker start is also timed (start to ready on an empty folder) and its idle RSS read.
 #
 # Env (all optional):
@@ -59,7 +61,7 @@ CLUSTER_HEAP_OPTS="${CLUSTER_HEAP_OPTS:--Xms512m -Xmx512m}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT_DIR="${OUT_DIR:-/tmp/sluice-suite-$STAMP}"
 RESULTS="$OUT_DIR/results.jsonl"
-ALL_SECTIONS="machine sink throughput latency backlog partitions connections rf3"
+ALL_SECTIONS="machine sink throughput latency backlog partitions connections rf3 share"
 SECTIONS="${*:-$ALL_SECTIONS}"
 
 mkdir -p "$OUT_DIR"
@@ -672,6 +674,9 @@ section_rf3() {
     done
 }
 
+# shellcheck source=bench/suite-share.sh
+source "$ROOT/bench/suite-share.sh"
+
 # ---- main -----------------------------------------------------------------------------------
 if [[ -z "${SLUICE_BIN:-}" || -z "${LOADGEN_BIN:-}" ]]; then
     log "cargo build --release -p sluice-broker -p sluice-loadgen (log: $LOGS/cargo.log)"
@@ -684,7 +689,7 @@ fi
 [[ -x "$SLUICE_BIN" ]] || fail "build: $SLUICE_BIN is not executable"
 [[ -x "$LOADGEN_BIN" ]] || fail "build: $LOADGEN_BIN is not executable"
 LOADGEN="$LOADGEN_BIN"
-case " $SECTIONS " in *" throughput "* | *" latency "* | *" backlog "* | *" sink "* | *" partitions "* | *" connections "* | *" rf3 "*) java_setup ;; esac
+case " $SECTIONS " in *" throughput "* | *" latency "* | *" backlog "* | *" sink "* | *" partitions "* | *" connections "* | *" rf3 "* | *" share "*) java_setup ;; esac
 
 {
     echo "run $STAMP: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"

@@ -78,6 +78,10 @@ pub struct Metrics {
     connections: Gauge,
     connections_total: Counter,
     connections_rejected: Counter,
+    /// Response bytes built but not yet written to their clients, all connections together.
+    queued_response_bytes: Gauge,
+    /// Times a connection stopped reading requests until its client took its responses.
+    response_backpressure: Counter,
     protocol_errors: Family<ReasonLabels, Counter>,
     tls_handshake_failures: Family<ReasonLabels, Counter>,
     sasl_failures: Family<MechanismLabels, Counter>,
@@ -133,6 +137,8 @@ impl Metrics {
             connections: Gauge::default(),
             connections_total: Counter::default(),
             connections_rejected: Counter::default(),
+            queued_response_bytes: Gauge::default(),
+            response_backpressure: Counter::default(),
             protocol_errors: Family::default(),
             tls_handshake_failures: Family::default(),
             sasl_failures: Family::default(),
@@ -212,6 +218,16 @@ impl Metrics {
             "connections_rejected",
             "Client connections refused because the connection limit was reached",
             m.connections_rejected.clone(),
+        );
+        registry.register(
+            "queued_response_bytes",
+            "Response bytes built but not yet written to their clients (bounded; see docs/reliability.md)",
+            m.queued_response_bytes.clone(),
+        );
+        registry.register(
+            "response_backpressure",
+            "Times a connection stopped reading requests until its client took its responses",
+            m.response_backpressure.clone(),
         );
         registry.register(
             "protocol_errors",
@@ -399,6 +415,23 @@ impl Metrics {
 
     pub fn bytes_in(&self, n: usize) {
         self.bytes_in.inc_by(n as u64);
+    }
+    /// A response of `n` bytes is waiting for its client; returns the new total of all such.
+    pub fn response_queued(&self, n: usize) -> usize {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        usize::try_from(self.queued_response_bytes.inc_by(n).saturating_add(n)).unwrap_or(0)
+    }
+    /// A queued response of `n` bytes was written (or dropped with its connection).
+    pub fn response_unqueued(&self, n: usize) {
+        self.queued_response_bytes
+            .dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    /// Response bytes waiting for their clients, all connections together.
+    pub fn queued_response_bytes(&self) -> usize {
+        usize::try_from(self.queued_response_bytes.get()).unwrap_or(0)
+    }
+    pub fn response_backpressure(&self) {
+        self.response_backpressure.inc();
     }
     pub fn bytes_out(&self, n: usize) {
         self.bytes_out.inc_by(n as u64);

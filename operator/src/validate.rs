@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::crd::MessageQueue;
+use crate::crd::{MessageQueue, QueueType};
 use crate::error::{Error, Result};
 
 /// Checks `mq.spec`; the error lists every problem with what to change.
@@ -83,6 +83,27 @@ pub fn validate_spec(mq: &MessageQueue) -> Result<()> {
         }
         if q.partitions < 1 {
             problems.push(format!("queue {:?}: partitions must be at least 1", q.name));
+        }
+        if let Some(delivery) = &q.delivery {
+            if q.type_ != QueueType::Queue {
+                problems.push(format!(
+                    "queue {:?}: delivery settings apply only to a work queue; set type: queue or remove delivery",
+                    q.name
+                ));
+            }
+            if let Some(dlq) = &delivery.dead_letter_queue {
+                if dlq == &q.name {
+                    problems.push(format!(
+                        "queue {:?}: a queue cannot be its own dead-letter queue",
+                        q.name
+                    ));
+                } else if !spec.queues.iter().any(|d| &d.name == dlq) {
+                    problems.push(format!(
+                        "queue {:?}: delivery.deadLetterQueue {dlq:?} is not declared in queues; declare it too",
+                        q.name
+                    ));
+                }
+            }
         }
         match q.replication_factor {
             Some(rf) if rf < 1 => problems.push(format!(
@@ -227,6 +248,31 @@ mod tests {
         assert!(problems("  queues: [{name: __consumer_offsets}]").contains("reserved"));
         let long = "x".repeat(250);
         assert!(problems(&format!("  queues: [{{name: {long}}}]")).contains("1 to 249"));
+    }
+
+    #[test]
+    fn a_work_queue_with_a_declared_dead_letter_queue_passes() {
+        let spec = r#"
+  queues:
+  - {name: jobs, type: queue, delivery: {lockDurationMs: 60000, limit: 3, deadLetterQueue: jobs-dlq}}
+  - {name: jobs-dlq}
+"#;
+        assert_eq!(problems(spec), "");
+    }
+
+    #[test]
+    fn delivery_settings_need_a_work_queue_and_a_declared_other_dead_letter_queue() {
+        let p = problems("  queues: [{name: jobs, delivery: {limit: 3}}]");
+        assert!(
+            p.contains("\"jobs\": delivery settings apply only to a work queue"),
+            "{p}"
+        );
+        let p =
+            problems("  queues: [{name: jobs, type: queue, delivery: {deadLetterQueue: jobs}}]");
+        assert!(p.contains("cannot be its own dead-letter queue"), "{p}");
+        let p =
+            problems("  queues: [{name: jobs, type: queue, delivery: {deadLetterQueue: dead}}]");
+        assert!(p.contains("\"dead\" is not declared in queues"), "{p}");
     }
 
     #[test]

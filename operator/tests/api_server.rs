@@ -233,10 +233,42 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
             json!({"disruptionBudget": {"maxUnavailable": 0}}),
             "maxUnavailable must be at least 1",
         ),
+        (
+            "wq1",
+            json!({"queues": [{"name": "jobs", "delivery": {"limit": 3}}]}),
+            "delivery settings apply only to a work queue: set type: queue",
+        ),
+        (
+            "wq2",
+            json!({"queues": [{"name": "jobs", "type": "queue", "delivery": {"deadLetterQueue": "jobs"}}]}),
+            "a queue cannot be its own dead-letter queue",
+        ),
+        (
+            "wq4",
+            json!({"queues": [{"name": "jobs", "type": "queue", "delivery": {"limit": 11}}]}),
+            "should be less than or equal to 10",
+        ),
+        (
+            "wq5",
+            json!({"queues": [{"name": "jobs", "type": "fifo"}]}),
+            "supported values: \"stream\", \"queue\"",
+        ),
     ];
     for (name, spec, expected) in cases {
         refused(&api, name, spec, expected).await;
     }
+
+    // a work queue with its dead-letter queue declared beside it is accepted
+    apply(
+        &api,
+        "wq-ok",
+        json!({"queues": [
+            {"name": "jobs", "type": "queue",
+             "delivery": {"lockDurationMs": 60000, "limit": 3, "deadLetterQueue": "jobs-dlq"}},
+            {"name": "jobs-dlq"}]}),
+    )
+    .await
+    .expect("a work queue and its dead-letter queue accepted");
 
     // replication up to the broker count is accepted
     apply(

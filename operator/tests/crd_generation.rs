@@ -265,3 +265,27 @@ fn crd_reference_lists_every_rule_message() {
         assert!(doc.contains(needle), "reference lacks {needle}");
     }
 }
+
+#[test]
+fn every_example_manifest_parses_and_passes_the_operators_validation() {
+    let dir = repo_root().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/ exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable example");
+        let mq: MessageQueue = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+        if let Err(e) = sluice_operator::validate::validate_spec(&mq) {
+            panic!("{} is refused: {e}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 3,
+        "only {checked} examples found in {}",
+        dir.display()
+    );
+}

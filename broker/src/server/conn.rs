@@ -15,19 +15,21 @@
 //! appended back to back and shares one fsync, while responses still come out in order.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::{tls, KafkaListener};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::handlers::sasl::SaslReply;
 use crate::handlers::{self, Caller, Reply};
+use crate::metrics::Metrics;
 use crate::protocol::codec;
 use crate::security::sasl::SaslSession;
 use crate::security::Principal;
@@ -42,10 +44,96 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_SASL_FRAME: usize = 512 * 1024;
 /// Requests read but not yet answered, per connection (back-pressure on pipelining clients).
 const MAX_IN_FLIGHT: usize = 64;
+/// Response bytes one connection may have built and not yet written before it stops reading
+/// requests: a client that pipelines large fetches and reads slowly (or never) holds at most
+/// this plus one response of broker memory, instead of `MAX_IN_FLIGHT` full fetch responses.
+const CONN_QUEUED_BYTES: usize = 64 << 20;
+/// The same, all connections together: above it, every connection that already has responses
+/// waiting stops reading requests until its client takes them. A connection with nothing
+/// waiting always reads its next request, so every client keeps progressing.
+const ALL_QUEUED_BYTES: usize = 512 << 20;
+/// A client that takes none of a response's bytes for this long is gone or hostile: its
+/// connection is closed (each chunk of `WRITE_CHUNK` bytes gets the full time).
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const WRITE_CHUNK: usize = 1 << 20;
 /// Socket buffers per connection: small, so thousands of idle clients cost little; large
 /// frames bypass them (read straight into the frame buffer, written straight to the socket).
 const READ_BUFFER: usize = 16 * 1024;
 const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Response bytes of one connection built and not yet written, and a wake-up for its reader.
+#[derive(Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+/// A reply on its way to the writer. The response bytes it holds count against the
+/// connection's and the broker's budgets until it is dropped (written, or its connection gone).
+struct Pending {
+    reply: Option<Reply>,
+    held: usize,
+    queued: Arc<Queued>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pending {
+    fn new(reply: Reply, queued: &Arc<Queued>, metrics: &Arc<Metrics>) -> Self {
+        let held = match &reply {
+            Reply::Now(Some(frame)) => frame.len(),
+            _ => 0,
+        };
+        if held > 0 {
+            queued.bytes.fetch_add(held, Ordering::AcqRel);
+            metrics.response_queued(held);
+        }
+        Pending {
+            reply: Some(reply),
+            held,
+            queued: Arc::clone(queued),
+            metrics: Arc::clone(metrics),
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.held > 0 {
+            self.queued.bytes.fetch_sub(self.held, Ordering::AcqRel);
+            self.metrics.response_unqueued(self.held);
+            self.queued.drained.notify_one();
+        }
+    }
+}
+
+/// Whether the reader may take the next request: its own waiting responses and everybody's
+/// are under their budgets, or it has none waiting at all.
+fn may_read(mine: usize, everybody: usize) -> bool {
+    mine == 0 || (mine < CONN_QUEUED_BYTES && everybody < ALL_QUEUED_BYTES)
+}
+
+/// Writes `bytes` in chunks, each of which must be taken by the client within
+/// [`WRITE_STALL_TIMEOUT`].
+async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    for chunk in bytes.chunks(WRITE_CHUNK) {
+        match tokio::time::timeout(WRITE_STALL_TIMEOUT, wr.write_all(chunk)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the client took no response bytes for {} s",
+                        WRITE_STALL_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Why the reader stopped (for logs and metrics).
 enum Stop {
@@ -202,23 +290,27 @@ async fn serve<R, W>(
 {
     let peer = caller.peer;
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
-    let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
+    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let queued = Arc::new(Queued::default());
 
     let metrics = Arc::clone(&ctx.metrics);
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::with_capacity(WRITE_BUFFER, wr);
-        while let Some(reply) = rx.recv().await {
-            let frame = match reply {
-                Reply::Now(f) => Ok(f),
-                Reply::Later(fut) => fut.await,
+        while let Some(mut pending) = rx.recv().await {
+            let frame = match pending.reply.take() {
+                Some(Reply::Now(f)) => Ok(f),
+                Some(Reply::Later(fut)) => fut.await,
+                None => Ok(None),
             };
             match frame {
                 Ok(Some(bytes)) => {
                     metrics.bytes_out(bytes.len());
-                    if let Err(e) = wr.write_all(&bytes).await {
-                        tracing::debug!(%peer, error = %e, "write failed");
+                    if let Err(e) = write_frame(&mut wr, &bytes).await {
+                        tracing::debug!(%peer, error = %e, "write failed; closing the connection");
                         return;
                     }
+                    // Written into the socket (or the small write buffer): no longer held.
+                    drop(pending);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -227,7 +319,13 @@ async fn serve<R, W>(
                 }
             }
             // Flush once nothing else is ready, so a pipelined burst goes out in one write.
-            if rx.is_empty() && wr.flush().await.is_err() {
+            if rx.is_empty()
+                && !matches!(
+                    tokio::time::timeout(WRITE_STALL_TIMEOUT, wr.flush()).await,
+                    Ok(Ok(()))
+                )
+            {
+                tracing::debug!(%peer, "flush failed or stalled; closing the connection");
                 return;
             }
         }
@@ -235,7 +333,22 @@ async fn serve<R, W>(
         let _ = wr.shutdown().await;
     });
 
-    let stop = loop {
+    let stop = 'serve: loop {
+        let mut waited = false;
+        while !may_read(
+            queued.bytes.load(Ordering::Acquire),
+            ctx.metrics.queued_response_bytes(),
+        ) {
+            if !waited {
+                ctx.metrics.response_backpressure();
+                waited = true;
+            }
+            tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => break 'serve Stop::Quiet("broker shutting down"),
+                _ = queued.drained.notified() => {}
+            }
+        }
         let pending = sasl.as_ref();
         let max = if pending.is_some() {
             max_request.min(MAX_SASL_FRAME)
@@ -291,7 +404,9 @@ async fn serve<R, W>(
                 }
                 Ok(SaslReply::Failed { reply, reason }) => {
                     if let Some(r) = reply {
-                        let _ = tx.send(Reply::Now(Some(r))).await;
+                        let _ = tx
+                            .send(Pending::new(Reply::Now(Some(r)), &queued, &ctx.metrics))
+                            .await;
                     }
                     break Stop::Authentication { mechanism, reason };
                 }
@@ -307,7 +422,8 @@ async fn serve<R, W>(
         };
         match reply {
             Ok(reply) => {
-                if tx.send(reply).await.is_err() {
+                let pending = Pending::new(reply, &queued, &ctx.metrics);
+                if tx.send(pending).await.is_err() {
                     break Stop::Quiet("writer closed");
                 }
             }
@@ -334,4 +450,82 @@ async fn serve<R, W>(
 fn sasl_label(s: Option<&SaslSession>) -> &'static str {
     s.and_then(SaslSession::current_mechanism)
         .map_or("none", |m| m.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_reads_on_while_under_both_budgets_or_with_nothing_waiting() {
+        assert!(may_read(0, 0));
+        assert!(may_read(CONN_QUEUED_BYTES - 1, ALL_QUEUED_BYTES - 1));
+        assert!(!may_read(CONN_QUEUED_BYTES, 0), "its own budget is spent");
+        assert!(
+            !may_read(1, ALL_QUEUED_BYTES),
+            "the broker's budget is spent"
+        );
+        // Nothing of its own waiting: it reads even when everybody else spent the budget,
+        // so one slow client cannot stop the others.
+        assert!(may_read(0, usize::MAX));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_takes_no_bytes_is_cut_off_after_the_stall_timeout() {
+        // A 64 KiB pipe nobody reads: the 4 MiB response cannot be taken.
+        let (mut broker, _client) = tokio::io::duplex(64 * 1024);
+        let started = tokio::time::Instant::now();
+        let err = write_frame(&mut broker, &vec![7u8; 4 << 20])
+            .await
+            .expect_err("a stalled write fails");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            err.to_string().contains("took no response bytes for 30 s"),
+            "{err}"
+        );
+        assert_eq!(started.elapsed(), WRITE_STALL_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_client_that_keeps_taking_bytes_is_not_cut_off() {
+        let (mut broker, mut client) = tokio::io::duplex(64 * 1024);
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0;
+            while total < (3 << 20) {
+                // Slower than the whole write would take at once, but never stalled long.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                total += client.read(&mut buf).await.expect("reads");
+            }
+            total
+        });
+        write_frame(&mut broker, &vec![7u8; 3 << 20])
+            .await
+            .expect("a slow but moving client gets the whole response");
+        assert_eq!(reader.await.expect("reader"), 3 << 20);
+    }
+
+    #[test]
+    fn pending_replies_hold_their_bytes_until_dropped() {
+        let metrics = Arc::new(Metrics::new());
+        let queued = Arc::new(Queued::default());
+        let a = Pending::new(
+            Reply::Now(Some(Bytes::from(vec![0; 100]))),
+            &queued,
+            &metrics,
+        );
+        let b = Pending::new(
+            Reply::Now(Some(Bytes::from(vec![0; 50]))),
+            &queued,
+            &metrics,
+        );
+        let none = Pending::new(Reply::Now(None), &queued, &metrics);
+        assert_eq!(queued.bytes.load(Ordering::Acquire), 150);
+        assert_eq!(metrics.queued_response_bytes(), 150);
+        drop(a);
+        drop(none);
+        assert_eq!(queued.bytes.load(Ordering::Acquire), 50);
+        drop(b);
+        assert_eq!(metrics.queued_response_bytes(), 0);
+    }
 }

@@ -181,14 +181,41 @@ fn spawn_reload(security: Arc<Security>, every: Duration, shutdown: Cancellation
     });
 }
 
+/// Pending connections the kernel queues for a listener before `accept`. The standard
+/// library's 128 overflows when clients (re)connect in a burst (a rolled broker's clients
+/// all at once), and every overflowed SYN costs its client a one-second retransmit.
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, BrokerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| BrokerError::Bind {
-            what,
-            addr: addr.to_string(),
-            source,
-        })
+    let error = |source| BrokerError::Bind {
+        what,
+        addr: addr.to_string(),
+        source,
+    };
+    let mut last = None;
+    for sa in tokio::net::lookup_host(addr).await.map_err(error)? {
+        let socket = if sa.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        };
+        let listener = socket.and_then(|s| {
+            // As TcpListener::bind does: a restarted broker rebinds its port at once.
+            s.set_reuseaddr(true)?;
+            s.bind(sa)?;
+            s.listen(LISTEN_BACKLOG)
+        });
+        match listener {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(error(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    })))
 }
 
 impl Broker {

@@ -12,6 +12,7 @@
 //! `reference.rs` turns the same schema into `docs/crd-reference.md`. This module imports
 //! nothing from the rest of the operator; everything else imports it.
 
+mod queue;
 mod reference;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use queue::{
+    Delivery, Queue, QueueConfig, QueueType, DEAD_LETTER_CONFIG, DELIVERY_LIMIT_CONFIG,
+    LOCK_DURATION_CONFIG,
+};
 pub use reference::{reference_markdown, UPSTREAM_TYPED_FIELDS};
 
 /// API group of the resource.
@@ -301,136 +306,6 @@ impl Fsync {
     }
 }
 
-/// One declared queue (a Kafka topic).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Queue {
-    /// Topic name: 1 to 249 characters of letters, digits, '.', '_' and '-'; not "." or "..";
-    /// names starting with "__" are reserved for the broker.
-    #[schemars(length(min = 1, max = 249))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.matches('^[a-zA-Z0-9._-]+$')", "message": "queue name may only contain letters, digits, '.', '_' and '-'"},
-        {"rule": "self != '.' && self != '..'", "message": "queue name cannot be '.' or '..'"},
-        {"rule": "!self.startsWith('__')", "message": "queue names starting with '__' are reserved for the broker; choose another name"}
-    ]))]
-    pub name: String,
-
-    /// Number of partitions. May be raised, never lowered (Kafka cannot remove partitions).
-    #[serde(default = "default_one")]
-    #[schemars(range(max = 10000))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self >= 1", "message": "partitions must be at least 1"},
-        {"rule": "self >= oldSelf", "message": "partitions cannot decrease (Kafka cannot remove partitions); set it to at least the current value"}
-    ]))]
-    pub partitions: i32,
-
-    /// Copies of each partition, on distinct brokers; at most `spec.replicas`. Fixed after the
-    /// queue is created. When unset the queue is created with the default replication factor
-    /// (`config.defaultReplicationFactor`, or 3 with 3 or more replicas, else `replicas`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(max = 16))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self >= 1", "message": "replicationFactor must be at least 1"}
-    ]))]
-    pub replication_factor: Option<i32>,
-
-    /// Retention time of this queue in milliseconds (`retention.ms`); -1 keeps records forever.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -1))]
-    pub retention_ms: Option<i64>,
-
-    /// Retention size per partition in bytes (`retention.bytes`); -1 means no limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -1))]
-    pub retention_bytes: Option<i64>,
-
-    /// Other topic configs, e.g. {"max.message.bytes": "2097152", "sluice.fsync": "interval"}.
-    /// Unknown keys are refused. retentionMs / retentionBytes win over the same key here.
-    #[serde(default, skip_serializing_if = "QueueConfig::is_empty")]
-    pub config: QueueConfig,
-}
-
-/// Declares `QueueConfig` from one table: each field is an optional string serialised under its
-/// Kafka topic-config name, and `to_map` lists the same names, so the schema, the serde names
-/// and the map sent to the brokers cannot disagree.
-macro_rules! topic_configs {
-    (
-        $(#[$struct_attr:meta])*
-        pub struct $name:ident {
-            $( $(#[$attr:meta])* $field:ident: $key:literal, )+
-        }
-    ) => {
-        $(#[$struct_attr])*
-        pub struct $name {
-            $(
-                $(#[$attr])*
-                #[serde(rename = $key, default, skip_serializing_if = "Option::is_none")]
-                pub $field: Option<String>,
-            )+
-        }
-
-        impl $name {
-            /// The set keys as a Kafka config map.
-            pub fn to_map(&self) -> BTreeMap<String, String> {
-                [$( ($key, &self.$field) ),+]
-                    .into_iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
-                    .collect()
-            }
-        }
-    };
-}
-
-topic_configs! {
-    /// Topic configs of one queue, with Kafka's names. Values are strings, as in Kafka.
-    /// Modelled as named fields rather than a free map so the API server itself refuses unknown keys
-    /// (and no CEL rule has to iterate over unbounded map keys).
-    #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
-    pub struct QueueConfig {
-        /// How long records are kept, in milliseconds; "-1" keeps them forever.
-        #[schemars(length(max = 32))]
-        retention_ms: "retention.ms",
-        /// Maximum bytes kept per partition; "-1" means no limit.
-        #[schemars(length(max = 32))]
-        retention_bytes: "retention.bytes",
-        /// Size of one segment file in bytes.
-        #[schemars(length(max = 32))]
-        segment_bytes: "segment.bytes",
-        /// Age after which a segment is rolled, in milliseconds.
-        #[schemars(length(max = 32))]
-        segment_ms: "segment.ms",
-        /// Largest record batch accepted, in bytes.
-        #[schemars(length(max = 32))]
-        max_message_bytes: "max.message.bytes",
-        /// Minimum in-sync replicas for acks=all.
-        #[schemars(length(max = 32))]
-        min_insync_replicas: "min.insync.replicas",
-        /// CreateTime or LogAppendTime.
-        #[schemars(extend("enum" = ["CreateTime", "LogAppendTime"]))]
-        message_timestamp_type: "message.timestamp.type",
-        /// Only "delete" is supported.
-        #[schemars(extend("enum" = ["delete"]))]
-        cleanup_policy: "cleanup.policy",
-        /// Bytes between offset index entries.
-        #[schemars(length(max = 32))]
-        index_interval_bytes: "index.interval.bytes",
-        /// Per-queue fsync override: "always" or "interval".
-        #[schemars(extend("enum" = ["always", "interval"]))]
-        sluice_fsync: "sluice.fsync",
-    }
-}
-
-impl QueueConfig {
-    /// No key set.
-    pub fn is_empty(&self) -> bool {
-        self.to_map().is_empty()
-    }
-}
-
-fn default_one() -> i32 {
-    1
-}
-
 /// What happens to a queue removed from `spec.queues`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
 pub enum QueueDeletionPolicy {
@@ -617,20 +492,6 @@ pub struct QueueStatus {
     pub message: Option<String>,
 }
 
-impl Queue {
-    /// Every topic config this queue declares, with `retentionMs` / `retentionBytes` folded in.
-    pub fn desired_configs(&self) -> BTreeMap<String, String> {
-        let mut configs = self.config.to_map();
-        if let Some(ms) = self.retention_ms {
-            configs.insert("retention.ms".to_string(), ms.to_string());
-        }
-        if let Some(bytes) = self.retention_bytes {
-            configs.insert("retention.bytes".to_string(), bytes.to_string());
-        }
-        configs
-    }
-}
-
 /// The default replication factor when `config.defaultReplicationFactor` is unset, for
 /// `replicas` brokers: 3, or every broker when there are fewer.
 pub fn default_replication_factor_for(replicas: i32) -> i32 {
@@ -722,4 +583,8 @@ pub fn crd_value() -> serde_json::Value {
     let mut value = serde_json::to_value(MessageQueue::crd()).unwrap_or_default();
     reflow(&mut value);
     value
+}
+
+fn default_one() -> i32 {
+    1
 }

@@ -118,9 +118,16 @@ impl Context {
             action: format!("{action}-{}", &digest[..8]),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &mq.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "publishing event failed");
-        }
+        // Not awaited: an Event is a report, and waiting for its API round trip would delay
+        // the next child or status write of this pass (and of every MessageQueue behind it).
+        let recorder = self.recorder.clone();
+        let object = mq.object_ref(&());
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &object).await {
+                tracing::warn!(error = %e, reason, "publishing event failed");
+            }
+        });
     }
 
     /// A Warning Event, unless the `condition` on `previous` status already says `note`: a

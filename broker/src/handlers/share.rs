@@ -46,6 +46,10 @@ pub fn limits_for(ctx: &BrokerContext, topic_id: Uuid) -> Limits {
         if let Some(n) = get(crate::log::SHARE_DELIVERY_COUNT_LIMIT) {
             limits.delivery_limit = i16::try_from(n).unwrap_or(limits.delivery_limit);
         }
+        limits.start_earliest = meta
+            .configs
+            .get(crate::log::SHARE_AUTO_OFFSET_RESET)
+            .is_some_and(|v| v == "earliest");
     }
     limits
 }
@@ -60,7 +64,8 @@ async fn coordinates(ctx: &Arc<BrokerContext>, group: &str) -> Result<(), i16> {
 }
 
 /// The partitions of the subscribed topics that exist, each with the offset a new share
-/// partition starts at (the high watermark, where this broker leads the partition).
+/// partition starts at (the high watermark, or the log start when the topic's
+/// `share.auto.offset.reset` is `earliest`, where this broker leads the partition).
 fn resolve(ctx: &BrokerContext, topics: &[String]) -> Vec<AssignedTopic> {
     topics
         .iter()
@@ -69,9 +74,17 @@ fn resolve(ctx: &BrokerContext, topics: &[String]) -> Vec<AssignedTopic> {
             id: meta.id,
             partitions: (0..meta.partitions)
                 .map(|p| {
-                    let start = local_partition(ctx, &meta.name, p, -1)
-                        .ok()
-                        .map(|log| log.high_watermark());
+                    let earliest = meta
+                        .configs
+                        .get(crate::log::SHARE_AUTO_OFFSET_RESET)
+                        .is_some_and(|v| v == "earliest");
+                    let start = local_partition(ctx, &meta.name, p, -1).ok().map(|log| {
+                        if earliest {
+                            log.log_start_offset()
+                        } else {
+                            log.high_watermark()
+                        }
+                    });
                     (p, start)
                 })
                 .collect(),

@@ -102,6 +102,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    SHARE_AUTO_OFFSET_RESET,
     SHARE_DELIVERY_COUNT_LIMIT,
     SHARE_RECORD_LOCK_DURATION_MS,
     "sluice.fsync",
@@ -111,6 +112,10 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
 /// How long a share-group member holds a record it acquired (per queue; Kafka has it per
 /// group as `share.record.lock.duration.ms`, Sluice's queues set it on their topic).
 pub const SHARE_RECORD_LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
+/// Where a share group's partition of this topic starts when the group first gets it:
+/// `latest` (the log end, Kafka's default) or `earliest` (the log start: a work queue's
+/// messages sent before any consumer joined are delivered too). Kafka has it per group.
+pub const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
 /// Deliveries of a record to share-group members before it is archived.
 pub const SHARE_DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
 /// The topic a queue's archived (rejected or over-the-limit) records are written to; empty
@@ -241,6 +246,13 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), LogError> {
         )),
         SHARE_RECORD_LOCK_DURATION_MS => parse_i64_in(key, value, 1_000, 3_600_000).map(drop),
         SHARE_DELIVERY_COUNT_LIMIT => parse_i64_in(key, value, 2, 10).map(drop),
+        SHARE_AUTO_OFFSET_RESET => match value {
+            "earliest" | "latest" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not allowed (allowed: earliest, latest)"),
+            )),
+        },
         DEAD_LETTER_TOPIC if value.is_empty() => Ok(()),
         DEAD_LETTER_TOPIC => validate_topic_name(value).map_err(|e| invalid(key, e.to_string())),
         "sluice.fsync" => match value {
@@ -387,6 +399,7 @@ impl LogDefaults {
             "unclean.leader.election.enable" => "false".into(),
             SHARE_RECORD_LOCK_DURATION_MS => self.share_record_lock_ms.to_string(),
             SHARE_DELIVERY_COUNT_LIMIT => self.share_delivery_count_limit.to_string(),
+            SHARE_AUTO_OFFSET_RESET => "latest".into(),
             _ => String::new(),
         }
     }

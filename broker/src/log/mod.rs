@@ -38,8 +38,8 @@ pub use catalog::{partition_dir, DesiredTopic, LogManager, Reconciled, TopicMeta
 pub use config::{
     altered_configs, check_partition_count, validate_topic_config, validate_topic_configs,
     validate_topic_name, AlterOp, ConfigEntry, ConfigSource, LogDefaults, DEAD_LETTER_TOPIC,
-    MAX_PARTITIONS, REPLICATION_THROTTLE_CONFIGS, SHARE_DELIVERY_COUNT_LIMIT,
-    SHARE_RECORD_LOCK_DURATION_MS, TOPIC_CONFIG_KEYS,
+    MAX_PARTITIONS, REPLICATION_THROTTLE_CONFIGS, SHARE_AUTO_OFFSET_RESET,
+    SHARE_DELIVERY_COUNT_LIMIT, SHARE_RECORD_LOCK_DURATION_MS, TOPIC_CONFIG_KEYS,
 };
 pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use partition::{PartitionLog, ProducerSummary};

@@ -50,6 +50,7 @@ impl ShareSettings {
             lock_ms: self.record_lock_ms,
             delivery_limit: self.delivery_count_limit,
             max_in_flight: self.max_in_flight,
+            start_earliest: false,
         }
     }
 }
@@ -425,10 +426,13 @@ impl ShareCoordinator {
         let st = &mut *guard;
         let group = st.groups.get_mut(group_id)?;
         let created = !group.partitions.contains_key(&key);
-        let sp = group
-            .partitions
-            .entry(key)
-            .or_insert_with(|| SharePartition::new(log_end));
+        let sp = group.partitions.entry(key).or_insert_with(|| {
+            SharePartition::new(if limits.start_earliest {
+                log_start
+            } else {
+                log_end
+            })
+        });
         let before = sp.start_offset();
         sp.follow_log_start(log_start);
         let expired = sp.expire_locks(now_ms, limits);

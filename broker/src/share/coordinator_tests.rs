@@ -118,3 +118,40 @@ fn a_member_that_leaves_or_times_out_gives_its_records_back() {
     assert_eq!((g.acknowledged, g.redelivered), (2, 2));
     assert_eq!(c.delete_group("g"), codes::NONE);
 }
+
+#[test]
+fn a_new_share_partition_starts_at_the_log_end_or_with_earliest_at_the_log_start() {
+    let c = ShareCoordinator::default();
+    // A member of a group on a topic whose partitions the heartbeat could not place (this
+    // broker does not lead them): the first fetch creates the share partition.
+    c.heartbeat(
+        "g",
+        "a",
+        0,
+        Some(vec!["q".to_string()]),
+        ("c", "h"),
+        0,
+        &limits,
+        &|_: &[String]| {
+            vec![AssignedTopic {
+                id: TOPIC,
+                partitions: vec![(0, None), (1, None)],
+            }]
+        },
+    );
+    let latest = ShareSettings::default().limits();
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 0), (5, 40), 0, &latest),
+        None,
+        "latest: nothing before the log end is handed out"
+    );
+    let earliest = Limits {
+        start_earliest: true,
+        ..latest
+    };
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 1), (5, 40), 0, &earliest),
+        Some(5),
+        "earliest: from the log start"
+    );
+}

@@ -218,6 +218,46 @@ fn five_share_consumers_on_one_partition_all_get_work_and_process_each_message_o
 }
 
 #[test]
+fn a_queue_that_starts_at_earliest_delivers_messages_sent_before_its_first_consumer() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-earliest");
+    // What the operator sets on a `type: queue`.
+    java.admin(&[
+        "create-topic",
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--set",
+        "share.auto.offset.reset=earliest",
+    ]);
+    let total = 40;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    // Only now does any consumer join; with the default (latest) it would see none of them.
+    let out = consumer(
+        &b,
+        &topic,
+        &format!("{topic}-g"),
+        &["--idle-ms", "5000", "--timeout-ms", "60000"],
+    )
+    .finish(Duration::from_secs(90));
+    let counts = count_values(&got(&out));
+    let mut want = expected(total);
+    want.sort();
+    assert_eq!(
+        counts.keys().cloned().collect::<Vec<_>>(),
+        want,
+        "every message sent before the consumer joined, once"
+    );
+    assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
+}
+
+#[test]
 fn a_killed_share_consumer_has_its_unacknowledged_messages_redelivered_to_the_others() {
     let broker = TestBroker::start(&["--share-record-lock-duration-ms", "2000"]);
     let b = broker.bootstrap();

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::Api;
 use sluice_e2e::harness;
 use sluice_e2e::mq::{self, apply_yaml, pod_ip, wait_available};
@@ -66,33 +66,25 @@ async fn a_declared_work_queue_is_consumed_by_share_consumers_each_message_once(
     let bootstrap = format!("{ip}:9092");
 
     // The bootstrap Service selects the broker pod.
-    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &ns.name);
-    let b = ip.clone();
-    harness::wait_for(
-        "the bootstrap Service wq to have the broker pod as its endpoint",
-        Duration::from_secs(60),
-        || {
-            let endpoints = endpoints.clone();
-            let ip = b.clone();
-            async move {
-                let e = endpoints.get("wq").await.map_err(|e| e.to_string())?;
-                let ips: Vec<String> = e
-                    .subsets
-                    .unwrap_or_default()
-                    .iter()
-                    .flat_map(|s| s.addresses.clone().unwrap_or_default())
-                    .map(|a| a.ip)
-                    .collect();
-                if ips.contains(&ip) {
-                    Ok(())
-                } else {
-                    Err(format!("endpoints {ips:?}"))
-                }
-            }
-        },
-    )
-    .await
-    .expect("bootstrap Service endpoints");
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let selector = services
+        .get("wq")
+        .await
+        .expect("bootstrap Service wq")
+        .spec
+        .and_then(|s| s.selector)
+        .unwrap_or_default();
+    let labels = pods
+        .get("wq-0")
+        .await
+        .expect("pod wq-0")
+        .metadata
+        .labels
+        .unwrap_or_default();
+    assert!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "Service wq selects {selector:?}; pod wq-0 has {labels:?}"
+    );
 
     // The delivery settings are the queue's topic configs on the broker.
     let want = BTreeMap::from([

@@ -191,6 +191,20 @@ pub struct Config {
     )]
     pub retention_check_interval_ms: i64,
 
+    /// Default share.record.lock.duration.ms: how long a share-group member holds a record
+    /// it acquired before it is offered again. Range 1000..=3600000.
+    #[arg(
+        long,
+        env = "SLUICE_SHARE_RECORD_LOCK_DURATION_MS",
+        default_value_t = 30_000
+    )]
+    pub share_record_lock_duration_ms: i64,
+
+    /// Default share.delivery.count.limit: deliveries of a record to share-group members
+    /// before it is archived (and dead-lettered). Range 2..=10.
+    #[arg(long, env = "SLUICE_SHARE_DELIVERY_COUNT_LIMIT", default_value_t = 5)]
+    pub share_delivery_count_limit: i16,
+
     /// Default segment.bytes: roll to a new segment file at this size in bytes.
     /// Range 1024..=2147483647.
     #[arg(long, env = "SLUICE_SEGMENT_BYTES", default_value_t = 1_073_741_824)]
@@ -413,6 +427,20 @@ impl Config {
                 "--retention-check-interval-ms",
                 self.retention_check_interval_ms,
                 "1..=86400000",
+            ));
+        }
+        if !(1_000..=3_600_000).contains(&self.share_record_lock_duration_ms) {
+            return Err(invalid(
+                "--share-record-lock-duration-ms",
+                self.share_record_lock_duration_ms,
+                "1000..=3600000",
+            ));
+        }
+        if !(2..=10).contains(&self.share_delivery_count_limit) {
+            return Err(invalid(
+                "--share-delivery-count-limit",
+                self.share_delivery_count_limit,
+                "2..=10",
             ));
         }
         if !(1024..=i64::from(i32::MAX)).contains(&self.segment_bytes) {

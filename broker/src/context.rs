@@ -1,7 +1,7 @@
 //! The broker's shared state: what every connection, API handler and background task of one
 //! broker may touch ([`BrokerContext`], one per process behind an `Arc`).
 //!
-//! May import: `cluster`, `log`, `group`, `metrics`, `replica`, `topology`, `security`. Both `server` (which
+//! May import: `cluster`, `log`, `group`, `share`, `metrics`, `replica`, `topology`, `security`. Both `server` (which
 //! builds it) and `handlers` (which act on it) import this module, never each other's.
 
 use std::future::Future;
@@ -15,6 +15,7 @@ use crate::log::LogManager;
 use crate::metrics::Metrics;
 use crate::replica::ReplicaManager;
 use crate::security::Security;
+use crate::share::ShareCoordinator;
 use crate::topology::Topology;
 
 /// Everything a handler may touch, shared by all connections.
@@ -33,6 +34,8 @@ pub struct BrokerContext {
     pub min_insync_replicas: i32,
     pub logs: Arc<LogManager>,
     pub groups: Arc<GroupCoordinator>,
+    /// Share groups (KIP-932): members, share sessions, share-partition state.
+    pub shares: Arc<ShareCoordinator>,
     /// This broker's replication roles: what it leads, what it follows.
     pub replicas: Arc<ReplicaManager>,
     pub producer_ids: ProducerIdBlocks,

@@ -41,9 +41,11 @@ async fn metrics(State(st): State<Arc<HttpState>>) -> impl IntoResponse {
         );
     };
     // Walking every partition may touch the file system: keep it off the async workers.
-    let body = tokio::task::spawn_blocking(move || ctx.metrics.render(&ctx.logs, &ctx.groups))
-        .await
-        .unwrap_or_default();
+    let body = tokio::task::spawn_blocking(move || {
+        ctx.metrics.render(&ctx.logs, &ctx.groups, &ctx.shares)
+    })
+    .await
+    .unwrap_or_default();
     (
         StatusCode::OK,
         [(

@@ -16,6 +16,7 @@
 //! - [`error`]: the broker's error enum.
 //! - [`cluster`]: the cluster metadata every broker agrees on (Raft quorum).
 //! - [`group`]: the classic consumer-group coordinator; committed offsets in `__consumer_offsets`.
+//! - [`share`]: share groups (KIP-932): members, share sessions, per-record delivery state.
 //! - [`log`]: the storage engine: one directory per partition, segment files, indexes,
 //!   recovery, retention and the fsync policy (group commit).
 //! - [`recovery`]: counts of what recovery dropped or rebuilt (the WARN lines' metric).
@@ -39,6 +40,7 @@ pub mod recovery;
 pub mod replica;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod topology;
 
 pub use error::BrokerError;

@@ -1,6 +1,6 @@
 //! Prometheus metrics (`/metrics`), all prefixed `sluice_`. Counters and histograms are updated
-//! on the request path; per-partition sizes and consumer-group lag are computed at scrape time
-//! from the log manager and the group coordinator.
+//! on the request path; per-partition sizes, consumer-group lag and the share groups' counts
+//! are computed at scrape time from the log manager and the group and share coordinators.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 
 use crate::group::GroupCoordinator;
 use crate::log::LogManager;
+use crate::share::ShareCoordinator;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabels {
@@ -40,6 +41,11 @@ struct LagLabels {
     group: String,
     topic: String,
     partition: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareGroupLabels {
+    group: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -98,6 +104,10 @@ pub struct Metrics {
     /// `crate::recovery`'s counts (the source), copied at scrape time under `recovery_sync`.
     recovery_actions: Family<KindLabels, Counter>,
     recovery_sync: Mutex<()>,
+    share_in_flight: Family<ShareGroupLabels, Gauge>,
+    share_acknowledged: Family<ShareGroupLabels, Counter>,
+    share_redelivered: Family<ShareGroupLabels, Counter>,
+    share_dead_lettered: Family<ShareGroupLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -137,6 +147,10 @@ impl Metrics {
             log_start: Family::default(),
             high_watermark: Family::default(),
             group_lag: Family::default(),
+            share_in_flight: Family::default(),
+            share_acknowledged: Family::default(),
+            share_redelivered: Family::default(),
+            share_dead_lettered: Family::default(),
             fsyncs: Counter::default(),
             fsync_seconds: Counter::default(),
             under_replicated: Gauge::default(),
@@ -254,6 +268,28 @@ impl Metrics {
             "consumer_group_lag",
             "High watermark minus the group's committed offset, per group and partition",
             m.group_lag.clone(),
+        );
+        registry.register(
+            "share_group_records_in_flight",
+            "Records acquired by a share group's members and not yet acknowledged",
+            m.share_in_flight.clone(),
+        );
+        registry.register(
+            "share_group_acknowledged_records",
+            "Records a share group's members accepted",
+            m.share_acknowledged.clone(),
+        );
+        registry.register(
+            "share_group_redelivered_records",
+            "Records delivered again to a share group (after a release, a lock time-out or a \
+             member leaving)",
+            m.share_redelivered.clone(),
+        );
+        registry.register(
+            "share_group_dead_lettered_records",
+            "Records a share group archived: rejected, or released at the delivery limit (copied \
+             to the dead-letter topic when the queue names one)",
+            m.share_dead_lettered.clone(),
         );
         registry.register(
             "log_fsyncs",
@@ -457,7 +493,12 @@ impl Metrics {
     }
 
     /// Refreshes the scrape-time gauges and renders everything in the Prometheus text format.
-    pub fn render(&self, logs: &LogManager, groups: &GroupCoordinator) -> String {
+    pub fn render(
+        &self,
+        logs: &LogManager,
+        groups: &GroupCoordinator,
+        shares: &ShareCoordinator,
+    ) -> String {
         self.log_size.clear();
         self.log_start.clear();
         self.high_watermark.clear();
@@ -485,6 +526,23 @@ impl Metrics {
                         partition: c.partition,
                     })
                     .set((h - c.offset).max(0));
+            }
+        }
+        self.share_in_flight.clear();
+        for g in shares.groups() {
+            let l = ShareGroupLabels { group: g.group };
+            let in_flight: usize = g.partitions.iter().map(|p| p.3).sum();
+            self.share_in_flight
+                .get_or_create(&l)
+                .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+            // The coordinator's totals are the source; a counter only follows them upwards.
+            for (family, total) in [
+                (&self.share_acknowledged, g.acknowledged),
+                (&self.share_redelivered, g.redelivered),
+                (&self.share_dead_lettered, g.dead_lettered),
+            ] {
+                let c = family.get_or_create(&l);
+                c.inc_by(total.saturating_sub(c.get()));
             }
         }
         let (count, time) = logs.fsync_stats();

@@ -55,7 +55,7 @@ use uuid::Uuid;
 use crate::log::PartitionLog;
 use offsets::{StoredOffset, COMPACT_MIN_RECORDS};
 use records::OffsetRecord;
-pub use records::{is_internal_topic, partition_for, OFFSETS_TOPIC};
+pub use records::{is_internal_topic, partition_for, OFFSETS_TOPIC, SHARE_STATE_TOPIC};
 use state::{Effect, Group, GroupState, JoinResult, Limits, SyncResult};
 use tenure::Tenure;
 

@@ -27,10 +27,13 @@ use super::offsets::StoredOffset;
 /// Kafka's name for the internal topic of committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// The internal topic of share-partition state (Kafka's name).
+pub const SHARE_STATE_TOPIC: &str = "__share_group_state";
+
 /// Whether `topic` is one the cluster manages itself (clients may read it but not write,
 /// delete or resize it).
 pub fn is_internal_topic(topic: &str) -> bool {
-    topic == OFFSETS_TOPIC
+    topic == OFFSETS_TOPIC || topic == SHARE_STATE_TOPIC
 }
 
 /// Java's `String.hashCode`: `s[0]*31^(n-1) + … + s[n-1]` over UTF-16 code units, wrapping.

@@ -18,6 +18,8 @@
 //! | OffsetFetch | DESCRIBE group, DESCRIBE topic | group error; unauthorized topics left out of "all", per partition when named |
 //! | DescribeGroups / DeleteGroups | DESCRIBE / DELETE group | per group |
 //! | ListGroups | DESCRIBE cluster, else DESCRIBE per group | unauthorized groups left out |
+//! | ShareGroupHeartbeat / ShareFetch, ShareAcknowledge ([`super::share_authz`]) | READ group, DESCRIBE / READ topic | GROUP_ / TOPIC_AUTHORIZATION_FAILED at the top |
+//! | ShareGroupDescribe, DescribeShareGroupOffsets ([`super::share_authz`]) | DESCRIBE group | per group |
 //! | InitProducerId | IDEMPOTENT_WRITE cluster, or WRITE on some topic | CLUSTER_AUTHORIZATION_FAILED |
 //! | DescribeCluster, DescribeLogDirs, ListPartitionReassignments, DescribeQuorum, DescribeAcls, DescribeUserScramCredentials | DESCRIBE cluster | CLUSTER_AUTHORIZATION_FAILED |
 //! | AlterPartitionReassignments, ElectLeaders, UnregisterBroker, CreateAcls, DeleteAcls, AlterUserScramCredentials | ALTER cluster | CLUSTER_AUTHORIZATION_FAILED |

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::codes;
 use crate::cluster::state::{BrokerRecord, Command, ConfigChange, Outcome, PartitionRecord};
 use crate::context::BrokerContext;
-use crate::group::{is_internal_topic, partition_for, OFFSETS_TOPIC};
+use crate::group::{is_internal_topic, partition_for, OFFSETS_TOPIC, SHARE_STATE_TOPIC};
 use crate::log::{
     altered_configs, check_partition_count, validate_topic_configs, validate_topic_name, AlterOp,
     ConfigEntry, LogError, PartitionLog, TopicMeta,
@@ -314,7 +314,7 @@ pub fn refuse_internal(name: &str, what: &str) -> Result<(), MetaError> {
     Err(MetaError {
         code: codes::INVALID_TOPIC_EXCEPTION,
         message: format!(
-            "{name} is an internal topic holding the consumer groups' committed offsets; it \
+            "{name} is an internal topic holding consumer-group offsets or share-group state; it \
              cannot be {what}"
         ),
     })
@@ -524,6 +524,43 @@ pub async fn ensure_offsets_topic(ctx: &Arc<BrokerContext>) -> Result<i32, MetaE
         code: COORDINATOR_NOT_AVAILABLE,
         message: format!("{OFFSETS_TOPIC} is not in this broker's metadata yet"),
     })
+}
+
+/// Makes sure the internal topic of share-partition state exists (one partition, copies and
+/// configs as `__consumer_offsets`: kept until the share store compacts it, fsynced).
+pub async fn ensure_share_state_topic(ctx: &Arc<BrokerContext>) -> Result<(), MetaError> {
+    if topic(ctx, SHARE_STATE_TOPIC).is_some() {
+        return Ok(());
+    }
+    let available = ctx.cluster.state().active_brokers().count();
+    let rf = usize::try_from(ctx.offsets_topic.replication_factor)
+        .unwrap_or(1)
+        .min(available)
+        .max(1);
+    let created = propose(
+        ctx,
+        Command::CreateTopic {
+            name: SHARE_STATE_TOPIC.to_string(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            configs: offsets_topic_configs(),
+            replication_factor: i32::try_from(rf).unwrap_or(1),
+            assignment: None,
+        },
+    )
+    .await;
+    match created {
+        Ok(_) => {
+            tracing::info!(
+                topic = SHARE_STATE_TOPIC,
+                replication_factor = rf,
+                "created the internal topic of share-partition state"
+            );
+            Ok(())
+        }
+        Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The broker coordinating `group`: the leader of its partition of `__consumer_offsets`

@@ -6,13 +6,15 @@
 //! Files: the data path ([`produce`], [`fetch`], [`log_offsets`]); the cluster and its topics
 //! ([`metadata`], [`topics`], [`configs`], [`reassign`], [`operational`], [`quorum`]); group
 //! requests go to `group::GroupCoordinator` (which answers NOT_COORDINATOR for groups it does
-//! not coordinate), once `__consumer_offsets` exists; [`api_versions`]; the APIs answered with an error
+//! not coordinate), once `__consumer_offsets` exists; share groups ([`share`]: heartbeat, fetch,
+//! acknowledge; [`share_admin`]: describe, list, delete, offsets, dead letters; [`share_store`]:
+//! their state in `__share_group_state`); [`api_versions`]; the APIs answered with an error
 //! ([`unserved`]); the handlers' view of the cluster metadata and its validated changes
 //! ([`catalog`]); Kafka's error codes ([`codes`]). Security: the requests of a connection
 //! that has not authenticated yet ([`sasl`]), every request's authorization ([`authz`]), the
 //! ACL APIs ([`acls`]) and the SCRAM credential APIs ([`users`]).
 //!
-//! May import: `protocol`, `context`, `topology`, `cluster`, `log`, `group`, `error`. Never
+//! May import: `protocol`, `context`, `topology`, `cluster`, `log`, `group`, `share`, `error`. Never
 //! `server`, which calls [`dispatch`].
 
 pub mod acls;
@@ -29,6 +31,10 @@ pub mod produce;
 pub mod quorum;
 pub mod reassign;
 pub mod sasl;
+pub mod share;
+pub mod share_admin;
+pub mod share_authz;
+pub mod share_store;
 pub mod topics;
 pub mod unserved;
 pub mod users;
@@ -431,9 +437,9 @@ pub async fn dispatch(
             // Lists what this broker coordinates; never creates the offsets topic (admin tools
             // send it to every broker).
             let req = req!(ListGroupsRequest);
-            let groups = Arc::clone(&ctx.groups);
+            let ctx = Arc::clone(ctx);
             later(raw, async move {
-                let mut resp = groups.list_groups(v, req).await;
+                let mut resp = share_admin::list_groups(ctx, v, req).await;
                 authz::list_groups(&access, &mut resp);
                 resp
             })
@@ -455,10 +461,59 @@ pub async fn dispatch(
             let ctx = Arc::clone(ctx);
             later(raw, async move {
                 offsets_topic(&ctx).await;
-                let mut resp = ctx.groups.delete_groups(v, req).await;
+                let mut resp = share_admin::delete_groups(ctx, v, req).await;
                 resp.results.extend(refused);
                 resp
             })
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            let mut req = req!(DescribeShareGroupOffsetsRequest);
+            let refused = share_authz::describe_offsets(&access, &mut req);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                let mut resp = share_admin::describe_offsets(ctx, req).await;
+                resp.groups.extend(refused);
+                resp
+            })
+        }
+        ApiKey::ShareGroupHeartbeat => {
+            let req = req!(ShareGroupHeartbeatRequest);
+            if let Some(refused) = share_authz::heartbeat(&access, &req) {
+                return Ok(now!(refused));
+            }
+            let client = (
+                header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                format!("/{}", peer.ip()),
+            );
+            later(raw, share::heartbeat(Arc::clone(ctx), req, client))
+        }
+        ApiKey::ShareGroupDescribe => {
+            let mut req = req!(ShareGroupDescribeRequest);
+            let refused = share_authz::describe(&access, &mut req);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                let mut resp = share_admin::describe(ctx, req).await;
+                resp.groups.extend(refused);
+                resp
+            })
+        }
+        ApiKey::ShareFetch => {
+            let req = req!(ShareFetchRequest);
+            if let Some(refused) = share_authz::fetch(ctx, &access, &req) {
+                return Ok(now!(refused));
+            }
+            later(raw, share::fetch(Arc::clone(ctx), req))
+        }
+        ApiKey::ShareAcknowledge => {
+            let req = req!(ShareAcknowledgeRequest);
+            if let Some(refused) = share_authz::acknowledge(ctx, &access, &req) {
+                return Ok(now!(refused));
+            }
+            later(raw, share::acknowledge_request(Arc::clone(ctx), req))
         }
         _ => {
             return Err(BrokerError::UnsupportedApi {

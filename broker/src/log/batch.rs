@@ -306,6 +306,122 @@ pub fn find_record(
     Ok(None)
 }
 
+/// One stored record's fields: what a dead-letter copy of it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The record at `offset` among the whole batches `records` (as a read returns them). Every
+/// length is checked against the bytes there, so a damaged record is an error, not a panic or
+/// a large allocation.
+pub fn record_at(records: &[u8], offset: i64) -> Result<Option<StoredRecord>, LogError> {
+    let mut rest = records;
+    while rest.len() >= HEADER_LEN {
+        let h = parse_header(rest)?;
+        if h.size > rest.len() {
+            break;
+        }
+        if h.base_offset <= offset && offset <= h.last_offset() {
+            let mut found = None;
+            records_in(&rest[..h.size], &h, |o, r| {
+                if o == offset {
+                    found = Some(r);
+                }
+                o >= offset
+            })?;
+            return Ok(found);
+        }
+        rest = &rest[h.size..];
+    }
+    Ok(None)
+}
+
+/// Every record of the whole batches `records`, with its offset, in order.
+pub fn all_records(records: &[u8]) -> Result<Vec<(i64, StoredRecord)>, LogError> {
+    let mut out = Vec::new();
+    let mut rest = records;
+    while rest.len() >= HEADER_LEN {
+        let h = parse_header(rest)?;
+        if h.size > rest.len() {
+            break;
+        }
+        records_in(&rest[..h.size], &h, |o, r| {
+            out.push((o, r));
+            false
+        })?;
+        rest = &rest[h.size..];
+    }
+    Ok(out)
+}
+
+/// Calls `visit` with each record of the whole batch `b` until it returns true.
+fn records_in(
+    b: &[u8],
+    h: &BatchHeader,
+    mut visit: impl FnMut(i64, StoredRecord) -> bool,
+) -> Result<(), LogError> {
+    let records = b
+        .get(HEADER_LEN..h.size)
+        .ok_or_else(|| corrupt("batch shorter than its header".into()))?;
+    let plain = decompress(h.attributes & 0x7, records)?;
+    let mut pos = 0;
+    for _ in 0..h.record_count {
+        let len = zigzag(&plain, &mut pos, 5).ok_or_else(|| corrupt("record length".into()))?;
+        let len = usize::try_from(len).map_err(|_| corrupt(format!("record length {len}")))?;
+        let end = pos
+            .checked_add(len)
+            .filter(|e| *e <= plain.len())
+            .ok_or_else(|| corrupt(format!("record of {len} bytes past the batch end")))?;
+        let body = &plain[pos..end];
+        let mut p = 1; // attributes
+        let ts_delta = zigzag(body, &mut p, 10).ok_or_else(|| corrupt("timestamp delta".into()))?;
+        let off_delta = zigzag(body, &mut p, 5).ok_or_else(|| corrupt("offset delta".into()))?;
+        {
+            let key = bytes_field(body, &mut p)?;
+            let value = bytes_field(body, &mut p)?;
+            let count = zigzag(body, &mut p, 5).ok_or_else(|| corrupt("header count".into()))?;
+            let mut headers = Vec::new();
+            // Each header takes at least one byte, so the record's size bounds the loop.
+            for _ in 0..count.max(0) {
+                let k = bytes_field(body, &mut p)?.unwrap_or_default();
+                let v = bytes_field(body, &mut p)?;
+                headers.push((String::from_utf8_lossy(&k).into_owned(), v));
+            }
+            let record = StoredRecord {
+                timestamp: h.first_timestamp.saturating_add(ts_delta),
+                key,
+                value,
+                headers,
+            };
+            if visit(h.base_offset.saturating_add(off_delta), record) {
+                return Ok(());
+            }
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// A varint-length-prefixed byte field (-1: null).
+fn bytes_field(b: &[u8], p: &mut usize) -> Result<Option<Vec<u8>>, LogError> {
+    let len = zigzag(b, p, 5).ok_or_else(|| corrupt("field length".into()))?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|l| p.checked_add(l))
+        .filter(|e| *e <= b.len())
+        .ok_or_else(|| corrupt(format!("field of {len} bytes past the record end")))?;
+    let v = b[*p..end].to_vec();
+    *p = end;
+    Ok(Some(v))
+}
+
 /// Checks the CRC-32C of a whole batch (`b.len() == header.size`).
 pub fn check_crc(b: &[u8]) -> Result<(), LogError> {
     let stored = be_i32(b, CRC_POS) as u32;
@@ -439,6 +555,79 @@ mod tests {
                 max: 100
             })
         ));
+    }
+
+    /// Two records encoded by `kafka-protocol`, the second with a header, gzip-compressed.
+    fn two_records() -> Vec<u8> {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let rec = |i: i64, header: bool| {
+            let mut headers = kafka_protocol::indexmap::IndexMap::new();
+            if header {
+                headers.insert("h".to_string().into(), Some(bytes::Bytes::from("v")));
+            }
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: 1000 + i,
+                key: (i == 0).then(|| bytes::Bytes::from("k")),
+                value: Some(bytes::Bytes::from(format!("value-{i}"))),
+                headers,
+            }
+        };
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &[rec(0, false), rec(1, true)],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::Gzip,
+            },
+        )
+        .unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_stored_record_is_found_by_offset_with_its_key_value_and_headers() {
+        let b = two_records();
+        let r = record_at(&b, 1).unwrap().unwrap();
+        assert_eq!(r.key, None);
+        assert_eq!(r.value.as_deref(), Some(&b"value-1"[..]));
+        assert_eq!(r.headers, vec![("h".to_string(), Some(b"v".to_vec()))]);
+        assert_eq!(r.timestamp, 1001);
+        assert_eq!(
+            record_at(&b, 0).unwrap().unwrap().key.as_deref(),
+            Some(&b"k"[..])
+        );
+        assert_eq!(record_at(&b, 2).unwrap(), None);
+        assert_eq!(all_records(&b).unwrap().len(), 2);
+        let spans = crate::log::batch_spans(&b);
+        assert_eq!((spans[0].0, spans[spans.len() - 1].1), (0, 1), "{spans:?}");
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let b = raw(1, 6);
+        // Six zero bytes: a record of length 0, then garbage lengths inside nothing.
+        assert!(record_at(&b, 0).is_err() || record_at(&b, 0).unwrap().is_none());
+        let mut b = raw(1, 8);
+        // A record claiming 63 bytes in an 8-byte body.
+        b[HEADER_LEN] = 0x7e;
+        assert!(record_at(&b, 0).is_err());
+        for cut in [0, 10, HEADER_LEN, HEADER_LEN + 3] {
+            let b = two_records();
+            let _ = record_at(&b[..cut.min(b.len())], 1);
+            let _ = all_records(&b[..cut.min(b.len())]);
+        }
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct LogDefaults {
     pub auto_create_topics: bool,
     /// How often the retention ticker runs.
     pub retention_check_interval: Duration,
+    /// `--share-record-lock-duration-ms`: default `share.record.lock.duration.ms`.
+    pub share_record_lock_ms: i64,
+    /// `--share-delivery-count-limit`: default `share.delivery.count.limit`.
+    pub share_delivery_count_limit: i16,
 }
 
 impl Default for LogDefaults {
@@ -45,6 +49,8 @@ impl Default for LogDefaults {
             fsync_interval: Duration::from_millis(1000),
             auto_create_topics: true,
             retention_check_interval: Duration::from_secs(10),
+            share_record_lock_ms: 30_000,
+            share_delivery_count_limit: 5,
         }
     }
 }
@@ -87,6 +93,7 @@ pub const REPLICATION_THROTTLE_CONFIGS: &[&str] = &[
 /// Topic config keys a client may set, in the order DescribeConfigs lists them.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
+    DEAD_LETTER_TOPIC,
     "index.interval.bytes",
     "max.message.bytes",
     "message.timestamp.type",
@@ -95,9 +102,25 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    SHARE_AUTO_OFFSET_RESET,
+    SHARE_DELIVERY_COUNT_LIMIT,
+    SHARE_RECORD_LOCK_DURATION_MS,
     "sluice.fsync",
     "unclean.leader.election.enable",
 ];
+
+/// How long a share-group member holds a record it acquired (per queue; Kafka has it per
+/// group as `share.record.lock.duration.ms`, Sluice's queues set it on their topic).
+pub const SHARE_RECORD_LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
+/// Where a share group's partition of this topic starts when the group first gets it:
+/// `latest` (the log end, Kafka's default) or `earliest` (the log start: a work queue's
+/// messages sent before any consumer joined are delivered too). Kafka has it per group.
+pub const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+/// Deliveries of a record to share-group members before it is archived.
+pub const SHARE_DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
+/// The topic a queue's archived (rejected or over-the-limit) records are written to; empty
+/// for none. The name Kafka Connect uses for its dead-letter queue.
+pub const DEAD_LETTER_TOPIC: &str = "errors.deadletterqueue.topic.name";
 
 /// Topic configs that Kafka clients expect to see described but that this broker does not let
 /// anyone change: (name, fixed value).
@@ -163,6 +186,14 @@ fn parse_i64_min(key: &str, value: &str, min: i64) -> Result<i64, LogError> {
     Ok(v)
 }
 
+fn parse_i64_in(key: &str, value: &str, min: i64, max: i64) -> Result<i64, LogError> {
+    let v = parse_i64_min(key, value, min)?;
+    if v > max {
+        return Err(invalid(key, format!("{v} is above the maximum {max}")));
+    }
+    Ok(v)
+}
+
 fn parse_i32_range(key: &str, value: &str, min: i32) -> Result<i32, LogError> {
     let v: i32 = value.trim().parse().map_err(|_| {
         invalid(
@@ -213,6 +244,17 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), LogError> {
             "replication throttles are not supported: reassignments copy at full speed \
              (run kafka-reassign-partitions without --throttle)",
         )),
+        SHARE_RECORD_LOCK_DURATION_MS => parse_i64_in(key, value, 1_000, 3_600_000).map(drop),
+        SHARE_DELIVERY_COUNT_LIMIT => parse_i64_in(key, value, 2, 10).map(drop),
+        SHARE_AUTO_OFFSET_RESET => match value {
+            "earliest" | "latest" => Ok(()),
+            _ => Err(invalid(
+                key,
+                format!("{value:?} is not allowed (allowed: earliest, latest)"),
+            )),
+        },
+        DEAD_LETTER_TOPIC if value.is_empty() => Ok(()),
+        DEAD_LETTER_TOPIC => validate_topic_name(value).map_err(|e| invalid(key, e.to_string())),
         "sluice.fsync" => match value {
             "always" | "interval" => Ok(()),
             _ => Err(invalid(
@@ -355,6 +397,9 @@ impl LogDefaults {
             "segment.ms" => c.segment_ms.to_string(),
             "sluice.fsync" => fsync_name(c.fsync).into(),
             "unclean.leader.election.enable" => "false".into(),
+            SHARE_RECORD_LOCK_DURATION_MS => self.share_record_lock_ms.to_string(),
+            SHARE_DELIVERY_COUNT_LIMIT => self.share_delivery_count_limit.to_string(),
+            SHARE_AUTO_OFFSET_RESET => "latest".into(),
             _ => String::new(),
         }
     }

@@ -33,11 +33,13 @@ mod producer;
 mod segment;
 mod upkeep;
 
+pub use batch::{all_records, record_at, StoredRecord};
 pub use catalog::{partition_dir, DesiredTopic, LogManager, Reconciled, TopicMeta};
 pub use config::{
     altered_configs, check_partition_count, validate_topic_config, validate_topic_configs,
-    validate_topic_name, AlterOp, ConfigEntry, ConfigSource, LogDefaults, MAX_PARTITIONS,
-    REPLICATION_THROTTLE_CONFIGS, TOPIC_CONFIG_KEYS,
+    validate_topic_name, AlterOp, ConfigEntry, ConfigSource, LogDefaults, DEAD_LETTER_TOPIC,
+    MAX_PARTITIONS, REPLICATION_THROTTLE_CONFIGS, SHARE_AUTO_OFFSET_RESET,
+    SHARE_DELIVERY_COUNT_LIMIT, SHARE_RECORD_LOCK_DURATION_MS, TOPIC_CONFIG_KEYS,
 };
 pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use partition::{PartitionLog, ProducerSummary};
@@ -192,6 +194,22 @@ pub enum AppendOutcome {
     /// An idempotent producer re-sent a batch that is already in the log: nothing was written
     /// and the info is that of the original append.
     Duplicate(AppendInfo),
+}
+
+/// The (first, last) offsets of each whole batch in `records` as [`PartitionLog::read`] returns
+/// them (share groups hand out offsets of what was read). Stops at anything that is not a
+/// whole batch.
+pub fn batch_spans(records: &[u8]) -> Vec<(i64, i64)> {
+    let mut spans = Vec::new();
+    let mut rest = records;
+    while let Ok(h) = batch::parse_header(rest) {
+        if h.size == 0 || h.size > rest.len() {
+            break;
+        }
+        spans.push((h.base_offset, h.last_offset()));
+        rest = &rest[h.size..];
+    }
+    spans
 }
 
 /// The result of [`PartitionLog::read`].

@@ -45,6 +45,7 @@ use crate::security::acl::Authorizer;
 use crate::security::tls::{TlsContext, TlsFiles};
 use crate::security::users::BootstrapUsers;
 use crate::security::{Mechanism, Security};
+use crate::share::{ShareCoordinator, ShareSettings};
 use crate::topology;
 
 /// Most simultaneous client connections; more are accepted and closed at once.
@@ -293,6 +294,8 @@ impl Broker {
             retention_check_interval: Duration::from_millis(
                 u64::try_from(config.retention_check_interval_ms).unwrap_or(10_000),
             ),
+            share_record_lock_ms: config.share_record_lock_duration_ms,
+            share_delivery_count_limit: config.share_delivery_count_limit,
         };
         let dir = data_dir.clone();
         let recovered = tokio::task::spawn_blocking(move || {
@@ -397,6 +400,11 @@ impl Broker {
             min_insync_replicas: config.min_insync_replicas,
             logs,
             groups,
+            shares: Arc::new(ShareCoordinator::new(ShareSettings {
+                record_lock_ms: config.share_record_lock_duration_ms,
+                delivery_count_limit: config.share_delivery_count_limit,
+                ..ShareSettings::default()
+            })),
             replicas,
             producer_ids: Default::default(),
             offsets_topic: config.offsets_topic(),

@@ -29,8 +29,15 @@ pub fn classpath() -> String {
     static CP: OnceLock<Result<String, String>> = OnceLock::new();
     CP.get_or_init(|| {
         let jars = jars_dir()?.join("jars");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/SluiceJavaClient.java");
-        let code = std::fs::read(&src).map_err(|e| format!("read {}: {e}", src.display()))?;
+        let java_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java");
+        let srcs = [
+            java_dir.join("SluiceJavaClient.java"),
+            java_dir.join("SluiceShareClient.java"),
+        ];
+        let mut code = Vec::new();
+        for src in &srcs {
+            code.extend(std::fs::read(src).map_err(|e| format!("read {}: {e}", src.display()))?);
+        }
         let mut names: Vec<String> = std::fs::read_dir(&jars)
             .map_err(|e| format!("read {}: {e}", jars.display()))?
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -38,14 +45,14 @@ pub fn classpath() -> String {
         names.sort();
         let key = fnv1a(&[&code, names.join(",").as_bytes()]);
         let jar_glob = format!("{}/*", jars.display());
-        let dir = cached_build("java-prog", key, "SluiceJavaClient.class", |out| {
+        let dir = cached_build("java-prog", key, "SluiceShareClient.class", |out| {
             run_build(
                 Command::new("javac")
                     .args(["-encoding", "UTF-8", "-d"])
                     .arg(out)
                     .args(["-cp", &jar_glob])
-                    .arg(&src),
-                &format!("javac {}", src.display()),
+                    .args(&srcs),
+                &format!("javac {}", java_dir.display()),
             )
         })?;
         Ok(format!("{}:{jar_glob}", dir.display()))
@@ -57,6 +64,15 @@ pub fn classpath() -> String {
 }
 
 pub fn java_cmd(args: &[&str]) -> Command {
+    java_main("SluiceJavaClient", args)
+}
+
+/// The share-consumer driver (`tests/java/SluiceShareClient.java`) with `args`.
+pub fn share_cmd(args: &[&str]) -> Command {
+    java_main("SluiceShareClient", args)
+}
+
+fn java_main(main: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("java");
     cmd.args([
         "-Xmx256m",
@@ -64,7 +80,7 @@ pub fn java_cmd(args: &[&str]) -> Command {
         "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
         "-cp",
         &classpath(),
-        "SluiceJavaClient",
+        main,
     ])
     .args(args);
     cmd

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use queue::{
     Delivery, Queue, QueueConfig, QueueType, DEAD_LETTER_CONFIG, DELIVERY_LIMIT_CONFIG,
-    LOCK_DURATION_CONFIG,
+    LOCK_DURATION_CONFIG, START_CONFIG,
 };
 pub use reference::{reference_markdown, UPSTREAM_TYPED_FIELDS};
 

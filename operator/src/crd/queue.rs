@@ -12,6 +12,8 @@ use super::default_one;
 pub const LOCK_DURATION_CONFIG: &str = "share.record.lock.duration.ms";
 /// Topic config: deliveries of one record before it is archived (and dead-lettered).
 pub const DELIVERY_LIMIT_CONFIG: &str = "share.delivery.count.limit";
+/// Topic config: where a share group starts on the queue when it first consumes it.
+pub const START_CONFIG: &str = "share.auto.offset.reset";
 /// Topic config: where archived records go (the name of KIP-1191's group config).
 pub const DEAD_LETTER_CONFIG: &str = "errors.deadletterqueue.topic.name";
 
@@ -157,6 +159,11 @@ topic_configs! {
         /// Per-queue fsync override: "always" or "interval".
         #[schemars(extend("enum" = ["always", "interval"]))]
         sluice_fsync: "sluice.fsync",
+        /// Where a share group starts reading this queue when it first consumes it: "earliest"
+        /// (every message still kept; the default of a `type: queue`) or "latest" (only
+        /// messages sent after it joined; Kafka's default).
+        #[schemars(extend("enum" = ["earliest", "latest"]))]
+        share_auto_offset_reset: "share.auto.offset.reset",
     }
 }
 
@@ -176,6 +183,12 @@ impl Queue {
         }
         if let Some(bytes) = self.retention_bytes {
             configs.insert("retention.bytes".to_string(), bytes.to_string());
+        }
+        if self.type_ == QueueType::Queue {
+            // A work queue's messages sent before its first consumer joined are work too.
+            configs
+                .entry(START_CONFIG.to_string())
+                .or_insert_with(|| "earliest".to_string());
         }
         if let Some(d) = &self.delivery {
             if let Some(ms) = d.lock_duration_ms {
@@ -247,7 +260,16 @@ mod tests {
         assert_eq!(configs[DELIVERY_LIMIT_CONFIG], "3");
         assert_eq!(configs[DEAD_LETTER_CONFIG], "jobs-dlq");
         assert_eq!(configs["retention.ms"], "1000");
-        assert_eq!(configs.len(), 4);
+        assert_eq!(
+            configs[START_CONFIG], "earliest",
+            "a work queue starts at the log start"
+        );
+        assert_eq!(configs.len(), 5);
+        let latest: Queue = serde_yaml::from_str(
+            "{name: jobs, type: queue, config: {share.auto.offset.reset: latest}}",
+        )
+        .expect("parses");
+        assert_eq!(latest.desired_configs()[START_CONFIG], "latest");
     }
 
     #[test]

@@ -1,0 +1,342 @@
+//! Share groups seen from the admin side (ShareGroupDescribe, ListGroups and DeleteGroups
+//! beside the classic groups, DescribeShareGroupOffsets), and the dead-letter topic writer.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::share_group_describe_response::{
+    Assignment, DescribedGroup, Member, TopicPartitions,
+};
+use kafka_protocol::messages::*;
+
+use super::{catalog, sb};
+use crate::context::BrokerContext;
+use crate::share::codes;
+
+/// Kafka's value of `authorized_operations` when they were not asked for.
+const OPERATIONS_NOT_ASKED: i32 = i32::MIN;
+
+/// A share group's state as Kafka names it.
+fn state_name(members: usize) -> &'static str {
+    if members == 0 {
+        "Empty"
+    } else {
+        "Stable"
+    }
+}
+
+pub async fn describe(
+    ctx: Arc<BrokerContext>,
+    req: ShareGroupDescribeRequest,
+) -> ShareGroupDescribeResponse {
+    super::share_store::ensure_loaded(&ctx).await;
+    let mut resp = ShareGroupDescribeResponse::default();
+    for id in &req.group_ids {
+        let name = id.to_string();
+        let mut g = DescribedGroup::default()
+            .with_group_id(id.clone())
+            .with_authorized_operations(OPERATIONS_NOT_ASKED);
+        match catalog::coordinator(&ctx, &name).await {
+            Ok(b) if b.id == ctx.node_id => {}
+            Ok(_) => {
+                resp.groups
+                    .push(g.with_error_code(super::codes::NOT_COORDINATOR));
+                continue;
+            }
+            Err(e) => {
+                resp.groups.push(g.with_error_code(e.kafka_code()));
+                continue;
+            }
+        }
+        let Some(summary) = ctx.shares.group(&name) else {
+            resp.groups.push(
+                g.with_error_code(codes::GROUP_ID_NOT_FOUND)
+                    .with_error_message(Some(sb(&format!("share group {name} does not exist"))))
+                    .with_group_state(sb("Dead")),
+            );
+            continue;
+        };
+        g = g
+            .with_group_state(sb(state_name(summary.members.len())))
+            .with_group_epoch(summary.epoch)
+            .with_assignment_epoch(summary.epoch)
+            .with_assignor_name(sb("simple"));
+        for m in summary.members {
+            let topic_partitions = m
+                .assigned
+                .iter()
+                .map(|(tid, parts)| {
+                    let name = catalog::topic_by_id(&ctx, *tid)
+                        .map(|t| t.name)
+                        .unwrap_or_default();
+                    TopicPartitions::default()
+                        .with_topic_id(*tid)
+                        .with_topic_name(sb(&name).into())
+                        .with_partitions(parts.clone())
+                })
+                .collect();
+            g.members.push(
+                Member::default()
+                    .with_member_id(sb(&m.member_id))
+                    .with_member_epoch(m.member_epoch)
+                    .with_client_id(sb(&m.client_id))
+                    .with_client_host(sb(&m.client_host))
+                    .with_subscribed_topic_names(
+                        m.subscribed.iter().map(|t| sb(t).into()).collect(),
+                    )
+                    .with_assignment(Assignment::default().with_topic_partitions(topic_partitions)),
+            );
+        }
+        resp.groups.push(g);
+    }
+    resp
+}
+
+/// Header names on a dead-lettered record (beside the record's own headers).
+pub const DLQ_HEADERS: [&str; 6] = [
+    "sluice.dlq.source.topic",
+    "sluice.dlq.source.partition",
+    "sluice.dlq.source.offset",
+    "sluice.dlq.group",
+    "sluice.dlq.reason",
+    "sluice.dlq.delivery.count",
+];
+
+/// Writes the records archived since the last call to their topics' dead-letter topics
+/// (`errors.deadletterqueue.topic.name`), each a copy of the record (key, value, headers,
+/// timestamp) with [`DLQ_HEADERS`] added. A source partition's letters go to the dead-letter
+/// partition of the same number modulo its partition count. Best effort: a letter that cannot
+/// be written is logged; the record stays archived in its own topic either way.
+pub async fn dead_letters(ctx: &Arc<BrokerContext>) {
+    for letter in ctx.shares.take_dead_letters() {
+        if let Err(why) = dead_letter(ctx, &letter) {
+            tracing::warn!(group = %letter.group, topic_id = %letter.topic_id,
+                partition = letter.partition, offset = letter.archived.offset,
+                reason = letter.archived.reason.label(), error = %why,
+                "archived share record not dead-lettered");
+        }
+    }
+}
+
+fn dead_letter(ctx: &BrokerContext, letter: &crate::share::DeadLetter) -> Result<(), String> {
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let Some(source) = catalog::topic_by_id(ctx, letter.topic_id) else {
+        return Ok(());
+    };
+    let dlq = match source.configs.get(crate::log::DEAD_LETTER_TOPIC) {
+        Some(d) if !d.is_empty() => d.clone(),
+        _ => return Ok(()),
+    };
+    let offset = letter.archived.offset;
+    let log = catalog::local_partition(ctx, &source.name, letter.partition, -1)
+        .map_err(|code| format!("source partition not readable here (error {code})"))?;
+    let read = log.read(offset, 1).map_err(|e| e.to_string())?;
+    let stored = crate::log::record_at(&read.records, offset)
+        .map_err(|e| e.to_string())?
+        .ok_or("the record is no longer in the log")?;
+    let target =
+        catalog::topic(ctx, &dlq).ok_or(format!("dead-letter topic {dlq} does not exist"))?;
+    let partition = letter.partition % target.partitions.max(1);
+    let mut headers = kafka_protocol::indexmap::IndexMap::new();
+    for (k, v) in stored.headers {
+        headers.insert(StrBytes::from_string(k), v.map(bytes::Bytes::from));
+    }
+    let values = [
+        source.name.clone(),
+        letter.partition.to_string(),
+        offset.to_string(),
+        letter.group.clone(),
+        letter.archived.reason.label().to_string(),
+        letter.archived.delivery_count.to_string(),
+    ];
+    for (k, v) in DLQ_HEADERS.iter().zip(values) {
+        headers.insert(sb(k), Some(bytes::Bytes::from(v)));
+    }
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: stored.timestamp,
+        key: stored.key.map(bytes::Bytes::from),
+        value: stored.value.map(bytes::Bytes::from),
+        headers,
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| format!("encode: {e}"))?;
+    let (target_log, epoch) =
+        catalog::leader_partition(ctx, &dlq, partition, -1).map_err(|code| {
+            format!("dead-letter partition {dlq}-{partition} not led here (error {code})")
+        })?;
+    target_log
+        .append_in_epoch(buf.freeze(), epoch)
+        .map_err(|e| e.to_string())?;
+    tracing::info!(group = %letter.group, topic = %source.name, partition = letter.partition,
+        offset, reason = letter.archived.reason.label(), dlq = %dlq, "share record dead-lettered");
+    Ok(())
+}
+
+/// ListGroups: the classic groups' answer with the share groups added (type `share`, state
+/// Empty or Stable), filtered by the request's states and types as Kafka does.
+pub async fn list_groups(
+    ctx: Arc<BrokerContext>,
+    version: i16,
+    req: ListGroupsRequest,
+) -> ListGroupsResponse {
+    use kafka_protocol::messages::list_groups_response::ListedGroup;
+    let lower = |v: &[kafka_protocol::protocol::StrBytes]| -> Vec<String> {
+        v.iter().map(|s| s.to_ascii_lowercase()).collect()
+    };
+    let states = if version >= 4 {
+        lower(&req.states_filter)
+    } else {
+        Vec::new()
+    };
+    let types = if version >= 5 {
+        lower(&req.types_filter)
+    } else {
+        Vec::new()
+    };
+    super::share_store::ensure_loaded(&ctx).await;
+    let mut resp = ctx.groups.list_groups(version, req).await;
+    if !types.is_empty() && !types.iter().any(|t| t == "share") {
+        return resp;
+    }
+    for g in ctx.shares.groups() {
+        let state = state_name(g.members.len());
+        if !states.is_empty() && !states.iter().any(|s| *s == state.to_ascii_lowercase()) {
+            continue;
+        }
+        let mut listed = ListedGroup::default()
+            .with_group_id(GroupId(sb(&g.group)))
+            .with_protocol_type(sb("share"));
+        if version >= 4 {
+            listed = listed.with_group_state(sb(state));
+        }
+        if version >= 5 {
+            listed = listed.with_group_type(sb("share"));
+        }
+        resp.groups.push(listed);
+    }
+    resp
+}
+
+/// DeleteGroups: classic groups as before; a name the classic coordinator does not know is
+/// deleted as a share group if there is one (GROUP_NOT_EMPTY while it has members).
+pub async fn delete_groups(
+    ctx: Arc<BrokerContext>,
+    version: i16,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    super::share_store::ensure_loaded(&ctx).await;
+    let mut resp = ctx.groups.delete_groups(version, req).await;
+    for r in &mut resp.results {
+        let id = r.group_id.to_string();
+        if r.error_code == codes::GROUP_ID_NOT_FOUND && ctx.shares.has_group(&id) {
+            r.error_code = ctx.shares.delete_group(&id);
+            if r.error_code == codes::NONE {
+                tracing::info!(group = %id, "share group deleted");
+            }
+        }
+    }
+    super::share_store::persist(&ctx).await;
+    resp
+}
+
+/// DescribeShareGroupOffsets: each share partition's start offset (where the group's
+/// unfinished records begin), for the asked topics or all of the group's.
+pub async fn describe_offsets(
+    ctx: Arc<BrokerContext>,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    use kafka_protocol::messages::describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponseGroup as Group,
+        DescribeShareGroupOffsetsResponsePartition as Partition,
+        DescribeShareGroupOffsetsResponseTopic as Topic,
+    };
+    super::share_store::ensure_loaded(&ctx).await;
+    let mut resp = DescribeShareGroupOffsetsResponse::default();
+    for g in &req.groups {
+        let name = g.group_id.to_string();
+        let mut out = Group::default().with_group_id(g.group_id.clone());
+        if let Err(code) = coordinated_here(&ctx, &name).await {
+            resp.groups.push(out.with_error_code(code));
+            continue;
+        }
+        let Some(summary) = ctx.shares.group(&name) else {
+            resp.groups
+                .push(out.with_error_code(codes::GROUP_ID_NOT_FOUND));
+            continue;
+        };
+        let mut by_topic: std::collections::BTreeMap<uuid::Uuid, Vec<(i32, i64)>> =
+            Default::default();
+        for (t, p, start, _) in &summary.partitions {
+            by_topic.entry(*t).or_default().push((*p, *start));
+        }
+        let wanted: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.topic_name.to_string(), t.partitions.clone()))
+                .collect()
+        });
+        let topics: Vec<(String, uuid::Uuid, Vec<i32>)> = match wanted {
+            Some(w) => w
+                .into_iter()
+                .map(|(n, parts)| {
+                    let id = catalog::topic(&ctx, &n).map(|m| m.id).unwrap_or_default();
+                    (n, id, parts)
+                })
+                .collect(),
+            None => by_topic
+                .iter()
+                .filter_map(|(id, parts)| {
+                    let meta = catalog::topic_by_id(&ctx, *id)?;
+                    Some((meta.name, *id, parts.iter().map(|(p, _)| *p).collect()))
+                })
+                .collect(),
+        };
+        for (n, id, parts) in topics {
+            let known = by_topic.get(&id);
+            let mut t = Topic::default()
+                .with_topic_name(sb(&n).into())
+                .with_topic_id(id);
+            for p in parts {
+                let start = known
+                    .and_then(|v| v.iter().find(|(q, _)| *q == p))
+                    .map(|(_, s)| *s)
+                    .unwrap_or(-1);
+                t.partitions.push(
+                    Partition::default()
+                        .with_partition_index(p)
+                        .with_start_offset(start)
+                        .with_leader_epoch(-1),
+                );
+            }
+            out.topics.push(t);
+        }
+        resp.groups.push(out);
+    }
+    resp
+}
+
+async fn coordinated_here(ctx: &Arc<BrokerContext>, group: &str) -> Result<(), i16> {
+    match catalog::coordinator(ctx, group).await {
+        Ok(b) if b.id == ctx.node_id => Ok(()),
+        Ok(_) => Err(super::codes::NOT_COORDINATOR),
+        Err(e) => Err(e.kafka_code()),
+    }
+}

@@ -1,0 +1,157 @@
+use super::*;
+use crate::share::partition::ACK_ACCEPT;
+
+const TOPIC: Uuid = Uuid::from_u128(7);
+
+fn limits(_: Uuid) -> Limits {
+    ShareSettings::default().limits()
+}
+
+fn resolve(topics: &[String]) -> Vec<AssignedTopic> {
+    topics
+        .iter()
+        .filter(|t| t.as_str() == "q")
+        .map(|_| AssignedTopic {
+            id: TOPIC,
+            partitions: vec![(0, Some(0)), (1, Some(0))],
+        })
+        .collect()
+}
+
+fn join(c: &ShareCoordinator, member: &str, now: i64) -> HeartbeatReply {
+    c.heartbeat(
+        "g",
+        member,
+        0,
+        Some(vec!["q".to_string()]),
+        ("client", "/127.0.0.1"),
+        now,
+        &limits,
+        &resolve,
+    )
+}
+
+#[test]
+fn every_member_is_given_every_partition_of_its_topics() {
+    let c = ShareCoordinator::default();
+    let a = join(&c, "a", 0);
+    let b = join(&c, "b", 0);
+    assert_eq!(a.error, 0);
+    assert_eq!(a.assignment, Some(vec![(TOPIC, vec![0, 1])]));
+    assert_eq!(b.assignment, a.assignment);
+    // A plain heartbeat at the member's epoch: no new assignment to send.
+    let again = c.heartbeat(
+        "g",
+        "a",
+        a.member_epoch,
+        None,
+        ("c", "h"),
+        1,
+        &limits,
+        &resolve,
+    );
+    assert_eq!((again.error, again.assignment), (0, None));
+    let stale = c.heartbeat("g", "a", 99, None, ("c", "h"), 1, &limits, &resolve);
+    assert_eq!(stale.error, codes::FENCED_MEMBER_EPOCH);
+    let unknown = c.heartbeat("g", "x", 3, None, ("c", "h"), 1, &limits, &resolve);
+    assert_eq!(unknown.error, codes::UNKNOWN_MEMBER_ID);
+}
+
+#[test]
+fn share_session_epochs_follow_kip_932() {
+    let c = ShareCoordinator::default();
+    join(&c, "a", 0);
+    let p = [(TOPIC, 0)];
+    assert_eq!(
+        c.session("g", "a", 1, true, &p, &[]),
+        Err(codes::SHARE_SESSION_NOT_FOUND)
+    );
+    assert_eq!(
+        c.session("g", "a", 0, false, &p, &[]),
+        Err(codes::INVALID_SHARE_SESSION_EPOCH)
+    );
+    assert_eq!(
+        c.session("g", "nobody", 0, true, &p, &[]),
+        Err(codes::UNKNOWN_MEMBER_ID)
+    );
+    let s = c.session("g", "a", 0, true, &p, &[]).expect("open");
+    assert_eq!(s.partitions, vec![(TOPIC, 0)]);
+    assert!(c.session("g", "a", 1, true, &[], &[]).is_ok());
+    assert_eq!(
+        c.session("g", "a", 1, true, &[], &[]),
+        Err(codes::INVALID_SHARE_SESSION_EPOCH)
+    );
+    let s = c.session("g", "a", 2, true, &[], &p).expect("forget");
+    assert!(s.partitions.is_empty());
+    assert!(
+        c.session("g", "a", -1, false, &[], &[])
+            .expect("close")
+            .closing
+    );
+}
+
+#[test]
+fn a_member_that_leaves_or_times_out_gives_its_records_back() {
+    let c = ShareCoordinator::default();
+    join(&c, "a", 0);
+    join(&c, "b", 0);
+    let l = limits(TOPIC);
+    let key = (TOPIC, 0);
+    assert_eq!(c.fetch_offset("g", key, (0, 10), 0, &l), Some(0));
+    let got = c.acquire("g", "a", key, (0, 10), 4, 0, &l);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        c.acknowledge("g", "a", key, (0, 1), &[ACK_ACCEPT], false, 0, &l),
+        0
+    );
+    // `a` leaves: 2..=3 are offered again, to `b`, with delivery count 2.
+    let left = c.heartbeat("g", "a", -1, None, ("c", "h"), 1, &limits, &resolve);
+    assert_eq!(left.member_epoch, -1);
+    assert_eq!(c.fetch_offset("g", key, (0, 10), 1, &l), Some(2));
+    let got = c.acquire("g", "b", key, (2, 10), 2, 1, &l);
+    assert_eq!(got[0].delivery_count, 2);
+    // `b` is not heard from for the session timeout: removed, its records released.
+    let timeout = ShareSettings::default().session_timeout_ms;
+    c.tick(timeout + 10, &limits);
+    let g = c.group("g").expect("group");
+    assert!(g.members.is_empty());
+    assert_eq!((g.acknowledged, g.redelivered), (2, 2));
+    assert_eq!(c.delete_group("g"), codes::NONE);
+}
+
+#[test]
+fn a_new_share_partition_starts_at_the_log_end_or_with_earliest_at_the_log_start() {
+    let c = ShareCoordinator::default();
+    // A member of a group on a topic whose partitions the heartbeat could not place (this
+    // broker does not lead them): the first fetch creates the share partition.
+    c.heartbeat(
+        "g",
+        "a",
+        0,
+        Some(vec!["q".to_string()]),
+        ("c", "h"),
+        0,
+        &limits,
+        &|_: &[String]| {
+            vec![AssignedTopic {
+                id: TOPIC,
+                partitions: vec![(0, None), (1, None)],
+            }]
+        },
+    );
+    let latest = ShareSettings::default().limits();
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 0), (5, 40), 0, &latest),
+        None,
+        "latest: nothing before the log end is handed out"
+    );
+    let earliest = Limits {
+        start_earliest: true,
+        ..latest
+    };
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 1), (5, 40), 0, &earliest),
+        Some(5),
+        "earliest: from the log start"
+    );
+}

@@ -1,0 +1,667 @@
+//! Share groups (KIP-932) with the Java `KafkaShareConsumer` (kafka-clients 4.x): competing
+//! consumers on one partition, per-record acknowledgement, redelivery after a consumer dies,
+//! REJECT and the delivery limit with a dead-letter topic, and share-partition state across a
+//! restart of the broker binary.
+//!
+//! The driver is `tests/java/SluiceShareClient.java` (see its header for the commands).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A share consumer JVM running in the background, its stdout in a file.
+struct Running {
+    child: Child,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("stdout");
+        let err = dir.path().join("stderr");
+        let child = share_cmd(args)
+            .stdout(Stdio::from(
+                std::fs::File::create(&out).expect("stdout file"),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(&err).expect("stderr file"),
+            ))
+            .spawn()
+            .expect("spawn java");
+        Running {
+            child,
+            out,
+            _dir: dir,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.out.with_file_name("stderr")).unwrap_or_default()
+    }
+
+    /// Waits for the JVM to exit 0 within `timeout`; its stdout.
+    fn finish(mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait java") {
+                assert!(
+                    st.success(),
+                    "share consumer failed ({st}):\n{}\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+                return self.stdout();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "share consumer did not finish in {timeout:?}:\n{}\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(mut self) -> String {
+        self.child.kill().expect("SIGKILL java");
+        self.child.wait().expect("reap java");
+        self.stdout()
+    }
+}
+
+/// A `got <partition> <offset> <deliveryCount> <value>` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Got {
+    offset: i64,
+    delivery_count: i16,
+    value: String,
+}
+
+fn got(stdout: &str) -> Vec<Got> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            match f.as_slice() {
+                ["got", _, o, c, v] => Some(Got {
+                    offset: o.parse().ok()?,
+                    delivery_count: c.parse().ok()?,
+                    value: v.to_string(),
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn share(bootstrap: &str, args: &[&str]) -> Finished {
+    let mut all = vec![args[0], "--bootstrap", bootstrap];
+    all.extend_from_slice(&args[1..]);
+    run_bounded(share_cmd(&all), &format!("share {}", all.join(" ")), RUN)
+}
+
+fn consumer(bootstrap: &str, topic: &str, group: &str, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ];
+    args.extend_from_slice(extra);
+    Running::start(&args)
+}
+
+/// Waits until the share group has `n` members (ShareGroupDescribe through the Java Admin).
+fn wait_members(bootstrap: &str, group: &str, n: usize) {
+    let line = format!("#members {n}");
+    wait_for(
+        &format!("{n} members in share group {group}"),
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || {
+            let all = ["describe", "--bootstrap", bootstrap, "--group", group];
+            let (_, out) = run_within(share_cmd(&all), "share describe", RUN);
+            out.stdout.lines().any(|l| l == line).then_some(())
+        },
+    );
+}
+
+fn count_values(all: &[Got]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for g in all {
+        *counts.entry(g.value.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn expected(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("m-{i}")).collect()
+}
+
+#[test]
+fn five_share_consumers_on_one_partition_all_get_work_and_process_each_message_once() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-five");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let extra = [
+        "--max-poll",
+        "5",
+        "--process-ms",
+        "15",
+        "--idle-ms",
+        "5000",
+        "--timeout-ms",
+        "100000",
+    ];
+    let members: Vec<Running> = (0..5)
+        .map(|_| consumer(&b, &topic, &group, &extra))
+        .collect();
+    // A share group starts at the log end (share.auto.offset.reset=latest): produce once
+    // every member is in.
+    wait_members(&b, &group, 5);
+    let total = 300;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    let outs: Vec<String> = members
+        .into_iter()
+        .map(|m| m.finish(Duration::from_secs(110)))
+        .collect();
+    let per: Vec<Vec<Got>> = outs.iter().map(|o| got(o)).collect();
+    for (i, g) in per.iter().enumerate() {
+        assert!(
+            !g.is_empty(),
+            "consumer {i} got no work: {:?}",
+            per.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+    let all: Vec<Got> = per.concat();
+    let counts = count_values(&all);
+    assert_eq!(
+        counts.keys().cloned().collect::<Vec<_>>().len(),
+        total,
+        "distinct messages"
+    );
+    for v in expected(total) {
+        assert_eq!(
+            counts.get(&v),
+            Some(&1),
+            "{v} processed {:?} times",
+            counts.get(&v)
+        );
+    }
+    assert!(
+        all.iter().all(|g| g.delivery_count == 1),
+        "a redelivery with all accepting"
+    );
+}
+
+#[test]
+fn a_queue_that_starts_at_earliest_delivers_messages_sent_before_its_first_consumer() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-earliest");
+    // What the operator sets on a `type: queue`.
+    java.admin(&[
+        "create-topic",
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--set",
+        "share.auto.offset.reset=earliest",
+    ]);
+    let total = 40;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    // Only now does any consumer join; with the default (latest) it would see none of them.
+    let out = consumer(
+        &b,
+        &topic,
+        &format!("{topic}-g"),
+        &["--idle-ms", "5000", "--timeout-ms", "60000"],
+    )
+    .finish(Duration::from_secs(90));
+    let counts = count_values(&got(&out));
+    let mut want = expected(total);
+    want.sort();
+    assert_eq!(
+        counts.keys().cloned().collect::<Vec<_>>(),
+        want,
+        "every message sent before the consumer joined, once"
+    );
+    assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
+}
+
+#[test]
+fn a_killed_share_consumer_has_its_unacknowledged_messages_redelivered_to_the_others() {
+    let broker = TestBroker::start(&["--share-record-lock-duration-ms", "2000"]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-kill");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let victim = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "10",
+            "--hang",
+            "true",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 1);
+    let total = 60;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    wait_for(
+        "the victim to hold a batch",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || victim.stdout().contains("#hang").then_some(()),
+    );
+    let held = got(&victim.kill9());
+    assert!(!held.is_empty(), "the victim held nothing");
+    // One of the two may find nothing left: it gives up after 20 s without a record.
+    let extra = [
+        "--max-poll",
+        "10",
+        "--idle-ms",
+        "5000",
+        "--give-up-ms",
+        "20000",
+        "--timeout-ms",
+        "100000",
+    ];
+    let others: Vec<Running> = (0..2)
+        .map(|_| consumer(&b, &topic, &group, &extra))
+        .collect();
+    let all: Vec<Got> = others
+        .into_iter()
+        .flat_map(|o| got(&o.finish(Duration::from_secs(110))))
+        .collect();
+    let counts = count_values(&all);
+    for v in expected(total) {
+        assert_eq!(
+            counts.get(&v),
+            Some(&1),
+            "{v} processed {:?} times by the others",
+            counts.get(&v)
+        );
+    }
+    for h in &held {
+        let again = all
+            .iter()
+            .find(|g| g.offset == h.offset)
+            .expect("redelivered");
+        assert!(
+            again.delivery_count >= 2,
+            "offset {} came back with delivery count {}",
+            h.offset,
+            again.delivery_count
+        );
+    }
+}
+
+#[test]
+fn rejected_and_over_the_limit_share_records_are_archived_to_the_dead_letter_topic() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-dlq");
+    let dlq = format!("{topic}-dlq");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &dlq, "--partitions", "1"]);
+    java.admin(&[
+        "create-topic",
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--set",
+        &format!("errors.deadletterqueue.topic.name={dlq}"),
+        "--set",
+        "share.delivery.count.limit=2",
+    ]);
+    // Messages 0, 5, 10, 15 are "poison-<i>", rejected; "m-3" is released every time.
+    let c = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--reject-prefix",
+            "poison-",
+            "--release-prefix",
+            "m-3",
+            "--idle-ms",
+            "5000",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 1);
+    share(
+        &b,
+        &[
+            "produce",
+            "--topic",
+            &topic,
+            "--count",
+            "20",
+            "--poison-every",
+            "5",
+        ],
+    );
+    let all = got(&c.finish(Duration::from_secs(110)));
+    let counts = count_values(&all);
+    for i in [0, 5, 10, 15] {
+        assert_eq!(
+            counts.get(&format!("poison-{i}")),
+            Some(&1),
+            "a rejected record came back"
+        );
+    }
+    assert_eq!(
+        counts.get("m-3"),
+        Some(&2),
+        "released up to the delivery limit of 2"
+    );
+    let out = share(&b, &["dump", "--topic", &dlq, "--count", "5"]);
+    let letters: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("dlq "))
+        .collect();
+    assert_eq!(letters.len(), 5, "dead letters:\n{}", out.stdout);
+    for i in [0, 5, 10, 15] {
+        let want = format!("dlq poison-{i} ");
+        let l = letters
+            .iter()
+            .find(|l| l.starts_with(&want))
+            .expect("poison letter");
+        assert!(
+            l.contains(&format!("sluice.dlq.source.topic={topic}")),
+            "{l}"
+        );
+        assert!(l.contains(&format!("sluice.dlq.source.offset={i}")), "{l}");
+        assert!(l.contains(&format!("sluice.dlq.group={group}")), "{l}");
+        assert!(l.contains("sluice.dlq.reason=rejected"), "{l}");
+        assert!(l.contains("sluice.dlq.delivery.count=1"), "{l}");
+    }
+    let limit = letters
+        .iter()
+        .find(|l| l.starts_with("dlq m-3 "))
+        .expect("m-3 letter");
+    assert!(
+        limit.contains("sluice.dlq.reason=delivery-limit"),
+        "{limit}"
+    );
+    assert!(limit.contains("sluice.dlq.delivery.count=2"), "{limit}");
+}
+
+#[test]
+fn share_partition_state_survives_a_sigkill_and_restart_of_the_broker_binary() {
+    let data = tempfile::tempdir().expect("data dir");
+    let logs = tempfile::tempdir().expect("log dir");
+    let mut broker = BinaryBroker::spawn(data.path(), &[], &logs.path().join("first.log"));
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-restart");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let first = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "5",
+            "--max-records",
+            "10",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 1);
+    let total = 40;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    let accepted = got(&first.finish(Duration::from_secs(110)));
+    assert!(
+        accepted.len() >= 10,
+        "the first consumer processed {accepted:?}"
+    );
+    // A second consumer acquires a batch and holds it when the broker dies.
+    let victim = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "5",
+            "--hang",
+            "true",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_for(
+        "the victim to hold a batch",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || victim.stdout().contains("#hang").then_some(()),
+    );
+    broker.kill9();
+    let held = got(&victim.kill9());
+    assert!(!held.is_empty(), "the victim held nothing");
+
+    let broker = BinaryBroker::spawn(data.path(), &[], &logs.path().join("second.log"));
+    let b = broker.bootstrap();
+    let rest = got(&consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "10",
+            "--idle-ms",
+            "5000",
+            "--timeout-ms",
+            "100000",
+        ],
+    )
+    .finish(Duration::from_secs(110)));
+    let before: BTreeMap<String, usize> = count_values(&accepted);
+    let after = count_values(&rest);
+    for v in expected(total) {
+        let n = before.get(&v).copied().unwrap_or(0) + after.get(&v).copied().unwrap_or(0);
+        assert_eq!(n, 1, "{v} processed {n} times across the restart");
+    }
+    for h in &held {
+        let again = rest
+            .iter()
+            .find(|g| g.offset == h.offset)
+            .expect("held record redelivered");
+        assert!(
+            again.delivery_count > h.delivery_count,
+            "offset {} held with delivery count {} came back with {}",
+            h.offset,
+            h.delivery_count,
+            again.delivery_count
+        );
+    }
+}
+
+const SHARE_TOOL: &str = "org.apache.kafka.tools.consumer.group.ShareGroupCommand";
+
+#[test]
+fn kafka_share_groups_tool_lists_describes_and_deletes_a_share_group() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-tool");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let c = consumer(
+        &b,
+        &topic,
+        &group,
+        &["--idle-ms", "4000", "--timeout-ms", "100000"],
+    );
+    wait_members(&b, &group, 1);
+    let tool = |args: &[&str]| {
+        let mut all = vec!["--bootstrap-server", b.as_str()];
+        all.extend_from_slice(args);
+        kafka_tool(SHARE_TOOL, &all).stdout
+    };
+    let members = tool(&["--describe", "--group", &group, "--members"]);
+    assert!(
+        members
+            .lines()
+            .any(|l| l.starts_with(&group) && l.contains(&format!("{topic}:0"))),
+        "--members:\n{members}"
+    );
+    let state = tool(&["--describe", "--group", &group, "--state"]);
+    assert!(
+        state
+            .lines()
+            .any(|l| l.starts_with(&group) && l.contains("Stable")),
+        "--state:\n{state}"
+    );
+    assert!(tool(&["--list"]).lines().any(|l| l == group));
+    share(&b, &["produce", "--topic", &topic, "--count", "10"]);
+    assert_eq!(got(&c.finish(Duration::from_secs(110))).len(), 10);
+    // Every record accepted: the share partition starts after the last one.
+    let offsets = tool(&["--describe", "--group", &group]);
+    let row: Vec<&str> = offsets
+        .lines()
+        .find(|l| l.starts_with(&group))
+        .unwrap_or_else(|| panic!("no offsets row:\n{offsets}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[1..4], &[topic.as_str(), "0", "10"], "{offsets}");
+    let deleted = tool(&["--delete", "--group", &group]);
+    assert!(deleted.contains("successful"), "--delete:\n{deleted}");
+    assert!(!tool(&["--list"]).lines().any(|l| l == group));
+}
+
+/// A second client implementation in the same group: librdkafka's share consumer
+/// (confluent-kafka's `ShareConsumer`) beside a Java one; together they process every message
+/// once.
+#[test]
+fn a_confluent_kafka_and_a_java_share_consumer_share_one_partition() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-mixed");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let py_out = dir.path().join("stdout");
+    let mut py = std::process::Command::new(python())
+        .arg(python_script("share_consumer.py"))
+        .args([b.as_str(), &topic, &group, "5", "100"])
+        .stdout(Stdio::from(
+            std::fs::File::create(&py_out).expect("stdout file"),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("stderr")).expect("stderr file"),
+        ))
+        .spawn()
+        .expect("spawn python");
+    let j = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "5",
+            "--process-ms",
+            "10",
+            "--idle-ms",
+            "5000",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 2);
+    let total = 200;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    let from_java = got(&j.finish(Duration::from_secs(110)));
+    let deadline = Instant::now() + Duration::from_secs(110);
+    let status = loop {
+        if let Some(st) = py.try_wait().expect("wait python") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = py.kill();
+            let _ = py.wait();
+            panic!("the Python share consumer did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let py_stdout = std::fs::read_to_string(&py_out).unwrap_or_default();
+    let py_stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "python share consumer: {status}\n{py_stdout}\n{py_stderr}"
+    );
+    let from_python: Vec<String> = py_stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("got "))
+        .filter_map(|l| l.split(' ').nth(2).map(str::to_string))
+        .collect();
+    assert!(
+        !from_python.is_empty() && !from_java.is_empty(),
+        "python got {}, java got {}:\n{py_stdout}",
+        from_python.len(),
+        from_java.len()
+    );
+    let mut counts = count_values(&from_java);
+    for v in from_python {
+        *counts.entry(v).or_insert(0) += 1;
+    }
+    for v in expected(total) {
+        assert_eq!(
+            counts.get(&v),
+            Some(&1),
+            "{v} processed {:?} times",
+            counts.get(&v)
+        );
+    }
+}

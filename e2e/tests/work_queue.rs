@@ -1,0 +1,164 @@
+//! A work queue declared in a MessageQueue (`type: queue` with delivery settings) reaches the
+//! broker as its topic configs, and share consumers (confluent-kafka's `ShareConsumer`, a
+//! second client implementation beside the broker tests' Java one) read it: messages sent before
+//! the first consumer started are delivered (the operator sets `share.auto.offset.reset`
+//! earliest), each once.
+//!
+//! Clients reach the broker at its pod IP: the e2e test bed has no kube-proxy, so a Service's
+//! cluster IP routes nowhere (the bootstrap Service is checked to select the broker pod).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::Api;
+use sluice_e2e::harness;
+use sluice_e2e::mq::{self, apply_yaml, pod_ip, wait_available};
+use sluice_operator::crd::MessageQueue;
+
+mod kafka;
+
+/// The Python with confluent-kafka that `scripts/clients.sh` installs (its last line), or
+/// `SLUICE_PYTHON`.
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = harness::repo_root();
+    let out = Command::new("bash")
+        .arg(root.join("scripts/clients.sh"))
+        .current_dir(&root)
+        .env("SLUICE_SKIP_KCAT", "1")
+        .output()
+        .expect("run scripts/clients.sh");
+    assert!(
+        out.status.success(),
+        "scripts/clients.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("clients.sh prints the python path")
+            .trim(),
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn a_declared_work_queue_is_consumed_by_share_consumers_each_message_once() {
+    let (client, ns) = mq::setup("work_queue", "wq").await;
+    apply_yaml(
+        &ns.name,
+        "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: wq}\n\
+         spec:\n  replicas: 1\n  storage: {size: 1Gi}\n  queues:\n\
+         \x20 - {name: jobs, type: queue, partitions: 1, delivery: {lockDurationMs: 60000, limit: 3, deadLetterQueue: jobs-dead}}\n\
+         \x20 - {name: jobs-dead, partitions: 1}\n",
+    );
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "wq", 1, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let ip = pod_ip(&pods, "wq-0").await;
+    let bootstrap = format!("{ip}:9092");
+
+    // The bootstrap Service selects the broker pod.
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let selector = services
+        .get("wq")
+        .await
+        .expect("bootstrap Service wq")
+        .spec
+        .and_then(|s| s.selector)
+        .unwrap_or_default();
+    let labels = pods
+        .get("wq-0")
+        .await
+        .expect("pod wq-0")
+        .metadata
+        .labels
+        .unwrap_or_default();
+    assert!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "Service wq selects {selector:?}; pod wq-0 has {labels:?}"
+    );
+
+    // The delivery settings are the queue's topic configs on the broker.
+    let want = BTreeMap::from([
+        ("share.auto.offset.reset", "earliest"),
+        ("share.record.lock.duration.ms", "60000"),
+        ("share.delivery.count.limit", "3"),
+        ("errors.deadletterqueue.topic.name", "jobs-dead"),
+    ]);
+    let bs = bootstrap.clone();
+    harness::wait_for(
+        "the work queue's delivery settings on the broker",
+        Duration::from_secs(90),
+        || {
+            let b = bs.clone();
+            let want = want.clone();
+            async move {
+                for (k, v) in &want {
+                    let got = kafka::topic_config(&b, "jobs", k).await?;
+                    if got.as_deref() != Some(*v) {
+                        return Err(format!("{k} is {got:?}, want {v}"));
+                    }
+                }
+                Ok(())
+            }
+        },
+    )
+    .await
+    .expect("topic configs");
+
+    // Work sent before any consumer exists, then two share consumers in one group.
+    let n = 30;
+    kafka::produce(&bootstrap, "jobs", 0, &kafka::numbered("job", n)).await;
+    let script = harness::repo_root().join("broker/tests/python/share_consumer.py");
+    let py = python();
+    // Two at once: every job goes to one of them.
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(&py)
+                .arg(&script)
+                .args([bootstrap.as_str(), "jobs", "workers", "5", "40"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start share_consumer.py")
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("share_consumer.py output"))
+        .collect();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for out in &consumers {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "share consumer failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in stdout.lines().filter_map(|l| l.strip_prefix("got ")) {
+            let value = line.splitn(3, ' ').nth(2).unwrap_or_default().to_string();
+            *seen.entry(value).or_default() += 1;
+        }
+    }
+    let mut expected = kafka::numbered("job", n);
+    expected.sort();
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        expected,
+        "every job, including those sent before the consumers started"
+    );
+    assert!(
+        seen.values().all(|c| *c == 1),
+        "each job once when every one is accepted: {seen:?}"
+    );
+    ns.delete_and_wait(&client, Duration::from_secs(120))
+        .await
+        .expect("namespace deleted");
+}

@@ -6,7 +6,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition, OFFSET_BEGINNING
 
-from records import client_arguments, consumed_json, test_record
+from records import client_arguments, consumed_json, extra_config, test_record
 
 
 def fail(msg):
@@ -23,6 +23,7 @@ def produce(a):
         "enable.idempotence": a.idempotent,
         "broker.address.family": "v4",
         "message.timeout.ms": int(a.timeout * 1000),
+        **extra_config(a),
     })
     acked, failed = [], []
 
@@ -58,6 +59,7 @@ def consume(a):
         "check.crcs": True,
         "broker.address.family": "v4",
         "fetch.wait.max.ms": 100,
+        **extra_config(a),
     })
     c.assign([TopicPartition(a.topic, int(p), OFFSET_BEGINNING) for p in a.partitions.split(",")])
     got = 0

@@ -210,6 +210,8 @@ def main():
     ap.add_argument("--linger", type=float, default=1.0)
     ap.add_argument("--session-timeout-ms", type=int, default=10000)
     a = ap.parse_args()
+    if a.config:
+        fail("--config is read only by confluent_client.py")
     {
         "produce": produce,
         "consume": consume,

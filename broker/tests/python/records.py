@@ -50,4 +50,17 @@ def client_arguments(commands):
     ap.add_argument("--partitions", default="0")
     ap.add_argument("--idempotent", action="store_true")
     ap.add_argument("--timeout", type=float, default=30.0)
+    # client settings on top of the script's own (security.protocol=SASL_SSL, ...)
+    ap.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
     return ap
+
+
+def extra_config(a):
+    """The `--config KEY=VALUE` settings as a dict (split at the first '=')."""
+    out = {}
+    for kv in a.config:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise SystemExit("--config %r is not KEY=VALUE" % kv)
+        out[key] = value
+    return out

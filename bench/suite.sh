@@ -17,6 +17,9 @@
 #   rf3          three brokers each, replication factor 3, min.insync.replicas 2
 #   share        share groups (KIP-932) draining a backlog, 1 and 16 partitions, 1 and 4
 #                consumers (bench/suite-share.sh; SHARE_RECORDS, SHARE_THREADS)
+#   tls          the cost of TLS and SASL: one broker per target with PLAINTEXT, SSL and SASL_SSL
+#                (SCRAM-SHA-512) listeners, 1 KiB acks=all produce and a consume through each
+#                (bench/suite-tls.sh; needs openssl)
 # Every broker start is also timed (start to ready on an empty folder) and its idle RSS read.
 #
 # Env (all optional):
@@ -61,7 +64,7 @@ CLUSTER_HEAP_OPTS="${CLUSTER_HEAP_OPTS:--Xms512m -Xmx512m}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT_DIR="${OUT_DIR:-/tmp/sluice-suite-$STAMP}"
 RESULTS="$OUT_DIR/results.jsonl"
-ALL_SECTIONS="machine sink throughput latency backlog partitions connections rf3 share"
+ALL_SECTIONS="machine sink throughput latency backlog partitions connections rf3 share tls"
 SECTIONS="${*:-$ALL_SECTIONS}"
 
 mkdir -p "$OUT_DIR"
@@ -676,6 +679,8 @@ section_rf3() {
 
 # shellcheck source=bench/suite-share.sh
 source "$ROOT/bench/suite-share.sh"
+# shellcheck source=bench/suite-tls.sh
+source "$ROOT/bench/suite-tls.sh"
 
 # ---- main -----------------------------------------------------------------------------------
 if [[ -z "${SLUICE_BIN:-}" || -z "${LOADGEN_BIN:-}" ]]; then

@@ -9,7 +9,11 @@
 #      KAFKA_HEAP_OPTS ("-Xms1g -Xmx1g", the stock kafka-server-start.sh default),
 #      KAFKA_START_TIMEOUT (90 s), KAFKA_FORMAT_ONLY=1 (write the config and format the storage,
 #      then exit without starting: bench/suite.sh times the start of a formatted empty folder
-#      apart from the one-off format).
+#      apart from the one-off format),
+#      KAFKA_EXTRA_LISTENERS ("SSL://127.0.0.1:P,SASL_SSL://127.0.0.1:Q": more listeners, each
+#      advertised as bound and mapped to the protocol of its name),
+#      KAFKA_EXTRA_PROPERTIES (a file appended to server.properties: keystores, SASL),
+#      KAFKA_FORMAT_ARGS (more `StorageTool format` arguments, e.g. --add-scram ...).
 # Stop with bench/kafka/stop.sh WORKDIR.
 set -euo pipefail
 
@@ -35,15 +39,24 @@ fi
 step "writing $WORKDIR/server.properties (127.0.0.1:$KAFKA_PORT, controller :$KAFKA_CONTROLLER_PORT)"
 # Only what a single loopback node needs; everything else (notably log.flush.interval.messages,
 # i.e. no fsync per write, and num.io/network.threads) stays at Kafka's defaults.
+EXTRA_L="${KAFKA_EXTRA_LISTENERS:+,$KAFKA_EXTRA_LISTENERS}"
+EXTRA_MAP=""
+if [[ -n "${KAFKA_EXTRA_LISTENERS:-}" ]]; then
+    IFS=, read -r -a extra_listeners <<<"$KAFKA_EXTRA_LISTENERS"
+    for l in "${extra_listeners[@]}"; do
+        name="${l%%://*}"
+        EXTRA_MAP+=",$name:$name"
+    done
+fi
 cat > "$WORKDIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT$EXTRA_L
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT$EXTRA_L
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$EXTRA_MAP
 log.dirs=$WORKDIR/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -53,6 +66,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 PROPS
+if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+    cat "$KAFKA_EXTRA_PROPERTIES" >>"$WORKDIR/server.properties"
+fi
 
 cat > "$WORKDIR/log4j2.properties" <<'L4J'
 status = warn
@@ -85,6 +101,7 @@ if [[ ! -f "$WORKDIR/data/meta.properties" ]]; then
         || fail "format: random-uuid ($(tail -3 "$WORKDIR/logs/format.err"))"
     java -cp "$CP" "-Dlog4j2.configurationFile=$WORKDIR/log4j2.properties" "-Dkafka.logs.dir=$WORKDIR/logs" \
         kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$WORKDIR/server.properties" \
+        ${KAFKA_FORMAT_ARGS:-} \
         >"$WORKDIR/logs/format.out" 2>&1 || fail "format ($(tail -5 "$WORKDIR/logs/format.out"))"
 fi
 

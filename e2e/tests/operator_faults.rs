@@ -3,7 +3,8 @@
 //! again still lands, and every acknowledged record is still readable. What exits on purpose
 //! after such faults (kube-controller-manager, kube-scheduler and the operator leave when they
 //! lose their leader Lease) is started again by the test, as a node's init system and the
-//! operator's Deployment would.
+//! operator's Deployment would. Five edits in a row, each cut short by a SIGKILLed API server at
+//! a different moment, end in the last one with every queue they added.
 //!
 //! (Hand edits of the operator's children and a deleted StatefulSet are in `operator.rs`; the
 //! operator's own failover mid-roll is in `operator_more.rs`.)
@@ -269,59 +270,22 @@ async fn a_change_lands_through_a_stalled_etcd_and_a_restarted_api_server() {
     drop(resume);
 
     // Then the API server dies (SIGKILL) and comes back.
-    let apiserver = components
-        .iter()
-        .find(|c| c.name == "kube-apiserver")
-        .expect("kube-apiserver among the components");
-    signal(&component_pid("kube-apiserver"), "KILL");
-    harness::wait_for(
-        "the killed API server to be gone",
-        Duration::from_secs(30),
-        || async {
-            (!alive(&component_pid_raw("kube-apiserver")))
-                .then_some(())
-                .ok_or_else(|| "alive".to_string())
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    respawn(apiserver);
-    harness::wait_for(
-        "the restarted API server to answer",
-        Duration::from_secs(120),
-        || async { mqs.get("f").await.map(|_| ()).map_err(|e| e.to_string()) },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut restarted = Vec::new();
+    kill_and_restart_api_server(&components, &mqs, &mut restarted).await;
 
     // Until the change has landed, and then until nothing has had to be restarted for 20 s
     // (longer than the components' 15 s Lease), whatever exits is started again.
-    let mut restarted = Vec::new();
-    let converged = wait_converged(
-        &mqs,
-        &bootstrap,
-        2_000_001,
-        "the change made before the faults at the broker, observed in status",
-    );
-    tokio::pin!(converged);
-    loop {
-        tokio::select! {
-            _ = &mut converged => break,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                supervise_once(&components, &mut restarted);
-            }
-        }
-    }
-    let mut quiet_since = std::time::Instant::now();
-    let mut seen = restarted.len();
-    while quiet_since.elapsed() < Duration::from_secs(20) {
-        supervise_once(&components, &mut restarted);
-        if restarted.len() != seen {
-            seen = restarted.len();
-            quiet_since = std::time::Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    converge_supervised(
+        &components,
+        &mut restarted,
+        wait_converged(
+            &mqs,
+            &bootstrap,
+            2_000_001,
+            "the change made before the faults at the broker, observed in status",
+        ),
+    )
+    .await;
     println!("restarted after the faults: {restarted:?}");
 
     let topics = tokio::task::spawn_blocking({
@@ -339,4 +303,128 @@ async fn a_change_lands_through_a_stalled_etcd_and_a_restarted_api_server() {
     assert_eq!(added, Some(2), "queue `added` with 2 partitions");
     let got = kafka::read_partition0(&bootstrap, "work", 50, "records after the faults").await;
     assert_eq!(got, kafka::numbered("cp", 50));
+}
+
+/// SIGKILLs the API server, waits until it is gone, starts it again as it ran and waits until
+/// it answers; components that exit meanwhile (a lost Lease) are started again.
+async fn kill_and_restart_api_server(
+    components: &[Component],
+    mqs: &Api<MessageQueue>,
+    restarted: &mut Vec<String>,
+) {
+    let apiserver = components
+        .iter()
+        .find(|c| c.name == "kube-apiserver")
+        .expect("kube-apiserver among the components");
+    signal(&component_pid("kube-apiserver"), "KILL");
+    harness::wait_for(
+        "the killed API server to be gone",
+        Duration::from_secs(30),
+        || async {
+            (!alive(&component_pid_raw("kube-apiserver")))
+                .then_some(())
+                .ok_or_else(|| "alive".to_string())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    respawn(apiserver);
+    let answered = harness::wait_for(
+        "the restarted API server to answer",
+        Duration::from_secs(120),
+        || async { mqs.get("f").await.map(|_| ()).map_err(|e| e.to_string()) },
+    );
+    tokio::pin!(answered);
+    loop {
+        tokio::select! {
+            r = &mut answered => { r.unwrap_or_else(|e| panic!("{e}")); break; }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                supervise_once(components, restarted);
+            }
+        }
+    }
+}
+
+/// Runs `converged` to its end while restarting whatever exits, then keeps supervising until
+/// nothing has had to be restarted for 20 s (longer than the components' 15 s Lease).
+async fn converge_supervised(
+    components: &[Component],
+    restarted: &mut Vec<String>,
+    converged: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(converged);
+    loop {
+        tokio::select! {
+            _ = &mut converged => break,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                supervise_once(components, restarted);
+            }
+        }
+    }
+    let mut quiet_since = std::time::Instant::now();
+    let mut seen = restarted.len();
+    while quiet_since.elapsed() < Duration::from_secs(20) {
+        supervise_once(components, restarted);
+        if restarted.len() != seen {
+            seen = restarted.len();
+            quiet_since = std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn five_edits_each_cut_short_by_a_killed_api_server_end_in_the_last_one() {
+    let (client, ns) = mq::setup("operator_faults_api_server_loop", "cploop").await;
+    apply_yaml(&ns.name, &manifest(3_000_000, ""));
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "f", 1, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let bootstrap = format!("{}:9092", pod_ip(&pods, "f-0").await);
+    kafka::produce(&bootstrap, "work", 0, &kafka::numbered("loop", 30)).await;
+
+    let components = control_plane();
+    let mut restarted = Vec::new();
+    const ROUNDS: i64 = 5;
+    let mut extra = String::new();
+    for round in 0..ROUNDS {
+        // Each edit adds a queue and changes the retention; the API server dies while the
+        // operator works on it, at a different moment each round (0.3 s to 3.1 s after the
+        // edit: the fault's timing, not a wait for a condition).
+        extra.push_str(&format!(", {{name: loop{round}, partitions: 1}}"));
+        apply_yaml(&ns.name, &manifest(3_000_001 + round, &extra));
+        tokio::time::sleep(Duration::from_millis(300 + 700 * round as u64)).await;
+        kill_and_restart_api_server(&components, &mqs, &mut restarted).await;
+        println!("round {round}: the API server was killed and answers again");
+    }
+    converge_supervised(
+        &components,
+        &mut restarted,
+        wait_converged(
+            &mqs,
+            &bootstrap,
+            3_000_000 + ROUNDS,
+            "the last of five edits cut short by a killed API server",
+        ),
+    )
+    .await;
+    println!("restarted during the loop: {restarted:?}");
+
+    let topics = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || kafka::metadata(&b)
+    })
+    .await
+    .expect("join")
+    .expect("metadata");
+    for round in 0..ROUNDS {
+        let name = format!("loop{round}");
+        assert!(
+            topics.topics().iter().any(|t| t.name() == name),
+            "queue {name} of round {round} at the broker"
+        );
+    }
+    let got = kafka::read_partition0(&bootstrap, "work", 30, "records after the loop").await;
+    assert_eq!(got, kafka::numbered("loop", 30));
 }

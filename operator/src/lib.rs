@@ -106,6 +106,48 @@ where
     }
 }
 
+/// The pause after a watch stream fails, before the controller polls its watch streams again.
+///
+/// kube-runtime applies one backoff to all of a controller's watch streams together (the
+/// MessageQueues and the five kinds of children here), and sleeps once per error item. After an
+/// API server outage each stream holds a stale error, so with the default (client-go's 0.8 s
+/// doubling to 30 s, reset only after 120 s without errors) the errors are served one 30 s
+/// sleep after another: the e2e loop of killed API servers saw a controller deaf for over three
+/// minutes while the server was back. Here the pause doubles from 100 ms to 2 s and an event that
+/// arrives resets it: at most one retry of each stream per 2 s while the server is away (six
+/// streams: three requests a second at most), and back to work within seconds when it returns.
+#[derive(Debug, Clone)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (now * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// Runs one controller over `ns` (all namespaces when None) until `stop` becomes true. Public so
 /// tests can run the real controller in-process against an API server.
 pub async fn run_controller(
@@ -134,6 +176,7 @@ pub async fn run_controller(
             .zip(namespace)
             .map(|(name, ns)| ObjectRef::<MessageQueue>::new(&name).within(&ns))
     })
+    .trigger_backoff(WatchBackoff::default())
     .graceful_shutdown_on(stop_signal)
     .run(reconcile::reconcile, reconcile::error_policy, ctx)
     .for_each(|result| async move {
@@ -298,4 +341,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod watch_backoff_tests {
+    use super::WatchBackoff;
+    use kube::runtime::utils::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn doubles_to_two_seconds_and_starts_again_after_a_reset() {
+        let mut b = WatchBackoff::default();
+        let first: Vec<Duration> = b.by_ref().take(7).collect();
+        let ms: Vec<u128> = first.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, vec![100, 200, 400, 800, 1600, 2000, 2000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(100)));
+    }
 }

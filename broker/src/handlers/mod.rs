@@ -242,7 +242,15 @@ pub async fn dispatch(
     }
 
     let reply = match key {
-        ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest), &access)?,
+        ApiKey::Produce => {
+            // Share-partition leaders write their state through the leader of
+            // `__share_group_state` (`share_store`): the one client write to an internal topic.
+            let cluster_write = header.client_id.as_ref().map(|c| c.as_str())
+                == Some(quorum::FORWARD_CLIENT_ID)
+                && *caller.listener == *ctx.inter_broker_listener
+                && access.cluster(authz::Operation::ClusterAction);
+            produce::handle(ctx, raw, req!(ProduceRequest), &access, cluster_write)?
+        }
         ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest), &access)?,
         ApiKey::ListOffsets => {
             let mut req = req!(ListOffsetsRequest);

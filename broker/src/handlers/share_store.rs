@@ -12,8 +12,18 @@
 //! - **Compaction**: once the topic holds [`COMPACT_AFTER`] records more than the live states,
 //!   every live state is written again and everything before those copies is deleted
 //!   (DeleteRecords on the internal topic): last-wins reading stays correct at every step.
-//! - Single partition, led by one broker: the share groups of a multi-broker cluster would need
-//!   the state partitioned and loaded on leadership changes as the group coordinator does.
+//! - **Cluster**: one partition, written by the leader of each share partition: locally
+//!   where it leads `__share_group_state-0` too, else as a Produce (acks=all) to that leader
+//!   under the inter-broker client id, which the Produce handler lets through to this one
+//!   internal topic. Each record carries the leader epoch it was written at (header
+//!   [`EPOCH_HEADER`]); a broker that becomes a partition's leader takes up its state
+//!   ([`adopt`]) from its own copy of the topic (every broker holds one when the topic has as
+//!   many copies as there are brokers), the highest epoch winning, so a write of a deposed
+//!   leader that lands late cannot overwrite its successor's. Only states of partitions led
+//!   here at the epoch they were taken up at are written.
+//! - Compaction rewrites live states from memory, which on a cluster holds only the partitions
+//!   led here: it runs on a single broker only (on a cluster the topic grows by one record per
+//!   change).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +40,7 @@ use super::catalog;
 use super::share::{limits_for, now_ms};
 use crate::context::BrokerContext;
 use crate::group::SHARE_STATE_TOPIC;
+use crate::replica::client::PeerConnection;
 use crate::share::coordinator::Changed;
 use crate::share::SharePartition;
 
@@ -39,9 +50,19 @@ const COMPACT_AFTER: u64 = 10_000;
 const REWRITE_BATCH: usize = 100;
 /// The longest a write waits to be replicated before the request is answered anyway.
 const WRITE_WAIT: Duration = Duration::from_secs(10);
+/// Connecting to the state topic's leader, and the margin over [`WRITE_WAIT`] of its answer.
+const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+/// The Produce version of a write through the state topic's leader (topic names, flexible).
+const PRODUCE_VERSION: i16 = 9;
 
 /// Records appended since the last compaction (and at load: all read).
 static APPENDED: AtomicU64 = AtomicU64::new(0);
+
+/// The header holding the leader epoch of the share partition a state was written at.
+pub const EPOCH_HEADER: &str = "sluice.leader.epoch";
+
+/// The latest state of each key: (leader epoch written at, state; `None`: deleted).
+type Latest = BTreeMap<(String, Uuid, i32), (i32, Option<SharePartition>)>;
 
 fn key_of(group: &str, topic_id: Uuid, partition: i32) -> String {
     format!("{group}\n{topic_id}\n{partition}")
@@ -67,54 +88,19 @@ async fn load(ctx: &Arc<BrokerContext>) -> Result<(), i16> {
     let Some(meta) = catalog::topic(ctx, SHARE_STATE_TOPIC) else {
         return Ok(());
     };
-    let log = match catalog::local_partition(ctx, &meta.name, 0, -1) {
-        Ok(log) => log,
-        Err(code) => {
-            tracing::debug!(
-                code,
-                "share-partition state not loaded yet: its topic is not led here"
-            );
-            return Err(code);
-        }
-    };
-    let loaded = super::blocking(ctx, move |_| {
-        let mut states: BTreeMap<(String, Uuid, i32), Option<SharePartition>> = BTreeMap::new();
-        let mut offset = log.log_start_offset();
-        let mut count = 0u64;
-        let end = log.high_watermark();
-        while offset < end {
-            let read = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
-            let records = crate::log::all_records(&read.records).map_err(|e| e.to_string())?;
-            let Some(last) = records.last().map(|(o, _)| *o) else {
-                break;
-            };
-            for (o, r) in records {
-                if o < offset {
-                    continue;
-                }
-                count += 1;
-                let Some(key) = r.key.as_deref().and_then(parse_key) else {
-                    continue;
-                };
-                let state = match r.value {
-                    None => None,
-                    Some(v) => Some(serde_json::from_slice::<SharePartition>(&v).map_err(|e| {
-                        format!("the state of {key:?} at offset {o} does not parse: {e}")
-                    })?),
-                };
-                states.insert(key, state);
-            }
-            offset = last + 1;
-        }
-        Ok::<_, String>((states, count))
-    })
-    .await;
-    match loaded {
+    if let Err(code) = catalog::local_partition(ctx, &meta.name, 0, -1) {
+        tracing::debug!(
+            code,
+            "share-partition state not loaded yet: its topic is not led here"
+        );
+        return Err(code);
+    }
+    match scan(ctx, None).await {
         Ok((states, count)) => {
             APPENDED.store(count, Ordering::Relaxed);
             let mut saved: BTreeMap<String, BTreeMap<(Uuid, i32), SharePartition>> =
                 BTreeMap::new();
-            for ((g, t, p), state) in states {
+            for ((g, t, p), (_, state)) in states {
                 if let Some(state) = state {
                     saved.entry(g).or_default().insert((t, p), state);
                 }
@@ -128,10 +114,128 @@ async fn load(ctx: &Arc<BrokerContext>) -> Result<(), i16> {
     Ok(())
 }
 
-fn encode(changes: &[Changed]) -> Result<Bytes, String> {
+/// Reads this broker's copy of the state topic (to its log end: a follower's high watermark
+/// lags its leader's); the latest state of each key (of `group` only, when given) and the
+/// number of records read.
+async fn scan(ctx: &Arc<BrokerContext>, group: Option<&str>) -> Result<(Latest, u64), String> {
+    let Some(log) = ctx.logs.partition(SHARE_STATE_TOPIC, 0) else {
+        return Err(format!(
+            "this broker holds no copy of {SHARE_STATE_TOPIC}-0"
+        ));
+    };
+    let group = group.map(str::to_string);
+    super::blocking(ctx, move |_| {
+        let mut states = Latest::new();
+        let mut offset = log.log_start_offset();
+        let mut count = 0u64;
+        let end = log.log_end_offset();
+        while offset < end {
+            let read = log
+                .read_for_replica(offset, 1 << 20)
+                .map_err(|e| e.to_string())?;
+            let records = crate::log::all_records(&read.records).map_err(|e| e.to_string())?;
+            let Some(last) = records.last().map(|(o, _)| *o) else {
+                break;
+            };
+            for (o, r) in records {
+                if o < offset {
+                    continue;
+                }
+                count += 1;
+                let Some(key) = r.key.as_deref().and_then(parse_key) else {
+                    continue;
+                };
+                if group.as_ref().is_some_and(|g| *g != key.0) {
+                    continue;
+                }
+                let epoch = record_epoch(&r.headers);
+                let Some(v) = r.value else {
+                    // A deleted group: whatever is written after starts afresh.
+                    states.insert(key, (-1, None));
+                    continue;
+                };
+                if states.get(&key).is_some_and(|(e, _)| *e > epoch) {
+                    continue;
+                }
+                let state = serde_json::from_slice::<SharePartition>(&v).map_err(|e| {
+                    format!("the state of {key:?} at offset {o} does not parse: {e}")
+                })?;
+                states.insert(key, (epoch, Some(state)));
+            }
+            offset = last + 1;
+        }
+        Ok::<_, String>((states, count))
+    })
+    .await
+}
+
+/// The leader epoch a state record was written at; -1 for records written before it was kept.
+fn record_epoch(headers: &[(String, Option<Vec<u8>>)]) -> i32 {
+    headers
+        .iter()
+        .find(|(k, _)| k == EPOCH_HEADER)
+        .and_then(|(_, v)| v.as_deref())
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Takes up the share partitions among `keys` that this broker leads at an epoch it has not
+/// taken them up at yet, from the persisted state: before anything is served from them.
+/// An error (no copy of the state topic here) leaves them not taken up, so nothing is
+/// persisted from here for them and the next request tries again.
+pub async fn adopt(
+    ctx: &Arc<BrokerContext>,
+    group: &str,
+    keys: &[(Uuid, i32)],
+) -> Result<(), String> {
+    let stale = |ctx: &Arc<BrokerContext>| -> Vec<((Uuid, i32), i32)> {
+        keys.iter()
+            .filter_map(|key| {
+                let meta = catalog::topic_by_id(ctx, key.0)?;
+                match catalog::ownership(ctx, &meta.name, key.1) {
+                    catalog::Ownership::Here(epoch)
+                        if ctx.shares.owned_epoch(group, *key) != Some(epoch) =>
+                    {
+                        Some((*key, epoch))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+    if stale(ctx).is_empty() {
+        return Ok(());
+    }
+    // Under the persistence lock: what this broker wrote is in its copy before it is read
+    // (the write waited for replication), and two requests do not take a partition up twice.
+    let _guard = ctx.shares.persisting.lock().await;
+    let stale = stale(ctx);
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let (states, _) = if catalog::topic(ctx, SHARE_STATE_TOPIC).is_some() {
+        scan(ctx, Some(group)).await?
+    } else {
+        (Latest::new(), 0)
+    };
+    for (key, epoch) in stale {
+        let state = states
+            .get(&(group.to_string(), key.0, key.1))
+            .and_then(|(_, s)| s.clone());
+        tracing::info!(group, topic_id = %key.0, partition = key.1, epoch,
+            start = state.as_ref().map(SharePartition::start_offset),
+            "share partition taken up by its leader");
+        ctx.shares
+            .adopt(group, key, epoch, state, &limits_for(ctx, key.0));
+    }
+    Ok(())
+}
+
+fn encode(changes: &[(Changed, i32)]) -> Result<Bytes, String> {
     let records = changes
         .iter()
-        .map(|(g, t, p, state)| {
+        .map(|((g, t, p, state), epoch)| {
             let value = match state {
                 Some(s) => Some(Bytes::from(
                     serde_json::to_vec(s).map_err(|e| e.to_string())?,
@@ -151,7 +255,12 @@ fn encode(changes: &[Changed]) -> Result<Bytes, String> {
                 timestamp: now_ms(),
                 key: Some(Bytes::from(key_of(g, *t, *p))),
                 value,
-                headers: Default::default(),
+                headers: [(
+                    kafka_protocol::protocol::StrBytes::from_static_str(EPOCH_HEADER),
+                    Some(Bytes::from(epoch.to_string())),
+                )]
+                .into_iter()
+                .collect(),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -170,9 +279,33 @@ fn encode(changes: &[Changed]) -> Result<Bytes, String> {
 
 /// Writes the share partitions changed since the last write; waits until the write is
 /// replicated (at most [`WRITE_WAIT`]). A failed write is logged and retried with the next.
+/// Changes to partitions this broker does not lead at the epoch it took them up at are
+/// dropped: their leader is elsewhere now and writes its own.
 pub async fn persist(ctx: &Arc<BrokerContext>) {
     let guard = ctx.shares.persisting.lock().await;
-    let changes = ctx.shares.take_dirty();
+    let changes: Vec<(Changed, i32)> = ctx
+        .shares
+        .take_dirty()
+        .into_iter()
+        .filter_map(|c| {
+            if c.3.is_none() {
+                return Some((c, -1));
+            }
+            let meta = catalog::topic_by_id(ctx, c.1)?;
+            match catalog::ownership(ctx, &meta.name, c.2) {
+                catalog::Ownership::Here(epoch)
+                    if ctx.shares.owned_epoch(&c.0, (c.1, c.2)) == Some(epoch) =>
+                {
+                    Some((c, epoch))
+                }
+                _ => {
+                    tracing::debug!(group = %c.0, topic = %meta.name, partition = c.2,
+                        "share-partition change not persisted: not led here at the epoch it was taken up at");
+                    None
+                }
+            }
+        })
+        .collect();
     if changes.is_empty() {
         return;
     }
@@ -182,7 +315,8 @@ pub async fn persist(ctx: &Arc<BrokerContext>) {
         Err(e) => {
             tracing::warn!(error = %e, partitions = changes.len(),
                 "share-partition state not persisted; retried with the next change");
-            ctx.shares.mark_dirty(&changes);
+            let changed: Vec<Changed> = changes.into_iter().map(|(c, _)| c).collect();
+            ctx.shares.mark_dirty(&changed);
             return;
         }
     };
@@ -202,12 +336,28 @@ pub async fn persist(ctx: &Arc<BrokerContext>) {
 
 type Written = Option<(Arc<crate::log::PartitionLog>, i64)>;
 
-async fn append(ctx: &Arc<BrokerContext>, changes: &[Changed]) -> Result<Written, String> {
+/// Appends `changes` to the state topic: locally when this broker leads it, else through its
+/// leader (then replicated when this returns: the Produce asks for acks=all).
+async fn append(ctx: &Arc<BrokerContext>, changes: &[(Changed, i32)]) -> Result<Written, String> {
     catalog::ensure_share_state_topic(ctx)
         .await
         .map_err(|e| e.to_string())?;
-    let (log, epoch) = catalog::leader_partition(ctx, SHARE_STATE_TOPIC, 0, -1)
-        .map_err(|code| format!("{SHARE_STATE_TOPIC}-0 is not led here (error {code})"))?;
+    let (log, epoch) = match catalog::leader_partition(ctx, SHARE_STATE_TOPIC, 0, -1) {
+        Ok(led) => led,
+        Err(code) => {
+            return match catalog::ownership(ctx, SHARE_STATE_TOPIC, 0) {
+                catalog::Ownership::Elsewhere(leader) if leader >= 0 => {
+                    for chunk in changes.chunks(REWRITE_BATCH) {
+                        produce_at(ctx, leader, encode(chunk)?).await?;
+                    }
+                    Ok(None)
+                }
+                _ => Err(format!(
+                    "{SHARE_STATE_TOPIC}-0 is not led here and has no leader (error {code})"
+                )),
+            }
+        }
+    };
     let mut last = None;
     for chunk in changes.chunks(REWRITE_BATCH) {
         let batch = encode(chunk)?;
@@ -222,8 +372,74 @@ async fn append(ctx: &Arc<BrokerContext>, changes: &[Changed]) -> Result<Written
     Ok(last)
 }
 
+/// Sends one batch of states to broker `leader`, the leader of the state topic, as a Produce
+/// with acks=all over a kept connection (dropped on any error, so the next write reconnects).
+async fn produce_at(ctx: &Arc<BrokerContext>, leader: i32, batch: Bytes) -> Result<(), String> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    let b = catalog::broker(ctx, leader).ok_or_else(|| {
+        format!("broker {leader}, the leader of {SHARE_STATE_TOPIC}-0, is not registered")
+    })?;
+    let addr = format!("{}:{}", b.host, b.port);
+    let mut slot = ctx.share_state_peer.lock().await;
+    if slot.as_ref().is_some_and(|c| c.addr() != addr) {
+        *slot = None;
+    }
+    if slot.is_none() {
+        let tls = ctx.replicas.config().peer_tls.as_deref();
+        let conn = PeerConnection::connect(ctx.node_id, leader, &addr, PEER_TIMEOUT, tls)
+            .await
+            .map_err(|e| e.to_string())?
+            .with_client_id(super::quorum::FORWARD_CLIENT_ID);
+        *slot = Some(conn);
+    }
+    let Some(conn) = slot.as_mut() else {
+        return Err("no connection".into());
+    };
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(i32::try_from(WRITE_WAIT.as_millis()).unwrap_or(i32::MAX))
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(
+                kafka_protocol::protocol::StrBytes::from_static_str(SHARE_STATE_TOPIC),
+            ))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let resp = match conn
+        .call(&req, PRODUCE_VERSION, "Produce", WRITE_WAIT + PEER_TIMEOUT)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            *slot = None;
+            return Err(e.to_string());
+        }
+    };
+    let code = resp
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .map(|p| p.error_code)
+        .find(|c| *c != 0)
+        .unwrap_or(0);
+    if code != 0 {
+        return Err(format!(
+            "broker {leader} refused the write to {SHARE_STATE_TOPIC}-0 (error {code})"
+        ));
+    }
+    if resp.responses.is_empty() {
+        return Err(format!("broker {leader} answered the write with nothing"));
+    }
+    Ok(())
+}
+
 /// Rewrites every live state and deletes what came before, once enough has piled up.
 async fn compact_if_due(ctx: &Arc<BrokerContext>) -> Result<(), String> {
+    // Memory holds only the partitions led here: on a cluster it is not all there is.
+    if ctx.cluster.state().brokers.len() > 1 {
+        return Ok(());
+    }
     let live: Vec<Changed> = ctx
         .shares
         .snapshot()
@@ -240,6 +456,15 @@ async fn compact_if_due(ctx: &Arc<BrokerContext>) -> Result<(), String> {
     let (log, epoch) = catalog::leader_partition(ctx, SHARE_STATE_TOPIC, 0, -1)
         .map_err(|code| format!("{SHARE_STATE_TOPIC}-0 is not led here (error {code})"))?;
     let first = log.log_end_offset();
+    // Each copy at the epoch its partition was taken up at (-1: not since the start), so a
+    // later write of the same leadership still wins.
+    let live: Vec<(Changed, i32)> = live
+        .into_iter()
+        .map(|c| {
+            let epoch = ctx.shares.owned_epoch(&c.0, (c.1, c.2)).unwrap_or(-1);
+            (c, epoch)
+        })
+        .collect();
     for chunk in live.chunks(REWRITE_BATCH) {
         log.append_in_epoch(encode(chunk)?, epoch)
             .map_err(|e| e.to_string())?;

@@ -406,6 +406,7 @@ impl Broker {
                 ..ShareSettings::default()
             })),
             replicas,
+            share_state_peer: tokio::sync::Mutex::new(None),
             producer_ids: Default::default(),
             offsets_topic: config.offsets_topic(),
             metrics,

@@ -484,6 +484,41 @@ pub async fn dispatch(
                 resp
             })
         }
+        // As Kafka: READ on the group (DELETE to delete offsets) and READ on each topic.
+        ApiKey::AlterShareGroupOffsets => {
+            let req = req!(AlterShareGroupOffsetsRequest);
+            if !access.group(authz::Operation::Read, req.group_id.as_str()) {
+                return Ok(now!(AlterShareGroupOffsetsResponse::default()
+                    .with_error_code(authz::GROUP_AUTHORIZATION_FAILED)));
+            }
+            let readable: std::collections::BTreeSet<String> = req
+                .topics
+                .iter()
+                .map(|t| t.topic_name.to_string())
+                .filter(|t| access.topic(authz::Operation::Read, t))
+                .collect();
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                share_admin::alter_offsets(ctx, req, &|t| readable.contains(t)).await
+            })
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            let req = req!(DeleteShareGroupOffsetsRequest);
+            if !access.group(authz::Operation::Delete, req.group_id.as_str()) {
+                return Ok(now!(DeleteShareGroupOffsetsResponse::default()
+                    .with_error_code(authz::GROUP_AUTHORIZATION_FAILED)));
+            }
+            let readable: std::collections::BTreeSet<String> = req
+                .topics
+                .iter()
+                .map(|t| t.topic_name.to_string())
+                .filter(|t| access.topic(authz::Operation::Read, t))
+                .collect();
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                share_admin::delete_offsets(ctx, req, &|t| readable.contains(t)).await
+            })
+        }
         ApiKey::ShareGroupHeartbeat => {
             let req = req!(ShareGroupHeartbeatRequest);
             if let Some(refused) = share_authz::heartbeat(&access, &req) {

@@ -78,8 +78,8 @@ fn parse_key(k: &[u8]) -> Option<(String, Uuid, i32)> {
 }
 
 /// Loads the persisted states once, before the first share request is served.
-/// A state topic this broker does not lead (yet: moments after a start) is tried again by the
-/// next request.
+/// A state topic this broker has no copy of (yet: moments after a start) is tried again by
+/// the next request.
 pub async fn ensure_loaded(ctx: &Arc<BrokerContext>) {
     let _ = ctx.shares.loaded.get_or_try_init(|| load(ctx)).await;
 }
@@ -88,12 +88,11 @@ async fn load(ctx: &Arc<BrokerContext>) -> Result<(), i16> {
     let Some(meta) = catalog::topic(ctx, SHARE_STATE_TOPIC) else {
         return Ok(());
     };
-    if let Err(code) = catalog::local_partition(ctx, &meta.name, 0, -1) {
-        tracing::debug!(
-            code,
-            "share-partition state not loaded yet: its topic is not led here"
-        );
-        return Err(code);
+    // Any copy will do: states here are for describing and listing until a partition's leader
+    // takes its state up (`adopt`).
+    if ctx.logs.partition(&meta.name, 0).is_none() {
+        tracing::debug!("share-partition state not loaded yet: no copy of its topic here");
+        return Err(super::codes::UNKNOWN_TOPIC_OR_PARTITION);
     }
     match scan(ctx, None).await {
         Ok((states, count)) => {
@@ -167,6 +166,28 @@ async fn scan(ctx: &Arc<BrokerContext>, group: Option<&str>) -> Result<(Latest, 
         Ok::<_, String>((states, count))
     })
     .await
+}
+
+/// The persisted start offset of each share partition of `group` (from this broker's copy of
+/// the state topic: on a cluster the partitions' leaders write there, and memory here holds
+/// only what is led here). `None` when there is no copy here.
+pub async fn persisted_starts(
+    ctx: &Arc<BrokerContext>,
+    group: &str,
+) -> Option<BTreeMap<(Uuid, i32), i64>> {
+    catalog::topic(ctx, SHARE_STATE_TOPIC)?;
+    match scan(ctx, Some(group)).await {
+        Ok((states, _)) => Some(
+            states
+                .into_iter()
+                .filter_map(|((_, t, p), (_, s))| Some(((t, p), s?.start_offset())))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::debug!(group, error = %e, "persisted share state not read");
+            None
+        }
+    }
 }
 
 /// The leader epoch a state record was written at; -1 for records written before it was kept.
@@ -307,6 +328,7 @@ pub async fn persist(ctx: &Arc<BrokerContext>) {
         })
         .collect();
     if changes.is_empty() {
+        ctx.shares.forget_idle();
         return;
     }
     let written = append(ctx, &changes).await;
@@ -321,6 +343,7 @@ pub async fn persist(ctx: &Arc<BrokerContext>) {
         }
     };
     APPENDED.fetch_add(changes.len() as u64, Ordering::Relaxed);
+    ctx.shares.forget_idle();
     if let Err(e) = compact_if_due(ctx).await {
         tracing::warn!(error = %e, "share-partition state not compacted");
     }
@@ -332,6 +355,23 @@ pub async fn persist(ctx: &Arc<BrokerContext>) {
             Err(_) => tracing::warn!(offset, "share-partition state write not replicated in time"),
         }
     }
+}
+
+/// Writes states set by the coordinator (altered or deleted offsets), each at the leader
+/// epoch its partition has now, so the leader's next take-up reads them; waits until they are
+/// replicated.
+pub async fn write_states(ctx: &Arc<BrokerContext>, changes: &[(Changed, i32)]) -> Result<(), String> {
+    let guard = ctx.shares.persisting.lock().await;
+    let last = append(ctx, changes).await?;
+    APPENDED.fetch_add(changes.len() as u64, Ordering::Relaxed);
+    drop(guard);
+    if let Some((log, offset)) = last {
+        tokio::time::timeout(WRITE_WAIT, log.wait_high_watermark(offset))
+            .await
+            .map_err(|_| "the write was not replicated in time".to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 type Written = Option<(Arc<crate::log::PartitionLog>, i64)>;
@@ -372,39 +412,50 @@ async fn append(ctx: &Arc<BrokerContext>, changes: &[(Changed, i32)]) -> Result<
     Ok(last)
 }
 
-/// Sends one batch of states to broker `leader`, the leader of the state topic, as a Produce
-/// with acks=all over a kept connection (dropped on any error, so the next write reconnects).
+/// Sends one batch of states to broker `leader`, the leader of the state topic.
 async fn produce_at(ctx: &Arc<BrokerContext>, leader: i32, batch: Bytes) -> Result<(), String> {
+    produce_through(ctx, leader, (SHARE_STATE_TOPIC, 0), batch).await
+}
+
+/// Appends `batch` to `partition` of `topic` through broker `leader`, its leader, as a Produce
+/// with acks=all under the inter-broker client id, over a kept connection (dropped on any
+/// error, so the next write reconnects).
+pub async fn produce_through(
+    ctx: &Arc<BrokerContext>,
+    leader: i32,
+    (topic, partition): (&str, i32),
+    batch: Bytes,
+) -> Result<(), String> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, TopicName};
     let b = catalog::broker(ctx, leader).ok_or_else(|| {
-        format!("broker {leader}, the leader of {SHARE_STATE_TOPIC}-0, is not registered")
+        format!("broker {leader}, the leader of {topic}-{partition}, is not registered")
     })?;
     let addr = format!("{}:{}", b.host, b.port);
-    let mut slot = ctx.share_state_peer.lock().await;
-    if slot.as_ref().is_some_and(|c| c.addr() != addr) {
-        *slot = None;
+    let mut peers = ctx.share_peers.lock().await;
+    if peers.get(&leader).is_some_and(|c| c.addr() != addr) {
+        peers.remove(&leader);
     }
-    if slot.is_none() {
+    if !peers.contains_key(&leader) {
         let tls = ctx.replicas.config().peer_tls.as_deref();
         let conn = PeerConnection::connect(ctx.node_id, leader, &addr, PEER_TIMEOUT, tls)
             .await
             .map_err(|e| e.to_string())?
             .with_client_id(super::quorum::FORWARD_CLIENT_ID);
-        *slot = Some(conn);
+        peers.insert(leader, conn);
     }
-    let Some(conn) = slot.as_mut() else {
+    let Some(conn) = peers.get_mut(&leader) else {
         return Err("no connection".into());
     };
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(i32::try_from(WRITE_WAIT.as_millis()).unwrap_or(i32::MAX))
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(
-                kafka_protocol::protocol::StrBytes::from_static_str(SHARE_STATE_TOPIC),
-            ))
+            .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                topic.to_string(),
+            )))
             .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
+                .with_index(partition)
                 .with_records(Some(batch))])]);
     let resp = match conn
         .call(&req, PRODUCE_VERSION, "Produce", WRITE_WAIT + PEER_TIMEOUT)
@@ -412,7 +463,7 @@ async fn produce_at(ctx: &Arc<BrokerContext>, leader: i32, batch: Bytes) -> Resu
     {
         Ok(r) => r,
         Err(e) => {
-            *slot = None;
+            peers.remove(&leader);
             return Err(e.to_string());
         }
     };
@@ -425,7 +476,7 @@ async fn produce_at(ctx: &Arc<BrokerContext>, leader: i32, batch: Bytes) -> Resu
         .unwrap_or(0);
     if code != 0 {
         return Err(format!(
-            "broker {leader} refused the write to {SHARE_STATE_TOPIC}-0 (error {code})"
+            "broker {leader} refused the write to {topic}-{partition} (error {code})"
         ));
     }
     if resp.responses.is_empty() {

@@ -406,7 +406,7 @@ impl Broker {
                 ..ShareSettings::default()
             })),
             replicas,
-            share_state_peer: tokio::sync::Mutex::new(None),
+            share_peers: Default::default(),
             producer_ids: Default::default(),
             offsets_topic: config.offsets_topic(),
             metrics,

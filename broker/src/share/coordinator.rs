@@ -650,11 +650,15 @@ impl ShareCoordinator {
         limits: &dyn Fn(Uuid) -> Limits,
     ) {
         let mut st = self.lock();
-        for (name, mut partitions) in saved {
-            for (key, sp) in partitions.iter_mut() {
-                sp.expire_locks(i64::MAX, &limits(key.0));
+        for (name, partitions) in saved {
+            let group = st.groups.entry(name).or_default();
+            // A partition already here was taken up by its leader since: that state is newer.
+            for (key, mut sp) in partitions {
+                if let std::collections::btree_map::Entry::Vacant(e) = group.partitions.entry(key) {
+                    sp.expire_locks(i64::MAX, &limits(key.0));
+                    e.insert(sp);
+                }
             }
-            st.groups.entry(name).or_default().partitions = partitions;
         }
     }
 
@@ -688,6 +692,31 @@ impl ShareCoordinator {
             .owned
             .get(&(group_id.to_string(), topic_id, partition))
             .copied()
+    }
+
+    /// Share partitions of groups with no share session open here and nothing left to
+    /// persist are no longer held as taken up: the next session takes them up again from
+    /// their persisted state, which is how offsets altered or deleted by the coordinator
+    /// (AlterShareGroupOffsets, DeleteShareGroupOffsets, on an empty group) reach the
+    /// partitions' leaders. Called after a write, with the persistence lock held.
+    pub fn forget_idle(&self) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let busy: BTreeSet<&str> = st
+            .sessions
+            .keys()
+            .map(|(g, _)| g.as_str())
+            .chain(st.dirty.iter().map(|(g, _, _)| g.as_str()))
+            .collect();
+        let idle: Vec<(String, Uuid, i32)> = st
+            .owned
+            .keys()
+            .filter(|(g, _, _)| !busy.contains(g.as_str()))
+            .cloned()
+            .collect();
+        for k in idle {
+            st.owned.remove(&k);
+        }
     }
 
     /// Takes up a share partition as its leader at `epoch`, from its persisted `state`

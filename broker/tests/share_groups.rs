@@ -435,6 +435,76 @@ fn kafka_share_groups_tool_lists_describes_and_deletes_a_share_group() {
     assert!(!tool(&["--list"]).lines().any(|l| l == group));
 }
 
+#[test]
+fn kafka_share_groups_tool_resets_and_deletes_the_offsets_of_an_empty_share_group() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-reset");
+    let group = format!("{topic}-g");
+    java.admin(&[
+        "create-topic",
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--set",
+        "share.auto.offset.reset=earliest",
+    ]);
+    share(&b, &["produce", "--topic", &topic, "--count", "10"]);
+    let drain = || {
+        let out = consumer(
+            &b,
+            &topic,
+            &group,
+            &[
+                "--idle-ms",
+                "3000",
+                "--give-up-ms",
+                "8000",
+                "--timeout-ms",
+                "60000",
+            ],
+        )
+        .finish(Duration::from_secs(90));
+        let mut values: Vec<String> = got(&out).into_iter().map(|g| g.value).collect();
+        values.sort_by_key(|v| v[2..].parse::<u32>().unwrap_or(u32::MAX));
+        values
+    };
+    let tool = |args: &[&str]| {
+        let mut all = vec!["--bootstrap-server", b.as_str()];
+        all.extend_from_slice(args);
+        kafka_tool(SHARE_TOOL, &all).stdout
+    };
+    let start = || {
+        let offsets = tool(&["--describe", "--group", &group]);
+        offsets
+            .lines()
+            .find(|l| l.starts_with(&group))
+            .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+            .unwrap_or_else(|| panic!("no offsets row:\n{offsets}"))
+    };
+    assert_eq!(drain(), expected(10));
+    assert_eq!(start(), "10");
+    // The consumer closed: the group is empty, so its offsets may be changed.
+    let reset = tool(&[
+        "--reset-offsets",
+        "--group",
+        &group,
+        "--topic",
+        &topic,
+        "--to-earliest",
+        "--execute",
+    ]);
+    assert!(reset.contains(&topic), "--reset-offsets:\n{reset}");
+    assert_eq!(start(), "0");
+    assert_eq!(drain(), expected(10));
+    let deleted = tool(&["--delete-offsets", "--group", &group, "--topic", &topic]);
+    assert!(deleted.contains(&topic), "--delete-offsets:\n{deleted}");
+    // Started again as with a new topic: from the earliest record.
+    assert_eq!(drain(), expected(10));
+}
+
 /// A second client implementation in the same group: librdkafka's share consumer
 /// (confluent-kafka's `ShareConsumer`) beside a Java one; together they process every message
 /// once.

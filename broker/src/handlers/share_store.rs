@@ -360,7 +360,10 @@ pub async fn persist(ctx: &Arc<BrokerContext>) {
 /// Writes states set by the coordinator (altered or deleted offsets), each at the leader
 /// epoch its partition has now, so the leader's next take-up reads them; waits until they are
 /// replicated.
-pub async fn write_states(ctx: &Arc<BrokerContext>, changes: &[(Changed, i32)]) -> Result<(), String> {
+pub async fn write_states(
+    ctx: &Arc<BrokerContext>,
+    changes: &[(Changed, i32)],
+) -> Result<(), String> {
     let guard = ctx.shares.persisting.lock().await;
     let last = append(ctx, changes).await?;
     APPENDED.fetch_add(changes.len() as u64, Ordering::Relaxed);

@@ -18,8 +18,12 @@ use rdkafka::consumer::Consumer;
 const FLAGS: &[&str] = &[
     "--default-replication-factor",
     "3",
-    "--min-insync-replicas",
+    // Two copies of the internal topics on three brokers: one broker has no copy of
+    // `__share_group_state` and reads it through its leader when it takes partitions up.
+    "--offsets-topic-replication-factor",
     "2",
+    "--min-insync-replicas",
+    "1",
     // Records a killed leader had handed out come back on its successor at once; a short
     // lock only bounds how long the consumers' acknowledgements to the dead broker wait.
     "--share-record-lock-duration-ms",
@@ -149,6 +153,30 @@ fn share_consumers_on_a_three_broker_cluster_get_every_record_through_a_killed_l
     assert!(
         duplicates <= 3 * 10 * PARTITIONS as usize,
         "{duplicates} duplicates"
+    );
+
+    // Every leader persisted its partitions' acknowledgements: the start offsets the tool
+    // reads from `__share_group_state` add up to every record.
+    let offsets = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ShareGroupCommand",
+        &[
+            "--bootstrap-server",
+            &survivor,
+            "--describe",
+            "--group",
+            group,
+        ],
+    )
+    .stdout;
+    let starts: Vec<i64> = offsets
+        .lines()
+        .filter(|l| l.starts_with(group))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .collect();
+    assert_eq!(
+        (starts.len(), starts.iter().sum::<i64>()),
+        (PARTITIONS as usize, total as i64),
+        "persisted start offsets:\n{offsets}"
     );
 
     // Everything was acknowledged and persisted by the leaders: a new member of the group

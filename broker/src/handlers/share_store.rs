@@ -17,9 +17,9 @@
 //!   under the inter-broker client id, which the Produce handler lets through to this one
 //!   internal topic. Each record carries the leader epoch it was written at (header
 //!   [`EPOCH_HEADER`]); a broker that becomes a partition's leader takes up its state
-//!   ([`adopt`]) from its own copy of the topic (every broker holds one when the topic has as
-//!   many copies as there are brokers), the highest epoch winning, so a write of a deposed
-//!   leader that lands late cannot overwrite its successor's. Only states of partitions led
+//!   ([`adopt`]) from its own copy of the topic, or through its leader when it holds none,
+//!   the highest epoch winning, so a write of a deposed leader that lands late cannot
+//!   overwrite its successor's. Only states of partitions led
 //!   here at the epoch they were taken up at are written.
 //! - Compaction rewrites live states from memory, which on a cluster holds only the partitions
 //!   led here: it runs on a single broker only (on a cluster the topic grows by one record per
@@ -54,6 +54,8 @@ const WRITE_WAIT: Duration = Duration::from_secs(10);
 const PEER_TIMEOUT: Duration = Duration::from_secs(3);
 /// The Produce version of a write through the state topic's leader (topic names, flexible).
 const PRODUCE_VERSION: i16 = 9;
+/// The Fetch version of a read through the state topic's leader (topic names, flexible).
+const FETCH_VERSION: i16 = 12;
 
 /// Records appended since the last compaction (and at load: all read).
 static APPENDED: AtomicU64 = AtomicU64::new(0);
@@ -85,15 +87,11 @@ pub async fn ensure_loaded(ctx: &Arc<BrokerContext>) {
 }
 
 async fn load(ctx: &Arc<BrokerContext>) -> Result<(), i16> {
-    let Some(meta) = catalog::topic(ctx, SHARE_STATE_TOPIC) else {
+    if catalog::topic(ctx, SHARE_STATE_TOPIC).is_none() {
         return Ok(());
-    };
-    // Any copy will do: states here are for describing and listing until a partition's leader
-    // takes its state up (`adopt`).
-    if ctx.logs.partition(&meta.name, 0).is_none() {
-        tracing::debug!("share-partition state not loaded yet: no copy of its topic here");
-        return Err(super::codes::UNKNOWN_TOPIC_OR_PARTITION);
     }
+    // Any copy will do (or its leader's): states here are for describing and listing until a
+    // partition's leader takes its state up (`adopt`).
     match scan(ctx, None).await {
         Ok((states, count)) => {
             APPENDED.store(count, Ordering::Relaxed);
@@ -108,21 +106,25 @@ async fn load(ctx: &Arc<BrokerContext>) -> Result<(), i16> {
             tracing::info!(records = count, partitions, "share-partition state loaded");
             ctx.shares.restore(saved, &|id| limits_for(ctx, id));
         }
-        Err(e) => tracing::error!(error = %e, "share-partition state could not be loaded"),
+        Err(e) => {
+            // Moments after a start the topic may have no leader yet: the next request tries
+            // again.
+            tracing::warn!(error = %e, "share-partition state not loaded yet");
+            return Err(super::codes::UNKNOWN_TOPIC_OR_PARTITION);
+        }
     }
     Ok(())
 }
 
-/// Reads this broker's copy of the state topic (to its log end: a follower's high watermark
-/// lags its leader's); the latest state of each key (of `group` only, when given) and the
-/// number of records read.
+/// Reads the state topic: this broker's copy (to its log end: a follower's high watermark lags
+/// its leader's), else through the topic's leader (to its high watermark, which every
+/// acknowledged write passed). The latest state of each key (of `group` only, when given) and
+/// the number of records read.
 async fn scan(ctx: &Arc<BrokerContext>, group: Option<&str>) -> Result<(Latest, u64), String> {
-    let Some(log) = ctx.logs.partition(SHARE_STATE_TOPIC, 0) else {
-        return Err(format!(
-            "this broker holds no copy of {SHARE_STATE_TOPIC}-0"
-        ));
-    };
     let group = group.map(str::to_string);
+    let Some(log) = ctx.logs.partition(SHARE_STATE_TOPIC, 0) else {
+        return scan_remote(ctx, group.as_deref()).await;
+    };
     super::blocking(ctx, move |_| {
         let mut states = Latest::new();
         let mut offset = log.log_start_offset();
@@ -132,40 +134,131 @@ async fn scan(ctx: &Arc<BrokerContext>, group: Option<&str>) -> Result<(Latest, 
             let read = log
                 .read_for_replica(offset, 1 << 20)
                 .map_err(|e| e.to_string())?;
-            let records = crate::log::all_records(&read.records).map_err(|e| e.to_string())?;
-            let Some(last) = records.last().map(|(o, _)| *o) else {
-                break;
-            };
-            for (o, r) in records {
-                if o < offset {
-                    continue;
+            match fold(&mut states, group.as_deref(), offset, &read.records)? {
+                Some((next, n)) => {
+                    offset = next;
+                    count += n;
                 }
-                count += 1;
-                let Some(key) = r.key.as_deref().and_then(parse_key) else {
-                    continue;
-                };
-                if group.as_ref().is_some_and(|g| *g != key.0) {
-                    continue;
-                }
-                let epoch = record_epoch(&r.headers);
-                let Some(v) = r.value else {
-                    // A deleted group: whatever is written after starts afresh.
-                    states.insert(key, (-1, None));
-                    continue;
-                };
-                if states.get(&key).is_some_and(|(e, _)| *e > epoch) {
-                    continue;
-                }
-                let state = serde_json::from_slice::<SharePartition>(&v).map_err(|e| {
-                    format!("the state of {key:?} at offset {o} does not parse: {e}")
-                })?;
-                states.insert(key, (epoch, Some(state)));
+                None => break,
             }
-            offset = last + 1;
         }
         Ok::<_, String>((states, count))
     })
     .await
+}
+
+/// [`scan`] through the leader of the state topic, for a broker that holds no copy of it.
+async fn scan_remote(
+    ctx: &Arc<BrokerContext>,
+    group: Option<&str>,
+) -> Result<(Latest, u64), String> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+    let catalog::Ownership::Elsewhere(leader) = catalog::ownership(ctx, SHARE_STATE_TOPIC, 0)
+    else {
+        return Err(format!("{SHARE_STATE_TOPIC}-0 has no leader to read from"));
+    };
+    let b = catalog::broker(ctx, leader).ok_or_else(|| {
+        format!("broker {leader}, the leader of {SHARE_STATE_TOPIC}-0, is not registered")
+    })?;
+    let addr = format!("{}:{}", b.host, b.port);
+    let tls = ctx.replicas.config().peer_tls.as_deref();
+    // Its own connection: a scan is rare and must not wait behind writes.
+    let mut conn = PeerConnection::connect(ctx.node_id, leader, &addr, PEER_TIMEOUT, tls)
+        .await
+        .map_err(|e| e.to_string())?
+        .with_client_id(super::quorum::FORWARD_CLIENT_ID);
+    let mut states = Latest::new();
+    let mut count = 0u64;
+    let mut offset = 0i64;
+    loop {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(
+                    kafka_protocol::protocol::StrBytes::from_static_str(SHARE_STATE_TOPIC),
+                ))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let resp = conn
+            .call(&req, FETCH_VERSION, "Fetch", WRITE_WAIT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(part) = resp.responses.first().and_then(|t| t.partitions.first()) else {
+            return Err(format!("broker {leader} answered the read with nothing"));
+        };
+        match part.error_code {
+            0 => {}
+            // Compacted since: start again at its log start.
+            1 if offset < part.log_start_offset => {
+                offset = part.log_start_offset;
+                continue;
+            }
+            code => return Err(format!("broker {leader} refused the read (error {code})")),
+        }
+        if offset < part.log_start_offset {
+            offset = part.log_start_offset;
+        }
+        let records = part.records.clone().unwrap_or_default();
+        match fold(&mut states, group, offset, &records)? {
+            Some((next, n)) => {
+                offset = next;
+                count += n;
+            }
+            None if offset < part.high_watermark => {
+                return Err(format!(
+                    "broker {leader} returned no records below its high watermark"
+                ))
+            }
+            None => return Ok((states, count)),
+        }
+    }
+}
+
+/// Folds the state records of `batches` at or after `offset` into `states`: a key's state
+/// written at a higher leader epoch wins, then the later one; a tombstone starts the key
+/// afresh. The next offset to read and the records read; `None` when there were none.
+fn fold(
+    states: &mut Latest,
+    group: Option<&str>,
+    offset: i64,
+    batches: &[u8],
+) -> Result<Option<(i64, u64)>, String> {
+    let records = crate::log::all_records(batches).map_err(|e| e.to_string())?;
+    let Some(last) = records.last().map(|(o, _)| *o) else {
+        return Ok(None);
+    };
+    let mut count = 0u64;
+    for (o, r) in records {
+        if o < offset {
+            continue;
+        }
+        count += 1;
+        let Some(key) = r.key.as_deref().and_then(parse_key) else {
+            continue;
+        };
+        if group.is_some_and(|g| g != key.0) {
+            continue;
+        }
+        let epoch = record_epoch(&r.headers);
+        let Some(v) = r.value else {
+            // A deleted group or offsets: whatever is written after starts afresh.
+            states.insert(key, (-1, None));
+            continue;
+        };
+        if states.get(&key).is_some_and(|(e, _)| *e > epoch) {
+            continue;
+        }
+        let state = serde_json::from_slice::<SharePartition>(&v)
+            .map_err(|e| format!("the state of {key:?} at offset {o} does not parse: {e}"))?;
+        states.insert(key, (epoch, Some(state)));
+    }
+    Ok(Some((last + 1, count)))
 }
 
 /// The persisted start offset of each share partition of `group` (from this broker's copy of
@@ -210,6 +303,7 @@ pub async fn adopt(
     group: &str,
     keys: &[(Uuid, i32)],
 ) -> Result<(), String> {
+    let keys: std::collections::BTreeSet<(Uuid, i32)> = keys.iter().copied().collect();
     let stale = |ctx: &Arc<BrokerContext>| -> Vec<((Uuid, i32), i32)> {
         keys.iter()
             .filter_map(|key| {
@@ -256,7 +350,8 @@ pub async fn adopt(
 fn encode(changes: &[(Changed, i32)]) -> Result<Bytes, String> {
     let records = changes
         .iter()
-        .map(|((g, t, p, state), epoch)| {
+        .enumerate()
+        .map(|(i, ((g, t, p, state), epoch))| {
             let value = match state {
                 Some(s) => Some(Bytes::from(
                     serde_json::to_vec(s).map_err(|e| e.to_string())?,
@@ -271,7 +366,8 @@ fn encode(changes: &[(Changed, i32)]) -> Result<Bytes, String> {
                 producer_id: -1,
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
-                offset: 0,
+                // Consecutive offset deltas: a Produce to the state topic's leader checks them.
+                offset: i64::try_from(i).unwrap_or(i64::MAX),
                 sequence: -1,
                 timestamp: now_ms(),
                 key: Some(Bytes::from(key_of(g, *t, *p))),
@@ -439,16 +535,16 @@ pub async fn produce_through(
     if peers.get(&leader).is_some_and(|c| c.addr() != addr) {
         peers.remove(&leader);
     }
-    if !peers.contains_key(&leader) {
-        let tls = ctx.replicas.config().peer_tls.as_deref();
-        let conn = PeerConnection::connect(ctx.node_id, leader, &addr, PEER_TIMEOUT, tls)
-            .await
-            .map_err(|e| e.to_string())?
-            .with_client_id(super::quorum::FORWARD_CLIENT_ID);
-        peers.insert(leader, conn);
-    }
-    let Some(conn) = peers.get_mut(&leader) else {
-        return Err("no connection".into());
+    let conn = match peers.entry(leader) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let tls = ctx.replicas.config().peer_tls.as_deref();
+            let conn = PeerConnection::connect(ctx.node_id, leader, &addr, PEER_TIMEOUT, tls)
+                .await
+                .map_err(|e| e.to_string())?
+                .with_client_id(super::quorum::FORWARD_CLIENT_ID);
+            e.insert(conn)
+        }
     };
     let req = ProduceRequest::default()
         .with_acks(-1)

@@ -266,16 +266,34 @@ pub async fn delete_groups(
 ) -> DeleteGroupsResponse {
     super::share_store::ensure_loaded(&ctx).await;
     let mut resp = ctx.groups.delete_groups(version, req).await;
+    let mut deleted = Vec::new();
     for r in &mut resp.results {
         let id = r.group_id.to_string();
         if r.error_code == codes::GROUP_ID_NOT_FOUND && ctx.shares.has_group(&id) {
             r.error_code = ctx.shares.delete_group(&id);
             if r.error_code == codes::NONE {
                 tracing::info!(group = %id, "share group deleted");
+                deleted.push(id);
             }
         }
     }
     super::share_store::persist(&ctx).await;
+    // On a cluster the partitions' leaders persisted states this coordinator never held.
+    for id in deleted {
+        let Some(starts) = super::share_store::persisted_starts(&ctx, &id).await else {
+            continue;
+        };
+        let tombstones: Vec<_> = starts
+            .into_keys()
+            .map(|(t, p)| ((id.clone(), t, p, None), -1))
+            .collect();
+        if tombstones.is_empty() {
+            continue;
+        }
+        if let Err(e) = super::share_store::write_states(&ctx, &tombstones).await {
+            tracing::warn!(group = %id, error = %e, "deleted share group's state not removed");
+        }
+    }
     resp
 }
 

@@ -38,6 +38,11 @@ pub struct BrokerContext {
     pub shares: Arc<ShareCoordinator>,
     /// This broker's replication roles: what it leads, what it follows.
     pub replicas: Arc<ReplicaManager>,
+    /// Connections share groups write through to other brokers (share-partition state to the
+    /// leader of `__share_group_state`, dead letters to their partition's leader), by broker
+    /// id; kept between writes, dropped after an error.
+    pub share_peers:
+        tokio::sync::Mutex<std::collections::HashMap<i32, crate::replica::client::PeerConnection>>,
     pub producer_ids: ProducerIdBlocks,
     /// How this broker creates `__consumer_offsets` if the cluster has none yet.
     pub offsets_topic: OffsetsTopicSettings,

@@ -87,6 +87,8 @@ macro_rules! served_apis {
             ShareFetch => ShareFetchRequest,
             ShareAcknowledge => ShareAcknowledgeRequest,
             DescribeShareGroupOffsets => DescribeShareGroupOffsetsRequest,
+            AlterShareGroupOffsets => AlterShareGroupOffsetsRequest,
+            DeleteShareGroupOffsets => DeleteShareGroupOffsetsRequest,
             ApiVersions => ApiVersionsRequest,
             DescribeAcls => DescribeAclsRequest,
             CreateAcls => CreateAclsRequest,

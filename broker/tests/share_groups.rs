@@ -8,152 +8,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A share consumer JVM running in the background, its stdout in a file.
-struct Running {
-    child: Child,
-    out: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = dir.path().join("stdout");
-        let err = dir.path().join("stderr");
-        let child = share_cmd(args)
-            .stdout(Stdio::from(
-                std::fs::File::create(&out).expect("stdout file"),
-            ))
-            .stderr(Stdio::from(
-                std::fs::File::create(&err).expect("stderr file"),
-            ))
-            .spawn()
-            .expect("spawn java");
-        Running {
-            child,
-            out,
-            _dir: dir,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.out).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.out.with_file_name("stderr")).unwrap_or_default()
-    }
-
-    /// Waits for the JVM to exit 0 within `timeout`; its stdout.
-    fn finish(mut self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait java") {
-                assert!(
-                    st.success(),
-                    "share consumer failed ({st}):\n{}\n{}",
-                    self.stdout(),
-                    self.stderr()
-                );
-                return self.stdout();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "share consumer did not finish in {timeout:?}:\n{}\n{}",
-                    self.stdout(),
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill9(mut self) -> String {
-        self.child.kill().expect("SIGKILL java");
-        self.child.wait().expect("reap java");
-        self.stdout()
-    }
-}
-
-/// A `got <partition> <offset> <deliveryCount> <value>` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Got {
-    offset: i64,
-    delivery_count: i16,
-    value: String,
-}
-
-fn got(stdout: &str) -> Vec<Got> {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            match f.as_slice() {
-                ["got", _, o, c, v] => Some(Got {
-                    offset: o.parse().ok()?,
-                    delivery_count: c.parse().ok()?,
-                    value: v.to_string(),
-                }),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-fn share(bootstrap: &str, args: &[&str]) -> Finished {
-    let mut all = vec![args[0], "--bootstrap", bootstrap];
-    all.extend_from_slice(&args[1..]);
-    run_bounded(share_cmd(&all), &format!("share {}", all.join(" ")), RUN)
-}
-
-fn consumer(bootstrap: &str, topic: &str, group: &str, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "consume",
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group",
-        group,
-    ];
-    args.extend_from_slice(extra);
-    Running::start(&args)
-}
-
-/// Waits until the share group has `n` members (ShareGroupDescribe through the Java Admin).
-fn wait_members(bootstrap: &str, group: &str, n: usize) {
-    let line = format!("#members {n}");
-    wait_for(
-        &format!("{n} members in share group {group}"),
-        Duration::from_secs(60),
-        Duration::from_millis(300),
-        || {
-            let all = ["describe", "--bootstrap", bootstrap, "--group", group];
-            let (_, out) = run_within(share_cmd(&all), "share describe", RUN);
-            out.stdout.lines().any(|l| l == line).then_some(())
-        },
-    );
-}
-
-fn count_values(all: &[Got]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for g in all {
-        *counts.entry(g.value.clone()).or_insert(0) += 1;
-    }
-    counts
-}
-
-fn expected(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("m-{i}")).collect()
-}
 
 #[test]
 fn five_share_consumers_on_one_partition_all_get_work_and_process_each_message_once() {
@@ -575,6 +433,76 @@ fn kafka_share_groups_tool_lists_describes_and_deletes_a_share_group() {
     let deleted = tool(&["--delete", "--group", &group]);
     assert!(deleted.contains("successful"), "--delete:\n{deleted}");
     assert!(!tool(&["--list"]).lines().any(|l| l == group));
+}
+
+#[test]
+fn kafka_share_groups_tool_resets_and_deletes_the_offsets_of_an_empty_share_group() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-reset");
+    let group = format!("{topic}-g");
+    java.admin(&[
+        "create-topic",
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--set",
+        "share.auto.offset.reset=earliest",
+    ]);
+    share(&b, &["produce", "--topic", &topic, "--count", "10"]);
+    let drain = || {
+        let out = consumer(
+            &b,
+            &topic,
+            &group,
+            &[
+                "--idle-ms",
+                "3000",
+                "--give-up-ms",
+                "8000",
+                "--timeout-ms",
+                "60000",
+            ],
+        )
+        .finish(Duration::from_secs(90));
+        let mut values: Vec<String> = got(&out).into_iter().map(|g| g.value).collect();
+        values.sort_by_key(|v| v[2..].parse::<u32>().unwrap_or(u32::MAX));
+        values
+    };
+    let tool = |args: &[&str]| {
+        let mut all = vec!["--bootstrap-server", b.as_str()];
+        all.extend_from_slice(args);
+        kafka_tool(SHARE_TOOL, &all).stdout
+    };
+    let start = || {
+        let offsets = tool(&["--describe", "--group", &group]);
+        offsets
+            .lines()
+            .find(|l| l.starts_with(&group))
+            .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+            .unwrap_or_else(|| panic!("no offsets row:\n{offsets}"))
+    };
+    assert_eq!(drain(), expected(10));
+    assert_eq!(start(), "10");
+    // The consumer closed: the group is empty, so its offsets may be changed.
+    let reset = tool(&[
+        "--reset-offsets",
+        "--group",
+        &group,
+        "--topic",
+        &topic,
+        "--to-earliest",
+        "--execute",
+    ]);
+    assert!(reset.contains(&topic), "--reset-offsets:\n{reset}");
+    assert_eq!(start(), "0");
+    assert_eq!(drain(), expected(10));
+    let deleted = tool(&["--delete-offsets", "--group", &group, "--topic", &topic]);
+    assert!(deleted.contains(&topic), "--delete-offsets:\n{deleted}");
+    // Started again as with a new topic: from the earliest record.
+    assert_eq!(drain(), expected(10));
 }
 
 /// A second client implementation in the same group: librdkafka's share consumer

@@ -242,7 +242,15 @@ pub async fn dispatch(
     }
 
     let reply = match key {
-        ApiKey::Produce => produce::handle(ctx, raw, req!(ProduceRequest), &access)?,
+        ApiKey::Produce => {
+            // Share-partition leaders write their state through the leader of
+            // `__share_group_state` (`share_store`): the one client write to an internal topic.
+            let cluster_write = header.client_id.as_ref().map(|c| c.as_str())
+                == Some(quorum::FORWARD_CLIENT_ID)
+                && *caller.listener == *ctx.inter_broker_listener
+                && access.cluster(authz::Operation::ClusterAction);
+            produce::handle(ctx, raw, req!(ProduceRequest), &access, cluster_write)?
+        }
         ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest), &access)?,
         ApiKey::ListOffsets => {
             let mut req = req!(ListOffsetsRequest);
@@ -474,6 +482,41 @@ pub async fn dispatch(
                 let mut resp = share_admin::describe_offsets(ctx, req).await;
                 resp.groups.extend(refused);
                 resp
+            })
+        }
+        // As Kafka: READ on the group (DELETE to delete offsets) and READ on each topic.
+        ApiKey::AlterShareGroupOffsets => {
+            let req = req!(AlterShareGroupOffsetsRequest);
+            if !access.group(authz::Operation::Read, req.group_id.as_str()) {
+                return Ok(now!(AlterShareGroupOffsetsResponse::default()
+                    .with_error_code(authz::GROUP_AUTHORIZATION_FAILED)));
+            }
+            let readable: std::collections::BTreeSet<String> = req
+                .topics
+                .iter()
+                .map(|t| t.topic_name.to_string())
+                .filter(|t| access.topic(authz::Operation::Read, t))
+                .collect();
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                share_admin::alter_offsets(ctx, req, &|t| readable.contains(t)).await
+            })
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            let req = req!(DeleteShareGroupOffsetsRequest);
+            if !access.group(authz::Operation::Delete, req.group_id.as_str()) {
+                return Ok(now!(DeleteShareGroupOffsetsResponse::default()
+                    .with_error_code(authz::GROUP_AUTHORIZATION_FAILED)));
+            }
+            let readable: std::collections::BTreeSet<String> = req
+                .topics
+                .iter()
+                .map(|t| t.topic_name.to_string())
+                .filter(|t| access.topic(authz::Operation::Read, t))
+                .collect();
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                share_admin::delete_offsets(ctx, req, &|t| readable.contains(t)).await
             })
         }
         ApiKey::ShareGroupHeartbeat => {

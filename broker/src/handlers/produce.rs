@@ -21,7 +21,7 @@ use super::authz::{self, Access};
 use super::{catalog, codes, sb, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
-use crate::group::is_internal_topic;
+use crate::group::{is_internal_topic, SHARE_STATE_TOPIC};
 use crate::log::{AppendInfo, AppendOutcome, PartitionLog};
 use crate::protocol::codec::{self, api_name, respond, RawHeader};
 
@@ -69,11 +69,14 @@ fn in_sync(ctx: &BrokerContext, topic: &str, partition: i32) -> Vec<i32> {
 
 /// Serves Produce v3+; a topic `access` does not allow WRITE on is refused
 /// TOPIC_AUTHORIZATION_FAILED (before its existence is looked at, so nothing is disclosed).
+/// Internal topics are refused, but for `__share_group_state` when `cluster_write` (another
+/// broker writing share-partition state).
 pub fn handle(
     ctx: &Arc<BrokerContext>,
     raw: RawHeader,
     req: ProduceRequest,
     access: &Access,
+    cluster_write: bool,
 ) -> Result<Reply, BrokerError> {
     let started = Instant::now();
     let version = raw.api_version;
@@ -108,7 +111,9 @@ pub fn handle(
         for p in topic.partition_data {
             let pr = if !writable {
                 partition_error(p.index, authz::TOPIC_AUTHORIZATION_FAILED, None)
-            } else if let Some(m) = meta.as_ref().filter(|m| is_internal_topic(&m.name)) {
+            } else if let Some(m) = meta.as_ref().filter(|m| {
+                is_internal_topic(&m.name) && !(cluster_write && m.name == SHARE_STATE_TOPIC)
+            }) {
                 // As Kafka: only the cluster writes its internal topics.
                 partition_error(
                     p.index,

@@ -3,6 +3,12 @@
 //! in [`crate::share::ShareCoordinator`]; here the requests are decoded, the log is read and
 //! the cluster metadata consulted.
 //!
+//! In a cluster, the group's coordinator answers heartbeats and the leader of each partition
+//! serves its ShareFetch / ShareAcknowledge; a leader that does not coordinate the group takes
+//! the member id of a share session on trust (see [`crate::share::coordinator`]), and takes a
+//! share partition up from its persisted state when it becomes its leader
+//! (`share_store::adopt`).
+//!
 //! A ShareFetch that acquires nothing waits up to its `max_wait_ms` for new records (the high
 //! watermark moving), released ones (the coordinator's signal) or a lock running out (looked
 //! at every [`RECHECK`]).
@@ -107,9 +113,26 @@ pub async fn heartbeat(
         return resp.with_error_code(code);
     }
     super::share_store::ensure_loaded(&ctx).await;
-    let subscribed = req
+    let subscribed: Option<Vec<String>> = req
         .subscribed_topic_names
         .map(|v| v.iter().map(|t| t.to_string()).collect());
+    // The share partitions a new member may start here are taken up first, so one that was
+    // persisted is not started afresh.
+    let topics: Vec<String> = match &subscribed {
+        Some(t) => t.clone(),
+        None => ctx
+            .shares
+            .group(&group)
+            .map(|g| g.members.into_iter().flat_map(|m| m.subscribed).collect())
+            .unwrap_or_default(),
+    };
+    let keys: Vec<(Uuid, i32)> = resolve(&ctx, &topics)
+        .into_iter()
+        .flat_map(|t| t.partitions.into_iter().map(move |(p, _)| (t.id, p)))
+        .collect();
+    if let Err(e) = super::share_store::adopt(&ctx, &group, &keys).await {
+        tracing::warn!(group, error = %e, "share partitions not taken up");
+    }
     let limits = |id: Uuid| limits_for(&ctx, id);
     let reply = ctx.shares.heartbeat(
         &group,
@@ -155,6 +178,14 @@ fn acknowledge(
     key: (Uuid, i32),
     acks: &[Ack],
 ) -> i16 {
+    // Only the leader that took the share partition up acknowledges in it: elsewhere the
+    // change would not be persisted.
+    let led = catalog::topic_by_id(ctx, key.0)
+        .and_then(|meta| catalog::leader_partition(ctx, &meta.name, key.1, -1).ok())
+        .map(|(_, epoch)| epoch);
+    if led.is_none() || led != ctx.shares.owned_epoch(group, key) {
+        return catalog::NOT_LEADER_OR_FOLLOWER;
+    }
     let limits = limits_for(ctx, key.0);
     let now = now_ms();
     let mut code = codes::NONE;
@@ -199,8 +230,8 @@ fn acquire_one(
         part.error = codes::UNKNOWN_TOPIC_ID;
         return;
     };
-    let log = match local_partition(ctx, &meta.name, key.1, -1) {
-        Ok(log) => log,
+    let (log, epoch) = match catalog::leader_partition(ctx, &meta.name, key.1, -1) {
+        Ok(led) => led,
         Err(code) => {
             part.error = code;
             if let Ownership::Elsewhere(leader) = catalog::ownership(ctx, &meta.name, key.1) {
@@ -210,6 +241,11 @@ fn acquire_one(
         }
     };
     part.leader = (ctx.node_id, log.leader_epoch());
+    // Not taken up at this leadership (its persisted state could not be read yet): nothing is
+    // handed out that could not be persisted; the next request tries again.
+    if ctx.shares.owned_epoch(group, key) != Some(epoch) {
+        return;
+    }
     let (records_left, bytes_left) = *budget;
     if records_left == 0 || bytes_left == 0 {
         return;
@@ -318,17 +354,24 @@ pub async fn fetch(ctx: Arc<BrokerContext>, req: ShareFetchRequest) -> ShareFetc
         // KIP-932: an opening request carries no acknowledgements.
         return resp.with_error_code(codes::INVALID_REQUEST);
     }
-    let session = match ctx.shares.session(
+    let check_members = coordinates(&ctx, &group).await.is_ok();
+    let session = match ctx.shares.admit(
         &group,
         &member,
         req.share_session_epoch,
         true,
-        &add,
-        &forget,
+        (&add, &forget),
+        check_members,
+        now_ms(),
     ) {
         Ok(s) => s,
         Err(code) => return resp.with_error_code(code),
     };
+    let mut keys = session.partitions.clone();
+    keys.extend(add.iter().copied());
+    if let Err(e) = super::share_store::adopt(&ctx, &group, &keys).await {
+        tracing::warn!(group, error = %e, "share partitions not taken up");
+    }
     // One value per response: the lock of the session's (first) topic, which clients use to
     // time out their own acknowledgements.
     if let Some((topic_id, _)) = session.partitions.first() {
@@ -515,14 +558,27 @@ pub async fn acknowledge_request(
     if group.is_empty() || member.is_empty() {
         return resp.with_error_code(codes::INVALID_REQUEST);
     }
-    let session =
-        match ctx
-            .shares
-            .session(&group, &member, req.share_session_epoch, false, &[], &[])
-        {
-            Ok(s) => s,
-            Err(code) => return resp.with_error_code(code),
-        };
+    let check_members = coordinates(&ctx, &group).await.is_ok();
+    let session = match ctx.shares.admit(
+        &group,
+        &member,
+        req.share_session_epoch,
+        false,
+        (&[], &[]),
+        check_members,
+        now_ms(),
+    ) {
+        Ok(s) => s,
+        Err(code) => return resp.with_error_code(code),
+    };
+    let keys: Vec<(Uuid, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)))
+        .collect();
+    if let Err(e) = super::share_store::adopt(&ctx, &group, &keys).await {
+        tracing::warn!(group, error = %e, "share partitions not taken up");
+    }
     for t in &req.topics {
         let mut tr = ShareAcknowledgeTopicResponse::default().with_topic_id(t.topic_id);
         for p in &t.partitions {

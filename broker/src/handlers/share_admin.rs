@@ -1,5 +1,6 @@
 //! Share groups seen from the admin side (ShareGroupDescribe, ListGroups and DeleteGroups
-//! beside the classic groups, DescribeShareGroupOffsets), and the dead-letter topic writer.
+//! beside the classic groups, DescribeShareGroupOffsets, AlterShareGroupOffsets,
+//! DeleteShareGroupOffsets), and the dead-letter topic writer.
 
 use std::sync::Arc;
 
@@ -108,7 +109,7 @@ pub const DLQ_HEADERS: [&str; 6] = [
 /// be written is logged; the record stays archived in its own topic either way.
 pub async fn dead_letters(ctx: &Arc<BrokerContext>) {
     for letter in ctx.shares.take_dead_letters() {
-        if let Err(why) = dead_letter(ctx, &letter) {
+        if let Err(why) = dead_letter(ctx, &letter).await {
             tracing::warn!(group = %letter.group, topic_id = %letter.topic_id,
                 partition = letter.partition, offset = letter.archived.offset,
                 reason = letter.archived.reason.label(), error = %why,
@@ -117,7 +118,10 @@ pub async fn dead_letters(ctx: &Arc<BrokerContext>) {
     }
 }
 
-fn dead_letter(ctx: &BrokerContext, letter: &crate::share::DeadLetter) -> Result<(), String> {
+async fn dead_letter(
+    ctx: &Arc<BrokerContext>,
+    letter: &crate::share::DeadLetter,
+) -> Result<(), String> {
     use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -179,13 +183,25 @@ fn dead_letter(ctx: &BrokerContext, letter: &crate::share::DeadLetter) -> Result
         },
     )
     .map_err(|e| format!("encode: {e}"))?;
-    let (target_log, epoch) =
-        catalog::leader_partition(ctx, &dlq, partition, -1).map_err(|code| {
-            format!("dead-letter partition {dlq}-{partition} not led here (error {code})")
-        })?;
-    target_log
-        .append_in_epoch(buf.freeze(), epoch)
-        .map_err(|e| e.to_string())?;
+    match catalog::leader_partition(ctx, &dlq, partition, -1) {
+        Ok((target_log, epoch)) => {
+            target_log
+                .append_in_epoch(buf.freeze(), epoch)
+                .map_err(|e| e.to_string())?;
+        }
+        // On a cluster the dead-letter partition may be led by another broker.
+        Err(code) => match catalog::ownership(ctx, &dlq, partition) {
+            catalog::Ownership::Elsewhere(leader) if leader >= 0 => {
+                super::share_store::produce_through(ctx, leader, (&dlq, partition), buf.freeze())
+                    .await?
+            }
+            _ => {
+                return Err(format!(
+                    "dead-letter partition {dlq}-{partition} has no leader (error {code})"
+                ))
+            }
+        },
+    }
     tracing::info!(group = %letter.group, topic = %source.name, partition = letter.partition,
         offset, reason = letter.archived.reason.label(), dlq = %dlq, "share record dead-lettered");
     Ok(())
@@ -218,6 +234,11 @@ pub async fn list_groups(
         return resp;
     }
     for g in ctx.shares.groups() {
+        // On a cluster the leaders of a group's partitions know of it too: only its
+        // coordinator lists it.
+        if coordinated_here(&ctx, &g.group).await.is_err() {
+            continue;
+        }
         let state = state_name(g.members.len());
         if !states.is_empty() && !states.iter().any(|s| *s == state.to_ascii_lowercase()) {
             continue;
@@ -245,21 +266,40 @@ pub async fn delete_groups(
 ) -> DeleteGroupsResponse {
     super::share_store::ensure_loaded(&ctx).await;
     let mut resp = ctx.groups.delete_groups(version, req).await;
+    let mut deleted = Vec::new();
     for r in &mut resp.results {
         let id = r.group_id.to_string();
         if r.error_code == codes::GROUP_ID_NOT_FOUND && ctx.shares.has_group(&id) {
             r.error_code = ctx.shares.delete_group(&id);
             if r.error_code == codes::NONE {
                 tracing::info!(group = %id, "share group deleted");
+                deleted.push(id);
             }
         }
     }
     super::share_store::persist(&ctx).await;
+    // On a cluster the partitions' leaders persisted states this coordinator never held.
+    for id in deleted {
+        let Some(starts) = super::share_store::persisted_starts(&ctx, &id).await else {
+            continue;
+        };
+        let tombstones: Vec<_> = starts
+            .into_keys()
+            .map(|(t, p)| ((id.clone(), t, p, None), -1))
+            .collect();
+        if tombstones.is_empty() {
+            continue;
+        }
+        if let Err(e) = super::share_store::write_states(&ctx, &tombstones).await {
+            tracing::warn!(group = %id, error = %e, "deleted share group's state not removed");
+        }
+    }
     resp
 }
 
 /// DescribeShareGroupOffsets: each share partition's start offset (where the group's
-/// unfinished records begin), for the asked topics or all of the group's.
+/// unfinished records begin) as persisted by the partitions' leaders, for the asked topics or
+/// all of the group's.
 pub async fn describe_offsets(
     ctx: Arc<BrokerContext>,
     req: DescribeShareGroupOffsetsRequest,
@@ -285,8 +325,17 @@ pub async fn describe_offsets(
         };
         let mut by_topic: std::collections::BTreeMap<uuid::Uuid, Vec<(i32, i64)>> =
             Default::default();
-        for (t, p, start, _) in &summary.partitions {
-            by_topic.entry(*t).or_default().push((*p, *start));
+        match super::share_store::persisted_starts(&ctx, &name).await {
+            Some(starts) => {
+                for ((t, p), start) in starts {
+                    by_topic.entry(t).or_default().push((p, start));
+                }
+            }
+            None => {
+                for (t, p, start, _) in &summary.partitions {
+                    by_topic.entry(*t).or_default().push((*p, *start));
+                }
+            }
         }
         let wanted: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
             ts.iter()
@@ -330,6 +379,162 @@ pub async fn describe_offsets(
         }
         resp.groups.push(out);
     }
+    resp
+}
+
+/// What the coordinator checks before it alters or deletes a group's share offsets: that it
+/// coordinates the group, the group exists and has no members. The top-level error if not.
+async fn offsets_changeable(ctx: &Arc<BrokerContext>, group: &str) -> Result<(), i16> {
+    coordinated_here(ctx, group).await?;
+    super::share_store::ensure_loaded(ctx).await;
+    match ctx.shares.group(group) {
+        None => Err(codes::GROUP_ID_NOT_FOUND),
+        Some(g) if !g.members.is_empty() => Err(codes::GROUP_NOT_EMPTY),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The leader epoch of a partition now (-1: not in the metadata).
+fn leader_epoch(ctx: &BrokerContext, topic: &str, partition: i32) -> i32 {
+    ctx.cluster
+        .state()
+        .partition(topic, partition)
+        .map_or(-1, |p| p.leader_epoch)
+}
+
+/// Where this broker leads `(topic, partition)`, takes the new state up at once (the leaders
+/// elsewhere take it up when the group next opens a share session there).
+fn take_up_here(
+    ctx: &BrokerContext,
+    group: &str,
+    (topic, topic_id, partition): (&str, uuid::Uuid, i32),
+    state: Option<crate::share::SharePartition>,
+) {
+    if let catalog::Ownership::Here(epoch) = catalog::ownership(ctx, topic, partition) {
+        let limits = super::share::limits_for(ctx, topic_id);
+        ctx.shares
+            .adopt(group, (topic_id, partition), epoch, state, &limits);
+    }
+}
+
+/// AlterShareGroupOffsets (`kafka-share-groups.sh --reset-offsets`): on an empty group, each
+/// named share partition starts afresh at the given offset (nothing in flight). `readable`:
+/// whether the caller may read a topic.
+pub async fn alter_offsets(
+    ctx: Arc<BrokerContext>,
+    req: AlterShareGroupOffsetsRequest,
+    readable: &(dyn Fn(&str) -> bool + Send + Sync),
+) -> AlterShareGroupOffsetsResponse {
+    use kafka_protocol::messages::alter_share_group_offsets_response::{
+        AlterShareGroupOffsetsResponsePartition as Partition,
+        AlterShareGroupOffsetsResponseTopic as Topic,
+    };
+    let group = req.group_id.to_string();
+    let mut resp = AlterShareGroupOffsetsResponse::default();
+    if let Err(code) = offsets_changeable(&ctx, &group).await {
+        return resp.with_error_code(code);
+    }
+    let mut changes = Vec::new();
+    let mut here = Vec::new();
+    for t in &req.topics {
+        let name = t.topic_name.to_string();
+        let meta = catalog::topic(&ctx, &name);
+        let mut out = Topic::default()
+            .with_topic_name(t.topic_name.clone())
+            .with_topic_id(meta.as_ref().map(|m| m.id).unwrap_or_default());
+        for p in &t.partitions {
+            let code = match &meta {
+                _ if !readable(&name) => super::authz::TOPIC_AUTHORIZATION_FAILED,
+                None => super::codes::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(m) if p.partition_index < 0 || p.partition_index >= m.partitions => {
+                    super::codes::UNKNOWN_TOPIC_OR_PARTITION
+                }
+                Some(_) if p.start_offset < 0 => codes::INVALID_REQUEST,
+                Some(m) => {
+                    let state = crate::share::SharePartition::new(p.start_offset);
+                    let epoch = leader_epoch(&ctx, &name, p.partition_index);
+                    changes.push((
+                        (group.clone(), m.id, p.partition_index, Some(state.clone())),
+                        epoch,
+                    ));
+                    here.push((name.clone(), m.id, p.partition_index, state));
+                    codes::NONE
+                }
+            };
+            out.partitions.push(
+                Partition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code),
+            );
+        }
+        resp.responses.push(out);
+    }
+    if changes.is_empty() {
+        return resp;
+    }
+    if let Err(e) = super::share_store::write_states(&ctx, &changes).await {
+        tracing::warn!(group, error = %e, "share offsets not altered");
+        return resp
+            .with_error_code(codes::COORDINATOR_NOT_AVAILABLE)
+            .with_error_message(Some(sb(&e)));
+    }
+    for (name, id, partition, state) in here {
+        take_up_here(&ctx, &group, (&name, id, partition), Some(state));
+    }
+    tracing::info!(group, partitions = changes.len(), "share offsets altered");
+    resp
+}
+
+/// DeleteShareGroupOffsets (`kafka-share-groups.sh --delete-offsets`): on an empty group, the
+/// share state of every partition of the named topics is deleted; the group starts them again
+/// as it would a new topic (`share.auto.offset.reset`).
+pub async fn delete_offsets(
+    ctx: Arc<BrokerContext>,
+    req: DeleteShareGroupOffsetsRequest,
+    readable: &(dyn Fn(&str) -> bool + Send + Sync),
+) -> DeleteShareGroupOffsetsResponse {
+    use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as Topic;
+    let group = req.group_id.to_string();
+    let mut resp = DeleteShareGroupOffsetsResponse::default();
+    if let Err(code) = offsets_changeable(&ctx, &group).await {
+        return resp.with_error_code(code);
+    }
+    let mut changes = Vec::new();
+    let mut here = Vec::new();
+    for t in &req.topics {
+        let name = t.topic_name.to_string();
+        let meta = catalog::topic(&ctx, &name);
+        let code = match &meta {
+            _ if !readable(&name) => super::authz::TOPIC_AUTHORIZATION_FAILED,
+            None => super::codes::UNKNOWN_TOPIC_OR_PARTITION,
+            Some(m) => {
+                for p in 0..m.partitions {
+                    changes.push(((group.clone(), m.id, p, None), -1));
+                    here.push((name.clone(), m.id, p));
+                }
+                codes::NONE
+            }
+        };
+        resp.responses.push(
+            Topic::default()
+                .with_topic_name(t.topic_name.clone())
+                .with_topic_id(meta.as_ref().map(|m| m.id).unwrap_or_default())
+                .with_error_code(code),
+        );
+    }
+    if changes.is_empty() {
+        return resp;
+    }
+    if let Err(e) = super::share_store::write_states(&ctx, &changes).await {
+        tracing::warn!(group, error = %e, "share offsets not deleted");
+        return resp
+            .with_error_code(codes::COORDINATOR_NOT_AVAILABLE)
+            .with_error_message(Some(sb(&e)));
+    }
+    for (name, id, partition) in here {
+        take_up_here(&ctx, &group, (&name, id, partition), None);
+    }
+    tracing::info!(group, partitions = changes.len(), "share offsets deleted");
     resp
 }
 

@@ -406,6 +406,7 @@ impl Broker {
                 ..ShareSettings::default()
             })),
             replicas,
+            share_peers: Default::default(),
             producer_ids: Default::default(),
             offsets_topic: config.offsets_topic(),
             metrics,

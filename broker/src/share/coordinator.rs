@@ -11,6 +11,16 @@
 //! Share sessions (KIP-932): keyed by (group, member). Epoch 0 opens a session (replacing one
 //! the member had), each later request carries the next epoch, -1 closes it: its
 //! acknowledgements are applied, then the member's acquired records are released.
+//!
+//! In a cluster the group's coordinator knows the members; a partition's leader, which serves
+//! ShareFetch and ShareAcknowledge, may be another broker. There, as in Kafka's
+//! SharePartitionManager, a share session is opened for whatever member id asks
+//! ([`ShareCoordinator::admit`] with `check_members` false): only the coordinator can fence a
+//! member (its heartbeat answers UNKNOWN_MEMBER_ID and the client rejoins under a new id), and
+//! a member that vanished loses its records when their locks run out or its idle session
+//! expires. Each share partition is taken up ([`ShareCoordinator::adopt`]) at the leader
+//! epoch this broker leads it at, from its persisted state; only partitions owned at the
+//! current epoch are persisted from here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -137,6 +147,7 @@ struct Group {
 struct Session {
     next_epoch: i32,
     partitions: BTreeSet<(Uuid, i32)>,
+    last_used_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -146,7 +157,12 @@ struct State {
     dead_letters: Vec<DeadLetter>,
     /// Share partitions changed since their state was last taken for persistence.
     dirty: BTreeSet<(String, Uuid, i32)>,
+    /// The leader epoch each share partition was taken up at (see [`ShareCoordinator::adopt`]).
+    owned: HashMap<(String, Uuid, i32), i32>,
 }
+
+/// A share partition: (topic id, partition).
+pub type Key = (Uuid, i32);
 
 /// A share partition's state to persist; `None`: it is gone (its group was deleted).
 pub type Changed = (String, Uuid, i32, Option<SharePartition>);
@@ -319,6 +335,22 @@ impl ShareCoordinator {
         add: &[(Uuid, i32)],
         forget: &[(Uuid, i32)],
     ) -> Result<SessionView, i16> {
+        self.admit(group_id, member_id, epoch, fetch, (add, forget), true, 0)
+    }
+
+    /// [`Self::session`] on a broker that may not coordinate the group: `check_members`
+    /// false opens a session for any member id (the coordinator is elsewhere).
+    #[allow(clippy::too_many_arguments)]
+    pub fn admit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        epoch: i32,
+        fetch: bool,
+        (add, forget): (&[Key], &[Key]),
+        check_members: bool,
+        now_ms: i64,
+    ) -> Result<SessionView, i16> {
         let mut st = self.lock();
         let known = st
             .groups
@@ -329,20 +361,23 @@ impl ShareCoordinator {
             if !fetch {
                 return Err(codes::INVALID_SHARE_SESSION_EPOCH);
             }
-            if !known {
+            if check_members && !known {
                 return Err(codes::UNKNOWN_MEMBER_ID);
             }
+            st.groups.entry(group_id.to_string()).or_default();
             st.sessions.insert(
                 key.clone(),
                 Session {
                     next_epoch: 1,
                     partitions: BTreeSet::new(),
+                    last_used_ms: now_ms,
                 },
             );
         }
         let Some(session) = st.sessions.get_mut(&key) else {
             return Err(codes::SHARE_SESSION_NOT_FOUND);
         };
+        session.last_used_ms = session.last_used_ms.max(now_ms);
         let closing = epoch == -1;
         if !closing && epoch != 0 {
             if epoch != session.next_epoch {
@@ -457,11 +492,16 @@ impl ShareCoordinator {
         limits: &Limits,
     ) -> Vec<Acquired> {
         let mut st = self.lock();
+        // Only members of the group acquire: one that was removed lost its records already
+        // (and its session). Where the coordinator is another broker, the share session
+        // stands for the membership.
+        let in_session = st
+            .sessions
+            .contains_key(&(group_id.to_string(), member_id.to_string()));
         let Some(group) = st.groups.get_mut(group_id) else {
             return Vec::new();
         };
-        // Only members of the group acquire: one that was removed lost its records already.
-        if !group.members.contains_key(member_id) {
+        if !group.members.contains_key(member_id) && !in_session {
             return Vec::new();
         }
         let Some(sp) = group.partitions.get_mut(&key) else {
@@ -487,6 +527,7 @@ impl ShareCoordinator {
         let mut guard = self.lock();
         let st = &mut *guard;
         self.expire_members(st, now_ms, limits);
+        self.expire_sessions(st, now_ms, limits);
         let mut outcomes = Vec::new();
         for (name, g) in st.groups.iter_mut() {
             for (key, sp) in g.partitions.iter_mut() {
@@ -609,12 +650,103 @@ impl ShareCoordinator {
         limits: &dyn Fn(Uuid) -> Limits,
     ) {
         let mut st = self.lock();
-        for (name, mut partitions) in saved {
-            for (key, sp) in partitions.iter_mut() {
-                sp.expire_locks(i64::MAX, &limits(key.0));
+        for (name, partitions) in saved {
+            let group = st.groups.entry(name).or_default();
+            // A partition already here was taken up by its leader since: that state is newer.
+            for (key, mut sp) in partitions {
+                if let std::collections::btree_map::Entry::Vacant(e) = group.partitions.entry(key) {
+                    sp.expire_locks(i64::MAX, &limits(key.0));
+                    e.insert(sp);
+                }
             }
-            st.groups.entry(name).or_default().partitions = partitions;
         }
+    }
+
+    /// Sessions of members this broker does not know (their coordinator is elsewhere) that
+    /// were not used for the session timeout: what they held is released.
+    fn expire_sessions(&self, st: &mut State, now_ms: i64, limits: &dyn Fn(Uuid) -> Limits) {
+        let timeout = self.settings.session_timeout_ms;
+        let idle: Vec<(String, String)> = st
+            .sessions
+            .iter()
+            .filter(|((g, m), s)| {
+                s.last_used_ms.saturating_add(timeout) < now_ms
+                    && !st
+                        .groups
+                        .get(g)
+                        .is_some_and(|grp| grp.members.contains_key(m))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (g, m) in idle {
+            tracing::info!(group = %g, member = %m, timeout_ms = timeout,
+                "share session expired: not used within the session timeout");
+            st.sessions.remove(&(g.clone(), m.clone()));
+            self.release_member(st, &g, &m, limits);
+        }
+    }
+
+    /// The leader epoch this broker took up `key` of `group_id` at, if it did.
+    pub fn owned_epoch(&self, group_id: &str, (topic_id, partition): (Uuid, i32)) -> Option<i32> {
+        self.lock()
+            .owned
+            .get(&(group_id.to_string(), topic_id, partition))
+            .copied()
+    }
+
+    /// Share partitions of groups with no share session open here and nothing left to
+    /// persist are no longer held as taken up: the next session takes them up again from
+    /// their persisted state, which is how offsets altered or deleted by the coordinator
+    /// (AlterShareGroupOffsets, DeleteShareGroupOffsets, on an empty group) reach the
+    /// partitions' leaders. Called after a write, with the persistence lock held.
+    pub fn forget_idle(&self) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let busy: BTreeSet<&str> = st
+            .sessions
+            .keys()
+            .map(|(g, _)| g.as_str())
+            .chain(st.dirty.iter().map(|(g, _, _)| g.as_str()))
+            .collect();
+        let idle: Vec<(String, Uuid, i32)> = st
+            .owned
+            .keys()
+            .filter(|(g, _, _)| !busy.contains(g.as_str()))
+            .cloned()
+            .collect();
+        for k in idle {
+            st.owned.remove(&k);
+        }
+    }
+
+    /// Takes up a share partition as its leader at `epoch`, from its persisted `state`
+    /// (`None`: nothing persisted, it starts when first fetched). Whatever this broker held of
+    /// it from an earlier leadership is dropped; records acquired under the previous leader
+    /// are available again, with their delivery counts.
+    pub fn adopt(
+        &self,
+        group_id: &str,
+        (topic_id, partition): (Uuid, i32),
+        epoch: i32,
+        state: Option<SharePartition>,
+        limits: &Limits,
+    ) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let name = group_id.to_string();
+        st.dirty.remove(&(name.clone(), topic_id, partition));
+        st.owned.insert((name.clone(), topic_id, partition), epoch);
+        let group = st.groups.entry(name).or_default();
+        match state {
+            Some(mut sp) => {
+                sp.expire_locks(i64::MAX, limits);
+                group.partitions.insert((topic_id, partition), sp);
+            }
+            None => {
+                group.partitions.remove(&(topic_id, partition));
+            }
+        }
+        self.released.notify_waiters();
     }
 
     fn expire_members(&self, st: &mut State, now_ms: i64, limits: &dyn Fn(Uuid) -> Limits) {

@@ -155,3 +155,68 @@ fn a_new_share_partition_starts_at_the_log_end_or_with_earliest_at_the_log_start
         "earliest: from the log start"
     );
 }
+
+#[test]
+fn a_leader_that_does_not_coordinate_the_group_serves_any_share_session() {
+    let c = ShareCoordinator::default();
+    let l = limits(TOPIC);
+    let key = (TOPIC, 0);
+    let p = [key];
+    // No member is known here: the coordinator is another broker.
+    assert_eq!(
+        c.admit("g", "m", 0, true, (&p, &[]), true, 0),
+        Err(codes::UNKNOWN_MEMBER_ID)
+    );
+    c.adopt("g", key, 4, None, &l);
+    assert_eq!(c.owned_epoch("g", key), Some(4));
+    let s = c
+        .admit("g", "m", 0, true, (&p, &[]), false, 0)
+        .expect("a session for any member id");
+    assert_eq!(s.partitions, vec![key]);
+    // Started here at the log end (latest): nothing to hand out yet.
+    assert_eq!(c.fetch_offset("g", key, (0, 10), 0, &l), None);
+    let l = Limits {
+        start_earliest: true,
+        ..l
+    };
+    c.adopt("g", key, 5, None, &l);
+    assert_eq!(c.fetch_offset("g", key, (0, 10), 0, &l), Some(0));
+    let got = c.acquire("g", "m", key, (0, 10), 5, 0, &l);
+    assert_eq!(got.iter().map(|a| a.last - a.first + 1).sum::<i64>(), 5);
+    // A session idle for the session timeout goes, and what it held comes back.
+    let idle = ShareSettings::default().session_timeout_ms + 1;
+    c.tick(idle, &limits);
+    assert_eq!(
+        c.admit("g", "m", 1, true, (&[], &[]), false, idle),
+        Err(codes::SHARE_SESSION_NOT_FOUND)
+    );
+    assert_eq!(c.fetch_offset("g", key, (0, 10), idle, &l), Some(0));
+}
+
+#[test]
+fn a_share_partition_taken_up_again_resumes_from_its_persisted_state() {
+    let c = ShareCoordinator::default();
+    join(&c, "a", 0);
+    let l = limits(TOPIC);
+    let key = (TOPIC, 0);
+    assert_eq!(c.fetch_offset("g", key, (0, 10), 0, &l), Some(0));
+    c.acquire("g", "a", key, (0, 10), 10, 0, &l);
+    assert_eq!(
+        c.acknowledge("g", "a", key, (0, 3), &[ACK_ACCEPT], false, 0, &l),
+        codes::NONE
+    );
+    let persisted = c.snapshot()["g"][&key].clone();
+    // Another leader took over and moved on; this broker's memory is stale.
+    c.acknowledge("g", "a", key, (4, 9), &[ACK_ACCEPT], false, 0, &l);
+    c.take_dirty();
+    c.adopt("g", key, 7, Some(persisted), &l);
+    assert_eq!(c.owned_epoch("g", key), Some(7));
+    assert!(c.take_dirty().is_empty(), "taking up is not a change");
+    // The accepted records stay done; the ones held under the old leader come back.
+    assert_eq!(c.fetch_offset("g", key, (0, 10), 1, &l), Some(4));
+    let again = c.acquire("g", "a", key, (4, 10), 10, 1, &l);
+    assert_eq!(
+        again.first().map(|a| (a.first, a.delivery_count)),
+        Some((4, 2))
+    );
+}

@@ -30,5 +30,6 @@ pub mod codes {
     pub const FENCED_MEMBER_EPOCH: i16 = 110;
     pub const INVALID_RECORD_STATE: i16 = 121;
     pub const SHARE_SESSION_NOT_FOUND: i16 = 122;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
 }

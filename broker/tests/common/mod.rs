@@ -9,6 +9,7 @@
 mod corrupt;
 mod drivers;
 mod java;
+mod share;
 // Each test binary compiles this harness whole; some use nothing of `drivers` or `java`.
 #[allow(unused_imports)]
 pub use corrupt::*;
@@ -16,6 +17,8 @@ pub use corrupt::*;
 pub use drivers::*;
 #[allow(unused_imports)]
 pub use java::*;
+#[allow(unused_imports)]
+pub use share::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

@@ -1546,3 +1546,42 @@ fn a_garbled_clean_shutdown_end_is_ignored_and_removed() {
     assert_eq!(log.log_end_offset(), 2);
     assert!(!marker.exists());
 }
+
+/// Found by the `partition_dir` fuzz target (an input that ran past libFuzzer's 20 s
+/// timeout): a batch whose header claims a larger max timestamp than any of its records
+/// carries made the MAX_TIMESTAMP lookup (ListOffsets -3) search the same segment again and
+/// again, forever. Such a batch needs no damage: a producer can send it, CRC and all.
+#[test]
+fn max_timestamp_lookup_ends_when_a_header_claims_more_than_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Arc::new(PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap());
+    appended(log.append(B::new(2).ts(50).build()).unwrap());
+    let mut lying = B::new(2).ts(100).build().to_vec();
+    lying[35..43].copy_from_slice(&999i64.to_be_bytes());
+    fuzzing::fix_crcs(&mut lying);
+    appended(log.append(Bytes::from(lying)).unwrap());
+    appended(log.append(B::new(1).ts(70).build()).unwrap());
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let _ = tx.send(l.max_timestamp_offset());
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the MAX_TIMESTAMP lookup answers instead of spinning")
+        .unwrap();
+    // The header is taken at its word, as for a batch whose records cannot be read.
+    assert_eq!(got, Some((2, 999)));
+
+    // The same from the fuzzer's image: a closed segment of that shape, reopened.
+    drop(log);
+    std::fs::create_dir(tmp.path().join("image")).unwrap();
+    fuzzing::partition_dir(
+        &fuzzing::pack_image(&[(
+            segment::file_name(0, "log"),
+            std::fs::read(tmp.path().join("t-0").join(segment::file_name(0, "log"))).unwrap(),
+        )]),
+        &tmp.path().join("image"),
+    );
+}

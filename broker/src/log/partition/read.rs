@@ -157,6 +157,20 @@ impl PartitionLog {
                 return Ok(Some(hit));
             }
             match max_timestamp_below(file, *end, hw).map_err(io_err(path))? {
+                // A header below the high watermark claims `ts`, the whole segment was read
+                // and no record carries it: the header's max timestamp is larger than its
+                // records' (a producer's header that lies, CRC and all, or damage on disk).
+                // Searching again would find the same nothing forever (it did: a ListOffsets
+                // MAX_TIMESTAMP spun a core until the broker stopped), so the header is taken
+                // at its word, as for a batch whose records cannot be read.
+                Some(m) if m >= *ts && *pos == 0 => {
+                    match first_batch_claiming(file, *end, m, hw).map_err(io_err(path))? {
+                        Some(hit) => return Ok(Some(hit)),
+                        None => {
+                            cands.remove(b);
+                        }
+                    }
+                }
                 Some(m) => {
                     cands[b].0 = m;
                     cands[b].1 = 0;
@@ -328,6 +342,32 @@ fn max_timestamp_below(file: &File, end: u64, hw: i64) -> std::io::Result<Option
         pos += h.size as u64;
     }
     Ok(max)
+}
+
+/// The first batch starting below `hw` whose header claims a max timestamp of at least `ts`,
+/// as `(base offset, that max timestamp)`.
+fn first_batch_claiming(
+    file: &File,
+    end: u64,
+    ts: i64,
+    hw: i64,
+) -> std::io::Result<Option<(i64, i64)>> {
+    let mut hdr = [0u8; HEADER_LEN];
+    let mut pos = 0u64;
+    while pos + HEADER_LEN as u64 <= end {
+        file.read_exact_at(&mut hdr, pos)?;
+        let Ok(h) = batch::parse_header(&hdr) else {
+            break;
+        };
+        if h.base_offset >= hw || pos + h.size as u64 > end {
+            break;
+        }
+        if h.max_timestamp >= ts {
+            return Ok(Some((h.base_offset, h.max_timestamp)));
+        }
+        pos += h.size as u64;
+    }
+    Ok(None)
 }
 
 /// Within one batch, the first record at or after offset `from` whose timestamp is `>= ts`

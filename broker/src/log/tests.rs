@@ -1585,3 +1585,44 @@ fn max_timestamp_lookup_ends_when_a_header_claims_more_than_its_records() {
         &tmp.path().join("image"),
     );
 }
+
+/// Found by the `partition_dir` fuzz target: a log start (DeleteRecords) past the end recovery
+/// kept (the tail it had passed was torn off: a machine crash under `fsync: interval`, or
+/// damage) was lowered to the end in memory only; records appended after that restart landed
+/// below the stored start, and the next restart hid them.
+#[test]
+fn a_log_start_past_a_torn_tail_is_lowered_on_disk_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let cut;
+    {
+        let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+        appended(log.append(B::new(2).tag("a").build()).unwrap());
+        cut = std::fs::metadata(dir.join(segment::file_name(0, "log")))
+            .unwrap()
+            .len();
+        appended(log.append(B::new(2).tag("b").build()).unwrap());
+        assert_eq!(log.delete_records(3).unwrap(), 3);
+        log.flush().unwrap();
+    }
+    // The second batch (offsets 2 and 3) torn off.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(segment::file_name(0, "log")))
+        .unwrap()
+        .set_len(cut + 10)
+        .unwrap();
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 2));
+    let i = appended(log.append(B::new(3).tag("c").build()).unwrap());
+    assert_eq!((i.base_offset, i.last_offset), (2, 4));
+    drop(log);
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (2, 5),
+        "the records appended after the first restart stay visible"
+    );
+    let r = log.read(2, 1 << 20).unwrap();
+    assert_eq!(batch::parse_header(&r.records).unwrap().base_offset, 2);
+}

@@ -1498,6 +1498,49 @@ fn damaged_batch_header_before_the_first_index_entry_is_refused_not_empty() {
     assert_eq!(log.log_end_offset(), 80);
 }
 
+/// Found by the `partition_dir` fuzz target: a closed segment's batch whose magic byte was
+/// damaged (not covered by the CRC, like the base offset) was served; a client cannot decode
+/// it. It is refused (CORRUPT_MESSAGE) like any header that does not parse, and a read that
+/// starts before it stops short of it.
+#[test]
+fn a_damaged_magic_byte_is_refused_not_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(B::new(2).tag(&format!("m{i}")).build()).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let first = std::fs::read(&logs[0]).unwrap();
+    let second_at = batch::parse_header(&first).unwrap().size as u64;
+    // Magic (byte 16) of the first batch and of the second.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&logs[0])
+        .unwrap();
+    f.write_all_at(&[91], 16).unwrap();
+    f.write_all_at(&[91], second_at + 16).unwrap();
+    drop(f);
+    let log = PartitionLog::open(dir, small_segments()).unwrap();
+    for at in [0, 1, 2] {
+        let err = log.read(at, 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, LogError::CorruptBatch { .. }),
+            "{at}: {err:?}"
+        );
+    }
+    assert_eq!(log.log_end_offset(), 80);
+    fuzzing::read_everything(&log);
+}
+
 #[test]
 fn an_end_below_the_clean_shutdown_record_is_reported_once() {
     use crate::recovery::{total, Action};

@@ -1693,3 +1693,40 @@ fn a_log_start_past_a_torn_tail_is_lowered_on_disk_too() {
     let r = log.read(2, 1 << 20).unwrap();
     assert_eq!(batch::parse_header(&r.records).unwrap().base_offset, 2);
 }
+
+/// Found by the `partition_dir` fuzz target: a stored batch of one record (offsets 0..=0)
+/// whose record said offset delta 2, with a good CRC, made the MAX_TIMESTAMP lookup answer
+/// offset 2 of a log that ends at 1. A record outside its batch's offsets is corrupt; the
+/// lookup then takes the batch header's word, as for any batch whose records cannot be read.
+#[test]
+fn a_record_outside_its_batch_is_corrupt_and_lookups_stay_in_the_log() {
+    let mut b = fuzzing::batch_of(1, 1_700_000_000_000, Compression::None, "x").to_vec();
+    // Record length, attributes, timestamp delta, then the offset delta (zigzag 2 = 4).
+    assert_eq!(b[batch::HEADER_LEN + 3], 0, "the record's offset delta");
+    b[batch::HEADER_LEN + 3] = 4;
+    fuzzing::fix_crcs(&mut b);
+    let h = batch::parse_header(&b).unwrap();
+    let err = batch::find_record(&b, &h, |_, _| true).unwrap_err();
+    assert!(err.to_string().contains("offset delta 2"), "{err}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(segment::file_name(0, "log")), &b).unwrap();
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+    assert_eq!(
+        log.max_timestamp_offset().unwrap(),
+        Some((0, 1_700_000_000_000))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap().map(|(o, _)| o),
+        Some(0)
+    );
+    drop(log);
+    std::fs::create_dir(tmp.path().join("image")).unwrap();
+    fuzzing::partition_dir(
+        &fuzzing::pack_image(&[(segment::file_name(0, "log"), b)]),
+        &tmp.path().join("image"),
+    );
+}

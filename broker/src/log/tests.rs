@@ -1730,3 +1730,22 @@ fn a_record_outside_its_batch_is_corrupt_and_lookups_stay_in_the_log() {
         &tmp.path().join("image"),
     );
 }
+
+/// Found by the `partition_dir` fuzz target: a recovered segment's first append time is its
+/// first batch's timestamp, and one of i64::MIN made the segment.ms check overflow at the next
+/// append (a panic with overflow checks, a wrapped age that never rolls without). Such a
+/// segment is as old as can be: the next append rolls.
+#[test]
+fn a_recovered_segment_stamped_i64_min_rolls_instead_of_overflowing() {
+    let mut b = fuzzing::batch_of(1, 1_700_000_000_000, Compression::None, "x").to_vec();
+    b[35..43].copy_from_slice(&i64::MIN.to_be_bytes());
+    fuzzing::fix_crcs(&mut b);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(segment::file_name(0, "log")), &b).unwrap();
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    let i = appended(log.append(B::new(1).build()).unwrap());
+    assert_eq!(i.base_offset, 1);
+    assert_eq!(log.segment_count(), 2, "the ancient segment was rolled");
+}

@@ -15,8 +15,10 @@ use crate::group::OffsetsTopicSettings;
 use crate::log::{FsyncPolicy, LogConfig, TimestampType};
 use crate::replica::ReplicaConfig;
 
+mod limits;
 mod security;
 
+pub use limits::{Limits, LimitsConfig};
 pub use security::{AuthorizerKind, ClusterSecurity, Listener, SecurityConfig, DEFAULT_LISTENER};
 
 /// When appended data is fsynced.
@@ -239,6 +241,10 @@ pub struct Config {
     #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
     pub max_request_bytes: i64,
 
+    /// Connection, response-buffer and fetch limits (`config/limits.rs`).
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+
     /// Log line format: `text` or `json`. The level comes from RUST_LOG (default info).
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -286,6 +292,7 @@ impl Config {
         check_host_port("--listen", &self.listen)?;
         self.validate_security()?;
         check_host_port("--http-listen", &self.http_listen)?;
+        self.validate_limits()?;
         if let Some(a) = &self.advertise {
             check_host_port("--advertise", a)?;
             if a.rsplit_once(':').is_some_and(|(_, p)| p == "0") {

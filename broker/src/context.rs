@@ -1,7 +1,7 @@
 //! The broker's shared state: what every connection, API handler and background task of one
 //! broker may touch ([`BrokerContext`], one per process behind an `Arc`).
 //!
-//! May import: `cluster`, `log`, `group`, `share`, `metrics`, `replica`, `topology`, `security`. Both `server` (which
+//! May import: `cluster`, `config` (the validated limits), `log`, `group`, `share`, `metrics`, `replica`, `topology`, `security`. Both `server` (which
 //! builds it) and `handlers` (which act on it) import this module, never each other's.
 
 use std::future::Future;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
+use crate::config::Limits;
 use crate::group::{GroupCoordinator, OffsetsTopicSettings};
 use crate::log::LogManager;
 use crate::metrics::Metrics;
@@ -52,6 +53,8 @@ pub struct BrokerContext {
     /// The listener other brokers connect to (its name).
     pub inter_broker_listener: String,
     pub shutdown: CancellationToken,
+    /// Connection, response-buffer and fetch limits (`--max-connections` and friends).
+    pub limits: Limits,
 }
 
 impl BrokerContext {

@@ -5,9 +5,11 @@
 //!   stops reading its requests once 64 MiB of its responses wait (instead of building all
 //!   64, over 3 GiB), its resident memory grows by about that much and no more, other clients
 //!   fetch and produce meanwhile, and everything it held is released when it goes away.
-//! - Ten thousand connections at once: the first `MAX_CONNECTIONS` (4096) are served, the
+//! - Ten thousand connections at once: the first `--max-connections` (4096 by default) are served, the
 //!   rest are closed at once and counted, the broker stays up, and a real client works as soon
 //!   as the flood is gone.
+//!
+//! - Smaller limits set by flags (`--max-connections`, `--fetch-max-bytes`) take effect.
 //!
 //! Memory figures are printed (`--nocapture`); docs/reliability.md lists the limits.
 
@@ -236,6 +238,99 @@ fn ten_thousand_connections_at_once_are_served_up_to_the_limit_and_the_rest_refu
     create(&mut c, "after-flood");
     let batch = encode_batch(&[b"still here"], Compression::None, None);
     assert_eq!(raw_produce(&mut c, "after-flood", 0, batch, -1), (0, 0));
+    let status = broker.sigterm_and_wait(Duration::from_secs(30));
+    assert!(status.success(), "broker exit: {status}");
+}
+
+/// A fetch of everything from `offset` asking for up to 50 MiB, on `c`.
+fn fetch_all(c: &mut RawClient, topic: &str, offset: i64) -> RawFetch {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let req = fetch_request(topic, 0, offset, 0, 1)
+        .with_max_bytes(50 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(tname(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(50 << 20)])]);
+    let resp: kafka_protocol::messages::FetchResponse = c.send(&req, 12);
+    let p = &resp.responses[0].partitions[0];
+    RawFetch {
+        error_code: p.error_code,
+        high_watermark: p.high_watermark,
+        log_start_offset: p.log_start_offset,
+        records: p.records.clone().unwrap_or_default(),
+    }
+}
+
+#[test]
+fn smaller_configured_limits_take_effect() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BinaryBroker::spawn(
+        &dir.path().join("data"),
+        &[
+            "--max-connections",
+            "3",
+            "--fetch-max-bytes",
+            "4096",
+            "--fsync",
+            "interval",
+        ],
+        &dir.path().join("broker.log"),
+    );
+    // Three connections are served (each answers, so each holds a slot)...
+    let mut served: Vec<RawClient> = (0..3)
+        .map(|_| RawClient::connect(broker.kafka_addr))
+        .collect();
+    for c in &mut served {
+        let resp = c.send(&ApiVersionsRequest::default(), 3);
+        assert_eq!(resp.error_code, 0, "ApiVersions under the limit");
+    }
+    // ...the fourth is closed at once and counted.
+    let mut fourth = RawClient::connect(broker.kafka_addr);
+    let refused = fourth.try_send(&ApiVersionsRequest::default(), 3);
+    assert!(
+        refused.is_err(),
+        "the fourth connection was served: {refused:?}"
+    );
+    assert_eq!(metric(&broker, "sluice_connections_rejected_total"), 1.0);
+    assert_eq!(metric(&broker, "sluice_connections"), 3.0);
+
+    // The three go on being served; fetches stop at 4096 record bytes, except that a first
+    // batch larger than that comes whole.
+    let c = &mut served[0];
+    let topic = "capped";
+    create(c, topic);
+    let value = vec![b'v'; 1500];
+    for i in 0..8 {
+        let batch = encode_batch(&[&value], Compression::None, None);
+        assert_eq!(raw_produce(c, topic, 0, batch, 1), (0, i), "batch {i}");
+    }
+    let large = vec![b'L'; 10_000];
+    let batch = encode_batch(&[&large], Compression::None, None);
+    assert_eq!(
+        raw_produce(c, topic, 0, batch, 1),
+        (0, 8),
+        "the large batch"
+    );
+
+    let f = fetch_all(&mut served[1], topic, 0);
+    assert_eq!((f.error_code, f.high_watermark), (0, 9));
+    let n = f.records.len();
+    eprintln!("--fetch-max-bytes 4096: a fetch asking for 50 MiB of ~13 KiB got {n} bytes");
+    assert!(
+        (1500..=4096).contains(&n),
+        "{n} record bytes in a fetch capped at 4096"
+    );
+    let f = fetch_all(&mut served[2], topic, 8);
+    assert!(
+        f.records.len() > 10_000,
+        "a first batch over the cap comes whole: {} bytes",
+        f.records.len()
+    );
+    drop(served);
+    drop(fourth);
+    let mut broker = broker;
     let status = broker.sigterm_and_wait(Duration::from_secs(30));
     assert!(status.success(), "broker exit: {status}");
 }

@@ -1014,6 +1014,41 @@ async fn init_producer_id_never_reuses_ids_across_restarts() {
     broker.shutdown().await.expect("shutdown");
 }
 
+/// A producer's batch whose header claims a larger max timestamp than its records carry (its
+/// CRC computed over that claim, as a client would send it) is accepted; ListOffsets
+/// MAX_TIMESTAMP then answers with that batch (the header taken at its word) instead of
+/// searching the segment again and again, forever (found by the `partition_dir` fuzz target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_timestamp_answers_when_a_header_claims_more_than_its_records() {
+    let (_dir, broker, mut c) = broker_and_conn().await;
+    create_topic(&mut c, "lying", 1).await;
+    let resp = c.produce("lying", 0, -1, &["a"]).await;
+    assert_eq!(resp.error_code, 0);
+    let claimed = 1_700_000_009_999i64;
+    let mut b = batch(&["b", "c"]).to_vec();
+    b[35..43].copy_from_slice(&claimed.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("lying", 0, -1, bytes::Bytes::from(b)),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let lo = list_offsets_req("lying", &[(0, -3)]);
+    let r: ListOffsetsResponse = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        c.call(ApiKey::ListOffsets, 7, &lo),
+    )
+    .await
+    .expect("ListOffsets MAX_TIMESTAMP answers");
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.timestamp), (0, 1, claimed));
+    broker.shutdown().await.expect("shutdown");
+}
+
 /// ListOffsets MAX_TIMESTAMP (-3) finds the first record carrying the largest timestamp, and
 /// OffsetForLeaderEpoch (advertised) answers the end offset of the current epoch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

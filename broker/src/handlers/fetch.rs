@@ -27,11 +27,6 @@ use crate::log::{LogError, PartitionLog};
 use crate::protocol::codec::{respond, RawHeader};
 use crate::replica::{FetchRefused, ReplicaFetch};
 
-/// Most record bytes one fetch response carries, whatever the request asks (Kafka's
-/// `fetch.max.bytes` default): bounds the memory a single request can make the broker fill.
-/// The first batch may still exceed it, so a consumer always progresses past a large batch.
-pub const FETCH_RESPONSE_MAX_BYTES: usize = 55 << 20;
-
 /// One requested partition, resolved once per request.
 struct Want {
     topic: usize,
@@ -220,7 +215,9 @@ pub fn handle(
     let plan = Plan {
         max_bytes: usize::try_from(req.max_bytes)
             .unwrap_or(0)
-            .min(FETCH_RESPONSE_MAX_BYTES),
+            // `--fetch-max-bytes` bounds the memory a single request can make the broker
+            // fill; the first batch may still exceed it, so a consumer gets past a large batch.
+            .min(ctx.limits.fetch_max_bytes),
         skeleton,
         wants,
         replica,

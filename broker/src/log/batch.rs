@@ -294,6 +294,14 @@ pub fn find_record(
             zigzag(&plain[..end], &mut p, 10).ok_or_else(|| corrupt("timestamp delta".into()))?;
         let off_delta =
             zigzag(&plain[..end], &mut p, 5).ok_or_else(|| corrupt("offset delta".into()))?;
+        // A record outside its batch's offsets (the partition_dir fuzz target stored one
+        // with a good CRC) would make a lookup answer an offset the log does not have.
+        if !(0..=i64::from(h.last_offset_delta)).contains(&off_delta) {
+            return Err(corrupt(format!(
+                "record offset delta {off_delta} outside the batch's 0..={}",
+                h.last_offset_delta
+            )));
+        }
         let rec = (
             h.base_offset.saturating_add(off_delta),
             h.first_timestamp.saturating_add(ts_delta),

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 
 use super::{tls, KafkaListener};
+use crate::config::Limits;
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::handlers::sasl::SaslReply;
@@ -44,17 +45,8 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_SASL_FRAME: usize = 512 * 1024;
 /// Requests read but not yet answered, per connection (back-pressure on pipelining clients).
 const MAX_IN_FLIGHT: usize = 64;
-/// Response bytes one connection may have built and not yet written before it stops reading
-/// requests: a client that pipelines large fetches and reads slowly (or never) holds at most
-/// this plus one response of broker memory, instead of `MAX_IN_FLIGHT` full fetch responses.
-const CONN_QUEUED_BYTES: usize = 64 << 20;
-/// The same, all connections together: above it, every connection that already has responses
-/// waiting stops reading requests until its client takes them. A connection with nothing
-/// waiting always reads its next request, so every client keeps progressing.
-const ALL_QUEUED_BYTES: usize = 512 << 20;
-/// A client that takes none of a response's bytes for this long is gone or hostile: its
-/// connection is closed (each chunk of `WRITE_CHUNK` bytes gets the full time).
-pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Responses are written in chunks of this size, each of which the client must take within
+/// `--write-stall-timeout-ms`: a slow client that keeps reading is never cut off.
 const WRITE_CHUNK: usize = 1 << 20;
 /// Socket buffers per connection: small, so thousands of idle clients cost little; large
 /// frames bypass them (read straight into the frame buffer, written straight to the socket).
@@ -107,26 +99,31 @@ impl Drop for Pending {
 }
 
 /// Whether the reader may take the next request: its own waiting responses and everybody's
-/// are under their budgets, or it has none waiting at all.
-fn may_read(mine: usize, everybody: usize) -> bool {
-    mine == 0 || (mine < CONN_QUEUED_BYTES && everybody < ALL_QUEUED_BYTES)
+/// are under their budgets (`--queued-response-bytes-per-connection` and
+/// `--queued-response-bytes`), or it has none waiting at all. So a client that pipelines large
+/// fetches and reads slowly (or never) holds at most its budget plus one response of broker
+/// memory, instead of `MAX_IN_FLIGHT` full fetch responses; and a connection with nothing
+/// waiting always reads its next request, so every client keeps progressing.
+fn may_read(limits: &Limits, mine: usize, everybody: usize) -> bool {
+    mine == 0 || (mine < limits.connection_queued_bytes && everybody < limits.all_queued_bytes)
 }
 
-/// Writes `bytes` in chunks, each of which must be taken by the client within
-/// [`WRITE_STALL_TIMEOUT`].
+/// Writes `bytes` in chunks, each of which must be taken by the client within `stall`
+/// (`--write-stall-timeout-ms`): a client that takes nothing for that long is gone or hostile.
 async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     bytes: &[u8],
+    stall: Duration,
 ) -> std::io::Result<()> {
     for chunk in bytes.chunks(WRITE_CHUNK) {
-        match tokio::time::timeout(WRITE_STALL_TIMEOUT, wr.write_all(chunk)).await {
+        match tokio::time::timeout(stall, wr.write_all(chunk)).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!(
-                        "the client took no response bytes for {} s",
-                        WRITE_STALL_TIMEOUT.as_secs()
+                        "the client took no response bytes for {} ms",
+                        stall.as_millis()
                     ),
                 ))
             }
@@ -294,6 +291,7 @@ async fn serve<R, W>(
     let queued = Arc::new(Queued::default());
 
     let metrics = Arc::clone(&ctx.metrics);
+    let stall = ctx.limits.write_stall_timeout;
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::with_capacity(WRITE_BUFFER, wr);
         while let Some(mut pending) = rx.recv().await {
@@ -305,7 +303,7 @@ async fn serve<R, W>(
             match frame {
                 Ok(Some(bytes)) => {
                     metrics.bytes_out(bytes.len());
-                    if let Err(e) = write_frame(&mut wr, &bytes).await {
+                    if let Err(e) = write_frame(&mut wr, &bytes, stall).await {
                         tracing::debug!(%peer, error = %e, "write failed; closing the connection");
                         return;
                     }
@@ -319,11 +317,7 @@ async fn serve<R, W>(
                 }
             }
             // Flush once nothing else is ready, so a pipelined burst goes out in one write.
-            if rx.is_empty()
-                && !matches!(
-                    tokio::time::timeout(WRITE_STALL_TIMEOUT, wr.flush()).await,
-                    Ok(Ok(()))
-                )
+            if rx.is_empty() && !matches!(tokio::time::timeout(stall, wr.flush()).await, Ok(Ok(())))
             {
                 tracing::debug!(%peer, "flush failed or stalled; closing the connection");
                 return;
@@ -336,6 +330,7 @@ async fn serve<R, W>(
     let stop = 'serve: loop {
         let mut waited = false;
         while !may_read(
+            &ctx.limits,
             queued.bytes.load(Ordering::Acquire),
             ctx.metrics.queued_response_bytes(),
         ) {
@@ -458,16 +453,15 @@ mod tests {
 
     #[test]
     fn a_connection_reads_on_while_under_both_budgets_or_with_nothing_waiting() {
-        assert!(may_read(0, 0));
-        assert!(may_read(CONN_QUEUED_BYTES - 1, ALL_QUEUED_BYTES - 1));
-        assert!(!may_read(CONN_QUEUED_BYTES, 0), "its own budget is spent");
-        assert!(
-            !may_read(1, ALL_QUEUED_BYTES),
-            "the broker's budget is spent"
-        );
+        let l = Limits::default();
+        let (mine, all) = (l.connection_queued_bytes, l.all_queued_bytes);
+        assert!(may_read(&l, 0, 0));
+        assert!(may_read(&l, mine - 1, all - 1));
+        assert!(!may_read(&l, mine, 0), "its own budget is spent");
+        assert!(!may_read(&l, 1, all), "the broker's budget is spent");
         // Nothing of its own waiting: it reads even when everybody else spent the budget,
         // so one slow client cannot stop the others.
-        assert!(may_read(0, usize::MAX));
+        assert!(may_read(&l, 0, usize::MAX));
     }
 
     #[tokio::test(start_paused = true)]
@@ -475,15 +469,17 @@ mod tests {
         // A 64 KiB pipe nobody reads: the 4 MiB response cannot be taken.
         let (mut broker, _client) = tokio::io::duplex(64 * 1024);
         let started = tokio::time::Instant::now();
-        let err = write_frame(&mut broker, &vec![7u8; 4 << 20])
+        let stall = Limits::default().write_stall_timeout;
+        let err = write_frame(&mut broker, &vec![7u8; 4 << 20], stall)
             .await
             .expect_err("a stalled write fails");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         assert!(
-            err.to_string().contains("took no response bytes for 30 s"),
+            err.to_string()
+                .contains("took no response bytes for 30000 ms"),
             "{err}"
         );
-        assert_eq!(started.elapsed(), WRITE_STALL_TIMEOUT);
+        assert_eq!(started.elapsed(), stall);
     }
 
     #[tokio::test(start_paused = true)]
@@ -499,9 +495,13 @@ mod tests {
             }
             total
         });
-        write_frame(&mut broker, &vec![7u8; 3 << 20])
-            .await
-            .expect("a slow but moving client gets the whole response");
+        write_frame(
+            &mut broker,
+            &vec![7u8; 3 << 20],
+            Limits::default().write_stall_timeout,
+        )
+        .await
+        .expect("a slow but moving client gets the whole response");
         assert_eq!(reader.await.expect("reader"), 3 << 20);
     }
 

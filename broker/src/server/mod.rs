@@ -48,8 +48,6 @@ use crate::security::{Mechanism, Security};
 use crate::share::{ShareCoordinator, ShareSettings};
 use crate::topology;
 
-/// Most simultaneous client connections; more are accepted and closed at once.
-pub const MAX_CONNECTIONS: usize = 4096;
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -181,12 +179,10 @@ fn spawn_reload(security: Arc<Security>, every: Duration, shutdown: Cancellation
     });
 }
 
-/// Pending connections the kernel queues for a listener before `accept`. The standard
-/// library's 128 overflows when clients (re)connect in a burst (a rolled broker's clients
-/// all at once), and every overflowed SYN costs its client a one-second retransmit.
-const LISTEN_BACKLOG: u32 = 1024;
-
-async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, BrokerError> {
+/// Binds `addr` with a listen backlog of `backlog` (`--socket-listen-backlog-size`): the
+/// standard library's 128 overflows when clients (re)connect in a burst (a rolled broker's
+/// clients all at once), and every overflowed SYN costs its client a one-second retransmit.
+async fn bind(what: &'static str, addr: &str, backlog: u32) -> Result<TcpListener, BrokerError> {
     let error = |source| BrokerError::Bind {
         what,
         addr: addr.to_string(),
@@ -203,7 +199,7 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, BrokerError
             // As TcpListener::bind does: a restarted broker rebinds its port at once.
             s.set_reuseaddr(true)?;
             s.bind(sa)?;
-            s.listen(LISTEN_BACKLOG)
+            s.listen(backlog)
         });
         match listener {
             Ok(l) => return Ok(l),
@@ -234,7 +230,7 @@ impl Broker {
         let mechanisms = config.sasl_mechanisms()?;
         let mut kafka = Vec::new();
         for spec in listener_specs {
-            let l = bind("Kafka", &spec.bind).await?;
+            let l = bind("Kafka", &spec.bind, config.limits().listen_backlog).await?;
             let addr = l.local_addr().map_err(|source| BrokerError::Bind {
                 what: "Kafka",
                 addr: spec.bind.clone(),
@@ -254,7 +250,7 @@ impl Broker {
                 }),
             ));
         }
-        let http = bind("HTTP", &config.http_listen).await?;
+        let http = bind("HTTP", &config.http_listen, config.limits().listen_backlog).await?;
         let kafka_addr = kafka
             .first()
             .map(|k| k.1)
@@ -413,6 +409,7 @@ impl Broker {
             security: Arc::clone(&security),
             inter_broker_listener: inter_broker.name.clone(),
             shutdown: shutdown.clone(),
+            limits: config.limits(),
         });
         spawn_reload(
             Arc::clone(&security),
@@ -433,7 +430,7 @@ impl Broker {
             let (ctx, tracker) = (Arc::clone(&ctx), connections.clone());
             async move {
                 // One connection limit for all listeners together.
-                let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+                let limit = Arc::new(Semaphore::new(ctx.limits.max_connections));
                 let loops: Vec<_> = kafka
                     .into_iter()
                     .map(|(l, _, spec)| {
@@ -729,7 +726,7 @@ async fn accept_loop(
         };
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             ctx.metrics.connection_rejected();
-            tracing::warn!(%peer, max = MAX_CONNECTIONS, "connection limit reached; closing new connection");
+            tracing::warn!(%peer, max = ctx.limits.max_connections, "connection limit reached; closing new connection");
             drop(stream);
             continue;
         };

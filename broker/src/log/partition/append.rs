@@ -254,7 +254,11 @@ impl PartitionLog {
             return Ok(());
         }
         let full = a.size + incoming > seg_bytes;
-        let old = a.first_append_ms.is_some_and(|t| now - t >= seg_ms);
+        // Saturating: the first append time of a recovered segment is its first batch's
+        // timestamp, which a producer or damage may set to anything (i64::MIN overflowed).
+        let old = a
+            .first_append_ms
+            .is_some_and(|t| now.saturating_sub(t) >= seg_ms);
         let overflow =
             next + count - a.base > i64::from(u32::MAX) || a.size + incoming > u64::from(u32::MAX);
         if !(full || old || overflow) {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::durability::CLEAN_END_FILE;
-use super::retention::read_log_start;
+use super::retention::{read_log_start, write_log_start};
 use super::{snapshot_path, Durable, Inner, PartitionLog, Shared, SyncCtl};
 use crate::log::batch::BatchHeader;
 use crate::log::files::{io_err, remove_if_exists, sync_dir};
@@ -109,9 +109,17 @@ impl PartitionLog {
         check_clean_end(&dir, &segments[segments.len() - 1].log_path, next_offset);
         // A start set by DeleteRecords beyond what recovery kept (a torn tail was cut) can only
         // have hidden records that are gone anyway.
-        let log_start = read_log_start(&dir)
+        let stored_start = read_log_start(&dir);
+        let log_start = stored_start
             .map_or(segments[0].base, |s| s.min(next_offset))
             .max(segments[0].base);
+        if stored_start.is_some_and(|s| s > log_start) {
+            // Written back: the next records appended land between the log start kept here and
+            // the stored one, and the next open would otherwise hide them, acknowledged or not
+            // (the partition_dir fuzz target found it).
+            tracing::warn!(path = %dir.display(), stored = stored_start, log_start, "the log start offset was past the recovered log end; lowered to it");
+            write_log_start(&dir, log_start)?;
+        }
         // Whatever survived is on disk now (maybe only in the page cache, after a process
         // crash): make it durable before anyone may read it as committed.
         // Closed segments too: a crash right after a roll can leave the closed segment's last

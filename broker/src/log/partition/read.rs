@@ -124,8 +124,8 @@ impl PartitionLog {
     /// its readable maximum instead.
     pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
         let hw = self.high_watermark();
-        // (max timestamp, scan start, file, path, end)
-        let mut cands: Vec<(i64, u64, Arc<File>, PathBuf, u64)> = {
+        // (max timestamp, scan start, file, path, end, base offset)
+        let mut cands: Vec<(i64, u64, Arc<File>, PathBuf, u64, i64)> = {
             let inner = lock(&self.shared.inner);
             inner
                 .segments
@@ -138,6 +138,7 @@ impl PartitionLog {
                         Arc::clone(&s.log),
                         s.log_path.clone(),
                         s.size,
+                        s.base,
                     )
                 })
                 .collect()
@@ -152,11 +153,25 @@ impl PartitionLog {
             let Some(b) = best else {
                 return Ok(None);
             };
-            let (ts, pos, file, path, end) = &cands[b];
+            let (ts, pos, file, path, end, base) = &cands[b];
             if let Some(hit) = find_timestamp(file, *pos, *end, *ts, 0, hw).map_err(io_err(path))? {
                 return Ok(Some(hit));
             }
             match max_timestamp_below(file, *end, hw).map_err(io_err(path))? {
+                // A header below the high watermark claims `ts`, the whole segment was read
+                // and no record carries it: the header's max timestamp is larger than its
+                // records' (a producer's header that lies, CRC and all, or damage on disk).
+                // Searching again would find the same nothing forever (it did: a ListOffsets
+                // MAX_TIMESTAMP spun a core until the broker stopped), so the header is taken
+                // at its word, as for a batch whose records cannot be read.
+                Some(m) if m >= *ts && *pos == 0 => {
+                    match first_batch_claiming(file, *base, *end, m, hw).map_err(io_err(path))? {
+                        Some(hit) => return Ok(Some(hit)),
+                        None => {
+                            cands.remove(b);
+                        }
+                    }
+                }
                 Some(m) => {
                     cands[b].0 = m;
                     cands[b].1 = 0;
@@ -169,9 +184,12 @@ impl PartitionLog {
     }
 }
 
-/// Header fields needed to walk batches: (base offset, size, last offset).
+/// Header fields needed to walk batches: (base offset, size, last offset). `None` for a
+/// header that does not parse, including a magic byte other than 2: like the base offset it is
+/// not covered by the CRC, and a client cannot decode a batch of another magic (the
+/// `partition_dir` fuzz target found one served).
 fn peek(b: &[u8]) -> Option<(i64, usize, i64)> {
-    if b.len() < 27 {
+    if b.len() < 27 || b[16] != 2 {
         return None;
     }
     let size = batch::announced_size(b).ok()?;
@@ -328,6 +346,36 @@ fn max_timestamp_below(file: &File, end: u64, hw: i64) -> std::io::Result<Option
         pos += h.size as u64;
     }
     Ok(max)
+}
+
+/// The first batch starting below `hw` whose header claims a max timestamp of at least `ts`,
+/// as `(base offset, that max timestamp)`, walking from the segment's first batch (`base`)
+/// while the base offsets follow each other (one out of sequence is damage: the walk stops
+/// there, as a read does).
+fn first_batch_claiming(
+    file: &File,
+    base: i64,
+    end: u64,
+    ts: i64,
+    hw: i64,
+) -> std::io::Result<Option<(i64, i64)>> {
+    let mut hdr = [0u8; HEADER_LEN];
+    let (mut pos, mut expect) = (0u64, base);
+    while pos + HEADER_LEN as u64 <= end {
+        file.read_exact_at(&mut hdr, pos)?;
+        let Ok(h) = batch::parse_header(&hdr) else {
+            break;
+        };
+        if h.base_offset != expect || h.base_offset >= hw || pos + h.size as u64 > end {
+            break;
+        }
+        if h.max_timestamp >= ts {
+            return Ok(Some((h.base_offset, h.max_timestamp)));
+        }
+        pos += h.size as u64;
+        expect = h.next_offset();
+    }
+    Ok(None)
 }
 
 /// Within one batch, the first record at or after offset `from` whose timestamp is `>= ts`

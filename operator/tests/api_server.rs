@@ -253,6 +253,53 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
             json!({"queues": [{"name": "jobs", "type": "fifo"}]}),
             "supported values: \"stream\", \"queue\"",
         ),
+        (
+            "sec1",
+            json!({"authentication": {"type": "plain"}}),
+            "authentication type plain sends passwords as they are: set spec.tls",
+        ),
+        (
+            "sec2",
+            json!({"users": [{"name": "app"}]}),
+            "users need authentication",
+        ),
+        (
+            "sec3",
+            json!({"authentication": {"type": "none"}, "users": [{"name": "app"}]}),
+            "users need authentication",
+        ),
+        (
+            "sec4",
+            json!({"tls": {"secretName": "s", "issuerRef": {"name": "ca"}}}),
+            "set secretName or issuerRef, not both",
+        ),
+        (
+            "sec5",
+            json!({"authentication": {"type": "scram-sha-512"},
+                   "users": [{"name": "app", "acls": [{"queue": "a", "group": "g", "operations": ["read"]}]}]}),
+            "each ACL names exactly one of queue, queuePrefix, group or groupPrefix",
+        ),
+        (
+            "sec6",
+            json!({"authentication": {"type": "scram-sha-512"}, "users": [{"name": "sluice-operator"}]}),
+            "the operator's own",
+        ),
+        (
+            "sec7",
+            json!({"authentication": {"type": "scram-sha-512"}, "users": [{"name": "App_1"}]}),
+            "user name may only contain lower-case letters",
+        ),
+        (
+            "sec8",
+            json!({"authentication": {"type": "kerberos"}}),
+            "supported values: \"none\", \"scram-sha-512\", \"plain\"",
+        ),
+        (
+            "sec9",
+            json!({"authentication": {"type": "scram-sha-512"},
+                   "users": [{"name": "app", "acls": [{"queue": "a", "operations": ["fly"]}]}]}),
+            "supported values",
+        ),
     ];
     for (name, spec, expected) in cases {
         refused(&api, name, spec, expected).await;
@@ -269,6 +316,20 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
     )
     .await
     .expect("a work queue and its dead-letter queue accepted");
+
+    // TLS with PLAIN, and a user with queue and group ACLs, are accepted
+    apply(
+        &api,
+        "sec-ok",
+        json!({"tls": {}, "authentication": {"type": "plain"},
+               "networkPolicy": {"enabled": true, "clientSelector": {"matchLabels": {"app": "shop"}}},
+               "users": [{"name": "app", "acls": [
+                   {"queue": "orders", "operations": ["read", "write"]},
+                   {"groupPrefix": "app-", "operations": ["read"]},
+                   {"queuePrefix": "audit.", "operations": ["all"], "permission": "deny"}]}]}),
+    )
+    .await
+    .expect("TLS, PLAIN and a user with ACLs accepted");
 
     // replication up to the broker count is accepted
     apply(

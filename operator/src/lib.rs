@@ -7,7 +7,9 @@
 //! - [`crd`]: the `MessageQueue` types, from which the CRD YAML and the reference doc are
 //!   generated;
 //! - [`validate`]: spec checks mirrored from the CEL rules, quantity parsing;
-//! - [`builders`]: spec in, ConfigMap / Services / StatefulSet / PDB out;
+//! - [`builders`]: spec in, ConfigMap / Services / StatefulSet / PDB out; [`security`] and
+//!   [`certs`]: the listeners, Secrets, certificates and NetworkPolicy of `tls`,
+//!   `authentication` and `users`;
 //! - [`scale`], [`drain`], [`roll`], [`queues`], [`replication`], [`status`]: the empty-broker
 //!   check, the drain and rebalance planner, the roll planner, the queue diff, the partitions'
 //!   replication health, the conditions;
@@ -44,6 +46,7 @@
 //! terminating-namespace shortcut are skipped. See `operator/RBAC.md`.
 
 pub mod builders;
+pub mod certs;
 pub mod cli;
 pub mod crd;
 pub mod drain;
@@ -57,6 +60,7 @@ pub mod reconcile;
 pub mod replication;
 pub mod roll;
 pub mod scale;
+pub mod security;
 pub mod status;
 pub mod validate;
 
@@ -253,6 +257,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             image_repository: args.broker_image_repository.clone(),
             default_version: args.default_broker_version.clone(),
             cluster_domain: args.cluster_domain.clone(),
+            operator_namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| client.default_namespace().to_string()),
         },
     );
     ctx.broker_timeout = Duration::from_millis(args.broker_timeout_ms.max(100));

@@ -35,7 +35,7 @@ pub struct TlsSpec {
 }
 
 /// A cert-manager issuer reference.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerRef {
     /// Name of the Issuer or ClusterIssuer.

@@ -4,6 +4,8 @@
 # operator/scripts/kafka-admin-tests.sh runs against Apache Kafka: the operator must work with
 # both. The broker runs in a temp dir, removed on exit; it is stopped also when a step fails.
 #
+# Then operator/tests/secure_admin.rs: the admin client over TLS and SCRAM, ACLs and SCRAM users.
+#
 # Usage: scripts/operator-admin-vs-sluice.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +43,8 @@ done
 [ -n "$kafka" ] || { echo "sluice-broker did not report its Kafka address within 30 s" >&2; exit 1; }
 echo "sluice-broker serving on $kafka; running operator/tests/kafka_admin.rs against it" >&2
 SLUICE_TEST_KAFKA="$kafka" cargo test -q --workspace --test kafka_admin -- --ignored
+
+# The secured side: the same binary with TLS, SASL and the ACL authorizer, started by the test
+# itself with certificates it makes (TLS + SCRAM connection, ACL and SCRAM user calls, refusals).
+echo "running operator/tests/secure_admin.rs against sluice-broker with TLS, SASL and ACLs" >&2
+SLUICE_BROKER_BIN=target/debug/sluice-broker cargo test -q --workspace --test secure_admin -- --ignored

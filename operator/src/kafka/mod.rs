@@ -1,16 +1,21 @@
 //! A small Kafka admin client: just what the operator needs from its brokers (ApiVersions,
 //! Metadata, DescribeConfigs, CreateTopics, CreatePartitions, IncrementalAlterConfigs,
 //! DeleteTopics, and for draining brokers AlterPartitionReassignments, ListPartitionReassignments,
-//! DescribeLogDirs and UnregisterBroker), on one TCP connection, with the `kafka-protocol` codec.
+//! DescribeLogDirs and UnregisterBroker; for secured clusters SaslHandshake, SaslAuthenticate, the
+//! ACL APIs and the SCRAM user APIs), on one connection (TCP, or TLS over TCP), with the
+//! `kafka-protocol` codec.
 //!
 //! Versions are negotiated with ApiVersions: for each API the client uses the highest version both
 //! sides support within the range this code fills correctly.
 //!
-//! This file holds the connection (framing, version negotiation, errors); `topics.rs` the topic
-//! calls the queue sync makes, `cluster.rs` the calls that move partitions and brokers. It
+//! This file holds the connection (framing, version negotiation, errors); `security.rs` TLS and
+//! the SASL exchanges; `topics.rs` the topic calls the queue sync makes, `cluster.rs` the calls
+//! that move partitions and brokers, `acls.rs` ACLs and SCRAM users. It
 //! imports only the pure types it returns (`queues::ObservedTopic`, `scale::TopicPartition`).
 
+mod acls;
 mod cluster;
+mod security;
 mod topics;
 
 use std::collections::HashMap;
@@ -19,13 +24,22 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
 
+pub use acls::{
+    acl_changes, AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType,
+};
 pub use cluster::{LogDirUsage, OngoingReassignment};
+pub use security::{
+    plain_message, random_bytes, salted_password, tls_config, ClientSecurity, SaslCredentials,
+    SaslMechanism, ScramClient, ScramClientError,
+};
 pub use topics::ClusterMetadata;
 
 /// Largest response frame accepted (a metadata answer of many topics fits easily).
@@ -46,6 +60,13 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (35, 1, 4), // DescribeLogDirs (v4: total and usable bytes; Kafka 4 dropped v0)
     (60, 0, 2), // DescribeCluster (v2: fenced brokers too)
     (64, 0, 0), // UnregisterBroker
+    (17, 1, 1), // SaslHandshake (v1: the SASL bytes travel in SaslAuthenticate)
+    (36, 0, 2), // SaslAuthenticate
+    (29, 1, 3), // DescribeAcls (v1: pattern types)
+    (30, 1, 3), // CreateAcls
+    (31, 1, 3), // DeleteAcls
+    (50, 0, 0), // DescribeUserScramCredentials
+    (51, 0, 0), // AlterUserScramCredentials
 ];
 
 /// API key of DescribeCluster.
@@ -74,15 +95,25 @@ pub fn api_name(key: i16) -> &'static str {
         DESCRIBE_CLUSTER => "DescribeCluster",
         UNREGISTER_BROKER => "UnregisterBroker",
         DESCRIBE_LOG_DIRS => "DescribeLogDirs",
+        17 => "SaslHandshake",
+        36 => "SaslAuthenticate",
+        29 => "DescribeAcls",
+        30 => "CreateAcls",
+        31 => "DeleteAcls",
+        50 => "DescribeUserScramCredentials",
+        51 => "AlterUserScramCredentials",
         _ => "unknown API",
     }
 }
 
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// One admin connection to one broker.
-#[derive(Debug)]
 pub struct AdminClient {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     correlation_id: i32,
     timeout: Duration,
     versions: HashMap<i16, (i16, i16)>,
@@ -100,10 +131,33 @@ fn code_text(code: i16, message: Option<&StrBytes>) -> Option<String> {
     })
 }
 
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("addr", &self.addr)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AdminClient {
-    /// Connects and negotiates API versions. Every step is bounded by `timeout`.
+    /// Connects over plain TCP without SASL and negotiates API versions. Every step is bounded
+    /// by `timeout`.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<AdminClient> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        AdminClient::connect_secure(addr, "", timeout, &ClientSecurity::default()).await
+    }
+
+    /// Connects to `addr` (a pod IP and port), with TLS when `security` has a CA (the broker's
+    /// certificate must name `server_name`, e.g. the pod's DNS name, since pod IPs are not in
+    /// certificates), negotiates API versions, and authenticates when `security` has SASL
+    /// credentials. Every step is bounded by `timeout`.
+    pub async fn connect_secure(
+        addr: &str,
+        server_name: &str,
+        timeout: Duration,
+        security: &ClientSecurity,
+    ) -> Result<AdminClient> {
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| Error::Kafka {
                 addr: addr.to_string(),
@@ -115,6 +169,28 @@ impl AdminClient {
                 request: "connect",
                 reason: e.to_string(),
             })?;
+        // Admin requests are small and answered one at a time: no batching to wait for.
+        let _ = tcp.set_nodelay(true);
+        let fail = |request: &'static str, reason: String| Error::Kafka {
+            addr: addr.to_string(),
+            request,
+            reason,
+        };
+        let stream: Box<dyn Io> = match &security.tls_ca_pem {
+            None => Box::new(tcp),
+            Some(ca) => {
+                let config = tls_config(ca).map_err(|e| fail("TLS handshake", e))?;
+                let name = ServerName::try_from(server_name.to_string()).map_err(|e| {
+                    fail("TLS handshake", format!("server name {server_name:?}: {e}"))
+                })?;
+                let connector = tokio_rustls::TlsConnector::from(config);
+                let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| fail("TLS handshake", format!("not finished within {timeout:?}")))?
+                    .map_err(|e| fail("TLS handshake", format!("with {server_name}: {e}")))?;
+                Box::new(tls)
+            }
+        };
         let mut client = AdminClient {
             addr: addr.to_string(),
             stream,
@@ -134,7 +210,65 @@ impl AdminClient {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if let Some(sasl) = &security.sasl {
+            client.authenticate(sasl).await?;
+        }
         Ok(client)
+    }
+
+    /// SaslHandshake, then the mechanism's SaslAuthenticate round trips.
+    async fn authenticate(&mut self, sasl: &SaslCredentials) -> Result<()> {
+        let name = "SaslHandshake";
+        let version = self.version_for::<SaslHandshakeRequest>(name)?;
+        let request =
+            SaslHandshakeRequest::default().with_mechanism(str_bytes(sasl.mechanism.name()));
+        let response = self.send(&request, version, name).await?;
+        if response.error_code != 0 {
+            let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
+            let err = code_text(response.error_code, None).unwrap_or_default();
+            return Err(self.err(
+                name,
+                format!(
+                    "{err}: the broker offers {offered:?}, not {}",
+                    sasl.mechanism.name()
+                ),
+            ));
+        }
+        match sasl.mechanism {
+            SaslMechanism::Plain => {
+                self.sasl_round(plain_message(&sasl.username, &sasl.password))
+                    .await?;
+            }
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                let nonce = random_bytes(24).map_err(|e| self.err("SaslAuthenticate", e))?;
+                let nonce =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, nonce);
+                let mut scram =
+                    ScramClient::new(sasl.mechanism, &sasl.username, &sasl.password, &nonce);
+                let server_first = self.sasl_round(scram.first()).await?;
+                let answer = scram
+                    .answer(&server_first)
+                    .map_err(|e| self.err("SaslAuthenticate", e.to_string()))?;
+                let server_final = self.sasl_round(answer).await?;
+                scram
+                    .check(&server_final)
+                    .map_err(|e| self.err("SaslAuthenticate", e.to_string()))?;
+            }
+        }
+        tracing::debug!(addr = %self.addr, user = %sasl.username, mechanism = sasl.mechanism.name(), "authenticated");
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round trip: our bytes out, the broker's back.
+    async fn sasl_round(&mut self, bytes: Vec<u8>) -> Result<bytes::Bytes> {
+        let name = "SaslAuthenticate";
+        let version = self.version_for::<SaslAuthenticateRequest>(name)?;
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(bytes.into());
+        let response = self.send(&request, version, name).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(name, err));
+        }
+        Ok(response.auth_bytes)
     }
 
     fn err(&self, request: &'static str, reason: impl Into<String>) -> Error {

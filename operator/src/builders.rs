@@ -201,7 +201,9 @@ fn owner_reference(mq: &MessageQueue) -> Result<OwnerReference> {
         })
 }
 
-fn child_meta(mq: &MessageQueue, cfg: &BuildConfig, name: String) -> Result<ObjectMeta> {
+/// Metadata of a child named `name`: namespace, the standard labels, the controller owner
+/// reference.
+pub fn child_meta(mq: &MessageQueue, cfg: &BuildConfig, name: String) -> Result<ObjectMeta> {
     let names = Names::of(mq)?;
     Ok(ObjectMeta {
         name: Some(name),

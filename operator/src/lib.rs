@@ -34,6 +34,9 @@
 //! | apps | statefulsets | get, list, watch, create, patch |
 //! | "" (core) | services, configmaps | get, list, watch, create, patch |
 //! | policy | poddisruptionbudgets | get, list, watch, create, patch |
+//! | "" (core) | secrets | get, list, watch, create, patch, delete |
+//! | networking.k8s.io | networkpolicies | get, create, patch, delete |
+//! | cert-manager.io | certificates | get, create, patch |
 //! | "" (core) | pods | get, list, watch, delete |
 //! | "" (core) | persistentvolumeclaims | get, list, patch, delete |
 //! | "" (core) | nodes (cluster-scoped) | get |
@@ -71,7 +74,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -131,6 +134,7 @@ pub async fn run_controller(
     .owns(api_for::<Service>(&client, ns), owned())
     .owns(api_for::<ConfigMap>(&client, ns), owned())
     .owns(api_for::<PodDisruptionBudget>(&client, ns), owned())
+    .owns(api_for::<Secret>(&client, ns), owned())
     .watches(api_for::<Pod>(&client, ns), owned(), |pod: Pod| {
         let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
         let namespace = pod.namespace();

@@ -28,8 +28,18 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::builders::{selector_labels, Names, CLUSTER_PORT, HTTP_PORT, KAFKA_PORT};
-use crate::crd::{AuthenticationType, IssuerRef, MessageQueueSpec, OPERATOR_USER};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+
+use crate::builders::{
+    child_meta, selector_labels, BuildConfig, Names, CLUSTER_PORT, HTTP_PORT, KAFKA_PORT,
+};
+use crate::crd::{
+    AclOperationName, AclPermissionName, AuthenticationType, IssuerRef, MessageQueue,
+    MessageQueueSpec, OPERATOR_USER,
+};
+use crate::error::Result;
+use crate::kafka::{AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType};
 
 /// Port of the `INTERNAL` (inter-broker) listener.
 pub const INTERNAL_PORT: i32 = 9094;
@@ -447,6 +457,95 @@ pub fn network_policy(
     }
 }
 
+/// A Secret child of `mq` named `name` holding `data` (text values), with `annotations`.
+pub fn secret(
+    mq: &MessageQueue,
+    cfg: &BuildConfig,
+    name: String,
+    type_: &str,
+    data: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+) -> Result<Secret> {
+    let mut metadata = child_meta(mq, cfg, name)?;
+    if !annotations.is_empty() {
+        metadata.annotations = Some(annotations);
+    }
+    Ok(Secret {
+        metadata,
+        type_: Some(type_.to_string()),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
+    })
+}
+
+/// The text of `key` in `secret` (None when absent, empty or not UTF-8).
+pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// The ACL bindings `spec.users` declare, one per user, resource and operation, for the
+/// principal `User:<name>` from any host.
+pub fn desired_acls(spec: &MessageQueueSpec) -> Vec<AclBinding> {
+    let mut out = Vec::new();
+    for user in &spec.users {
+        for acl in &user.acls {
+            let (resource_type, name, pattern) =
+                match (&acl.queue, &acl.queue_prefix, &acl.group, &acl.group_prefix) {
+                    (Some(n), _, _, _) => (AclResourceType::Topic, n, AclPatternType::Literal),
+                    (_, Some(n), _, _) => (AclResourceType::Topic, n, AclPatternType::Prefixed),
+                    (_, _, Some(n), _) => (AclResourceType::Group, n, AclPatternType::Literal),
+                    (_, _, _, Some(n)) => (AclResourceType::Group, n, AclPatternType::Prefixed),
+                    _ => continue,
+                };
+            for op in &acl.operations {
+                out.push(AclBinding {
+                    resource_type,
+                    resource_name: name.clone(),
+                    pattern,
+                    principal: principal(&user.name),
+                    host: "*".to_string(),
+                    operation: operation(*op),
+                    permission: match acl.permission {
+                        AclPermissionName::Allow => AclPermission::Allow,
+                        AclPermissionName::Deny => AclPermission::Deny,
+                    },
+                });
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The Kafka principal of SASL user `user`.
+pub fn principal(user: &str) -> String {
+    format!("User:{user}")
+}
+
+fn operation(op: AclOperationName) -> AclOperation {
+    match op {
+        AclOperationName::Read => AclOperation::Read,
+        AclOperationName::Write => AclOperation::Write,
+        AclOperationName::Create => AclOperation::Create,
+        AclOperationName::Delete => AclOperation::Delete,
+        AclOperationName::Alter => AclOperation::Alter,
+        AclOperationName::Describe => AclOperation::Describe,
+        AclOperationName::DescribeConfigs => AclOperation::DescribeConfigs,
+        AclOperationName::AlterConfigs => AclOperation::AlterConfigs,
+        AclOperationName::All => AclOperation::All,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +621,49 @@ mod tests {
         );
         assert_eq!(plain["sasl.mechanism"], "PLAIN");
         assert!(plain["sasl.jaas.config"].contains("PlainLoginModule"));
+    }
+
+    #[test]
+    fn declared_acls_become_one_binding_per_operation() {
+        let spec: MessageQueueSpec = serde_yaml::from_str(
+            r#"
+authentication: {type: scram-sha-512}
+users:
+- name: app
+  acls:
+  - {queue: orders, operations: [read, write]}
+  - {groupPrefix: app-, operations: [read]}
+  - {queuePrefix: audit., operations: [all], permission: deny}
+- name: other
+"#,
+        )
+        .expect("spec");
+        let acls = desired_acls(&spec);
+        assert_eq!(acls.len(), 4);
+        assert!(acls
+            .iter()
+            .all(|b| b.principal == "User:app" && b.host == "*"));
+        assert!(acls.contains(&AclBinding {
+            resource_type: AclResourceType::Topic,
+            resource_name: "orders".into(),
+            pattern: AclPatternType::Literal,
+            principal: "User:app".into(),
+            host: "*".into(),
+            operation: AclOperation::Write,
+            permission: AclPermission::Allow,
+        }));
+        assert!(acls.contains(&AclBinding {
+            resource_type: AclResourceType::Group,
+            resource_name: "app-".into(),
+            pattern: AclPatternType::Prefixed,
+            principal: "User:app".into(),
+            host: "*".into(),
+            operation: AclOperation::Read,
+            permission: AclPermission::Allow,
+        }));
+        assert!(acls.iter().any(|b| b.resource_name == "audit."
+            && b.operation == AclOperation::All
+            && b.permission == AclPermission::Deny));
     }
 
     #[test]

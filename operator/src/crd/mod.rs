@@ -507,6 +507,10 @@ pub struct MessageQueueStatus {
     /// queueDeletionPolicy Delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_queues: Vec<String>,
+    /// Users whose credentials and ACLs this operator manages on the brokers (declared now, or
+    /// removed and not yet cleaned up); ACLs of other principals are never touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_users: Vec<String>,
     /// Partitions with a replica missing from the in-sync replicas, or with no leader (the
     /// `Replicated` condition names one); unset when no broker answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]

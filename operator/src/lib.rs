@@ -20,7 +20,7 @@
 //!
 //! Imports point down this list, never up: `crd`, [`error`] and the planners import nothing of
 //! the operator but `crd`, `error` and each other's types (`drain` and `replication` read the
-//! answer types of `kafka`, `roll` and `status` read `replication`'s, and `kafka` returns
+//! answer types of `kafka`, `security` the ACL types of `kafka`, `roll` and `status` read `replication`'s, and `kafka` returns
 //! `queues` and `scale` types); only `reconcile` brings the
 //! planners, the builders and `kafka` together, and only this file imports `reconcile`.
 //!

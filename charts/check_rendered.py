@@ -39,6 +39,9 @@ NAMESPACED_RULES = {
     ("", "pods"): {"get", "list", "watch", "delete"},
     ("", "persistentvolumeclaims"): {"get", "list", "patch", "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch", "delete"},
+    ("cert-manager.io", "certificates"): {"get", "create", "patch"},
 }
 # Cluster-scoped reads, granted whichever namespaces are watched.
 CLUSTER_RULES = {("", "nodes"): {"get"}, ("", "namespaces"): {"get"}}

@@ -400,6 +400,8 @@ pub struct LaunchSpec {
     /// Host folder used as the data directory, and where it came from.
     pub data_dir: HostPath,
     pub container: String,
+    /// Secret volumes whose files the runner writes and refreshes.
+    pub secret_volumes: Vec<SecretVolume>,
 }
 
 /// Finds the value of `flag` in args (`--flag=v` or `--flag v`; the last one wins).
@@ -484,8 +486,30 @@ pub fn launch_spec(
         .map(|a| expand(a, &env))
         .collect();
 
+    // `--listeners NAME://host:port,...` replaces `--listen`: its any-hosts become the pod IP
+    // and no `--listen` is added (the broker refuses both).
+    let listeners = if let Some((i, inline)) = find_flag(&args, "--listeners") {
+        let v = rewrite_listener_list(
+            flag_value(&args, "--listeners").unwrap_or_default(),
+            &pod_ip,
+        );
+        set_flag(&mut args, "--listeners", i, inline, &v);
+        true
+    } else if let Some(v) = env.get("SLUICE_LISTENERS").cloned() {
+        env.insert(
+            "SLUICE_LISTENERS".into(),
+            rewrite_listener_list(&v, &pod_ip),
+        );
+        true
+    } else {
+        false
+    };
+
     let mut http_addr = None;
     for (flag, var, default_port) in LISTEN_FLAGS {
+        if listeners && *flag == "--listen" {
+            continue;
+        }
         let value = if let Some((i, inline)) = find_flag(&args, flag) {
             let v = rewrite_any_host(flag_value(&args, flag).unwrap_or_default(), &pod_ip);
             set_flag(&mut args, flag, i, inline, &v);
@@ -521,6 +545,20 @@ pub fn launch_spec(
         args.push(format!("{flag}={host}"));
     }
 
+    let secret_volumes = secret_volumes(pod, c, work);
+    for v in &secret_volumes {
+        if !v.optional && sources.secrets.get(&v.secret).is_none_or(Option::is_none) {
+            return Err(PodSpecError::MissingSource {
+                pod: pod_id,
+                kind: "Secret volume",
+                name: v.secret.clone(),
+            });
+        }
+    }
+    for value in args.iter_mut().chain(env.values_mut()) {
+        *value = rewrite_mounted_path(value, &secret_volumes);
+    }
+
     Ok(LaunchSpec {
         args,
         env,
@@ -528,7 +566,99 @@ pub fn launch_spec(
         pod_ip,
         data_dir,
         container: c.name.clone(),
+        secret_volumes,
     })
+}
+
+/// Replaces any-hosts in a `NAME://host:port,...` listener list by `ip`.
+pub fn rewrite_listener_list(list: &str, ip: &str) -> String {
+    list.split(',')
+        .map(|l| match l.split_once("://") {
+            Some((name, addr)) => format!("{name}://{}", rewrite_any_host(addr, ip)),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A Secret volume the container mounts: its files are written under `host_dir` (and kept in
+/// step with the Secret, as the kubelet does), and container paths under `container_path` are
+/// rewritten to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVolume {
+    pub secret: String,
+    pub container_path: String,
+    pub host_dir: PathBuf,
+    /// `(key, relative path)` when the volume lists items; every key otherwise.
+    pub items: Option<Vec<(String, String)>>,
+    pub optional: bool,
+}
+
+/// The container's Secret volumes (mounted ones only).
+pub fn secret_volumes(pod: &Pod, c: &Container, work: &Path) -> Vec<SecretVolume> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let v = volumes?.iter().find(|v| v.name == m.name)?;
+            let secret = v.secret.as_ref()?;
+            Some(SecretVolume {
+                secret: secret.secret_name.clone()?,
+                container_path: m.mount_path.clone(),
+                host_dir: host_path_for(pod, c, &m.mount_path, work).path,
+                items: secret.items.as_ref().map(|items| {
+                    items
+                        .iter()
+                        .map(|i| (i.key.clone(), i.path.clone()))
+                        .collect()
+                }),
+                optional: secret.optional.unwrap_or(false),
+            })
+        })
+        .collect()
+}
+
+/// The Secrets a pod's Secret volumes name.
+pub fn secret_volume_names(pod: &Pod, c: &Container) -> Vec<String> {
+    let mut names: Vec<String> = secret_volumes(pod, c, Path::new("/"))
+        .into_iter()
+        .map(|v| v.secret)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The files of `volume` for the Secret's `data`: (host path, content). A listed key the
+/// Secret lacks is left out.
+pub fn secret_volume_files(
+    volume: &SecretVolume,
+    data: &BTreeMap<String, String>,
+) -> Vec<(PathBuf, String)> {
+    match &volume.items {
+        Some(items) => items
+            .iter()
+            .filter_map(|(key, path)| Some((volume.host_dir.join(path), data.get(key)?.clone())))
+            .collect(),
+        None => data
+            .iter()
+            .map(|(k, v)| (volume.host_dir.join(k), v.clone()))
+            .collect(),
+    }
+}
+
+/// `value` with a leading Secret volume mount path replaced by its host folder.
+pub fn rewrite_mounted_path(value: &str, volumes: &[SecretVolume]) -> String {
+    for v in volumes {
+        let base = v.container_path.trim_end_matches('/');
+        if let Some(rest) = value.strip_prefix(base) {
+            if rest.is_empty() || rest.starts_with('/') {
+                return format!("{}{rest}", v.host_dir.display());
+            }
+        }
+    }
+    value.to_string()
 }
 
 #[cfg(test)]
@@ -590,6 +720,98 @@ mod tests {
             ])),
         );
         s
+    }
+
+    fn secure_broker_pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "mq-0", "namespace": "ns1", "uid": "u-0"},
+            "spec": {
+                "containers": [{
+                    "name": "broker",
+                    "args": ["--listeners", "CLIENT://0.0.0.0:9092,INTERNAL://0.0.0.0:9094",
+                             "--advertised-listeners", "CLIENT://mq-0.h:9092,INTERNAL://mq-0.h:9094"],
+                    "env": [{"name": "SLUICE_SSL_CERTIFICATE_FILE", "value": "/etc/sluice/tls/tls.crt"},
+                            {"name": "SLUICE_SASL_USERS_FILE", "value": "/etc/sluice/users/users"},
+                            {"name": "OTHER", "value": "/etc/sluice/tlsx"}],
+                    "volumeMounts": [{"name": "tls", "mountPath": "/etc/sluice/tls"},
+                                     {"name": "users", "mountPath": "/etc/sluice/users"}]
+                }],
+                "volumes": [
+                    {"name": "tls", "secret": {"secretName": "mq-tls",
+                        "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"name": "users", "secret": {"secretName": "mq-creds"}}
+                ]
+            },
+            "status": {"podIP": "127.1.0.9", "phase": "Running"}
+        }))
+        .expect("valid pod json")
+    }
+
+    #[test]
+    fn secret_volumes_become_host_files_and_listener_lists_get_the_pod_ip() {
+        let pod = secure_broker_pod();
+        let mut sources = Sources::default();
+        assert!(matches!(
+            launch_spec(&pod, "broker", &sources, Path::new("/w")),
+            Err(PodSpecError::MissingSource {
+                kind: "Secret volume",
+                ..
+            })
+        ));
+        sources.secrets.insert(
+            "mq-tls".into(),
+            Some(vars(&[
+                ("tls.crt", "CERT"),
+                ("ca.crt", "CA"),
+                ("tls.key", "KEY"),
+            ])),
+        );
+        sources
+            .secrets
+            .insert("mq-creds".into(), Some(vars(&[("users", "op:pw\n")])));
+        let spec = launch_spec(&pod, "broker", &sources, Path::new("/w")).expect("launch");
+        assert_eq!(
+            spec.args[1],
+            "CLIENT://127.1.0.9:9092,INTERNAL://127.1.0.9:9094"
+        );
+        assert_eq!(spec.args[3], "CLIENT://mq-0.h:9092,INTERNAL://mq-0.h:9094");
+        assert!(
+            !spec.args.iter().any(|a| a.starts_with("--listen=")),
+            "no --listen beside --listeners: {:?}",
+            spec.args
+        );
+        assert_eq!(
+            spec.env["SLUICE_SSL_CERTIFICATE_FILE"],
+            "/w/pod/ns1/mq-0-u-0/tls/tls.crt"
+        );
+        assert_eq!(
+            spec.env["SLUICE_SASL_USERS_FILE"],
+            "/w/pod/ns1/mq-0-u-0/users/users"
+        );
+        assert_eq!(
+            spec.env["OTHER"], "/etc/sluice/tlsx",
+            "only whole path prefixes"
+        );
+        let tls = &spec.secret_volumes[0];
+        let files = secret_volume_files(tls, sources.secrets["mq-tls"].as_ref().expect("data"));
+        assert_eq!(
+            files,
+            vec![
+                (
+                    PathBuf::from("/w/pod/ns1/mq-0-u-0/tls/tls.crt"),
+                    "CERT".to_string()
+                ),
+                (
+                    PathBuf::from("/w/pod/ns1/mq-0-u-0/tls/ca.crt"),
+                    "CA".to_string()
+                ),
+            ],
+            "only the listed items"
+        );
+        assert_eq!(
+            secret_volume_names(&pod, pick_container(&pod, "broker").expect("c")),
+            ["mq-creds", "mq-tls"]
+        );
     }
 
     #[test]

@@ -158,14 +158,19 @@ async fn chart_installs_and_its_service_account_has_exactly_the_operator_rights(
         .list(&ListParams::default())
         .await
         .expect("list pods");
+    // Secrets: the CA, certificates and users' passwords of `tls` and `authentication`.
+    Api::<Secret>::all(op.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list Secrets");
     // Refused: what it never needs.
     assert!(
         is_forbidden(
-            Api::<Secret>::all(op.clone())
+            Api::<Deployment>::all(op.clone())
                 .list(&ListParams::default())
                 .await
         ),
-        "secrets must be refused"
+        "other workloads (Deployments) must be refused"
     );
     assert!(
         is_forbidden(

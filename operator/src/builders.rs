@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
     ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
     ServiceSpec as K8sServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -24,6 +25,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::crd::{Fsync, MessageQueue};
 use crate::error::{Error, Result};
+use crate::security::{self, Security, INTERNAL_PORT};
 
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "sluice-operator";
@@ -58,6 +60,8 @@ pub struct BuildConfig {
     /// DNS domain of the Kubernetes cluster (`cluster.local` unless the cluster says otherwise);
     /// the brokers' seeds are `<pod>.<headless>.<ns>.svc.<domain>`.
     pub cluster_domain: String,
+    /// Namespace the operator runs in: the NetworkPolicy admits it to the brokers.
+    pub operator_namespace: String,
 }
 
 impl Default for BuildConfig {
@@ -66,6 +70,7 @@ impl Default for BuildConfig {
             image_repository: "ghcr.io/sluice/sluice-broker".to_string(),
             default_version: env!("CARGO_PKG_VERSION").to_string(),
             cluster_domain: "cluster.local".to_string(),
+            operator_namespace: "sluice-system".to_string(),
         }
     }
 }
@@ -196,7 +201,9 @@ fn owner_reference(mq: &MessageQueue) -> Result<OwnerReference> {
         })
 }
 
-fn child_meta(mq: &MessageQueue, cfg: &BuildConfig, name: String) -> Result<ObjectMeta> {
+/// Metadata of a child named `name`: namespace, the standard labels, the controller owner
+/// reference.
+pub fn child_meta(mq: &MessageQueue, cfg: &BuildConfig, name: String) -> Result<ObjectMeta> {
     let names = Names::of(mq)?;
     Ok(ObjectMeta {
         name: Some(name),
@@ -250,6 +257,11 @@ pub fn broker_env(mq: &MessageQueue) -> BTreeMap<String, String> {
     ]
     .into_iter()
     .filter_map(|(key, value)| Some((key.to_string(), value?)))
+    .chain(
+        Security::of(&mq.spec)
+            .map(|s| security::broker_env(&s))
+            .unwrap_or_default(),
+    )
     .collect()
 }
 
@@ -317,11 +329,16 @@ pub fn build_headless_service(mq: &MessageQueue, cfg: &BuildConfig) -> Result<Se
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&names.name)),
-            ports: Some(vec![
-                port("kafka", KAFKA_PORT),
-                port("http", HTTP_PORT),
-                port("cluster", CLUSTER_PORT),
-            ]),
+            ports: Some(
+                [
+                    port("kafka", KAFKA_PORT),
+                    port("http", HTTP_PORT),
+                    port("cluster", CLUSTER_PORT),
+                ]
+                .into_iter()
+                .chain(Security::of(&mq.spec).map(|_| port("internal", INTERNAL_PORT)))
+                .collect(),
+            ),
             ..K8sServiceSpec::default()
         }),
         ..Service::default()
@@ -471,6 +488,23 @@ pub fn broker_args(names: &Names, cluster_domain: &str) -> Vec<String> {
     args
 }
 
+/// [`broker_args`] with `--listen` and `--advertise` replaced by the two listeners of a secure
+/// layout ([`security::listener_args`]).
+pub fn secure_broker_args(names: &Names, cluster_domain: &str) -> Vec<String> {
+    let plain = broker_args(names, cluster_domain);
+    let mut args = Vec::with_capacity(plain.len() + 2);
+    let mut iter = plain.into_iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--listen" || arg == "--advertise" {
+            iter.next();
+            continue;
+        }
+        args.push(arg);
+    }
+    args.extend(security::listener_args(names, cluster_domain));
+    args
+}
+
 /// The volume claim template for a new StatefulSet. An existing StatefulSet keeps its template
 /// (Kubernetes forbids changing it); growth is applied to the PVCs directly.
 pub fn claim_template(mq: &MessageQueue, cfg: &BuildConfig) -> Result<PersistentVolumeClaim> {
@@ -507,6 +541,15 @@ pub fn build_statefulset(
     let names = Names::of(mq)?;
     let version = target_version(mq, cfg);
     let overrides = mq.spec.pod_template.clone().unwrap_or_default();
+    let secure = Security::of(&mq.spec);
+    let args = match &secure {
+        Some(_) => secure_broker_args(&names, &cfg.cluster_domain),
+        None => broker_args(&names, &cfg.cluster_domain),
+    };
+    let security_volumes = secure
+        .as_ref()
+        .map(|s| security::volumes(s, &names))
+        .unwrap_or_default();
 
     let mut pod_labels = overrides.labels.clone();
     pod_labels.extend(labels(&names.name, &version));
@@ -519,7 +562,7 @@ pub fn build_statefulset(
     let container = Container {
         name: BROKER_CONTAINER.to_string(),
         image: Some(image(mq, cfg)),
-        args: Some(broker_args(&names, &cfg.cluster_domain)),
+        args: Some(args),
         env: Some(vec![
             field_env("POD_IP", "status.podIP"),
             field_env("POD_NAME", "metadata.name"),
@@ -535,26 +578,36 @@ pub fn build_statefulset(
             }),
             ..EnvFromSource::default()
         }]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("kafka".to_string()),
-                container_port: KAFKA_PORT,
+        ports: Some(
+            [
+                ContainerPort {
+                    name: Some("kafka".to_string()),
+                    container_port: KAFKA_PORT,
+                    protocol: Some("TCP".to_string()),
+                    ..ContainerPort::default()
+                },
+                ContainerPort {
+                    name: Some("http".to_string()),
+                    container_port: HTTP_PORT,
+                    protocol: Some("TCP".to_string()),
+                    ..ContainerPort::default()
+                },
+                ContainerPort {
+                    name: Some("cluster".to_string()),
+                    container_port: CLUSTER_PORT,
+                    protocol: Some("TCP".to_string()),
+                    ..ContainerPort::default()
+                },
+            ]
+            .into_iter()
+            .chain(secure.as_ref().map(|_| ContainerPort {
+                name: Some("internal".to_string()),
+                container_port: INTERNAL_PORT,
                 protocol: Some("TCP".to_string()),
                 ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("http".to_string()),
-                container_port: HTTP_PORT,
-                protocol: Some("TCP".to_string()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("cluster".to_string()),
-                container_port: CLUSTER_PORT,
-                protocol: Some("TCP".to_string()),
-                ..ContainerPort::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 6)),
         resources: Some(mq.spec.resources.clone().unwrap_or_else(default_resources)),
@@ -564,29 +617,39 @@ pub fn build_statefulset(
                 .clone()
                 .unwrap_or_else(default_container_security_context),
         ),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.to_string(),
-                mount_path: DATA_DIR.to_string(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".to_string(),
-                mount_path: "/tmp".to_string(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: DATA_VOLUME.to_string(),
+                    mount_path: DATA_DIR.to_string(),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "tmp".to_string(),
+                    mount_path: "/tmp".to_string(),
+                    ..VolumeMount::default()
+                },
+            ]
+            .into_iter()
+            .chain(security_volumes.iter().map(|(_, m)| m.clone()))
+            .collect(),
+        ),
         ..Container::default()
     };
 
     let none_if_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
     let pod_spec = PodSpec {
         containers: vec![container],
-        volumes: Some(vec![Volume {
-            name: "tmp".to_string(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        }]),
+        volumes: Some(
+            [Volume {
+                name: "tmp".to_string(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }]
+            .into_iter()
+            .chain(security_volumes.into_iter().map(|(v, _)| v))
+            .collect(),
+        ),
         security_context: Some(
             overrides
                 .security_context
@@ -647,6 +710,21 @@ pub fn build_statefulset(
     })
 }
 
+/// The NetworkPolicy of `spec.networkPolicy`, or None when it is not enabled.
+pub fn build_network_policy(mq: &MessageQueue, cfg: &BuildConfig) -> Result<Option<NetworkPolicy>> {
+    let Some(spec) = mq.spec.network_policy.as_ref().filter(|n| n.enabled) else {
+        return Ok(None);
+    };
+    let names = Names::of(mq)?;
+    let mut policy = security::network_policy(
+        &names,
+        spec.client_selector.as_ref(),
+        &cfg.operator_namespace,
+    );
+    policy.metadata = child_meta(mq, cfg, names.network_policy())?;
+    Ok(Some(policy))
+}
+
 /// Every child of one MessageQueue, ready to apply.
 #[derive(Debug, Clone)]
 pub struct Children {
@@ -660,6 +738,8 @@ pub struct Children {
     pub statefulset: StatefulSet,
     /// Disruption budget.
     pub pdb: PodDisruptionBudget,
+    /// The NetworkPolicy, when `spec.networkPolicy.enabled`.
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Builds every child.
@@ -674,6 +754,7 @@ pub fn build_children(
         client_service: build_client_service(mq, cfg)?,
         statefulset: build_statefulset(mq, cfg, existing_claim_template)?,
         pdb: build_pdb(mq, cfg)?,
+        network_policy: build_network_policy(mq, cfg)?,
     })
 }
 

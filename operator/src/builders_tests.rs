@@ -16,6 +16,7 @@ fn cfg() -> BuildConfig {
         image_repository: "ghcr.io/sluice/sluice-broker".into(),
         default_version: "0.1.0".into(),
         cluster_domain: "cluster.local".into(),
+        operator_namespace: "sluice-system".into(),
     }
 }
 
@@ -520,5 +521,239 @@ fn selector_string_matches_the_selector_labels() {
     assert_eq!(
         selector_string("orders"),
         "app.kubernetes.io/instance=orders,app.kubernetes.io/name=sluice-broker"
+    );
+}
+
+const SECURE: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: MessageQueue
+metadata: {name: orders, namespace: shop, uid: 1234-abcd}
+spec:
+  tls: {}
+  authentication: {type: scram-sha-512}
+  users: [{name: app}]
+"#;
+
+fn container(sts: &StatefulSet) -> &Container {
+    &sts.spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod")
+        .containers[0]
+}
+
+#[test]
+fn a_plain_spec_keeps_the_single_plaintext_listener() {
+    let mq = mq(MINIMAL);
+    let sts = build_statefulset(&mq, &cfg(), None).expect("builds");
+    let args = container(&sts).args.clone().expect("args");
+    assert!(args.contains(&"--listen".to_string()));
+    assert!(!args.iter().any(|a| a.starts_with("--listeners")));
+    let env = broker_env(&mq);
+    assert!(!env.keys().any(|k| k.contains("SSL") || k.contains("SASL")));
+    let pod = sts
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .clone()
+        .expect("pod");
+    assert_eq!(pod.volumes.expect("volumes").len(), 1, "only tmp");
+    assert!(build_network_policy(&mq, &cfg()).expect("builds").is_none());
+}
+
+#[test]
+fn tls_and_scram_give_sasl_ssl_clients_and_mutual_tls_between_brokers() {
+    let mq = mq(SECURE);
+    let env = broker_env(&mq);
+    assert_eq!(
+        env["SLUICE_LISTENER_SECURITY_PROTOCOL_MAP"],
+        "CLIENT:SASL_SSL,INTERNAL:SSL"
+    );
+    assert_eq!(env["SLUICE_INTER_BROKER_LISTENER_NAME"], "INTERNAL");
+    assert_eq!(env["SLUICE_LISTENER_SSL_CLIENT_AUTH"], "INTERNAL:required");
+    assert_eq!(env["SLUICE_CLUSTER_SECURITY_PROTOCOL"], "ssl");
+    assert_eq!(env["SLUICE_AUTHORIZER"], "acl");
+    assert_eq!(env["SLUICE_SUPER_USERS"], "User:sluice-operator");
+    assert_eq!(env["SLUICE_SASL_ENABLED_MECHANISMS"], "SCRAM-SHA-512");
+    assert_eq!(
+        env["SLUICE_SSL_CERTIFICATE_FILE"],
+        "/etc/sluice/tls/tls.crt"
+    );
+    assert_eq!(env["SLUICE_SASL_USERS_FILE"], "/etc/sluice/users/users");
+
+    let sts = build_statefulset(&mq, &cfg(), None).expect("builds");
+    let c = container(&sts);
+    let args = c.args.clone().expect("args");
+    assert!(!args.contains(&"--listen".to_string()), "{args:?}");
+    assert!(!args.contains(&"--advertise".to_string()), "{args:?}");
+    let at = |flag: &str| {
+        let i = args.iter().position(|a| a == flag).expect(flag);
+        args[i + 1].clone()
+    };
+    assert_eq!(
+        at("--listeners"),
+        "CLIENT://0.0.0.0:9092,INTERNAL://0.0.0.0:9094"
+    );
+    assert_eq!(
+        at("--advertised-listeners"),
+        "CLIENT://$(POD_NAME).orders-brokers.shop.svc.cluster.local:9092,\
+         INTERNAL://$(POD_NAME).orders-brokers.shop.svc.cluster.local:9094"
+    );
+    assert_eq!(at("--node-id"), "$(POD_INDEX)", "the rest stays");
+    let ports: Vec<i32> = c
+        .ports
+        .as_ref()
+        .expect("ports")
+        .iter()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(ports, [9092, 8080, 9093, 9094]);
+    let mounts: Vec<(String, String)> = c
+        .volume_mounts
+        .as_ref()
+        .expect("mounts")
+        .iter()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect();
+    assert!(mounts.contains(&("tls".into(), "/etc/sluice/tls".into())));
+    assert!(mounts.contains(&("sasl-users".into(), "/etc/sluice/users".into())));
+    let pod = sts
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .clone()
+        .expect("pod");
+    let secrets: Vec<String> = pod
+        .volumes
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect();
+    assert_eq!(secrets, ["orders-tls", "orders-operator-credentials"]);
+    let headless = build_headless_service(&mq, &cfg()).expect("builds");
+    assert!(headless
+        .spec
+        .expect("spec")
+        .ports
+        .expect("ports")
+        .iter()
+        .any(|p| p.port == 9094));
+}
+
+#[test]
+fn the_security_modes_pick_the_client_protocol_and_the_certificate() {
+    let with = |spec: &str| {
+        mq(&format!(
+            "metadata: {{name: orders, namespace: shop, uid: u}}\nspec: {spec}\n"
+        ))
+    };
+    let env = |spec: &str| broker_env(&with(spec));
+    assert_eq!(
+        env("{tls: {}}")["SLUICE_LISTENER_SECURITY_PROTOCOL_MAP"],
+        "CLIENT:SSL,INTERNAL:SSL"
+    );
+    assert!(!env("{tls: {}}").contains_key("SLUICE_AUTHORIZER"));
+    assert_eq!(
+        env("{authentication: {type: scram-sha-512}}")["SLUICE_LISTENER_SECURITY_PROTOCOL_MAP"],
+        "CLIENT:SASL_PLAINTEXT,INTERNAL:SSL",
+        "authentication alone still runs TLS between brokers"
+    );
+    assert_eq!(
+        env("{tls: {}, authentication: {type: plain}}")["SLUICE_SASL_ENABLED_MECHANISMS"],
+        "SCRAM-SHA-512,PLAIN",
+        "the operator keeps signing in with SCRAM"
+    );
+    let user_secret = with("{tls: {secretName: my-cert}, authentication: {type: scram-sha-512}}");
+    let sts = build_statefulset(&user_secret, &cfg(), None).expect("builds");
+    let pod = sts.spec.expect("spec").template.spec.expect("pod");
+    let tls = pod
+        .volumes
+        .expect("volumes")
+        .into_iter()
+        .find(|v| v.name == "tls")
+        .expect("tls volume");
+    assert_eq!(
+        tls.secret.expect("secret").secret_name.as_deref(),
+        Some("my-cert")
+    );
+}
+
+#[test]
+fn a_certificate_content_change_does_not_change_the_pod_template() {
+    // the Secrets are volumes, not in the config hash: the same spec gives the same template
+    // whatever the Secrets hold, so a renewed certificate rolls no pod
+    let mq = mq(SECURE);
+    let a = build_statefulset(&mq, &cfg(), None).expect("builds");
+    let b = build_statefulset(&mq, &cfg(), None).expect("builds");
+    assert_eq!(as_json(&a.spec), as_json(&b.spec));
+    let plain = build_statefulset(&self::mq(MINIMAL), &cfg(), None).expect("b");
+    let hash = |s: &StatefulSet| {
+        s.spec
+            .as_ref()
+            .expect("spec")
+            .template
+            .metadata
+            .as_ref()
+            .expect("meta")
+            .annotations
+            .as_ref()
+            .expect("annotations")[CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    assert_ne!(
+        hash(&a),
+        hash(&plain),
+        "turning security on rolls the brokers"
+    );
+}
+
+#[test]
+fn the_network_policy_admits_labelled_clients_brokers_and_the_operator() {
+    let m = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec:
+  networkPolicy: {enabled: true}
+"#);
+    let policy = build_network_policy(&m, &cfg())
+        .expect("builds")
+        .expect("enabled");
+    let json = as_json(&policy);
+    assert_eq!(json["metadata"]["name"], "orders");
+    let kafka = &json["spec"]["ingress"][0];
+    assert_eq!(kafka["ports"][0]["port"], 9092);
+    assert_eq!(
+        kafka["from"][0]["podSelector"]["matchLabels"]["sluice.dev/client"],
+        "orders"
+    );
+    assert_eq!(
+        kafka["from"][1]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "orders"
+    );
+    assert_eq!(
+        kafka["from"][2]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "sluice-system"
+    );
+    let internal = &json["spec"]["ingress"][1];
+    assert_eq!(internal["from"].as_array().expect("peers").len(), 2);
+    let custom = mq(r#"
+metadata: {name: orders, namespace: shop, uid: u}
+spec:
+  networkPolicy: {enabled: true, clientSelector: {matchLabels: {team: shop}}}
+"#);
+    let json = as_json(
+        &build_network_policy(&custom, &cfg())
+            .expect("b")
+            .expect("on"),
+    );
+    assert_eq!(
+        json["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["team"],
+        "shop"
     );
 }

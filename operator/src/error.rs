@@ -69,6 +69,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Generating or reading a certificate, a key or a password failed.
+    #[error("certificate {what}: {reason}")]
+    Certificate {
+        /// What was being made or read, e.g. "CA of shop/orders".
+        what: String,
+        /// What went wrong (never key material).
+        reason: String,
+    },
     /// Binding or serving the HTTP endpoint failed.
     #[error("HTTP server on {addr}: {source}")]
     Http {
@@ -97,6 +105,7 @@ impl Error {
             Error::LeaderElection { .. } => "leader_election",
             Error::Config { .. } => "config",
             Error::Http { .. } => "http",
+            Error::Certificate { .. } => "certificate",
         }
     }
 

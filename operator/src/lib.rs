@@ -7,7 +7,9 @@
 //! - [`crd`]: the `MessageQueue` types, from which the CRD YAML and the reference doc are
 //!   generated;
 //! - [`validate`]: spec checks mirrored from the CEL rules, quantity parsing;
-//! - [`builders`]: spec in, ConfigMap / Services / StatefulSet / PDB out;
+//! - [`builders`]: spec in, ConfigMap / Services / StatefulSet / PDB out; [`security`] and
+//!   [`certs`]: the listeners, Secrets, certificates and NetworkPolicy of `tls`,
+//!   `authentication` and `users`;
 //! - [`scale`], [`drain`], [`roll`], [`queues`], [`replication`], [`status`]: the empty-broker
 //!   check, the drain and rebalance planner, the roll planner, the queue diff, the partitions'
 //!   replication health, the conditions;
@@ -18,7 +20,7 @@
 //!
 //! Imports point down this list, never up: `crd`, [`error`] and the planners import nothing of
 //! the operator but `crd`, `error` and each other's types (`drain` and `replication` read the
-//! answer types of `kafka`, `roll` and `status` read `replication`'s, and `kafka` returns
+//! answer types of `kafka`, `security` the ACL types of `kafka`, `roll` and `status` read `replication`'s, and `kafka` returns
 //! `queues` and `scale` types); only `reconcile` brings the
 //! planners, the builders and `kafka` together, and only this file imports `reconcile`.
 //!
@@ -32,6 +34,9 @@
 //! | apps | statefulsets | get, list, watch, create, patch |
 //! | "" (core) | services, configmaps | get, list, watch, create, patch |
 //! | policy | poddisruptionbudgets | get, list, watch, create, patch |
+//! | "" (core) | secrets | get, list, watch, create, patch, delete |
+//! | networking.k8s.io | networkpolicies | get, create, patch, delete |
+//! | cert-manager.io | certificates | get, create, patch |
 //! | "" (core) | pods | get, list, watch, delete |
 //! | "" (core) | persistentvolumeclaims | get, list, patch, delete |
 //! | "" (core) | nodes (cluster-scoped) | get |
@@ -44,6 +49,7 @@
 //! terminating-namespace shortcut are skipped. See `operator/RBAC.md`.
 
 pub mod builders;
+pub mod certs;
 pub mod cli;
 pub mod crd;
 pub mod drain;
@@ -57,6 +63,7 @@ pub mod reconcile;
 pub mod replication;
 pub mod roll;
 pub mod scale;
+pub mod security;
 pub mod status;
 pub mod validate;
 
@@ -67,7 +74,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -169,6 +176,7 @@ pub async fn run_controller(
     .owns(api_for::<Service>(&client, ns), owned())
     .owns(api_for::<ConfigMap>(&client, ns), owned())
     .owns(api_for::<PodDisruptionBudget>(&client, ns), owned())
+    .owns(api_for::<Secret>(&client, ns), owned())
     .watches(api_for::<Pod>(&client, ns), owned(), |pod: Pod| {
         let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
         let namespace = pod.namespace();
@@ -296,6 +304,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             image_repository: args.broker_image_repository.clone(),
             default_version: args.default_broker_version.clone(),
             cluster_domain: args.cluster_domain.clone(),
+            operator_namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| client.default_namespace().to_string()),
         },
     );
     ctx.broker_timeout = Duration::from_millis(args.broker_timeout_ms.max(100));

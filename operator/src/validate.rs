@@ -4,8 +4,75 @@
 
 use std::collections::BTreeSet;
 
-use crate::crd::{MessageQueue, QueueType};
+use crate::crd::{AuthenticationType, MessageQueue, MessageQueueSpec, QueueType, OPERATOR_USER};
 use crate::error::{Error, Result};
+
+/// The security rules of the CRD (`tls`, `authentication`, `users`).
+fn check_security(spec: &MessageQueueSpec, problems: &mut Vec<String>) {
+    let auth = spec.authentication_type();
+    if auth == AuthenticationType::Plain && spec.tls.is_none() {
+        problems.push(
+            "authentication type plain sends passwords as they are: set spec.tls, or use scram-sha-512"
+                .to_string(),
+        );
+    }
+    if let Some(tls) = &spec.tls {
+        if tls.secret_name.is_some() && tls.issuer_ref.is_some() {
+            problems.push("tls: set secretName or issuerRef, not both".to_string());
+        }
+    }
+    if !spec.users.is_empty() && auth == AuthenticationType::None {
+        problems.push(
+            "users need authentication: set spec.authentication.type to scram-sha-512".to_string(),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for user in &spec.users {
+        let valid = !user.name.is_empty()
+            && user.name.len() <= 63
+            && user
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !user.name.starts_with(['-', '.'])
+            && !user.name.ends_with(['-', '.']);
+        if !valid {
+            problems.push(format!(
+                "user {:?}: names are 1 to 63 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+                user.name
+            ));
+        }
+        if user.name == OPERATOR_USER {
+            problems.push(format!(
+                "user {OPERATOR_USER:?} is the operator's own; choose another name"
+            ));
+        }
+        if !seen.insert(user.name.as_str()) {
+            problems.push(format!(
+                "user {:?} is declared twice; names must be unique",
+                user.name
+            ));
+        }
+        for acl in &user.acls {
+            let named = [&acl.queue, &acl.queue_prefix, &acl.group, &acl.group_prefix]
+                .iter()
+                .filter(|r| r.is_some())
+                .count();
+            if named != 1 {
+                problems.push(format!(
+                    "user {:?}: each ACL names exactly one of queue, queuePrefix, group or groupPrefix",
+                    user.name
+                ));
+            }
+            if acl.operations.is_empty() {
+                problems.push(format!(
+                    "user {:?}: an ACL needs at least one operation",
+                    user.name
+                ));
+            }
+        }
+    }
+}
 
 /// Checks `mq.spec`; the error lists every problem with what to change.
 pub fn validate_spec(mq: &MessageQueue) -> Result<()> {
@@ -70,6 +137,7 @@ pub fn validate_spec(mq: &MessageQueue) -> Result<()> {
             ));
         }
     }
+    check_security(spec, &mut problems);
     let mut seen = BTreeSet::new();
     for q in &spec.queues {
         if let Err(reason) = check_topic_name(&q.name) {
@@ -216,6 +284,53 @@ mod tests {
                 e.to_string()
             }
         }
+    }
+
+    #[test]
+    fn a_secure_spec_with_users_passes() {
+        let spec = r#"
+  replicas: 1
+  tls: {}
+  authentication: {type: scram-sha-512}
+  users:
+  - name: app
+    acls:
+    - {queue: orders, operations: [read, write]}
+    - {groupPrefix: app-, operations: [read]}
+    - {queuePrefix: audit., operations: [all], permission: deny}
+"#;
+        assert_eq!(problems(spec), "");
+    }
+
+    #[test]
+    fn plain_without_tls_and_users_without_authentication_are_refused() {
+        let plain = problems("  authentication: {type: plain}\n");
+        assert!(plain.contains("set spec.tls"), "{plain}");
+        assert_eq!(
+            problems("  tls: {secretName: s}\n  authentication: {type: plain}\n"),
+            ""
+        );
+        let users = problems("  users: [{name: app}]\n");
+        assert!(users.contains("users need authentication"), "{users}");
+    }
+
+    #[test]
+    fn bad_user_names_and_acls_are_refused() {
+        let spec = r#"
+  authentication: {type: scram-sha-512}
+  users:
+  - {name: Bad_Name}
+  - {name: sluice-operator}
+  - {name: app, acls: [{queue: a, group: b, operations: [read]}]}
+  - {name: app}
+"#;
+        let p = problems(spec);
+        assert!(p.contains("\"Bad_Name\": names are"), "{p}");
+        assert!(p.contains("operator's own"), "{p}");
+        assert!(p.contains("exactly one of queue"), "{p}");
+        assert!(p.contains("declared twice"), "{p}");
+        let both = problems("  tls: {secretName: s, issuerRef: {name: ca}}\n");
+        assert!(both.contains("not both"), "{both}");
     }
 
     #[test]

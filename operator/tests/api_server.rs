@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
@@ -253,6 +254,53 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
             json!({"queues": [{"name": "jobs", "type": "fifo"}]}),
             "supported values: \"stream\", \"queue\"",
         ),
+        (
+            "sec1",
+            json!({"authentication": {"type": "plain"}}),
+            "authentication type plain sends passwords as they are: set spec.tls",
+        ),
+        (
+            "sec2",
+            json!({"users": [{"name": "app"}]}),
+            "users need authentication",
+        ),
+        (
+            "sec3",
+            json!({"authentication": {"type": "none"}, "users": [{"name": "app"}]}),
+            "users need authentication",
+        ),
+        (
+            "sec4",
+            json!({"tls": {"secretName": "s", "issuerRef": {"name": "ca"}}}),
+            "set secretName or issuerRef, not both",
+        ),
+        (
+            "sec5",
+            json!({"authentication": {"type": "scram-sha-512"},
+                   "users": [{"name": "app", "acls": [{"queue": "a", "group": "g", "operations": ["read"]}]}]}),
+            "each ACL names exactly one of queue, queuePrefix, group or groupPrefix",
+        ),
+        (
+            "sec6",
+            json!({"authentication": {"type": "scram-sha-512"}, "users": [{"name": "sluice-operator"}]}),
+            "the operator's own",
+        ),
+        (
+            "sec7",
+            json!({"authentication": {"type": "scram-sha-512"}, "users": [{"name": "App_1"}]}),
+            "user name may only contain lower-case letters",
+        ),
+        (
+            "sec8",
+            json!({"authentication": {"type": "kerberos"}}),
+            "supported values: \"none\", \"scram-sha-512\", \"plain\"",
+        ),
+        (
+            "sec9",
+            json!({"authentication": {"type": "scram-sha-512"},
+                   "users": [{"name": "app", "acls": [{"queue": "a", "operations": ["fly"]}]}]}),
+            "supported values",
+        ),
     ];
     for (name, spec, expected) in cases {
         refused(&api, name, spec, expected).await;
@@ -269,6 +317,20 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
     )
     .await
     .expect("a work queue and its dead-letter queue accepted");
+
+    // TLS with PLAIN, and a user with queue and group ACLs, are accepted
+    apply(
+        &api,
+        "sec-ok",
+        json!({"tls": {}, "authentication": {"type": "plain"},
+               "networkPolicy": {"enabled": true, "clientSelector": {"matchLabels": {"app": "shop"}}},
+               "users": [{"name": "app", "acls": [
+                   {"queue": "orders", "operations": ["read", "write"]},
+                   {"groupPrefix": "app-", "operations": ["read"]},
+                   {"queuePrefix": "audit.", "operations": ["all"], "permission": "deny"}]}]}),
+    )
+    .await
+    .expect("TLS, PLAIN and a user with ACLs accepted");
 
     // replication up to the broker count is accepted
     apply(
@@ -312,6 +374,166 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
         .delete("good", &DeleteParams::default())
         .await
         .expect("delete");
+}
+
+fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+}
+
+/// A MessageQueue with `tls: {}`, SCRAM and a user: the controller generates the CA, the
+/// brokers' certificate, its own credentials and the user's Secret (no broker is needed for
+/// those), mounts them in the StatefulSet, and keeps the CA and certificate across passes; the
+/// NetworkPolicy comes and goes with `networkPolicy.enabled`. No secret reaches an Event.
+#[tokio::test]
+#[ignore = "needs an API server: KUBECONFIG=... cargo test --test api_server -- --ignored"]
+async fn controller_generates_and_keeps_the_security_secrets() {
+    let ns = &unique_namespace("sluice-op-secure");
+    let client = setup(ns).await;
+    let controller = Controller::start(&client, ns);
+    let api: Api<MessageQueue> = Api::namespaced(client.clone(), ns);
+    let manifest = |policy: bool| {
+        serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "MessageQueue",
+            "metadata": {"name": "sec"},
+            "spec": {"replicas": 1, "tls": {}, "authentication": {"type": "scram-sha-512"},
+                     "networkPolicy": {"enabled": policy},
+                     "users": [{"name": "app", "acls": [{"queue": "orders", "operations": ["read"]}]}]}
+        })
+    };
+    let mq: MessageQueue = serde_json::from_value(manifest(true)).expect("mq");
+    api.create(&PostParams::default(), &mq)
+        .await
+        .expect("create");
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let get = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move { secrets.get_opt(name).await.ok().flatten() }
+    };
+    let ca = poll("Secret sec-ca", || get("sec-ca")).await;
+    let tls = poll("Secret sec-tls", || get("sec-tls")).await;
+    let creds = poll("Secret sec-operator-credentials", || {
+        get("sec-operator-credentials")
+    })
+    .await;
+    let user = poll("Secret sec-user-app", || get("sec-user-app")).await;
+    assert!(secret_text(&ca, "ca.key").is_some_and(|k| k.contains("PRIVATE KEY")));
+    assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert_eq!(secret_text(&tls, "ca.crt"), secret_text(&ca, "ca.crt"));
+    assert!(tls
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("sluice.dev/not-after")));
+    let password = secret_text(&creds, "password").expect("operator password");
+    assert_eq!(
+        secret_text(&creds, "users").as_deref(),
+        Some(format!("sluice-operator:{password}\n").as_str())
+    );
+    assert_eq!(
+        secret_text(&user, "security.protocol").as_deref(),
+        Some("SASL_SSL")
+    );
+    assert_eq!(secret_text(&user, "ca.crt"), secret_text(&ca, "ca.crt"));
+    let user_password = secret_text(&user, "password").expect("user password");
+    assert_eq!(user_password.len(), 32);
+    for s in [&ca, &tls, &creds, &user] {
+        assert_eq!(
+            s.metadata
+                .owner_references
+                .as_ref()
+                .map(|o| o[0].kind.as_str()),
+            Some("MessageQueue")
+        );
+    }
+
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = poll("StatefulSet", || {
+        let a = sts_api.clone();
+        async move { a.get_opt("sec").await.ok().flatten() }
+    })
+    .await;
+    let volumes: Vec<String> = sts
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.volumes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.secret?.secret_name)
+        .collect();
+    assert_eq!(volumes, ["sec-tls", "sec-operator-credentials"]);
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    poll("NetworkPolicy sec", || {
+        let p = policies.clone();
+        async move { p.get_opt("sec").await.ok().flatten() }
+    })
+    .await;
+
+    // Later passes (the spec changes: networkPolicy off) keep the CA, the certificate and every
+    // password, and remove the NetworkPolicy.
+    let mq: MessageQueue = serde_json::from_value(manifest(false)).expect("mq");
+    api.patch(
+        "sec",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&mq),
+    )
+    .await
+    .expect("disable the NetworkPolicy");
+    poll("NetworkPolicy sec deleted", || {
+        let p = policies.clone();
+        async move {
+            p.get_opt("sec")
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        get("sec-ca").await.and_then(|s| secret_text(&s, "ca.key")),
+        secret_text(&ca, "ca.key")
+    );
+    assert_eq!(
+        get("sec-tls")
+            .await
+            .and_then(|s| secret_text(&s, "tls.key")),
+        secret_text(&tls, "tls.key")
+    );
+    assert_eq!(
+        get("sec-user-app")
+            .await
+            .and_then(|s| secret_text(&s, "password")),
+        Some(user_password.clone())
+    );
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let notes: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("Secret sec-tls")),
+        "{notes:?}"
+    );
+    for note in &notes {
+        assert!(
+            !note.contains(&password)
+                && !note.contains(&user_password)
+                && !note.contains("PRIVATE")
+        );
+    }
+    controller.stop().await;
+    let _ = api.delete("sec", &DeleteParams::default()).await;
 }
 
 #[tokio::test]

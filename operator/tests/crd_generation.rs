@@ -93,6 +93,7 @@ fn crd_has_the_printer_columns() {
             "Version",
             "Status",
             "Under-Replicated",
+            "Auth",
             "Age"
         ]
     );

@@ -27,6 +27,20 @@ each line names what uses it.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# Security: the CA, the brokers' certificate, the operator's credentials and one Secret per
+# user, written by server-side apply and watched (a password written into a user's Secret is a
+# rotation); a removed user's Secret is deleted.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# spec.networkPolicy; deleted when it is disabled.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
+# spec.tls.issuerRef: the cert-manager Certificate of the brokers.
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["get", "create", "patch"]
 # Broker pods: readiness during rolls; deleted one at a time to roll them.
 - apiGroups: [""]
   resources: ["pods"]

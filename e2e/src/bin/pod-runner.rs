@@ -124,7 +124,10 @@ async fn fetch_sources(client: &Client, pod: &Pod, container: &str) -> Sources {
     let Some(c) = podspec::pick_container(pod, container) else {
         return sources;
     };
-    let (cms, secrets) = podspec::referenced_sources(c);
+    let (cms, mut secrets) = podspec::referenced_sources(c);
+    secrets.extend(podspec::secret_volume_names(pod, c));
+    secrets.sort();
+    secrets.dedup();
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     for name in cms {
         let data = match cm_api.get_opt(&name).await {
@@ -199,6 +202,35 @@ async fn prepare_volume(
             .with_context(|| format!("writing {}", uid_file.display()))?;
     }
     Ok(())
+}
+
+/// Writes the files of the pod's Secret volumes from `secrets` the way the kubelet keeps them
+/// current: a changed file is replaced by a rename (a new inode, as the kubelet's symlink swap
+/// gives), an unchanged one is left alone. Returns how many files changed.
+fn write_secret_volumes(
+    spec: &LaunchSpec,
+    secrets: &BTreeMap<String, Option<BTreeMap<String, String>>>,
+) -> anyhow::Result<usize> {
+    let mut changed = 0;
+    for v in &spec.secret_volumes {
+        let Some(Some(data)) = secrets.get(&v.secret) else {
+            continue;
+        };
+        std::fs::create_dir_all(&v.host_dir)
+            .with_context(|| format!("creating {}", v.host_dir.display()))?;
+        for (path, content) in podspec::secret_volume_files(v, data) {
+            if std::fs::read(&path).ok().as_deref() == Some(content.as_bytes()) {
+                continue;
+            }
+            let tmp = path.with_extension("sluice-tmp");
+            std::fs::write(&tmp, content.as_bytes())
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("replacing {}", path.display()))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 fn spawn(bin: &PathBuf, p: &Proc) -> anyhow::Result<Child> {
@@ -396,6 +428,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut procs: HashMap<String, Proc> = HashMap::new(); // by pod uid
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_secret_refresh = Instant::now();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing SIGTERM handler")?;
     loop {
@@ -504,6 +537,10 @@ async fn main() -> anyhow::Result<()> {
                 warn!(pod = %key, error = %format!("{e:#}"), "cannot prepare the pod's volume (will retry)");
                 continue;
             }
+            if let Err(e) = write_secret_volumes(&spec, &sources.secrets) {
+                warn!(pod = %key, error = %format!("{e:#}"), "cannot write the pod's Secret volumes (will retry)");
+                continue;
+            }
             let grace = pod
                 .spec
                 .as_ref()
@@ -550,6 +587,27 @@ async fn main() -> anyhow::Result<()> {
                 Err(e) => {
                     warn!(pod = %p.key, error = %format!("{e:#}"), "cannot start broker");
                     p.next_start = Instant::now() + Duration::from_secs(5);
+                }
+            }
+        }
+        // 3b. Secret volumes follow their Secrets (the kubelet refreshes them within a minute;
+        // a few seconds here keeps rotation tests short).
+        if last_secret_refresh.elapsed() >= Duration::from_secs(3) {
+            last_secret_refresh = Instant::now();
+            for p in procs.values() {
+                if p.spec.secret_volumes.is_empty() || p.stop_deadline.is_some() {
+                    continue;
+                }
+                let Some(pod) = pods.get(&p.uid) else {
+                    continue;
+                };
+                let sources = fetch_sources(&client, pod, &args.container).await;
+                match write_secret_volumes(&p.spec, &sources.secrets) {
+                    Ok(0) => {}
+                    Ok(n) => info!(pod = %p.key, files = n, "Secret volume files updated"),
+                    Err(e) => {
+                        warn!(pod = %p.key, error = %format!("{e:#}"), "cannot update Secret volume files")
+                    }
                 }
             }
         }

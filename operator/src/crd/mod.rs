@@ -14,6 +14,7 @@
 
 mod queue;
 mod reference;
+mod security;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,10 @@ pub use queue::{
     LOCK_DURATION_CONFIG, START_CONFIG,
 };
 pub use reference::{reference_markdown, UPSTREAM_TYPED_FIELDS};
+pub use security::{
+    AclOperationName, AclPermissionName, Authentication, AuthenticationType, IssuerRef,
+    NetworkPolicySpec, TlsSpec, User, UserAcl, OPERATOR_USER,
+};
 
 /// API group of the resource.
 pub const GROUP: &str = "sluice.dev";
@@ -90,6 +95,13 @@ pub const PAUSED_ANNOTATION: &str = "sluice.dev/paused";
         description = "Partitions with a replica out of sync or no leader"
     ),
     printcolumn(
+        name = "Auth",
+        type_ = "string",
+        json_path = ".spec.authentication.type",
+        description = "Client authentication (empty: none)",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -111,6 +123,16 @@ pub const PAUSED_ANNOTATION: &str = "sluice.dev/paused";
         "rule": "!has(self.config) || !has(self.config.minInsyncReplicas) || self.config.minInsyncReplicas <= (has(self.config.defaultReplicationFactor) ? self.config.defaultReplicationFactor : (self.replicas >= 3 ? 3 : self.replicas))",
         "message": "config.minInsyncReplicas must be at most the default replication factor (config.defaultReplicationFactor, or when unset 3 with 3 or more replicas, else replicas), or no acks=all write could succeed: lower it",
         "fieldPath": ".config.minInsyncReplicas"
+    },
+    {
+        "rule": "!has(self.authentication) || self.authentication.type != 'plain' || has(self.tls)",
+        "message": "authentication type plain sends passwords as they are: set spec.tls, or use scram-sha-512",
+        "fieldPath": ".authentication.type"
+    },
+    {
+        "rule": "!has(self.users) || size(self.users) == 0 || (has(self.authentication) && self.authentication.type != 'none')",
+        "message": "users need authentication: set spec.authentication.type to scram-sha-512 (or plain with tls)",
+        "fieldPath": ".users"
     }
 ]))]
 pub struct MessageQueueSpec {
@@ -178,6 +200,28 @@ pub struct MessageQueueSpec {
     /// copies the partition's data from one broker to another.
     #[serde(default)]
     pub auto_rebalance: bool,
+
+    /// TLS on the Kafka port (see `docs/operations.md`, Security). Absent: plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
+    /// Client authentication; absent means `none`. With authentication (or TLS) the brokers
+    /// also talk to each other over mutual TLS, with a CA the operator generates when `tls` does
+    /// not give one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+
+    /// Application users (need `authentication`): each gets a Secret with its password and
+    /// connection settings, and the ACLs declared here. Removing a user deletes its
+    /// credentials and ACLs from the brokers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub users: Vec<User>,
+
+    /// A NetworkPolicy that admits only labelled client pods to the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
 
     /// Stop reconciling: the operator changes nothing until this is false again (the annotation
     /// `sluice.dev/paused: "true"` does the same) and reports the ReconciliationPaused condition.
@@ -463,6 +507,10 @@ pub struct MessageQueueStatus {
     /// queueDeletionPolicy Delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_queues: Vec<String>,
+    /// Users whose credentials and ACLs this operator manages on the brokers (declared now, or
+    /// removed and not yet cleaned up); ACLs of other principals are never touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_users: Vec<String>,
     /// Partitions with a replica missing from the in-sync replicas, or with no leader (the
     /// `Replicated` condition names one); unset when no broker answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -527,6 +575,14 @@ impl MessageQueueSpec {
             .as_ref()
             .and_then(|c| c.min_insync_replicas)
             .unwrap_or_else(|| min_insync_replicas_for(self.default_replication_factor()))
+    }
+
+    /// The client authentication mechanism (`none` when unset).
+    pub fn authentication_type(&self) -> AuthenticationType {
+        self.authentication
+            .as_ref()
+            .map(|a| a.type_)
+            .unwrap_or_default()
     }
 
     /// The replication factor a queue is created with: its own, or the default.

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::Api;
 use kube::ResourceExt;
 
-use super::observe::{host_port, pod_ip, pod_ordinal, pod_ready};
+use super::observe::{pod_ip, pod_ordinal, pod_ready};
 use super::Context;
-use crate::builders::{Names, KAFKA_PORT};
+use crate::builders::Names;
 use crate::drain::{self, ClusterView};
 use crate::error::Result;
 use crate::kafka::{
@@ -38,7 +38,7 @@ pub(super) async fn first_ready_broker(
     ready.sort_by_key(|(o, _)| *o);
     for (ordinal, pod) in ready {
         let Some(ip) = pod_ip(pod) else { continue };
-        match AdminClient::connect(&host_port(&ip, KAFKA_PORT), ctx.broker_timeout).await {
+        match ctx.admin(names, &pod.name_any(), &ip).await {
             Ok(admin) => return Some((ordinal, pod.name_any(), admin)),
             Err(e) => {
                 tracing::warn!(pod = %pod.name_any(), error = %e, "broker not reachable for an admin request")
@@ -126,7 +126,7 @@ pub(super) async fn broker_disks(
         if view.fenced.contains(id) {
             continue;
         }
-        let usage = match AdminClient::connect(addr, ctx.broker_timeout).await {
+        let usage = match ctx.admin_at(names, addr).await {
             Ok(admin) if !admin.supports(DESCRIBE_LOG_DIRS) => {
                 tracing::debug!(broker = id, %addr, "broker does not serve DescribeLogDirs; its room is not checked");
                 continue;

@@ -4,8 +4,9 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, Patch};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::runtime::events::EventType;
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -93,6 +94,7 @@ pub(super) async fn apply_all(
         ),
         apply_announced(ctx, mq, &pdbs, &children.pdb, "PodDisruptionBudget", seen),
     )?;
+    apply_network_policy(ctx, mq, names, children, seen).await?;
     let applied_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     if let Some(before) = existing_replicas.filter(|before| *before != applied_replicas) {
         ctx.publish(
@@ -108,6 +110,61 @@ pub(super) async fn apply_all(
         .await;
     }
     Ok(sts)
+}
+
+/// The NetworkPolicy when `spec.networkPolicy.enabled`; otherwise one left from before is
+/// deleted (only this MessageQueue's own: it carries its owner reference).
+async fn apply_network_policy(
+    ctx: &Context,
+    mq: &MessageQueue,
+    names: &Names,
+    children: &Children,
+    seen: Seen,
+) -> Result<()> {
+    let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &names.namespace);
+    if let Some(policy) = &children.network_policy {
+        apply_announced(ctx, mq, &api, policy, "NetworkPolicy", seen).await?;
+        return Ok(());
+    }
+    if mq
+        .status
+        .as_ref()
+        .is_none_or(|s| s.observed_generation.is_none())
+    {
+        return Ok(()); // a new MessageQueue has none to remove
+    }
+    let name = names.network_policy();
+    let Some(existing) = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube(format!("get NetworkPolicy {name}"), e))?
+    else {
+        return Ok(());
+    };
+    let ours = existing
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| Some(&r.uid) == mq.metadata.uid.as_ref())
+        });
+    if ours {
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::kube(format!("delete NetworkPolicy {name}"), e)),
+        }
+        ctx.publish(
+            mq,
+            EventType::Normal,
+            "Deleted",
+            "Delete",
+            format!("deleted NetworkPolicy {name}: networkPolicy is no longer enabled"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// What the operator had seen of the object before this pass, which decides how a change to a

@@ -31,6 +31,7 @@ pub(super) async fn paused(
     pass.keep_observed_generation = true;
     pass.queue_statuses = previous.queues.clone();
     pass.managed_queues = previous.managed_queues.clone();
+    pass.managed_users = previous.managed_users.clone();
     if !previous
         .conditions
         .iter()
@@ -70,6 +71,7 @@ pub(super) async fn invalid_spec(
     pass.observation.invalid_spec = Some(reason);
     pass.queue_statuses = previous.queues.clone();
     pass.managed_queues = previous.managed_queues.clone();
+    pass.managed_users = previous.managed_users.clone();
     write_status(mq, ctx, names, &pass).await?;
     // the spec must change before anything else can happen
     Ok(Action::await_change())
@@ -105,6 +107,7 @@ pub(super) async fn write_status(
         bootstrap_servers: Some(names.bootstrap_servers(mq.spec.service.port)),
         queues: pass.queue_statuses.clone(),
         managed_queues: pass.managed_queues.clone(),
+        managed_users: pass.managed_users.clone(),
         under_replicated_partitions: match &pass.observation.replication {
             ReplicationSeen::Seen(h) => Some(replication::count(&h.under_replicated)),
             ReplicationSeen::NoAnswer => None,

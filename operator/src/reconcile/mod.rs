@@ -33,6 +33,8 @@ mod pods;
 mod queue_sync;
 mod rebalance;
 mod scale_down;
+mod secrets;
+mod users;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,7 @@ use kube::{Client, Resource, ResourceExt};
 use crate::builders::{self, BuildConfig, Names, FIELD_MANAGER};
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
 use crate::error::{Error, Result};
+use crate::kafka::{AdminClient, ClientSecurity};
 use crate::metrics::Metrics;
 use crate::status::Observation;
 use crate::validate;
@@ -70,6 +73,12 @@ pub struct Context {
     pub broker_timeout: Duration,
     /// Consecutive failures per object, for the requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// How to reach each MessageQueue's brokers (namespace/name: CA and the operator's
+    /// credentials), set by the `secrets` phase of every pass. Never logged.
+    admin_security: Mutex<HashMap<String, ClientSecurity>>,
+    /// Digest of the password last written for each user (namespace/name/user), so a pass
+    /// upserts a SCRAM credential only when the password changed.
+    user_digests: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -95,7 +104,56 @@ impl Context {
             build,
             broker_timeout: Duration::from_secs(5),
             failures: Mutex::new(HashMap::new()),
+            admin_security: Mutex::new(HashMap::new()),
+            user_digests: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The connection security of `names`' brokers (plaintext until the `secrets` phase says).
+    fn security_for(&self, names: &Names) -> ClientSecurity {
+        let key = format!("{}/{}", names.namespace, names.name);
+        self.admin_security
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+            .unwrap_or_default()
+    }
+
+    fn set_security(&self, names: &Names, security: ClientSecurity) {
+        let key = format!("{}/{}", names.namespace, names.name);
+        if let Ok(mut m) = self.admin_security.lock() {
+            m.insert(key, security);
+        }
+    }
+
+    /// An admin connection to the broker pod `pod` at `ip`, with the cluster's security; the
+    /// certificate is checked for the pod's DNS name (a pod IP is in no certificate).
+    async fn admin(&self, names: &Names, pod: &str, ip: &str) -> Result<AdminClient> {
+        let server_name = format!(
+            "{pod}.{}.{}.svc.{}",
+            names.headless_service(),
+            names.namespace,
+            self.build.cluster_domain
+        );
+        AdminClient::connect_secure(
+            &observe::host_port(ip, builders::KAFKA_PORT),
+            &server_name,
+            self.broker_timeout,
+            &self.security_for(names),
+        )
+        .await
+    }
+
+    /// An admin connection to `addr` as a broker advertises it (`host:port`; under TLS the
+    /// host is the pod's DNS name).
+    async fn admin_at(&self, names: &Names, addr: &str) -> Result<AdminClient> {
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        AdminClient::connect_secure(addr, host, self.broker_timeout, &self.security_for(names))
+            .await
     }
 
     async fn publish(
@@ -234,6 +292,7 @@ struct PassResult {
     observation: Observation,
     queue_statuses: Vec<QueueStatus>,
     managed_queues: Vec<String>,
+    managed_users: Vec<String>,
     current_version: Option<String>,
     pods_existing: i32,
     /// Paused: the new spec was not acted on, so observedGeneration stays where it was.
@@ -260,6 +319,9 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     if let Err(err) = validate::validate_spec(mq) {
         return finish::invalid_spec(mq, ctx, &names, &previous, pass, err).await;
     }
+
+    // the Secrets the brokers mount, and how to reach the brokers
+    secrets::ensure(mq, ctx, &names).await?;
 
     // build
     let existing_claim = children::claim_template(existing_sts.as_ref());
@@ -326,6 +388,9 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
 
     // queues
     queue_sync::sync_queues(mq, ctx, &pods, &previous, &mut pass).await;
+
+    // users: Secrets, credentials, ACLs
+    users::sync_users(mq, ctx, &names, &pods, &previous, &mut pass).await;
 
     // rebalance, only while nothing else moves brokers or partitions
     let settled = pacing::settled(&step, &pass.observation, current_replicas, applied_replicas);

@@ -8,11 +8,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
-use super::observe::{host_port, pod_ip, pod_ready};
+use super::observe::{pod_ip, pod_ready};
 use super::{Context, PassResult};
-use crate::builders::KAFKA_PORT;
+use crate::builders::Names;
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
-use crate::kafka::AdminClient;
 use crate::queues::{self, Capacity, ObservedTopic, QueueAction};
 
 /// Applies `queues[]` through every ready broker. The brokers form one cluster, so the first
@@ -25,6 +24,7 @@ pub(super) async fn sync_queues(
     previous: &MessageQueueStatus,
     pass: &mut PassResult,
 ) {
+    let Ok(names) = Names::of(mq) else { return };
     let desired = &mq.spec.queues;
     let managed: BTreeSet<String> = previous.managed_queues.iter().cloned().collect();
     let mut created = BTreeSet::new();
@@ -42,8 +42,7 @@ pub(super) async fn sync_queues(
 
     for pod in ready_pods {
         let Some(ip) = pod_ip(pod) else { continue };
-        let addr = host_port(&ip, KAFKA_PORT);
-        let mut admin = match AdminClient::connect(&addr, ctx.broker_timeout).await {
+        let mut admin = match ctx.admin(&names, &pod.name_any(), &ip).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(pod = %pod.name_any(), error = %e, "broker not reachable for queue sync");

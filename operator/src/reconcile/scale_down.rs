@@ -10,12 +10,12 @@ use kube::api::Api;
 use kube::runtime::events::EventType;
 
 use super::brokers::{broker_disks, cluster_view, first_ready_broker, move_partitions, MovesAsked};
-use super::observe::{host_port, pod_ip, pod_ordinal};
+use super::observe::{pod_ip, pod_ordinal};
 use super::Context;
-use crate::builders::{self, BuildConfig, Children, Names, KAFKA_PORT};
+use crate::builders::{self, BuildConfig, Children, Names};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::drain::{self, DrainPlan};
-use crate::kafka::{AdminClient, ALTER_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER};
+use crate::kafka::{ALTER_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER};
 use crate::scale::{self, BrokerReport, ScaleDecision};
 use crate::status;
 
@@ -361,16 +361,14 @@ async fn broker_reports(
             .iter()
             .find(|p| pod_ordinal(p, &names.statefulset()) == Some(ordinal));
         let leads = match pod.and_then(pod_ip) {
-            Some(ip) => {
-                match AdminClient::connect(&host_port(&ip, KAFKA_PORT), ctx.broker_timeout).await {
-                    Ok(mut admin) => admin
-                        .metadata()
-                        .await
-                        .map(|m| m.led_by(ordinal))
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
+            Some(ip) => match ctx.admin(names, &names.pod(ordinal), &ip).await {
+                Ok(mut admin) => admin
+                    .metadata()
+                    .await
+                    .map(|m| m.led_by(ordinal))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
             None => {
                 // A broker that never got a volume never held data.
                 match pvc_api.get_opt(&names.pvc(ordinal)).await {

@@ -1,0 +1,196 @@
+//! The users phase: each `spec.users[]` entry gets its Secret (the password generated when the
+//! Secret has none; a password written into it by the user is a rotation), its SCRAM
+//! credential on the brokers (upserted only when the password changed since this process last
+//! wrote it), and exactly its declared ACLs; a user removed from the spec loses its
+//! credential, its ACLs and its Secret. ACLs of principals the operator never managed are
+//! never touched.
+//!
+//! Passwords go only into the users' Secrets and, salted, to the brokers: never into logs,
+//! status or Events.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::events::EventType;
+
+use super::{brokers, secrets, Context, PassResult};
+use crate::builders::{selector_string, Names};
+use crate::certs;
+use crate::crd::{MessageQueue, MessageQueueStatus};
+use crate::error::{Error, Result};
+use crate::kafka::{acl_changes, AdminClient, SaslMechanism};
+use crate::security::{self, Security};
+
+/// Label on a user's Secret naming the user, so a removed user's Secret is found whatever
+/// its name was.
+pub const USER_LABEL: &str = "sluice.dev/user";
+
+/// Applies `spec.users` (see the module documentation). Failures are logged and retried by the
+/// next pass; the users not yet removed stay in `managedUsers`.
+pub(super) async fn sync_users(
+    mq: &MessageQueue,
+    ctx: &Context,
+    names: &Names,
+    pods: &[Pod],
+    previous: &MessageQueueStatus,
+    pass: &mut PassResult,
+) {
+    let declared: BTreeSet<String> = mq.spec.users.iter().map(|u| u.name.clone()).collect();
+    let before: BTreeSet<String> = previous.managed_users.iter().cloned().collect();
+    // until the brokers confirm, every user declared now or before stays managed
+    pass.managed_users = declared.union(&before).cloned().collect();
+    let Some(security) = Security::of(&mq.spec).filter(Security::sasl) else {
+        return;
+    };
+    let passwords = match write_secrets(mq, ctx, names, &security).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(mq = %names.name, error = %e, "writing the users' Secrets failed");
+            return;
+        }
+    };
+    let Some((_, pod, mut admin)) =
+        brokers::first_ready_broker(ctx, names, pods, mq.spec.replicas.max(1)).await
+    else {
+        return;
+    };
+    match apply_on_brokers(mq, ctx, names, &mut admin, &passwords, &before).await {
+        Ok(removed) => {
+            pass.managed_users = declared.iter().cloned().collect();
+            for user in removed {
+                ctx.publish(
+                    mq,
+                    EventType::Normal,
+                    "UserRemoved",
+                    "User",
+                    format!("removed user {user}: its credentials, ACLs and Secret"),
+                )
+                .await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(mq = %names.name, %pod, error = %e, "applying users and ACLs failed")
+        }
+    }
+}
+
+/// Writes every declared user's Secret; returns each user's password.
+async fn write_secrets(
+    mq: &MessageQueue,
+    ctx: &Context,
+    names: &Names,
+    security: &Security,
+) -> Result<BTreeMap<String, String>> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let ca = secrets::client_ca(ctx, names);
+    let bootstrap = names.bootstrap_servers(mq.spec.service.port);
+    let mut passwords = BTreeMap::new();
+    for user in &mq.spec.users {
+        let secret_name = user
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| names.user_secret(&user.name));
+        let existing = api
+            .get_opt(&secret_name)
+            .await
+            .map_err(|e| Error::kube(format!("get Secret {secret_name}"), e))?;
+        let password = match existing
+            .as_ref()
+            .and_then(|s| security::secret_text(s, "password"))
+        {
+            Some(p) => p,
+            None => certs::generate_password()?,
+        };
+        let data =
+            security::user_secret_data(security, &user.name, &password, &bootstrap, ca.as_deref());
+        let mut secret =
+            security::secret(mq, &ctx.build, secret_name, "Opaque", data, BTreeMap::new())?;
+        if let Some(labels) = secret.metadata.labels.as_mut() {
+            labels.insert(USER_LABEL.to_string(), user.name.clone());
+        }
+        secrets::apply_secret(&api, &secret).await?;
+        passwords.insert(user.name.clone(), password);
+    }
+    Ok(passwords)
+}
+
+fn digest(user: &str, password: &str) -> String {
+    certs::fingerprint(&[user.to_string()], password)
+}
+
+/// Credentials and ACLs on the brokers; returns the users removed.
+async fn apply_on_brokers(
+    mq: &MessageQueue,
+    ctx: &Context,
+    names: &Names,
+    admin: &mut AdminClient,
+    passwords: &BTreeMap<String, String>,
+    before: &BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let key = |user: &str| format!("{}/{}/{user}", names.namespace, names.name);
+    for (user, password) in passwords {
+        let digest = digest(user, password);
+        let known = ctx
+            .user_digests
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key(user)).cloned());
+        if known.as_deref() != Some(digest.as_str()) {
+            admin
+                .upsert_scram_user(user, SaslMechanism::ScramSha512, password)
+                .await?;
+            if let Ok(mut m) = ctx.user_digests.lock() {
+                m.insert(key(user), digest);
+            }
+            tracing::info!(mq = %names.name, user = %user, "user credentials written to the brokers");
+        }
+    }
+
+    let desired = security::desired_acls(&mq.spec);
+    let managed: BTreeSet<String> = passwords
+        .keys()
+        .chain(before.iter())
+        .map(|u| security::principal(u))
+        .collect();
+    let present = admin.describe_acls().await?;
+    let (create, delete) = acl_changes(&desired, &present, &managed);
+    if !create.is_empty() {
+        admin.create_acls(&create).await?;
+    }
+    if !delete.is_empty() {
+        admin.delete_acls(&delete).await?;
+    }
+    if !create.is_empty() || !delete.is_empty() {
+        tracing::info!(mq = %names.name, created = create.len(), deleted = delete.len(), "ACLs synced");
+    }
+
+    let removed: Vec<String> = before
+        .iter()
+        .filter(|u| !passwords.contains_key(*u))
+        .cloned()
+        .collect();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    for user in &removed {
+        admin
+            .delete_scram_user(user, SaslMechanism::ScramSha512)
+            .await?;
+        if let Ok(mut m) = ctx.user_digests.lock() {
+            m.remove(&key(user));
+        }
+        let selector = format!("{},{USER_LABEL}={user}", selector_string(&names.name));
+        let owned = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| Error::kube(format!("list Secrets of user {user}"), e))?;
+        for secret in owned.items {
+            let name = secret.metadata.name.unwrap_or_default();
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(Error::kube(format!("delete Secret {name}"), e)),
+            }
+        }
+    }
+    Ok(removed)
+}

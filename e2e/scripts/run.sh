@@ -70,5 +70,17 @@ if [ $# -gt 0 ]; then
 else
   for f in e2e/tests/*.rs; do targets+=(--test "$(basename "$f" .rs)"); done
 fi
+# `cargo test --workspace --test NAME` runs every package's test target of that name, so an e2e
+# file named like a broker or operator test file would run that one again here, ignored tests
+# included (an e2e replication.rs once ran the broker's 3-minute trials a second time in CI).
+for t in "${targets[@]}"; do
+  [ "$t" = --test ] && continue
+  for other in broker/tests/"$t".rs operator/tests/"$t".rs; do
+    if [ -f "$other" ]; then
+      echo "e2e/scripts/run.sh: e2e test '$t' has the name of $other; rename the e2e file" >&2
+      exit 2
+    fi
+  done
+done
 cargo test --workspace --no-fail-fast "${targets[@]}" -- ${E2E_FILTER:+"$E2E_FILTER"} --include-ignored --test-threads=1
 STEP="done"

@@ -288,3 +288,241 @@ async fn a_secure_queue_serves_its_user_over_sasl_ssl_with_the_declared_acls() {
         .await
         .expect("namespace deleted");
 }
+
+/// Three brokers with `tls.issuerRef`, scram-sha-512 and the user `app` on queue `orders`
+/// (three copies).
+fn cert_manager_manifest() -> String {
+    "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: cm}\n\
+     spec:\n  replicas: 3\n  storage: {size: 1Gi}\n\
+     \x20 tls: {issuerRef: {name: test-ca, kind: Issuer}}\n\
+     \x20 authentication: {type: scram-sha-512}\n\
+     \x20 queues:\n  - {name: orders, partitions: 1, replicationFactor: 3}\n\
+     \x20 users:\n  - name: app\n    acls: [{queue: orders, operations: [read, write]}, \
+     {groupPrefix: app-, operations: [read]}]\n"
+        .to_string()
+}
+
+/// What cert-manager's CA issuer would write for `dns_names`: a certificate with both usages
+/// signed by a CA of this test, its PKCS#8 key, and the CA. Returns (Secret data, CA PEM).
+fn issue_like_cert_manager(dns_names: &[String]) -> (BTreeMap<String, String>, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "e2e test-ca Issuer");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(dns_names.to_vec()).expect("params");
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("certificate");
+    let data = BTreeMap::from([
+        ("tls.crt".to_string(), cert.pem()),
+        ("tls.key".to_string(), key.serialize_pem()),
+        ("ca.crt".to_string(), ca.pem()),
+    ]);
+    (data, ca.pem())
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn three_brokers_take_their_certificate_from_a_cert_manager_certificate() {
+    use kube::api::{DynamicObject, GroupVersionKind, PostParams};
+    use kube::discovery::ApiResource;
+
+    // cert-manager's real Certificate CRD (its controller cannot be had here: the test plays
+    // the CA issuer, writing the Secret the Certificate names).
+    let crd = std::process::Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cert-manager-crds.sh"))
+        .output()
+        .expect("run cert-manager-crds.sh");
+    assert!(
+        crd.status.success(),
+        "cert-manager-crds.sh: {}",
+        String::from_utf8_lossy(&crd.stderr)
+    );
+    let crd_path = String::from_utf8_lossy(&crd.stdout).trim().to_string();
+    let crd_yaml = std::fs::read_to_string(&crd_path).expect("CRD file");
+    let out =
+        harness::kubectl(&["apply", "--server-side", "-f", "-"], Some(&crd_yaml)).expect("kubectl");
+    assert!(out.ok, "apply the Certificate CRD: {}", out.stderr);
+    let out = harness::kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/certificates.cert-manager.io",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .expect("kubectl");
+    assert!(out.ok, "the Certificate CRD established: {}", out.stderr);
+
+    let (client, ns) = mq::setup("security_cert_manager", "certmgr").await;
+    apply_yaml(&ns.name, &cert_manager_manifest());
+    let gvk = GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate");
+    let certs: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns.name, &ApiResource::from_gvk(&gvk));
+    let cert = harness::wait_for(
+        "the operator's cert-manager Certificate cm-tls",
+        Duration::from_secs(90),
+        || async {
+            certs
+                .get_opt("cm-tls")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "not there yet".to_string())
+        },
+    )
+    .await
+    .expect("Certificate");
+    let spec = &cert.data["spec"];
+    assert_eq!(spec["issuerRef"]["name"], "test-ca");
+    assert_eq!(spec["issuerRef"]["kind"], "Issuer");
+    let usages: Vec<&str> = spec["usages"]
+        .as_array()
+        .expect("usages")
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert!(
+        usages.contains(&"server auth") && usages.contains(&"client auth"),
+        "{usages:?}"
+    );
+    let dns_names: Vec<String> = spec["dnsNames"]
+        .as_array()
+        .expect("dnsNames")
+        .iter()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect();
+    let pod_name = format!("cm-1.cm-brokers.{}.svc.cluster.local", ns.name);
+    assert!(
+        dns_names.iter().any(|d| d
+            .strip_prefix("*.")
+            .is_some_and(|rest| pod_name.ends_with(rest))),
+        "a name for every broker pod in {dns_names:?}"
+    );
+    let secret_name = spec["secretName"].as_str().expect("secretName").to_string();
+
+    // The issuer's part: the Secret the Certificate names.
+    let (data, ca_pem) = issue_like_cert_manager(&dns_names);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": secret_name},
+        "type": "kubernetes.io/tls",
+        "stringData": data,
+    }))
+    .expect("Secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("write the issued certificate's Secret");
+
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "cm", 3, 300).await;
+    harness::wait_for(
+        "queue orders Ready through the operator's TLS connection",
+        Duration::from_secs(120),
+        || async {
+            let mq = mqs.get("cm").await.map_err(|e| e.to_string())?;
+            let queues = mq.status.map(|s| s.queues).unwrap_or_default();
+            if queues.len() == 1 && queues.iter().all(|q| q.ready) {
+                Ok(())
+            } else {
+                Err(format!("{queues:?}"))
+            }
+        },
+    )
+    .await
+    .expect("queue ready");
+
+    // The user's Secret carries the issuer's CA; with it alone the application produces and
+    // reads back, and the queue has three in-sync copies (replication over the brokers'
+    // mutual-TLS listener, with the issued certificate as their identity).
+    let secret = harness::wait_for(
+        "the user's Secret cm-user-app",
+        Duration::from_secs(60),
+        || async {
+            secrets
+                .get_opt("cm-user-app")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "not there yet".to_string())
+        },
+    )
+    .await
+    .expect("user Secret");
+    let data: BTreeMap<String, String> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    assert_eq!(data.get("ca.crt"), Some(&ca_pem), "the issuer's CA");
+    let ca_file = mq::work().join(format!("{}-cm-ca.crt", ns.name));
+    std::fs::write(&ca_file, &ca_pem).expect("write CA");
+    let creds = Credentials { data, ca_file };
+    let bootstrap = format!("cm-0.cm-brokers.{}.svc.cluster.local:9092", ns.name);
+    let config = creds.config(&bootstrap, None);
+    harness::wait_for(
+        "the user produces to orders (acks=all, three copies)",
+        Duration::from_secs(90),
+        || produce_one(&config, "orders", "issued-1"),
+    )
+    .await
+    .expect("produce over SASL_SSL with the issued certificate");
+    let isr = harness::wait_for(
+        "three in-sync copies of orders",
+        Duration::from_secs(60),
+        || {
+            let config = config.clone();
+            async move {
+                let consumer: rdkafka::consumer::BaseConsumer =
+                    config.create().map_err(|e| e.to_string())?;
+                let md = tokio::task::spawn_blocking(move || {
+                    consumer
+                        .fetch_metadata(Some("orders"), Duration::from_secs(10))
+                        .map(|md| {
+                            md.topics()
+                                .first()
+                                .and_then(|t| t.partitions().first().map(|p| p.isr().len()))
+                        })
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+                match md {
+                    Some(3) => Ok(3),
+                    other => Err(format!("in-sync copies: {other:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .expect("ISR");
+    assert_eq!(isr, 3);
+    let consumer: StreamConsumer = config
+        .clone()
+        .set("group.id", "app-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("orders", 0, Offset::Beginning)
+        .expect("offset");
+    consumer.assign(&tpl).expect("assign");
+    let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a record within 30 s")
+        .expect("consume orders");
+    assert_eq!(m.payload(), Some(&b"issued-1"[..]));
+    drop(m);
+    let _ = consumer.unassign();
+    std::thread::spawn(move || drop(consumer));
+    ns.delete_and_wait(&client, Duration::from_secs(180))
+        .await
+        .expect("namespace deleted");
+}

@@ -52,12 +52,15 @@ pub struct BatchHeader {
 }
 
 impl BatchHeader {
+    /// Saturating: a stored header's base offset is not covered by the CRC, and damage near
+    /// i64::MAX must not overflow (the same class of finding as `peek` in `partition::read`).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// Last sequence number of an idempotent batch (sequences wrap at `i32::MAX`).

@@ -1749,3 +1749,44 @@ fn a_recovered_segment_stamped_i64_min_rolls_instead_of_overflowing() {
     assert_eq!(i.base_offset, 1);
     assert_eq!(log.segment_count(), 2, "the ancient segment was rolled");
 }
+
+/// Found by the `partition_dir` fuzz target: a read walking a closed segment whose batch had a
+/// damaged base offset near i64::MAX overflowed computing its last offset (a panic with
+/// overflow checks). Such a header does not parse: the read refuses it (CORRUPT_MESSAGE).
+#[test]
+fn a_base_offset_near_i64_max_is_refused_not_an_overflow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = PartitionLog::open(dir.clone(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(B::new(2).tag(&format!("o{i}")).build()).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let first = std::fs::read(&logs[0]).unwrap();
+    let second_at = batch::parse_header(&first).unwrap().size as u64;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&logs[0])
+        .unwrap();
+    f.write_all_at(&i64::MAX.to_be_bytes(), second_at).unwrap();
+    drop(f);
+    let log = PartitionLog::open(dir, small_segments()).unwrap();
+    let r = log.read(0, 1 << 20).unwrap();
+    let h = batch::parse_header(&r.records).unwrap();
+    assert_eq!(
+        (h.base_offset, r.records.len()),
+        (0, h.size),
+        "only the batch before it"
+    );
+    let err = log.read(2, 1 << 20).unwrap_err();
+    assert!(matches!(err, LogError::CorruptBatch { .. }), "{err:?}");
+    fuzzing::read_everything(&log);
+}

@@ -197,7 +197,8 @@ fn peek(b: &[u8]) -> Option<(i64, usize, i64)> {
     base.copy_from_slice(&b[..8]);
     let base = i64::from_be_bytes(base);
     let delta = i32::from_be_bytes([b[23], b[24], b[25], b[26]]);
-    Some((base, size, base + i64::from(delta)))
+    // A damaged base offset near i64::MAX overflowed here (the partition_dir fuzz target).
+    Some((base, size, base.checked_add(i64::from(delta))?))
 }
 
 /// Reads whole batches of one segment, starting with the one containing `offset`, walking

@@ -42,7 +42,9 @@ async fn metrics(State(st): State<Arc<HttpState>>) -> impl IntoResponse {
     };
     // Walking every partition may touch the file system: keep it off the async workers.
     let body = tokio::task::spawn_blocking(move || {
-        ctx.metrics.render(&ctx.logs, &ctx.groups, &ctx.shares)
+        let topic_name = |id| crate::handlers::catalog::topic_by_id(&ctx, id).map(|meta| meta.name);
+        ctx.metrics
+            .render(&ctx.logs, &ctx.groups, &ctx.shares, &topic_name)
     })
     .await
     .unwrap_or_default();

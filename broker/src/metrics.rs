@@ -49,6 +49,13 @@ struct ShareGroupLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SharePartitionLabels {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -105,6 +112,9 @@ pub struct Metrics {
     recovery_actions: Family<KindLabels, Counter>,
     recovery_sync: Mutex<()>,
     share_in_flight: Family<ShareGroupLabels, Gauge>,
+    /// The same per share partition, so a reader (the operator's queue status) can take each
+    /// partition's count from its current leader only.
+    share_partition_in_flight: Family<SharePartitionLabels, Gauge>,
     share_acknowledged: Family<ShareGroupLabels, Counter>,
     share_redelivered: Family<ShareGroupLabels, Counter>,
     share_dead_lettered: Family<ShareGroupLabels, Counter>,
@@ -148,6 +158,7 @@ impl Metrics {
             high_watermark: Family::default(),
             group_lag: Family::default(),
             share_in_flight: Family::default(),
+            share_partition_in_flight: Family::default(),
             share_acknowledged: Family::default(),
             share_redelivered: Family::default(),
             share_dead_lettered: Family::default(),
@@ -273,6 +284,12 @@ impl Metrics {
             "share_group_records_in_flight",
             "Records acquired by a share group's members and not yet acknowledged",
             m.share_in_flight.clone(),
+        );
+        registry.register(
+            "share_partition_records_in_flight",
+            "Records of one share partition acquired by a share group's members and not yet \
+             acknowledged, on the broker that holds the share partition (its leader)",
+            m.share_partition_in_flight.clone(),
         );
         registry.register(
             "share_group_acknowledged_records",
@@ -493,11 +510,14 @@ impl Metrics {
     }
 
     /// Refreshes the scrape-time gauges and renders everything in the Prometheus text format.
+    /// `topic_name` names a topic by its id (share partitions are keyed by topic id); a share
+    /// partition of a topic it does not know (deleted) has no per-partition series.
     pub fn render(
         &self,
         logs: &LogManager,
         groups: &GroupCoordinator,
         shares: &ShareCoordinator,
+        topic_name: &dyn Fn(uuid::Uuid) -> Option<String>,
     ) -> String {
         self.log_size.clear();
         self.log_start.clear();
@@ -529,7 +549,20 @@ impl Metrics {
             }
         }
         self.share_in_flight.clear();
+        self.share_partition_in_flight.clear();
         for g in shares.groups() {
+            for (topic_id, partition, _, acquired) in &g.partitions {
+                let Some(topic) = topic_name(*topic_id) else {
+                    continue;
+                };
+                self.share_partition_in_flight
+                    .get_or_create(&SharePartitionLabels {
+                        group: g.group.clone(),
+                        topic,
+                        partition: *partition,
+                    })
+                    .set(i64::try_from(*acquired).unwrap_or(i64::MAX));
+            }
             let l = ShareGroupLabels { group: g.group };
             let in_flight: usize = g.partitions.iter().map(|p| p.3).sum();
             self.share_in_flight

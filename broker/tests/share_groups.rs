@@ -192,6 +192,65 @@ fn a_killed_share_consumer_has_its_unacknowledged_messages_redelivered_to_the_ot
 }
 
 #[test]
+fn records_a_share_consumer_holds_are_in_flight_per_partition_in_the_metrics() {
+    // The default lock (30 s) keeps the held records acquired while the test looks.
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-inflight");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let holder = consumer(
+        &b,
+        &topic,
+        &group,
+        &[
+            "--max-poll",
+            "5",
+            "--hang",
+            "true",
+            "--timeout-ms",
+            "100000",
+        ],
+    );
+    wait_members(&b, &group, 1);
+    share(&b, &["produce", "--topic", &topic, "--count", "20"]);
+    wait_for(
+        "the consumer to hold a batch",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || holder.stdout().contains("#hang").then_some(()),
+    );
+    let series = format!(
+        "sluice_share_partition_records_in_flight{{group=\"{group}\",topic=\"{topic}\",partition=\"0\"}} "
+    );
+    let in_flight: i64 = wait_for(
+        "the held records in the per-partition in-flight gauge",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let (status, body) = http_get(broker.http_addr(), "/metrics").ok()?;
+            if status != 200 {
+                return None;
+            }
+            let n: i64 = body
+                .lines()
+                .find_map(|l| l.strip_prefix(&series))?
+                .trim()
+                .parse()
+                .ok()?;
+            (n > 0).then_some(n)
+        },
+    );
+    let held = got(&holder.kill9());
+    let held = i64::try_from(held.len()).expect("small");
+    assert!(
+        (held..=20).contains(&in_flight),
+        "{in_flight} in flight: at least the {held} records the consumer got, at most the 20 sent"
+    );
+}
+
+#[test]
 fn rejected_and_over_the_limit_share_records_are_archived_to_the_dead_letter_topic() {
     let broker = TestBroker::start(&[]);
     let b = broker.bootstrap();

@@ -7,6 +7,8 @@
 # Usage: e2e/scripts/operator.sh start|stop
 #   SLUICE_OPERATOR_BIN  operator binary (default target/debug/sluice-operator)
 #   HELM                 helm binary (default: scripts/helm.sh's output)
+#   SLUICE_QUEUE_COUNTS_INTERVAL_SECS  queue counts refresh (default here 10, the operator's 60:
+#                        the scenarios wait for counts on status)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -49,7 +51,7 @@ EOK
   stop
   log "starting $OPERATOR_BIN run as system:serviceaccount:$NS:$sa (log $LOG)"
   KUBECONFIG="$WORK/operator.kubeconfig" POD_NAMESPACE="$NS" POD_NAME="operator-host-$$" \
-    RUST_LOG="${RUST_LOG:-info}" setsid "$OPERATOR_BIN" run --http-listen="${SLUICE_OPERATOR_HTTP:-127.0.2.1:8080}" --lease-name="$sa" \
+    RUST_LOG="${RUST_LOG:-info}" SLUICE_QUEUE_COUNTS_INTERVAL_SECS="${SLUICE_QUEUE_COUNTS_INTERVAL_SECS:-10}" setsid "$OPERATOR_BIN" run --http-listen="${SLUICE_OPERATOR_HTTP:-127.0.2.1:8080}" --lease-name="$sa" \
     >"$LOG" 2>&1 </dev/null &
   echo $! >"$PID"
   local i

@@ -2,12 +2,15 @@
 //! broker as its topic configs, and share consumers (confluent-kafka's `ShareConsumer`, a
 //! second client implementation beside the broker tests' Java one) read it: messages sent before
 //! the first consumer started are delivered (the operator sets `share.auto.offset.reset`
-//! earliest), each once.
+//! earliest), each once. The queue's status counts follow: the backlog is every job while no
+//! consumer ran, records a consumer holds unacknowledged are in flight, and both are 0 once
+//! everything is processed.
 //!
 //! Clients reach the broker at its pod IP: the e2e test bed has no kube-proxy, so a Service's
 //! cluster IP routes nowhere (the bootstrap Service is checked to select the broker pod).
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,9 +19,53 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::Api;
 use sluice_e2e::harness;
 use sluice_e2e::mq::{self, apply_yaml, pod_ip, wait_available};
-use sluice_operator::crd::MessageQueue;
+use sluice_operator::crd::{MessageQueue, QueueStatus};
 
 mod kafka;
+
+/// The counts of queue `queue` on MessageQueue `mq`'s status: (messages, backlog, inFlight,
+/// shareGroups), each None while unset.
+type Counts = (Option<i64>, Option<i64>, Option<i64>, Option<i32>);
+
+/// Waits until the counts of `queue` satisfy `ok`, and returns them.
+async fn wait_counts(
+    mqs: &Api<MessageQueue>,
+    mq: &str,
+    queue: &str,
+    what: &str,
+    ok: impl Fn(&Counts) -> bool,
+) -> Counts {
+    let ok = &ok;
+    harness::wait_for(what, Duration::from_secs(120), || async move {
+        let got = mqs.get(mq).await.map_err(|e| e.to_string())?;
+        let status: Option<QueueStatus> = got
+            .status
+            .and_then(|s| s.queues.into_iter().find(|q| q.name == queue));
+        let Some(q) = status else {
+            return Err(format!("no status of queue {queue}"));
+        };
+        let counts = (q.messages, q.backlog, q.in_flight, q.share_groups);
+        if ok(&counts) {
+            Ok(counts)
+        } else {
+            Err(format!(
+                "messages {:?}, backlog {:?}, inFlight {:?}, shareGroups {:?}",
+                counts.0, counts.1, counts.2, counts.3
+            ))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The values of the "got <partition> <offset> <value>" lines of a consumer's output.
+fn got_values(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("got "))
+        .map(|l| l.splitn(3, ' ').nth(2).unwrap_or_default().to_string())
+        .collect()
+}
 
 /// The Python with confluent-kafka that `scripts/clients.sh` installs (its last line), or
 /// `SLUICE_PYTHON`.
@@ -117,6 +164,16 @@ async fn a_declared_work_queue_is_consumed_by_share_consumers_each_message_once(
     // Work sent before any consumer exists, then two share consumers in one group.
     let n = 30;
     kafka::produce(&bootstrap, "jobs", 0, &kafka::numbered("job", n)).await;
+    // Nobody consumed yet: every job is backlog, nothing is in flight, no share group reads it.
+    let want = Some(i64::try_from(n).expect("small"));
+    wait_counts(
+        &mqs,
+        "wq",
+        "jobs",
+        "status counts every job as backlog before any consumer",
+        |c| *c == (want, want, Some(0), Some(0)),
+    )
+    .await;
     let script = harness::repo_root().join("broker/tests/python/share_consumer.py");
     let py = python();
     // Two at once: every job goes to one of them.
@@ -142,8 +199,7 @@ async fn a_declared_work_queue_is_consumed_by_share_consumers_each_message_once(
             "share consumer failed: {stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for line in stdout.lines().filter_map(|l| l.strip_prefix("got ")) {
-            let value = line.splitn(3, ' ').nth(2).unwrap_or_default().to_string();
+        for value in got_values(&stdout) {
             *seen.entry(value).or_default() += 1;
         }
     }
@@ -158,6 +214,82 @@ async fn a_declared_work_queue_is_consumed_by_share_consumers_each_message_once(
         seen.values().all(|c| *c == 1),
         "each job once when every one is accepted: {seen:?}"
     );
+    // Everything processed: nothing left, nothing in flight; the records stay stored.
+    wait_counts(
+        &mqs,
+        "wq",
+        "jobs",
+        "status counts no backlog and nothing in flight once every job is processed",
+        |c| *c == (want, Some(0), Some(0), Some(1)),
+    )
+    .await;
+
+    // Records a consumer holds without acknowledging them are in flight, and backlog.
+    let late = kafka::numbered("late", 5);
+    kafka::produce(&bootstrap, "jobs", 0, &late).await;
+    let holder_script = harness::repo_root().join("e2e/tests/python/share_holder.py");
+    let mut holder = Command::new(&py)
+        .arg(&holder_script)
+        .args([bootstrap.as_str(), "jobs", "workers", "1", "60"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start share_holder.py");
+    let mut holder_out = BufReader::new(holder.stdout.take().expect("holder stdout"));
+    let mut held: Vec<String> = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = holder_out.read_line(&mut line).expect("holder output");
+        assert!(read > 0, "share_holder.py ended before holding records");
+        if let Some(n) = line.trim().strip_prefix("#holding ") {
+            assert_ne!(n, "0", "share_holder.py got no record within 60 s");
+            break;
+        }
+        held.extend(got_values(&line));
+    }
+    let (_, _, in_flight, _) = wait_counts(
+        &mqs,
+        "wq",
+        "jobs",
+        "status counts the held records in flight",
+        |c| c.0 == Some(35) && c.1 == Some(5) && c.2.is_some_and(|f| f > 0),
+    )
+    .await;
+    let held_n = i64::try_from(held.len()).expect("small");
+    assert!(
+        in_flight.is_some_and(|f| (held_n..=5).contains(&f)),
+        "in flight {in_flight:?}: at least the {held_n} records held, at most the 5 sent"
+    );
+    // Released: closing accepts what it held; a worker takes the rest.
+    writeln!(holder.stdin.as_mut().expect("holder stdin")).expect("signal holder");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut holder_out, &mut rest).expect("holder output");
+    let status = holder.wait().expect("holder exit");
+    assert!(
+        status.success() && rest.contains("#closed"),
+        "share_holder.py: {rest}"
+    );
+    let mut late_seen = held.clone();
+    if held.len() < late.len() {
+        let out = Command::new(&py)
+            .arg(&script)
+            .args([bootstrap.as_str(), "jobs", "workers", "5", "40"])
+            .output()
+            .expect("share_consumer.py");
+        late_seen.extend(got_values(&String::from_utf8_lossy(&out.stdout)));
+    }
+    late_seen.sort();
+    assert_eq!(late_seen, late, "each late job once, held or taken after");
+    wait_counts(
+        &mqs,
+        "wq",
+        "jobs",
+        "status counts nothing in flight once the held records are accepted",
+        |c| *c == (Some(35), Some(0), Some(0), Some(1)),
+    )
+    .await;
     ns.delete_and_wait(&client, Duration::from_secs(120))
         .await
         .expect("namespace deleted");

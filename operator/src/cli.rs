@@ -113,6 +113,17 @@ pub struct RunArgs {
         global = true
     )]
     pub broker_timeout_ms: u64,
+
+    /// Shortest time between two reads of a MessageQueue's queue counts on status (messages,
+    /// backlog, in flight), in seconds; a MessageQueue that declares queues is also looked at
+    /// again at least this often. 0 turns the counts off.
+    #[arg(
+        long,
+        env = "SLUICE_QUEUE_COUNTS_INTERVAL_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub queue_counts_interval_secs: u64,
 }
 
 #[cfg(test)]
@@ -143,6 +154,7 @@ mod tests {
         assert!(cli.run.namespaces.is_empty());
         assert_eq!(cli.run.http_listen.to_string(), "0.0.0.0:8080");
         assert_eq!(cli.run.default_broker_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(cli.run.queue_counts_interval_secs, 60);
     }
 
     #[test]

@@ -10,9 +10,9 @@
 //! - [`builders`]: spec in, ConfigMap / Services / StatefulSet / PDB out; [`security`] and
 //!   [`certs`]: the listeners, Secrets, certificates and NetworkPolicy of `tls`,
 //!   `authentication` and `users`;
-//! - [`scale`], [`drain`], [`roll`], [`queues`], [`replication`], [`status`]: the empty-broker
-//!   check, the drain and rebalance planner, the roll planner, the queue diff, the partitions'
-//!   replication health, the conditions;
+//! - [`scale`], [`drain`], [`roll`], [`queues`], [`queue_counts`], [`replication`], [`status`]:
+//!   the empty-broker check, the drain and rebalance planner, the roll planner, the queue diff,
+//!   the queues' message counts, the partitions' replication health, the conditions;
 //! - [`kafka`]: a small Kafka admin client for the brokers;
 //! - [`reconcile`]: fetch → validate → build → apply inside kube's `finalizer()`, one file per
 //!   phase;
@@ -21,7 +21,7 @@
 //! Imports point down this list, never up: `crd`, [`error`] and the planners import nothing of
 //! the operator but `crd`, `error` and each other's types (`drain` and `replication` read the
 //! answer types of `kafka`, `security` the ACL types of `kafka`, `roll` and `status` read `replication`'s, and `kafka` returns
-//! `queues` and `scale` types); only `reconcile` brings the
+//! `queues`, `queue_counts` and `scale` types); only `reconcile` brings the
 //! planners, the builders and `kafka` together, and only this file imports `reconcile`.
 //!
 //! ## RBAC the operator needs (the chart's ClusterRole, or Role per watched namespace)
@@ -58,6 +58,7 @@ pub mod http;
 pub mod kafka;
 pub mod leader;
 pub mod metrics;
+pub mod queue_counts;
 pub mod queues;
 pub mod reconcile;
 pub mod replication;
@@ -311,6 +312,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         },
     );
     ctx.broker_timeout = Duration::from_millis(args.broker_timeout_ms.max(100));
+    ctx.counts_interval = (args.queue_counts_interval_secs > 0)
+        .then(|| Duration::from_secs(args.queue_counts_interval_secs));
     let ctx = Arc::new(ctx);
 
     let namespaces: Vec<Option<String>> = if args.namespaces.iter().all(|n| n.trim().is_empty()) {

@@ -255,6 +255,7 @@ pub fn queue_statuses(
                 partitions: topic.map(|t| t.partitions),
                 replication_factor: topic.and_then(|t| t.replication_factor),
                 message,
+                ..QueueStatus::default()
             }
         })
         .collect()

@@ -16,6 +16,7 @@ use std::time::Duration;
 use sluice_operator::crd::{Queue, QueueDeletionPolicy};
 use sluice_operator::drain::{self, ClusterView, DrainPlan};
 use sluice_operator::kafka::{AdminClient, ClusterMetadata};
+use sluice_operator::queue_counts::{queue_counts, CountsSeen, QueueCounts};
 use sluice_operator::queues::{diff_queues, queue_statuses, Capacity};
 use sluice_operator::replication::PartitionHealth;
 use sluice_operator::scale::TopicPartition;
@@ -130,6 +131,55 @@ async fn queue_lifecycle_against_a_real_broker() {
     converge(&mut admin, &[], &managed, QueueDeletionPolicy::Delete).await;
     let md = admin.metadata().await.expect("metadata");
     assert!(!md.topics.contains_key(&name));
+}
+
+#[tokio::test]
+#[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
+async fn an_empty_work_queue_counts_no_messages_no_backlog_and_nothing_in_flight() {
+    let mut admin = client().await;
+    let name = format!("sluice-op-counts-{}", std::process::id());
+    let desired: Vec<Queue> =
+        serde_yaml::from_str(&format!("- {{name: {name}, type: queue, partitions: 2}}"))
+            .expect("queue");
+    let managed = BTreeSet::from([name.clone()]);
+    converge(&mut admin, &desired, &managed, QueueDeletionPolicy::Delete).await;
+
+    // A single broker leads both partitions: ListOffsets answers for each.
+    let parts: Vec<(String, i32)> = (0..2).map(|p| (name.clone(), p)).collect();
+    let offsets = admin.log_offsets(&parts).await.expect("ListOffsets");
+    assert_eq!(
+        offsets,
+        parts.iter().map(|p| (p.clone(), (0, 0))).collect(),
+        "a new queue starts and ends at 0"
+    );
+    // A partition that does not exist is left out, not reported as empty.
+    let missing = admin
+        .log_offsets(&[(name.clone(), 7)])
+        .await
+        .expect("ListOffsets");
+    assert!(missing.is_empty(), "{missing:?}");
+
+    // ListGroups (type share) and DescribeShareGroupOffsets are served; no group reads it yet.
+    let starts = admin.share_group_starts().await.expect("share groups");
+    assert!(
+        !starts.values().any(|s| s.keys().any(|(t, _)| *t == name)),
+        "{starts:?}"
+    );
+    let seen = CountsSeen {
+        offsets,
+        share_starts: Some(starts),
+        in_flight: parts.iter().map(|p| (p.clone(), BTreeMap::new())).collect(),
+    };
+    assert_eq!(
+        queue_counts(&desired[0], 2, &seen),
+        QueueCounts {
+            messages: Some(0),
+            backlog: Some(0),
+            in_flight: Some(0),
+            share_groups: Some(0),
+        }
+    );
+    converge(&mut admin, &[], &managed, QueueDeletionPolicy::Delete).await;
 }
 
 /// Deadline of the polls below.

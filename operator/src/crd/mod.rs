@@ -538,6 +538,38 @@ pub struct QueueStatus {
     /// Why it is not ready, or what was last done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Records stored in the queue: the sum over its partitions of log end minus log start.
+    /// Refreshed at most every `--queue-counts-interval-secs` (60 by default); unset when a
+    /// partition's leader did not answer (unknown, not empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<i64>,
+    /// Only `type: queue`: records not yet acknowledged by its share group, the sum over
+    /// partitions of log end minus the share partition's start offset; with several share
+    /// groups, the largest (the group furthest behind); with none yet, every stored record (a
+    /// work queue's first consumer starts at the earliest record). Includes `inFlight`. Unset
+    /// when it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i64>,
+    /// Only `type: queue`: records share consumers acquired and have not acknowledged yet,
+    /// summed over the share groups reading it. Unset when it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<i64>,
+    /// Only `type: queue`: how many share groups read it. Unset when they could not be listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_groups: Option<i32>,
+}
+
+impl QueueStatus {
+    /// The same status without message counts (for a pass that did not read them).
+    pub fn without_counts(self) -> QueueStatus {
+        QueueStatus {
+            messages: None,
+            backlog: None,
+            in_flight: None,
+            share_groups: None,
+            ..self
+        }
+    }
 }
 
 /// The default replication factor when `config.defaultReplicationFactor` is unset, for

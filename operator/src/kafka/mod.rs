@@ -1,7 +1,8 @@
 //! A small Kafka admin client: just what the operator needs from its brokers (ApiVersions,
 //! Metadata, DescribeConfigs, CreateTopics, CreatePartitions, IncrementalAlterConfigs,
 //! DeleteTopics, and for draining brokers AlterPartitionReassignments, ListPartitionReassignments,
-//! DescribeLogDirs and UnregisterBroker; for secured clusters SaslHandshake, SaslAuthenticate, the
+//! DescribeLogDirs and UnregisterBroker; for the queue counts on status ListOffsets, ListGroups
+//! and DescribeShareGroupOffsets (and the broker's `/metrics`); for secured clusters SaslHandshake, SaslAuthenticate, the
 //! ACL APIs and the SCRAM user APIs), on one connection (TCP, or TLS over TCP), with the
 //! `kafka-protocol` codec.
 //!
@@ -10,11 +11,13 @@
 //!
 //! This file holds the connection (framing, version negotiation, errors); `security.rs` TLS and
 //! the SASL exchanges; `topics.rs` the topic calls the queue sync makes, `cluster.rs` the calls
-//! that move partitions and brokers, `acls.rs` ACLs and SCRAM users. It
-//! imports only the pure types it returns (`queues::ObservedTopic`, `scale::TopicPartition`).
+//! that move partitions and brokers, `acls.rs` ACLs and SCRAM users, `offsets.rs` the reads
+//! behind the queue counts. It imports only the pure types it returns (`queues::ObservedTopic`,
+//! `scale::TopicPartition`, `queue_counts::Partition`).
 
 mod acls;
 mod cluster;
+mod offsets;
 mod security;
 mod topics;
 
@@ -36,6 +39,7 @@ pub use acls::{
     acl_changes, AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType,
 };
 pub use cluster::{LogDirUsage, OngoingReassignment};
+pub use offsets::{fetch_metrics, ShareStarts};
 pub use security::{
     plain_message, random_bytes, salted_password, tls_config, ClientSecurity, SaslCredentials,
     SaslMechanism, ScramClient, ScramClientError,
@@ -67,7 +71,17 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (31, 1, 3), // DeleteAcls
     (50, 0, 0), // DescribeUserScramCredentials
     (51, 0, 0), // AlterUserScramCredentials
+    (2, 1, 10), // ListOffsets
+    (16, 5, 5), // ListGroups (v5: the types filter, to list share groups)
+    (90, 0, 0), // DescribeShareGroupOffsets
 ];
+
+/// API key of ListOffsets.
+pub const LIST_OFFSETS: i16 = 2;
+/// API key of ListGroups.
+pub const LIST_GROUPS: i16 = 16;
+/// API key of DescribeShareGroupOffsets.
+pub const DESCRIBE_SHARE_GROUP_OFFSETS: i16 = 90;
 
 /// API key of DescribeCluster.
 pub const DESCRIBE_CLUSTER: i16 = 60;
@@ -102,6 +116,9 @@ pub fn api_name(key: i16) -> &'static str {
         31 => "DeleteAcls",
         50 => "DescribeUserScramCredentials",
         51 => "AlterUserScramCredentials",
+        LIST_OFFSETS => "ListOffsets",
+        LIST_GROUPS => "ListGroups",
+        DESCRIBE_SHARE_GROUP_OFFSETS => "DescribeShareGroupOffsets",
         _ => "unknown API",
     }
 }

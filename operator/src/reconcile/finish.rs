@@ -13,7 +13,7 @@ use kube::ResourceExt;
 
 use super::{object_key, ssa, Context, PassResult};
 use crate::builders::{self, Names};
-use crate::crd::{MessageQueue, MessageQueueStatus};
+use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
 use crate::error::{Error, Result};
 use crate::replication;
 use crate::status::{self, ReplicationSeen};
@@ -29,7 +29,13 @@ pub(super) async fn paused(
 ) -> Result<Action> {
     pass.observation.paused = true;
     pass.keep_observed_generation = true;
-    pass.queue_statuses = previous.queues.clone();
+    // not read while paused: unset rather than frozen
+    pass.queue_statuses = previous
+        .queues
+        .iter()
+        .cloned()
+        .map(QueueStatus::without_counts)
+        .collect();
     pass.managed_queues = previous.managed_queues.clone();
     pass.managed_users = previous.managed_users.clone();
     if !previous
@@ -69,7 +75,12 @@ pub(super) async fn invalid_spec(
     .await;
     ctx.metrics.reconcile_failed("invalid_spec");
     pass.observation.invalid_spec = Some(reason);
-    pass.queue_statuses = previous.queues.clone();
+    pass.queue_statuses = previous
+        .queues
+        .iter()
+        .cloned()
+        .map(QueueStatus::without_counts)
+        .collect();
     pass.managed_queues = previous.managed_queues.clone();
     pass.managed_users = previous.managed_users.clone();
     write_status(mq, ctx, names, &pass).await?;
@@ -138,6 +149,7 @@ pub(super) async fn write_status(
 /// is terminating or the API refuses, the finalizer is removed anyway.
 pub(super) async fn cleanup(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     let names = Names::of(mq)?;
+    ctx.counts_read(&names, false);
     if !mq.spec.storage.delete_claim {
         ctx.publish(mq, EventType::Normal, "ClaimsRetained", "Delete",
             format!("MessageQueue deleted; broker volumes data-{}-* are kept (storage.deleteClaim is false)", names.name)).await;

@@ -71,6 +71,10 @@ pub struct Context {
     pub build: BuildConfig,
     /// Bound of every Kafka admin and /readyz call.
     pub broker_timeout: Duration,
+    /// Shortest time between two reads of a MessageQueue's queue counts (None: never read).
+    pub counts_interval: Option<Duration>,
+    /// When each MessageQueue's (namespace/name) queue counts were last read.
+    counts_read: Mutex<HashMap<String, Instant>>,
     /// Consecutive failures per object, for the requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// How to reach each MessageQueue's brokers (namespace/name: CA and the operator's
@@ -103,6 +107,8 @@ impl Context {
             metrics,
             build,
             broker_timeout: Duration::from_secs(5),
+            counts_interval: Some(Duration::from_secs(60)),
+            counts_read: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             admin_security: Mutex::new(HashMap::new()),
             user_digests: Mutex::new(HashMap::new()),
@@ -117,6 +123,32 @@ impl Context {
             .ok()
             .and_then(|m| m.get(&key).cloned())
             .unwrap_or_default()
+    }
+
+    /// Whether this pass reads `names`' queue counts: never with counts off, else when they
+    /// were not read in the last `counts_interval` (a second of slack, as the pass scheduled
+    /// `counts_interval` after the last may start a moment early).
+    fn counts_due(&self, names: &Names) -> bool {
+        let Some(every) = self.counts_interval else {
+            return false;
+        };
+        let key = format!("{}/{}", names.namespace, names.name);
+        self.counts_read.lock().map_or(true, |m| {
+            m.get(&key)
+                .is_none_or(|at| at.elapsed() + Duration::from_secs(1) >= every)
+        })
+    }
+
+    /// Notes that `names`' queue counts were read now (`read`), or forgets them (deleted).
+    fn counts_read(&self, names: &Names, read: bool) {
+        let key = format!("{}/{}", names.namespace, names.name);
+        if let Ok(mut m) = self.counts_read.lock() {
+            if read {
+                m.insert(key, Instant::now());
+            } else {
+                m.remove(&key);
+            }
+        }
     }
 
     fn set_security(&self, names: &Names, security: ClientSecurity) {
@@ -399,10 +431,9 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     }
 
     finish::write_status(mq, ctx, &names, &pass).await?;
-    Ok(Action::requeue(pacing::requeue_after(
-        &step,
-        &pass.observation,
-    )))
+    let after = pacing::requeue_after(&step, &pass.observation);
+    let counts_every = ctx.counts_interval.filter(|_| !mq.spec.queues.is_empty());
+    Ok(Action::requeue(pacing::with_counts(after, counts_every)))
 }
 
 /// The broker pods of `names` and their StatefulSet, if it exists yet.

@@ -52,6 +52,12 @@ pub(super) fn requeue_after(step: &RollStep, obs: &Observation) -> Duration {
     }
 }
 
+/// `after`, or sooner when the queue counts on status are due again (`counts_every`: the
+/// counts interval when the MessageQueue declares queues and counts are on).
+pub(super) fn with_counts(after: Duration, counts_every: Option<Duration>) -> Duration {
+    counts_every.map_or(after, |every| after.min(every))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +233,18 @@ mod tests {
                 "{case}"
             );
         }
+    }
+
+    #[test]
+    fn declared_queues_are_looked_at_again_when_their_counts_are_due() {
+        let calm = Duration::from_secs(120);
+        let every = Some(Duration::from_secs(60));
+        assert_eq!(with_counts(calm, every), Duration::from_secs(60));
+        assert_eq!(
+            with_counts(Duration::from_secs(5), every),
+            Duration::from_secs(5),
+            "a closer follow-up wins"
+        );
+        assert_eq!(with_counts(calm, None), calm, "counts off or no queues");
     }
 }

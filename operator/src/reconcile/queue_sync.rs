@@ -1,6 +1,7 @@
 //! The queue phase: `spec.queues` created, grown, reconfigured and (under
 //! `queueDeletionPolicy: Delete`) deleted through the brokers' admin API, and the state of each
-//! queue for status.
+//! queue for status, with its message counts (`queue_counts`) read on the same connections at
+//! most every `Context::counts_interval`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,10 +9,14 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
-use super::observe::{pod_ip, pod_ready};
+use super::observe::{host_port, pod_ip, pod_ready};
 use super::{Context, PassResult};
-use crate::builders::Names;
-use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
+use crate::builders::{Names, HTTP_PORT};
+use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus, QueueType};
+use crate::kafka::{
+    fetch_metrics, AdminClient, DESCRIBE_SHARE_GROUP_OFFSETS, LIST_GROUPS, LIST_OFFSETS,
+};
+use crate::queue_counts::{self, CountsSeen, Partition};
 use crate::queues::{self, Capacity, ObservedTopic, QueueAction};
 
 /// Applies `queues[]` through every ready broker. The brokers form one cluster, so the first
@@ -39,6 +44,8 @@ pub(super) async fn sync_queues(
     ready_pods.sort_by_key(|p| p.name_any());
     let policy = mq.spec.queue_deletion_policy;
     let any_ready = !ready_pods.is_empty();
+    let counts_due = ctx.counts_due(&names) && !desired.is_empty();
+    let mut counts = CountsRead::default();
 
     for pod in ready_pods {
         let Some(ip) = pod_ip(pod) else { continue };
@@ -96,6 +103,11 @@ pub(super) async fn sync_queues(
                 }
             }
         }
+        if counts_due {
+            let ip_port = host_port(&ip, HTTP_PORT);
+            read_counts(ctx, &mut admin, &ip_port, desired, &observed, &mut counts).await;
+            counts.brokers = counts.brokers.max(metadata.brokers.len());
+        }
         if observed_for_status.is_none() {
             let after = if changed {
                 admin
@@ -113,6 +125,30 @@ pub(super) async fn sync_queues(
     match observed_for_status {
         Some(observed) => {
             pass.queue_statuses = queues::queue_statuses(desired, &observed, &problems, &waiting);
+            if counts_due {
+                let seen = counts.seen();
+                for (status, q) in pass.queue_statuses.iter_mut().zip(desired) {
+                    let Some(partitions) = status.partitions else {
+                        continue;
+                    };
+                    let c = queue_counts::queue_counts(q, partitions, &seen);
+                    status.messages = c.messages;
+                    status.backlog = c.backlog;
+                    status.in_flight = c.in_flight;
+                    status.share_groups = c.share_groups;
+                }
+                ctx.counts_read(&names, true);
+            } else if ctx.counts_interval.is_some() {
+                // read by an earlier pass less than the interval ago
+                for status in &mut pass.queue_statuses {
+                    if let Some(last) = previous.queues.iter().find(|s| s.name == status.name) {
+                        status.messages = last.messages;
+                        status.backlog = last.backlog;
+                        status.in_flight = last.in_flight;
+                        status.share_groups = last.share_groups;
+                    }
+                }
+            }
             pass.managed_queues =
                 queues::next_managed(desired, &managed, &created, &deleted, policy)
                     .into_iter()
@@ -135,6 +171,8 @@ pub(super) async fn sync_queues(
                         } else {
                             "waiting for a ready broker".into()
                         }),
+                        // no counts: not read, so unknown
+                        ..QueueStatus::default()
                     }
                 })
                 .collect();
@@ -150,6 +188,99 @@ pub(super) async fn sync_queues(
         .filter(|q| !q.ready)
         .filter_map(|q| problems.get(&q.name).map(|p| format!("{}: {p}", q.name)))
         .collect();
+}
+
+/// What the brokers answered for the queue counts so far in one pass.
+#[derive(Debug, Default)]
+struct CountsRead {
+    seen: CountsSeen,
+    /// Share groups as listed by the brokers that answered.
+    share_starts: BTreeMap<String, BTreeMap<Partition, i64>>,
+    /// Brokers that listed and described their share groups.
+    share_answers: usize,
+    /// A broker did not answer for its share groups.
+    share_failed: bool,
+    /// Brokers in the cluster, as Metadata says.
+    brokers: usize,
+}
+
+impl CountsRead {
+    /// The answers, with the share groups only when every broker of the cluster listed its own
+    /// (each lists the groups it coordinates).
+    fn seen(mut self) -> CountsSeen {
+        let complete = !self.share_failed && self.share_answers >= self.brokers;
+        self.seen.share_starts = complete.then_some(self.share_starts);
+        self.seen
+    }
+}
+
+/// Reads through one broker what it knows for the queue counts: the log start and end of the
+/// declared queues' partitions it leads; for `type: queue` queues also the share groups it
+/// coordinates and, from its `/metrics` at `metrics_addr`, the records in flight of the
+/// partitions it leads. What fails is left out (and so reported as unknown).
+async fn read_counts(
+    ctx: &Context,
+    admin: &mut AdminClient,
+    metrics_addr: &str,
+    desired: &[crate::crd::Queue],
+    observed: &[ObservedTopic],
+    counts: &mut CountsRead,
+) {
+    let partitions_of = |q: &crate::crd::Queue| -> Vec<Partition> {
+        observed
+            .iter()
+            .find(|t| t.name == q.name)
+            .map(|t| (0..t.partitions).map(|p| (q.name.clone(), p)).collect())
+            .unwrap_or_default()
+    };
+    let all: Vec<Partition> = desired.iter().flat_map(partitions_of).collect();
+    if all.is_empty() || !admin.supports(LIST_OFFSETS) {
+        return;
+    }
+    let led = match admin.log_offsets(&all).await {
+        Ok(led) => led,
+        Err(e) => {
+            tracing::warn!(addr = %admin.addr(), error = %e, "cannot read the queues' log offsets");
+            return;
+        }
+    };
+    let work: Vec<Partition> = desired
+        .iter()
+        .filter(|q| q.type_ == QueueType::Queue)
+        .flat_map(partitions_of)
+        .collect();
+    if !work.is_empty() {
+        if admin.supports(LIST_GROUPS) && admin.supports(DESCRIBE_SHARE_GROUP_OFFSETS) {
+            match admin.share_group_starts().await {
+                Ok(starts) => {
+                    counts.share_answers += 1;
+                    counts.share_starts.extend(starts);
+                }
+                Err(e) => {
+                    tracing::warn!(addr = %admin.addr(), error = %e, "cannot read the share groups");
+                    counts.share_failed = true;
+                }
+            }
+        } else {
+            counts.share_failed = true;
+        }
+        let led_work: Vec<&Partition> = work.iter().filter(|p| led.contains_key(*p)).collect();
+        if !led_work.is_empty() {
+            match fetch_metrics(metrics_addr, ctx.broker_timeout).await {
+                Ok(text) => {
+                    let mut in_flight = queue_counts::parse_in_flight(&text);
+                    for p in led_work {
+                        let by_group = in_flight.remove(p).unwrap_or_default();
+                        counts.seen.in_flight.insert(p.clone(), by_group);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the records in flight");
+                }
+            }
+        }
+    }
+    counts.seen.offsets.extend(led);
 }
 
 /// The Event note of a queue plan step carried out through broker pod `pod`.

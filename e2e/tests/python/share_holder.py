@@ -5,8 +5,10 @@ e2e/tests/work_queue.rs to see records in flight on the MessageQueue's status.
 
 Polls until it holds WANT records (or TIMEOUT_S passed), printing "got <partition> <offset>
 <value>" per record, then "#holding <n>"; the records stay acquired (implicit acknowledgement
-happens only at the next poll or at close) until a line arrives on stdin (or stdin closes).
-Then it closes, which accepts them, and prints "#closed"."""
+happens only at the next poll) until a line arrives on stdin (or stdin closes). Then it polls
+once more, which accepts them (and may take and print more records, which the close releases:
+closing alone releases what was not acknowledged, it does not accept it), closes, and prints
+"#closed"."""
 
 import sys
 import time
@@ -34,6 +36,9 @@ def main():
             print("got %d %d %s" % (m.partition(), m.offset(), m.value().decode()), flush=True)
     print("#holding %d" % held, flush=True)
     sys.stdin.readline()
+    for m in c.poll(0.5):
+        if not m.error():
+            print("got %d %d %s" % (m.partition(), m.offset(), m.value().decode()), flush=True)
     c.close()
     print("#closed", flush=True)
 

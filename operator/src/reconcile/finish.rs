@@ -138,6 +138,7 @@ pub(super) async fn write_status(
 /// is terminating or the API refuses, the finalizer is removed anyway.
 pub(super) async fn cleanup(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     let names = Names::of(mq)?;
+    ctx.forget(&names);
     if !mq.spec.storage.delete_claim {
         ctx.publish(mq, EventType::Normal, "ClaimsRetained", "Delete",
             format!("MessageQueue deleted; broker volumes data-{}-* are kept (storage.deleteClaim is false)", names.name)).await;

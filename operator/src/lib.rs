@@ -78,8 +78,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
@@ -90,7 +90,7 @@ use crate::error::{Error, Result};
 use crate::http::Health;
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
-use crate::reconcile::Context;
+use crate::reconcile::{ChildStores, Context};
 
 /// The CRD as YAML, exactly as `sluice-operator crd` prints it and `crds/` stores it.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
@@ -156,6 +156,35 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
+/// A watch of the managed children of kind `K` that keeps what it sees in a store (without the
+/// managedFields, which the passes never read and which are most of a small object's size).
+fn cached_watch<K>(
+    client: &Client,
+    ns: Option<&str>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        api_for::<K>(client, ns),
+        watcher::Config::default().labels(MANAGED_SELECTOR),
+    )
+    .modify(|k: &mut K| k.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects();
+    (reader, stream)
+}
+
 /// Runs one controller over `ns` (all namespaces when None) until `stop` becomes true. Public so
 /// tests can run the real controller in-process against an API server.
 pub async fn run_controller(
@@ -169,15 +198,29 @@ pub async fn run_controller(
     let stop_signal = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
+    // The watches that wake the controller when a child changes also keep the children for the
+    // passes to read (reconcile::cache).
+    let (statefulsets, sts_stream) = cached_watch::<StatefulSet>(&client, ns);
+    let (services, svc_stream) = cached_watch::<Service>(&client, ns);
+    let (configmaps, cm_stream) = cached_watch::<ConfigMap>(&client, ns);
+    let (pdbs, pdb_stream) = cached_watch::<PodDisruptionBudget>(&client, ns);
+    let (secrets, secret_stream) = cached_watch::<Secret>(&client, ns);
+    ctx.add_stores(ChildStores {
+        statefulsets,
+        configmaps,
+        services,
+        pdbs,
+        secrets,
+    });
     Controller::new(
         api_for::<MessageQueue>(&client, ns),
         watcher::Config::default(),
     )
-    .owns(api_for::<StatefulSet>(&client, ns), owned())
-    .owns(api_for::<Service>(&client, ns), owned())
-    .owns(api_for::<ConfigMap>(&client, ns), owned())
-    .owns(api_for::<PodDisruptionBudget>(&client, ns), owned())
-    .owns(api_for::<Secret>(&client, ns), owned())
+    .owns_stream(sts_stream)
+    .owns_stream(svc_stream)
+    .owns_stream(cm_stream)
+    .owns_stream(pdb_stream)
+    .owns_stream(secret_stream)
     .watches(api_for::<Pod>(&client, ns), owned(), |pod: Pod| {
         let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
         let namespace = pod.namespace();

@@ -17,6 +17,16 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// Labels of the child writes counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChildWriteLabels {
+    /// The child's kind (`StatefulSet`, `Secret`, ...).
+    pub kind: String,
+    /// `applied` (a server-side apply was sent) or `skipped` (the watch cache showed the child
+    /// as the operator last applied it).
+    pub outcome: String,
+}
+
 /// The operator's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -26,6 +36,7 @@ pub struct Metrics {
     duration: Histogram,
     in_flight: Gauge<i64, AtomicI64>,
     leader: Gauge<i64, AtomicI64>,
+    child_writes: Family<ChildWriteLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -36,6 +47,7 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let in_flight = Gauge::<i64, AtomicI64>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
+        let child_writes = Family::<ChildWriteLabels, Counter>::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -57,6 +69,11 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        registry.register(
+            "child_writes",
+            "Children a pass wanted as they are: applied, or skipped because the cache matched",
+            child_writes.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -64,6 +81,7 @@ impl Default for Metrics {
             duration,
             in_flight,
             leader,
+            child_writes,
         }
     }
 }
@@ -86,6 +104,16 @@ impl Metrics {
         self.errors
             .get_or_create(&ErrorLabels {
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// A pass applied a child of `kind` (`applied: true`) or found it current in the cache.
+    pub fn child_write(&self, kind: &str, applied: bool) {
+        self.child_writes
+            .get_or_create(&ChildWriteLabels {
+                kind: kind.to_string(),
+                outcome: if applied { "applied" } else { "skipped" }.to_string(),
             })
             .inc();
     }
@@ -116,6 +144,7 @@ mod tests {
         m.reconcile_finished(Duration::from_millis(12));
         m.reconcile_failed("kube_api");
         m.set_leader(true);
+        m.child_write("StatefulSet", false);
         let text = m.encode();
         assert!(
             text.contains("sluice_operator_reconciles_total 1"),
@@ -134,5 +163,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sluice_operator_leader 1"), "{text}");
+        assert!(
+            text.contains(
+                "sluice_operator_child_writes_total{kind=\"StatefulSet\",outcome=\"skipped\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -6,13 +6,14 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, Patch};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::events::EventType;
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{ssa, Context};
+use super::cache::{self, Cached};
+use super::Context;
 use crate::builders::{Children, Names};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};
@@ -25,8 +26,8 @@ pub(super) fn claim_template(sts: Option<&StatefulSet>) -> Option<PersistentVolu
         .and_then(|v| v.first().cloned())
 }
 
-/// Applies every child in order and returns the StatefulSet as applied. `existing_replicas` is
-/// the StatefulSet's size before this pass (None when it did not exist): a change of it is
+/// Applies every child in order and returns the StatefulSet as applied. `existing_sts` is the
+/// StatefulSet as this pass read it (None when it did not exist): a change of its size is
 /// announced as a scale.
 pub(super) async fn apply_all(
     mq: &MessageQueue,
@@ -35,8 +36,10 @@ pub(super) async fn apply_all(
     children: &Children,
     previous: &MessageQueueStatus,
     shrinking: bool,
-    existing_replicas: Option<i32>,
+    existing_sts: Option<&StatefulSet>,
 ) -> Result<StatefulSet> {
+    let existing_replicas =
+        existing_sts.map(|s| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0));
     let observed_before = previous.observed_generation;
     let seen = Seen {
         reconciled_before: observed_before.is_some(),
@@ -65,6 +68,7 @@ pub(super) async fn apply_all(
         &children.configmap,
         "ConfigMap",
         seen_unless_shrinking,
+        cached(ctx, &children.configmap),
     )
     .await?;
     let (sts, _, _, _) = futures::try_join!(
@@ -75,6 +79,7 @@ pub(super) async fn apply_all(
             &children.statefulset,
             "StatefulSet",
             seen_unless_shrinking,
+            Before::Read(existing_sts.cloned()),
         ),
         apply_announced(
             ctx,
@@ -82,7 +87,8 @@ pub(super) async fn apply_all(
             &services,
             &children.headless_service,
             "Service",
-            seen
+            seen,
+            cached(ctx, &children.headless_service),
         ),
         apply_announced(
             ctx,
@@ -90,9 +96,18 @@ pub(super) async fn apply_all(
             &services,
             &children.client_service,
             "Service",
-            seen
+            seen,
+            cached(ctx, &children.client_service),
         ),
-        apply_announced(ctx, mq, &pdbs, &children.pdb, "PodDisruptionBudget", seen),
+        apply_announced(
+            ctx,
+            mq,
+            &pdbs,
+            &children.pdb,
+            "PodDisruptionBudget",
+            seen,
+            cached(ctx, &children.pdb),
+        ),
     )?;
     apply_network_policy(ctx, mq, names, children, seen).await?;
     let applied_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
@@ -113,7 +128,9 @@ pub(super) async fn apply_all(
 }
 
 /// The NetworkPolicy when `spec.networkPolicy.enabled`; otherwise one left from before is
-/// deleted (only this MessageQueue's own: it carries its owner reference).
+/// deleted (only this MessageQueue's own: it carries its owner reference). NetworkPolicies are
+/// not watched: the one applied is read with a GET (so an edit is put back), and the GET that
+/// looks for one to delete is made until this process knows there is none.
 async fn apply_network_policy(
     ctx: &Context,
     mq: &MessageQueue,
@@ -122,16 +139,28 @@ async fn apply_network_policy(
     seen: Seen,
 ) -> Result<()> {
     let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &names.namespace);
+    let key = format!("{}/{}", names.namespace, names.name);
     if let Some(policy) = &children.network_policy {
-        apply_announced(ctx, mq, &api, policy, "NetworkPolicy", seen).await?;
+        ctx.set_no_network_policy(&key, false);
+        apply_announced(
+            ctx,
+            mq,
+            &api,
+            policy,
+            "NetworkPolicy",
+            seen,
+            Before::Unknown,
+        )
+        .await?;
         return Ok(());
     }
     if mq
         .status
         .as_ref()
         .is_none_or(|s| s.observed_generation.is_none())
+        || ctx.known_no_network_policy(&key)
     {
-        return Ok(()); // a new MessageQueue has none to remove
+        return Ok(()); // a new MessageQueue has none to remove, nor one already looked at
     }
     let name = names.network_policy();
     let Some(existing) = api
@@ -139,6 +168,7 @@ async fn apply_network_policy(
         .await
         .map_err(|e| Error::kube(format!("get NetworkPolicy {name}"), e))?
     else {
+        ctx.set_no_network_policy(&key, true);
         return Ok(());
     };
     let ours = existing
@@ -155,6 +185,7 @@ async fn apply_network_policy(
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(Error::kube(format!("delete NetworkPolicy {name}"), e)),
         }
+        ctx.set_no_network_policy(&key, true);
         ctx.publish(
             mq,
             EventType::Normal,
@@ -177,6 +208,25 @@ struct Seen {
     spec_unchanged: bool,
 }
 
+/// What the pass knows of a child before applying it.
+enum Before<K> {
+    /// Read from the API server in this pass (None: absent).
+    Read(Option<K>),
+    /// The watch cache's copy (None: the cache has not seen it).
+    Cached(Option<K>),
+    /// Not read yet.
+    Unknown,
+}
+
+fn cached<K: Cached>(ctx: &Context, obj: &K) -> Before<K> {
+    let meta = obj.meta();
+    Before::Cached(ctx.cached::<K>(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn apply_announced<K>(
     ctx: &Context,
     mq: &MessageQueue,
@@ -184,39 +234,48 @@ async fn apply_announced<K>(
     obj: &K,
     kind: &str,
     seen: Seen,
+    before: Before<K>,
 ) -> Result<K>
 where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let (after, change) = apply_child(api, obj, kind).await?;
-    let name = obj.meta().name.clone().unwrap_or_default();
-    announce(ctx, mq, kind, &name, change, seen).await;
-    Ok(after)
-}
-
-/// Server-side applies `obj` and reports whether it was missing before and whether the apply
-/// changed it (a no-op apply does not change the resourceVersion).
-async fn apply_child<K>(api: &Api<K>, obj: &K, what: &str) -> Result<(K, ChildChange)>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
-    let before = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| Error::kube(format!("get {what} {name}"), e))?;
-    let after = api
-        .patch(&name, &ssa(), &Patch::Apply(obj))
-        .await
-        .map_err(|e| Error::kube(format!("apply {what} {name}"), e))?;
+    let before = match before {
+        Before::Read(before) => before,
+        // The cache is trusted only to say that nothing needs doing; anything else is decided
+        // on a fresh read, so a lagging cache neither skips a needed apply nor mislabels one.
+        Before::Cached(Some(cached)) => {
+            if cache::is_current(ctx, obj, &cached)? {
+                cache::count_skipped::<K>(ctx);
+                return Ok(cached);
+            }
+            get(api, &name, kind).await?
+        }
+        // A new MessageQueue's children are being created by this pass: no GET before the
+        // apply, which is the path from a create to a running StatefulSet. (A pass that failed
+        // after creating one may announce its creation twice.)
+        Before::Cached(None) if !seen.reconciled_before => None,
+        Before::Cached(None) | Before::Unknown => get(api, &name, kind).await?,
+    };
+    let (after, sent) = cache::apply_unless_current(ctx, api, obj, before.as_ref()).await?;
     let change = match before {
         None => ChildChange::Created,
-        Some(b) if b.meta().resource_version != after.meta().resource_version => {
+        Some(b) if sent && b.meta().resource_version != after.meta().resource_version => {
             ChildChange::Updated
         }
         Some(_) => ChildChange::Unchanged,
     };
-    Ok((after, change))
+    announce(ctx, mq, kind, &name, change, seen).await;
+    Ok(after)
+}
+
+async fn get<K>(api: &Api<K>, name: &str, kind: &str) -> Result<Option<K>>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("get {kind} {name}"), e))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -150,6 +150,7 @@ pub(super) async fn write_status(
 pub(super) async fn cleanup(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     let names = Names::of(mq)?;
     ctx.counts_read(&names, false);
+    ctx.forget(&names);
     if !mq.spec.storage.delete_claim {
         ctx.publish(mq, EventType::Normal, "ClaimsRetained", "Delete",
             format!("MessageQueue deleted; broker volumes data-{}-* are kept (storage.deleteClaim is false)", names.name)).await;

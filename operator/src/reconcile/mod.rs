@@ -6,6 +6,8 @@
 //!
 //! `apply` only puts the phases of one pass in order; each phase has its own file:
 //! - `observe`: what the pods say (ordinal, readiness, failure, address); pure;
+//! - `cache`: the children as the controller's watches hold them, and the apply skipped when
+//!   the cached child already is what this process last applied;
 //! - `children`: server-side apply of the ConfigMap, Services, StatefulSet and PDB, and the
 //!   Events that say what changed;
 //! - `scale_down`: the drain of the brokers to remove, the empty-broker check where partitions
@@ -19,12 +21,13 @@
 //! - `finish`: the status write, the early stops (paused, invalid spec) and the cleanup on
 //!   deletion.
 //!
-//! The phase files import `Context`, `PassResult` and `ssa` from this file, and `observe` and
-//! `brokers`; they do not import one another, and only this file imports `pacing`. Nothing
+//! The phase files import `Context`, `PassResult` and `ssa` from this file, and `observe`,
+//! `cache` and `brokers`; they do not import one another, and only this file imports `pacing`. Nothing
 //! outside `reconcile` imports from here but `Context`, `reconcile` and `error_policy` (the
 //! process wiring in `lib.rs`).
 
 mod brokers;
+mod cache;
 mod children;
 mod finish;
 mod observe;
@@ -36,7 +39,7 @@ mod scale_down;
 mod secrets;
 mod users;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +58,8 @@ use crate::kafka::{AdminClient, ClientSecurity};
 use crate::metrics::Metrics;
 use crate::status::Observation;
 use crate::validate;
+
+pub use cache::ChildStores;
 
 /// Finalizer that runs the cleanup owner references cannot do.
 pub const FINALIZER: &str = "sluice.dev/cleanup";
@@ -83,6 +88,15 @@ pub struct Context {
     /// Digest of the password last written for each user (namespace/name/user), so a pass
     /// upserts a SCRAM credential only when the password changed.
     user_digests: Mutex<HashMap<String, String>>,
+    /// What the controllers' watches of the children hold (see `cache`).
+    stores: Mutex<Vec<ChildStores>>,
+    /// Digest of each child this process last applied, by owning MessageQueue
+    /// (namespace/name) and child (kind/name): an apply is skipped only for a child applied
+    /// before in the same form (see `cache`).
+    applied: Mutex<HashMap<String, HashMap<String, u64>>>,
+    /// MessageQueues (namespace/name) this process knows to have no NetworkPolicy: it found
+    /// none or deleted it, and has applied none since. Saves the GET of every pass.
+    no_network_policy: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -112,6 +126,9 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             admin_security: Mutex::new(HashMap::new()),
             user_digests: Mutex::new(HashMap::new()),
+            stores: Mutex::new(Vec::new()),
+            applied: Mutex::new(HashMap::new()),
+            no_network_policy: Mutex::new(HashSet::new()),
         }
     }
 
@@ -155,6 +172,27 @@ impl Context {
         let key = format!("{}/{}", names.namespace, names.name);
         if let Ok(mut m) = self.admin_security.lock() {
             m.insert(key, security);
+        }
+    }
+
+    /// Drops what this process remembers of a deleted MessageQueue's children.
+    fn forget(&self, names: &Names) {
+        let key = format!("{}/{}", names.namespace, names.name);
+        self.forget_applied(&names.namespace, &names.name);
+        self.set_no_network_policy(&key, false);
+    }
+
+    fn known_no_network_policy(&self, key: &str) -> bool {
+        self.no_network_policy.lock().is_ok_and(|s| s.contains(key))
+    }
+
+    fn set_no_network_policy(&self, key: &str, none: bool) {
+        if let Ok(mut s) = self.no_network_policy.lock() {
+            if none {
+                s.insert(key.to_string());
+            } else {
+                s.remove(key);
+            }
         }
     }
 
@@ -388,7 +426,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
         &children,
         &previous,
         shrinking,
-        existing_sts.is_some().then_some(current_replicas),
+        existing_sts.as_ref(),
     )
     .await?;
     let applied_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
@@ -440,15 +478,18 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
 async fn fetch(ctx: &Context, names: &Names) -> Result<(Vec<Pod>, Option<StatefulSet>)> {
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let pods = pods_api
-        .list(&ListParams::default().labels(&builders::selector_string(&names.name)))
-        .await
+    // Both read from the API server, not the watch cache: the scale-down and healing decisions
+    // rest on them. Together, as neither depends on the other.
+    let selector = builders::selector_string(&names.name);
+    let list_params = ListParams::default().labels(&selector);
+    let sts_name = names.statefulset();
+    let (pods, existing_sts) =
+        futures::join!(pods_api.list(&list_params), sts_api.get_opt(&sts_name));
+    let pods = pods
         .map_err(|e| Error::kube(format!("list pods of {}", names.name), e))?
         .items;
-    let existing_sts = sts_api
-        .get_opt(&names.statefulset())
-        .await
-        .map_err(|e| Error::kube(format!("get StatefulSet {}", names.statefulset()), e))?;
+    let existing_sts =
+        existing_sts.map_err(|e| Error::kube(format!("get StatefulSet {sts_name}"), e))?;
     Ok((pods, existing_sts))
 }
 

@@ -31,9 +31,9 @@ pub(super) async fn ensure(mq: &MessageQueue, ctx: &Context, names: &Names) -> R
         TlsSource::Generated => Some(generated_certificate(mq, ctx, names, &secrets).await?),
         TlsSource::CertManager(issuer) => {
             apply_certificate(ctx, names, issuer).await?;
-            read_ca(&secrets, &names.tls_secret()).await?
+            read_ca(ctx, &secrets, names, &names.tls_secret()).await?
         }
-        TlsSource::Secret(name) => read_ca(&secrets, name).await?,
+        TlsSource::Secret(name) => read_ca(ctx, &secrets, names, name).await?,
     };
     let sasl = if security.sasl() {
         Some(SaslCredentials {
@@ -60,6 +60,8 @@ pub(super) fn client_ca(ctx: &Context, names: &Names) -> Option<String> {
     ctx.security_for(names).tls_ca_pem
 }
 
+/// A fresh read: what a Secret is written on the strength of (a new CA, a new password, a
+/// reissued certificate) is decided on one, never on the watch cache alone.
 async fn get(secrets: &Api<Secret>, name: &str) -> Result<Option<Secret>> {
     secrets
         .get_opt(name)
@@ -67,7 +69,7 @@ async fn get(secrets: &Api<Secret>, name: &str) -> Result<Option<Secret>> {
         .map_err(|e| Error::kube(format!("get Secret {name}"), e))
 }
 
-pub(super) async fn apply_secret(secrets: &Api<Secret>, secret: &Secret) -> Result<()> {
+async fn apply_secret(secrets: &Api<Secret>, secret: &Secret) -> Result<()> {
     let name = secret.metadata.name.clone().unwrap_or_default();
     secrets
         .patch(&name, &ssa(), &Patch::Apply(secret))
@@ -76,8 +78,15 @@ pub(super) async fn apply_secret(secrets: &Api<Secret>, secret: &Secret) -> Resu
     Ok(())
 }
 
-async fn read_ca(secrets: &Api<Secret>, name: &str) -> Result<Option<String>> {
-    let secret = get(secrets, name).await?;
+async fn read_ca(
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    names: &Names,
+    name: &str,
+) -> Result<Option<String>> {
+    // Only read here, never written: the cache serves it when it has it (a Secret without the
+    // operator's label, such as the user's own, is read with a GET).
+    let secret = ctx.cached_or_get(secrets, &names.namespace, name).await?;
     if secret.is_none() {
         tracing::info!(
             secret = name,
@@ -97,13 +106,20 @@ async fn generated_certificate(
 ) -> Result<String> {
     let now = SystemTime::now();
     let ca_name = names.ca_secret();
-    let existing_ca = get(secrets, &ca_name).await?;
-    let ca = match existing_ca.as_ref().and_then(|s| {
-        Some(certs::CertPair {
-            cert_pem: security::secret_text(s, CA_CRT)?,
-            key_pem: security::secret_text(s, CA_KEY)?,
+    let ca_of = |s: Option<Secret>| {
+        s.and_then(|s| {
+            Some(certs::CertPair {
+                cert_pem: security::secret_text(&s, CA_CRT)?,
+                key_pem: security::secret_text(&s, CA_KEY)?,
+            })
         })
-    }) {
+    };
+    let cached_ca = ca_of(ctx.cached::<Secret>(&names.namespace, &ca_name));
+    let existing_ca = match cached_ca {
+        Some(ca) => Some(ca),
+        None => ca_of(get(secrets, &ca_name).await?),
+    };
+    let ca = match existing_ca {
         Some(ca) => ca,
         None => {
             let ca = certs::generate_ca(&security::ca_common_name(names), now)?;
@@ -134,16 +150,20 @@ async fn generated_certificate(
     let dns_names = security::certificate_dns_names(names, &ctx.build.cluster_domain);
     let issued_for = certs::fingerprint(&dns_names, &ca.cert_pem);
     let tls_name = names.tls_secret();
-    let existing = get(secrets, &tls_name).await?;
-    let has_material = existing.as_ref().is_some_and(|s| {
-        security::secret_text(s, TLS_CRT).is_some() && security::secret_text(s, TLS_KEY).is_some()
-    });
-    let annotations = existing
-        .as_ref()
-        .map(|s| s.metadata.annotations.clone().unwrap_or_default());
-    if let Some(reason) =
+    let renewal = |existing: Option<&Secret>| {
+        let has_material = existing.is_some_and(|s| {
+            security::secret_text(s, TLS_CRT).is_some()
+                && security::secret_text(s, TLS_KEY).is_some()
+        });
+        let annotations = existing.map(|s| s.metadata.annotations.clone().unwrap_or_default());
         certs::renewal_reason(annotations.as_ref(), has_material, &issued_for, now)
-    {
+    };
+    let cached = ctx.cached::<Secret>(&names.namespace, &tls_name);
+    let mut reason = cached.as_ref().and_then(|s| renewal(Some(s)));
+    if cached.is_none() || reason.is_some() {
+        reason = renewal(get(secrets, &tls_name).await?.as_ref());
+    }
+    if let Some(reason) = reason {
         let leaf =
             certs::issue_certificate(&ca, &security::ca_common_name(names), &dns_names, now)?;
         let secret = security::secret(
@@ -211,10 +231,11 @@ async fn operator_password(
     secrets: &Api<Secret>,
 ) -> Result<String> {
     let name = names.operator_credentials_secret();
-    if let Some(password) = get(secrets, &name)
-        .await?
-        .and_then(|s| security::secret_text(&s, "password"))
-    {
+    let password_of = |s: Option<Secret>| s.and_then(|s| security::secret_text(&s, "password"));
+    if let Some(password) = password_of(ctx.cached::<Secret>(&names.namespace, &name)) {
+        return Ok(password);
+    }
+    if let Some(password) = password_of(get(secrets, &name).await?) {
         return Ok(password);
     }
     let password = certs::generate_password()?;

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::events::EventType;
 
-use super::{brokers, secrets, Context, PassResult};
+use super::{brokers, cache, secrets, Context, PassResult};
 use crate::builders::{selector_string, Names};
 use crate::certs;
 use crate::crd::{MessageQueue, MessageQueueStatus};
@@ -91,25 +91,47 @@ async fn write_secrets(
             .secret_name
             .clone()
             .unwrap_or_else(|| names.user_secret(&user.name));
+        let build = |existing: Option<&Secret>| -> Result<(Secret, String)> {
+            let password = match existing.and_then(|s| security::secret_text(s, "password")) {
+                Some(p) => p,
+                None => certs::generate_password()?,
+            };
+            let data = security::user_secret_data(
+                security,
+                &user.name,
+                &password,
+                &bootstrap,
+                ca.as_deref(),
+            );
+            let mut secret = security::secret(
+                mq,
+                &ctx.build,
+                secret_name.clone(),
+                "Opaque",
+                data,
+                BTreeMap::new(),
+            )?;
+            if let Some(labels) = secret.metadata.labels.as_mut() {
+                labels.insert(USER_LABEL.to_string(), user.name.clone());
+            }
+            Ok((secret, password))
+        };
+        // The cached Secret only to find that nothing needs writing; a write (which may carry
+        // a new password) is decided on a fresh read.
+        if let Some(cached) = ctx.cached::<Secret>(&names.namespace, &secret_name) {
+            let (secret, password) = build(Some(&cached))?;
+            if cache::is_current(ctx, &secret, &cached)? {
+                cache::count_skipped::<Secret>(ctx);
+                passwords.insert(user.name.clone(), password);
+                continue;
+            }
+        }
         let existing = api
             .get_opt(&secret_name)
             .await
             .map_err(|e| Error::kube(format!("get Secret {secret_name}"), e))?;
-        let password = match existing
-            .as_ref()
-            .and_then(|s| security::secret_text(s, "password"))
-        {
-            Some(p) => p,
-            None => certs::generate_password()?,
-        };
-        let data =
-            security::user_secret_data(security, &user.name, &password, &bootstrap, ca.as_deref());
-        let mut secret =
-            security::secret(mq, &ctx.build, secret_name, "Opaque", data, BTreeMap::new())?;
-        if let Some(labels) = secret.metadata.labels.as_mut() {
-            labels.insert(USER_LABEL.to_string(), user.name.clone());
-        }
-        secrets::apply_secret(&api, &secret).await?;
+        let (secret, password) = build(existing.as_ref())?;
+        cache::apply_unless_current(ctx, &api, &secret, existing.as_ref()).await?;
         passwords.insert(user.name.clone(), password);
     }
     Ok(passwords)

@@ -164,36 +164,36 @@ pub async fn run_controller(
     mut stop: watch::Receiver<bool>,
 ) {
     let ns = ns.as_deref();
-    let owned = || watcher::Config::default().labels(MANAGED_SELECTOR);
+    // A short watch timeout: kube-rs takes a watch that stays silent for its timeout plus 5 s
+    // as dead, so this bounds how long a connection that died silently keeps the operator deaf.
+    let watch_config = || watcher::Config::default().timeout(ctx.watch_timeout_secs);
+    let owned = || watch_config().labels(MANAGED_SELECTOR);
     let stop_signal = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    Controller::new(
-        api_for::<MessageQueue>(&client, ns),
-        watcher::Config::default(),
-    )
-    .owns(api_for::<StatefulSet>(&client, ns), owned())
-    .owns(api_for::<Service>(&client, ns), owned())
-    .owns(api_for::<ConfigMap>(&client, ns), owned())
-    .owns(api_for::<PodDisruptionBudget>(&client, ns), owned())
-    .owns(api_for::<Secret>(&client, ns), owned())
-    .watches(api_for::<Pod>(&client, ns), owned(), |pod: Pod| {
-        let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
-        let namespace = pod.namespace();
-        instance
-            .zip(namespace)
-            .map(|(name, ns)| ObjectRef::<MessageQueue>::new(&name).within(&ns))
-    })
-    .trigger_backoff(WatchBackoff::default())
-    .graceful_shutdown_on(stop_signal)
-    .run(reconcile::reconcile, reconcile::error_policy, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok((obj, _)) => tracing::debug!(mq = %obj, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
-        }
-    })
-    .await;
+    Controller::new(api_for::<MessageQueue>(&client, ns), watch_config())
+        .owns(api_for::<StatefulSet>(&client, ns), owned())
+        .owns(api_for::<Service>(&client, ns), owned())
+        .owns(api_for::<ConfigMap>(&client, ns), owned())
+        .owns(api_for::<PodDisruptionBudget>(&client, ns), owned())
+        .owns(api_for::<Secret>(&client, ns), owned())
+        .watches(api_for::<Pod>(&client, ns), owned(), |pod: Pod| {
+            let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
+            let namespace = pod.namespace();
+            instance
+                .zip(namespace)
+                .map(|(name, ns)| ObjectRef::<MessageQueue>::new(&name).within(&ns))
+        })
+        .trigger_backoff(WatchBackoff::default())
+        .graceful_shutdown_on(stop_signal)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(mq = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+            }
+        })
+        .await;
 }
 
 fn identity(args: &RunArgs) -> String {
@@ -221,12 +221,59 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// How long each watch stays open before it is opened again, unless `--watch-timeout-seconds`
+/// says otherwise.
+pub const DEFAULT_WATCH_TIMEOUT_SECS: u32 = 55;
+
+/// How long reconciles may go on after the leader Lease was lost: the Lease may pass to a
+/// standby 5 s after this replica stepped down (`leader::renew_limit`), so it must be gone by
+/// then.
+const LOST_LEASE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long reconciles may finish after SIGTERM (within a Pod's default 30 s grace period).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Resolves once the stop has fired and its grace period ran out (1 s after a lost Lease, 20 s
+/// after SIGTERM), with that grace period.
+async fn stop_deadline(mut stop: watch::Receiver<bool>, lost: Arc<AtomicBool>) -> Duration {
+    if stop.wait_for(|s| *s).await.is_err() {
+        // the sender is gone: nothing will stop the controllers through it
+        std::future::pending::<()>().await;
+    }
+    let grace = if lost.load(Ordering::Relaxed) {
+        LOST_LEASE_GRACE
+    } else {
+        SHUTDOWN_GRACE
+    };
+    tokio::time::sleep(grace).await;
+    grace
+}
+
+/// Two clients of the same API server: one whose requests have a deadline (reconciles,
+/// Events, the leader Lease) and one for the controllers' watches, which may stay silent for a
+/// whole watch timeout and are guarded by it instead (a read deadline would cut quiet watches).
+async fn api_clients(request_timeout: Duration) -> Result<(Client, Client)> {
+    let config = kube::Config::infer().await.map_err(|e| {
+        Error::kube(
+            "find the Kubernetes API (kubeconfig or in-cluster)",
+            kube::Error::InferConfig(e),
+        )
+    })?;
+    let watch_client = Client::try_from(config.clone())
+        .map_err(|e| Error::kube("connect to the Kubernetes API", e))?;
+    let mut requests = config;
+    requests.read_timeout = Some(request_timeout);
+    // the deadline counts from each request, not from when its pooled connection went idle
+    requests.reset_reader_on_write = true;
+    let client =
+        Client::try_from(requests).map_err(|e| Error::kube("connect to the Kubernetes API", e))?;
+    Ok((client, watch_client))
+}
+
 /// Runs the operator until SIGTERM / Ctrl-C: HTTP endpoints, leader election, controllers.
 /// Returns an error when leadership is lost, so the process exits and restarts as a standby.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| Error::kube("connect to the Kubernetes API", e))?;
+    let (client, watch_client) = api_clients(Duration::from_millis(args.api_timeout_ms)).await?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health {
         ready: AtomicBool::new(false),
@@ -311,6 +358,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         },
     );
     ctx.broker_timeout = Duration::from_millis(args.broker_timeout_ms.max(100));
+    ctx.watch_timeout_secs = args.watch_timeout_seconds;
     let ctx = Arc::new(ctx);
 
     let namespaces: Vec<Option<String>> = if args.namespaces.iter().all(|n| n.trim().is_empty()) {
@@ -324,22 +372,29 @@ pub async fn run(args: RunArgs) -> Result<()> {
             .collect()
     };
     tracing::info!(namespaces = ?namespaces, "starting controllers");
-    futures::future::join_all(
+    let controllers = futures::future::join_all(
         namespaces
             .into_iter()
-            .map(|ns| run_controller(client.clone(), ns, ctx.clone(), stop_rx.clone())),
-    )
-    .await;
-    tracing::info!("controllers stopped");
+            .map(|ns| run_controller(watch_client.clone(), ns, ctx.clone(), stop_rx.clone())),
+    );
+    tokio::select! {
+        _ = controllers => tracing::info!("controllers stopped"),
+        grace = stop_deadline(stop_rx.clone(), lost.clone()) => {
+            // Dropping the controllers cancels their reconciles and closes their requests.
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "reconciles still running after the stop's grace period are abandoned");
+        }
+    }
 
     let _ = stop_tx.send(true);
     if let Some(elector) = elector {
         metrics.set_leader(false);
         if !lost.load(Ordering::Relaxed) {
-            if let Err(e) = elector.release().await {
-                tracing::warn!(error = %e, "releasing the leader Lease failed");
-            } else {
-                tracing::info!("leader Lease released");
+            match tokio::time::timeout(LOST_LEASE_GRACE * 5, elector.release()).await {
+                Ok(Ok(())) => tracing::info!("leader Lease released"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
+                Err(_) => tracing::warn!(
+                    "releasing the leader Lease timed out; a standby takes over when it expires"
+                ),
             }
         }
     }

@@ -71,6 +71,8 @@ pub struct Context {
     pub build: BuildConfig,
     /// Bound of every Kafka admin and /readyz call.
     pub broker_timeout: Duration,
+    /// How long each watch stays open before it is opened again (`--watch-timeout-seconds`).
+    pub watch_timeout_secs: u32,
     /// Consecutive failures per object, for the requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// How to reach each MessageQueue's brokers (namespace/name: CA and the operator's
@@ -103,6 +105,7 @@ impl Context {
             metrics,
             build,
             broker_timeout: Duration::from_secs(5),
+            watch_timeout_secs: crate::DEFAULT_WATCH_TIMEOUT_SECS,
             failures: Mutex::new(HashMap::new()),
             admin_security: Mutex::new(HashMap::new()),
             user_digests: Mutex::new(HashMap::new()),

@@ -9,6 +9,8 @@
 #   HELM                 helm binary (default: scripts/helm.sh's output)
 #   SLUICE_QUEUE_COUNTS_INTERVAL_SECS  queue counts refresh (default here 10, the operator's 60:
 #                        the scenarios wait for counts on status)
+#   SLUICE_OPERATOR_API_SERVER  API server URL for the operator's kubeconfig (default: the
+#                        cluster's own; operator_faults.rs points it at a partitionable proxy)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -38,6 +40,9 @@ start() {
   local token server ca
   token="$("$KUBECTL" create token "$sa" -n "$NS" --duration=24h)"
   server="$("$KUBECTL" config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.server}')"
+  # A scenario may route the operator's traffic through a proxy it controls (a network
+  # partition); the proxy listens on the API server's host, so its certificate still fits.
+  server="${SLUICE_OPERATOR_API_SERVER:-$server}"
   ca="$("$KUBECTL" config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
   cat >"$WORK/operator.kubeconfig" <<EOK
 apiVersion: v1

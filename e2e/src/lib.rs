@@ -4,4 +4,5 @@
 pub mod harness;
 pub mod hosts;
 pub mod mq;
+pub mod partition;
 pub mod podspec;

@@ -47,9 +47,19 @@ pub fn ensure_operator() {
     if operator_pid().is_some_and(|p| alive(&p)) {
         return;
     }
+    start_operator(None);
+}
+
+/// `e2e/scripts/operator.sh start` (stopping a running operator first), with the operator's
+/// kubeconfig pointing at `api_server` when given instead of the cluster's own address.
+pub fn start_operator(api_server: Option<&str>) {
     let script = harness::repo_root().join("e2e/scripts/operator.sh");
-    let out = Command::new(&script)
-        .arg("start")
+    let mut cmd = Command::new(&script);
+    cmd.arg("start");
+    if let Some(server) = api_server {
+        cmd.env("SLUICE_OPERATOR_API_SERVER", server);
+    }
+    let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
     assert!(

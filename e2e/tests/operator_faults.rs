@@ -4,7 +4,10 @@
 //! after such faults (kube-controller-manager, kube-scheduler and the operator leave when they
 //! lose their leader Lease) is started again by the test, as a node's init system and the
 //! operator's Deployment would. Five edits in a row, each cut short by a SIGKILLed API server at
-//! a different moment, end in the last one with every queue they added.
+//! a different moment, end in the last one with every queue they added. Network partitions
+//! between the operator and the API server (a proxy that silences every connection): a change
+//! made during a short one lands once it heals; in a long one the operator steps down and exits
+//! before its Lease could pass to another replica, and the change lands after it heals.
 //!
 //! (Hand edits of the operator's children and a deleted StatefulSet are in `operator.rs`; the
 //! operator's own failover mid-roll is in `operator_more.rs`.)
@@ -14,13 +17,14 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use sluice_e2e::harness;
 use sluice_e2e::mq::{
     self, alive, apply_yaml, condition, operator_pid, pod_ip, wait_available, work,
 };
+use sluice_e2e::{harness, partition};
 use sluice_operator::crd::MessageQueue;
 
 mod kafka;
@@ -214,7 +218,7 @@ fn respawn(c: &Component) -> String {
 /// purpose when they lose their leader Lease (kube-controller-manager and kube-scheduler after
 /// a stalled etcd, the operator too: "lost the Lease; exiting so this replica restarts as a
 /// standby"); nothing else restarts them on this test bed. Adds what it restarted to `restarted`.
-fn supervise_once(components: &[Component], restarted: &mut Vec<String>) {
+fn supervise_once(components: &[Component], restarted: &mut Vec<String>, via: Option<&str>) {
     for c in components {
         if !alive(&component_pid_raw(&c.name)) {
             respawn(c);
@@ -230,7 +234,7 @@ fn supervise_once(components: &[Component], restarted: &mut Vec<String>) {
             "the operator exited, and not for a lost Lease: see e2e/.work/operator-exited.log"
         );
         println!("operator: exited after losing its Lease; started again");
-        mq::ensure_operator();
+        mq::start_operator(via);
         restarted.push("operator".into());
     }
 }
@@ -339,7 +343,7 @@ async fn kill_and_restart_api_server(
         tokio::select! {
             r = &mut answered => { r.unwrap_or_else(|e| panic!("{e}")); break; }
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                supervise_once(components, restarted);
+                supervise_once(components, restarted, None);
             }
         }
     }
@@ -352,19 +356,30 @@ async fn converge_supervised(
     restarted: &mut Vec<String>,
     converged: impl std::future::Future<Output = ()>,
 ) {
+    converge_supervised_via(components, restarted, None, converged).await
+}
+
+/// [`converge_supervised`], starting an operator that exits with its API traffic sent to
+/// `via` when given.
+async fn converge_supervised_via(
+    components: &[Component],
+    restarted: &mut Vec<String>,
+    via: Option<&str>,
+    converged: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(converged);
     loop {
         tokio::select! {
             _ = &mut converged => break,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                supervise_once(components, restarted);
+                supervise_once(components, restarted, via);
             }
         }
     }
     let mut quiet_since = std::time::Instant::now();
     let mut seen = restarted.len();
     while quiet_since.elapsed() < Duration::from_secs(20) {
-        supervise_once(components, restarted);
+        supervise_once(components, restarted, via);
         if restarted.len() != seen {
             seen = restarted.len();
             quiet_since = std::time::Instant::now();
@@ -427,4 +442,216 @@ async fn five_edits_each_cut_short_by_a_killed_api_server_end_in_the_last_one() 
     }
     let got = kafka::read_partition0(&bootstrap, "work", 30, "records after the loop").await;
     assert_eq!(got, kafka::numbered("loop", 30));
+}
+
+/// The API server's address, from the e2e kubeconfig.
+async fn api_server_addr() -> (String, std::net::SocketAddr) {
+    let path = harness::kubeconfig_path();
+    let config = kube::config::Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let server = config
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .unwrap_or_else(|| panic!("{}: no cluster server", path.display()));
+    let host_port = server
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("API server {server} is not https://"))
+        .trim_end_matches('/');
+    let addr = tokio::net::lookup_host(host_port)
+        .await
+        .unwrap_or_else(|e| panic!("{host_port}: {e}"))
+        .next()
+        .unwrap_or_else(|| panic!("{host_port}: no address"));
+    (server, addr)
+}
+
+/// The operator's leader Lease (held by the host operator `operator.sh` starts).
+async fn operator_lease(client: &kube::Client) -> (String, i64, i32) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "sluice-system");
+    let list = leases
+        .list(&Default::default())
+        .await
+        .expect("list Leases in sluice-system");
+    list.items
+        .into_iter()
+        .filter_map(|l| l.spec)
+        .find_map(|s| {
+            let holder = s.holder_identity?;
+            holder.starts_with("operator-host-").then_some(())?;
+            let renewed = s.renew_time?.0.as_millisecond();
+            Some((holder, renewed, s.lease_duration_seconds.unwrap_or(15)))
+        })
+        .expect("a Lease held by the host operator")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Starts the normal operator again when the scenario ends, passed or failed, so the next
+/// scenarios do not inherit one talking through the scenario's proxy.
+struct DirectOperatorAfterwards;
+
+impl Drop for DirectOperatorAfterwards {
+    fn drop(&mut self) {
+        mq::start_operator(None);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run e2e/scripts/run.sh"]
+async fn changes_made_during_network_partitions_land_once_they_heal() {
+    let (client, ns) = mq::setup("operator_faults_partition", "netpart").await;
+    apply_yaml(&ns.name, &manifest(4_000_000, ""));
+    let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
+    wait_available(&mqs, "f", 1, 240).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let bootstrap = format!("{}:9092", pod_ip(&pods, "f-0").await);
+    kafka::produce(&bootstrap, "work", 0, &kafka::numbered("np", 40)).await;
+
+    // The operator's API traffic (and only the operator's) goes through a proxy that can cut
+    // it; the proxy listens on the API server's host, so the server certificate still fits.
+    let (server, upstream) = api_server_addr().await;
+    let proxy = partition::PartitionProxy::start((upstream.ip(), 0).into(), upstream)
+        .await
+        .expect("proxy");
+    let via = format!("https://{}", proxy.addr);
+    println!("operator's API server: {via} (relaying to {server})");
+    let _afterwards = DirectOperatorAfterwards;
+    mq::start_operator(Some(&via));
+    apply_yaml(&ns.name, &manifest(4_000_001, ""));
+    wait_converged(
+        &mqs,
+        &bootstrap,
+        4_000_001,
+        "a change through the proxy, before any partition",
+    )
+    .await;
+    let components = control_plane();
+    let mut restarted = Vec::new();
+
+    // 1. A partition shorter than the Lease: a change made meanwhile lands once it heals,
+    // although every connection the operator had (its watches too) is dead.
+    let before = operator_pid();
+    proxy.cut();
+    apply_yaml(
+        &ns.name,
+        &manifest(4_000_002, ", {name: short, partitions: 1}"),
+    );
+    // The fault's length, not a wait for a condition.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.heal();
+    converge_supervised_via(
+        &components,
+        &mut restarted,
+        Some(&via),
+        wait_converged(
+            &mqs,
+            &bootstrap,
+            4_000_002,
+            "a change made during a 4 s partition",
+        ),
+    )
+    .await;
+    println!(
+        "short partition: operator {} (pid {before:?} -> {:?}); connections relayed/frozen so far {:?}",
+        if operator_pid() == before { "stayed leader" } else { "was restarted" },
+        operator_pid(),
+        proxy.counts()
+    );
+
+    // 2. A partition longer than the Lease: the operator must stop acting before its Lease
+    // can pass to another replica, i.e. exit before renewTime + leaseDuration.
+    let pid = operator_pid().expect("operator pid");
+    proxy.cut();
+    let cut_at = now_ms();
+    apply_yaml(
+        &ns.name,
+        &manifest(
+            4_000_003,
+            ", {name: short, partitions: 1}, {name: long, partitions: 2}",
+        ),
+    );
+    harness::wait_for(
+        "the partitioned operator to step down and exit",
+        Duration::from_secs(40),
+        || async {
+            (!alive(&pid))
+                .then_some(())
+                .ok_or_else(|| format!("operator pid {pid} still running"))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let exited_at = now_ms();
+    let (holder, renewed, lease_secs) = operator_lease(&client).await;
+    let expires = renewed + i64::from(lease_secs) * 1000;
+    println!(
+        "long partition: the operator exited {} ms after the cut; its Lease ({holder}) was \
+         renewed {} ms before the cut and could pass on {} ms after the exit was seen",
+        exited_at - cut_at,
+        cut_at - renewed,
+        expires - exited_at
+    );
+    assert!(
+        exited_at < expires,
+        "the operator exited at {exited_at}, after its Lease could pass on at {expires} \
+         (renewed {renewed}, {lease_secs} s): two operators could have acted at once"
+    );
+    let log = std::fs::read_to_string(work().join("operator.log")).unwrap_or_default();
+    assert!(
+        log.contains("lost the Lease"),
+        "the operator exited, and not for a lost Lease: see e2e/.work/operator.log"
+    );
+    // The partition lasts on past the Lease; an operator started meanwhile cannot reach the
+    // API server either (its attempts to lead time out and are tried again).
+    mq::start_operator(Some(&via));
+    restarted.push("operator".into());
+    tokio::time::sleep(
+        Duration::from_secs(25).saturating_sub(Duration::from_millis(
+            u64::try_from(now_ms() - cut_at).unwrap_or(0),
+        )),
+    )
+    .await;
+    proxy.heal();
+    converge_supervised_via(
+        &components,
+        &mut restarted,
+        Some(&via),
+        wait_converged(
+            &mqs,
+            &bootstrap,
+            4_000_003,
+            "a change made during a 25 s partition",
+        ),
+    )
+    .await;
+    println!(
+        "restarted: {restarted:?}; connections relayed/frozen: {:?}",
+        proxy.counts()
+    );
+
+    // Nothing was lost on the way: both queues are there, the records are intact.
+    let topics = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || kafka::metadata(&b)
+    })
+    .await
+    .expect("join")
+    .expect("metadata");
+    for (name, partitions) in [("short", 1), ("long", 2)] {
+        let got = topics
+            .topics()
+            .iter()
+            .find(|t| t.name() == name)
+            .map(|t| t.partitions().len());
+        assert_eq!(got, Some(partitions), "queue {name}");
+    }
+    let got = kafka::read_partition0(&bootstrap, "work", 40, "records after the partitions").await;
+    assert_eq!(got, kafka::numbered("np", 40));
 }

@@ -124,6 +124,33 @@ pub struct RunArgs {
         global = true
     )]
     pub queue_counts_interval_secs: u64,
+
+    /// Deadline of each Kubernetes API request (gets, applies, the leader Lease), in
+    /// milliseconds. A request on a connection that went silent (a network partition, a flow
+    /// dropped by a load balancer) fails after this instead of holding a reconcile forever.
+    /// Watches are not bound by it; a watch that stays silent for longer than
+    /// --watch-timeout-seconds plus 5 s is taken as dead and opened again.
+    #[arg(
+        long,
+        env = "SLUICE_API_TIMEOUT_MS",
+        default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1000..),
+        global = true
+    )]
+    pub api_timeout_ms: u64,
+
+    /// How long the API server keeps each watch open before the operator opens it again, in
+    /// seconds (kube-rs' default is 290). It is also how long a watch whose connection died
+    /// silently goes unnoticed, so the operator would miss changes for that long after a
+    /// network partition. Reopening is cheap: it resumes from the last resourceVersion.
+    #[arg(
+        long,
+        env = "SLUICE_WATCH_TIMEOUT_SECONDS",
+        default_value_t = 55,
+        value_parser = clap::value_parser!(u32).range(5..=3600),
+        global = true
+    )]
+    pub watch_timeout_seconds: u32,
 }
 
 #[cfg(test)]

@@ -5,6 +5,12 @@
 //! Lease cannot both win (the loser gets a 409 Conflict). The holder renews every
 //! `renew_every`; others take over once `renewTime + leaseDurationSeconds` has passed, or at once
 //! when the holder released the Lease on shutdown (empty holderIdentity).
+//!
+//! Every attempt has a deadline: an API request on a connection that died silently (a network
+//! partition) would otherwise never end, and a holder waiting on it would go on acting while a
+//! standby takes the expired Lease. A holder that cannot renew steps down `step_down_margin`
+//! before its Lease may pass on; the operator then abandons its reconciles within a second
+//! (`LOST_LEASE_GRACE` in lib.rs) and exits.
 
 use std::time::Duration;
 
@@ -63,6 +69,22 @@ pub fn decide(
     }
 }
 
+/// How long a renewal attempt started at `now` may take (at most `attempt`), or None when it
+/// is time to step down: a leader stops acting `margin` before its Lease may be taken over
+/// (`renewed_at + lease_duration`), for clock skew between replicas and for the controllers
+/// to stop. Pure, for tests.
+pub fn renew_limit(
+    renewed_at: tokio::time::Instant,
+    now: tokio::time::Instant,
+    lease_duration: Duration,
+    margin: Duration,
+    attempt: Duration,
+) -> Option<Duration> {
+    let step_down_at = renewed_at + lease_duration.saturating_sub(margin);
+    let left = step_down_at.saturating_duration_since(now);
+    (!left.is_zero()).then(|| left.min(attempt))
+}
+
 /// A candidate for one Lease.
 #[derive(Clone)]
 pub struct LeaderElector {
@@ -71,6 +93,13 @@ pub struct LeaderElector {
     identity: String,
     lease_duration: Duration,
     renew_every: Duration,
+    /// Bound of one attempt: an API server answers a Lease read or write in milliseconds, a
+    /// loaded one in a second or two.
+    attempt_timeout: Duration,
+    /// How long before the Lease may pass to another candidate this one stops acting.
+    step_down_margin: Duration,
+    /// Pause before trying again after a failed renewal.
+    retry_every: Duration,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -90,7 +119,12 @@ impl LeaderElector {
             name: name.to_string(),
             identity: identity.to_string(),
             lease_duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
+            // renewed often so a few attempts fit before stepping down (client-go's
+            // defaults: 15 s lease, renew deadline 10 s, retry every 2 s)
+            renew_every: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(3),
+            step_down_margin: Duration::from_secs(5),
+            retry_every: Duration::from_secs(1),
         }
     }
 
@@ -164,10 +198,23 @@ impl LeaderElector {
         }
     }
 
+    /// One attempt bounded by `limit`: a request on a connection that went silent (a network
+    /// partition, a dropped flow) would otherwise wait forever, since API requests have no read
+    /// deadline of their own, and a candidate waiting on it would go on acting as leader.
+    async fn attempt_within(&self, limit: Duration) -> Result<bool> {
+        match tokio::time::timeout(limit, self.try_acquire_or_renew()).await {
+            Ok(result) => result,
+            Err(_) => Err(self.err(format!(
+                "the API server did not answer within {} ms",
+                limit.as_millis()
+            ))),
+        }
+    }
+
     /// Waits until this candidate holds the Lease; false when `shutdown` fired first.
     pub async fn acquire(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
         loop {
-            match self.try_acquire_or_renew().await {
+            match self.attempt_within(self.attempt_timeout).await {
                 Ok(true) => return true,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "leader election attempt failed"),
@@ -181,26 +228,42 @@ impl LeaderElector {
     }
 
     /// Renews until `shutdown` fires (returns true) or the Lease is lost (returns false): lost
-    /// means another candidate took it, or renewing failed for a whole lease duration.
+    /// means another candidate took it, or no renewal succeeded for so long that another
+    /// candidate may take over within `step_down_margin`. A failed renewal is tried again every
+    /// `retry_every`, each attempt bounded, so a short outage costs nothing.
     pub async fn hold(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let mut last_renewed = tokio::time::Instant::now();
+        // Counted from the start of the last successful attempt: the renewTime it wrote is at
+        // most that old, so others may take over `lease_duration` after it.
+        let mut renewed_at = tokio::time::Instant::now();
+        let mut pause = self.renew_every;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.renew_every) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return true,
             }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
+            let started = tokio::time::Instant::now();
+            let Some(limit) = renew_limit(
+                renewed_at,
+                started,
+                self.lease_duration,
+                self.step_down_margin,
+                self.attempt_timeout,
+            ) else {
+                tracing::error!(lease = %self.name, "the leader Lease could not be renewed in time; stepping down");
+                return false;
+            };
+            match self.attempt_within(limit).await {
+                Ok(true) => {
+                    renewed_at = started;
+                    pause = self.renew_every;
+                }
                 Ok(false) => {
                     tracing::error!(lease = %self.name, "another replica took the leader Lease");
                     return false;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "renewing the leader Lease failed");
-                    // stop acting before anyone else may take over
-                    if last_renewed.elapsed() + self.renew_every >= self.lease_duration {
-                        return false;
-                    }
+                    tracing::warn!(error = %e, "renewing the leader Lease failed; trying again");
+                    pause = self.retry_every;
                 }
             }
         }
@@ -253,6 +316,26 @@ mod tests {
     }
 
     const D: Duration = Duration::from_secs(15);
+
+    #[test]
+    fn a_renewal_may_not_outlive_the_step_down_point() {
+        let t0 = tokio::time::Instant::now();
+        let (margin, attempt) = (Duration::from_secs(5), Duration::from_secs(2));
+        let at = |s: u64| t0 + Duration::from_millis(s);
+        // 5 s after a renewal: a whole attempt
+        assert_eq!(
+            renew_limit(t0, at(5_000), D, margin, attempt),
+            Some(attempt)
+        );
+        // 9.5 s after: only the 0.5 s left before stepping down at 10 s
+        assert_eq!(
+            renew_limit(t0, at(9_500), D, margin, attempt),
+            Some(Duration::from_millis(500))
+        );
+        // 10 s after (the attempts failed): step down, 5 s before others may take over
+        assert_eq!(renew_limit(t0, at(10_000), D, margin, attempt), None);
+        assert_eq!(renew_limit(t0, at(60_000), D, margin, attempt), None);
+    }
 
     #[test]
     fn missing_lease_is_acquired() {

@@ -156,11 +156,12 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
-/// A watch of the managed children of kind `K` that keeps what it sees in a store (without the
+/// A watch (`config`: the managed children) of kind `K` that keeps what it sees in a store (without the
 /// managedFields, which the passes never read and which are most of a small object's size).
 fn cached_watch<K>(
     client: &Client,
     ns: Option<&str>,
+    config: watcher::Config,
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -175,10 +176,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(
-        api_for::<K>(client, ns),
-        watcher::Config::default().labels(MANAGED_SELECTOR),
-    )
+    let stream = watcher(api_for::<K>(client, ns), config)
     .modify(|k: &mut K| k.managed_fields_mut().clear())
     .reflect(writer)
     .touched_objects();
@@ -194,17 +192,20 @@ pub async fn run_controller(
     mut stop: watch::Receiver<bool>,
 ) {
     let ns = ns.as_deref();
-    let owned = || watcher::Config::default().labels(MANAGED_SELECTOR);
+    // A short watch timeout: kube-rs takes a watch that stays silent for its timeout plus 5 s
+    // as dead, so this bounds how long a connection that died silently keeps the operator deaf.
+    let watch_config = || watcher::Config::default().timeout(ctx.watch_timeout_secs);
+    let owned = || watch_config().labels(MANAGED_SELECTOR);
     let stop_signal = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
     // The watches that wake the controller when a child changes also keep the children for the
     // passes to read (reconcile::cache).
-    let (statefulsets, sts_stream) = cached_watch::<StatefulSet>(&client, ns);
-    let (services, svc_stream) = cached_watch::<Service>(&client, ns);
-    let (configmaps, cm_stream) = cached_watch::<ConfigMap>(&client, ns);
-    let (pdbs, pdb_stream) = cached_watch::<PodDisruptionBudget>(&client, ns);
-    let (secrets, secret_stream) = cached_watch::<Secret>(&client, ns);
+    let (statefulsets, sts_stream) = cached_watch::<StatefulSet>(&client, ns, owned());
+    let (services, svc_stream) = cached_watch::<Service>(&client, ns, owned());
+    let (configmaps, cm_stream) = cached_watch::<ConfigMap>(&client, ns, owned());
+    let (pdbs, pdb_stream) = cached_watch::<PodDisruptionBudget>(&client, ns, owned());
+    let (secrets, secret_stream) = cached_watch::<Secret>(&client, ns, owned());
     ctx.add_stores(ChildStores {
         statefulsets,
         configmaps,
@@ -212,10 +213,7 @@ pub async fn run_controller(
         pdbs,
         secrets,
     });
-    Controller::new(
-        api_for::<MessageQueue>(&client, ns),
-        watcher::Config::default(),
-    )
+    Controller::new(api_for::<MessageQueue>(&client, ns), watch_config())
     .owns_stream(sts_stream)
     .owns_stream(svc_stream)
     .owns_stream(cm_stream)
@@ -265,12 +263,59 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// How long each watch stays open before it is opened again, unless `--watch-timeout-seconds`
+/// says otherwise.
+pub const DEFAULT_WATCH_TIMEOUT_SECS: u32 = 55;
+
+/// How long reconciles may go on after the leader Lease was lost: the Lease may pass to a
+/// standby 5 s after this replica stepped down (`leader::renew_limit`), so it must be gone by
+/// then.
+const LOST_LEASE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long reconciles may finish after SIGTERM (within a Pod's default 30 s grace period).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Resolves once the stop has fired and its grace period ran out (1 s after a lost Lease, 20 s
+/// after SIGTERM), with that grace period.
+async fn stop_deadline(mut stop: watch::Receiver<bool>, lost: Arc<AtomicBool>) -> Duration {
+    if stop.wait_for(|s| *s).await.is_err() {
+        // the sender is gone: nothing will stop the controllers through it
+        std::future::pending::<()>().await;
+    }
+    let grace = if lost.load(Ordering::Relaxed) {
+        LOST_LEASE_GRACE
+    } else {
+        SHUTDOWN_GRACE
+    };
+    tokio::time::sleep(grace).await;
+    grace
+}
+
+/// Two clients of the same API server: one whose requests have a deadline (reconciles,
+/// Events, the leader Lease) and one for the controllers' watches, which may stay silent for a
+/// whole watch timeout and are guarded by it instead (a read deadline would cut quiet watches).
+async fn api_clients(request_timeout: Duration) -> Result<(Client, Client)> {
+    let config = kube::Config::infer().await.map_err(|e| {
+        Error::kube(
+            "find the Kubernetes API (kubeconfig or in-cluster)",
+            kube::Error::InferConfig(e),
+        )
+    })?;
+    let watch_client = Client::try_from(config.clone())
+        .map_err(|e| Error::kube("connect to the Kubernetes API", e))?;
+    let mut requests = config;
+    requests.read_timeout = Some(request_timeout);
+    // the deadline counts from each request, not from when its pooled connection went idle
+    requests.reset_reader_on_write = true;
+    let client =
+        Client::try_from(requests).map_err(|e| Error::kube("connect to the Kubernetes API", e))?;
+    Ok((client, watch_client))
+}
+
 /// Runs the operator until SIGTERM / Ctrl-C: HTTP endpoints, leader election, controllers.
 /// Returns an error when leadership is lost, so the process exits and restarts as a standby.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| Error::kube("connect to the Kubernetes API", e))?;
+    let (client, watch_client) = api_clients(Duration::from_millis(args.api_timeout_ms)).await?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health {
         ready: AtomicBool::new(false),
@@ -357,6 +402,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     ctx.broker_timeout = Duration::from_millis(args.broker_timeout_ms.max(100));
     ctx.counts_interval = (args.queue_counts_interval_secs > 0)
         .then(|| Duration::from_secs(args.queue_counts_interval_secs));
+    ctx.watch_timeout_secs = args.watch_timeout_seconds;
     let ctx = Arc::new(ctx);
 
     let namespaces: Vec<Option<String>> = if args.namespaces.iter().all(|n| n.trim().is_empty()) {
@@ -370,22 +416,29 @@ pub async fn run(args: RunArgs) -> Result<()> {
             .collect()
     };
     tracing::info!(namespaces = ?namespaces, "starting controllers");
-    futures::future::join_all(
+    let controllers = futures::future::join_all(
         namespaces
             .into_iter()
-            .map(|ns| run_controller(client.clone(), ns, ctx.clone(), stop_rx.clone())),
-    )
-    .await;
-    tracing::info!("controllers stopped");
+            .map(|ns| run_controller(watch_client.clone(), ns, ctx.clone(), stop_rx.clone())),
+    );
+    tokio::select! {
+        _ = controllers => tracing::info!("controllers stopped"),
+        grace = stop_deadline(stop_rx.clone(), lost.clone()) => {
+            // Dropping the controllers cancels their reconciles and closes their requests.
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "reconciles still running after the stop's grace period are abandoned");
+        }
+    }
 
     let _ = stop_tx.send(true);
     if let Some(elector) = elector {
         metrics.set_leader(false);
         if !lost.load(Ordering::Relaxed) {
-            if let Err(e) = elector.release().await {
-                tracing::warn!(error = %e, "releasing the leader Lease failed");
-            } else {
-                tracing::info!("leader Lease released");
+            match tokio::time::timeout(LOST_LEASE_GRACE * 5, elector.release()).await {
+                Ok(Ok(())) => tracing::info!("leader Lease released"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
+                Err(_) => tracing::warn!(
+                    "releasing the leader Lease timed out; a standby takes over when it expires"
+                ),
             }
         }
     }

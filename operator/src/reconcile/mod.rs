@@ -80,6 +80,8 @@ pub struct Context {
     pub counts_interval: Option<Duration>,
     /// When each MessageQueue's (namespace/name) queue counts were last read.
     counts_read: Mutex<HashMap<String, Instant>>,
+    /// How long each watch stays open before it is opened again (`--watch-timeout-seconds`).
+    pub watch_timeout_secs: u32,
     /// Consecutive failures per object, for the requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// How to reach each MessageQueue's brokers (namespace/name: CA and the operator's
@@ -123,6 +125,7 @@ impl Context {
             broker_timeout: Duration::from_secs(5),
             counts_interval: Some(Duration::from_secs(60)),
             counts_read: Mutex::new(HashMap::new()),
+            watch_timeout_secs: crate::DEFAULT_WATCH_TIMEOUT_SECS,
             failures: Mutex::new(HashMap::new()),
             admin_security: Mutex::new(HashMap::new()),
             user_digests: Mutex::new(HashMap::new()),

@@ -33,7 +33,10 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cforce-frame-pointers"
 
 echo "==> building the fuzz targets (release, coverage-instrumented) into $CARGO_TARGET_DIR"
-nice -n 10 cargo build --release --locked --target "$triple" --bins
+# Only the targets asked for: each instrumented binary takes a while to link.
+bins=()
+for t in "${targets[@]}"; do bins+=(--bin "$t"); done
+nice -n 10 cargo build --release --locked --target "$triple" "${bins[@]}"
 bin=$CARGO_TARGET_DIR/$triple/release
 
 rm -rf "$cache/seeds"

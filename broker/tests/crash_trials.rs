@@ -15,7 +15,11 @@
 //!   the move: the move completes and the idempotent producer's records are all there, in order;
 //! - a fourth broker joining the metadata quorum, any of the four killed around the join: four
 //!   voters in the end, the producer's records all there (its own test and seeds:
-//!   `SLUICE_JOIN_SEED`, `SLUICE_JOIN_TRIALS`).
+//!   `SLUICE_JOIN_SEED`, `SLUICE_JOIN_TRIALS`);
+//! - a voter removed from the quorum (UnregisterBroker, as the operator scales down), any of the
+//!   four killed around the removal: three voters in the end, the removed broker in no role,
+//!   the producer's records all there (its own test and seeds: `SLUICE_LEAVE_SEED`,
+//!   `SLUICE_LEAVE_TRIALS`).
 //!
 //! Each trial prints `crash trial: seed N scenario S (replay: SLUICE_SEED=N)`; the seed picks the
 //! scenario (`seed % 6`) and everything else (kill moment and victim, batch sizes, commit
@@ -200,9 +204,11 @@ impl Node {
         self.data_dir_of(0)
     }
 
-    /// Every broker's Kafka address.
+    /// Every running broker's Kafka address (a client errors on a bootstrap address that
+    /// refuses connections, such as a broker removed for good).
     fn bootstrap(&self) -> String {
         self.ids()
+            .filter(|id| self.brokers[*id as usize].is_some())
             .map(|id| self.kafka(id))
             .collect::<Vec<_>>()
             .join(",")
@@ -993,6 +999,12 @@ fn settled_on(want: &[i32], layout: &(i32, Vec<i32>, BTreeSet<i32>)) -> bool {
 /// AlterPartitionReassignments of partition 0 of `topic` to `replicas`, through any broker that
 /// takes it (the quorum may be electing a leader).
 fn reassign(node: &Node, topic: &str, replicas: &[i32]) {
+    reassign_partition(node, topic, 0, replicas)
+}
+
+/// AlterPartitionReassignments of partition `partition` of `topic` to `replicas`, as
+/// [`reassign`].
+fn reassign_partition(node: &Node, topic: &str, partition: i32, replicas: &[i32]) {
     use kafka_protocol::messages::alter_partition_reassignments_request::{
         ReassignablePartition, ReassignableTopic,
     };
@@ -1002,7 +1014,7 @@ fn reassign(node: &Node, topic: &str, replicas: &[i32]) {
         .with_topics(vec![ReassignableTopic::default()
             .with_name(tname(topic))
             .with_partitions(vec![ReassignablePartition::default()
-                .with_partition_index(0)
+                .with_partition_index(partition)
                 .with_replicas(Some(
                     replicas.iter().copied().map(BrokerId).collect(),
                 ))])]);
@@ -1238,6 +1250,293 @@ fn join_trial(seed: u64) -> Figures {
     f
 }
 
+/// UnregisterBroker(`broker`) sent to the broker at `addr`, as the operator's scale-down sends it:
+/// `Err` with the answer's error code and message, or why no answer came (a killed broker, a
+/// refused connection).
+fn unregister(addr: &str, broker: i32) -> Result<(), String> {
+    use kafka_protocol::messages::{BrokerId, UnregisterBrokerRequest};
+    let addr = addr.parse().expect("broker address");
+    let mut c = RawClient::try_connect(addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let r = c.try_send(
+        &UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker)),
+        0,
+    )?;
+    match r.error_code {
+        0 => Ok(()),
+        code => Err(format!(
+            "error {code}: {}",
+            r.error_message.as_ref().map_or("", |m| m.as_str())
+        )),
+    }
+}
+
+/// Every partition, of every topic (`__consumer_offsets` too), with a copy on `broker`, per
+/// Metadata: (topic, partition, replicas).
+fn partitions_on(node: &Node, broker: i32) -> Option<Vec<(String, i32, Vec<i32>)>> {
+    let md = rd_consumer(&node.bootstrap(), &[("allow.auto.create.topics", "false")])
+        .fetch_metadata(None, Duration::from_secs(5))
+        .ok()?;
+    let mut out = Vec::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            if p.replicas().contains(&broker) {
+                out.push((t.name().to_string(), p.id(), p.replicas().to_vec()));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The broker ids Metadata from broker `from` lists.
+fn registered(node: &Node, from: i32) -> Option<BTreeSet<i32>> {
+    let md = rd_consumer(&node.kafka(from), &[])
+        .fetch_metadata(None, Duration::from_secs(5))
+        .ok()?;
+    Some(md.brokers().iter().map(|b| b.id()).collect())
+}
+
+/// Who a leave trial killed, by its role at the kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaveVictim {
+    /// The metadata quorum's leader (not the leaving broker).
+    QuorumLeader,
+    /// A voter that stays, not the leader.
+    OtherVoter,
+    /// The broker being removed.
+    Leaving,
+}
+
+/// What one leave trial saw, beside its figures.
+struct LeaveFacts {
+    victim: LeaveVictim,
+    /// Broker 3 was still a voter in the quorum's view just before the kill.
+    voter_at_kill: bool,
+    /// The first UnregisterBroker's answer.
+    first_answer: Result<(), String>,
+    /// UnregisterBroker requests the operator's loop sent after the kill.
+    retries: u64,
+}
+
+/// The leaving broker: the operator's scale-down removes the highest ordinals.
+const LEAVING: i32 = 3;
+
+/// A voter removed under SIGKILL, the way the operator scales down (`reconcile/scale_down.rs`):
+/// four brokers, all voters; a partition of three copies, one of them on broker 3, is moved off
+/// broker 3 first (the drain) under an idempotent acks=all producer; then UnregisterBroker(3)
+/// goes to broker 0 (the operator asks the lowest remaining broker), and a drawn broker (the
+/// quorum's leader, another voter, or broker 3) is SIGKILLed a drawn 0-80 ms after it was sent,
+/// and restarted. Then the operator's loop: while Metadata lists broker 3, UnregisterBroker(3)
+/// again (through the lowest remaining broker); once it does not, broker 3 is stopped for good
+/// (the StatefulSet shrinks). Checks: the quorum ends with a leader and voters 0, 1 and 2 and no
+/// broker 3 in any role, in each remaining broker's view; Metadata lists 0, 1 and 2; the
+/// partition's copies are in sync; no delivery failed and the log holds exactly records
+/// `0..sent`, record *i* at offset *i*.
+fn leave_trial(seed: u64) -> (Figures, LeaveFacts) {
+    println!("crash trial: seed {seed} scenario Leave (replay: SLUICE_LEAVE_SEED={seed})");
+    let t0 = Instant::now();
+    let mut rng = Rng(seed);
+    let victim = rng.below(4) as i32;
+    // UnregisterBroker takes a few tens of ms here (a metadata entry, then the two membership
+    // changes of the quorum): the kill is drawn around it.
+    let kill_ms = rng.below(80);
+    let spec = ProducerSpec {
+        idempotent: true,
+        linger_ms: rng.below(6),
+        batch_records: [1, 4, 16, 500][rng.below(4) as usize],
+        old_below: 0,
+    };
+    let before_move = 100 + rng.below(500);
+    // The partition's copies: broker 3 and two of the three that stay, in a drawn order (so
+    // broker 3 leads it sometimes); moved to the same with broker 3 replaced by the third.
+    let skip = rng.below(3) as i32;
+    let mut from: Vec<i32> = (0..3).filter(|id| *id != skip).collect();
+    from.insert(rng.below(3) as usize, LEAVING);
+    let to: Vec<i32> = from
+        .iter()
+        .map(|id| if *id == LEAVING { skip } else { *id })
+        .collect();
+
+    let mut node = Node::new(4, true, &[]);
+    for id in 0..4 {
+        node.spawn_id(id);
+    }
+    let everyone: BTreeSet<i32> = (0..4).collect();
+    wait_for("four voters and a leader", LONG, POLL, || {
+        let (leader, voters, _) = quorum(&node, 0)?;
+        (leader >= 0 && voters == everyone).then_some(())
+    });
+    for id in 0..4 {
+        wait_for("four registered brokers", LONG, POLL, || {
+            (registered(&node, id)? == everyone).then_some(())
+        });
+    }
+    let topic = topic_name("crash-leave");
+    node.create_topic_on(&topic, &from, &[]);
+    wait_for("the partition led, its copies in sync", LONG, POLL, || {
+        layout(&node, &topic)
+            .filter(|l| settled_on(&from, l))
+            .map(|_| ())
+    });
+    let producer = ProducerLoad::start(node.bootstrap(), topic.clone(), spec);
+    producer.wait_acked(before_move, "records before the drain");
+    // The drain moves every partition off broker 3, `__consumer_offsets`' too (created with
+    // the cluster), as the operator's does: broker 3's copy goes to a broker without one.
+    reassign(&node, &topic, &to);
+    let offsets = partitions_on(&node, LEAVING)
+        .unwrap_or_else(|| panic!("seed {seed}: no metadata to plan the drain with"));
+    for (t, p, replicas) in offsets.iter().filter(|(t, ..)| *t != topic) {
+        let free = (0..3)
+            .find(|id| !replicas.contains(id))
+            .unwrap_or_else(|| panic!("seed {seed}: {t}-{p} has four copies: {replicas:?}"));
+        let moved: Vec<i32> = replicas
+            .iter()
+            .map(|id| if *id == LEAVING { free } else { *id })
+            .collect();
+        reassign_partition(&node, t, *p, &moved);
+    }
+    wait_for(
+        "the drain: every partition moved off broker 3",
+        LONG,
+        POLL,
+        || {
+            let left = partitions_on(&node, LEAVING)?;
+            let settled = layout(&node, &topic).is_some_and(|l| settled_on(&to, &l));
+            (left.is_empty() && settled).then_some(())
+        },
+    );
+
+    // The leader's view just before the request: who is which.
+    let before = quorum(&node, (victim + 1) % 3);
+    let request = {
+        let addr = node.kafka(0);
+        std::thread::spawn(move || unregister(&addr, LEAVING))
+    };
+    std::thread::sleep(Duration::from_millis(kill_ms));
+    let at_kill_quorum = quorum(&node, (victim + 1) % 3);
+    let at_kill = producer.acked();
+    node.kill_id(victim);
+    let first_answer = request
+        .join()
+        .unwrap_or_else(|_| panic!("seed {seed}: the UnregisterBroker thread panicked"));
+    let leader_at_kill = at_kill_quorum
+        .as_ref()
+        .or(before.as_ref())
+        .map_or(-1, |q| q.0);
+    let role = if victim == LEAVING {
+        LeaveVictim::Leaving
+    } else if victim == leader_at_kill {
+        LeaveVictim::QuorumLeader
+    } else {
+        LeaveVictim::OtherVoter
+    };
+    let voter_at_kill = at_kill_quorum
+        .as_ref()
+        .is_some_and(|q| q.1.contains(&LEAVING));
+    println!(
+        "seed {seed}: moved {from:?} to {to:?}; UnregisterBroker(3) to broker 0; killed broker {victim} ({role:?}) {kill_ms} ms after, after {at_kill} acknowledgements; first answer {first_answer:?} (quorum before: {before:?}; at the kill: {at_kill_quorum:?})"
+    );
+    node.spawn_id(victim);
+
+    // The operator's loop: UnregisterBroker again while the metadata lists broker 3, through
+    // the lowest remaining broker that answers; then the StatefulSet shrinks.
+    let mut retries = 0u64;
+    wait_for(
+        "broker 3 out of the metadata (the operator's retries)",
+        LONG,
+        Duration::from_millis(200),
+        || {
+            let (via, brokers) = (0..3).find_map(|id| Some((id, registered(&node, id)?)))?;
+            if !brokers.contains(&LEAVING) {
+                return Some(());
+            }
+            retries += 1;
+            let answer = unregister(&node.kafka(via), LEAVING);
+            println!("seed {seed}: UnregisterBroker(3) again through broker {via}: {answer:?}");
+            None
+        },
+    );
+    let mut leaving = node.brokers[LEAVING as usize]
+        .take()
+        .unwrap_or_else(|| panic!("seed {seed}: broker 3 is not running"));
+    leaving.sigterm_and_wait(LONG);
+
+    let stay: BTreeSet<i32> = (0..3).collect();
+    for id in 0..3 {
+        let q = wait_for(
+            "a leader and voters 0, 1 and 2, broker 3 in no role",
+            LONG,
+            POLL,
+            || {
+                let (leader, voters, observers) = quorum(&node, id)?;
+                (leader >= 0 && voters == stay && !observers.contains(&LEAVING))
+                    .then_some((leader, voters))
+            },
+        );
+        if id == 0 {
+            println!(
+                "seed {seed}: quorum after: leader {} voters {:?} ({:?})",
+                q.0,
+                q.1,
+                t0.elapsed()
+            );
+        }
+        wait_for("brokers 0, 1 and 2 in the metadata", LONG, POLL, || {
+            (registered(&node, id)? == stay).then_some(())
+        });
+    }
+    wait_for("the partition's copies in sync again", LONG, POLL, || {
+        layout(&node, &topic)
+            .filter(|l| settled_on(&to, l))
+            .map(|_| ())
+    });
+    producer.wait_acked(at_kill + 100, "acknowledgements after the restart");
+    let outcome = producer.finish();
+    assert!(
+        outcome.failed.is_empty(),
+        "seed {seed}: {} idempotent deliveries failed, first {:?}",
+        outcome.failed.len(),
+        outcome.failed.first()
+    );
+    assert_eq!(
+        outcome.acked.len() as u64,
+        outcome.sent,
+        "seed {seed}: acknowledgements"
+    );
+    let (log_start, got) = read_all(&node, &topic);
+    assert_eq!(log_start, 0, "seed {seed}: log start");
+    let f = check_log(seed, log_start, &got, &outcome.acked, outcome.sent);
+    assert_eq!(
+        got.len() as u64,
+        outcome.sent,
+        "seed {seed}: records in the log"
+    );
+    assert_each_at_its_index(&got);
+    (
+        f,
+        LeaveFacts {
+            victim: role,
+            voter_at_kill,
+            first_answer,
+            retries,
+        },
+    )
+}
+
+/// Seeds of a trial kind with its own variables: `seed_var` alone, else `trials_var` (or
+/// `trials`) fresh ones.
+fn own_seeds(seed_var: &str, trials_var: &str, trials: u64, salt: u64) -> Vec<u64> {
+    if let Some(seed) = env_number(seed_var) {
+        return vec![seed];
+    }
+    let trials = env_number(trials_var).unwrap_or(trials);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut rng = Rng(now ^ salt);
+    (0..trials).map(|_| rng.below(1_000_000)).collect()
+}
+
 fn run(trials: u64) -> Figures {
     let t0 = Instant::now();
     let mut all = Figures::default();
@@ -1275,24 +1574,37 @@ fn seeded_sigkills_lose_and_duplicate_no_acknowledged_record_nor_commit() {
 #[test]
 fn a_broker_joining_the_quorum_under_sigkill_loses_nothing() {
     let _serial = serial();
-    let seeds = match env_number("SLUICE_JOIN_SEED") {
-        Some(seed) => vec![seed],
-        None => {
-            let trials = env_number("SLUICE_JOIN_TRIALS").unwrap_or(2);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            let mut rng = Rng(now ^ 0x5eed);
-            (0..trials).map(|_| rng.below(1_000_000)).collect()
-        }
-    };
+    let seeds = own_seeds("SLUICE_JOIN_SEED", "SLUICE_JOIN_TRIALS", 2, 0x5eed);
     let mut all = Figures::default();
     for seed in seeds {
         all.add(join_trial(seed));
     }
     println!(
         "join trials: {} trials, {} records acknowledged, {} lost, {} duplicates",
+        all.trials, all.acked, all.lost, all.duplicates
+    );
+}
+
+/// Leave trials (a voter removed under SIGKILL): `SLUICE_LEAVE_SEED=<n>` replays one,
+/// `SLUICE_LEAVE_TRIALS=<n>` runs n (2 by default; the campaign's command is this test with a
+/// larger count).
+#[test]
+fn a_voter_removed_from_the_quorum_under_sigkill_loses_nothing() {
+    let _serial = serial();
+    let seeds = own_seeds("SLUICE_LEAVE_SEED", "SLUICE_LEAVE_TRIALS", 2, 0x1ea7e);
+    let mut all = Figures::default();
+    let mut victims: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut voter_at_kill, mut answered, mut retries) = (0, 0, 0);
+    for seed in seeds {
+        let (f, facts) = leave_trial(seed);
+        all.add(f);
+        *victims.entry(format!("{:?}", facts.victim)).or_default() += 1;
+        voter_at_kill += u64::from(facts.voter_at_kill);
+        answered += u64::from(facts.first_answer.is_ok());
+        retries += facts.retries;
+    }
+    println!(
+        "leave trials: {} trials, {} records acknowledged, {} lost, {} duplicates; killed {victims:?}; broker 3 still a voter at the kill {voter_at_kill} times; the first UnregisterBroker answered OK {answered} times; {retries} operator retries",
         all.trials, all.acked, all.lost, all.duplicates
     );
 }

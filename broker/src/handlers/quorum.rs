@@ -148,37 +148,53 @@ fn describe_quorum_here(
 
 /// UnregisterBroker: removes a broker from the cluster for good (decommission). Refused while it
 /// holds a replica of any partition (`__consumer_offsets`' included, whose leaders coordinate
-/// the groups): move them off first. Then the broker also leaves the metadata quorum.
+/// the groups): move them off first.
+///
+/// The broker leaves the metadata quorum first, then the cluster metadata. The other order
+/// left a voter behind for good when the broker answering was killed between the two (the
+/// voter-removal crash trials found it): the metadata no longer listed the broker, so the
+/// operator, which retries while Metadata lists it, shrank the StatefulSet and the quorum kept
+/// a dead voter. Now a request cut short leaves the broker listed, and the retry finishes the
+/// job (leaving a quorum it already left is a no-op). The refusal is checked first on this
+/// broker's copy of the metadata, so a broker that must not go stays in the quorum; the
+/// quorum checks again when it applies the change.
 pub async fn unregister_broker(
     ctx: &Arc<BrokerContext>,
     req: UnregisterBrokerRequest,
 ) -> UnregisterBrokerResponse {
     let id = req.broker_id.0;
     let resp = UnregisterBrokerResponse::default();
-    let outcome = ctx.cluster.propose(Command::UnregisterBroker { id }).await;
-    let (code, message) = match outcome {
-        Err(e) => (
-            41, // NOT_CONTROLLER: retriable
-            Some(format!(
-                "the metadata quorum did not accept the change: {e}"
-            )),
-        ),
-        Ok(Outcome::Refused { code, message }) => (code, Some(message)),
-        Ok(_) => match ctx.cluster.remove_node(id).await {
-            Ok(()) => {
-                tracing::info!(
-                    broker = id,
-                    "broker unregistered and removed from the quorum"
-                );
-                (codes::NONE, None)
-            }
+    let command = Command::UnregisterBroker { id };
+    let precheck = (*ctx.cluster.state()).clone().apply(&command);
+    let (code, message) = if let Outcome::Refused { code, message } = precheck {
+        (code, Some(message))
+    } else {
+        match ctx.cluster.remove_node(id).await {
             Err(e) => (
                 codes::UNKNOWN_SERVER_ERROR,
                 Some(format!(
-                    "broker {id} is unregistered but could not leave the metadata quorum: {e}"
+                    "broker {id} could not leave the metadata quorum (it is still registered; \
+                     retry): {e}"
                 )),
             ),
-        },
+            Ok(()) => match ctx.cluster.propose(command).await {
+                Err(e) => (
+                    41, // NOT_CONTROLLER: retriable
+                    Some(format!(
+                        "broker {id} left the metadata quorum but the metadata did not take \
+                         its removal (retry): {e}"
+                    )),
+                ),
+                Ok(Outcome::Refused { code, message }) => (code, Some(message)),
+                Ok(_) => {
+                    tracing::info!(
+                        broker = id,
+                        "broker removed from the quorum and unregistered"
+                    );
+                    (codes::NONE, None)
+                }
+            },
+        }
     };
     ctx.metrics.error_code("UnregisterBroker", code);
     resp.with_error_code(code)

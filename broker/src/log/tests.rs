@@ -1790,3 +1790,129 @@ fn a_base_offset_near_i64_max_is_refused_not_an_overflow() {
     assert!(matches!(err, LogError::CorruptBatch { .. }), "{err:?}");
     fuzzing::read_everything(&log);
 }
+
+/// Sets the record count (bytes 57..61) of the batch at `pos` of `path` to `count` and
+/// recomputes its CRC-32C, which covers the count: a batch no Kafka client or broker writes,
+/// stored with a good CRC.
+fn store_record_count(path: &Path, pos: u64, count: i32) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let pos = pos as usize;
+    let size = batch::parse_header(&bytes[pos..]).unwrap().size;
+    let whole = &mut bytes[pos..pos + size];
+    whole[57..61].copy_from_slice(&count.to_be_bytes());
+    fuzzing::fix_crcs(whole);
+    assert!(batch::check_crc(whole).is_ok(), "the CRC holds");
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Found by the `partition_dir` fuzz target (the 19:13 run of the campaign log; the input was
+/// lost and is rebuilt here): a stored batch whose record count is 0, with a good CRC (the
+/// count is covered by it), was served by a read, because the read path's header walk looked
+/// at the first 27 bytes of each header only and never saw the count. No client can decode
+/// such a batch and Kafka never writes one: it is a header that does not parse. A read refuses
+/// it (CORRUPT_MESSAGE) and a read that starts before it stops short of it; recovery, where it
+/// scans such a batch (an active segment, a closed segment's unindexed tail), cuts it with
+/// the rest of the tail like any other header that does not parse.
+#[test]
+fn a_record_count_of_zero_with_a_good_crc_is_refused_not_served() {
+    // (record count, which batch of the first, closed segment) for each case. The fuzz
+    // target's config, so the directory is also an input the target reads as written.
+    for (count, victim) in [(0, 0usize), (0, 2), (5, 1)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        {
+            let log = PartitionLog::open(dir.clone(), fuzzing::fuzz_config()).unwrap();
+            for i in 0..40 {
+                log.append(B::new(2).tag(&format!("z{i}")).build()).unwrap();
+            }
+            log.flush().unwrap();
+            assert!(log.segment_count() >= 3);
+        }
+        let mut logs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        let first = std::fs::read(&logs[0]).unwrap();
+        let mut pos = 0u64;
+        for _ in 0..victim {
+            pos += batch::parse_header(&first[pos as usize..]).unwrap().size as u64;
+        }
+        store_record_count(&logs[0], pos, count);
+        let case = format!("count {count} in batch {victim}");
+
+        // The fuzz target's own checks on the same directory, packed as its input.
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        files.sort();
+        let scratch = tmp.path().join("image");
+        std::fs::create_dir(&scratch).unwrap();
+        fuzzing::partition_dir(&fuzzing::pack_image(&files), &scratch);
+
+        let log = PartitionLog::open(dir, fuzzing::fuzz_config()).unwrap();
+        assert_eq!(log.log_end_offset(), 80, "nothing cut ({case})");
+        let damaged = 2 * victim as i64;
+        for at in [damaged, damaged + 1] {
+            let err = log.read(at, 1 << 20).unwrap_err();
+            assert!(
+                matches!(err, LogError::CorruptBatch { .. }),
+                "{case}, read at {at}: {err:?}"
+            );
+        }
+        if victim > 0 {
+            let head = decode_all(&log.read(0, 1 << 20).unwrap().records);
+            assert_eq!(
+                head.last().map(|r| r.0),
+                Some(damaged - 1),
+                "{case}: a read from 0 stops short of the damaged batch"
+            );
+        }
+        // Later segments are served as before (a read walking the first segment from before
+        // its first index entry meets the damaged header and is refused, as for any header
+        // that does not parse).
+        let after = decode_all(&log.read(40, 1 << 20).unwrap().records);
+        assert!(
+            after.contains(&(40, "z20-0".to_string())),
+            "{case}: {after:?}"
+        );
+        let served = fuzzing::read_everything(&log);
+        assert!(
+            served.iter().all(|&(_, last)| last < damaged),
+            "{case}: {served:?}"
+        );
+    }
+
+    // In the active segment, recovery scans every batch: the one with no records is cut with
+    // everything after it, like any header that does not parse there.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let mut sizes = Vec::new();
+    {
+        let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+        for i in 0..4 {
+            let b = B::new(2).tag(&format!("a{i}")).build();
+            sizes.push(b.len() as u64);
+            log.append(b).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let path = active_log_file(&dir);
+    store_record_count(&path, sizes[0] + sizes[1], 0);
+    let cuts = crate::recovery::total(crate::recovery::Action::SegmentTruncated);
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), sizes[0] + sizes[1]);
+    assert!(crate::recovery::total(crate::recovery::Action::SegmentTruncated) > cuts);
+    assert_eq!(
+        read_all(&log).into_iter().map(|r| r.0).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert_eq!(fuzzing::read_everything(&log), vec![(0, 1), (2, 3)]);
+}

@@ -184,21 +184,22 @@ impl PartitionLog {
     }
 }
 
-/// Header fields needed to walk batches: (base offset, size, last offset). `None` for a
-/// header that does not parse, including a magic byte other than 2: like the base offset it is
-/// not covered by the CRC, and a client cannot decode a batch of another magic (the
-/// `partition_dir` fuzz target found one served).
-fn peek(b: &[u8]) -> Option<(i64, usize, i64)> {
-    if b.len() < 27 || b[16] != 2 {
-        return None;
-    }
-    let size = batch::announced_size(b).ok()?;
-    let mut base = [0u8; 8];
-    base.copy_from_slice(&b[..8]);
-    let base = i64::from_be_bytes(base);
-    let delta = i32::from_be_bytes([b[23], b[24], b[25], b[26]]);
+/// Header fields needed to walk batches: (base offset, size, last offset), from the whole
+/// header ([`HEADER_LEN`] bytes). `Err(why)` for a header that does not parse: a magic byte
+/// other than 2 (like the base offset it is not covered by the CRC, and a client cannot decode
+/// a batch of another magic: the `partition_dir` fuzz target found one served), and a record
+/// count below 1 or that disagrees with the last offset delta. Those two are covered by the
+/// CRC, so a batch can carry them with a good one; Kafka never writes such a batch, recovery
+/// cuts one it scans like any header that does not parse, and a read must refuse it (the
+/// fuzz target found a count of 0 served when only the first 27 bytes were looked at).
+fn peek(b: &[u8]) -> Result<(i64, usize, i64), String> {
+    let h = batch::parse_header(b).map_err(|e| e.to_string())?;
     // A damaged base offset near i64::MAX overflowed here (the partition_dir fuzz target).
-    Some((base, size, base.checked_add(i64::from(delta))?))
+    let last = h
+        .base_offset
+        .checked_add(i64::from(h.last_offset_delta))
+        .ok_or_else(|| format!("base offset {} is too large", h.base_offset))?;
+    Ok((h.base_offset, h.size, last))
 }
 
 /// Reads whole batches of one segment, starting with the one containing `offset`, walking
@@ -216,19 +217,29 @@ fn read_batches(
     max_bytes: usize,
 ) -> std::io::Result<Result<Bytes, (u64, String)>> {
     // Walk headers from the index position to the batch containing `offset`.
-    let mut hdr = [0u8; 27];
+    let mut hdr = [0u8; HEADER_LEN];
     let first_size = loop {
-        if pos + 27 > seg_end {
+        if pos + HEADER_LEN as u64 > seg_end {
             return Ok(Err((
                 pos,
                 format!("the segment ends before offset {offset}"),
             )));
         }
         file.read_exact_at(&mut hdr, pos)?;
-        let Some((base, size, last)) =
-            peek(&hdr).filter(|(_, size, last)| *last >= expect && pos + *size as u64 <= seg_end)
-        else {
-            return Ok(Err((pos, "the batch header does not parse".into())));
+        let (base, size, last) = match peek(&hdr) {
+            Ok(p) if pos + p.1 as u64 <= seg_end => p,
+            Ok((_, size, _)) => {
+                return Ok(Err((
+                    pos,
+                    format!("the batch announces {size} bytes, past the segment's end"),
+                )))
+            }
+            Err(why) => {
+                return Ok(Err((
+                    pos,
+                    format!("the batch header does not parse: {why}"),
+                )))
+            }
         };
         if base != expect {
             return Ok(Err((
@@ -253,7 +264,7 @@ fn read_batches(
     // they fit.
     let mut end = 0;
     while end < buf.len() {
-        let Some((base, size, last)) = peek(&buf[end..]) else {
+        let Ok((base, size, last)) = peek(&buf[end..]) else {
             break;
         };
         if base != expect
@@ -275,7 +286,7 @@ fn read_batches(
 /// served, and a read that starts at it fails with CORRUPT_MESSAGE, naming the file.
 fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<Bytes, LogError> {
     let mut end = 0;
-    while let Some((base, size, _)) = peek(&records[end..]) {
+    while let Ok((base, size, _)) = peek(&records[end..]) {
         let Some(whole) = records.get(end..end + size) else {
             break;
         };

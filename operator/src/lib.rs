@@ -177,9 +177,9 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api_for::<K>(client, ns), config)
-    .modify(|k: &mut K| k.managed_fields_mut().clear())
-    .reflect(writer)
-    .touched_objects();
+        .modify(|k: &mut K| k.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
     (reader, stream)
 }
 
@@ -214,28 +214,28 @@ pub async fn run_controller(
         secrets,
     });
     Controller::new(api_for::<MessageQueue>(&client, ns), watch_config())
-    .owns_stream(sts_stream)
-    .owns_stream(svc_stream)
-    .owns_stream(cm_stream)
-    .owns_stream(pdb_stream)
-    .owns_stream(secret_stream)
-    .watches(api_for::<Pod>(&client, ns), owned(), |pod: Pod| {
-        let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
-        let namespace = pod.namespace();
-        instance
-            .zip(namespace)
-            .map(|(name, ns)| ObjectRef::<MessageQueue>::new(&name).within(&ns))
-    })
-    .trigger_backoff(WatchBackoff::default())
-    .graceful_shutdown_on(stop_signal)
-    .run(reconcile::reconcile, reconcile::error_policy, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok((obj, _)) => tracing::debug!(mq = %obj, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
-        }
-    })
-    .await;
+        .owns_stream(sts_stream)
+        .owns_stream(svc_stream)
+        .owns_stream(cm_stream)
+        .owns_stream(pdb_stream)
+        .owns_stream(secret_stream)
+        .watches(api_for::<Pod>(&client, ns), owned(), |pod: Pod| {
+            let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
+            let namespace = pod.namespace();
+            instance
+                .zip(namespace)
+                .map(|(name, ns)| ObjectRef::<MessageQueue>::new(&name).within(&ns))
+        })
+        .trigger_backoff(WatchBackoff::default())
+        .graceful_shutdown_on(stop_signal)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(mq = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+            }
+        })
+        .await;
 }
 
 fn identity(args: &RunArgs) -> String {

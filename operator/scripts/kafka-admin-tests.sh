@@ -46,8 +46,12 @@ step "starting a three-node Apache Kafka ${KAFKA_VERSION:-4.2.0} cluster on 127.
 
 export SLUICE_TEST_KAFKA="127.0.0.1:$KAFKA_PORT" SLUICE_TEST_KAFKA_CLUSTER=3
 step "running operator/tests/kafka_admin.rs"
+# The queue-counts test declares a `type: queue`, which the operator creates with the topic config
+# share.auto.offset.reset; Apache Kafka keeps that setting per share group, not per topic, and
+# refuses it (InvalidConfig), so that test runs against sluice-broker only
+# (scripts/operator-admin-vs-sluice.sh).
 (cd "$ROOT" && cargo test --workspace --test kafka_admin -- --ignored --test-threads=1 \
-    --skip zz_a_stopped_broker)
+    --skip zz_a_stopped_broker --skip an_empty_work_queue_counts)
 step "stopping broker 2 and reading the under-replicated partitions"
 (cd "$ROOT" && SLUICE_TEST_KAFKA_STOP="$WORK/node-2" \
     cargo test --workspace --test kafka_admin -- --ignored --exact \

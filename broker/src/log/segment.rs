@@ -278,16 +278,19 @@ impl Segment {
         })
     }
 
-    /// Position to start scanning from for the first batch with max timestamp `>= ts`.
-    pub fn time_lookup(&self, ts: i64) -> u64 {
+    /// Position to start scanning from for the first batch with max timestamp `>= ts`, with
+    /// the base offset of the batch there (so a walk from it can tell a batch whose stored
+    /// base offset is out of sequence, as reads do).
+    pub fn time_lookup(&self, ts: i64) -> (u64, i64) {
         let i = partition_point(self.n_times(), |i| {
             self.time_at(i).is_some_and(|e| e.0 < ts)
         });
         if i == 0 {
-            0
+            (0, self.base)
         } else {
-            self.time_at(i - 1)
-                .map_or(0, |e| self.lookup(self.base + i64::from(e.1)))
+            self.time_at(i - 1).map_or((0, self.base), |e| {
+                self.lookup_entry(self.base + i64::from(e.1))
+            })
         }
     }
 

@@ -562,7 +562,7 @@ fn closed_segment_lookups_from_index_files_match_memory() {
     let probe = |seg: &segment::Segment| -> Vec<u64> {
         (90..off + 5)
             .map(|o| seg.lookup(o))
-            .chain((900..1_600).step_by(7).map(|t| seg.time_lookup(t)))
+            .chain((900..1_600).step_by(7).map(|t| seg.time_lookup(t).0))
             .collect()
     };
     let in_memory = probe(&seg);
@@ -1915,4 +1915,53 @@ fn a_record_count_of_zero_with_a_good_crc_is_refused_not_served() {
         [0, 1, 2, 3]
     );
     assert_eq!(fuzzing::read_everything(&log), vec![(0, 1), (2, 3)]);
+}
+
+/// Found by the `partition_dir` fuzz target: a batch whose stored base offset is out of
+/// sequence (it is not covered by the CRC, so the CRC still holds) is kept in place by recovery
+/// when intact batches follow, and reads refuse it; the timestamp lookups of ListOffsets took
+/// its offsets at their word and answered offset 10 of a log ending at 10 (MAX_TIMESTAMP), or
+/// offset 9 of another batch.
+#[test]
+fn a_timestamp_lookup_never_answers_from_a_batch_whose_base_offset_is_out_of_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with_base = |b: Bytes, base: i64| {
+        let mut b = b.to_vec();
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        b
+    };
+    let mut seg0 = with_base(B::new(2).ts(100).build(), 0);
+    seg0.extend(with_base(B::new(3).ts(200).build(), 2));
+    // Offsets 5-6, stored as 9-10, carrying the partition's newest timestamps; then 7-9.
+    let mut seg5 = with_base(B::new(2).ts(900).build(), 9);
+    seg5.extend(with_base(B::new(3).ts(300).build(), 7));
+    let files = [
+        (segment::file_name(0, "log"), seg0),
+        (segment::file_name(5, "log"), seg5),
+    ];
+    let dir = tmp.path().join("t-0");
+    std::fs::create_dir(&dir).unwrap();
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 10);
+    assert!(matches!(
+        log.read(5, 1 << 16),
+        Err(LogError::CorruptBatch { .. })
+    ));
+    assert_eq!(log.max_timestamp_offset().unwrap(), Some((9, 302)));
+    assert_eq!(log.offset_for_timestamp(900).unwrap(), None);
+    assert_eq!(log.offset_for_timestamp(250).unwrap(), Some((7, 300)));
+    assert_eq!(log.offset_for_timestamp(150).unwrap(), Some((2, 200)));
+    drop(log);
+
+    // The same as the fuzz target sees it, the segments closed behind a third.
+    let mut files = files.to_vec();
+    files.push((
+        segment::file_name(10, "log"),
+        with_base(B::new(1).ts(50).build(), 10),
+    ));
+    std::fs::create_dir(tmp.path().join("image")).unwrap();
+    fuzzing::partition_dir(&fuzzing::pack_image(&files), &tmp.path().join("image"));
 }

@@ -87,7 +87,7 @@ impl PartitionLog {
         let (from, candidates) = {
             let inner = lock(&self.shared.inner);
             let from = inner.log_start;
-            let c: Vec<(Arc<File>, PathBuf, u64, u64)> = inner
+            let c: Vec<(Arc<File>, PathBuf, (u64, i64), u64)> = inner
                 .segments
                 .iter()
                 .filter(|s| s.max_timestamp >= timestamp_ms && s.base < hw && s.next_offset > from)
@@ -102,9 +102,9 @@ impl PartitionLog {
                 .collect();
             (from, c)
         };
-        for (file, path, pos, end) in candidates {
+        for (file, path, start, end) in candidates {
             if let Some(hit) =
-                find_timestamp(&file, pos, end, timestamp_ms, from, hw).map_err(io_err(&path))?
+                find_timestamp(&file, start, end, timestamp_ms, from, hw).map_err(io_err(&path))?
             {
                 return Ok(Some(hit));
             }
@@ -125,7 +125,7 @@ impl PartitionLog {
     pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
         let hw = self.high_watermark();
         // (max timestamp, scan start, file, path, end, base offset)
-        let mut cands: Vec<(i64, u64, Arc<File>, PathBuf, u64, i64)> = {
+        let mut cands: Vec<(i64, (u64, i64), Arc<File>, PathBuf, u64, i64)> = {
             let inner = lock(&self.shared.inner);
             inner
                 .segments
@@ -153,18 +153,20 @@ impl PartitionLog {
             let Some(b) = best else {
                 return Ok(None);
             };
-            let (ts, pos, file, path, end, base) = &cands[b];
-            if let Some(hit) = find_timestamp(file, *pos, *end, *ts, 0, hw).map_err(io_err(path))? {
+            let (ts, start, file, path, end, base) = &cands[b];
+            if let Some(hit) =
+                find_timestamp(file, *start, *end, *ts, 0, hw).map_err(io_err(path))?
+            {
                 return Ok(Some(hit));
             }
-            match max_timestamp_below(file, *end, hw).map_err(io_err(path))? {
+            match max_timestamp_below(file, *base, *end, hw).map_err(io_err(path))? {
                 // A header below the high watermark claims `ts`, the whole segment was read
                 // and no record carries it: the header's max timestamp is larger than its
                 // records' (a producer's header that lies, CRC and all, or damage on disk).
                 // Searching again would find the same nothing forever (it did: a ListOffsets
                 // MAX_TIMESTAMP spun a core until the broker stopped), so the header is taken
                 // at its word, as for a batch whose records cannot be read.
-                Some(m) if m >= *ts && *pos == 0 => {
+                Some(m) if m >= *ts && start.0 == 0 => {
                     match first_batch_claiming(file, *base, *end, m, hw).map_err(io_err(path))? {
                         Some(hit) => return Ok(Some(hit)),
                         None => {
@@ -174,7 +176,7 @@ impl PartitionLog {
                 }
                 Some(m) => {
                     cands[b].0 = m;
-                    cands[b].1 = 0;
+                    cands[b].1 = (0, cands[b].5);
                 }
                 None => {
                     cands.remove(b);
@@ -305,65 +307,98 @@ fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<Bytes, LogError
     Ok(records.slice(..end))
 }
 
-/// Finds the first record with timestamp `>= ts` scanning batches from `pos`.
-fn find_timestamp(
+/// Walks a segment file's batches that start below `hw`, from `pos` where the batch with base
+/// offset `expect` starts, the way recovery framed them (`segment::scan`), calling `visit`
+/// with each batch whose stored base offset is in sequence until it answers `Some`. A batch
+/// whose stored base offset is out of sequence (it is not covered by the CRC: damage) is
+/// passed over when its CRC holds (recovery kept it in place and reads refuse it), and ends
+/// the walk when its CRC fails too, as it ends recovery's. A timestamp lookup that took such a
+/// batch's offsets at their word answered an offset past the log end (the `partition_dir`
+/// fuzz target).
+fn walk_below<T>(
     file: &File,
-    mut pos: u64,
+    (mut pos, mut expect): (u64, i64),
     end: u64,
-    ts: i64,
-    from: i64,
     hw: i64,
-) -> std::io::Result<Option<(i64, i64)>> {
+    mut visit: impl FnMut(u64, &BatchHeader) -> std::io::Result<Option<T>>,
+) -> std::io::Result<Option<T>> {
     let mut hdr = [0u8; HEADER_LEN];
-    while pos + HEADER_LEN as u64 <= end {
+    while pos + HEADER_LEN as u64 <= end && expect < hw {
         file.read_exact_at(&mut hdr, pos)?;
         let Ok(h) = batch::parse_header(&hdr) else {
             return Ok(None);
         };
-        if h.base_offset >= hw {
-            return Ok(None);
-        }
         if pos + h.size as u64 > end {
             return Ok(None);
         }
-        if h.max_timestamp >= ts && h.next_offset() > from {
-            let mut whole = vec![0u8; h.size];
-            file.read_exact_at(&mut whole, pos)?;
-            if let Some(hit) = first_record_at_or_after(&whole, &h, ts, from) {
+        if h.base_offset == expect {
+            if let Some(hit) = visit(pos, &h)? {
                 return Ok(Some(hit));
             }
+        } else if !crc_holds(file, pos, &h)? {
+            return Ok(None);
         }
+        expect = BatchHeader {
+            base_offset: expect,
+            ..h
+        }
+        .next_offset();
         pos += h.size as u64;
     }
     Ok(None)
 }
 
-/// The largest batch max timestamp among the batches of a segment file that start below `hw`,
-/// or `None` when there is none with a timestamp.
-fn max_timestamp_below(file: &File, end: u64, hw: i64) -> std::io::Result<Option<i64>> {
-    let mut max: Option<i64> = None;
-    let mut hdr = [0u8; HEADER_LEN];
-    let mut pos = 0u64;
-    while pos + HEADER_LEN as u64 <= end {
-        file.read_exact_at(&mut hdr, pos)?;
-        let Ok(h) = batch::parse_header(&hdr) else {
-            break;
-        };
-        if h.base_offset >= hw || pos + h.size as u64 > end {
-            break;
+/// The whole batch at `pos` (of `h.size` bytes), read back, when its CRC-32C holds.
+fn intact_batch(file: &File, pos: u64, h: &BatchHeader) -> std::io::Result<Option<Vec<u8>>> {
+    let mut whole = vec![0u8; h.size];
+    file.read_exact_at(&mut whole, pos)?;
+    Ok(batch::check_crc(&whole).is_ok().then_some(whole))
+}
+
+fn crc_holds(file: &File, pos: u64, h: &BatchHeader) -> std::io::Result<bool> {
+    Ok(intact_batch(file, pos, h)?.is_some())
+}
+
+/// Finds the first record with timestamp `>= ts` at or after offset `from`, walking from
+/// `start` (a position and the base offset of the batch there). Batches whose CRC fails are
+/// passed over, as reads refuse them.
+fn find_timestamp(
+    file: &File,
+    start: (u64, i64),
+    end: u64,
+    ts: i64,
+    from: i64,
+    hw: i64,
+) -> std::io::Result<Option<(i64, i64)>> {
+    walk_below(file, start, end, hw, |pos, h| {
+        if h.max_timestamp < ts || h.next_offset() <= from {
+            return Ok(None);
         }
-        if h.max_timestamp >= 0 && max.is_none_or(|m| h.max_timestamp > m) {
+        Ok(intact_batch(file, pos, h)?
+            .and_then(|whole| first_record_at_or_after(&whole, h, ts, from)))
+    })
+}
+
+/// The largest batch max timestamp among the intact batches of a segment file (first batch
+/// at offset `base`) that start below `hw`, or `None` when there is none with a timestamp.
+fn max_timestamp_below(file: &File, base: i64, end: u64, hw: i64) -> std::io::Result<Option<i64>> {
+    let mut max: Option<i64> = None;
+    walk_below::<()>(file, (0, base), end, hw, |pos, h| {
+        // Only a batch that would raise the maximum is read whole for its CRC.
+        if h.max_timestamp >= 0
+            && max.is_none_or(|m| h.max_timestamp > m)
+            && crc_holds(file, pos, h)?
+        {
             max = Some(h.max_timestamp);
         }
-        pos += h.size as u64;
-    }
+        Ok(None)
+    })?;
     Ok(max)
 }
 
 /// The first batch starting below `hw` whose header claims a max timestamp of at least `ts`,
 /// as `(base offset, that max timestamp)`, walking from the segment's first batch (`base`)
-/// while the base offsets follow each other (one out of sequence is damage: the walk stops
-/// there, as a read does).
+/// over the batches in sequence, as a read does.
 fn first_batch_claiming(
     file: &File,
     base: i64,
@@ -371,23 +406,10 @@ fn first_batch_claiming(
     ts: i64,
     hw: i64,
 ) -> std::io::Result<Option<(i64, i64)>> {
-    let mut hdr = [0u8; HEADER_LEN];
-    let (mut pos, mut expect) = (0u64, base);
-    while pos + HEADER_LEN as u64 <= end {
-        file.read_exact_at(&mut hdr, pos)?;
-        let Ok(h) = batch::parse_header(&hdr) else {
-            break;
-        };
-        if h.base_offset != expect || h.base_offset >= hw || pos + h.size as u64 > end {
-            break;
-        }
-        if h.max_timestamp >= ts {
-            return Ok(Some((h.base_offset, h.max_timestamp)));
-        }
-        pos += h.size as u64;
-        expect = h.next_offset();
-    }
-    Ok(None)
+    walk_below(file, (0, base), end, hw, |pos, h| {
+        Ok((h.max_timestamp >= ts && crc_holds(file, pos, h)?)
+            .then_some((h.base_offset, h.max_timestamp)))
+    })
 }
 
 /// Within one batch, the first record at or after offset `from` whose timestamp is `>= ts`

@@ -358,6 +358,42 @@ async fn cluster_client(test: &str) -> Option<AdminClient> {
     None
 }
 
+/// DescribeQuorum, asked before a scale-down lets a pod and its volume go: the voters are
+/// brokers of the cluster, each once, and every broker asked gives the same voters (the
+/// quorum leader's view; Kafka's brokers pass the request to the controllers, Sluice's to the
+/// quorum leader).
+#[tokio::test]
+async fn every_broker_reports_the_same_metadata_quorum_voters() {
+    let Some(mut admin) = cluster_client("quorum_voters").await else {
+        return;
+    };
+    let brokers = admin.metadata().await.expect("metadata").brokers;
+    let voters = admin.quorum_voters().await.expect("DescribeQuorum");
+    assert!(!voters.is_empty(), "a quorum without voters");
+    let mut unique = voters.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        voters.len(),
+        "a voter listed twice: {voters:?}"
+    );
+    for v in &voters {
+        assert!(
+            brokers.contains_key(v),
+            "voter {v} is no broker of {brokers:?}"
+        );
+    }
+    for (id, addr) in &brokers {
+        let mut other = AdminClient::connect(addr, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("connect to broker {id} at {addr}: {e}"));
+        let mut seen = other.quorum_voters().await.expect("DescribeQuorum");
+        seen.sort_unstable();
+        assert_eq!(seen, unique, "broker {id} reports other voters");
+    }
+}
+
 /// Polls Metadata every 200 ms until `done` holds, for at most 60 s.
 async fn metadata_until(
     admin: &mut AdminClient,

@@ -1,5 +1,6 @@
 //! The calls that move partitions and brokers (a drain, a rebalance): AlterPartitionReassignments,
-//! ListPartitionReassignments, DescribeCluster, UnregisterBroker and DescribeLogDirs.
+//! ListPartitionReassignments, DescribeCluster, UnregisterBroker, DescribeQuorum and
+//! DescribeLogDirs.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -7,8 +8,9 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, DescribeClusterRequest, DescribeLogDirsRequest,
-    ListPartitionReassignmentsRequest, TopicName, UnregisterBrokerRequest,
+    describe_quorum_request, AlterPartitionReassignmentsRequest, BrokerId, DescribeClusterRequest,
+    DescribeLogDirsRequest, DescribeQuorumRequest, ListPartitionReassignmentsRequest, TopicName,
+    UnregisterBrokerRequest,
 };
 
 use super::{code_text, str_bytes, AdminClient, OP_TIMEOUT_MS};
@@ -187,6 +189,39 @@ impl AdminClient {
             return Err(self.err(NAME, format!("broker {id}: {err}")));
         }
         Ok(())
+    }
+
+    /// DescribeQuorum of partition 0 of `__cluster_metadata`: the voters of the metadata
+    /// quorum, as its leader reports them (a broker that is not the leader passes the request
+    /// on). Kafka brokers with separate controllers answer with the controllers' ids.
+    pub async fn quorum_voters(&mut self) -> Result<Vec<i32>> {
+        const NAME: &str = "DescribeQuorum";
+        let version = self.version_for::<DescribeQuorumRequest>(NAME)?;
+        let request = DescribeQuorumRequest::default().with_topics(vec![
+            describe_quorum_request::TopicData::default()
+                .with_topic_name(TopicName(str_bytes("__cluster_metadata")))
+                .with_partitions(vec![
+                    describe_quorum_request::PartitionData::default().with_partition_index(0)
+                ]),
+        ]);
+        let response = self.send(&request, version, NAME).await?;
+        if let Some(err) = code_text(response.error_code, response.error_message.as_ref()) {
+            return Err(self.err(NAME, err));
+        }
+        let partition = response
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == 0)
+            .ok_or_else(|| self.err(NAME, "the answer holds no __cluster_metadata partition 0"))?;
+        if let Some(err) = code_text(partition.error_code, partition.error_message.as_ref()) {
+            return Err(self.err(NAME, err));
+        }
+        Ok(partition
+            .current_voters
+            .iter()
+            .map(|v| v.replica_id.0)
+            .collect())
     }
 
     /// DescribeLogDirs of the broker this client is connected to (each broker describes only

@@ -64,6 +64,7 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (35, 1, 4), // DescribeLogDirs (v4: total and usable bytes; Kafka 4 dropped v0)
     (60, 0, 2), // DescribeCluster (v2: fenced brokers too)
     (64, 0, 0), // UnregisterBroker
+    (55, 0, 2), // DescribeQuorum
     (17, 1, 1), // SaslHandshake (v1: the SASL bytes travel in SaslAuthenticate)
     (36, 0, 2), // SaslAuthenticate
     (29, 1, 3), // DescribeAcls (v1: pattern types)
@@ -94,6 +95,8 @@ pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
 pub const UNREGISTER_BROKER: i16 = 64;
 /// API key of DescribeLogDirs.
 pub const DESCRIBE_LOG_DIRS: i16 = 35;
+/// API key of DescribeQuorum.
+pub const DESCRIBE_QUORUM: i16 = 55;
 
 /// Name of an API key, for messages.
 pub fn api_name(key: i16) -> &'static str {
@@ -109,6 +112,7 @@ pub fn api_name(key: i16) -> &'static str {
         DESCRIBE_CLUSTER => "DescribeCluster",
         UNREGISTER_BROKER => "UnregisterBroker",
         DESCRIBE_LOG_DIRS => "DescribeLogDirs",
+        DESCRIBE_QUORUM => "DescribeQuorum",
         17 => "SaslHandshake",
         36 => "SaslAuthenticate",
         29 => "DescribeAcls",

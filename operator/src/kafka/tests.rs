@@ -15,8 +15,9 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, CreateTopicsRequest, DescribeLogDirsRequest,
-    MetadataRequest, TopicName, UnregisterBrokerRequest,
+    describe_quorum_response, AlterPartitionReassignmentsRequest, BrokerId, CreateTopicsRequest,
+    DescribeLogDirsRequest, DescribeQuorumRequest, DescribeQuorumResponse, MetadataRequest,
+    TopicName, UnregisterBrokerRequest,
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsResponse, CreateTopicsResponse,
@@ -83,7 +84,7 @@ async fn scripted_broker_with(cluster: bool) -> (String, Seen) {
                         ]
                         .iter()
                         .chain(if cluster {
-                            &[(45, 0, 1), (46, 0, 0), (64, 0, 0), (35, 1, 4)][..]
+                            &[(45, 0, 1), (46, 0, 0), (64, 0, 0), (35, 1, 4), (55, 0, 2)][..]
                         } else {
                             &[][..]
                         })
@@ -199,6 +200,28 @@ async fn scripted_broker_with(cluster: bool) -> (String, Seen) {
                             .with_removing_replicas(vec![BrokerId(2)])])])
                     .encode(&mut body, version)
                     .expect("encode"),
+                ApiKey::DescribeQuorum => {
+                    let req = DescribeQuorumRequest::decode(&mut buf, version)
+                        .expect("describe quorum request");
+                    let asked = &req.topics[0];
+                    assert_eq!(asked.topic_name.0.as_str(), "__cluster_metadata");
+                    assert_eq!(asked.partitions[0].partition_index, 0);
+                    let replica = |id: i32| {
+                        describe_quorum_response::ReplicaState::default()
+                            .with_replica_id(BrokerId(id))
+                    };
+                    DescribeQuorumResponse::default()
+                        .with_topics(vec![describe_quorum_response::TopicData::default()
+                            .with_topic_name(asked.topic_name.clone())
+                            .with_partitions(vec![
+                                describe_quorum_response::PartitionData::default()
+                                    .with_leader_id(BrokerId(0))
+                                    .with_current_voters(vec![replica(0), replica(1), replica(3)])
+                                    .with_observers(vec![replica(2)]),
+                            ])])
+                        .encode(&mut body, version)
+                        .expect("encode")
+                }
                 ApiKey::UnregisterBroker => {
                     let req = UnregisterBrokerRequest::decode(&mut buf, version)
                         .expect("unregister request");
@@ -367,6 +390,27 @@ async fn partition_moves_and_broker_removal_map_every_outcome() {
         text.contains("broker 2") && text.contains("still coordinates group billing"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_quorum_voters_are_read_from_describe_quorum_not_its_observers() {
+    let (addr, _) = scripted_broker_with(true).await;
+    let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    assert!(client.supports(DESCRIBE_QUORUM));
+    assert_eq!(
+        client.quorum_voters().await.expect("described"),
+        vec![0, 1, 3]
+    );
+
+    let (addr, _) = scripted_broker().await;
+    let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    assert!(!client.supports(DESCRIBE_QUORUM));
+    let err = client.quorum_voters().await.expect_err("not served");
+    assert!(err.to_string().contains("DescribeQuorum"), "{err}");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use kube::ResourceExt;
 
 use super::{object_key, ssa, Context, PassResult};
 use crate::builders::{self, Names};
-use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
+use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};
 use crate::replication;
 use crate::status::{self, ReplicationSeen};
@@ -29,15 +29,7 @@ pub(super) async fn paused(
 ) -> Result<Action> {
     pass.observation.paused = true;
     pass.keep_observed_generation = true;
-    // not read while paused: unset rather than frozen
-    pass.queue_statuses = previous
-        .queues
-        .iter()
-        .cloned()
-        .map(QueueStatus::without_counts)
-        .collect();
-    pass.managed_queues = previous.managed_queues.clone();
-    pass.managed_users = previous.managed_users.clone();
+    pass.keep_from(previous);
     if !previous
         .conditions
         .iter()
@@ -75,14 +67,7 @@ pub(super) async fn invalid_spec(
     .await;
     ctx.metrics.reconcile_failed("invalid_spec");
     pass.observation.invalid_spec = Some(reason);
-    pass.queue_statuses = previous
-        .queues
-        .iter()
-        .cloned()
-        .map(QueueStatus::without_counts)
-        .collect();
-    pass.managed_queues = previous.managed_queues.clone();
-    pass.managed_users = previous.managed_users.clone();
+    pass.keep_from(previous);
     write_status(mq, ctx, names, &pass).await?;
     // the spec must change before anything else can happen
     Ok(Action::await_change())

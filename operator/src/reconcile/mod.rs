@@ -372,6 +372,22 @@ struct PassResult {
     keep_observed_generation: bool,
 }
 
+impl PassResult {
+    /// A pass that does not act on the spec (paused, or a spec that breaks a rule) keeps what
+    /// the last status said of the queues and users; the queue counts are unset rather than
+    /// frozen, since nothing read them.
+    fn keep_from(&mut self, previous: &MessageQueueStatus) {
+        self.queue_statuses = previous
+            .queues
+            .iter()
+            .cloned()
+            .map(QueueStatus::without_counts)
+            .collect();
+        self.managed_queues = previous.managed_queues.clone();
+        self.managed_users = previous.managed_users.clone();
+    }
+}
+
 /// One pass: each phase reads what the earlier ones found (in `pass`) and adds to it.
 async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     let names = Names::of(mq)?;

@@ -15,7 +15,7 @@ use super::Context;
 use crate::builders::{self, BuildConfig, Children, Names};
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::drain::{self, DrainPlan};
-use crate::kafka::{ALTER_PARTITION_REASSIGNMENTS, UNREGISTER_BROKER};
+use crate::kafka::{ALTER_PARTITION_REASSIGNMENTS, DESCRIBE_QUORUM, UNREGISTER_BROKER};
 use crate::scale::{self, BrokerReport, ScaleDecision};
 use crate::status;
 
@@ -272,7 +272,8 @@ async fn scale_down(
                 .filter(|id| view.brokers.contains(id))
                 .collect();
             if members.is_empty() {
-                return ScaleDown::Shrink;
+                return shrink_once_out_of_the_quorum(&mut admin, &pod, &removed, current, desired)
+                    .await;
             }
             if !admin.supports(UNREGISTER_BROKER) {
                 return hold_refused(unsupported(
@@ -307,7 +308,8 @@ async fn scale_down(
                 }
             }
             if refused.is_empty() {
-                return ScaleDown::Shrink;
+                return shrink_once_out_of_the_quorum(&mut admin, &pod, &removed, current, desired)
+                    .await;
             }
             let draining = format!(
                 "partitions moved off brokers {removed_text}; waiting for them to leave the \
@@ -325,6 +327,60 @@ async fn scale_down(
             .await;
             hold_draining(draining)
         }
+    }
+}
+
+/// The brokers to remove left the cluster metadata; the StatefulSet shrinks once none of them
+/// is a voter of the metadata quorum either (DescribeQuorum, answered by the quorum leader). A
+/// pod deleted while still a voter takes its vote and its copy of the quorum log with it: one
+/// such vote lost of three leaves no room for another failure, two lose the quorum and every
+/// change after it. Sluice brokers leave the quorum before the metadata, so this holds only when
+/// that went wrong; it is checked rather than trusted because the volume is deleted next. A
+/// broker that does not serve DescribeQuorum (an older Sluice) is not asked.
+async fn shrink_once_out_of_the_quorum(
+    admin: &mut crate::kafka::AdminClient,
+    pod: &str,
+    removed: &[i32],
+    current: i32,
+    desired: i32,
+) -> ScaleDown {
+    if !admin.supports(DESCRIBE_QUORUM) {
+        return ScaleDown::Shrink;
+    }
+    match admin.quorum_voters().await {
+        Ok(voters) => match still_voting(&voters, removed) {
+            None => ScaleDown::Shrink,
+            Some(reason) => hold_refused(format!(
+                "scale-down from {current} to {desired} waits: {reason} (as broker {pod} reports); \
+                 the StatefulSet keeps {current} pods and their volumes until they leave it"
+            )),
+        },
+        Err(e) => hold_refused(format!(
+            "scale-down from {current} to {desired} waits: cannot read the metadata quorum from \
+             broker {pod}: {e}"
+        )),
+    }
+}
+
+/// Why brokers to remove cannot go yet: those of `removed` still among the quorum's `voters`.
+fn still_voting(voters: &[i32], removed: &[i32]) -> Option<String> {
+    let voting: Vec<i32> = removed
+        .iter()
+        .copied()
+        .filter(|id| voters.contains(id))
+        .collect();
+    match voting.as_slice() {
+        [] => None,
+        [one] => Some(format!(
+            "broker {one} left the cluster but is still a voter of the metadata quorum \
+             (voters {})",
+            drain::id_list(voters)
+        )),
+        _ => Some(format!(
+            "brokers {} left the cluster but are still voters of the metadata quorum (voters {})",
+            drain::id_list(&voting),
+            drain::id_list(voters)
+        )),
     }
 }
 
@@ -387,4 +443,23 @@ async fn broker_reports(
         });
     }
     reports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::still_voting;
+
+    #[test]
+    fn a_broker_still_voting_holds_the_shrink_and_is_named() {
+        assert_eq!(still_voting(&[0, 1, 2], &[3, 4]), None);
+        assert_eq!(still_voting(&[], &[3]), None);
+        let one = still_voting(&[0, 1, 2, 3], &[3, 4]).expect("3 votes");
+        assert!(
+            one.starts_with("broker 3 left the cluster but is still a voter"),
+            "{one}"
+        );
+        assert!(one.contains("(voters 0,1,2,3)"), "{one}");
+        let two = still_voting(&[0, 3, 4], &[3, 4]).expect("3 and 4 vote");
+        assert!(two.starts_with("brokers 3,4 left the cluster"), "{two}");
+    }
 }

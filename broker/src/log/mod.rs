@@ -34,6 +34,7 @@ mod segment;
 mod upkeep;
 
 pub use batch::{all_records, record_at, StoredRecord};
+pub(crate) use catalog::{map_bounded, OPEN_THREADS};
 pub use catalog::{partition_dir, DesiredTopic, LogManager, Reconciled, TopicMeta};
 pub use config::{
     altered_configs, check_partition_count, validate_topic_config, validate_topic_configs,

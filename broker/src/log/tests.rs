@@ -1576,6 +1576,68 @@ fn an_end_below_the_clean_shutdown_record_is_reported_once() {
 }
 
 #[test]
+fn open_trusts_a_clean_shutdown_only_when_recovery_finds_the_log_as_it_left_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let marker = dir.join("clean-shutdown-end");
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert!(!log.end_record_unsynced(), "a new partition is not trusted");
+    log.append(B::new(3).build()).unwrap();
+    log.flush_at_shutdown().unwrap();
+    drop(log);
+
+    // Clean: open fsyncs nothing and leaves the record's removal to be synced later.
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert!(log.end_record_unsynced());
+    assert!(!marker.exists());
+    assert_eq!(log.log_end_offset(), 3);
+    // Dropped without a clean shutdown (a crash): the next open fsyncs everything.
+    drop(log);
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert!(!log.end_record_unsynced());
+    log.flush_at_shutdown().unwrap();
+    drop(log);
+
+    // The record matches, but recovery cut a torn tail: not trusted.
+    let seg = dir.join(segment::file_name(0, "log"));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(&[0xAB; 30]);
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    assert!(!log.end_record_unsynced());
+    log.flush_at_shutdown().unwrap();
+    drop(log);
+
+    // A record that names another end (here a higher one: records lost) is not trusted.
+    std::fs::write(&marker, b"5\n").unwrap();
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert!(!log.end_record_unsynced());
+}
+
+#[test]
+fn lowering_the_end_first_syncs_the_removal_of_a_trusted_clean_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    log.append(B::new(2).build()).unwrap();
+    log.append(B::new(2).build()).unwrap();
+    log.flush_at_shutdown().unwrap();
+    drop(log);
+    let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+    assert!(log.end_record_unsynced());
+    assert_eq!(log.truncate_to(2).unwrap(), 2);
+    assert!(!log.end_record_unsynced());
+    log.flush_at_shutdown().unwrap();
+    drop(log);
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert!(log.end_record_unsynced());
+    log.reset_to(10).unwrap();
+    assert!(!log.end_record_unsynced());
+    assert_eq!(log.log_end_offset(), 10);
+}
+
+#[test]
 fn a_garbled_clean_shutdown_end_is_ignored_and_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");

@@ -204,6 +204,7 @@ impl ReplicaManager {
 
     fn apply_roles_collecting(&self, state: &ClusterState, events: &mut Vec<Event>) {
         let now = Instant::now();
+        self.record_new_tenures(state);
         let mut follow: BTreeMap<i32, BTreeMap<TopicPartition, Follow>> = BTreeMap::new();
         let mut still_led = BTreeSet::new();
         for (topic, partition, rec) in state.all_partitions() {
@@ -254,6 +255,34 @@ impl ReplicaManager {
             .map(|b| (b.id, format!("{}:{}", b.host, b.port)))
             .collect();
         self.fetchers.assign(follow, addrs);
+    }
+
+    /// Records the epoch of every partition this broker starts to lead and did not lead
+    /// before (after a start: all of them), a few at a time: each is an atomic replace of the
+    /// leader-epoch cache with its fsyncs, and one after the other they took most of a start
+    /// with 1,000 partitions. `lead` then finds the epoch recorded (`become_leader` writes
+    /// nothing for an epoch it already has) and reports a failure, as before. Partitions led
+    /// at another epoch are left to `lead`, which ends the old tenure first.
+    fn record_new_tenures(&self, state: &ClusterState) {
+        let new: Vec<(Arc<PartitionLog>, i32)> = {
+            let led = lock(&self.led);
+            state
+                .all_partitions()
+                .filter(|(topic, partition, rec)| {
+                    rec.leader == self.me && !led.contains_key(&((*topic).clone(), *partition))
+                })
+                .filter_map(|(topic, partition, rec)| {
+                    let log = self.logs.partition(topic, partition)?;
+                    Some((log, rec.leader_epoch))
+                })
+                .collect()
+        };
+        if new.len() > 1 {
+            crate::log::map_bounded(new, crate::log::OPEN_THREADS, |(log, epoch)| {
+                // A failure is reported by `lead`, which tries again.
+                let _ = log.become_leader(epoch);
+            });
+        }
     }
 
     /// Leads `key` at the record's epoch. Returns the epoch when a new tenure began.

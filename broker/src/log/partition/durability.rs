@@ -191,6 +191,26 @@ impl PartitionLog {
         r
     }
 
+    /// Makes the removal of the clean-shutdown record durable if open left it unsynced: called
+    /// before the log end goes down, which a record brought back by a crash would otherwise
+    /// report as lost records at the next start.
+    pub(super) fn sync_end_record_removal(&self) -> Result<(), LogError> {
+        if self.shared.end_record_unsynced.load(Ordering::SeqCst) {
+            sync_dir(&self.dir)?;
+            self.shared
+                .end_record_unsynced
+                .store(false, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Whether the last open trusted a clean shutdown's fsyncs and has not yet made the
+    /// record's removal durable (tests).
+    #[cfg(test)]
+    pub(crate) fn end_record_unsynced(&self) -> bool {
+        self.shared.end_record_unsynced.load(Ordering::SeqCst)
+    }
+
     /// [`PartitionLog::flush`], then records the durable end in [`CLEAN_END_FILE`], which the
     /// next open reads once and removes. Recovery alone cannot tell a segment emptied, removed
     /// or cut on a stopped broker from an unacknowledged torn tail left by a crash; an end

@@ -114,6 +114,9 @@ struct Shared {
     fenced: AtomicBool,
     fsyncs: AtomicU64,
     fsync_nanos: AtomicU64,
+    /// Open removed the clean-shutdown record without fsyncing the directory (see
+    /// `PartitionLog::open`): it must be made durable before the log end may go down.
+    end_record_unsynced: AtomicBool,
 }
 
 /// One partition's log.

@@ -25,7 +25,10 @@ impl PartitionLog {
     pub fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let mut bases = list_bases(&dir, "log")?;
+        let listed = bases.len();
         remove_empty_strays(&dir, &mut bases)?;
+        // Whether recovery changed a file or the directory (then everything is fsynced below).
+        let mut changed = bases.len() != listed;
         // Leftovers of an interrupted atomic replace (snapshot, epoch cache, log start).
         for ent in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
             if ent.file_name().to_string_lossy().ends_with(".tmp") {
@@ -33,6 +36,7 @@ impl PartitionLog {
                 tracing::warn!(path = %path.display(), "removing the leftover of an interrupted write");
                 recovery::count(Action::LeftoverRemoved);
                 remove_if_exists(&path);
+                changed = true;
             }
         }
         let interval = config.index_interval_bytes;
@@ -46,6 +50,7 @@ impl PartitionLog {
             } else {
                 segment::recover(&dir, base, false, interval, |_| {})?
             };
+            changed |= rec.indexes_rebuilt || rec.truncated.is_some();
             if rec.indexes_rebuilt {
                 tracing::warn!(path = %rec.segment.log_path.display(), "segment indexes rebuilt from the log");
                 recovery::count(Action::IndexRebuilt);
@@ -66,6 +71,7 @@ impl PartitionLog {
             }
         }
         if let Some(i) = cut_at {
+            changed = true;
             for &base in &bases[i + 1..] {
                 tracing::warn!(path = %dir.join(segment::file_name(base, "log")).display(), "removing segment after a torn or misaligned one");
                 recovery::count(Action::SegmentRemoved);
@@ -82,6 +88,7 @@ impl PartitionLog {
             segments.push(rec.segment);
         }
         if segments.is_empty() {
+            changed = true;
             segments.push(Segment::create(&dir, 0)?);
             sync_dir(&dir)?;
         }
@@ -91,6 +98,7 @@ impl PartitionLog {
         for b in list_bases(&dir, "snapshot")? {
             if b != active_base {
                 remove_if_exists(&snapshot_path(&dir, b));
+                changed = true;
             }
         }
         // Index files whose log is gone (a deletion interrupted between unlinks).
@@ -101,12 +109,13 @@ impl PartitionLog {
                     tracing::warn!(path = %path.display(), "removing an index file without its log");
                     recovery::count(Action::LeftoverRemoved);
                     remove_if_exists(&path);
+                    changed = true;
                 }
             }
         }
 
         let next_offset = segments[segments.len() - 1].next_offset;
-        check_clean_end(&dir, &segments[segments.len() - 1].log_path, next_offset);
+        let clean = check_clean_end(&dir, &segments[segments.len() - 1].log_path, next_offset);
         // A start set by DeleteRecords beyond what recovery kept (a torn tail was cut) can only
         // have hidden records that are gone anyway.
         let stored_start = read_log_start(&dir);
@@ -119,15 +128,33 @@ impl PartitionLog {
             // (the partition_dir fuzz target found it).
             tracing::warn!(path = %dir.display(), stored = stored_start, log_start, "the log start offset was past the recovered log end; lowered to it");
             write_log_start(&dir, log_start)?;
+            changed = true;
         }
         // Whatever survived is on disk now (maybe only in the page cache, after a process
         // crash): make it durable before anyone may read it as committed.
         // Closed segments too: a crash right after a roll can leave the closed segment's last
-        // writes unsynced (the roll queues its fsync). On clean files this is nearly free.
-        for seg in &segments {
-            seg.log.sync_data().map_err(io_err(&seg.log_path))?;
+        // writes unsynced (the roll queues its fsync).
+        //
+        // Skipped after a clean shutdown that recovery found intact (`trusted`): the record
+        // is written only after `flush_at_shutdown` fsynced every segment and the directory,
+        // and every open removes it, so a record that matches the recovered end means no
+        // broker wrote here since that fsync; recovery changed nothing either. What is read
+        // is what was made durable. Index files may have been created by the open, but they
+        // are never needed for durability: recovery validates them and rebuilds them from
+        // the log.
+        //
+        // The directory fsync is skipped too: the only change to the directory is the
+        // record's removal. Until that is durable a crash can bring the record back, which
+        // is harmless while the log end is at least the recorded one (appends only raise it);
+        // `end_record_unsynced` makes everything that lowers the end (truncation, a restart
+        // at an offset) fsync the directory first.
+        let trusted = clean && !changed;
+        if !trusted {
+            for seg in &segments {
+                seg.log.sync_data().map_err(io_err(&seg.log_path))?;
+            }
+            sync_dir(&dir)?;
         }
-        sync_dir(&dir)?;
 
         let (durable_tx, _) = watch::channel(Durable {
             offset: next_offset,
@@ -168,30 +195,35 @@ impl PartitionLog {
             fenced: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
             fsync_nanos: AtomicU64::new(0),
+            end_record_unsynced: AtomicBool::new(trusted),
         });
         Ok(PartitionLog { dir, shared })
     }
 }
 
 /// Compares the recovered end with the one the last clean shutdown recorded, then removes the
-/// record: it describes that shutdown only (the directory fsync that follows in `open` makes
-/// the removal durable before anything is appended).
-fn check_clean_end(dir: &Path, last_segment: &Path, next_offset: i64) {
+/// record: it describes that shutdown only (see `open` for when the removal is fsynced).
+/// Returns whether the record was there and names exactly the recovered end: the log is as
+/// that shutdown left it.
+fn check_clean_end(dir: &Path, last_segment: &Path, next_offset: i64) -> bool {
     let path = dir.join(CLEAN_END_FILE);
     let Ok(text) = std::fs::read_to_string(&path) else {
-        return;
+        return false;
     };
-    match text.trim().parse::<i64>() {
+    let clean = match text.trim().parse::<i64>() {
         Ok(end) if end > next_offset => {
             tracing::warn!(path = %last_segment.display(), recovered_end = next_offset, clean_shutdown_end = end, "the log ends before where the last clean shutdown left it: records that were durable are gone");
             recovery::count(Action::LogEndLost);
+            false
         }
-        Ok(_) => {}
+        Ok(end) => end == next_offset,
         Err(_) => {
             tracing::warn!(path = %path.display(), "ignoring an unreadable clean-shutdown end");
+            false
         }
-    }
+    };
     remove_if_exists(&path);
+    clean
 }
 
 /// Producer state: the snapshot taken when the active segment was created, plus the active

@@ -14,6 +14,12 @@ use crate::log::batch::{self, BatchHeader, HEADER_LEN};
 use crate::log::files::io_err;
 use crate::log::{LogError, ReadOutcome};
 
+/// A segment a timestamp lookup may search: (file, path, `Segment::time_lookup`, end).
+type TimeCandidate = (Arc<File>, PathBuf, (u64, i64), u64);
+/// A segment that may hold the maximum timestamp: (max timestamp, scan start, file, path, end,
+/// base offset).
+type MaxCandidate = (i64, (u64, i64), Arc<File>, PathBuf, u64, i64);
+
 impl PartitionLog {
     /// Reads whole batches from `offset` (see [`ReadOutcome`]). Only data below the high
     /// watermark is returned. `offset` below the log start or above the log end is
@@ -87,7 +93,7 @@ impl PartitionLog {
         let (from, candidates) = {
             let inner = lock(&self.shared.inner);
             let from = inner.log_start;
-            let c: Vec<(Arc<File>, PathBuf, (u64, i64), u64)> = inner
+            let c: Vec<TimeCandidate> = inner
                 .segments
                 .iter()
                 .filter(|s| s.max_timestamp >= timestamp_ms && s.base < hw && s.next_offset > from)
@@ -125,7 +131,7 @@ impl PartitionLog {
     pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
         let hw = self.high_watermark();
         // (max timestamp, scan start, file, path, end, base offset)
-        let mut cands: Vec<(i64, (u64, i64), Arc<File>, PathBuf, u64, i64)> = {
+        let mut cands: Vec<MaxCandidate> = {
             let inner = lock(&self.shared.inner);
             inner
                 .segments

@@ -250,6 +250,7 @@ impl PartitionLog {
     pub fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
         let sh = &self.shared;
         let _serial = lock(&sh.start_file);
+        self.sync_end_record_removal()?;
         let mut inner = lock(&sh.inner);
         if offset >= inner.next_offset {
             return Ok(inner.next_offset);
@@ -315,6 +316,7 @@ impl PartitionLog {
             });
         }
         let _serial = lock(&sh.start_file);
+        self.sync_end_record_removal()?;
         write_log_start(&self.dir, offset)?;
         let seg = Segment::create(&self.dir, offset)?;
         let mut inner = lock(&sh.inner);

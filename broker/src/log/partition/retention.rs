@@ -63,6 +63,7 @@ impl PartitionLog {
                 });
             }
         }
+        self.sync_end_record_removal()?;
         write_log_start(&self.dir, offset)?;
         let seg = Segment::create(&self.dir, offset)?;
         let mut inner = lock(&sh.inner);

@@ -75,6 +75,14 @@ options:
   kubectlBinary: $KUBECTL
   kwokControllerBinary: $KWOK
   etcdBinary: $ETCD
+componentsPatches:
+# kube-apiserver's default Service range (10.0.0.0/24) holds 254 ClusterIPs: fewer than the
+# client Services of bench/operator.sh's 500 MessageQueues ("failed to allocate a serviceIP:
+# range is full"). A /16, like most clusters'.
+- name: kube-apiserver
+  extraArgs:
+  - key: service-cluster-ip-range
+    value: 10.96.0.0/16
 ---
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration

@@ -10,6 +10,13 @@
 #
 #   PARTITIONS=1000 RECORDS=0 RECORD_BYTES=1024 RESTARTS=3 FSYNC=interval STRACE=0
 #   SLUICE_BIN=target/release/sluice-broker (set it to skip the build) WORK=<temp dir>
+#   REUSE=1: WORK already holds a data directory from an earlier run (another build's, to
+#   compare two builds on the same log): skip creating and filling it
+#   COLD=1: before each timed restart, evict the data directory's files from the page cache
+#   (posix_fadvise DONTNEED, no root needed), so a start reads what it reads from the disk
+#
+# A 5 GiB log: PARTITIONS=16 RECORDS=5000000 (1 KiB records; every partition's data is then in
+# its active segment, which is what a start used to scan whole).
 #
 # Prints one line per restart: `restart <i>: <seconds> s to ready`, then the load average.
 set -euo pipefail
@@ -64,24 +71,50 @@ stop() { # stop: SIGTERM and wait (a clean shutdown)
 }
 trap '[[ -n "$PID" ]] && kill -KILL "$PID" 2>/dev/null; true' EXIT
 
-spawn --default-partitions "$PARTITIONS"
-wait_ready
-until [[ "$(kcat -L -b "127.0.0.1:$PORT" -t many 2>/dev/null | grep -c 'partition [0-9]*, leader 0')" == "$PARTITIONS" ]]; do
-    ((SECONDS < 600)) || { echo "topic not created after 600 s; see $LOG" >&2; exit 1; }
-    sleep 0.5
-done
-if ((RECORDS > 0)); then
-    python3 -c "
+if [[ "${REUSE:-0}" == 1 ]]; then
+    [[ -d "$DATA" ]] || { echo "REUSE=1 but $DATA does not exist" >&2; exit 1; }
+    # Whatever stopped there last: one start and clean stop with this build first.
+    spawn
+    wait_ready
+    stop
+else
+    spawn --default-partitions "$PARTITIONS"
+    wait_ready
+    until [[ "$(kcat -L -b "127.0.0.1:$PORT" -t many 2>/dev/null | grep -c 'partition [0-9]*, leader 0')" == "$PARTITIONS" ]]; do
+        ((SECONDS < 600)) || { echo "topic not created after 600 s; see $LOG" >&2; exit 1; }
+        sleep 0.5
+    done
+    if ((RECORDS > 0)); then
+        python3 -c "
 import sys
 pad = 'x' * $RECORD_BYTES
 for i in range($RECORDS):
     sys.stdout.write(f'k{i}:{pad}\n')
 " | kcat -P -b "127.0.0.1:$PORT" -t many -K: -X queue.buffering.max.messages=1000000
+    fi
+    stop
 fi
-stop
-echo "$PARTITIONS partitions, $RECORDS records of $RECORD_BYTES B, fsync $FSYNC, data in $DATA ($(du -sh "$DATA" | cut -f1))"
+if [[ "${REUSE:-0}" == 1 ]]; then
+    echo "reused data in $DATA ($(du -sh "$DATA" | cut -f1)), fsync $FSYNC, cold page cache: ${COLD:-0}"
+else
+    echo "$PARTITIONS partitions, $RECORDS records of $RECORD_BYTES B, fsync $FSYNC, data in $DATA ($(du -sh "$DATA" | cut -f1)), cold page cache: ${COLD:-0}"
+fi
+
+evict() { # evict: drops the data directory's files from the page cache (they are clean after a stop)
+    python3 - "$DATA" <<'PY'
+import os, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        fd = os.open(os.path.join(root, name), os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+PY
+}
 
 for ((i = 1; i <= RESTARTS; i++)); do
+    if [[ "${COLD:-0}" == 1 ]]; then evict; fi
     t0="$(now)"
     spawn
     wait_ready

@@ -576,6 +576,103 @@ fn truncate_log(seg: &mut Segment, len: u64, stop: &ScanStop) -> Result<(), LogE
     Ok(())
 }
 
+/// What the scan of a segment's tail, from its last offset-index entry to the end of the file,
+/// found when the indexes agree with the log.
+struct IndexedTail {
+    /// Position after the last batch (the file's length).
+    end: u64,
+    next_offset: i64,
+    /// Largest max timestamp of the tail's batches (-1 when there are none).
+    max_timestamp: i64,
+    /// Bytes from the last index entry to the end (where the next entry is due).
+    since_entry: u64,
+    /// The last batch's header.
+    last: Option<BatchHeader>,
+}
+
+/// Checks a segment's offset index against its log: from the last entry, whole batches with
+/// good CRCs, in offset sequence, must run to the end of the file, and no entry may be due
+/// that the index lacks (a file deleted and recreated empty). `None`: they disagree.
+fn check_tail(
+    seg: &Segment,
+    len: u64,
+    offsets: &[(u32, u32)],
+    interval: u32,
+) -> Result<Option<IndexedTail>, LogError> {
+    let (start, expect) = offsets.last().map_or((0, seg.base), |&(rel, pos)| {
+        (u64::from(pos), seg.base + i64::from(rel))
+    });
+    let mut tail = IndexedTail {
+        end: start,
+        next_offset: expect,
+        max_timestamp: -1,
+        since_entry: 0,
+        last: None,
+    };
+    let mut missing_entry = false;
+    let mut damaged = false;
+    let (end, stopped) = scan(&seg.log, start, len, expect, |pos, h, crc| {
+        tail.max_timestamp = tail.max_timestamp.max(h.max_timestamp);
+        tail.next_offset = h.next_offset();
+        tail.last = Some(*h);
+        damaged |= crc.is_err();
+        missing_entry |= pos > 0 && tail.since_entry >= u64::from(interval);
+        tail.since_entry += h.size as u64;
+    })
+    .map_err(io_err(&seg.log_path))?;
+    tail.end = end;
+    let agrees =
+        stopped.is_none() && !damaged && !missing_entry && (tail.last.is_some() || start == 0);
+    Ok(agrees.then_some(tail))
+}
+
+/// Opens the active segment by its indexes, like a closed one, instead of scanning it whole:
+/// for a log that a clean shutdown left (its appends fsynced, index files included). Only
+/// the tail after the last index entry is CRC-checked here; a batch damaged on disk before
+/// it is refused by reads (`partition/read.rs`), as in a closed segment. The indexes stay
+/// in memory, where appends extend them. Returns the last batch's header with it, or `None`
+/// when the indexes do not agree with the log (the caller then scans it whole).
+pub fn recover_active_by_index(
+    dir: &Path,
+    base: i64,
+    interval: u32,
+) -> Result<Option<(Recovered, Option<BatchHeader>)>, LogError> {
+    let (mut seg, len) = Segment::open_files(dir, base)?;
+    let Some((offsets, times)) = load_offsets(&seg.index, len).zip(load_times(&seg.timeindex))
+    else {
+        return Ok(None);
+    };
+    let Some(tail) = check_tail(&seg, len, &offsets, interval)? else {
+        return Ok(None);
+    };
+    // The roll by `segment.ms` counts from the first batch, as a full scan finds it.
+    let mut hdr = [0u8; HEADER_LEN];
+    if len < HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    seg.log
+        .read_exact_at(&mut hdr, 0)
+        .map_err(io_err(&seg.log_path))?;
+    let Ok(first) = batch::parse_header(&hdr) else {
+        return Ok(None);
+    };
+    seg.first_append_ms = Some(first.max_timestamp);
+    seg.max_timestamp = times.last().map_or(-1, |t| t.0).max(tail.max_timestamp);
+    seg.offsets = offsets;
+    seg.times = times;
+    seg.bytes_since_index = tail.since_entry;
+    seg.size = tail.end;
+    seg.next_offset = tail.next_offset;
+    Ok(Some((
+        Recovered {
+            segment: seg,
+            truncated: None,
+            indexes_rebuilt: false,
+        },
+        tail.last,
+    )))
+}
+
 /// Recovers one segment. `full` scans every batch (the active segment); otherwise the indexes
 /// are trusted if they validate and only the tail after the last index entry is scanned.
 /// `on_batch` sees every batch scanned (producer state for the active segment).
@@ -594,33 +691,12 @@ pub fn recover(
     };
 
     if let Some((offsets, times)) = indexes {
-        let (start, expect) = offsets.last().map_or((0, base), |&(rel, pos)| {
-            (u64::from(pos), base + i64::from(rel))
-        });
-        let mut tail_max = -1;
-        let mut next = expect;
-        let mut any = false;
-        // An entry the index should have after its last one means entries are missing
-        // (e.g. the file was deleted and recreated empty).
-        let mut since_entry = 0u64;
-        let mut missing_entry = false;
-        let mut damaged = false;
-        let (end, stopped) = scan(&seg.log, start, len, expect, |pos, h, crc| {
-            tail_max = tail_max.max(h.max_timestamp);
-            next = h.next_offset();
-            any = true;
-            damaged |= crc.is_err();
-            missing_entry |= pos > 0 && since_entry >= u64::from(interval);
-            since_entry += h.size as u64;
-        })
-        .map_err(io_err(&seg.log_path))?;
-        let index_agrees = stopped.is_none() && !damaged && !missing_entry && (any || start == 0);
-        if index_agrees {
-            seg.max_timestamp = times.last().map_or(-1, |t| t.0).max(tail_max);
+        if let Some(tail) = check_tail(&seg, len, &offsets, interval)? {
+            seg.max_timestamp = times.last().map_or(-1, |t| t.0).max(tail.max_timestamp);
             // The files were just validated: use them, keep nothing in memory.
             seg.on_disk = Some((offsets.len(), times.len()));
-            seg.size = end;
-            seg.next_offset = next;
+            seg.size = tail.end;
+            seg.next_offset = tail.next_offset;
             seg.first_append_ms = Some(seg.max_timestamp);
             return Ok(Recovered {
                 segment: seg,

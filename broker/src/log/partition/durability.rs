@@ -13,7 +13,8 @@ use super::{lock, PartitionLog, Shared};
 use crate::log::files::{io_err, sync_dir, write_atomic};
 use crate::log::{FsyncPolicy, LogError};
 
-/// Where the log's durable end was at the last clean shutdown (decimal text).
+/// Where the log's durable end was at the last clean shutdown (decimal text, one line), then
+/// the producer state at that end (a snapshot, [`crate::log::producer::ProducerStates`]).
 pub(super) const CLEAN_END_FILE: &str = "clean-shutdown-end";
 
 impl Shared {
@@ -211,6 +212,13 @@ impl PartitionLog {
         self.shared.end_record_unsynced.load(Ordering::SeqCst)
     }
 
+    /// Whether the last open read the active segment by its indexes after a clean shutdown
+    /// (tests).
+    #[cfg(test)]
+    pub(crate) fn active_opened_by_index(&self) -> bool {
+        self.shared.active_by_index
+    }
+
     /// [`PartitionLog::flush`], then records the durable end in [`CLEAN_END_FILE`], which the
     /// next open reads once and removes. Recovery alone cannot tell a segment emptied, removed
     /// or cut on a stopped broker from an unacknowledged torn tail left by a crash; an end
@@ -219,8 +227,23 @@ impl PartitionLog {
     pub fn flush_at_shutdown(&self) -> Result<(), LogError> {
         self.flush()?;
         let end = self.shared.durable_tx.borrow().offset;
+        let mut record = format!("{end}\n").into_bytes();
+        // The producer state at that end lets the next start open the active segment by its
+        // indexes instead of scanning it whole. Only when nothing was appended since the
+        // flush (shutdown stops appends first), so that it describes exactly that end.
+        {
+            let inner = lock(&self.shared.inner);
+            if inner.next_offset == end {
+                match inner.producers.to_snapshot() {
+                    Ok(snap) => record.extend_from_slice(&snap),
+                    Err(e) => {
+                        tracing::warn!(path = %self.dir.display(), error = %e, "cannot snapshot the producer state at shutdown; the next start scans the active segment");
+                    }
+                }
+            }
+        }
         let path = self.dir.join(CLEAN_END_FILE);
-        if let Err(e) = write_atomic(&path, format!("{end}\n").as_bytes()) {
+        if let Err(e) = write_atomic(&path, &record) {
             tracing::warn!(path = %path.display(), error = %e, "could not record the log end at shutdown; the next start cannot tell a lost tail from a torn one");
         }
         Ok(())

@@ -117,6 +117,10 @@ struct Shared {
     /// Open removed the clean-shutdown record without fsyncing the directory (see
     /// `PartitionLog::open`): it must be made durable before the log end may go down.
     end_record_unsynced: AtomicBool,
+    /// Open read the active segment by its indexes and the clean shutdown's producer state
+    /// instead of scanning it whole (logged; tests check it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    active_by_index: bool,
 }
 
 /// One partition's log.

@@ -40,13 +40,25 @@ impl PartitionLog {
             }
         }
         let interval = config.index_interval_bytes;
+        let mut record = CleanRecord::read(&dir);
         let mut segments: Vec<Segment> = Vec::new();
         let mut active_headers: Vec<BatchHeader> = Vec::new();
+        // After a clean shutdown that recorded its producer state: that state, and the epoch
+        // of the active segment's last batch, when the active segment opened by its indexes.
+        let mut by_index: Option<(ProducerStates, Option<i32>)> = None;
         let mut cut_at: Option<usize> = None;
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
             let rec = if is_last {
-                segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?
+                match open_active_by_index(&dir, base, interval, &mut record)? {
+                    Some((rec, producers, epoch)) => {
+                        by_index = Some((producers, epoch));
+                        rec
+                    }
+                    None => {
+                        segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?
+                    }
+                }
             } else {
                 segment::recover(&dir, base, false, interval, |_| {})?
             };
@@ -84,6 +96,7 @@ impl PartitionLog {
             let base = bases[i];
             segments.pop();
             active_headers.clear();
+            by_index = None;
             let rec = segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?;
             segments.push(rec.segment);
         }
@@ -94,7 +107,14 @@ impl PartitionLog {
         }
 
         let active_base = segments[segments.len() - 1].base;
-        let producers = producer_state(&dir, &segments, &active_headers)?;
+        let active_by_index = by_index.is_some();
+        let (producers, active_epoch) = match by_index {
+            Some(found) => found,
+            None => (
+                producer_state(&dir, &segments, &active_headers)?,
+                active_headers.last().map(|h| h.partition_leader_epoch),
+            ),
+        };
         for b in list_bases(&dir, "snapshot")? {
             if b != active_base {
                 remove_if_exists(&snapshot_path(&dir, b));
@@ -115,7 +135,7 @@ impl PartitionLog {
         }
 
         let next_offset = segments[segments.len() - 1].next_offset;
-        let clean = check_clean_end(&dir, &segments[segments.len() - 1].log_path, next_offset);
+        let clean = record.check(&dir, &segments[segments.len() - 1].log_path, next_offset);
         // A start set by DeleteRecords beyond what recovery kept (a torn tail was cut) can only
         // have hidden records that are gone anyway.
         let stored_start = read_log_start(&dir);
@@ -167,9 +187,9 @@ impl PartitionLog {
             &segments,
             log_start,
             next_offset,
-            active_headers.last().map(|h| h.partition_leader_epoch),
+            active_epoch,
         );
-        tracing::debug!(path = %dir.display(), log_start, next_offset, segments = segments.len(), "partition recovered");
+        tracing::debug!(path = %dir.display(), log_start, next_offset, segments = segments.len(), active_by_index, trusted, "partition recovered");
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             inner: Mutex::new(Inner {
@@ -196,34 +216,108 @@ impl PartitionLog {
             fsyncs: AtomicU64::new(0),
             fsync_nanos: AtomicU64::new(0),
             end_record_unsynced: AtomicBool::new(trusted),
+            active_by_index,
         });
         Ok(PartitionLog { dir, shared })
     }
 }
 
-/// Compares the recovered end with the one the last clean shutdown recorded, then removes the
-/// record: it describes that shutdown only (see `open` for when the removal is fsynced).
-/// Returns whether the record was there and names exactly the recovered end: the log is as
-/// that shutdown left it.
-fn check_clean_end(dir: &Path, last_segment: &Path, next_offset: i64) -> bool {
-    let path = dir.join(CLEAN_END_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return false;
+/// What the last clean shutdown recorded ([`CLEAN_END_FILE`]), read before recovery: the
+/// log's durable end on the first line and, after it, the producer state at that end (a
+/// snapshot as [`ProducerStates::to_snapshot`] writes it; records of earlier versions hold the
+/// end only).
+enum CleanRecord {
+    Missing,
+    Unreadable,
+    Recorded {
+        end: i64,
+        producers: Option<ProducerStates>,
+    },
+}
+
+impl CleanRecord {
+    fn read(dir: &Path) -> CleanRecord {
+        let path = dir.join(CLEAN_END_FILE);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return CleanRecord::Missing;
+        };
+        let (line, rest) = match bytes.iter().position(|&b| b == b'\n') {
+            Some(n) => (&bytes[..n], &bytes[n + 1..]),
+            None => (&bytes[..], &[][..]),
+        };
+        let Some(end) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.trim().parse::<i64>().ok())
+        else {
+            return CleanRecord::Unreadable;
+        };
+        let producers = if rest.is_empty() {
+            None
+        } else {
+            match ProducerStates::from_snapshot(rest) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring the producer state of the clean-shutdown record; scanning the active segment instead");
+                    None
+                }
+            }
+        };
+        CleanRecord::Recorded { end, producers }
+    }
+
+    /// Compares the recovered end with the recorded one, then removes the record: it
+    /// describes that shutdown only (see `open` for when the removal is fsynced). Returns
+    /// whether the record was there and names exactly the recovered end: the log is as that
+    /// shutdown left it.
+    fn check(&self, dir: &Path, last_segment: &Path, next_offset: i64) -> bool {
+        let path = dir.join(CLEAN_END_FILE);
+        let clean = match self {
+            CleanRecord::Missing => return false,
+            CleanRecord::Unreadable => {
+                tracing::warn!(path = %path.display(), "ignoring an unreadable clean-shutdown end");
+                false
+            }
+            CleanRecord::Recorded { end, .. } if *end > next_offset => {
+                tracing::warn!(path = %last_segment.display(), recovered_end = next_offset, clean_shutdown_end = end, "the log ends before where the last clean shutdown left it: records that were durable are gone");
+                recovery::count(Action::LogEndLost);
+                false
+            }
+            CleanRecord::Recorded { end, .. } => *end == next_offset,
+        };
+        remove_if_exists(&path);
+        clean
+    }
+}
+
+/// The active segment opened by its indexes ([`segment::recover_active_by_index`]) with the
+/// producer state the clean shutdown recorded, when that record has one and the segment ends
+/// exactly where it says: the whole-segment scan a start otherwise makes (CRC of every batch,
+/// to rebuild the producer state and find a torn tail) is what made a start on a large log
+/// slow. `None`: scan it whole.
+fn open_active_by_index(
+    dir: &Path,
+    base: i64,
+    interval: u32,
+    record: &mut CleanRecord,
+) -> Result<Option<(segment::Recovered, ProducerStates, Option<i32>)>, LogError> {
+    let CleanRecord::Recorded {
+        end,
+        producers: producers @ Some(_),
+    } = record
+    else {
+        return Ok(None);
     };
-    let clean = match text.trim().parse::<i64>() {
-        Ok(end) if end > next_offset => {
-            tracing::warn!(path = %last_segment.display(), recovered_end = next_offset, clean_shutdown_end = end, "the log ends before where the last clean shutdown left it: records that were durable are gone");
-            recovery::count(Action::LogEndLost);
-            false
-        }
-        Ok(end) => end == next_offset,
-        Err(_) => {
-            tracing::warn!(path = %path.display(), "ignoring an unreadable clean-shutdown end");
-            false
-        }
+    let Some((rec, last)) = segment::recover_active_by_index(dir, base, interval)? else {
+        return Ok(None);
     };
-    remove_if_exists(&path);
-    clean
+    let Some(producers) = producers.take().filter(|_| rec.segment.next_offset == *end) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        rec,
+        producers,
+        last.map(|h| h.partition_leader_epoch),
+    )))
 }
 
 /// Producer state: the snapshot taken when the active segment was created, plus the active

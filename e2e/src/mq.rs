@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::Client;
 
 use crate::harness::{self, kubectl, HarnessError, TestNamespace};
@@ -110,13 +110,25 @@ pub fn ready_replicas(mq: &MessageQueue) -> i64 {
         .unwrap_or(0)
 }
 
-/// Waits until the MessageQueue is `Available` with `replicas` ready brokers.
+/// Waits until the MessageQueue is `Available` with `replicas` ready brokers, and its pods agree:
+/// exactly `replicas` of them, each Ready and none being deleted.
+///
+/// The pods are checked as well because status can lag them: just after a pod is deleted (a
+/// roll, a heal) the MessageQueue still says Available with every replica ready until the
+/// operator's next status write, and a client sent to the replacement then finds nothing
+/// listening.
 pub async fn wait_available(
     mqs: &Api<MessageQueue>,
     name: &str,
     replicas: i64,
     secs: u64,
 ) -> MessageQueue {
+    let pods: Api<Pod> = match mqs.namespace() {
+        Some(ns) => Api::namespaced(mqs.clone().into_client(), ns),
+        None => Api::default_namespaced(mqs.clone().into_client()),
+    };
+    let selector = format!("app.kubernetes.io/instance={name}");
+    let (pods, selector) = (&pods, &selector);
     harness::wait_for(
         &format!("MessageQueue {name} Available with {replicas} ready"),
         Duration::from_secs(secs),
@@ -124,9 +136,25 @@ pub async fn wait_available(
             let mq = mqs.get(name).await.map_err(|e| e.to_string())?;
             let avail = condition(&mq, "Available");
             let ready = ready_replicas(&mq);
-            match &avail {
-                Some((s, _, _)) if s == "True" && ready == replicas => Ok(mq),
-                _ => Err(format!("Available {avail:?} readyReplicas {ready}")),
+            if !matches!(&avail, Some((s, _, _)) if s == "True") || ready != replicas {
+                return Err(format!("Available {avail:?} readyReplicas {ready}"));
+            }
+            let list = pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .map_err(|e| e.to_string())?
+                .items;
+            let serving = list
+                .iter()
+                .filter(|p| pod_is_ready(p) && p.metadata.deletion_timestamp.is_none())
+                .count();
+            if list.len() as i64 == replicas && serving as i64 == replicas {
+                Ok(mq)
+            } else {
+                Err(format!(
+                    "status says Available with {ready} ready, but {serving} of {} pods serve",
+                    list.len()
+                ))
             }
         },
     )

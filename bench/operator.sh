@@ -9,6 +9,9 @@
 #   IDLE_SECONDS=60                the idle window with all of them Available
 #   BURST=1                        also create COUNT back to back in a second namespace
 #   NODES=6                        kwok nodes (110 pods each; their pod CIDRs hold the brokers' IPs)
+#   HEAPTRACK=1                    attach heaptrack to the operator once it runs: a heap profile in
+#                                  OUT_DIR/heaptrack.*.zst (heaptrack_print it); the latency and RSS
+#                                  figures of such a run are distorted by the profiler
 #   OUT_DIR=dir                    results (operator.jsonl, report.md, the e2e logs); default
 #                                  /tmp/sluice-operator-bench-<utc>
 # Every MessageQueue has `replicas: 1`: COUNT broker processes run at once on this machine.
@@ -64,6 +67,11 @@ log "cluster up ($SLUICE_E2E_NODES kwok nodes)"
 e2e/scripts/cluster.sh up
 export KUBECONFIG="$ROOT/e2e/.work/kubeconfig"
 e2e/scripts/operator.sh start
+if [[ "${HEAPTRACK:-0}" == 1 ]]; then
+    op_pid="$(cat e2e/.work/operator.pid)"
+    log "heaptrack attached to the operator (pid $op_pid): the figures below are distorted"
+    (cd "$OUT_DIR" && heaptrack -p "$op_pid" >"$OUT_DIR/heaptrack.log" 2>&1) &
+fi
 
 {
     echo "run $STAMP: $(nproc) cores, $(uname -sr); sluice $(git rev-parse --short HEAD)"

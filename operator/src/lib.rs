@@ -54,6 +54,7 @@ pub mod cli;
 pub mod crd;
 pub mod drain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod kafka;
 pub mod leader;
@@ -77,7 +78,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -219,13 +220,19 @@ pub async fn run_controller(
         .owns_stream(cm_stream)
         .owns_stream(pdb_stream)
         .owns_stream(secret_stream)
-        .watches(api_for::<Pod>(&client, ns), owned(), |pod: Pod| {
-            let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
-            let namespace = pod.namespace();
-            instance
-                .zip(namespace)
-                .map(|(name, ns)| ObjectRef::<MessageQueue>::new(&name).within(&ns))
-        })
+        // Pods only wake the MessageQueue their labels name (the passes list them afresh), so
+        // their watch carries metadata only: a broker pod's spec and status are most of its size,
+        // and 500 starting brokers send thousands of pod events.
+        .watches_stream(
+            watcher(api_for::<PartialObjectMeta<Pod>>(&client, ns), owned()).touched_objects(),
+            |pod: PartialObjectMeta<Pod>| {
+                let instance = pod.labels().get("app.kubernetes.io/instance").cloned();
+                let namespace = pod.namespace();
+                instance
+                    .zip(namespace)
+                    .map(|(name, ns)| ObjectRef::<MessageQueue>::new(&name).within(&ns))
+            },
+        )
         .trigger_backoff(WatchBackoff::default())
         .graceful_shutdown_on(stop_signal)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -378,16 +385,26 @@ pub async fn run(args: RunArgs) -> Result<()> {
         None
     };
 
-    let recorder = Recorder::new(
+    let events = Arc::new(events::EventWriter::new(
         client.clone(),
-        Reporter {
-            controller: "sluice-operator".to_string(),
-            instance: Some(me.clone()),
-        },
-    );
+        "sluice-operator",
+        &me,
+    ));
+    {
+        // The series of Events end six minutes after their last repeat; nothing else forgets
+        // them on an operator with nothing to report.
+        let events = events.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(events::SERIES_TTL / 2);
+            loop {
+                every.tick().await;
+                events.prune();
+            }
+        });
+    }
     let mut ctx = Context::new(
         client.clone(),
-        recorder,
+        events,
         metrics.clone(),
         BuildConfig {
             image_repository: args.broker_image_repository.clone(),

@@ -15,7 +15,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource};
 use sluice_operator::builders::BuildConfig;
 use sluice_operator::crd::MessageQueue;
@@ -42,17 +41,15 @@ struct Controller {
 
 impl Controller {
     fn start(client: &Client, ns: &str) -> Controller {
-        let recorder = Recorder::new(
+        let events = Arc::new(sluice_operator::events::EventWriter::new(
             client.clone(),
-            Reporter {
-                controller: "sluice-operator".into(),
-                instance: Some("test".into()),
-            },
-        );
+            "sluice-operator",
+            "test",
+        ));
         let metrics = Arc::new(Metrics::default());
         let ctx = Arc::new(Context::new(
             client.clone(),
-            recorder,
+            events,
             metrics.clone(),
             BuildConfig::default(),
         ));

@@ -50,7 +50,7 @@ each line names what uses it.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "patch", "delete"]
-# Events announcing every action (kube-runtime's Recorder: events.k8s.io/v1, create + patch).
+# Events announcing every action (events.k8s.io/v1: create, and patch to count a repeat).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

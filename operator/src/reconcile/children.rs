@@ -2,12 +2,12 @@
 //! applied under the operator's field manager, each followed by the Event that says what the
 //! apply did (created, recreated, updated to the spec, or drift put back).
 
+use crate::events::EventType;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams};
-use kube::runtime::events::EventType;
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use crate::events::EventType;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
 use super::{object_key, ssa, Context, PassResult};

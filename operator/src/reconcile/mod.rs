@@ -47,13 +47,13 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::builders::{self, BuildConfig, Names, FIELD_MANAGER};
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus};
 use crate::error::{Error, Result};
+use crate::events::{EventType, EventWriter, Note};
 use crate::kafka::{AdminClient, ClientSecurity};
 use crate::metrics::Metrics;
 use crate::status::Observation;
@@ -68,8 +68,8 @@ pub const FINALIZER: &str = "sluice.dev/cleanup";
 pub struct Context {
     /// API client.
     pub client: Client,
-    /// Events.
-    pub recorder: Recorder,
+    /// Events (repeats folded into series).
+    pub events: Arc<EventWriter>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// What the builders need from the operator's settings.
@@ -113,13 +113,13 @@ impl Context {
     /// A context with the given client and settings.
     pub fn new(
         client: Client,
-        recorder: Recorder,
+        events: Arc<EventWriter>,
         metrics: Arc<Metrics>,
         build: BuildConfig,
     ) -> Self {
         Context {
             client,
-            recorder,
+            events,
             metrics,
             build,
             broker_timeout: Duration::from_secs(5),
@@ -238,25 +238,23 @@ impl Context {
         note: String,
     ) {
         tracing::info!(mq = %mq.name_any(), reason, note = %note, "event");
-        // kube's Recorder folds events with the same (type, reason, action, object) into one
-        // series and keeps the first note; a digest of the note in `action` keeps different
-        // notes apart while identical repeats still become a series.
+        // Repeats with the same (type, reason, action, object) are folded into one series that
+        // keeps the first note; a digest of the note in `action` keeps different notes apart
+        // while identical repeats still become a series.
         let digest = builders::config_hash(&BTreeMap::from([(String::new(), note.clone())]));
-        let event = Event {
+        let note = Note {
             type_,
             reason: reason.to_string(),
-            note: Some(truncate(&note, 1000)),
+            note: truncate(&note, 1000),
             action: format!("{action}-{}", &digest[..8]),
-            secondary: None,
         };
         // Not awaited: an Event is a report, and waiting for its API round trip would delay
         // the next child or status write of this pass (and of every MessageQueue behind it).
-        let recorder = self.recorder.clone();
+        let events = self.events.clone();
         let object = mq.object_ref(&());
-        let reason = reason.to_string();
         tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &object).await {
-                tracing::warn!(error = %e, reason, "publishing event failed");
+            if let Err(e) = events.publish(&object, &note).await {
+                tracing::warn!(error = %e, reason = %note.reason, "publishing event failed");
             }
         });
     }

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use crate::events::EventType;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
 use super::observe::{host_port, pod_failing, pod_ip, pod_ordinal, pod_ready, pod_ready_since};

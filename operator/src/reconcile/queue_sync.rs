@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::events::EventType;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
 use super::observe::{host_port, pod_ip, pod_ready};

@@ -2,8 +2,8 @@
 //! is in sync, move partition copies a batch at a time until every broker holds within one
 //! replica of the others.
 
+use crate::events::EventType;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::events::EventType;
 
 use super::brokers::{broker_disks, cluster_view, first_ready_broker, move_partitions, MovesAsked};
 use super::Context;

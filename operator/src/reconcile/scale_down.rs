@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::events::EventType;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::Api;
-use kube::runtime::events::EventType;
 
 use super::brokers::{broker_disks, cluster_view, first_ready_broker, move_partitions, MovesAsked};
 use super::observe::{pod_ip, pod_ordinal};

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use crate::events::EventType;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, Patch};
-use kube::runtime::events::EventType;
 
 use super::{ssa, Context};
 use crate::builders::Names;

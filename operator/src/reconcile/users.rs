@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::events::EventType;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams};
-use kube::runtime::events::EventType;
 
 use super::{brokers, cache, secrets, Context, PassResult};
 use crate::builders::{selector_string, Names};

@@ -151,6 +151,18 @@ pub struct RunArgs {
         global = true
     )]
     pub watch_timeout_seconds: u32,
+
+    /// How often the operator hands the heap memory it freed back to the system, in seconds
+    /// (glibc builds; the static musl image's allocator returns it by itself). After a burst
+    /// of reconciles glibc keeps the freed heap mapped, so the RSS stays at the burst's peak
+    /// until this runs. 0 turns it off.
+    #[arg(
+        long,
+        env = "SLUICE_MEMORY_TRIM_INTERVAL_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub memory_trim_interval_secs: u64,
 }
 
 #[cfg(test)]
@@ -182,6 +194,7 @@ mod tests {
         assert_eq!(cli.run.http_listen.to_string(), "0.0.0.0:8080");
         assert_eq!(cli.run.default_broker_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(cli.run.queue_counts_interval_secs, 60);
+        assert_eq!(cli.run.memory_trim_interval_secs, 30);
     }
 
     #[test]

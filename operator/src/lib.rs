@@ -58,6 +58,7 @@ pub mod events;
 pub mod http;
 pub mod kafka;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod queue_counts;
 pub mod queues;
@@ -401,6 +402,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 events.prune();
             }
         });
+    }
+    if args.memory_trim_interval_secs > 0 {
+        tokio::spawn(memory::trim_every(Duration::from_secs(
+            args.memory_trim_interval_secs,
+        )));
     }
     let mut ctx = Context::new(
         client.clone(),

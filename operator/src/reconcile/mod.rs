@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Client, Resource, ResourceExt};
@@ -326,19 +326,46 @@ pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics.reconcile_started();
     let api: Api<MessageQueue> = Api::namespaced(ctx.client.clone(), &ns);
     let key = object_key(&mq);
-    let result = finalizer(&api, FINALIZER, mq, |event| async {
-        match event {
-            FinalizerEvent::Apply(mq) => apply(&mq, &ctx).await,
-            FinalizerEvent::Cleanup(mq) => finish::cleanup(&mq, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = match with_finalizer(&api, mq).await {
+        Ok(mq) => finalizer(&api, FINALIZER, mq, |event| async {
+            match event {
+                FinalizerEvent::Apply(mq) => apply(&mq, &ctx).await,
+                FinalizerEvent::Cleanup(mq) => finish::cleanup(&mq, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(e) => Err(e),
+    };
     ctx.metrics.reconcile_finished(started.elapsed());
     if result.is_ok() {
         ctx.backoff(&key, false);
     }
     result
+}
+
+/// A MessageQueue seen for the first time gets the finalizer here, and the pass goes on with
+/// the object the API server returned. kube's `finalizer()` alone adds it and ends the pass,
+/// so the children would wait for the watch to deliver that change: one more round trip, on
+/// a busy API server hundreds of milliseconds, before a new MessageQueue's StatefulSet exists.
+async fn with_finalizer(api: &Api<MessageQueue>, mq: Arc<MessageQueue>) -> Result<Arc<MessageQueue>> {
+    if mq.meta().deletion_timestamp.is_some() || mq.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(mq);
+    }
+    let mut finalizers = mq.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    // The resourceVersion makes the patch conditional: finalizers changed meanwhile (another
+    // controller's) fail it with a conflict instead of being overwritten, and the change that
+    // caused the conflict wakes the next pass.
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": mq.resource_version()}
+    });
+    let name = mq.name_any();
+    let patched = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("add finalizer {FINALIZER} to MessageQueue {name}"), e))?;
+    Ok(Arc::new(patched))
 }
 
 /// The controller's error policy: user errors wait for a change, the rest back off.

@@ -348,7 +348,10 @@ pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Actio
 /// the object the API server returned. kube's `finalizer()` alone adds it and ends the pass,
 /// so the children would wait for the watch to deliver that change: one more round trip, on
 /// a busy API server hundreds of milliseconds, before a new MessageQueue's StatefulSet exists.
-async fn with_finalizer(api: &Api<MessageQueue>, mq: Arc<MessageQueue>) -> Result<Arc<MessageQueue>> {
+async fn with_finalizer(
+    api: &Api<MessageQueue>,
+    mq: Arc<MessageQueue>,
+) -> Result<Arc<MessageQueue>> {
     if mq.meta().deletion_timestamp.is_some() || mq.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(mq);
     }
@@ -364,7 +367,12 @@ async fn with_finalizer(api: &Api<MessageQueue>, mq: Arc<MessageQueue>) -> Resul
     let patched = api
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| Error::kube(format!("add finalizer {FINALIZER} to MessageQueue {name}"), e))?;
+        .map_err(|e| {
+            Error::kube(
+                format!("add finalizer {FINALIZER} to MessageQueue {name}"),
+                e,
+            )
+        })?;
     Ok(Arc::new(patched))
 }
 
@@ -479,7 +487,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     if grow_volumes {
         pods::grow_volumes(mq, ctx, &names, applied_replicas).await?;
     }
-    pods::heal_pods(mq, ctx, &names, &pods).await?;
+    let stuck_due = pods::heal_pods(mq, ctx, &names, &pods).await?;
 
     // replication, which the roll waits for and status reports
     let replication =
@@ -513,7 +521,7 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     }
 
     finish::write_status(mq, ctx, &names, &pass).await?;
-    let after = pacing::requeue_after(&step, &pass.observation);
+    let after = pacing::with_due(pacing::requeue_after(&step, &pass.observation), stuck_due);
     let counts_every = ctx.counts_interval.filter(|_| !mq.spec.queues.is_empty());
     Ok(Action::requeue(pacing::with_counts(after, counts_every)))
 }

@@ -9,6 +9,11 @@ use crate::status::{Observation, ReplicationSeen};
 /// While brokers or partitions are moving (or queues wait for brokers to join): each pass takes
 /// the next step.
 const WHILE_MOVING: Duration = Duration::from_secs(5);
+/// While pods start (or one is not ready) and nothing else moves: the pod watch wakes a pass
+/// whenever one of them changes, so this is only the fallback. Polling every `WHILE_MOVING`
+/// here cost 500 starting MessageQueues ~100 passes a second, each with its API reads, on the
+/// API server that the new MessageQueues were waiting for (docs/benchmarks.md).
+const WHILE_PODS_START: Duration = Duration::from_secs(30);
 /// While something needs a person (a queue not applied, a refused scale-down): retry now and
 /// then, in case the cause went away by itself.
 const WHILE_BLOCKED: Duration = Duration::from_secs(30);
@@ -38,18 +43,25 @@ fn lagging(obs: &Observation) -> bool {
 /// How long until the next pass after one that took `step` and observed `obs`.
 pub(super) fn requeue_after(step: &RollStep, obs: &Observation) -> Duration {
     if step.in_progress()
-        || obs.ready < obs.desired
         || obs.draining.is_some()
         || obs.rebalancing.is_some()
         || lagging(obs)
         || obs.queues_waiting
     {
         WHILE_MOVING
+    } else if obs.ready < obs.desired {
+        WHILE_PODS_START
     } else if !obs.queue_problems.is_empty() || obs.scale_refused.is_some() {
         WHILE_BLOCKED
     } else {
         WHILE_SETTLED
     }
+}
+
+/// `after`, or sooner when a time-based check of the pods is due (`due`: a Pending pod
+/// becomes stuck, see `pods::heal_pods`), which no watch event would announce.
+pub(super) fn with_due(after: Duration, due: Option<Duration>) -> Duration {
+    due.map_or(after, |due| after.min(due))
 }
 
 /// `after`, or sooner when the queue counts on status are due again (`counts_every`: the
@@ -115,6 +127,14 @@ mod tests {
             (
                 "a broker not ready",
                 up.clone(),
+                Observation { ready: 2, ..calm() },
+                (3, 3),
+                false,
+                30,
+            ),
+            (
+                "a broker not ready while the roll waits",
+                wait(),
                 Observation { ready: 2, ..calm() },
                 (3, 3),
                 false,
@@ -246,5 +266,16 @@ mod tests {
             "a closer follow-up wins"
         );
         assert_eq!(with_counts(calm, None), calm, "counts off or no queues");
+    }
+
+    #[test]
+    fn a_pending_pod_is_looked_at_again_when_it_would_count_as_stuck() {
+        let starting = Duration::from_secs(30);
+        assert_eq!(
+            with_due(starting, Some(Duration::from_secs(12))),
+            Duration::from_secs(12)
+        );
+        assert_eq!(with_due(starting, Some(Duration::from_secs(40))), starting);
+        assert_eq!(with_due(starting, None), starting, "no pod pending");
     }
 }

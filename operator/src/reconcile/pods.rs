@@ -258,14 +258,16 @@ pub(super) async fn grow_volumes(
     Ok(())
 }
 
-/// Pods that cannot start because their PVC or their node is gone.
+/// Pods that cannot start because their PVC or their node is gone. Returns when a Pending pod
+/// would next count as stuck, for a pass to look again then.
 pub(super) async fn heal_pods(
     mq: &MessageQueue,
     ctx: &Context,
     names: &Names,
     pods: &[Pod],
-) -> Result<()> {
+) -> Result<Option<Duration>> {
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let mut stuck_due: Option<Duration> = None;
     let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let nodes_api: Api<Node> = Api::all(ctx.client.clone());
     let now = Timestamp::now();
@@ -285,7 +287,14 @@ pub(super) async fn heal_pods(
             .map(|t| now.duration_since(t.0).unsigned_abs())
             .unwrap_or_default();
         // PVC gone: the StatefulSet controller recreates a PVC only when it creates the pod.
-        if phase == "Pending" && pod.metadata.deletion_timestamp.is_none() && age > STUCK_PENDING {
+        let pending = phase == "Pending" && pod.metadata.deletion_timestamp.is_none();
+        if pending && age <= STUCK_PENDING {
+            // Nothing changes on a pod that waits for a volume that is gone, so no watch
+            // event would wake the pass that finds it stuck: look again when it would be.
+            let due = STUCK_PENDING - age + Duration::from_secs(1);
+            stuck_due = Some(stuck_due.map_or(due, |d| d.min(due)));
+        }
+        if pending && age > STUCK_PENDING {
             let pvc = names.pvc(ordinal);
             let missing = pvc_api
                 .get_opt(&pvc)
@@ -321,7 +330,7 @@ pub(super) async fn heal_pods(
             }
         }
     }
-    Ok(())
+    Ok(stuck_due)
 }
 
 /// Deletes pod `name`, only if it is still the pod with `uid`; `grace` overrides its grace

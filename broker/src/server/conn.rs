@@ -51,7 +51,10 @@ const WRITE_CHUNK: usize = 1 << 20;
 /// Socket buffers per connection: small, so thousands of idle clients cost little; large
 /// frames bypass them (read straight into the frame buffer, written straight to the socket).
 const READ_BUFFER: usize = 16 * 1024;
-const WRITE_BUFFER: usize = 16 * 1024;
+/// Responses are small (a produce answer is tens of bytes, 4 KiB holds a pipelined burst of
+/// them) or large (a fetch, written past the buffer): 4 KiB rather than 16 saves 12 MiB at
+/// 1,000 connections (docs/benchmarks.md).
+const WRITE_BUFFER: usize = 4 * 1024;
 
 /// Response bytes of one connection built and not yet written, and a wake-up for its reader.
 #[derive(Default)]

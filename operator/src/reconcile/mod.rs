@@ -326,10 +326,10 @@ pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics.reconcile_started();
     let api: Api<MessageQueue> = Api::namespaced(ctx.client.clone(), &ns);
     let key = object_key(&mq);
-    let result = match with_finalizer(&api, mq).await {
-        Ok(mq) => finalizer(&api, FINALIZER, mq, |event| async {
+    let result = match with_finalizer(&api, mq, &ctx).await {
+        Ok((mq, fetched)) => finalizer(&api, FINALIZER, mq, |event| async {
             match event {
-                FinalizerEvent::Apply(mq) => apply(&mq, &ctx).await,
+                FinalizerEvent::Apply(mq) => apply(&mq, &ctx, fetched).await,
                 FinalizerEvent::Cleanup(mq) => finish::cleanup(&mq, &ctx).await,
             }
         })
@@ -348,13 +348,16 @@ pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Actio
 /// the object the API server returned. kube's `finalizer()` alone adds it and ends the pass,
 /// so the children would wait for the watch to deliver that change: one more round trip, on
 /// a busy API server hundreds of milliseconds, before a new MessageQueue's StatefulSet exists.
+/// The pass's first reads (`fetch`) go with the patch, as neither depends on the other.
 async fn with_finalizer(
     api: &Api<MessageQueue>,
     mq: Arc<MessageQueue>,
-) -> Result<Arc<MessageQueue>> {
+    ctx: &Context,
+) -> Result<(Arc<MessageQueue>, Option<Fetched>)> {
     if mq.meta().deletion_timestamp.is_some() || mq.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(mq);
+        return Ok((mq, None));
     }
+    let names = Names::of(&mq)?;
     let mut finalizers = mq.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
     // The resourceVersion makes the patch conditional: finalizers changed meanwhile (another
@@ -364,16 +367,16 @@ async fn with_finalizer(
         "metadata": {"finalizers": finalizers, "resourceVersion": mq.resource_version()}
     });
     let name = mq.name_any();
-    let patched = api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("add finalizer {FINALIZER} to MessageQueue {name}"),
-                e,
-            )
-        })?;
-    Ok(Arc::new(patched))
+    let params = PatchParams::default();
+    let patch = Patch::Merge(&patch);
+    let (patched, fetched) = futures::join!(api.patch(&name, &params, &patch), fetch(ctx, &names));
+    let patched = patched.map_err(|e| {
+        Error::kube(
+            format!("add finalizer {FINALIZER} to MessageQueue {name}"),
+            e,
+        )
+    })?;
+    Ok((Arc::new(patched), Some(fetched?)))
 }
 
 /// The controller's error policy: user errors wait for a change, the rest back off.
@@ -422,12 +425,16 @@ impl PassResult {
 }
 
 /// One pass: each phase reads what the earlier ones found (in `pass`) and adds to it.
-async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
+/// `fetched`: the pods and StatefulSet when `with_finalizer` read them already.
+async fn apply(mq: &MessageQueue, ctx: &Context, fetched: Option<Fetched>) -> Result<Action> {
     let names = Names::of(mq)?;
     let previous = mq.status.clone().unwrap_or_default();
 
     // fetch
-    let (pods, existing_sts) = fetch(ctx, &names).await?;
+    let (pods, existing_sts) = match fetched {
+        Some(fetched) => fetched,
+        None => fetch(ctx, &names).await?,
+    };
     let mut pass = PassResult::default();
     pass.observation.desired = mq.spec.replicas;
     pass.observation.max_unavailable = mq.spec.disruption_budget.max_unavailable;
@@ -526,8 +533,11 @@ async fn apply(mq: &MessageQueue, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(pacing::with_counts(after, counts_every)))
 }
 
+/// What a pass reads first: the broker pods and their StatefulSet, if it exists yet.
+type Fetched = (Vec<Pod>, Option<StatefulSet>);
+
 /// The broker pods of `names` and their StatefulSet, if it exists yet.
-async fn fetch(ctx: &Context, names: &Names) -> Result<(Vec<Pod>, Option<StatefulSet>)> {
+async fn fetch(ctx: &Context, names: &Names) -> Result<Fetched> {
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
     // Both read from the API server, not the watch cache: the scale-down and healing decisions

@@ -58,10 +58,14 @@ pub(super) async fn apply_all(
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns);
     let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
 
-    // The ConfigMap first: broker pods mount it. Then the StatefulSet, the Services and the
+    // The ConfigMap first when the StatefulSet exists: its pods mount it, and a restarted pod
+    // must find the config it will be rolled to. Then the StatefulSet, the Services and the
     // PodDisruptionBudget together, so a new MessageQueue's pods are not held up by three more
-    // sequential API round trips (on a busy API server each is hundreds of milliseconds).
-    apply_announced(
+    // sequential API round trips (on a busy API server each is hundreds of milliseconds). A
+    // new StatefulSet goes together with its ConfigMap: its first pod is created, scheduled
+    // and started well after both requests were answered (a kubelet that finds the ConfigMap
+    // missing retries the mount).
+    let mut configmap = Some(apply_announced(
         ctx,
         mq,
         &configmaps,
@@ -69,9 +73,19 @@ pub(super) async fn apply_all(
         "ConfigMap",
         seen_unless_shrinking,
         cached(ctx, &children.configmap),
-    )
-    .await?;
-    let (sts, _, _, _) = futures::try_join!(
+    ));
+    if existing_sts.is_some() {
+        if let Some(first) = configmap.take() {
+            first.await?;
+        }
+    }
+    let configmap_if_new = async {
+        match configmap {
+            Some(with_statefulset) => with_statefulset.await.map(drop),
+            None => Ok(()),
+        }
+    };
+    let (sts, _, _, _, ()) = futures::try_join!(
         apply_announced(
             ctx,
             mq,
@@ -108,6 +122,7 @@ pub(super) async fn apply_all(
             seen,
             cached(ctx, &children.pdb),
         ),
+        configmap_if_new,
     )?;
     apply_network_policy(ctx, mq, names, children, seen).await?;
     let applied_replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);

@@ -236,17 +236,24 @@ impl EventWriter {
                     last_observed_time: MicroTime(now),
                 };
                 let patch = serde_json::json!({ "series": series });
-                let patched = events
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await;
-                match patched {
+                let patch = Patch::Merge(&patch);
+                let params = PatchParams::default();
+                match events.patch(&name, &params, &patch).await {
                     // The first Event expired (the API server's TTL) or was deleted, or its
                     // create has not landed yet: this repeat is written whole.
                     Err(kube::Error::Api(e)) if e.code == 404 => {
                         let mut event =
                             first_event(object, note, &name, &self.controller, &self.instance, now);
                         event.series = Some(series);
-                        events.create(&PostParams::default(), &event).await?;
+                        match events.create(&PostParams::default(), &event).await {
+                            // the first create landed in between: count on it after all
+                            Err(kube::Error::Api(e)) if e.code == 409 => {
+                                events.patch(&name, &params, &patch).await?;
+                            }
+                            other => {
+                                other?;
+                            }
+                        }
                     }
                     other => {
                         other?;

@@ -425,6 +425,7 @@ impl GroupCoordinator {
     }
 
     fn finish_load(&self, partition: i32, epoch: i32, loaded: Result<Tenure, String>) {
+        let mut ready = None;
         {
             let _groups = self.lock();
             let mut leads = self.leads();
@@ -432,7 +433,9 @@ impl GroupCoordinator {
                 matches!(leads.get(&partition), Some(Lead::Loading { epoch: e }) if *e == epoch);
             match loaded {
                 Ok(t) if current => {
-                    leads.insert(partition, Lead::Ready(Arc::new(t)));
+                    let t = Arc::new(t);
+                    leads.insert(partition, Lead::Ready(Arc::clone(&t)));
+                    ready = Some(t);
                 }
                 Ok(t) => t.end(), // superseded meanwhile
                 Err(e) => {
@@ -444,6 +447,9 @@ impl GroupCoordinator {
             }
         }
         self.loaded.notify_waiters();
+        if let Some(t) = ready {
+            self.forget_deleted_in(t);
+        }
     }
 
     /// This broker no longer leads `partition` of `__consumer_offsets`: its groups are
@@ -579,36 +585,42 @@ impl GroupCoordinator {
 
     /// Drops the committed offsets of topics the directory no longer knows (deleted topics):
     /// each partition led here appends tombstones for them, in the background. Run after
-    /// every metadata change.
+    /// every metadata change, and for one partition when it becomes ready or imports offsets
+    /// (a topic deleted while it was loading, or named only in an imported file, would
+    /// otherwise wait for the next metadata change).
     pub fn forget_deleted_topics(&self) {
+        for t in self.ready() {
+            self.forget_deleted_in(t);
+        }
+    }
+
+    fn forget_deleted_in(&self, t: Arc<Tenure>) {
         let Some(directory) = self.directory() else {
             return;
         };
-        let timeout = self.config.commit_timeout;
-        for t in self.ready() {
-            let gone: BTreeSet<String> = t.view(|m| {
-                m.groups()
-                    .flat_map(|(_, offsets)| offsets.keys().map(|(topic, _)| topic))
-                    .filter(|topic| directory.partitions(topic).is_none())
-                    .cloned()
-                    .collect()
-            });
-            if gone.is_empty() {
-                continue;
-            }
-            let Ok(handle) = tokio::runtime::Handle::try_current() else {
-                return;
-            };
-            handle.spawn(async move {
-                let written = t
-                    .write(|m| m.tombstones_for_topics(|topic| !gone.contains(topic)), timeout)
-                    .await;
-                match written {
-                    Ok(n) => tracing::info!(partition = t.partition, topics = ?gone, offsets = n, "dropped the committed offsets of deleted topics"),
-                    Err(e) => tracing::warn!(partition = t.partition, topics = ?gone, error = %e, "could not drop the committed offsets of deleted topics; retried at the next metadata change"),
-                }
-            });
+        let gone: BTreeSet<String> = t.view(|m| {
+            m.groups()
+                .flat_map(|(_, offsets)| offsets.keys().map(|(topic, _)| topic))
+                .filter(|topic| directory.partitions(topic).is_none())
+                .cloned()
+                .collect()
+        });
+        if gone.is_empty() {
+            return;
         }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let timeout = self.config.commit_timeout;
+        handle.spawn(async move {
+            let written = t
+                .write(|m| m.tombstones_for_topics(|topic| !gone.contains(topic)), timeout)
+                .await;
+            match written {
+                Ok(n) => tracing::info!(partition = t.partition, topics = ?gone, offsets = n, "dropped the committed offsets of deleted topics"),
+                Err(e) => tracing::warn!(partition = t.partition, topics = ?gone, error = %e, "could not drop the committed offsets of deleted topics; retried at the next metadata change"),
+            }
+        });
     }
 
     /// Every committed offset of the groups served here (for consumer-lag metrics).
@@ -662,7 +674,7 @@ impl GroupCoordinator {
             .await
             .map_err(|code| format!("group {group}: not served here (error {code})"))?;
         let group = group.to_string();
-        tenure
+        let written = tenure
             .write(
                 |m| {
                     offsets
@@ -682,7 +694,10 @@ impl GroupCoordinator {
                 self.config.commit_timeout,
             )
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // An earlier version may have kept offsets of topics deleted since.
+        self.forget_deleted_in(tenure);
+        Ok(written)
     }
 }
 

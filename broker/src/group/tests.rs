@@ -925,6 +925,59 @@ async fn forgetting_a_topic_drops_its_offsets_durably() {
     shutdown.cancel();
 }
 
+/// Waits (virtual time) until `c` holds `n` committed offsets; tombstones are written by
+/// background tasks.
+async fn until_offsets(c: &GroupCoordinator, n: usize) -> Vec<CommittedOffset> {
+    for _ in 0..1000 {
+        if c.committed_offsets().len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    c.committed_offsets()
+}
+
+#[tokio::test(start_paused = true)]
+async fn offsets_of_topics_deleted_meanwhile_go_when_a_partition_loads_or_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Arc::new(Topics::default());
+    {
+        let (c, shutdown) = start_leading(dir.path(), Arc::clone(&topics), &[0, 1, 2]).await;
+        let r = c
+            .offset_commit(
+                8,
+                commit_req("g", "", -1, &[("gone", 0, 1), ("kept", 0, 2)]),
+            )
+            .await;
+        assert_eq!(commit_codes(&r), vec![0, 0]);
+        shutdown.cancel();
+    }
+    // Deleted while no broker led these partitions: no metadata change reaches the next
+    // leader, its load alone has to notice.
+    topics.deleted.lock().unwrap().insert("gone".into());
+    let (c, shutdown) = start_leading(dir.path(), Arc::clone(&topics), &[0, 1, 2]).await;
+    let offsets = until_offsets(&c, 1).await;
+    assert!(offsets.iter().all(|o| o.topic == "kept"), "{offsets:?}");
+    // An imported file naming a deleted topic: written, then dropped the same way.
+    let old = StoredOffset {
+        offset: 9,
+        leader_epoch: -1,
+        metadata: "old".into(),
+        commit_timestamp_ms: 1000,
+    };
+    let n = c
+        .import_legacy(
+            "h",
+            vec![("gone".into(), 0, old.clone()), ("kept".into(), 1, old)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let offsets = until_offsets(&c, 2).await;
+    assert!(offsets.iter().all(|o| o.topic == "kept"), "{offsets:?}");
+    shutdown.cancel();
+}
+
 #[tokio::test(start_paused = true)]
 async fn list_groups_filters_by_state_and_type() {
     let dir = tempfile::tempdir().unwrap();

@@ -202,11 +202,6 @@ impl EventWriter {
         }
     }
 
-    /// How many series are open.
-    pub fn open_series(&self) -> usize {
-        self.series.lock().map(|s| s.len()).unwrap_or(0)
-    }
-
     /// Creates the Event, or counts a repeat on the Event of its series.
     pub async fn publish(&self, object: &ObjectReference, note: &Note) -> kube::Result<()> {
         let now = Timestamp::now();

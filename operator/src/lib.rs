@@ -70,6 +70,7 @@ pub mod security;
 pub mod status;
 pub mod validate;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -322,6 +323,14 @@ async fn api_clients(request_timeout: Duration) -> Result<(Client, Client)> {
 
 /// Runs the operator until SIGTERM / Ctrl-C: HTTP endpoints, leader election, controllers.
 /// Returns an error when leadership is lost, so the process exits and restarts as a standby.
+/// Runs a background timer until the shutdown signal (or until its sender is gone).
+async fn until_stopped(mut stop: watch::Receiver<bool>, task: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = stop.wait_for(|stopped| *stopped) => {}
+        () = task => {}
+    }
+}
+
 pub async fn run(args: RunArgs) -> Result<()> {
     let (client, watch_client) = api_clients(Duration::from_millis(args.api_timeout_ms)).await?;
     let metrics = Arc::new(Metrics::default());
@@ -395,18 +404,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
         // The series of Events end six minutes after their last repeat; nothing else forgets
         // them on an operator with nothing to report.
         let events = events.clone();
-        tokio::spawn(async move {
+        tokio::spawn(until_stopped(stop_rx.clone(), async move {
             let mut every = tokio::time::interval(events::SERIES_TTL / 2);
             loop {
                 every.tick().await;
                 events.prune();
             }
-        });
+        }));
     }
     if args.memory_trim_interval_secs > 0 {
-        tokio::spawn(memory::trim_every(Duration::from_secs(
-            args.memory_trim_interval_secs,
-        )));
+        tokio::spawn(until_stopped(
+            stop_rx.clone(),
+            memory::trim_every(Duration::from_secs(args.memory_trim_interval_secs)),
+        ));
     }
     let mut ctx = Context::new(
         client.clone(),

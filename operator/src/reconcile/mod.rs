@@ -326,16 +326,10 @@ pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics.reconcile_started();
     let api: Api<MessageQueue> = Api::namespaced(ctx.client.clone(), &ns);
     let key = object_key(&mq);
-    let result = match with_finalizer(&api, mq, &ctx).await {
-        Ok((mq, fetched)) => finalizer(&api, FINALIZER, mq, |event| async {
-            match event {
-                FinalizerEvent::Apply(mq) => apply(&mq, &ctx, fetched).await,
-                FinalizerEvent::Cleanup(mq) => finish::cleanup(&mq, &ctx).await,
-            }
-        })
-        .await
-        .map_err(|e| Error::Finalizer(Box::new(e))),
-        Err(e) => Err(e),
+    let result = if is_first_sight(&mq) && !mq.spec.storage.delete_claim {
+        first_pass(&api, mq, &ctx).await
+    } else {
+        passes_after_the_first(&api, mq, &ctx).await
     };
     ctx.metrics.reconcile_finished(started.elapsed());
     if result.is_ok() {
@@ -344,8 +338,91 @@ pub async fn reconcile(mq: Arc<MessageQueue>, ctx: Arc<Context>) -> Result<Actio
     result
 }
 
-/// A MessageQueue seen for the first time gets the finalizer here, and the pass goes on with
-/// the object the API server returned. kube's `finalizer()` alone adds it and ends the pass,
+/// Every pass of a MessageQueue that has its finalizer (or is getting it, see
+/// [`with_finalizer`]), and the cleanup when it is deleted.
+async fn passes_after_the_first(
+    api: &Api<MessageQueue>,
+    mq: Arc<MessageQueue>,
+    ctx: &Context,
+) -> Result<Action> {
+    match with_finalizer(api, mq, ctx).await {
+        Ok((mq, fetched)) => finalizer(api, FINALIZER, mq, |event| async {
+            match event {
+                FinalizerEvent::Apply(mq) => apply(&mq, ctx, fetched).await,
+                FinalizerEvent::Cleanup(mq) => finish::cleanup(&mq, ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Never reconciled: no finalizer, no status, not being deleted.
+fn is_first_sight(mq: &MessageQueue) -> bool {
+    mq.meta().deletion_timestamp.is_none()
+        && mq.status.is_none()
+        && !mq.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// The first pass of a new MessageQueue whose volumes are kept when it is deleted
+/// (`storage.deleteClaim: false`, the default): the finalizer patch and the children's applies
+/// go at the same time, and the pass reads nothing first (no StatefulSet in the watch cache
+/// means no pods either), so the StatefulSet exists one API round trip after the pass starts
+/// instead of two or three (on a busy API server each is hundreds of milliseconds).
+///
+/// Safe because of what the finalizer guards: with `deleteClaim: false` its cleanup deletes
+/// nothing, so a MessageQueue deleted before the patch lands loses only the
+/// `ClaimsRetained` Event (its children go by their owner reference, its volumes stay, as
+/// they would have). With `deleteClaim: true` the finalizer must be in place before any
+/// volume can exist, so that path ([`with_finalizer`]) keeps the order. A StatefulSet the
+/// watch cache already holds (a MessageQueue re-created under the same name) means there may
+/// be pods and volumes to decide on: that pass reads them as every other pass does.
+async fn first_pass(
+    api: &Api<MessageQueue>,
+    mq: Arc<MessageQueue>,
+    ctx: &Context,
+) -> Result<Action> {
+    let names = Names::of(&mq)?;
+    if ctx
+        .cached::<StatefulSet>(&names.namespace, &names.statefulset())
+        .is_some()
+    {
+        return passes_after_the_first(api, mq, ctx).await;
+    }
+    let (patched, applied) = futures::join!(
+        add_finalizer(api, &mq),
+        apply(&mq, ctx, Some((Vec::new(), None)))
+    );
+    // A refused patch is retried by the next pass (a conflict means the object changed,
+    // and that change wakes one); the children applied here are kept either way.
+    patched?;
+    applied
+}
+
+/// Adds the finalizer with a merge patch that carries the resourceVersion, so finalizers
+/// changed meanwhile (another controller's) fail it with a conflict instead of being
+/// overwritten, and the change that caused the conflict wakes the next pass.
+async fn add_finalizer(api: &Api<MessageQueue>, mq: &MessageQueue) -> Result<MessageQueue> {
+    let mut finalizers = mq.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": mq.resource_version()}
+    });
+    let name = mq.name_any();
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            Error::kube(
+                format!("add finalizer {FINALIZER} to MessageQueue {name}"),
+                e,
+            )
+        })
+}
+
+/// A MessageQueue without the finalizer that [`first_pass`] does not take (`deleteClaim:
+/// true`, a StatefulSet already there, or one that had a status) gets it here, and the pass
+/// goes on with the object the API server returned. kube's `finalizer()` alone adds it and ends the pass,
 /// so the children would wait for the watch to deliver that change: one more round trip, on
 /// a busy API server hundreds of milliseconds, before a new MessageQueue's StatefulSet exists.
 /// The pass's first reads (`fetch`) go with the patch, as neither depends on the other.
@@ -358,25 +435,8 @@ async fn with_finalizer(
         return Ok((mq, None));
     }
     let names = Names::of(&mq)?;
-    let mut finalizers = mq.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    // The resourceVersion makes the patch conditional: finalizers changed meanwhile (another
-    // controller's) fail it with a conflict instead of being overwritten, and the change that
-    // caused the conflict wakes the next pass.
-    let patch = serde_json::json!({
-        "metadata": {"finalizers": finalizers, "resourceVersion": mq.resource_version()}
-    });
-    let name = mq.name_any();
-    let params = PatchParams::default();
-    let patch = Patch::Merge(&patch);
-    let (patched, fetched) = futures::join!(api.patch(&name, &params, &patch), fetch(ctx, &names));
-    let patched = patched.map_err(|e| {
-        Error::kube(
-            format!("add finalizer {FINALIZER} to MessageQueue {name}"),
-            e,
-        )
-    })?;
-    Ok((Arc::new(patched), Some(fetched?)))
+    let (patched, fetched) = futures::join!(add_finalizer(api, &mq), fetch(ctx, &names));
+    Ok((Arc::new(patched?), Some(fetched?)))
 }
 
 /// The controller's error policy: user errors wait for a change, the rest back off.
@@ -558,6 +618,27 @@ async fn fetch(ctx: &Context, names: &Names) -> Result<Fetched> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_never_reconciled_message_queue_is_at_first_sight() {
+        let mq: MessageQueue = serde_yaml::from_str(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\n\
+             metadata: {name: orders, namespace: apps}\nspec: {}\n",
+        )
+        .expect("test manifest parses");
+        assert!(is_first_sight(&mq));
+        let mut with_status = mq.clone();
+        with_status.status = Some(MessageQueueStatus::default());
+        assert!(!is_first_sight(&with_status));
+        let mut with_finalizer = mq.clone();
+        with_finalizer.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+        assert!(!is_first_sight(&with_finalizer));
+        let mut deleting = mq.clone();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        assert!(!is_first_sight(&deleting));
+    }
 
     #[test]
     fn long_event_notes_are_truncated_on_a_char_boundary() {

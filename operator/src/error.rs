@@ -139,6 +139,11 @@ impl Error {
         }
     }
 
+    /// The API server refused a write made on a stale resourceVersion (409 Conflict).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube { source: kube::Error::Api(e), .. } if e.code == 409)
+    }
+
     /// Shorthand for a Kubernetes API error with its action.
     pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
         Error::Kube {
@@ -197,6 +202,20 @@ mod tests {
         let other = Error::kube("apply ConfigMap x", api_error(403, "forbidden by RBAC"));
         assert!(!other.is_namespace_terminating());
         assert!(!other.is_user_error());
+    }
+
+    #[test]
+    fn only_a_409_is_a_conflict() {
+        let stale = Error::kube(
+            "add finalizer to MessageQueue a",
+            api_error(409, "the object has been modified; please apply your changes to the latest version and try again"),
+        );
+        assert!(stale.is_conflict());
+        let refused = Error::kube(
+            "add finalizer to MessageQueue a",
+            api_error(403, "forbidden"),
+        );
+        assert!(!refused.is_conflict());
     }
 
     #[test]

@@ -394,11 +394,23 @@ async fn first_pass(
         add_finalizer(api, &mq),
         apply(&mq, ctx, Some((Vec::new(), None)))
     );
-    // A refused patch is retried by the next pass (a conflict means the object changed,
-    // and that change wakes one); the children applied here are kept either way.
-    patched?;
-    applied
+    // The children applied here are kept whatever the patch's fate; the next pass adds the
+    // finalizer to the object as it is then ([`with_finalizer`]).
+    match patched {
+        Ok(_) => applied,
+        // The object changed before the patch landed: another client, or this pass's own
+        // status write when the API server took it first. Not a failure worth a back-off.
+        Err(e) if e.is_conflict() => {
+            tracing::debug!(mq = %object_key(&mq), "finalizer patch met a newer object; adding it again");
+            applied.map(|_| Action::requeue(FINALIZER_RETRY))
+        }
+        Err(e) => Err(e),
+    }
 }
+
+/// How soon a first pass whose finalizer patch met a conflict is followed by the one that
+/// adds it (the watch usually wakes it sooner).
+const FINALIZER_RETRY: Duration = Duration::from_millis(200);
 
 /// Adds the finalizer with a merge patch that carries the resourceVersion, so finalizers
 /// changed meanwhile (another controller's) fail it with a conflict instead of being

@@ -221,11 +221,13 @@ start_sluice() { # start_sluice FSYNC -> BROKER_PID, BOOTSTRAP
     port_free "$SLUICE_PORT" || { START_ERR="port $SLUICE_PORT busy"; return 1; }
     port_free "$SLUICE_HTTP_PORT" || { START_ERR="port $SLUICE_HTTP_PORT busy"; return 1; }
     mkdir -p "$RUN_DIR/data"
-    # env -i: no stray SLUICE_* variable from the caller can reach (and stop) the broker
+    # env -i: no stray SLUICE_* variable from the caller can reach (and stop) the broker.
+    # No initial rebalance delay, as bench/kafka/start.sh gives Kafka.
     env -i PATH="$PATH" HOME="$HOME" RUST_LOG="${RUST_LOG:-info}" \
         "$SLUICE_BIN_RESOLVED" --data-dir "$RUN_DIR/data" \
         --listen "127.0.0.1:$SLUICE_PORT" --http-listen "127.0.0.1:$SLUICE_HTTP_PORT" \
         --advertise "127.0.0.1:$SLUICE_PORT" --fsync "$fsync" \
+        --group-initial-rebalance-delay-ms 0 \
         --default-partitions "$PARTITIONS" >"$RUN_DIR/broker.log" 2>&1 </dev/null &
     SLUICE_PID=$!
     BROKER_PID=$SLUICE_PID

@@ -320,11 +320,14 @@ sluice_spawn() { # sluice_spawn ID FSYNC EXTRA...: starts broker ID of the curre
     shift 2
     local dir="$TDIR/b$id"
     mkdir -p "$dir"
-    # env -i: no stray SLUICE_* variable from the caller reaches (and stops) the broker
+    # env -i: no stray SLUICE_* variable from the caller reaches (and stops) the broker.
+    # No initial rebalance delay, as bench/kafka/start.sh gives Kafka
+    # (group.initial.rebalance.delay.ms=0): a consumer's first poll is not held 3 s.
     env -i PATH="$PATH" HOME="$HOME" RUST_LOG="${SLUICE_RUST_LOG:-info}" \
         "${BROKER_CPU[@]}" "$SLUICE_BIN" --data-dir "$dir/data" \
         --listen "127.0.0.1:${S_PORT[$id]}" --advertise "127.0.0.1:${S_PORT[$id]}" \
         --http-listen "127.0.0.1:${S_HTTP[$id]}" --fsync "$fsync" --fsync-interval-ms 1000 \
+        --group-initial-rebalance-delay-ms 0 \
         "$@" >>"$LOGS/sluice-$TARGET-r$ROUND-b$id.log" 2>&1 </dev/null &
     SLUICE_PIDS+=("$!")
 }

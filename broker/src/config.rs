@@ -193,6 +193,17 @@ pub struct Config {
     )]
     pub retention_check_interval_ms: i64,
 
+    /// How long a consumer group's first rebalance waits for more members to join before it
+    /// completes (Kafka's group.initial.rebalance.delay.ms): fewer rebalances when a group's
+    /// consumers start together, at the price of that much delay for a lone consumer's first
+    /// poll. Range 0..=300000.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3_000
+    )]
+    pub group_initial_rebalance_delay_ms: i32,
+
     /// Default share.record.lock.duration.ms: how long a share-group member holds a record
     /// it acquired before it is offered again. Range 1000..=3600000.
     #[arg(
@@ -436,6 +447,13 @@ impl Config {
                 "1..=86400000",
             ));
         }
+        if !(0..=300_000).contains(&self.group_initial_rebalance_delay_ms) {
+            return Err(invalid(
+                "--group-initial-rebalance-delay-ms",
+                self.group_initial_rebalance_delay_ms,
+                "0..=300000",
+            ));
+        }
         if !(1_000..=3_600_000).contains(&self.share_record_lock_duration_ms) {
             return Err(invalid(
                 "--share-record-lock-duration-ms",
@@ -620,6 +638,11 @@ mod tests {
         let c = Config::parse_from(["sluice-broker", "--default-replication-factor", "0"]);
         let msg = c.validate().expect_err("no copies").to_string();
         assert!(msg.contains("--default-replication-factor"), "{msg}");
+        let c = Config::parse_from(["sluice-broker", "--group-initial-rebalance-delay-ms", "0"]);
+        c.validate().expect("no delay is valid");
+        let c = Config::parse_from(["sluice-broker", "--group-initial-rebalance-delay-ms=-1"]);
+        let msg = c.validate().expect_err("negative").to_string();
+        assert!(msg.contains("--group-initial-rebalance-delay-ms"), "{msg}");
         let c = Config::parse_from(["sluice-broker", "--replica-lag-time-max-ms", "5"]);
         let msg = c.validate().expect_err("too short").to_string();
         assert!(

@@ -293,6 +293,7 @@ impl Broker {
             share_record_lock_ms: config.share_record_lock_duration_ms,
             share_delivery_count_limit: config.share_delivery_count_limit,
         };
+        let initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
         let dir = data_dir.clone();
         let recovered = tokio::task::spawn_blocking(move || {
             let logs = LogManager::open(&dir, defaults).map_err(|source| BrokerError::Log {
@@ -300,7 +301,10 @@ impl Broker {
                 source,
             })?;
             let cluster_id = identity::load_or_create_cluster_id(&dir)?;
-            let groups = GroupCoordinator::new(GroupConfig::default())?;
+            let groups = GroupCoordinator::new(GroupConfig {
+                initial_rebalance_delay_ms,
+                ..GroupConfig::default()
+            })?;
             Ok::<_, BrokerError>((logs, cluster_id, groups))
         })
         .await

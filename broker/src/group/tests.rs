@@ -889,6 +889,18 @@ async fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
     shutdown.cancel();
 }
 
+/// Waits (virtual time) until `c` holds `n` committed offsets; tombstones are written by
+/// background tasks.
+async fn until_offsets(c: &GroupCoordinator, n: usize) -> Vec<CommittedOffset> {
+    for _ in 0..1000 {
+        if c.committed_offsets().len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    c.committed_offsets()
+}
+
 #[tokio::test(start_paused = true)]
 async fn forgetting_a_topic_drops_its_offsets_durably() {
     let dir = tempfile::tempdir().unwrap();
@@ -907,13 +919,7 @@ async fn forgetting_a_topic_drops_its_offsets_durably() {
         topics.deleted.lock().unwrap().insert("gone".into());
         c.forget_deleted_topics();
         // Tombstones are written in the background, one task per offsets partition.
-        for _ in 0..1000 {
-            if c.committed_offsets().len() == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        assert_eq!(c.committed_offsets().len(), 2);
+        assert_eq!(until_offsets(&c, 2).await.len(), 2);
         shutdown.cancel();
     }
     // The topic comes back under the same name: its old offsets do not.
@@ -923,18 +929,6 @@ async fn forgetting_a_topic_drops_its_offsets_durably() {
     assert_eq!(offsets.len(), 2);
     assert!(offsets.iter().all(|o| o.topic == "kept"));
     shutdown.cancel();
-}
-
-/// Waits (virtual time) until `c` holds `n` committed offsets; tombstones are written by
-/// background tasks.
-async fn until_offsets(c: &GroupCoordinator, n: usize) -> Vec<CommittedOffset> {
-    for _ in 0..1000 {
-        if c.committed_offsets().len() == n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    c.committed_offsets()
 }
 
 #[tokio::test(start_paused = true)]

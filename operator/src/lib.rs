@@ -321,8 +321,6 @@ async fn api_clients(request_timeout: Duration) -> Result<(Client, Client)> {
     Ok((client, watch_client))
 }
 
-/// Runs the operator until SIGTERM / Ctrl-C: HTTP endpoints, leader election, controllers.
-/// Returns an error when leadership is lost, so the process exits and restarts as a standby.
 /// Runs a background timer until the shutdown signal (or until its sender is gone).
 async fn until_stopped(mut stop: watch::Receiver<bool>, task: impl Future<Output = ()>) {
     tokio::select! {
@@ -331,6 +329,8 @@ async fn until_stopped(mut stop: watch::Receiver<bool>, task: impl Future<Output
     }
 }
 
+/// Runs the operator until SIGTERM / Ctrl-C: HTTP endpoints, leader election, controllers.
+/// Returns an error when leadership is lost, so the process exits and restarts as a standby.
 pub async fn run(args: RunArgs) -> Result<()> {
     let (client, watch_client) = api_clients(Duration::from_millis(args.api_timeout_ms)).await?;
     let metrics = Arc::new(Metrics::default());

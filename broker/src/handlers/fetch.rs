@@ -1,8 +1,10 @@
 //! Fetch, with long poll, from consumers and from followers.
 //!
 //! Fetch returns whole stored batches (the one containing the requested offset first; clients
-//! skip the records before their offset). The response `records` are `Bytes` from the log,
-//! copied once into the response frame by the encoder.
+//! skip the records before their offset). The response `records` are the `Bytes` the log read
+//! them into (one `pread` per partition), kept by reference in the response frame and written
+//! to the socket from there with the encoded fields around them in one vectored write
+//! (`protocol::frame`), not copied into an encoded buffer first.
 //!
 //! A fetch with a replica id (a follower of a partition this broker leads) reads up to the log
 //! end instead of the high watermark, waits for the log end to move instead of the high
@@ -24,8 +26,20 @@ use super::{codes, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::log::{LogError, PartitionLog};
-use crate::protocol::codec::{respond, RawHeader};
+use crate::protocol::codec::{respond_spliced, RawHeader};
+use crate::protocol::frame::Frame;
 use crate::replica::{FetchRefused, ReplicaFetch};
+
+/// The response frame, its record sets kept by reference (in the encoder's order: topics,
+/// then their partitions).
+fn encode(raw: RawHeader, resp: &FetchResponse) -> Result<Frame, BrokerError> {
+    let records = resp
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.clone());
+    respond_spliced(raw, resp, records)
+}
 
 /// One requested partition, resolved once per request.
 struct Want {
@@ -251,7 +265,7 @@ pub fn handle(
         || min_bytes == 0
     {
         finish(ctx, &resp, used, started);
-        return Ok(Reply::Now(Some(respond(raw, &resp)?)));
+        return Ok(Reply::Now(Some(encode(raw, &resp)?)));
     }
 
     let ctx = Arc::clone(ctx);
@@ -293,7 +307,7 @@ pub fn handle(
                 last_used = u;
             }
             finish(&ctx, &last, last_used, started);
-            respond(raw, &last).map(Some)
+            encode(raw, &last).map(Some)
         }
         .boxed(),
     ))

@@ -53,6 +53,7 @@ use crate::error::BrokerError;
 use crate::group::ClientInfo;
 use crate::log::LogManager;
 use crate::protocol::codec::{self, api_name, respond, RawHeader};
+use crate::protocol::frame::Frame;
 use crate::protocol::versions;
 use crate::security::Principal;
 
@@ -80,10 +81,10 @@ impl Caller {
 /// What handling one request produced.
 pub enum Reply {
     /// The response frame (`None`: the request gets no response, e.g. Produce with acks=0).
-    Now(Option<Bytes>),
+    Now(Option<Frame>),
     /// The response needs waiting (fsync, long poll, rebalance). The side effects that must
     /// happen in request order (appends) have already happened.
-    Later(BoxFuture<'static, Result<Option<Bytes>, BrokerError>>),
+    Later(BoxFuture<'static, Result<Option<Frame>, BrokerError>>),
 }
 
 impl std::fmt::Debug for Reply {
@@ -95,13 +96,20 @@ impl std::fmt::Debug for Reply {
     }
 }
 
+impl Reply {
+    /// An answer ready now, in one buffer.
+    pub fn now(frame: Bytes) -> Reply {
+        Reply::Now(Some(Frame::One(frame)))
+    }
+}
+
 /// A [`Reply::Later`] from an async block that yields a response body.
 fn later<R, F>(raw: RawHeader, fut: F) -> Reply
 where
     R: Encodable + HeaderVersion + Send + 'static,
     F: std::future::Future<Output = R> + Send + 'static,
 {
-    Reply::Later(async move { respond(raw, &fut.await).map(Some) }.boxed())
+    Reply::Later(async move { respond(raw, &fut.await).map(|b| Some(b.into())) }.boxed())
 }
 
 /// Runs blocking storage work (metadata files, fsync) off the async workers.
@@ -202,7 +210,7 @@ pub async fn dispatch(
     ctx.metrics.request(key);
     let authorizer = ctx.security.authorizer.is_some();
     let (header, mut body) = match route(peer, key, raw, frame, authorizer)? {
-        Routed::Answered(reply) => return Ok(Reply::Now(Some(reply))),
+        Routed::Answered(reply) => return Ok(Reply::now(reply)),
         Routed::Serve { header, body } => (header, body),
     };
     let v = raw.api_version;
@@ -211,7 +219,7 @@ pub async fn dispatch(
         if !access.cluster(op) {
             ctx.metrics
                 .error_code(&api_name(raw.api_key), authz::CLUSTER_AUTHORIZATION_FAILED);
-            return refuse_cluster(peer, key, raw, &mut body, op).map(|b| Reply::Now(Some(b)));
+            return refuse_cluster(peer, key, raw, &mut body, op).map(Reply::now);
         }
     }
 
@@ -222,7 +230,7 @@ pub async fn dispatch(
     }
     macro_rules! now {
         ($e:expr) => {
-            Reply::Now(Some(respond(raw, &$e)?))
+            Reply::now(respond(raw, &$e)?)
         };
     }
     // Group requests: `__consumer_offsets` is created first if the cluster has none yet (a

@@ -239,7 +239,7 @@ pub fn handle(
     }
     if waits.is_empty() {
         ctx.metrics.produce_latency(started.elapsed());
-        return Ok(Reply::Now(Some(respond(raw, &response)?)));
+        return Ok(Reply::now(respond(raw, &response)?));
     }
     let metrics = Arc::clone(&ctx.metrics);
     let ctx2 = Arc::clone(ctx);
@@ -308,7 +308,7 @@ pub fn handle(
                 }
             }
             metrics.produce_latency(started.elapsed());
-            respond(raw, &response).map(Some)
+            respond(raw, &response).map(|b| Some(b.into()))
         }
         .boxed(),
     ))

@@ -84,8 +84,9 @@ pub async fn handle(
         api_version: raw.api_version,
     };
     match key {
-        ApiKey::ApiVersions => api_versions::reply(peer, raw, &mut body)
-            .map(|b| SaslReply::Continue(Reply::Now(Some(b)))),
+        ApiKey::ApiVersions => {
+            api_versions::reply(peer, raw, &mut body).map(|b| SaslReply::Continue(Reply::now(b)))
+        }
         ApiKey::SaslHandshake => {
             if !versions::is_served(key, raw.api_version) {
                 return Err(unsupported());
@@ -116,7 +117,7 @@ pub async fn handle(
             match session.handshake(&asked) {
                 Some(_) => {
                     let resp = SaslHandshakeResponse::default().with_mechanisms(offered);
-                    Ok(SaslReply::Continue(Reply::Now(Some(respond(raw, &resp)?))))
+                    Ok(SaslReply::Continue(Reply::now(respond(raw, &resp)?)))
                 }
                 None => {
                     let code = if session.awaits_handshake() {
@@ -164,7 +165,7 @@ pub async fn handle(
             match step {
                 Step::Continue(bytes) => {
                     let resp = SaslAuthenticateResponse::default().with_auth_bytes(bytes.into());
-                    Ok(SaslReply::Continue(Reply::Now(Some(respond(raw, &resp)?))))
+                    Ok(SaslReply::Continue(Reply::now(respond(raw, &resp)?)))
                 }
                 Step::Done { principal, reply } => {
                     let resp = SaslAuthenticateResponse::default().with_auth_bytes(reply.into());

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
+use super::frame::{Frame, SpliceBuf, SPLICE_MIN};
 use super::guard;
 use crate::error::BrokerError;
 
@@ -124,6 +125,43 @@ pub fn encode_response<R: Encodable>(
     header.encode(&mut buf, header_version).map_err(err)?;
     body.encode(&mut buf, body_version).map_err(err)?;
     Ok(buf.freeze())
+}
+
+/// Encodes a response body for `raw` (its normal header version) into a [`Frame`] that keeps
+/// `records` by reference where the encoder writes them, each at least [`SPLICE_MIN`] long
+/// (smaller ones are copied). `records` must be in the order the encoder meets them (a
+/// fetch response: topics, then partitions, in order). Falls back to one buffer if the
+/// encoder does something a spliced buffer cannot hold.
+pub fn respond_spliced<R: Encodable + HeaderVersion>(
+    raw: RawHeader,
+    body: &R,
+    records: impl IntoIterator<Item = Bytes>,
+) -> Result<Frame, BrokerError> {
+    let splice: Vec<Bytes> = records
+        .into_iter()
+        .filter(|r| r.len() >= SPLICE_MIN)
+        .collect();
+    if splice.is_empty() {
+        return respond(raw, body).map(Frame::One);
+    }
+    let err = |e: anyhow::Error| BrokerError::Encode {
+        api: api_name(raw.api_key),
+        api_version: raw.api_version,
+        reason: format!("{e:#}"),
+    };
+    let header_version = R::header_version(raw.api_version);
+    let header = ResponseHeader::default().with_correlation_id(raw.correlation_id);
+    let size = header.compute_size(header_version).map_err(err)?
+        + body.compute_size(raw.api_version).map_err(err)?;
+    let copied = size - splice.iter().map(Bytes::len).sum::<usize>().min(size);
+    let mut buf = SpliceBuf::new(4 + copied.min(64 * 1024), splice);
+    buf.put_i32(i32::try_from(size).unwrap_or(i32::MAX));
+    header.encode(&mut buf, header_version).map_err(err)?;
+    body.encode(&mut buf, raw.api_version).map_err(err)?;
+    match buf.finish() {
+        Some(frame) => Ok(frame),
+        None => respond(raw, body).map(Frame::One),
+    }
 }
 
 /// Encodes a response body for `raw` with the API's normal response header version.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
@@ -32,6 +32,7 @@ use crate::handlers::sasl::SaslReply;
 use crate::handlers::{self, Caller, Reply};
 use crate::metrics::Metrics;
 use crate::protocol::codec;
+use crate::protocol::frame::Frame;
 use crate::security::sasl::SaslSession;
 use crate::security::Principal;
 
@@ -45,9 +46,6 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_SASL_FRAME: usize = 512 * 1024;
 /// Requests read but not yet answered, per connection (back-pressure on pipelining clients).
 const MAX_IN_FLIGHT: usize = 64;
-/// Responses are written in chunks of this size, each of which the client must take within
-/// `--write-stall-timeout-ms`: a slow client that keeps reading is never cut off.
-const WRITE_CHUNK: usize = 1 << 20;
 /// Socket buffers per connection: small, so thousands of idle clients cost little; large
 /// frames bypass them (read straight into the frame buffer, written straight to the socket).
 const READ_BUFFER: usize = 16 * 1024;
@@ -111,16 +109,22 @@ fn may_read(limits: &Limits, mine: usize, everybody: usize) -> bool {
     mine == 0 || (mine < limits.connection_queued_bytes && everybody < limits.all_queued_bytes)
 }
 
-/// Writes `bytes` in chunks, each of which must be taken by the client within `stall`
-/// (`--write-stall-timeout-ms`): a client that takes nothing for that long is gone or hostile.
+/// Writes `frame`, its parts together (one vectored write where the socket takes them all).
+/// Every write must move some bytes within `stall` (`--write-stall-timeout-ms`): a client
+/// that takes nothing for that long is gone or hostile; a slow client that keeps reading is
+/// never cut off.
 async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
-    bytes: &[u8],
+    frame: &Frame,
     stall: Duration,
 ) -> std::io::Result<()> {
-    for chunk in bytes.chunks(WRITE_CHUNK) {
-        match tokio::time::timeout(stall, wr.write_all(chunk)).await {
-            Ok(r) => r?,
+    let mut rest = frame.reader();
+    while rest.has_remaining() {
+        match tokio::time::timeout(stall, wr.write_buf(&mut rest)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(r) => {
+                r?;
+            }
             Err(_) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -398,12 +402,16 @@ async fn serve<R, W>(
                     ctx.metrics.sasl_authenticated(mechanism);
                     caller.principal = principal;
                     sasl = None;
-                    Ok(Reply::Now(Some(reply)))
+                    Ok(Reply::Now(Some(reply.into())))
                 }
                 Ok(SaslReply::Failed { reply, reason }) => {
                     if let Some(r) = reply {
                         let _ = tx
-                            .send(Pending::new(Reply::Now(Some(r)), &queued, &ctx.metrics))
+                            .send(Pending::new(
+                                Reply::Now(Some(r.into())),
+                                &queued,
+                                &ctx.metrics,
+                            ))
                             .await;
                     }
                     break Stop::Authentication { mechanism, reason };
@@ -473,7 +481,7 @@ mod tests {
         let (mut broker, _client) = tokio::io::duplex(64 * 1024);
         let started = tokio::time::Instant::now();
         let stall = Limits::default().write_stall_timeout;
-        let err = write_frame(&mut broker, &vec![7u8; 4 << 20], stall)
+        let err = write_frame(&mut broker, &Bytes::from(vec![7u8; 4 << 20]).into(), stall)
             .await
             .expect_err("a stalled write fails");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
@@ -500,7 +508,7 @@ mod tests {
         });
         write_frame(
             &mut broker,
-            &vec![7u8; 3 << 20],
+            &Bytes::from(vec![7u8; 3 << 20]).into(),
             Limits::default().write_stall_timeout,
         )
         .await
@@ -508,17 +516,40 @@ mod tests {
         assert_eq!(reader.await.expect("reader"), 3 << 20);
     }
 
+    #[tokio::test]
+    async fn a_frame_in_parts_arrives_whole_and_in_order() {
+        let (mut broker, mut client) = tokio::io::duplex(4096);
+        let parts: Vec<Bytes> = (0..5u8)
+            .map(|i| Bytes::from(vec![i; 1000 + 3000 * usize::from(i)]))
+            .collect();
+        let want: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let total = want.len();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; total];
+            client.read_exact(&mut got).await.expect("reads");
+            got
+        });
+        let stall = Limits::default().write_stall_timeout;
+        write_frame(&mut broker, &Frame::Parts(parts), stall)
+            .await
+            .expect("written");
+        assert_eq!(reader.await.expect("reader"), want);
+    }
+
     #[test]
     fn pending_replies_hold_their_bytes_until_dropped() {
         let metrics = Arc::new(Metrics::new());
         let queued = Arc::new(Queued::default());
         let a = Pending::new(
-            Reply::Now(Some(Bytes::from(vec![0; 100]))),
+            Reply::Now(Some(Bytes::from(vec![0; 100]).into())),
             &queued,
             &metrics,
         );
         let b = Pending::new(
-            Reply::Now(Some(Bytes::from(vec![0; 50]))),
+            Reply::Now(Some(Frame::Parts(vec![
+                Bytes::from(vec![0; 20]),
+                Bytes::from(vec![0; 30]),
+            ]))),
             &queued,
             &metrics,
         );

@@ -96,9 +96,26 @@ impl Action {
 
 static COUNTS: [AtomicU64; Action::ALL.len()] = [const { AtomicU64::new(0) }; Action::ALL.len()];
 
+std::thread_local! {
+    /// The same counts for the current thread only: a partition opens (and recovers) on the
+    /// thread that calls `PartitionLog::open`, so a check of what one open did is not
+    /// disturbed by others running at the same time (tests run in parallel in one process).
+    static HERE: [std::cell::Cell<u64>; Action::ALL.len()] =
+        const { [const { std::cell::Cell::new(0) }; Action::ALL.len()] };
+}
+
 /// Counts one action (its WARN line is the caller's, with the file and the details).
 pub fn count(action: Action) {
     COUNTS[action.index()].fetch_add(1, Ordering::Relaxed);
+    HERE.with(|h| {
+        let c = &h[action.index()];
+        c.set(c.get() + 1);
+    });
+}
+
+/// The count of one kind on the calling thread since it started.
+pub fn total_on_this_thread(action: Action) -> u64 {
+    HERE.with(|h| h[action.index()].get())
 }
 
 /// The count of one kind since the process started.

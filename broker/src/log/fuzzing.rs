@@ -280,8 +280,9 @@ pub fn partition_dir(input: &[u8], scratch: &Path) {
     let start = log.log_start_offset();
     drop(log);
 
-    let truncations = crate::recovery::total(crate::recovery::Action::SegmentTruncated);
-    let removals = crate::recovery::total(crate::recovery::Action::SegmentRemoved);
+    let truncations =
+        crate::recovery::total_on_this_thread(crate::recovery::Action::SegmentTruncated);
+    let removals = crate::recovery::total_on_this_thread(crate::recovery::Action::SegmentRemoved);
     let again = PartitionLog::open(scratch.to_path_buf(), fuzz_config())
         .expect("a log that opened once opens again");
     assert_eq!(
@@ -290,12 +291,12 @@ pub fn partition_dir(input: &[u8], scratch: &Path) {
         "the second open agrees with the first"
     );
     assert_eq!(
-        crate::recovery::total(crate::recovery::Action::SegmentTruncated),
+        crate::recovery::total_on_this_thread(crate::recovery::Action::SegmentTruncated),
         truncations,
         "the second open cut a segment the first had kept"
     );
     assert_eq!(
-        crate::recovery::total(crate::recovery::Action::SegmentRemoved),
+        crate::recovery::total_on_this_thread(crate::recovery::Action::SegmentRemoved),
         removals,
         "the second open removed a segment the first had kept"
     );

@@ -150,17 +150,20 @@ impl Segment {
         added
     }
 
-    /// Appends already-validated batches (`buf` holds them back to back; `headers` carry the
-    /// assigned offsets and their positions inside `buf`).
+    /// Appends already-validated batches: `parts`, written back to back, are the batches
+    /// (`headers` carry the assigned offsets and each batch's position in the concatenation).
+    /// In parts so that a produce request's bytes are written from the request buffer with
+    /// only each batch's patched header prefix beside them (`partition/append.rs`).
     pub fn append(
         &mut self,
-        buf: &[u8],
+        parts: &[&[u8]],
         headers: &[(usize, BatchHeader)],
         interval: u32,
         now_ms: i64,
     ) -> Result<(), LogError> {
         let start = self.size;
-        if let Err(e) = self.log.write_all_at(buf, start) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if let Err(e) = write_all_vectored_at(&self.log, parts, start) {
             // Leave no partial batch behind for the next append to build on.
             let _ = self.log.set_len(start);
             return Err(LogError::Io {
@@ -168,7 +171,7 @@ impl Segment {
                 source: e,
             });
         }
-        self.size += buf.len() as u64;
+        self.size += len as u64;
         self.first_append_ms.get_or_insert(now_ms);
         for (pos, h) in headers {
             let (o, t) = self.note_batch(start + *pos as u64, h, interval);
@@ -760,3 +763,30 @@ pub fn recover(
         indexes_rebuilt,
     })
 }
+
+/// Writes `parts` back to back at `at`: one `pwritev` per [`MAX_IOV`] parts, continued after
+/// a short write (`pwritev` may write less than asked, as `pwrite` may).
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut at: u64) -> std::io::Result<()> {
+    if let [one] = parts {
+        return file.write_all_at(one, at);
+    }
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| std::io::IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = rest.len().min(MAX_IOV);
+        let written = rustix::io::pwritev(file, &rest[..n], at)?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        at += written as u64;
+        std::io::IoSlice::advance_slices(&mut rest, written);
+    }
+    Ok(())
+}
+
+/// Slices per `pwritev` (Linux's `IOV_MAX`).
+const MAX_IOV: usize = 1024;

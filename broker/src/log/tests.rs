@@ -166,6 +166,41 @@ fn round_trip_assigns_offsets_across_batches() {
 }
 
 #[test]
+fn a_multi_batch_append_stores_each_batch_as_received_but_its_offset_and_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    log.append(B::new(2).tag("x").build()).unwrap();
+    let batches = [
+        B::new(3).tag("a").build(),
+        B::new(1).tag("b").build(),
+        B::new(4).tag("c").build(),
+    ];
+    let payload: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+    let i = appended(log.append(Bytes::from(payload)).unwrap());
+    assert_eq!((i.base_offset, i.last_offset), (2, 9));
+    let stored = log.read(2, 1 << 20).unwrap().records;
+    let mut pos = 0;
+    for (b, base) in batches.iter().zip([2i64, 5, 6]) {
+        let s = &stored[pos..pos + b.len()];
+        assert_eq!(
+            &s[16..],
+            &b[16..],
+            "batch at {base}: only the first 16 bytes change"
+        );
+        let h = batch::parse_header(s).unwrap();
+        assert_eq!(h.base_offset, base);
+        assert!(batch::check_crc(s).is_ok());
+        pos += b.len();
+    }
+    assert_eq!(pos, stored.len());
+    let values: Vec<String> = read_all(&log).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        values,
+        ["x-0", "x-1", "a-0", "a-1", "a-2", "b-0", "c-0", "c-1", "c-2", "c-3"]
+    );
+}
+
+#[test]
 fn compressed_batches_are_stored_as_received() {
     let tmp = tempfile::tempdir().unwrap();
     let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
@@ -556,7 +591,7 @@ fn closed_segment_lookups_from_index_files_match_memory() {
         let mut h = batch::parse_header(&buf).unwrap();
         h.base_offset = off;
         batch::rewrite_offset_and_epoch(&mut buf, off, 0);
-        seg.append(&buf, &[(0, h)], 200, now()).unwrap();
+        seg.append(&[&buf[..]], &[(0, h)], 200, now()).unwrap();
         off = h.next_offset();
     }
     let probe = |seg: &segment::Segment| -> Vec<u64> {

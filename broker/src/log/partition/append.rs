@@ -16,6 +16,11 @@ use crate::log::producer::{ProducerStates, SeqCheck};
 use crate::log::segment::Segment;
 use crate::log::{now_ms, AppendInfo, AppendOutcome, LogError, TimestampType};
 
+/// The leading bytes of a batch that an append rewrites (base offset and partition leader
+/// epoch, `batch::rewrite_offset_and_epoch`); a batch header is longer, so every batch has them.
+const PATCHED: usize = 16;
+const _: () = assert!(PATCHED <= batch::HEADER_LEN);
+
 impl PartitionLog {
     /// Validates `records` (one or more v2 record batches exactly as the producer sent them:
     /// sizes, magic, CRC-32C, idempotent-producer sequence), assigns offsets by rewriting each
@@ -50,10 +55,6 @@ impl PartitionLog {
         }
         let max = lock(&sh.inner).config.max_message_bytes;
         let mut headers = batch::validate_payload(&records, max)?;
-        // One copy at most: none when the caller hands over the only reference.
-        let mut buf = records
-            .try_into_mut()
-            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         let now = now_ms();
 
         let mut inner = lock(&sh.inner);
@@ -113,25 +114,47 @@ impl PartitionLog {
         }
         let count = offset - inner.next_offset;
 
-        self.maybe_roll(&mut inner, buf.len() as u64, count, now)
+        self.maybe_roll(&mut inner, records.len() as u64, count, now)
             .map_err(|e| self.write_failed(e))?;
 
-        for (pos, h) in &headers {
-            let b = &mut buf[*pos..*pos + h.size];
-            batch::rewrite_offset_and_epoch(b, h.base_offset, epoch);
-            if append_time >= 0 {
+        // The assigned base offset and leader epoch go into a copy of each batch's first 16
+        // bytes; the rest is written from the request buffer as it came (neither field is
+        // covered by the CRC). Only LogAppendTime, which changes CRC-covered fields, copies
+        // the whole payload.
+        let stamped = (append_time >= 0).then(|| {
+            let mut buf = BytesMut::from(&records[..]);
+            for (pos, h) in headers.iter_mut() {
+                let b = &mut buf[*pos..*pos + h.size];
+                batch::rewrite_offset_and_epoch(b, h.base_offset, epoch);
                 batch::stamp_log_append_time(b, append_time);
-            }
-        }
-        if append_time >= 0 {
-            for (_, h) in headers.iter_mut() {
                 h.max_timestamp = append_time;
             }
-        }
+            buf
+        });
+        let prefixes: Vec<[u8; PATCHED]> = match stamped {
+            Some(_) => Vec::new(),
+            None => headers
+                .iter()
+                .map(|(pos, h)| {
+                    let mut p = [0u8; PATCHED];
+                    p.copy_from_slice(&records[*pos..*pos + PATCHED]);
+                    batch::rewrite_offset_and_epoch(&mut p, h.base_offset, epoch);
+                    p
+                })
+                .collect(),
+        };
+        let parts: Vec<&[u8]> = match &stamped {
+            Some(buf) => vec![&buf[..]],
+            None => headers
+                .iter()
+                .zip(&prefixes)
+                .flat_map(|((pos, h), p)| [&p[..], &records[*pos + PATCHED..*pos + h.size]])
+                .collect(),
+        };
         let interval = inner.config.index_interval_bytes;
         inner
             .active()
-            .append(&buf, &headers, interval, now)
+            .append(&parts, &headers, interval, now)
             .map_err(|e| self.write_failed(e))?;
 
         let base_offset = inner.next_offset;
@@ -190,7 +213,7 @@ impl PartitionLog {
         let interval = inner.config.index_interval_bytes;
         inner
             .active()
-            .append(&records, &headers, interval, now)
+            .append(&[&records[..]], &headers, interval, now)
             .map_err(|e| self.write_failed(e))?;
         let log_append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
         for (_, h) in headers.iter().filter(|(_, h)| h.is_idempotent()) {

@@ -50,11 +50,14 @@ impl Frame {
             Frame::One(b) => std::slice::from_ref(b),
             Frame::Parts(p) => p.as_slice(),
         };
-        PartsReader {
+        let mut r = PartsReader {
             parts,
             at: 0,
             off: 0,
-        }
+        };
+        // `Buf::chunk` may be empty only at the end: skip leading empty parts now.
+        r.settle();
+        r
     }
 
     /// The frame as one buffer (tests and the rare caller that needs it contiguous).
@@ -356,6 +359,7 @@ mod tests {
     #[test]
     fn the_reader_walks_every_part_across_boundaries() {
         let frame = Frame::Parts(vec![
+            Bytes::new(),
             Bytes::from_static(b"ab"),
             Bytes::new(),
             Bytes::from_static(b"cde"),
@@ -363,6 +367,7 @@ mod tests {
         ]);
         let mut r = frame.reader();
         assert_eq!(r.remaining(), 6);
+        assert_eq!(r.chunk(), b"ab", "a leading empty part is skipped");
         let mut io = [std::io::IoSlice::new(&[]); 8];
         assert_eq!(
             r.chunks_vectored(&mut io),

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# A/B of two (or more) sluice-broker binaries under one load, alternated round by round on the
+# same machine, so that a change's effect is not confused with the machine's drift.
+#
+# Usage: bench/ab.sh produce|consume BINARY_A BINARY_B [BINARY...]
+#   produce   every run on a fresh data dir: PRODUCE_SECONDS of `sluice-loadgen produce`
+#             (RECORD_SIZE, ACKS, PARTITIONS) after WARMUP_SECONDS
+#   consume   one backlog of CONSUME_GIB filled once (by the first binary, not measured), then
+#             every run reads all of it from offset 0 with `sluice-loadgen consume`
+# Env: ROUNDS=5 RECORD_SIZE=1024 ACKS=all PARTITIONS=1 PRODUCE_SECONDS=10 WARMUP_SECONDS=3
+#      CONSUME_GIB=2 FSYNC=interval LOADGEN_BIN (default: cargo build --release -p sluice-loadgen)
+#      WORK (default: a temp dir, removed at exit)
+# Prints one line per run (binary, MiB/s, broker and client CPU-s per GiB and cores) and the
+# median of each binary at the end.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODE="${1:?usage: bench/ab.sh produce|consume BINARY_A BINARY_B [BINARY...]}"
+shift
+[[ $# -ge 2 ]] || { echo "ab.sh: give at least two broker binaries" >&2; exit 2; }
+BINS=("$@")
+for b in "${BINS[@]}"; do [[ -x "$b" ]] || { echo "ab.sh: $b is not executable" >&2; exit 2; }; done
+ROUNDS="${ROUNDS:-5}"
+RECORD_SIZE="${RECORD_SIZE:-1024}"
+ACKS="${ACKS:-all}"
+PARTITIONS="${PARTITIONS:-1}"
+PRODUCE_SECONDS="${PRODUCE_SECONDS:-10}"
+WARMUP_SECONDS="${WARMUP_SECONDS:-3}"
+CONSUME_GIB="${CONSUME_GIB:-2}"
+FSYNC="${FSYNC:-interval}"
+if [[ -z "${LOADGEN_BIN:-}" ]]; then
+    (cd "$ROOT" && cargo build --release --locked -p sluice-loadgen) >&2
+    LOADGEN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice-loadgen"
+fi
+WORK="${WORK:-$(mktemp -d /tmp/sluice-ab.XXXXXX)}"
+PID=""
+cleanup() {
+    [[ -n "$PID" ]] && { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+KPORT="$(port)"
+HPORT="$(port)"
+BOOT="127.0.0.1:$KPORT"
+
+start() { # start BINARY DATA_DIR
+    "$1" --data-dir "$2" --listen "$BOOT" --advertise "$BOOT" --http-listen "127.0.0.1:$HPORT" \
+        --fsync "$FSYNC" --group-initial-rebalance-delay-ms 0 >>"$WORK/broker.log" 2>&1 </dev/null &
+    PID=$!
+    "$LOADGEN_BIN" ready --bootstrap "$BOOT" >/dev/null 2>>"$WORK/loadgen.log" \
+        || { echo "ab.sh: $1 did not become ready (log: $WORK/broker.log)" >&2; exit 1; }
+}
+stop() { kill -TERM "$PID"; wait "$PID" || true; PID=""; }
+fields() { python3 -c 'import json, sys
+d = json.loads(sys.stdin.read().strip().splitlines()[-1])
+print(d["mib_s"], d["broker_cpu_s_per_gib"], d["client_cpu_s_per_gib"], d["broker_cores"], d["client_cores"])'; }
+
+if [[ "$MODE" == consume ]]; then
+    start "${BINS[0]}" "$WORK/backlog"
+    "$LOADGEN_BIN" create-topic --bootstrap "$BOOT" --topic ab --partitions "$PARTITIONS" \
+        --replication-factor 1 >/dev/null 2>>"$WORK/loadgen.log"
+    echo "filling $CONSUME_GIB GiB (not measured)" >&2
+    "$LOADGEN_BIN" produce --bootstrap "$BOOT" --topic ab --record-size "$RECORD_SIZE" --acks 1 \
+        --bytes $((CONSUME_GIB << 30)) >/dev/null 2>>"$WORK/loadgen.log"
+    stop
+fi
+
+echo "binary MiB/s broker_cpu_s_per_gib client_cpu_s_per_gib broker_cores client_cores" >"$WORK/runs.txt"
+for round in $(seq "$ROUNDS"); do
+    for b in "${BINS[@]}"; do
+        case "$MODE" in
+        produce)
+            rm -rf "$WORK/data"
+            start "$b" "$WORK/data"
+            "$LOADGEN_BIN" create-topic --bootstrap "$BOOT" --topic ab --partitions "$PARTITIONS" \
+                --replication-factor 1 >/dev/null 2>>"$WORK/loadgen.log"
+            out="$("$LOADGEN_BIN" produce --bootstrap "$BOOT" --topic ab --record-size "$RECORD_SIZE" \
+                --acks "$ACKS" --warmup-seconds "$WARMUP_SECONDS" --seconds "$PRODUCE_SECONDS" \
+                --watch-pid "$PID" 2>>"$WORK/loadgen.log")"
+            ;;
+        consume)
+            start "$b" "$WORK/backlog"
+            out="$("$LOADGEN_BIN" consume --bootstrap "$BOOT" --topic ab --bytes $((CONSUME_GIB << 30)) \
+                --watch-pid "$PID" 2>>"$WORK/loadgen.log")"
+            ;;
+        *) echo "ab.sh: unknown mode $MODE (produce or consume)" >&2; exit 2 ;;
+        esac
+        stop
+        line="$b $(fields <<<"$out")"
+        echo "round $round: $line"
+        echo "$line" >>"$WORK/runs.txt"
+    done
+done
+python3 - "$WORK/runs.txt" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
+for b in dict.fromkeys(r[0] for r in rows):
+    mine = [[float(x) for x in r[1:]] for r in rows if r[0] == b]
+    med = [statistics.median(c) for c in zip(*mine)]
+    print(f"median of {len(mine)}: {b}: {med[0]:.0f} MiB/s, broker {med[1]:.2f} CPU-s/GiB, "
+          f"client {med[2]:.2f} CPU-s/GiB, broker {med[3]:.2f} cores, client {med[4]:.2f} cores")
+EOF

@@ -19,11 +19,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 
+use super::frame_pool::FRAMES;
 use super::{tls, KafkaListener};
 use crate::config::Limits;
 use crate::context::BrokerContext;
@@ -183,12 +184,13 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
         Ok(len) => len,
         Err(e) => return Ok(Err(Stop::Protocol(e))),
     };
-    // Allocated only after the length passed the limit.
-    let mut buf = BytesMut::with_capacity(len);
+    // Allocated (or taken from the free buffers) only after the length passed the limit.
+    let mut frame = FRAMES.take(len);
+    let buf = frame.vec();
     let body = async {
         let mut limited = rd.take(len as u64);
         while buf.len() < len {
-            if limited.read_buf(&mut buf).await? == 0 {
+            if limited.read_buf(buf).await? == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
             }
         }
@@ -201,7 +203,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
         }
         Ok(r) => r?,
     }
-    Ok(Ok(buf.freeze()))
+    Ok(Ok(frame.freeze()))
 }
 
 /// Reads request frames from `rd` exactly as [`serve`] does (the length checked before

@@ -13,6 +13,7 @@
 //! (`lib.rs` re-exports [`Broker`]).
 
 mod conn;
+mod frame_pool;
 pub mod groups;
 pub(crate) use conn::read_frames;
 pub mod identity;

@@ -5,8 +5,9 @@
 
 use std::net::SocketAddr;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use super::frame::{Frame, SpliceBuf, SPLICE_MIN};
@@ -112,6 +113,21 @@ pub fn encode_response<R: Encodable>(
     body_version: i16,
     body: &R,
 ) -> Result<Bytes, BrokerError> {
+    encode_with(raw, header_version, body_version, body, |size| {
+        BytesMut::with_capacity(4 + size)
+    })
+    .map(BytesMut::freeze)
+}
+
+/// Encodes the length prefix, header and body of a response into the buffer `make` returns
+/// for the frame's size (without its 4-byte prefix).
+fn encode_with<R: Encodable, B: ByteBufMut>(
+    raw: RawHeader,
+    header_version: i16,
+    body_version: i16,
+    body: &R,
+    make: impl FnOnce(usize) -> B,
+) -> Result<B, BrokerError> {
     let err = |e: anyhow::Error| BrokerError::Encode {
         api: api_name(raw.api_key),
         api_version: body_version,
@@ -120,11 +136,11 @@ pub fn encode_response<R: Encodable>(
     let header = ResponseHeader::default().with_correlation_id(raw.correlation_id);
     let size = header.compute_size(header_version).map_err(err)?
         + body.compute_size(body_version).map_err(err)?;
-    let mut buf = BytesMut::with_capacity(4 + size);
+    let mut buf = make(size);
     buf.put_i32(i32::try_from(size).unwrap_or(i32::MAX));
     header.encode(&mut buf, header_version).map_err(err)?;
     body.encode(&mut buf, body_version).map_err(err)?;
-    Ok(buf.freeze())
+    Ok(buf)
 }
 
 /// Encodes a response body for `raw` (its normal header version) into a [`Frame`] that keeps
@@ -144,20 +160,12 @@ pub fn respond_spliced<R: Encodable + HeaderVersion>(
     if splice.is_empty() {
         return respond(raw, body).map(Frame::One);
     }
-    let err = |e: anyhow::Error| BrokerError::Encode {
-        api: api_name(raw.api_key),
-        api_version: raw.api_version,
-        reason: format!("{e:#}"),
-    };
+    let kept: usize = splice.iter().map(Bytes::len).sum();
     let header_version = R::header_version(raw.api_version);
-    let header = ResponseHeader::default().with_correlation_id(raw.correlation_id);
-    let size = header.compute_size(header_version).map_err(err)?
-        + body.compute_size(raw.api_version).map_err(err)?;
-    let copied = size - splice.iter().map(Bytes::len).sum::<usize>().min(size);
-    let mut buf = SpliceBuf::new(4 + copied.min(64 * 1024), splice);
-    buf.put_i32(i32::try_from(size).unwrap_or(i32::MAX));
-    header.encode(&mut buf, header_version).map_err(err)?;
-    body.encode(&mut buf, raw.api_version).map_err(err)?;
+    let buf = encode_with(raw, header_version, raw.api_version, body, |size| {
+        let copied = size - kept.min(size);
+        SpliceBuf::new(4 + copied.min(64 * 1024), splice)
+    })?;
     match buf.finish() {
         Some(frame) => Ok(frame),
         None => respond(raw, body).map(Frame::One),
@@ -176,6 +184,7 @@ pub fn respond<R: Encodable + HeaderVersion>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BufMut;
 
     fn peer() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 1234))

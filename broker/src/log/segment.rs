@@ -193,6 +193,28 @@ impl Segment {
         Ok(())
     }
 
+    /// Starts writing the log file's dirty pages from `from` to its end to disk, without
+    /// waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Under `fsync: always` an
+    /// append calls it, so the disk writes begin while the previous group-commit `fdatasync`
+    /// is still running and the next one finds most of its data already written
+    /// (docs/benchmarks.md: +9-17% produce throughput). A hint: durability still comes from
+    /// the `fdatasync` alone.
+    pub fn start_writeback(&self, from: u64) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let from = i64::try_from(from).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        // SAFETY: `sync_file_range` takes integers only (no memory is passed), and the file
+        // descriptor is this segment's log file, which `&self` keeps open during the call.
+        #[allow(unsafe_code)]
+        let r = unsafe {
+            libc::sync_file_range(self.log.as_raw_fd(), from, 0, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
     /// Adds the closing time-index entry in memory; true if one was added.
     fn seal_in_memory(&mut self) -> bool {
         let rel = (self.next_offset - self.base) as u32;

@@ -200,6 +200,37 @@ fn a_multi_batch_append_stores_each_batch_as_received_but_its_offset_and_epoch()
     );
 }
 
+#[tokio::test]
+async fn a_segment_starts_writing_back_what_was_appended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seg = segment::Segment::create(tmp.path(), 0).unwrap();
+    let records = B::new(3).tag("w").build();
+    let headers = batch::validate_payload(&records, u32::MAX).unwrap();
+    seg.append(&[&records[..]], &headers, 4096, 0).unwrap();
+    // From the start, from the middle of the batch, and from the end (nothing to write).
+    for from in [0, 10, seg.size] {
+        seg.start_writeback(from)
+            .unwrap_or_else(|e| panic!("writeback from {from}: {e}"));
+    }
+    // The log under `fsync: always` takes the same path on every append.
+    let log = PartitionLog::open(
+        tmp.path().join("t-0"),
+        LogConfig {
+            fsync: FsyncPolicy::Always,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    log.append(B::new(2).tag("a").build()).unwrap();
+    let last = appended(log.append(B::new(2).tag("b").build()).unwrap()).last_offset;
+    tokio::time::timeout(Duration::from_secs(10), log.wait_durable(last))
+        .await
+        .expect("the group commit fsyncs")
+        .unwrap();
+    let values: Vec<String> = read_all(&log).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, ["a-0", "a-1", "b-0", "b-1"]);
+}
+
 #[test]
 fn compressed_batches_are_stored_as_received() {
     let tmp = tempfile::tempdir().unwrap();

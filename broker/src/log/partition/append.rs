@@ -14,7 +14,7 @@ use crate::log::batch;
 use crate::log::files::remove_if_exists;
 use crate::log::producer::{ProducerStates, SeqCheck};
 use crate::log::segment::Segment;
-use crate::log::{now_ms, AppendInfo, AppendOutcome, LogError, TimestampType};
+use crate::log::{now_ms, AppendInfo, AppendOutcome, FsyncPolicy, LogError, TimestampType};
 
 /// The leading bytes of a batch that an append rewrites (base offset and partition leader
 /// epoch, `batch::rewrite_offset_and_epoch`); a batch header is longer, so every batch has them.
@@ -152,10 +152,17 @@ impl PartitionLog {
                 .collect(),
         };
         let interval = inner.config.index_interval_bytes;
+        let written_from = inner.active().size;
         inner
             .active()
             .append(&parts, &headers, interval, now)
             .map_err(|e| self.write_failed(e))?;
+        if inner.config.fsync == FsyncPolicy::Always {
+            // Best effort: if the hint fails, the group commit's fdatasync writes it all.
+            if let Err(e) = inner.active().start_writeback(written_from) {
+                tracing::debug!(path = %self.dir.display(), error = %e, "sync_file_range failed");
+            }
+        }
 
         let base_offset = inner.next_offset;
         inner.next_offset = offset;

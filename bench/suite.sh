@@ -8,9 +8,14 @@
 #   sink         the load generators against a no-op Kafka sink: the clients' own ceilings
 #   throughput   produce MiB/s: 1 and 16 partitions x 100 B and 1 KiB x acks=1 and all
 #                (sluice-loadgen), plus Kafka's ProducerPerformance (1 KiB, acks=all, 1 partition)
+#   raw          1 KiB produce with sluice-loadgen's raw client (pre-encoded batches on the
+#                project's codec, 5 requests in flight; ~0.12 client CPU-s/GiB against
+#                librdkafka's ~1.2): its ceiling against the no-op sink, then 1 and 16
+#                partitions x acks=1 and all, each run on a fresh broker (a run writes tens of GB)
 #   latency      produce and end-to-end p50/p99/p99.9 at fixed rates, from intended send times
 #   backlog      fill BACKLOG_FILL_GIB, restart (start to ready on that log), consume
-#                BACKLOG_CONSUME_GIB from offset 0 (loadgen and ConsumerPerformance), restart
+#                BACKLOG_CONSUME_GIB from offset 0 (loadgen, its raw client and
+#                ConsumerPerformance), restart
 #                after SIGKILL
 #   partitions   one topic of PARTITIONS_MANY partitions: creation, memory, produce, restart
 #   connections  CONNECTIONS sockets each producing in a closed loop: memory and throughput
@@ -64,7 +69,7 @@ CLUSTER_HEAP_OPTS="${CLUSTER_HEAP_OPTS:--Xms512m -Xmx512m}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT_DIR="${OUT_DIR:-/tmp/sluice-suite-$STAMP}"
 RESULTS="$OUT_DIR/results.jsonl"
-ALL_SECTIONS="machine sink throughput latency backlog partitions connections rf3 share tls"
+ALL_SECTIONS="machine sink throughput raw latency backlog partitions connections rf3 share tls"
 SECTIONS="${*:-$ALL_SECTIONS}"
 
 mkdir -p "$OUT_DIR"
@@ -539,18 +544,22 @@ section_machine() {
     fi
 }
 
+# start_sink PARTITIONS: the no-op sink as the current target (BOOTSTRAP, WATCH, SINK_PID)
+start_sink() {
+    local out="$WORK/sink.out" i
+    "${BROKER_CPU[@]}" "$LOADGEN" sink --partitions "$1" >"$out" 2>>"$LOGS/sink.log" &
+    SINK_PID=$!
+    for ((i = 0; i < 50; i++)); do grep -q '^listening' "$out" && break; sleep 0.1; done
+    BOOTSTRAP="$(sed -n 's/^listening //p' "$out")"
+    [[ -n "$BOOTSTRAP" ]] || fail "sink: no 'listening' line"
+    WATCH=("$SINK_PID")
+}
+
 section_sink() {
     TARGET="sink"
     local parts size acks
     for parts in 1 16; do
-        local out="$WORK/sink.out"
-        "${BROKER_CPU[@]}" "$LOADGEN" sink --partitions "$parts" >"$out" 2>>"$LOGS/sink.log" &
-        SINK_PID=$!
-        local i
-        for ((i = 0; i < 50; i++)); do grep -q '^listening' "$out" && break; sleep 0.1; done
-        BOOTSTRAP="$(sed -n 's/^listening //p' "$out")"
-        [[ -n "$BOOTSTRAP" ]] || fail "sink: no 'listening' line"
-        WATCH=("$SINK_PID")
+        start_sink "$parts"
         for size in 100 1024; do
             for acks in 1 all; do
                 produce "produce ${parts}p ${size}B acks=$acks" sink-test --record-size "$size" --acks "$acks"
@@ -590,6 +599,36 @@ section_throughput() {
     done
 }
 
+# raw_produce LABEL TOPIC PARTITIONS ACKS: the raw client against the current target
+raw_produce() {
+    local w
+    mapfile -t w < <(watch_args)
+    lg "$1" $((RUN_SECONDS + WARMUP_SECONDS + 120)) raw-produce --bootstrap "$BOOTSTRAP" --topic "$2" \
+        --partitions "$3" --acks "$4" --record-size 1024 --warmup-seconds "$WARMUP_SECONDS" \
+        --seconds "$RUN_SECONDS" "${w[@]}"
+}
+
+section_raw() {
+    local t parts acks
+    TARGET="sink"
+    for parts in 1 16; do
+        start_sink "$parts"
+        raw_produce "raw produce ${parts}p 1024B acks=all" sink-raw "$parts" all
+        stop_sink
+    done
+    for t in $(order "$TARGETS"); do
+        for parts in 1 16; do
+            for acks in 1 all; do
+                # A fresh broker per run: at a few GB/s a run leaves tens of GB behind.
+                start_target "$t" || { stop_target; continue; }
+                create raw "$parts" 1
+                raw_produce "raw produce ${parts}p 1024B acks=$acks" raw "$parts" "$acks"
+                stop_target
+            done
+        done
+    done
+}
+
 section_latency() {
     local t rate
     for t in $(order "$TARGETS"); do
@@ -624,6 +663,8 @@ section_backlog() {
         mapfile -t w < <(watch_args)
         lg "consume ${BACKLOG_CONSUME_GIB} GiB from offset 0" 900 consume --bootstrap "$BOOTSTRAP" --topic backlog \
             --bytes "$take" "${w[@]}"
+        lg "raw consume ${BACKLOG_CONSUME_GIB} GiB from offset 0" 900 raw-consume --bootstrap "$BOOTSTRAP" \
+            --topic backlog --bytes "$take" "${w[@]}"
         java_consume "ConsumerPerformance ${BACKLOG_CONSUME_GIB} GiB from offset 0" backlog $((take / 1024))
         restart_target kill backlog 1 "restart on ${BACKLOG_FILL_GIB} GiB (after SIGKILL)"
         stop_target

@@ -10,6 +10,8 @@
 //!   send time, optional end-to-end latency through a consumer in the same process;
 //! - [`consume`]: librdkafka consumer reading a backlog from the first offset;
 //! - [`conns`]: many raw connections each producing in a closed loop;
+//! - [`raw`]: a producer and a consumer on the project's codec that cost the client little CPU
+//!   (pre-encoded batches, pipelined requests; fetches walked without copying records);
 //! - [`sink`]: a Kafka-speaking server that acknowledges Produce without storing anything;
 //! - [`admin`]: topic creation and start-to-ready timing;
 //! - [`machine`]: fdatasync write bandwidth and loopback TCP bandwidth;
@@ -23,6 +25,7 @@ pub mod hist;
 pub mod machine;
 pub mod procfs;
 pub mod produce;
+pub mod raw;
 pub mod report;
 pub mod sink;
 pub mod wire;

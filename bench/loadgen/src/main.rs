@@ -1,6 +1,6 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sluice_loadgen::{admin, conns, consume, machine, produce, sink};
+use sluice_loadgen::{admin, conns, consume, machine, produce, raw, sink};
 
 /// Load generator and machine probes for bench/suite.sh. Every mode prints one JSON object on
 /// stdout and a readable summary on stderr.
@@ -17,6 +17,11 @@ enum Cmd {
     Produce(produce::ProduceArgs),
     /// Read a topic's backlog from the first offset.
     Consume(consume::ConsumeArgs),
+    /// Produce pre-encoded batches on the project's codec, pipelined: a producer whose own CPU
+    /// cost is small beside the broker's.
+    RawProduce(raw::RawProduceArgs),
+    /// Read a topic from offset 0 with plain Fetch requests, walking every record.
+    RawConsume(raw::RawConsumeArgs),
     /// Many connections, each producing in a closed loop.
     Conns(conns::ConnsArgs),
     /// A Kafka-speaking sink that acknowledges Produce and stores nothing.
@@ -37,6 +42,8 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Produce(a) => produce::run(a),
         Cmd::Consume(a) => consume::run(a),
+        Cmd::RawProduce(a) => raw::produce(a),
+        Cmd::RawConsume(a) => raw::consume(a),
         Cmd::Conns(a) => conns::run(a),
         Cmd::Sink(a) => sink::run(a),
         Cmd::CreateTopic(a) => admin::create_topic(a),

@@ -3,11 +3,14 @@
 # same machine, so that a change's effect is not confused with the machine's drift.
 #
 # Usage: bench/ab.sh produce|consume BINARY_A BINARY_B [BINARY...]
-#   produce   every run on a fresh data dir: PRODUCE_SECONDS of `sluice-loadgen produce`
-#             (RECORD_SIZE, ACKS, PARTITIONS) after WARMUP_SECONDS
+#   produce   every run on a fresh data dir: PRODUCE_SECONDS of `sluice-loadgen raw-produce`
+#             (or `produce`, see CLIENT; RECORD_SIZE, ACKS, PARTITIONS) after WARMUP_SECONDS
 #   consume   one backlog of CONSUME_GIB filled once (by the first binary, not measured), then
-#             every run reads all of it from offset 0 with `sluice-loadgen consume`
-# Env: ROUNDS=5 RECORD_SIZE=1024 ACKS=all PARTITIONS=1 PRODUCE_SECONDS=10 WARMUP_SECONDS=3
+#             every run reads all of it from offset 0 with `sluice-loadgen raw-consume` (or
+#             `consume`)
+# Env: CLIENT=raw (the loadgen's raw client, ~0.1 CPU-s/GiB: the broker's figure) or rdkafka
+#      (librdkafka, ~1.2 CPU-s/GiB: what an application sees)
+#      ROUNDS=5 RECORD_SIZE=1024 ACKS=all PARTITIONS=1 PRODUCE_SECONDS=10 WARMUP_SECONDS=3
 #      CONSUME_GIB=2 FSYNC=interval LOADGEN_BIN (default: cargo build --release -p sluice-loadgen)
 #      WORK (default: a temp dir, removed at exit)
 # Prints one line per run (binary, MiB/s, broker and client CPU-s per GiB and cores) and the
@@ -28,6 +31,12 @@ PRODUCE_SECONDS="${PRODUCE_SECONDS:-10}"
 WARMUP_SECONDS="${WARMUP_SECONDS:-3}"
 CONSUME_GIB="${CONSUME_GIB:-2}"
 FSYNC="${FSYNC:-interval}"
+CLIENT="${CLIENT:-raw}"
+case "$CLIENT" in
+raw) PRODUCE_CMD=(raw-produce --partitions "$PARTITIONS") CONSUME_CMD=(raw-consume --partitions "$PARTITIONS") ;;
+rdkafka) PRODUCE_CMD=(produce) CONSUME_CMD=(consume) ;;
+*) echo "ab.sh: CLIENT=$CLIENT (raw or rdkafka)" >&2; exit 2 ;;
+esac
 if [[ -z "${LOADGEN_BIN:-}" ]]; then
     (cd "$ROOT" && cargo build --release --locked -p sluice-loadgen) >&2
     LOADGEN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice-loadgen"
@@ -75,13 +84,13 @@ for round in $(seq "$ROUNDS"); do
             start "$b" "$WORK/data"
             "$LOADGEN_BIN" create-topic --bootstrap "$BOOT" --topic ab --partitions "$PARTITIONS" \
                 --replication-factor 1 >/dev/null 2>>"$WORK/loadgen.log"
-            out="$("$LOADGEN_BIN" produce --bootstrap "$BOOT" --topic ab --record-size "$RECORD_SIZE" \
+            out="$("$LOADGEN_BIN" "${PRODUCE_CMD[@]}" --bootstrap "$BOOT" --topic ab --record-size "$RECORD_SIZE" \
                 --acks "$ACKS" --warmup-seconds "$WARMUP_SECONDS" --seconds "$PRODUCE_SECONDS" \
                 --watch-pid "$PID" 2>>"$WORK/loadgen.log")"
             ;;
         consume)
             start "$b" "$WORK/backlog"
-            out="$("$LOADGEN_BIN" consume --bootstrap "$BOOT" --topic ab --bytes $((CONSUME_GIB << 30)) \
+            out="$("$LOADGEN_BIN" "${CONSUME_CMD[@]}" --bootstrap "$BOOT" --topic ab --bytes $((CONSUME_GIB << 30)) \
                 --watch-pid "$PID" 2>>"$WORK/loadgen.log")"
             ;;
         *) echo "ab.sh: unknown mode $MODE (produce or consume)" >&2; exit 2 ;;

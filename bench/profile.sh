@@ -7,7 +7,9 @@
 #   produce   max-throughput produce, 1 KiB, acks=all (override with e.g. --acks 1 --record-size 100)
 #   consume   fills CONSUME_GIB first (not profiled), then profiles reading it from offset 0
 #   e2e       fixed-rate produce + consume (--rate 10000 unless given)
-# Env: FSYNC=interval|always (interval), PARTITIONS=1, PROFILE_SECONDS=10, CONSUME_GIB=2,
+# Env: CLIENT=rdkafka|raw (rdkafka: librdkafka's produce/consume; raw: the loadgen's raw client,
+#      whose own cost is small, for produce and consume), FSYNC=interval|always (interval),
+#      PARTITIONS=1, PROFILE_SECONDS=10, CONSUME_GIB=2,
 #      OUT_DIR (default /tmp/sluice-profile-<utc>), SLUICE_BIN, LOADGEN_BIN
 # Writes OUT_DIR/perf.data, self.txt, children.txt, loadgen.json; needs `perf` (linux-perf).
 set -euo pipefail
@@ -19,6 +21,12 @@ FSYNC="${FSYNC:-interval}"
 PARTITIONS="${PARTITIONS:-1}"
 SECS="${PROFILE_SECONDS:-10}"
 CONSUME_GIB="${CONSUME_GIB:-2}"
+CLIENT="${CLIENT:-rdkafka}"
+case "$CLIENT" in
+    rdkafka) PRODUCE=(produce) CONSUME=(consume) ;;
+    raw) PRODUCE=(raw-produce --partitions "$PARTITIONS") CONSUME=(raw-consume --partitions "$PARTITIONS") ;;
+    *) echo "profile.sh: CLIENT=$CLIENT (rdkafka or raw)" >&2; exit 2 ;;
+esac
 OUT_DIR="${OUT_DIR:-/tmp/sluice-profile-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUT_DIR"
 log() { echo "[profile $(date -u +%H:%M:%S)] $*" >&2; }
@@ -55,7 +63,7 @@ record() { # record: perf on the broker for SECS seconds, in the background
 case "$MODE" in
     produce)
         record
-        "$LOADGEN_BIN" produce --bootstrap "$B" --topic prof --acks all --warmup-seconds 0 \
+        "$LOADGEN_BIN" "${PRODUCE[@]}" --bootstrap "$B" --topic prof --acks all --warmup-seconds 0 \
             --seconds "$SECS" --watch-pid "$PID" "$@" >"$OUT_DIR/loadgen.json"
         ;;
     e2e)
@@ -69,7 +77,7 @@ case "$MODE" in
         log "filling $CONSUME_GIB GiB (not profiled)"
         "$LOADGEN_BIN" produce --bootstrap "$B" --topic prof --acks 1 --bytes $((CONSUME_GIB << 30)) >/dev/null
         record
-        "$LOADGEN_BIN" consume --bootstrap "$B" --topic prof --watch-pid "$PID" "$@" >"$OUT_DIR/loadgen.json"
+        "$LOADGEN_BIN" "${CONSUME[@]}" --bootstrap "$B" --topic prof --watch-pid "$PID" "$@" >"$OUT_DIR/loadgen.json"
         ;;
     *) log "unknown mode $MODE"; exit 2 ;;
 esac

@@ -204,7 +204,7 @@ fn write_both(s: &mut TcpStream, mut a: &[u8], mut b: &[u8]) -> std::io::Result<
 }
 
 /// Reads one response frame into `buf` (length prefix excluded).
-fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
+fn read_frame(s: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).context("reading a response")?;
     let len = i32::from_be_bytes(len);
@@ -213,7 +213,8 @@ fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
         "response of {len} bytes announced"
     );
     buf.resize(len as usize, 0);
-    s.read_exact(buf).context("reading a response body")?;
+    s.read_exact(&mut buf[..])
+        .context("reading a response body")?;
     Ok(())
 }
 
@@ -369,7 +370,7 @@ fn produce_conn(
         thread::Builder::new()
             .name(format!("raw-produce-{index}-read"))
             .spawn(move || -> Result<()> {
-                let mut buf = Vec::new();
+                let mut buf = BytesMut::new();
                 let mut local = Histogram::new();
                 while let Ok((id, sent, partition)) = rx.recv() {
                     read_frame(&mut r, &mut buf)?;
@@ -516,7 +517,7 @@ pub fn consume(a: RawConsumeArgs) -> Result<()> {
     let mut offsets = vec![0i64; a.partitions as usize];
     let mut done = vec![false; a.partitions as usize];
     let (mut records, mut bytes, mut fetches) = (0u64, 0u64, 0u64);
-    let mut buf = Vec::new();
+    let mut buf = BytesMut::new();
     let cpu0 = watched.start()?;
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(a.timeout_seconds);
@@ -554,10 +555,11 @@ pub fn consume(a: RawConsumeArgs) -> Result<()> {
             &req,
         )?)?;
         read_frame(&mut s, &mut buf)?;
-        // One copy of the answer, as a client reading into its own buffer makes; the record
-        // sets are slices of it from here on.
+        // The record sets are slices of the answer as read (no copy); once they are dropped
+        // the buffer is the only reference again and is read into next time.
+        let frame = std::mem::take(&mut buf).freeze();
         let (got, resp): (i32, FetchResponse) =
-            wire::decode_response(Bytes::copy_from_slice(&buf), FETCH_VERSION)?;
+            wire::decode_response(frame.clone(), FETCH_VERSION)?;
         ensure!(got == id, "answer to fetch {got} where {id} was sent");
         ensure!(
             resp.error_code == 0,
@@ -587,6 +589,8 @@ pub fn consume(a: RawConsumeArgs) -> Result<()> {
                 }
             }
         }
+        drop(resp);
+        buf = frame.try_into_mut().unwrap_or_default();
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu1 = watched.mark()?;

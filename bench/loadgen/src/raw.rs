@@ -647,6 +647,64 @@ mod tests {
         assert_eq!(part.records.as_deref(), Some(&b[..]));
     }
 
+    /// The whole producer (heads, `writev`, pipelining, answers in order) against the no-op
+    /// sink, a Kafka-speaking server in this process.
+    #[test]
+    fn the_raw_producer_runs_against_a_kafka_speaking_sink() {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listen.local_addr().expect("addr");
+        drop(listen);
+        let sink = crate::sink::SinkArgs {
+            listen: addr,
+            partitions: 4,
+            threads: 1,
+        };
+        thread::spawn(move || crate::sink::run(sink));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the sink never listened on {addr}"
+            );
+            thread::yield_now();
+        }
+        produce(RawProduceArgs {
+            partitions: 4,
+            batch_bytes: 10_000,
+            acks: "all".into(),
+            in_flight: 3,
+            connections: 2,
+            variants: 2,
+            warmup_seconds: 0.05,
+            seconds: 0.2,
+            ..test_args(addr)
+        })
+        .expect("every request answered without error");
+        let bad = RawProduceArgs {
+            acks: "0".into(),
+            ..test_args(addr)
+        };
+        let e = produce(bad).expect_err("acks=0 refused").to_string();
+        assert!(e.contains("acks"), "{e}");
+    }
+
+    fn test_args(addr: SocketAddr) -> RawProduceArgs {
+        RawProduceArgs {
+            bootstrap: addr.to_string(),
+            topic: "t".into(),
+            partitions: 1,
+            record_size: 100,
+            batch_bytes: 1000,
+            acks: "1".into(),
+            in_flight: 1,
+            connections: 1,
+            variants: 1,
+            warmup_seconds: 0.0,
+            seconds: 0.1,
+            watch: vec![],
+        }
+    }
+
     #[test]
     fn varints_decode_zigzag() {
         for (bytes, want) in [

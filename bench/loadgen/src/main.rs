@@ -19,9 +19,9 @@ enum Cmd {
     Consume(consume::ConsumeArgs),
     /// Produce pre-encoded batches on the project's codec, pipelined: a producer whose own CPU
     /// cost is small beside the broker's.
-    RawProduce(raw::RawProduceArgs),
+    RawProduce(raw::produce::RawProduceArgs),
     /// Read a topic from offset 0 with plain Fetch requests, walking every record.
-    RawConsume(raw::RawConsumeArgs),
+    RawConsume(raw::consume::RawConsumeArgs),
     /// Many connections, each producing in a closed loop.
     Conns(conns::ConnsArgs),
     /// A Kafka-speaking sink that acknowledges Produce and stores nothing.
@@ -42,8 +42,8 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Produce(a) => produce::run(a),
         Cmd::Consume(a) => consume::run(a),
-        Cmd::RawProduce(a) => raw::produce(a),
-        Cmd::RawConsume(a) => raw::consume(a),
+        Cmd::RawProduce(a) => raw::produce::run(a),
+        Cmd::RawConsume(a) => raw::consume::run(a),
         Cmd::Conns(a) => conns::run(a),
         Cmd::Sink(a) => sink::run(a),
         Cmd::CreateTopic(a) => admin::create_topic(a),

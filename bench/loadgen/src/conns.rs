@@ -15,9 +15,6 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -57,44 +54,6 @@ pub struct ConnsArgs {
     pub watch: Vec<u32>,
 }
 
-fn batch(records: usize, size: usize) -> Result<Bytes> {
-    let value = Bytes::from(vec![0x5au8; size]);
-    // Kafka refuses a batch whose timestamps are far from its clock (log.message.timestamp.*).
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    let rs: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol starts a new batch wherever offset - sequence changes; Kafka takes
-            // exactly one batch per partition and request (INVALID_RECORD otherwise). So the
-            // sequence follows the offset, and the batch's base sequence comes out as -1 (none).
-            sequence: i as i32 - 1,
-            timestamp: now_ms,
-            key: None,
-            value: Some(value.clone()),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &rs,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    Ok(buf.freeze())
-}
-
 /// Produce v8: understood by every Kafka 3.x/4.x broker and by Sluice, with plain topic names.
 const PRODUCE_VERSION: i16 = 8;
 
@@ -117,7 +76,7 @@ pub fn run(a: ConnsArgs) -> Result<()> {
 async fn run_async(a: ConnsArgs) -> Result<()> {
     let addr = resolve(&a.bootstrap)?;
     let watched = Watched::new(&a.watch);
-    let blob = batch(a.batch_records, a.record_size)?;
+    let blob = crate::raw::batch(a.batch_records, a.record_size, 1)?;
     let frames: Vec<Bytes> = (0..a.partitions.max(1))
         .map(|p| {
             let req = ProduceRequest::default()
@@ -279,7 +238,7 @@ mod tests {
 
     #[test]
     fn the_prepared_batch_holds_the_records_asked_for() {
-        let b = batch(16, 100).expect("batch");
+        let b = crate::raw::batch(16, 100, 1).expect("batch");
         assert_eq!(wire::record_count(&b), 16);
         // one batch: its length field covers the whole blob
         let len = i32::from_be_bytes([b[8], b[9], b[10], b[11]]) as usize;

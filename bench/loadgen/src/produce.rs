@@ -147,15 +147,7 @@ impl ProducerContext for Ctx {
 /// A payload that does not compress (a compressing broker or client path would otherwise
 /// flatter the figures).
 fn payload(size: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    crate::raw::noise(1, size)
 }
 
 pub fn run(a: ProduceArgs) -> Result<()> {

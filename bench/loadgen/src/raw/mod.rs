@@ -39,7 +39,7 @@ pub mod consume;
 pub mod produce;
 
 /// Incompressible bytes from a seed (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -53,7 +53,7 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 /// One record batch of `records` values of `size` bytes, distinct per `seed`, timestamped now
 /// (Kafka refuses timestamps far from its clock).
-fn batch(records: usize, size: usize, seed: u64) -> Result<Bytes> {
+pub(crate) fn batch(records: usize, size: usize, seed: u64) -> Result<Bytes> {
     let data = Bytes::from(noise(seed, records * size));
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ProduceResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -54,9 +52,6 @@ pub struct ConnsArgs {
     pub watch: Vec<u32>,
 }
 
-/// Produce v8: understood by every Kafka 3.x/4.x broker and by Sluice, with plain topic names.
-const PRODUCE_VERSION: i16 = 8;
-
 struct Shared {
     go: AtomicBool,
     stop: AtomicBool,
@@ -78,17 +73,7 @@ async fn run_async(a: ConnsArgs) -> Result<()> {
     let watched = Watched::new(&a.watch);
     let blob = crate::raw::batch(a.batch_records, a.record_size, 1)?;
     let frames: Vec<Bytes> = (0..a.partitions.max(1))
-        .map(|p| {
-            let req = ProduceRequest::default()
-                .with_acks(a.acks)
-                .with_timeout_ms(30_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(a.topic.clone())))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(p)
-                        .with_records(Some(blob.clone()))])]);
-            wire::request_frame(ApiKey::Produce, PRODUCE_VERSION, 1, &req)
-        })
+        .map(|p| wire::produce_frame(&a.topic, p, a.acks, &blob, 1))
         .collect::<Result<_>>()?;
     let shared = Arc::new(Shared {
         go: AtomicBool::new(false),
@@ -202,7 +187,7 @@ async fn connection(mut s: TcpStream, frame: Bytes, shared: Arc<Shared>) -> Resu
                 bail!("connection closed by the broker");
             }
         };
-        let (_, resp): (i32, ProduceResponse) = wire::decode_response(body, PRODUCE_VERSION)?;
+        let (_, resp): (i32, ProduceResponse) = wire::decode_response(body, wire::PRODUCE_VERSION)?;
         let ok = resp
             .responses
             .iter()

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
 /// `length | request header | body` for `req` at `version`.
@@ -30,6 +31,29 @@ pub fn request_frame<R: Encodable + HeaderVersion>(
     header.encode(&mut buf, hv)?;
     req.encode(&mut buf, version)?;
     Ok(buf.freeze())
+}
+
+/// Produce v8: understood by every Kafka 3.x/4.x broker and by Sluice, with plain topic names;
+/// its last field is the partition's records.
+pub const PRODUCE_VERSION: i16 = 8;
+
+/// A Produce v8 frame carrying `records` for one partition (no transaction, 30 s timeout).
+pub fn produce_frame(
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    records: &Bytes,
+    correlation_id: i32,
+) -> Result<Bytes> {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records.clone()))])]);
+    request_frame(ApiKey::Produce, PRODUCE_VERSION, correlation_id, &req)
 }
 
 /// Decodes a response frame body (without its length prefix): correlation id and body.

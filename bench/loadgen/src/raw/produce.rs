@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ProduceResponse;
 
 use super::{batch, read_frame};
 use crate::admin::resolve;
@@ -21,9 +19,6 @@ use crate::procfs::Watched;
 use crate::report::Report;
 use crate::wire;
 
-/// Produce v8: understood by every Kafka 3.x/4.x broker and by Sluice, with plain topic names;
-/// its last field is the partition's records, so a request is `head | batch`.
-const PRODUCE_VERSION: i16 = 8;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawProduceArgs {
     #[arg(long)]
@@ -63,19 +58,12 @@ pub struct RawProduceArgs {
 /// The request up to its records (length prefix, header, acks, timeout, topic, partition,
 /// records length) for a batch of `batch_len` bytes: the encoded request minus the batch.
 fn produce_head(topic: &str, partition: i32, acks: i16, batch: &Bytes) -> Result<Vec<u8>> {
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch.clone()))])]);
-    let frame = wire::request_frame(ApiKey::Produce, PRODUCE_VERSION, 0, &req)?;
+    let frame = wire::produce_frame(topic, partition, acks, batch, 0)?;
     let head = frame.len() - batch.len();
     ensure!(
         frame[head..] == batch[..],
-        "Produce v{PRODUCE_VERSION} does not end with its records"
+        "Produce v{} does not end with its records",
+        wire::PRODUCE_VERSION
     );
     Ok(frame[..head].to_vec())
 }
@@ -251,7 +239,7 @@ fn produce_conn(
                 while let Ok((id, sent, partition)) = rx.recv() {
                     read_frame(&mut r, &mut buf)?;
                     let (got, resp): (i32, ProduceResponse) =
-                        wire::decode_response(Bytes::copy_from_slice(&buf), PRODUCE_VERSION)?;
+                        wire::decode_response(Bytes::copy_from_slice(&buf), wire::PRODUCE_VERSION)?;
                     ensure!(got == id, "answer to request {got} where {id} was next");
                     let refused = resp
                         .responses
@@ -314,6 +302,7 @@ fn produce_conn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
     #[test]
     fn a_request_is_its_head_then_its_batch() {
@@ -326,7 +315,7 @@ mod tests {
             .expect("ok")
             .expect("whole");
         let p = wire::peek(&body).expect("peek");
-        assert_eq!((p.api_key, p.api_version), (0, PRODUCE_VERSION));
+        assert_eq!((p.api_key, p.api_version), (0, wire::PRODUCE_VERSION));
         let req: ProduceRequest = wire::decode_request(ApiKey::Produce, p, body).expect("decode");
         assert_eq!(req.acks, -1);
         let part = &req.topic_data[0].partition_data[0];

@@ -266,7 +266,7 @@ fn read_batches(
     };
     let avail = (seg_end - pos) as usize;
     let want = first_size.max(max_bytes).min(avail);
-    let mut buf = Vec::with_capacity(want);
+    let mut buf = Vec::new();
     read_exact_at_spare(file, &mut buf, want, pos)?;
     // Keep whole batches below the high watermark, in sequence: the first always, then while
     // they fit.

@@ -366,3 +366,63 @@ fn list_offsets_by_timestamp_finds_the_first_record_at_or_after_it() {
     assert_eq!(raw_list_offset(&mut c, &topic, 0, -2), (0, 0), "earliest");
     assert_eq!(raw_list_offset(&mut c, &topic, 0, -1), (0, 20), "latest");
 }
+
+/// The broker's counter of record bytes sent with `sendfile`.
+fn sendfile_bytes(broker: &TestBroker) -> f64 {
+    let (status, body) = http_get(broker.http_addr(), "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "/metrics status");
+    body.lines()
+        .find_map(|l| l.strip_prefix("sluice_fetch_sendfile_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("sluice_fetch_sendfile_bytes_total in /metrics")
+}
+
+/// Fetches of bytes the broker process appended, or read and checked before, go out with
+/// `sendfile` from the page cache (`log::region`); librdkafka, kafka-python and
+/// confluent-kafka read them byte for byte, and again
+/// after a restart (where the first read checks the bytes and checks ahead).
+#[test]
+fn records_sent_with_sendfile_are_byte_exact_for_every_client() {
+    const MANY: u64 = 3000; // ~2.2 MiB: values up to 1.5 KiB
+    let mut broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("sendfile");
+    rd_produce_all(&bs, &topic, Some(0), 0..MANY, &[("linger.ms", "20")]);
+    assert_eq!(sendfile_bytes(&broker), 0.0);
+    let got = rd_consume_from_start(&bs, &topic, &[0], MANY as usize, LONG);
+    assert_records_exact(&got, 0..MANY);
+    let after_rd = sendfile_bytes(&broker);
+    assert!(
+        after_rd >= 1e6,
+        "librdkafka's fetches went out with sendfile: {after_rd}"
+    );
+    for script in ["kafka_python_client.py", "confluent_client.py"] {
+        let out = run_python(
+            script,
+            &[
+                "consume",
+                "--bootstrap",
+                &bs,
+                "--topic",
+                &topic,
+                "--count",
+                &MANY.to_string(),
+            ],
+            LONG,
+        );
+        assert_records_exact(&parse_consumed_lines(&out.stdout), 0..MANY);
+    }
+    assert!(
+        sendfile_bytes(&broker) >= after_rd + 2e6,
+        "the Python clients' too"
+    );
+
+    broker.restart();
+    let bs = broker.bootstrap();
+    let got = rd_consume_from_start(&bs, &topic, &[0], MANY as usize, LONG);
+    assert_records_exact(&got, 0..MANY);
+    assert!(
+        sendfile_bytes(&broker) > 0.0,
+        "after a restart, bytes checked by the first read (and ahead of it) go out with sendfile"
+    );
+}

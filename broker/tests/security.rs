@@ -131,11 +131,16 @@ fn rdkafka_scram_sha_512_user_from_the_users_file_is_served_and_a_wrong_password
     let topic = topic_name("sasl");
 
     let good = scram(USER, PASSWORD);
-    let acked = rd_produce_all(&bs, &topic, Some(0), 0..N, &borrowed(&good));
-    assert_eq!(sorted_offsets(&acked), (0..N as i64).collect::<Vec<_>>());
+    // ~450 KiB: fetches of it are file regions, which a TLS connection reads and encrypts
+    // (it cannot sendfile).
+    const MANY: u64 = 600;
+    let acked = rd_produce_all(&bs, &topic, Some(0), 0..MANY, &borrowed(&good));
+    assert_eq!(sorted_offsets(&acked), (0..MANY as i64).collect::<Vec<_>>());
     let reader = rd_reader(&bs, &topic, &[0], Offset::Beginning, &borrowed(&good));
-    let got = rd_poll_n(&reader, N as usize, Duration::from_secs(60));
-    assert_records_exact(&got, 0..N);
+    let got = rd_poll_n(&reader, MANY as usize, Duration::from_secs(60));
+    assert_records_exact(&got, 0..MANY);
+    assert!(broker.metric("sluice_fetched_bytes_total", "") >= 400_000.0);
+    assert_eq!(broker.metric("sluice_fetch_sendfile_bytes_total", ""), 0.0);
     assert!(
         broker.metric("sluice_sasl_authentications", "SCRAM-SHA-512") >= 1.0,
         "successful authentications are counted"
@@ -235,11 +240,16 @@ fn rdkafka_scram_sha_512_over_tls_is_served_and_a_plaintext_client_gets_nothing(
     let mut good = scram(USER, PASSWORD);
     good[0].1 = "SASL_SSL".to_string();
     good.push(("ssl.ca.location", ca.clone()));
-    let acked = rd_produce_all(&bs, &topic, Some(0), 0..N, &borrowed(&good));
-    assert_eq!(sorted_offsets(&acked), (0..N as i64).collect::<Vec<_>>());
+    // ~450 KiB: fetches of it are file regions, which a TLS connection reads and encrypts
+    // (it cannot sendfile).
+    const MANY: u64 = 600;
+    let acked = rd_produce_all(&bs, &topic, Some(0), 0..MANY, &borrowed(&good));
+    assert_eq!(sorted_offsets(&acked), (0..MANY as i64).collect::<Vec<_>>());
     let reader = rd_reader(&bs, &topic, &[0], Offset::Beginning, &borrowed(&good));
-    let got = rd_poll_n(&reader, N as usize, Duration::from_secs(60));
-    assert_records_exact(&got, 0..N);
+    let got = rd_poll_n(&reader, MANY as usize, Duration::from_secs(60));
+    assert_records_exact(&got, 0..MANY);
+    assert!(broker.metric("sluice_fetched_bytes_total", "") >= 400_000.0);
+    assert_eq!(broker.metric("sluice_fetch_sendfile_bytes_total", ""), 0.0);
 
     // The right password without TLS on the TLS listener: the handshake fails, nothing served.
     let mut no_tls = scram(USER, PASSWORD);

@@ -4,7 +4,9 @@
 //! skip the records before their offset). The response `records` are the `Bytes` the log read
 //! them into (one `pread` per partition), kept by reference in the response frame and written
 //! to the socket from there with the encoded fields around them in one vectored write
-//! (`protocol::frame`), not copied into an encoded buffer first.
+//! (`protocol::frame`), not copied into an encoded buffer first. A consumer's read of bytes
+//! this broker process already checked comes as a file region instead (`log::region`): the
+//! response carries a stand-in of its length and the writer sends the region with `sendfile`.
 //!
 //! A fetch with a replica id (a follower of a partition this broker leads) reads up to the log
 //! end instead of the high watermark, waits for the log end to move instead of the high
@@ -25,20 +27,86 @@ use super::catalog::{self, local_partition};
 use super::{codes, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
-use crate::log::{LogError, PartitionLog};
+use crate::log::{FileRegion, LogError, PartitionLog, ReadOutcome, Records};
 use crate::protocol::codec::{respond_spliced, RawHeader};
-use crate::protocol::frame::Frame;
+use crate::protocol::frame::{placeholder, Frame, Splice};
 use crate::replica::{FetchRefused, ReplicaFetch};
 
-/// The response frame, its record sets kept by reference (in the encoder's order: topics,
-/// then their partitions).
-fn encode(raw: RawHeader, resp: &FetchResponse) -> Result<Frame, BrokerError> {
-    let records = resp
-        .responses
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .filter_map(|p| p.records.clone());
-    respond_spliced(raw, resp, records)
+/// A response built from the logs' current state.
+struct Answer {
+    resp: FetchResponse,
+    /// File regions by (topic, partition) index in `resp`, whose records hold stand-ins.
+    regions: Vec<((usize, usize), FileRegion)>,
+    /// Record bytes in the response.
+    used: usize,
+    any_error: bool,
+}
+
+/// The response frame, its record sets kept by reference and its file regions as such (in
+/// the encoder's order: topics, then their partitions).
+fn encode(raw: RawHeader, a: &Answer) -> Result<Frame, BrokerError> {
+    let splice = |resp: &FetchResponse, regions: &[((usize, usize), FileRegion)]| {
+        let mut out = Vec::new();
+        for (t, topic) in resp.responses.iter().enumerate() {
+            for (p, pd) in topic.partitions.iter().enumerate() {
+                let Some(b) = pd.records.clone() else {
+                    continue;
+                };
+                out.push(match regions.iter().find(|(at, _)| *at == (t, p)) {
+                    Some((_, region)) => Splice::File {
+                        stand_in: b,
+                        region: region.clone(),
+                    },
+                    None => Splice::Keep(b),
+                });
+            }
+        }
+        out
+    };
+    match respond_spliced(raw, &a.resp, splice(&a.resp, &a.regions)) {
+        Err(e) if !a.regions.is_empty() => {
+            // Never expected (the encoder writes each record set once, in order); the regions
+            // are read and the response encoded without them rather than failing the fetch.
+            tracing::warn!(error = %e, "fetch response with file regions did not encode; reading them");
+            let mut resp = a.resp.clone();
+            for ((t, p), region) in &a.regions {
+                let bytes = region.read_all().map_err(|e| BrokerError::Encode {
+                    api: "Fetch".into(),
+                    api_version: raw.api_version,
+                    reason: format!("reading {}: {e}", region.path.display()),
+                })?;
+                if let Some(pd) = resp
+                    .responses
+                    .get_mut(*t)
+                    .and_then(|x| x.partitions.get_mut(*p))
+                {
+                    pd.records = Some(bytes);
+                }
+            }
+            respond_spliced(raw, &resp, splice(&resp, &[]))
+        }
+        r => r,
+    }
+}
+
+/// The bytes a partition's records carry in the response: the bytes read, or the stand-in
+/// of a file region (noted in `regions` at `at`, its place in the response).
+fn place(
+    records: Records,
+    at: (usize, usize),
+    regions: &mut Vec<((usize, usize), FileRegion)>,
+) -> std::io::Result<bytes::Bytes> {
+    match records {
+        Records::Bytes(b) => Ok(b),
+        Records::File(region) => match placeholder(region.len) {
+            Some(stand_in) => {
+                regions.push((at, region));
+                Ok(stand_in)
+            }
+            // Longer than any stand-in (reads are at most REGION_MAX): read.
+            None => region.read_all(),
+        },
+    }
 }
 
 /// One requested partition, resolved once per request.
@@ -60,9 +128,10 @@ struct Plan {
     replica: bool,
 }
 
-/// Builds the response from the logs' current state; returns it and the record bytes in it.
-fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
+/// Builds the response from the logs' current state.
+fn read(plan: &Plan) -> Answer {
     let mut resp = plan.skeleton.clone();
+    let mut regions = Vec::new();
     let mut used = 0usize;
     let mut any_error = false;
     for w in &plan.wants {
@@ -102,8 +171,13 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
                 } else {
                     let read = if plan.replica {
                         log.read_for_replica(w.fetch_offset, limit.max(1))
+                            .map(|r| ReadOutcome {
+                                records: Records::Bytes(r.records),
+                                high_watermark: r.high_watermark,
+                                log_start_offset: r.log_start_offset,
+                            })
                     } else {
-                        log.read(w.fetch_offset, limit.max(1))
+                        log.read_for_send(w.fetch_offset, limit.max(1))
                     };
                     match read {
                         Ok(out) => {
@@ -115,7 +189,18 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
                             // consumers always progress); later ones may not.
                             if used == 0 || out.records.len() <= limit {
                                 used += out.records.len();
-                                pd.records = Some(out.records);
+                                let at = resp
+                                    .responses
+                                    .get(w.topic)
+                                    .map_or(0, |t| t.partitions.len());
+                                match place(out.records, (w.topic, at), &mut regions) {
+                                    Ok(b) => pd.records = Some(b),
+                                    Err(e) => {
+                                        tracing::warn!(partition = w.partition, error = %e, "fetch read failed");
+                                        pd.error_code = codes::KAFKA_STORAGE_ERROR;
+                                        any_error = true;
+                                    }
+                                }
                             }
                         }
                         Err(e) => {
@@ -138,7 +223,12 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
             t.partitions.push(pd);
         }
     }
-    (resp, used, any_error)
+    Answer {
+        resp,
+        regions,
+        used,
+        any_error,
+    }
 }
 
 /// Serves Fetch v4+ (topic names up to v12, topic ids from v13). A consumer needs READ on
@@ -257,23 +347,22 @@ pub fn handle(
     for rx in &mut rxs {
         rx.borrow_and_update();
     }
-    let (resp, used, any_error) = read(&plan);
-    if used >= min_bytes.max(1)
-        || any_error
+    let first = read(&plan);
+    if first.used >= min_bytes.max(1)
+        || first.any_error
         || max_wait.is_zero()
         || rxs.is_empty()
         || min_bytes == 0
     {
-        finish(ctx, &resp, used, started);
-        return Ok(Reply::Now(Some(encode(raw, &resp)?)));
+        finish(ctx, &first, started);
+        return Ok(Reply::Now(Some(encode(raw, &first)?)));
     }
 
     let ctx = Arc::clone(ctx);
     Ok(Reply::Later(
         async move {
             let deadline = tokio::time::Instant::now() + max_wait;
-            let mut last = resp;
-            let mut last_used = used;
+            let mut last = first;
             loop {
                 let any_change =
                     futures::future::select_all(rxs.iter_mut().map(|rx| Box::pin(rx.changed())));
@@ -281,9 +370,7 @@ pub fn handle(
                     (res, _, _) = any_change => {
                         if res.is_err() {
                             // A partition went away (topic deleted): answer with what we have.
-                            let (r, u, _) = read(&plan);
-                            last = r;
-                            last_used = u;
+                            last = read(&plan);
                             break;
                         }
                     }
@@ -293,33 +380,29 @@ pub fn handle(
                 for rx in &mut rxs {
                     rx.borrow_and_update();
                 }
-                let (r, u, err) = read(&plan);
-                last = r;
-                last_used = u;
-                if u >= min_bytes || err {
+                last = read(&plan);
+                if last.used >= min_bytes || last.any_error {
                     break;
                 }
             }
             if tokio::time::Instant::now() >= deadline || ctx.shutdown.is_cancelled() {
                 // Re-read at the end so the response carries the newest high watermarks.
-                let (r, u, _) = read(&plan);
-                last = r;
-                last_used = u;
+                last = read(&plan);
             }
-            finish(&ctx, &last, last_used, started);
+            finish(&ctx, &last, started);
             encode(raw, &last).map(Some)
         }
         .boxed(),
     ))
 }
 
-fn finish(ctx: &BrokerContext, resp: &FetchResponse, used: usize, started: Instant) {
-    for t in &resp.responses {
+fn finish(ctx: &BrokerContext, a: &Answer, started: Instant) {
+    for t in &a.resp.responses {
         for p in &t.partitions {
             ctx.metrics.error_code("Fetch", p.error_code);
         }
     }
-    ctx.metrics.fetched_bytes(used);
+    ctx.metrics.fetched_bytes(a.used);
     ctx.metrics.fetch_latency(started.elapsed());
 }
 
@@ -422,7 +505,12 @@ mod tests {
     #[test]
     fn whole_batches_within_the_partition_limit() {
         let (_d, logs, len) = setup();
-        let (resp, used, err) = read(&plan(&logs, 1 << 20, 2 * len + 10, &[0, 0]));
+        let Answer {
+            resp,
+            used,
+            any_error: err,
+            ..
+        } = read(&plan(&logs, 1 << 20, 2 * len + 10, &[0, 0]));
         assert!(!err);
         assert_eq!(sizes(&resp), vec![2 * len, 2 * len]);
         assert_eq!(used, 4 * len);
@@ -432,7 +520,7 @@ mod tests {
     #[test]
     fn first_batch_is_returned_even_when_larger_than_the_limits() {
         let (_d, logs, len) = setup();
-        let (resp, used, _) = read(&plan(&logs, 10, 10, &[0, 0]));
+        let Answer { resp, used, .. } = read(&plan(&logs, 10, 10, &[0, 0]));
         // The first partition's first batch goes out whole; the response is then full.
         assert_eq!(sizes(&resp), vec![len, 0]);
         assert_eq!(used, len);
@@ -445,14 +533,18 @@ mod tests {
     #[test]
     fn response_limit_stops_later_partitions() {
         let (_d, logs, len) = setup();
-        let (resp, _, _) = read(&plan(&logs, 3 * len + 5, 1 << 20, &[0, 0]));
+        let resp = read(&plan(&logs, 3 * len + 5, 1 << 20, &[0, 0])).resp;
         assert_eq!(sizes(&resp), vec![3 * len, 0]);
     }
 
     #[test]
     fn out_of_range_reports_log_start_and_high_watermark() {
         let (_d, logs, _) = setup();
-        let (resp, _, err) = read(&plan(&logs, 1 << 20, 1 << 20, &[7, 3]));
+        let Answer {
+            resp,
+            any_error: err,
+            ..
+        } = read(&plan(&logs, 1 << 20, 1 << 20, &[7, 3]));
         assert!(err);
         let p0 = &resp.responses[0].partitions[0];
         assert_eq!(

@@ -30,6 +30,7 @@ mod files;
 pub mod fuzzing;
 mod partition;
 mod producer;
+mod region;
 mod segment;
 mod upkeep;
 
@@ -44,6 +45,7 @@ pub use config::{
 };
 pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use partition::{PartitionLog, ProducerSummary};
+pub use region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -215,12 +217,12 @@ pub fn batch_spans(records: &[u8]) -> Vec<(i64, i64)> {
 
 /// The result of [`PartitionLog::read`].
 #[derive(Debug, Clone)]
-pub struct ReadOutcome {
+pub struct ReadOutcome<R = Bytes> {
     /// Whole record batches starting with the one that contains the requested offset; empty
     /// when the offset is the log end. Never ends in a partial batch, except that the first
     /// batch is returned whole even if it alone is larger than `max_bytes` (Kafka's rule, so
-    /// consumers always make progress).
-    pub records: Bytes,
+    /// consumers always make progress). [`Records`] for a read that may be a file region.
+    pub records: R,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_LEN};
 use super::files::io_err;
+use super::region::Verified;
 use super::LogError;
 
 const OFFSET_ENTRY: usize = 8;
@@ -63,6 +64,9 @@ pub struct Segment {
     /// binary-search them with `pread`, so memory does not grow with retained data.
     on_disk: Option<(usize, usize)>,
     bytes_since_index: u64,
+    /// Byte ranges checked in this process, which may be served as file regions
+    /// (`region.rs`): appended here, or read and checked since the segment was opened.
+    pub verified: Verified,
 }
 
 impl Segment {
@@ -110,6 +114,7 @@ impl Segment {
             times: Vec::new(),
             on_disk: None,
             bytes_since_index: 0,
+            verified: Verified::default(),
         }
     }
 
@@ -190,6 +195,8 @@ impl Segment {
                     .write_all_at(&encode_time(self.times[n]), (n * TIME_ENTRY) as u64);
             }
         }
+        // Callers validated every batch (CRC included) before this write.
+        self.verified.insert(start, self.size, self.next_offset);
         Ok(())
     }
 
@@ -301,6 +308,16 @@ impl Segment {
         entry.map_or((0, self.base), |e| {
             (u64::from(e.1), self.base + i64::from(e.0))
         })
+    }
+
+    /// The last indexed batch start at or before position `limit` whose base offset is at most
+    /// `hw`, as `(position, base offset)`: everything before it is whole batches below `hw`
+    /// (the index is in position and offset order, so one binary search finds it).
+    pub fn indexed_start_before(&self, limit: u64, hw: i64) -> Option<(u64, i64)> {
+        let fits = |e: (u32, u32)| u64::from(e.1) <= limit && self.base + i64::from(e.0) <= hw;
+        let i = partition_point(self.n_offsets(), |i| self.offset_at(i).is_some_and(fits));
+        let e = self.offset_at(i.checked_sub(1)?)?;
+        Some((u64::from(e.1), self.base + i64::from(e.0)))
     }
 
     /// Position to start scanning from for the first batch with max timestamp `>= ts`, with

@@ -1446,6 +1446,9 @@ fn sigkill_never_loses_an_offset_reported_durable() {
 #[path = "replication_tests.rs"]
 mod replication;
 
+#[path = "region_tests.rs"]
+mod region;
+
 /// Found by the `partition_dir` fuzz target: the base offset (bytes 0..8) is not covered by
 /// the CRC, so a batch of a closed segment whose base offset was damaged passed the index
 /// check, and a read at an offset before it stopped there with nothing (a consumer stuck

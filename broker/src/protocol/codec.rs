@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
-use super::frame::{Frame, SpliceBuf, SPLICE_MIN};
+use super::frame::{Frame, Splice, SpliceBuf, SPLICE_MIN};
 use super::guard;
 use crate::error::BrokerError;
 
@@ -144,23 +144,26 @@ fn encode_with<R: Encodable, B: ByteBufMut>(
 }
 
 /// Encodes a response body for `raw` (its normal header version) into a [`Frame`] that keeps
-/// `records` by reference where the encoder writes them, each at least [`SPLICE_MIN`] long
-/// (smaller ones are copied). `records` must be in the order the encoder meets them (a
-/// fetch response: topics, then partitions, in order). Falls back to one buffer if the
-/// encoder does something a spliced buffer cannot hold.
+/// `splice` by reference where the encoder writes it: record sets at least [`SPLICE_MIN`]
+/// long (smaller ones are copied) and file regions (always). `splice` must be in the order
+/// the encoder meets them (a fetch response: topics, then partitions, in order). Falls back
+/// to one buffer if the encoder does something a spliced buffer cannot hold; with file
+/// regions, whose stand-ins must never be sent, that is an error instead (the caller reads
+/// the regions and encodes again).
 pub fn respond_spliced<R: Encodable + HeaderVersion>(
     raw: RawHeader,
     body: &R,
-    records: impl IntoIterator<Item = Bytes>,
+    splice: impl IntoIterator<Item = Splice>,
 ) -> Result<Frame, BrokerError> {
-    let splice: Vec<Bytes> = records
+    let splice: Vec<Splice> = splice
         .into_iter()
-        .filter(|r| r.len() >= SPLICE_MIN)
+        .filter(|s| !matches!(s, Splice::Keep(b) if b.len() < SPLICE_MIN))
         .collect();
     if splice.is_empty() {
         return respond(raw, body).map(Frame::One);
     }
-    let kept: usize = splice.iter().map(Bytes::len).sum();
+    let files = splice.iter().any(|s| matches!(s, Splice::File { .. }));
+    let kept: usize = splice.iter().map(|s| s.bytes().len()).sum();
     let header_version = R::header_version(raw.api_version);
     let buf = encode_with(raw, header_version, raw.api_version, body, |size| {
         let copied = size - kept.min(size);
@@ -168,6 +171,11 @@ pub fn respond_spliced<R: Encodable + HeaderVersion>(
     })?;
     match buf.finish() {
         Some(frame) => Ok(frame),
+        None if files => Err(BrokerError::Encode {
+            api: api_name(raw.api_key),
+            api_version: raw.api_version,
+            reason: "the encoder wrote a file region's stand-in out of its place".into(),
+        }),
         None => respond(raw, body).map(Frame::One),
     }
 }

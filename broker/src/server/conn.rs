@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
+use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
@@ -31,9 +32,10 @@ use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::handlers::sasl::SaslReply;
 use crate::handlers::{self, Caller, Reply};
+use crate::log::FileRegion;
 use crate::metrics::Metrics;
 use crate::protocol::codec;
-use crate::protocol::frame::Frame;
+use crate::protocol::frame::{self, Frame, PieceRef};
 use crate::security::sasl::SaslSession;
 use crate::security::Principal;
 
@@ -110,31 +112,140 @@ fn may_read(limits: &Limits, mine: usize, everybody: usize) -> bool {
     mine == 0 || (mine < limits.connection_queued_bytes && everybody < limits.all_queued_bytes)
 }
 
-/// Writes `frame`, its parts together (one vectored write where the socket takes them all).
-/// Every write must move some bytes within `stall` (`--write-stall-timeout-ms`): a client
-/// that takes nothing for that long is gone or hostile; a slow client that keeps reading is
-/// never cut off.
-async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+/// The TCP socket under a connection's writer, where file regions can go out with
+/// `sendfile`. `None` for TLS (the bytes must pass through the cipher in user space) and for
+/// test pipes: regions are read and written like any bytes there.
+pub(crate) trait RawSocket {
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl RawSocket for tokio::net::tcp::OwnedWriteHalf {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
+}
+
+impl<T> RawSocket for tokio::io::WriteHalf<T> {}
+
+impl RawSocket for tokio::io::DuplexStream {}
+
+impl<W: RawSocket + AsyncWrite> RawSocket for BufWriter<W> {
+    fn tcp(&self) -> Option<&TcpStream> {
+        self.get_ref().tcp()
+    }
+}
+
+/// Region bytes read per write where `sendfile` cannot be used.
+const REGION_CHUNK: usize = 256 * 1024;
+
+fn stalled(stall: Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "the client took no response bytes for {} ms",
+            stall.as_millis()
+        ),
+    )
+}
+
+/// Writes `frame`, its parts in memory together (one vectored write where the socket takes
+/// them all) and its file regions with `sendfile`. Every write must move some bytes within
+/// `stall` (`--write-stall-timeout-ms`): a client that takes nothing for that long is gone
+/// or hostile; a slow client that keeps reading is never cut off.
+async fn write_frame<W: AsyncWrite + Unpin + RawSocket>(
     wr: &mut W,
     frame: &Frame,
     stall: Duration,
 ) -> std::io::Result<()> {
-    let mut rest = frame.reader();
+    for piece in frame.pieces() {
+        match piece {
+            PieceRef::Mem(parts) => write_parts(wr, &mut frame::reader(parts), stall).await?,
+            PieceRef::File(region) => {
+                // What is buffered goes first.
+                match tokio::time::timeout(stall, wr.flush()).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(stalled(stall)),
+                }
+                match wr.tcp() {
+                    Some(tcp) => send_region(tcp, region, stall).await?,
+                    None => {
+                        let mut at = 0;
+                        while at < region.len {
+                            let n = REGION_CHUNK.min(region.len - at);
+                            let part = FileRegion {
+                                pos: region.pos + at as u64,
+                                len: n,
+                                ..region.clone()
+                            };
+                            let bytes = part.read_all()?;
+                            write_parts(wr, &mut frame::reader(&[bytes]), stall).await?;
+                            at += n;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_parts<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    rest: &mut frame::PartsReader<'_>,
+    stall: Duration,
+) -> std::io::Result<()> {
     while rest.has_remaining() {
-        match tokio::time::timeout(stall, wr.write_buf(&mut rest)).await {
+        match tokio::time::timeout(stall, wr.write_buf(rest)).await {
             Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(r) => {
                 r?;
             }
-            Err(_) => {
+            Err(_) => return Err(stalled(stall)),
+        }
+    }
+    Ok(())
+}
+
+/// Sends a file region to the socket with `sendfile`: the kernel moves the bytes from the
+/// page cache, they are never copied into the broker. A file that ends before the region (a
+/// follower's truncation since the read) is an error: the frame's length is already on the
+/// wire, so the connection must close rather than send fewer bytes.
+async fn send_region(tcp: &TcpStream, region: &FileRegion, stall: Duration) -> std::io::Result<()> {
+    let mut pos = region.pos;
+    let end = region.pos + region.len as u64;
+    while pos < end {
+        let step = async {
+            loop {
+                tcp.writable().await?;
+                let want = usize::try_from(end - pos).unwrap_or(usize::MAX);
+                match tcp.try_io(Interest::WRITABLE, || {
+                    rustix::fs::sendfile(tcp, &*region.file, Some(&mut pos), want)
+                        .map_err(std::io::Error::from)
+                }) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => return r,
+                }
+            }
+        };
+        match tokio::time::timeout(stall, step).await {
+            Ok(Ok(0)) => {
                 return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
+                    std::io::ErrorKind::UnexpectedEof,
                     format!(
-                        "the client took no response bytes for {} ms",
-                        stall.as_millis()
+                        "{} ends at {pos}, before the {} bytes being sent from {}",
+                        region.path.display(),
+                        region.len,
+                        region.pos
                     ),
                 ))
             }
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => return Err(stalled(stall)),
         }
     }
     Ok(())
@@ -292,7 +403,7 @@ async fn serve<R, W>(
     max_request: usize,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static + RawSocket,
 {
     let peer = caller.peer;
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
@@ -315,6 +426,9 @@ async fn serve<R, W>(
                     if let Err(e) = write_frame(&mut wr, &bytes, stall).await {
                         tracing::debug!(%peer, error = %e, "write failed; closing the connection");
                         return;
+                    }
+                    if wr.tcp().is_some() {
+                        metrics.sendfile_bytes(bytes.file_len());
                     }
                     // Written into the socket (or the small write buffer): no longer held.
                     drop(pending);
@@ -536,6 +650,105 @@ mod tests {
             .await
             .expect("written");
         assert_eq!(reader.await.expect("reader"), want);
+    }
+
+    /// A frame of a head, a file region and a tail, and the bytes it stands for.
+    fn frame_with_region(len: usize) -> (Frame, Vec<u8>, FileRegion) {
+        use crate::protocol::frame::Piece;
+        use std::io::Write;
+        let body: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let mut f = tempfile::tempfile().expect("tempfile");
+        f.write_all(&[9u8; 100]).expect("write");
+        f.write_all(&body).expect("write");
+        let region = FileRegion {
+            file: Arc::new(f),
+            path: Arc::new("00000000000000000000.log".into()),
+            pos: 100,
+            len,
+        };
+        let head = Bytes::from_static(b"head");
+        let tail = Bytes::from_static(b"tail");
+        let frame = Frame::Files(vec![
+            Piece::Mem(vec![head.clone()]),
+            Piece::File(region.clone()),
+            Piece::Mem(vec![tail.clone()]),
+        ]);
+        let want = [&head[..], &body, &tail[..]].concat();
+        (frame, want, region)
+    }
+
+    #[tokio::test]
+    async fn a_file_region_goes_out_with_sendfile_on_tcp_whole_and_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.expect("reads");
+            got
+        });
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_rd, wr) = server.into_split();
+        let mut wr = BufWriter::with_capacity(WRITE_BUFFER, wr);
+        assert!(wr.tcp().is_some(), "a plain TCP writer can sendfile");
+        // Larger than the socket buffer, so sendfile returns short and waits for room.
+        let (frame, want, _) = frame_with_region(8 << 20);
+        let stall = Limits::default().write_stall_timeout;
+        write_frame(&mut wr, &frame, stall).await.expect("written");
+        wr.shutdown().await.expect("shutdown");
+        drop(wr);
+        assert_eq!(client.await.expect("client"), want);
+    }
+
+    #[tokio::test]
+    async fn without_a_socket_a_file_region_is_read_and_written() {
+        let (mut broker, mut client) = tokio::io::duplex(64 * 1024);
+        assert!(broker.tcp().is_none());
+        let (frame, want, _) = frame_with_region(600_000);
+        let total = want.len();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; total];
+            client.read_exact(&mut got).await.expect("reads");
+            got
+        });
+        let stall = Limits::default().write_stall_timeout;
+        write_frame(&mut broker, &frame, stall)
+            .await
+            .expect("written");
+        assert_eq!(reader.await.expect("reader"), want);
+    }
+
+    #[tokio::test]
+    async fn a_file_cut_under_a_region_closes_the_connection_naming_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            let mut got = Vec::new();
+            let _ = c.read_to_end(&mut got).await;
+            got.len()
+        });
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_rd, wr) = server.into_split();
+        let mut wr = BufWriter::with_capacity(WRITE_BUFFER, wr);
+        let (frame, _, region) = frame_with_region(100_000);
+        region.file.set_len(50_100).expect("cut");
+        let stall = Limits::default().write_stall_timeout;
+        let err = write_frame(&mut wr, &frame, stall)
+            .await
+            .expect_err("short file");
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            err.to_string()
+                .contains("00000000000000000000.log ends at 50100"),
+            "{err}"
+        );
+        drop(wr);
+        assert!(client.await.expect("client") < 4 + 100_000);
     }
 
     #[test]

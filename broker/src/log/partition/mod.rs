@@ -195,6 +195,13 @@ impl PartitionLog {
         }
     }
 
+    /// The byte ranges of the active segment checked in this process (`region.rs`).
+    #[cfg(test)]
+    pub(crate) fn checked_ranges(&self) -> Vec<(u64, u64)> {
+        let mut inner = lock(&self.shared.inner);
+        inner.active().verified.ranges()
+    }
+
     /// The current config.
     pub fn config(&self) -> LogConfig {
         lock(&self.shared.inner).config.clone()

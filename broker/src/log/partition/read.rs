@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +13,16 @@ use bytes::Bytes;
 use super::{lock, PartitionLog};
 use crate::log::batch::{self, BatchHeader, HEADER_LEN};
 use crate::log::files::io_err;
+use crate::log::region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 use crate::log::{LogError, ReadOutcome};
+
+/// How far past a consumer's read its next bytes are checked ahead of time.
+const CHECK_AHEAD: u64 = 16 << 20;
+/// Checks ahead running at once, over all partitions (each takes a core while it runs).
+const CHECKERS: usize = 2;
+/// Bytes a check ahead reads at a time.
+const CHECK_CHUNK: usize = 1 << 20;
+static CHECKING: AtomicUsize = AtomicUsize::new(0);
 
 /// A segment a timestamp lookup may search: (file, path, `Segment::time_lookup`, end).
 type TimeCandidate = (Arc<File>, PathBuf, (u64, i64), u64);
@@ -29,6 +39,19 @@ impl PartitionLog {
         self.read_up_to(offset, max_bytes, false)
     }
 
+    /// [`PartitionLog::read`] for a consumer's fetch on a connection that can `sendfile`: a
+    /// run of whole batches of at least [`REGION_MIN`] bytes that this process already checked
+    /// comes back as a [`FileRegion`] instead of bytes (`region.rs`). Anything else is read and
+    /// checked as [`PartitionLog::read`] does, and remembered as checked, so the next read of
+    /// the same bytes can be a region.
+    pub fn read_for_send(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome<Records>, LogError> {
+        self.read_checked(offset, max_bytes, false, true)
+    }
+
     /// A read bounded by the high watermark (consumers) or the log end (`replica`: followers).
     /// The answer reports the high watermark either way.
     pub(super) fn read_up_to(
@@ -37,10 +60,31 @@ impl PartitionLog {
         max_bytes: usize,
         replica: bool,
     ) -> Result<ReadOutcome, LogError> {
+        let out = self.read_checked(offset, max_bytes, replica, false)?;
+        let records = match out.records {
+            Records::Bytes(b) => b,
+            // Not asked for (`region: false`), but correct either way.
+            Records::File(r) => r.read_all().map_err(io_err(&r.path))?,
+        };
+        Ok(ReadOutcome {
+            records,
+            high_watermark: out.high_watermark,
+            log_start_offset: out.log_start_offset,
+        })
+    }
+
+    /// The read behind both: a file region only when `region` is set.
+    fn read_checked(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        replica: bool,
+        region: bool,
+    ) -> Result<ReadOutcome<Records>, LogError> {
         let sh = &self.shared;
         let hw = self.high_watermark();
         let limit = if replica { self.log_end_offset() } else { hw };
-        let (file, path, (start_pos, expect), seg_end, log_start) = {
+        let (file, path, (start_pos, expect), seg_end, log_start, base) = {
             let inner = lock(&sh.inner);
             let log_start = inner.log_start;
             if offset < log_start || offset > inner.next_offset {
@@ -52,7 +96,7 @@ impl PartitionLog {
             }
             if offset >= limit {
                 return Ok(ReadOutcome {
-                    records: Bytes::new(),
+                    records: Records::Bytes(Bytes::new()),
                     high_watermark: hw,
                     log_start_offset: log_start,
                 });
@@ -65,24 +109,184 @@ impl PartitionLog {
                 seg.lookup_entry(offset),
                 seg.size,
                 log_start,
+                seg.base,
             )
         };
-        let records = read_batches(&file, start_pos, expect, seg_end, offset, limit, max_bytes)
+        let damaged = |(at, why): (u64, String)| {
+            tracing::warn!(path = %path.display(), position = at, offset, reason = %why,
+                "not serving a stored batch that is damaged");
+            crate::recovery::count(crate::recovery::Action::CorruptBatchRefused);
+            LogError::CorruptBatch {
+                reason: format!("{}: the batch at position {at}: {why}", path.display()),
+            }
+        };
+        let first = locate(&file, start_pos, expect, seg_end, offset, limit)
             .map_err(io_err(&path))?
-            .map_err(|(at, why)| {
-                tracing::warn!(path = %path.display(), position = at, offset, reason = %why,
-                    "not serving a stored batch that is damaged");
-                crate::recovery::count(crate::recovery::Action::CorruptBatchRefused);
-                LogError::CorruptBatch {
-                    reason: format!("{}: the batch at position {at}: {why}", path.display()),
-                }
-            })?;
-        let records = keep_intact(records, &path)?;
-        Ok(ReadOutcome {
+            .map_err(damaged)?;
+        let done = |records| ReadOutcome {
             records,
             high_watermark: hw,
             log_start_offset: log_start,
-        })
+        };
+        let Some(first) = first else {
+            return Ok(done(Records::Bytes(Bytes::new())));
+        };
+        if region {
+            if let Some(r) = self.checked_region(base, &file, &path, first, max_bytes, limit)? {
+                self.check_ahead(base, &file, &path, r.pos + r.len as u64);
+                return Ok(done(Records::File(r)));
+            }
+        }
+        let records = read_from(&file, first, seg_end, limit, max_bytes).map_err(io_err(&path))?;
+        let (records, next) = keep_intact(records, &path)?;
+        if region && !records.is_empty() {
+            let end = first.pos + records.len() as u64;
+            self.note_checked(base, &file, first.pos, end, next);
+            self.check_ahead(base, &file, &path, end);
+        }
+        Ok(done(Records::Bytes(records)))
+    }
+
+    /// The longest run of whole batches from `first` within `max_bytes` (the first batch
+    /// always) and below `hw` whose bytes this process checked, as a region, if it is at least
+    /// [`REGION_MIN`] long. The run ends at the segment's end, at an indexed batch start (the
+    /// index lists batch starts every `index.interval.bytes`, so the run is at most that much
+    /// and a batch shorter than a read's) or where the checked bytes end.
+    fn checked_region(
+        &self,
+        base: i64,
+        file: &Arc<File>,
+        path: &std::path::Path,
+        first: First,
+        max_bytes: usize,
+        hw: i64,
+    ) -> Result<Option<FileRegion>, LogError> {
+        if first.size > REGION_MAX {
+            return Ok(None);
+        }
+        let want_end = first.pos + first.size.max(max_bytes.min(REGION_MAX)) as u64;
+        let (end, indexed) = {
+            let inner = lock(&self.shared.inner);
+            let Ok(i) = inner.segments.binary_search_by_key(&base, |s| s.base) else {
+                return Ok(None);
+            };
+            let seg = &inner.segments[i];
+            if !Arc::ptr_eq(&seg.log, file) {
+                return Ok(None);
+            }
+            // (end, the base offset of an indexed batch there to confirm)
+            let mut end = (first.pos + first.size as u64, None);
+            if seg.next_offset <= hw && seg.size <= want_end {
+                end = (seg.size, None);
+            } else if let Some((p, o)) = seg.indexed_start_before(want_end, hw) {
+                if p > end.0 {
+                    end = (p, Some(o));
+                }
+            }
+            // Cut at the end of what was checked (a batch boundary too), if that comes first.
+            match seg.verified.end_from(first.pos) {
+                Some((checked, _)) if checked < end.0 => (checked, None),
+                Some(_) => end,
+                None => return Ok(None),
+            }
+        };
+        if end < first.pos + first.size as u64 {
+            return Ok(None);
+        }
+        let len = (end - first.pos) as usize;
+        if !(REGION_MIN..=REGION_MAX).contains(&len) {
+            return Ok(None);
+        }
+        // An index entry is trusted as a batch start only when the header there says so (an
+        // index file damaged on disk could point anywhere).
+        if let Some(o) = indexed {
+            let mut hdr = [0u8; HEADER_LEN];
+            match file.read_exact_at(&mut hdr, end) {
+                Ok(()) if peek(&hdr).is_ok_and(|h| h.0 == o) => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(FileRegion {
+            file: Arc::clone(file),
+            path: Arc::new(path.to_path_buf()),
+            pos: first.pos,
+            len,
+        }))
+    }
+
+    /// Remembers `[start, end)` of the segment at `base` as checked (`next`: the base offset
+    /// of the batch at `end`), if it is still the same file (a follower's truncation reopens
+    /// it) and still that long.
+    fn note_checked(&self, base: i64, file: &Arc<File>, start: u64, end: u64, next: i64) {
+        let mut inner = lock(&self.shared.inner);
+        if let Ok(i) = inner.segments.binary_search_by_key(&base, |s| s.base) {
+            let seg = &mut inner.segments[i];
+            if Arc::ptr_eq(&seg.log, file) && end <= seg.size {
+                seg.verified.insert(start, end, next);
+            }
+        }
+    }
+
+    /// After a consumer's read ending at `end` of the segment at `base`: unless the next
+    /// [`CHECK_AHEAD`] bytes are already checked (or being checked), checks them on a blocking
+    /// thread, so the consumer's next fetches find them checked and go out as file regions
+    /// instead of being read and checked on the request's path. A consumer of a log this
+    /// process did not write (after a restart) so gets `sendfile` from its second fetch on.
+    /// At most [`CHECKERS`] run at once over all partitions; when they are busy, reads check
+    /// for themselves.
+    fn check_ahead(&self, base: i64, file: &Arc<File>, path: &std::path::Path, end: u64) {
+        let job = {
+            let mut inner = lock(&self.shared.inner);
+            let Ok(i) = inner.segments.binary_search_by_key(&base, |s| s.base) else {
+                return;
+            };
+            let seg = &mut inner.segments[i];
+            let Some((from, next)) = seg.verified.end_from(end) else {
+                return;
+            };
+            // Checked far enough ahead already, or nothing left to check in this segment.
+            let wanted = !seg.verified.checking
+                && Arc::ptr_eq(&seg.log, file)
+                && from < seg.size
+                && from < end + CHECK_AHEAD / 2;
+            if !wanted {
+                return;
+            }
+            if CHECKING.fetch_add(1, Ordering::AcqRel) >= CHECKERS {
+                CHECKING.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            seg.verified.checking = true;
+            (from, next, seg.size.min(from + CHECK_AHEAD))
+        };
+        let (from, next, until) = job;
+        let shared = Arc::clone(&self.shared);
+        let file = Arc::clone(file);
+        let path = path.to_path_buf();
+        let run = move || {
+            let checked = check_batches(&file, from, next, until);
+            if let Err(e) = &checked {
+                tracing::debug!(path = %path.display(), position = from, error = %e, "check ahead failed; reads check for themselves");
+            }
+            let mut inner = lock(&shared.inner);
+            if let Ok(i) = inner.segments.binary_search_by_key(&base, |s| s.base) {
+                let seg = &mut inner.segments[i];
+                if Arc::ptr_eq(&seg.log, &file) {
+                    if let Ok((end, next)) = checked {
+                        if end <= seg.size {
+                            seg.verified.insert(from, end, next);
+                        }
+                    }
+                    seg.verified.checking = false;
+                }
+            }
+            drop(inner);
+            CHECKING.fetch_sub(1, Ordering::AcqRel);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(run)),
+            Err(_) => drop(std::thread::spawn(run)),
+        }
     }
 
     /// The earliest offset whose timestamp is `>= timestamp_ms`, with that timestamp, or `None`
@@ -210,23 +414,29 @@ fn peek(b: &[u8]) -> Result<(i64, usize, i64), String> {
     Ok((h.base_offset, h.size, last))
 }
 
-/// Reads whole batches of one segment, starting with the one containing `offset`, walking
-/// from `pos` where the batch with base offset `expect` starts. `Ok(Err((position, why)))`:
-/// a batch on the way is damaged (a header that does not parse, or a base offset out of
-/// sequence: the base offset is not covered by the CRC, so damage there is caught here), or
-/// the segment ends before `offset`; nothing is served, nothing skipped over.
-fn read_batches(
+/// Where a read starts: the batch that contains the requested offset.
+#[derive(Debug, Clone, Copy)]
+struct First {
+    pos: u64,
+    size: usize,
+    base: i64,
+}
+
+/// Finds the batch of one segment containing `offset`, walking headers from `pos` where the
+/// batch with base offset `expect` starts; `None` when it starts at or above `hw`.
+/// `Ok(Err((position, why)))`: a batch on the way is damaged (a header that does not parse, or
+/// a base offset out of sequence: the base offset is not covered by the CRC, so damage there
+/// is caught here), or the segment ends before `offset`; nothing is served, nothing skipped.
+fn locate(
     file: &File,
     mut pos: u64,
     mut expect: i64,
     seg_end: u64,
     offset: i64,
     hw: i64,
-    max_bytes: usize,
-) -> std::io::Result<Result<Bytes, (u64, String)>> {
-    // Walk headers from the index position to the batch containing `offset`.
+) -> std::io::Result<Result<Option<First>, (u64, String)>> {
     let mut hdr = [0u8; HEADER_LEN];
-    let first_size = loop {
+    loop {
         if pos + HEADER_LEN as u64 > seg_end {
             return Ok(Err((
                 pos,
@@ -256,20 +466,32 @@ fn read_batches(
             )));
         }
         if base >= hw {
-            return Ok(Ok(Bytes::new()));
+            return Ok(Ok(None));
         }
         if last >= offset {
-            break size;
+            return Ok(Ok(Some(First { pos, size, base })));
         }
         expect = last + 1;
         pos += size as u64;
-    };
-    let avail = (seg_end - pos) as usize;
-    let want = first_size.max(max_bytes).min(avail);
+    }
+}
+
+/// Reads whole batches from `first` (the first always, then while they fit in `max_bytes`,
+/// in sequence, below `hw`); their CRCs are checked by the caller.
+fn read_from(
+    file: &File,
+    first: First,
+    seg_end: u64,
+    hw: i64,
+    max_bytes: usize,
+) -> std::io::Result<Bytes> {
+    let avail = (seg_end - first.pos) as usize;
+    let want = first.size.max(max_bytes).min(avail);
     let mut buf = Vec::new();
-    read_exact_at_spare(file, &mut buf, want, pos)?;
+    read_exact_at_spare(file, &mut buf, want, first.pos)?;
     // Keep whole batches below the high watermark, in sequence: the first always, then while
     // they fit.
+    let mut expect = first.base;
     let mut end = 0;
     while end < buf.len() {
         let Ok((base, size, last)) = peek(&buf[end..]) else {
@@ -286,7 +508,7 @@ fn read_batches(
         end += size;
     }
     buf.truncate(end);
-    Ok(Ok(Bytes::from(buf)))
+    Ok(Bytes::from(buf))
 }
 
 /// Reads `len` bytes at `pos` into the spare capacity of `buf` (emptied first). Unlike
@@ -315,12 +537,14 @@ fn read_exact_at_spare(
     Ok(())
 }
 
-/// The leading batches of `records` whose CRC-32C holds. Recovery checks closed segments only
-/// by their index and tail, so a batch damaged on disk later is found here: it is never
-/// served, and a read that starts at it fails with CORRUPT_MESSAGE, naming the file.
-fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<Bytes, LogError> {
+/// The leading batches of `records` whose CRC-32C holds, with the base offset of the batch
+/// after them. Recovery checks closed segments only by their index and tail, so a batch
+/// damaged on disk later is found here: it is never served, and a read that starts at it fails
+/// with CORRUPT_MESSAGE, naming the file.
+fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<(Bytes, i64), LogError> {
     let mut end = 0;
-    while let Ok((base, size, _)) = peek(&records[end..]) {
+    let mut next = -1;
+    while let Ok((base, size, last)) = peek(&records[end..]) {
         let Some(whole) = records.get(end..end + size) else {
             break;
         };
@@ -335,8 +559,46 @@ fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<Bytes, LogError
             break;
         }
         end += size;
+        next = last + 1;
     }
-    Ok(records.slice(..end))
+    Ok((records.slice(..end), next))
+}
+
+/// Reads and checks the batches of a segment file from `pos`, where the batch with base offset
+/// `expect` starts, up to `until` (or the first batch that is damaged, out of sequence or not
+/// whole before `until`), as [`keep_intact`] and a read do. Returns where the checked run ends
+/// and the base offset of the batch there. Nothing is reported: a read that meets the damage
+/// reports it.
+fn check_batches(
+    file: &File,
+    mut pos: u64,
+    mut expect: i64,
+    until: u64,
+) -> std::io::Result<(u64, i64)> {
+    let mut buf = Vec::new();
+    while pos < until {
+        let want = usize::try_from(until - pos)
+            .unwrap_or(usize::MAX)
+            .min(CHECK_CHUNK);
+        read_exact_at_spare(file, &mut buf, want, pos)?;
+        let mut end = 0;
+        while let Ok((base, size, last)) = peek(&buf[end..]) {
+            match buf.get(end..end + size) {
+                Some(whole) if base == expect && batch::check_crc(whole).is_ok() => {}
+                // A batch larger than the rest of the chunk: the next chunk starts with it.
+                None if base == expect && end > 0 => break,
+                // One larger than a chunk is left to reads.
+                _ => return Ok((pos + end as u64, expect)),
+            }
+            end += size;
+            expect = last + 1;
+        }
+        if end == 0 {
+            break;
+        }
+        pos += end as u64;
+    }
+    Ok((pos, expect))
 }
 
 /// Walks a segment file's batches that start below `hw`, from `pos` where the batch with base

@@ -1,0 +1,164 @@
+//! What zero-copy fetches ask of the log (`region.rs`): a consumer's read of bytes this
+//! process checked is a file region of whole batches below the high watermark within the
+//! limit, the same bytes a read returns; anything not checked in this process is read and
+//! checked first, and a damaged batch is never part of a region.
+
+use super::*;
+
+/// 300 batches of ~330 bytes: ~100 KiB, an index entry every ~4 KiB.
+fn filled(dir: &Path) -> PartitionLog {
+    let log = PartitionLog::open(dir.to_path_buf(), cfg()).unwrap();
+    for i in 0..300 {
+        log.append(B::new(10).tag(&format!("m{i:03}")).build())
+            .unwrap();
+    }
+    log
+}
+
+fn region(out: &ReadOutcome<Records>) -> &FileRegion {
+    match &out.records {
+        Records::File(r) => r,
+        Records::Bytes(b) => panic!("{} bytes in memory, not a file region", b.len()),
+    }
+}
+
+fn in_memory(out: &ReadOutcome<Records>) -> &Bytes {
+    match &out.records {
+        Records::Bytes(b) => b,
+        Records::File(r) => panic!("a file region of {} bytes, not bytes", r.len),
+    }
+}
+
+#[test]
+fn appended_bytes_are_served_as_regions_of_whole_batches_within_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = filled(&tmp.path().join("t-0"));
+    let batch_len = B::new(10).tag("m000").build().len();
+    for (offset, max) in [(0, 1 << 20), (0, 20_000), (375, 30_000), (1234, 50_000)] {
+        let out = log.read_for_send(offset, max).unwrap();
+        let got = region(&out).read_all().unwrap();
+        let want = log.read(offset, max).unwrap().records;
+        assert!(got.len() <= max, "offset {offset}, max {max}");
+        assert!(
+            want.starts_with(&got),
+            "offset {offset}: a prefix of the read"
+        );
+        // Cut at an indexed batch start: at most an index interval (and a batch) short.
+        assert!(
+            got.len() + 4096 + batch_len >= want.len(),
+            "offset {offset}, max {max}: {} of {}",
+            got.len(),
+            want.len()
+        );
+        // Whole batches (decode_all checks every CRC and refuses a partial one), starting
+        // with the batch that holds the offset.
+        let recs = decode_all(&got);
+        assert!(recs[0].0 <= offset && recs.iter().any(|r| r.0 == offset));
+        assert_eq!((out.high_watermark, out.log_start_offset), (3000, 0));
+    }
+    // A read shorter than REGION_MIN is copied, the log end is empty.
+    assert_eq!(
+        in_memory(&log.read_for_send(0, 1000).unwrap()),
+        &log.read(0, 1000).unwrap().records
+    );
+    assert!(in_memory(&log.read_for_send(3000, 1 << 20).unwrap()).is_empty());
+}
+
+#[test]
+fn after_a_restart_bytes_become_regions_once_checked_by_a_read_or_ahead_of_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let (whole, size) = {
+        let log = filled(&dir);
+        log.flush().unwrap();
+        let whole = log.read(0, 1 << 20).unwrap().records;
+        (whole.clone(), whole.len() as u64)
+    };
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    assert!(log.checked_ranges().is_empty(), "nothing checked at open");
+    let first = log.read_for_send(0, 30_000).unwrap();
+    let checked = in_memory(&first).clone();
+    assert!(whole.starts_with(&checked));
+    // The read checked its bytes and started checking ahead of them: the rest of the
+    // segment (well under CHECK_AHEAD) is checked on another thread.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log.checked_ranges() != [(0, size)] {
+        assert!(
+            Instant::now() < deadline,
+            "checked: {:?} of {size}",
+            log.checked_ranges()
+        );
+        std::thread::yield_now();
+    }
+    let again = log.read_for_send(0, 30_000).unwrap();
+    assert!(checked.starts_with(&region(&again).read_all().unwrap()));
+    let next = decode_all(&checked).last().unwrap().0 + 1;
+    let beyond = log.read_for_send(next, 1 << 20).unwrap();
+    assert_eq!(
+        region(&beyond).read_all().unwrap(),
+        whole.slice(checked.len()..)
+    );
+}
+
+#[test]
+fn a_batch_damaged_before_a_restart_is_never_part_of_a_region() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let batch_len = {
+        let log = filled(&dir);
+        log.flush().unwrap();
+        B::new(10).tag("m000").build().len() as u64
+    };
+    // Flip a byte inside the records of batch 100 (offsets 1000..1010).
+    let path = active_log_file(&dir);
+    let at = 100 * batch_len + 70;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, at).unwrap();
+    f.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
+    drop(f);
+
+    let log = PartitionLog::open(dir, cfg()).unwrap();
+    for round in 0..3 {
+        let out = log.read_for_send(0, 1 << 20).unwrap();
+        let got = out.records.clone().into_bytes().unwrap();
+        let last = decode_all(&got).last().unwrap().0;
+        assert_eq!(last, 999, "round {round}: stops before the damaged batch");
+        let err = log.read_for_send(1000, 1 << 20).unwrap_err();
+        assert!(matches!(err, LogError::CorruptBatch { .. }), "{err:?}");
+        // After it, served (and a region once checked).
+        let tail = log.read_for_send(1010, 1 << 20).unwrap();
+        let got = tail.records.clone().into_bytes().unwrap();
+        assert_eq!(decode_all(&got)[0].0, 1010);
+        if round > 0 {
+            // Checked by the first round's read, then served from the file.
+            region(&out);
+            region(&tail);
+        }
+    }
+    // Checking ahead stopped at the damage too: nothing checked covers it.
+    let damaged = (100 * batch_len, 101 * batch_len);
+    assert!(log
+        .checked_ranges()
+        .iter()
+        .all(|r| r.1 <= damaged.0 || r.0 >= damaged.1));
+}
+
+#[test]
+fn a_followers_truncation_forgets_what_was_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = filled(&tmp.path().join("t-0"));
+    region(&log.read_for_send(0, 1 << 20).unwrap());
+    log.truncate_to(2000).unwrap();
+    // The reopened segment was checked by recovery's scan, not by a read of this process:
+    // read and checked again, then a region that ends at the new log end.
+    let out = log.read_for_send(0, 1 << 20).unwrap();
+    let got = in_memory(&out).clone();
+    assert_eq!(decode_all(&got).last().unwrap().0, 1999);
+    let again = log.read_for_send(0, 1 << 20).unwrap();
+    assert_eq!(region(&again).read_all().unwrap(), got);
+}

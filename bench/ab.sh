@@ -11,7 +11,8 @@
 # Env: CLIENT=raw (the loadgen's raw client, ~0.1 CPU-s/GiB: the broker's figure) or rdkafka
 #      (librdkafka, ~1.2 CPU-s/GiB: what an application sees)
 #      ROUNDS=5 RECORD_SIZE=1024 ACKS=all PARTITIONS=1 PRODUCE_SECONDS=10 WARMUP_SECONDS=3
-#      CONSUME_GIB=2 FSYNC=interval PASSES=1 (consume: reads of the backlog per broker start,
+#      CONSUME_GIB=2 FSYNC=interval CONSUME_ARGS (more sluice-loadgen consume arguments, e.g.
+#      "-X fetch.queue.backoff.ms=10") PASSES=1 (consume: reads of the backlog per broker start,
 #      the last one measured; 2 measures a broker that already read it once, which is what
 #      a zero-copy fetch needs: docs/benchmarks.md) LOADGEN_BIN (default: cargo build --release -p sluice-loadgen)
 #      WORK (default: a temp dir, removed at exit)
@@ -40,6 +41,8 @@ raw) PRODUCE_CMD=(raw-produce --partitions "$PARTITIONS") CONSUME_CMD=(raw-consu
 rdkafka) PRODUCE_CMD=(produce) CONSUME_CMD=(consume) ;;
 *) echo "ab.sh: CLIENT=$CLIENT (raw or rdkafka)" >&2; exit 2 ;;
 esac
+# shellcheck disable=SC2206 # word splitting of the extra arguments is the point
+CONSUME_CMD+=(${CONSUME_ARGS:-})
 if [[ -z "${LOADGEN_BIN:-}" ]]; then
     (cd "$ROOT" && cargo build --release --locked -p sluice-loadgen) >&2
     LOADGEN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice-loadgen"

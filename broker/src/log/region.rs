@@ -9,7 +9,8 @@
 //! included, by produce and by replication) or read and checked before. [`Verified`] keeps
 //! those ranges per segment. Damage that happens to a file while the broker runs is outside
 //! what the broker can see either way (as for Kafka, which checks nothing on fetch); clients
-//! check CRCs on their side (librdkafka and the Java client by default).
+//! can check CRCs on their side (the Java client does by default, librdkafka with
+//! `check.crcs=true`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -87,53 +88,30 @@ impl Records {
 }
 
 /// Byte ranges of one segment file whose batches were checked in this process (CRC, header,
-/// offsets in sequence), sorted, disjoint and not touching. Each range starts and ends on a
-/// batch boundary and knows the base offset of the batch at its end, where a check ahead
-/// (`partition/read.rs`) continues.
+/// offsets in sequence), as sorted, disjoint, non-touching `[start, end)` pairs. Each range
+/// starts and ends on a batch boundary.
 #[derive(Debug, Default)]
 pub struct Verified {
-    ranges: Vec<Checked>,
-    /// A check ahead is running for this segment.
-    pub checking: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Checked {
-    start: u64,
-    end: u64,
-    /// The base offset of the batch at `end` (the offset after the range's last record).
-    next: i64,
+    ranges: Vec<(u64, u64)>,
 }
 
 impl Verified {
-    /// Records `[start, end)` as checked (`next`: the base offset of the batch at `end`),
-    /// merging it with the ranges it touches.
-    pub fn insert(&mut self, start: u64, end: u64, next: i64) {
+    /// Records `[start, end)` as checked, merging it with the ranges it touches.
+    pub fn insert(&mut self, start: u64, end: u64) {
         if start >= end {
             return;
         }
         // The first range that ends at or after `start` (it may touch or overlap).
-        let i = self.ranges.partition_point(|r| r.end < start);
+        let i = self.ranges.partition_point(|r| r.1 < start);
         // Ranges from `i` that start at or before `end` all merge into one.
-        let j = i + self.ranges[i..].partition_point(|r| r.start <= end);
-        let new = Checked { start, end, next };
+        let j = i + self.ranges[i..].partition_point(|r| r.0 <= end);
         if i == j {
             if self.ranges.len() < MAX_RANGES {
-                self.ranges.insert(i, new);
+                self.ranges.insert(i, (start, end));
             }
             return;
         }
-        let last = self.ranges[j - 1];
-        let (end, next) = if last.end > end {
-            (last.end, last.next)
-        } else {
-            (end, next)
-        };
-        let merged = Checked {
-            start: start.min(self.ranges[i].start),
-            end,
-            next,
-        };
+        let merged = (start.min(self.ranges[i].0), end.max(self.ranges[j - 1].1));
         self.ranges.drain(i + 1..j);
         self.ranges[i] = merged;
     }
@@ -141,24 +119,20 @@ impl Verified {
     /// Whether all of `[start, end)` was checked.
     #[cfg(test)]
     pub fn covers(&self, start: u64, end: u64) -> bool {
-        let i = self.ranges.partition_point(|r| r.end < end);
-        self.ranges.get(i).is_some_and(|r| r.start <= start)
+        let i = self.ranges.partition_point(|r| r.1 < end);
+        self.ranges.get(i).is_some_and(|r| r.0 <= start)
     }
 
-    /// The end of the checked range that holds `pos` (or ends there), with the base offset of
-    /// the batch at that end.
-    pub fn end_from(&self, pos: u64) -> Option<(u64, i64)> {
-        let i = self.ranges.partition_point(|r| r.end < pos);
-        self.ranges
-            .get(i)
-            .filter(|r| r.start <= pos)
-            .map(|r| (r.end, r.next))
+    /// The end of the checked range that holds `pos` (or ends there): a batch boundary.
+    pub fn end_from(&self, pos: u64) -> Option<u64> {
+        let i = self.ranges.partition_point(|r| r.1 < pos);
+        self.ranges.get(i).filter(|r| r.0 <= pos).map(|r| r.1)
     }
 
     /// The checked ranges, as `[start, end)` pairs.
     #[cfg(test)]
     pub fn ranges(&self) -> Vec<(u64, u64)> {
-        self.ranges.iter().map(|r| (r.start, r.end)).collect()
+        self.ranges.clone()
     }
 }
 
@@ -170,50 +144,45 @@ mod tests {
 
     #[test]
     fn ranges_merge_when_they_touch_or_overlap_and_stay_apart_otherwise() {
-        // Offsets: a batch of 10 records every 10 bytes, so position p holds offset p.
         let mut v = Verified::default();
-        v.insert(100, 200, 200);
-        v.insert(300, 400, 400);
+        v.insert(100, 200);
+        v.insert(300, 400);
         assert_eq!(v.ranges(), [(100, 200), (300, 400)]);
         assert!(v.covers(100, 200) && v.covers(150, 160) && v.covers(300, 400));
         assert!(!v.covers(150, 350), "the gap 200..300 was never checked");
         assert!(!v.covers(0, 50) && !v.covers(390, 410));
-        assert_eq!(v.end_from(150), Some((200, 200)));
-        assert_eq!(v.end_from(200), Some((200, 200)), "at its end");
+        assert_eq!(v.end_from(150), Some(200));
+        assert_eq!(v.end_from(200), Some(200), "at its end");
         assert_eq!(v.end_from(250), None);
         // Touching the first one extends it; bridging the gap makes one range.
-        v.insert(200, 250, 250);
+        v.insert(200, 250);
         assert_eq!(v.ranges(), [(100, 250), (300, 400)]);
-        v.insert(240, 310, 310);
+        v.insert(240, 310);
         assert_eq!(v.ranges(), [(100, 400)]);
         assert!(v.covers(100, 400));
-        assert_eq!(
-            v.end_from(120),
-            Some((400, 400)),
-            "the end of the merged range"
-        );
+        assert_eq!(v.end_from(120), Some(400), "the end of the merged range");
         // Inside or empty changes nothing; one spanning several swallows them.
-        v.insert(120, 130, 130);
-        v.insert(500, 500, 500);
+        v.insert(120, 130);
+        v.insert(500, 500);
         assert_eq!(v.ranges(), [(100, 400)]);
-        assert_eq!(v.end_from(399), Some((400, 400)));
-        v.insert(600, 700, 700);
-        v.insert(800, 900, 900);
-        v.insert(50, 1000, 1000);
+        assert_eq!(v.end_from(399), Some(400));
+        v.insert(600, 700);
+        v.insert(800, 900);
+        v.insert(50, 1000);
         assert_eq!(v.ranges(), [(50, 1000)]);
-        assert_eq!(v.end_from(50), Some((1000, 1000)));
+        assert_eq!(v.end_from(50), Some(1000));
     }
 
     #[test]
     fn past_the_limit_new_ranges_are_not_remembered_but_extensions_are() {
         let mut v = Verified::default();
         for i in 0..MAX_RANGES as u64 {
-            v.insert(i * 100, i * 100 + 10, 0);
+            v.insert(i * 100, i * 100 + 10);
         }
-        v.insert(10_000, 10_010, 0);
+        v.insert(10_000, 10_010);
         assert!(!v.covers(10_000, 10_010));
         assert_eq!(v.ranges.len(), MAX_RANGES);
-        v.insert(10, 20, 0);
+        v.insert(10, 20);
         assert!(v.covers(0, 20));
     }
 

@@ -196,7 +196,7 @@ impl Segment {
             }
         }
         // Callers validated every batch (CRC included) before this write.
-        self.verified.insert(start, self.size, self.next_offset);
+        self.verified.insert(start, self.size);
         Ok(())
     }
 

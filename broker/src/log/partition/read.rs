@@ -5,7 +5,6 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,14 +14,6 @@ use crate::log::batch::{self, BatchHeader, HEADER_LEN};
 use crate::log::files::io_err;
 use crate::log::region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 use crate::log::{LogError, ReadOutcome};
-
-/// How far past a consumer's read its next bytes are checked ahead of time.
-const CHECK_AHEAD: u64 = 16 << 20;
-/// Checks ahead running at once, over all partitions (each takes a core while it runs).
-const CHECKERS: usize = 2;
-/// Bytes a check ahead reads at a time.
-const CHECK_CHUNK: usize = 1 << 20;
-static CHECKING: AtomicUsize = AtomicUsize::new(0);
 
 /// A segment a timestamp lookup may search: (file, path, `Segment::time_lookup`, end).
 type TimeCandidate = (Arc<File>, PathBuf, (u64, i64), u64);
@@ -133,16 +124,13 @@ impl PartitionLog {
         };
         if region {
             if let Some(r) = self.checked_region(base, &file, &path, first, max_bytes, limit)? {
-                self.check_ahead(base, &file, &path, r.pos + r.len as u64);
                 return Ok(done(Records::File(r)));
             }
         }
         let records = read_from(&file, first, seg_end, limit, max_bytes).map_err(io_err(&path))?;
-        let (records, next) = keep_intact(records, &path)?;
+        let records = keep_intact(records, &path)?;
         if region && !records.is_empty() {
-            let end = first.pos + records.len() as u64;
-            self.note_checked(base, &file, first.pos, end, next);
-            self.check_ahead(base, &file, &path, end);
+            self.note_checked(base, &file, first.pos, first.pos + records.len() as u64);
         }
         Ok(done(Records::Bytes(records)))
     }
@@ -185,7 +173,7 @@ impl PartitionLog {
             }
             // Cut at the end of what was checked (a batch boundary too), if that comes first.
             match seg.verified.end_from(first.pos) {
-                Some((checked, _)) if checked < end.0 => (checked, None),
+                Some(checked) if checked < end.0 => (checked, None),
                 Some(_) => end,
                 None => return Ok(None),
             }
@@ -214,78 +202,15 @@ impl PartitionLog {
         }))
     }
 
-    /// Remembers `[start, end)` of the segment at `base` as checked (`next`: the base offset
-    /// of the batch at `end`), if it is still the same file (a follower's truncation reopens
-    /// it) and still that long.
-    fn note_checked(&self, base: i64, file: &Arc<File>, start: u64, end: u64, next: i64) {
+    /// Remembers `[start, end)` of the segment at `base` as checked, if it is still the same
+    /// file (a follower's truncation reopens it) and still that long.
+    fn note_checked(&self, base: i64, file: &Arc<File>, start: u64, end: u64) {
         let mut inner = lock(&self.shared.inner);
         if let Ok(i) = inner.segments.binary_search_by_key(&base, |s| s.base) {
             let seg = &mut inner.segments[i];
             if Arc::ptr_eq(&seg.log, file) && end <= seg.size {
-                seg.verified.insert(start, end, next);
+                seg.verified.insert(start, end);
             }
-        }
-    }
-
-    /// After a consumer's read ending at `end` of the segment at `base`: unless the next
-    /// [`CHECK_AHEAD`] bytes are already checked (or being checked), checks them on a blocking
-    /// thread, so the consumer's next fetches find them checked and go out as file regions
-    /// instead of being read and checked on the request's path. A consumer of a log this
-    /// process did not write (after a restart) so gets `sendfile` from its second fetch on.
-    /// At most [`CHECKERS`] run at once over all partitions; when they are busy, reads check
-    /// for themselves.
-    fn check_ahead(&self, base: i64, file: &Arc<File>, path: &std::path::Path, end: u64) {
-        let job = {
-            let mut inner = lock(&self.shared.inner);
-            let Ok(i) = inner.segments.binary_search_by_key(&base, |s| s.base) else {
-                return;
-            };
-            let seg = &mut inner.segments[i];
-            let Some((from, next)) = seg.verified.end_from(end) else {
-                return;
-            };
-            // Checked far enough ahead already, or nothing left to check in this segment.
-            let wanted = !seg.verified.checking
-                && Arc::ptr_eq(&seg.log, file)
-                && from < seg.size
-                && from < end + CHECK_AHEAD / 2;
-            if !wanted {
-                return;
-            }
-            if CHECKING.fetch_add(1, Ordering::AcqRel) >= CHECKERS {
-                CHECKING.fetch_sub(1, Ordering::AcqRel);
-                return;
-            }
-            seg.verified.checking = true;
-            (from, next, seg.size.min(from + CHECK_AHEAD))
-        };
-        let (from, next, until) = job;
-        let shared = Arc::clone(&self.shared);
-        let file = Arc::clone(file);
-        let path = path.to_path_buf();
-        let run = move || {
-            let checked = check_batches(&file, from, next, until);
-            if let Err(e) = &checked {
-                tracing::debug!(path = %path.display(), position = from, error = %e, "check ahead failed; reads check for themselves");
-            }
-            let mut inner = lock(&shared.inner);
-            if let Ok(i) = inner.segments.binary_search_by_key(&base, |s| s.base) {
-                let seg = &mut inner.segments[i];
-                if Arc::ptr_eq(&seg.log, &file) {
-                    if let Ok((end, next)) = checked {
-                        if end <= seg.size {
-                            seg.verified.insert(from, end, next);
-                        }
-                    }
-                    seg.verified.checking = false;
-                }
-            }
-            drop(inner);
-            CHECKING.fetch_sub(1, Ordering::AcqRel);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(run)),
-            Err(_) => drop(std::thread::spawn(run)),
         }
     }
 
@@ -537,14 +462,12 @@ fn read_exact_at_spare(
     Ok(())
 }
 
-/// The leading batches of `records` whose CRC-32C holds, with the base offset of the batch
-/// after them. Recovery checks closed segments only by their index and tail, so a batch
-/// damaged on disk later is found here: it is never served, and a read that starts at it fails
-/// with CORRUPT_MESSAGE, naming the file.
-fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<(Bytes, i64), LogError> {
+/// The leading batches of `records` whose CRC-32C holds. Recovery checks closed segments only
+/// by their index and tail, so a batch damaged on disk later is found here: it is never
+/// served, and a read that starts at it fails with CORRUPT_MESSAGE, naming the file.
+fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<Bytes, LogError> {
     let mut end = 0;
-    let mut next = -1;
-    while let Ok((base, size, last)) = peek(&records[end..]) {
+    while let Ok((base, size, _)) = peek(&records[end..]) {
         let Some(whole) = records.get(end..end + size) else {
             break;
         };
@@ -559,46 +482,8 @@ fn keep_intact(records: Bytes, path: &std::path::Path) -> Result<(Bytes, i64), L
             break;
         }
         end += size;
-        next = last + 1;
     }
-    Ok((records.slice(..end), next))
-}
-
-/// Reads and checks the batches of a segment file from `pos`, where the batch with base offset
-/// `expect` starts, up to `until` (or the first batch that is damaged, out of sequence or not
-/// whole before `until`), as [`keep_intact`] and a read do. Returns where the checked run ends
-/// and the base offset of the batch there. Nothing is reported: a read that meets the damage
-/// reports it.
-fn check_batches(
-    file: &File,
-    mut pos: u64,
-    mut expect: i64,
-    until: u64,
-) -> std::io::Result<(u64, i64)> {
-    let mut buf = Vec::new();
-    while pos < until {
-        let want = usize::try_from(until - pos)
-            .unwrap_or(usize::MAX)
-            .min(CHECK_CHUNK);
-        read_exact_at_spare(file, &mut buf, want, pos)?;
-        let mut end = 0;
-        while let Ok((base, size, last)) = peek(&buf[end..]) {
-            match buf.get(end..end + size) {
-                Some(whole) if base == expect && batch::check_crc(whole).is_ok() => {}
-                // A batch larger than the rest of the chunk: the next chunk starts with it.
-                None if base == expect && end > 0 => break,
-                // One larger than a chunk is left to reads.
-                _ => return Ok((pos + end as u64, expect)),
-            }
-            end += size;
-            expect = last + 1;
-        }
-        if end == 0 {
-            break;
-        }
-        pos += end as u64;
-    }
-    Ok((pos, expect))
+    Ok(records.slice(..end))
 }
 
 /// Walks a segment file's batches that start below `hw`, from `pos` where the batch with base

@@ -422,7 +422,11 @@ fn records_sent_with_sendfile_are_byte_exact_for_every_client() {
     // A log written before the restart: the first read checks what it serves (read, CRC)...
     let got = rd_consume_from_start(&bs, &topic, &[0], MANY as usize, LONG);
     assert_records_exact(&got, 0..MANY);
-    assert_eq!(sendfile_bytes(&broker), 0.0, "nothing checked yet in this process");
+    assert_eq!(
+        sendfile_bytes(&broker),
+        0.0,
+        "nothing checked yet in this process"
+    );
     // ...and the next read of the same bytes is sent from the file.
     let got = rd_consume_from_start(&bs, &topic, &[0], MANY as usize, LONG);
     assert_records_exact(&got, 0..MANY);

@@ -84,21 +84,7 @@ fn rdkafka_produced_codecs_are_read_byte_exact_by_kafka_python_and_confluent_kaf
     }
     let total = N * CODECS.len() as u64;
     for script in ["kafka_python_client.py", "confluent_client.py"] {
-        let out = run_python(
-            script,
-            &[
-                "consume",
-                "--bootstrap",
-                &bs,
-                "--topic",
-                &topic,
-                "--count",
-                &total.to_string(),
-            ],
-            LONG,
-        );
-        let got = parse_consumed_lines(&out.stdout);
-        assert_records_exact(&got, 0..total);
+        assert_records_exact(&py_consume(script, &bs, &topic, total), 0..total);
     }
 }
 
@@ -367,6 +353,24 @@ fn list_offsets_by_timestamp_finds_the_first_record_at_or_after_it() {
     assert_eq!(raw_list_offset(&mut c, &topic, 0, -1), (0, 20), "latest");
 }
 
+/// `count` records of `topic` read from its start by one of the Python clients' scripts.
+fn py_consume(script: &str, bootstrap: &str, topic: &str, count: u64) -> Vec<Consumed> {
+    let out = run_python(
+        script,
+        &[
+            "consume",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--count",
+            &count.to_string(),
+        ],
+        LONG,
+    );
+    parse_consumed_lines(&out.stdout)
+}
+
 /// The broker's counter of record bytes sent with `sendfile`.
 fn sendfile_bytes(broker: &TestBroker) -> f64 {
     let (status, body) = http_get(broker.http_addr(), "/metrics").expect("GET /metrics");
@@ -397,20 +401,7 @@ fn records_sent_with_sendfile_are_byte_exact_for_every_client() {
         "librdkafka's fetches went out with sendfile: {after_rd}"
     );
     for script in ["kafka_python_client.py", "confluent_client.py"] {
-        let out = run_python(
-            script,
-            &[
-                "consume",
-                "--bootstrap",
-                &bs,
-                "--topic",
-                &topic,
-                "--count",
-                &MANY.to_string(),
-            ],
-            LONG,
-        );
-        assert_records_exact(&parse_consumed_lines(&out.stdout), 0..MANY);
+        assert_records_exact(&py_consume(script, &bs, &topic, MANY), 0..MANY);
     }
     assert!(
         sendfile_bytes(&broker) >= after_rd + 2e6,

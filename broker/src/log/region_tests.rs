@@ -102,15 +102,7 @@ fn a_batch_damaged_before_a_restart_is_never_part_of_a_region() {
     // Flip a byte inside the records of batch 100 (offsets 1000..1010).
     let path = active_log_file(&dir);
     let at = 100 * batch_len + 70;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let mut byte = [0u8; 1];
-    f.read_exact_at(&mut byte, at).unwrap();
-    f.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
-    drop(f);
+    flip_byte(&path, at);
 
     let log = PartitionLog::open(dir, cfg()).unwrap();
     for round in 0..3 {

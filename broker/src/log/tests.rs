@@ -396,6 +396,18 @@ fn restart_keeps_data_and_continues_offsets() {
     assert_eq!(i.base_offset, 30);
 }
 
+/// Damages one byte of a file in place (as a disk could).
+fn flip_byte(path: &Path, at: u64) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, at).unwrap();
+    f.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
+}
+
 fn active_log_file(dir: &Path) -> std::path::PathBuf {
     let mut logs: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -467,15 +479,7 @@ fn corrupt_crc_in_the_middle_of_the_active_segment_is_kept_but_never_served() {
     let path = active_log_file(&dir);
     // Flip one byte inside batch 2's records.
     let at = sizes[0] + sizes[1] + 70;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let mut byte = [0u8; 1];
-    f.read_exact_at(&mut byte, at).unwrap();
-    f.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
-    drop(f);
+    flip_byte(&path, at);
 
     let log = PartitionLog::open(dir, cfg()).unwrap();
     assert_eq!(log.log_end_offset(), 10);
@@ -516,15 +520,7 @@ fn corrupt_crc_in_the_last_batch_is_cut_like_a_torn_write() {
     }
     let path = active_log_file(&dir);
     let at = sizes[0] + sizes[1] + 70;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let mut byte = [0u8; 1];
-    f.read_exact_at(&mut byte, at).unwrap();
-    f.write_all_at(&[byte[0] ^ 0x55], at).unwrap();
-    drop(f);
+    flip_byte(&path, at);
 
     let log = PartitionLog::open(dir, cfg()).unwrap();
     assert_eq!(log.log_end_offset(), 4);

@@ -131,8 +131,8 @@ fn rdkafka_scram_sha_512_user_from_the_users_file_is_served_and_a_wrong_password
     let topic = topic_name("sasl");
 
     let good = scram(USER, PASSWORD);
-    // ~450 KiB: fetches of it are file regions, which a TLS connection reads and encrypts
-    // (it cannot sendfile).
+    // ~450 KiB: fetches of it are file regions, sent with sendfile on this plaintext
+    // (SASL) listener once the client authenticated.
     const MANY: u64 = 600;
     let acked = rd_produce_all(&bs, &topic, Some(0), 0..MANY, &borrowed(&good));
     assert_eq!(sorted_offsets(&acked), (0..MANY as i64).collect::<Vec<_>>());
@@ -140,7 +140,7 @@ fn rdkafka_scram_sha_512_user_from_the_users_file_is_served_and_a_wrong_password
     let got = rd_poll_n(&reader, MANY as usize, Duration::from_secs(60));
     assert_records_exact(&got, 0..MANY);
     assert!(broker.metric("sluice_fetched_bytes_total", "") >= 400_000.0);
-    assert_eq!(broker.metric("sluice_fetch_sendfile_bytes_total", ""), 0.0);
+    assert!(broker.metric("sluice_fetch_sendfile_bytes_total", "") > 0.0);
     assert!(
         broker.metric("sluice_sasl_authentications", "SCRAM-SHA-512") >= 1.0,
         "successful authentications are counted"

@@ -2,16 +2,20 @@
 # A/B of two (or more) sluice-broker binaries under one load, alternated round by round on the
 # same machine, so that a change's effect is not confused with the machine's drift.
 #
-# Usage: bench/ab.sh produce|consume BINARY_A BINARY_B [BINARY...]
+# Usage: bench/ab.sh produce|consume|latency BINARY_A BINARY_B [BINARY...]
 #   produce   every run on a fresh data dir: PRODUCE_SECONDS of `sluice-loadgen raw-produce`
 #             (or `produce`, see CLIENT; RECORD_SIZE, ACKS, PARTITIONS) after WARMUP_SECONDS
 #   consume   one backlog of CONSUME_GIB filled once (by the first binary, not measured), then
 #             every run reads all of it from offset 0 with `sluice-loadgen raw-consume` (or
 #             `consume`)
+#   latency   every run on a fresh data dir: librdkafka at a fixed RATE (1 KiB, acks=ACKS,
+#             linger 0) for PRODUCE_SECONDS after WARMUP_SECONDS, latency from intended send
+#             times (`sluice-loadgen produce --rate --e2e`); prints produce p50/p99/p99.9,
+#             end-to-end p99 and the client's own send lag p99 in ms
 # Env: CLIENT=raw (the loadgen's raw client, ~0.1 CPU-s/GiB: the broker's figure) or rdkafka
 #      (librdkafka, ~1.2 CPU-s/GiB: what an application sees)
 #      ROUNDS=5 RECORD_SIZE=1024 ACKS=all PARTITIONS=1 PRODUCE_SECONDS=10 WARMUP_SECONDS=3
-#      CONSUME_GIB=2 FSYNC=interval CONSUME_ARGS (more sluice-loadgen consume arguments, e.g.
+#      CONSUME_GIB=2 FSYNC=interval RATE=1000 (latency) CONSUME_ARGS (more sluice-loadgen consume arguments, e.g.
 #      "-X fetch.queue.backoff.ms=10") PASSES=1 (consume: reads of the backlog per broker start,
 #      the last one measured; 2 measures a broker that already read it once, which is what
 #      a zero-copy fetch needs: docs/benchmarks.md) LOADGEN_BIN (default: cargo build --release -p sluice-loadgen)
@@ -21,7 +25,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MODE="${1:?usage: bench/ab.sh produce|consume BINARY_A BINARY_B [BINARY...]}"
+MODE="${1:?usage: bench/ab.sh produce|consume|latency BINARY_A BINARY_B [BINARY...]}"
 shift
 [[ $# -ge 2 ]] || { echo "ab.sh: give at least two broker binaries" >&2; exit 2; }
 BINS=("$@")
@@ -36,6 +40,7 @@ CONSUME_GIB="${CONSUME_GIB:-2}"
 FSYNC="${FSYNC:-interval}"
 CLIENT="${CLIENT:-raw}"
 PASSES="${PASSES:-1}"
+RATE="${RATE:-1000}"
 case "$CLIENT" in
 raw) PRODUCE_CMD=(raw-produce --partitions "$PARTITIONS") CONSUME_CMD=(raw-consume --partitions "$PARTITIONS") ;;
 rdkafka) PRODUCE_CMD=(produce) CONSUME_CMD=(consume) ;;
@@ -69,7 +74,9 @@ start() { # start BINARY DATA_DIR
 stop() { kill -TERM "$PID"; wait "$PID" || true; PID=""; }
 fields() { python3 -c 'import json, sys
 d = json.loads(sys.stdin.read().strip().splitlines()[-1])
-print(d["mib_s"], d["broker_cpu_s_per_gib"], d["client_cpu_s_per_gib"], d["broker_cores"], d["client_cores"])'; }
+keys = ["lat_p50_ms", "lat_p99_ms", "lat_p999_ms", "e2e_p99_ms", "send_lag_p99_ms"] if sys.argv[1] == "latency" \
+    else ["mib_s", "broker_cpu_s_per_gib", "client_cpu_s_per_gib", "broker_cores", "client_cores"]
+print(*(d[k] for k in keys))' "$MODE"; }
 
 if [[ "$MODE" == consume ]]; then
     start "${BINS[0]}" "$WORK/backlog"
@@ -81,7 +88,11 @@ if [[ "$MODE" == consume ]]; then
     stop
 fi
 
-echo "binary MiB/s broker_cpu_s_per_gib client_cpu_s_per_gib broker_cores client_cores" >"$WORK/runs.txt"
+if [[ "$MODE" == latency ]]; then
+    echo "binary produce_p50_ms produce_p99_ms produce_p999_ms e2e_p99_ms send_lag_p99_ms" >"$WORK/runs.txt"
+else
+    echo "binary MiB/s broker_cpu_s_per_gib client_cpu_s_per_gib broker_cores client_cores" >"$WORK/runs.txt"
+fi
 for round in $(seq "$ROUNDS"); do
     for b in "${BINS[@]}"; do
         case "$MODE" in
@@ -93,6 +104,15 @@ for round in $(seq "$ROUNDS"); do
             out="$("$LOADGEN_BIN" "${PRODUCE_CMD[@]}" --bootstrap "$BOOT" --topic ab --record-size "$RECORD_SIZE" \
                 --acks "$ACKS" --warmup-seconds "$WARMUP_SECONDS" --seconds "$PRODUCE_SECONDS" \
                 --watch-pid "$PID" 2>>"$WORK/loadgen.log")"
+            ;;
+        latency)
+            rm -rf "$WORK/data"
+            start "$b" "$WORK/data"
+            "$LOADGEN_BIN" create-topic --bootstrap "$BOOT" --topic ab --partitions 1 \
+                --replication-factor 1 >/dev/null 2>>"$WORK/loadgen.log"
+            out="$("$LOADGEN_BIN" produce --bootstrap "$BOOT" --topic ab --record-size "$RECORD_SIZE" \
+                --acks "$ACKS" --linger-ms 0 --rate "$RATE" --e2e --warmup-seconds "$WARMUP_SECONDS" \
+                --seconds "$PRODUCE_SECONDS" --watch-pid "$PID" 2>>"$WORK/loadgen.log")"
             ;;
         consume)
             start "$b" "$WORK/backlog"
@@ -111,12 +131,16 @@ for round in $(seq "$ROUNDS"); do
         echo "$line" >>"$WORK/runs.txt"
     done
 done
-python3 - "$WORK/runs.txt" <<'EOF'
+python3 - "$WORK/runs.txt" "$MODE" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
 for b in dict.fromkeys(r[0] for r in rows):
     mine = [[float(x) for x in r[1:]] for r in rows if r[0] == b]
     med = [statistics.median(c) for c in zip(*mine)]
+    if sys.argv[2] == "latency":
+        print(f"median of {len(mine)}: {b}: produce p50 {med[0]:.3f} p99 {med[1]:.3f} p99.9 {med[2]:.3f} ms, "
+              f"end-to-end p99 {med[3]:.3f} ms, client send lag p99 {med[4]:.3f} ms")
+        continue
     print(f"median of {len(mine)}: {b}: {med[0]:.0f} MiB/s, broker {med[1]:.2f} CPU-s/GiB, "
           f"client {med[2]:.2f} CPU-s/GiB, broker {med[3]:.2f} cores, client {med[4]:.2f} cores")
 EOF

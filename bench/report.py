@@ -92,13 +92,14 @@ NAMES = {
     "idle_cores": "operator idle cores",
 }
 
-TARGET_ORDER = ["operator", "machine", "sink", "sluice-interval", "sluice-always", "kafka"]
+TARGET_ORDER = ["operator", "machine", "sink", "sluice-interval", "sluice-always", "kafka", "kafka-always"]
 TARGET_NAMES = {
     "machine": "this machine",
     "sink": "no-op sink",
     "sluice-interval": "Sluice fsync interval",
     "sluice-always": "Sluice fsync always",
     "kafka": "Kafka 4.2",
+    "kafka-always": "Kafka 4.2 flush.messages=1",
 }
 
 

@@ -29,7 +29,9 @@
 #
 # Env (all optional):
 #   ROUNDS=3                 rounds of every section; even rounds run the targets in reverse order
-#   TARGETS="sluice-interval sluice-always kafka"   targets of throughput and latency
+#   TARGETS="sluice-interval sluice-always kafka"   targets of throughput and latency; also
+#                            kafka-always: Kafka with log.flush.interval.messages=1, an fsync
+#                            after every append before the answer, like Sluice's `always`
 #   FEW_TARGETS="sluice-interval kafka"             targets of backlog, partitions, connections, rf3
 #   RUN_SECONDS=10 WARMUP_SECONDS=3                 measured window and unmeasured warm-up per run
 #   LATENCY_RATES="1000 10000"  LATENCY_SECONDS=20  records/s (1 KiB, acks=all, linger 0)
@@ -84,7 +86,7 @@ for s in $SECTIONS; do
     [[ " $ALL_SECTIONS " == *" $s "* ]] || fail "args: unknown section '$s' (sections: $ALL_SECTIONS)"
 done
 for t in $TARGETS $FEW_TARGETS; do
-    case "$t" in sluice-interval | sluice-always | kafka) ;; *) fail "targets: unknown '$t'" ;; esac
+    case "$t" in sluice-interval | sluice-always | kafka | kafka-always) ;; *) fail "targets: unknown '$t'" ;; esac
 done
 command -v python3 >/dev/null || fail "tools: python3 not found"
 command -v curl >/dev/null || fail "tools: curl not found"
@@ -345,6 +347,18 @@ S_EXTRA=()
 
 # start_target NAME [cluster]: a fresh broker (or three) on an empty dir; records start-to-ready
 # and idle RSS. Returns 1 (and records why) when it does not come up.
+# kafka_flush_properties TARGET: kafka-always gets log.flush.interval.messages=1 (Kafka fsyncs
+# the partition after every append, in the request's thread, before it answers: the setting
+# comparable to Sluice's `fsync: always`); plain kafka keeps Kafka's default (no fsync of its own).
+kafka_flush_properties() {
+    if [[ "$1" == kafka-always ]]; then
+        printf 'log.flush.interval.messages=1\n' >"$TDIR/flush.properties"
+        export KAFKA_EXTRA_PROPERTIES="$TDIR/flush.properties"
+    else
+        unset KAFKA_EXTRA_PROPERTIES
+    fi
+}
+
 start_target() {
     local name="$1" nodes="${2:-1}"
     TARGET="$name"
@@ -379,8 +393,9 @@ start_target() {
             WATCH=("${SLUICE_PIDS[@]}")
             BOOTSTRAP="127.0.0.1:${S_PORT[0]}"
             ;;
-        kafka)
+        kafka | kafka-always)
             export KAFKA_PORT KAFKA_CONTROLLER_PORT
+            kafka_flush_properties "$name"
             KAFKA_PORT="$(free_port)"
             KAFKA_CONTROLLER_PORT="$(free_port)"
             if ((nodes > 1)); then
@@ -423,7 +438,7 @@ for _ in range(200):
             ;;
     esac
     lg "start (empty dir)" 200 ready --bootstrap "$BOOTSTRAP" --brokers "$nodes" --since-ns "$since" --timeout-seconds 180
-    if [[ "$name" == kafka && "$nodes" == 1 ]]; then
+    if [[ "$name" == kafka* && "$nodes" == 1 ]]; then
         wait "$KAFKA_STARTER" || { record "start" '{"mode":"start","failed":"start.sh failed"}'; return 1; }
         WATCH=("$(tail -n 1 "$TDIR/start.out")")
     fi
@@ -453,7 +468,7 @@ restart_target() {
             sluice_spawn 0 "$S_FSYNC"
             WATCH=("${SLUICE_PIDS[@]}")
             ;;
-        kafka)
+        kafka | kafka-always)
             if [[ "$how" == kill ]]; then
                 kill -KILL "${WATCH[0]}" 2>/dev/null || true
                 while kill -0 "${WATCH[0]}" 2>/dev/null; do sleep 0.1; done
@@ -468,7 +483,7 @@ restart_target() {
             ;;
     esac
     lg "$label" 400 ready --bootstrap "$BOOTSTRAP" --topic "$topic" --partitions "$parts" --since-ns "$since" --timeout-seconds 360
-    if [[ "$TARGET" == kafka ]]; then
+    if [[ "$TARGET" == kafka* ]]; then
         wait "$KAFKA_STARTER" || true
         WATCH=("$(tail -n 1 "$TDIR/start.out")")
     fi
@@ -704,7 +719,7 @@ section_rf3() {
     for t in $(order "$FEW_TARGETS"); do
         start_target "$t" 3 || { stop_target; continue; }
         local cfg=()
-        [[ "$t" == kafka ]] && cfg=(min.insync.replicas=2)
+        [[ "$t" == kafka* ]] && cfg=(min.insync.replicas=2)
         for parts in 1 16; do
             create "rf${parts}" "$parts" 3 "${cfg[@]}"
             produce "produce RF3 ${parts}p 1024B acks=all" "rf${parts}" --record-size 1024 --acks all

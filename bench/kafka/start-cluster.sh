@@ -9,7 +9,8 @@
 #   with bench/kafka/stop.sh WORKDIR/node-<i>, all of them with bench/kafka/stop-cluster.sh WORKDIR.
 # Env: KAFKA_VERSION (4.2.0), KAFKA_PORT (19092: node i listens on KAFKA_PORT + 2i),
 #      KAFKA_CONTROLLER_PORT (19093), KAFKA_HEAP_OPTS ("-Xms512m -Xmx512m" per node),
-#      KAFKA_START_TIMEOUT (120 s).
+#      KAFKA_START_TIMEOUT (120 s), KAFKA_EXTRA_PROPERTIES (a file appended to every node's
+#      server.properties, e.g. log.flush.interval.messages=1).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -66,6 +67,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 PROPS
+    if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+        cat "$KAFKA_EXTRA_PROPERTIES" >>"$dir/server.properties"
+    fi
     cat > "$dir/log4j2.properties" <<'L4J'
 status = warn
 appender.file.type = File

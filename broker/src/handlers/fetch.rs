@@ -555,4 +555,135 @@ mod tests {
         assert_eq!(p1.error_code, 0, "the log end is a valid, empty position");
         assert_eq!(sizes(&resp)[1], 0);
     }
+
+    /// A file of `len` bytes that are not all alike (so a region read from the wrong place,
+    /// or not at all, shows), and a region of it.
+    fn file_region(
+        dir: &tempfile::TempDir,
+        len: usize,
+        pos: u64,
+        region_len: usize,
+    ) -> (Vec<u8>, FileRegion) {
+        let path = dir.path().join(format!("region-{len}-{pos}"));
+        let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        let region = FileRegion {
+            file: Arc::new(file),
+            path: Arc::new(path),
+            pos,
+            len: region_len,
+        };
+        (content, region)
+    }
+
+    fn two_partitions(records: [bytes::Bytes; 2]) -> FetchResponse {
+        let mut resp = FetchResponse::default();
+        let mut topic = FetchableTopicResponse::default();
+        for (i, r) in records.into_iter().enumerate() {
+            topic.partitions.push(
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_records(Some(r)),
+            );
+        }
+        resp.responses.push(topic);
+        resp
+    }
+
+    const RAW: RawHeader = RawHeader {
+        api_key: 1,
+        api_version: 12,
+        correlation_id: 7,
+    };
+
+    #[test]
+    fn a_region_goes_out_as_a_file_piece_whose_bytes_are_the_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (content, region) = file_region(&dir, 40_000, 100, 32_000);
+        let stand_in = placeholder(region.len).expect("a stand-in");
+        let answer = Answer {
+            resp: two_partitions([bytes::Bytes::from_static(b"small"), stand_in]),
+            regions: vec![((0, 1), region)],
+            used: 0,
+            any_error: false,
+        };
+        let frame = encode(RAW, &answer).expect("encode");
+        assert_eq!(frame.file_len(), 32_000, "sent from the file");
+        let mut expected = answer.resp.clone();
+        expected.responses[0].partitions[1].records =
+            Some(bytes::Bytes::copy_from_slice(&content[100..32_100]));
+        let expected = crate::protocol::codec::respond(RAW, &expected).expect("respond");
+        assert_eq!(frame.to_bytes().expect("read the region"), expected);
+    }
+
+    #[test]
+    fn a_stand_in_written_out_of_its_turn_makes_the_fetch_read_its_regions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (content, region) = file_region(&dir, 40_000, 100, 32_000);
+        // The first partition carries a short stand-in that is no region of this answer (too
+        // short to be kept by reference): the encoder writes zeros the splice list does not
+        // expect there, which must never be sent as they are.
+        let stray = placeholder(100).expect("a stand-in");
+        let stand_in = placeholder(region.len).expect("a stand-in");
+        let answer = Answer {
+            resp: two_partitions([stray, stand_in]),
+            regions: vec![((0, 1), region)],
+            used: 0,
+            any_error: false,
+        };
+        let frame = encode(RAW, &answer).expect("the fallback encodes");
+        assert_eq!(
+            frame.file_len(),
+            0,
+            "the regions were read, not sent from the file"
+        );
+        let mut expected = answer.resp.clone();
+        expected.responses[0].partitions[1].records =
+            Some(bytes::Bytes::copy_from_slice(&content[100..32_100]));
+        let expected = crate::protocol::codec::respond(RAW, &expected).expect("respond");
+        assert_eq!(frame.to_bytes().expect("bytes"), expected);
+    }
+
+    #[test]
+    fn place_stands_in_for_a_region_and_reads_one_longer_than_any_stand_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut regions = Vec::new();
+        let b = bytes::Bytes::from_static(b"read bytes");
+        let got = place(Records::Bytes(b.clone()), (0, 0), &mut regions).expect("bytes");
+        assert_eq!((got, regions.len()), (b, 0));
+
+        let (_, small) = file_region(&dir, 30_000, 10, 20_000);
+        let got = place(Records::File(small.clone()), (0, 1), &mut regions).expect("small");
+        assert_eq!(got.len(), 20_000);
+        assert!(
+            got.iter().all(|&x| x == 0),
+            "a stand-in, not the file's bytes"
+        );
+        assert_eq!(regions, vec![((0, 1), small)]);
+
+        // A region past the largest stand-in: a sparse file with a mark near its end.
+        let big_len = crate::log::REGION_MAX + 1;
+        let path = dir.path().join("big");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("create");
+        file.set_len(4096 + big_len as u64).expect("set_len");
+        std::os::unix::fs::FileExt::write_all_at(&file, b"end", 4096 + big_len as u64 - 3)
+            .expect("mark");
+        let big = FileRegion {
+            file: Arc::new(file),
+            path: Arc::new(path),
+            pos: 4096,
+            len: big_len,
+        };
+        let got = place(Records::File(big), (1, 0), &mut regions).expect("read");
+        assert_eq!(got.len(), big_len);
+        assert_eq!(&got[big_len - 3..], b"end");
+        assert_eq!(regions.len(), 1, "read, so not a region of the answer");
+    }
 }

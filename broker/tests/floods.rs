@@ -28,15 +28,7 @@ const MIB: u64 = 1 << 20;
 
 /// A counter or gauge from the broker's `/metrics` (0 when absent).
 fn metric(broker: &BinaryBroker, name: &str) -> f64 {
-    let (status, body) = http_get(broker.http_addr, "/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "/metrics status");
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == name).then(|| v.trim().parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
+    metric_sum(broker.http_addr, name, "")
 }
 
 /// Resident memory of the broker process, in MiB.

@@ -1431,3 +1431,58 @@ fn a_broker_back_on_an_empty_volume_refills_its_copies_from_the_leaders() {
         "a new leader epoch after the loss: {v:?} then {during:?}"
     );
 }
+
+/// A follower's fetch of what its leader appended is sent from the leader's segment file with
+/// `sendfile` (`log::region`), and the copies are the leader's bytes exactly.
+#[test]
+fn followers_are_sent_what_the_leader_appended_from_its_file() {
+    let _serial = serial();
+    let c = start_cluster(3, 30_000);
+    let topic = "zero-copy-followers";
+    let v = c.create_topic_on(0, topic, &[0, 1, 2]);
+    let leader = c.broker(v.leader).http_addr;
+    let sent = || metric_sum(leader, "sluice_fetch_sendfile_bytes_total", "");
+    assert_eq!(sent(), 0.0, "nothing sent before the first record");
+
+    let p = rd_producer(
+        &c.bootstrap(&[0, 1, 2]),
+        &[
+            ("acks", "all"),
+            ("linger.ms", "20"),
+            ("batch.size", "262144"),
+        ],
+    );
+    let value = vec![b'z'; 8 << 10];
+    let records = 256;
+    for i in 0..records {
+        let rec: rdkafka::producer::BaseRecord<'_, [u8], [u8], usize> =
+            rdkafka::producer::BaseRecord::with_opaque_to(topic, i)
+                .partition(0)
+                .payload(&value[..]);
+        if let Err((e, _)) = p.send(rec) {
+            panic!("queue record {i}: {e}");
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
+    let acked = p.context().acked.lock().expect("lock").len();
+    let failed = p.context().failed.lock().expect("lock").clone();
+    assert_eq!(
+        (acked, failed.len()),
+        (records, 0),
+        "first failure: {:?}",
+        failed.first()
+    );
+
+    let log = c.wait_identical_logs(&[0, 1, 2], topic, 0);
+    assert!(log.len() >= records * value.len(), "{} bytes", log.len());
+    // No consumer has read the partition: whatever went out with sendfile went to followers,
+    // each of which took the log once.
+    let sent = sent();
+    assert!(sent > 0.0, "the followers' fetches were sent from the file");
+    assert!(
+        sent <= 2.0 * log.len() as f64,
+        "{sent} bytes for {} bytes twice",
+        log.len()
+    );
+}

@@ -373,12 +373,7 @@ fn py_consume(script: &str, bootstrap: &str, topic: &str, count: u64) -> Vec<Con
 
 /// The broker's counter of record bytes sent with `sendfile`.
 fn sendfile_bytes(broker: &TestBroker) -> f64 {
-    let (status, body) = http_get(broker.http_addr(), "/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "/metrics status");
-    body.lines()
-        .find_map(|l| l.strip_prefix("sluice_fetch_sendfile_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("sluice_fetch_sendfile_bytes_total in /metrics")
+    metric_sum(broker.http_addr(), "sluice_fetch_sendfile_bytes_total", "")
 }
 
 /// Fetches of bytes the broker process appended, or read and checked before, go out with

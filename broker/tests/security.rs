@@ -70,12 +70,7 @@ impl SecureBroker {
 
     /// The sum of a metric's samples whose line contains `filter`, from `/metrics`.
     fn metric(&self, name: &str, filter: &str) -> f64 {
-        let (status, body) = http_get(self.broker().http_addr(), "/metrics").expect("GET /metrics");
-        assert_eq!(status, 200, "/metrics: {body}");
-        body.lines()
-            .filter(|l| l.starts_with(name) && l.contains(filter))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(self.broker().http_addr(), name, filter)
     }
 }
 
@@ -142,12 +137,13 @@ fn rdkafka_scram_sha_512_user_from_the_users_file_is_served_and_a_wrong_password
     assert!(broker.metric("sluice_fetched_bytes_total", "") >= 400_000.0);
     assert!(broker.metric("sluice_fetch_sendfile_bytes_total", "") > 0.0);
     assert!(
-        broker.metric("sluice_sasl_authentications", "SCRAM-SHA-512") >= 1.0,
+        broker.metric("sluice_sasl_authentications_total", "SCRAM-SHA-512") >= 1.0,
         "successful authentications are counted"
     );
 
     // A wrong password: no metadata, no records, and the failure is counted.
-    let failures_before = broker.metric("sluice_sasl_authentication_failures", "SCRAM-SHA-512");
+    let failures_before =
+        broker.metric("sluice_sasl_authentication_failures_total", "SCRAM-SHA-512");
     let bad = scram(USER, "not-the-password");
     let refused = rd_consumer(&bs, &borrowed(&bad));
     let md = refused.fetch_metadata(Some(&topic), Duration::from_secs(5));
@@ -169,7 +165,7 @@ fn rdkafka_scram_sha_512_user_from_the_users_file_is_served_and_a_wrong_password
         Duration::from_secs(10),
         Duration::from_millis(100),
         || {
-            (broker.metric("sluice_sasl_authentication_failures", "SCRAM-SHA-512")
+            (broker.metric("sluice_sasl_authentication_failures_total", "SCRAM-SHA-512")
                 >= failures_before + 2.0)
                 .then_some(())
         },
@@ -265,7 +261,7 @@ fn rdkafka_scram_sha_512_over_tls_is_served_and_a_plaintext_client_gets_nothing(
         "the failed TLS handshake is counted",
         Duration::from_secs(10),
         Duration::from_millis(100),
-        || (broker.metric("sluice_tls_handshake_failures", "") >= 1.0).then_some(()),
+        || (broker.metric("sluice_tls_handshake_failures_total", "") >= 1.0).then_some(()),
     );
 }
 
@@ -454,9 +450,9 @@ fn stalled_handshakes_garbage_and_huge_sasl_frames_cost_only_their_connection() 
         closed_within(&mut stalled_sasl, limit),
         "unfinished SASL exchange: closed"
     );
-    assert!(broker.metric("sluice_tls_handshake_failures", "timeout") >= 1.0);
-    assert!(broker.metric("sluice_tls_handshake_failures", "not_tls") >= 1.0);
-    assert!(broker.metric("sluice_sasl_authentication_failures", "") >= 2.0);
+    assert!(broker.metric("sluice_tls_handshake_failures_total", "timeout") >= 1.0);
+    assert!(broker.metric("sluice_tls_handshake_failures_total", "not_tls") >= 1.0);
+    assert!(broker.metric("sluice_sasl_authentication_failures_total", "") >= 2.0);
 
     let reader = rd_reader(
         &broker.bootstrap("SASL_PLAINTEXT"),
@@ -521,12 +517,14 @@ fn java_client_over_sasl_ssl_with_scram_sha_512_round_trips_byte_exact_and_a_wro
 
     // A wrong password: the producer fails with an authentication error, nothing is written,
     // and the failure is counted.
-    let failures_before = broker.metric("sluice_sasl_authentication_failures", "SCRAM-SHA-512");
+    let failures_before =
+        broker.metric("sluice_sasl_authentication_failures_total", "SCRAM-SHA-512");
     let wrong = JavaDriver::sasl_ssl_scram_sha_512(&bs, USER, "not-the-password", &ca_pem);
     let err = wrong.produce_fails(&topic, N..N + 5, &["--partition", "0"]);
     assert!(err.contains("SaslAuthenticationException"), "{err}");
     assert!(
-        broker.metric("sluice_sasl_authentication_failures", "SCRAM-SHA-512") > failures_before,
+        broker.metric("sluice_sasl_authentication_failures_total", "SCRAM-SHA-512")
+            > failures_before,
         "the refused authentication is counted"
     );
     let alice = scram_over_tls(USER, PASSWORD, &ca);
@@ -757,5 +755,5 @@ fn kcat_with_librdkafka_2_0_2_authenticates_with_plain_over_tls() {
         lines,
         "kcat read back different records"
     );
-    assert!(broker.metric("sluice_sasl_authentications", "PLAIN") >= 2.0);
+    assert!(broker.metric("sluice_sasl_authentications_total", "PLAIN") >= 2.0);
 }

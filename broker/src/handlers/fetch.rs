@@ -4,9 +4,10 @@
 //! skip the records before their offset). The response `records` are the `Bytes` the log read
 //! them into (one `pread` per partition), kept by reference in the response frame and written
 //! to the socket from there with the encoded fields around them in one vectored write
-//! (`protocol::frame`), not copied into an encoded buffer first. A consumer's read of bytes
-//! this broker process already checked comes as a file region instead (`log::region`): the
-//! response carries a stand-in of its length and the writer sends the region with `sendfile`.
+//! (`protocol::frame`), not copied into an encoded buffer first. A read of bytes this broker
+//! process already checked (a consumer's, or a follower's of what this leader appended) comes
+//! as a file region instead (`log::region`): the response carries a stand-in of its length and
+//! the writer sends the region with `sendfile`.
 //!
 //! A fetch with a replica id (a follower of a partition this broker leads) reads up to the log
 //! end instead of the high watermark, waits for the log end to move instead of the high
@@ -27,7 +28,7 @@ use super::catalog::{self, local_partition};
 use super::{codes, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
-use crate::log::{FileRegion, LogError, PartitionLog, ReadOutcome, Records};
+use crate::log::{FileRegion, LogError, PartitionLog, Records};
 use crate::protocol::codec::{respond_spliced, RawHeader};
 use crate::protocol::frame::{placeholder, Frame, Splice};
 use crate::replica::{FetchRefused, ReplicaFetch};
@@ -170,12 +171,7 @@ fn read(plan: &Plan) -> Answer {
                         .with_log_start_offset(log.log_start_offset());
                 } else {
                     let read = if plan.replica {
-                        log.read_for_replica(w.fetch_offset, limit.max(1))
-                            .map(|r| ReadOutcome {
-                                records: Records::Bytes(r.records),
-                                high_watermark: r.high_watermark,
-                                log_start_offset: r.log_start_offset,
-                            })
+                        log.read_for_replica_send(w.fetch_offset, limit.max(1))
                     } else {
                         log.read_for_send(w.fetch_offset, limit.max(1))
                     };

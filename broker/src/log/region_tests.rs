@@ -144,3 +144,34 @@ fn a_followers_truncation_forgets_what_was_checked() {
     let again = log.read_for_send(0, 1 << 20).unwrap();
     assert_eq!(region(&again).read_all().unwrap(), got);
 }
+
+#[test]
+fn a_followers_read_is_a_region_up_to_the_log_end_and_a_consumers_stops_at_the_high_watermark() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    // As a leader whose followers have only the first 1,000 records.
+    log.set_hw_bound(1000);
+    for i in 0..300 {
+        log.append(B::new(10).tag(&format!("m{i:03}")).build())
+            .unwrap();
+    }
+    assert_eq!((log.high_watermark(), log.log_end_offset()), (1000, 3000));
+
+    let follower = log.read_for_replica_send(0, 1 << 20).unwrap();
+    let got = region(&follower).read_all().unwrap();
+    assert_eq!(got, log.read_for_replica(0, 1 << 20).unwrap().records);
+    let recs = decode_all(&got);
+    assert_eq!((recs[0].0, recs.last().unwrap().0), (0, 2999));
+    assert_eq!(
+        follower.high_watermark, 1000,
+        "the high watermark is reported as it is"
+    );
+
+    let consumer = log.read_for_send(0, 1 << 20).unwrap();
+    let got = region(&consumer).read_all().unwrap();
+    assert_eq!(decode_all(&got).last().unwrap().0, 999);
+    // Past the high watermark only a follower reads anything.
+    assert!(in_memory(&log.read_for_send(1000, 1 << 20).unwrap()).is_empty());
+    let above = log.read_for_replica_send(1000, 1 << 20).unwrap();
+    assert_eq!(decode_all(&region(&above).read_all().unwrap())[0].0, 1000);
+}

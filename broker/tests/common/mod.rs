@@ -766,6 +766,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body))
 }
 
+/// The sum of a broker's `/metrics` samples of `name` whose line contains `filter` ("" for
+/// all of them); 0 when there is none.
+pub fn metric_sum(http: SocketAddr, name: &str, filter: &str) -> f64 {
+    let (status, body) = http_get(http, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "/metrics: {body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(filter))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 // ---------------------------------------------------------------------------------------------
 // librdkafka (rdkafka crate)
 

@@ -64,8 +64,8 @@ impl PartitionLog {
         })
     }
 
-    /// The read behind both: a file region only when `region` is set.
-    fn read_checked(
+    /// The read behind all of them: a file region only when `region` is set.
+    pub(super) fn read_checked(
         &self,
         offset: i64,
         max_bytes: usize,

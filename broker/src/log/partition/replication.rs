@@ -23,7 +23,7 @@ use crate::log::epochs::EpochCache;
 use crate::log::files::{io_err, remove_if_exists, sync_dir};
 use crate::log::producer::ProducerStates;
 use crate::log::segment::{self, Segment};
-use crate::log::{LogError, ReadOutcome};
+use crate::log::{LogError, ReadOutcome, Records};
 
 /// The epoch cache of a just-recovered log: the file if it is sound, trimmed to the recovered
 /// log; otherwise rebuilt from the batch headers (and rewritten).
@@ -239,6 +239,17 @@ impl PartitionLog {
     /// follower's fetch. Otherwise as [`PartitionLog::read`].
     pub fn read_for_replica(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
         self.read_up_to(offset, max_bytes, true)
+    }
+
+    /// [`PartitionLog::read_for_replica`] for a follower's fetch on a connection that can
+    /// `sendfile`: as [`PartitionLog::read_for_send`] (a region of bytes this process checked,
+    /// which is everything it appended), up to the log end.
+    pub fn read_for_replica_send(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome<Records>, LogError> {
+        self.read_checked(offset, max_bytes, true, true)
     }
 
     /// Cuts the log back so that it ends at `offset`, or at the start of the batch holding

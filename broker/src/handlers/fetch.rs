@@ -593,23 +593,37 @@ mod tests {
         correlation_id: 7,
     };
 
-    #[test]
-    fn a_region_goes_out_as_a_file_piece_whose_bytes_are_the_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (content, region) = file_region(&dir, 40_000, 100, 32_000);
+    /// An answer whose first partition carries `first` and whose second is `region` (its
+    /// stand-in in the response), and that response encoded with the region's bytes in place:
+    /// what must go out.
+    fn answer_and_expected(
+        first: bytes::Bytes,
+        region: FileRegion,
+        content: &[u8],
+    ) -> (Answer, bytes::Bytes) {
+        let (from, to) = (region.pos as usize, region.pos as usize + region.len);
         let stand_in = placeholder(region.len).expect("a stand-in");
         let answer = Answer {
-            resp: two_partitions([bytes::Bytes::from_static(b"small"), stand_in]),
+            resp: two_partitions([first, stand_in]),
             regions: vec![((0, 1), region)],
             used: 0,
             any_error: false,
         };
-        let frame = encode(RAW, &answer).expect("encode");
-        assert_eq!(frame.file_len(), 32_000, "sent from the file");
         let mut expected = answer.resp.clone();
         expected.responses[0].partitions[1].records =
-            Some(bytes::Bytes::copy_from_slice(&content[100..32_100]));
+            Some(bytes::Bytes::copy_from_slice(&content[from..to]));
         let expected = crate::protocol::codec::respond(RAW, &expected).expect("respond");
+        (answer, expected)
+    }
+
+    #[test]
+    fn a_region_goes_out_as_a_file_piece_whose_bytes_are_the_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (content, region) = file_region(&dir, 40_000, 100, 32_000);
+        let (answer, expected) =
+            answer_and_expected(bytes::Bytes::from_static(b"small"), region, &content);
+        let frame = encode(RAW, &answer).expect("encode");
+        assert_eq!(frame.file_len(), 32_000, "sent from the file");
         assert_eq!(frame.to_bytes().expect("read the region"), expected);
     }
 
@@ -621,23 +635,13 @@ mod tests {
         // short to be kept by reference): the encoder writes zeros the splice list does not
         // expect there, which must never be sent as they are.
         let stray = placeholder(100).expect("a stand-in");
-        let stand_in = placeholder(region.len).expect("a stand-in");
-        let answer = Answer {
-            resp: two_partitions([stray, stand_in]),
-            regions: vec![((0, 1), region)],
-            used: 0,
-            any_error: false,
-        };
+        let (answer, expected) = answer_and_expected(stray, region, &content);
         let frame = encode(RAW, &answer).expect("the fallback encodes");
         assert_eq!(
             frame.file_len(),
             0,
             "the regions were read, not sent from the file"
         );
-        let mut expected = answer.resp.clone();
-        expected.responses[0].partitions[1].records =
-            Some(bytes::Bytes::copy_from_slice(&content[100..32_100]));
-        let expected = crate::protocol::codec::respond(RAW, &expected).expect("respond");
         assert_eq!(frame.to_bytes().expect("bytes"), expected);
     }
 

@@ -15,8 +15,8 @@
 # Env: CLIENT=raw (the loadgen's raw client, ~0.1 CPU-s/GiB: the broker's figure) or rdkafka
 #      (librdkafka, ~1.2 CPU-s/GiB: what an application sees)
 #      ROUNDS=5 RECORD_SIZE=1024 ACKS=all PARTITIONS=1 PRODUCE_SECONDS=10 WARMUP_SECONDS=3
-#      CONSUME_GIB=2 FSYNC=interval RATE=1000 (latency) CONSUME_ARGS (more sluice-loadgen consume arguments, e.g.
-#      "-X fetch.queue.backoff.ms=10") PASSES=1 (consume: reads of the backlog per broker start,
+#      CONSUME_GIB=2 FSYNC=interval RATE=1000 (latency) CONSUME_ARGS (more sluice-loadgen
+#      consume arguments, e.g. "-X fetch.queue.backoff.ms=10") PASSES=1 (consume: reads of the backlog per broker start,
 #      the last one measured; 2 measures a broker that already read it once, which is what
 #      a zero-copy fetch needs: docs/benchmarks.md) LOADGEN_BIN (default: cargo build --release -p sluice-loadgen)
 #      WORK (default: a temp dir, removed at exit)

@@ -345,8 +345,6 @@ S_CLUSTER=()
 S_FSYNC=""
 S_EXTRA=()
 
-# start_target NAME [cluster]: a fresh broker (or three) on an empty dir; records start-to-ready
-# and idle RSS. Returns 1 (and records why) when it does not come up.
 # kafka_flush_properties TARGET: kafka-always gets log.flush.interval.messages=1 (Kafka fsyncs
 # the partition after every append, in the request's thread, before it answers: the setting
 # comparable to Sluice's `fsync: always`); plain kafka keeps Kafka's default (no fsync of its own).
@@ -359,6 +357,8 @@ kafka_flush_properties() {
     fi
 }
 
+# start_target NAME [cluster]: a fresh broker (or three) on an empty dir; records start-to-ready
+# and idle RSS. Returns 1 (and records why) when it does not come up.
 start_target() {
     local name="$1" nodes="${2:-1}"
     TARGET="$name"

@@ -74,9 +74,21 @@ start() { # start BINARY DATA_DIR
 stop() { kill -TERM "$PID"; wait "$PID" || true; PID=""; }
 fields() { python3 -c 'import json, sys
 d = json.loads(sys.stdin.read().strip().splitlines()[-1])
-keys = ["lat_p50_ms", "lat_p99_ms", "lat_p999_ms", "e2e_p99_ms", "send_lag_p99_ms"] if sys.argv[1] == "latency" \
+keys = ["lat_p50_ms", "lat_p99_ms", "lat_p999_ms", "e2e_p99_ms", "send_lag_p99_ms", "fsyncs_per_s", "fsync_mean_ms"] \
+    if sys.argv[1] == "latency" \
     else ["mib_s", "broker_cpu_s_per_gib", "client_cpu_s_per_gib", "broker_cores", "client_cores"]
 print(*(d[k] for k in keys))' "$MODE"; }
+# The broker's fsyncs per second of the whole run and their mean duration, added to the loadgen's
+# JSON line (latency mode: how a group commit batched what arrived).
+fsync_rate() { # fsync_rate SECONDS JSON: prints the loadgen's JSON with the two fields added
+    curl -fsS "http://127.0.0.1:$HPORT/metrics" | python3 -c 'import json, sys
+secs = float(sys.argv[1]); n = t = 0.0
+for l in sys.stdin:
+    if l.startswith("sluice_log_fsyncs_total"): n += float(l.split()[-1])
+    elif l.startswith("sluice_log_fsync_seconds_total"): t += float(l.split()[-1])
+d = json.loads(sys.argv[2].strip().splitlines()[-1])
+d["fsyncs_per_s"] = round(n / secs, 1); d["fsync_mean_ms"] = round(1e3 * t / n, 3) if n else 0
+print(json.dumps(d))' "$1" "$2"; }
 
 if [[ "$MODE" == consume ]]; then
     start "${BINS[0]}" "$WORK/backlog"
@@ -89,7 +101,7 @@ if [[ "$MODE" == consume ]]; then
 fi
 
 if [[ "$MODE" == latency ]]; then
-    echo "binary produce_p50_ms produce_p99_ms produce_p999_ms e2e_p99_ms send_lag_p99_ms" >"$WORK/runs.txt"
+    echo "binary produce_p50_ms produce_p99_ms produce_p999_ms e2e_p99_ms send_lag_p99_ms fsyncs_per_s fsync_mean_ms" >"$WORK/runs.txt"
 else
     echo "binary MiB/s broker_cpu_s_per_gib client_cpu_s_per_gib broker_cores client_cores" >"$WORK/runs.txt"
 fi
@@ -113,6 +125,7 @@ for round in $(seq "$ROUNDS"); do
             out="$("$LOADGEN_BIN" produce --bootstrap "$BOOT" --topic ab --record-size "$RECORD_SIZE" \
                 --acks "$ACKS" --linger-ms 0 --rate "$RATE" --e2e --warmup-seconds "$WARMUP_SECONDS" \
                 --seconds "$PRODUCE_SECONDS" --watch-pid "$PID" 2>>"$WORK/loadgen.log")"
+            out="$(fsync_rate $((WARMUP_SECONDS + PRODUCE_SECONDS)) "$out")"
             ;;
         consume)
             start "$b" "$WORK/backlog"
@@ -139,7 +152,8 @@ for b in dict.fromkeys(r[0] for r in rows):
     med = [statistics.median(c) for c in zip(*mine)]
     if sys.argv[2] == "latency":
         print(f"median of {len(mine)}: {b}: produce p50 {med[0]:.3f} p99 {med[1]:.3f} p99.9 {med[2]:.3f} ms, "
-              f"end-to-end p99 {med[3]:.3f} ms, client send lag p99 {med[4]:.3f} ms")
+              f"end-to-end p99 {med[3]:.3f} ms, client send lag p99 {med[4]:.3f} ms, "
+              f"{med[5]:.0f} fsyncs/s of {med[6]:.3f} ms")
         continue
     print(f"median of {len(mine)}: {b}: {med[0]:.0f} MiB/s, broker {med[1]:.2f} CPU-s/GiB, "
           f"client {med[2]:.2f} CPU-s/GiB, broker {med[3]:.2f} cores, client {med[4]:.2f} cores")

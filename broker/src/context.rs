@@ -55,6 +55,8 @@ pub struct BrokerContext {
     pub shutdown: CancellationToken,
     /// Connection, response-buffer and fetch limits (`--max-connections` and friends).
     pub limits: Limits,
+    /// Incremental fetch sessions (KIP-227), `--fetch-session-cache-slots` of them.
+    pub fetch_sessions: crate::handlers::fetch_sessions::FetchSessions,
 }
 
 impl BrokerContext {

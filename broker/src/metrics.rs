@@ -102,6 +102,8 @@ pub struct Metrics {
     fsync_seconds: Counter<f64, AtomicU64>,
     under_replicated: Gauge,
     offline: Gauge,
+    fetch_sessions: Gauge,
+    fetch_incremental: Counter,
     isr_shrinks: Counter,
     isr_expands: Counter,
     max_follower_lag: Gauge,
@@ -168,6 +170,8 @@ impl Metrics {
             fsync_seconds: Counter::default(),
             under_replicated: Gauge::default(),
             offline: Gauge::default(),
+            fetch_sessions: Gauge::default(),
+            fetch_incremental: Counter::default(),
             isr_shrinks: Counter::default(),
             isr_expands: Counter::default(),
             max_follower_lag: Gauge::default(),
@@ -327,6 +331,18 @@ impl Metrics {
             m.fsync_seconds.clone(),
         );
         registry.register(
+            "fetch_sessions",
+            "Incremental fetch sessions (KIP-227) the broker keeps (at most \
+             --fetch-session-cache-slots)",
+            m.fetch_sessions.clone(),
+        );
+        registry.register(
+            "fetch_incremental",
+            "Fetch requests answered in an incremental fetch session (naming only the \
+             partitions that moved)",
+            m.fetch_incremental.clone(),
+        );
+        registry.register(
             "replica_under_replicated_partitions",
             "Partitions this broker leads whose in-sync replicas are fewer than their replicas",
             m.under_replicated.clone(),
@@ -463,6 +479,13 @@ impl Metrics {
     }
     pub fn produced_bytes(&self, n: usize) {
         self.produced_bytes.inc_by(n as u64);
+    }
+    pub fn fetch_sessions(&self, n: usize) {
+        self.fetch_sessions
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    pub fn fetch_incremental(&self) {
+        self.fetch_incremental.inc();
     }
     pub fn fetched_bytes(&self, n: usize) {
         self.fetched_bytes.inc_by(n as u64);

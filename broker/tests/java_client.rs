@@ -460,6 +460,52 @@ fn java_two_group_members_split_partitions_and_read_everything_once() {
     assert_records_exact(&all, 0..total);
 }
 
+/// A Java consumer waiting at the end of six partitions fetches in an incremental fetch
+/// session (KIP-227): each request names only the partitions whose position moved, each
+/// response carries only the partitions with news, and every record arrives once.
+#[test]
+fn java_consumer_reads_everything_once_in_an_incremental_fetch_session() {
+    let broker = TestBroker::start(&[]);
+    let java = JavaDriver::at(&broker.bootstrap());
+    let topic = topic_name("java-session");
+    let group = format!("{topic}-g");
+    let total = 600u64;
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "6"]);
+    let consumed = std::thread::scope(|s| {
+        let consumer = s.spawn(|| {
+            java.consume(
+                &topic,
+                &group,
+                total,
+                &["--idle-ms", "6000", "--timeout-ms", "100000"],
+            )
+        });
+        wait_for(
+            "the consumer to be in its group",
+            Duration::from_secs(90),
+            Duration::from_millis(200),
+            || {
+                let (_, out) = java.try_admin(&["describe-group", "--group", &group]);
+                let line = format!("{group} state Stable members 1 ");
+                tagged(&out, "group")
+                    .iter()
+                    .any(|l| l.starts_with(&line))
+                    .then_some(())
+            },
+        );
+        // In small stretches, so the consumer's session sees partitions move a few at a time.
+        let acked = acknowledged(&java.produce(&topic, 0..total, &["--pause-ms", "5"]));
+        assert_eq!(acked.len() as u64, total, "acknowledgements");
+        consumer.join().expect("consumer thread")
+    });
+    assert_records_exact(&parse_consumed_lines(&consumed.stdout), 0..total);
+    let incremental = metric_sum(broker.http_addr(), "sluice_fetch_incremental_total", "");
+    assert!(
+        incremental >= 5.0,
+        "{incremental} incremental fetches: the Java consumer did not fetch in a session"
+    );
+}
+
 /// A Java group consumer goes on after the broker coordinating its group is SIGKILLed (three
 /// broker processes, replication factor 3, min.insync.replicas 2): the group's offsets
 /// partition gets a new leader, the consumer finds it, rejoins and reads every record, and

@@ -1460,3 +1460,152 @@ async fn describe_topic_partitions_pages_with_a_cursor_and_names_unknown_topics(
     assert_eq!(unknown.topics[0].error_code, 3);
     broker.shutdown().await.expect("shutdown");
 }
+
+/// A fetch of `parts` (partition, fetch offset) of `topic` in fetch session `id` at `epoch`.
+fn session_fetch(topic: &str, id: i32, epoch: i32, parts: &[(i32, i64)]) -> FetchRequest {
+    let mut f = fetch_req(topic, 0, 0, 0)
+        .with_session_id(id)
+        .with_session_epoch(epoch);
+    f.topics[0].partitions = parts
+        .iter()
+        .map(|&(p, offset)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    if parts.is_empty() {
+        f.topics.clear();
+    }
+    f
+}
+
+/// (partition, its records' values) of every partition a fetch response carries.
+fn carried(resp: &FetchResponse) -> Vec<(i32, Vec<String>)> {
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            let values = values_in(p).into_iter().map(|(_, v)| v).collect();
+            (p.partition_index, values)
+        })
+        .collect()
+}
+
+/// KIP-227 as the Java client uses it: a full fetch at epoch 0 opens a session; incremental
+/// fetches name only what changed and get only the partitions with news; stale epochs,
+/// unknown ids and a switch to topic ids are refused with Kafka's codes; forgetting every
+/// partition closes the session; a long poll in a session wakes for a partition it did not
+/// name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_sessions_carry_only_what_moved_and_refuse_stale_epochs() {
+    let (_dir, broker, mut c) = broker_and_conn().await;
+    create_topic(&mut c, "sess", 3).await;
+    assert_eq!(c.produce("sess", 0, -1, &["a"]).await.error_code, 0);
+
+    let all = [(0, 0), (1, 0), (2, 0)];
+    let full: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("sess", 0, 0, &all))
+        .await;
+    let id = full.session_id;
+    assert!(id > 0, "epoch 0 opened a session");
+    assert_eq!(
+        carried(&full),
+        vec![(0, vec!["a".into()]), (1, vec![]), (2, vec![])]
+    );
+
+    // Partition 0 read its record: the next request names only it; nothing moved anywhere.
+    let r: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("sess", id, 1, &[(0, 1)]))
+        .await;
+    assert_eq!((r.error_code, r.session_id), (0, id));
+    assert!(carried(&r).is_empty(), "nothing new: {:?}", carried(&r));
+
+    // A record on partition 2, which the request does not name: only it comes back.
+    assert_eq!(c.produce("sess", 2, -1, &["b"]).await.error_code, 0);
+    let r: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("sess", id, 2, &[]))
+        .await;
+    assert_eq!(carried(&r), vec![(2, vec!["b".into()])]);
+
+    // The same epoch again, an unknown id, topic ids in a session of names: refused.
+    let stale: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("sess", id, 2, &[]))
+        .await;
+    assert_eq!((stale.error_code, stale.session_id), (71, 0));
+    let other = if id == i32::MAX { 1 } else { id + 1 };
+    let unknown: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("sess", other, 1, &[]))
+        .await;
+    assert_eq!(unknown.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    let by_id: FetchResponse = c
+        .call(ApiKey::Fetch, 16, &session_fetch("", id, 3, &[]))
+        .await;
+    assert_eq!(by_id.error_code, 106, "FETCH_SESSION_TOPIC_ID_ERROR");
+
+    // A long poll in the session wakes for partition 1, named by no incremental request.
+    let mut poll = session_fetch("sess", id, 3, &[(2, 1)]);
+    poll.max_wait_ms = 20_000;
+    let corr = c.send(ApiKey::Fetch, 12, &poll).await;
+    let mut producer = Conn::connect(broker.kafka_addr()).await;
+    assert_eq!(producer.produce("sess", 1, -1, &["c"]).await.error_code, 0);
+    let (got, r): (i32, FetchResponse) = c.recv(ApiKey::Fetch, 12).await;
+    assert_eq!(got, corr);
+    assert_eq!(carried(&r), vec![(1, vec!["c".into()])]);
+
+    // Forgetting every partition closes the session: answered with session id 0, and the
+    // id is gone.
+    let mut forget = session_fetch("sess", id, 4, &[]);
+    forget.forgotten_topics_data = vec![fetch_request::ForgottenTopic::default()
+        .with_topic(tn("sess"))
+        .with_partitions(vec![0, 1, 2])];
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &forget).await;
+    assert_eq!((r.error_code, r.session_id), (0, 0));
+    let gone: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("sess", id, 5, &[]))
+        .await;
+    assert_eq!(gone.error_code, 70);
+
+    // Topic ids from v13: a session opened with ids takes incremental requests with ids.
+    let topic_id = c.topic_id("sess").await;
+    let mut full = session_fetch("", 0, 0, &all);
+    full.topics[0].topic_id = topic_id;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 16, &full).await;
+    assert!(r.session_id > 0);
+    assert_eq!(r.responses[0].topic_id, topic_id);
+    assert_eq!(carried(&r).len(), 3);
+    let id = r.session_id;
+    // Every partition read what it had: the offsets move on, and nothing else is new.
+    let mut moved = session_fetch("", id, 1, &[(0, 1), (1, 1), (2, 1)]);
+    moved.topics[0].topic_id = topic_id;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 16, &moved).await;
+    assert!(carried(&r).is_empty(), "{:?}", carried(&r));
+    assert_eq!(c.produce("sess", 0, -1, &["d"]).await.error_code, 0);
+    let r: FetchResponse = c
+        .call(ApiKey::Fetch, 16, &session_fetch("", id, 2, &[]))
+        .await;
+    assert_eq!(r.responses.len(), 1);
+    assert_eq!(r.responses[0].topic_id, topic_id);
+    assert_eq!(carried(&r), vec![(0, vec!["d".into()])]);
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// `--fetch-session-cache-slots 0`: every fetch is answered without a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_fetch_sessions_with_zero_slots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::parse_from(common::broker_args(
+        dir.path(),
+        &["--fetch-session-cache-slots", "0"],
+    ));
+    let broker = Broker::start(config).await.expect("broker starts");
+    let mut c = Conn::connect(broker.kafka_addr()).await;
+    create_topic(&mut c, "nosess", 1).await;
+    let r: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("nosess", 0, 0, &[(0, 0)]))
+        .await;
+    assert_eq!((r.error_code, r.session_id), (0, 0));
+    assert_eq!(carried(&r), vec![(0, vec![])]);
+    broker.shutdown().await.expect("shutdown");
+}

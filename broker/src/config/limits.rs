@@ -24,6 +24,8 @@ pub const DEFAULT_ALL_QUEUED_BYTES: i64 = 512 << 20;
 pub const DEFAULT_FETCH_MAX_BYTES: i64 = 55 << 20;
 /// `--write-stall-timeout-ms`.
 pub const DEFAULT_WRITE_STALL_TIMEOUT_MS: i64 = 30_000;
+/// `--fetch-session-cache-slots`: Kafka's `max.incremental.fetch.session.cache.slots` default.
+pub const DEFAULT_FETCH_SESSION_SLOTS: i64 = 1000;
 
 /// The limit flags (see the module documentation).
 #[derive(Debug, Clone, Args)]
@@ -81,6 +83,18 @@ pub struct LimitsConfig {
         default_value_t = DEFAULT_WRITE_STALL_TIMEOUT_MS
     )]
     pub write_stall_timeout_ms: i64,
+
+    /// Incremental fetch sessions (KIP-227) the broker keeps, all clients together (Kafka's
+    /// max.incremental.fetch.session.cache.slots): a consumer in a session names only the
+    /// partitions whose position moved and gets only the partitions with news. When all are
+    /// taken, a new session replaces one unused for two minutes, or the client keeps sending
+    /// full fetches. 0 turns sessions off. Range 0..=100000.
+    #[arg(
+        long,
+        env = "SLUICE_FETCH_SESSION_CACHE_SLOTS",
+        default_value_t = DEFAULT_FETCH_SESSION_SLOTS
+    )]
+    pub fetch_session_cache_slots: i64,
 }
 
 /// The validated limits, in the units the server uses.
@@ -92,6 +106,7 @@ pub struct Limits {
     pub all_queued_bytes: usize,
     pub fetch_max_bytes: usize,
     pub write_stall_timeout: Duration,
+    pub fetch_session_slots: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +118,7 @@ impl Default for Limits {
             all_queued_bytes: DEFAULT_ALL_QUEUED_BYTES as usize,
             fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES as usize,
             write_stall_timeout: Duration::from_millis(DEFAULT_WRITE_STALL_TIMEOUT_MS as u64),
+            fetch_session_slots: DEFAULT_FETCH_SESSION_SLOTS as usize,
         }
     }
 }
@@ -110,7 +126,7 @@ impl Default for Limits {
 impl Config {
     pub(super) fn validate_limits(&self) -> Result<(), BrokerError> {
         let l = &self.limits;
-        let ranges: [(&str, i64, i64, i64, String); 6] = [
+        let ranges: [(&str, i64, i64, i64, String); 7] = [
             (
                 "--max-connections",
                 l.max_connections,
@@ -156,6 +172,13 @@ impl Config {
                 3_600_000,
                 "100..=3600000".into(),
             ),
+            (
+                "--fetch-session-cache-slots",
+                l.fetch_session_cache_slots,
+                0,
+                100_000,
+                "0..=100000".into(),
+            ),
         ];
         // The broker-wide budget first: the per-connection range is stated against it.
         for (setting, value, min, max, allowed) in ranges.into_iter().rev() {
@@ -179,6 +202,7 @@ impl Config {
             write_stall_timeout: Duration::from_millis(
                 u64::try_from(l.write_stall_timeout_ms).unwrap_or(0),
             ),
+            fetch_session_slots: size(l.fetch_session_cache_slots),
         }
     }
 }
@@ -201,6 +225,7 @@ mod tests {
         assert_eq!(l.all_queued_bytes, 512 << 20);
         assert_eq!(l.fetch_max_bytes, 55 << 20);
         assert_eq!(l.write_stall_timeout, Duration::from_secs(30));
+        assert_eq!(l.fetch_session_slots, 1000);
     }
 
     #[test]
@@ -219,6 +244,8 @@ mod tests {
             "4096",
             "--write-stall-timeout-ms",
             "500",
+            "--fetch-session-cache-slots",
+            "0",
         ]);
         c.validate().expect("valid");
         assert_eq!(
@@ -230,6 +257,7 @@ mod tests {
                 all_queued_bytes: 8 << 20,
                 fetch_max_bytes: 4096,
                 write_stall_timeout: Duration::from_millis(500),
+                fetch_session_slots: 0,
             }
         );
         for (flag, bad, allowed) in [
@@ -243,6 +271,7 @@ mod tests {
             ("--queued-response-bytes", "0", "1048576.."),
             ("--fetch-max-bytes", "100", "1024..=2147483647"),
             ("--write-stall-timeout-ms", "0", "100..=3600000"),
+            ("--fetch-session-cache-slots", "100001", "0..=100000"),
         ] {
             let c = Config::parse_from(["sluice-broker", flag, bad]);
             let msg = c.validate().expect_err(flag).to_string();

@@ -71,6 +71,12 @@ impl Access {
         }
     }
 
+    /// The caller's principal as text (`User:alice`, or `User:ANONYMOUS` without
+    /// authentication): what a fetch session belongs to.
+    pub fn principal_name(&self) -> String {
+        self.principal.to_string()
+    }
+
     /// Whether an authorizer checks requests at all.
     pub fn on(&self) -> bool {
         self.state.is_some()

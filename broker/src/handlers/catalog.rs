@@ -98,9 +98,13 @@ pub fn partitions(ctx: &BrokerContext, name: &str) -> Option<Vec<PartitionRecord
 }
 
 pub fn ownership(ctx: &BrokerContext, topic: &str, partition: i32) -> Ownership {
-    match ctx.cluster.state().partition(topic, partition) {
+    owner(ctx.node_id, ctx.cluster.state().partition(topic, partition))
+}
+
+fn owner(me: i32, record: Option<&PartitionRecord>) -> Ownership {
+    match record {
         None => Ownership::Unknown,
-        Some(p) if p.leader == ctx.node_id => Ownership::Here(p.leader_epoch),
+        Some(p) if p.leader == me => Ownership::Here(p.leader_epoch),
         Some(p) => Ownership::Elsewhere(p.leader),
     }
 }
@@ -128,14 +132,61 @@ pub fn leader_partition(
     partition: i32,
     client_epoch: i32,
 ) -> Result<(Arc<PartitionLog>, i32), i16> {
-    match ownership(ctx, topic, partition) {
+    led_here(ownership(ctx, topic, partition), client_epoch, || {
+        ctx.replicas.leader_log(topic, partition)
+    })
+}
+
+/// [`local_partition`] of many partitions of one topic (`(partition, client epoch)`), with
+/// one look at the metadata and, for more than a few, one at the replica manager: a fetch
+/// of a thousand partitions resolves them all on every request.
+pub fn local_partitions(
+    ctx: &BrokerContext,
+    topic: &str,
+    wanted: &[(i32, i32)],
+) -> Vec<Result<Arc<PartitionLog>, i16>> {
+    let state = ctx.cluster.state();
+    let records = state.topics.get(topic).map(|t| t.partitions.as_slice());
+    let record = |p: i32| records.and_then(|r| r.get(usize::try_from(p).ok()?));
+    if wanted.len() < 8 {
+        return wanted
+            .iter()
+            .map(|&(p, client_epoch)| {
+                led_here(owner(ctx.node_id, record(p)), client_epoch, || {
+                    ctx.replicas.leader_log(topic, p)
+                })
+                .map(|(log, _)| log)
+            })
+            .collect();
+    }
+    let led = ctx.replicas.leader_logs(topic);
+    wanted
+        .iter()
+        .map(|&(p, client_epoch)| {
+            led_here(owner(ctx.node_id, record(p)), client_epoch, || {
+                let at = led.binary_search_by_key(&p, |(q, _, _)| *q).ok()?;
+                led.get(at).map(|(_, log, epoch)| (Arc::clone(log), *epoch))
+            })
+            .map(|(log, _)| log)
+        })
+        .collect()
+}
+
+/// The log of a partition the metadata says this broker leads, when the replica manager
+/// leads it at that epoch too (`led`) and the client's epoch agrees.
+fn led_here(
+    ownership: Ownership,
+    client_epoch: i32,
+    led: impl FnOnce() -> Option<(Arc<PartitionLog>, i32)>,
+) -> Result<(Arc<PartitionLog>, i32), i16> {
+    match ownership {
         Ownership::Unknown => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
         Ownership::Elsewhere(_) => Err(NOT_LEADER_OR_FOLLOWER),
         Ownership::Here(epoch) if client_epoch >= 0 && client_epoch < epoch => {
             Err(codes::FENCED_LEADER_EPOCH)
         }
         Ownership::Here(epoch) if client_epoch > epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
-        Ownership::Here(epoch) => match ctx.replicas.leader_log(topic, partition) {
+        Ownership::Here(epoch) => match led() {
             Some((log, led)) if led == epoch => Ok((log, led)),
             _ => Err(NOT_LEADER_OR_FOLLOWER),
         },

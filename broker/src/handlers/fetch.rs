@@ -24,7 +24,8 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::watch;
 
 use super::authz::{self, Access, Operation};
-use super::catalog::{self, local_partition};
+use super::catalog;
+use super::fetch_sessions::{self, Begin, Sent, SessionPart, TopicKey};
 use super::{codes, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
@@ -41,6 +42,8 @@ struct Answer {
     /// Record bytes in the response.
     used: usize,
     any_error: bool,
+    /// The want (index in the plan) of each partition in `resp`, in order.
+    included: Vec<usize>,
 }
 
 /// The response frame, its record sets kept by reference and its file regions as such (in
@@ -112,9 +115,10 @@ fn place(
 
 /// One requested partition, resolved once per request.
 struct Want {
+    /// Its topic's index in the response.
     topic: usize,
-    partition: i32,
-    fetch_offset: i64,
+    /// What the request (or its fetch session) asks of it.
+    part: SessionPart,
     max_bytes: usize,
     log: Result<Arc<PartitionLog>, i16>,
     /// A follower whose log diverged: the epoch and end offset to truncate to.
@@ -127,6 +131,17 @@ struct Plan {
     wants: Vec<Want>,
     /// A follower's fetch: reads go to the log end.
     replica: bool,
+    /// An incremental fetch session's: partitions with nothing new are left out.
+    incremental: bool,
+}
+
+/// What a partition's entry in a response says of its position.
+fn sent(pd: &PartitionData) -> Sent {
+    Sent {
+        high_watermark: pd.high_watermark,
+        last_stable_offset: pd.last_stable_offset,
+        log_start_offset: pd.log_start_offset,
+    }
 }
 
 /// Builds the response from the logs' current state.
@@ -135,9 +150,14 @@ fn read(plan: &Plan) -> Answer {
     let mut regions = Vec::new();
     let mut used = 0usize;
     let mut any_error = false;
-    for w in &plan.wants {
+    let mut included = Vec::new();
+    for (i, w) in plan.wants.iter().enumerate() {
+        if plan.incremental && nothing_new(plan, w) {
+            // Most partitions of a session that follows many: left out without a read.
+            continue;
+        }
         let mut pd = PartitionData::default()
-            .with_partition_index(w.partition)
+            .with_partition_index(w.part.req.partition)
             .with_high_watermark(-1)
             .with_last_stable_offset(-1)
             .with_log_start_offset(-1)
@@ -170,10 +190,11 @@ fn read(plan: &Plan) -> Answer {
                         .with_last_stable_offset(hw)
                         .with_log_start_offset(log.log_start_offset());
                 } else {
+                    let offset = w.part.req.fetch_offset;
                     let read = if plan.replica {
-                        log.read_for_replica_send(w.fetch_offset, limit.max(1))
+                        log.read_for_replica_send(offset, limit.max(1))
                     } else {
-                        log.read_for_send(w.fetch_offset, limit.max(1))
+                        log.read_for_send(offset, limit.max(1))
                     };
                     match read {
                         Ok(out) => {
@@ -192,7 +213,7 @@ fn read(plan: &Plan) -> Answer {
                                 match place(out.records, (w.topic, at), &mut regions) {
                                     Ok(b) => pd.records = Some(b),
                                     Err(e) => {
-                                        tracing::warn!(partition = w.partition, error = %e, "fetch read failed");
+                                        tracing::warn!(partition = w.part.req.partition, error = %e, "fetch read failed");
                                         pd.error_code = codes::KAFKA_STORAGE_ERROR;
                                         any_error = true;
                                     }
@@ -215,15 +236,64 @@ fn read(plan: &Plan) -> Answer {
                 }
             }
         }
+        let records = pd.records.as_ref().map_or(0, |r| r.len());
+        if plan.incremental
+            && w.diverging.is_none()
+            && !fetch_sessions::must_answer(&w.part, sent(&pd), records, pd.error_code)
+        {
+            continue;
+        }
         if let Some(t) = resp.responses.get_mut(w.topic) {
             t.partitions.push(pd);
+            included.push(i);
         }
+    }
+    if plan.incremental {
+        drop_empty_topics(&mut resp, &mut regions);
     }
     Answer {
         resp,
         regions,
         used,
         any_error,
+        included,
+    }
+}
+
+/// Whether an incremental fetch may leave this partition out without reading it: it is
+/// read to the end (the high watermark, or the log end for a follower) and its position is
+/// what the session's last response said.
+fn nothing_new(plan: &Plan, w: &Want) -> bool {
+    let (Ok(log), Some(sent), None) = (&w.log, w.part.sent, w.diverging) else {
+        return false;
+    };
+    let hw = log.high_watermark();
+    let end = if plan.replica {
+        log.log_end_offset()
+    } else {
+        hw
+    };
+    w.part.req.fetch_offset == end
+        && sent
+            == Sent {
+                high_watermark: hw,
+                last_stable_offset: hw,
+                log_start_offset: log.log_start_offset(),
+            }
+}
+
+/// Removes the topics an incremental response has nothing to say of, and renumbers the
+/// regions' places to match.
+fn drop_empty_topics(resp: &mut FetchResponse, regions: &mut [((usize, usize), FileRegion)]) {
+    let mut new_index = Vec::with_capacity(resp.responses.len());
+    let mut kept = 0;
+    for t in &resp.responses {
+        new_index.push(kept);
+        kept += usize::from(!t.partitions.is_empty());
+    }
+    resp.responses.retain(|t| !t.partitions.is_empty());
+    for ((t, _), _) in regions.iter_mut() {
+        *t = new_index[*t];
     }
 }
 
@@ -247,32 +317,89 @@ pub fn handle(
     };
     let replica = replica_id >= 0;
     let replica_allowed = !replica || access.cluster(Operation::ClusterAction);
+    let owner = access.principal_name();
+    let begin = ctx
+        .fetch_sessions
+        .begin(version, &req, &owner, Instant::now());
+    let (parts, session) = match begin {
+        Ok(Begin::Incremental { id, parts }) => (parts, Session::Incremental(id)),
+        Ok(Begin::New) => (
+            fetch_sessions::request_parts(version, &req),
+            Session::New { owner, by_id },
+        ),
+        Ok(Begin::Sessionless) => {
+            if req.session_id != 0 {
+                // It may have closed a session.
+                ctx.metrics.fetch_sessions(ctx.fetch_sessions.len());
+            }
+            (fetch_sessions::request_parts(version, &req), Session::None)
+        }
+        Err(code) => {
+            // A session this request cannot use: the client starts a new one.
+            tracing::debug!(
+                session_id = req.session_id,
+                session_epoch = req.session_epoch,
+                error_code = code,
+                "fetch session refused"
+            );
+            ctx.metrics.error_code("Fetch", code);
+            let refused = Answer {
+                resp: FetchResponse::default().with_error_code(code),
+                regions: Vec::new(),
+                used: 0,
+                any_error: true,
+                included: Vec::new(),
+            };
+            return Ok(Reply::Now(Some(encode(raw, &refused)?)));
+        }
+    };
     let mut skeleton = FetchResponse::default()
         .with_error_code(codes::NONE)
         .with_session_id(0);
-    let mut wants = Vec::new();
-    for t in &req.topics {
-        let meta = if by_id {
-            catalog::topic_by_id(ctx, t.topic_id)
-        } else {
-            catalog::topic(ctx, t.topic.as_str())
-        };
-        let mut tr = FetchableTopicResponse::default();
-        if by_id {
-            tr.topic_id = t.topic_id;
-        } else {
-            tr.topic = t.topic.clone();
+    // Consecutive partitions of one topic share its entry in the response.
+    let mut groups: Vec<(TopicKey, Vec<SessionPart>)> = Vec::new();
+    for part in parts {
+        match groups.last_mut() {
+            Some((key, group)) if *key == part.topic => group.push(part),
+            _ => groups.push((part.topic.clone(), vec![part])),
         }
+    }
+    let mut wants = Vec::new();
+    for (key, group) in groups {
+        let (meta, tr) = match &key {
+            TopicKey::Id(id) => (
+                catalog::topic_by_id(ctx, *id),
+                FetchableTopicResponse::default().with_topic_id(*id),
+            ),
+            TopicKey::Name(name) => (
+                catalog::topic(ctx, name.as_str()),
+                FetchableTopicResponse::default()
+                    .with_topic(kafka_protocol::messages::TopicName(name.clone())),
+            ),
+        };
         let topic = skeleton.responses.len();
         skeleton.responses.push(tr);
         let allowed = replica_allowed
             && (replica
-                || match &meta {
-                    Some(m) => access.topic(Operation::Read, &m.name),
-                    None if !by_id => access.topic(Operation::Read, t.topic.as_str()),
-                    None => true,
+                || match (&meta, &key) {
+                    (Some(m), _) => access.topic(Operation::Read, &m.name),
+                    (None, TopicKey::Name(name)) => access.topic(Operation::Read, name.as_str()),
+                    (None, TopicKey::Id(_)) => true,
                 });
-        for p in &t.partitions {
+        // A consumer's partitions are looked up together (one look at the metadata and the
+        // replica manager per topic, not per partition).
+        let mut consumer_logs = match &meta {
+            Some(m) if allowed && !replica => {
+                let wanted: Vec<(i32, i32)> = group
+                    .iter()
+                    .map(|p| (p.req.partition, p.req.current_leader_epoch))
+                    .collect();
+                catalog::local_partitions(ctx, &m.name, &wanted).into_iter()
+            }
+            _ => Vec::new().into_iter(),
+        };
+        for part in group {
+            let p = &part.req;
             let mut diverging = None;
             let log = match &meta {
                 _ if !allowed => Err(authz::TOPIC_AUTHORIZATION_FAILED),
@@ -300,13 +427,14 @@ pub fn handle(
                         Err(FetchRefused(code)) => Err(code),
                     }
                 }
-                Some(m) => local_partition(ctx, &m.name, p.partition, p.current_leader_epoch),
+                Some(_) => consumer_logs
+                    .next()
+                    .unwrap_or(Err(codes::UNKNOWN_SERVER_ERROR)),
             };
             wants.push(Want {
                 topic,
-                partition: p.partition,
-                fetch_offset: p.fetch_offset,
-                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                max_bytes: usize::try_from(p.max_bytes).unwrap_or(0),
+                part,
                 log,
                 diverging,
             });
@@ -321,6 +449,7 @@ pub fn handle(
         skeleton,
         wants,
         replica,
+        incremental: matches!(session, Session::Incremental(_)),
     };
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms.max(0)).unwrap_or(0));
@@ -343,14 +472,14 @@ pub fn handle(
     for rx in &mut rxs {
         rx.borrow_and_update();
     }
-    let first = read(&plan);
+    let mut first = read(&plan);
     if first.used >= min_bytes.max(1)
         || first.any_error
         || max_wait.is_zero()
         || rxs.is_empty()
         || min_bytes == 0
     {
-        finish(ctx, &first, started);
+        finish(ctx, &plan, &session, &mut first, started);
         return Ok(Reply::Now(Some(encode(raw, &first)?)));
     }
 
@@ -385,14 +514,60 @@ pub fn handle(
                 // Re-read at the end so the response carries the newest high watermarks.
                 last = read(&plan);
             }
-            finish(&ctx, &last, started);
+            finish(&ctx, &plan, &session, &mut last, started);
             encode(raw, &last).map(Some)
         }
         .boxed(),
     ))
 }
 
-fn finish(ctx: &BrokerContext, a: &Answer, started: Instant) {
+/// The fetch session a request is in.
+enum Session {
+    None,
+    /// A full fetch asking for a new session, of this principal, naming topics by id or not.
+    New {
+        owner: String,
+        by_id: bool,
+    },
+    Incremental(i32),
+}
+
+/// Ends a fetch with its final answer: creates or updates its session (and puts the session
+/// id in the response), then counts it.
+fn finish(ctx: &BrokerContext, plan: &Plan, session: &Session, a: &mut Answer, started: Instant) {
+    let carried = a
+        .resp
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .zip(&a.included)
+        .filter_map(|(pd, &i)| plan.wants.get(i).map(|w| (w, pd)));
+    match session {
+        Session::None => {}
+        Session::New { owner, by_id } => {
+            let parts = carried.map(|(w, pd)| (w.part.clone(), sent(pd))).collect();
+            a.resp.session_id = ctx
+                .fetch_sessions
+                .create(owner, *by_id, parts, Instant::now());
+            ctx.metrics.fetch_sessions(ctx.fetch_sessions.len());
+        }
+        Session::Incremental(id) => {
+            let carried = carried
+                .map(|(w, pd)| {
+                    let with_records = pd.records.as_ref().is_some_and(|r| !r.is_empty());
+                    (
+                        w.part.topic.clone(),
+                        w.part.req.partition,
+                        sent(pd),
+                        with_records,
+                    )
+                })
+                .collect();
+            ctx.fetch_sessions.answered(*id, carried);
+            a.resp.session_id = *id;
+            ctx.metrics.fetch_incremental();
+        }
+    }
     for t in &a.resp.responses {
         for p in &t.partitions {
             ctx.metrics.error_code("Fetch", p.error_code);
@@ -473,8 +648,17 @@ mod tests {
             .enumerate()
             .map(|(p, off)| Want {
                 topic: 0,
-                partition: p as i32,
-                fetch_offset: *off,
+                part: SessionPart {
+                    topic: TopicKey::Name("t".into()),
+                    req: fetch_sessions::PartReq {
+                        partition: p as i32,
+                        fetch_offset: *off,
+                        max_bytes: i32::try_from(partition_max).unwrap_or(i32::MAX),
+                        current_leader_epoch: -1,
+                        last_fetched_epoch: -1,
+                    },
+                    sent: None,
+                },
                 max_bytes: partition_max,
                 log: logs
                     .partition("t", p as i32)
@@ -487,6 +671,7 @@ mod tests {
             skeleton,
             wants,
             replica: false,
+            incremental: false,
         }
     }
 
@@ -531,6 +716,64 @@ mod tests {
         let (_d, logs, len) = setup();
         let resp = read(&plan(&logs, 3 * len + 5, 1 << 20, &[0, 0])).resp;
         assert_eq!(sizes(&resp), vec![3 * len, 0]);
+    }
+
+    #[test]
+    fn an_incremental_fetch_answers_only_the_partitions_with_news() {
+        let (_d, logs, len) = setup();
+        // Partition 0 is read up to its end and its position was sent last time; partition 1
+        // has records to give.
+        let mut plan = plan(&logs, 1 << 20, 1 << 20, &[3, 0]);
+        plan.incremental = true;
+        let at_end = Sent {
+            high_watermark: 3,
+            last_stable_offset: 3,
+            log_start_offset: 0,
+        };
+        for w in &mut plan.wants {
+            w.part.sent = Some(at_end);
+        }
+        let a = read(&plan);
+        assert_eq!(a.included, vec![1]);
+        assert_eq!(a.resp.responses[0].partitions.len(), 1);
+        assert_eq!(a.resp.responses[0].partitions[0].partition_index, 1);
+        assert_eq!(sizes(&a.resp), vec![3 * len]);
+
+        // Nothing new anywhere: no topic at all.
+        plan.wants[1].part.req.fetch_offset = 3;
+        let a = read(&plan);
+        assert!(a.resp.responses.is_empty() && a.included.is_empty());
+
+        // A moved log start is news, and so is an error.
+        logs.partition("t", 0)
+            .expect("partition")
+            .delete_records(1)
+            .expect("delete records");
+        plan.wants[1].part.req.fetch_offset = 7;
+        let a = read(&plan);
+        assert_eq!(a.included, vec![0, 1]);
+        assert_eq!(a.resp.responses[0].partitions[0].log_start_offset, 1);
+        assert_eq!(
+            a.resp.responses[0].partitions[1].error_code,
+            codes::OFFSET_OUT_OF_RANGE
+        );
+    }
+
+    #[test]
+    fn dropping_silent_topics_renumbers_the_regions_after_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, region) = file_region(&dir, 40_000, 0, 20_000);
+        let mut resp = FetchResponse::default();
+        for parts in [0, 2, 0, 1] {
+            let mut t = FetchableTopicResponse::default();
+            t.partitions = vec![PartitionData::default(); parts];
+            resp.responses.push(t);
+        }
+        let mut regions = vec![((1, 1), region.clone()), ((3, 0), region)];
+        drop_empty_topics(&mut resp, &mut regions);
+        assert_eq!(resp.responses.len(), 2);
+        let places: Vec<_> = regions.iter().map(|(at, _)| *at).collect();
+        assert_eq!(places, vec![(0, 1), (1, 0)]);
     }
 
     #[test]
@@ -608,6 +851,7 @@ mod tests {
             regions: vec![((0, 1), region)],
             used: 0,
             any_error: false,
+            included: vec![0, 1],
         };
         let mut expected = answer.resp.clone();
         expected.responses[0].partitions[1].records =

@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod codes;
 pub mod configs;
 pub mod fetch;
+pub mod fetch_sessions;
 pub mod log_offsets;
 pub mod metadata;
 pub mod operational;

@@ -558,6 +558,17 @@ impl ReplicaManager {
             .map(|l| (Arc::clone(&l.log), l.replicas.leader_epoch))
     }
 
+    /// [`ReplicaManager::leader_log`] of every partition of `topic` this broker leads, by
+    /// partition (sorted): one lock for a fetch of many partitions.
+    pub fn leader_logs(&self, topic: &str) -> Vec<(i32, Arc<PartitionLog>, i32)> {
+        let from = (topic.to_string(), i32::MIN);
+        let to = (topic.to_string(), i32::MAX);
+        lock(&self.led)
+            .range(from..=to)
+            .map(|((_, p), l)| (*p, Arc::clone(&l.log), l.replicas.leader_epoch))
+            .collect()
+    }
+
     /// What an `acks=all` producer of this partition waits on: `Some(tenure)` while this
     /// broker leads it.
     pub fn tenure(&self, topic: &str, partition: i32) -> Option<CancellationToken> {

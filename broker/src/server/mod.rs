@@ -415,6 +415,9 @@ impl Broker {
             inter_broker_listener: inter_broker.name.clone(),
             shutdown: shutdown.clone(),
             limits: config.limits(),
+            fetch_sessions: crate::handlers::fetch_sessions::FetchSessions::new(
+                config.limits().fetch_session_slots,
+            ),
         });
         spawn_reload(
             Arc::clone(&security),

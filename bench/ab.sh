@@ -11,7 +11,8 @@
 #   latency   every run on a fresh data dir: librdkafka at a fixed RATE (1 KiB, acks=ACKS,
 #             linger 0) for PRODUCE_SECONDS after WARMUP_SECONDS, latency from intended send
 #             times (`sluice-loadgen produce --rate --e2e`); prints produce p50/p99/p99.9,
-#             end-to-end p99 and the client's own send lag p99 in ms
+#             end-to-end p99 and the client's own send lag p99 in ms, then the broker's fsyncs
+#             per second over the run and their mean duration in ms (how a group commit batched)
 # Env: CLIENT=raw (the loadgen's raw client, ~0.1 CPU-s/GiB: the broker's figure) or rdkafka
 #      (librdkafka, ~1.2 CPU-s/GiB: what an application sees)
 #      ROUNDS=5 RECORD_SIZE=1024 ACKS=all PARTITIONS=1 PRODUCE_SECONDS=10 WARMUP_SECONDS=3

@@ -348,10 +348,17 @@ S_EXTRA=()
 # kafka_flush_properties TARGET: kafka-always gets log.flush.interval.messages=1 (Kafka fsyncs
 # the partition after every append, in the request's thread, before it answers: the setting
 # comparable to Sluice's `fsync: always`); plain kafka keeps Kafka's default (no fsync of its own).
+# A KAFKA_EXTRA_PROPERTIES file given to the suite applies to both.
+USER_KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
 kafka_flush_properties() {
     if [[ "$1" == kafka-always ]]; then
-        printf 'log.flush.interval.messages=1\n' >"$TDIR/flush.properties"
+        {
+            [[ -n "$USER_KAFKA_EXTRA_PROPERTIES" ]] && cat "$USER_KAFKA_EXTRA_PROPERTIES"
+            printf 'log.flush.interval.messages=1\n'
+        } >"$TDIR/flush.properties"
         export KAFKA_EXTRA_PROPERTIES="$TDIR/flush.properties"
+    elif [[ -n "$USER_KAFKA_EXTRA_PROPERTIES" ]]; then
+        export KAFKA_EXTRA_PROPERTIES="$USER_KAFKA_EXTRA_PROPERTIES"
     else
         unset KAFKA_EXTRA_PROPERTIES
     fi

@@ -454,8 +454,23 @@ pub fn handle(
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms.max(0)).unwrap_or(0));
 
-    // Subscribe before the first read, so data appended between the read and the wait
-    // still wakes us. Followers wait for the log end, consumers for the high watermark.
+    let readable = plan.wants.iter().any(|w| w.log.is_ok());
+    let answered_now = |a: &Answer| {
+        a.used >= min_bytes.max(1)
+            || a.any_error
+            || max_wait.is_zero()
+            || !readable
+            || min_bytes == 0
+    };
+    let mut first = read(&plan);
+    if answered_now(&first) {
+        // A consumer catching up, or an answer without waiting: no subscriptions at all.
+        finish(ctx, &plan, &session, &mut first, started);
+        return Ok(Reply::Now(Some(encode(raw, &first)?)));
+    }
+    // Subscribe, then read once more: what was appended between the first read and the
+    // subscription is in this read, and what comes after it wakes the wait. Followers wait for
+    // the log end, consumers for the high watermark.
     let mut rxs: Vec<watch::Receiver<i64>> = plan
         .wants
         .iter()
@@ -472,13 +487,8 @@ pub fn handle(
     for rx in &mut rxs {
         rx.borrow_and_update();
     }
-    let mut first = read(&plan);
-    if first.used >= min_bytes.max(1)
-        || first.any_error
-        || max_wait.is_zero()
-        || rxs.is_empty()
-        || min_bytes == 0
-    {
+    first = read(&plan);
+    if answered_now(&first) {
         finish(ctx, &plan, &session, &mut first, started);
         return Ok(Reply::Now(Some(encode(raw, &first)?)));
     }

@@ -369,23 +369,12 @@ run_target() { # run_target NAME
 }
 
 # ---- main -----------------------------------------------------------------------------------
-cat >"$WORK/tools-log4j2.properties" <<'L4J'
-status = warn
-appender.console.type = Console
-appender.console.name = stderr
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = warn
-rootLogger.appenderRef.console.ref = stderr
-L4J
-
 command -v curl >/dev/null || fail "tools: curl not found (apt-get install curl)"
 [[ -x /usr/bin/time ]] || fail "tools: /usr/bin/time not found (apt-get install time)"
 log "step 1: Kafka $KAFKA_VERSION jars (bench/kafka/setup.sh)"
 LIB="$("$KAFKA_DIR/setup.sh" | tail -n 1)" || fail "setup: bench/kafka/setup.sh"
 # shellcheck disable=SC2206 # CLIENT_HEAP is a list of JVM flags
-JAVA_TOOL=(java $CLIENT_HEAP "-Dlog4j2.configurationFile=$WORK/tools-log4j2.properties" -cp "$LIB/*")
+JAVA_TOOL=(java $CLIENT_HEAP "-Dlog4j2.configurationFile=$KAFKA_DIR/tools-log4j2.properties" -cp "$LIB/*")
 case " $TARGETS " in *" sluice-"*) log "step 2: Sluice broker binary"; build_sluice ;; esac
 
 LOAD_BEFORE="$(uptime)"

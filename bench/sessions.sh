@@ -41,16 +41,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
-cat >"$WORK/log4j2.properties" <<'L4J'
-status = warn
-appender.console.type = Console
-appender.console.name = stderr
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = warn
-rootLogger.appenderRef.console.ref = stderr
-L4J
 port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 KPORT="$(port)"
 HPORT="$(port)"
@@ -100,7 +90,7 @@ for round in $(seq "$ROUNDS"); do
         "$LOADGEN_BIN" create-topic --bootstrap "$BOOT" --topic s --partitions "$PARTITIONS" \
             --replication-factor 1 >/dev/null 2>>"$WORK/loadgen.log"
         t0="$(ticks "$pid")" w0="$(wchar "$pid")"
-        java -Xmx512m "-Dlog4j2.configurationFile=$WORK/log4j2.properties" -cp "$LIB/*" \
+        java -Xmx512m "-Dlog4j2.configurationFile=$ROOT/bench/kafka/tools-log4j2.properties" -cp "$LIB/*" \
             org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$BOOT" --topic s \
             --num-records "$RECORDS" --timeout 30000 --group "g-$round-$target" \
             >"$WORK/consumer.out" 2>>"$WORK/consumer.log" &

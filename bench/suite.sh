@@ -225,17 +225,7 @@ JAVA_TOOL=()
 java_setup() {
     [[ -n "$LIB" ]] && return 0
     LIB="$("$KAFKA_DIR/setup.sh" | tail -n 1)" || fail "setup: bench/kafka/setup.sh"
-    cat >"$WORK/tools-log4j2.properties" <<'L4J'
-status = warn
-appender.console.type = Console
-appender.console.name = stderr
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = warn
-rootLogger.appenderRef.console.ref = stderr
-L4J
-    JAVA_TOOL=(java -Xmx512m "-Dlog4j2.configurationFile=$WORK/tools-log4j2.properties" -cp "$LIB/*")
+    JAVA_TOOL=(java -Xmx512m "-Dlog4j2.configurationFile=$KAFKA_DIR/tools-log4j2.properties" -cp "$LIB/*")
 }
 
 cpu_s() { # summed utime+stime of the watched pids, seconds

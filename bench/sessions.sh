@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What incremental fetch sessions (KIP-227) save: a Java consumer (Kafka's ConsumerPerformance,
 # which fetches in a session like every Java client) follows a topic of PARTITIONS partitions
-# while a producer trickles RATE 1 KiB records/s over them (round robin) for SECONDS, against
+# while a producer trickles RATE 1 KiB records/s over them (round robin) for RUN_SECONDS, against
 # each target in turn, ROUNDS times:
 #   sessions     the Sluice broker, --fetch-session-cache-slots 1000 (the default)
 #   nosessions   the same binary with 0: every fetch lists, and is answered with, every partition
@@ -10,7 +10,7 @@
 # bytes it wrote (to its sockets, files and pipes: /proc/PID/io wchar) compare directly.
 #
 # Usage: bench/sessions.sh [BROKER_BINARY]   (default: cargo build --release -p sluice-broker)
-# Env: PARTITIONS=1000 RATE=1000 SECONDS=30 ROUNDS=3 TARGETS="sessions nosessions kafka"
+# Env: PARTITIONS=1000 RATE=1000 RUN_SECONDS=30 ROUNDS=3 TARGETS="sessions nosessions kafka"
 #      LOADGEN_BIN WORK (default: a temp dir)
 # Prints one line per run: target, broker CPU-s, MiB the broker wrote, fetch requests and
 # incremental fetches (Sluice's metrics; "-" for Kafka), records consumed; then the medians.
@@ -19,7 +19,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PARTITIONS="${PARTITIONS:-1000}"
 RATE="${RATE:-1000}"
-SECONDS_="${SECONDS:-30}"
+# Not SECONDS: bash keeps its own count of seconds in that name, so it is never unset.
+SECONDS_="${RUN_SECONDS:-30}"
 ROUNDS="${ROUNDS:-3}"
 TARGETS="${TARGETS:-sessions nosessions kafka}"
 if [[ $# -ge 1 ]]; then

@@ -71,10 +71,10 @@ impl Access {
         }
     }
 
-    /// The caller's principal as text (`User:alice`, or `User:ANONYMOUS` without
-    /// authentication): what a fetch session belongs to.
-    pub fn principal_name(&self) -> String {
-        self.principal.to_string()
+    /// The caller's principal (`User:alice`, or `User:ANONYMOUS` without authentication):
+    /// what a fetch session belongs to.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
     }
 
     /// Whether an authorizer checks requests at all.

@@ -33,6 +33,7 @@ use crate::log::{FileRegion, LogError, PartitionLog, Records};
 use crate::protocol::codec::{respond_spliced, RawHeader};
 use crate::protocol::frame::{placeholder, Frame, Splice};
 use crate::replica::{FetchRefused, ReplicaFetch};
+use crate::security::Principal;
 
 /// A response built from the logs' current state.
 struct Answer {
@@ -317,15 +318,17 @@ pub fn handle(
     };
     let replica = replica_id >= 0;
     let replica_allowed = !replica || access.cluster(Operation::ClusterAction);
-    let owner = access.principal_name();
     let begin = ctx
         .fetch_sessions
-        .begin(version, &req, &owner, Instant::now());
+        .begin(version, &req, access.principal(), Instant::now());
     let (parts, session) = match begin {
         Ok(Begin::Incremental { id, parts }) => (parts, Session::Incremental(id)),
         Ok(Begin::New) => (
             fetch_sessions::request_parts(version, &req),
-            Session::New { owner, by_id },
+            Session::New {
+                owner: access.principal().clone(),
+                by_id,
+            },
         ),
         Ok(Begin::Sessionless) => {
             if req.session_id != 0 {
@@ -343,6 +346,8 @@ pub fn handle(
                 "fetch session refused"
             );
             ctx.metrics.error_code("Fetch", code);
+            // The partition bound may have closed the session it named.
+            ctx.metrics.fetch_sessions(ctx.fetch_sessions.len());
             let refused = Answer {
                 resp: FetchResponse::default().with_error_code(code),
                 regions: Vec::new(),
@@ -536,7 +541,7 @@ enum Session {
     None,
     /// A full fetch asking for a new session, of this principal, naming topics by id or not.
     New {
-        owner: String,
+        owner: Principal,
         by_id: bool,
     },
     Incremental(i32),

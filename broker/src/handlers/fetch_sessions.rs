@@ -38,6 +38,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::codes;
+use crate::security::Principal;
 
 /// The epoch of a full fetch that wants no session (and closes the one it names).
 pub const FINAL_EPOCH: i32 = -1;
@@ -105,7 +106,7 @@ pub enum Begin {
 
 #[derive(Debug)]
 struct Session {
-    owner: String,
+    owner: Principal,
     by_id: bool,
     /// The epoch the session's next request must carry.
     next_epoch: i32,
@@ -227,7 +228,7 @@ impl FetchSessions {
         &self,
         version: i16,
         req: &FetchRequest,
-        owner: &str,
+        owner: &Principal,
         now: Instant,
     ) -> Result<Begin, i16> {
         if version < 7 {
@@ -241,7 +242,7 @@ impl FetchSessions {
         let mut cache = self.lock();
         if epoch == FINAL_EPOCH || epoch == INITIAL_EPOCH {
             // A full fetch closes the session it names (when it is the caller's).
-            if id != 0 && cache.sessions.get(&id).is_some_and(|s| s.owner == owner) {
+            if id != 0 && cache.sessions.get(&id).is_some_and(|s| s.owner == *owner) {
                 cache.remove(id);
             }
             return Ok(if epoch == FINAL_EPOCH || self.slots == 0 {
@@ -258,7 +259,7 @@ impl FetchSessions {
             sessions,
             partitions,
         } = &mut *cache;
-        let Some(session) = sessions.get_mut(&id).filter(|s| s.owner == owner) else {
+        let Some(session) = sessions.get_mut(&id).filter(|s| s.owner == *owner) else {
             return Err(FETCH_SESSION_ID_NOT_FOUND);
         };
         if session.by_id != by_id {
@@ -319,7 +320,7 @@ impl FetchSessions {
     /// [`EVICTABLE_AFTER`]).
     pub fn create(
         &self,
-        owner: &str,
+        owner: &Principal,
         by_id: bool,
         parts: Vec<(SessionPart, Sent)>,
         now: Instant,
@@ -351,7 +352,7 @@ impl FetchSessions {
         cache.sessions.insert(
             id,
             Session {
-                owner: owner.to_owned(),
+                owner: owner.clone(),
                 by_id,
                 next_epoch: next_epoch(INITIAL_EPOCH),
                 last_used: now,
@@ -425,8 +426,16 @@ mod tests {
         }
     }
 
+    fn user_x() -> Principal {
+        Principal::user("x")
+    }
+
+    fn user_y() -> Principal {
+        Principal::user("y")
+    }
+
     /// A full fetch that asked for a session, answered with high watermark 10 everywhere.
-    fn created(s: &FetchSessions, owner: &str, req: &FetchRequest, now: Instant) -> i32 {
+    fn created(s: &FetchSessions, owner: &Principal, req: &FetchRequest, now: Instant) -> i32 {
         assert_eq!(s.begin(12, req, owner, now), Ok(Begin::New));
         let parts = request_parts(12, req)
             .into_iter()
@@ -459,7 +468,7 @@ mod tests {
             0,
             &[("a", vec![part(0, 5), part(1, 7)]), ("b", vec![part(0, 0)])],
         );
-        let id = created(&s, "User:x", &full, now);
+        let id = created(&s, &user_x(), &full, now);
         assert!(id > 0);
 
         // Epoch 1 names only what changed: a-1 moved on, b-0 is forgotten, c-0 joins.
@@ -467,7 +476,7 @@ mod tests {
         inc.forgotten_topics_data = vec![ForgottenTopic::default()
             .with_topic(TopicName(StrBytes::from_static_str("b")))
             .with_partitions(vec![0])];
-        let b = s.begin(12, &inc, "User:x", now).expect("incremental");
+        let b = s.begin(12, &inc, &user_x(), now).expect("incremental");
         assert_eq!(
             parts_of(&b),
             vec![
@@ -478,12 +487,12 @@ mod tests {
         );
         // The same epoch again is refused: the session expects 2 now.
         assert_eq!(
-            s.begin(12, &inc, "User:x", now),
+            s.begin(12, &inc, &user_x(), now),
             Err(INVALID_FETCH_SESSION_EPOCH)
         );
         let next = request(id, 2, &[]);
         assert!(matches!(
-            s.begin(12, &next, "User:x", now),
+            s.begin(12, &next, &user_x(), now),
             Ok(Begin::Incremental { .. })
         ));
     }
@@ -494,7 +503,7 @@ mod tests {
         let now = Instant::now();
         let id = created(
             &s,
-            "User:x",
+            &user_x(),
             &request(0, 0, &[("a", vec![part(0, 0)])]),
             now,
         );
@@ -503,28 +512,28 @@ mod tests {
             s.begin(
                 12,
                 &request(id.wrapping_add(1).max(1), 1, &[]),
-                "User:x",
+                &user_x(),
                 now
             ),
             Err(FETCH_SESSION_ID_NOT_FOUND)
         );
         assert_eq!(
-            s.begin(12, &inc, "User:y", now),
+            s.begin(12, &inc, &user_y(), now),
             Err(FETCH_SESSION_ID_NOT_FOUND),
             "another principal's session is not found"
         );
         assert_eq!(
-            s.begin(13, &inc, "User:x", now),
+            s.begin(13, &inc, &user_x(), now),
             Err(FETCH_SESSION_TOPIC_ID_ERROR),
             "created with names, asked with ids"
         );
         assert_eq!(
-            s.begin(12, &request(id, -2, &[]), "User:x", now),
+            s.begin(12, &request(id, -2, &[]), &user_x(), now),
             Err(INVALID_FETCH_SESSION_EPOCH)
         );
         // None of the refusals moved the epoch.
         assert!(matches!(
-            s.begin(12, &inc, "User:x", now),
+            s.begin(12, &inc, &user_x(), now),
             Ok(Begin::Incremental { .. })
         ));
     }
@@ -534,26 +543,26 @@ mod tests {
         let s = FetchSessions::new(10);
         let now = Instant::now();
         let full = request(0, 0, &[("a", vec![part(0, 0)])]);
-        let id = created(&s, "User:x", &full, now);
+        let id = created(&s, &user_x(), &full, now);
         // Another principal's full fetch naming it does not close it.
         assert_eq!(
-            s.begin(12, &request(id, -1, &[]), "User:y", now),
+            s.begin(12, &request(id, -1, &[]), &user_y(), now),
             Ok(Begin::Sessionless)
         );
         assert_eq!(s.len(), 1);
         assert_eq!(
-            s.begin(12, &request(id, -1, &[]), "User:x", now),
+            s.begin(12, &request(id, -1, &[]), &user_x(), now),
             Ok(Begin::Sessionless)
         );
         assert!(s.is_empty(), "epoch -1 closed it");
-        let id = created(&s, "User:x", &full, now);
+        let id = created(&s, &user_x(), &full, now);
         assert_eq!(
-            s.begin(12, &request(id, 0, &[]), "User:x", now),
+            s.begin(12, &request(id, 0, &[]), &user_x(), now),
             Ok(Begin::New)
         );
         assert!(s.is_empty(), "epoch 0 closed it before asking for another");
         assert_eq!(
-            s.begin(6, &request(5, 3, &[]), "User:x", now),
+            s.begin(6, &request(5, 3, &[]), &user_x(), now),
             Ok(Begin::Sessionless)
         );
     }
@@ -564,7 +573,7 @@ mod tests {
         let now = Instant::now();
         let id = created(
             &s,
-            "User:x",
+            &user_x(),
             &request(0, 0, &[("a", vec![part(0, 0)])]),
             now,
         );
@@ -572,7 +581,7 @@ mod tests {
         inc.forgotten_topics_data = vec![ForgottenTopic::default()
             .with_topic(TopicName(StrBytes::from_static_str("a")))
             .with_partitions(vec![0])];
-        assert_eq!(s.begin(12, &inc, "User:x", now), Ok(Begin::Sessionless));
+        assert_eq!(s.begin(12, &inc, &user_x(), now), Ok(Begin::Sessionless));
         assert!(s.is_empty());
     }
 
@@ -581,30 +590,30 @@ mod tests {
         let s = FetchSessions::new(2);
         let t0 = Instant::now();
         let full = request(0, 0, &[("a", vec![part(0, 0)])]);
-        let first = created(&s, "User:x", &full, t0);
-        let second = created(&s, "User:x", &full, t0 + Duration::from_secs(1));
+        let first = created(&s, &user_x(), &full, t0);
+        let second = created(&s, &user_x(), &full, t0 + Duration::from_secs(1));
         assert!(first > 0 && second > 0 && first != second);
         assert_eq!(
-            created(&s, "User:x", &full, t0 + Duration::from_secs(2)),
+            created(&s, &user_x(), &full, t0 + Duration::from_secs(2)),
             0,
             "full, and nothing idle long enough"
         );
         let later = t0 + EVICTABLE_AFTER + Duration::from_millis(500);
-        let third = created(&s, "User:x", &full, later);
+        let third = created(&s, &user_x(), &full, later);
         assert!(third > 0);
         assert_eq!(
-            s.begin(12, &request(first, 1, &[]), "User:x", later),
+            s.begin(12, &request(first, 1, &[]), &user_x(), later),
             Err(FETCH_SESSION_ID_NOT_FOUND),
             "the least recently used one made room"
         );
         assert!(s
-            .begin(12, &request(second, 1, &[]), "User:x", later)
+            .begin(12, &request(second, 1, &[]), &user_x(), later)
             .is_ok());
 
         let off = FetchSessions::new(0);
-        assert_eq!(off.begin(12, &full, "User:x", t0), Ok(Begin::Sessionless));
+        assert_eq!(off.begin(12, &full, &user_x(), t0), Ok(Begin::Sessionless));
         assert_eq!(
-            off.create("User:x", false, vec![], t0),
+            off.create(&user_x(), false, vec![], t0),
             0,
             "nothing is ever created"
         );
@@ -617,14 +626,14 @@ mod tests {
         let many =
             |n: usize| -> Vec<FetchPartition> { (0..n as i32).map(|p| part(p, 0)).collect() };
         let half = MAX_CACHED_PARTITIONS / 2;
-        let first = created(&s, "User:x", &request(0, 0, &[("a", many(half))]), now);
+        let first = created(&s, &user_x(), &request(0, 0, &[("a", many(half))]), now);
         assert!(first > 0);
-        let second = created(&s, "User:x", &request(0, 0, &[("b", many(half))]), now);
+        let second = created(&s, &user_x(), &request(0, 0, &[("b", many(half))]), now);
         assert!(second > 0);
         assert_eq!(s.partitions(), 2 * half);
         // No room for one more partition in a new session while both are in use...
         assert_eq!(
-            created(&s, "User:x", &request(0, 0, &[("c", many(10))]), now),
+            created(&s, &user_x(), &request(0, 0, &[("c", many(10))]), now),
             0
         );
         // ...nor for a session to grow past the bound: it is closed, and the client will
@@ -635,7 +644,7 @@ mod tests {
             &[("d", many(MAX_CACHED_PARTITIONS - 2 * half + 1))],
         );
         assert_eq!(
-            s.begin(12, &grow, "User:x", now),
+            s.begin(12, &grow, &user_x(), now),
             Err(FETCH_SESSION_ID_NOT_FOUND)
         );
         assert_eq!(s.len(), 1);
@@ -645,7 +654,7 @@ mod tests {
         forget.forgotten_topics_data = vec![ForgottenTopic::default()
             .with_topic(TopicName(StrBytes::from_static_str("b")))
             .with_partitions((0..10).collect())];
-        assert!(s.begin(12, &forget, "User:x", now).is_ok());
+        assert!(s.begin(12, &forget, &user_x(), now).is_ok());
         assert_eq!(s.partitions(), half - 10);
     }
 
@@ -654,14 +663,14 @@ mod tests {
         let s = FetchSessions::new(10);
         let now = Instant::now();
         let full = request(0, 0, &[("a", vec![part(0, 0), part(1, 0), part(2, 0)])]);
-        let id = created(&s, "User:x", &full, now);
+        let id = created(&s, &user_x(), &full, now);
         let name = || TopicKey::Name(StrBytes::from_static_str("a"));
         s.answered(
             id,
             vec![(name(), 0, sent(12), true), (name(), 1, sent(11), false)],
         );
         let b = s
-            .begin(12, &request(id, 1, &[]), "User:x", now)
+            .begin(12, &request(id, 1, &[]), &user_x(), now)
             .expect("inc");
         assert_eq!(
             parts_of(&b),

@@ -474,24 +474,8 @@ pub fn handle(
         return Ok(Reply::Now(Some(encode(raw, &first)?)));
     }
     // Subscribe, then read once more: what was appended between the first read and the
-    // subscription is in this read, and what comes after it wakes the wait. Followers wait for
-    // the log end, consumers for the high watermark.
-    let mut rxs: Vec<watch::Receiver<i64>> = plan
-        .wants
-        .iter()
-        .filter_map(|w| {
-            w.log.as_ref().ok().map(|l| {
-                if replica {
-                    l.subscribe_log_end()
-                } else {
-                    l.subscribe_high_watermark()
-                }
-            })
-        })
-        .collect();
-    for rx in &mut rxs {
-        rx.borrow_and_update();
-    }
+    // subscription is in this read, and what comes after it wakes the wait.
+    let mut rxs = subscribe(&plan);
     first = read(&plan);
     if answered_now(&first) {
         finish(ctx, &plan, &session, &mut first, started);
@@ -518,7 +502,7 @@ pub fn handle(
                     _ = ctx.shutdown.cancelled() => break,
                 }
                 for rx in &mut rxs {
-                    rx.borrow_and_update();
+                    rx.mark_seen();
                 }
                 last = read(&plan);
                 if last.used >= min_bytes || last.any_error {
@@ -534,6 +518,66 @@ pub fn handle(
         }
         .boxed(),
     ))
+}
+
+/// What a waiting fetch is woken by: one partition's watermark, or any of a topic's.
+enum Wake {
+    Partition(watch::Receiver<i64>),
+    Topic(watch::Receiver<u64>),
+}
+
+impl Wake {
+    /// Resolves at the next change (an error: the sender is gone).
+    async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        match self {
+            Wake::Partition(rx) => rx.changed().await,
+            Wake::Topic(rx) => rx.changed().await,
+        }
+    }
+
+    fn mark_seen(&mut self) {
+        match self {
+            Wake::Partition(rx) => rx.mark_unchanged(),
+            Wake::Topic(rx) => rx.mark_unchanged(),
+        }
+    }
+}
+
+/// Subscribes to what moves when the plan's partitions may have something new: followers to
+/// the log end, consumers to the high watermark. The partitions of one topic that make up at
+/// least half of the topic's partitions here are waited on together (one subscription, see
+/// [`crate::log::TopicWake`]); fewer are waited on one by one, so that the topic's other partitions do
+/// not wake the fetch for nothing.
+fn subscribe(plan: &Plan) -> Vec<Wake> {
+    let replica = plan.replica;
+    let mut wakes = Vec::new();
+    for group in plan.wants.chunk_by(|a, b| a.topic == b.topic) {
+        let logs: Vec<&Arc<PartitionLog>> =
+            group.iter().filter_map(|w| w.log.as_ref().ok()).collect();
+        let Some(first) = logs.first() else {
+            continue;
+        };
+        let topic = first.topic_wake();
+        let together = logs.len() > 1
+            && logs.len() * 2 >= topic.partitions()
+            && logs.iter().all(|l| Arc::ptr_eq(l.topic_wake(), topic));
+        if together {
+            wakes.push(Wake::Topic(if replica {
+                topic.subscribe_log_ends()
+            } else {
+                topic.subscribe_high_watermarks()
+            }));
+        } else {
+            wakes.extend(logs.iter().map(|l| {
+                Wake::Partition(if replica {
+                    l.subscribe_log_end()
+                } else {
+                    l.subscribe_high_watermark()
+                })
+            }));
+        }
+    }
+    wakes
 }
 
 /// The fetch session a request is in.
@@ -688,6 +732,97 @@ mod tests {
             replica: false,
             incremental: false,
         }
+    }
+
+    /// A consumer's plan for `partitions` of `topic`, each read from its end (so it waits).
+    fn waiting_plan(logs: &LogManager, topic: &str, partitions: &[i32]) -> Plan {
+        let mut skeleton = FetchResponse::default();
+        skeleton.responses.push(FetchableTopicResponse::default());
+        let wants = partitions
+            .iter()
+            .map(|&p| {
+                let log = logs.partition(topic, p).expect("partition");
+                Want {
+                    topic: 0,
+                    part: SessionPart {
+                        topic: TopicKey::Name(topic.to_string().into()),
+                        req: fetch_sessions::PartReq {
+                            partition: p,
+                            fetch_offset: log.log_end_offset(),
+                            max_bytes: 1 << 20,
+                            current_leader_epoch: -1,
+                            last_fetched_epoch: -1,
+                        },
+                        sent: None,
+                    },
+                    max_bytes: 1 << 20,
+                    log: Ok(log),
+                    diverging: None,
+                }
+            })
+            .collect();
+        Plan {
+            max_bytes: 1 << 20,
+            skeleton,
+            wants,
+            replica: false,
+            incremental: false,
+        }
+    }
+
+    fn woken(w: &Wake) -> bool {
+        match w {
+            Wake::Partition(rx) => rx.has_changed().expect("sender alive"),
+            Wake::Topic(rx) => rx.has_changed().expect("sender alive"),
+        }
+    }
+
+    #[test]
+    fn a_fetch_following_most_of_a_topic_waits_on_the_topic_and_one_following_few_on_each() {
+        let (_dir, logs, _) = setup();
+        logs.create_topic("u", 4, Default::default(), false)
+            .expect("create");
+        let append = |topic: &str, p: i32| {
+            logs.partition(topic, p)
+                .expect("partition")
+                .append(batch(1, 10))
+                .expect("append");
+        };
+
+        let all_of_t = subscribe(&waiting_plan(&logs, "t", &[0, 1]));
+        assert!(matches!(all_of_t.as_slice(), [Wake::Topic(_)]));
+        let half_of_u = subscribe(&waiting_plan(&logs, "u", &[0, 1]));
+        assert!(matches!(half_of_u.as_slice(), [Wake::Topic(_)]));
+        let one_of_u = subscribe(&waiting_plan(&logs, "u", &[2]));
+        assert!(matches!(one_of_u.as_slice(), [Wake::Partition(_)]));
+        assert!(![&all_of_t[0], &half_of_u[0], &one_of_u[0]]
+            .into_iter()
+            .any(woken));
+
+        // u/3: the topic's waiters wake (it is one of theirs), the single partition's does not,
+        // nor does another topic's.
+        append("u", 3);
+        assert!(woken(&half_of_u[0]));
+        assert!(!woken(&one_of_u[0]));
+        assert!(!woken(&all_of_t[0]));
+        append("u", 2);
+        assert!(woken(&one_of_u[0]));
+        append("t", 1);
+        assert!(woken(&all_of_t[0]));
+
+        // Two of six is no longer most of the topic: waited on one by one.
+        logs.create_partitions("u", 6, false).expect("grow");
+        let two_of_six = subscribe(&waiting_plan(&logs, "u", &[0, 1]));
+        assert!(matches!(
+            two_of_six.as_slice(),
+            [Wake::Partition(_), Wake::Partition(_)]
+        ));
+        // And a deleted topic's partitions leave the count (the log's last handle dropped).
+        let wake = Arc::clone(logs.partition("t", 0).expect("partition").topic_wake());
+        assert_eq!(wake.partitions(), 2);
+        drop(all_of_t);
+        logs.delete_topic("t").expect("delete");
+        assert_eq!(wake.partitions(), 0);
     }
 
     fn sizes(resp: &FetchResponse) -> Vec<usize> {

@@ -25,7 +25,7 @@ use super::config::{
     ConfigEntry, LogDefaults,
 };
 use super::files::{io_err, sync_dir, write_atomic};
-use super::{LogConfig, LogError, PartitionLog};
+use super::{LogConfig, LogError, PartitionLog, TopicWake};
 
 /// Name of the topic metadata file in the data directory.
 const TOPICS_FILE: &str = "topics.json";
@@ -69,6 +69,18 @@ struct TopicEntry {
     meta: TopicMeta,
     /// The partitions stored on this broker (in a cluster, the ones it owns or receives).
     partitions: BTreeMap<i32, Arc<PartitionLog>>,
+    /// Shared by those partitions (see [`TopicWake`]).
+    wake: Arc<TopicWake>,
+}
+
+impl TopicEntry {
+    fn new(meta: TopicMeta) -> TopicEntry {
+        TopicEntry {
+            meta,
+            partitions: BTreeMap::new(),
+            wake: Arc::default(),
+        }
+    }
 }
 
 /// What one broker should store of one topic (see [`LogManager::reconcile`]).
@@ -142,8 +154,9 @@ impl LogManager {
         };
 
         // Every partition of every topic, opened on a few threads (see `OPEN_THREADS`).
+        let wakes: Vec<Arc<TopicWake>> = file.topics.iter().map(|_| Arc::default()).collect();
         let mut jobs = Vec::new();
-        for (t, stored) in file.topics.iter().enumerate() {
+        for ((t, stored), wake) in file.topics.iter().enumerate().zip(&wakes) {
             let config = defaults.effective(&stored.meta.configs);
             let local = stored
                 .local
@@ -155,11 +168,12 @@ impl LogManager {
                     p,
                     partition_dir(data_dir, &stored.meta.name, p),
                     config.clone(),
+                    Arc::clone(wake),
                 ));
             }
         }
-        let opened = map_bounded(jobs, OPEN_THREADS, |(t, p, dir, config)| {
-            (t, p, PartitionLog::open(dir, config))
+        let opened = map_bounded(jobs, OPEN_THREADS, |(t, p, dir, config, wake)| {
+            (t, p, PartitionLog::open_in(dir, config, wake))
         });
         let mut by_topic: Vec<BTreeMap<i32, Arc<PartitionLog>>> =
             file.topics.iter().map(|_| BTreeMap::new()).collect();
@@ -171,9 +185,18 @@ impl LogManager {
             }
         }
         let mut topics = BTreeMap::new();
-        for (StoredTopic { meta, .. }, partitions) in file.topics.into_iter().zip(by_topic) {
+        for ((StoredTopic { meta, .. }, partitions), wake) in
+            file.topics.into_iter().zip(by_topic).zip(wakes)
+        {
             tracing::info!(topic = %meta.name, partitions = meta.partitions, local = partitions.len(), "topic recovered");
-            topics.insert(meta.name.clone(), TopicEntry { meta, partitions });
+            topics.insert(
+                meta.name.clone(),
+                TopicEntry {
+                    meta,
+                    partitions,
+                    wake,
+                },
+            );
         }
 
         remove_orphan_dirs(&topics_dir, &topics)?;
@@ -329,15 +352,10 @@ impl LogManager {
         }
 
         let config = self.defaults.effective(&meta.configs);
-        let logs = self.open_new_partitions(name, 0..partitions, &config)?;
+        let mut entry = TopicEntry::new(meta.clone());
+        entry.partitions = self.open_new_partitions(name, 0..partitions, &config, &entry.wake)?;
         let mut next = self.read_topics().clone();
-        next.insert(
-            name.to_string(),
-            TopicEntry {
-                meta: meta.clone(),
-                partitions: logs,
-            },
-        );
+        next.insert(name.to_string(), entry);
         self.commit(next)?;
         tracing::info!(topic = name, partitions, id = %meta.id, "topic created");
         Ok(meta)
@@ -404,6 +422,7 @@ impl LogManager {
                     TopicEntry {
                         meta: d.meta.clone(),
                         partitions,
+                        wake: Arc::clone(&entry.wake),
                     },
                 );
             }
@@ -413,10 +432,7 @@ impl LogManager {
         for d in desired {
             let entry = kept
                 .entry(d.meta.name.clone())
-                .or_insert_with(|| TopicEntry {
-                    meta: d.meta.clone(),
-                    partitions: BTreeMap::new(),
-                });
+                .or_insert_with(|| TopicEntry::new(d.meta.clone()));
             missing.extend(
                 d.local
                     .iter()
@@ -450,8 +466,9 @@ impl LogManager {
         if !missing.is_empty() {
             for (d, p) in missing {
                 let config = self.defaults.effective(&d.meta.configs);
-                let logs = self.open_new_partitions(&d.meta.name, p..p + 1, &config)?;
                 if let Some(entry) = next.get_mut(&d.meta.name) {
+                    let logs =
+                        self.open_new_partitions(&d.meta.name, p..p + 1, &config, &entry.wake)?;
                     entry.partitions.extend(logs);
                 }
                 tracing::info!(topic = %d.meta.name, partition = p, "partition created here");
@@ -481,6 +498,7 @@ impl LogManager {
         topic: &str,
         range: std::ops::Range<i32>,
         config: &LogConfig,
+        wake: &Arc<TopicWake>,
     ) -> Result<BTreeMap<i32, Arc<PartitionLog>>, LogError> {
         let mut logs = BTreeMap::new();
         for p in range {
@@ -489,7 +507,14 @@ impl LogManager {
                 tracing::warn!(path = %dir.display(), "removing stale partition directory");
                 std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
             }
-            logs.insert(p, Arc::new(PartitionLog::open(dir, config.clone())?));
+            logs.insert(
+                p,
+                Arc::new(PartitionLog::open_in(
+                    dir,
+                    config.clone(),
+                    Arc::clone(wake),
+                )?),
+            );
         }
         sync_dir(&self.data_dir.join(TOPICS_DIR))?;
         Ok(logs)
@@ -538,7 +563,7 @@ impl LogManager {
             return Ok(entry.meta);
         }
         let config = self.defaults.effective(&entry.meta.configs);
-        let logs = self.open_new_partitions(name, have..new_total, &config)?;
+        let logs = self.open_new_partitions(name, have..new_total, &config, &entry.wake)?;
         entry.partitions.extend(logs);
         let mut next = self.read_topics().clone();
         next.insert(name.to_string(), entry.clone());

@@ -44,7 +44,7 @@ pub use config::{
     SHARE_DELIVERY_COUNT_LIMIT, SHARE_RECORD_LOCK_DURATION_MS, TOPIC_CONFIG_KEYS,
 };
 pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
-pub use partition::{PartitionLog, ProducerSummary};
+pub use partition::{PartitionLog, ProducerSummary, TopicWake};
 pub use region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 
 use std::path::PathBuf;

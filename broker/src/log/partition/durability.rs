@@ -34,7 +34,7 @@ impl Shared {
     /// under `interval` at once.
     pub(super) fn appended(self: &Arc<Self>, log_end: i64, fsync: FsyncPolicy) {
         self.log_end.store(log_end, Ordering::SeqCst);
-        self.end_tx.send_replace(log_end);
+        self.publish_end(log_end);
         match fsync {
             FsyncPolicy::Always => self.request_sync(),
             FsyncPolicy::Interval(_) => self.raise_hw(log_end),
@@ -45,7 +45,7 @@ impl Shared {
     /// high watermark).
     pub(super) fn raise_hw(&self, offset: i64) {
         let offset = offset.min(self.hw_bound.load(Ordering::SeqCst));
-        self.hw_tx.send_if_modified(|hw| {
+        self.update_hw(|hw| {
             if offset > *hw {
                 *hw = offset;
                 true

@@ -121,6 +121,82 @@ struct Shared {
     /// instead of scanning it whole (logged; tests check it).
     #[cfg_attr(not(test), allow(dead_code))]
     active_by_index: bool,
+    /// Shared with the topic's other partitions on this broker; told of every move of the log
+    /// end and the high watermark.
+    wake: Arc<TopicWake>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.wake.partitions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    /// Publishes a new log end.
+    fn publish_end(&self, end: i64) {
+        self.end_tx.send_replace(end);
+        TopicWake::bump(&self.wake.end);
+    }
+
+    /// Changes the high watermark when `f` says it changed it.
+    fn update_hw(&self, f: impl FnOnce(&mut i64) -> bool) {
+        if self.hw_tx.send_if_modified(f) {
+            TopicWake::bump(&self.wake.hw);
+        }
+    }
+}
+
+/// What a fetch that follows many partitions of one topic waits on instead of each
+/// partition's own watermark: one subscription instead of one per partition (a consumer
+/// following 1,000 partitions in a fetch session would otherwise subscribe to 1,000 channels
+/// every time its fetch finds nothing new). Every partition of the topic stored here bumps it
+/// when its log end or high watermark moves, so a waiter is also woken for partitions it does
+/// not follow; the fetch path uses it only when it follows at least half of them.
+#[derive(Debug)]
+pub struct TopicWake {
+    /// A counter, moved whenever some partition's high watermark moves.
+    hw: watch::Sender<u64>,
+    /// A counter, moved whenever some partition's log end moves.
+    end: watch::Sender<u64>,
+    /// The open partitions sharing it.
+    partitions: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for TopicWake {
+    fn default() -> TopicWake {
+        TopicWake {
+            hw: watch::channel(0).0,
+            end: watch::channel(0).0,
+            partitions: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl TopicWake {
+    fn join(wake: Arc<TopicWake>) -> Arc<TopicWake> {
+        wake.partitions.fetch_add(1, Ordering::SeqCst);
+        wake
+    }
+
+    fn bump(counter: &watch::Sender<u64>) {
+        counter.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever the high watermark of one of the topic's partitions moves.
+    pub fn subscribe_high_watermarks(&self) -> watch::Receiver<u64> {
+        self.hw.subscribe()
+    }
+
+    /// Changes whenever the log end of one of the topic's partitions moves.
+    pub fn subscribe_log_ends(&self) -> watch::Receiver<u64> {
+        self.end.subscribe()
+    }
+
+    /// How many of the topic's partitions are open on this broker.
+    pub fn partitions(&self) -> usize {
+        self.partitions.load(Ordering::SeqCst)
+    }
 }
 
 /// One partition's log.
@@ -183,6 +259,11 @@ impl PartitionLog {
     /// A receiver that changes whenever the high watermark moves (fetch long-poll waits on it).
     pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
         self.shared.hw_tx.subscribe()
+    }
+
+    /// What this partition shares with the topic's other partitions here (see [`TopicWake`]).
+    pub fn topic_wake(&self) -> &Arc<TopicWake> {
+        &self.shared.wake
     }
 
     /// Replaces the config (topic config change); takes effect for the next append / roll.

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::durability::CLEAN_END_FILE;
 use super::retention::{read_log_start, write_log_start};
-use super::{snapshot_path, Durable, Inner, PartitionLog, Shared, SyncCtl};
+use super::{snapshot_path, Durable, Inner, PartitionLog, Shared, SyncCtl, TopicWake};
 use crate::log::batch::BatchHeader;
 use crate::log::files::{io_err, remove_if_exists, sync_dir};
 use crate::log::producer::{ProducerStates, SnapshotError};
@@ -23,6 +23,16 @@ impl PartitionLog {
     /// Opens (creating if needed) the partition directory `dir` and recovers it: a torn tail is
     /// truncated, damaged indexes rebuilt. Blocking: call from `spawn_blocking` at start-up.
     pub fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, LogError> {
+        PartitionLog::open_in(dir, config, Arc::default())
+    }
+
+    /// [`PartitionLog::open`] for a partition of a topic whose partitions share `wake` (what
+    /// a fetch following many of them waits on).
+    pub fn open_in(
+        dir: PathBuf,
+        config: LogConfig,
+        wake: Arc<TopicWake>,
+    ) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let mut bases = list_bases(&dir, "log")?;
         let listed = bases.len();
@@ -217,6 +227,7 @@ impl PartitionLog {
             fsync_nanos: AtomicU64::new(0),
             end_record_unsynced: AtomicBool::new(trusted),
             active_by_index,
+            wake: TopicWake::join(wake),
         });
         Ok(PartitionLog { dir, shared })
     }

@@ -177,7 +177,7 @@ impl PartitionLog {
         sh.leader_epoch.store(epoch, Ordering::SeqCst);
         let start = self.log_start_offset();
         sh.hw_bound.store(start, Ordering::SeqCst);
-        sh.hw_tx.send_if_modified(|hw| {
+        sh.update_hw(|hw| {
             let lower = (*hw).min(start);
             let changed = lower != *hw;
             *hw = lower;
@@ -301,8 +301,8 @@ impl PartitionLog {
         let epochs = inner.epochs.clone();
         debug_assert_eq!(end, new_end);
         sh.log_end.store(end, Ordering::SeqCst);
-        sh.end_tx.send_replace(end);
-        sh.hw_tx.send_if_modified(|hw| {
+        sh.publish_end(end);
+        sh.update_hw(|hw| {
             let changed = *hw > end;
             *hw = (*hw).min(end);
             changed
@@ -351,8 +351,11 @@ impl PartitionLog {
         sync_dir(&self.dir)?;
         sh.log_start.store(offset, Ordering::SeqCst);
         sh.log_end.store(offset, Ordering::SeqCst);
-        sh.end_tx.send_replace(offset);
-        sh.hw_tx.send_replace(offset);
+        sh.publish_end(offset);
+        sh.update_hw(|hw| {
+            *hw = offset;
+            true
+        });
         sh.durable_tx.send_modify(|d| d.offset = offset);
         tracing::warn!(path = %self.dir.display(), log_start = offset, "log restarted empty");
         Ok(())

@@ -60,9 +60,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-KPORT="$(port)"
-HPORT="$(port)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+KPORT="$(free_port)"
+HPORT="$(free_port)"
 BOOT="127.0.0.1:$KPORT"
 
 start() { # start BINARY DATA_DIR

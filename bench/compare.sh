@@ -52,9 +52,7 @@ TOPIC="bench"
 # Ports: free loopback ports picked now (teammates run brokers on fixed ports like 19092 too);
 # override with the variables below.
 command -v python3 >/dev/null || { echo "[compare] FAILED at step: tools: python3 not found (picks free ports)" >&2; exit 1; }
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SLUICE_PORT="${SLUICE_PORT:-$(free_port)}"
 SLUICE_HTTP_PORT="${SLUICE_HTTP_PORT:-$(free_port)}"
 export KAFKA_PORT="${KAFKA_PORT:-$(free_port)}"

@@ -44,10 +44,10 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-KPORT="$(port)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+KPORT="$(free_port)"
 env -i PATH="$PATH" HOME="$HOME" RUST_LOG=info "$SLUICE_BIN" --data-dir "$WORK/data" \
-    --listen "127.0.0.1:$KPORT" --http-listen "127.0.0.1:$(port)" --fsync "$FSYNC" \
+    --listen "127.0.0.1:$KPORT" --http-listen "127.0.0.1:$(free_port)" --fsync "$FSYNC" \
     >"$OUT_DIR/broker.log" 2>&1 </dev/null &
 PID=$!
 B="127.0.0.1:$KPORT"

@@ -42,9 +42,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-KPORT="$(port)"
-HPORT="$(port)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+KPORT="$(free_port)"
+HPORT="$(free_port)"
 BOOT="127.0.0.1:$KPORT"
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 wchar() { awk '/^wchar/ {print $2}' "/proc/$1/io"; }
@@ -81,7 +81,7 @@ for round in $(seq "$ROUNDS"); do
             PID=$!
             ;;
         kafka)
-            KAFKA_PORT="$KPORT" KAFKA_CONTROLLER_PORT="$(port)" "$ROOT/bench/kafka/start.sh" "$WORK/kafka" \
+            KAFKA_PORT="$KPORT" KAFKA_CONTROLLER_PORT="$(free_port)" "$ROOT/bench/kafka/start.sh" "$WORK/kafka" \
                 >>"$WORK/kafka-start.log" 2>&1 || { echo "kafka did not start: $WORK/kafka-start.log" >&2; exit 1; }
             PID=""
             ;;

@@ -37,9 +37,7 @@ DATA="$WORK/data"
 LOG="$WORK/broker.log"
 mkdir -p "$DATA"
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PORT="$(free_port)"
 HTTP="$(free_port)"
 PID=""

@@ -92,9 +92,7 @@ command -v python3 >/dev/null || fail "tools: python3 not found"
 command -v curl >/dev/null || fail "tools: curl not found"
 [[ -x /usr/bin/time ]] || fail "tools: /usr/bin/time not found (apt-get install time)"
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load1() { cut -d' ' -f1 /proc/loadavg; }
 now_ns() { date +%s%N; }
 

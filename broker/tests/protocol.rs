@@ -1591,6 +1591,39 @@ async fn fetch_sessions_carry_only_what_moved_and_refuse_stale_epochs() {
     broker.shutdown().await.expect("shutdown");
 }
 
+/// A fetch of many partitions of one topic (looked up together) answers every partition it
+/// names with that partition's records, one it names twice both times, one the topic does not
+/// have with UNKNOWN_TOPIC_OR_PARTITION.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_of_many_partitions_answers_each_it_names() {
+    let (_dir, broker, mut c) = broker_and_conn().await;
+    create_topic(&mut c, "many", 10).await;
+    for p in 0..10 {
+        let value = format!("v{p}");
+        assert_eq!(c.produce("many", p, -1, &[&value]).await.error_code, 0);
+    }
+    let mut parts: Vec<(i32, i64)> = (0..10).rev().map(|p| (p, 0)).collect();
+    parts.push((3, 0));
+    parts.push((10, 0));
+    let r: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("many", 0, -1, &parts))
+        .await;
+    assert_eq!(r.session_id, 0);
+    let mut expected: Vec<(i32, Vec<String>)> =
+        (0..10).rev().map(|p| (p, vec![format!("v{p}")])).collect();
+    expected.push((3, vec!["v3".into()]));
+    expected.push((10, vec![]));
+    assert_eq!(carried(&r), expected);
+    let codes: Vec<i16> = r.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes[..11], [0; 11]);
+    assert_eq!(codes[11], 3, "UNKNOWN_TOPIC_OR_PARTITION for partition 10");
+    broker.shutdown().await.expect("shutdown");
+}
+
 /// `--fetch-session-cache-slots 0`: every fetch is answered without a session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_fetch_sessions_with_zero_slots() {

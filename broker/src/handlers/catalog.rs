@@ -159,13 +159,25 @@ pub fn local_partitions(
             })
             .collect();
     }
-    let led = ctx.replicas.leader_logs(topic);
+    // Each log is moved out of the replica manager's list rather than cloned (one reference
+    // count change per partition fewer, on a cache line of its own); a partition asked for
+    // twice is looked up again.
+    let mut led: Vec<(i32, Option<Arc<PartitionLog>>, i32)> = ctx
+        .replicas
+        .leader_logs(topic)
+        .into_iter()
+        .map(|(p, log, epoch)| (p, Some(log), epoch))
+        .collect();
     wanted
         .iter()
         .map(|&(p, client_epoch)| {
             led_here(owner(ctx.node_id, record(p)), client_epoch, || {
                 let at = led.binary_search_by_key(&p, |(q, _, _)| *q).ok()?;
-                led.get(at).map(|(_, log, epoch)| (Arc::clone(log), *epoch))
+                let (_, slot, epoch) = led.get_mut(at)?;
+                match slot.take() {
+                    Some(log) => Some((log, *epoch)),
+                    None => ctx.replicas.leader_log(topic, p),
+                }
             })
             .map(|(log, _)| log)
         })

@@ -101,6 +101,10 @@ struct Shared {
     sync_ctl: Mutex<SyncCtl>,
     durable_tx: watch::Sender<Durable>,
     hw_tx: watch::Sender<i64>,
+    /// What `hw_tx` holds, stored under its lock by every change: readers that only want the
+    /// value (a fetch checks it for each of up to thousands of partitions) load one atomic
+    /// instead of taking the channel's lock.
+    hw: AtomicI64,
     /// The high watermark never rises above this (replication: what the in-sync replicas
     /// have; `i64::MAX` when no other replica bounds it).
     hw_bound: AtomicI64,
@@ -141,7 +145,12 @@ impl Shared {
 
     /// Changes the high watermark when `f` says it changed it.
     fn update_hw(&self, f: impl FnOnce(&mut i64) -> bool) {
-        if self.hw_tx.send_if_modified(f) {
+        let changed = self.hw_tx.send_if_modified(|hw| {
+            let changed = f(hw);
+            self.hw.store(*hw, Ordering::SeqCst);
+            changed
+        });
+        if changed {
             TopicWake::bump(&self.wake.hw);
         }
     }
@@ -248,7 +257,7 @@ impl PartitionLog {
     /// Offset up to which consumers may read: with `fsync: always` the durable end of the log,
     /// otherwise the log end offset; with other in-sync replicas, no more than they all have.
     pub fn high_watermark(&self) -> i64 {
-        *self.shared.hw_tx.borrow()
+        self.shared.hw.load(Ordering::SeqCst)
     }
 
     /// Every offset below this one is fsynced.

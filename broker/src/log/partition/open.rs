@@ -216,6 +216,7 @@ impl PartitionLog {
             sync_ctl: Mutex::new(SyncCtl::default()),
             durable_tx,
             hw_tx,
+            hw: AtomicI64::new(next_offset),
             hw_bound: AtomicI64::new(i64::MAX),
             end_tx,
             log_end: AtomicI64::new(next_offset),

@@ -172,7 +172,14 @@ pub fn local_partitions(
         .iter()
         .map(|&(p, client_epoch)| {
             led_here(owner(ctx.node_id, record(p)), client_epoch, || {
-                let at = led.binary_search_by_key(&p, |(q, _, _)| *q).ok()?;
+                // Led partitions are usually all of them: partition p at index p.
+                let at = match usize::try_from(p)
+                    .ok()
+                    .filter(|&i| led.get(i).is_some_and(|e| e.0 == p))
+                {
+                    Some(i) => i,
+                    None => led.binary_search_by_key(&p, |(q, _, _)| *q).ok()?,
+                };
                 let (_, slot, epoch) = led.get_mut(at)?;
                 match slot.take() {
                     Some(log) => Some((log, *epoch)),

@@ -79,6 +79,7 @@ impl PartitionLog {
         }
         sh.log_start.store(offset, Ordering::SeqCst);
         sh.log_end.store(offset, Ordering::SeqCst);
+        sh.publish_end(offset);
         sh.raise_hw(offset);
         Ok(())
     }

@@ -86,6 +86,185 @@ pub fn disk(a: DiskArgs) -> Result<()> {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+pub struct CommitArgs {
+    /// Directory to write the test file in (removed afterwards).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Appends per second, on schedule (open loop: latency from each append's intended time).
+    #[arg(long, default_value_t = 10_000.0, conflicts_with = "window")]
+    pub rate: f64,
+    /// Instead of a rate, keep this many appends waiting for their flush at all times (closed
+    /// loop, like a producer with this many requests in flight): throughput.
+    #[arg(long)]
+    pub window: Option<usize>,
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Bytes per append (default: a 1 KiB record and its batch overhead).
+    #[arg(long, default_value_t = 1100)]
+    pub append_bytes: usize,
+    /// fdatasync calls allowed in flight at once: 1 is a serial group commit (an append that
+    /// lands during a flush waits for it and then for its own); more start a flush for new
+    /// appends while earlier ones are still running.
+    #[arg(long, default_value_t = 1)]
+    pub syncers: usize,
+}
+
+fn lock(m: &std::sync::Mutex<CommitState>) -> std::sync::MutexGuard<'_, CommitState> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the appender and the syncers of a [`commit`] run share.
+struct CommitState {
+    /// Appends written to the file.
+    written: usize,
+    /// The highest append count a flush was started for.
+    started: usize,
+    /// Appends covered by a completed flush.
+    durable: usize,
+    done: bool,
+    /// When each append was due (open loop) or made (closed loop).
+    due: Vec<Instant>,
+    lat: Histogram,
+}
+
+/// A group commit without a broker or a client: one thread appends to a file (on schedule, or
+/// keeping `window` appends waiting), `syncers` threads each take everything written so far and
+/// `fdatasync` it. An append's latency runs to the end of the first flush that covers it: what
+/// an `fsync: always` broker adds to a produce answer on this disk.
+pub fn commit(a: CommitArgs) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    anyhow::ensure!(
+        a.rate > 0.0 && a.syncers > 0 && a.window != Some(0),
+        "--rate, --window and --syncers must be positive"
+    );
+    let path = a
+        .dir
+        .join(format!("sluice-loadgen-commit-{}", std::process::id()));
+    let file = Arc::new(
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?,
+    );
+    // (state, "written" for the syncers, "durable" for a closed-loop appender)
+    let shared = Arc::new((
+        Mutex::new(CommitState {
+            written: 0,
+            started: 0,
+            durable: 0,
+            done: false,
+            due: Vec::new(),
+            lat: Histogram::new(),
+        }),
+        Condvar::new(),
+        Condvar::new(),
+    ));
+    let syncers: Vec<_> = (0..a.syncers)
+        .map(|_| {
+            let (shared, file) = (Arc::clone(&shared), Arc::clone(&file));
+            thread::spawn(move || -> std::io::Result<u64> {
+                let (m, written, durable) = &*shared;
+                let mut flushes = 0;
+                loop {
+                    let target = {
+                        let mut g = lock(m);
+                        while g.written <= g.started && !g.done {
+                            g = written.wait(g).unwrap_or_else(|e| e.into_inner());
+                        }
+                        if g.written <= g.started {
+                            return Ok(flushes);
+                        }
+                        g.started = g.written;
+                        g.written
+                    };
+                    file.sync_data()?;
+                    flushes += 1;
+                    let now = Instant::now();
+                    let mut g = lock(m);
+                    for i in g.durable..target.max(g.durable) {
+                        let took = now.duration_since(g.due[i]).as_nanos() as u64;
+                        g.lat.record(took);
+                    }
+                    g.durable = g.durable.max(target);
+                    durable.notify_all();
+                }
+            })
+        })
+        .collect();
+    let append = vec![0xa5u8; a.append_bytes];
+    let gap = Duration::from_secs_f64(1.0 / a.rate);
+    let until = Duration::from_secs_f64(a.seconds);
+    let t0 = Instant::now();
+    let mut appended = Ok(());
+    let (m, written, durable) = &*shared;
+    for i in 0usize.. {
+        let due = match a.window {
+            Some(window) => {
+                let mut g = lock(m);
+                while g.written - g.durable >= window {
+                    g = durable.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                Instant::now()
+            }
+            None => {
+                // Spin to the intended time: a sleep's wake-up jitter would count as latency.
+                let at = t0 + gap.mul_f64(i as f64);
+                while Instant::now() < at {
+                    std::hint::spin_loop();
+                }
+                at
+            }
+        };
+        if due.duration_since(t0) >= until {
+            break;
+        }
+        if let Err(e) = file.write_all_at(&append, (i * a.append_bytes) as u64) {
+            appended = Err(e);
+            break;
+        }
+        let mut g = lock(m);
+        g.due.push(due);
+        g.written = i + 1;
+        written.notify_one();
+    }
+    lock(m).done = true;
+    written.notify_all();
+    let mut flushes = 0;
+    for s in syncers {
+        flushes += s
+            .join()
+            .map_err(|_| anyhow::anyhow!("a syncer thread panicked"))?
+            .with_context(|| format!("fdatasync of {}", path.display()))?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    drop(file);
+    let _ = fs::remove_file(&path);
+    appended.with_context(|| format!("writing {}", path.display()))?;
+    let g = lock(m);
+    let bytes = (g.durable * a.append_bytes) as u64;
+    let mut r = Report::new("commit");
+    r.set("dir", a.dir.display().to_string())
+        .set("append_bytes", a.append_bytes as u64)
+        .set("syncers", a.syncers as u64)
+        .set("appends", g.durable as u64)
+        .set("flushes", flushes)
+        .set("bytes", bytes);
+    match a.window {
+        Some(w) => r.set("window", w as u64),
+        None => r.num("rate", a.rate, 0),
+    };
+    r.num("seconds", secs, 3);
+    r.num("mib_s", bytes as f64 / 1048576.0 / secs, 1);
+    r.latency("commit", &g.lat);
+    r.emit();
+    Ok(())
+}
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct LoopbackArgs {
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,

@@ -36,6 +36,10 @@ enum Cmd {
     Disk(machine::DiskArgs),
     /// Loopback TCP bandwidth of one stream.
     Loopback(machine::LoopbackArgs),
+    /// A group commit without a broker: appends to a file at a fixed rate (or with a window of
+    /// appends waiting), one or more threads fdatasync what is written; latency to the flush
+    /// that covers each append, and throughput.
+    Commit(machine::CommitArgs),
 }
 
 fn main() -> Result<()> {
@@ -51,6 +55,7 @@ fn main() -> Result<()> {
         Cmd::Ready(a) => admin::ready(a),
         Cmd::Disk(a) => machine::disk(a),
         Cmd::Loopback(a) => machine::loopback(a),
+        Cmd::Commit(a) => machine::commit(a),
     }
 }
 

@@ -132,6 +132,37 @@ struct CommitState {
 /// `fdatasync` it. An append's latency runs to the end of the first flush that covers it: what
 /// an `fsync: always` broker adds to a produce answer on this disk.
 pub fn commit(a: CommitArgs) -> Result<()> {
+    let run = run_commit(&a)?;
+    let bytes = (run.appends * a.append_bytes) as u64;
+    let mut r = Report::new("commit");
+    r.set("dir", a.dir.display().to_string())
+        .set("append_bytes", a.append_bytes as u64)
+        .set("syncers", a.syncers as u64)
+        .set("appends", run.appends as u64)
+        .set("flushes", run.flushes)
+        .set("bytes", bytes);
+    match a.window {
+        Some(w) => r.set("window", w as u64),
+        None => r.num("rate", a.rate, 0),
+    };
+    r.num("seconds", run.secs, 3);
+    r.num("mib_s", bytes as f64 / 1048576.0 / run.secs, 1);
+    r.latency("commit", &run.lat);
+    r.emit();
+    Ok(())
+}
+
+/// What a [`commit`] run measured.
+struct CommitRun {
+    /// Appends written, every one covered by a completed flush.
+    appends: usize,
+    flushes: u64,
+    secs: f64,
+    /// Each append's latency to its flush.
+    lat: Histogram,
+}
+
+fn run_commit(a: &CommitArgs) -> Result<CommitRun> {
     use std::os::unix::fs::FileExt;
     use std::sync::{Arc, Condvar, Mutex};
 
@@ -244,24 +275,19 @@ pub fn commit(a: CommitArgs) -> Result<()> {
     drop(file);
     let _ = fs::remove_file(&path);
     appended.with_context(|| format!("writing {}", path.display()))?;
-    let g = lock(m);
-    let bytes = (g.durable * a.append_bytes) as u64;
-    let mut r = Report::new("commit");
-    r.set("dir", a.dir.display().to_string())
-        .set("append_bytes", a.append_bytes as u64)
-        .set("syncers", a.syncers as u64)
-        .set("appends", g.durable as u64)
-        .set("flushes", flushes)
-        .set("bytes", bytes);
-    match a.window {
-        Some(w) => r.set("window", w as u64),
-        None => r.num("rate", a.rate, 0),
-    };
-    r.num("seconds", secs, 3);
-    r.num("mib_s", bytes as f64 / 1048576.0 / secs, 1);
-    r.latency("commit", &g.lat);
-    r.emit();
-    Ok(())
+    let mut g = lock(m);
+    anyhow::ensure!(
+        g.durable == g.written,
+        "{} appends written, {} flushed",
+        g.written,
+        g.durable
+    );
+    Ok(CommitRun {
+        appends: g.durable,
+        flushes,
+        secs,
+        lat: std::mem::take(&mut g.lat),
+    })
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -310,4 +336,47 @@ pub fn loopback(a: LoopbackArgs) -> Result<()> {
     r.throughput(0, received, secs, (cpu0, cpu1), &watched);
     r.emit();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &std::path::Path, window: Option<usize>, syncers: usize) -> CommitArgs {
+        CommitArgs {
+            dir: dir.to_path_buf(),
+            rate: 2_000.0,
+            window,
+            seconds: 0.3,
+            append_bytes: 4096,
+            syncers,
+        }
+    }
+
+    #[test]
+    fn a_commit_run_flushes_every_append_and_times_each_once() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        for (window, syncers) in [(None, 1), (None, 2), (Some(3), 1), (Some(3), 2)] {
+            let run = run_commit(&args(tmp.path(), window, syncers)).expect("a run");
+            assert!(run.appends > 0, "{window:?}/{syncers}: no appends");
+            // The open loop stops at its last due time: never more than rate x seconds.
+            if window.is_none() {
+                assert!(run.appends <= 600, "{} appends", run.appends);
+            }
+            assert!(run.flushes >= 1 && run.flushes <= run.appends as u64);
+            assert_eq!(run.lat.count(), run.appends as u64);
+        }
+        // The test file is removed after each run.
+        assert_eq!(fs::read_dir(tmp.path()).expect("listed").count(), 0);
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let gone = tmp.path().join("gone");
+        let err = run_commit(&args(&gone, Some(1), 1))
+            .err()
+            .expect("no directory");
+        assert!(format!("{err:#}").contains("gone"), "{err:#}");
+    }
 }

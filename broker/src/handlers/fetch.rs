@@ -463,18 +463,12 @@ pub fn handle(
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms.max(0)).unwrap_or(0));
 
     let readable = plan.wants.iter().any(|w| w.log.is_ok());
-    let answered_now = |a: &Answer| {
-        a.used >= min_bytes.max(1)
-            || a.any_error
-            || max_wait.is_zero()
-            || !readable
-            || min_bytes == 0
-    };
     // A fetch that may wait subscribes before it reads: what is appended after the
     // subscription wakes the wait, what came before it is in the read. Subscribing costs a
     // couple of atomic operations per partition (one per topic for most sessions), far less
     // than the second read it saves; a fetch that is answered at once drops them unused.
     let may_wait = readable && !max_wait.is_zero() && min_bytes > 0;
+    let answered_now = |a: &Answer| !may_wait || a.used >= min_bytes || a.any_error;
     let mut rxs = if may_wait {
         subscribe(&plan)
     } else {

@@ -14,8 +14,8 @@
 #                partitions x acks=1 and all, each run on a fresh broker (a run writes tens of GB)
 #   latency      produce and end-to-end p50/p99/p99.9 at fixed rates, from intended send times
 #   backlog      fill BACKLOG_FILL_GIB, restart (start to ready on that log), consume
-#                BACKLOG_CONSUME_GIB from offset 0 (loadgen, its raw client and
-#                ConsumerPerformance), restart
+#                BACKLOG_CONSUME_GIB from offset 0 (loadgen with a poll per record and with
+#                librdkafka's batch call, its raw client, ConsumerPerformance), restart
 #                after SIGKILL
 #   partitions   one topic of PARTITIONS_MANY partitions: creation, memory, produce, restart
 #   connections  CONNECTIONS sockets each producing in a closed loop: memory and throughput
@@ -673,6 +673,10 @@ section_backlog() {
         mapfile -t w < <(watch_args)
         lg "consume ${BACKLOG_CONSUME_GIB} GiB from offset 0" 900 consume --bootstrap "$BOOTSTRAP" --topic backlog \
             --bytes "$take" "${w[@]}"
+        # librdkafka again, taking records 1,000 at a time (its batch call): the same fetches,
+        # a fraction of the client's per-record cost, so less of the figure is the client's.
+        lg "consume ${BACKLOG_CONSUME_GIB} GiB from offset 0, batch call" 900 consume --bootstrap "$BOOTSTRAP" \
+            --topic backlog --bytes "$take" --batch 1000 "${w[@]}"
         lg "raw consume ${BACKLOG_CONSUME_GIB} GiB from offset 0" 900 raw-consume --bootstrap "$BOOTSTRAP" \
             --topic backlog --bytes "$take" "${w[@]}"
         java_consume "ConsumerPerformance ${BACKLOG_CONSUME_GIB} GiB from offset 0" backlog $((take / 1024))

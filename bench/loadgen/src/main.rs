@@ -45,7 +45,7 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Produce(a) => produce::run(a),
-        Cmd::Consume(a) => consume::run(a),
+        Cmd::Consume(a) => consume::run(a).map(drop),
         Cmd::RawProduce(a) => raw::produce::run(a),
         Cmd::RawConsume(a) => raw::consume::run(a),
         Cmd::Conns(a) => conns::run(a),

@@ -78,20 +78,26 @@ fn args(dir: &Path) -> Vec<String> {
 const RECORDS: u64 = 3_000;
 const SIZE: u64 = 100;
 
+/// Creates the topic `backlog` with `partitions` partitions, as `sluice-loadgen create-topic`.
+fn create_backlog(bootstrap: &str, partitions: u32) {
+    let partitions = partitions.to_string();
+    create_topic(parse::<CreateTopicArgs>(&[
+        "t",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        "backlog",
+        "--partitions",
+        &partitions,
+    ]))
+    .expect("create the topic");
+}
+
 /// A broker with `RECORDS` records of `SIZE` bytes over three partitions of `backlog`.
 fn filled() -> Broker {
     let b = Broker::start();
     let bs = b.bootstrap();
-    create_topic(parse::<CreateTopicArgs>(&[
-        "t",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        "backlog",
-        "--partitions",
-        "3",
-    ]))
-    .expect("create the topic");
+    create_backlog(&bs, 3);
     let bytes = (RECORDS * SIZE).to_string();
     produce::run(parse::<ProduceArgs>(&[
         "t",
@@ -161,14 +167,7 @@ fn a_read_stops_on_the_record_that_reaches_its_bytes() {
 fn an_empty_topic_is_named() {
     let b = Broker::start();
     let bs = b.bootstrap();
-    create_topic(parse::<CreateTopicArgs>(&[
-        "t",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        "backlog",
-    ]))
-    .expect("create the topic");
+    create_backlog(&bs, 1);
     let err = read(&bs, &["--batch", "100"]).expect_err("an empty topic is refused");
     assert!(err.to_string().contains("backlog is empty"), "{err:#}");
 }

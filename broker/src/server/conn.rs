@@ -51,7 +51,11 @@ pub const MAX_SASL_FRAME: usize = 512 * 1024;
 const MAX_IN_FLIGHT: usize = 64;
 /// Socket buffers per connection: small, so thousands of idle clients cost little; large
 /// frames bypass them (read straight into the frame buffer, written straight to the socket).
-const READ_BUFFER: usize = 16 * 1024;
+/// 4 KiB holds dozens of small pipelined requests (fetches, heartbeats, commits), and a
+/// request larger than that costs the same two reads as with 16 KiB (the buffer's fill, then
+/// the rest of the body straight into the frame); 16 KiB cost 12 MiB more at 1,000
+/// connections (docs/benchmarks.md, 2026-12-06).
+const READ_BUFFER: usize = 4 * 1024;
 /// Responses are small (a produce answer is tens of bytes, 4 KiB holds a pipelined burst of
 /// them) or large (a fetch, written past the buffer): 4 KiB rather than 16 saves 12 MiB at
 /// 1,000 connections (docs/benchmarks.md).

@@ -357,7 +357,7 @@ pub(super) async fn accept(
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + ctx.security.authentication_timeout;
     let spec = &listener.spec;
-    let mut caller = Caller {
+    let caller = Caller {
         peer,
         listener: spec.name.as_str().into(),
         principal: Principal::anonymous(),
@@ -370,6 +370,32 @@ pub(super) async fn accept(
         let (rd, wr) = tcp.into_split();
         return serve(ctx, rd, wr, caller, sasl, deadline, max_request).await;
     }
+    // Boxed: the handshake and the TLS stream make this branch's future 2.6 times a plain
+    // connection's, and inline it would size every connection's task, TLS or not.
+    Box::pin(accept_tls(
+        ctx,
+        tcp,
+        caller,
+        sasl,
+        listener,
+        deadline,
+        max_request,
+    ))
+    .await
+}
+
+/// [`accept`] on a TLS listener: the handshake, then [`serve`] over the TLS stream.
+async fn accept_tls(
+    ctx: Arc<BrokerContext>,
+    tcp: TcpStream,
+    mut caller: Caller,
+    sasl: Option<SaslSession>,
+    listener: &KafkaListener,
+    deadline: Instant,
+    max_request: usize,
+) {
+    let spec = &listener.spec;
+    let peer = caller.peer;
     let Some(tls_ctx) = ctx.security.tls.clone() else {
         tracing::error!(%peer, listener = %spec.name, "TLS listener without TLS material");
         return;
@@ -513,38 +539,43 @@ async fn serve<R, W>(
             }
         };
         ctx.metrics.bytes_in(frame.len() + 4);
+        // The handlers' futures are boxed, so only a request being handled holds one: inline,
+        // the largest of them sized this loop's future for every connection, idle or not
+        // (6.4 KiB of each connection's task; docs/benchmarks.md, 2026-12-06).
         let reply = match sasl.as_mut() {
-            None => handlers::dispatch(&ctx, &caller, frame).await,
-            Some(session) => match handlers::sasl::handle(&ctx, session, &caller, frame).await {
-                Ok(SaslReply::Continue(reply)) => Ok(reply),
-                Ok(SaslReply::Authenticated { reply, principal }) => {
-                    tracing::debug!(%peer, %principal, "authenticated");
-                    ctx.metrics.sasl_authenticated(mechanism);
-                    caller.principal = principal;
-                    sasl = None;
-                    Ok(Reply::Now(Some(reply.into())))
-                }
-                Ok(SaslReply::Failed { reply, reason }) => {
-                    if let Some(r) = reply {
-                        let _ = tx
-                            .send(Pending::new(
-                                Reply::Now(Some(r.into())),
-                                &queued,
-                                &ctx.metrics,
-                            ))
-                            .await;
+            None => Box::pin(handlers::dispatch(&ctx, &caller, frame)).await,
+            Some(session) => {
+                match Box::pin(handlers::sasl::handle(&ctx, session, &caller, frame)).await {
+                    Ok(SaslReply::Continue(reply)) => Ok(reply),
+                    Ok(SaslReply::Authenticated { reply, principal }) => {
+                        tracing::debug!(%peer, %principal, "authenticated");
+                        ctx.metrics.sasl_authenticated(mechanism);
+                        caller.principal = principal;
+                        sasl = None;
+                        Ok(Reply::Now(Some(reply.into())))
                     }
-                    break Stop::Authentication { mechanism, reason };
-                }
-                // Anything else before authentication (another API, an undecodable SASL
-                // request) is a failed authentication too.
-                Err(e) => {
-                    break Stop::Authentication {
-                        mechanism,
-                        reason: e.to_string(),
+                    Ok(SaslReply::Failed { reply, reason }) => {
+                        if let Some(r) = reply {
+                            let _ = tx
+                                .send(Pending::new(
+                                    Reply::Now(Some(r.into())),
+                                    &queued,
+                                    &ctx.metrics,
+                                ))
+                                .await;
+                        }
+                        break Stop::Authentication { mechanism, reason };
+                    }
+                    // Anything else before authentication (another API, an undecodable SASL
+                    // request) is a failed authentication too.
+                    Err(e) => {
+                        break Stop::Authentication {
+                            mechanism,
+                            reason: e.to_string(),
+                        }
                     }
                 }
-            },
+            }
         };
         match reply {
             Ok(reply) => {

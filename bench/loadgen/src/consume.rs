@@ -127,7 +127,7 @@ pub fn run(a: ConsumeArgs) -> Result<Consumed> {
     } else {
         let mut queue = batch::ConsumerQueue::new(&consumer);
         let mut calls = 0u64;
-        'read: loop {
+        loop {
             calls += 1;
             if calls % 4096 == 0 && Instant::now() > deadline {
                 return Err(timed_out(records, bytes, &ends));
@@ -137,7 +137,7 @@ pub fn run(a: ConsumeArgs) -> Result<Consumed> {
                 done = done || take(t, &mut ends);
             })?;
             if done {
-                break 'read;
+                break;
             }
             if n == 0 && Instant::now() > deadline {
                 return Err(timed_out(records, bytes, &ends));

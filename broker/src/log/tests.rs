@@ -232,6 +232,28 @@ async fn a_segment_starts_writing_back_what_was_appended() {
 }
 
 #[test]
+fn nothing_becomes_durable_after_a_failed_fsync() {
+    let tmp = tempfile::tempdir().unwrap();
+    // `interval` with a ticker that never comes: what is appended waits for a flush.
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    log.append(B::new(2).tag("a").build()).unwrap();
+    assert_eq!(log.durable_offset(), 0);
+    log.fail_for_test();
+    assert!(log.has_failed());
+    let refused = log.append(B::new(1).tag("b").build()).unwrap_err();
+    assert!(refused.to_string().contains("fsync failed"), "{refused}");
+    // A later flush (the shutdown's) may find the file clean after the kernel dropped what
+    // it could not write: it must not call the records durable.
+    let err = log.flush().unwrap_err();
+    assert!(err.to_string().contains("earlier fsync failed"), "{err}");
+    assert_eq!(
+        log.durable_offset(),
+        0,
+        "records became durable after a failed fsync"
+    );
+}
+
+#[test]
 fn compressed_batches_are_stored_as_received() {
     let tmp = tempfile::tempdir().unwrap();
     let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();

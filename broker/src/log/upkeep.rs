@@ -60,7 +60,8 @@ impl LogManager {
 
     fn flush_interval_partitions(&self) {
         for (topic, p, log) in self.all_partitions() {
-            if matches!(log.config().fsync, FsyncPolicy::Interval(_)) {
+            // A failed partition makes nothing durable any more (and said so once).
+            if matches!(log.config().fsync, FsyncPolicy::Interval(_)) && !log.has_failed() {
                 if let Err(e) = log.flush() {
                     tracing::warn!(topic = %topic, partition = p, error = %e, "interval fsync failed");
                 }

@@ -55,9 +55,10 @@ impl Shared {
         });
     }
 
-    fn fail(&self, e: &LogError) {
-        tracing::error!(path = %self.dir.display(), error = %e, "fsync failed; partition stops accepting writes");
-        self.failed.store(true, Ordering::SeqCst);
+    pub(super) fn fail(&self, e: &LogError) {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            tracing::error!(path = %self.dir.display(), error = %e, "fsync failed; partition stops accepting writes");
+        }
         self.durable_tx.send_modify(|d| d.failed = true);
     }
 
@@ -87,6 +88,20 @@ impl Shared {
 
     /// One fsync round: syncs the files, then publishes the new durable offset.
     fn sync_round(&self, with_indexes: bool) -> Result<(), LogError> {
+        // One round at a time: `flush` (shutdown) may come while the loop's round is still
+        // syncing a rolled segment that this round would not take, and must not publish past
+        // it before that fsync is done.
+        let _round = lock(&self.round);
+        if self.failed.load(Ordering::SeqCst) {
+            // After a failed fsync the kernel may have dropped the pages it could not write
+            // and a later fsync succeed without them: nothing more becomes durable.
+            return Err(LogError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other(
+                    "an earlier fsync failed (or the partition was deleted); nothing more becomes durable",
+                ),
+            });
+        }
         let (target, files, dir_dirty, always) = self.take_sync_work(with_indexes);
         let t0 = Instant::now();
         let mut n = 0;

@@ -99,6 +99,10 @@ struct Shared {
     /// under `inner`.
     start_file: Mutex<()>,
     sync_ctl: Mutex<SyncCtl>,
+    /// Held through each fsync round (the group-commit loop's and `flush`'s): a round
+    /// publishes everything up to its target as durable, which holds only if no earlier
+    /// round is still syncing files this one did not take (a rolled segment's).
+    round: Mutex<()>,
     durable_tx: watch::Sender<Durable>,
     hw_tx: watch::Sender<i64>,
     /// What `hw_tx` holds, stored under its lock by every change: readers that only want the
@@ -263,6 +267,22 @@ impl PartitionLog {
     /// Every offset below this one is fsynced.
     pub fn durable_offset(&self) -> i64 {
         self.shared.durable_tx.borrow().offset
+    }
+
+    /// An fsync failed (or the partition was deleted): appends are refused and nothing more
+    /// becomes durable.
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// Puts the log in the state a failed fsync leaves it in (tests: a real fsync failure
+    /// needs a failing disk).
+    #[cfg(test)]
+    pub(crate) fn fail_for_test(&self) {
+        self.shared.fail(&LogError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("injected fsync failure"),
+        });
     }
 
     /// A receiver that changes whenever the high watermark moves (fetch long-poll waits on it).

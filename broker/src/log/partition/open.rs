@@ -214,6 +214,7 @@ impl PartitionLog {
             }),
             start_file: Mutex::new(()),
             sync_ctl: Mutex::new(SyncCtl::default()),
+            round: Mutex::new(()),
             durable_tx,
             hw_tx,
             hw: AtomicI64::new(next_offset),

@@ -216,7 +216,15 @@ pub async fn run_controller(
         pdbs,
         secrets,
     });
-    Controller::new(api_for::<MessageQueue>(&client, ns), watch_config())
+    // The controller's own store of MessageQueues, without what no pass reads: the
+    // managedFields, and the copy of the whole object that `kubectl apply` keeps in an
+    // annotation (a GitOps-managed MessageQueue would otherwise be cached twice over).
+    let (mqs, mq_writer) = reflector::store();
+    let mq_stream = watcher(api_for::<MessageQueue>(&client, ns), watch_config())
+        .modify(strip_for_cache)
+        .reflect(mq_writer)
+        .applied_objects();
+    Controller::for_stream(mq_stream, mqs)
         .owns_stream(sts_stream)
         .owns_stream(svc_stream)
         .owns_stream(cm_stream)
@@ -270,6 +278,17 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Where `kubectl apply` keeps the last object it applied.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from a watched MessageQueue what the controller's store need not keep: the
+/// managedFields and `kubectl apply`'s copy of the object. Other annotations stay (the
+/// passes read `sluice.dev/paused`).
+fn strip_for_cache(mq: &mut MessageQueue) {
+    mq.managed_fields_mut().clear();
+    mq.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
 }
 
 /// How long each watch stays open before it is opened again, unless `--watch-timeout-seconds`
@@ -501,5 +520,39 @@ mod watch_backoff_tests {
         assert_eq!(ms, vec![100, 200, 400, 800, 1600, 2000, 2000]);
         b.reset();
         assert_eq!(b.next(), Some(Duration::from_millis(100)));
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_cached_message_queue_keeps_what_the_passes_read() {
+        let mut mq: MessageQueue = serde_yaml::from_str(
+            r#"
+apiVersion: sluice.dev/v1alpha1
+kind: MessageQueue
+metadata:
+  name: orders
+  namespace: shop
+  annotations:
+    sluice.dev/paused: "true"
+    kubectl.kubernetes.io/last-applied-configuration: '{"kind":"MessageQueue","spec":{"replicas":3}}'
+  managedFields:
+    - {manager: kubectl, operation: Apply, apiVersion: sluice.dev/v1alpha1, fieldsType: FieldsV1, fieldsV1: {"f:spec": {"f:replicas": {}}}}
+spec: {replicas: 3}
+"#,
+        )
+        .expect("test manifest parses");
+        strip_for_cache(&mut mq);
+        assert!(mq.managed_fields().is_empty(), "{:?}", mq.managed_fields());
+        assert!(
+            !mq.annotations().contains_key(LAST_APPLIED_ANNOTATION),
+            "{:?}",
+            mq.annotations()
+        );
+        assert!(mq.is_paused(), "the paused annotation was dropped");
+        assert_eq!(mq.spec.replicas, 3);
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{lock, snapshot_path, Inner, PartitionLog};
+use super::{lock, snapshot_path, state_err, Inner, PartitionLog};
 use crate::log::batch;
 use crate::log::files::remove_if_exists;
 use crate::log::producer::{ProducerStates, SeqCheck};
@@ -46,12 +46,10 @@ impl PartitionLog {
     ) -> Result<AppendOutcome, LogError> {
         let sh = &self.shared;
         if sh.failed.load(Ordering::SeqCst) {
-            return Err(LogError::Io {
-                path: self.dir.clone(),
-                source: std::io::Error::other(
-                    "the partition is closed (deleted, or an earlier fsync failed)",
-                ),
-            });
+            return Err(state_err(
+                &self.dir,
+                "the partition is closed (deleted, or an earlier fsync failed)",
+            ));
         }
         let max = lock(&sh.inner).config.max_message_bytes;
         let mut headers = batch::validate_payload(&records, max)?;

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{lock, PartitionLog, Shared};
+use super::{lock, state_err, PartitionLog, Shared};
 use crate::log::files::{io_err, sync_dir, write_atomic};
 use crate::log::{FsyncPolicy, LogError};
 
@@ -95,12 +95,7 @@ impl Shared {
         if self.failed.load(Ordering::SeqCst) {
             // After a failed fsync the kernel may have dropped the pages it could not write
             // and a later fsync succeed without them: nothing more becomes durable.
-            return Err(LogError::Io {
-                path: self.dir.clone(),
-                source: std::io::Error::other(
-                    "an earlier fsync failed (or the partition was deleted); nothing more becomes durable",
-                ),
-            });
+            return Err(state_err(&self.dir, "an earlier fsync failed (or the partition was deleted); nothing more becomes durable"));
         }
         let (target, files, dir_dirty, always) = self.take_sync_work(with_indexes);
         let t0 = Instant::now();
@@ -179,10 +174,10 @@ impl PartitionLog {
                 return Ok(());
             }
             if d.failed {
-                return Err(LogError::Io {
-                    path: self.dir.clone(),
-                    source: std::io::Error::other("fsync failed; the data may not be durable"),
-                });
+                return Err(state_err(
+                    &self.dir,
+                    "fsync failed; the data may not be durable",
+                ));
             }
             if !requested {
                 // Normally the append already asked; this covers a policy switch.
@@ -190,10 +185,7 @@ impl PartitionLog {
                 requested = true;
             }
             if rx.changed().await.is_err() {
-                return Err(LogError::Io {
-                    path: self.dir.clone(),
-                    source: std::io::Error::other("log closed"),
-                });
+                return Err(state_err(&self.dir, "log closed"));
             }
         }
     }

@@ -232,6 +232,15 @@ pub struct ProducerSummary {
     pub last_timestamp: i64,
 }
 
+/// An error of the partition's state rather than of a system call (a failed or deleted
+/// partition, a closed log), reported as I/O on its directory: `what` says which.
+fn state_err(dir: &Path, what: &'static str) -> LogError {
+    LogError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(what),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the log half-updated in a way later calls
     // would misread (file state is re-derived from sizes), so keep going.
@@ -279,10 +288,8 @@ impl PartitionLog {
     /// needs a failing disk).
     #[cfg(test)]
     pub(crate) fn fail_for_test(&self) {
-        self.shared.fail(&LogError::Io {
-            path: self.dir.clone(),
-            source: std::io::Error::other("injected fsync failure"),
-        });
+        self.shared
+            .fail(&state_err(&self.dir, "injected fsync failure"));
     }
 
     /// A receiver that changes whenever the high watermark moves (fetch long-poll waits on it).

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::open::{list_bases, producer_state};
 use super::retention::write_log_start;
-use super::{lock, snapshot_path, PartitionLog};
+use super::{lock, snapshot_path, state_err, PartitionLog};
 use crate::log::batch::{self, HEADER_LEN};
 use crate::log::epochs::EpochCache;
 use crate::log::files::{io_err, remove_if_exists, sync_dir};
@@ -217,20 +217,17 @@ impl PartitionLog {
                 return Ok(());
             }
             if durable.borrow_and_update().failed {
-                return Err(LogError::Io {
-                    path: self.dir.clone(),
-                    source: std::io::Error::other("fsync failed; the data may not be durable"),
-                });
+                return Err(state_err(
+                    &self.dir,
+                    "fsync failed; the data may not be durable",
+                ));
             }
             let closed = tokio::select! {
                 r = rx.changed() => r.is_err(),
                 r = durable.changed() => r.is_err(),
             };
             if closed {
-                return Err(LogError::Io {
-                    path: self.dir.clone(),
-                    source: std::io::Error::other("log closed"),
-                });
+                return Err(state_err(&self.dir, "log closed"));
             }
         }
     }

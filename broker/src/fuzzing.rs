@@ -82,6 +82,7 @@ macro_rules! served_apis {
             ListGroups => ListGroupsRequest,
             DescribeGroups => DescribeGroupsRequest,
             DeleteGroups => DeleteGroupsRequest,
+            OffsetDelete => OffsetDeleteRequest,
             ShareGroupHeartbeat => ShareGroupHeartbeatRequest,
             ShareGroupDescribe => ShareGroupDescribeRequest,
             ShareFetch => ShareFetchRequest,

@@ -154,6 +154,59 @@ fn java_consumer_group_commits_and_resumes_across_a_broker_restart() {
         "describeConsumerGroups: {}",
         d[0]
     );
+
+    // OffsetDelete: the AdminClient removes one partition's offset, then Kafka's own
+    // `kafka-consumer-groups.sh --delete-offsets` the rest of the topic's.
+    let listed_offsets = |java: &JavaDriver| -> BTreeMap<i32, i64> {
+        tagged(
+            &java.admin(&["list-group-offsets", "--group", &group]),
+            "offset",
+        )
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].parse().expect("p"), f[2].parse().expect("o"))
+        })
+        .collect()
+    };
+    let (&gone, _) = want_committed.iter().next().expect("a committed partition");
+    java.admin(&[
+        "delete-group-offsets",
+        "--group",
+        &group,
+        "--topic",
+        &topic,
+        "--partitions",
+        &gone.to_string(),
+    ]);
+    want_committed.remove(&gone);
+    assert_eq!(
+        listed_offsets(&java),
+        want_committed,
+        "offsets after deleteConsumerGroupOffsets of partition {gone}"
+    );
+    let cli = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            &broker.bootstrap(),
+            "--delete-offsets",
+            "--group",
+            &group,
+            "--topic",
+            &topic,
+        ],
+    );
+    assert!(
+        cli.stdout.contains("Successful") && !cli.stdout.contains("Error"),
+        "kafka-consumer-groups --delete-offsets:\n{}",
+        cli.stdout
+    );
+    assert_eq!(
+        listed_offsets(&java),
+        BTreeMap::new(),
+        "offsets after kafka-consumer-groups --delete-offsets"
+    );
 }
 
 #[test]

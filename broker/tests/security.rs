@@ -686,6 +686,20 @@ fn kafka_configs_creates_a_scram_user_and_kafka_acls_prefixed_grants_serve_only_
     let got = parse_consumed_lines(&out.stdout);
     assert_records_exact(&got, 0..N);
     assert_each_at_its_index(&got);
+    // Deleting her group's offsets takes DELETE on the group, which READ does not give; the
+    // super user may.
+    let group_offsets = [
+        "delete-group-offsets",
+        "--group",
+        &format!("{prefix}-g"),
+        "--topic",
+        &ours,
+        "--partitions",
+        "0",
+    ];
+    let err = carol.admin_fails(&group_offsets);
+    assert!(err.contains("GroupAuthorizationException"), "{err}");
+    alice.admin(&group_offsets);
 
     // Another topic (alice's): carol may neither write nor read it.
     let other = topic_name("not-carols");

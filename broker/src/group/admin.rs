@@ -1,14 +1,17 @@
-//! ListGroups, DescribeGroups and DeleteGroups: what the admin tools see of the groups and
-//! their committed offsets.
+//! ListGroups, DescribeGroups, DeleteGroups and OffsetDelete: what the admin tools see of the
+//! groups and their committed offsets, and how they remove them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    GroupId, ListGroupsRequest, ListGroupsResponse,
+    GroupId, ListGroupsRequest, ListGroupsResponse, OffsetDeleteRequest, OffsetDeleteResponse,
 };
 
 use super::state::{Group, GroupState};
@@ -204,6 +207,100 @@ impl GroupCoordinator {
             groups.remove(id);
         }
         codes::NONE
+    }
+}
+
+impl GroupCoordinator {
+    /// OffsetDelete, with Kafka's rules: the group must exist (members or committed offsets);
+    /// an empty group loses the offsets asked for; a `consumer` group with members keeps those
+    /// of the topics they subscribe to (GROUP_SUBSCRIBED_TO_TOPIC per partition) and loses the
+    /// rest; a group of another protocol type with members is refused whole (NON_EMPTY_GROUP).
+    /// The tombstones are answered once replicated, like a commit.
+    pub async fn delete_offsets(&self, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+        let id = req.group_id.0.to_string();
+        let refused = |code: i16| OffsetDeleteResponse::default().with_error_code(code);
+        if id.is_empty() {
+            return refused(codes::INVALID_GROUP_ID);
+        }
+        self.wait_loaded(&id).await;
+        let directory = self.directory();
+        let (tenure, subscribed) = {
+            let groups = self.lock();
+            let tenure = match self.status(&id) {
+                Ok(t) => t,
+                Err(code) => return refused(code),
+            };
+            let subscribed = match groups.get(&id).map(|slot| &slot.group) {
+                Some(g) if g.state == GroupState::Dead => {
+                    return refused(codes::GROUP_ID_NOT_FOUND)
+                }
+                Some(g) if g.state != GroupState::Empty => {
+                    if g.protocol_type.as_deref() != Some("consumer") {
+                        return refused(codes::NON_EMPTY_GROUP);
+                    }
+                    Some(g.subscribed_topics())
+                }
+                Some(_) => None,
+                None if !tenure.view(|m| m.has_group(&id)) => {
+                    return refused(codes::GROUP_ID_NOT_FOUND)
+                }
+                None => None,
+            };
+            (tenure, subscribed)
+        };
+        // None: no member; Some(None): members whose subscriptions cannot be read (all topics).
+        let is_subscribed = |topic: &str| match &subscribed {
+            None => false,
+            Some(None) => true,
+            Some(Some(topics)) => topics.contains(topic),
+        };
+        let mut wanted = BTreeSet::new();
+        let mut topics = Vec::new();
+        for t in &req.topics {
+            let name = t.name.0.to_string();
+            let known = directory.as_ref().map(|d| d.partitions(&name));
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let i = p.partition_index;
+                    let code = if known.is_some_and(|n| n.is_none_or(|n| i < 0 || i >= n)) {
+                        codes::UNKNOWN_TOPIC_OR_PARTITION
+                    } else if is_subscribed(&name) {
+                        codes::GROUP_SUBSCRIBED_TO_TOPIC
+                    } else {
+                        wanted.insert((name.clone(), i));
+                        codes::NONE
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(i)
+                        .with_error_code(code)
+                })
+                .collect();
+            topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        match tenure
+            .write(
+                |m| m.partition_tombstones(&id, &wanted),
+                self.config.commit_timeout,
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(group = %id, offsets = n, "committed offsets deleted");
+                self.maybe_compact(&tenure);
+            }
+            Err(e) => {
+                tracing::warn!(group = %id, error = %e, "offset deletion not acknowledged");
+                return refused(e.code());
+            }
+        }
+        OffsetDeleteResponse::default().with_topics(topics)
     }
 }
 

@@ -183,6 +183,18 @@ impl OffsetMap {
         tombstones(self.keys_where(|g, _| g == group))
     }
 
+    /// Tombstones for the offsets `group` holds of the `wanted` (topic, partition) pairs, committed
+    /// or still replicating (OffsetDelete); pairs without an offset get none.
+    pub fn partition_tombstones(
+        &self,
+        group: &str,
+        wanted: &std::collections::BTreeSet<(String, i32)>,
+    ) -> Vec<OffsetRecord> {
+        let mut keys = self.keys_where(|g, t| g == group && wanted.iter().any(|(w, _)| w == t));
+        keys.retain(|(_, t, p)| wanted.contains(&(t.clone(), *p)));
+        tombstones(keys)
+    }
+
     /// Tombstones for every offset of a topic not in the metadata any more (a deleted topic).
     pub fn tombstones_for_topics(&self, exists: impl Fn(&str) -> bool) -> Vec<OffsetRecord> {
         tombstones(self.keys_where(|_, t| !exists(t)))

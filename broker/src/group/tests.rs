@@ -889,6 +889,179 @@ async fn delete_groups_only_deletes_empty_groups_and_their_offsets() {
     shutdown.cancel();
 }
 
+/// A `consumer` protocol subscription to `topics`, encoded as a client does (version, then the
+/// subscription at that version).
+fn subscription(version: i16, topics: &[&str]) -> Bytes {
+    let mut buf = BytesMut::new();
+    bytes::BufMut::put_i16(&mut buf, version);
+    ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| s(t)).collect())
+        .encode(&mut buf, version.min(3))
+        .unwrap();
+    buf.freeze()
+}
+
+/// One member joins `group` (v5, protocol type `kind`, one protocol with `metadata`) and is
+/// alone and synced in generation 1; returns its id.
+async fn sole_member(
+    c: &Arc<GroupCoordinator>,
+    group: &str,
+    kind: &str,
+    metadata: Bytes,
+) -> String {
+    let req = |member: &str| {
+        let mut r = join_req(group, member).with_protocol_type(s(kind));
+        r.protocols[0].metadata = metadata.clone();
+        at_version(r, 5)
+    };
+    let first = c.join_group(5, req("")).await;
+    assert_eq!(first.error_code, codes::MEMBER_ID_REQUIRED);
+    let id = first.member_id.to_string();
+    let joined = c.join_group(5, req(&id)).await;
+    assert_eq!(joined.error_code, 0);
+    let synced = c
+        .sync_group(5, sync_req(group, &id, joined.generation_id, &[(&id, "x")]))
+        .await;
+    assert_eq!(synced.error_code, 0);
+    id
+}
+
+fn offset_delete_req(group: &str, topics: &[(&str, &[i32])]) -> OffsetDeleteRequest {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    OffsetDeleteRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(
+            topics
+                .iter()
+                .map(|(t, ps)| {
+                    OffsetDeleteRequestTopic::default()
+                        .with_name(TopicName(s(t)))
+                        .with_partitions(
+                            ps.iter()
+                                .map(|p| {
+                                    OffsetDeleteRequestPartition::default().with_partition_index(*p)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+}
+
+/// (topic, partition, error code) of an OffsetDelete answer, in answer order.
+fn deleted(r: &OffsetDeleteResponse) -> Vec<(String, i32, i16)> {
+    encodes(r, 0);
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+        })
+        .collect()
+}
+
+fn offsets_of(c: &GroupCoordinator, group: &str) -> Vec<(String, i32, i64)> {
+    let mut v: Vec<(String, i32, i64)> = c
+        .committed_offsets()
+        .into_iter()
+        .filter(|o| o.group == group)
+        .map(|o| (o.topic, o.partition, o.offset))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(start_paused = true)]
+async fn offset_delete_spares_what_live_members_subscribe_to_and_lasts_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (c, shutdown) = start(dir.path()).await;
+        // A live consumer group subscribed to t (subscription v1; a v9 one reads the same).
+        let a = sole_member(&c, "live", "consumer", subscription(1, &["t"])).await;
+        let r = c
+            .offset_commit(
+                8,
+                commit_req("live", &a, 1, &[("t", 0, 5), ("u", 0, 6), ("u", 1, 7)]),
+            )
+            .await;
+        assert_eq!(commit_codes(&r), vec![0, 0, 0]);
+        let r = c
+            .delete_offsets(offset_delete_req("live", &[("t", &[0]), ("u", &[0, -1])]))
+            .await;
+        assert_eq!(r.error_code, 0);
+        assert_eq!(
+            deleted(&r),
+            vec![
+                ("t".into(), 0, codes::GROUP_SUBSCRIBED_TO_TOPIC),
+                ("u".into(), 0, 0),
+                ("u".into(), -1, codes::UNKNOWN_TOPIC_OR_PARTITION),
+            ]
+        );
+        assert_eq!(
+            offsets_of(&c, "live"),
+            vec![("t".into(), 0, 5), ("u".into(), 1, 7)]
+        );
+        assert_eq!(
+            subscription_topics_of(&subscription(9, &["x", "y"])),
+            Some(vec!["x".to_string(), "y".to_string()])
+        );
+
+        // Members whose subscription cannot be read keep every topic's offsets.
+        let b = sole_member(&c, "opaque", "consumer", Bytes::from_static(b"\x00")).await;
+        c.offset_commit(8, commit_req("opaque", &b, 1, &[("u", 0, 1)]))
+            .await;
+        let r = c
+            .delete_offsets(offset_delete_req("opaque", &[("u", &[0])]))
+            .await;
+        assert_eq!(
+            deleted(&r),
+            vec![("u".into(), 0, codes::GROUP_SUBSCRIBED_TO_TOPIC)]
+        );
+
+        // Another protocol type with members: refused whole.
+        sole_member(&c, "workers", "connect", Bytes::from_static(b"x")).await;
+        let r = c
+            .delete_offsets(offset_delete_req("workers", &[("u", &[0])]))
+            .await;
+        assert_eq!(r.error_code, codes::NON_EMPTY_GROUP);
+        assert!(r.topics.is_empty());
+
+        // A group known only by its offsets (a standalone consumer) loses what is asked.
+        c.offset_commit(8, commit_req("solo", "", -1, &[("t", 0, 3), ("t", 1, 4)]))
+            .await;
+        let r = c
+            .delete_offsets(offset_delete_req("solo", &[("t", &[0, 5])]))
+            .await;
+        assert_eq!(deleted(&r), vec![("t".into(), 0, 0), ("t".into(), 5, 0)]);
+        assert_eq!(offsets_of(&c, "solo"), vec![("t".into(), 1, 4)]);
+
+        let r = c
+            .delete_offsets(offset_delete_req("never", &[("t", &[0])]))
+            .await;
+        assert_eq!(r.error_code, codes::GROUP_ID_NOT_FOUND);
+        let r = c
+            .delete_offsets(offset_delete_req("", &[("t", &[0])]))
+            .await;
+        assert_eq!(r.error_code, codes::INVALID_GROUP_ID);
+        shutdown.cancel();
+    }
+    // The deletions were written to the offsets log, not just forgotten in memory.
+    let (c, shutdown) = start(dir.path()).await;
+    assert_eq!(
+        offsets_of(&c, "live"),
+        vec![("t".into(), 0, 5), ("u".into(), 1, 7)]
+    );
+    assert_eq!(offsets_of(&c, "solo"), vec![("t".into(), 1, 4)]);
+    shutdown.cancel();
+}
+
+fn subscription_topics_of(metadata: &Bytes) -> Option<Vec<String>> {
+    super::state::subscription_topics(metadata)
+}
+
 /// Waits (virtual time) until `c` holds `n` committed offsets; tombstones are written by
 /// background tasks.
 async fn until_offsets(c: &GroupCoordinator, n: usize) -> Vec<CommittedOffset> {

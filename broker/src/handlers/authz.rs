@@ -17,6 +17,7 @@
 //! | OffsetCommit | READ group, READ topic | per partition |
 //! | OffsetFetch | DESCRIBE group, DESCRIBE topic | group error; unauthorized topics left out of "all", per partition when named |
 //! | DescribeGroups / DeleteGroups | DESCRIBE / DELETE group | per group |
+//! | OffsetDelete | DELETE group, READ topic | GROUP_AUTHORIZATION_FAILED at the top; per partition |
 //! | ListGroups | DESCRIBE cluster, else DESCRIBE per group | unauthorized groups left out |
 //! | ShareGroupHeartbeat / ShareFetch, ShareAcknowledge ([`super::share_authz`]) | READ group, DESCRIBE / READ topic | GROUP_ / TOPIC_AUTHORIZATION_FAILED at the top |
 //! | ShareGroupDescribe, DescribeShareGroupOffsets ([`super::share_authz`]) | DESCRIBE group | per group |
@@ -552,6 +553,43 @@ pub fn offset_commit(
             .map(|t| refuse(t, TOPIC_AUTHORIZATION_FAILED))
             .collect(),
     )
+}
+
+/// OffsetDelete: DELETE on the group (refused whole, GROUP_AUTHORIZATION_FAILED at the top,
+/// when missing) and READ on each topic (TOPIC_AUTHORIZATION_FAILED per partition).
+pub fn offset_delete(
+    a: &Access,
+    req: &mut OffsetDeleteRequest,
+) -> (bool, Vec<offset_delete_response::OffsetDeleteResponseTopic>) {
+    use offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+    if !a.on() {
+        return (true, Vec::new());
+    }
+    if !a.group(Operation::Delete, req.group_id.as_str()) {
+        return (false, Vec::new());
+    }
+    let (ok, refused) = split(std::mem::take(&mut req.topics), |t| {
+        a.topic(Operation::Read, t.name.as_str())
+    });
+    req.topics = ok;
+    let refused = refused
+        .into_iter()
+        .map(|t| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    (true, refused)
 }
 
 /// What OffsetFetch does after the checks: the groups and topics refused, and whether the

@@ -483,6 +483,23 @@ pub async fn dispatch(
                 resp
             })
         }
+        ApiKey::OffsetDelete => {
+            let mut req = req!(OffsetDeleteRequest);
+            let (group_ok, refused) = authz::offset_delete(&access, &mut req);
+            if !group_ok {
+                return Ok(now!(OffsetDeleteResponse::default()
+                    .with_error_code(authz::GROUP_AUTHORIZATION_FAILED)));
+            }
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                let mut resp = ctx.groups.delete_offsets(req).await;
+                if resp.error_code == 0 {
+                    resp.topics.extend(refused);
+                }
+                resp
+            })
+        }
         ApiKey::DescribeShareGroupOffsets => {
             let mut req = req!(DescribeShareGroupOffsetsRequest);
             let refused = share_authz::describe_offsets(&access, &mut req);

@@ -60,7 +60,6 @@ const UNSERVED: &[Unserved] = &[
     refuse::<AlterReplicaLogDirsRequest>(UNSUPPORTED_VERSION),
     refuse::<ListPartitionReassignmentsRequest>(UNSUPPORTED_VERSION),
     refuse::<AlterPartitionReassignmentsRequest>(UNSUPPORTED_VERSION),
-    refuse::<OffsetDeleteRequest>(UNSUPPORTED_VERSION),
     refuse::<ConsumerGroupHeartbeatRequest>(UNSUPPORTED_VERSION),
     refuse::<ConsumerGroupDescribeRequest>(UNSUPPORTED_VERSION),
     refuse::<ShareGroupHeartbeatRequest>(UNSUPPORTED_VERSION),
@@ -158,7 +157,6 @@ refused_as_a_whole!(
     DescribeUserScramCredentialsRequest,
     ListPartitionReassignmentsRequest,
     AlterPartitionReassignmentsRequest,
-    OffsetDeleteRequest,
     ConsumerGroupHeartbeatRequest,
     ShareGroupHeartbeatRequest,
     ShareFetchRequest,
@@ -604,7 +602,6 @@ mod tests {
         answered::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
         answered::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments);
         answered::<ListTransactionsRequest>(ApiKey::ListTransactions);
-        answered::<OffsetDeleteRequest>(ApiKey::OffsetDelete);
         answered::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat);
         answered::<ShareGroupHeartbeatRequest>(ApiKey::ShareGroupHeartbeat);
         answered::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);

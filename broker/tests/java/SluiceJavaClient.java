@@ -430,6 +430,16 @@ public final class SluiceJavaClient {
                     out("#group-deleted " + a.get("group"));
                     break;
                 }
+                case "delete-group-offsets": {
+                    // --partitions: comma-separated partition numbers of --topic.
+                    Set<TopicPartition> tps = new HashSet<>();
+                    for (String n : a.get("partitions").split(",")) {
+                        tps.add(new TopicPartition(a.get("topic"), Integer.parseInt(n)));
+                    }
+                    admin.deleteConsumerGroupOffsets(a.get("group"), tps).all().get();
+                    out("#group-offsets-deleted " + a.get("group") + " " + tps.size());
+                    break;
+                }
                 case "alter-group-offsets": {
                     TopicPartition tp = new TopicPartition(a.get("topic"), Integer.parseInt(a.get("partition", "0")));
                     admin.alterConsumerGroupOffsets(a.get("group"),

@@ -2,9 +2,12 @@
 //! added, updated, replaced and removed. Each change that needs a new generation starts one
 //! through `rebalance.rs`.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::{Decodable, Message};
 use tokio::time::Instant;
 
 use super::{
@@ -200,4 +203,37 @@ impl Group {
         }
         fx
     }
+}
+
+impl Group {
+    /// The topics the members of a `consumer` group subscribe to, read from every protocol's
+    /// metadata of every member (Kafka's ConsumerProtocolSubscription). `None` when one of them
+    /// cannot be read: the caller must then take every topic as subscribed, since deleting
+    /// the offsets of a topic a live member reads would rewind it at its next start.
+    pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        let mut topics = BTreeSet::new();
+        for m in self.members.values() {
+            for (_, metadata) in &m.protocols {
+                topics.extend(subscription_topics(metadata)?);
+            }
+        }
+        Some(topics)
+    }
+}
+
+/// The topics of one ConsumerProtocolSubscription: a version (i16), then the subscription at
+/// that version. A newer version than the codec knows is read as the newest it knows, as
+/// Kafka's `ConsumerProtocol` does (later versions only add fields at the end).
+pub(crate) fn subscription_topics(metadata: &Bytes) -> Option<Vec<String>> {
+    let mut buf = metadata.clone();
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = buf.get_i16();
+    if version < 0 {
+        return None;
+    }
+    let version = version.min(ConsumerProtocolSubscription::VERSIONS.max);
+    let sub = ConsumerProtocolSubscription::decode(&mut buf, version).ok()?;
+    Some(sub.topics.iter().map(|t| t.to_string()).collect())
 }

@@ -29,6 +29,8 @@ use tokio::time::Instant;
 use super::codes;
 
 mod members;
+#[cfg(test)]
+pub(crate) use members::subscription_topics;
 mod rebalance;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -99,6 +99,7 @@ pub struct Metrics {
     high_watermark: Family<PartitionLabels, Gauge>,
     group_lag: Family<LagLabels, Gauge>,
     fsyncs: Counter,
+    compacted_records: Counter,
     fsync_seconds: Counter<f64, AtomicU64>,
     under_replicated: Gauge,
     offline: Gauge,
@@ -167,6 +168,7 @@ impl Metrics {
             share_redelivered: Family::default(),
             share_dead_lettered: Family::default(),
             fsyncs: Counter::default(),
+            compacted_records: Counter::default(),
             fsync_seconds: Counter::default(),
             under_replicated: Gauge::default(),
             offline: Gauge::default(),
@@ -324,6 +326,12 @@ impl Metrics {
             "log_fsyncs",
             "fsync / fdatasync calls made by the storage engine",
             m.fsyncs.clone(),
+        );
+        registry.register(
+            "log_compacted_records",
+            "Records removed by log compaction (topics with cleanup.policy=compact): older \
+             records of a key, and tombstones past delete.retention.ms",
+            m.compacted_records.clone(),
         );
         registry.register(
             "log_fsync_seconds",
@@ -612,6 +620,9 @@ impl Metrics {
                 c.inc_by(total.saturating_sub(c.get()));
             }
         }
+        let compacted = logs.compacted_records();
+        self.compacted_records
+            .inc_by(compacted.saturating_sub(self.compacted_records.get()));
         let (count, time) = logs.fsync_stats();
         if let Ok(mut seen) = self.fsync_seen.lock() {
             // Deleted partitions are folded into the engine's totals, so they only grow.

@@ -1486,3 +1486,120 @@ fn followers_are_sent_what_the_leader_appended_from_its_file() {
         log.len()
     );
 }
+
+/// Log compaction on a replicated topic: every replica compacts its own copy, and a broker
+/// back on an empty volume copies the leader's compacted batches (fewer records than offsets,
+/// empty ones) and ends with the same table: the latest value of every key, every offset.
+#[test]
+fn a_replica_refilled_from_a_compacted_leader_holds_the_latest_value_of_every_key() {
+    let _serial = serial();
+    let mut flags = replication_flags(30_000);
+    flags.extend([
+        "--retention-check-interval-ms".to_string(),
+        "100".to_string(),
+    ]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut c = Cluster::start(3, &flags);
+    let topic = "compacted-table";
+    let all = [0, 1, 2];
+    let v = c.create(
+        0,
+        NewTopic::new(topic, 1, TopicReplication::Variable(&[&all]))
+            .set("cleanup.policy", "compact")
+            .set("segment.bytes", "2048")
+            .set("min.cleanable.dirty.ratio", "0.01"),
+    );
+    let (keys, rounds) = (30usize, 6usize);
+    let p = rd_producer(&c.bootstrap(&all), &[("acks", "all"), ("linger.ms", "0")]);
+    let value = |round: usize, k: usize| format!("round {round} of k{k} {}", "y".repeat(30));
+    for round in 0..rounds {
+        for k in 0..keys {
+            let key = format!("k{k}");
+            let v = value(round, k);
+            p.send(
+                rdkafka::producer::BaseRecord::with_opaque_to(topic, round * keys + k)
+                    .partition(0)
+                    .key(key.as_bytes())
+                    .payload(v.as_bytes()),
+            )
+            .expect("queue a record");
+        }
+        p.flush(Duration::from_secs(30)).expect("flush");
+    }
+    assert_eq!(p.context().acked.lock().expect("lock").len(), keys * rounds);
+    let produced = (keys * rounds) as i64;
+    // Every replica compacts its own copy (each logs it).
+    let dir_name = format!("{topic}-0");
+    wait_for(
+        "every replica to compact its copy",
+        Duration::from_secs(60),
+        POLL,
+        || {
+            all.iter()
+                .all(|id| {
+                    std::fs::read_to_string(c.log_path(*id)).is_ok_and(|l| {
+                        l.lines()
+                            .any(|line| line.contains("compacted") && line.contains(&dir_name))
+                    })
+                })
+                .then_some(())
+        },
+    );
+
+    // A follower loses its volume and copies the leader's compacted log.
+    let f = *all.iter().find(|id| **id != v.leader).expect("a follower");
+    c.kill(f);
+    std::fs::remove_dir_all(c.data_dir(f)).expect("remove the follower's volume");
+    c.spawn(f);
+    c.wait_partition(
+        v.leader,
+        topic,
+        0,
+        "the refilled replica back in sync",
+        Duration::from_secs(60),
+        |v| v.isr_set() == set(&all),
+    );
+    c.kill(f);
+    let log = sluice_broker::log::PartitionLog::open(
+        partition_dir(&c.data_dir(f), topic, 0).expect("the refilled partition directory"),
+        sluice_broker::log::LogConfig::default(),
+    )
+    .expect("open the refilled copy");
+    assert_eq!(log.log_end_offset(), produced, "every offset copied");
+    let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    let mut count = 0;
+    let mut off = 0;
+    while off < log.high_watermark() {
+        let r = log.read(off, 1 << 20).expect("read the copy");
+        let records = sluice_broker::log::all_records(&r.records).expect("records");
+        // The next read starts after the last batch returned (it may hold no record).
+        let mut pos = 0;
+        let mut next = off;
+        while pos + 61 <= r.records.len() {
+            let base = i64::from_be_bytes(r.records[pos..pos + 8].try_into().expect("8 bytes"));
+            let len = i32::from_be_bytes(r.records[pos + 8..pos + 12].try_into().expect("4 bytes"));
+            let delta = i32::from_be_bytes(r.records[pos + 23..pos + 27].try_into().expect("4"));
+            next = base + i64::from(delta) + 1;
+            pos += 12 + len as usize;
+        }
+        for (o, rec) in records.into_iter().filter(|(o, _)| *o >= off) {
+            let k = String::from_utf8(rec.key.expect("a key")).expect("utf-8");
+            let v = String::from_utf8(rec.value.expect("a value")).expect("utf-8");
+            if let Some((prev, _)) = latest.get(&k) {
+                assert!(o > *prev, "offsets rise");
+            }
+            latest.insert(k, (o, v));
+            count += 1;
+        }
+        assert!(next > off, "a read at {off} moves on");
+        off = next;
+    }
+    assert!(
+        count < produced - keys as i64,
+        "the copy is compacted: {count} of {produced} records"
+    );
+    assert_eq!(latest.len(), keys);
+    for k in 0..keys {
+        assert_eq!(latest[&format!("k{k}")].1, value(rounds - 1, k), "k{k}");
+    }
+}

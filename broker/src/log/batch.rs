@@ -26,8 +26,8 @@ pub const HEADER_LEN: usize = 61;
 /// Bytes before the batch-length field's payload (base offset + length).
 pub const LOG_OVERHEAD: usize = 12;
 const MAGIC_POS: usize = 16;
-const CRC_POS: usize = 17;
-const ATTR_POS: usize = 21;
+pub(super) const CRC_POS: usize = 17;
+pub(super) const ATTR_POS: usize = 21;
 const MAX_TS_POS: usize = 35;
 const ATTR_TIMESTAMP_TYPE: i16 = 1 << 3;
 const ATTR_CONTROL: i16 = 1 << 5;
@@ -90,7 +90,7 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
-fn corrupt(reason: String) -> LogError {
+pub(super) fn corrupt(reason: String) -> LogError {
     LogError::CorruptBatch { reason }
 }
 
@@ -107,7 +107,11 @@ pub fn announced_size(b: &[u8]) -> Result<usize, LogError> {
 }
 
 /// Parses the header fields of a batch (`b` holds at least [`HEADER_LEN`] bytes) and checks the
-/// header alone: length, magic, offset delta against record count.
+/// header alone: length, magic, and a record count that the batch's offsets can hold. A stored
+/// batch may hold fewer records than offsets, down to none: compaction removes records and
+/// keeps the batch's offsets (its base offset and last offset delta), as Kafka's cleaner does,
+/// so that offsets stay contiguous from batch to batch. What a producer sends is held to the
+/// strict form by [`validate_payload`].
 pub fn parse_header(b: &[u8]) -> Result<BatchHeader, LogError> {
     if b.len() < HEADER_LEN {
         return Err(corrupt(format!(
@@ -133,6 +137,25 @@ pub fn parse_header(b: &[u8]) -> Result<BatchHeader, LogError> {
         base_sequence: be_i32(b, 53),
         record_count: be_i32(b, 57),
     };
+    if h.last_offset_delta < 0 {
+        return Err(corrupt(format!(
+            "last offset delta {} is negative",
+            h.last_offset_delta
+        )));
+    }
+    if h.record_count < 0 || i64::from(h.record_count) > i64::from(h.last_offset_delta) + 1 {
+        return Err(corrupt(format!(
+            "record count {} does not fit the batch's {} offsets",
+            h.record_count,
+            i64::from(h.last_offset_delta) + 1
+        )));
+    }
+    Ok(h)
+}
+
+/// A producer's batch holds one record per offset, at least one: the form every client
+/// writes. Only stored batches (compacted ones) may hold fewer.
+fn check_produced_count(h: &BatchHeader) -> Result<(), LogError> {
     if h.record_count < 1 {
         return Err(corrupt(format!(
             "record count {} is below 1",
@@ -145,11 +168,11 @@ pub fn parse_header(b: &[u8]) -> Result<BatchHeader, LogError> {
             h.last_offset_delta, h.record_count
         )));
     }
-    Ok(h)
+    Ok(())
 }
 
 /// Reads a zigzag varint (Kafka's record fields) of at most `max_bytes` bytes at `*pos`.
-fn zigzag(b: &[u8], pos: &mut usize, max_bytes: usize) -> Option<i64> {
+pub(super) fn zigzag(b: &[u8], pos: &mut usize, max_bytes: usize) -> Option<i64> {
     let mut raw: u64 = 0;
     for i in 0..max_bytes {
         let byte = *b.get(*pos)?;
@@ -187,7 +210,7 @@ fn too_big() -> LogError {
 
 /// Decompresses the records of a batch compressed with `codec` (the attributes' low 3 bits),
 /// refusing output beyond [`MAX_DECOMPRESSED`] before allocating it.
-fn decompress(codec: i16, src: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LogError> {
+pub(super) fn decompress(codec: i16, src: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LogError> {
     use std::io::Read;
     let bad = |what: &str, e: std::io::Error| {
         corrupt(format!("cannot decompress the {what} records: {e}"))
@@ -448,6 +471,21 @@ pub fn check_crc(b: &[u8]) -> Result<(), LogError> {
 /// Validates a producer's payload (one or more whole batches, nothing else) and returns the
 /// header and start position of each batch. `max_batch` is `max.message.bytes`.
 pub fn validate_payload(b: &[u8], max_batch: u32) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+    let headers = validate_batches(b, max_batch)?;
+    for (_, h) in &headers {
+        check_produced_count(h)?;
+    }
+    Ok(headers)
+}
+
+/// Validates batches copied from another broker's log (a follower's fetch, a partition
+/// move): whole batches with good CRCs, which may be compacted ones (fewer records than
+/// offsets).
+pub fn validate_copied(b: &[u8]) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+    validate_batches(b, u32::MAX)
+}
+
+fn validate_batches(b: &[u8], max_batch: u32) -> Result<Vec<(usize, BatchHeader)>, LogError> {
     let mut out = Vec::with_capacity(1);
     let mut pos = 0;
     if b.is_empty() {
@@ -547,11 +585,27 @@ mod tests {
         assert!(reason(validate_payload(&b, 1000)).contains("batch length -5"));
 
         let b = raw(0, 0);
-        assert!(reason(validate_payload(&b, 1000)).contains("record count 0"));
+        assert!(reason(validate_payload(&b, 1000)).contains("last offset delta -1"));
 
-        let mut b = raw(2, 0);
+        // A compacted batch (fewer records than offsets, down to none) is a stored form: it
+        // parses and may be copied between brokers, but no producer may send one.
+        for count in [0, 2] {
+            let mut b = raw(count, 0);
+            b[23..27].copy_from_slice(&5i32.to_be_bytes());
+            let crc = crc32c::crc32c(&b[ATTR_POS..]);
+            b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+            assert_eq!(parse_header(&b).unwrap().record_count, count);
+            assert!(validate_copied(&b).is_ok());
+            let why = reason(validate_payload(&b, 1000));
+            assert!(
+                why.contains("record count 0") || why.contains("last offset delta 5"),
+                "{why}"
+            );
+        }
+        // More records than offsets is no batch at all.
+        let mut b = raw(7, 0);
         b[23..27].copy_from_slice(&5i32.to_be_bytes());
-        assert!(reason(validate_payload(&b, 1000)).contains("last offset delta"));
+        assert!(reason(validate_copied(&b)).contains("record count 7 does not fit"));
 
         let mut b = raw(1, 0);
         b[ATTR_POS + 1] |= 1 << 5;

@@ -109,6 +109,8 @@ pub struct LogManager {
     topics: RwLock<BTreeMap<String, TopicEntry>>,
     /// fsync count and nanoseconds of partitions that were deleted (metrics stay monotonic).
     retired_fsyncs: std::sync::atomic::AtomicU64,
+    /// Records removed by compaction since start (`upkeep.rs`, for `/metrics`).
+    pub(super) compacted_records: std::sync::atomic::AtomicU64,
     retired_fsync_nanos: std::sync::atomic::AtomicU64,
     /// Serializes metadata changes so `topics.json` is written in the order changes happen;
     /// held across the file writes, which readers never wait for.
@@ -206,6 +208,7 @@ impl LogManager {
             defaults,
             topics: RwLock::new(topics),
             retired_fsyncs: Default::default(),
+            compacted_records: Default::default(),
             retired_fsync_nanos: Default::default(),
             admin: Mutex::new(()),
         })

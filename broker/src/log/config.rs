@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{FsyncPolicy, LogConfig, LogError, TimestampType};
+use super::{CleanupPolicy, FsyncPolicy, LogConfig, LogError, TimestampType};
 
 /// Most partitions one topic may have (bounds the directories one request can create).
 pub const MAX_PARTITIONS: i32 = 10_000;
@@ -93,10 +93,13 @@ pub const REPLICATION_THROTTLE_CONFIGS: &[&str] = &[
 /// Topic config keys a client may set, in the order DescribeConfigs lists them.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
+    "delete.retention.ms",
     DEAD_LETTER_TOPIC,
     "index.interval.bytes",
     "max.message.bytes",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -126,13 +129,10 @@ pub const DEAD_LETTER_TOPIC: &str = "errors.deadletterqueue.topic.name";
 /// anyone change: (name, fixed value).
 const READ_ONLY_TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("compression.type", "producer"),
-    ("delete.retention.ms", "86400000"),
     ("file.delete.delay.ms", "60000"),
     ("max.compaction.lag.ms", "9223372036854775807"),
     ("message.timestamp.after.max.ms", "9223372036854775807"),
     ("message.timestamp.before.max.ms", "9223372036854775807"),
-    ("min.cleanable.dirty.ratio", "0.5"),
-    ("min.compaction.lag.ms", "0"),
     ("preallocate", "false"),
     ("segment.index.bytes", "10485760"),
     ("segment.jitter.ms", "0"),
@@ -225,11 +225,19 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), LogError> {
                 format!("{value:?} is not allowed (allowed: CreateTime, LogAppendTime)"),
             )),
         },
-        "cleanup.policy" => match value {
-            "delete" => Ok(()),
+        "cleanup.policy" => match CleanupPolicy::parse(value) {
+            Some(_) => Ok(()),
+            None => Err(invalid(
+                key,
+                format!("{value:?} is not allowed (allowed: delete, compact, compact,delete)"),
+            )),
+        },
+        "delete.retention.ms" | "min.compaction.lag.ms" => parse_i64_min(key, value, 0).map(drop),
+        "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
             _ => Err(invalid(
                 key,
-                format!("{value:?} is not supported (allowed: delete)"),
+                format!("{value:?} is not a number from 0 to 1"),
             )),
         },
         "unclean.leader.election.enable" => match value {
@@ -357,6 +365,16 @@ impl LogDefaults {
                 "retention.ms" => c.retention_ms = v.parse().unwrap_or(c.retention_ms),
                 "retention.bytes" => c.retention_bytes = v.parse().unwrap_or(c.retention_bytes),
                 "segment.ms" => c.segment_ms = v.parse().unwrap_or(c.segment_ms),
+                "cleanup.policy" => c.cleanup = CleanupPolicy::parse(v).unwrap_or(c.cleanup),
+                "delete.retention.ms" => {
+                    c.delete_retention_ms = v.parse().unwrap_or(c.delete_retention_ms)
+                }
+                "min.cleanable.dirty.ratio" => {
+                    c.min_cleanable_dirty_ratio = v.parse().unwrap_or(c.min_cleanable_dirty_ratio)
+                }
+                "min.compaction.lag.ms" => {
+                    c.min_compaction_lag_ms = v.parse().unwrap_or(c.min_compaction_lag_ms)
+                }
                 "segment.bytes" => c.segment_bytes = v.parse().unwrap_or(c.segment_bytes),
                 "max.message.bytes" => {
                     c.max_message_bytes = v.parse().unwrap_or(c.max_message_bytes)
@@ -387,6 +405,9 @@ impl LogDefaults {
         let c = &self.log;
         match key {
             "cleanup.policy" => "delete".into(),
+            "delete.retention.ms" => c.delete_retention_ms.to_string(),
+            "min.cleanable.dirty.ratio" => c.min_cleanable_dirty_ratio.to_string(),
+            "min.compaction.lag.ms" => c.min_compaction_lag_ms.to_string(),
             "index.interval.bytes" => c.index_interval_bytes.to_string(),
             "max.message.bytes" => c.max_message_bytes.to_string(),
             "message.timestamp.type" => timestamp_type_name(c.timestamp_type).into(),
@@ -514,8 +535,20 @@ mod tests {
 
     #[test]
     fn config_errors_name_key_and_allowed_values() {
-        let e = validate_topic_config("cleanup.policy", "compact").unwrap_err();
-        assert!(e.to_string().contains("cleanup.policy") && e.to_string().contains("delete"));
+        for ok in ["compact", "delete", "compact,delete", "delete, compact"] {
+            assert!(validate_topic_config("cleanup.policy", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "compact,compact", "archive", "delete,"] {
+            let e = validate_topic_config("cleanup.policy", bad).unwrap_err();
+            assert!(
+                e.to_string().contains("cleanup.policy")
+                    && e.to_string().contains("compact,delete"),
+                "{e}"
+            );
+        }
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "0.1").is_ok());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate_topic_config("delete.retention.ms", "-1").is_err());
         let e = validate_topic_config("retention.ms", "-2").unwrap_err();
         assert!(e.to_string().contains("retention.ms"), "{e}");
         let e = validate_topic_config("message.timestamp.type", "Now").unwrap_err();

@@ -23,6 +23,7 @@
 
 mod batch;
 mod catalog;
+mod compaction;
 mod config;
 mod epochs;
 mod files;
@@ -44,7 +45,7 @@ pub use config::{
     SHARE_DELIVERY_COUNT_LIMIT, SHARE_RECORD_LOCK_DURATION_MS, TOPIC_CONFIG_KEYS,
 };
 pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
-pub use partition::{PartitionLog, ProducerSummary, TopicWake};
+pub use partition::{Compacted, PartitionLog, ProducerSummary, TopicWake};
 pub use region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 
 use std::path::PathBuf;
@@ -90,6 +91,51 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy`.
+    pub cleanup: CleanupPolicy,
+    /// A compacted topic's tombstone (a record with a null value) is removed once it is the
+    /// latest of its key and its batch is older than this (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// Compaction starts once the closed segments not yet compacted make up at least this
+    /// share of the closed segments (`min.cleanable.dirty.ratio`).
+    pub min_cleanable_dirty_ratio: f64,
+    /// A record younger than this is never removed by compaction (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
+}
+
+/// `cleanup.policy`: which of retention (`delete`) and compaction (`compact`) shorten the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Closed segments past `retention.ms` / `retention.bytes` are deleted.
+    pub delete: bool,
+    /// Closed segments keep only the latest record of each key (see `compaction.rs`).
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+
+    /// Kafka's spelling: `delete`, `compact` or both, comma-separated in either order.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for word in value.split(',').map(str::trim) {
+            let seen = match word {
+                "delete" => std::mem::replace(&mut p.delete, true),
+                "compact" => std::mem::replace(&mut p.compact, true),
+                _ => return None,
+            };
+            if seen {
+                return None;
+            }
+        }
+        Some(p)
+    }
 }
 
 impl Default for LogConfig {
@@ -103,6 +149,10 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Always,
             index_interval_bytes: 4096,
             timestamp_type: TimestampType::CreateTime,
+            cleanup: CleanupPolicy::DELETE,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
         }
     }
 }
@@ -119,6 +169,10 @@ pub enum LogError {
     },
     #[error("corrupt record batch: {reason}")]
     CorruptBatch { reason: String },
+    /// A well-formed record this topic does not take (a record without a key in a
+    /// compacted topic).
+    #[error("invalid record: {reason}")]
+    InvalidRecord { reason: String },
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: u32 },
     #[error("offset {requested} is outside the log range [{start}, {end}]")]
@@ -161,6 +215,7 @@ impl LogError {
         match self {
             LogError::Io { .. } => 56,                   // KAFKA_STORAGE_ERROR
             LogError::CorruptBatch { .. } => 2,          // CORRUPT_MESSAGE
+            LogError::InvalidRecord { .. } => 87,        // INVALID_RECORD
             LogError::MessageTooLarge { .. } => 10,      // MESSAGE_TOO_LARGE
             LogError::OffsetOutOfRange { .. } => 1,      // OFFSET_OUT_OF_RANGE
             LogError::OutOfOrderSequence { .. } => 45,   // OUT_OF_ORDER_SEQUENCE_NUMBER

@@ -1467,6 +1467,9 @@ mod replication;
 #[path = "region_tests.rs"]
 mod region;
 
+#[path = "compaction_tests.rs"]
+mod compaction;
+
 /// Found by the `partition_dir` fuzz target: the base offset (bytes 0..8) is not covered by
 /// the CRC, so a batch of a closed segment whose base offset was damaged passed the index
 /// check, and a read at an offset before it stopped there with nothing (a consumer stuck
@@ -2083,15 +2086,18 @@ fn store_record_count(path: &Path, pos: u64, count: i32) {
 }
 
 /// Found by the `partition_dir` fuzz target (the 19:13 run of the campaign log; the input was
-/// lost and is rebuilt here): a stored batch whose record count is 0, with a good CRC (the
-/// count is covered by it), was served by a read, because the read path's header walk looked
-/// at the first 27 bytes of each header only and never saw the count. No client can decode
-/// such a batch and Kafka never writes one: it is a header that does not parse. A read refuses
-/// it (CORRUPT_MESSAGE) and a read that starts before it stops short of it; recovery, where it
-/// scans such a batch (an active segment, a closed segment's unindexed tail), cuts it with
-/// the rest of the tail like any other header that does not parse.
+/// lost and is rebuilt here): a stored batch whose record count its offsets cannot hold, with
+/// a good CRC (the count is covered by it), was served by a read, because the read path's
+/// header walk looked at the first 27 bytes of each header only and never saw the count. A
+/// read refuses it (CORRUPT_MESSAGE) and a read that starts before it stops short of it;
+/// recovery, where it scans such a batch (an active segment, a closed segment's unindexed
+/// tail), cuts it with the rest of the tail like any other header that does not parse.
+///
+/// A count of 0 was refused the same way until compaction: it is the empty batch Kafka's
+/// cleaner (and Sluice's) leaves where every record of a batch was removed, and is served,
+/// its offsets skipped by the reader.
 #[test]
-fn a_record_count_of_zero_with_a_good_crc_is_refused_not_served() {
+fn a_record_count_the_offsets_cannot_hold_is_refused_and_an_empty_batch_is_served() {
     // (record count, which batch of the first, closed segment) for each case. The fuzz
     // target's config, so the directory is also an input the target reads as written.
     for (count, victim) in [(0, 0usize), (0, 2), (5, 1)] {
@@ -2136,6 +2142,21 @@ fn a_record_count_of_zero_with_a_good_crc_is_refused_not_served() {
         let log = PartitionLog::open(dir, fuzzing::fuzz_config()).unwrap();
         assert_eq!(log.log_end_offset(), 80, "nothing cut ({case})");
         let damaged = 2 * victim as i64;
+        if count == 0 {
+            // Served: the reader skips the two offsets the empty batch spans.
+            let all: Vec<i64> = read_all(&log).into_iter().map(|r| r.0).collect();
+            let want: Vec<i64> = (0..80)
+                .filter(|o| *o != damaged && *o != damaged + 1)
+                .collect();
+            assert_eq!(all, want, "{case}");
+            let served = fuzzing::read_everything(&log);
+            assert_eq!(
+                served.last().map(|&(_, last)| last),
+                Some(79),
+                "{case}: {served:?}"
+            );
+            continue;
+        }
         for at in [damaged, damaged + 1] {
             let err = log.read(at, 1 << 20).unwrap_err();
             assert!(
@@ -2166,32 +2187,38 @@ fn a_record_count_of_zero_with_a_good_crc_is_refused_not_served() {
         );
     }
 
-    // In the active segment, recovery scans every batch: the one with no records is cut with
-    // everything after it, like any header that does not parse there.
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("t-0");
-    let mut sizes = Vec::new();
-    {
-        let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
-        for i in 0..4 {
-            let b = B::new(2).tag(&format!("a{i}")).build();
-            sizes.push(b.len() as u64);
-            log.append(b).unwrap();
+    // In the active segment, recovery scans every batch: one whose count its offsets cannot
+    // hold is cut with everything after it, like any header that does not parse there; an
+    // empty one is kept.
+    for (count, end, records) in [(3, 4, vec![0, 1, 2, 3]), (0, 8, vec![0, 1, 2, 3, 6, 7])] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        let mut sizes = Vec::new();
+        {
+            let log = PartitionLog::open(dir.clone(), cfg()).unwrap();
+            for i in 0..4 {
+                let b = B::new(2).tag(&format!("a{i}")).build();
+                sizes.push(b.len() as u64);
+                log.append(b).unwrap();
+            }
+            log.flush().unwrap();
         }
-        log.flush().unwrap();
+        let path = active_log_file(&dir);
+        store_record_count(&path, sizes[0] + sizes[1], count);
+        let cuts = crate::recovery::total(crate::recovery::Action::SegmentTruncated);
+        let log = PartitionLog::open(dir, cfg()).unwrap();
+        assert_eq!(log.log_end_offset(), end, "count {count}");
+        assert_eq!(
+            read_all(&log).into_iter().map(|r| r.0).collect::<Vec<_>>(),
+            records,
+            "count {count}"
+        );
+        if count != 0 {
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), sizes[0] + sizes[1]);
+            assert!(crate::recovery::total(crate::recovery::Action::SegmentTruncated) > cuts);
+            assert_eq!(fuzzing::read_everything(&log), vec![(0, 1), (2, 3)]);
+        }
     }
-    let path = active_log_file(&dir);
-    store_record_count(&path, sizes[0] + sizes[1], 0);
-    let cuts = crate::recovery::total(crate::recovery::Action::SegmentTruncated);
-    let log = PartitionLog::open(dir, cfg()).unwrap();
-    assert_eq!(log.log_end_offset(), 4);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), sizes[0] + sizes[1]);
-    assert!(crate::recovery::total(crate::recovery::Action::SegmentTruncated) > cuts);
-    assert_eq!(
-        read_all(&log).into_iter().map(|r| r.0).collect::<Vec<_>>(),
-        [0, 1, 2, 3]
-    );
-    assert_eq!(fuzzing::read_everything(&log), vec![(0, 1), (2, 3)]);
 }
 
 /// Found by the `partition_dir` fuzz target: a batch whose stored base offset is out of

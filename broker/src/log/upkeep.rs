@@ -15,6 +15,7 @@ impl LogManager {
         let retention = self.defaults().retention_check_interval;
         self.spawn_ticker(retention, shutdown.clone(), |m| {
             m.enforce_retention_all();
+            m.compact_due();
         });
         let flush = self.defaults().fsync_interval;
         self.spawn_ticker(flush, shutdown, LogManager::flush_interval_partitions);
@@ -56,6 +57,36 @@ impl LogManager {
             }
         }
         deleted
+    }
+
+    /// Compacts every partition of a compacted topic that is due (the ticker's second job;
+    /// see `partition/compaction.rs`). Internal topics (`__consumer_offsets`, the share-group
+    /// state) are compacted by their own coordinators, never here. Returns how many
+    /// partitions were compacted.
+    pub fn compact_due(&self) -> usize {
+        let mut n = 0;
+        for (topic, p, log) in self.all_partitions() {
+            if topic.starts_with("__") || !log.compaction_due() {
+                continue;
+            }
+            match log.compact(now_ms()) {
+                Ok(c) => {
+                    n += 1;
+                    self.compacted_records
+                        .fetch_add(c.records_removed, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %topic, partition = p, error = %e, "compaction failed")
+                }
+            }
+        }
+        n
+    }
+
+    /// Records removed by compaction since this manager opened.
+    pub fn compacted_records(&self) -> u64 {
+        self.compacted_records
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn flush_interval_partitions(&self) {

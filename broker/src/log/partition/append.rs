@@ -51,8 +51,14 @@ impl PartitionLog {
                 "the partition is closed (deleted, or an earlier fsync failed)",
             ));
         }
-        let max = lock(&sh.inner).config.max_message_bytes;
+        let (max, compacted) = {
+            let inner = lock(&sh.inner);
+            (inner.config.max_message_bytes, inner.config.cleanup.compact)
+        };
         let mut headers = batch::validate_payload(&records, max)?;
+        if compacted {
+            self.check_keys(&records, &headers)?;
+        }
         let now = now_ms();
 
         let mut inner = lock(&sh.inner);
@@ -187,6 +193,32 @@ impl PartitionLog {
         }))
     }
 
+    /// A compacted topic keeps the latest record of each key, so a record without a key has
+    /// no place in it: refused (INVALID_RECORD), as Kafka does.
+    fn check_keys(
+        &self,
+        records: &[u8],
+        headers: &[(usize, batch::BatchHeader)],
+    ) -> Result<(), LogError> {
+        for (pos, h) in headers {
+            let mut keyless = None;
+            crate::log::compaction::for_each_record(&records[*pos..*pos + h.size], h, |r, _| {
+                if r.key.is_none() && keyless.is_none() {
+                    keyless = Some(r.offset - h.base_offset);
+                }
+            })?;
+            if let Some(i) = keyless {
+                return Err(LogError::InvalidRecord {
+                    reason: format!(
+                        "record {i} of a batch has no key, and partition {} is of a compacted topic (cleanup.policy=compact), which keeps the latest record of each key",
+                        self.dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Appends batches copied from the leader's log of this partition (a follower), exactly as
     /// they are there: offsets, leader epochs and timestamps are kept, the idempotent-producer
     /// state is rebuilt from them (so a producer's retry after a leader change is still
@@ -194,7 +226,7 @@ impl PartitionLog {
     /// this log's end.
     pub fn append_replicated(&self, records: Bytes) -> Result<i64, LogError> {
         let sh = &self.shared;
-        let headers = batch::validate_payload(&records, u32::MAX)?;
+        let headers = batch::validate_copied(&records)?;
         let now = now_ms();
         let mut inner = lock(&sh.inner);
         let mut expected = inner.next_offset;

@@ -43,6 +43,8 @@ use super::segment::{self, Segment};
 use super::{FsyncPolicy, LogConfig, LogError};
 
 mod append;
+mod compaction;
+pub use compaction::Compacted;
 mod durability;
 mod open;
 mod read;
@@ -103,6 +105,12 @@ struct Shared {
     /// publishes everything up to its target as durable, which holds only if no earlier
     /// round is still syncing files this one did not take (a rolled segment's).
     round: Mutex<()>,
+    /// Serializes compactions (`compaction.rs`).
+    cleaning: Mutex<()>,
+    /// The offset the last compaction covered: closed segments from here on are "dirty"
+    /// (`min.cleanable.dirty.ratio`). In memory only: after a restart the first compaction
+    /// reads every closed segment again, and rewrites only what still has records to remove.
+    cleaned_to: AtomicI64,
     durable_tx: watch::Sender<Durable>,
     hw_tx: watch::Sender<i64>,
     /// What `hw_tx` holds, stored under its lock by every change: readers that only want the
@@ -359,6 +367,16 @@ impl PartitionLog {
     }
 
     /// Number of segments (metrics, tests).
+    /// The base offset of every segment, the active one last (tests).
+    #[cfg(test)]
+    pub(crate) fn segment_bases(&self) -> Vec<i64> {
+        lock(&self.shared.inner)
+            .segments
+            .iter()
+            .map(|s| s.base)
+            .collect()
+    }
+
     pub fn segment_count(&self) -> usize {
         lock(&self.shared.inner).segments.len()
     }

@@ -39,6 +39,13 @@ impl PartitionLog {
         remove_empty_strays(&dir, &mut bases)?;
         // Whether recovery changed a file or the directory (then everything is fsynced below).
         let mut changed = bases.len() != listed;
+        // Leftovers of an interrupted compaction: copies never swapped in.
+        let scratch = dir.join(super::compaction::COMPACTING_DIR);
+        if scratch.exists() {
+            tracing::warn!(path = %scratch.display(), "removing the leftover of an interrupted compaction");
+            recovery::count(Action::LeftoverRemoved);
+            std::fs::remove_dir_all(&scratch).map_err(io_err(&scratch))?;
+        }
         // Leftovers of an interrupted atomic replace (snapshot, epoch cache, log start).
         for ent in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
             if ent.file_name().to_string_lossy().ends_with(".tmp") {
@@ -215,6 +222,8 @@ impl PartitionLog {
             start_file: Mutex::new(()),
             sync_ctl: Mutex::new(SyncCtl::default()),
             round: Mutex::new(()),
+            cleaning: Mutex::new(()),
+            cleaned_to: AtomicI64::new(0),
             durable_tx,
             hw_tx,
             hw: AtomicI64::new(next_offset),

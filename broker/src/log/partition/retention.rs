@@ -92,7 +92,12 @@ impl PartitionLog {
         if expired > 0 {
             tracing::debug!(path = %self.dir.display(), expired, "idle producers forgotten");
         }
-        let (ret_ms, ret_bytes) = (inner.config.retention_ms, inner.config.retention_bytes);
+        // A compacted topic without `delete` in its policy keeps its segments whatever their
+        // age or size (compaction bounds it), as in Kafka.
+        let (ret_ms, ret_bytes) = match inner.config.cleanup.delete {
+            true => (inner.config.retention_ms, inner.config.retention_bytes),
+            false => (-1, -1),
+        };
         let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
         let mut doomed = 0;
         let log_start = inner.log_start;

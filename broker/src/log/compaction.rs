@@ -1,0 +1,357 @@
+//! Log compaction's pure half: the records of a stored batch as the cleaner sees them (offset,
+//! timestamp, key, tombstone or not), the digest a key is remembered by, and the rewrite of a
+//! batch that keeps only some of its records. No I/O; `partition/compaction.rs` reads the
+//! segments and swaps the cleaned ones in.
+//!
+//! A rewritten batch keeps its header's offsets (base offset, last offset delta), producer
+//! fields and timestamps, so offsets stay contiguous from batch to batch, a producer's
+//! sequence numbers still line up and the epoch cache still holds; only the record count,
+//! the length and the CRC change, as in Kafka's cleaner. A batch with none of its records
+//! left stays as an empty batch (61 bytes) rather than leaving a gap in the offsets. Its
+//! records are written uncompressed: each record is copied byte for byte (its offset and
+//! timestamp deltas are relative to the header, which is kept), and recompressing would cost
+//! the cleaner a codec per batch for the few bytes a compacted batch has left.
+
+use ring::digest;
+
+use super::batch::{self, BatchHeader, HEADER_LEN};
+use super::LogError;
+
+/// The attributes' compression bits (0: none).
+const CODEC_MASK: i16 = 0x7;
+/// The attributes' control-batch bit.
+const ATTR_CONTROL: i16 = 1 << 5;
+/// The attributes' timestamp-type bit (set: LogAppendTime, the header's max timestamp is the
+/// append time and stands for every record).
+const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
+
+/// A record of a stored batch, as the cleaner judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanerRecord<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    /// `None`: a record without a key (only in a topic that was not always compacted).
+    pub key: Option<&'a [u8]>,
+    /// The value is null: a delete marker for its key.
+    pub tombstone: bool,
+}
+
+/// What the cleaner remembers a key by: the first 16 bytes of its SHA-256 (Kafka's cleaner
+/// keeps an MD5, 16 bytes, for the same reason: a bounded entry per key, however long the
+/// key).
+pub type KeyDigest = [u8; 16];
+
+pub fn key_digest(key: &[u8]) -> KeyDigest {
+    let d = digest::digest(&digest::SHA256, key);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d.as_ref()[..16]);
+    out
+}
+
+/// Whether the cleaner may look into the batch: a control batch (a transaction marker, which
+/// this broker never writes) is kept whole.
+pub fn is_cleanable(h: &BatchHeader) -> bool {
+    h.attributes & ATTR_CONTROL == 0
+}
+
+/// Calls `visit` with each record of the whole batch `b` (header `h`) and the record's bytes
+/// (its length prefix included), in order. Every length is checked against the batch, so a
+/// damaged batch is an error, never a panic.
+pub fn for_each_record(
+    b: &[u8],
+    h: &BatchHeader,
+    mut visit: impl FnMut(CleanerRecord<'_>, &[u8]),
+) -> Result<(), LogError> {
+    let records = b
+        .get(HEADER_LEN..h.size)
+        .ok_or_else(|| batch::corrupt("batch shorter than its header".into()))?;
+    let plain = batch::decompress(h.attributes & CODEC_MASK, records)?;
+    let mut pos = 0;
+    for _ in 0..h.record_count {
+        let start = pos;
+        let len = batch::zigzag(&plain, &mut pos, 5)
+            .ok_or_else(|| batch::corrupt("record length".into()))?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|e| *e <= plain.len())
+            .ok_or_else(|| batch::corrupt(format!("record of {len} bytes past the batch end")))?;
+        let body = &plain[pos..end];
+        let mut p = 1; // attributes
+        let ts_delta = batch::zigzag(body, &mut p, 10)
+            .ok_or_else(|| batch::corrupt("timestamp delta".into()))?;
+        let off_delta =
+            batch::zigzag(body, &mut p, 5).ok_or_else(|| batch::corrupt("offset delta".into()))?;
+        if !(0..=i64::from(h.last_offset_delta)).contains(&off_delta) {
+            return Err(batch::corrupt(format!(
+                "record offset delta {off_delta} outside the batch's 0..={}",
+                h.last_offset_delta
+            )));
+        }
+        let key = field(body, &mut p)?;
+        let value_len =
+            batch::zigzag(body, &mut p, 5).ok_or_else(|| batch::corrupt("value length".into()))?;
+        visit(
+            CleanerRecord {
+                offset: h.base_offset.saturating_add(off_delta),
+                timestamp: h.first_timestamp.saturating_add(ts_delta),
+                key,
+                tombstone: value_len < 0,
+            },
+            &plain[start..end],
+        );
+        pos = end;
+    }
+    Ok(())
+}
+
+/// A varint-length-prefixed byte field (-1: null), borrowed.
+fn field<'a>(b: &'a [u8], p: &mut usize) -> Result<Option<&'a [u8]>, LogError> {
+    let len = batch::zigzag(b, p, 5).ok_or_else(|| batch::corrupt("field length".into()))?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|l| p.checked_add(l))
+        .filter(|e| *e <= b.len())
+        .ok_or_else(|| batch::corrupt(format!("field of {len} bytes past the record end")))?;
+    let v = &b[*p..end];
+    *p = end;
+    Ok(Some(v))
+}
+
+/// The batch `b` (header `h`) with only the records `keep` chooses: `None` when it keeps
+/// them all (the batch stays as it is), otherwise the rewritten batch (see the module
+/// comment), possibly empty.
+pub fn retain(
+    b: &[u8],
+    h: &BatchHeader,
+    mut keep: impl FnMut(&CleanerRecord<'_>) -> bool,
+) -> Result<Option<Vec<u8>>, LogError> {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut count: i32 = 0;
+    let mut dropped = false;
+    // A CreateTime batch's max timestamp is that of its newest record, which may be gone:
+    // the rewritten header claims the newest kept one, and an empty batch none (-1, what a
+    // batch without timestamps carries), so a timestamp lookup never lands on a batch without
+    // the record it looks for.
+    let mut max_timestamp = -1;
+    for_each_record(b, h, |r, raw| {
+        if keep(&r) {
+            kept.extend_from_slice(raw);
+            count += 1;
+            max_timestamp = max_timestamp.max(r.timestamp);
+        } else {
+            dropped = true;
+        }
+    })?;
+    if !dropped {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + kept.len());
+    out.extend_from_slice(&b[..HEADER_LEN]);
+    out.extend_from_slice(&kept);
+    let length = (out.len() - batch::LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let attributes = h.attributes & !CODEC_MASK;
+    out[batch::ATTR_POS..batch::ATTR_POS + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[57..61].copy_from_slice(&count.to_be_bytes());
+    if h.attributes & ATTR_LOG_APPEND_TIME == 0 {
+        out[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&out[batch::ATTR_POS..]);
+    out[batch::CRC_POS..batch::CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    use super::*;
+
+    /// One batch at `base` of (key, value) records, offsets base.., timestamps 1000 + i.
+    fn batch_of(
+        base: i64,
+        records: &[(Option<&str>, Option<&str>)],
+        compression: Compression,
+    ) -> Vec<u8> {
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: 7,
+                producer_epoch: 1,
+                timestamp_type: TimestampType::Creation,
+                offset: base + i as i64,
+                sequence: 40 + i as i32,
+                timestamp: 1000 + i as i64,
+                key: k.map(|k| bytes::Bytes::copy_from_slice(k.as_bytes())),
+                value: v.map(|v| bytes::Bytes::copy_from_slice(v.as_bytes())),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        buf.to_vec()
+    }
+
+    /// (offset, key, value) of every record of the stored batches `b`, by the engine's own
+    /// reader (which checks the CRC-free fields) after a CRC check of each batch.
+    fn read_back(b: &[u8]) -> Vec<(i64, Option<String>, Option<String>)> {
+        let mut rest = b;
+        while rest.len() >= HEADER_LEN {
+            let h = batch::parse_header(rest).unwrap();
+            batch::check_crc(&rest[..h.size]).unwrap();
+            rest = &rest[h.size..];
+        }
+        batch::all_records(b)
+            .unwrap()
+            .into_iter()
+            .map(|(o, r)| {
+                let s = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8(v).unwrap());
+                (o, s(r.key), s(r.value))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_keeps_the_chosen_records_with_their_offsets_and_a_good_crc() {
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Snappy,
+        ] {
+            let b = batch_of(
+                100,
+                &[
+                    (Some("a"), Some("1")),
+                    (Some("b"), Some("2")),
+                    (Some("a"), None),
+                    (None, Some("x")),
+                ],
+                compression,
+            );
+            let h = batch::parse_header(&b).unwrap();
+            let mut seen = Vec::new();
+            for_each_record(&b, &h, |r, _| {
+                seen.push((
+                    r.offset,
+                    r.timestamp,
+                    r.key.map(<[u8]>::to_vec),
+                    r.tombstone,
+                ))
+            })
+            .unwrap();
+            assert_eq!(
+                seen,
+                vec![
+                    (100, 1000, Some(b"a".to_vec()), false),
+                    (101, 1001, Some(b"b".to_vec()), false),
+                    (102, 1002, Some(b"a".to_vec()), true),
+                    (103, 1003, None, false),
+                ],
+                "{compression:?}"
+            );
+            // Everything kept: the batch stays as it is.
+            assert_eq!(retain(&b, &h, |_| true).unwrap(), None);
+            // Keep offsets 101 and 103.
+            let out = retain(&b, &h, |r| r.offset % 2 == 1).unwrap().unwrap();
+            let nh = batch::parse_header(&out).unwrap();
+            assert_eq!(
+                (
+                    nh.base_offset,
+                    nh.last_offset_delta,
+                    nh.record_count,
+                    nh.size
+                ),
+                (100, 3, 2, out.len()),
+                "{compression:?}"
+            );
+            assert_eq!(
+                (
+                    nh.producer_id,
+                    nh.producer_epoch,
+                    nh.base_sequence,
+                    nh.first_timestamp
+                ),
+                (
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.first_timestamp
+                )
+            );
+            assert_eq!((h.max_timestamp, nh.max_timestamp), (1003, 1003));
+            // Without the newest record the header claims the newest one kept.
+            let older = retain(&b, &h, |r| r.offset < 102).unwrap().unwrap();
+            assert_eq!(batch::parse_header(&older).unwrap().max_timestamp, 1001);
+            assert_eq!(nh.attributes & CODEC_MASK, 0, "rewritten uncompressed");
+            assert_eq!(
+                read_back(&out),
+                vec![
+                    (101, Some("b".into()), Some("2".into())),
+                    (103, None, Some("x".into()))
+                ]
+            );
+            // Nothing kept: an empty batch that still spans the offsets.
+            let empty = retain(&b, &h, |_| false).unwrap().unwrap();
+            let eh = batch::parse_header(&empty).unwrap();
+            assert_eq!(
+                (
+                    eh.base_offset,
+                    eh.last_offset(),
+                    eh.record_count,
+                    empty.len()
+                ),
+                (100, 103, 0, HEADER_LEN)
+            );
+            assert_eq!(eh.max_timestamp, -1);
+            assert!(read_back(&empty).is_empty());
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let b = batch_of(
+            0,
+            &[(Some("k"), Some("v")), (Some("k2"), Some("v2"))],
+            Compression::None,
+        );
+        let h = batch::parse_header(&b).unwrap();
+        for cut in HEADER_LEN..b.len() {
+            let mut short = b[..cut].to_vec();
+            short.resize(b.len(), 0xff);
+            let _ = retain(&short, &h, |_| false);
+        }
+        let mut wild = b.clone();
+        wild[HEADER_LEN] = 0x7f; // a record length far past the batch
+        assert!(retain(&wild, &h, |_| true).is_err());
+    }
+
+    #[test]
+    fn key_digests_tell_keys_apart() {
+        assert_eq!(key_digest(b"a"), key_digest(b"a"));
+        assert_ne!(key_digest(b"a"), key_digest(b"b"));
+        assert_ne!(key_digest(b""), key_digest(b"\0"));
+    }
+}

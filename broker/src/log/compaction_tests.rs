@@ -1,0 +1,260 @@
+//! Compaction (`partition/compaction.rs`) on real files: what it keeps (the latest record of
+//! each key in the closed segments below the high watermark, the active segment whole, every
+//! offset), tombstones after `delete.retention.ms`, keyless records refused, a restart over
+//! compacted segments, and the leftover of an interrupted compaction.
+
+use super::*;
+
+type Row = (i64, Option<String>, Option<String>);
+
+/// One batch of (key, value) records, timestamps `ts`.
+fn keyed(records: &[(Option<&str>, Option<&str>)], ts: i64) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: KTimestampType::Creation,
+            offset: i as i64,
+            // One batch: the encoder splits where offset - sequence changes.
+            sequence: i as i32 - 1,
+            timestamp: ts,
+            key: k.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Lz4,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+fn compacted() -> LogConfig {
+    LogConfig {
+        cleanup: CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        ..small_segments()
+    }
+}
+
+/// Every record the log serves, by reads that move on by batch headers (a compacted log has
+/// batches with fewer records than offsets, and empty ones); checks that batches follow each
+/// other offset for offset and that each CRC holds.
+fn served(log: &PartitionLog) -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut off = log.log_start_offset();
+    while off < log.high_watermark() {
+        let r = log.read(off, 1 << 20).expect("read");
+        let mut pos = 0;
+        let mut next = None;
+        while pos < r.records.len() {
+            let h = batch::parse_header(&r.records[pos..]).expect("header");
+            batch::check_crc(&r.records[pos..pos + h.size]).expect("crc");
+            if let Some(n) = next {
+                assert_eq!(h.base_offset, n, "batches follow each other");
+            }
+            next = Some(h.next_offset());
+            pos += h.size;
+        }
+        for (o, rec) in all_records(&r.records).expect("records") {
+            if o >= off {
+                let s = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8(v).unwrap());
+                out.push((o, s(rec.key), s(rec.value)));
+            }
+        }
+        off = next.expect("a read below the high watermark returns a batch");
+    }
+    out
+}
+
+/// What compaction must leave of `rows`: below `clean_end` the latest record of each key
+/// (a tombstone only if `tombstones_kept`), and everything from `clean_end` on.
+fn model(rows: &[Row], clean_end: i64, tombstones_kept: bool) -> Vec<Row> {
+    let mut latest = std::collections::HashMap::new();
+    for (o, k, _) in rows.iter().filter(|r| r.0 < clean_end) {
+        latest.insert(k.clone(), *o);
+    }
+    rows.iter()
+        .filter(|(o, k, v)| {
+            *o >= clean_end || (latest.get(k) == Some(o) && (v.is_some() || tombstones_kept))
+        })
+        .cloned()
+        .collect()
+}
+
+/// 60 batches of two records: keys a0..a3 and b0..b2 over and over, every tenth `a` a
+/// tombstone, and a key deleted for good. Returns every record appended.
+fn fill(log: &PartitionLog, ts: i64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for i in 0..60 {
+        // Key `gone` is written at 10 and deleted at 20, never to come back.
+        let a = match i {
+            10 | 20 => "gone".to_string(),
+            _ => format!("a{}", i % 4),
+        };
+        let b = format!("b{}", i % 3);
+        let va = (i % 10 != 7 && i != 20).then(|| format!("v{i}"));
+        let vb = format!("w{i}");
+        let info = appended(
+            log.append(keyed(
+                &[(Some(&a), va.as_deref()), (Some(&b), Some(&vb))],
+                ts,
+            ))
+            .unwrap(),
+        );
+        rows.push((info.base_offset, Some(a), va));
+        rows.push((info.base_offset + 1, Some(b), Some(vb)));
+    }
+    rows
+}
+
+#[test]
+fn compaction_keeps_the_latest_record_of_each_key_and_every_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let ts = now();
+    let rows;
+    let end;
+    {
+        let log = PartitionLog::open(dir.clone(), compacted()).unwrap();
+        // Only what the in-sync replicas have may be compacted: hold the high watermark in
+        // the middle first.
+        log.set_hw_bound(40);
+        rows = fill(&log, ts);
+        end = log.log_end_offset();
+        let bases = log.segment_bases();
+        assert!(bases.len() >= 6, "several closed segments: {bases:?}");
+        assert!(log.compaction_due());
+        let c = log.compact(now()).unwrap();
+        // Segments end where the next begins: those whose next base is 40 or below.
+        let below = bases.windows(2).filter(|w| w[1] <= 40).count();
+        assert!(below > 0, "{bases:?}");
+        assert!(below < bases.len() - 1, "{bases:?}");
+        assert_eq!(
+            c.segments_read, below,
+            "{c:?}: segments up to offset 40 of {bases:?}"
+        );
+        assert!(c.segments_rewritten > 0, "{c:?}");
+        log.set_hw_bound(i64::MAX);
+        assert_eq!(log.high_watermark(), end);
+
+        // Now everything closed is below the high watermark.
+        let c = log.compact(now()).unwrap();
+        assert_eq!(c.segments_read, bases.len() - 1, "{c:?}");
+        let active = *log.segment_bases().last().unwrap();
+        assert_eq!(log.log_end_offset(), end, "compaction moves no offset");
+        let got = served(&log);
+        assert_eq!(got, model(&rows, active, true));
+        assert!(
+            got.len() < rows.len() / 2,
+            "{} of {} records left",
+            got.len(),
+            rows.len()
+        );
+        assert!(c.bytes_after < c.bytes_before, "{c:?}");
+        // Nothing is left to remove until more is written.
+        assert!(!log.compaction_due());
+        assert_eq!(log.compact(now()).unwrap().segments_rewritten, 0);
+        log.flush().unwrap();
+    }
+    // A restart reads the compacted segments as they are (recovery checks that offsets follow
+    // each other from batch to batch and segment to segment).
+    let log = PartitionLog::open(dir.clone(), compacted()).unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    let active = *log.segment_bases().last().unwrap();
+    assert_eq!(served(&log), model(&rows, active, true));
+    // After the first compaction in this process there is nothing more to remove.
+    assert_eq!(log.compact(now()).unwrap().segments_rewritten, 0);
+
+    // A day later, the tombstones that are the latest of their key go too.
+    let day = 25 * 3600 * 1000;
+    let c = log.compact(now() + day).unwrap();
+    assert!(c.segments_rewritten > 0 && c.records_removed > 0, "{c:?}");
+    assert_eq!(served(&log), model(&rows, active, false));
+    // Appends go on at the end, with the same offsets as without compaction.
+    let info = appended(
+        log.append(keyed(&[(Some("a0"), Some("late"))], ts))
+            .unwrap(),
+    );
+    assert_eq!(info.base_offset, end);
+}
+
+#[test]
+fn a_compacted_topic_refuses_records_without_a_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("orders-3"), compacted()).unwrap();
+    let err = log
+        .append(keyed(&[(Some("k"), Some("v")), (None, Some("v"))], now()))
+        .unwrap_err();
+    assert_eq!(err.kafka_code(), 87, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("record 1")
+            && text.contains("orders-3")
+            && text.contains("cleanup.policy=compact"),
+        "{text}"
+    );
+    assert_eq!(log.log_end_offset(), 0, "nothing of the batch was written");
+    // A topic that only deletes takes them.
+    let plain = PartitionLog::open(tmp.path().join("t-0"), small_segments()).unwrap();
+    plain.append(keyed(&[(None, Some("v"))], now())).unwrap();
+}
+
+#[test]
+fn retention_by_time_and_size_leaves_a_compact_only_topic_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(
+        tmp.path().join("t-0"),
+        LogConfig {
+            retention_ms: 1,
+            retention_bytes: 1,
+            ..compacted()
+        },
+    )
+    .unwrap();
+    fill(&log, now() - 3_600_000);
+    let segments = log.segment_count();
+    assert_eq!(log.enforce_retention(now()).unwrap(), 0);
+    assert_eq!(log.segment_count(), segments);
+    // With `compact,delete` retention applies as well.
+    let mut both = log.config();
+    both.cleanup.delete = true;
+    log.set_config(both);
+    assert_eq!(log.enforce_retention(now()).unwrap(), segments - 1);
+}
+
+#[test]
+fn the_leftover_of_an_interrupted_compaction_is_removed_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let rows;
+    {
+        let log = PartitionLog::open(dir.clone(), compacted()).unwrap();
+        rows = fill(&log, now());
+        log.flush().unwrap();
+    }
+    // A copy written but never swapped in (the process died in between).
+    let scratch = dir.join("compacting.tmp");
+    std::fs::create_dir(&scratch).unwrap();
+    std::fs::write(scratch.join("00000000000000000000.log"), b"half a copy").unwrap();
+    let removed = crate::recovery::total(crate::recovery::Action::LeftoverRemoved);
+    let log = PartitionLog::open(dir, compacted()).unwrap();
+    assert!(!scratch.exists());
+    assert!(crate::recovery::total(crate::recovery::Action::LeftoverRemoved) > removed);
+    assert_eq!(served(&log), rows);
+}

@@ -150,9 +150,21 @@ topic_configs! {
         /// CreateTime or LogAppendTime.
         #[schemars(extend("enum" = ["CreateTime", "LogAppendTime"]))]
         message_timestamp_type: "message.timestamp.type",
-        /// Only "delete" is supported.
-        #[schemars(extend("enum" = ["delete"]))]
+        /// "delete" (retention by time and size), "compact" (keep the latest record of each
+        /// key: a table; records need a key) or both.
+        #[schemars(extend("enum" = ["delete", "compact", "compact,delete", "delete,compact"]))]
         cleanup_policy: "cleanup.policy",
+        /// With "compact": how long a tombstone (a null value) is kept once it is the latest
+        /// record of its key, in milliseconds.
+        #[schemars(length(max = 32))]
+        delete_retention_ms: "delete.retention.ms",
+        /// With "compact": the share of the closed segments not yet compacted at which
+        /// compaction starts, from "0" to "1".
+        #[schemars(length(max = 32))]
+        min_cleanable_dirty_ratio: "min.cleanable.dirty.ratio",
+        /// With "compact": records younger than this (milliseconds) are never compacted away.
+        #[schemars(length(max = 32))]
+        min_compaction_lag_ms: "min.compaction.lag.ms",
         /// Bytes between offset index entries.
         #[schemars(length(max = 32))]
         index_interval_bytes: "index.interval.bytes",

@@ -15,18 +15,14 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::Offset;
 
 const KEYS: usize = 40;
-const ROUNDS: usize = 6;
 
-#[test]
-fn a_compacted_topic_keeps_the_latest_value_of_each_key_for_librdkafka_and_java() {
-    let broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
-    let bs = broker.bootstrap();
-    let topic = topic_name("table");
-    let admin = rd_admin(&bs);
-    let created = broker
+/// A one-partition topic through librdkafka's admin API: compacted, 2 KiB segments, compacted
+/// as soon as anything new is in a closed segment.
+fn create_compacted_topic(bootstrap: &str, topic: &str) {
+    let created = broker_runtime()
         .block_on(
-            admin.create_topics(
-                [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+            rd_admin(bootstrap).create_topics(
+                [&NewTopic::new(topic, 1, TopicReplication::Fixed(1))
                     .set("cleanup.policy", "compact")
                     .set("segment.bytes", "2048")
                     .set("min.cleanable.dirty.ratio", "0.01")],
@@ -35,6 +31,15 @@ fn a_compacted_topic_keeps_the_latest_value_of_each_key_for_librdkafka_and_java(
         )
         .expect("create_topics");
     assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+const ROUNDS: usize = 6;
+
+#[test]
+fn a_compacted_topic_keeps_the_latest_value_of_each_key_for_librdkafka_and_java() {
+    let broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("table");
+    create_compacted_topic(&bs, &topic);
 
     // Rounds of every key, each round's value naming it; key k5 is deleted in the last round.
     let p = rd_producer(&bs, &[("acks", "all"), ("linger.ms", "0")]);
@@ -162,18 +167,7 @@ fn compaction_killed_at_any_moment_keeps_the_latest_acknowledged_value_of_every_
     let extra = ["--retention-check-interval-ms", "50", "--fsync", "always"];
     let mut broker = BinaryBroker::spawn(&data, &extra, &log_path);
     let topic = topic_name("crash-table");
-    let created = broker_runtime()
-        .block_on(
-            rd_admin(&broker.bootstrap()).create_topics(
-                [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
-                    .set("cleanup.policy", "compact")
-                    .set("segment.bytes", "2048")
-                    .set("min.cleanable.dirty.ratio", "0.01")],
-                &admin_opts(),
-            ),
-        )
-        .expect("create_topics");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    create_compacted_topic(&broker.bootstrap(), &topic);
 
     let keys = 3 + rng.below(30);
     let key = move |i: u64| format!("k{}", i % keys);

@@ -440,8 +440,13 @@ fn records_in(
     Ok(())
 }
 
-/// A varint-length-prefixed byte field (-1: null).
+/// A varint-length-prefixed byte field (-1: null), copied.
 fn bytes_field(b: &[u8], p: &mut usize) -> Result<Option<Vec<u8>>, LogError> {
+    Ok(field(b, p)?.map(<[u8]>::to_vec))
+}
+
+/// A varint-length-prefixed byte field (-1: null), borrowed from the record.
+pub(super) fn field<'a>(b: &'a [u8], p: &mut usize) -> Result<Option<&'a [u8]>, LogError> {
     let len = zigzag(b, p, 5).ok_or_else(|| corrupt("field length".into()))?;
     if len < 0 {
         return Ok(None);
@@ -451,7 +456,7 @@ fn bytes_field(b: &[u8], p: &mut usize) -> Result<Option<Vec<u8>>, LogError> {
         .and_then(|l| p.checked_add(l))
         .filter(|e| *e <= b.len())
         .ok_or_else(|| corrupt(format!("field of {len} bytes past the record end")))?;
-    let v = b[*p..end].to_vec();
+    let v = &b[*p..end];
     *p = end;
     Ok(Some(v))
 }

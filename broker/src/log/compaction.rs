@@ -88,7 +88,7 @@ pub fn for_each_record(
                 h.last_offset_delta
             )));
         }
-        let key = field(body, &mut p)?;
+        let key = batch::field(body, &mut p)?;
         let value_len =
             batch::zigzag(body, &mut p, 5).ok_or_else(|| batch::corrupt("value length".into()))?;
         visit(
@@ -103,22 +103,6 @@ pub fn for_each_record(
         pos = end;
     }
     Ok(())
-}
-
-/// A varint-length-prefixed byte field (-1: null), borrowed.
-fn field<'a>(b: &'a [u8], p: &mut usize) -> Result<Option<&'a [u8]>, LogError> {
-    let len = batch::zigzag(b, p, 5).ok_or_else(|| batch::corrupt("field length".into()))?;
-    if len < 0 {
-        return Ok(None);
-    }
-    let end = usize::try_from(len)
-        .ok()
-        .and_then(|l| p.checked_add(l))
-        .filter(|e| *e <= b.len())
-        .ok_or_else(|| batch::corrupt(format!("field of {len} bytes past the record end")))?;
-    let v = &b[*p..end];
-    *p = end;
-    Ok(Some(v))
 }
 
 /// The batch `b` (header `h`) with only the records `keep` chooses: `None` when it keeps

@@ -7,39 +7,13 @@ use super::*;
 
 type Row = (i64, Option<String>, Option<String>);
 
-/// One batch of (key, value) records, timestamps `ts`.
+/// One lz4 batch of (key, value) records, stamped from `ts`.
 fn keyed(records: &[(Option<&str>, Option<&str>)], ts: i64) -> Bytes {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: KTimestampType::Creation,
-            offset: i as i64,
-            // One batch: the encoder splits where offset - sequence changes.
-            sequence: i as i32 - 1,
-            timestamp: ts,
-            key: k.map(|k| Bytes::copy_from_slice(k.as_bytes())),
-            value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    B {
+        compression: Compression::Lz4,
+        ..B::keyed(records).ts(ts)
+    }
+    .build()
 }
 
 fn compacted() -> LogConfig {

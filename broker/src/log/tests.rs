@@ -35,6 +35,8 @@ struct B {
     ts: i64,
     tag: String,
     compression: Compression,
+    /// (key, value) of each record when set; otherwise `k{i}` and `{tag}-{i}`.
+    kv: Vec<(Option<String>, Option<String>)>,
 }
 
 impl B {
@@ -47,6 +49,15 @@ impl B {
             ts: now(),
             tag: "r".into(),
             compression: Compression::None,
+            kv: Vec::new(),
+        }
+    }
+    /// One batch of these (key, value) records.
+    fn keyed(records: &[(Option<&str>, Option<&str>)]) -> Self {
+        let own = |s: &Option<&str>| s.map(str::to_string);
+        B {
+            kv: records.iter().map(|(k, v)| (own(k), own(v))).collect(),
+            ..B::new(records.len())
         }
     }
     fn idem(pid: i64, epoch: i16, seq: i32, n: usize) -> Self {
@@ -80,8 +91,14 @@ impl B {
                 // one batch while offset - sequence stays constant.
                 sequence: self.seq + i as i32,
                 timestamp: self.ts + i as i64,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(format!("{}-{i}", self.tag))),
+                key: match self.kv.get(i) {
+                    Some((k, _)) => k.clone().map(Bytes::from),
+                    None => Some(Bytes::from(format!("k{i}"))),
+                },
+                value: match self.kv.get(i) {
+                    Some((_, v)) => v.clone().map(Bytes::from),
+                    None => Some(Bytes::from(format!("{}-{i}", self.tag))),
+                },
                 headers: Default::default(),
             })
             .collect();

@@ -34,6 +34,25 @@ fn create_compacted_topic(bootstrap: &str, topic: &str) {
 }
 const ROUNDS: usize = 6;
 
+/// Partition 0 of `topic` read by librdkafka from its start through offset `last` (a record
+/// known to be there: offsets before it may have been compacted away).
+fn read_through(bootstrap: &str, topic: &str, last: i64) -> Vec<Consumed> {
+    let reader = rd_reader(bootstrap, topic, &[0], Offset::Beginning, &[]);
+    let mut got: Vec<Consumed> = Vec::new();
+    wait_for(
+        &format!("librdkafka to read {topic} through offset {last}"),
+        Duration::from_secs(60),
+        Duration::from_millis(1),
+        || {
+            if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
+                got.push(to_consumed(&m));
+            }
+            got.last().is_some_and(|c| c.offset >= last).then_some(())
+        },
+    );
+    got
+}
+
 #[test]
 fn a_compacted_topic_keeps_the_latest_value_of_each_key_for_librdkafka_and_java() {
     let broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
@@ -117,21 +136,7 @@ fn a_compacted_topic_keeps_the_latest_value_of_each_key_for_librdkafka_and_java(
         }
     };
     let n_left = {
-        let reader = rd_reader(&bs, &topic, &[0], Offset::Beginning, &[]);
-        let mut got = Vec::new();
-        wait_for(
-            "librdkafka to read to the log end",
-            Duration::from_secs(60),
-            Duration::from_millis(1),
-            || {
-                if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
-                    got.push(to_consumed(&m));
-                }
-                got.last()
-                    .is_some_and(|c| c.offset == produced - 1)
-                    .then_some(())
-            },
-        );
+        let got = read_through(&bs, &topic, produced - 1);
         check("librdkafka", &got);
         got.len()
     };
@@ -251,23 +256,7 @@ fn compaction_killed_at_any_moment_keeps_the_latest_acknowledged_value_of_every_
     let end = last[0].2 + 1;
 
     // Read everything back.
-    let reader = rd_reader(&bs, &topic, &[0], Offset::Beginning, &[]);
-    let mut got: Vec<Consumed> = Vec::new();
-    {
-        wait_for(
-            "the log read to its end",
-            Duration::from_secs(60),
-            Duration::from_millis(1),
-            || {
-                if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
-                    got.push(to_consumed(&m));
-                }
-                got.last()
-                    .is_some_and(|c| c.offset >= end - 1)
-                    .then_some(())
-            },
-        );
-    }
+    let got = read_through(&bs, &topic, end - 1);
     assert!(
         got.windows(2).all(|w| w[0].offset < w[1].offset),
         "seed {seed}: offsets rise"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fetches the Java Kafka client (org.apache.kafka:kafka-clients) and its runtime dependencies
-# (compression codecs, slf4j with a simple binding) from Maven Central into
-# $SLUICE_CACHE/java-clients-<version>/ (SLUICE_CACHE defaults to ~/.cache/sluice), with `mvn dependency:copy-dependencies` on a small
-# generated pom. Checks that java and javac (>= 11) are present.
+# Fetches the Java Kafka client (org.apache.kafka:kafka-clients), Kafka Streams
+# (org.apache.kafka:kafka-streams, same version) and their runtime dependencies (compression
+# codecs, RocksDB, slf4j with a simple binding) from Maven Central into
+# $SLUICE_CACHE/java-clients-streams-<version>/ (SLUICE_CACHE defaults to ~/.cache/sluice), with
+# `mvn dependency:copy-dependencies` on a small generated pom. Checks that java and javac (>= 11) are present.
 #
 # Idempotent: a complete cached directory is reused as is. The last line of stdout is the cache
 # directory (jars in it, one per dependency); the Rust tests (broker/tests/java_client.rs) run this
@@ -22,7 +23,8 @@ command -v javac >/dev/null 2>&1 || fail "find javac" "javac is not on PATH (Deb
 command -v mvn >/dev/null 2>&1 || fail "find mvn" "mvn is not on PATH (Debian: apt-get install maven)"
 
 CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
-DIR="$CACHE/java-clients-$KAFKA_CLIENTS_VERSION"
+# The folder names the jar set: a cache of an earlier set (clients only) is never taken for it.
+DIR="$CACHE/java-clients-streams-$KAFKA_CLIENTS_VERSION"
 MARKER="$DIR/.sluice-complete"
 
 if [[ -f "$MARKER" ]]; then
@@ -46,6 +48,11 @@ else
       <version>$KAFKA_CLIENTS_VERSION</version>
     </dependency>
     <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-streams</artifactId>
+      <version>$KAFKA_CLIENTS_VERSION</version>
+    </dependency>
+    <dependency>
       <groupId>org.slf4j</groupId>
       <artifactId>slf4j-simple</artifactId>
       <version>$SLF4J_VERSION</version>
@@ -53,12 +60,14 @@ else
   </dependencies>
 </project>
 POM
-  step "mvn dependency:copy-dependencies (kafka-clients $KAFKA_CLIENTS_VERSION) into $DIR/jars"
+  step "mvn dependency:copy-dependencies (kafka-clients and kafka-streams $KAFKA_CLIENTS_VERSION) into $DIR/jars"
   mvn -B -q -f "$DIR/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$DIR/jars" -DincludeScope=runtime >&2 \
-    || fail "mvn copy-dependencies" "could not fetch org.apache.kafka:kafka-clients:$KAFKA_CLIENTS_VERSION from Maven Central"
-  ls "$DIR/jars/kafka-clients-$KAFKA_CLIENTS_VERSION.jar" >/dev/null 2>&1 \
-    || fail "verify jars" "kafka-clients-$KAFKA_CLIENTS_VERSION.jar is not in $DIR/jars"
+    || fail "mvn copy-dependencies" "could not fetch org.apache.kafka:kafka-clients and kafka-streams $KAFKA_CLIENTS_VERSION from Maven Central"
+  for jar in kafka-clients kafka-streams; do
+    ls "$DIR/jars/$jar-$KAFKA_CLIENTS_VERSION.jar" >/dev/null 2>&1 \
+      || fail "verify jars" "$jar-$KAFKA_CLIENTS_VERSION.jar is not in $DIR/jars"
+  done
   touch "$MARKER"
 fi
 

@@ -1,5 +1,7 @@
 //! The Java Kafka client driver (`broker/tests/java/SluiceJavaClient.java`, on
-//! `org.apache.kafka:kafka-clients` 4.x fetched by `scripts/java-clients.sh`), compiled with javac
+//! `org.apache.kafka:kafka-clients` 4.x fetched by `scripts/java-clients.sh`), the share
+//! consumer's and a Kafka Streams application (`SluiceShareClient.java`, `SluiceStreamsApp.java`,
+//! on the same version of `kafka-streams`), compiled with javac
 //! at test time into `$SLUICE_CACHE/java-prog-<hash of the source and the jar set>/`, and Apache
 //! Kafka's own command-line tools (`kafka-topics.sh`, `kafka-reassign-partitions.sh`: their main
 //! classes from the jars `bench/kafka/setup.sh` fetches). Every run is bounded in time.
@@ -33,6 +35,7 @@ pub fn classpath() -> String {
         let srcs = [
             java_dir.join("SluiceJavaClient.java"),
             java_dir.join("SluiceShareClient.java"),
+            java_dir.join("SluiceStreamsApp.java"),
         ];
         let mut code = Vec::new();
         for src in &srcs {
@@ -45,7 +48,7 @@ pub fn classpath() -> String {
         names.sort();
         let key = fnv1a(&[&code, names.join(",").as_bytes()]);
         let jar_glob = format!("{}/*", jars.display());
-        let dir = cached_build("java-prog", key, "SluiceShareClient.class", |out| {
+        let dir = cached_build("java-prog", key, "SluiceStreamsApp.class", |out| {
             run_build(
                 Command::new("javac")
                     .args(["-encoding", "UTF-8", "-d"])
@@ -70,6 +73,11 @@ pub fn java_cmd(args: &[&str]) -> Command {
 /// The share-consumer driver (`tests/java/SluiceShareClient.java`) with `args`.
 pub fn share_cmd(args: &[&str]) -> Command {
     java_main("SluiceShareClient", args)
+}
+
+/// The Kafka Streams application (`tests/java/SluiceStreamsApp.java`) with `args`.
+pub fn streams_cmd(args: &[&str]) -> Command {
+    java_main("SluiceStreamsApp", args)
 }
 
 fn java_main(main: &str, args: &[&str]) -> Command {

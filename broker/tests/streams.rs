@@ -1,0 +1,149 @@
+//! Kafka Streams (`org.apache.kafka:kafka-streams` 4.x, fetched by `scripts/java-clients.sh`)
+//! works unchanged against the broker: a stateful application (`tests/java/SluiceStreamsApp.java`,
+//! a word count with a repartition topic and a state store) creates its internal topics
+//! (the changelog with `cleanup.policy=compact`), rebalances its consumer group, commits, purges
+//! its repartition topic with DeleteRecords, and after the broker has compacted the changelog and
+//! restarted, a second run with an empty state folder restores the store from that compacted
+//! changelog and counts on from where the first left off.
+//!
+//! Exactly-once processing (`processing.guarantee=exactly_once_v2`) needs transactions, which the
+//! broker does not serve yet (README "Limits").
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use rdkafka::admin::{NewTopic, TopicReplication};
+
+/// Lines per run, and words per line (`SluiceStreamsApp.WORDS_PER_LINE`).
+const LINES: u64 = 3000;
+const WORDS_PER_LINE: u64 = 5;
+/// Partitions of the input topic: the repartition and changelog topics get as many.
+const INPUT_PARTITIONS: i32 = 3;
+
+/// One run of the application over the lines of `seeds` (the last seed's lines produced by this
+/// run); returns the output topic's latest counts and the repartition partitions' start offsets.
+fn run_wordcount(
+    bootstrap: &str,
+    app: &str,
+    seeds: &str,
+    state_dir: &std::path::Path,
+) -> (BTreeMap<String, u64>, Vec<i64>) {
+    let (input, output) = (format!("{app}-in"), format!("{app}-out"));
+    let lines = LINES.to_string();
+    let state = state_dir.display().to_string();
+    let args = [
+        "wordcount",
+        "--bootstrap",
+        bootstrap,
+        "--app",
+        app,
+        "--input",
+        &input,
+        "--output",
+        &output,
+        "--state-dir",
+        &state,
+        "--seeds",
+        seeds,
+        "--lines",
+        &lines,
+        // Every count update goes to the changelog (no cache in front of it), in 4 KiB
+        // segments the broker compacts as soon as one is closed.
+        "--prop",
+        "statestore.cache.max.bytes=0",
+        "--prop",
+        "topic.segment.bytes=4096",
+        "--prop",
+        "topic.min.cleanable.dirty.ratio=0.01",
+    ];
+    let done = run_bounded(
+        streams_cmd(&args),
+        &format!("Kafka Streams word count over seeds {seeds}"),
+        RUN,
+    );
+    let mut counts = BTreeMap::new();
+    let mut starts = Vec::new();
+    for line in done.stdout.lines() {
+        if let Some(list) = line.strip_prefix("#counts ") {
+            for pair in list.split(',').filter(|p| !p.is_empty()) {
+                let (w, n) = pair.split_once('=').expect("word=count");
+                counts.insert(w.to_string(), n.parse().expect("a count"));
+            }
+        } else if let Some(rest) = line.strip_prefix("#purged ") {
+            let start = rest.rsplit(' ').next().expect("start offset");
+            starts.push(start.parse().expect("an offset"));
+        }
+    }
+    (counts, starts)
+}
+
+#[test]
+fn a_kafka_streams_word_count_restores_its_store_from_a_compacted_changelog() {
+    let mut broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
+    let app = topic_name("wordcount");
+    let created = broker
+        .block_on(rd_admin(&broker.bootstrap()).create_topics(
+            [
+                &NewTopic::new(
+                    &format!("{app}-in"),
+                    INPUT_PARTITIONS,
+                    TopicReplication::Fixed(1),
+                ),
+                &NewTopic::new(&format!("{app}-out"), 2, TopicReplication::Fixed(1)),
+            ],
+            &admin_opts(),
+        ))
+        .expect("create_topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    let first_state = tempfile::tempdir().expect("state dir");
+    let (counts, starts) = run_wordcount(&broker.bootstrap(), &app, "1", first_state.path());
+    assert_eq!(
+        counts.values().sum::<u64>(),
+        LINES * WORDS_PER_LINE,
+        "every word of the first run counted once: {counts:?}"
+    );
+    assert_eq!(starts.len(), INPUT_PARTITIONS as usize, "{starts:?}");
+    assert!(
+        starts.iter().any(|&s| s > 0),
+        "Streams purged its repartition topic (DeleteRecords): {starts:?}"
+    );
+
+    // The store's changelog was created compacted, and the broker compacts it.
+    let changelog = format!("{app}-counts-changelog");
+    let logs: Vec<_> = (0..INPUT_PARTITIONS)
+        .map(|p| {
+            let log = broker
+                .ctx()
+                .logs
+                .partition(&changelog, p)
+                .unwrap_or_else(|| panic!("{changelog}-{p} here"));
+            assert!(log.config().cleanup.compact, "{changelog} is compacted");
+            log
+        })
+        .collect();
+    wait_for(
+        "the changelog's closed segments to be compacted",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            (broker.ctx().logs.compacted_records() > 0 && logs.iter().all(|l| !l.compaction_due()))
+                .then_some(())
+        },
+    );
+    drop(logs);
+
+    // A restarted broker, and an application instance without its local state: the store comes
+    // back from the compacted changelog, and the second run's words add to it.
+    broker.restart();
+    let second_state = tempfile::tempdir().expect("state dir");
+    let (counts, _) = run_wordcount(&broker.bootstrap(), &app, "1,2", second_state.path());
+    assert_eq!(
+        counts.values().sum::<u64>(),
+        2 * LINES * WORDS_PER_LINE,
+        "every word of both runs counted once: {counts:?}"
+    );
+}

@@ -4,7 +4,8 @@
 //! (the changelog with `cleanup.policy=compact`), rebalances its consumer group, commits, purges
 //! its repartition topic with DeleteRecords, and after the broker has compacted the changelog and
 //! restarted, a second run with an empty state folder restores the store from that compacted
-//! changelog and counts on from where the first left off.
+//! changelog and counts on from where the first left off. On three broker processes (every
+//! topic at three copies), the same two runs with a broker SIGKILLed between them.
 //!
 //! Exactly-once processing (`processing.guarantee=exactly_once_v2`) needs transactions, which the
 //! broker does not serve yet (README "Limits").
@@ -25,16 +26,18 @@ const INPUT_PARTITIONS: i32 = 3;
 
 /// One run of the application over the lines of `seeds` (the last seed's lines produced by this
 /// run); returns the output topic's latest counts and the repartition partitions' start offsets.
+/// `props` are more Streams settings (`k=v`).
 fn run_wordcount(
     bootstrap: &str,
     app: &str,
     seeds: &str,
     state_dir: &std::path::Path,
+    props: &[&str],
 ) -> (BTreeMap<String, u64>, Vec<i64>) {
     let (input, output) = (format!("{app}-in"), format!("{app}-out"));
     let lines = LINES.to_string();
     let state = state_dir.display().to_string();
-    let args = [
+    let mut args = vec![
         "wordcount",
         "--bootstrap",
         bootstrap,
@@ -59,6 +62,9 @@ fn run_wordcount(
         "--prop",
         "topic.min.cleanable.dirty.ratio=0.01",
     ];
+    for p in props {
+        args.extend(["--prop", p]);
+    }
     let done = run_bounded(
         streams_cmd(&args),
         &format!("Kafka Streams word count over seeds {seeds}"),
@@ -80,32 +86,44 @@ fn run_wordcount(
     (counts, starts)
 }
 
-#[test]
-fn a_kafka_streams_word_count_restores_its_store_from_a_compacted_changelog() {
-    let mut broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
-    let app = topic_name("wordcount");
-    let created = broker
-        .block_on(rd_admin(&broker.bootstrap()).create_topics(
+/// The application's input (`INPUT_PARTITIONS`) and output (2 partitions) topics, `copies`
+/// replicas each.
+fn create_app_topics(bootstrap: &str, app: &str, copies: i32) {
+    let created = broker_runtime()
+        .block_on(rd_admin(bootstrap).create_topics(
             [
                 &NewTopic::new(
                     &format!("{app}-in"),
                     INPUT_PARTITIONS,
-                    TopicReplication::Fixed(1),
+                    TopicReplication::Fixed(copies),
                 ),
-                &NewTopic::new(&format!("{app}-out"), 2, TopicReplication::Fixed(1)),
+                &NewTopic::new(&format!("{app}-out"), 2, TopicReplication::Fixed(copies)),
             ],
             &admin_opts(),
         ))
         .expect("create_topics");
     assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
 
-    let first_state = tempfile::tempdir().expect("state dir");
-    let (counts, starts) = run_wordcount(&broker.bootstrap(), &app, "1", first_state.path());
+/// Asserts the counts of `runs` runs: every word of every line counted once (the application
+/// itself checks each word's count).
+fn assert_counted(counts: &BTreeMap<String, u64>, runs: u64) {
     assert_eq!(
         counts.values().sum::<u64>(),
-        LINES * WORDS_PER_LINE,
-        "every word of the first run counted once: {counts:?}"
+        runs * LINES * WORDS_PER_LINE,
+        "every word of {runs} run(s) counted once: {counts:?}"
     );
+}
+
+#[test]
+fn a_kafka_streams_word_count_restores_its_store_from_a_compacted_changelog() {
+    let mut broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
+    let app = topic_name("wordcount");
+    create_app_topics(&broker.bootstrap(), &app, 1);
+
+    let first_state = tempfile::tempdir().expect("state dir");
+    let (counts, starts) = run_wordcount(&broker.bootstrap(), &app, "1", first_state.path(), &[]);
+    assert_counted(&counts, 1);
     assert_eq!(starts.len(), INPUT_PARTITIONS as usize, "{starts:?}");
     assert!(
         starts.iter().any(|&s| s > 0),
@@ -140,10 +158,44 @@ fn a_kafka_streams_word_count_restores_its_store_from_a_compacted_changelog() {
     // back from the compacted changelog, and the second run's words add to it.
     broker.restart();
     let second_state = tempfile::tempdir().expect("state dir");
-    let (counts, _) = run_wordcount(&broker.bootstrap(), &app, "1,2", second_state.path());
-    assert_eq!(
-        counts.values().sum::<u64>(),
-        2 * LINES * WORDS_PER_LINE,
-        "every word of both runs counted once: {counts:?}"
+    let (counts, _) = run_wordcount(&broker.bootstrap(), &app, "1,2", second_state.path(), &[]);
+    assert_counted(&counts, 2);
+}
+
+#[test]
+fn kafka_streams_on_three_brokers_goes_on_after_one_is_killed() {
+    let mut cluster = ProcessCluster::start(
+        3,
+        41,
+        &[
+            "--retention-check-interval-ms",
+            "100",
+            "--min-insync-replicas",
+            "2",
+        ],
     );
+    let app = topic_name("wordcount3");
+    create_app_topics(&cluster.bootstrap(), &app, 3);
+    // Internal topics at three copies too.
+    let rf3 = ["replication.factor=3"];
+    let first_state = tempfile::tempdir().expect("state dir");
+    let (counts, _) = run_wordcount(&cluster.bootstrap(), &app, "1", first_state.path(), &rf3);
+    assert_counted(&counts, 1);
+    // Every copy of the changelog is compacted by its own broker.
+    for id in 0..3 {
+        let http = cluster.broker(id).http_addr;
+        wait_for(
+            &format!("broker {id} to compact its changelog copies"),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || (metric_sum(http, "sluice_log_compacted_records_total", "") > 0.0).then_some(()),
+        );
+    }
+
+    // Broker 0 leads some partitions of every topic (and maybe the group's coordinator): gone
+    // without a shutdown, the others take over and a new instance restores from them.
+    cluster.kill9(0);
+    let second_state = tempfile::tempdir().expect("state dir");
+    let (counts, _) = run_wordcount(&cluster.bootstrap(), &app, "1,2", second_state.path(), &rf3);
+    assert_counted(&counts, 2);
 }

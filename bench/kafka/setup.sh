@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch Apache Kafka 4.x (broker + tools + a log4j2 binding) from Maven Central into
+# Fetch Apache Kafka 4.x (broker + tools + Connect's file connectors + a log4j2 binding) from Maven Central into
 # $SLUICE_CACHE/kafka-<version>/lib (SLUICE_CACHE defaults to ~/.cache/sluice). Idempotent: a complete cache is reused as is.
 # Usage: bench/kafka/setup.sh            (prints the lib dir on the last line of stdout)
 #   KAFKA_VERSION=4.1.1 bench/kafka/setup.sh
@@ -13,7 +13,8 @@ STAMP="$CACHE/.complete"
 step() { echo "[kafka-setup] $*" >&2; }
 fail() { echo "[kafka-setup] FAILED at step: $*" >&2; exit 1; }
 
-if [[ -f "$STAMP" ]] && [[ -d "$LIB" ]]; then
+# A cache made before the file connectors were in the set lacks their jar: resolve again.
+if [[ -f "$STAMP" ]] && [[ -f "$LIB/connect-file-$KAFKA_VERSION.jar" ]]; then
     step "cached: $LIB ($(find "$LIB" -name "*.jar" | wc -l) jars)"
     echo "$LIB"
     exit 0
@@ -47,6 +48,8 @@ cat > "$WORK/pom.xml" <<POM
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>\${kafka.version}</version></dependency>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>\${kafka.version}</version></dependency>
+    <!-- Connect's FileStream connectors: the Kafka Connect test (broker/tests/connect.rs) -->
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-file</artifactId><version>\${kafka.version}</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>\${log4j.version}</version></dependency>
     <!-- Kafka 4.x pins slf4j-api 1.7.x, so the 1.x binding (log4j-slf4j-impl), not slf4j2-impl -->
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>\${log4j.version}</version></dependency>
@@ -62,7 +65,7 @@ if ! mvn -B -q -f "$WORK/pom.xml" dependency:copy-dependencies \
 fi
 
 step "4/4 checking jars"
-for want in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar"; do
+for want in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar" "connect-file-$KAFKA_VERSION.jar"; do
     [[ -f "$LIB.partial/$want" ]] || fail "4/4 $want missing after resolution"
 done
 rm -rf "$LIB"

@@ -280,7 +280,7 @@ fn kafka_lib_dir() -> String {
 
 /// `java <main_class> <args>` on the Kafka jars, e.g.
 /// `org.apache.kafka.tools.TopicCommand` for `kafka-topics.sh`.
-fn kafka_tool_cmd(main_class: &str, args: &[&str]) -> Command {
+pub fn kafka_tool_cmd(main_class: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("java");
     cmd.args([
         "-Xmx256m",

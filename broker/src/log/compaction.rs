@@ -11,6 +11,15 @@
 //! records are written uncompressed: each record is copied byte for byte (its offset and
 //! timestamp deltas are relative to the header, which is kept), and recompressing would cost
 //! the cleaner a codec per batch for the few bytes a compacted batch has left.
+//!
+//! Emptied batches that follow each other join into one empty batch spanning all their
+//! offsets ([`joins_empty_run`], [`extend_empty_run`]) when nothing they carry apart from
+//! their offsets differs: same producer id and epoch, consecutive sequence numbers (or no
+//! producer id), same leader epoch and attributes, not transactional. The joined batch still
+//! says what the producer state needs (its last sequence is where the last one ended), offsets
+//! stay contiguous, and a key updated over and over costs one empty batch per run between the
+//! batches that still hold something, instead of 61 bytes for every batch it was ever
+//! written in.
 
 use ring::digest;
 
@@ -21,6 +30,8 @@ use super::LogError;
 const CODEC_MASK: i16 = 0x7;
 /// The attributes' control-batch bit.
 const ATTR_CONTROL: i16 = 1 << 5;
+/// The attributes' transactional bit.
+const ATTR_TRANSACTIONAL: i16 = 1 << 4;
 /// The attributes' timestamp-type bit (set: LogAppendTime, the header's max timestamp is the
 /// append time and stands for every record).
 const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
@@ -147,6 +158,53 @@ pub fn retain(
     let crc = crc32c::crc32c(&out[batch::ATTR_POS..]);
     out[batch::CRC_POS..batch::CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(Some(out))
+}
+
+/// Whether the batch `next`, left empty by the cleaner, may join the empty batch `run` that
+/// ends just before it (see the module comment).
+pub fn joins_empty_run(run: &BatchHeader, next: &BatchHeader) -> bool {
+    let attrs = |h: &BatchHeader| h.attributes & !CODEC_MASK;
+    let span = next.last_offset() - run.base_offset;
+    let sequences_follow = run.producer_id < 0
+        || (i64::from(next.base_sequence)
+            == i64::from(run.base_sequence) + i64::from(run.last_offset_delta) + 1
+            // No wrap of the sequence inside the joined batch.
+            && i64::from(run.base_sequence) + span <= i64::from(i32::MAX));
+    run.record_count == 0
+        && next.record_count == 0
+        && is_cleanable(run)
+        && is_cleanable(next)
+        && attrs(run) & ATTR_TRANSACTIONAL == 0
+        && attrs(run) == attrs(next)
+        && next.base_offset == run.last_offset().saturating_add(1)
+        && span <= i64::from(i32::MAX)
+        && run.producer_id == next.producer_id
+        && run.producer_epoch == next.producer_epoch
+        && run.partition_leader_epoch == next.partition_leader_epoch
+        && sequences_follow
+}
+
+/// Extends the empty batch `run` (its bytes) over the empty batch `next`, which must join it
+/// ([`joins_empty_run`]): its last offset delta reaches `next`'s last offset, a LogAppendTime
+/// batch takes the later append time, and the CRC is made again.
+pub fn extend_empty_run(run: &mut [u8], next: &BatchHeader) -> Result<(), LogError> {
+    let h = batch::parse_header(run)?;
+    if !joins_empty_run(&h, next) || run.len() != HEADER_LEN {
+        return Err(batch::corrupt(format!(
+            "the batch at {} cannot join the empty batch at {}",
+            next.base_offset, h.base_offset
+        )));
+    }
+    let delta = i32::try_from(next.last_offset() - h.base_offset)
+        .map_err(|_| batch::corrupt("joined empty batch spans too many offsets".into()))?;
+    run[23..27].copy_from_slice(&delta.to_be_bytes());
+    if h.attributes & ATTR_LOG_APPEND_TIME != 0 {
+        let max = h.max_timestamp.max(next.max_timestamp);
+        run[35..43].copy_from_slice(&max.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&run[batch::ATTR_POS..]);
+    run[batch::CRC_POS..batch::CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -312,6 +370,79 @@ mod tests {
             assert_eq!(eh.max_timestamp, -1);
             assert!(read_back(&empty).is_empty());
         }
+    }
+
+    #[test]
+    fn emptied_batches_of_one_producer_in_a_row_join_into_one() {
+        let empty = |base: i64, n: usize, seq: i32| {
+            let b = batch_of(base, &vec![(Some("k"), Some("v")); n], Compression::Lz4);
+            let h = batch::parse_header(&b).unwrap();
+            let mut out = retain(&b, &h, |_| false).unwrap().unwrap();
+            // batch_of numbers records from sequence 40: move the batch to `seq`.
+            out[53..57].copy_from_slice(&seq.to_be_bytes());
+            let crc = crc32c::crc32c(&out[batch::ATTR_POS..]);
+            out[batch::CRC_POS..batch::CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+            out
+        };
+        let hdr = |b: &[u8]| batch::parse_header(b).unwrap();
+        let mut run = empty(100, 2, 10);
+        let next = empty(102, 3, 12);
+        assert!(joins_empty_run(&hdr(&run), &hdr(&next)));
+        extend_empty_run(&mut run, &hdr(&next)).unwrap();
+        let joined = hdr(&run);
+        assert_eq!(
+            (
+                joined.base_offset,
+                joined.last_offset(),
+                joined.base_sequence,
+                joined.record_count,
+                run.len()
+            ),
+            (100, 104, 10, 0, HEADER_LEN)
+        );
+        batch::check_crc(&run).unwrap();
+        assert!(read_back(&run).is_empty());
+
+        // What keeps batches apart: a gap in offsets or sequences, another producer or
+        // epoch, another leader epoch, records left, a control or transactional batch.
+        let j = hdr(&run);
+        let n = hdr(&empty(105, 1, 15));
+        assert!(joins_empty_run(&j, &n));
+        let apart = |f: &dyn Fn(&mut BatchHeader)| {
+            let mut m = n;
+            f(&mut m);
+            !joins_empty_run(&j, &m)
+        };
+        assert!(apart(&|m| m.base_offset = 106));
+        assert!(apart(&|m| m.base_sequence = 16));
+        assert!(apart(&|m| m.producer_id = 8));
+        assert!(apart(&|m| m.producer_epoch = 2));
+        assert!(apart(&|m| m.partition_leader_epoch = 3));
+        assert!(apart(&|m| m.record_count = 1));
+        assert!(apart(&|m| m.attributes |= ATTR_CONTROL));
+        let mut txn = j;
+        txn.attributes |= ATTR_TRANSACTIONAL;
+        let mut txn_next = n;
+        txn_next.attributes |= ATTR_TRANSACTIONAL;
+        assert!(!joins_empty_run(&txn, &txn_next));
+        // No producer id: sequences do not matter.
+        let (mut a, mut b) = (j, n);
+        (
+            a.producer_id,
+            b.producer_id,
+            a.base_sequence,
+            b.base_sequence,
+        ) = (-1, -1, -1, -1);
+        assert!(joins_empty_run(&a, &b));
+        // A sequence that would wrap inside the joined batch keeps them apart.
+        let (mut a, mut b) = (j, n);
+        a.base_sequence = i32::MAX - 4;
+        b.base_sequence = 0;
+        assert!(!joins_empty_run(&a, &b));
+        // Extending with a batch that does not join is an error, not a wrong batch.
+        let mut stays = run.clone();
+        assert!(extend_empty_run(&mut stays, &hdr(&empty(200, 1, 15))).is_err());
+        assert_eq!(stays, run);
     }
 
     #[test]

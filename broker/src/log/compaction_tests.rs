@@ -232,3 +232,140 @@ fn the_leftover_of_an_interrupted_compaction_is_removed_at_open() {
     assert!(crate::recovery::total(crate::recovery::Action::LeftoverRemoved) > removed);
     assert_eq!(served(&log), rows);
 }
+
+/// The header of every batch the log serves, in order.
+fn batch_headers(log: &PartitionLog) -> Vec<batch::BatchHeader> {
+    let mut out: Vec<batch::BatchHeader> = Vec::new();
+    let mut off = log.log_start_offset();
+    while off < log.high_watermark() {
+        let r = log.read(off, 1 << 20).expect("read");
+        let mut pos = 0;
+        while pos < r.records.len() {
+            let h = batch::parse_header(&r.records[pos..]).expect("header");
+            if out.last().is_none_or(|l| h.base_offset > l.base_offset) {
+                out.push(h);
+            }
+            pos += h.size;
+        }
+        off = out.last().expect("a batch").next_offset();
+    }
+    out
+}
+
+#[test]
+fn emptied_batches_in_a_row_join_into_one_that_keeps_the_producer_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let mut rows: Vec<Row> = Vec::new();
+    let end;
+    {
+        let log = PartitionLog::open(dir.clone(), compacted()).unwrap();
+        // Idempotent producer 5 writes keys k0..k2 in 120 one-record batches (sequences
+        // 0..=119), then a plain producer overwrites all three: every batch of producer 5 is
+        // left empty.
+        for s in 0..120 {
+            let (k, v) = (format!("k{}", s % 3), format!("v{s}"));
+            let b = B {
+                kv: vec![(Some(k.clone()), Some(v.clone()))],
+                ..B::idem(5, 0, s, 1)
+            };
+            let info = appended(log.append(b.build()).unwrap());
+            rows.push((info.base_offset, Some(k), Some(v)));
+        }
+        let overwrite = [
+            (Some("k0"), Some("x")),
+            (Some("k1"), Some("y")),
+            (Some("k2"), Some("z")),
+        ];
+        // Stamped a second ago: a record stamped after the compaction's `now` is too young.
+        let info = appended(log.append(keyed(&overwrite, now() - 1000)).unwrap());
+        for (i, (k, v)) in overwrite.iter().enumerate() {
+            let s = |x: &Option<&str>| x.map(str::to_string);
+            rows.push((info.base_offset + i as i64, s(k), s(v)));
+        }
+        // Plain one-record batches of one key until the segment holding the overwrite closes.
+        let mut i = 0;
+        while *log.segment_bases().last().unwrap() <= info.base_offset {
+            let v = format!("f{i}");
+            let info = appended(
+                log.append(keyed(&[(Some("f"), Some(&v))], now() - 1000))
+                    .unwrap(),
+            );
+            rows.push((info.base_offset, Some("f".into()), Some(v)));
+            i += 1;
+        }
+        end = log.log_end_offset();
+        log.set_hw_bound(i64::MAX);
+        assert_eq!(log.high_watermark(), end);
+        let c = log.compact(now()).unwrap();
+        assert!(c.segments_rewritten > 0, "{c:?}");
+        let active = *log.segment_bases().last().unwrap();
+        assert_eq!(served(&log), model(&rows, active, true));
+        let ours: Vec<batch::BatchHeader> = batch_headers(&log)
+            .into_iter()
+            .filter(|h| h.producer_id == 5)
+            .collect();
+        let closed = log.segment_count() - 1;
+        // One joined empty batch per segment (each segment is rewritten on its own).
+        assert!(
+            ours.len() <= closed && ours.iter().all(|h| h.record_count == 0),
+            "{} batches of producer 5 left in {closed} closed segments: {ours:?}",
+            ours.len()
+        );
+        assert_eq!(
+            ours.first().map(|h| (h.base_offset, h.base_sequence)),
+            Some((0, 0))
+        );
+        let last = ours.last().unwrap();
+        assert_eq!(
+            (
+                last.last_offset(),
+                last.base_sequence + last.last_offset_delta
+            ),
+            (119, 119),
+            "the last joined batch ends at producer 5's last offset and sequence"
+        );
+        // One read from the start goes through the segments left with nothing but an empty
+        // batch to the first record (clients that take a fetch without records for trouble
+        // would stop there); a small one stops at its size, with empty batches only.
+        let first_kept = model(&rows, active, true)[0].0;
+        let r = log.read(0, 1 << 20).unwrap();
+        let got = all_records(&r.records).unwrap();
+        assert_eq!(got.first().map(|(o, _)| *o), Some(first_kept));
+        let small = log.read(0, 100).unwrap();
+        assert!(
+            small.records.len() < 100 + batch::HEADER_LEN,
+            "{}",
+            small.records.len()
+        );
+        assert!(all_records(&small.records).unwrap().is_empty());
+        // Compacting again has nothing more to join or remove.
+        assert_eq!(log.compact(now()).unwrap().segments_rewritten, 0);
+        log.flush().unwrap();
+    }
+    // The producer state rebuilt from the segments alone (no snapshot) knows producer 5's
+    // next sequence from the joined batch; recovery accepts the joined batches.
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|e| e == "snapshot") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let log = PartitionLog::open(dir, compacted()).unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    let active = *log.segment_bases().last().unwrap();
+    assert_eq!(served(&log), model(&rows, active, true));
+    let next = B {
+        kv: vec![(Some("k0".into()), Some("again".into()))],
+        ..B::idem(5, 0, 120, 1)
+    };
+    assert_eq!(appended(log.append(next.build()).unwrap()).base_offset, end);
+    let gap = B {
+        kv: vec![(Some("k0".into()), Some("gap".into()))],
+        ..B::idem(5, 0, 122, 1)
+    };
+    assert!(matches!(
+        log.append(gap.build()),
+        Err(LogError::OutOfOrderSequence { expected: 121, .. })
+    ));
+}

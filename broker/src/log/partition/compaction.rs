@@ -12,8 +12,9 @@
 //! 3. Reads them again and, per segment with something to remove, writes a cleaned copy into
 //!    the partition's `compacting.tmp/` folder: every batch is kept, with only the records that
 //!    are the latest of their key (tombstones only while their batch is younger than
-//!    `delete.retention.ms`; records without a key always), see `log/compaction.rs`. The copy's
-//!    files are fdatasynced.
+//!    `delete.retention.ms`; records without a key always), and emptied batches in a row of
+//!    one producer joined into one empty batch, see `log/compaction.rs`. The copy's files are
+//!    fdatasynced. A segment with nothing to remove and nothing to join is not rewritten.
 //! 4. Swaps each copy in under the partition lock, if the segment is still the one it read
 //!    (retention or a follower's truncation may have removed or cut it meanwhile): the old
 //!    index files are removed and the directory fsynced, then the copy's log and index files
@@ -183,44 +184,68 @@ impl PartitionLog {
         keep: impl Fn(&CleanerRecord<'_>, &BatchHeader) -> bool,
     ) -> Result<Option<(Segment, u64)>, LogError> {
         // First without writing: most segments of a compacted log, once cleaned, have
-        // nothing left to remove.
+        // nothing left to remove and no empty batches left to join.
         let mut removed = 0u64;
+        let mut joins = 0u64;
         let mut damaged = false;
+        // The empty batch the emptied batches so far would join into (its header).
+        let mut run: Option<BatchHeader> = None;
         walk(seg, |b, h| {
             if batch::check_crc(b).is_err() {
                 damaged = true;
-            } else if pure::is_cleanable(h) {
-                pure::for_each_record(b, h, |r, _| removed += u64::from(!keep(&r, h)))?;
+                return Ok(());
             }
+            let (mut kept, mut gone) = (h.record_count, 0);
+            if pure::is_cleanable(h) {
+                kept = 0;
+                pure::for_each_record(b, h, |r, _| {
+                    if keep(&r, h) {
+                        kept += 1;
+                    } else {
+                        gone += 1;
+                    }
+                })?;
+            }
+            removed += gone;
+            let after = BatchHeader {
+                record_count: kept,
+                ..*h
+            };
+            // As the copy will have it: an empty batch of header only (a rewritten one, or one
+            // stored so).
+            let emptied = kept == 0 && pure::is_cleanable(h) && (gone > 0 || h.size == HEADER_LEN);
+            run = match run {
+                Some(r) if emptied && pure::joins_empty_run(&r, &after) => {
+                    joins += 1;
+                    Some(BatchHeader {
+                        last_offset_delta: after.last_offset_delta.saturating_add(
+                            i32::try_from(after.base_offset - r.base_offset).unwrap_or(i32::MAX),
+                        ),
+                        ..r
+                    })
+                }
+                _ => emptied.then_some(after),
+            };
             Ok(())
         })?;
         if damaged {
             tracing::warn!(path = %seg.path.display(), "a batch of this segment fails its CRC; the segment is not compacted");
             return Ok(None);
         }
-        if removed == 0 {
+        if removed == 0 && joins == 0 {
             return Ok(None);
         }
         let _ = std::fs::remove_dir_all(scratch);
         std::fs::create_dir_all(scratch).map_err(io_err(scratch))?;
-        let mut copy = Segment::create(scratch, seg.base)?;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
-        let flush =
-            |copy: &mut Segment, pending: &mut Vec<u8>, headers: &mut Vec<(usize, BatchHeader)>| {
-                if pending.is_empty() {
-                    return Ok(());
-                }
-                let r = copy.append(
-                    &[pending.as_slice()],
-                    headers,
-                    config.index_interval_bytes,
-                    now_ms,
-                );
-                pending.clear();
-                headers.clear();
-                r
-            };
+        let mut out = CopyWriter {
+            copy: Segment::create(scratch, seg.base)?,
+            pending: Vec::new(),
+            headers: Vec::new(),
+            index_interval_bytes: config.index_interval_bytes,
+            now_ms,
+        };
+        // The bytes of the empty batch the emptied batches so far are joined into.
+        let mut run: Option<Vec<u8>> = None;
         walk(seg, |b, h| {
             let cleaned = if pure::is_cleanable(h) {
                 pure::retain(b, h, |r| keep(r, h))?
@@ -229,14 +254,27 @@ impl PartitionLog {
             };
             let bytes: &[u8] = cleaned.as_deref().unwrap_or(b);
             let header = batch::parse_header(bytes)?;
-            headers.push((pending.len(), header));
-            pending.extend_from_slice(bytes);
-            if pending.len() >= READ_CHUNK {
-                flush(&mut copy, &mut pending, &mut headers)?;
+            if let Some(r) = run.as_mut() {
+                if pure::joins_empty_run(&batch::parse_header(r)?, &header) {
+                    return pure::extend_empty_run(r, &header);
+                }
             }
-            Ok(())
+            if let Some(r) = run.take() {
+                out.push(&r)?;
+            }
+            if header.record_count == 0 && pure::is_cleanable(&header) && bytes.len() == HEADER_LEN
+            {
+                run = Some(bytes.to_vec());
+                Ok(())
+            } else {
+                out.push(bytes)
+            }
         })?;
-        flush(&mut copy, &mut pending, &mut headers)?;
+        if let Some(r) = run.take() {
+            out.push(&r)?;
+        }
+        out.flush()?;
+        let mut copy = out.copy;
         copy.seal()?;
         for f in copy.files() {
             f.sync_data().map_err(io_err(scratch))?;
@@ -283,6 +321,43 @@ impl PartitionLog {
         drop(inner);
         drop(old);
         Ok(true)
+    }
+}
+
+/// The cleaned copy of a segment being written: batches gather in `pending` and go to the
+/// segment a chunk at a time.
+struct CopyWriter {
+    copy: Segment,
+    pending: Vec<u8>,
+    headers: Vec<(usize, BatchHeader)>,
+    index_interval_bytes: u32,
+    now_ms: i64,
+}
+
+impl CopyWriter {
+    fn push(&mut self, batch: &[u8]) -> Result<(), LogError> {
+        let header = batch::parse_header(batch)?;
+        self.headers.push((self.pending.len(), header));
+        self.pending.extend_from_slice(batch);
+        if self.pending.len() >= READ_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), LogError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let r = self.copy.append(
+            &[self.pending.as_slice()],
+            &self.headers,
+            self.index_interval_bytes,
+            self.now_ms,
+        );
+        self.pending.clear();
+        self.headers.clear();
+        r
     }
 }
 

@@ -15,6 +15,27 @@ use crate::log::files::io_err;
 use crate::log::region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 use crate::log::{LogError, ReadOutcome};
 
+/// How many segments of nothing but emptied batches one read goes through (each costs an
+/// index lookup and a `pread`; a compacted log has one such segment per run of rewritten
+/// segments, and a consumer's next fetch goes on from where this one ended).
+const MAX_EMPTY_SEGMENTS: usize = 1000;
+
+/// When the whole batches `b` hold no record at all (batches compaction emptied), the offset
+/// after the last; `None` if one has a record or `b` is empty.
+fn emptied_only(b: &[u8]) -> Option<i64> {
+    let mut pos = 0;
+    let mut next = None;
+    while pos < b.len() {
+        let h = batch::parse_header(&b[pos..]).ok()?;
+        if h.record_count != 0 {
+            return None;
+        }
+        next = Some(h.next_offset());
+        pos += h.size;
+    }
+    next
+}
+
 /// A segment a timestamp lookup may search: (file, path, `Segment::time_lookup`, end).
 type TimeCandidate = (Arc<File>, PathBuf, (u64, i64), u64);
 /// A segment that may hold the maximum timestamp: (max timestamp, scan start, file, path, end,
@@ -65,7 +86,58 @@ impl PartitionLog {
     }
 
     /// The read behind all of them: a file region only when `region` is set.
+    ///
+    /// One segment's batches, except when all it found are empty batches (what compaction
+    /// leaves of batches whose every record is gone): the read then goes on into the next
+    /// segments, up to `max_bytes`, until it has a batch with records. Clients that take a
+    /// fetch without a record for a sign of trouble would otherwise stop at a run of compacted
+    /// segments: kafkajs 2 fetches the same offset again forever, librdkafka before 2.1 doubles
+    /// its fetch size on every such answer and then reports the partition's data as too large.
     pub(super) fn read_checked(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        replica: bool,
+        region: bool,
+    ) -> Result<ReadOutcome<Records>, LogError> {
+        let first = self.read_segment(offset, max_bytes, replica, region)?;
+        let Records::Bytes(bytes) = &first.records else {
+            return Ok(first);
+        };
+        let Some(mut next) = emptied_only(bytes) else {
+            return Ok(first);
+        };
+        let mut out = bytes.to_vec();
+        for _ in 0..MAX_EMPTY_SEGMENTS {
+            if out.len() >= max_bytes {
+                break;
+            }
+            let more = match self.read_segment(next, max_bytes - out.len(), replica, false) {
+                Ok(m) => m,
+                // Retention or a truncation moved the log meanwhile: what was read stands.
+                Err(LogError::OffsetOutOfRange { .. }) => break,
+                Err(e) => return Err(e),
+            };
+            let Records::Bytes(m) = more.records else {
+                break;
+            };
+            if m.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&m);
+            match emptied_only(&m) {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        Ok(ReadOutcome {
+            records: Records::Bytes(Bytes::from(out)),
+            ..first
+        })
+    }
+
+    /// One segment's whole batches from `offset` (see [`PartitionLog::read_checked`]).
+    fn read_segment(
         &self,
         offset: i64,
         max_bytes: usize,

@@ -42,11 +42,12 @@ else
   echo "SKIPPED: clippy is not installed on this machine (the rustup component is unavailable)"
 fi
 
-step "Kafka clients for the broker tests (Python venv, kcat, Java kafka-clients, franz-go, Kafka 4.2.0 tools)"
+step "Kafka clients for the broker tests (Python venv, kcat, Java kafka-clients and kafka-streams, franz-go, kafkajs, Kafka 4.2.0 tools and Connect)"
 scripts/clients.sh >/dev/null
 scripts/java-clients.sh >/dev/null
 scripts/go-clients.sh >/dev/null
-bench/kafka/setup.sh >/dev/null  # kafka-topics.sh / kafka-reassign-partitions.sh for replication.rs
+scripts/node-clients.sh >/dev/null
+bench/kafka/setup.sh >/dev/null  # Kafka's tools (replication.rs, security.rs, ...) and Connect (connect.rs)
 
 step "unit and integration tests (cargo test --workspace)"
 cargo test --workspace --locked

@@ -193,6 +193,18 @@ pub struct Config {
     )]
     pub retention_check_interval_ms: i64,
 
+    /// Most distinct keys one compaction of a partition remembers (Kafka's
+    /// log.cleaner.dedupe.buffer.size, counted in keys): each costs up to about 48 bytes while
+    /// a compaction runs, one at a time. A partition with more keys written since its last
+    /// compaction is compacted in steps, up to where the map filled each time.
+    /// Range 1000..=100000000.
+    #[arg(
+        long,
+        env = "SLUICE_COMPACTION_KEY_MAP_ENTRIES",
+        default_value_t = 1_000_000
+    )]
+    pub compaction_key_map_entries: u64,
+
     /// How long a consumer group's first rebalance waits for more members to join before it
     /// completes (Kafka's group.initial.rebalance.delay.ms): fewer rebalances when a group's
     /// consumers start together, at the price of that much delay for a lone consumer's first
@@ -447,6 +459,13 @@ impl Config {
                 "1..=86400000",
             ));
         }
+        if !(1000..=100_000_000).contains(&self.compaction_key_map_entries) {
+            return Err(invalid(
+                "--compaction-key-map-entries",
+                self.compaction_key_map_entries,
+                "1000..=100000000",
+            ));
+        }
         if !(0..=300_000).contains(&self.group_initial_rebalance_delay_ms) {
             return Err(invalid(
                 "--group-initial-rebalance-delay-ms",
@@ -624,6 +643,10 @@ mod tests {
         let c = Config::parse_from(["sluice-broker", "--retention-check-interval-ms", "0"]);
         let msg = c.validate().expect_err("0 is invalid").to_string();
         assert!(msg.contains("--retention-check-interval-ms"), "{msg}");
+
+        let c = Config::parse_from(["sluice-broker", "--compaction-key-map-entries", "10"]);
+        let msg = c.validate().expect_err("too small a map").to_string();
+        assert!(msg.contains("--compaction-key-map-entries"), "{msg}");
 
         let c = Config::parse_from(["sluice-broker", "--listen", "nonsense"]);
         let msg = c.validate().expect_err("no port").to_string();

@@ -369,3 +369,75 @@ fn emptied_batches_in_a_row_join_into_one_that_keeps_the_producer_state() {
         Err(LogError::OutOfOrderSequence { expected: 121, .. })
     ));
 }
+
+#[test]
+fn a_bounded_key_map_compacts_in_steps_to_the_same_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), compacted()).unwrap();
+    // Eight keys (a0..a3, b0..b2, gone), stamped a second ago.
+    let rows = fill(&log, now() - 1000);
+    log.set_hw_bound(i64::MAX);
+    let active = *log.segment_bases().last().unwrap();
+    let mut steps = Vec::new();
+    loop {
+        let c = log.compact_bounded(now(), 3).unwrap();
+        assert!(c.keys <= 3, "the map holds at most 3 keys: {c:?}");
+        let before = steps.last().map_or(0, |c: &Compacted| c.mapped_to);
+        assert!(
+            c.mapped_to > before,
+            "each step maps further: {steps:?} then {c:?}"
+        );
+        steps.push(c);
+        if c.mapped_to == active {
+            break;
+        }
+        assert!(steps.len() < 50, "{steps:?}");
+    }
+    assert!(
+        steps.len() > 2,
+        "eight keys take several maps of three: {steps:?}"
+    );
+    // What one unbounded compaction leaves.
+    assert_eq!(served(&log), model(&rows, active, true));
+    assert!(!log.compaction_due());
+}
+
+#[test]
+fn records_written_after_a_truncation_below_the_compacted_end_are_compacted_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), compacted()).unwrap();
+    fill(&log, now() - 1000);
+    log.set_hw_bound(i64::MAX);
+    let compacted_end = log.compact(now()).unwrap().mapped_to;
+    // A truncation to below where that compaction's map ended (a diverged log; it cuts at the
+    // start of the batch holding the offset), then new records there: a new value of the key
+    // deleted at offset 20 (in what the old map covered), then one record each of new keys
+    // past the old end.
+    let cut = log.truncate_to(compacted_end - 10).unwrap();
+    assert!(cut <= compacted_end - 10, "{cut}");
+    let mut rows: Vec<Row> = served(&log);
+    let ts = now() - 1000;
+    let info = appended(
+        log.append(keyed(&[(Some("gone"), Some("late"))], ts))
+            .unwrap(),
+    );
+    rows.push((info.base_offset, Some("gone".into()), Some("late".into())));
+    for i in 0..30 {
+        let k = format!("f{i}");
+        let info = appended(log.append(keyed(&[(Some(&k), Some("v"))], ts)).unwrap());
+        rows.push((info.base_offset, Some(k), Some("v".into())));
+    }
+    let active = *log.segment_bases().last().unwrap();
+    assert!(
+        active > compacted_end,
+        "the new records reach past the old end"
+    );
+    let gone = rows
+        .iter()
+        .filter(|r| r.1.as_deref() == Some("gone"))
+        .count();
+    assert_eq!(gone, 2, "the tombstone and the new value: {rows:?}");
+    // The new value is mapped, so the tombstone goes.
+    log.compact(now()).unwrap();
+    assert_eq!(served(&log), model(&rows, active, true));
+}

@@ -33,6 +33,8 @@ pub struct LogDefaults {
     pub auto_create_topics: bool,
     /// How often the retention ticker runs.
     pub retention_check_interval: Duration,
+    /// `--compaction-key-map-entries`: most distinct keys one compaction remembers.
+    pub compaction_key_map_entries: usize,
     /// `--share-record-lock-duration-ms`: default `share.record.lock.duration.ms`.
     pub share_record_lock_ms: i64,
     /// `--share-delivery-count-limit`: default `share.delivery.count.limit`.
@@ -49,6 +51,7 @@ impl Default for LogDefaults {
             fsync_interval: Duration::from_millis(1000),
             auto_create_topics: true,
             retention_check_interval: Duration::from_secs(10),
+            compaction_key_map_entries: super::partition::DEFAULT_KEY_MAP_ENTRIES,
             share_record_lock_ms: 30_000,
             share_delivery_count_limit: 5,
         }

@@ -45,7 +45,7 @@ pub use config::{
     SHARE_DELIVERY_COUNT_LIMIT, SHARE_RECORD_LOCK_DURATION_MS, TOPIC_CONFIG_KEYS,
 };
 pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
-pub use partition::{Compacted, PartitionLog, ProducerSummary, TopicWake};
+pub use partition::{Compacted, PartitionLog, ProducerSummary, TopicWake, DEFAULT_KEY_MAP_ENTRIES};
 pub use region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 
 use std::path::PathBuf;

@@ -69,7 +69,7 @@ impl LogManager {
             if topic.starts_with("__") || !log.compaction_due() {
                 continue;
             }
-            match log.compact(now_ms()) {
+            match log.compact_bounded(now_ms(), self.defaults().compaction_key_map_entries) {
                 Ok(c) => {
                     n += 1;
                     self.compacted_records

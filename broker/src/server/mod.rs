@@ -291,6 +291,8 @@ impl Broker {
             retention_check_interval: Duration::from_millis(
                 u64::try_from(config.retention_check_interval_ms).unwrap_or(10_000),
             ),
+            compaction_key_map_entries: usize::try_from(config.compaction_key_map_entries)
+                .unwrap_or(crate::log::DEFAULT_KEY_MAP_ENTRIES),
             share_record_lock_ms: config.share_record_lock_duration_ms,
             share_delivery_count_limit: config.share_delivery_count_limit,
         };

@@ -57,11 +57,21 @@ pub struct Compacted {
     /// Bytes of the rewritten segments before and after.
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Distinct keys in the key map (at most the limit it was given).
+    pub keys: usize,
+    /// The offset the key map reached: what comes after it is left for the next compaction.
+    pub mapped_to: i64,
 }
+
+/// The default bound of the key map (`--compaction-key-map-entries`): about 48 bytes of memory
+/// per entry at most, so some 48 MiB.
+pub const DEFAULT_KEY_MAP_ENTRIES: usize = 1_000_000;
 
 /// A closed segment as compaction saw it under the lock.
 struct Closed {
     base: i64,
+    /// The offset after its last batch.
+    end: i64,
     log: Arc<File>,
     path: PathBuf,
     size: u64,
@@ -78,21 +88,30 @@ impl PartitionLog {
         let cleaned_to = self.shared.cleaned_to.load(Ordering::SeqCst);
         let closed = &inner.segments[..inner.segments.len() - 1];
         let total: u64 = closed.iter().map(|s| s.size).sum();
+        // A segment the last key map did not reach to the end of is dirty.
         let dirty: u64 = closed
             .iter()
-            .filter(|s| s.base >= cleaned_to)
+            .filter(|s| s.next_offset > cleaned_to)
             .map(|s| s.size)
             .sum();
         total > 0 && dirty as f64 >= inner.config.min_cleanable_dirty_ratio * total as f64
     }
 
-    /// Compacts the closed segments (see the module comment). Blocking: reads and writes
-    /// whole segments and fsyncs; run it off the async runtime.
+    /// Compacts the closed segments (see the module comment) with a key map of at most
+    /// [`DEFAULT_KEY_MAP_ENTRIES`] keys.
     pub fn compact(&self, now_ms: i64) -> Result<Compacted, LogError> {
+        self.compact_bounded(now_ms, DEFAULT_KEY_MAP_ENTRIES)
+    }
+
+    /// Compacts the closed segments with a key map of at most `max_keys` distinct keys (see
+    /// the module comment). Blocking: reads and writes whole segments and fsyncs; run it off
+    /// the async runtime.
+    pub fn compact_bounded(&self, now_ms: i64, max_keys: usize) -> Result<Compacted, LogError> {
+        let max_keys = max_keys.max(1);
         let sh = &self.shared;
         let _serial = lock(&sh.cleaning);
         let hw = self.high_watermark();
-        let (config, closed) = {
+        let (config, closed, truncations) = {
             let inner = lock(&sh.inner);
             let last = inner.segments.len() - 1;
             let lag_limit = now_ms.saturating_sub(inner.config.min_compaction_lag_ms);
@@ -101,12 +120,14 @@ impl PartitionLog {
                 .take_while(|s| s.next_offset <= hw && s.max_timestamp <= lag_limit)
                 .map(|s| Closed {
                     base: s.base,
+                    end: s.next_offset,
                     log: Arc::clone(&s.log),
                     path: s.log_path.clone(),
                     size: s.size,
                 })
                 .collect();
-            (inner.config.clone(), closed)
+            let truncations = sh.truncations.load(Ordering::SeqCst);
+            (inner.config.clone(), closed, truncations)
         };
         let mut done = Compacted {
             segments_read: closed.len(),
@@ -115,35 +136,54 @@ impl PartitionLog {
         if !config.cleanup.compact || closed.is_empty() {
             return Ok(done);
         }
-        let end = lock(&sh.inner)
-            .segments
-            .iter()
-            .find(|s| s.base == closed[closed.len() - 1].base)
-            .map_or(0, |s| s.next_offset);
+        let end = closed[closed.len() - 1].end;
 
-        // Pass 1: the latest offset of every key.
+        // Pass 1: the latest offset of every key written since the last compaction's map
+        // ended (`cleaned_to`; everything before it was compacted already, so a key found
+        // only there has its latest record there), until the map holds `max_keys` keys.
+        let cleaned_to = sh.cleaned_to.load(Ordering::SeqCst);
         let mut latest: HashMap<KeyDigest, i64> = HashMap::new();
-        for seg in &closed {
+        let mut mapped_to = end;
+        for seg in closed.iter().filter(|s| s.end > cleaned_to) {
+            let mut full = false;
             walk(seg, |b, h| {
-                if pure::is_cleanable(h) {
-                    pure::for_each_record(b, h, |r, _| {
-                        if let Some(k) = r.key {
-                            latest.insert(pure::key_digest(k), r.offset);
-                        }
-                    })?;
+                if full || !pure::is_cleanable(h) || h.last_offset() < cleaned_to {
+                    return Ok(());
                 }
-                Ok(())
+                pure::for_each_record(b, h, |r, _| {
+                    let Some(k) = r.key.filter(|_| !full && r.offset >= cleaned_to) else {
+                        return;
+                    };
+                    let d = pure::key_digest(k);
+                    if latest.len() >= max_keys && !latest.contains_key(&d) {
+                        full = true;
+                        mapped_to = r.offset;
+                    } else {
+                        latest.insert(d, r.offset);
+                    }
+                })
             })?;
+            if full {
+                break;
+            }
         }
+        done.keys = latest.len();
+        done.mapped_to = mapped_to;
 
         // Pass 2: a cleaned copy of each segment that has something to remove, swapped in.
+        // A record is removed when the map knows a later record of its key, or when it is a
+        // tombstone past `delete.retention.ms` that the map knows no later record for; nothing
+        // from `mapped_to` on is touched (the map does not know what supersedes it).
         let tombstones_until = now_ms.saturating_sub(config.delete_retention_ms);
         let scratch = self.dir.join(COMPACTING_DIR);
-        for seg in &closed {
+        for seg in closed.iter().filter(|s| s.base < mapped_to) {
             let keep = |r: &CleanerRecord<'_>, h: &BatchHeader| match r.key {
+                _ if r.offset >= mapped_to => true,
                 None => true,
                 Some(k) => {
-                    latest.get(&pure::key_digest(k)) == Some(&r.offset)
+                    latest
+                        .get(&pure::key_digest(k))
+                        .is_none_or(|&o| o == r.offset)
                         && !(r.tombstone && h.max_timestamp < tombstones_until)
                 }
             };
@@ -159,7 +199,12 @@ impl PartitionLog {
             }
         }
         let _ = std::fs::remove_dir_all(&scratch);
-        sh.cleaned_to.fetch_max(end, Ordering::SeqCst);
+        {
+            let _inner = lock(&sh.inner);
+            if sh.truncations.load(Ordering::SeqCst) == truncations {
+                sh.cleaned_to.fetch_max(mapped_to, Ordering::SeqCst);
+            }
+        }
         if done.segments_rewritten > 0 {
             tracing::info!(
                 path = %self.dir.display(),
@@ -167,6 +212,9 @@ impl PartitionLog {
                 records_removed = done.records_removed,
                 bytes_before = done.bytes_before,
                 bytes_after = done.bytes_after,
+                keys = done.keys,
+                mapped_to,
+                end,
                 "compacted"
             );
         }

@@ -44,7 +44,7 @@ use super::{FsyncPolicy, LogConfig, LogError};
 
 mod append;
 mod compaction;
-pub use compaction::Compacted;
+pub use compaction::{Compacted, DEFAULT_KEY_MAP_ENTRIES};
 mod durability;
 mod open;
 mod read;
@@ -107,10 +107,15 @@ struct Shared {
     round: Mutex<()>,
     /// Serializes compactions (`compaction.rs`).
     cleaning: Mutex<()>,
-    /// The offset the last compaction covered: closed segments from here on are "dirty"
-    /// (`min.cleanable.dirty.ratio`). In memory only: after a restart the first compaction
-    /// reads every closed segment again, and rewrites only what still has records to remove.
+    /// The offset the last compaction's key map reached: every record below it is the latest
+    /// of its key below it (or was removed), so the next compaction maps keys from here on
+    /// only, and closed segments reaching past it are "dirty" (`min.cleanable.dirty.ratio`).
+    /// In memory only: after a restart the first compaction maps from the start again. A
+    /// truncation lowers it to the new end (records written after it are not compacted yet).
     cleaned_to: AtomicI64,
+    /// Truncations so far (changed under `inner`): a compaction that began before one does
+    /// not raise `cleaned_to` over records it never saw.
+    truncations: AtomicU64,
     durable_tx: watch::Sender<Durable>,
     hw_tx: watch::Sender<i64>,
     /// What `hw_tx` holds, stored under its lock by every change: readers that only want the

@@ -224,6 +224,7 @@ impl PartitionLog {
             round: Mutex::new(()),
             cleaning: Mutex::new(()),
             cleaned_to: AtomicI64::new(0),
+            truncations: AtomicU64::new(0),
             durable_tx,
             hw_tx,
             hw: AtomicI64::new(next_offset),

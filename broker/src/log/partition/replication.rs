@@ -294,6 +294,8 @@ impl PartitionLog {
         inner.unsynced.clear();
         inner.dir_dirty = false;
         let end = inner.next_offset;
+        sh.truncations.fetch_add(1, Ordering::SeqCst);
+        sh.cleaned_to.fetch_min(end, Ordering::SeqCst);
         let epochs_changed = inner.epochs.truncate_from_end(end);
         let epochs = inner.epochs.clone();
         debug_assert_eq!(end, new_end);

@@ -70,6 +70,8 @@ impl PartitionLog {
         let old = std::mem::replace(&mut inner.segments, vec![seg]);
         inner.next_offset = offset;
         inner.log_start = offset;
+        sh.truncations.fetch_add(1, Ordering::SeqCst);
+        sh.cleaned_to.fetch_min(offset, Ordering::SeqCst);
         inner.dir_dirty = true;
         drop(inner);
         for s in &old {

@@ -15,10 +15,11 @@ use crate::log::files::io_err;
 use crate::log::region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 use crate::log::{LogError, ReadOutcome};
 
-/// How many segments of nothing but emptied batches one read goes through (each costs an
-/// index lookup and a `pread`; a compacted log has one such segment per run of rewritten
-/// segments, and a consumer's next fetch goes on from where this one ended).
-const MAX_EMPTY_SEGMENTS: usize = 1000;
+/// How many more reads (each an index lookup and a `pread`, of a segment or `max_bytes` of
+/// one) one read that found only empty batches makes to get past them, and how many bytes of
+/// empty batches it returns at most; a consumer's next fetch goes on from where it ended.
+const MAX_EMPTY_READS: usize = 1000;
+const EMPTY_BATCHES_MAX: usize = 4 << 20;
 
 /// When the whole batches `b` hold no record at all (batches compaction emptied), the offset
 /// after the last; `None` if one has a record or `b` is empty.
@@ -88,8 +89,10 @@ impl PartitionLog {
     /// The read behind all of them: a file region only when `region` is set.
     ///
     /// One segment's batches, except when all it found are empty batches (what compaction
-    /// leaves of batches whose every record is gone): the read then goes on into the next
-    /// segments, up to `max_bytes`, until it has a batch with records. Clients that take a
+    /// leaves of batches whose every record is gone): the read then goes on, in that segment
+    /// and the next ones, until it has a batch with records, with empty batches not counted
+    /// against `max_bytes` (up to [`EMPTY_BATCHES_MAX`] of them; a `sendfile` region that
+    /// starts with an empty batch is read as bytes for that). Clients that take a
     /// fetch without a record for a sign of trouble would otherwise stop at a run of compacted
     /// segments: kafkajs 2 fetches the same offset again forever, librdkafka before 2.1 doubles
     /// its fetch size on every such answer and then reports the partition's data as too large.
@@ -101,18 +104,32 @@ impl PartitionLog {
         region: bool,
     ) -> Result<ReadOutcome<Records>, LogError> {
         let first = self.read_segment(offset, max_bytes, replica, region)?;
-        let Records::Bytes(bytes) = &first.records else {
-            return Ok(first);
+        let bytes = match &first.records {
+            Records::Bytes(b) => b,
+            // A region that starts with an empty batch may hold nothing else: read it as bytes
+            // (below), which goes on past empty batches. Only compacted logs have them.
+            Records::File(r) => {
+                let mut hdr = [0u8; HEADER_LEN];
+                r.file
+                    .read_exact_at(&mut hdr, r.pos)
+                    .map_err(io_err(r.path.as_path()))?;
+                if batch::parse_header(&hdr).is_ok_and(|h| h.record_count == 0) {
+                    return self.read_checked(offset, max_bytes, replica, false);
+                }
+                return Ok(first);
+            }
         };
         let Some(mut next) = emptied_only(bytes) else {
             return Ok(first);
         };
+        // Empty batches do not count against `max_bytes` (they are what the client must get
+        // past), up to EMPTY_BATCHES_MAX bytes of them.
         let mut out = bytes.to_vec();
-        for _ in 0..MAX_EMPTY_SEGMENTS {
-            if out.len() >= max_bytes {
+        for _ in 0..MAX_EMPTY_READS {
+            if out.len() >= EMPTY_BATCHES_MAX {
                 break;
             }
-            let more = match self.read_segment(next, max_bytes - out.len(), replica, false) {
+            let more = match self.read_segment(next, max_bytes, replica, false) {
                 Ok(m) => m,
                 // Retention or a truncation moved the log meanwhile: what was read stands.
                 Err(LogError::OffsetOutOfRange { .. }) => break,

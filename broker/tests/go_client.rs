@@ -1,6 +1,8 @@
 //! The Go Kafka client `github.com/twmb/franz-go` (kgo + kadm, pinned in `scripts/go-clients.sh`)
 //! works unchanged against the broker: kadm creates topics and lists offsets, kgo's idempotent
-//! producer writes every codec byte-exact, and a kgo group consumer commits and resumes.
+//! producer writes every codec byte-exact, and a kgo group consumer commits and resumes. The other
+//! Go client, `github.com/segmentio/kafka-go`, reads a compacted topic through segments left
+//! with one empty batch each (it panics on two empty batches in a row).
 //!
 //! The driver is `broker/tests/go/main.go`, built at test time with `go build` (GOFLAGS=-mod=mod)
 //! in a generated module under `$SLUICE_CACHE/go-prog-<hash of the source and go.mod>/`
@@ -236,4 +238,21 @@ fn group_commits_and_resumes(client_opts: &[&str]) {
         "kadm DescribeGroups after both members left:\n{}",
         out.stdout
     );
+}
+
+#[test]
+fn kafka_go_reads_a_compacted_topic_through_segments_left_empty() {
+    let broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
+    let table = CompactedTable::fill(&broker, "kafka-go-table");
+    let through = table.last.to_string();
+    let out = go(&[
+        "kafkago-latest",
+        "--brokers",
+        &broker.bootstrap(),
+        "--topic",
+        &table.topic,
+        "--through",
+        &through,
+    ]);
+    table.check_read("kafka-go", &out);
 }

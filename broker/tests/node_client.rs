@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use common::*;
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::producer::{BaseRecord, Producer};
 
 const RUN: Duration = Duration::from_secs(120);
 
@@ -146,97 +145,16 @@ fn kafkajs_produces_byte_exact_and_its_group_commits_and_resumes_across_a_restar
 #[test]
 fn kafkajs_reads_a_compacted_topic_through_segments_left_empty() {
     let broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
-    let bs = broker.bootstrap();
-    let topic = topic_name("kafkajs-table");
-    let created = broker
-        .block_on(
-            rd_admin(&bs).create_topics(
-                [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
-                    .set("cleanup.policy", "compact")
-                    .set("segment.bytes", "2048")
-                    .set("min.cleanable.dirty.ratio", "0.01")],
-                &admin_opts(),
-            ),
-        )
-        .expect("create_topics");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-
-    // 40 rounds over ten keys, a batch per round: every segment but the last few ends up
-    // holding only records a later round overwrote.
-    let p = rd_producer(&bs, &[("acks", "all"), ("linger.ms", "0")]);
-    let mut latest: BTreeMap<String, String> = BTreeMap::new();
-    let mut sent = 0;
-    for round in 0..40 {
-        for k in 0..10 {
-            let (key, value) = (
-                format!("k{k}"),
-                format!("round {round} of k{k} {}", "x".repeat(30)),
-            );
-            p.send(
-                BaseRecord::with_opaque_to(&topic, sent)
-                    .partition(0)
-                    .key(key.as_bytes())
-                    .payload(value.as_bytes()),
-            )
-            .expect("queue a record");
-            latest.insert(key, value);
-            sent += 1;
-        }
-        p.flush(Duration::from_secs(30)).expect("flush");
-    }
-    assert_eq!(p.context().acked.lock().expect("lock").len(), sent);
-    let last = sent as i64 - 1;
-
-    let log = broker
-        .ctx()
-        .logs
-        .partition(&topic, 0)
-        .expect("partition 0 here");
-    wait_for(
-        "the closed segments to be compacted",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || (broker.ctx().logs.compacted_records() > 0 && !log.compaction_due()).then_some(()),
-    );
-    // The first segments now hold one empty batch each: a fetch there must still bring records.
-    let seg0 = broker
-        .data_dir()
-        .join("topics")
-        .join(format!("{topic}-0"))
-        .join("00000000000000000000.log");
-    let len = std::fs::metadata(&seg0).expect("first segment").len();
-    assert_eq!(len, 61, "the first segment is compacted to one empty batch");
-
-    let through = last.to_string();
+    let table = CompactedTable::fill(&broker, "kafkajs-table");
+    let through = table.last.to_string();
     let out = kafkajs(&[
         "latest",
         "--brokers",
-        &bs,
+        &broker.bootstrap(),
         "--topic",
-        &topic,
+        &table.topic,
         "--through",
         &through,
     ]);
-    let read = tagged(&out, "read");
-    let seen: BTreeMap<String, String> = tagged(&out, "latest")
-        .into_iter()
-        .map(|l| {
-            let (k, v) = l.split_once(' ').expect("key value");
-            (k.to_string(), v.to_string())
-        })
-        .collect();
-    assert_eq!(
-        seen, latest,
-        "kafkajs reads every key's latest value ({read:?})"
-    );
-    let n: usize = read[0]
-        .split(' ')
-        .next()
-        .expect("count")
-        .parse()
-        .expect("a number");
-    assert!(
-        n < sent / 2,
-        "{n} of {sent} records left to read after compaction"
-    );
+    table.check_read("kafkajs", &out);
 }

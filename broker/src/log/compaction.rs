@@ -207,6 +207,69 @@ pub fn extend_empty_run(run: &mut [u8], next: &BatchHeader) -> Result<(), LogErr
     Ok(())
 }
 
+/// The batches `b` as a consumer of a compacted topic is served them: each run of two or more
+/// empty batches in a row (nothing but offsets left in them) becomes one empty batch spanning
+/// the run (no producer, the run's first timestamp, the last one's leader epoch), because
+/// some clients cannot read two empty batches in a row (kafka-go up to 0.4.51 panics,
+/// "markRead: negative count"). `None` when there is no such run. Only for consumers: a
+/// follower copies batches exactly as they are.
+pub fn collapse_empty_runs(b: &[u8]) -> Option<Vec<u8>> {
+    let mut spans: Vec<(usize, BatchHeader)> = Vec::new();
+    let mut pos = 0;
+    while pos + HEADER_LEN <= b.len() {
+        let h = batch::parse_header(&b[pos..]).ok()?;
+        if pos + h.size > b.len() {
+            return None;
+        }
+        spans.push((pos, h));
+        pos += h.size;
+    }
+    let empty = |h: &BatchHeader| h.record_count == 0 && is_cleanable(h);
+    let runs = spans.windows(2).any(|w| empty(&w[0].1) && empty(&w[1].1));
+    if !runs {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < spans.len() {
+        let (at, h) = spans[i];
+        let mut j = i;
+        while j + 1 < spans.len() && empty(&spans[j].1) && empty(&spans[j + 1].1) {
+            j += 1;
+        }
+        if j == i {
+            out.extend_from_slice(&b[at..at + h.size]);
+        } else {
+            let last = spans[j].1;
+            out.extend_from_slice(&empty_batch(&h, &last));
+        }
+        i = j + 1;
+    }
+    out.extend_from_slice(&b[pos..]);
+    Some(out)
+}
+
+/// An empty batch from `first`'s base offset through `last`'s last offset.
+fn empty_batch(first: &BatchHeader, last: &BatchHeader) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    let delta = i32::try_from(last.last_offset() - first.base_offset).unwrap_or(i32::MAX);
+    h[0..8].copy_from_slice(&first.base_offset.to_be_bytes());
+    h[8..12].copy_from_slice(&((HEADER_LEN - batch::LOG_OVERHEAD) as i32).to_be_bytes());
+    h[12..16].copy_from_slice(&last.partition_leader_epoch.to_be_bytes());
+    h[16] = 2;
+    // attributes 0: uncompressed, CreateTime, neither transactional nor control
+    h[23..27].copy_from_slice(&delta.to_be_bytes());
+    h[27..35].copy_from_slice(&first.first_timestamp.to_be_bytes());
+    h[35..43].copy_from_slice(&(-1i64).to_be_bytes());
+    h[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+    h[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+    h[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    // record count 0
+    let crc = crc32c::crc32c(&h[batch::ATTR_POS..]);
+    h[batch::CRC_POS..batch::CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    h
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -443,6 +506,47 @@ mod tests {
         let mut stays = run.clone();
         assert!(extend_empty_run(&mut stays, &hdr(&empty(200, 1, 15))).is_err());
         assert_eq!(stays, run);
+    }
+
+    #[test]
+    fn runs_of_empty_batches_are_served_as_one() {
+        let full = |base: i64| batch_of(base, &[(Some("k"), Some("v"))], Compression::None);
+        let empty = |base: i64, n: usize| {
+            let b = batch_of(base, &vec![(Some("k"), Some("v")); n], Compression::Gzip);
+            retain(&b, &batch::parse_header(&b).unwrap(), |_| false)
+                .unwrap()
+                .unwrap()
+        };
+        // [full 0] [empty 1..=2] [empty 3..=5] [empty 6] [full 7] [empty 8] [full 9]
+        let parts = [
+            full(0),
+            empty(1, 2),
+            empty(3, 3),
+            empty(6, 1),
+            full(7),
+            empty(8, 1),
+            full(9),
+        ];
+        let b: Vec<u8> = parts.concat();
+        let out = collapse_empty_runs(&b).unwrap();
+        let mut spans = Vec::new();
+        let mut rest = out.as_slice();
+        while !rest.is_empty() {
+            let h = batch::parse_header(rest).unwrap();
+            batch::check_crc(&rest[..h.size]).unwrap();
+            spans.push((h.base_offset, h.last_offset(), h.record_count));
+            rest = &rest[h.size..];
+        }
+        assert_eq!(
+            spans,
+            vec![(0, 0, 1), (1, 6, 0), (7, 7, 1), (8, 8, 0), (9, 9, 1)],
+            "one empty batch for the run of three, the lone one as it was"
+        );
+        assert_eq!(read_back(&out), read_back(&b), "the same records");
+        // Nothing to collapse: None, and a cut tail is left alone.
+        let single = [full(0), empty(1, 2), full(3)].concat();
+        assert_eq!(collapse_empty_runs(&single), None);
+        assert_eq!(collapse_empty_runs(&b[..b.len() - 3]), None);
     }
 
     #[test]

@@ -1492,3 +1492,112 @@ pub fn raw_list_offset(c: &mut RawClient, topic: &str, partition: i32, ts: i64) 
         .expect("list offsets response has a partition");
     (p.error_code, p.offset)
 }
+
+// ---------------------------------------------------------------------------------------------
+// A compacted topic for clients to read
+
+/// A one-partition compacted topic whose first segments compaction left with one empty batch
+/// each: 40 rounds over ten keys, a batch per round (librdkafka), 2 KiB segments, compacted by
+/// the broker's ticker (start the broker with a short `--retention-check-interval-ms`).
+pub struct CompactedTable {
+    pub topic: String,
+    /// Every key's latest value.
+    pub latest: BTreeMap<String, String>,
+    /// The last offset written.
+    pub last: i64,
+    pub sent: usize,
+}
+
+impl CompactedTable {
+    pub fn fill(broker: &TestBroker, prefix: &str) -> CompactedTable {
+        use rdkafka::admin::{NewTopic, TopicReplication};
+        use rdkafka::producer::{BaseRecord, Producer};
+        let bs = broker.bootstrap();
+        let topic = topic_name(prefix);
+        let created = broker
+            .block_on(
+                rd_admin(&bs).create_topics(
+                    [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+                        .set("cleanup.policy", "compact")
+                        .set("segment.bytes", "2048")
+                        .set("min.cleanable.dirty.ratio", "0.01")],
+                    &admin_opts(),
+                ),
+            )
+            .expect("create_topics");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        let p = rd_producer(&bs, &[("acks", "all"), ("linger.ms", "0")]);
+        let mut latest = BTreeMap::new();
+        let mut sent = 0;
+        for round in 0..40 {
+            for k in 0..10 {
+                let key = format!("k{k}");
+                let value = format!("round-{round}-of-k{k}-{}", "x".repeat(30));
+                p.send(
+                    BaseRecord::with_opaque_to(&topic, sent)
+                        .partition(0)
+                        .key(key.as_bytes())
+                        .payload(value.as_bytes()),
+                )
+                .expect("queue a record");
+                latest.insert(key, value);
+                sent += 1;
+            }
+            p.flush(Duration::from_secs(30)).expect("flush");
+        }
+        assert_eq!(p.context().acked.lock().expect("lock").len(), sent);
+        let log = broker
+            .ctx()
+            .logs
+            .partition(&topic, 0)
+            .expect("partition 0 here");
+        wait_for(
+            "the closed segments to be compacted",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || (broker.ctx().logs.compacted_records() > 0 && !log.compaction_due()).then_some(()),
+        );
+        // The first segment holds one empty batch: a fetch there must still bring records, and
+        // the next segments' empty batches must not reach a client two in a row.
+        let seg0 = broker
+            .data_dir()
+            .join("topics")
+            .join(format!("{topic}-0"))
+            .join("00000000000000000000.log");
+        let len = std::fs::metadata(&seg0).expect("first segment").len();
+        assert_eq!(len, 61, "the first segment is compacted to one empty batch");
+        CompactedTable {
+            topic,
+            latest,
+            last: sent as i64 - 1,
+            sent,
+        }
+    }
+
+    /// Checks a client's `#read <records> <last offset>` and `#latest <key> <value>` lines: every
+    /// key's latest value, fewer records than were written.
+    pub fn check_read(&self, who: &str, out: &Finished) {
+        let read = tagged(out, "read");
+        let seen: BTreeMap<String, String> = tagged(out, "latest")
+            .into_iter()
+            .map(|l| {
+                let (k, v) = l.split_once(' ').expect("key value");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        assert_eq!(
+            seen, self.latest,
+            "{who} reads every key's latest value ({read:?})"
+        );
+        let n: usize = read
+            .first()
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{who}: no #read line"));
+        assert!(
+            n < self.sent / 2,
+            "{who}: {n} of {} records left after compaction",
+            self.sent
+        );
+    }
+}

@@ -1,5 +1,6 @@
-// A small driver of github.com/twmb/franz-go (kgo, kadm) for the broker integration tests in
-// broker/tests/go_client.rs. Built with `go build` at test time into a generated module.
+// A small driver of github.com/twmb/franz-go (kgo, kadm) and github.com/segmentio/kafka-go for
+// the broker integration tests in broker/tests/go_client.rs. Built with `go build` at test time
+// into a generated module.
 //
 //	produce --brokers B --topic T --from N --to M [--compression C] [--partition P]
 //	        prints one line per acknowledged record: {"i":idx,"p":partition,"o":offset}
@@ -9,6 +10,9 @@
 //	        offsets after the printed records, prints "#committed <p> <offset>" as fetched back
 //	        with kadm, then leaves the group.
 //	admin   <create-topic|list-offsets|describe-group|metadata|api-versions|delete-topic> --brokers B ...
+//	kafkago-latest --brokers B --topic T --through O
+//	        reads partition 0 from its start with kafka-go's Reader through offset O, checks that
+//	        offsets rise, prints "#read <records> <last offset>" and "#latest <key> <value>" per key.
 //
 // The records are the deterministic test records of test_record() in common/mod.rs.
 // Exit status 0 on success; on failure the error goes to stderr and the status is 2.
@@ -26,9 +30,10 @@ import (
 	"strings"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-		"github.com/twmb/franz-go/pkg/kversion"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 func key(i int64) []byte {
@@ -109,6 +114,7 @@ func main() {
 	sets := fs.String("configs", "", "k=v,k=v topic configs for create-topic")
 	capVersions := fs.String("max-versions", "", "key=version,... caps on the request versions the client may use (diagnostics)")
 	autoCreate := fs.Bool("auto-create", false, "let the producer's Metadata requests create the topic")
+	through := fs.Int64("through", 0, "kafkago-latest: last offset to read")
 	rest := os.Args[2:]
 	op := ""
 	if os.Args[1] == "admin" && len(rest) > 0 {
@@ -138,9 +144,38 @@ func main() {
 	}
 
 	switch os.Args[1] {
+	case "kafkago-latest":
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Partition: 0, MaxWait: time.Second})
+		defer r.Close()
+		if err := r.SetOffset(kafkago.FirstOffset); err != nil {
+			fail("set offset: %v", err)
+		}
+		n, last := 0, int64(-1)
+		latest := map[string]string{}
+		for last < *through {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				fail("kafka-go read after offset %d: %v", last, err)
+			}
+			if m.Offset <= last {
+				fail("offset %d after %d", m.Offset, last)
+			}
+			n, last = n+1, m.Offset
+			latest[string(m.Key)] = string(m.Value)
+		}
+		fmt.Printf("#read %d %d\n", n, last)
+		keys := make([]string, 0, len(latest))
+		for k := range latest {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Printf("#latest %s %s\n", k, latest[k])
+		}
+
 	case "produce":
 		opts := append(base, kgo.ProducerBatchCompression(codec(*comp)), kgo.RequiredAcks(kgo.AllISRAcks()),
-			kgo.ProducerLinger(5 * time.Millisecond), kgo.RecordDeliveryTimeout(30 * time.Second))
+			kgo.ProducerLinger(5*time.Millisecond), kgo.RecordDeliveryTimeout(30*time.Second))
 		if *partition >= 0 {
 			opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		}

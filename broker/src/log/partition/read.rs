@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::{lock, PartitionLog};
 use crate::log::batch::{self, BatchHeader, HEADER_LEN};
+use crate::log::compaction;
 use crate::log::files::io_err;
 use crate::log::region::{FileRegion, Records, REGION_MAX, REGION_MIN};
 use crate::log::{LogError, ReadOutcome};
@@ -103,53 +104,68 @@ impl PartitionLog {
         replica: bool,
         region: bool,
     ) -> Result<ReadOutcome<Records>, LogError> {
-        let first = self.read_segment(offset, max_bytes, replica, region)?;
+        // A follower copies the log exactly as it is.
+        if replica {
+            return self.read_segment(offset, max_bytes, true, region);
+        }
+        // A compacted topic is served as bytes: runs of empty batches in it are collapsed.
+        let compacted = lock(&self.shared.inner).config.cleanup.compact;
+        let first = self.read_segment(offset, max_bytes, false, region && !compacted)?;
         let bytes = match &first.records {
             Records::Bytes(b) => b,
-            // A region that starts with an empty batch may hold nothing else: read it as bytes
-            // (below), which goes on past empty batches. Only compacted logs have them.
+            // A region that starts with an empty batch (a topic compacted before its policy
+            // changed) may hold nothing else: read it as bytes, which goes on past them.
             Records::File(r) => {
                 let mut hdr = [0u8; HEADER_LEN];
                 r.file
                     .read_exact_at(&mut hdr, r.pos)
                     .map_err(io_err(r.path.as_path()))?;
                 if batch::parse_header(&hdr).is_ok_and(|h| h.record_count == 0) {
-                    return self.read_checked(offset, max_bytes, replica, false);
+                    return self.read_checked(offset, max_bytes, false, false);
                 }
                 return Ok(first);
             }
         };
-        let Some(mut next) = emptied_only(bytes) else {
-            return Ok(first);
-        };
-        // Empty batches do not count against `max_bytes` (they are what the client must get
-        // past), up to EMPTY_BATCHES_MAX bytes of them.
-        let mut out = bytes.to_vec();
-        for _ in 0..MAX_EMPTY_READS {
-            if out.len() >= EMPTY_BATCHES_MAX {
-                break;
+        let mut out: Option<Vec<u8>> = None;
+        if let Some(mut next) = emptied_only(bytes) {
+            // Empty batches do not count against `max_bytes` (they are what the client must
+            // get past), up to EMPTY_BATCHES_MAX bytes of them.
+            let mut all = bytes.to_vec();
+            for _ in 0..MAX_EMPTY_READS {
+                if all.len() >= EMPTY_BATCHES_MAX {
+                    break;
+                }
+                let more = match self.read_segment(next, max_bytes, false, false) {
+                    Ok(m) => m,
+                    // Retention or a truncation moved the log meanwhile: what was read stands.
+                    Err(LogError::OffsetOutOfRange { .. }) => break,
+                    Err(e) => return Err(e),
+                };
+                let Records::Bytes(m) = more.records else {
+                    break;
+                };
+                if m.is_empty() {
+                    break;
+                }
+                all.extend_from_slice(&m);
+                match emptied_only(&m) {
+                    Some(n) => next = n,
+                    None => break,
+                }
             }
-            let more = match self.read_segment(next, max_bytes, replica, false) {
-                Ok(m) => m,
-                // Retention or a truncation moved the log meanwhile: what was read stands.
-                Err(LogError::OffsetOutOfRange { .. }) => break,
-                Err(e) => return Err(e),
-            };
-            let Records::Bytes(m) = more.records else {
-                break;
-            };
-            if m.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&m);
-            match emptied_only(&m) {
-                Some(n) => next = n,
-                None => break,
+            out = Some(all);
+        }
+        if compacted {
+            if let Some(c) = compaction::collapse_empty_runs(out.as_deref().unwrap_or(bytes)) {
+                out = Some(c);
             }
         }
-        Ok(ReadOutcome {
-            records: Records::Bytes(Bytes::from(out)),
-            ..first
+        Ok(match out {
+            Some(b) => ReadOutcome {
+                records: Records::Bytes(Bytes::from(b)),
+                ..first
+            },
+            None => first,
         })
     }
 

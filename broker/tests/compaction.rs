@@ -10,28 +10,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::Offset;
 
 const KEYS: usize = 40;
 
-/// A one-partition topic through librdkafka's admin API: compacted, 2 KiB segments, compacted
-/// as soon as anything new is in a closed segment.
-fn create_compacted_topic(bootstrap: &str, topic: &str) {
-    let created = broker_runtime()
-        .block_on(
-            rd_admin(bootstrap).create_topics(
-                [&NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-                    .set("cleanup.policy", "compact")
-                    .set("segment.bytes", "2048")
-                    .set("min.cleanable.dirty.ratio", "0.01")],
-                &admin_opts(),
-            ),
-        )
-        .expect("create_topics");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-}
 const ROUNDS: usize = 6;
 
 /// Partition 0 of `topic` read by librdkafka from its start through offset `last` (a record
@@ -94,17 +77,7 @@ fn a_compacted_topic_keeps_the_latest_value_of_each_key_for_librdkafka_and_java(
     assert!(failed[0].1.contains("InvalidRecord"), "{failed:?}");
 
     // The broker's ticker compacts the closed segments.
-    let log = broker
-        .ctx()
-        .logs
-        .partition(&topic, 0)
-        .expect("partition 0 here");
-    wait_for(
-        "the closed segments to be compacted",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || (broker.ctx().logs.compacted_records() > 0 && !log.compaction_due()).then_some(()),
-    );
+    let log = wait_compacted(&broker, &topic);
     assert_eq!(log.log_end_offset(), produced, "compaction moves no offset");
 
     // What a reader from the beginning must see: offsets rising, fewer records than were

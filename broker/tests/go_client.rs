@@ -242,17 +242,15 @@ fn group_commits_and_resumes(client_opts: &[&str]) {
 
 #[test]
 fn kafka_go_reads_a_compacted_topic_through_segments_left_empty() {
-    let broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
-    let table = CompactedTable::fill(&broker, "kafka-go-table");
-    let through = table.last.to_string();
-    let out = go(&[
-        "kafkago-latest",
-        "--brokers",
-        &broker.bootstrap(),
-        "--topic",
-        &table.topic,
-        "--through",
-        &through,
-    ]);
-    table.check_read("kafka-go", &out);
+    CompactedTable::read_by("kafka-go", |bs, topic, through| {
+        go(&[
+            "kafkago-latest",
+            "--brokers",
+            bs,
+            "--topic",
+            topic,
+            "--through",
+            through,
+        ])
+    });
 }

@@ -1496,6 +1496,44 @@ pub fn raw_list_offset(c: &mut RawClient, topic: &str, partition: i32, ts: i64) 
 // ---------------------------------------------------------------------------------------------
 // A compacted topic for clients to read
 
+/// A one-partition topic through librdkafka's admin API: compacted, 2 KiB segments, compacted
+/// as soon as anything new is in a closed segment.
+pub fn create_compacted_topic(bootstrap: &str, topic: &str) {
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    let created = broker_runtime()
+        .block_on(
+            rd_admin(bootstrap).create_topics(
+                [&NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+                    .set("cleanup.policy", "compact")
+                    .set("segment.bytes", "2048")
+                    .set("min.cleanable.dirty.ratio", "0.01")],
+                &admin_opts(),
+            ),
+        )
+        .expect("create_topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
+/// Waits until the broker's ticker has compacted partition 0 of `topic` (something removed and
+/// nothing more due); returns the partition.
+pub fn wait_compacted(
+    broker: &TestBroker,
+    topic: &str,
+) -> std::sync::Arc<sluice_broker::log::PartitionLog> {
+    let log = broker
+        .ctx()
+        .logs
+        .partition(topic, 0)
+        .expect("partition 0 here");
+    wait_for(
+        "the closed segments to be compacted",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || (broker.ctx().logs.compacted_records() > 0 && !log.compaction_due()).then_some(()),
+    );
+    log
+}
+
 /// A one-partition compacted topic whose first segments compaction left with one empty batch
 /// each: 40 rounds over ten keys, a batch per round (librdkafka), 2 KiB segments, compacted by
 /// the broker's ticker (start the broker with a short `--retention-check-interval-ms`).
@@ -1509,23 +1547,21 @@ pub struct CompactedTable {
 }
 
 impl CompactedTable {
+    /// A broker compacting every 100 ms, a table on it, read by a client: `read(bootstrap,
+    /// topic, last offset)` runs it and returns its output, which [`CompactedTable::check_read`]
+    /// then checks.
+    pub fn read_by(who: &str, read: impl FnOnce(&str, &str, &str) -> Finished) {
+        let broker = TestBroker::start(&["--retention-check-interval-ms", "100"]);
+        let table = CompactedTable::fill(&broker, &format!("{who}-table"));
+        let out = read(&broker.bootstrap(), &table.topic, &table.last.to_string());
+        table.check_read(who, &out);
+    }
+
     pub fn fill(broker: &TestBroker, prefix: &str) -> CompactedTable {
-        use rdkafka::admin::{NewTopic, TopicReplication};
         use rdkafka::producer::{BaseRecord, Producer};
         let bs = broker.bootstrap();
         let topic = topic_name(prefix);
-        let created = broker
-            .block_on(
-                rd_admin(&bs).create_topics(
-                    [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
-                        .set("cleanup.policy", "compact")
-                        .set("segment.bytes", "2048")
-                        .set("min.cleanable.dirty.ratio", "0.01")],
-                    &admin_opts(),
-                ),
-            )
-            .expect("create_topics");
-        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        create_compacted_topic(&bs, &topic);
         let p = rd_producer(&bs, &[("acks", "all"), ("linger.ms", "0")]);
         let mut latest = BTreeMap::new();
         let mut sent = 0;
@@ -1546,17 +1582,7 @@ impl CompactedTable {
             p.flush(Duration::from_secs(30)).expect("flush");
         }
         assert_eq!(p.context().acked.lock().expect("lock").len(), sent);
-        let log = broker
-            .ctx()
-            .logs
-            .partition(&topic, 0)
-            .expect("partition 0 here");
-        wait_for(
-            "the closed segments to be compacted",
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || (broker.ctx().logs.compacted_records() > 0 && !log.compaction_due()).then_some(()),
-        );
+        wait_compacted(broker, &topic);
         // The first segment holds one empty batch: a fetch there must still bring records, and
         // the next segments' empty batches must not reach a client two in a row.
         let seg0 = broker

@@ -511,6 +511,9 @@ fn a_read_of_a_long_run_of_empty_batches_goes_on_to_a_record_zero_copy_or_not() 
     let mut plain = log.config();
     plain.cleanup = CleanupPolicy::DELETE;
     log.set_config(plain);
+    let served_raw = log.read(0, 20_000).unwrap().records;
+    let second = batch::parse_header(&served_raw[batch::HEADER_LEN..]).unwrap();
+    assert_eq!(second.record_count, 0, "runs are served as they are again");
     for _ in 0..2 {
         let z = as_bytes(log.read_for_send(0, 20_000).unwrap());
         let got = all_records(&z).unwrap();

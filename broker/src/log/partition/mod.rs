@@ -107,6 +107,9 @@ struct Shared {
     round: Mutex<()>,
     /// Serializes compactions (`compaction.rs`).
     cleaning: Mutex<()>,
+    /// `config.cleanup.compact`, for reads, which otherwise do not need the config (set with
+    /// it under `inner`).
+    compacted: AtomicBool,
     /// The offset the last compaction's key map reached: every record below it is the latest
     /// of its key below it (or was removed), so the next compaction maps keys from here on
     /// only, and closed segments reaching past it are "dirty" (`min.cleanable.dirty.ratio`).
@@ -318,7 +321,12 @@ impl PartitionLog {
     /// Replaces the config (topic config change); takes effect for the next append / roll.
     pub fn set_config(&self, config: LogConfig) {
         let to_interval = matches!(config.fsync, FsyncPolicy::Interval(_));
-        lock(&self.shared.inner).config = config;
+        let mut inner = lock(&self.shared.inner);
+        self.shared
+            .compacted
+            .store(config.cleanup.compact, Ordering::SeqCst);
+        inner.config = config;
+        drop(inner);
         if to_interval {
             // Readers may now see everything written (that the replicas have).
             self.shared.raise_hw(self.log_end_offset());

@@ -207,8 +207,10 @@ impl PartitionLog {
             active_epoch,
         );
         tracing::debug!(path = %dir.display(), log_start, next_offset, segments = segments.len(), active_by_index, trusted, "partition recovered");
+        let compacted = AtomicBool::new(config.cleanup.compact);
         let shared = Arc::new(Shared {
             dir: dir.clone(),
+            compacted,
             inner: Mutex::new(Inner {
                 config,
                 log_start,

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -109,7 +110,7 @@ impl PartitionLog {
             return self.read_segment(offset, max_bytes, true, region);
         }
         // A compacted topic is served as bytes: runs of empty batches in it are collapsed.
-        let compacted = lock(&self.shared.inner).config.cleanup.compact;
+        let compacted = self.shared.compacted.load(Ordering::Relaxed);
         let first = self.read_segment(offset, max_bytes, false, region && !compacted)?;
         let bytes = match &first.records {
             Records::Bytes(b) => b,

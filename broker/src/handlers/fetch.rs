@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 
 use super::authz::{self, Access, Operation};
@@ -132,6 +134,9 @@ struct Plan {
     wants: Vec<Want>,
     /// A follower's fetch: reads go to the log end.
     replica: bool,
+    /// A `read_committed` consumer's (isolation level 1): reads stop at the last stable
+    /// offset, and name the aborted transactions in what they return.
+    committed: bool,
     /// An incremental fetch session's: partitions with nothing new are left out.
     incremental: bool,
 }
@@ -174,7 +179,7 @@ fn read(plan: &Plan) -> Answer {
                 let hw = log.high_watermark();
                 pd = pd
                     .with_high_watermark(hw)
-                    .with_last_stable_offset(hw)
+                    .with_last_stable_offset(log.last_stable_offset())
                     .with_log_start_offset(log.log_start_offset());
                 pd.diverging_epoch.epoch = epoch;
                 pd.diverging_epoch.end_offset = end;
@@ -185,24 +190,31 @@ fn read(plan: &Plan) -> Answer {
                 let limit = w.max_bytes.min(remaining);
                 if used > 0 && limit == 0 {
                     // Response full: report the position only.
-                    let hw = log.high_watermark();
                     pd = pd
-                        .with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
+                        .with_high_watermark(log.high_watermark())
+                        .with_last_stable_offset(log.last_stable_offset())
                         .with_log_start_offset(log.log_start_offset());
                 } else {
                     let offset = w.part.req.fetch_offset;
                     let read = if plan.replica {
                         log.read_for_replica_send(offset, limit.max(1))
+                    } else if plan.committed {
+                        log.read_committed_for_send(offset, limit.max(1))
                     } else {
                         log.read_for_send(offset, limit.max(1))
                     };
+                    // Read after the records: it is at least as far as they go, so the
+                    // aborted transactions named cover them all.
+                    let lso = log.last_stable_offset();
                     match read {
                         Ok(out) => {
                             pd = pd
                                 .with_high_watermark(out.high_watermark)
-                                .with_last_stable_offset(out.high_watermark)
+                                .with_last_stable_offset(lso)
                                 .with_log_start_offset(out.log_start_offset);
+                            if plan.committed {
+                                pd.aborted_transactions = Some(aborted(log, offset, lso));
+                            }
                             // The first batch of the response may exceed the limits (so
                             // consumers always progress); later ones may not.
                             if used == 0 || out.records.len() <= limit {
@@ -230,7 +242,7 @@ fn read(plan: &Plan) -> Answer {
                             };
                             pd = pd
                                 .with_high_watermark(hw)
-                                .with_last_stable_offset(hw)
+                                .with_last_stable_offset(lso.min(hw))
                                 .with_log_start_offset(start);
                         }
                     }
@@ -261,6 +273,19 @@ fn read(plan: &Plan) -> Answer {
     }
 }
 
+/// The aborted transactions a `read_committed` consumer must know of to skip their records
+/// in what it reads from `from` (up to `lso`).
+fn aborted(log: &PartitionLog, from: i64, lso: i64) -> Vec<AbortedTransaction> {
+    log.aborted_transactions(from, lso)
+        .into_iter()
+        .map(|(pid, first)| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(pid))
+                .with_first_offset(first)
+        })
+        .collect()
+}
+
 /// Whether an incremental fetch may leave this partition out without reading it: it is
 /// read to the end (the high watermark, or the log end for a follower) and its position is
 /// what the session's last response said.
@@ -269,8 +294,11 @@ fn nothing_new(plan: &Plan, w: &Want) -> bool {
         return false;
     };
     let hw = log.high_watermark();
+    let lso = log.last_stable_offset();
     let end = if plan.replica {
         log.log_end_offset()
+    } else if plan.committed {
+        lso
     } else {
         hw
     };
@@ -278,7 +306,7 @@ fn nothing_new(plan: &Plan, w: &Want) -> bool {
         && sent
             == Sent {
                 high_watermark: hw,
-                last_stable_offset: hw,
+                last_stable_offset: lso,
                 log_start_offset: log.log_start_offset(),
             }
 }
@@ -457,6 +485,7 @@ pub fn handle(
         skeleton,
         wants,
         replica,
+        committed: !replica && req.isolation_level == 1,
         incremental: matches!(session, Session::Incremental(_)),
     };
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
@@ -728,6 +757,7 @@ mod tests {
             skeleton,
             wants,
             replica: false,
+            committed: false,
             incremental: false,
         }
     }
@@ -764,6 +794,7 @@ mod tests {
             skeleton,
             wants,
             replica: false,
+            committed: false,
             incremental: false,
         }
     }

@@ -29,6 +29,8 @@ pub fn list_offsets(
     // leader_epoch exists from v4; below that it must stay at its default (-1) or the response
     // cannot be encoded (librdkafka 2.0, e.g. Debian's kcat, asks with v2).
     let with_epoch = version >= 4;
+    // READ_COMMITTED (isolation level 1, v2+): "latest" is the last stable offset.
+    let committed = version >= 2 && req.isolation_level == 1;
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default().with_name(t.name.clone());
@@ -47,6 +49,7 @@ pub fn list_offsets(
                 Err(code) => pr.error_code = code,
                 Ok(log) => match p.timestamp {
                     -2 | -4 | -5 => pr.offset = log.log_start_offset(),
+                    -1 if committed => pr.offset = log.last_stable_offset(),
                     -1 => pr.offset = log.high_watermark(),
                     // MAX_TIMESTAMP (v7+): the first record carrying the largest timestamp.
                     -3 => match log.max_timestamp_offset() {

@@ -476,7 +476,7 @@ pub fn check_crc(b: &[u8]) -> Result<(), LogError> {
 /// Validates a producer's payload (one or more whole batches, nothing else) and returns the
 /// header and start position of each batch. `max_batch` is `max.message.bytes`.
 pub fn validate_payload(b: &[u8], max_batch: u32) -> Result<Vec<(usize, BatchHeader)>, LogError> {
-    let headers = validate_batches(b, max_batch)?;
+    let headers = validate_batches(b, max_batch, false)?;
     for (_, h) in &headers {
         check_produced_count(h)?;
     }
@@ -485,12 +485,27 @@ pub fn validate_payload(b: &[u8], max_batch: u32) -> Result<Vec<(usize, BatchHea
 
 /// Validates batches copied from another broker's log (a follower's fetch, a partition
 /// move): whole batches with good CRCs, which may be compacted ones (fewer records than
-/// offsets).
+/// offsets) and transaction markers.
 pub fn validate_copied(b: &[u8]) -> Result<Vec<(usize, BatchHeader)>, LogError> {
-    validate_batches(b, u32::MAX)
+    validate_batches(b, u32::MAX, true)
 }
 
-fn validate_batches(b: &[u8], max_batch: u32) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+/// Validates one transaction marker a coordinator asks this leader to append.
+pub fn validate_marker(b: &[u8]) -> Result<BatchHeader, LogError> {
+    let headers = validate_batches(b, u32::MAX, true)?;
+    match headers.as_slice() {
+        [(_, h)] if h.is_control() && h.is_transactional() && h.record_count == 1 => Ok(*h),
+        _ => Err(corrupt(
+            "a transaction marker is one control batch of one record".into(),
+        )),
+    }
+}
+
+fn validate_batches(
+    b: &[u8],
+    max_batch: u32,
+    control: bool,
+) -> Result<Vec<(usize, BatchHeader)>, LogError> {
     let mut out = Vec::with_capacity(1);
     let mut pos = 0;
     if b.is_empty() {
@@ -518,7 +533,7 @@ fn validate_batches(b: &[u8], max_batch: u32) -> Result<Vec<(usize, BatchHeader)
                 max: max_batch,
             });
         }
-        if h.attributes & ATTR_CONTROL != 0 {
+        if !control && h.attributes & ATTR_CONTROL != 0 {
             return Err(corrupt("control batches may not be produced".into()));
         }
         check_crc(&rest[..h.size])?;

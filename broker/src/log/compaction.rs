@@ -59,10 +59,14 @@ pub fn key_digest(key: &[u8]) -> KeyDigest {
     out
 }
 
-/// Whether the cleaner may look into the batch: a control batch (a transaction marker, which
-/// this broker never writes) is kept whole.
+/// Whether the cleaner may look into the batch. A control batch (a transaction marker) is
+/// kept whole, and so is a transactional batch, whose keys are not mapped either: an aborted
+/// record must never stand for its key's latest (the committed one before it would go), and
+/// leaving every transactional record in place is safe (a reader takes the latest committed
+/// record of a key it sees), only less compact. Kafka's cleaner does remove aborted records
+/// and committed ones superseded later; not yet here.
 pub fn is_cleanable(h: &BatchHeader) -> bool {
-    h.attributes & ATTR_CONTROL == 0
+    h.attributes & (ATTR_CONTROL | ATTR_TRANSACTIONAL) == 0
 }
 
 /// Calls `visit` with each record of the whole batch `b` (header `h`) and the record's bytes

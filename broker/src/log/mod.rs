@@ -33,6 +33,7 @@ mod partition;
 mod producer;
 mod region;
 mod segment;
+pub mod txn;
 mod upkeep;
 
 pub use batch::{all_records, record_at, StoredRecord};

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::batch::BatchHeader;
+use super::txn::{AbortedTxn, Marker};
 use super::LogError;
 
 /// Kafka keeps the metadata of the last five batches per producer (a producer has at most
@@ -34,6 +35,10 @@ pub struct ProducerEntry {
     /// When the producer last appended (wall clock; the batch timestamp during recovery).
     #[serde(default)]
     pub last_ms: i64,
+    /// The first offset of the producer's open transaction on this partition: what the last
+    /// stable offset may not pass until its marker is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_first: Option<i64>,
 }
 
 /// What the sequence check decided for one batch.
@@ -48,6 +53,11 @@ pub enum SeqCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStates {
     pub producers: BTreeMap<i64, ProducerEntry>,
+    /// Every aborted transaction still in the log, by the offset of its ABORT marker
+    /// (`read_committed` fetches are told which records to skip). Trimmed as the log start
+    /// moves past them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted: Vec<AbortedTxn>,
 }
 
 fn next_seq(s: i32) -> i32 {
@@ -177,15 +187,7 @@ impl ProducerStates {
             last_offset: h.last_offset(),
             append_time,
         };
-        let entry = self
-            .producers
-            .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: h.producer_epoch,
-                batches: VecDeque::new(),
-                last_ms: now_ms,
-            });
-        entry.last_ms = entry.last_ms.max(now_ms);
+        let entry = self.entry(h, now_ms);
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
@@ -194,13 +196,86 @@ impl ProducerStates {
             entry.batches.pop_front();
         }
         entry.batches.push_back(meta);
+        if h.is_transactional() && entry.txn_first.is_none() {
+            entry.txn_first = Some(h.base_offset);
+        }
+    }
+
+    fn entry(&mut self, h: &BatchHeader, now_ms: i64) -> &mut ProducerEntry {
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+                last_ms: now_ms,
+                txn_first: None,
+            });
+        entry.last_ms = entry.last_ms.max(now_ms);
+        entry
+    }
+
+    /// Checks a transaction marker a coordinator asks to append: it may not come from an
+    /// epoch older than the producer's (a fenced coordinator's late marker).
+    pub fn check_marker(&self, h: &BatchHeader) -> Result<(), LogError> {
+        match self.producers.get(&h.producer_id) {
+            Some(e) if h.producer_epoch < e.epoch => Err(LogError::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                current: e.epoch,
+                got: h.producer_epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records an appended (or recovered) marker at `h.base_offset`: the producer's open
+    /// transaction on this partition ends; an aborted one is remembered. A marker of a newer
+    /// epoch (the coordinator aborted a transaction that timed out, fencing the producer)
+    /// moves the producer to it, so the fenced producer's next batch is refused.
+    pub fn record_marker(&mut self, h: &BatchHeader, marker: Marker, now_ms: i64) {
+        let entry = self.entry(h, now_ms);
+        if h.producer_epoch > entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        if let (Some(first), Marker::Abort) = (entry.txn_first.take(), marker) {
+            self.aborted.push(AbortedTxn {
+                producer_id: h.producer_id,
+                first_offset: first,
+                last_offset: h.base_offset,
+            });
+        }
+    }
+
+    /// The first offset of the earliest transaction still open on this partition.
+    pub fn first_open_txn(&self) -> Option<i64> {
+        self.producers.values().filter_map(|e| e.txn_first).min()
+    }
+
+    /// The aborted transactions with records between `from` and `to` (exclusive).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let i = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[i..]
+            .iter()
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly before the log start (retention removed them).
+    pub fn trim_aborted(&mut self, log_start: i64) {
+        let i = self.aborted.partition_point(|a| a.last_offset < log_start);
+        self.aborted.drain(..i);
     }
 
     /// Forgets producers idle for longer than [`PRODUCER_EXPIRATION_MS`]; returns how many.
     pub fn expire(&mut self, now_ms: i64) -> usize {
         let before = self.producers.len();
         let cutoff = now_ms.saturating_sub(PRODUCER_EXPIRATION_MS);
-        self.producers.retain(|_, e| e.last_ms >= cutoff);
+        // A producer with an open transaction stays: it holds the last stable offset back
+        // until its coordinator ends the transaction.
+        self.producers
+            .retain(|_, e| e.last_ms >= cutoff || e.txn_first.is_some());
         before - self.producers.len()
     }
 }

@@ -576,7 +576,11 @@ pub fn scan(
 }
 
 /// Walks batch headers only (no CRC), for rebuilding producer state from closed segments.
-pub fn scan_headers(file: &File, end: u64, mut f: impl FnMut(&BatchHeader)) -> std::io::Result<()> {
+pub fn scan_headers(
+    file: &File,
+    end: u64,
+    mut f: impl FnMut(u64, &BatchHeader),
+) -> std::io::Result<()> {
     let mut pos = 0;
     let mut hdr = [0u8; HEADER_LEN];
     while pos + HEADER_LEN as u64 <= end {
@@ -584,7 +588,7 @@ pub fn scan_headers(file: &File, end: u64, mut f: impl FnMut(&BatchHeader)) -> s
         let Ok(h) = batch::parse_header(&hdr) else {
             break;
         };
-        f(&h);
+        f(pos, &h);
         pos += h.size as u64;
     }
     Ok(())
@@ -723,7 +727,7 @@ pub fn recover(
     base: i64,
     full: bool,
     interval: u32,
-    mut on_batch: impl FnMut(&BatchHeader),
+    mut on_batch: impl FnMut(u64, &BatchHeader),
 ) -> Result<Recovered, LogError> {
     let (mut seg, len) = Segment::open_files(dir, base)?;
     let indexes = if full {
@@ -770,7 +774,7 @@ pub fn recover(
     for (pos, h, crc) in &headers {
         seg.note_batch(*pos, h, interval);
         match crc {
-            Ok(()) => on_batch(h),
+            Ok(()) => on_batch(*pos, h),
             Err(reason) => {
                 crate::recovery::count(crate::recovery::Action::CorruptBatchKept);
                 tracing::warn!(

@@ -37,6 +37,8 @@ struct B {
     compression: Compression,
     /// (key, value) of each record when set; otherwise `k{i}` and `{tag}-{i}`.
     kv: Vec<(Option<String>, Option<String>)>,
+    /// A batch of a transaction.
+    txn: bool,
 }
 
 impl B {
@@ -50,6 +52,7 @@ impl B {
             tag: "r".into(),
             compression: Compression::None,
             kv: Vec::new(),
+            txn: false,
         }
     }
     /// One batch of these (key, value) records.
@@ -79,7 +82,7 @@ impl B {
     fn build(&self) -> Bytes {
         let records: Vec<Record> = (0..self.n)
             .map(|i| Record {
-                transactional: false,
+                transactional: self.txn,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
@@ -1486,6 +1489,9 @@ mod region;
 
 #[path = "compaction_tests.rs"]
 mod compaction;
+
+#[path = "txn_tests.rs"]
+mod txn_tests;
 
 /// Found by the `partition_dir` fuzz target: the base offset (bytes 0..8) is not covered by
 /// the CRC, so a batch of a closed segment whose base offset was damaged passed the index

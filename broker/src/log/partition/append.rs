@@ -14,6 +14,7 @@ use crate::log::batch;
 use crate::log::files::remove_if_exists;
 use crate::log::producer::{ProducerStates, SeqCheck};
 use crate::log::segment::Segment;
+use crate::log::txn;
 use crate::log::{now_ms, AppendInfo, AppendOutcome, FsyncPolicy, LogError, TimestampType};
 
 /// The leading bytes of a batch that an append rewrites (base offset and partition leader
@@ -27,7 +28,23 @@ impl PartitionLog {
     /// batch's base offset, and appends them. Returns once the bytes are written to the file
     /// (page cache), not fsynced.
     pub fn append(&self, records: Bytes) -> Result<AppendOutcome, LogError> {
-        self.append_checked(records, None)
+        self.append_checked(records, None, None)
+    }
+
+    /// Appends a transaction marker (`txn::build_marker`) that a transaction coordinator sends
+    /// this partition's leader: the producer's open transaction here ends, and the last
+    /// stable offset may pass it. Only while this log's leader epoch is `epoch`, as
+    /// [`PartitionLog::append_in_epoch`]. A marker of an epoch older than the producer's is
+    /// refused ([`LogError::InvalidProducerEpoch`]).
+    pub fn append_marker(&self, marker: Bytes, epoch: i32) -> Result<AppendOutcome, LogError> {
+        let h = batch::validate_marker(&marker)?;
+        let kind = txn::parse_marker(&marker).ok_or_else(|| LogError::CorruptBatch {
+            reason: format!(
+                "the control batch of producer {} is no COMMIT or ABORT marker",
+                h.producer_id
+            ),
+        })?;
+        self.append_checked(marker, Some(epoch), Some(kind))
     }
 
     /// [`PartitionLog::append`], but only while this log's leader epoch is `epoch`: checked
@@ -36,13 +53,16 @@ impl PartitionLog {
     /// (the group coordinator): a batch stamped with the next leader's epoch could survive
     /// follower truncation.
     pub fn append_in_epoch(&self, records: Bytes, epoch: i32) -> Result<AppendOutcome, LogError> {
-        self.append_checked(records, Some(epoch))
+        self.append_checked(records, Some(epoch), None)
     }
 
+    /// The append behind all of them; `marker` for a transaction marker (validated by
+    /// `append_marker`).
     fn append_checked(
         &self,
         records: Bytes,
         expected_epoch: Option<i32>,
+        marker: Option<txn::Marker>,
     ) -> Result<AppendOutcome, LogError> {
         let sh = &self.shared;
         if sh.failed.load(Ordering::SeqCst) {
@@ -55,8 +75,11 @@ impl PartitionLog {
             let inner = lock(&sh.inner);
             (inner.config.max_message_bytes, inner.config.cleanup.compact)
         };
-        let mut headers = batch::validate_payload(&records, max)?;
-        if compacted {
+        let mut headers = match marker {
+            Some(_) => batch::validate_copied(&records)?,
+            None => batch::validate_payload(&records, max)?,
+        };
+        if compacted && marker.is_none() {
             self.check_keys(&records, &headers)?;
         }
         let now = now_ms();
@@ -96,7 +119,10 @@ impl PartitionLog {
         };
         for (_, h) in headers.iter_mut() {
             h.base_offset = offset;
-            if h.is_idempotent() {
+            if let Some(kind) = marker {
+                scratch.check_marker(h)?;
+                scratch.record_marker(h, kind, now);
+            } else if h.is_idempotent() {
                 match scratch.check(h)? {
                     SeqCheck::Append => scratch.record(h, append_time, now),
                     SeqCheck::Duplicate(m) if single => {
@@ -172,6 +198,10 @@ impl PartitionLog {
         inner.next_offset = offset;
         for (k, v) in scratch.producers {
             inner.producers.producers.insert(k, v);
+        }
+        inner.producers.aborted.append(&mut scratch.aborted);
+        if headers.iter().any(|(_, h)| h.is_transactional()) {
+            sh.note_open_txns(&inner.producers);
         }
         // Normally recorded when leadership began (`become_leader`); a log used without a
         // leadership (a single node's first epoch) records it with its first batch.
@@ -253,9 +283,18 @@ impl PartitionLog {
             .append(&[&records[..]], &headers, interval, now)
             .map_err(|e| self.write_failed(e))?;
         let log_append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
-        for (_, h) in headers.iter().filter(|(_, h)| h.is_idempotent()) {
+        for (pos, h) in headers.iter().filter(|(_, h)| h.is_idempotent()) {
+            if h.is_control() {
+                if let Some(kind) = txn::parse_marker(&records[*pos..*pos + h.size]) {
+                    inner.producers.record_marker(h, kind, now);
+                }
+                continue;
+            }
             let append_time = if log_append_time { h.max_timestamp } else { -1 };
             inner.producers.record(h, append_time, now);
+        }
+        if headers.iter().any(|(_, h)| h.is_transactional()) {
+            sh.note_open_txns(&inner.producers);
         }
         let mut epochs_changed = false;
         for (_, h) in &headers {

@@ -51,6 +51,17 @@ mod read;
 mod replication;
 mod retention;
 
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadBound {
+    /// Consumers (`read_uncommitted`).
+    HighWatermark,
+    /// `read_committed` consumers: not into a transaction still open.
+    LastStable,
+    /// Followers copy everything written.
+    LogEnd,
+}
+
 /// Durable end of the log as published to `wait_durable` callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Durable {
@@ -128,6 +139,10 @@ struct Shared {
     /// The high watermark never rises above this (replication: what the in-sync replicas
     /// have; `i64::MAX` when no other replica bounds it).
     hw_bound: AtomicI64,
+    /// The first offset of the earliest transaction open on this partition (`i64::MAX` for
+    /// none), changed under `inner` with the producer state: the last stable offset stays
+    /// below it.
+    open_txn: AtomicI64,
     /// The log end, for followers' fetches waiting for new records.
     end_tx: watch::Sender<i64>,
     log_end: AtomicI64,
@@ -157,6 +172,14 @@ impl Drop for Shared {
 }
 
 impl Shared {
+    /// Publishes where the earliest open transaction starts (under `inner`).
+    fn note_open_txns(&self, producers: &ProducerStates) {
+        self.open_txn.store(
+            producers.first_open_txn().unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
+    }
+
     /// Publishes a new log end.
     fn publish_end(&self, end: i64) {
         self.end_tx.send_replace(end);
@@ -287,6 +310,24 @@ impl PartitionLog {
     /// otherwise the log end offset; with other in-sync replicas, no more than they all have.
     pub fn high_watermark(&self) -> i64 {
         self.shared.hw.load(Ordering::SeqCst)
+    }
+
+    /// Offset up to which `read_committed` consumers may read: the high watermark, or the
+    /// first offset of the earliest transaction still open here if that comes first.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+            .min(self.shared.open_txn.load(Ordering::SeqCst))
+    }
+
+    /// The aborted transactions with records between `from` and `to` (exclusive), for a
+    /// `read_committed` fetch: (producer id, first offset).
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        lock(&self.shared.inner)
+            .producers
+            .aborted_between(from, to)
+            .iter()
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
     }
 
     /// Every offset below this one is fsynced.

@@ -3,6 +3,7 @@
 //! (snapshot plus the active segment, or every segment's headers) and of the log start; then
 //! everything that survived is fsynced before anyone may read it.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -59,7 +60,7 @@ impl PartitionLog {
         let interval = config.index_interval_bytes;
         let mut record = CleanRecord::read(&dir);
         let mut segments: Vec<Segment> = Vec::new();
-        let mut active_headers: Vec<BatchHeader> = Vec::new();
+        let mut active_headers: Vec<(u64, BatchHeader)> = Vec::new();
         // After a clean shutdown that recorded its producer state: that state, and the epoch
         // of the active segment's last batch, when the active segment opened by its indexes.
         let mut by_index: Option<(ProducerStates, Option<i32>)> = None;
@@ -72,12 +73,12 @@ impl PartitionLog {
                         by_index = Some((producers, epoch));
                         rec
                     }
-                    None => {
-                        segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?
-                    }
+                    None => segment::recover(&dir, base, true, interval, |pos, h| {
+                        active_headers.push((pos, *h))
+                    })?,
                 }
             } else {
-                segment::recover(&dir, base, false, interval, |_| {})?
+                segment::recover(&dir, base, false, interval, |_, _| {})?
             };
             changed |= rec.indexes_rebuilt || rec.truncated.is_some();
             if rec.indexes_rebuilt {
@@ -114,7 +115,9 @@ impl PartitionLog {
             segments.pop();
             active_headers.clear();
             by_index = None;
-            let rec = segment::recover(&dir, base, true, interval, |h| active_headers.push(*h))?;
+            let rec = segment::recover(&dir, base, true, interval, |pos, h| {
+                active_headers.push((pos, *h))
+            })?;
             segments.push(rec.segment);
         }
         if segments.is_empty() {
@@ -129,7 +132,7 @@ impl PartitionLog {
             Some(found) => found,
             None => (
                 producer_state(&dir, &segments, &active_headers)?,
-                active_headers.last().map(|h| h.partition_leader_epoch),
+                active_headers.last().map(|(_, h)| h.partition_leader_epoch),
             ),
         };
         for b in list_bases(&dir, "snapshot")? {
@@ -208,6 +211,7 @@ impl PartitionLog {
         );
         tracing::debug!(path = %dir.display(), log_start, next_offset, segments = segments.len(), active_by_index, trusted, "partition recovered");
         let compacted = AtomicBool::new(config.cleanup.compact);
+        let open_txn = producers.first_open_txn().unwrap_or(i64::MAX);
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             compacted,
@@ -231,6 +235,7 @@ impl PartitionLog {
             hw_tx,
             hw: AtomicI64::new(next_offset),
             hw_bound: AtomicI64::new(i64::MAX),
+            open_txn: AtomicI64::new(open_txn),
             end_tx,
             log_end: AtomicI64::new(next_offset),
             log_start: AtomicI64::new(log_start),
@@ -350,7 +355,7 @@ fn open_active_by_index(
 pub(super) fn producer_state(
     dir: &Path,
     segments: &[Segment],
-    active_headers: &[BatchHeader],
+    active_headers: &[(u64, BatchHeader)],
 ) -> Result<ProducerStates, LogError> {
     let active_base = segments.last().map_or(0, |s| s.base);
     let path = snapshot_path(dir, active_base);
@@ -375,9 +380,9 @@ pub(super) fn producer_state(
         None => {
             let mut s = ProducerStates::default();
             for seg in &segments[..segments.len().saturating_sub(1)] {
-                segment::scan_headers(&seg.log, seg.size, |h| {
+                segment::scan_headers(&seg.log, seg.size, |pos, h| {
                     if h.is_idempotent() {
-                        s.record(h, -1, h.max_timestamp);
+                        replay(&mut s, seg, pos, h, -1);
                     }
                 })
                 .map_err(io_err(&seg.log_path))?;
@@ -385,15 +390,37 @@ pub(super) fn producer_state(
             s
         }
     };
-    for h in active_headers.iter().filter(|h| h.is_idempotent()) {
-        let append_time = if h.attributes & (1 << 3) != 0 {
-            h.max_timestamp
-        } else {
-            -1
-        };
-        producers.record(h, append_time, h.max_timestamp);
+    if let Some(active) = segments.last() {
+        for (pos, h) in active_headers.iter().filter(|(_, h)| h.is_idempotent()) {
+            let append_time = if h.attributes & (1 << 3) != 0 {
+                h.max_timestamp
+            } else {
+                -1
+            };
+            replay(&mut producers, active, *pos, h, append_time);
+        }
     }
     Ok(producers)
+}
+
+/// Replays one stored batch of a producer into its state; a transaction marker is read from
+/// the segment for its type (COMMIT or ABORT is not in the header).
+fn replay(s: &mut ProducerStates, seg: &Segment, pos: u64, h: &BatchHeader, append_time: i64) {
+    if !h.is_control() {
+        s.record(h, append_time, h.max_timestamp);
+        return;
+    }
+    let mut b = vec![0u8; h.size];
+    match seg.log.read_exact_at(&mut b, pos) {
+        Ok(()) => {
+            if let Some(kind) = crate::log::txn::parse_marker(&b) {
+                s.record_marker(h, kind, h.max_timestamp);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(path = %seg.log_path.display(), position = pos, error = %e, "cannot read a transaction marker; its transaction stays open");
+        }
+    }
 }
 
 /// Removes empty segment files other than the last: the broker never leaves one (a roll writes

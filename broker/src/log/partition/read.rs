@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{lock, PartitionLog};
+use super::{lock, PartitionLog, ReadBound};
 use crate::log::batch::{self, BatchHeader, HEADER_LEN};
 use crate::log::compaction;
 use crate::log::files::io_err;
@@ -51,7 +51,13 @@ impl PartitionLog {
     /// [`LogError::OffsetOutOfRange`]; between the high watermark and the log end the result is
     /// empty (as in Kafka).
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
-        self.read_up_to(offset, max_bytes, false)
+        self.read_up_to(offset, max_bytes, ReadBound::HighWatermark)
+    }
+
+    /// [`PartitionLog::read`] for a `read_committed` consumer: only data below the last stable
+    /// offset (no batch of a transaction still open).
+    pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
+        self.read_up_to(offset, max_bytes, ReadBound::LastStable)
     }
 
     /// [`PartitionLog::read`] for a consumer's fetch on a connection that can `sendfile`: a
@@ -64,18 +70,28 @@ impl PartitionLog {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadOutcome<Records>, LogError> {
-        self.read_checked(offset, max_bytes, false, true)
+        self.read_checked(offset, max_bytes, ReadBound::HighWatermark, true)
     }
 
-    /// A read bounded by the high watermark (consumers) or the log end (`replica`: followers).
-    /// The answer reports the high watermark either way.
+    /// [`PartitionLog::read_for_send`] for a `read_committed` consumer: only data below the
+    /// last stable offset.
+    pub fn read_committed_for_send(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome<Records>, LogError> {
+        self.read_checked(offset, max_bytes, ReadBound::LastStable, true)
+    }
+
+    /// A read bounded by the high watermark or the last stable offset (consumers) or the log
+    /// end (followers). The answer reports the high watermark either way.
     pub(super) fn read_up_to(
         &self,
         offset: i64,
         max_bytes: usize,
-        replica: bool,
+        bound: ReadBound,
     ) -> Result<ReadOutcome, LogError> {
-        let out = self.read_checked(offset, max_bytes, replica, false)?;
+        let out = self.read_checked(offset, max_bytes, bound, false)?;
         let records = match out.records {
             Records::Bytes(b) => b,
             // Not asked for (`region: false`), but correct either way.
@@ -102,16 +118,16 @@ impl PartitionLog {
         &self,
         offset: i64,
         max_bytes: usize,
-        replica: bool,
+        bound: ReadBound,
         region: bool,
     ) -> Result<ReadOutcome<Records>, LogError> {
         // A follower copies the log exactly as it is.
-        if replica {
-            return self.read_segment(offset, max_bytes, true, region);
+        if bound == ReadBound::LogEnd {
+            return self.read_segment(offset, max_bytes, bound, region);
         }
         // A compacted topic is served as bytes: runs of empty batches in it are collapsed.
         let compacted = self.shared.compacted.load(Ordering::Relaxed);
-        let first = self.read_segment(offset, max_bytes, false, region && !compacted)?;
+        let first = self.read_segment(offset, max_bytes, bound, region && !compacted)?;
         let bytes = match &first.records {
             Records::Bytes(b) => b,
             // A region that starts with an empty batch (a topic compacted before its policy
@@ -122,7 +138,7 @@ impl PartitionLog {
                     .read_exact_at(&mut hdr, r.pos)
                     .map_err(io_err(r.path.as_path()))?;
                 if batch::parse_header(&hdr).is_ok_and(|h| h.record_count == 0) {
-                    return self.read_checked(offset, max_bytes, false, false);
+                    return self.read_checked(offset, max_bytes, bound, false);
                 }
                 return Ok(first);
             }
@@ -136,7 +152,7 @@ impl PartitionLog {
                 if all.len() >= EMPTY_BATCHES_MAX {
                     break;
                 }
-                let more = match self.read_segment(next, max_bytes, false, false) {
+                let more = match self.read_segment(next, max_bytes, bound, false) {
                     Ok(m) => m,
                     // Retention or a truncation moved the log meanwhile: what was read stands.
                     Err(LogError::OffsetOutOfRange { .. }) => break,
@@ -175,12 +191,16 @@ impl PartitionLog {
         &self,
         offset: i64,
         max_bytes: usize,
-        replica: bool,
+        bound: ReadBound,
         region: bool,
     ) -> Result<ReadOutcome<Records>, LogError> {
         let sh = &self.shared;
         let hw = self.high_watermark();
-        let limit = if replica { self.log_end_offset() } else { hw };
+        let limit = match bound {
+            ReadBound::LogEnd => self.log_end_offset(),
+            ReadBound::HighWatermark => hw,
+            ReadBound::LastStable => hw.min(sh.open_txn.load(Ordering::SeqCst)),
+        };
         let (file, path, (start_pos, expect), seg_end, log_start, base) = {
             let inner = lock(&sh.inner);
             let log_start = inner.log_start;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::open::{list_bases, producer_state};
 use super::retention::write_log_start;
-use super::{lock, snapshot_path, state_err, PartitionLog};
+use super::{lock, snapshot_path, state_err, PartitionLog, ReadBound};
 use crate::log::batch::{self, HEADER_LEN};
 use crate::log::epochs::EpochCache;
 use crate::log::files::{io_err, remove_if_exists, sync_dir};
@@ -90,7 +90,7 @@ fn rebuild_epochs(segments: &[Segment], last_epoch: Option<i32>) -> EpochCache {
         return cache;
     }
     for s in segments.iter().filter(|s| s.size > 0) {
-        let _ = segment::scan_headers(&s.log, s.size, |h| {
+        let _ = segment::scan_headers(&s.log, s.size, |_, h| {
             cache.assign(h.partition_leader_epoch, h.base_offset);
         });
     }
@@ -108,7 +108,7 @@ fn first_header(file: &File, end: u64) -> Option<batch::BatchHeader> {
 
 fn last_epoch_of(file: &File, end: u64) -> Option<i32> {
     let mut last = None;
-    let _ = segment::scan_headers(file, end, |h| last = Some(h.partition_leader_epoch));
+    let _ = segment::scan_headers(file, end, |_, h| last = Some(h.partition_leader_epoch));
     last
 }
 
@@ -235,7 +235,7 @@ impl PartitionLog {
     /// Reads whole batches from `offset` up to the log end (not the high watermark): a
     /// follower's fetch. Otherwise as [`PartitionLog::read`].
     pub fn read_for_replica(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
-        self.read_up_to(offset, max_bytes, true)
+        self.read_up_to(offset, max_bytes, ReadBound::LogEnd)
     }
 
     /// [`PartitionLog::read_for_replica`] for a follower's fetch on a connection that can
@@ -246,7 +246,7 @@ impl PartitionLog {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadOutcome<Records>, LogError> {
-        self.read_checked(offset, max_bytes, true, true)
+        self.read_checked(offset, max_bytes, ReadBound::LogEnd, true)
     }
 
     /// Cuts the log back so that it ends at `offset`, or at the start of the batch holding
@@ -286,9 +286,12 @@ impl PartitionLog {
         let base = seg.base;
         drop(seg);
         let mut active_headers = Vec::new();
-        let rec = segment::recover(&self.dir, base, true, interval, |h| active_headers.push(*h))?;
+        let rec = segment::recover(&self.dir, base, true, interval, |pos, h| {
+            active_headers.push((pos, *h))
+        })?;
         inner.segments.push(rec.segment);
         inner.producers = producer_state(&self.dir, &inner.segments, &active_headers)?;
+        sh.note_open_txns(&inner.producers);
         inner.next_offset = inner.segments[inner.segments.len() - 1].next_offset;
         let new_end = inner.next_offset.min(new_end.max(inner.log_start));
         inner.unsynced.clear();
@@ -334,6 +337,7 @@ impl PartitionLog {
         inner.next_offset = offset;
         inner.log_start = offset;
         inner.producers = ProducerStates::default();
+        sh.note_open_txns(&inner.producers);
         inner.unsynced.clear();
         inner.dir_dirty = true;
         inner.epochs.clear();

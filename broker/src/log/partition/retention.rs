@@ -126,6 +126,7 @@ impl PartitionLog {
         let removed: Vec<Segment> = inner.segments.drain(..doomed).collect();
         let new_start = inner.segments[0].base.max(inner.log_start);
         inner.log_start = new_start;
+        inner.producers.trim_aborted(new_start);
         self.shared.log_start.store(new_start, Ordering::SeqCst);
         let epochs = inner
             .epochs
@@ -184,6 +185,7 @@ impl PartitionLog {
         let mut inner = lock(&sh.inner);
         inner.log_start = inner.log_start.max(target);
         let start = inner.log_start;
+        inner.producers.trim_aborted(start);
         sh.log_start.store(start, Ordering::SeqCst);
         let last = inner.segments.len() - 1;
         let doomed = inner.segments[..last]

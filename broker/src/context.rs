@@ -45,6 +45,8 @@ pub struct BrokerContext {
     pub share_peers:
         tokio::sync::Mutex<std::collections::HashMap<i32, crate::replica::client::PeerConnection>>,
     pub producer_ids: ProducerIdBlocks,
+    /// The transaction coordinator's background work (`crate::txn`).
+    pub txns: crate::txn::TxnCoordinator,
     /// How this broker creates `__consumer_offsets` if the cluster has none yet.
     pub offsets_topic: OffsetsTopicSettings,
     pub metrics: Arc<Metrics>,

@@ -98,6 +98,12 @@ macro_rules! served_apis {
             SaslAuthenticate => SaslAuthenticateRequest,
             DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
             AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+            AddPartitionsToTxn => AddPartitionsToTxnRequest,
+            AddOffsetsToTxn => AddOffsetsToTxnRequest,
+            EndTxn => EndTxnRequest,
+            TxnOffsetCommit => TxnOffsetCommitRequest,
+            DescribeTransactions => DescribeTransactionsRequest,
+            ListTransactions => ListTransactionsRequest,
         }
     };
 }

@@ -42,6 +42,7 @@ pub mod security;
 pub mod server;
 pub mod share;
 pub mod topology;
+pub mod txn;
 
 pub use error::BrokerError;
 pub use server::Broker;

@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -398,34 +398,33 @@ fn java_admin_describes_a_topic_by_id() {
     );
 }
 
-/// Transactions are not implemented: a transactional producer must be refused at once with a
-/// fatal error (not hang), and nothing may be written.
+/// The driver's produce with a `transactional.id`: the test records with their keys, null
+/// values and headers go in one committed transaction, and a read_committed consumer of a
+/// group gets them all (transactions.rs tests commits, aborts and fencing in depth).
 #[test]
-fn java_transactional_producer_is_refused_fatally_and_writes_nothing() {
+fn java_transactional_producer_commits_the_test_records() {
     let broker = TestBroker::start(&[]);
     let java = JavaDriver::at(&broker.bootstrap());
     let topic = topic_name("java-txn");
-    let started = Instant::now();
-    let err = java.produce_fails(
+    let acked = acknowledged(&java.produce(
         &topic,
-        0..5,
-        &["--prop", "transactional.id=sluice-test-txn"],
+        0..50,
+        &[
+            "--prop",
+            "transactional.id=sluice-test-txn",
+            "--partition",
+            "0",
+        ],
+    ));
+    assert_eq!(acked.len(), 50);
+    let out = java.consume(
+        &topic,
+        "java-txn-readers",
+        50,
+        &["--prop", "isolation.level=read_committed"],
     );
-    assert!(
-        err.contains("TransactionalIdAuthorizationException"),
-        "expected the transactional refusal:\n{err}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "the refusal took {:?}",
-        started.elapsed()
-    );
-    let mut c = RawClient::connect(broker.kafka_addr());
-    let (code, end) = raw_list_offset(&mut c, &topic, 0, -1);
-    assert!(
-        code != 0 || end == 0,
-        "a refused transactional producer wrote records (end offset {end})"
-    );
+    let got = parse_consumed_lines(&out.stdout);
+    assert_records_exact(&got, 0..50);
 }
 
 /// The KIP-848 consumer protocol (group.protocol=consumer) is not served: the Java consumer must

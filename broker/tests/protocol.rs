@@ -309,8 +309,8 @@ async fn api_versions_advertises_produce_from_zero_and_answers_unknown_versions_
         .expect("Fetch listed");
     assert_eq!(fetch.min_version, 4);
     assert!(
-        resp.api_keys.iter().all(|a| a.api_key != 26),
-        "EndTxn is not served, so not advertised"
+        resp.api_keys.iter().all(|a| a.api_key != 27),
+        "WriteTxnMarkers is between brokers (the cluster listener here), so not advertised"
     );
 
     // A version from the future: v0 body with error 35 and the list, header v0.
@@ -406,8 +406,14 @@ async fn unserved_apis_get_an_error_response_not_a_dropped_connection() {
         )
         .await;
     assert_eq!(sasl.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
-    let end: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &EndTxnRequest::default()).await;
-    assert_eq!(end.error_code, 35);
+    let quotas: DescribeClientQuotasResponse = c
+        .call(
+            ApiKey::DescribeClientQuotas,
+            1,
+            &DescribeClientQuotasRequest::default(),
+        )
+        .await;
+    assert_eq!(quotas.error_code, 35);
     let ok = c.api_versions().await;
     assert_eq!(ok.error_code, 0);
     broker.shutdown().await.expect("shutdown");
@@ -945,7 +951,7 @@ async fn admin_requests_refuse_bad_input_per_resource() {
     broker.shutdown().await.expect("shutdown");
 }
 
-/// InitProducerId hands out fresh ids that survive restarts; transactional ids are refused.
+/// InitProducerId hands out fresh ids that survive restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_producer_id_never_reuses_ids_across_restarts() {
     let (dir, broker, mut c) = broker_and_conn().await;
@@ -967,15 +973,6 @@ async fn init_producer_id_never_reuses_ids_across_restarts() {
         )
         .await;
     assert_eq!((bump.producer_id, bump.producer_epoch), (a.producer_id, 1));
-    let txn: InitProducerIdResponse = c
-        .call(
-            ApiKey::InitProducerId,
-            4,
-            &req.clone()
-                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("t")))),
-        )
-        .await;
-    assert_eq!(txn.error_code, 53);
     broker.shutdown().await.expect("shutdown");
 
     let broker = start(dir.path()).await;
@@ -1130,12 +1127,8 @@ async fn max_timestamp_and_leader_epoch_end_offsets() {
 /// usable afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
-    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     use kafka_protocol::messages::create_acls_request::AclCreation;
     use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
-    use kafka_protocol::messages::txn_offset_commit_request::{
-        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
-    };
     let (_dir, broker, mut c) = broker_and_conn().await;
     create_topic(&mut c, "items", 2).await;
 
@@ -1160,35 +1153,6 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
         .await;
     assert_eq!(r.error_code, 54);
 
-    let ap = AddPartitionsToTxnRequest::default()
-        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
-        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
-            .with_name(tn("items"))
-            .with_partitions(vec![0, 1])]);
-    let r: AddPartitionsToTxnResponse = c.call(ApiKey::AddPartitionsToTxn, 3, &ap).await;
-    let got: Vec<(i32, i16)> = r.results_by_topic_v3_and_below[0]
-        .results_by_partition
-        .iter()
-        .map(|p| (p.partition_index, p.partition_error_code))
-        .collect();
-    assert_eq!(
-        got,
-        vec![(0, 53), (1, 53)],
-        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
-    );
-
-    let to = TxnOffsetCommitRequest::default()
-        .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
-        .with_group_id(GroupId(StrBytes::from_static_str("g")))
-        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-            .with_name(tn("items"))
-            .with_partitions(vec![
-                TxnOffsetCommitRequestPartition::default().with_partition_index(1)
-            ])]);
-    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 3, &to).await;
-    let p = &r.topics[0].partitions[0];
-    assert_eq!((p.partition_index, p.error_code), (1, 53));
-
     let r: CreateDelegationTokenResponse = c
         .call(
             ApiKey::CreateDelegationToken,
@@ -1208,7 +1172,7 @@ async fn unserved_per_item_apis_answer_each_item_and_keep_the_connection() {
             "{key:?} not advertised"
         );
     }
-    for key in [ApiKey::AddPartitionsToTxn, ApiKey::TxnOffsetCommit] {
+    for key in [ApiKey::AlterReplicaLogDirs, ApiKey::AlterClientQuotas] {
         assert!(
             v.api_keys.iter().all(|a| a.api_key != key as i16),
             "{key:?} advertised"
@@ -1640,5 +1604,210 @@ async fn no_fetch_sessions_with_zero_slots() {
         .await;
     assert_eq!((r.error_code, r.session_id), (0, 0));
     assert_eq!(carried(&r), vec![(0, vec![])]);
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// The transaction coordinator's answers to requests out of order, stale or malformed: each
+/// gets Kafka's error, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_requests_out_of_order_get_kafkas_errors() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let (_dir, broker, mut c) = broker_and_conn().await;
+    create_topic(&mut c, "items", 2).await;
+    let tid = |s: &'static str| TransactionalId(StrBytes::from_static_str(s));
+
+    // The coordinator of a transactional id is found like a group's (and the lookup creates
+    // __consumer_offsets).
+    let f: FindCoordinatorResponse = c
+        .call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_key(StrBytes::from_static_str("t")),
+        )
+        .await;
+    assert_eq!((f.error_code, f.node_id.0), (0, 0));
+
+    let add = |id: &'static str, pid: i64, epoch: i16, topic: &str, parts: Vec<i32>| {
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(tid(id))
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(tn(topic))
+                .with_partitions(parts)])
+    };
+    let codes = |r: &AddPartitionsToTxnResponse| -> Vec<(i32, i16)> {
+        r.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| t.results_by_partition.iter())
+            .map(|p| (p.partition_index, p.partition_error_code))
+            .collect()
+    };
+    // Before any InitProducerId: no producer is mapped to the id.
+    let r: AddPartitionsToTxnResponse = c
+        .call(
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &add("t", 5, 0, "items", vec![0, 1]),
+        )
+        .await;
+    assert_eq!(
+        codes(&r),
+        vec![(0, 49), (1, 49)],
+        "INVALID_PRODUCER_ID_MAPPING"
+    );
+
+    let init = |timeout: i32, pid: i64, epoch: i16| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(tid("t")))
+            .with_transaction_timeout_ms(timeout)
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+    };
+    for bad in [0, 15 * 60 * 1000 + 1] {
+        let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &init(bad, -1, -1)).await;
+        assert_eq!(r.error_code, 50, "INVALID_TRANSACTION_TIMEOUT for {bad}");
+    }
+    let a: InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, 4, &init(60_000, -1, -1))
+        .await;
+    assert_eq!((a.error_code, a.producer_epoch), (0, 0));
+    let pid = a.producer_id.0;
+    // The same id again: same producer, next epoch (the first is fenced).
+    let b: InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, 4, &init(60_000, -1, -1))
+        .await;
+    assert_eq!(
+        (b.error_code, b.producer_id.0, b.producer_epoch),
+        (0, pid, 1)
+    );
+    // KIP-360: naming a producer that is not the id's current one is fenced.
+    let r: InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, 4, &init(60_000, pid + 1000, 0))
+        .await;
+    assert_eq!(r.error_code, 90, "PRODUCER_FENCED");
+
+    // The fenced epoch may not add partitions; an unknown partition fails alone, the others
+    // are not attempted.
+    let r: AddPartitionsToTxnResponse = c
+        .call(
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &add("t", pid, 0, "items", vec![0]),
+        )
+        .await;
+    assert_eq!(codes(&r), vec![(0, 90)], "PRODUCER_FENCED");
+    let mut two = add("t", pid, 1, "items", vec![0]);
+    two.v3_and_below_topics.push(
+        AddPartitionsToTxnTopic::default()
+            .with_name(tn("no-such-topic"))
+            .with_partitions(vec![3]),
+    );
+    let r: AddPartitionsToTxnResponse = c.call(ApiKey::AddPartitionsToTxn, 3, &two).await;
+    assert_eq!(codes(&r), vec![(0, 55), (3, 3)]);
+
+    let end = |commit: bool| {
+        EndTxnRequest::default()
+            .with_transactional_id(tid("t"))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(1)
+            .with_committed(commit)
+    };
+    // Nothing added: nothing to commit; an abort of nothing is fine.
+    let r: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &end(true)).await;
+    assert_eq!(r.error_code, 48, "INVALID_TXN_STATE");
+    let r: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &end(false)).await;
+    assert_eq!(r.error_code, 0);
+
+    // Offsets without AddOffsetsToTxn are not written (retriable: the metadata may lag).
+    let offsets = |epoch: i16| {
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(tid("t"))
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(tn("items"))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(1)
+                    .with_committed_offset(7)])])
+    };
+    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 3, &offsets(1)).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 14);
+    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 3, &offsets(0)).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 90, "PRODUCER_FENCED");
+
+    // The admin view.
+    let r: DescribeTransactionsResponse = c
+        .call(
+            ApiKey::DescribeTransactions,
+            0,
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![tid("t"), tid("none")]),
+        )
+        .await;
+    let s = &r.transaction_states[0];
+    assert_eq!(
+        (
+            s.error_code,
+            s.producer_id.0,
+            s.producer_epoch,
+            s.transaction_state.as_str()
+        ),
+        (0, pid, 1, "Empty")
+    );
+    assert_eq!(
+        r.transaction_states[1].error_code, 105,
+        "TRANSACTIONAL_ID_NOT_FOUND"
+    );
+    let r: ListTransactionsResponse = c
+        .call(
+            ApiKey::ListTransactions,
+            1,
+            &ListTransactionsRequest::default(),
+        )
+        .await;
+    let listed: Vec<(&str, i64)> = r
+        .transaction_states
+        .iter()
+        .map(|t| (t.transactional_id.as_str(), t.producer_id.0))
+        .collect();
+    assert_eq!(listed, vec![("t", pid)]);
+    let r: ListTransactionsResponse = c
+        .call(
+            ApiKey::ListTransactions,
+            1,
+            &ListTransactionsRequest::default().with_state_filters(vec![
+                StrBytes::from_static_str("Ongoing"),
+                StrBytes::from_static_str("Bogus"),
+            ]),
+        )
+        .await;
+    assert!(r.transaction_states.is_empty());
+    assert_eq!(
+        r.unknown_state_filters,
+        vec![StrBytes::from_static_str("Bogus")]
+    );
+
+    // Nothing of it reached the topic.
+    let r: ListOffsetsResponse = c
+        .call(
+            ApiKey::ListOffsets,
+            7,
+            &ListOffsetsRequest::default().with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(tn("items"))
+                    .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)]),
+            ]),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].offset, 0);
     broker.shutdown().await.expect("shutdown");
 }

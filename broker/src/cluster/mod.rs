@@ -174,6 +174,17 @@ pub trait PartitionService: Send + Sync {
         group: String,
         offsets: Vec<(String, i32, crate::group::offsets::StoredOffset)>,
     ) -> futures::future::BoxFuture<'static, Result<(), String>>;
+
+    /// Appends a transaction marker to a partition this broker leads ([`Request::WriteTxnMarker`]).
+    fn write_txn_marker(
+        &self,
+        topic: String,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>>;
 }
 
 fn raft_config() -> Result<openraft::Config, ClusterError> {

@@ -125,6 +125,16 @@ pub enum Request {
         group: String,
         offsets: Vec<(String, i32, crate::group::offsets::StoredOffset)>,
     },
+    /// (a partition's leader) Append this transaction marker and answer once it is
+    /// replicated (a transaction coordinator ending a transaction, `crate::txn`).
+    WriteTxnMarker {
+        topic: String,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    },
 }
 
 /// Every inter-broker response (variant matches the request).
@@ -140,6 +150,7 @@ pub enum Response {
     Forward(Result<Forwarded, Refusal>),
     RemoveNode(Result<(), Refusal>),
     AdoptGroup(Result<(), String>),
+    WriteTxnMarker(Result<(), String>),
     /// The request could not be served at all (shutting down, undecodable request).
     Error(String),
 }
@@ -367,6 +378,7 @@ fn variant_name(r: &Response) -> &'static str {
         Response::Forward(_) => "Forward",
         Response::RemoveNode(_) => "RemoveNode",
         Response::AdoptGroup(_) => "AdoptGroup",
+        Response::WriteTxnMarker(_) => "WriteTxnMarker",
         Response::Error(_) => "Error",
     }
 }

@@ -39,6 +39,7 @@ pub mod offsets;
 pub mod records;
 pub mod state;
 mod tenure;
+mod txn_api;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

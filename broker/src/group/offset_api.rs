@@ -38,39 +38,13 @@ impl GroupCoordinator {
             self.wait_loaded(&group_id).await;
         }
         // Group-level verdict first: it applies to every partition.
-        let mut tenure = None;
-        let group_error = if group_id.is_empty() {
-            Some(codes::INVALID_GROUP_ID)
-        } else {
-            let mut groups = self.lock();
-            match self.status(&group_id) {
-                Err(code) => Some(code),
-                Ok(t) => {
-                    tenure = Some(t);
-                    None
-                }
-            }
-            .or_else(|| match groups.get_mut(&group_id) {
-                Some(slot) => slot
-                    .group
-                    .check_commit(
-                        &req.member_id,
-                        req.group_instance_id.as_deref(),
-                        req.generation_id_or_member_epoch,
-                        Instant::now(),
-                    )
-                    .err(),
-                // A standalone consumer (generation -1) needs no group.
-                None if req.generation_id_or_member_epoch < 0 => None,
-                // A member of a group we do not know: membership is not persisted, so this is
-                // a consumer from before a restart and it must rejoin. Kafka answers
-                // ILLEGAL_GENERATION before v9 and GROUP_ID_NOT_FOUND from v9, but librdkafka
-                // only rejoins on ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID, and "unknown member"
-                // is the truth here.
-                None if version >= 9 => Some(codes::UNKNOWN_MEMBER_ID),
-                None => Some(codes::ILLEGAL_GENERATION),
-            })
-        };
+        let (tenure, group_error) = self.commit_verdict(
+            &group_id,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+            req.generation_id_or_member_epoch,
+            version >= 9,
+        );
         if let Some(code) = group_error {
             tracing::debug!(group = %group_id, member = %req.member_id.as_str(), code, "offset commit refused");
         }
@@ -161,6 +135,48 @@ impl GroupCoordinator {
                 })
                 .collect(),
         )
+    }
+
+    /// Whether a member may commit offsets for `group_id`: the group's tenure here, and the
+    /// error every partition of the commit gets instead (group-level). `v9`: an unknown
+    /// member of a group not known here is UNKNOWN_MEMBER_ID rather than ILLEGAL_GENERATION.
+    pub(super) fn commit_verdict(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation: i32,
+        v9: bool,
+    ) -> (Option<Arc<super::Tenure>>, Option<i16>) {
+        let mut tenure = None;
+        let group_error = if group_id.is_empty() {
+            Some(codes::INVALID_GROUP_ID)
+        } else {
+            let mut groups = self.lock();
+            match self.status(group_id) {
+                Err(code) => Some(code),
+                Ok(t) => {
+                    tenure = Some(t);
+                    None
+                }
+            }
+            .or_else(|| match groups.get_mut(group_id) {
+                Some(slot) => slot
+                    .group
+                    .check_commit(member_id, group_instance_id, generation, Instant::now())
+                    .err(),
+                // A standalone consumer (generation -1) needs no group.
+                None if generation < 0 => None,
+                // A member of a group we do not know: membership is not persisted, so this is
+                // a consumer from before a restart and it must rejoin. Kafka answers
+                // ILLEGAL_GENERATION before v9 and GROUP_ID_NOT_FOUND from v9, but librdkafka
+                // only rejoins on ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID, and "unknown member"
+                // is the truth here.
+                None if v9 => Some(codes::UNKNOWN_MEMBER_ID),
+                None => Some(codes::ILLEGAL_GENERATION),
+            })
+        };
+        (tenure, group_error)
     }
 
     /// Writes a commit's records to the group's partition; the error code every written

@@ -50,6 +50,9 @@ pub struct OffsetMap {
     live: usize,
     /// Appended, not yet below the high watermark: by the offset of each batch's last record.
     pending: BTreeMap<i64, Vec<OffsetRecord>>,
+    /// Offsets of transactions not ended yet, by producer id (TxnOffsetCommit): applied when
+    /// the COMMIT marker is written, dropped at an ABORT.
+    txns: BTreeMap<i64, Vec<OffsetRecord>>,
 }
 
 impl OffsetMap {
@@ -87,6 +90,21 @@ impl OffsetMap {
                 }
             }
         }
+    }
+
+    /// Offsets written in producer `producer_id`'s transaction, until its marker.
+    pub fn add_txn(&mut self, producer_id: i64, records: impl IntoIterator<Item = OffsetRecord>) {
+        self.txns.entry(producer_id).or_default().extend(records);
+    }
+
+    /// The offsets of producer `producer_id`'s transaction, which ends.
+    pub fn take_txn(&mut self, producer_id: i64) -> Vec<OffsetRecord> {
+        self.txns.remove(&producer_id).unwrap_or_default()
+    }
+
+    /// Whether some transaction holds offsets not committed yet.
+    pub fn has_open_txns(&self) -> bool {
+        !self.txns.is_empty()
     }
 
     /// Records appended to the log in one batch ending at `last_offset`, applied once the high

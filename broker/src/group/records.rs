@@ -195,6 +195,26 @@ pub fn encode_batch(records: &[OffsetRecord], timestamp_ms: i64) -> Result<Bytes
     Ok(buf.freeze())
 }
 
+/// [`encode_batch`] as offsets of producer `producer_id`'s transaction (TxnOffsetCommit):
+/// the transactional attribute, the producer's id and epoch, no sequence.
+pub fn encode_txn_batch(
+    records: &[OffsetRecord],
+    timestamp_ms: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<Bytes, RecordError> {
+    let mut buf = BytesMut::from(&encode_batch(records, timestamp_ms)?[..]);
+    if buf.len() >= BATCH_HEADER_LEN {
+        let attributes = i16::from_be_bytes([buf[21], buf[22]]) | (1 << 4);
+        buf[21..23].copy_from_slice(&attributes.to_be_bytes());
+        buf[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        buf[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+        let crc = crc32c::crc32c(&buf[21..]);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(buf.freeze())
+}
+
 /// A bounds-checked reader over stored bytes.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -324,6 +344,32 @@ const LOG_OVERHEAD: usize = 12;
 /// written here) are skipped; anything that does not parse is an error: a coordinator must
 /// not serve a partial view of its groups' offsets.
 pub fn decode_batches(bytes: &[u8], from: i64) -> Result<Vec<(i64, OffsetRecord)>, RecordError> {
+    Ok(decode_log(bytes, from)?
+        .into_iter()
+        .filter_map(|e| match e {
+            Logged::Record { offset, record, .. } => Some((offset, record)),
+            Logged::Marker { .. } => None,
+        })
+        .collect())
+}
+
+/// One entry of an offsets partition's log as a coordinator replays it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Logged {
+    /// A record; `txn` names the producer when it is an offset of a transaction (counted
+    /// only once that transaction's COMMIT marker follows).
+    Record {
+        offset: i64,
+        record: OffsetRecord,
+        txn: Option<i64>,
+    },
+    /// A transaction marker.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// The records and transaction markers of whole batches (as the log returns them) from
+/// offset `from` on; every batch's CRC is checked.
+pub fn decode_log(bytes: &[u8], from: i64) -> Result<Vec<Logged>, RecordError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
@@ -350,10 +396,21 @@ pub fn decode_batches(bytes: &[u8], from: i64) -> Result<Vec<(i64, OffsetRecord)
             return Err(corrupt(base, "CRC-32C mismatch".into()));
         }
         let attributes = i16::from_be_bytes([batch[21], batch[22]]);
+        let producer_id = i64::from_be_bytes(batch[43..51].try_into().unwrap_or([0xff; 8]));
         pos += size;
         if attributes & (1 << 5) != 0 {
-            continue; // a control batch
+            // A control batch: a transaction marker counts, anything else is skipped.
+            if base >= from {
+                if let Some(m) = crate::log::txn::parse_marker(batch) {
+                    out.push(Logged::Marker {
+                        producer_id,
+                        commit: m == crate::log::txn::Marker::Commit,
+                    });
+                }
+            }
+            continue;
         }
+        let txn = (attributes & (1 << 4) != 0).then_some(producer_id);
         if attributes & 0x7 != 0 {
             return Err(corrupt(
                 base,
@@ -380,8 +437,12 @@ pub fn decode_batches(bytes: &[u8], from: i64) -> Result<Vec<(i64, OffsetRecord)
                 continue;
             }
             let key = key.ok_or_else(|| corrupt(offset, "a record without a key".into()))?;
-            if let Some(rec) = decode_record(offset, key, value)? {
-                out.push((offset, rec));
+            if let Some(record) = decode_record(offset, key, value)? {
+                out.push(Logged::Record {
+                    offset,
+                    record,
+                    txn,
+                });
             }
         }
     }

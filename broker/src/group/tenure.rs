@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::offsets::{compaction_due, OffsetMap};
-use super::records::{self, OffsetRecord, RecordError};
+use super::records::{self, Logged, OffsetRecord, RecordError};
 use super::{codes, now_ms};
 use crate::log::{AppendOutcome, LogError, PartitionLog};
 
@@ -46,6 +46,9 @@ pub enum WriteError {
     /// The log failed: NOT_COORDINATOR (Kafka's mapping of KAFKA_STORAGE_ERROR).
     #[error("{0}")]
     Storage(String),
+    /// A transaction's producer was fenced by a newer epoch: PRODUCER_FENCED.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl WriteError {
@@ -54,6 +57,7 @@ impl WriteError {
             WriteError::NotLeader | WriteError::Storage(_) => codes::NOT_COORDINATOR,
             WriteError::Timeout(_) => codes::COORDINATOR_NOT_AVAILABLE,
             WriteError::TooLarge(_) => codes::INVALID_COMMIT_OFFSET_SIZE,
+            WriteError::Fenced(_) => crate::cluster::state::PRODUCER_FENCED,
         }
     }
 }
@@ -93,10 +97,28 @@ impl Tenure {
             if read.records.is_empty() {
                 return Err(format!("the log ends at {at}, before its end offset {end}"));
             }
-            let decoded = records::decode_batches(&read.records, at).map_err(|e| e.to_string())?;
+            let decoded = records::decode_log(&read.records, at).map_err(|e| e.to_string())?;
             let next = next_offset(&read.records).ok_or("a read returned no whole batch")?;
-            for (_, r) in decoded {
-                map.apply(r);
+            for e in decoded {
+                match e {
+                    Logged::Record {
+                        record, txn: None, ..
+                    } => map.apply(record),
+                    Logged::Record {
+                        record,
+                        txn: Some(pid),
+                        ..
+                    } => map.add_txn(pid, [record]),
+                    Logged::Marker {
+                        producer_id,
+                        commit,
+                    } => {
+                        let txn = map.take_txn(producer_id);
+                        if commit {
+                            txn.into_iter().for_each(|r| map.apply(r));
+                        }
+                    }
+                }
                 records += 1;
             }
             at = next.max(at + 1);
@@ -170,6 +192,73 @@ impl Tenure {
         Ok(n)
     }
 
+    /// Appends the offsets of producer `producer_id`'s transaction (TxnOffsetCommit) as one
+    /// transactional batch and waits until it is replicated; they count once the COMMIT
+    /// marker follows ([`Tenure::end_txn`]).
+    pub async fn write_txn(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: Vec<OffsetRecord>,
+        timeout: Duration,
+    ) -> Result<(), WriteError> {
+        let last = {
+            let _serial = self.write.lock().await;
+            if self.is_ended() {
+                return Err(WriteError::NotLeader);
+            }
+            let batch = records::encode_txn_batch(&records, now_ms(), producer_id, producer_epoch)?;
+            let info = match self.log.append_txn_batch(batch, self.epoch) {
+                Ok(AppendOutcome::Appended(info)) | Ok(AppendOutcome::Duplicate(info)) => info,
+                Err(LogError::Fenced { .. }) => return Err(WriteError::NotLeader),
+                Err(LogError::InvalidProducerEpoch { current, got, .. }) => {
+                    return Err(WriteError::Fenced(format!(
+                        "producer {producer_id} epoch {got} is older than its epoch {current} here"
+                    )))
+                }
+                Err(e @ LogError::MessageTooLarge { .. }) => {
+                    return Err(WriteError::TooLarge(e.to_string()))
+                }
+                Err(e) => return Err(WriteError::Storage(e.to_string())),
+            };
+            self.lock().add_txn(producer_id, records);
+            info.last_offset
+        };
+        self.await_replicated(last, timeout).await
+    }
+
+    /// Appends a transaction coordinator's marker for producer `producer_id`: its offsets
+    /// written in the transaction count from now (COMMIT, visible once the marker is
+    /// replicated) or are dropped (ABORT).
+    pub async fn end_txn(
+        &self,
+        producer_id: i64,
+        commit: bool,
+        marker: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<(), WriteError> {
+        let last = {
+            let _serial = self.write.lock().await;
+            if self.is_ended() {
+                return Err(WriteError::NotLeader);
+            }
+            let info = match self.log.append_marker(marker, self.epoch) {
+                Ok(AppendOutcome::Appended(info)) | Ok(AppendOutcome::Duplicate(info)) => info,
+                Err(LogError::Fenced { .. }) => return Err(WriteError::NotLeader),
+                // A newer epoch of the producer wrote here: this transaction ended already.
+                Err(LogError::InvalidProducerEpoch { .. }) => return Ok(()),
+                Err(e) => return Err(WriteError::Storage(e.to_string())),
+            };
+            let mut map = self.lock();
+            let txn = map.take_txn(producer_id);
+            if commit {
+                map.stage(info.last_offset, txn);
+            }
+            info.last_offset
+        };
+        self.await_replicated(last, timeout).await
+    }
+
     /// Appends one batch and stages it. Under the write lock.
     fn append(&self, records: Vec<OffsetRecord>) -> Result<i64, WriteError> {
         let batch = records::encode_batch(&records, now_ms())?;
@@ -236,6 +325,11 @@ impl Tenure {
             let _serial = self.write.lock().await;
             if self.is_ended() {
                 return Err(WriteError::NotLeader);
+            }
+            // The offsets of open transactions are only in their batches, which the new log
+            // start would drop: wait until every transaction here has ended.
+            if self.lock().has_open_txns() {
+                return Ok((before, before));
             }
             let snapshot = self.lock().snapshot();
             let first = self.log.log_end_offset();

@@ -53,6 +53,7 @@ pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 const CONFIG_TOPIC: i8 = 2;
 
 /// One request's view of the authorizer.
+#[derive(Clone)]
 pub struct Access {
     security: Arc<Security>,
     /// The ACLs (only loaded with an authorizer).
@@ -108,6 +109,10 @@ impl Access {
 
     pub fn group(&self, op: Operation, name: &str) -> bool {
         self.allows(op, ResourceType::Group, name)
+    }
+
+    pub fn transactional_id(&self, op: Operation, id: &str) -> bool {
+        self.allows(op, ResourceType::TransactionalId, id)
     }
 
     pub fn cluster(&self, op: Operation) -> bool {
@@ -553,6 +558,55 @@ pub fn offset_commit(
             .map(|t| refuse(t, TOPIC_AUTHORIZATION_FAILED))
             .collect(),
     )
+}
+
+/// TxnOffsetCommit: WRITE on the transactional id and READ on the group (each refused whole:
+/// every partition gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED or GROUP_AUTHORIZATION_FAILED),
+/// READ on each topic (TOPIC_AUTHORIZATION_FAILED per partition). The refused topics are
+/// taken out of `req` and returned answered.
+pub fn txn_offset_commit(
+    a: &Access,
+    req: &mut TxnOffsetCommitRequest,
+) -> Vec<txn_offset_commit_response::TxnOffsetCommitResponseTopic> {
+    use txn_offset_commit_response::{
+        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    };
+    if !a.on() {
+        return Vec::new();
+    }
+    let refuse = |t: txn_offset_commit_request::TxnOffsetCommitRequestTopic, code: i16| {
+        TxnOffsetCommitResponseTopic::default()
+            .with_name(t.name)
+            .with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect(),
+            )
+    };
+    let whole = if !a.transactional_id(Operation::Write, req.transactional_id.as_str()) {
+        Some(super::codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else if !a.group(Operation::Read, req.group_id.as_str()) {
+        Some(GROUP_AUTHORIZATION_FAILED)
+    } else {
+        None
+    };
+    if let Some(code) = whole {
+        let all = std::mem::take(&mut req.topics);
+        return all.into_iter().map(|t| refuse(t, code)).collect();
+    }
+    let (ok, refused) = split(std::mem::take(&mut req.topics), |t| {
+        a.topic(Operation::Read, t.name.as_str())
+    });
+    req.topics = ok;
+    refused
+        .into_iter()
+        .map(|t| refuse(t, TOPIC_AUTHORIZATION_FAILED))
+        .collect()
 }
 
 /// OffsetDelete: DELETE on the group (refused whole, GROUP_AUTHORIZATION_FAILED at the top,

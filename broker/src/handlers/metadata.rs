@@ -399,8 +399,8 @@ pub fn describe_cluster(
 }
 
 /// One coordinator lookup: (error code, message, broker). A group's coordinator is the leader of
-/// its `__consumer_offsets` partition (the topic is created on the first lookup); transaction
-/// coordinators (key type 1) are refused until transactions exist.
+/// its `__consumer_offsets` partition (the topic is created on the first lookup), and so is a
+/// transactional id's (key type 1).
 async fn lookup(
     ctx: &Arc<BrokerContext>,
     key_type: i8,
@@ -415,10 +415,16 @@ async fn lookup(
     if key_type == 0 && !access.group(Operation::Describe, key) {
         return (authz::GROUP_AUTHORIZATION_FAILED, None, None);
     }
-    if key_type != 0 {
+    if key_type == 1 && !access.transactional_id(Operation::Describe, key) {
+        return (codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None, None);
+    }
+    if key_type > 1 {
+        // Share coordinators (key type 2) are found through the share-group APIs here.
         return (
-            codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            Some(sb("transactions are not supported by this broker yet")),
+            codes::INVALID_REQUEST,
+            Some(sb(&format!(
+                "coordinator key type {key_type} is not served"
+            ))),
             None,
         );
     }

@@ -37,6 +37,7 @@ pub mod share_admin;
 pub mod share_authz;
 pub mod share_store;
 pub mod topics;
+pub mod txn;
 pub mod unserved;
 pub mod users;
 
@@ -337,10 +338,61 @@ pub async fn dispatch(
                     .with_error_code(authz::CLUSTER_AUTHORIZATION_FAILED)
                     .with_producer_id(ProducerId(-1))
                     .with_producer_epoch(-1))
-            } else {
+            } else if idempotent {
                 now!(produce::init_producer_id(ctx, req).await)
+            } else {
+                let ctx = Arc::clone(ctx);
+                let access = access.clone();
+                later(raw, async move {
+                    offsets_topic(&ctx).await;
+                    txn::init_producer_id(&ctx, req, &access).await
+                })
             }
         }
+        ApiKey::AddPartitionsToTxn => {
+            let req = req!(AddPartitionsToTxnRequest);
+            let (ctx, access) = (Arc::clone(ctx), access.clone());
+            later(raw, async move {
+                txn::add_partitions_to_txn(&ctx, v, req, &access).await
+            })
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let req = req!(AddOffsetsToTxnRequest);
+            let (ctx, access) = (Arc::clone(ctx), access.clone());
+            later(raw, async move {
+                txn::add_offsets_to_txn(&ctx, req, &access).await
+            })
+        }
+        ApiKey::EndTxn => {
+            let req = req!(EndTxnRequest);
+            let (ctx, access) = (Arc::clone(ctx), access.clone());
+            later(raw, async move { txn::end_txn(&ctx, req, &access).await })
+        }
+        ApiKey::TxnOffsetCommit => {
+            let mut req = req!(TxnOffsetCommitRequest);
+            let refused = authz::txn_offset_commit(&access, &mut req);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                let mut resp = match (req.topics.is_empty(), txn::check_txn_offsets(&ctx, &req)) {
+                    (true, _) => TxnOffsetCommitResponse::default(),
+                    (false, Some(code)) => txn::refuse_txn_offsets(req, code),
+                    (false, None) => ctx.groups.txn_offset_commit(v, req).await,
+                };
+                resp.topics.extend(refused);
+                resp
+            })
+        }
+        ApiKey::DescribeTransactions => now!(txn::describe_transactions(
+            ctx,
+            req!(DescribeTransactionsRequest),
+            &access
+        )),
+        ApiKey::ListTransactions => now!(txn::list_transactions(
+            ctx,
+            req!(ListTransactionsRequest),
+            &access
+        )),
         ApiKey::CreateTopics => {
             let mut req = req!(CreateTopicsRequest);
             let refused = authz::create_topics(&access, &mut req);

@@ -85,6 +85,12 @@ pub fn handle(
     let by_id = version >= 13;
     let mut waits = Vec::new();
     let mut response = ProduceResponse::default();
+    // A transactional producer needs WRITE on its transactional id (Kafka's rule); the
+    // transaction itself is the coordinator's business, each batch is checked by the log.
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !access.transactional_id(authz::Operation::Write, id.as_str()));
 
     for topic in req.topic_data {
         let meta = if by_id {
@@ -120,11 +126,11 @@ pub fn handle(
                     codes::INVALID_TOPIC_EXCEPTION,
                     Some(format!("Cannot append to internal topic {}", m.name)),
                 )
-            } else if req.transactional_id.is_some() {
+            } else if txn_denied {
                 partition_error(
                     p.index,
                     codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                    Some("transactions are not supported by this broker yet".into()),
+                    Some("WRITE on the transactional id is not allowed".into()),
                 )
             } else if !matches!(acks, -1..=1) {
                 partition_error(
@@ -355,8 +361,8 @@ pub fn reject_old_version(
     codec::encode_response(raw, 0, 3, &response)
 }
 
-/// InitProducerId for idempotent producers. Transactional ids are refused (transactions are
-/// not implemented yet) with a fatal, non-retriable error.
+/// InitProducerId for idempotent producers (a transactional id goes to
+/// [`super::txn::init_producer_id`]).
 pub async fn init_producer_id(
     ctx: &Arc<BrokerContext>,
     req: InitProducerIdRequest,
@@ -366,13 +372,6 @@ pub async fn init_producer_id(
         .with_producer_epoch(-1)
         .with_ongoing_txn_producer_id(ProducerId(-1))
         .with_ongoing_txn_producer_epoch(-1);
-    if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
-        ctx.metrics.error_code(
-            "InitProducerId",
-            codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-        );
-        return base.with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
-    }
     let pid = req.producer_id.0;
     let epoch = req.producer_epoch;
     // KIP-360: an idempotent producer may ask to bump its epoch (after a timeout / sequence

@@ -9,9 +9,7 @@
 //! requests SECURITY_DISABLED without `--authorizer acl` (they are also advertised, see
 //! `protocol::versions::ACL_APIS`); the lines of APIs that are served (reassignments, SCRAM
 //! credentials, ACLs with an authorizer) are used only when a client sends a version the
-//! broker does not serve; the transactional requests that name partitions or ids
-//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id here;
-//! everything else UNSUPPORTED_VERSION. A response with a top-level error code carries it
+//! broker does not serve; everything else UNSUPPORTED_VERSION. A response with a top-level error code carries it
 //! there; one whose errors are per item (per partition, per ACL, per group, ...) has every
 //! item of the request answered with it.
 //!
@@ -26,7 +24,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Request, StrBytes};
 
-use super::codes::{TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION};
+use super::codes::UNSUPPORTED_VERSION;
 use crate::error::BrokerError;
 use crate::protocol::codec::{self, respond, RawHeader};
 
@@ -47,12 +45,6 @@ const UNSERVED: &[Unserved] = &[
     refuse::<DescribeAclsRequest>(SECURITY_DISABLED),
     refuse::<CreateAclsRequest>(SECURITY_DISABLED),
     refuse::<DeleteAclsRequest>(SECURITY_DISABLED),
-    refuse::<AddPartitionsToTxnRequest>(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
-    refuse::<TxnOffsetCommitRequest>(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
-    refuse::<DescribeTransactionsRequest>(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
-    refuse::<AddOffsetsToTxnRequest>(UNSUPPORTED_VERSION),
-    refuse::<EndTxnRequest>(UNSUPPORTED_VERSION),
-    refuse::<ListTransactionsRequest>(UNSUPPORTED_VERSION),
     refuse::<DescribeClientQuotasRequest>(UNSUPPORTED_VERSION),
     refuse::<AlterClientQuotasRequest>(UNSUPPORTED_VERSION),
     refuse::<DescribeUserScramCredentialsRequest>(UNSUPPORTED_VERSION),
@@ -150,9 +142,6 @@ refused_as_a_whole!(
     RenewDelegationTokenRequest,
     ExpireDelegationTokenRequest,
     DescribeDelegationTokenRequest,
-    AddOffsetsToTxnRequest,
-    EndTxnRequest,
-    ListTransactionsRequest,
     DescribeClientQuotasRequest,
     DescribeUserScramCredentialsRequest,
     ListPartitionReassignmentsRequest,
@@ -205,71 +194,6 @@ impl Refuse for DeleteAclsRequest {
                 .with_error_code(code)
                 .with_error_message(msg("No Authorizer is configured."))
         }))
-    }
-}
-
-impl Refuse for AddPartitionsToTxnRequest {
-    fn refuse(self, code: i16, version: i16) -> AddPartitionsToTxnResponse {
-        use add_partitions_to_txn_response::{
-            AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult,
-            AddPartitionsToTxnTopicResult,
-        };
-        let topic_results =
-            |topics: Vec<add_partitions_to_txn_request::AddPartitionsToTxnTopic>| {
-                each(topics, |t| {
-                    AddPartitionsToTxnTopicResult::default()
-                        .with_name(t.name)
-                        .with_results_by_partition(each(t.partitions, |p| {
-                            AddPartitionsToTxnPartitionResult::default()
-                                .with_partition_index(p)
-                                .with_partition_error_code(code)
-                        }))
-                })
-            };
-        if version <= 3 {
-            AddPartitionsToTxnResponse::default()
-                .with_results_by_topic_v3_and_below(topic_results(self.v3_and_below_topics))
-        } else {
-            AddPartitionsToTxnResponse::default().with_results_by_transaction(each(
-                self.transactions,
-                |t| {
-                    AddPartitionsToTxnResult::default()
-                        .with_transactional_id(t.transactional_id)
-                        .with_topic_results(topic_results(t.topics))
-                },
-            ))
-        }
-    }
-}
-
-impl Refuse for TxnOffsetCommitRequest {
-    fn refuse(self, code: i16, _: i16) -> TxnOffsetCommitResponse {
-        use txn_offset_commit_response::{
-            TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
-        };
-        TxnOffsetCommitResponse::default().with_topics(each(self.topics, |t| {
-            TxnOffsetCommitResponseTopic::default()
-                .with_name(t.name)
-                .with_partitions(each(t.partitions, |p| {
-                    TxnOffsetCommitResponsePartition::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(code)
-                }))
-        }))
-    }
-}
-
-impl Refuse for DescribeTransactionsRequest {
-    fn refuse(self, code: i16, _: i16) -> DescribeTransactionsResponse {
-        use describe_transactions_response::TransactionState;
-        DescribeTransactionsResponse::default().with_transaction_states(each(
-            self.transactional_ids,
-            |id| {
-                TransactionState::default()
-                    .with_transactional_id(id)
-                    .with_error_code(code)
-            },
-        ))
     }
 }
 
@@ -418,14 +342,6 @@ mod tests {
             ApiKey::DeleteAcls,
             &DeleteAclsRequest::default(),
         );
-        answered_at_every_version::<_, AddPartitionsToTxnResponse>(
-            ApiKey::AddPartitionsToTxn,
-            &AddPartitionsToTxnRequest::default(),
-        );
-        answered_at_every_version::<_, TxnOffsetCommitResponse>(
-            ApiKey::TxnOffsetCommit,
-            &TxnOffsetCommitRequest::default(),
-        );
         let ar = AlterReplicaLogDirsRequest::default().with_dirs(vec![
             alter_replica_log_dirs_request::AlterReplicaLogDir::default().with_topics(vec![
                 alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
@@ -459,14 +375,6 @@ mod tests {
                 (r.results[0].user.as_str(), r.results[0].error_code),
                 ("alice", 35)
             );
-        }
-        let dt = DescribeTransactionsRequest::default()
-            .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]);
-        for r in answered_at_every_version::<_, DescribeTransactionsResponse>(
-            ApiKey::DescribeTransactions,
-            &dt,
-        ) {
-            assert_eq!(r.transaction_states[0].error_code, 53);
         }
         let g = vec![GroupId(StrBytes::from_static_str("g"))];
         let cg = ConsumerGroupDescribeRequest::default().with_group_ids(g.clone());
@@ -515,53 +423,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn transactional_requests_answer_every_partition() {
-        use kafka_protocol::messages::add_partitions_to_txn_request::*;
-        use kafka_protocol::messages::txn_offset_commit_request::*;
-        let topics = vec![AddPartitionsToTxnTopic::default()
-            .with_name(tn("t"))
-            .with_partitions(vec![0, 1])];
-        let old = AddPartitionsToTxnRequest::default().with_v3_and_below_topics(topics.clone());
-        let new = AddPartitionsToTxnRequest::default().with_transactions(vec![
-            AddPartitionsToTxnTransaction::default()
-                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
-                .with_topics(topics),
-        ]);
-        for (i, r) in answered_at_each_version::<_, AddPartitionsToTxnResponse>(
-            ApiKey::AddPartitionsToTxn,
-            |v| if v <= 3 { &old } else { &new },
-        )
-        .into_iter()
-        .enumerate()
-        {
-            let topic = if i <= 3 {
-                &r.results_by_topic_v3_and_below[0]
-            } else {
-                &r.results_by_transaction[0].topic_results[0]
-            };
-            let got: Vec<(i32, i16)> = topic
-                .results_by_partition
-                .iter()
-                .map(|p| (p.partition_index, p.partition_error_code))
-                .collect();
-            assert_eq!(got, vec![(0, 53), (1, 53)], "v{i}");
-        }
-        let req = TxnOffsetCommitRequest::default().with_topics(vec![
-            TxnOffsetCommitRequestTopic::default()
-                .with_name(tn("t"))
-                .with_partitions(vec![
-                    TxnOffsetCommitRequestPartition::default().with_partition_index(2)
-                ]),
-        ]);
-        for r in
-            answered_at_every_version::<_, TxnOffsetCommitResponse>(ApiKey::TxnOffsetCommit, &req)
-        {
-            let p = &r.topics[0].partitions[0];
-            assert_eq!((p.partition_index, p.error_code), (2, 53));
-        }
-    }
-
     fn frame<R: Encodable + Message + Default>(key: ApiKey, version: i16) -> (RawHeader, Bytes) {
         let mut buf = BytesMut::new();
         RequestHeader::default()
@@ -595,13 +456,10 @@ mod tests {
         answered::<SaslHandshakeRequest>(ApiKey::SaslHandshake);
         answered::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate);
         answered::<DescribeAclsRequest>(ApiKey::DescribeAcls);
-        answered::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
-        answered::<EndTxnRequest>(ApiKey::EndTxn);
         answered::<DescribeClientQuotasRequest>(ApiKey::DescribeClientQuotas);
         answered::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials);
         answered::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
         answered::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments);
-        answered::<ListTransactionsRequest>(ApiKey::ListTransactions);
         answered::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat);
         answered::<ShareGroupHeartbeatRequest>(ApiKey::ShareGroupHeartbeat);
         answered::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);

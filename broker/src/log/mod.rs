@@ -284,7 +284,7 @@ pub struct ReadOutcome<R = Bytes> {
 }
 
 /// Wall-clock milliseconds since the Unix epoch (record timestamps, segment age, retention).
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -180,6 +180,12 @@ impl ProducerStates {
 
     /// Records an appended (or recovered) idempotent batch whose base offset is assigned.
     pub fn record(&mut self, h: &BatchHeader, append_time: i64, now_ms: i64) {
+        if h.base_sequence < 0 {
+            // No sequence: a transactional batch a coordinator wrote (offsets of a
+            // transaction), which no retry can repeat.
+            self.begin_txn(h, now_ms);
+            return;
+        }
         let meta = BatchMeta {
             first_seq: h.base_sequence,
             last_seq: h.last_sequence(),
@@ -213,6 +219,19 @@ impl ProducerStates {
             });
         entry.last_ms = entry.last_ms.max(now_ms);
         entry
+    }
+
+    /// Records a transactional batch without a sequence that a coordinator appended: the
+    /// producer's transaction on this partition is open from it.
+    pub fn begin_txn(&mut self, h: &BatchHeader, now_ms: i64) {
+        let entry = self.entry(h, now_ms);
+        if h.producer_epoch > entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        if h.is_transactional() && entry.txn_first.is_none() {
+            entry.txn_first = Some(h.base_offset);
+        }
     }
 
     /// Checks a transaction marker a coordinator asks to append: it may not come from an

@@ -68,7 +68,7 @@ fn open_transactions_hold_the_last_stable_offset_and_aborts_are_named() {
     appended(log.append(txn(10, 0, 0, 2)).unwrap());
     // read_committed stops before the open transaction; read_uncommitted does not.
     assert_eq!(committed_batches(&log, 0), vec![(0, -1, false)]);
-    assert!(log.read(3, 1 << 20).unwrap().records.len() > 0);
+    assert!(!log.read(3, 1 << 20).unwrap().records.is_empty());
     assert!(log.read_committed(3, 1 << 20).unwrap().records.is_empty());
     drop(log);
     std::fs::remove_dir_all(tmp.path().join("t-0")).unwrap();

@@ -63,6 +63,12 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::SaslAuthenticate,
     ApiKey::DescribeUserScramCredentials,
     ApiKey::AlterUserScramCredentials,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
 ];
 
 /// Served with `--authorizer acl`; without an authorizer advertised and answered
@@ -136,6 +142,12 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::SaslAuthenticate => range!(SaslAuthenticateRequest),
         ApiKey::DescribeUserScramCredentials => range!(DescribeUserScramCredentialsRequest),
         ApiKey::AlterUserScramCredentials => range!(AlterUserScramCredentialsRequest),
+        ApiKey::AddPartitionsToTxn => range!(AddPartitionsToTxnRequest),
+        ApiKey::AddOffsetsToTxn => range!(AddOffsetsToTxnRequest),
+        ApiKey::EndTxn => range!(EndTxnRequest),
+        ApiKey::TxnOffsetCommit => range!(TxnOffsetCommitRequest),
+        ApiKey::DescribeTransactions => range!(DescribeTransactionsRequest),
+        ApiKey::ListTransactions => range!(ListTransactionsRequest),
         _ => None,
     }
 }

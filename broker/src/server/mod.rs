@@ -411,6 +411,7 @@ impl Broker {
             replicas,
             share_peers: Default::default(),
             producer_ids: Default::default(),
+            txns: Default::default(),
             offsets_topic: config.offsets_topic(),
             metrics,
             security: Arc::clone(&security),
@@ -421,6 +422,7 @@ impl Broker {
                 config.limits().fetch_session_slots,
             ),
         });
+        crate::txn::spawn(Arc::clone(&ctx));
         spawn_reload(
             Arc::clone(&security),
             Duration::from_millis(

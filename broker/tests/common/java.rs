@@ -36,6 +36,7 @@ pub fn classpath() -> String {
             java_dir.join("SluiceJavaClient.java"),
             java_dir.join("SluiceShareClient.java"),
             java_dir.join("SluiceStreamsApp.java"),
+            java_dir.join("SluiceTxnClient.java"),
         ];
         let mut code = Vec::new();
         for src in &srcs {
@@ -48,7 +49,7 @@ pub fn classpath() -> String {
         names.sort();
         let key = fnv1a(&[&code, names.join(",").as_bytes()]);
         let jar_glob = format!("{}/*", jars.display());
-        let dir = cached_build("java-prog", key, "SluiceStreamsApp.class", |out| {
+        let dir = cached_build("java-prog", key, "SluiceTxnClient.class", |out| {
             run_build(
                 Command::new("javac")
                     .args(["-encoding", "UTF-8", "-d"])
@@ -78,6 +79,11 @@ pub fn share_cmd(args: &[&str]) -> Command {
 /// The Kafka Streams application (`tests/java/SluiceStreamsApp.java`) with `args`.
 pub fn streams_cmd(args: &[&str]) -> Command {
     java_main("SluiceStreamsApp", args)
+}
+
+/// The transactions driver (`tests/java/SluiceTxnClient.java`) with `args`.
+pub fn txn_cmd(args: &[&str]) -> Command {
+    java_main("SluiceTxnClient", args)
 }
 
 fn java_main(main: &str, args: &[&str]) -> Command {

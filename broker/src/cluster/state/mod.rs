@@ -265,6 +265,8 @@ pub enum Command {
         upsertions: Vec<(String, Mechanism, ScramCredential)>,
         deletions: Vec<(String, Mechanism)>,
     },
+    /// A transaction coordinator's state change (`txns.rs`).
+    Txn(TxnCommand),
     /// Metadata logs written before replication: a one-copy move to `target` (now a
     /// reassignment to `[target]`).
     StartReassignment {
@@ -324,6 +326,8 @@ pub enum Outcome {
     ScramAltered {
         missing: Vec<(String, Mechanism)>,
     },
+    /// A transactional id's state after a [`Command::Txn`].
+    Txn(TxnRecord),
     /// Nothing changed; `code` is the Kafka error code for the client, `message` says why.
     Refused {
         code: i16,
@@ -357,6 +361,9 @@ pub struct ClusterState {
     /// Users' SCRAM credentials by user and mechanism (never a password).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
+    /// Transactional ids and their current transactions (`txns.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transactions: BTreeMap<String, TxnRecord>,
 }
 
 impl ClusterState {
@@ -488,6 +495,7 @@ impl ClusterState {
                 replicas,
             } => self.reassign(topic, *partition, replicas.as_deref()),
             Command::ElectLeaders { kind, partitions } => self.elect(*kind, partitions),
+            Command::Txn(cmd) => self.apply_txn(cmd),
             Command::AllocateProducerIds { broker, count } => {
                 if *count <= 0 {
                     return refused(code::INVALID_REQUEST, "producer id block must be positive");
@@ -721,6 +729,12 @@ fn unknown_topic(name: &str) -> Outcome {
 
 mod brokers;
 mod topics;
+mod txns;
+pub use txns::{TxnCommand, TxnRecord, TxnState};
+pub use txns::{
+    CONCURRENT_TRANSACTIONS, INVALID_PRODUCER_EPOCH, INVALID_PRODUCER_ID_MAPPING,
+    INVALID_TXN_STATE, PRODUCER_FENCED,
+};
 
 #[cfg(test)]
 mod tests;

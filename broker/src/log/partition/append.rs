@@ -17,6 +17,17 @@ use crate::log::segment::Segment;
 use crate::log::txn;
 use crate::log::{now_ms, AppendInfo, AppendOutcome, FsyncPolicy, LogError, TimestampType};
 
+/// Who asks for an append: what it is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A producer: sequence checks, no control batch.
+    Client,
+    /// A transaction coordinator's marker.
+    Marker(txn::Marker),
+    /// A coordinator's transactional batch without sequences (a transaction's offsets).
+    Coordinator,
+}
+
 /// The leading bytes of a batch that an append rewrites (base offset and partition leader
 /// epoch, `batch::rewrite_offset_and_epoch`); a batch header is longer, so every batch has them.
 const PATCHED: usize = 16;
@@ -28,7 +39,7 @@ impl PartitionLog {
     /// batch's base offset, and appends them. Returns once the bytes are written to the file
     /// (page cache), not fsynced.
     pub fn append(&self, records: Bytes) -> Result<AppendOutcome, LogError> {
-        self.append_checked(records, None, None)
+        self.append_checked(records, None, Origin::Client)
     }
 
     /// Appends a transaction marker (`txn::build_marker`) that a transaction coordinator sends
@@ -44,7 +55,14 @@ impl PartitionLog {
                 h.producer_id
             ),
         })?;
-        self.append_checked(marker, Some(epoch), Some(kind))
+        self.append_checked(marker, Some(epoch), Origin::Marker(kind))
+    }
+
+    /// Appends a transactional batch without sequence numbers that a coordinator writes for
+    /// a producer (the offsets of a transaction, TxnOffsetCommit), while this log's leader
+    /// epoch is `epoch`: the producer's transaction here is open from it until its marker.
+    pub fn append_txn_batch(&self, batch: Bytes, epoch: i32) -> Result<AppendOutcome, LogError> {
+        self.append_checked(batch, Some(epoch), Origin::Coordinator)
     }
 
     /// [`PartitionLog::append`], but only while this log's leader epoch is `epoch`: checked
@@ -53,16 +71,15 @@ impl PartitionLog {
     /// (the group coordinator): a batch stamped with the next leader's epoch could survive
     /// follower truncation.
     pub fn append_in_epoch(&self, records: Bytes, epoch: i32) -> Result<AppendOutcome, LogError> {
-        self.append_checked(records, Some(epoch), None)
+        self.append_checked(records, Some(epoch), Origin::Client)
     }
 
-    /// The append behind all of them; `marker` for a transaction marker (validated by
-    /// `append_marker`).
+    /// The append behind all of them.
     fn append_checked(
         &self,
         records: Bytes,
         expected_epoch: Option<i32>,
-        marker: Option<txn::Marker>,
+        origin: Origin,
     ) -> Result<AppendOutcome, LogError> {
         let sh = &self.shared;
         if sh.failed.load(Ordering::SeqCst) {
@@ -75,11 +92,20 @@ impl PartitionLog {
             let inner = lock(&sh.inner);
             (inner.config.max_message_bytes, inner.config.cleanup.compact)
         };
-        let mut headers = match marker {
-            Some(_) => batch::validate_copied(&records)?,
-            None => batch::validate_payload(&records, max)?,
+        let mut headers = match origin {
+            Origin::Marker(_) => batch::validate_copied(&records)?,
+            Origin::Client | Origin::Coordinator => batch::validate_payload(&records, max)?,
         };
-        if compacted && marker.is_none() {
+        if origin == Origin::Coordinator
+            && headers
+                .iter()
+                .any(|(_, h)| !h.is_transactional() || h.producer_id < 0)
+        {
+            return Err(LogError::CorruptBatch {
+                reason: "a coordinator's batch must be transactional with a producer id".into(),
+            });
+        }
+        if compacted && origin == Origin::Client {
             self.check_keys(&records, &headers)?;
         }
         let now = now_ms();
@@ -119,9 +145,12 @@ impl PartitionLog {
         };
         for (_, h) in headers.iter_mut() {
             h.base_offset = offset;
-            if let Some(kind) = marker {
+            if let Origin::Marker(kind) = origin {
                 scratch.check_marker(h)?;
                 scratch.record_marker(h, kind, now);
+            } else if origin == Origin::Coordinator {
+                scratch.check_marker(h)?;
+                scratch.begin_txn(h, now);
             } else if h.is_idempotent() {
                 match scratch.check(h)? {
                     SeqCheck::Append => scratch.record(h, append_time, now),

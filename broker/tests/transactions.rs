@@ -1,0 +1,294 @@
+//! Transactions (KIP-98) with real clients: the Java client's transactional producer
+//! (`tests/java/SluiceTxnClient.java`) commits and aborts, and `read_committed` consumers of
+//! two implementations (the Java client and librdkafka through rust-rdkafka) see exactly the
+//! committed records, before and after a broker restart; a producer that dies inside a
+//! transaction holds the last stable offset only until its timeout; a second producer with
+//! the same transactional id fences the first; and a consume-transform-produce loop
+//! (`sendOffsetsToTransaction`) copies every record exactly once across a crash in the middle
+//! of a transaction.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+fn create_topic(broker: &TestBroker, name: &str, partitions: i32) {
+    let created = broker
+        .block_on(rd_admin(&broker.bootstrap()).create_topics(
+            [&NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &admin_opts(),
+        ))
+        .expect("create_topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
+/// Runs the transactions driver to its end; its stdout.
+fn txn(args: &[&str]) -> String {
+    run_bounded(
+        txn_cmd(args),
+        &format!("java SluiceTxnClient {}", args.join(" ")),
+        RUN,
+    )
+    .stdout
+}
+
+/// Every value a Java consumer of `isolation` reads from the start of `topic`, by count.
+fn java_read(bootstrap: &str, topic: &str, isolation: &str) -> BTreeMap<String, usize> {
+    let out = txn(&[
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--isolation",
+        isolation,
+        "--idle-ms",
+        "3000",
+    ]);
+    assert!(out.contains("#end"), "{out}");
+    counted(out.lines().filter_map(|l| l.strip_prefix("v ")))
+}
+
+/// Every value librdkafka reads from the start of `topic` with `isolation.level`, by count.
+fn rd_read(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> BTreeMap<String, usize> {
+    let c = rd_consumer(bootstrap, &[("isolation.level", isolation)]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("add partition");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut values = Vec::new();
+    let mut idle = std::time::Instant::now();
+    while idle.elapsed() < Duration::from_secs(3) {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("librdkafka read");
+            values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            idle = std::time::Instant::now();
+        }
+    }
+    counted(values.iter().map(String::as_str))
+}
+
+fn counted<'a>(values: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for v in values {
+        *m.entry(v.to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The values of transactions `txns` of `per` records each, once each.
+fn values_of(txns: impl IntoIterator<Item = usize>, per: usize) -> BTreeMap<String, usize> {
+    txns.into_iter()
+        .flat_map(|i| (0..per).map(move |j| (format!("t{i}-{j}"), 1)))
+        .collect()
+}
+
+#[test]
+fn committed_transactions_are_read_and_aborted_ones_are_not_by_java_and_librdkafka() {
+    let mut broker = TestBroker::start(&[]);
+    let topic = topic_name("txn");
+    create_topic(&broker, &topic, 2);
+    let out = txn(&[
+        "produce",
+        "--bootstrap",
+        &broker.bootstrap(),
+        "--topic",
+        &topic,
+        "--id",
+        "sluice-txn-1",
+        "--txns",
+        "12",
+        "--per",
+        "5",
+        "--abort-every",
+        "3",
+        "--partitions",
+        "2",
+    ]);
+    let committed: Vec<usize> = (0..12).filter(|i| i % 3 != 2).collect();
+    assert_eq!(out.matches("#committed").count(), 8, "{out}");
+    assert_eq!(out.matches("#aborted").count(), 4, "{out}");
+    let want = values_of(committed.iter().copied(), 5);
+    let everything = values_of(0..12, 5);
+
+    for round in ["before", "after a restart"] {
+        let b = broker.bootstrap();
+        assert_eq!(
+            java_read(&b, &topic, "read_committed"),
+            want,
+            "Java read_committed {round}"
+        );
+        assert_eq!(
+            rd_read(&b, &topic, 2, "read_committed"),
+            want,
+            "librdkafka read_committed {round}"
+        );
+        // read_uncommitted sees the aborted records too (the markers are never records).
+        assert_eq!(
+            java_read(&b, &topic, "read_uncommitted"),
+            everything,
+            "Java read_uncommitted {round}"
+        );
+        // Nothing is open: the last stable offset is the high watermark.
+        for p in 0..2 {
+            let log = broker.ctx().logs.partition(&topic, p).expect("partition");
+            assert_eq!(log.last_stable_offset(), log.high_watermark(), "{round}");
+        }
+        broker.restart();
+    }
+}
+
+#[test]
+fn a_producer_dead_inside_a_transaction_holds_the_lso_until_its_timeout_aborts_it() {
+    let broker = TestBroker::start(&[]);
+    let topic = topic_name("txn-hung");
+    create_topic(&broker, &topic, 1);
+    let b = broker.bootstrap();
+    let out = txn(&[
+        "hang",
+        "--bootstrap",
+        &b,
+        "--topic",
+        &topic,
+        "--id",
+        "sluice-txn-hung",
+        "--count",
+        "4",
+        "--timeout-ms",
+        "4000",
+    ]);
+    assert!(out.contains("#open"), "{out}");
+    let log = broker.ctx().logs.partition(&topic, 0).expect("partition");
+    // The open transaction starts at offset 0: read_committed readers stop there.
+    assert_eq!((log.last_stable_offset(), log.high_watermark()), (0, 4));
+    // Another producer's transaction commits behind it.
+    txn(&[
+        "produce",
+        "--bootstrap",
+        &b,
+        "--topic",
+        &topic,
+        "--id",
+        "sluice-txn-other",
+        "--txns",
+        "1",
+        "--per",
+        "3",
+    ]);
+    assert!(log.high_watermark() > 4);
+    assert_eq!(log.last_stable_offset(), 0, "held by the dead producer");
+    // The coordinator aborts the dead producer's transaction once its 4 s are up.
+    wait_for(
+        "the timed-out transaction to be aborted",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || (log.last_stable_offset() == log.high_watermark()).then_some(()),
+    );
+    assert_eq!(
+        java_read(&b, &topic, "read_committed"),
+        values_of([0], 3),
+        "the dead producer's records are aborted"
+    );
+    assert_eq!(rd_read(&b, &topic, 1, "read_committed"), values_of([0], 3));
+}
+
+#[test]
+fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
+    let broker = TestBroker::start(&[]);
+    let topic = topic_name("txn-fence");
+    create_topic(&broker, &topic, 1);
+    let b = broker.bootstrap();
+    let out = txn(&[
+        "fence",
+        "--bootstrap",
+        &b,
+        "--topic",
+        &topic,
+        "--id",
+        "sluice-txn-fence",
+    ]);
+    assert!(
+        out.contains("#fenced ProducerFencedException")
+            || out.contains("#fenced InvalidProducerEpochException"),
+        "the first producer's commit must fail as fenced: {out}"
+    );
+    let got = java_read(&b, &topic, "read_committed");
+    let want: BTreeMap<String, usize> = (0..3).map(|j| (format!("winner-{j}"), 1)).collect();
+    assert_eq!(got, want, "only the second producer's transaction counts");
+}
+
+#[test]
+fn consume_transform_produce_copies_each_record_exactly_once_across_a_crash() {
+    let broker = TestBroker::start(&[]);
+    let (input, output) = (topic_name("txn-in"), topic_name("txn-out"));
+    create_topic(&broker, &input, 2);
+    create_topic(&broker, &output, 2);
+    let b = broker.bootstrap();
+    // The input: 20 committed transactions of 10 records (200 records over 2 partitions).
+    txn(&[
+        "produce",
+        "--bootstrap",
+        &b,
+        "--topic",
+        &input,
+        "--id",
+        "sluice-txn-source",
+        "--txns",
+        "20",
+        "--per",
+        "10",
+        "--partitions",
+        "2",
+    ]);
+    let copy = |crash: Option<&str>| {
+        let mut args = vec![
+            "copy",
+            "--bootstrap",
+            &b,
+            "--in",
+            &input,
+            "--out",
+            &output,
+            "--group",
+            "sluice-txn-copier",
+            "--id",
+            "sluice-txn-copier",
+            "--idle-ms",
+            "4000",
+        ];
+        if let Some(k) = crash {
+            args.extend(["--crash-after", k]);
+        }
+        txn(&args)
+    };
+    // The first copier commits twice, then dies with a transaction open (records sent, offsets
+    // sent, no commit); the second fences it, its transaction is aborted, and it copies on
+    // from the offsets the first committed.
+    let first = copy(Some("2"));
+    assert!(first.contains("#crash"), "{first}");
+    assert_eq!(first.matches("#txn").count(), 2, "{first}");
+    let second = copy(None);
+    assert!(second.matches("#txn").count() >= 1, "{second}");
+    let want: BTreeMap<String, usize> = values_of(0..20, 10)
+        .into_keys()
+        .map(|v| (format!("copy:{v}"), 1))
+        .collect();
+    assert_eq!(
+        java_read(&b, &output, "read_committed"),
+        want,
+        "each input record copied exactly once"
+    );
+    assert_eq!(rd_read(&b, &output, 2, "read_committed"), want);
+}

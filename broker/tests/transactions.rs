@@ -292,3 +292,56 @@ fn consume_transform_produce_copies_each_record_exactly_once_across_a_crash() {
     );
     assert_eq!(rd_read(&b, &output, 2, "read_committed"), want);
 }
+
+/// On three broker processes, with every partition at three copies and their leaders spread,
+/// the markers of each transaction go to the other brokers over the cluster listener; a
+/// broker SIGKILLed between two producers' runs (the coordinator, a partition leader, or
+/// both) leaves every committed record readable and no aborted one.
+#[test]
+fn transactions_on_three_brokers_survive_a_killed_broker() {
+    let mut cluster = ProcessCluster::start(3, 43, &["--min-insync-replicas", "2"]);
+    let topic = topic_name("txn3");
+    let created = broker_runtime()
+        .block_on(rd_admin(&cluster.bootstrap()).create_topics(
+            [&NewTopic::new(&topic, 3, TopicReplication::Fixed(3))],
+            &admin_opts(),
+        ))
+        .expect("create_topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let produce = |bootstrap: &str, id: &str, txns: &str| {
+        txn(&[
+            "produce",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            &topic,
+            "--id",
+            id,
+            "--txns",
+            txns,
+            "--per",
+            "6",
+            "--abort-every",
+            "4",
+            "--partitions",
+            "3",
+        ])
+    };
+    let out = produce(&cluster.bootstrap(), "sluice-txn-3a", "10");
+    assert_eq!(out.matches("#committed").count(), 8, "{out}");
+    let mut want = values_of((0..10).filter(|i| i % 4 != 3), 6);
+    let b = cluster.bootstrap();
+    assert_eq!(java_read(&b, &topic, "read_committed"), want);
+    assert_eq!(rd_read(&b, &topic, 3, "read_committed"), want);
+
+    cluster.kill9(0);
+    let survivors = cluster.bootstrap();
+    // The same transactional id (its state is in the quorum: the next epoch) and a new one.
+    let out = produce(&survivors, "sluice-txn-3a", "6");
+    assert_eq!(out.matches("#committed").count(), 5, "{out}");
+    for (k, n) in values_of((0..6).filter(|i| i % 4 != 3), 6) {
+        *want.entry(k).or_insert(0) += n;
+    }
+    assert_eq!(java_read(&survivors, &topic, "read_committed"), want);
+    assert_eq!(rd_read(&survivors, &topic, 3, "read_committed"), want);
+}

@@ -104,6 +104,7 @@ macro_rules! served_apis {
             TxnOffsetCommit => TxnOffsetCommitRequest,
             DescribeTransactions => DescribeTransactionsRequest,
             ListTransactions => ListTransactionsRequest,
+            WriteTxnMarkers => WriteTxnMarkersRequest,
         }
     };
 }

@@ -345,3 +345,148 @@ fn transactions_on_three_brokers_survive_a_killed_broker() {
     assert_eq!(java_read(&survivors, &topic, "read_committed"), want);
     assert_eq!(rd_read(&survivors, &topic, 3, "read_committed"), want);
 }
+
+/// librdkafka's transactional producer (confluent-kafka) against the same coordinator: its
+/// commits and aborts are read exactly by the Java client and by librdkafka.
+#[test]
+fn librdkafka_transactions_commit_and_abort() {
+    let broker = TestBroker::start(&[]);
+    let topic = topic_name("txn-rd");
+    create_topic(&broker, &topic, 2);
+    let b = broker.bootstrap();
+    let out = run_python(
+        "txn_client.py",
+        &[
+            "produce",
+            "--bootstrap",
+            &b,
+            "--topic",
+            &topic,
+            "--id",
+            "sluice-txn-librdkafka",
+            "--txns",
+            "9",
+            "--per",
+            "4",
+            "--abort-every",
+            "3",
+            "--partitions",
+            "2",
+        ],
+        Duration::from_secs(120),
+    )
+    .stdout;
+    assert_eq!(out.matches("#committed").count(), 6, "{out}");
+    let want = values_of((0..9).filter(|i| i % 3 != 2), 4);
+    assert_eq!(java_read(&b, &topic, "read_committed"), want);
+    let py = run_python(
+        "txn_client.py",
+        &[
+            "consume",
+            "--bootstrap",
+            &b,
+            "--topic",
+            &topic,
+            "--partitions",
+            "2",
+        ],
+        Duration::from_secs(60),
+    )
+    .stdout;
+    assert!(py.contains("#end"), "{py}");
+    assert_eq!(
+        counted(py.lines().filter_map(|l| l.strip_prefix("v "))),
+        want
+    );
+}
+
+/// Kafka's own `kafka-transactions.sh` (its `TransactionsCommand`) on a transaction left open
+/// by a dead producer: `list` and `describe` show it Ongoing on its partition,
+/// `describe-producers` names its start offset, and `abort` (WriteTxnMarkers to the
+/// partition's leader) ends it, so read_committed readers go on at once.
+#[test]
+fn kafka_transactions_tool_lists_describes_and_aborts_an_open_transaction() {
+    const TOOL: &str = "org.apache.kafka.tools.TransactionsCommand";
+    let broker = TestBroker::start(&[]);
+    let topic = topic_name("txn-tool");
+    create_topic(&broker, &topic, 1);
+    let b = broker.bootstrap();
+    let out = txn(&[
+        "hang",
+        "--bootstrap",
+        &b,
+        "--topic",
+        &topic,
+        "--id",
+        "sluice-txn-tool",
+        "--count",
+        "3",
+        "--timeout-ms",
+        "600000",
+    ]);
+    assert!(out.contains("#open"), "{out}");
+    let log = broker.ctx().logs.partition(&topic, 0).expect("partition");
+    assert_eq!((log.last_stable_offset(), log.high_watermark()), (0, 3));
+
+    let listed = kafka_tool(TOOL, &["--bootstrap-server", &b, "list"]).stdout;
+    let line = listed
+        .lines()
+        .find(|l| l.contains("sluice-txn-tool"))
+        .unwrap_or_else(|| panic!("the transaction is listed:\n{listed}"));
+    assert!(line.contains("Ongoing"), "{listed}");
+    let described = kafka_tool(
+        TOOL,
+        &[
+            "--bootstrap-server",
+            &b,
+            "describe",
+            "--transactional-id",
+            "sluice-txn-tool",
+        ],
+    )
+    .stdout;
+    assert!(
+        described.contains("Ongoing") && described.contains(&format!("{topic}-0")),
+        "{described}"
+    );
+    let producers = kafka_tool(
+        TOOL,
+        &[
+            "--bootstrap-server",
+            &b,
+            "describe-producers",
+            "--topic",
+            &topic,
+            "--partition",
+            "0",
+        ],
+    )
+    .stdout;
+    // ProducerId ProducerEpoch LatestCoordinatorEpoch LastSequence LastTimestamp
+    // CurrentTransactionStartOffset: the last column is the open transaction's start.
+    let row: Vec<&str> = producers
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("a producer row:\n{producers}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.last(), Some(&"0"), "{producers}");
+
+    kafka_tool(
+        TOOL,
+        &[
+            "--bootstrap-server",
+            &b,
+            "abort",
+            "--topic",
+            &topic,
+            "--partition",
+            "0",
+            "--start-offset",
+            "0",
+        ],
+    );
+    assert_eq!(log.last_stable_offset(), log.high_watermark(), "aborted");
+    assert!(java_read(&b, &topic, "read_committed").is_empty());
+    assert_eq!(java_read(&b, &topic, "read_uncommitted").len(), 3);
+}

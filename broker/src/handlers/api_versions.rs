@@ -70,14 +70,14 @@ mod tests {
     #[test]
     fn unimplemented_apis_are_not_advertised() {
         assert_eq!(advertised(ApiKey::CreateDelegationToken), None);
-        assert_eq!(advertised(ApiKey::WriteTxnMarkers), None);
+        assert_eq!(advertised(ApiKey::BrokerHeartbeat), None);
         let listed: Vec<i16> = handle(&ApiVersionsRequest::default())
             .api_keys
             .iter()
             .map(|a| a.api_key)
             .collect();
         assert_eq!(listed.len(), SUPPORTED_APIS.len());
-        assert!(!listed.contains(&(ApiKey::WriteTxnMarkers as i16)));
+        assert!(!listed.contains(&(ApiKey::BrokerHeartbeat as i16)));
     }
 
     #[test]

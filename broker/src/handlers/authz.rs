@@ -882,6 +882,7 @@ pub fn cluster_operation(key: ApiKey) -> Option<Operation> {
         | ApiKey::CreateAcls
         | ApiKey::DeleteAcls
         | ApiKey::AlterUserScramCredentials => Some(Operation::Alter),
+        ApiKey::WriteTxnMarkers => Some(Operation::ClusterAction),
         _ => None,
     }
 }

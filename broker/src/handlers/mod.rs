@@ -388,6 +388,11 @@ pub async fn dispatch(
             req!(DescribeTransactionsRequest),
             &access
         )),
+        ApiKey::WriteTxnMarkers => {
+            let req = req!(WriteTxnMarkersRequest);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move { txn::write_txn_markers(&ctx, req).await })
+        }
         ApiKey::ListTransactions => now!(txn::list_transactions(
             ctx,
             req!(ListTransactionsRequest),
@@ -821,6 +826,10 @@ fn refuse_cluster(
                 raw,
                 &AlterUserScramCredentialsResponse::default().with_results(results),
             )
+        }
+        ApiKey::WriteTxnMarkers => {
+            let req = req!(WriteTxnMarkersRequest);
+            respond(raw, &txn::refuse_markers(req, DENIED))
         }
         _ => Err(BrokerError::UnsupportedApi {
             peer,

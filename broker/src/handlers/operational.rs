@@ -137,7 +137,7 @@ pub fn describe_producers(
                                 .with_last_sequence(s.last_sequence)
                                 .with_last_timestamp(s.last_timestamp)
                                 .with_coordinator_epoch(-1)
-                                .with_current_txn_start_offset(-1)
+                                .with_current_txn_start_offset(s.txn_start_offset)
                         })
                         .collect();
                     resp.with_error_code(codes::NONE)

@@ -352,6 +352,106 @@ pub async fn end_txn(
     EndTxnResponse::default().with_error_code(code)
 }
 
+/// WriteTxnMarkers on the Kafka listener: what Kafka's admin `abortTransaction`
+/// (`kafka-transactions.sh abort`) sends a partition's leader to end a hanging transaction (one
+/// whose producer wrote to a partition its coordinator does not know of). Each marker is
+/// appended on this broker, which must lead the partition, and answered once replicated.
+/// Needs CLUSTER_ACTION on the cluster (checked by the dispatcher). Between brokers the
+/// coordinator uses the cluster listener instead (`crate::txn`).
+pub async fn write_txn_markers(
+    ctx: &Arc<BrokerContext>,
+    req: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    let mut out = Vec::with_capacity(req.markers.len());
+    for m in req.markers {
+        let mut topics = Vec::with_capacity(m.topics.len());
+        for t in m.topics {
+            let mut partitions = Vec::with_capacity(t.partition_indexes.len());
+            for p in t.partition_indexes {
+                let name = t.name.0.to_string();
+                let code = match catalog::leader_partition(ctx, &name, p, -1) {
+                    Err(code) => code,
+                    Ok(_) => match crate::txn::write_local_marker(
+                        ctx,
+                        name.clone(),
+                        p,
+                        m.producer_id.0,
+                        m.producer_epoch,
+                        m.transaction_result,
+                        m.coordinator_epoch,
+                    )
+                    .await
+                    {
+                        Ok(()) => {
+                            tracing::info!(topic = %name, partition = p, producer_id = m.producer_id.0, commit = m.transaction_result, "transaction marker written on request");
+                            codes::NONE
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %name, partition = p, error = %e, "transaction marker not written");
+                            codes::KAFKA_STORAGE_ERROR
+                        }
+                    },
+                };
+                ctx.metrics.error_code("WriteTxnMarkers", code);
+                partitions.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_error_code(code),
+                );
+            }
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions),
+            );
+        }
+        out.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(out)
+}
+
+/// Every partition of a WriteTxnMarkers answered `code`.
+pub fn refuse_markers(req: WriteTxnMarkersRequest, code: i16) -> WriteTxnMarkersResponse {
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    WriteTxnMarkersResponse::default().with_markers(
+        req.markers
+            .into_iter()
+            .map(|m| {
+                WritableTxnMarkerResult::default()
+                    .with_producer_id(m.producer_id)
+                    .with_topics(
+                        m.topics
+                            .into_iter()
+                            .map(|t| {
+                                WritableTxnMarkerTopicResult::default()
+                                    .with_name(t.name)
+                                    .with_partitions(
+                                        t.partition_indexes
+                                            .iter()
+                                            .map(|p| {
+                                                WritableTxnMarkerPartitionResult::default()
+                                                    .with_partition_index(*p)
+                                                    .with_error_code(code)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
 /// Whether TxnOffsetCommit may write offsets in this transaction: the id's producer and
 /// epoch, with the group's `__consumer_offsets` partition added (AddOffsetsToTxn). An older
 /// epoch is PRODUCER_FENCED; anything else that does not match yet is answered

@@ -14,7 +14,7 @@
 //! item of the request answered with it.
 //!
 //! APIs that only controllers or other brokers send (Raft votes, broker registration,
-//! Envelope, WriteTxnMarkers, share-group state, ...) are not listed and still close the
+//! Envelope, share-group state, ...) are not listed and still close the
 //! connection, as Kafka does for an API not exposed on a listener; so does a version the
 //! crate does not decode.
 

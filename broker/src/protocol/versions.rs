@@ -69,6 +69,7 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::TxnOffsetCommit,
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
+    ApiKey::WriteTxnMarkers,
 ];
 
 /// Served with `--authorizer acl`; without an authorizer advertised and answered
@@ -148,6 +149,7 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::TxnOffsetCommit => range!(TxnOffsetCommitRequest),
         ApiKey::DescribeTransactions => range!(DescribeTransactionsRequest),
         ApiKey::ListTransactions => range!(ListTransactionsRequest),
+        ApiKey::WriteTxnMarkers => range!(WriteTxnMarkersRequest),
         _ => None,
     }
 }

@@ -269,6 +269,8 @@ pub struct ProducerSummary {
     pub last_sequence: i32,
     /// When it last wrote (ms since the epoch).
     pub last_timestamp: i64,
+    /// The first offset of its transaction open on this partition, or -1.
+    pub txn_start_offset: i64,
 }
 
 /// An error of the partition's state rather than of a system call (a failed or deleted
@@ -416,6 +418,7 @@ impl PartitionLog {
                 epoch: e.epoch,
                 last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
                 last_timestamp: e.last_ms,
+                txn_start_offset: e.txn_first.unwrap_or(-1),
             })
             .collect()
     }

@@ -232,6 +232,17 @@ pub const SCHEMA: &str = "
   producer_id i64
   producer_epoch i16
   committed bool
+27 WriteTxnMarkers 1 flex1
+  markers [WritableTxnMarker]
+  .WritableTxnMarkerTopic
+    name str
+    partition_indexes [i32]
+  .WritableTxnMarker
+    producer_id i64
+    producer_epoch i16
+    transaction_result bool
+    topics [WritableTxnMarkerTopic]
+    coordinator_epoch i32
 28 TxnOffsetCommit 0-5 flex3
   transactional_id str
   group_id str

@@ -37,6 +37,7 @@ macro_rules! for_each_request {
         $m!(AddPartitionsToTxnRequest);
         $m!(AddOffsetsToTxnRequest);
         $m!(EndTxnRequest);
+        $m!(WriteTxnMarkersRequest);
         $m!(TxnOffsetCommitRequest);
         $m!(DescribeAclsRequest);
         $m!(CreateAclsRequest);
@@ -274,7 +275,7 @@ fn check_against_crate<R: Request + Default>() -> usize {
 #[test]
 fn schema_table_parses() {
     let s = parse(SCHEMA).expect("parses");
-    assert_eq!(s.apis.len(), 67);
+    assert_eq!(s.apis.len(), 68);
 }
 
 #[test]

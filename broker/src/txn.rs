@@ -34,6 +34,9 @@ use crate::log::{AppendOutcome, LogError};
 const TICK: Duration = Duration::from_secs(1);
 /// A marker not replicated within this is tried again on the next round.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Kafka's `transactional.id.expiration.ms` default: an id without a transaction for this
+/// long is forgotten (its next producer gets a new producer id).
+pub const ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Kafka's `transaction.max.timeout.ms` default: a producer may not ask for more.
 pub const MAX_TIMEOUT_MS: i32 = 15 * 60 * 1000;
 
@@ -41,10 +44,14 @@ pub const MAX_TIMEOUT_MS: i32 = 15 * 60 * 1000;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const NOT_COORDINATOR: i16 = 16;
 
-/// Wakes the coordinator's loop.
+/// Wakes the coordinator's loop, and knows which transactions it is working on.
 #[derive(Debug, Default)]
 pub struct TxnCoordinator {
     wake: Notify,
+    /// Transactional ids whose markers (or timeout abort) a task is writing now: each id is
+    /// worked on by one task at a time, and a slow partition leader delays only its own
+    /// transactions.
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl TxnCoordinator {
@@ -87,25 +94,61 @@ pub fn spawn(ctx: Arc<BrokerContext>) {
     });
 }
 
-/// One look at every transaction this broker coordinates.
+/// One look at every transaction this broker coordinates: a task for each one to complete
+/// or to expire that no task works on yet.
 async fn round(ctx: &Arc<BrokerContext>) {
     let state = ctx.cluster.state();
     let now = crate::log::now_ms();
-    let mut work = Vec::new();
     for (id, r) in &state.transactions {
         let Ok(epoch) = coordinator_epoch(&state, ctx.node_id, id) else {
             continue;
         };
-        if r.state.is_preparing() {
-            work.push(futures::future::Either::Left(complete(ctx, id, r, epoch)));
-        } else if r.state == TxnState::Ongoing
+        let preparing = r.state.is_preparing();
+        let expired = r.state == TxnState::Ongoing
             && r.started_ms >= 0
-            && now.saturating_sub(r.started_ms) > i64::from(r.timeout_ms)
-        {
-            work.push(futures::future::Either::Right(expire(ctx, id, r)));
+            && now.saturating_sub(r.started_ms) > i64::from(r.timeout_ms);
+        let idle = matches!(
+            r.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        ) && now.saturating_sub(r.updated_ms) > ID_EXPIRATION_MS;
+        if idle {
+            let cmd = Command::Txn(TxnCommand::Forget {
+                id: id.clone(),
+                updated_ms: r.updated_ms,
+            });
+            match ctx.cluster.propose(cmd).await {
+                Ok(_) => {
+                    tracing::info!(transactional_id = %id, "transactional id unused for 7 days forgotten")
+                }
+                Err(e) => {
+                    tracing::warn!(transactional_id = %id, error = %e, "cannot forget an unused transactional id")
+                }
+            }
+            continue;
         }
+        if !(preparing || expired) {
+            continue;
+        }
+        {
+            let mut busy = ctx.txns.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if !busy.insert(id.clone()) {
+                continue;
+            }
+        }
+        let (ctx, id, r) = (Arc::clone(ctx), id.clone(), r.clone());
+        tokio::spawn(async move {
+            if preparing {
+                complete(&ctx, &id, &r, epoch).await;
+            } else {
+                expire(&ctx, &id, &r).await;
+            }
+            ctx.txns
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
     }
-    futures::future::join_all(work).await;
 }
 
 /// Writes the markers of a prepared transaction and completes it once all are written.

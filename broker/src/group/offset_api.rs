@@ -23,6 +23,10 @@ use super::offsets::StoredOffset;
 use super::records::OffsetRecord;
 use super::{codes, now_ms, s, GroupCoordinator, OFFSETS_TOPIC};
 
+/// Kafka's UNSTABLE_OFFSET_COMMIT: a transaction holds offsets of the partition not yet
+/// committed (the client retries, KIP-447).
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+
 /// Largest metadata string accepted with a commit (`offset.metadata.max.bytes`).
 const MAX_METADATA_BYTES: usize = 4096;
 
@@ -223,6 +227,7 @@ impl GroupCoordinator {
                 // From v2 a group-level error stands alone (v0/v1 carry it per partition).
                 topics.clear();
             }
+            let unstable = self.unstable(&req.group_id.0, version >= 7 && req.require_stable);
             let partition_code = |c: i16| if version < 2 { code.max(c) } else { c };
             let resp_topics = topics
                 .into_iter()
@@ -233,12 +238,18 @@ impl GroupCoordinator {
                             parts
                                 .into_iter()
                                 .map(|(index, v)| {
-                                    OffsetFetchResponsePartition::default()
+                                    let r = OffsetFetchResponsePartition::default()
                                         .with_partition_index(index)
                                         .with_committed_offset(v.offset)
                                         .with_committed_leader_epoch(v.leader_epoch)
                                         .with_metadata(Some(s(&v.metadata)))
-                                        .with_error_code(partition_code(codes::NONE))
+                                        .with_error_code(partition_code(codes::NONE));
+                                    if unstable.contains(&(name.clone(), index)) {
+                                        r.with_committed_offset(-1)
+                                            .with_error_code(UNSTABLE_OFFSET_COMMIT)
+                                    } else {
+                                        r
+                                    }
                                 })
                                 .collect(),
                         )
@@ -277,6 +288,7 @@ impl GroupCoordinator {
                 topics.clear();
                 unknown_ids.clear();
             }
+            let unstable = self.unstable(&g.group_id.0, req.require_stable);
             let mut resp_topics: Vec<OffsetFetchResponseTopics> = topics
                 .into_iter()
                 .map(|(name, parts)| {
@@ -291,12 +303,18 @@ impl GroupCoordinator {
                             parts
                                 .into_iter()
                                 .map(|(index, v)| {
-                                    OffsetFetchResponsePartitions::default()
+                                    let r = OffsetFetchResponsePartitions::default()
                                         .with_partition_index(index)
                                         .with_committed_offset(v.offset)
                                         .with_committed_leader_epoch(v.leader_epoch)
                                         .with_metadata(Some(s(&v.metadata)))
-                                        .with_error_code(codes::NONE)
+                                        .with_error_code(codes::NONE);
+                                    if unstable.contains(&(name.clone(), index)) {
+                                        r.with_committed_offset(-1)
+                                            .with_error_code(UNSTABLE_OFFSET_COMMIT)
+                                    } else {
+                                        r
+                                    }
                                 })
                                 .collect(),
                         )
@@ -329,6 +347,22 @@ impl GroupCoordinator {
             );
         }
         OffsetFetchResponse::default().with_groups(groups)
+    }
+
+    /// With `require_stable` (a read_committed consumer, KIP-447): the partitions of `group`
+    /// whose offsets an open transaction is about to change, which must not be read yet.
+    fn unstable(
+        &self,
+        group: &str,
+        require_stable: bool,
+    ) -> std::collections::BTreeSet<(String, i32)> {
+        if !require_stable {
+            return Default::default();
+        }
+        match self.status(group) {
+            Ok(t) => t.view(|m| m.txn_partitions(group)),
+            Err(_) => Default::default(),
+        }
     }
 
     /// Committed offsets of `group`: for the listed partitions (-1 where nothing is committed)

@@ -102,6 +102,23 @@ impl OffsetMap {
         self.txns.remove(&producer_id).unwrap_or_default()
     }
 
+    /// The partitions of `group` whose offsets some transaction holds, not committed yet.
+    pub fn txn_partitions(&self, group: &str) -> std::collections::BTreeSet<(String, i32)> {
+        self.txns
+            .values()
+            .flatten()
+            .filter_map(|r| match r {
+                OffsetRecord::Commit {
+                    group: g,
+                    topic,
+                    partition,
+                    ..
+                } if g == group => Some((topic.clone(), *partition)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether some transaction holds offsets not committed yet.
     pub fn has_open_txns(&self) -> bool {
         !self.txns.is_empty()

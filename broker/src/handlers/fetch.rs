@@ -213,7 +213,8 @@ fn read(plan: &Plan) -> Answer {
                                 .with_last_stable_offset(lso)
                                 .with_log_start_offset(out.log_start_offset);
                             if plan.committed {
-                                pd.aborted_transactions = Some(aborted(log, offset, lso));
+                                pd.aborted_transactions =
+                                    Some(aborted(log, offset, lso, &out.records));
                             }
                             // The first batch of the response may exceed the limits (so
                             // consumers always progress); later ones may not.
@@ -274,9 +275,21 @@ fn read(plan: &Plan) -> Answer {
 }
 
 /// The aborted transactions a `read_committed` consumer must know of to skip their records
-/// in what it reads from `from` (up to `lso`).
-fn aborted(log: &PartitionLog, from: i64, lso: i64) -> Vec<AbortedTransaction> {
-    log.aborted_transactions(from, lso)
+/// in what it reads from `from`: those with records before the end of `records` (at most
+/// `lso`). Almost always none, found without looking at the records.
+fn aborted(log: &PartitionLog, from: i64, lso: i64, records: &Records) -> Vec<AbortedTransaction> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let mut found = log.aborted_transactions(from, lso);
+    if !found.is_empty() {
+        // A partition with many aborts: only those overlapping what is returned, so the
+        // list stays as small as the read (the end is at most the LSO either way).
+        if let Ok(Some(end)) = records.next_offset() {
+            found.retain(|&(_, first)| first < end);
+        }
+    }
+    found
         .into_iter()
         .map(|(pid, first)| {
             AbortedTransaction::default()

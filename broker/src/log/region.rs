@@ -78,6 +78,45 @@ impl Records {
         self.len() == 0
     }
 
+    /// The offset after the last whole batch (`None` for none), from the batches' headers: a
+    /// region's are read from the file (27 bytes each). What a `read_committed` fetch names
+    /// the aborted transactions up to.
+    pub fn next_offset(&self) -> std::io::Result<Option<i64>> {
+        const HEAD: usize = 27;
+        let parse = |h: &[u8]| -> Option<(i64, usize, i64)> {
+            let base = i64::from_be_bytes(h.get(0..8)?.try_into().ok()?);
+            let len = i32::from_be_bytes(h.get(8..12)?.try_into().ok()?);
+            let delta = i32::from_be_bytes(h.get(23..27)?.try_into().ok()?);
+            let size = usize::try_from(len).ok()?.checked_add(12)?;
+            Some((
+                base,
+                size,
+                base.checked_add(i64::from(delta))?.checked_add(1)?,
+            ))
+        };
+        let mut next = None;
+        let mut pos = 0usize;
+        while pos + HEAD <= self.len() {
+            let step = match self {
+                Records::Bytes(b) => parse(&b[pos..pos + HEAD]),
+                Records::File(r) => {
+                    let mut h = [0u8; HEAD];
+                    r.file.read_exact_at(&mut h, r.pos + pos as u64)?;
+                    parse(&h)
+                }
+            };
+            let Some((_, size, after)) = step else {
+                break;
+            };
+            if size == 0 || pos + size > self.len() {
+                break;
+            }
+            next = Some(after);
+            pos += size;
+        }
+        Ok(next)
+    }
+
     /// The bytes in memory (a region is read).
     pub fn into_bytes(self) -> std::io::Result<Bytes> {
         match self {

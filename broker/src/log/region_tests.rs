@@ -88,6 +88,13 @@ fn after_a_restart_bytes_become_regions_once_a_read_checked_them() {
     assert_eq!(log.checked_ranges(), [(0, whole.len() as u64)]);
     let last = log.read_for_send(next, 1 << 20).unwrap();
     assert_eq!(region(&last).read_all().unwrap(), beyond);
+    // The offset after a region's last batch, from its headers in the file, is the one the
+    // same bytes in memory end at.
+    let end = decode_all(&beyond).last().unwrap().0 + 1;
+    assert!(matches!(last.records, Records::File(_)));
+    assert_eq!(last.records.next_offset().unwrap(), Some(end));
+    assert_eq!(Records::Bytes(beyond).next_offset().unwrap(), Some(end));
+    assert_eq!(Records::Bytes(Bytes::new()).next_offset().unwrap(), None);
 }
 
 #[test]

@@ -103,6 +103,10 @@ pub enum TxnCommand {
         epoch: i16,
         now_ms: i64,
     },
+    /// The coordinator forgets a transactional id unused for
+    /// [`crate::txn::ID_EXPIRATION_MS`] (no transaction open), as long as it did not change
+    /// since `updated_ms`.
+    Forget { id: String, updated_ms: i64 },
     /// The coordinator aborts a transaction open longer than its timeout.
     Expire {
         id: String,
@@ -119,6 +123,7 @@ impl TxnCommand {
             | TxnCommand::AddPartitions { id, .. }
             | TxnCommand::End { id, .. }
             | TxnCommand::Complete { id, .. }
+            | TxnCommand::Forget { id, .. }
             | TxnCommand::Expire { id, .. } => id,
         }
     }
@@ -320,6 +325,19 @@ impl ClusterState {
                 r.updated_ms = *now_ms;
                 Outcome::Txn(r.clone())
             }
+            TxnCommand::Forget { id, updated_ms } => {
+                let idle = self.transactions.get(id).is_some_and(|r| {
+                    r.updated_ms == *updated_ms
+                        && matches!(
+                            r.state,
+                            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                        )
+                });
+                if idle {
+                    self.transactions.remove(id);
+                }
+                Outcome::Done
+            }
             TxnCommand::Expire {
                 id,
                 producer_id,
@@ -470,6 +488,32 @@ mod tests {
         // A completion for another epoch changes nothing either.
         assert_eq!(complete(&mut s, 7, 0), Outcome::Done);
         assert_eq!(txn(complete(&mut s, 7, 1)).state, TxnState::CompleteAbort);
+    }
+
+    #[test]
+    fn an_idle_id_is_forgotten_unless_it_changed_or_is_open() {
+        let mut s = ClusterState::default();
+        let r = init(&mut s, 7);
+        let forget = |s: &mut ClusterState, updated_ms| {
+            s.apply_txn(&TxnCommand::Forget {
+                id: "tx".into(),
+                updated_ms,
+            })
+        };
+        // Decided on an older view: the id was used since.
+        txn(add(&mut s, 7, 0, 0));
+        forget(&mut s, r.updated_ms);
+        assert!(s.transactions.contains_key("tx"));
+        // Open: never forgotten.
+        let open = s.transactions["tx"].updated_ms;
+        forget(&mut s, open);
+        assert!(s.transactions.contains_key("tx"));
+        txn(end(&mut s, 7, 0, true));
+        let done = txn(complete(&mut s, 7, 0));
+        forget(&mut s, done.updated_ms);
+        assert!(!s.transactions.contains_key("tx"));
+        // A new InitProducerId starts over with a new producer id.
+        assert_eq!(init(&mut s, 8).producer_id, 8);
     }
 
     #[test]

@@ -490,3 +490,68 @@ fn kafka_transactions_tool_lists_describes_and_aborts_an_open_transaction() {
     assert!(java_read(&b, &topic, "read_committed").is_empty());
     assert_eq!(java_read(&b, &topic, "read_uncommitted").len(), 3);
 }
+
+/// The transaction coordinator SIGKILLed while a producer commits and aborts transactions in
+/// a loop: the producer goes on with the coordinator that takes over (the transactions'
+/// states are in the quorum; a prepared one's markers are written by the new coordinator),
+/// and read_committed sees every committed transaction whole and nothing of the aborted ones.
+#[test]
+fn transactions_go_on_when_their_coordinator_is_killed() {
+    let mut cluster = ProcessCluster::start(3, 44, &["--min-insync-replicas", "2"]);
+    let topic = topic_name("txn-coord");
+    let created = broker_runtime()
+        .block_on(rd_admin(&cluster.bootstrap()).create_topics(
+            [&NewTopic::new(&topic, 3, TopicReplication::Fixed(3))],
+            &admin_opts(),
+        ))
+        .expect("create_topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let id = "sluice-txn-coordinator-kill";
+    let coordinator = find_coordinator(cluster.broker(0).kafka_addr, id);
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out_path = out_dir.path().join("producer.out");
+    let bootstrap = cluster.bootstrap();
+    let mut producer = txn_cmd(&[
+        "produce",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        &topic,
+        "--id",
+        id,
+        "--txns",
+        "120",
+        "--per",
+        "3",
+        "--abort-every",
+        "5",
+        "--partitions",
+        "3",
+    ])
+    .stdout(std::fs::File::create(&out_path).expect("output file"))
+    .stderr(std::fs::File::create(out_dir.path().join("producer.err")).expect("error file"))
+    .spawn()
+    .expect("start the Java producer");
+    let printed = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    wait_for(
+        "20 transactions before the kill",
+        Duration::from_secs(90),
+        Duration::from_millis(50),
+        || printed().contains("#committed 20").then_some(()),
+    );
+    cluster.kill9(coordinator);
+    let status = wait_for(
+        "the producer to finish",
+        Duration::from_secs(180),
+        Duration::from_millis(200),
+        || producer.try_wait().expect("wait"),
+    );
+    let err = std::fs::read_to_string(out_dir.path().join("producer.err")).unwrap_or_default();
+    let out = printed();
+    assert!(status.success(), "the producer failed:\n{out}\n{err}");
+    assert_eq!(out.matches("#committed").count(), 96, "{out}");
+    let want = values_of((0..120).filter(|i| i % 5 != 4), 3);
+    let survivors = cluster.bootstrap();
+    assert_eq!(java_read(&survivors, &topic, "read_committed"), want);
+    assert_eq!(rd_read(&survivors, &topic, 3, "read_committed"), want);
+}

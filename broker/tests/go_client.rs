@@ -254,3 +254,49 @@ fn kafka_go_reads_a_compacted_topic_through_segments_left_empty() {
         ])
     });
 }
+
+/// franz-go's transactional producer (kgo) commits and aborts against the broker's
+/// coordinator, and librdkafka's read_committed consumer reads exactly the committed ones.
+#[test]
+fn franz_go_transactions_commit_and_abort() {
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("franz-txn");
+    go(&[
+        "admin",
+        "create-topic",
+        "--brokers",
+        &bs,
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+    ]);
+    let out = go(&[
+        "txn",
+        "--brokers",
+        &bs,
+        "--topic",
+        &topic,
+        "--id",
+        "sluice-franz-txn",
+        "--txns",
+        "9",
+        "--per",
+        "3",
+        "--abort-every",
+        "3",
+        "--partitions",
+        "2",
+    ])
+    .stdout;
+    assert_eq!(out.matches("#committed").count(), 6, "{out}");
+    assert_eq!(
+        rd_read(&bs, &topic, 2, "read_committed"),
+        values_of((0..9).filter(|i| i % 3 != 2), 3)
+    );
+    assert_eq!(
+        rd_read(&bs, &topic, 2, "read_uncommitted"),
+        values_of(0..9, 3)
+    );
+}

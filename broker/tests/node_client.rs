@@ -156,3 +156,46 @@ fn kafkajs_reads_a_compacted_topic_through_segments_left_empty() {
         ])
     });
 }
+
+/// kafkajs's transactional producer commits and aborts against the broker's coordinator, and
+/// librdkafka's read_committed consumer reads exactly the committed transactions.
+#[test]
+fn kafkajs_transactions_commit_and_abort() {
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("kafkajs-txn");
+    let created = broker
+        .block_on(rd_admin(&bs).create_topics(
+            [&NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
+            &admin_opts(),
+        ))
+        .expect("create_topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let out = kafkajs(&[
+        "txn",
+        "--brokers",
+        &bs,
+        "--topic",
+        &topic,
+        "--id",
+        "sluice-kafkajs-txn",
+        "--txns",
+        "9",
+        "--per",
+        "3",
+        "--abort-every",
+        "3",
+        "--partitions",
+        "2",
+    ])
+    .stdout;
+    assert_eq!(out.matches("#committed").count(), 6, "{out}");
+    assert_eq!(
+        rd_read(&bs, &topic, 2, "read_committed"),
+        values_of((0..9).filter(|i| i % 3 != 2), 3)
+    );
+    assert_eq!(
+        rd_read(&bs, &topic, 2, "read_uncommitted"),
+        values_of(0..9, 3)
+    );
+}

@@ -10,6 +10,7 @@ mod corrupt;
 mod drivers;
 mod java;
 mod share;
+mod txn;
 // Each test binary compiles this harness whole; some use nothing of `drivers` or `java`.
 #[allow(unused_imports)]
 pub use corrupt::*;
@@ -19,6 +20,8 @@ pub use drivers::*;
 pub use java::*;
 #[allow(unused_imports)]
 pub use share::*;
+#[allow(unused_imports)]
+pub use txn::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

@@ -10,6 +10,10 @@
 //	        offsets after the printed records, prints "#committed <p> <offset>" as fetched back
 //	        with kadm, then leaves the group.
 //	admin   <create-topic|list-offsets|describe-group|metadata|api-versions|delete-topic> --brokers B ...
+//	txn --brokers B --topic T --id TID --txns N --per M [--abort-every K] [--partitions P]
+//	        N transactions of M records (key "k<i>-<j>", value "t<i>-<j>" on partition
+//	        (i + j) % P) with kgo's transactional producer; every K-th (i % K == K - 1) aborted,
+//	        the others committed; prints "#committed <i>" or "#aborted <i>" after each.
 //	kafkago-latest --brokers B --topic T --through O
 //	        reads partition 0 from its start with kafka-go's Reader through offset O, checks that
 //	        offsets rise, prints "#read <records> <last offset>" and "#latest <key> <value>" per key.
@@ -115,6 +119,10 @@ func main() {
 	capVersions := fs.String("max-versions", "", "key=version,... caps on the request versions the client may use (diagnostics)")
 	autoCreate := fs.Bool("auto-create", false, "let the producer's Metadata requests create the topic")
 	through := fs.Int64("through", 0, "kafkago-latest: last offset to read")
+	txnID := fs.String("id", "", "txn: transactional id")
+	txns := fs.Int("txns", 0, "txn: transactions")
+	per := fs.Int("per", 0, "txn: records per transaction")
+	abortEvery := fs.Int("abort-every", 0, "txn: abort every K-th transaction")
 	rest := os.Args[2:]
 	op := ""
 	if os.Args[1] == "admin" && len(rest) > 0 {
@@ -171,6 +179,35 @@ func main() {
 		sort.Strings(keys)
 		for _, k := range keys {
 			fmt.Printf("#latest %s %s\n", k, latest[k])
+		}
+
+	case "txn":
+		cl, err := kgo.NewClient(append(base, kgo.TransactionalID(*txnID),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(60*time.Second))...)
+		if err != nil {
+			fail("new client: %v", err)
+		}
+		defer cl.Close()
+		for i := 0; i < *txns; i++ {
+			if err := cl.BeginTransaction(); err != nil {
+				fail("begin %d: %v", i, err)
+			}
+			recs := make([]*kgo.Record, 0, *per)
+			for j := 0; j < *per; j++ {
+				recs = append(recs, &kgo.Record{Topic: *topic, Partition: int32((i + j) % *partitions),
+					Key: []byte(fmt.Sprintf("k%d-%d", i, j)), Value: []byte(fmt.Sprintf("t%d-%d", i, j))})
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				fail("produce in transaction %d: %v", i, err)
+			}
+			end, word := kgo.TryCommit, "committed"
+			if *abortEvery > 0 && i%*abortEvery == *abortEvery-1 {
+				end, word = kgo.TryAbort, "aborted"
+			}
+			if err := cl.EndTransaction(ctx, end); err != nil {
+				fail("end transaction %d: %v", i, err)
+			}
+			fmt.Printf("#%s %d\n", word, i)
 		}
 
 	case "produce":

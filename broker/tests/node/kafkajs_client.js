@@ -13,6 +13,11 @@
 //   latest   --brokers B --topic T --through O   reads partition 0 from its start (a group of
 //            its own) through offset O, checks that offsets rise, and prints
 //            "#read <records> <last offset>" and one "#latest <key> <value|NULL>" per key.
+//   txn      --brokers B --topic T --id TID --txns N --per M [--abort-every K] [--partitions P]
+//            N transactions of M records (key "k<i>-<j>", value "t<i>-<j>" on partition
+//            (i + j) % P) with a transactional producer; every K-th (i % K == K - 1) aborted,
+//            the others committed; prints "#committed <i>" or "#aborted <i>" after each (the
+//            output of tests/java/SluiceTxnClient.java's produce).
 //
 // Exit status 0 on success; on any failure the error goes to stderr and the status is 2.
 'use strict'
@@ -180,11 +185,46 @@ async function latest(a) {
   for (const [k, v] of values) console.log(`#latest ${k} ${v}`)
 }
 
+async function txn(a) {
+  const topic = need(a, 'topic')
+  const txns = Number(need(a, 'txns'))
+  const per = Number(need(a, 'per'))
+  const abortEvery = Number(a['abort-every'] || 0)
+  const partitions = Number(a.partitions || 1)
+  const producer = client(a).producer({
+    transactionalId: need(a, 'id'),
+    idempotent: true,
+    maxInFlightRequests: 1,
+  })
+  await producer.connect()
+  try {
+    for (let i = 0; i < txns; i++) {
+      const t = await producer.transaction()
+      for (let j = 0; j < per; j++) {
+        await t.send({
+          topic,
+          acks: -1,
+          messages: [{ key: `k${i}-${j}`, value: `t${i}-${j}`, partition: (i + j) % partitions }],
+        })
+      }
+      if (abortEvery > 0 && i % abortEvery === abortEvery - 1) {
+        await t.abort()
+        console.log(`#aborted ${i}`)
+      } else {
+        await t.commit()
+        console.log(`#committed ${i}`)
+      }
+    }
+  } finally {
+    await producer.disconnect()
+  }
+}
+
 async function main() {
   const a = args(process.argv.slice(2))
-  const commands = { produce, consume, latest }
+  const commands = { produce, consume, latest, txn }
   const run = commands[a._[0]]
-  if (!run) throw new Error(`unknown command ${a._[0]} (produce, consume, latest)`)
+  if (!run) throw new Error(`unknown command ${a._[0]} (produce, consume, latest, txn)`)
   await run(a)
 }
 

@@ -1,0 +1,51 @@
+//! What the transaction tests share (`transactions.rs`, and the other clients' files that
+//! write transactions): the values of the drivers' transactions and reading them back.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::rd_consumer;
+
+/// Every value librdkafka reads from the start of `topic` with `isolation.level`, by count.
+pub fn rd_read(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> BTreeMap<String, usize> {
+    let c = rd_consumer(bootstrap, &[("isolation.level", isolation)]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("add partition");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut values = Vec::new();
+    let mut idle = Instant::now();
+    while idle.elapsed() < Duration::from_secs(3) {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("librdkafka read");
+            values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            idle = Instant::now();
+        }
+    }
+    counted(values.iter().map(String::as_str))
+}
+
+pub fn counted<'a>(values: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for v in values {
+        *m.entry(v.to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The values of transactions `txns` of `per` records each, once each.
+pub fn values_of(txns: impl IntoIterator<Item = usize>, per: usize) -> BTreeMap<String, usize> {
+    txns.into_iter()
+        .flat_map(|i| (0..per).map(move |j| (format!("t{i}-{j}"), 1)))
+        .collect()
+}

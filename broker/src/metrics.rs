@@ -70,6 +70,9 @@ struct KindLabels {
     kind: &'static str,
 }
 
+/// The outcomes `sluice_transactions_total` counts.
+pub const TXN_OUTCOMES: [&str; 3] = ["committed", "aborted", "timed_out"];
+
 /// Every metric the broker exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -115,6 +118,10 @@ pub struct Metrics {
     /// `crate::recovery`'s counts (the source), copied at scrape time under `recovery_sync`.
     recovery_actions: Family<KindLabels, Counter>,
     recovery_sync: Mutex<()>,
+    /// Transactions this broker ended as their coordinator, by outcome.
+    transactions: Family<KindLabels, Counter>,
+    /// Transactions open now among those this broker coordinates.
+    transactions_open: Gauge,
     share_in_flight: Family<ShareGroupLabels, Gauge>,
     /// The same per share partition, so a reader (the operator's queue status) can take each
     /// partition's count from its current leader only.
@@ -182,6 +189,8 @@ impl Metrics {
             fsync_seen: Mutex::new((0, Duration::ZERO)),
             recovery_actions: Family::default(),
             recovery_sync: Mutex::new(()),
+            transactions: Family::default(),
+            transactions_open: Gauge::default(),
         };
         registry.register(
             "requests",
@@ -393,6 +402,22 @@ impl Metrics {
              with the file)",
             m.recovery_actions.clone(),
         );
+        registry.register(
+            "transactions",
+            "Transactions this broker ended as their coordinator, by outcome: committed, \
+             aborted (every abort: by the producer, for a new producer of its transactional \
+             id, or at its timeout), and timed_out (those of the aborts the coordinator began \
+             after transaction.timeout.ms)",
+            m.transactions.clone(),
+        );
+        for kind in TXN_OUTCOMES {
+            let _ = m.transactions.get_or_create(&KindLabels { kind });
+        }
+        registry.register(
+            "transactions_open",
+            "Transactions open now among those this broker coordinates",
+            m.transactions_open.clone(),
+        );
         // Every kind is exported from the start, at 0.
         for action in crate::recovery::Action::ALL {
             let _ = m.recovery_actions.get_or_create(&KindLabels {
@@ -400,6 +425,16 @@ impl Metrics {
             });
         }
         Metrics { registry, ..m }
+    }
+
+    /// A transaction this broker coordinates ended: `kind` is one of [`TXN_OUTCOMES`].
+    pub fn transaction_ended(&self, kind: &'static str) {
+        self.transactions.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn transactions_open(&self, n: usize) {
+        self.transactions_open
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn isr_shrink(&self) {

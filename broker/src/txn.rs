@@ -99,10 +99,12 @@ pub fn spawn(ctx: Arc<BrokerContext>) {
 async fn round(ctx: &Arc<BrokerContext>) {
     let state = ctx.cluster.state();
     let now = crate::log::now_ms();
+    let mut open = 0;
     for (id, r) in &state.transactions {
         let Ok(epoch) = coordinator_epoch(&state, ctx.node_id, id) else {
             continue;
         };
+        open += usize::from(r.state == TxnState::Ongoing);
         let preparing = r.state.is_preparing();
         let expired = r.state == TxnState::Ongoing
             && r.started_ms >= 0
@@ -149,6 +151,7 @@ async fn round(ctx: &Arc<BrokerContext>) {
                 .remove(&id);
         });
     }
+    ctx.metrics.transactions_open(open);
 }
 
 /// Writes the markers of a prepared transaction and completes it once all are written.
@@ -181,9 +184,14 @@ async fn complete(ctx: &Arc<BrokerContext>, id: &str, r: &TxnRecord, coordinator
         now_ms: crate::log::now_ms(),
     });
     match ctx.cluster.propose(cmd).await {
-        Ok(_) => {
+        Ok(Outcome::Txn(_)) => {
+            ctx.metrics.transaction_ended(match marker {
+                Marker::Commit => "committed",
+                Marker::Abort => "aborted",
+            });
             tracing::debug!(transactional_id = %id, producer_id = r.producer_id, ?marker, partitions = r.partitions.len(), "transaction completed")
         }
+        Ok(_) => {}
         Err(e) => {
             tracing::warn!(transactional_id = %id, error = %e, "cannot record a completed transaction; retrying")
         }
@@ -200,6 +208,7 @@ async fn expire(ctx: &Arc<BrokerContext>, id: &str, r: &TxnRecord) {
     });
     match ctx.cluster.propose(cmd).await {
         Ok(Outcome::Txn(after)) => {
+            ctx.metrics.transaction_ended("timed_out");
             tracing::info!(transactional_id = %id, producer_id = r.producer_id, timeout_ms = r.timeout_ms, new_epoch = after.epoch, "transaction timed out; aborting it and fencing its producer");
             ctx.txns.wake();
         }

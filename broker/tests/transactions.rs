@@ -158,6 +158,27 @@ fn a_producer_dead_inside_a_transaction_holds_the_lso_until_its_timeout_aborts_i
         values_of([0], 3),
         "the dead producer's records are aborted"
     );
+    // The coordinator counts it: one timeout, one commit, one abort; nothing open.
+    let http = broker.http_addr();
+    wait_for(
+        "the transaction metrics",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let n = |kind: &str| {
+                metric_sum(
+                    http,
+                    "sluice_transactions_total",
+                    &format!("kind=\"{kind}\""),
+                )
+            };
+            (n("timed_out") == 1.0
+                && n("committed") == 1.0
+                && n("aborted") == 1.0
+                && metric_sum(http, "sluice_transactions_open", "") == 0.0)
+                .then_some(())
+        },
+    );
     assert_eq!(rd_read(&b, &topic, 1, "read_committed"), values_of([0], 3));
 }
 

@@ -315,6 +315,11 @@ pub async fn write_local_marker(
             tracing::info!(topic = %topic, partition, producer_id, current, got, "marker of an older producer epoch not written");
             return Ok(());
         }
+        // A newer coordinator wrote this producer's markers here: this one's role is over.
+        Err(e @ LogError::CoordinatorFenced { .. }) => {
+            tracing::info!(topic = %topic, partition, error = %e, "marker of a former coordinator not written");
+            return Ok(());
+        }
         Err(e) => return Err(format!("{topic}-{partition}: {e}")),
     };
     match tokio::time::timeout(MARKER_TIMEOUT, log.wait_high_watermark(last)).await {

@@ -401,7 +401,7 @@ pub fn decode_log(bytes: &[u8], from: i64) -> Result<Vec<Logged>, RecordError> {
         if attributes & (1 << 5) != 0 {
             // A control batch: a transaction marker counts, anything else is skipped.
             if base >= from {
-                if let Some(m) = crate::log::txn::parse_marker(batch) {
+                if let Some((m, _)) = crate::log::txn::parse_marker(batch) {
                     out.push(Logged::Marker {
                         producer_id,
                         commit: m == crate::log::txn::Marker::Commit,

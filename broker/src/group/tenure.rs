@@ -245,8 +245,11 @@ impl Tenure {
             let info = match self.log.append_marker(marker, self.epoch) {
                 Ok(AppendOutcome::Appended(info)) | Ok(AppendOutcome::Duplicate(info)) => info,
                 Err(LogError::Fenced { .. }) => return Err(WriteError::NotLeader),
-                // A newer epoch of the producer wrote here: this transaction ended already.
-                Err(LogError::InvalidProducerEpoch { .. }) => return Ok(()),
+                // A newer epoch of the producer, or a newer coordinator, wrote here: this
+                // transaction ended already.
+                Err(LogError::InvalidProducerEpoch { .. } | LogError::CoordinatorFenced { .. }) => {
+                    return Ok(())
+                }
                 Err(e) => return Err(WriteError::Storage(e.to_string())),
             };
             let mut map = self.lock();

@@ -194,6 +194,12 @@ pub enum LogError {
         current: i16,
         got: i16,
     },
+    #[error("producer {producer_id}: a marker of coordinator epoch {got}, older than the epoch {current} of the coordinator that wrote its last one")]
+    CoordinatorFenced {
+        producer_id: i64,
+        current: i32,
+        got: i32,
+    },
     #[error("topic {name:?} already exists")]
     TopicAlreadyExists { name: String },
     #[error("unknown topic {name:?}")]
@@ -221,6 +227,7 @@ impl LogError {
             LogError::OffsetOutOfRange { .. } => 1,      // OFFSET_OUT_OF_RANGE
             LogError::OutOfOrderSequence { .. } => 45,   // OUT_OF_ORDER_SEQUENCE_NUMBER
             LogError::InvalidProducerEpoch { .. } => 47, // INVALID_PRODUCER_EPOCH
+            LogError::CoordinatorFenced { .. } => 52,    // TRANSACTION_COORDINATOR_FENCED
             LogError::TopicAlreadyExists { .. } => 36,   // TOPIC_ALREADY_EXISTS
             LogError::UnknownTopic { .. } => 3,          // UNKNOWN_TOPIC_OR_PARTITION
             LogError::InvalidTopicName { .. } => 17,     // INVALID_TOPIC_EXCEPTION

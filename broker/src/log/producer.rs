@@ -39,6 +39,18 @@ pub struct ProducerEntry {
     /// stable offset may not pass until its marker is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_first: Option<i64>,
+    /// The epoch of the coordinator that wrote the producer's last marker here: a marker of
+    /// an older one (a coordinator that lost its role, late) is refused.
+    #[serde(default = "no_epoch", skip_serializing_if = "is_no_epoch")]
+    pub coordinator_epoch: i32,
+}
+
+fn no_epoch() -> i32 {
+    -1
+}
+
+fn is_no_epoch(e: &i32) -> bool {
+    *e == -1
 }
 
 /// What the sequence check decided for one batch.
@@ -216,6 +228,7 @@ impl ProducerStates {
                 batches: VecDeque::new(),
                 last_ms: now_ms,
                 txn_first: None,
+                coordinator_epoch: -1,
             });
         entry.last_ms = entry.last_ms.max(now_ms);
         entry
@@ -234,14 +247,31 @@ impl ProducerStates {
         }
     }
 
-    /// Checks a transaction marker a coordinator asks to append: it may not come from an
-    /// epoch older than the producer's (a fenced coordinator's late marker).
-    pub fn check_marker(&self, h: &BatchHeader) -> Result<(), LogError> {
-        match self.producers.get(&h.producer_id) {
-            Some(e) if h.producer_epoch < e.epoch => Err(LogError::InvalidProducerEpoch {
+    /// Checks a batch a coordinator asks to append (a marker, with the epoch of the
+    /// coordinator that wrote it, or a transaction's offsets): it may not come from a producer
+    /// epoch older than the producer's here, nor a marker from a coordinator older than the one
+    /// that wrote the producer's last marker (a coordinator that lost its role, whose late
+    /// marker could otherwise end the producer's next transaction).
+    pub fn check_marker(
+        &self,
+        h: &BatchHeader,
+        coordinator_epoch: Option<i32>,
+    ) -> Result<(), LogError> {
+        let Some(e) = self.producers.get(&h.producer_id) else {
+            return Ok(());
+        };
+        if h.producer_epoch < e.epoch {
+            return Err(LogError::InvalidProducerEpoch {
                 producer_id: h.producer_id,
                 current: e.epoch,
                 got: h.producer_epoch,
+            });
+        }
+        match coordinator_epoch {
+            Some(c) if c < e.coordinator_epoch => Err(LogError::CoordinatorFenced {
+                producer_id: h.producer_id,
+                current: e.coordinator_epoch,
+                got: c,
             }),
             _ => Ok(()),
         }
@@ -251,12 +281,19 @@ impl ProducerStates {
     /// transaction on this partition ends; an aborted one is remembered. A marker of a newer
     /// epoch (the coordinator aborted a transaction that timed out, fencing the producer)
     /// moves the producer to it, so the fenced producer's next batch is refused.
-    pub fn record_marker(&mut self, h: &BatchHeader, marker: Marker, now_ms: i64) {
+    pub fn record_marker(
+        &mut self,
+        h: &BatchHeader,
+        marker: Marker,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) {
         let entry = self.entry(h, now_ms);
         if h.producer_epoch > entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
+        entry.coordinator_epoch = entry.coordinator_epoch.max(coordinator_epoch);
         if let (Some(first), Marker::Abort) = (entry.txn_first.take(), marker) {
             self.aborted.push(AbortedTxn {
                 producer_id: h.producer_id,

@@ -106,9 +106,10 @@ pub fn build_marker(
     b
 }
 
-/// The marker a control batch holds (`b` is the whole batch), or `None` for anything else:
-/// another control record type (KRaft's leader-change records), a compressed or damaged one.
-pub fn parse_marker(b: &[u8]) -> Option<Marker> {
+/// The marker a control batch holds (`b` is the whole batch) and the epoch of the coordinator
+/// that wrote it, or `None` for anything else: another control record type (KRaft's
+/// leader-change records), a compressed or damaged one.
+pub fn parse_marker(b: &[u8]) -> Option<(Marker, i32)> {
     let h = batch::parse_header(b).ok()?;
     if !h.is_control() || h.attributes & 0x7 != 0 || h.record_count < 1 {
         return None;
@@ -123,11 +124,22 @@ pub fn parse_marker(b: &[u8]) -> Option<Marker> {
         return None;
     }
     let key = b.get(pos..pos + 4)?;
-    match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(Marker::Abort),
-        1 => Some(Marker::Commit),
-        _ => None,
-    }
+    let marker = match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Marker::Abort,
+        1 => Marker::Commit,
+        _ => return None,
+    };
+    pos += usize::try_from(key_len).ok()?;
+    // The value: version (i16), coordinator epoch (i32); a marker without one counts as
+    // written by the oldest coordinator.
+    let coordinator_epoch = match batch::zigzag(b, &mut pos, 5) {
+        Some(6..) => b
+            .get(pos + 2..pos + 6)
+            .map(|e| i32::from_be_bytes([e[0], e[1], e[2], e[3]]))
+            .unwrap_or(-1),
+        _ => -1,
+    };
+    Some((marker, coordinator_epoch))
 }
 
 #[cfg(test)]
@@ -147,7 +159,7 @@ mod tests {
                 (42, 3, 1)
             );
             batch::check_crc(&b).unwrap();
-            assert_eq!(parse_marker(&b), Some(m));
+            assert_eq!(parse_marker(&b), Some((m, 7)));
             // The crate the broker trusts for the wire format decodes it as Kafka's marker.
             let mut buf = bytes::Bytes::from(b.clone());
             let batches =

@@ -207,3 +207,50 @@ fn a_follower_copying_markers_rebuilds_the_same_transaction_state() {
         committed_batches(&leader, 0)
     );
 }
+
+#[test]
+fn a_late_marker_of_a_former_coordinator_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    let marker_of = |coordinator_epoch| {
+        Bytes::from(build_marker(
+            10,
+            0,
+            Marker::Commit,
+            coordinator_epoch,
+            now(),
+        ))
+    };
+    appended(log.append(txn(10, 0, 0, 2)).unwrap());
+    // The transaction's markers, written by the coordinator of epoch 5 (a coordinator that
+    // took over from the one of epoch 3).
+    appended(log.append_marker(marker_of(5), 0).unwrap());
+    // The producer's next transaction is open here...
+    appended(log.append(txn(10, 0, 2, 2)).unwrap());
+    assert_eq!(log.last_stable_offset(), 3);
+    // ...when the former coordinator's marker for the first one arrives: refused, so it
+    // cannot end the second one.
+    let late = log.append_marker(marker_of(3), 0);
+    assert!(
+        matches!(
+            late,
+            Err(LogError::CoordinatorFenced {
+                current: 5,
+                got: 3,
+                ..
+            })
+        ),
+        "{late:?}"
+    );
+    assert_eq!(log.last_stable_offset(), 3);
+    // The coordinator epoch survives a restart with the producer state.
+    log.flush().unwrap();
+    drop(log);
+    let log = PartitionLog::open(tmp.path().join("t-0"), cfg()).unwrap();
+    assert!(matches!(
+        log.append_marker(marker_of(4), 0),
+        Err(LogError::CoordinatorFenced { .. })
+    ));
+    appended(log.append_marker(marker_of(5), 0).unwrap());
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+}

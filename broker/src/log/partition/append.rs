@@ -22,8 +22,8 @@ use crate::log::{now_ms, AppendInfo, AppendOutcome, FsyncPolicy, LogError, Times
 enum Origin {
     /// A producer: sequence checks, no control batch.
     Client,
-    /// A transaction coordinator's marker.
-    Marker(txn::Marker),
+    /// A transaction coordinator's marker, with the coordinator's epoch.
+    Marker(txn::Marker, i32),
     /// A coordinator's transactional batch without sequences (a transaction's offsets).
     Coordinator,
 }
@@ -49,13 +49,14 @@ impl PartitionLog {
     /// refused ([`LogError::InvalidProducerEpoch`]).
     pub fn append_marker(&self, marker: Bytes, epoch: i32) -> Result<AppendOutcome, LogError> {
         let h = batch::validate_marker(&marker)?;
-        let kind = txn::parse_marker(&marker).ok_or_else(|| LogError::CorruptBatch {
-            reason: format!(
-                "the control batch of producer {} is no COMMIT or ABORT marker",
-                h.producer_id
-            ),
-        })?;
-        self.append_checked(marker, Some(epoch), Origin::Marker(kind))
+        let (kind, coordinator_epoch) =
+            txn::parse_marker(&marker).ok_or_else(|| LogError::CorruptBatch {
+                reason: format!(
+                    "the control batch of producer {} is no COMMIT or ABORT marker",
+                    h.producer_id
+                ),
+            })?;
+        self.append_checked(marker, Some(epoch), Origin::Marker(kind, coordinator_epoch))
     }
 
     /// Appends a transactional batch without sequence numbers that a coordinator writes for
@@ -93,7 +94,7 @@ impl PartitionLog {
             (inner.config.max_message_bytes, inner.config.cleanup.compact)
         };
         let mut headers = match origin {
-            Origin::Marker(_) => batch::validate_copied(&records)?,
+            Origin::Marker(..) => batch::validate_copied(&records)?,
             Origin::Client | Origin::Coordinator => batch::validate_payload(&records, max)?,
         };
         if origin == Origin::Coordinator
@@ -145,11 +146,11 @@ impl PartitionLog {
         };
         for (_, h) in headers.iter_mut() {
             h.base_offset = offset;
-            if let Origin::Marker(kind) = origin {
-                scratch.check_marker(h)?;
-                scratch.record_marker(h, kind, now);
+            if let Origin::Marker(kind, coordinator_epoch) = origin {
+                scratch.check_marker(h, Some(coordinator_epoch))?;
+                scratch.record_marker(h, kind, coordinator_epoch, now);
             } else if origin == Origin::Coordinator {
-                scratch.check_marker(h)?;
+                scratch.check_marker(h, None)?;
                 scratch.begin_txn(h, now);
             } else if h.is_idempotent() {
                 match scratch.check(h)? {
@@ -314,8 +315,8 @@ impl PartitionLog {
         let log_append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
         for (pos, h) in headers.iter().filter(|(_, h)| h.is_idempotent()) {
             if h.is_control() {
-                if let Some(kind) = txn::parse_marker(&records[*pos..*pos + h.size]) {
-                    inner.producers.record_marker(h, kind, now);
+                if let Some((kind, epoch)) = txn::parse_marker(&records[*pos..*pos + h.size]) {
+                    inner.producers.record_marker(h, kind, epoch, now);
                 }
                 continue;
             }

@@ -413,8 +413,8 @@ fn replay(s: &mut ProducerStates, seg: &Segment, pos: u64, h: &BatchHeader, appe
     let mut b = vec![0u8; h.size];
     match seg.log.read_exact_at(&mut b, pos) {
         Ok(()) => {
-            if let Some(kind) = crate::log::txn::parse_marker(&b) {
-                s.record_marker(h, kind, h.max_timestamp);
+            if let Some((kind, epoch)) = crate::log::txn::parse_marker(&b) {
+                s.record_marker(h, kind, epoch, h.max_timestamp);
             }
         }
         Err(e) => {

@@ -244,3 +244,32 @@ fn a_kafka_streams_word_count_with_exactly_once_v2_counts_exactly() {
     let (counts, _) = run_wordcount(&broker.bootstrap(), &app, "1,2", second_state.path(), &eos);
     assert_counted(&counts, 2);
 }
+
+/// exactly_once_v2 on three broker processes (every topic, the internal ones too, at three
+/// copies): a broker SIGKILLed between the runs (it may coordinate the application's
+/// transactions, lead some of its partitions, or both), and the second run, restoring from
+/// the changelog the others hold, counts every word exactly once.
+#[test]
+fn kafka_streams_exactly_once_v2_on_three_brokers_goes_on_after_one_is_killed() {
+    let mut cluster = ProcessCluster::start(3, 45, &["--min-insync-replicas", "2"]);
+    let app = topic_name("wordcount3-eos");
+    create_app_topics(&cluster.bootstrap(), &app, 3);
+    let props = [
+        "replication.factor=3",
+        "processing.guarantee=exactly_once_v2",
+        "commit.interval.ms=200",
+    ];
+    let first_state = tempfile::tempdir().expect("state dir");
+    let (counts, _) = run_wordcount(&cluster.bootstrap(), &app, "1", first_state.path(), &props);
+    assert_counted(&counts, 1);
+    cluster.kill9(0);
+    let second_state = tempfile::tempdir().expect("state dir");
+    let (counts, _) = run_wordcount(
+        &cluster.bootstrap(),
+        &app,
+        "1,2",
+        second_state.path(),
+        &props,
+    );
+    assert_counted(&counts, 2);
+}

@@ -143,6 +143,10 @@ struct Shared {
     /// none), changed under `inner` with the producer state: the last stable offset stays
     /// below it.
     open_txn: AtomicI64,
+    /// Some aborted transaction may still be in the log (set with `open_txn`; may stay set
+    /// after retention dropped the last one): without one, a read_committed fetch does not
+    /// take the lock to look for them.
+    any_aborted: AtomicBool,
     /// The log end, for followers' fetches waiting for new records.
     end_tx: watch::Sender<i64>,
     log_end: AtomicI64,
@@ -178,6 +182,8 @@ impl Shared {
             producers.first_open_txn().unwrap_or(i64::MAX),
             Ordering::SeqCst,
         );
+        self.any_aborted
+            .store(!producers.aborted.is_empty(), Ordering::SeqCst);
     }
 
     /// Publishes a new log end.
@@ -324,6 +330,9 @@ impl PartitionLog {
     /// The aborted transactions with records between `from` and `to` (exclusive), for a
     /// `read_committed` fetch: (producer id, first offset).
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        if !self.shared.any_aborted.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
         lock(&self.shared.inner)
             .producers
             .aborted_between(from, to)

@@ -212,6 +212,7 @@ impl PartitionLog {
         tracing::debug!(path = %dir.display(), log_start, next_offset, segments = segments.len(), active_by_index, trusted, "partition recovered");
         let compacted = AtomicBool::new(config.cleanup.compact);
         let open_txn = producers.first_open_txn().unwrap_or(i64::MAX);
+        let producers_aborted_empty = producers.aborted.is_empty();
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             compacted,
@@ -236,6 +237,7 @@ impl PartitionLog {
             hw: AtomicI64::new(next_offset),
             hw_bound: AtomicI64::new(i64::MAX),
             open_txn: AtomicI64::new(open_txn),
+            any_aborted: AtomicBool::new(!producers_aborted_empty),
             end_tx,
             log_end: AtomicI64::new(next_offset),
             log_start: AtomicI64::new(log_start),

@@ -324,58 +324,67 @@ fn transactions_on_three_brokers_survive_a_killed_broker() {
     assert_eq!(rd_read(&survivors, &topic, 3, "read_committed"), want);
 }
 
-/// librdkafka's transactional producer (confluent-kafka) against the same coordinator: its
-/// commits and aborts are read exactly by the Java client and by librdkafka.
+/// librdkafka's (confluent-kafka) and kafka-python's transactional producers against the
+/// same coordinator: their commits and aborts are read exactly by the Java client, and by the
+/// same Python client's read_committed consumer.
 #[test]
-fn librdkafka_transactions_commit_and_abort() {
+fn librdkafka_and_kafka_python_transactions_commit_and_abort() {
     let broker = TestBroker::start(&[]);
-    let topic = topic_name("txn-rd");
-    create_topic(&broker, &topic, 2);
     let b = broker.bootstrap();
-    let out = run_python(
-        "txn_client.py",
-        &[
-            "produce",
-            "--bootstrap",
-            &b,
-            "--topic",
-            &topic,
-            "--id",
-            "sluice-txn-librdkafka",
-            "--txns",
-            "9",
-            "--per",
-            "4",
-            "--abort-every",
-            "3",
-            "--partitions",
-            "2",
-        ],
-        Duration::from_secs(120),
-    )
-    .stdout;
-    assert_eq!(out.matches("#committed").count(), 6, "{out}");
-    let want = values_of((0..9).filter(|i| i % 3 != 2), 4);
-    assert_eq!(java_read(&b, &topic, "read_committed"), want);
-    let py = run_python(
-        "txn_client.py",
-        &[
-            "consume",
-            "--bootstrap",
-            &b,
-            "--topic",
-            &topic,
-            "--partitions",
-            "2",
-        ],
-        Duration::from_secs(60),
-    )
-    .stdout;
-    assert!(py.contains("#end"), "{py}");
-    assert_eq!(
-        counted(py.lines().filter_map(|l| l.strip_prefix("v "))),
-        want
-    );
+    for client in ["confluent-kafka", "kafka-python"] {
+        let topic = topic_name("txn-py");
+        create_topic(&broker, &topic, 2);
+        let id = format!("sluice-txn-{client}");
+        let out = run_python(
+            "txn_client.py",
+            &[
+                "produce",
+                "--client",
+                client,
+                "--bootstrap",
+                &b,
+                "--topic",
+                &topic,
+                "--id",
+                &id,
+                "--txns",
+                "9",
+                "--per",
+                "4",
+                "--abort-every",
+                "3",
+                "--partitions",
+                "2",
+            ],
+            Duration::from_secs(120),
+        )
+        .stdout;
+        assert_eq!(out.matches("#committed").count(), 6, "{client}: {out}");
+        let want = values_of((0..9).filter(|i| i % 3 != 2), 4);
+        assert_eq!(java_read(&b, &topic, "read_committed"), want, "{client}");
+        let py = run_python(
+            "txn_client.py",
+            &[
+                "consume",
+                "--client",
+                client,
+                "--bootstrap",
+                &b,
+                "--topic",
+                &topic,
+                "--partitions",
+                "2",
+            ],
+            Duration::from_secs(60),
+        )
+        .stdout;
+        assert!(py.contains("#end"), "{client}: {py}");
+        assert_eq!(
+            counted(py.lines().filter_map(|l| l.strip_prefix("v "))),
+            want,
+            "{client} read_committed"
+        );
+    }
 }
 
 /// Kafka's own `kafka-transactions.sh` (its `TransactionsCommand`) on a transaction left open

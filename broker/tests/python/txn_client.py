@@ -1,5 +1,6 @@
-"""Transactions with confluent-kafka (librdkafka) for broker/tests/transactions.rs, the same
-commands and output as the Java driver's (tests/java/SluiceTxnClient.java):
+"""Transactions with confluent-kafka (librdkafka) or kafka-python (`--client kafka-python`) for
+broker/tests/transactions.rs, the same commands and output as the Java driver's
+(tests/java/SluiceTxnClient.java):
 
   produce --bootstrap B --topic T --id TID --txns N --per M [--abort-every K] [--partitions P]
       N transactions of M records (key "k<i>-<j>", value "t<i>-<j>" on partition (i + j) % P);
@@ -18,7 +19,43 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
 
 
+def produce_kafka_python(a):
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=a.bootstrap, transactional_id=a.id, linger_ms=5)
+    p.init_transactions()
+    for i in range(a.txns):
+        p.begin_transaction()
+        for j in range(a.per):
+            p.send(a.topic, key=f"k{i}-{j}".encode(), value=f"t{i}-{j}".encode(),
+                   partition=(i + j) % a.partitions)
+        if a.abort_every > 0 and i % a.abort_every == a.abort_every - 1:
+            p.flush()
+            p.abort_transaction()
+            print(f"#aborted {i}", flush=True)
+        else:
+            p.commit_transaction()
+            print(f"#committed {i}", flush=True)
+    p.close()
+
+
+def consume_kafka_python(a):
+    from kafka import KafkaConsumer, TopicPartition as TP
+
+    c = KafkaConsumer(bootstrap_servers=a.bootstrap, isolation_level=a.isolation,
+                      enable_auto_commit=False, consumer_timeout_ms=a.idle_ms)
+    tps = [TP(a.topic, p) for p in range(a.partitions)]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    for m in c:
+        print("v " + m.value.decode(), flush=True)
+    c.close()
+    print("#end", flush=True)
+
+
 def produce(a):
+    if a.client == "kafka-python":
+        return produce_kafka_python(a)
     p = Producer({
         "bootstrap.servers": a.bootstrap,
         "transactional.id": a.id,
@@ -40,6 +77,8 @@ def produce(a):
 
 
 def consume(a):
+    if a.client == "kafka-python":
+        return consume_kafka_python(a)
     c = Consumer({
         "bootstrap.servers": a.bootstrap,
         "group.id": "sluice-txn-python-reader",
@@ -74,6 +113,7 @@ def main():
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--isolation", default="read_committed")
     ap.add_argument("--idle-ms", type=int, default=3000)
+    ap.add_argument("--client", choices=["confluent-kafka", "kafka-python"], default="confluent-kafka")
     a = ap.parse_args()
     {"produce": produce, "consume": consume}[a.command](a)
 

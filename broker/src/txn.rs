@@ -44,6 +44,19 @@ pub const MAX_TIMEOUT_MS: i32 = 15 * 60 * 1000;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const NOT_COORDINATOR: i16 = 16;
 
+/// One marker to write: on `topic`-`partition`, ending producer `producer_id`'s transaction
+/// (COMMIT when `commit`), from the coordinator of `coordinator_epoch`. What
+/// [`Request::WriteTxnMarker`] carries to a partition's leader.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MarkerWrite {
+    pub topic: String,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
 /// Wakes the coordinator's loop, and knows which transactions it is working on.
 #[derive(Debug, Default)]
 pub struct TxnCoordinator {
@@ -163,12 +176,14 @@ async fn complete(ctx: &Arc<BrokerContext>, id: &str, r: &TxnRecord, coordinator
     let writes = r.partitions.iter().map(|(topic, p)| {
         write_marker(
             ctx,
-            topic,
-            *p,
-            r.producer_id,
-            r.epoch,
-            marker,
-            coordinator_epoch,
+            MarkerWrite {
+                topic: topic.clone(),
+                partition: *p,
+                producer_id: r.producer_id,
+                producer_epoch: r.epoch,
+                commit: marker == Marker::Commit,
+                coordinator_epoch,
+            },
         )
     });
     let results = futures::future::join_all(writes).await;
@@ -219,73 +234,46 @@ async fn expire(ctx: &Arc<BrokerContext>, id: &str, r: &TxnRecord) {
     }
 }
 
-/// Writes one marker on the leader of `topic`-`partition`. A partition that no longer exists
-/// (its topic was deleted) has nothing left to end.
-async fn write_marker(
-    ctx: &Arc<BrokerContext>,
-    topic: &str,
-    partition: i32,
-    producer_id: i64,
-    producer_epoch: i16,
-    marker: Marker,
-    coordinator_epoch: i32,
-) -> Result<(), String> {
+/// Writes one marker on the leader of its partition. A partition that no longer exists (its
+/// topic was deleted) has nothing left to end.
+async fn write_marker(ctx: &Arc<BrokerContext>, m: MarkerWrite) -> Result<(), String> {
     let state = ctx.cluster.state();
-    let Some(rec) = state.partition(topic, partition) else {
+    let Some(rec) = state.partition(&m.topic, m.partition) else {
         return Ok(());
     };
     let leader = rec.leader;
     if leader == ctx.node_id {
-        return write_local_marker(
-            ctx,
-            topic.to_string(),
-            partition,
-            producer_id,
-            producer_epoch,
-            marker == Marker::Commit,
-            coordinator_epoch,
-        )
-        .await;
+        return write_local_marker(ctx, m).await;
     }
+    let at = format!("{}-{}", m.topic, m.partition);
     let Some(b) = state.brokers.get(&leader) else {
-        return Err(format!("{topic}-{partition}: no leader (broker {leader})"));
+        return Err(format!("{at}: no leader (broker {leader})"));
     };
-    let req = Request::WriteTxnMarker {
-        topic: topic.to_string(),
-        partition,
-        producer_id,
-        producer_epoch,
-        commit: marker == Marker::Commit,
-        coordinator_epoch,
-    };
+    let timeout = MARKER_TIMEOUT + Duration::from_secs(5);
     match ctx
         .cluster
-        .call(
-            &b.cluster_addr,
-            req,
-            MARKER_TIMEOUT + Duration::from_secs(5),
-        )
+        .call(&b.cluster_addr, Request::WriteTxnMarker(m), timeout)
         .await
     {
         Ok(Response::WriteTxnMarker(r)) => r,
         Ok(other) => Err(format!(
-            "{topic}-{partition}: unexpected answer from broker {leader}: {other:?}"
+            "{at}: unexpected answer from broker {leader}: {other:?}"
         )),
-        Err(e) => Err(format!("{topic}-{partition}: broker {leader}: {e}")),
+        Err(e) => Err(format!("{at}: broker {leader}: {e}")),
     }
 }
 
 /// Appends one marker to a partition this broker leads and waits until it is replicated
 /// (this broker's side of [`Request::WriteTxnMarker`] too).
-pub async fn write_local_marker(
-    ctx: &Arc<BrokerContext>,
-    topic: String,
-    partition: i32,
-    producer_id: i64,
-    producer_epoch: i16,
-    commit: bool,
-    coordinator_epoch: i32,
-) -> Result<(), String> {
+pub async fn write_local_marker(ctx: &Arc<BrokerContext>, m: MarkerWrite) -> Result<(), String> {
+    let MarkerWrite {
+        topic,
+        partition,
+        producer_id,
+        producer_epoch,
+        commit,
+        coordinator_epoch,
+    } = m;
     let marker = if commit {
         Marker::Commit
     } else {

@@ -272,31 +272,8 @@ fn franz_go_transactions_commit_and_abort() {
         "--partitions",
         "2",
     ]);
-    let out = go(&[
-        "txn",
-        "--brokers",
-        &bs,
-        "--topic",
-        &topic,
-        "--id",
-        "sluice-franz-txn",
-        "--txns",
-        "9",
-        "--per",
-        "3",
-        "--abort-every",
-        "3",
-        "--partitions",
-        "2",
-    ])
-    .stdout;
-    assert_eq!(out.matches("#committed").count(), 6, "{out}");
-    assert_eq!(
-        rd_read(&bs, &topic, 2, "read_committed"),
-        values_of((0..9).filter(|i| i % 3 != 2), 3)
-    );
-    assert_eq!(
-        rd_read(&bs, &topic, 2, "read_uncommitted"),
-        values_of(0..9, 3)
-    );
+    let mut args = vec!["txn".to_string(), "--brokers".into(), bs.clone()];
+    args.extend(txn_options(&topic, "sluice-franz-txn", 9, 3, 3, 2));
+    let out = go(&args.iter().map(String::as_str).collect::<Vec<_>>()).stdout;
+    assert_txns_read(&bs, &topic, 2, &out, (9, 3, 3));
 }

@@ -35,6 +35,23 @@ fn txn(args: &[&str]) -> String {
     .stdout
 }
 
+/// The Java driver's transactions (see [`txn_options`]); its output.
+fn java_txns(
+    bootstrap: &str,
+    topic: &str,
+    id: &str,
+    (txns, per, abort_every): (usize, usize, usize),
+    partitions: i32,
+) -> String {
+    let mut args = vec![
+        "produce".to_string(),
+        "--bootstrap".into(),
+        bootstrap.into(),
+    ];
+    args.extend(txn_options(topic, id, txns, per, abort_every, partitions));
+    txn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// Every value a Java consumer of `isolation` reads from the start of `topic`, by count.
 fn java_read(bootstrap: &str, topic: &str, isolation: &str) -> BTreeMap<String, usize> {
     let out = txn(&[
@@ -57,27 +74,10 @@ fn committed_transactions_are_read_and_aborted_ones_are_not_by_java_and_librdkaf
     let mut broker = TestBroker::start(&[]);
     let topic = topic_name("txn");
     create_topic(&broker, &topic, 2);
-    let out = txn(&[
-        "produce",
-        "--bootstrap",
-        &broker.bootstrap(),
-        "--topic",
-        &topic,
-        "--id",
-        "sluice-txn-1",
-        "--txns",
-        "12",
-        "--per",
-        "5",
-        "--abort-every",
-        "3",
-        "--partitions",
-        "2",
-    ]);
-    let committed: Vec<usize> = (0..12).filter(|i| i % 3 != 2).collect();
+    let out = java_txns(&broker.bootstrap(), &topic, "sluice-txn-1", (12, 5, 3), 2);
     assert_eq!(out.matches("#committed").count(), 8, "{out}");
     assert_eq!(out.matches("#aborted").count(), 4, "{out}");
-    let want = values_of(committed.iter().copied(), 5);
+    let want = values_of(committed_txns(12, 3), 5);
     let everything = values_of(0..12, 5);
 
     for round in ["before", "after a restart"] {
@@ -131,19 +131,7 @@ fn a_producer_dead_inside_a_transaction_holds_the_lso_until_its_timeout_aborts_i
     // The open transaction starts at offset 0: read_committed readers stop there.
     assert_eq!((log.last_stable_offset(), log.high_watermark()), (0, 4));
     // Another producer's transaction commits behind it.
-    txn(&[
-        "produce",
-        "--bootstrap",
-        &b,
-        "--topic",
-        &topic,
-        "--id",
-        "sluice-txn-other",
-        "--txns",
-        "1",
-        "--per",
-        "3",
-    ]);
+    java_txns(&b, &topic, "sluice-txn-other", (1, 3, 0), 1);
     assert!(log.high_watermark() > 4);
     assert_eq!(log.last_stable_offset(), 0, "held by the dead producer");
     // The coordinator aborts the dead producer's transaction once its 4 s are up.
@@ -215,21 +203,7 @@ fn consume_transform_produce_copies_each_record_exactly_once_across_a_crash() {
     create_topic(&broker, &output, 2);
     let b = broker.bootstrap();
     // The input: 20 committed transactions of 10 records (200 records over 2 partitions).
-    txn(&[
-        "produce",
-        "--bootstrap",
-        &b,
-        "--topic",
-        &input,
-        "--id",
-        "sluice-txn-source",
-        "--txns",
-        "20",
-        "--per",
-        "10",
-        "--partitions",
-        "2",
-    ]);
+    java_txns(&b, &input, "sluice-txn-source", (20, 10, 0), 2);
     let copy = |crash: Option<&str>| {
         let mut args = vec![
             "copy",
@@ -286,28 +260,11 @@ fn transactions_on_three_brokers_survive_a_killed_broker() {
         ))
         .expect("create_topics");
     assert!(created.iter().all(Result::is_ok), "{created:?}");
-    let produce = |bootstrap: &str, id: &str, txns: &str| {
-        txn(&[
-            "produce",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            &topic,
-            "--id",
-            id,
-            "--txns",
-            txns,
-            "--per",
-            "6",
-            "--abort-every",
-            "4",
-            "--partitions",
-            "3",
-        ])
-    };
-    let out = produce(&cluster.bootstrap(), "sluice-txn-3a", "10");
+    let produce =
+        |bootstrap: &str, id: &str, txns| java_txns(bootstrap, &topic, id, (txns, 6, 4), 3);
+    let out = produce(&cluster.bootstrap(), "sluice-txn-3a", 10);
     assert_eq!(out.matches("#committed").count(), 8, "{out}");
-    let mut want = values_of((0..10).filter(|i| i % 4 != 3), 6);
+    let mut want = values_of(committed_txns(10, 4), 6);
     let b = cluster.bootstrap();
     assert_eq!(java_read(&b, &topic, "read_committed"), want);
     assert_eq!(rd_read(&b, &topic, 3, "read_committed"), want);
@@ -315,9 +272,9 @@ fn transactions_on_three_brokers_survive_a_killed_broker() {
     cluster.kill9(0);
     let survivors = cluster.bootstrap();
     // The same transactional id (its state is in the quorum: the next epoch) and a new one.
-    let out = produce(&survivors, "sluice-txn-3a", "6");
+    let out = produce(&survivors, "sluice-txn-3a", 6);
     assert_eq!(out.matches("#committed").count(), 5, "{out}");
-    for (k, n) in values_of((0..6).filter(|i| i % 4 != 3), 6) {
+    for (k, n) in values_of(committed_txns(6, 4), 6) {
         *want.entry(k).or_insert(0) += n;
     }
     assert_eq!(java_read(&survivors, &topic, "read_committed"), want);
@@ -334,33 +291,20 @@ fn librdkafka_and_kafka_python_transactions_commit_and_abort() {
     for client in ["confluent-kafka", "kafka-python"] {
         let topic = topic_name("txn-py");
         create_topic(&broker, &topic, 2);
-        let id = format!("sluice-txn-{client}");
-        let out = run_python(
-            "txn_client.py",
-            &[
-                "produce",
-                "--client",
-                client,
-                "--bootstrap",
-                &b,
-                "--topic",
-                &topic,
-                "--id",
-                &id,
-                "--txns",
-                "9",
-                "--per",
-                "4",
-                "--abort-every",
-                "3",
-                "--partitions",
-                "2",
-            ],
-            Duration::from_secs(120),
-        )
-        .stdout;
+        let mut args = vec!["produce".to_string(), "--client".into(), client.into()];
+        args.extend(["--bootstrap".to_string(), b.clone()]);
+        args.extend(txn_options(
+            &topic,
+            &format!("sluice-txn-{client}"),
+            9,
+            4,
+            3,
+            2,
+        ));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_python("txn_client.py", &args, Duration::from_secs(120)).stdout;
         assert_eq!(out.matches("#committed").count(), 6, "{client}: {out}");
-        let want = values_of((0..9).filter(|i| i % 3 != 2), 4);
+        let want = values_of(committed_txns(9, 3), 4);
         assert_eq!(java_read(&b, &topic, "read_committed"), want, "{client}");
         let py = run_python(
             "txn_client.py",
@@ -498,27 +442,17 @@ fn transactions_go_on_when_their_coordinator_is_killed() {
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out_path = out_dir.path().join("producer.out");
     let bootstrap = cluster.bootstrap();
-    let mut producer = txn_cmd(&[
-        "produce",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        &topic,
-        "--id",
-        id,
-        "--txns",
-        "120",
-        "--per",
-        "3",
-        "--abort-every",
-        "5",
-        "--partitions",
-        "3",
-    ])
-    .stdout(std::fs::File::create(&out_path).expect("output file"))
-    .stderr(std::fs::File::create(out_dir.path().join("producer.err")).expect("error file"))
-    .spawn()
-    .expect("start the Java producer");
+    let mut args = vec![
+        "produce".to_string(),
+        "--bootstrap".into(),
+        bootstrap.clone(),
+    ];
+    args.extend(txn_options(&topic, id, 120, 3, 5, 3));
+    let mut producer = txn_cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(std::fs::File::create(&out_path).expect("output file"))
+        .stderr(std::fs::File::create(out_dir.path().join("producer.err")).expect("error file"))
+        .spawn()
+        .expect("start the Java producer");
     let printed = || std::fs::read_to_string(&out_path).unwrap_or_default();
     wait_for(
         "20 transactions before the kill",
@@ -537,7 +471,7 @@ fn transactions_go_on_when_their_coordinator_is_killed() {
     let out = printed();
     assert!(status.success(), "the producer failed:\n{out}\n{err}");
     assert_eq!(out.matches("#committed").count(), 96, "{out}");
-    let want = values_of((0..120).filter(|i| i % 5 != 4), 3);
+    let want = values_of(committed_txns(120, 5), 3);
     let survivors = cluster.bootstrap();
     assert_eq!(java_read(&survivors, &topic, "read_committed"), want);
     assert_eq!(rd_read(&survivors, &topic, 3, "read_committed"), want);

@@ -178,12 +178,7 @@ pub trait PartitionService: Send + Sync {
     /// Appends a transaction marker to a partition this broker leads ([`Request::WriteTxnMarker`]).
     fn write_txn_marker(
         &self,
-        topic: String,
-        partition: i32,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-        coordinator_epoch: i32,
+        marker: crate::txn::MarkerWrite,
     ) -> futures::future::BoxFuture<'static, Result<(), String>>;
 }
 

@@ -127,14 +127,7 @@ pub enum Request {
     },
     /// (a partition's leader) Append this transaction marker and answer once it is
     /// replicated (a transaction coordinator ending a transaction, `crate::txn`).
-    WriteTxnMarker {
-        topic: String,
-        partition: i32,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-        coordinator_epoch: i32,
-    },
+    WriteTxnMarker(crate::txn::MarkerWrite),
 }
 
 /// Every inter-broker response (variant matches the request).

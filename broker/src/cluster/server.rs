@@ -49,25 +49,8 @@ impl Member {
                     None => Err("this broker is still starting".into()),
                 })
             }
-            Request::WriteTxnMarker {
-                topic,
-                partition,
-                producer_id,
-                producer_epoch,
-                commit,
-                coordinator_epoch,
-            } => Response::WriteTxnMarker(match self.partitions.get() {
-                Some(svc) => {
-                    svc.write_txn_marker(
-                        topic,
-                        partition,
-                        producer_id,
-                        producer_epoch,
-                        commit,
-                        coordinator_epoch,
-                    )
-                    .await
-                }
+            Request::WriteTxnMarker(m) => Response::WriteTxnMarker(match self.partitions.get() {
+                Some(svc) => svc.write_txn_marker(m).await,
                 None => Err("this broker is still starting".into()),
             }),
             Request::RemoveNode(id) => Response::RemoveNode(if self.is_leader() {

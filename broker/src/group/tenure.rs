@@ -209,17 +209,10 @@ impl Tenure {
             }
             let batch = records::encode_txn_batch(&records, now_ms(), producer_id, producer_epoch)?;
             let info = match self.log.append_txn_batch(batch, self.epoch) {
-                Ok(AppendOutcome::Appended(info)) | Ok(AppendOutcome::Duplicate(info)) => info,
-                Err(LogError::Fenced { .. }) => return Err(WriteError::NotLeader),
-                Err(LogError::InvalidProducerEpoch { current, got, .. }) => {
-                    return Err(WriteError::Fenced(format!(
-                        "producer {producer_id} epoch {got} is older than its epoch {current} here"
-                    )))
+                Err(e @ LogError::InvalidProducerEpoch { .. }) => {
+                    return Err(WriteError::Fenced(e.to_string()))
                 }
-                Err(e @ LogError::MessageTooLarge { .. }) => {
-                    return Err(WriteError::TooLarge(e.to_string()))
-                }
-                Err(e) => return Err(WriteError::Storage(e.to_string())),
+                other => appended(other)?,
             };
             self.lock().add_txn(producer_id, records);
             info.last_offset
@@ -243,14 +236,12 @@ impl Tenure {
                 return Err(WriteError::NotLeader);
             }
             let info = match self.log.append_marker(marker, self.epoch) {
-                Ok(AppendOutcome::Appended(info)) | Ok(AppendOutcome::Duplicate(info)) => info,
-                Err(LogError::Fenced { .. }) => return Err(WriteError::NotLeader),
                 // A newer epoch of the producer, or a newer coordinator, wrote here: this
                 // transaction ended already.
                 Err(LogError::InvalidProducerEpoch { .. } | LogError::CoordinatorFenced { .. }) => {
                     return Ok(())
                 }
-                Err(e) => return Err(WriteError::Storage(e.to_string())),
+                other => appended(other)?,
             };
             let mut map = self.lock();
             let txn = map.take_txn(producer_id);
@@ -265,14 +256,7 @@ impl Tenure {
     /// Appends one batch and stages it. Under the write lock.
     fn append(&self, records: Vec<OffsetRecord>) -> Result<i64, WriteError> {
         let batch = records::encode_batch(&records, now_ms())?;
-        let info = match self.log.append_in_epoch(batch, self.epoch) {
-            Ok(AppendOutcome::Appended(info)) | Ok(AppendOutcome::Duplicate(info)) => info,
-            Err(LogError::Fenced { .. }) => return Err(WriteError::NotLeader),
-            Err(e @ LogError::MessageTooLarge { .. }) => {
-                return Err(WriteError::TooLarge(e.to_string()))
-            }
-            Err(e) => return Err(WriteError::Storage(e.to_string())),
-        };
+        let info = appended(self.log.append_in_epoch(batch, self.epoch))?;
         self.lock().stage(info.last_offset, records);
         Ok(info.last_offset)
     }
@@ -354,6 +338,17 @@ impl Tenure {
             .map_err(|e| WriteError::Storage(e.to_string()))?
             .map_err(|e| WriteError::Storage(e.to_string()))?;
         Ok((before, start))
+    }
+}
+
+/// What an append to the offsets partition means for a write: where it landed, or the
+/// write's error (a leadership lost since is NOT_COORDINATOR).
+fn appended(r: Result<AppendOutcome, LogError>) -> Result<crate::log::AppendInfo, WriteError> {
+    match r {
+        Ok(AppendOutcome::Appended(info) | AppendOutcome::Duplicate(info)) => Ok(info),
+        Err(LogError::Fenced { .. }) => Err(WriteError::NotLeader),
+        Err(e @ LogError::MessageTooLarge { .. }) => Err(WriteError::TooLarge(e.to_string())),
+        Err(e) => Err(WriteError::Storage(e.to_string())),
     }
 }
 

@@ -568,26 +568,10 @@ pub fn txn_offset_commit(
     a: &Access,
     req: &mut TxnOffsetCommitRequest,
 ) -> Vec<txn_offset_commit_response::TxnOffsetCommitResponseTopic> {
-    use txn_offset_commit_response::{
-        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
-    };
+    use super::txn::refuse_txn_offsets_topic as refuse;
     if !a.on() {
         return Vec::new();
     }
-    let refuse = |t: txn_offset_commit_request::TxnOffsetCommitRequestTopic, code: i16| {
-        TxnOffsetCommitResponseTopic::default()
-            .with_name(t.name)
-            .with_partitions(
-                t.partitions
-                    .iter()
-                    .map(|p| {
-                        TxnOffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(code)
-                    })
-                    .collect(),
-            )
-    };
     let whole = if !a.transactional_id(Operation::Write, req.transactional_id.as_str()) {
         Some(super::codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     } else if !a.group(Operation::Read, req.group_id.as_str()) {

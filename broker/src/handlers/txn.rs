@@ -376,12 +376,14 @@ pub async fn write_txn_markers(
                     Err(code) => code,
                     Ok(_) => match crate::txn::write_local_marker(
                         ctx,
-                        name.clone(),
-                        p,
-                        m.producer_id.0,
-                        m.producer_epoch,
-                        m.transaction_result,
-                        m.coordinator_epoch,
+                        crate::txn::MarkerWrite {
+                            topic: name.clone(),
+                            partition: p,
+                            producer_id: m.producer_id.0,
+                            producer_epoch: m.producer_epoch,
+                            commit: m.transaction_result,
+                            coordinator_epoch: m.coordinator_epoch,
+                        },
                     )
                     .await
                     {
@@ -488,28 +490,34 @@ pub fn check_txn_offsets(ctx: &BrokerContext, req: &TxnOffsetCommitRequest) -> O
 
 /// Every partition of a TxnOffsetCommit answered `code`.
 pub fn refuse_txn_offsets(req: TxnOffsetCommitRequest, code: i16) -> TxnOffsetCommitResponse {
-    use kafka_protocol::messages::txn_offset_commit_response::{
-        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
-    };
     TxnOffsetCommitResponse::default().with_topics(
         req.topics
             .into_iter()
-            .map(|t| {
-                TxnOffsetCommitResponseTopic::default()
-                    .with_name(t.name)
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                TxnOffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    )
-            })
+            .map(|t| refuse_txn_offsets_topic(t, code))
             .collect(),
     )
+}
+
+/// Every partition of one topic of a TxnOffsetCommit answered `code`.
+pub fn refuse_txn_offsets_topic(
+    t: kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestTopic,
+    code: i16,
+) -> kafka_protocol::messages::txn_offset_commit_response::TxnOffsetCommitResponseTopic {
+    use kafka_protocol::messages::txn_offset_commit_response::{
+        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    };
+    TxnOffsetCommitResponseTopic::default()
+        .with_name(t.name)
+        .with_partitions(
+            t.partitions
+                .iter()
+                .map(|p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect(),
+        )
 }
 
 fn describe(id: &str, r: &TxnRecord) -> TransactionState {

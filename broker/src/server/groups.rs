@@ -113,27 +113,10 @@ impl PartitionService for GroupAdoption {
 
     fn write_txn_marker(
         &self,
-        topic: String,
-        partition: i32,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-        coordinator_epoch: i32,
+        marker: crate::txn::MarkerWrite,
     ) -> BoxFuture<'static, Result<(), String>> {
         let ctx = Arc::clone(&self.ctx);
-        async move {
-            crate::txn::write_local_marker(
-                &ctx,
-                topic,
-                partition,
-                producer_id,
-                producer_epoch,
-                commit,
-                coordinator_epoch,
-            )
-            .await
-        }
-        .boxed()
+        async move { crate::txn::write_local_marker(&ctx, marker).await }.boxed()
     }
 }
 

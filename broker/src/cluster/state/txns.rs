@@ -158,6 +158,23 @@ fn check_producer(r: &TxnRecord, producer_id: i64, epoch: i16) -> Result<(), Out
 }
 
 impl ClusterState {
+    /// The transaction of `id` when `producer_id` at `epoch` is its producer, or the refusal.
+    fn producer_txn(
+        &mut self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<&mut TxnRecord, Outcome> {
+        let Some(r) = self.transactions.get_mut(id) else {
+            return Err(refused(
+                INVALID_PRODUCER_ID_MAPPING,
+                format!("transactional id {id} has no producer (InitProducerId first)"),
+            ));
+        };
+        check_producer(r, producer_id, epoch)?;
+        Ok(r)
+    }
+
     pub(super) fn apply_txn(&mut self, cmd: &TxnCommand) -> Outcome {
         match cmd {
             TxnCommand::Init {
@@ -236,15 +253,10 @@ impl ClusterState {
                 partitions,
                 now_ms,
             } => {
-                let Some(r) = self.transactions.get_mut(id) else {
-                    return refused(
-                        INVALID_PRODUCER_ID_MAPPING,
-                        format!("transactional id {id} has no producer (InitProducerId first)"),
-                    );
+                let r = match self.producer_txn(id, *producer_id, *epoch) {
+                    Ok(r) => r,
+                    Err(o) => return o,
                 };
-                if let Err(o) = check_producer(r, *producer_id, *epoch) {
-                    return o;
-                }
                 match r.state {
                     TxnState::PrepareCommit | TxnState::PrepareAbort => {
                         return refused(
@@ -270,15 +282,10 @@ impl ClusterState {
                 commit,
                 now_ms,
             } => {
-                let Some(r) = self.transactions.get_mut(id) else {
-                    return refused(
-                        INVALID_PRODUCER_ID_MAPPING,
-                        format!("transactional id {id} has no producer (InitProducerId first)"),
-                    );
+                let r = match self.producer_txn(id, *producer_id, *epoch) {
+                    Ok(r) => r,
+                    Err(o) => return o,
                 };
-                if let Err(o) = check_producer(r, *producer_id, *epoch) {
-                    return o;
-                }
                 let wrong = |what: &str| {
                     refused(
                         INVALID_TXN_STATE,

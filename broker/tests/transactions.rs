@@ -25,6 +25,35 @@ fn create_topic(broker: &TestBroker, name: &str, partitions: i32) {
     assert!(created.iter().all(Result::is_ok), "{created:?}");
 }
 
+/// A broker with a topic of one partition: the broker, the topic, the bootstrap address.
+fn broker_with_topic(prefix: &str) -> (TestBroker, String, String) {
+    let broker = TestBroker::start(&[]);
+    let topic = topic_name(prefix);
+    create_topic(&broker, &topic, 1);
+    let b = broker.bootstrap();
+    (broker, topic, b)
+}
+
+/// A producer that halts with a transaction of `count` records open (`timeout_ms` its
+/// transaction timeout) on partition 0 of `topic`.
+fn hang(bootstrap: &str, topic: &str, id: &str, count: usize, timeout_ms: u64) {
+    let (count, timeout) = (count.to_string(), timeout_ms.to_string());
+    let out = txn(&[
+        "hang",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--id",
+        id,
+        "--count",
+        &count,
+        "--timeout-ms",
+        &timeout,
+    ]);
+    assert!(out.contains("#open"), "{out}");
+}
+
 /// Runs the transactions driver to its end; its stdout.
 fn txn(args: &[&str]) -> String {
     run_bounded(
@@ -109,24 +138,8 @@ fn committed_transactions_are_read_and_aborted_ones_are_not_by_java_and_librdkaf
 
 #[test]
 fn a_producer_dead_inside_a_transaction_holds_the_lso_until_its_timeout_aborts_it() {
-    let broker = TestBroker::start(&[]);
-    let topic = topic_name("txn-hung");
-    create_topic(&broker, &topic, 1);
-    let b = broker.bootstrap();
-    let out = txn(&[
-        "hang",
-        "--bootstrap",
-        &b,
-        "--topic",
-        &topic,
-        "--id",
-        "sluice-txn-hung",
-        "--count",
-        "4",
-        "--timeout-ms",
-        "4000",
-    ]);
-    assert!(out.contains("#open"), "{out}");
+    let (broker, topic, b) = broker_with_topic("txn-hung");
+    hang(&b, &topic, "sluice-txn-hung", 4, 4000);
     let log = broker.ctx().logs.partition(&topic, 0).expect("partition");
     // The open transaction starts at offset 0: read_committed readers stop there.
     assert_eq!((log.last_stable_offset(), log.high_watermark()), (0, 4));
@@ -172,10 +185,7 @@ fn a_producer_dead_inside_a_transaction_holds_the_lso_until_its_timeout_aborts_i
 
 #[test]
 fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
-    let broker = TestBroker::start(&[]);
-    let topic = topic_name("txn-fence");
-    create_topic(&broker, &topic, 1);
-    let b = broker.bootstrap();
+    let (_broker, topic, b) = broker_with_topic("txn-fence");
     let out = txn(&[
         "fence",
         "--bootstrap",
@@ -338,24 +348,8 @@ fn librdkafka_and_kafka_python_transactions_commit_and_abort() {
 #[test]
 fn kafka_transactions_tool_lists_describes_and_aborts_an_open_transaction() {
     const TOOL: &str = "org.apache.kafka.tools.TransactionsCommand";
-    let broker = TestBroker::start(&[]);
-    let topic = topic_name("txn-tool");
-    create_topic(&broker, &topic, 1);
-    let b = broker.bootstrap();
-    let out = txn(&[
-        "hang",
-        "--bootstrap",
-        &b,
-        "--topic",
-        &topic,
-        "--id",
-        "sluice-txn-tool",
-        "--count",
-        "3",
-        "--timeout-ms",
-        "600000",
-    ]);
-    assert!(out.contains("#open"), "{out}");
+    let (broker, topic, b) = broker_with_topic("txn-tool");
+    hang(&b, &topic, "sluice-txn-tool", 3, 600000);
     let log = broker.ctx().logs.partition(&topic, 0).expect("partition");
     assert_eq!((log.last_stable_offset(), log.high_watermark()), (0, 3));
 

@@ -535,7 +535,8 @@ const ACL_COMMAND: &str = "org.apache.kafka.tools.AclCommand";
 const CONFIG_COMMAND: &str = "kafka.admin.ConfigCommand";
 
 #[test]
-fn kafka_configs_creates_a_scram_user_and_kafka_acls_prefixed_grants_serve_only_its_topics() {
+fn kafka_configs_creates_a_scram_user_and_kafka_acls_prefixed_grants_serve_only_its_topics_and_transactional_ids(
+) {
     let files = tempfile::tempdir().expect("temp dir");
     let users = users_file(files.path());
     let (ca, cert, key) = certificates(files.path());
@@ -716,6 +717,46 @@ fn kafka_configs_creates_a_scram_user_and_kafka_acls_prefixed_grants_serve_only_
     let alice_rd = scram_over_tls(USER, PASSWORD, &ca);
     assert_eq!(rd_watermarks_with(&bs, &other, &alice_rd), (0, N as i64));
     assert_eq!(rd_watermarks_with(&bs, &ours, &alice_rd), (0, N as i64));
+
+    // Transactions take WRITE on the transactional id: refused (fatally, nothing written)
+    // until kafka-acls.sh grants it on her prefix, then committed and read back
+    // (read_committed) in her group.
+    let txn_topic = format!("{prefix}-txn");
+    alice.admin(&["create-topic", "--topic", &txn_topic]);
+    let txn_id = format!("transactional.id={prefix}-producer");
+    let err = carol.produce_fails(&txn_topic, 0..1, &["--prop", &txn_id]);
+    assert!(
+        err.contains("TransactionalIdAuthorizationException"),
+        "{err}"
+    );
+    tool(
+        ACL_COMMAND,
+        &[
+            "--add",
+            "--allow-principal",
+            "User:carol",
+            "--operation",
+            "Write",
+            "--transactional-id",
+            &prefix,
+            "--resource-pattern-type",
+            "prefixed",
+        ],
+    );
+    let out = carol.produce(&txn_topic, 0..N, &["--partition", "0", "--prop", &txn_id]);
+    assert_eq!(acknowledged(&out).len() as u64, N);
+    let out = carol.consume(
+        &txn_topic,
+        &format!("{prefix}-txn-readers"),
+        N,
+        &["--prop", "isolation.level=read_committed"],
+    );
+    assert_records_exact(&parse_consumed_lines(&out.stdout), 0..N);
+    assert_eq!(
+        rd_watermarks_with(&bs, &txn_topic, &alice_rd).1,
+        N as i64 + 1,
+        "N records and the COMMIT marker"
+    );
 }
 
 /// Debian's kcat (librdkafka 2.0.2) turns SASL on only when the broker's SaslHandshake range

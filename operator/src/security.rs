@@ -498,14 +498,22 @@ pub fn desired_acls(spec: &MessageQueueSpec) -> Vec<AclBinding> {
     let mut out = Vec::new();
     for user in &spec.users {
         for acl in &user.acls {
-            let (resource_type, name, pattern) =
-                match (&acl.queue, &acl.queue_prefix, &acl.group, &acl.group_prefix) {
-                    (Some(n), _, _, _) => (AclResourceType::Topic, n, AclPatternType::Literal),
-                    (_, Some(n), _, _) => (AclResourceType::Topic, n, AclPatternType::Prefixed),
-                    (_, _, Some(n), _) => (AclResourceType::Group, n, AclPatternType::Literal),
-                    (_, _, _, Some(n)) => (AclResourceType::Group, n, AclPatternType::Prefixed),
-                    _ => continue,
-                };
+            use AclPatternType::{Literal, Prefixed};
+            use AclResourceType::{Group, Topic, TransactionalId};
+            let named = [
+                (&acl.queue, Topic, Literal),
+                (&acl.queue_prefix, Topic, Prefixed),
+                (&acl.group, Group, Literal),
+                (&acl.group_prefix, Group, Prefixed),
+                (&acl.transactional_id, TransactionalId, Literal),
+                (&acl.transactional_id_prefix, TransactionalId, Prefixed),
+            ];
+            let Some((name, resource_type, pattern)) = named
+                .into_iter()
+                .find_map(|(n, t, p)| n.as_ref().map(|n| (n, t, p)))
+            else {
+                continue;
+            };
             for op in &acl.operations {
                 out.push(AclBinding {
                     resource_type,
@@ -634,12 +642,13 @@ users:
   - {queue: orders, operations: [read, write]}
   - {groupPrefix: app-, operations: [read]}
   - {queuePrefix: audit., operations: [all], permission: deny}
+  - {transactionalIdPrefix: app-, operations: [write]}
 - name: other
 "#,
         )
         .expect("spec");
         let acls = desired_acls(&spec);
-        assert_eq!(acls.len(), 4);
+        assert_eq!(acls.len(), 5);
         assert!(acls
             .iter()
             .all(|b| b.principal == "User:app" && b.host == "*"));
@@ -664,6 +673,15 @@ users:
         assert!(acls.iter().any(|b| b.resource_name == "audit."
             && b.operation == AclOperation::All
             && b.permission == AclPermission::Deny));
+        assert!(acls.contains(&AclBinding {
+            resource_type: AclResourceType::TransactionalId,
+            resource_name: "app-".into(),
+            pattern: AclPatternType::Prefixed,
+            principal: "User:app".into(),
+            host: "*".into(),
+            operation: AclOperation::Write,
+            permission: AclPermission::Allow,
+        }));
     }
 
     #[test]

@@ -54,13 +54,20 @@ fn check_security(spec: &MessageQueueSpec, problems: &mut Vec<String>) {
             ));
         }
         for acl in &user.acls {
-            let named = [&acl.queue, &acl.queue_prefix, &acl.group, &acl.group_prefix]
-                .iter()
-                .filter(|r| r.is_some())
-                .count();
+            let named = [
+                &acl.queue,
+                &acl.queue_prefix,
+                &acl.group,
+                &acl.group_prefix,
+                &acl.transactional_id,
+                &acl.transactional_id_prefix,
+            ]
+            .iter()
+            .filter(|r| r.is_some())
+            .count();
             if named != 1 {
                 problems.push(format!(
-                    "user {:?}: each ACL names exactly one of queue, queuePrefix, group or groupPrefix",
+                    "user {:?}: each ACL names exactly one of queue, queuePrefix, group, groupPrefix, transactionalId or transactionalIdPrefix",
                     user.name
                 ));
             }
@@ -298,6 +305,7 @@ mod tests {
     - {queue: orders, operations: [read, write]}
     - {groupPrefix: app-, operations: [read]}
     - {queuePrefix: audit., operations: [all], permission: deny}
+    - {transactionalIdPrefix: app-, operations: [write]}
 "#;
         assert_eq!(problems(spec), "");
     }

@@ -281,7 +281,7 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
             "sec5",
             json!({"authentication": {"type": "scram-sha-512"},
                    "users": [{"name": "app", "acls": [{"queue": "a", "group": "g", "operations": ["read"]}]}]}),
-            "each ACL names exactly one of queue, queuePrefix, group or groupPrefix",
+            "each ACL names exactly one of queue, queuePrefix, group, groupPrefix, transactionalId or transactionalIdPrefix",
         ),
         (
             "sec6",

@@ -115,14 +115,14 @@ pub struct User {
     pub acls: Vec<UserAcl>,
 }
 
-/// One permission: exactly one of `queue`, `queuePrefix`, `group` and `groupPrefix`, the
-/// operations, and allow or deny.
+/// One permission: exactly one of `queue`, `queuePrefix`, `group`, `groupPrefix`,
+/// `transactionalId` and `transactionalIdPrefix`, the operations, and allow or deny.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "(has(self.queue) ? 1 : 0) + (has(self.queuePrefix) ? 1 : 0) + (has(self.group) ? 1 : 0) + (has(self.groupPrefix) ? 1 : 0) == 1",
-        "message": "each ACL names exactly one of queue, queuePrefix, group or groupPrefix"
+        "rule": "(has(self.queue) ? 1 : 0) + (has(self.queuePrefix) ? 1 : 0) + (has(self.group) ? 1 : 0) + (has(self.groupPrefix) ? 1 : 0) + (has(self.transactionalId) ? 1 : 0) + (has(self.transactionalIdPrefix) ? 1 : 0) == 1",
+        "message": "each ACL names exactly one of queue, queuePrefix, group, groupPrefix, transactionalId or transactionalIdPrefix"
     }
 ]))]
 pub struct UserAcl {
@@ -142,6 +142,16 @@ pub struct UserAcl {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 249))]
     pub group_prefix: Option<String>,
+    /// A transactional id (`transactional.id` of a transactional producer, or of a Kafka
+    /// Streams application with exactly-once processing), by exact name. Its producer needs
+    /// `write` on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub transactional_id: Option<String>,
+    /// Every transactional id that starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub transactional_id_prefix: Option<String>,
     /// Kafka operations: `read`, `write`, `create`, `delete`, `alter`, `describe`,
     /// `describeConfigs`, `alterConfigs` or `all`. `read`, `write`, `delete` and `alter` imply
     /// `describe`. A consumer needs `read` on its queue and on its group.

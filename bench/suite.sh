@@ -25,6 +25,9 @@
 #   tls          the cost of TLS and SASL: one broker per target with PLAINTEXT, SSL and SASL_SSL
 #                (SCRAM-SHA-512) listeners, 1 KiB acks=all produce and a consume through each
 #                (bench/suite-tls.sh; needs openssl)
+#   txn          transactions: Kafka's ProducerPerformance with a transactional id, committing
+#                every TXN_DURATIONS ms (1 KiB, acks=all, 1 partition): what the coordinator's
+#                four quorum commands and the markers per transaction cost
 # Every broker start is also timed (start to ready on an empty folder) and its idle RSS read.
 #
 # Env (all optional):
@@ -39,6 +42,7 @@
 #   BACKLOG_FILL_GIB=5 BACKLOG_CONSUME_GIB=2
 #   PARTITIONS_MANY=1000 CONNECTIONS=1000
 #   JAVA_RECORDS=300000      records of each ProducerPerformance run (1 KiB)
+#   TXN_DURATIONS="10 100"   ms between the commits of the txn section's runs; TXN_RECORDS=100000
 #   SLUICE_BIN, LOADGEN_BIN  use these binaries instead of `cargo build --release`
 #   PIN=1                    brokers on CPU 0, load generators on CPU 1 (taskset); default: unpinned
 #   OUT_DIR=dir              results (results.jsonl, report.md, logs); default /tmp/sluice-suite-<utc>
@@ -64,6 +68,8 @@ BACKLOG_CONSUME_GIB="${BACKLOG_CONSUME_GIB:-2}"
 PARTITIONS_MANY="${PARTITIONS_MANY:-1000}"
 CONNECTIONS="${CONNECTIONS:-1000}"
 JAVA_RECORDS="${JAVA_RECORDS:-300000}"
+TXN_DURATIONS="${TXN_DURATIONS:-10 100}"
+TXN_RECORDS="${TXN_RECORDS:-100000}"
 PIN="${PIN:-0}"
 export KAFKA_VERSION="${KAFKA_VERSION:-4.2.0}"
 export KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms1g -Xmx1g}"
@@ -71,7 +77,7 @@ CLUSTER_HEAP_OPTS="${CLUSTER_HEAP_OPTS:--Xms512m -Xmx512m}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT_DIR="${OUT_DIR:-/tmp/sluice-suite-$STAMP}"
 RESULTS="$OUT_DIR/results.jsonl"
-ALL_SECTIONS="machine sink throughput raw latency backlog partitions connections rf3 share tls"
+ALL_SECTIONS="machine sink throughput raw latency backlog partitions connections rf3 share tls txn"
 SECTIONS="${*:-$ALL_SECTIONS}"
 
 mkdir -p "$OUT_DIR"
@@ -237,8 +243,9 @@ cpu_s() { # summed utime+stime of the watched pids, seconds
 
 # java_produce LABEL TOPIC RECORDS THROUGHPUT ACKS: Kafka's ProducerPerformance, 1 KiB records,
 # its summary line as JSON (latency is measured from send(), not from an intended time).
-java_produce() {
+java_produce() { # java_produce LABEL TOPIC RECORDS THROUGHPUT ACKS [MORE ProducerPerformance ARGS...]
     local label="$1" topic="$2" records="$3" tput="$4" acks="$5"
+    shift 5
     java_setup
     local out="$WORK/pp.out" rc=0 b0 b1
     log "  $SECTION/$TARGET r$ROUND: $label (ProducerPerformance, load1 $(load1))"
@@ -247,7 +254,7 @@ java_produce() {
     /usr/bin/time -f '%U %S %e' -o "$WORK/pp.time" timeout 180 "${CLIENT_CPU[@]}" "${JAVA_TOOL[@]}" \
         org.apache.kafka.tools.ProducerPerformance --topic "$topic" --num-records "$records" \
         --record-size 1024 --throughput "$tput" --bootstrap-server "$BOOTSTRAP" \
-        --command-property "acks=$acks" >"$out" 2>&1 || rc=$?
+        --command-property "acks=$acks" "$@" >"$out" 2>&1 || rc=$?
     b1="$(cpu_s)"
     cat "$out" >>"$LOGS/java.log"
     local summary
@@ -735,6 +742,20 @@ section_rf3() {
     done
 }
 
+section_txn() {
+    local t d
+    for t in $(order "$TARGETS"); do
+        start_target "$t" || { stop_target; continue; }
+        for d in $TXN_DURATIONS; do
+            create "tx$d" 1 1
+            java_produce "ProducerPerformance 1p 1024B acks=all, a transaction every ${d} ms" "tx$d" \
+                "$TXN_RECORDS" -1 all --transactional-id "bench-tx$d-r$ROUND" --transaction-duration-ms "$d"
+            delete "tx$d"
+        done
+        stop_target
+    done
+}
+
 # shellcheck source=bench/suite-share.sh
 source "$ROOT/bench/suite-share.sh"
 # shellcheck source=bench/suite-tls.sh
@@ -752,7 +773,7 @@ fi
 [[ -x "$SLUICE_BIN" ]] || fail "build: $SLUICE_BIN is not executable"
 [[ -x "$LOADGEN_BIN" ]] || fail "build: $LOADGEN_BIN is not executable"
 LOADGEN="$LOADGEN_BIN"
-case " $SECTIONS " in *" throughput "* | *" latency "* | *" backlog "* | *" sink "* | *" partitions "* | *" connections "* | *" rf3 "* | *" share "*) java_setup ;; esac
+case " $SECTIONS " in *" throughput "* | *" latency "* | *" backlog "* | *" sink "* | *" partitions "* | *" connections "* | *" rf3 "* | *" share "* | *" txn "*) java_setup ;; esac
 
 {
     echo "run $STAMP: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"

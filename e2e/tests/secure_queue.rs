@@ -3,7 +3,8 @@
 //! its own authenticated TLS connection, and writes the user's Secret; an application
 //! (librdkafka over SASL_SSL, configured only from that Secret) produces and consumes; the user
 //! is refused on a queue its ACLs do not name and with a wrong password; a new password written
-//! into the Secret replaces the old one; an ACL added to the manifest takes effect; a removed
+//! into the Secret replaces the old one; an ACL added to the manifest takes effect, one on a
+//! transactional-id prefix lets its transactional producer commit; a removed
 //! user can no longer sign in and its Secret is gone.
 //!
 //! Clients reach the broker by its pod DNS name (the certificate's wildcard), which the pod
@@ -41,6 +42,10 @@ const ORDERS_ONLY: &str = "[{queue: orders, operations: [read, write]}, \
 const ORDERS_AND_AUDIT: &str = "[{queue: orders, operations: [read, write]}, \
                                 {groupPrefix: app-, operations: [read]}, \
                                 {queue: audit, operations: [write]}]";
+const WITH_TRANSACTIONS: &str = "[{queue: orders, operations: [read, write]}, \
+                                 {groupPrefix: app-, operations: [read]}, \
+                                 {queue: audit, operations: [write]}, \
+                                 {transactionalIdPrefix: app-, operations: [write]}]";
 
 /// What an application takes from the user's Secret.
 struct Credentials {
@@ -105,6 +110,39 @@ async fn produce_one(config: &ClientConfig, topic: &str, payload: &str) -> Resul
         .await
         .map(|_| ())
         .map_err(|(e, _)| format!("{e:?}"))
+}
+
+/// Sends one record in a committed transaction of transactional id `id`; the error text on
+/// failure.
+async fn produce_in_transaction(
+    config: &ClientConfig,
+    topic: &str,
+    payload: &str,
+    id: &str,
+) -> Result<(), String> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let mut config = config.clone();
+    config
+        .set("transactional.id", id)
+        .set("message.timeout.ms", "8000");
+    let (topic, payload) = (topic.to_string(), payload.to_string());
+    tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = config.create().map_err(|e| format!("producer: {e}"))?;
+        let t = Duration::from_secs(10);
+        producer.init_transactions(t).map_err(|e| e.to_string())?;
+        producer.begin_transaction().map_err(|e| e.to_string())?;
+        producer
+            .send(
+                BaseRecord::to(&topic)
+                    .payload(&payload)
+                    .key("k")
+                    .partition(0),
+            )
+            .map_err(|(e, _)| e.to_string())?;
+        producer.commit_transaction(t).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// The body of a plain HTTP GET of `path` at `addr`.
@@ -256,6 +294,25 @@ async fn a_secure_queue_serves_its_user_over_sasl_ssl_with_the_declared_acls() {
     )
     .await
     .expect("produce to audit");
+
+    // A transactional producer needs WRITE on its transactional id: refused until the
+    // manifest grants it on the prefix app-.
+    let err = produce_in_transaction(&config, "orders", "t-1", "app-tx")
+        .await
+        .expect_err("no ACL names the transactional id");
+    assert!(
+        err.to_lowercase()
+            .contains("transactional id authorization"),
+        "{err}"
+    );
+    apply_yaml(&ns.name, &manifest(Some(WITH_TRANSACTIONS)));
+    harness::wait_for(
+        "the user's transactional producer commits once its ACL is declared",
+        Duration::from_secs(60),
+        || produce_in_transaction(&config, "orders", "t-2", "app-tx"),
+    )
+    .await
+    .expect("commit a transaction");
 
     // Removing the user revokes its access and deletes its Secret.
     apply_yaml(&ns.name, &manifest(None));

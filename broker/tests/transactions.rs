@@ -54,6 +54,21 @@ fn hang(bootstrap: &str, topic: &str, id: &str, count: usize, timeout_ms: u64) {
     assert!(out.contains("#open"), "{out}");
 }
 
+/// Three broker processes on loopback network `net` (min.insync.replicas 2) and a topic of
+/// three partitions at three copies.
+fn cluster_with_topic(net: u8, prefix: &str) -> (ProcessCluster, String) {
+    let cluster = ProcessCluster::start(3, net, &["--min-insync-replicas", "2"]);
+    let topic = topic_name(prefix);
+    let created = broker_runtime()
+        .block_on(rd_admin(&cluster.bootstrap()).create_topics(
+            [&NewTopic::new(&topic, 3, TopicReplication::Fixed(3))],
+            &admin_opts(),
+        ))
+        .expect("create_topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    (cluster, topic)
+}
+
 /// Runs the transactions driver to its end; its stdout.
 fn txn(args: &[&str]) -> String {
     run_bounded(
@@ -261,15 +276,7 @@ fn consume_transform_produce_copies_each_record_exactly_once_across_a_crash() {
 /// both) leaves every committed record readable and no aborted one.
 #[test]
 fn transactions_on_three_brokers_survive_a_killed_broker() {
-    let mut cluster = ProcessCluster::start(3, 43, &["--min-insync-replicas", "2"]);
-    let topic = topic_name("txn3");
-    let created = broker_runtime()
-        .block_on(rd_admin(&cluster.bootstrap()).create_topics(
-            [&NewTopic::new(&topic, 3, TopicReplication::Fixed(3))],
-            &admin_opts(),
-        ))
-        .expect("create_topics");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let (mut cluster, topic) = cluster_with_topic(43, "txn3");
     let produce =
         |bootstrap: &str, id: &str, txns| java_txns(bootstrap, &topic, id, (txns, 6, 4), 3);
     let out = produce(&cluster.bootstrap(), "sluice-txn-3a", 10);
@@ -422,15 +429,7 @@ fn kafka_transactions_tool_lists_describes_and_aborts_an_open_transaction() {
 /// and read_committed sees every committed transaction whole and nothing of the aborted ones.
 #[test]
 fn transactions_go_on_when_their_coordinator_is_killed() {
-    let mut cluster = ProcessCluster::start(3, 44, &["--min-insync-replicas", "2"]);
-    let topic = topic_name("txn-coord");
-    let created = broker_runtime()
-        .block_on(rd_admin(&cluster.bootstrap()).create_topics(
-            [&NewTopic::new(&topic, 3, TopicReplication::Fixed(3))],
-            &admin_opts(),
-        ))
-        .expect("create_topics");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let (mut cluster, topic) = cluster_with_topic(44, "txn-coord");
     let id = "sluice-txn-coordinator-kill";
     let coordinator = find_coordinator(cluster.broker(0).kafka_addr, id);
     let out_dir = tempfile::tempdir().expect("tempdir");

@@ -2,7 +2,9 @@
 //! works unchanged against the broker: kadm creates topics and lists offsets, kgo's idempotent
 //! producer writes every codec byte-exact, and a kgo group consumer commits and resumes. The other
 //! Go client, `github.com/segmentio/kafka-go`, reads a compacted topic through segments left
-//! with one empty batch each (it panics on two empty batches in a row).
+//! with one empty batch each (it panics on two empty batches in a row). Both franz-go's and
+//! `github.com/IBM/sarama`'s transactional producers commit and abort; sarama's commits a
+//! group's offsets in its transactions.
 //!
 //! The driver is `broker/tests/go/main.go`, built at test time with `go build` (GOFLAGS=-mod=mod)
 //! in a generated module under `$SLUICE_CACHE/go-prog-<hash of the source and go.mod>/`
@@ -276,4 +278,45 @@ fn franz_go_transactions_commit_and_abort() {
     args.extend(txn_options(&topic, "sluice-franz-txn", 9, 3, 3, 2));
     let out = go(&args.iter().map(String::as_str).collect::<Vec<_>>()).stdout;
     assert_txns_read(&bs, &topic, 2, &out, (9, 3, 3));
+}
+
+/// Sarama's transactional SyncProducer (its own transaction manager, request versions picked by
+/// its configured Kafka version rather than ApiVersions) commits and aborts, and adds a group's
+/// offsets to each transaction: read_committed sees exactly the committed transactions, and the
+/// group's offset is the last committed transaction's, not the aborted last one's.
+#[test]
+fn sarama_transactions_commit_and_abort_with_group_offsets() {
+    use rdkafka::consumer::Consumer;
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("sarama-txn");
+    let group = topic_name("sarama-txn-group");
+    go(&[
+        "admin",
+        "create-topic",
+        "--brokers",
+        &bs,
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+    ]);
+    let mut args = vec!["sarama-txn".to_string(), "--brokers".into(), bs.clone()];
+    args.extend(txn_options(&topic, "sluice-sarama-txn", 9, 3, 3, 2));
+    args.extend(["--group".to_string(), group.clone()]);
+    let out = go(&args.iter().map(String::as_str).collect::<Vec<_>>()).stdout;
+    assert_txns_read(&bs, &topic, 2, &out, (9, 3, 3));
+
+    // Transactions 0..9, every third aborted: the last committed is 7, which committed offset 8;
+    // the aborted 8th's offset 9 never counts.
+    let c = rd_consumer(&bs, &[("group.id", group.as_str())]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    assert_eq!(
+        got.find_partition(&topic, 0).map(|e| e.offset()),
+        Some(rdkafka::Offset::Offset(8))
+    );
 }

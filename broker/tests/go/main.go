@@ -1,5 +1,5 @@
-// A small driver of github.com/twmb/franz-go (kgo, kadm) and github.com/segmentio/kafka-go for
-// the broker integration tests in broker/tests/go_client.rs. Built with `go build` at test time
+// A small driver of github.com/twmb/franz-go (kgo, kadm), github.com/segmentio/kafka-go and
+// github.com/IBM/sarama for the broker integration tests in broker/tests/go_client.rs. Built with `go build` at test time
 // into a generated module.
 //
 //	produce --brokers B --topic T --from N --to M [--compression C] [--partition P]
@@ -14,6 +14,9 @@
 //	        N transactions of M records (key "k<i>-<j>", value "t<i>-<j>" on partition
 //	        (i + j) % P) with kgo's transactional producer; every K-th (i % K == K - 1) aborted,
 //	        the others committed; prints "#committed <i>" or "#aborted <i>" after each.
+//	sarama-txn --brokers B --topic T --id TID --txns N --per M [--abort-every K] [--partitions P] [--group G]
+//	        the same transactions with sarama's transactional SyncProducer; with --group, each
+//	        transaction also commits offset i + 1 of partition 0 of T for group G (AddOffsetsToTxn).
 //	kafkago-latest --brokers B --topic T --through O
 //	        reads partition 0 from its start with kafka-go's Reader through offset O, checks that
 //	        offsets rise, prints "#read <records> <last offset>" and "#latest <key> <value>" per key.
@@ -34,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/IBM/sarama"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -205,6 +209,54 @@ func main() {
 				end, word = kgo.TryAbort, "aborted"
 			}
 			if err := cl.EndTransaction(ctx, end); err != nil {
+				fail("end transaction %d: %v", i, err)
+			}
+			fmt.Printf("#%s %d\n", word, i)
+		}
+
+	case "sarama-txn":
+		cfg := sarama.NewConfig()
+		// Sarama picks request versions by the version it is told, not by ApiVersions.
+		cfg.Version = sarama.V3_6_0_0
+		cfg.Producer.Idempotent = true
+		cfg.Producer.RequiredAcks = sarama.WaitForAll
+		cfg.Producer.Return.Successes = true
+		cfg.Producer.Partitioner = sarama.NewManualPartitioner
+		cfg.Producer.Transaction.ID = *txnID
+		cfg.Producer.Transaction.Timeout = 60 * time.Second
+		cfg.Net.MaxOpenRequests = 1
+		p, err := sarama.NewSyncProducer(strings.Split(*brokers, ","), cfg)
+		if err != nil {
+			fail("new sarama producer: %v", err)
+		}
+		defer p.Close()
+		for i := 0; i < *txns; i++ {
+			if err := p.BeginTxn(); err != nil {
+				fail("begin %d: %v", i, err)
+			}
+			for j := 0; j < *per; j++ {
+				_, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: *topic, Partition: int32((i + j) % *partitions),
+					Key: sarama.StringEncoder(fmt.Sprintf("k%d-%d", i, j)), Value: sarama.StringEncoder(fmt.Sprintf("t%d-%d", i, j))})
+				if err != nil {
+					fail("produce in transaction %d: %v", i, err)
+				}
+			}
+			if *group != "" {
+				offsets := map[string][]*sarama.PartitionOffsetMetadata{
+					*topic: {{Partition: 0, Offset: int64(i + 1)}},
+				}
+				if err := p.AddOffsetsToTxn(offsets, *group); err != nil {
+					fail("offsets in transaction %d: %v", i, err)
+				}
+			}
+			word := "committed"
+			if *abortEvery > 0 && i%*abortEvery == *abortEvery-1 {
+				word = "aborted"
+				err = p.AbortTxn()
+			} else {
+				err = p.CommitTxn()
+			}
+			if err != nil {
 				fail("end transaction %d: %v", i, err)
 			}
 			fmt.Printf("#%s %d\n", word, i)

@@ -20,10 +20,17 @@
 //! stay contiguous, and a key updated over and over costs one empty batch per run between the
 //! batches that still hold something, instead of 61 bytes for every batch it was ever
 //! written in.
+//!
+//! Transactions ([`TxnView`]): the records of a committed transaction are compacted like any
+//! others (a Kafka Streams changelog written exactly-once is such a topic); those of an aborted
+//! one are all removed, leaving empty transactional batches; markers stay whole. Only what lies
+//! below the last stable offset is cleaned, as in Kafka, so an open transaction holds the
+//! cleaner back until it ends.
 
 use ring::digest;
 
 use super::batch::{self, BatchHeader, HEADER_LEN};
+use super::txn::AbortedTxn;
 use super::LogError;
 
 /// The attributes' compression bits (0: none).
@@ -59,14 +66,74 @@ pub fn key_digest(key: &[u8]) -> KeyDigest {
     out
 }
 
-/// Whether the cleaner may look into the batch. A control batch (a transaction marker) is
-/// kept whole, and so is a transactional batch, whose keys are not mapped either: an aborted
-/// record must never stand for its key's latest (the committed one before it would go), and
-/// leaving every transactional record in place is safe (a reader takes the latest committed
-/// record of a key it sees), only less compact. Kafka's cleaner does remove aborted records
-/// and committed ones superseded later; not yet here.
+/// Whether a batch is plain: neither a transaction marker nor transactional. Only plain empty
+/// batches are joined into runs ([`joins_empty_run`]), since a transactional one's producer
+/// fields are what recovery rebuilds the transaction's start from.
 pub fn is_cleanable(h: &BatchHeader) -> bool {
     h.attributes & (ATTR_CONTROL | ATTR_TRANSACTIONAL) == 0
+}
+
+/// What the cleaner does with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleaning {
+    /// Its records are judged by key: a plain batch, or one of a committed transaction.
+    ByKey,
+    /// Every record goes (the batch stays, empty, for its offsets and producer fields): a
+    /// batch of an aborted transaction, which no read_committed reader may ever see and which
+    /// must never stand for its key's latest value.
+    Aborted,
+    /// Kept as it is: a transaction marker (Kafka removes markers once the transaction's
+    /// records are gone and `delete.retention.ms` passed; not done here), or a batch at or
+    /// past the last stable offset (its transaction may still be open).
+    Whole,
+}
+
+/// The transactions of a partition as one compaction sees them: the aborted ones (from the
+/// producer state) and the last stable offset. The offset is read before the list, so every
+/// transaction that ended below it has its abort, if it was aborted, in the list.
+#[derive(Debug, Default)]
+pub struct TxnView {
+    /// Per producer id, the aborted transactions' (first offset, ABORT marker offset).
+    aborted: std::collections::HashMap<i64, Vec<(i64, i64)>>,
+    last_stable: i64,
+}
+
+impl TxnView {
+    pub fn new(aborted: &[AbortedTxn], last_stable: i64) -> TxnView {
+        let mut by_producer: std::collections::HashMap<i64, Vec<(i64, i64)>> =
+            std::collections::HashMap::new();
+        for a in aborted {
+            by_producer
+                .entry(a.producer_id)
+                .or_default()
+                .push((a.first_offset, a.last_offset));
+        }
+        TxnView {
+            aborted: by_producer,
+            last_stable,
+        }
+    }
+
+    pub fn cleaning(&self, h: &BatchHeader) -> Cleaning {
+        if h.attributes & ATTR_CONTROL != 0 || h.last_offset() >= self.last_stable {
+            return Cleaning::Whole;
+        }
+        if h.attributes & ATTR_TRANSACTIONAL == 0 {
+            return Cleaning::ByKey;
+        }
+        // Below the last stable offset a transaction has ended: aborted if a listed abort of
+        // its producer spans the batch, committed otherwise.
+        let aborted = self.aborted.get(&h.producer_id).is_some_and(|spans| {
+            spans
+                .iter()
+                .any(|&(first, marker)| first <= h.base_offset && h.base_offset < marker)
+        });
+        if aborted {
+            Cleaning::Aborted
+        } else {
+            Cleaning::ByKey
+        }
+    }
 }
 
 /// Calls `visit` with each record of the whole batch `b` (header `h`) and the record's bytes
@@ -228,7 +295,10 @@ pub fn collapse_empty_runs(b: &[u8]) -> Option<Vec<u8>> {
         spans.push((pos, h));
         pos += h.size;
     }
-    let empty = |h: &BatchHeader| h.record_count == 0 && is_cleanable(h);
+    // An emptied transactional batch joins the run too: a reader has nothing to take from it,
+    // and a read_committed one skips an aborted transaction by its producer id in the batches
+    // that hold records and by its marker, neither of which is in a run.
+    let empty = |h: &BatchHeader| h.record_count == 0 && h.attributes & ATTR_CONTROL == 0;
     let runs = spans.windows(2).any(|w| empty(&w[0].1) && empty(&w[1].1));
     if !runs {
         return None;
@@ -339,6 +409,50 @@ mod tests {
                 (o, s(r.key), s(r.value))
             })
             .collect()
+    }
+
+    #[test]
+    fn a_batch_is_cleaned_by_key_dropped_as_aborted_or_kept_whole_by_its_transaction() {
+        let h = |pid: i64, base: i64, attributes: i16| BatchHeader {
+            base_offset: base,
+            size: HEADER_LEN,
+            partition_leader_epoch: 0,
+            attributes,
+            last_offset_delta: 1,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: 0,
+            record_count: 2,
+        };
+        // Producer 5 aborted a transaction over 10..20 (its ABORT marker at 20); the last
+        // stable offset is 40.
+        let aborted = [AbortedTxn {
+            producer_id: 5,
+            first_offset: 10,
+            last_offset: 20,
+        }];
+        let view = TxnView::new(&aborted, 40);
+        let txn = ATTR_TRANSACTIONAL;
+        assert_eq!(view.cleaning(&h(-1, 0, 0)), Cleaning::ByKey, "plain");
+        assert_eq!(view.cleaning(&h(5, 10, txn)), Cleaning::Aborted);
+        assert_eq!(view.cleaning(&h(5, 18, txn)), Cleaning::Aborted);
+        // The same producer's later transaction, and another producer's at the same offsets,
+        // committed.
+        assert_eq!(view.cleaning(&h(5, 22, txn)), Cleaning::ByKey);
+        assert_eq!(view.cleaning(&h(6, 12, txn)), Cleaning::ByKey);
+        // The marker itself, and anything reaching the last stable offset, stay whole.
+        assert_eq!(
+            view.cleaning(&h(5, 20, txn | ATTR_CONTROL)),
+            Cleaning::Whole
+        );
+        assert_eq!(view.cleaning(&h(6, 39, txn)), Cleaning::Whole);
+        assert_eq!(view.cleaning(&h(-1, 39, 0)), Cleaning::Whole);
+        assert_eq!(
+            TxnView::new(&[], 40).cleaning(&h(5, 10, txn)),
+            Cleaning::ByKey
+        );
     }
 
     #[test]

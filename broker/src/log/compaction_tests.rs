@@ -520,3 +520,142 @@ fn a_read_of_a_long_run_of_empty_batches_goes_on_to_a_record_zero_copy_or_not() 
         assert_eq!(got.first().map(|(o, _)| *o), Some(first_record));
     }
 }
+
+/// A transactional batch of producer `pid` with these (key, value) records.
+fn txn_keyed(pid: i64, seq: i32, records: &[(Option<&str>, Option<&str>)]) -> Bytes {
+    B {
+        pid,
+        epoch: 0,
+        seq,
+        txn: true,
+        ..B::keyed(records)
+    }
+    .build()
+}
+
+fn end_txn(log: &PartitionLog, pid: i64, m: super::txn::Marker) {
+    let marker = super::txn::build_marker(pid, 0, m, 0, now());
+    appended(log.append_marker(Bytes::from(marker), 0).unwrap());
+}
+
+/// The (key, value) rows served, without the markers' control records (keys not UTF-8 text of
+/// a letter).
+fn data_rows(log: &PartitionLog) -> Vec<(String, String)> {
+    served(log)
+        .into_iter()
+        .filter_map(|(_, k, v)| {
+            let k = k.filter(|k| k.starts_with(|c: char| c.is_ascii_alphabetic()))?;
+            Some((k, v.unwrap_or_default()))
+        })
+        .collect()
+}
+
+#[test]
+fn compaction_removes_aborted_records_compacts_committed_ones_and_waits_for_open_ones() {
+    use super::txn::Marker;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(tmp.path().join("t-0"), compacted()).unwrap();
+    // Uncompressed, so that the padding rolls segments of 1,000 bytes.
+    let plain = |k: &str, v: &str| B::keyed(&[(Some(k), Some(v))]).build();
+    let pad = "p".repeat(300);
+    // Producer 10 commits k0 and k1; producer 11 writes k0 and k2 and aborts. The aborted k0
+    // is later than the committed one but must never stand for k0's latest value.
+    appended(
+        log.append(txn_keyed(
+            10,
+            0,
+            &[(Some("k0"), Some("c")), (Some("k1"), Some("c"))],
+        ))
+        .unwrap(),
+    );
+    appended(
+        log.append(txn_keyed(
+            11,
+            0,
+            &[(Some("k0"), Some("aborted")), (Some("k2"), Some("aborted"))],
+        ))
+        .unwrap(),
+    );
+    end_txn(&log, 10, Marker::Commit);
+    end_txn(&log, 11, Marker::Abort);
+    // A plain write supersedes the committed k1; padding rolls segments.
+    appended(log.append(plain("k1", "plain")).unwrap());
+    for i in 0..6 {
+        let key = format!("pad{i}");
+        appended(log.append(plain(&key, &pad)).unwrap());
+    }
+    // Producer 12 opens a transaction and leaves it open: nothing from its first offset on may
+    // be compacted, not even plain records with a later value of their key.
+    appended(
+        log.append(txn_keyed(12, 0, &[(Some("k3"), Some("open"))]))
+            .unwrap(),
+    );
+    let open_at = log.log_end_offset() - 1;
+    for v in ["z1", "z2"] {
+        appended(log.append(plain("z", v)).unwrap());
+        for i in 0..3 {
+            let key = format!("pad{i}");
+            appended(log.append(plain(&key, &pad)).unwrap());
+        }
+    }
+    assert_eq!(log.last_stable_offset(), open_at);
+    let bases = log.segment_bases();
+    assert!(
+        bases.iter().filter(|b| **b > open_at).count() >= 2,
+        "{bases:?}"
+    );
+
+    let c = log.compact(now()).unwrap();
+    assert!(c.records_removed > 0, "{c:?}");
+    let rows = data_rows(&log);
+    let values = |k: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(
+        values("k0"),
+        ["c"],
+        "the committed k0 stays, the aborted one goes"
+    );
+    assert_eq!(values("k1"), ["plain"], "the committed k1 is superseded");
+    assert!(
+        values("k2").is_empty(),
+        "an aborted record goes even as its key's only one"
+    );
+    assert_eq!(values("k3"), ["open"]);
+    assert_eq!(
+        values("z"),
+        ["z1", "z2"],
+        "nothing past the open transaction is compacted"
+    );
+    // read_committed still skips the (now empty) aborted transaction.
+    assert_eq!(log.aborted_transactions(0, open_at), vec![(11, 2)]);
+
+    // Once the transaction commits, the rest is compacted too.
+    end_txn(&log, 12, Marker::Commit);
+    for i in 0..6 {
+        let key = format!("pad{i}");
+        appended(log.append(plain(&key, &pad)).unwrap());
+    }
+    log.compact(now()).unwrap();
+    let rows = data_rows(&log);
+    let z: Vec<&str> = rows
+        .iter()
+        .filter(|(k, _)| k == "z")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(z, ["z2"]);
+    assert!(rows.iter().any(|(k, v)| k == "k3" && v == "open"));
+    let end = log.log_end_offset();
+    drop(log);
+
+    // A restart rebuilds the same transaction state from the compacted segments (the emptied
+    // aborted batch still opens producer 11's transaction, its marker still ends it).
+    let log = PartitionLog::open(tmp.path().join("t-0"), compacted()).unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(log.last_stable_offset(), end);
+    assert_eq!(log.aborted_transactions(0, end), vec![(11, 2)]);
+    assert!(data_rows(&log).iter().all(|(k, _)| k != "k2"));
+}

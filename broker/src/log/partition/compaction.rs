@@ -5,14 +5,18 @@
 //!
 //! One compaction (`PartitionLog::compact`, blocking, on the retention ticker's thread):
 //!
-//! 1. Takes the closed segments that lie wholly below the high watermark (never an offset a
-//!    follower's truncation could still take back) and whose newest batch is older than
-//!    `min.compaction.lag.ms`. The active segment is neither compacted nor read for keys.
-//! 2. Reads them once for the latest offset of every key (remembered by a 16-byte digest).
+//! 1. Takes the closed segments that lie wholly below the last stable offset (below the high
+//!    watermark, never an offset a follower's truncation could still take back, and below
+//!    every open transaction, so each transactional batch taken is committed or aborted) and
+//!    whose newest batch is older than `min.compaction.lag.ms`. The active segment is neither
+//!    compacted nor read for keys.
+//! 2. Reads them once for the latest offset of every key (remembered by a 16-byte digest),
+//!    in plain batches and committed transactions' batches (never an aborted one's).
 //! 3. Reads them again and, per segment with something to remove, writes a cleaned copy into
 //!    the partition's `compacting.tmp/` folder: every batch is kept, with only the records that
 //!    are the latest of their key (tombstones only while their batch is younger than
-//!    `delete.retention.ms`; records without a key always), and emptied batches in a row of
+//!    `delete.retention.ms`; records without a key always; an aborted transaction's records
+//!    never; markers whole), and emptied batches in a row of
 //!    one producer joined into one empty batch, see `log/compaction.rs`. The copy's files are
 //!    fdatasynced. A segment with nothing to remove and nothing to join is not rewritten.
 //! 4. Swaps each copy in under the partition lock, if the segment is still the one it read
@@ -34,7 +38,7 @@ use std::sync::Arc;
 
 use super::{lock, PartitionLog};
 use crate::log::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
-use crate::log::compaction::{self as pure, CleanerRecord, KeyDigest};
+use crate::log::compaction::{self as pure, CleanerRecord, Cleaning, KeyDigest};
 use crate::log::files::{io_err, sync_dir};
 use crate::log::segment::{file_name, Segment};
 use crate::log::LogError;
@@ -110,14 +114,16 @@ impl PartitionLog {
         let max_keys = max_keys.max(1);
         let sh = &self.shared;
         let _serial = lock(&sh.cleaning);
-        let hw = self.high_watermark();
-        let (config, closed, truncations) = {
+        // The last stable offset (at most the high watermark) before the aborted transactions:
+        // see `TxnView`.
+        let stable = self.last_stable_offset();
+        let (config, closed, truncations, txns) = {
             let inner = lock(&sh.inner);
             let last = inner.segments.len() - 1;
             let lag_limit = now_ms.saturating_sub(inner.config.min_compaction_lag_ms);
             let closed: Vec<Closed> = inner.segments[..last]
                 .iter()
-                .take_while(|s| s.next_offset <= hw && s.max_timestamp <= lag_limit)
+                .take_while(|s| s.next_offset <= stable && s.max_timestamp <= lag_limit)
                 .map(|s| Closed {
                     base: s.base,
                     end: s.next_offset,
@@ -127,8 +133,18 @@ impl PartitionLog {
                 })
                 .collect();
             let truncations = sh.truncations.load(Ordering::SeqCst);
-            (inner.config.clone(), closed, truncations)
+            let txns = match (closed.first(), closed.last()) {
+                (Some(first), Some(last)) if sh.any_aborted.load(Ordering::SeqCst) => {
+                    pure::TxnView::new(
+                        &inner.producers.aborted_between(first.base, last.end),
+                        stable,
+                    )
+                }
+                _ => pure::TxnView::new(&[], stable),
+            };
+            (inner.config.clone(), closed, truncations, txns)
         };
+        let cleaning = |h: &BatchHeader| txns.cleaning(h);
         let mut done = Compacted {
             segments_read: closed.len(),
             ..Compacted::default()
@@ -147,7 +163,7 @@ impl PartitionLog {
         for seg in closed.iter().filter(|s| s.end > cleaned_to) {
             let mut full = false;
             walk(seg, |b, h| {
-                if full || !pure::is_cleanable(h) || h.last_offset() < cleaned_to {
+                if full || cleaning(h) != Cleaning::ByKey || h.last_offset() < cleaned_to {
                     return Ok(());
                 }
                 pure::for_each_record(b, h, |r, _| {
@@ -179,6 +195,7 @@ impl PartitionLog {
         for seg in closed.iter().filter(|s| s.base < mapped_to) {
             let keep = |r: &CleanerRecord<'_>, h: &BatchHeader| match r.key {
                 _ if r.offset >= mapped_to => true,
+                _ if cleaning(h) == Cleaning::Aborted => false,
                 None => true,
                 Some(k) => {
                     latest
@@ -187,7 +204,9 @@ impl PartitionLog {
                         && !(r.tombstone && h.max_timestamp < tombstones_until)
                 }
             };
-            if let Some((copy, removed)) = self.clean_copy(seg, &scratch, &config, now_ms, keep)? {
+            if let Some((copy, removed)) =
+                self.clean_copy(seg, &scratch, &config, now_ms, cleaning, keep)?
+            {
                 let before = seg.size;
                 let after = copy.size;
                 if self.swap_in(seg, copy)? {
@@ -229,6 +248,7 @@ impl PartitionLog {
         scratch: &Path,
         config: &crate::log::LogConfig,
         now_ms: i64,
+        cleaning: impl Fn(&BatchHeader) -> Cleaning,
         keep: impl Fn(&CleanerRecord<'_>, &BatchHeader) -> bool,
     ) -> Result<Option<(Segment, u64)>, LogError> {
         // First without writing: most segments of a compacted log, once cleaned, have
@@ -244,7 +264,7 @@ impl PartitionLog {
                 return Ok(());
             }
             let (mut kept, mut gone) = (h.record_count, 0);
-            if pure::is_cleanable(h) {
+            if cleaning(h) != Cleaning::Whole {
                 kept = 0;
                 pure::for_each_record(b, h, |r, _| {
                     if keep(&r, h) {
@@ -295,7 +315,7 @@ impl PartitionLog {
         // The bytes of the empty batch the emptied batches so far are joined into.
         let mut run: Option<Vec<u8>> = None;
         walk(seg, |b, h| {
-            let cleaned = if pure::is_cleanable(h) {
+            let cleaned = if cleaning(h) != Cleaning::Whole {
                 pure::retain(b, h, |r| keep(r, h))?
             } else {
                 None

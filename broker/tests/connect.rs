@@ -4,7 +4,9 @@
 //! joins its group with the `connect` protocol, runs a source connector (a file into a topic)
 //! and a sink connector (the topic into a file); stopped, with the broker restarted meanwhile,
 //! a new worker gets both connectors back from the config topic and each task resumes from the
-//! offsets it stored: the lines added while it was down arrive, and none twice.
+//! offsets it stored: the lines added while it was down arrive, and none twice. Run twice: as
+//! is, and with exactly-once source support (the source's lines and offsets in transactions,
+//! zombie fencing through the AdminClient, the sink reading read_committed).
 
 mod common;
 
@@ -30,7 +32,7 @@ struct Worker {
 impl Worker {
     /// Starts a worker of group `connect-<tag>` against `bootstrap`, its REST API on a free
     /// port, and waits until the API answers.
-    fn start(dir: &Path, bootstrap: &str, tag: &str, run: u32) -> Worker {
+    fn start(dir: &Path, bootstrap: &str, tag: &str, run: u32, extra: &str) -> Worker {
         let rest = {
             let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
             l.local_addr().expect("its address")
@@ -48,7 +50,8 @@ impl Worker {
              key.converter=org.apache.kafka.connect.storage.StringConverter\n\
              value.converter=org.apache.kafka.connect.storage.StringConverter\n\
              listeners=http://{rest}\n\
-             offset.flush.interval.ms=200\n"
+             offset.flush.interval.ms=200\n\
+             {extra}"
         );
         std::fs::write(&props, text).expect("write worker properties");
         let log = dir.join(format!("worker-{run}.log"));
@@ -166,25 +169,53 @@ fn wait_for_sink(path: &Path, want: &str, worker: &Worker) {
 
 #[test]
 fn kafka_connect_runs_file_connectors_and_resumes_them_after_a_restart() {
+    file_connectors_across_a_restart(false);
+}
+
+/// The same with exactly-once source support (KIP-618): the worker's leader writes the config
+/// topic in transactions and fences the source task's earlier producers (the AdminClient's
+/// fenceProducers: InitProducerId by transactional id), the source task writes each poll's
+/// lines and its offsets in one transaction, and the sink reads read_committed.
+#[test]
+fn kafka_connect_with_exactly_once_source_support_writes_in_transactions() {
+    file_connectors_across_a_restart(true);
+}
+
+fn file_connectors_across_a_restart(exactly_once: bool) {
     let mut broker = TestBroker::start(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let (source, sink) = (dir.path().join("in.txt"), dir.path().join("out.txt"));
-    let tag = topic_name("connect");
+    let tag = topic_name(if exactly_once {
+        "connect-eos"
+    } else {
+        "connect"
+    });
     let topic = format!("{tag}-lines");
     std::fs::write(&source, lines(1..=FIRST)).expect("write the source file");
+    // Exactly-once: the worker's own setting, and the connectors' clients may be overridden
+    // (the sink's consumer reads read_committed).
+    let (worker_extra, source_extra, sink_extra) = if exactly_once {
+        (
+            "exactly.once.source.support=enabled\nconnector.client.config.override.policy=All\n",
+            r#","exactly.once.support":"required","transaction.boundary":"poll""#,
+            r#","consumer.override.isolation.level":"read_committed""#,
+        )
+    } else {
+        ("", "", "")
+    };
 
-    let worker = Worker::start(dir.path(), &broker.bootstrap(), &tag, 1);
+    let worker = Worker::start(dir.path(), &broker.bootstrap(), &tag, 1, worker_extra);
     worker.create(
         "file-source",
         &format!(
-            r#"{{"connector.class":"org.apache.kafka.connect.file.FileStreamSourceConnector","tasks.max":"1","file":"{}","topic":"{topic}"}}"#,
+            r#"{{"connector.class":"org.apache.kafka.connect.file.FileStreamSourceConnector","tasks.max":"1","file":"{}","topic":"{topic}"{source_extra}}}"#,
             source.display()
         ),
     );
     worker.create(
         "file-sink",
         &format!(
-            r#"{{"connector.class":"org.apache.kafka.connect.file.FileStreamSinkConnector","tasks.max":"1","file":"{}","topics":"{topic}"}}"#,
+            r#"{{"connector.class":"org.apache.kafka.connect.file.FileStreamSinkConnector","tasks.max":"1","file":"{}","topics":"{topic}"{sink_extra}}}"#,
             sink.display()
         ),
     );
@@ -202,6 +233,23 @@ fn kafka_connect_runs_file_connectors_and_resumes_them_after_a_restart() {
             .unwrap_or_else(|| panic!("{name} here"));
         assert!(log.config().cleanup.compact, "{name} is compacted");
     }
+    if exactly_once {
+        // The lines went in transactions, every one ended: the topic holds markers (offsets
+        // that are not records) and nothing holds its last stable offset back.
+        let log = broker
+            .ctx()
+            .logs
+            .partition(&topic, 0)
+            .expect("the lines' partition here");
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        assert!(
+            log.high_watermark() > i64::from(FIRST),
+            "{} offsets for {FIRST} lines: no transaction markers",
+            log.high_watermark()
+        );
+        let committed = rd_read(&broker.bootstrap(), &topic, 1, "read_committed");
+        assert_eq!(committed.values().sum::<usize>(), FIRST as usize);
+    }
 
     // Down: the worker (cleanly, storing offsets) and then the broker; lines come meanwhile.
     worker.stop();
@@ -215,7 +263,7 @@ fn kafka_connect_runs_file_connectors_and_resumes_them_after_a_restart() {
     drop(f);
 
     // A new worker finds both connectors in the config topic and each task its offsets.
-    let worker = Worker::start(dir.path(), &broker.bootstrap(), &tag, 2);
+    let worker = Worker::start(dir.path(), &broker.bootstrap(), &tag, 2, worker_extra);
     worker.wait_running("file-source");
     worker.wait_running("file-sink");
     wait_for_sink(&sink, &lines(1..=FIRST + SECOND), &worker);

@@ -4,7 +4,8 @@
 //! the first consumer started are delivered (the operator sets `share.auto.offset.reset`
 //! earliest), each once. The queue's status counts follow: the backlog is every job while no
 //! consumer ran, records a consumer holds unacknowledged are in flight, and both are 0 once
-//! everything is processed.
+//! everything is processed. A stream declared beside it shows its consumer groups' lag: unset
+//! with no group, then what the group has not committed past.
 //!
 //! Clients reach the broker at its pod IP: the e2e test bed has no kube-proxy, so a Service's
 //! cluster IP routes nowhere (the bootstrap Service is checked to select the broker pod).
@@ -58,6 +59,34 @@ async fn wait_counts(
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Waits until the stream counts of `queue` (messages, lag, consumerGroups) are `want`.
+async fn wait_stream_counts(
+    mqs: &Api<MessageQueue>,
+    mq: &str,
+    queue: &str,
+    what: &str,
+    want: (Option<i64>, Option<i64>, Option<i32>),
+) {
+    harness::wait_for(what, Duration::from_secs(120), || async move {
+        let got = mqs.get(mq).await.map_err(|e| e.to_string())?;
+        let q = got
+            .status
+            .and_then(|s| s.queues.into_iter().find(|q| q.name == queue))
+            .ok_or_else(|| format!("no status of queue {queue}"))?;
+        let counts = (q.messages, q.lag, q.consumer_groups);
+        if counts == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "messages {:?}, lag {:?}, consumerGroups {:?}",
+                counts.0, counts.1, counts.2
+            ))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// The values of the "got <partition> <offset> <value>" lines of a consumer's output.
 fn got_values(stdout: &str) -> Vec<String> {
     stdout
@@ -104,7 +133,8 @@ async fn a_declared_work_queue_is_consumed_by_share_consumers_each_message_once(
         "apiVersion: sluice.dev/v1alpha1\nkind: MessageQueue\nmetadata: {name: wq}\n\
          spec:\n  replicas: 1\n  storage: {size: 1Gi}\n  queues:\n\
          \x20 - {name: jobs, type: queue, partitions: 1, delivery: {lockDurationMs: 60000, limit: 3, deadLetterQueue: jobs-dead}}\n\
-         \x20 - {name: jobs-dead, partitions: 1}\n",
+         \x20 - {name: jobs-dead, partitions: 1}\n\
+         \x20 - {name: events, partitions: 1}\n",
     );
     let mqs: Api<MessageQueue> = Api::namespaced(client.clone(), &ns.name);
     wait_available(&mqs, "wq", 1, 240).await;
@@ -160,6 +190,31 @@ async fn a_declared_work_queue_is_consumed_by_share_consumers_each_message_once(
     )
     .await
     .expect("topic configs");
+
+    // A stream's lag: none while no consumer group reads it, then what the group has not
+    // committed past.
+    kafka::produce(&bootstrap, "events", 0, &kafka::numbered("event", 20)).await;
+    wait_stream_counts(
+        &mqs,
+        "wq",
+        "events",
+        "status counts 20 events and no consumer group",
+        (Some(20), None, Some(0)),
+    )
+    .await;
+    let bs = bootstrap.clone();
+    tokio::task::spawn_blocking(move || kafka::commit(&bs, "event-readers", "events", 0, 12))
+        .await
+        .expect("commit task")
+        .expect("commit offset 12");
+    wait_stream_counts(
+        &mqs,
+        "wq",
+        "events",
+        "status counts the lag of the group that committed offset 12",
+        (Some(20), Some(8), Some(1)),
+    )
+    .await;
 
     // Work sent before any consumer exists, then two share consumers in one group.
     let n = 30;

@@ -115,8 +115,8 @@ pub struct RunArgs {
     pub broker_timeout_ms: u64,
 
     /// Shortest time between two reads of a MessageQueue's queue counts on status (messages,
-    /// backlog, in flight), in seconds; a MessageQueue that declares queues is also looked at
-    /// again at least this often. 0 turns the counts off.
+    /// backlog, in flight, a stream's consumer-group lag), in seconds; a MessageQueue that
+    /// declares queues is also looked at again at least this often. 0 turns the counts off.
     #[arg(
         long,
         env = "SLUICE_QUEUE_COUNTS_INTERVAL_SECS",

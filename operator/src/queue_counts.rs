@@ -8,6 +8,8 @@
 //! - each share group's start offset per share partition: ListGroups (type `share`) on every
 //!   broker, then DescribeShareGroupOffsets on the broker that listed the group (its
 //!   coordinator);
+//! - each consumer group's committed offsets: ListGroups (types `classic` and `consumer`) on
+//!   every broker, then OffsetFetch on the broker that listed the group (its coordinator);
 //! - records in flight: not on the Kafka wire; the broker's `/metrics` exports
 //!   `sluice_share_partition_records_in_flight{group,topic,partition}`, and a partition's count
 //!   is taken only from the broker that answered ListOffsets for it as its leader (a former
@@ -23,7 +25,13 @@
 //!   `messages`;
 //! - `inFlight` (`type: queue` only): records acquired by share consumers and not yet
 //!   acknowledged, summed over the groups reading the queue;
-//! - `shareGroups` (`type: queue` only): how many share groups read the queue.
+//! - `shareGroups` (`type: queue` only): how many share groups read the queue;
+//! - `lag` (`type: stream` only): records the consumer group furthest behind has not committed
+//!   past, per group the sum over partitions of log end − its committed offset (clamped to the
+//!   log; a partition it has not committed counts from the log start, all of it unread); unset
+//!   when no consumer group reads the stream;
+//! - `consumerGroups` (`type: stream` only): how many consumer groups have committed offsets
+//!   of the stream.
 //!
 //! Any count that could not be read in full (a partition without an answer, a broker that does
 //! not serve an API) is unset, never 0, so "unknown" is not mistaken for "empty".
@@ -46,6 +54,9 @@ pub struct CountsSeen {
     /// Partition → (group → records in flight), for each partition whose leader's metrics
     /// were read (a partition no group holds records of maps to an empty map).
     pub in_flight: BTreeMap<Partition, BTreeMap<String, i64>>,
+    /// Consumer group → its committed offset per partition, or None when the consumer groups
+    /// could not be listed or fetched on every broker.
+    pub group_offsets: Option<BTreeMap<String, BTreeMap<Partition, i64>>>,
 }
 
 /// The counts of one queue; None where unknown.
@@ -59,6 +70,10 @@ pub struct QueueCounts {
     pub in_flight: Option<i64>,
     /// Share groups reading the queue.
     pub share_groups: Option<i32>,
+    /// Records not yet committed past by the consumer group furthest behind.
+    pub lag: Option<i64>,
+    /// Consumer groups with committed offsets of the stream.
+    pub consumer_groups: Option<i32>,
 }
 
 /// The counts of `queue` with `partitions` partitions (as the brokers report it) from `seen`.
@@ -74,10 +89,7 @@ pub fn queue_counts(queue: &Queue, partitions: i32, seen: &CountsSeen) -> QueueC
             .fold(0i64, i64::saturating_add)
     });
     if queue.type_ != QueueType::Queue {
-        return QueueCounts {
-            messages,
-            ..QueueCounts::default()
-        };
+        return stream_counts(queue, &parts, logs.as_deref(), messages, seen);
     }
     let Some(starts) = &seen.share_starts else {
         return QueueCounts {
@@ -128,6 +140,52 @@ pub fn queue_counts(queue: &Queue, partitions: i32, seen: &CountsSeen) -> QueueC
         backlog,
         in_flight,
         share_groups: Some(i32::try_from(groups.len()).unwrap_or(i32::MAX)),
+        ..QueueCounts::default()
+    }
+}
+
+/// The counts of a stream: its consumer groups and the lag of the one furthest behind.
+fn stream_counts(
+    queue: &Queue,
+    parts: &[Partition],
+    logs: Option<&[(i64, i64)]>,
+    messages: Option<i64>,
+    seen: &CountsSeen,
+) -> QueueCounts {
+    let Some(all) = &seen.group_offsets else {
+        return QueueCounts {
+            messages,
+            ..QueueCounts::default()
+        };
+    };
+    let groups: Vec<&BTreeMap<Partition, i64>> = all
+        .values()
+        .filter(|offsets| offsets.keys().any(|(t, _)| *t == queue.name))
+        .collect();
+    let lag = logs.and_then(|logs| {
+        groups
+            .iter()
+            .map(|offsets| {
+                parts
+                    .iter()
+                    .zip(logs)
+                    .map(|(p, (log_start, end))| {
+                        let at = offsets
+                            .get(p)
+                            .copied()
+                            .unwrap_or(*log_start)
+                            .clamp(*log_start, (*end).max(*log_start));
+                        end.saturating_sub(at).max(0)
+                    })
+                    .fold(0i64, i64::saturating_add)
+            })
+            .max()
+    });
+    QueueCounts {
+        messages,
+        lag,
+        consumer_groups: Some(i32::try_from(groups.len()).unwrap_or(i32::MAX)),
+        ..QueueCounts::default()
     }
 }
 
@@ -247,6 +305,62 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_s_lag_is_the_consumer_group_furthest_behind() {
+        let q = queue("{name: jobs, partitions: 2}");
+        let seen = CountsSeen {
+            offsets: logs(),
+            // caught-up: at the end of both partitions; behind: at 25 on p0 and nothing
+            // committed on p1 (all 5 unread); other: reads another topic only
+            group_offsets: Some(BTreeMap::from([
+                (
+                    "caught-up".to_string(),
+                    BTreeMap::from([(part("jobs", 0), 40), (part("jobs", 1), 5)]),
+                ),
+                (
+                    "behind".to_string(),
+                    BTreeMap::from([(part("jobs", 0), 25)]),
+                ),
+                (
+                    "other".to_string(),
+                    BTreeMap::from([(part("orders", 0), 3)]),
+                ),
+            ])),
+            ..CountsSeen::default()
+        };
+        assert_eq!(
+            queue_counts(&q, 2, &seen),
+            QueueCounts {
+                messages: Some(35),
+                lag: Some(15 + 5),
+                consumer_groups: Some(2),
+                ..QueueCounts::default()
+            }
+        );
+        // A committed offset outside the log (before a deletion, past a truncation) is
+        // clamped to it.
+        let clamped = CountsSeen {
+            group_offsets: Some(BTreeMap::from([(
+                "old".to_string(),
+                BTreeMap::from([(part("jobs", 0), 2), (part("jobs", 1), 9)]),
+            )])),
+            ..seen.clone()
+        };
+        assert_eq!(queue_counts(&q, 2, &clamped).lag, Some(30));
+        // No consumer group: no lag, and zero groups; groups unknown: both unset.
+        let none = CountsSeen {
+            group_offsets: Some(BTreeMap::new()),
+            ..seen.clone()
+        };
+        assert_eq!(queue_counts(&q, 2, &none).lag, None);
+        assert_eq!(queue_counts(&q, 2, &none).consumer_groups, Some(0));
+        let unknown = CountsSeen {
+            group_offsets: None,
+            ..seen
+        };
+        assert_eq!(queue_counts(&q, 2, &unknown).consumer_groups, None);
+    }
+
+    #[test]
     fn a_queue_no_group_read_yet_has_everything_as_backlog_and_nothing_in_flight() {
         let q = queue("{name: jobs, type: queue, partitions: 2}");
         let seen = CountsSeen {
@@ -256,6 +370,7 @@ mod tests {
                 (part("jobs", 0), BTreeMap::new()),
                 (part("jobs", 1), BTreeMap::new()),
             ]),
+            ..CountsSeen::default()
         };
         assert_eq!(
             queue_counts(&q, 2, &seen),
@@ -264,6 +379,7 @@ mod tests {
                 backlog: Some(35),
                 in_flight: Some(0),
                 share_groups: Some(0),
+                ..QueueCounts::default()
             }
         );
     }
@@ -286,6 +402,7 @@ mod tests {
                 ),
                 (part("jobs", 1), BTreeMap::from([("slow".to_string(), 1)])),
             ]),
+            ..CountsSeen::default()
         };
         assert_eq!(
             queue_counts(&q, 2, &seen),
@@ -294,6 +411,7 @@ mod tests {
                 backlog: Some(20 + 2),
                 in_flight: Some(5),
                 share_groups: Some(2),
+                ..QueueCounts::default()
             }
         );
     }
@@ -324,6 +442,7 @@ mod tests {
             offsets: BTreeMap::from([(part("jobs", 0), (10, 40))]),
             share_starts: Some(starts(&[("g", &[(0, 20)])])),
             in_flight: BTreeMap::from([(part("jobs", 0), BTreeMap::new())]),
+            ..CountsSeen::default()
         };
         assert_eq!(
             queue_counts(&q, 2, &seen),
@@ -332,6 +451,7 @@ mod tests {
                 backlog: None,
                 in_flight: None,
                 share_groups: Some(1),
+                ..QueueCounts::default()
             }
         );
         // the share groups could not be read: only the stored records are known

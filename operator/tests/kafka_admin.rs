@@ -165,10 +165,20 @@ async fn an_empty_work_queue_counts_no_messages_no_backlog_and_nothing_in_flight
         !starts.values().any(|s| s.keys().any(|(t, _)| *t == name)),
         "{starts:?}"
     );
+    // ListGroups (classic) and OffsetFetch are served; no consumer group reads it either.
+    let groups = admin
+        .consumer_group_offsets()
+        .await
+        .expect("consumer groups");
+    assert!(
+        !groups.values().any(|o| o.keys().any(|(t, _)| *t == name)),
+        "{groups:?}"
+    );
     let seen = CountsSeen {
         offsets,
         share_starts: Some(starts),
         in_flight: parts.iter().map(|p| (p.clone(), BTreeMap::new())).collect(),
+        group_offsets: Some(groups),
     };
     assert_eq!(
         queue_counts(&desired[0], 2, &seen),
@@ -177,6 +187,18 @@ async fn an_empty_work_queue_counts_no_messages_no_backlog_and_nothing_in_flight
             backlog: Some(0),
             in_flight: Some(0),
             share_groups: Some(0),
+            ..QueueCounts::default()
+        }
+    );
+    // Read as a stream: no consumer group, so no lag.
+    let mut stream = desired[0].clone();
+    stream.type_ = sluice_operator::crd::QueueType::Stream;
+    assert_eq!(
+        queue_counts(&stream, 2, &seen),
+        QueueCounts {
+            messages: Some(0),
+            consumer_groups: Some(0),
+            ..QueueCounts::default()
         }
     );
     converge(&mut admin, &[], &managed, QueueDeletionPolicy::Delete).await;

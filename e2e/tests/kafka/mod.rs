@@ -128,3 +128,26 @@ pub async fn topic_config(
         first.map_err(|e| format!("DescribeConfigs {topic} at {bootstrap}: error {e:?}"))?;
     Ok(resource.get(key).and_then(|e| e.value.clone()))
 }
+
+/// Commits `offset` of `topic`-`partition` for consumer group `group` (synchronously, without
+/// joining the group: a group that only stores offsets, as `kafka-consumer-groups.sh
+/// --reset-offsets` leaves one). Blocking: from async code, call it through `spawn_blocking`.
+pub fn commit(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("consumer for {bootstrap}: {e}"))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .map_err(|e| format!("offset: {e}"))?;
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .map_err(|e| format!("commit {topic}-{partition} at {offset} for {group}: {e}"))
+}

@@ -557,6 +557,16 @@ pub struct QueueStatus {
     /// Only `type: queue`: how many share groups read it. Unset when they could not be listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share_groups: Option<i32>,
+    /// Only `type: stream`: records its consumer group furthest behind has not consumed, the
+    /// sum over partitions of log end minus the group's committed offset (a partition the
+    /// group has not committed counts whole). Unset when no consumer group reads it, or when
+    /// the groups could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// Only `type: stream`: how many consumer groups have committed offsets of it. Unset when
+    /// they could not be listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_groups: Option<i32>,
 }
 
 impl QueueStatus {
@@ -567,6 +577,8 @@ impl QueueStatus {
             backlog: None,
             in_flight: None,
             share_groups: None,
+            lag: None,
+            consumer_groups: None,
             ..self
         }
     }

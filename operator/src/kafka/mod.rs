@@ -39,7 +39,7 @@ pub use acls::{
     acl_changes, AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType,
 };
 pub use cluster::{LogDirUsage, OngoingReassignment};
-pub use offsets::{fetch_metrics, ShareStarts};
+pub use offsets::{fetch_metrics, GroupOffsets, ShareStarts};
 pub use security::{
     plain_message, random_bytes, salted_password, tls_config, ClientSecurity, SaslCredentials,
     SaslMechanism, ScramClient, ScramClientError,
@@ -75,6 +75,7 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (2, 1, 10), // ListOffsets
     (16, 5, 5), // ListGroups (v5: the types filter, to list share groups)
     (90, 0, 0), // DescribeShareGroupOffsets
+    (9, 8, 9),  // OffsetFetch (v8: several groups in one request; v10 names topics by id)
 ];
 
 /// API key of ListOffsets.
@@ -83,6 +84,8 @@ pub const LIST_OFFSETS: i16 = 2;
 pub const LIST_GROUPS: i16 = 16;
 /// API key of DescribeShareGroupOffsets.
 pub const DESCRIBE_SHARE_GROUP_OFFSETS: i16 = 90;
+/// API key of OffsetFetch.
+pub const OFFSET_FETCH: i16 = 9;
 
 /// API key of DescribeCluster.
 pub const DESCRIBE_CLUSTER: i16 = 60;
@@ -123,6 +126,7 @@ pub fn api_name(key: i16) -> &'static str {
         LIST_OFFSETS => "ListOffsets",
         LIST_GROUPS => "ListGroups",
         DESCRIBE_SHARE_GROUP_OFFSETS => "DescribeShareGroupOffsets",
+        OFFSET_FETCH => "OffsetFetch",
         _ => "unknown API",
     }
 }

@@ -1,15 +1,17 @@
 //! The calls behind the queue counts on status (`queue_counts`): ListOffsets for the log start
 //! and end of the partitions a broker leads, ListGroups and DescribeShareGroupOffsets for the
-//! share groups a broker coordinates, and the broker's `/metrics` text for the records in flight.
+//! share groups a broker coordinates, ListGroups and OffsetFetch for the consumer groups it
+//! coordinates, and the broker's `/metrics` text for the records in flight.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     BrokerId, DescribeShareGroupOffsetsRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
-    TopicName,
+    OffsetFetchRequest, TopicName,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,6 +28,9 @@ const MAX_METRICS_BYTES: usize = 32 * 1024 * 1024;
 
 /// Share group → its start offset per share partition (−1: not started there).
 pub type ShareStarts = BTreeMap<String, BTreeMap<Partition, i64>>;
+
+/// Consumer group → its committed offset per partition (only partitions with one).
+pub type GroupOffsets = BTreeMap<String, BTreeMap<Partition, i64>>;
 
 impl AdminClient {
     /// (log start, log end) of each of `partitions` this broker leads. Partitions it does not
@@ -140,6 +145,63 @@ impl AdminClient {
                         starts.insert(
                             (t.topic_name.0.to_string(), p.partition_index),
                             p.start_offset,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The consumer groups this broker coordinates (ListGroups, types `classic` and `consumer`;
+    /// groups of another protocol, such as Kafka Connect's workers, left out) with their
+    /// committed offsets (one OffsetFetch for all of them). An error when either call fails or
+    /// a group's answer carries an error: the caller then knows the groups only in part.
+    pub async fn consumer_group_offsets(&mut self) -> Result<GroupOffsets> {
+        let name = "ListGroups";
+        let version = self.version_for::<ListGroupsRequest>(name)?;
+        let request = ListGroupsRequest::default()
+            .with_types_filter(vec![str_bytes("classic"), str_bytes("consumer")]);
+        let response = self.send(&request, version, name).await?;
+        if let Some(err) = code_text(response.error_code, None) {
+            return Err(self.err(name, err));
+        }
+        // A group that only stores offsets (no member ever joined) lists no protocol type.
+        let groups: Vec<GroupId> = response
+            .groups
+            .into_iter()
+            .filter(|g| matches!(g.protocol_type.as_str(), "consumer" | ""))
+            .map(|g| g.group_id)
+            .collect();
+        if groups.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let name = "OffsetFetch";
+        let version = self.version_for::<OffsetFetchRequest>(name)?;
+        let request = OffsetFetchRequest::default().with_groups(
+            groups
+                .into_iter()
+                .map(|g| {
+                    OffsetFetchRequestGroup::default()
+                        .with_group_id(g)
+                        .with_topics(None)
+                })
+                .collect(),
+        );
+        let response = self.send(&request, version, name).await?;
+        let mut out = BTreeMap::new();
+        for g in response.groups {
+            let group = g.group_id.to_string();
+            if let Some(err) = code_text(g.error_code, None) {
+                return Err(self.err(name, format!("group {group}: {err}")));
+            }
+            let offsets: &mut BTreeMap<Partition, i64> = out.entry(group).or_default();
+            for t in g.topics {
+                for p in t.partitions {
+                    if p.error_code == 0 && p.committed_offset >= 0 {
+                        offsets.insert(
+                            (t.name.0.to_string(), p.partition_index),
+                            p.committed_offset,
                         );
                     }
                 }

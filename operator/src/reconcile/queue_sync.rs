@@ -15,6 +15,7 @@ use crate::builders::{Names, HTTP_PORT};
 use crate::crd::{MessageQueue, MessageQueueStatus, QueueStatus, QueueType};
 use crate::kafka::{
     fetch_metrics, AdminClient, DESCRIBE_SHARE_GROUP_OFFSETS, LIST_GROUPS, LIST_OFFSETS,
+    OFFSET_FETCH,
 };
 use crate::queue_counts::{self, CountsSeen, Partition};
 use crate::queues::{self, Capacity, ObservedTopic, QueueAction};
@@ -136,6 +137,8 @@ pub(super) async fn sync_queues(
                     status.backlog = c.backlog;
                     status.in_flight = c.in_flight;
                     status.share_groups = c.share_groups;
+                    status.lag = c.lag;
+                    status.consumer_groups = c.consumer_groups;
                 }
                 ctx.counts_read(&names, true);
             } else if ctx.counts_interval.is_some() {
@@ -146,6 +149,8 @@ pub(super) async fn sync_queues(
                         status.backlog = last.backlog;
                         status.in_flight = last.in_flight;
                         status.share_groups = last.share_groups;
+                        status.lag = last.lag;
+                        status.consumer_groups = last.consumer_groups;
                     }
                 }
             }
@@ -200,16 +205,24 @@ struct CountsRead {
     share_answers: usize,
     /// A broker did not answer for its share groups.
     share_failed: bool,
+    /// Consumer groups as listed by the brokers that answered.
+    group_offsets: BTreeMap<String, BTreeMap<Partition, i64>>,
+    /// Brokers that listed their consumer groups and fetched their offsets.
+    group_answers: usize,
+    /// A broker did not answer for its consumer groups.
+    group_failed: bool,
     /// Brokers in the cluster, as Metadata says.
     brokers: usize,
 }
 
 impl CountsRead {
-    /// The answers, with the share groups only when every broker of the cluster listed its own
-    /// (each lists the groups it coordinates).
+    /// The answers, with the share groups (and the consumer groups) only when every broker of
+    /// the cluster listed its own (each lists the groups it coordinates).
     fn seen(mut self) -> CountsSeen {
         let complete = !self.share_failed && self.share_answers >= self.brokers;
         self.seen.share_starts = complete.then_some(self.share_starts);
+        let complete = !self.group_failed && self.group_answers >= self.brokers;
+        self.seen.group_offsets = complete.then_some(self.group_offsets);
         self.seen
     }
 }
@@ -217,7 +230,8 @@ impl CountsRead {
 /// Reads through one broker what it knows for the queue counts: the log start and end of the
 /// declared queues' partitions it leads; for `type: queue` queues also the share groups it
 /// coordinates and, from its `/metrics` at `metrics_addr`, the records in flight of the
-/// partitions it leads. What fails is left out (and so reported as unknown).
+/// partitions it leads; for `type: stream` queues the consumer groups it coordinates and their
+/// committed offsets. What fails is left out (and so reported as unknown).
 async fn read_counts(
     ctx: &Context,
     admin: &mut AdminClient,
@@ -244,6 +258,22 @@ async fn read_counts(
             return;
         }
     };
+    if desired.iter().any(|q| q.type_ != QueueType::Queue) {
+        if admin.supports(LIST_GROUPS) && admin.supports(OFFSET_FETCH) {
+            match admin.consumer_group_offsets().await {
+                Ok(offsets) => {
+                    counts.group_answers += 1;
+                    counts.group_offsets.extend(offsets);
+                }
+                Err(e) => {
+                    tracing::warn!(addr = %admin.addr(), error = %e, "cannot read the consumer groups");
+                    counts.group_failed = true;
+                }
+            }
+        } else {
+            counts.group_failed = true;
+        }
+    }
     let work: Vec<Partition> = desired
         .iter()
         .filter(|q| q.type_ == QueueType::Queue)

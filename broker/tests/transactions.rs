@@ -350,8 +350,9 @@ fn librdkafka_and_kafka_python_transactions_commit_and_abort() {
 
 /// Kafka's own `kafka-transactions.sh` (its `TransactionsCommand`) on a transaction left open
 /// by a dead producer: `list` and `describe` show it Ongoing on its partition,
-/// `describe-producers` names its start offset, and `abort` (WriteTxnMarkers to the
-/// partition's leader) ends it, so read_committed readers go on at once.
+/// `describe-producers` names its start offset, `find-hanging` runs through and finds none (it
+/// is younger than the timeout), and `abort` (WriteTxnMarkers to the partition's leader) ends
+/// it, so read_committed readers go on at once.
 #[test]
 fn kafka_transactions_tool_lists_describes_and_aborts_an_open_transaction() {
     const TOOL: &str = "org.apache.kafka.tools.TransactionsCommand";
@@ -403,6 +404,26 @@ fn kafka_transactions_tool_lists_describes_and_aborts_an_open_transaction() {
         .split_whitespace()
         .collect();
     assert_eq!(row.last(), Some(&"0"), "{producers}");
+    // find-hanging looks at every partition the broker leads (DescribeProducers) and asks the
+    // coordinator about each open transaction older than the timeout (a minute at least):
+    // this one is younger, and known to its coordinator besides.
+    let hanging = kafka_tool(
+        TOOL,
+        &[
+            "--bootstrap-server",
+            &b,
+            "find-hanging",
+            "--broker-id",
+            "0",
+            "--max-transaction-timeout",
+            "1",
+        ],
+    )
+    .stdout;
+    assert!(
+        hanging.starts_with("Topic") && hanging.trim().lines().count() == 1,
+        "a header and no hanging transaction:\n{hanging}"
+    );
 
     kafka_tool(
         TOOL,

@@ -1809,5 +1809,21 @@ async fn transaction_requests_out_of_order_get_kafkas_errors() {
         )
         .await;
     assert_eq!(r.topics[0].partitions[0].offset, 0);
+
+    // A transaction committed, and the next one's first AddPartitionsToTxn sent at once: it
+    // waits for the first one's marker rather than answering CONCURRENT_TRANSACTIONS, which
+    // would send the client into its back-off.
+    for round in 0..3 {
+        let r: AddPartitionsToTxnResponse = c
+            .call(
+                ApiKey::AddPartitionsToTxn,
+                3,
+                &add("t", pid, 1, "items", vec![0]),
+            )
+            .await;
+        assert_eq!(codes(&r), vec![(0, 0)], "round {round}");
+        let r: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &end(round != 1)).await;
+        assert_eq!(r.error_code, 0, "round {round}");
+    }
     broker.shutdown().await.expect("shutdown");
 }

@@ -5,7 +5,9 @@
 //! Each request that changes a transaction is one command of the metadata quorum
 //! (`cluster::state::txns`), answered once committed there. EndTxn is answered when the
 //! transaction is prepared; the markers follow from the coordinator's loop (`crate::txn`),
-//! and the next transaction of the id waits for them (CONCURRENT_TRANSACTIONS, retriable).
+//! and the next transaction of the id waits for them: its first AddPartitionsToTxn or
+//! AddOffsetsToTxn is held here up to a second, then answered CONCURRENT_TRANSACTIONS
+//! (retriable).
 //! Only the coordinator of an id (the leader of its `__consumer_offsets` partition) serves
 //! it; another broker answers NOT_COORDINATOR so the client looks it up again.
 
@@ -31,6 +33,29 @@ use crate::txn::{coordinator_epoch, COORDINATOR_NOT_AVAILABLE, MAX_TIMEOUT_MS};
 const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 const CONCURRENT_TRANSACTIONS: i16 = 51;
 const OPERATION_NOT_ATTEMPTED: i16 = 55;
+
+/// How long AddPartitionsToTxn and AddOffsetsToTxn wait here for the previous transaction of
+/// the same producer to complete (its markers written) before answering CONCURRENT_TRANSACTIONS.
+/// A client that gets it backs off (librdkafka 100 ms, the Java client 20 ms) while the
+/// completion takes a few milliseconds; waiting for it here saves the back-off on every
+/// transaction that begins right after the one before was committed.
+const COMPLETION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits at most [`COMPLETION_WAIT`] while the transaction of `id` by this producer (id and
+/// epoch) is being completed; returns at once otherwise.
+async fn await_completion(ctx: &BrokerContext, id: &str, producer_id: i64, epoch: i16) {
+    let completing = |s: &crate::cluster::state::ClusterState| {
+        s.transactions.get(id).is_some_and(|r| {
+            (r.producer_id, r.epoch) == (producer_id, epoch)
+                && matches!(r.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+        })
+    };
+    let mut rx = ctx.cluster.watch();
+    if !completing(&rx.borrow()) {
+        return;
+    }
+    let _ = tokio::time::timeout(COMPLETION_WAIT, rx.wait_for(|s| !completing(s))).await;
+}
 
 /// This broker coordinates `id` (or the error for the client).
 fn check_coordinator(ctx: &BrokerContext, id: &str) -> Result<(), i16> {
@@ -215,6 +240,7 @@ async fn add_partitions(
         if let Some(errors) = errors {
             return topic_results(errors);
         }
+        await_completion(ctx, id, producer_id, epoch).await;
         match propose(
             ctx,
             TxnCommand::AddPartitions {
@@ -292,21 +318,20 @@ pub async fn add_offsets_to_txn(
     } else {
         match catalog::ensure_offsets_topic(ctx).await {
             Err(e) => e.code,
-            Ok(n) => match propose(
-                ctx,
-                TxnCommand::AddPartitions {
+            Ok(n) => {
+                await_completion(ctx, &id, req.producer_id.0, req.producer_epoch).await;
+                let cmd = TxnCommand::AddPartitions {
                     id,
                     producer_id: req.producer_id.0,
                     epoch: req.producer_epoch,
                     partitions: vec![(OFFSETS_TOPIC.to_string(), partition_for(&group, n))],
                     now_ms: now_ms(),
-                },
-            )
-            .await
-            {
-                Ok(_) => codes::NONE,
-                Err((code, _)) => code,
-            },
+                };
+                match propose(ctx, cmd).await {
+                    Ok(_) => codes::NONE,
+                    Err((code, _)) => code,
+                }
+            }
         }
     };
     ctx.metrics.error_code("AddOffsetsToTxn", code);

@@ -257,13 +257,11 @@ fn kafka_go_reads_a_compacted_topic_through_segments_left_empty() {
     });
 }
 
-/// franz-go's transactional producer (kgo) commits and aborts against the broker's
-/// coordinator, and librdkafka's read_committed consumer reads exactly the committed ones.
-#[test]
-fn franz_go_transactions_commit_and_abort() {
+/// A broker, its bootstrap address and a topic of two partitions created by kadm.
+fn broker_with_two_partitions(prefix: &str) -> (TestBroker, String, String) {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
-    let topic = topic_name("franz-txn");
+    let topic = topic_name(prefix);
     go(&[
         "admin",
         "create-topic",
@@ -274,6 +272,14 @@ fn franz_go_transactions_commit_and_abort() {
         "--partitions",
         "2",
     ]);
+    (broker, bs, topic)
+}
+
+/// franz-go's transactional producer (kgo) commits and aborts against the broker's
+/// coordinator, and librdkafka's read_committed consumer reads exactly the committed ones.
+#[test]
+fn franz_go_transactions_commit_and_abort() {
+    let (_broker, bs, topic) = broker_with_two_partitions("franz-txn");
     let mut args = vec!["txn".to_string(), "--brokers".into(), bs.clone()];
     args.extend(txn_options(&topic, "sluice-franz-txn", 9, 3, 3, 2));
     let out = go(&args.iter().map(String::as_str).collect::<Vec<_>>()).stdout;
@@ -287,20 +293,8 @@ fn franz_go_transactions_commit_and_abort() {
 #[test]
 fn sarama_transactions_commit_and_abort_with_group_offsets() {
     use rdkafka::consumer::Consumer;
-    let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
-    let topic = topic_name("sarama-txn");
+    let (_broker, bs, topic) = broker_with_two_partitions("sarama-txn");
     let group = topic_name("sarama-txn-group");
-    go(&[
-        "admin",
-        "create-topic",
-        "--brokers",
-        &bs,
-        "--topic",
-        &topic,
-        "--partitions",
-        "2",
-    ]);
     let mut args = vec!["sarama-txn".to_string(), "--brokers".into(), bs.clone()];
     args.extend(txn_options(&topic, "sluice-sarama-txn", 9, 3, 3, 2));
     args.extend(["--group".to_string(), group.clone()]);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
@@ -99,23 +100,38 @@ impl AdminClient {
         Ok(out)
     }
 
-    /// The share groups this broker coordinates (ListGroups, type `share`) with their start
-    /// offsets (DescribeShareGroupOffsets). An error when either call fails or a group's answer
-    /// carries an error: the caller then knows the share groups only in part.
-    pub async fn share_group_starts(&mut self) -> Result<ShareStarts> {
+    /// The groups of `types` this broker coordinates (ListGroups v5's types filter) that `keep`
+    /// keeps.
+    async fn list_groups(
+        &mut self,
+        types: &[&str],
+        keep: impl Fn(&ListedGroup) -> bool,
+    ) -> Result<Vec<GroupId>> {
         let name = "ListGroups";
         let version = self.version_for::<ListGroupsRequest>(name)?;
-        let request = ListGroupsRequest::default().with_types_filter(vec![str_bytes("share")]);
+        let request = ListGroupsRequest::default()
+            .with_types_filter(types.iter().map(|t| str_bytes(t)).collect());
         let response = self.send(&request, version, name).await?;
         if let Some(err) = code_text(response.error_code, None) {
             return Err(self.err(name, err));
         }
-        let groups: Vec<GroupId> = response
+        Ok(response
             .groups
             .into_iter()
-            .filter(|g| g.group_type.as_str() == "share" || g.protocol_type.as_str() == "share")
+            .filter(|g| keep(g))
             .map(|g| g.group_id)
-            .collect();
+            .collect())
+    }
+
+    /// The share groups this broker coordinates (ListGroups, type `share`) with their start
+    /// offsets (DescribeShareGroupOffsets). An error when either call fails or a group's answer
+    /// carries an error: the caller then knows the share groups only in part.
+    pub async fn share_group_starts(&mut self) -> Result<ShareStarts> {
+        let groups = self
+            .list_groups(&["share"], |g| {
+                g.group_type.as_str() == "share" || g.protocol_type.as_str() == "share"
+            })
+            .await?;
         if groups.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -158,21 +174,12 @@ impl AdminClient {
     /// committed offsets (one OffsetFetch for all of them). An error when either call fails or
     /// a group's answer carries an error: the caller then knows the groups only in part.
     pub async fn consumer_group_offsets(&mut self) -> Result<GroupOffsets> {
-        let name = "ListGroups";
-        let version = self.version_for::<ListGroupsRequest>(name)?;
-        let request = ListGroupsRequest::default()
-            .with_types_filter(vec![str_bytes("classic"), str_bytes("consumer")]);
-        let response = self.send(&request, version, name).await?;
-        if let Some(err) = code_text(response.error_code, None) {
-            return Err(self.err(name, err));
-        }
         // A group that only stores offsets (no member ever joined) lists no protocol type.
-        let groups: Vec<GroupId> = response
-            .groups
-            .into_iter()
-            .filter(|g| matches!(g.protocol_type.as_str(), "consumer" | ""))
-            .map(|g| g.group_id)
-            .collect();
+        let groups = self
+            .list_groups(&["classic", "consumer"], |g| {
+                matches!(g.protocol_type.as_str(), "consumer" | "")
+            })
+            .await?;
         if groups.is_empty() {
             return Ok(BTreeMap::new());
         }

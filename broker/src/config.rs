@@ -216,6 +216,26 @@ pub struct Config {
     )]
     pub group_initial_rebalance_delay_ms: i32,
 
+    /// Session timeout of consumer groups of the KIP-848 protocol (`group.protocol=consumer`;
+    /// Kafka's group.consumer.session.timeout.ms): a member not heard from for this long is
+    /// removed and its partitions go to the others. Range 1000..=1800000.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000
+    )]
+    pub group_consumer_session_timeout_ms: i32,
+
+    /// How often members of KIP-848 consumer groups heartbeat (Kafka's
+    /// group.consumer.heartbeat.interval.ms): also how soon a member hears of a new
+    /// assignment. Must be below the session timeout. Range 100..=60000.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub group_consumer_heartbeat_interval_ms: i32,
+
     /// Default share.record.lock.duration.ms: how long a share-group member holds a record
     /// it acquired before it is offered again. Range 1000..=3600000.
     #[arg(
@@ -471,6 +491,22 @@ impl Config {
                 "--group-initial-rebalance-delay-ms",
                 self.group_initial_rebalance_delay_ms,
                 "0..=300000",
+            ));
+        }
+        if !(1_000..=1_800_000).contains(&self.group_consumer_session_timeout_ms) {
+            return Err(invalid(
+                "--group-consumer-session-timeout-ms",
+                self.group_consumer_session_timeout_ms,
+                "1000..=1800000",
+            ));
+        }
+        if !(100..=60_000).contains(&self.group_consumer_heartbeat_interval_ms)
+            || self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms
+        {
+            return Err(invalid(
+                "--group-consumer-heartbeat-interval-ms",
+                self.group_consumer_heartbeat_interval_ms,
+                "100..=60000 and below --group-consumer-session-timeout-ms",
             ));
         }
         if !(1_000..=3_600_000).contains(&self.share_record_lock_duration_ms) {

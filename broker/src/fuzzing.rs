@@ -80,6 +80,8 @@ macro_rules! served_apis {
             OffsetCommit => OffsetCommitRequest,
             OffsetFetch => OffsetFetchRequest,
             ListGroups => ListGroupsRequest,
+            ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
+            ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
             DescribeGroups => DescribeGroupsRequest,
             DeleteGroups => DeleteGroupsRequest,
             OffsetDelete => OffsetDeleteRequest,

@@ -21,8 +21,9 @@ use super::{codes, s, GroupCoordinator};
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
 /// READ | DELETE | DESCRIBE: every ACL operation that applies to a group (no authorizer here).
 const GROUP_AUTHORIZED_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
-/// The only group type this coordinator runs (ListGroups v5 `group_type`).
+/// The group types this coordinator runs (ListGroups v5 `group_type`).
 const GROUP_TYPE: &str = "classic";
+const CONSUMER_GROUP_TYPE: &str = "consumer";
 
 impl GroupCoordinator {
     pub async fn list_groups(&self, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
@@ -42,7 +43,8 @@ impl GroupCoordinator {
         } else {
             Vec::new()
         };
-        if !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
+        let wants = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
+        if !wants(GROUP_TYPE) && !wants(CONSUMER_GROUP_TYPE) {
             return ListGroupsResponse::default();
         }
         // As Kafka: while a partition led here loads, the list would be incomplete.
@@ -50,9 +52,10 @@ impl GroupCoordinator {
             return ListGroupsResponse::default()
                 .with_error_code(codes::COORDINATOR_LOAD_IN_PROGRESS);
         }
-        let mut listed: BTreeMap<String, (GroupState, String)> = BTreeMap::new();
+        // id -> (state, protocol type, group type)
+        let mut listed: BTreeMap<String, (&'static str, String, &'static str)> = BTreeMap::new();
         for g in self.groups_with_offsets() {
-            listed.insert(g, (GroupState::Empty, String::new()));
+            listed.insert(g, (GroupState::Empty.as_str(), String::new(), GROUP_TYPE));
         }
         {
             let groups = self.lock();
@@ -60,27 +63,45 @@ impl GroupCoordinator {
                 let g = &slot.group;
                 listed.insert(
                     id.clone(),
-                    (g.state, g.protocol_type.clone().unwrap_or_default()),
+                    (
+                        g.state.as_str(),
+                        g.protocol_type.clone().unwrap_or_default(),
+                        GROUP_TYPE,
+                    ),
                 );
+            }
+            // A group id is either kind; an active consumer group wins over an idle classic
+            // slot of the same id.
+            for (id, g) in self.consumer_lock().iter() {
+                let idle_classic = groups.get(id).is_none_or(|slot| slot.is_idle());
+                if idle_classic {
+                    listed.insert(
+                        id.clone(),
+                        (
+                            g.state().as_str(),
+                            CONSUMER_GROUP_TYPE.to_string(),
+                            CONSUMER_GROUP_TYPE,
+                        ),
+                    );
+                }
             }
         }
         let groups = listed
             .into_iter()
-            .filter(|(_, (state, _))| {
-                states.is_empty()
-                    || states
-                        .iter()
-                        .any(|s| *s == state.as_str().to_ascii_lowercase())
+            .filter(|(_, (state, _, kind))| {
+                wants(kind)
+                    && (states.is_empty()
+                        || states.iter().any(|s| *s == state.to_ascii_lowercase()))
             })
-            .map(|(id, (state, protocol_type))| {
+            .map(|(id, (state, protocol_type, kind))| {
                 let mut g = ListedGroup::default()
                     .with_group_id(GroupId(s(&id)))
                     .with_protocol_type(s(&protocol_type));
                 if version >= 4 {
-                    g = g.with_group_state(s(state.as_str()));
+                    g = g.with_group_state(s(state));
                 }
                 if version >= 5 {
-                    g = g.with_group_type(s(GROUP_TYPE));
+                    g = g.with_group_type(s(kind));
                 }
                 g
             })
@@ -178,12 +199,14 @@ impl GroupCoordinator {
                 Ok(t) => t,
                 Err(code) => return code,
             };
-            match groups.get(id) {
-                Some(slot) if slot.group.state != GroupState::Empty => {
+            let consumer = self.consumer_lock().get(id).map(|g| g.is_empty());
+            match (groups.get(id), consumer) {
+                (Some(slot), _) if slot.group.state != GroupState::Empty => {
                     return codes::NON_EMPTY_GROUP
                 }
-                Some(_) => (tenure, true),
-                None => (tenure, false),
+                (_, Some(false)) => return codes::NON_EMPTY_GROUP,
+                (Some(_), _) | (_, Some(true)) => (tenure, true),
+                (None, None) => (tenure, false),
             }
         };
         // Tombstones for every offset of the group, committed or still replicating.
@@ -205,6 +228,10 @@ impl GroupCoordinator {
             .is_some_and(|slot| slot.group.state == GroupState::Empty)
         {
             groups.remove(id);
+        }
+        let mut consumer = self.consumer_lock();
+        if consumer.get(id).is_some_and(|g| g.is_empty()) {
+            consumer.remove(id);
         }
         codes::NONE
     }

@@ -71,6 +71,13 @@ impl GroupCoordinator {
             if let Err(code) = self.status(&group_id) {
                 return join_response(version, JoinResult::error(code, &member_id));
             }
+            if self.consumer_group_active(&group_id) {
+                tracing::info!(group = %group_id, "JoinGroup refused: the group is a consumer group (group.protocol=consumer) with members");
+                return join_response(
+                    version,
+                    JoinResult::error(codes::INCONSISTENT_GROUP_PROTOCOL, &member_id),
+                );
+            }
             if !groups.contains_key(&group_id) && !member_id.is_empty() {
                 return join_response(
                     version,

@@ -32,6 +32,8 @@
 
 mod admin;
 pub(crate) mod codes;
+pub mod consumer;
+mod consumer_api;
 pub mod legacy;
 mod membership;
 mod offset_api;
@@ -54,6 +56,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::log::PartitionLog;
+pub use consumer::ConsumerSettings;
 use offsets::{StoredOffset, COMPACT_MIN_RECORDS};
 use records::OffsetRecord;
 pub use records::{is_internal_topic, partition_for, OFFSETS_TOPIC, SHARE_STATE_TOPIC};
@@ -97,6 +100,8 @@ pub struct GroupConfig {
     /// A partition of `__consumer_offsets` is compacted once it holds at least this many
     /// records and more than twice its live offsets.
     pub compact_min_records: i64,
+    /// Consumer groups of the KIP-848 protocol.
+    pub consumer: ConsumerSettings,
 }
 
 impl Default for GroupConfig {
@@ -107,6 +112,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3_000,
             commit_timeout: Duration::from_secs(5),
             compact_min_records: COMPACT_MIN_RECORDS,
+            consumer: ConsumerSettings::default(),
         }
     }
 }
@@ -149,6 +155,11 @@ pub trait TopicDirectory: Send + Sync {
     /// few in-sync replicas), `None` when it would.
     fn in_sync_shortfall(&self, _topic: &str, _partition: i32) -> Option<String> {
         None
+    }
+    /// Every topic clients may subscribe to (not the internal ones), for subscriptions by
+    /// regular expression.
+    fn topic_names(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -232,12 +243,14 @@ enum Lead {
 
 /// The consumer-group coordinator. Shared behind an `Arc`; every method takes `&self`.
 ///
-/// Lock order: `groups`, then `partitions`, then a tenure's offsets; none is held across I/O
+/// Lock order: `groups`, then `consumer_groups`, then `partitions`, then a tenure's offsets; none is held across I/O
 /// or an `.await`.
 pub struct GroupCoordinator {
     config: GroupConfig,
     limits: Limits,
     groups: Mutex<HashMap<String, Slot>>,
+    /// Consumer groups of the KIP-848 protocol (a group id is of one kind at a time).
+    consumer_groups: Mutex<HashMap<String, consumer::ConsumerGroup>>,
     /// The offsets partitions this broker leads, by partition.
     partitions: Mutex<HashMap<i32, Lead>>,
     /// Wakes requests waiting for a partition's load.
@@ -315,6 +328,7 @@ impl GroupCoordinator {
             },
             config,
             groups: Mutex::new(HashMap::new()),
+            consumer_groups: Mutex::new(HashMap::new()),
             partitions: Mutex::new(HashMap::new()),
             loaded: Notify::new(),
             wake: Notify::new(),
@@ -342,6 +356,12 @@ impl GroupCoordinator {
         // Group transitions never leave a group half-updated across a panic point that matters
         // more than the broker staying up, so recover from poisoning.
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn consumer_lock(&self) -> MutexGuard<'_, HashMap<String, consumer::ConsumerGroup>> {
+        self.consumer_groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn leads(&self) -> MutexGuard<'_, HashMap<i32, Lead>> {
@@ -486,6 +506,13 @@ impl GroupCoordinator {
             }
             !here
         });
+        self.consumer_lock().retain(|id, _| {
+            let here = count.is_some_and(|n| partition_for(id, n) == partition);
+            if here {
+                dropped += 1;
+            }
+            !here
+        });
         drop(groups);
         if previous.is_some() {
             tracing::info!(
@@ -580,6 +607,15 @@ impl GroupCoordinator {
             }
             earliest(since + IDLE_GROUP_TTL);
             true
+        });
+        let settings = self.config.consumer;
+        self.consumer_lock().retain(|id, g| {
+            if let Some(d) = g.tick(&settings, now) {
+                earliest(d);
+            }
+            // An empty consumer group with offsets stays (listed Empty, of its type); one
+            // without goes, as an idle classic group does.
+            !g.is_empty() || with_offsets.contains(id)
         });
         next
     }

@@ -42,12 +42,22 @@ impl GroupCoordinator {
             self.wait_loaded(&group_id).await;
         }
         // Group-level verdict first: it applies to every partition.
+        let committed: Vec<(String, i32)> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.partition_index))
+            })
+            .collect();
         let (tenure, group_error) = self.commit_verdict(
             &group_id,
             &req.member_id,
             req.group_instance_id.as_deref(),
             req.generation_id_or_member_epoch,
             version >= 9,
+            &committed,
         );
         if let Some(code) = group_error {
             tracing::debug!(group = %group_id, member = %req.member_id.as_str(), code, "offset commit refused");
@@ -151,6 +161,7 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
         generation: i32,
         v9: bool,
+        partitions: &[(String, i32)],
     ) -> (Option<Arc<super::Tenure>>, Option<i16>) {
         let mut tenure = None;
         let group_error = if group_id.is_empty() {
@@ -164,7 +175,41 @@ impl GroupCoordinator {
                     None
                 }
             }
-            .or_else(|| match groups.get_mut(group_id) {
+            .or_else(|| {
+                // A consumer group (KIP-848) checks the member epoch, unless a classic group
+                // of the same id is in use.
+                let classic_active = groups.get(group_id).is_some_and(|slot| !slot.is_idle());
+                if !classic_active {
+                    if let Some(verdict) =
+                        self.consumer_commit_check(group_id, member_id, generation, partitions)
+                    {
+                        return verdict.err();
+                    }
+                }
+                self.classic_commit_verdict(
+                    &mut groups,
+                    group_id,
+                    member_id,
+                    group_instance_id,
+                    generation,
+                    v9,
+                )
+            })
+        };
+        (tenure, group_error)
+    }
+
+    fn classic_commit_verdict(
+        &self,
+        groups: &mut std::collections::HashMap<String, super::Slot>,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation: i32,
+        v9: bool,
+    ) -> Option<i16> {
+        {
+            match groups.get_mut(group_id) {
                 Some(slot) => slot
                     .group
                     .check_commit(member_id, group_instance_id, generation, Instant::now())
@@ -178,9 +223,8 @@ impl GroupCoordinator {
                 // is the truth here.
                 None if v9 => Some(codes::UNKNOWN_MEMBER_ID),
                 None => Some(codes::ILLEGAL_GENERATION),
-            })
-        };
-        (tenure, group_error)
+            }
+        }
     }
 
     /// Writes a commit's records to the group's partition; the error code every written

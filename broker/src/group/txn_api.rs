@@ -36,12 +36,22 @@ impl GroupCoordinator {
         }
         // Before v3 a producer sends no member: only the group's partition is checked.
         let generation = if version >= 3 { req.generation_id } else { -1 };
+        let committed: Vec<(String, i32)> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.partition_index))
+            })
+            .collect();
         let (tenure, group_error) = self.commit_verdict(
             &group_id,
             &req.member_id,
             req.group_instance_id.as_deref(),
             generation,
             true,
+            &committed,
         );
         let ts = now_ms();
         let mut records = Vec::new();

@@ -13,10 +13,10 @@
 //! | DescribeConfigs / AlterConfigs, IncrementalAlterConfigs | DESCRIBE_CONFIGS / ALTER_CONFIGS topic, or cluster for a broker | per resource (TOPIC_ / CLUSTER_AUTHORIZATION_FAILED) |
 //! | DescribeProducers | READ topic | per partition |
 //! | FindCoordinator | DESCRIBE group | GROUP_AUTHORIZATION_FAILED |
-//! | Join/Sync/Heartbeat/LeaveGroup | READ group | GROUP_AUTHORIZATION_FAILED |
+//! | Join/Sync/Heartbeat/LeaveGroup, ConsumerGroupHeartbeat | READ group | GROUP_AUTHORIZATION_FAILED |
 //! | OffsetCommit | READ group, READ topic | per partition |
 //! | OffsetFetch | DESCRIBE group, DESCRIBE topic | group error; unauthorized topics left out of "all", per partition when named |
-//! | DescribeGroups / DeleteGroups | DESCRIBE / DELETE group | per group |
+//! | DescribeGroups, ConsumerGroupDescribe / DeleteGroups | DESCRIBE / DELETE group | per group |
 //! | OffsetDelete | DELETE group, READ topic | GROUP_AUTHORIZATION_FAILED at the top; per partition |
 //! | ListGroups | DESCRIBE cluster, else DESCRIBE per group | unauthorized groups left out |
 //! | ShareGroupHeartbeat / ShareFetch, ShareAcknowledge ([`super::share_authz`]) | READ group, DESCRIBE / READ topic | GROUP_ / TOPIC_AUTHORIZATION_FAILED at the top |
@@ -495,6 +495,45 @@ pub fn join_group(a: &Access, req: &JoinGroupRequest) -> Option<JoinGroupRespons
             .with_error_code(GROUP_AUTHORIZATION_FAILED)
             .with_generation_id(-1)
     })
+}
+
+/// ConsumerGroupHeartbeat (KIP-848): READ on the group, as the classic join.
+pub fn consumer_group_heartbeat(
+    a: &Access,
+    req: &ConsumerGroupHeartbeatRequest,
+) -> Option<ConsumerGroupHeartbeatResponse> {
+    (!a.group(Operation::Read, req.group_id.as_str())).then(|| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(GROUP_AUTHORIZATION_FAILED)
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "Not authorized to read group {}.",
+                req.group_id.as_str()
+            ))))
+    })
+}
+
+/// ConsumerGroupDescribe: DESCRIBE on each group (the refused ones answered here).
+pub fn consumer_group_describe(
+    a: &Access,
+    req: &mut ConsumerGroupDescribeRequest,
+) -> Vec<consumer_group_describe_response::DescribedGroup> {
+    use consumer_group_describe_response::DescribedGroup;
+    if !a.on() {
+        return Vec::new();
+    }
+    let (ok, refused) = split(std::mem::take(&mut req.group_ids), |g| {
+        a.group(Operation::Describe, g.as_str())
+    });
+    req.group_ids = ok;
+    refused
+        .into_iter()
+        .map(|g| {
+            DescribedGroup::default()
+                .with_group_id(g)
+                .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                .with_authorized_operations(i32::MIN)
+        })
+        .collect()
 }
 
 pub fn sync_group(a: &Access, req: &SyncGroupRequest) -> Option<SyncGroupResponse> {

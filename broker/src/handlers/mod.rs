@@ -476,6 +476,36 @@ pub async fn dispatch(
                 ctx.groups.join_group_from(v, req, client).await
             })
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let req = req!(ConsumerGroupHeartbeatRequest);
+            if let Some(refused) = authz::consumer_group_heartbeat(&access, &req) {
+                return Ok(now!(refused));
+            }
+            let ctx = Arc::clone(ctx);
+            let client = ClientInfo {
+                client_id: header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                client_host: format!("/{}", peer.ip()),
+            };
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                ctx.groups.consumer_heartbeat(v, req, client).await
+            })
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let mut req = req!(ConsumerGroupDescribeRequest);
+            let refused = authz::consumer_group_describe(&access, &mut req);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                offsets_topic(&ctx).await;
+                let mut resp = ctx.groups.consumer_group_describe(v, req).await;
+                resp.groups.extend(refused);
+                resp
+            })
+        }
         ApiKey::SyncGroup => group!(sync_group, SyncGroupRequest, authz::sync_group),
         ApiKey::Heartbeat => group!(heartbeat, HeartbeatRequest, authz::heartbeat),
         ApiKey::LeaveGroup => group!(leave_group, LeaveGroupRequest, authz::leave_group),

@@ -52,8 +52,6 @@ const UNSERVED: &[Unserved] = &[
     refuse::<AlterReplicaLogDirsRequest>(UNSUPPORTED_VERSION),
     refuse::<ListPartitionReassignmentsRequest>(UNSUPPORTED_VERSION),
     refuse::<AlterPartitionReassignmentsRequest>(UNSUPPORTED_VERSION),
-    refuse::<ConsumerGroupHeartbeatRequest>(UNSUPPORTED_VERSION),
-    refuse::<ConsumerGroupDescribeRequest>(UNSUPPORTED_VERSION),
     refuse::<ShareGroupHeartbeatRequest>(UNSUPPORTED_VERSION),
     refuse::<ShareGroupDescribeRequest>(UNSUPPORTED_VERSION),
     refuse::<ShareFetchRequest>(UNSUPPORTED_VERSION),
@@ -244,17 +242,6 @@ impl Refuse for AlterUserScramCredentialsRequest {
     }
 }
 
-impl Refuse for ConsumerGroupDescribeRequest {
-    fn refuse(self, code: i16, _: i16) -> ConsumerGroupDescribeResponse {
-        use consumer_group_describe_response::DescribedGroup;
-        ConsumerGroupDescribeResponse::default().with_groups(each(self.group_ids, |g| {
-            DescribedGroup::default()
-                .with_group_id(g)
-                .with_error_code(code)
-        }))
-    }
-}
-
 impl Refuse for ShareGroupDescribeRequest {
     fn refuse(self, code: i16, _: i16) -> ShareGroupDescribeResponse {
         use share_group_describe_response::DescribedGroup;
@@ -377,13 +364,6 @@ mod tests {
             );
         }
         let g = vec![GroupId(StrBytes::from_static_str("g"))];
-        let cg = ConsumerGroupDescribeRequest::default().with_group_ids(g.clone());
-        for r in answered_at_every_version::<_, ConsumerGroupDescribeResponse>(
-            ApiKey::ConsumerGroupDescribe,
-            &cg,
-        ) {
-            assert_eq!(r.groups[0].error_code, 35);
-        }
         let sg = ShareGroupDescribeRequest::default().with_group_ids(g);
         for r in answered_at_every_version::<_, ShareGroupDescribeResponse>(
             ApiKey::ShareGroupDescribe,
@@ -460,7 +440,6 @@ mod tests {
         answered::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials);
         answered::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
         answered::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments);
-        answered::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat);
         answered::<ShareGroupHeartbeatRequest>(ApiKey::ShareGroupHeartbeat);
         answered::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);
         answered::<PushTelemetryRequest>(ApiKey::PushTelemetry);

@@ -72,6 +72,15 @@ impl TopicDirectory for ClusterTopics {
     fn topic_id(&self, name: &str) -> Option<uuid::Uuid> {
         self.cluster.state().topics.get(name).map(|t| t.id)
     }
+    fn topic_names(&self) -> Vec<String> {
+        self.cluster
+            .state()
+            .topics
+            .keys()
+            .filter(|t| !crate::group::is_internal_topic(t))
+            .cloned()
+            .collect()
+    }
     fn in_sync_shortfall(&self, topic: &str, partition: i32) -> Option<String> {
         let state = self.cluster.state();
         let t = state.topics.get(topic)?;

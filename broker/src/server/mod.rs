@@ -297,6 +297,13 @@ impl Broker {
             share_delivery_count_limit: config.share_delivery_count_limit,
         };
         let initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
+        let consumer = crate::group::ConsumerSettings {
+            session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms as u64),
+            heartbeat_interval: Duration::from_millis(
+                config.group_consumer_heartbeat_interval_ms as u64,
+            ),
+            ..Default::default()
+        };
         let dir = data_dir.clone();
         let recovered = tokio::task::spawn_blocking(move || {
             let logs = LogManager::open(&dir, defaults).map_err(|source| BrokerError::Log {
@@ -306,6 +313,7 @@ impl Broker {
             let cluster_id = identity::load_or_create_cluster_id(&dir)?;
             let groups = GroupCoordinator::new(GroupConfig {
                 initial_rebalance_delay_ms,
+                consumer,
                 ..GroupConfig::default()
             })?;
             Ok::<_, BrokerError>((logs, cluster_id, groups))

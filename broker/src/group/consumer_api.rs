@@ -1,0 +1,275 @@
+//! ConsumerGroupHeartbeat and ConsumerGroupDescribe (KIP-848): requests mapped onto the
+//! [`consumer`](super::consumer) state machine of the group, and the checks the classic APIs
+//! make against a group id that is a consumer group.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use kafka_protocol::messages::consumer_group_describe_response::{
+    Assignment as DescribedAssignment, DescribedGroup, Member as DescribedMember,
+    TopicPartitions as DescribedTopicPartitions,
+};
+use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, TopicName,
+};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::consumer::{self, ConsumerGroup, Heartbeat, Resolve, TopicsMeta};
+use super::{codes, s, ClientInfo, GroupCoordinator, TopicDirectory};
+
+/// ConsumerGroupDescribe `authorized_operations` when not asked for.
+const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
+/// READ | DELETE | DESCRIBE, as for classic groups (no authorizer here).
+const GROUP_AUTHORIZED_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+/// The subscribed topics as the topic directory has them.
+struct DirectoryTopics(Option<Arc<dyn TopicDirectory>>);
+
+impl Resolve for DirectoryTopics {
+    fn topics(&self, names: &BTreeSet<String>, regexes: &[regex::Regex]) -> TopicsMeta {
+        let Some(d) = &self.0 else {
+            return TopicsMeta::new();
+        };
+        let mut out = TopicsMeta::new();
+        let mut add = |name: &str| {
+            if let (Some(n), Some(id)) = (d.partitions(name), d.topic_id(name)) {
+                out.insert(name.to_string(), (id, n));
+            }
+        };
+        for n in names {
+            add(n);
+        }
+        if !regexes.is_empty() {
+            for n in d.topic_names() {
+                if regexes.iter().any(|r| r.is_match(&n)) {
+                    add(&n);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl GroupCoordinator {
+    pub async fn consumer_heartbeat(
+        &self,
+        version: i16,
+        req: ConsumerGroupHeartbeatRequest,
+        client: ClientInfo,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let group_id = req.group_id.0.to_string();
+        let interval =
+            i32::try_from(self.config.consumer.heartbeat_interval.as_millis()).unwrap_or(i32::MAX);
+        let fail = |code: i16, message: String| {
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(s(&message)))
+                .with_member_epoch(req.member_epoch)
+                .with_heartbeat_interval_ms(interval)
+        };
+        if group_id.is_empty() {
+            return fail(
+                codes::INVALID_GROUP_ID,
+                "GroupId can't be empty.".to_string(),
+            );
+        }
+        let hb = Heartbeat {
+            member_id: req.member_id.to_string(),
+            member_epoch: req.member_epoch,
+            instance_id: req.instance_id.as_ref().map(|v| v.to_string()),
+            rack_id: req.rack_id.as_ref().map(|v| v.to_string()),
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            subscribed_names: req
+                .subscribed_topic_names
+                .as_ref()
+                .map(|v| v.iter().map(|t| t.0.to_string()).collect()),
+            subscribed_regex: req.subscribed_topic_regex.as_ref().map(|v| v.to_string()),
+            server_assignor: req.server_assignor.as_ref().map(|v| v.to_string()),
+            owned: req.topic_partitions.as_ref().map(|tps| {
+                tps.iter()
+                    .map(|tp| (tp.topic_id, tp.partitions.iter().copied().collect()))
+                    .collect()
+            }),
+            client_id: client.client_id,
+            client_host: client.client_host,
+            member_id_from_client: version >= 1,
+        };
+        self.wait_loaded(&group_id).await;
+        let resolve = DirectoryTopics(self.directory());
+        let reply = {
+            let groups = self.lock();
+            if let Err(code) = self.status(&group_id) {
+                return fail(code, format!("Group {group_id} is not coordinated here."));
+            }
+            if groups.get(&group_id).is_some_and(|slot| !slot.is_idle()) {
+                return fail(
+                    codes::GROUP_ID_NOT_FOUND,
+                    format!(
+                        "Group {group_id} is a classic group with members (JoinGroup); its members must leave before it can be used with group.protocol=consumer."
+                    ),
+                );
+            }
+            let mut consumer = self.consumer_lock();
+            let joining = req.member_epoch == 0;
+            if !joining && !consumer.contains_key(&group_id) {
+                return fail(
+                    codes::UNKNOWN_MEMBER_ID,
+                    format!(
+                        "Group {group_id} has no member {} (the coordinator may have moved); rejoin with epoch 0.",
+                        req.member_id.as_str()
+                    ),
+                );
+            }
+            let group = consumer
+                .entry(group_id.clone())
+                .or_insert_with(|| ConsumerGroup::new(&group_id));
+            group.heartbeat(hb, &self.config.consumer, &resolve, Instant::now())
+        };
+        self.wake.notify_one();
+        if reply.error != codes::NONE {
+            tracing::debug!(group = %group_id, member = %reply.member_id, code = reply.error,
+                message = reply.message.as_deref().unwrap_or(""), "consumer-group heartbeat refused");
+        }
+        let mut resp = ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(reply.error)
+            .with_error_message(reply.message.as_deref().map(s))
+            .with_member_id(Some(s(&reply.member_id)))
+            .with_member_epoch(reply.member_epoch)
+            .with_heartbeat_interval_ms(interval);
+        if let Some(a) = reply.assignment {
+            resp = resp.with_assignment(Some(
+                Assignment::default().with_topic_partitions(
+                    a.into_iter()
+                        .map(|(t, ps)| {
+                            TopicPartitions::default()
+                                .with_topic_id(t)
+                                .with_partitions(ps.into_iter().collect())
+                        })
+                        .collect(),
+                ),
+            ));
+        }
+        resp
+    }
+
+    pub async fn consumer_group_describe(
+        &self,
+        _version: i16,
+        req: ConsumerGroupDescribeRequest,
+    ) -> ConsumerGroupDescribeResponse {
+        let ops = if req.include_authorized_operations {
+            GROUP_AUTHORIZED_OPS
+        } else {
+            AUTHORIZED_OPS_OMITTED
+        };
+        for gid in &req.group_ids {
+            self.wait_loaded(gid.0.as_str()).await;
+        }
+        let directory = self.directory();
+        let name_of = |t: Uuid| {
+            directory
+                .as_ref()
+                .and_then(|d| d.topic_name(t))
+                .unwrap_or_default()
+        };
+        let described = req
+            .group_ids
+            .iter()
+            .map(|gid| {
+                let id = gid.0.as_str();
+                let base = DescribedGroup::default()
+                    .with_group_id(gid.clone())
+                    .with_authorized_operations(ops);
+                if let Err(code) = self.status(id) {
+                    return base.with_error_code(code).with_group_state(s("Dead"));
+                }
+                let consumer = self.consumer_lock();
+                let Some(g) = consumer.get(id) else {
+                    // As Kafka: the admin client then asks DescribeGroups (a classic group).
+                    return base
+                        .with_error_code(codes::GROUP_ID_NOT_FOUND)
+                        .with_error_message(Some(s(&format!(
+                            "Group {id} is not a consumer group."
+                        ))))
+                        .with_group_state(s("Dead"));
+                };
+                let wire = |a: &consumer::Assignment| {
+                    DescribedAssignment::default().with_topic_partitions(
+                        a.iter()
+                            .map(|(t, ps)| {
+                                DescribedTopicPartitions::default()
+                                    .with_topic_id(*t)
+                                    .with_topic_name(TopicName(s(&name_of(*t))))
+                                    .with_partitions(ps.iter().copied().collect())
+                            })
+                            .collect(),
+                    )
+                };
+                let members = g
+                    .members
+                    .values()
+                    .map(|m| {
+                        DescribedMember::default()
+                            .with_member_id(s(&m.id))
+                            .with_instance_id(m.instance_id.as_deref().map(s))
+                            .with_rack_id(m.rack_id.as_deref().map(s))
+                            .with_member_epoch(m.epoch)
+                            .with_client_id(s(&m.client_id))
+                            .with_client_host(s(&m.client_host))
+                            .with_subscribed_topic_names(
+                                m.subscribed_names.iter().map(|n| TopicName(s(n))).collect(),
+                            )
+                            .with_subscribed_topic_regex(m.subscribed_regex.as_deref().map(s))
+                            .with_assignment(wire(&m.assigned))
+                            .with_target_assignment(wire(
+                                &g.target.get(&m.id).cloned().unwrap_or_default(),
+                            ))
+                            // 1: the member speaks the consumer protocol (v1's field).
+                            .with_member_type(1)
+                    })
+                    .collect();
+                base.with_group_state(s(g.state().as_str()))
+                    .with_group_epoch(g.epoch)
+                    .with_assignment_epoch(g.assignment_epoch)
+                    .with_assignor_name(s(g.assignor.name()))
+                    .with_members(members)
+            })
+            .collect();
+        ConsumerGroupDescribeResponse::default().with_groups(described)
+    }
+
+    /// Whether `group_id` is a consumer group with members (a classic JoinGroup is refused).
+    pub(super) fn consumer_group_active(&self, group_id: &str) -> bool {
+        self.consumer_lock()
+            .get(group_id)
+            .is_some_and(|g| !g.is_empty())
+    }
+
+    /// The commit check of a consumer group (`None`: `group_id` is not one). `partitions`
+    /// by topic name.
+    pub(super) fn consumer_commit_check(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        epoch: i32,
+        partitions: &[(String, i32)],
+    ) -> Option<Result<(), i16>> {
+        let directory = self.directory();
+        let keys: Vec<(Uuid, i32)> = partitions
+            .iter()
+            .map(|(t, p)| {
+                let id = directory
+                    .as_ref()
+                    .and_then(|d| d.topic_id(t))
+                    .unwrap_or_default();
+                (id, *p)
+            })
+            .collect();
+        let consumer = self.consumer_lock();
+        let g = consumer.get(group_id)?;
+        Some(g.check_commit(member_id, epoch, &keys))
+    }
+}

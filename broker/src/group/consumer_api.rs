@@ -128,7 +128,11 @@ impl GroupCoordinator {
                 .or_insert_with(|| ConsumerGroup::new(&group_id));
             group.heartbeat(hb, &self.config.consumer, &resolve, Instant::now())
         };
-        self.wake.notify_one();
+        // A join or a new epoch may bring a deadline earlier than the timer's (a new member's
+        // session, a revocation's); other heartbeats only move deadlines later.
+        if reply.member_epoch != req.member_epoch || req.member_epoch == 0 {
+            self.wake.notify_one();
+        }
         if reply.error != codes::NONE {
             tracing::debug!(group = %group_id, member = %reply.member_id, code = reply.error,
                 message = reply.message.as_deref().unwrap_or(""), "consumer-group heartbeat refused");

@@ -6,6 +6,9 @@
 //! on an empty volume, gets the committed offsets back by replication and coordinates the
 //! group again from its own copy.
 //!
+//! The same kill under the KIP-848 protocol (`group.protocol=consumer`): the member, unknown to
+//! the new coordinator (membership is in memory), rejoins there and reads on from its commits.
+//!
 //! The Java client's group across a coordinator kill is in `java_client.rs` (its driver lives
 //! there); the single-broker group behaviour in `groups.rs`.
 
@@ -86,15 +89,30 @@ impl Member {
     /// Joins the group; `resuming`: the committed offsets it should start from (none yet:
     /// from the beginning).
     fn join(bootstrap: &str, resuming: &BTreeMap<i32, i64>) -> Member {
-        let consumer = rd_consumer(
+        Member::join_with(
             bootstrap,
+            resuming,
             &[
-                ("group.id", GROUP),
-                ("auto.offset.reset", "earliest"),
                 ("session.timeout.ms", "10000"),
                 ("heartbeat.interval.ms", "500"),
             ],
-        );
+        )
+    }
+
+    /// [`Member::join`] with the KIP-848 protocol (the broker sets the session timeout and
+    /// the heartbeat interval there).
+    fn join_consumer_protocol(bootstrap: &str) -> Member {
+        Member::join_with(
+            bootstrap,
+            &BTreeMap::new(),
+            &[("group.protocol", "consumer")],
+        )
+    }
+
+    fn join_with(bootstrap: &str, resuming: &BTreeMap<i32, i64>, extra: &[(&str, &str)]) -> Member {
+        let mut config = vec![("group.id", GROUP), ("auto.offset.reset", "earliest")];
+        config.extend_from_slice(extra);
+        let consumer = rd_consumer(bootstrap, &config);
         consumer.subscribe(&[TOPIC]).expect("subscribe");
         Member {
             consumer,
@@ -290,4 +308,69 @@ fn a_group_continues_on_a_new_coordinator_and_a_wiped_broker_gets_its_offsets_ba
     let got: Vec<Consumed> = member.records.values().cloned().collect();
     assert_records_exact(&got, 600..630);
     assert_eq!(coordinator(&cluster, 0), old);
+}
+
+#[test]
+fn a_consumer_protocol_group_rejoins_on_a_new_coordinator_without_skipping_a_record() {
+    let mut flags = FLAGS.to_vec();
+    flags.extend([
+        "--group-consumer-heartbeat-interval-ms",
+        "500",
+        "--group-consumer-session-timeout-ms",
+        "10000",
+    ]);
+    let mut cluster = ProcessCluster::start(3, 4, &flags);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let admin = rd_admin(&cluster.bootstrap());
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))],
+            &admin_opts(),
+        ))
+        .expect("create_topics")
+    {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+    rd_produce_all(
+        &cluster.bootstrap(),
+        TOPIC,
+        None,
+        0..200,
+        &[("acks", "all")],
+    );
+    let mut member = Member::join_consumer_protocol(&cluster.bootstrap());
+    member.read_until(100, Duration::from_secs(60));
+    let old = coordinator(&cluster, 0);
+    let acked_before = member.acked.clone();
+    assert!(
+        !acked_before.is_empty(),
+        "commits were acknowledged before the kill"
+    );
+
+    cluster.kill9(old);
+    let survivors = cluster.bootstrap();
+    rd_produce_all(&survivors, TOPIC, None, 200..400, &[("acks", "all")]);
+    member.read_until(400, Duration::from_secs(120));
+    let survivor = cluster.running()[0];
+    let new = coordinator(&cluster, survivor);
+    assert_ne!(new, old);
+    let after = committed(&survivors);
+    assert_not_behind(&after, &acked_before, "after the failover");
+    assert_eq!(after, member.acked, "the last commits, as acknowledged");
+    let got: Vec<Consumed> = member.records.values().cloned().collect();
+    assert_records_exact(&got, 0..400);
+    // The new coordinator knows the member as a consumer-protocol group.
+    let listed = kafka_tool(
+        "org.apache.kafka.tools.GroupsCommand",
+        &["--bootstrap-server", &survivors, "--list"],
+    );
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(GROUP))
+        .unwrap_or_else(|| panic!("{GROUP} not listed:\n{}", listed.stdout));
+    assert!(
+        line.split_whitespace().nth(1) == Some("Consumer"),
+        "listed as a consumer group: {line}"
+    );
 }

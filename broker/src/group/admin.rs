@@ -267,6 +267,11 @@ impl GroupCoordinator {
                     }
                     Some(g.subscribed_topics())
                 }
+                // A consumer group (KIP-848) with members keeps its subscribed topics' offsets.
+                _ if self.consumer_group_active(&id) => self
+                    .consumer_lock()
+                    .get(&id)
+                    .map(|g| Some(g.subscribed_topics())),
                 Some(_) => None,
                 None if !tenure.view(|m| m.has_group(&id)) => {
                     return refused(codes::GROUP_ID_NOT_FOUND)

@@ -224,6 +224,16 @@ impl ConsumerGroup {
         self.members.is_empty()
     }
 
+    /// The topics the members subscribe to: named ones, and those a regular expression
+    /// matched at the last heartbeat (OffsetDelete keeps their offsets).
+    pub fn subscribed_topics(&self) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self.topics.keys().cloned().collect();
+        for m in self.members.values() {
+            out.extend(m.subscribed_names.iter().cloned());
+        }
+        out
+    }
+
     pub fn state(&self) -> ConsumerGroupState {
         if self.members.is_empty() {
             ConsumerGroupState::Empty

@@ -15,51 +15,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
 
 const RUN: Duration = Duration::from_secs(120);
-
-/// The module directory of `scripts/go-clients.sh` (env `SLUICE_GO_CLIENTS_DIR`, else the
-/// script's last stdout line): its go.mod/go.sum pin franz-go.
-fn module_dir() -> Result<PathBuf, String> {
-    client_setup_dir("go-clients.sh", "SLUICE_GO_CLIENTS_DIR", "go.mod")
-}
-
-/// The built driver binary, building it when its cache is cold.
-fn go_client() -> PathBuf {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let module = module_dir()?;
-        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()));
-        let src_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/main.go");
-        let src = read(&src_path)?;
-        let go_mod = read(&module.join("go.mod"))?;
-        let go_sum = read(&module.join("go.sum"))?;
-        let key = fnv1a(&[&src, &go_mod, &go_sum]);
-        let dir = cached_build("go-prog", key, "sluice-go-client", |out| {
-            for (name, bytes) in [("main.go", &src), ("go.mod", &go_mod), ("go.sum", &go_sum)] {
-                std::fs::write(out.join(name), bytes).map_err(|e| format!("write {name}: {e}"))?;
-            }
-            run_build(
-                Command::new("go")
-                    .args(["build", "-o", "sluice-go-client", "."])
-                    .current_dir(out)
-                    .env("GOFLAGS", "-mod=mod"),
-                &format!("go build of {}", src_path.display()),
-            )
-        })?;
-        Ok(dir.join("sluice-go-client"))
-    })
-    .clone()
-    .unwrap_or_else(|e| {
-        panic!("the Go Kafka client (franz-go) is needed: {e}. Run scripts/go-clients.sh (needs go; or set SLUICE_GO_CLIENTS_DIR)")
-    })
-}
 
 /// Runs the driver; panics with its output unless it exits 0 within `RUN`.
 fn go(args: &[&str]) -> Finished {

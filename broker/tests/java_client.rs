@@ -427,26 +427,6 @@ fn java_transactional_producer_commits_the_test_records() {
     assert_records_exact(&got, 0..50);
 }
 
-/// The KIP-848 consumer protocol (group.protocol=consumer) is not served: the Java consumer must
-/// say so (it names the classic protocol as the way out) instead of hanging.
-#[test]
-fn java_consumer_protocol_is_refused_with_a_clear_error() {
-    let broker = TestBroker::start(&[]);
-    let java = JavaDriver::at(&broker.bootstrap());
-    let topic = topic_name("java-848");
-    java.produce(&topic, 0..3, &[]);
-    let err = java.consume_fails(
-        &topic,
-        "java-848",
-        3,
-        &["--timeout-ms", "60000", "--prop", "group.protocol=consumer"],
-    );
-    assert!(
-        err.contains("UnsupportedVersionException") && err.contains("group.protocol=classic"),
-        "expected the unsupported-protocol error:\n{err}"
-    );
-}
-
 /// Two Java members of one group split the partitions (JoinGroup/SyncGroup with the range
 /// assignor), each reads only its own partitions, and together they read everything once.
 #[test]

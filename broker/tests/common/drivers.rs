@@ -296,6 +296,45 @@ pub fn run_build(cmd: &mut Command, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The module directory of `scripts/go-clients.sh` (env `SLUICE_GO_CLIENTS_DIR`, else the
+/// script's last stdout line): its go.mod/go.sum pin franz-go.
+fn go_module_dir() -> Result<PathBuf, String> {
+    client_setup_dir("go-clients.sh", "SLUICE_GO_CLIENTS_DIR", "go.mod")
+}
+
+/// The Go driver (`broker/tests/go/main.go`, franz-go, kafka-go and sarama) built with `go build`
+/// (GOFLAGS=-mod=mod) in a generated module under `$SLUICE_CACHE/go-prog-<hash of the source and
+/// go.mod>/`, building it when that cache is cold.
+pub fn go_client() -> PathBuf {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let module = go_module_dir()?;
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()));
+        let src_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/main.go");
+        let src = read(&src_path)?;
+        let go_mod = read(&module.join("go.mod"))?;
+        let go_sum = read(&module.join("go.sum"))?;
+        let key = fnv1a(&[&src, &go_mod, &go_sum]);
+        let dir = cached_build("go-prog", key, "sluice-go-client", |out| {
+            for (name, bytes) in [("main.go", &src), ("go.mod", &go_mod), ("go.sum", &go_sum)] {
+                std::fs::write(out.join(name), bytes).map_err(|e| format!("write {name}: {e}"))?;
+            }
+            run_build(
+                Command::new("go")
+                    .args(["build", "-o", "sluice-go-client", "."])
+                    .current_dir(out)
+                    .env("GOFLAGS", "-mod=mod"),
+                &format!("go build of {}", src_path.display()),
+            )
+        })?;
+        Ok(dir.join("sluice-go-client"))
+    })
+    .clone()
+    .unwrap_or_else(|e| {
+        panic!("the Go Kafka client (franz-go) is needed: {e}. Run scripts/go-clients.sh (needs go; or set SLUICE_GO_CLIENTS_DIR)")
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // What the Java and Go drivers print
 

@@ -285,7 +285,7 @@ pub fn init_test_logging() {
 }
 
 /// Adds librdkafka's `debug` setting when `SLUICE_TEST_RDKAFKA_DEBUG` asks for it.
-fn rd_debug(cfg: &mut ClientConfig) {
+pub fn rd_debug(cfg: &mut ClientConfig) {
     if let Ok(contexts) = std::env::var("SLUICE_TEST_RDKAFKA_DEBUG") {
         init_test_logging();
         cfg.set("debug", contexts);

@@ -4,11 +4,17 @@
 //
 //	produce --brokers B --topic T --from N --to M [--compression C] [--partition P]
 //	        prints one line per acknowledged record: {"i":idx,"p":partition,"o":offset}
-//	consume --brokers B --topic T --group G --count N [--timeout-ms MS]
+//	consume --brokers B --topic T --group G --count N [--timeout-ms MS] [--server-side] [--stop-file F]
 //	        consumes as a member of group G, prints every record as a JSON line (the format
 //	        parse_consumed_lines in common/mod.rs reads) up to N records, commits exactly the
 //	        offsets after the printed records, prints "#committed <p> <offset>" as fetched back
-//	        with kadm, then leaves the group.
+//	        with kadm, then leaves the group. --stop-file: also stop once file F exists.
+//	        --server-side: a member of a KIP-848 consumer group (kgo.ServerSideBalancer), which
+//	        holds off revocations while it prints and commits what it polled
+//	        (kgo.BlockRebalanceOnPoll), prints "#owns <p,p,...|-> <member id>" after each change
+//	        of its assignment and, before leaving, the group as ConsumerGroupDescribe shows it:
+//	        "#described <state> epoch <group epoch> assignor <name> members <n>" and
+//	        "#described-member <member id> epoch <epoch> assigned <p,p,...|->" per member.
 //	admin   <create-topic|list-offsets|describe-group|metadata|api-versions|delete-topic> --brokers B ...
 //	txn --brokers B --topic T --id TID --txns N --per M [--abort-every K] [--partitions P]
 //	        N transactions of M records (key "k<i>-<j>", value "t<i>-<j>" on partition
@@ -29,12 +35,14 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -104,6 +112,81 @@ func codec(name string) kgo.CompressionCodec {
 	return kgo.NoCompression()
 }
 
+// ownsPrinter prints "#owns <partitions> <member id>" after each change of a KIP-848 member's
+// assignment (one topic is consumed, so partition numbers suffice).
+type ownsPrinter struct {
+	mu    sync.Mutex
+	owned map[int32]bool
+}
+
+func (o *ownsPrinter) change(cl *kgo.Client, ps map[string][]int32, owned bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, parts := range ps {
+		for _, p := range parts {
+			if owned {
+				o.owned[p] = true
+			} else {
+				delete(o.owned, p)
+			}
+		}
+	}
+	now := make([]int, 0, len(o.owned))
+	for p := range o.owned {
+		now = append(now, int(p))
+	}
+	sort.Ints(now)
+	member, _ := cl.GroupMetadata()
+	fmt.Printf("#owns %s %s\n", joinPartitions(now), member)
+}
+
+func (o *ownsPrinter) assigned(_ context.Context, cl *kgo.Client, ps map[string][]int32) {
+	o.change(cl, ps, true)
+}
+
+func (o *ownsPrinter) revoked(_ context.Context, cl *kgo.Client, ps map[string][]int32) {
+	o.change(cl, ps, false)
+}
+
+// joinPartitions is "p,p,..." of sorted partitions, "-" when there is none.
+func joinPartitions(ps []int) string {
+	if len(ps) == 0 {
+		return "-"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
+}
+
+// describeConsumerGroup prints group as ConsumerGroupDescribe (API 69) shows it; it fails for a
+// group that is not a KIP-848 consumer group.
+func describeConsumerGroup(ctx context.Context, adm *kadm.Client, group string) {
+	described, err := adm.DescribeConsumerGroups(ctx, group)
+	if err != nil {
+		fail("describe consumer group %s: %v", group, err)
+	}
+	g, ok := described[group]
+	if !ok {
+		fail("consumer group %s not described", group)
+	}
+	if g.Err != nil {
+		fail("describe consumer group %s: %v", group, g.Err)
+	}
+	fmt.Printf("#described %s epoch %d assignor %s members %d\n", g.State, g.Epoch, g.AssignorName, len(g.Members))
+	for _, m := range g.Members {
+		var ps []int
+		for _, parts := range m.Assignment {
+			for p := range parts {
+				ps = append(ps, int(p))
+			}
+		}
+		sort.Ints(ps)
+		fmt.Printf("#described-member %s epoch %d assigned %s\n", m.MemberID, m.MemberEpoch, joinPartitions(ps))
+	}
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fail("usage: produce|consume|admin ...")
@@ -123,6 +206,8 @@ func main() {
 	capVersions := fs.String("max-versions", "", "key=version,... caps on the request versions the client may use (diagnostics)")
 	autoCreate := fs.Bool("auto-create", false, "let the producer's Metadata requests create the topic")
 	through := fs.Int64("through", 0, "kafkago-latest: last offset to read")
+	serverSide := fs.Bool("server-side", false, "consume: as a member of a KIP-848 consumer group")
+	stopFile := fs.String("stop-file", "", "consume: stop once this file exists")
 	txnID := fs.String("id", "", "txn: transactional id")
 	txns := fs.Int("txns", 0, "txn: transactions")
 	per := fs.Int("per", 0, "txn: records per transaction")
@@ -289,19 +374,38 @@ func main() {
 		}
 
 	case "consume":
-		cl, err := kgo.NewClient(append(base, kgo.ConsumerGroup(*group), kgo.ConsumeTopics(*topic), kgo.DisableAutoCommit(),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		opts := append(base, kgo.ConsumerGroup(*group), kgo.ConsumeTopics(*topic), kgo.DisableAutoCommit(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		var owns *ownsPrinter
+		if *serverSide {
+			owns = &ownsPrinter{owned: map[int32]bool{}}
+			opts = append(opts, kgo.ServerSideBalancer(), kgo.BlockRebalanceOnPoll(),
+				kgo.OnPartitionsAssigned(owns.assigned), kgo.OnPartitionsRevoked(owns.revoked),
+				kgo.OnPartitionsLost(owns.revoked))
+		}
+		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			fail("new client: %v", err)
 		}
 		got := 0
 		for got < *count {
-			fetches := cl.PollFetches(ctx)
+			if *stopFile != "" {
+				if _, err := os.Stat(*stopFile); err == nil {
+					break
+				}
+			}
+			// A short poll, so the stop file is seen while no records come.
+			pollCtx, pollCancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			fetches := cl.PollFetches(pollCtx)
+			pollCancel()
 			if ctx.Err() != nil {
 				fail("consumed %d of %d records before the deadline", got, *count)
 			}
 			var errs []string
 			fetches.EachError(func(t string, p int32, err error) {
+				if errors.Is(err, context.DeadlineExceeded) {
+					return // the short poll's own deadline (the overall one was checked above)
+				}
 				errs = append(errs, fmt.Sprintf("%s[%d]: %v", t, p, err))
 			})
 			if len(errs) > 0 {
@@ -329,8 +433,12 @@ func main() {
 					fail("commit: %v", err)
 				}
 			}
+			cl.AllowRebalance()
 		}
 		adm := kadm.NewClient(cl)
+		if *serverSide {
+			describeConsumerGroup(ctx, adm, *group)
+		}
 		offs, err := adm.FetchOffsets(ctx, *group)
 		if err != nil {
 			fail("fetch offsets: %v", err)

@@ -6,16 +6,21 @@
 //            record: {"i":idx,"p":partition,"o":offset}  (--pause-ms: wait MS after each send, so
 //            a test can act while the producer is still sending)
 //   consume  --bootstrap B --topic T --group G --count N [--timeout-ms MS] [--idle-ms MS]
-//            [--distinct true] [--retry-commits true] [--prop k=v]...
-//            (--idle-ms: also stop once no record came for MS after the first; --distinct: count
-//            only records not seen before, for a group that may re-read after a coordinator
-//            change; --retry-commits: a commit refused because the group moved on (the member
-//            must rejoin) prints "#commit-retry <error>" and the consumer keeps going, as an
-//            at-least-once application does)
+//            [--distinct true] [--retry-commits true] [--stop-file F] [--prop k=v]...
+//            (--idle-ms: also stop once no record came for MS after the first; --stop-file: also
+//            stop once file F exists, so a test can end a member that runs alongside others;
+//            --distinct: count only records not seen before, for a group that may re-read after a
+//            coordinator change; --retry-commits: a commit refused because the group moved on
+//            (the member must rejoin, or its KIP-848 member epoch was bumped meanwhile) prints
+//            "#commit-retry <error>" and the consumer keeps going, committing those offsets with
+//            its next commit or before it gives their partitions up, as an application does)
 //            subscribes as a member of group G, prints every record as a JSON line (the format
 //            parse_consumed_lines in common/mod.rs reads) up to N records, commits synchronously
-//            exactly the offsets after the printed records, prints "#committed <p> <offset>" lines
-//            as read back from the broker, then closes (leaving the group).
+//            the offsets after the printed records (of every partition it owns) before it polls
+//            again, prints "#committed <p> <offset>" lines as read back from the broker, then
+//            closes (leaving the group). Each change of its assignment prints
+//            "#owns <p,p,...|-> <member id>" (the partitions it owns after it). With
+//            --prop group.protocol=consumer it is a member of a KIP-848 consumer group.
 //   admin    --bootstrap B <op> [args]      one admin operation, results as "#..." text lines.
 //
 // The records are the deterministic test records of test_record() in common/mod.rs.
@@ -232,11 +237,15 @@ public final class SluiceJavaClient {
         boolean distinct = a.get("distinct", "false").equals("true");
         boolean retryCommits = a.get("retry-commits", "false").equals("true");
         Set<String> seen = new HashSet<>();
+        java.io.File stopFile = a.opts.containsKey("stop-file") ? new java.io.File(a.get("stop-file")) : null;
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p)) {
-            consumer.subscribe(List.of(topic));
-            Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+            Commits commits = new Commits(consumer, retryCommits);
+            consumer.subscribe(List.of(topic), new Rebalances(consumer, commits));
             while (got < count) {
                 if (idleMs > 0 && got > 0 && System.currentTimeMillis() - lastRecordAt > idleMs) {
+                    break;
+                }
+                if (stopFile != null && stopFile.exists()) {
                     break;
                 }
                 if (System.currentTimeMillis() > deadline) {
@@ -257,24 +266,13 @@ public final class SluiceJavaClient {
                     h.append(']');
                     out("{\"p\":" + r.partition() + ",\"o\":" + r.offset() + ",\"k\":" + hex(r.key())
                             + ",\"v\":" + hex(r.value()) + ",\"h\":" + h + "}");
-                    next.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1, "sluice-java"));
+                    commits.read(new TopicPartition(r.topic(), r.partition()), r.offset());
                     if (!distinct || seen.add(r.partition() + ":" + r.offset())) {
                         got++;
                     }
                     lastRecordAt = System.currentTimeMillis();
                 }
-                if (!next.isEmpty()) {
-                    try {
-                        consumer.commitSync(next, Duration.ofSeconds(15));
-                    } catch (CommitFailedException | org.apache.kafka.common.errors.RebalanceInProgressException
-                            | org.apache.kafka.common.errors.TimeoutException e) {
-                        if (!retryCommits) {
-                            throw e;
-                        }
-                        out("#commit-retry " + e.getClass().getSimpleName() + ": " + e.getMessage());
-                        next.clear();
-                    }
-                }
+                commits.commitAll();
             }
             Map<TopicPartition, OffsetAndMetadata> committed =
                     consumer.committed(new HashSet<>(consumer.assignment()), Duration.ofSeconds(15));
@@ -287,6 +285,116 @@ public final class SluiceJavaClient {
             }
             out("#assignment " + consumer.assignment().size() + " generation "
                     + consumer.groupMetadata().generationId() + " member " + consumer.groupMetadata().memberId());
+        }
+    }
+
+    /**
+     * The offsets after the records printed, per partition owned, committed synchronously after
+     * each poll (all of them each time). With `retryCommits`, a commit refused because the group
+     * moved on (CommitFailedException: a new generation, or, in a KIP-848 group, a member epoch
+     * that a heartbeat bumped while the commit was on its way) or not answered in time prints
+     * "#commit-retry <error>"; the next commit carries its offsets again, and so does the
+     * revocation of their partitions.
+     */
+    static final class Commits {
+        final KafkaConsumer<byte[], byte[]> consumer;
+        final boolean retryCommits;
+        final Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+        /** Partitions whose offset in `next` no commit has acknowledged yet. */
+        final Set<TopicPartition> unacknowledged = new HashSet<>();
+
+        Commits(KafkaConsumer<byte[], byte[]> consumer, boolean retryCommits) {
+            this.consumer = consumer;
+            this.retryCommits = retryCommits;
+        }
+
+        void read(TopicPartition tp, long offset) {
+            next.put(tp, new OffsetAndMetadata(offset + 1, "sluice-java"));
+            unacknowledged.add(tp);
+        }
+
+        void commitAll() {
+            if (!next.isEmpty()) {
+                commit(next);
+            }
+        }
+
+        /** Before `tps` are given up: commits what of them is unacknowledged, then forgets them. */
+        void revoked(Collection<TopicPartition> tps) {
+            Map<TopicPartition, OffsetAndMetadata> last = new HashMap<>();
+            for (TopicPartition tp : tps) {
+                if (unacknowledged.contains(tp)) {
+                    last.put(tp, next.get(tp));
+                }
+            }
+            if (!last.isEmpty()) {
+                commit(last);
+            }
+            lost(tps);
+        }
+
+        void lost(Collection<TopicPartition> tps) {
+            next.keySet().removeAll(tps);
+            unacknowledged.removeAll(tps);
+        }
+
+        void commit(Map<TopicPartition, OffsetAndMetadata> offsets) {
+            try {
+                consumer.commitSync(offsets, Duration.ofSeconds(15));
+                unacknowledged.removeAll(offsets.keySet());
+            } catch (CommitFailedException | org.apache.kafka.common.errors.RebalanceInProgressException
+                    | org.apache.kafka.common.errors.TimeoutException e) {
+                if (!retryCommits) {
+                    throw e;
+                }
+                out("#commit-retry " + e.getClass().getSimpleName() + ": " + e.getMessage());
+            }
+        }
+    }
+
+    /**
+     * Prints "#owns <partitions> <member id>" after each change of the assignment; commits what
+     * is unacknowledged of partitions before giving them up (not of lost ones: too late).
+     */
+    static final class Rebalances implements ConsumerRebalanceListener {
+        final KafkaConsumer<byte[], byte[]> consumer;
+        final Commits commits;
+        final SortedSet<Integer> owned = new TreeSet<>();
+
+        Rebalances(KafkaConsumer<byte[], byte[]> consumer, Commits commits) {
+            this.consumer = consumer;
+            this.commits = commits;
+        }
+
+        void print() {
+            StringJoiner j = new StringJoiner(",");
+            for (int partition : owned) {
+                j.add(Integer.toString(partition));
+            }
+            out("#owns " + (owned.isEmpty() ? "-" : j.toString()) + " " + consumer.groupMetadata().memberId());
+        }
+
+        @Override
+        public void onPartitionsAssigned(Collection<TopicPartition> tps) {
+            tps.forEach(tp -> owned.add(tp.partition()));
+            print();
+        }
+
+        @Override
+        public void onPartitionsRevoked(Collection<TopicPartition> tps) {
+            commits.revoked(tps);
+            forget(tps);
+        }
+
+        @Override
+        public void onPartitionsLost(Collection<TopicPartition> tps) {
+            commits.lost(tps);
+            forget(tps);
+        }
+
+        void forget(Collection<TopicPartition> tps) {
+            tps.forEach(tp -> owned.remove(tp.partition()));
+            print();
         }
     }
 
@@ -412,6 +520,14 @@ public final class SluiceJavaClient {
                     ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(g)).all().get().get(g);
                     out("#group " + d.groupId() + " state " + d.groupState() + " members " + d.members().size()
                             + " assignor " + d.partitionAssignor() + " coordinator " + d.coordinator().id());
+                    // The group's type, and its epochs (KIP-848 consumer groups only: "-" otherwise).
+                    out("#group-type " + d.type() + " epoch " + d.groupEpoch().map(Object::toString).orElse("-")
+                            + " target-epoch " + d.targetAssignmentEpoch().map(Object::toString).orElse("-"));
+                    for (MemberDescription m : d.members()) {
+                        out("#member " + m.consumerId() + " epoch " + m.memberEpoch().map(Object::toString).orElse("-")
+                                + " assigned " + partitions(m.assignment())
+                                + " target " + m.targetAssignment().map(SluiceJavaClient::partitions).orElse("-"));
+                    }
                     break;
                 }
                 case "list-group-offsets": {
@@ -543,6 +659,14 @@ public final class SluiceJavaClient {
                     throw new IllegalArgumentException("unknown admin operation " + op);
             }
         }
+    }
+
+    /** The partitions of an assignment as "p,p,..." (sorted, of any topic), "-" when empty. */
+    static String partitions(MemberAssignment assignment) {
+        StringJoiner j = new StringJoiner(",");
+        assignment.topicPartitions().stream().map(TopicPartition::partition).sorted()
+                .forEach(partition -> j.add(Integer.toString(partition)));
+        return j.length() == 0 ? "-" : j.toString();
     }
 
     public static void main(String[] argv) {

@@ -281,6 +281,9 @@ impl ConsumerGroup {
                 );
             }
         }
+        // Whatever changes in one heartbeat (a join, a subscription, the topics it resolves
+        // to) is one new group epoch.
+        let base = self.epoch;
         let member_id = match self.admit(&hb, settings, now) {
             Ok(id) => id,
             Err(reply) => return reply,
@@ -320,9 +323,9 @@ impl ConsumerGroup {
             member.server_assignor = a;
         }
         if changed {
-            self.epoch += 1;
+            self.epoch = base + 1;
         }
-        self.refresh_target(resolve);
+        self.refresh_target(resolve, base);
         let full = hb.member_epoch == 0;
         self.reconcile(&member_id, hb.owned.as_ref(), now);
         let Some(member) = self.members.get_mut(&member_id) else {
@@ -536,7 +539,7 @@ impl ConsumerGroup {
                 old
             }
             None => {
-                self.epoch += 1;
+                self.epoch += 1; // the caller's base + 1: the first change of this heartbeat
                 Member {
                     id: id.clone(),
                     instance_id: hb.instance_id.clone(),
@@ -576,7 +579,7 @@ impl ConsumerGroup {
 
     /// Recomputes the target assignment when the group epoch moved or the subscribed topics
     /// changed.
-    fn refresh_target(&mut self, resolve: &dyn Resolve) {
+    fn refresh_target(&mut self, resolve: &dyn Resolve, base: i32) {
         let mut names = BTreeSet::new();
         let mut regexes = Vec::new();
         for m in self.members.values() {
@@ -588,7 +591,7 @@ impl ConsumerGroup {
         let topics = resolve.topics(&names, &regexes);
         if topics != self.topics {
             self.topics = topics;
-            self.epoch += 1;
+            self.epoch = self.epoch.max(base + 1);
         }
         if self.assignment_epoch == self.epoch {
             return;

@@ -106,6 +106,11 @@ fn two_members_split_the_partitions_and_never_own_one_twice() {
     };
     a.apply(&r);
     assert_eq!(count(&a.owned), 6, "a lone member gets everything");
+    assert_eq!(
+        (g.epoch, a.epoch),
+        (1, 1),
+        "a join, its subscription and its topics are one epoch"
+    );
     assert_eq!(g.state(), ConsumerGroupState::Stable);
 
     let r = g.heartbeat(join("b", &["orders"]), &s, &topics, now);

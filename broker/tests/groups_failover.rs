@@ -189,6 +189,21 @@ impl Member {
     }
 }
 
+/// Creates the topic with a copy on each of the three brokers.
+fn create_topic(cluster: &ProcessCluster) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let admin = rd_admin(&cluster.bootstrap());
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))],
+            &admin_opts(),
+        ))
+        .expect("create_topics")
+    {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+}
+
 /// Asserts every acknowledged commit is still there (or superseded by a later one).
 fn assert_not_behind(now: &BTreeMap<i32, i64>, acked: &BTreeMap<i32, i64>, when: &str) {
     for (p, o) in acked {
@@ -203,17 +218,7 @@ fn assert_not_behind(now: &BTreeMap<i32, i64>, acked: &BTreeMap<i32, i64>, when:
 #[test]
 fn a_group_continues_on_a_new_coordinator_and_a_wiped_broker_gets_its_offsets_back() {
     let mut cluster = ProcessCluster::start(3, 4, FLAGS);
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let admin = rd_admin(&cluster.bootstrap());
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))],
-            &admin_opts(),
-        ))
-        .expect("create_topics")
-    {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
+    create_topic(&cluster);
     rd_produce_all(
         &cluster.bootstrap(),
         TOPIC,
@@ -320,17 +325,7 @@ fn a_consumer_protocol_group_rejoins_on_a_new_coordinator_without_skipping_a_rec
         "10000",
     ]);
     let mut cluster = ProcessCluster::start(3, 4, &flags);
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let admin = rd_admin(&cluster.bootstrap());
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3))],
-            &admin_opts(),
-        ))
-        .expect("create_topics")
-    {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
+    create_topic(&cluster);
     rd_produce_all(
         &cluster.bootstrap(),
         TOPIC,

@@ -23,6 +23,15 @@ use super::offsets::StoredOffset;
 use super::records::OffsetRecord;
 use super::{codes, now_ms, s, GroupCoordinator, OFFSETS_TOPIC};
 
+/// The (topic, partition) pairs of a commit, for the member checks.
+pub(super) fn listed<'a, P: Iterator<Item = i32>>(
+    topics: impl Iterator<Item = (&'a TopicName, P)>,
+) -> Vec<(String, i32)> {
+    topics
+        .flat_map(|(name, partitions)| partitions.map(move |p| (name.0.to_string(), p)))
+        .collect()
+}
+
 /// Kafka's UNSTABLE_OFFSET_COMMIT: a transaction holds offsets of the partition not yet
 /// committed (the client retries, KIP-447).
 const UNSTABLE_OFFSET_COMMIT: i16 = 88;
@@ -42,15 +51,11 @@ impl GroupCoordinator {
             self.wait_loaded(&group_id).await;
         }
         // Group-level verdict first: it applies to every partition.
-        let committed: Vec<(String, i32)> = req
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.name.0.to_string(), p.partition_index))
-            })
-            .collect();
+        let committed = listed(
+            req.topics
+                .iter()
+                .map(|t| (&t.name, t.partitions.iter().map(|p| p.partition_index))),
+        );
         let (tenure, group_error) = self.commit_verdict(
             &group_id,
             &req.member_id,

@@ -36,15 +36,11 @@ impl GroupCoordinator {
         }
         // Before v3 a producer sends no member: only the group's partition is checked.
         let generation = if version >= 3 { req.generation_id } else { -1 };
-        let committed: Vec<(String, i32)> = req
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.name.0.to_string(), p.partition_index))
-            })
-            .collect();
+        let committed = super::offset_api::listed(
+            req.topics
+                .iter()
+                .map(|t| (&t.name, t.partitions.iter().map(|p| p.partition_index))),
+        );
         let (tenure, group_error) = self.commit_verdict(
             &group_id,
             &req.member_id,

@@ -463,14 +463,7 @@ pub async fn dispatch(
                 return Ok(now!(refused));
             }
             let ctx = Arc::clone(ctx);
-            let client = ClientInfo {
-                client_id: header
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-                client_host: format!("/{}", peer.ip()),
-            };
+            let client = client_info(&header, peer);
             later(raw, async move {
                 offsets_topic(&ctx).await;
                 ctx.groups.join_group_from(v, req, client).await
@@ -482,14 +475,7 @@ pub async fn dispatch(
                 return Ok(now!(refused));
             }
             let ctx = Arc::clone(ctx);
-            let client = ClientInfo {
-                client_id: header
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-                client_host: format!("/{}", peer.ip()),
-            };
+            let client = client_info(&header, peer);
             later(raw, async move {
                 offsets_topic(&ctx).await;
                 ctx.groups.consumer_heartbeat(v, req, client).await
@@ -872,6 +858,18 @@ fn refuse_cluster(
 
 /// Makes sure `__consumer_offsets` exists before a group request is served. A failure is
 /// logged; the coordinator then answers the request COORDINATOR_NOT_AVAILABLE.
+/// Who sent a group request (DescribeGroups and ConsumerGroupDescribe report it).
+fn client_info(header: &RequestHeader, peer: SocketAddr) -> ClientInfo {
+    ClientInfo {
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    }
+}
+
 async fn offsets_topic(ctx: &Arc<BrokerContext>) {
     if let Err(e) = catalog::ensure_offsets_topic(ctx).await {
         tracing::warn!(error = %e, "no offsets topic for a group request");

@@ -324,7 +324,8 @@ fn a_consumer_protocol_group_rejoins_on_a_new_coordinator_without_skipping_a_rec
         "--group-consumer-session-timeout-ms",
         "10000",
     ]);
-    let mut cluster = ProcessCluster::start(3, 4, &flags);
+    // Its own cluster addresses (127.0.6.x): the other test of this file runs beside it.
+    let mut cluster = ProcessCluster::start(3, 6, &flags);
     create_topic(&cluster);
     rd_produce_all(
         &cluster.bootstrap(),

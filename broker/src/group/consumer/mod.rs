@@ -106,6 +106,8 @@ pub struct Member {
     given_at: BTreeMap<(Uuid, i32), i32>,
     pub subscribed_names: Vec<String>,
     pub subscribed_regex: Option<String>,
+    /// `subscribed_regex` compiled (once, when it changes).
+    regex: Option<regex::Regex>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout: Duration,
     last_heard: Instant,
@@ -271,14 +273,20 @@ impl ConsumerGroup {
                 );
             }
         }
-        if let Some(r) = &hb.subscribed_regex {
-            if let Err(e) = compile(r) {
-                return HeartbeatReply::error(
-                    INVALID_REGULAR_EXPRESSION,
-                    &hb.member_id,
-                    hb.member_epoch,
-                    format!("SubscribedTopicRegex {r:?} is not a valid regular expression: {e}"),
-                );
+        let mut compiled = None;
+        if let Some(r) = hb.subscribed_regex.as_ref().filter(|r| !r.is_empty()) {
+            match compile(r) {
+                Ok(re) => compiled = Some(re),
+                Err(e) => {
+                    return HeartbeatReply::error(
+                        INVALID_REGULAR_EXPRESSION,
+                        &hb.member_id,
+                        hb.member_epoch,
+                        format!(
+                            "SubscribedTopicRegex {r:?} is not a valid regular expression: {e}"
+                        ),
+                    );
+                }
             }
         }
         // Whatever changes in one heartbeat (a join, a subscription, the topics it resolves
@@ -316,6 +324,7 @@ impl ConsumerGroup {
             let r = (!r.is_empty()).then(|| r.clone());
             changed |= r != member.subscribed_regex;
             member.subscribed_regex = r;
+            member.regex = compiled;
         }
         if let Some(a) = &hb.server_assignor {
             let a = Some(a.clone());
@@ -554,6 +563,7 @@ impl ConsumerGroup {
                     given_at: BTreeMap::new(),
                     subscribed_names: Vec::new(),
                     subscribed_regex: None,
+                    regex: None,
                     server_assignor: None,
                     rebalance_timeout: Duration::from_millis(hb.rebalance_timeout_ms as u64),
                     last_heard: now,
@@ -584,8 +594,8 @@ impl ConsumerGroup {
         let mut regexes = Vec::new();
         for m in self.members.values() {
             names.extend(m.subscribed_names.iter().cloned());
-            if let Some(r) = m.subscribed_regex.as_deref().and_then(|r| compile(r).ok()) {
-                regexes.push(r);
+            if let Some(r) = &m.regex {
+                regexes.push(r.clone());
             }
         }
         let topics = resolve.topics(&names, &regexes);
@@ -620,7 +630,7 @@ impl ConsumerGroup {
     }
 
     fn subscribed_ids(&self, m: &Member) -> BTreeSet<Uuid> {
-        let regex = m.subscribed_regex.as_deref().and_then(|r| compile(r).ok());
+        let regex = m.regex.as_ref();
         self.topics
             .iter()
             .filter(|(name, _)| {

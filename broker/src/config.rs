@@ -30,6 +30,21 @@ pub enum FsyncMode {
     Interval,
 }
 
+/// Which way a consumer group may change protocol while it has members (Kafka's
+/// group.consumer.migration.policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MigrationPolicy {
+    /// Both ways: a classic group becomes a consumer group when a group.protocol=consumer
+    /// member joins, and back when the last such member leaves.
+    Bidirectional,
+    /// Classic to consumer only.
+    Upgrade,
+    /// Consumer to classic only.
+    Downgrade,
+    /// Neither: a group with members keeps its protocol.
+    Disabled,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -235,6 +250,17 @@ pub struct Config {
         default_value_t = 5_000
     )]
     pub group_consumer_heartbeat_interval_ms: i32,
+
+    /// Whether a consumer group's members can move between the classic protocol (JoinGroup)
+    /// and the KIP-848 consumer protocol (group.protocol=consumer) while the group runs, so
+    /// an application can roll its consumers over (Kafka's group.consumer.migration.policy).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_MIGRATION_POLICY",
+        value_enum,
+        default_value_t = MigrationPolicy::Bidirectional
+    )]
+    pub group_consumer_migration_policy: MigrationPolicy,
 
     /// Default share.record.lock.duration.ms: how long a share-group member holds a record
     /// it acquired before it is offered again. Range 1000..=3600000.

@@ -1160,6 +1160,267 @@ fn franz_go_members_split_the_partitions_and_take_over_those_of_a_member_that_le
 }
 
 // ---------------------------------------------------------------------------------------------
+// Moving a running group between the classic and the consumer protocol (online migration)
+
+/// A Java member of `group` on the classic protocol (JoinGroup; its own assignor), with
+/// `assignors` as its partition.assignment.strategy. `--retry-commits`: a commit refused
+/// because the group moved on is carried by the member's next commit.
+fn java_classic_member(bootstrap: &str, topic: &str, group: &str, assignors: &str) -> Command {
+    let strategy = format!("partition.assignment.strategy={assignors}");
+    JavaDriver::at(bootstrap).consuming(
+        topic,
+        group,
+        1_000_000_000,
+        &[
+            "--timeout-ms",
+            "150000",
+            "--retry-commits",
+            "true",
+            "--prop",
+            "group.protocol=classic",
+            "--prop",
+            &strategy,
+            "--prop",
+            "session.timeout.ms=10000",
+            "--prop",
+            "heartbeat.interval.ms=1000",
+        ],
+        java_cmd,
+    )
+}
+
+/// What `describeConsumerGroups` says of `group`: its `#group-type` line.
+fn group_type(java: &JavaDriver, group: &str) -> String {
+    let described = java.admin(&["describe-group", "--group", group]);
+    tagged(&described, "group-type")
+        .first()
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| panic!("no #group-type line:\n{}", described.stdout))
+}
+
+/// A group of Java members rolls from the classic protocol to the consumer protocol member by
+/// member while records keep coming, and back: two classic members (one eager, on the range
+/// assignor, one cooperative) are joined by a consumer-protocol member, which turns the group
+/// into a consumer group in which the classic members keep their partitions and give up
+/// some to it; the classic members then leave and a second consumer-protocol member joins;
+/// then a classic member joins again and the consumer-protocol members leave, which turns the
+/// group back into a classic group that the classic member has to itself. At every step the
+/// members split the six partitions between them, and together they read every record
+/// (at least once: when the group turns back, a classic member's old generation is refused and
+/// it rejoins, as on Kafka) and commit up to the end.
+#[test]
+fn java_group_rolls_from_the_classic_to_the_consumer_protocol_and_back_while_it_reads() {
+    let target = Target::start(&[]);
+    let bs = target.bootstrap.as_str();
+    let java = JavaDriver::at(bs);
+    let topic = topic_name("cp-migrate");
+    let group = format!("{topic}-g");
+    create_topic(bs, &topic, 6);
+    let eager = "org.apache.kafka.clients.consumer.RangeAssignor,org.apache.kafka.clients.consumer.CooperativeStickyAssignor";
+    let cooperative = "org.apache.kafka.clients.consumer.CooperativeStickyAssignor";
+    let mut gone: Vec<Finished> = Vec::new();
+
+    // A classic group.
+    let mut members = vec![
+        Member::spawn(
+            "classic-eager",
+            java_classic_member(bs, &topic, &group, eager),
+        ),
+        Member::spawn(
+            "classic-cooperative",
+            java_classic_member(bs, &topic, &group, cooperative),
+        ),
+    ];
+    wait_split(&mut members, 6);
+    assert!(
+        group_type(&java, &group).starts_with("Classic "),
+        "before the upgrade"
+    );
+    let mut acked = rd_produce_all(bs, &topic, None, 0..600, &[("acks", "all")]);
+    wait_read(&mut members, &[], 0..600);
+
+    // A consumer-protocol member joins while records keep coming: the group upgrades and the
+    // three split the partitions.
+    std::thread::scope(|s| {
+        let producer = s.spawn(|| produce_paced(bs, &topic, 600..1200, Duration::from_secs(8)));
+        members.push(Member::spawn("consumer-1", java_member(bs, &topic, &group)));
+        wait_split(&mut members, 6);
+        acked.extend(producer.join().expect("producer thread"));
+    });
+    let kind = group_type(&java, &group);
+    assert!(
+        kind.starts_with("Consumer epoch "),
+        "after the upgrade: {kind}"
+    );
+    wait_read(&mut members, &[], 600..1200);
+
+    // The classic members leave one by one, a second consumer-protocol member joins.
+    std::thread::scope(|s| {
+        let producer = s.spawn(|| produce_paced(bs, &topic, 1200..1800, Duration::from_secs(10)));
+        gone.push(members.remove(0).stop());
+        wait_split(&mut members, 6);
+        members.push(Member::spawn("consumer-2", java_member(bs, &topic, &group)));
+        wait_split(&mut members, 6);
+        gone.push(members.remove(0).stop());
+        wait_split(&mut members, 6);
+        acked.extend(producer.join().expect("producer thread"));
+    });
+    let earlier: Vec<Consumed> = gone
+        .iter()
+        .flat_map(|f| parse_consumed_lines(&f.stdout))
+        .collect();
+    wait_read(&mut members, &earlier, 0..1800);
+
+    // And back: a classic member joins the consumer group, the consumer-protocol members
+    // leave, and the group is a classic group again, all of it the classic member's.
+    members.push(Member::spawn(
+        "classic-again",
+        java_classic_member(bs, &topic, &group, eager),
+    ));
+    wait_split(&mut members, 6);
+    std::thread::scope(|s| {
+        let producer = s.spawn(|| produce_paced(bs, &topic, 1800..2400, Duration::from_secs(8)));
+        gone.push(members.remove(0).stop());
+        gone.push(members.remove(0).stop());
+        wait_split(&mut members, 6);
+        acked.extend(producer.join().expect("producer thread"));
+    });
+    let kind = group_type(&java, &group);
+    assert!(kind.starts_with("Classic "), "after the downgrade: {kind}");
+    let earlier: Vec<Consumed> = gone
+        .iter()
+        .flat_map(|f| parse_consumed_lines(&f.stdout))
+        .collect();
+    wait_read(&mut members, &earlier, 0..2400);
+    gone.push(members.remove(0).stop());
+
+    let all: Vec<Consumed> = gone
+        .iter()
+        .flat_map(|f| parse_consumed_lines(&f.stdout))
+        .collect();
+    assert!(has_all(&all, 0..2400), "every record read");
+    let read_twice = all.len()
+        - all
+            .iter()
+            .map(Consumed::index)
+            .collect::<BTreeSet<_>>()
+            .len();
+    let retried: Vec<&str> = gone
+        .iter()
+        .flat_map(|f| tagged(f, "commit-retry"))
+        .collect();
+    eprintln!("records read twice: {read_twice}; commits refused and carried: {retried:?}");
+    assert_eq!(rd_committed(bs, &group, &topic, 6), ends(&acked));
+}
+
+/// A librdkafka member of `group` on the classic protocol with the cooperative-sticky
+/// assignor, subscribed to `topic`.
+fn rd_classic_member(bootstrap: &str, group: &str, topic: &str, client_id: &str) -> BaseConsumer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "classic")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("client.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("broker.address.family", "v4")
+        .set("fetch.wait.max.ms", "100");
+    rd_debug(&mut cfg);
+    let c: BaseConsumer = cfg.create().expect("create librdkafka classic member");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}
+
+/// librdkafka's classic members (cooperative-sticky) and its consumer-protocol members in one
+/// group: a consumer-protocol member joining a classic group upgrades it, and the classic
+/// members hand it partitions the cooperative way (they give up what their SyncGroup no
+/// longer lists and rejoin); once they have left it owns every partition and the group reads
+/// on. Every record is read once and committed (each member commits what it read before it
+/// polls again).
+#[test]
+fn rdkafka_classic_members_hand_a_running_group_over_to_a_consumer_protocol_member() {
+    let target = Target::start(&[]);
+    let bs = target.bootstrap.as_str();
+    let java = JavaDriver::at(bs);
+    let topic = topic_name("cp-rd-migrate");
+    let group = format!("{topic}-g");
+    create_topic(bs, &topic, 4);
+    let p = rd_producer(bs, &[("acks", "all")]);
+    let mut next = 0u64;
+    let mut trickle = |until: u64| {
+        for i in next..(next + 10).min(until) {
+            rd_send(&p, &topic, None, i);
+        }
+        next = (next + 10).min(until);
+        p.poll(Duration::ZERO);
+    };
+    let a = rd_classic_member(bs, &group, &topic, "cp-rd-classic-a");
+    let b = rd_classic_member(bs, &group, &topic, "cp-rd-classic-b");
+    let (mut got_a, mut got_b, mut got_c) = (Vec::new(), Vec::new(), Vec::new());
+    wait_for(
+        "the classic members to split the partitions and read 200 records",
+        SETTLE,
+        Duration::from_millis(1),
+        || {
+            trickle(200);
+            rd_poll_commit(&a, "a", &mut got_a);
+            rd_poll_commit(&b, "b", &mut got_b);
+            let all = [got_a.as_slice(), got_b.as_slice()].concat();
+            (is_split(&[rd_owns(&a), rd_owns(&b)], 4) && has_all(&all, 0..200)).then_some(())
+        },
+    );
+    assert!(group_type(&java, &group).starts_with("Classic "));
+
+    let c = rd_member(bs, &group, &topic, "cp-rd-consumer-c");
+    let split = wait_for(
+        "a, b and c to split the partitions and read 400 records",
+        SETTLE,
+        Duration::from_millis(1),
+        || {
+            trickle(400);
+            rd_poll_commit(&a, "a", &mut got_a);
+            rd_poll_commit(&b, "b", &mut got_b);
+            rd_poll_commit(&c, "c", &mut got_c);
+            let owned = [rd_owns(&a), rd_owns(&b), rd_owns(&c)];
+            let all = [got_a.as_slice(), got_b.as_slice(), got_c.as_slice()].concat();
+            (is_split(&owned, 4) && has_all(&all, 0..400)).then_some(owned)
+        },
+    );
+    eprintln!(
+        "after c joined: a owns {:?}, b {:?}, c {:?}",
+        split[0], split[1], split[2]
+    );
+    let kind = group_type(&java, &group);
+    assert!(
+        kind.starts_with("Consumer epoch "),
+        "after the upgrade: {kind}"
+    );
+
+    drop(a);
+    drop(b);
+    wait_for(
+        "c to own every partition and read 600 records",
+        SETTLE,
+        Duration::from_millis(1),
+        || {
+            trickle(600);
+            rd_poll_commit(&c, "c", &mut got_c);
+            let all = [got_a.as_slice(), got_b.as_slice(), got_c.as_slice()].concat();
+            (rd_owns(&c).len() == 4 && has_all(&all, 0..600)).then_some(())
+        },
+    );
+    drop(c);
+    p.flush(Duration::from_secs(30)).expect("flush producer");
+    let acked = p.context().acked.lock().expect("lock").clone();
+    assert_eq!(acked.len(), 600, "delivery reports");
+    assert_records_exact(&[got_a, got_b, got_c].concat(), 0..600);
+    assert_eq!(rd_committed(bs, &group, &topic, 4), ends(&acked));
+}
+
+// ---------------------------------------------------------------------------------------------
 // The three clients in one group, and Kafka's tools
 
 /// A Java, a franz-go and a librdkafka member share one group of six partitions: the broker's

@@ -2,8 +2,9 @@
 //! [`consumer`](super::consumer) state machine of the group, and the checks the classic APIs
 //! make against a group id that is a consumer group.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment as DescribedAssignment, DescribedGroup, Member as DescribedMember,
@@ -17,8 +18,9 @@ use kafka_protocol::messages::{
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::consumer::{self, ConsumerGroup, Heartbeat, Resolve, TopicsMeta};
-use super::{codes, s, ClientInfo, GroupCoordinator, TopicDirectory};
+use super::consumer::{self, ClassicJoin, ConsumerGroup, Heartbeat, Resolve, TopicsMeta};
+use super::state::{JoinArgs, JoinResult};
+use super::{codes, s, ClientInfo, GroupCoordinator, Slot, TopicDirectory};
 
 /// ConsumerGroupDescribe `authorized_operations` when not asked for.
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
@@ -26,7 +28,7 @@ const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
 const GROUP_AUTHORIZED_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 /// The subscribed topics as the topic directory has them.
-struct DirectoryTopics(Option<Arc<dyn TopicDirectory>>);
+pub(super) struct DirectoryTopics(pub(super) Option<Arc<dyn TopicDirectory>>);
 
 impl Resolve for DirectoryTopics {
     fn topics(&self, names: &BTreeSet<String>, regexes: &[regex::Regex]) -> TopicsMeta {
@@ -100,17 +102,22 @@ impl GroupCoordinator {
         self.wait_loaded(&group_id).await;
         let resolve = DirectoryTopics(self.directory());
         let reply = {
-            let groups = self.lock();
+            let mut groups = self.lock();
             if let Err(code) = self.status(&group_id) {
                 return fail(code, format!("Group {group_id} is not coordinated here."));
             }
             if groups.get(&group_id).is_some_and(|slot| !slot.is_idle()) {
-                return fail(
-                    codes::GROUP_ID_NOT_FOUND,
-                    format!(
-                        "Group {group_id} is a classic group with members (JoinGroup); its members must leave before it can be used with group.protocol=consumer."
-                    ),
-                );
+                if req.member_epoch != 0 {
+                    return fail(
+                        codes::GROUP_ID_NOT_FOUND,
+                        format!("Group {group_id} is not a consumer group."),
+                    );
+                }
+                // The first consumer-protocol member of a classic group: the online upgrade.
+                if let Err(message) = self.upgrade(&mut groups, &group_id, &resolve) {
+                    tracing::info!(group = %group_id, reason = %message, "ConsumerGroupHeartbeat refused: the classic group cannot be upgraded");
+                    return fail(codes::GROUP_ID_NOT_FOUND, message);
+                }
             }
             let mut consumer = self.consumer_lock();
             let joining = req.member_epoch == 0;
@@ -126,7 +133,13 @@ impl GroupCoordinator {
             let group = consumer
                 .entry(group_id.clone())
                 .or_insert_with(|| ConsumerGroup::new(&group_id));
-            group.heartbeat(hb, &self.config.consumer, &resolve, Instant::now())
+            let leaving = hb.member_epoch == consumer::LEAVE_EPOCH;
+            let reply = group.heartbeat(hb, &self.config.consumer, &resolve, Instant::now());
+            drop(consumer);
+            if leaving {
+                self.maybe_downgrade(&mut groups, &group_id, Instant::now());
+            }
+            reply
         };
         // A join or a new epoch may bring a deadline earlier than the timer's (a new member's
         // session, a revocation's); other heartbeats only move deadlines later.
@@ -231,8 +244,9 @@ impl GroupCoordinator {
                             .with_target_assignment(wire(
                                 &g.target.get(&m.id).cloned().unwrap_or_default(),
                             ))
-                            // 1: the member speaks the consumer protocol (v1's field).
-                            .with_member_type(1)
+                            // v1's field: 0 a classic member (a migration), 1 the consumer
+                            // protocol.
+                            .with_member_type(if m.classic.is_some() { 0 } else { 1 })
                     })
                     .collect();
                 base.with_group_state(s(g.state().as_str()))
@@ -245,7 +259,98 @@ impl GroupCoordinator {
         ConsumerGroupDescribeResponse::default().with_groups(described)
     }
 
-    /// Whether `group_id` is a consumer group with members (a classic JoinGroup is refused).
+    /// Turns the classic group `group_id` (with members) into a consumer group, as the
+    /// migration policy allows; `Err` with the reason, answered GROUP_ID_NOT_FOUND. Requests
+    /// waiting on the classic group are answered REBALANCE_IN_PROGRESS: they rejoin the
+    /// consumer group as its classic members.
+    fn upgrade(
+        &self,
+        groups: &mut HashMap<String, Slot>,
+        group_id: &str,
+        resolve: &dyn Resolve,
+    ) -> Result<(), String> {
+        let settings = &self.config.consumer;
+        let Some(slot) = groups.get_mut(group_id) else {
+            return Ok(());
+        };
+        if !settings.migration.upgrades() {
+            return Err(format!(
+                "Cannot upgrade classic group {group_id} to consumer group because online upgrade is disabled (--group-consumer-migration-policy {}).",
+                settings.migration.name()
+            ));
+        }
+        if slot.group.members().count() > settings.max_size {
+            return Err(format!(
+                "Cannot upgrade classic group {group_id} to consumer group because the group size exceeds the consumer group maximum size."
+            ));
+        }
+        let converted = ConsumerGroup::from_classic(&slot.group, resolve, Instant::now())?;
+        slot.release(codes::REBALANCE_IN_PROGRESS);
+        groups.remove(group_id);
+        self.consumer_lock().insert(group_id.to_string(), converted);
+        Ok(())
+    }
+
+    /// Turns the consumer group `group_id` back into a classic group when only classic
+    /// members are left in it and the migration policy allows (called after members left).
+    pub(super) fn maybe_downgrade(
+        &self,
+        groups: &mut HashMap<String, Slot>,
+        group_id: &str,
+        now: Instant,
+    ) {
+        if !self.config.consumer.migration.downgrades() {
+            return;
+        }
+        let mut consumer = self.consumer_lock();
+        let Some(g) = consumer.get(group_id).filter(|g| g.only_classic_members()) else {
+            return;
+        };
+        let delay = self.limits.initial_rebalance_delay;
+        let classic = g.to_classic(delay, now);
+        consumer.remove(group_id);
+        let slot = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Slot::new(group_id, delay));
+        slot.release(codes::REBALANCE_IN_PROGRESS);
+        slot.group = classic;
+        slot.idle_since = None;
+    }
+
+    /// A classic member's JoinGroup on a consumer group with members.
+    pub(super) fn classic_join_consumer_group(
+        &self,
+        group_id: &str,
+        args: JoinArgs,
+        fresh_id: String,
+    ) -> JoinResult {
+        let session_ok = (self.config.min_session_timeout_ms..=self.config.max_session_timeout_ms)
+            .contains(&args.session_timeout_ms);
+        if !session_ok {
+            return JoinResult::error(codes::INVALID_SESSION_TIMEOUT, &args.member_id);
+        }
+        let join = ClassicJoin {
+            member_id: args.member_id.clone(),
+            instance_id: args.instance_id,
+            client_id: args.client_id,
+            client_host: args.client_host,
+            protocol_type: args.protocol_type,
+            protocols: args.protocols,
+            session_timeout: Duration::from_millis(args.session_timeout_ms.max(0) as u64),
+            rebalance_timeout: Duration::from_millis(args.rebalance_timeout_ms.max(0) as u64),
+            require_known_member_id: args.require_known_member_id,
+            fresh_id,
+        };
+        let resolve = DirectoryTopics(self.directory());
+        let mut consumer = self.consumer_lock();
+        match consumer.get_mut(group_id) {
+            Some(g) => g.classic_join(join, &self.config.consumer, &resolve, Instant::now()),
+            None => JoinResult::error(codes::UNKNOWN_MEMBER_ID, &args.member_id),
+        }
+    }
+
+    /// Whether `group_id` is a consumer group with members (classic requests for it are
+    /// served by it).
     pub(super) fn consumer_group_active(&self, group_id: &str) -> bool {
         self.consumer_lock()
             .get(group_id)

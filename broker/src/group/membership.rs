@@ -72,11 +72,11 @@ impl GroupCoordinator {
                 return join_response(version, JoinResult::error(code, &member_id));
             }
             if self.consumer_group_active(&group_id) {
-                tracing::info!(group = %group_id, "JoinGroup refused: the group is a consumer group (group.protocol=consumer) with members");
-                return join_response(
-                    version,
-                    JoinResult::error(codes::INCONSISTENT_GROUP_PROTOCOL, &member_id),
-                );
+                // A classic member of a consumer group (an online migration): answered at once.
+                let result = self.classic_join_consumer_group(&group_id, args, fresh_id);
+                drop(groups);
+                self.wake.notify_one();
+                return join_response(version, result);
             }
             if !groups.contains_key(&group_id) && !member_id.is_empty() {
                 return join_response(
@@ -133,6 +133,25 @@ impl GroupCoordinator {
             if let Err(code) = self.status(&group_id) {
                 return sync_response(version, SyncResult::error(code));
             }
+            let classic_idle = groups.get(&group_id).is_none_or(|slot| slot.is_idle());
+            if classic_idle && self.consumer_group_active(&group_id) {
+                let result = self.consumer_lock().get_mut(&group_id).map_or_else(
+                    || SyncResult::error(codes::UNKNOWN_MEMBER_ID),
+                    |g| {
+                        g.classic_sync(
+                            &member_id,
+                            req.group_instance_id.as_deref(),
+                            req.generation_id,
+                            req.protocol_type.as_deref(),
+                            req.protocol_name.as_deref(),
+                            Instant::now(),
+                        )
+                    },
+                );
+                drop(groups);
+                self.wake.notify_one();
+                return sync_response(version, result);
+            }
             let Some(slot) = groups.get_mut(&group_id) else {
                 return sync_response(version, SyncResult::error(codes::UNKNOWN_MEMBER_ID));
             };
@@ -182,8 +201,26 @@ impl GroupCoordinator {
         } else {
             self.wait_loaded(&group_id).await;
             let mut groups = self.lock();
+            let classic_idle = groups.get(&group_id).is_none_or(|slot| slot.is_idle());
+            let consumer = classic_idle && self.consumer_group_active(&group_id);
             match (self.status(&group_id), groups.get_mut(&group_id)) {
                 (Err(code), _) => code,
+                (Ok(_), _) if consumer => {
+                    let code = self.consumer_lock().get_mut(&group_id).map_or(
+                        codes::UNKNOWN_MEMBER_ID,
+                        |g| {
+                            g.classic_heartbeat(
+                                &req.member_id,
+                                req.group_instance_id.as_deref(),
+                                req.generation_id,
+                                Instant::now(),
+                            )
+                        },
+                    );
+                    // REBALANCE_IN_PROGRESS starts a join deadline the timer must see.
+                    self.wake.notify_one();
+                    code
+                }
                 (Ok(_), None) => codes::UNKNOWN_MEMBER_ID,
                 (Ok(_), Some(slot)) => slot.group.heartbeat(
                     &req.member_id,
@@ -221,8 +258,24 @@ impl GroupCoordinator {
                 .collect();
             self.wait_loaded(&group_id).await;
             let mut groups = self.lock();
+            let classic_idle = groups.get(&group_id).is_none_or(|slot| slot.is_idle());
+            let consumer = classic_idle && self.consumer_group_active(&group_id);
             match (self.status(&group_id), groups.get_mut(&group_id)) {
                 (Err(code), _) => (code, leaving.iter().map(|_| code).collect()),
+                (Ok(_), _) if consumer => {
+                    let results = {
+                        let mut all = self.consumer_lock();
+                        match all.get_mut(&group_id) {
+                            Some(g) => leaving
+                                .iter()
+                                .map(|(m, i)| g.classic_leave(m, i.as_deref()))
+                                .collect(),
+                            None => leaving.iter().map(|_| codes::UNKNOWN_MEMBER_ID).collect(),
+                        }
+                    };
+                    self.maybe_downgrade(&mut groups, &group_id, Instant::now());
+                    (codes::NONE, results)
+                }
                 (Ok(_), None) => (
                     codes::NONE,
                     leaving.iter().map(|_| codes::UNKNOWN_MEMBER_ID).collect(),

@@ -609,14 +609,25 @@ impl GroupCoordinator {
             true
         });
         let settings = self.config.consumer;
+        let mut shrunk = Vec::new();
         self.consumer_lock().retain(|id, g| {
+            let before = g.members.len();
             if let Some(d) = g.tick(&settings, now) {
                 earliest(d);
+            }
+            if g.members.len() < before {
+                shrunk.push(id.clone());
             }
             // An empty consumer group with offsets stays (listed Empty, of its type); one
             // without goes, as an idle classic group does.
             !g.is_empty() || with_offsets.contains(id)
         });
+        for id in shrunk {
+            self.maybe_downgrade(&mut groups, &id, now);
+            if let Some(d) = groups.get(&id).and_then(|slot| slot.group.next_deadline()) {
+                earliest(d);
+            }
+        }
         next
     }
 

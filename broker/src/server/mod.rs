@@ -297,11 +297,18 @@ impl Broker {
             share_delivery_count_limit: config.share_delivery_count_limit,
         };
         let initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
+        use crate::group::consumer::MigrationPolicy;
         let consumer = crate::group::ConsumerSettings {
             session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms as u64),
             heartbeat_interval: Duration::from_millis(
                 config.group_consumer_heartbeat_interval_ms as u64,
             ),
+            migration: match config.group_consumer_migration_policy {
+                crate::config::MigrationPolicy::Bidirectional => MigrationPolicy::Bidirectional,
+                crate::config::MigrationPolicy::Upgrade => MigrationPolicy::Upgrade,
+                crate::config::MigrationPolicy::Downgrade => MigrationPolicy::Downgrade,
+                crate::config::MigrationPolicy::Disabled => MigrationPolicy::Disabled,
+            },
             ..Default::default()
         };
         let dir = data_dir.clone();

@@ -27,6 +27,7 @@
 //! `__consumer_offsets` like every group's). Kafka persists members and assignments there too.
 
 mod assign;
+mod classic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 
 use super::codes;
 pub use assign::{assign, Assignor};
+pub use classic::{ClassicJoin, ClassicMember, MigrationPolicy};
 
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -64,6 +66,8 @@ pub struct ConsumerSettings {
     pub heartbeat_interval: Duration,
     /// Largest number of members (`group.consumer.max.size`).
     pub max_size: usize,
+    /// Whether a group with members may change protocol (`group.consumer.migration.policy`).
+    pub migration: MigrationPolicy,
 }
 
 impl Default for ConsumerSettings {
@@ -73,6 +77,7 @@ impl Default for ConsumerSettings {
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(5),
             max_size: i32::MAX as usize,
+            migration: MigrationPolicy::Bidirectional,
         }
     }
 }
@@ -117,9 +122,20 @@ pub struct Member {
     static_left: bool,
     /// The assignment last sent to the member (sent again only when it changes).
     sent: Option<Assignment>,
+    /// Set for a member that speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat)
+    /// in this group: during an online migration (`classic.rs`).
+    pub classic: Option<ClassicMember>,
 }
 
 impl Member {
+    /// How long the member may stay silent: a classic member's own session timeout, else
+    /// the coordinator's.
+    fn session_timeout(&self, settings: &ConsumerSettings) -> Duration {
+        self.classic
+            .as_ref()
+            .map_or(settings.session_timeout, |c| c.session_timeout)
+    }
+
     fn owns(&self, topic: Uuid, partition: i32) -> bool {
         let has = |a: &Assignment| a.get(&topic).is_some_and(|p| p.contains(&partition));
         has(&self.assigned) || has(&self.revoking)
@@ -570,6 +586,7 @@ impl ConsumerGroup {
                     revoke_by: None,
                     static_left: false,
                     sent: None,
+                    classic: None,
                 }
             }
         };
@@ -750,6 +767,14 @@ impl ConsumerGroup {
         let Some(member) = self.members.get(member_id) else {
             return Err(codes::UNKNOWN_MEMBER_ID);
         };
+        if member.classic.is_some() {
+            // A classic member commits at its generation, its member epoch, exactly.
+            return if epoch == member.epoch {
+                Ok(())
+            } else {
+                Err(codes::ILLEGAL_GENERATION)
+            };
+        }
         if epoch > member.epoch {
             return Err(FENCED_MEMBER_EPOCH);
         }
@@ -771,7 +796,7 @@ impl ConsumerGroup {
             .members
             .values()
             .filter_map(|m| {
-                if now >= m.last_heard + settings.session_timeout {
+                if now >= m.last_heard + m.session_timeout(settings) {
                     Some((m.id.clone(), "session timed out"))
                 } else if m.revoke_by.is_some_and(|d| now >= d) {
                     Some((
@@ -779,7 +804,10 @@ impl ConsumerGroup {
                         "did not revoke its partitions within its rebalance timeout",
                     ))
                 } else {
-                    None
+                    m.classic
+                        .as_ref()
+                        .and_then(|c| c.expired(now))
+                        .map(|why| (m.id.clone(), why))
                 }
             })
             .collect();
@@ -789,8 +817,12 @@ impl ConsumerGroup {
         self.members
             .values()
             .map(|m| {
-                let session = m.last_heard + settings.session_timeout;
-                m.revoke_by.map_or(session, |d| d.min(session))
+                let session = m.last_heard + m.session_timeout(settings);
+                let revoke = m.revoke_by.map_or(session, |d| d.min(session));
+                m.classic
+                    .as_ref()
+                    .and_then(ClassicMember::deadline)
+                    .map_or(revoke, |d| d.min(revoke))
             })
             .min()
     }
@@ -844,5 +876,7 @@ fn is_subset(a: &Assignment, b: &Assignment) -> bool {
     difference(a, b).is_empty()
 }
 
+#[cfg(test)]
+mod classic_tests;
 #[cfg(test)]
 mod tests;

@@ -124,6 +124,20 @@ pub struct JoinArgs {
     pub require_known_member_id: bool,
 }
 
+/// A member handed over from a consumer group ([`Group::adopt`]).
+#[derive(Debug, Clone)]
+pub struct AdoptedMember {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub protocols: Vec<(String, Bytes)>,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    /// A ConsumerProtocolAssignment.
+    pub assignment: Bytes,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinedMember {
     pub member_id: String,
@@ -263,6 +277,54 @@ impl Group {
 
     pub fn has_pending(&self, id: &str) -> bool {
         self.pending.contains_key(id)
+    }
+
+    /// A classic group made from the members of a consumer group that only classic members
+    /// are left in (the online downgrade, see `consumer/classic.rs`): at `generation`, each
+    /// member with the assignment it has, and a rebalance started at once, so every member
+    /// rejoins and the leader's assignor takes over from the coordinator's.
+    pub fn adopt(
+        id: &str,
+        generation: i32,
+        members: Vec<AdoptedMember>,
+        initial_delay: Duration,
+        now: Instant,
+    ) -> Group {
+        let mut g = Group::new(id, initial_delay);
+        g.generation = generation;
+        g.protocol_type = Some("consumer".to_string());
+        for a in members {
+            if let Some(instance) = &a.instance_id {
+                g.static_members.insert(instance.clone(), a.id.clone());
+            }
+            let seq = g.next_seq;
+            g.next_seq += 1;
+            g.members.insert(
+                a.id.clone(),
+                Member {
+                    id: a.id,
+                    instance_id: a.instance_id,
+                    client_id: a.client_id,
+                    client_host: a.client_host,
+                    protocol_type: "consumer".to_string(),
+                    protocols: a.protocols,
+                    session_timeout: a.session_timeout,
+                    rebalance_timeout: a.rebalance_timeout,
+                    assignment: a.assignment,
+                    awaiting_join: false,
+                    awaiting_sync: false,
+                    last_heartbeat: now,
+                    seq,
+                },
+            );
+        }
+        let leader = g.members().next().map(|m| m.id.clone());
+        g.leader = leader;
+        g.protocol_name = Some(g.select_protocol());
+        g.state = GroupState::Stable;
+        // Nobody waits on this group yet, so the rebalance answers nothing.
+        let _ = g.rebalance(now, "converted from a consumer group");
+        g
     }
 
     /// Handles a JoinGroup. `fresh_id` is used if the member needs a new id.

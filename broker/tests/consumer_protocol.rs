@@ -16,7 +16,9 @@
 //! changes and deletes the group only once it is empty. librdkafka also: a regular-expression
 //! subscription resolved by the broker, and partitions added to a topic. The three clients also
 //! share one group, which the tools describe (offsets, lag, members, assignments, epochs, state),
-//! list by type, and reset once it is empty.
+//! list by type, and reset once it is empty. A running group moves between the classic and the
+//! consumer protocol as its Java or librdkafka members are rolled over, and back (Kafka 4.x's
+//! online migration).
 //!
 //! `SLUICE_TEST_BOOTSTRAP=host:port` runs the same tests against another broker, to check the
 //! tests themselves against Apache Kafka (4.2, started by `bench/kafka/start-cluster.sh DIR 1`

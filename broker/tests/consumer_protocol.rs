@@ -1418,7 +1418,92 @@ fn rdkafka_classic_members_hand_a_running_group_over_to_a_consumer_protocol_memb
     p.flush(Duration::from_secs(30)).expect("flush producer");
     let acked = p.context().acked.lock().expect("lock").clone();
     assert_eq!(acked.len(), 600, "delivery reports");
-    assert_records_exact(&[got_a, got_b, got_c].concat(), 0..600);
+    let mut all = [got_a, got_b, got_c].concat();
+    all.sort_by_key(|c| (c.partition, c.offset));
+    assert_records_exact(&all, 0..600);
+    assert_eq!(rd_committed(bs, &group, &topic, 4), ends(&acked));
+}
+
+/// franz-go's classic member (its default cooperative-sticky balancer) and its
+/// consumer-protocol member (kgo.ServerSideBalancer) in one group: the second upgrades the
+/// group and takes half the partitions; when it leaves, the group is a classic group again and
+/// the classic member, which was never told its generation is illegal (its generation is kept
+/// through the rebalance that follows), reads on. Every record read once.
+#[test]
+fn franz_go_classic_member_reads_on_through_an_upgrade_and_a_downgrade() {
+    let target = Target::start(&[]);
+    let bs = target.bootstrap.as_str();
+    let topic = topic_name("cp-go-migrate");
+    let group = format!("{topic}-g");
+    create_topic(bs, &topic, 4);
+    let mut classic_cmd = Command::new(go_client());
+    classic_cmd
+        .args(["consume", "--brokers", bs, "--topic", &topic])
+        .args(["--group", &group, "--count", "1000000000"])
+        .args(["--timeout-ms", "150000"]);
+    let mut acked = rd_produce_all(bs, &topic, None, 0..400, &[("acks", "all")]);
+    let mut classic = vec![Member::spawn("go-classic", classic_cmd)];
+    wait_read(&mut classic, &[], 0..400);
+
+    let mut consumer = vec![Member::spawn("go-consumer", go_member(bs, &topic, &group))];
+    wait_for(
+        "the consumer-protocol member to own partitions beside the classic one",
+        SETTLE,
+        Duration::from_millis(200),
+        || {
+            classic[0].check_running();
+            consumer[0].check_running();
+            (consumer[0].owns().len() == 2).then_some(())
+        },
+    );
+    acked.extend(rd_produce_all(
+        bs,
+        &topic,
+        None,
+        400..800,
+        &[("acks", "all")],
+    ));
+    let mut both: Vec<Member> = classic.into_iter().chain(consumer).collect();
+    wait_read(&mut both, &[], 400..800);
+    let left = both.pop().expect("the consumer-protocol member").stop();
+    let mut classic = both;
+    // The group turns classic and rebalances; the classic member rejoins (it must not be
+    // refused on the way: the driver stops at any error).
+    let java = JavaDriver::at(bs);
+    wait_for(
+        "the group to be a stable classic group of one member",
+        SETTLE,
+        Duration::from_millis(500),
+        || {
+            classic[0].check_running();
+            let described = java.admin(&["describe-group", "--group", &group]);
+            let kind = tagged(&described, "group-type");
+            let state = tagged(&described, "group");
+            let classic_kind = kind.first().is_some_and(|k| k.starts_with("Classic "));
+            let stable = state
+                .first()
+                .is_some_and(|l| l.contains(" state Stable members 1 "));
+            (classic_kind && stable).then_some(())
+        },
+    );
+    acked.extend(rd_produce_all(
+        bs,
+        &topic,
+        None,
+        800..1200,
+        &[("acks", "all")],
+    ));
+    wait_read(&mut classic, &parse_consumed_lines(&left.stdout), 800..1200);
+    // A few heartbeats later it is still a member, reading.
+    std::thread::sleep(Duration::from_secs(4));
+    classic[0].check_running();
+    let stayed = classic.pop().expect("the classic member").stop();
+    let mut all = parse_consumed_lines(&left.stdout);
+    all.extend(parse_consumed_lines(&stayed.stdout));
+    // Partitions went back and forth between the two: each partition's records in log order
+    // (a record read twice would repeat an offset).
+    all.sort_by_key(|c| (c.partition, c.offset));
+    assert_records_exact(&all, 0..1200);
     assert_eq!(rd_committed(bs, &group, &topic, 4), ends(&acked));
 }
 

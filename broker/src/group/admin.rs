@@ -143,6 +143,20 @@ impl GroupCoordinator {
                         .with_error_code(code)
                         .with_group_state(s(GroupState::Dead.as_str()));
                 }
+                let classic_idle = groups.get(id).is_none_or(|slot| slot.is_idle());
+                if classic_idle && self.consumer_lock().contains_key(id) {
+                    // A consumer group (KIP-848) is not described here, as on Kafka: the
+                    // admin client asks ConsumerGroupDescribe.
+                    let base = base.with_group_state(s(GroupState::Dead.as_str()));
+                    return if version >= 6 {
+                        base.with_error_code(codes::GROUP_ID_NOT_FOUND)
+                            .with_error_message(Some(s(&format!(
+                                "Group {id} is a consumer group (group.protocol=consumer); ConsumerGroupDescribe describes it."
+                            ))))
+                    } else {
+                        base
+                    };
+                }
                 match groups.get(id) {
                     Some(slot) => describe_group(&slot.group, version, base),
                     None if with_offsets.contains(id) => {

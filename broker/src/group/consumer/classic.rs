@@ -374,6 +374,7 @@ impl ConsumerGroup {
                     session_timeout: c.session_timeout,
                     rebalance_timeout: m.rebalance_timeout,
                     assignment: encode_assignment(&self.by_name(&m.assigned), c.version()),
+                    generation: m.epoch,
                 })
             })
             .collect();

@@ -131,6 +131,7 @@ fn classic_group(now: Instant) -> Group {
         session_timeout: Duration::from_secs(45),
         rebalance_timeout: Duration::from_secs(60),
         assignment: assignment_bytes(ps),
+        generation: 3,
     };
     Group::adopt(
         "g",
@@ -262,9 +263,17 @@ fn a_classic_group_upgrades_keeping_every_assignment_then_shares_with_a_consumer
         now,
     );
     assert!(g.only_classic_members());
-    let classic = g.to_classic(Duration::ZERO, now);
+    let mut classic = g.to_classic(Duration::ZERO, now);
     assert_eq!(classic.state, GroupState::PreparingRebalance);
-    assert_eq!(classic.generation, g.epoch);
+    // The members' own generation (the epoch before c left), not the epoch c's leave made:
+    // their heartbeats hear REBALANCE_IN_PROGRESS, not ILLEGAL_GENERATION, and they rejoin.
+    assert_eq!(classic.generation, a.generation);
+    assert!(g.epoch > a.generation);
+    assert_eq!(
+        classic.heartbeat("a", None, a.generation, now),
+        codes::REBALANCE_IN_PROGRESS
+    );
+    assert_eq!(classic.check_commit("b", None, b.generation, now), Ok(()));
     assert_eq!(classic.protocol_type.as_deref(), Some("consumer"));
     assert_eq!(classic.protocol_name.as_deref(), Some("cooperative-sticky"));
     assert_eq!(classic.members().count(), 2);
@@ -410,6 +419,7 @@ fn an_upgrade_is_refused_for_a_custom_assignor_or_another_protocol_type() {
             session_timeout: Duration::from_secs(45),
             rebalance_timeout: Duration::from_secs(60),
             assignment: with_user_data,
+            generation: 3,
         }],
         Duration::ZERO,
         now,
@@ -417,4 +427,51 @@ fn an_upgrade_is_refused_for_a_custom_assignor_or_another_protocol_type() {
     let err = ConsumerGroup::from_classic(&custom, &topics, now).expect_err("refused");
     assert!(err.contains("custom assignor"), "{err}");
     assert!(err.contains("group g"), "{err}");
+}
+
+#[test]
+fn members_handed_back_to_a_classic_group_keep_their_generation_until_it_rebalances() {
+    let now = Instant::now();
+    let member = |id: &str, generation: i32| AdoptedMember {
+        id: id.into(),
+        // Static: they stay members through the rebalance they do not rejoin.
+        instance_id: Some(format!("{id}-instance")),
+        client_id: id.into(),
+        client_host: "/127.0.0.1".into(),
+        protocols: vec![("range".into(), subscription(&[]))],
+        session_timeout: Duration::from_secs(45),
+        rebalance_timeout: Duration::from_secs(60),
+        assignment: assignment_bytes(&[]),
+        generation,
+    };
+    let mut g = Group::adopt(
+        "g",
+        9,
+        vec![member("a", 5), member("b", 3)],
+        Duration::ZERO,
+        now,
+    );
+    assert_eq!(g.generation, 5, "the newest member epoch");
+    // b's older epoch is still its generation while the group rebalances.
+    assert_eq!(g.heartbeat("b", None, 3, now), codes::REBALANCE_IN_PROGRESS);
+    assert_eq!(g.check_commit("b", None, 3, now), Ok(()));
+    assert_eq!(g.heartbeat("b", None, 4, now), codes::ILLEGAL_GENERATION);
+    assert_eq!(g.heartbeat("a", None, 3, now), codes::ILLEGAL_GENERATION);
+    // Once the rebalance completed (its deadline passed; both heartbeat meanwhile), only the
+    // new generation is.
+    let later = now + Duration::from_secs(40);
+    assert_eq!(
+        g.heartbeat("a", None, 5, later),
+        codes::REBALANCE_IN_PROGRESS
+    );
+    assert_eq!(
+        g.heartbeat("b", None, 3, later),
+        codes::REBALANCE_IN_PROGRESS
+    );
+    g.tick(now + Duration::from_secs(61));
+    assert_eq!(g.generation, 6);
+    assert_eq!(
+        g.heartbeat("b", None, 3, now + Duration::from_secs(62)),
+        codes::ILLEGAL_GENERATION
+    );
 }

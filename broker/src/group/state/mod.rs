@@ -136,6 +136,8 @@ pub struct AdoptedMember {
     pub rebalance_timeout: Duration,
     /// A ConsumerProtocolAssignment.
     pub assignment: Bytes,
+    /// Its member epoch in the consumer group (the generation it knows).
+    pub generation: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +239,9 @@ pub struct Group {
     /// `group.initial.rebalance.delay.ms`.
     initial_delay: Duration,
     next_seq: u64,
+    /// Members handed over from a consumer group ([`Group::adopt`]) with the generation
+    /// (member epoch) each had there: accepted until the rebalance that follows completes.
+    adopted: HashMap<String, i32>,
 }
 
 type Fx = Vec<Effect>;
@@ -258,6 +263,7 @@ impl Group {
             new_member_added: false,
             initial_delay,
             next_seq: 0,
+            adopted: HashMap::new(),
         }
     }
 
@@ -291,9 +297,17 @@ impl Group {
         now: Instant,
     ) -> Group {
         let mut g = Group::new(id, initial_delay);
-        g.generation = generation;
+        // The newest member epoch: members reconciled to it heartbeat on at their generation
+        // (and hear REBALANCE_IN_PROGRESS); the others' epochs are accepted until the
+        // rebalance completes, so none is refused as being of an illegal generation.
+        g.generation = members
+            .iter()
+            .map(|m| m.generation)
+            .max()
+            .unwrap_or(generation);
         g.protocol_type = Some("consumer".to_string());
         for a in members {
+            g.adopted.insert(a.id.clone(), a.generation);
             if let Some(instance) = &a.instance_id {
                 g.static_members.insert(instance.clone(), a.id.clone());
             }
@@ -325,6 +339,14 @@ impl Group {
         // Nobody waits on this group yet, so the rebalance answers nothing.
         let _ = g.rebalance(now, "converted from a consumer group");
         g
+    }
+
+    /// Whether `generation` is `member_id`'s: the group's, or the one it had in the consumer
+    /// group this group was made from, until the rebalance that followed completes.
+    fn generation_ok(&self, member_id: &str, generation: i32) -> bool {
+        generation == self.generation
+            || (self.state == GroupState::PreparingRebalance
+                && self.adopted.get(member_id) == Some(&generation))
     }
 
     /// Handles a JoinGroup. `fresh_id` is used if the member needs a new id.
@@ -439,7 +461,7 @@ impl Group {
         if !self.members.contains_key(member_id) {
             return reply(codes::UNKNOWN_MEMBER_ID);
         }
-        if generation != self.generation {
+        if !self.generation_ok(member_id, generation) {
             return reply(codes::ILLEGAL_GENERATION);
         }
         let type_mismatch = protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref());
@@ -509,7 +531,7 @@ impl Group {
         if !self.members.contains_key(member_id) {
             return codes::UNKNOWN_MEMBER_ID;
         }
-        if generation != self.generation {
+        if !self.generation_ok(member_id, generation) {
             return codes::ILLEGAL_GENERATION;
         }
         match self.state {
@@ -577,7 +599,7 @@ impl Group {
         if !self.members.contains_key(member_id) {
             return Err(codes::UNKNOWN_MEMBER_ID);
         }
-        if generation != self.generation {
+        if !self.generation_ok(member_id, generation) {
             return Err(codes::ILLEGAL_GENERATION);
         }
         match self.state {

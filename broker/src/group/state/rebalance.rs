@@ -91,6 +91,7 @@ impl Group {
         self.rebalance_deadline = None;
         self.initial_delay_remaining = None;
         self.new_member_added = false;
+        self.adopted.clear();
         self.generation += 1;
         let leader_ok = self
             .leader

@@ -102,6 +102,15 @@ pub struct ClassicMember {
 }
 
 impl ClassicMember {
+    fn new(session_timeout: Duration, protocols: Vec<(String, Bytes)>) -> ClassicMember {
+        ClassicMember {
+            session_timeout,
+            protocols,
+            join_by: None,
+            sync_by: None,
+        }
+    }
+
     pub(super) fn expired(&self, now: Instant) -> Option<&'static str> {
         if self.join_by.is_some_and(|d| now >= d) {
             Some("did not rejoin (JoinGroup) within its rebalance timeout")
@@ -164,19 +173,22 @@ pub(crate) struct Subscription {
     pub rack: Option<String>,
 }
 
-/// Reads a ConsumerProtocolSubscription: a version (i16), then the subscription at that
-/// version. A newer version than the codec knows is read as the newest it knows, as Kafka's
-/// `ConsumerProtocol` does (later versions only add fields at the end).
-pub(crate) fn decode_subscription(metadata: &Bytes) -> Option<Subscription> {
-    let mut buf = metadata.clone();
+/// The version (i16) that starts an embedded consumer-protocol message, capped at `max`, and
+/// the bytes after it; `None` when there is no valid version.
+fn versioned(bytes: &Bytes, max: i16) -> Option<(i16, Bytes)> {
+    let mut buf = bytes.clone();
     if buf.len() < 2 {
         return None;
     }
     let version = buf.get_i16();
-    if version < 0 {
-        return None;
-    }
-    let version = version.min(ConsumerProtocolSubscription::VERSIONS.max);
+    (version >= 0).then(|| (version.min(max), buf))
+}
+
+/// Reads a ConsumerProtocolSubscription: a version (i16), then the subscription at that
+/// version. A newer version than the codec knows is read as the newest it knows, as Kafka's
+/// `ConsumerProtocol` does (later versions only add fields at the end).
+pub(crate) fn decode_subscription(metadata: &Bytes) -> Option<Subscription> {
+    let (version, mut buf) = versioned(metadata, ConsumerProtocolSubscription::VERSIONS.max)?;
     let sub = ConsumerProtocolSubscription::decode(&mut buf, version).ok()?;
     Some(Subscription {
         version,
@@ -197,15 +209,7 @@ pub(crate) fn decode_assignment(bytes: &Bytes) -> Option<(NamedPartitions, bool)
     if bytes.is_empty() {
         return Some((Vec::new(), false));
     }
-    let mut buf = bytes.clone();
-    if buf.len() < 2 {
-        return None;
-    }
-    let version = buf.get_i16();
-    if version < 0 {
-        return None;
-    }
-    let version = version.min(ConsumerProtocolAssignment::VERSIONS.max);
+    let (version, mut buf) = versioned(bytes, ConsumerProtocolAssignment::VERSIONS.max)?;
     let a = ConsumerProtocolAssignment::decode(&mut buf, version).ok()?;
     let parts = a
         .assigned_partitions
@@ -316,37 +320,21 @@ impl ConsumerGroup {
             subscribed_names.sort();
             subscribed_names.dedup();
             group.target.insert(m.id.clone(), assigned.clone());
-            group.members.insert(
-                m.id.clone(),
-                Member {
-                    id: m.id.clone(),
-                    instance_id: m.instance_id.clone(),
-                    rack_id: sub.rack.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
-                    epoch: generation,
-                    previous_epoch: generation,
-                    state: MemberState::Stable,
-                    assigned,
-                    revoking: Assignment::new(),
-                    given_at,
-                    subscribed_names,
-                    subscribed_regex: None,
-                    regex: None,
-                    server_assignor: None,
-                    rebalance_timeout: m.rebalance_timeout,
-                    last_heard: now,
-                    revoke_by: None,
-                    static_left: false,
-                    sent: None,
-                    classic: Some(ClassicMember {
-                        session_timeout: m.session_timeout,
-                        protocols: m.protocols.clone(),
-                        join_by: None,
-                        sync_by: None,
-                    }),
-                },
+            let mut member = Member::joining(
+                &m.id,
+                m.instance_id.clone(),
+                (&m.client_id, &m.client_host),
+                m.rebalance_timeout,
+                now,
             );
+            member.rack_id = sub.rack.clone();
+            member.epoch = generation;
+            member.previous_epoch = generation;
+            member.assigned = assigned;
+            member.given_at = given_at;
+            member.subscribed_names = subscribed_names;
+            member.classic = Some(ClassicMember::new(m.session_timeout, m.protocols.clone()));
+            group.members.insert(m.id.clone(), member);
         }
         tracing::info!(group = %group.id, epoch = generation, members = group.members.len(), "classic group upgraded to a consumer group");
         Ok(group)
@@ -464,12 +452,8 @@ impl ConsumerGroup {
                         m.static_left = false;
                         m.sent = None;
                         if m.classic.is_none() {
-                            m.classic = Some(ClassicMember {
-                                session_timeout: j.session_timeout,
-                                protocols: j.protocols.clone(),
-                                join_by: None,
-                                sync_by: None,
-                            });
+                            m.classic =
+                                Some(ClassicMember::new(j.session_timeout, j.protocols.clone()));
                         }
                         self.members.insert(j.fresh_id.clone(), m);
                     }
@@ -493,32 +477,14 @@ impl ConsumerGroup {
                 return fail(codes::GROUP_MAX_SIZE_REACHED);
             }
             self.epoch = base + 1;
-            self.members.insert(
-                id.clone(),
-                Member {
-                    id: id.clone(),
-                    instance_id: j.instance_id.clone(),
-                    rack_id: None,
-                    client_id: j.client_id.clone(),
-                    client_host: j.client_host.clone(),
-                    epoch: 0,
-                    previous_epoch: 0,
-                    state: MemberState::Stable,
-                    assigned: Assignment::new(),
-                    revoking: Assignment::new(),
-                    given_at: BTreeMap::new(),
-                    subscribed_names: Vec::new(),
-                    subscribed_regex: None,
-                    regex: None,
-                    server_assignor: None,
-                    rebalance_timeout: j.rebalance_timeout,
-                    last_heard: now,
-                    revoke_by: None,
-                    static_left: false,
-                    sent: None,
-                    classic: None,
-                },
+            let member = Member::joining(
+                &id,
+                j.instance_id.clone(),
+                (&j.client_id, &j.client_host),
+                j.rebalance_timeout,
+                now,
             );
+            self.members.insert(id.clone(), member);
             tracing::info!(group = %self.id, member = %id, "classic member joined the consumer group");
         }
         let mut names = sub.topics.clone();
@@ -535,12 +501,7 @@ impl ConsumerGroup {
         m.client_host = j.client_host.clone();
         m.rack_id = sub.rack.clone();
         m.rebalance_timeout = j.rebalance_timeout;
-        m.classic = Some(ClassicMember {
-            session_timeout: j.session_timeout,
-            protocols: j.protocols.clone(),
-            join_by: None,
-            sync_by: None,
-        });
+        m.classic = Some(ClassicMember::new(j.session_timeout, j.protocols.clone()));
         if names != m.subscribed_names {
             m.subscribed_names = names;
             self.epoch = base + 1;

@@ -13,20 +13,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::classic::{decode_assignment, encode_assignment};
+use super::tests::Topics;
 use super::*;
 use crate::group::state::{AdoptedMember, Group, GroupState};
-
-struct Topics(TopicsMeta);
-
-impl Resolve for Topics {
-    fn topics(&self, names: &BTreeSet<String>, regexes: &[regex::Regex]) -> TopicsMeta {
-        self.0
-            .iter()
-            .filter(|(n, _)| names.contains(*n) || regexes.iter().any(|r| r.is_match(n)))
-            .map(|(n, v)| (n.clone(), *v))
-            .collect()
-    }
-}
 
 const TOPIC: &str = "orders";
 

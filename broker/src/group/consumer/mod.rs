@@ -37,6 +37,7 @@ use uuid::Uuid;
 
 use super::codes;
 pub use assign::{assign, Assignor};
+pub(crate) use classic::decode_subscription;
 pub use classic::{ClassicJoin, ClassicMember, MigrationPolicy};
 
 /// Partitions by topic id.
@@ -128,6 +129,39 @@ pub struct Member {
 }
 
 impl Member {
+    /// A member that just joined: epoch 0, nothing assigned, no subscription yet.
+    fn joining(
+        id: &str,
+        instance_id: Option<String>,
+        client: (&str, &str),
+        rebalance_timeout: Duration,
+        now: Instant,
+    ) -> Member {
+        Member {
+            id: id.to_string(),
+            instance_id,
+            rack_id: None,
+            client_id: client.0.to_string(),
+            client_host: client.1.to_string(),
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            given_at: BTreeMap::new(),
+            subscribed_names: Vec::new(),
+            subscribed_regex: None,
+            regex: None,
+            server_assignor: None,
+            rebalance_timeout,
+            last_heard: now,
+            revoke_by: None,
+            static_left: false,
+            sent: None,
+            classic: None,
+        }
+    }
+
     /// How long the member may stay silent: a classic member's own session timeout, else
     /// the coordinator's.
     fn session_timeout(&self, settings: &ConsumerSettings) -> Duration {
@@ -565,29 +599,15 @@ impl ConsumerGroup {
             }
             None => {
                 self.epoch += 1; // the caller's base + 1: the first change of this heartbeat
-                Member {
-                    id: id.clone(),
-                    instance_id: hb.instance_id.clone(),
-                    rack_id: hb.rack_id.clone(),
-                    client_id: hb.client_id.clone(),
-                    client_host: hb.client_host.clone(),
-                    epoch: 0,
-                    previous_epoch: 0,
-                    state: MemberState::Stable,
-                    assigned: Assignment::new(),
-                    revoking: Assignment::new(),
-                    given_at: BTreeMap::new(),
-                    subscribed_names: Vec::new(),
-                    subscribed_regex: None,
-                    regex: None,
-                    server_assignor: None,
-                    rebalance_timeout: Duration::from_millis(hb.rebalance_timeout_ms as u64),
-                    last_heard: now,
-                    revoke_by: None,
-                    static_left: false,
-                    sent: None,
-                    classic: None,
-                }
+                let mut m = Member::joining(
+                    &id,
+                    hb.instance_id.clone(),
+                    (&hb.client_id, &hb.client_host),
+                    Duration::from_millis(hb.rebalance_timeout_ms as u64),
+                    now,
+                );
+                m.rack_id = hb.rack_id.clone();
+                m
             }
         };
         tracing::info!(group = %self.id, member = %id, epoch = self.epoch, "consumer-group member joined");

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::*;
 
 /// A fixed set of topics (regexes matched against their names).
-struct Topics(TopicsMeta);
+pub(super) struct Topics(pub(super) TopicsMeta);
 
 impl Resolve for Topics {
     fn topics(&self, names: &BTreeSet<String>, regexes: &[regex::Regex]) -> TopicsMeta {

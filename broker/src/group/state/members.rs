@@ -5,9 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::messages::ConsumerProtocolSubscription;
-use kafka_protocol::protocol::{Decodable, Message};
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{
@@ -221,19 +219,7 @@ impl Group {
     }
 }
 
-/// The topics of one ConsumerProtocolSubscription: a version (i16), then the subscription at
-/// that version. A newer version than the codec knows is read as the newest it knows, as
-/// Kafka's `ConsumerProtocol` does (later versions only add fields at the end).
+/// The topics of one ConsumerProtocolSubscription (see `consumer::decode_subscription`).
 pub(crate) fn subscription_topics(metadata: &Bytes) -> Option<Vec<String>> {
-    let mut buf = metadata.clone();
-    if buf.len() < 2 {
-        return None;
-    }
-    let version = buf.get_i16();
-    if version < 0 {
-        return None;
-    }
-    let version = version.min(ConsumerProtocolSubscription::VERSIONS.max);
-    let sub = ConsumerProtocolSubscription::decode(&mut buf, version).ok()?;
-    Some(sub.topics.iter().map(|t| t.to_string()).collect())
+    crate::group::consumer::decode_subscription(metadata).map(|s| s.topics)
 }

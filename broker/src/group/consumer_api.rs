@@ -113,7 +113,11 @@ impl GroupCoordinator {
                         format!("Group {group_id} is not a consumer group."),
                     );
                 }
-                // The first consumer-protocol member of a classic group: the online upgrade.
+                // The first consumer-protocol member of a classic group: the online upgrade,
+                // once its request is known to be a valid join.
+                if let Some(refused) = consumer::join_refusal(&hb) {
+                    return fail(refused.error, refused.message.unwrap_or_default());
+                }
                 if let Err(message) = self.upgrade(&mut groups, &group_id, &resolve) {
                     tracing::info!(group = %group_id, reason = %message, "ConsumerGroupHeartbeat refused: the classic group cannot be upgraded");
                     return fail(codes::GROUP_ID_NOT_FOUND, message);

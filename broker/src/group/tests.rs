@@ -1496,3 +1496,144 @@ async fn offsets_of_an_old_offsets_file_are_imported_unless_a_newer_commit_exist
     assert_eq!(n, 0);
     shutdown.cancel();
 }
+
+/// A ConsumerProtocolAssignment of `partitions` of `t`, as a client leader sends it.
+fn assignment_of_t(partitions: &[i32]) -> Bytes {
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    let mut buf = BytesMut::new();
+    bytes::BufMut::put_i16(&mut buf, 0);
+    ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(vec![TopicPartition::default()
+            .with_topic(TopicName(s("t")))
+            .with_partitions(partitions.to_vec())])
+        .encode(&mut buf, 0)
+        .unwrap();
+    buf.freeze()
+}
+
+/// A ConsumerProtocolSubscription v1 to `t` that says the member owns `owned` of it.
+fn subscription_owning(owned: &[i32]) -> Bytes {
+    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
+    let mut buf = BytesMut::new();
+    bytes::BufMut::put_i16(&mut buf, 1);
+    ConsumerProtocolSubscription::default()
+        .with_topics(vec![s("t")])
+        .with_owned_partitions(vec![TopicPartition::default()
+            .with_topic(TopicName(s("t")))
+            .with_partitions(owned.to_vec())])
+        .encode(&mut buf, 1)
+        .unwrap();
+    buf.freeze()
+}
+
+fn consumer_hb(member: &str, epoch: i32, owned: &[i32]) -> ConsumerGroupHeartbeatRequest {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_member_id(s(member))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(REBALANCE_MS)
+        .with_subscribed_topic_names(Some(vec![TopicName(s("t"))]))
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic_id(Uuid::from_u128(7))
+            .with_partitions(owned.to_vec())]))
+}
+
+fn assigned(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
+    r.assignment.as_ref().map(|a| {
+        a.topic_partitions
+            .iter()
+            .flat_map(|t| t.partitions.clone())
+            .collect()
+    })
+}
+
+/// The online migration through the coordinator's request handlers: a classic member's group
+/// is not touched by an invalid first ConsumerGroupHeartbeat, is upgraded by a valid one (the
+/// classic member keeps its partitions, then hands one over through REBALANCE_IN_PROGRESS,
+/// JoinGroup and SyncGroup), and goes back to a rebalancing classic group when the
+/// consumer-protocol member leaves, the classic member's generation still good.
+#[tokio::test(start_paused = true)]
+async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Arc::new(Topics {
+        only_t: true,
+        ..Topics::default()
+    });
+    let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
+    let join = |member: &str, owned: &[i32]| {
+        let mut r = join_req("g", member);
+        r.protocols[0].metadata = subscription_owning(owned);
+        at_version(r, 5)
+    };
+    let first = c.join_group(5, join("", &[])).await;
+    let classic = first.member_id.to_string();
+    let joined = c.join_group(5, join(&classic, &[])).await;
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let mut sync = sync_req("g", &classic, 1, &[]);
+    sync.assignments = vec![SyncGroupRequestAssignment::default()
+        .with_member_id(s(&classic))
+        .with_assignment(assignment_of_t(&[0, 1]))];
+    assert_eq!(c.sync_group(5, sync).await.error_code, 0);
+
+    // A first heartbeat without its rebalance timeout is refused and changes nothing.
+    let invalid = consumer_hb("m", 0, &[]).with_rebalance_timeout_ms(-1);
+    let r = c
+        .consumer_heartbeat(1, invalid, ClientInfo::default())
+        .await;
+    assert_eq!(r.error_code, consumer::INVALID_REQUEST);
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &classic, 1))
+            .await
+            .error_code,
+        0
+    );
+    let listed = c.list_groups(5, ListGroupsRequest::default()).await;
+    assert_eq!(listed.groups[0].group_type.as_str(), "classic");
+
+    // A valid one upgrades the group: the new member gets what is free (nothing yet).
+    let r = c
+        .consumer_heartbeat(1, consumer_hb("m", 0, &[]), ClientInfo::default())
+        .await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.member_epoch, 2, "the generation, plus one for the join");
+    assert_eq!(assigned(&r), Some(vec![]));
+    let listed = c.list_groups(5, ListGroupsRequest::default()).await;
+    assert_eq!(listed.groups[0].group_type.as_str(), "consumer");
+
+    // The classic member hears it, rejoins owning both, gives one up, rejoins again.
+    let hb = c.heartbeat(4, heartbeat_req("g", &classic, 1)).await;
+    assert_eq!(hb.error_code, codes::REBALANCE_IN_PROGRESS);
+    let j = c.join_group(5, join(&classic, &[0, 1])).await;
+    assert_eq!(
+        (j.error_code, j.generation_id),
+        (0, 1),
+        "its epoch until it revoked"
+    );
+    assert!(j.leader.is_empty() && j.members.is_empty(), "a follower");
+    let sy = c.sync_group(5, sync_req("g", &classic, 1, &[])).await;
+    assert_eq!(sy.error_code, 0);
+    let (parts, _) = consumer::decode_assignment(&sy.assignment).expect("an assignment");
+    let kept: Vec<i32> = parts.into_iter().flat_map(|(_, ps)| ps).collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let j = c.join_group(5, join(&classic, &kept)).await;
+    assert_eq!((j.error_code, j.generation_id), (0, 2));
+    let r = c
+        .consumer_heartbeat(1, consumer_hb("m", 2, &[]), ClientInfo::default())
+        .await;
+    let theirs = assigned(&r).expect("an assignment");
+    assert_eq!(theirs.len(), 1);
+    assert_ne!(theirs, kept);
+
+    // The consumer-protocol member leaves: a classic group again, rebalancing, in which the
+    // classic member's generation still holds until it rejoined.
+    let leave = consumer_hb("m", consumer::LEAVE_EPOCH, &[]);
+    let r = c.consumer_heartbeat(1, leave, ClientInfo::default()).await;
+    assert_eq!(r.error_code, 0);
+    let hb = c.heartbeat(4, heartbeat_req("g", &classic, 2)).await;
+    assert_eq!(hb.error_code, codes::REBALANCE_IN_PROGRESS);
+    let listed = c.list_groups(5, ListGroupsRequest::default()).await;
+    assert_eq!(listed.groups[0].group_type.as_str(), "classic");
+    assert_eq!(listed.groups[0].group_state.as_str(), "PreparingRebalance");
+    shutdown.cancel();
+}

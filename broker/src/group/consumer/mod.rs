@@ -37,6 +37,8 @@ use uuid::Uuid;
 
 use super::codes;
 pub use assign::{assign, Assignor};
+#[cfg(test)]
+pub(crate) use classic::decode_assignment;
 pub(crate) use classic::decode_subscription;
 pub use classic::{ClassicJoin, ClassicMember, MigrationPolicy};
 
@@ -521,22 +523,8 @@ impl ConsumerGroup {
     ) -> Result<String, HeartbeatReply> {
         let reject =
             |code, message: String| Err(HeartbeatReply::error(code, &hb.member_id, 0, message));
-        if hb.member_id_from_client && hb.member_id.is_empty() {
-            return reject(INVALID_REQUEST, "MemberId can't be empty.".to_string());
-        }
-        if hb.rebalance_timeout_ms < 0 {
-            return reject(
-                INVALID_REQUEST,
-                "RebalanceTimeoutMs must be provided in the first request.".to_string(),
-            );
-        }
-        let regex_given = hb.subscribed_regex.as_ref().is_some_and(|r| !r.is_empty());
-        if hb.subscribed_names.is_none() && !regex_given {
-            return reject(
-                INVALID_REQUEST,
-                "SubscribedTopicNames or SubscribedTopicRegex must be set in the first request."
-                    .to_string(),
-            );
+        if let Some(refused) = join_refusal(hb) {
+            return Err(refused);
         }
         let id = if hb.member_id.is_empty() {
             Uuid::new_v4().to_string()
@@ -846,6 +834,50 @@ impl ConsumerGroup {
             })
             .min()
     }
+}
+
+/// Why a first heartbeat (epoch 0) is refused whatever the group: the fields a join must
+/// carry (Kafka's request checks), a known assignor, a valid regular expression. The
+/// coordinator asks before it turns a classic group into a consumer group for the member.
+pub fn join_refusal(hb: &Heartbeat) -> Option<HeartbeatReply> {
+    let refuse =
+        |code, message: String| Some(HeartbeatReply::error(code, &hb.member_id, 0, message));
+    if hb.member_id_from_client && hb.member_id.is_empty() {
+        return refuse(INVALID_REQUEST, "MemberId can't be empty.".to_string());
+    }
+    if hb.rebalance_timeout_ms < 0 {
+        return refuse(
+            INVALID_REQUEST,
+            "RebalanceTimeoutMs must be provided in the first request.".to_string(),
+        );
+    }
+    let regex = hb.subscribed_regex.as_ref().filter(|r| !r.is_empty());
+    if hb.subscribed_names.is_none() && regex.is_none() {
+        return refuse(
+            INVALID_REQUEST,
+            "SubscribedTopicNames or SubscribedTopicRegex must be set in the first request."
+                .to_string(),
+        );
+    }
+    if let Some(a) = hb
+        .server_assignor
+        .as_ref()
+        .filter(|a| Assignor::parse(a).is_none())
+    {
+        return refuse(
+            UNSUPPORTED_ASSIGNOR,
+            format!("Assignor {a} is not supported: the assignors are uniform and range."),
+        );
+    }
+    if let Some(r) = regex {
+        if let Err(e) = compile(r) {
+            return refuse(
+                INVALID_REGULAR_EXPRESSION,
+                format!("SubscribedTopicRegex {r:?} is not a valid regular expression: {e}"),
+            );
+        }
+    }
+    None
 }
 
 /// A subscription's regular expression, matched against whole topic names (Kafka uses RE2J's

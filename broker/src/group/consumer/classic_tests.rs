@@ -416,6 +416,14 @@ fn an_upgrade_is_refused_for_a_custom_assignor_or_another_protocol_type() {
     let err = ConsumerGroup::from_classic(&custom, &topics, now).expect_err("refused");
     assert!(err.contains("custom assignor"), "{err}");
     assert!(err.contains("group g"), "{err}");
+    // A group of another protocol type (Kafka Connect workers) is not a consumer group.
+    let mut connect = classic_group(now);
+    connect.protocol_type = Some("connect".into());
+    let err = ConsumerGroup::from_classic(&connect, &topics, now).expect_err("refused");
+    assert!(
+        err.contains("does not use the consumer embedded protocol"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment as DescribedAssignment, DescribedGroup, Member as DescribedMember,
@@ -18,7 +17,7 @@ use kafka_protocol::messages::{
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::consumer::{self, ClassicJoin, ConsumerGroup, Heartbeat, Resolve, TopicsMeta};
+use super::consumer::{self, ConsumerGroup, Heartbeat, Resolve, TopicsMeta};
 use super::state::{JoinArgs, JoinResult};
 use super::{codes, s, ClientInfo, GroupCoordinator, Slot, TopicDirectory};
 
@@ -333,24 +332,18 @@ impl GroupCoordinator {
         if !session_ok {
             return JoinResult::error(codes::INVALID_SESSION_TIMEOUT, &args.member_id);
         }
-        let join = ClassicJoin {
-            member_id: args.member_id.clone(),
-            instance_id: args.instance_id,
-            client_id: args.client_id,
-            client_host: args.client_host,
-            protocol_type: args.protocol_type,
-            protocols: args.protocols,
-            session_timeout: Duration::from_millis(args.session_timeout_ms.max(0) as u64),
-            rebalance_timeout: Duration::from_millis(args.rebalance_timeout_ms.max(0) as u64),
-            require_known_member_id: args.require_known_member_id,
-            fresh_id,
-        };
         let resolve = DirectoryTopics(self.directory());
         let mut consumer = self.consumer_lock();
-        match consumer.get_mut(group_id) {
-            Some(g) => g.classic_join(join, &self.config.consumer, &resolve, Instant::now()),
-            None => JoinResult::error(codes::UNKNOWN_MEMBER_ID, &args.member_id),
-        }
+        let Some(g) = consumer.get_mut(group_id) else {
+            return JoinResult::error(codes::UNKNOWN_MEMBER_ID, &args.member_id);
+        };
+        g.classic_join(
+            args,
+            &fresh_id,
+            &self.config.consumer,
+            &resolve,
+            Instant::now(),
+        )
     }
 
     /// Whether `group_id` is a consumer group with members (classic requests for it are

@@ -35,7 +35,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 use tokio::time::Instant;
 
 use super::super::codes;
-use super::super::state::{AdoptedMember, Group, JoinResult, SyncResult};
+use super::super::state::{AdoptedMember, Group, JoinArgs, JoinResult, SyncResult};
 use super::{
     intersect, Assignment, ConsumerGroup, ConsumerSettings, Member, MemberState, Resolve,
     TopicsMeta,
@@ -141,23 +141,6 @@ impl ClassicMember {
             .and_then(|(_, m)| decode_subscription(m))
             .map_or(0, |s| s.version)
     }
-}
-
-/// One JoinGroup of a classic member, decoded by the coordinator.
-#[derive(Debug, Clone)]
-pub struct ClassicJoin {
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub protocol_type: String,
-    pub protocols: Vec<(String, Bytes)>,
-    pub session_timeout: Duration,
-    pub rebalance_timeout: Duration,
-    /// JoinGroup v4+: a new dynamic member first gets MEMBER_ID_REQUIRED with its id.
-    pub require_known_member_id: bool,
-    /// The id a new member gets.
-    pub fresh_id: String,
 }
 
 /// Partitions by topic name, as the classic protocol's messages carry them.
@@ -403,14 +386,18 @@ impl ConsumerGroup {
     }
 
     /// A classic member's JoinGroup: answered at once with its assignment's generation.
+    /// `fresh_id` is the id a new member gets. The timeouts were checked by the caller.
     pub fn classic_join(
         &mut self,
-        j: ClassicJoin,
+        j: JoinArgs,
+        fresh_id: &str,
         settings: &ConsumerSettings,
         resolve: &dyn Resolve,
         now: Instant,
     ) -> JoinResult {
         let fail = |code: i16| JoinResult::error(code, &j.member_id);
+        let session_timeout = millis(j.session_timeout_ms);
+        let rebalance_timeout = millis(j.rebalance_timeout_ms);
         if j.protocol_type != PROTOCOL_TYPE || j.protocols.is_empty() {
             return fail(codes::INCONSISTENT_GROUP_PROTOCOL);
         }
@@ -436,29 +423,29 @@ impl ConsumerGroup {
         };
         let id = match (j.member_id.is_empty(), j.instance_id.as_deref()) {
             (true, None) if j.require_known_member_id => {
-                return JoinResult::error(codes::MEMBER_ID_REQUIRED, &j.fresh_id)
+                return JoinResult::error(codes::MEMBER_ID_REQUIRED, fresh_id)
             }
-            (true, None) => j.fresh_id.clone(),
+            (true, None) => fresh_id.to_string(),
             (true, Some(instance)) => {
                 // A new incarnation of a static member takes its predecessor's place.
                 if let Some(old) = self.holder(instance) {
                     if let Some(mut m) = self.members.remove(&old) {
                         if let Some(t) = self.target.remove(&old) {
-                            self.target.insert(j.fresh_id.clone(), t);
+                            self.target.insert(fresh_id.to_string(), t);
                         }
-                        m.id = j.fresh_id.clone();
+                        m.id = fresh_id.to_string();
                         m.epoch = 0;
                         m.previous_epoch = 0;
                         m.static_left = false;
                         m.sent = None;
                         if m.classic.is_none() {
                             m.classic =
-                                Some(ClassicMember::new(j.session_timeout, j.protocols.clone()));
+                                Some(ClassicMember::new(session_timeout, j.protocols.clone()));
                         }
-                        self.members.insert(j.fresh_id.clone(), m);
+                        self.members.insert(fresh_id.to_string(), m);
                     }
                 }
-                j.fresh_id.clone()
+                fresh_id.to_string()
             }
             (false, Some(instance)) => match self.holder(instance) {
                 None => return fail(codes::UNKNOWN_MEMBER_ID),
@@ -481,7 +468,7 @@ impl ConsumerGroup {
                 &id,
                 j.instance_id.clone(),
                 (&j.client_id, &j.client_host),
-                j.rebalance_timeout,
+                rebalance_timeout,
                 now,
             );
             self.members.insert(id.clone(), member);
@@ -500,8 +487,8 @@ impl ConsumerGroup {
         m.client_id = j.client_id.clone();
         m.client_host = j.client_host.clone();
         m.rack_id = sub.rack.clone();
-        m.rebalance_timeout = j.rebalance_timeout;
-        m.classic = Some(ClassicMember::new(j.session_timeout, j.protocols.clone()));
+        m.rebalance_timeout = rebalance_timeout;
+        m.classic = Some(ClassicMember::new(session_timeout, j.protocols.clone()));
         if names != m.subscribed_names {
             m.subscribed_names = names;
             self.epoch = base + 1;
@@ -664,4 +651,9 @@ impl ConsumerGroup {
         self.remove(&id, "left the group (LeaveGroup)");
         codes::NONE
     }
+}
+
+/// A timeout from a request's milliseconds (a negative one as zero).
+fn millis(ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

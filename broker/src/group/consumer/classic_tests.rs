@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::classic::{decode_assignment, encode_assignment};
 use super::tests::Topics;
 use super::*;
-use crate::group::state::{AdoptedMember, Group, GroupState};
+use crate::group::state::{AdoptedMember, Group, GroupState, JoinArgs};
 
 const TOPIC: &str = "orders";
 
@@ -64,18 +64,17 @@ struct Classic {
 }
 
 impl Classic {
-    fn join_args(&self, now_owned: &[i32]) -> ClassicJoin {
-        ClassicJoin {
+    fn join_args(&self, now_owned: &[i32]) -> JoinArgs {
+        JoinArgs {
             member_id: self.id.clone(),
             instance_id: None,
             client_id: "c".into(),
             client_host: "/127.0.0.1".into(),
             protocol_type: "consumer".into(),
             protocols: vec![("cooperative-sticky".into(), subscription(now_owned))],
-            session_timeout: Duration::from_secs(45),
-            rebalance_timeout: Duration::from_secs(60),
+            session_timeout_ms: 45_000,
+            rebalance_timeout_ms: 60_000,
             require_known_member_id: true,
-            fresh_id: "fresh".into(),
         }
     }
 
@@ -87,7 +86,7 @@ impl Classic {
         }
         let owned: Vec<i32> = self.owned.iter().copied().collect();
         let s = ConsumerSettings::default();
-        let j = g.classic_join(self.join_args(&owned), &s, &orders(), now);
+        let j = g.classic_join(self.join_args(&owned), "fresh", &s, &orders(), now);
         assert_eq!(j.error, 0, "{j:?}");
         assert_eq!(
             j.leader, "",
@@ -299,7 +298,7 @@ fn a_classic_member_that_does_not_rejoin_or_sync_in_time_is_removed() {
     assert_eq!(a.owned, (0..6).collect());
     // A join that is not followed by SyncGroup costs the member its place.
     let owned: Vec<i32> = a.owned.iter().copied().collect();
-    let j = g.classic_join(a.join_args(&owned), &s, &orders(), t2);
+    let j = g.classic_join(a.join_args(&owned), "fresh", &s, &orders(), t2);
     assert_eq!(j.error, 0);
     let next = g.tick(&s, t2).expect("a deadline");
     assert_eq!(
@@ -334,7 +333,7 @@ fn classic_requests_get_the_classic_errors() {
     // A new dynamic member (JoinGroup v4+) first gets its id.
     let mut fresh = a.join_args(&[]);
     fresh.member_id = String::new();
-    let j = g.classic_join(fresh.clone(), &s, &topics, now);
+    let j = g.classic_join(fresh.clone(), "fresh", &s, &topics, now);
     assert_eq!(
         (j.error, j.member_id.as_str()),
         (codes::MEMBER_ID_REQUIRED, "fresh")
@@ -344,13 +343,13 @@ fn classic_requests_get_the_classic_errors() {
     let mut other = a.join_args(&[]);
     other.protocol_type = "connect".into();
     assert_eq!(
-        g.classic_join(other, &s, &topics, now).error,
+        g.classic_join(other, "fresh", &s, &topics, now).error,
         codes::INCONSISTENT_GROUP_PROTOCOL
     );
     let mut garbage = a.join_args(&[]);
     garbage.protocols = vec![("cooperative-sticky".into(), Bytes::from_static(b"\x00"))];
     assert_eq!(
-        g.classic_join(garbage, &s, &topics, now).error,
+        g.classic_join(garbage, "fresh", &s, &topics, now).error,
         codes::INCONSISTENT_GROUP_PROTOCOL
     );
     // No protocol the other classic members support.
@@ -358,7 +357,7 @@ fn classic_requests_get_the_classic_errors() {
     lone.member_id = "z".into();
     lone.protocols = vec![("roundrobin".into(), subscription(&[]))];
     assert_eq!(
-        g.classic_join(lone, &s, &topics, now).error,
+        g.classic_join(lone, "fresh", &s, &topics, now).error,
         codes::INCONSISTENT_GROUP_PROTOCOL
     );
     // Generations and members.

@@ -40,7 +40,7 @@ pub use assign::{assign, Assignor};
 #[cfg(test)]
 pub(crate) use classic::decode_assignment;
 pub(crate) use classic::decode_subscription;
-pub use classic::{ClassicJoin, ClassicMember, MigrationPolicy};
+pub use classic::{ClassicMember, MigrationPolicy};
 
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;

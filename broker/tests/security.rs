@@ -4,7 +4,8 @@
 //! TLS (SASL_SSL); with the ACL authorizer a user without ACLs gets nothing; hostile
 //! connections (stalled TLS or SASL, garbage, a huge token) cost only themselves. The Java
 //! client does the same over SASL_SSL, and Apache Kafka's own `kafka-configs.sh` and
-//! `kafka-acls.sh` (4.2, run from their jars) create a user and grant her a topic prefix.
+//! `kafka-acls.sh` (4.2, run from their jars) create a user and grant her a topic prefix;
+//! KIP-848 consumer-group members see only the topics their ACLs let them DESCRIBE.
 
 mod common;
 
@@ -265,15 +266,16 @@ fn rdkafka_scram_sha_512_over_tls_is_served_and_a_plaintext_client_gets_nothing(
     );
 }
 
-#[test]
-fn with_the_acl_authorizer_a_super_user_is_served_and_a_user_without_acls_gets_no_data() {
-    let files = tempfile::tempdir().expect("temp dir");
-    let users = users_file(files.path());
-    let (ca, cert, key) = certificates(files.path());
-    // With an authorizer the inter-broker listener must know brokers by their certificates.
+/// A broker with the ACL authorizer and the super user alice: clients on a `client_listener`
+/// (SASL_PLAINTEXT or SASL_SSL) listener with SCRAM-SHA-512, brokers on an SSL listener that
+/// knows them by their certificates (an authorizer needs that). Returns the broker and the
+/// CA certificate's path.
+fn acl_broker(files: &Path, client_listener: &str) -> (SecureBroker, String) {
+    let users = users_file(files);
+    let (ca, cert, key) = certificates(files);
     let broker = SecureBroker::start(&[
         "--listeners",
-        "SASL_PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        &format!("{client_listener}://127.0.0.1:0,INTERNAL://127.0.0.1:0"),
         "--listener-security-protocol-map",
         "INTERNAL:SSL",
         "--listener-ssl-client-auth",
@@ -295,6 +297,40 @@ fn with_the_acl_authorizer_a_super_user_is_served_and_a_user_without_acls_gets_n
         "--super-users",
         &format!("User:{USER}"),
     ]);
+    (broker, ca)
+}
+
+/// One of Apache Kafka's tools (`main` class, `args`) run as the super user alice against the
+/// SASL_SSL listener `bs` trusting the CA file `ca` (its `--command-config` written to `dir`).
+fn admin_tool(dir: &Path, bs: &str, ca: &str) -> impl Fn(&str, &[&str]) -> Finished {
+    let admin = write_client_properties(
+        &dir.join("admin.properties"),
+        &scram_sha_512_props(
+            USER,
+            PASSWORD,
+            vec![
+                ("ssl.truststore.type", "PEM".to_string()),
+                ("ssl.truststore.location", ca.to_string()),
+            ],
+        ),
+    );
+    let bs = bs.to_string();
+    move |main: &str, args: &[&str]| {
+        let mut all = vec![
+            "--bootstrap-server",
+            bs.as_str(),
+            "--command-config",
+            &admin,
+        ];
+        all.extend_from_slice(args);
+        kafka_tool(main, &all)
+    }
+}
+
+#[test]
+fn with_the_acl_authorizer_a_super_user_is_served_and_a_user_without_acls_gets_no_data() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let (broker, _) = acl_broker(files.path(), "SASL_PLAINTEXT");
     let bs = broker.bootstrap("SASL_PLAINTEXT");
     let topic = topic_name("acl");
 
@@ -538,56 +574,10 @@ const CONFIG_COMMAND: &str = "kafka.admin.ConfigCommand";
 fn kafka_configs_creates_a_scram_user_and_kafka_acls_prefixed_grants_serve_only_its_topics_and_transactional_ids(
 ) {
     let files = tempfile::tempdir().expect("temp dir");
-    let users = users_file(files.path());
-    let (ca, cert, key) = certificates(files.path());
-    let broker = SecureBroker::start(&[
-        "--listeners",
-        "SASL_SSL://127.0.0.1:0,INTERNAL://127.0.0.1:0",
-        "--listener-security-protocol-map",
-        "INTERNAL:SSL",
-        "--listener-ssl-client-auth",
-        "INTERNAL:required",
-        "--inter-broker-listener-name",
-        "INTERNAL",
-        "--ssl-certificate-file",
-        &cert,
-        "--ssl-key-file",
-        &key,
-        "--ssl-ca-file",
-        &ca,
-        "--sasl-enabled-mechanisms",
-        "SCRAM-SHA-512",
-        "--sasl-users-file",
-        &users,
-        "--authorizer",
-        "acl",
-        "--super-users",
-        &format!("User:{USER}"),
-    ]);
+    let (broker, ca) = acl_broker(files.path(), "SASL_SSL");
     let bs = broker.bootstrap("SASL_SSL");
     let ca_pem = std::fs::read_to_string(&ca).expect("read the CA certificate");
-    // The tools' --command-config: the super user alice, the CA as a PEM file.
-    let admin = write_client_properties(
-        &files.path().join("admin.properties"),
-        &scram_sha_512_props(
-            USER,
-            PASSWORD,
-            vec![
-                ("ssl.truststore.type", "PEM".to_string()),
-                ("ssl.truststore.location", ca.clone()),
-            ],
-        ),
-    );
-    let tool = |main: &str, args: &[&str]| {
-        let mut all = vec![
-            "--bootstrap-server",
-            bs.as_str(),
-            "--command-config",
-            &admin,
-        ];
-        all.extend_from_slice(args);
-        kafka_tool(main, &all)
-    };
+    let tool = admin_tool(files.path(), &bs, &ca);
 
     // kafka-configs.sh creates carol (AlterUserScramCredentials); the Java Admin describes her
     // credential (kafka-configs.sh --describe also asks for client quotas, which Sluice does not
@@ -811,4 +801,201 @@ fn kcat_with_librdkafka_2_0_2_authenticates_with_plain_over_tls() {
         "kcat read back different records"
     );
     assert!(broker.metric("sluice_sasl_authentications_total", "PLAIN") >= 2.0);
+}
+
+/// A librdkafka member of `group` with group.protocol=consumer, as `settings`' user,
+/// subscribed to `subscription` (a name, or a regular expression starting with `^`).
+fn rd_group_member(
+    bs: &str,
+    group: &str,
+    subscription: &str,
+    settings: &[(&'static str, String)],
+) -> rdkafka::consumer::BaseConsumer {
+    let mut cfg = rdkafka::config::ClientConfig::new();
+    cfg.set("bootstrap.servers", bs)
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("broker.address.family", "v4")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in settings {
+        cfg.set(*k, v);
+    }
+    rd_debug(&mut cfg);
+    let c: rdkafka::consumer::BaseConsumer = cfg.create().expect("create librdkafka member");
+    c.subscribe(&[subscription]).expect("subscribe");
+    c
+}
+
+/// The (topic, partition) pairs `c` owns.
+fn rd_owned(c: &rdkafka::consumer::BaseConsumer) -> std::collections::BTreeSet<(String, i32)> {
+    c.assignment()
+        .expect("assignment")
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+/// KIP-848 consumer groups under the ACL authorizer (Kafka's KAFKA-18813 rules): a member's
+/// regular expression resolves only to the topics that member may DESCRIBE, whatever another
+/// member of the group may see; a heartbeat naming a topic the member may not DESCRIBE is
+/// refused (TOPIC_AUTHORIZATION_FAILED) and the member never joins; ConsumerGroupDescribe of a
+/// group assigned a topic the caller may not DESCRIBE is refused. librdkafka members, the Java
+/// AdminClient describing, kafka-acls.sh granting.
+#[test]
+fn consumer_protocol_members_are_given_and_shown_only_the_topics_they_may_describe() {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::Message;
+
+    let files = tempfile::tempdir().expect("temp dir");
+    let (broker, ca) = acl_broker(files.path(), "SASL_SSL");
+    let bs = broker.bootstrap("SASL_SSL");
+    let ca_pem = std::fs::read_to_string(&ca).expect("read the CA certificate");
+    let tool = admin_tool(files.path(), &bs, &ca);
+    let alice = JavaDriver::sasl_ssl_scram_sha_512(&bs, USER, PASSWORD, &ca_pem);
+    let bob_java = JavaDriver::sasl_ssl_scram_sha_512(&bs, "bob", "bob-secret", &ca_pem);
+    let prefix = topic_name("cg-acl");
+    let (mine, secret) = (format!("{prefix}-mine"), format!("{prefix}-secret"));
+    for t in [&mine, &secret] {
+        alice.admin(&["create-topic", "--topic", t, "--partitions", "2"]);
+        alice.produce(t, 0..N, &["--partition", "0"]);
+    }
+    // bob may READ (so DESCRIBE) `mine` and the groups under the prefix; `secret` is alice's.
+    tool(
+        ACL_COMMAND,
+        &[
+            "--add",
+            "--allow-principal",
+            "User:bob",
+            "--operation",
+            "Read",
+            "--topic",
+            &mine,
+        ],
+    );
+    tool(
+        ACL_COMMAND,
+        &[
+            "--add",
+            "--allow-principal",
+            "User:bob",
+            "--operation",
+            "Read",
+            "--group",
+            &prefix,
+            "--resource-pattern-type",
+            "prefixed",
+        ],
+    );
+    let (alice_rd, bob_rd) = (
+        scram_over_tls(USER, PASSWORD, &ca),
+        scram_over_tls("bob", "bob-secret", &ca),
+    );
+    let group = format!("{prefix}-g");
+    let regex = format!("^{prefix}-.*");
+    let part = |t: &str, p: i32| (t.to_string(), p);
+    let mine_all: std::collections::BTreeSet<_> = (0..2).map(|p| part(&mine, p)).collect();
+    let secret_all: std::collections::BTreeSet<_> = (0..2).map(|p| part(&secret, p)).collect();
+    // Polls `c` (what it reads, counted) and checks it never owns one of `secret`'s partitions.
+    let poll = |c: &BaseConsumer, who: &str, read: &mut u64| {
+        while let Some(r) = c.poll(Duration::from_millis(100)) {
+            let m = r.unwrap_or_else(|e| panic!("{who}: consumer error: {e}"));
+            assert_eq!(
+                m.topic(),
+                mine.as_str(),
+                "{who} read a record of {}",
+                m.topic()
+            );
+            *read += 1;
+        }
+        let owned = rd_owned(c);
+        assert!(
+            owned.is_disjoint(&secret_all),
+            "{who} was assigned a partition of a topic it may not describe: {owned:?}"
+        );
+        owned
+    };
+
+    // Alone, bob's expression matches both topics but resolves only to `mine`: he owns its
+    // partitions and reads its records.
+    let bob = rd_group_member(&bs, &group, &regex, &bob_rd);
+    let mut bob_read = 0;
+    wait_for(
+        "bob to own every partition of the topic he may see and read its records",
+        LONG,
+        Duration::from_millis(1),
+        || (poll(&bob, "bob", &mut bob_read) == mine_all && bob_read == N).then_some(()),
+    );
+    // As the coordinator has it: bob's assignment and target are `mine`'s two partitions (with
+    // `secret`'s too, he would hold four, which his client could not even resolve).
+    let out = alice.admin(&["describe-group", "--group", &group]);
+    let members = tagged(&out, "member");
+    assert_eq!(members.len(), 1, "{}", out.stdout);
+    assert!(
+        members[0].ends_with(" assigned 0,1 target 0,1"),
+        "{members:?}"
+    );
+    // alice joins with the same expression: `secret` is hers alone.
+    let alice_member = rd_group_member(&bs, &group, &regex, &alice_rd);
+    wait_for(
+        "alice to own every partition of the secret topic",
+        LONG,
+        Duration::from_millis(1),
+        || {
+            let _ = poll(&bob, "bob", &mut bob_read);
+            let owned = rd_owned(&alice_member);
+            while let Some(r) = alice_member.poll(Duration::ZERO) {
+                r.unwrap_or_else(|e| panic!("alice: consumer error: {e}"));
+            }
+            owned.is_superset(&secret_all).then_some(())
+        },
+    );
+
+    // Describing the group names `secret` (alice's assignment): refused to bob, shown to alice.
+    let err = bob_java.admin_fails(&["describe-group", "--group", &group]);
+    assert!(err.contains("TopicAuthorizationException"), "{err}");
+    let out = alice.admin(&["describe-group", "--group", &group]);
+    assert!(
+        out.stdout.contains(" members 2 "),
+        "alice sees both members: {}",
+        out.stdout
+    );
+    drop(alice_member);
+    drop(bob);
+
+    // bob subscribing to `secret` by name: his heartbeat is refused, he never joins.
+    let named = format!("{prefix}-named");
+    let bob = rd_group_member(&bs, &named, &secret, &bob_rd);
+    let refused = wait_for(
+        "bob's member to report the refused subscription",
+        LONG,
+        Duration::from_millis(1),
+        || match bob.poll(Duration::from_millis(100)) {
+            Some(Err(KafkaError::MessageConsumption(code))) => Some(code),
+            Some(Err(e)) => panic!("bob: unexpected error {e}"),
+            Some(Ok(m)) => panic!("bob read a record of {}", m.topic()),
+            None => None,
+        },
+    );
+    assert_eq!(refused, RDKafkaErrorCode::TopicAuthorizationFailed);
+    assert!(
+        rd_owned(&bob).is_empty(),
+        "bob was assigned {:?}",
+        rd_owned(&bob)
+    );
+    // The group has no member: the AdminClient finds no such group (or an empty one).
+    let (described, out) = alice.try_admin(&["describe-group", "--group", &named]);
+    assert!(
+        if described {
+            out.stdout.contains(" members 0 ")
+        } else {
+            out.stderr.contains("GroupIdNotFoundException")
+        },
+        "the refused member never joined: {} {}",
+        out.stdout,
+        out.stderr
+    );
 }

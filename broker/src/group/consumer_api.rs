@@ -19,38 +19,40 @@ use uuid::Uuid;
 
 use super::consumer::{self, ConsumerGroup, Heartbeat, Resolve, TopicsMeta};
 use super::state::{JoinArgs, JoinResult};
-use super::{codes, s, ClientInfo, GroupCoordinator, Slot, TopicDirectory};
+use super::{codes, s, ClientInfo, GroupCoordinator, Slot, TopicDirectory, TopicFilter};
 
 /// ConsumerGroupDescribe `authorized_operations` when not asked for.
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
 /// READ | DELETE | DESCRIBE, as for classic groups (no authorizer here).
 const GROUP_AUTHORIZED_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
-/// The subscribed topics as the topic directory has them.
-pub(super) struct DirectoryTopics(pub(super) Option<Arc<dyn TopicDirectory>>);
+/// The subscribed topics as the topic directory has them; `visible` (with an authorizer)
+/// says which topics the member asking may DESCRIBE.
+pub(super) struct DirectoryTopics {
+    pub(super) directory: Option<Arc<dyn TopicDirectory>>,
+    pub(super) visible: Option<TopicFilter>,
+}
 
 impl Resolve for DirectoryTopics {
-    fn topics(&self, names: &BTreeSet<String>, regexes: &[regex::Regex]) -> TopicsMeta {
-        let Some(d) = &self.0 else {
+    fn topics(&self, names: &BTreeSet<String>) -> TopicsMeta {
+        let Some(d) = &self.directory else {
             return TopicsMeta::new();
         };
-        let mut out = TopicsMeta::new();
-        let mut add = |name: &str| {
-            if let (Some(n), Some(id)) = (d.partitions(name), d.topic_id(name)) {
-                out.insert(name.to_string(), (id, n));
-            }
+        names
+            .iter()
+            .filter_map(|name| Some((name.clone(), (d.topic_id(name)?, d.partitions(name)?))))
+            .collect()
+    }
+
+    fn matching(&self, regex: &regex::Regex) -> BTreeSet<String> {
+        let Some(d) = &self.directory else {
+            return BTreeSet::new();
         };
-        for n in names {
-            add(n);
-        }
-        if !regexes.is_empty() {
-            for n in d.topic_names() {
-                if regexes.iter().any(|r| r.is_match(&n)) {
-                    add(&n);
-                }
-            }
-        }
-        out
+        d.topic_names()
+            .into_iter()
+            .filter(|n| regex.is_match(n))
+            .filter(|n| self.visible.as_ref().is_none_or(|may| may(n)))
+            .collect()
     }
 }
 
@@ -60,6 +62,7 @@ impl GroupCoordinator {
         version: i16,
         req: ConsumerGroupHeartbeatRequest,
         client: ClientInfo,
+        visible: Option<TopicFilter>,
     ) -> ConsumerGroupHeartbeatResponse {
         let group_id = req.group_id.0.to_string();
         let interval =
@@ -99,7 +102,10 @@ impl GroupCoordinator {
             member_id_from_client: version >= 1,
         };
         self.wait_loaded(&group_id).await;
-        let resolve = DirectoryTopics(self.directory());
+        let resolve = DirectoryTopics {
+            directory: self.directory(),
+            visible,
+        };
         let reply = {
             let mut groups = self.lock();
             if let Err(code) = self.status(&group_id) {
@@ -332,7 +338,11 @@ impl GroupCoordinator {
         if !session_ok {
             return JoinResult::error(codes::INVALID_SESSION_TIMEOUT, &args.member_id);
         }
-        let resolve = DirectoryTopics(self.directory());
+        // A classic member's subscription is by names: nothing to filter.
+        let resolve = DirectoryTopics {
+            directory: self.directory(),
+            visible: None,
+        };
         let mut consumer = self.consumer_lock();
         let Some(g) = consumer.get_mut(group_id) else {
             return JoinResult::error(codes::UNKNOWN_MEMBER_ID, &args.member_id);

@@ -143,6 +143,10 @@ pub struct ClientInfo {
     pub client_host: String,
 }
 
+/// Whether the client asking may see a topic (DESCRIBE), for what the coordinator resolves
+/// on its behalf: a consumer-group member's regular expression.
+pub type TopicFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// What the coordinator may ask about topics. Set once at start
 /// ([`GroupCoordinator::set_topic_directory`]); without one no group is served (the
 /// partition count of `__consumer_offsets` is unknown).

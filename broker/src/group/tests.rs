@@ -1579,7 +1579,7 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
     // A first heartbeat without its rebalance timeout is refused and changes nothing.
     let invalid = consumer_hb("m", 0, &[]).with_rebalance_timeout_ms(-1);
     let r = c
-        .consumer_heartbeat(1, invalid, ClientInfo::default())
+        .consumer_heartbeat(1, invalid, ClientInfo::default(), None)
         .await;
     assert_eq!(r.error_code, consumer::INVALID_REQUEST);
     assert_eq!(
@@ -1593,7 +1593,7 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
 
     // A valid one upgrades the group: the new member gets what is free (nothing yet).
     let r = c
-        .consumer_heartbeat(1, consumer_hb("m", 0, &[]), ClientInfo::default())
+        .consumer_heartbeat(1, consumer_hb("m", 0, &[]), ClientInfo::default(), None)
         .await;
     assert_eq!(r.error_code, 0, "{:?}", r.error_message);
     assert_eq!(r.member_epoch, 2, "the generation, plus one for the join");
@@ -1619,7 +1619,7 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
     let j = c.join_group(5, join(&classic, &kept)).await;
     assert_eq!((j.error_code, j.generation_id), (0, 2));
     let r = c
-        .consumer_heartbeat(1, consumer_hb("m", 2, &[]), ClientInfo::default())
+        .consumer_heartbeat(1, consumer_hb("m", 2, &[]), ClientInfo::default(), None)
         .await;
     let theirs = assigned(&r).expect("an assignment");
     assert_eq!(theirs.len(), 1);
@@ -1628,7 +1628,9 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
     // The consumer-protocol member leaves: a classic group again, rebalancing, in which the
     // classic member's generation still holds until it rejoined.
     let leave = consumer_hb("m", consumer::LEAVE_EPOCH, &[]);
-    let r = c.consumer_heartbeat(1, leave, ClientInfo::default()).await;
+    let r = c
+        .consumer_heartbeat(1, leave, ClientInfo::default(), None)
+        .await;
     assert_eq!(r.error_code, 0);
     let hb = c.heartbeat(4, heartbeat_req("g", &classic, 2)).await;
     assert_eq!(hb.error_code, codes::REBALANCE_IN_PROGRESS);

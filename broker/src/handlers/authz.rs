@@ -13,10 +13,11 @@
 //! | DescribeConfigs / AlterConfigs, IncrementalAlterConfigs | DESCRIBE_CONFIGS / ALTER_CONFIGS topic, or cluster for a broker | per resource (TOPIC_ / CLUSTER_AUTHORIZATION_FAILED) |
 //! | DescribeProducers | READ topic | per partition |
 //! | FindCoordinator | DESCRIBE group | GROUP_AUTHORIZATION_FAILED |
-//! | Join/Sync/Heartbeat/LeaveGroup, ConsumerGroupHeartbeat | READ group | GROUP_AUTHORIZATION_FAILED |
+//! | Join/Sync/Heartbeat/LeaveGroup | READ group | GROUP_AUTHORIZATION_FAILED |
+//! | ConsumerGroupHeartbeat | READ group, DESCRIBE each topic named | GROUP_ / TOPIC_AUTHORIZATION_FAILED; a regular expression matches only topics with DESCRIBE |
 //! | OffsetCommit | READ group, READ topic | per partition |
 //! | OffsetFetch | DESCRIBE group, DESCRIBE topic | group error; unauthorized topics left out of "all", per partition when named |
-//! | DescribeGroups, ConsumerGroupDescribe / DeleteGroups | DESCRIBE / DELETE group | per group |
+//! | DescribeGroups, ConsumerGroupDescribe / DeleteGroups | DESCRIBE / DELETE group (ConsumerGroupDescribe: and DESCRIBE on the group's topics) | per group |
 //! | OffsetDelete | DELETE group, READ topic | GROUP_AUTHORIZATION_FAILED at the top; per partition |
 //! | ListGroups | DESCRIBE cluster, else DESCRIBE per group | unauthorized groups left out |
 //! | ShareGroupHeartbeat / ShareFetch, ShareAcknowledge ([`super::share_authz`]) | READ group, DESCRIBE / READ topic | GROUP_ / TOPIC_AUTHORIZATION_FAILED at the top |
@@ -497,19 +498,80 @@ pub fn join_group(a: &Access, req: &JoinGroupRequest) -> Option<JoinGroupRespons
     })
 }
 
-/// ConsumerGroupHeartbeat (KIP-848): READ on the group, as the classic join.
+/// ConsumerGroupHeartbeat (KIP-848): READ on the group, as the classic join, and DESCRIBE on
+/// every topic subscribed by name (KAFKA-18813: a client may not learn of a topic it cannot
+/// see through its assignment). The topics a regular expression matches are filtered by
+/// [`topic_filter`] instead.
 pub fn consumer_group_heartbeat(
     a: &Access,
     req: &ConsumerGroupHeartbeatRequest,
 ) -> Option<ConsumerGroupHeartbeatResponse> {
-    (!a.group(Operation::Read, req.group_id.as_str())).then(|| {
+    let refuse = |code: i16, message: String| {
         ConsumerGroupHeartbeatResponse::default()
-            .with_error_code(GROUP_AUTHORIZATION_FAILED)
-            .with_error_message(Some(StrBytes::from_string(format!(
-                "Not authorized to read group {}.",
-                req.group_id.as_str()
-            ))))
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)))
+    };
+    if !a.group(Operation::Read, req.group_id.as_str()) {
+        return Some(refuse(
+            GROUP_AUTHORIZATION_FAILED,
+            format!("Not authorized to read group {}.", req.group_id.as_str()),
+        ));
+    }
+    let names = req.subscribed_topic_names.as_deref().unwrap_or_default();
+    let denied: Vec<&str> = names
+        .iter()
+        .map(|t| t.as_str())
+        .filter(|t| !a.topic(Operation::Describe, t))
+        .collect();
+    (!denied.is_empty()).then(|| {
+        refuse(
+            TOPIC_AUTHORIZATION_FAILED,
+            format!(
+                "Not authorized to describe the subscribed topic(s) {}.",
+                denied.join(", ")
+            ),
+        )
     })
+}
+
+/// The topics the caller may DESCRIBE, for what the group coordinator resolves on its behalf
+/// (a consumer-group member's regular expression); `None` without an authorizer.
+pub fn topic_filter(a: &Access) -> Option<crate::group::TopicFilter> {
+    let a = a.clone();
+    a.on()
+        .then(|| Arc::new(move |t: &str| a.topic(Operation::Describe, t)) as _)
+}
+
+/// ConsumerGroupDescribe, after the coordinator answered: a group naming a topic the caller
+/// may not DESCRIBE (subscribed, assigned or in the target assignment) is answered
+/// TOPIC_AUTHORIZATION_FAILED without its members, as Kafka does (KAFKA-18813).
+pub fn consumer_group_describe_topics(a: &Access, resp: &mut ConsumerGroupDescribeResponse) {
+    if !a.on() {
+        return;
+    }
+    for g in resp.groups.iter_mut().filter(|g| g.error_code == 0) {
+        let denied = g
+            .members
+            .iter()
+            .flat_map(|m| {
+                let assigned = [&m.assignment, &m.target_assignment]
+                    .into_iter()
+                    .flat_map(|x| x.topic_partitions.iter().map(|tp| tp.topic_name.as_str()));
+                m.subscribed_topic_names
+                    .iter()
+                    .map(|t| t.as_str())
+                    .chain(assigned)
+            })
+            .any(|t| !a.topic(Operation::Describe, t));
+        if denied {
+            g.error_code = TOPIC_AUTHORIZATION_FAILED;
+            g.error_message = Some(StrBytes::from_string(format!(
+                "Not authorized to describe every topic group {} subscribes to or is assigned.",
+                g.group_id.as_str()
+            )));
+            g.members.clear();
+        }
+    }
 }
 
 /// ConsumerGroupDescribe: DESCRIBE on each group (the refused ones answered here).

@@ -476,9 +476,10 @@ pub async fn dispatch(
             }
             let ctx = Arc::clone(ctx);
             let client = client_info(&header, peer);
+            let visible = authz::topic_filter(&access);
             later(raw, async move {
                 offsets_topic(&ctx).await;
-                ctx.groups.consumer_heartbeat(v, req, client).await
+                ctx.groups.consumer_heartbeat(v, req, client, visible).await
             })
         }
         ApiKey::ConsumerGroupDescribe => {
@@ -488,6 +489,7 @@ pub async fn dispatch(
             later(raw, async move {
                 offsets_topic(&ctx).await;
                 let mut resp = ctx.groups.consumer_group_describe(v, req).await;
+                authz::consumer_group_describe_topics(&access, &mut resp);
                 resp.groups.extend(refused);
                 resp
             })

@@ -279,7 +279,7 @@ impl ConsumerGroup {
             names.extend(parts.iter().map(|(t, _)| t.clone()));
             found.push((m, sub, parts));
         }
-        let all = resolve.topics(&names, &[]);
+        let all = resolve.topics(&names);
         let subscribed: BTreeSet<String> = found
             .iter()
             .flat_map(|(_, sub, _)| sub.topics.iter().cloned())
@@ -479,7 +479,7 @@ impl ConsumerGroup {
         names.dedup();
         let owned_names: BTreeSet<String> = sub.owned.iter().map(|(t, _)| t.clone()).collect();
         // Owned partitions of any topic the cluster knows, subscribed or not any more.
-        let owned = by_id(&sub.owned, &resolve.topics(&owned_names, &[]));
+        let owned = by_id(&sub.owned, &resolve.topics(&owned_names));
         let Some(m) = self.members.get_mut(&id) else {
             return fail(codes::UNKNOWN_MEMBER_ID);
         };

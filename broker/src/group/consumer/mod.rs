@@ -116,6 +116,10 @@ pub struct Member {
     pub subscribed_regex: Option<String>,
     /// `subscribed_regex` compiled (once, when it changes).
     regex: Option<regex::Regex>,
+    /// The topics `regex` matched that this member may see (DESCRIBE), as of its last
+    /// heartbeat: each member's expression is resolved with its own permissions, so one
+    /// member's pattern never hands it a topic only another member may read.
+    regex_topics: BTreeSet<String>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout: Duration,
     last_heard: Instant,
@@ -154,6 +158,7 @@ impl Member {
             subscribed_names: Vec::new(),
             subscribed_regex: None,
             regex: None,
+            regex_topics: BTreeSet::new(),
             server_assignor: None,
             rebalance_timeout,
             last_heard: now,
@@ -245,7 +250,11 @@ impl HeartbeatReply {
 /// What a heartbeat needs from the cluster: the topics a subscription (names, or a regular
 /// expression over every topic) resolves to.
 pub trait Resolve {
-    fn topics(&self, names: &BTreeSet<String>, regexes: &[regex::Regex]) -> TopicsMeta;
+    /// The named topics that exist, with their ids and partition counts.
+    fn topics(&self, names: &BTreeSet<String>) -> TopicsMeta;
+    /// The names of the topics `regex` matches that the member asking may see (Kafka checks
+    /// DESCRIBE with the permissions of the member whose heartbeat resolved the expression).
+    fn matching(&self, regex: &regex::Regex) -> BTreeSet<String>;
 }
 
 #[derive(Debug, Clone)]
@@ -378,6 +387,15 @@ impl ConsumerGroup {
             member.subscribed_regex = r;
             member.regex = compiled;
         }
+        // Topics created (or permissions granted) since the last heartbeat join the
+        // subscription now.
+        let matched = member
+            .regex
+            .as_ref()
+            .map(|r| resolve.matching(r))
+            .unwrap_or_default();
+        changed |= matched != member.regex_topics;
+        member.regex_topics = matched;
         if let Some(a) = &hb.server_assignor {
             let a = Some(a.clone());
             changed |= a != member.server_assignor;
@@ -616,14 +634,11 @@ impl ConsumerGroup {
     /// changed.
     fn refresh_target(&mut self, resolve: &dyn Resolve, base: i32) {
         let mut names = BTreeSet::new();
-        let mut regexes = Vec::new();
         for m in self.members.values() {
             names.extend(m.subscribed_names.iter().cloned());
-            if let Some(r) = &m.regex {
-                regexes.push(r.clone());
-            }
+            names.extend(m.regex_topics.iter().cloned());
         }
-        let topics = resolve.topics(&names, &regexes);
+        let topics = resolve.topics(&names);
         if topics != self.topics {
             self.topics = topics;
             self.epoch = self.epoch.max(base + 1);
@@ -655,12 +670,10 @@ impl ConsumerGroup {
     }
 
     fn subscribed_ids(&self, m: &Member) -> BTreeSet<Uuid> {
-        let regex = m.regex.as_ref();
         self.topics
             .iter()
             .filter(|(name, _)| {
-                m.subscribed_names.iter().any(|n| n == *name)
-                    || regex.as_ref().is_some_and(|r| r.is_match(name))
+                m.subscribed_names.iter().any(|n| n == *name) || m.regex_topics.contains(*name)
             })
             .map(|(_, (id, _))| *id)
             .collect()

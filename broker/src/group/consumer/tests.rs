@@ -9,15 +9,23 @@ use uuid::Uuid;
 
 use super::*;
 
-/// A fixed set of topics (regexes matched against their names).
+/// A fixed set of topics, every one visible.
 pub(super) struct Topics(pub(super) TopicsMeta);
 
 impl Resolve for Topics {
-    fn topics(&self, names: &BTreeSet<String>, regexes: &[regex::Regex]) -> TopicsMeta {
+    fn topics(&self, names: &BTreeSet<String>) -> TopicsMeta {
         self.0
             .iter()
-            .filter(|(n, _)| names.contains(*n) || regexes.iter().any(|r| r.is_match(n)))
+            .filter(|(n, _)| names.contains(*n))
             .map(|(n, v)| (n.clone(), *v))
+            .collect()
+    }
+
+    fn matching(&self, regex: &regex::Regex) -> BTreeSet<String> {
+        self.0
+            .keys()
+            .filter(|n| regex.is_match(n))
+            .cloned()
             .collect()
     }
 }
@@ -391,6 +399,74 @@ fn a_regex_subscription_follows_the_topics_that_match() {
     let two = topics(&[("logs-a", 1, 1), ("other", 2, 3), ("logs-b", 3, 2)]);
     let r = g.heartbeat(beat("a", r.member_epoch, &owned), &s, &two, now);
     assert_eq!(count(&r.assignment.expect("an assignment")), 3);
+}
+
+/// The topics of a [`Topics`] as one member sees them: its regular expression matches only
+/// `visible` (its DESCRIBE permission).
+struct SeenBy<'a>(&'a Topics, &'a [&'a str]);
+
+impl Resolve for SeenBy<'_> {
+    fn topics(&self, names: &BTreeSet<String>) -> TopicsMeta {
+        self.0.topics(names)
+    }
+
+    fn matching(&self, regex: &regex::Regex) -> BTreeSet<String> {
+        let mut m = self.0.matching(regex);
+        m.retain(|n| self.1.contains(&n.as_str()));
+        m
+    }
+}
+
+#[test]
+fn a_regex_resolves_to_the_topics_its_own_member_may_see() {
+    let s = ConsumerSettings::default();
+    let now = Instant::now();
+    let all = topics(&[("logs-a", 1, 2), ("logs-secret", 2, 2)]);
+    let (for_a, for_b) = (
+        SeenBy(&all, &["logs-a", "logs-secret"]),
+        SeenBy(&all, &["logs-a"]),
+    );
+    let by_regex = |id: &str| {
+        let mut j = join(id, &[]);
+        j.subscribed_names = None;
+        j.subscribed_regex = Some("logs-.*".into());
+        j
+    };
+    let mut g = ConsumerGroup::new("g");
+    let mut b = Client {
+        id: "b".into(),
+        epoch: 0,
+        owned: Assignment::new(),
+    };
+    b.apply(&g.heartbeat(by_regex("b"), &s, &for_b, now));
+    assert_eq!(
+        b.owned.keys().copied().collect::<Vec<_>>(),
+        vec![topic_id(1)],
+        "alone, b gets only what it may see"
+    );
+    let mut a = Client {
+        id: "a".into(),
+        epoch: 0,
+        owned: Assignment::new(),
+    };
+    a.apply(&g.heartbeat(by_regex("a"), &s, &for_a, now));
+    // Both heartbeat until the group settles; a's permissions never widen b's subscription.
+    for _ in 0..6 {
+        b.apply(&g.heartbeat(beat("b", b.epoch, &b.owned), &s, &for_b, now));
+        a.apply(&g.heartbeat(beat("a", a.epoch, &a.owned), &s, &for_a, now));
+        assert_disjoint(&[a.clone(), b.clone()]);
+        assert!(
+            !b.owned.contains_key(&topic_id(2)),
+            "b got a topic it may not see: {b:?}"
+        );
+    }
+    assert_eq!(g.state(), ConsumerGroupState::Stable);
+    assert_eq!(a.owned.get(&topic_id(2)).map(|p| p.len()), Some(2), "{a:?}");
+    assert_eq!(count(&a.owned) + count(&b.owned), 4);
+    // Once b may see the topic, its next heartbeat subscribes it: a new group epoch.
+    let before = g.epoch;
+    b.apply(&g.heartbeat(beat("b", b.epoch, &b.owned), &s, &for_a, now));
+    assert_eq!(g.epoch, before + 1, "a wider match is a new subscription");
 }
 
 #[test]

@@ -963,6 +963,17 @@ fn consumer_protocol_members_are_given_and_shown_only_the_topics_they_may_descri
         "alice sees both members: {}",
         out.stdout
     );
+    // Group configs take DESCRIBE_CONFIGS on the group, which READ does not give.
+    let describe_configs = ["describe-configs", "--type", "GROUP", "--name", &group];
+    let err = bob_java.admin_fails(&describe_configs);
+    assert!(err.contains("GroupAuthorizationException"), "{err}");
+    let out = alice.admin(&describe_configs);
+    assert!(
+        out.stdout
+            .contains("#config consumer.session.timeout.ms=45000 source DEFAULT_CONFIG"),
+        "{}",
+        out.stdout
+    );
     drop(alice_member);
     drop(bob);
 

@@ -115,6 +115,63 @@ fn a_queue_that_starts_at_earliest_delivers_messages_sent_before_its_first_consu
     assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
 }
 
+/// Kafka's own way to start a share group at the log start: `kafka-configs.sh --alter
+/// --entity-type groups --add-config share.auto.offset.reset=earliest` (a group config), on a
+/// topic without Sluice's per-queue setting; `--describe` shows it.
+#[test]
+fn kafka_configs_starts_a_share_group_at_earliest_through_its_group_config() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let topic = topic_name("share-group-config");
+    let group = format!("{topic}-g");
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let total = 40;
+    share(
+        &b,
+        &["produce", "--topic", &topic, "--count", &total.to_string()],
+    );
+    let configs = |args: &[&str]| {
+        let mut all = vec![
+            "--bootstrap-server",
+            b.as_str(),
+            "--entity-type",
+            "groups",
+            "--entity-name",
+            group.as_str(),
+        ];
+        all.extend_from_slice(args);
+        kafka_tool("kafka.admin.ConfigCommand", &all).stdout
+    };
+    configs(&[
+        "--alter",
+        "--add-config",
+        "share.auto.offset.reset=earliest",
+    ]);
+    let described = configs(&["--describe"]);
+    assert!(
+        described.contains("share.auto.offset.reset=earliest"),
+        "{described}"
+    );
+    // The group's first consumer joins only now; with the default (latest) it would get none.
+    let out = consumer(
+        &b,
+        &topic,
+        &group,
+        &["--idle-ms", "5000", "--timeout-ms", "60000"],
+    )
+    .finish(Duration::from_secs(90));
+    let counts = count_values(&got(&out));
+    let mut want = expected(total);
+    want.sort();
+    assert_eq!(
+        counts.keys().cloned().collect::<Vec<_>>(),
+        want,
+        "every message sent before the group's first consumer, once"
+    );
+    assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
+}
+
 #[test]
 fn a_killed_share_consumer_has_its_unacknowledged_messages_redelivered_to_the_others() {
     let broker = TestBroker::start(&["--share-record-lock-duration-ms", "2000"]);

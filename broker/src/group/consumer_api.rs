@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment as DescribedAssignment, DescribedGroup, Member as DescribedMember,
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use super::consumer::{self, ConsumerGroup, Heartbeat, Resolve, TopicsMeta};
 use super::state::{JoinArgs, JoinResult};
-use super::{codes, s, ClientInfo, GroupCoordinator, Slot, TopicDirectory, TopicFilter};
+use super::{codes, configs, s, ClientInfo, GroupCoordinator, Slot, TopicDirectory, TopicFilter};
 
 /// ConsumerGroupDescribe `authorized_operations` when not asked for.
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
@@ -65,8 +66,8 @@ impl GroupCoordinator {
         visible: Option<TopicFilter>,
     ) -> ConsumerGroupHeartbeatResponse {
         let group_id = req.group_id.0.to_string();
-        let interval =
-            i32::try_from(self.config.consumer.heartbeat_interval.as_millis()).unwrap_or(i32::MAX);
+        let settings = self.consumer_settings(&group_id);
+        let interval = i32::try_from(settings.heartbeat_interval.as_millis()).unwrap_or(i32::MAX);
         let fail = |code: i16, message: String| {
             ConsumerGroupHeartbeatResponse::default()
                 .with_error_code(code)
@@ -143,7 +144,7 @@ impl GroupCoordinator {
                 .entry(group_id.clone())
                 .or_insert_with(|| ConsumerGroup::new(&group_id));
             let leaving = hb.member_epoch == consumer::LEAVE_EPOCH;
-            let reply = group.heartbeat(hb, &self.config.consumer, &resolve, Instant::now());
+            let reply = group.heartbeat(hb, &settings, &resolve, Instant::now());
             drop(consumer);
             if leaving {
                 self.maybe_downgrade(&mut groups, &group_id, Instant::now());
@@ -350,10 +351,33 @@ impl GroupCoordinator {
         g.classic_join(
             args,
             &fresh_id,
-            &self.config.consumer,
+            &self.consumer_settings(group_id),
             &resolve,
             Instant::now(),
         )
+    }
+
+    /// The consumer-group settings of `group_id`: the broker's, with the group's
+    /// `consumer.session.timeout.ms` and `consumer.heartbeat.interval.ms` overrides.
+    pub(super) fn consumer_settings(&self, group_id: &str) -> consumer::ConsumerSettings {
+        let mut settings = self.config.consumer;
+        let Some(d) = self.directory() else {
+            return settings;
+        };
+        let overrides = d.group_configs(group_id);
+        let ms = |k: &str| {
+            overrides
+                .get(k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis)
+        };
+        if let Some(t) = ms(configs::CONSUMER_SESSION_TIMEOUT_MS) {
+            settings.session_timeout = t;
+        }
+        if let Some(t) = ms(configs::CONSUMER_HEARTBEAT_INTERVAL_MS) {
+            settings.heartbeat_interval = t;
+        }
+        settings
     }
 
     /// Whether `group_id` is a consumer group with members (classic requests for it are

@@ -32,6 +32,7 @@
 
 mod admin;
 pub(crate) mod codes;
+pub mod configs;
 pub mod consumer;
 mod consumer_api;
 pub mod legacy;
@@ -43,7 +44,7 @@ pub mod state;
 mod tenure;
 mod txn_api;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -164,6 +165,10 @@ pub trait TopicDirectory: Send + Sync {
     /// regular expression.
     fn topic_names(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// A group's config overrides ([`configs`]), empty when it has none.
+    fn group_configs(&self, _group: &str) -> BTreeMap<String, String> {
+        BTreeMap::new()
     }
 }
 
@@ -347,6 +352,11 @@ impl GroupCoordinator {
     pub fn set_topic_directory(&self, directory: Arc<dyn TopicDirectory>) {
         let mut guard = self.topics.write().unwrap_or_else(|e| e.into_inner());
         *guard = Some(directory);
+    }
+
+    /// The coordinator's settings (its broker's flags).
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
     }
 
     fn directory(&self) -> Option<Arc<dyn TopicDirectory>> {
@@ -612,11 +622,10 @@ impl GroupCoordinator {
             earliest(since + IDLE_GROUP_TTL);
             true
         });
-        let settings = self.config.consumer;
         let mut shrunk = Vec::new();
         self.consumer_lock().retain(|id, g| {
             let before = g.members.len();
-            if let Some(d) = g.tick(&settings, now) {
+            if let Some(d) = g.tick(&self.consumer_settings(id), now) {
                 earliest(d);
             }
             if g.members.len() < before {

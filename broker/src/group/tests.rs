@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +55,8 @@ struct Topics {
     deleted: Mutex<BTreeSet<String>>,
     /// In-sync replicas below min.insync.replicas for the offsets topic.
     short: Mutex<bool>,
+    /// Group config overrides by group.
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl TopicDirectory for Topics {
@@ -78,6 +80,9 @@ impl TopicDirectory for Topics {
     }
     fn in_sync_shortfall(&self, _topic: &str, partition: i32) -> Option<String> {
         (*self.short.lock().unwrap()).then(|| format!("partition {partition}: 1 of 2 in sync"))
+    }
+    fn group_configs(&self, group: &str) -> BTreeMap<String, String> {
+        self.group_configs.get(group).cloned().unwrap_or_default()
     }
 }
 
@@ -1637,5 +1642,70 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
     let listed = c.list_groups(5, ListGroupsRequest::default()).await;
     assert_eq!(listed.groups[0].group_type.as_str(), "classic");
     assert_eq!(listed.groups[0].group_state.as_str(), "PreparingRebalance");
+    shutdown.cancel();
+}
+
+/// A consumer group's own `consumer.heartbeat.interval.ms` and `consumer.session.timeout.ms`
+/// (group configs) are what its members are told and held to; another group keeps the
+/// broker's (5 s and 45 s).
+#[tokio::test(start_paused = true)]
+async fn a_consumer_group_is_held_to_its_own_session_and_heartbeat_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides: BTreeMap<String, String> = [
+        (configs::CONSUMER_SESSION_TIMEOUT_MS, "10000"),
+        (configs::CONSUMER_HEARTBEAT_INTERVAL_MS, "2000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let topics = Arc::new(Topics {
+        only_t: true,
+        group_configs: [("g".to_string(), overrides)].into_iter().collect(),
+        ..Topics::default()
+    });
+    let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
+    let join = |group: &str| consumer_hb("m", 0, &[]).with_group_id(GroupId(s(group)));
+    let tuned = c
+        .consumer_heartbeat(1, join("g"), ClientInfo::default(), None)
+        .await;
+    let plain = c
+        .consumer_heartbeat(1, join("h"), ClientInfo::default(), None)
+        .await;
+    assert_eq!((tuned.error_code, plain.error_code), (0, 0));
+    assert_eq!(
+        (tuned.heartbeat_interval_ms, plain.heartbeat_interval_ms),
+        (2_000, 5_000)
+    );
+    // Silent past 10 s: g's member is gone, h's stays (its session is 45 s).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let beat = |group: &str, epoch: i32| {
+        consumer_hb("m", epoch, &[0, 1])
+            .with_group_id(GroupId(s(group)))
+            .with_rebalance_timeout_ms(-1)
+            .with_subscribed_topic_names(None)
+    };
+    let g = c
+        .consumer_heartbeat(
+            1,
+            beat("g", tuned.member_epoch),
+            ClientInfo::default(),
+            None,
+        )
+        .await;
+    assert_eq!(
+        g.error_code,
+        codes::UNKNOWN_MEMBER_ID,
+        "{:?}",
+        g.error_message
+    );
+    let h = c
+        .consumer_heartbeat(
+            1,
+            beat("h", plain.member_epoch),
+            ClientInfo::default(),
+            None,
+        )
+        .await;
+    assert_eq!(h.error_code, 0, "{:?}", h.error_message);
     shutdown.cancel();
 }

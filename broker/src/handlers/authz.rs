@@ -10,7 +10,7 @@
 //! | CreateTopics | CREATE cluster or topic | per topic |
 //! | DeleteTopics, DeleteRecords | DELETE topic | per topic / partition |
 //! | CreatePartitions | ALTER topic | per topic |
-//! | DescribeConfigs / AlterConfigs, IncrementalAlterConfigs | DESCRIBE_CONFIGS / ALTER_CONFIGS topic, or cluster for a broker | per resource (TOPIC_ / CLUSTER_AUTHORIZATION_FAILED) |
+//! | DescribeConfigs / AlterConfigs, IncrementalAlterConfigs | DESCRIBE_CONFIGS / ALTER_CONFIGS topic or group, or cluster for a broker | per resource (TOPIC_ / GROUP_ / CLUSTER_AUTHORIZATION_FAILED) |
 //! | DescribeProducers | READ topic | per partition |
 //! | FindCoordinator | DESCRIBE group | GROUP_AUTHORIZATION_FAILED |
 //! | Join/Sync/Heartbeat/LeaveGroup | READ group | GROUP_AUTHORIZATION_FAILED |
@@ -52,6 +52,7 @@ pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 
 /// Config resource types (DescribeConfigs, AlterConfigs).
 const CONFIG_TOPIC: i8 = 2;
+const CONFIG_GROUP: i8 = 32;
 
 /// One request's view of the authorizer.
 #[derive(Clone)]
@@ -388,13 +389,17 @@ pub fn create_partitions(
         .collect()
 }
 
-/// A config resource's check: topics by name, everything else (brokers, loggers) as the
-/// cluster. `Err(code)` when refused.
+/// A config resource's check: topics and groups by name, everything else (brokers, loggers)
+/// as the cluster. `Err(code)` when refused.
 fn config_resource(a: &Access, op: Operation, resource_type: i8, name: &str) -> Result<(), i16> {
     if resource_type == CONFIG_TOPIC {
         a.topic(op, name)
             .then_some(())
             .ok_or(TOPIC_AUTHORIZATION_FAILED)
+    } else if resource_type == CONFIG_GROUP {
+        a.group(op, name)
+            .then_some(())
+            .ok_or(GROUP_AUTHORIZATION_FAILED)
     } else {
         a.cluster(op)
             .then_some(())

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::codes;
 use crate::cluster::state::{BrokerRecord, Command, ConfigChange, Outcome, PartitionRecord};
 use crate::context::BrokerContext;
-use crate::group::{is_internal_topic, partition_for, OFFSETS_TOPIC, SHARE_STATE_TOPIC};
+use crate::group::{configs, is_internal_topic, partition_for, OFFSETS_TOPIC, SHARE_STATE_TOPIC};
 use crate::log::{
     altered_configs, check_partition_count, validate_topic_configs, validate_topic_name, AlterOp,
     ConfigEntry, LogError, PartitionLog, TopicMeta,
@@ -509,6 +509,80 @@ pub async fn alter_topic_configs(
     let meta = expect_topic(outcome, name)?;
     tracing::info!(topic = name, configs = ?meta.configs, "topic configs changed");
     Ok(meta)
+}
+
+/// The broker's values of the group configs ([`configs`]): its flags.
+pub fn group_defaults(ctx: &BrokerContext) -> configs::GroupDefaults {
+    let g = ctx.groups.config();
+    let share = ctx.shares.settings();
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    configs::GroupDefaults {
+        consumer_session_timeout_ms: ms(g.consumer.session_timeout),
+        consumer_heartbeat_interval_ms: ms(g.consumer.heartbeat_interval),
+        share_session_timeout_ms: share.session_timeout_ms,
+        share_heartbeat_interval_ms: i64::from(share.heartbeat_interval_ms),
+        share_record_lock_duration_ms: share.record_lock_ms,
+        share_delivery_count_limit: i64::from(share.delivery_count_limit),
+        min_session_timeout_ms: i64::from(g.min_session_timeout_ms),
+        max_session_timeout_ms: i64::from(g.max_session_timeout_ms),
+    }
+}
+
+/// A group's config overrides (empty when it has none).
+pub fn group_configs(ctx: &BrokerContext, group: &str) -> BTreeMap<String, String> {
+    ctx.cluster
+        .state()
+        .group_configs
+        .get(group)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// AlterConfigs (`incremental = false`: every override replaced) or IncrementalAlterConfigs
+/// of a group's configs, checked against this broker's rules ([`configs::altered`]), then
+/// proposed. The group need not exist yet (Kafka's tools set a share group's
+/// `share.auto.offset.reset` before its first consumer starts).
+pub async fn alter_group_configs(
+    ctx: &Arc<BrokerContext>,
+    group: &str,
+    ops: Vec<AlterOp>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), MetaError> {
+    if group.is_empty() {
+        return Err(MetaError {
+            code: codes::INVALID_REQUEST,
+            message: "a group config needs a group id".to_string(),
+        });
+    }
+    let current = group_configs(ctx, group);
+    configs::altered(&current, ops.clone(), incremental, &group_defaults(ctx)).map_err(
+        |message| MetaError {
+            code: codes::INVALID_CONFIG,
+            message,
+        },
+    )?;
+    if validate_only {
+        return Ok(());
+    }
+    let changes = ops
+        .into_iter()
+        .map(|op| match op {
+            AlterOp::Set(k, v) => ConfigChange::Set(k, v),
+            AlterOp::Delete(k) => ConfigChange::Delete(k),
+        })
+        .collect();
+    propose(
+        ctx,
+        Command::AlterGroupConfigs {
+            group: group.to_string(),
+            changes,
+            replace: !incremental,
+        },
+    )
+    .await?;
+    tracing::info!(group, configs = ?group_configs(ctx, group), "group configs changed");
+    Ok(())
 }
 
 /// Every config of a topic, defaults included.

@@ -1,4 +1,5 @@
-//! Topic and broker configs: DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
+//! Topic, broker and group configs: DescribeConfigs, AlterConfigs and
+//! IncrementalAlterConfigs.
 //! Which configs exist and which values they take is the storage engine's (one place for the
 //! rules); this module maps requests, Kafka's config ids and errors.
 
@@ -21,11 +22,13 @@ use crate::log::{AlterOp, ConfigEntry, ConfigSource, REPLICATION_THROTTLE_CONFIG
 /// Kafka's config resource types.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 
 /// Kafka's `ConfigSource` ids (DescribeConfigs v1+ / CreateTopics v5+).
 const SOURCE_TOPIC_CONFIG: i8 = 1;
 const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
+const SOURCE_GROUP_CONFIG: i8 = 8;
 
 /// Kafka's `ConfigType` ids (DescribeConfigs v3+).
 const TYPE_BOOLEAN: i8 = 1;
@@ -46,7 +49,13 @@ pub fn config_type(name: &str, value: Option<&str>) -> i8 {
         | "min.insync.replicas"
         | "num.partitions"
         | "node.id"
-        | "broker.id" => TYPE_INT,
+        | "broker.id"
+        | "consumer.session.timeout.ms"
+        | "consumer.heartbeat.interval.ms"
+        | "share.session.timeout.ms"
+        | "share.heartbeat.interval.ms"
+        | "share.record.lock.duration.ms"
+        | "share.delivery.count.limit" => TYPE_INT,
         "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         _ => match value {
             Some("true") | Some("false") => TYPE_BOOLEAN,
@@ -129,6 +138,29 @@ pub async fn describe_configs(
                 r.error_message =
                     Some(sb(&format!("this is broker {}, not {name:?}", ctx.node_id)));
             }
+            RESOURCE_GROUP => {
+                let keys = res.configuration_keys.as_ref();
+                let overrides = catalog::group_configs(ctx, &name);
+                r.configs = catalog::group_defaults(ctx)
+                    .entries(&overrides)
+                    .into_iter()
+                    .filter(|e| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == e.name)))
+                    .map(|e| {
+                        let mut c = DescribeConfigsResourceResult::default()
+                            .with_name(sb(e.name))
+                            .with_value(Some(sb(&e.value)))
+                            .with_config_source(if e.overridden {
+                                SOURCE_GROUP_CONFIG
+                            } else {
+                                SOURCE_DEFAULT_CONFIG
+                            });
+                        if version >= 3 {
+                            c.config_type = config_type(e.name, Some(&e.value));
+                        }
+                        c
+                    })
+                    .collect();
+            }
             other => {
                 r.error_code = codes::INVALID_REQUEST;
                 r.error_message = Some(sb(&format!(
@@ -153,6 +185,18 @@ async fn alter_resource(
 ) -> (i16, Option<StrBytes>) {
     match resource_type {
         RESOURCE_TOPIC => {}
+        RESOURCE_GROUP => {
+            let ops = match ops {
+                Ok(ops) => ops,
+                Err(msg) => return (codes::INVALID_CONFIG, Some(sb(&msg))),
+            };
+            return match catalog::alter_group_configs(ctx, name, ops, incremental, validate_only)
+                .await
+            {
+                Ok(()) => (codes::NONE, None),
+                Err(e) => (e.kafka_code(), err_msg(&e)),
+            };
+        }
         RESOURCE_BROKER => {
             // kafka-reassign-partitions --verify clears replication throttles on every broker;
             // there are none to clear.

@@ -29,7 +29,8 @@ use uuid::Uuid;
 use super::catalog::{self, local_partition, Ownership};
 use super::{codes, sb};
 use crate::context::BrokerContext;
-use crate::share::{AssignedTopic, Limits};
+use crate::group::configs;
+use crate::share::{AssignedTopic, Limits, ShareConfigs};
 
 /// How often a waiting ShareFetch looks for locks that ran out.
 const RECHECK: Duration = Duration::from_millis(200);
@@ -41,23 +42,50 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The lock duration and delivery limit of a topic: its `share.*` configs over the broker's.
-pub fn limits_for(ctx: &BrokerContext, topic_id: Uuid) -> Limits {
+/// The lock duration, delivery limit and start of `group`'s share partitions of a topic: the
+/// group's configs (`kafka-configs.sh --entity-type groups`) over the topic's `share.*`
+/// configs (what a `MessageQueue` sets) over the broker's flags.
+pub fn limits_for(ctx: &BrokerContext, group: &str, topic_id: Uuid) -> Limits {
     let mut limits = ctx.shares.settings().limits();
-    if let Some(meta) = catalog::topic_by_id(ctx, topic_id) {
-        let get = |k: &str| meta.configs.get(k).and_then(|v| v.parse::<i64>().ok());
-        if let Some(ms) = get(crate::log::SHARE_RECORD_LOCK_DURATION_MS) {
-            limits.lock_ms = ms;
-        }
-        if let Some(n) = get(crate::log::SHARE_DELIVERY_COUNT_LIMIT) {
-            limits.delivery_limit = i16::try_from(n).unwrap_or(limits.delivery_limit);
-        }
-        limits.start_earliest = meta
-            .configs
-            .get(crate::log::SHARE_AUTO_OFFSET_RESET)
-            .is_some_and(|v| v == "earliest");
+    let state = ctx.cluster.state();
+    let topic = catalog::topic_by_id(ctx, topic_id).map(|meta| meta.configs);
+    let overrides = [state.group_configs.get(group), topic.as_ref()];
+    let get = |k: &str| overrides.iter().flatten().find_map(|c| c.get(k));
+    let number = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
+    if let Some(ms) = number(crate::log::SHARE_RECORD_LOCK_DURATION_MS) {
+        limits.lock_ms = ms;
     }
+    if let Some(n) = number(crate::log::SHARE_DELIVERY_COUNT_LIMIT) {
+        limits.delivery_limit = i16::try_from(n).unwrap_or(limits.delivery_limit);
+    }
+    limits.start_earliest =
+        get(crate::log::SHARE_AUTO_OFFSET_RESET).is_some_and(|v| v == "earliest");
     limits
+}
+
+/// The share settings of groups as this broker's metadata has them ([`limits_for`], and each
+/// group's `share.session.timeout.ms`).
+pub struct GroupShareConfigs<'a>(pub &'a BrokerContext);
+
+impl ShareConfigs for GroupShareConfigs<'_> {
+    fn limits(&self, group: &str, topic: Uuid) -> Limits {
+        limits_for(self.0, group, topic)
+    }
+
+    fn session_timeout_ms(&self, group: &str) -> Option<i64> {
+        group_number(self.0, group, configs::SHARE_SESSION_TIMEOUT_MS)
+    }
+}
+
+/// A numeric group config of `group`, when it has that override.
+fn group_number(ctx: &BrokerContext, group: &str, key: &str) -> Option<i64> {
+    ctx.cluster
+        .state()
+        .group_configs
+        .get(group)?
+        .get(key)?
+        .parse()
+        .ok()
 }
 
 /// Whether this broker coordinates `group`; else the error code to answer with.
@@ -70,9 +98,10 @@ async fn coordinates(ctx: &Arc<BrokerContext>, group: &str) -> Result<(), i16> {
 }
 
 /// The partitions of the subscribed topics that exist, each with the offset a new share
-/// partition starts at (the high watermark, or the log start when the topic's
-/// `share.auto.offset.reset` is `earliest`, where this broker leads the partition).
-fn resolve(ctx: &BrokerContext, topics: &[String]) -> Vec<AssignedTopic> {
+/// partition of `group` starts at (the high watermark, or the log start when its
+/// `share.auto.offset.reset` is `earliest` ([`limits_for`]), where this broker leads the
+/// partition).
+fn resolve(ctx: &BrokerContext, group: &str, topics: &[String]) -> Vec<AssignedTopic> {
     topics
         .iter()
         .filter_map(|name| catalog::topic(ctx, name))
@@ -80,10 +109,7 @@ fn resolve(ctx: &BrokerContext, topics: &[String]) -> Vec<AssignedTopic> {
             id: meta.id,
             partitions: (0..meta.partitions)
                 .map(|p| {
-                    let earliest = meta
-                        .configs
-                        .get(crate::log::SHARE_AUTO_OFFSET_RESET)
-                        .is_some_and(|v| v == "earliest");
+                    let earliest = limits_for(ctx, group, meta.id).start_earliest;
                     let start = local_partition(ctx, &meta.name, p, -1).ok().map(|log| {
                         if earliest {
                             log.log_start_offset()
@@ -104,8 +130,10 @@ pub async fn heartbeat(
     client: (String, String),
 ) -> ShareGroupHeartbeatResponse {
     let group = req.group_id.to_string();
-    let mut resp = ShareGroupHeartbeatResponse::default()
-        .with_heartbeat_interval_ms(ctx.shares.settings().heartbeat_interval_ms);
+    let interval = group_number(&ctx, &group, configs::SHARE_HEARTBEAT_INTERVAL_MS)
+        .and_then(|ms| i32::try_from(ms).ok())
+        .unwrap_or(ctx.shares.settings().heartbeat_interval_ms);
+    let mut resp = ShareGroupHeartbeatResponse::default().with_heartbeat_interval_ms(interval);
     if group.is_empty() {
         return resp.with_error_code(codes::INVALID_REQUEST);
     }
@@ -126,14 +154,14 @@ pub async fn heartbeat(
             .map(|g| g.members.into_iter().flat_map(|m| m.subscribed).collect())
             .unwrap_or_default(),
     };
-    let keys: Vec<(Uuid, i32)> = resolve(&ctx, &topics)
+    let keys: Vec<(Uuid, i32)> = resolve(&ctx, &group, &topics)
         .into_iter()
         .flat_map(|t| t.partitions.into_iter().map(move |(p, _)| (t.id, p)))
         .collect();
     if let Err(e) = super::share_store::adopt(&ctx, &group, &keys).await {
         tracing::warn!(group, error = %e, "share partitions not taken up");
     }
-    let limits = |id: Uuid| limits_for(&ctx, id);
+    let limits = GroupShareConfigs(&ctx);
     let reply = ctx.shares.heartbeat(
         &group,
         req.member_id.as_str(),
@@ -142,7 +170,7 @@ pub async fn heartbeat(
         (&client.0, &client.1),
         now_ms(),
         &limits,
-        &|topics: &[String]| resolve(&ctx, topics),
+        &|topics: &[String]| resolve(&ctx, &group, topics),
     );
     super::share_admin::dead_letters(&ctx).await;
     super::share_store::persist(&ctx).await;
@@ -186,7 +214,7 @@ fn acknowledge(
     if led.is_none() || led != ctx.shares.owned_epoch(group, key) {
         return catalog::NOT_LEADER_OR_FOLLOWER;
     }
-    let limits = limits_for(ctx, key.0);
+    let limits = limits_for(ctx, group, key.0);
     let now = now_ms();
     let mut code = codes::NONE;
     for a in acks {
@@ -250,7 +278,7 @@ fn acquire_one(
     if records_left == 0 || bytes_left == 0 {
         return;
     }
-    let limits = limits_for(ctx, key.0);
+    let limits = limits_for(ctx, group, key.0);
     let now = now_ms();
     let hw = log.high_watermark();
     let Some(from) =
@@ -376,7 +404,7 @@ pub async fn fetch(ctx: Arc<BrokerContext>, req: ShareFetchRequest) -> ShareFetc
     // time out their own acknowledgements.
     if let Some((topic_id, _)) = session.partitions.first() {
         resp.acquisition_lock_timeout_ms =
-            i32::try_from(limits_for(&ctx, *topic_id).lock_ms).unwrap_or(i32::MAX);
+            i32::try_from(limits_for(&ctx, &group, *topic_id).lock_ms).unwrap_or(i32::MAX);
     }
     let mut parts: std::collections::BTreeMap<(Uuid, i32), Part> = Default::default();
     for t in &req.topics {
@@ -408,7 +436,7 @@ pub async fn fetch(ctx: Arc<BrokerContext>, req: ShareFetchRequest) -> ShareFetc
     }
     if session.closing {
         ctx.shares
-            .close_session(&group, &member, &|id| limits_for(&ctx, id));
+            .close_session(&group, &member, &GroupShareConfigs(&ctx));
     } else {
         if req.share_session_epoch == 0 {
             for key in &session.partitions {
@@ -533,7 +561,7 @@ async fn acquire_all(
                 _ = ctx.shutdown.cancelled() => return,
             }
         }
-        ctx.shares.tick(now_ms(), &|id| limits_for(ctx, id));
+        ctx.shares.tick(now_ms(), &GroupShareConfigs(ctx));
     }
 }
 
@@ -608,7 +636,7 @@ pub async fn acknowledge_request(
     }
     if session.closing {
         ctx.shares
-            .close_session(&group, &member, &|id| limits_for(&ctx, id));
+            .close_session(&group, &member, &GroupShareConfigs(&ctx));
     }
     super::share_admin::dead_letters(&ctx).await;
     super::share_store::persist(&ctx).await;

@@ -411,7 +411,7 @@ fn take_up_here(
     state: Option<crate::share::SharePartition>,
 ) {
     if let catalog::Ownership::Here(epoch) = catalog::ownership(ctx, topic, partition) {
-        let limits = super::share::limits_for(ctx, topic_id);
+        let limits = super::share::limits_for(ctx, group, topic_id);
         ctx.shares
             .adopt(group, (topic_id, partition), epoch, state, &limits);
     }

@@ -104,7 +104,8 @@ async fn load(ctx: &Arc<BrokerContext>) -> Result<(), i16> {
             }
             let partitions: usize = saved.values().map(BTreeMap::len).sum();
             tracing::info!(records = count, partitions, "share-partition state loaded");
-            ctx.shares.restore(saved, &|id| limits_for(ctx, id));
+            ctx.shares
+                .restore(saved, &super::share::GroupShareConfigs(ctx));
         }
         Err(e) => {
             // Moments after a start the topic may have no leader yet: the next request tries
@@ -342,7 +343,7 @@ pub async fn adopt(
             start = state.as_ref().map(SharePartition::start_offset),
             "share partition taken up by its leader");
         ctx.shares
-            .adopt(group, key, epoch, state, &limits_for(ctx, key.0));
+            .adopt(group, key, epoch, state, &limits_for(ctx, group, key.0));
     }
     Ok(())
 }

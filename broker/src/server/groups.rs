@@ -81,6 +81,14 @@ impl TopicDirectory for ClusterTopics {
             .cloned()
             .collect()
     }
+    fn group_configs(&self, group: &str) -> std::collections::BTreeMap<String, String> {
+        self.cluster
+            .state()
+            .group_configs
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
     fn in_sync_shortfall(&self, topic: &str, partition: i32) -> Option<String> {
         let state = self.cluster.state();
         let t = state.topics.get(topic)?;

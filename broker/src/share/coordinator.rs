@@ -31,6 +31,24 @@ use uuid::Uuid;
 use super::codes;
 use super::partition::{AckError, Acquired, Archived, Limits, Outcome, SharePartition};
 
+/// The share settings that may differ per group or per topic: a group's configs over its
+/// topic's over the broker's (`handlers/share.rs`). A plain `Fn(Uuid) -> Limits` serves
+/// where only topics differ.
+pub trait ShareConfigs {
+    /// The lock, the delivery limit and the start of `topic`'s partitions for `group`.
+    fn limits(&self, group: &str, topic: Uuid) -> Limits;
+    /// The group's member session timeout; `None`: the broker's.
+    fn session_timeout_ms(&self, _group: &str) -> Option<i64> {
+        None
+    }
+}
+
+impl<F: Fn(Uuid) -> Limits> ShareConfigs for F {
+    fn limits(&self, _group: &str, topic: Uuid) -> Limits {
+        self(topic)
+    }
+}
+
 /// Broker-wide share-group settings (topic configs may override the lock and the limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShareSettings {
@@ -214,7 +232,7 @@ impl ShareCoordinator {
         subscribed: Option<Vec<String>>,
         client: (&str, &str),
         now_ms: i64,
-        limits: &dyn Fn(Uuid) -> Limits,
+        limits: &dyn ShareConfigs,
         resolve: &dyn Fn(&[String]) -> Vec<AssignedTopic>,
     ) -> HeartbeatReply {
         let mut guard = self.lock();
@@ -397,7 +415,7 @@ impl ShareCoordinator {
     }
 
     /// Ends the member's share session: what it holds is released.
-    pub fn close_session(&self, group_id: &str, member_id: &str, limits: &dyn Fn(Uuid) -> Limits) {
+    pub fn close_session(&self, group_id: &str, member_id: &str, limits: &dyn ShareConfigs) {
         let mut st = self.lock();
         st.sessions
             .remove(&(group_id.to_string(), member_id.to_string()));
@@ -523,7 +541,7 @@ impl ShareCoordinator {
     }
 
     /// Expires locks everywhere and members not heard from; call now and then.
-    pub fn tick(&self, now_ms: i64, limits: &dyn Fn(Uuid) -> Limits) {
+    pub fn tick(&self, now_ms: i64, limits: &dyn ShareConfigs) {
         let mut guard = self.lock();
         let st = &mut *guard;
         self.expire_members(st, now_ms, limits);
@@ -531,7 +549,7 @@ impl ShareCoordinator {
         let mut outcomes = Vec::new();
         for (name, g) in st.groups.iter_mut() {
             for (key, sp) in g.partitions.iter_mut() {
-                let out = sp.expire_locks(now_ms, &limits(key.0));
+                let out = sp.expire_locks(now_ms, &limits.limits(name, key.0));
                 if out != Outcome::default() {
                     outcomes.push((name.clone(), *key, out));
                 }
@@ -647,15 +665,15 @@ impl ShareCoordinator {
     pub fn restore(
         &self,
         saved: BTreeMap<String, BTreeMap<(Uuid, i32), SharePartition>>,
-        limits: &dyn Fn(Uuid) -> Limits,
+        limits: &dyn ShareConfigs,
     ) {
         let mut st = self.lock();
         for (name, partitions) in saved {
-            let group = st.groups.entry(name).or_default();
+            let group = st.groups.entry(name.clone()).or_default();
             // A partition already here was taken up by its leader since: that state is newer.
             for (key, mut sp) in partitions {
                 if let std::collections::btree_map::Entry::Vacant(e) = group.partitions.entry(key) {
-                    sp.expire_locks(i64::MAX, &limits(key.0));
+                    sp.expire_locks(i64::MAX, &limits.limits(&name, key.0));
                     e.insert(sp);
                 }
             }
@@ -664,13 +682,17 @@ impl ShareCoordinator {
 
     /// Sessions of members this broker does not know (their coordinator is elsewhere) that
     /// were not used for the session timeout: what they held is released.
-    fn expire_sessions(&self, st: &mut State, now_ms: i64, limits: &dyn Fn(Uuid) -> Limits) {
-        let timeout = self.settings.session_timeout_ms;
+    fn expire_sessions(&self, st: &mut State, now_ms: i64, limits: &dyn ShareConfigs) {
+        let timeout = |g: &str| {
+            limits
+                .session_timeout_ms(g)
+                .unwrap_or(self.settings.session_timeout_ms)
+        };
         let idle: Vec<(String, String)> = st
             .sessions
             .iter()
             .filter(|((g, m), s)| {
-                s.last_used_ms.saturating_add(timeout) < now_ms
+                s.last_used_ms.saturating_add(timeout(g)) < now_ms
                     && !st
                         .groups
                         .get(g)
@@ -679,7 +701,7 @@ impl ShareCoordinator {
             .map(|(k, _)| k.clone())
             .collect();
         for (g, m) in idle {
-            tracing::info!(group = %g, member = %m, timeout_ms = timeout,
+            tracing::info!(group = %g, member = %m, timeout_ms = timeout(&g),
                 "share session expired: not used within the session timeout");
             st.sessions.remove(&(g.clone(), m.clone()));
             self.release_member(st, &g, &m, limits);
@@ -749,20 +771,25 @@ impl ShareCoordinator {
         self.released.notify_waiters();
     }
 
-    fn expire_members(&self, st: &mut State, now_ms: i64, limits: &dyn Fn(Uuid) -> Limits) {
-        let timeout = self.settings.session_timeout_ms;
+    fn expire_members(&self, st: &mut State, now_ms: i64, limits: &dyn ShareConfigs) {
+        let timeout = |g: &str| {
+            limits
+                .session_timeout_ms(g)
+                .unwrap_or(self.settings.session_timeout_ms)
+        };
         let gone: Vec<(String, String)> = st
             .groups
             .iter()
             .flat_map(|(g, grp)| {
+                let timeout = timeout(g);
                 grp.members
                     .iter()
-                    .filter(|(_, m)| m.last_seen_ms.saturating_add(timeout) < now_ms)
+                    .filter(move |(_, m)| m.last_seen_ms.saturating_add(timeout) < now_ms)
                     .map(|(id, _)| (g.clone(), id.clone()))
             })
             .collect();
         for (g, m) in gone {
-            tracing::info!(group = %g, member = %m, timeout_ms = timeout,
+            tracing::info!(group = %g, member = %m, timeout_ms = timeout(&g),
                 "share member removed: no heartbeat within the session timeout");
             self.remove_member(st, &g, &m, limits);
         }
@@ -773,7 +800,7 @@ impl ShareCoordinator {
         st: &mut State,
         group_id: &str,
         member_id: &str,
-        limits: &dyn Fn(Uuid) -> Limits,
+        limits: &dyn ShareConfigs,
     ) {
         if let Some(g) = st.groups.get_mut(group_id) {
             if g.members.remove(member_id).is_some() {
@@ -790,7 +817,7 @@ impl ShareCoordinator {
         st: &mut State,
         group_id: &str,
         member_id: &str,
-        limits: &dyn Fn(Uuid) -> Limits,
+        limits: &dyn ShareConfigs,
     ) {
         let Some(g) = st.groups.get_mut(group_id) else {
             return;
@@ -798,7 +825,10 @@ impl ShareCoordinator {
         let outcomes: Vec<((Uuid, i32), Outcome)> = g
             .partitions
             .iter_mut()
-            .map(|(key, sp)| (*key, sp.release_member(member_id, &limits(key.0))))
+            .map(|(key, sp)| {
+                let l = limits.limits(group_id, key.0);
+                (*key, sp.release_member(member_id, &l))
+            })
             .collect();
         let released = outcomes.iter().any(|(_, o)| o.released > 0);
         for (key, out) in outcomes {

@@ -15,7 +15,7 @@ pub mod partition;
 
 pub use coordinator::{
     AssignedTopic, DeadLetter, GroupSummary, HeartbeatReply, MemberSummary, SessionView,
-    ShareCoordinator, ShareSettings,
+    ShareConfigs, ShareCoordinator, ShareSettings,
 };
 pub use partition::{Acquired, ArchiveReason, Limits, SharePartition};
 

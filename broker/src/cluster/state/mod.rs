@@ -209,6 +209,13 @@ pub enum Command {
         changes: Vec<ConfigChange>,
         replace: bool,
     },
+    /// A group's config overrides, as [`Command::AlterTopicConfigs`] a topic's. The group
+    /// need not exist: its configs apply when it does.
+    AlterGroupConfigs {
+        group: String,
+        changes: Vec<ConfigChange>,
+        replace: bool,
+    },
     /// (Earlier versions; no longer proposed.) Places a group's coordinator if it has none;
     /// answers the current one otherwise.
     AssignGroup {
@@ -364,6 +371,10 @@ pub struct ClusterState {
     /// Transactional ids and their current transactions (`txns.rs`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub transactions: BTreeMap<String, TxnRecord>,
+    /// Groups' config overrides (Kafka's group configs, `kafka-configs.sh --entity-type
+    /// groups`), validated by the proposer; a group id without overrides has no entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ClusterState {
@@ -439,6 +450,28 @@ impl ClusterState {
                 changes,
                 replace,
             } => self.alter_configs(name, changes, *replace),
+            Command::AlterGroupConfigs {
+                group,
+                changes,
+                replace,
+            } => {
+                let current = self.group_configs.remove(group).unwrap_or_default();
+                let mut configs = if *replace { BTreeMap::new() } else { current };
+                for change in changes {
+                    match change {
+                        ConfigChange::Set(k, v) => {
+                            configs.insert(k.clone(), v.clone());
+                        }
+                        ConfigChange::Delete(k) => {
+                            configs.remove(k);
+                        }
+                    }
+                }
+                if !configs.is_empty() {
+                    self.group_configs.insert(group.clone(), configs);
+                }
+                Outcome::Done
+            }
             Command::AssignGroup { group } => {
                 if let Some(g) = self.groups.get(group) {
                     return Outcome::Coordinator(g.coordinator);

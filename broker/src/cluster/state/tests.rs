@@ -165,6 +165,51 @@ fn partitions_only_grow_and_new_ones_are_placed() {
     );
 }
 
+/// Group configs: set before the group exists, changed incrementally or replaced, gone from
+/// the state once the last override is deleted, and kept through a snapshot (JSON) while a
+/// snapshot from before group configs still reads.
+#[test]
+fn group_configs_change_like_topic_configs_and_survive_a_snapshot() {
+    let mut s = with_brokers(&[0]);
+    let alter = |changes, replace| Command::AlterGroupConfigs {
+        group: "g".into(),
+        changes,
+        replace,
+    };
+    let set = |k: &str, v: &str| ConfigChange::Set(k.into(), v.into());
+    s.apply(&alter(
+        vec![
+            set("share.auto.offset.reset", "earliest"),
+            set("consumer.session.timeout.ms", "10000"),
+        ],
+        false,
+    ));
+    s.apply(&alter(
+        vec![ConfigChange::Delete("consumer.session.timeout.ms".into())],
+        false,
+    ));
+    let only = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+    assert_eq!(
+        s.group_configs["g"],
+        only("share.auto.offset.reset", "earliest")
+    );
+    let json = serde_json::to_vec(&s).expect("encode");
+    let back: ClusterState = serde_json::from_slice(&json).expect("decode");
+    assert_eq!(back.group_configs, s.group_configs);
+    s.apply(&alter(vec![set("share.delivery.count.limit", "3")], true));
+    assert_eq!(
+        s.group_configs["g"],
+        only("share.delivery.count.limit", "3")
+    );
+    s.apply(&alter(vec![], true));
+    assert!(s.group_configs.is_empty(), "{:?}", s.group_configs);
+    let before: ClusterState = serde_json::from_str(
+        r#"{"cluster_id":null,"brokers":{},"topics":{},"groups":{},"next_producer_id":0}"#,
+    )
+    .expect("a snapshot without group configs");
+    assert!(before.group_configs.is_empty());
+}
+
 #[test]
 fn config_changes_incremental_and_replacing() {
     let mut s = with_brokers(&[0]);

@@ -327,6 +327,35 @@ impl GroupCoordinator {
         slot.idle_since = None;
     }
 
+    /// Before a classic JoinGroup with `instance` as its static id: when that id's holder is
+    /// the consumer group's only consumer-protocol member, the holder is replaced (removed)
+    /// and the group downgraded as the migration policy allows, as when the last
+    /// consumer-protocol member leaves (Kafka does the same for a static replacement).
+    pub(super) fn downgrade_for_static_replacement(
+        &self,
+        groups: &mut HashMap<String, Slot>,
+        group_id: &str,
+        instance: &str,
+    ) {
+        if !self.config.consumer.migration.downgrades() {
+            return;
+        }
+        {
+            let mut consumer = self.consumer_lock();
+            let Some(g) = consumer.get_mut(group_id) else {
+                return;
+            };
+            let Some(holder) = g.last_consumer_member(instance) else {
+                return;
+            };
+            g.remove(
+                &holder,
+                "replaced by a static member on the classic protocol",
+            );
+        }
+        self.maybe_downgrade(groups, group_id, Instant::now());
+    }
+
     /// A classic member's JoinGroup on a consumer group with members.
     pub(super) fn classic_join_consumer_group(
         &self,

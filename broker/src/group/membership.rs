@@ -71,6 +71,12 @@ impl GroupCoordinator {
             if let Err(code) = self.status(&group_id) {
                 return join_response(version, JoinResult::error(code, &member_id));
             }
+            if let Some(instance) = args.instance_id.as_deref() {
+                // A static member back on the classic protocol in the place of the group's
+                // last consumer-protocol member: the group goes back to classic first, and this
+                // join is one of the classic group's.
+                self.downgrade_for_static_replacement(&mut groups, &group_id, instance);
+            }
             if self.consumer_group_active(&group_id) {
                 // A classic member of a consumer group (an online migration): answered at once.
                 let result = self.classic_join_consumer_group(&group_id, args, fresh_id);

@@ -1709,3 +1709,78 @@ async fn a_consumer_group_is_held_to_its_own_session_and_heartbeat_configs() {
     assert_eq!(h.error_code, 0, "{:?}", h.error_message);
     shutdown.cancel();
 }
+
+/// A static member back on the classic protocol in the place of a consumer group's last
+/// consumer-protocol member turns the group back into a classic group first; its JoinGroup is
+/// one of that group's rebalance, which the classic member already there rejoins.
+#[tokio::test(start_paused = true)]
+async fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Arc::new(Topics {
+        only_t: true,
+        ..Topics::default()
+    });
+    let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
+    let join = |member: &str, owned: &[i32]| {
+        let mut r = join_req("g", member);
+        r.protocols[0].metadata = subscription_owning(owned);
+        at_version(r, 5)
+    };
+    let first = c.join_group(5, join("", &[])).await;
+    let classic = first.member_id.to_string();
+    assert_eq!(c.join_group(5, join(&classic, &[])).await.error_code, 0);
+    let mut sync = sync_req("g", &classic, 1, &[]);
+    sync.assignments = vec![SyncGroupRequestAssignment::default()
+        .with_member_id(s(&classic))
+        .with_assignment(assignment_of_t(&[0, 1]))];
+    assert_eq!(c.sync_group(5, sync).await.error_code, 0);
+    let static_hb = consumer_hb("m", 0, &[]).with_instance_id(Some(s("pod-0")));
+    let r = c
+        .consumer_heartbeat(1, static_hb, ClientInfo::default(), None)
+        .await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    let group_type = || async {
+        c.list_groups(5, ListGroupsRequest::default()).await.groups[0]
+            .group_type
+            .to_string()
+    };
+    assert_eq!(group_type().await, "consumer");
+
+    // pod-0 restarts on the classic protocol.
+    let mut back = join("", &[]);
+    back.group_instance_id = Some(s("pod-0"));
+    let waiting = tokio::spawn({
+        let c = Arc::clone(&c);
+        async move { c.join_group(5, back).await }
+    });
+    for _ in 0..1_000 {
+        if group_type().await == "classic" {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(group_type().await, "classic", "downgraded by the replacement");
+    let hb = c.heartbeat(4, heartbeat_req("g", &classic, 1)).await;
+    assert_eq!(hb.error_code, codes::REBALANCE_IN_PROGRESS);
+    let rejoined = c.join_group(5, join(&classic, &[0, 1])).await;
+    let pod = waiting.await.unwrap();
+    assert_eq!((rejoined.error_code, pod.error_code), (0, 0));
+    assert_eq!(rejoined.generation_id, pod.generation_id);
+    assert!(
+        [&rejoined.leader, &pod.leader]
+            .iter()
+            .all(|l| !l.is_empty() && (**l == rejoined.member_id || **l == pod.member_id)),
+        "one classic rebalance: {rejoined:?} {pod:?}"
+    );
+    // The replaced consumer-protocol member is gone.
+    let r = c
+        .consumer_heartbeat(
+            1,
+            consumer_hb("m", r.member_epoch, &[]),
+            ClientInfo::default(),
+            None,
+        )
+        .await;
+    assert_ne!(r.error_code, 0);
+    shutdown.cancel();
+}

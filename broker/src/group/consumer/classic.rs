@@ -329,6 +329,21 @@ impl ConsumerGroup {
         !self.members.is_empty() && self.members.values().all(|m| m.classic.is_some())
     }
 
+    /// The id of the member holding static id `instance` when it is the group's only member
+    /// of the consumer protocol (the others, if any, are classic).
+    pub fn last_consumer_member(&self, instance: &str) -> Option<String> {
+        let holder = self
+            .members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance))?;
+        let others_classic = self
+            .members
+            .values()
+            .filter(|m| m.id != holder.id)
+            .all(|m| m.classic.is_some());
+        (holder.classic.is_none() && others_classic).then(|| holder.id.clone())
+    }
+
     /// The classic group the classic members left become (the downgrade), rebalancing.
     pub fn to_classic(&self, initial_delay: Duration, now: Instant) -> Group {
         let members = self

@@ -107,6 +107,7 @@ macro_rules! served_apis {
             DescribeTransactions => DescribeTransactionsRequest,
             ListTransactions => ListTransactionsRequest,
             WriteTxnMarkers => WriteTxnMarkersRequest,
+            ListConfigResources => ListConfigResourcesRequest,
         }
     };
 }

@@ -117,7 +117,8 @@ fn a_queue_that_starts_at_earliest_delivers_messages_sent_before_its_first_consu
 
 /// Kafka's own way to start a share group at the log start: `kafka-configs.sh --alter
 /// --entity-type groups --add-config share.auto.offset.reset=earliest` (a group config), on a
-/// topic without Sluice's per-queue setting; `--describe` shows it.
+/// topic without Sluice's per-queue setting; `--describe` shows it, and the list of every
+/// group's configs has the group before any member joined.
 #[test]
 fn kafka_configs_starts_a_share_group_at_earliest_through_its_group_config() {
     let broker = TestBroker::start(&[]);
@@ -153,6 +154,28 @@ fn kafka_configs_starts_a_share_group_at_earliest_through_its_group_config() {
         described.contains("share.auto.offset.reset=earliest"),
         "{described}"
     );
+    // Every group's configs (ListConfigResources): the group has no member yet, only configs.
+    let all = kafka_tool(
+        "kafka.admin.ConfigCommand",
+        &[
+            "--bootstrap-server",
+            b.as_str(),
+            "--entity-type",
+            "groups",
+            "--describe",
+        ],
+    )
+    .stdout;
+    assert!(
+        all.contains(&format!("Dynamic configs for group {group} are:")),
+        "{all}"
+    );
+    // kafka-client-metrics.sh lists no subscription (it asks ListConfigResources v0).
+    let metrics = kafka_tool(
+        "org.apache.kafka.tools.ClientMetricsCommand",
+        &["--bootstrap-server", b.as_str(), "--list"],
+    );
+    assert_eq!(metrics.stdout.trim(), "", "{}", metrics.stderr);
     // The group's first consumer joins only now; with the default (latest) it would get none.
     let out = consumer(
         &b,

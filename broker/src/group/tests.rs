@@ -1759,7 +1759,11 @@ async fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_t
         }
         tokio::task::yield_now().await;
     }
-    assert_eq!(group_type().await, "classic", "downgraded by the replacement");
+    assert_eq!(
+        group_type().await,
+        "classic",
+        "downgraded by the replacement"
+    );
     let hb = c.heartbeat(4, heartbeat_req("g", &classic, 1)).await;
     assert_eq!(hb.error_code, codes::REBALANCE_IN_PROGRESS);
     let rejoined = c.join_group(5, join(&classic, &[0, 1])).await;

@@ -24,6 +24,7 @@
 //! | ShareGroupDescribe, DescribeShareGroupOffsets ([`super::share_authz`]) | DESCRIBE group | per group |
 //! | InitProducerId | IDEMPOTENT_WRITE cluster, or WRITE on some topic | CLUSTER_AUTHORIZATION_FAILED |
 //! | DescribeCluster, DescribeLogDirs, ListPartitionReassignments, DescribeQuorum, DescribeAcls, DescribeUserScramCredentials | DESCRIBE cluster | CLUSTER_AUTHORIZATION_FAILED |
+//! | ListConfigResources | DESCRIBE_CONFIGS cluster | CLUSTER_AUTHORIZATION_FAILED |
 //! | AlterPartitionReassignments, ElectLeaders, UnregisterBroker, CreateAcls, DeleteAcls, AlterUserScramCredentials | ALTER cluster | CLUSTER_AUTHORIZATION_FAILED |
 //!
 //! Without an authorizer every check is `true` and costs nothing. With one, a request's checks
@@ -966,6 +967,7 @@ pub fn cluster_operation(key: ApiKey) -> Option<Operation> {
         | ApiKey::DescribeQuorum
         | ApiKey::DescribeAcls
         | ApiKey::DescribeUserScramCredentials => Some(Operation::Describe),
+        ApiKey::ListConfigResources => Some(Operation::DescribeConfigs),
         ApiKey::AlterPartitionReassignments
         | ApiKey::ElectLeaders
         | ApiKey::UnregisterBroker

@@ -11,7 +11,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
     AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListConfigResourcesRequest,
+    ListConfigResourcesResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -23,6 +24,16 @@ use crate::log::{AlterOp, ConfigEntry, ConfigSource, REPLICATION_THROTTLE_CONFIG
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const RESOURCE_GROUP: i8 = 32;
+const RESOURCE_BROKER_LOGGER: i8 = 8;
+const RESOURCE_CLIENT_METRICS: i8 = 16;
+/// What ListConfigResources v1 lists (Kafka 4.1's set).
+const LISTED_RESOURCES: [i8; 5] = [
+    RESOURCE_TOPIC,
+    RESOURCE_BROKER,
+    RESOURCE_BROKER_LOGGER,
+    RESOURCE_CLIENT_METRICS,
+    RESOURCE_GROUP,
+];
 
 /// Kafka's `ConfigSource` ids (DescribeConfigs v1+ / CreateTopics v5+).
 const SOURCE_TOPIC_CONFIG: i8 = 1;
@@ -163,15 +174,28 @@ pub async fn describe_configs(
             }
             other => {
                 r.error_code = codes::INVALID_REQUEST;
-                r.error_message = Some(sb(&format!(
-                    "config resource type {other} is not supported"
-                )));
+                r.error_message = Some(sb(&unsupported_resource(other)));
             }
         }
         ctx.metrics.error_code("DescribeConfigs", r.error_code);
         resp.results.push(r);
     }
     resp
+}
+
+/// Why a config resource type is refused.
+fn unsupported_resource(resource_type: i8) -> String {
+    match resource_type {
+        RESOURCE_CLIENT_METRICS => "client-metrics subscriptions (KIP-714) are not supported: \
+             this broker does not collect client telemetry"
+            .to_string(),
+        RESOURCE_BROKER_LOGGER => "broker loggers cannot be changed at run time: \
+             the level comes from RUST_LOG in the broker's environment"
+            .to_string(),
+        other => format!(
+            "config resource type {other} is not supported (2 topics, 4 brokers, 32 groups)"
+        ),
+    }
 }
 
 /// The outcome of altering one resource: (error code, message).
@@ -219,9 +243,7 @@ async fn alter_resource(
         other => {
             return (
                 codes::INVALID_REQUEST,
-                Some(sb(&format!(
-                    "config resource type {other} is not supported"
-                ))),
+                Some(sb(&unsupported_resource(other))),
             )
         }
     }
@@ -314,6 +336,63 @@ pub async fn incremental_alter_configs(
         );
     }
     resp
+}
+
+/// ListConfigResources (KIP-1142; v0 was KIP-714's ListClientMetricsResources): the
+/// resources of the asked types that have configs to describe. Topics and brokers of the
+/// cluster; groups with configs or coordinated here (Kafka lists its own coordinator's too);
+/// client-metrics subscriptions and broker loggers, which this broker does not keep, none.
+/// An empty list of types means v0's client metrics, or every type from v1. A type Kafka does
+/// not list is refused UNSUPPORTED_VERSION, as Kafka does.
+pub async fn list_config_resources(
+    ctx: &Arc<BrokerContext>,
+    version: i16,
+    req: ListConfigResourcesRequest,
+) -> ListConfigResourcesResponse {
+    use kafka_protocol::messages::list_config_resources_response::ConfigResource;
+    let types = match (req.resource_types.is_empty(), version) {
+        (true, 0) => vec![RESOURCE_CLIENT_METRICS],
+        (true, _) => LISTED_RESOURCES.to_vec(),
+        (false, _) => req.resource_types.clone(),
+    };
+    if let Some(t) = types.iter().find(|t| !LISTED_RESOURCES.contains(t)) {
+        // The response has no message: the reason goes to the log.
+        tracing::info!(resource_type = t, "ListConfigResources refused: a type that cannot be listed (2 topics, 4 brokers, 8 broker loggers, 16 client metrics, 32 groups)");
+        return ListConfigResourcesResponse::default().with_error_code(codes::UNSUPPORTED_VERSION);
+    }
+    let state = ctx.cluster.state();
+    let mut listed: Vec<(i8, String)> = Vec::new();
+    for t in types {
+        match t {
+            RESOURCE_TOPIC => listed.extend(state.topics.keys().map(|n| (t, n.clone()))),
+            RESOURCE_BROKER => listed.extend(state.brokers.keys().map(|id| (t, id.to_string()))),
+            RESOURCE_GROUP => {
+                let mut groups: std::collections::BTreeSet<String> =
+                    state.group_configs.keys().cloned().collect();
+                let here = super::share_admin::list_groups(
+                    Arc::clone(ctx),
+                    5,
+                    kafka_protocol::messages::ListGroupsRequest::default(),
+                )
+                .await;
+                groups.extend(here.groups.iter().map(|g| g.group_id.to_string()));
+                listed.extend(groups.into_iter().map(|g| (t, g)));
+            }
+            _ => {}
+        }
+    }
+    listed.sort();
+    listed.dedup();
+    ListConfigResourcesResponse::default().with_config_resources(
+        listed
+            .into_iter()
+            .map(|(t, name)| {
+                ConfigResource::default()
+                    .with_resource_type(t)
+                    .with_resource_name(sb(&name))
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -279,6 +279,13 @@ pub async fn dispatch(
         ApiKey::Metadata => {
             now!(metadata::metadata(ctx, v, req!(MetadataRequest), caller, &access).await)
         }
+        ApiKey::ListConfigResources => {
+            let req = req!(ListConfigResourcesRequest);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                configs::list_config_resources(&ctx, v, req).await
+            })
+        }
         ApiKey::DescribeCluster => now!(metadata::describe_cluster(
             ctx,
             v,
@@ -733,6 +740,13 @@ fn refuse_cluster(
                 &DescribeQuorumResponse::default()
                     .with_error_code(DENIED)
                     .with_error_message(msg),
+            )
+        }
+        ApiKey::ListConfigResources => {
+            let _ = req!(ListConfigResourcesRequest);
+            respond(
+                raw,
+                &ListConfigResourcesResponse::default().with_error_code(DENIED),
             )
         }
         ApiKey::UnregisterBroker => {

@@ -72,6 +72,7 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
     ApiKey::WriteTxnMarkers,
+    ApiKey::ListConfigResources,
 ];
 
 /// Served with `--authorizer acl`; without an authorizer advertised and answered
@@ -154,6 +155,7 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeTransactions => range!(DescribeTransactionsRequest),
         ApiKey::ListTransactions => range!(ListTransactionsRequest),
         ApiKey::WriteTxnMarkers => range!(WriteTxnMarkersRequest),
+        ApiKey::ListConfigResources => range!(ListConfigResourcesRequest),
         _ => None,
     }
 }

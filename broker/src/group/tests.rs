@@ -1553,6 +1553,28 @@ fn assigned(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
     })
 }
 
+/// A JoinGroup v5 of a classic consumer of group `g` subscribed to `t`, owning `owned`.
+fn classic_join(member: &str, owned: &[i32]) -> JoinGroupRequest {
+    let mut r = join_req("g", member);
+    r.protocols[0].metadata = subscription_owning(owned);
+    at_version(r, 5)
+}
+
+/// A classic consumer joins group `g` alone and is given both partitions of `t` (generation
+/// 1); its member id.
+async fn classic_owner_of_t(c: &GroupCoordinator) -> String {
+    let first = c.join_group(5, classic_join("", &[])).await;
+    let classic = first.member_id.to_string();
+    let joined = c.join_group(5, classic_join(&classic, &[])).await;
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let mut sync = sync_req("g", &classic, 1, &[]);
+    sync.assignments = vec![SyncGroupRequestAssignment::default()
+        .with_member_id(s(&classic))
+        .with_assignment(assignment_of_t(&[0, 1]))];
+    assert_eq!(c.sync_group(5, sync).await.error_code, 0);
+    classic
+}
+
 /// The online migration through the coordinator's request handlers: a classic member's group
 /// is not touched by an invalid first ConsumerGroupHeartbeat, is upgraded by a valid one (the
 /// classic member keeps its partitions, then hands one over through REBALANCE_IN_PROGRESS,
@@ -1566,20 +1588,8 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
         ..Topics::default()
     });
     let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
-    let join = |member: &str, owned: &[i32]| {
-        let mut r = join_req("g", member);
-        r.protocols[0].metadata = subscription_owning(owned);
-        at_version(r, 5)
-    };
-    let first = c.join_group(5, join("", &[])).await;
-    let classic = first.member_id.to_string();
-    let joined = c.join_group(5, join(&classic, &[])).await;
-    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
-    let mut sync = sync_req("g", &classic, 1, &[]);
-    sync.assignments = vec![SyncGroupRequestAssignment::default()
-        .with_member_id(s(&classic))
-        .with_assignment(assignment_of_t(&[0, 1]))];
-    assert_eq!(c.sync_group(5, sync).await.error_code, 0);
+    let join = classic_join;
+    let classic = classic_owner_of_t(&c).await;
 
     // A first heartbeat without its rebalance timeout is refused and changes nothing.
     let invalid = consumer_hb("m", 0, &[]).with_rebalance_timeout_ms(-1);
@@ -1721,19 +1731,8 @@ async fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_t
         ..Topics::default()
     });
     let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
-    let join = |member: &str, owned: &[i32]| {
-        let mut r = join_req("g", member);
-        r.protocols[0].metadata = subscription_owning(owned);
-        at_version(r, 5)
-    };
-    let first = c.join_group(5, join("", &[])).await;
-    let classic = first.member_id.to_string();
-    assert_eq!(c.join_group(5, join(&classic, &[])).await.error_code, 0);
-    let mut sync = sync_req("g", &classic, 1, &[]);
-    sync.assignments = vec![SyncGroupRequestAssignment::default()
-        .with_member_id(s(&classic))
-        .with_assignment(assignment_of_t(&[0, 1]))];
-    assert_eq!(c.sync_group(5, sync).await.error_code, 0);
+    let join = classic_join;
+    let classic = classic_owner_of_t(&c).await;
     let static_hb = consumer_hb("m", 0, &[]).with_instance_id(Some(s("pod-0")));
     let r = c
         .consumer_heartbeat(1, static_hb, ClientInfo::default(), None)

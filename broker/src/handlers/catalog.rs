@@ -490,13 +490,7 @@ pub async fn alter_topic_configs(
     if validate_only {
         return Ok(TopicMeta { configs, ..current });
     }
-    let changes = ops
-        .into_iter()
-        .map(|op| match op {
-            AlterOp::Set(k, v) => ConfigChange::Set(k, v),
-            AlterOp::Delete(k) => ConfigChange::Delete(k),
-        })
-        .collect();
+    let changes = config_changes(ops);
     let outcome = propose(
         ctx,
         Command::AlterTopicConfigs {
@@ -509,6 +503,16 @@ pub async fn alter_topic_configs(
     let meta = expect_topic(outcome, name)?;
     tracing::info!(topic = name, configs = ?meta.configs, "topic configs changed");
     Ok(meta)
+}
+
+/// Config alterations as the metadata entry carries them.
+fn config_changes(ops: Vec<AlterOp>) -> Vec<ConfigChange> {
+    ops.into_iter()
+        .map(|op| match op {
+            AlterOp::Set(k, v) => ConfigChange::Set(k, v),
+            AlterOp::Delete(k) => ConfigChange::Delete(k),
+        })
+        .collect()
 }
 
 /// The broker's values of the group configs ([`configs`]): its flags.
@@ -565,13 +569,7 @@ pub async fn alter_group_configs(
     if validate_only {
         return Ok(());
     }
-    let changes = ops
-        .into_iter()
-        .map(|op| match op {
-            AlterOp::Set(k, v) => ConfigChange::Set(k, v),
-            AlterOp::Delete(k) => ConfigChange::Delete(k),
-        })
-        .collect();
+    let changes = config_changes(ops);
     propose(
         ctx,
         Command::AlterGroupConfigs {

@@ -795,11 +795,7 @@ async fn group_commits_are_checked_against_membership() {
 #[tokio::test(start_paused = true)]
 async fn commits_to_unknown_topics_are_refused_when_topics_are_known() {
     let dir = tempfile::tempdir().unwrap();
-    let topics = Arc::new(Topics {
-        only_t: true,
-        ..Topics::default()
-    });
-    let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
+    let (c, shutdown) = leading_all_with_t(dir.path()).await;
     let r = c
         .offset_commit(
             8,
@@ -1287,6 +1283,15 @@ fn bad_settings_are_refused_at_open() {
     assert!(err.to_string().contains("max_session_timeout_ms"), "{err}");
 }
 
+/// A coordinator leading every offsets partition under `dir`, the cluster holding only `t`.
+async fn leading_all_with_t(dir: &std::path::Path) -> (Arc<GroupCoordinator>, CancellationToken) {
+    let topics = Arc::new(Topics {
+        only_t: true,
+        ..Topics::default()
+    });
+    start_leading(dir, topics, &[0, 1, 2]).await
+}
+
 /// A group name that lands in offsets partition `p` (of [`OFFSETS_PARTITIONS`]).
 fn group_in(p: i32, prefix: &str) -> String {
     (0..)
@@ -1583,12 +1588,7 @@ async fn classic_owner_of_t(c: &GroupCoordinator) -> String {
 #[tokio::test(start_paused = true)]
 async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_back() {
     let dir = tempfile::tempdir().unwrap();
-    let topics = Arc::new(Topics {
-        only_t: true,
-        ..Topics::default()
-    });
-    let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
-    let join = classic_join;
+    let (c, shutdown) = leading_all_with_t(dir.path()).await;
     let classic = classic_owner_of_t(&c).await;
 
     // A first heartbeat without its rebalance timeout is refused and changes nothing.
@@ -1619,7 +1619,7 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
     // The classic member hears it, rejoins owning both, gives one up, rejoins again.
     let hb = c.heartbeat(4, heartbeat_req("g", &classic, 1)).await;
     assert_eq!(hb.error_code, codes::REBALANCE_IN_PROGRESS);
-    let j = c.join_group(5, join(&classic, &[0, 1])).await;
+    let j = c.join_group(5, classic_join(&classic, &[0, 1])).await;
     assert_eq!(
         (j.error_code, j.generation_id),
         (0, 1),
@@ -1631,7 +1631,7 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
     let (parts, _) = consumer::decode_assignment(&sy.assignment).expect("an assignment");
     let kept: Vec<i32> = parts.into_iter().flat_map(|(_, ps)| ps).collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
-    let j = c.join_group(5, join(&classic, &kept)).await;
+    let j = c.join_group(5, classic_join(&classic, &kept)).await;
     assert_eq!((j.error_code, j.generation_id), (0, 2));
     let r = c
         .consumer_heartbeat(1, consumer_hb("m", 2, &[]), ClientInfo::default(), None)
@@ -1726,12 +1726,7 @@ async fn a_consumer_group_is_held_to_its_own_session_and_heartbeat_configs() {
 #[tokio::test(start_paused = true)]
 async fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_the_group() {
     let dir = tempfile::tempdir().unwrap();
-    let topics = Arc::new(Topics {
-        only_t: true,
-        ..Topics::default()
-    });
-    let (c, shutdown) = start_leading(dir.path(), topics, &[0, 1, 2]).await;
-    let join = classic_join;
+    let (c, shutdown) = leading_all_with_t(dir.path()).await;
     let classic = classic_owner_of_t(&c).await;
     let static_hb = consumer_hb("m", 0, &[]).with_instance_id(Some(s("pod-0")));
     let r = c
@@ -1746,7 +1741,7 @@ async fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_t
     assert_eq!(group_type().await, "consumer");
 
     // pod-0 restarts on the classic protocol.
-    let mut back = join("", &[]);
+    let mut back = classic_join("", &[]);
     back.group_instance_id = Some(s("pod-0"));
     let waiting = tokio::spawn({
         let c = Arc::clone(&c);
@@ -1765,7 +1760,7 @@ async fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_t
     );
     let hb = c.heartbeat(4, heartbeat_req("g", &classic, 1)).await;
     assert_eq!(hb.error_code, codes::REBALANCE_IN_PROGRESS);
-    let rejoined = c.join_group(5, join(&classic, &[0, 1])).await;
+    let rejoined = c.join_group(5, classic_join(&classic, &[0, 1])).await;
     let pod = waiting.await.unwrap();
     assert_eq!((rejoined.error_code, pod.error_code), (0, 0));
     assert_eq!(rejoined.generation_id, pod.generation_id);

@@ -417,6 +417,29 @@ impl GroupCoordinator {
             .is_some_and(|g| !g.is_empty())
     }
 
+    /// The OffsetFetch (v9+) check of a consumer group's member: `Ok` for a group that is not
+    /// a consumer group here or whose classic group of the same id is in use (Kafka checks
+    /// nothing for classic groups), and for a group not known here at all (membership is in
+    /// memory, so after a coordinator move the member learns it from its next heartbeat).
+    pub(super) fn consumer_offset_fetch_check(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), i16> {
+        let classic_active = self
+            .lock()
+            .get(group_id)
+            .is_some_and(|slot| !slot.is_idle());
+        if classic_active {
+            return Ok(());
+        }
+        match self.consumer_lock().get(group_id) {
+            Some(g) => g.check_offset_fetch(member_id, epoch),
+            None => Ok(()),
+        }
+    }
+
     /// The commit check of a consumer group (`None`: `group_id` is not one). `partitions`
     /// by topic name.
     pub(super) fn consumer_commit_check(

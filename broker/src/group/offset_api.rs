@@ -1,7 +1,7 @@
 //! OffsetCommit and OffsetFetch: the group's partition must be served here and the member
-//! known, then its offsets are written to `__consumer_offsets` (answered once every in-sync
-//! replica has them) or read from the partition's committed offsets; responses built per
-//! version.
+//! known (for OffsetFetch from v9, a consumer group's member at its current epoch), then its
+//! offsets are written to `__consumer_offsets` (answered once every in-sync replica has them)
+//! or read from the partition's committed offsets; responses built per version.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -332,7 +332,16 @@ impl GroupCoordinator {
                     })
                     .collect::<Vec<_>>()
             });
-            let (code, mut topics) = self.fetch_group(&g.group_id.0, wanted).await;
+            let (mut code, mut topics) = self.fetch_group(&g.group_id.0, wanted).await;
+            if code == codes::NONE && version >= 9 {
+                let member = g.member_id.as_deref();
+                if let Err(refused) =
+                    self.consumer_offset_fetch_check(&g.group_id.0, member, g.member_epoch)
+                {
+                    tracing::debug!(group = %g.group_id.0.as_str(), member = ?member, epoch = g.member_epoch, code = refused, "offset fetch refused");
+                    code = refused;
+                }
+            }
             if code != codes::NONE {
                 topics.clear();
                 unknown_ids.clear();

@@ -1655,6 +1655,72 @@ async fn a_classic_group_is_upgraded_by_its_first_valid_consumer_heartbeat_and_b
     shutdown.cancel();
 }
 
+/// OffsetFetch v9 of group `g`'s offsets of `t` 0-1 as `member` at `epoch`: the group's error
+/// code and the offsets it got.
+async fn fetch_as(c: &GroupCoordinator, member: Option<&str>, epoch: i32) -> (i16, Vec<i64>) {
+    let r = c
+        .offset_fetch(
+            9,
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s("g")))
+                .with_member_id(member.map(s))
+                .with_member_epoch(epoch)
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partition_indexes(vec![0, 1])]))]),
+        )
+        .await;
+    encodes(&r, 9);
+    let g = &r.groups[0];
+    let offsets = g
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.committed_offset))
+        .collect();
+    (g.error_code, offsets)
+}
+
+/// OffsetFetch from v9 names the member: a consumer group's member must be at its current
+/// epoch (STALE_MEMBER_EPOCH otherwise) and known (UNKNOWN_MEMBER_ID), while a fetch naming
+/// no member (admin tools, librdkafka) and any fetch of a classic group are served.
+#[tokio::test(start_paused = true)]
+async fn an_offset_fetch_of_a_consumer_group_is_checked_against_the_members_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, shutdown) = leading_all_with_t(dir.path()).await;
+    let classic = classic_owner_of_t(&c).await;
+    let committed = c
+        .offset_commit(8, commit_req("g", &classic, 1, &[("t", 0, 5), ("t", 1, 7)]))
+        .await;
+    assert_eq!(commit_codes(&committed), vec![0, 0]);
+    assert_eq!(
+        fetch_as(&c, Some(&classic), 99).await,
+        (0, vec![5, 7]),
+        "a classic group checks nothing"
+    );
+
+    let r = c
+        .consumer_heartbeat(1, consumer_hb("m", 0, &[]), ClientInfo::default(), None)
+        .await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    let epoch = r.member_epoch;
+    assert_eq!(fetch_as(&c, Some("m"), epoch).await, (0, vec![5, 7]));
+    assert_eq!(fetch_as(&c, None, -1).await, (0, vec![5, 7]));
+    assert_eq!(
+        fetch_as(&c, Some("m"), epoch - 1).await,
+        (consumer::STALE_MEMBER_EPOCH, vec![])
+    );
+    assert_eq!(
+        fetch_as(&c, Some("nobody"), epoch).await,
+        (codes::UNKNOWN_MEMBER_ID, vec![])
+    );
+    assert_eq!(
+        fetch_as(&c, Some(&classic), 99).await,
+        (codes::ILLEGAL_GENERATION, vec![]),
+        "the classic member of a consumer group, at a generation it does not have"
+    );
+    shutdown.cancel();
+}
+
 /// A consumer group's own `consumer.heartbeat.interval.ms` and `consumer.session.timeout.ms`
 /// (group configs) are what its members are told and held to; another group keeps the
 /// broker's (5 s and 45 s).

@@ -811,6 +811,25 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// Whether `member_id` at `epoch` may read the group's committed offsets (OffsetFetch v9+,
+    /// Kafka's rule): without a member id and epoch (admin tools, and librdkafka, which sends
+    /// neither) always; else the member must exist at exactly that epoch (a classic member at
+    /// its generation). Unlike a commit, no older epoch is accepted: the client refetches with
+    /// the one its next heartbeat gives it.
+    pub fn check_offset_fetch(&self, member_id: Option<&str>, epoch: i32) -> Result<(), i16> {
+        if member_id.is_none() && epoch < 0 {
+            return Ok(());
+        }
+        let Some(member) = member_id.and_then(|id| self.members.get(id)) else {
+            return Err(codes::UNKNOWN_MEMBER_ID);
+        };
+        match (epoch == member.epoch, member.classic.is_some()) {
+            (true, _) => Ok(()),
+            (false, true) => Err(codes::ILLEGAL_GENERATION),
+            (false, false) => Err(STALE_MEMBER_EPOCH),
+        }
+    }
+
     /// Removes members whose session expired or who did not revoke in time; the next deadline.
     pub fn tick(&mut self, settings: &ConsumerSettings, now: Instant) -> Option<Instant> {
         let expired: Vec<(String, &'static str)> = self

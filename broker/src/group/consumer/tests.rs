@@ -300,6 +300,40 @@ fn commits_check_the_member_epoch_and_accept_older_epochs_for_partitions_owned_s
 }
 
 #[test]
+fn an_offset_fetch_needs_the_members_current_epoch_or_no_member_at_all() {
+    let s = ConsumerSettings::default();
+    let topics = topics(&[("t", 1, 2)]);
+    let now = Instant::now();
+    let mut g = ConsumerGroup::new("g");
+    let r = g.heartbeat(join("a", &["t"]), &s, &topics, now);
+    let e1 = r.member_epoch;
+    assert_eq!(g.check_offset_fetch(Some("a"), e1), Ok(()));
+    assert_eq!(g.check_offset_fetch(None, -1), Ok(()), "admin tools");
+    assert_eq!(
+        g.check_offset_fetch(Some("a"), e1 - 1),
+        Err(STALE_MEMBER_EPOCH)
+    );
+    assert_eq!(
+        g.check_offset_fetch(Some("a"), e1 + 1),
+        Err(STALE_MEMBER_EPOCH)
+    );
+    assert_eq!(
+        g.check_offset_fetch(Some("x"), e1),
+        Err(codes::UNKNOWN_MEMBER_ID)
+    );
+    assert_eq!(
+        g.check_offset_fetch(None, e1),
+        Err(codes::UNKNOWN_MEMBER_ID),
+        "an epoch without a member"
+    );
+    assert_eq!(
+        g.check_offset_fetch(Some(""), -1),
+        Err(codes::UNKNOWN_MEMBER_ID),
+        "an empty id is a member id (Kafka's rule is a null one)"
+    );
+}
+
+#[test]
 fn range_gives_contiguous_ranges_and_uniform_keeps_what_it_can() {
     let subs: BTreeMap<String, BTreeSet<Uuid>> = ["a", "b", "c"]
         .iter()

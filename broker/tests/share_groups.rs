@@ -18,9 +18,7 @@ fn five_share_consumers_on_one_partition_all_get_work_and_process_each_message_o
     let broker = TestBroker::start(&[]);
     let b = broker.bootstrap();
     let java = JavaDriver::at(&b);
-    let topic = topic_name("share-five");
-    let group = format!("{topic}-g");
-    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let (topic, group) = one_partition_topic(&java, "share-five");
     let extra = [
         "--max-poll",
         "5",
@@ -97,12 +95,21 @@ fn a_queue_that_starts_at_earliest_delivers_messages_sent_before_its_first_consu
         &["produce", "--topic", &topic, "--count", &total.to_string()],
     );
     // Only now does any consumer join; with the default (latest) it would see none of them.
-    reads_each_once(&b, &topic, &format!("{topic}-g"), total);
+    reads_each_once(&b, &topic, &format!("{topic}-g"), 0..total);
 }
 
-/// A first consumer of `group` reads the `total` messages sent to `topic` before it joined,
-/// each once.
-fn reads_each_once(b: &str, topic: &str, group: &str, total: usize) {
+/// A new one-partition topic named from `prefix` (created through the Java admin) and the name
+/// of the share group its test reads it with.
+fn one_partition_topic(java: &JavaDriver, prefix: &str) -> (String, String) {
+    let topic = topic_name(prefix);
+    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let group = format!("{topic}-g");
+    (topic, group)
+}
+
+/// A first consumer of `group` reads exactly the messages numbered `numbers` (`m-<i>`) of
+/// those sent to `topic` before it joined, each once.
+fn reads_each_once(b: &str, topic: &str, group: &str, numbers: std::ops::Range<usize>) {
     let out = consumer(
         b,
         topic,
@@ -111,12 +118,12 @@ fn reads_each_once(b: &str, topic: &str, group: &str, total: usize) {
     )
     .finish(Duration::from_secs(90));
     let counts = count_values(&got(&out));
-    let mut want = expected(total);
+    let mut want: Vec<String> = numbers.map(|i| format!("m-{i}")).collect();
     want.sort();
     assert_eq!(
         counts.keys().cloned().collect::<Vec<_>>(),
         want,
-        "every message sent before the group's first consumer, once"
+        "the messages sent before the group's first consumer that it starts at, once"
     );
     assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
 }
@@ -130,9 +137,7 @@ fn kafka_configs_starts_a_share_group_at_earliest_through_its_group_config() {
     let broker = TestBroker::start(&[]);
     let b = broker.bootstrap();
     let java = JavaDriver::at(&b);
-    let topic = topic_name("share-group-config");
-    let group = format!("{topic}-g");
-    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let (topic, group) = one_partition_topic(&java, "share-group-config");
     let total = 40;
     share(
         &b,
@@ -183,7 +188,56 @@ fn kafka_configs_starts_a_share_group_at_earliest_through_its_group_config() {
     );
     assert_eq!(metrics.stdout.trim(), "", "{}", metrics.stderr);
     // The group's first consumer joins only now; with the default (latest) it would get none.
-    reads_each_once(&b, &topic, &group, total);
+    reads_each_once(&b, &topic, &group, 0..total);
+}
+
+/// Kafka's `share.auto.offset.reset=by_duration:<ISO-8601 duration>` (KIP-1106), set as a
+/// group config: the group's first consumer starts at the first record at most that old, so
+/// it reads the 20 messages stamped a minute ago and none of the 20 stamped two hours ago.
+/// A malformed duration is refused naming what is allowed.
+#[test]
+fn a_share_group_started_by_duration_reads_only_the_recent_messages() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    let (topic, group) = one_partition_topic(&java, "share-by-duration");
+    let hours_two = (2 * 3_600_000).to_string();
+    share(
+        &b,
+        &[
+            "produce", "--topic", &topic, "--count", "20", "--age-ms", &hours_two,
+        ],
+    );
+    share(
+        &b,
+        &[
+            "produce", "--topic", &topic, "--count", "20", "--first", "20", "--age-ms", "60000",
+        ],
+    );
+    let alter = |value: &str| {
+        let add = format!("share.auto.offset.reset={value}");
+        try_kafka_tool(
+            "kafka.admin.ConfigCommand",
+            &[
+                "--bootstrap-server",
+                b.as_str(),
+                "--entity-type",
+                "groups",
+                "--entity-name",
+                group.as_str(),
+                "--alter",
+                "--add-config",
+                add.as_str(),
+            ],
+        )
+    };
+    let (ok, refused) = alter("by_duration:1h");
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(!ok && said.contains("by_duration:<ISO-8601"), "{said}");
+    let (ok, set) = alter("by_duration:PT1H");
+    assert!(ok, "{}{}", set.stdout, set.stderr);
+    // Only the messages of the last hour.
+    reads_each_once(&b, &topic, &group, 20..40);
 }
 
 #[test]
@@ -191,9 +245,7 @@ fn a_killed_share_consumer_has_its_unacknowledged_messages_redelivered_to_the_ot
     let broker = TestBroker::start(&["--share-record-lock-duration-ms", "2000"]);
     let b = broker.bootstrap();
     let java = JavaDriver::at(&b);
-    let topic = topic_name("share-kill");
-    let group = format!("{topic}-g");
-    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let (topic, group) = one_partition_topic(&java, "share-kill");
     let victim = consumer(
         &b,
         &topic,
@@ -268,9 +320,7 @@ fn records_a_share_consumer_holds_are_in_flight_per_partition_in_the_metrics() {
     let broker = TestBroker::start(&[]);
     let b = broker.bootstrap();
     let java = JavaDriver::at(&b);
-    let topic = topic_name("share-inflight");
-    let group = format!("{topic}-g");
-    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let (topic, group) = one_partition_topic(&java, "share-inflight");
     let holder = consumer(
         &b,
         &topic,
@@ -424,9 +474,7 @@ fn share_partition_state_survives_a_sigkill_and_restart_of_the_broker_binary() {
     let mut broker = BinaryBroker::spawn(data.path(), &[], &logs.path().join("first.log"));
     let b = broker.bootstrap();
     let java = JavaDriver::at(&b);
-    let topic = topic_name("share-restart");
-    let group = format!("{topic}-g");
-    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let (topic, group) = one_partition_topic(&java, "share-restart");
     let first = consumer(
         &b,
         &topic,
@@ -519,9 +567,7 @@ fn kafka_share_groups_tool_lists_describes_and_deletes_a_share_group() {
     let broker = TestBroker::start(&[]);
     let b = broker.bootstrap();
     let java = JavaDriver::at(&b);
-    let topic = topic_name("share-tool");
-    let group = format!("{topic}-g");
-    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let (topic, group) = one_partition_topic(&java, "share-tool");
     let c = consumer(
         &b,
         &topic,
@@ -643,9 +689,7 @@ fn a_confluent_kafka_and_a_java_share_consumer_share_one_partition() {
     let broker = TestBroker::start(&[]);
     let b = broker.bootstrap();
     let java = JavaDriver::at(&b);
-    let topic = topic_name("share-mixed");
-    let group = format!("{topic}-g");
-    java.admin(&["create-topic", "--topic", &topic, "--partitions", "1"]);
+    let (topic, group) = one_partition_topic(&java, "share-mixed");
     let dir = tempfile::tempdir().expect("temp dir");
     let py_out = dir.path().join("stdout");
     let mut py = std::process::Command::new(python())

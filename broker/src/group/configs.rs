@@ -9,8 +9,7 @@
 //! override wins over the topic's, which wins over the broker's): Sluice's `MessageQueue`
 //! sets them per queue, Kafka's tools per group, and both work.
 //!
-//! Decided here where Kafka has more: `share.auto.offset.reset` takes `earliest` or `latest`
-//! (not Kafka's `by_duration:`), `share.isolation.level` only `read_uncommitted` (share groups
+//! Decided here where Kafka has more: `share.isolation.level` only `read_uncommitted` (share groups
 //! read uncommitted records here), and the `streams.*` configs are refused since streams
 //! groups (KIP-1071) are not served. A session timeout must lie within the coordinator's
 //! session-timeout bounds (Kafka's `group.min/max.session.timeout.ms`, 6 s .. 30 min) and a
@@ -20,7 +19,8 @@
 use std::collections::BTreeMap;
 
 use crate::log::{
-    AlterOp, SHARE_AUTO_OFFSET_RESET, SHARE_DELIVERY_COUNT_LIMIT, SHARE_RECORD_LOCK_DURATION_MS,
+    AlterOp, ShareStart, SHARE_AUTO_OFFSET_RESET, SHARE_DELIVERY_COUNT_LIMIT,
+    SHARE_RECORD_LOCK_DURATION_MS,
 };
 
 pub const CONSUMER_SESSION_TIMEOUT_MS: &str = "consumer.session.timeout.ms";
@@ -184,12 +184,9 @@ fn validate(key: &str, value: &str, d: &GroupDefaults) -> Result<(), String> {
         // The same bounds as the topic configs of the same names.
         SHARE_RECORD_LOCK_DURATION_MS => number(1_000, 3_600_000),
         SHARE_DELIVERY_COUNT_LIMIT => number(2, 10),
-        SHARE_AUTO_OFFSET_RESET => match value {
-            "earliest" | "latest" => Ok(()),
-            _ => Err(format!(
-                "{key}: {value:?} is not allowed (allowed: earliest, latest)"
-            )),
-        },
+        SHARE_AUTO_OFFSET_RESET => ShareStart::parse(value)
+            .map(drop)
+            .map_err(|why| format!("{key}: {why}")),
         SHARE_ISOLATION_LEVEL => match value {
             "read_uncommitted" => Ok(()),
             _ => Err(format!(
@@ -228,7 +225,7 @@ mod tests {
         let c = altered(
             &none,
             vec![
-                set(SHARE_AUTO_OFFSET_RESET, "earliest"),
+                set(SHARE_AUTO_OFFSET_RESET, "by_duration:PT1H"),
                 set(CONSUMER_SESSION_TIMEOUT_MS, "10000"),
             ],
             true,
@@ -243,8 +240,8 @@ mod tests {
                 "from 6000 to 1800000",
             ),
             (
-                set(SHARE_AUTO_OFFSET_RESET, "by_duration:PT1H"),
-                "earliest, latest",
+                set(SHARE_AUTO_OFFSET_RESET, "by_duration:1h"),
+                "earliest, latest, by_duration:<ISO-8601",
             ),
             (
                 set(SHARE_ISOLATION_LEVEL, "read_committed"),

@@ -30,6 +30,7 @@ use super::catalog::{self, local_partition, Ownership};
 use super::{codes, sb};
 use crate::context::BrokerContext;
 use crate::group::configs;
+use crate::log::{PartitionLog, ShareStart};
 use crate::share::{AssignedTopic, Limits, ShareConfigs};
 
 /// How often a waiting ShareFetch looks for locks that ran out.
@@ -42,25 +43,67 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The lock duration, delivery limit and start of `group`'s share partitions of a topic: the
-/// group's configs (`kafka-configs.sh --entity-type groups`) over the topic's `share.*`
-/// configs (what a `MessageQueue` sets) over the broker's flags.
-pub fn limits_for(ctx: &BrokerContext, group: &str, topic_id: Uuid) -> Limits {
-    let mut limits = ctx.shares.settings().limits();
+/// A share setting of `group` on a topic: the group's configs (`kafka-configs.sh
+/// --entity-type groups`) over the topic's `share.*` configs (what a `MessageQueue` sets);
+/// `None` leaves the broker's flag.
+fn share_config<T>(
+    ctx: &BrokerContext,
+    group: &str,
+    topic_id: Uuid,
+    read: impl FnOnce(&dyn Fn(&str) -> Option<String>) -> T,
+) -> T {
     let state = ctx.cluster.state();
     let topic = catalog::topic_by_id(ctx, topic_id).map(|meta| meta.configs);
     let overrides = [state.group_configs.get(group), topic.as_ref()];
-    let get = |k: &str| overrides.iter().flatten().find_map(|c| c.get(k));
-    let number = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
-    if let Some(ms) = number(crate::log::SHARE_RECORD_LOCK_DURATION_MS) {
-        limits.lock_ms = ms;
-    }
-    if let Some(n) = number(crate::log::SHARE_DELIVERY_COUNT_LIMIT) {
-        limits.delivery_limit = i16::try_from(n).unwrap_or(limits.delivery_limit);
-    }
-    limits.start_earliest =
-        get(crate::log::SHARE_AUTO_OFFSET_RESET).is_some_and(|v| v == "earliest");
+    read(&|k: &str| overrides.iter().flatten().find_map(|c| c.get(k)).cloned())
+}
+
+/// The lock duration and delivery limit of `group`'s share partitions of a topic
+/// ([`share_config`] over the broker's flags).
+pub fn limits_for(ctx: &BrokerContext, group: &str, topic_id: Uuid) -> Limits {
+    let mut limits = ctx.shares.settings().limits();
+    share_config(ctx, group, topic_id, |get| {
+        let number = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
+        if let Some(ms) = number(crate::log::SHARE_RECORD_LOCK_DURATION_MS) {
+            limits.lock_ms = ms;
+        }
+        if let Some(n) = number(crate::log::SHARE_DELIVERY_COUNT_LIMIT) {
+            limits.delivery_limit = i16::try_from(n).unwrap_or(limits.delivery_limit);
+        }
+    });
     limits
+}
+
+/// Where `group` starts a share partition of a topic it reads for the first time
+/// (`share.auto.offset.reset`, [`share_config`]; Kafka's default `latest`).
+fn share_start(ctx: &BrokerContext, group: &str, topic_id: Uuid) -> ShareStart {
+    share_config(ctx, group, topic_id, |get| {
+        get(crate::log::SHARE_AUTO_OFFSET_RESET)
+            .and_then(|v| ShareStart::parse(&v).ok())
+            .unwrap_or(ShareStart::Latest)
+    })
+}
+
+/// The offset a new share partition of `log` starts at: the log start, the high watermark, or
+/// the first record at most the duration old (the high watermark when every record is older,
+/// or when the log cannot be read: Kafka's fallback to `latest`).
+fn start_offset(start: ShareStart, log: &PartitionLog, now_ms: i64) -> i64 {
+    let hw = log.high_watermark();
+    match start {
+        ShareStart::Earliest => log.log_start_offset(),
+        ShareStart::Latest => hw,
+        ShareStart::ByDuration(back) => {
+            let back_ms = i64::try_from(back.as_millis()).unwrap_or(i64::MAX);
+            match log.offset_for_timestamp(now_ms.saturating_sub(back_ms)) {
+                Ok(found) => found.map_or(hw, |(offset, _)| offset),
+                Err(e) => {
+                    tracing::warn!(partition = %log.dir().display(), error = %e,
+                        "share partition starts at the log end: its time index could not be read");
+                    hw
+                }
+            }
+        }
+    }
 }
 
 /// The share settings of groups as this broker's metadata has them ([`limits_for`], and each
@@ -97,31 +140,28 @@ async fn coordinates(ctx: &Arc<BrokerContext>, group: &str) -> Result<(), i16> {
     }
 }
 
-/// The partitions of the subscribed topics that exist, each with the offset a new share
-/// partition of `group` starts at (the high watermark, or the log start when its
-/// `share.auto.offset.reset` is `earliest` ([`limits_for`]), where this broker leads the
-/// partition).
-fn resolve(ctx: &BrokerContext, group: &str, topics: &[String]) -> Vec<AssignedTopic> {
+/// The partitions of the subscribed topics that exist.
+fn resolve(ctx: &BrokerContext, topics: &[String]) -> Vec<AssignedTopic> {
     topics
         .iter()
         .filter_map(|name| catalog::topic(ctx, name))
         .map(|meta| AssignedTopic {
             id: meta.id,
-            partitions: (0..meta.partitions)
-                .map(|p| {
-                    let earliest = limits_for(ctx, group, meta.id).start_earliest;
-                    let start = local_partition(ctx, &meta.name, p, -1).ok().map(|log| {
-                        if earliest {
-                            log.log_start_offset()
-                        } else {
-                            log.high_watermark()
-                        }
-                    });
-                    (p, start)
-                })
-                .collect(),
+            partitions: (0..meta.partitions).collect(),
         })
         .collect()
+}
+
+/// The offset a new share partition of `group` starts at ([`start_offset`]), where this
+/// broker has the partition.
+fn start_of(ctx: &BrokerContext, group: &str, topic_id: Uuid, partition: i32) -> Option<i64> {
+    let meta = catalog::topic_by_id(ctx, topic_id)?;
+    let log = local_partition(ctx, &meta.name, partition, -1).ok()?;
+    Some(start_offset(
+        share_start(ctx, group, topic_id),
+        &log,
+        now_ms(),
+    ))
 }
 
 pub async fn heartbeat(
@@ -154,9 +194,9 @@ pub async fn heartbeat(
             .map(|g| g.members.into_iter().flat_map(|m| m.subscribed).collect())
             .unwrap_or_default(),
     };
-    let keys: Vec<(Uuid, i32)> = resolve(&ctx, &group, &topics)
+    let keys: Vec<(Uuid, i32)> = resolve(&ctx, &topics)
         .into_iter()
-        .flat_map(|t| t.partitions.into_iter().map(move |(p, _)| (t.id, p)))
+        .flat_map(|t| t.partitions.into_iter().map(move |p| (t.id, p)))
         .collect();
     if let Err(e) = super::share_store::adopt(&ctx, &group, &keys).await {
         tracing::warn!(group, error = %e, "share partitions not taken up");
@@ -170,7 +210,8 @@ pub async fn heartbeat(
         (&client.0, &client.1),
         now_ms(),
         &limits,
-        &|topics: &[String]| resolve(&ctx, &group, topics),
+        &|topics: &[String]| resolve(&ctx, topics),
+        &|topic_id, partition| start_of(&ctx, &group, topic_id, partition),
     );
     super::share_admin::dead_letters(&ctx).await;
     super::share_store::persist(&ctx).await;
@@ -281,10 +322,15 @@ fn acquire_one(
     let limits = limits_for(ctx, group, key.0);
     let now = now_ms();
     let hw = log.high_watermark();
-    let Some(from) =
-        ctx.shares
-            .fetch_offset(group, key, (log.log_start_offset(), hw), now, &limits)
-    else {
+    let start = || start_offset(share_start(ctx, group, key.0), &log, now);
+    let Some(from) = ctx.shares.fetch_offset(
+        group,
+        key,
+        (log.log_start_offset(), hw),
+        &start,
+        now,
+        &limits,
+    ) else {
         return;
     };
     let read = match log.read(from, bytes_left) {

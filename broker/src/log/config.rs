@@ -257,13 +257,9 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), LogError> {
         )),
         SHARE_RECORD_LOCK_DURATION_MS => parse_i64_in(key, value, 1_000, 3_600_000).map(drop),
         SHARE_DELIVERY_COUNT_LIMIT => parse_i64_in(key, value, 2, 10).map(drop),
-        SHARE_AUTO_OFFSET_RESET => match value {
-            "earliest" | "latest" => Ok(()),
-            _ => Err(invalid(
-                key,
-                format!("{value:?} is not allowed (allowed: earliest, latest)"),
-            )),
-        },
+        SHARE_AUTO_OFFSET_RESET => ShareStart::parse(value)
+            .map(drop)
+            .map_err(|why| invalid(key, why)),
         DEAD_LETTER_TOPIC if value.is_empty() => Ok(()),
         DEAD_LETTER_TOPIC => validate_topic_name(value).map_err(|e| invalid(key, e.to_string())),
         "sluice.fsync" => match value {
@@ -515,6 +511,105 @@ fn entry(name: &str, value: String, source: ConfigSource, read_only: bool) -> Co
     }
 }
 
+/// Where a share group starts a partition it reads for the first time
+/// (`share.auto.offset.reset`, as a topic config here and a group config as in Kafka).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareStart {
+    /// The log start: every record still kept.
+    Earliest,
+    /// The log end: only records produced from then on (Kafka's default).
+    Latest,
+    /// The first record whose timestamp is at most this long before the moment the partition
+    /// is first read; the log end when every record is older (Kafka's `by_duration:`, KIP-1106).
+    ByDuration(Duration),
+}
+
+impl ShareStart {
+    pub const ALLOWED: &'static str =
+        "earliest, latest, by_duration:<ISO-8601 duration such as PT30M, PT12H or P7D>";
+
+    /// Parses a `share.auto.offset.reset` value; the error says what is allowed.
+    pub fn parse(value: &str) -> Result<ShareStart, String> {
+        let refused =
+            |why: &str| format!("{value:?} is not allowed{why} (allowed: {})", Self::ALLOWED);
+        match value {
+            "earliest" => Ok(ShareStart::Earliest),
+            "latest" => Ok(ShareStart::Latest),
+            _ => match value.strip_prefix("by_duration:") {
+                Some(d) => parse_iso_duration(d)
+                    .map(ShareStart::ByDuration)
+                    .map_err(|why| refused(&format!(": {why}"))),
+                None => Err(refused("")),
+            },
+        }
+    }
+}
+
+/// A non-negative ISO-8601 duration as Java's `Duration.parse` reads it, `PnDTnHnMn.nS` (days,
+/// hours, minutes, seconds with up to nine decimals; letters in either case), without the
+/// signs Java also takes: a negative start would lie in the future.
+fn parse_iso_duration(text: &str) -> Result<Duration, String> {
+    let upper = text.to_ascii_uppercase();
+    let Some(rest) = upper.strip_prefix('P') else {
+        return Err(format!("{text:?} does not start with P"));
+    };
+    let (days, time) = match rest.split_once('T') {
+        Some((_, "")) => return Err(format!("{text:?} has nothing after T")),
+        Some((d, t)) => (d, Some(t)),
+        None => (rest, None),
+    };
+    if days.is_empty() && time.is_none() {
+        return Err(format!("{text:?} names no days, hours, minutes or seconds"));
+    }
+    let mut total = Duration::ZERO;
+    let mut add = |number: &str, unit: char, secs_per: u64| -> Result<(), String> {
+        let bad = || format!("{text:?}: {number:?} before {unit} is not a whole number");
+        let (whole, frac) = match number.split_once(['.', ',']) {
+            Some((w, f))
+                if unit == 'S' && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                (w, f)
+            }
+            Some(_) => return Err(bad()),
+            None => (number, ""),
+        };
+        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u64 = whole.parse().map_err(|_| bad())?;
+        let nanos: u32 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+        let part = n
+            .checked_mul(secs_per)
+            .map(|secs| Duration::new(secs, nanos))
+            .ok_or_else(|| format!("{text:?} is too long"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("{text:?} is too long"))?;
+        Ok(())
+    };
+    // Each unit at most once and in order: D, then after T: H, M, S.
+    let mut parse_units = |mut s: &str, units: &[(char, u64)]| -> Result<(), String> {
+        for (unit, secs_per) in units {
+            if let Some(i) = s.find(*unit) {
+                add(&s[..i], *unit, *secs_per)?;
+                s = &s[i + 1..];
+            }
+        }
+        if s.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{text:?}: {s:?} is not a number followed by D, H, M or S in that order"
+            ))
+        }
+    };
+    parse_units(days, &[('D', 86_400)])?;
+    if let Some(t) = time {
+        parse_units(t, &[('H', 3_600), ('M', 60), ('S', 1)])?;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -532,6 +627,47 @@ mod tests {
                     Err(LogError::InvalidTopicName { .. })
                 ),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_share_start_is_earliest_latest_or_a_duration_back() {
+        let back = |v: &str| match ShareStart::parse(v) {
+            Ok(ShareStart::ByDuration(d)) => Ok(d),
+            Ok(other) => panic!("{v}: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(ShareStart::parse("earliest"), Ok(ShareStart::Earliest));
+        assert_eq!(ShareStart::parse("latest"), Ok(ShareStart::Latest));
+        assert_eq!(back("by_duration:PT1H"), Ok(Duration::from_secs(3_600)));
+        assert_eq!(back("by_duration:P7D"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(
+            back("by_duration:p1dt2h3m4.5s"),
+            Ok(Duration::new(86_400 + 7_200 + 180 + 4, 500_000_000))
+        );
+        assert_eq!(back("by_duration:PT0S"), Ok(Duration::ZERO));
+        assert_eq!(back("by_duration:PT90M"), Ok(Duration::from_secs(5_400)));
+        for bad in [
+            "Earliest",
+            "by_duration:",
+            "by_duration:1h",
+            "by_duration:P",
+            "by_duration:PT",
+            "by_duration:PT-1H",
+            "by_duration:-PT1H",
+            "by_duration:PT1M1H",
+            "by_duration:P1H",
+            "by_duration:PT1.5H",
+            "by_duration:PT1.1234567891S",
+            "by_duration:P1Y",
+            "by_duration:PT1HX",
+            "by_duration:P99999999999999999999D",
+        ] {
+            let e = ShareStart::parse(bad).expect_err(bad);
+            assert!(
+                e.contains(bad) && e.contains("by_duration:<ISO-8601"),
+                "{bad}: {e}"
             );
         }
     }

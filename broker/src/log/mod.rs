@@ -41,8 +41,8 @@ pub(crate) use catalog::{map_bounded, OPEN_THREADS};
 pub use catalog::{partition_dir, DesiredTopic, LogManager, Reconciled, TopicMeta};
 pub use config::{
     altered_configs, check_partition_count, validate_topic_config, validate_topic_configs,
-    validate_topic_name, AlterOp, ConfigEntry, ConfigSource, LogDefaults, DEAD_LETTER_TOPIC,
-    MAX_PARTITIONS, REPLICATION_THROTTLE_CONFIGS, SHARE_AUTO_OFFSET_RESET,
+    validate_topic_name, AlterOp, ConfigEntry, ConfigSource, LogDefaults, ShareStart,
+    DEAD_LETTER_TOPIC, MAX_PARTITIONS, REPLICATION_THROTTLE_CONFIGS, SHARE_AUTO_OFFSET_RESET,
     SHARE_DELIVERY_COUNT_LIMIT, SHARE_RECORD_LOCK_DURATION_MS, TOPIC_CONFIG_KEYS,
 };
 pub use epochs::{EpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};

@@ -78,18 +78,15 @@ impl ShareSettings {
             lock_ms: self.record_lock_ms,
             delivery_limit: self.delivery_count_limit,
             max_in_flight: self.max_in_flight,
-            start_earliest: false,
         }
     }
 }
 
-/// A subscribed topic as the metadata has it: its partitions, each with the offset a new share
-/// partition starts at (the log end, Kafka's `share.auto.offset.reset=latest`) when this
-/// broker knows it.
+/// A subscribed topic as the metadata has it: its partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssignedTopic {
     pub id: Uuid,
-    pub partitions: Vec<(i32, Option<i64>)>,
+    pub partitions: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +219,10 @@ impl ShareCoordinator {
         self.released.notified()
     }
 
-    /// Serves one ShareGroupHeartbeat. `resolve` gives the subscribed topics' partitions.
+    /// Serves one ShareGroupHeartbeat. `resolve` gives the subscribed topics' partitions;
+    /// `start_of` the offset a share partition the group does not have yet starts at
+    /// (`share.auto.offset.reset`), asked only for those, `None` where this broker does not
+    /// know it (it is then started by its first fetch).
     #[allow(clippy::too_many_arguments)]
     pub fn heartbeat(
         &self,
@@ -234,6 +234,7 @@ impl ShareCoordinator {
         now_ms: i64,
         limits: &dyn ShareConfigs,
         resolve: &dyn Fn(&[String]) -> Vec<AssignedTopic>,
+        start_of: &dyn Fn(Uuid, i32) -> Option<i64>,
     ) -> HeartbeatReply {
         let mut guard = self.lock();
         let st = &mut *guard;
@@ -310,7 +311,7 @@ impl ShareCoordinator {
         let resolved = resolve(&member.subscribed);
         let assignment: Vec<(Uuid, Vec<i32>)> = resolved
             .iter()
-            .map(|t| (t.id, t.partitions.iter().map(|(p, _)| *p).collect()))
+            .map(|t| (t.id, t.partitions.clone()))
             .collect();
         let changed = rejoin || assignment != member.assigned;
         member.assigned = assignment.clone();
@@ -321,14 +322,15 @@ impl ShareCoordinator {
         if let Some(member) = group.members.get_mut(&member_id) {
             member.epoch = epoch;
         }
-        // A share partition starts where the log ends when its group first gets it.
+        // A share partition starts when its group first gets it (where, by its
+        // `share.auto.offset.reset`).
         for t in &resolved {
-            for (p, start) in &t.partitions {
-                if let Some(start) = start {
-                    if let std::collections::btree_map::Entry::Vacant(e) =
-                        group.partitions.entry((t.id, *p))
-                    {
-                        e.insert(SharePartition::new(*start));
+            for p in &t.partitions {
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    group.partitions.entry((t.id, *p))
+                {
+                    if let Some(start) = start_of(t.id, *p) {
+                        e.insert(SharePartition::new(start));
                         st.dirty.insert((group_id.to_string(), t.id, *p));
                     }
                 }
@@ -465,13 +467,14 @@ impl ShareCoordinator {
     }
 
     /// Where to read for an acquisition in one share partition, after expiring its locks and
-    /// following the log start; the share partition starts at `log_end` if it is new. `None`:
-    /// nothing can be acquired now.
+    /// following the log start; a new share partition starts at `start()` (its
+    /// `share.auto.offset.reset`, asked only then). `None`: nothing can be acquired now.
     pub fn fetch_offset(
         &self,
         group_id: &str,
         key: (Uuid, i32),
         (log_start, log_end): (i64, i64),
+        start: &dyn Fn() -> i64,
         now_ms: i64,
         limits: &Limits,
     ) -> Option<i64> {
@@ -479,13 +482,10 @@ impl ShareCoordinator {
         let st = &mut *guard;
         let group = st.groups.get_mut(group_id)?;
         let created = !group.partitions.contains_key(&key);
-        let sp = group.partitions.entry(key).or_insert_with(|| {
-            SharePartition::new(if limits.start_earliest {
-                log_start
-            } else {
-                log_end
-            })
-        });
+        let sp = group
+            .partitions
+            .entry(key)
+            .or_insert_with(|| SharePartition::new(start().min(log_end).max(log_start)));
         let before = sp.start_offset();
         sp.follow_log_start(log_start);
         let expired = sp.expire_locks(now_ms, limits);

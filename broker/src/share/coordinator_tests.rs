@@ -13,9 +13,14 @@ fn resolve(topics: &[String]) -> Vec<AssignedTopic> {
         .filter(|t| t.as_str() == "q")
         .map(|_| AssignedTopic {
             id: TOPIC,
-            partitions: vec![(0, Some(0)), (1, Some(0))],
+            partitions: vec![0, 1],
         })
         .collect()
+}
+
+/// A new share partition starts at offset 0 (this broker has the partition).
+fn at_zero(_: Uuid, _: i32) -> Option<i64> {
+    Some(0)
 }
 
 fn join(c: &ShareCoordinator, member: &str, now: i64) -> HeartbeatReply {
@@ -28,6 +33,7 @@ fn join(c: &ShareCoordinator, member: &str, now: i64) -> HeartbeatReply {
         now,
         &limits,
         &resolve,
+        &at_zero,
     )
 }
 
@@ -49,11 +55,32 @@ fn every_member_is_given_every_partition_of_its_topics() {
         1,
         &limits,
         &resolve,
+        &at_zero,
     );
     assert_eq!((again.error, again.assignment), (0, None));
-    let stale = c.heartbeat("g", "a", 99, None, ("c", "h"), 1, &limits, &resolve);
+    let stale = c.heartbeat(
+        "g",
+        "a",
+        99,
+        None,
+        ("c", "h"),
+        1,
+        &limits,
+        &resolve,
+        &at_zero,
+    );
     assert_eq!(stale.error, codes::FENCED_MEMBER_EPOCH);
-    let unknown = c.heartbeat("g", "x", 3, None, ("c", "h"), 1, &limits, &resolve);
+    let unknown = c.heartbeat(
+        "g",
+        "x",
+        3,
+        None,
+        ("c", "h"),
+        1,
+        &limits,
+        &resolve,
+        &at_zero,
+    );
     assert_eq!(unknown.error, codes::UNKNOWN_MEMBER_ID);
 }
 
@@ -97,7 +124,7 @@ fn a_member_that_leaves_or_times_out_gives_its_records_back() {
     join(&c, "b", 0);
     let l = limits(TOPIC);
     let key = (TOPIC, 0);
-    assert_eq!(c.fetch_offset("g", key, (0, 10), 0, &l), Some(0));
+    assert_eq!(c.fetch_offset("g", key, (0, 10), &|| 10, 0, &l), Some(0));
     let got = c.acquire("g", "a", key, (0, 10), 4, 0, &l);
     assert_eq!(got.len(), 1);
     assert_eq!(
@@ -105,9 +132,19 @@ fn a_member_that_leaves_or_times_out_gives_its_records_back() {
         0
     );
     // `a` leaves: 2..=3 are offered again, to `b`, with delivery count 2.
-    let left = c.heartbeat("g", "a", -1, None, ("c", "h"), 1, &limits, &resolve);
+    let left = c.heartbeat(
+        "g",
+        "a",
+        -1,
+        None,
+        ("c", "h"),
+        1,
+        &limits,
+        &resolve,
+        &at_zero,
+    );
     assert_eq!(left.member_epoch, -1);
-    assert_eq!(c.fetch_offset("g", key, (0, 10), 1, &l), Some(2));
+    assert_eq!(c.fetch_offset("g", key, (0, 10), &|| 10, 1, &l), Some(2));
     let got = c.acquire("g", "b", key, (2, 10), 2, 1, &l);
     assert_eq!(got[0].delivery_count, 2);
     // `b` is not heard from for the session timeout: removed, its records released.
@@ -135,24 +172,37 @@ fn a_new_share_partition_starts_at_the_log_end_or_with_earliest_at_the_log_start
         &|_: &[String]| {
             vec![AssignedTopic {
                 id: TOPIC,
-                partitions: vec![(0, None), (1, None)],
+                partitions: vec![0, 1],
             }]
         },
+        &|_, _| None,
     );
-    let latest = ShareSettings::default().limits();
+    let l = ShareSettings::default().limits();
     assert_eq!(
-        c.fetch_offset("g", (TOPIC, 0), (5, 40), 0, &latest),
+        c.fetch_offset("g", (TOPIC, 0), (5, 40), &|| 40, 0, &l),
         None,
         "latest: nothing before the log end is handed out"
     );
-    let earliest = Limits {
-        start_earliest: true,
-        ..latest
-    };
     assert_eq!(
-        c.fetch_offset("g", (TOPIC, 1), (5, 40), 0, &earliest),
+        c.fetch_offset("g", (TOPIC, 1), (5, 40), &|| 5, 0, &l),
         Some(5),
         "earliest: from the log start"
+    );
+    // A start outside the log (a time lookup racing retention) is brought inside it.
+    c.adopt("g", (TOPIC, 1), 1, None, &l);
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 1), (5, 40), &|| 2, 0, &l),
+        Some(5)
+    );
+    c.adopt("g", (TOPIC, 1), 2, None, &l);
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 1), (5, 40), &|| 60, 0, &l),
+        None
+    );
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 1), (5, 41), &|| 60, 0, &l),
+        Some(40),
+        "started at the log end it had then"
     );
 }
 
@@ -174,13 +224,9 @@ fn a_leader_that_does_not_coordinate_the_group_serves_any_share_session() {
         .expect("a session for any member id");
     assert_eq!(s.partitions, vec![key]);
     // Started here at the log end (latest): nothing to hand out yet.
-    assert_eq!(c.fetch_offset("g", key, (0, 10), 0, &l), None);
-    let l = Limits {
-        start_earliest: true,
-        ..l
-    };
+    assert_eq!(c.fetch_offset("g", key, (0, 10), &|| 10, 0, &l), None);
     c.adopt("g", key, 5, None, &l);
-    assert_eq!(c.fetch_offset("g", key, (0, 10), 0, &l), Some(0));
+    assert_eq!(c.fetch_offset("g", key, (0, 10), &|| 0, 0, &l), Some(0));
     let got = c.acquire("g", "m", key, (0, 10), 5, 0, &l);
     assert_eq!(got.iter().map(|a| a.last - a.first + 1).sum::<i64>(), 5);
     // A session idle for the session timeout goes, and what it held comes back.
@@ -190,7 +236,7 @@ fn a_leader_that_does_not_coordinate_the_group_serves_any_share_session() {
         c.admit("g", "m", 1, true, (&[], &[]), false, idle),
         Err(codes::SHARE_SESSION_NOT_FOUND)
     );
-    assert_eq!(c.fetch_offset("g", key, (0, 10), idle, &l), Some(0));
+    assert_eq!(c.fetch_offset("g", key, (0, 10), &|| 10, idle, &l), Some(0));
 }
 
 #[test]
@@ -199,7 +245,7 @@ fn a_share_partition_taken_up_again_resumes_from_its_persisted_state() {
     join(&c, "a", 0);
     let l = limits(TOPIC);
     let key = (TOPIC, 0);
-    assert_eq!(c.fetch_offset("g", key, (0, 10), 0, &l), Some(0));
+    assert_eq!(c.fetch_offset("g", key, (0, 10), &|| 10, 0, &l), Some(0));
     c.acquire("g", "a", key, (0, 10), 10, 0, &l);
     assert_eq!(
         c.acknowledge("g", "a", key, (0, 3), &[ACK_ACCEPT], false, 0, &l),
@@ -213,7 +259,7 @@ fn a_share_partition_taken_up_again_resumes_from_its_persisted_state() {
     assert_eq!(c.owned_epoch("g", key), Some(7));
     assert!(c.take_dirty().is_empty(), "taking up is not a change");
     // The accepted records stay done; the ones held under the old leader come back.
-    assert_eq!(c.fetch_offset("g", key, (0, 10), 1, &l), Some(4));
+    assert_eq!(c.fetch_offset("g", key, (0, 10), &|| 10, 1, &l), Some(4));
     let again = c.acquire("g", "a", key, (4, 10), 10, 1, &l);
     assert_eq!(
         again.first().map(|a| (a.first, a.delivery_count)),

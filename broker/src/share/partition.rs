@@ -100,9 +100,6 @@ pub struct Limits {
     /// The most offsets in flight between the start and the end offset: no new offsets are
     /// acquired beyond it (Kafka's group.share.partition.max.record.locks).
     pub max_in_flight: i64,
-    /// A new share partition starts at the log start (`share.auto.offset.reset=earliest`)
-    /// instead of the log end: a work queue's messages sent before any consumer joined.
-    pub start_earliest: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,6 @@ const LIMITS: Limits = Limits {
     lock_ms: 1000,
     delivery_limit: 3,
     max_in_flight: 100,
-    start_earliest: false,
 };
 
 fn run(first: i64, last: i64, delivery_count: i16) -> Acquired {

@@ -85,10 +85,14 @@ public final class SluiceShareClient {
         p.put(ProducerConfig.LINGER_MS_CONFIG, "0");
         int count = Integer.parseInt(get("count", null));
         int poison = Integer.parseInt(get("poison-every", "0"));
+        // --first N: numbers the values from N; --age-ms N: records stamped N ms in the past.
+        int first = Integer.parseInt(get("first", "0"));
+        String age = opts.get("age-ms");
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
-            for (int i = 0; i < count; i++) {
+            for (int i = first; i < first + count; i++) {
                 String v = (poison > 0 && i % poison == 0 ? "poison-" : "m-") + i;
-                producer.send(new ProducerRecord<>(get("topic", null), "k" + i, v)).get();
+                Long ts = age == null ? null : System.currentTimeMillis() - Long.parseLong(age);
+                producer.send(new ProducerRecord<>(get("topic", null), null, ts, "k" + i, v)).get();
             }
         }
         System.out.println("#produced " + count);

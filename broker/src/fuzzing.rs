@@ -108,6 +108,8 @@ macro_rules! served_apis {
             ListTransactions => ListTransactionsRequest,
             WriteTxnMarkers => WriteTxnMarkersRequest,
             ListConfigResources => ListConfigResourcesRequest,
+            DescribeClientQuotas => DescribeClientQuotasRequest,
+            AlterClientQuotas => AlterClientQuotasRequest,
         }
     };
 }

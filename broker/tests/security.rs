@@ -579,9 +579,8 @@ fn kafka_configs_creates_a_scram_user_and_kafka_acls_prefixed_grants_serve_only_
     let ca_pem = std::fs::read_to_string(&ca).expect("read the CA certificate");
     let tool = admin_tool(files.path(), &bs, &ca);
 
-    // kafka-configs.sh creates carol (AlterUserScramCredentials); the Java Admin describes her
-    // credential (kafka-configs.sh --describe also asks for client quotas, which Sluice does not
-    // serve).
+    // kafka-configs.sh creates carol (AlterUserScramCredentials) and describes her credential
+    // (with the users' client quotas, DescribeClientQuotas: none); so does the Java Admin.
     tool(
         CONFIG_COMMAND,
         &[
@@ -593,6 +592,24 @@ fn kafka_configs_creates_a_scram_user_and_kafka_acls_prefixed_grants_serve_only_
             "--entity-name",
             "carol",
         ],
+    );
+    let out = tool(
+        CONFIG_COMMAND,
+        &[
+            "--describe",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            "carol",
+        ],
+    );
+    assert!(
+        out.stdout.contains(
+            "SCRAM credential configs for user-principal 'carol' are SCRAM-SHA-512=iterations=4096"
+        ),
+        "{}{}",
+        out.stdout,
+        out.stderr
     );
     let alice = JavaDriver::sasl_ssl_scram_sha_512(&bs, USER, PASSWORD, &ca_pem);
     let out = alice.admin(&["describe-scram-user", "--user", "carol"]);

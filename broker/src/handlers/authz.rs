@@ -24,7 +24,8 @@
 //! | ShareGroupDescribe, DescribeShareGroupOffsets ([`super::share_authz`]) | DESCRIBE group | per group |
 //! | InitProducerId | IDEMPOTENT_WRITE cluster, or WRITE on some topic | CLUSTER_AUTHORIZATION_FAILED |
 //! | DescribeCluster, DescribeLogDirs, ListPartitionReassignments, DescribeQuorum, DescribeAcls, DescribeUserScramCredentials | DESCRIBE cluster | CLUSTER_AUTHORIZATION_FAILED |
-//! | ListConfigResources | DESCRIBE_CONFIGS cluster | CLUSTER_AUTHORIZATION_FAILED |
+//! | ListConfigResources, DescribeClientQuotas | DESCRIBE_CONFIGS cluster | CLUSTER_AUTHORIZATION_FAILED |
+//! | AlterClientQuotas | ALTER_CONFIGS cluster | CLUSTER_AUTHORIZATION_FAILED per entity |
 //! | AlterPartitionReassignments, ElectLeaders, UnregisterBroker, CreateAcls, DeleteAcls, AlterUserScramCredentials | ALTER cluster | CLUSTER_AUTHORIZATION_FAILED |
 //!
 //! Without an authorizer every check is `true` and costs nothing. With one, a request's checks
@@ -967,7 +968,10 @@ pub fn cluster_operation(key: ApiKey) -> Option<Operation> {
         | ApiKey::DescribeQuorum
         | ApiKey::DescribeAcls
         | ApiKey::DescribeUserScramCredentials => Some(Operation::Describe),
-        ApiKey::ListConfigResources => Some(Operation::DescribeConfigs),
+        ApiKey::ListConfigResources | ApiKey::DescribeClientQuotas => {
+            Some(Operation::DescribeConfigs)
+        }
+        ApiKey::AlterClientQuotas => Some(Operation::AlterConfigs),
         ApiKey::AlterPartitionReassignments
         | ApiKey::ElectLeaders
         | ApiKey::UnregisterBroker

@@ -30,6 +30,7 @@ pub mod metadata;
 pub mod operational;
 pub mod produce;
 pub mod quorum;
+pub mod quotas;
 pub mod reassign;
 pub mod sasl;
 pub mod share;
@@ -457,6 +458,14 @@ pub async fn dispatch(
         ApiKey::DescribeAcls => now!(acls::describe(ctx, req!(DescribeAclsRequest))),
         ApiKey::CreateAcls => now!(acls::create(ctx, req!(CreateAclsRequest)).await),
         ApiKey::DeleteAcls => now!(acls::delete(ctx, req!(DeleteAclsRequest)).await),
+        ApiKey::DescribeClientQuotas => {
+            now!(quotas::describe_client_quotas(&req!(
+                DescribeClientQuotasRequest
+            )))
+        }
+        ApiKey::AlterClientQuotas => {
+            now!(quotas::alter_client_quotas(req!(AlterClientQuotasRequest)))
+        }
         ApiKey::DescribeUserScramCredentials => now!(users::describe(
             ctx,
             req!(DescribeUserScramCredentialsRequest)
@@ -828,6 +837,19 @@ fn refuse_cluster(
                 raw,
                 &DeleteAclsResponse::default().with_filter_results(results),
             )
+        }
+        ApiKey::DescribeClientQuotas => {
+            let _ = req!(DescribeClientQuotasRequest);
+            respond(
+                raw,
+                &DescribeClientQuotasResponse::default()
+                    .with_error_code(DENIED)
+                    .with_error_message(msg),
+            )
+        }
+        ApiKey::AlterClientQuotas => {
+            let req = req!(AlterClientQuotasRequest);
+            respond(raw, &quotas::alter_refused(req, DENIED, msg))
         }
         ApiKey::DescribeUserScramCredentials => {
             let _ = req!(DescribeUserScramCredentialsRequest);

@@ -73,6 +73,8 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::ListTransactions,
     ApiKey::WriteTxnMarkers,
     ApiKey::ListConfigResources,
+    ApiKey::DescribeClientQuotas,
+    ApiKey::AlterClientQuotas,
 ];
 
 /// Served with `--authorizer acl`; without an authorizer advertised and answered
@@ -156,6 +158,8 @@ fn request_versions(key: ApiKey) -> Option<VersionRange> {
         ApiKey::ListTransactions => range!(ListTransactionsRequest),
         ApiKey::WriteTxnMarkers => range!(WriteTxnMarkersRequest),
         ApiKey::ListConfigResources => range!(ListConfigResourcesRequest),
+        ApiKey::DescribeClientQuotas => range!(DescribeClientQuotasRequest),
+        ApiKey::AlterClientQuotas => range!(AlterClientQuotasRequest),
         _ => None,
     }
 }

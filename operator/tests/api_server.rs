@@ -233,6 +233,26 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
             "supported values: \"always\", \"interval\"",
         ),
         (
+            "sr1",
+            json!({"queues": [{"name": "a", "config": {"share.auto.offset.reset": "by_duration:PT"}}]}),
+            "share.auto.offset.reset must be earliest, latest or by_duration:<ISO-8601 duration>",
+        ),
+        (
+            "sr2",
+            json!({"queues": [{"name": "a", "config": {"share.auto.offset.reset": "by_duration:1h"}}]}),
+            "e.g. by_duration:PT1H",
+        ),
+        (
+            "sr3",
+            json!({"queues": [{"name": "a", "config": {"share.auto.offset.reset": "by_duration:PT1M2H"}}]}),
+            "each at most once and in that order",
+        ),
+        (
+            "sr4",
+            json!({"queues": [{"name": "a", "config": {"share.auto.offset.reset": "oldest"}}]}),
+            "share.auto.offset.reset must be earliest, latest or",
+        ),
+        (
             "pdb",
             json!({"disruptionBudget": {"maxUnavailable": 0}}),
             "maxUnavailable must be at least 1",
@@ -320,6 +340,20 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
     )
     .await
     .expect("a work queue and its dead-letter queue accepted");
+
+    // every form of share.auto.offset.reset the brokers take is accepted
+    apply(
+        &api,
+        "sr-ok",
+        json!({"queues": [
+            {"name": "a", "type": "queue", "config": {"share.auto.offset.reset": "latest"}},
+            {"name": "b", "type": "queue", "config": {"share.auto.offset.reset": "by_duration:PT1H"}},
+            {"name": "c", "config": {"share.auto.offset.reset": "by_duration:P7D"}},
+            {"name": "d", "config": {"share.auto.offset.reset": "by_duration:p1dt12h30m"}},
+            {"name": "e", "config": {"share.auto.offset.reset": "by_duration:PT0.5S"}}]}),
+    )
+    .await
+    .expect("earliest, latest and by_duration starts accepted");
 
     // TLS with PLAIN, and a user with queue and group ACLs, are accepted
     apply(

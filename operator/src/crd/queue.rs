@@ -123,6 +123,24 @@ macro_rules! topic_configs {
     };
 }
 
+/// `share.auto.offset.reset` as the brokers parse it (`ShareStart::parse`): Java's
+/// `Duration.parse` form without signs, so "by_duration:P" and "by_duration:PT" (no unit) are
+/// refused by the API server rather than by every broker. RE2 has no look-ahead, so "at least
+/// one unit after T" is spelled out as alternatives.
+const SHARE_START_RULE: &str = concat!(
+    "self in ['earliest', 'latest'] || self.matches('^by_duration:[Pp](",
+    "[0-9]+[Dd]([Tt](",
+    "[0-9]+[Hh]([0-9]+[Mm])?([0-9]+([.,][0-9]{1,9})?[Ss])?",
+    "|[0-9]+[Mm]([0-9]+([.,][0-9]{1,9})?[Ss])?",
+    "|[0-9]+([.,][0-9]{1,9})?[Ss]",
+    "))?",
+    "|[Tt](",
+    "[0-9]+[Hh]([0-9]+[Mm])?([0-9]+([.,][0-9]{1,9})?[Ss])?",
+    "|[0-9]+[Mm]([0-9]+([.,][0-9]{1,9})?[Ss])?",
+    "|[0-9]+([.,][0-9]{1,9})?[Ss]",
+    "))$')"
+);
+
 topic_configs! {
     /// Topic configs of one queue, with Kafka's names. Values are strings, as in Kafka.
     /// Modelled as named fields rather than a free map so the API server itself refuses unknown keys
@@ -172,9 +190,14 @@ topic_configs! {
         #[schemars(extend("enum" = ["always", "interval"]))]
         sluice_fsync: "sluice.fsync",
         /// Where a share group starts reading this queue when it first consumes it: "earliest"
-        /// (every message still kept; the default of a `type: queue`) or "latest" (only
-        /// messages sent after it joined; Kafka's default).
-        #[schemars(extend("enum" = ["earliest", "latest"]))]
+        /// (every message still kept; the default of a `type: queue`), "latest" (only
+        /// messages sent after it joined; Kafka's default) or "by_duration:<ISO-8601
+        /// duration>" (KIP-1106: from the first message at most that old, e.g.
+        /// "by_duration:PT1H" or "by_duration:P7D"; the log end when every message is older).
+        #[schemars(length(max = 64), extend("x-kubernetes-validations" = [{
+            "rule": SHARE_START_RULE,
+            "message": "share.auto.offset.reset must be earliest, latest or by_duration:<ISO-8601 duration> (days, then T and hours, minutes, seconds, each at most once and in that order), e.g. by_duration:PT1H, by_duration:P7D or by_duration:P1DT12H"
+        }]))]
         share_auto_offset_reset: "share.auto.offset.reset",
     }
 }

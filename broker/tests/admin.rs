@@ -229,29 +229,22 @@ fn kafka_configs_describes_no_client_quota_and_is_told_why_one_cannot_be_set() {
     ]);
     assert!(ok, "{}{}", out.stdout, out.stderr);
 
-    let set = [
-        "--alter",
-        "--entity-type",
-        "clients",
-        "--entity-name",
-        "app",
-        "--add-config",
-        "producer_byte_rate=1048576",
-    ];
-    let (ok, out) = configs(&set);
-    let said = format!("{}{}", out.stdout, out.stderr);
-    assert!(!ok && said.contains("does not throttle clients"), "{said}");
-    let (ok, out) = configs(&[
-        "--alter",
-        "--entity-type",
-        "ips",
-        "--entity-name",
-        "10.0.0.1",
-        "--add-config",
-        "connection_creation_rate=10",
-    ]);
-    let said = format!("{}{}", out.stdout, out.stderr);
-    assert!(!ok && said.contains("does not throttle clients"), "{said}");
+    // A quota set on a client or on an IP is refused, saying why.
+    let refused_as_unthrottled = |entity_type: &str, name: &str, config: &str| {
+        let (ok, out) = configs(&[
+            "--alter",
+            "--entity-type",
+            entity_type,
+            "--entity-name",
+            name,
+            "--add-config",
+            config,
+        ]);
+        let said = format!("{}{}", out.stdout, out.stderr);
+        assert!(!ok && said.contains("does not throttle clients"), "{said}");
+    };
+    refused_as_unthrottled("clients", "app", "producer_byte_rate=1048576");
+    refused_as_unthrottled("ips", "10.0.0.1", "connection_creation_rate=10");
     // Nothing was set: the clients' quotas still describe as none.
     let (ok, out) = configs(&[
         "--describe",

@@ -13,6 +13,7 @@
 //! watermark moving), released ones (the coordinator's signal) or a lock running out (looked
 //! at every [`RECHECK`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,6 +202,16 @@ pub async fn heartbeat(
     if let Err(e) = super::share_store::adopt(&ctx, &group, &keys).await {
         tracing::warn!(group, error = %e, "share partitions not taken up");
     }
+    // Where the partitions the group has not started would start, worked out here: a
+    // `by_duration:` start reads the partition's time index, which must not happen under the
+    // coordinator's lock. A partition that is not among them (another member's subscription
+    // changed meanwhile) is started by its first fetch.
+    let starts: HashMap<(Uuid, i32), i64> = ctx
+        .shares
+        .unstarted(&group, &keys)
+        .into_iter()
+        .filter_map(|(id, p)| Some(((id, p), start_of(&ctx, &group, id, p)?)))
+        .collect();
     let limits = GroupShareConfigs(&ctx);
     let reply = ctx.shares.heartbeat(
         &group,
@@ -211,7 +222,7 @@ pub async fn heartbeat(
         now_ms(),
         &limits,
         &|topics: &[String]| resolve(&ctx, topics),
-        &|topic_id, partition| start_of(&ctx, &group, topic_id, partition),
+        &|topic_id, partition| starts.get(&(topic_id, partition)).copied(),
     );
     super::share_admin::dead_letters(&ctx).await;
     super::share_store::persist(&ctx).await;

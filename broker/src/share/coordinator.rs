@@ -222,7 +222,9 @@ impl ShareCoordinator {
     /// Serves one ShareGroupHeartbeat. `resolve` gives the subscribed topics' partitions;
     /// `start_of` the offset a share partition the group does not have yet starts at
     /// (`share.auto.offset.reset`), asked only for those, `None` where this broker does not
-    /// know it (it is then started by its first fetch).
+    /// know it (it is then started by its first fetch). `start_of` runs under the lock every
+    /// share request takes, so it must not do I/O: the handler works the starts out before,
+    /// for the partitions [`Self::unstarted`] names.
     #[allow(clippy::too_many_arguments)]
     pub fn heartbeat(
         &self,
@@ -466,6 +468,18 @@ impl ShareCoordinator {
         }
     }
 
+    /// The share partitions of `keys` that `group_id` has not started (all of them for a group
+    /// this coordinator does not have): those whose start a caller works out before a
+    /// [`Self::heartbeat`] or a fetch, outside the lock.
+    pub fn unstarted(&self, group_id: &str, keys: &[Key]) -> Vec<Key> {
+        let st = self.lock();
+        let started = st.groups.get(group_id).map(|g| &g.partitions);
+        keys.iter()
+            .filter(|k| !started.is_some_and(|p| p.contains_key(k)))
+            .copied()
+            .collect()
+    }
+
     /// Where to read for an acquisition in one share partition, after expiring its locks and
     /// following the log start; a new share partition starts at `start()` (its
     /// `share.auto.offset.reset`, asked only then). `None`: nothing can be acquired now.
@@ -478,14 +492,18 @@ impl ShareCoordinator {
         now_ms: i64,
         limits: &Limits,
     ) -> Option<i64> {
+        // `start()` may read the partition's time index (`by_duration:`): it runs outside the
+        // lock, which every share request of every group on this broker takes. Another
+        // request may start the partition meanwhile; its start is then kept.
+        let fresh = (!self.unstarted(group_id, &[key]).is_empty()).then(start);
         let mut guard = self.lock();
         let st = &mut *guard;
         let group = st.groups.get_mut(group_id)?;
         let created = !group.partitions.contains_key(&key);
-        let sp = group
-            .partitions
-            .entry(key)
-            .or_insert_with(|| SharePartition::new(start().min(log_end).max(log_start)));
+        let sp = group.partitions.entry(key).or_insert_with(|| {
+            let start = fresh.unwrap_or_else(start);
+            SharePartition::new(start.min(log_end).max(log_start))
+        });
         let before = sp.start_offset();
         sp.follow_log_start(log_start);
         let expired = sp.expire_locks(now_ms, limits);

@@ -266,3 +266,51 @@ fn a_share_partition_taken_up_again_resumes_from_its_persisted_state() {
         Some((4, 2))
     );
 }
+
+#[test]
+fn a_start_is_worked_out_only_for_share_partitions_the_group_has_not_started() {
+    let c = ShareCoordinator::default();
+    assert_eq!(
+        c.unstarted("g", &[(TOPIC, 0), (TOPIC, 1)]),
+        vec![(TOPIC, 0), (TOPIC, 1)],
+        "a group the coordinator does not have has started nothing"
+    );
+    // The heartbeat starts partition 0 only (the handler knew no start for partition 1).
+    c.heartbeat(
+        "g",
+        "a",
+        0,
+        Some(vec!["q".to_string()]),
+        ("c", "h"),
+        0,
+        &limits,
+        &resolve,
+        &|_, p| (p == 0).then_some(3),
+    );
+    assert_eq!(
+        c.unstarted("g", &[(TOPIC, 0), (TOPIC, 1)]),
+        vec![(TOPIC, 1)]
+    );
+    let l = ShareSettings::default().limits();
+    let asked = std::cell::Cell::new(0);
+    let start = || {
+        asked.set(asked.get() + 1);
+        7
+    };
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 0), (0, 10), &start, 0, &l),
+        Some(3)
+    );
+    assert_eq!(asked.get(), 0, "a started partition keeps its start");
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 1), (0, 10), &start, 0, &l),
+        Some(7)
+    );
+    assert_eq!(asked.get(), 1, "asked once, for the new partition");
+    assert_eq!(
+        c.fetch_offset("g", (TOPIC, 1), (0, 10), &start, 0, &l),
+        Some(7)
+    );
+    assert_eq!(asked.get(), 1);
+    assert!(c.unstarted("g", &[(TOPIC, 0), (TOPIC, 1)]).is_empty());
+}

@@ -37,6 +37,9 @@ pub struct BrokerContext {
     pub groups: Arc<GroupCoordinator>,
     /// Share groups (KIP-932): members, share sessions, share-partition state.
     pub shares: Arc<ShareCoordinator>,
+    /// Client quotas' byte counts on this broker: produced and fetched ([`crate::quota`]).
+    pub produce_throttles: crate::quota::Throttles,
+    pub fetch_throttles: crate::quota::Throttles,
     /// This broker's replication roles: what it leads, what it follows.
     pub replicas: Arc<ReplicaManager>,
     /// Connections share groups write through to other brokers (share-partition state to the

@@ -36,6 +36,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod quota;
 pub mod recovery;
 pub mod replica;
 pub mod security;

@@ -31,6 +31,11 @@ struct ErrorLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    quota: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
     topic: String,
     partition: i32,
@@ -93,6 +98,8 @@ pub struct Metrics {
     queued_response_bytes: Gauge,
     /// Times a connection stopped reading requests until its client took its responses.
     response_backpressure: Counter,
+    /// Milliseconds connections were held for being over a client quota, by quota.
+    throttle_ms: Family<QuotaLabels, Counter>,
     protocol_errors: Family<ReasonLabels, Counter>,
     tls_handshake_failures: Family<ReasonLabels, Counter>,
     sasl_failures: Family<MechanismLabels, Counter>,
@@ -161,6 +168,7 @@ impl Metrics {
             connections_rejected: Counter::default(),
             queued_response_bytes: Gauge::default(),
             response_backpressure: Counter::default(),
+            throttle_ms: Family::default(),
             protocol_errors: Family::default(),
             tls_handshake_failures: Family::default(),
             sasl_failures: Family::default(),
@@ -262,6 +270,11 @@ impl Metrics {
             "response_backpressure",
             "Times a connection stopped reading requests until its client took its responses",
             m.response_backpressure.clone(),
+        );
+        registry.register(
+            "client_throttle_ms",
+            "Milliseconds client connections were told to wait (and held) for exceeding a client quota, by quota",
+            m.throttle_ms.clone(),
         );
         registry.register(
             "protocol_errors",
@@ -513,6 +526,13 @@ impl Metrics {
     /// Response bytes waiting for their clients, all connections together.
     pub fn queued_response_bytes(&self) -> usize {
         usize::try_from(self.queued_response_bytes.get()).unwrap_or(0)
+    }
+    pub fn throttled(&self, quota: &str, ms: i64) {
+        self.throttle_ms
+            .get_or_create(&QuotaLabels {
+                quota: quota.to_string(),
+            })
+            .inc_by(u64::try_from(ms).unwrap_or(0));
     }
     pub fn response_backpressure(&self) {
         self.response_backpressure.inc();

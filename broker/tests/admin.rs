@@ -1,6 +1,5 @@
 //! Topic administration through two admin clients (librdkafka's AdminClient and kafka-python's
-//! KafkaAdminClient), auto-creation of topics on first use, and client quotas through
-//! `kafka-configs.sh`.
+//! KafkaAdminClient), and auto-creation of topics on first use. (Client quotas: `quotas.rs`.)
 
 mod common;
 
@@ -202,63 +201,6 @@ fn kafka_python_admin_creates_describes_alters_grows_and_deletes_topics() {
         Duration::from_secs(90),
     );
     assert!(out.stdout.lines().any(|l| l == "OK"), "{}", out.stdout);
-}
-
-/// Kafka 4.2's `kafka-configs.sh` on client quotas: describing answers (there are none), and
-/// setting one, on a client or an IP, is refused with a message saying the broker does not
-/// throttle clients. (The tool itself refuses to delete a quota that is not set, so removals
-/// and malformed entities are unit-tested in `handlers::quotas`.)
-#[test]
-fn kafka_configs_describes_no_client_quota_and_is_told_why_one_cannot_be_set() {
-    let broker = TestBroker::start(&[]);
-    let bs = broker.bootstrap();
-    let configs = |args: &[&str]| {
-        let mut all = vec!["--bootstrap-server", bs.as_str()];
-        all.extend_from_slice(args);
-        try_kafka_tool("kafka.admin.ConfigCommand", &all)
-    };
-    let (ok, out) = configs(&["--describe", "--entity-type", "clients"]);
-    assert!(ok, "{}{}", out.stdout, out.stderr);
-    assert!(!out.stdout.contains("Quota configs"), "{}", out.stdout);
-    let (ok, out) = configs(&[
-        "--describe",
-        "--entity-type",
-        "users",
-        "--entity-name",
-        "app",
-    ]);
-    assert!(ok, "{}{}", out.stdout, out.stderr);
-
-    // A quota set on a client or on an IP is refused, saying why.
-    let refused_as_unthrottled = |entity_type: &str, name: &str, config: &str| {
-        let (ok, out) = configs(&[
-            "--alter",
-            "--entity-type",
-            entity_type,
-            "--entity-name",
-            name,
-            "--add-config",
-            config,
-        ]);
-        let said = format!("{}{}", out.stdout, out.stderr);
-        assert!(!ok && said.contains("does not throttle clients"), "{said}");
-    };
-    refused_as_unthrottled("clients", "app", "producer_byte_rate=1048576");
-    refused_as_unthrottled("ips", "10.0.0.1", "connection_creation_rate=10");
-    // Nothing was set: the clients' quotas still describe as none.
-    let (ok, out) = configs(&[
-        "--describe",
-        "--entity-type",
-        "clients",
-        "--entity-name",
-        "app",
-    ]);
-    assert!(
-        ok && !out.stdout.contains("producer_byte_rate"),
-        "{}{}",
-        out.stdout,
-        out.stderr
-    );
 }
 
 #[test]

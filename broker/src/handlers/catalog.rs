@@ -26,7 +26,7 @@ use crate::log::{
 use crate::topology::{self, topic_meta};
 
 /// Kafka's NOT_CONTROLLER: retriable, clients refresh metadata and try again.
-const NOT_CONTROLLER: i16 = 41;
+pub(super) const NOT_CONTROLLER: i16 = 41;
 /// Kafka's COORDINATOR_NOT_AVAILABLE.
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 /// Kafka's NOT_LEADER_OR_FOLLOWER.

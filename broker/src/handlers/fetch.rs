@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use super::authz::{self, Access, Operation};
 use super::catalog;
 use super::fetch_sessions::{self, Begin, Sent, SessionPart, TopicKey};
-use super::{codes, Reply};
+use super::{codes, Metered, Reply};
 use crate::context::BrokerContext;
 use crate::error::BrokerError;
 use crate::log::{FileRegion, LogError, PartitionLog, Records};
@@ -347,6 +347,7 @@ pub fn handle(
     raw: RawHeader,
     req: FetchRequest,
     access: &Access,
+    metered: Option<Metered>,
 ) -> Result<Reply, BrokerError> {
     let started = Instant::now();
     let version = raw.api_version;
@@ -358,6 +359,8 @@ pub fn handle(
         req.replica_id.0
     };
     let replica = replica_id >= 0;
+    // A follower's fetches are replication, not a client's consumption (Kafka exempts them).
+    let metered = metered.filter(|_| !replica);
     let replica_allowed = !replica || access.cluster(Operation::ClusterAction);
     let begin = ctx
         .fetch_sessions
@@ -518,7 +521,7 @@ pub fn handle(
     };
     let mut first = read(&plan);
     if answered_now(&first) {
-        finish(ctx, &plan, &session, &mut first, started);
+        finish(ctx, &plan, &session, &mut first, started, metered.as_ref());
         return Ok(Reply::Now(Some(encode(raw, &first)?)));
     }
 
@@ -553,7 +556,7 @@ pub fn handle(
                 // Re-read at the end so the response carries the newest high watermarks.
                 last = read(&plan);
             }
-            finish(&ctx, &plan, &session, &mut last, started);
+            finish(&ctx, &plan, &session, &mut last, started, metered.as_ref());
             encode(raw, &last).map(Some)
         }
         .boxed(),
@@ -632,8 +635,19 @@ enum Session {
 }
 
 /// Ends a fetch with its final answer: creates or updates its session (and puts the session
-/// id in the response), then counts it.
-fn finish(ctx: &BrokerContext, plan: &Plan, session: &Session, a: &mut Answer, started: Instant) {
+/// id in the response), counts its records against the caller's `consumer_byte_rate` (the
+/// throttle goes in the response), then counts it.
+fn finish(
+    ctx: &BrokerContext,
+    plan: &Plan,
+    session: &Session,
+    a: &mut Answer,
+    started: Instant,
+    metered: Option<&Metered>,
+) {
+    if let Some(m) = metered {
+        a.resp.throttle_time_ms = m.record(ctx, crate::quota::CONSUMER_BYTE_RATE, a.used);
+    }
     let carried = a
         .resp
         .responses

@@ -68,6 +68,8 @@ pub struct Caller {
     /// The listener's name (upper case): Metadata answers with that listener's addresses.
     pub listener: Arc<str>,
     pub principal: Principal,
+    /// The connection's throttle under client quotas.
+    pub mute: Arc<Mute>,
 }
 
 impl Caller {
@@ -77,7 +79,76 @@ impl Caller {
             peer,
             listener: listener.into(),
             principal: Principal::anonymous(),
+            mute: Arc::default(),
         }
+    }
+}
+
+/// Until when a connection handles no request (a client over its quota, [`crate::quota`]):
+/// Unix milliseconds, 0 when never.
+#[derive(Debug, Default)]
+pub struct Mute {
+    until_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Mute {
+    pub fn hold_until(&self, ms: i64) {
+        self.until_ms
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long from `now_ms` the connection is still held (0: not held).
+    pub fn remaining_ms(&self, now_ms: i64) -> i64 {
+        (self.until_ms.load(std::sync::atomic::Ordering::Relaxed) - now_ms).max(0)
+    }
+}
+
+/// A request whose bytes count against a client quota: who sent it, and its connection.
+/// Made only while some quota is set, so traffic without quotas pays nothing for them.
+pub struct Metered {
+    user: String,
+    client_id: String,
+    mute: Arc<Mute>,
+}
+
+impl Metered {
+    fn of(ctx: &BrokerContext, caller: &Caller, header: &RequestHeader) -> Option<Metered> {
+        if ctx.cluster.state().client_quotas.is_empty() {
+            return None;
+        }
+        Some(Metered {
+            user: caller.principal.name.clone(),
+            client_id: header
+                .client_id
+                .as_ref()
+                .map_or_else(String::new, |c| c.to_string()),
+            mute: Arc::clone(&caller.mute),
+        })
+    }
+
+    /// Counts `bytes` against the quota `key` that applies to the caller, holds its
+    /// connection if it is over, and answers the response's `throttle_time_ms`.
+    pub fn record(&self, ctx: &BrokerContext, key: &str, bytes: usize) -> i32 {
+        let throttles = if key == crate::quota::PRODUCER_BYTE_RATE {
+            &ctx.produce_throttles
+        } else {
+            &ctx.fetch_throttles
+        };
+        let now = share::now_ms();
+        let ms = throttles.record(
+            &ctx.cluster.state().client_quotas,
+            key,
+            (&self.user, &self.client_id),
+            bytes as u64,
+            now,
+        );
+        if ms > 0 {
+            self.mute.hold_until(now + ms);
+            ctx.metrics.throttled(key, ms);
+            tracing::debug!(user = %self.user, client_id = %self.client_id, quota = key,
+                throttle_ms = ms, "client over its quota: its connection waits");
+        }
+        i32::try_from(ms).unwrap_or(i32::MAX)
     }
 }
 
@@ -260,9 +331,21 @@ pub async fn dispatch(
                 == Some(quorum::FORWARD_CLIENT_ID)
                 && *caller.listener == *ctx.inter_broker_listener
                 && access.cluster(authz::Operation::ClusterAction);
-            produce::handle(ctx, raw, req!(ProduceRequest), &access, cluster_write)?
+            let req = req!(ProduceRequest);
+            let throttle = match Metered::of(ctx, caller, &header) {
+                Some(m) if !cluster_write => m.record(
+                    ctx,
+                    crate::quota::PRODUCER_BYTE_RATE,
+                    produce::bytes_of(&req),
+                ),
+                _ => 0,
+            };
+            produce::handle(ctx, raw, req, &access, cluster_write, throttle)?
         }
-        ApiKey::Fetch => fetch::handle(ctx, raw, req!(FetchRequest), &access)?,
+        ApiKey::Fetch => {
+            let metered = Metered::of(ctx, caller, &header);
+            fetch::handle(ctx, raw, req!(FetchRequest), &access, metered)?
+        }
         ApiKey::ListOffsets => {
             let mut req = req!(ListOffsetsRequest);
             let refused = authz::list_offsets(&access, &mut req);
@@ -459,12 +542,18 @@ pub async fn dispatch(
         ApiKey::CreateAcls => now!(acls::create(ctx, req!(CreateAclsRequest)).await),
         ApiKey::DeleteAcls => now!(acls::delete(ctx, req!(DeleteAclsRequest)).await),
         ApiKey::DescribeClientQuotas => {
-            now!(quotas::describe_client_quotas(&req!(
-                DescribeClientQuotasRequest
-            )))
+            now!(quotas::describe_client_quotas(
+                ctx,
+                &req!(DescribeClientQuotasRequest)
+            ))
         }
         ApiKey::AlterClientQuotas => {
-            now!(quotas::alter_client_quotas(req!(AlterClientQuotasRequest)))
+            let req = req!(AlterClientQuotasRequest);
+            let ctx = Arc::clone(ctx);
+            later(
+                raw,
+                async move { quotas::alter_client_quotas(&ctx, req).await },
+            )
         }
         ApiKey::DescribeUserScramCredentials => now!(users::describe(
             ctx,

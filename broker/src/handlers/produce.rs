@@ -71,12 +71,23 @@ fn in_sync(ctx: &BrokerContext, topic: &str, partition: i32) -> Vec<i32> {
 /// TOPIC_AUTHORIZATION_FAILED (before its existence is looked at, so nothing is disclosed).
 /// Internal topics are refused, but for `__share_group_state` when `cluster_write` (another
 /// broker writing share-partition state).
+/// The record bytes a produce request carries (what `producer_byte_rate` counts).
+pub fn bytes_of(req: &ProduceRequest) -> usize {
+    req.topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref())
+        .map(|r| r.len())
+        .sum()
+}
+
 pub fn handle(
     ctx: &Arc<BrokerContext>,
     raw: RawHeader,
     req: ProduceRequest,
     access: &Access,
     cluster_write: bool,
+    throttle_ms: i32,
 ) -> Result<Reply, BrokerError> {
     let started = Instant::now();
     let version = raw.api_version;
@@ -84,7 +95,7 @@ pub fn handle(
     let req_timeout_ms = req.timeout_ms;
     let by_id = version >= 13;
     let mut waits = Vec::new();
-    let mut response = ProduceResponse::default();
+    let mut response = ProduceResponse::default().with_throttle_time_ms(throttle_ms);
     // A transactional producer needs WRITE on its transactional id (Kafka's rule); the
     // transaction itself is the coordinator's business, each batch is checked by the log.
     let txn_denied = req

@@ -1,19 +1,26 @@
-//! DescribeClientQuotas and AlterClientQuotas, served so that Kafka's tools work, with the
-//! truth about quotas: this broker does not throttle clients, so no quota is ever set.
+//! DescribeClientQuotas and AlterClientQuotas (`kafka-configs.sh --entity-type users|clients`).
+//! The quotas live in the metadata quorum (`ClusterState::client_quotas`); what they do to
+//! produce and fetch traffic is in [`crate::quota`].
 //!
 //! - DescribeClientQuotas checks its filter as Kafka does (entity types `user`, `client-id`,
 //!   `ip`, each at most once, `ip` alone; an exact match names an entity, a default or any
-//!   match does not) and answers an empty list. `kafka-configs.sh --describe --entity-type
-//!   users`, which asks for SCRAM credentials and quotas together, needs it to answer at all.
-//! - AlterClientQuotas refuses, per entity, any quota set, with a message saying that quotas
-//!   are not enforced here (storing a limit nobody applies would mislead); removing a quota
-//!   succeeds (there is none afterwards, as asked). Malformed entities and unknown keys are
-//!   refused as Kafka refuses them.
+//!   match does not) and answers the quotas of the entities it matches (`strict`: only
+//!   entities of exactly the filter's types).
+//! - AlterClientQuotas sets and removes `producer_byte_rate` and `consumer_byte_rate` on a
+//!   user, a client id or both (each named or the default), each a whole number of bytes per
+//!   second of at least 1. The quotas this broker does not enforce (`request_percentage`,
+//!   `controller_mutation_rate`, an IP's `connection_creation_rate`) are refused, saying so:
+//!   storing a limit nobody applies would mislead. Removing one is accepted (none is set).
+//!   Each entity is answered on its own; `validate_only` checks without changing anything.
 //!
 //! Both need the cluster's DESCRIBE_CONFIGS / ALTER_CONFIGS under `--authorizer acl`
 //! (`authz::cluster_operation`).
 
+use std::sync::Arc;
+
+use kafka_protocol::messages::alter_client_quotas_request::EntryData as AlterEntry;
 use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
+use kafka_protocol::messages::describe_client_quotas_response as described;
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest,
     DescribeClientQuotasResponse,
@@ -21,23 +28,32 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::codes;
+use crate::cluster::state::{Command, Outcome};
+use crate::context::BrokerContext;
+use crate::quota::{ClientQuota, EntityName, QuotaEntity, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
 
 /// Kafka's quota keys, by the entity type they apply to.
 const CLIENT_KEYS: [&str; 4] = [
-    "producer_byte_rate",
-    "consumer_byte_rate",
+    PRODUCER_BYTE_RATE,
+    CONSUMER_BYTE_RATE,
     "request_percentage",
     "controller_mutation_rate",
 ];
 const IP_KEYS: [&str; 1] = ["connection_creation_rate"];
+/// The keys this broker enforces.
+const ENFORCED: [&str; 2] = [PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE];
 
 /// Kafka's ClientQuotaFilterComponent match types.
 const MATCH_EXACT: i8 = 0;
 const MATCH_DEFAULT: i8 = 1;
 const MATCH_ANY: i8 = 2;
 
-const NOT_ENFORCED: &str = "client quotas are not supported: this broker does not throttle \
-     clients, so the quota was not set (removing one is accepted: none is set)";
+fn not_enforced(key: &str) -> String {
+    format!(
+        "{key} is not supported: this broker enforces only producer_byte_rate and \
+         consumer_byte_rate, so the quota was not set (removing one is accepted: none is set)"
+    )
+}
 
 /// What is wrong with a list of entity types, as Kafka words it; `None` when it is valid.
 fn entity_error<'a>(types: impl IntoIterator<Item = &'a str>) -> Option<String> {
@@ -79,46 +95,161 @@ pub fn describe_filter_error(req: &DescribeClientQuotasRequest) -> Option<String
     })
 }
 
-pub fn describe_client_quotas(req: &DescribeClientQuotasRequest) -> DescribeClientQuotasResponse {
-    match describe_filter_error(req) {
-        Some(why) => DescribeClientQuotasResponse::default()
+pub fn describe_client_quotas(
+    ctx: &BrokerContext,
+    req: &DescribeClientQuotasRequest,
+) -> DescribeClientQuotasResponse {
+    if let Some(why) = describe_filter_error(req) {
+        return DescribeClientQuotasResponse::default()
             .with_error_code(codes::INVALID_REQUEST)
-            .with_error_message(Some(StrBytes::from_string(why))),
-        // No quota is ever set here.
-        None => DescribeClientQuotasResponse::default().with_entries(Some(Vec::new())),
+            .with_error_message(Some(StrBytes::from_string(why)));
     }
-}
-
-pub fn alter_client_quotas(req: AlterClientQuotasRequest) -> AlterClientQuotasResponse {
-    let entries = req
-        .entries
-        .into_iter()
-        .map(|e| {
-            let verdict =
-                entity_error(e.entity.iter().map(|x| x.entity_type.as_str())).or_else(|| {
-                    let ip = e.entity.iter().any(|x| x.entity_type.as_str() == "ip");
-                    let keys: &[&str] = if ip { &IP_KEYS } else { &CLIENT_KEYS };
-                    e.ops.iter().find_map(|op| {
-                        let k = op.key.as_str();
-                        if !keys.contains(&k) {
-                            Some(format!(
-                                "unknown quota key {k:?} (allowed: {})",
-                                keys.join(", ")
-                            ))
-                        } else if !op.remove {
-                            Some(NOT_ENFORCED.to_string())
-                        } else {
-                            None
-                        }
-                    })
-                });
-            match verdict {
-                Some(why) => answer(e, codes::INVALID_REQUEST, Some(StrBytes::from_string(why))),
-                None => answer(e, codes::NONE, None),
-            }
+    let entries = matching(&ctx.cluster.state().client_quotas, req)
+        .map(|q| {
+            let entity = parts(&q.entity)
+                .map(|(t, name)| {
+                    described::EntityData::default()
+                        .with_entity_type(StrBytes::from_static_str(t))
+                        .with_entity_name(name.wire().map(|n| StrBytes::from_string(n.into())))
+                })
+                .collect();
+            let values = q
+                .values
+                .iter()
+                .map(|(k, v)| {
+                    described::ValueData::default()
+                        .with_key(StrBytes::from_string(k.clone()))
+                        .with_value(*v as f64)
+                })
+                .collect();
+            described::EntryData::default()
+                .with_entity(entity)
+                .with_values(values)
         })
         .collect();
+    DescribeClientQuotasResponse::default().with_entries(Some(entries))
+}
+
+/// An entity's parts as (wire type, name), user first.
+fn parts(e: &QuotaEntity) -> impl Iterator<Item = (&'static str, &EntityName)> {
+    let user = e.user.as_ref().map(|n| ("user", n));
+    let client = e.client_id.as_ref().map(|n| ("client-id", n));
+    user.into_iter().chain(client)
+}
+
+/// The quotas whose entity a (valid) filter matches.
+fn matching<'a>(
+    quotas: &'a [ClientQuota],
+    req: &'a DescribeClientQuotasRequest,
+) -> impl Iterator<Item = &'a ClientQuota> {
+    quotas.iter().filter(|q| {
+        let has = |t: &str| {
+            parts(&q.entity)
+                .find(|(kind, _)| *kind == t)
+                .map(|(_, n)| n)
+        };
+        let each =
+            req.components
+                .iter()
+                .all(|c| match (has(c.entity_type.as_str()), c.match_type) {
+                    (None, _) => false,
+                    (Some(name), MATCH_EXACT) => name.wire() == c._match.as_deref(),
+                    (Some(name), MATCH_DEFAULT) => *name == EntityName::Default,
+                    (Some(_), _) => true,
+                });
+        each && (!req.strict || parts(&q.entity).count() == req.components.len())
+    })
+}
+
+/// One entry of an AlterClientQuotas as the command that applies it, or what is wrong.
+fn change(e: &AlterEntry) -> Result<Command, String> {
+    if let Some(why) = entity_error(e.entity.iter().map(|x| x.entity_type.as_str())) {
+        return Err(why);
+    }
+    if e.entity.is_empty() {
+        return Err("a quota needs an entity (user, client-id or ip)".to_string());
+    }
+    let ip = e.entity.iter().any(|x| x.entity_type.as_str() == "ip");
+    let keys: &[&str] = if ip { &IP_KEYS } else { &CLIENT_KEYS };
+    let mut set = Vec::new();
+    let mut remove = Vec::new();
+    for op in &e.ops {
+        let k = op.key.as_str();
+        if !keys.contains(&k) {
+            return Err(format!(
+                "unknown quota key {k:?} (allowed: {})",
+                keys.join(", ")
+            ));
+        }
+        if op.remove {
+            remove.push(k.to_string());
+        } else if !ENFORCED.contains(&k) {
+            return Err(not_enforced(k));
+        } else if !(op.value >= 1.0 && op.value.fract() == 0.0 && op.value <= i64::MAX as f64) {
+            return Err(format!(
+                "{k} must be a whole number of bytes per second, at least 1 (got {})",
+                op.value
+            ));
+        } else {
+            set.push((k.to_string(), op.value as i64));
+        }
+    }
+    if set.iter().any(|(k, _)| remove.contains(k)) {
+        return Err("a quota key is both set and removed".to_string());
+    }
+    let name = |t: &str| {
+        e.entity
+            .iter()
+            .find(|x| x.entity_type.as_str() == t)
+            .map(|x| EntityName::from_wire(x.entity_name.as_deref()))
+    };
+    Ok(Command::AlterClientQuotas {
+        entity: QuotaEntity {
+            user: name("user"),
+            client_id: name("client-id"),
+        },
+        set,
+        remove: if ip { Vec::new() } else { remove },
+    })
+}
+
+pub async fn alter_client_quotas(
+    ctx: &Arc<BrokerContext>,
+    req: AlterClientQuotasRequest,
+) -> AlterClientQuotasResponse {
+    let mut entries = Vec::with_capacity(req.entries.len());
+    for e in req.entries {
+        let verdict = match change(&e) {
+            Err(why) => Err((codes::INVALID_REQUEST, why)),
+            Ok(_) if req.validate_only => Ok(()),
+            Ok(cmd) => apply(ctx, cmd).await,
+        };
+        entries.push(match verdict {
+            Ok(()) => answer(e, codes::NONE, None),
+            Err((code, why)) => answer(e, code, Some(StrBytes::from_string(why))),
+        });
+    }
     AlterClientQuotasResponse::default().with_entries(entries)
+}
+
+/// Proposes a checked change (an IP's removals, with nothing to remove, are answered here).
+async fn apply(ctx: &Arc<BrokerContext>, cmd: Command) -> Result<(), (i16, String)> {
+    if let Command::AlterClientQuotas { set, remove, .. } = &cmd {
+        if set.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+    }
+    match ctx.cluster.propose(cmd.clone()).await {
+        Ok(Outcome::Refused { code, message }) => Err((code, message)),
+        Ok(_) => {
+            tracing::info!(change = ?cmd, "client quotas changed");
+            Ok(())
+        }
+        Err(e) => Err((
+            super::catalog::NOT_CONTROLLER,
+            format!("the metadata quorum did not accept the change: {e}"),
+        )),
+    }
 }
 
 /// Every entity of an AlterClientQuotas refused with `code` (the caller may not alter them).
@@ -136,11 +267,7 @@ pub fn alter_refused(
 }
 
 /// The answer for one entry, naming its entity.
-fn answer(
-    e: kafka_protocol::messages::alter_client_quotas_request::EntryData,
-    code: i16,
-    message: Option<StrBytes>,
-) -> EntryData {
+fn answer(e: AlterEntry, code: i16, message: Option<StrBytes>) -> EntryData {
     EntryData::default()
         .with_error_code(code)
         .with_error_message(message)
@@ -174,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn a_describe_filter_is_checked_like_kafkas_and_answered_with_no_quota() {
+    fn a_describe_filter_is_checked_like_kafkas() {
         for ok in [
             vec![],
             vec![component("user", MATCH_ANY, None)],
@@ -184,8 +311,7 @@ mod tests {
             ],
             vec![component("ip", MATCH_EXACT, Some("10.0.0.1"))],
         ] {
-            let r = describe_client_quotas(&filter(ok));
-            assert_eq!((r.error_code, r.entries), (0, Some(vec![])));
+            assert_eq!(describe_filter_error(&filter(ok)), None);
         }
         for (bad, words) in [
             (
@@ -213,14 +339,58 @@ mod tests {
             ),
             (vec![component("user", 7, None)], "unknown match type 7"),
         ] {
-            let r = describe_client_quotas(&filter(bad));
-            assert_eq!(r.error_code, codes::INVALID_REQUEST);
-            let said = r.error_message.map(|m| m.to_string()).unwrap_or_default();
+            let said = describe_filter_error(&filter(bad)).unwrap_or_default();
             assert!(said.contains(words), "{said}");
         }
     }
 
-    fn entry(entity: &[(&str, Option<&str>)], ops: &[(&str, bool)]) -> alter::EntryData {
+    fn quota(user: Option<EntityName>, client: Option<EntityName>) -> ClientQuota {
+        ClientQuota {
+            entity: QuotaEntity {
+                user,
+                client_id: client,
+            },
+            values: [(PRODUCER_BYTE_RATE.to_string(), 1024)].into(),
+        }
+    }
+
+    #[test]
+    fn a_filter_matches_entities_by_name_default_or_any_and_strictly_by_kinds() {
+        let alice = Some(EntityName::Named("alice".to_string()));
+        let app = Some(EntityName::Named("app".to_string()));
+        let all = vec![
+            quota(alice.clone(), None),
+            quota(alice.clone(), app.clone()),
+            quota(None, Some(EntityName::Default)),
+            quota(None, app.clone()),
+        ];
+        let found = |components: Vec<ComponentData>, strict: bool| -> Vec<usize> {
+            let req = filter(components).with_strict(strict);
+            matching(&all, &req)
+                .map(|q| all.iter().position(|x| x == q).unwrap_or(usize::MAX))
+                .collect()
+        };
+        assert_eq!(found(vec![], false), vec![0, 1, 2, 3]);
+        assert_eq!(
+            found(vec![component("user", MATCH_EXACT, Some("alice"))], false),
+            vec![0, 1]
+        );
+        assert_eq!(
+            found(vec![component("user", MATCH_EXACT, Some("alice"))], true),
+            vec![0]
+        );
+        assert_eq!(
+            found(vec![component("client-id", MATCH_DEFAULT, None)], false),
+            vec![2]
+        );
+        assert_eq!(
+            found(vec![component("client-id", MATCH_ANY, None)], true),
+            vec![2, 3]
+        );
+        assert!(found(vec![component("ip", MATCH_ANY, None)], false).is_empty());
+    }
+
+    fn entry(entity: &[(&str, Option<&str>)], ops: &[(&str, f64, bool)]) -> alter::EntryData {
         alter::EntryData::default()
             .with_entity(
                 entity
@@ -234,10 +404,10 @@ mod tests {
             )
             .with_ops(
                 ops.iter()
-                    .map(|(k, remove)| {
+                    .map(|(k, value, remove)| {
                         alter::OpData::default()
                             .with_key(StrBytes::from_string(k.to_string()))
-                            .with_value(1024.0)
+                            .with_value(*value)
                             .with_remove(*remove)
                     })
                     .collect(),
@@ -245,34 +415,77 @@ mod tests {
     }
 
     #[test]
-    fn setting_a_quota_is_refused_per_entity_and_removing_one_is_accepted() {
-        let req = AlterClientQuotasRequest::default().with_entries(vec![
-            entry(&[("user", Some("alice"))], &[("producer_byte_rate", false)]),
-            entry(&[("client-id", None)], &[("consumer_byte_rate", true)]),
-            entry(
-                &[("user", Some("bob"))],
-                &[("connection_creation_rate", true)],
-            ),
-            entry(&[("ip", None), ("user", None)], &[]),
-        ]);
-        let r = alter_client_quotas(req);
-        let got: Vec<(i16, String)> = r
-            .entries
-            .iter()
-            .map(|e| {
-                let m = e.error_message.as_ref().map(|m| m.to_string());
-                (e.error_code, m.unwrap_or_default())
-            })
-            .collect();
-        assert_eq!(got[0].0, codes::INVALID_REQUEST);
-        assert!(got[0].1.contains("does not throttle"), "{}", got[0].1);
-        assert_eq!(got[1], (codes::NONE, String::new()));
-        assert!(got[2].1.contains("unknown quota key"), "{}", got[2].1);
-        assert!(got[3].1.contains("cannot be combined"), "{}", got[3].1);
+    fn byte_rates_are_set_and_removed_and_what_is_not_enforced_is_refused_saying_so() {
+        let got = change(&entry(
+            &[("user", Some("alice")), ("client-id", None)],
+            &[
+                (PRODUCER_BYTE_RATE, 1048576.0, false),
+                (CONSUMER_BYTE_RATE, 0.0, true),
+            ],
+        ));
         assert_eq!(
-            r.entries[0].entity[0].entity_name.as_deref(),
-            Some("alice"),
-            "each answer names its entity"
+            got,
+            Ok(Command::AlterClientQuotas {
+                entity: QuotaEntity {
+                    user: Some(EntityName::Named("alice".to_string())),
+                    client_id: Some(EntityName::Default),
+                },
+                set: vec![(PRODUCER_BYTE_RATE.to_string(), 1048576)],
+                remove: vec![CONSUMER_BYTE_RATE.to_string()],
+            })
         );
+        let refused = |e: alter::EntryData| change(&e).err().unwrap_or_default();
+        for (e, words) in [
+            (
+                entry(&[("user", None)], &[("request_percentage", 50.0, false)]),
+                "enforces only producer_byte_rate",
+            ),
+            (
+                entry(&[("ip", None)], &[("connection_creation_rate", 5.0, false)]),
+                "enforces only",
+            ),
+            (
+                entry(&[("client-id", None)], &[(PRODUCER_BYTE_RATE, 0.5, false)]),
+                "whole number",
+            ),
+            (
+                entry(&[("client-id", None)], &[(PRODUCER_BYTE_RATE, -1.0, false)]),
+                "at least 1",
+            ),
+            (
+                entry(
+                    &[("user", Some("bob"))],
+                    &[("connection_creation_rate", 1.0, true)],
+                ),
+                "unknown quota key",
+            ),
+            (
+                entry(&[("ip", None), ("user", None)], &[]),
+                "cannot be combined",
+            ),
+            (
+                entry(&[], &[(PRODUCER_BYTE_RATE, 1.0, false)]),
+                "needs an entity",
+            ),
+            (
+                entry(
+                    &[("user", None)],
+                    &[
+                        (PRODUCER_BYTE_RATE, 1.0, false),
+                        (PRODUCER_BYTE_RATE, 0.0, true),
+                    ],
+                ),
+                "both set and removed",
+            ),
+        ] {
+            let said = refused(e);
+            assert!(said.contains(words), "{said:?} should say {words:?}");
+        }
+        // Removing a quota nobody enforces is accepted: none is set.
+        assert!(change(&entry(
+            &[("user", None)],
+            &[("request_percentage", 0.0, true)]
+        ))
+        .is_ok());
     }
 }

@@ -361,6 +361,7 @@ pub(super) async fn accept(
         peer,
         listener: spec.name.as_str().into(),
         principal: Principal::anonymous(),
+        mute: Arc::default(),
     };
     let sasl = spec
         .protocol
@@ -539,6 +540,16 @@ async fn serve<R, W>(
             }
         };
         ctx.metrics.bytes_in(frame.len() + 4);
+        // A client over its quota was told to wait (`throttle_time_ms`): its next request
+        // waits here too, so one that does not honour the field is held all the same.
+        let held = caller.mute.remaining_ms(handlers::share::now_ms());
+        if held > 0 {
+            tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => break Stop::Quiet("broker shutting down"),
+                _ = tokio::time::sleep(Duration::from_millis(held.unsigned_abs())) => {}
+            }
+        }
         // The handlers' futures are boxed, so only a request being handled holds one: inline,
         // the largest of them sized this loop's future for every connection, idle or not
         // (6.4 KiB of each connection's task; docs/benchmarks.md, 2026-12-06).

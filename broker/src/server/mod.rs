@@ -423,6 +423,8 @@ impl Broker {
                 delivery_count_limit: config.share_delivery_count_limit,
                 ..ShareSettings::default()
             })),
+            produce_throttles: Default::default(),
+            fetch_throttles: Default::default(),
             replicas,
             share_peers: Default::default(),
             producer_ids: Default::default(),

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::partition::Refusal;
 pub use super::partition::{PartitionRecord, NO_LEADER};
 use super::placement::{self, Candidate, Load};
+use crate::quota::{ClientQuota, QuotaEntity};
 use crate::security::acl::{AclBinding, AclFilter};
 use crate::security::scram::ScramCredential;
 use crate::security::Mechanism;
@@ -216,6 +217,13 @@ pub enum Command {
         changes: Vec<ConfigChange>,
         replace: bool,
     },
+    /// Sets and removes client quotas on one entity (AlterClientQuotas), validated by the
+    /// proposer; an entity left with no quota has no entry.
+    AlterClientQuotas {
+        entity: QuotaEntity,
+        set: Vec<(String, i64)>,
+        remove: Vec<String>,
+    },
     /// (Earlier versions; no longer proposed.) Places a group's coordinator if it has none;
     /// answers the current one otherwise.
     AssignGroup {
@@ -375,6 +383,10 @@ pub struct ClusterState {
     /// groups`), validated by the proposer; a group id without overrides has no entry.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Client quotas (`kafka-configs.sh --entity-type users|clients`), one entry per entity
+    /// with at least one quota, in entity order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_quotas: Vec<ClientQuota>,
 }
 
 impl ClusterState {
@@ -469,6 +481,32 @@ impl ClusterState {
                 }
                 if !configs.is_empty() {
                     self.group_configs.insert(group.clone(), configs);
+                }
+                Outcome::Done
+            }
+            Command::AlterClientQuotas {
+                entity,
+                set,
+                remove,
+            } => {
+                let at = self
+                    .client_quotas
+                    .binary_search_by(|q| q.entity.cmp(entity));
+                let mut values = match at {
+                    Ok(i) => self.client_quotas.remove(i).values,
+                    Err(_) => BTreeMap::new(),
+                };
+                for key in remove {
+                    values.remove(key);
+                }
+                values.extend(set.iter().cloned());
+                if !values.is_empty() {
+                    let i = at.unwrap_or_else(|i| i);
+                    let quota = ClientQuota {
+                        entity: entity.clone(),
+                        values,
+                    };
+                    self.client_quotas.insert(i, quota);
                 }
                 Outcome::Done
             }

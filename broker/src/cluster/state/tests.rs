@@ -210,6 +210,61 @@ fn group_configs_change_like_topic_configs_and_survive_a_snapshot() {
     assert!(before.group_configs.is_empty());
 }
 
+/// Client quotas: set per entity (kept in entity order), changed key by key, gone once the
+/// last key is removed, and kept through a snapshot.
+#[test]
+fn client_quotas_are_kept_per_entity_and_survive_a_snapshot() {
+    use crate::quota::{EntityName, QuotaEntity};
+    let mut s = with_brokers(&[0]);
+    let client = |name: Option<&str>| QuotaEntity {
+        user: None,
+        client_id: Some(EntityName::from_wire(name)),
+    };
+    let alter =
+        |entity: QuotaEntity, set: &[(&str, i64)], remove: &[&str]| Command::AlterClientQuotas {
+            entity,
+            set: set.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            remove: remove.iter().map(|k| k.to_string()).collect(),
+        };
+    s.apply(&alter(
+        client(Some("b")),
+        &[("producer_byte_rate", 10)],
+        &[],
+    ));
+    s.apply(&alter(client(None), &[("consumer_byte_rate", 20)], &[]));
+    s.apply(&alter(
+        client(Some("a")),
+        &[("producer_byte_rate", 30)],
+        &[],
+    ));
+    s.apply(&alter(
+        client(Some("b")),
+        &[("consumer_byte_rate", 40)],
+        &[],
+    ));
+    let entities: Vec<_> = s.client_quotas.iter().map(|q| q.entity.clone()).collect();
+    assert_eq!(
+        entities,
+        vec![client(None), client(Some("a")), client(Some("b"))]
+    );
+    assert_eq!(
+        s.client_quotas[2].values,
+        BTreeMap::from([
+            ("consumer_byte_rate".to_string(), 40),
+            ("producer_byte_rate".to_string(), 10)
+        ])
+    );
+    let json = serde_json::to_vec(&s).expect("encode");
+    let back: ClusterState = serde_json::from_slice(&json).expect("decode");
+    assert_eq!(back.client_quotas, s.client_quotas);
+    s.apply(&alter(client(Some("a")), &[], &["producer_byte_rate"]));
+    assert_eq!(s.client_quotas.len(), 2, "{:?}", s.client_quotas);
+    assert!(s
+        .client_quotas
+        .iter()
+        .all(|q| q.entity != client(Some("a"))));
+}
+
 #[test]
 fn config_changes_incremental_and_replacing() {
     let mut s = with_brokers(&[0]);

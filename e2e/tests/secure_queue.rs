@@ -25,8 +25,14 @@ use sluice_operator::crd::MessageQueue;
 
 /// The manifest with `acls` as the user's ACL list, or no user at all when None.
 fn manifest(acls: Option<&str>) -> String {
+    manifest_with_quotas(acls, None)
+}
+
+/// [`manifest`] with `quotas` as the user's quotas.
+fn manifest_with_quotas(acls: Option<&str>, quotas: Option<&str>) -> String {
+    let quotas = quotas.map_or_else(String::new, |q| format!("    quotas: {q}\n"));
     let users = match acls {
-        Some(acls) => format!("  users:\n  - name: app\n    acls: {acls}\n"),
+        Some(acls) => format!("  users:\n  - name: app\n    acls: {acls}\n{quotas}"),
         None => String::new(),
     };
     format!(
@@ -314,7 +320,37 @@ async fn a_secure_queue_serves_its_user_over_sasl_ssl_with_the_declared_acls() {
     .await
     .expect("commit a transaction");
 
-    // Removing the user revokes its access and deletes its Secret.
+    // A quota declared on the user holds it: at 1 KiB/s, a 64 KiB record is more than the
+    // ten seconds' burst, so the broker answers with a throttle time (and counts it).
+    apply_yaml(
+        &ns.name,
+        &manifest_with_quotas(Some(WITH_TRANSACTIONS), Some("{producerByteRate: 1024}")),
+    );
+    let sec0 = format!("{}:8080", mq::pod_ip(&pods, "sec-0").await);
+    let big = "q".repeat(64 * 1024);
+    harness::wait_for(
+        "the user's quota throttles a 64 KiB record",
+        Duration::from_secs(90),
+        || async {
+            produce_one(&config, "orders", &big).await?;
+            let held: f64 = http_get(&sec0, "/metrics")
+                .await
+                .lines()
+                .filter(|l| l.starts_with("sluice_client_throttle_ms_total"))
+                .filter(|l| l.contains("producer_byte_rate"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if held > 0.0 {
+                Ok(())
+            } else {
+                Err("no produce throttled yet".to_string())
+            }
+        },
+    )
+    .await
+    .expect("the declared quota throttles the user");
+
+    // Removing the user revokes its access, removes its quota and deletes its Secret.
     apply_yaml(&ns.name, &manifest(None));
     harness::wait_for(
         "the removed user is refused",

@@ -39,7 +39,10 @@ use crate::crd::{
     MessageQueueSpec, OPERATOR_USER,
 };
 use crate::error::Result;
-use crate::kafka::{AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType};
+use crate::kafka::{
+    AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType, QuotasByUser,
+    CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE,
+};
 
 /// Port of the `INTERNAL` (inter-broker) listener.
 pub const INTERNAL_PORT: i32 = 9094;
@@ -535,6 +538,24 @@ pub fn desired_acls(spec: &MessageQueueSpec) -> Vec<AclBinding> {
     out
 }
 
+/// The client quotas `spec.users` declare, by user (users without any are left out).
+pub fn desired_quotas(spec: &MessageQueueSpec) -> QuotasByUser {
+    spec.users
+        .iter()
+        .filter_map(|user| {
+            let q = user.quotas.as_ref()?;
+            let values: BTreeMap<String, i64> = [
+                (PRODUCER_BYTE_RATE, q.producer_byte_rate),
+                (CONSUMER_BYTE_RATE, q.consumer_byte_rate),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?)))
+            .collect();
+            (!values.is_empty()).then(|| (user.name.clone(), values))
+        })
+        .collect()
+}
+
 /// The Kafka principal of SASL user `user`.
 pub fn principal(user: &str) -> String {
     format!("User:{user}")
@@ -629,6 +650,35 @@ mod tests {
         );
         assert_eq!(plain["sasl.mechanism"], "PLAIN");
         assert!(plain["sasl.jaas.config"].contains("PlainLoginModule"));
+    }
+
+    #[test]
+    fn declared_quotas_are_kept_per_user_and_users_without_any_left_out() {
+        let spec: MessageQueueSpec = serde_yaml::from_str(
+            r#"
+authentication: {type: scram-sha-512}
+users:
+- {name: app, quotas: {producerByteRate: 1024, consumerByteRate: 2048}}
+- {name: reader, quotas: {consumerByteRate: 4096}}
+- {name: empty, quotas: {}}
+- name: free
+"#,
+        )
+        .expect("spec");
+        let got = desired_quotas(&spec);
+        let want = |kv: &[(&str, i64)]| -> BTreeMap<String, i64> {
+            kv.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                (
+                    "app".to_string(),
+                    want(&[(PRODUCER_BYTE_RATE, 1024), (CONSUMER_BYTE_RATE, 2048)])
+                ),
+                ("reader".to_string(), want(&[(CONSUMER_BYTE_RATE, 4096)])),
+            ])
+        );
     }
 
     #[test]

@@ -324,6 +324,12 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
                    "users": [{"name": "app", "acls": [{"queue": "a", "operations": ["fly"]}]}]}),
             "supported values",
         ),
+        (
+            "sec10",
+            json!({"authentication": {"type": "scram-sha-512"},
+                   "users": [{"name": "app", "quotas": {"producerByteRate": 0}}]}),
+            "producerByteRate",
+        ),
     ];
     for (name, spec, expected) in cases {
         refused(&api, name, spec, expected).await;
@@ -364,10 +370,11 @@ async fn api_server_refuses_invalid_manifests_with_actionable_messages() {
                "users": [{"name": "app", "acls": [
                    {"queue": "orders", "operations": ["read", "write"]},
                    {"groupPrefix": "app-", "operations": ["read"]},
-                   {"queuePrefix": "audit.", "operations": ["all"], "permission": "deny"}]}]}),
+                   {"queuePrefix": "audit.", "operations": ["all"], "permission": "deny"}],
+                   "quotas": {"producerByteRate": 1048576, "consumerByteRate": 2097152}}]}),
     )
     .await
-    .expect("TLS, PLAIN and a user with ACLs accepted");
+    .expect("TLS, PLAIN and a user with ACLs and quotas accepted");
 
     // replication up to the broker count is accepted
     apply(

@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use sluice_operator::crd::{Queue, QueueDeletionPolicy};
 use sluice_operator::drain::{self, ClusterView, DrainPlan};
-use sluice_operator::kafka::{AdminClient, ClusterMetadata};
+use sluice_operator::kafka::{
+    quota_changes, AdminClient, ClusterMetadata, QuotasByUser, CONSUMER_BYTE_RATE,
+    PRODUCER_BYTE_RATE,
+};
 use sluice_operator::queue_counts::{queue_counts, CountsSeen, QueueCounts};
 use sluice_operator::queues::{diff_queues, queue_statuses, Capacity};
 use sluice_operator::replication::PartitionHealth;
@@ -223,6 +226,88 @@ async fn an_empty_work_queue_counts_no_messages_no_backlog_and_nothing_in_flight
 }
 
 /// Deadline of the polls below.
+/// Users' quotas converge to the declared ones: set, changed, one rate dropped, and all of a
+/// removed user's removed; another user's quota (an administrator's) stays.
+#[tokio::test]
+#[ignore = "needs a Kafka-wire broker: SLUICE_TEST_KAFKA=host:port"]
+async fn user_quotas_converge_to_the_declared_ones_and_leave_other_users_alone() {
+    let mut admin = client().await;
+    let pid = std::process::id();
+    let (app, other) = (
+        format!("sluice-op-app-{pid}"),
+        format!("sluice-op-admin-{pid}"),
+    );
+    let quotas = |entries: &[(&str, &[(&str, i64)])]| -> QuotasByUser {
+        entries
+            .iter()
+            .map(|(u, kv)| {
+                let values = kv.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+                (u.to_string(), values)
+            })
+            .collect()
+    };
+    // An administrator's quota on a user the operator does not manage.
+    let by_hand = quotas(&[(other.as_str(), &[(PRODUCER_BYTE_RATE, 7777)])]);
+    let changes = quota_changes(
+        &by_hand,
+        &QuotasByUser::new(),
+        &BTreeSet::from([other.clone()]),
+    );
+    admin
+        .alter_user_quotas(&changes)
+        .await
+        .expect("AlterClientQuotas");
+
+    let managed = BTreeSet::from([app.clone()]);
+    let mine = |all: &QuotasByUser| all.get(&app).cloned().unwrap_or_default();
+    for desired in [
+        quotas(&[(
+            app.as_str(),
+            &[
+                (PRODUCER_BYTE_RATE, 1_048_576),
+                (CONSUMER_BYTE_RATE, 2_097_152),
+            ],
+        )]),
+        quotas(&[(app.as_str(), &[(PRODUCER_BYTE_RATE, 524_288)])]),
+        QuotasByUser::new(),
+    ] {
+        let present = admin
+            .describe_user_quotas()
+            .await
+            .expect("DescribeClientQuotas");
+        let changes = quota_changes(&desired, &present, &managed);
+        admin
+            .alter_user_quotas(&changes)
+            .await
+            .expect("AlterClientQuotas");
+        // Kafka applies quota changes through its controller: read until they show.
+        let start = std::time::Instant::now();
+        loop {
+            let present = admin
+                .describe_user_quotas()
+                .await
+                .expect("DescribeClientQuotas");
+            let want = desired.get(&app).cloned().unwrap_or_default();
+            if mine(&present) == want {
+                assert!(quota_changes(&desired, &present, &managed).is_empty());
+                assert_eq!(present.get(&other), by_hand.get(&other), "{present:?}");
+                break;
+            }
+            deadline_passed(start, &format!("user quotas of {app} {want:?}"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let clean = quota_changes(
+        &QuotasByUser::new(),
+        &by_hand,
+        &BTreeSet::from([other.clone()]),
+    );
+    admin
+        .alter_user_quotas(&clean)
+        .await
+        .expect("AlterClientQuotas");
+}
+
 fn deadline_passed(start: std::time::Instant, what: &str) -> bool {
     assert!(
         start.elapsed() < Duration::from_secs(30),

@@ -34,7 +34,7 @@ pub use queue::{
 pub use reference::{reference_markdown, UPSTREAM_TYPED_FIELDS};
 pub use security::{
     AclOperationName, AclPermissionName, Authentication, AuthenticationType, IssuerRef,
-    NetworkPolicySpec, TlsSpec, User, UserAcl, OPERATOR_USER,
+    NetworkPolicySpec, TlsSpec, User, UserAcl, UserQuotas, OPERATOR_USER,
 };
 
 /// API group of the resource.

@@ -113,6 +113,27 @@ pub struct User {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub acls: Vec<UserAcl>,
+    /// Byte rates the user's clients are held to, on each broker (Kafka's client quotas on the
+    /// user: all its connections to one broker together). Unset: no limit. Removing a rate,
+    /// or the user, removes its quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<UserQuotas>,
+}
+
+/// A user's client quotas, in bytes per second on each broker.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserQuotas {
+    /// Record bytes the user may produce per second to each broker (Kafka's
+    /// `producer_byte_rate`); beyond it the broker delays the user's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub producer_byte_rate: Option<i64>,
+    /// Record bytes the user may fetch per second from each broker (Kafka's
+    /// `consumer_byte_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub consumer_byte_rate: Option<i64>,
 }
 
 /// One permission: exactly one of `queue`, `queuePrefix`, `group`, `groupPrefix`,

@@ -18,6 +18,7 @@
 mod acls;
 mod cluster;
 mod offsets;
+mod quotas;
 mod security;
 mod topics;
 
@@ -40,6 +41,9 @@ pub use acls::{
 };
 pub use cluster::{LogDirUsage, OngoingReassignment};
 pub use offsets::{fetch_metrics, GroupOffsets, ShareStarts};
+pub use quotas::{
+    quota_changes, QuotaChange, QuotasByUser, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE,
+};
 pub use security::{
     plain_message, random_bytes, salted_password, tls_config, ClientSecurity, SaslCredentials,
     SaslMechanism, ScramClient, ScramClientError,
@@ -76,6 +80,8 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (16, 5, 5), // ListGroups (v5: the types filter, to list share groups)
     (90, 0, 0), // DescribeShareGroupOffsets
     (9, 8, 9),  // OffsetFetch (v8: several groups in one request; v10 names topics by id)
+    (48, 0, 1), // DescribeClientQuotas
+    (49, 0, 1), // AlterClientQuotas
 ];
 
 /// API key of ListOffsets.

@@ -1,9 +1,9 @@
 //! The users phase: each `spec.users[]` entry gets its Secret (the password generated when the
 //! Secret has none; a password written into it by the user is a rotation), its SCRAM
 //! credential on the brokers (upserted only when the password changed since this process last
-//! wrote it), and exactly its declared ACLs; a user removed from the spec loses its
-//! credential, its ACLs and its Secret. ACLs of principals the operator never managed are
-//! never touched.
+//! wrote it), exactly its declared ACLs and its declared client quotas; a user removed from the
+//! spec loses its credential, its ACLs, its quotas and its Secret. ACLs and quotas of users the
+//! operator never managed are never touched.
 //!
 //! Passwords go only into the users' Secrets and, salted, to the brokers: never into logs,
 //! status or Events.
@@ -19,7 +19,7 @@ use crate::builders::{selector_string, Names};
 use crate::certs;
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};
-use crate::kafka::{acl_changes, AdminClient, SaslMechanism};
+use crate::kafka::{acl_changes, quota_changes, AdminClient, SaslMechanism};
 use crate::security::{self, Security};
 
 /// Label on a user's Secret naming the user, so a removed user's Secret is found whatever
@@ -185,6 +185,18 @@ async fn apply_on_brokers(
     }
     if !create.is_empty() || !delete.is_empty() {
         tracing::info!(mq = %names.name, created = create.len(), deleted = delete.len(), "ACLs synced");
+    }
+
+    let managed_users: BTreeSet<String> = passwords.keys().chain(before.iter()).cloned().collect();
+    let changes = quota_changes(
+        &security::desired_quotas(&mq.spec),
+        &admin.describe_user_quotas().await?,
+        &managed_users,
+    );
+    admin.alter_user_quotas(&changes).await?;
+    for change in &changes {
+        tracing::info!(mq = %names.name, user = %change.user, set = ?change.set,
+            removed = ?change.remove, "user quotas synced");
     }
 
     let removed: Vec<String> = before

@@ -313,6 +313,58 @@ fn partitions_spread_over_three_brokers_and_any_broker_bootstraps_two_client_imp
 }
 
 /// The coordinator of `group` as FindCoordinator through `via` answers it.
+/// A client quota set through a broker that is not the quorum leader (Kafka's own tool) is
+/// forwarded, reaches every broker's metadata, and is described by any broker.
+#[test]
+fn a_client_quota_set_through_any_broker_reaches_every_broker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let nodes = three_brokers(tmp.path());
+    let via = non_leader(&nodes, -1);
+    let configs = |node: &Node, args: &[&str]| {
+        let bs = node.bootstrap();
+        let mut all = vec!["--bootstrap-server", bs.as_str()];
+        all.extend_from_slice(args);
+        let (ok, out) = try_kafka_tool("kafka.admin.ConfigCommand", &all);
+        (ok, format!("{}{}", out.stdout, out.stderr))
+    };
+    let (ok, said) = configs(
+        &nodes[via],
+        &[
+            "--alter",
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            "app",
+            "--add-config",
+            "producer_byte_rate=4096",
+        ],
+    );
+    assert!(ok, "through broker {}: {said}", nodes[via].id);
+    wait_for(
+        "every broker's metadata has the quota",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            nodes
+                .iter()
+                .all(|n| {
+                    n.state()
+                        .client_quotas
+                        .iter()
+                        .any(|q| q.values.get("producer_byte_rate") == Some(&4096))
+                })
+                .then_some(())
+        },
+    );
+    let other = &nodes[(via + 1) % nodes.len()];
+    let (ok, said) = configs(other, &["--describe", "--entity-type", "clients"]);
+    assert!(
+        ok && said.contains("producer_byte_rate=4096.0"),
+        "described by broker {}: {said}",
+        other.id
+    );
+}
+
 fn find_coordinator(via: &Node, group: &str) -> i32 {
     use kafka_protocol::messages::FindCoordinatorRequest;
     let mut c = via.raw();

@@ -16,6 +16,20 @@ fn configs(bs: &str, args: &[&str]) -> (bool, String) {
     (ok, format!("{}{}", out.stdout, out.stderr))
 }
 
+/// The quotas of client id `app`, as `kafka-configs.sh --describe` prints them.
+fn describe_app(bs: &str) -> (bool, String) {
+    configs(
+        bs,
+        &[
+            "--describe",
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            "app",
+        ],
+    )
+}
+
 fn set(bs: &str, entity: &[&str], config: &str) {
     let mut args = vec!["--alter"];
     args.extend_from_slice(entity);
@@ -58,16 +72,7 @@ fn kafka_configs_sets_describes_and_removes_client_quotas_and_refuses_the_unenfo
         ],
         "producer_byte_rate=4096",
     );
-    let (ok, said) = configs(
-        &bs,
-        &[
-            "--describe",
-            "--entity-type",
-            "clients",
-            "--entity-name",
-            "app",
-        ],
-    );
+    let (ok, said) = describe_app(&bs);
     assert!(
         ok && said.contains("producer_byte_rate=1048576.0")
             && said.contains("consumer_byte_rate=2097152.0"),
@@ -126,16 +131,7 @@ fn kafka_configs_sets_describes_and_removes_client_quotas_and_refuses_the_unenfo
         ],
     );
     assert!(ok, "{said}");
-    let (_, said) = configs(
-        &bs,
-        &[
-            "--describe",
-            "--entity-type",
-            "clients",
-            "--entity-name",
-            "app",
-        ],
-    );
+    let (_, said) = describe_app(&bs);
     assert!(
         !said.contains("producer_byte_rate") && said.contains("consumer_byte_rate=2097152.0"),
         "{said}"
@@ -145,16 +141,7 @@ fn kafka_configs_sets_describes_and_removes_client_quotas_and_refuses_the_unenfo
     let mut broker = broker;
     broker.restart();
     let bs = broker.bootstrap();
-    let (_, said) = configs(
-        &bs,
-        &[
-            "--describe",
-            "--entity-type",
-            "clients",
-            "--entity-name",
-            "app",
-        ],
-    );
+    let (_, said) = describe_app(&bs);
     assert!(said.contains("consumer_byte_rate=2097152.0"), "{said}");
 }
 

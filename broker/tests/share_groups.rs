@@ -98,6 +98,77 @@ fn a_queue_that_starts_at_earliest_delivers_messages_sent_before_its_first_consu
     reads_each_once(&b, &topic, &format!("{topic}-g"), 0..total);
 }
 
+/// A share consumer over its `consumer_byte_rate` (1 byte/s: the first records are past it)
+/// is throttled through ShareFetch like a consumer, and still gets every record once.
+#[test]
+fn a_share_consumer_over_its_byte_rate_is_throttled_and_gets_every_record() {
+    let broker = TestBroker::start(&[]);
+    let b = broker.bootstrap();
+    let java = JavaDriver::at(&b);
+    java.admin(&[
+        "create-topic",
+        "--topic",
+        "share-quota",
+        "--partitions",
+        "1",
+        "--set",
+        "share.auto.offset.reset=earliest",
+    ]);
+    let (ok, out) = try_kafka_tool(
+        "kafka.admin.ConfigCommand",
+        &[
+            "--bootstrap-server",
+            &b,
+            "--alter",
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            "share-slow",
+            "--add-config",
+            "consumer_byte_rate=1",
+        ],
+    );
+    assert!(ok, "{}{}", out.stdout, out.stderr);
+    let total = 30;
+    share(
+        &b,
+        &[
+            "produce",
+            "--topic",
+            "share-quota",
+            "--count",
+            &total.to_string(),
+        ],
+    );
+    let out = consumer(
+        &b,
+        "share-quota",
+        "share-quota-g",
+        &[
+            "--max-poll",
+            "10",
+            "--idle-ms",
+            "15000",
+            "--timeout-ms",
+            "90000",
+            "--prop",
+            "client.id=share-slow",
+            "--prop",
+            "max.partition.fetch.bytes=512",
+        ],
+    )
+    .finish(Duration::from_secs(120));
+    let counts = count_values(&got(&out));
+    assert_eq!(counts.len(), total, "{out}");
+    assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
+    let held = metric_sum(
+        broker.http_addr(),
+        "sluice_client_throttle_ms_total",
+        "consumer_byte_rate",
+    );
+    assert!(held > 0.0, "no ShareFetch throttled: {out}");
+}
+
 /// A new one-partition topic named from `prefix` (created through the Java admin) and the name
 /// of the share group its test reads it with.
 fn one_partition_topic(java: &JavaDriver, prefix: &str) -> (String, String) {

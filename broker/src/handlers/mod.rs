@@ -755,7 +755,18 @@ pub async fn dispatch(
             if let Some(refused) = share_authz::fetch(ctx, &access, &req) {
                 return Ok(now!(refused));
             }
-            later(raw, share::fetch(Arc::clone(ctx), req))
+            // A share consumer's records count against its `consumer_byte_rate` as a
+            // consumer's do.
+            let metered = Metered::of(ctx, caller, &header);
+            let ctx = Arc::clone(ctx);
+            later(raw, async move {
+                let mut resp = share::fetch(Arc::clone(&ctx), req).await;
+                if let Some(m) = metered {
+                    let bytes = share::record_bytes(&resp);
+                    resp.throttle_time_ms = m.record(&ctx, crate::quota::CONSUMER_BYTE_RATE, bytes);
+                }
+                resp
+            })
         }
         ApiKey::ShareAcknowledge => {
             let req = req!(ShareAcknowledgeRequest);

@@ -401,6 +401,16 @@ fn batch_size(b: &[u8]) -> usize {
         .unwrap_or(b.len())
 }
 
+/// The record bytes a ShareFetch response carries (what `consumer_byte_rate` counts).
+pub fn record_bytes(resp: &ShareFetchResponse) -> usize {
+    resp.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| p.records.as_ref())
+        .map(|r| r.len())
+        .sum()
+}
+
 pub async fn fetch(ctx: Arc<BrokerContext>, req: ShareFetchRequest) -> ShareFetchResponse {
     let group = req
         .group_id

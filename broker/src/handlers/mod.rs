@@ -31,6 +31,7 @@ pub mod operational;
 pub mod produce;
 pub mod quorum;
 pub mod quotas;
+pub use quotas::{Metered, Mute};
 pub mod reassign;
 pub mod sasl;
 pub mod share;
@@ -81,74 +82,6 @@ impl Caller {
             principal: Principal::anonymous(),
             mute: Arc::default(),
         }
-    }
-}
-
-/// Until when a connection handles no request (a client over its quota, [`crate::quota`]):
-/// Unix milliseconds, 0 when never.
-#[derive(Debug, Default)]
-pub struct Mute {
-    until_ms: std::sync::atomic::AtomicI64,
-}
-
-impl Mute {
-    pub fn hold_until(&self, ms: i64) {
-        self.until_ms
-            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// How long from `now_ms` the connection is still held (0: not held).
-    pub fn remaining_ms(&self, now_ms: i64) -> i64 {
-        (self.until_ms.load(std::sync::atomic::Ordering::Relaxed) - now_ms).max(0)
-    }
-}
-
-/// A request whose bytes count against a client quota: who sent it, and its connection.
-/// Made only while some quota is set, so traffic without quotas pays nothing for them.
-pub struct Metered {
-    user: String,
-    client_id: String,
-    mute: Arc<Mute>,
-}
-
-impl Metered {
-    fn of(ctx: &BrokerContext, caller: &Caller, header: &RequestHeader) -> Option<Metered> {
-        if ctx.cluster.state().client_quotas.is_empty() {
-            return None;
-        }
-        Some(Metered {
-            user: caller.principal.name.clone(),
-            client_id: header
-                .client_id
-                .as_ref()
-                .map_or_else(String::new, |c| c.to_string()),
-            mute: Arc::clone(&caller.mute),
-        })
-    }
-
-    /// Counts `bytes` against the quota `key` that applies to the caller, holds its
-    /// connection if it is over, and answers the response's `throttle_time_ms`.
-    pub fn record(&self, ctx: &BrokerContext, key: &str, bytes: usize) -> i32 {
-        let throttles = if key == crate::quota::PRODUCER_BYTE_RATE {
-            &ctx.produce_throttles
-        } else {
-            &ctx.fetch_throttles
-        };
-        let now = share::now_ms();
-        let ms = throttles.record(
-            &ctx.cluster.state().client_quotas,
-            key,
-            (&self.user, &self.client_id),
-            bytes as u64,
-            now,
-        );
-        if ms > 0 {
-            self.mute.hold_until(now + ms);
-            ctx.metrics.throttled(key, ms);
-            tracing::debug!(user = %self.user, client_id = %self.client_id, quota = key,
-                throttle_ms = ms, "client over its quota: its connection waits");
-        }
-        i32::try_from(ms).unwrap_or(i32::MAX)
     }
 }
 

@@ -15,6 +15,10 @@
 //!
 //! Both need the cluster's DESCRIBE_CONFIGS / ALTER_CONFIGS under `--authorizer acl`
 //! (`authz::cluster_operation`).
+//!
+//! [`Metered`] is where Produce, Fetch and ShareFetch count their record bytes against the
+//! quotas (the rules are [`crate::quota`]'s), and [`Mute`] the connection's hold that the
+//! connection loop (`server::conn`) honours before it handles the next request.
 
 use std::sync::Arc;
 
@@ -23,11 +27,11 @@ use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryDa
 use kafka_protocol::messages::describe_client_quotas_response as described;
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest,
-    DescribeClientQuotasResponse,
+    DescribeClientQuotasResponse, RequestHeader,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::codes;
+use super::{codes, Caller};
 use crate::cluster::state::{Command, Outcome};
 use crate::context::BrokerContext;
 use crate::quota::{ClientQuota, EntityName, QuotaEntity, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
@@ -53,6 +57,78 @@ fn not_enforced(key: &str) -> String {
         "{key} is not supported: this broker enforces only producer_byte_rate and \
          consumer_byte_rate, so the quota was not set (removing one is accepted: none is set)"
     )
+}
+
+/// Until when a connection handles no request (a client over its quota, [`crate::quota`]):
+/// Unix milliseconds, 0 when never.
+#[derive(Debug, Default)]
+pub struct Mute {
+    until_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Mute {
+    pub fn hold_until(&self, ms: i64) {
+        self.until_ms
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long from `now_ms` the connection is still held (0: not held).
+    pub fn remaining_ms(&self, now_ms: i64) -> i64 {
+        (self.until_ms.load(std::sync::atomic::Ordering::Relaxed) - now_ms).max(0)
+    }
+}
+
+/// A request whose bytes count against a client quota: who sent it, and its connection.
+/// Made only while some quota is set, so traffic without quotas pays nothing for them.
+pub struct Metered {
+    user: String,
+    client_id: String,
+    mute: Arc<Mute>,
+}
+
+impl Metered {
+    pub(super) fn of(
+        ctx: &BrokerContext,
+        caller: &Caller,
+        header: &RequestHeader,
+    ) -> Option<Metered> {
+        if ctx.cluster.state().client_quotas.is_empty() {
+            return None;
+        }
+        Some(Metered {
+            user: caller.principal.name.clone(),
+            client_id: header
+                .client_id
+                .as_ref()
+                .map_or_else(String::new, |c| c.to_string()),
+            mute: Arc::clone(&caller.mute),
+        })
+    }
+
+    /// Counts `bytes` against the quota `key` that applies to the caller, holds its
+    /// connection if it is over, and answers the response's `throttle_time_ms`.
+    pub fn record(&self, ctx: &BrokerContext, key: &str, bytes: usize) -> i32 {
+        let throttles = if key == crate::quota::PRODUCER_BYTE_RATE {
+            &ctx.produce_throttles
+        } else {
+            &ctx.fetch_throttles
+        };
+        let now = super::share::now_ms();
+        let ms = throttles.record(
+            &ctx.cluster.state().client_quotas,
+            key,
+            (&self.user, &self.client_id),
+            bytes as u64,
+            now,
+        );
+        if ms > 0 {
+            self.mute.hold_until(now + ms);
+            ctx.metrics.throttled(key, ms);
+            tracing::debug!(user = %self.user, client_id = %self.client_id, quota = key,
+                throttle_ms = ms, "client over its quota: its connection waits");
+        }
+        i32::try_from(ms).unwrap_or(i32::MAX)
+    }
 }
 
 /// What is wrong with a list of entity types, as Kafka words it; `None` when it is valid.

@@ -84,6 +84,8 @@ const OUR_VERSIONS: &[(i16, i16, i16)] = &[
     (49, 0, 1), // AlterClientQuotas
 ];
 
+/// API key of DescribeClientQuotas.
+pub const DESCRIBE_CLIENT_QUOTAS: i16 = 48;
 /// API key of ListOffsets.
 pub const LIST_OFFSETS: i16 = 2;
 /// API key of ListGroups.

@@ -19,7 +19,9 @@ use crate::builders::{selector_string, Names};
 use crate::certs;
 use crate::crd::{MessageQueue, MessageQueueStatus};
 use crate::error::{Error, Result};
-use crate::kafka::{acl_changes, quota_changes, AdminClient, SaslMechanism};
+use crate::kafka::{
+    acl_changes, quota_changes, AdminClient, QuotasByUser, SaslMechanism, DESCRIBE_CLIENT_QUOTAS,
+};
 use crate::security::{self, Security};
 
 /// Label on a user's Secret naming the user, so a removed user's Secret is found whatever
@@ -141,6 +143,24 @@ fn digest(user: &str, password: &str) -> String {
     certs::fingerprint(&[user.to_string()], password)
 }
 
+/// The managed users' quotas to exactly the `declared` ones.
+async fn sync_quotas(
+    names: &Names,
+    admin: &mut AdminClient,
+    declared: &QuotasByUser,
+    passwords: &BTreeMap<String, String>,
+    before: &BTreeSet<String>,
+) -> Result<()> {
+    let managed: BTreeSet<String> = passwords.keys().chain(before.iter()).cloned().collect();
+    let changes = quota_changes(declared, &admin.describe_user_quotas().await?, &managed);
+    admin.alter_user_quotas(&changes).await?;
+    for change in &changes {
+        tracing::info!(mq = %names.name, user = %change.user, set = ?change.set,
+            removed = ?change.remove, "user quotas synced");
+    }
+    Ok(())
+}
+
 /// Credentials and ACLs on the brokers; returns the users removed.
 async fn apply_on_brokers(
     mq: &MessageQueue,
@@ -187,16 +207,11 @@ async fn apply_on_brokers(
         tracing::info!(mq = %names.name, created = create.len(), deleted = delete.len(), "ACLs synced");
     }
 
-    let managed_users: BTreeSet<String> = passwords.keys().chain(before.iter()).cloned().collect();
-    let changes = quota_changes(
-        &security::desired_quotas(&mq.spec),
-        &admin.describe_user_quotas().await?,
-        &managed_users,
-    );
-    admin.alter_user_quotas(&changes).await?;
-    for change in &changes {
-        tracing::info!(mq = %names.name, user = %change.user, set = ?change.set,
-            removed = ?change.remove, "user quotas synced");
+    // A broker from before client quotas cannot hold any: skipped there while none is declared,
+    // so the rest of the phase (removing users) still runs during a roll.
+    let declared = security::desired_quotas(&mq.spec);
+    if !declared.is_empty() || admin.supports(DESCRIBE_CLIENT_QUOTAS) {
+        sync_quotas(names, admin, &declared, passwords, before).await?;
     }
 
     let removed: Vec<String> = before

@@ -24,6 +24,16 @@ fn at_zero(_: Uuid, _: i32) -> Option<i64> {
 }
 
 fn join(c: &ShareCoordinator, member: &str, now: i64) -> HeartbeatReply {
+    join_starting(c, member, now, &at_zero)
+}
+
+/// A member joins subscribed to `q`; `start_of` gives where new share partitions start.
+fn join_starting(
+    c: &ShareCoordinator,
+    member: &str,
+    now: i64,
+    start_of: &dyn Fn(Uuid, i32) -> Option<i64>,
+) -> HeartbeatReply {
     c.heartbeat(
         "g",
         member,
@@ -33,7 +43,7 @@ fn join(c: &ShareCoordinator, member: &str, now: i64) -> HeartbeatReply {
         now,
         &limits,
         &resolve,
-        &at_zero,
+        start_of,
     )
 }
 
@@ -161,22 +171,7 @@ fn a_new_share_partition_starts_at_the_log_end_or_with_earliest_at_the_log_start
     let c = ShareCoordinator::default();
     // A member of a group on a topic whose partitions the heartbeat could not place (this
     // broker does not lead them): the first fetch creates the share partition.
-    c.heartbeat(
-        "g",
-        "a",
-        0,
-        Some(vec!["q".to_string()]),
-        ("c", "h"),
-        0,
-        &limits,
-        &|_: &[String]| {
-            vec![AssignedTopic {
-                id: TOPIC,
-                partitions: vec![0, 1],
-            }]
-        },
-        &|_, _| None,
-    );
+    join_starting(&c, "a", 0, &|_, _| None);
     let l = ShareSettings::default().limits();
     assert_eq!(
         c.fetch_offset("g", (TOPIC, 0), (5, 40), &|| 40, 0, &l),
@@ -276,17 +271,7 @@ fn a_start_is_worked_out_only_for_share_partitions_the_group_has_not_started() {
         "a group the coordinator does not have has started nothing"
     );
     // The heartbeat starts partition 0 only (the handler knew no start for partition 1).
-    c.heartbeat(
-        "g",
-        "a",
-        0,
-        Some(vec!["q".to_string()]),
-        ("c", "h"),
-        0,
-        &limits,
-        &resolve,
-        &|_, p| (p == 0).then_some(3),
-    );
+    join_starting(&c, "a", 0, &|_, p| (p == 0).then_some(3));
     assert_eq!(
         c.unstarted("g", &[(TOPIC, 0), (TOPIC, 1)]),
         vec![(TOPIC, 1)]

@@ -273,3 +273,94 @@ fn unknown_topics_are_refused_when_auto_creation_is_disabled() {
         "topic was created anyway"
     );
 }
+
+/// `kafka-configs.sh --describe` (Kafka 4.2's ConfigCommand) prints every config's synonyms:
+/// where its value comes from, then what it falls back to without that.
+#[test]
+fn kafka_configs_describes_where_each_config_comes_from() {
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("synonyms");
+    let configs = |args: &[&str]| {
+        let mut all = vec!["--bootstrap-server", bs.as_str()];
+        all.extend_from_slice(args);
+        kafka_tool("kafka.admin.ConfigCommand", &all).stdout
+    };
+    kafka_tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--create",
+            "--topic",
+            &topic,
+            "--partitions",
+            "1",
+            "--config",
+            "retention.ms=3600000",
+        ],
+    );
+    let line = |out: &str, key: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key}=")))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
+    };
+    let all = configs(&[
+        "--describe",
+        "--all",
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        &topic,
+    ]);
+    let retention = line(&all, "retention.ms");
+    assert!(
+        retention.contains(
+            "synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=3600000, \
+             DEFAULT_CONFIG:log.retention.ms=604800000}"
+        ),
+        "{retention}"
+    );
+    let roll = line(&all, "segment.ms");
+    assert!(
+        roll.contains("synonyms={DEFAULT_CONFIG:log.roll.ms="),
+        "{roll}"
+    );
+    // Without --all the tool shows the topic's own settings only, picked by their source.
+    let own = configs(&[
+        "--describe",
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        &topic,
+    ]);
+    assert!(own.contains("retention.ms=3600000"), "{own}");
+    assert!(!own.contains("segment.ms="), "{own}");
+
+    configs(&[
+        "--alter",
+        "--entity-type",
+        "groups",
+        "--entity-name",
+        "synonym-group",
+        "--add-config",
+        "consumer.session.timeout.ms=50000",
+    ]);
+    let group = configs(&[
+        "--describe",
+        "--all",
+        "--entity-type",
+        "groups",
+        "--entity-name",
+        "synonym-group",
+    ]);
+    let session = line(&group, "consumer.session.timeout.ms");
+    assert!(
+        session.contains(
+            "synonyms={DYNAMIC_GROUP_CONFIG:consumer.session.timeout.ms=50000, \
+             DEFAULT_CONFIG:group.consumer.session.timeout.ms=45000}"
+        ),
+        "{session}"
+    );
+}

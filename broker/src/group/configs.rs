@@ -80,11 +80,13 @@ impl GroupDefaults {
                     name: k,
                     value: v.clone(),
                     overridden: true,
+                    default: self.value(k),
                 },
                 None => GroupConfigEntry {
                     name: k,
                     value: self.value(k),
                     overridden: false,
+                    default: self.value(k),
                 },
             })
             .collect()
@@ -107,6 +109,23 @@ pub struct GroupConfigEntry {
     pub value: String,
     /// Set for the group (Kafka's source GROUP_CONFIG), else the broker's default.
     pub overridden: bool,
+    /// The broker's default, which the group has without its override.
+    pub default: String,
+}
+
+/// The broker-wide config a group config falls back to, by Kafka's name for it
+/// (`consumer.session.timeout.ms` falls back to `group.consumer.session.timeout.ms`); a key
+/// with no broker-wide name in Kafka is its own.
+pub fn broker_synonym(key: &str) -> String {
+    match key {
+        CONSUMER_SESSION_TIMEOUT_MS
+        | CONSUMER_HEARTBEAT_INTERVAL_MS
+        | SHARE_SESSION_TIMEOUT_MS
+        | SHARE_HEARTBEAT_INTERVAL_MS
+        | SHARE_RECORD_LOCK_DURATION_MS
+        | SHARE_DELIVERY_COUNT_LIMIT => format!("group.{key}"),
+        other => other.to_string(),
+    }
 }
 
 /// A group's overrides after `ops` (AlterConfigs replaces them all, IncrementalAlterConfigs

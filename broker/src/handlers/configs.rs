@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
@@ -18,6 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{catalog, codes, err_msg, opt_sb, sb};
 use crate::context::BrokerContext;
+use crate::group::configs::broker_synonym as group_broker_synonym;
 use crate::log::{AlterOp, ConfigEntry, ConfigSource, REPLICATION_THROTTLE_CONFIGS};
 
 /// Kafka's config resource types.
@@ -85,11 +86,20 @@ pub fn source_id(source: ConfigSource, broker: bool) -> i8 {
     }
 }
 
+/// What a DescribeConfigs request asks to be told beside each value.
+#[derive(Clone, Copy)]
+struct Detail {
+    version: i16,
+    /// Synonyms (v1+, `include_synonyms`): where the value could come from, most specific
+    /// first, as `kafka-configs.sh --describe` prints them.
+    synonyms: bool,
+}
+
 fn describe_entries(
     entries: Vec<ConfigEntry>,
     keys: Option<&Vec<StrBytes>>,
     broker: bool,
-    version: i16,
+    detail: Detail,
 ) -> Vec<DescribeConfigsResourceResult> {
     entries
         .into_iter()
@@ -105,8 +115,20 @@ fn describe_entries(
                 .with_read_only(e.read_only)
                 .with_config_source(source_id(e.source, broker))
                 .with_is_sensitive(e.sensitive);
-            if version >= 3 {
+            if detail.version >= 3 {
                 r.config_type = config_type(&e.name, e.value.as_deref());
+            }
+            if detail.synonyms && detail.version >= 1 {
+                r.synonyms = e
+                    .synonyms
+                    .iter()
+                    .map(|s| {
+                        DescribeConfigsSynonym::default()
+                            .with_name(sb(&s.name))
+                            .with_value((!e.sensitive).then(|| sb(&s.value)))
+                            .with_source(source_id(s.source, broker))
+                    })
+                    .collect();
             }
             r
         })
@@ -120,6 +142,10 @@ pub async fn describe_configs(
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let mut resp = DescribeConfigsResponse::default();
+    let detail = Detail {
+        version,
+        synonyms: req.include_synonyms,
+    };
     for res in req.resources {
         let mut r = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)
@@ -129,7 +155,7 @@ pub async fn describe_configs(
             RESOURCE_TOPIC => match catalog::describe_topic_configs(ctx, &name) {
                 Ok(entries) => {
                     r.configs =
-                        describe_entries(entries, res.configuration_keys.as_ref(), false, version)
+                        describe_entries(entries, res.configuration_keys.as_ref(), false, detail)
                 }
                 Err(e) => {
                     r.error_code = e.kafka_code();
@@ -141,7 +167,7 @@ pub async fn describe_configs(
                     ctx.logs.describe_broker_configs(),
                     res.configuration_keys.as_ref(),
                     true,
-                    version,
+                    detail,
                 );
             }
             RESOURCE_BROKER => {
@@ -167,6 +193,24 @@ pub async fn describe_configs(
                             });
                         if version >= 3 {
                             c.config_type = config_type(e.name, Some(&e.value));
+                        }
+                        if detail.synonyms && version >= 1 {
+                            let synonym = |name: &str, value: &str, source| {
+                                DescribeConfigsSynonym::default()
+                                    .with_name(sb(name))
+                                    .with_value(Some(sb(value)))
+                                    .with_source(source)
+                            };
+                            let default = synonym(
+                                &group_broker_synonym(e.name),
+                                &e.default,
+                                SOURCE_DEFAULT_CONFIG,
+                            );
+                            c.synonyms = if e.overridden {
+                                vec![synonym(e.name, &e.value, SOURCE_GROUP_CONFIG), default]
+                            } else {
+                                vec![default]
+                            };
                         }
                         c
                     })

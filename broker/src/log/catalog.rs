@@ -998,6 +998,43 @@ mod tests {
             Some("CreateTime")
         );
         assert!(!m.describe_broker_configs().is_empty());
+        // Synonyms, most specific first: an override, then the broker-wide default by Kafka's
+        // name; a default only the broker's; the first is always the value described.
+        let syn = |k: &str| {
+            get(k)
+                .synonyms
+                .iter()
+                .map(|s| (s.name.clone(), s.value.clone(), s.source))
+                .collect::<Vec<_>>()
+        };
+        let default_ms = LogDefaults::default().log.retention_ms.to_string();
+        assert_eq!(
+            syn("retention.ms"),
+            [
+                (
+                    "retention.ms".into(),
+                    "5".into(),
+                    ConfigSource::TopicOverride
+                ),
+                ("log.retention.ms".into(), default_ms, ConfigSource::Default),
+            ]
+        );
+        assert_eq!(
+            syn("segment.ms"),
+            [(
+                "log.roll.ms".into(),
+                get("segment.ms").value.unwrap(),
+                ConfigSource::Default
+            )]
+        );
+        for e in &d {
+            let first = &e.synonyms[0];
+            assert_eq!(
+                (Some(&first.value), first.source),
+                (e.value.as_ref(), e.source),
+                "{e:?}"
+            );
+        }
         assert!(matches!(
             m.describe_topic_configs("nope"),
             Err(LogError::UnknownTopic { .. })

@@ -73,6 +73,47 @@ pub struct ConfigEntry {
     pub source: ConfigSource,
     pub read_only: bool,
     pub sensitive: bool,
+    /// Where the value could come from, most specific first (DescribeConfigs' synonyms): the
+    /// first is where it does come from; after a topic's override, the broker-wide default
+    /// the topic falls back to without it.
+    pub synonyms: Vec<ConfigSynonym>,
+}
+
+/// One place a config's value can come from, by the name it has there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSynonym {
+    pub name: String,
+    pub value: String,
+    pub source: ConfigSource,
+}
+
+/// The broker-wide config a topic config falls back to, by Kafka's name for it
+/// (`retention.ms` falls back to `log.retention.ms`); a key with no broker-wide name in Kafka
+/// (Sluice's own, the share-group keys) is its own.
+pub fn broker_synonym(key: &str) -> &str {
+    match key {
+        "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
+        "flush.messages" => "log.flush.interval.messages",
+        "flush.ms" => "log.flush.interval.ms",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "preallocate" => "log.preallocate",
+        "retention.bytes" => "log.retention.bytes",
+        "retention.ms" => "log.retention.ms",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.index.bytes" => "log.index.size.max.bytes",
+        "segment.jitter.ms" => "log.roll.jitter.ms",
+        "segment.ms" => "log.roll.ms",
+        other => other,
+    }
 }
 
 /// One change of AlterConfigs / IncrementalAlterConfigs.
@@ -430,28 +471,48 @@ impl LogDefaults {
         let effective = self.effective(overrides);
         let mut out: Vec<ConfigEntry> = TOPIC_CONFIG_KEYS
             .iter()
-            .map(|k| match overrides.get(*k) {
-                Some(v) => entry(k, v.clone(), ConfigSource::TopicOverride, false),
-                None => entry(k, self.topic_default(k), ConfigSource::Default, false),
+            .map(|k| {
+                let default = ConfigSynonym {
+                    name: broker_synonym(k).to_string(),
+                    value: self.topic_default(k),
+                    source: ConfigSource::Default,
+                };
+                match overrides.get(*k) {
+                    Some(v) => {
+                        let mut e = entry(k, v.clone(), ConfigSource::TopicOverride, false);
+                        e.synonyms.push(default);
+                        e
+                    }
+                    None => ConfigEntry {
+                        synonyms: vec![default.clone()],
+                        ..entry(k, default.value, ConfigSource::Default, false)
+                    },
+                }
             })
             .collect();
-        out.extend(
-            READ_ONLY_TOPIC_CONFIGS
-                .iter()
-                .map(|(k, v)| entry(k, v.to_string(), ConfigSource::Default, true)),
-        );
+        out.extend(READ_ONLY_TOPIC_CONFIGS.iter().map(|(k, v)| ConfigEntry {
+            synonyms: vec![ConfigSynonym {
+                name: broker_synonym(k).to_string(),
+                value: v.to_string(),
+                source: ConfigSource::Default,
+            }],
+            ..entry(k, v.to_string(), ConfigSource::Default, true)
+        }));
         // Kafka's own flush settings, derived from the fsync policy so tools show the truth.
         let (flush_messages, flush_ms) = match effective.fsync {
             FsyncPolicy::Always => ("1".to_string(), "0".to_string()),
             FsyncPolicy::Interval(d) => (i64::MAX.to_string(), d.as_millis().to_string()),
         };
-        out.push(entry(
-            "flush.messages",
-            flush_messages,
-            ConfigSource::Default,
-            true,
-        ));
-        out.push(entry("flush.ms", flush_ms, ConfigSource::Default, true));
+        for (k, v) in [("flush.messages", flush_messages), ("flush.ms", flush_ms)] {
+            out.push(ConfigEntry {
+                synonyms: vec![ConfigSynonym {
+                    name: broker_synonym(k).to_string(),
+                    value: v.clone(),
+                    source: ConfigSource::Default,
+                }],
+                ..entry(k, v, ConfigSource::Default, true)
+            });
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
@@ -501,9 +562,15 @@ impl LogDefaults {
     }
 }
 
+/// A config whose only synonym is itself.
 fn entry(name: &str, value: String, source: ConfigSource, read_only: bool) -> ConfigEntry {
     ConfigEntry {
         name: name.to_string(),
+        synonyms: vec![ConfigSynonym {
+            name: name.to_string(),
+            value: value.clone(),
+            source,
+        }],
         value: Some(value),
         source,
         read_only,

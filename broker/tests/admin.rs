@@ -1,5 +1,6 @@
 //! Topic administration through two admin clients (librdkafka's AdminClient and kafka-python's
-//! KafkaAdminClient), and auto-creation of topics on first use. (Client quotas: `quotas.rs`.)
+//! KafkaAdminClient), auto-creation of topics on first use, and config synonyms as `kafka-configs.sh` prints them.
+//! (Client quotas: `quotas.rs`.)
 
 mod common;
 

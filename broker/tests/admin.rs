@@ -1,6 +1,6 @@
 //! Topic administration through two admin clients (librdkafka's AdminClient and kafka-python's
-//! KafkaAdminClient), auto-creation of topics on first use, and config synonyms as `kafka-configs.sh` prints them.
-//! (Client quotas: `quotas.rs`.)
+//! KafkaAdminClient), auto-creation of topics on first use, and config synonyms as
+//! `kafka-configs.sh` prints them. (Client quotas: `quotas.rs`.)
 
 mod common;
 

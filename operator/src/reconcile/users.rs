@@ -57,8 +57,11 @@ pub(super) async fn sync_users(
     else {
         return;
     };
-    match apply_on_brokers(mq, ctx, names, &mut admin, &passwords, &before).await {
-        Ok(removed) => {
+    let rolling = mixed_revisions(pods);
+    match apply_on_brokers(mq, ctx, names, &mut admin, &passwords, &before, rolling).await {
+        // Quota changes wait for the roll: the users to remove stay managed until they can go.
+        Ok(None) => {}
+        Ok(Some(removed)) => {
             pass.managed_users = declared.iter().cloned().collect();
             for user in removed {
                 ctx.publish(
@@ -143,25 +146,45 @@ fn digest(user: &str, password: &str) -> String {
     certs::fingerprint(&[user.to_string()], password)
 }
 
-/// The managed users' quotas to exactly the `declared` ones.
+/// Whether the brokers' pods run more than one revision of the StatefulSet: a roll is in
+/// progress, and some brokers may run the version before it.
+fn mixed_revisions(pods: &[Pod]) -> bool {
+    let revisions: BTreeSet<&String> = pods
+        .iter()
+        .filter_map(|p| p.metadata.labels.as_ref()?.get("controller-revision-hash"))
+        .collect();
+    revisions.len() > 1
+}
+
+/// The managed users' quotas to exactly the `declared` ones; `false` when changes are due but
+/// wait, because the brokers are `rolling`: a quota is an entry of the brokers' metadata log,
+/// which a broker of a version from before client quotas cannot read (it would stop following
+/// the log), so quotas change only while every broker runs the same revision.
 async fn sync_quotas(
     names: &Names,
     admin: &mut AdminClient,
     declared: &QuotasByUser,
     passwords: &BTreeMap<String, String>,
     before: &BTreeSet<String>,
-) -> Result<()> {
+    rolling: bool,
+) -> Result<bool> {
     let managed: BTreeSet<String> = passwords.keys().chain(before.iter()).cloned().collect();
     let changes = quota_changes(declared, &admin.describe_user_quotas().await?, &managed);
+    if rolling && !changes.is_empty() {
+        tracing::info!(mq = %names.name, changes = changes.len(),
+            "client quota changes wait for the roll to finish (brokers of an older version cannot read them)");
+        return Ok(false);
+    }
     admin.alter_user_quotas(&changes).await?;
     for change in &changes {
         tracing::info!(mq = %names.name, user = %change.user, set = ?change.set,
             removed = ?change.remove, "user quotas synced");
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Credentials and ACLs on the brokers; returns the users removed.
+/// Credentials, ACLs and quotas on the brokers; returns the users removed, or `None` when
+/// quota changes wait for a roll to finish (users to remove are removed after it).
 async fn apply_on_brokers(
     mq: &MessageQueue,
     ctx: &Context,
@@ -169,7 +192,8 @@ async fn apply_on_brokers(
     admin: &mut AdminClient,
     passwords: &BTreeMap<String, String>,
     before: &BTreeSet<String>,
-) -> Result<Vec<String>> {
+    rolling: bool,
+) -> Result<Option<Vec<String>>> {
     let key = |user: &str| format!("{}/{}/{user}", names.namespace, names.name);
     for (user, password) in passwords {
         let digest = digest(user, password);
@@ -210,8 +234,10 @@ async fn apply_on_brokers(
     // A broker from before client quotas cannot hold any: skipped there while none is declared,
     // so the rest of the phase (removing users) still runs during a roll.
     let declared = security::desired_quotas(&mq.spec);
-    if !declared.is_empty() || admin.supports(DESCRIBE_CLIENT_QUOTAS) {
-        sync_quotas(names, admin, &declared, passwords, before).await?;
+    if (!declared.is_empty() || admin.supports(DESCRIBE_CLIENT_QUOTAS))
+        && !sync_quotas(names, admin, &declared, passwords, before, rolling).await?
+    {
+        return Ok(None);
     }
 
     let removed: Vec<String> = before
@@ -241,5 +267,36 @@ async fn apply_on_brokers(
             }
         }
     }
-    Ok(removed)
+    Ok(Some(removed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(revision: Option<&str>) -> Pod {
+        let mut p = Pod::default();
+        if let Some(r) = revision {
+            p.metadata.labels = Some(BTreeMap::from([(
+                "controller-revision-hash".to_string(),
+                r.to_string(),
+            )]));
+        }
+        p
+    }
+
+    #[test]
+    fn a_roll_is_pods_of_more_than_one_revision() {
+        assert!(!mixed_revisions(&[]));
+        assert!(!mixed_revisions(&[
+            pod(Some("a")),
+            pod(Some("a")),
+            pod(None)
+        ]));
+        assert!(mixed_revisions(&[
+            pod(Some("a")),
+            pod(Some("b")),
+            pod(Some("a"))
+        ]));
+    }
 }

@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-use sluice_broker::cluster::state::{BrokerState, ClusterState};
+use sluice_broker::cluster::state::{BrokerState, ClusterState, Command};
 use sluice_broker::group::{partition_for, OFFSETS_TOPIC};
 
 /// One broker of the test cluster.
@@ -328,18 +328,39 @@ fn a_client_quota_set_through_any_broker_reaches_every_broker() {
         let (ok, out) = try_kafka_tool("kafka.admin.ConfigCommand", &all);
         (ok, format!("{}{}", out.stdout, out.stderr))
     };
-    let (ok, said) = configs(
-        &nodes[via],
-        &[
-            "--alter",
-            "--entity-type",
-            "clients",
-            "--entity-name",
-            "app",
-            "--add-config",
-            "producer_byte_rate=4096",
-        ],
+    let set_app = [
+        "--alter",
+        "--entity-type",
+        "clients",
+        "--entity-name",
+        "app",
+        "--add-config",
+        "producer_byte_rate=4096",
+    ];
+    // A live broker of a version from before client quotas (it answers Probe without
+    // features): a quota entry would stop it following the metadata log, so none is proposed.
+    let old = old_version_broker(&nodes[0]);
+    let (ok, said) = configs(&nodes[via], &set_app);
+    assert!(
+        !ok && said.contains("not every broker can read client_quotas yet")
+            && said.contains(&format!(
+                "broker {OLD_ID} runs a version without client_quotas"
+            )),
+        "with an older broker live: {said}"
     );
+    assert!(nodes.iter().all(|n| n.state().client_quotas.is_empty()));
+    nodes[0]
+        .rt
+        .block_on(
+            nodes[0]
+                .ctx()
+                .cluster
+                .propose(Command::UnregisterBroker { id: OLD_ID }),
+        )
+        .expect("the older broker unregistered");
+    drop(old);
+
+    let (ok, said) = configs(&nodes[via], &set_app);
     assert!(ok, "through broker {}: {said}", nodes[via].id);
     wait_for(
         "every broker's metadata has the quota",
@@ -364,6 +385,60 @@ fn a_client_quota_set_through_any_broker_reaches_every_broker() {
         "described by broker {}: {said}",
         other.id
     );
+}
+
+/// The broker id [`old_version_broker`] registers.
+const OLD_ID: i32 = 90;
+
+/// Registers broker [`OLD_ID`] in the cluster's metadata through `node`, served by a task
+/// that answers the inter-broker Probe as versions from before metadata features did (no
+/// `features`); the task ends when the returned runtime is dropped.
+fn old_version_broker(node: &Node) -> tokio::runtime::Runtime {
+    use sluice_broker::cluster::network::{self, ProbeReply, Request, Response};
+    use sluice_broker::cluster::state::BrokerRecord;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                while let Ok(Some(body)) = network::read_frame(&mut stream).await {
+                    let answer = match serde_json::from_slice::<Request>(&body) {
+                        Ok(Request::Probe) => Response::Probe(ProbeReply {
+                            node_id: OLD_ID,
+                            member: true,
+                            leader: None,
+                            features: Vec::new(),
+                        }),
+                        _ => Response::Error("not served by this test broker".into()),
+                    };
+                    if network::write_frame(&mut stream, &answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let record = BrokerRecord {
+        id: OLD_ID,
+        host: "127.0.0.1".into(),
+        port: 1,
+        listeners: Vec::new(),
+        cluster_addr: addr.to_string(),
+        rack: None,
+        state: BrokerState::Active,
+        fresh_volume: false,
+    };
+    node.rt
+        .block_on(node.ctx().cluster.propose(Command::RegisterBroker(record)))
+        .expect("the older broker registered");
+    rt
 }
 
 fn find_coordinator(via: &Node, group: &str) -> i32 {

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use network::Transport;
 use network::{CallError, LeaderInfo, Request, Response};
-use state::{BrokerRecord, ClusterState, Command, Outcome};
+use state::{BrokerRecord, BrokerState, ClusterState, Command, Outcome};
 
 /// openraft's node id: the broker's `--node-id` (validated `>= 0`).
 pub type NodeId = u64;
@@ -61,6 +61,9 @@ openraft::declare_raft_types!(
 pub const MAX_VOTERS: usize = 5;
 /// How long `propose` and `remove_node` keep retrying.
 pub const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a live broker has to say which metadata features it has, before a proposal that
+/// needs one.
+const FEATURES_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Raft timers (milliseconds): heartbeat, and the election timeout range.
 pub const HEARTBEAT_MS: u64 = 100;
 pub const ELECTION_MIN_MS: u64 = 500;
@@ -352,11 +355,57 @@ impl Cluster {
     /// Commits `cmd` through the quorum (forwarded to the leader when this broker is not it),
     /// retrying until [`PROPOSE_DEADLINE`]; once it returns, this broker's [`Cluster::state`]
     /// includes the command.
+    ///
+    /// An entry that brokers of some earlier versions cannot decode ([`Command::feature`]) is
+    /// refused (UNSUPPORTED_VERSION, naming the brokers) while a live broker lacks the
+    /// feature or does not answer: during a roll from such a version it would stop the older
+    /// brokers following the metadata log.
     pub async fn propose(&self, cmd: Command) -> Result<Outcome, ClusterError> {
+        if let Some(feature) = cmd.feature() {
+            let answers = self.live_brokers_features().await;
+            let lacking = state::lacking_feature(feature, &answers);
+            if !lacking.is_empty() {
+                return Ok(Outcome::Refused {
+                    code: state::code::UNSUPPORTED_VERSION,
+                    message: format!(
+                        "not every broker can read {feature} yet: {}; finish the roll to this \
+                         version first",
+                        lacking.join("; ")
+                    ),
+                });
+            }
+        }
         self.member
             .propose(cmd, Instant::now() + PROPOSE_DEADLINE)
             .await
             .map(|f| f.outcome)
+    }
+
+    /// Each other live (active or draining) broker's metadata features, from its Probe
+    /// answer, or why it gave none.
+    async fn live_brokers_features(&self) -> Vec<(i32, Result<Vec<String>, String>)> {
+        let state = self.state();
+        let probes = state
+            .brokers
+            .values()
+            .filter(|b| b.id != self.member.node_id)
+            .filter(|b| matches!(b.state, BrokerState::Active | BrokerState::Draining))
+            .map(|b| async move {
+                let answer = match network::call(
+                    &self.member.transport,
+                    &b.cluster_addr,
+                    &Request::Probe,
+                    FEATURES_PROBE_TIMEOUT,
+                )
+                .await
+                {
+                    Ok(Response::Probe(p)) => Ok(p.features),
+                    Ok(other) => Err(format!("unexpected answer {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                };
+                (b.id, answer)
+            });
+        futures::future::join_all(probes).await
     }
 
     /// The current leader's node id, as this broker knows it.

@@ -81,6 +81,10 @@ pub struct ProbeReply {
     /// Whether this broker is a member (voter or learner) of an initialized cluster.
     pub member: bool,
     pub leader: Option<LeaderInfo>,
+    /// The metadata features this broker's version has (`state::FEATURES`); empty from
+    /// versions before features were named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
 
 /// A forwarded proposal that was committed and applied on the leader at `index`.

@@ -39,6 +39,10 @@ impl Member {
                 node_id: self.node_id,
                 member: self.is_member(),
                 leader: self.leader_info(),
+                features: super::state::FEATURES
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect(),
             }),
             Request::Join(rec) => Response::Join(self.join(rec).await),
             Request::JoinEmpty(rec) => Response::Join(self.join_empty(rec).await),

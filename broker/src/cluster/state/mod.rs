@@ -34,6 +34,48 @@ pub mod code {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+}
+
+/// Entries of the metadata log that brokers of some earlier versions cannot decode, by name
+/// (what Kafka's `metadata.version` levels are for). A broker that meets an entry it cannot
+/// decode stops following the log there (it refuses the append, and a quorum of such brokers
+/// commits nothing more), so an entry that needs a feature is proposed only once every live
+/// broker says it has it (its Probe answer, [`super::network::ProbeReply::features`]).
+pub const FEATURE_GROUP_CONFIGS: &str = "group_configs";
+/// Client quotas (`AlterClientQuotas` entries).
+pub const FEATURE_CLIENT_QUOTAS: &str = "client_quotas";
+/// Every feature this version has.
+pub const FEATURES: &[&str] = &[FEATURE_GROUP_CONFIGS, FEATURE_CLIENT_QUOTAS];
+
+impl Command {
+    /// The feature a broker needs to decode this entry; `None` for entries every version
+    /// since replication reads.
+    pub fn feature(&self) -> Option<&'static str> {
+        match self {
+            Command::AlterGroupConfigs { .. } => Some(FEATURE_GROUP_CONFIGS),
+            Command::AlterClientQuotas { .. } => Some(FEATURE_CLIENT_QUOTAS),
+            _ => None,
+        }
+    }
+}
+
+/// Why `feature` cannot be used yet, from each live broker's answer (its features, or why
+/// it gave none): one line per broker that lacks it; empty when all have it.
+pub fn lacking_feature(
+    feature: &str,
+    answers: &[(i32, Result<Vec<String>, String>)],
+) -> Vec<String> {
+    answers
+        .iter()
+        .filter_map(|(id, answer)| match answer {
+            Ok(features) if features.iter().any(|f| f == feature) => None,
+            Ok(_) => Some(format!("broker {id} runs a version without {feature}")),
+            Err(why) => Some(format!(
+                "broker {id} did not say which version it runs ({why})"
+            )),
+        })
+        .collect()
 }
 
 /// The topic config that lets an out-of-sync replica lead when no in-sync one is alive.

@@ -649,3 +649,47 @@ fn a_new_broker_registering_changes_no_partition() {
     s.apply(&broker(2));
     assert_eq!(s.topics, before);
 }
+
+#[test]
+fn entries_older_brokers_cannot_read_wait_until_every_live_broker_has_their_feature() {
+    let quotas = Command::AlterClientQuotas {
+        entity: QuotaEntity {
+            user: None,
+            client_id: None,
+        },
+        set: Vec::new(),
+        remove: Vec::new(),
+    };
+    let configs = Command::AlterGroupConfigs {
+        group: "g".into(),
+        changes: Vec::new(),
+        replace: false,
+    };
+    assert_eq!(quotas.feature(), Some(FEATURE_CLIENT_QUOTAS));
+    assert_eq!(configs.feature(), Some(FEATURE_GROUP_CONFIGS));
+    assert_eq!(Command::UnregisterBroker { id: 1 }.feature(), None);
+    assert!(FEATURES.contains(&FEATURE_CLIENT_QUOTAS) && FEATURES.contains(&FEATURE_GROUP_CONFIGS));
+
+    let all: Vec<String> = FEATURES.iter().map(|f| f.to_string()).collect();
+    assert!(
+        lacking_feature(FEATURE_CLIENT_QUOTAS, &[]).is_empty(),
+        "a lone broker"
+    );
+    assert!(lacking_feature(FEATURE_CLIENT_QUOTAS, &[(1, Ok(all.clone()))]).is_empty());
+    assert_eq!(
+        lacking_feature(
+            FEATURE_CLIENT_QUOTAS,
+            &[
+                (1, Ok(all)),
+                (2, Ok(vec![FEATURE_GROUP_CONFIGS.to_string()])),
+                (3, Ok(Vec::new())),
+                (4, Err("connection refused".into())),
+            ]
+        ),
+        [
+            "broker 2 runs a version without client_quotas",
+            "broker 3 runs a version without client_quotas",
+            "broker 4 did not say which version it runs (connection refused)",
+        ]
+    );
+}

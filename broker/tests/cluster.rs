@@ -2,8 +2,9 @@
 //! kafka-python): partitions spread over all brokers and reachable from any bootstrap broker,
 //! admin requests through a broker that is not the quorum leader, a consumer group coordinated
 //! by a broker other than the one the client bootstrapped from, a client quota set through a
-//! broker that is not the quorum leader, and a stopped broker (the quorum leader, too) that
-//! takes away only its own partitions and brings them back.
+//! broker that is not the quorum leader (refused while a broker of an older version is live),
+//! and a stopped broker (the quorum leader, too) that takes away only its own partitions and
+//! brings them back.
 //!
 //! Brokers run in this process, each on its own runtime, on loopback with their own data
 //! directories; a restarted broker comes back on the same ports, as a pod does.

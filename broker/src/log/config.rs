@@ -472,47 +472,29 @@ impl LogDefaults {
         let mut out: Vec<ConfigEntry> = TOPIC_CONFIG_KEYS
             .iter()
             .map(|k| {
-                let default = ConfigSynonym {
-                    name: broker_synonym(k).to_string(),
-                    value: self.topic_default(k),
-                    source: ConfigSource::Default,
-                };
+                let default = topic_default_entry(k, self.topic_default(k), false);
                 match overrides.get(*k) {
                     Some(v) => {
                         let mut e = entry(k, v.clone(), ConfigSource::TopicOverride, false);
-                        e.synonyms.push(default);
+                        e.synonyms.extend(default.synonyms);
                         e
                     }
-                    None => ConfigEntry {
-                        synonyms: vec![default.clone()],
-                        ..entry(k, default.value, ConfigSource::Default, false)
-                    },
+                    None => default,
                 }
             })
             .collect();
-        out.extend(READ_ONLY_TOPIC_CONFIGS.iter().map(|(k, v)| ConfigEntry {
-            synonyms: vec![ConfigSynonym {
-                name: broker_synonym(k).to_string(),
-                value: v.to_string(),
-                source: ConfigSource::Default,
-            }],
-            ..entry(k, v.to_string(), ConfigSource::Default, true)
-        }));
+        out.extend(
+            READ_ONLY_TOPIC_CONFIGS
+                .iter()
+                .map(|(k, v)| topic_default_entry(k, v.to_string(), true)),
+        );
         // Kafka's own flush settings, derived from the fsync policy so tools show the truth.
         let (flush_messages, flush_ms) = match effective.fsync {
             FsyncPolicy::Always => ("1".to_string(), "0".to_string()),
             FsyncPolicy::Interval(d) => (i64::MAX.to_string(), d.as_millis().to_string()),
         };
-        for (k, v) in [("flush.messages", flush_messages), ("flush.ms", flush_ms)] {
-            out.push(ConfigEntry {
-                synonyms: vec![ConfigSynonym {
-                    name: broker_synonym(k).to_string(),
-                    value: v.clone(),
-                    source: ConfigSource::Default,
-                }],
-                ..entry(k, v, ConfigSource::Default, true)
-            });
-        }
+        out.push(topic_default_entry("flush.messages", flush_messages, true));
+        out.push(topic_default_entry("flush.ms", flush_ms, true));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
@@ -559,6 +541,19 @@ impl LogDefaults {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+}
+
+/// A topic config at its default, which comes from the broker-wide config of Kafka's name for
+/// it (its one synonym).
+fn topic_default_entry(key: &str, value: String, read_only: bool) -> ConfigEntry {
+    ConfigEntry {
+        synonyms: vec![ConfigSynonym {
+            name: broker_synonym(key).to_string(),
+            value: value.clone(),
+            source: ConfigSource::Default,
+        }],
+        ..entry(key, value, ConfigSource::Default, read_only)
     }
 }
 

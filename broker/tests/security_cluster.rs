@@ -409,6 +409,45 @@ fn three_brokers_with_mutual_tls_between_them_replicate_for_scram_clients_over_s
         .expect_err("a wrong password gets no metadata");
     assert!(!err.to_string().is_empty());
 
+    // Kafka's own tool over SASL_SSL sets a group config: the broker it reaches first asks
+    // the other two, over the mutual-TLS quorum port, whether they can read such an entry.
+    files.put(
+        "admin.properties",
+        &format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+             username=\"{ADMIN}\" password=\"{ADMIN_PASSWORD}\";\n\
+             ssl.truststore.type=PEM\nssl.truststore.location={ca_path}\n"
+        ),
+    );
+    let props = files.path("admin.properties");
+    let configs = |args: &[&str]| {
+        let mut all = vec![
+            "--bootstrap-server",
+            bootstrap.as_str(),
+            "--command-config",
+            props.as_str(),
+        ];
+        all.extend_from_slice(args);
+        let (ok, out) = try_kafka_tool("kafka.admin.ConfigCommand", &all);
+        (ok, format!("{}{}", out.stdout, out.stderr))
+    };
+    let group = ["--entity-type", "groups", "--entity-name", "mtls-group"];
+    let (ok, said) = configs(
+        &[
+            &["--alter"][..],
+            &group,
+            &["--add-config", "consumer.session.timeout.ms=50000"],
+        ]
+        .concat(),
+    );
+    assert!(ok, "setting a group config: {said}");
+    let (ok, said) = configs(&[&["--describe"][..], &group].concat());
+    assert!(
+        ok && said.contains("consumer.session.timeout.ms=50000"),
+        "{said}"
+    );
+
     // A plaintext peer on the quorum port is not a member: it gets no cluster message back.
     let mut plain = TcpStream::connect(quorum(1)).expect("connect to the quorum port");
     plain

@@ -432,6 +432,33 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 mod tests {
     use super::*;
 
+    #[test]
+    fn probe_answers_are_read_across_versions() {
+        // Versions before metadata features answered without the field: read as none.
+        let old = r#"{"node_id":2,"member":true,"leader":{"id":0,"addr":"b0:9093"}}"#;
+        let p: ProbeReply = serde_json::from_str(old).expect("an older broker's answer");
+        assert!(p.features.is_empty());
+        assert_eq!(p.leader.map(|l| l.id), Some(0));
+        // And this version's answer is read by such a broker, which knows no such field.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Older {
+            node_id: i32,
+            member: bool,
+            leader: Option<LeaderInfo>,
+        }
+        let new = ProbeReply {
+            node_id: 1,
+            member: true,
+            leader: None,
+            features: vec!["client_quotas".into()],
+        };
+        let json = serde_json::to_string(&new).expect("encode");
+        assert!(json.contains("client_quotas"), "{json}");
+        let back: Older = serde_json::from_str(&json).expect("read by an older broker");
+        assert_eq!(back.node_id, 1);
+    }
+
     #[tokio::test]
     async fn frames_round_trip_and_oversized_frames_are_refused() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);

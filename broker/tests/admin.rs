@@ -283,9 +283,9 @@ fn kafka_configs_describes_where_each_config_comes_from() {
     let bs = broker.bootstrap();
     let topic = topic_name("synonyms");
     let configs = |args: &[&str]| {
-        let mut all = vec!["--bootstrap-server", bs.as_str()];
-        all.extend_from_slice(args);
-        kafka_tool("kafka.admin.ConfigCommand", &all).stdout
+        let (ok, said) = kafka_configs(&bs, args);
+        assert!(ok, "kafka-configs.sh {args:?}: {said}");
+        said
     };
     kafka_tool(
         "org.apache.kafka.tools.TopicCommand",

@@ -322,13 +322,7 @@ fn a_client_quota_set_through_any_broker_reaches_every_broker() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let nodes = three_brokers(tmp.path());
     let via = non_leader(&nodes, -1);
-    let configs = |node: &Node, args: &[&str]| {
-        let bs = node.bootstrap();
-        let mut all = vec!["--bootstrap-server", bs.as_str()];
-        all.extend_from_slice(args);
-        let (ok, out) = try_kafka_tool("kafka.admin.ConfigCommand", &all);
-        (ok, format!("{}{}", out.stdout, out.stderr))
-    };
+    let configs = |node: &Node, args: &[&str]| kafka_configs(&node.bootstrap(), args);
     let set_app = [
         "--alter",
         "--entity-type",

@@ -9,16 +9,9 @@ use common::*;
 /// 50 KiB/s: small enough that a thousand 1 KiB records overrun the ten-second burst.
 const RATE: &str = "51200";
 
-fn configs(bs: &str, args: &[&str]) -> (bool, String) {
-    let mut all = vec!["--bootstrap-server", bs];
-    all.extend_from_slice(args);
-    let (ok, out) = try_kafka_tool("kafka.admin.ConfigCommand", &all);
-    (ok, format!("{}{}", out.stdout, out.stderr))
-}
-
 /// The quotas of client id `app`, as `kafka-configs.sh --describe` prints them.
 fn describe_app(bs: &str) -> (bool, String) {
-    configs(
+    kafka_configs(
         bs,
         &[
             "--describe",
@@ -34,7 +27,7 @@ fn set(bs: &str, entity: &[&str], config: &str) {
     let mut args = vec!["--alter"];
     args.extend_from_slice(entity);
     args.extend_from_slice(&["--add-config", config]);
-    let (ok, said) = configs(bs, &args);
+    let (ok, said) = kafka_configs(bs, &args);
     assert!(ok, "{said}");
 }
 
@@ -51,7 +44,7 @@ fn metric(out: &str, group_name: &str, client: &str) -> Option<f64> {
 fn kafka_configs_sets_describes_and_removes_client_quotas_and_refuses_the_unenforced() {
     let broker = TestBroker::start(&[]);
     let bs = broker.bootstrap();
-    let (ok, said) = configs(&bs, &["--describe", "--entity-type", "clients"]);
+    let (ok, said) = kafka_configs(&bs, &["--describe", "--entity-type", "clients"]);
     assert!(ok && !said.contains("producer_byte_rate"), "{said}");
 
     set(
@@ -78,7 +71,7 @@ fn kafka_configs_sets_describes_and_removes_client_quotas_and_refuses_the_unenfo
             && said.contains("consumer_byte_rate=2097152.0"),
         "{said}"
     );
-    let (ok, said) = configs(
+    let (ok, said) = kafka_configs(
         &bs,
         &[
             "--describe",
@@ -110,7 +103,7 @@ fn kafka_configs_sets_describes_and_removes_client_quotas_and_refuses_the_unenfo
         let mut args = vec!["--alter"];
         args.extend_from_slice(&entity);
         args.extend_from_slice(&["--add-config", config]);
-        let (ok, said) = configs(&bs, &args);
+        let (ok, said) = kafka_configs(&bs, &args);
         assert!(
             !ok && (said.contains("enforces only producer_byte_rate")
                 || said.contains("whole number")),
@@ -118,7 +111,7 @@ fn kafka_configs_sets_describes_and_removes_client_quotas_and_refuses_the_unenfo
         );
     }
 
-    let (ok, said) = configs(
+    let (ok, said) = kafka_configs(
         &bs,
         &[
             "--alter",

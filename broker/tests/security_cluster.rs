@@ -422,15 +422,10 @@ fn three_brokers_with_mutual_tls_between_them_replicate_for_scram_clients_over_s
     );
     let props = files.path("admin.properties");
     let configs = |args: &[&str]| {
-        let mut all = vec![
-            "--bootstrap-server",
-            bootstrap.as_str(),
-            "--command-config",
-            props.as_str(),
-        ];
-        all.extend_from_slice(args);
-        let (ok, out) = try_kafka_tool("kafka.admin.ConfigCommand", &all);
-        (ok, format!("{}{}", out.stdout, out.stderr))
+        kafka_configs(
+            &bootstrap,
+            &[&["--command-config", props.as_str()][..], args].concat(),
+        )
     };
     let group = ["--entity-type", "groups", "--entity-name", "mtls-group"];
     let (ok, said) = configs(

@@ -323,3 +323,12 @@ pub fn try_kafka_tool(main_class: &str, args: &[&str]) -> (bool, Finished) {
     let (status, out) = run_within(kafka_tool_cmd(main_class, args), &what, RUN);
     (status.is_some_and(|s| s.success()), out)
 }
+
+/// `kafka-configs.sh --bootstrap-server <bootstrap> <args>` (Kafka's ConfigCommand) within
+/// [`RUN`]: whether it exited 0, and what it printed (stdout, then stderr).
+pub fn kafka_configs(bootstrap: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["--bootstrap-server", bootstrap];
+    all.extend_from_slice(args);
+    let (ok, out) = try_kafka_tool("kafka.admin.ConfigCommand", &all);
+    (ok, format!("{}{}", out.stdout, out.stderr))
+}

@@ -75,19 +75,14 @@ impl GroupDefaults {
     pub fn entries(&self, overrides: &BTreeMap<String, String>) -> Vec<GroupConfigEntry> {
         GROUP_CONFIG_KEYS
             .iter()
-            .map(|k| match overrides.get(*k) {
-                Some(v) => GroupConfigEntry {
+            .map(|k| {
+                let default = self.value(k);
+                GroupConfigEntry {
                     name: k,
-                    value: v.clone(),
-                    overridden: true,
-                    default: self.value(k),
-                },
-                None => GroupConfigEntry {
-                    name: k,
-                    value: self.value(k),
-                    overridden: false,
-                    default: self.value(k),
-                },
+                    value: overrides.get(*k).unwrap_or(&default).clone(),
+                    overridden: overrides.contains_key(*k),
+                    default,
+                }
             })
             .collect()
     }

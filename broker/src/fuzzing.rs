@@ -472,7 +472,7 @@ pub fn group_offsets(input: &[u8], scratch: &Path) {
     }
 }
 
-/// Seeds of the group-offsets target: a batch of commits and a tombstone, one record, and a
+/// Seeds of the group-offsets target: a batch of commits, tombstones and memberships, one record, and a
 /// legacy `offsets.log` written by the legacy store.
 pub fn seed_group_offsets(scratch: &Path) -> Vec<Vec<u8>> {
     use crate::group::offsets::StoredOffset;
@@ -494,6 +494,30 @@ pub fn seed_group_offsets(scratch: &Path) -> Vec<Vec<u8>> {
             group: "g".into(),
             topic: "t".into(),
             partition: 1,
+        },
+        records::OffsetRecord::Membership {
+            group: "g".into(),
+            membership: Some(Box::new(records::Membership {
+                protocol_type: "consumer".into(),
+                generation: 3,
+                protocol: Some("range".into()),
+                leader: Some("m".into()),
+                state_timestamp_ms: 1_700_000_000_000,
+                members: vec![records::MemberRecord {
+                    member_id: "m".into(),
+                    instance_id: Some("i".into()),
+                    client_id: "c".into(),
+                    client_host: "/h".into(),
+                    rebalance_timeout_ms: 1,
+                    session_timeout_ms: 2,
+                    subscription: bytes::Bytes::from_static(b"s"),
+                    assignment: bytes::Bytes::from_static(b"a"),
+                }],
+            })),
+        },
+        records::OffsetRecord::Membership {
+            group: "h".into(),
+            membership: None,
         },
     ];
     let mut seeds = Vec::new();

@@ -12,10 +12,13 @@
 //! Compaction ([`compaction_due`], [`OffsetMap::snapshot`]): once the log holds many more
 //! records than live offsets, the coordinator appends every live offset again and moves the
 //! log start to the first of them.
+//!
+//! Beside the offsets the map keeps each classic group's last membership record (replayed
+//! the same way), which the next coordinator restores and a compaction writes again.
 
 use std::collections::BTreeMap;
 
-use super::records::OffsetRecord;
+use super::records::{Membership, OffsetRecord};
 
 /// A committed offset as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,6 +56,8 @@ pub struct OffsetMap {
     /// Offsets of transactions not ended yet, by producer id (TxnOffsetCommit): applied when
     /// the COMMIT marker is written, dropped at an ABORT.
     txns: BTreeMap<i64, Vec<OffsetRecord>>,
+    /// Each classic group's last membership record, by group.
+    memberships: BTreeMap<String, Membership>,
 }
 
 impl OffsetMap {
@@ -89,7 +94,29 @@ impl OffsetMap {
                     }
                 }
             }
+            OffsetRecord::Membership {
+                group,
+                membership: Some(m),
+            } => {
+                self.memberships.insert(group, *m);
+            }
+            OffsetRecord::Membership {
+                group,
+                membership: None,
+            } => {
+                self.memberships.remove(&group);
+            }
         }
+    }
+
+    /// Each classic group's last membership record (what a new coordinator restores).
+    pub fn memberships(&self) -> impl Iterator<Item = (&String, &Membership)> {
+        self.memberships.iter()
+    }
+
+    /// Live records: offsets plus membership records (what a compaction writes again).
+    pub fn live_records(&self) -> usize {
+        self.live + self.memberships.len()
     }
 
     /// Offsets written in producer `producer_id`'s transaction, until its marker.
@@ -213,9 +240,24 @@ impl OffsetMap {
         keys.into_iter().collect()
     }
 
-    /// Tombstones for every offset of `group` (DeleteGroups).
+    /// Tombstones for every offset of `group` (DeleteGroups), and for its membership record
+    /// if one is left.
     pub fn group_tombstones(&self, group: &str) -> Vec<OffsetRecord> {
-        tombstones(self.keys_where(|g, _| g == group))
+        let mut out = tombstones(self.keys_where(|g, _| g == group));
+        let staged = self.pending.values().flatten().rev().find_map(|r| match r {
+            OffsetRecord::Membership {
+                group: g,
+                membership,
+            } if g == group => Some(membership.is_some()),
+            _ => None,
+        });
+        if staged.unwrap_or_else(|| self.memberships.contains_key(group)) {
+            out.push(OffsetRecord::Membership {
+                group: group.to_string(),
+                membership: None,
+            });
+        }
+        out
     }
 
     /// Tombstones for the offsets `group` holds of the `wanted` (topic, partition) pairs, committed
@@ -240,11 +282,18 @@ impl OffsetMap {
         self.live
     }
 
-    /// Every live offset as of the log end (staged commits applied), as commit records: what a
-    /// compaction writes.
+    /// Every live offset as of the log end (staged commits applied), as commit records, and
+    /// every membership record: what a compaction writes.
     pub fn snapshot(&self) -> Vec<OffsetRecord> {
         let mut view = self.clone();
         view.materialize(i64::MAX);
+        let memberships = view
+            .memberships
+            .into_iter()
+            .map(|(group, m)| OffsetRecord::Membership {
+                group,
+                membership: Some(Box::new(m)),
+            });
         view.groups
             .into_iter()
             .flat_map(|(group, offsets)| {
@@ -257,6 +306,7 @@ impl OffsetMap {
                         value,
                     })
             })
+            .chain(memberships)
             .collect()
     }
 }
@@ -400,6 +450,59 @@ mod tests {
         assert_eq!(offset(&replayed, "g", "t", 2), Some(98));
         assert_eq!(offset(&replayed, "h", "u", 0), Some(2));
         assert_eq!(replayed.live(), 4);
+    }
+
+    fn membership(group: &str, generation: Option<i32>) -> OffsetRecord {
+        OffsetRecord::Membership {
+            group: group.into(),
+            membership: generation.map(|generation| {
+                Box::new(Membership {
+                    protocol_type: "consumer".into(),
+                    generation,
+                    protocol: None,
+                    leader: None,
+                    state_timestamp_ms: 0,
+                    members: Vec::new(),
+                })
+            }),
+        }
+    }
+
+    fn generations(m: &OffsetMap) -> Vec<(String, i32)> {
+        m.memberships()
+            .map(|(g, x)| (g.clone(), x.generation))
+            .collect()
+    }
+
+    #[test]
+    fn memberships_replay_last_wins_and_are_snapshotted_and_tombstoned() {
+        let mut m = OffsetMap::default();
+        for r in [
+            membership("g", Some(1)),
+            commit("g", "t", 0, 1),
+            membership("g", Some(2)),
+            membership("h", Some(5)),
+            membership("h", None),
+            membership("k", Some(1)),
+        ] {
+            m.apply(r);
+        }
+        assert_eq!(generations(&m), vec![("g".into(), 2), ("k".into(), 1)]);
+        assert_eq!((m.live(), m.live_records()), (1, 3));
+        let mut replayed = OffsetMap::default();
+        for r in m.snapshot() {
+            replayed.apply(r);
+        }
+        assert_eq!(generations(&replayed), generations(&m));
+        assert_eq!(offset(&replayed, "g", "t", 0), Some(1));
+        // DeleteGroups: the offsets and the membership record go.
+        let t = m.group_tombstones("g");
+        assert_eq!(t.len(), 2);
+        assert!(t.contains(&membership("g", None)));
+        assert_eq!(m.group_tombstones("k"), vec![membership("k", None)]);
+        // A membership already tombstoned (staged) needs no second tombstone.
+        m.stage(10, vec![membership("k", None)]);
+        assert!(m.group_tombstones("k").is_empty());
     }
 
     #[test]

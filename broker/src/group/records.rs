@@ -12,6 +12,12 @@
 //!   (`kafka-console-consumer --formatter ...OffsetsMessageFormatter`); `kafka-protocol` does
 //!   not ship these two schemas, so they are encoded here (non-flexible versions: big-endian
 //!   integers, `int16`-length strings).
+//! - **Membership**: a classic group's last stable generation (its members, their
+//!   subscriptions and assignments) as Kafka's `GroupMetadataKey` (version 2: group) with a
+//!   `GroupMetadataValue` (version 3), a null value once the group has no members. The next
+//!   coordinator of the group restores it, so a failover does not make every member rejoin
+//!   (see `persist.rs`). Membership is advisory: a record that does not parse is skipped with
+//!   a warning (its members rejoin, as they would without it), never a failed load.
 //! - **Batches**: plain v2 record batches (uncompressed, no producer id), built with
 //!   `kafka-protocol`'s encoder. Reading them back does not use its decoder: stored bytes are
 //!   input, and that decoder reserves memory from counts inside the batch. The reader here
@@ -65,22 +71,59 @@ pub enum OffsetRecord {
         topic: String,
         partition: i32,
     },
+    /// `group`'s membership as of its last stable generation; `None` once it has no members.
+    Membership {
+        group: String,
+        membership: Option<Box<Membership>>,
+    },
 }
 
 impl OffsetRecord {
     pub fn group(&self) -> &str {
         match self {
-            OffsetRecord::Commit { group, .. } | OffsetRecord::Tombstone { group, .. } => group,
+            OffsetRecord::Commit { group, .. }
+            | OffsetRecord::Tombstone { group, .. }
+            | OffsetRecord::Membership { group, .. } => group,
         }
     }
 }
 
+/// A classic group at a stable generation (Kafka's `GroupMetadataValue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub protocol_type: String,
+    pub generation: i32,
+    /// The protocol (assignor) chosen for the generation.
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    /// When the group entered this state (ms since the epoch).
+    pub state_timestamp_ms: i64,
+    pub members: Vec<MemberRecord>,
+}
+
+/// One member of a [`Membership`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the chosen protocol.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
 /// The key version Kafka writes for offset commits (0 and 1 share one layout).
 const KEY_OFFSET_COMMIT: i16 = 1;
-/// The key version of Kafka's group metadata records (membership; not written here).
+/// The key version of Kafka's group metadata records (membership).
 const KEY_GROUP_METADATA: i16 = 2;
 /// The value version written: the newest non-flexible one (with the leader epoch).
 const VALUE_VERSION: i16 = 3;
+/// The `GroupMetadataValue` version written: the newest non-flexible one (with static
+/// members' instance ids).
+const MEMBERSHIP_VERSION: i16 = 3;
 
 /// Why a record cannot be written or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,9 +142,38 @@ fn put_str(buf: &mut BytesMut, what: &'static str, s: &str) -> Result<(), Record
     Ok(())
 }
 
-/// The key of `record` (`OffsetCommitKey` v1).
+/// A nullable `int16`-length string (-1: null).
+fn put_nullable_str(
+    buf: &mut BytesMut,
+    what: &'static str,
+    s: Option<&str>,
+) -> Result<(), RecordError> {
+    match s {
+        Some(s) => put_str(buf, what, s),
+        None => {
+            buf.put_i16(-1);
+            Ok(())
+        }
+    }
+}
+
+/// `int32`-length bytes.
+fn put_bytes(buf: &mut BytesMut, what: &'static str, b: &[u8]) -> Result<(), RecordError> {
+    let len = i32::try_from(b.len()).map_err(|_| RecordError::TooLong { what, len: b.len() })?;
+    buf.put_i32(len);
+    buf.put_slice(b);
+    Ok(())
+}
+
+/// The key of `record` (`OffsetCommitKey` v1, or `GroupMetadataKey` v2 for a membership).
 pub fn encode_key(record: &OffsetRecord) -> Result<Bytes, RecordError> {
     let (group, topic, partition) = match record {
+        OffsetRecord::Membership { group, .. } => {
+            let mut buf = BytesMut::with_capacity(4 + group.len());
+            buf.put_i16(KEY_GROUP_METADATA);
+            put_str(&mut buf, "group id", group)?;
+            return Ok(buf.freeze());
+        }
         OffsetRecord::Commit {
             group,
             topic,
@@ -122,8 +194,12 @@ pub fn encode_key(record: &OffsetRecord) -> Result<Bytes, RecordError> {
     Ok(buf.freeze())
 }
 
-/// The value of `record` (`OffsetCommitValue` v3), `None` for a tombstone.
+/// The value of `record` (`OffsetCommitValue` v3 or `GroupMetadataValue` v3), `None` for a
+/// tombstone.
 pub fn encode_value(record: &OffsetRecord) -> Result<Option<Bytes>, RecordError> {
+    if let OffsetRecord::Membership { membership, .. } = record {
+        return membership.as_deref().map(encode_membership).transpose();
+    }
     let OffsetRecord::Commit { value, .. } = record else {
         return Ok(None);
     };
@@ -136,9 +212,56 @@ pub fn encode_value(record: &OffsetRecord) -> Result<Option<Bytes>, RecordError>
     Ok(Some(buf.freeze()))
 }
 
+fn encode_membership(m: &Membership) -> Result<Bytes, RecordError> {
+    let mut buf = BytesMut::with_capacity(membership_size(m));
+    buf.put_i16(MEMBERSHIP_VERSION);
+    put_str(&mut buf, "protocol type", &m.protocol_type)?;
+    buf.put_i32(m.generation);
+    put_nullable_str(&mut buf, "protocol name", m.protocol.as_deref())?;
+    put_nullable_str(&mut buf, "leader id", m.leader.as_deref())?;
+    buf.put_i64(m.state_timestamp_ms);
+    let count = i32::try_from(m.members.len()).map_err(|_| RecordError::TooLong {
+        what: "member list",
+        len: m.members.len(),
+    })?;
+    buf.put_i32(count);
+    for member in &m.members {
+        put_str(&mut buf, "member id", &member.member_id)?;
+        put_nullable_str(&mut buf, "group instance id", member.instance_id.as_deref())?;
+        put_str(&mut buf, "client id", &member.client_id)?;
+        put_str(&mut buf, "client host", &member.client_host)?;
+        buf.put_i32(member.rebalance_timeout_ms);
+        buf.put_i32(member.session_timeout_ms);
+        put_bytes(&mut buf, "subscription", &member.subscription)?;
+        put_bytes(&mut buf, "assignment", &member.assignment)?;
+    }
+    Ok(buf.freeze())
+}
+
+fn membership_size(m: &Membership) -> usize {
+    let strings = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    32 + m.protocol_type.len()
+        + strings(&m.protocol)
+        + strings(&m.leader)
+        + m.members
+            .iter()
+            .map(|x| {
+                24 + x.member_id.len()
+                    + strings(&x.instance_id)
+                    + x.client_id.len()
+                    + x.client_host.len()
+                    + x.subscription.len()
+                    + x.assignment.len()
+            })
+            .sum::<usize>()
+}
+
 /// Bytes `record` takes in a batch, roughly (to keep batches under `max.message.bytes`).
 pub fn approximate_size(record: &OffsetRecord) -> usize {
     let (group, topic, metadata) = match record {
+        OffsetRecord::Membership { group, membership } => {
+            return 48 + group.len() + membership.as_deref().map_or(0, membership_size)
+        }
         OffsetRecord::Commit {
             group,
             topic,
@@ -243,6 +366,21 @@ impl<'a> Reader<'a> {
         let len = usize::try_from(self.i16()?).ok()?;
         String::from_utf8(self.take(len)?.to_vec()).ok()
     }
+    /// A nullable string: `Some(None)` for length -1.
+    fn nullable_string(&mut self) -> Option<Option<String>> {
+        match self.i16()? {
+            -1 => Some(None),
+            n => {
+                let len = usize::try_from(n).ok()?;
+                Some(Some(String::from_utf8(self.take(len)?.to_vec()).ok()?))
+            }
+        }
+    }
+    /// `int32`-length bytes.
+    fn bytes(&mut self) -> Option<Bytes> {
+        let len = usize::try_from(self.i32()?).ok()?;
+        Some(Bytes::copy_from_slice(self.take(len)?))
+    }
     /// A zigzag varint of at most `max_bytes` bytes (5: int32, 10: int64).
     fn varint(&mut self, max_bytes: usize) -> Option<i64> {
         let mut raw: u64 = 0;
@@ -267,8 +405,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes one record's key and value. `Ok(None)`: a record of a kind this coordinator does
-/// not keep (Kafka's group metadata, key version 2), skipped.
+/// Decodes one record's key and value. `Ok(None)`: a membership record that does not parse
+/// (skipped, see the module's notes).
 pub fn decode_record(
     offset: i64,
     key: &[u8],
@@ -284,7 +422,7 @@ pub fn decode_record(
         .ok_or_else(|| corrupt("key shorter than its version"))?;
     match version {
         0 | KEY_OFFSET_COMMIT => {}
-        KEY_GROUP_METADATA => return Ok(None),
+        KEY_GROUP_METADATA => return Ok(decode_membership(offset, &mut k, value)),
         v => return Err(corrupt(&format!("unknown key version {v}"))),
     }
     let group = k.string().ok_or_else(|| corrupt("key: group id"))?;
@@ -332,6 +470,95 @@ pub fn decode_record(
             commit_timestamp_ms,
         },
     }))
+}
+
+/// A `GroupMetadataKey`'s group (after its version) and its value: a membership record, or
+/// `None` (with a warning) when it does not parse or is of a version not read here.
+fn decode_membership(
+    offset: i64,
+    key: &mut Reader<'_>,
+    value: Option<&[u8]>,
+) -> Option<OffsetRecord> {
+    let parsed = (|| {
+        let group = key.string().ok_or("key: group id")?;
+        if !key.done() {
+            return Err("key: trailing bytes");
+        }
+        let Some(value) = value else {
+            return Ok((group, None));
+        };
+        let mut v = Reader::new(value);
+        let version = v.i16().ok_or("value shorter than its version")?;
+        // Versions 0-3 share one non-flexible layout, each adding fields; 4+ is flexible.
+        if !(0..=MEMBERSHIP_VERSION).contains(&version) {
+            return Err("value version not read by this broker");
+        }
+        let protocol_type = v.string().ok_or("value: protocol type")?;
+        let generation = v.i32().ok_or("value: generation")?;
+        let protocol = v.nullable_string().ok_or("value: protocol")?;
+        let leader = v.nullable_string().ok_or("value: leader")?;
+        let state_timestamp_ms = if version >= 2 {
+            v.i64().ok_or("value: state timestamp")?
+        } else {
+            -1
+        };
+        let count = v.i32().ok_or("value: member count")?;
+        let mut members = Vec::new();
+        for _ in 0..count.max(0) {
+            let member_id = v.string().ok_or("value: member id")?;
+            let instance_id = if version >= 3 {
+                v.nullable_string().ok_or("value: group instance id")?
+            } else {
+                None
+            };
+            let client_id = v.string().ok_or("value: client id")?;
+            let client_host = v.string().ok_or("value: client host")?;
+            let session_timeout_ms;
+            let rebalance_timeout_ms;
+            if version >= 1 {
+                rebalance_timeout_ms = v.i32().ok_or("value: rebalance timeout")?;
+                session_timeout_ms = v.i32().ok_or("value: session timeout")?;
+            } else {
+                session_timeout_ms = v.i32().ok_or("value: session timeout")?;
+                rebalance_timeout_ms = session_timeout_ms;
+            }
+            members.push(MemberRecord {
+                member_id,
+                instance_id,
+                client_id,
+                client_host,
+                rebalance_timeout_ms,
+                session_timeout_ms,
+                subscription: v.bytes().ok_or("value: subscription")?,
+                assignment: v.bytes().ok_or("value: assignment")?,
+            });
+        }
+        if !v.done() {
+            return Err("value: trailing bytes");
+        }
+        Ok((
+            group,
+            Some(Box::new(Membership {
+                protocol_type,
+                generation,
+                protocol,
+                leader,
+                state_timestamp_ms,
+                members,
+            })),
+        ))
+    })();
+    match parsed {
+        Ok((group, membership)) => Some(OffsetRecord::Membership { group, membership }),
+        Err(reason) => {
+            tracing::warn!(
+                offset,
+                reason,
+                "skipping a group membership record of __consumer_offsets; its members rejoin"
+            );
+            None
+        }
+    }
 }
 
 /// v2 batch layout: base offset (0..8), length (8..12), leader epoch, magic (16), CRC
@@ -546,6 +773,112 @@ mod tests {
         // A string longer than its bytes, a negative length: errors, never panics.
         assert!(decode_record(0, &[0, 1, 0x7f, 0x7f, b'g'], None).is_err());
         assert!(decode_record(0, &[0, 1, 0xff, 0xff], None).is_err());
+    }
+
+    fn membership(generation: i32) -> OffsetRecord {
+        OffsetRecord::Membership {
+            group: "g".into(),
+            membership: Some(Box::new(Membership {
+                protocol_type: "consumer".into(),
+                generation,
+                protocol: Some("range".into()),
+                leader: Some("m1".into()),
+                state_timestamp_ms: 1_700_000_000_000,
+                members: vec![
+                    MemberRecord {
+                        member_id: "m1".into(),
+                        instance_id: None,
+                        client_id: "c".into(),
+                        client_host: "/10.0.0.1".into(),
+                        rebalance_timeout_ms: 30_000,
+                        session_timeout_ms: 10_000,
+                        subscription: Bytes::from_static(b"sub"),
+                        assignment: Bytes::from_static(b"a1"),
+                    },
+                    MemberRecord {
+                        member_id: "pod-0-x".into(),
+                        instance_id: Some("pod-0".into()),
+                        client_id: "c".into(),
+                        client_host: "/10.0.0.2".into(),
+                        rebalance_timeout_ms: 30_000,
+                        session_timeout_ms: 45_000,
+                        subscription: Bytes::new(),
+                        assignment: Bytes::from_static(b"a2"),
+                    },
+                ],
+            })),
+        }
+    }
+
+    #[test]
+    fn memberships_are_kafkas_group_metadata_schemas() {
+        let r = membership(7);
+        let key = encode_key(&r).unwrap();
+        assert_eq!(&key[..], &[0, 2, 0, 1, b'g'], "version 2, group");
+        let value = encode_value(&r).unwrap().unwrap();
+        // Version 3, protocol type, generation, protocol, leader, state timestamp, 2 members.
+        let mut head = vec![0, 3, 0, 8];
+        head.extend_from_slice(b"consumer");
+        head.extend_from_slice(&7i32.to_be_bytes());
+        head.extend_from_slice(&[0, 5]);
+        head.extend_from_slice(b"range");
+        head.extend_from_slice(&[0, 2, b'm', b'1']);
+        head.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+        head.extend_from_slice(&2i32.to_be_bytes());
+        // The first member: id, null instance id, client id, host, timeouts, bytes.
+        head.extend_from_slice(&[0, 2, b'm', b'1', 0xff, 0xff, 0, 1, b'c']);
+        assert_eq!(&value[..head.len()], &head[..]);
+        assert_eq!(decode_record(3, &key, Some(&value)).unwrap(), Some(r));
+        let gone = OffsetRecord::Membership {
+            group: "g".into(),
+            membership: None,
+        };
+        assert_eq!(encode_value(&gone).unwrap(), None);
+        assert_eq!(decode_record(3, &key, None).unwrap(), Some(gone));
+        // Advisory: a value that does not parse, or of a flexible version, is skipped.
+        for cut in [1, 10, value.len() - 1] {
+            assert_eq!(decode_record(3, &key, Some(&value[..cut])).unwrap(), None);
+        }
+        let mut v4 = value.to_vec();
+        v4[1] = 4;
+        assert_eq!(decode_record(3, &key, Some(&v4)).unwrap(), None);
+        // In a batch beside offsets, in order.
+        let records = vec![
+            commit("g", "t", 0, 1),
+            membership(8),
+            commit("g", "t", 1, 2),
+        ];
+        let got = decode_batches(&encode_batch(&records, 0).unwrap(), 0).unwrap();
+        assert_eq!(got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), records);
+    }
+
+    #[test]
+    fn version_0_and_1_memberships_are_read() {
+        // v0: no state timestamp, no instance ids, only a session timeout.
+        let mut v0 = vec![0, 0, 0, 8];
+        v0.extend_from_slice(b"consumer");
+        v0.extend_from_slice(&3i32.to_be_bytes());
+        v0.extend_from_slice(&[0, 5]);
+        v0.extend_from_slice(b"range");
+        v0.extend_from_slice(&[0, 1, b'm']);
+        v0.extend_from_slice(&1i32.to_be_bytes());
+        v0.extend_from_slice(&[0, 1, b'm', 0, 1, b'c', 0, 1, b'h']);
+        v0.extend_from_slice(&6_000i32.to_be_bytes());
+        v0.extend_from_slice(&[0, 0, 0, 1, b's', 0, 0, 0, 1, b'a']);
+        let Some(OffsetRecord::Membership {
+            membership: Some(m),
+            ..
+        }) = decode_record(0, &[0, 2, 0, 1, b'g'], Some(&v0)).unwrap()
+        else {
+            panic!("not a membership")
+        };
+        assert_eq!((m.generation, m.state_timestamp_ms), (3, -1));
+        let member = &m.members[0];
+        assert_eq!(
+            (member.session_timeout_ms, member.rebalance_timeout_ms),
+            (6_000, 6_000)
+        );
+        assert_eq!(&member.assignment[..], b"a");
     }
 
     #[test]

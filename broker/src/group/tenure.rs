@@ -275,7 +275,7 @@ impl Tenure {
 
     /// Whether the log has grown well past the live offsets (see [`compaction_due`]).
     pub fn compaction_due(&self, min_records: i64) -> bool {
-        let live = self.lock().live();
+        let live = self.lock().live_records();
         compaction_due(
             self.log.log_start_offset(),
             self.log.log_end_offset(),
@@ -353,7 +353,7 @@ fn appended(r: Result<AppendOutcome, LogError>) -> Result<crate::log::AppendInfo
 }
 
 /// Splits a snapshot into batches of about [`SNAPSHOT_BATCH_BYTES`].
-fn chunks(records: Vec<OffsetRecord>) -> Vec<Vec<OffsetRecord>> {
+pub(super) fn chunks(records: Vec<OffsetRecord>) -> Vec<Vec<OffsetRecord>> {
     let mut out = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;

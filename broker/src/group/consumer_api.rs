@@ -296,6 +296,7 @@ impl GroupCoordinator {
         }
         let converted = ConsumerGroup::from_classic(&slot.group, resolve, Instant::now())?;
         slot.release(codes::REBALANCE_IN_PROGRESS);
+        slot.forget_membership();
         groups.remove(group_id);
         self.consumer_lock().insert(group_id.to_string(), converted);
         Ok(())
@@ -321,7 +322,7 @@ impl GroupCoordinator {
         consumer.remove(group_id);
         let slot = groups
             .entry(group_id.to_string())
-            .or_insert_with(|| Slot::new(group_id, delay));
+            .or_insert_with(|| Slot::new(group_id, delay, &self.memberships));
         slot.release(codes::REBALANCE_IN_PROGRESS);
         slot.group = classic;
         slot.idle_since = None;

@@ -90,9 +90,13 @@ impl GroupCoordinator {
                     JoinResult::error(codes::UNKNOWN_MEMBER_ID, &member_id),
                 );
             }
-            let slot = groups
-                .entry(group_id.clone())
-                .or_insert_with(|| Slot::new(&group_id, self.limits.initial_rebalance_delay));
+            let slot = groups.entry(group_id.clone()).or_insert_with(|| {
+                Slot::new(
+                    &group_id,
+                    self.limits.initial_rebalance_delay,
+                    &self.memberships,
+                )
+            });
             let (step, fx) = slot
                 .group
                 .join(args, fresh_id, &self.limits, Instant::now());

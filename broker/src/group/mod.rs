@@ -24,6 +24,8 @@
 //!   ListGroups/DescribeGroups/DeleteGroups), one `impl GroupCoordinator` block each.
 //! - `tenure.rs`: one leadership of one offsets partition: its load, its writes (appended,
 //!   acknowledged once replicated), its compaction.
+//! - `persist.rs`: classic groups' membership records, written as groups become stable and
+//!   restored by the next coordinator.
 //! - [`records`]: the partition of a group and the records of `__consumer_offsets` (Kafka's
 //!   formats), pure. [`offsets`]: one partition's committed offsets in memory, pure.
 //! - [`state`]: one group as a pure state machine (states, generations, protocol selection,
@@ -39,6 +41,7 @@ pub mod legacy;
 mod membership;
 mod offset_api;
 pub mod offsets;
+mod persist;
 pub mod records;
 pub mod state;
 mod tenure;
@@ -190,16 +193,39 @@ struct Slot {
     syncs: HashMap<String, oneshot::Sender<SyncResult>>,
     /// Since when the group has had no member, pending member or waiting request.
     idle_since: Option<Instant>,
+    /// The group's last membership record queued (`None`: none, or a tombstone).
+    written: Option<persist::Fingerprint>,
+    memberships: Arc<persist::Queue>,
 }
 
 impl Slot {
-    fn new(id: &str, initial_delay: Duration) -> Slot {
+    fn new(id: &str, initial_delay: Duration, memberships: &Arc<persist::Queue>) -> Slot {
         Slot {
             group: Group::new(id, initial_delay),
             joins: HashMap::new(),
             syncs: HashMap::new(),
             idle_since: None,
+            written: None,
+            memberships: Arc::clone(memberships),
         }
+    }
+
+    /// A group restored from its membership record (which is then its last one written).
+    fn restored(group: Group, memberships: &Arc<persist::Queue>) -> Slot {
+        Slot {
+            written: Some(persist::Fingerprint::of(&group)),
+            group,
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+            idle_since: None,
+            memberships: Arc::clone(memberships),
+        }
+    }
+
+    /// This group is about to leave the classic groups here (it becomes a consumer group): its
+    /// membership record goes.
+    fn forget_membership(&mut self) {
+        self.memberships.forget(&self.group.id, &mut self.written);
     }
 
     fn is_idle(&self) -> bool {
@@ -209,7 +235,10 @@ impl Slot {
             && self.syncs.is_empty()
     }
 
+    /// Answers the requests `effects` complete, and queues the membership record the group's
+    /// new state needs (every transition of a classic group ends here).
     fn deliver(&mut self, effects: Vec<Effect>) {
+        self.memberships.note(&self.group, &mut self.written);
         for effect in effects {
             match effect {
                 Effect::Join(result) => {
@@ -269,6 +298,8 @@ pub struct GroupCoordinator {
     topics: RwLock<Option<Arc<dyn TopicDirectory>>>,
     /// Set at shutdown: nothing may wait for a rebalance any more (no timer drives it).
     closed: AtomicBool,
+    /// Classic groups' membership records waiting to be written (`persist.rs`).
+    memberships: Arc<persist::Queue>,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -343,6 +374,7 @@ impl GroupCoordinator {
             wake: Notify::new(),
             topics: RwLock::new(None),
             closed: AtomicBool::new(false),
+            memberships: Arc::default(),
         })
     }
 
@@ -407,6 +439,14 @@ impl GroupCoordinator {
         }
     }
 
+    /// The tenure of `partition` if it is ready here.
+    fn tenure_of_partition(&self, partition: i32) -> Option<Arc<Tenure>> {
+        match self.leads().get(&partition) {
+            Some(Lead::Ready(t)) => Some(Arc::clone(t)),
+            _ => None,
+        }
+    }
+
     /// Waits (at most [`LOAD_WAIT`]) while `group`'s partition is loading here. The caller
     /// then takes the answer from [`GroupCoordinator::status`].
     async fn wait_loaded(&self, group: &str) {
@@ -462,21 +502,27 @@ impl GroupCoordinator {
     fn finish_load(&self, partition: i32, epoch: i32, loaded: Result<Tenure, String>) {
         let mut ready = None;
         {
-            let _groups = self.lock();
-            let mut leads = self.leads();
-            let current =
-                matches!(leads.get(&partition), Some(Lead::Loading { epoch: e }) if *e == epoch);
+            // Held throughout: `unload` takes it first, so the partition's role cannot change
+            // between the check below and the insert.
+            let mut groups = self.lock();
+            let current = matches!(
+                self.leads().get(&partition),
+                Some(Lead::Loading { epoch: e }) if *e == epoch
+            );
             match loaded {
                 Ok(t) if current => {
                     let t = Arc::new(t);
-                    leads.insert(partition, Lead::Ready(Arc::clone(&t)));
+                    // The groups a previous coordinator left are restored before the partition
+                    // is served, so no request of theirs finds them missing.
+                    self.restore_groups(&mut groups, partition, &t);
+                    self.leads().insert(partition, Lead::Ready(Arc::clone(&t)));
                     ready = Some(t);
                 }
                 Ok(t) => t.end(), // superseded meanwhile
                 Err(e) => {
                     tracing::error!(partition, epoch, error = %e, "cannot load the offsets partition; its groups are not served");
                     if current {
-                        leads.insert(partition, Lead::Failed);
+                        self.leads().insert(partition, Lead::Failed);
                     }
                 }
             }
@@ -484,6 +530,33 @@ impl GroupCoordinator {
         self.loaded.notify_waiters();
         if let Some(t) = ready {
             self.forget_deleted_in(t);
+        }
+    }
+
+    /// Restores the classic groups of `partition` from their membership records (a group
+    /// already here, of either kind, is left as it is).
+    fn restore_groups(&self, groups: &mut HashMap<String, Slot>, partition: i32, t: &Tenure) {
+        let memberships: Vec<(String, records::Membership)> = t.view(|m| {
+            m.memberships()
+                .map(|(g, x)| (g.clone(), x.clone()))
+                .collect()
+        });
+        let now = Instant::now();
+        let mut restored = 0usize;
+        let mut members = 0usize;
+        for (id, m) in memberships {
+            if groups.contains_key(&id) || self.consumer_lock().contains_key(&id) {
+                continue;
+            }
+            let group = Group::restore(&id, &m, self.limits.initial_rebalance_delay, now);
+            restored += 1;
+            members += m.members.len();
+            tracing::debug!(group = %id, generation = m.generation, members = m.members.len(), "group restored");
+            groups.insert(id, Slot::restored(group, &self.memberships));
+        }
+        if restored > 0 {
+            tracing::info!(partition, groups = restored, members, "classic groups restored from their membership records; their members go on without rejoining");
+            self.wake.notify_one();
         }
     }
 
@@ -544,6 +617,7 @@ impl GroupCoordinator {
         self: &std::sync::Arc<Self>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
+        self.spawn_membership_writer(shutdown.clone());
         let this = Arc::clone(self);
         let task = async move {
             loop {

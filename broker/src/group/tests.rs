@@ -1848,3 +1848,121 @@ async fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_t
     assert_ne!(r.error_code, 0);
     shutdown.cancel();
 }
+
+/// Waits until the membership record of `group` in its offsets partition (as replicated) is at
+/// `generation` (`None`: no record, or a tombstone).
+async fn membership_reaches(c: &GroupCoordinator, group: &str, generation: Option<i32>) {
+    let p = partition_for(group, OFFSETS_PARTITIONS);
+    let mut seen = None;
+    for _ in 0..5_000 {
+        seen = c.tenure_of_partition(p).and_then(|t| {
+            t.view(|m| {
+                m.memberships()
+                    .find(|(g, _)| *g == group)
+                    .map(|(_, x)| x.generation)
+            })
+        });
+        if seen == generation {
+            return;
+        }
+        // Real time, not the paused clock: the writer task runs meanwhile, no session expires.
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("the membership record of {group} stayed at {seen:?}, expected {generation:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stable_group_is_restored_by_the_next_coordinator_and_goes_on_without_rejoining() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let (c, shutdown) = start(dir.path()).await;
+        let (a, b) = stable_pair(&c, "g").await;
+        membership_reaches(&c, "g", Some(1)).await;
+        shutdown.cancel();
+        (a, b)
+    };
+    // The next coordinator (a failover: the same log, read by a new leader).
+    let (c, shutdown) = start(dir.path()).await;
+    for m in [&a, &b] {
+        let r = c.heartbeat(4, heartbeat_req("g", m, 1)).await;
+        assert_eq!(r.error_code, 0, "{m} heartbeats on at generation 1");
+    }
+    // A member whose SyncGroup answer was lost in the failover gets its assignment again.
+    let r = c.sync_group(5, sync_req("g", &b, 1, &[])).await;
+    assert_eq!((r.error_code, &r.assignment[..]), (0, &b"y"[..]));
+    let r = c
+        .offset_commit(8, commit_req("g", &a, 1, &[("t", 0, 5)]))
+        .await;
+    assert_eq!(
+        commit_codes(&r),
+        vec![0],
+        "a commit of generation 1 is valid"
+    );
+    let d = c
+        .describe_groups(
+            5,
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]),
+        )
+        .await;
+    let g = &d.groups[0];
+    assert_eq!(
+        (
+            g.group_state.as_str(),
+            g.protocol_type.as_str(),
+            g.protocol_data.as_str()
+        ),
+        ("Stable", "consumer", "range")
+    );
+    let mut members: Vec<(String, Vec<u8>, Vec<u8>)> = g
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.member_metadata.to_vec(),
+                m.member_assignment.to_vec(),
+            )
+        })
+        .collect();
+    members.sort();
+    let mut expected = vec![
+        (a.clone(), b"subscription".to_vec(), b"x".to_vec()),
+        (b.clone(), b"subscription".to_vec(), b"y".to_vec()),
+    ];
+    expected.sort();
+    assert_eq!(members, expected);
+    // A restored member that never comes back expires after its session, as any member does:
+    // b stays silent, a heartbeats, and the group rebalances once b's 10 s have passed.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &a, 1)).await.error_code,
+        0
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &a, 1)).await.error_code,
+        codes::REBALANCE_IN_PROGRESS
+    );
+    let r = rejoin(&c, "g", &a).await.unwrap();
+    assert_eq!((r.error_code, r.generation_id), (0, 2));
+    let r = c.sync_group(5, sync_req("g", &a, 2, &[(&a, "xy")])).await;
+    assert_eq!(r.error_code, 0);
+    membership_reaches(&c, "g", Some(2)).await;
+    // The last member leaves: the record becomes a tombstone, and the next coordinator
+    // restores nothing (the group's offsets stay).
+    let r = c.leave_group(1, leave_req("g", &a)).await;
+    assert_eq!(r.error_code, 0);
+    membership_reaches(&c, "g", None).await;
+    shutdown.cancel();
+    let (c, shutdown) = start(dir.path()).await;
+    assert_eq!(
+        c.heartbeat(4, heartbeat_req("g", &a, 2)).await.error_code,
+        codes::UNKNOWN_MEMBER_ID
+    );
+    let r = c
+        .offset_fetch(5, offset_fetch_req("g", Some(("t", vec![0]))))
+        .await;
+    assert_eq!(fetched_v7(&r, "t")[0].1, 5);
+    shutdown.cancel();
+}

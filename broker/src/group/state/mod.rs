@@ -27,6 +27,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::codes;
+use super::records::{MemberRecord, Membership};
 
 mod members;
 #[cfg(test)]
@@ -273,6 +274,15 @@ impl Group {
         v.into_iter()
     }
 
+    /// Member ids, in id order (no allocation, unlike [`Group::members`]).
+    pub fn member_ids(&self) -> impl Iterator<Item = &String> {
+        self.members.keys()
+    }
+
+    pub fn has_members(&self) -> bool {
+        !self.members.is_empty()
+    }
+
     pub fn member(&self, id: &str) -> Option<&Member> {
         self.members.get(id)
     }
@@ -338,6 +348,89 @@ impl Group {
         g.state = GroupState::Stable;
         // Nobody waits on this group yet, so the rebalance answers nothing.
         let _ = g.rebalance(now, "converted from a consumer group");
+        g
+    }
+
+    /// The group's membership record while it is stable with members (what the next
+    /// coordinator restores); `None` otherwise.
+    pub fn membership(&self, now_ms: i64) -> Option<Membership> {
+        if self.state != GroupState::Stable || self.members.is_empty() {
+            return None;
+        }
+        let protocol = self.protocol_name.clone();
+        Some(Membership {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: protocol.clone(),
+            leader: self.leader.clone(),
+            state_timestamp_ms: now_ms,
+            members: self
+                .members()
+                .map(|m| MemberRecord {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: i32::try_from(m.rebalance_timeout.as_millis())
+                        .unwrap_or(i32::MAX),
+                    session_timeout_ms: i32::try_from(m.session_timeout.as_millis())
+                        .unwrap_or(i32::MAX),
+                    subscription: m.metadata_for(protocol.as_deref().unwrap_or_default()),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// A group as a previous coordinator left it ([`Group::membership`]): stable at its
+    /// generation, every member with its assignment, each session counted from `now` (the
+    /// members find this coordinator and heartbeat on without rejoining; one that does not
+    /// come back expires, and the group rebalances as usual).
+    pub fn restore(id: &str, m: &Membership, initial_delay: Duration, now: Instant) -> Group {
+        let mut g = Group::new(id, initial_delay);
+        g.generation = m.generation;
+        g.protocol_type = Some(m.protocol_type.clone());
+        g.protocol_name = m.protocol.clone();
+        g.leader = m.leader.clone();
+        for r in &m.members {
+            if let Some(instance) = &r.instance_id {
+                g.static_members
+                    .insert(instance.clone(), r.member_id.clone());
+            }
+            let seq = g.next_seq;
+            g.next_seq += 1;
+            g.members.insert(
+                r.member_id.clone(),
+                Member {
+                    id: r.member_id.clone(),
+                    instance_id: r.instance_id.clone(),
+                    client_id: r.client_id.clone(),
+                    client_host: r.client_host.clone(),
+                    protocol_type: m.protocol_type.clone(),
+                    protocols: vec![(
+                        m.protocol.clone().unwrap_or_default(),
+                        r.subscription.clone(),
+                    )],
+                    session_timeout: Duration::from_millis(r.session_timeout_ms.max(0) as u64),
+                    rebalance_timeout: Duration::from_millis(r.rebalance_timeout_ms.max(0) as u64),
+                    assignment: r.assignment.clone(),
+                    awaiting_join: false,
+                    awaiting_sync: false,
+                    last_heartbeat: now,
+                    seq,
+                },
+            );
+        }
+        let leader_known = g.leader.as_ref().is_some_and(|l| g.members.contains_key(l));
+        g.state = if g.members.is_empty() {
+            GroupState::Empty
+        } else {
+            if !leader_known {
+                let oldest = g.members().next().map(|x| x.id.clone());
+                g.leader = oldest;
+            }
+            GroupState::Stable
+        };
         g
     }
 

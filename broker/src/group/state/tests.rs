@@ -528,3 +528,39 @@ fn static_member_restart_keeps_its_assignment_without_rebalance() {
     assert_eq!(g.leave("", Some("host-b"), now).0, codes::NONE);
     assert!(g.member("b2").is_none());
 }
+
+#[test]
+fn a_stable_group_round_trips_through_its_membership_record() {
+    let now = Instant::now();
+    let g = stable_group(&["a", "b"], now);
+    let m = g.membership(42).unwrap();
+    assert_eq!((m.generation, m.state_timestamp_ms), (g.generation, 42));
+    assert_eq!(m.protocol.as_deref(), Some("range"));
+    assert_eq!(&m.members[1].subscription[..], b"meta:range");
+    let later = now + Duration::from_secs(100);
+    let mut r = Group::restore("g", &m, Duration::ZERO, later);
+    assert_eq!(r.state, GroupState::Stable);
+    assert_eq!(
+        (r.generation, r.leader.clone()),
+        (g.generation, g.leader.clone())
+    );
+    assert_eq!(r.membership(42), Some(m.clone()), "restored as it was");
+    // Sessions count from the restore, not from the last heartbeat the old coordinator saw.
+    assert!(r.tick(later + Duration::from_millis(9_999)).is_empty());
+    assert_eq!(r.heartbeat("a", None, g.generation, later), codes::NONE);
+    assert_eq!(
+        r.heartbeat("zz", None, g.generation, later),
+        codes::UNKNOWN_MEMBER_ID
+    );
+    // Not stable, or no members: no record.
+    let (_, _) = r.leave("a", None, later);
+    assert_eq!(r.membership(42), None);
+    // A record whose leader is not among its members gets the oldest member as leader.
+    let mut odd = m.clone();
+    odd.leader = Some("gone".into());
+    let r = Group::restore("g", &odd, Duration::ZERO, later);
+    assert_eq!(r.leader.as_deref(), Some("a"));
+    odd.members.clear();
+    let r = Group::restore("g", &odd, Duration::ZERO, later);
+    assert_eq!((r.state, r.generation), (GroupState::Empty, g.generation));
+}

@@ -1,6 +1,7 @@
 //! Consumer groups: two librdkafka members split the partitions, rebalance when one leaves,
 //! commit offsets, and a new member resumes from the commits after a broker restart; the same
-//! resume check with kafka-python's group implementation.
+//! resume check with kafka-python's group implementation. Each stable generation's membership
+//! record in `__consumer_offsets` is read back with Kafka 4.2's own formatter.
 
 mod common;
 
@@ -31,6 +32,53 @@ fn member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
         .expect("create group member");
     c.subscribe(&[topic]).expect("subscribe");
     c
+}
+
+/// The membership records of `group` in its partition of `__consumer_offsets`, oldest first,
+/// as Kafka 4.2's console consumer prints them with its `GroupMetadataMessageFormatter`
+/// (read by partition, so the tool joins no group).
+fn membership_records(bs: &str, group: &str) -> Vec<serde_json::Value> {
+    let partitions = rd_partition_count(bs, "__consumer_offsets").expect("__consumer_offsets");
+    let partitions = i32::try_from(partitions).expect("partition count");
+    let p = sluice_broker::group::partition_for(group, partitions).to_string();
+    let out = kafka_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            bs,
+            "--topic",
+            "__consumer_offsets",
+            "--partition",
+            &p,
+            "--offset",
+            "earliest",
+            "--timeout-ms",
+            "2000",
+            "--formatter",
+            "org.apache.kafka.tools.consumer.GroupMetadataMessageFormatter",
+        ],
+    );
+    // The formatter writes one JSON object per record, without separators; the tool's own log
+    // line about its timeout follows them on stdout.
+    serde_json::Deserializer::from_str(&out.stdout)
+        .into_iter::<serde_json::Value>()
+        .map_while(Result::ok)
+        .filter(|v| v["key"]["data"]["group"] == group)
+        .collect()
+}
+
+/// Waits until the last membership record of `group` lists `members` members; returns it.
+fn membership_with(bs: &str, group: &str, members: usize) -> serde_json::Value {
+    wait_for(
+        &format!("a membership record of {group} with {members} members"),
+        LONG,
+        Duration::from_millis(500),
+        || {
+            membership_records(bs, group)
+                .pop()
+                .filter(|r| r["value"]["data"]["members"].as_array().map(Vec::len) == Some(members))
+        },
+    )
 }
 
 fn assigned(c: &BaseConsumer) -> Vec<i32> {
@@ -112,6 +160,24 @@ fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_resta
         },
     );
     let (pa, pb) = (assigned(&a)[0], assigned(&b)[0]);
+    // The stable generation is in __consumer_offsets, in Kafka's format: both members, each
+    // with its client id, subscription and assignment.
+    let two = membership_with(&bs, &group, 2);
+    let data = &two["value"]["data"];
+    assert_eq!(data["protocolType"], "consumer", "{two}");
+    assert_eq!(data["protocol"], "range", "{two}");
+    let generation = data["generation"].as_i64().expect("generation");
+    for m in data["members"].as_array().expect("members") {
+        assert_eq!(m["clientId"], "rdkafka", "{m}");
+        assert!(
+            m["sessionTimeout"] == 30000 && m["rebalanceTimeout"] == 300000,
+            "{m}"
+        );
+        assert!(
+            !m["assignment"].as_str().unwrap_or_default().is_empty(),
+            "{m}"
+        );
+    }
 
     rd_produce_all(&bs, &topic, Some(0), 0..20, &[]);
     rd_produce_all(&bs, &topic, Some(1), 20..40, &[]);
@@ -159,6 +225,11 @@ fn rdkafka_group_of_two_rebalances_on_leave_and_resumes_from_commits_after_resta
         |_| assigned(&a) == vec![0, 1],
     );
     eprintln!("rebalance after LeaveGroup took {:?}", left.elapsed());
+    let one = membership_with(&bs, &group, 1);
+    assert!(
+        one["value"]["data"]["generation"].as_i64() > Some(generation),
+        "a later generation: {one}"
+    );
 
     // A reads only what is new on both partitions: on B's old one it resumes from B's commit.
     rd_produce_all(&bs, &topic, Some(0), 40..50, &[]);

@@ -2,7 +2,9 @@
 //! (`--default-replication-factor 3`, `--min-insync-replicas 2`, `fsync: always`), a librdkafka
 //! group committing synchronously, and the broker coordinating the group SIGKILLed. The group
 //! goes on with the leader of its `__consumer_offsets` partition on another broker: no
-//! acknowledged commit goes backwards, no record is skipped. The killed broker then comes back
+//! acknowledged commit goes backwards, no record is skipped, and the member is not even
+//! rebalanced (no partition revoked or assigned again): the new coordinator restores the
+//! group's membership from its record in `__consumer_offsets`. The killed broker then comes back
 //! on an empty volume, gets the committed offsets back by replication and coordinates the
 //! group again from its own copy.
 //!
@@ -15,13 +17,15 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use kafka_protocol::messages::{elect_leaders_request, ElectLeadersRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_broker::group::{partition_for, OFFSETS_TOPIC};
 
@@ -71,11 +75,30 @@ fn committed(bootstrap: &str) -> BTreeMap<i32, i64> {
     rd_committed(bootstrap, GROUP, TOPIC, PARTITIONS)
 }
 
+/// Counts the member's rebalances as librdkafka reports them.
+#[derive(Default)]
+struct Rebalances {
+    assigned: AtomicUsize,
+    revoked: AtomicUsize,
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(_) => self.assigned.fetch_add(1, Ordering::SeqCst),
+            Rebalance::Revoke(_) => self.revoked.fetch_add(1, Ordering::SeqCst),
+            Rebalance::Error(_) => 0,
+        };
+    }
+}
+
 /// A member of the group that reads and commits synchronously after every poll, and checks
 /// as it goes that no record is skipped (a partition never jumps past the next offset it has
 /// not read) and that every acknowledged commit moves forward.
 struct Member {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Rebalances>,
     /// Per partition: the offset after the highest record read.
     next: BTreeMap<i32, i64>,
     /// Every record read, first reads only.
@@ -112,7 +135,9 @@ impl Member {
     fn join_with(bootstrap: &str, resuming: &BTreeMap<i32, i64>, extra: &[(&str, &str)]) -> Member {
         let mut config = vec![("group.id", GROUP), ("auto.offset.reset", "earliest")];
         config.extend_from_slice(extra);
-        let consumer = rd_consumer(bootstrap, &config);
+        let consumer: BaseConsumer<Rebalances> = rd_consumer_config(bootstrap, &config)
+            .create_with_context(Rebalances::default())
+            .expect("create rdkafka consumer");
         consumer.subscribe(&[TOPIC]).expect("subscribe");
         Member {
             consumer,
@@ -121,6 +146,15 @@ impl Member {
             acked: BTreeMap::new(),
             refused_commits: 0,
         }
+    }
+
+    /// (assignments, revocations) so far.
+    fn rebalances(&self) -> (usize, usize) {
+        let c = self.consumer.context();
+        (
+            c.assigned.load(Ordering::SeqCst),
+            c.revoked.load(Ordering::SeqCst),
+        )
     }
 
     /// Reads until `want` distinct records were read and the last of them committed.
@@ -242,6 +276,12 @@ fn a_group_continues_on_a_new_coordinator_and_a_wiped_broker_gets_its_offsets_ba
         offsets[p]
     );
     let acked_before = member.acked.clone();
+    let rebalances_before = member.rebalances();
+    assert_eq!(
+        rebalances_before,
+        (1, 0),
+        "one assignment when the member joined"
+    );
 
     cluster.kill9(old);
     let survivors = cluster.bootstrap();
@@ -258,6 +298,15 @@ fn a_group_continues_on_a_new_coordinator_and_a_wiped_broker_gets_its_offsets_ba
         member.refused_commits
     );
     assert_ne!(new, old);
+    assert_eq!(
+        member.rebalances(),
+        rebalances_before,
+        "(assignments, revocations): the group was not rebalanced by the failover"
+    );
+    assert_eq!(
+        member.refused_commits, 0,
+        "no commit of the generation refused"
+    );
     let after = committed(&survivors);
     assert_not_behind(&after, &acked_before, "after the failover");
     assert_eq!(after, member.acked, "the last commits, as acknowledged");
@@ -313,6 +362,32 @@ fn a_group_continues_on_a_new_coordinator_and_a_wiped_broker_gets_its_offsets_ba
     let got: Vec<Consumed> = member.records.values().cloned().collect();
     assert_records_exact(&got, 600..630);
     assert_eq!(coordinator(&cluster, 0), old);
+
+    // A rolling restart's step: the coordinator stopped with SIGTERM (it hands its
+    // leaderships over) and started again. The member is not rebalanced either.
+    let rebalances = member.rebalances();
+    cluster.terminate(old);
+    let survivors = cluster.bootstrap();
+    rd_produce_all(&survivors, TOPIC, None, 630..660, &[("acks", "all")]);
+    member.read_until(60, Duration::from_secs(60));
+    let moved_to = coordinator(&cluster, cluster.running()[0]);
+    assert_ne!(moved_to, old);
+    cluster.spawn(old);
+    rd_produce_all(
+        &cluster.bootstrap(),
+        TOPIC,
+        None,
+        660..690,
+        &[("acks", "all")],
+    );
+    member.read_until(90, Duration::from_secs(60));
+    let got: Vec<Consumed> = member.records.values().cloned().collect();
+    assert_records_exact(&got, 600..690);
+    assert_eq!(
+        member.rebalances(),
+        rebalances,
+        "(assignments, revocations): not rebalanced by the coordinator's restart"
+    );
 }
 
 #[test]

@@ -661,6 +661,18 @@ impl ProcessCluster {
         self.brokers[id as usize] = Some(b);
     }
 
+    /// Stops broker `id` with SIGTERM (a controlled shutdown: it hands its leaderships over)
+    /// and waits for it to exit 0.
+    pub fn terminate(&mut self, id: i32) {
+        if let Some(mut b) = self.brokers[id as usize].take() {
+            let status = b.sigterm_and_wait(Duration::from_secs(60));
+            assert!(
+                status.success(),
+                "broker {id} exited with {status} after SIGTERM"
+            );
+        }
+    }
+
     /// SIGKILLs broker `id` (no shutdown, no final fsync).
     pub fn kill9(&mut self, id: i32) {
         if let Some(mut b) = self.brokers[id as usize].take() {
@@ -943,6 +955,14 @@ pub fn rd_produce_all(
 /// A librdkafka consumer for manual assignment (librdkafka wants a group.id even then; it never
 /// joins the group unless subscribed), checking CRCs.
 pub fn rd_consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    rd_consumer_config(bootstrap, extra)
+        .create()
+        .expect("create rdkafka consumer")
+}
+
+/// The configuration [`rd_consumer`] creates its consumer from (for a consumer with a context
+/// of the test's own).
+pub fn rd_consumer_config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
         .set("group.id", "sluice-tests-reader")
@@ -954,7 +974,7 @@ pub fn rd_consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     for (k, v) in extra {
         cfg.set(*k, *v);
     }
-    cfg.create().expect("create rdkafka consumer")
+    cfg
 }
 
 /// Converts an rdkafka message into a [`Consumed`].

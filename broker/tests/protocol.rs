@@ -1077,6 +1077,16 @@ async fn max_timestamp_and_leader_epoch_end_offsets() {
         (p.error_code, p.offset, p.timestamp),
         (0, 2, 1_700_000_000_002)
     );
+    // Earliest-local (-4) is the log start; latest-tiered (-5, KIP-1005) has no offset when
+    // nothing is in remote storage, as Kafka answers (`kafka-get-offsets.sh --time -5`).
+    let lo = list_offsets_req("epochs", &[(0, -4)]);
+    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 9, &lo).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset), (0, 0));
+    let lo = list_offsets_req("epochs", &[(0, -5)]);
+    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 9, &lo).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.timestamp), (0, -1, -1));
 
     let versions = c.api_versions().await;
     let range = versions

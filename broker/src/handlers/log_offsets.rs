@@ -20,7 +20,9 @@ use super::codes;
 use crate::context::BrokerContext;
 
 /// Earliest (-2), latest (-1), max timestamp (-3: the first record carrying the partition's
-/// largest timestamp), earliest-local (-4) or by timestamp (>= 0).
+/// largest timestamp), earliest-local (-4: the log start, every record being local), latest
+/// tiered (-5, KIP-1005: no offset, -1, as Kafka answers without remote storage) or by
+/// timestamp (>= 0).
 pub fn list_offsets(
     ctx: &Arc<BrokerContext>,
     version: i16,
@@ -48,7 +50,9 @@ pub fn list_offsets(
             ) {
                 Err(code) => pr.error_code = code,
                 Ok(log) => match p.timestamp {
-                    -2 | -4 | -5 => pr.offset = log.log_start_offset(),
+                    -2 | -4 => pr.offset = log.log_start_offset(),
+                    // Nothing is tiered: offset and timestamp stay -1.
+                    -5 => {}
                     -1 if committed => pr.offset = log.last_stable_offset(),
                     -1 => pr.offset = log.high_watermark(),
                     // MAX_TIMESTAMP (v7+): the first record carrying the largest timestamp.

@@ -44,6 +44,21 @@ impl Queue {
     fn take(&self) -> Vec<OffsetRecord> {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
+
+    /// Queues the record `group` needs now (see [`record_for`]).
+    pub(super) fn note(&self, group: &Group, written: &mut Option<Fingerprint>) {
+        if let Some(r) = record_for(group, written) {
+            self.push(r);
+        }
+    }
+
+    /// Queues a tombstone for a group that leaves this coordinator's classic groups while it
+    /// had a record (it became a consumer group).
+    pub(super) fn forget(&self, group: &str, written: &mut Option<Fingerprint>) {
+        if written.take().is_some() {
+            self.push(tombstone(group));
+        }
+    }
 }
 
 /// What a group's last membership record says, cheaply comparable: its generation and a hash
@@ -70,7 +85,7 @@ impl Fingerprint {
 
 /// The record `group` needs now, if any, given the fingerprint of the last one written
 /// (`None`: no record, or a tombstone); `written` is updated to match.
-pub(super) fn record_for(group: &Group, written: &mut Option<Fingerprint>) -> Option<OffsetRecord> {
+fn record_for(group: &Group, written: &mut Option<Fingerprint>) -> Option<OffsetRecord> {
     if group.state == GroupState::Stable {
         let now = Fingerprint::of(group);
         if *written == Some(now) {
@@ -89,27 +104,10 @@ pub(super) fn record_for(group: &Group, written: &mut Option<Fingerprint>) -> Op
     None
 }
 
-pub(super) fn tombstone(group: &str) -> OffsetRecord {
+fn tombstone(group: &str) -> OffsetRecord {
     OffsetRecord::Membership {
         group: group.to_string(),
         membership: None,
-    }
-}
-
-impl Queue {
-    /// Queues the record `group` needs now (see [`record_for`]).
-    pub(super) fn note(&self, group: &Group, written: &mut Option<Fingerprint>) {
-        if let Some(r) = record_for(group, written) {
-            self.push(r);
-        }
-    }
-
-    /// Queues a tombstone for a group that leaves this coordinator's classic groups while it
-    /// had a record (it became a consumer group).
-    pub(super) fn forget(&self, group: &str, written: &mut Option<Fingerprint>) {
-        if written.take().is_some() {
-            self.push(tombstone(group));
-        }
     }
 }
 

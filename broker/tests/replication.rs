@@ -8,6 +8,9 @@
 //!   and is refused with NOT_ENOUGH_REPLICAS with one; back (SIGCONT), the ISR expands again;
 //! - truncation: a former leader holding records no follower got (acks=1) rejoins and ends with
 //!   exactly the new leader's log, byte for byte;
+//! - an idempotent producer's pipelined batches sent to a new leader the moment its metadata
+//!   names it (while it is still taking up the leaderships of a killed broker) are all
+//!   appended, in sequence;
 //! - the Java client across a leader kill, and Apache Kafka's `kafka-topics.sh` (TopicCommand) and
 //!   `kafka-reassign-partitions.sh` (ReassignPartitionsCommand) on replica sets.
 //!
@@ -35,10 +38,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kafka_protocol::messages::{
-    metadata_request, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
-    MetadataResponse,
+    metadata_request, produce_request, FindCoordinatorRequest, FindCoordinatorResponse,
+    InitProducerIdRequest, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, HeaderVersion};
 use kafka_protocol::records::Compression;
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
@@ -1602,4 +1607,141 @@ fn a_replica_refilled_from_a_compacted_leader_holds_the_latest_value_of_every_ke
     for k in 0..keys {
         assert_eq!(latest[&format!("k{k}")].1, value(rounds - 1, k), "k{k}");
     }
+}
+
+/// The leader of many partitions is killed; a producer that learns the new leader from that
+/// broker's own metadata sends it five pipelined idempotent batches at once (as clients with
+/// `max.in.flight.requests.per.connection=5` do). The new leader may still be taking the
+/// leaderships up then (a leader-epoch cache write each); every batch must be appended, in
+/// sequence. A first batch refused while a later one is appended would leave the producer
+/// retrying a sequence the leader has gone past, forever (the Kafka Streams exactly-once test
+/// once hung on exactly that).
+#[test]
+fn pipelined_idempotent_batches_reach_a_new_leader_in_sequence() {
+    const PARTITIONS: usize = 240;
+    const BATCHES: i32 = 5;
+    const RECORDS: i32 = 10;
+    let _s = serial();
+    let mut c = start_cluster(3, 10_000);
+    let topic = topic_name("takeup");
+    // Broker 1 leads every partition and broker 2 is next in line: killed, broker 1 hands
+    // broker 2 all of them at once.
+    let assignment: Vec<[i32; 3]> = (0..PARTITIONS).map(|_| [1, 2, 0]).collect();
+    let assignment: Vec<&[i32]> = assignment.iter().map(|a| a.as_slice()).collect();
+    c.create(
+        0,
+        NewTopic::new(
+            &topic,
+            PARTITIONS as i32,
+            TopicReplication::Variable(&assignment),
+        ),
+    );
+    let addr = c.kafka(2).parse().expect("broker address");
+    let mut producer = RawClient::connect(addr);
+    let resp = producer.send(
+        &InitProducerIdRequest::default()
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+            .with_producer_epoch(-1),
+        4,
+    );
+    assert_eq!(resp.error_code, 0, "InitProducerId");
+    let (pid, epoch) = (resp.producer_id.0, resp.producer_epoch);
+    let mut poll = RawClient::connect(addr);
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(tname(&topic)))]))
+        .with_allow_auto_topic_creation(false);
+
+    c.kill(1);
+    // As fast as broker 2 answers: the burst should land right after its metadata changed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let md = poll.send(&metadata, 12);
+        let leader = md
+            .topics
+            .first()
+            .and_then(|t| t.partitions.iter().find(|p| p.partition_index == 0))
+            .map(|p| p.leader_id.0);
+        if leader == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}-0: broker 2 did not name itself leader within 60 s (last: {leader:?})"
+        );
+    }
+    let mut burst = Vec::new();
+    for b in 0..BATCHES {
+        let values: Vec<Vec<u8>> = (0..RECORDS)
+            .map(|i| format!("batch {b} record {i}").into_bytes())
+            .collect();
+        let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let batch = encode_batch(&values, Compression::None, Some((pid, epoch, b * RECORDS)));
+        let req = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(tname(&topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch)),
+                ])]);
+        burst.extend(producer.frame(&req, 9));
+    }
+    std::io::Write::write_all(&mut producer.stream, &burst).expect("write the burst");
+    let answers: Vec<(i16, i64, Option<String>)> = (0..BATCHES)
+        .map(|b| {
+            let frame = producer
+                .read_frame()
+                .expect("read a produce answer")
+                .unwrap_or_else(|| panic!("broker 2 closed the connection before answer {b}"));
+            let mut buf = bytes::Bytes::from(frame);
+            ResponseHeader::decode(&mut buf, ProduceResponse::header_version(9))
+                .expect("produce response header");
+            let resp = ProduceResponse::decode(&mut buf, 9).expect("produce response");
+            let p = resp
+                .responses
+                .first()
+                .and_then(|t| t.partition_responses.first())
+                .expect("a partition in the produce answer");
+            (
+                p.error_code,
+                p.base_offset,
+                p.error_message.as_ref().map(|m| m.to_string()),
+            )
+        })
+        .collect();
+    let first = answers[0].1;
+    for (b, (code, base, message)) in answers.iter().enumerate() {
+        assert!(
+            *code == 0 && *base == first + b as i64 * i64::from(RECORDS),
+            "batch {b} (sequence {}): error {code} ({message:?}) at offset {base}; all answers: \
+             {answers:?}",
+            b as i32 * RECORDS
+        );
+    }
+    let got = rd_consume_from_start(
+        &c.bootstrap(&[0, 2]),
+        &topic,
+        &[0],
+        (BATCHES * RECORDS) as usize,
+        Duration::from_secs(60),
+    );
+    let read: Vec<(i64, String)> = got
+        .iter()
+        .map(|r| {
+            let value = r.record.value.as_deref().unwrap_or_default();
+            (r.offset, String::from_utf8_lossy(value).into_owned())
+        })
+        .collect();
+    let sent: Vec<(i64, String)> = (0..BATCHES * RECORDS)
+        .map(|n| {
+            let value = format!("batch {} record {}", n / RECORDS, n % RECORDS);
+            (first + i64::from(n), value)
+        })
+        .collect();
+    assert_eq!(read, sent, "records read back, with their offsets");
 }

@@ -114,7 +114,7 @@ fn owner(me: i32, record: Option<&PartitionRecord>) -> Ownership {
 /// (`-1`: not given) is older (FENCED_LEADER_EPOCH) or newer (UNKNOWN_LEADER_EPOCH) than ours.
 /// The metadata and this broker's replication role must agree: a leadership the replica
 /// manager has not taken up yet (moments after the metadata changed) is NOT_LEADER_OR_FOLLOWER,
-/// which clients retry.
+/// which clients retry (Produce waits for it instead: `produce::taken_up`).
 pub fn local_partition(
     ctx: &BrokerContext,
     topic: &str,

@@ -273,7 +273,7 @@ pub async fn dispatch(
                 ),
                 _ => 0,
             };
-            produce::handle(ctx, raw, req, &access, cluster_write, throttle)?
+            produce::handle(ctx, raw, req, &access, cluster_write, throttle).await?
         }
         ApiKey::Fetch => {
             let metered = Metered::of(ctx, caller, &header);

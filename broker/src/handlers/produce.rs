@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::FutureExt;
@@ -58,6 +58,45 @@ struct ReplicatedWait {
     tenure: Option<tokio_util::sync::CancellationToken>,
 }
 
+/// The longest a produce request waits for this broker to take up a leadership the metadata
+/// already gives it (bounded by the request's own `timeout_ms` too).
+const TAKE_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// A partition the metadata says this broker leads, but whose leadership the replica manager
+/// is still taking up, is waited for rather than refused. The connection reads its next
+/// request only once this one's appends are done, so a producer's pipelined batches still
+/// arrive in sequence: refusing this batch while the next one, read a moment later, is
+/// appended would leave an idempotent producer retrying a sequence the new leader has gone
+/// past (the first batch of a producer the leader has no state for may carry any sequence,
+/// as on Kafka), and it would retry it forever.
+async fn taken_up(
+    ctx: &BrokerContext,
+    topic: &str,
+    partition: i32,
+    timeout_ms: i32,
+) -> Result<(Arc<PartitionLog>, i32), i16> {
+    let catalog::Ownership::Here(epoch) = catalog::ownership(ctx, topic, partition) else {
+        return Err(catalog::NOT_LEADER_OR_FOLLOWER);
+    };
+    let wait = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0)).min(TAKE_UP_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    if ctx
+        .replicas
+        .await_lead(topic, partition, epoch, deadline)
+        .await
+    {
+        tracing::debug!(
+            topic,
+            partition,
+            epoch,
+            "produce waited for the leadership to be taken up"
+        );
+        catalog::leader_partition(ctx, topic, partition, -1)
+    } else {
+        Err(catalog::NOT_LEADER_OR_FOLLOWER)
+    }
+}
+
 /// The in-sync replicas of a partition, by the metadata.
 fn in_sync(ctx: &BrokerContext, topic: &str, partition: i32) -> Vec<i32> {
     ctx.cluster
@@ -81,7 +120,7 @@ pub fn bytes_of(req: &ProduceRequest) -> usize {
         .sum()
 }
 
-pub fn handle(
+pub async fn handle(
     ctx: &Arc<BrokerContext>,
     raw: RawHeader,
     req: ProduceRequest,
@@ -169,7 +208,12 @@ pub fn handle(
                 let log = match &meta {
                     None if by_id => Err(codes::UNKNOWN_TOPIC_ID),
                     None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                    Some(m) => catalog::leader_partition(ctx, &m.name, p.index, -1),
+                    Some(m) => match catalog::leader_partition(ctx, &m.name, p.index, -1) {
+                        Err(catalog::NOT_LEADER_OR_FOLLOWER) => {
+                            taken_up(ctx, &m.name, p.index, req_timeout_ms).await
+                        }
+                        found => found,
+                    },
                 };
                 match log {
                     Err(code) => {
@@ -262,8 +306,7 @@ pub fn handle(
     let ctx2 = Arc::clone(ctx);
     // The producer's request timeout bounds the wait (a stuck disk or follower answers
     // REQUEST_TIMED_OUT instead of holding the connection forever).
-    let timeout =
-        std::time::Duration::from_millis(u64::try_from(req_timeout_ms).unwrap_or(0).max(1));
+    let timeout = Duration::from_millis(u64::try_from(req_timeout_ms).unwrap_or(0).max(1));
     Ok(Reply::Later(
         async move {
             let results = futures::future::join_all(waits.iter().map(|w| async {

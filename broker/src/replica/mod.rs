@@ -127,6 +127,8 @@ pub struct ReplicaManager {
     sync: Mutex<()>,
     listener: std::sync::OnceLock<Arc<dyn LeadershipListener>>,
     fetchers: FetcherSet,
+    /// Bumped after every role sync: what [`ReplicaManager::await_lead`] waits on.
+    synced: tokio::sync::watch::Sender<u64>,
     shutdown: CancellationToken,
 }
 
@@ -154,6 +156,7 @@ impl ReplicaManager {
             led: Mutex::new(BTreeMap::new()),
             sync: Mutex::new(()),
             listener: std::sync::OnceLock::new(),
+            synced: tokio::sync::watch::channel(0).0,
             shutdown,
         })
     }
@@ -185,6 +188,43 @@ impl ReplicaManager {
         let _serial = lock(&self.sync);
         let state = self.cluster.state();
         self.apply_roles(&state);
+        self.synced.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits, until `deadline`, for this broker to lead `topic`-`partition` at `epoch`, which
+    /// the metadata already says it does: the role sync that takes the leadership up (a
+    /// leader-epoch cache write, with its fsyncs) runs moments after the metadata changed.
+    /// True once it leads; false at the deadline, or as soon as the metadata moves the
+    /// leadership on.
+    pub async fn await_lead(
+        &self,
+        topic: &str,
+        partition: i32,
+        epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        // Subscribed before looking, so a sync that ends in between still wakes us.
+        let mut synced = self.synced.subscribe();
+        loop {
+            if self
+                .leader_log(topic, partition)
+                .is_some_and(|(_, led)| led == epoch)
+            {
+                return true;
+            }
+            let still_ours = self
+                .cluster
+                .state()
+                .partition(topic, partition)
+                .is_some_and(|p| p.leader == self.me && p.leader_epoch == epoch);
+            if !still_ours {
+                return false;
+            }
+            match tokio::time::timeout_at(deadline, synced.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
     }
 
     fn apply_roles(&self, state: &ClusterState) {

@@ -182,6 +182,12 @@ pub enum LogError {
         start: i64,
         end: i64,
     },
+    #[error(
+        "producer {producer_id}: this broker began leading the partition moments ago and has \
+         no batch of this producer, whose batch starts at sequence {got}: its earlier batches \
+         must come first"
+    )]
+    SequenceBeforeFirst { producer_id: i64, got: i32 },
     #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
     OutOfOrderSequence {
         producer_id: i64,
@@ -226,6 +232,7 @@ impl LogError {
             LogError::MessageTooLarge { .. } => 10,      // MESSAGE_TOO_LARGE
             LogError::OffsetOutOfRange { .. } => 1,      // OFFSET_OUT_OF_RANGE
             LogError::OutOfOrderSequence { .. } => 45,   // OUT_OF_ORDER_SEQUENCE_NUMBER
+            LogError::SequenceBeforeFirst { .. } => 45,  // OUT_OF_ORDER_SEQUENCE_NUMBER
             LogError::InvalidProducerEpoch { .. } => 47, // INVALID_PRODUCER_EPOCH
             LogError::CoordinatorFenced { .. } => 52,    // TRANSACTION_COORDINATOR_FENCED
             LogError::TopicAlreadyExists { .. } => 36,   // TOPIC_ALREADY_EXISTS

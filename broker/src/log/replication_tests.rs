@@ -75,6 +75,44 @@ fn a_new_leader_records_where_its_epoch_starts_and_stamps_it() {
 }
 
 #[test]
+fn a_new_leader_wants_an_unknown_producers_first_batch_before_its_later_ones() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = PartitionLog::open(dir.path().join("t-0"), cfg()).expect("open");
+    // Never led here: an unknown producer may start anywhere (its state expired), as on Kafka.
+    log.append(B::idem(7, 0, 40, 2).build())
+        .expect("an unknown producer at sequence 40");
+    // A producer that wrote before the leadership moved is known from the replicated log.
+    log.append_replicated(stored_idem(2, 1, 8, 0, 3))
+        .expect("producer 8's batch, replicated");
+    log.become_leader(2).expect("leader at 2");
+    let e = log.append(B::idem(9, 0, 5, 1).build()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LogError::SequenceBeforeFirst {
+                producer_id: 9,
+                got: 5
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.kafka_code(), 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    assert_eq!(log.log_end_offset(), 5, "nothing appended");
+    // Its first batch, then the one refused, in sequence.
+    log.append(B::idem(9, 0, 0, 5).build()).expect("sequence 0");
+    log.append(B::idem(9, 0, 5, 1).build()).expect("sequence 5");
+    // Known producers go on where they were.
+    log.append(B::idem(8, 0, 3, 1).build())
+        .expect("producer 8 at 3");
+    log.append(B::idem(7, 0, 42, 1).build())
+        .expect("producer 7 at 42");
+    assert!(matches!(
+        log.append(B::idem(8, 0, 9, 1).build()),
+        Err(LogError::OutOfOrderSequence { expected: 4, .. })
+    ));
+}
+
+#[test]
 fn a_lost_or_damaged_epoch_file_is_rebuilt_from_the_batches() {
     let dir = tempfile::tempdir().expect("tmp");
     let pdir = dir.path().join("t-0");

@@ -31,6 +31,19 @@ enum Origin {
 /// The leading bytes of a batch that an append rewrites (base offset and partition leader
 /// epoch, `batch::rewrite_offset_and_epoch`); a batch header is longer, so every batch has them.
 const PATCHED: usize = 16;
+
+/// For this long after this broker began to lead a partition, a batch of a producer it has no
+/// state for must start at sequence 0. A producer's sequences are per partition, so its first
+/// batch here starts at 0, and every producer that wrote before is known from the replicated
+/// log. One that is not, with a later sequence, saw its earlier batches refused (the client
+/// learned of the new leader from a broker that applied the change sooner than this one did,
+/// and its first batches arrived while this broker still thought another led) and pipelined
+/// the next ones behind them. Appending those would leave the refused batches' retries behind
+/// the sequence, refused for good; OUT_OF_ORDER_SEQUENCE_NUMBER on a batch that does not come
+/// next makes Kafka clients retry it after the earlier ones. Later in a tenure an unknown
+/// producer may start anywhere, as on Kafka (its state expired, or retention removed its
+/// batches).
+pub(crate) const NEW_LEADER_SEQUENCE_WINDOW_MS: i64 = 10_000;
 const _: () = assert!(PATCHED <= batch::HEADER_LEN);
 
 impl PartitionLog {
@@ -153,6 +166,16 @@ impl PartitionLog {
                 scratch.check_marker(h, None)?;
                 scratch.begin_txn(h, now);
             } else if h.is_idempotent() {
+                if h.base_sequence > 0
+                    && !scratch.producers.contains_key(&h.producer_id)
+                    && now.saturating_sub(sh.tenure_began_ms.load(Ordering::SeqCst))
+                        < NEW_LEADER_SEQUENCE_WINDOW_MS
+                {
+                    return Err(LogError::SequenceBeforeFirst {
+                        producer_id: h.producer_id,
+                        got: h.base_sequence,
+                    });
+                }
                 match scratch.check(h)? {
                     SeqCheck::Append => scratch.record(h, append_time, now),
                     SeqCheck::Duplicate(m) if single => {

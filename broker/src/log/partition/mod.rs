@@ -152,6 +152,9 @@ struct Shared {
     log_end: AtomicI64,
     log_start: AtomicI64,
     leader_epoch: AtomicI32,
+    /// When this broker last began to lead the partition (ms since the epoch; `i64::MIN`:
+    /// never): for a while after, see `append::NEW_LEADER_SEQUENCE_WINDOW_MS`.
+    tenure_began_ms: AtomicI64,
     failed: AtomicBool,
     /// Handed over to another broker (a partition move's last step): appends are refused.
     fenced: AtomicBool,

@@ -242,6 +242,7 @@ impl PartitionLog {
             log_end: AtomicI64::new(next_offset),
             log_start: AtomicI64::new(log_start),
             leader_epoch: AtomicI32::new(0),
+            tenure_began_ms: AtomicI64::new(i64::MIN),
             failed: AtomicBool::new(false),
             fenced: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),

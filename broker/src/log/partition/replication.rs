@@ -158,6 +158,8 @@ impl PartitionLog {
         let snapshot = {
             let mut inner = lock(&sh.inner);
             sh.leader_epoch.store(epoch, Ordering::SeqCst);
+            sh.tenure_began_ms
+                .store(crate::log::now_ms(), Ordering::SeqCst);
             let end = inner.next_offset;
             inner
                 .epochs

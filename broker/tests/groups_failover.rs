@@ -8,6 +8,10 @@
 //! on an empty volume, gets the committed offsets back by replication and coordinates the
 //! group again from its own copy.
 //!
+//! A member answered SyncGroup has its generation on the group's partition already: the
+//! coordinator SIGKILLed the moment the answer arrives, the next one knows the member at that
+//! generation (its heartbeat is answered, not ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID).
+//!
 //! The same kill under the KIP-848 protocol (`group.protocol=consumer`): the member, unknown to
 //! the new coordinator (membership is in memory), rejoins there and reads on from its commits.
 //!
@@ -21,7 +25,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafka_protocol::messages::{elect_leaders_request, ElectLeadersRequest, TopicName};
+use kafka_protocol::messages::{
+    elect_leaders_request, join_group_request, sync_group_request, ElectLeadersRequest,
+    HeartbeatRequest, JoinGroupRequest, SyncGroupRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
@@ -443,5 +450,106 @@ fn a_consumer_protocol_group_rejoins_on_a_new_coordinator_without_skipping_a_rec
     assert!(
         line.split_whitespace().nth(1) == Some("Consumer"),
         "listed as a consumer group: {line}"
+    );
+}
+
+/// JoinGroup v5 of one dynamic member (`member`: empty on the first join) of `group`:
+/// (error, generation, member id, leader id).
+fn raw_join(c: &mut RawClient, group: &str, member: &str) -> (i16, i32, String, String) {
+    let req = JoinGroupRequest::default()
+        .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_string(
+            group.to_string(),
+        )))
+        .with_session_timeout_ms(60_000)
+        .with_rebalance_timeout_ms(60_000)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(bytes::Bytes::from_static(b"subscription"))]);
+    let r = c.send(&req, 5);
+    (
+        r.error_code,
+        r.generation_id,
+        r.member_id.to_string(),
+        r.leader.to_string(),
+    )
+}
+
+#[test]
+fn a_member_answered_sync_group_is_known_to_the_next_coordinator() {
+    const GROUP: &str = "synced-then-killed";
+    let mut cluster = ProcessCluster::start(3, 7, FLAGS);
+    let coord = find_coordinator(cluster.broker(0).kafka_addr, GROUP);
+    // `__consumer_offsets` at three copies, all in sync, before the member joins.
+    wait_for(
+        "the group's offsets partition in sync on three brokers",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let parts = layout(&cluster.bootstrap(), OFFSETS_TOPIC);
+            let partition = partition_for(GROUP, parts.len() as i32) as usize;
+            let (leader, _, isr) = parts.get(partition)?.clone();
+            (leader == coord && isr.len() == 3).then_some(())
+        },
+    );
+    let mut c = RawClient::connect(cluster.broker(coord).kafka_addr);
+    let (code, _, member, _) = raw_join(&mut c, GROUP, "");
+    assert_eq!(
+        code, 79,
+        "the first JoinGroup v5 asks for a member id (MEMBER_ID_REQUIRED)"
+    );
+    let (code, generation, member2, leader) = raw_join(&mut c, GROUP, &member);
+    assert_eq!(code, 0, "JoinGroup with the member id");
+    assert_eq!(
+        (member2.as_str(), leader.as_str()),
+        (member.as_str(), member.as_str())
+    );
+    let sync = SyncGroupRequest::default()
+        .with_group_id(kafka_protocol::messages::GroupId(
+            StrBytes::from_static_str(GROUP),
+        ))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.clone()))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member.clone()))
+                .with_assignment(bytes::Bytes::from_static(b"assignment")),
+        ]);
+    let r = c.send(&sync, 3);
+    assert_eq!(r.error_code, 0, "SyncGroup");
+    assert_eq!(&r.assignment[..], b"assignment");
+    cluster.kill9(coord);
+
+    let survivor = cluster.running()[0];
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(kafka_protocol::messages::GroupId(
+            StrBytes::from_static_str(GROUP),
+        ))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.clone()));
+    let answered = wait_for(
+        "a heartbeat answered by the group's next coordinator",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let next = find_coordinator(cluster.broker(survivor).kafka_addr, GROUP);
+            if next == coord {
+                return None;
+            }
+            let mut c =
+                RawClient::try_connect(cluster.broker(next).kafka_addr, Duration::from_secs(10))
+                    .ok()?;
+            let code = c.try_send(&heartbeat, 3).ok()?.error_code;
+            // NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE: not yet.
+            (![16, 14, 15].contains(&code)).then_some((next, code))
+        },
+    );
+    assert_eq!(
+        answered.1, 0,
+        "broker {} answered the heartbeat of {member} at generation {generation} with error {} \
+         (22: ILLEGAL_GENERATION, 25: UNKNOWN_MEMBER_ID, 27: REBALANCE_IN_PROGRESS)",
+        answered.0, answered.1
     );
 }

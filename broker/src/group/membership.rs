@@ -199,7 +199,14 @@ impl GroupCoordinator {
         };
         self.wake.notify_one();
         match rx.await {
-            Ok(result) => sync_response(version, result),
+            Ok(result) => {
+                if result.error == codes::NONE {
+                    // The membership record of this generation is queued by now (`Slot::deliver`
+                    // queues it before answering): the member goes on once it is written.
+                    self.memberships.flushed(self.config.commit_timeout).await;
+                }
+                sync_response(version, result)
+            }
             Err(_) => sync_response(version, SyncResult::error(codes::COORDINATOR_NOT_AVAILABLE)),
         }
     }

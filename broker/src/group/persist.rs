@@ -7,18 +7,22 @@
 //! tombstone once it has no members. Kafka writes the same records (`GroupMetadataKey` /
 //! `GroupMetadataValue`), and its tools read ours.
 //!
-//! How: unlike Kafka, a SyncGroup is not held until its record is replicated; records queue
-//! here in order and one task appends them, batched per partition. A record that is lost (the
-//! coordinator dies first, or the write fails) leaves the previous one, which describes a
-//! generation the group really had: its members that moved on hear ILLEGAL_GENERATION or
-//! UNKNOWN_MEMBER_ID from the next coordinator and rejoin, as every member did before this
-//! existed. So the records may lag the group; they never describe a group that did not exist.
+//! How: records queue here in order and one task appends them, batched per partition (many
+//! groups stabilizing at once share a write). As on Kafka, a successful SyncGroup is answered
+//! only once the records queued before it are written (every in-sync replica has them), so a
+//! member never works at a generation a failover could forget. A write that fails (or takes
+//! longer than the commit timeout) still lets the SyncGroup through: the previous record then
+//! describes a generation the group really had, and its members that moved on hear
+//! ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID from the next coordinator and rejoin, as every
+//! member did before this existed. So a record never describes a group that did not exist.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::records::OffsetRecord;
@@ -26,23 +30,57 @@ use super::state::{Group, GroupState};
 use super::{now_ms, GroupCoordinator};
 
 /// Membership records waiting to be appended, in the order they were made.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Queue {
-    pending: Mutex<Vec<OffsetRecord>>,
+    pending: Mutex<Pending>,
     wake: Notify,
+    /// How many records were ever queued and then written (or given up on): what
+    /// [`Queue::flushed`] waits on.
+    done: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    records: Vec<OffsetRecord>,
+    /// How many records were ever queued.
+    queued: u64,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue {
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            done: watch::channel(0).0,
+        }
+    }
 }
 
 impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn push(&self, record: OffsetRecord) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(record);
+        let mut p = self.lock();
+        p.records.push(record);
+        p.queued += 1;
+        drop(p);
         self.wake.notify_one();
     }
 
-    fn take(&self) -> Vec<OffsetRecord> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The queued records, and the count of records ever queued up to the last of them.
+    fn take(&self) -> (Vec<OffsetRecord>, u64) {
+        let mut p = self.lock();
+        (std::mem::take(&mut p.records), p.queued)
+    }
+
+    /// Waits (at most `timeout`) until every record queued so far has been written or given
+    /// up on.
+    pub(super) async fn flushed(&self, timeout: Duration) {
+        let target = self.lock().queued;
+        let mut done = self.done.subscribe();
+        let _ = tokio::time::timeout(timeout, done.wait_for(|d| *d >= target)).await;
     }
 
     /// Queues the record `group` needs now (see [`record_for`]).
@@ -135,7 +173,8 @@ impl GroupCoordinator {
     /// groups were dropped here too).
     async fn write_memberships(&self) {
         let mut by_partition: BTreeMap<i32, Vec<OffsetRecord>> = BTreeMap::new();
-        for r in self.memberships.take() {
+        let (records, through) = self.memberships.take();
+        for r in records {
             if let Some(p) = self.partition_of(r.group()) {
                 by_partition.entry(p).or_default().push(r);
             }
@@ -154,5 +193,8 @@ impl GroupCoordinator {
                 }
             }
         }
+        self.memberships
+            .done
+            .send_modify(|d| *d = (*d).max(through));
     }
 }

@@ -365,3 +365,65 @@ fn kafka_configs_describes_where_each_config_comes_from() {
         "{session}"
     );
 }
+
+/// `kafka-features.sh describe` (Kafka 4.2's FeatureCommand) lists what this broker supports
+/// and has on: the consumer group protocol and share groups, and no KIP-890 transactions;
+/// `upgrade` is refused (the features are fixed by the binary).
+#[test]
+fn kafka_features_describes_the_supported_and_finalized_features() {
+    let broker = TestBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let out = kafka_tool(
+        "org.apache.kafka.tools.FeatureCommand",
+        &["--bootstrap-server", &bs, "describe"],
+    );
+    let lines: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Feature:"))
+        .map(|l| l.split('\t').map(str::trim).collect())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            vec![
+                "Feature: group.version",
+                "SupportedMinVersion: 0",
+                "SupportedMaxVersion: 1",
+                "FinalizedVersionLevel: 1",
+                "Epoch: 0"
+            ],
+            vec![
+                "Feature: share.version",
+                "SupportedMinVersion: 0",
+                "SupportedMaxVersion: 1",
+                "FinalizedVersionLevel: 1",
+                "Epoch: 0"
+            ],
+            vec![
+                "Feature: transaction.version",
+                "SupportedMinVersion: 0",
+                "SupportedMaxVersion: 0",
+                "FinalizedVersionLevel: 0",
+                "Epoch: 0"
+            ],
+        ],
+        "{}",
+        out.stdout
+    );
+    let (ok, refused) = try_kafka_tool(
+        "org.apache.kafka.tools.FeatureCommand",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "upgrade",
+            "--feature",
+            "transaction.version=2",
+        ],
+    );
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        !ok && said.contains("does not support UPDATE_FEATURES"),
+        "{said}"
+    );
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::codes;
 use crate::error::BrokerError;
@@ -21,16 +21,15 @@ pub fn reply(peer: SocketAddr, raw: RawHeader, body: &mut Bytes) -> Result<Bytes
         return codec::encode_response(raw, 0, 0, &unsupported_version_response());
     }
     codec::decode_header(peer, ApiKey::ApiVersions, raw, body)?;
-    let req = ApiVersionsRequest::decode(body, raw.api_version).map_err(|e| {
-        BrokerError::Undecodable {
-            peer,
-            api: api_name(raw.api_key),
-            api_key: raw.api_key,
-            api_version: raw.api_version,
-            reason: format!("{e:#}"),
-        }
+    // Decoded to refuse a malformed request; nothing in it changes the answer.
+    ApiVersionsRequest::decode(body, raw.api_version).map_err(|e| BrokerError::Undecodable {
+        peer,
+        api: api_name(raw.api_key),
+        api_key: raw.api_key,
+        api_version: raw.api_version,
+        reason: format!("{e:#}"),
     })?;
-    codec::encode_response(raw, 0, raw.api_version, &handle(&req))
+    codec::encode_response(raw, 0, raw.api_version, &handle(raw.api_version))
 }
 
 fn api_list() -> Vec<ApiVersion> {
@@ -55,12 +54,53 @@ pub fn unsupported_version_response() -> ApiVersionsResponse {
         .with_api_keys(api_list())
 }
 
-/// Answer to a decodable request.
-pub fn handle(_req: &ApiVersionsRequest) -> ApiVersionsResponse {
+/// Features (KIP-584) this broker supports, `(name, min, max, finalized level)`: what
+/// `kafka-features.sh describe` prints. Only features whose meaning Sluice implements, fixed by
+/// the binary (no UpdateFeatures): the consumer group protocol (KIP-848) and share groups
+/// (KIP-932) are on; `transaction.version` stays 0 (Kafka 4.2's producer uses the KIP-890
+/// transaction protocol at 2, which this broker does not speak). `metadata.version` and
+/// `kraft.version` describe Kafka's own metadata log, which Sluice does not have.
+pub const FEATURES: &[(&str, i16, i16, i16)] = &[
+    ("group.version", 0, 1, 1),
+    ("share.version", 0, 1, 1),
+    ("transaction.version", 0, 0, 0),
+];
+
+/// The finalized features' epoch: they never change while a broker runs.
+const FEATURES_EPOCH: i64 = 0;
+
+/// Answer to a decodable request of `version`.
+pub fn handle(version: i16) -> ApiVersionsResponse {
+    let supported = FEATURES
+        .iter()
+        // Before v4 a feature whose lowest version is 0 is left out (older clients refuse
+        // such a range), as Kafka does.
+        .filter(|(_, min, _, _)| version >= 4 || *min > 0)
+        .map(|(name, min, max, _)| {
+            api_versions_response::SupportedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect();
+    // A feature finalized at 0 is off: Kafka lists only those above.
+    let finalized = FEATURES
+        .iter()
+        .filter(|(_, _, _, level)| *level > 0)
+        .map(|(name, _, _, level)| {
+            api_versions_response::FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_min_version_level(*level)
+                .with_max_version_level(*level)
+        })
+        .collect();
     ApiVersionsResponse::default()
         .with_error_code(codes::NONE)
         .with_api_keys(api_list())
         .with_throttle_time_ms(0)
+        .with_supported_features(supported)
+        .with_finalized_features_epoch(FEATURES_EPOCH)
+        .with_finalized_features(finalized)
 }
 
 #[cfg(test)]
@@ -71,13 +111,47 @@ mod tests {
     fn unimplemented_apis_are_not_advertised() {
         assert_eq!(advertised(ApiKey::CreateDelegationToken), None);
         assert_eq!(advertised(ApiKey::BrokerHeartbeat), None);
-        let listed: Vec<i16> = handle(&ApiVersionsRequest::default())
-            .api_keys
-            .iter()
-            .map(|a| a.api_key)
-            .collect();
+        let listed: Vec<i16> = handle(4).api_keys.iter().map(|a| a.api_key).collect();
         assert_eq!(listed.len(), SUPPORTED_APIS.len());
         assert!(!listed.contains(&(ApiKey::BrokerHeartbeat as i16)));
+    }
+
+    #[test]
+    fn features_are_listed_as_each_version_can_carry_them() {
+        let r = handle(4);
+        let supported: Vec<(String, i16, i16)> = r
+            .supported_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+            .collect();
+        assert_eq!(
+            supported,
+            vec![
+                ("group.version".to_string(), 0, 1),
+                ("share.version".to_string(), 0, 1),
+                ("transaction.version".to_string(), 0, 0),
+            ]
+        );
+        let finalized: Vec<(String, i16)> = r
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.max_version_level))
+            .collect();
+        assert_eq!(
+            finalized,
+            vec![
+                ("group.version".to_string(), 1),
+                ("share.version".to_string(), 1)
+            ],
+            "transaction.version is off, so not finalized"
+        );
+        assert_eq!(r.finalized_features_epoch, 0);
+        let v3 = handle(3);
+        assert!(
+            v3.supported_features.is_empty(),
+            "v3 leaves out ranges from 0"
+        );
+        assert_eq!(v3.finalized_features.len(), 2);
     }
 
     #[test]
